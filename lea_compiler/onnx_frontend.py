@@ -1,0 +1,240 @@
+"""ONNX front end: turns a model file into leac's Graph IR, or says clearly why it cannot.
+
+Steps: read the file (external data resolved relative to the model's folder),
+run the ONNX checker, convert models older than opset 13 to opset 13 with
+onnx's version converter (leac's op semantics are those of opset 13 and
+later), run ONNX shape inference (strict, with data propagation so Reshape
+targets computed in the graph still get shapes), refuse every unsupported op
+at once, then build the IR and verify it. Nothing after this module looks at
+protobufs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import onnx.shape_inference
+import onnx.version_converter
+
+from lea_compiler.errors import InvalidModelError
+from lea_compiler.ir import Dim, Graph, Shape, Value
+from lea_compiler.ops import OPS, infer_node, onnx_dtype, supported_ops_text
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 13
+"""Models below this ai.onnx opset are converted up to it."""
+
+MAX_MODEL_BYTES = 2 * 1024**3
+"""Largest model file read (the protobuf limit); bigger models must use external data."""
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model(path: str | os.PathLike[str]) -> Graph:
+    """Read an ONNX file and return its verified IR.
+
+    Raises:
+        InvalidModelError: the file is missing, not ONNX, fails the checker or
+            shape inference, or uses ops leac does not support (all listed).
+    """
+    source = Path(path)
+    if not source.exists():
+        raise InvalidModelError(f"{source}: no such file")
+    if not source.is_file():
+        raise InvalidModelError(f"{source}: not a file")
+    size = source.stat().st_size
+    if size == 0:
+        raise InvalidModelError(f"{source}: the file is empty, not an ONNX model")
+    if size > MAX_MODEL_BYTES:
+        raise InvalidModelError(f"{source}: {size} bytes is larger than ONNX's 2 GiB protobuf limit")
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for a bad file
+        raise InvalidModelError(f"{source}: not a readable ONNX model ({_first_line(exc)})") from None
+    return import_model(model, source=str(source))
+
+
+def import_model(model: onnx.ModelProto, source: str = "<model>") -> Graph:
+    """Convert an in-memory ONNX model to the IR (see `load_model`)."""
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # ValidationError, or C++ errors surfacing as others
+        raise InvalidModelError(f"{source}: the ONNX checker refuses the model: {_first_line(exc)}") from None
+    model = _convert_opset(model, source)
+    _refuse_unsupported(model, source)
+    try:
+        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        raise InvalidModelError(f"{source}: ONNX shape inference fails: {_first_line(exc)}") from None
+    graph = _build(model, source)
+    problems = graph.problems()
+    if problems:
+        raise InvalidModelError(f"{source}: the model is inconsistent:\n  " + "\n  ".join(problems))
+    return graph
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if len(text) > 400 else text
+
+
+def _default_opset(model: onnx.ModelProto) -> int | None:
+    for entry in model.opset_import:
+        if entry.domain in _DEFAULT_DOMAINS:
+            return int(entry.version)
+    return None
+
+
+def _convert_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    version = _default_opset(model)
+    newest = onnx.defs.onnx_opset_version()
+    if version is None:
+        return model
+    if version > newest:
+        raise InvalidModelError(
+            f"{source}: opset {version} is newer than the installed onnx package knows ({newest}); "
+            "upgrade onnx or export with an older opset"
+        )
+    if version >= MIN_OPSET:
+        return model
+    try:
+        converted = onnx.version_converter.convert_version(model, MIN_OPSET)
+        onnx.checker.check_model(converted)
+    except Exception as exc:
+        raise InvalidModelError(
+            f"{source}: opset {version} is older than {MIN_OPSET} and onnx's version converter "
+            f"cannot convert it ({_first_line(exc)}); re-export the model with opset >= {MIN_OPSET}"
+        ) from None
+    log.info("%s: converted from opset %d to %d", source, version, MIN_OPSET)
+    return converted
+
+
+def _refuse_unsupported(model: onnx.ModelProto, source: str) -> None:
+    bad: list[str] = []
+    for index, node in enumerate(model.graph.node):
+        domain = "" if node.domain in _DEFAULT_DOMAINS else node.domain
+        if (domain, node.op_type) not in OPS:
+            op = f"{domain}.{node.op_type}" if domain else node.op_type
+            bad.append(f"node '{node.name or f'#{index}'}' ({op})")
+    if model.graph.sparse_initializer:
+        bad.append("sparse initializers")
+    if bad:
+        raise InvalidModelError(
+            f"{source}: unsupported: {', '.join(bad)}. leac supports: {supported_ops_text()}"
+        )
+
+
+def _shape_of(type_proto: onnx.TypeProto) -> Shape:
+    tensor = type_proto.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    dims: list[Dim] = []
+    for d in tensor.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param") and d.dim_param:
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return tuple(dims)
+
+
+def _attribute(attr: onnx.AttributeProto, where: str) -> Any:
+    kind = attr.type
+    if kind in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        raise InvalidModelError(f"{where}: attribute {attr.name} holds a subgraph, which leac does not support")
+    if kind in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS):
+        raise InvalidModelError(f"{where}: attribute {attr.name} holds a sparse tensor, which leac does not support")
+    if kind == onnx.AttributeProto.TENSOR:
+        return _tensor(attr.t, where)
+    if kind == onnx.AttributeProto.TENSORS:
+        return [_tensor(t, where) for t in attr.tensors]
+    value = onnx.helper.get_attribute_value(attr)
+    if kind == onnx.AttributeProto.STRING:
+        return value.decode("utf-8", errors="replace")
+    if kind == onnx.AttributeProto.STRINGS:
+        return [v.decode("utf-8", errors="replace") for v in value]
+    if kind == onnx.AttributeProto.FLOAT:
+        return float(value)
+    if kind == onnx.AttributeProto.INT:
+        return int(value)
+    if kind in (onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS):
+        return list(value)
+    raise InvalidModelError(f"{where}: attribute {attr.name} has a type leac does not support")
+
+
+def _tensor(tensor: onnx.TensorProto, where: str) -> np.ndarray[Any, Any]:
+    try:
+        array = onnx.numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise InvalidModelError(f"{where}: tensor {tensor.name or '(unnamed)'} is unreadable: {_first_line(exc)}") from None
+    if array.dtype.kind in "SUO":  # string tensors: leac keeps them as object arrays of str
+        decoded = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.ravel()]
+        array = np.array(decoded, dtype=object).reshape(array.shape)
+    return array
+
+
+def _build(model: onnx.ModelProto, source: str) -> Graph:
+    g = model.graph
+    opset = {("" if e.domain in _DEFAULT_DOMAINS else e.domain): int(e.version) for e in model.opset_import}
+    graph = Graph(name=g.name or Path(source).stem, opset=opset)
+    if model.producer_name:
+        graph.metadata["producer"] = f"{model.producer_name} {model.producer_version}".strip()
+    graph.metadata["source"] = source
+
+    values: dict[str, Value] = {}
+    types: dict[str, onnx.TypeProto] = {}
+    for info in [*g.input, *g.value_info, *g.output]:
+        types[info.name] = info.type
+
+    for init in g.initializer:
+        values[init.name] = graph.add_initializer(init.name, _tensor(init, f"initializer {init.name}"))
+    for inp in g.input:
+        if inp.name in values:
+            continue  # IR < 4 lists initializers as inputs too; they are constants here
+        if not inp.type.HasField("tensor_type"):
+            raise InvalidModelError(f"{source}: graph input {inp.name} is not a tensor (sequences and maps are not supported)")
+        values[inp.name] = graph.add_input(inp.name, onnx_dtype(inp.type.tensor_type.elem_type), _shape_of(inp.type))
+
+    for index, proto in enumerate(g.node):
+        domain = "" if proto.domain in _DEFAULT_DOMAINS else proto.domain
+        where = f"node '{proto.name or f'#{index}'}' ({proto.op_type})"
+        attrs = {a.name: _attribute(a, where) for a in proto.attribute}
+        inputs = [values[name] if name else None for name in proto.input]
+        while inputs and inputs[-1] is None:
+            inputs.pop()
+        outputs: list[tuple[str, np.dtype[Any], Shape]] = []
+        for name in proto.output:
+            if not name:
+                raise InvalidModelError(f"{source}: {where} has an omitted output, which leac does not support")
+            t = types.get(name)
+            if t is not None and t.HasField("tensor_type") and t.tensor_type.elem_type:
+                outputs.append((name, onnx_dtype(t.tensor_type.elem_type), _shape_of(t)))
+            else:
+                outputs.append((name, np.dtype(np.float32), None))
+        node = graph.add_node(
+            proto.op_type,
+            inputs,
+            outputs,
+            name=proto.name or f"{proto.op_type.lower()}_{index}",
+            domain=domain,
+            attrs=attrs,
+        )
+        problems = infer_node(node, check=True) or infer_node(node, check=False)
+        if problems:
+            raise InvalidModelError(f"{source}: " + "; ".join(problems))
+        for out in node.outputs:
+            values[out.name] = out
+
+    for out in g.output:
+        if out.name not in values:
+            raise InvalidModelError(f"{source}: graph output {out.name} is never computed")
+        graph.outputs.append(values[out.name])
+    return graph

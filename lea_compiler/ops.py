@@ -1,0 +1,651 @@
+"""The operators leac understands: one schema per op with its output type rule.
+
+`OPS` is the explicit registry, keyed by (domain, op type); the ONNX front end
+refuses any op not in it, the interpreter has one kernel per entry, and the IR
+verifier uses each schema's `infer` to check that recorded shapes and dtypes
+are consistent. Semantics follow ONNX opset 13 and later (older models are
+converted by the front end).
+
+Shape rules work on symbolic dimensions: an int is known, a string is a named
+dimension (the batch size, usually), None is unknown. A rule never guesses: a
+dimension it cannot derive is None, and the verifier only compares dimensions
+that both sides know.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from lea_compiler.ir import Dim, Node, Shape, Value
+
+TypeRule = Callable[[Node], list[tuple[np.dtype[Any], Shape]]]
+
+ML_DOMAIN = "ai.onnx.ml"
+
+
+@dataclass(frozen=True)
+class OpSchema:
+    """What leac knows about one op: where it lives and how its output types follow."""
+
+    domain: str
+    op_type: str
+    infer: TypeRule
+    min_inputs: int
+    max_inputs: int
+    max_outputs: int = 1
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.domain}.{self.op_type}" if self.domain else self.op_type
+
+
+class ShapeError(Exception):
+    """A node's inputs do not fit together (message without the node's name)."""
+
+
+# ------------------------------------------------------------------ dimensions
+def merge_dim(a: Dim, b: Dim) -> Dim:
+    """The dimension known from two sources that must agree."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, int) and isinstance(b, int) and a != b:
+        raise ShapeError(f"dimensions {a} and {b} differ")
+    return a if isinstance(a, int) else b
+
+
+def broadcast(*shapes: Shape) -> Shape:
+    """Numpy/ONNX multidirectional broadcasting over symbolic shapes."""
+    if any(s is None for s in shapes):
+        return None
+    known = [s for s in shapes if s is not None]
+    rank = max(len(s) for s in known)
+    out: list[Dim] = []
+    for axis in range(rank):
+        dims = [s[len(s) - rank + axis] for s in known if len(s) - rank + axis >= 0]
+        rest = [d for d in dims if d != 1]
+        ints = {d for d in rest if isinstance(d, int)}
+        if len(ints) > 1:
+            raise ShapeError(f"shapes {[list(s) for s in known]} cannot broadcast")
+        if ints:
+            out.append(ints.pop())
+        elif not rest:
+            out.append(1)
+        elif all(isinstance(d, str) and d == rest[0] for d in rest):
+            out.append(rest[0])
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def product(dims: Sequence[Dim]) -> Dim:
+    """The product of dimensions: an int if all are known, the symbol if it is the only factor."""
+    if all(isinstance(d, int) for d in dims):
+        return int(math.prod(int(d) for d in dims))  # type: ignore[arg-type]
+    unknown = [d for d in dims if not (isinstance(d, int) and d == 1)]
+    if len(unknown) == 1 and isinstance(unknown[0], str):
+        return unknown[0]
+    return None
+
+
+def normalize_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def onnx_dtype(elem_type: int) -> np.dtype[Any]:
+    """The numpy dtype of an ONNX TensorProto element type (strings are object)."""
+    if elem_type == onnx.TensorProto.STRING:
+        return np.dtype(object)
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+# ------------------------------------------------------------------- helpers
+def _in(node: Node, index: int) -> Value:
+    value = node.input(index)
+    if value is None:
+        raise ShapeError(f"input {index} is missing")
+    return value
+
+
+def _const_ints(node: Node, index: int) -> list[int] | None:
+    value = node.input(index)
+    if value is None or value.const is None:
+        return None
+    return [int(v) for v in np.asarray(value.const).reshape(-1)]
+
+
+def _same(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    return [(x.dtype, x.shape)]
+
+
+def _binary(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    a, b = _in(node, 0), _in(node, 1)
+    if a.dtype != b.dtype:
+        raise ShapeError(f"input types {a.dtype} and {b.dtype} differ")
+    return [(a.dtype, broadcast(a.shape, b.shape))]
+
+
+def _gemm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    a, b = _in(node, 0), _in(node, 1)
+    if a.shape is None or b.shape is None:
+        return [(a.dtype, None)]
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise ShapeError(f"Gemm needs 2-D inputs, got {a.type_str()} and {b.type_str()}")
+    m, ka = a.shape[::-1] if node.attr("transA", 0) else a.shape
+    kb, n = b.shape[::-1] if node.attr("transB", 0) else b.shape
+    try:
+        merge_dim(ka, kb)
+    except ShapeError:
+        raise ShapeError(f"inner dimensions {ka} and {kb} differ") from None
+    c = node.input(2)
+    if c is not None and c.shape is not None:
+        broadcast(c.shape, (m, n))
+    return [(a.dtype, (m, n))]
+
+
+def _matmul(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    a, b = _in(node, 0), _in(node, 1)
+    if a.shape is None or b.shape is None:
+        return [(a.dtype, None)]
+    sa, sb = list(a.shape), list(b.shape)
+    if not sa or not sb:
+        raise ShapeError("MatMul inputs must have rank >= 1")
+    squeeze_a, squeeze_b = len(sa) == 1, len(sb) == 1
+    if squeeze_a:
+        sa = [1, *sa]
+    if squeeze_b:
+        sb = [*sb, 1]
+    try:
+        merge_dim(sa[-1], sb[-2])
+    except ShapeError:
+        raise ShapeError(f"inner dimensions {sa[-1]} and {sb[-2]} differ") from None
+    batch = broadcast(tuple(sa[:-2]), tuple(sb[:-2]))
+    assert batch is not None
+    out = [*batch, sa[-2], sb[-1]]
+    if squeeze_a:
+        out.pop(-2)
+    if squeeze_b:
+        out.pop(-1)
+    return [(a.dtype, tuple(out))]
+
+
+def _cast(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    return [(onnx_dtype(int(node.attr("to"))), _in(node, 0).shape)]
+
+
+def _dropout(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    outs: list[tuple[np.dtype[Any], Shape]] = [(x.dtype, x.shape)]
+    if len(node.outputs) > 1:
+        outs.append((np.dtype(bool), x.shape))
+    return outs
+
+
+def _argmax(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(np.dtype(np.int64), None)]
+    axis = normalize_axis(int(node.attr("axis", 0)), len(x.shape))
+    dims = list(x.shape)
+    if node.attr("keepdims", 1):
+        dims[axis] = 1
+    else:
+        dims.pop(axis)
+    return [(np.dtype(np.int64), tuple(dims))]
+
+
+def _flatten(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(x.dtype, (None, None))]
+    rank = len(x.shape)
+    axis = int(node.attr("axis", 1))
+    if not -rank <= axis <= rank:
+        raise ShapeError(f"axis {axis} is out of range for rank {rank}")
+    axis = axis % rank if axis < 0 else axis
+    return [(x.dtype, (product(x.shape[:axis]), product(x.shape[axis:])))]
+
+
+def _reshape(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    target = _const_ints(node, 1)
+    if target is None:
+        s = _in(node, 1).shape
+        rank = s[0] if s is not None and len(s) == 1 else None
+        return [(x.dtype, None if not isinstance(rank, int) else (None,) * rank)]
+    allowzero = bool(node.attr("allowzero", 0))
+    out: list[Dim] = []
+    for i, d in enumerate(target):
+        if d == 0 and not allowzero:
+            if x.shape is None or i >= len(x.shape):
+                raise ShapeError(f"shape entry {i} is 0 (copy) but the input has no dimension {i}")
+            out.append(x.shape[i])
+        elif d == -1:
+            out.append(-1)
+        elif d < -1:
+            raise ShapeError(f"shape entry {i} is {d}")
+        else:
+            out.append(d)
+    if out.count(-1) > 1:
+        raise ShapeError("shape has more than one -1")
+    if -1 in out:
+        total = product(x.shape) if x.shape is not None else None
+        rest = product([d for d in out if d != -1])
+        fill: Dim = None
+        if isinstance(total, int) and isinstance(rest, int):
+            if rest == 0 or total % rest:
+                raise ShapeError(f"cannot reshape {total} elements into {target}")
+            fill = total // rest
+        elif isinstance(total, str) and isinstance(rest, int) and rest == 1:
+            fill = total
+        elif x.shape is not None and isinstance(rest, int) and rest > 0:
+            # e.g. [batch, 4, 2] -> [batch, -1]: the symbolic factor cancels
+            remaining = list(x.shape)
+            for d in out:
+                if d != -1 and d in remaining and not isinstance(d, int):
+                    remaining.remove(d)
+            known = product([d for d in remaining if isinstance(d, int)])
+            sym = [d for d in remaining if not isinstance(d, int)]
+            if not sym and isinstance(known, int):
+                rest_int = product([d for d in out if d != -1 and isinstance(d, int)])
+                if isinstance(rest_int, int) and rest_int and known % rest_int == 0:
+                    fill = known // rest_int
+        out[out.index(-1)] = fill
+    elif x.shape is not None:
+        total, new = product(x.shape), product(out)
+        if isinstance(total, int) and isinstance(new, int) and total != new:
+            raise ShapeError(f"cannot reshape {list(x.shape)} ({total} elements) into {target}")
+    return [(x.dtype, tuple(out))]
+
+
+def _axes(node: Node) -> list[int] | None:
+    if "axes" in node.attrs:
+        return [int(a) for a in node.attrs["axes"]]
+    return _const_ints(node, 1)
+
+
+def _squeeze(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(x.dtype, None)]
+    axes = _axes(node)
+    if axes is None:
+        if node.input(1) is not None:
+            return [(x.dtype, None)]
+        if any(not isinstance(d, int) for d in x.shape):
+            return [(x.dtype, None)]
+        return [(x.dtype, tuple(d for d in x.shape if d != 1))]
+    rank = len(x.shape)
+    drop = {normalize_axis(a, rank) for a in axes}
+    for a in drop:
+        if isinstance(x.shape[a], int) and x.shape[a] != 1:
+            raise ShapeError(f"cannot squeeze axis {a} of size {x.shape[a]}")
+    return [(x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in drop))]
+
+
+def _unsqueeze(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    axes = _axes(node)
+    if x.shape is None or axes is None:
+        return [(x.dtype, None)]
+    rank = len(x.shape) + len(axes)
+    put = sorted(normalize_axis(a, rank) for a in axes)
+    if len(set(put)) != len(put):
+        raise ShapeError(f"axes {axes} repeat")
+    dims = list(x.shape)
+    for a in put:
+        dims.insert(a, 1)
+    return [(x.dtype, tuple(dims))]
+
+
+def _transpose(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(x.dtype, None)]
+    perm = node.attr("perm")
+    rank = len(x.shape)
+    perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+    if sorted(perm) != list(range(rank)):
+        raise ShapeError(f"perm {perm} is not a permutation of {rank} axes")
+    return [(x.dtype, tuple(x.shape[p] for p in perm))]
+
+
+def _concat(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    parts = [v for v in node.inputs if v is not None]
+    if not parts:
+        raise ShapeError("Concat has no inputs")
+    dtype = parts[0].dtype
+    if any(p.dtype != dtype for p in parts):
+        raise ShapeError("Concat inputs have different types")
+    if any(p.shape is None for p in parts):
+        return [(dtype, None)]
+    rank = len(parts[0].shape)  # type: ignore[arg-type]
+    if any(len(p.shape) != rank for p in parts):  # type: ignore[arg-type]
+        raise ShapeError("Concat inputs have different ranks")
+    axis = normalize_axis(int(node.attr("axis")), rank)
+    out: list[Dim] = []
+    for i in range(rank):
+        dims = [p.shape[i] for p in parts]  # type: ignore[index]
+        if i == axis:
+            out.append(_sum_dims(dims))
+        else:
+            merged: Dim = None
+            for d in dims:
+                merged = merge_dim(merged, d)
+            out.append(merged)
+    return [(dtype, tuple(out))]
+
+
+def _sum_dims(dims: list[Dim]) -> Dim:
+    if all(isinstance(d, int) for d in dims):
+        return sum(int(d) for d in dims)  # type: ignore[arg-type]
+    return None
+
+
+def spatial_output(
+    size: Dim, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int, ceil_mode: bool
+) -> Dim:
+    """Output length of a convolution or pooling window sliding over `size`."""
+    if not isinstance(size, int):
+        return None
+    span = dilation * (kernel - 1) + 1
+    room = size + pad_begin + pad_end - span
+    if room < 0:
+        raise ShapeError(f"window of {span} does not fit input of {size} with padding {pad_begin}+{pad_end}")
+    out = (math.ceil(room / stride) if ceil_mode else room // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_begin:
+        out -= 1  # the last window must start inside the input or its left padding
+    return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """The resolved sliding-window geometry of a Conv or pooling node (2-D)."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    ceil_mode: bool
+
+
+def window_of(node: Node, spatial: Sequence[Dim], kernel: Sequence[int]) -> Window:
+    """Resolve strides, dilations, pads and auto_pad of a 2-D window op, as ONNX defines them."""
+    if len(kernel) != 2 or len(spatial) != 2:
+        raise ShapeError(f"only 2-D windows are supported, got kernel {list(kernel)}")
+    strides = tuple(int(s) for s in node.attr("strides", [1, 1]))
+    dilations = tuple(int(d) for d in node.attr("dilations", [1, 1]))
+    if len(strides) != 2 or len(dilations) != 2 or min(strides) < 1 or min(dilations) < 1:
+        raise ShapeError(f"bad strides {list(strides)} or dilations {list(dilations)}")
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    ceil_mode = bool(node.attr("ceil_mode", 0))
+    if auto_pad in ("NOTSET", "VALID"):
+        pads = tuple(int(p) for p in node.attr("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else (0, 0, 0, 0)
+        if len(pads) != 4 or min(pads) < 0:
+            raise ShapeError(f"bad pads {list(pads)}")
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        computed: list[int] = []
+        for size, k, s, d in zip(spatial, kernel, strides, dilations):
+            if not isinstance(size, int):
+                raise ShapeError("auto_pad SAME needs known spatial dimensions")
+            out = math.ceil(size / s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+            computed.append(total)
+        small = [t // 2 for t in computed]
+        large = [t - t // 2 for t in computed]
+        begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+        pads = (begin[0], begin[1], end[0], end[1])
+        ceil_mode = False
+    else:
+        raise ShapeError(f"auto_pad {auto_pad!r} is not supported")
+    return Window(
+        kernel=(int(kernel[0]), int(kernel[1])),
+        strides=(strides[0], strides[1]),
+        dilations=(dilations[0], dilations[1]),
+        pads=(pads[0], pads[1], pads[2], pads[3]),
+        ceil_mode=ceil_mode,
+    )
+
+
+def window_output(spatial: Sequence[Dim], w: Window) -> tuple[Dim, Dim]:
+    return (
+        spatial_output(spatial[0], w.kernel[0], w.strides[0], w.pads[0], w.pads[2], w.dilations[0], w.ceil_mode),
+        spatial_output(spatial[1], w.kernel[1], w.strides[1], w.pads[1], w.pads[3], w.dilations[1], w.ceil_mode),
+    )
+
+
+def _conv(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x, w = _in(node, 0), _in(node, 1)
+    if int(node.attr("group", 1)) != 1:
+        raise ShapeError(f"group={node.attr('group')} is not supported (only group=1)")
+    if x.shape is None or w.shape is None:
+        return [(x.dtype, None)]
+    if len(x.shape) != 4 or len(w.shape) != 4:
+        raise ShapeError(f"only 2-D Conv is supported (input {x.type_str()}, weight {w.type_str()})")
+    merge_dim(x.shape[1], w.shape[1])
+    kernel = node.attr("kernel_shape", w.shape[2:])
+    if any(not isinstance(k, int) for k in kernel):
+        return [(x.dtype, (x.shape[0], w.shape[0], None, None))]
+    geometry = window_of(node, x.shape[2:], kernel)
+    return [(x.dtype, (x.shape[0], w.shape[0], *window_output(x.shape[2:], geometry)))]
+
+
+def _pool(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(x.dtype, None)]
+    if len(x.shape) != 4:
+        raise ShapeError(f"only 2-D pooling is supported (input {x.type_str()})")
+    if node.attr("storage_order", 0):
+        raise ShapeError("storage_order=1 is not supported")
+    geometry = window_of(node, x.shape[2:], [int(k) for k in node.attr("kernel_shape", [])])
+    return [(x.dtype, (x.shape[0], x.shape[1], *window_output(x.shape[2:], geometry)))]
+
+
+def _global_pool(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(x.dtype, None)]
+    if len(x.shape) < 3:
+        raise ShapeError(f"GlobalAveragePool needs rank >= 3, got {x.type_str()}")
+    return [(x.dtype, (x.shape[0], x.shape[1], *([1] * (len(x.shape) - 2))))]
+
+
+def _batchnorm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    if node.attr("training_mode", 0):
+        raise ShapeError("training_mode=1 is not supported (export the model in eval mode)")
+    x = _in(node, 0)
+    if x.shape is not None and len(x.shape) >= 2:
+        for i in range(1, 5):
+            p = _in(node, i)
+            if p.shape is not None and len(p.shape) == 1:
+                merge_dim(x.shape[1], p.shape[0])
+    return [(x.dtype, x.shape)]
+
+
+def constant_value(node: Node) -> np.ndarray[Any, Any]:
+    """The tensor a Constant node produces, from whichever value attribute it has."""
+    a = node.attrs
+    if "value" in a:
+        return np.asarray(a["value"])
+    if "value_float" in a:
+        return np.asarray(a["value_float"], dtype=np.float32)
+    if "value_floats" in a:
+        return np.asarray(a["value_floats"], dtype=np.float32)
+    if "value_int" in a:
+        return np.asarray(a["value_int"], dtype=np.int64)
+    if "value_ints" in a:
+        return np.asarray(a["value_ints"], dtype=np.int64)
+    if "value_string" in a:
+        return np.asarray(a["value_string"], dtype=object)
+    if "value_strings" in a:
+        return np.asarray(a["value_strings"], dtype=object)
+    raise ShapeError("Constant has no value attribute (sparse_value is not supported)")
+
+
+def _constant(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    value = constant_value(node)
+    return [(value.dtype, tuple(value.shape))]
+
+
+def _array_feature_extractor(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x, idx = _in(node, 0), _in(node, 1)
+    if idx.dtype != np.int64:
+        raise ShapeError(f"indices must be int64, got {idx.dtype}")
+    count = product(idx.shape) if idx.shape is not None else None
+    if x.shape is None:
+        return [(x.dtype, None)]
+    if len(x.shape) == 1:
+        return [(x.dtype, (1, count))]
+    return [(x.dtype, (*x.shape[:-1], count))]
+
+
+def _shape_op(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(np.dtype(np.int64), (None,))]
+    start, end = shape_slice(node, len(x.shape))
+    return [(np.dtype(np.int64), (max(end - start, 0),))]
+
+
+def shape_slice(node: Node, rank: int) -> tuple[int, int]:
+    """The [start, end) axes a Shape node reports (opset 15 start/end, clamped like ONNX)."""
+    start = int(node.attr("start", 0))
+    end = int(node.attr("end", rank))
+    start = min(max(start + rank if start < 0 else start, 0), rank)
+    end = min(max(end + rank if end < 0 else end, 0), rank)
+    return start, end
+
+
+def _gather(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    data, indices = _in(node, 0), _in(node, 1)
+    if indices.dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
+        raise ShapeError(f"indices must be int32 or int64, got {indices.dtype}")
+    if data.shape is None or indices.shape is None:
+        return [(data.dtype, None)]
+    axis = normalize_axis(int(node.attr("axis", 0)), len(data.shape))
+    return [(data.dtype, (*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]))]
+
+
+def _schema(
+    op: str, rule: TypeRule, lo: int, hi: int, domain: str = "", outs: int = 1
+) -> tuple[tuple[str, str], OpSchema]:
+    return (domain, op), OpSchema(domain, op, rule, lo, hi, outs)
+
+
+OPS: dict[tuple[str, str], OpSchema] = dict(
+    [
+        _schema("Gemm", _gemm, 2, 3),
+        _schema("MatMul", _matmul, 2, 2),
+        _schema("Add", _binary, 2, 2),
+        _schema("Sub", _binary, 2, 2),
+        _schema("Mul", _binary, 2, 2),
+        _schema("Div", _binary, 2, 2),
+        _schema("Relu", _same, 1, 1),
+        _schema("LeakyRelu", _same, 1, 1),
+        _schema("Tanh", _same, 1, 1),
+        _schema("Sigmoid", _same, 1, 1),
+        _schema("Clip", _same, 1, 3),
+        _schema("HardSigmoid", _same, 1, 1),
+        _schema("Softmax", _same, 1, 1),
+        _schema("LogSoftmax", _same, 1, 1),
+        _schema("Flatten", _flatten, 1, 1),
+        _schema("Reshape", _reshape, 2, 2),
+        _schema("Squeeze", _squeeze, 1, 2),
+        _schema("Unsqueeze", _unsqueeze, 1, 2),
+        _schema("Transpose", _transpose, 1, 1),
+        _schema("Concat", _concat, 1, 1 << 30),
+        _schema("Identity", _same, 1, 1),
+        _schema("Dropout", _dropout, 1, 3, outs=2),
+        _schema("Cast", _cast, 1, 1),
+        _schema("ArgMax", _argmax, 1, 1),
+        _schema("Conv", _conv, 2, 3),
+        _schema("BatchNormalization", _batchnorm, 5, 5),
+        _schema("MaxPool", _pool, 1, 1),
+        _schema("AveragePool", _pool, 1, 1),
+        _schema("GlobalAveragePool", _global_pool, 1, 1),
+        _schema("Constant", _constant, 0, 0),
+        _schema("Shape", _shape_op, 1, 1),
+        _schema("Gather", _gather, 2, 2),
+        _schema("ArrayFeatureExtractor", _array_feature_extractor, 2, 2, domain=ML_DOMAIN),
+    ]
+)
+
+
+def schema_of(node: Node) -> OpSchema | None:
+    return OPS.get((node.domain, node.op_type))
+
+
+def infer_node(node: Node, *, check: bool) -> list[str]:
+    """Derive a node's output types from its inputs.
+
+    With `check`, compare them with the recorded ones and return the
+    disagreements as messages; otherwise overwrite the recorded dtypes and
+    shapes (keeping recorded dimensions the rule could not derive) and
+    return any error the rule raised.
+    """
+    schema = schema_of(node)
+    if schema is None:
+        return [f"{node.describe()}: no schema for this op"]
+    present = len(node.inputs)
+    if not schema.min_inputs <= present <= schema.max_inputs:
+        return [f"{node.describe()}: takes {schema.min_inputs}..{schema.max_inputs} inputs, has {present}"]
+    if not 1 <= len(node.outputs) <= schema.max_outputs:
+        return [f"{node.describe()}: may have 1..{schema.max_outputs} outputs, has {len(node.outputs)}"]
+    try:
+        inferred = schema.infer(node)
+    except ShapeError as exc:
+        return [f"{node.describe()}: {exc}"]
+    problems: list[str] = []
+    for out, (dtype, shape) in zip(node.outputs, inferred):
+        if check:
+            if out.dtype != dtype:
+                problems.append(f"{node.describe()}: output %{out.name} is {out.dtype}, inputs give {dtype}")
+            if not shapes_agree(out.shape, shape):
+                problems.append(
+                    f"{node.describe()}: output %{out.name} has shape {out.type_str()}, "
+                    f"inputs give {_shape_text(shape)}"
+                )
+        else:
+            out.dtype = dtype
+            out.shape = combine_shapes(out.shape, shape)
+    return problems
+
+
+def shapes_agree(a: Shape, b: Shape) -> bool:
+    """False only where both shapes know something and it differs."""
+    if a is None or b is None:
+        return True
+    if len(a) != len(b):
+        return False
+    return all(not (isinstance(x, int) and isinstance(y, int) and x != y) for x, y in zip(a, b))
+
+
+def combine_shapes(recorded: Shape, derived: Shape) -> Shape:
+    """`derived`, with recorded dimensions filling what the rule left unknown."""
+    if derived is None:
+        return recorded
+    if recorded is None or len(recorded) != len(derived):
+        return derived
+    return tuple(r if d is None else d for r, d in zip(recorded, derived))
+
+
+def _shape_text(shape: Shape) -> str:
+    if shape is None:
+        return "[?]"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def supported_ops_text() -> str:
+    """The supported op list for error messages, sorted, domain-qualified outside ai.onnx."""
+    return ", ".join(sorted(s.qualified for s in OPS.values()))

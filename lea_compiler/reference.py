@@ -1,0 +1,40 @@
+"""onnxruntime as the reference: what the original model computes, for accuracy and agreement.
+
+leac's interpreter and simulator are checked against this; reports quote
+the software accuracy it gives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from lea_compiler.errors import InvalidModelError
+
+
+def ort_session(model: onnx.ModelProto | str | os.PathLike[str]) -> ort.InferenceSession:
+    """A single-threaded CPU session (reproducible, and faster than threads for leac's sizes)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise InvalidModelError(f"onnxruntime cannot load the model: {exc}") from None
+
+
+def run_onnxruntime(
+    model: onnx.ModelProto | str | os.PathLike[str], feeds: Mapping[str, Any]
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Run the model in onnxruntime and return every graph output by name."""
+    session = ort_session(model)
+    names = [o.name for o in session.get_outputs()]
+    results = session.run(names, {k: np.asarray(v) for k, v in feeds.items()})
+    return dict(zip(names, results))

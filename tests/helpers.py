@@ -1,0 +1,130 @@
+"""Small builders for test models, made inline with onnx.helper (tests never download)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+RTOL = 1e-4
+ATOL = 1e-5
+"""Interpreter vs onnxruntime tolerance (float32 arithmetic in a different order)."""
+
+TYPES = {
+    np.dtype(np.float32): TensorProto.FLOAT,
+    np.dtype(np.float64): TensorProto.DOUBLE,
+    np.dtype(np.int64): TensorProto.INT64,
+    np.dtype(np.int32): TensorProto.INT32,
+    np.dtype(bool): TensorProto.BOOL,
+}
+
+
+def make_model(
+    nodes: Sequence[onnx.NodeProto],
+    inputs: Mapping[str, tuple[Any, Sequence[int | str | None]]],
+    outputs: Sequence[str | tuple[str, Any, Sequence[int | str | None]]],
+    initializers: Mapping[str, np.ndarray] | None = None,
+    opset: int = 17,
+    ml_opset: int | None = None,
+    name: str = "test",
+) -> onnx.ModelProto:
+    """A checked model: `inputs` maps name -> (numpy dtype, shape with "N" for the batch).
+
+    Outputs are names (types from onnx shape inference) or (name, dtype, shape)
+    where inference cannot give a shape.
+    """
+    graph = helper.make_graph(
+        list(nodes),
+        name,
+        [helper.make_tensor_value_info(k, TYPES[np.dtype(t)], list(s)) for k, (t, s) in inputs.items()],
+        [
+            helper.make_empty_tensor_value_info(o)
+            if isinstance(o, str)
+            else helper.make_tensor_value_info(o[0], TYPES[np.dtype(o[1])], list(o[2]))
+            for o in outputs
+        ],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()],
+    )
+    imports = [helper.make_opsetid("", opset)]
+    if ml_opset is not None:
+        imports.append(helper.make_opsetid("ai.onnx.ml", ml_opset))
+    model = helper.make_model(graph, opset_imports=imports, producer_name="leac-tests")
+    model.ir_version = 8
+    # Output types come from onnx's own shape inference, as exporters would write them.
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    known = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    for out in model.graph.output:
+        if not out.type.HasField("tensor_type"):
+            out.type.CopyFrom(known[out.name].type)
+    onnx.checker.check_model(model)
+    return model
+
+
+def random_feeds(
+    model: onnx.ModelProto, batch: int = 5, seed: int = 0, scale: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Seeded inputs for every graph input (symbolic dimensions get `batch`)."""
+    rng = np.random.default_rng(seed)
+    init_names = {i.name for i in model.graph.initializer}
+    feeds: dict[str, np.ndarray] = {}
+    for inp in model.graph.input:
+        if inp.name in init_names:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else batch for d in inp.type.tensor_type.shape.dim]
+        dtype = helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+        if np.issubdtype(dtype, np.integer):
+            feeds[inp.name] = rng.integers(-5, 6, size=dims).astype(dtype)
+        else:
+            feeds[inp.name] = (rng.standard_normal(dims) * scale).astype(dtype)
+    return feeds
+
+
+def mlp_model(sizes: Sequence[int] = (4, 12, 6, 3), seed: int = 0, act: str = "Tanh") -> onnx.ModelProto:
+    """A Gemm + activation MLP like the seed paper's 4-12-6-3 Yin-Yang network."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], {}
+    prev = "x"
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        inits[f"W{i}"] = rng.standard_normal((n, m)).astype(np.float32)
+        inits[f"b{i}"] = rng.standard_normal(n).astype(np.float32)
+        out = f"h{i}"
+        nodes.append(helper.make_node("Gemm", [prev, f"W{i}", f"b{i}"], [out], name=f"fc{i}", transB=1))
+        prev = out
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node(act, [out], [f"a{i}"], name=f"act{i}"))
+            prev = f"a{i}"
+    nodes.append(helper.make_node("Softmax", [prev], ["y"], name="softmax", axis=1))
+    return make_model(nodes, {"x": (np.float32, ["N", sizes[0]])}, ["y"], inits, name="mlp")
+
+
+def cnn_model(seed: int = 0) -> onnx.ModelProto:
+    """A small CNN on 1x8x8 inputs with BatchNorm, pooling and a Gemm head."""
+    rng = np.random.default_rng(seed)
+    f = np.float32
+    inits = {
+        "w1": rng.standard_normal((4, 1, 3, 3)).astype(f),
+        "b1": rng.standard_normal(4).astype(f),
+        "s1": rng.uniform(0.5, 1.5, 4).astype(f),
+        "o1": rng.standard_normal(4).astype(f),
+        "m1": rng.standard_normal(4).astype(f),
+        "v1": rng.uniform(0.5, 2.0, 4).astype(f),
+        "w2": rng.standard_normal((6, 4, 3, 3)).astype(f),
+        "wf": rng.standard_normal((10, 6)).astype(f),
+        "bf": rng.standard_normal(10).astype(f),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "s1", "o1", "m1", "v1"], ["n1"], name="bn1", epsilon=1e-3),
+        helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], name="conv2", strides=[1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], name="fc", transB=1),
+        helper.make_node("LogSoftmax", ["logits"], ["y"], name="logsoftmax"),
+    ]
+    return make_model(nodes, {"x": (f, ["N", 1, 8, 8])}, ["y"], inits, name="cnn")

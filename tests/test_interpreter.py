@@ -1,0 +1,212 @@
+"""The interpreter against onnxruntime, op by op and on whole models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from lea_compiler import interpreter
+from lea_compiler.errors import BadDataError
+from lea_compiler.onnx_frontend import import_model
+from lea_compiler.ops import OPS
+from lea_compiler.reference import run_onnxruntime
+from tests.helpers import ATOL, RTOL, cnn_model, make_model, mlp_model, random_feeds
+
+F = np.float32
+I64 = np.int64
+rng = np.random.default_rng(1234)
+
+
+def w(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(F)
+
+
+def node(op: str, inputs: list[str], outputs: list[str] | None = None, **attrs: object):
+    return helper.make_node(op, inputs, outputs or ["y"], name=f"{op.lower()}_under_test", **attrs)
+
+
+X2 = {"x": (F, ["N", 6])}
+X4 = {"x": (F, ["N", 3, 9, 9])}
+
+# (id, nodes, inputs, initializers, extra model kwargs); every op in OPS appears at least once.
+CASES = [
+    ("gemm", [node("Gemm", ["x", "W", "b"])], X2, {"W": w(6, 4), "b": w(4)}, {}),
+    ("gemm_transB_alpha_beta", [node("Gemm", ["x", "W", "b"], transB=1, alpha=0.5, beta=2.0)], X2,
+     {"W": w(4, 6), "b": w(1, 4)}, {}),
+    ("gemm_transA_noC", [node("Gemm", ["W", "x"], transA=1, transB=1)], X2, {"W": w(6, 3)}, {}),
+    ("gemm_scalar_C", [node("Gemm", ["x", "W", "c"], beta=0.25)], X2, {"W": w(6, 2), "c": np.array(3.0, F)}, {}),
+    ("matmul_2d", [node("MatMul", ["x", "W"])], X2, {"W": w(6, 5)}, {}),
+    ("matmul_batched", [node("MatMul", ["x", "W"])], {"x": (F, ["N", 3, 6])}, {"W": w(6, 2)}, {}),
+    ("matmul_vector", [node("MatMul", ["x", "v"])], X2, {"v": w(6)}, {}),
+    ("add_broadcast", [node("Add", ["x", "b"])], X2, {"b": w(6)}, {}),
+    ("sub", [node("Sub", ["b", "x"])], X2, {"b": w(1, 6)}, {}),
+    ("mul", [node("Mul", ["x", "x"])], X2, {}, {}),
+    ("div", [node("Div", ["x", "d"])], X2, {"d": rng.uniform(0.5, 2, 6).astype(F)}, {}),
+    ("div_int", [node("Div", ["x", "d"])], {"x": (I64, ["N", 4])}, {"d": np.array([2, -3, 4, -1], I64)}, {}),
+    ("relu", [node("Relu", ["x"])], X2, {}, {}),
+    ("leakyrelu", [node("LeakyRelu", ["x"], alpha=0.3)], X2, {}, {}),
+    ("tanh", [node("Tanh", ["x"])], X2, {}, {}),
+    ("sigmoid_large", [node("Mul", ["x", "k"], ["big"]), node("Sigmoid", ["big"])], X2,
+     {"k": np.array(60.0, F)}, {}),
+    ("clip_inputs", [node("Clip", ["x", "lo", "hi"])], X2, {"lo": np.array(-0.5, F), "hi": np.array(0.7, F)}, {}),
+    ("clip_max_only", [node("Clip", ["x", "", "hi"])], X2, {"hi": np.array(0.2, F)}, {}),
+    ("clip_none", [node("Clip", ["x"])], X2, {}, {}),
+    ("hardsigmoid", [node("HardSigmoid", ["x"], alpha=0.3, beta=0.4)], X2, {}, {}),
+    ("softmax", [node("Softmax", ["x"])], X2, {}, {}),
+    ("softmax_axis1_3d", [node("Softmax", ["x"], axis=1)], {"x": (F, ["N", 3, 4])}, {}, {}),
+    ("logsoftmax", [node("LogSoftmax", ["x"], axis=-1)], X2, {}, {}),
+    ("flatten", [node("Flatten", ["x"])], X4, {}, {}),
+    ("flatten_axis0", [node("Flatten", ["x"], axis=0)], X4, {}, {}),
+    ("flatten_axis3", [node("Flatten", ["x"], axis=3)], X4, {}, {}),
+    ("reshape", [node("Reshape", ["x", "s"])], X4, {"s": np.array([0, -1, 9], I64)}, {}),
+    ("reshape_to_2d", [node("Reshape", ["x", "s"])], X4, {"s": np.array([-1, 243], I64)}, {}),
+    ("squeeze", [node("Squeeze", ["x", "a"])], {"x": (F, ["N", 1, 4, 1])}, {"a": np.array([1, -1], I64)}, {}),
+    ("squeeze_all", [node("Squeeze", ["x"])], {"x": (F, [3, 1, 4, 1])}, {}, {}),
+    ("unsqueeze", [node("Unsqueeze", ["x", "a"])], X2, {"a": np.array([0, 3], I64)}, {}),
+    ("transpose", [node("Transpose", ["x"], perm=[0, 2, 3, 1])], X4, {}, {}),
+    ("transpose_default", [node("Transpose", ["x"])], {"x": (F, ["N", 2, 3])}, {}, {}),
+    ("concat", [node("Relu", ["x"], ["r"]), node("Concat", ["x", "r", "x"], axis=1)], X2, {}, {}),
+    ("shape_gather_reshape", [node("Shape", ["x"], ["s"]), node("Gather", ["s", "zero"], ["n"]),
+                              node("Unsqueeze", ["n", "ax"], ["n1"]), node("Concat", ["n1", "minus1"], ["t"], axis=0),
+                              node("Reshape", ["x", "t"])], X4,
+     {"zero": np.array(0, I64), "ax": np.array([0], I64), "minus1": np.array([-1], I64)}, {}),
+    ("shape_slice", [node("Shape", ["x"], ["y"], start=1, end=-1)], X4, {}, {}),
+    ("gather_axis1_negative", [node("Gather", ["x", "i"], axis=1)], X2, {"i": np.array([[-1, 0], [2, 2]], I64)}, {}),
+    ("identity", [node("Identity", ["x"])], X2, {}, {}),
+    ("dropout_mask", [node("Dropout", ["x"], ["y", "mask"])], X2, {}, {"outputs": ["y", "mask"]}),
+    ("cast_to_int", [node("Cast", ["x"], to=TensorProto.INT64)], X2, {}, {}),
+    ("cast_int_to_float", [node("Cast", ["x"], to=TensorProto.FLOAT)], {"x": (I64, ["N", 3])}, {}, {}),
+    ("cast_int_to_string", [node("Cast", ["x"], to=TensorProto.STRING)], {"x": (I64, ["N", 3])}, {}, {}),
+    ("argmax", [node("ArgMax", ["x"], axis=1, keepdims=0)], X2, {}, {}),
+    ("argmax_keepdims_last", [node("ArgMax", ["x"], axis=-1, select_last_index=1)],
+     {"x": (I64, ["N", 6])}, {}, {}),
+    ("conv", [node("Conv", ["x", "W", "b"], pads=[1, 1, 1, 1])], X4, {"W": w(5, 3, 3, 3), "b": w(5)}, {}),
+    ("conv_stride_dilation", [node("Conv", ["x", "W"], strides=[2, 1], dilations=[2, 2], pads=[0, 1, 2, 1])], X4,
+     {"W": w(4, 3, 3, 2)}, {}),
+    ("conv_same_upper", [node("Conv", ["x", "W"], auto_pad="SAME_UPPER", strides=[2, 2])], X4, {"W": w(2, 3, 4, 4)}, {}),
+    ("conv_same_lower", [node("Conv", ["x", "W"], auto_pad="SAME_LOWER", strides=[2, 2])], X4, {"W": w(2, 3, 4, 4)}, {}),
+    ("conv_valid_1x1", [node("Conv", ["x", "W"], auto_pad="VALID", kernel_shape=[1, 1])], X4, {"W": w(7, 3, 1, 1)}, {}),
+    ("batchnorm", [node("BatchNormalization", ["x", "s", "o", "m", "v"], epsilon=0.01)], X4,
+     {"s": w(3), "o": w(3), "m": w(3), "v": rng.uniform(0.1, 2, 3).astype(F)}, {}),
+    ("maxpool", [node("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2])], X4, {}, {}),
+    ("maxpool_pad_ceil", [node("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                               ceil_mode=1)], {"x": (F, ["N", 2, 8, 8])}, {}, {}),
+    ("maxpool_dilated", [node("MaxPool", ["x"], kernel_shape=[2, 2], dilations=[2, 2])], X4, {}, {}),
+    ("avgpool", [node("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2])], X4, {}, {}),
+    ("avgpool_pads_exclude", [node("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], X4, {}, {}),
+    ("avgpool_pads_include", [node("AveragePool", ["x"], kernel_shape=[3, 3], pads=[1, 2, 1, 0],
+                                   count_include_pad=1)], X4, {}, {}),
+    ("avgpool_ceil_include", [node("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+                                   ceil_mode=1, count_include_pad=1)], {"x": (F, ["N", 1, 6, 6])}, {}, {}),
+    ("avgpool_same_upper", [node("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER")],
+     X4, {}, {}),
+    ("globalavgpool", [node("GlobalAveragePool", ["x"])], X4, {}, {}),
+    ("constant", [node("Constant", [], ["c"], value=helper.make_tensor("v", TensorProto.FLOAT, [6], w(6))),
+                  node("Add", ["x", "c"])], X2, {}, {}),
+    ("constant_value_floats", [node("Constant", [], ["c"], value_floats=[1.0, 2.0]),
+                               node("Mul", ["x", "c"])], {"x": (F, ["N", 2])}, {}, {}),
+    ("array_feature_extractor", [helper.make_node("ArrayFeatureExtractor", ["x", "i"], ["y"], domain="ai.onnx.ml")],
+     X2, {"i": np.array([3, 0, 3], I64)}, {"ml_opset": 1}),
+    ("labels_like_skl2onnx", [node("ArgMax", ["x"], ["k"], axis=1, keepdims=0),
+                              helper.make_node("ArrayFeatureExtractor", ["labels", "k"], ["y"], domain="ai.onnx.ml")],
+     X2, {"labels": np.array([10, 20, 30, 40, 50, 60], I64)}, {"ml_opset": 1, "outputs": [("y", I64, [1, "N"])]}),
+]
+
+
+@pytest.mark.parametrize("case_id, nodes, inputs, inits, extra", CASES, ids=[c[0] for c in CASES])
+def test_op_matches_onnxruntime(case_id, nodes, inputs, inits, extra) -> None:
+    output_specs = extra.get("outputs", ["y"])
+    outputs = [o if isinstance(o, str) else o[0] for o in output_specs]
+    model = make_model(nodes, inputs, output_specs, inits, ml_opset=extra.get("ml_opset"))
+    feeds = random_feeds(model, batch=4, seed=len(case_id))
+    expected = run_onnxruntime(model, feeds)
+    graph = import_model(model)
+    got = interpreter.run(graph, feeds)
+    assert list(got) == outputs
+    for name in outputs:
+        assert got[name].shape == expected[name].shape, name
+        assert got[name].dtype == expected[name].dtype, name
+        if got[name].dtype == object:
+            assert got[name].tolist() == expected[name].tolist()
+        else:
+            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL)
+
+
+def test_every_supported_op_is_exercised() -> None:
+    used = {(n.domain, n.op_type) for c in CASES for n in c[1]}
+    used = {("" if d in ("", "ai.onnx") else d, op) for d, op in used}
+    assert set(OPS) <= used, sorted(set(OPS) - used)
+
+
+@pytest.mark.parametrize("make", [mlp_model, cnn_model], ids=["mlp", "cnn_batchnorm"])
+def test_whole_models_match_onnxruntime(make) -> None:
+    model = make()
+    feeds = random_feeds(model, batch=16, seed=7)
+    expected = run_onnxruntime(model, feeds)
+    got = interpreter.run(import_model(model), feeds)
+    np.testing.assert_allclose(got["y"], expected["y"], rtol=RTOL, atol=ATOL)
+
+
+def test_opset_11_model_is_converted_and_agrees() -> None:
+    nodes = [
+        node("Softmax", ["x"], ["s"], axis=1),  # opset < 13: softmax over the flattened trailing axes
+        node("Unsqueeze", ["s"], ["u"], axes=[1]),
+        node("Squeeze", ["u"], ["y"], axes=[1]),
+    ]
+    model = make_model(nodes, {"x": (F, ["N", 3, 4])}, ["y"], opset=11)
+    feeds = random_feeds(model, seed=3)
+    graph = import_model(model)
+    assert graph.opset[""] == 13
+    np.testing.assert_allclose(interpreter.run(graph, feeds)["y"], run_onnxruntime(model, feeds)["y"], rtol=RTOL,
+                               atol=ATOL)
+
+
+def test_listeners_see_every_node_in_order() -> None:
+    seen = []
+
+    class Recorder:
+        def on_node(self, node, inputs, outputs) -> None:
+            seen.append((node.name, outputs[0].shape))
+
+    model = mlp_model()
+    interpreter.run(import_model(model), random_feeds(model, batch=3), listeners=[Recorder()])
+    assert seen == [("fc0", (3, 12)), ("act0", (3, 12)), ("fc1", (3, 6)), ("act1", (3, 6)), ("fc2", (3, 3)),
+                    ("softmax", (3, 3))]
+
+
+def test_keep_returns_intermediate_values() -> None:
+    model = mlp_model()
+    feeds = random_feeds(model, batch=2)
+    out = interpreter.run(import_model(model), feeds, keep=["h0"])
+    assert set(out) == {"y", "h0"} and out["h0"].shape == (2, 12)
+
+
+@pytest.mark.parametrize(
+    "feeds, message",
+    [
+        ({}, "missing x"),
+        ({"x": np.zeros((2, 4), F), "z": np.zeros(1)}, "unknown z"),
+        ({"x": np.zeros((2, 5), F)}, "dimension 1 is 5"),
+        ({"x": np.zeros((2, 4, 1), F)}, "got shape [2, 4, 1]"),
+        ({"x": np.array([["a"] * 4])}, "got <U1 data"),
+    ],
+)
+def test_bad_feeds_are_refused_with_a_message(feeds, message) -> None:
+    graph = import_model(mlp_model())
+    with pytest.raises(BadDataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        interpreter.run(graph, feeds)
+
+
+def test_float64_feeds_are_cast_to_the_model_dtype() -> None:
+    model = mlp_model()
+    feeds = random_feeds(model)
+    out64 = interpreter.run(import_model(model), {"x": feeds["x"].astype(np.float64)})
+    np.testing.assert_array_equal(out64["y"], interpreter.run(import_model(model), feeds)["y"])
+
+
+def test_out_of_range_index_names_the_node() -> None:
+    nodes = [helper.make_node("ArrayFeatureExtractor", ["x", "i"], ["y"], domain="ai.onnx.ml", name="afe")]
+    model = make_model(nodes, X2, ["y"], {"i": np.array([9], I64)}, ml_opset=1)
+    with pytest.raises(BadDataError, match="node 'afe'"):
+        interpreter.run(import_model(model), random_feeds(model))
