@@ -1,0 +1,153 @@
+"""The ONNX front end: clear refusals for bad models, faithful IR for good ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lea_compiler.errors import InvalidModelError
+from lea_compiler.onnx_frontend import import_model, load_model
+from tests.helpers import make_model, mlp_model
+
+F = np.float32
+
+
+def test_mlp_imports_with_shapes_from_inference(tmp_path) -> None:
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), path)
+    g = load_model(path)
+    assert [v.type_str() for v in g.inputs] == ["float32[N, 4]"]
+    assert [n.outputs[0].type_str() for n in g.nodes] == [
+        "float32[N, 12]", "float32[N, 12]", "float32[N, 6]", "float32[N, 6]", "float32[N, 3]", "float32[N, 3]"
+    ]
+    assert g.node("fc0").attrs == {"transB": 1}
+    assert g.metadata["producer"] == "leac-tests"
+
+
+def test_every_unsupported_op_is_named_in_one_message() -> None:
+    nodes = [
+        helper.make_node("Abs", ["x"], ["a"], name="abs_1"),
+        helper.make_node("Relu", ["a"], ["r"], name="ok"),
+        helper.make_node("Erf", ["r"], ["y"], name="erf_2"),
+    ]
+    model = make_model(nodes, {"x": (F, ["N", 3])}, ["y"])
+    with pytest.raises(InvalidModelError) as info:
+        import_model(model, source="m.onnx")
+    message = str(info.value)
+    assert "node 'abs_1' (Abs)" in message and "node 'erf_2' (Erf)" in message
+    assert "'ok'" not in message
+    assert "leac supports: Add, ArgMax" in message and "ai.onnx.ml.ArrayFeatureExtractor" in message
+
+
+def test_unnamed_unsupported_node_is_named_by_position() -> None:
+    model = make_model([helper.make_node("Abs", ["x"], ["y"])], {"x": (F, ["N", 3])}, ["y"])
+    with pytest.raises(InvalidModelError, match=r"node '#0' \(Abs\)"):
+        import_model(model)
+
+
+def test_conv_group_is_refused_naming_the_node() -> None:
+    nodes = [helper.make_node("Conv", ["x", "W"], ["y"], name="conv_3", group=2)]
+    model = make_model(nodes, {"x": (F, ["N", 4, 5, 5])}, ["y"], {"W": np.ones((4, 2, 3, 3), F)})
+    with pytest.raises(InvalidModelError, match=r"node 'conv_3' \(Conv\): group=2 is not supported"):
+        import_model(model)
+
+
+def test_batchnorm_training_mode_is_refused() -> None:
+    p = {k: np.ones(2, F) for k in "smv"} | {"o": np.zeros(2, F)}
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "o", "m", "v"], ["y"], name="bn", training_mode=1)]
+    model = helper.make_model(
+        helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 3])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 3, 3])],
+            [numpy_helper.from_array(v, k) for k, v in p.items()],
+        ),
+        opset_imports=[helper.make_opsetid("", 15)],
+    )
+    with pytest.raises(InvalidModelError, match="(?i)training_mode"):
+        import_model(model)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b"\x00\x01garbage\xff" * 10, "not a readable ONNX model"),
+        (b"not onnx at all", "not a readable ONNX model|refuses"),
+    ],
+)
+def test_bad_files_are_refused(tmp_path, content, message) -> None:
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    with pytest.raises(InvalidModelError, match=message):
+        load_model(path)
+
+
+def test_missing_file_and_directory(tmp_path) -> None:
+    with pytest.raises(InvalidModelError, match="no such file"):
+        load_model(tmp_path / "nope.onnx")
+    with pytest.raises(InvalidModelError, match="not a file"):
+        load_model(tmp_path)
+
+
+def test_truncated_model_is_refused(tmp_path) -> None:
+    data = mlp_model().SerializeToString()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidModelError, match="bad.onnx|cut.onnx"):
+        load_model(path)
+
+
+def test_checker_failure_is_reported() -> None:
+    model = mlp_model()
+    model.graph.node[0].input[1] = "no_such_weight"
+    with pytest.raises(InvalidModelError, match="checker refuses"):
+        import_model(model)
+
+
+def test_opset_newer_than_onnx_knows_is_refused() -> None:
+    model = mlp_model()
+    model.opset_import[0].version = 999
+    with pytest.raises(InvalidModelError, match="opset 999|checker"):
+        import_model(model)
+
+
+def test_shape_inference_errors_are_reported() -> None:
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(np.ones((4, 2), F), "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(InvalidModelError, match="shape inference"):
+        import_model(model)
+
+
+def test_initializers_listed_as_inputs_are_constants() -> None:
+    model = mlp_model()
+    model.ir_version = 3
+    for init in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(init.name, TensorProto.FLOAT, list(init.dims)))
+    g = import_model(model)
+    assert [v.name for v in g.inputs] == ["x"]
+    assert g.value("W0").is_const
+
+
+def test_string_constants_become_python_strings() -> None:
+    nodes = [
+        helper.make_node("ArgMax", ["x"], ["k"], axis=1, keepdims=0, name="argmax"),
+        helper.make_node("ArrayFeatureExtractor", ["labels", "k"], ["y"], domain="ai.onnx.ml", name="labels"),
+    ]
+    labels = numpy_helper.from_array(np.array(["cat", "dog", "bird"], dtype=object), "labels")
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.STRING, [1, "N"])], [labels],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)]
+    )
+    g = import_model(model)
+    assert g.value("labels").const.tolist() == ["cat", "dog", "bird"]
+    assert g.value("y").type_str() == "string[1, N]"
