@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import BadDataError
 from lea_compiler.ir import Graph, Node, Value
-from lea_compiler.ops import ML_DOMAIN, OPS, Window, constant_value, onnx_dtype, shape_slice, window_of
+from lea_compiler.ops import ML_DOMAIN, OPS, Window, constant_value, onnx_dtype, reduce_axes, shape_slice, window_of
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]
@@ -279,6 +279,15 @@ def _global_avgpool(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=x.dtype)]
 
 
+def _reduce_mean(node: Node, inputs: list[Array | None]) -> list[Array]:
+    x = _x(inputs)
+    given = None if len(inputs) < 2 or inputs[1] is None else [int(a) for a in inputs[1].reshape(-1)]
+    axes = reduce_axes(node, given, x.ndim)
+    if axes is None:
+        return [x]
+    return [x.mean(axis=axes, keepdims=bool(node.attr("keepdims", 1)), dtype=x.dtype)]
+
+
 def _batchnorm(node: Node, inputs: list[Array | None]) -> list[Array]:
     x, scale, bias, mean, var = (_x(inputs, i) for i in range(5))
     eps = np.asarray(node.attr("epsilon", 1e-5), dtype=x.dtype)
@@ -336,6 +345,7 @@ KERNELS: dict[tuple[str, str], Kernel] = {
     ("", "MaxPool"): _maxpool,
     ("", "AveragePool"): _avgpool,
     ("", "GlobalAveragePool"): _global_avgpool,
+    ("", "ReduceMean"): _reduce_mean,
     ("", "Constant"): lambda node, inputs: [constant_value(node)],
     ("", "Shape"): _shape,
     ("", "Gather"): lambda node, inputs: [np.take(_x(inputs, 0), _x(inputs, 1), axis=int(node.attr("axis", 0)))],

@@ -537,6 +537,27 @@ def _gather(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     return [(data.dtype, (*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]))]
 
 
+def reduce_axes(node: Node, axes_input: list[int] | None, rank: int) -> tuple[int, ...] | None:
+    """The axes a ReduceMean reduces (attribute before opset 18, input after); None = no-op."""
+    axes = [int(a) for a in node.attrs["axes"]] if "axes" in node.attrs else axes_input
+    if not axes:
+        return None if node.attr("noop_with_empty_axes", 0) else tuple(range(rank))
+    return tuple(sorted(normalize_axis(a, rank) for a in axes))
+
+
+def _reduce_mean(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    axes_input = _const_ints(node, 1)
+    if x.shape is None or (node.input(1) is not None and axes_input is None):
+        return [(x.dtype, None)]
+    axes = reduce_axes(node, axes_input, len(x.shape))
+    if axes is None:
+        return [(x.dtype, x.shape)]
+    keep = bool(node.attr("keepdims", 1))
+    dims = [1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes]
+    return [(x.dtype, tuple(dims))]
+
+
 def _schema(
     op: str, rule: TypeRule, lo: int, hi: int, domain: str = "", outs: int = 1
 ) -> tuple[tuple[str, str], OpSchema]:
@@ -574,6 +595,7 @@ OPS: dict[tuple[str, str], OpSchema] = dict(
         _schema("MaxPool", _pool, 1, 1),
         _schema("AveragePool", _pool, 1, 1),
         _schema("GlobalAveragePool", _global_pool, 1, 1),
+        _schema("ReduceMean", _reduce_mean, 1, 2),
         _schema("Constant", _constant, 0, 0),
         _schema("Shape", _shape_op, 1, 1),
         _schema("Gather", _gather, 2, 2),

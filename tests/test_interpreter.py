@@ -102,6 +102,10 @@ CASES = [
     ("avgpool_same_upper", [node("AveragePool", ["x"], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER")],
      X4, {}, {}),
     ("globalavgpool", [node("GlobalAveragePool", ["x"])], X4, {}, {}),
+    ("reducemean_axes_input", [node("ReduceMean", ["x", "a"], keepdims=0)], X4, {"a": np.array([-1, 2], I64)},
+     {"opset": 18}),
+    ("reducemean_all", [node("ReduceMean", ["x"])], X4, {}, {"opset": 18}),
+    ("reducemean_attr_opset13", [node("ReduceMean", ["x"], axes=[1])], X4, {}, {"opset": 13}),
     ("constant", [node("Constant", [], ["c"], value=helper.make_tensor("v", TensorProto.FLOAT, [6], w(6))),
                   node("Add", ["x", "c"])], X2, {}, {}),
     ("constant_value_floats", [node("Constant", [], ["c"], value_floats=[1.0, 2.0]),
@@ -118,7 +122,8 @@ CASES = [
 def test_op_matches_onnxruntime(case_id, nodes, inputs, inits, extra) -> None:
     output_specs = extra.get("outputs", ["y"])
     outputs = [o if isinstance(o, str) else o[0] for o in output_specs]
-    model = make_model(nodes, inputs, output_specs, inits, ml_opset=extra.get("ml_opset"))
+    model = make_model(nodes, inputs, output_specs, inits, ml_opset=extra.get("ml_opset"),
+                       opset=extra.get("opset", 17))
     feeds = random_feeds(model, batch=4, seed=len(case_id))
     expected = run_onnxruntime(model, feeds)
     graph = import_model(model)
