@@ -1,0 +1,1420 @@
+"""The chip: its crossbar arrays, their defects, and the device and periphery models.
+
+This module implements the `leac-chip` file format, version 1, exactly as
+`shared/spec/chip-format.md` defines it: loading (with every problem of a bad
+file collected and reported by JSON path), saving (deterministic, pretty JSON
+that loads back into an equal `Chip`), the per-array stuck-device maps the
+mapping passes and the simulator use, synthetic chips like the seed paper's,
+and the import of measured conductance maps.
+
+Every `Chip` object is valid: its constructor runs the same checks as the file
+loader, so code downstream (placement, simulation) never meets an
+out-of-range defect or two contradictory defects on one device.
+
+Orientation everywhere: an array's rows are word lines (inputs), its columns
+are bit lines (outputs); indices start at 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import logging
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from lea_compiler.errors import BadDataError, InvalidChipError, InvalidInputError, UsageError
+from lea_compiler.fileio import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "leac-chip"
+"""The value of the top-level `format` key."""
+VERSION = 1
+"""The newest `leac-chip` version this leac reads and the one it writes."""
+
+STUCK_HIGH = "stuck_high"
+STUCK_LOW = "stuck_low"
+STATES = (STUCK_HIGH, STUCK_LOW)
+
+# Limits that keep a hostile or mistaken file from exhausting memory or time.
+MAX_DEVICES = 10**9
+"""Most devices (summed over all arrays) a chip may have."""
+MAX_ARRAY_DEVICES = 2**26
+"""Most devices in one array (8192 x 8192); its stuck map then takes ~600 MB."""
+MAX_ARRAYS = 10**6
+"""Most arrays a chip may have."""
+MAX_BITS = 32
+"""Widest DAC/ADC leac accepts; wider is not physical and overflows integer maths."""
+MAX_FILE_BYTES = 64 * 2**20
+"""Largest chip file or conductance map leac reads (a 20,000-device chip file is ~50 kB)."""
+MAX_PROBLEMS = 200
+"""Most problems listed in one InvalidChipError; the rest are counted."""
+
+_LARGEST_FLOAT_INT = int(np.finfo(np.float64).max)
+
+
+# --------------------------------------------------------------------------
+# Validation shared by the loader and the constructors
+
+# Kinds: "levels" (ascending positive numbers), "positive" (number > 0),
+# "non_negative" (number >= 0), "count" (int >= 1), "bits" (1 <= int <= MAX_BITS).
+_DEVICE_KINDS: dict[str, str] = {
+    "levels_uS": "levels",
+    "stuck_high_uS": "positive",
+    "stuck_low_uS": "positive",
+    # A noise figure is a spread, not a conductance: 0 is a legitimate ideal device.
+    "write_noise_uS": "non_negative",
+    "read_noise_uS": "non_negative",
+}
+_PERIPHERY_KINDS: dict[str, str] = {
+    "v_read_V": "positive",
+    "dac_bits": "bits",
+    "adc_bits": "bits",
+    "adcs_per_array": "count",
+    "clock_MHz": "positive",
+    "t_mvm_ns": "positive",
+    "t_adc_ns": "positive",
+    "t_write_pulse_ns": "positive",
+    "e_device_read_pJ": "positive",
+    "e_adc_pJ": "positive",
+    "e_dac_pJ": "positive",
+    "e_write_pulse_pJ": "positive",
+}
+_TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")
+_GRID_KEYS = ("count", "rows", "cols")
+_ARRAY_KEYS = ("id", "rows", "cols")
+_DEFECT_KEYS = ("array", "row", "col", "state", "g_uS")
+
+
+class _NonFinite:
+    """What the JSON decoder returns for NaN, Infinity or an overflowing number.
+
+    Python's json accepts these by default; leac refuses them, but only after
+    decoding, so the problem can be reported with its JSON path.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _DupDict(dict):  # type: ignore[type-arg]
+    """A decoded JSON object in which some keys appeared more than once."""
+
+    duplicates: list[str]
+
+
+def _show(value: object) -> str:
+    """`value` as it would appear in JSON, shortened for a message."""
+    if isinstance(value, _NonFinite):
+        return value.text
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:76] + " ..."
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _fields_of(obj: object) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+
+
+def _number_problem(value: object, path: str, *, positive: bool = True) -> str | None:
+    """The problem with `value` as a finite (positive / non-negative) number, if any."""
+    if isinstance(value, _NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        return f"{path}: {_show(value)} is not a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{path}: {_show(value)} is not a number"
+    if isinstance(value, int) and abs(value) > _LARGEST_FLOAT_INT:
+        return f"{path}: {_show(value)} is too large"
+    if positive and value <= 0:
+        return f"{path}: {_show(value)} is not positive"
+    if not positive and value < 0:
+        return f"{path}: {_show(value)} is negative"
+    return None
+
+
+def _int_problem(
+    value: object, path: str, *, minimum: int, maximum: int | None = None
+) -> str | None:
+    """The problem with `value` as an integer in [minimum, maximum], if any."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{path}: {_show(value)} is not an integer"
+    if value < minimum:
+        what = {0: "is negative", 1: "is not positive"}.get(minimum, f"is less than {minimum}")
+        return f"{path}: {_show(value)} {what}"
+    if maximum is not None and value > maximum:
+        return f"{path}: {_show(value)} is more than leac supports ({maximum})"
+    return None
+
+
+def _levels_problems(value: object, path: str) -> list[str]:
+    if not isinstance(value, (list, tuple)):
+        return [f"{path}: {_show(value)} is not a list of numbers"]
+    problems = [
+        p for i, v in enumerate(value) if (p := _number_problem(v, f"{path}[{i}]")) is not None
+    ]
+    if len(value) < 2:
+        problems.append(f"{path}: {_show(value)} has fewer than 2 levels")
+    elif not problems and any(b <= a for a, b in zip(value[:-1], value[1:], strict=True)):
+        problems.append(f"{path}: {_show(value)} is not strictly ascending")
+    return problems
+
+
+def _kind_problems(value: object, kind: str, path: str) -> list[str]:
+    if kind == "levels":
+        return _levels_problems(value, path)
+    if kind in ("positive", "non_negative"):
+        problem = _number_problem(value, path, positive=kind == "positive")
+    elif kind == "bits":
+        problem = _int_problem(value, path, minimum=1, maximum=MAX_BITS)
+    else:
+        problem = _int_problem(value, path, minimum=1)
+    return [problem] if problem else []
+
+
+def _model_problems(values: Mapping[str, object], kinds: Mapping[str, str], path: str) -> list[str]:
+    """Problems of a device or periphery model given as a mapping (missing keys are defaults)."""
+    problems: list[str] = []
+    for key, kind in kinds.items():
+        if key in values:
+            problems += _kind_problems(values[key], kind, _join(path, key))
+    return problems
+
+
+def _name_problem(value: object, path: str) -> str | None:
+    if not isinstance(value, str):
+        return f"{path}: {_show(value)} is not a string"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path}: {_show(value)} is not valid Unicode text"
+    return None
+
+
+def _array_problems(values: Mapping[str, object], path: str) -> list[str]:
+    problems = [_int_problem(values["id"], _join(path, "id"), minimum=0)]
+    problems += [_int_problem(values[k], _join(path, k), minimum=1) for k in ("rows", "cols")]
+    return [p for p in problems if p]
+
+
+def _defect_problems(values: Mapping[str, object], path: str) -> list[str]:
+    """Type problems of one defect entry; an absent row/col is a missing key (or None)."""
+    problems = [_int_problem(values["array"], _join(path, "array"), minimum=0)]
+    for key in ("row", "col"):
+        if values.get(key) is not None:
+            problems.append(_int_problem(values[key], _join(path, key), minimum=0))
+    if values.get("row") is None and values.get("col") is None:
+        problems.append(f"{path}: has neither row nor col (give one, or both for one device)")
+    state = values["state"]
+    if state not in STATES or not isinstance(state, str):
+        problems.append(
+            f'{_join(path, "state")}: {_show(state)} is not "stuck_high" or "stuck_low"'
+        )
+    if values.get("g_uS") is not None:
+        problems.append(_number_problem(values["g_uS"], _join(path, "g_uS")))
+    return [p for p in problems if p]
+
+
+def _arrays_cross_problems(arrays: Sequence[tuple[str, Array]], where: str) -> list[str]:
+    """Unique ids and size limits over arrays that are each well-typed."""
+    problems: list[str] = []
+    seen: dict[int, str] = {}
+    total = 0
+    for path, a in arrays:
+        if a.id in seen:
+            problems.append(f"{path}.id: {a.id} is used twice (also {seen[a.id]}.id)")
+        else:
+            seen[a.id] = path
+        if a.devices > MAX_ARRAY_DEVICES:
+            problems.append(
+                f"{path}: {a.rows} x {a.cols} = {a.devices} devices is more than leac accepts "
+                f"in one array ({MAX_ARRAY_DEVICES})"
+            )
+        total += a.devices
+    if len(arrays) > MAX_ARRAYS:
+        problems.append(f"{where}: {len(arrays)} arrays is more than leac accepts ({MAX_ARRAYS})")
+    if total > MAX_DEVICES:
+        problems.append(
+            f"{where}: {total} devices in total is more than leac accepts ({MAX_DEVICES})"
+        )
+    return problems
+
+
+def _defects_cross_problems(
+    defects: Sequence[tuple[int, Defect]], arrays: Mapping[int, Array]
+) -> list[str]:
+    """Coordinates inside their array, and no device marked with two different states.
+
+    Each entry is compared with the entries before it: device against device,
+    a device against a marked row or column through it, a row against a row,
+    a column against a column, and a row against every column it crosses.
+    """
+    problems: list[str] = []
+    dev: dict[tuple[int, int, int], tuple[str, int]] = {}
+    row_line: dict[tuple[int, int], dict[str, int]] = {}
+    col_line: dict[tuple[int, int], dict[str, int]] = {}
+    dev_in_row: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+    dev_in_col: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+    rows_of_array: dict[int, dict[str, tuple[int, int]]] = {}
+    cols_of_array: dict[int, dict[str, tuple[int, int]]] = {}
+    for i, d in defects:
+        path = f"defects[{i}]"
+        arr = arrays.get(d.array)
+        if arr is None:
+            problems.append(f"{path}.array: {d.array} is not the id of any array")
+            continue
+        bad = False
+        if d.row is not None and d.row >= arr.rows:
+            problems.append(f"{path}.row: {d.row} is outside array {arr.id} ({arr.rows} rows)")
+            bad = True
+        if d.col is not None and d.col >= arr.cols:
+            problems.append(f"{path}.col: {d.col} is outside array {arr.id} ({arr.cols} columns)")
+            bad = True
+        if bad:
+            continue
+        a, r, c, s = d.array, d.row, d.col, d.state
+        other = STUCK_LOW if s == STUCK_HIGH else STUCK_HIGH
+        conflict: str | None = None
+        if r is not None and c is not None:
+            where = f"device (array {a}, row {r}, col {c}) is marked {s} here"
+            earlier = dev.get((a, r, c))
+            if earlier is not None and earlier[0] == other:
+                conflict = f"{where} and {other} in defects[{earlier[1]}]"
+            elif other in row_line.get((a, r), {}):
+                j = row_line[(a, r)][other]
+                conflict = f"{where} and lies in row {r}, marked {other} in defects[{j}]"
+            elif other in col_line.get((a, c), {}):
+                j = col_line[(a, c)][other]
+                conflict = f"{where} and lies in column {c}, marked {other} in defects[{j}]"
+            if conflict is None:
+                dev.setdefault((a, r, c), (s, i))
+                dev_in_row.setdefault((a, r), {}).setdefault(s, (i, c))
+                dev_in_col.setdefault((a, c), {}).setdefault(s, (i, r))
+        else:
+            if c is None:
+                kind, index, cross = "row", r, "column"
+                same, devs, crossing = row_line, dev_in_row, cols_of_array
+            else:
+                kind, index, cross = "column", c, "row"
+                same, devs, crossing = col_line, dev_in_col, rows_of_array
+            assert index is not None
+            where = f"{kind} {index} of array {a} is marked {s} here"
+            if other in same.get((a, index), {}):
+                conflict = f"{where} and {other} in defects[{same[(a, index)][other]}]"
+            elif other in devs.get((a, index), {}):
+                j, k = devs[(a, index)][other]
+                rc = f"row {index}, col {k}" if kind == "row" else f"row {k}, col {index}"
+                conflict = f"{where} but device ({rc}) is marked {other} in defects[{j}]"
+            elif other in crossing.get(a, {}):
+                j, k = crossing[a][other]
+                conflict = f"{where} and crosses {cross} {k}, marked {other} in defects[{j}]"
+            if conflict is None:
+                same.setdefault((a, index), {}).setdefault(s, i)
+                own = rows_of_array if kind == "row" else cols_of_array
+                own.setdefault(a, {}).setdefault(s, (i, index))
+        if conflict is not None:
+            problems.append(f"{path}: {conflict}")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# The data model
+
+
+def _as_float(value: object) -> object:
+    """`value` as a Python float if it is a real number (not a bool), else unchanged."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        try:
+            return float(value)
+        except OverflowError:
+            return value
+    return value
+
+
+def _as_int(value: object) -> object:
+    """`value` as a Python int if it is an integer (numpy ones too, not a bool), else unchanged."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return value
+
+
+def _coerce(obj: object, names: Sequence[str], convert: Callable[[object], object]) -> None:
+    """Normalise fields of a frozen dataclass in place (ints to float, numpy ints to int)."""
+    for name in names:
+        object.__setattr__(obj, name, convert(getattr(obj, name)))
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """The memristor device model; defaults are the seed paper's measured 1T1R ReRAM.
+
+    Attributes:
+        levels_uS: Programmable conductance states in uS, strictly ascending.
+        stuck_high_uS: Conductance of a stuck-high device when its defect gives none.
+        stuck_low_uS: Conductance of a stuck-low device when its defect gives none.
+        write_noise_uS: Standard deviation of a healthy device's programmed conductance.
+        read_noise_uS: Half-width of the uniform noise added at every read.
+    """
+
+    levels_uS: tuple[float, ...] = (133.0, 167.0, 200.0, 233.0)
+    stuck_high_uS: float = 500.0
+    stuck_low_uS: float = 10.0
+    write_noise_uS: float = 16.66
+    read_noise_uS: float = 10.0
+
+    def __post_init__(self) -> None:
+        levels = self.levels_uS
+        if isinstance(levels, (list, tuple, np.ndarray)):
+            object.__setattr__(self, "levels_uS", tuple(_as_float(v) for v in levels))
+        _coerce(self, [f for f in _DEVICE_KINDS if f != "levels_uS"], _as_float)
+        problems = _model_problems(_fields_of(self), _DEVICE_KINDS, "device")
+        if problems:
+            raise InvalidChipError("device model", problems)
+
+
+@dataclass(frozen=True)
+class Periphery:
+    """The DAC/ADC, timing and energy model of the board around the arrays.
+
+    The defaults are placeholders of a plausible order (see the spec); reports
+    say which values were used.
+    """
+
+    v_read_V: float = 0.2
+    dac_bits: int = 12
+    adc_bits: int = 12
+    adcs_per_array: int = 1
+    clock_MHz: float = 100.0
+    t_mvm_ns: float = 100.0
+    t_adc_ns: float = 10.0
+    t_write_pulse_ns: float = 100.0
+    e_device_read_pJ: float = 0.01
+    e_adc_pJ: float = 2.0
+    e_dac_pJ: float = 0.5
+    e_write_pulse_pJ: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, kind in _PERIPHERY_KINDS.items():
+            convert = _as_int if kind in ("count", "bits") else _as_float
+            object.__setattr__(self, name, convert(getattr(self, name)))
+        problems = _model_problems(_fields_of(self), _PERIPHERY_KINDS, "periphery")
+        if problems:
+            raise InvalidChipError("periphery model", problems)
+
+
+@dataclass(frozen=True)
+class Array:
+    """One physical crossbar array: `rows` word lines by `cols` bit lines."""
+
+    id: int
+    rows: int
+    cols: int
+
+    def __post_init__(self) -> None:
+        _coerce(self, ("id", "rows", "cols"), _as_int)
+
+    @property
+    def devices(self) -> int:
+        """Number of devices in the array."""
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One stuck device, or a whole stuck row or column, of one array.
+
+    Attributes:
+        array: Id of the array.
+        row: Row of the device; None marks the whole column `col`.
+        col: Column of the device; None marks the whole row `row`.
+        state: "stuck_high" or "stuck_low".
+        g_uS: Measured conductance in uS; None takes the device model's default.
+    """
+
+    array: int
+    row: int | None
+    col: int | None
+    state: str
+    g_uS: float | None = None
+
+    def __post_init__(self) -> None:
+        _coerce(self, ("array", "row", "col"), _as_int)
+        _coerce(self, ("g_uS",), _as_float)
+
+    @property
+    def is_line(self) -> bool:
+        """True for a whole-row or whole-column defect."""
+        return self.row is None or self.col is None
+
+
+@dataclass(frozen=True)
+class Chip:
+    """A chip: its arrays, their defects, and the device and periphery models.
+
+    Constructing a Chip validates it (the same rules as the file loader), so
+    every Chip in leac is a valid one. Equality compares every field.
+
+    Attributes:
+        arrays: The physical crossbar arrays, in file order.
+        defects: The stuck devices and lines, in file order.
+        device: The device model.
+        periphery: The DAC/ADC, timing and energy model.
+        name: Free text echoed in reports.
+        grid: True if the file gave `arrays` as a uniform grid, so that saving
+            writes it back the same way.
+    """
+
+    arrays: tuple[Array, ...]
+    defects: tuple[Defect, ...] = ()
+    device: DeviceModel = DeviceModel()
+    periphery: Periphery = Periphery()
+    name: str | None = None
+    grid: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("arrays", "defects"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(value))
+        problems = _chip_problems(self)
+        if problems:
+            raise InvalidChipError("chip", _capped(problems))
+
+    @cached_property
+    def _arrays_by_id(self) -> dict[int, Array]:
+        return {a.id: a for a in self.arrays}
+
+    @cached_property
+    def _defects_by_array(self) -> dict[int, list[Defect]]:
+        grouped: dict[int, list[Defect]] = {}
+        for d in self.defects:
+            grouped.setdefault(d.array, []).append(d)
+        return grouped
+
+    def array(self, array_id: int) -> Array:
+        """The array with id `array_id`.
+
+        Raises:
+            UsageError: the chip has no such array.
+        """
+        try:
+            return self._arrays_by_id[array_id]
+        except (KeyError, TypeError):
+            ids = sorted(self._arrays_by_id)
+            raise UsageError(
+                f"{self._label()} has no array {array_id!r} (its array ids: {_id_ranges(ids)})"
+            ) from None
+
+    @property
+    def device_count(self) -> int:
+        """Total number of devices over all arrays."""
+        return sum(a.devices for a in self.arrays)
+
+    def stuck_map(self, array_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """The stuck devices of one array as two rows x cols matrices.
+
+        Line defects cover their whole row or column and are applied first, in
+        file order; device defects are applied after them, in file order. So
+        where one device is marked more than once (always with the same state
+        in a valid chip), a device-level entry beats a line entry and otherwise
+        the later entry wins. A defect without `g_uS` takes the device model's
+        `stuck_high_uS` / `stuck_low_uS`.
+
+        Args:
+            array_id: Id of the array.
+
+        Returns:
+            `(state, g_uS)`: an int8 matrix (0 healthy, 1 stuck high, -1 stuck
+            low) and a float64 matrix of each stuck device's conductance in uS
+            (NaN where healthy). Both are fresh arrays the caller may modify.
+
+        Raises:
+            UsageError: the chip has no such array.
+        """
+        arr = self.array(array_id)
+        state = np.zeros((arr.rows, arr.cols), dtype=np.int8)
+        g_uS = np.full((arr.rows, arr.cols), np.nan, dtype=np.float64)
+        defects = self._defects_by_array.get(arr.id, [])
+        for d in defects:
+            if d.is_line:
+                code, value = self._code_and_g(d)
+                if d.col is None:
+                    state[d.row, :] = code
+                    g_uS[d.row, :] = value
+                else:
+                    state[:, d.col] = code
+                    g_uS[:, d.col] = value
+        devices = [d for d in defects if not d.is_line]
+        if devices:
+            flat = np.array([d.row * arr.cols + d.col for d in devices], dtype=np.int64)  # type: ignore[operator]
+            coded = [self._code_and_g(d) for d in devices]
+            codes = np.array([c for c, _ in coded], dtype=np.int8)
+            values = np.array([v for _, v in coded], dtype=np.float64)
+            # Keep the last entry of each device: the first occurrence in the reversed order.
+            _, first_reversed = np.unique(flat[::-1], return_index=True)
+            keep = len(flat) - 1 - first_reversed
+            state.flat[flat[keep]] = codes[keep]
+            g_uS.flat[flat[keep]] = values[keep]
+        return state, g_uS
+
+    def _code_and_g(self, d: Defect) -> tuple[int, float]:
+        if d.state == STUCK_HIGH:
+            return 1, d.g_uS if d.g_uS is not None else self.device.stuck_high_uS
+        return -1, d.g_uS if d.g_uS is not None else self.device.stuck_low_uS
+
+    @cached_property
+    def _counts_by_array(self) -> dict[int, dict[str, int]]:
+        # The chip is immutable, so the counts are computed once, on first use.
+        counts: dict[int, dict[str, int]] = {}
+        for arr in self.arrays:
+            defects = self._defects_by_array.get(arr.id, [])
+            high = low = 0
+            if defects:
+                state, _ = self.stuck_map(arr.id)
+                high = int(np.count_nonzero(state == 1))
+                low = int(np.count_nonzero(state == -1))
+            counts[arr.id] = {
+                "stuck_high": high,
+                "stuck_low": low,
+                "dead_rows": len({d.row for d in defects if d.col is None}),
+                "dead_cols": len({d.col for d in defects if d.row is None}),
+                "healthy": arr.devices - high - low,
+            }
+        return counts
+
+    def defect_counts(self, array_id: int | None = None) -> dict[str, int]:
+        """Defect counts of the whole chip, or of one array.
+
+        Args:
+            array_id: Count only this array; None counts the whole chip.
+
+        Returns:
+            A new dict with `stuck_high` and `stuck_low` (devices in that
+            state, whether marked singly or by a line), `dead_rows` and
+            `dead_cols` (distinct rows / columns marked as a whole line, in
+            either state) and `healthy` (all other devices). stuck_high +
+            stuck_low + healthy is the number of devices counted.
+
+        Raises:
+            UsageError: the chip has no array `array_id`.
+        """
+        if array_id is not None:
+            return dict(self._counts_by_array[self.array(array_id).id])
+        total = dict.fromkeys(("stuck_high", "stuck_low", "dead_rows", "dead_cols", "healthy"), 0)
+        for counts in self._counts_by_array.values():
+            for key, value in counts.items():
+                total[key] += value
+        return total
+
+    def summary(self) -> str:
+        """One line for people: name, arrays, devices and defect counts."""
+        sizes = {(a.rows, a.cols) for a in self.arrays}
+        if len(sizes) == 1:
+            rows, cols = next(iter(sizes))
+            shape = f"{rows} x {cols}"
+        else:
+            shape = "mixed sizes"
+        n = len(self.arrays)
+        total = self.device_count
+        c = self.defect_counts()
+        stuck = c["stuck_high"] + c["stuck_low"]
+        share = 100.0 * stuck / total
+        return (
+            f"{self._label()}: {n} {'array' if n == 1 else 'arrays'} of {shape}, "
+            f"{total} devices, {c['stuck_high']} stuck high, {c['stuck_low']} stuck low "
+            f"({share:.2f}% stuck), {c['dead_rows']} dead rows, {c['dead_cols']} dead columns, "
+            f"{c['healthy']} healthy"
+        )
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the chip's canonical JSON form, so a program can name its chip.
+
+        The canonical form is `chip_to_json` without the free-text `name` and
+        with `arrays` always as an explicit list, serialised with sorted keys
+        and no whitespace: renaming a chip or writing its arrays as a grid
+        instead of a list does not change what the chip is.
+        """
+        obj = chip_to_json(self)
+        obj.pop("name", None)
+        obj["arrays"] = [_array_json(a) for a in self.arrays]
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def _label(self) -> str:
+        return f"chip {self.name!r}" if self.name is not None else "chip"
+
+
+# --------------------------------------------------------------------------
+# Whole-chip checks
+
+
+def _chip_problems(chip: Chip) -> list[str]:
+    """Every problem of a constructed Chip, with the JSON paths its file would have."""
+    problems: list[str] = []
+    if not isinstance(chip.device, DeviceModel):
+        problems.append(f"device: {chip.device!r} is not a DeviceModel")
+    if not isinstance(chip.periphery, Periphery):
+        problems.append(f"periphery: {chip.periphery!r} is not a Periphery")
+    if chip.name is not None and (p := _name_problem(chip.name, "name")):
+        problems.append(p)
+    if not isinstance(chip.grid, bool):
+        problems.append(f"grid: {chip.grid!r} is not a bool")
+    if not isinstance(chip.arrays, tuple) or not isinstance(chip.defects, tuple):
+        return problems + ["arrays and defects must be sequences of Array and Defect"]
+    arrays: list[tuple[str, Array]] = []
+    for i, a in enumerate(chip.arrays):
+        path = f"arrays[{i}]"
+        if not isinstance(a, Array):
+            problems.append(f"{path}: {a!r} is not an Array")
+        elif array_problems := _array_problems(_fields_of(a), path):
+            problems += array_problems
+        else:
+            arrays.append((path, a))
+    if not chip.arrays:
+        problems.append("arrays: the chip has no arrays")
+    problems += _arrays_cross_problems(arrays, "arrays")
+    defects: list[tuple[int, Defect]] = []
+    for i, d in enumerate(chip.defects):
+        path = f"defects[{i}]"
+        if not isinstance(d, Defect):
+            problems.append(f"{path}: {d!r} is not a Defect")
+        elif defect_problems := _defect_problems(_fields_of(d), path):
+            problems += defect_problems
+        else:
+            defects.append((i, d))
+    if not problems:
+        problems += _defects_cross_problems(defects, {a.id: a for _, a in arrays})
+    if chip.grid is True and not problems and not _is_grid(chip.arrays):
+        problems.append("grid: the arrays are not a uniform grid (ids 0..n-1, all one size)")
+    return problems
+
+
+def _is_grid(arrays: Sequence[Array]) -> bool:
+    first = arrays[0]
+    return all(
+        a.id == i and (a.rows, a.cols) == (first.rows, first.cols) for i, a in enumerate(arrays)
+    )
+
+
+def _capped(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more problems"]
+
+
+def _id_ranges(ids: Sequence[int]) -> str:
+    """Sorted ids as compact ranges: [0, 1, 2, 5] -> '0..2, 5'."""
+    parts: list[str] = []
+    start = prev = None
+    for i in [*ids, None]:
+        if start is not None and (i is None or i != prev + 1):  # type: ignore[operator]
+            parts.append(str(start) if start == prev else f"{start}..{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ", ".join(parts) or "none"
+
+
+# --------------------------------------------------------------------------
+# Parsing a decoded JSON object
+
+
+def _object(
+    value: object,
+    path: str,
+    allowed: Sequence[str],
+    required: Sequence[str],
+    problems: list[str],
+) -> dict[str, Any] | None:
+    """`value` if it is a JSON object; records duplicate, unknown and missing keys."""
+    if not isinstance(value, dict):
+        problems.append(f"{path or 'top level'}: {_show(value)} is not a JSON object")
+        return None
+    for key in getattr(value, "duplicates", ()):
+        problems.append(f"{_join(path, key)}: key appears more than once")
+    ok = True
+    for key in value:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{_join(path, key)}: unknown key{hint}")
+    for key in required:
+        if key not in value:
+            problems.append(f"{_join(path, key)}: missing (required)")
+            ok = False
+    return value if ok else None
+
+
+def _parse_model(
+    top: Mapping[str, object],
+    key: str,
+    kinds: Mapping[str, str],
+    problems: list[str],
+) -> dict[str, Any] | None:
+    """The keyword arguments of a device or periphery model, or None if it has problems."""
+    if key not in top:
+        return {}
+    before = len(problems)
+    values = _object(top[key], key, tuple(kinds), (), problems)
+    if values is None:
+        return None
+    problems += _model_problems(values, kinds, key)
+    if len(problems) > before:
+        return None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _parse_arrays(raw: object, problems: list[str]) -> tuple[list[Array] | None, bool]:
+    """The arrays (None if any entry is bad) and whether they were given as a grid."""
+    if isinstance(raw, dict):
+        before = len(problems)
+        grid = _object(raw, "arrays", _GRID_KEYS, _GRID_KEYS, problems)
+        if grid is None:
+            return None, True
+        for key in _GRID_KEYS:
+            if p := _int_problem(grid[key], f"arrays.{key}", minimum=1):
+                problems.append(p)
+        if len(problems) > before:
+            return None, True
+        count, rows, cols = grid["count"], grid["rows"], grid["cols"]
+        if count > MAX_ARRAYS:
+            problems.append(f"arrays.count: {count} is more than leac accepts ({MAX_ARRAYS})")
+        elif rows * cols > MAX_ARRAY_DEVICES:
+            problems.append(
+                f"arrays: {rows} x {cols} = {rows * cols} devices is more than leac accepts "
+                f"in one array ({MAX_ARRAY_DEVICES})"
+            )
+        elif count * rows * cols > MAX_DEVICES:
+            problems.append(
+                f"arrays: {count * rows * cols} devices in total is more than leac accepts "
+                f"({MAX_DEVICES})"
+            )
+        else:
+            return [Array(i, rows, cols) for i in range(count)], True
+        return None, True
+    if isinstance(raw, list):
+        if not raw:
+            problems.append("arrays: [] lists no arrays")
+            return None, False
+        good: list[tuple[str, Array]] = []
+        for i, item in enumerate(raw):
+            path = f"arrays[{i}]"
+            entry = _object(item, path, _ARRAY_KEYS, _ARRAY_KEYS, problems)
+            if entry is None:
+                continue
+            if entry_problems := _array_problems(entry, path):
+                problems += entry_problems
+            else:
+                good.append((path, Array(**entry)))
+        cross = _arrays_cross_problems(good, "arrays")
+        problems += cross
+        if len(good) < len(raw) or cross:
+            return None, False
+        return [a for _, a in good], False
+    problems.append(
+        f'arrays: {_show(raw)} is neither a grid {{"count", "rows", "cols"}} nor a list of arrays'
+    )
+    return None, False
+
+
+def _parse_defects(raw: object, problems: list[str]) -> list[tuple[int, Defect]]:
+    """The well-typed defect entries with their index in the file."""
+    if not isinstance(raw, list):
+        problems.append(f"defects: {_show(raw)} is not a list")
+        return []
+    good: list[tuple[int, Defect]] = []
+    for i, item in enumerate(raw):
+        path = f"defects[{i}]"
+        entry = _object(item, path, _DEFECT_KEYS, ("array", "state"), problems)
+        if entry is None:
+            continue
+        nulls = [k for k in ("row", "col", "g_uS") if k in entry and entry[k] is None]
+        for key in nulls:
+            problems.append(f"{path}.{key}: null is not allowed (leave the key out instead)")
+        if entry_problems := _defect_problems(entry, path):
+            problems += entry_problems
+        elif not nulls:
+            good.append((i, Defect(**{"row": None, "col": None, **entry})))
+    return good
+
+
+def parse_chip(obj: object, source: str) -> Chip:
+    """Validate a decoded `leac-chip` JSON object and build the Chip it describes.
+
+    Every problem is collected before raising, each naming its JSON path and
+    value, so a test station can fix a file in one round.
+
+    Args:
+        obj: The decoded JSON (as from `json.loads`).
+        source: Where it came from (a file name), for the error message.
+
+    Returns:
+        The chip.
+
+    Raises:
+        InvalidChipError: the object breaks the format; `problems` lists every problem.
+    """
+    problems: list[str] = []
+    top = _object(obj, "", _TOP_KEYS, ("format", "version", "arrays"), problems)
+    if not isinstance(obj, dict):
+        raise InvalidChipError(source, problems)
+    fmt = obj.get("format", FORMAT)
+    if fmt != FORMAT:
+        # A different kind of file: its other keys would only add noise.
+        raise InvalidChipError(source, [f'format: {_show(fmt)} is not "{FORMAT}"'])
+    if "version" in obj:
+        version = obj["version"]
+        if p := _int_problem(version, "version", minimum=1):
+            problems.append(p)
+        elif version > VERSION:
+            raise InvalidChipError(
+                source, [f"version: {version} is newer than this leac understands ({VERSION})"]
+            )
+    name = obj.get("name")
+    if "name" in obj and (p := _name_problem(name, "name")):
+        problems.append(p)
+    device_kwargs = _parse_model(obj, "device", _DEVICE_KINDS, problems)
+    periphery_kwargs = _parse_model(obj, "periphery", _PERIPHERY_KINDS, problems)
+    arrays, grid = _parse_arrays(obj["arrays"], problems) if "arrays" in obj else (None, False)
+    defects = _parse_defects(obj.get("defects", []), problems)
+    if arrays is not None:
+        problems += _defects_cross_problems(defects, {a.id: a for a in arrays})
+    if problems or top is None or arrays is None:
+        raise InvalidChipError(source, _capped(problems))
+    assert device_kwargs is not None and periphery_kwargs is not None
+    return Chip(
+        arrays=tuple(arrays),
+        defects=tuple(d for _, d in defects),
+        device=DeviceModel(**device_kwargs),
+        periphery=Periphery(**periphery_kwargs),
+        name=name,
+        grid=grid,
+    )
+
+
+# --------------------------------------------------------------------------
+# Files
+
+
+def _read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of an input file, with a clear InvalidInputError when it cannot be read."""
+    source = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{source}: no such {what}") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{source}: is a directory, not a {what}") from None
+    except PermissionError:
+        raise InvalidInputError(f"{source}: permission denied") from None
+    except OSError as exc:
+        raise InvalidInputError(
+            f"{source}: cannot read the {what}: {exc.strerror or exc}"
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInputError(
+            f"{source}: larger than {MAX_FILE_BYTES // 2**20} MiB, "
+            f"more than leac accepts for a {what}"
+        )
+    return data
+
+
+def _read_text(path: str | os.PathLike[str], what: str) -> str:
+    """An input file decoded as UTF-8 (a leading byte-order mark is ignored)."""
+    data = _read_bytes(path, what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{os.fspath(path)}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); a {what} must be UTF-8"
+        ) from None
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    duplicates: list[str] = []
+    for key, value in pairs:
+        if key in obj and key not in duplicates:
+            duplicates.append(key)
+        obj[key] = value
+    if not duplicates:
+        return obj
+    marked = _DupDict(obj)
+    marked.duplicates = duplicates
+    return marked
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def decode_chip_json(text: str, source: str) -> object:
+    """Decode chip-file text as strict JSON.
+
+    NaN / Infinity literals and numbers too large for a float are kept as
+    markers that validation reports with their path; keys repeated in one
+    object are marked the same way.
+
+    Raises:
+        InvalidChipError: the text is empty or not JSON.
+    """
+    if not text.strip():
+        raise InvalidChipError(source, ["the file is empty (expected a leac-chip JSON object)"])
+    try:
+        return json.loads(
+            text,
+            parse_constant=_NonFinite,
+            parse_float=_parse_float,
+            object_pairs_hook=_pairs_hook,
+        )
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        hint = " (the file ends too early: is it truncated?)" if truncated else ""
+        raise InvalidChipError(
+            source, [f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"]
+        ) from None
+    except RecursionError:
+        raise InvalidChipError(source, ["not a chip file: JSON nested too deeply"]) from None
+    except ValueError as exc:  # e.g. an integer with thousands of digits
+        raise InvalidChipError(source, [f"not valid JSON: {exc}"]) from None
+
+
+def load_chip(path: str | os.PathLike[str]) -> Chip:
+    """Read and validate a `leac-chip` file.
+
+    Args:
+        path: The file (UTF-8 JSON).
+
+    Returns:
+        The chip.
+
+    Raises:
+        InvalidInputError: the file cannot be read (missing, a directory, not UTF-8, too large).
+        InvalidChipError: the file is not JSON or breaks the format; every problem is listed.
+    """
+    source = os.fspath(path)
+    chip = parse_chip(decode_chip_json(_read_text(path, "chip file"), source), source)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("%s: %s", source, chip.summary())
+    return chip
+
+
+def _array_json(a: Array) -> dict[str, int]:
+    return {"id": a.id, "rows": a.rows, "cols": a.cols}
+
+
+def _defect_json(d: Defect) -> dict[str, Any]:
+    out: dict[str, Any] = {"array": d.array}
+    if d.row is not None:
+        out["row"] = d.row
+    if d.col is not None:
+        out["col"] = d.col
+    out["state"] = d.state
+    if d.g_uS is not None:
+        out["g_uS"] = d.g_uS
+    return out
+
+
+def chip_to_json(chip: Chip) -> dict[str, Any]:
+    """The chip as a JSON-ready dict, keys in the spec's order, models written out in full."""
+    out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    if chip.name is not None:
+        out["name"] = chip.name
+    device = _fields_of(chip.device)
+    device["levels_uS"] = list(chip.device.levels_uS)
+    out["device"] = device
+    out["periphery"] = _fields_of(chip.periphery)
+    if chip.grid:
+        first = chip.arrays[0]
+        out["arrays"] = {"count": len(chip.arrays), "rows": first.rows, "cols": first.cols}
+    else:
+        out["arrays"] = [_array_json(a) for a in chip.arrays]
+    out["defects"] = [_defect_json(d) for d in chip.defects]
+    return out
+
+
+def chip_to_text(chip: Chip) -> str:
+    """The chip file's text: 2-space indented JSON, one array or defect entry per line.
+
+    Deterministic: the same chip always gives the same text.
+    """
+
+    def leaf(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+    obj = chip_to_json(chip)
+    lines = ["{"]
+    for n, (key, value) in enumerate(obj.items()):
+        comma = "," if n < len(obj) - 1 else ""
+        if isinstance(value, dict) and key in ("device", "periphery"):
+            inner = [f"    {leaf(k)}: {leaf(v)}" for k, v in value.items()]
+            lines += [f"  {leaf(key)}: {{", ",\n".join(inner), f"  }}{comma}"]
+        elif isinstance(value, list) and value:
+            inner = [f"    {leaf(item)}" for item in value]
+            lines += [f"  {leaf(key)}: [", ",\n".join(inner), f"  ]{comma}"]
+        else:
+            lines.append(f"  {leaf(key)}: {leaf(value)}{comma}")
+    return "\n".join(lines) + "\n}\n"
+
+
+def save_chip(chip: Chip, path: str | os.PathLike[str]) -> None:
+    """Write the chip to `path` atomically (see `chip_to_text` for the layout)."""
+    atomic_write_text(path, chip_to_text(chip))
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("wrote %s: %s", os.fspath(path), chip.summary())
+
+
+# --------------------------------------------------------------------------
+# Synthetic chips
+
+
+def _probability_problem(value: object, name: str) -> str | None:
+    if (p := _number_problem(value, name, positive=False)) is not None:
+        return p
+    if value > 1:  # type: ignore[operator]
+        return f"{name}: {_show(value)} is not a probability between 0 and 1"
+    return None
+
+
+def synth_chip(
+    *,
+    arrays: int = 32,
+    rows: int = 25,
+    cols: int = 25,
+    stuck_high: float = 0.025,
+    stuck_low: float = 0.005,
+    dead_rows: float = 0.0,
+    dead_cols: float = 0.0,
+    seed: int,
+    name: str | None = None,
+    device: DeviceModel = DeviceModel(),  # noqa: B008 - frozen, so a shared default is safe
+    periphery: Periphery = Periphery(),  # noqa: B008
+) -> Chip:
+    """A random chip like the seed paper's (32 arrays of 25 x 25, about 2.5% stuck high).
+
+    Each device is independently stuck high with probability `stuck_high`,
+    else stuck low with probability `stuck_low` (so never both); each row and
+    each column is independently dead (a whole-line stuck-low defect) with
+    probability `dead_rows` / `dead_cols`. Devices on a dead line are not
+    listed again, so the chip's stuck-high rate is
+    `stuck_high * (1 - dead_rows) * (1 - dead_cols)`. Defects carry no `g_uS`:
+    their conductances come from the device model. The same arguments and
+    seed always give the same chip.
+
+    Args:
+        arrays: Number of arrays (ids 0..arrays-1, a uniform grid).
+        rows: Rows per array.
+        cols: Columns per array.
+        stuck_high: Per-device probability of being stuck high.
+        stuck_low: Per-device probability of being stuck low.
+        dead_rows: Per-row probability of a dead (stuck-low) row.
+        dead_cols: Per-column probability of a dead (stuck-low) column.
+        seed: Seed for `numpy.random.default_rng`.
+        name: The chip's name.
+        device: The device model.
+        periphery: The periphery model.
+
+    Raises:
+        UsageError: an argument is out of range (every bad one is listed).
+    """
+    problems = [
+        _int_problem(arrays, "arrays", minimum=1, maximum=MAX_ARRAYS),
+        _int_problem(rows, "rows", minimum=1),
+        _int_problem(cols, "cols", minimum=1),
+        _int_problem(seed, "seed", minimum=0),
+    ]
+    rates = {
+        "stuck_high": stuck_high,
+        "stuck_low": stuck_low,
+        "dead_rows": dead_rows,
+        "dead_cols": dead_cols,
+    }
+    problems += [_probability_problem(value, key) for key, value in rates.items()]
+    found = [p for p in problems if p]
+    if not found:
+        if stuck_high + stuck_low > 1.0:
+            found.append(f"stuck_high + stuck_low: {stuck_high + stuck_low} is more than 1")
+        if rows * cols > MAX_ARRAY_DEVICES or arrays * rows * cols > MAX_DEVICES:
+            found.append(
+                f"arrays x rows x cols: {arrays} x {rows} x {cols} is more devices than leac "
+                f"accepts ({MAX_DEVICES} in all, {MAX_ARRAY_DEVICES} per array)"
+            )
+    if found:
+        raise UsageError("invalid synthetic chip options:\n" + "\n".join(f"  {p}" for p in found))
+    rng = np.random.default_rng(seed)
+    defects: list[Defect] = []
+    for a in range(arrays):
+        dead_r = np.flatnonzero(rng.random(rows) < dead_rows)
+        dead_c = np.flatnonzero(rng.random(cols) < dead_cols)
+        u = rng.random((rows, cols))
+        high = u < stuck_high
+        stuck = u < stuck_high + stuck_low
+        stuck[dead_r, :] = False
+        stuck[:, dead_c] = False
+        r_idx, c_idx = np.nonzero(stuck)
+        is_high = high[r_idx, c_idx]
+        defects += [Defect(a, r, None, STUCK_LOW) for r in dead_r.tolist()]
+        defects += [Defect(a, None, c, STUCK_LOW) for c in dead_c.tolist()]
+        defects += [
+            Defect(a, r, c, STUCK_HIGH if h else STUCK_LOW)
+            for r, c, h in zip(r_idx.tolist(), c_idx.tolist(), is_high.tolist(), strict=True)
+        ]
+    chip = Chip(
+        arrays=tuple(Array(i, rows, cols) for i in range(arrays)),
+        defects=tuple(defects),
+        device=device,
+        periphery=periphery,
+        name=name,
+        grid=True,
+    )
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("synthesised %s", chip.summary())
+    return chip
+
+
+# --------------------------------------------------------------------------
+# Measured conductance maps
+
+MapSource: TypeAlias = "str | os.PathLike[str] | tuple[str | os.PathLike[str], np.ndarray]"
+"""A conductance map for `import_maps`: a text file, or (name, matrix in siemens)."""
+
+_IMPLAUSIBLE_SIEMENS = 1e-2
+"""A median reading above 10 mS is no memristor in siemens: the map is in other units."""
+
+
+def _check_map(matrix: np.ndarray, label: str) -> np.ndarray:
+    """`matrix` as a float64 conductance map in siemens, or a BadDataError saying what is wrong."""
+    if matrix.dtype == object or not (
+        np.issubdtype(matrix.dtype, np.integer) or np.issubdtype(matrix.dtype, np.floating)
+    ):
+        raise BadDataError(f"{label}: a conductance map must hold real numbers, not {matrix.dtype}")
+    if matrix.ndim != 2:
+        raise BadDataError(
+            f"{label}: a conductance map must be 2-D (rows x columns), not of shape {matrix.shape}"
+        )
+    if matrix.size == 0:
+        raise BadDataError(f"{label}: the conductance map is empty")
+    if matrix.size > MAX_ARRAY_DEVICES:
+        raise BadDataError(
+            f"{label}: {matrix.shape[0]} x {matrix.shape[1]} is more devices than leac accepts "
+            f"in one array ({MAX_ARRAY_DEVICES})"
+        )
+    matrix = matrix.astype(np.float64)
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise BadDataError(
+            f"{label}: {int(bad.sum())} readings are not finite numbers "
+            f"(the first at row {r}, col {c}: {matrix[r, c]})"
+        )
+    median = float(np.median(np.abs(matrix)))
+    if median > _IMPLAUSIBLE_SIEMENS:
+        raise BadDataError(
+            f"{label}: the median reading {median:g} S is not a plausible conductance in siemens "
+            f"(is the map in microsiemens? leac expects siemens)"
+        )
+    return matrix
+
+
+def load_conductance_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a measured conductance map: a whitespace-separated text matrix in siemens.
+
+    One array row per line, like the seed paper's published kernel maps.
+    Blank lines and `#` comments are skipped.
+
+    Args:
+        path: The text file.
+
+    Returns:
+        A float64 matrix (rows x columns) in siemens.
+
+    Raises:
+        InvalidInputError: the file cannot be read.
+        BadDataError: the text is not a rectangular matrix of finite numbers.
+    """
+    source = os.fspath(path)
+    text = _read_text(path, "conductance map")
+    rows: list[np.ndarray] = []
+    width = first_line = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split("#", 1)[0].split()
+        if not tokens:
+            continue
+        if not rows:
+            width, first_line = len(tokens), lineno
+        elif len(tokens) != width:
+            raise BadDataError(
+                f"{source}: line {lineno} has {len(tokens)} values but line {first_line} has "
+                f"{width} (every row of a map needs the same number of columns)"
+            )
+        try:
+            values = np.array(tokens, dtype=np.float64)
+        except ValueError:
+            for col, token in enumerate(tokens, start=1):
+                try:
+                    float(token)
+                except ValueError:
+                    hint = " (values must be separated by whitespace)" if "," in token else ""
+                    raise BadDataError(
+                        f"{source}: line {lineno}, value {col}: {token!r} is not a number{hint}"
+                    ) from None
+            raise  # pragma: no cover - numpy and float() disagree
+        if not np.isfinite(values).all():
+            col = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise BadDataError(
+                f"{source}: line {lineno}, value {col + 1}: {tokens[col]!r} is not a finite number"
+            )
+        rows.append(values)
+    if not rows:
+        raise BadDataError(f"{source}: no values (an empty conductance map)")
+    return _check_map(np.vstack(rows), source)
+
+
+def _classify_map(
+    array_id: int,
+    g_uS: np.ndarray,
+    high_above_uS: float,
+    low_below_uS: float,
+    dead_line_fraction: float,
+) -> list[Defect]:
+    """The defects of one measured map (in uS): dead lines first, then single devices."""
+    high = g_uS > high_above_uS
+    low = g_uS < low_below_uS
+    dead_rows = np.flatnonzero((low.mean(axis=1) >= dead_line_fraction) & ~high.any(axis=1))
+    dead_cols = np.flatnonzero((low.mean(axis=0) >= dead_line_fraction) & ~high.any(axis=0))
+
+    def line_g(readings: np.ndarray, stuck: np.ndarray) -> float | None:
+        positive = readings[stuck & (readings > 0)]
+        return float(np.median(positive)) if positive.size else None
+
+    defects = [
+        Defect(array_id, r, None, STUCK_LOW, line_g(g_uS[r, :], low[r, :]))
+        for r in dead_rows.tolist()
+    ]
+    defects += [
+        Defect(array_id, None, c, STUCK_LOW, line_g(g_uS[:, c], low[:, c]))
+        for c in dead_cols.tolist()
+    ]
+    single = high | low
+    single[dead_rows, :] = False
+    single[:, dead_cols] = False
+    r_idx, c_idx = np.nonzero(single)
+    for r, c, g, h in zip(
+        r_idx.tolist(),
+        c_idx.tolist(),
+        g_uS[r_idx, c_idx].tolist(),
+        high[r_idx, c_idx].tolist(),
+        strict=True,
+    ):
+        if h:
+            defects.append(Defect(array_id, r, c, STUCK_HIGH, g))
+        else:
+            defects.append(Defect(array_id, r, c, STUCK_LOW, g if g > 0 else None))
+    return defects
+
+
+def import_maps(
+    maps: Sequence[MapSource],
+    *,
+    high_above_uS: float = 300.0,
+    low_below_uS: float = 50.0,
+    dead_line_fraction: float = 0.9,
+    device: DeviceModel = DeviceModel(),  # noqa: B008 - frozen, so a shared default is safe
+    name: str | None = None,
+) -> Chip:
+    """Build a chip from measured conductance maps, one array per map.
+
+    A device reading above `high_above_uS` is stuck high, below
+    `low_below_uS` stuck low; each keeps its measured conductance in `g_uS`
+    (omitted for a reading <= 0, as the format needs positive conductances).
+    A row or column with no stuck-high device in which at least
+    `dead_line_fraction` of the devices are stuck low becomes one whole-line
+    stuck-low defect whose `g_uS` is the median of its positive stuck-low
+    readings (omitted if there are none); its devices are not listed again.
+
+    Args:
+        maps: Text files (see `load_conductance_map`) or (name, matrix in
+            siemens) pairs; array ids are 0..n-1 in this order.
+        high_above_uS: Stuck-high threshold; must be above the top device level.
+        low_below_uS: Stuck-low threshold; must be below the bottom device level.
+        dead_line_fraction: Share of stuck-low devices that makes a line dead, in (0, 1].
+        device: The device model written into the chip.
+        name: The chip's name.
+
+    Returns:
+        The chip; its arrays are a grid when every map has the same shape.
+
+    Raises:
+        UsageError: no maps, or thresholds that make no sense for the device levels.
+        InvalidInputError: a map file cannot be read.
+        BadDataError: a map is malformed.
+    """
+    problems = [
+        _number_problem(high_above_uS, "high_above_uS"),
+        _number_problem(low_below_uS, "low_below_uS", positive=False),
+        _number_problem(dead_line_fraction, "dead_line_fraction"),
+    ]
+    found = [p for p in problems if p]
+    if not found:
+        top, bottom = device.levels_uS[-1], device.levels_uS[0]
+        if high_above_uS <= top:
+            found.append(
+                f"high_above_uS: {high_above_uS} uS is not above the top device level ({top} uS)"
+            )
+        if low_below_uS >= bottom:
+            found.append(
+                f"low_below_uS: {low_below_uS} uS is not below the bottom device level "
+                f"({bottom} uS)"
+            )
+        if dead_line_fraction > 1:
+            found.append(f"dead_line_fraction: {dead_line_fraction} is more than 1")
+    if isinstance(maps, (str, os.PathLike)):
+        found.append("maps: give a list of maps, not one path")
+    elif not maps:
+        found.append("no conductance maps given")
+    if found:
+        raise UsageError("invalid map import options:\n" + "\n".join(f"  {p}" for p in found))
+    loaded: list[tuple[str, np.ndarray]] = []
+    for item in maps:
+        if isinstance(item, tuple):
+            label, matrix = os.fspath(item[0]), item[1]
+            loaded.append((label, _check_map(np.asarray(matrix), label)))
+        else:
+            loaded.append((os.fspath(item), load_conductance_map(item)))
+    arrays: list[Array] = []
+    defects: list[Defect] = []
+    for array_id, (label, matrix) in enumerate(loaded):
+        found_defects = _classify_map(
+            array_id, matrix * 1e6, high_above_uS, low_below_uS, dead_line_fraction
+        )
+        arrays.append(Array(array_id, matrix.shape[0], matrix.shape[1]))
+        defects += found_defects
+        logger.info("%s: array %d, %d defect entries", label, array_id, len(found_defects))
+    return Chip(
+        arrays=tuple(arrays),
+        defects=tuple(defects),
+        device=device,
+        name=name,
+        grid=_is_grid(arrays),
+    )

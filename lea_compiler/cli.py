@@ -1,0 +1,149 @@
+"""The `leac` command line: argument parsing, exit statuses and printing.
+
+Only this module (and the `cli_*` modules it composes) prints; the library logs.
+Exit statuses: 0 success, 1 internal error (a bug), 2 bad usage, 3 invalid
+input file, 4 the model does not fit the chip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from lea_compiler import __version__, cli_chip
+from lea_compiler.analysis import crossbar_layers
+from lea_compiler.errors import LeacError, UsageError
+from lea_compiler.onnx_frontend import load_model
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2
+EXIT_INVALID_INPUT = 3
+EXIT_DOES_NOT_FIT = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit with status 2 through `main`, not SystemExit elsewhere."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `leac` argument parser with every command registered."""
+    parser = _Parser(
+        prog="leac",
+        description="leac: the layer-ensemble-averaging compiler for memristor crossbar chips.",
+    )
+    parser.add_argument("--version", action="version", version=f"leac {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    _add_inspect(commands)
+    cli_chip.add_parser(commands)
+    return parser
+
+
+def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "inspect",
+        help="show a model as leac's IR and what its matrix products cost in devices",
+        description=(
+            "Import an ONNX model, print it as leac's graph IR, and list every matrix "
+            "product that maps to crossbars with its matrix size and the devices it needs "
+            "(2 per weight: a differential pair; one extra row for a bias)."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
+    p.add_argument("-k", type=int, default=1, help="copies per layer to cost (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, got {args.k}")
+    graph = load_model(args.model)
+    layers = crossbar_layers(graph)
+    total = sum(layer.devices(args.k) for layer in layers)
+    if args.json:
+        report = {
+            "model": args.model,
+            "graph": graph.name,
+            "opset": graph.opset,
+            "inputs": [{"name": v.name, "type": v.type_str()} for v in graph.inputs],
+            "outputs": [{"name": v.name, "type": v.type_str()} for v in graph.outputs],
+            "nodes": len(graph.nodes),
+            "k": args.k,
+            "crossbar_layers": [
+                {
+                    "node": layer.node,
+                    "op": layer.op_type,
+                    "rows": layer.matrix_rows,
+                    "cols": layer.cols,
+                    "bias_row": layer.bias,
+                    "reads_per_sample": layer.reads_per_sample,
+                    "devices": layer.devices(args.k),
+                }
+                for layer in layers
+            ],
+            "devices": total,
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(graph)
+    print()
+    if not layers:
+        print("no matrix product maps to crossbars (every op runs digitally)")
+        return EXIT_OK
+    rows = [("node", "op", "matrix rows x cols", "bias row", "reads/sample", f"devices (k={args.k})")]
+    for layer in layers:
+        rows.append(
+            (
+                layer.node,
+                layer.op_type,
+                f"{layer.matrix_rows} x {layer.cols}",
+                "yes" if layer.bias else "no",
+                "?" if layer.reads_per_sample is None else str(layer.reads_per_sample),
+                str(layer.devices(args.k)),
+            )
+        )
+    print(format_table(rows))
+    print(f"total: {total} devices for {len(layers)} crossbar layers at k = {args.k}")
+    return EXIT_OK
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `leac` with `argv` (default: sys.argv[1:]) and return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="leac: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        status: int = args.func(args)
+        return status
+    except LeacError as exc:
+        print(f"leac: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("leac: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def entry_point() -> None:
+    """Console-script entry: exit the process with `main`'s status."""
+    sys.exit(main())

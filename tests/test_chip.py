@@ -1,0 +1,784 @@
+"""Tests of lea_compiler/chip.py: the leac-chip format, stuck maps, synthetic chips, map import."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lea_compiler.chip import (
+    MAX_DEVICES,
+    Array,
+    Chip,
+    Defect,
+    DeviceModel,
+    Periphery,
+    chip_to_json,
+    chip_to_text,
+    import_maps,
+    load_chip,
+    load_conductance_map,
+    parse_chip,
+    save_chip,
+    synth_chip,
+)
+from lea_compiler.errors import (
+    BadDataError,
+    InvalidChipError,
+    InvalidInputError,
+    UsageError,
+)
+
+MEASURED = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured"
+HIGH, LOW = "stuck_high", "stuck_low"
+
+# --------------------------------------------------------------------------
+# Strategies: valid random chips
+
+_positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
+_g = st.none() | st.floats(min_value=1e-3, max_value=1e4, allow_nan=False)
+
+
+@st.composite
+def chips(draw: st.DrawFn) -> Chip:
+    """A valid chip: grid or list arrays, device and line defects without conflicts.
+
+    Conflicts are avoided by construction: every line of an array has that
+    array's line state, a device on a marked line takes that state, and a
+    device marked twice keeps the state drawn the first time.
+    """
+    grid = draw(st.booleans())
+    if grid:
+        n, rows, cols = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
+        arrays = [Array(i, rows, cols) for i in range(n)]
+    else:
+        ids = draw(st.lists(st.integers(0, 10**6), min_size=1, max_size=4, unique=True))
+        arrays = [Array(i, draw(st.integers(1, 6)), draw(st.integers(1, 6))) for i in ids]
+    defects: list[Defect] = []
+    for arr in arrays:
+        line_state = draw(st.sampled_from((HIGH, LOW)))
+        marked_rows = draw(st.lists(st.integers(0, arr.rows - 1), max_size=2))
+        marked_cols = draw(st.lists(st.integers(0, arr.cols - 1), max_size=2))
+        defects += [Defect(arr.id, r, None, line_state, draw(_g)) for r in marked_rows]
+        defects += [Defect(arr.id, None, c, line_state, draw(_g)) for c in marked_cols]
+        states: dict[tuple[int, int], str] = {}
+        for _ in range(draw(st.integers(0, 6))):
+            r, c = draw(st.integers(0, arr.rows - 1)), draw(st.integers(0, arr.cols - 1))
+            if r in marked_rows or c in marked_cols:
+                state = line_state
+            else:
+                state = states.setdefault((r, c), draw(st.sampled_from((HIGH, LOW))))
+            defects.append(Defect(arr.id, r, c, state, draw(_g)))
+    device = DeviceModel(
+        levels_uS=tuple(sorted(draw(st.sets(_positive, min_size=2, max_size=5)))),
+        stuck_high_uS=draw(_positive),
+        stuck_low_uS=draw(_positive),
+        write_noise_uS=draw(st.floats(0, 100)),
+        read_noise_uS=draw(st.floats(0, 100)),
+    )
+    periphery = Periphery(
+        v_read_V=draw(_positive),
+        dac_bits=draw(st.integers(1, 32)),
+        adc_bits=draw(st.integers(1, 32)),
+        adcs_per_array=draw(st.integers(1, 64)),
+        clock_MHz=draw(_positive),
+        t_mvm_ns=draw(_positive),
+        t_adc_ns=draw(_positive),
+        t_write_pulse_ns=draw(_positive),
+        e_device_read_pJ=draw(_positive),
+        e_adc_pJ=draw(_positive),
+        e_dac_pJ=draw(_positive),
+        e_write_pulse_pJ=draw(_positive),
+    )
+    return Chip(
+        arrays=tuple(arrays),
+        defects=tuple(draw(st.permutations(defects))),
+        device=device,
+        periphery=periphery,
+        name=draw(st.none() | st.text(max_size=20)),
+        grid=grid,
+    )
+
+
+def _paths(obj: Any, path: str = "") -> list[tuple[str, list[Any]]]:
+    """Every node below the root of a JSON document as (printed path, key path)."""
+    out: list[tuple[str, list[Any]]] = []
+
+    def walk(node: Any, printed: str, keys: list[Any]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                p = f"{printed}.{k}" if printed else k
+                out.append((p, [*keys, k]))
+                walk(v, p, [*keys, k])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                p = f"{printed}[{i}]"
+                out.append((p, [*keys, i]))
+                walk(v, p, [*keys, i])
+
+    walk(obj, path, [])
+    return out
+
+
+def _set(obj: Any, keys: list[Any], value: Any) -> None:
+    for k in keys[:-1]:
+        obj = obj[k]
+    obj[keys[-1]] = value
+
+
+# --------------------------------------------------------------------------
+# Round trip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chip=chips())
+def test_valid_chips_round_trip_unchanged(chip: Chip, tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("roundtrip")
+    first, second = folder / "a.json", folder / "b.json"
+    save_chip(chip, first)
+    loaded = load_chip(first)
+    assert loaded == chip
+    save_chip(loaded, second)
+    assert first.read_bytes() == second.read_bytes()
+    assert loaded.fingerprint() == chip.fingerprint()
+    assert parse_chip(json.loads(chip_to_text(chip)), "text") == chip
+
+
+@settings(max_examples=60, deadline=None)
+@given(chip=chips(), data=st.data())
+def test_any_corrupted_node_is_reported_with_its_path(chip: Chip, data: st.DataObject):
+    document = chip_to_json(chip)
+    printed, keys = data.draw(st.sampled_from(_paths(document)), label="path")
+    bad = data.draw(st.sampled_from([True, None, float("nan"), [1], {"k": 1}]), label="value")
+    _set(document, keys, bad)
+    with pytest.raises(InvalidChipError) as info:
+        parse_chip(document, "corrupt.json")
+    # The node itself, or (for a replaced container) something inside it, is named.
+    named = [p for p in info.value.problems if p.startswith(printed) and p[len(printed)] in ":.["]
+    assert named, info.value.problems
+
+
+def test_saved_file_layout_is_the_spec_order_with_models_in_full(tmp_path: Path):
+    chip = Chip(arrays=(Array(3, 2, 2),), defects=(Defect(3, 1, None, LOW, 4.5),), name="n")
+    save_chip(chip, tmp_path / "c.json")
+    text = (tmp_path / "c.json").read_text(encoding="utf-8")
+    document = json.loads(text)
+    assert list(document) == [
+        "format", "version", "name", "device", "periphery", "arrays", "defects",
+    ]  # fmt: skip
+    assert document["device"] == {
+        "levels_uS": [133.0, 167.0, 200.0, 233.0],
+        "stuck_high_uS": 500.0,
+        "stuck_low_uS": 10.0,
+        "write_noise_uS": 16.66,
+        "read_noise_uS": 10.0,
+    }
+    assert list(document["periphery"]) == [
+        "v_read_V", "dac_bits", "adc_bits", "adcs_per_array", "clock_MHz", "t_mvm_ns",
+        "t_adc_ns", "t_write_pulse_ns", "e_device_read_pJ", "e_adc_pJ", "e_dac_pJ",
+        "e_write_pulse_pJ",
+    ]  # fmt: skip
+    assert document["arrays"] == [{"id": 3, "rows": 2, "cols": 2}]
+    assert '    {"array": 3, "row": 1, "state": "stuck_low", "g_uS": 4.5}' in text.splitlines()
+    assert text.startswith('{\n  "format": "leac-chip",\n  "version": 1,\n')
+
+
+def test_integers_in_float_fields_load_equal_to_floats(tmp_path: Path):
+    path = tmp_path / "c.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": "leac-chip",
+                "version": 1,
+                "device": {"levels_uS": [133, 167, 200, 233], "stuck_high_uS": 500},
+                "periphery": {"clock_MHz": 100, "dac_bits": 12},
+                "arrays": {"count": 2, "rows": 25, "cols": 25},
+                "defects": [{"array": 1, "row": 0, "col": 0, "state": "stuck_high", "g_uS": 900}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    chip = load_chip(path)
+    assert chip == Chip(
+        arrays=(Array(0, 25, 25), Array(1, 25, 25)),
+        defects=(Defect(1, 0, 0, HIGH, 900.0),),
+        grid=True,
+    )
+    assert isinstance(chip.device.levels_uS[0], float) and isinstance(chip.periphery.dac_bits, int)
+    assert '"count": 2' in chip_to_text(chip) and '"g_uS": 900.0' in chip_to_text(chip)
+
+
+def test_fingerprint_ignores_name_and_array_form_but_not_defects():
+    grid = Chip(arrays=(Array(0, 3, 3), Array(1, 3, 3)), grid=True, name="a")
+    listed = Chip(arrays=(Array(0, 3, 3), Array(1, 3, 3)), grid=False, name="b")
+    assert grid.fingerprint() == listed.fingerprint()
+    assert len(grid.fingerprint()) == 64
+    broken = Chip(arrays=listed.arrays, defects=(Defect(0, 0, 0, HIGH),))
+    assert broken.fingerprint() != listed.fingerprint()
+
+
+# --------------------------------------------------------------------------
+# Validation
+
+
+def _base() -> dict[str, Any]:
+    return {
+        "format": "leac-chip",
+        "version": 1,
+        "arrays": [{"id": 0, "rows": 25, "cols": 25}, {"id": 4, "rows": 25, "cols": 25}],
+        "defects": [
+            {"array": 0, "row": 3, "col": 7, "state": "stuck_high"},
+            {"array": 4, "row": 24, "state": "stuck_low"},
+        ],
+    }
+
+
+def _problems(document: object) -> list[str]:
+    with pytest.raises(InvalidChipError) as info:
+        parse_chip(document, "c.json")
+    assert str(info.value).startswith("c.json: invalid chip file")
+    return info.value.problems
+
+
+def test_the_base_document_is_valid():
+    chip = parse_chip(_base(), "c.json")
+    assert [a.id for a in chip.arrays] == [0, 4] and not chip.grid
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"defects": [{"array": 4, "row": 30, "col": 0, "state": HIGH}]},
+         "defects[0].row: 30 is outside array 4 (25 rows)"),
+        ({"defects": [{"array": 4, "row": 0, "col": 25, "state": HIGH}]},
+         "defects[0].col: 25 is outside array 4 (25 columns)"),
+        ({"defects": [{"array": 0, "row": -1, "col": 0, "state": HIGH}]},
+         "defects[0].row: -1 is negative"),
+        ({"defects": [{"array": 9, "row": 0, "col": 0, "state": HIGH}]},
+         "defects[0].array: 9 is not the id of any array"),
+        ({"defects": [{"array": 0, "state": HIGH}]},
+         "defects[0]: has neither row nor col"),
+        ({"defects": [{"array": 0, "row": 0, "col": None, "state": HIGH}]},
+         "defects[0].col: null is not allowed"),
+        ({"defects": [{"array": 0, "row": 0, "col": 0, "state": "stuck_on"}]},
+         'defects[0].state: "stuck_on" is not "stuck_high" or "stuck_low"'),
+        ({"defects": [{"array": 0, "row": 0, "col": 0, "state": HIGH, "g_uS": -3}]},
+         "defects[0].g_uS: -3 is not positive"),
+        ({"defects": [{"row": 0, "col": 0, "state": HIGH}]},
+         "defects[0].array: missing (required)"),
+        ({"defects": {"array": 0}}, 'defects: {"array": 0} is not a list'),
+        ({"device": {"levels_uS": [133, 120]}},
+         "device.levels_uS: [133, 120] is not strictly ascending"),
+        ({"device": {"levels_uS": [133]}}, "device.levels_uS: [133] has fewer than 2 levels"),
+        ({"device": {"levels_uS": [133, "x"]}}, 'device.levels_uS[1]: "x" is not a number'),
+        ({"device": {"stuck_low_uS": 0}}, "device.stuck_low_uS: 0 is not positive"),
+        ({"device": {"read_noise_uS": -1}}, "device.read_noise_uS: -1 is negative"),
+        ({"device": {"levels": [1, 2]}}, "device.levels: unknown key (did you mean 'levels_uS'?)"),
+        ({"periphery": {"dac_bits": True}}, "periphery.dac_bits: true is not an integer"),
+        ({"periphery": {"adc_bits": 12.0}}, "periphery.adc_bits: 12.0 is not an integer"),
+        ({"periphery": {"adc_bits": 10**100}}, "periphery.adc_bits: 1000"),
+        ({"periphery": {"t_mvm_ns": 0}}, "periphery.t_mvm_ns: 0 is not positive"),
+        ({"periphery": {"e_adc_pJ": "2"}}, 'periphery.e_adc_pJ: "2" is not a number'),
+        ({"periphery": []}, "periphery: [] is not a JSON object"),
+        ({"foo": 1}, "foo: unknown key"),
+        ({"name": 7}, "name: 7 is not a string"),
+        ({"version": 0}, "version: 0 is not positive"),
+        ({"version": "1"}, 'version: "1" is not an integer'),
+        ({"arrays": [{"id": 0, "rows": 25, "cols": 25}, {"id": 0, "rows": 2, "cols": 2}]},
+         "arrays[1].id: 0 is used twice"),
+        ({"arrays": [{"id": 0, "rows": 0, "cols": 25}]}, "arrays[0].rows: 0 is not positive"),
+        ({"arrays": [{"id": 0, "rows": 25}]}, "arrays[0].cols: missing (required)"),
+        ({"arrays": []}, "arrays: [] lists no arrays"),
+        ({"arrays": {"count": 2, "rows": 5}}, "arrays.cols: missing (required)"),
+        ({"arrays": 3}, "arrays: 3 is neither a grid"),
+        ({"arrays": {"count": 1000, "rows": 1000, "cols": 1001}},
+         f"devices in total is more than leac accepts ({MAX_DEVICES})"),
+        ({"arrays": {"count": 1, "rows": 10**5, "cols": 10**5}}, "in one array"),
+        ({"arrays": {"count": 10**7, "rows": 1, "cols": 1}}, "arrays.count: 10000000 is more"),
+    ],
+)  # fmt: skip
+def test_each_rule_is_reported_with_path_and_value(change: dict[str, Any], expected: str):
+    document = {**_base(), **change}
+    problems = _problems(document)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("defects", "expected"),
+    [
+        ([{"array": 0, "row": 3, "col": 7, "state": HIGH},
+          {"array": 0, "row": 3, "col": 7, "state": LOW}],
+         "defects[1]: device (array 0, row 3, col 7) is marked stuck_low here and stuck_high "
+         "in defects[0]"),
+        ([{"array": 0, "row": 3, "state": LOW},
+          {"array": 0, "row": 3, "col": 7, "state": HIGH}],
+         "defects[1]: device (array 0, row 3, col 7) is marked stuck_high here and lies in row 3, "
+         "marked stuck_low in defects[0]"),
+        ([{"array": 0, "row": 3, "col": 7, "state": HIGH},
+          {"array": 0, "col": 7, "state": LOW}],
+         "defects[1]: column 7 of array 0 is marked stuck_low here but device (row 3, col 7) is "
+         "marked stuck_high in defects[0]"),
+        ([{"array": 0, "col": 2, "state": HIGH}, {"array": 0, "row": 9, "state": LOW}],
+         "defects[1]: row 9 of array 0 is marked stuck_low here and crosses column 2, marked "
+         "stuck_high in defects[0]"),
+        ([{"array": 0, "row": 9, "state": HIGH}, {"array": 0, "row": 9, "state": LOW}],
+         "defects[1]: row 9 of array 0 is marked stuck_low here and stuck_high in defects[0]"),
+    ],
+)  # fmt: skip
+def test_one_device_with_two_states_is_an_error(defects: list[dict[str, Any]], expected: str):
+    assert _problems({**_base(), "defects": defects}) == [expected]
+
+
+def test_the_same_state_twice_is_allowed_and_other_arrays_do_not_clash():
+    defects = [
+        {"array": 0, "row": 3, "col": 7, "state": HIGH},
+        {"array": 0, "row": 3, "col": 7, "state": HIGH, "g_uS": 800},
+        {"array": 0, "row": 5, "state": LOW},
+        {"array": 0, "col": 1, "state": LOW},
+        {"array": 0, "row": 5, "col": 1, "state": LOW},
+        {"array": 4, "row": 3, "col": 7, "state": LOW},
+        {"array": 4, "col": 2, "state": HIGH},
+    ]
+    chip = parse_chip({**_base(), "defects": defects}, "c.json")
+    assert len(chip.defects) == 7
+
+
+def test_every_problem_is_collected_not_only_the_first():
+    document = {
+        **_base(),
+        "foo": 1,
+        "device": {"levels_uS": [133, 120], "stuck_high_uS": float("nan")},
+        "periphery": {"dac_bits": True},
+        "defects": [
+            {"array": 0, "row": 3, "col": 7, "state": HIGH},
+            {"array": 0, "row": 3, "col": 7, "state": LOW},
+            {"array": 4, "row": 30, "col": 0, "state": LOW},
+        ],
+    }
+    assert _problems(document) == [
+        "foo: unknown key",
+        "device.levels_uS: [133, 120] is not strictly ascending",
+        "device.stuck_high_uS: NaN is not a finite number",
+        "periphery.dac_bits: true is not an integer",
+        "defects[1]: device (array 0, row 3, col 7) is marked stuck_low here and stuck_high "
+        "in defects[0]",
+        "defects[2].row: 30 is outside array 4 (25 rows)",
+    ]
+
+
+def test_a_newer_version_or_another_format_is_refused_alone():
+    assert _problems({**_base(), "version": 2, "extra": 1}) == [
+        "version: 2 is newer than this leac understands (1)"
+    ]
+    assert _problems({**_base(), "format": "leac-program"}) == [
+        'format: "leac-program" is not "leac-chip"'
+    ]
+    assert _problems([1, 2]) == ["top level: [1, 2] is not a JSON object"]
+    assert "version: missing (required)" in _problems({"format": "leac-chip", "arrays": []})
+
+
+def test_problem_lists_are_capped():
+    defects = [{"array": 0, "row": 99, "col": 0, "state": HIGH}] * 500
+    problems = _problems({**_base(), "defects": defects})
+    assert len(problems) == 201 and problems[-1] == "... and 300 more problems"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the file is empty"),
+        ("  \n", "the file is empty"),
+        ('{"format": "leac-chip", "version": 1, "arr', "truncated"),
+        ('{"format": "leac-chip", "version": 1', "truncated"),
+        ("format: leac-chip", "not valid JSON: Expecting value (line 1, column 1)"),
+        ('{"format": "leac-chip", "version": 1, "arrays": {"count": NaN, "rows": 1, "cols": 1}}',
+         "arrays.count: NaN is not an integer"),
+        ('{"format": "leac-chip", "version": 1, "device": {"stuck_low_uS": -Infinity},'
+         ' "arrays": {"count": 1, "rows": 1, "cols": 1}}',
+         "device.stuck_low_uS: -Infinity is not a finite number"),
+        ('{"format": "leac-chip", "version": 1, "device": {"stuck_low_uS": 1e400},'
+         ' "arrays": {"count": 1, "rows": 1, "cols": 1}}',
+         "device.stuck_low_uS: 1e400 is not a finite number"),
+        ('{"format": "leac-chip", "version": 1, "version": 1,'
+         ' "arrays": {"count": 1, "rows": 1, "cols": 1}}',
+         "version: key appears more than once"),
+        ("[" * 100000, "nested too deeply"),
+        ('{"format": "leac-chip", "version": 1' + "0" * 5000 + "}", "not valid JSON"),
+    ],
+)  # fmt: skip
+def test_load_refuses_bad_json_text(tmp_path: Path, text: str, expected: str):
+    path = tmp_path / "c.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidChipError) as info:
+        load_chip(path)
+    assert any(expected in p for p in info.value.problems), info.value.problems
+    assert info.value.exit_status == 3
+
+
+def test_load_refuses_unreadable_files(tmp_path: Path):
+    with pytest.raises(InvalidInputError, match="no such chip file"):
+        load_chip(tmp_path / "missing.json")
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        load_chip(tmp_path)
+    (tmp_path / "latin1.json").write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(InvalidInputError, match=r"not UTF-8 text \(byte 0xe9 at offset 13\)"):
+        load_chip(tmp_path / "latin1.json")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path):
+    chip = synth_chip(arrays=1, rows=2, cols=2, seed=0)
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + chip_to_text(chip).encode())
+    assert load_chip(tmp_path / "bom.json") == chip
+
+
+# --------------------------------------------------------------------------
+# The data model
+
+
+def test_constructing_an_invalid_chip_raises():
+    with pytest.raises(InvalidChipError, match=r"defects\[0\].row: 5 is outside array 0"):
+        Chip(arrays=(Array(0, 2, 2),), defects=(Defect(0, 5, 0, HIGH),))
+    with pytest.raises(InvalidChipError, match="is not strictly ascending"):
+        DeviceModel(levels_uS=(200.0, 100.0))
+    with pytest.raises(InvalidChipError, match=r"periphery.adc_bits: 0 is not positive"):
+        Periphery(adc_bits=0)
+    with pytest.raises(InvalidChipError, match="the chip has no arrays"):
+        Chip(arrays=())
+    with pytest.raises(InvalidChipError, match="not a uniform grid"):
+        Chip(arrays=(Array(0, 2, 2), Array(1, 3, 2)), grid=True)
+
+
+def test_numpy_numbers_are_normalised():
+    chip = Chip(
+        arrays=[Array(np.int64(0), np.int64(3), np.int32(3))],
+        defects=[Defect(np.int64(0), np.int64(1), None, LOW, np.float32(2.5))],
+        device=DeviceModel(levels_uS=np.array([100, 200])),
+    )
+    assert type(chip.arrays[0].rows) is int and type(chip.defects[0].g_uS) is float
+    assert chip.device.levels_uS == (100.0, 200.0) and isinstance(chip.arrays, tuple)
+
+
+def test_array_lookup_names_a_missing_id():
+    chip = Chip(arrays=(Array(0, 2, 2), Array(1, 2, 2), Array(7, 2, 2)), name="c")
+    assert chip.array(7) == Array(7, 2, 2)
+    with pytest.raises(UsageError, match=r"chip 'c' has no array 5 \(its array ids: 0..1, 7\)"):
+        chip.array(5)
+    with pytest.raises(UsageError, match="no array 5"):
+        chip.stuck_map(5)
+
+
+def _hand_made_chip() -> Chip:
+    return Chip(
+        arrays=(Array(0, 4, 5), Array(1, 2, 2)),
+        defects=(
+            Defect(0, 1, None, LOW, 2.0),  # row 1
+            Defect(0, 1, 2, LOW, 4.2),  # inside row 1: the device entry wins though earlier
+            Defect(0, None, 3, LOW),  # column 3, default 10 uS; later than row 1 at (1, 3)
+            Defect(0, 0, 0, HIGH, 900.0),
+            Defect(0, 0, 0, HIGH, 950.0),  # the same device again: the later entry wins
+            Defect(0, 2, 4, HIGH),  # default 500 uS
+            Defect(0, 3, 3, LOW, 1.5),  # inside column 3: the device entry wins
+        ),
+    )
+
+
+def test_stuck_map_against_a_hand_made_chip():
+    state, g = _hand_made_chip().stuck_map(0)
+    nan = math.nan
+    expected_state = np.array(
+        [
+            [1, 0, 0, -1, 0],
+            [-1, -1, -1, -1, -1],
+            [0, 0, 0, -1, 1],
+            [0, 0, 0, -1, 0],
+        ],
+        dtype=np.int8,
+    )
+    expected_g = np.array(
+        [
+            [950.0, nan, nan, 10.0, nan],
+            [2.0, 2.0, 4.2, 10.0, 2.0],
+            [nan, nan, nan, 10.0, 500.0],
+            [nan, nan, nan, 1.5, nan],
+        ]
+    )
+    assert state.dtype == np.int8 and g.dtype == np.float64
+    np.testing.assert_array_equal(state, expected_state)
+    np.testing.assert_array_equal(g, expected_g)  # NaNs in the same places
+
+
+def test_stuck_map_of_a_clean_array_and_a_later_row_over_a_column():
+    chip = _hand_made_chip()
+    state, g = chip.stuck_map(1)
+    np.testing.assert_array_equal(state, np.zeros((2, 2), np.int8))
+    assert np.isnan(g).all()
+    crossing = Chip(
+        arrays=(Array(0, 2, 2),),
+        defects=(Defect(0, None, 0, HIGH, 700.0), Defect(0, 1, None, HIGH, 600.0)),
+        device=DeviceModel(stuck_high_uS=450.0),
+    )
+    state, g = crossing.stuck_map(0)
+    np.testing.assert_array_equal(state, [[1, 0], [1, 1]])
+    np.testing.assert_array_equal(g, [[700.0, math.nan], [600.0, 600.0]])
+
+
+def test_counts_and_summary():
+    chip = _hand_made_chip()
+    assert chip.device_count == 24
+    assert chip.defect_counts() == {
+        "stuck_high": 2,
+        "stuck_low": 8,
+        "dead_rows": 1,
+        "dead_cols": 1,
+        "healthy": 14,
+    }
+    assert chip.defect_counts(1) == {
+        "stuck_high": 0, "stuck_low": 0, "dead_rows": 0, "dead_cols": 0, "healthy": 4,
+    }  # fmt: skip
+    summary = chip.summary()
+    assert "\n" not in summary
+    assert summary == (
+        "chip: 2 arrays of mixed sizes, 24 devices, 2 stuck high, 8 stuck low (41.67% stuck), "
+        "1 dead rows, 1 dead columns, 14 healthy"
+    )
+
+
+# --------------------------------------------------------------------------
+# Synthetic chips
+
+
+def _within(count: int, n: int, p: float, sigmas: float = 5.0) -> bool:
+    """`count` is within `sigmas` binomial standard deviations of n * p."""
+    return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p)) + 1e-9
+
+
+def test_synth_rates_are_honoured_statistically():
+    arrays, rows, cols = 40, 100, 100
+    rates = {"stuck_high": 0.025, "stuck_low": 0.01, "dead_rows": 0.02, "dead_cols": 0.03}
+    chip = synth_chip(arrays=arrays, rows=rows, cols=cols, seed=7, **rates)
+    assert chip.grid and len(chip.arrays) == arrays
+    dead_rows = {(d.array, d.row) for d in chip.defects if d.col is None}
+    dead_cols = {(d.array, d.col) for d in chip.defects if d.row is None}
+    assert all(d.state == LOW and d.g_uS is None for d in chip.defects if d.is_line)
+    assert _within(len(dead_rows), arrays * rows, rates["dead_rows"])
+    assert _within(len(dead_cols), arrays * cols, rates["dead_cols"])
+    single = [d for d in chip.defects if not d.is_line]
+    assert all(d.g_uS is None for d in single)
+    places = [(d.array, d.row, d.col) for d in single]
+    assert len(set(places)) == len(places)  # never both stuck high and stuck low
+    assert not any((a, r) in dead_rows or (a, c) in dead_cols for a, r, c in places)
+    # Devices off the dead lines, the population the per-device rates apply to.
+    rows_left = [rows - sum(1 for a, _ in dead_rows if a == k) for k in range(arrays)]
+    cols_left = [cols - sum(1 for a, _ in dead_cols if a == k) for k in range(arrays)]
+    off_line = sum(r * c for r, c in zip(rows_left, cols_left, strict=True))
+    high = sum(1 for d in single if d.state == HIGH)
+    low = sum(1 for d in single if d.state == LOW)
+    assert _within(high, off_line, rates["stuck_high"])
+    # Conditional on not stuck high, a device is stuck low with p_low / (1 - p_high) ...
+    # ... so unconditionally it is p_low: the same binomial check applies.
+    assert _within(low, off_line, rates["stuck_low"])
+
+
+def test_synth_defaults_look_like_the_seed_paper():
+    chip = synth_chip(seed=1)
+    assert chip.device_count == 20_000 and len(chip.arrays) == 32
+    assert chip.arrays[0] == Array(0, 25, 25)
+    assert _within(chip.defect_counts()["stuck_high"], 20_000, 0.025)
+
+
+def test_synth_is_deterministic_per_seed(tmp_path: Path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        save_chip(synth_chip(seed=seed, dead_rows=0.05, name="s"), tmp_path / f"{name}.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() != (tmp_path / "c.json").read_bytes()
+
+
+def test_synth_extreme_rates():
+    assert synth_chip(arrays=2, rows=3, cols=3, stuck_high=0, stuck_low=0, seed=0).defects == ()
+    all_high = synth_chip(arrays=1, rows=3, cols=3, stuck_high=1, stuck_low=0, seed=0)
+    assert all_high.defect_counts()["stuck_high"] == 9
+    dead = synth_chip(arrays=1, rows=3, cols=4, dead_rows=1, seed=0)
+    assert dead.defect_counts()["stuck_low"] == 12 and all(d.is_line for d in dead.defects)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"stuck_high": 1.5}, "stuck_high: 1.5 is not a probability between 0 and 1"),
+        ({"stuck_low": -0.1}, "stuck_low: -0.1 is negative"),
+        ({"dead_rows": math.nan}, "dead_rows: NaN is not a finite number"),
+        ({"dead_cols": "0.1"}, 'dead_cols: "0.1" is not a number'),
+        ({"stuck_high": 0.7, "stuck_low": 0.4}, "stuck_high + stuck_low: 1.1 is more than 1"),
+        ({"arrays": 0}, "arrays: 0 is not positive"),
+        ({"rows": 2.5}, "rows: 2.5 is not an integer"),
+        ({"seed": -1}, "seed: -1 is negative"),
+        ({"arrays": 1000, "rows": 1000, "cols": 1001}, "is more devices than leac accepts"),
+    ],
+)
+def test_synth_refuses_bad_options(kwargs: dict[str, Any], expected: str):
+    with pytest.raises(UsageError) as info:
+        synth_chip(**{"seed": 0, **kwargs})
+    assert expected in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Measured conductance maps
+
+
+def _measured(name: str) -> Path:
+    if not MEASURED.is_dir():
+        pytest.skip(f"measured data not found at {MEASURED} (shared/ must sit beside the repo)")
+    return MEASURED / name
+
+
+def test_import_kernel0_finds_two_dead_columns_and_36_stuck_high():
+    chip = import_maps([_measured("kernel0_S.txt")])
+    lines = [d for d in chip.defects if d.is_line]
+    assert [(d.row, d.col, d.state) for d in lines] == [(None, 4, LOW), (None, 24, LOW)]
+    assert all(d.g_uS is not None and 0 < d.g_uS < 50 for d in lines)
+    counts = chip.defect_counts()
+    assert counts["stuck_high"] == 36 and counts["dead_cols"] == 2 and counts["dead_rows"] == 0
+    assert counts["stuck_low"] == 50  # the two dead columns, nothing else
+    highs = [d for d in chip.defects if d.state == HIGH]
+    assert len(highs) == 36 and all(d.g_uS is not None and d.g_uS > 300 for d in highs)
+    raw = load_conductance_map(_measured("kernel0_S.txt")) * 1e6
+    assert all(math.isclose(d.g_uS, raw[d.row, d.col]) for d in highs)  # type: ignore[arg-type]
+
+
+def test_import_kernel17_finds_no_dead_line_and_9_stuck_high():
+    chip = import_maps([_measured("kernel17_S.txt")])
+    assert not any(d.is_line for d in chip.defects)
+    assert chip.defect_counts() == {
+        "stuck_high": 9, "stuck_low": 0, "dead_rows": 0, "dead_cols": 0, "healthy": 616,
+    }  # fmt: skip
+
+
+def test_import_both_kernels_is_a_grid_that_round_trips(tmp_path: Path):
+    chip = import_maps(
+        [_measured("kernel0_S.txt"), _measured("kernel17_S.txt")], name="two kernels"
+    )
+    assert chip.grid and [a.id for a in chip.arrays] == [0, 1]
+    save_chip(chip, tmp_path / "k.json")
+    assert load_chip(tmp_path / "k.json") == chip
+
+
+def test_import_classifies_a_small_matrix():
+    g_uS = np.full((5, 6), 150.0)
+    g_uS[0, 0] = 900.0  # stuck high
+    g_uS[1, 1] = 20.0  # stuck low, measured
+    g_uS[1, 2] = -3.0  # stuck low, reading <= 0: no g_uS
+    g_uS[:, 5] = [260.0, 1.0, 3.0, 5.0, 200.0]
+    g_uS[4, :] = [1.0, 2.0, -1.0, 4.0, 5.0, 200.0]  # 5 of 6 low: under 0.9, not dead
+    g_uS[2, :] = [2.0, 3.0, 4.0, -1.0, 6.0, 7.0]  # dead row: median of 2, 3, 4, 6, 7
+    chip = import_maps([("m", g_uS * 1e-6)], high_above_uS=250.0)
+    got = {(d.row, d.col): (d.state, d.g_uS) for d in chip.defects}
+    assert got == {
+        (2, None): (LOW, pytest.approx(4.0)),
+        (0, 0): (HIGH, pytest.approx(900.0)),
+        (0, 5): (HIGH, pytest.approx(260.0)),
+        (1, 1): (LOW, pytest.approx(20.0)),
+        (1, 2): (LOW, None),
+        (1, 5): (LOW, pytest.approx(1.0)),
+        (3, 5): (LOW, pytest.approx(5.0)),
+        (4, 0): (LOW, pytest.approx(1.0)),
+        (4, 1): (LOW, pytest.approx(2.0)),
+        (4, 2): (LOW, None),
+        (4, 3): (LOW, pytest.approx(4.0)),
+        (4, 4): (LOW, pytest.approx(5.0)),
+    }
+    assert chip.defects[0] == Defect(0, 2, None, LOW, pytest.approx(4.0))  # lines come first
+
+
+def test_import_a_stuck_high_device_keeps_a_line_alive():
+    g_uS = np.array([[1.0, 1.0, 150.0], [2.0, 2.0, 150.0], [3.0, 3.0, 150.0], [900.0, 150, 150]])
+    chip = import_maps([("m", g_uS * 1e-6)], dead_line_fraction=0.75)
+    lines = [d for d in chip.defects if d.is_line]
+    assert lines == [Defect(0, None, 1, LOW, 2.0)]  # column 0 has a stuck-high device
+    singles = {(d.row, d.col) for d in chip.defects if not d.is_line}
+    assert singles == {(0, 0), (1, 0), (2, 0), (3, 0)}
+
+
+def test_import_mixed_shapes_is_a_list_and_a_line_without_positive_readings():
+    dead = np.full((3, 3), 150e-6)
+    dead[:, 1] = [-1e-6, 0.0, -2e-6]
+    chip = import_maps([("a", dead), ("b", np.full((2, 4), 150e-6))])
+    assert not chip.grid and chip.arrays == (Array(0, 3, 3), Array(1, 2, 4))
+    assert chip.defects == (Defect(0, None, 1, LOW, None),)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"high_above_uS": 200.0}, "high_above_uS: 200.0 uS is not above the top device level"),
+        ({"low_below_uS": 140.0}, "low_below_uS: 140.0 uS is not below the bottom device level"),
+        ({"dead_line_fraction": 0.0}, "dead_line_fraction: 0.0 is not positive"),
+        ({"dead_line_fraction": 1.5}, "dead_line_fraction: 1.5 is more than 1"),
+        ({"high_above_uS": math.inf}, "high_above_uS: Infinity is not a finite number"),
+    ],
+)
+def test_import_refuses_thresholds_that_contradict_the_levels(
+    kwargs: dict[str, Any], expected: str
+):
+    with pytest.raises(UsageError) as info:
+        import_maps([("m", np.full((2, 2), 150e-6))], **kwargs)
+    assert expected in str(info.value)
+
+
+def test_import_needs_a_map():
+    with pytest.raises(UsageError, match="no conductance maps given"):
+        import_maps([])
+
+
+@pytest.mark.parametrize(
+    ("matrix", "expected"),
+    [
+        (np.zeros(5), r"must be 2-D \(rows x columns\), not of shape \(5,\)"),
+        (np.zeros((0, 3)), "the conductance map is empty"),
+        (np.array([[1e-4, np.nan]]), r"1 readings are not finite numbers \(the first at row 0"),
+        (np.array([["a", "b"]]), "must hold real numbers"),
+        (np.full((2, 2), 150.0), "is the map in microsiemens"),
+    ],
+)
+def test_import_refuses_bad_matrices(matrix: np.ndarray, expected: str):
+    with pytest.raises(BadDataError, match=expected):
+        import_maps([("m", matrix)])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1e-4 2e-4\n3e-4\n", "line 2 has 1 values but line 1 has 2"),
+        ("1e-4 2e-4\n3e-4 abc\n", "line 2, value 2: 'abc' is not a number"),
+        ("1e-4,2e-4\n", r"is not a number \(values must be separated by whitespace\)"),
+        ("", r"no values \(an empty conductance map\)"),
+        ("\n  \n# only a comment\n", "no values"),
+        ("1e-4 nan\n", "line 1, value 2: 'nan' is not a finite number"),
+        ("1e-4 inf\n", "'inf' is not a finite number"),
+    ],
+)
+def test_load_conductance_map_errors(tmp_path: Path, text: str, expected: str):
+    path = tmp_path / "map.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(BadDataError, match=expected) as info:
+        load_conductance_map(path)
+    assert str(info.value).startswith(os.fspath(path))
+
+
+def test_load_conductance_map_reads_comments_and_blank_lines(tmp_path: Path):
+    path = tmp_path / "map.txt"
+    path.write_text("# header\n1e-4  2e-4\n\n3e-4\t4e-4  # row 2\n", encoding="utf-8")
+    np.testing.assert_array_equal(load_conductance_map(path), [[1e-4, 2e-4], [3e-4, 4e-4]])
+    with pytest.raises(InvalidInputError, match="no such conductance map"):
+        load_conductance_map(tmp_path / "missing.txt")
+
+
+def test_import_wants_a_list_of_maps():
+    with pytest.raises(UsageError, match="give a list of maps, not one path"):
+        import_maps("kernel0_S.txt")  # type: ignore[arg-type]
