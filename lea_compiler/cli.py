@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from lea_compiler import __version__, cli_chip
@@ -142,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception:  # anything else is a bug in leac: show it in full
+        traceback.print_exc()
+        print("leac: internal error: this is a bug in leac, please report it with the traceback above",
+              file=sys.stderr)
+        return EXIT_BUG
 
 
 def entry_point() -> None:

@@ -488,6 +488,9 @@ def format_graph(graph: Graph) -> str:
 
 def _const_preview(value: Value) -> str:
     assert value.const is not None
-    if value.const.size <= 6:
-        return f" = {np.asarray(value.const).tolist()}"
-    return ""
+    if value.const.size > 6:
+        return ""
+    if value.const.dtype.kind == "f":
+        text = np.array2string(value.const, separator=", ", formatter={"float_kind": "{:.6g}".format})
+        return " = " + " ".join(text.split())
+    return f" = {np.asarray(value.const).tolist()}"

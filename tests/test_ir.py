@@ -34,8 +34,8 @@ def test_hand_built_graph_verifies_and_prints_stably() -> None:
         [
             "graph small (opset ai.onnx 17)",
             "  input  %x: float32[batch, 3]",
-            "  const  %W: float32[3, 2] = [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]",
-            "  const  %b: float32[2] = [1.0, 1.0]",
+            "  const  %W: float32[3, 2] = [[0, 1], [2, 3], [4, 5]]",
+            "  const  %b: float32[2] = [1, 1]",
             "  %h: float32[batch, 2] = Gemm(%x, %W, %b)  # fc",
             "  %y: float32[batch, 2] = Relu(%h)  # act",
             "  output %y: float32[batch, 2]",

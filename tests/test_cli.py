@@ -1,0 +1,80 @@
+"""The `leac` command line: inspect, help on every command, exit statuses, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from lea_compiler.cli import build_parser, main
+from tests.helpers import cnn_model, mlp_model
+
+
+def _subcommands(parser=None, prefix=()):
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _subcommands(sub, (*prefix, name))
+
+
+@pytest.mark.parametrize("command", list(_subcommands()), ids=" ".join)
+def test_every_command_has_help(command, capsys) -> None:
+    assert main([*command, "--help"]) == 0
+    assert "usage: leac" in capsys.readouterr().out
+
+
+def test_inspect_prints_ir_and_device_table(tmp_path, capsys) -> None:
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "%h0: float32[N, 12] = Gemm(%x, %W0, %b0) {transB=1}  # fc0" in out
+    # 4-12-6-3 with biases: (5*12 + 13*6 + 7*3) weights, two devices each
+    assert "fc0   Gemm  5 x 12              yes       1             120" in out
+    assert "total: 318 devices for 3 crossbar layers at k = 1" in out
+
+
+def test_inspect_json_costs_k_copies(tmp_path, capsys) -> None:
+    path = tmp_path / "cnn.onnx"
+    onnx.save(cnn_model(), path)
+    assert main(["inspect", str(path), "-k", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    layers = {layer["node"]: layer for layer in report["crossbar_layers"]}
+    assert layers["conv1"]["rows"] == 10 and layers["conv1"]["cols"] == 4
+    assert layers["conv1"]["reads_per_sample"] == 64
+    assert layers["conv2"]["rows"] == 36 and layers["conv2"]["bias_row"] is False
+    assert report["devices"] == sum(2 * 3 * layer["rows"] * layer["cols"] for layer in layers.values())
+
+
+def test_bad_model_exits_3_without_traceback(tmp_path, capsys) -> None:
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"\x08\x01garbage")
+    assert main(["inspect", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: ") and "Traceback" not in err
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    assert main([]) == 2
+    assert main(["inspect"]) == 2
+    assert main(["no-such-command"]) == 2
+    assert main(["inspect", "m.onnx", "-k", "0"]) == 2
+    assert "-k must be at least 1" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(tmp_path) -> None:
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), path)
+    done = subprocess.run(
+        [sys.executable, "-m", "lea_compiler", "inspect", str(path), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["devices"] == 318
+    missing = subprocess.run([sys.executable, "-m", "lea_compiler", "inspect", str(tmp_path / "nope.onnx")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 3 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
