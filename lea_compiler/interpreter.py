@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import BadDataError
 from lea_compiler.ir import Graph, Node, Value
-from lea_compiler.ops import ML_DOMAIN, OPS, Window, constant_value, onnx_dtype, reduce_axes, shape_slice, window_of
+from lea_compiler.ops import LEAC_DOMAIN, ML_DOMAIN, OPS, Window, constant_value, onnx_dtype, reduce_axes, shape_slice, window_of
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]
@@ -311,6 +311,19 @@ def _shape(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [np.asarray(x.shape[start:end], dtype=np.int64)]
 
 
+def _mvm(node: Node, inputs: list[Array | None]) -> list[Array]:
+    y = _x(inputs, 0) @ _x(inputs, 1)
+    bias = inputs[2] if len(inputs) > 2 else None
+    return [y if bias is None else y + bias]
+
+
+def _patches(node: Node, inputs: list[Array | None]) -> list[Array]:
+    x = _x(inputs)
+    window = window_of(node, x.shape[2:], [int(k) for k in node.attr("kernel_shape")])
+    patches, (oh, ow) = im2col(x, window)
+    return [patches.reshape(x.shape[0], oh, ow, patches.shape[1])]
+
+
 KERNELS: dict[tuple[str, str], Kernel] = {
     ("", "Gemm"): _gemm,
     ("", "MatMul"): _binary(np.matmul),
@@ -350,6 +363,8 @@ KERNELS: dict[tuple[str, str], Kernel] = {
     ("", "Shape"): _shape,
     ("", "Gather"): lambda node, inputs: [np.take(_x(inputs, 0), _x(inputs, 1), axis=int(node.attr("axis", 0)))],
     (ML_DOMAIN, "ArrayFeatureExtractor"): _array_feature_extractor,
+    (LEAC_DOMAIN, "MVM"): _mvm,
+    (LEAC_DOMAIN, "Patches"): _patches,
 }
 
 assert KERNELS.keys() == OPS.keys(), "every op in OPS needs exactly one kernel"

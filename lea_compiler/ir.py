@@ -158,8 +158,18 @@ class Graph:
         self.initializers: dict[str, Value] = {}
         self.nodes: list[Node] = []
         self.metadata: dict[str, str] = {}
+        self._facts: dict[type, object] = {}
         self._names: set[str] = set()
         self._node_names: set[str] = set()
+
+    # -------------------------------------------------------------------- facts
+    def set_fact(self, fact: object) -> None:
+        """Attach a whole-graph fact (e.g. the placement solver's summary), one per class."""
+        self._facts[type(fact)] = fact
+
+    def fact(self, kind: type[F]) -> F | None:
+        found = self._facts.get(kind)
+        return found if isinstance(found, kind) else None
 
     # ----------------------------------------------------------------- building
     def add_input(self, name: str, dtype: np.dtype[Any] | type | str, shape: Shape) -> Value:
@@ -259,6 +269,28 @@ class Graph:
             del self.initializers[name]
             self._names.discard(name)
         return len(dead)
+
+    def rename(self, value: Value, name: str) -> None:
+        """Give `value` a new name that no other value has."""
+        if name == value.name:
+            return
+        if name in self._names:
+            raise ValueError(f"cannot rename %{value.name} to %{name}: the name is taken")
+        if value.name in self.initializers:
+            self.initializers = {(name if k == value.name else k): v for k, v in self.initializers.items()}
+        self._names.discard(value.name)
+        self._names.add(name)
+        value.name = name
+
+    def rename_node(self, node: Node, name: str) -> None:
+        """Give `node` a name no other node has (e.g. the name of the node it replaced)."""
+        if name == node.name:
+            return
+        if name in self._node_names:
+            raise ValueError(f"cannot rename node {node.name!r} to {name!r}: the name is taken")
+        self._node_names.discard(node.name)
+        self._node_names.add(name)
+        node.name = name
 
     def fresh_name(self, base: str) -> str:
         """A value name not used yet, derived from `base` (not reserved until used)."""

@@ -24,7 +24,7 @@ import onnx.version_converter
 
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.ir import Dim, Graph, Shape, Value
-from lea_compiler.ops import OPS, infer_node, onnx_dtype, supported_ops_text
+from lea_compiler.ops import LEAC_DOMAIN, OPS, infer_node, onnx_dtype, supported_ops_text
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _refuse_unsupported(model: onnx.ModelProto, source: str) -> None:
     bad: list[str] = []
     for index, node in enumerate(model.graph.node):
         domain = "" if node.domain in _DEFAULT_DOMAINS else node.domain
-        if (domain, node.op_type) not in OPS:
+        if (domain, node.op_type) not in OPS or domain == LEAC_DOMAIN:
             op = f"{domain}.{node.op_type}" if domain else node.op_type
             bad.append(f"node '{node.name or f'#{index}'}' ({op})")
     if model.graph.sparse_initializer:

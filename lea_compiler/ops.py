@@ -27,6 +27,8 @@ from lea_compiler.ir import Dim, Node, Shape, Value
 TypeRule = Callable[[Node], list[tuple[np.dtype[Any], Shape]]]
 
 ML_DOMAIN = "ai.onnx.ml"
+LEAC_DOMAIN = "leac"
+"""leac's own ops, made by the canonicalize pass; never read from or written to ONNX."""
 
 
 @dataclass(frozen=True)
@@ -558,6 +560,34 @@ def _reduce_mean(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     return [(x.dtype, tuple(dims))]
 
 
+def _mvm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x, w = _in(node, 0), _in(node, 1)
+    if w.const is None or w.const.ndim != 2:
+        raise ShapeError("the crossbar matrix (input 1) must be a constant 2-D tensor")
+    rows, cols = w.const.shape
+    b = node.input(2)
+    if b is not None and (b.const is None or b.const.shape != (cols,)):
+        raise ShapeError(f"the bias (input 2) must be a constant vector of {cols}")
+    if x.shape is None:
+        return [(x.dtype, None)]
+    if not x.shape:
+        raise ShapeError("the input must have rank >= 1")
+    merge_dim(x.shape[-1], rows)
+    return [(x.dtype, (*x.shape[:-1], cols))]
+
+
+def _patches(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    x = _in(node, 0)
+    if x.shape is None:
+        return [(x.dtype, None)]
+    if len(x.shape) != 4:
+        raise ShapeError(f"Patches needs an NCHW input, got {x.type_str()}")
+    kernel = [int(k) for k in node.attr("kernel_shape", [])]
+    geometry = window_of(node, x.shape[2:], kernel)
+    depth = product([x.shape[1], *kernel])
+    return [(x.dtype, (x.shape[0], *window_output(x.shape[2:], geometry), depth))]
+
+
 def _schema(
     op: str, rule: TypeRule, lo: int, hi: int, domain: str = "", outs: int = 1
 ) -> tuple[tuple[str, str], OpSchema]:
@@ -600,6 +630,8 @@ OPS: dict[tuple[str, str], OpSchema] = dict(
         _schema("Shape", _shape_op, 1, 1),
         _schema("Gather", _gather, 2, 2),
         _schema("ArrayFeatureExtractor", _array_feature_extractor, 2, 2, domain=ML_DOMAIN),
+        _schema("MVM", _mvm, 2, 3, domain=LEAC_DOMAIN),
+        _schema("Patches", _patches, 1, 1, domain=LEAC_DOMAIN),
     ]
 )
 
@@ -669,5 +701,5 @@ def _shape_text(shape: Shape) -> str:
 
 
 def supported_ops_text() -> str:
-    """The supported op list for error messages, sorted, domain-qualified outside ai.onnx."""
-    return ", ".join(sorted(s.qualified for s in OPS.values()))
+    """The ONNX ops leac imports, sorted, domain-qualified outside ai.onnx."""
+    return ", ".join(sorted(s.qualified for s in OPS.values() if s.domain != LEAC_DOMAIN))

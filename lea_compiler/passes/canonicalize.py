@@ -1,0 +1,258 @@
+"""canonicalize: rewrite the imported graph so that every crossbar op is `leac.MVM`.
+
+After this pass each matrix product that can run on crossbars is one node
+`y = MVM(x, W, b)` meaning `y[..., j] = sum_i x[..., i] W[i, j] + b[j]`, with W
+(rows = inputs, columns = outputs) and b constant. Rewrites, in order:
+
+1. Constant nodes become initializers.
+2. Identity and Dropout (inference: the identity) are removed.
+3. BatchNormalization that follows a Conv (or, after step 4, a 2-D MVM) whose
+   output nobody else reads is folded into its weights:
+   with f = scale / sqrt(var + eps),  W'[o] = W[o] f[o],  b' = (b - mean) f + B.
+4. Gemm(x, B, C) with constant B and transA = 0 becomes
+   MVM(x, alpha B^T-or-B, beta C) when C is a per-column bias; MatMul(x, W) with a
+   constant 2-D W becomes MVM(x, W), and an Add of a constant per-column bias
+   right after it joins the MVM.
+5. Conv(x, W, b) (2-D, group 1, constant W) becomes
+   Transpose(MVM(Patches(x), W.reshape(O, C kh kw)^T, b), perm = [0, 3, 1, 2]):
+   `leac.Patches` is im2col, one row of C kh kw inputs per output pixel, so
+   the crossbar sees one read per output pixel.
+6. Nodes whose outputs nobody reads, and unused initializers, are dropped.
+
+Graph output names are kept: when a removed node produced a graph output,
+the value that replaces it takes over its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lea_compiler.errors import CompileError
+from lea_compiler.ir import Graph, Node, Value
+from lea_compiler.ops import LEAC_DOMAIN, constant_value, infer_node, window_of
+
+
+@dataclass(frozen=True)
+class Canonicalize:
+    """The canonicalize pass (see the module docstring)."""
+
+    name: str = "canonicalize"
+
+    def run(self, graph: Graph) -> Graph:
+        fold_constants(graph)
+        remove_identities(graph)
+        for node in graph.nodes_of("BatchNormalization"):
+            fold_batchnorm(graph, node)
+        for node in graph.nodes_of("Gemm", "MatMul"):
+            lower_matrix_product(graph, node)
+        for node in graph.nodes_of("BatchNormalization"):
+            fold_batchnorm(graph, node)
+        for node in graph.nodes_of("Conv"):
+            lower_conv(graph, node)
+        remove_dead_nodes(graph)
+        graph.remove_unused_initializers()
+        return graph
+
+
+def fold_constants(graph: Graph) -> None:
+    """Constant nodes become initializers under their output's name."""
+    for node in graph.nodes_of("Constant"):
+        out = node.outputs[0]
+        value = graph.add_initializer(out.name + "__const", constant_value(node))
+        _take_over(graph, out, value)
+        graph.remove_node(node)
+
+
+def remove_identities(graph: Graph) -> None:
+    """Drop Identity nodes and inference-mode Dropout (whose mask nobody reads)."""
+    for node in graph.nodes_of("Identity", "Dropout"):
+        if node.op_type == "Dropout" and len(node.outputs) > 1 and _is_read(graph, node.outputs[1]):
+            continue
+        source = node.input(0)
+        assert source is not None
+        _bypass(graph, node, source)
+
+
+def fold_batchnorm(graph: Graph, bn: Node) -> bool:
+    """Fold `bn` into the Conv or 2-D MVM before it; False when that is not possible."""
+    x = bn.input(0)
+    if x is None or x.producer is None or len(x.uses) != 1 or _is_graph_output(graph, x):
+        return False
+    producer = x.producer
+    weight = producer.input(1)
+    if weight is None or weight.const is None or any(p is None or p.const is None for p in bn.inputs[1:5]):
+        return False
+    if producer.op_type == "Conv" and weight.const.ndim == 4:
+        channel_axis = 0
+    elif producer.op_type == "MVM" and producer.domain == LEAC_DOMAIN and x.rank == 2:
+        channel_axis = 1
+    else:
+        return False
+    scale, offset, mean, var = (np.asarray(v.const, dtype=np.float64) for v in bn.inputs[1:5])  # type: ignore[union-attr]
+    factor = scale / np.sqrt(var + float(bn.attr("epsilon", 1e-5)))
+    w = np.asarray(weight.const, dtype=np.float64)
+    shape = [1] * w.ndim
+    shape[channel_axis] = -1
+    new_w = (w * factor.reshape(shape)).astype(weight.dtype)
+    old_b = producer.input(2)
+    b = np.zeros(factor.shape) if old_b is None else np.asarray(old_b.const, dtype=np.float64)
+    new_b = ((b - mean) * factor + offset).astype(weight.dtype)
+    graph.set_input(producer, 1, graph.add_initializer(weight.name + "__bn", new_w))
+    graph.set_input(producer, 2, graph.add_initializer(producer.name + "__bias_bn", new_b))
+    _bypass(graph, bn, x)
+    return True
+
+
+def lower_matrix_product(graph: Graph, node: Node) -> bool:
+    """Gemm / MatMul with a constant matrix (and a following bias Add) -> MVM."""
+    x, b_in = node.input(0), node.input(1)
+    if x is None or b_in is None or b_in.const is None or x.is_const or b_in.const.ndim != 2:
+        return False
+    w = np.asarray(b_in.const)
+    bias: np.ndarray | None = None
+    if node.op_type == "Gemm":
+        if node.attr("transA", 0):
+            return False
+        if node.attr("transB", 0):
+            w = w.T
+        w = w * np.asarray(node.attr("alpha", 1.0), dtype=w.dtype)
+        c = node.input(2)
+        if c is not None:
+            bias = _column_bias(c, w.shape[1])
+            if bias is None:
+                return False
+            bias = bias * np.asarray(node.attr("beta", 1.0), dtype=bias.dtype)
+    out = node.outputs[0]
+    add = _bias_add_after(graph, out, w.shape[1]) if bias is None else None
+    if add is not None:
+        add_node, bias = add
+        final_node, final_out = add_node, add_node.outputs[0]
+    else:
+        final_node, final_out = node, out
+    inputs: list[Value | None] = [x, graph.add_initializer(node.name + "__W", np.ascontiguousarray(w))]
+    if bias is not None:
+        inputs.append(graph.add_initializer(node.name + "__b", np.ascontiguousarray(bias.astype(w.dtype))))
+    mvm = graph.add_node(
+        "MVM", inputs, [(final_out.name + "__mvm", final_out.dtype, final_out.shape)],
+        name=node.name, domain=LEAC_DOMAIN, before=node,
+    )
+    _take_over(graph, final_out, mvm.outputs[0])
+    for old in (final_node, node) if final_node is not node else (node,):
+        graph.remove_node(old)
+    graph.rename_node(mvm, node.name)
+    return True
+
+
+def lower_conv(graph: Graph, conv: Node) -> bool:
+    """Conv with a constant weight -> Transpose(MVM(Patches(x)))."""
+    x, weight = conv.input(0), conv.input(1)
+    if x is None or weight is None or weight.const is None or x.shape is None or len(x.shape) != 4:
+        return False
+    bias = conv.input(2)
+    if bias is not None and bias.const is None:
+        return False
+    w = np.asarray(weight.const)
+    kernel = [int(k) for k in conv.attr("kernel_shape", w.shape[2:])]
+    try:
+        window = window_of(conv, x.shape[2:], kernel)
+    except Exception as exc:
+        raise CompileError(f"{conv.describe()}: {exc}") from None
+    attrs = {
+        "kernel_shape": list(window.kernel),
+        "strides": list(window.strides),
+        "dilations": list(window.dilations),
+        "pads": list(window.pads),
+        "ceil_mode": 0,
+    }
+    patches = graph.add_node(
+        "Patches", [x], [(conv.name + "__patches", x.dtype, None)], name=conv.name + "__patches",
+        domain=LEAC_DOMAIN, attrs=attrs, before=conv,
+    )
+    infer_node(patches, check=False)
+    matrix = np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
+    inputs: list[Value | None] = [patches.outputs[0], graph.add_initializer(conv.name + "__W", matrix)]
+    if bias is not None:
+        inputs.append(bias)
+    mvm = graph.add_node("MVM", inputs, [(conv.name + "__mvm", x.dtype, None)], name=conv.name,
+                         domain=LEAC_DOMAIN, before=conv)
+    infer_node(mvm, check=False)
+    out = conv.outputs[0]
+    transpose = graph.add_node(
+        "Transpose", [mvm.outputs[0]], [(out.name + "__nchw", out.dtype, out.shape)],
+        name=conv.name + "__nchw", attrs={"perm": [0, 3, 1, 2]}, before=conv,
+    )
+    _take_over(graph, out, transpose.outputs[0])
+    graph.remove_node(conv)
+    graph.rename_node(mvm, conv.name)
+    return True
+
+
+def remove_dead_nodes(graph: Graph) -> int:
+    """Drop nodes none of whose outputs is read or is a graph output; returns how many."""
+    removed = 0
+    for node in reversed(list(graph.nodes)):
+        if not any(_is_read(graph, out) for out in node.outputs):
+            graph.remove_node(node)
+            removed += 1
+    return removed
+
+
+# ------------------------------------------------------------------ helpers
+def _is_graph_output(graph: Graph, value: Value) -> bool:
+    return any(v is value for v in graph.outputs)
+
+
+def _is_read(graph: Graph, value: Value) -> bool:
+    return bool(value.uses) or _is_graph_output(graph, value)
+
+
+def _take_over(graph: Graph, old: Value, new: Value, keep_name: bool = True) -> None:
+    """`new` replaces `old` everywhere and takes its name (always for a graph output)."""
+    keep_name = keep_name or _is_graph_output(graph, old)
+    graph.replace_all_uses(old, new)
+    if keep_name:
+        name = old.name
+        graph.rename(old, graph.fresh_name(name + "__replaced"))
+        graph.rename(new, name)
+
+
+def _bypass(graph: Graph, node: Node, source: Value) -> None:
+    """Remove a pass-through node, its readers reading `source` instead."""
+    out = node.outputs[0]
+    if _is_graph_output(graph, out) and (source.producer is None or _is_graph_output(graph, source)):
+        return  # a graph input or output passed straight through: keep the node so both names exist
+    _take_over(graph, out, source, keep_name=False)
+    for extra in node.outputs[1:]:
+        if _is_read(graph, extra):
+            return
+    graph.remove_node(node)
+
+
+def _column_bias(value: Value, cols: int) -> np.ndarray | None:
+    """`value` as a length-`cols` bias vector if it is a constant per-column bias."""
+    if value.const is None:
+        return None
+    c = np.asarray(value.const)
+    if c.shape in ((), (1,), (1, 1)):
+        return np.full(cols, c.reshape(-1)[0], dtype=c.dtype)
+    if c.shape in ((cols,), (1, cols)):
+        return c.reshape(cols).copy()
+    return None
+
+
+def _bias_add_after(graph: Graph, out: Value, cols: int) -> tuple[Node, np.ndarray] | None:
+    """An Add of a constant per-column bias that is the only reader of `out`."""
+    if len(out.uses) != 1 or _is_graph_output(graph, out):
+        return None
+    add = out.uses[0].node
+    if add.op_type != "Add" or add.domain:
+        return None
+    other = add.input(1 - out.uses[0].index)
+    if other is None:
+        return None
+    bias = _column_bias(other, cols)
+    if bias is None or add.outputs[0].shape != out.shape:
+        return None
+    return add, bias
