@@ -1,0 +1,104 @@
+"""quantize: level pairs, scales and errors (property tests with hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lea_compiler.errors import CompileError
+from lea_compiler.onnx_frontend import import_model
+from lea_compiler.passes.canonicalize import Canonicalize
+from lea_compiler.passes.quantize import PairCode, Quantize, QuantizedLayer, choose_scale, quantize_matrix
+from tests.helpers import mlp_model
+
+PAPER_LEVELS = (133.0, 167.0, 200.0, 233.0)
+
+matrices = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 12), st.integers(1, 9)),
+    elements=st.floats(-4, 4, allow_nan=False, width=32),
+)
+level_sets = st.lists(st.floats(1, 1000, allow_nan=False), min_size=2, max_size=6, unique=True).map(
+    lambda v: tuple(sorted(v))
+).filter(lambda v: min(np.diff(v)) > 1e-3)
+
+
+def test_simple_code_for_the_papers_levels() -> None:
+    code = PairCode.build(PAPER_LEVELS, "simple")
+    np.testing.assert_allclose(code.diffs_uS, [-100, -67, -34, 0, 34, 67, 100])
+    assert code.pos.tolist() == [0, 0, 0, 0, 1, 2, 3] and code.neg.tolist() == [3, 2, 1, 0, 0, 0, 0]
+
+
+def test_rme_prefers_the_lowest_total_conductance() -> None:
+    code = PairCode.build((100.0, 150.0, 200.0), "rme")
+    np.testing.assert_allclose(code.diffs_uS, [-100, -50, 0, 50, 100])
+    assert list(zip(code.pos.tolist(), code.neg.tolist())) == [(0, 2), (0, 1), (0, 0), (1, 0), (2, 0)]
+
+
+def test_rme_reaches_more_differences_with_uneven_levels() -> None:
+    levels = (100.0, 130.0, 200.0)
+    assert len(PairCode.build(levels, "rme").diffs_uS) > len(PairCode.build(levels, "simple").diffs_uS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices, st.sampled_from(["simple", "rme"]), level_sets, st.booleans())
+def test_levels_are_valid_and_error_is_consistent(matrix, encoding, levels, per_layer) -> None:
+    q = quantize_matrix(matrix, levels, encoding, per_layer, bias_row=False)
+    assert q.pos.dtype == np.int8 and q.pos.shape == matrix.shape
+    assert q.pos.min() >= 0 and q.pos.max() < len(levels) and q.neg.min() >= 0 and q.neg.max() < len(levels)
+    error = matrix - q.dequantized()
+    assert q.max_error == pytest.approx(np.max(np.abs(error)), abs=1e-9)
+    assert q.rms_error == pytest.approx(np.sqrt(np.mean(error**2)), abs=1e-9)
+    if encoding == "simple":  # one device of every pair sits at the lowest level
+        assert np.all((q.pos == 0) | (q.neg == 0))
+    if per_layer:
+        assert np.all(q.scale == q.scale[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(matrices, level_sets)
+def test_chosen_scale_beats_the_no_clipping_scale(matrix, levels) -> None:
+    code = PairCode.build(levels, "simple")
+    scale = choose_scale(matrix, code, per_layer=False)
+    amax = np.max(np.abs(matrix), axis=0)
+    plain = np.where(amax > 0, np.max(code.diffs_uS) / np.where(amax > 0, amax, 1), scale)
+
+    def col_error(s):
+        return np.sum((matrix - code.diffs_uS[code.nearest(matrix * s)] / s) ** 2, axis=0)
+
+    assert np.all(col_error(scale) <= col_error(plain) + 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 10), st.integers(1, 10), st.floats(0.01, 10), st.integers(0, 2**32 - 1))
+def test_ternary_weights_quantize_exactly(rows, cols, a, seed) -> None:
+    rng = np.random.default_rng(seed)
+    matrix = a * rng.integers(-1, 2, size=(rows, cols)).astype(np.float64)
+    q = quantize_matrix(matrix, PAPER_LEVELS, "simple", per_layer=True, bias_row=False)
+    assert q.max_error <= 1e-9 * a
+
+
+def test_pass_attaches_facts_and_bias_row_option() -> None:
+    graph = Canonicalize().run(import_model(mlp_model()))
+    Quantize(PAPER_LEVELS, bias="row").run(graph)
+    facts = [n.fact(QuantizedLayer) for n in graph.nodes_of("MVM")]
+    assert [f.shape for f in facts] == [(5, 12), (13, 6), (7, 3)] and all(f.bias_row for f in facts)
+    graph = Canonicalize().run(import_model(mlp_model()))
+    Quantize(PAPER_LEVELS).run(graph)
+    assert [n.fact(QuantizedLayer).shape for n in graph.nodes_of("MVM")] == [(4, 12), (12, 6), (6, 3)]
+
+
+def test_pass_needs_canonicalize_first() -> None:
+    with pytest.raises(CompileError, match="run canonicalize first"):
+        Quantize(PAPER_LEVELS).run(import_model(mlp_model()))
+
+
+@pytest.mark.parametrize("kwargs, message", [({"encoding": "fancy"}, "unknown encoding"),
+                                             ({"scale": "per-row"}, "unknown scale"),
+                                             ({"bias": "both"}, "unknown bias")])
+def test_bad_options_are_refused(kwargs, message) -> None:
+    with pytest.raises(CompileError, match=message):
+        Quantize(PAPER_LEVELS, **kwargs)
