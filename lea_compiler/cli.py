@@ -14,10 +14,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from lea_compiler import __version__, cli_chip
+from lea_compiler import __version__, cli_chip, cli_compile, cli_simulate
 from lea_compiler.analysis import crossbar_layers
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
+from lea_compiler.tables import format_table
 
 EXIT_OK = 0
 EXIT_BUG = 1
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    cli_compile.add_parser(commands)
+    cli_simulate.add_parser(commands)
     _add_inspect(commands)
     cli_chip.add_parser(commands)
     return parser
@@ -112,12 +115,6 @@ def _inspect(args: argparse.Namespace) -> int:
     print(format_table(rows))
     print(f"total: {total} devices for {len(layers)} crossbar layers at k = {args.k}")
     return EXIT_OK
-
-
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, two spaces apart; the first row is the header."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

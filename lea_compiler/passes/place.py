@@ -1,0 +1,136 @@
+"""place: put every copy of every block on the chip, minimising the total mapping error.
+
+Each block of each crossbar layer has two halves (its G+ and G- devices),
+and each half is programmed alpha times; every one of these copies needs a
+region (array, row offset, column offset) of its shape, no two overlapping.
+The cost of a copy at a region is its mapping error, sum over its devices of
+|G_actual - G_target|, where G_actual is the stuck conductance of a stuck
+device (healthy devices cost nothing). The problem goes to
+`lea_compiler.placement` (OR-Tools: exact linear assignment when no two copies
+can share an array, CP-SAT otherwise; or the paper's greedy / random
+baselines); this pass only builds it from the IR and records the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from lea_compiler.chip import Chip
+from lea_compiler.errors import CompileError
+from lea_compiler.ir import Graph, Node
+from lea_compiler.passes.ensemble import Ensemble
+from lea_compiler.passes.quantize import QuantizedLayer
+from lea_compiler.passes.tile import Tiling
+from lea_compiler.placement import PLACERS, Item, Pattern, Placement, PlacementProblem, Region
+
+POLARITIES = ("+", "-")
+
+
+@dataclass(frozen=True)
+class PlacedCopy:
+    """Where one copy of one block half sits, and its mapping error there."""
+
+    block: int
+    polarity: str  # "+" (G+ devices) or "-" (G- devices)
+    copy: int
+    region: Region
+    cost_uS: float
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Fact on an MVM: the region of every copy, block-major, then polarity, then copy."""
+
+    copies: tuple[PlacedCopy, ...]
+
+    def get(self, block: int, polarity: str, copy: int) -> PlacedCopy:
+        return self._by_key[(block, polarity, copy)]
+
+    def region(self, block: int, polarity: str, copy: int) -> Region:
+        return self._by_key[(block, polarity, copy)].region
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[int, str, int], PlacedCopy]:
+        return {(c.block, c.polarity, c.copy): c for c in self.copies}
+
+    @property
+    def cost_uS(self) -> float:
+        return float(sum(c.cost_uS for c in self.copies))
+
+    def describe(self) -> str:
+        arrays = sorted({c.region.array for c in self.copies})
+        return f"{len(self.copies)} copies on arrays {arrays}, mapping error {self.cost_uS:.4g} uS"
+
+
+@dataclass(frozen=True)
+class PlacementSummary:
+    """Graph fact: how the placement problem was solved."""
+
+    placer: str
+    status: str
+    method: str
+    objective_uS: float
+    bound_uS: float
+    gap: float
+    seconds: float
+    copies: int
+
+
+@dataclass(frozen=True)
+class Place:
+    """The place pass (see the module docstring)."""
+
+    chip: Chip
+    placer: str = "cpsat"
+    time_limit_s: float = 10.0
+    seed: int = 0
+    name: str = "place"
+
+    def __post_init__(self) -> None:
+        if self.placer not in PLACERS:
+            raise CompileError(f"unknown placer {self.placer!r}; choose one of {', '.join(PLACERS)}")
+        if self.time_limit_s <= 0:
+            raise CompileError(f"the time limit must be positive, got {self.time_limit_s}")
+
+    def run(self, graph: Graph) -> Graph:
+        keys: list[tuple[Node, int, str, int]] = []
+        patterns: list[Pattern] = []
+        items: list[Item] = []
+        for node in graph.nodes_of("MVM"):
+            quantized, tiling, ensemble = node.fact(QuantizedLayer), node.fact(Tiling), node.fact(Ensemble)
+            if quantized is None or tiling is None or ensemble is None:
+                raise CompileError(f"place needs quantized, tiled layers with an ensemble; run quantize, tile "
+                                   f"and ensemble first ({node.describe()})")
+            g_pos, g_neg = quantized.target_uS()
+            for block in tiling.blocks:
+                rows = slice(block.row_start, block.row_stop)
+                cols = slice(block.col_start, block.col_stop)
+                for polarity, target in zip(POLARITIES, (g_pos, g_neg)):
+                    pattern = len(patterns)
+                    patterns.append(Pattern(f"{node.name}/b{block.index}{polarity}", target[rows, cols].copy()))
+                    for copy in range(ensemble.alpha):
+                        items.append(Item(f"{node.name}/b{block.index}{polarity}/c{copy}", pattern))
+                        keys.append((node, block.index, polarity, copy))
+        if not items:
+            raise CompileError("place found no crossbar layer to place")
+        problem = PlacementProblem(tuple(patterns), tuple(items), self.chip)
+        solution: Placement = PLACERS[self.placer](problem, time_limit_s=self.time_limit_s, seed=self.seed)
+        by_node: dict[str, list[PlacedCopy]] = {}
+        for (node, block, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS):
+            by_node.setdefault(node.name, []).append(PlacedCopy(block, polarity, copy, region, float(cost)))
+        for node in graph.nodes_of("MVM"):
+            node.set_fact(Placed(tuple(by_node[node.name])))
+        graph.set_fact(
+            PlacementSummary(
+                placer=self.placer,
+                status=solution.status,
+                method=solution.method,
+                objective_uS=float(solution.objective_uS),
+                bound_uS=float(solution.bound_uS),
+                gap=float(solution.gap),
+                seconds=float(solution.seconds),
+                copies=len(items),
+            )
+        )
+        return graph

@@ -1,0 +1,129 @@
+"""The compile pipeline: the ordered list of passes, pass timing, and IR verification between passes.
+
+`PASSES` is the explicit registry (name -> pass class); `default_pipeline`
+builds the one ordered list leac runs. No dependency solving: each pass
+checks that the facts it needs are there and says which pass to run first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from lea_compiler.chip import Chip
+from lea_compiler.errors import CompileError, DoesNotFitError
+from lea_compiler.fileio import atomic_write_text
+from lea_compiler.ir import Graph
+from lea_compiler.passes.canonicalize import Canonicalize
+from lea_compiler.passes.encode import Encode
+from lea_compiler.passes.ensemble import MakeEnsemble
+from lea_compiler.passes.place import Place
+from lea_compiler.passes.quantize import Quantize
+from lea_compiler.passes.select import Select
+from lea_compiler.passes.tile import Tile
+
+log = logging.getLogger(__name__)
+
+
+class Pass(Protocol):
+    """A compiler pass: a name and `run(graph) -> graph` (in place)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run(self, graph: Graph) -> Graph: ...
+
+
+PASSES: dict[str, type] = {
+    "canonicalize": Canonicalize,
+    "quantize": Quantize,
+    "tile": Tile,
+    "ensemble": MakeEnsemble,
+    "place": Place,
+    "encode": Encode,
+    "select": Select,
+}
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything a compile depends on besides the model and the chip."""
+
+    k: int = 3
+    beta: int | None = None
+    encoding: str = "simple"
+    placer: str = "cpsat"
+    time_limit_s: float = 10.0
+    seed: int = 0
+    block_rows: int | None = None
+    block_cols: int | None = None
+    scale: str = "per-column"
+    bias: str = "digital"
+
+    @property
+    def effective_beta(self) -> int:
+        return self.k if self.beta is None else self.beta
+
+
+def default_pipeline(chip: Chip, options: CompileOptions) -> list[Pass]:
+    """The passes `leac compile` runs, in order."""
+    return [
+        Canonicalize(),
+        Quantize(chip.device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias),
+        Tile(chip, rows=options.block_rows, cols=options.block_cols),
+        MakeEnsemble(options.k, options.beta),
+        Place(chip, placer=options.placer, time_limit_s=options.time_limit_s, seed=options.seed),
+        Encode(chip),
+        Select(),
+    ]
+
+
+@dataclass(frozen=True)
+class PassTiming:
+    name: str
+    seconds: float
+
+
+def run_pipeline(
+    graph: Graph,
+    passes: Sequence[Pass],
+    *,
+    verify: bool = True,
+    dump_dir: str | Path | None = None,
+    on_pass: Callable[[str, float], None] | None = None,
+) -> list[PassTiming]:
+    """Run `passes` in order on `graph` (in place), verifying the IR after each.
+
+    `dump_dir` receives the IR after each pass as numbered text files;
+    `on_pass(name, seconds)` is called after each pass (progress display).
+
+    Raises:
+        CompileError / DoesNotFitError: a pass failed; the message names it and the passes before it.
+        IRVerificationError: a pass broke the IR (a bug).
+    """
+    timings: list[PassTiming] = []
+    if dump_dir is not None:
+        Path(dump_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(dump_dir) / "00-input.txt", str(graph) + "\n")
+    for index, compiler_pass in enumerate(passes, start=1):
+        start = time.perf_counter()
+        try:
+            graph = compiler_pass.run(graph)
+        except (CompileError, DoesNotFitError) as exc:
+            before = ", ".join(t.name for t in timings) or "none"
+            raise type(exc)(f"pass {compiler_pass.name} (after: {before}): {exc}") from None
+        seconds = time.perf_counter() - start
+        if verify:
+            graph.verify(after=compiler_pass.name)
+        timings.append(PassTiming(compiler_pass.name, seconds))
+        log.info("pass %s: %.3f s", compiler_pass.name, seconds)
+        if on_pass is not None:
+            on_pass(compiler_pass.name, seconds)
+        if dump_dir is not None:
+            atomic_write_text(Path(dump_dir) / f"{index:02d}-{compiler_pass.name}.txt", str(graph) + "\n")
+    return timings
+

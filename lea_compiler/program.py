@@ -1,0 +1,479 @@
+"""The Program: what `leac compile` produces and every backend reads.
+
+A Program holds, for one model on one chip:
+
+- the digital graph: the canonicalized IR, where each crossbar product is a
+  `leac.MVM` node whose name is the name of its `Layer` (the node keeps its
+  float weights as the digital reference the simulator compares against);
+- per crossbar layer: its matrix size, levels, encoding and per-column scale,
+  the blocks it is cut into (row blocks are partial sums added digitally),
+  each block's target levels, the alpha copies of each block half with their
+  region on the chip and the levels actually programmed (-1 where the
+  device is stuck and is skipped), and the (alpha, cols) mask of the beta
+  copies each output column averages;
+- the chip it was compiled for (embedded whole, plus its fingerprint), the
+  compile options and the placement solver's status;
+- the original ONNX file, so reports can quote onnxruntime's accuracy.
+
+File format (`.leac`, version 1): a zip archive with `program.json` (all
+structure, arrays referenced by name), `chip.json` (the chip file),
+`model.onnx` (the source model, when compiled from a file) and one
+`arrays/NAME.npy` per array. Entries are written in a fixed order with fixed
+timestamps, so the same inputs and seed give a byte-identical file. Loading
+never unpickles.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lea_compiler import __version__
+from lea_compiler.chip import Chip, chip_to_text, decode_chip_json, parse_chip
+from lea_compiler.errors import CompileError, InvalidInputError
+from lea_compiler.fileio import atomic_write_bytes
+from lea_compiler.ir import Graph, Value
+from lea_compiler.passes.encode import Encoded
+from lea_compiler.passes.ensemble import Ensemble
+from lea_compiler.passes.place import Placed, PlacementSummary
+from lea_compiler.passes.quantize import QuantizedLayer
+from lea_compiler.passes.select import Selection
+from lea_compiler.passes.tile import Tiling
+from lea_compiler.placement import Region
+
+FORMAT = "leac-program"
+VERSION = 1
+MAX_PROGRAM_BYTES = 4 * 2**30
+"""Largest Program file leac reads."""
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True, eq=False)
+class CopyHalf:
+    """One copy of one half (G+ or G-) of a block: where it sits and what is programmed."""
+
+    region: Region
+    levels: np.ndarray  # (rows, cols) int8 level index; -1: stuck device, not programmed
+    cost_uS: float  # mapping error at this region (stuck devices vs targets)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockCopy:
+    copy: int
+    pos: CopyHalf
+    neg: CopyHalf
+
+
+@dataclass(frozen=True, eq=False)
+class ProgramBlock:
+    """A block of a layer's matrix, its targets, its alpha copies and the beta-of-alpha mask."""
+
+    index: int
+    row_block: int
+    col_block: int
+    row_start: int
+    row_stop: int
+    col_start: int
+    col_stop: int
+    target_pos: np.ndarray  # (rows, cols) int8 level index
+    target_neg: np.ndarray
+    copies: tuple[BlockCopy, ...]
+    selection: np.ndarray  # (alpha, cols) bool: the copies each column averages
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.row_stop - self.row_start, self.col_stop - self.col_start)
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One crossbar layer (an MVM node of the graph) as mapped onto the chip."""
+
+    name: str
+    rows: int  # crossbar matrix rows (inputs, plus one bias row if bias_row)
+    cols: int
+    bias_row: bool
+    encoding: str
+    levels_uS: tuple[float, ...]
+    scale: np.ndarray  # (cols,) uS of conductance difference per weight unit
+    alpha: int
+    beta: int
+    blocks: tuple[ProgramBlock, ...]
+    quantization: dict[str, float]  # rms_error, max_error, relative_rms_error (weight units)
+    mapping_error_uS: float  # placement cost: sum over copies of |G_actual - G_target|
+    effective_error_uS: float  # after encode and selection: error of the averaged differences
+
+    @property
+    def devices(self) -> int:
+        """Devices this layer occupies: two halves of every copy of every block."""
+        return sum(2 * len(b.copies) * b.shape[0] * b.shape[1] for b in self.blocks)
+
+    @property
+    def row_bounds(self) -> list[tuple[int, int]]:
+        return sorted({(b.row_start, b.row_stop) for b in self.blocks})
+
+    @property
+    def col_bounds(self) -> list[tuple[int, int]]:
+        return sorted({(b.col_start, b.col_stop) for b in self.blocks})
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """The compiled result (see the module docstring)."""
+
+    graph: Graph
+    layers: tuple[Layer, ...]
+    chip: Chip
+    model: dict[str, Any]
+    options: dict[str, Any]
+    placement: dict[str, Any]
+    leac_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+    source_model: bytes | None = None  # the original ONNX file, for the onnxruntime baseline
+
+    @property
+    def chip_fingerprint(self) -> str:
+        return self.chip.fingerprint()
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def devices_used(self) -> int:
+        return sum(layer.devices for layer in self.layers)
+
+    @property
+    def arrays_used(self) -> list[int]:
+        return sorted(
+            {half.region.array for layer in self.layers for b in layer.blocks for c in b.copies for half in (c.pos, c.neg)}
+        )
+
+    @property
+    def mapping_error_uS(self) -> float:
+        return float(sum(layer.mapping_error_uS for layer in self.layers))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the Program atomically as a `.leac` file (byte-identical for identical Programs)."""
+        atomic_write_bytes(path, self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {}
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "leac_version": self.leac_version,
+            "model": self.model,
+            "chip": {"name": self.chip.name, "fingerprint": self.chip_fingerprint},
+            "options": self.options,
+            "placement": self.placement,
+            "extra": self.extra,
+            "graph": _graph_to_json(self.graph, arrays),
+            "layers": [_layer_to_json(i, layer, arrays) for i, layer in enumerate(self.layers)],
+        }
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            _write_entry(archive, "program.json", json.dumps(header, indent=1, sort_keys=False).encode())
+            _write_entry(archive, "chip.json", chip_to_text(self.chip).encode())
+            if self.source_model is not None:
+                _write_entry(archive, "model.onnx", self.source_model)
+            for name, array in arrays.items():
+                data = io.BytesIO()
+                np.save(data, np.ascontiguousarray(array), allow_pickle=False)
+                _write_entry(archive, f"arrays/{name}.npy", data.getvalue())
+        return buffer.getvalue()
+
+    @staticmethod
+    def load(path: str | os.PathLike[str]) -> Program:
+        """Read a `.leac` file written by `save`.
+
+        Raises:
+            InvalidInputError: not a leac Program, a newer version, or damaged.
+        """
+        source = os.fspath(path)
+        try:
+            size = os.path.getsize(source)
+        except OSError as exc:
+            raise InvalidInputError(f"{source}: cannot read the Program ({exc.strerror or exc})") from None
+        if size > MAX_PROGRAM_BYTES:
+            raise InvalidInputError(f"{source}: {size} bytes is larger than leac reads ({MAX_PROGRAM_BYTES})")
+        try:
+            with open(source, "rb") as handle:
+                return Program.from_bytes(handle.read(), source)
+        except OSError as exc:
+            raise InvalidInputError(f"{source}: cannot read the Program ({exc.strerror or exc})") from None
+
+    @staticmethod
+    def from_bytes(data: bytes, source: str = "<program>") -> Program:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            header = json.loads(archive.read("program.json"))
+            chip_text = archive.read("chip.json").decode("utf-8")
+            source_model = archive.read("model.onnx") if "model.onnx" in archive.namelist() else None
+        except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError, EOFError) as exc:
+            raise InvalidInputError(f"{source}: not a leac Program file ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise InvalidInputError(f"{source}: not a leac Program file (format is not {FORMAT!r})")
+        if header.get("version") != VERSION:
+            raise InvalidInputError(
+                f"{source}: Program version {header.get('version')!r}; this leac reads version {VERSION}"
+            )
+
+        def array(name: str) -> np.ndarray:
+            try:
+                with archive.open(f"arrays/{name}.npy") as handle:
+                    return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+            except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+                raise InvalidInputError(f"{source}: damaged Program: array {name} ({exc})") from None
+
+        try:
+            chip = parse_chip(decode_chip_json(chip_text, f"{source}:chip.json"), f"{source}:chip.json")
+            if chip.fingerprint() != header["chip"]["fingerprint"]:
+                raise InvalidInputError(f"{source}: the embedded chip does not match its fingerprint")
+            graph = _graph_from_json(header["graph"], array)
+            layers = tuple(_layer_from_json(item, array) for item in header["layers"])
+            return Program(
+                graph=graph,
+                layers=layers,
+                chip=chip,
+                model=header["model"],
+                options=header["options"],
+                placement=header["placement"],
+                leac_version=header["leac_version"],
+                extra=header.get("extra", {}),
+                source_model=source_model,
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InvalidInputError(f"{source}: damaged Program ({type(exc).__name__}: {exc})") from None
+
+
+def lower_to_program(
+    graph: Graph,
+    chip: Chip,
+    *,
+    model: dict[str, Any],
+    options: dict[str, Any],
+    source_model: bytes | None = None,
+) -> Program:
+    """Collect the facts the passes attached to the IR into a Program (needs `select` to have run)."""
+    layers = []
+    for node in graph.nodes_of("MVM"):
+        quantized, tiling = node.fact(QuantizedLayer), node.fact(Tiling)
+        ensemble, placed = node.fact(Ensemble), node.fact(Placed)
+        encoded, selection = node.fact(Encoded), node.fact(Selection)
+        if None in (quantized, tiling, ensemble, placed, encoded, selection):
+            raise CompileError(f"{node.describe()} is not fully mapped; run the whole pipeline")
+        assert quantized and tiling and ensemble and placed and encoded and selection
+        blocks = []
+        for block in tiling.blocks:
+            rows = slice(block.row_start, block.row_stop)
+            cols = slice(block.col_start, block.col_stop)
+            copies = []
+            for copy in range(ensemble.alpha):
+                enc = encoded.get(block.index, copy)
+                halves = []
+                for polarity, levels in (("+", enc.pos_levels), ("-", enc.neg_levels)):
+                    placed_copy = placed.get(block.index, polarity, copy)
+                    halves.append(CopyHalf(placed_copy.region, levels, placed_copy.cost_uS))
+                copies.append(BlockCopy(copy, halves[0], halves[1]))
+            blocks.append(
+                ProgramBlock(
+                    index=block.index, row_block=block.row_block, col_block=block.col_block,
+                    row_start=block.row_start, row_stop=block.row_stop,
+                    col_start=block.col_start, col_stop=block.col_stop,
+                    target_pos=quantized.pos[rows, cols].copy(), target_neg=quantized.neg[rows, cols].copy(),
+                    copies=tuple(copies), selection=selection.masks[block.index],
+                )
+            )
+        rows_total, cols_total = quantized.shape
+        layers.append(
+            Layer(
+                name=node.name, rows=rows_total, cols=cols_total, bias_row=quantized.bias_row,
+                encoding=quantized.encoding, levels_uS=quantized.levels_uS, scale=quantized.scale,
+                alpha=ensemble.alpha, beta=ensemble.beta, blocks=tuple(blocks),
+                quantization={
+                    "rms_error": quantized.rms_error,
+                    "max_error": quantized.max_error,
+                    "relative_rms_error": quantized.relative_rms_error,
+                },
+                mapping_error_uS=placed.cost_uS, effective_error_uS=selection.effective_error_uS,
+            )
+        )
+    summary = graph.fact(PlacementSummary)
+    placement = {}
+    if summary is not None:
+        placement = {
+            "placer": summary.placer, "status": summary.status, "method": summary.method,
+            "objective_uS": summary.objective_uS, "bound_uS": summary.bound_uS, "gap": summary.gap,
+            "copies": summary.copies,
+        }
+    return Program(graph=graph, layers=tuple(layers), chip=chip, model=model, options=options,
+                   placement=placement, source_model=source_model)
+
+
+# ------------------------------------------------------------- serialization
+def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def _put(arrays: dict[str, np.ndarray], name: str, array: np.ndarray) -> str:
+    key = name
+    if key in arrays:
+        raise ValueError(f"array name {key} used twice")
+    arrays[key] = np.asarray(array)
+    return key
+
+
+def _dtype_name(dtype: np.dtype[Any]) -> str:
+    return "string" if dtype == np.dtype(object) else str(dtype)
+
+
+def _dtype_from(name: str) -> np.dtype[Any]:
+    return np.dtype(object) if name == "string" else np.dtype(name)
+
+
+def _tensor_to_json(array: np.ndarray, arrays: dict[str, np.ndarray], name: str) -> dict[str, Any]:
+    if array.dtype == np.dtype(object):
+        return {"dtype": "string", "shape": list(array.shape), "strings": [str(v) for v in array.ravel()]}
+    return {"array": _put(arrays, name, array)}
+
+
+def _tensor_from_json(item: dict[str, Any], array: Any) -> np.ndarray:
+    if "strings" in item:
+        return np.array(item["strings"], dtype=object).reshape(item["shape"])
+    return array(item["array"])
+
+
+def _value_json(value: Value) -> dict[str, Any]:
+    return {"name": value.name, "dtype": _dtype_name(value.dtype),
+            "shape": None if value.shape is None else list(value.shape)}
+
+
+def _graph_to_json(graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    nodes = []
+    for i, node in enumerate(graph.nodes):
+        attrs = {}
+        for key in sorted(node.attrs):
+            value = node.attrs[key]
+            if isinstance(value, np.ndarray):
+                attrs[key] = {"tensor": _tensor_to_json(value, arrays, f"graph.node{i}.{key}")}
+            elif isinstance(value, list) and any(isinstance(v, np.ndarray) for v in value):
+                raise CompileError(f"{node.describe()}: attribute {key} holds a list of tensors; cannot save it")
+            else:
+                attrs[key] = value
+        nodes.append({
+            "op": node.op_type, "domain": node.domain, "name": node.name,
+            "inputs": [None if v is None else v.name for v in node.inputs],
+            "outputs": [_value_json(v) for v in node.outputs], "attrs": attrs,
+        })
+    return {
+        "name": graph.name,
+        "opset": graph.opset,
+        "metadata": graph.metadata,
+        "inputs": [_value_json(v) for v in graph.inputs],
+        "initializers": [
+            {"name": v.name, **_tensor_to_json(v.const, arrays, f"graph.init{i}")}  # type: ignore[arg-type]
+            for i, v in enumerate(graph.initializers.values())
+        ],
+        "nodes": nodes,
+        "outputs": [v.name for v in graph.outputs],
+    }
+
+
+def _graph_from_json(item: dict[str, Any], array: Any) -> Graph:
+    graph = Graph(item["name"], opset={k: int(v) for k, v in item["opset"].items()})
+    graph.metadata.update(item["metadata"])
+    values: dict[str, Value] = {}
+
+    def shape(raw: list[Any] | None) -> tuple[Any, ...] | None:
+        return None if raw is None else tuple(raw)
+
+    for v in item["inputs"]:
+        values[v["name"]] = graph.add_input(v["name"], _dtype_from(v["dtype"]), shape(v["shape"]))
+    for v in item["initializers"]:
+        values[v["name"]] = graph.add_initializer(v["name"], _tensor_from_json(v, array))
+    for n in item["nodes"]:
+        attrs = {k: (_tensor_from_json(a["tensor"], array) if isinstance(a, dict) and "tensor" in a else a)
+                 for k, a in n["attrs"].items()}
+        node = graph.add_node(
+            n["op"], [None if name is None else values[name] for name in n["inputs"]],
+            [(o["name"], _dtype_from(o["dtype"]), shape(o["shape"])) for o in n["outputs"]],
+            name=n["name"], domain=n["domain"], attrs=attrs,
+        )
+        for out in node.outputs:
+            values[out.name] = out
+    graph.outputs = [values[name] for name in item["outputs"]]
+    graph.verify()
+    return graph
+
+
+def _region_json(region: Region) -> list[int]:
+    return [region.array, region.row, region.col]
+
+
+def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    prefix = f"layer{index}"
+    blocks = []
+    for b in layer.blocks:
+        bp = f"{prefix}.b{b.index}"
+        copies = []
+        for c in b.copies:
+            copies.append({
+                "copy": c.copy,
+                "pos": {"region": _region_json(c.pos.region), "cost_uS": c.pos.cost_uS,
+                        "levels": _put(arrays, f"{bp}.c{c.copy}.pos", c.pos.levels)},
+                "neg": {"region": _region_json(c.neg.region), "cost_uS": c.neg.cost_uS,
+                        "levels": _put(arrays, f"{bp}.c{c.copy}.neg", c.neg.levels)},
+            })
+        blocks.append({
+            "index": b.index, "row_block": b.row_block, "col_block": b.col_block,
+            "rows": [b.row_start, b.row_stop], "cols": [b.col_start, b.col_stop],
+            "target_pos": _put(arrays, f"{bp}.target_pos", b.target_pos),
+            "target_neg": _put(arrays, f"{bp}.target_neg", b.target_neg),
+            "selection": _put(arrays, f"{bp}.selection", b.selection),
+            "copies": copies,
+        })
+    return {
+        "name": layer.name, "rows": layer.rows, "cols": layer.cols, "bias_row": layer.bias_row,
+        "encoding": layer.encoding, "levels_uS": list(layer.levels_uS),
+        "scale": _put(arrays, f"{prefix}.scale", layer.scale), "alpha": layer.alpha, "beta": layer.beta,
+        "quantization": layer.quantization, "mapping_error_uS": layer.mapping_error_uS,
+        "effective_error_uS": layer.effective_error_uS, "blocks": blocks,
+    }
+
+
+def _layer_from_json(item: dict[str, Any], array: Any) -> Layer:
+    blocks = []
+    for b in item["blocks"]:
+        copies = tuple(
+            BlockCopy(
+                c["copy"],
+                CopyHalf(Region(*c["pos"]["region"]), array(c["pos"]["levels"]), float(c["pos"]["cost_uS"])),
+                CopyHalf(Region(*c["neg"]["region"]), array(c["neg"]["levels"]), float(c["neg"]["cost_uS"])),
+            )
+            for c in b["copies"]
+        )
+        blocks.append(ProgramBlock(
+            index=b["index"], row_block=b["row_block"], col_block=b["col_block"],
+            row_start=b["rows"][0], row_stop=b["rows"][1], col_start=b["cols"][0], col_stop=b["cols"][1],
+            target_pos=array(b["target_pos"]), target_neg=array(b["target_neg"]), copies=copies,
+            selection=array(b["selection"]),
+        ))
+    return Layer(
+        name=item["name"], rows=item["rows"], cols=item["cols"], bias_row=item["bias_row"],
+        encoding=item["encoding"], levels_uS=tuple(item["levels_uS"]), scale=array(item["scale"]),
+        alpha=item["alpha"], beta=item["beta"], blocks=tuple(blocks), quantization=item["quantization"],
+        mapping_error_uS=float(item["mapping_error_uS"]), effective_error_uS=float(item["effective_error_uS"]),
+    )

@@ -1,0 +1,177 @@
+"""`leac compile` end to end: Program contents, determinism, round trip, errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler import interpreter
+from lea_compiler.chip import Array, Chip, Defect, save_chip, synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import DoesNotFitError, InvalidInputError
+from lea_compiler.pipeline import PASSES, CompileOptions, default_pipeline
+from lea_compiler.program import Program
+from tests.helpers import cnn_model, mlp_model, random_feeds
+
+
+@pytest.fixture
+def files(tmp_path):
+    model = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), model)
+    chip = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=16, rows=25, cols=25, stuck_high=0.05, stuck_low=0.01, seed=3), chip)
+    return model, chip
+
+
+def test_registry_names_match_and_every_pass_is_in_the_pipeline() -> None:
+    chip = synth_chip(arrays=2, rows=4, cols=4, seed=0)
+    pipeline = default_pipeline(chip, CompileOptions())
+    assert [p.name for p in pipeline] == list(PASSES)
+    for name, cls in PASSES.items():
+        assert cls.__dataclass_fields__["name"].default == name
+
+
+def test_program_describes_every_copy_and_fits_the_chip(files) -> None:
+    model, chip_path = files
+    result = compile_model(model, chip_path, CompileOptions(k=3, beta=2))
+    program = result.program
+    assert [layer.name for layer in program.layers] == ["fc0", "fc1", "fc2"]
+    occupied: dict[int, np.ndarray] = {}
+    for layer in program.layers:
+        assert (layer.alpha, layer.beta) == (3, 2)
+        for block in layer.blocks:
+            assert block.selection.shape == (3, block.shape[1])
+            assert np.all(block.selection.sum(axis=0) == 2)
+            for copy in block.copies:
+                for half in (copy.pos, copy.neg):
+                    array = program.chip.array(half.region.array)
+                    grid = occupied.setdefault(array.id, np.zeros((array.rows, array.cols), int))
+                    r, c = half.region.row, half.region.col
+                    assert r + block.shape[0] <= array.rows and c + block.shape[1] <= array.cols
+                    grid[r:r + block.shape[0], c:c + block.shape[1]] += 1
+                    state, _ = program.chip.stuck_map(array.id)
+                    window = state[r:r + block.shape[0], c:c + block.shape[1]]
+                    assert np.array_equal(half.levels == -1, window != 0)  # stuck devices are skipped
+    assert all(grid.max() <= 1 for grid in occupied.values())  # no overlap
+    assert program.devices_used == 2 * 3 * (4 * 12 + 12 * 6 + 6 * 3)
+    assert program.placement["status"] == "OPTIMAL"
+
+
+def test_save_load_round_trip_and_determinism(files, tmp_path) -> None:
+    model, chip = files
+    first = compile_model(model, chip, CompileOptions(k=2, seed=7)).program
+    second = compile_model(model, chip, CompileOptions(k=2, seed=7)).program
+    assert first.to_bytes() == second.to_bytes()
+    path = tmp_path / "p.leac"
+    first.save(path)
+    loaded = Program.load(path)
+    assert loaded.to_bytes() == path.read_bytes()
+    assert loaded.chip == first.chip and loaded.options == first.options
+    feeds = random_feeds(mlp_model(), batch=4)
+    np.testing.assert_array_equal(interpreter.run(loaded.graph, feeds)["y"], interpreter.run(first.graph, feeds)["y"])
+
+
+def test_cnn_compiles_with_block_override(tmp_path) -> None:
+    model = tmp_path / "cnn.onnx"
+    onnx.save(cnn_model(), model)
+    chip = synth_chip(arrays=12, rows=16, cols=16, seed=1)
+    program = compile_model(model, chip, CompileOptions(k=2, block_rows=8, block_cols=8)).program
+    conv2 = program.layer("conv2")
+    assert (conv2.rows, conv2.cols) == (36, 6) and len(conv2.blocks) == 5
+
+
+def test_defect_free_chip_has_no_mapping_error(files) -> None:
+    model, _ = files
+    chip = Chip(arrays=tuple(Array(i, 25, 25) for i in range(4)))
+    program = compile_model(model, chip, CompileOptions(k=2)).program
+    assert program.mapping_error_uS == 0.0
+    assert all(layer.effective_error_uS == 0.0 for layer in program.layers)
+
+
+def test_does_not_fit_names_the_numbers(files) -> None:
+    model, _ = files
+    chip = Chip(arrays=(Array(0, 25, 25),))
+    with pytest.raises(DoesNotFitError, match="devices"):
+        compile_model(model, chip, CompileOptions(k=6))
+
+
+def test_cli_compile_text_and_json(files, tmp_path, capsys, monkeypatch) -> None:
+    model, chip = files
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--time-passes"]) == 0
+    out = capsys.readouterr().out
+    assert "fc0    4 x 12" in out and "pass place" in out and (tmp_path / "mlp.leac").exists()
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--json", "-o", "b.leac",
+                 "--placer", "greedy", "--dump-ir", "ir"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("devices_used", "devices_total", "mapping_error_uS", "solver_status", "optimality_gap",
+                "compile_seconds"):
+        assert key in report
+    assert report["devices_used"] == 2 * 2 * 138 and report["devices_total"] == 16 * 625
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir())[:2] == ["00-input.txt", "01-canonicalize.txt"]
+    assert "MVM" in (tmp_path / "ir" / "07-select.txt").read_text()
+
+
+def test_cli_does_not_fit_exits_4_and_writes_nothing(files, tmp_path, capsys) -> None:
+    model, _ = files
+    small = tmp_path / "small.json"
+    save_chip(Chip(arrays=(Array(0, 25, 25),), defects=(Defect(0, 1, 1, "stuck_high"),)), small)
+    out = tmp_path / "out.leac"
+    assert main(["compile", str(model), "--chip", str(small), "-k", "6", "-o", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert "need 1656" in err and "the chip has 625 devices" in err and not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-k", "0"], "-k must be at least 1"),
+    (["-k", "2", "--beta", "3"], "--beta must be between 1 and k"),
+    (["--block", "25by25"], "--block takes ROWSxCOLS"),
+    (["--time-limit", "0"], "--time-limit must be positive"),
+])
+def test_cli_usage_errors_exit_2(files, tmp_path, capsys, argv, message) -> None:
+    model, chip = files
+    out = tmp_path / "x.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_bad_chip_exits_3_and_writes_nothing(files, tmp_path, capsys) -> None:
+    model, _ = files
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "leac-chip", "version": 1, "arrays": {"count": 0, "rows": 2, "cols": 2}}')
+    out = tmp_path / "x.leac"
+    assert main(["compile", str(model), "--chip", str(bad), "-o", str(out)]) == 3
+    assert "arrays.count" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "not_zip", "wrong_format", "newer_version", "missing_array"])
+def test_damaged_program_files_are_refused(files, tmp_path, damage) -> None:
+    model, chip = files
+    path = tmp_path / "p.leac"
+    compile_model(model, chip, CompileOptions(k=1)).program.save(path)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "not_zip":
+        path.write_text("hello")
+    else:
+        with zipfile.ZipFile(path) as z:
+            entries = {name: z.read(name) for name in z.namelist()}
+        header = json.loads(entries["program.json"])
+        if damage == "wrong_format":
+            header["format"] = "other"
+        elif damage == "newer_version":
+            header["version"] = 2
+        else:
+            del entries[next(n for n in entries if n.startswith("arrays/"))]
+        entries["program.json"] = json.dumps(header).encode()
+        with zipfile.ZipFile(path, "w") as z:
+            for name, blob in entries.items():
+                z.writestr(name, blob)
+    with pytest.raises(InvalidInputError):
+        Program.load(path)
