@@ -415,11 +415,14 @@ def run(
     *,
     listeners: Sequence[Listener] = (),
     keep: Sequence[str] = (),
+    kernels: Mapping[str, Kernel] | None = None,
 ) -> dict[str, Array]:
     """Run `graph` on `feeds` (graph input name -> batch array) and return its outputs by name.
 
     Intermediate arrays are freed after their last reader, except the values
-    named in `keep`, which are returned too.
+    named in `keep`, which are returned too. `kernels` replaces the kernel of
+    the nodes it names (the simulator runs crossbar layers this way and
+    everything else exactly as here).
 
     Raises:
         BadDataError: the feeds do not fit the graph's inputs, or a node fails
@@ -435,7 +438,7 @@ def run(
     remaining = {id(v): len(v.uses) for v in graph.values()}
     for node in graph.nodes:
         args = [None if v is None else env[id(v)] for v in node.inputs]
-        kernel = KERNELS[(node.domain, node.op_type)]
+        kernel = (kernels or {}).get(node.name) or KERNELS[(node.domain, node.op_type)]
         try:
             with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
                 results = kernel(node, args)

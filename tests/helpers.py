@@ -128,3 +128,22 @@ def cnn_model(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("LogSoftmax", ["logits"], ["y"], name="logsoftmax"),
     ]
     return make_model(nodes, {"x": (f, ["N", 1, 8, 8])}, ["y"], inits, name="cnn")
+
+
+def ternarize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every weight matrix/kernel made ternary {-a, 0, a} (TWN rule: |w| > 0.7 mean|w|).
+
+    Ternary weights sit exactly on the chip's level pairs, so a compiled model
+    differs from onnxruntime only by ADC/DAC quantisation and the device model.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for init in out.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.ndim < 2 or w.dtype != np.float32:
+            continue
+        threshold = 0.7 * np.mean(np.abs(w))
+        keep = np.abs(w) > threshold
+        scale = np.mean(np.abs(w[keep])) if keep.any() else 1.0
+        init.CopyFrom(numpy_helper.from_array((np.sign(w) * keep * scale).astype(np.float32), init.name))
+    return out

@@ -1,0 +1,609 @@
+"""Simulator backend: runs a Program on a simulated chip and reports accuracy, cycles and energy.
+
+It reads only the Program (and optionally another chip file), so what it
+simulates is what would be programmed. The functional model:
+
+Devices. A healthy device programmed to level l reads l + N(0, sigma_w)
+(`device.write_noise_uS`, drawn once: programming happens once). A device
+that is stuck on the simulated chip reads its stuck conductance whatever was
+programmed. A device the Program skipped (stuck when compiled) that is
+healthy on the simulated chip (another `--chip`) rests at the lowest level.
+Every read adds uniform noise U(-r, r) per device (`device.read_noise_uS`).
+The column current is I_j = sum_i V_i G_ij, so the read noise reaches the
+current as sum_i V_i n_ij: by default it is drawn as a Gaussian with exactly
+that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of
+one per device; `exact_read_noise=True` draws every device's uniform noise).
+`ideal=True` turns defects and noise off: every device reads its target.
+
+Periphery, per crossbar layer (a `leac.MVM` node y = x W + b):
+1. DAC: the input (with a constant 1 appended for a bias row) is scaled by the
+   layer's full-scale input x_fs and quantised to `dac_bits` (signed):
+   V = v_read * Q(clip(x / x_fs, -1, 1)). x_fs is calibrated as max |x| of
+   the layer's input over the data simulated (at least 1 with a bias row).
+2. Each copy half of each block is read (its rows get their input slice);
+   each column current is quantised by the ADC to `adc_bits` (signed) over
+   +-I_fs and saturates beyond. I_fs is calibrated per block as 1.25 x the
+   largest column current the block's target conductances carry for the
+   data's inputs (a stuck-high device may push a column past it: it clips,
+   as a real ADC would).
+3. Digital: G+ minus G- per copy; the mean over the beta copies the Program
+   selected for each column; row blocks' partial sums added; divided by
+   v_read / x_fs and by the column's scale (weight units); the bias added
+   when it is digital. Every other op runs in the interpreter's kernels.
+
+Cost model (one inference; `CostModel`): see docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lea_compiler import interpreter
+from lea_compiler.chip import Chip
+from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
+from lea_compiler.interpreter import Array, Kernel
+from lea_compiler.ir import Graph, Node
+from lea_compiler.program import Layer, Program
+from lea_compiler.reference import run_onnxruntime
+
+MAX_DATA_BYTES = 2 * 2**30
+"""Largest data file read; larger test sets must be split into several files."""
+
+
+# ------------------------------------------------------------------ data files
+@dataclass(frozen=True)
+class Dataset:
+    """A test set: inputs `x` (batch first) and integer labels `y`."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
+    """Read an .npz with `x` and `y` for `graph`'s single input, without pickle.
+
+    Raises:
+        BadDataError: missing keys, wrong shapes or dtypes, or a file too large.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise BadDataError(f"{source}: no such data file")
+    size = source.stat().st_size
+    if size > MAX_DATA_BYTES:
+        raise BadDataError(f"{source}: {size} bytes is more than leac reads at once ({MAX_DATA_BYTES}); split it")
+    try:
+        with np.load(source, allow_pickle=False) as data:
+            keys = set(data.files)
+            if not {"x", "y"} <= keys:
+                raise BadDataError(f"{source}: needs arrays 'x' and 'y', has {sorted(keys)}")
+            x, y = data["x"], data["y"]
+    except BadDataError:
+        raise
+    except Exception as exc:  # zipfile / numpy raise many kinds for a damaged file
+        raise BadDataError(f"{source}: not a readable .npz data file ({exc})") from None
+    if len(graph.inputs) != 1:
+        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data files feed models with one input")
+    if x.dtype.kind not in "fiu":
+        raise BadDataError(f"{source}: x must be numeric, got {x.dtype}")
+    if y.dtype.kind not in "iu" or y.ndim != 1:
+        raise BadDataError(f"{source}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+    if x.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise BadDataError(f"{source}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
+    value = graph.inputs[0]
+    try:
+        x = interpreter.check_feeds(graph, {value.name: x})[value.name]
+    except BadDataError as exc:
+        raise BadDataError(f"{source}: {exc}") from None
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise BadDataError(f"{source}: x contains NaN or infinity")
+    return Dataset(source.name, x, y.astype(np.int64))
+
+
+def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
+    """Predicted class per sample: an integer label output if there is one, else argmax of the first float one."""
+    if output is not None:
+        if output not in outputs:
+            raise UsageError(f"the model has no output {output!r}; it has {', '.join(outputs)}")
+        chosen = outputs[output]
+        return chosen.reshape(len(chosen), -1).argmax(axis=1) if chosen.dtype.kind == "f" else chosen.reshape(-1)
+    for values in outputs.values():
+        if values.dtype.kind in "iu" and values.size == len(values) and values.ndim >= 1:
+            return values.reshape(-1).astype(np.int64)
+    for values in outputs.values():
+        if values.dtype.kind == "f":
+            return values.reshape(len(values), -1).argmax(axis=1)
+    raise BadDataError("the model has no integer label output and no float output to take the argmax of")
+
+
+# ------------------------------------------------------------- crossbar layers
+@dataclass
+class EventCounts:
+    """What the crossbar kernels did, counted while simulating (per inference after `per_sample`)."""
+
+    reads: float = 0.0
+    adc_conversions: float = 0.0
+    dac_conversions: float = 0.0
+    device_reads: float = 0.0
+    digital_ops: float = 0.0
+    analog_ns: float = 0.0
+
+
+class CrossbarLayer:
+    """One Program layer on the simulated chip: its devices' conductances, and its forward pass."""
+
+    def __init__(
+        self,
+        layer: Layer,
+        node: Node,
+        chip: Chip,
+        rng: np.random.Generator,
+        *,
+        ideal: bool,
+        exact_read_noise: bool,
+    ) -> None:
+        self.layer = layer
+        self.node = node
+        self.chip = chip
+        self.ideal = ideal
+        self.exact_read_noise = exact_read_noise
+        self.levels = np.asarray(layer.levels_uS, dtype=np.float64)
+        device = chip.device
+        self.read_noise = 0.0 if ideal else device.read_noise_uS
+        bias = node.input(2)
+        self.digital_bias = None if layer.bias_row or bias is None else np.asarray(bias.const, dtype=np.float64)
+        self.x_fs = 1.0
+        maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.blocks = []  # per block: (block, G+ (alpha, r, c), G- (alpha, r, c), mask (alpha, c))
+        for block in layer.blocks:
+            halves = []
+            for polarity in ("pos", "neg"):
+                stack = []
+                for copy in block.copies:
+                    half = getattr(copy, polarity)
+                    target = block.target_pos if polarity == "pos" else block.target_neg
+                    stack.append(self._conductance(half, target, maps, rng, device.write_noise_uS))
+                halves.append(np.stack(stack))
+            self.blocks.append((block, halves[0], halves[1], block.selection.astype(np.float64)))
+        v_read = chip.periphery.v_read_V
+        self.full_scale = [v_read * b.shape[0] * self.levels[-1] for b in layer.blocks]
+        self.cost = layer_cost(layer, chip, self.digital_bias is not None)
+
+    def _conductance(self, half: Any, target: np.ndarray, maps: dict[int, tuple[np.ndarray, np.ndarray]],
+                     rng: np.random.Generator, sigma: float) -> np.ndarray:
+        if self.ideal:
+            return self.levels[target]
+        region = half.region
+        if region.array not in maps:
+            maps[region.array] = self.chip.stuck_map(region.array)
+        state, g = maps[region.array]
+        rows, cols = half.levels.shape
+        state = state[region.row:region.row + rows, region.col:region.col + cols]
+        g = g[region.row:region.row + rows, region.col:region.col + cols]
+        programmed = np.where(half.levels >= 0, self.levels[np.maximum(half.levels, 0)], self.levels[0])
+        noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if sigma > 0 else programmed
+        noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
+        return np.where(state != 0, g, noisy)
+
+    def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts) -> Array:
+        """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., rows)."""
+        periphery = self.chip.periphery
+        layer = self.layer
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        if layer.bias_row:
+            flat = np.hstack([flat, np.ones((flat.shape[0], 1))])
+        dac = (1 << (periphery.dac_bits - 1)) - 1
+        adc = (1 << (periphery.adc_bits - 1)) - 1
+        v = periphery.v_read_V * np.round(np.clip(flat / self.x_fs, -1.0, 1.0) * dac) / dac
+        out = np.zeros((flat.shape[0], layer.cols))
+        for (block, g_pos, g_neg, mask), fs in zip(self.blocks, self.full_scale):
+            vb = v[:, block.row_start:block.row_stop]
+            alpha, rows, cols = g_pos.shape
+            currents = []
+            for g in (g_pos, g_neg):
+                i = vb @ g.transpose(1, 0, 2).reshape(rows, alpha * cols)  # (S, alpha * cols) in uA
+                i += self._read_noise(vb, alpha * cols, rng)
+                i = np.round(np.clip(i / fs, -1.0, 1.0) * adc) * (fs / adc)
+                currents.append(i.reshape(-1, alpha, cols))
+            diff = currents[0] - currents[1]
+            out[:, block.col_start:block.col_stop] += np.einsum("sac,ac->sc", diff, mask) / layer.beta
+        y = out / (periphery.v_read_V / self.x_fs) / layer.scale
+        if self.digital_bias is not None:
+            y = y + self.digital_bias
+        self._count(counts, flat.shape[0])
+        return y.reshape(*lead, layer.cols).astype(x.dtype)
+
+    def _read_noise(self, v: np.ndarray, columns: int, rng: np.random.Generator) -> np.ndarray | float:
+        r = self.read_noise
+        if r <= 0:
+            return 0.0
+        if self.exact_read_noise:
+            noise = rng.uniform(-r, r, size=(v.shape[0], v.shape[1], columns))
+            return np.einsum("sr,src->sc", v, noise)
+        sigma = np.sqrt((r * r / 3.0) * np.sum(v * v, axis=1, keepdims=True))
+        return sigma * rng.standard_normal((v.shape[0], columns))
+
+    def _count(self, counts: EventCounts, applications: int) -> None:
+        cost = self.cost
+        counts.reads += cost.reads * applications
+        counts.adc_conversions += cost.adc_conversions * applications
+        counts.dac_conversions += cost.dac_conversions * applications
+        counts.device_reads += cost.device_reads * applications
+        counts.digital_ops += cost.digital_ops * applications
+        counts.analog_ns += cost.analog_ns * applications
+
+
+class DigitalCounter:
+    """Listener: one digital op per output element of every non-crossbar node."""
+
+    def __init__(self, counts: EventCounts) -> None:
+        self.counts = counts
+
+    def on_node(self, node: Node, inputs: Sequence[Array | None], outputs: Sequence[Array]) -> None:
+        if node.op_type != "MVM":
+            self.counts.digital_ops += sum(out.size for out in outputs)
+
+
+# ------------------------------------------------------------------ cost model
+@dataclass(frozen=True)
+class LayerCost:
+    """Events and time of one application of a crossbar layer (one input vector)."""
+
+    reads: int
+    adc_conversions: int
+    dac_conversions: int
+    device_reads: int
+    digital_ops: int
+    analog_ns: float
+
+
+def layer_cost(layer: Layer, chip: Chip, digital_bias: bool) -> LayerCost:
+    """Cost of applying a layer to one input vector (see docs/simulator.md)."""
+    p = chip.periphery
+    busy: dict[int, float] = defaultdict(float)
+    reads = adc = dac = devices = 0
+    for block in layer.blocks:
+        rows, cols = block.shape
+        for copy in block.copies:
+            for half in (copy.pos, copy.neg):
+                rounds = math.ceil(cols / p.adcs_per_array)
+                busy[half.region.array] += p.t_mvm_ns + rounds * p.t_adc_ns
+                reads += 1
+                adc += cols
+                dac += rows
+                devices += rows * cols
+    ops = 0
+    for block in layer.blocks:
+        cols = block.shape[1]
+        ops += layer.alpha * cols  # G+ - G- per copy
+        ops += layer.beta * cols  # sum of the selected copies, then one divide per column below
+        ops += cols
+    ops += (len(layer.row_bounds) - 1) * layer.cols  # partial sums
+    ops += layer.cols  # scale
+    ops += layer.cols if digital_bias else 0
+    return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Analytic per-inference cost of a Program, and of programming it."""
+
+    cycles_per_inference: float
+    latency_ns: float
+    throughput_per_s: float
+    energy_pJ_per_inference: float
+    energy_breakdown_pJ: dict[str, float]
+    analog_ns: float
+    digital_cycles: float
+    program_pulses: int
+    program_time_s: float
+    program_energy_uJ: float
+    applications: dict[str, int] = field(default_factory=dict)
+
+
+def _applications(program: Program) -> dict[str, int]:
+    """How often each crossbar layer is applied per sample (1 for a dense layer, OH*OW for a conv)."""
+    result = {}
+    for node in program.graph.nodes_of("MVM"):
+        x = node.input(0)
+        assert x is not None
+        shape = x.shape or ()
+        count = 1
+        for d in shape[1:-1]:
+            if not isinstance(d, int):
+                raise UsageError(f"{node.describe()}: the input shape {x.type_str()} is not fully known")
+            count *= d
+        result[node.name] = count
+    return result
+
+
+def _digital_elements(program: Program) -> int:
+    """Output elements per sample of every non-crossbar node (one digital op each)."""
+    total = 0
+    for node in program.graph.nodes:
+        if node.op_type == "MVM":
+            continue
+        for out in node.outputs:
+            dims = out.shape[1:] if out.shape else ()
+            if all(isinstance(d, int) for d in dims):
+                total += int(np.prod(dims, dtype=np.int64)) if dims else 1
+    return total
+
+
+def estimate_cost(program: Program, chip: Chip | None = None) -> CostModel:
+    """The analytic cost model of one inference and of programming (docs/simulator.md)."""
+    chip = chip or program.chip
+    p = chip.periphery
+    apps = _applications(program)
+    analog_ns = 0.0
+    digital = float(_digital_elements(program))
+    energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0}
+    for layer in program.layers:
+        node = program.graph.node(layer.name)
+        cost = layer_cost(layer, chip, digital_bias=not layer.bias_row and node.input(2) is not None)
+        n = apps[layer.name]
+        analog_ns += cost.analog_ns * n
+        digital += cost.digital_ops * n
+        energy["device_reads"] += cost.device_reads * n * p.e_device_read_pJ
+        energy["adc"] += cost.adc_conversions * n * p.e_adc_pJ
+        energy["dac"] += cost.dac_conversions * n * p.e_dac_pJ
+    clock_ns = 1e3 / p.clock_MHz
+    latency = analog_ns + digital * clock_ns
+    pulses = program_pulses(program)
+    return CostModel(
+        cycles_per_inference=latency / clock_ns,
+        latency_ns=latency,
+        throughput_per_s=1e9 / latency if latency > 0 else math.inf,
+        energy_pJ_per_inference=sum(energy.values()),
+        energy_breakdown_pJ=energy,
+        analog_ns=analog_ns,
+        digital_cycles=digital,
+        program_pulses=pulses,
+        program_time_s=pulses * (p.t_write_pulse_ns + p.t_mvm_ns) * 1e-9,
+        program_energy_uJ=pulses * p.e_write_pulse_pJ * 1e-6,
+        applications=apps,
+    )
+
+
+def program_pulses(program: Program) -> int:
+    """Write-verify pulses to program every healthy device: one per level step up from the lowest, plus one."""
+    total = 0
+    for layer in program.layers:
+        for block in layer.blocks:
+            for copy in block.copies:
+                for half in (copy.pos, copy.neg):
+                    healthy = half.levels >= 0
+                    total += int(np.sum(half.levels[healthy].astype(np.int64) + 1))
+    return total
+
+
+# -------------------------------------------------------------------- simulate
+@dataclass(frozen=True)
+class DataReport:
+    name: str
+    samples: int
+    accuracy: float
+    software_accuracy: float | None
+    agreement: float | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `leac simulate` reports (see `to_json` for the stable keys)."""
+
+    data: tuple[DataReport, ...]
+    layer_error: dict[str, float]
+    cost: CostModel
+    counted: EventCounts
+    devices_used: int
+    devices_total: int
+    arrays_used: int
+    arrays_total: int
+    chip: str | None
+    compiled_for_chip: bool
+    ideal: bool
+    seed: int
+    input_full_scale: dict[str, float]
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean([d.accuracy for d in self.data]))
+
+    @property
+    def software_accuracy(self) -> float | None:
+        values = [d.software_accuracy for d in self.data]
+        return None if any(v is None for v in values) else float(np.mean(values))  # type: ignore[arg-type]
+
+    @property
+    def agreement(self) -> float | None:
+        values = [d.agreement for d in self.data]
+        return None if any(v is None for v in values) else float(np.mean(values))  # type: ignore[arg-type]
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.cost
+        return {
+            "report": "leac-simulate",
+            "version": 1,
+            "accuracy": self.accuracy,
+            "software_accuracy": self.software_accuracy,
+            "agreement": self.agreement,
+            "data": [d.__dict__ for d in self.data],
+            "layer_output_error": self.layer_error,
+            "devices_used": self.devices_used,
+            "devices_total": self.devices_total,
+            "utilisation": self.devices_used / self.devices_total,
+            "arrays_used": self.arrays_used,
+            "arrays_total": self.arrays_total,
+            "cycles_per_inference": c.cycles_per_inference,
+            "latency_ns": c.latency_ns,
+            "throughput_per_s": c.throughput_per_s,
+            "energy_pJ_per_inference": c.energy_pJ_per_inference,
+            "energy_breakdown_pJ": c.energy_breakdown_pJ,
+            "program_pulses": c.program_pulses,
+            "program_time_s": c.program_time_s,
+            "program_energy_uJ": c.program_energy_uJ,
+            "chip": self.chip,
+            "compiled_for_chip": self.compiled_for_chip,
+            "ideal": self.ideal,
+            "seed": self.seed,
+            "input_full_scale": self.input_full_scale,
+            "seconds": self.seconds,
+        }
+
+
+ADC_HEADROOM = 1.25
+"""ADC full scale = this x the largest ideal column current seen in calibration."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Full-scale ranges set from the data: DAC input per layer, ADC current per layer block."""
+
+    input_full_scale: dict[str, float]
+    adc_full_scale_uA: dict[str, list[float]]
+
+
+def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Calibration:
+    """Set each layer's DAC range to max |x| of its input over the data (digital reference run),
+    and each block's ADC range to ADC_HEADROOM x the largest column current its target
+    conductances carry for those inputs (both halves, any copy)."""
+    nodes = {node.name: node for node in program.graph.nodes_of("MVM")}
+    inputs = {name: node.input(0).name for name, node in nodes.items()}  # type: ignore[union-attr]
+    feed = program.graph.inputs[0].name
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in nodes}
+    for data in datasets:
+        for start in range(0, len(data.x), 4096):
+            out = interpreter.run(program.graph, {feed: data.x[start:start + 4096]}, keep=list(inputs.values()))
+            for name, value in inputs.items():
+                kept[name].append(out[value].reshape(-1, out[value].shape[-1]).astype(np.float64))
+    x_fs: dict[str, float] = {}
+    i_fs: dict[str, list[float]] = {}
+    v_read = chip.periphery.v_read_V
+    dac = (1 << (chip.periphery.dac_bits - 1)) - 1
+    for layer in program.layers:
+        x = np.concatenate(kept[layer.name]) if kept[layer.name] else np.zeros((0, layer.rows))
+        if layer.bias_row:
+            x = np.hstack([x, np.ones((len(x), 1))])
+        top = float(np.max(np.abs(x))) if x.size else 0.0
+        x_fs[layer.name] = max(top, 1.0 if layer.bias_row else 0.0) or 1.0
+        v = v_read * np.round(np.clip(x / x_fs[layer.name], -1, 1) * dac) / dac
+        levels = np.asarray(layer.levels_uS)
+        ranges = []
+        for block in layer.blocks:
+            vb = v[:, block.row_start:block.row_stop]
+            peak = 0.0
+            for target in (block.target_pos, block.target_neg):
+                if len(vb):
+                    peak = max(peak, float(np.max(np.abs(vb @ levels[target]))))
+            fallback = v_read * block.shape[0] * levels[-1]
+            ranges.append(ADC_HEADROOM * peak if peak > 0 else fallback)
+        i_fs[layer.name] = ranges
+    return Calibration(x_fs, i_fs)
+
+
+def simulate(
+    program: Program,
+    datasets: Sequence[Dataset],
+    *,
+    chip: Chip | None = None,
+    seed: int = 0,
+    ideal: bool = False,
+    exact_read_noise: bool = False,
+    output: str | None = None,
+    batch_size: int = 2048,
+) -> Report:
+    """Run the Program on a simulated chip over each data set and report.
+
+    Raises:
+        InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes.
+        BadDataError: the data does not fit the model.
+    """
+    start = time.perf_counter()
+    sim_chip = chip or program.chip
+    _check_chip(program, sim_chip)
+    rng = np.random.default_rng(seed)
+    layers = {
+        layer.name: CrossbarLayer(layer, program.graph.node(layer.name), sim_chip, rng, ideal=ideal,
+                                  exact_read_noise=exact_read_noise)
+        for layer in program.layers
+    }
+    calibration = calibrate(program, datasets, sim_chip)
+    for name, layer in layers.items():
+        layer.x_fs = calibration.input_full_scale[name]
+        layer.full_scale = calibration.adc_full_scale_uA[name]
+    counts = EventCounts()
+
+    def make_kernel(layer: CrossbarLayer) -> Kernel:
+        return lambda node, inputs: [layer.forward(inputs[0], rng, counts)]  # type: ignore[arg-type]
+
+    kernels = {name: make_kernel(layer) for name, layer in layers.items()}
+    listener = DigitalCounter(counts)
+    mvm_values = {node.name: node.outputs[0].name for node in program.graph.nodes_of("MVM")}
+    feed = program.graph.inputs[0].name
+    reports, squared, reference_sq = [], defaultdict(float), defaultdict(float)
+    samples_total = 0
+    for data in datasets:
+        predictions = []
+        for lo in range(0, len(data.x), batch_size):
+            batch = {feed: data.x[lo:lo + batch_size]}
+            sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
+                                      listeners=[listener])
+            ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
+            for name, value in mvm_values.items():
+                squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
+                reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
+            outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
+            predictions.append(top1(outputs, output))
+        predicted = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+        samples_total += len(data.x)
+        software, agreement = None, None
+        if program.source_model is not None:
+            reference = run_onnxruntime(program.source_model, {feed: data.x})
+            soft_pred = top1(reference, output)
+            software = float(np.mean(soft_pred == data.y))
+            agreement = float(np.mean(soft_pred == predicted))
+        reports.append(DataReport(data.name, len(data.x), float(np.mean(predicted == data.y)), software, agreement))
+    if samples_total:
+        for field_name in ("reads", "adc_conversions", "dac_conversions", "device_reads", "digital_ops",
+                           "analog_ns"):
+            setattr(counts, field_name, getattr(counts, field_name) / samples_total)
+    layer_error = {name: math.sqrt(squared[name] / reference_sq[name]) if reference_sq[name] > 0 else 0.0
+                   for name in mvm_values}
+    return Report(
+        data=tuple(reports),
+        layer_error=layer_error,
+        cost=estimate_cost(program, sim_chip),
+        counted=counts,
+        devices_used=program.devices_used,
+        devices_total=sim_chip.device_count,
+        arrays_used=len(program.arrays_used),
+        arrays_total=len(sim_chip.arrays),
+        chip=sim_chip.name,
+        compiled_for_chip=sim_chip.fingerprint() == program.chip_fingerprint,
+        ideal=ideal,
+        seed=seed,
+        input_full_scale=calibration.input_full_scale,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_chip(program: Program, chip: Chip) -> None:
+    compiled = {a.id: (a.rows, a.cols) for a in program.chip.arrays}
+    available = {a.id: (a.rows, a.cols) for a in chip.arrays}
+    for array_id in program.arrays_used:
+        if available.get(array_id) != compiled[array_id]:
+            raise InvalidInputError(
+                f"the simulated chip has no array {array_id} of {compiled[array_id][0]} x {compiled[array_id][1]}, "
+                "which the Program uses"
+            )

@@ -1,0 +1,165 @@
+"""The simulator: hand-computed currents, cost model, ideal agreement with onnxruntime, LEA helping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from lea_compiler import interpreter
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, estimate_cost, load_data, simulate, top1
+from lea_compiler.chip import Array, Chip, Defect, DeviceModel, Periphery, save_chip, synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import BadDataError, InvalidInputError
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.reference import run_onnxruntime
+from tests.helpers import cnn_model, make_model, mlp_model, ternarize
+
+F = np.float32
+
+
+def two_by_two(tmp_path, *, stuck: bool = True):
+    """y = x @ [[1, -1], [0, 1]] on one 2 x 4 array; G+ at columns 0-1 (device (0, 0) stuck at 280 uS)."""
+    model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], {"x": (F, ["N", 2])}, ["y"],
+                       {"W": np.array([[1, -1], [0, 1]], F)})
+    path = tmp_path / "mm.onnx"
+    onnx.save(model, path)
+    defects = (Defect(0, 0, 0, "stuck_high", 280.0),) if stuck else ()
+    chip = Chip(
+        arrays=(Array(0, 2, 4),), defects=defects,
+        device=DeviceModel(levels_uS=(100.0, 250.0), write_noise_uS=0.0, read_noise_uS=0.0),
+        periphery=Periphery(v_read_V=0.25, dac_bits=16, adc_bits=4, adcs_per_array=1),
+    )
+    program = compile_model(path, chip, CompileOptions(k=1)).program
+    data = Dataset("d", np.array([[1, -1], [-1, 1]], F), np.array([0, 1]))
+    return program, data
+
+
+def test_hand_computed_currents_with_a_stuck_device_and_adc(tmp_path) -> None:
+    program, data = two_by_two(tmp_path)
+    layer = program.layer("mm")
+    copy = layer.blocks[0].copies[0]
+    assert (copy.pos.region.col, copy.neg.region.col) == (0, 2)  # the stuck device costs least under G+
+    assert copy.pos.levels.tolist() == [[-1, 0], [0, 1]]
+    # V = 0.25 * x; G+ = [[280, 100], [100, 250]], G- = [[100, 250], [100, 100]]
+    # x = [1, -1]: I+ = [45, -37.5] uA, I- = [0, 37.5] uA; the 4-bit ADC (7 steps of 125/7 uA over +-125 uA)
+    # reads I+ as [3, -2] steps and I- as [0, 2]; y = (I+ - I-) / 0.25 V / 150 uS per unit
+    step = 125 / 7
+    expected = np.array([[3 * step, -4 * step], [-3 * step, 4 * step]]) / 0.25 / 150
+    rng = np.random.default_rng(0)
+    sim_layer = CrossbarLayer(layer, program.graph.node("mm"), program.chip, rng, ideal=False, exact_read_noise=False)
+    sim_layer.x_fs = 1.0
+    got = sim_layer.forward(data.x, rng, EventCounts())
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(expected, [[1.428571, -1.904762], [-1.428571, 1.904762]], rtol=1e-6)
+    report = simulate(program, [data])
+    assert report.layer_error["mm"] > 0.1 and report.data[0].accuracy == 1.0
+    assert interpreter.run(program.graph, {"x": data.x})["y"].tolist() == [[1, -2], [-1, 2]]
+
+
+def test_hand_worked_cost_and_counted_events_agree(tmp_path) -> None:
+    program, data = two_by_two(tmp_path)
+    cost = estimate_cost(program)
+    # two regions on array 0, read one after the other: 2 * (100 ns + 2 ADC rounds * 10 ns)
+    assert cost.analog_ns == 240.0
+    # digital: subtract 2 + sum 2 + divide 2 + scale 2 = 8 ops at 100 MHz
+    assert cost.digital_cycles == 8 and cost.latency_ns == 320.0 and cost.cycles_per_inference == 32.0
+    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 0.08, "adc": 8.0, "dac": 2.0})
+    # levels programmed: G+ [[-, 0], [0, 1]], G- [[0, 1], [0, 0]] -> pulses (level + 1) = 1+1+2 + 1+2+1+1
+    assert cost.program_pulses == 9
+    report = simulate(program, [data])
+    assert report.counted.analog_ns == cost.analog_ns
+    assert report.counted.digital_ops == cost.digital_cycles
+    assert report.counted.adc_conversions == 4 and report.counted.dac_conversions == 4
+
+
+@pytest.mark.parametrize("make, k", [(mlp_model, 2), (cnn_model, 1)], ids=["mlp", "cnn"])
+def test_ideal_simulation_agrees_with_onnxruntime(tmp_path, make, k) -> None:
+    model = ternarize(make())
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    chip = synth_chip(arrays=40, rows=32, cols=32, stuck_high=0.05, seed=2)
+    program = compile_model(path, chip, CompileOptions(k=k)).program
+    rng = np.random.default_rng(5)
+    shape = [d.dim_value or 300 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = rng.standard_normal(shape).astype(F)
+    software = top1(run_onnxruntime(model, {"x": x}))
+    report = simulate(program, [Dataset("d", x, software)], ideal=True)
+    assert report.data[0].accuracy >= 0.99 and report.data[0].agreement >= 0.99
+    assert all(err < 0.05 for err in report.layer_error.values())
+
+
+def test_more_copies_help_on_a_defective_chip(tmp_path) -> None:
+    model = mlp_model(sizes=(8, 16, 4), seed=3)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 8)).astype(F)
+    data = Dataset("d", x, top1(run_onnxruntime(model, {"x": x})))
+    accuracy = {1: [], 3: []}
+    for seed in range(4):
+        chip = synth_chip(arrays=12, rows=16, cols=16, stuck_high=0.1, stuck_low=0.05, seed=seed)
+        for k in accuracy:
+            program = compile_model(path, chip, CompileOptions(k=k, time_limit_s=2)).program
+            accuracy[k].append(simulate(program, [data], seed=seed).accuracy)
+    assert np.mean(accuracy[3]) > np.mean(accuracy[1])
+
+
+def test_another_chip_must_have_the_arrays_used(tmp_path) -> None:
+    program, data = two_by_two(tmp_path)
+    with pytest.raises(InvalidInputError, match="no array 0 of 2 x 4"):
+        simulate(program, [data], chip=Chip(arrays=(Array(0, 4, 4),)))
+    healthy = Chip(arrays=(Array(0, 2, 4),), device=program.chip.device, periphery=program.chip.periphery)
+    report = simulate(program, [data], chip=healthy)
+    assert not report.compiled_for_chip
+
+
+def test_data_files_are_checked(tmp_path) -> None:
+    program, _ = two_by_two(tmp_path)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((3, 2), F), y=np.zeros(3, np.int64))
+    assert load_data(good, program.graph).x.shape == (3, 2)
+    cases = {
+        "nokeys.npz": dict(a=np.zeros(3)),
+        "shape.npz": dict(x=np.zeros((3, 5), F), y=np.zeros(3, np.int64)),
+        "labels.npz": dict(x=np.zeros((3, 2), F), y=np.zeros(3, F)),
+        "count.npz": dict(x=np.zeros((3, 2), F), y=np.zeros(4, np.int64)),
+        "nan.npz": dict(x=np.full((3, 2), np.nan, F), y=np.zeros(3, np.int64)),
+    }
+    for name, arrays in cases.items():
+        np.savez(tmp_path / name, **arrays)
+        with pytest.raises(BadDataError, match=name):
+            load_data(tmp_path / name, program.graph)
+    np.savez(tmp_path / "obj.npz", x=np.array([object()] * 3), y=np.zeros(3, np.int64))
+    with pytest.raises(BadDataError, match="obj.npz"):
+        load_data(tmp_path / "obj.npz", program.graph)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(BadDataError, match="junk.npz"):
+        load_data(tmp_path / "junk.npz", program.graph)
+
+
+def test_cli_simulate_json_and_errors(tmp_path, capsys) -> None:
+    model = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), model)
+    chip = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=8, rows=25, cols=25, seed=1), chip)
+    program = tmp_path / "p.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "-o", str(program)]) == 0
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(0).standard_normal((50, 4)).astype(F), y=np.zeros(50, np.int64))
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--data", str(data), "--data", str(data), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "software_accuracy", "agreement", "devices_used", "cycles_per_inference",
+                "energy_pJ_per_inference", "program_pulses"):
+        assert key in report
+    assert len(report["data"]) == 2 and report["devices_used"] == 2 * 2 * 138
+    assert main(["simulate", str(program), "--data", str(data)]) == 0
+    assert "per inference:" in capsys.readouterr().out
+    assert main(["simulate", str(tmp_path / "none.leac"), "--data", str(data)]) == 3
+    assert main(["simulate", str(program), "--data", str(chip)]) == 3
+    assert main(["simulate", str(program), "--data", str(data), "--output", "nope"]) == 2
