@@ -194,44 +194,81 @@ class CrossbarLayer:
         noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
         return np.where(state != 0, g, noisy)
 
+    def _row_blocks(self) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per row block: rows, G+ and G- as (rows, alpha * cols) float32 over the layer's columns,
+        the ADC step per column and the selection mask / beta as (alpha, cols)."""
+        key = tuple(self.full_scale)
+        if getattr(self, "_prepared_for", None) == key:
+            return self._prepared
+        layer = self.layer
+        adc = (1 << (self.chip.periphery.adc_bits - 1)) - 1
+        prepared = []
+        for r0, r1 in layer.row_bounds:
+            rows = r1 - r0
+            g_pos = np.zeros((rows, layer.alpha, layer.cols), np.float32)
+            g_neg = np.zeros_like(g_pos)
+            step = np.ones((layer.alpha, layer.cols), np.float32)
+            mask = np.zeros((layer.alpha, layer.cols), np.float32)
+            for (block, bp, bn, bmask), fs in zip(self.blocks, self.full_scale):
+                if block.row_start != r0:
+                    continue
+                cols = slice(block.col_start, block.col_stop)
+                g_pos[:, :, cols] = bp.transpose(1, 0, 2)
+                g_neg[:, :, cols] = bn.transpose(1, 0, 2)
+                step[:, cols] = fs / adc
+                mask[:, cols] = bmask / layer.beta
+            flat = (rows, layer.alpha * layer.cols)
+            prepared.append((r0, r1, g_pos.reshape(flat), g_neg.reshape(flat), step.reshape(-1), mask))
+        self._prepared, self._prepared_for = prepared, key
+        return prepared
+
     def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts) -> Array:
-        """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., rows)."""
+        """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., rows).
+
+        All column blocks and copies of a row block are read in one matrix
+        product per polarity (float32), then noise, ADC and averaging run
+        vectorised over samples, copies and columns.
+        """
         periphery = self.chip.periphery
         layer = self.layer
         lead = x.shape[:-1]
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        flat = x.reshape(-1, x.shape[-1]).astype(np.float32)
         if layer.bias_row:
-            flat = np.hstack([flat, np.ones((flat.shape[0], 1))])
+            flat = np.hstack([flat, np.ones((flat.shape[0], 1), np.float32)])
         dac = (1 << (periphery.dac_bits - 1)) - 1
-        adc = (1 << (periphery.adc_bits - 1)) - 1
-        v = periphery.v_read_V * np.round(np.clip(flat / self.x_fs, -1.0, 1.0) * dac) / dac
-        out = np.zeros((flat.shape[0], layer.cols))
-        for (block, g_pos, g_neg, mask), fs in zip(self.blocks, self.full_scale):
-            vb = v[:, block.row_start:block.row_stop]
-            alpha, rows, cols = g_pos.shape
-            currents = []
+        adc = float((1 << (periphery.adc_bits - 1)) - 1)
+        v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
+        v = np.round(v * np.float32(dac)) * np.float32(periphery.v_read_V / dac)
+        out = np.zeros((flat.shape[0], layer.cols), np.float32)
+        for r0, r1, g_pos, g_neg, step, mask in self._row_blocks():
+            vb = v[:, r0:r1]
+            diff = None
             for g in (g_pos, g_neg):
-                i = vb @ g.transpose(1, 0, 2).reshape(rows, alpha * cols)  # (S, alpha * cols) in uA
-                i += self._read_noise(vb, alpha * cols, rng)
-                i = np.round(np.clip(i / fs, -1.0, 1.0) * adc) * (fs / adc)
-                currents.append(i.reshape(-1, alpha, cols))
-            diff = currents[0] - currents[1]
-            out[:, block.col_start:block.col_stop] += np.einsum("sac,ac->sc", diff, mask) / layer.beta
-        y = out / (periphery.v_read_V / self.x_fs) / layer.scale
+                current = vb @ g  # (S, alpha * cols) in uA
+                self._add_read_noise(current, vb, g.shape[1], rng)
+                current /= step
+                np.clip(current, -adc, adc, out=current)
+                np.round(current, out=current)
+                current *= step
+                diff = current if diff is None else np.subtract(diff, current, out=diff)
+            assert diff is not None
+            out += (diff.reshape(-1, layer.alpha, layer.cols) * mask).sum(axis=1)
+        y = out.astype(np.float64) / (periphery.v_read_V / self.x_fs) / layer.scale
         if self.digital_bias is not None:
             y = y + self.digital_bias
         self._count(counts, flat.shape[0])
         return y.reshape(*lead, layer.cols).astype(x.dtype)
 
-    def _read_noise(self, v: np.ndarray, columns: int, rng: np.random.Generator) -> np.ndarray | float:
+    def _add_read_noise(self, current: np.ndarray, v: np.ndarray, columns: int, rng: np.random.Generator) -> None:
         r = self.read_noise
         if r <= 0:
-            return 0.0
+            return
         if self.exact_read_noise:
-            noise = rng.uniform(-r, r, size=(v.shape[0], v.shape[1], columns))
-            return np.einsum("sr,src->sc", v, noise)
-        sigma = np.sqrt((r * r / 3.0) * np.sum(v * v, axis=1, keepdims=True))
-        return sigma * rng.standard_normal((v.shape[0], columns))
+            noise = rng.uniform(-r, r, size=(v.shape[0], v.shape[1], columns)).astype(np.float32)
+            current += np.einsum("sr,src->sc", v, noise)
+            return
+        sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))[:, None]
+        current += sigma * rng.standard_normal((v.shape[0], columns), dtype=np.float32)
 
     def _count(self, counts: EventCounts, applications: int) -> None:
         cost = self.cost

@@ -1,0 +1,141 @@
+"""Simulator throughput (issue: backends).
+
+A 64-150-10 tanh MLP with ternary weights (the size of the paper's MNIST
+network on the 8 x 8 digits) is compiled at k = 1 and k = 6 for a synthetic
+chip of 25 x 25 arrays (paper-like defects) and simulated on 10,000 random
+samples. Reported: samples/s of `simulate` (everything it does: calibration,
+the crossbar simulation, the digital reference it compares layer outputs
+with, onnxruntime's software accuracy), and of the crossbar forward alone; the
+ratio to an ideal float32 numpy forward pass of the same network with all k
+copies (x @ W for every copy, then the activation); peak memory.
+
+Run:  python benchmarks/bench_sim.py [--samples 10000] [--out benchmarks/results/sim.json]
+
+Threads: OMP/OPENBLAS set to 1 before numpy loads (faster than 2 threads for
+these sizes on this machine; `--threads 2` to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = _threads
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from lea_compiler import interpreter  # noqa: E402
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, calibrate, simulate  # noqa: E402
+from lea_compiler.chip import synth_chip  # noqa: E402
+from lea_compiler.compiler import compile_model  # noqa: E402
+from lea_compiler.pipeline import CompileOptions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ternary_mlp(path: Path, sizes: tuple[int, ...] = (64, 150, 10), seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    nodes, inits, weights, prev = [], [], [], "x"
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = (rng.integers(-1, 2, size=(m, n)) * 0.1).astype(np.float32)
+        weights.append(w)
+        inits.append(numpy_helper.from_array(w, f"W{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"W{i}"], [f"h{i}"], name=f"fc{i}"))
+        prev = f"h{i}"
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Tanh", [prev], [f"a{i}"], name=f"tanh{i}"))
+            prev = f"a{i}"
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["batch", sizes[-1]])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return weights
+
+
+def ideal_forward(x: np.ndarray, weights: list[np.ndarray], k: int) -> np.ndarray:
+    """The float32 baseline: every copy's x @ W, averaged, tanh between layers."""
+    h = x
+    for i, w in enumerate(weights):
+        copies = [h @ w for _ in range(k)]
+        h = sum(copies) / k
+        if i < len(weights) - 1:
+            h = np.tanh(h)
+    return h
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--threads", default="1")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sim.json"))
+    args = parser.parse_args()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(args.samples, 64)).astype(np.float32)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mlp.onnx"
+        weights = ternary_mlp(path)
+        labels = ideal_forward(x, weights, 1).argmax(axis=1)
+        data = Dataset("random", x, labels)
+        chip = synth_chip(arrays=400, rows=25, cols=25, seed=0)
+        for k in (1, 6):
+            program = compile_model(path, chip, CompileOptions(k=k, time_limit_s=5)).program
+            baseline = best_of(lambda: ideal_forward(x, weights, k))
+            whole = best_of(lambda: simulate(program, [data], seed=0), repeats=1)
+            # the crossbar forward alone: what the simulator adds per sample over the digital graph
+            cal = calibrate(program, [data], chip)
+            layers = {}
+            for layer in program.layers:
+                sim = CrossbarLayer(layer, program.graph.node(layer.name), chip, np.random.default_rng(0),
+                                    ideal=False, exact_read_noise=False)
+                sim.x_fs = cal.input_full_scale[layer.name]
+                sim.full_scale = cal.adc_full_scale_uA[layer.name]
+                layers[layer.name] = sim
+            counts, noise = EventCounts(), np.random.default_rng(0)
+            kernels = {name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], noise, counts)]))(sim)
+                       for name, sim in layers.items()}
+            crossbar = best_of(lambda: interpreter.run(program.graph, {"x": x}, kernels=kernels))
+            row = {
+                "k": k, "samples": args.samples, "devices": program.devices_used,
+                "ideal_numpy_s": baseline, "ideal_numpy_samples_per_s": args.samples / baseline,
+                "simulate_s": whole, "simulate_samples_per_s": args.samples / whole,
+                "crossbar_forward_s": crossbar, "crossbar_forward_samples_per_s": args.samples / crossbar,
+                "ratio_simulate_to_ideal": whole / baseline, "ratio_forward_to_ideal": crossbar / baseline,
+            }
+            rows.append(row)
+            print(f"k={k}: ideal numpy {row['ideal_numpy_samples_per_s']:,.0f} samples/s; crossbar forward "
+                  f"{row['crossbar_forward_samples_per_s']:,.0f} samples/s ({row['ratio_forward_to_ideal']:.2f}x); "
+                  f"whole simulate {row['simulate_samples_per_s']:,.0f} samples/s ({row['ratio_simulate_to_ideal']:.2f}x)",
+                  flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {"rows": rows, "peak_rss_MiB": peak, "threads": int(args.threads)}
+    print(f"peak memory {peak:.0f} MiB, threads {args.threads}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
