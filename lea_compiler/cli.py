@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from lea_compiler import __version__, cli_chip, cli_compile, cli_simulate
+from lea_compiler import __version__, cli_chip, cli_compile, cli_emit, cli_simulate
 from lea_compiler.analysis import crossbar_layers
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     cli_compile.add_parser(commands)
     cli_simulate.add_parser(commands)
+    cli_emit.add_parser(commands)
     _add_inspect(commands)
     cli_chip.add_parser(commands)
     return parser
