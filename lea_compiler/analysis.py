@@ -3,9 +3,9 @@
 A node can go to a crossbar when it multiplies a dynamic input by a constant
 matrix: Gemm with a constant B, MatMul with a constant 2-D right operand, and
 Conv with a constant weight (as a matrix product over input patches). The
-crossbar matrix has one row per input element (plus one row for a bias driven
-by a constant input) and one column per output element; each weight takes a
-differential pair of devices.
+crossbar matrix has one row per input element (plus one row for the bias when
+it is put on the crossbar, `leac compile --bias row`) and one column per
+output element; each weight takes a differential pair of devices.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ class CrossbarLayer:
     bias: bool
     reads_per_sample: int | None
 
-    @property
-    def matrix_rows(self) -> int:
-        """Crossbar rows: inputs, plus one bias row driven by a constant input."""
-        return self.rows + (1 if self.bias else 0)
+    def matrix_rows(self, bias_row: bool = False) -> int:
+        """Crossbar rows: inputs, plus one row driven by a constant input if the bias goes there."""
+        return self.rows + (1 if self.bias and bias_row else 0)
 
-    def devices(self, k: int = 1) -> int:
+    def devices(self, k: int = 1, bias_row: bool = False) -> int:
         """Devices needed for `k` copies of the layer (LEA costs 2 * k * rows * cols)."""
-        return DEVICES_PER_WEIGHT * k * self.matrix_rows * self.cols
+        return DEVICES_PER_WEIGHT * k * self.matrix_rows(bias_row) * self.cols
 
 
 def crossbar_layers(graph: Graph) -> list[CrossbarLayer]:

@@ -18,6 +18,7 @@ from lea_compiler import __version__, cli_chip, cli_compile, cli_emit, cli_simul
 from lea_compiler.analysis import crossbar_layers
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
+from lea_compiler.passes.quantize import BIAS_MODES
 from lea_compiler.tables import format_table
 
 EXIT_OK = 0
@@ -56,11 +57,13 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Import an ONNX model, print it as leac's graph IR, and list every matrix "
             "product that maps to crossbars with its matrix size and the devices it needs "
-            "(2 per weight: a differential pair; one extra row for a bias)."
+            "(2 per weight: a differential pair; with --bias row, one more row for the bias)."
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
     p.add_argument("-k", type=int, default=1, help="copies per layer to cost (default 1)")
+    p.add_argument("--bias", choices=BIAS_MODES, default="digital",
+                   help="bias added digitally, or as one more crossbar row, as in leac compile (default digital)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=_inspect)
 
@@ -70,7 +73,8 @@ def _inspect(args: argparse.Namespace) -> int:
         raise UsageError(f"-k must be at least 1, got {args.k}")
     graph = load_model(args.model)
     layers = crossbar_layers(graph)
-    total = sum(layer.devices(args.k) for layer in layers)
+    bias_row = args.bias == "row"
+    total = sum(layer.devices(args.k, bias_row) for layer in layers)
     if args.json:
         report = {
             "model": args.model,
@@ -84,11 +88,12 @@ def _inspect(args: argparse.Namespace) -> int:
                 {
                     "node": layer.node,
                     "op": layer.op_type,
-                    "rows": layer.matrix_rows,
+                    "rows": layer.matrix_rows(bias_row),
                     "cols": layer.cols,
-                    "bias_row": layer.bias,
+                    "bias": layer.bias,
+                    "bias_row": layer.bias and bias_row,
                     "reads_per_sample": layer.reads_per_sample,
-                    "devices": layer.devices(args.k),
+                    "devices": layer.devices(args.k, bias_row),
                 }
                 for layer in layers
             ],
@@ -101,16 +106,16 @@ def _inspect(args: argparse.Namespace) -> int:
     if not layers:
         print("no matrix product maps to crossbars (every op runs digitally)")
         return EXIT_OK
-    rows = [("node", "op", "matrix rows x cols", "bias row", "reads/sample", f"devices (k={args.k})")]
+    rows = [("node", "op", "matrix rows x cols", "bias", "reads/sample", f"devices (k={args.k})")]
     for layer in layers:
         rows.append(
             (
                 layer.node,
                 layer.op_type,
-                f"{layer.matrix_rows} x {layer.cols}",
-                "yes" if layer.bias else "no",
+                f"{layer.matrix_rows(bias_row)} x {layer.cols}",
+                ("row" if bias_row else "digital") if layer.bias else "none",
                 "?" if layer.reads_per_sample is None else str(layer.reads_per_sample),
-                str(layer.devices(args.k)),
+                str(layer.devices(args.k, bias_row)),
             )
         )
     print(format_table(rows))

@@ -34,15 +34,19 @@ def test_inspect_prints_ir_and_device_table(tmp_path, capsys) -> None:
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "%h0: float32[N, 12] = Gemm(%x, %W0, %b0) {transB=1}  # fc0" in out
-    # 4-12-6-3 with biases: (5*12 + 13*6 + 7*3) weights, two devices each
-    assert "fc0   Gemm  5 x 12              yes       1             120" in out
+    # 4-12-6-3 with digital biases: (4*12 + 12*6 + 6*3) weights, two devices each
+    assert "fc0   Gemm  4 x 12              digital  1             96" in out
+    assert "total: 276 devices for 3 crossbar layers at k = 1" in out
+    assert main(["inspect", str(path), "--bias", "row"]) == 0
+    out = capsys.readouterr().out
+    assert "fc0   Gemm  5 x 12              row   1             120"
     assert "total: 318 devices for 3 crossbar layers at k = 1" in out
 
 
 def test_inspect_json_costs_k_copies(tmp_path, capsys) -> None:
     path = tmp_path / "cnn.onnx"
     onnx.save(cnn_model(), path)
-    assert main(["inspect", str(path), "-k", "3", "--json"]) == 0
+    assert main(["inspect", str(path), "-k", "3", "--json", "--bias", "row"]) == 0
     report = json.loads(capsys.readouterr().out)
     layers = {layer["node"]: layer for layer in report["crossbar_layers"]}
     assert layers["conv1"]["rows"] == 10 and layers["conv1"]["cols"] == 4
@@ -74,7 +78,7 @@ def test_console_script_runs_as_a_process(tmp_path) -> None:
         [sys.executable, "-m", "lea_compiler", "inspect", str(path), "--json"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["devices"] == 318
+    assert json.loads(done.stdout)["devices"] == 276
     missing = subprocess.run([sys.executable, "-m", "lea_compiler", "inspect", str(tmp_path / "nope.onnx")],
                              capture_output=True, text=True)
     assert missing.returncode == 3 and "no such file" in missing.stderr and "Traceback" not in missing.stderr

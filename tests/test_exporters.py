@@ -62,5 +62,5 @@ def test_batchnorm_survives_import_when_not_folded() -> None:
     ],
 )
 def test_crossbar_layers_of_exported_models(name: str, layers: list[tuple[int, int]]) -> None:
-    found = [(layer.matrix_rows, layer.cols) for layer in crossbar_layers(load_model(FIXTURES / name))]
+    found = [(layer.matrix_rows(bias_row=True), layer.cols) for layer in crossbar_layers(load_model(FIXTURES / name))]
     assert found == layers
