@@ -44,7 +44,7 @@ def mlp_onnx(sizes: list[int], path: Path, seed: int = 0) -> None:
     """A Gemm + Tanh MLP with random weights, like the scale benchmark's 1024-1024-1024-10."""
     rng = np.random.default_rng(seed)
     nodes, inits, prev = [], [], "x"
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         inits.append(numpy_helper.from_array((rng.standard_normal((n, m)) / np.sqrt(m)).astype(np.float32), f"W{i}"))
         inits.append(numpy_helper.from_array(rng.standard_normal(n).astype(np.float32) * 0.1, f"b{i}"))
         nodes.append(helper.make_node("Gemm", [prev, f"W{i}", f"b{i}"], [f"h{i}"], name=f"fc{i}", transB=1))

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def ternary_mlp(path: Path, sizes: tuple[int, ...] = (64, 150, 10), seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     nodes, inits, weights, prev = [], [], [], "x"
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         w = (rng.integers(-1, 2, size=(m, n)) * 0.1).astype(np.float32)
         weights.append(w)
         inits.append(numpy_helper.from_array(w, f"W{i}"))
@@ -76,13 +76,19 @@ def ideal_forward(x: np.ndarray, weights: list[np.ndarray], k: int) -> np.ndarra
     return h
 
 
-def best_of(fn, repeats: int = 3) -> float:
+def best_of(fn, *args, repeats: int = 3, **kwargs) -> float:
+    """Fastest of `repeats` calls of fn(*args, **kwargs), in seconds."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def crossbar_kernels(layers: dict, noise: np.random.Generator, counts: EventCounts) -> dict:
+    return {name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], noise, counts)]))(sim)
+            for name, sim in layers.items()}
 
 
 def main() -> None:
@@ -102,8 +108,8 @@ def main() -> None:
         chip = synth_chip(arrays=400, rows=25, cols=25, seed=0)
         for k in (1, 6):
             program = compile_model(path, chip, CompileOptions(k=k, time_limit_s=5)).program
-            baseline = best_of(lambda: ideal_forward(x, weights, k))
-            whole = best_of(lambda: simulate(program, [data], seed=0), repeats=1)
+            baseline = best_of(ideal_forward, x, weights, k)
+            whole = best_of(simulate, program, [data], seed=0, repeats=1)
             # the crossbar forward alone: what the simulator adds per sample over the digital graph
             cal = calibrate(program, [data], chip)
             layers = {}
@@ -113,10 +119,8 @@ def main() -> None:
                 sim.x_fs = cal.input_full_scale[layer.name]
                 sim.full_scale = cal.adc_full_scale_uA[layer.name]
                 layers[layer.name] = sim
-            counts, noise = EventCounts(), np.random.default_rng(0)
-            kernels = {name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], noise, counts)]))(sim)
-                       for name, sim in layers.items()}
-            crossbar = best_of(lambda: interpreter.run(program.graph, {"x": x}, kernels=kernels))
+            kernels = crossbar_kernels(layers, np.random.default_rng(0), EventCounts())
+            crossbar = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels)
             row = {
                 "k": k, "samples": args.samples, "devices": program.devices_used,
                 "ideal_numpy_s": baseline, "ideal_numpy_samples_per_s": args.samples / baseline,
@@ -125,7 +129,8 @@ def main() -> None:
                 "ratio_simulate_to_ideal": whole / baseline, "ratio_forward_to_ideal": crossbar / baseline,
             }
             rows.append(row)
-            print(f"k={k}: ideal numpy {row['ideal_numpy_samples_per_s']:,.0f} samples/s; crossbar forward "
+            print(f"k={k}: ideal numpy {row['ideal_numpy_samples_per_s']:,.0f} samples/s; "
+                  f"crossbar forward "
                   f"{row['crossbar_forward_samples_per_s']:,.0f} samples/s ({row['ratio_forward_to_ideal']:.2f}x); "
                   f"whole simulate {row['simulate_samples_per_s']:,.0f} samples/s ({row['ratio_simulate_to_ideal']:.2f}x)",
                   flush=True)

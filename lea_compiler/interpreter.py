@@ -18,7 +18,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import BadDataError
 from lea_compiler.ir import Graph, Node, Value
-from lea_compiler.ops import LEAC_DOMAIN, ML_DOMAIN, OPS, Window, constant_value, onnx_dtype, reduce_axes, shape_slice, window_of
+from lea_compiler.ops import (
+    LEAC_DOMAIN,
+    ML_DOMAIN,
+    OPS,
+    Window,
+    constant_value,
+    onnx_dtype,
+    reduce_axes,
+    shape_slice,
+    window_of,
+)
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]
@@ -230,7 +240,8 @@ def im2col(x: Array, window: Window) -> tuple[Array, tuple[int, int]]:
     out_hw, extra = _out_hw(x, window)
     view = window_view(pad_spatial(x, window, 0.0, extra), window, out_hw)
     n, c = x.shape[:2]
-    patches = view.transpose(0, 2, 3, 1, 4, 5).reshape(n * out_hw[0] * out_hw[1], c * window.kernel[0] * window.kernel[1])
+    depth = c * window.kernel[0] * window.kernel[1]
+    patches = view.transpose(0, 2, 3, 1, 4, 5).reshape(n * out_hw[0] * out_hw[1], depth)
     return patches, out_hw
 
 
@@ -401,7 +412,7 @@ def _fit(value: Value, array: Array) -> Array:
     if value.shape is not None:
         if array.ndim != len(value.shape):
             raise BadDataError(f"input {value.name}: got shape {list(array.shape)}, the model takes {value.type_str()}")
-        for axis, (got, want) in enumerate(zip(array.shape, value.shape)):
+        for axis, (got, want) in enumerate(zip(array.shape, value.shape, strict=True)):
             if isinstance(want, int) and got != want:
                 raise BadDataError(
                     f"input {value.name}: dimension {axis} is {got}, the model takes {value.type_str()}"
@@ -429,7 +440,7 @@ def run(
             on this data (the message names the node).
     """
     env: dict[int, Array] = {}
-    for value, array in zip(graph.inputs, check_feeds(graph, feeds).values()):
+    for value, array in zip(graph.inputs, check_feeds(graph, feeds).values(), strict=True):
         env[id(value)] = array
     for value in graph.initializers.values():
         assert value.const is not None
@@ -445,7 +456,7 @@ def run(
         except (ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
             raise BadDataError(f"{node.describe()} fails on this data: {exc}") from None
         outs = []
-        for value, result in zip(node.outputs, results):
+        for value, result in zip(node.outputs, results, strict=True):
             result = np.asarray(result)
             if result.dtype != value.dtype:
                 result = result.astype(value.dtype)

@@ -174,7 +174,8 @@ def _tensor(tensor: onnx.TensorProto, where: str) -> np.ndarray[Any, Any]:
     try:
         array = onnx.numpy_helper.to_array(tensor)
     except Exception as exc:
-        raise InvalidModelError(f"{where}: tensor {tensor.name or '(unnamed)'} is unreadable: {_first_line(exc)}") from None
+        name = tensor.name or "(unnamed)"
+        raise InvalidModelError(f"{where}: tensor {name} is unreadable: {_first_line(exc)}") from None
     if array.dtype.kind in "SUO":  # string tensors: leac keeps them as object arrays of str
         decoded = [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.ravel()]
         array = np.array(decoded, dtype=object).reshape(array.shape)
@@ -200,7 +201,9 @@ def _build(model: onnx.ModelProto, source: str) -> Graph:
         if inp.name in values:
             continue  # IR < 4 lists initializers as inputs too; they are constants here
         if not inp.type.HasField("tensor_type"):
-            raise InvalidModelError(f"{source}: graph input {inp.name} is not a tensor (sequences and maps are not supported)")
+            raise InvalidModelError(
+                f"{source}: graph input {inp.name} is not a tensor (sequences and maps are not supported)"
+            )
         values[inp.name] = graph.add_input(inp.name, onnx_dtype(inp.type.tensor_type.elem_type), _shape_of(inp.type))
 
     for index, proto in enumerate(g.node):

@@ -397,7 +397,7 @@ def window_of(node: Node, spatial: Sequence[Dim], kernel: Sequence[int]) -> Wind
             raise ShapeError(f"bad pads {list(pads)}")
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         computed: list[int] = []
-        for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
             if not isinstance(size, int):
                 raise ShapeError("auto_pad SAME needs known spatial dimensions")
             out = math.ceil(size / s)
@@ -661,7 +661,7 @@ def infer_node(node: Node, *, check: bool) -> list[str]:
     except ShapeError as exc:
         return [f"{node.describe()}: {exc}"]
     problems: list[str] = []
-    for out, (dtype, shape) in zip(node.outputs, inferred):
+    for out, (dtype, shape) in zip(node.outputs, inferred, strict=True):
         if check:
             if out.dtype != dtype:
                 problems.append(f"{node.describe()}: output %{out.name} is {out.dtype}, inputs give {dtype}")
@@ -682,7 +682,7 @@ def shapes_agree(a: Shape, b: Shape) -> bool:
         return True
     if len(a) != len(b):
         return False
-    return all(not (isinstance(x, int) and isinstance(y, int) and x != y) for x, y in zip(a, b))
+    return all(not (isinstance(x, int) and isinstance(y, int) and x != y) for x, y in zip(a, b, strict=True))
 
 
 def combine_shapes(recorded: Shape, derived: Shape) -> Shape:
@@ -691,7 +691,7 @@ def combine_shapes(recorded: Shape, derived: Shape) -> Shape:
         return recorded
     if recorded is None or len(recorded) != len(derived):
         return derived
-    return tuple(r if d is None else d for r, d in zip(recorded, derived))
+    return tuple(r if d is None else d for r, d in zip(recorded, derived, strict=True))
 
 
 def _shape_text(shape: Shape) -> str:

@@ -37,4 +37,4 @@ def run_onnxruntime(
     session = ort_session(model)
     names = [o.name for o in session.get_outputs()]
     results = session.run(names, {k: np.asarray(v) for k, v in feeds.items()})
-    return dict(zip(names, results))
+    return dict(zip(names, results, strict=True))

@@ -87,7 +87,7 @@ def mlp_model(sizes: Sequence[int] = (4, 12, 6, 3), seed: int = 0, act: str = "T
     rng = np.random.default_rng(seed)
     nodes, inits = [], {}
     prev = "x"
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         inits[f"W{i}"] = rng.standard_normal((n, m)).astype(np.float32)
         inits[f"b{i}"] = rng.standard_normal(n).astype(np.float32)
         out = f"h{i}"

@@ -209,7 +209,7 @@ class CrossbarLayer:
             g_neg = np.zeros_like(g_pos)
             step = np.ones((layer.alpha, layer.cols), np.float32)
             mask = np.zeros((layer.alpha, layer.cols), np.float32)
-            for (block, bp, bn, bmask), fs in zip(self.blocks, self.full_scale):
+            for (block, bp, bn, bmask), fs in zip(self.blocks, self.full_scale, strict=True):
                 if block.row_start != r0:
                     continue
                 cols = slice(block.col_start, block.col_stop)

@@ -106,7 +106,7 @@ class Place:
             for block in tiling.blocks:
                 rows = slice(block.row_start, block.row_stop)
                 cols = slice(block.col_start, block.col_stop)
-                for polarity, target in zip(POLARITIES, (g_pos, g_neg)):
+                for polarity, target in zip(POLARITIES, (g_pos, g_neg), strict=True):
                     pattern = len(patterns)
                     patterns.append(Pattern(f"{node.name}/b{block.index}{polarity}", target[rows, cols].copy()))
                     for copy in range(ensemble.alpha):
@@ -117,7 +117,7 @@ class Place:
         problem = PlacementProblem(tuple(patterns), tuple(items), self.chip)
         solution: Placement = PLACERS[self.placer](problem, time_limit_s=self.time_limit_s, seed=self.seed)
         by_node: dict[str, list[PlacedCopy]] = {}
-        for (node, block, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS):
+        for (node, block, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS, strict=True):
             by_node.setdefault(node.name, []).append(PlacedCopy(block, polarity, copy, region, float(cost)))
         for node in graph.nodes_of("MVM"):
             node.set_fact(Placed(tuple(by_node[node.name])))

@@ -35,7 +35,7 @@ def test_simple_code_for_the_papers_levels() -> None:
 def test_rme_prefers_the_lowest_total_conductance() -> None:
     code = PairCode.build((100.0, 150.0, 200.0), "rme")
     np.testing.assert_allclose(code.diffs_uS, [-100, -50, 0, 50, 100])
-    assert list(zip(code.pos.tolist(), code.neg.tolist())) == [(0, 2), (0, 1), (0, 0), (1, 0), (2, 0)]
+    assert list(zip(code.pos.tolist(), code.neg.tolist(), strict=True)) == [(0, 2), (0, 1), (0, 0), (1, 0), (2, 0)]
 
 
 def test_rme_reaches_more_differences_with_uneven_levels() -> None:

@@ -21,7 +21,7 @@ from tests.helpers import mlp_model
 def test_balanced_split_covers_in_fewest_even_parts(size, limit) -> None:
     bounds = balanced_split(size, limit)
     assert bounds[0][0] == 0 and bounds[-1][1] == size
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
     lengths = [b - a for a, b in bounds]
     assert max(lengths) <= limit and max(lengths) - min(lengths) <= 1
     assert len(bounds) == -(-size // limit)
