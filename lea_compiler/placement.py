@@ -43,84 +43,108 @@ Problem
 -------
 Choose a region for every item such that no two regions on one array overlap,
 minimising the sum of the costs. Let k_p be the number of copies of pattern
-p. Costs go to the solvers as integers: floor(cost * scale) with `scale`
-integer units per uS (1000, i.e. nS, unless the totals would exceed 2^52;
+p. Costs go to the OR-Tools solvers as integers floor(cost * scale), with
+`scale` units per uS (1000, i.e. 1 nS, unless the totals would pass 2^52;
 then it is divided by 10 until they do not). Flooring keeps every integer
-bound a valid bound on the true costs; the solution's true cost is within
-n_items / scale uS of the integer optimum.
+bound valid for the true costs; OPTIMAL means optimal to within
+n_items / scale uS, and is reported with gap 0. When every cost is a whole
+multiple of some unit u (with the default device model, 1 uS), bounds are
+rounded up to a multiple of u, since every objective is one.
 
 Two shapes can *share* an array of R x C if they fit side by side in rows
 (r1 + r2 <= R) or in columns (c1 + c2 <= C). A pattern is *exclusive* on an
-array shape when it cannot share it with any other item that fits there;
-then an array holding one of its copies holds nothing else, and only the
-cheapest offset on that array matters (a lossless reduction).
+array shape when it cannot share it with any other item that fits there:
+an array holding one of its copies holds nothing else, so only its cheapest
+offset on that array matters (a lossless reduction).
 
-Lower bound (the relaxation reported by every placer)
------------------------------------------------------
-  * Patterns exclusive on every array they fit: each copy needs an array of
-    its own, at the array's cheapest offset. Ignoring every other item, this
-    is a transportation problem (pattern p supplies k_p copies, each array
-    takes at most one, cost = cheapest offset on it), solved exactly as a
-    min-cost flow (OR-Tools `SimpleMinCostFlow`).
-  * Every other pattern: the sum of its k_p cheapest distinct regions
-    (counting only each array's cheapest offset when two of its copies cannot
-    share an array), ignoring overlaps.
-
-The two parts concern disjoint items, so their sum is a valid lower bound on
-the optimum over all regions. It is never weaker than the plain relaxation
-"each item at its individually cheapest region".
+Lower bounds (every placer reports the best one it has)
+-------------------------------------------------------
+  * Combinatorial bound. Patterns exclusive on every array they fit: each
+    copy needs an array of its own, at the array's cheapest offset; ignoring
+    every other item this is a transportation problem (pattern p supplies
+    k_p copies, an array takes at most one), solved exactly by min-cost flow
+    (OR-Tools `SimpleMinCostFlow`). Every other pattern: the sum of its k_p
+    cheapest distinct regions (counting only each array's cheapest offset
+    where two of its copies cannot share an array), overlaps ignored. The
+    parts concern disjoint items, so the sum is a valid bound, and it is
+    never weaker than "each item at its individually cheapest region".
+  * Lagrangian bound (`solve_placement` only). Dualise "every device is
+    covered at most once" with multipliers lam >= 0:
+        L(lam) = flow(c + Lam) + sum_p select_p(c + Lam) - sum(lam)
+    where Lam is the window sum of lam over a region (box sums from prefix
+    sums), `flow` the transportation problem above and `select_p` the k_p
+    cheapest regions. L(lam) is a lower bound for every lam >= 0 and equals
+    the combinatorial bound at lam = 0; projected subgradient steps (Polyak
+    step sizes against the best known solution) raise it. Relaxed
+    selections that happen to overlap nowhere, and the greedy search on the
+    prices c + Lam, give upper bounds.
 
 Formulations (`solve_placement`)
 --------------------------------
 (a) Assignment: when no two items can share any array (every pattern is
-    exclusive everywhere), the min-cost flow above is the whole problem; its
-    solution is optimal. Status OPTIMAL, gap 0.
-(b) Otherwise, first the greedy baseline and an "assignment + greedy"
-    heuristic (exclusive patterns where the flow puts them, the rest greedily);
-    if the better one meets the lower bound it is optimal and returned
-    ("...-meets-bound"). Else CP-SAT over candidate regions, with the copies
-    of one pattern aggregated (which removes their symmetry entirely):
+    exclusive everywhere), the min-cost flow above is the whole problem and
+    its solution is optimal: status OPTIMAL, gap 0, method "assignment".
+(b) Otherwise: heuristics first (the greedy baseline, the flow's placement
+    of the exclusive patterns completed greedily, greedy by decreasing area,
+    and, if all those fail, a cost-blind first-fit packing); then the
+    Lagrangian dual. If the best solution meets the best bound it is
+    optimal and is returned ("<heuristic>-meets-bound"). Else CP-SAT over
+    candidate regions, copies of a pattern aggregated (which removes their
+    symmetry entirely):
 
         x[p, j] in {0, 1}            pattern p takes candidate region j
         sum_j x[p, j] = k_p          every copy placed
-        per array: NoOverlap2D over optional fixed-size intervals of the
-          non-exclusive candidates (plus a redundant area cut); the
-          exclusive candidates are linked by sum(E) = u <= 1 and
-          x + u <= 1 for each non-exclusive x on the same array
+        for every device d: AtMostOne({x[p, j] : region j covers d})
+        exclusive candidates: AtMostOne per array, and on an array that also
+          has other candidates, sum(exclusive) = f with f in every clique there
         minimise sum_{p, j} cost_int[p, j] * x[p, j]
 
-    hinted with the better heuristic; copies of a pattern then take its
-    chosen regions in (array, row, col) order.
+    hinted with the best heuristic solution; the copies of a pattern then take
+    its chosen regions in (array, row, col) order. The per-device cliques
+    stand in for NoOverlap2D: boxes have the Helly property (pairwise
+    overlapping boxes share a device), so they are exactly the maximal
+    cliques of the conflict graph, and their LP relaxation is the Lagrangian
+    bound above. They are built on the compressed grid of candidate edges
+    (where the covering set changes), one per distinct set. Measured on
+    tight chips this proves optimality in seconds where NoOverlap2D over
+    optional fixed-size intervals (alone or added to the cliques) found
+    no proof in 35 s.
 
     Candidates. The full (lossless) set is every offset of every array,
-    except exclusive patterns, which keep only each array's cheapest offset.
-    Reduced-cost pruning removes candidates that cannot be in any solution
-    at least as good as the heuristic (cost UB): a solution using region j
-    for pattern p costs at least LB_k - kth_p + cost_j, where LB_k is the sum
-    over patterns of their k_p cheapest regions and kth_p the k_p-th cheapest
-    of p, so j goes if that exceeds UB. Every optimal solution survives, so
-    this is still exhaustive, and CP-SAT's bound is valid for the full problem.
-    If more than `CANDIDATE_BUDGET` (pattern, region) pairs remain, the set is
-    restricted: offsets on a grid of stride s (plus the last offset in each
-    direction), the cheapest offset of each array, and the heuristics'
-    regions are kept, s growing until under budget; if even stride "one
-    offset per array" is over budget, each pattern keeps its m cheapest
-    arrays (cheapest offset each), m as large as the budget allows. A
-    restricted model's optimum need not be the true optimum, so the reported
-    bound is then the relaxation above and the status is FEASIBLE unless the
-    objective meets it.
+    except that exclusive patterns keep only each array's cheapest offset.
+    Reduced-cost pruning then removes regions that cannot be in any solution
+    at least as good as the best heuristic one (cost UB): a solution using
+    region j for pattern p costs at least B - kth_p + price_j, where B is a
+    bound from `select` (the combinatorial one at lam = 0, or the Lagrangian
+    one at its best lam, with prices c + Lam) and kth_p is p's k_p-th
+    cheapest price; j goes if that exceeds UB (plus the integer resolution).
+    Every optimal solution survives, so this set is still exhaustive and
+    CP-SAT's bound holds for the full problem. If more than
+    `CANDIDATE_BUDGET` (pattern, region) pairs remain, the set is restricted:
+    offsets on a grid of stride s (plus the last offset in each direction),
+    each array's cheapest offset, and the heuristics' regions are kept, s
+    growing until under budget; if even one offset per array is over budget,
+    each pattern keeps the cheapest offset of its m cheapest arrays, m as
+    large as the budget allows. A restricted model's optimum need not be the
+    true one: the bound reported is then the better of the relaxations above,
+    and the status FEASIBLE unless the objective meets it. The budget is
+    50,000: on the 2-core machine of the benchmarks CP-SAT did not finish
+    presolving 150,000-candidate models in 35 s, and solved 30,000 in 5 s.
 
-CP-SAT runs with a fixed `random_seed`, `CPSAT_WORKERS` workers with
-`interleave_search` (deterministic whatever the worker count), a
-deterministic time limit (`max_deterministic_time = time_limit_s`) and a
-wall-clock safety limit; the same inputs and seed give the same placement
-unless the wall-clock limit is hit first (logged as a warning).
+CP-SAT runs with a fixed `random_seed`, `CPSAT_WORKERS` workers (1: the
+search is then deterministic; more use `interleave_search`, also
+deterministic), `max_deterministic_time = time_limit_s` and a wall-clock
+safety limit; the same inputs and seed give the same placement unless the
+wall-clock limit strikes first (logged as a warning). The Lagrangian's
+iteration count depends on the problem size and `time_limit_s`, not on the
+clock.
 
 Baselines
 ---------
 `greedy_placement`: the seed paper's search with a fixed number of copies.
 `random_placement`: the best of `samples` uniformly random feasible
-placements. Both report status HEURISTIC, the lower bound above and their gap.
+placements. Both report status HEURISTIC, the combinatorial bound and their
+gap.
 """
 
 from __future__ import annotations
@@ -143,18 +167,19 @@ from lea_compiler.errors import DoesNotFitError, UsageError
 
 logger = logging.getLogger(__name__)
 
-CANDIDATE_BUDGET = 200_000
+CANDIDATE_BUDGET = 50_000
 """Most (pattern, region) pairs the CP-SAT model may hold before the candidates are restricted."""
 SCALE_PER_US = 1000.0
 """Integer cost units per uS given to the solvers (1 nS), unless the totals would overflow."""
-CPSAT_WORKERS = 8
-"""CP-SAT worker count; with interleave_search the result does not depend on it."""
+CPSAT_WORKERS = 1
+"""CP-SAT workers. One worker is deterministic; more use `interleave_search`, which is
+deterministic too but was slower on the 2-core machine the benchmarks ran on."""
 WALL_CLOCK_FACTOR = 3.0
 """CP-SAT's wall-clock safety limit is this times the time limit, plus 5 s."""
 MAX_LEVEL_TERMS = 32
-"""Most distinct targets per pattern shape handled by level masks; more fall back to |G - P| windows."""
+"""Most distinct targets per pattern shape for level masks; beyond, |G - P| windows directly."""
 MAX_FLOW_ARCS = 20_000_000
-"""Largest min-cost flow built for the bound / assignment; beyond it the bound is the weaker k-cheapest one."""
+"""Largest min-cost flow built; beyond it those patterns get the k-cheapest bound instead."""
 _CHUNK_ELEMENTS = 1 << 22
 """Elements handled at once in `cost_maps` (32 MB of float64)."""
 _GATHER_COST = 20
@@ -163,12 +188,14 @@ _FLOOR_EPS = 1e-6
 """Added before flooring scaled costs, so float noise on an exact integer does not lose a unit."""
 _REJECTION_TRIES = 64
 """Random placer: uniform draws tried before enumerating every free region."""
+LARGE_MODEL = 20_000
+"""CP-SAT models with more candidates than this are presolved without probing."""
 LAGRANGE_WORK_PER_S = 1e8
 """Lagrangian iterations: this many cost-map entries per second of `time_limit_s` in total."""
 LAGRANGE_MIN_ITER = 20
 LAGRANGE_MAX_ITER = 400
 LAGRANGE_THETA = 2.0
-"""Initial Polyak step factor; halved after `LAGRANGE_PATIENCE` iterations without a better bound."""
+"""Initial Polyak step factor, halved after `LAGRANGE_PATIENCE` steps without a better bound."""
 LAGRANGE_PATIENCE = 10
 LAGRANGE_MIN_THETA = 1e-3
 LAGRANGE_REPAIR_EVERY = 10
@@ -198,8 +225,7 @@ class Pattern:
         target = np.array(self.target_uS, dtype=np.float64)
         if target.ndim != 2 or target.size == 0:
             raise UsageError(
-                f"pattern {self.name!r}: the target must be a non-empty 2-D matrix, "
-                f"not of shape {target.shape}"
+                f"pattern {self.name!r}: the target must be a non-empty 2-D matrix, not of shape {target.shape}"
             )
         if not np.isfinite(target).all():
             raise UsageError(f"pattern {self.name!r}: the target holds non-finite values")
@@ -250,9 +276,7 @@ class PlacementProblem:
             or not 0 <= it.pattern < len(self.patterns)
         ]
         if bad:
-            raise UsageError(
-                f"invalid placement problem ({len(self.patterns)} patterns): " + "; ".join(bad[:5])
-            )
+            raise UsageError(f"invalid placement problem ({len(self.patterns)} patterns): " + "; ".join(bad[:5]))
 
 
 @dataclass(frozen=True)
@@ -355,25 +379,18 @@ def _integral(x: np.ndarray, dtype: type) -> np.ndarray:
 
 def _box(integral: np.ndarray, r: int, c: int) -> np.ndarray:
     """Sum of every r x c window from a prefix-sum array: (n, R + 1, C + 1) -> (n, R-r+1, C-c+1)."""
-    return (
-        integral[:, r:, c:]
-        - integral[:, :-r, c:]
-        - integral[:, r:, :-c]
-        + integral[:, :-r, :-c]
-    )
+    return integral[:, r:, c:] - integral[:, :-r, c:] - integral[:, r:, :-c] + integral[:, :-r, :-c]
 
 
-def _correlate(
-    source: np.ndarray, flat_offsets: np.ndarray, weights: np.ndarray, out: np.ndarray
-) -> None:
-    """out[q, k] += sum(weights[q] * window k of source), for the offsets listed.
+def _correlate(source: np.ndarray, active: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """out[q, a, y, x] += sum(weights[q] * source[a, y:y+r, x:x+c]) where `active[a, y, x]`.
 
-    `source` is (n, R, C); `weights` is (patterns, r, c); `flat_offsets`
-    index the (n, R-r+1, C-c+1) valid offsets; `out` is (patterns, n * offsets).
-    Two exact evaluations, chosen by a cost model of the shapes alone (so the
-    choice, and the result, do not depend on the machine):
+    `source` is (n, R, C), `weights` (patterns, r, c), `active` a boolean
+    (n, R-r+1, C-c+1) and `out` (patterns, n, R-r+1, C-c+1). Two exact
+    evaluations, chosen by a cost model of the shapes alone (so the choice,
+    and the result, do not depend on the machine):
 
-    * windows: gather each listed r x c window (`sliding_window_view`) and
+    * windows: gather each active r x c window (`sliding_window_view`) and
       multiply by the stacked patterns (best when there are few offsets);
     * strips: for each row offset, the r x C strip of every array times each
       pattern's columns (one batched matrix product, no gather), then sums
@@ -382,19 +399,20 @@ def _correlate(
     n, rows, cols = source.shape
     n_pat, r, c = weights.shape
     noy, nox = rows - r + 1, cols - c + 1
-    cost_windows = flat_offsets.size * r * c * (n_pat + _GATHER_COST)
+    flat_active = np.flatnonzero(active.ravel())
+    cost_windows = flat_active.size * r * c * (n_pat + _GATHER_COST)
     cost_strips = n * noy * n_pat * c * r * cols
     if cost_windows <= cost_strips:
         windows = sliding_window_view(source, (r, c), axis=(1, 2))
         flat_w = weights.reshape(n_pat, r * c)
+        flat_out = out.reshape(n_pat, -1)
         step = max(1, _CHUNK_ELEMENTS // (r * c))
-        for start in range(0, flat_offsets.size, step):
-            chunk = flat_offsets[start : start + step]
+        for start in range(0, flat_active.size, step):
+            chunk = flat_active[start : start + step]
             gathered = windows[np.unravel_index(chunk, (n, noy, nox))].reshape(-1, r * c)
-            out[:, chunk] += np.tensordot(flat_w, gathered, axes=([1], [1]))
+            flat_out[:, chunk] += np.tensordot(flat_w, gathered, axes=([1], [1]))
         return
     by_column = weights.transpose(0, 2, 1).reshape(n_pat * c, r)  # rows (pattern, col j)
-    full = np.empty((n_pat, n, noy, nox), dtype=np.float64)
     step = max(1, _CHUNK_ELEMENTS // (n_pat * c * cols))
     for oy in range(noy):
         for a0 in range(0, n, step):
@@ -403,8 +421,8 @@ def _correlate(
             acc = prod[:, :, 0, 0:nox].copy()
             for j in range(1, c):
                 acc += prod[:, :, j, j : j + nox]
-            full[:, a0 : a0 + step, oy, :] = acc.transpose(1, 0, 2)
-    out[:, flat_offsets] += full.reshape(n_pat, -1)[:, flat_offsets]
+            acc *= active[a0 : a0 + step, oy, None, :]
+            out[:, a0 : a0 + step, oy, :] += acc.transpose(1, 0, 2)
 
 
 def cost_maps(problem: PlacementProblem) -> CostMaps:
@@ -451,40 +469,37 @@ def cost_maps(problem: PlacementProblem) -> CostMaps:
         has_inside = bool(inside.any())
         inside_count = _integral(inside, np.int64) if has_inside else None
         for (r, c), members in fitting.items():
-            n_off = (rows - r + 1) * (cols - c + 1)
-            out = np.zeros((len(members), n * n_off), dtype=np.float64)
+            out = np.zeros((len(members), n, rows - r + 1, cols - c + 1), dtype=np.float64)
             stacked = np.stack([patterns[p].target_uS for p in members])  # (m, r, c)
-            active = np.flatnonzero(_box(any_stuck, r, c).ravel() > 0)
-            if active.size:
+            active = _box(any_stuck, r, c) > 0
+            if active.any():
                 # Outside-range stuck devices: one linear term for all levels.
-                out[:, active] = _box(outside_sum, r, c).ravel()[active]
+                out += np.where(active, _box(outside_sum, r, c), 0.0)[None]
                 _correlate(sigma, active, -stacked, out)
             if has_inside and inside_count is not None:
-                act_in = np.flatnonzero(_box(inside_count, r, c).ravel() > 0)
-                if act_in.size:
-                    _inside_terms(inside, g_uS, stacked, act_in, r, c, out)
-            for j, p in enumerate(members):
-                maps[p][g] = out[j].reshape(n, rows - r + 1, cols - c + 1)
+                act_in = _box(inside_count, r, c) > 0
+                if act_in.any():
+                    _inside_terms(inside, g_uS, stacked, act_in, out)
+            for j, member in enumerate(members):
+                maps[member][g] = out[j]
+        del stuck, g_uS, above, below, inside, sigma, any_stuck, outside_sum, inside_count
     return CostMaps(groups, tuple(tuple(m) for m in maps))
 
 
 def _inside_terms(
-    inside: np.ndarray,
-    g_uS: np.ndarray,
-    stacked: np.ndarray,
-    flat_offsets: np.ndarray,
-    r: int,
-    c: int,
-    out: np.ndarray,
+    inside: np.ndarray, g_uS: np.ndarray, stacked: np.ndarray, active: np.ndarray, out: np.ndarray
 ) -> None:
     """Add the level terms of stuck devices whose conductance lies inside the target range."""
     levels = np.unique(stacked)
     if levels.size <= MAX_LEVEL_TERMS:
         for v in levels.tolist():
             a_v = np.where(inside, np.abs(g_uS - v), 0.0)
-            _correlate(a_v, flat_offsets, (stacked == v).astype(np.float64), out)
+            _correlate(a_v, active, (stacked == v).astype(np.float64), out)
         return
+    r, c = stacked.shape[1:]
     weights_all = stacked.reshape(stacked.shape[0], -1)
+    flat_out = out.reshape(stacked.shape[0], -1)
+    flat_offsets = np.flatnonzero(active.ravel())
     # Too many distinct targets for level masks: |g - P| over each window directly.
     n, rows, cols = g_uS.shape
     g_win = sliding_window_view(g_uS, (r, c), axis=(1, 2))
@@ -497,7 +512,7 @@ def _inside_terms(
         gw = g_win[idx].reshape(-1, r * c)
         sw = s_win[idx].reshape(-1, r * c)
         for j in range(weights_all.shape[0]):
-            out[j, chunk] += (np.abs(gw - weights_all[j]) * sw).sum(axis=1)
+            flat_out[j, chunk] += (np.abs(gw - weights_all[j]) * sw).sum(axis=1)
 
 
 def item_cost(problem: PlacementProblem, item_index: int, region: Region) -> float:
@@ -581,19 +596,14 @@ class _Context:
             self.excl.append(excl)
             self.self_excl.append(self_excl)
         self.global_excl = [
-            all(e for e, f in zip(ex, fi, strict=True) if f)
-            for ex, fi in zip(self.excl, self.fits, strict=True)
+            all(e for e, f in zip(ex, fi, strict=True) if f) for ex, fi in zip(self.excl, self.fits, strict=True)
         ]
-        peak = sum(
-            self.k[p] * max(float(m.max()) for m in self.maps.maps[p] if m is not None)
-            for p in self.used
-        )
+        peak = sum(self.k[p] * max(float(m.max()) for m in self.maps.maps[p] if m is not None) for p in self.used)
         self.scale = SCALE_PER_US
         while peak * self.scale > 2.0**52:
             self.scale /= 10.0
         self.resolution = self.n_items / self.scale
         """uS: the integer-scaled optimum is within this of the true optimum."""
-        self._imaps: dict[tuple[int, int], np.ndarray] = {}
         self._amin: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.unit = self._cost_unit()
         """uS: every region cost is a whole multiple of this (0 if not known)."""
@@ -612,10 +622,11 @@ class _Context:
                     continue
                 m = self.maps.maps[p][g]
                 assert m is not None
-                scaled = m * self.scale
-                if np.abs(scaled - np.rint(scaled)).max(initial=0.0) > 1e-6:
+                scaled = m.ravel() * self.scale
+                rounded = np.rint(scaled)
+                if np.abs(scaled - rounded).max(initial=0.0) > _FLOOR_EPS:
                     return 0.0
-                unit = int(np.gcd.reduce(self.imap(p, g).ravel(), initial=unit))
+                unit = int(np.gcd.reduce(rounded.astype(np.int64), initial=unit))
                 if unit == 1:
                     return 1.0 / self.scale
         return unit / self.scale
@@ -628,14 +639,9 @@ class _Context:
 
     # costs ------------------------------------------------------------------
 
-    def imap(self, p: int, g: int) -> np.ndarray:
-        """Integer costs floor(cost * scale) of pattern p on group g (it must fit)."""
-        key = (p, g)
-        if key not in self._imaps:
-            m = self.maps.maps[p][g]
-            assert m is not None
-            self._imaps[key] = np.floor(m * self.scale + _FLOOR_EPS).astype(np.int64)
-        return self._imaps[key]
+    def to_int(self, cost_uS: np.ndarray) -> np.ndarray:
+        """Integer costs floor(cost * scale): never above the true cost, so bounds stay valid."""
+        return np.floor(np.asarray(cost_uS) * self.scale + _FLOOR_EPS).astype(np.int64)
 
     def amin(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray]:
         """Per array of group g: p's cheapest cost (uS) and its flat offset (first on ties)."""
@@ -657,9 +663,6 @@ class _Context:
         assert m is not None
         return float(m[loc[1], loc[2], loc[3]])
 
-    def icost(self, p: int, loc: Loc) -> int:
-        return int(self.imap(p, loc[0])[loc[1], loc[2], loc[3]])
-
     def objective(self, locs: Sequence[Loc]) -> float:
         return math.fsum(self.cost(self.problem.items[i].pattern, loc) for i, loc in enumerate(locs))
 
@@ -676,9 +679,7 @@ class _Context:
 
     # bounds -----------------------------------------------------------------
 
-    def select(
-        self, p: int, boxes: Boxes | None = None, want_locs: bool = False
-    ) -> tuple[float, float, list[Loc]]:
+    def select(self, p: int, boxes: Boxes | None = None, want_locs: bool = False) -> tuple[float, float, list[Loc]]:
         """The k_p cheapest distinct regions of p, overlaps ignored (the bound's subproblem).
 
         Where two copies of p cannot share an array, only each array's cheapest
@@ -691,27 +692,42 @@ class _Context:
             DoesNotFitError: fewer places than copies (a proof).
         """
         k = self.k[p]
-        values: list[np.ndarray] = []
-        parts: list[tuple[int, np.ndarray | None]] = []
+        parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        places = 0
         for g in range(len(self.groups)):
             if not self.fits[p][g]:
                 continue
-            m = self.priced(p, g, boxes)
+            flat = self.priced(p, g, boxes).reshape(len(self.groups[g].array_ids), -1)
             if self.self_excl[p][g] and k >= 2:
-                flat = m.reshape(m.shape[0], -1)
                 arg = np.argmin(flat, axis=1)
-                values.append(flat[np.arange(flat.shape[0]), arg])
-                parts.append((g, arg))
+                parts.append((g, flat, flat[np.arange(arg.size), arg], arg))
+                places += arg.size
             else:
-                values.append(m.ravel())
-                parts.append((g, None))
-        vals = np.concatenate(values)
-        if vals.size < k:
+                parts.append((g, flat, flat.min(axis=1), None))
+                places += flat.size
+        if places < k:
             r, c = self.shapes[p]
             raise DoesNotFitError(
                 f"pattern {self.problem.patterns[p].name!r} ({r} x {c}) has {k} copies but "
-                f"only {vals.size} places on the chip can take one; {_capacity(self)}"
+                f"only {places} places on the chip can take one; {_capacity(self)}"
             )
+        # The k cheapest regions all lie in arrays whose cheapest region is at most the
+        # k-th smallest of the per-array minima: look only there.
+        mins = np.concatenate([part[2] for part in parts])
+        limit = float(np.partition(mins, k - 1)[k - 1]) if mins.size >= k else math.inf
+        values: list[np.ndarray] = []
+        where: list[tuple[int, np.ndarray, np.ndarray]] = []  # (group, array index, flat offset)
+        for g, flat, part_mins, arg in parts:
+            rows = np.flatnonzero(part_mins <= limit)
+            if arg is not None:
+                values.append(part_mins[rows])
+                where.append((g, rows, arg[rows]))
+            else:
+                sub = flat[rows]
+                ri, fi = np.nonzero(sub <= limit)
+                values.append(sub[ri, fi])
+                where.append((g, rows[ri], fi))
+        vals = np.concatenate(values)
         idx = np.argpartition(vals, k - 1)[:k] if k < vals.size else np.arange(vals.size)
         chosen = vals[idx]
         locs: list[Loc] = []
@@ -719,15 +735,10 @@ class _Context:
             starts = np.cumsum([0] + [v.size for v in values])
             for j in np.sort(idx).tolist():
                 part = int(np.searchsorted(starts, j, side="right")) - 1
-                g, arg = parts[part]
-                noy, nox = self.offsets(p, g)
+                g, arrays, offsets = where[part]
                 local = j - int(starts[part])
-                if arg is None:
-                    i, y, x = np.unravel_index(local, (len(self.groups[g].array_ids), noy, nox))
-                else:
-                    i = local
-                    y, x = np.unravel_index(int(arg[local]), (noy, nox))
-                locs.append((g, int(i), int(y), int(x)))
+                y, x = np.unravel_index(int(offsets[local]), self.offsets(p, g))
+                locs.append((g, int(arrays[local]), int(y), int(x)))
         return math.fsum(chosen.tolist()), float(chosen.max()), locs
 
     def bound(self) -> tuple[float, dict[int, Loc] | None]:
@@ -737,26 +748,30 @@ class _Context:
             DoesNotFitError: the exclusive items cannot get an array each, or a
                 pattern has fewer places than copies (both proofs).
         """
-        excl = [p for p in self.used if self.global_excl[p]]
-        rest = [p for p in self.used if not self.global_excl[p]]
-        arcs = sum(
-            len(self.groups[g].array_ids)
-            for p in excl
-            for g in range(len(self.groups))
-            if self.fits[p][g]
-        )
+        excl, rest = self.split()
         placed: dict[int, Loc] | None = None
         total = 0.0
-        if excl and arcs <= MAX_FLOW_ARCS:
+        if excl:
             flow_int, placed = self._flow(excl)
             total = flow_int / self.scale
-        elif excl:
-            logger.info("placement bound: %d flow arcs is too many; k-cheapest bound instead", arcs)
-            rest = self.used
         return total + math.fsum(self.select(p)[0] for p in rest), placed
 
-    def _flow(self, excl: list[int]) -> tuple[int, dict[int, Loc]]:
-        """Min-cost flow: exclusive patterns -> arrays (capacity 1), cost = cheapest offset."""
+    def split(self) -> tuple[list[int], list[int]]:
+        """(patterns handled by the min-cost flow, the others): the flow takes the patterns
+        exclusive on every array they fit, unless it would be too big."""
+        excl = [p for p in self.used if self.global_excl[p]]
+        arcs = sum(len(self.groups[g].array_ids) for p in excl for g in range(len(self.groups)) if self.fits[p][g])
+        if arcs > MAX_FLOW_ARCS:
+            logger.info("placement bound: %d flow arcs is too many; k-cheapest bound instead", arcs)
+            return [], list(self.used)
+        return excl, [p for p in self.used if p not in set(excl)]
+
+    def _flow(self, excl: list[int], boxes: Boxes | None = None) -> tuple[int, dict[int, Loc]]:
+        """Min-cost flow: exclusive patterns -> arrays (capacity 1), cost = cheapest offset.
+
+        With `boxes`, costs are Lagrangian prices (cost plus covered multipliers).
+        Returns the optimal integer cost and each exclusive item's location.
+        """
         n_p = len(excl)
         firsts = np.cumsum([0] + [len(g.array_ids) for g in self.groups])
         n_a = int(firsts[-1])
@@ -765,18 +780,23 @@ class _Context:
         heads = [np.arange(1, 1 + n_p)]
         caps = [np.array([self.k[p] for p in excl], dtype=np.int64)]
         costs = [np.zeros(n_p, dtype=np.int64)]
-        blocks: list[tuple[int, int]] = []  # (pattern position, group), in arc order
+        blocks: list[tuple[int, int, np.ndarray]] = []  # (pattern position, group, argmins)
         for j, p in enumerate(excl):
             for g in range(len(self.groups)):
                 if not self.fits[p][g]:
                     continue
-                _, arg = self.amin(p, g)
+                if boxes is None:
+                    mins, arg = self.amin(p, g)
+                else:
+                    flat = self.priced(p, g, boxes).reshape(len(self.groups[g].array_ids), -1)
+                    arg = np.argmin(flat, axis=1)
+                    mins = flat[np.arange(arg.size), arg]
                 n = arg.size
                 tails.append(np.full(n, 1 + j))
                 heads.append(1 + n_p + firsts[g] + np.arange(n))
                 caps.append(np.ones(n, dtype=np.int64))
-                costs.append(self.imap(p, g).reshape(n, -1)[np.arange(n), arg])
-                blocks.append((j, g))
+                costs.append(self.to_int(mins))
+                blocks.append((j, g, arg))
         tails.append(1 + n_p + np.arange(n_a))
         heads.append(np.full(n_a, sink))
         caps.append(np.ones(n_a, dtype=np.int64))
@@ -803,25 +823,25 @@ class _Context:
         flows = np.asarray(flow.flows(np.asarray(arc_ids, dtype=np.int32)))
         chosen: dict[int, list[tuple[int, int, int]]] = {j: [] for j in range(n_p)}
         pos = n_p  # the source -> pattern arcs come first
-        for j, g in blocks:
-            n = len(self.groups[g].array_ids)
+        args: dict[tuple[int, int], np.ndarray] = {}
+        for j, g, arg in blocks:
+            n = arg.size
+            args[(j, g)] = arg
             for i in np.flatnonzero(flows[pos : pos + n] > 0).tolist():
                 chosen[j].append((self.groups[g].array_ids[i], g, i))
             pos += n
         placed: dict[int, Loc] = {}
         for j, p in enumerate(excl):
             for item, (_, g, i) in zip(self.items_of[p], sorted(chosen[j]), strict=True):
-                _, arg = self.amin(p, g)
-                y, x = np.unravel_index(int(arg[i]), self.offsets(p, g))
+                y, x = np.unravel_index(int(args[(j, g)][i]), self.offsets(p, g))
                 placed[item] = (g, i, int(y), int(x))
         return int(flow.optimal_cost()), placed
 
     # results ----------------------------------------------------------------
 
-    def placement(
-        self, locs: Sequence[Loc], bound_uS: float, status: Status, method: str, t0: float
-    ) -> Placement:
+    def placement(self, locs: Sequence[Loc], bound_uS: float, status: Status, method: str, t0: float) -> Placement:
         """The Placement of `locs`; status OPTIMAL reports gap 0 (proven to the resolution)."""
+        _verify(self, locs)
         regions = tuple(self.region(loc) for loc in locs)
         costs = tuple(self.cost(self.problem.items[i].pattern, loc) for i, loc in enumerate(locs))
         objective = math.fsum(costs)
@@ -838,8 +858,7 @@ class _Context:
             seconds=time.perf_counter() - t0,
         )
         logger.info(
-            "placement %s: %d copies, status %s, objective %.6g uS, bound %.6g uS, gap %.3g, "
-            "%.3f s",
+            "placement %s: %d copies, status %s, objective %.6g uS, bound %.6g uS, gap %.3g, %.3f s",
             method,
             self.n_items,
             status,
@@ -853,6 +872,21 @@ class _Context:
     def meets(self, objective: float, bound_uS: float) -> bool:
         """Whether an objective is proven optimal by a bound (to the integer resolution)."""
         return objective - bound_uS <= self.resolution + 1e-9 * max(1.0, abs(objective))
+
+
+def _verify(ctx: _Context, locs: Sequence[Loc]) -> None:
+    """Check that `locs` places every item inside its array, with no two overlapping."""
+    if len(locs) != ctx.n_items:
+        raise AssertionError(f"placement has {len(locs)} regions for {ctx.n_items} items")
+    occ = _Occupancy(ctx)
+    for i, loc in enumerate(locs):
+        p = ctx.problem.items[i].pattern
+        noy, nox = ctx.offsets(p, loc[0])
+        if not (ctx.fits[p][loc[0]] and 0 <= loc[2] < noy and 0 <= loc[3] < nox):
+            raise AssertionError(f"item {i} is placed outside its array: {ctx.region(loc)}")
+        if not occ.is_free(p, loc):
+            raise AssertionError(f"item {i} overlaps another item at {ctx.region(loc)}")
+        occ.take(p, loc)
 
 
 def _capacity(ctx: _Context) -> str:
@@ -870,7 +904,7 @@ def _capacity(ctx: _Context) -> str:
 
 
 def _check_fit(ctx: _Context) -> None:
-    """Raise DoesNotFitError for the plain impossibilities: too big, too little area, too few arrays."""
+    """Raise DoesNotFitError for plain impossibilities: too big, too few devices or arrays."""
     if not ctx.problem.items:
         return
     chip = ctx.problem.chip
@@ -878,8 +912,7 @@ def _check_fit(ctx: _Context) -> None:
         r, c = ctx.shapes[p]
         if not any(r <= g.rows and c <= g.cols for g in ctx.groups):
             raise DoesNotFitError(
-                f"pattern {ctx.problem.patterns[p].name!r} ({r} x {c}) fits in no array; "
-                f"{_capacity(ctx)}"
+                f"pattern {ctx.problem.patterns[p].name!r} ({r} x {c}) fits in no array; {_capacity(ctx)}"
             )
     need = sum(ctx.shapes[it.pattern][0] * ctx.shapes[it.pattern][1] for it in ctx.problem.items)
     if need > chip.device_count:
@@ -911,9 +944,7 @@ class _Occupancy:
     def __init__(self, ctx: _Context) -> None:
         self.ctx = ctx
         self.occ = [np.zeros((len(g.array_ids), g.rows, g.cols), dtype=bool) for g in ctx.groups]
-        self.integral = [
-            np.zeros((len(g.array_ids), g.rows + 1, g.cols + 1), dtype=np.int32) for g in ctx.groups
-        ]
+        self.integral = [np.zeros((len(g.array_ids), g.rows + 1, g.cols + 1), dtype=np.int32) for g in ctx.groups]
 
     def free(self, p: int, g: int) -> np.ndarray:
         """(arrays, row offsets, col offsets): whether p's window there is unoccupied."""
@@ -934,12 +965,19 @@ class _Occupancy:
 
 
 def _greedy(
-    ctx: _Context, preplaced: dict[int, Loc] | None = None, boxes: Boxes | None = None
+    ctx: _Context,
+    preplaced: dict[int, Loc] | None = None,
+    boxes: Boxes | None = None,
+    largest_first: bool = False,
+    first_fit: bool = False,
 ) -> list[Loc] | int:
     """Items pattern by pattern, copy by copy, each at its cheapest free region.
 
     Ties go to the lowest array id, then row, then column. With `boxes`, regions
     are ranked by their Lagrangian price (cost plus the multipliers they cover).
+    With `largest_first`, items go in decreasing area (then pattern) order,
+    which packs tight chips better; with `first_fit` costs are ignored and each
+    item takes the first free region (a packing heuristic for nearly full chips).
 
     Returns:
         One location per item, or the index of the first item that found no free region.
@@ -949,7 +987,12 @@ def _greedy(
     for i, loc in (preplaced or {}).items():
         occ.take(ctx.problem.items[i].pattern, loc)
         locs[i] = loc
-    order = sorted(range(ctx.n_items), key=lambda i: (ctx.problem.items[i].pattern, i))
+
+    def area(i: int) -> int:
+        r, c = ctx.shapes[ctx.problem.items[i].pattern]
+        return -r * c if largest_first else 0
+
+    order = sorted(range(ctx.n_items), key=lambda i: (area(i), ctx.problem.items[i].pattern, i))
     for i in order:
         if locs[i] is not None:
             continue
@@ -959,13 +1002,18 @@ def _greedy(
         for g, grp in enumerate(ctx.groups):
             if not ctx.fits[p][g]:
                 continue
-            m = ctx.priced(p, g, boxes)
-            masked = np.where(occ.free(p, g), m, np.inf)
+            free = occ.free(p, g)
+            if first_fit:
+                if not free.any():
+                    continue
+                masked = np.where(free, 0.0, np.inf)
+            else:
+                masked = np.where(free, ctx.priced(p, g, boxes), np.inf)
             flat = int(np.argmin(masked))
             value = float(masked.flat[flat])
             if not math.isfinite(value):
                 continue
-            a, y, x = (int(v) for v in np.unravel_index(flat, m.shape))
+            a, y, x = (int(v) for v in np.unravel_index(flat, masked.shape))
             key = (value, grp.array_ids[a], y, x)
             if best is None or key < best:
                 best, best_loc = key, (g, a, y, x)
@@ -985,9 +1033,7 @@ def _no_packing(ctx: _Context, who: str, item: int) -> DoesNotFitError:
     )
 
 
-def greedy_placement(
-    problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0
-) -> Placement:
+def greedy_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0) -> Placement:
     """The seed paper's greedy search, adapted to a fixed number of copies.
 
     Items go in order, pattern by pattern and copy by copy; each takes the
@@ -1034,12 +1080,13 @@ def random_placement(
     region drawn uniformly from those that fit and do not overlap the regions
     already taken (rejection sampling, falling back to enumerating the free
     regions). A sample in which some item finds no free region is discarded.
-    Seeded by `seed`. Sampling stops early, after at least one sample, once
-    `time_limit_s` has passed; only then does the result depend on the machine.
+    Seeded by `seed`. Sampling stops early, after at least one sample, once it
+    has taken `time_limit_s` (cost maps not counted); only then does the
+    result depend on the machine.
 
     Args:
         problem: The placement problem.
-        time_limit_s: Wall-clock budget for the sampling.
+        time_limit_s: Wall-clock budget for the sampling (after the cost maps).
         seed: Seed for `numpy.random.default_rng`.
         samples: Number of samples to draw.
 
@@ -1068,8 +1115,9 @@ def random_placement(
     best: list[Loc] | None = None
     best_cost = math.inf
     drawn = failed = last_fail = 0
+    sampling = time.perf_counter()
     while drawn < samples:
-        if drawn > 0 and time.perf_counter() - t0 > time_limit_s:
+        if drawn > 0 and time.perf_counter() - sampling > time_limit_s:
             logger.info("random placement: time limit reached after %d samples", drawn)
             break
         drawn += 1
@@ -1095,9 +1143,7 @@ def random_placement(
     return ctx.placement(best, bound, "HEURISTIC", f"random({drawn})", t0)
 
 
-def _random_region(
-    ctx: _Context, occ: _Occupancy, p: int, starts: np.ndarray, rng: np.random.Generator
-) -> Loc | None:
+def _random_region(ctx: _Context, occ: _Occupancy, p: int, starts: np.ndarray, rng: np.random.Generator) -> Loc | None:
     """A region of pattern p drawn uniformly from the free ones, or None if none is free."""
 
     def decode(index: int) -> Loc:
@@ -1140,39 +1186,49 @@ class _Dual:
     ub_name: str
 
 
-def _lagrangian(
-    ctx: _Context, ub_uS: float, ub_locs: list[Loc], ub_name: str, time_limit_s: float
-) -> _Dual:
+def _lagrangian(ctx: _Context, ub_uS: float, ub_locs: list[Loc], ub_name: str, time_limit_s: float) -> _Dual:
     """Projected subgradient on the multipliers of the per-device 'covered at most once' rows.
 
-    L(lam) = sum_p select_p(cost + window sums of lam) - sum(lam) is a lower
-    bound for every lam >= 0. The iteration count is fixed by the problem size
-    and the time limit (not the clock), so the result is deterministic. A
+    L(lam) = flow(prices) + sum_p select_p(prices) - sum(lam), with prices =
+    cost + window sums of lam, the flow over the patterns exclusive everywhere
+    and `select` (k cheapest regions) for the others, is a lower bound for
+    every lam >= 0; at lam = 0 it is the combinatorial bound. The iteration
+    count is fixed by the problem size and the time limit (not the clock), so
+    the result is deterministic. A
     relaxed selection that covers no device twice is a placement and may
     improve the upper bound; so may the greedy search on Lagrangian prices.
     """
     groups = ctx.groups
+    flow_patterns, others = ctx.split()
     lam = [np.zeros((len(g.array_ids), g.rows, g.cols)) for g in groups]
     shapes = [sorted({ctx.shapes[p] for p in ctx.used if ctx.fits[p][g]}) for g in range(len(groups))]
     work = sum(m.size for p in ctx.used for m in ctx.maps.maps[p] if m is not None)
-    work += sum(x.size for x in lam) * (1 + len(ctx.used))
+    work += sum(x.size for x in lam)
     budget = LAGRANGE_WORK_PER_S * time_limit_s
     iterations = int(min(LAGRANGE_MAX_ITER, max(LAGRANGE_MIN_ITER, budget // max(1, work))))
     best = -math.inf
     best_boxes: Boxes | None = None
     best_kth: dict[int, float] = {}
     theta, stall, done = LAGRANGE_THETA, 0, 0
+    live: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in groups]  # arrays with lam > 0
     for it in range(iterations):
         done = it + 1
         boxes: Boxes = {}
-        for g in range(len(groups)):
-            integral = _integral(lam[g], np.float64)
+        for g, grp in enumerate(groups):
+            integral = _integral(lam[g][live[g]], np.float64) if live[g].size else None
             for s in shapes[g]:
-                boxes[(g, s)] = _box(integral, *s)
-        value = -math.fsum(float(x.sum()) for x in lam)
+                box = np.zeros((len(grp.array_ids), grp.rows - s[0] + 1, grp.cols - s[1] + 1))
+                if integral is not None:
+                    box[live[g]] = _box(integral, *s)
+                boxes[(g, s)] = box
+        value = -math.fsum(float(lam[g][live[g]].sum()) for g in range(len(groups)))
         kth: dict[int, float] = {}
         picked: list[tuple[int, Loc]] = []
-        for p in ctx.used:
+        if flow_patterns:
+            flow_int, flow_locs = ctx._flow(flow_patterns, boxes)
+            value += flow_int / ctx.scale
+            picked += [(ctx.problem.items[i].pattern, loc) for i, loc in flow_locs.items()]
+        for p in others:
             total, kth[p], locs = ctx.select(p, boxes, want_locs=True)
             value += total
             picked += [(p, loc) for loc in locs]
@@ -1182,7 +1238,9 @@ def _lagrangian(
             stall += 1
             if stall >= LAGRANGE_PATIENCE:
                 theta, stall = theta / 2.0, 0
-        cover = _coverage(ctx, picked)
+        # Only arrays holding two picked regions or live multipliers have a nonzero
+        # subgradient (coverage - 1, projected: 0 where lam = 0 and it is negative).
+        relevant, cover = _coverage(ctx, picked, live)
         if all(int(c.max(initial=0)) <= 1 for c in cover):
             # The relaxed selection overlaps nowhere: it is a placement.
             locs = _assign_locs(ctx, picked)
@@ -1197,15 +1255,21 @@ def _lagrangian(
                     ub_uS, ub_locs, ub_name = cost, repaired, "lagrangian-greedy"
         if ctx.meets(ub_uS, ctx.round_bound(best)) or theta < LAGRANGE_MIN_THETA:
             break
-        sub = [c.astype(np.float64) - 1.0 for c in cover]
-        for s, m in zip(sub, lam, strict=True):
-            s[(m <= 0.0) & (s < 0.0)] = 0.0
-        norm2 = math.fsum(float(np.square(s).sum()) for s in sub)
+        subs = []
+        norm2 = 0.0
+        for g, cov in enumerate(cover):
+            sub = cov.astype(np.float64) - 1.0
+            sub[(lam[g][relevant[g]] <= 0.0) & (sub < 0.0)] = 0.0
+            norm2 += float(np.square(sub).sum())
+            subs.append(sub)
         if norm2 == 0.0:
             break  # the multipliers are optimal for the dual
         step = theta * (ub_uS - value) / norm2
-        for s, m in zip(sub, lam, strict=True):
-            np.maximum(m + step * s, 0.0, out=m)
+        for g, sub in enumerate(subs):
+            idx = relevant[g]
+            if idx.size:
+                lam[g][idx] = np.maximum(lam[g][idx] + step * sub, 0.0)
+                live[g] = idx[lam[g][idx].max(axis=(1, 2)) > 0.0]
     logger.info(
         "placement Lagrangian: %d iterations, bound %.6g uS, best solution %.6g uS (%s)",
         done,
@@ -1216,17 +1280,35 @@ def _lagrangian(
     return _Dual(best, best_boxes, best_kth, done, ub_uS, ub_locs, ub_name)
 
 
-def _coverage(ctx: _Context, picked: Sequence[tuple[int, Loc]]) -> list[np.ndarray]:
-    """How many of the picked regions cover each device, per array group."""
-    diff = [np.zeros((len(g.array_ids), g.rows + 1, g.cols + 1), dtype=np.int32) for g in ctx.groups]
-    for p, (g, i, y, x) in picked:
-        r, c = ctx.shapes[p]
-        d = diff[g]
-        d[i, y, x] += 1
-        d[i, y + r, x] -= 1
-        d[i, y, x + c] -= 1
-        d[i, y + r, x + c] += 1
-    return [np.cumsum(np.cumsum(d, axis=1), axis=2)[:, :-1, :-1] for d in diff]
+def _coverage(
+    ctx: _Context, picked: Sequence[tuple[int, Loc]], live: Sequence[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Device coverage by the picked regions, on the arrays where the subgradient can be nonzero.
+
+    Returns:
+        Per array group: the relevant arrays (those with live multipliers or
+        two or more picked regions), and how often each of their devices is
+        covered (arrays, rows, cols).
+    """
+    relevant, cover = [], []
+    for g, grp in enumerate(ctx.groups):
+        mine = [(p, loc) for p, loc in picked if loc[0] == g]
+        counts = Counter(loc[1] for _, loc in mine)
+        multi = np.array([i for i, n in counts.items() if n >= 2], dtype=np.int64)
+        idx = np.union1d(live[g], multi).astype(np.int64)
+        diff = np.zeros((idx.size, grp.rows + 1, grp.cols + 1), dtype=np.int32)
+        for p, (_, i, y, x) in mine:
+            k = int(np.searchsorted(idx, i))
+            if k == idx.size or idx[k] != i:
+                continue
+            r, c = ctx.shapes[p]
+            diff[k, y, x] += 1
+            diff[k, y + r, x] -= 1
+            diff[k, y, x + c] -= 1
+            diff[k, y + r, x + c] += 1
+        relevant.append(idx)
+        cover.append(np.cumsum(np.cumsum(diff, axis=1), axis=2)[:, :-1, :-1])
+    return relevant, cover
 
 
 def _assign_locs(ctx: _Context, picked: Sequence[tuple[int, Loc]]) -> list[Loc]:
@@ -1279,7 +1361,7 @@ def _candidates(
     thr0 = {p: ub_uS - lb0 + plain[p][1] + slack for p in ctx.used}
     thr1: dict[int, float] = {}
     if dual is not None and dual.boxes is not None:
-        thr1 = {p: ub_uS - dual.bound_uS + dual.kth[p] + slack for p in ctx.used}
+        thr1 = {p: ub_uS - dual.bound_uS + kth + slack for p, kth in dual.kth.items()}
     blocks = [(p, g) for p in ctx.used for g in range(len(ctx.groups)) if ctx.fits[p][g]]
 
     def survivors(p: int, g: int) -> np.ndarray:
@@ -1287,7 +1369,7 @@ def _candidates(
         m = ctx.maps.maps[p][g]
         assert m is not None
         keep = m <= thr0[p]
-        if thr1 and dual is not None:
+        if p in thr1 and dual is not None:
             keep &= ctx.priced(p, g, dual.boxes) <= thr1[p]
         return keep
 
@@ -1350,8 +1432,8 @@ def _candidates(
     # The heuristics' regions are always candidates, so their placements stay feasible.
     for locs in must:
         for i, loc in enumerate(locs):
-            for k, v in enumerate((ctx.problem.items[i].pattern, *loc)):
-                cols[k].append(np.array([v]))
+            for k, value in enumerate((ctx.problem.items[i].pattern, *loc)):
+                cols[k].append(np.array([value]))
     key = np.stack([np.concatenate(c).astype(np.int64) for c in cols], axis=1)
     key = np.unique(key, axis=0)
     pattern, group, index, row, col = (key[:, k] for k in range(5))
@@ -1360,9 +1442,63 @@ def _candidates(
     for p, g in blocks:
         sel = np.flatnonzero((pattern == p) & (group == g))
         if sel.size:
-            cost[sel] = ctx.imap(p, g)[index[sel], row[sel], col[sel]]
+            m = ctx.maps.maps[p][g]
+            assert m is not None
+            cost[sel] = ctx.to_int(m[index[sel], row[sel], col[sel]])
             exclusive[sel] = ctx.excl[p][g]
     return _Candidates(pattern, group, index, row, col, cost, exclusive), exhaustive, description
+
+
+def _cell_cliques(ctx: _Context, cands: _Candidates, shared: np.ndarray, flags: dict[int, int]) -> list[list[int]]:
+    """The no-overlap constraints as cliques: per device, the candidates covering it.
+
+    Axis-parallel boxes have the Helly property (boxes that overlap pairwise
+    share a device), so these are exactly the maximal cliques of the conflict
+    graph, and one AtMostOne per distinct covering set is an exact and tight
+    encoding. The covering set only changes at candidate edges, so devices are
+    taken on the compressed grid of each array's distinct edge rows and
+    columns. `shared` lists the non-exclusive candidates; `flags` maps an array
+    key to the index of its "holds an exclusive copy" variable, which joins
+    every clique of its array.
+
+    Returns:
+        The cliques, as lists of variable indices (duplicates removed).
+    """
+    if shared.size == 0:
+        return []
+    key = cands.group * (1 + int(cands.index.max(initial=0))) + cands.index
+    shapes = np.array([ctx.shapes[int(p)] for p in cands.pattern[shared]]).reshape(-1, 2)
+    top, left = cands.row[shared], cands.col[shared]
+    bottom, right = top + shapes[:, 0], left + shapes[:, 1]
+    order = np.argsort(key[shared], kind="stable")
+    bounds = np.flatnonzero(np.diff(key[shared][order])) + 1
+    cliques: list[list[int]] = []
+    for part in np.split(order, bounds):
+        ys = np.unique(np.concatenate([top[part], bottom[part]]))
+        xs = np.unique(np.concatenate([left[part], right[part]]))
+        y0, y1 = np.searchsorted(ys, top[part]), np.searchsorted(ys, bottom[part])
+        x0, x1 = np.searchsorted(xs, left[part]), np.searchsorted(xs, right[part])
+        heights, widths = y1 - y0, x1 - x0
+        counts = heights * widths
+        owner = np.repeat(shared[part], counts)
+        # Enumerate each candidate's compressed cells: k -> (y0 + k // width, x0 + k % width).
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        k = np.arange(owner.size) - first
+        w = np.repeat(widths, counts)
+        cell = (np.repeat(y0, counts) + k // w) * xs.size + np.repeat(x0, counts) + k % w
+        flag = flags.get(int(key[shared[part[0]]]))
+        by_cell = np.lexsort((owner, cell))
+        cell, owner = cell[by_cell], owner[by_cell]
+        starts = np.flatnonzero(np.r_[True, np.diff(cell) != 0])
+        seen: set[tuple[int, ...]] = set()
+        for members in np.split(owner, starts[1:]):
+            if members.size < 2 and flag is None:
+                continue
+            clique = tuple(members.tolist())
+            if clique not in seen:
+                seen.add(clique)
+                cliques.append([*clique, flag] if flag is not None else list(clique))
+    return cliques
 
 
 def _cpsat(
@@ -1380,41 +1516,29 @@ def _cpsat(
     for idx in np.split(by_pattern, np.flatnonzero(np.diff(cands.pattern[by_pattern])) + 1):
         p = int(cands.pattern[idx[0]])
         model.add(cp_model.LinearExpr.sum([x[j] for j in idx.tolist()]) == ctx.k[p])
+    # Exclusive candidates: at most one per array, and nothing else on an array holding one.
+    links: list[tuple[int, list[int]]] = []  # (flag variable, its exclusive candidates)
+    flags: dict[int, int] = {}
     array_key = cands.group * (1 + int(cands.index.max(initial=0))) + cands.index
+    shared_keys = set(array_key[~cands.exclusive].tolist())
     by_array = np.argsort(array_key, kind="stable")
     for idx in np.split(by_array, np.flatnonzero(np.diff(array_key[by_array])) + 1):
-        grp = ctx.groups[int(cands.group[idx[0]])]
         excl = [int(j) for j in idx if cands.exclusive[j]]
-        rest = [int(j) for j in idx if not cands.exclusive[j]]
-        if excl and not rest:
+        a = int(array_key[idx[0]])
+        if not excl:
+            continue
+        if a not in shared_keys:
             if len(excl) > 1:
                 model.add_at_most_one([x[j] for j in excl])
             continue
-        if excl:
-            used = model.new_bool_var("")
-            model.add(cp_model.LinearExpr.sum([x[j] for j in excl]) == used)
-            for j in rest:
-                model.add_bool_or([x[j].Not(), used.Not()])
-        if len(rest) < 2:
-            continue
-        rows = [ctx.shapes[int(cands.pattern[j])][0] for j in rest]
-        cols = [ctx.shapes[int(cands.pattern[j])][1] for j in rest]
-        row_iv = [
-            model.new_optional_fixed_size_interval_var(int(cands.row[j]), r, x[j], "")
-            for j, r in zip(rest, rows, strict=True)
-        ]
-        col_iv = [
-            model.new_optional_fixed_size_interval_var(int(cands.col[j]), c, x[j], "")
-            for j, c in zip(rest, cols, strict=True)
-        ]
-        model.add_no_overlap_2d(row_iv, col_iv)
-        areas = [r * c for r, c in zip(rows, cols, strict=True)]
-        if sum(areas) > grp.rows * grp.cols:
-            model.add(
-                cp_model.LinearExpr.weighted_sum([x[j] for j in rest], areas)
-                <= grp.rows * grp.cols
-            )
-    model.minimize(cp_model.LinearExpr.weighted_sum(x, cands.cost.tolist()))
+        flag = model.new_bool_var("")
+        flags[a] = len(x)
+        x.append(flag)
+        model.add(cp_model.LinearExpr.sum([x[j] for j in excl]) == flag)
+        links.append((flags[a], excl))
+    for clique in _cell_cliques(ctx, cands, np.flatnonzero(~cands.exclusive), flags):
+        model.add_at_most_one([x[j] for j in clique])
+    model.minimize(cp_model.LinearExpr.weighted_sum(x[:nc], cands.cost.tolist()))
     if hint is not None:
         lookup = {
             (int(a), int(b), int(c), int(d), int(e)): j
@@ -1422,17 +1546,22 @@ def _cpsat(
                 zip(cands.pattern, cands.group, cands.index, cands.row, cands.col, strict=True)
             )
         }
-        on = {lookup[(ctx.problem.items[i].pattern, *loc)] for i, loc in enumerate(hint)}
+        keys = [(ctx.problem.items[i].pattern, *loc) for i, loc in enumerate(hint)]
+        on = {lookup[key] for key in keys}
         for j in range(nc):
             model.add_hint(x[j], j in on)
+        for flag_var, excl in links:
+            model.add_hint(x[flag_var], any(j in on for j in excl))
     solver = cp_model.CpSolver()
     params = solver.parameters
     params.random_seed = int(seed)
     params.num_workers = CPSAT_WORKERS
-    params.interleave_search = True
+    params.interleave_search = CPSAT_WORKERS > 1
     params.max_deterministic_time = float(time_limit_s)
     wall = WALL_CLOCK_FACTOR * float(time_limit_s) + 5.0
     params.max_time_in_seconds = wall
+    if nc > LARGE_MODEL:
+        params.cp_model_probing_level = 0  # probing a large model uses up the whole time limit
     status = solver.solve(model)
     name = solver.status_name(status)
     if solver.wall_time >= 0.99 * wall:
@@ -1451,8 +1580,10 @@ def _cpsat(
         return name, None, -math.inf
     values = solver.response_proto.solution
     picked = [
-        (int(cands.pattern[j]), (int(cands.group[j]), int(cands.index[j]), int(cands.row[j]),
-                                 int(cands.col[j])))
+        (
+            int(cands.pattern[j]),
+            (int(cands.group[j]), int(cands.index[j]), int(cands.row[j]), int(cands.col[j])),
+        )
         for j in range(nc)
         if values[x[j].index]
     ]
@@ -1460,9 +1591,7 @@ def _cpsat(
     return name, _assign_locs(ctx, picked), bound
 
 
-def solve_placement(
-    problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0
-) -> Placement:
+def solve_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0) -> Placement:
     """Place every copy with OR-Tools, optimally or with a proven gap.
 
     Formulation (see the module docstring): the exact assignment (min-cost
@@ -1507,6 +1636,14 @@ def solve_placement(
         seeded = _greedy(ctx, flow_locs)
         if not isinstance(seeded, int):
             heuristics.append((ctx.objective(seeded), "assignment+greedy", seeded))
+    if len({ctx.shapes[p][0] * ctx.shapes[p][1] for p in ctx.used}) > 1:
+        sized = _greedy(ctx, largest_first=True)
+        if not isinstance(sized, int):
+            heuristics.append((ctx.objective(sized), "greedy-largest-first", sized))
+    if not heuristics:
+        packed = _greedy(ctx, largest_first=True, first_fit=True)
+        if not isinstance(packed, int):
+            heuristics.append((ctx.objective(packed), "first-fit", packed))
     heuristics.sort(key=lambda h: h[0])
     dual: _Dual | None = None
     if heuristics:
@@ -1533,16 +1670,17 @@ def solve_placement(
         ub_uS,
     )
     hint = heuristics[0][2] if heuristics else None
-    status, locs, cp_bound = _cpsat(ctx, cands, hint, time_limit_s, seed)
+    status, found, cp_bound = _cpsat(ctx, cands, hint, time_limit_s, seed)
     method = "cpsat-exhaustive" if exhaustive else f"cpsat-restricted({description})"
-    if locs is None:
+    if found is None:
         if status == "INFEASIBLE" and exhaustive:
             raise DoesNotFitError(
-                f"cannot place: CP-SAT proved that no non-overlapping packing exists; "
-                f"{_capacity(ctx)}"
+                f"cannot place: CP-SAT proved that no non-overlapping packing exists; {_capacity(ctx)}"
             )
-        if heuristics:  # pragma: no cover - CP-SAT keeps a complete feasible hint
-            return ctx.placement(heuristics[0][2], bound, "FEASIBLE", method, t0)
+        if heuristics:  # CP-SAT can run out of time in presolve, before it takes the hint
+            ub, name, ub_locs = heuristics[0]
+            status_out = "OPTIMAL" if ctx.meets(ub, bound) else "FEASIBLE"
+            return ctx.placement(ub_locs, bound, status_out, f"{name} ({method}: {status})", t0)
         raise DoesNotFitError(
             f"no non-overlapping packing found (CP-SAT: {status} within its limit"
             f"{'' if exhaustive else ', over restricted candidates'}; not proven impossible); "
@@ -1550,9 +1688,9 @@ def solve_placement(
         )
     if exhaustive:
         bound = max(bound, ctx.round_bound(cp_bound))
-    objective = ctx.objective(locs)
+    objective = ctx.objective(found)
     proven = (exhaustive and status == "OPTIMAL") or ctx.meets(objective, bound)
-    return ctx.placement(locs, bound, "OPTIMAL" if proven else "FEASIBLE", method, t0)
+    return ctx.placement(found, bound, "OPTIMAL" if proven else "FEASIBLE", method, t0)
 
 
 Placer: TypeAlias = Callable[..., Placement]

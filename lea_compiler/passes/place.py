@@ -6,7 +6,7 @@ region (array, row offset, column offset) of its shape, no two overlapping.
 The cost of a copy at a region is its mapping error, sum over its devices of
 |G_actual - G_target|, where G_actual is the stuck conductance of a stuck
 device (healthy devices cost nothing). The problem goes to
-`lea_compiler.placement` (OR-Tools: exact linear assignment when no two copies
+`lea_compiler.placement` (OR-Tools: exact min-cost flow when no two copies
 can share an array, CP-SAT otherwise; or the paper's greedy / random
 baselines); this pass only builds it from the IR and records the answer.
 """
