@@ -48,6 +48,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="one weight scale per output column or per layer (default per-column)")
     p.add_argument("--bias", choices=BIAS_MODES, default="digital",
                    help="bias added digitally, or as one more crossbar row (default digital)")
+    p.add_argument("--calibrate", metavar="DATA.npz",
+                   help="set the DAC and ADC ranges from this data (x, y) and store them in the Program, so the "
+                        "board and the simulator use the same ranges (default: the simulator calibrates on the "
+                        "data it simulates; the board scales each input vector by its own maximum)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after each pass to DIR as numbered text files")
     p.add_argument("--time-passes", action="store_true", help="print each pass's time")
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.json and sys.stderr.isatty():
         def progress(name: str, seconds: float) -> None:
             print(f"  {name} done ({seconds:.2f} s)", file=sys.stderr)
-    result = compile_model(args.model, args.chip, options, dump_dir=args.dump_ir, on_pass=progress)
+    result = compile_model(args.model, args.chip, options, dump_dir=args.dump_ir, on_pass=progress,
+                           calibrate_on=args.calibrate)
     result.program.save(output)
     report = summary(result, output)
     if args.json:
@@ -108,6 +113,7 @@ def summary(result: CompileResult, output: Path) -> dict[str, Any]:
         "beta": program.options["beta"] or program.options["k"],
         "encoding": program.options["encoding"],
         "placer": placement.get("placer"),
+        "calibration": program.extra.get("calibration"),
         "layers": [
             {
                 "name": layer.name,

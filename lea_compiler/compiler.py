@@ -15,7 +15,9 @@ from lea_compiler.chip import Chip, load_chip
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.pipeline import CompileOptions, PassTiming, default_pipeline, run_pipeline
-from lea_compiler.program import Program, lower_to_program
+from lea_compiler.calibration import calibrate
+from lea_compiler.datasets import load_data
+from lea_compiler.program import Program, lower_to_program, with_calibration
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ def compile_model(
     options: CompileOptions | None = None,
     *,
     dump_dir: str | os.PathLike[str] | None = None,
+    calibrate_on: str | os.PathLike[str] | None = None,
     verify: bool = True,
     on_pass: Callable[[str, float], None] | None = None,
 ) -> CompileResult:
@@ -42,6 +45,11 @@ def compile_model(
         InvalidModelError / InvalidChipError: bad input files.
         CompileError: a pass cannot map the model (the message names the pass and node).
         DoesNotFitError: the chip has too few usable devices for the copies asked for.
+        BadDataError: the calibration data does not fit the model.
+
+    With `calibrate_on` (an .npz with `x` and `y`), the DAC and ADC ranges are
+    set from that data now and stored in the Program, so the board stream and
+    the simulator use the same ranges.
     """
     start = time.perf_counter()
     options = options or CompileOptions()
@@ -65,4 +73,10 @@ def compile_model(
         graph, default_pipeline(chip, options), verify=verify, dump_dir=dump_dir, on_pass=on_pass
     )
     program = lower_to_program(graph, chip, model=info, options=dataclasses.asdict(options), source_model=source)
+    if calibrate_on is not None:
+        data = load_data(calibrate_on, program.graph)
+        ranges = calibrate(program, [data], chip)
+        digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
+        label = f"{Path(calibrate_on).name}, {len(data.x)} samples, sha256 {digest[:16]}"
+        program = with_calibration(program, ranges.input_full_scale, ranges.adc_full_scale_uA, label)
     return CompileResult(program, timings, time.perf_counter() - start)

@@ -25,6 +25,7 @@ never unpickles.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -86,6 +87,7 @@ class ProgramBlock:
     target_neg: np.ndarray
     copies: tuple[BlockCopy, ...]
     selection: np.ndarray  # (alpha, cols) bool: the copies each column averages
+    adc_full_scale_uA: float | None = None  # ADC range, when calibrated at compile time
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,6 +111,7 @@ class Layer:
     quantization: dict[str, float]  # rms_error, max_error, relative_rms_error (weight units)
     mapping_error_uS: float  # placement cost: sum over copies of |G_actual - G_target|
     effective_error_uS: float  # after encode and selection: error of the averaged differences
+    input_full_scale: float | None = None  # DAC full-scale input |x|, when calibrated at compile time
 
     @property
     def devices(self) -> int:
@@ -443,6 +446,7 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
             "target_pos": _put(arrays, f"{bp}.target_pos", b.target_pos),
             "target_neg": _put(arrays, f"{bp}.target_neg", b.target_neg),
             "selection": _put(arrays, f"{bp}.selection", b.selection),
+            "adc_full_scale_uA": b.adc_full_scale_uA,
             "copies": copies,
         })
     return {
@@ -450,7 +454,8 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
         "encoding": layer.encoding, "levels_uS": list(layer.levels_uS),
         "scale": _put(arrays, f"{prefix}.scale", layer.scale), "alpha": layer.alpha, "beta": layer.beta,
         "quantization": layer.quantization, "mapping_error_uS": layer.mapping_error_uS,
-        "effective_error_uS": layer.effective_error_uS, "blocks": blocks,
+        "effective_error_uS": layer.effective_error_uS, "input_full_scale": layer.input_full_scale,
+        "blocks": blocks,
     }
 
 
@@ -469,11 +474,32 @@ def _layer_from_json(item: dict[str, Any], array: Any) -> Layer:
             index=b["index"], row_block=b["row_block"], col_block=b["col_block"],
             row_start=b["rows"][0], row_stop=b["rows"][1], col_start=b["cols"][0], col_stop=b["cols"][1],
             target_pos=array(b["target_pos"]), target_neg=array(b["target_neg"]), copies=copies,
-            selection=array(b["selection"]),
+            selection=array(b["selection"]), adc_full_scale_uA=_optional_float(b.get("adc_full_scale_uA")),
         ))
     return Layer(
         name=item["name"], rows=item["rows"], cols=item["cols"], bias_row=item["bias_row"],
         encoding=item["encoding"], levels_uS=tuple(item["levels_uS"]), scale=array(item["scale"]),
         alpha=item["alpha"], beta=item["beta"], blocks=tuple(blocks), quantization=item["quantization"],
         mapping_error_uS=float(item["mapping_error_uS"]), effective_error_uS=float(item["effective_error_uS"]),
+        input_full_scale=_optional_float(item.get("input_full_scale")),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def with_calibration(program: Program, input_full_scale: dict[str, float],
+                     adc_full_scale_uA: dict[str, list[float]], source: str) -> Program:
+    """The Program with DAC and ADC ranges fixed at compile time (both backends then use them)."""
+    layers = tuple(
+        dataclasses.replace(
+            layer,
+            input_full_scale=float(input_full_scale[layer.name]),
+            blocks=tuple(dataclasses.replace(b, adc_full_scale_uA=float(fs))
+                         for b, fs in zip(layer.blocks, adc_full_scale_uA[layer.name], strict=True)),
+        )
+        for layer in program.layers
+    )
+    extra = {**program.extra, "calibration": source}
+    return dataclasses.replace(program, layers=layers, extra=extra)

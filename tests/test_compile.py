@@ -175,3 +175,34 @@ def test_damaged_program_files_are_refused(files, tmp_path, damage) -> None:
                 z.writestr(name, blob)
     with pytest.raises(InvalidInputError):
         Program.load(path)
+
+
+def test_calibration_is_stored_and_shared_by_both_backends(files, tmp_path) -> None:
+    from lea_compiler.backends.board import Convert, Scale, emit_board, read_board
+    from lea_compiler.backends.sim import simulate, stored_calibration
+    from lea_compiler.datasets import load_data
+
+    model, chip = files
+    data = tmp_path / "cal.npz"
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    np.savez(data, x=x, y=np.zeros(64, np.int64))
+    program = compile_model(model, chip, CompileOptions(k=2), calibrate_on=data).program
+    path = tmp_path / "p.leac"
+    program.save(path)
+    loaded = Program.load(path)
+    ranges = stored_calibration(loaded)
+    assert ranges is not None and "cal.npz, 64 samples" in loaded.extra["calibration"]
+    assert ranges.input_full_scale["fc0"] == pytest.approx(float(np.max(np.abs(x))))
+    emit_board(loaded, tmp_path / "b.jsonl")
+    records = read_board(tmp_path / "b.jsonl").records
+    scales = {r.layer: r.x_fs for r in records if isinstance(r, Scale)}
+    assert scales == ranges.input_full_scale
+    converts = {(r.layer, r.block): r.full_scale_uA for r in records if isinstance(r, Convert)}
+    for layer in loaded.layers:
+        for block, fs in zip(layer.blocks, ranges.adc_full_scale_uA[layer.name], strict=True):
+            assert converts[(layer.name, block.index)] == fs
+    report = simulate(loaded, [load_data(data, loaded.graph)])
+    assert report.calibration.startswith("compile time") and report.input_full_scale == ranges.input_full_scale
+    uncalibrated = compile_model(model, chip, CompileOptions(k=2)).program
+    assert stored_calibration(uncalibrated) is None
+    assert simulate(uncalibrated, [load_data(data, uncalibrated.graph)]).calibration == "the simulated data"

@@ -76,9 +76,11 @@ index of the input's dimensions between the first (batch) and the last):
   +-v_read_V); x_fs: see `scale`. Column j then carries
   I_j = sum_i V_i G_ij (uA).
 - `convert` {layer, block, copy, polarity, array, col_start, col_stop, adcs,
-  rounds}: digitise the column currents (uA) of array columns
+  rounds, full_scale_uA}: digitise the column currents (uA) of array columns
   [col_start, col_stop) just read, with `adcs` ADCs in `rounds` =
-  ceil((col_stop - col_start) / adcs) conversion rounds.
+  ceil((col_stop - col_start) / adcs) conversion rounds, over +-full_scale_uA
+  when the Program was calibrated at compile time (else null: the board's own
+  ADC calibration).
 - `combine` {layer, block, col_start, col_stop, copies, divisor}: for the
   block's output column j (layer column col_start + j),
   D_j = (1 / divisor) * sum over c in copies[j] of (I_pos[c, j] - I_neg[c, j]),
@@ -87,7 +89,9 @@ index of the input's dimensions between the first (batch) and the last):
 - `accumulate` {layer, cols, terms}: A = zeros(cols); for each [block,
   col_start, col_stop] in `terms`, A[col_start:col_stop] += D of that block
   (partial sums of the row blocks). Units: uA.
-- `scale` {layer, scale_uS, v_read_V, x_fs_min}:
+- `scale` {layer, scale_uS, v_read_V, x_fs_min, x_fs}: x_fs is the layer's
+  calibrated input full scale when the Program has one (inputs clipped to it),
+  else null and the per-vector rule below applies;
   y_j = A_j * x_fs / (v_read_V * scale_uS[j]), in weight units, where x_fs is
   this input vector's full scale: max(max_i |x_i| over the layer's whole
   input vector, x_fs_min); x_fs_min is 1 when the layer has a bias row (so
@@ -425,6 +429,7 @@ class Convert:
     col_stop: int = _field(_index)
     adcs: int = _field(_count)
     rounds: int = _field(_count)
+    full_scale_uA: float | None = _field(_optional(_positive))
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +464,7 @@ class Scale:
     scale_uS: tuple[float, ...] = _field(_list_of(_positive))
     v_read_V: float = _field(_positive)
     x_fs_min: float = _field(_real)
+    x_fs: float | None = _field(_optional(_positive))
 
 
 @dataclass(frozen=True, slots=True)
@@ -1087,6 +1093,7 @@ def _layer_schedule(program: Program, node: Node, layer: Layer) -> Iterator[Reco
                     region.col + cols,
                     adcs,
                     -(-cols // adcs),
+                    block.adc_full_scale_uA,
                 )
         ids = [copy.copy for copy in block.copies]
         selection = np.asarray(block.selection, dtype=bool)
@@ -1102,6 +1109,7 @@ def _layer_schedule(program: Program, node: Node, layer: Layer) -> Iterator[Reco
         tuple(float(s) for s in np.ravel(layer.scale)),
         program.chip.periphery.v_read_V,
         1.0 if layer.bias_row else 0.0,
+        layer.input_full_scale,
     )
     if mode == "digital":
         assert bias is not None and bias.const is not None  # checked by _check_program

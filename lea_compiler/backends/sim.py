@@ -18,8 +18,10 @@ one per device; `exact_read_noise=True` draws every device's uniform noise).
 Periphery, per crossbar layer (a `leac.MVM` node y = x W + b):
 1. DAC: the input (with a constant 1 appended for a bias row) is scaled by the
    layer's full-scale input x_fs and quantised to `dac_bits` (signed):
-   V = v_read * Q(clip(x / x_fs, -1, 1)). x_fs is calibrated as max |x| of
-   the layer's input over the data simulated (at least 1 with a bias row).
+   V = v_read * Q(clip(x / x_fs, -1, 1)). x_fs comes from the Program when it
+   was calibrated at compile time (`leac compile --calibrate`), else it is
+   calibrated as max |x| of the layer's input over the data simulated (at
+   least 1 with a bias row); see `lea_compiler.calibration`.
 2. Each copy half of each block is read (its rows get their input slice);
    each column current is quantised by the ADC to `adc_bits` (signed) over
    +-I_fs and saturates beyond. I_fs is calibrated per block as 1.25 x the
@@ -37,92 +39,29 @@ Cost model (one inference; `CostModel`): see docs/simulator.md.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import Chip
-from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
+from lea_compiler.datasets import Dataset, load_data, top1
+from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
-from lea_compiler.ir import Graph, Node
+from lea_compiler.ir import Node
 from lea_compiler.program import Layer, Program
 from lea_compiler.reference import run_onnxruntime
 
+__all__ = ["Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost", "load_data",
+           "simulate", "top1"]
+
 MAX_DATA_BYTES = 2 * 2**30
 """Largest data file read; larger test sets must be split into several files."""
-
-
-# ------------------------------------------------------------------ data files
-@dataclass(frozen=True)
-class Dataset:
-    """A test set: inputs `x` (batch first) and integer labels `y`."""
-
-    name: str
-    x: np.ndarray
-    y: np.ndarray
-
-
-def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
-    """Read an .npz with `x` and `y` for `graph`'s single input, without pickle.
-
-    Raises:
-        BadDataError: missing keys, wrong shapes or dtypes, or a file too large.
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise BadDataError(f"{source}: no such data file")
-    size = source.stat().st_size
-    if size > MAX_DATA_BYTES:
-        raise BadDataError(f"{source}: {size} bytes is more than leac reads at once ({MAX_DATA_BYTES}); split it")
-    try:
-        with np.load(source, allow_pickle=False) as data:
-            keys = set(data.files)
-            if not {"x", "y"} <= keys:
-                raise BadDataError(f"{source}: needs arrays 'x' and 'y', has {sorted(keys)}")
-            x, y = data["x"], data["y"]
-    except BadDataError:
-        raise
-    except Exception as exc:  # zipfile / numpy raise many kinds for a damaged file
-        raise BadDataError(f"{source}: not a readable .npz data file ({exc})") from None
-    if len(graph.inputs) != 1:
-        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data files feed models with one input")
-    if x.dtype.kind not in "fiu":
-        raise BadDataError(f"{source}: x must be numeric, got {x.dtype}")
-    if y.dtype.kind not in "iu" or y.ndim != 1:
-        raise BadDataError(f"{source}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
-    if x.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise BadDataError(f"{source}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
-    value = graph.inputs[0]
-    try:
-        x = interpreter.check_feeds(graph, {value.name: x})[value.name]
-    except BadDataError as exc:
-        raise BadDataError(f"{source}: {exc}") from None
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise BadDataError(f"{source}: x contains NaN or infinity")
-    return Dataset(source.name, x, y.astype(np.int64))
-
-
-def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
-    """Predicted class per sample: an integer label output if there is one, else argmax of the first float one."""
-    if output is not None:
-        if output not in outputs:
-            raise UsageError(f"the model has no output {output!r}; it has {', '.join(outputs)}")
-        chosen = outputs[output]
-        return chosen.reshape(len(chosen), -1).argmax(axis=1) if chosen.dtype.kind == "f" else chosen.reshape(-1)
-    for values in outputs.values():
-        if values.dtype.kind in "iu" and values.size == len(values) and values.ndim >= 1:
-            return values.reshape(-1).astype(np.int64)
-    for values in outputs.values():
-        if values.dtype.kind == "f":
-            return values.reshape(len(values), -1).argmax(axis=1)
-    raise BadDataError("the model has no integer label output and no float output to take the argmax of")
 
 
 # ------------------------------------------------------------- crossbar layers
@@ -451,6 +390,7 @@ class Report:
     ideal: bool
     seed: int
     input_full_scale: dict[str, float]
+    calibration: str
     seconds: float
 
     @property
@@ -495,58 +435,9 @@ class Report:
             "ideal": self.ideal,
             "seed": self.seed,
             "input_full_scale": self.input_full_scale,
+            "calibration": self.calibration,
             "seconds": self.seconds,
         }
-
-
-ADC_HEADROOM = 1.25
-"""ADC full scale = this x the largest ideal column current seen in calibration."""
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Full-scale ranges set from the data: DAC input per layer, ADC current per layer block."""
-
-    input_full_scale: dict[str, float]
-    adc_full_scale_uA: dict[str, list[float]]
-
-
-def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Calibration:
-    """Set each layer's DAC range to max |x| of its input over the data (digital reference run),
-    and each block's ADC range to ADC_HEADROOM x the largest column current its target
-    conductances carry for those inputs (both halves, any copy)."""
-    nodes = {node.name: node for node in program.graph.nodes_of("MVM")}
-    inputs = {name: node.input(0).name for name, node in nodes.items()}  # type: ignore[union-attr]
-    feed = program.graph.inputs[0].name
-    kept: dict[str, list[np.ndarray]] = {name: [] for name in nodes}
-    for data in datasets:
-        for start in range(0, len(data.x), 4096):
-            out = interpreter.run(program.graph, {feed: data.x[start:start + 4096]}, keep=list(inputs.values()))
-            for name, value in inputs.items():
-                kept[name].append(out[value].reshape(-1, out[value].shape[-1]).astype(np.float64))
-    x_fs: dict[str, float] = {}
-    i_fs: dict[str, list[float]] = {}
-    v_read = chip.periphery.v_read_V
-    dac = (1 << (chip.periphery.dac_bits - 1)) - 1
-    for layer in program.layers:
-        x = np.concatenate(kept[layer.name]) if kept[layer.name] else np.zeros((0, layer.rows))
-        if layer.bias_row:
-            x = np.hstack([x, np.ones((len(x), 1))])
-        top = float(np.max(np.abs(x))) if x.size else 0.0
-        x_fs[layer.name] = max(top, 1.0 if layer.bias_row else 0.0) or 1.0
-        v = v_read * np.round(np.clip(x / x_fs[layer.name], -1, 1) * dac) / dac
-        levels = np.asarray(layer.levels_uS)
-        ranges = []
-        for block in layer.blocks:
-            vb = v[:, block.row_start:block.row_stop]
-            peak = 0.0
-            for target in (block.target_pos, block.target_neg):
-                if len(vb):
-                    peak = max(peak, float(np.max(np.abs(vb @ levels[target]))))
-            fallback = v_read * block.shape[0] * levels[-1]
-            ranges.append(ADC_HEADROOM * peak if peak > 0 else fallback)
-        i_fs[layer.name] = ranges
-    return Calibration(x_fs, i_fs)
 
 
 def simulate(
@@ -575,7 +466,11 @@ def simulate(
                                   exact_read_noise=exact_read_noise)
         for layer in program.layers
     }
-    calibration = calibrate(program, datasets, sim_chip)
+    calibration = stored_calibration(program)
+    calibration_source = f"compile time ({program.extra.get('calibration')})"
+    if calibration is None:
+        calibration = calibrate(program, datasets, sim_chip)
+        calibration_source = "the simulated data"
     for name, layer in layers.items():
         layer.x_fs = calibration.input_full_scale[name]
         layer.full_scale = calibration.adc_full_scale_uA[name]
@@ -631,7 +526,19 @@ def simulate(
         ideal=ideal,
         seed=seed,
         input_full_scale=calibration.input_full_scale,
+        calibration=calibration_source,
         seconds=time.perf_counter() - start,
+    )
+
+
+def stored_calibration(program: Program) -> Calibration | None:
+    """The DAC/ADC ranges fixed at compile time (`leac compile --calibrate`), if the Program has them."""
+    if any(layer.input_full_scale is None or any(b.adc_full_scale_uA is None for b in layer.blocks)
+           for layer in program.layers):
+        return None
+    return Calibration(
+        {layer.name: float(layer.input_full_scale) for layer in program.layers},  # type: ignore[arg-type]
+        {layer.name: [float(b.adc_full_scale_uA) for b in layer.blocks] for layer in program.layers},  # type: ignore[arg-type]
     )
 
 
