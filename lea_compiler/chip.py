@@ -17,18 +17,22 @@ are bit lines (outputs); indices start at 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import gc
 import hashlib
 import json
 import logging
 import math
 import numbers
+import operator
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeAlias
+from itertools import repeat
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -55,8 +59,12 @@ MAX_ARRAYS = 10**6
 """Most arrays a chip may have."""
 MAX_BITS = 32
 """Widest DAC/ADC leac accepts; wider is not physical and overflows integer maths."""
-MAX_FILE_BYTES = 64 * 2**20
-"""Largest chip file or conductance map leac reads (a 20,000-device chip file is ~50 kB)."""
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest chip file or conductance map leac reads.
+
+A 20,000-device chip file is ~50 kB; 1024 arrays of 128 x 128 with 5% stuck
+devices (~840,000 defect entries) is ~52 MiB, which loads in a few seconds.
+"""
 MAX_PROBLEMS = 200
 """Most problems listed in one InvalidChipError; the rest are counted."""
 
@@ -428,7 +436,9 @@ class Array:
     cols: int
 
     def __post_init__(self) -> None:
-        _coerce(self, ("id", "rows", "cols"), _as_int)
+        # Exact ints (the usual case) are already what _as_int would make of them.
+        if type(self.id) is not int or type(self.rows) is not int or type(self.cols) is not int:
+            _coerce(self, ("id", "rows", "cols"), _as_int)
 
     @property
     def devices(self) -> int:
@@ -455,8 +465,17 @@ class Defect:
     g_uS: float | None = None
 
     def __post_init__(self) -> None:
-        _coerce(self, ("array", "row", "col"), _as_int)
-        _coerce(self, ("g_uS",), _as_float)
+        # Exact ints, None and exact floats (the usual case) are already what
+        # _as_int / _as_float would make of them: skip the slow generic path.
+        row, col, g = self.row, self.col, self.g_uS
+        if (
+            type(self.array) is not int
+            or (row is not None and type(row) is not int)
+            or (col is not None and type(col) is not int)
+        ):
+            _coerce(self, ("array", "row", "col"), _as_int)
+        if g is not None and type(g) is not float:
+            _coerce(self, ("g_uS",), _as_float)
 
     @property
     def is_line(self) -> bool:
@@ -493,13 +512,31 @@ class Chip:
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
                 object.__setattr__(self, name, tuple(value))
-        problems = _chip_problems(self)
-        if problems:
-            raise InvalidChipError("chip", _capped(problems))
+        table = _fast_chip_table(self)
+        if table is None:
+            problems = _chip_problems(self)
+            if problems:
+                raise InvalidChipError("chip", _capped(problems))
+        # The bulk form of the defects, for the fast queries; None (a chip the fast
+        # path could not vouch for, or built with it off) means the per-defect paths.
+        self.__dict__["_table"] = table
+
+    @cached_property
+    def _table(self) -> _DefectTable | None:
+        # Normally set by the constructor; computed here only for an object made otherwise.
+        return _fast_chip_table(self)
 
     @cached_property
     def _arrays_by_id(self) -> dict[int, Array]:
         return {a.id: a for a in self.arrays}
+
+    @cached_property
+    def _positions(self) -> dict[int, int]:
+        return {a.id: p for p, a in enumerate(self.arrays)}
+
+    @cached_property
+    def _map_plan(self) -> _MapPlan | None:
+        return None if self._table is None else _map_plan(self._table, self.arrays, self.device)
 
     @cached_property
     def _defects_by_array(self) -> dict[int, list[Defect]]:
@@ -549,6 +586,36 @@ class Chip:
             UsageError: the chip has no such array.
         """
         arr = self.array(array_id)
+        plan = self._map_plan
+        if plan is None:
+            return self._stuck_map_per_defect(arr)
+        state = np.zeros((arr.rows, arr.cols), dtype=np.int8)
+        g_uS = np.full((arr.rows, arr.cols), np.nan, dtype=np.float64)
+        p = self._positions[arr.id]
+        start, end = plan.line_bounds[p], plan.line_bounds[p + 1]
+        if end > start:  # lines first, in file order
+            for row, col, code, value in zip(
+                plan.line_row[start:end].tolist(),
+                plan.line_col[start:end].tolist(),
+                plan.line_code[start:end].tolist(),
+                plan.line_g[start:end].tolist(),
+                strict=True,
+            ):
+                if col < 0:
+                    state[row, :] = code
+                    g_uS[row, :] = value
+                else:
+                    state[:, col] = code
+                    g_uS[:, col] = value
+        start, end = plan.device_bounds[p], plan.device_bounds[p + 1]
+        if end > start:  # then the last entry of each device
+            flat = plan.device_flat[start:end]
+            state.flat[flat] = plan.device_code[start:end]
+            g_uS.flat[flat] = plan.device_g[start:end]
+        return state, g_uS
+
+    def _stuck_map_per_defect(self, arr: Array) -> tuple[np.ndarray, np.ndarray]:
+        """`stuck_map` defect by defect (the reference for the bulk path)."""
         state = np.zeros((arr.rows, arr.cols), dtype=np.int8)
         g_uS = np.full((arr.rows, arr.cols), np.nan, dtype=np.float64)
         defects = self._defects_by_array.get(arr.id, [])
@@ -582,6 +649,36 @@ class Chip:
     @cached_property
     def _counts_by_array(self) -> dict[int, dict[str, int]]:
         # The chip is immutable, so the counts are computed once, on first use.
+        plan = self._map_plan
+        if plan is None:
+            return self._counts_per_defect()
+        counts: dict[int, dict[str, int]] = {}
+        line_bounds = plan.line_bounds
+        for p, (arr, high, low, dead_rows, dead_cols) in enumerate(
+            zip(
+                self.arrays,
+                plan.device_high.tolist(),
+                plan.device_low.tolist(),
+                plan.dead_rows.tolist(),
+                plan.dead_cols.tolist(),
+                strict=True,
+            )
+        ):
+            if line_bounds[p + 1] > line_bounds[p]:  # lines: count the map
+                state, _ = self.stuck_map(arr.id)
+                high = int(np.count_nonzero(state == 1))
+                low = int(np.count_nonzero(state == -1))
+            counts[arr.id] = {
+                "stuck_high": high,
+                "stuck_low": low,
+                "dead_rows": dead_rows,
+                "dead_cols": dead_cols,
+                "healthy": arr.devices - high - low,
+            }
+        return counts
+
+    def _counts_per_defect(self) -> dict[int, dict[str, int]]:
+        """`_counts_by_array` defect by defect (the reference for the bulk path)."""
         counts: dict[int, dict[str, int]] = {}
         for arr in self.arrays:
             defects = self._defects_by_array.get(arr.id, [])
@@ -651,11 +748,27 @@ class Chip:
         and no whitespace: renaming a chip or writing its arrays as a grid
         instead of a list does not change what the chip is.
         """
-        obj = chip_to_json(self)
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        obj = _chip_json_head(self)
         obj.pop("name", None)
         obj["arrays"] = [_array_json(a) for a in self.arrays]
+        if self._table is None:
+            obj["defects"] = [_defect_json(d) for d in self.defects]
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        # The same text, with the defects (exact ints, strs and floats) formatted in bulk.
+        obj["defects"] = []
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        head, tail = text.split('"defects":[]')  # the only string values are keys and FORMAT
+        digest = hashlib.sha256(head.encode("utf-8"))
+        digest.update(b'"defects":[')
+        digest.update(",".join(_canonical_defect_texts(self.defects)).encode("utf-8"))
+        digest.update(b"]")
+        digest.update(tail.encode("utf-8"))
+        return digest.hexdigest()
 
     def _label(self) -> str:
         return f"chip {self.name!r}" if self.name is not None else "chip"
@@ -691,7 +804,11 @@ def _chip_problems(chip: Chip) -> list[str]:
         problems.append("arrays: the chip has no arrays")
     problems += _arrays_cross_problems(arrays, "arrays")
     defects: list[tuple[int, Defect]] = []
+    fast = _FAST_PATHS
     for i, d in enumerate(chip.defects):
+        if fast and type(d) is Defect and _plain_defect_fields(*_fields_of_defect(d)) is not None:
+            defects.append((i, d))
+            continue
         path = f"defects[{i}]"
         if not isinstance(d, Defect):
             problems.append(f"{path}: {d!r} is not a Defect")
@@ -700,7 +817,8 @@ def _chip_problems(chip: Chip) -> list[str]:
         else:
             defects.append((i, d))
     if not problems:
-        problems += _defects_cross_problems(defects, {a.id: a for _, a in arrays})
+        cross = _cross_problems_in_bulk if fast else _defects_cross_problems
+        problems += cross(defects, {a.id: a for _, a in arrays})
     if chip.grid is True and not problems and not _is_grid(chip.arrays):
         problems.append("grid: the arrays are not a uniform grid (ids 0..n-1, all one size)")
     return problems
@@ -731,6 +849,552 @@ def _id_ranges(ids: Sequence[int]) -> str:
             start = i
         prev = i
     return ", ".join(parts) or "none"
+
+
+# --------------------------------------------------------------------------
+# Fast paths for large chips
+#
+# A chip of 1024 arrays of 128 x 128 with 5% stuck devices has ~840,000 defect
+# entries; checking and building them one at a time takes tens of seconds. The
+# fast paths gather each field of every entry in one C-level pass (map, set),
+# check the types in bulk, then ranges and conflicts with numpy, and build the
+# Defect objects without re-running their __init__ checks. They accept only
+# what the per-entry checks above would certainly accept: anything they cannot
+# vouch for (an unusual type, a value out of range, a conflict, ...) makes
+# them give up (return None), and the per-entry path runs instead and writes
+# the messages. Even then, entries that are plainly fine skip the per-entry
+# checks (`_plain_defect_fields`), and the order-dependent conflict walk runs
+# only over the entries and arrays that may have a problem
+# (`_cross_problems_in_bulk`). So the fast paths change speed, never results;
+# `_FAST_PATHS = False` makes leac take the per-entry path everywhere (the
+# tests' reference).
+
+_FAST_PATHS = True
+"""Use the bulk fast paths (tests switch them off to compare with the reference path)."""
+
+_NONE_TYPE = type(None)
+_INT_OR_NONE = frozenset((int, _NONE_TYPE))
+_G_TYPES = frozenset((int, float, _NONE_TYPE))
+_STATE_SET = frozenset(STATES)
+
+
+class _DefectTable(NamedTuple):
+    """The defects of a chip as numpy columns, in the chip's order (only for valid defects)."""
+
+    pos: np.ndarray
+    """int64: position of the defect's array in `Chip.arrays`."""
+    row: np.ndarray
+    """int64: the row; -1 where the defect marks a whole column."""
+    col: np.ndarray
+    """int64: the column; -1 where the defect marks a whole row."""
+    high: np.ndarray
+    """bool: stuck high (else stuck low)."""
+    g_uS: np.ndarray
+    """float64: the defect's g_uS; NaN where it gives none (a given one is always finite)."""
+
+
+def _int_column(values: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact ints or None as (int64, -1 for None; None mask); None if one is negative or huge."""
+    n = len(values)
+    nones = values.count(None)
+    try:
+        if nones == 0:
+            column = np.array(values, dtype=np.int64)
+            missing = np.zeros(n, dtype=bool)
+        else:
+            column = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+            missing = np.fromiter(map(operator.is_, values, repeat(None)), dtype=bool, count=n)
+    except OverflowError:
+        return None
+    if column.size and ((column < 0) & ~missing).any():
+        return None
+    return column, missing
+
+
+def _table_from_columns(
+    arrays: Sequence[Array],
+    array_ids: list[Any],
+    rows: list[Any],
+    cols: list[Any],
+    states: list[Any],
+    g_uS: list[Any],
+) -> _DefectTable | None:
+    """The defect fields as a table if every entry is certainly well-typed, else None.
+
+    Accepts only what `_defect_problems` finds no problem with (exact ints,
+    None, exact strs, exact finite floats), whose array id is one of `arrays`
+    (ids already validated). Coordinates are not yet checked against the
+    arrays (see `_table_is_consistent`).
+    """
+    n = len(array_ids)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _DefectTable(empty, empty, empty, np.zeros(0, bool), np.zeros(0, np.float64))
+    if set(map(type, array_ids)) != {int}:
+        return None
+    if not set(map(type, rows)) <= _INT_OR_NONE or not set(map(type, cols)) <= _INT_OR_NONE:
+        return None
+    if set(map(type, states)) != {str} or not set(states) <= _STATE_SET:
+        return None
+    g_types = set(map(type, g_uS))
+    if not g_types <= _G_TYPES:
+        return None
+    if int in g_types and not all(0 < v <= _LARGEST_FLOAT_INT for v in g_uS if type(v) is int):
+        return None
+    # Array ids are validated non-negative ints, so -1 marks an unknown (or negative) id.
+    position = {a.id: p for p, a in enumerate(arrays)}
+    pos = np.fromiter(map(position.get, array_ids, repeat(-1)), dtype=np.int64, count=n)
+    if (pos < 0).any():
+        return None
+    row_column = _int_column(rows)
+    col_column = _int_column(cols)
+    if row_column is None or col_column is None:
+        return None
+    (row, row_none), (col, col_none) = row_column, col_column
+    if (row_none & col_none).any():
+        return None
+    if g_types == {_NONE_TYPE}:
+        g = np.full(n, np.nan)
+    else:
+        g = np.array([math.nan if v is None else float(v) for v in g_uS], dtype=np.float64)
+        given = g[np.fromiter(map(operator.is_not, g_uS, repeat(None)), dtype=bool, count=n)]
+        if not (np.isfinite(given).all() and (given > 0).all()):
+            return None
+    high = np.fromiter(map(STUCK_HIGH.__eq__, states), dtype=bool, count=n)
+    return _DefectTable(pos, row, col, high, g)
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) for int64, by sorting (numpy 2's hash-based unique is far slower here)."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+def _two_states(keys: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The keys that appear both stuck high and stuck low."""
+    if keys.size < 2:
+        return keys[:0]
+    marked = _unique(keys * 2 + high)
+    both = (marked[1:] >> 1) == (marked[:-1] >> 1)
+    return marked[1:][both] >> 1
+
+
+def _in_other_state(
+    keys: np.ndarray, high: np.ndarray, line_keys: np.ndarray, line_high: np.ndarray
+) -> np.ndarray:
+    """Which keys are among `line_keys` with the other state (a bool mask)."""
+    if keys.size == 0 or line_keys.size == 0:
+        return np.zeros(keys.size, dtype=bool)
+    marked = _unique(line_keys * 2 + line_high)
+    wanted = keys * 2 + (~high).astype(np.int64)
+    at = np.minimum(np.searchsorted(marked, wanted), marked.size - 1)
+    return marked[at] == wanted
+
+
+def _conflicting_arrays(
+    pos: np.ndarray, row: np.ndarray, col: np.ndarray, high: np.ndarray, arrays: Sequence[Array]
+) -> np.ndarray:
+    """Which arrays (a bool per position) have a device marked with two states.
+
+    The defects must lie inside their arrays (-1 for an absent row or col).
+    A device can be covered twice only by: two device entries, a device entry
+    and a marked row or column through it, two entries for the same row or
+    column, or a marked row and a marked column of one array (which always
+    cross). Each is checked for both states at once over the whole chip.
+    """
+    m = len(arrays)
+    bad = np.zeros(m, dtype=bool)
+    if pos.size == 0:
+        return bad
+    rows = np.array([a.rows for a in arrays], dtype=np.int64)
+    cols = np.array([a.cols for a in arrays], dtype=np.int64)
+    row_line = col < 0  # a whole row (its row is given)
+    col_line = row < 0  # a whole column
+    device = ~(row_line | col_line)
+    sizes = rows * cols
+    device_start = np.cumsum(sizes) - sizes
+    row_start = np.cumsum(rows) - rows
+    col_start = np.cumsum(cols) - cols
+    d_pos, d_high = pos[device], high[device]
+    d_key = device_start[d_pos] + row[device] * cols[d_pos] + col[device]
+    r_key = row_start[pos[row_line]] + row[row_line]
+    c_key = col_start[pos[col_line]] + col[col_line]
+    r_high, c_high = high[row_line], high[col_line]
+    for keys, states, starts in (
+        (d_key, d_high, device_start),
+        (r_key, r_high, row_start),
+        (c_key, c_high, col_start),
+    ):
+        both = _two_states(keys, states)  # keys of array p lie in [starts[p], starts[p + 1])
+        bad[np.searchsorted(starts, both, side="right") - 1] = True
+    bad[d_pos[_in_other_state(row_start[d_pos] + row[device], d_high, r_key, r_high)]] = True
+    bad[d_pos[_in_other_state(col_start[d_pos] + col[device], d_high, c_key, c_high)]] = True
+    if r_key.size and c_key.size:
+
+        def present(where: np.ndarray) -> np.ndarray:
+            return np.bincount(pos[where], minlength=m) > 0
+
+        rows_high, rows_low = present(row_line & high), present(row_line & ~high)
+        cols_high, cols_low = present(col_line & high), present(col_line & ~high)
+        bad |= (rows_high & cols_low) | (rows_low & cols_high)
+    return bad
+
+
+def _table_is_consistent(table: _DefectTable, arrays: Sequence[Array]) -> bool:
+    """True if every defect lies inside its array and no device is marked with two states."""
+    if table.pos.size == 0:
+        return True
+    rows = np.array([a.rows for a in arrays], dtype=np.int64)
+    cols = np.array([a.cols for a in arrays], dtype=np.int64)
+    pos, row, col, high = table.pos, table.row, table.col, table.high
+    if (row >= rows[pos]).any() or (col >= cols[pos]).any():
+        return False
+    return not _conflicting_arrays(pos, row, col, high, arrays).any()
+
+
+def _plain_defect_fields(
+    array: object, row: object, col: object, state: object, g_uS: object
+) -> tuple[int, int | None, int | None, str, float | None] | None:
+    """The normalised fields of a defect `_defect_problems` certainly finds no problem with.
+
+    None if it might (then the per-entry check decides); an absent row, col or
+    g_uS is None here.
+    """
+    if type(array) is not int or array < 0 or type(state) is not str or state not in _STATE_SET:
+        return None
+    if row is None:
+        if col is None:
+            return None
+    elif type(row) is not int or row < 0:
+        return None
+    if col is not None and (type(col) is not int or col < 0):
+        return None
+    if g_uS is not None:
+        if type(g_uS) is float:
+            if not 0.0 < g_uS < math.inf:
+                return None
+        elif type(g_uS) is int and 0 < g_uS <= _LARGEST_FLOAT_INT:
+            g_uS = float(g_uS)
+        else:
+            return None
+    return array, row, col, STUCK_HIGH if state == STUCK_HIGH else STUCK_LOW, g_uS
+
+
+_DEFECT_KEY_SET = frozenset(_DEFECT_KEYS)
+_fields_of_defect = operator.attrgetter(*_DEFECT_KEYS)
+
+
+def _plain_defect_entry(item: object) -> Defect | None:
+    """The Defect of a decoded entry the per-entry checks certainly find no problem with."""
+    if type(item) is not dict or not item.keys() <= _DEFECT_KEY_SET:
+        return None
+    get = item.get
+    row, col, g_uS = get("row"), get("col"), get("g_uS")
+    if (row is None and "row" in item) or (col is None and "col" in item):
+        return None  # null
+    if g_uS is None and "g_uS" in item:
+        return None
+    fields = _plain_defect_fields(get("array"), row, col, get("state"), g_uS)
+    return None if fields is None else _trusted_defect(*fields)
+
+
+def _cross_problems_in_bulk(
+    defects: Sequence[tuple[int, Defect]], arrays: Mapping[int, Array]
+) -> list[str]:
+    """`_defects_cross_problems`, walking entry by entry only where a problem may be.
+
+    An entry with an unknown array or outside its array gets its message and
+    leaves no trace for later entries, and conflicts are found within one
+    array only. So walking just those entries and every entry of the arrays
+    with a conflict, in file order, writes the same messages in the same order.
+    """
+    if not defects:
+        return []
+    listed = list(arrays.values())
+    position = {array_id: p for p, array_id in enumerate(arrays)}
+    entries = [d for _, d in defects]
+    n = len(entries)
+    ids = map(operator.attrgetter("array"), entries)
+    pos = np.fromiter(map(position.get, ids, repeat(-1)), dtype=np.int64, count=n)
+    try:
+        row = np.array([-1 if d.row is None else d.row for d in entries], dtype=np.int64)
+        col = np.array([-1 if d.col is None else d.col for d in entries], dtype=np.int64)
+    except OverflowError:  # a coordinate beyond int64 (certainly outside its array)
+        return _defects_cross_problems(defects, arrays)
+    high = np.array([d.state == STUCK_HIGH for d in entries], dtype=bool)
+    rows = np.array([a.rows for a in listed], dtype=np.int64)
+    cols = np.array([a.cols for a in listed], dtype=np.int64)
+    known = pos >= 0
+    safe = np.where(known, pos, 0)
+    inside = known & (row < rows[safe]) & (col < cols[safe])
+    bad = _conflicting_arrays(pos[inside], row[inside], col[inside], high[inside], listed)
+    walk = np.flatnonzero(~inside | bad[safe]).tolist()
+    return _defects_cross_problems([defects[k] for k in walk], arrays) if walk else []
+
+
+def _arrays_are_valid(arrays: tuple[Any, ...]) -> bool:
+    """True if the arrays certainly pass `_array_problems` and `_arrays_cross_problems`."""
+    if not arrays or set(map(type, arrays)) != {Array} or len(arrays) > MAX_ARRAYS:
+        return False
+    ids = list(map(operator.attrgetter("id"), arrays))
+    rows = list(map(operator.attrgetter("rows"), arrays))
+    cols = list(map(operator.attrgetter("cols"), arrays))
+    if set(map(type, ids)) | set(map(type, rows)) | set(map(type, cols)) != {int}:
+        return False
+    if min(ids) < 0 or min(rows) < 1 or min(cols) < 1 or len(set(ids)) != len(ids):
+        return False
+    sizes = list(map(operator.mul, rows, cols))
+    return max(sizes) <= MAX_ARRAY_DEVICES and sum(sizes) <= MAX_DEVICES
+
+
+def _fast_chip_table(chip: Chip) -> _DefectTable | None:
+    """The table of a chip that certainly has no problem (`_chip_problems` is empty), else None."""
+    if not _FAST_PATHS:
+        return None
+    if not isinstance(chip.device, DeviceModel) or not isinstance(chip.periphery, Periphery):
+        return None
+    if chip.name is not None and _name_problem(chip.name, "name") is not None:
+        return None
+    arrays, defects = chip.arrays, chip.defects
+    if not isinstance(chip.grid, bool) or not isinstance(arrays, tuple):
+        return None
+    if not isinstance(defects, tuple) or not _arrays_are_valid(arrays):
+        return None
+    if chip.grid and not _is_grid(arrays):
+        return None
+    if defects and set(map(type, defects)) != {Defect}:
+        return None
+    columns = [list(map(operator.attrgetter(key), defects)) for key in _DEFECT_KEYS]
+    table = _table_from_columns(arrays, *columns)
+    if table is None or not _table_is_consistent(table, arrays):
+        return None
+    return table
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many objects that form no cycles.
+
+    Otherwise allocating a million objects on a heap that already holds
+    millions triggers full collections that scan the whole heap again and
+    again: about half the time of building the defects of a large chip.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def _trusted_defect(
+    array: int, row: int | None, col: int | None, state: str, g_uS: float | None
+) -> Defect:
+    """A Defect from fields known to be valid and normalised, without __init__'s checks.
+
+    The attributes are set in __init__'s order, so the object is laid out
+    (and compares, hashes, pickles) exactly like a constructed one.
+    """
+    defect = _new_object(Defect)
+    _set_attribute(defect, "array", array)
+    _set_attribute(defect, "row", row)
+    _set_attribute(defect, "col", col)
+    _set_attribute(defect, "state", state)
+    _set_attribute(defect, "g_uS", g_uS)
+    return defect
+
+
+def _trusted_defects(
+    array_ids: list[int],
+    rows: list[int | None],
+    cols: list[int | None],
+    table: _DefectTable,
+    g_uS: list[Any],
+) -> list[Defect]:
+    """Defects from columns that `_table_from_columns` accepted as `table`."""
+    states = list(map((STUCK_LOW, STUCK_HIGH).__getitem__, table.high.tolist()))
+    if int in set(map(type, g_uS)):
+        g_uS = [float(v) if type(v) is int else v for v in g_uS]  # as Defect's __init__ does
+    with _gc_paused():
+        return list(map(_trusted_defect, array_ids, rows, cols, states, g_uS))
+
+
+def _trusted_chip(
+    arrays: tuple[Array, ...],
+    defects: tuple[Defect, ...],
+    device: DeviceModel,
+    periphery: Periphery,
+    name: str | None,
+    grid: bool,
+    table: _DefectTable,
+) -> Chip:
+    """A Chip from parts already validated together (the table is their fast-path result)."""
+    chip = _new_object(Chip)
+    _set_attribute(chip, "arrays", arrays)
+    _set_attribute(chip, "defects", defects)
+    _set_attribute(chip, "device", device)
+    _set_attribute(chip, "periphery", periphery)
+    _set_attribute(chip, "name", name)
+    _set_attribute(chip, "grid", grid)
+    chip.__dict__["_table"] = table
+    return chip
+
+
+def _fast_parse_defects(
+    raw: object, arrays: Sequence[Array]
+) -> tuple[list[list[Any]], _DefectTable] | None:
+    """The decoded `defects` list as columns and a table if it certainly has no problem."""
+    if not _FAST_PATHS or not isinstance(raw, list):
+        return None
+    n = len(raw)
+    if n and set(map(type, raw)) != {dict}:  # a _DupDict (repeated keys) is not a dict
+        return None
+    present = {key: sum(map(dict.__contains__, raw, repeat(key))) for key in _DEFECT_KEYS}
+    # Every key is a known one (the known keys account for all keys) and the required are there.
+    if present["array"] != n or present["state"] != n:
+        return None
+    if sum(present.values()) != sum(map(len, raw)):
+        return None
+    columns = [list(map(dict.get, raw, repeat(key))) for key in _DEFECT_KEYS]
+    # A key that is present but null (None) is a problem. (Counted by identity: the
+    # values are not type-checked yet, and == on some objects raises.)
+    for key, column in zip(_DEFECT_KEYS, columns, strict=True):
+        if key in ("row", "col", "g_uS"):
+            if present[key] != n - sum(map(operator.is_, column, repeat(None))):
+                return None
+    table = _table_from_columns(arrays, *columns)
+    if table is None or not _table_is_consistent(table, arrays):
+        return None
+    return columns, table
+
+
+class _MapPlan(NamedTuple):
+    """What `Chip.stuck_map` and the defect counts need, per array, from a defect table.
+
+    `*_bounds[p] : *_bounds[p + 1]` is the slice of the array at position p.
+    """
+
+    line_bounds: list[int]
+    line_row: np.ndarray  # the line entries, grouped by array, in file order within one
+    line_col: np.ndarray
+    line_code: np.ndarray
+    line_g: np.ndarray
+    device_bounds: list[int]
+    device_flat: np.ndarray  # the last entry of each device, grouped by array
+    device_code: np.ndarray
+    device_g: np.ndarray
+    device_high: np.ndarray  # per array: devices marked stuck high by device entries
+    device_low: np.ndarray
+    dead_rows: np.ndarray  # per array: distinct rows marked as a whole line
+    dead_cols: np.ndarray
+
+
+def _map_plan(table: _DefectTable, arrays: Sequence[Array], device: DeviceModel) -> _MapPlan:
+    m = len(arrays)
+    rows = np.array([a.rows for a in arrays], dtype=np.int64)
+    cols = np.array([a.cols for a in arrays], dtype=np.int64)
+    pos, row, col, high = table.pos, table.row, table.col, table.high
+    code = np.where(high, 1, -1).astype(np.int8)
+    default = np.where(high, device.stuck_high_uS, device.stuck_low_uS)
+    value = np.where(np.isnan(table.g_uS), default, table.g_uS)
+    is_line = (row < 0) | (col < 0)
+    lines = np.flatnonzero(is_line)
+    lines = lines[np.argsort(pos[lines], kind="stable")]
+    line_bounds = np.searchsorted(pos[lines], np.arange(m + 1))
+    devices = np.flatnonzero(~is_line)
+    sizes = rows * cols
+    start = np.cumsum(sizes) - sizes
+    d_pos = pos[devices]
+    key = start[d_pos] + row[devices] * cols[d_pos] + col[devices]
+    # The last entry of each device: its first in the reversed order (sorted by key).
+    _, first_reversed = np.unique(key[::-1], return_index=True)
+    keep = devices.size - 1 - first_reversed
+    kept = devices[keep]
+    device_bounds = np.searchsorted(key[keep], np.append(start, start[-1] + sizes[-1]))
+    kept_pos, kept_code = pos[kept], code[kept]
+    row_lines = col < 0
+    col_lines = row < 0
+
+    def distinct_per_array(where: np.ndarray, index: np.ndarray, span: int) -> np.ndarray:
+        marked = _unique(pos[where] * span + index[where])
+        return np.bincount(marked // span, minlength=m)
+
+    return _MapPlan(
+        line_bounds=line_bounds.tolist(),
+        line_row=row[lines],
+        line_col=col[lines],
+        line_code=code[lines],
+        line_g=value[lines],
+        device_bounds=device_bounds.tolist(),
+        device_flat=key[keep] - start[kept_pos],
+        device_code=kept_code,
+        device_g=value[kept],
+        device_high=np.bincount(kept_pos[kept_code == 1], minlength=m),
+        device_low=np.bincount(kept_pos[kept_code == -1], minlength=m),
+        dead_rows=distinct_per_array(row_lines, row, int(rows.max())),
+        dead_cols=distinct_per_array(col_lines, col, int(cols.max())),
+    )
+
+
+def _defect_line(d: Defect) -> str:
+    """`d` as a line of the chip file: what `_defect_json` and `chip_to_text` give."""
+    if d.g_uS is None and d.row is not None and d.col is not None:
+        return f'    {{"array": {d.array}, "row": {d.row}, "col": {d.col}, "state": "{d.state}"}}'
+    parts = [f'"array": {d.array}']
+    if d.row is not None:
+        parts.append(f'"row": {d.row}')
+    if d.col is not None:
+        parts.append(f'"col": {d.col}')
+    parts.append(f'"state": "{d.state}"')
+    if d.g_uS is not None:
+        parts.append(f'"g_uS": {d.g_uS!r}')
+    return "    {" + ", ".join(parts) + "}"
+
+
+def _defect_lines(defects: Sequence[Defect]) -> list[str]:
+    """The file lines of defects with exact int, str and float fields (a valid table's).
+
+    json.dumps writes an exact int as `int.__repr__`, a finite float as
+    `float.__repr__` and these ASCII strs verbatim, which is what the
+    f-strings give.
+    """
+    return [
+        f'    {{"array": {d.array}, "row": {d.row}, "col": {d.col}, "state": "{d.state}"}}'
+        if d.g_uS is None and d.row is not None and d.col is not None
+        else _defect_line(d)
+        for d in defects
+    ]
+
+
+def _canonical_defect_text(d: Defect) -> str:
+    """`d` as `json.dumps(_defect_json(d), sort_keys=True, separators=(",", ":"))` gives it."""
+    parts = [f'"array":{d.array}']
+    if d.col is not None:
+        parts.append(f'"col":{d.col}')
+    if d.g_uS is not None:
+        parts.append(f'"g_uS":{d.g_uS!r}')
+    if d.row is not None:
+        parts.append(f'"row":{d.row}')
+    parts.append(f'"state":"{d.state}"')
+    return "{" + ",".join(parts) + "}"
+
+
+def _canonical_defect_texts(defects: Sequence[Defect]) -> list[str]:
+    """The fingerprint's text of defects with exact int, str and float fields."""
+    return [
+        f'{{"array":{d.array},"col":{d.col},"row":{d.row},"state":"{d.state}"}}'
+        if d.g_uS is None and d.row is not None and d.col is not None
+        else _canonical_defect_text(d)
+        for d in defects
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -823,7 +1487,7 @@ def _parse_arrays(raw: object, problems: list[str]) -> tuple[list[Array] | None,
             if entry_problems := _array_problems(entry, path):
                 problems += entry_problems
             else:
-                good.append((path, Array(**entry)))
+                good.append((path, Array(**{k: v for k, v in entry.items() if k in _ARRAY_KEYS})))
         cross = _arrays_cross_problems(good, "arrays")
         problems += cross
         if len(good) < len(raw) or cross:
@@ -841,18 +1505,25 @@ def _parse_defects(raw: object, problems: list[str]) -> list[tuple[int, Defect]]
         problems.append(f"defects: {_show(raw)} is not a list")
         return []
     good: list[tuple[int, Defect]] = []
-    for i, item in enumerate(raw):
-        path = f"defects[{i}]"
-        entry = _object(item, path, _DEFECT_KEYS, ("array", "state"), problems)
-        if entry is None:
-            continue
-        nulls = [k for k in ("row", "col", "g_uS") if k in entry and entry[k] is None]
-        for key in nulls:
-            problems.append(f"{path}.{key}: null is not allowed (leave the key out instead)")
-        if entry_problems := _defect_problems(entry, path):
-            problems += entry_problems
-        elif not nulls:
-            good.append((i, Defect(**{"row": None, "col": None, **entry})))
+    # Without the fast paths, no entry is taken as plain: each goes through the checks.
+    plain = _plain_defect_entry if _FAST_PATHS else lambda item: None
+    with _gc_paused():
+        for i, item in enumerate(raw):
+            if (defect := plain(item)) is not None:
+                good.append((i, defect))
+                continue
+            path = f"defects[{i}]"
+            entry = _object(item, path, _DEFECT_KEYS, ("array", "state"), problems)
+            if entry is None:
+                continue
+            nulls = [k for k in ("row", "col", "g_uS") if k in entry and entry[k] is None]
+            for key in nulls:
+                problems.append(f"{path}.{key}: null is not allowed (leave the key out instead)")
+            if entry_problems := _defect_problems(entry, path):
+                problems += entry_problems
+            elif not nulls:
+                known = {k: v for k, v in entry.items() if k in _DEFECT_KEYS}
+                good.append((i, Defect(**{"row": None, "col": None, **known})))
     return good
 
 
@@ -894,12 +1565,28 @@ def parse_chip(obj: object, source: str) -> Chip:
     device_kwargs = _parse_model(obj, "device", _DEVICE_KINDS, problems)
     periphery_kwargs = _parse_model(obj, "periphery", _PERIPHERY_KINDS, problems)
     arrays, grid = _parse_arrays(obj["arrays"], problems) if "arrays" in obj else (None, False)
-    defects = _parse_defects(obj.get("defects", []), problems)
-    if arrays is not None:
-        problems += _defects_cross_problems(defects, {a.id: a for a in arrays})
+    raw_defects = obj.get("defects", [])
+    # The bulk check succeeds only where the per-entry checks find no problem at all.
+    fast = _fast_parse_defects(raw_defects, arrays) if arrays is not None else None
+    if fast is None:
+        defects = _parse_defects(raw_defects, problems)
+        if arrays is not None:
+            cross = _cross_problems_in_bulk if _FAST_PATHS else _defects_cross_problems
+            problems += cross(defects, {a.id: a for a in arrays})
     if problems or top is None or arrays is None:
         raise InvalidChipError(source, _capped(problems))
     assert device_kwargs is not None and periphery_kwargs is not None
+    if fast is not None:
+        (array_ids, rows, cols, _, g_uS), table = fast
+        return _trusted_chip(
+            arrays=tuple(arrays),
+            defects=tuple(_trusted_defects(array_ids, rows, cols, table, g_uS)),
+            device=DeviceModel(**device_kwargs),
+            periphery=Periphery(**periphery_kwargs),
+            name=name,
+            grid=grid,
+            table=table,
+        )
     return Chip(
         arrays=tuple(arrays),
         defects=tuple(d for _, d in defects),
@@ -982,12 +1669,13 @@ def decode_chip_json(text: str, source: str) -> object:
     if not text.strip():
         raise InvalidChipError(source, ["the file is empty (expected a leac-chip JSON object)"])
     try:
-        return json.loads(
-            text,
-            parse_constant=_NonFinite,
-            parse_float=_parse_float,
-            object_pairs_hook=_pairs_hook,
-        )
+        with _gc_paused():  # a large chip file decodes to millions of objects
+            return json.loads(
+                text,
+                parse_constant=_NonFinite,
+                parse_float=_parse_float,
+                object_pairs_hook=_pairs_hook,
+            )
     except json.JSONDecodeError as exc:
         truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
         hint = " (the file ends too early: is it truncated?)" if truncated else ""
@@ -1038,6 +1726,13 @@ def _defect_json(d: Defect) -> dict[str, Any]:
 
 def chip_to_json(chip: Chip) -> dict[str, Any]:
     """The chip as a JSON-ready dict, keys in the spec's order, models written out in full."""
+    out = _chip_json_head(chip)
+    out["defects"] = [_defect_json(d) for d in chip.defects]
+    return out
+
+
+def _chip_json_head(chip: Chip) -> dict[str, Any]:
+    """`chip_to_json` without the `defects` key."""
     out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     if chip.name is not None:
         out["name"] = chip.name
@@ -1050,7 +1745,6 @@ def chip_to_json(chip: Chip) -> dict[str, Any]:
         out["arrays"] = {"count": len(chip.arrays), "rows": first.rows, "cols": first.cols}
     else:
         out["arrays"] = [_array_json(a) for a in chip.arrays]
-    out["defects"] = [_defect_json(d) for d in chip.defects]
     return out
 
 
@@ -1063,13 +1757,20 @@ def chip_to_text(chip: Chip) -> str:
     def leaf(value: object) -> str:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
 
-    obj = chip_to_json(chip)
+    # A chip with a defect table has exact int, str and float defect fields: its
+    # defect lines are formatted in bulk, to the same text.
+    bulk = chip._table is not None and bool(chip.defects)
+    obj = _chip_json_head(chip) if bulk else chip_to_json(chip)
+    if bulk:
+        obj["defects"] = chip.defects
     lines = ["{"]
     for n, (key, value) in enumerate(obj.items()):
         comma = "," if n < len(obj) - 1 else ""
         if isinstance(value, dict) and key in ("device", "periphery"):
             inner = [f"    {leaf(k)}: {leaf(v)}" for k, v in value.items()]
             lines += [f"  {leaf(key)}: {{", ",\n".join(inner), f"  }}{comma}"]
+        elif key == "defects" and bulk:
+            lines += [f"  {leaf(key)}: [", ",\n".join(_defect_lines(value)), f"  ]{comma}"]
         elif isinstance(value, list) and value:
             inner = [f"    {leaf(item)}" for item in value]
             lines += [f"  {leaf(key)}: [", ",\n".join(inner), f"  ]{comma}"]
@@ -1163,6 +1864,12 @@ def synth_chip(
     if found:
         raise UsageError("invalid synthetic chip options:\n" + "\n".join(f"  {p}" for p in found))
     rng = np.random.default_rng(seed)
+    if _FAST_PATHS:
+        chip = _synth_in_bulk(rng, arrays, rows, cols, stuck_high, stuck_low, dead_rows, dead_cols,
+                              name, device, periphery)  # fmt: skip
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("synthesised %s", chip.summary())
+        return chip
     defects: list[Defect] = []
     for a in range(arrays):
         dead_r = np.flatnonzero(rng.random(rows) < dead_rows)
@@ -1191,6 +1898,71 @@ def synth_chip(
     if logger.isEnabledFor(logging.INFO):
         logger.info("synthesised %s", chip.summary())
     return chip
+
+
+def _synth_in_bulk(
+    rng: np.random.Generator,
+    arrays: int,
+    rows: int,
+    cols: int,
+    stuck_high: float,
+    stuck_low: float,
+    dead_rows: float,
+    dead_cols: float,
+    name: str | None,
+    device: DeviceModel,
+    periphery: Periphery,
+) -> Chip:
+    """`synth_chip`'s chip from the same random draws, with the defects built in bulk."""
+    positions, line_rows, line_cols, high_parts = [], [], [], []
+    for a in range(arrays):
+        # The same draws in the same order as the per-defect loop of synth_chip.
+        dead_r = np.flatnonzero(rng.random(rows) < dead_rows)
+        dead_c = np.flatnonzero(rng.random(cols) < dead_cols)
+        u = rng.random((rows, cols))
+        high = u < stuck_high
+        stuck = u < stuck_high + stuck_low
+        stuck[dead_r, :] = False
+        stuck[:, dead_c] = False
+        r_idx, c_idx = np.nonzero(stuck)
+        lines = dead_r.size + dead_c.size
+        positions.append(np.full(lines + r_idx.size, a, dtype=np.int64))
+        line_rows += [dead_r, np.full(dead_c.size, -1), r_idx]
+        line_cols += [np.full(dead_r.size, -1), dead_c, c_idx]
+        high_parts += [np.zeros(lines, dtype=bool), high[r_idx, c_idx]]
+    n = sum(p.size for p in positions)
+    table = _DefectTable(
+        pos=np.concatenate(positions),
+        row=np.concatenate(line_rows).astype(np.int64),
+        col=np.concatenate(line_cols).astype(np.int64),
+        high=np.concatenate(high_parts),
+        g_uS=np.full(n, np.nan),
+    )
+    grid = tuple(Array(i, rows, cols) for i in range(arrays))
+    row_list: list[int | None] = table.row.tolist()
+    col_list: list[int | None] = table.col.tolist()
+    if (table.row < 0).any() or (table.col < 0).any():  # dead lines: -1 is None
+        row_list = [None if r is None or r < 0 else r for r in row_list]
+        col_list = [None if c is None or c < 0 else c for c in col_list]
+    defects = tuple(
+        _trusted_defects(table.pos.tolist(), row_list, col_list, table, [None] * n)
+    )
+    if (
+        not isinstance(device, DeviceModel)
+        or not isinstance(periphery, Periphery)
+        or (name is not None and _name_problem(name, "name") is not None)
+        or not _table_is_consistent(table, grid)  # always is, by construction
+    ):
+        # Let the constructor check (and name every problem) as it would have.
+        return Chip(
+            arrays=grid,
+            defects=defects,
+            device=device,
+            periphery=periphery,
+            name=name,
+            grid=True,
+        )
+    return _trusted_chip(grid, defects, device, periphery, name, True, table)
 
 
 # --------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import lea_compiler.chip as chip_module
 from lea_compiler.chip import (
     MAX_DEVICES,
     Array,
@@ -22,6 +25,7 @@ from lea_compiler.chip import (
     Periphery,
     chip_to_json,
     chip_to_text,
+    decode_chip_json,
     import_maps,
     load_chip,
     load_conductance_map,
@@ -782,3 +786,189 @@ def test_load_conductance_map_reads_comments_and_blank_lines(tmp_path: Path):
 def test_import_wants_a_list_of_maps():
     with pytest.raises(UsageError, match="give a list of maps, not one path"):
         import_maps("kernel0_S.txt")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# The bulk fast paths against the per-entry reference path
+
+
+@contextlib.contextmanager
+def _reference_path() -> Iterator[None]:
+    """Switch off the bulk fast paths: every check and query goes entry by entry."""
+    saved = chip_module._FAST_PATHS
+    chip_module._FAST_PATHS = False
+    try:
+        yield
+    finally:
+        chip_module._FAST_PATHS = saved
+
+
+def _outcome(build: Callable[[], Chip]) -> tuple[Any, ...]:
+    try:
+        return ("ok", build())
+    except InvalidChipError as exc:
+        return ("refused", exc.problems, str(exc))
+    except Exception as exc:  # noqa: BLE001 - the two paths must fail alike, whatever the failure
+        return ("raised", type(exc).__name__, str(exc))
+
+
+def _assert_same_outcome(fast: tuple[Any, ...], slow: tuple[Any, ...]) -> None:
+    assert fast[0] == slow[0], (fast, slow)
+    if fast[0] != "ok":
+        assert fast[1:] == slow[1:]
+        return
+    a, b = fast[1], slow[1]
+    assert a._table is not None and b._table is None  # each path really was taken
+    assert a == b
+    assert [type(d.g_uS) for d in a.defects] == [type(d.g_uS) for d in b.defects]
+    assert chip_to_text(a) == chip_to_text(b)
+    assert a.fingerprint() == b.fingerprint()
+    assert a.defect_counts() == b.defect_counts()
+    for arr in a.arrays:
+        state_a, g_a = a.stuck_map(arr.id)
+        state_b, g_b = b.stuck_map(arr.id)
+        assert state_a.dtype == state_b.dtype and g_a.dtype == g_b.dtype
+        np.testing.assert_array_equal(state_a, state_b)
+        np.testing.assert_array_equal(g_a, g_b)
+        assert a.defect_counts(arr.id) == b.defect_counts(arr.id)
+
+
+_ODD_VALUES = [True, None, -1, 0, 0.0, -0.0, 2.5, 10**30, 2**63, 10**400, 99, 3, "x",
+               HIGH, LOW, [1], {"k": 1}, float("nan"), float("inf"), 1e308]  # fmt: skip
+
+
+@st.composite
+def chip_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A chip file's JSON, valid or spoilt in one of the ways that matter to the bulk checks."""
+    document = chip_to_json(draw(chips()))
+    defects = document["defects"]
+    how = draw(st.sampled_from(["valid", "value", "entry", "conflict", "key", "drop", "int g"]))
+    if how == "valid" or not defects and how != "value":
+        return document
+    i = draw(st.integers(0, max(len(defects) - 1, 0)))
+    if how == "value" and defects:
+        key = draw(st.sampled_from(["array", "row", "col", "state", "g_uS"]))
+        defects[i][key] = draw(st.sampled_from(_ODD_VALUES))
+    elif how == "value":
+        document["defects"] = draw(st.sampled_from(_ODD_VALUES))
+    elif how == "entry":
+        defects[i] = draw(st.sampled_from(_ODD_VALUES))
+    elif how == "conflict":  # the same entry again in the other state, somewhere
+        twin = {**defects[i], "state": LOW if defects[i]["state"] == HIGH else HIGH}
+        defects.insert(draw(st.integers(0, len(defects))), twin)
+    elif how == "key":
+        defects[i][draw(st.sampled_from(["stat", "g", "array "]))] = 1
+    elif how == "drop":
+        defects[i].pop(draw(st.sampled_from(["array", "row", "col", "state"])), None)
+    else:
+        defects[i]["g_uS"] = draw(st.integers(1, 10**6))
+    return document
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=chip_documents())
+def test_bulk_parse_agrees_with_the_per_entry_reference(document: dict[str, Any]):
+    text = json.dumps(document)  # NaN and Infinity become literals, as in a hand-edited file
+    fast = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
+    with _reference_path():
+        slow = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
+    _assert_same_outcome(fast, slow)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=chip_documents())
+def test_bulk_constructor_agrees_with_the_per_entry_reference(document: dict[str, Any]):
+    arrays = document["arrays"]
+    if isinstance(arrays, dict):
+        arrays = [{"id": i, "rows": arrays["rows"], "cols": arrays["cols"]}
+                  for i in range(arrays["count"])]  # fmt: skip
+    raw = document["defects"] if isinstance(document["defects"], list) else []
+
+    def defect(entry: Any) -> Any:
+        if not isinstance(entry, dict):
+            return entry  # not a Defect at all
+        values: list[Any] = [entry.get(k) for k in ("array", "row", "col", "state", "g_uS")]
+        return Defect(*values)
+
+    def build() -> Chip:
+        defects = tuple(defect(e) for e in raw)
+        return Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects, grid=False)
+
+    fast = _outcome(build)
+    with _reference_path():
+        slow = _outcome(build)
+    _assert_same_outcome(fast, slow)
+
+
+def test_bulk_paths_agree_on_a_larger_chip_with_lines_and_measured_values(tmp_path: Path):
+    kwargs: dict[str, Any] = {
+        "arrays": 12, "rows": 40, "cols": 30, "stuck_high": 0.05, "stuck_low": 0.03,
+        "dead_rows": 0.03, "dead_cols": 0.03, "seed": 11, "name": "big",
+    }  # fmt: skip
+    fast_synth = synth_chip(**kwargs)
+    with _reference_path():
+        slow_synth = synth_chip(**kwargs)
+    _assert_same_outcome(("ok", fast_synth), ("ok", slow_synth))
+    # Measured values, repeated devices (same state) and a list of arrays with gaps in the ids.
+    document = chip_to_json(fast_synth)
+    document["arrays"] = [{"id": 3 * i, "rows": 40, "cols": 30} for i in range(12)]
+    rng = np.random.default_rng(0)
+    for entry in document["defects"]:
+        entry["array"] *= 3
+        if rng.random() < 0.3:
+            entry["g_uS"] = float(rng.uniform(1, 900))
+    document["defects"] += [dict(e) for e in document["defects"][::7]]
+    text = json.dumps(document)
+    fast = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
+    with _reference_path():
+        slow = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
+    _assert_same_outcome(fast, slow)
+    assert fast[0] == "ok"
+    save_chip(fast[1], tmp_path / "c.json")
+    assert load_chip(tmp_path / "c.json") == fast[1]
+    # One bad entry deep in the list: the problems are the reference's, in its order.
+    devices = [i for i, e in enumerate(document["defects"]) if "row" in e and "col" in e]
+    late = document["defects"][devices[-1]]
+    document["defects"].append({**late, "state": LOW if late["state"] == HIGH else HIGH})
+    document["defects"][devices[5]]["row"] = 40
+    document["defects"][devices[9]]["state"] = "stuck"
+    text = json.dumps(document)
+    fast = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
+    with _reference_path():
+        slow = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
+    _assert_same_outcome(fast, slow)
+    assert fast[0] == "refused" and len(fast[1]) == 3
+    # The same for the constructor: a conflict and a device outside its array, late in the list.
+    chip = fast_synth
+    last = chip.defects[-1]
+    extra = (
+        Defect(last.array, last.row, last.col, LOW if last.state == HIGH else HIGH),
+        Defect(3, 40, 0, HIGH),
+    )
+
+    def build() -> Chip:
+        return Chip(arrays=chip.arrays, defects=chip.defects + extra, grid=True)
+
+    fast = _outcome(build)
+    with _reference_path():
+        slow = _outcome(build)
+    _assert_same_outcome(fast, slow)
+    assert fast[0] == "refused" and len(fast[1]) == 2
+
+
+@pytest.mark.parametrize(
+    "arrays, defects, path",
+    [
+        ({"count": 1, "rows": 2, "cols": 2}, [{"array": 0, "row": 0, "col": 0, "state": "stuck_high", "stat": 1}],
+         "defects[0].stat"),
+        ([{"id": 0, "rows": 2, "cols": 2, "extra": 1}], [], "arrays[0].extra"),
+    ],
+)
+def test_unknown_key_in_an_otherwise_valid_entry_is_reported_not_a_crash(tmp_path, arrays, defects, path) -> None:
+    from lea_compiler.cli import main
+
+    chip = tmp_path / "chip.json"
+    chip.write_text(json.dumps({"format": "leac-chip", "version": 1, "arrays": arrays, "defects": defects}))
+    with pytest.raises(InvalidChipError, match=path.replace("[", r"\[").replace("]", r"\]") + ": unknown key"):
+        load_chip(chip)
+    assert main(["chip", "validate", str(chip)]) == 3
