@@ -12,7 +12,8 @@ Every read adds uniform noise U(-r, r) per device (`device.read_noise_uS`).
 The column current is I_j = sum_i V_i G_ij, so the read noise reaches the
 current as sum_i V_i n_ij: by default it is drawn as a Gaussian with exactly
 that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of
-one per device; `exact_read_noise=True` draws every device's uniform noise).
+one per device, from a 65,536-quantile table of N(0, 1); `exact_read_noise=True`
+draws every device's uniform noise).
 `ideal=True` turns defects and noise off: every device reads its target.
 
 Periphery, per crossbar layer (a `leac.MVM` node y = x W + b):
@@ -75,6 +76,27 @@ class EventCounts:
     device_reads: float = 0.0
     digital_ops: float = 0.0
     analog_ns: float = 0.0
+
+
+def _gaussian_table() -> np.ndarray:
+    from statistics import NormalDist
+
+    quantiles = (np.arange(1 << 16) + 0.5) / (1 << 16)
+    inverse = np.vectorize(NormalDist().inv_cdf)
+    return inverse(quantiles).astype(np.float32)
+
+
+_GAUSSIAN = _gaussian_table()
+
+
+def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 samples drawn as the 65,536 equiprobable quantiles of N(0, 1).
+
+    Three times faster than `standard_normal`, which dominated the simulator's
+    time; the tails stop at 4.3 sigma, which changes nothing for read noise
+    that is a bounded sum of uniform terms anyway.
+    """
+    return _GAUSSIAN[rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)]
 
 
 class CrossbarLayer:
@@ -207,7 +229,7 @@ class CrossbarLayer:
             current += np.einsum("sr,src->sc", v, noise)
             return
         sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))[:, None]
-        current += sigma * rng.standard_normal((v.shape[0], columns), dtype=np.float32)
+        current += sigma * gaussian(rng, (v.shape[0], columns))
 
     def _count(self, counts: EventCounts, applications: int) -> None:
         cost = self.cost

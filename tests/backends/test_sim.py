@@ -163,3 +163,31 @@ def test_cli_simulate_json_and_errors(tmp_path, capsys) -> None:
     assert main(["simulate", str(tmp_path / "none.leac"), "--data", str(data)]) == 3
     assert main(["simulate", str(program), "--data", str(chip)]) == 3
     assert main(["simulate", str(program), "--data", str(data), "--output", "nope"]) == 2
+
+
+def test_table_gaussian_has_unit_moments() -> None:
+    from lea_compiler.backends.sim import gaussian
+
+    z = gaussian(np.random.default_rng(0), (400_000,))
+    assert z.dtype == np.float32
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01
+    assert abs(float(np.mean(z**4)) - 3) < 0.05  # Gaussian kurtosis, not a uniform's 1.8
+
+
+def test_fast_read_noise_matches_exact_per_device_noise_in_variance(tmp_path) -> None:
+    program, data = two_by_two(tmp_path, stuck=False)
+    layer = program.layer("mm")
+    x = np.tile(np.array([[1.0, -0.5]], F), (20_000, 1))
+    outs = {}
+    for exact in (False, True):
+        chip = Chip(arrays=program.chip.arrays, device=DeviceModel(levels_uS=(100.0, 250.0), write_noise_uS=0.0,
+                                                                    read_noise_uS=10.0),
+                    periphery=Periphery(v_read_V=0.25, dac_bits=16, adc_bits=16))
+        sim = CrossbarLayer(layer, program.graph.node("mm"), chip, np.random.default_rng(1), ideal=False,
+                            exact_read_noise=exact)
+        sim.x_fs = 1.0
+        outs[exact] = sim.forward(x, np.random.default_rng(2), EventCounts())
+    # both: var = 2 halves * r^2/3 * sum V^2 / (v_read * scale)^2 per output
+    expected = 2 * (100 / 3) * (0.25**2 + 0.125**2) / (0.25 * 150) ** 2
+    for out in outs.values():
+        np.testing.assert_allclose(out.var(axis=0), expected, rtol=0.05)
