@@ -130,7 +130,7 @@ def scale(work: Path, quick: bool) -> dict:
             save_chip(synth_chip(arrays=arrays, rows=128, cols=128, stuck_high=0.025, stuck_low=0.025, seed=0), chip)
             print(f"  synthesised chip of {arrays} arrays in {time.perf_counter() - start:.1f} s "
                   f"({chip.stat().st_size / 2**20:.1f} MiB)", flush=True)
-        report = leac_compile(model, chip, work / "scale.leac", "-k", "3", "--time-limit", "60")
+        report = leac_compile(model, chip, work / "scale.leac", "-k", "3")  # default --time-limit 10
         row = {
             "model": "-".join(map(str, sizes)), "arrays": arrays, "k": 3,
             "wall_seconds": report["wall_seconds"], "compile_seconds": report["compile_seconds"],
