@@ -24,17 +24,13 @@ from lea_compiler.tables import format_table
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USAGE = 2
-EXIT_INVALID_INPUT = 3
-EXIT_DOES_NOT_FIT = 4
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors exit with status 2 through `main`, not SystemExit elsewhere."""
+EXIT_INVALID_INPUT = 3  # InvalidInputError.exit_status
+EXIT_DOES_NOT_FIT = 4  # DoesNotFitError.exit_status
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `leac` argument parser with every command registered."""
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog="leac",
         description="leac: the layer-ensemble-averaging compiler for memristor crossbar chips.",
     )

@@ -29,10 +29,10 @@ from lea_compiler.backends.board import (
     read_board,
     validate_board,
 )
-from lea_compiler.errors import UsageError
+from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.program import Program
 
-EXIT_INVALID_INPUT = 3
+EXIT_INVALID_INPUT = InvalidInputError.exit_status
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -82,3 +82,12 @@ def test_console_script_runs_as_a_process(tmp_path) -> None:
     missing = subprocess.run([sys.executable, "-m", "lea_compiler", "inspect", str(tmp_path / "nope.onnx")],
                              capture_output=True, text=True)
     assert missing.returncode == 3 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_exit_statuses_match_the_error_classes() -> None:
+    from lea_compiler import cli
+    from lea_compiler.errors import DoesNotFitError, InvalidInputError, LeacError, UsageError
+
+    assert (cli.EXIT_BUG, cli.EXIT_USAGE, cli.EXIT_INVALID_INPUT, cli.EXIT_DOES_NOT_FIT) == (
+        LeacError.exit_status, UsageError.exit_status, InvalidInputError.exit_status, DoesNotFitError.exit_status
+    )
