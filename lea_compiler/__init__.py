@@ -1,5 +1,41 @@
-"""leac: the layer-ensemble-averaging compiler for memristor crossbar chips."""
+"""leac: the layer-ensemble-averaging compiler for memristor crossbar chips.
+
+The Python API (`compile`, `simulate`, `emit_board`, `Program`, `load_chip`,
+`load_model` and the error classes) is loaded on first use, so that
+`import lea_compiler` stays cheap for tools that only need the version.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    "compile": "lea_compiler.api",
+    "simulate": "lea_compiler.api",
+    "emit_board": "lea_compiler.api",
+    "Program": "lea_compiler.program",
+    "CompileOptions": "lea_compiler.pipeline",
+    "load_chip": "lea_compiler.chip",
+    "synth_chip": "lea_compiler.chip",
+    "load_model": "lea_compiler.onnx_frontend",
+    "load_data": "lea_compiler.datasets",
+    "LeacError": "lea_compiler.errors",
+    "UsageError": "lea_compiler.errors",
+    "InvalidInputError": "lea_compiler.errors",
+    "InvalidModelError": "lea_compiler.errors",
+    "InvalidChipError": "lea_compiler.errors",
+    "BadDataError": "lea_compiler.errors",
+    "CompileError": "lea_compiler.errors",
+    "DoesNotFitError": "lea_compiler.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'lea_compiler' has no attribute {name!r}")

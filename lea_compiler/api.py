@@ -1,0 +1,83 @@
+"""leac's Python API: compile a model for a chip, simulate it, emit board instructions.
+
+    import lea_compiler as leac
+    program = leac.compile("model.onnx", "chip.json", k=4)
+    program.save("model.leac")
+    report = leac.simulate(program, "test.npz")
+    leac.emit_board(program, "model.board.jsonl")
+
+Errors are `lea_compiler.errors.LeacError` subclasses: `InvalidModelError`,
+`InvalidChipError`, `BadDataError` (all `InvalidInputError`), `CompileError`,
+`DoesNotFitError`, `UsageError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from lea_compiler.backends.board import BoardSummary
+from lea_compiler.backends.board import emit_board as _emit_board
+from lea_compiler.backends.sim import Report
+from lea_compiler.backends.sim import simulate as _simulate
+from lea_compiler.chip import Chip, load_chip
+from lea_compiler.compiler import compile_model
+from lea_compiler.datasets import Dataset, load_data
+from lea_compiler.ir import Graph
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
+
+PathLike = str | os.PathLike[str]
+
+
+def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=...)
+    model: PathLike | Graph,
+    chip: PathLike | Chip,
+    *,
+    k: int = 3,
+    beta: int | None = None,
+    encoding: str = "simple",
+    placer: str = "cpsat",
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    block: tuple[int, int] | None = None,
+    scale: str = "per-column",
+    bias: str = "digital",
+    calibrate_on: PathLike | None = None,
+) -> Program:
+    """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
+
+    The keyword arguments are `leac compile`'s options (see README). The same
+    inputs and seed give a byte-identical Program.
+    """
+    options = CompileOptions(
+        k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
+        block_rows=block[0] if block else None, block_cols=block[1] if block else None, scale=scale, bias=bias,
+    )
+    return compile_model(model, chip, options, calibrate_on=calibrate_on).program
+
+
+def simulate(
+    program: Program | PathLike,
+    data: PathLike | Dataset | Sequence[PathLike | Dataset],
+    *,
+    chip: PathLike | Chip | None = None,
+    seed: int = 0,
+    ideal: bool = False,
+    **options: Any,
+) -> Report:
+    """Simulate a Program (or a .leac file) on one or more data sets (.npz files or Datasets)."""
+    if not isinstance(program, Program):
+        program = Program.load(program)
+    items = [data] if isinstance(data, (str, os.PathLike, Dataset)) else list(data)
+    datasets = [d if isinstance(d, Dataset) else load_data(d, program.graph) for d in items]
+    sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
+    return _simulate(program, datasets, chip=sim_chip, seed=seed, ideal=ideal, **options)
+
+
+def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:
+    """Write the board instruction stream of a Program (or a .leac file) to `path`."""
+    if not isinstance(program, Program):
+        program = Program.load(program)
+    return _emit_board(program, path, **options)
