@@ -132,7 +132,8 @@ def main() -> None:
             print(f"k={k}: ideal numpy {row['ideal_numpy_samples_per_s']:,.0f} samples/s; "
                   f"crossbar forward "
                   f"{row['crossbar_forward_samples_per_s']:,.0f} samples/s ({row['ratio_forward_to_ideal']:.2f}x); "
-                  f"whole simulate {row['simulate_samples_per_s']:,.0f} samples/s ({row['ratio_simulate_to_ideal']:.2f}x)",
+                  f"whole simulate {row['simulate_samples_per_s']:,.0f} samples/s "
+                  f"({row['ratio_simulate_to_ideal']:.2f}x)",
                   flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {"rows": rows, "peak_rss_MiB": peak, "threads": int(args.threads)}

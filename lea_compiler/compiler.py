@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, load_chip
+from lea_compiler.datasets import load_data
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.pipeline import CompileOptions, PassTiming, default_pipeline, run_pipeline
-from lea_compiler.calibration import calibrate
-from lea_compiler.datasets import load_data
 from lea_compiler.program import Program, lower_to_program, with_calibration
 
 

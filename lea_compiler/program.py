@@ -157,9 +157,8 @@ class Program:
 
     @property
     def arrays_used(self) -> list[int]:
-        return sorted(
-            {half.region.array for layer in self.layers for b in layer.blocks for c in b.copies for half in (c.pos, c.neg)}
-        )
+        halves = (half for layer in self.layers for b in layer.blocks for c in b.copies for half in (c.pos, c.neg))
+        return sorted({half.region.array for half in halves})
 
     @property
     def mapping_error_uS(self) -> float:
