@@ -52,7 +52,7 @@ def crossbar_layer(node: Node) -> CrossbarLayer | None:
     bias_value = node.input(2)
     if node.op_type == "Gemm" and weight.ndim == 2 and not node.attr("transA", 0):
         rows, cols = weight.shape[::-1] if node.attr("transB", 0) else weight.shape
-        bias = bias_value is not None and bias_value.is_const and _is_row_bias(bias_value.const.shape, cols)
+        bias = bias_value is not None and bias_value.const is not None and _is_row_bias(bias_value.const.shape, cols)
         if bias_value is not None and not bias:
             return None
         return CrossbarLayer(node.name, node.op_type, int(rows), int(cols), bias, 1)

@@ -464,11 +464,11 @@ def run(
             outs.append(result)
         for listener in listeners:
             listener.on_node(node, args, outs)
-        for value in node.inputs:
-            if value is None:
+        for read in node.inputs:
+            if read is None:
                 continue
-            remaining[id(value)] -= 1
-            if remaining[id(value)] == 0 and id(value) not in wanted and not value.is_const:
-                env.pop(id(value), None)
+            remaining[id(read)] -= 1
+            if remaining[id(read)] == 0 and id(read) not in wanted and not read.is_const:
+                env.pop(id(read), None)
     names = [v.name for v in graph.outputs] + [n for n in keep if n not in {v.name for v in graph.outputs}]
     return {name: env[id(graph.value(name))] for name in names}

@@ -425,13 +425,13 @@ class Graph:
                 if out.producer is not node:
                     problems.append(f"{node.describe()}: output %{out.name} names another producer")
         for node in self.nodes:
-            for index, value in enumerate(node._inputs):
-                if value is None:
+            for index, used in enumerate(node._inputs):
+                if used is None:
                     continue
-                if id(value) not in defined_ids:
-                    problems.append(f"{node.describe()}: input {index} %{value.name} is not defined in the graph")
-                if Use(node, index) not in value._uses:
-                    problems.append(f"{node.describe()}: input {index} %{value.name} does not list this use")
+                if id(used) not in defined_ids:
+                    problems.append(f"{node.describe()}: input {index} %{used.name} is not defined in the graph")
+                if Use(node, index) not in used._uses:
+                    problems.append(f"{node.describe()}: input {index} %{used.name} does not list this use")
         members = set(self.nodes)
         for value in self.values():
             for use in value._uses:

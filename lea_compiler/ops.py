@@ -89,8 +89,9 @@ def broadcast(*shapes: Shape) -> Shape:
 
 def product(dims: Sequence[Dim]) -> Dim:
     """The product of dimensions: an int if all are known, the symbol if it is the only factor."""
-    if all(isinstance(d, int) for d in dims):
-        return int(math.prod(int(d) for d in dims))  # type: ignore[arg-type]
+    ints = [d for d in dims if isinstance(d, int)]
+    if len(ints) == len(dims):
+        return int(math.prod(ints))
     unknown = [d for d in dims if not (isinstance(d, int) and d == 1)]
     if len(unknown) == 1 and isinstance(unknown[0], str):
         return unknown[0]
@@ -253,9 +254,9 @@ def _reshape(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
         elif x.shape is not None and isinstance(rest, int) and rest > 0:
             # e.g. [batch, 4, 2] -> [batch, -1]: the symbolic factor cancels
             remaining = list(x.shape)
-            for d in out:
-                if d != -1 and d in remaining and not isinstance(d, int):
-                    remaining.remove(d)
+            for dim in out:
+                if dim != -1 and dim in remaining and not isinstance(dim, int):
+                    remaining.remove(dim)
             known = product([d for d in remaining if isinstance(d, int)])
             sym = [d for d in remaining if not isinstance(d, int)]
             if not sym and isinstance(known, int):
@@ -349,9 +350,8 @@ def _concat(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
 
 
 def _sum_dims(dims: list[Dim]) -> Dim:
-    if all(isinstance(d, int) for d in dims):
-        return sum(int(d) for d in dims)  # type: ignore[arg-type]
-    return None
+    ints = [d for d in dims if isinstance(d, int)]
+    return sum(ints) if len(ints) == len(dims) else None
 
 
 def spatial_output(

@@ -8,6 +8,7 @@ checks that the facts it needs are there and says which pass to run first.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def run_pipeline(
     passes: Sequence[Pass],
     *,
     verify: bool = True,
-    dump_dir: str | Path | None = None,
+    dump_dir: str | os.PathLike[str] | None = None,
     on_pass: Callable[[str, float], None] | None = None,
 ) -> list[PassTiming]:
     """Run `passes` in order on `graph` (in place), verifying the IR after each.

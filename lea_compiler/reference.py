@@ -17,13 +17,19 @@ import onnxruntime as ort
 from lea_compiler.errors import InvalidModelError
 
 
-def ort_session(model: onnx.ModelProto | str | os.PathLike[str]) -> ort.InferenceSession:
+def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.InferenceSession:
     """A single-threaded CPU session (reproducible, and faster than threads for leac's sizes)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    source: bytes | str
+    if isinstance(model, onnx.ModelProto):
+        source = model.SerializeToString()
+    elif isinstance(model, bytes):
+        source = model
+    else:
+        source = os.fspath(model)
     try:
         return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -31,7 +37,7 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike[str]) -> ort.Inferenc
 
 
 def run_onnxruntime(
-    model: onnx.ModelProto | str | os.PathLike[str], feeds: Mapping[str, Any]
+    model: onnx.ModelProto | bytes | str | os.PathLike[str], feeds: Mapping[str, Any]
 ) -> dict[str, np.ndarray[Any, Any]]:
     """Run the model in onnxruntime and return every graph output by name."""
     session = ort_session(model)

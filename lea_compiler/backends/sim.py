@@ -137,6 +137,8 @@ class CrossbarLayer:
             self.blocks.append((block, halves[0], halves[1], block.selection.astype(np.float64)))
         v_read = chip.periphery.v_read_V
         self.full_scale = [v_read * b.shape[0] * self.levels[-1] for b in layer.blocks]
+        self._prepared: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._prepared_for: tuple[float, ...] | None = None
         self.cost = layer_cost(layer, chip, self.digital_bias is not None)
 
     def _conductance(self, half: Any, target: np.ndarray, maps: dict[int, tuple[np.ndarray, np.ndarray]],
@@ -159,7 +161,7 @@ class CrossbarLayer:
         """Per row block: rows, G+ and G- as (rows, alpha * cols) float32 over the layer's columns,
         the ADC step per column and the selection mask / beta as (alpha, cols)."""
         key = tuple(self.full_scale)
-        if getattr(self, "_prepared_for", None) == key:
+        if self._prepared_for == key:
             return self._prepared
         layer = self.layer
         adc = (1 << (self.chip.periphery.adc_bits - 1)) - 1
@@ -333,8 +335,9 @@ def _digital_elements(program: Program) -> int:
             continue
         for out in node.outputs:
             dims = out.shape[1:] if out.shape else ()
-            if all(isinstance(d, int) for d in dims):
-                total += int(np.prod(dims, dtype=np.int64)) if dims else 1
+            known = [d for d in dims if isinstance(d, int)]
+            if len(known) == len(dims):
+                total += math.prod(known)
     return total
 
 
@@ -505,7 +508,9 @@ def simulate(
     listener = DigitalCounter(counts)
     mvm_values = {node.name: node.outputs[0].name for node in program.graph.nodes_of("MVM")}
     feed = program.graph.inputs[0].name
-    reports, squared, reference_sq = [], defaultdict(float), defaultdict(float)
+    reports: list[DataReport] = []
+    squared: defaultdict[str, float] = defaultdict(float)
+    reference_sq: defaultdict[str, float] = defaultdict(float)
     samples_total = 0
     for data in datasets:
         predictions = []

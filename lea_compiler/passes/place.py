@@ -117,8 +117,8 @@ class Place:
         problem = PlacementProblem(tuple(patterns), tuple(items), self.chip)
         solution: Placement = PLACERS[self.placer](problem, time_limit_s=self.time_limit_s, seed=self.seed)
         by_node: dict[str, list[PlacedCopy]] = {}
-        for (node, block, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS, strict=True):
-            by_node.setdefault(node.name, []).append(PlacedCopy(block, polarity, copy, region, float(cost)))
+        for (node, index, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS, strict=True):
+            by_node.setdefault(node.name, []).append(PlacedCopy(index, polarity, copy, region, float(cost)))
         for node in graph.nodes_of("MVM"):
             node.set_fact(Placed(tuple(by_node[node.name])))
         graph.set_fact(
