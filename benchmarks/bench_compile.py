@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from models import save_tanh_mlp
 
 from lea_compiler.chip import save_chip, synth_chip
 
@@ -41,24 +40,13 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
 
 
 def mlp_onnx(sizes: list[int], path: Path, seed: int = 0) -> None:
-    """A Gemm + Tanh MLP with random weights, like the scale benchmark's 1024-1024-1024-10."""
+    """A tanh MLP with random weights and biases, like the scale benchmark's 1024-1024-1024-10."""
     rng = np.random.default_rng(seed)
-    nodes, inits, prev = [], [], "x"
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        inits.append(numpy_helper.from_array((rng.standard_normal((n, m)) / np.sqrt(m)).astype(np.float32), f"W{i}"))
-        inits.append(numpy_helper.from_array(rng.standard_normal(n).astype(np.float32) * 0.1, f"b{i}"))
-        nodes.append(helper.make_node("Gemm", [prev, f"W{i}", f"b{i}"], [f"h{i}"], name=f"fc{i}", transB=1))
-        prev = f"h{i}"
-        if i < len(sizes) - 2:
-            nodes.append(helper.make_node("Tanh", [prev], [f"a{i}"], name=f"tanh{i}"))
-            prev = f"a{i}"
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["batch", sizes[-1]])], inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    weights, biases = [], []
+    for m, n in zip(sizes[:-1], sizes[1:], strict=True):
+        weights.append((rng.standard_normal((n, m)) / np.sqrt(m)).T)
+        biases.append(rng.standard_normal(n) * 0.1)
+    save_tanh_mlp(path, weights, biases)
 
 
 def leac_compile(model: Path, chip: Path, out: Path, *args: str) -> dict:

@@ -31,8 +31,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = _threads
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from models import save_tanh_mlp  # noqa: E402
 
 from lea_compiler import interpreter  # noqa: E402
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, calibrate, simulate  # noqa: E402
@@ -45,23 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def ternary_mlp(path: Path, sizes: tuple[int, ...] = (64, 150, 10), seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    nodes, inits, weights, prev = [], [], [], "x"
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        w = (rng.integers(-1, 2, size=(m, n)) * 0.1).astype(np.float32)
-        weights.append(w)
-        inits.append(numpy_helper.from_array(w, f"W{i}"))
-        nodes.append(helper.make_node("MatMul", [prev, f"W{i}"], [f"h{i}"], name=f"fc{i}"))
-        prev = f"h{i}"
-        if i < len(sizes) - 2:
-            nodes.append(helper.make_node("Tanh", [prev], [f"a{i}"], name=f"tanh{i}"))
-            prev = f"a{i}"
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["batch", sizes[-1]])], inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    weights = [(rng.integers(-1, 2, size=(m, n)) * 0.1).astype(np.float32)
+               for m, n in zip(sizes[:-1], sizes[1:], strict=True)]
+    save_tanh_mlp(path, weights)
     return weights
 
 
