@@ -29,6 +29,7 @@ from lea_compiler.chip import (
     synth_chip,
 )
 from lea_compiler.errors import UsageError
+from lea_compiler.tables import format_table
 
 _COUNT_KEYS = ("stuck_high", "stuck_low", "dead_rows", "dead_cols", "healthy")
 
@@ -286,13 +287,6 @@ def _array_rows(chip: Chip) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """Right-aligned text columns under a header."""
-    cells = [[str(h) for h in header]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in cells]
-
-
 def _run_show(args: argparse.Namespace) -> int:
     chip = load_chip(args.file)
     if args.png:
@@ -322,7 +316,7 @@ def _run_show(args: argparse.Namespace) -> int:
     header = ("array", "rows", "cols", *_COUNT_KEYS)
     rows = [[r["id"], r["rows"], r["cols"], *(r[k] for k in _COUNT_KEYS)] for r in per_array]
     rows.append(["total", "", "", *(totals[k] for k in _COUNT_KEYS)])
-    lines = _table(header, rows)
+    lines = format_table([header, *rows], right=True).split("\n")
     print("\n".join(lines[:-1]))
     print("-" * len(lines[0]))
     print(lines[-1])
