@@ -9,10 +9,15 @@ with, onnxruntime's software accuracy), and of the crossbar forward alone; the
 ratio to an ideal float32 numpy forward pass of the same network with all k
 copies (x @ W for every copy, then the activation); peak memory.
 
+Also timed: the crossbar forward at 1 and 2 simulator worker threads
+(`simulate(threads=...)`; results are identical), and the matrix products
+alone that the crossbars stand for (every row block, copy and polarity: x @ G),
+which is the floor of any simulation that keeps the ADC per column read.
+
 Run:  python benchmarks/bench_sim.py [--samples 10000] [--out benchmarks/results/sim.json]
 
-Threads: OMP/OPENBLAS set to 1 before numpy loads (faster than 2 threads for
-these sizes on this machine; `--threads 2` to compare).
+BLAS threads: OMP/OPENBLAS set to 1 before numpy loads (faster than 2 threads
+for these sizes on this machine; `--blas-threads 2` to compare).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+_threads = sys.argv[sys.argv.index("--blas-threads") + 1] if "--blas-threads" in sys.argv else "1"
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = _threads
 
@@ -71,15 +76,27 @@ def best_of(fn, *args, repeats: int = 3, **kwargs) -> float:
     return min(times)
 
 
-def crossbar_kernels(layers: dict, noise: np.random.Generator, counts: EventCounts) -> dict:
-    return {name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], noise, counts)]))(sim)
+def crossbar_kernels(layers: dict, noise: np.random.Generator, counts: EventCounts, threads: int) -> dict:
+    return {name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], noise, counts, threads=threads)]))(sim)
             for name, sim in layers.items()}
+
+
+def crossbar_products(x: np.ndarray, layers: list) -> None:
+    """Only the products the crossbars compute (x @ [G+ G-] of every copy, per row block), tanh between."""
+    h = x
+    for i, sim in enumerate(layers):
+        if sim.layer.bias_row:
+            h = np.hstack([h, np.ones((h.shape[0], 1), np.float32)])
+        out = 0
+        for rb in sim._row_blocks():
+            out = out + (h[:, rb.r0:rb.r1] @ rb.g)[:, : sim.layer.cols]
+        h = np.tanh(out) if i < len(layers) - 1 else out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=10_000)
-    parser.add_argument("--threads", default="1")
+    parser.add_argument("--blas-threads", default="1")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sim.json"))
     args = parser.parse_args()
     rng = np.random.default_rng(1)
@@ -104,25 +121,33 @@ def main() -> None:
                 sim.x_fs = cal.input_full_scale[layer.name]
                 sim.full_scale = cal.adc_full_scale_uA[layer.name]
                 layers[layer.name] = sim
-            kernels = crossbar_kernels(layers, np.random.default_rng(0), EventCounts())
-            crossbar = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels)
+            products = best_of(crossbar_products, x, list(layers.values()))
+            crossbar = {}
+            for threads in (1, 2):
+                kernels = crossbar_kernels(layers, np.random.default_rng(0), EventCounts(), threads)
+                crossbar[threads] = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels)
             row = {
                 "k": k, "samples": args.samples, "devices": program.devices_used,
                 "ideal_numpy_s": baseline, "ideal_numpy_samples_per_s": args.samples / baseline,
                 "simulate_s": whole, "simulate_samples_per_s": args.samples / whole,
-                "crossbar_forward_s": crossbar, "crossbar_forward_samples_per_s": args.samples / crossbar,
-                "ratio_simulate_to_ideal": whole / baseline, "ratio_forward_to_ideal": crossbar / baseline,
+                "crossbar_products_s": products, "ratio_products_to_ideal": products / baseline,
+                "ratio_simulate_to_ideal": whole / baseline,
             }
+            for threads, seconds in crossbar.items():
+                row[f"crossbar_forward_{threads}t_s"] = seconds
+                row[f"crossbar_forward_{threads}t_samples_per_s"] = args.samples / seconds
+                row[f"ratio_forward_{threads}t_to_ideal"] = seconds / baseline
             rows.append(row)
             print(f"k={k}: ideal numpy {row['ideal_numpy_samples_per_s']:,.0f} samples/s; "
-                  f"crossbar forward "
-                  f"{row['crossbar_forward_samples_per_s']:,.0f} samples/s ({row['ratio_forward_to_ideal']:.2f}x); "
-                  f"whole simulate {row['simulate_samples_per_s']:,.0f} samples/s "
-                  f"({row['ratio_simulate_to_ideal']:.2f}x)",
+                  f"crossbar products alone {row['ratio_products_to_ideal']:.2f}x; crossbar forward "
+                  f"{row['crossbar_forward_1t_samples_per_s']:,.0f} samples/s ({row['ratio_forward_1t_to_ideal']:.2f}x)"
+                  f", 2 threads {row['crossbar_forward_2t_samples_per_s']:,.0f} samples/s "
+                  f"({row['ratio_forward_2t_to_ideal']:.2f}x); whole simulate (1 thread) "
+                  f"{row['simulate_samples_per_s']:,.0f} samples/s ({row['ratio_simulate_to_ideal']:.2f}x)",
                   flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"rows": rows, "peak_rss_MiB": peak, "threads": int(args.threads)}
-    print(f"peak memory {peak:.0f} MiB, threads {args.threads}")
+    result = {"rows": rows, "peak_rss_MiB": peak, "blas_threads": int(args.blas_threads)}
+    print(f"peak memory {peak:.0f} MiB, BLAS threads {args.blas_threads}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

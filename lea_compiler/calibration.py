@@ -52,18 +52,19 @@ def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Cali
             x = np.hstack([x, np.ones((len(x), 1))])
         top = float(np.max(np.abs(x))) if x.size else 0.0
         x_fs[layer.name] = max(top, 1.0 if layer.bias_row else 0.0) or 1.0
-        v = v_read * np.round(np.clip(x / x_fs[layer.name], -1, 1) * dac) / dac
-        levels = np.asarray(layer.levels_uS)
-        ranges = []
-        for block in layer.blocks:
-            vb = v[:, block.row_start:block.row_stop]
-            peak = 0.0
-            for target in (block.target_pos, block.target_neg):
-                if len(vb):
-                    peak = max(peak, float(np.max(np.abs(vb @ levels[target]))))
-            fallback = v_read * block.shape[0] * levels[-1]
-            ranges.append(ADC_HEADROOM * peak if peak > 0 else fallback)
-        i_fs[layer.name] = ranges
+        v = (v_read * np.round(np.clip(x / x_fs[layer.name], -1, 1) * dac) / dac).astype(np.float32)
+        levels = np.asarray(layer.levels_uS, dtype=np.float32)
+        peaks = np.zeros(len(layer.blocks))
+        for r0, r1 in layer.row_bounds:
+            band = [i for i, b in enumerate(layer.blocks) if b.row_start == r0]
+            # every block of the row band, both halves, in one product
+            g = np.hstack([levels[t] for i in band for t in (layer.blocks[i].target_pos, layer.blocks[i].target_neg)])
+            column_peak = np.abs(v[:, r0:r1] @ g).max(axis=0) if len(v) else np.zeros(g.shape[1], np.float32)
+            bounds = np.cumsum([0] + [2 * layer.blocks[i].shape[1] for i in band])
+            for i, lo, hi in zip(band, bounds[:-1], bounds[1:], strict=True):
+                peaks[i] = float(column_peak[lo:hi].max())
+        i_fs[layer.name] = [ADC_HEADROOM * float(peak) if peak > 0 else v_read * block.shape[0] * float(levels[-1])
+                            for block, peak in zip(layer.blocks, peaks, strict=True)]
     return Calibration(x_fs, i_fs)
 
 

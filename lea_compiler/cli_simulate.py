@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from lea_compiler.backends.sim import load_data, simulate
@@ -33,6 +34,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--ideal", action="store_true", help="no noise and no defects: every device reads its target")
     p.add_argument("--exact-read-noise", action="store_true",
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
+    p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                   help="worker threads for the crossbar layers (default: min(4, CPUs)); results do not depend on it")
     p.add_argument("--output", metavar="NAME", help="model output to take the top-1 from (default: see README)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run)
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     datasets = [load_data(path, program.graph) for path in args.data]
     chip = load_chip(args.chip) if args.chip else None
     report = simulate(program, datasets, chip=chip, seed=args.seed, ideal=args.ideal,
-                      exact_read_noise=args.exact_read_noise, output=args.output)
+                      exact_read_noise=args.exact_read_noise, output=args.output, threads=args.threads)
     data = report.to_json()
     data["program"] = args.program
     if args.json:

@@ -14,7 +14,7 @@ from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, estim
 from lea_compiler.chip import Array, Chip, Defect, DeviceModel, Periphery, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
-from lea_compiler.errors import BadDataError, InvalidInputError
+from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
 from tests.helpers import cnn_model, make_model, mlp_model, ternarize
@@ -191,3 +191,17 @@ def test_fast_read_noise_matches_exact_per_device_noise_in_variance(tmp_path) ->
     expected = 2 * (100 / 3) * (0.25**2 + 0.125**2) / (0.25 * 150) ** 2
     for out in outs.values():
         np.testing.assert_allclose(out.var(axis=0), expected, rtol=0.05)
+
+
+def test_threads_do_not_change_the_simulated_outputs(tmp_path) -> None:
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(sizes=(30, 40, 5), seed=3), path)
+    chip = synth_chip(arrays=80, rows=16, cols=16, seed=2, stuck_high=0.05)
+    program = compile_model(path, chip, CompileOptions(k=3)).program
+    x = np.random.default_rng(0).uniform(-1, 1, size=(3000, 30)).astype(F)
+    data = Dataset("d", x, np.zeros(3000, np.int64))
+    reports = [simulate(program, [data], seed=5, threads=t, batch_size=1500) for t in (1, 2, 3)]
+    assert len({json.dumps({k: v for k, v in r.to_json().items() if k != "seconds"}) for r in reports}) == 1
+    assert min(reports[0].layer_error.values()) > 0  # noise and defects were on
+    with pytest.raises(UsageError, match="threads must be at least 1"):
+        simulate(program, [data], threads=0)
