@@ -1,0 +1,125 @@
+"""What the accuracy benchmarks share: one compile + simulate run, a pool that runs many, and summaries.
+
+A run compiles a model for a synthetic chip (`synth_chip(**chip)`, seeded),
+simulates the Program on the data files with a seeded noise draw, and
+returns plain numbers (JSON-ready). Runs go to worker processes
+(`--jobs`); each worker pins BLAS to one thread, which is faster than
+threads at these sizes on 2 cores. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterable, Sequence  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "lea_compiler" / "data"
+EXAMPLES = ROOT / "examples" / "data"
+YINYANG = {"model": str(DATA / "yinyang_mlp.onnx"),
+           "data": [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]}
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Compile case["model"] for synth_chip(**case["chip"]) with CompileOptions(**case["options"]),
+    simulate on case["data"] with seed case["sim_seed"]; returns the case with its results added."""
+    from lea_compiler.backends.sim import load_data, simulate
+    from lea_compiler.chip import synth_chip
+    from lea_compiler.compiler import compile_model
+    from lea_compiler.errors import DoesNotFitError
+    from lea_compiler.pipeline import CompileOptions
+
+    start = time.perf_counter()
+    chip = synth_chip(**case["chip"])
+    try:
+        result = compile_model(case["model"], chip, CompileOptions(**case["options"]))
+    except DoesNotFitError as exc:
+        return {**case, "error": str(exc)}
+    program = result.program
+    datasets = [load_data(path, program.graph) for path in case["data"]]
+    report = simulate(program, datasets, seed=case["sim_seed"])
+    return {
+        **case,
+        "accuracy": report.accuracy,
+        "accuracy_per_data": [d.accuracy for d in report.data],
+        "software_accuracy": report.software_accuracy,
+        "devices_used": program.devices_used,
+        "mapping_error_uS": program.mapping_error_uS,
+        "effective_error_uS": float(sum(layer.effective_error_uS for layer in program.layers)),
+        "placement_status": program.placement.get("status"),
+        "compile_s": result.seconds,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_all(cases: Sequence[dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
+    """Every case through run_case, in `jobs` processes, in the given order, with progress on stderr."""
+    results: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    with ProcessPoolExecutor(jobs) as pool:
+        for done, result in enumerate(pool.map(run_case, cases, chunksize=1), start=1):
+            results.append(result)
+            if done % max(1, len(cases) // 50) == 0 or done == len(cases):
+                elapsed = time.perf_counter() - start
+                left = elapsed / done * (len(cases) - done)
+                print(f"\r{done}/{len(cases)} runs, {elapsed:.0f} s, ~{left:.0f} s left",
+                      end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return results
+
+
+def summarise(values: Iterable[float]) -> dict[str, float]:
+    """Median, quartiles, mean, standard deviation, min and max (JSON-ready)."""
+    v = np.asarray(list(values), dtype=np.float64)
+    q1, median, q3 = np.percentile(v, [25, 50, 75])
+    return {"n": int(v.size), "median": float(median), "q1": float(q1), "q3": float(q3), "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "min": float(v.min()), "max": float(v.max())}
+
+
+def group(results: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
+          value: str = "accuracy") -> dict[Any, list[float]]:
+    """results[value] grouped by key(result), skipping runs that did not fit."""
+    out: dict[Any, list[float]] = {}
+    for r in results:
+        if value in r:
+            out.setdefault(key(r), []).append(float(r[value]))
+    return out
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def median_of(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot with the file-only backend, or None without the plot extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install 'lea-compiler[plot]'): no PNG", file=sys.stderr)
+        return None
+    return plt
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Write a figure as PNG without the version stamp, so reruns give the same file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    print(f"wrote {path}")
