@@ -3,6 +3,9 @@
 `PASSES` is the explicit registry (name -> pass class); `default_pipeline`
 builds the one ordered list leac runs. No dependency solving: each pass
 checks that the facts it needs are there and says which pass to run first.
+The one option that changes the list is the ensemble scheme: `network` (a
+committee machine) adds `replicate_network` after `canonicalize` and gives
+every replicated layer one copy; `layer` (LEA, the default) does not.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from lea_compiler.passes.encode import Encode
 from lea_compiler.passes.ensemble import MakeEnsemble
 from lea_compiler.passes.place import Place
 from lea_compiler.passes.quantize import Quantize
+from lea_compiler.passes.replicate_network import ReplicateNetwork
 from lea_compiler.passes.select import Select
 from lea_compiler.passes.tile import Tile
 
@@ -41,6 +45,7 @@ class Pass(Protocol):
 
 PASSES: dict[str, type] = {
     "canonicalize": Canonicalize,
+    "replicate_network": ReplicateNetwork,
     "quantize": Quantize,
     "tile": Tile,
     "ensemble": MakeEnsemble,
@@ -64,19 +69,37 @@ class CompileOptions:
     block_cols: int | None = None
     scale: str = "per-column"
     bias: str = "digital"
+    ensemble: str = "layer"
 
     @property
     def effective_beta(self) -> int:
         return self.k if self.beta is None else self.beta
 
 
+ENSEMBLE_MODES = ("layer", "network")
+"""`layer`: k copies of every layer, averaged after every layer (LEA). `network`: k copies of the whole
+network, averaged at the outputs (a committee machine; see passes/replicate_network.py)."""
+
+
 def default_pipeline(chip: Chip, options: CompileOptions) -> list[Pass]:
-    """The passes `leac compile` runs, in order."""
+    """The passes `leac compile` runs, in order.
+
+    Raises:
+        CompileError: an unknown ensemble scheme, or beta with the network ensemble.
+    """
+    if options.ensemble not in ENSEMBLE_MODES:
+        raise CompileError(f"unknown ensemble {options.ensemble!r}; choose one of {', '.join(ENSEMBLE_MODES)}")
+    network = options.ensemble == "network"
+    if network and options.beta is not None:
+        raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
+                           "the network ensemble averages all k copies at the outputs")
+    replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
     return [
         Canonicalize(),
+        *replicate,
         Quantize(chip.device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias),
         Tile(chip, rows=options.block_rows, cols=options.block_cols),
-        MakeEnsemble(options.k, options.beta),
+        MakeEnsemble(1 if network else options.k, options.beta),
         Place(chip, placer=options.placer, time_limit_s=options.time_limit_s, seed=options.seed),
         Encode(chip),
         Select(),

@@ -30,8 +30,10 @@ def files(tmp_path):
 
 def test_registry_names_match_and_every_pass_is_in_the_pipeline() -> None:
     chip = synth_chip(arrays=2, rows=4, cols=4, seed=0)
-    pipeline = default_pipeline(chip, CompileOptions())
-    assert [p.name for p in pipeline] == list(PASSES)
+    network = default_pipeline(chip, CompileOptions(ensemble="network"))
+    assert [p.name for p in network] == list(PASSES)
+    layer = default_pipeline(chip, CompileOptions())
+    assert [p.name for p in layer] == [name for name in PASSES if name != "replicate_network"]
     for name, cls in PASSES.items():
         assert cls.__dataclass_fields__["name"].default == name
 
