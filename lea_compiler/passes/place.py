@@ -9,6 +9,12 @@ device (healthy devices cost nothing). The problem goes to
 `lea_compiler.placement` (OR-Tools: exact min-cost flow when no two copies
 can share an array, CP-SAT otherwise; or the paper's greedy / random
 baselines); this pass only builds it from the IR and records the answer.
+
+The copies of one block half share one pattern (its target matrix). With
+`--ensemble network` the k copies of a block are blocks of k replicated layers
+(`Replica` facts, from replicate_network) with the same targets; they too
+share one pattern, so the solver sees exactly the problem LEA's alpha = k
+gives it (and no k! symmetry between identical patterns).
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 from lea_compiler.chip import Chip
 from lea_compiler.errors import CompileError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.ensemble import Ensemble
 from lea_compiler.passes.quantize import QuantizedLayer
+from lea_compiler.passes.replicate_network import Replica
 from lea_compiler.passes.tile import Tiling
 from lea_compiler.placement import PLACERS, Item, Pattern, Placement, PlacementProblem, Region
 
@@ -94,24 +103,33 @@ class Place:
             raise CompileError(f"the time limit must be positive, got {self.time_limit_s}")
 
     def run(self, graph: Graph) -> Graph:
-        keys: list[tuple[Node, int, str, int]] = []
         patterns: list[Pattern] = []
-        items: list[Item] = []
+        pattern_of: dict[tuple[str, int, str], int] = {}
+        entries: list[tuple[int, str, tuple[Node, int, str, int]]] = []  # (pattern, item name, key)
         for node in graph.nodes_of("MVM"):
             quantized, tiling, ensemble = node.fact(QuantizedLayer), node.fact(Tiling), node.fact(Ensemble)
             if quantized is None or tiling is None or ensemble is None:
                 raise CompileError(f"place needs quantized, tiled layers with an ensemble; run quantize, tile "
                                    f"and ensemble first ({node.describe()})")
+            replica = node.fact(Replica)
+            origin = node.name if replica is None else replica.origin
             g_pos, g_neg = quantized.target_uS()
             for block in tiling.blocks:
                 rows = slice(block.row_start, block.row_stop)
                 cols = slice(block.col_start, block.col_stop)
                 for polarity, target in zip(POLARITIES, (g_pos, g_neg), strict=True):
-                    pattern = len(patterns)
-                    patterns.append(Pattern(f"{node.name}/b{block.index}{polarity}", target[rows, cols].copy()))
+                    part = target[rows, cols]
+                    pattern = pattern_of.get((origin, block.index, polarity))
+                    if pattern is None or not np.array_equal(patterns[pattern].target_uS, part):
+                        pattern = len(patterns)
+                        patterns.append(Pattern(f"{origin}/b{block.index}{polarity}", part.copy()))
+                        pattern_of[(origin, block.index, polarity)] = pattern
                     for copy in range(ensemble.alpha):
-                        items.append(Item(f"{node.name}/b{block.index}{polarity}/c{copy}", pattern))
-                        keys.append((node, block.index, polarity, copy))
+                        name = f"{node.name}/b{block.index}{polarity}/c{copy}"
+                        entries.append((pattern, name, (node, block.index, polarity, copy)))
+        entries.sort(key=lambda entry: entry[0])  # stable: a pattern's copies together (a no-op without replicas)
+        items = [Item(name, pattern) for pattern, name, _ in entries]
+        keys = [key for _, _, key in entries]
         if not items:
             raise CompileError("place found no crossbar layer to place")
         problem = PlacementProblem(tuple(patterns), tuple(items), self.chip)

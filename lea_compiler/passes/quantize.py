@@ -207,11 +207,14 @@ class Quantize:
         if not mvms:
             raise CompileError("quantize needs leac.MVM nodes; run canonicalize first (or the model has no "
                                "matrix product with constant weights)")
+        done: dict[tuple[int, int | None], QuantizedLayer] = {}  # layers sharing weights (replicas) share levels
         for node in mvms:
             bias_row = self.bias == "row" and node.input(2) is not None
-            matrix = crossbar_matrix(node, bias_row)
-            if not np.all(np.isfinite(matrix)):
-                raise CompileError(f"{node.describe()}: the weights contain NaN or infinity")
-            node.set_fact(quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer",
-                                          bias_row))
+            key = (id(node.input(1)), id(node.input(2)) if bias_row else None)
+            if key not in done:
+                matrix = crossbar_matrix(node, bias_row)
+                if not np.all(np.isfinite(matrix)):
+                    raise CompileError(f"{node.describe()}: the weights contain NaN or infinity")
+                done[key] = quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer", bias_row)
+            node.set_fact(done[key])
         return graph
