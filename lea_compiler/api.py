@@ -44,16 +44,20 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     block: tuple[int, int] | None = None,
     scale: str = "per-column",
     bias: str = "digital",
+    ensemble: str = "layer",
     calibrate_on: PathLike | None = None,
 ) -> Program:
     """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
 
     The keyword arguments are `leac compile`'s options (see README). The same
-    inputs and seed give a byte-identical Program.
+    inputs and seed give a byte-identical Program. `ensemble="network"` makes k
+    copies of the whole network averaged at the outputs instead of k copies of
+    every layer (then `beta` must stay None).
     """
     options = CompileOptions(
         k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
         block_rows=block[0] if block else None, block_cols=block[1] if block else None, scale=scale, bias=bias,
+        ensemble=ensemble,
     )
     return compile_model(model, chip, options, calibrate_on=calibrate_on).program
 

@@ -12,7 +12,7 @@ from typing import Any
 from lea_compiler.compiler import CompileResult, compile_model
 from lea_compiler.errors import UsageError
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
-from lea_compiler.pipeline import CompileOptions
+from lea_compiler.pipeline import ENSEMBLE_MODES, CompileOptions
 from lea_compiler.placement import PLACERS
 from lea_compiler.tables import format_table
 
@@ -26,13 +26,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Compile an ONNX model for one chip: quantize weights to the chip's conductance levels, "
             "tile matrices into blocks that fit its arrays, make k copies of every block (layer "
             "ensemble averaging) and place them on the least-defective regions with OR-Tools. "
+            "With --ensemble network, make k copies of the whole network instead, averaged only at the outputs "
+            "(a committee machine, the scheme LEA is compared against at equal device count). "
             "Writes the Program (default: MODEL's name + .leac in the current folder) and prints a summary."
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
     p.add_argument("--chip", required=True, metavar="CHIP.json", help="the chip file (leac-chip format)")
-    p.add_argument("-k", type=int, default=3, help="copies of every block, alpha (default 3)")
-    p.add_argument("--beta", type=int, help="copies averaged per output column (default: k)")
+    p.add_argument("-k", type=int, default=3,
+                   help="copies of every block, alpha; with --ensemble network, copies of the network (default 3)")
+    p.add_argument("--beta", type=int,
+                   help="copies averaged per output column (default: k; --ensemble layer only)")
+    p.add_argument("--ensemble", choices=ENSEMBLE_MODES, default="layer",
+                   help="layer: k copies of every layer, averaged after every layer (LEA); network: k copies of "
+                        "the whole network, each run end to end on its own devices, averaged only at the outputs "
+                        "(a committee machine; layers appear as LAYER@0 .. LAYER@k-1, each with alpha = beta = 1; "
+                        "an ArgMax label output is re-applied to the mean of its float input). Both use 2*k*m*n "
+                        "devices per m x n layer (default layer)")
     p.add_argument("-o", "--output", metavar="OUT.leac", help="Program file to write")
     p.add_argument("--encoding", choices=ENCODINGS, default="simple",
                    help="level pairs for a weight: simple (one device at the lowest level) or rme "
@@ -70,6 +80,9 @@ def _block(text: str | None) -> tuple[int | None, int | None]:
 def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, got {args.k}")
+    if args.beta is not None and args.ensemble == "network":
+        raise UsageError("--beta applies to --ensemble layer only: the network ensemble averages all k copies "
+                         "at the outputs")
     if args.beta is not None and not 1 <= args.beta <= args.k:
         raise UsageError(f"--beta must be between 1 and k = {args.k}, got {args.beta}")
     if args.time_limit <= 0:
@@ -83,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"the output folder {output.parent} does not exist")
     options = CompileOptions(
         k=args.k, beta=args.beta, encoding=args.encoding, placer=args.placer, time_limit_s=args.time_limit,
-        seed=args.seed, block_rows=rows, block_cols=cols, scale=args.scale, bias=args.bias,
+        seed=args.seed, block_rows=rows, block_cols=cols, scale=args.scale, bias=args.bias, ensemble=args.ensemble,
     )
     progress = None
     if not args.json and sys.stderr.isatty():
@@ -104,13 +117,15 @@ def summary(result: CompileResult, output: Path) -> dict[str, Any]:
     """The compile report as JSON-ready data (keys documented in README)."""
     program = result.program
     placement = program.placement
+    ensemble = program.options.get("ensemble", "layer")
     return {
         "program": str(output),
         "model": program.model["file"] or program.model["name"],
         "chip": program.chip.name,
         "chip_fingerprint": program.chip_fingerprint,
         "k": program.options["k"],
-        "beta": program.options["beta"] or program.options["k"],
+        "ensemble": ensemble,
+        "beta": None if ensemble == "network" else program.options["beta"] or program.options["k"],
         "encoding": program.options["encoding"],
         "placer": placement.get("placer"),
         "calibration": program.extra.get("calibration"),
@@ -156,6 +171,8 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
             f"{layer['mapping_error_uS']:.1f}", f"{layer['effective_error_uS']:.1f}",
         ))
     print(f"compiled {report['model']} for chip {report['chip']!r} -> {report['program']}")
+    if report["ensemble"] == "network":
+        print(f"network ensemble: {report['k']} copies of the whole network, averaged at the outputs")
     print(format_table(rows))
     used, total = report["devices_used"], report["devices_total"]
     print(f"devices used: {used} of {total} ({100 * used / total:.1f}%), on {report['arrays_used']} of "
@@ -165,6 +182,7 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
           f"{report['mapping_error_uS']:.1f} uS, bound {report['solver_bound_uS']:.1f} uS, "
           f"gap {100 * gap:.2f}%")
     if time_passes:
+        width = max(13, *(len(name) for name in report["pass_seconds"]))
         for name, seconds in report["pass_seconds"].items():
-            print(f"  pass {name:<13} {seconds:8.3f} s")
+            print(f"  pass {name:<{width}} {seconds:8.3f} s")
     print(f"compile time: {report['compile_seconds']:.2f} s")
