@@ -1,0 +1,111 @@
+"""The scikit-learn digits example (examples/digits.py) and the files it bundles in examples/data."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from lea_compiler.backends.sim import load_data, simulate
+from lea_compiler.chip import synth_chip
+from lea_compiler.compiler import compile_model
+from lea_compiler.pipeline import CompileOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "digits.py"
+DATA = ROOT / "examples" / "data"
+BUNDLED = [
+    "digits.json",
+    "digits_cnn.onnx",
+    "digits_cnn_float.onnx",
+    "digits_mlp.onnx",
+    "digits_mlp_float.onnx",
+    "digits_test.npz",
+    "digits_test_images.npz",
+]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def meta() -> dict:
+    return json.loads((DATA / "digits.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def digits() -> ModuleType:
+    """examples/digits.py imported by path (examples/ is not a package); needs scikit-learn."""
+    pytest.importorskip("sklearn", reason="examples/digits.py needs the examples extra (scikit-learn)")
+    spec = importlib.util.spec_from_file_location("examples_digits", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    return module
+
+
+def test_script_regenerates_the_bundled_files(digits: ModuleType, meta: dict, tmp_path: Path) -> None:
+    digests = digits.main(["--seed", str(meta["seed"]), "--out", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == BUNDLED
+    assert sorted(digests) == BUNDLED
+    for name in BUNDLED:
+        assert _sha256(tmp_path / name) == digests[name] == _sha256(DATA / name), name
+
+
+def test_json_records_the_other_files_sha256(meta: dict) -> None:
+    assert sorted(meta["sha256"]) == [n for n in BUNDLED if n != "digits.json"]
+    for name, digest in meta["sha256"].items():
+        assert _sha256(DATA / name) == digest, name
+
+
+def test_test_sets_hold_the_same_samples(meta: dict) -> None:
+    with np.load(DATA / "digits_test.npz") as flat, np.load(DATA / "digits_test_images.npz") as images:
+        assert sorted(flat.files) == sorted(images.files) == ["x", "y"]
+        x, y, xi, yi = flat["x"], flat["y"], images["x"], images["y"]
+    n = meta["data"]["n_test"]
+    assert x.dtype == xi.dtype == np.float32 and y.dtype == yi.dtype == np.int64
+    assert x.shape == (n, 64) and xi.shape == (n, 1, 8, 8) and y.shape == (n,)
+    np.testing.assert_array_equal(xi.reshape(n, 64), x)
+    np.testing.assert_array_equal(yi, y)
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    np.testing.assert_array_equal(x * 16, np.round(x * 16))  # pixel values 0..16, divided by 16
+    assert np.bincount(y, minlength=10).tolist() == meta["data"]["test_class_counts"]
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_bundled_ternary_weights_have_one_scale_per_layer(meta: dict, net: str) -> None:
+    model = onnx.load(DATA / f"digits_{net}.onnx")
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    scales = meta["ternary_scales"][net]
+    weights = {name: value for name, value in inits.items() if name.endswith(".weight")}
+    assert sorted(n.rsplit(".", 1)[0] for n in weights) == sorted(scales)
+    for name, w in weights.items():
+        scale = np.float32(scales[name.rsplit(".", 1)[0]])
+        assert set(np.unique(w).tolist()) <= {-scale, 0.0, scale}, name
+
+
+@pytest.mark.parametrize(
+    ("net", "data"), [("mlp", "digits_test.npz"), ("cnn", "digits_test_images.npz")]
+)
+def test_ternary_model_compiles_and_ideal_simulation_keeps_its_accuracy(meta: dict, net: str, data: str) -> None:
+    chip = synth_chip(arrays=64, rows=25, cols=25, stuck_high=0.0, stuck_low=0.0, seed=0)
+    result = compile_model(DATA / f"digits_{net}.onnx", chip, CompileOptions(k=1, time_limit_s=5.0))
+    dataset = load_data(DATA / data, result.program.graph)
+    report = simulate(result.program, [dataset], ideal=True)
+    software = meta["accuracy"][net]["ternary"]
+    assert report.software_accuracy == pytest.approx(software, abs=1e-6)
+    assert abs(report.accuracy - software) <= 0.02, (report.accuracy, software)
