@@ -18,8 +18,9 @@ Reproduce every bundled file with one command (needs scikit-learn, the
 
 The run is deterministic: the same seed and the same defaults regenerate
 ``digits_mlp.onnx``, ``digits_mlp_float.onnx``, ``digits_cnn.onnx``,
-``digits_cnn_float.onnx``, ``digits_test.npz``, ``digits_test_images.npz``
-and ``digits.json`` byte for byte (checked by sha256 over two runs; the
+``digits_cnn_float.onnx``, ``digits_test.npz``, ``digits_test_images.npz``,
+``digits_calib.npz``, ``digits_calib_images.npz`` and ``digits.json`` byte
+for byte (checked by sha256 over two runs; the
 script prints each file's sha256). Training runs in float64 numpy;
 bit-identity across machines with a different BLAS or CPU is likely but not
 guaranteed, identity on one machine is.
@@ -61,7 +62,9 @@ Outputs (in ``--out``): the four ONNX models (input "x" float32
 ["batch", 64] or ["batch", 1, 8, 8], output "logits" float32 ["batch", 10];
 argmax of the logits is the digit; no softmax), the two test sets
 (``np.savez``, keys ``x`` float32 (540, 64) or (540, 1, 8, 8), ``y`` int64
-(540,)), and ``digits.json`` with the seed, settings, accuracies, ternary
+(540,)), calibration sets of 256 training images drawn with the seed
+(``digits_calib.npz``, ``digits_calib_images.npz``: for ``leac compile
+--calibrate``, which must not see the test set), and ``digits.json`` with the seed, settings, accuracies, ternary
 scales and the sha256 of every other file. Before anything is written, each
 model passes the ONNX checker and onnxruntime's test predictions must equal
 the numpy float32 forward pass's, sample for sample.
@@ -106,6 +109,10 @@ Params = dict[str, np.ndarray]
 
 
 # ---------------------------------------------------------------- data
+
+
+CALIBRATION_SAMPLES = 256
+"""Training images written as the calibration set."""
 
 
 def load_split(seed: int, test_size: float = 0.3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -592,8 +599,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
         (args.out / fname).write_bytes(model.SerializeToString())
     np.savez(args.out / "digits_test.npz", x=x_test, y=y_test)
     np.savez(args.out / "digits_test_images.npz", x=as_images(x_test), y=y_test)
+    pick = np.sort(np.random.default_rng(args.seed).permutation(len(x_train))[:CALIBRATION_SAMPLES])
+    np.savez(args.out / "digits_calib.npz", x=x_train[pick], y=y_train[pick])
+    np.savez(args.out / "digits_calib_images.npz", x=as_images(x_train[pick]), y=y_train[pick])
     files["test"] = "digits_test.npz"
     files["test_images"] = "digits_test_images.npz"
+    files["calib"] = "digits_calib.npz"
+    files["calib_images"] = "digits_calib_images.npz"
     digests = {fname: sha256(args.out / fname) for fname in sorted(files.values())}
 
     meta = {
