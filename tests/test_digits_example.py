@@ -24,6 +24,8 @@ SCRIPT = ROOT / "examples" / "digits.py"
 DATA = ROOT / "examples" / "data"
 BUNDLED = [
     "digits.json",
+    "digits_calib.npz",
+    "digits_calib_images.npz",
     "digits_cnn.onnx",
     "digits_cnn_float.onnx",
     "digits_mlp.onnx",
