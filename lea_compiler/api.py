@@ -45,6 +45,7 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     scale: str = "per-column",
     bias: str = "digital",
     ensemble: str = "layer",
+    compensate: str = "columns",
     calibrate_on: PathLike | None = None,
 ) -> Program:
     """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
@@ -52,12 +53,14 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     The keyword arguments are `leac compile`'s options (see README). The same
     inputs and seed give a byte-identical Program. `ensemble="network"` makes k
     copies of the whole network averaged at the outputs instead of k copies of
-    every layer (then `beta` must stay None).
+    every layer (then `beta` must stay None). With `calibrate_on` and
+    `compensate="columns"` (the default), each output column gets a digital gain
+    and offset fitted against the chip's known stuck devices.
     """
     options = CompileOptions(
         k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
         block_rows=block[0] if block else None, block_cols=block[1] if block else None, scale=scale, bias=bias,
-        ensemble=ensemble,
+        ensemble=ensemble, compensate=compensate,
     )
     return compile_model(model, chip, options, calibrate_on=calibrate_on).program
 

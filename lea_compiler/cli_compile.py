@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lea_compiler.compiler import CompileResult, compile_model
 from lea_compiler.errors import UsageError
+from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
 from lea_compiler.pipeline import ENSEMBLE_MODES, CompileOptions
 from lea_compiler.placement import PLACERS
@@ -58,6 +61,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="one weight scale per output column or per layer (default per-column)")
     p.add_argument("--bias", choices=BIAS_MODES, default="digital",
                    help="bias added digitally, or as one more crossbar row (default digital)")
+    p.add_argument("--compensate", choices=COMPENSATE_MODES, default="columns",
+                   help="columns: with --calibrate, fit a digital gain and offset per output column that cancel "
+                        "the coherent error of the chip's known stuck devices (2 digital ops per column); none: "
+                        "the paper's LEA alone (default columns; without --calibrate nothing is fitted)")
     p.add_argument("--calibrate", metavar="DATA.npz",
                    help="set the DAC and ADC ranges from this data (x, y) and store them in the Program, so the "
                         "board and the simulator use the same ranges (default: the simulator calibrates on the "
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     options = CompileOptions(
         k=args.k, beta=args.beta, encoding=args.encoding, placer=args.placer, time_limit_s=args.time_limit,
         seed=args.seed, block_rows=rows, block_cols=cols, scale=args.scale, bias=args.bias, ensemble=args.ensemble,
+        compensate=args.compensate,
     )
     progress = None
     if not args.json and sys.stderr.isatty():
@@ -141,6 +149,8 @@ def summary(result: CompileResult, output: Path) -> dict[str, Any]:
                 "quantization_relative_rms_error": layer.quantization["relative_rms_error"],
                 "mapping_error_uS": layer.mapping_error_uS,
                 "effective_error_uS": layer.effective_error_uS,
+                "compensated_columns": 0 if layer.column_gain is None else int(np.sum(
+                    (layer.column_gain != 1) | (layer.column_offset != 0))),
             }
             for layer in program.layers
         ],
@@ -177,6 +187,10 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
     used, total = report["devices_used"], report["devices_total"]
     print(f"devices used: {used} of {total} ({100 * used / total:.1f}%), on {report['arrays_used']} of "
           f"{report['arrays_total']} arrays; {report['copies']} block copies")
+    compensated = sum(layer["compensated_columns"] for layer in report["layers"])
+    if compensated:
+        print(f"stuck-device compensation: digital gain and offset on {compensated} of "
+              f"{sum(layer['cols'] for layer in report['layers'])} output columns")
     gap = report["optimality_gap"]
     print(f"placement: {report['placer']} ({report['solver_method']}) {report['solver_status']}, mapping error "
           f"{report['mapping_error_uS']:.1f} uS, bound {report['solver_bound_uS']:.1f} uS, "

@@ -69,14 +69,16 @@ def compile_model(
     info["outputs"] = [{"name": v.name, "type": v.type_str()} for v in graph.outputs]
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
+    calibration = load_data(calibrate_on, graph) if calibrate_on is not None else None
     timings = run_pipeline(
-        graph, default_pipeline(chip, options), verify=verify, dump_dir=dump_dir, on_pass=on_pass
+        graph, default_pipeline(chip, options, calibration.x if calibration is not None else None),
+        verify=verify, dump_dir=dump_dir, on_pass=on_pass,
     )
     program = lower_to_program(graph, chip, model=info, options=dataclasses.asdict(options), source_model=source)
     if calibrate_on is not None:
-        data = load_data(calibrate_on, program.graph)
-        ranges = calibrate(program, [data], chip)
+        assert calibration is not None
+        ranges = calibrate(program, [calibration], chip)
         digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
-        label = f"{Path(calibrate_on).name}, {len(data.x)} samples, sha256 {digest[:16]}"
+        label = f"{Path(calibrate_on).name}, {len(calibration.x)} samples, sha256 {digest[:16]}"
         program = with_calibration(program, ranges.input_full_scale, ranges.adc_full_scale_uA, label)
     return CompileResult(program, timings, time.perf_counter() - start)

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from lea_compiler.chip import Chip
 from lea_compiler.errors import CompileError, DoesNotFitError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Graph
 from lea_compiler.passes.canonicalize import Canonicalize
+from lea_compiler.passes.compensate import COMPENSATE_MODES, Compensate
 from lea_compiler.passes.encode import Encode
 from lea_compiler.passes.ensemble import MakeEnsemble
 from lea_compiler.passes.place import Place
@@ -52,6 +55,7 @@ PASSES: dict[str, type] = {
     "place": Place,
     "encode": Encode,
     "select": Select,
+    "compensate": Compensate,
 }
 
 
@@ -70,6 +74,7 @@ class CompileOptions:
     scale: str = "per-column"
     bias: str = "digital"
     ensemble: str = "layer"
+    compensate: str = "columns"
 
     @property
     def effective_beta(self) -> int:
@@ -81,12 +86,18 @@ ENSEMBLE_MODES = ("layer", "network")
 network, averaged at the outputs (a committee machine; see passes/replicate_network.py)."""
 
 
-def default_pipeline(chip: Chip, options: CompileOptions) -> list[Pass]:
-    """The passes `leac compile` runs, in order.
+def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarray | None = None) -> list[Pass]:
+    """The passes `leac compile` runs, in order; with `calibration` (model inputs, batch first) and
+    `compensate="columns"` (the default), `compensate` fits a per-column gain and offset against the
+    known stuck devices.
 
     Raises:
-        CompileError: an unknown ensemble scheme, or beta with the network ensemble.
+        CompileError: an unknown ensemble scheme or compensation, or beta with the network ensemble.
     """
+    if options.compensate not in COMPENSATE_MODES:
+        raise CompileError(f"unknown compensation {options.compensate!r}; choose one of {', '.join(COMPENSATE_MODES)}")
+    compensate: list[Pass] = (
+        [Compensate(calibration)] if options.compensate == "columns" and calibration is not None else [])
     if options.ensemble not in ENSEMBLE_MODES:
         raise CompileError(f"unknown ensemble {options.ensemble!r}; choose one of {', '.join(ENSEMBLE_MODES)}")
     network = options.ensemble == "network"
@@ -103,6 +114,7 @@ def default_pipeline(chip: Chip, options: CompileOptions) -> list[Pass]:
         Place(chip, placer=options.placer, time_limit_s=options.time_limit_s, seed=options.seed),
         Encode(chip),
         Select(),
+        *compensate,
     ]
 
 

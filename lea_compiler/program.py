@@ -40,6 +40,7 @@ from lea_compiler.chip import Chip, chip_to_text, decode_chip_json, parse_chip
 from lea_compiler.errors import CompileError, InvalidInputError
 from lea_compiler.fileio import atomic_write_bytes
 from lea_compiler.ir import Graph, Value
+from lea_compiler.passes.compensate import Compensation
 from lea_compiler.passes.encode import Encoded
 from lea_compiler.passes.ensemble import Ensemble
 from lea_compiler.passes.place import Placed, PlacementSummary
@@ -112,6 +113,8 @@ class Layer:
     mapping_error_uS: float  # placement cost: sum over copies of |G_actual - G_target|
     effective_error_uS: float  # after encode and selection: error of the averaged differences
     input_full_scale: float | None = None  # DAC full-scale input |x|, when calibrated at compile time
+    column_gain: np.ndarray | None = None  # (cols,) stuck-device compensation (passes/compensate.py), or None
+    column_offset: np.ndarray | None = None  # (cols,) weight units, added with the gain
 
     @property
     def devices(self) -> int:
@@ -272,6 +275,7 @@ def lower_to_program(
         quantized, tiling = node.fact(QuantizedLayer), node.fact(Tiling)
         ensemble, placed = node.fact(Ensemble), node.fact(Placed)
         encoded, selection = node.fact(Encoded), node.fact(Selection)
+        compensation = node.fact(Compensation)
         if None in (quantized, tiling, ensemble, placed, encoded, selection):
             raise CompileError(f"{node.describe()} is not fully mapped; run the whole pipeline")
         assert quantized and tiling and ensemble and placed and encoded and selection
@@ -308,6 +312,8 @@ def lower_to_program(
                     "relative_rms_error": quantized.relative_rms_error,
                 },
                 mapping_error_uS=placed.cost_uS, effective_error_uS=selection.effective_error_uS,
+                column_gain=None if compensation is None else compensation.gain.copy(),
+                column_offset=None if compensation is None else compensation.offset.copy(),
             )
         )
     summary = graph.fact(PlacementSummary)
@@ -454,6 +460,9 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
         "scale": _put(arrays, f"{prefix}.scale", layer.scale), "alpha": layer.alpha, "beta": layer.beta,
         "quantization": layer.quantization, "mapping_error_uS": layer.mapping_error_uS,
         "effective_error_uS": layer.effective_error_uS, "input_full_scale": layer.input_full_scale,
+        **({} if layer.column_gain is None or layer.column_offset is None else {
+            "column_gain": _put(arrays, f"{prefix}.column_gain", layer.column_gain),
+            "column_offset": _put(arrays, f"{prefix}.column_offset", layer.column_offset)}),
         "blocks": blocks,
     }
 
@@ -481,6 +490,8 @@ def _layer_from_json(item: dict[str, Any], array: Any) -> Layer:
         alpha=item["alpha"], beta=item["beta"], blocks=tuple(blocks), quantization=item["quantization"],
         mapping_error_uS=float(item["mapping_error_uS"]), effective_error_uS=float(item["effective_error_uS"]),
         input_full_scale=_optional_float(item.get("input_full_scale")),
+        column_gain=array(item["column_gain"]) if "column_gain" in item else None,
+        column_offset=array(item["column_offset"]) if "column_offset" in item else None,
     )
 
 

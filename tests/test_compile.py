@@ -30,10 +30,14 @@ def files(tmp_path):
 
 def test_registry_names_match_and_every_pass_is_in_the_pipeline() -> None:
     chip = synth_chip(arrays=2, rows=4, cols=4, seed=0)
-    network = default_pipeline(chip, CompileOptions(ensemble="network"))
+    data = np.zeros((3, 4), np.float32)
+    network = default_pipeline(chip, CompileOptions(ensemble="network"), data)
     assert [p.name for p in network] == list(PASSES)
     layer = default_pipeline(chip, CompileOptions())
-    assert [p.name for p in layer] == [name for name in PASSES if name != "replicate_network"]
+    assert [p.name for p in layer] == [name for name in PASSES if name not in ("replicate_network", "compensate")]
+    # compensate runs only with calibration data and compensate="columns"
+    assert "compensate" in [p.name for p in default_pipeline(chip, CompileOptions(), data)]
+    assert "compensate" not in [p.name for p in default_pipeline(chip, CompileOptions(compensate="none"), data)]
     for name, cls in PASSES.items():
         assert cls.__dataclass_fields__["name"].default == name
 

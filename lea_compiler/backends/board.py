@@ -61,7 +61,10 @@ index of the input's dimensions between the first (batch) and the last):
   matrix has `rows` rows (`inputs` input elements, plus one row driven by the
   constant 1 when `bias_row`) and `cols` output columns; `bias` is "row",
   "digital" or "none". `scale_uS[j]` is column j's scale s_j: uS of
-  conductance difference G+ - G- per weight unit. The matrix is cut into
+  conductance difference G+ - G- per weight unit (divided by the column's
+  stuck-device compensation gain when the Program has one; its offset is
+  then in the `bias` values, so a layer without a bias of its own can have
+  bias "digital"). The matrix is cut into
   `blocks` blocks along `row_blocks` / `col_blocks` ([start, stop) matrix
   row / column ranges). `vectors_per_sample` is null when the shape is not
   known.
@@ -885,6 +888,17 @@ def _check_program(program: Program, halves: Sequence[_Half]) -> dict[int, np.nd
         scale = np.asarray(layer.scale, dtype=np.float64)
         if scale.shape != (layer.cols,) or not np.all(np.isfinite(scale) & (scale > 0)):
             problems.append(f"{where}: the scale is not {layer.cols} positive numbers")
+        if (layer.column_gain is None) != (layer.column_offset is None):
+            problems.append(f"{where}: a compensation needs both a gain and an offset per column")
+        elif layer.column_gain is not None and layer.column_offset is not None:
+            gain = np.asarray(layer.column_gain, dtype=np.float64)
+            offset = np.asarray(layer.column_offset, dtype=np.float64)
+            if gain.shape != (layer.cols,) or not np.all(np.isfinite(gain) & (gain > 0)):
+                problems.append(f"{where}: the compensation gain is not {layer.cols} positive numbers")
+            if offset.shape != (layer.cols,) or not np.all(np.isfinite(offset)):
+                problems.append(f"{where}: the compensation offset is not {layer.cols} finite numbers")
+            if layer.bias_row and np.any(offset != 0):
+                problems.append(f"{where}: a compensation offset needs a digital bias, not a bias row")
         for block in layer.blocks:
             selection = np.asarray(block.selection)
             if selection.shape != (len(block.copies), block.shape[1]) or not np.all(
@@ -1034,11 +1048,25 @@ def _vectors_per_sample(value: Value | None) -> int | None:
     return count if count >= 1 else None
 
 
+def _column_scale_and_bias(node: Node, layer: Layer) -> tuple[tuple[float, ...], np.ndarray | None]:
+    """The scale the periphery divides by and the digital bias it adds, with the stuck-device
+    compensation folded in: scale_j / gain_j, and bias_j + offset_j."""
+    scale = np.ravel(np.asarray(layer.scale, dtype=np.float64))
+    bias = node.input(2)
+    values = None if layer.bias_row or bias is None else np.ravel(np.asarray(bias.const, dtype=np.float64))
+    if layer.column_gain is not None:
+        scale = scale / np.asarray(layer.column_gain, dtype=np.float64)
+    if layer.column_offset is not None and np.any(np.asarray(layer.column_offset) != 0):
+        values = (values if values is not None else 0.0) + np.asarray(layer.column_offset, dtype=np.float64)
+    return tuple(float(v) for v in scale), values
+
+
 def _layer_schedule(program: Program, node: Node, layer: Layer) -> Iterator[Record]:
     """layer, then per block read+convert per copy half and combine; accumulate, scale, bias."""
     x, bias = node.input(0), node.input(2)
     inputs = layer.rows - int(layer.bias_row)
-    mode = "row" if layer.bias_row else ("digital" if bias is not None else "none")
+    scale_uS, bias_values = _column_scale_and_bias(node, layer)
+    mode = "row" if layer.bias_row else ("digital" if bias_values is not None else "none")
     adcs = program.chip.periphery.adcs_per_array
     yield LayerStart(
         name=layer.name,
@@ -1052,7 +1080,7 @@ def _layer_schedule(program: Program, node: Node, layer: Layer) -> Iterator[Reco
         alpha=layer.alpha,
         beta=layer.beta,
         encoding=layer.encoding,
-        scale_uS=tuple(float(s) for s in np.ravel(layer.scale)),
+        scale_uS=scale_uS,
         blocks=len(layer.blocks),
         row_blocks=tuple(layer.row_bounds),
         col_blocks=tuple(layer.col_bounds),
@@ -1106,18 +1134,15 @@ def _layer_schedule(program: Program, node: Node, layer: Layer) -> Iterator[Reco
     )
     yield Scale(
         layer.name,
-        tuple(float(s) for s in np.ravel(layer.scale)),
+        scale_uS,
         program.chip.periphery.v_read_V,
         1.0 if layer.bias_row else 0.0,
         layer.input_full_scale,
     )
     if mode == "digital":
-        assert bias is not None and bias.const is not None  # checked by _check_program
-        yield Bias(
-            layer.name,
-            tuple(float(v) for v in np.ravel(bias.const).tolist()),
-            _dtype_name(bias.const.dtype),
-        )
+        assert bias_values is not None
+        dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
+        yield Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), _dtype_name(dtype))
 
 
 def _digital(node: Node) -> Digital:

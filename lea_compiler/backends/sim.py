@@ -31,8 +31,10 @@ Periphery, per crossbar layer (a `leac.MVM` node y = x W + b):
    as a real ADC would).
 3. Digital: G+ minus G- per copy; the mean over the beta copies the Program
    selected for each column; row blocks' partial sums added; divided by
-   v_read / x_fs and by the column's scale (weight units); the bias added
-   when it is digital. Every other op runs in the interpreter's kernels.
+   v_read / x_fs and by the column's scale (weight units); times the column's
+   stuck-device gain and plus its offset when the Program has them
+   (`passes/compensate.py`; not with `ideal`); the bias added when it is
+   digital. Every other op runs in the interpreter's kernels.
 
 Cost model (one inference; `CostModel`): see docs/simulator.md.
 """
@@ -139,6 +141,9 @@ class CrossbarLayer:
         self.read_noise = 0.0 if ideal else device.read_noise_uS
         bias = node.input(2)
         self.digital_bias = None if layer.bias_row or bias is None else np.asarray(bias.const, dtype=np.float64)
+        # the stuck-device compensation is for the compiled chip's defects, which ideal devices do not have
+        self.gain = None if ideal or layer.column_gain is None else np.asarray(layer.column_gain, np.float64)
+        self.offset = None if ideal or layer.column_offset is None else np.asarray(layer.column_offset, np.float64)
         self.x_fs = 1.0
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.blocks = []  # per block: (block, G+ (alpha, r, c), G- (alpha, r, c), mask (alpha, c))
@@ -156,7 +161,7 @@ class CrossbarLayer:
         self.full_scale = [v_read * b.shape[0] * self.levels[-1] for b in layer.blocks]
         self._prepared: list[_RowBlock] = []
         self._prepared_for: tuple[float, ...] | None = None
-        self.cost = layer_cost(layer, chip, self.digital_bias is not None)
+        self.cost = layer_cost(layer, chip, digital_add(layer, node))
 
     def _conductance(self, half: Any, target: np.ndarray, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -250,6 +255,10 @@ class CrossbarLayer:
             for index in chunks:
                 run(index)
         y = out.astype(np.float64) / (periphery.v_read_V / self.x_fs) / layer.scale
+        if self.gain is not None:
+            y = y * self.gain
+        if self.offset is not None:
+            y = y + self.offset
         if self.digital_bias is not None:
             y = y + self.digital_bias
         self._count(counts, flat.shape[0])
@@ -299,6 +308,12 @@ class LayerCost:
     device_reads: int
     digital_ops: int
     analog_ns: float
+
+
+def digital_add(layer: Layer, node: Node) -> bool:
+    """Whether the periphery adds a vector after scaling: a digital bias, or a compensation offset."""
+    offset = layer.column_offset is not None and bool(np.any(layer.column_offset != 0))
+    return (not layer.bias_row and node.input(2) is not None) or offset
 
 
 def layer_cost(layer: Layer, chip: Chip, digital_bias: bool) -> LayerCost:
@@ -385,7 +400,7 @@ def estimate_cost(program: Program, chip: Chip | None = None) -> CostModel:
     energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0}
     for layer in program.layers:
         node = program.graph.node(layer.name)
-        cost = layer_cost(layer, chip, digital_bias=not layer.bias_row and node.input(2) is not None)
+        cost = layer_cost(layer, chip, digital_add(layer, node))
         n = apps[layer.name]
         analog_ns += cost.analog_ns * n
         digital += cost.digital_ops * n

@@ -279,7 +279,7 @@ def _execute_layer(stream: BoardStream, name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _expected_layer(program: Program, name: str, x: np.ndarray) -> np.ndarray:
-    """x @ (the matrix the Program puts on the chip, stuck devices included) + digital bias."""
+    """x @ (the matrix the Program puts on the chip, stuck devices included), compensated, + digital bias."""
     layer = program.layer(name)
     levels = np.asarray(program.chip.device.levels_uS)
     matrix = np.zeros((layer.rows, layer.cols))
@@ -303,6 +303,8 @@ def _expected_layer(program: Program, name: str, x: np.ndarray) -> np.ndarray:
     matrix /= layer.scale
     x_aug = np.concatenate([x, [1.0]]) if layer.bias_row else x
     y = x_aug @ matrix
+    if layer.column_gain is not None:  # the stuck-device compensation (passes/compensate.py)
+        y = y * layer.column_gain + layer.column_offset
     bias = program.graph.node(name).input(2)
     if bias is not None and not layer.bias_row:
         y = y + bias.const

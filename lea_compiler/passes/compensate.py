@@ -1,0 +1,155 @@
+"""compensate: a per-column digital gain (and offset) that cancels the coherent part of the known stuck devices' error.
+
+After `select`, the compiler knows what every output column will compute on
+this chip, noise aside: the mean over its selected copies of the programmed
+differences G+ - G-, with every stuck device at its stuck conductance. Call
+that column's effective weights u_j = D_eff[:, j] / s_j and its intended
+(quantized) weights t_j = D_t[:, j] / s_j, with s_j the column's scale.
+
+Stuck devices do not only add noise-like error. Their error is correlated
+with the weights: the placer minimises sum |G_stuck - G_target|, so a
+stuck-high device (500 uS against targets of 133..233 uS) lands preferably on
+the device that is "on" (a smaller error), where it inflates |w|; a stuck-low
+one on the "off" partner, where it inflates |w| too. What is left is a column
+gain, plus, for inputs that are not zero-mean (pixels, tanh outputs), an
+offset. Averaging copies cannot remove either, as every copy shares it;
+a per-column affine correction in the digital periphery can, for two
+operations per column:
+
+    y_j = a_j * (x . u_j) + b_j    fitted so that y_j ~ x . t_j
+
+(a_j, b_j) is the least-squares fit of x . t_j by x . u_j over the layer's
+inputs x on the calibration data (`leac compile --calibrate DATA.npz`; from
+the digital reference run of the graph, at most `MAX_SAMPLES` input vectors
+per layer, seeded subsample). The pass needs that data: a fit on the weights
+alone (the gain that is optimal for zero-mean white inputs) was tried and
+helped as often as it hurt on the digits MLP (greedy placement, 10% and 20%
+stuck devices, k = 1, 3, 6), while the fit on data gained 2 to 35 points
+there; so without `--calibrate` the pipeline does not run this pass.
+
+A column whose selected copies hold no stuck device keeps a_j = 1, b_j = 0
+exactly; a layer with none gets no correction at all (its Program is
+unchanged). With `--bias row`, only the gain is fitted (the offset has no
+digital bias step to ride on).
+
+The correction is for the chip compiled for: `leac simulate --ideal` ignores
+it (ideal devices have no stuck error), a simulation on another chip file
+applies it as the board would. The board folds a_j into the column's scale
+and b_j into its digital bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lea_compiler import interpreter
+from lea_compiler.errors import CompileError
+from lea_compiler.ir import Graph, Node
+from lea_compiler.passes.encode import Encoded
+from lea_compiler.passes.quantize import QuantizedLayer
+from lea_compiler.passes.select import Selection
+from lea_compiler.passes.tile import Tiling
+
+MAX_SAMPLES = 8192
+"""Input vectors per layer used for the fit with calibration data."""
+
+COMPENSATE_MODES = ("columns", "none")
+
+
+@dataclass(frozen=True, eq=False)
+class Compensation:
+    """Fact on an MVM: y_j = gain[j] * (crossbar result)_j + offset[j], before the digital bias."""
+
+    gain: np.ndarray  # (cols,)
+    offset: np.ndarray  # (cols,), zeros with a bias row
+    columns: int  # columns with a stuck device among their selected copies
+
+    def describe(self) -> str:
+        return (f"compensated {self.columns} columns; gain {float(self.gain.min()):.3g}.."
+                f"{float(self.gain.max()):.3g}, offset {float(self.offset.min()):.3g}..{float(self.offset.max()):.3g}")
+
+
+def effective_differences(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(D_eff, D_t, stuck) over the whole layer, uS: the mean selected programmed difference of every
+    weight with stuck values included, the target difference, and whether a selected copy is stuck there."""
+    quantized, tiling = node.fact(QuantizedLayer), node.fact(Tiling)
+    encoded, selection = node.fact(Encoded), node.fact(Selection)
+    if quantized is None or tiling is None or encoded is None or selection is None:
+        raise CompileError(f"compensate needs selected layers; run select first ({node.describe()})")
+    target_p, target_n = quantized.target_uS()
+    target = target_p - target_n
+    effective = target.copy()
+    stuck = np.zeros(target.shape, dtype=bool)
+    for block in tiling.blocks:
+        rows = slice(block.row_start, block.row_stop)
+        cols = slice(block.col_start, block.col_stop)
+        mask = selection.masks[block.index]  # (alpha, cols)
+        copies = [encoded.get(block.index, c) for c in range(mask.shape[0])]
+        diffs = np.stack([c.difference_uS for c in copies])  # (alpha, rows, cols)
+        effective[rows, cols] = (diffs * mask[:, None, :]).sum(axis=0) / mask.sum(axis=0)
+        for c, copy in enumerate(copies):
+            hit = (copy.pos_levels < 0) | (copy.neg_levels < 0)
+            stuck[rows, cols] |= hit & mask[c][None, :]
+    return effective, target, stuck
+
+
+def layer_inputs(graph: Graph, data: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every MVM's input vectors (n, rows) over `data`, from the digital reference run, subsampled."""
+    nodes = graph.nodes_of("MVM")
+    keep = {node.name: node.input(0).name for node in nodes}  # type: ignore[union-attr]
+    feed = graph.inputs[0].name
+    out = interpreter.run(graph, {feed: data}, keep=list(keep.values()))
+    rng = np.random.default_rng(seed)
+    result = {}
+    for name, value in keep.items():
+        x = out[value].reshape(-1, out[value].shape[-1]).astype(np.float64)
+        if len(x) > MAX_SAMPLES:
+            x = x[np.sort(rng.choice(len(x), MAX_SAMPLES, replace=False))]
+        result[name] = x
+    return result
+
+
+@dataclass(frozen=True, eq=False)
+class Compensate:
+    """The compensate pass (see the module docstring). `data`: calibration inputs of the model, batch first."""
+
+    data: np.ndarray
+    name: str = "compensate"
+
+    def run(self, graph: Graph) -> Graph:
+        inputs: dict[str, np.ndarray] | None = None
+        for node in graph.nodes_of("MVM"):
+            effective, target, stuck = effective_differences(node)
+            hit = stuck.any(axis=0)
+            if not hit.any():
+                continue
+            quantized = node.fact(QuantizedLayer)
+            assert quantized is not None
+            scale = np.asarray(quantized.scale, dtype=np.float64)
+            if inputs is None:
+                inputs = layer_inputs(graph, self.data)
+            x = inputs[node.name]
+            if quantized.bias_row:
+                x = np.hstack([x, np.ones((len(x), 1))])
+            xu, xt = x @ (effective / scale), x @ (target / scale)
+            if quantized.bias_row:
+                a = _ratio((xu * xt).sum(axis=0), (xu * xu).sum(axis=0))
+                b = np.zeros_like(a)
+            else:
+                mu, mt = xu.mean(axis=0), xt.mean(axis=0)
+                du, dt = xu - mu, xt - mt
+                a = _ratio((du * dt).sum(axis=0), (du * du).sum(axis=0))
+                b = mt - a * mu
+            gain, offset = np.ones(len(a)), np.zeros(len(a))
+            gain[hit], offset[hit] = a[hit], b[hit]
+            node.set_fact(Compensation(gain, offset, int(hit.sum())))
+        return graph
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 1 where den is 0 (a column that reads nothing keeps its gain) or the ratio is not positive."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    return np.where(np.isfinite(r) & (r > 0), r, 1.0)
