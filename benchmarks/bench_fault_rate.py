@@ -13,12 +13,18 @@ averaged at the output, same device count), the Program is simulated on the
 digits test set with noise seed s. At k = 6 the model needs 133,200 of the
 chip's 250,000 devices, so the placer has some choice of regions.
 
+Every Program is compiled with `--calibrate digits_calib.npz` (256 training
+images) and simulated twice: as compiled, with leac's stuck-device
+compensation (passes/compensate.py: a per-column gain and offset fitted to
+the known stuck devices), and with that compensation removed, which is the
+paper's LEA. Same placement, same noise.
+
 Reported per point: mean, standard deviation, median and quartiles of top-1
 accuracy over the chip seeds; devices used. Plots: accuracy against fault
 rate, one line per k (and the committee machine against LEA).
 
 Run:  python benchmarks/bench_fault_rate.py [--seeds 10] [--jobs 2]
-      [--placers greedy,cpsat] [--ensembles layer,network] [--committee-k 2,4,6]
+      [--placers greedy,cpsat] [--ensembles layer,network] [--committee-k 2,4,6] [--time-limit 2]
       [--out benchmarks/results/fault_rate.json] [--png benchmarks/results/fault_rate.png]
 """
 
@@ -51,9 +57,11 @@ def main() -> None:
     parser.add_argument("--placers", default="greedy,cpsat")
     parser.add_argument("--ensembles", default="layer,network")
     parser.add_argument("--committee-k", default="2,4,6", help="k values for --ensemble network (cpsat placer)")
-    parser.add_argument("--time-limit", type=float, default=5.0, help="CP-SAT budget (deterministic s)")
+    parser.add_argument("--time-limit", type=float, default=2.0, help="CP-SAT budget (deterministic s)")
     parser.add_argument("--model", default=str(EXAMPLES / "digits_mlp.onnx"))
     parser.add_argument("--data", default=str(EXAMPLES / "digits_test.npz"))
+    parser.add_argument("--calibrate", default=str(EXAMPLES / "digits_calib.npz"),
+                        help="calibration data for leac compile --calibrate ('' for none)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fault_rate.json"))
     parser.add_argument("--png", default=str(ROOT / "benchmarks" / "results" / "fault_rate.png"))
     args = parser.parse_args()
@@ -62,7 +70,8 @@ def main() -> None:
     placers = args.placers.split(",")
     ensembles = args.ensembles.split(",")
     committee_k = [int(k) for k in args.committee_k.split(",")]
-    base = {"model": args.model, "data": [args.data]}
+    base = {"model": args.model, "data": [args.data], "uncompensated": True,
+            **({"calibrate": args.calibrate} if args.calibrate else {})}
     cases = []
     for seed in range(args.seeds):
         for rate in rates:
@@ -77,32 +86,40 @@ def main() -> None:
                                   "options": {"k": k, "placer": "cpsat", "time_limit_s": args.time_limit,
                                               "ensemble": "network"}})
     results = run_all(cases, args.jobs)
-
-    def key(r: dict) -> tuple:
-        return r["options"].get("ensemble", "layer"), r["options"]["placer"], r["options"]["k"], r["rate"]
-
-    acc = group(results, key)
-    devices = {key(r): r["devices_used"] for r in results if "devices_used" in r}
+    # every run answers twice: with leac's stuck-device compensation (as compiled) and without (the paper's LEA)
+    rows = []
+    for r in results:
+        if "accuracy" in r:
+            e, p = r["options"].get("ensemble", "layer"), r["options"]["placer"]
+            rows.append({"key": (e, p, "compensated", r["options"]["k"], r["rate"]), "accuracy": r["accuracy"],
+                         "devices_used": r["devices_used"]})
+            rows.append({"key": (e, p, "none", r["options"]["k"], r["rate"]),
+                         "accuracy": r["accuracy_uncompensated"], "devices_used": r["devices_used"]})
+    acc = group(rows, lambda r: r["key"])
+    devices = {r["key"][3]: r["devices_used"] for r in rows}
     failed = [r for r in results if "error" in r]
     software = next(r["software_accuracy"] for r in results if "software_accuracy" in r)
-    points = [{"ensemble": e, "placer": p, "k": k, "rate": rate, "devices": devices.get((e, p, k, rate)),
-               "accuracy": summarise(values)} for (e, p, k, rate), values in sorted(acc.items())]
-    print(f"digits MLP, top-1 % mean +- std over {args.seeds} chip seeds; software {pct(software)}")
+    points = [{"ensemble": e, "placer": p, "compensation": c, "k": k, "rate": rate, "devices": devices.get(k),
+               "accuracy": summarise(values)} for (e, p, c, k, rate), values in sorted(acc.items())]
+    print(f"{Path(args.model).name}, top-1 % mean +- std over {args.seeds} chip seeds; software {pct(software)}")
     header = "".join(f"{int(100 * r):>12}%" for r in rates)
-    for ensemble, placer in sorted({(e, p) for e, p, _, _ in acc}):
-        print(f"\n{ensemble} ensemble, {placer} placer; rate:{header}")
-        for k in sorted({k for e, p, k, _ in acc if (e, p) == (ensemble, placer)}):
+    schemes = sorted({key[:3] for key in acc}, key=lambda t: (t[0], t[1] != "greedy", t[2] != "none"))
+    for ensemble, placer, comp in schemes:
+        label = "with compensation" if comp == "compensated" else "no compensation"
+        print(f"\n{ensemble} ensemble, {placer} placer, {label}; rate:{header}")
+        for k in sorted({key[3] for key in acc if key[:3] == (ensemble, placer, comp)}):
             cells = []
             for rate in rates:
-                values = acc.get((ensemble, placer, k, rate))
-                s = summarise(values) if values else None
-                cells.append(f"{pct(s['mean']):>6} +-{pct(s['std']):>4}" if s else f"{'-':>12}")
-            print(f"k = {k} ({devices.get((ensemble, placer, k, rates[0]), 0):>6} devices) " + " ".join(cells))
+                values = acc.get((ensemble, placer, comp, k, rate))
+                st = summarise(values) if values else None
+                cells.append(f"{pct(st['mean']):>6} +-{pct(st['std']):>4}" if st else f"{'-':>12}")
+            print(f"k = {k} ({devices.get(k, 0):>6} devices) " + " ".join(cells))
     for k, row in PAPER.items():
         print(f"paper MNIST alpha = {k}: " + " ".join(f"{v:>6}" for v in row))
     if failed:
         print(f"{len(failed)} runs did not fit: {failed[0]['error']}")
     out = {"benchmark": "fault_rate", "model": Path(args.model).name, "seeds": args.seeds, "arrays": args.arrays,
+           "calibrate": Path(args.calibrate).name if args.calibrate else None, "time_limit_s": args.time_limit,
            "software_accuracy": software, "paper_mnist": {str(k): v for k, v in PAPER.items()},
            "points": points, "runs": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -111,26 +128,32 @@ def main() -> None:
     plt = pyplot()
     if plt is None:
         return
-    panels = sorted({(e, p) for e, p, _, _ in acc if e == "layer"}) + (
-        [("network", "cpsat")] if "network" in ensembles else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True, squeeze=False)
-    for ax, (ensemble, placer) in zip(axes[0], panels, strict=True):
-        shown = ks if ensemble == "layer" else committee_k
+    panels = [s for s in schemes if s[0] == "layer"] + ([("network", "cpsat", "compensated")] if "network" in
+                                                           ensembles else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), sharey=True, squeeze=False)
+    for ax, scheme in zip(axes[0], panels, strict=True):
+        shown = ks if scheme[0] == "layer" else committee_k
         for k in shown:
-            xs = [100 * r for r in rates if (ensemble, placer, k, r) in acc]
-            stats = [summarise(acc[(ensemble, placer, k, r)]) for r in rates if (ensemble, placer, k, r) in acc]
-            ax.errorbar(xs, [100 * s["mean"] for s in stats], yerr=[100 * s["std"] for s in stats], marker="o",
-                        capsize=3, label=f"k = {k}")
-            if ensemble == "network":
-                lea = [summarise(acc[("layer", "cpsat", k, r)]) for r in rates if ("layer", "cpsat", k, r) in acc]
-                if len(lea) == len(xs):
-                    ax.plot(xs, [100 * s["mean"] for s in lea], ls=":", color=ax.lines[-1].get_color(),
-                            label=f"LEA k = {k}")
+            keys = [(*scheme, k, r) for r in rates if (*scheme, k, r) in acc]
+            stats = [summarise(acc[key]) for key in keys]
+            ax.errorbar([100 * key[4] for key in keys], [100 * st["mean"] for st in stats],
+                        yerr=[100 * st["std"] for st in stats], marker="o", capsize=3, label=f"k = {k}")
+            if scheme[0] == "network":
+                lea = [("layer", "cpsat", "compensated", k, key[4]) for key in keys]
+                if all(key in acc for key in lea):
+                    ax.plot([100 * key[4] for key in lea], [100 * summarise(acc[key])["mean"] for key in lea],
+                            ls=":", color=ax.lines[-1].get_color(), label=f"LEA k = {k}")
+        for k, row in PAPER.items():
+            if scheme[0] == "layer":
+                ax.plot([100 * r for r in RATES], row, color="k", ls="--" if k == 6 else ":", lw=1,
+                        label=f"paper MNIST alpha = {k}")
         ax.axhline(100 * software, color="gray", ls="--", label="software")
-        ax.set_title(f"{'LEA' if ensemble == 'layer' else 'committee machine'}, {placer} placer")
+        title = "LEA" if scheme[0] == "layer" else "committee machine (dotted: LEA)"
+        ax.set_title(f"{title}, {scheme[1]}, {'compensated' if scheme[2] == 'compensated' else 'no compensation'}",
+                     fontsize=9)
         ax.set_xlabel("stuck-at-fault rate (%)")
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(f"digits top-1 accuracy (%), mean +- std over {args.seeds} chips")
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel(f"top-1 accuracy (%), mean +- std over {args.seeds} chips")
     save_png(fig, Path(args.png))
 
 

@@ -14,6 +14,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import dataclasses  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -32,8 +33,10 @@ YINYANG = {"model": str(DATA / "yinyang_mlp.onnx"),
 
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """Compile case["model"] for synth_chip(**case["chip"]) with CompileOptions(**case["options"]),
-    simulate on case["data"] with seed case["sim_seed"]; returns the case with its results added."""
+    """Compile case["model"] for synth_chip(**case["chip"]) with CompileOptions(**case["options"])
+    (and `--calibrate case["calibrate"]` if given), simulate on case["data"] with seed case["sim_seed"];
+    returns the case with its results added. With case["uncompensated"], the same Program without its
+    stuck-device compensation is simulated too (`accuracy_uncompensated`): one placement, both answers."""
     from lea_compiler.backends.sim import load_data, simulate
     from lea_compiler.chip import synth_chip
     from lea_compiler.compiler import compile_model
@@ -43,14 +46,21 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     chip = synth_chip(**case["chip"])
     try:
-        result = compile_model(case["model"], chip, CompileOptions(**case["options"]))
+        result = compile_model(case["model"], chip, CompileOptions(**case["options"]),
+                               calibrate_on=case.get("calibrate"))
     except DoesNotFitError as exc:
         return {**case, "error": str(exc)}
     program = result.program
     datasets = [load_data(path, program.graph) for path in case["data"]]
     report = simulate(program, datasets, seed=case["sim_seed"])
+    extra = {}
+    if case.get("uncompensated"):
+        plain = dataclasses.replace(program, layers=tuple(
+            dataclasses.replace(layer, column_gain=None, column_offset=None) for layer in program.layers))
+        extra["accuracy_uncompensated"] = simulate(plain, datasets, seed=case["sim_seed"]).accuracy
     return {
         **case,
+        **extra,
         "accuracy": report.accuracy,
         "accuracy_per_data": [d.accuracy for d in report.data],
         "software_accuracy": report.software_accuracy,
