@@ -178,3 +178,41 @@ def test_bundled_model_accuracy_matches_json(meta: dict, kind: str, fname: str) 
         assert acc == pytest.approx(recorded[f"task{task}"], abs=1e-6)
         accs.append(acc)
     assert np.mean(accs) == pytest.approx(recorded["mean"], abs=1e-6)
+
+
+BUNDLED = ["yinyang_mlp.json", "yinyang_mlp.onnx", "yinyang_mlp_float.onnx", "yinyang_task1_test.npz",
+           "yinyang_task2_test.npz"]
+
+
+def test_script_regenerates_the_bundled_files_byte_for_byte(yy: ModuleType, tmp_path: Path) -> None:
+    yy.main(["--seed", "0", "--out", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == BUNDLED
+    for name in BUNDLED:
+        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name
+
+
+def test_bundled_paper_chip_is_the_seed_0_synthetic_chip(tmp_path: Path) -> None:
+    from lea_compiler.chip import save_chip, synth_chip
+
+    name = json.loads((DATA / "paper_chip.json").read_text())["name"]
+    save_chip(synth_chip(seed=0, name=name), tmp_path / "chip.json")
+    assert (tmp_path / "chip.json").read_bytes() == (DATA / "paper_chip.json").read_bytes()
+
+
+def test_bundled_example_compiles_simulates_and_four_copies_beat_one() -> None:
+    """README's main job in Python, at k = 1 and k = 4 over three noise seeds."""
+    from lea_compiler.backends.sim import load_data, simulate
+    from lea_compiler.chip import load_chip
+    from lea_compiler.compiler import compile_model
+    from lea_compiler.pipeline import CompileOptions
+
+    chip = load_chip(DATA / "paper_chip.json")
+    accuracy = {}
+    for k in (1, 4):
+        program = compile_model(DATA / "yinyang_mlp.onnx", chip, CompileOptions(k=k)).program
+        assert program.devices_used == 2 * k * (4 * 12 + 12 * 6 + 6 * 3)
+        data = [load_data(DATA / f"yinyang_task{t}_test.npz", program.graph) for t in (1, 2)]
+        reports = [simulate(program, data, seed=seed) for seed in range(3)]
+        assert all(abs(r.software_accuracy - 0.684) < 1e-9 for r in reports)
+        accuracy[k] = float(np.mean([r.accuracy for r in reports]))
+    assert accuracy[4] > accuracy[1] + 0.03
