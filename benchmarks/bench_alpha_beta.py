@@ -12,7 +12,9 @@ greedy placer (the paper's) and OR-Tools CP-SAT (leac's default), and
 simulated on both tasks' test sets (1,000 points each) with noise seed s.
 Reported per (alpha, beta) and placer: median and quartiles over the chip
 seeds of the mean two-task accuracy, and the mapping error (sum over copies
-of |G on the chip - G target| over the placed regions, uS).
+of |G on the chip - G target| over the placed regions, uS). A noise breakdown
+at (1, 1) and (4, 4) reruns the same chips with write noise, read noise or
+both switched off, to show where the remaining loss comes from.
 
 Run:  python benchmarks/bench_alpha_beta.py [--seeds 20] [--jobs 2]
       [--out benchmarks/results/alpha_beta.json] [--png benchmarks/results/alpha_beta.png]
@@ -27,6 +29,9 @@ from pathlib import Path
 
 from lea_runs import ROOT, YINYANG, group, pct, pyplot, run_all, save_png, summarise
 
+NOISE = {"write noise only": {"read_noise_uS": 0.0}, "read noise only": {"write_noise_uS": 0.0},
+         "no noise (defects only)": {"write_noise_uS": 0.0, "read_noise_uS": 0.0}}
+"""Noise breakdown at (1, 1) and (4, 4): the same chips with one or both noise sources off."""
 PAIRS = [(a, b) for a in range(1, 5) for b in range(1, a + 1)]
 PLACERS = ("greedy", "cpsat")
 PAPER = {(1, 1): 56.5, (2, 2): 67.0, (3, 3): 68.2, (4, 1): 58.0, (4, 2): 66.8, (4, 3): 68.7, (4, 4): 70.3}
@@ -47,7 +52,11 @@ def main() -> None:
     cases = [{**YINYANG, "chip": {"seed": seed, **lines}, "sim_seed": seed,
               "options": {"k": alpha, "beta": beta, "placer": placer, "time_limit_s": args.time_limit}}
              for seed in range(args.seeds) for alpha, beta in PAIRS for placer in PLACERS]
-    results = run_all(cases, args.jobs)
+    noise_cases = [{**YINYANG, "chip": {"seed": seed, **lines, **noise}, "sim_seed": seed, "noise": label,
+                    "options": {"k": k, "placer": "cpsat", "time_limit_s": args.time_limit}}
+                   for seed in range(args.seeds) for k in (1, 4) for label, noise in NOISE.items()]
+    results = run_all(cases + noise_cases, args.jobs)
+    noise_results, results = results[len(cases):], results[:len(cases)]
     key = lambda r: (r["options"]["k"], r["options"]["beta"], r["options"]["placer"])  # noqa: E731
     acc = group(results, key)
     err = group(results, key, "mapping_error_uS")
@@ -69,8 +78,18 @@ def main() -> None:
         print(f"({alpha}, {beta}){'':2} {row['devices']:>7} {paper:>6} {cells[0]:>20} {cells[1]:>20} "
               f"{row['greedy']['mapping_error_uS']['median']:>16.0f} "
               f"{row['cpsat']['mapping_error_uS']['median']:>8.0f}")
+    breakdown = []
+    print("\nnoise breakdown (cpsat), median [q1, q3]:")
+    for k in (1, 4):
+        for label in ["both (as above)", *NOISE]:
+            values = (acc[(k, k, "cpsat")] if label.startswith("both") else
+                      [r["accuracy"] for r in noise_results if r["noise"] == label and r["options"]["k"] == k])
+            st = summarise(values)
+            breakdown.append({"alpha": k, "beta": k, "noise": label, "accuracy": st})
+            print(f"  ({k}, {k}) {label:26} {pct(st['median'])} [{pct(st['q1'])}, {pct(st['q3'])}]")
     out = {"benchmark": "alpha_beta", "model": "yinyang_mlp.onnx", "seeds": args.seeds, "dead_lines": args.dead_lines,
-           "software_accuracy": software, "rows": rows, "runs": results}
+           "software_accuracy": software, "rows": rows, "noise_breakdown": breakdown,
+           "runs": results + noise_results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

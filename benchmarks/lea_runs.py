@@ -33,7 +33,8 @@ YINYANG = {"model": str(DATA / "yinyang_mlp.onnx"),
 
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """Compile case["model"] for synth_chip(**case["chip"]) with CompileOptions(**case["options"])
+    """Compile case["model"] for synth_chip(**case["chip"]) (its keys write_noise_uS / read_noise_uS
+    replace the device's noise) with CompileOptions(**case["options"])
     (and `--calibrate case["calibrate"]` if given), simulate on case["data"] with seed case["sim_seed"];
     returns the case with its results added. With case["uncompensated"], the same Program without its
     stuck-device compensation is simulated too (`accuracy_uncompensated`): one placement, both answers."""
@@ -44,7 +45,11 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     from lea_compiler.pipeline import CompileOptions
 
     start = time.perf_counter()
-    chip = synth_chip(**case["chip"])
+    spec = dict(case["chip"])
+    noise = {key: spec.pop(key) for key in ("write_noise_uS", "read_noise_uS") if key in spec}
+    chip = synth_chip(**spec)
+    if noise:  # the same chip with other device noise (a noise breakdown)
+        chip = dataclasses.replace(chip, device=dataclasses.replace(chip.device, **noise))
     try:
         result = compile_model(case["model"], chip, CompileOptions(**case["options"]),
                                calibrate_on=case.get("calibrate"))
