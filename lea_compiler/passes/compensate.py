@@ -53,7 +53,7 @@ from lea_compiler.passes.select import Selection
 from lea_compiler.passes.tile import Tiling
 
 MAX_SAMPLES = 8192
-"""Input vectors per layer used for the fit with calibration data."""
+"""Calibration samples run, and input vectors per layer used for the fit (seeded subsamples beyond)."""
 
 COMPENSATE_MODES = ("columns", "none")
 
@@ -100,8 +100,10 @@ def layer_inputs(graph: Graph, data: np.ndarray, seed: int = 0) -> dict[str, np.
     nodes = graph.nodes_of("MVM")
     keep = {node.name: node.input(0).name for node in nodes}  # type: ignore[union-attr]
     feed = graph.inputs[0].name
-    out = interpreter.run(graph, {feed: data}, keep=list(keep.values()))
     rng = np.random.default_rng(seed)
+    if len(data) > MAX_SAMPLES:  # bounds the reference run's memory (a conv layer has many vectors per sample)
+        data = data[np.sort(rng.choice(len(data), MAX_SAMPLES, replace=False))]
+    out = interpreter.run(graph, {feed: data}, keep=list(keep.values()))
     result = {}
     for name, value in keep.items():
         x = out[value].reshape(-1, out[value].shape[-1]).astype(np.float64)
