@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import onnx.external_data_helper
 import onnx.numpy_helper
 import onnx.shape_inference
 import onnx.version_converter
@@ -55,10 +57,78 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     if size > MAX_MODEL_BYTES:
         raise InvalidModelError(f"{source}: {size} bytes is larger than ONNX's 2 GiB protobuf limit")
     try:
-        model = onnx.load(str(source))
+        model = onnx.load(str(source), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for a bad file
         raise InvalidModelError(f"{source}: not a readable ONNX model ({_first_line(exc)})") from None
+    _load_external_data(model, source)
     return import_model(model, source=str(source))
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of a graph: initializers, and tensor attributes of nodes and of their subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
+def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
+    """Check every external tensor's file, then load it: the file must lie inside the model's folder
+    (no absolute path, no `..`, no symlink out of it), exist, and hold the bytes the tensor declares.
+
+    Raises:
+        InvalidModelError: naming the tensor and its location, before anything is read.
+    """
+    folder = source.resolve().parent
+    problems = []
+    external = False
+    for tensor in _all_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        external = True
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        where = f"tensor {tensor.name!r}: external data {location!r}"
+        if not location:
+            problems.append(f"tensor {tensor.name!r}: external data without a location")
+            continue
+        if Path(location).is_absolute() or location.startswith(("/", "\\")) or ":" in location:
+            problems.append(f"{where} is an absolute path; it must be relative to the model's folder")
+            continue
+        if ".." in Path(location.replace("\\", "/")).parts:
+            problems.append(f"{where} leaves the model's folder")
+            continue
+        path = (folder / location).resolve()
+        if not path.is_relative_to(folder):
+            problems.append(f"{where} leaves the model's folder (through a link)")
+            continue
+        if not path.is_file():
+            problems.append(f"{where}: no such file next to the model")
+            continue
+        try:
+            offset = int(info.get("offset", "0"))
+            length = int(info["length"]) if "length" in info else None
+        except ValueError:
+            problems.append(f"{where}: offset or length is not an integer")
+            continue
+        size = path.stat().st_size
+        if offset < 0 or (length is not None and length < 0):
+            problems.append(f"{where}: negative offset or length")
+        elif offset + (length or 0) > size or offset > size:
+            problems.append(f"{where}: declares bytes {offset}..{offset + (length or 0)} but the file has {size}")
+    if problems:
+        raise InvalidModelError(f"{source}: " + "; ".join(problems))
+    if external:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(folder))
+        except Exception as exc:
+            raise InvalidModelError(f"{source}: cannot read its external data ({_first_line(exc)})") from None
 
 
 def import_model(model: onnx.ModelProto, source: str = "<model>") -> Graph:

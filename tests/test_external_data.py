@@ -1,0 +1,92 @@
+"""ONNX external data: loaded from the model's folder, and refused when it leaves it, is missing or is short."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler.cli import main
+from lea_compiler.errors import InvalidModelError
+from lea_compiler.interpreter import run
+from lea_compiler.onnx_frontend import load_model
+from lea_compiler.reference import run_onnxruntime
+from tests.helpers import mlp_model
+
+
+def external_model(folder: Path, location: str = "weights.bin") -> Path:
+    """An MLP whose initializers live in `location` next to the model file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = mlp_model(sizes=(8, 16, 4), seed=1)
+    path = folder / "model.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=location,
+                    size_threshold=0)
+    return path
+
+
+def set_location(path: Path, location: str, **extra: str) -> None:
+    """Rewrite every external tensor's location (and other keys) without touching the data file."""
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+            elif entry.key in extra:
+                entry.value = extra[entry.key]
+    path.write_bytes(model.SerializeToString())
+
+
+def test_external_data_is_loaded_and_agrees_with_onnxruntime(tmp_path) -> None:
+    path = external_model(tmp_path / "m")
+    graph = load_model(path)
+    x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    expected = run_onnxruntime(str(path), {"x": x})
+    got = run(graph, {"x": x})
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("location, message", [
+    ("/etc/passwd", "is an absolute path"),
+    ("../weights.bin", "leaves the model's folder"),
+    ("sub/../../weights.bin", "leaves the model's folder"),
+    ("missing.bin", "no such file next to the model"),
+])
+def test_bad_locations_are_refused(tmp_path, location: str, message: str) -> None:
+    path = external_model(tmp_path / "m")
+    (tmp_path / "weights.bin").write_bytes((tmp_path / "m" / "weights.bin").read_bytes())  # bait outside
+    set_location(path, location)
+    with pytest.raises(InvalidModelError, match=message):
+        load_model(path)
+
+
+def test_a_link_out_of_the_folder_is_refused(tmp_path) -> None:
+    path = external_model(tmp_path / "m")
+    os.replace(tmp_path / "m" / "weights.bin", tmp_path / "outside.bin")
+    (tmp_path / "m" / "weights.bin").symlink_to(tmp_path / "outside.bin")
+    with pytest.raises(InvalidModelError, match="through a link"):
+        load_model(path)
+
+
+def test_a_short_data_file_is_refused_and_nothing_is_written(tmp_path, capsys) -> None:
+    path = external_model(tmp_path / "m")
+    data = tmp_path / "m" / "weights.bin"
+    data.write_bytes(data.read_bytes()[:-4])
+    with pytest.raises(InvalidModelError, match="declares bytes .* but the file has"):
+        load_model(path)
+    chip = tmp_path / "chip.json"
+    assert main(["chip", "synth", "--arrays", "8", "--rows", "16", "--cols", "16", "--seed", "0", "-o", str(chip)]) == 0
+    out = tmp_path / "out.leac"
+    assert main(["compile", str(path), "--chip", str(chip), "-o", str(out)]) == 3
+    assert "declares bytes" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_offset_is_refused(tmp_path) -> None:
+    path = external_model(tmp_path / "m")
+    set_location(path, "weights.bin", offset="-5")
+    with pytest.raises(InvalidModelError, match="negative offset"):
+        load_model(path)
