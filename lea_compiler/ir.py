@@ -465,6 +465,80 @@ class Graph:
         if problems:
             raise IRVerificationError(problems, after=after)
 
+    # ----------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """The graph as flat tables (values and nodes referring to each other by index).
+
+        pickle and copy.deepcopy would otherwise follow value -> use -> node -> output
+        -> value ... one Python frame per step and hit the recursion limit on a model
+        of about 100 nodes. Node attributes, constants and facts are kept as they are
+        (facts never refer to nodes or values); use lists keep their order.
+        """
+        values: list[Value] = []
+        index: dict[int, int] = {}
+
+        def number(value: Value) -> int:
+            if id(value) not in index:
+                index[id(value)] = len(values)
+                values.append(value)
+            return index[id(value)]
+
+        for value in [*self.inputs, *self.initializers.values()]:
+            number(value)
+        node_index = {id(node): i for i, node in enumerate(self.nodes)}
+        nodes = [
+            (
+                node.op_type, node.domain, node.name, node.attrs, node._facts,
+                [None if v is None else number(v) for v in node._inputs], [number(v) for v in node._outputs],
+            )
+            for node in self.nodes
+        ]
+        outputs = [number(v) for v in self.outputs]
+
+        def node_number(node: Node) -> int:
+            if id(node) not in node_index:
+                raise ValueError(f"cannot copy the graph: it refers to {node.describe()}, which is not in it")
+            return node_index[id(node)]
+
+        table = [
+            (
+                v.name, v.dtype, v.shape, v.const,
+                None if v.producer is None else node_number(v.producer),
+                [(node_number(use.node), use.index) for use in v._uses],
+            )
+            for v in values
+        ]
+        return {
+            "name": self.name, "opset": self.opset, "metadata": self.metadata, "facts": self._facts,
+            "names": self._names, "node_names": self._node_names, "values": table, "nodes": nodes,
+            "inputs": [index[id(v)] for v in self.inputs],
+            "initializers": [(name, index[id(v)]) for name, v in self.initializers.items()],
+            "outputs": outputs,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        values = [Value(name, dtype, shape, const) for name, dtype, shape, const, _, _ in state["values"]]
+        nodes = []
+        for op_type, domain, name, attrs, facts, inputs, outputs in state["nodes"]:
+            node = Node(op_type, name, domain, attrs)
+            node._facts = facts
+            node._inputs = [None if i is None else values[i] for i in inputs]
+            node._outputs = [values[i] for i in outputs]
+            nodes.append(node)
+        for value, (_, _, _, _, producer, uses) in zip(values, state["values"], strict=True):
+            value.producer = None if producer is None else nodes[producer]
+            value._uses = [Use(nodes[n], i) for n, i in uses]
+        self.name = state["name"]
+        self.opset = state["opset"]
+        self.inputs = [values[i] for i in state["inputs"]]
+        self.outputs = [values[i] for i in state["outputs"]]
+        self.initializers = {name: values[i] for name, i in state["initializers"]}
+        self.nodes = nodes
+        self.metadata = state["metadata"]
+        self._facts = state["facts"]
+        self._names = state["names"]
+        self._node_names = state["node_names"]
+
     # ----------------------------------------------------------------- printing
     def __str__(self) -> str:
         return format_graph(self)

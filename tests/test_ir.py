@@ -159,3 +159,49 @@ def test_to_networkx_has_one_edge_per_value_read() -> None:
     assert nxg.number_of_nodes() == len(g.nodes)
     assert nxg.number_of_edges() == len(g.nodes) - 1
     assert g.nodes_of("Gemm") == [g.node("fc0"), g.node("fc1"), g.node("fc2")]
+
+
+def _same_graph(a: Graph, b: Graph) -> None:
+    """`b` is an independent copy of `a`: same text, same use lists, same names, no shared objects."""
+    assert str(a) == str(b) and b.problems() == []
+    assert vars(a).keys() == vars(b).keys()
+    assert a._names == b._names and a._node_names == b._node_names and a.opset == b.opset
+    for va, vb in zip(a.values(), b.values(), strict=True):
+        assert va is not vb and va.name == vb.name
+        assert [(u.node.name, u.index) for u in va.uses] == [(u.node.name, u.index) for u in vb.uses]
+        assert (va.producer is None) == (vb.producer is None)
+
+
+def test_pickle_and_deepcopy_give_an_independent_equal_graph() -> None:
+    import copy
+    import pickle
+
+    from lea_compiler.passes.canonicalize import Canonicalize
+    from lea_compiler.passes.quantize import Quantize, QuantizedLayer
+
+    g = Canonicalize().run(import_model(mlp_model()))
+    g = Quantize((133.0, 167.0, 200.0, 233.0)).run(g)
+    g.metadata["k"] = "v"
+    for clone in (pickle.loads(pickle.dumps(g)), copy.deepcopy(g)):
+        _same_graph(g, clone)
+        for na, nb in zip(g.nodes, clone.nodes, strict=True):
+            qa, qb = na.fact(QuantizedLayer), nb.fact(QuantizedLayer)
+            assert (qa is None) == (qb is None)
+            if qa is not None and qb is not None:
+                assert np.array_equal(qa.pos, qb.pos) and np.array_equal(qa.scale, qb.scale)
+        assert clone.nodes[0].input(1) is clone.initializers[clone.nodes[0].input(1).name]
+        clone.nodes[0].input(1).const[...] = 0  # a copy shares no arrays with the original
+        assert np.any(g.nodes[0].input(1).const != 0)
+
+
+def test_a_deep_graph_pickles_without_recursion() -> None:
+    import copy
+    import pickle
+
+    g = Graph("chain", opset={"": 17})
+    value = g.add_input("x", F, ("batch", 3))
+    for i in range(2000):  # pickle used to follow the chain frame by frame and stop near 100 nodes
+        value = g.add_node("Relu", [value], [(f"h{i}", F, ("batch", 3))], name=f"r{i}").outputs[0]
+    g.outputs.append(value)
+    _same_graph(g, pickle.loads(pickle.dumps(g)))
+    _same_graph(g, copy.deepcopy(g))
