@@ -1,32 +1,227 @@
-"""The compiler driver: model + chip + options -> Program, through the default pipeline."""
+"""The compiler driver: model + chip + options -> Program, through the default pipeline.
+
+`compile_model` is two halves: `prepare` imports the model and runs the passes
+that do not depend on the chip (canonicalize; quantize too once the device
+levels are known) into a `FrontEnd`, and `compile_prepared` runs the rest for
+one chip. A compile for many chips (`lea_compiler.batch`) prepares once and
+finishes once per chip, with the same result as `compile_model` byte for byte.
+"""
 
 from __future__ import annotations
 
+import copy as _copy
 import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, load_chip
-from lea_compiler.datasets import load_data
+from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import load_model
-from lea_compiler.pipeline import CompileOptions, PassTiming, default_pipeline, run_pipeline
+from lea_compiler.passes.quantize import Quantize
+from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, lower_to_program, with_calibration
 
 
 @dataclass(frozen=True)
 class CompileResult:
-    """A compiled Program with how long each pass took."""
+    """A compiled Program with how long each pass took.
+
+    `seconds` is the time of the whole compile; for one compiled from a shared `FrontEnd`,
+    the time of this chip's part only (loading the chip, the remaining passes, lowering).
+    """
 
     program: Program
     timings: list[PassTiming]
     seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class FrontEnd:
+    """A model imported and put through the chip-independent leading passes of the pipeline, once.
+
+    `compile_prepared` finishes it for any chip whose `default_pipeline` starts with
+    `passes`; the result is the Program `compile_model` makes from the model file and
+    that chip, byte for byte. Built by `prepare`.
+
+    Attributes:
+        graph: The IR after `passes`.
+        passes: The passes run so far (`front_passes(options, levels)`).
+        timings: Their times.
+        options: The compile options.
+        model: What the Program records about the model (file name, sha256, inputs, outputs).
+        source: The ONNX file's bytes (None for a model given as a Graph).
+        calibration: The `calibrate_on` data, or None.
+        calibration_label: How the Program names that data.
+        seconds: Time spent building this front end.
+    """
+
+    graph: Graph
+    passes: tuple[Pass, ...]
+    timings: tuple[PassTiming, ...]
+    options: CompileOptions
+    model: dict[str, Any]
+    source: bytes | None
+    calibration: Dataset | None
+    calibration_label: str | None
+    seconds: float
+
+    @property
+    def levels_uS(self) -> tuple[float, ...] | None:
+        """The device levels the graph is quantized for, or None before quantize."""
+        quantize = [p for p in self.passes if isinstance(p, Quantize)]
+        return quantize[0].levels_uS if quantize else None
+
+    def serves(self, chip: Chip) -> bool:
+        """True if compiling for `chip` starts with exactly the passes this front end ran."""
+        return tuple(default_pipeline(chip, self.options)[:len(self.passes)]) == self.passes
+
+    def quantized(self, levels_uS: tuple[float, ...], *, verify: bool = True) -> FrontEnd:
+        """A copy of this (unquantized) front end with `quantize` run for chips with these device levels.
+
+        Raises:
+            CompileError: quantize cannot map the model's weights (the message names the node).
+        """
+        if self.levels_uS is not None:
+            raise ValueError("the front end is already quantized")
+        return _advance(self, front_passes(self.options, levels_uS), copy=True, verify=verify)
+
+
+def prepare(
+    model: str | os.PathLike[str] | Graph,
+    options: CompileOptions | None = None,
+    *,
+    levels_uS: tuple[float, ...] | None = None,
+    calibrate_on: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+    dump_dir: str | os.PathLike[str] | None = None,
+    on_pass: Callable[[str, float], None] | None = None,
+) -> FrontEnd:
+    """Import a model (a file, or a Graph, which is modified) and run the passes that do not need the chip.
+
+    Those are `canonicalize` (and `replicate_network` with the network ensemble), and
+    `quantize` too when `levels_uS` (the chips' device levels) is given. With
+    `calibrate_on`, the data is read now and checked against the model.
+
+    Raises:
+        InvalidModelError / BadDataError: a bad model or calibration file.
+        CompileError: a pass cannot map the model, or the options are inconsistent.
+    """
+    return _prepare(_import(model), options or CompileOptions(), levels_uS=levels_uS, calibrate_on=calibrate_on,
+                    verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+
+
+@dataclass(frozen=True)
+class _Imported:
+    graph: Graph
+    model: dict[str, Any]
+    source: bytes | None
+    seconds: float
+
+
+def _import(model: str | os.PathLike[str] | Graph) -> _Imported:
+    start = time.perf_counter()
+    info: dict[str, Any] = {}
+    source: bytes | None = None
+    if isinstance(model, Graph):
+        graph = model
+        info["file"] = None
+        info["sha256"] = None
+    else:
+        graph = load_model(model)
+        source = Path(model).read_bytes()
+        info["file"] = Path(model).name
+        info["sha256"] = hashlib.sha256(source).hexdigest()
+    info["name"] = graph.name
+    info["inputs"] = [{"name": v.name, "type": v.type_str()} for v in graph.inputs]
+    info["outputs"] = [{"name": v.name, "type": v.type_str()} for v in graph.outputs]
+    return _Imported(graph, info, source, time.perf_counter() - start)
+
+
+def _prepare(
+    imported: _Imported,
+    options: CompileOptions,
+    *,
+    levels_uS: tuple[float, ...] | None,
+    calibrate_on: str | os.PathLike[str] | None,
+    verify: bool,
+    dump_dir: str | os.PathLike[str] | None,
+    on_pass: Callable[[str, float], None] | None,
+) -> FrontEnd:
+    start = time.perf_counter()
+    graph = imported.graph
+    calibration = load_data(calibrate_on, graph) if calibrate_on is not None else None
+    label = None
+    if calibrate_on is not None:
+        assert calibration is not None
+        digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
+        label = f"{Path(calibrate_on).name}, {len(calibration.x)} samples, sha256 {digest[:16]}"
+    passes = front_passes(options, levels_uS)
+    empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
+                     imported.seconds + time.perf_counter() - start)
+    return _advance(empty, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+
+
+def _advance(
+    front: FrontEnd,
+    passes: Sequence[Pass],
+    *,
+    copy: bool,
+    verify: bool = True,
+    dump_dir: str | os.PathLike[str] | None = None,
+    on_pass: Callable[[str, float], None] | None = None,
+) -> FrontEnd:
+    """`front` with the passes of `passes` after its own run on its graph (or on a copy of it)."""
+    start = time.perf_counter()
+    done = len(front.passes)
+    if tuple(passes[:done]) != front.passes:
+        raise ValueError("the front end was prepared for other options or device levels")
+    graph = _copy.deepcopy(front.graph) if copy else front.graph
+    timings = run_pipeline(graph, passes[done:], verify=verify, dump_dir=dump_dir, on_pass=on_pass,
+                           done=[p.name for p in front.passes])
+    return dataclasses.replace(front, graph=graph, passes=tuple(passes), timings=(*front.timings, *timings),
+                               seconds=front.seconds + time.perf_counter() - start)
+
+
+def compile_prepared(
+    front: FrontEnd,
+    chip: str | os.PathLike[str] | Chip,
+    *,
+    copy: bool = True,
+    verify: bool = True,
+    dump_dir: str | os.PathLike[str] | None = None,
+    on_pass: Callable[[str, float], None] | None = None,
+) -> CompileResult:
+    """Finish compiling a prepared model for one chip (a file or a Chip).
+
+    The front end's graph is copied first, so the same front end can serve many chips;
+    with `copy=False` it is used up instead. `front.serves(chip)` must hold (when it does
+    not, prepare an unquantized front end: it serves every chip).
+
+    Raises:
+        InvalidChipError: a bad chip file.
+        CompileError / DoesNotFitError: a pass cannot map the model onto this chip.
+    """
+    start = time.perf_counter()
+    if not isinstance(chip, Chip):
+        chip = load_chip(chip)
+    calibration = front.calibration
+    passes = default_pipeline(chip, front.options, calibration.x if calibration is not None else None)
+    done = _advance(front, passes, copy=copy, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    program = lower_to_program(done.graph, chip, model=front.model, options=dataclasses.asdict(front.options),
+                               source_model=front.source)
+    if calibration is not None:
+        assert front.calibration_label is not None
+        ranges = calibrate(program, [calibration], chip)
+        program = with_calibration(program, ranges.input_full_scale, ranges.adc_full_scale_uA,
+                                   front.calibration_label)
+    return CompileResult(program, list(done.timings), time.perf_counter() - start)
 
 
 def compile_model(
@@ -50,35 +245,15 @@ def compile_model(
     With `calibrate_on` (an .npz with `x` and `y`), the DAC and ADC ranges are
     set from that data now and stored in the Program, so the board stream and
     the simulator use the same ranges.
+
+    This is `prepare` followed by `compile_prepared`, the two halves a compile
+    for many chips (`lea_compiler.batch`) runs apart.
     """
     start = time.perf_counter()
-    options = options or CompileOptions()
-    info: dict[str, Any] = {}
-    source: bytes | None = None
-    if isinstance(model, Graph):
-        graph = model
-        info["file"] = None
-        info["sha256"] = None
-    else:
-        graph = load_model(model)
-        source = Path(model).read_bytes()
-        info["file"] = Path(model).name
-        info["sha256"] = hashlib.sha256(source).hexdigest()
-    info["name"] = graph.name
-    info["inputs"] = [{"name": v.name, "type": v.type_str()} for v in graph.inputs]
-    info["outputs"] = [{"name": v.name, "type": v.type_str()} for v in graph.outputs]
+    imported = _import(model)
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
-    calibration = load_data(calibrate_on, graph) if calibrate_on is not None else None
-    timings = run_pipeline(
-        graph, default_pipeline(chip, options, calibration.x if calibration is not None else None),
-        verify=verify, dump_dir=dump_dir, on_pass=on_pass,
-    )
-    program = lower_to_program(graph, chip, model=info, options=dataclasses.asdict(options), source_model=source)
-    if calibrate_on is not None:
-        assert calibration is not None
-        ranges = calibrate(program, [calibration], chip)
-        digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
-        label = f"{Path(calibrate_on).name}, {len(calibration.x)} samples, sha256 {digest[:16]}"
-        program = with_calibration(program, ranges.input_full_scale, ranges.adc_full_scale_uA, label)
-    return CompileResult(program, timings, time.perf_counter() - start)
+    front = _prepare(imported, options or CompileOptions(), levels_uS=chip.device.levels_uS,
+                     calibrate_on=calibrate_on, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    result = compile_prepared(front, chip, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)

@@ -86,6 +86,29 @@ ENSEMBLE_MODES = ("layer", "network")
 network, averaged at the outputs (a committee machine; see passes/replicate_network.py)."""
 
 
+def front_passes(options: CompileOptions, levels_uS: tuple[float, ...] | None = None) -> list[Pass]:
+    """The leading passes of `default_pipeline` that do not need the chip: `canonicalize` (and
+    `replicate_network` with the network ensemble), then `quantize` when `levels_uS` is given, as
+    quantize depends on the chip only through its device levels. A compile for many chips runs these
+    once and shares the graph (see `lea_compiler.compiler.prepare`).
+
+    Raises:
+        CompileError: an unknown ensemble scheme or compensation, or beta with the network ensemble.
+    """
+    if options.compensate not in COMPENSATE_MODES:
+        raise CompileError(f"unknown compensation {options.compensate!r}; choose one of {', '.join(COMPENSATE_MODES)}")
+    if options.ensemble not in ENSEMBLE_MODES:
+        raise CompileError(f"unknown ensemble {options.ensemble!r}; choose one of {', '.join(ENSEMBLE_MODES)}")
+    network = options.ensemble == "network"
+    if network and options.beta is not None:
+        raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
+                           "the network ensemble averages all k copies at the outputs")
+    replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
+    quantize: list[Pass] = [] if levels_uS is None else [
+        Quantize(levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias)]
+    return [Canonicalize(), *replicate, *quantize]
+
+
 def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarray | None = None) -> list[Pass]:
     """The passes `leac compile` runs, in order; with `calibration` (model inputs, batch first) and
     `compensate="columns"` (the default), `compensate` fits a per-column gain and offset against the
@@ -94,21 +117,12 @@ def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarra
     Raises:
         CompileError: an unknown ensemble scheme or compensation, or beta with the network ensemble.
     """
-    if options.compensate not in COMPENSATE_MODES:
-        raise CompileError(f"unknown compensation {options.compensate!r}; choose one of {', '.join(COMPENSATE_MODES)}")
+    front = front_passes(options, chip.device.levels_uS)
     compensate: list[Pass] = (
         [Compensate(calibration)] if options.compensate == "columns" and calibration is not None else [])
-    if options.ensemble not in ENSEMBLE_MODES:
-        raise CompileError(f"unknown ensemble {options.ensemble!r}; choose one of {', '.join(ENSEMBLE_MODES)}")
     network = options.ensemble == "network"
-    if network and options.beta is not None:
-        raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
-                           "the network ensemble averages all k copies at the outputs")
-    replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
     return [
-        Canonicalize(),
-        *replicate,
-        Quantize(chip.device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias),
+        *front,
         Tile(chip, rows=options.block_rows, cols=options.block_cols),
         MakeEnsemble(1 if network else options.k, options.beta),
         Place(chip, placer=options.placer, time_limit_s=options.time_limit_s, seed=options.seed),
@@ -131,11 +145,14 @@ def run_pipeline(
     verify: bool = True,
     dump_dir: str | os.PathLike[str] | None = None,
     on_pass: Callable[[str, float], None] | None = None,
+    done: Sequence[str] = (),
 ) -> list[PassTiming]:
     """Run `passes` in order on `graph` (in place), verifying the IR after each.
 
     `dump_dir` receives the IR after each pass as numbered text files;
     `on_pass(name, seconds)` is called after each pass (progress display).
+    `done` names the passes that already ran on `graph` (a shared front end):
+    error messages list them, and the dump files go on numbering after them.
 
     Raises:
         CompileError / DoesNotFitError: a pass failed; the message names it and the passes before it.
@@ -144,13 +161,14 @@ def run_pipeline(
     timings: list[PassTiming] = []
     if dump_dir is not None:
         Path(dump_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(dump_dir) / "00-input.txt", str(graph) + "\n")
-    for index, compiler_pass in enumerate(passes, start=1):
+        if not done:
+            atomic_write_text(Path(dump_dir) / "00-input.txt", str(graph) + "\n")
+    for index, compiler_pass in enumerate(passes, start=len(done) + 1):
         start = time.perf_counter()
         try:
             graph = compiler_pass.run(graph)
         except (CompileError, DoesNotFitError) as exc:
-            before = ", ".join(t.name for t in timings) or "none"
+            before = ", ".join([*done, *(t.name for t in timings)]) or "none"
             raise type(exc)(f"pass {compiler_pass.name} (after: {before}): {exc}") from None
         seconds = time.perf_counter() - start
         if verify:
