@@ -1,8 +1,11 @@
 """The `leac` command line: argument parsing, exit statuses and printing.
 
 Only this module (and the `cli_*` modules it composes) prints; the library logs.
-Exit statuses: 0 success, 1 internal error (a bug), 2 bad usage, 3 invalid
-input file, 4 the model does not fit the chip.
+Exit statuses: 0 success, 1 internal error (a bug) or a model leac cannot
+compile, 2 bad usage, 3 invalid input file, 4 the model does not fit the chip,
+130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM); see docs/reports.md.
+An interrupted command leaves no output file: every output is written to a
+temporary file and renamed, and the temporary file is removed on the way out.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -26,6 +31,20 @@ EXIT_BUG = 1
 EXIT_USAGE = 2
 EXIT_INVALID_INPUT = 3  # InvalidInputError.exit_status
 EXIT_DOES_NOT_FIT = 4  # DoesNotFitError.exit_status
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as shells report a Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that `finally` blocks and atomic writes clean up.
+
+    A `BaseException`, like `KeyboardInterrupt`, so that no `except Exception`
+    on the way out takes it for an error.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="leac: %(message)s",
         stream=sys.stderr,
     )
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
         status: int = args.func(args)
         return status
@@ -138,8 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leac: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("leac: interrupted", file=sys.stderr)
-        return 130
+        print("leac: interrupted (SIGINT)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("leac: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:
         return EXIT_OK
     except Exception:  # anything else is a bug in leac: show it in full
@@ -147,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("leac: internal error: this is a bug in leac, please report it with the traceback above",
               file=sys.stderr)
         return EXIT_BUG
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def entry_point() -> None:

@@ -151,6 +151,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -1560,9 +1561,10 @@ def _cpsat(
     params.max_deterministic_time = float(time_limit_s)
     wall = WALL_CLOCK_FACTOR * float(time_limit_s) + 5.0
     params.max_time_in_seconds = wall
+    params.catch_sigint_signal = False  # Ctrl-C is the caller's: see _solve_interruptibly
     if nc > LARGE_MODEL:
         params.cp_model_probing_level = 0  # probing a large model uses up the whole time limit
-    status = solver.solve(model)
+    status = _solve_interruptibly(solver, model)
     name = solver.status_name(status)
     if solver.wall_time >= 0.99 * wall:
         logger.warning(
@@ -1589,6 +1591,39 @@ def _cpsat(
     ]
     bound = math.ceil(solver.best_objective_bound - 1e-6) / ctx.scale
     return name, _assign_locs(ctx, picked), bound
+
+
+def _solve_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel) -> cp_model.CpSolverStatus:
+    """`solver.solve(model)` in a worker thread, so that this thread still runs Python's signal handlers.
+
+    CP-SAT would otherwise hold this thread for its whole time limit: a Ctrl-C
+    (or a SIGTERM turned into an exception by the CLI) would wait for it, and
+    CP-SAT's own SIGINT handler would swallow the Ctrl-C and let the compile
+    finish as if nothing happened. Here the exception stops the search and is
+    raised again once the worker has returned.
+    """
+    outcome: list[cp_model.CpSolverStatus] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(solver.solve(model))
+        except BaseException as exc:  # handed to the calling thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="leac-cp-sat", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except BaseException:
+        while worker.is_alive():  # stop_search is a no-op until the solve has started: repeat it
+            solver.stop_search()
+            worker.join(0.05)
+        raise
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def solve_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0) -> Placement:

@@ -1,0 +1,83 @@
+"""An interrupted `leac compile` (SIGINT, SIGTERM) exits 130 / 143 with one line and writes nothing.
+
+The compile runs as a real process (`python -m lea_compiler`, what the `leac`
+console script runs) on a chip with 30% stuck devices, where the CP-SAT
+placer needs several seconds. The signal is sent once the compile is under way
+(its first log line), or once CP-SAT is solving: CP-SAT runs in a worker
+thread so that the signal is not swallowed by its own SIGINT handler nor held
+back until its time limit.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+
+from lea_compiler.chip import save_chip, synth_chip
+from tests.helpers import mlp_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("signal-inputs")
+    model, chip = folder / "mlp.onnx", folder / "chip.json"
+    onnx.save(mlp_model((8, 16, 4)), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, stuck_high=0.2, stuck_low=0.1, seed=1), chip)
+    return model, chip
+
+
+def _interrupt(inputs: tuple[Path, Path], out_dir: Path, sig: int, wait_for: str,
+               delay: float) -> tuple[int, str, float]:
+    """Start a compile, send `sig` `delay` s after a stderr line holding `wait_for`; (status, stderr, seconds)."""
+    model, chip = inputs
+    argv = [sys.executable, "-m", "lea_compiler", "-v", "compile", str(model), "--chip", str(chip), "-k", "4",
+            "--block", "4x4", "--time-limit", "30", "-o", str(out_dir / "out.leac")]
+    # SIGINT as a terminal would deliver it, even if this test runs with SIGINT ignored (a background job)
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if wait_for in line:
+            break
+    else:
+        process.wait()
+        pytest.fail(f"the compile ended (status {process.returncode}) before {wait_for!r}:\n{''.join(seen)}")
+    time.sleep(delay)
+    sent = time.monotonic()
+    process.send_signal(sig)
+    _, rest = process.communicate(timeout=60)
+    return process.returncode, rest, time.monotonic() - sent
+
+
+@pytest.mark.parametrize("sig, status, wait_for, delay, message", [
+    # CP-SAT builds its model for about a second, then searches for several (more on a loaded machine)
+    (signal.SIGINT, 130, "CP-SAT over", 1.5, "leac: interrupted (SIGINT)"),
+    (signal.SIGTERM, 143, "CP-SAT over", 1.5, "leac: terminated (SIGTERM)"),
+    (signal.SIGTERM, 143, "chip.json: chip:", 1.0, "leac: terminated (SIGTERM)"),  # in Python code
+], ids=["sigint-in-cp-sat", "sigterm-in-cp-sat", "sigterm-early"])
+def test_interrupted_compile_exits_cleanly_and_writes_nothing(inputs, tmp_path, sig, status, wait_for, delay,
+                                                              message) -> None:
+    code, stderr, seconds = _interrupt(inputs, tmp_path, sig, wait_for, delay)
+    lines = [line for line in stderr.splitlines() if not line.startswith("leac: pass ")]
+    assert code == status, stderr
+    assert lines[-1] == message and "Traceback" not in stderr
+    assert seconds < 10  # not held back until CP-SAT's 30 s limit
+    assert list(tmp_path.iterdir()) == []  # neither the Program nor a temporary file
+
+
+def test_main_restores_the_sigterm_handler(tmp_path) -> None:
+    from lea_compiler.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["inspect", str(tmp_path / "missing.onnx")]) == 3
+    assert signal.getsignal(signal.SIGTERM) is before
