@@ -5,6 +5,7 @@
     program.save("model.leac")
     report = leac.simulate(program, "test.npz")
     leac.emit_board(program, "model.board.jsonl")
+    batch = leac.compile_many("model.onnx", "chips/", "programs/", k=4)  # every chips/*.json, in parallel
 
 Errors are `lea_compiler.errors.LeacError` subclasses: `InvalidModelError`,
 `InvalidChipError`, `BadDataError` (all `InvalidInputError`), `CompileError`,
@@ -14,13 +15,16 @@ Errors are `lea_compiler.errors.LeacError` subclasses: `InvalidModelError`,
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from lea_compiler.backends.board import BoardSummary
 from lea_compiler.backends.board import emit_board as _emit_board
 from lea_compiler.backends.sim import Report
 from lea_compiler.backends.sim import simulate as _simulate
+from lea_compiler.batch import BatchResult, ChipResult, chip_files
+from lea_compiler.batch import compile_many as _compile_many
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.datasets import Dataset, load_data
@@ -63,6 +67,56 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
         ensemble=ensemble, compensate=compensate,
     )
     return compile_model(model, chip, options, calibrate_on=calibrate_on).program
+
+
+def compile_many(
+    model: PathLike,
+    chips: PathLike | Sequence[PathLike],
+    out_dir: PathLike,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    k: int = 3,
+    beta: int | None = None,
+    encoding: str = "simple",
+    placer: str = "cpsat",
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    block: tuple[int, int] | None = None,
+    scale: str = "per-column",
+    bias: str = "digital",
+    ensemble: str = "layer",
+    compensate: str = "columns",
+    calibrate_on: PathLike | None = None,
+    on_result: Callable[[ChipResult, int, int], None] | None = None,
+) -> BatchResult:
+    """Compile one ONNX model for many chips in parallel: `out_dir/<chip stem>.leac` and `.json` per chip.
+
+    `chips` is a folder (its `*.json` files, sorted by name) or a list of chip files.
+    The model is imported, canonicalized and quantized once and shared; each chip's
+    Program is byte for byte what `compile` gives for that chip (the keyword
+    arguments are the same), whatever `jobs` is. `jobs` local worker processes
+    (default: the CPU count), or the workers of the Dask cluster at `scheduler`
+    (needs the `distributed` extra). A chip that fails does not stop the others:
+    its result carries the status and error (`result.chips[i].error`), and
+    `result.exit_status` is 0 only when every chip compiled. `on_result(chip result,
+    done, total)` is called as each chip finishes.
+
+    Raises:
+        UsageError: no chips, clashing outputs, a bad `jobs`, or an unusable scheduler.
+        InvalidModelError / BadDataError / CompileError: the model fails before any chip.
+    """
+    options = CompileOptions(
+        k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
+        block_rows=block[0] if block else None, block_cols=block[1] if block else None, scale=scale, bias=bias,
+        ensemble=ensemble, compensate=compensate,
+    )
+    if isinstance(chips, (str, os.PathLike)):
+        files = chip_files(chips) if Path(chips).is_dir() else [Path(chips)]
+    else:
+        files = [Path(c) for c in chips]
+    return _compile_many(model, files, out_dir, options, jobs=jobs, scheduler=scheduler, calibrate_on=calibrate_on,
+                         on_result=on_result)
 
 
 def simulate(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.datasets import Dataset, load_data
@@ -257,3 +259,52 @@ def compile_model(
                      calibrate_on=calibrate_on, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     result = compile_prepared(front, chip, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     return dataclasses.replace(result, seconds=time.perf_counter() - start)
+
+
+def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `leac compile --json` report of a compile whose Program was written to `output` (keys in README)."""
+    program = result.program
+    placement = program.placement
+    ensemble = program.options.get("ensemble", "layer")
+    return {
+        "program": os.fspath(output),
+        "model": program.model["file"] or program.model["name"],
+        "chip": program.chip.name,
+        "chip_fingerprint": program.chip_fingerprint,
+        "k": program.options["k"],
+        "ensemble": ensemble,
+        "beta": None if ensemble == "network" else program.options["beta"] or program.options["k"],
+        "encoding": program.options["encoding"],
+        "placer": placement.get("placer"),
+        "calibration": program.extra.get("calibration"),
+        "layers": [
+            {
+                "name": layer.name,
+                "rows": layer.rows,
+                "cols": layer.cols,
+                "blocks": len(layer.blocks),
+                "alpha": layer.alpha,
+                "beta": layer.beta,
+                "devices": layer.devices,
+                "quantization_relative_rms_error": layer.quantization["relative_rms_error"],
+                "mapping_error_uS": layer.mapping_error_uS,
+                "effective_error_uS": layer.effective_error_uS,
+                "compensated_columns": 0 if layer.column_gain is None else int(np.sum(
+                    (layer.column_gain != 1) | (layer.column_offset != 0))),
+            }
+            for layer in program.layers
+        ],
+        "copies": placement.get("copies"),
+        "devices_used": program.devices_used,
+        "devices_total": program.chip.device_count,
+        "arrays_used": len(program.arrays_used),
+        "arrays_total": len(program.chip.arrays),
+        "mapping_error_uS": program.mapping_error_uS,
+        "effective_error_uS": sum(layer.effective_error_uS for layer in program.layers),
+        "solver_status": placement.get("status"),
+        "solver_method": placement.get("method"),
+        "solver_bound_uS": placement.get("bound_uS"),
+        "optimality_gap": placement.get("gap"),
+        "pass_seconds": {t.name: t.seconds for t in result.timings},
+        "compile_seconds": result.seconds,
+    }

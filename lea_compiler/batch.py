@@ -1,0 +1,460 @@
+"""Compiling one model for many chips: the front end once, then every chip in a worker.
+
+A test station compiles the same model for every chip it measures, each with its
+own defect map. `compile_many` does that in three steps:
+
+1. Front end, once, in the calling process: import the model and run the passes
+   that do not depend on the chip (`canonicalize`; `replicate_network` with the
+   network ensemble). `quantize` depends on the chip only through its device
+   levels, so it runs once too, for the levels of the first chip file that
+   loads; a chip with other levels quantizes for itself. Both graphs go to
+   every worker once (the pool's initializer, or one Dask scatter).
+2. Per chip, in parallel: a worker loads the chip file, copies the front end's
+   graph, runs the remaining passes (tile, ensemble, place, encode, select,
+   compensate) and returns the Program's bytes and its report. The Program is
+   byte for byte the one `leac compile MODEL --chip CHIP` writes, and does not
+   depend on the number of workers.
+3. Outputs, in the calling process: `OUT/<chip stem>.leac` (only for a chip
+   that compiled) and `OUT/<chip stem>.json` (its report, or its error), each
+   written atomically as its chip finishes.
+
+A chip that fails (a bad chip file, a model that does not fit it, a pass that
+cannot map it, even a bug) is reported with its error; the others go on.
+`BatchResult.exit_status` is 0 when every chip compiled, else the most serious
+failure, i.e. the smallest non-zero status: 1 (a compile error or a bug) before
+2 (usage) before 3 (an invalid input file) before 4 (does not fit).
+
+Workers are a `concurrent.futures.ProcessPoolExecutor` (each capped at one BLAS
+thread: on two cores, threaded BLAS inside parallel workers only slows them
+down), or with `scheduler=ADDRESS` the workers of a Dask cluster
+(`dask.distributed`, the `distributed` extra), which must be able to read the
+chip files. With one job, the chips compile in the calling process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from lea_compiler.chip import load_chip
+from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, prepare
+from lea_compiler.errors import (
+    CompileError,
+    DoesNotFitError,
+    InvalidInputError,
+    LeacError,
+    UsageError,
+)
+from lea_compiler.fileio import atomic_write_bytes, atomic_write_text
+from lea_compiler.pipeline import CompileOptions
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+REPORT = "leac-compile-batch"
+"""The `report` key of the batch's JSON envelope."""
+REPORT_VERSION = 1
+
+OK = "ok"
+STATUSES = {
+    "ok": 0,
+    "compile_error": 1,  # a pass cannot map the model onto this chip
+    "internal_error": 1,  # a bug in leac (the report has the traceback)
+    "usage_error": 2,
+    "invalid_input": 3,  # the chip file cannot be used
+    "does_not_fit": 4,
+}
+"""Each chip's status and the exit status it stands for."""
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                         "NUMEXPR_NUM_THREADS")
+"""Set to 1 in every worker process (the pool's initializer)."""
+
+
+@dataclass(frozen=True)
+class ChipJob:
+    """One chip of a batch: its file and where its outputs go."""
+
+    index: int
+    chip: str  # the chip file, as the workers open it
+    program: str  # OUT/<stem>.leac
+    report: str  # OUT/<stem>.json
+
+
+@dataclass(frozen=True)
+class ChipResult:
+    """One chip's outcome: its report (the `leac compile --json` keys plus `status`, `error` and a few more)."""
+
+    chip_file: str
+    report_path: str
+    report: dict[str, Any]
+    program_path: str | None  # None: the chip failed and no Program was written
+    traceback: str | None = None  # for an internal error (a bug)
+
+    @property
+    def status(self) -> str:
+        return str(self.report["status"])
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def exit_status(self) -> int:
+        return int(self.report["exit_status"])
+
+    @property
+    def error(self) -> str | None:
+        error = self.report["error"]
+        return None if error is None else str(error)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.report["compile_seconds"])
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Every chip's result, in the order the chips were given, and how the batch ran."""
+
+    model: str
+    out_dir: str
+    chips: list[ChipResult]
+    shared_passes: list[str]  # the passes the front end ran once for all chips (quantize: for shared_levels_uS)
+    shared_levels_uS: list[float] | None
+    shared_seconds: float
+    wall_seconds: float
+    jobs: int | None  # local worker processes (None with a scheduler)
+    scheduler: str | None
+
+    @property
+    def exit_status(self) -> int:
+        """0 if every chip compiled, else the smallest non-zero chip status (the most serious failure)."""
+        return min((c.exit_status for c in self.chips if c.exit_status), default=0)
+
+    @property
+    def failed(self) -> list[ChipResult]:
+        return [c for c in self.chips if not c.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON envelope `leac compile --json` prints for a batch."""
+        return {
+            "report": REPORT,
+            "version": REPORT_VERSION,
+            "model": self.model,
+            "out_dir": self.out_dir,
+            "chips_total": len(self.chips),
+            "chips_ok": len(self.chips) - len(self.failed),
+            "chips_failed": len(self.failed),
+            "exit_status": self.exit_status,
+            "jobs": self.jobs,
+            "scheduler": self.scheduler,
+            "shared_passes": self.shared_passes,
+            "shared_levels_uS": self.shared_levels_uS,
+            "shared_seconds": self.shared_seconds,
+            "wall_seconds": self.wall_seconds,
+            "chips": [c.report for c in self.chips],
+        }
+
+
+def chip_files(folder: PathLike) -> list[Path]:
+    """The chip files of a folder: its `*.json` files, sorted by name.
+
+    Raises:
+        UsageError: the folder does not exist or is not a folder.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"--chip-dir {path}: no such folder")
+    return sorted((p for p in path.glob("*.json") if p.is_file()), key=lambda p: p.name)
+
+
+def compile_many(
+    model: PathLike,
+    chips: Sequence[PathLike],
+    out_dir: PathLike,
+    options: CompileOptions | None = None,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    calibrate_on: PathLike | None = None,
+    verify: bool = True,
+    on_result: Callable[[ChipResult, int, int], None] | None = None,
+) -> BatchResult:
+    """Compile an ONNX model for every chip file, writing `out_dir/<chip stem>.leac` and `.json` per chip.
+
+    Args:
+        model: The ONNX file, read once.
+        chips: Chip files; their file names without `.json` (stems) must differ.
+        out_dir: The output folder (made if missing).
+        options: The compile options, the same for every chip.
+        jobs: Local worker processes (default: the CPU count; 1 compiles in this process).
+        scheduler: A Dask scheduler address; the chips then compile on its workers.
+        calibrate_on: Calibration data (.npz), as for `compile_model`.
+        verify: Verify the IR after every pass.
+        on_result: Called in this process as each chip finishes: (result, chips done, chips in all).
+
+    Returns:
+        Every chip's result, in the order of `chips`.
+
+    Raises:
+        UsageError: no chips, two chips with one stem, an output that would overwrite an input,
+            `jobs` below 1, or a scheduler that cannot be used.
+        InvalidModelError / BadDataError / CompileError: the model (or calibration data) fails
+            before any chip is compiled; no output is written.
+    """
+    start = time.perf_counter()
+    options = options or CompileOptions()
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None and scheduler is not None:
+        raise UsageError("--jobs sets local worker processes; with --scheduler the cluster's workers run the chips")
+    out = Path(out_dir)
+    job_list = _plan(model, [Path(c) for c in chips], out, calibrate_on, absolute=scheduler is not None)
+    base = prepare(model, options, calibrate_on=calibrate_on, verify=verify)
+    fronts = [base]
+    levels = _first_chip_levels(job.chip for job in job_list)
+    if levels is not None:
+        try:
+            fronts.insert(0, base.quantized(levels, verify=verify))
+        except (CompileError, DoesNotFitError) as exc:  # each chip with these levels meets it and reports it
+            log.info("quantize is not shared: %s", exc)
+    shared = fronts[0]
+    log.info("front end for %d chips: %s in %.3f s", len(job_list), ", ".join(p.name for p in shared.passes),
+             shared.seconds)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[ChipResult | None] = [None] * len(job_list)
+
+    def finish(job: ChipJob, outcome: _ChipOutcome) -> None:
+        result = _write(job, outcome)
+        results[job.index] = result
+        if on_result is not None:
+            on_result(result, sum(r is not None for r in results), len(results))
+
+    if scheduler is not None:
+        used_jobs = None
+        _run_dask(scheduler, tuple(fronts), job_list, verify, finish)
+    else:
+        used_jobs = min(jobs or os.cpu_count() or 1, len(job_list))
+        _run_local(used_jobs, tuple(fronts), job_list, verify, finish)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(job_list)
+    return BatchResult(
+        model=os.fspath(model), out_dir=os.fspath(out), chips=done, shared_passes=[p.name for p in shared.passes],
+        shared_levels_uS=None if shared.levels_uS is None else list(shared.levels_uS),
+        shared_seconds=shared.seconds, wall_seconds=time.perf_counter() - start, jobs=used_jobs,
+        scheduler=scheduler,
+    )
+
+
+def _plan(model: PathLike, chips: list[Path], out: Path, calibrate_on: PathLike | None,
+          *, absolute: bool) -> list[ChipJob]:
+    """One job per chip, after checking the outputs: distinct stems, no input overwritten."""
+    if not chips:
+        raise UsageError("no chip files to compile for (give --chip CHIP.json, or --chip-dir DIR with *.json files)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"the output {out} is not a folder (with several chips, -o names the output folder)")
+    by_stem: dict[str, list[Path]] = {}
+    for chip in chips:
+        by_stem.setdefault(chip.stem, []).append(chip)
+    clashes = [f"{stem}: {', '.join(map(str, paths))}" for stem, paths in by_stem.items() if len(paths) > 1]
+    if clashes:
+        raise UsageError("chip files with the same name would write the same outputs:\n  " + "\n  ".join(clashes))
+    inputs = {Path(p).resolve(): str(p) for p in [model, *chips, *([calibrate_on] if calibrate_on else [])]}
+    jobs = []
+    for index, chip in enumerate(chips):
+        program, report = out / f"{chip.stem}.leac", out / f"{chip.stem}.json"
+        for output in (program, report):
+            if output.resolve() in inputs:
+                raise UsageError(f"the output {output} would overwrite the input {inputs[output.resolve()]}; "
+                                 "choose another output folder")
+        jobs.append(ChipJob(index, str(chip.resolve()) if absolute else str(chip), str(program), str(report)))
+    return jobs
+
+
+def _first_chip_levels(chips: Iterable[str]) -> tuple[float, ...] | None:
+    """The device levels of the first chip file that loads, to quantize the front end for.
+
+    Only a guess to share work: each chip is loaded again by its worker, which
+    reports a bad file and quantizes for itself if its levels differ.
+    """
+    for chip in chips:
+        try:
+            return load_chip(chip).device.levels_uS
+        except LeacError:  # reported by the chip's own job
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------
+# One chip (runs in a worker)
+
+
+@dataclass(frozen=True)
+class _ChipOutcome:
+    """What a worker sends back: the Program's bytes (on success) and the report."""
+
+    program: bytes | None
+    report: dict[str, Any]
+    traceback: str | None = None
+
+
+def _status(exc: LeacError) -> str:
+    if isinstance(exc, DoesNotFitError):
+        return "does_not_fit"
+    if isinstance(exc, InvalidInputError):
+        return "invalid_input"
+    if isinstance(exc, UsageError):
+        return "usage_error"
+    return "compile_error"
+
+
+def _compile_chip(fronts: Sequence[FrontEnd], job: ChipJob, verify: bool = True) -> _ChipOutcome:
+    """Compile one chip with the first front end that serves it; never raises for the chip's own failure."""
+    start = time.perf_counter()
+    chip = None
+    try:
+        chip = load_chip(job.chip)
+        front = next(f for f in fronts if f.serves(chip))
+        result = compile_prepared(front, chip, verify=verify)
+        data = result.program.to_bytes()
+        report = compile_summary(dataclasses.replace(result, seconds=time.perf_counter() - start), job.program)
+        return _ChipOutcome(data, _with_status(report, job, front, OK, None))
+    except LeacError as exc:
+        status, message, trace = _status(exc), str(exc), None
+    except Exception as exc:  # a bug: keep the chip's traceback, go on with the other chips
+        status, trace = "internal_error", traceback.format_exc()
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    report = _failure_report(fronts[-1], chip, job, time.perf_counter() - start)
+    return _ChipOutcome(None, _with_status(report, job, None, status, message), trace)
+
+
+def _with_status(report: dict[str, Any], job: ChipJob, front: FrontEnd | None, status: str,
+                 error: str | None) -> dict[str, Any]:
+    return {
+        **report,
+        "chip_file": job.chip,
+        "status": status,
+        "exit_status": STATUSES[status],
+        "error": error,
+        "shared_passes": [] if front is None else [p.name for p in front.passes],
+    }
+
+
+def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) -> dict[str, Any]:
+    """A report with the keys of a successful one; what is not known is None."""
+    options = front.options
+    network = options.ensemble == "network"
+    return {
+        "program": None, "model": front.model["file"] or front.model["name"],
+        "chip": None if chip is None else chip.name,
+        "chip_fingerprint": None if chip is None else chip.fingerprint(),
+        "k": options.k, "ensemble": options.ensemble, "beta": None if network else options.effective_beta,
+        "encoding": options.encoding, "placer": options.placer, "calibration": front.calibration_label,
+        "layers": None, "copies": None, "devices_used": None,
+        "devices_total": None if chip is None else chip.device_count, "arrays_used": None,
+        "arrays_total": None if chip is None else len(chip.arrays), "mapping_error_uS": None,
+        "effective_error_uS": None, "solver_status": None, "solver_method": None, "solver_bound_uS": None,
+        "optimality_gap": None, "pass_seconds": None, "compile_seconds": seconds,
+    }
+
+
+def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
+    """Write one chip's outputs (in the calling process): its Program if it compiled, then its report."""
+    if outcome.program is not None:
+        atomic_write_bytes(job.program, outcome.program)
+    atomic_write_text(job.report, json.dumps(outcome.report, indent=2) + "\n")
+    return ChipResult(job.chip, job.report, outcome.report, job.program if outcome.program is not None else None,
+                      outcome.traceback)
+
+
+def _crashed(job: ChipJob, fronts: Sequence[FrontEnd], exc: BaseException) -> _ChipOutcome:
+    """The outcome of a job whose worker died or could not run it."""
+    report = _failure_report(fronts[-1], None, job, 0.0)
+    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc))
+    return _ChipOutcome(None, _with_status(report, job, None, "internal_error", message), trace)
+
+
+# --------------------------------------------------------------------------
+# Where the chips run
+
+_worker_fronts: tuple[FrontEnd, ...] = ()
+"""The front ends, in a pool worker (set once by `_init_worker`)."""
+
+
+def _init_worker(fronts: tuple[FrontEnd, ...]) -> None:
+    """Pool worker start: keep the front ends, one BLAS thread, and leave Ctrl-C and SIGTERM to the parent."""
+    global _worker_fronts
+    _worker_fronts = fronts
+    for name in BLAS_THREAD_VARIABLES:  # for libraries that start their threads later
+        os.environ[name] = "1"
+    threadpool_limits(1)  # the BLAS numpy already loaded (a forked worker inherits the parent's threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _pool_job(job: ChipJob, verify: bool) -> _ChipOutcome:
+    return _compile_chip(_worker_fronts, job, verify)
+
+
+def _run_local(jobs: int, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,
+               finish: Callable[[ChipJob, _ChipOutcome], None]) -> None:
+    if jobs == 1:
+        with threadpool_limits(1):
+            for job in job_list:
+                finish(job, _compile_chip(fronts, job, verify))
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(fronts,)) as pool:
+        futures: dict[Future[_ChipOutcome], ChipJob] = {pool.submit(_pool_job, job, verify): job for job in job_list}
+        try:
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the worker died (BrokenProcessPool) or the result did not pickle
+                    outcome = _crashed(job, fronts, exc)
+                finish(job, outcome)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _run_dask(address: str, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,
+              finish: Callable[[ChipJob, _ChipOutcome], None]) -> None:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_as_completed
+    except ImportError:
+        raise UsageError("--scheduler needs Dask's distributed scheduler: pip install 'lea-compiler[distributed]'") \
+            from None
+    try:
+        client = Client(address, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
+    batch = uuid.uuid4().hex[:12]
+    with client:
+        [shared] = client.scatter([fronts], broadcast=True, hash=False)
+        futures = {client.submit(_compile_chip, shared, job, verify, key=f"leac-{batch}-chip-{job.index}"): job
+                   for job in job_list}
+        for future in dask_as_completed(futures, loop=client.loop):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker died (KilledWorker) or the task could not run there
+                outcome = _crashed(job, fronts, exc)
+            finish(job, outcome)
