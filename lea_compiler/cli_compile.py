@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import sys
+import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lea_compiler.compiler import CompileResult, compile_model
+from lea_compiler.batch import BatchResult, ChipResult, chip_files, compile_many
+from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
@@ -24,18 +25,45 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register `leac compile`."""
     p = commands.add_parser(
         "compile",
-        help="map a model onto one chip with k copies per layer and write the Program",
-        description=(
+        help="map a model onto one chip (or many) with k copies per layer and write the Program",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_paragraphs(
             "Compile an ONNX model for one chip: quantize weights to the chip's conductance levels, "
             "tile matrices into blocks that fit its arrays, make k copies of every block (layer "
             "ensemble averaging) and place them on the least-defective regions with OR-Tools. "
             "With --ensemble network, make k copies of the whole network instead, averaged only at the outputs "
             "(a committee machine, the scheme LEA is compared against at equal device count). "
-            "Writes the Program (default: MODEL's name + .leac in the current folder) and prints a summary."
+            "Writes the Program (default: MODEL's name + .leac in the current folder) and prints a summary.",
+        ),
+        epilog=_paragraphs(
+            "Many chips: with --chip-dir DIR (every DIR/*.json, sorted by name), --chip given more than once, "
+            "or --jobs / --scheduler, leac compiles the model for every chip and -o names the output folder "
+            "(required; made if missing). For each chip it writes OUTDIR/STEM.leac (the Program, byte for byte "
+            "what a one-chip compile writes) and OUTDIR/STEM.json (the --json report, plus chip_file, status, "
+            "exit_status, error and shared_passes), where STEM is the chip file's name without .json. "
+            "The model is read, canonicalized and quantized once (for the device levels of the first chip; "
+            "a chip with other levels quantizes for itself) and shared with --jobs worker processes "
+            "(default: the CPU count; each uses one BLAS thread), or with the workers of a Dask cluster "
+            "(--scheduler, the 'distributed' extra; they must be able to read the chip files). Progress goes "
+            "to stderr when it is a terminal or with -v (never with --json); at the end a table lists every "
+            "chip, or --json prints one object {\"report\": \"leac-compile-batch\", \"version\": 1, ..., "
+            "\"chips\": [every chip's report]}.",
+            "A chip that fails (an invalid chip file, a model that does not fit it, a compile error) gets its "
+            "report with the error and no Program, and does not stop the others. The exit status is 0 when "
+            "every chip compiled, else the most serious chip failure, i.e. the smallest non-zero status: "
+            "1 (a compile error or a bug) before 3 (an invalid chip file) before 4 (does not fit). A bad model "
+            "or bad options stop the whole batch before any chip, with the one-chip statuses.",
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
-    p.add_argument("--chip", required=True, metavar="CHIP.json", help="the chip file (leac-chip format)")
+    p.add_argument("--chip", action="append", metavar="CHIP.json",
+                   help="the chip file (leac-chip format); give it again for more chips")
+    p.add_argument("--chip-dir", metavar="DIR", help="compile for every chip file DIR/*.json (see below)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="worker processes for many chips (default: the CPU count; 1: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the chips on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786; "
+                        "needs pip install 'lea-compiler[distributed]')")
     p.add_argument("-k", type=int, default=3,
                    help="copies of every block, alpha; with --ensemble network, copies of the network (default 3)")
     p.add_argument("--beta", type=int,
@@ -46,7 +74,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "(a committee machine; layers appear as LAYER@0 .. LAYER@k-1, each with alpha = beta = 1; "
                         "an ArgMax label output is re-applied to the mean of its float input). Both use 2*k*m*n "
                         "devices per m x n layer (default layer)")
-    p.add_argument("-o", "--output", metavar="OUT.leac", help="Program file to write")
+    p.add_argument("-o", "--output", metavar="OUT.leac",
+                   help="Program file to write; with many chips, the output folder")
     p.add_argument("--encoding", choices=ENCODINGS, default="simple",
                    help="level pairs for a weight: simple (one device at the lowest level) or rme "
                         "(reduced mapping error: any pair, and stuck devices' partners re-chosen) (default simple)")
@@ -71,8 +100,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "data it simulates; the board scales each input vector by its own maximum)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after each pass to DIR as numbered text files")
-    p.add_argument("--time-passes", action="store_true", help="print each pass's time")
+    p.add_argument("--time-passes", action="store_true",
+                   help="print each pass's time (many chips: summed over the chips; shared passes once)")
     p.set_defaults(func=run)
+
+
+def _paragraphs(*texts: str) -> str:
+    return "\n\n".join(textwrap.fill(text, width=100) for text in texts)
 
 
 def _block(text: str | None) -> tuple[int | None, int | None]:
@@ -95,22 +129,28 @@ def run(args: argparse.Namespace) -> int:
     if args.time_limit <= 0:
         raise UsageError(f"--time-limit must be positive, got {args.time_limit}")
     rows, cols = _block(args.block)
-    output = Path(args.output) if args.output else Path(Path(args.model).stem + ".leac")
-    for given in (args.model, args.chip):
-        if output.exists() and Path(given).exists() and os.path.samefile(output, given):
-            raise UsageError(f"the output {output} would overwrite the input {given}")
-    if output.parent and not output.parent.exists():
-        raise UsageError(f"the output folder {output.parent} does not exist")
     options = CompileOptions(
         k=args.k, beta=args.beta, encoding=args.encoding, placer=args.placer, time_limit_s=args.time_limit,
         seed=args.seed, block_rows=rows, block_cols=cols, scale=args.scale, bias=args.bias, ensemble=args.ensemble,
         compensate=args.compensate,
     )
+    chips = args.chip or []
+    if args.chip_dir is not None or len(chips) > 1 or args.jobs is not None or args.scheduler is not None:
+        return _run_many(args, options)
+    if not chips:
+        raise UsageError("give the chip: --chip CHIP.json (again for more chips), or --chip-dir DIR")
+    chip = chips[0]
+    output = Path(args.output) if args.output else Path(Path(args.model).stem + ".leac")
+    for given in (args.model, chip):
+        if output.exists() and Path(given).exists() and os.path.samefile(output, given):
+            raise UsageError(f"the output {output} would overwrite the input {given}")
+    if output.parent and not output.parent.exists():
+        raise UsageError(f"the output folder {output.parent} does not exist")
     progress = None
     if not args.json and sys.stderr.isatty():
         def progress(name: str, seconds: float) -> None:
             print(f"  {name} done ({seconds:.2f} s)", file=sys.stderr)
-    result = compile_model(args.model, args.chip, options, dump_dir=args.dump_ir, on_pass=progress,
+    result = compile_model(args.model, chip, options, dump_dir=args.dump_ir, on_pass=progress,
                            calibrate_on=args.calibrate)
     result.program.save(output)
     report = summary(result, output)
@@ -121,53 +161,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary(result: CompileResult, output: Path) -> dict[str, Any]:
-    """The compile report as JSON-ready data (keys documented in README)."""
-    program = result.program
-    placement = program.placement
-    ensemble = program.options.get("ensemble", "layer")
-    return {
-        "program": str(output),
-        "model": program.model["file"] or program.model["name"],
-        "chip": program.chip.name,
-        "chip_fingerprint": program.chip_fingerprint,
-        "k": program.options["k"],
-        "ensemble": ensemble,
-        "beta": None if ensemble == "network" else program.options["beta"] or program.options["k"],
-        "encoding": program.options["encoding"],
-        "placer": placement.get("placer"),
-        "calibration": program.extra.get("calibration"),
-        "layers": [
-            {
-                "name": layer.name,
-                "rows": layer.rows,
-                "cols": layer.cols,
-                "blocks": len(layer.blocks),
-                "alpha": layer.alpha,
-                "beta": layer.beta,
-                "devices": layer.devices,
-                "quantization_relative_rms_error": layer.quantization["relative_rms_error"],
-                "mapping_error_uS": layer.mapping_error_uS,
-                "effective_error_uS": layer.effective_error_uS,
-                "compensated_columns": 0 if layer.column_gain is None else int(np.sum(
-                    (layer.column_gain != 1) | (layer.column_offset != 0))),
-            }
-            for layer in program.layers
-        ],
-        "copies": placement.get("copies"),
-        "devices_used": program.devices_used,
-        "devices_total": program.chip.device_count,
-        "arrays_used": len(program.arrays_used),
-        "arrays_total": len(program.chip.arrays),
-        "mapping_error_uS": program.mapping_error_uS,
-        "effective_error_uS": sum(layer.effective_error_uS for layer in program.layers),
-        "solver_status": placement.get("status"),
-        "solver_method": placement.get("method"),
-        "solver_bound_uS": placement.get("bound_uS"),
-        "optimality_gap": placement.get("gap"),
-        "pass_seconds": {t.name: t.seconds for t in result.timings},
-        "compile_seconds": result.seconds,
-    }
+summary = compile_summary
+"""The compile report as JSON-ready data (kept here under its old name)."""
 
 
 def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
@@ -200,3 +195,108 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
         for name, seconds in report["pass_seconds"].items():
             print(f"  pass {name:<{width}} {seconds:8.3f} s")
     print(f"compile time: {report['compile_seconds']:.2f} s")
+
+
+def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
+    """`leac compile` for many chips (see the epilog of `leac compile --help`)."""
+    if args.output is None:
+        raise UsageError("with many chips, -o OUTDIR names the output folder for the Programs and reports")
+    if args.dump_ir is not None:
+        raise UsageError("--dump-ir works with one chip (--chip CHIP.json once)")
+    chips = [Path(c) for c in args.chip or []]
+    if args.chip_dir is not None:
+        chips += chip_files(args.chip_dir)
+    verbose = bool(getattr(args, "verbose", False))
+    progress = None
+    if not args.json and (sys.stderr.isatty() or verbose):
+        progress = _Progress(sys.stderr, live=sys.stderr.isatty())
+    try:
+        result = compile_many(args.model, chips, args.output, options, jobs=args.jobs, scheduler=args.scheduler,
+                              calibrate_on=args.calibrate, on_result=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_batch(result, time_passes=args.time_passes)
+    for chip in result.failed:
+        if chip.traceback:
+            print(chip.traceback, end="", file=sys.stderr)
+        error = chip.error or ""
+        print(f"leac: error: {error if chip.chip_file in error else f'{chip.chip_file}: {error}'}", file=sys.stderr)
+    return result.exit_status
+
+
+class _Progress:
+    """One line per finished chip on stderr; on a terminal, one line rewritten in place."""
+
+    def __init__(self, stream: Any, *, live: bool) -> None:
+        self.stream = stream
+        self.live = live
+        self.start = time.perf_counter()
+        self.failed = 0
+        self.shown = False
+
+    def __call__(self, chip: ChipResult, done: int, total: int) -> None:
+        self.failed += not chip.ok
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / done * (total - done)
+        what = "ok" if chip.ok else chip.status.replace("_", " ")
+        line = (f"[{done}/{total}] {Path(chip.chip_file).stem}: {what} ({chip.seconds:.2f} s); "
+                f"{self.failed} failed so far; {elapsed:.0f} s elapsed, about {left:.0f} s left")
+        if self.live:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.live and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _first_line(text: str | None, width: int = 70) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
+def print_batch(result: BatchResult, *, time_passes: bool) -> None:
+    """The batch summary: one row per chip, then the totals."""
+    rows = [("chip", "status", "devices", "mapping error uS", "gap", "seconds", "error")]
+    for chip in result.chips:
+        report = chip.report
+        ok = chip.ok
+        rows.append((
+            Path(chip.chip_file).stem, chip.status.replace("_", " "),
+            f"{report['devices_used']}/{report['devices_total']}" if ok else "",
+            f"{report['mapping_error_uS']:.1f}" if ok else "",
+            f"{100 * report['optimality_gap']:.2f}%" if ok and report["optimality_gap"] is not None else "",
+            f"{chip.seconds:.2f}", _first_line(chip.error),
+        ))
+    print(f"{Path(result.model).name} for {len(result.chips)} chips -> {result.out_dir}")
+    print(format_table(rows))
+    failed = len(result.failed)
+    where = f"{result.jobs} worker process{'es' if result.jobs != 1 else ''}" if result.scheduler is None else \
+        f"the Dask cluster at {result.scheduler}"
+    print(f"{len(result.chips) - failed} of {len(result.chips)} chips compiled, {failed} failed; "
+          f"shared front end ({', '.join(result.shared_passes)}) {result.shared_seconds:.2f} s; "
+          f"{result.wall_seconds:.1f} s on {where}")
+    if time_passes:
+        shared: dict[str, float] = {}
+        totals: dict[str, float] = {}
+        for chip in result.chips:
+            for name, seconds in (chip.report["pass_seconds"] or {}).items():
+                if name in chip.report["shared_passes"]:
+                    shared[name] = seconds
+                else:
+                    totals[name] = totals.get(name, 0.0) + seconds
+        width = max(13, *(len(name) for name in [*shared, *totals]))
+        for name, seconds in shared.items():
+            print(f"  pass {name:<{width}} {seconds:8.3f} s once, shared")
+        for name, seconds in totals.items():
+            print(f"  pass {name:<{width}} {seconds:8.3f} s summed over the chips")
