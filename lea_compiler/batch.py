@@ -419,19 +419,21 @@ def _run_local(jobs: int, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob],
             for job in job_list:
                 finish(job, _compile_chip(fronts, job, verify))
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(fronts,)) as pool:
+    # Not `with pool:` its exit calls shutdown(cancel_futures=False), which can undo the cancel below.
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(fronts,))
+    try:
         futures: dict[Future[_ChipOutcome], ChipJob] = {pool.submit(_pool_job, job, verify): job for job in job_list}
-        try:
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # the worker died (BrokenProcessPool) or the result did not pickle
-                    outcome = _crashed(job, fronts, exc)
-                finish(job, outcome)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker died (BrokenProcessPool) or the result did not pickle
+                outcome = _crashed(job, fronts, exc)
+            finish(job, outcome)
+    except BaseException:  # Ctrl-C, SIGTERM: drop the chips not started, wait for the few running
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_dask(address: str, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,

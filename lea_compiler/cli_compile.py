@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "a chip with other levels quantizes for itself) and shared with --jobs worker processes "
             "(default: the CPU count; each uses one BLAS thread), or with the workers of a Dask cluster "
             "(--scheduler, the 'distributed' extra; they must be able to read the chip files). Progress goes "
-            "to stderr when it is a terminal or with -v (never with --json); at the end a table lists every "
+            "to stderr when it is a terminal or with leac -v (never with --json); at the end a table lists every "
             "chip, or --json prints one object {\"report\": \"leac-compile-batch\", \"version\": 1, ..., "
             "\"chips\": [every chip's report]}.",
             "A chip that fails (an invalid chip file, a model that does not fit it, a compile error) gets its "

@@ -233,3 +233,18 @@ def test_scheduler_runs_the_same_jobs_on_a_dask_cluster(model, chips, tmp_path, 
     report = json.loads(capsys.readouterr().out)
     assert report["scheduler"] and report["jobs"] is None and report["chips_ok"] == 3
     assert _programs(dask_out) == _programs(local) and len(_programs(local)) == 3
+
+
+def test_an_interrupt_stops_the_batch_and_leaves_only_whole_outputs(model, chips, tmp_path) -> None:
+    for seed in range(3, 9):
+        save_chip(_chip(seed), chips / f"more{seed}.json")
+
+    def interrupt(result, done, total) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        compile_many(model, sorted(chips.glob("*.json")), out, CompileOptions(k=2), jobs=2, on_result=interrupt)
+    assert len(list(out.glob("*.leac"))) == 2 and len(list(out.glob("*.json"))) == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
