@@ -238,12 +238,15 @@ def compile_many(
              shared.seconds)
     out.mkdir(parents=True, exist_ok=True)
     results: list[ChipResult | None] = [None] * len(job_list)
+    finished = 0
 
     def finish(job: ChipJob, outcome: _ChipOutcome) -> None:
+        nonlocal finished
         result = _write(job, outcome)
         results[job.index] = result
+        finished += 1
         if on_result is not None:
-            on_result(result, sum(r is not None for r in results), len(results))
+            on_result(result, finished, len(results))
 
     if scheduler is not None:
         used_jobs = None

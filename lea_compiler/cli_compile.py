@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"the output {output} would overwrite the input {given}")
     if output.parent and not output.parent.exists():
         raise UsageError(f"the output folder {output.parent} does not exist")
+    if output.is_dir():
+        raise UsageError(f"the output {output} is a folder; with one chip, -o names the Program file "
+                         "(for an output folder, add --jobs N or use --chip-dir)")
     progress = None
     if not args.json and sys.stderr.isatty():
         def progress(name: str, seconds: float) -> None:

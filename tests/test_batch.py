@@ -172,6 +172,7 @@ def test_json_envelope_and_no_progress_in_json_mode(model, chips, tmp_path, caps
     (["--chip-dir", "EMPTY", "-o", "OUT"], "no chip files"),
     (["--chip", "CHIPS/a.json", "--chip", "OTHER/a.json", "-o", "OUT"], "same name"),
     ([], "give the chip"),
+    (["--chip", "CHIPS/a.json", "-o", "EMPTY"], "with one chip, -o names the Program file"),
 ])
 def test_usage_errors_exit_2_and_write_nothing(model, chips, tmp_path, capsys, argv, message) -> None:
     (tmp_path / "empty").mkdir()
