@@ -39,8 +39,15 @@ def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.
 def run_onnxruntime(
     model: onnx.ModelProto | bytes | str | os.PathLike[str], feeds: Mapping[str, Any]
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """Run the model in onnxruntime and return every graph output by name."""
+    """Run the model in onnxruntime and return every graph output by name.
+
+    Raises:
+        InvalidModelError: onnxruntime cannot load the model, or cannot run it on `feeds`.
+    """
     session = ort_session(model)
     names = [o.name for o in session.get_outputs()]
-    results = session.run(names, {k: np.asarray(v) for k, v in feeds.items()})
+    try:
+        results = session.run(names, {k: np.asarray(v) for k, v in feeds.items()})
+    except Exception as exc:  # onnxruntime raises its own InvalidArgument/Fail/RuntimeException types
+        raise InvalidModelError(f"onnxruntime cannot run the model on these inputs: {exc}") from None
     return dict(zip(names, results, strict=True))

@@ -129,7 +129,7 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
-from lea_compiler.program import Layer, Program
+from lea_compiler.program import Layer, Program, program_problems
 
 logger = logging.getLogger(__name__)
 
@@ -867,123 +867,34 @@ def _halves(program: Program) -> list[_Half]:
 
 
 def _check_program(program: Program, halves: Sequence[_Half]) -> dict[int, np.ndarray]:
-    """Check that the Program agrees with its own chip; return each used array's owner map.
+    """Check that the Program agrees with itself, its chip and its graph; return each used array's owner map.
 
     The owner map of an array holds, per device, the index in `halves` of the
     copy half occupying it (-1: unused). A Program written by `leac compile`
-    always passes; a damaged or hand-edited one gets every problem listed.
+    always passes; a damaged or hand-edited one gets every problem listed
+    (`lea_compiler.program.program_problems`, which `Program.load` runs too).
 
     Raises:
-        InvalidInputError: the Program contradicts its chip or its graph.
+        InvalidInputError: the Program contradicts itself, its chip or its graph.
     """
-    chip = program.chip
-    levels = tuple(chip.device.levels_uS)
-    problems: list[str] = []
-    for layer in program.layers:
-        where = f"layer {layer.name!r}"
-        if tuple(layer.levels_uS) != levels:
-            problems.append(
-                f"{where}: levels {list(layer.levels_uS)} are not the chip's {list(levels)}"
-            )
-        scale = np.asarray(layer.scale, dtype=np.float64)
-        if scale.shape != (layer.cols,) or not np.all(np.isfinite(scale) & (scale > 0)):
-            problems.append(f"{where}: the scale is not {layer.cols} positive numbers")
-        if (layer.column_gain is None) != (layer.column_offset is None):
-            problems.append(f"{where}: a compensation needs both a gain and an offset per column")
-        elif layer.column_gain is not None and layer.column_offset is not None:
-            gain = np.asarray(layer.column_gain, dtype=np.float64)
-            offset = np.asarray(layer.column_offset, dtype=np.float64)
-            if gain.shape != (layer.cols,) or not np.all(np.isfinite(gain) & (gain > 0)):
-                problems.append(f"{where}: the compensation gain is not {layer.cols} positive numbers")
-            if offset.shape != (layer.cols,) or not np.all(np.isfinite(offset)):
-                problems.append(f"{where}: the compensation offset is not {layer.cols} finite numbers")
-            if layer.bias_row and np.any(offset != 0):
-                problems.append(f"{where}: a compensation offset needs a digital bias, not a bias row")
-        for block in layer.blocks:
-            selection = np.asarray(block.selection)
-            if selection.shape != (len(block.copies), block.shape[1]) or not np.all(
-                selection.sum(axis=0) == layer.beta
-            ):
-                problems.append(
-                    f"{where} block {block.index}: the selection does not pick beta = "
-                    f"{layer.beta} of the {len(block.copies)} copies for every column"
-                )
-    owners: dict[int, np.ndarray] = {}
-    states: dict[int, np.ndarray] = {}
-    for index, half in enumerate(halves):
-        where = f"layer {half.layer!r} block {half.block} copy {half.copy} {half.polarity}"
-        if half.array not in owners:
-            try:
-                arr = chip.array(half.array)
-            except UsageError:
-                problems.append(f"{where}: array {half.array} is not on the chip")
-                continue
-            owners[half.array] = np.full((arr.rows, arr.cols), -1, dtype=np.int64)
-            states[half.array] = chip.stuck_map(half.array)[0]
-        owner, state = owners[half.array], states[half.array]
-        rows, cols = half.levels.shape if half.levels.ndim == 2 else (-1, -1)
-        if half.levels.shape != half.targets.shape or not np.issubdtype(
-            half.levels.dtype, np.integer
-        ):
-            problems.append(f"{where}: the levels are not an integer matrix of the block's shape")
-            continue
-        if half.row + rows > owner.shape[0] or half.col + cols > owner.shape[1]:
-            problems.append(
-                f"{where}: region (row {half.row}, col {half.col}) + {rows} x {cols} is outside "
-                f"array {half.array} ({owner.shape[0]} x {owner.shape[1]})"
-            )
-            continue
-        window = (slice(half.row, half.row + rows), slice(half.col, half.col + cols))
-        if np.any(owner[window] >= 0):
-            other = halves[int(owner[window][owner[window] >= 0][0])]
-            problems.append(
-                f"{where}: its region on array {half.array} overlaps layer {other.layer!r} block "
-                f"{other.block} copy {other.copy} {other.polarity}"
-            )
-            continue
-        owner[window] = index
-        if np.any((half.levels < -1) | (half.levels >= len(levels))):
-            problems.append(f"{where}: a level index is outside -1..{len(levels) - 1}")
-        if np.any((half.targets < 0) | (half.targets >= len(levels))):
-            problems.append(f"{where}: a target level index is outside 0..{len(levels) - 1}")
-        mismatch = (half.levels == -1) != (state[window] != 0)
-        if np.any(mismatch):
-            r, c = (int(i) for i in np.argwhere(mismatch)[0])
-            stuck = bool(state[window][r, c] != 0)
-            problems.append(
-                f"{where}: device (array {half.array}, row {half.row + r}, col {half.col + c}) is "
-                + (
-                    "stuck on the chip but the Program programs it"
-                    if stuck
-                    else "marked stuck (-1) in the Program but healthy on the chip"
-                )
-            )
-    layers = {layer.name for layer in program.layers}
-    mvms = [n for n in program.graph.nodes if _is_crossbar(n)]
-    for node in mvms:
-        bias = node.input(2)
-        if node.name not in layers:
-            problems.append(f"{node.describe()} has no mapped layer in the Program")
-        elif bias is not None and (bias.const is None or np.size(bias.const) != _node_cols(node)):
-            problems.append(f"{node.describe()}: the bias is not a constant vector of its columns")
-    for name in sorted(layers - {n.name for n in mvms}):
-        problems.append(f"layer {name!r} has no leac.MVM node of that name in the graph")
+    problems = program_problems(program)
     if problems:
         shown = problems[:MAX_PROBLEMS]
         more = len(problems) - len(shown)
         lines = "\n".join(f"  {p}" for p in shown) + (f"\n  ... and {more} more" if more else "")
         raise InvalidInputError(f"the Program does not agree with its chip or graph:\n{lines}")
+    owners: dict[int, np.ndarray] = {}
+    for index, half in enumerate(halves):
+        if half.array not in owners:
+            arr = program.chip.array(half.array)
+            owners[half.array] = np.full((arr.rows, arr.cols), -1, dtype=np.int64)
+        rows, cols = half.levels.shape
+        owners[half.array][half.row:half.row + rows, half.col:half.col + cols] = index
     return owners
 
 
 def _is_crossbar(node: Node) -> bool:
     return node.op_type == "MVM" and node.domain == LEAC_DOMAIN
-
-
-def _node_cols(node: Node) -> int:
-    """Output columns of an MVM node: the columns of its constant matrix (input 1)."""
-    matrix = node.input(1)
-    return -1 if matrix is None or matrix.const is None else int(np.shape(matrix.const)[-1])
 
 
 def _programming(

@@ -1,0 +1,184 @@
+"""The Program file: a damaged or hand-edited `.leac` is refused at load with what is wrong, never a crash.
+
+Each case below is a corruption the fuzzer (tests/fuzzing.py) found crashing
+`leac emit` or `leac simulate` with a traceback before `program_problems`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler import program as program_module
+from lea_compiler.chip import synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import CompileError, InvalidInputError
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program, program_problems
+from tests.helpers import mlp_model
+
+Entries = dict[str, bytes]
+
+
+@pytest.fixture(scope="module")
+def program_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    folder = tmp_path_factory.mktemp("program")
+    model = folder / "mlp.onnx"
+    onnx.save(mlp_model(), model)
+    chip = synth_chip(arrays=8, rows=16, cols=16, stuck_high=0.05, stuck_low=0.02, seed=5)
+    return compile_model(model, chip, CompileOptions(k=2, placer="greedy")).program.to_bytes()
+
+
+def _entries(data: bytes) -> Entries:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _archive(entries: Entries) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, blob in entries.items():
+            archive.writestr(name, blob)
+    return buffer.getvalue()
+
+
+def _header(change: Callable[[dict[str, Any]], None]) -> Callable[[Entries], None]:
+    def edit(entries: Entries) -> None:
+        header = json.loads(entries["program.json"])
+        change(header)
+        entries["program.json"] = json.dumps(header).encode()
+
+    return edit
+
+
+def _array(name: str, make: Callable[[np.ndarray], np.ndarray]) -> Callable[[Entries], None]:
+    def edit(entries: Entries) -> None:
+        key = f"arrays/{name}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, make(np.load(io.BytesIO(entries[key]))))
+        entries[key] = buffer.getvalue()
+
+    return edit
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(header: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        node: Any = header
+        for key in parents:
+            node = node[int(key) if key.isdigit() else key]
+        if value is _DELETE:
+            del node[int(last) if last.isdigit() else last]
+        else:
+            node[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
+_DELETE = object()
+_REGION = "layers/2/blocks/0/copies/0/neg/region"
+
+
+def _model_sha(entries: Entries) -> None:
+    model = onnx.load_from_string(entries["model.onnx"])
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0  # onnxruntime then refuses 24 samples
+    entries["model.onnx"] = model.SerializeToString()
+
+
+DAMAGES: dict[str, tuple[Callable[[Entries], None], str]] = {
+    # found by the fuzzer: each crashed emit or simulate with a traceback
+    "region_nested": (_header(_set(f"{_REGION}/0", [0])), "not three non-negative integers"),
+    "levels_other_shape": (_array("layer1.b0.c1.pos", lambda a: np.resize(a, (a.shape[0] + 1, a.shape[1]))),
+                           "not an integer"),
+    "levels_float": (_array("layer2.b0.c0.neg", lambda a: a.astype(np.float64)), "not an integer"),
+    "levels_scalar": (_array("layer0.b0.c0.neg", lambda a: np.asarray(a.flat[0])), "not an integer"),
+    "levels_out_of_range": (_array("layer0.b0.c0.pos", lambda a: np.full_like(a, 100)), "outside -1.."),
+    "rows_not_an_int": (_header(_set("layers/0/blocks/0/rows/1", "x")), "not an integer"),
+    "node_name_not_a_string": (_header(_set("graph/nodes/5/name", -1)), "graph: a name"),
+    "model_name_missing": (_header(_set("model/name", _DELETE)), "model.name must be a string"),
+    "options_not_finite": (_header(_set("options/time_limit_s", float("inf"))), "options holds a number"),
+    "bias_not_finite": (_array("graph.init1", lambda a: np.full_like(a, np.inf)), "finite numbers"),
+    "graph_inconsistent": (_header(_set("graph/nodes/0/outputs/0/shape/0", _DELETE)), "graph is inconsistent"),
+    "model_onnx_replaced": (_model_sha, "does not match its sha256"),
+    # and the checks around them
+    "alpha_mismatch": (_header(_set("layers/0/alpha", 3)), "copies, not alpha = 3"),
+    "beta_above_alpha": (_header(_set("layers/0/beta", 5)), "beta 5 is more than alpha 2"),
+    "block_outside_matrix": (_header(_set("layers/0/blocks/0/rows", [0, 99])), "outside the 4 x 12 matrix"),
+    "region_off_the_chip": (_header(_set(f"{_REGION}/0", 99)), "array 99 is not on the chip"),
+    "layer_without_node": (_header(_set("layers/0/name", "nope")), "no leac.MVM node"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES), ids=list(DAMAGES))
+def test_damaged_programs_are_refused_naming_the_problem(program_bytes, damage, tmp_path, capsys) -> None:
+    edit, message = DAMAGES[damage]
+    entries = _entries(program_bytes)
+    edit(entries)
+    data = _archive(entries)
+    with pytest.raises(InvalidInputError, match=message):
+        Program.from_bytes(data)
+    path, out = tmp_path / "p.leac", tmp_path / "out.jsonl"
+    path.write_bytes(data)
+    assert main(["emit", str(path), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: ") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.leac"]
+
+
+def test_a_broken_deflate_stream_is_invalid_input(program_bytes) -> None:
+    """A bit flip inside a compressed entry raised zlib.error from zipfile (a traceback) before."""
+    archive = zipfile.ZipFile(io.BytesIO(program_bytes))
+    info = archive.getinfo("program.json")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data = bytearray(program_bytes)
+    for offset in range(start + 40, start + 200, 7):
+        data[offset] ^= 0xA5
+    with pytest.raises(InvalidInputError, match="not a leac Program file"):
+        Program.from_bytes(bytes(data))
+
+
+def test_entries_declaring_more_than_the_limit_are_refused_before_reading(program_bytes, monkeypatch) -> None:
+    monkeypatch.setattr(program_module, "MAX_PROGRAM_BYTES", 1000)
+    with pytest.raises(InvalidInputError, match="declare .* bytes uncompressed, more than leac reads"):
+        Program.from_bytes(program_bytes)
+
+
+def test_an_onnxruntime_failure_in_simulate_is_invalid_input(program_bytes, tmp_path, capsys) -> None:
+    """A Program whose embedded model (with a matching sha256) onnxruntime cannot run on the data."""
+    entries = _entries(program_bytes)
+    _model_sha(entries)
+    header = json.loads(entries["program.json"])
+    header["model"]["sha256"] = hashlib.sha256(entries["model.onnx"]).hexdigest()
+    entries["program.json"] = json.dumps(header).encode()
+    path, data = tmp_path / "p.leac", tmp_path / "d.npz"
+    path.write_bytes(_archive(entries))
+    np.savez(data, x=np.zeros((3, 4), np.float32), y=np.zeros(3, np.int64))
+    assert main(["simulate", str(path), "--data", str(data)]) == 3
+    assert "onnxruntime cannot run the model" in capsys.readouterr().err
+
+
+def test_compiled_programs_have_no_problems_and_save_refuses_one_that_has(program_bytes, tmp_path) -> None:
+    program = Program.from_bytes(program_bytes)
+    assert program_problems(program) == []
+    layer = dataclasses.replace(program.layers[0], scale=-program.layers[0].scale)
+    broken = dataclasses.replace(program, layers=(layer, *program.layers[1:]))
+    with pytest.raises(CompileError, match="scale is not 12 positive numbers"):
+        broken.save(tmp_path / "broken.leac")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_load_round_trip_keeps_bytes(program_bytes, tmp_path: Path) -> None:
+    path = tmp_path / "p.leac"
+    Program.from_bytes(program_bytes).save(path)
+    assert path.read_bytes() == program_bytes
