@@ -131,12 +131,31 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
             raise InvalidModelError(f"{source}: cannot read its external data ({_first_line(exc)})") from None
 
 
+def _undecodable_strings(message: Any, path: str = "model") -> Iterator[str]:
+    """Paths of string fields that hold bytes: ONNX's proto2 strings come back as bytes when not UTF-8."""
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.type == field.TYPE_STRING:
+            if any(isinstance(v, bytes) for v in (value if repeated else [value])):
+                yield where
+        elif field.type == field.TYPE_MESSAGE:
+            for index, item in enumerate(value if repeated else [value]):
+                yield from _undecodable_strings(item, f"{where}[{index}]" if repeated else where)
+
+
 def import_model(model: onnx.ModelProto, source: str = "<model>") -> Graph:
     """Convert an in-memory ONNX model to the IR (see `load_model`)."""
+    broken = list(_undecodable_strings(model))
+    if broken:
+        raise InvalidModelError(f"{source}: not valid UTF-8 text in {', '.join(broken[:5])}"
+                                + (f" and {len(broken) - 5} more fields" if len(broken) > 5 else ""))
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # ValidationError, or C++ errors surfacing as others
         raise InvalidModelError(f"{source}: the ONNX checker refuses the model: {_first_line(exc)}") from None
+    if not model.graph.output:
+        raise InvalidModelError(f"{source}: the graph has no outputs, so there is nothing to compute")
     model = _convert_opset(model, source)
     _refuse_unsupported(model, source)
     try:

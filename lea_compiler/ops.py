@@ -435,6 +435,12 @@ def _conv(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     if len(x.shape) != 4 or len(w.shape) != 4:
         raise ShapeError(f"only 2-D Conv is supported (input {x.type_str()}, weight {w.type_str()})")
     merge_dim(x.shape[1], w.shape[1])
+    b = node.input(2)
+    if b is not None and b.shape is not None:
+        if len(b.shape) != 1:
+            raise ShapeError(f"the bias (input 2) must be a vector of the {w.shape[0]} output channels, "
+                             f"got {b.type_str()}")
+        merge_dim(b.shape[0], w.shape[0])
     kernel = node.attr("kernel_shape", w.shape[2:])
     if any(not isinstance(k, int) for k in kernel):
         return [(x.dtype, (x.shape[0], w.shape[0], None, None))]

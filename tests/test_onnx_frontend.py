@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.onnx_frontend import import_model, load_model
-from tests.helpers import make_model, mlp_model
+from tests.helpers import cnn_model, make_model, mlp_model
 
 F = np.float32
 
@@ -151,3 +151,29 @@ def test_string_constants_become_python_strings() -> None:
     g = import_model(model)
     assert g.value("labels").const.tolist() == ["cat", "dog", "bird"]
     assert g.value("y").type_str() == "string[1, N]"
+
+
+# Found by the fuzzer (tests/fuzzing.py): each was a traceback (exit 1) before.
+def test_names_that_are_not_utf8_are_refused(tmp_path) -> None:
+    """ONNX strings are proto2: a bit flip that breaks their UTF-8 comes back as bytes, not str."""
+    data = mlp_model().SerializeToString()
+    at = data.index(b"fc0")
+    path = tmp_path / "flipped.onnx"
+    path.write_bytes(data[:at + 2] + bytes([data[at + 2] ^ 0x80]) + data[at + 3:])
+    with pytest.raises(InvalidModelError, match=r"not valid UTF-8 text in model\.graph\.node\[0\]\.name"):
+        load_model(path)
+
+
+def test_a_graph_without_outputs_is_refused() -> None:
+    model = mlp_model()
+    del model.graph.output[:]
+    with pytest.raises(InvalidModelError, match="no outputs"):
+        import_model(model)
+
+
+def test_conv_bias_must_be_a_vector_of_output_channels() -> None:
+    model = cnn_model()
+    model.graph.node[0].input[2] = "w1"  # the kernel (4, 1, 3, 3) as the bias
+    with pytest.raises(InvalidModelError, match=r"conv1.*bias \(input 2\) must be a vector of the 4 output"):
+        import_model(model)
+

@@ -43,14 +43,17 @@ class Canonicalize:
     def run(self, graph: Graph) -> Graph:
         fold_constants(graph)
         remove_identities(graph)
-        for node in graph.nodes_of("BatchNormalization"):
-            fold_batchnorm(graph, node)
-        for node in graph.nodes_of("Gemm", "MatMul"):
-            lower_matrix_product(graph, node)
-        for node in graph.nodes_of("BatchNormalization"):
-            fold_batchnorm(graph, node)
-        for node in graph.nodes_of("Conv"):
-            lower_conv(graph, node)
+        # Folding NaN or huge attributes (Gemm alpha, BatchNormalization statistics) gives NaN or infinite
+        # weights, which quantize refuses by name; numpy need not warn about them on the way.
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            for node in graph.nodes_of("BatchNormalization"):
+                fold_batchnorm(graph, node)
+            for node in graph.nodes_of("Gemm", "MatMul"):
+                lower_matrix_product(graph, node)
+            for node in graph.nodes_of("BatchNormalization"):
+                fold_batchnorm(graph, node)
+            for node in graph.nodes_of("Conv"):
+                lower_conv(graph, node)
         remove_dead_nodes(graph)
         graph.remove_unused_initializers()
         return graph

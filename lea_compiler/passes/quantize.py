@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lea_compiler.errors import CompileError
+from lea_compiler.errors import CompileError, InvalidModelError
 from lea_compiler.ir import Graph, Node
 
 ENCODINGS = ("simple", "rme")
@@ -213,8 +213,12 @@ class Quantize:
             key = (id(node.input(1)), id(node.input(2)) if bias_row else None)
             if key not in done:
                 matrix = crossbar_matrix(node, bias_row)
-                if not np.all(np.isfinite(matrix)):
-                    raise CompileError(f"{node.describe()}: the weights contain NaN or infinity")
+                bias = node.input(2)
+                if not np.all(np.isfinite(matrix)) or (bias is not None and bias.const is not None
+                                                        and not np.all(np.isfinite(bias.const))):
+                    raise InvalidModelError(  # bad numbers in the model: invalid input (3), not a compile error
+                        f"{node.describe()}: the weights or the bias contain NaN or infinity (after folding its "
+                        "attributes, such as Gemm's alpha and beta, and any BatchNormalization into them)")
                 done[key] = quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer", bias_row)
             node.set_fact(done[key])
         return graph

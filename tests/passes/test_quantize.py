@@ -102,3 +102,32 @@ def test_pass_needs_canonicalize_first() -> None:
 def test_bad_options_are_refused(kwargs, message) -> None:
     with pytest.raises(CompileError, match=message):
         Quantize(PAPER_LEVELS, **kwargs)
+
+
+# Found by the fuzzer (tests/fuzzing.py): an infinite Gemm alpha was a CompileError (exit 1) after a numpy
+# warning on stderr (0 x inf), and an infinite digital bias compiled into a Program `leac emit` then crashed on.
+@pytest.mark.parametrize("change", ["alpha_inf", "weight_inf", "bias_inf"])
+def test_nan_or_infinite_weights_or_bias_are_invalid_input(change: str) -> None:
+    import math
+    import warnings
+
+    from onnx import helper, numpy_helper
+
+    from lea_compiler.errors import InvalidModelError
+
+    model = mlp_model()
+    if change == "alpha_inf":
+        model.graph.node[0].attribute.append(helper.make_attribute("alpha", math.inf))
+        weights = numpy_helper.to_array(model.graph.initializer[0]).copy()
+        weights[0, 0] = 0.0  # 0 x inf: NaN
+        model.graph.initializer[0].CopyFrom(numpy_helper.from_array(weights, "W0"))
+    else:
+        init = model.graph.initializer[0 if change == "weight_inf" else 1]  # W0 or b0
+        values = numpy_helper.to_array(init).copy()
+        values.flat[0] = math.inf
+        init.CopyFrom(numpy_helper.from_array(values, init.name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # folding alpha into the weights must not warn either
+        graph = Canonicalize().run(import_model(model))
+    with pytest.raises(InvalidModelError, match="fc0.*contain NaN or infinity"):
+        Quantize(PAPER_LEVELS).run(graph)
