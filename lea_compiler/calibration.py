@@ -7,6 +7,7 @@ the Program carries none (it then calibrates on the data it simulates).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.chip import Chip
 from lea_compiler.datasets import Dataset
+from lea_compiler.errors import BadDataError
 from lea_compiler.program import Program
 
 ADC_HEADROOM = 1.25
@@ -32,7 +34,11 @@ class Calibration:
 def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Calibration:
     """Set each layer's DAC range to max |x| of its input over the data (digital reference run),
     and each block's ADC range to ADC_HEADROOM x the largest column current its target
-    conductances carry for those inputs (both halves, any copy)."""
+    conductances carry for those inputs (both halves, any copy).
+
+    Raises:
+        BadDataError: the data overflows float32 on the way to a layer (no finite range).
+    """
     nodes = {node.name: node for node in program.graph.nodes_of("MVM")}
     inputs = {name: node.input(0).name for name, node in nodes.items()}  # type: ignore[union-attr]
     feed = program.graph.inputs[0].name
@@ -51,6 +57,9 @@ def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Cali
         if layer.bias_row:
             x = np.hstack([x, np.ones((len(x), 1))])
         top = float(np.max(np.abs(x))) if x.size else 0.0
+        if not math.isfinite(top):
+            raise BadDataError(f"layer {layer.name!r}: the data drives its input to infinity or NaN (float32 "
+                               f"overflow), so no DAC range fits; scale the data down")
         x_fs[layer.name] = max(top, 1.0 if layer.bias_row else 0.0) or 1.0
         v = (v_read * np.round(np.clip(x / x_fs[layer.name], -1, 1) * dac) / dac).astype(np.float32)
         levels = np.asarray(layer.levels_uS, dtype=np.float32)

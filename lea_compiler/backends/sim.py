@@ -54,18 +54,16 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import Chip
-from lea_compiler.datasets import Dataset, load_data, top1
+from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, load_data, top1
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.ir import Node
 from lea_compiler.program import Layer, Program
 from lea_compiler.reference import run_onnxruntime
 
-__all__ = ["Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost", "load_data",
-           "simulate", "top1"]
+__all__ = ["MAX_DATA_BYTES", "Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost",
+           "load_data", "simulate", "top1"]
 
-MAX_DATA_BYTES = 2 * 2**30
-"""Largest data file read; larger test sets must be split into several files."""
 
 
 # ------------------------------------------------------------- crossbar layers

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lea_compiler import interpreter
-from lea_compiler.errors import CompileError
+from lea_compiler.errors import BadDataError, CompileError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.encode import Encoded
 from lea_compiler.passes.quantize import QuantizedLayer
@@ -133,6 +133,9 @@ class Compensate:
             if inputs is None:
                 inputs = layer_inputs(graph, self.data)
             x = inputs[node.name]
+            if not np.all(np.isfinite(x)):
+                raise BadDataError(f"{node.describe()}: the calibration data drives its input to infinity or NaN "
+                                   "(float32 overflow); scale the data down")
             if quantized.bias_row:
                 x = np.hstack([x, np.ones((len(x), 1))])
             xu, xt = x @ (effective / scale), x @ (target / scale)
@@ -146,6 +149,9 @@ class Compensate:
                 b = mt - a * mu
             gain, offset = np.ones(len(a)), np.zeros(len(a))
             gain[hit], offset[hit] = a[hit], b[hit]
+            if not np.all(np.isfinite(offset)):
+                raise BadDataError(f"{node.describe()}: the calibration data is too large for a finite "
+                                   "compensation offset; scale the data down")
             node.set_fact(Compensation(gain, offset, int(hit.sum())))
         return graph
 
