@@ -78,13 +78,28 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _portable(result: dict[str, Any]) -> dict[str, Any]:
+    """File paths inside the repository as relative paths, so results files do not depend on the checkout."""
+    def rel(path: str) -> str:
+        p = Path(path).resolve()
+        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
+
+    out = dict(result)
+    for key in ("model", "calibrate"):
+        if isinstance(out.get(key), str):
+            out[key] = rel(out[key])
+    if "data" in out:
+        out["data"] = [rel(d) for d in out["data"]]
+    return out
+
+
 def run_all(cases: Sequence[dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
     """Every case through run_case, in `jobs` processes, in the given order, with progress on stderr."""
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     with ProcessPoolExecutor(jobs) as pool:
         for done, result in enumerate(pool.map(run_case, cases, chunksize=1), start=1):
-            results.append(result)
+            results.append(_portable(result))
             if done % max(1, len(cases) // 50) == 0 or done == len(cases):
                 elapsed = time.perf_counter() - start
                 left = elapsed / done * (len(cases) - done)
