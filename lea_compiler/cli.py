@@ -79,7 +79,8 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("-k", type=int, default=1, help="copies per layer to cost (default 1)")
     p.add_argument("--bias", choices=BIAS_MODES, default="digital",
                    help="bias added digitally, or as one more crossbar row, as in leac compile (default digital)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of text (report leac-inspect, docs/reports.md)")
     p.set_defaults(func=_inspect)
 
 
@@ -92,6 +93,8 @@ def _inspect(args: argparse.Namespace) -> int:
     total = sum(layer.devices(args.k, bias_row) for layer in layers)
     if args.json:
         report = {
+            "report": "leac-inspect",
+            "version": 1,
             "model": args.model,
             "graph": graph.name,
             "opset": graph.opset,

@@ -1,9 +1,12 @@
 """The `leac chip` commands: make, check, inspect and import chip files.
 
-    leac chip synth    -o FILE --seed S [rates]   a random chip like the seed paper's
-    leac chip validate FILE                       check a chip file, list every problem
-    leac chip show     FILE [--png OUT] [--json]  arrays and defect counts (and a heat map)
-    leac chip import   MAP.txt... -o FILE         measured conductance maps -> chip file
+    leac chip synth    -o FILE --seed S [rates] [--json]  a random chip like the seed paper's
+    leac chip validate FILE [--json]                     check a chip file, list every problem
+    leac chip show     FILE [--png OUT] [--json]         arrays and defect counts (and a heat map)
+    leac chip import   MAP.txt... -o FILE [--json]       measured conductance maps -> chip file
+
+With --json each prints one JSON object instead of text: reports leac-chip-synth,
+leac-chip-validate, leac-chip-show and leac-chip-import (docs/reports.md).
 
 Only this module prints (the library logs). Errors are raised as `LeacError`s
 and turned into a message and an exit status by `lea_compiler.cli.main`.
@@ -28,7 +31,7 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
-from lea_compiler.errors import UsageError
+from lea_compiler.errors import InvalidChipError, UsageError
 from lea_compiler.tables import format_table
 
 _COUNT_KEYS = ("stuck_high", "stuck_low", "dead_rows", "dead_cols", "healthy")
@@ -115,6 +118,8 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="random seed (required, so that runs are reproducible)",
     )
     synth.add_argument("-o", "--output", required=True, metavar="FILE", help="chip file to write")
+    synth.add_argument("--json", action="store_true",
+                       help="print one JSON object instead of the line (report leac-chip-synth, docs/reports.md)")
     synth.set_defaults(func=_run_synth)
 
     validate = commands.add_parser(
@@ -127,6 +132,11 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     validate.add_argument("file", metavar="FILE", help="chip file to check")
+    validate.add_argument(
+        "--json", action="store_true",
+        help="print {file, valid, problems, ...} as one JSON object, also for an invalid chip (exit 3) "
+        "(report leac-chip-validate, docs/reports.md)",
+    )
     validate.set_defaults(func=_run_validate)
 
     show = commands.add_parser(
@@ -145,7 +155,8 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="also write a heat map of every array's defects to OUT (needs the plot extra)",
     )
     show.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of the table"
+        "--json", action="store_true",
+        help="print one JSON object instead of the table (report leac-chip-show, docs/reports.md)",
     )
     show.set_defaults(func=_run_show)
 
@@ -185,6 +196,8 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "in (0, 1] (default: %(default)s)",
     )
     imp.add_argument("--name", help="name written into the chip file")
+    imp.add_argument("--json", action="store_true",
+                     help="print one JSON object instead of the lines (report leac-chip-import, docs/reports.md)")
     imp.set_defaults(func=_run_import)
 
 
@@ -268,13 +281,49 @@ def _run_synth(args: argparse.Namespace) -> int:
         name=args.name,
     )
     _write(args.output, lambda: save_chip(chip, args.output))
+    if args.json:
+        _print_json({
+            "report": "leac-chip-synth",
+            "version": 1,
+            "output": args.output,
+            **_chip_facts(chip),
+            "seed": args.seed,
+            "rates": {key: getattr(args, key) for key in ("stuck_high", "stuck_low", "dead_rows", "dead_cols")},
+        })
+        return 0
     print(f"wrote {args.output}: {chip.summary()}")
     return 0
 
 
+def _chip_facts(chip: Chip) -> dict[str, Any]:
+    """The keys every chip report shares: name, fingerprint, arrays, devices and the defect totals."""
+    return {
+        "name": chip.name,
+        "fingerprint": chip.fingerprint(),
+        "arrays": len(chip.arrays),
+        "devices": chip.device_count,
+        "totals": chip.defect_counts(),
+    }
+
+
+def _print_json(report: dict[str, Any]) -> None:
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+
+
 def _run_validate(args: argparse.Namespace) -> int:
-    chip = load_chip(args.file)
-    print(f"{args.file}: valid. {chip.summary()}")
+    if not args.json:
+        chip = load_chip(args.file)
+        print(f"{args.file}: valid. {chip.summary()}")
+        return 0
+    try:
+        chip = load_chip(args.file)
+    except InvalidChipError as exc:  # a file that cannot be read at all is an error message, not a report
+        _print_json({"report": "leac-chip-validate", "version": 1, "file": args.file, "valid": False,
+                     "problems": exc.problems, "name": None, "fingerprint": None, "arrays": None,
+                     "devices": None, "totals": None})
+        return InvalidChipError.exit_status
+    _print_json({"report": "leac-chip-validate", "version": 1, "file": args.file, "valid": True, "problems": [],
+                 **_chip_facts(chip)})
     return 0
 
 
@@ -299,6 +348,8 @@ def _run_show(args: argparse.Namespace) -> int:
     document = chip_to_json(chip)
     if args.json:
         report = {
+            "report": "leac-chip-show",
+            "version": 1,
             "file": args.file,
             "name": chip.name,
             "fingerprint": chip.fingerprint(),
@@ -307,8 +358,9 @@ def _run_show(args: argparse.Namespace) -> int:
             "arrays": per_array,
             "device": document["device"],
             "periphery": document["periphery"],
+            "png": args.png,
         }
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        _print_json(report)
         return 0
     print(chip.summary())
     print(f"fingerprint: {chip.fingerprint()}")
@@ -338,19 +390,35 @@ def _run_import(args: argparse.Namespace) -> int:
         dead_line_fraction=args.dead_line_fraction,
         name=args.name,
     )
+    maps = []
     for path, arr in zip(args.maps, chip.arrays, strict=True):
         counts = chip.defect_counts(arr.id)
         defects = [d for d in chip.defects if d.array == arr.id]
         dead_rows = sorted({d.row for d in defects if d.col is None and d.row is not None})
         dead_cols = sorted({d.col for d in defects if d.row is None and d.col is not None})
         single_low = sum(1 for d in defects if not d.is_line and d.state == STUCK_LOW)
-        print(
-            f"{path} -> array {arr.id} ({arr.rows} x {arr.cols}): "
-            f"{counts['stuck_high']} stuck-high devices, "
-            f"{counts['stuck_low']} stuck-low devices ({single_low} outside dead lines), "
-            f"dead rows: {_listing(dead_rows)}, dead columns: {_listing(dead_cols)}"
-        )
+        maps.append({"map": path, "array": arr.id, "rows": arr.rows, "cols": arr.cols,
+                     "stuck_high": counts["stuck_high"], "stuck_low": counts["stuck_low"],
+                     "stuck_low_outside_lines": single_low, "dead_rows": dead_rows, "dead_cols": dead_cols})
+        if not args.json:
+            print(
+                f"{path} -> array {arr.id} ({arr.rows} x {arr.cols}): "
+                f"{counts['stuck_high']} stuck-high devices, "
+                f"{counts['stuck_low']} stuck-low devices ({single_low} outside dead lines), "
+                f"dead rows: {_listing(dead_rows)}, dead columns: {_listing(dead_cols)}"
+            )
     _write(args.output, lambda: save_chip(chip, args.output))
+    if args.json:
+        _print_json({
+            "report": "leac-chip-import",
+            "version": 1,
+            "output": args.output,
+            **_chip_facts(chip),
+            "thresholds": {"high_above_uS": args.high_above_uS, "low_below_uS": args.low_below_uS,
+                           "dead_line_fraction": args.dead_line_fraction},
+            "maps": maps,
+        })
+        return 0
     print(f"wrote {args.output}: {chip.summary()}")
     return 0
 

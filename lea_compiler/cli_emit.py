@@ -77,7 +77,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="programming pulses allowed per device (default: %(default)s)",
     )
-    emit.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    emit.add_argument("--json", action="store_true",
+                      help="print the summary as one JSON object (report leac-emit, docs/reports.md)")
     emit.set_defaults(func=run_emit)
 
     board = commands.add_parser(
@@ -100,7 +101,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     validate.add_argument("file", metavar="FILE", help="board file to check")
     validate.add_argument(
-        "--json", action="store_true", help="print {file, valid, problems} as one JSON object"
+        "--json", action="store_true",
+        help="print {file, valid, problems} as one JSON object (report leac-board-validate, docs/reports.md)"
     )
     validate.set_defaults(func=run_validate)
 
@@ -150,12 +152,14 @@ def run_emit(args: argparse.Namespace) -> int:
 def emit_report(
     program: Program, summary: BoardSummary, output: str, target: str
 ) -> dict[str, Any]:
-    """The `leac emit --json` object (keys documented in docs/board-format.md)."""
+    """The `leac emit --json` object (report leac-emit, keys documented in docs/reports.md)."""
     return {
+        "report": "leac-emit",
+        "version": 1,
         "output": output,
         "target": target,
         "format": FORMAT,
-        "version": VERSION,
+        "format_version": VERSION,
         "model": program.model.get("file") or program.model.get("name"),
         "chip": program.chip.name,
         "chip_fingerprint": program.chip_fingerprint,
@@ -174,7 +178,8 @@ def run_validate(args: argparse.Namespace) -> int:
     """`leac board validate`: 0 and a summary for a valid file, 3 and every problem otherwise."""
     if args.json:
         problems = validate_board(args.file)
-        report = {"file": args.file, "valid": not problems, "problems": problems}
+        report = {"report": "leac-board-validate", "version": 1, "file": args.file, "valid": not problems,
+                  "problems": problems}
         print(json.dumps(report, indent=2))
         return EXIT_INVALID_INPUT if problems else 0
     stream = read_board(args.file)  # raises InvalidInputError listing every problem

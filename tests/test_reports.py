@@ -1,0 +1,162 @@
+"""docs/reports.md and the `--json` reports agree: every key a command prints is documented, and every
+documented key is printed; every command has `--json`; the exit statuses are the documented ones."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler import cli
+from lea_compiler.cli import build_parser, main
+from tests.helpers import mlp_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "reports.md"
+EMBED = re.compile(r"^(.*)<([a-z-]+)>$")  # `chips[].<leac-compile>`: every key of that report, under chips[]
+
+
+def documented() -> dict[str, list[str]]:
+    """Report name -> the keys its table lists, from docs/reports.md."""
+    reports: dict[str, list[str]] = {}
+    for section in DOC.read_text().split("\n## ")[1:]:
+        title, _, body = section.partition("\n")
+        if not title.startswith("leac-"):
+            continue
+        reports[title.strip()] = re.findall(r"^\| `([^`]+)` \|", body, flags=re.MULTILINE)
+    return reports
+
+
+def expected_keys(name: str, docs: dict[str, list[str]]) -> set[str]:
+    """The documented keys of a report with embedded reports expanded and every parent path added."""
+    keys: set[str] = set()
+    for key in docs[name]:
+        match = EMBED.match(key)
+        if match:
+            prefix, other = match.groups()
+            keys |= {prefix + inner for inner in expected_keys(other, docs)}
+        else:
+            keys.add(key)
+    for key in list(keys):
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            keys.add(".".join(parts[:i]).removesuffix("[]"))
+    return {key.removesuffix("[]") for key in keys}
+
+
+def printed_keys(value: Any, maps: set[str], prefix: str = "") -> Iterator[str]:
+    """Every key path of a JSON value (`a.b`, `a[].b`); objects documented as `a.*` stop at `a.*`."""
+    if isinstance(value, dict):
+        if prefix in maps:
+            yield f"{prefix}.*"
+            return
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else key
+            yield path
+            yield from printed_keys(item, maps, path)
+    elif isinstance(value, list):
+        for item in value:
+            yield from printed_keys(item, maps, f"{prefix}[]")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """Every report, from real runs (several where keys appear only in some cases)."""
+    folder = tmp_path_factory.mktemp("reports")
+    model, data, chip, chip2 = (folder / n for n in ("mlp.onnx", "d.npz", "chip.json", "chip2.json"))
+    onnx.save(mlp_model(), model)
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.standard_normal((16, 4)).astype(np.float32), y=rng.integers(0, 3, 16))
+    maps = []
+    for i in range(2):
+        values = np.full((6, 6), 100e-6)
+        values[1, 2] = 400e-6  # stuck high
+        values[4, :] = 1e-6  # a dead row
+        maps.append(folder / f"map{i}.txt")
+        np.savetxt(maps[-1], values)
+    out: dict[str, list[dict[str, Any]]] = {}
+    synth = ["chip", "synth", "--arrays", "8", "--rows", "16", "--cols", "16", "--json"]
+    out["leac-chip-synth"] = [_json([*synth, "--seed", "1", "-o", str(chip)]),
+                              _json([*synth, "--seed", "2", "--dead-rows", "0.1", "-o", str(chip2)])]
+    out["leac-chip-import"] = [_json(["chip", "import", *map(str, maps), "-o", str(folder / "m.json"),
+                                           "--json"])]
+    out["leac-chip-show"] = [_json(["chip", "show", str(chip), "--json"])]
+    bad = folder / "bad.json"
+    bad.write_text('{"format": "leac-chip", "version": 1, "arrays": {"count": 0, "rows": 2, "cols": 2}}')
+    out["leac-chip-validate"] = [_json(["chip", "validate", str(chip), "--json"]),
+                                 _json(["chip", "validate", str(bad), "--json"], status=3)]
+    out["leac-inspect"] = [_json(["inspect", str(model), "--json"])]
+    program = folder / "p.leac"
+    out["leac-compile"] = [_json(["compile", str(model), "--chip", str(chip), "-k", "2", "--placer", "greedy",
+                                       "--calibrate", str(data), "-o", str(program), "--json"])]
+    out["leac-compile-batch"] = [_json(["compile", str(model), "--chip", str(chip), "--chip", str(chip2),
+                                             "--chip", str(bad), "-k", "2", "--placer", "greedy", "--jobs", "1",
+                                             "-o", str(folder / "batch"), "--json"], status=3)]
+    out["leac-simulate"] = [_json(["simulate", str(program), "--data", str(data), "--json"])]
+    board = folder / "p.board.jsonl"
+    out["leac-emit"] = [_json(["emit", str(program), "-o", str(board), "--json"])]
+    out["leac-board-validate"] = [_json(["board", "validate", str(board), "--json"])]
+    return out
+
+
+def _json(argv: list[str], status: int = 0) -> dict[str, Any]:
+    """Run `main` with its output captured (a module-scoped fixture cannot use capsys); the JSON it printed."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    assert code == status, f"leac {' '.join(argv)}: {code}\n{stderr.getvalue()}"
+    report: dict[str, Any] = json.loads(stdout.getvalue())
+    return report
+
+
+DOCS = documented()
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_documented_keys_are_the_printed_keys(name: str, reports) -> None:
+    expected = expected_keys(name, DOCS)
+    maps = {key.removesuffix(".*") for key in expected if key.endswith(".*")}
+    printed = {key for report in reports[name] for key in printed_keys(report, maps)}
+    assert printed == expected, (f"docs/reports.md, {name}: printed but not documented: {sorted(printed - expected)}; "
+                                 f"documented but not printed: {sorted(expected - printed)}")
+    for report in reports[name]:
+        if "report" in expected:
+            assert (report["report"], report["version"]) == (name, 1)
+
+
+def test_every_command_has_json_and_a_documented_report() -> None:
+    commands = {
+        ("compile",): "leac-compile", ("simulate",): "leac-simulate", ("emit",): "leac-emit",
+        ("inspect",): "leac-inspect", ("board", "validate"): "leac-board-validate",
+        ("chip", "validate"): "leac-chip-validate", ("chip", "show"): "leac-chip-show",
+        ("chip", "synth"): "leac-chip-synth", ("chip", "import"): "leac-chip-import",
+    }
+    leaves = {}
+
+    def walk(parser: Any, prefix: tuple[str, ...]) -> None:
+        subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not subs:
+            leaves[prefix] = {option for a in parser._actions for option in a.option_strings}
+        for action in subs:
+            for name, sub in action.choices.items():
+                walk(sub, (*prefix, name))
+
+    walk(build_parser(), ())
+    assert set(leaves) == set(commands)
+    assert all("--json" in options for options in leaves.values())
+    assert set(commands.values()) | {"leac-compile-batch"} == set(DOCS)
+
+
+def test_the_documented_exit_statuses_are_the_cli_s() -> None:
+    section = DOC.read_text().split("\n## Exit statuses")[1].split("\n## ")[0]
+    statuses = {int(s) for s in re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)}
+    assert statuses == {cli.EXIT_OK, cli.EXIT_BUG, cli.EXIT_USAGE, cli.EXIT_INVALID_INPUT, cli.EXIT_DOES_NOT_FIT,
+                        cli.EXIT_INTERRUPTED, cli.EXIT_TERMINATED} == {0, 1, 2, 3, 4, 130, 143}
