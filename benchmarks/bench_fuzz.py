@@ -63,6 +63,11 @@ def fuzz_reader(reader: str, cases: int, seed: int, only: int | None = None) -> 
                 if len(violations) < MAX_VIOLATIONS_KEPT:
                     violations.append({"case": i, "problem": str(exc)[:4000]})
                 continue
+            except Exception as exc:  # a bug in the fuzzer itself: count it, keep going
+                outcomes["harness_error"] += 1
+                if len(violations) < MAX_VIOLATIONS_KEPT:
+                    violations.append({"case": i, "problem": f"harness: {type(exc).__name__}: {exc}"})
+                continue
             outcomes[outcome.label] += 1
             commands[f"{outcome.command}: {outcome.label}"] += 1
             kinds[outcome.corruption.split(":")[0].split("+")[0]] += 1
@@ -105,6 +110,7 @@ def main() -> None:
         "cases_per_reader": args.cases,
         "total_cases": sum(r["cases"] for r in results),
         "total_violations": sum(r["outcomes"].get("violation", 0) for r in results),
+        "total_harness_errors": sum(r["outcomes"].get("harness_error", 0) for r in results),
         "seconds": round(time.perf_counter() - start, 1),
         "readers": results,
     }

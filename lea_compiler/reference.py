@@ -22,7 +22,7 @@ def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: leac reports onnxruntime's errors itself (InvalidModelError)
     source: bytes | str
     if isinstance(model, onnx.ModelProto):
         source = model.SerializeToString()
