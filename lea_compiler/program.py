@@ -420,21 +420,22 @@ def program_problems(program: Program) -> list[str]:
                             continue
                         stuck[region.array] = chip.stuck_map(region.array)[0] != 0
                     halves.append((where, region.array, stuck[region.array], half))
-    owners: dict[int, np.ndarray] = {array: np.full(state.shape, -1, np.int64) for array, state in stuck.items()}
+    taken: dict[int, np.ndarray] = {array: np.zeros(state.shape, bool) for array, state in stuck.items()}
+    placed: dict[int, list[int]] = {array: [] for array in stuck}  # the halves on each array so far
     for index, (where, array, state, half) in enumerate(halves):
-        region, owner = half.region, owners[array]
+        region, used = half.region, taken[array]
         rows, cols = half.levels.shape
-        if region.row + rows > owner.shape[0] or region.col + cols > owner.shape[1]:
+        if region.row + rows > used.shape[0] or region.col + cols > used.shape[1]:
             problems.append(f"{where}: region (row {region.row}, col {region.col}) + {rows} x {cols} is outside "
-                            f"array {array} ({owner.shape[0]} x {owner.shape[1]})")
+                            f"array {array} ({used.shape[0]} x {used.shape[1]})")
             continue
         window = (slice(region.row, region.row + rows), slice(region.col, region.col + cols))
-        taken = owner[window]
-        if np.any(taken >= 0):
-            other = halves[int(taken[taken >= 0][0])][0]
+        if np.any(used[window]):
+            other = next(halves[i][0] for i in placed[array] if _overlap(halves[i][3], half))
             problems.append(f"{where}: its region on array {array} overlaps {other}")
             continue
-        owner[window] = index
+        used[window] = True
+        placed[array].append(index)
         mismatch = (half.levels == -1) != state[window]
         if np.any(mismatch):
             r, c = (int(i) for i in np.argwhere(mismatch)[0])
@@ -443,6 +444,13 @@ def program_problems(program: Program) -> list[str]:
                 + ("stuck on the chip but the Program programs it" if state[window][r, c]
                    else "marked stuck (-1) in the Program but healthy on the chip"))
     return problems
+
+
+def _overlap(a: CopyHalf, b: CopyHalf) -> bool:
+    """Whether two copy halves on one array share a device."""
+    (ar, ac), (br, bc) = a.levels.shape, b.levels.shape
+    ra, rb = a.region, b.region
+    return ra.row < rb.row + br and rb.row < ra.row + ar and ra.col < rb.col + bc and rb.col < ra.col + ac
 
 
 def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[str]:

@@ -96,6 +96,11 @@ def _model_sha(entries: Entries) -> None:
     entries["model.onnx"] = model.SerializeToString()
 
 
+def _same_region(header: dict[str, Any]) -> None:
+    copies = header["layers"][0]["blocks"][0]["copies"]
+    copies[1]["pos"]["region"] = copies[0]["pos"]["region"]
+
+
 DAMAGES: dict[str, tuple[Callable[[Entries], None], str]] = {
     # found by the fuzzer: each crashed emit or simulate with a traceback
     "region_nested": (_header(_set(f"{_REGION}/0", [0])), "not three non-negative integers"),
@@ -117,6 +122,8 @@ DAMAGES: dict[str, tuple[Callable[[Entries], None], str]] = {
     "block_outside_matrix": (_header(_set("layers/0/blocks/0/rows", [0, 99])), "outside the 4 x 12 matrix"),
     "region_off_the_chip": (_header(_set(f"{_REGION}/0", 99)), "array 99 is not on the chip"),
     "layer_without_node": (_header(_set("layers/0/name", "nope")), "no leac.MVM node"),
+    "regions_overlap": (_header(_same_region), "copy 1 pos: its region on array .* overlaps layer 'fc0' block 0 "
+                                               "copy 0 pos"),
 }
 
 
