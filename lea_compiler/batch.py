@@ -84,6 +84,9 @@ BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THR
                          "NUMEXPR_NUM_THREADS")
 """Set to 1 in every worker process (the pool's initializer)."""
 
+CONNECT_TIMEOUT_S = 10
+"""How long `--scheduler` waits for the Dask scheduler to answer."""
+
 
 @dataclass(frozen=True)
 class ChipJob:
@@ -225,35 +228,40 @@ def compile_many(
         raise UsageError("--jobs sets local worker processes; with --scheduler the cluster's workers run the chips")
     out = Path(out_dir)
     job_list = _plan(model, [Path(c) for c in chips], out, calibrate_on, absolute=scheduler is not None)
-    base = prepare(model, options, calibrate_on=calibrate_on, verify=verify)
-    fronts = [base]
-    levels = _first_chip_levels(job.chip for job in job_list)
-    if levels is not None:
-        try:
-            fronts.insert(0, base.quantized(levels, verify=verify))
-        except (CompileError, DoesNotFitError) as exc:  # each chip with these levels meets it and reports it
-            log.info("quantize is not shared: %s", exc)
-    shared = fronts[0]
-    log.info("front end for %d chips: %s in %.3f s", len(job_list), ", ".join(p.name for p in shared.passes),
-             shared.seconds)
-    out.mkdir(parents=True, exist_ok=True)
-    results: list[ChipResult | None] = [None] * len(job_list)
-    finished = 0
+    client = _connect(scheduler) if scheduler is not None else None  # before any work: a wrong address fails fast
+    try:
+        base = prepare(model, options, calibrate_on=calibrate_on, verify=verify)
+        fronts = [base]
+        levels = _first_chip_levels(job.chip for job in job_list)
+        if levels is not None:
+            try:
+                fronts.insert(0, base.quantized(levels, verify=verify))
+            except (CompileError, DoesNotFitError) as exc:  # each chip with these levels meets it and reports it
+                log.info("quantize is not shared: %s", exc)
+        shared = fronts[0]
+        log.info("front end for %d chips: %s in %.3f s", len(job_list), ", ".join(p.name for p in shared.passes),
+                 shared.seconds)
+        out.mkdir(parents=True, exist_ok=True)
+        results: list[ChipResult | None] = [None] * len(job_list)
+        finished = 0
 
-    def finish(job: ChipJob, outcome: _ChipOutcome) -> None:
-        nonlocal finished
-        result = _write(job, outcome)
-        results[job.index] = result
-        finished += 1
-        if on_result is not None:
-            on_result(result, finished, len(results))
+        def finish(job: ChipJob, outcome: _ChipOutcome) -> None:
+            nonlocal finished
+            result = _write(job, outcome)
+            results[job.index] = result
+            finished += 1
+            if on_result is not None:
+                on_result(result, finished, len(results))
 
-    if scheduler is not None:
-        used_jobs = None
-        _run_dask(scheduler, tuple(fronts), job_list, verify, finish)
-    else:
-        used_jobs = min(jobs or os.cpu_count() or 1, len(job_list))
-        _run_local(used_jobs, tuple(fronts), job_list, verify, finish)
+        if client is not None:
+            used_jobs = None
+            _run_dask(client, tuple(fronts), job_list, verify, finish)
+        else:
+            used_jobs = min(jobs or os.cpu_count() or 1, len(job_list))
+            _run_local(used_jobs, tuple(fronts), job_list, verify, finish)
+    finally:
+        if client is not None:
+            client.close()
     done = [r for r in results if r is not None]
     assert len(done) == len(job_list)
     return BatchResult(
@@ -439,27 +447,37 @@ def _run_local(jobs: int, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob],
     pool.shutdown(wait=True)
 
 
-def _run_dask(address: str, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,
-              finish: Callable[[ChipJob, _ChipOutcome], None]) -> None:
+def _connect(address: str) -> Any:
+    """A dask.distributed Client of the scheduler at `address`.
+
+    Raises:
+        UsageError: the `distributed` extra is missing, or no scheduler answers at `address`.
+    """
     try:
         from distributed import Client
-        from distributed import as_completed as dask_as_completed
+        from distributed.comm import resolve_address
     except ImportError:
         raise UsageError("--scheduler needs Dask's distributed scheduler: pip install 'lea-compiler[distributed]'") \
             from None
     try:
-        client = Client(address, timeout=30, set_as_default=False)
+        resolve_address(address)  # a malformed address, before a Client that would linger on it
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
+
+
+def _run_dask(client: Any, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,
+              finish: Callable[[ChipJob, _ChipOutcome], None]) -> None:
+    from distributed import as_completed as dask_as_completed
+
     batch = uuid.uuid4().hex[:12]
-    with client:
-        [shared] = client.scatter([fronts], broadcast=True, hash=False)
-        futures = {client.submit(_compile_chip, shared, job, verify, key=f"leac-{batch}-chip-{job.index}"): job
-                   for job in job_list}
-        for future in dask_as_completed(futures, loop=client.loop):
-            job = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the worker died (KilledWorker) or the task could not run there
-                outcome = _crashed(job, fronts, exc)
-            finish(job, outcome)
+    [shared] = client.scatter([fronts], broadcast=True, hash=False)
+    futures = {client.submit(_compile_chip, shared, job, verify, key=f"leac-{batch}-chip-{job.index}"): job
+               for job in job_list}
+    for future in dask_as_completed(futures, loop=client.loop):
+        job = futures[future]
+        try:
+            outcome = future.result()
+        except Exception as exc:  # the worker died (KilledWorker) or the task could not run there
+            outcome = _crashed(job, fronts, exc)
+        finish(job, outcome)

@@ -249,3 +249,11 @@ def test_an_interrupt_stops_the_batch_and_leaves_only_whole_outputs(model, chips
         compile_many(model, sorted(chips.glob("*.json")), out, CompileOptions(k=2), jobs=2, on_result=interrupt)
     assert len(list(out.glob("*.leac"))) == 2 and len(list(out.glob("*.json"))) == 2
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_malformed_scheduler_address_fails_fast(model, chips, tmp_path, capsys) -> None:
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    assert main(["compile", str(model), "--chip-dir", str(chips), "-o", str(out), "--scheduler", "nonsense"]) == 2
+    assert "--scheduler nonsense: cannot connect to a Dask scheduler" in capsys.readouterr().err
+    assert not out.exists()
