@@ -189,3 +189,19 @@ def test_save_load_round_trip_keeps_bytes(program_bytes, tmp_path: Path) -> None
     path = tmp_path / "p.leac"
     Program.from_bytes(program_bytes).save(path)
     assert path.read_bytes() == program_bytes
+
+
+def test_a_program_with_an_unknown_conv_dimension_is_invalid_input_in_simulate(tmp_path, capsys) -> None:
+    """Found by the fuzzer (bench_fuzz, program case 1192): exit 2, a usage error, for a damaged file."""
+    from tests.helpers import cnn_model
+
+    model = tmp_path / "cnn.onnx"
+    onnx.save(cnn_model(), model)
+    chip = synth_chip(arrays=12, rows=16, cols=16, seed=5)
+    entries = _entries(compile_model(model, chip, CompileOptions(k=1, placer="greedy")).program.to_bytes())
+    _header(_set("graph/nodes/0/outputs/0/shape/1", "x"))(entries)  # the patches' height: symbolic
+    path, data = tmp_path / "p.leac", tmp_path / "d.npz"
+    path.write_bytes(_archive(entries))
+    np.savez(data, x=np.zeros((3, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
+    assert main(["simulate", str(path), "--data", str(data)]) == 3
+    assert "is not fully known" in capsys.readouterr().err

@@ -368,7 +368,8 @@ def _applications(program: Program) -> dict[str, int]:
         count = 1
         for d in shape[1:-1]:
             if not isinstance(d, int):
-                raise UsageError(f"{node.describe()}: the input shape {x.type_str()} is not fully known")
+                raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str()} is not fully known, "
+                                        "so the cost model cannot count its reads per sample")
             count *= d
         result[node.name] = count
     return result
