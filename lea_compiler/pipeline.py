@@ -105,7 +105,8 @@ def front_passes(options: CompileOptions, levels_uS: tuple[float, ...] | None = 
                            "the network ensemble averages all k copies at the outputs")
     replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
     quantize: list[Pass] = [] if levels_uS is None else [
-        Quantize(levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias)]
+        Quantize(levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias,
+                 copies=1 if network else options.effective_beta)]
     return [Canonicalize(), *replicate, *quantize]
 
 

@@ -559,6 +559,33 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
     return problems
 
 
+def represented_matrix(layer: Layer, chip: Chip) -> np.ndarray:
+    """The crossbar matrix (rows, cols; weight units) a layer represents on `chip` without noise: per output
+    column the mean over its selected copies of G+ - G-, every healthy device at its programmed level and a
+    device the Program skipped at its stuck conductance on `chip`, divided by the column's scale (no
+    compensation). For `joint` encoding this is what `simulate(..., ideal=True)` computes on the chip compiled
+    for."""
+    levels = np.asarray(layer.levels_uS, dtype=np.float64)
+    out = np.zeros((layer.rows, layer.cols))
+    maps: dict[int, np.ndarray] = {}
+    for block in layer.blocks:
+        rows, cols = block.shape
+        diffs = []
+        for copy in block.copies:
+            g = []
+            for half in (copy.pos, copy.neg):
+                region = half.region
+                if region.array not in maps:
+                    maps[region.array] = chip.stuck_map(region.array)[1]
+                stuck = maps[region.array][region.row:region.row + rows, region.col:region.col + cols]
+                g.append(np.where(half.levels >= 0, levels[np.maximum(half.levels, 0)], np.nan_to_num(stuck)))
+            diffs.append(g[0] - g[1])
+        mask = block.selection.astype(np.float64)[:, None, :]
+        mean = (np.stack(diffs) * mask).sum(axis=0) / mask.sum(axis=0)
+        out[block.row_start:block.row_stop, block.col_start:block.col_stop] = mean
+    return out / np.asarray(layer.scale, dtype=np.float64)
+
+
 def lower_to_program(
     graph: Graph,
     chip: Chip,

@@ -15,6 +15,11 @@ that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of
 one per device, from a 65,536-quantile table of N(0, 1); `exact_read_noise=True`
 draws every device's uniform noise).
 `ideal=True` turns defects and noise off: every device reads its target.
+A `joint` layer's copies differ from each other and from the target by
+design (passes/encode.py), so with `ideal` each of its devices reads the
+level the Program programs, and a device it skipped reads the stuck
+conductance of the chip compiled for, which the other copies were encoded
+around: the weights the Program represents (`program.represented_matrix`).
 
 Periphery, per crossbar layer (a `leac.MVM` node y = x W + b):
 1. DAC: the input (with a constant 1 appended for a bias row) is scaled by the
@@ -128,8 +133,10 @@ class CrossbarLayer:
         *,
         ideal: bool,
         exact_read_noise: bool,
+        compiled_chip: Chip | None = None,
     ) -> None:
         self.layer = layer
+        self.compiled_chip = compiled_chip or chip  # whose stuck devices an ideal joint layer reads
         self.node = node
         self.chip = chip
         self.ideal = ideal
@@ -163,13 +170,18 @@ class CrossbarLayer:
 
     def _conductance(self, half: Any, target: np.ndarray, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator, sigma: float) -> np.ndarray:
-        if self.ideal:
-            return self.levels[target]
         region = half.region
+        rows, cols = half.levels.shape
+        if self.ideal:
+            if self.layer.encoding != "joint":
+                return self.levels[target]
+            if region.array not in maps:  # with `ideal`, the maps are the compiled chip's
+                maps[region.array] = self.compiled_chip.stuck_map(region.array)
+            g = maps[region.array][1][region.row:region.row + rows, region.col:region.col + cols]
+            return np.where(half.levels >= 0, self.levels[np.maximum(half.levels, 0)], np.nan_to_num(g))
         if region.array not in maps:
             maps[region.array] = self.chip.stuck_map(region.array)
         state, g = maps[region.array]
-        rows, cols = half.levels.shape
         state = state[region.row:region.row + rows, region.col:region.col + cols]
         g = g[region.row:region.row + rows, region.col:region.col + cols]
         programmed = np.where(half.levels >= 0, self.levels[np.maximum(half.levels, 0)], self.levels[0])
@@ -542,7 +554,7 @@ def simulate(
     rng = np.random.default_rng(seed)
     layers = {
         layer.name: CrossbarLayer(layer, program.graph.node(layer.name), sim_chip, rng, ideal=ideal,
-                                  exact_read_noise=exact_read_noise)
+                                  exact_read_noise=exact_read_noise, compiled_chip=program.chip)
         for layer in program.layers
     }
     calibration = stored_calibration(program)

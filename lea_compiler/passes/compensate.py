@@ -78,8 +78,7 @@ def effective_differences(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarra
     encoded, selection = node.fact(Encoded), node.fact(Selection)
     if quantized is None or tiling is None or encoded is None or selection is None:
         raise CompileError(f"compensate needs selected layers; run select first ({node.describe()})")
-    target_p, target_n = quantized.target_uS()
-    target = target_p - target_n
+    target = quantized.target_difference_uS()  # joint: the unquantized W s
     effective = target.copy()
     stuck = np.zeros(target.shape, dtype=bool)
     for block in tiling.blocks:

@@ -18,13 +18,22 @@ Encodings (which level pair represents a difference):
   `simple`'s; with uneven levels there are more. After placement, when the
   defect map is known, `rme` also re-chooses the healthy partner of a stuck
   device (see the `encode` pass), which is what the paper's RME does.
+- `joint`: the pairs of `rme`, but the averaged copies of a column are
+  encoded together, as a sigma-delta across copies, so that their mean (not
+  each copy) approaches W s (see the `encode` pass for the maths). Here the
+  targets `pos`/`neg` are one copy's nearest pair (what placement costs
+  against); `exact_uS` keeps the unquantized W s the copies aim at; and the
+  scale and the reported errors are those of the mean of `copies` (beta)
+  jointly encoded copies on ideal devices.
 
 The scale s_j is chosen per column (or one per layer with
 `scale="per-layer"`) to minimise the squared error in weight units,
 sum_i (W_ij - Q(W_ij s_j) / s_j)^2, where Q rounds to the nearest reachable
 difference; candidates are s = d_max / (t max_i |W_ij|) for t on a grid in
 [0.2, 1] (t < 1 lets the largest weights clip so the rest get finer steps).
-A ternary matrix {-a, 0, a} gets s = d_max / a and no error.
+A ternary matrix {-a, 0, a} gets s = d_max / a and no error. With `joint`
+the error minimised is that of the mean of the beta copies (`joint_mean`), so
+the scale is the one for the mean, not for one copy.
 
 Bias: `bias="row"` puts b as one more crossbar row driven by a constant
 full-scale input (the matrix is [W; b]); `bias="digital"` (the default) adds b
@@ -41,7 +50,7 @@ import numpy as np
 from lea_compiler.errors import CompileError, InvalidModelError
 from lea_compiler.ir import Graph, Node
 
-ENCODINGS = ("simple", "rme")
+ENCODINGS = ("simple", "rme", "joint")
 SCALE_MODES = ("per-column", "per-layer")
 BIAS_MODES = ("digital", "row")
 
@@ -66,7 +75,7 @@ class PairCode:
             i = np.arange(count)
             pos = np.concatenate([np.zeros(count - 1, int), i])
             neg = np.concatenate([i[:0:-1], np.zeros(count, int)])
-        elif encoding == "rme":
+        elif encoding in ("rme", "joint"):
             pos, neg = (a.ravel() for a in np.meshgrid(np.arange(count), np.arange(count), indexing="ij"))
         else:
             raise CompileError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
@@ -98,6 +107,8 @@ class QuantizedLayer:
     rms_error: float  # weight units, over the whole matrix
     max_error: float
     relative_rms_error: float  # rms error / rms weight
+    copies: int = 1  # joint: the copies averaged per column (beta) the scale and errors are for
+    exact_uS: np.ndarray | None = None  # joint: (rows, cols) the unquantized W s that the copies' mean aims at
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -108,8 +119,20 @@ class QuantizedLayer:
         levels = np.asarray(self.levels_uS)
         return levels[self.pos], levels[self.neg]
 
+    def target_difference_uS(self) -> np.ndarray:
+        """What the averaged copies of each pair aim at (uS): the target difference T+ - T-, or for
+        `joint` the unquantized W s."""
+        if self.exact_uS is not None:
+            return self.exact_uS
+        g_pos, g_neg = self.target_uS()
+        return g_pos - g_neg
+
     def dequantized(self) -> np.ndarray:
-        """The matrix the targets represent, in weight units."""
+        """The matrix the targets represent, in weight units (`joint`: the mean of `copies` jointly encoded
+        copies on ideal devices)."""
+        if self.exact_uS is not None:
+            code = PairCode.build(self.levels_uS, self.encoding)
+            return joint_mean(self.exact_uS, code, self.copies) / self.scale
         g_pos, g_neg = self.target_uS()
         return (g_pos - g_neg) / self.scale
 
@@ -134,14 +157,30 @@ def crossbar_matrix(node: Node, bias_row: bool) -> np.ndarray:
     return matrix
 
 
-def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool) -> np.ndarray:
-    """Per-column scales (uS per weight unit) minimising the squared quantization error."""
+def joint_mean(target_uS: np.ndarray, code: PairCode, copies: int) -> np.ndarray:
+    """The mean difference of `copies` copies encoded jointly (sigma-delta) on ideal devices: copy n
+    (1-based) holds Q(n t - S_{n-1}), where S is the running sum of the copies before it."""
+    total = np.zeros_like(target_uS, dtype=np.float64)
+    for n in range(1, copies + 1):
+        total = total + code.diffs_uS[code.nearest(n * target_uS - total)]
+    single = code.diffs_uS[code.nearest(target_uS)]
+    mean = total / copies
+    # a pair whose joint mean is further off than one copy keeps identical copies (the encode pass does too)
+    return np.where(np.abs(mean - target_uS) > np.abs(single - target_uS), single, mean)
+
+
+def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: int = 1) -> np.ndarray:
+    """Per-column scales (uS per weight unit) minimising the squared quantization error (of the mean of
+    `copies` jointly encoded copies for `joint`)."""
     d_max = float(np.max(np.abs(code.diffs_uS)))
     amax = np.max(np.abs(matrix), axis=0) if not per_layer else np.full(matrix.shape[1], np.max(np.abs(matrix)))
     amax = np.where(amax > 0, amax, 1.0)
 
     def error(scale: np.ndarray) -> np.ndarray:
-        q = code.diffs_uS[code.nearest(matrix * scale)] / scale
+        if code.encoding == "joint":
+            q = joint_mean(matrix * scale, code, copies) / scale
+        else:
+            q = code.diffs_uS[code.nearest(matrix * scale)] / scale
         err = np.sum((matrix - q) ** 2, axis=0)
         return np.full_like(err, err.sum()) if per_layer else err
 
@@ -158,15 +197,19 @@ def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool) -> np.ndar
 
 
 def quantize_matrix(
-    matrix: np.ndarray, levels_uS: tuple[float, ...], encoding: str, per_layer: bool, bias_row: bool
+    matrix: np.ndarray, levels_uS: tuple[float, ...], encoding: str, per_layer: bool, bias_row: bool,
+    copies: int = 1,
 ) -> QuantizedLayer:
-    """Quantize one crossbar matrix (rows = inputs, cols = outputs) to level pairs."""
+    """Quantize one crossbar matrix (rows = inputs, cols = outputs) to level pairs (`copies`: the copies
+    averaged per column, which `joint` encodes together)."""
     code = PairCode.build(levels_uS, encoding)
-    scale = choose_scale(matrix, code, per_layer)
+    joint = encoding == "joint"
+    scale = choose_scale(matrix, code, per_layer, copies)
     index = code.nearest(matrix * scale)
     pos, neg = code.pos[index], code.neg[index]
     levels = np.asarray(levels_uS)
-    error = matrix - (levels[pos] - levels[neg]) / scale
+    held = joint_mean(matrix * scale, code, copies) if joint else levels[pos] - levels[neg]
+    error = matrix - held / scale
     rms_w = float(np.sqrt(np.mean(matrix**2))) if matrix.size else 0.0
     rms = float(np.sqrt(np.mean(error**2))) if matrix.size else 0.0
     return QuantizedLayer(
@@ -179,6 +222,8 @@ def quantize_matrix(
         rms_error=rms,
         max_error=float(np.max(np.abs(error))) if matrix.size else 0.0,
         relative_rms_error=rms / rms_w if rms_w > 0 else 0.0,
+        copies=copies if joint else 1,
+        exact_uS=matrix * scale if joint else None,
     )
 
 
@@ -190,6 +235,7 @@ class Quantize:
     encoding: str = "simple"
     scale: str = "per-column"
     bias: str = "digital"
+    copies: int = 1  # copies averaged per column (beta): `joint` chooses its scale for their mean
     name: str = "quantize"
 
     def __post_init__(self) -> None:
@@ -201,6 +247,8 @@ class Quantize:
             raise CompileError(f"unknown bias mode {self.bias!r}; choose one of {', '.join(BIAS_MODES)}")
         if len(self.levels_uS) < 2:
             raise CompileError("the device needs at least 2 conductance levels")
+        if self.copies < 1:
+            raise CompileError(f"copies averaged per column must be at least 1, got {self.copies}")
 
     def run(self, graph: Graph) -> Graph:
         mvms = graph.nodes_of("MVM")
@@ -219,6 +267,7 @@ class Quantize:
                     raise InvalidModelError(  # bad numbers in the model: invalid input (3), not a compile error
                         f"{node.describe()}: the weights or the bias contain NaN or infinity (after folding its "
                         "attributes, such as Gemm's alpha and beta, and any BatchNormalization into them)")
-                done[key] = quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer", bias_row)
+                done[key] = quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer", bias_row,
+                                            self.copies)
             node.set_fact(done[key])
         return graph
