@@ -371,6 +371,7 @@ def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) ->
     options = front.options
     network = options.ensemble == "network"
     return {
+        "report": "leac-compile", "version": 1,
         "program": None, "model": front.model["file"] or front.model["name"],
         "chip": None if chip is None else chip.name,
         "chip_fingerprint": None if chip is None else chip.fingerprint(),

@@ -267,6 +267,8 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
     placement = program.placement
     ensemble = program.options.get("ensemble", "layer")
     return {
+        "report": "leac-compile",
+        "version": 1,
         "program": os.fspath(output),
         "model": program.model["file"] or program.model["name"],
         "chip": program.chip.name,
