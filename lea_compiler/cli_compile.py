@@ -77,8 +77,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-o", "--output", metavar="OUT.leac",
                    help="Program file to write; with many chips, the output folder")
     p.add_argument("--encoding", choices=ENCODINGS, default="simple",
-                   help="level pairs for a weight: simple (one device at the lowest level) or rme "
-                        "(reduced mapping error: any pair, and stuck devices' partners re-chosen) (default simple)")
+                   help="level pairs for a weight: simple (one device at the lowest level); rme "
+                        "(reduced mapping error: any pair, and stuck devices' partners re-chosen); joint (the averaged "
+                        "copies of each column encoded together, a sigma-delta across copies: their mean is about k "
+                        "times finer than one copy, and healthy copies make up for known stuck devices) "
+                        "(default simple)")
     p.add_argument("--placer", choices=sorted(PLACERS), default="cpsat",
                    help="cpsat: OR-Tools, exact where it can prove it; greedy / random: the paper's baselines "
                         "(default cpsat)")
