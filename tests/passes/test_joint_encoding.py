@@ -194,3 +194,30 @@ def test_ideal_simulation_of_a_joint_program_runs_the_weights_it_represents(tmp_
             single[b.row_start:b.row_stop, b.col_start:b.col_stop] = lv[b.target_pos] - lv[b.target_neg]
         single /= layer.scale
         assert np.sqrt(np.mean((represented[layer.name] - w) ** 2)) < np.sqrt(np.mean((single - w) ** 2))
+
+
+def test_placement_costs_what_joint_encoding_cannot_absorb() -> None:
+    """With joint encoding and beta copies, the placer's view moves stuck conductances towards the level range by
+    (beta - 1) x the level range, but not into it; other encodings see the chip as it is."""
+    from lea_compiler.chip import Array, Chip, Defect, DeviceModel
+    from lea_compiler.onnx_frontend import import_model
+    from lea_compiler.passes.canonicalize import Canonicalize
+    from lea_compiler.passes.ensemble import MakeEnsemble
+    from lea_compiler.passes.place import Place
+    from lea_compiler.passes.quantize import Quantize
+    from lea_compiler.passes.tile import Tile
+    from tests.helpers import mlp_model
+
+    device = DeviceModel(levels_uS=(133.0, 167.0, 200.0, 233.0), stuck_high_uS=500.0, stuck_low_uS=10.0)
+    defects = (Defect(0, 1, 1, "stuck_high", 600.0), Defect(0, 2, 2, "stuck_low"), Defect(1, 0, 0, "stuck_high"))
+    chip = Chip(arrays=tuple(Array(i, 8, 8) for i in range(8)), device=device, defects=defects)
+    views = {}
+    for encoding, k in (("joint", 3), ("joint", 1), ("rme", 3)):
+        graph = Canonicalize().run(import_model(mlp_model(sizes=(4, 6, 3), seed=0)))
+        graph = Quantize(device.levels_uS, encoding=encoding, copies=k).run(graph)
+        graph = MakeEnsemble(k, None).run(Tile(chip).run(graph))
+        views[(encoding, k)] = Place(chip)._cost_view(graph)
+    joint = views[("joint", 3)]  # absorb 2 x 100 uS
+    assert [d.g_uS for d in joint.defects] == [400.0, None, None]
+    assert (joint.device.stuck_high_uS, joint.device.stuck_low_uS) == (300.0, 133.0)  # 10 + 200 stops at 133
+    assert views[("joint", 1)] is chip and views[("rme", 3)] is chip
