@@ -35,6 +35,11 @@ from lea_compiler.program import Program
 PathLike = str | os.PathLike[str]
 
 
+def _options(*, block: tuple[int, int] | None, **options: Any) -> CompileOptions:
+    """CompileOptions from the API's keyword arguments (`block` is (rows, cols) or None)."""
+    return CompileOptions(block_rows=block[0] if block else None, block_cols=block[1] if block else None, **options)
+
+
 def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=...)
     model: PathLike | Graph,
     chip: PathLike | Chip,
@@ -61,11 +66,8 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     `compensate="columns"` (the default), each output column gets a digital gain
     and offset fitted against the chip's known stuck devices.
     """
-    options = CompileOptions(
-        k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
-        block_rows=block[0] if block else None, block_cols=block[1] if block else None, scale=scale, bias=bias,
-        ensemble=ensemble, compensate=compensate,
-    )
+    options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
+                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate)
     return compile_model(model, chip, options, calibrate_on=calibrate_on).program
 
 
@@ -106,11 +108,8 @@ def compile_many(
         UsageError: no chips, clashing outputs, a bad `jobs`, or an unusable scheduler.
         InvalidModelError / BadDataError / CompileError: the model fails before any chip.
     """
-    options = CompileOptions(
-        k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
-        block_rows=block[0] if block else None, block_cols=block[1] if block else None, scale=scale, bias=bias,
-        ensemble=ensemble, compensate=compensate,
-    )
+    options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
+                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate)
     if isinstance(chips, (str, os.PathLike)):
         files = chip_files(chips) if Path(chips).is_dir() else [Path(chips)]
     else:

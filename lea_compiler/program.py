@@ -332,7 +332,7 @@ def _float_vector(value: Any, size: int, *, positive: bool) -> bool:
             and bool(np.all(np.isfinite(value))) and (not positive or bool(np.all(value > 0))))
 
 
-def _finite_json(value: Any) -> bool:
+def is_finite_json(value: Any) -> bool:
     """Whether every number in a JSON value is finite (a board file, like strict JSON, has no NaN)."""
     stack = [value]
     while stack:
@@ -377,7 +377,7 @@ def program_problems(program: Program) -> list[str]:
             program.model.get(key) is None or isinstance(program.model.get(key), str) for key in ("file", "sha256"))):
         problems.append("model.name must be a string, and model.file and model.sha256 strings or null")
     for name in ("model", "options", "placement", "extra"):
-        if not _finite_json(getattr(program, name)):
+        if not is_finite_json(getattr(program, name)):
             problems.append(f"{name} holds a number that is not finite")
     if isinstance(program.extra, dict) and not isinstance(program.extra.get("calibration", ""), str):
         problems.append("extra.calibration must be a string")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -147,3 +151,28 @@ def ternarize(model: onnx.ModelProto) -> onnx.ModelProto:
         scale = np.mean(np.abs(w[keep])) if keep.any() else 1.0
         init.CopyFrom(numpy_helper.from_array((np.sign(w) * keep * scale).astype(np.float32), init.name))
     return out
+
+
+def load_example(path: Path, name: str) -> ModuleType:
+    """An examples/ script imported by path (examples/ is not a package), registered under `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    return module
+
+
+def save_mlp_and_chip(folder: Path) -> tuple[Path, Path]:
+    """The default test MLP and a 16-array chip with 5% stuck-high and 1% stuck-low devices, saved in `folder`."""
+    from lea_compiler.chip import save_chip, synth_chip
+
+    model = folder / "mlp.onnx"
+    onnx.save(mlp_model(), model)
+    chip = folder / "chip.json"
+    save_chip(synth_chip(arrays=16, rows=25, cols=25, stuck_high=0.05, stuck_low=0.01, seed=3), chip)
+    return model, chip

@@ -16,16 +16,12 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import DoesNotFitError, InvalidInputError
 from lea_compiler.pipeline import PASSES, CompileOptions, default_pipeline
 from lea_compiler.program import Program
-from tests.helpers import cnn_model, mlp_model, random_feeds
+from tests.helpers import cnn_model, mlp_model, random_feeds, save_mlp_and_chip
 
 
 @pytest.fixture
 def files(tmp_path):
-    model = tmp_path / "mlp.onnx"
-    onnx.save(mlp_model(), model)
-    chip = tmp_path / "chip.json"
-    save_chip(synth_chip(arrays=16, rows=25, cols=25, stuck_high=0.05, stuck_low=0.01, seed=3), chip)
-    return model, chip
+    return save_mlp_and_chip(tmp_path)
 
 
 def test_registry_names_match_and_every_pass_is_in_the_pipeline() -> None:

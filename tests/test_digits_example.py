@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +16,7 @@ from lea_compiler.backends.sim import load_data, simulate
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
+from tests.helpers import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "digits.py"
@@ -48,16 +47,7 @@ def meta() -> dict:
 def digits() -> ModuleType:
     """examples/digits.py imported by path (examples/ is not a package); needs scikit-learn."""
     pytest.importorskip("sklearn", reason="examples/digits.py needs the examples extra (scikit-learn)")
-    spec = importlib.util.spec_from_file_location("examples_digits", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
+    return load_example(SCRIPT, "examples_digits")
 
 
 def test_script_regenerates_the_bundled_files(digits: ModuleType, meta: dict, tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,6 +12,8 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from tests.helpers import load_example
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "yinyang.py"
 DATA = ROOT / "lea_compiler" / "data"
@@ -22,16 +22,7 @@ DATA = ROOT / "lea_compiler" / "data"
 @pytest.fixture(scope="module")
 def yy() -> ModuleType:
     """examples/yinyang.py imported by path (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("examples_yinyang", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
+    return load_example(SCRIPT, "examples_yinyang")
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,7 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
-from lea_compiler.program import Layer, Program, program_problems
+from lea_compiler.program import Layer, Program, is_finite_json, program_problems
 
 logger = logging.getLogger(__name__)
 
@@ -225,15 +225,8 @@ def _json_object(value: Any) -> dict[str, Any]:
     """A free-form JSON object (attributes, options); its numbers must still be finite."""
     if not isinstance(value, dict):
         raise _Bad(f"{_show(value)} is not an object")
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise _Bad(f"{_show(value)} holds a number that is not finite")
+    if not is_finite_json(value):
+        raise _Bad(f"{_show(value)} holds a number that is not finite")
     return value
 
 

@@ -24,7 +24,7 @@ from lea_compiler.passes.replicate_network import Replica, ReplicateNetwork, cro
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.reference import run_onnxruntime
-from tests.helpers import ATOL, RTOL, cnn_model, make_model, mlp_model, random_feeds, ternarize
+from tests.helpers import ATOL, RTOL, cnn_model, make_model, mlp_model, random_feeds, save_mlp_and_chip, ternarize
 
 F = np.float32
 
@@ -204,11 +204,7 @@ def test_program_round_trip_and_board_stream(tmp_path) -> None:
 # ---------------------------------------------------------------- CLI and API
 @pytest.fixture
 def files(tmp_path):
-    model = tmp_path / "mlp.onnx"
-    onnx.save(mlp_model(), model)
-    chip = tmp_path / "chip.json"
-    save_chip(synth_chip(arrays=16, rows=25, cols=25, stuck_high=0.05, stuck_low=0.01, seed=3), chip)
-    return model, chip
+    return save_mlp_and_chip(tmp_path)
 
 
 def test_cli_network_ensemble_summary(files, tmp_path, capsys) -> None:
