@@ -22,9 +22,10 @@ c_1, ..., c_beta the copies the column averages. Copy c_n holds
     D_n = Q_n(n t - S_{n-1}),    S_n = D_1 + ... + D_n,  S_0 = 0,
 
 where Q_n picks, per pair, the reachable difference of copy c_n nearest to
-its argument: any pair of levels (l_p - l_q, as `rme`) if both devices are
-healthy; g - l or l - g for the nearest level l if one device is stuck at g
-(the chip file's conductance); g+ - g- if both are. This is a first-order
+its argument: a pair of `simple`'s (one device at the lowest level; the
+`quantize` pass says why not `rme`'s) if both devices are healthy; g - l or
+l - g for the nearest level l if one device is stuck at g (the chip file's
+conductance); g+ - g- if both are. This is a first-order
 sigma-delta across copies: the running error e_n = n t - S_n is the
 rounding error of one step, so while the arguments stay within the
 reachable range (+-d_max) |e_n| <= step / 2 and the mean S_beta / beta is

@@ -17,7 +17,7 @@ make up for a stuck device; so a stuck device's error |g - t| is discounted
 by A = (beta - 1) R. The placer sees a view of the chip in which every stuck
 conductance is moved towards the level range by A, but stops R / 2 short of
 it (g' = max(g - A, max level + R/2) for a stuck-high device,
-min(g + A, min level - R/2) for a stuck-low one): cost |g - t| - A where
+min(g + A, min level - R/2) for a stuck-low one; one already closer stays): cost |g - t| - A where
 that is large, and at least R / 2 per stuck device, so a clean region is
 still preferred (absorbing a stuck device spends resolution the copies
 would otherwise give the mean). `ABSORB_SHARE` and `ABSORB_MARGIN` record
@@ -146,11 +146,11 @@ class Place:
 
         margin = ABSORB_MARGIN * (high - low)
 
-        def moved(g: float) -> float:
+        def moved(g: float) -> float:  # towards the range, never away from it (g may lie within the margin)
             if g > high:
-                return max(g - absorb, high + margin)
+                return min(g, max(g - absorb, high + margin))
             if g < low:
-                return min(g + absorb, low - margin)
+                return max(g, min(g + absorb, low - margin))
             return g
 
         defects = tuple(d if d.g_uS is None else dataclasses.replace(d, g_uS=moved(d.g_uS)) for d in self.chip.defects)

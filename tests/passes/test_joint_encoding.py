@@ -53,10 +53,11 @@ def test_the_mean_of_joint_copies_is_no_worse_than_one_copy_per_column(matrix, l
     tol = 1e-9 * (1 + np.abs(matrix))
     assert np.all(err_joint.max(axis=0) <= err_single.max(axis=0) + tol.max(axis=0))
     assert np.all(np.sqrt((err_joint**2).mean(axis=0)) <= np.sqrt((err_single**2).mean(axis=0)) + tol.max(axis=0))
-    # and no worse in RMS than rme with its own scale for one copy (the scale is chosen for the mean)
-    rme = quantize_matrix(matrix, levels, "rme", False, False)
+    # and no worse in RMS than one copy with its own scale (the scale is chosen for the mean); joint uses
+    # simple's level pairs, so that is simple's encoding
+    one = quantize_matrix(matrix, levels, "simple", False, False)
     assert np.all(np.sqrt((err_joint**2).mean(axis=0))
-                  <= np.sqrt(((rme.dequantized() - matrix) ** 2).mean(axis=0)) + tol.max(axis=0))
+                  <= np.sqrt(((one.dequantized() - matrix) ** 2).mean(axis=0)) + tol.max(axis=0))
     # the mean the quantize pass reports (joint_mean) is what encode produces on ideal devices
     np.testing.assert_allclose(q.dequantized(), mean, rtol=1e-12, atol=1e-12)
     for pos, neg, pos_uS, neg_uS in copies:  # every conductance is a device level
@@ -70,7 +71,7 @@ def test_joint_copies_are_strictly_closer_for_k_at_least_2_on_random_matrices() 
     for levels in (PAPER_LEVELS, (100.0, 150.0, 200.0, 250.0)):
         for _ in range(10):
             matrix = rng.standard_normal((16, 5))
-            single = quantize_matrix(matrix, levels, "rme", False, False).dequantized()
+            single = quantize_matrix(matrix, levels, "simple", False, False).dequantized()
             rms_single = np.sqrt(((single - matrix) ** 2).mean(axis=0))
             max_single = np.abs(single - matrix).max(axis=0)
             for k in (2, 4, 6):
@@ -221,3 +222,24 @@ def test_placement_costs_what_joint_encoding_cannot_absorb() -> None:
     assert [d.g_uS for d in joint.defects] == [400.0, None, None]
     assert (joint.device.stuck_high_uS, joint.device.stuck_low_uS) == (300.0, 83.0)  # 10 + 200 stops at 133 - 50
     assert views[("joint", 1)] is chip and views[("rme", 3)] is chip
+
+
+def test_the_placers_view_never_moves_a_stuck_conductance_away_from_the_levels() -> None:
+    # levels 100..300 uS (R = 200): the margin R / 2 reaches 0 uS and 400 uS, beyond stuck values of 10 and 350 uS
+    from lea_compiler.chip import Array, Chip, Defect, DeviceModel
+    from lea_compiler.onnx_frontend import import_model
+    from lea_compiler.passes.canonicalize import Canonicalize
+    from lea_compiler.passes.ensemble import MakeEnsemble
+    from lea_compiler.passes.place import Place
+    from lea_compiler.passes.quantize import Quantize
+    from lea_compiler.passes.tile import Tile
+    from tests.helpers import mlp_model
+
+    device = DeviceModel(levels_uS=(100.0, 150.0, 200.0, 250.0, 300.0), stuck_high_uS=350.0, stuck_low_uS=10.0)
+    chip = Chip(arrays=tuple(Array(i, 8, 8) for i in range(8)), device=device,
+                defects=(Defect(0, 1, 1, "stuck_high", 900.0), Defect(0, 2, 2, "stuck_low")))
+    graph = Canonicalize().run(import_model(mlp_model(sizes=(4, 6, 3), seed=0)))
+    graph = Quantize(device.levels_uS, encoding="joint", copies=2).run(graph)
+    view = Place(chip)._cost_view(MakeEnsemble(2, None).run(Tile(chip).run(graph)))
+    assert (view.device.stuck_high_uS, view.device.stuck_low_uS) == (350.0, 10.0)  # already within the margin
+    assert [d.g_uS for d in view.defects] == [700.0, None]  # 900 - 200

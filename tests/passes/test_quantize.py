@@ -131,3 +131,14 @@ def test_nan_or_infinite_weights_or_bias_are_invalid_input(change: str) -> None:
         graph = Canonicalize().run(import_model(model))
     with pytest.raises(InvalidModelError, match="fc0.*contain NaN or infinity"):
         Quantize(PAPER_LEVELS).run(graph)
+
+
+@pytest.mark.parametrize("encoding", ["simple", "rme", "joint"])
+def test_a_column_of_vanishing_weights_gets_a_finite_scale(encoding) -> None:
+    # d_max / 2.2e-308 overflows: the column must quantize to zeros, not to inf / NaN targets (found by hypothesis)
+    matrix = np.array([[2.2250738585072014e-308, 1.0], [0.0, -0.5]])
+    q = quantize_matrix(matrix, PAPER_LEVELS, encoding, per_layer=False, bias_row=False, copies=2)
+    assert np.all(np.isfinite(q.scale)) and np.isfinite(q.rms_error)
+    np.testing.assert_array_equal(q.dequantized()[:, 0], [0.0, 0.0])
+    if q.exact_uS is not None:
+        assert np.all(np.isfinite(q.exact_uS))
