@@ -76,12 +76,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "devices per m x n layer (default layer)")
     p.add_argument("-o", "--output", metavar="OUT.leac",
                    help="Program file to write; with many chips, the output folder")
-    p.add_argument("--encoding", choices=ENCODINGS, default="simple",
-                   help="level pairs for a weight: simple (one device at the lowest level); rme "
-                        "(reduced mapping error: any pair, and stuck devices' partners re-chosen); joint (the averaged "
-                        "copies of each column encoded together, a sigma-delta across copies: their mean is about k "
-                        "times finer than one copy, and healthy copies make up for known stuck devices) "
-                        "(default simple)")
+    p.add_argument("--encoding", choices=ENCODINGS, default="joint",
+                   help="level pairs for a weight: joint (the averaged copies of each column encoded together, a "
+                        "sigma-delta across copies: their mean is about k times finer than one copy, and healthy "
+                        "copies make up for known stuck devices; at k = 1 it is simple's pairs with rme's partner "
+                        "rule); simple (one device at the lowest level, every copy the same); rme (reduced mapping "
+                        "error: any pair, and stuck devices' partners re-chosen) (default joint)")
     p.add_argument("--placer", choices=sorted(PLACERS), default="cpsat",
                    help="cpsat: OR-Tools, exact where it can prove it; greedy / random: the paper's baselines "
                         "(default cpsat)")

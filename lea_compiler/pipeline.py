@@ -65,7 +65,7 @@ class CompileOptions:
 
     k: int = 3
     beta: int | None = None
-    encoding: str = "simple"
+    encoding: str = "joint"
     placer: str = "cpsat"
     time_limit_s: float = 10.0
     seed: int = 0

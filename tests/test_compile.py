@@ -14,6 +14,7 @@ from lea_compiler.chip import Array, Chip, Defect, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import DoesNotFitError, InvalidInputError
+from lea_compiler.passes.quantize import crossbar_matrix, quantize_matrix
 from lea_compiler.pipeline import PASSES, CompileOptions, default_pipeline
 from lea_compiler.program import Program
 from tests.helpers import cnn_model, mlp_model, random_feeds, save_mlp_and_chip
@@ -90,9 +91,18 @@ def test_cnn_compiles_with_block_override(tmp_path) -> None:
 def test_defect_free_chip_has_no_mapping_error(files) -> None:
     model, _ = files
     chip = Chip(arrays=tuple(Array(i, 25, 25) for i in range(4)))
-    program = compile_model(model, chip, CompileOptions(k=2)).program
-    assert program.mapping_error_uS == 0.0
-    assert all(layer.effective_error_uS == 0.0 for layer in program.layers)
+    simple = compile_model(model, chip, CompileOptions(k=2, encoding="simple")).program
+    assert simple.mapping_error_uS == 0.0
+    assert all(layer.effective_error_uS == 0.0 for layer in simple.layers)
+    # joint (the default): no mapping error either; the averaged copies miss W s only by the mean's quantization
+    joint = compile_model(model, chip, CompileOptions(k=2)).program
+    assert joint.mapping_error_uS == 0.0
+    for layer in joint.layers:
+        q = quantize_matrix(crossbar_matrix(joint.graph.node(layer.name), layer.bias_row), layer.levels_uS, "joint",
+                            False, layer.bias_row, copies=2)
+        assert q.exact_uS is not None
+        assert layer.effective_error_uS == pytest.approx(np.abs(q.dequantized() * q.scale - q.exact_uS).sum(),
+                                                         rel=1e-9)
 
 
 def test_does_not_fit_names_the_numbers(files) -> None:

@@ -42,7 +42,7 @@ def test_hand_worked_gain_cancels_a_stuck_high_device(tmp_path) -> None:
     # x = (+-1, +-1), column 0 computes 1.2 x0 where 1.0 x0 is meant: gain 1 / 1.2, offset 0; column 1 is clean.
     x = np.array([[1, -1], [-1, 1], [1, 1], [-1, -1]], F)
     path, chip, data = one_stuck(tmp_path, Defect(0, 0, 0, "stuck_high", 280.0), x)
-    program = compile_model(path, chip, CompileOptions(k=1), calibrate_on=data).program
+    program = compile_model(path, chip, CompileOptions(k=1, encoding="simple"), calibrate_on=data).program
     layer = program.layer("mm")
     assert layer.blocks[0].copies[0].pos.region.col == 0  # the stuck device does sit under w00's G+
     np.testing.assert_allclose(layer.column_gain, [1 / 1.2, 1.0], rtol=1e-12)
@@ -51,7 +51,8 @@ def test_hand_worked_gain_cancels_a_stuck_high_device(tmp_path) -> None:
     # noise off, 16-bit converters: the compensated chip computes x @ W again
     report = simulate(program, [Dataset("d", x, np.zeros(4, np.int64))])
     assert report.layer_error["mm"] < 1e-3
-    plain = compile_model(path, chip, CompileOptions(k=1, compensate="none"), calibrate_on=data).program
+    plain = compile_model(path, chip, CompileOptions(k=1, encoding="simple", compensate="none"),
+                          calibrate_on=data).program
     assert simulate(plain, [Dataset("d", x, np.zeros(4, np.int64))]).layer_error["mm"] > 0.1
     assert plain.layer("mm").column_gain is None
 
@@ -61,7 +62,7 @@ def test_hand_worked_offset_for_a_stuck_zero_weight_and_a_constant_input(tmp_pat
     # computes x0 + 0.6 where x0 is meant: gain 1, offset -0.6.
     x = np.stack([np.linspace(-1, 1, 9), np.full(9, 0.5)], axis=1)
     path, chip, data = one_stuck(tmp_path, Defect(0, 1, 0, "stuck_high", 280.0), x)
-    program = compile_model(path, chip, CompileOptions(k=1), calibrate_on=data).program
+    program = compile_model(path, chip, CompileOptions(k=1, encoding="simple"), calibrate_on=data).program
     layer = program.layer("mm")
     assert layer.blocks[0].copies[0].pos.region.col == 0
     np.testing.assert_allclose(layer.column_gain, [1.0, 1.0], rtol=1e-9)
@@ -71,7 +72,7 @@ def test_hand_worked_offset_for_a_stuck_zero_weight_and_a_constant_input(tmp_pat
 def test_ideal_simulation_ignores_the_compensation_and_the_program_round_trips(tmp_path) -> None:
     x = np.array([[1, -1], [-1, 1], [1, 1], [-1, -1]], F)
     path, chip, data = one_stuck(tmp_path, Defect(0, 0, 0, "stuck_high", 280.0), x)
-    program = compile_model(path, chip, CompileOptions(k=1), calibrate_on=data).program
+    program = compile_model(path, chip, CompileOptions(k=1, encoding="simple"), calibrate_on=data).program
     report = simulate(program, [Dataset("d", x, np.zeros(4, np.int64))], ideal=True)
     assert report.layer_error["mm"] < 1e-3  # ideal devices: the plain quantized weights, no gain applied
     program.save(tmp_path / "p.leac")
@@ -85,7 +86,7 @@ def test_ideal_simulation_ignores_the_compensation_and_the_program_round_trips(t
 def test_board_folds_gain_into_the_scale_and_offset_into_a_digital_bias(tmp_path) -> None:
     x = np.stack([np.linspace(-1, 1, 9), np.full(9, 0.5)], axis=1)
     path, chip, data = one_stuck(tmp_path, Defect(0, 1, 0, "stuck_high", 280.0), x)
-    program = compile_model(path, chip, CompileOptions(k=1), calibrate_on=data).program
+    program = compile_model(path, chip, CompileOptions(k=1, encoding="simple"), calibrate_on=data).program
     board = tmp_path / "b.jsonl"
     write_board(program, board)
     stream = read_board(board)
