@@ -31,7 +31,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--chip", metavar="CHIP.json",
                    help="simulate on this chip file instead of the one compiled for (same array ids and sizes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the write and read noise (default 0)")
-    p.add_argument("--ideal", action="store_true", help="no noise and no defects: every device reads its target")
+    p.add_argument("--ideal", action="store_true",
+                   help="no noise and no defects: every device reads its target (a joint Program: the "
+                        "weights it represents on the chip it was compiled for, stuck devices included; "
+                        "docs/simulator.md)")
     p.add_argument("--exact-read-noise", action="store_true",
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
     p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
