@@ -55,6 +55,7 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     bias: str = "digital",
     ensemble: str = "layer",
     compensate: str = "columns",
+    scale_noise: str = "none",
     calibrate_on: PathLike | None = None,
 ) -> Program:
     """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
@@ -67,7 +68,8 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     and offset fitted against the chip's known stuck devices.
     """
     options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
-                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate)
+                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate,
+                       scale_noise=scale_noise)
     return compile_model(model, chip, options, calibrate_on=calibrate_on).program
 
 
@@ -89,6 +91,7 @@ def compile_many(
     bias: str = "digital",
     ensemble: str = "layer",
     compensate: str = "columns",
+    scale_noise: str = "none",
     calibrate_on: PathLike | None = None,
     on_result: Callable[[ChipResult, int, int], None] | None = None,
 ) -> BatchResult:
@@ -109,7 +112,8 @@ def compile_many(
         InvalidModelError / BadDataError / CompileError: the model fails before any chip.
     """
     options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
-                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate)
+                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate,
+                       scale_noise=scale_noise)
     if isinstance(chips, (str, os.PathLike)):
         files = chip_files(chips) if Path(chips).is_dir() else [Path(chips)]
     else:

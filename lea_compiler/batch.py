@@ -49,7 +49,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from lea_compiler.chip import load_chip
+from lea_compiler.chip import DeviceModel, load_chip
 from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, prepare
 from lea_compiler.errors import (
     CompileError,
@@ -232,10 +232,10 @@ def compile_many(
     try:
         base = prepare(model, options, calibrate_on=calibrate_on, verify=verify)
         fronts = [base]
-        levels = _first_chip_levels(job.chip for job in job_list)
-        if levels is not None:
+        device = _first_chip_device(job.chip for job in job_list)
+        if device is not None:
             try:
-                fronts.insert(0, base.quantized(levels, verify=verify))
+                fronts.insert(0, base.quantized(device, verify=verify))
             except (CompileError, DoesNotFitError) as exc:  # each chip with these levels meets it and reports it
                 log.info("quantize is not shared: %s", exc)
         shared = fronts[0]
@@ -297,15 +297,15 @@ def _plan(model: PathLike, chips: list[Path], out: Path, calibrate_on: PathLike 
     return jobs
 
 
-def _first_chip_levels(chips: Iterable[str]) -> tuple[float, ...] | None:
-    """The device levels of the first chip file that loads, to quantize the front end for.
+def _first_chip_device(chips: Iterable[str]) -> DeviceModel | None:
+    """The device model of the first chip file that loads, to quantize the front end for.
 
     Only a guess to share work: each chip is loaded again by its worker, which
-    reports a bad file and quantizes for itself if its levels differ.
+    reports a bad file and quantizes for itself if its device model differs.
     """
     for chip in chips:
         try:
-            return load_chip(chip).device.levels_uS
+            return load_chip(chip).device
         except LeacError:  # reported by the chip's own job
             continue
     return None

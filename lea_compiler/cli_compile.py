@@ -16,7 +16,7 @@ from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
-from lea_compiler.pipeline import ENSEMBLE_MODES, CompileOptions
+from lea_compiler.pipeline import ENSEMBLE_MODES, SCALE_NOISE_MODES, CompileOptions
 from lea_compiler.placement import PLACERS
 from lea_compiler.tables import format_table
 
@@ -91,6 +91,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--block", metavar="ROWSxCOLS", help="block shape (default: the chip's main array shape)")
     p.add_argument("--scale", choices=SCALE_MODES, default="per-column",
                    help="one weight scale per output column or per layer (default per-column)")
+    p.add_argument("--scale-noise", choices=SCALE_NOISE_MODES, default="none",
+                   help="none: the weight scale minimises the quantization error; chip: the quantization error "
+                        "plus the chip's write and read noise, clipping more of the largest weights where the noise "
+                        "is the larger error (default none)")
     p.add_argument("--bias", choices=BIAS_MODES, default="digital",
                    help="bias added digitally, or as one more crossbar row (default digital)")
     p.add_argument("--compensate", choices=COMPENSATE_MODES, default="columns",
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     options = CompileOptions(
         k=args.k, beta=args.beta, encoding=args.encoding, placer=args.placer, time_limit_s=args.time_limit,
         seed=args.seed, block_rows=rows, block_cols=cols, scale=args.scale, bias=args.bias, ensemble=args.ensemble,
-        compensate=args.compensate,
+        compensate=args.compensate, scale_noise=args.scale_noise,
     )
     chips = args.chip or []
     if args.chip_dir is not None or len(chips) > 1 or args.jobs is not None or args.scheduler is not None:

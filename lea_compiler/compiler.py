@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.calibration import calibrate
-from lea_compiler.chip import Chip, load_chip
+from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import load_model
@@ -54,7 +54,7 @@ class FrontEnd:
 
     Attributes:
         graph: The IR after `passes`.
-        passes: The passes run so far (`front_passes(options, levels)`).
+        passes: The passes run so far (`front_passes(options, device)`).
         timings: Their times.
         options: The compile options.
         model: What the Program records about the model (file name, sha256, inputs, outputs).
@@ -84,22 +84,22 @@ class FrontEnd:
         """True if compiling for `chip` starts with exactly the passes this front end ran."""
         return tuple(default_pipeline(chip, self.options)[:len(self.passes)]) == self.passes
 
-    def quantized(self, levels_uS: tuple[float, ...], *, verify: bool = True) -> FrontEnd:
-        """A copy of this (unquantized) front end with `quantize` run for chips with these device levels.
+    def quantized(self, device: DeviceModel, *, verify: bool = True) -> FrontEnd:
+        """A copy of this (unquantized) front end with `quantize` run for chips with this device model.
 
         Raises:
             CompileError: quantize cannot map the model's weights (the message names the node).
         """
         if self.levels_uS is not None:
             raise ValueError("the front end is already quantized")
-        return _advance(self, front_passes(self.options, levels_uS), copy=True, verify=verify)
+        return _advance(self, front_passes(self.options, device), copy=True, verify=verify)
 
 
 def prepare(
     model: str | os.PathLike[str] | Graph,
     options: CompileOptions | None = None,
     *,
-    levels_uS: tuple[float, ...] | None = None,
+    device: DeviceModel | None = None,
     calibrate_on: str | os.PathLike[str] | None = None,
     verify: bool = True,
     dump_dir: str | os.PathLike[str] | None = None,
@@ -108,14 +108,14 @@ def prepare(
     """Import a model (a file, or a Graph, which is modified) and run the passes that do not need the chip.
 
     Those are `canonicalize` (and `replicate_network` with the network ensemble), and
-    `quantize` too when `levels_uS` (the chips' device levels) is given. With
+    `quantize` too when `device` (the chips' device model) is given. With
     `calibrate_on`, the data is read now and checked against the model.
 
     Raises:
         InvalidModelError / BadDataError: a bad model or calibration file.
         CompileError: a pass cannot map the model, or the options are inconsistent.
     """
-    return _prepare(_import(model), options or CompileOptions(), levels_uS=levels_uS, calibrate_on=calibrate_on,
+    return _prepare(_import(model), options or CompileOptions(), device=device, calibrate_on=calibrate_on,
                     verify=verify, dump_dir=dump_dir, on_pass=on_pass)
 
 
@@ -150,7 +150,7 @@ def _prepare(
     imported: _Imported,
     options: CompileOptions,
     *,
-    levels_uS: tuple[float, ...] | None,
+    device: DeviceModel | None,
     calibrate_on: str | os.PathLike[str] | None,
     verify: bool,
     dump_dir: str | os.PathLike[str] | None,
@@ -164,7 +164,7 @@ def _prepare(
         assert calibration is not None
         digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
         label = f"{Path(calibrate_on).name}, {len(calibration.x)} samples, sha256 {digest[:16]}"
-    passes = front_passes(options, levels_uS)
+    passes = front_passes(options, device)
     empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
                      imported.seconds + time.perf_counter() - start)
     return _advance(empty, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
@@ -255,7 +255,7 @@ def compile_model(
     imported = _import(model)
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
-    front = _prepare(imported, options or CompileOptions(), levels_uS=chip.device.levels_uS,
+    front = _prepare(imported, options or CompileOptions(), device=chip.device,
                      calibrate_on=calibrate_on, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     result = compile_prepared(front, chip, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     return dataclasses.replace(result, seconds=time.perf_counter() - start)

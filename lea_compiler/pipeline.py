@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lea_compiler.chip import Chip
+from lea_compiler.chip import Chip, DeviceModel
 from lea_compiler.errors import CompileError, DoesNotFitError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Graph
@@ -29,7 +29,7 @@ from lea_compiler.passes.compensate import COMPENSATE_MODES, Compensate
 from lea_compiler.passes.encode import Encode
 from lea_compiler.passes.ensemble import MakeEnsemble
 from lea_compiler.passes.place import Place
-from lea_compiler.passes.quantize import Quantize
+from lea_compiler.passes.quantize import Quantize, pair_noise_variance
 from lea_compiler.passes.replicate_network import ReplicateNetwork
 from lea_compiler.passes.select import Select
 from lea_compiler.passes.tile import Tile
@@ -75,26 +75,35 @@ class CompileOptions:
     bias: str = "digital"
     ensemble: str = "layer"
     compensate: str = "columns"
+    scale_noise: str = "none"
 
     @property
     def effective_beta(self) -> int:
         return self.k if self.beta is None else self.beta
 
 
+SCALE_NOISE_MODES = ("none", "chip")
+"""`none`: the weight scale minimises the quantization error alone. `chip`: the quantization error plus the
+chip's write and read noise (passes/quantize.py)."""
+
 ENSEMBLE_MODES = ("layer", "network")
 """`layer`: k copies of every layer, averaged after every layer (LEA). `network`: k copies of the whole
 network, averaged at the outputs (a committee machine; see passes/replicate_network.py)."""
 
 
-def front_passes(options: CompileOptions, levels_uS: tuple[float, ...] | None = None) -> list[Pass]:
+def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> list[Pass]:
     """The leading passes of `default_pipeline` that do not need the chip: `canonicalize` (and
-    `replicate_network` with the network ensemble), then `quantize` when `levels_uS` is given, as
-    quantize depends on the chip only through its device levels. A compile for many chips runs these
-    once and shares the graph (see `lea_compiler.compiler.prepare`).
+    `replicate_network` with the network ensemble), then `quantize` when `device` is given, as
+    quantize depends on the chip only through its device model (levels; noise with
+    `scale_noise="chip"`). A compile for many chips runs these once and shares the graph (see
+    `lea_compiler.compiler.prepare`).
 
     Raises:
-        CompileError: an unknown ensemble scheme or compensation, or beta with the network ensemble.
+        CompileError: an unknown ensemble scheme, compensation or scale-noise mode, or beta with the
+            network ensemble.
     """
+    if options.scale_noise not in SCALE_NOISE_MODES:
+        raise CompileError(f"unknown scale noise {options.scale_noise!r}; choose one of {', '.join(SCALE_NOISE_MODES)}")
     if options.compensate not in COMPENSATE_MODES:
         raise CompileError(f"unknown compensation {options.compensate!r}; choose one of {', '.join(COMPENSATE_MODES)}")
     if options.ensemble not in ENSEMBLE_MODES:
@@ -104,9 +113,11 @@ def front_passes(options: CompileOptions, levels_uS: tuple[float, ...] | None = 
         raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
                            "the network ensemble averages all k copies at the outputs")
     replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
-    quantize: list[Pass] = [] if levels_uS is None else [
-        Quantize(levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias,
-                 copies=1 if network else options.effective_beta)]
+    noise = 0.0 if device is None or options.scale_noise == "none" else pair_noise_variance(
+        device.write_noise_uS, device.read_noise_uS)
+    quantize: list[Pass] = [] if device is None else [
+        Quantize(device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias,
+                 copies=1 if network else options.effective_beta, noise_uS2=noise)]
     return [Canonicalize(), *replicate, *quantize]
 
 
@@ -118,7 +129,7 @@ def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarra
     Raises:
         CompileError: an unknown ensemble scheme or compensation, or beta with the network ensemble.
     """
-    front = front_passes(options, chip.device.levels_uS)
+    front = front_passes(options, chip.device)
     compensate: list[Pass] = (
         [Compensate(calibration)] if options.compensate == "columns" and calibration is not None else [])
     network = options.ensemble == "network"

@@ -83,7 +83,7 @@ def test_programs_do_not_depend_on_jobs(model, chips, tmp_path) -> None:
 def test_front_end_survives_pickling(model) -> None:
     """What a spawned worker or a Dask worker receives compiles to the same Program."""
     chip = _chip(0)
-    front = prepare(model, CompileOptions(k=2), levels_uS=chip.device.levels_uS)
+    front = prepare(model, CompileOptions(k=2), device=chip.device)
     copy = pickle.loads(pickle.dumps(front))
     expected = compile_model(model, chip, CompileOptions(k=2)).program.to_bytes()
     assert compile_prepared(copy, chip).program.to_bytes() == expected

@@ -40,6 +40,16 @@ A ternary matrix {-a, 0, a} gets s = d_max / a and no error. With `joint`
 the error minimised is that of the mean of the beta copies (`joint_mean`), so
 the scale is the one for the mean, not for one copy.
 
+Noise (`noise_uS2`, `leac compile --scale-noise chip`): the devices' write
+and read noise add to every pair's difference a random error of variance
+v = 2 sigma_w^2 + 2 r^2 / 3 (uS^2; sigma_w the write noise, r the half-width
+of the uniform read noise; `pair_noise_variance`), v / beta for the mean of
+beta copies, whatever the weight. In weight units that is v / (beta s^2), so
+a larger s (clipping more of the largest weights) makes the noise smaller.
+With `noise_uS2 = v` the scale minimises the expected squared error of the
+averaged weights, quantization plus noise:
+sum_i (W_ij - Q(W_ij s_j) / s_j)^2 + rows v / (beta s_j^2).
+
 Bias: `bias="row"` puts b as one more crossbar row driven by a constant
 full-scale input (the matrix is [W; b]); `bias="digital"` (the default) adds b
 exactly in the digital periphery after averaging, which costs one addition
@@ -174,9 +184,16 @@ def joint_mean(target_uS: np.ndarray, code: PairCode, copies: int) -> np.ndarray
     return np.where(np.abs(mean - target_uS) > np.abs(single - target_uS), single, mean)
 
 
-def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: int = 1) -> np.ndarray:
+def pair_noise_variance(write_noise_uS: float, read_noise_uS: float) -> float:
+    """Variance (uS^2) of one pair's conductance difference from the device noise: two devices, each with
+    Gaussian write noise (standard deviation `write_noise_uS`) and uniform read noise (+-`read_noise_uS`)."""
+    return 2.0 * write_noise_uS**2 + 2.0 * read_noise_uS**2 / 3.0
+
+
+def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: int = 1,
+                 noise_uS2: float = 0.0) -> np.ndarray:
     """Per-column scales (uS per weight unit) minimising the squared quantization error (of the mean of
-    `copies` jointly encoded copies for `joint`)."""
+    `copies` jointly encoded copies for `joint`), plus the device noise's (`noise_uS2`: one pair's variance)."""
     d_max = float(np.max(np.abs(code.diffs_uS)))
     amax = np.max(np.abs(matrix), axis=0) if not per_layer else np.full(matrix.shape[1], np.max(np.abs(matrix)))
     # a column of zeros, or of weights so small that d_max / amax overflows, is all zeros to the levels
@@ -187,7 +204,7 @@ def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: in
             q = joint_mean(matrix * scale, code, copies) / scale
         else:
             q = code.diffs_uS[code.nearest(matrix * scale)] / scale
-        err = np.sum((matrix - q) ** 2, axis=0)
+        err = np.sum((matrix - q) ** 2, axis=0) + matrix.shape[0] * noise_uS2 / (copies * scale**2)
         return np.full_like(err, err.sum()) if per_layer else err
 
     # from no clipping (t = 1) down; a later t must be strictly better, so ties keep less clipping
@@ -204,13 +221,14 @@ def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: in
 
 def quantize_matrix(
     matrix: np.ndarray, levels_uS: tuple[float, ...], encoding: str, per_layer: bool, bias_row: bool,
-    copies: int = 1,
+    copies: int = 1, noise_uS2: float = 0.0,
 ) -> QuantizedLayer:
     """Quantize one crossbar matrix (rows = inputs, cols = outputs) to level pairs (`copies`: the copies
-    averaged per column, which `joint` encodes together)."""
+    averaged per column, which `joint` encodes together; `noise_uS2`: one pair's noise variance, which the
+    scale then accounts for)."""
     code = PairCode.build(levels_uS, encoding)
     joint = encoding == "joint"
-    scale = choose_scale(matrix, code, per_layer, copies)
+    scale = choose_scale(matrix, code, per_layer, copies, noise_uS2)
     index = code.nearest(matrix * scale)
     pos, neg = code.pos[index], code.neg[index]
     levels = np.asarray(levels_uS)
@@ -242,6 +260,7 @@ class Quantize:
     scale: str = "per-column"
     bias: str = "digital"
     copies: int = 1  # copies averaged per column (beta): `joint` chooses its scale for their mean
+    noise_uS2: float = 0.0  # one pair's noise variance (uS^2) the scale accounts for (`pair_noise_variance`)
     name: str = "quantize"
 
     def __post_init__(self) -> None:
@@ -255,6 +274,8 @@ class Quantize:
             raise CompileError("the device needs at least 2 conductance levels")
         if self.copies < 1:
             raise CompileError(f"copies averaged per column must be at least 1, got {self.copies}")
+        if not (self.noise_uS2 >= 0 and np.isfinite(self.noise_uS2)):
+            raise CompileError(f"the noise variance must be finite and non-negative, got {self.noise_uS2}")
 
     def run(self, graph: Graph) -> Graph:
         mvms = graph.nodes_of("MVM")
@@ -274,6 +295,6 @@ class Quantize:
                         f"{node.describe()}: the weights or the bias contain NaN or infinity (after folding its "
                         "attributes, such as Gemm's alpha and beta, and any BatchNormalization into them)")
                 done[key] = quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer", bias_row,
-                                            self.copies)
+                                            self.copies, self.noise_uS2)
             node.set_fact(done[key])
         return graph

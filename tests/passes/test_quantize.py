@@ -11,7 +11,15 @@ from hypothesis.extra.numpy import arrays
 from lea_compiler.errors import CompileError
 from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.canonicalize import Canonicalize
-from lea_compiler.passes.quantize import PairCode, Quantize, QuantizedLayer, choose_scale, quantize_matrix
+from lea_compiler.passes.quantize import (
+    PairCode,
+    Quantize,
+    QuantizedLayer,
+    choose_scale,
+    joint_mean,
+    pair_noise_variance,
+    quantize_matrix,
+)
 from tests.helpers import mlp_model
 
 PAPER_LEVELS = (133.0, 167.0, 200.0, 233.0)
@@ -142,3 +150,46 @@ def test_a_column_of_vanishing_weights_gets_a_finite_scale(encoding) -> None:
     np.testing.assert_array_equal(q.dequantized()[:, 0], [0.0, 0.0])
     if q.exact_uS is not None:
         assert np.all(np.isfinite(q.exact_uS))
+
+
+def _objective(w: np.ndarray, s: float, code: PairCode, copies: int, noise: float) -> float:
+    """Squared error of one column's averaged weights at scale s: quantization plus noise (by hand)."""
+    held = joint_mean(w * s, code, copies) if code.encoding == "joint" else code.diffs_uS[code.nearest(w * s)]
+    return float(np.sum((w - held / s) ** 2) + len(w) * noise / (copies * s**2))
+
+
+def test_the_noise_aware_scale_minimises_quantization_plus_noise_error() -> None:
+    # independent reference: the objective evaluated by hand on the same grid of clipping points
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((30, 4)) * np.array([1.0, 0.1, 3.0, 1.0])
+    matrix[0, 3] = 8.0  # an outlier: with noise it pays to clip it
+    levels = np.asarray(PAPER_LEVELS)
+    noise = pair_noise_variance(16.66, 10.0)
+    assert noise == pytest.approx(2 * 16.66**2 + 2 * 10.0**2 / 3)
+    for encoding, copies in (("simple", 1), ("simple", 4), ("joint", 4)):
+        code = PairCode.build(PAPER_LEVELS, encoding)
+        d_max = float(levels[-1] - levels[0])
+        quiet = quantize_matrix(matrix, PAPER_LEVELS, encoding, False, False, copies=copies)
+        noisy = quantize_matrix(matrix, PAPER_LEVELS, encoding, False, False, copies=copies, noise_uS2=noise)
+        assert np.all(noisy.scale >= quiet.scale)  # noise never asks for finer steps, only for more clipping
+        assert noisy.scale[3] > quiet.scale[3]
+        for j in range(matrix.shape[1]):
+            w = matrix[:, j]
+            grid = [d_max / (t * np.abs(w).max()) for t in np.linspace(0.2, 1.0, 81)]
+            values = [_objective(w, s, code, copies, noise) for s in grid]
+            assert _objective(w, noisy.scale[j], code, copies, noise) <= min(values) * (1 + 1e-9)
+
+
+def test_scale_noise_option_feeds_the_chips_noise_to_quantize() -> None:
+    from lea_compiler.chip import DeviceModel
+    from lea_compiler.pipeline import CompileOptions, front_passes
+
+    device = DeviceModel(write_noise_uS=5.0, read_noise_uS=3.0)
+    default = front_passes(CompileOptions(), device)[-1]
+    chip = front_passes(CompileOptions(scale_noise="chip"), device)[-1]
+    assert isinstance(default, Quantize) and isinstance(chip, Quantize)
+    assert default.noise_uS2 == 0.0 and chip.noise_uS2 == pytest.approx(2 * 25 + 2 * 9 / 3)
+    with pytest.raises(CompileError, match="unknown scale noise 'loud'; choose one of none, chip"):
+        front_passes(CompileOptions(scale_noise="loud"), device)
+    with pytest.raises(CompileError, match="noise variance must be finite and non-negative"):
+        Quantize(PAPER_LEVELS, noise_uS2=-1.0)
