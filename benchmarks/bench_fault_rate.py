@@ -24,7 +24,7 @@ accuracy over the chip seeds; devices used. Plots: accuracy against fault
 rate, one line per k (and the committee machine against LEA).
 
 Run:  python benchmarks/bench_fault_rate.py [--seeds 10] [--jobs 2]
-      [--placers greedy,cpsat] [--ensembles layer,network] [--committee-k 2,4,6] [--time-limit 2]
+      [--placers greedy,cpsat] [--ensembles layer,network] [--committee-k 2,4,6] [--time-limit 2] [--encoding E]
       [--out benchmarks/results/fault_rate.json] [--png benchmarks/results/fault_rate.png]
 """
 
@@ -36,6 +36,8 @@ import os
 from pathlib import Path
 
 from lea_runs import EXAMPLES, ROOT, group, pct, pyplot, run_all, save_png, summarise
+
+from lea_compiler.pipeline import CompileOptions
 
 RATES = (0.0, 0.05, 0.10, 0.20, 0.40, 0.50)
 PAPER = {1: (94.0, 87.6, 72.7, 43.4, 19.7, 15.2), 6: (94.3, 93.5, 92.3, 89.6, 62.4, 45.3)}
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--ensembles", default="layer,network")
     parser.add_argument("--committee-k", default="2,4,6", help="k values for --ensemble network (cpsat placer)")
     parser.add_argument("--time-limit", type=float, default=2.0, help="CP-SAT budget (deterministic s)")
+    parser.add_argument("--encoding", default=None, help="--encoding for every compile (default: leac's default)")
     parser.add_argument("--model", default=str(EXAMPLES / "digits_mlp.onnx"))
     parser.add_argument("--data", default=str(EXAMPLES / "digits_test.npz"))
     parser.add_argument("--calibrate", default=str(EXAMPLES / "digits_calib.npz"),
@@ -72,6 +75,7 @@ def main() -> None:
     committee_k = [int(k) for k in args.committee_k.split(",")]
     base = {"model": args.model, "data": [args.data], "uncompensated": True,
             **({"calibrate": args.calibrate} if args.calibrate else {})}
+    encoding = {"encoding": args.encoding} if args.encoding else {}
     cases = []
     for seed in range(args.seeds):
         for rate in rates:
@@ -79,12 +83,12 @@ def main() -> None:
             for k in ks:
                 for placer in placers:
                     cases.append({**base, "chip": chip, "sim_seed": seed, "rate": rate,
-                                  "options": {"k": k, "placer": placer, "time_limit_s": args.time_limit}})
+                                  "options": {"k": k, "placer": placer, "time_limit_s": args.time_limit, **encoding}})
             if "network" in ensembles:
                 for k in committee_k:
                     cases.append({**base, "chip": chip, "sim_seed": seed, "rate": rate,
                                   "options": {"k": k, "placer": "cpsat", "time_limit_s": args.time_limit,
-                                              "ensemble": "network"}})
+                                              "ensemble": "network", **encoding}})
     results = run_all(cases, args.jobs)
     # every run answers twice: with leac's stuck-device compensation (as compiled) and without (the paper's LEA)
     rows = []
@@ -120,7 +124,8 @@ def main() -> None:
         print(f"{len(failed)} runs did not fit: {failed[0]['error']}")
     out = {"benchmark": "fault_rate", "model": Path(args.model).name, "seeds": args.seeds, "arrays": args.arrays,
            "calibrate": Path(args.calibrate).name if args.calibrate else None, "time_limit_s": args.time_limit,
-           "software_accuracy": software, "paper_mnist": {str(k): v for k, v in PAPER.items()},
+           "encoding": args.encoding or CompileOptions().encoding, "software_accuracy": software,
+           "paper_mnist": {str(k): v for k, v in PAPER.items()},
            "points": points, "runs": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
