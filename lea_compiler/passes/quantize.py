@@ -26,10 +26,11 @@ Encodings (which level pair represents a difference):
   scale and the reported errors are those of the mean of `copies` (beta)
   jointly encoded copies on ideal devices. It uses `simple`'s pairs, not
   `rme`'s: with uneven levels `rme` reaches a few more differences through
-  pairs with both devices above the lowest level, and on a chip with 20%
-  stuck devices those pairs cost the float digits MLP 5-12 points of
-  accuracy at k = 1 and 3 (6 chip seeds, with compensation), while the mean
-  of the copies needs no finer code.
+  pairs with both devices above the lowest level, but with 20% stuck devices
+  those pairs cost accuracy (float digits MLP, k = 1, 6 chip seeds: rme
+  9.8 points below simple, joint with simple's pairs 4.4 above;
+  benchmarks/bench_encoding.py), and the mean of the copies needs no finer
+  code.
 
 The scale s_j is chosen per column (or one per layer with
 `scale="per-layer"`) to minimise the squared error in weight units,
