@@ -39,13 +39,14 @@ correction, up to d_max - |t| each, so
   column, most first (ties: lower copy index), so that healthy copies,
   which can reach any difference, come last and absorb them;
 - per pair, if the joint mean ends further from t than the mean of the
-  copies encoded independently (`rme`, including its partner re-choice),
-  that pair keeps the independent encoding; so `joint` is never worse than
-  `rme` on the compiled chip, pair by pair, noise aside.
+  copies encoded independently (each copy its own nearest pair of
+  `simple`'s, with `rme`'s partner re-choice for a stuck device), that pair
+  keeps the independent encoding; so `joint` is never worse than that on
+  the compiled chip, pair by pair, noise aside.
 
 Selection: with beta < alpha, the beta copies of each column are chosen
-first, as `select` does, from the independent (`rme`) encodings' errors,
-then encoded jointly; the unselected copies keep their `rme` encoding. The
+first, as `select` does, from the independent encodings' errors, then
+encoded jointly; the unselected copies keep their independent encoding. The
 masks travel on the `Encoded` fact and `select` keeps them. Write noise is
 random and is not encoded away; it still averages down as 1/sqrt(beta).
 """
