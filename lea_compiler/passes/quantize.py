@@ -205,7 +205,9 @@ def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: in
             q = joint_mean(matrix * scale, code, copies) / scale
         else:
             q = code.diffs_uS[code.nearest(matrix * scale)] / scale
-        err = np.sum((matrix - q) ** 2, axis=0) + matrix.shape[0] * noise_uS2 / (copies * scale**2)
+        err = np.sum((matrix - q) ** 2, axis=0)
+        if noise_uS2 > 0:
+            err = err + matrix.shape[0] * noise_uS2 / (copies * scale**2)
         return np.full_like(err, err.sum()) if per_layer else err
 
     # from no clipping (t = 1) down; a later t must be strictly better, so ties keep less clipping

@@ -10,10 +10,15 @@ from hypothesis.extra.numpy import arrays
 
 from lea_compiler import interpreter
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate, top1
-from lea_compiler.chip import Periphery, synth_chip
+from lea_compiler.chip import Array, Chip, Defect, DeviceModel, Periphery, synth_chip
 from lea_compiler.compiler import compile_model
+from lea_compiler.onnx_frontend import import_model
+from lea_compiler.passes.canonicalize import Canonicalize
 from lea_compiler.passes.encode import encode_joint
-from lea_compiler.passes.quantize import PairCode, joint_mean, quantize_matrix
+from lea_compiler.passes.ensemble import MakeEnsemble
+from lea_compiler.passes.place import Place
+from lea_compiler.passes.quantize import PairCode, Quantize, joint_mean, quantize_matrix
+from lea_compiler.passes.tile import Tile
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import represented_matrix
 from tests.helpers import mlp_model
@@ -197,49 +202,30 @@ def test_ideal_simulation_of_a_joint_program_runs_the_weights_it_represents(tmp_
         assert np.sqrt(np.mean((represented[layer.name] - w) ** 2)) < np.sqrt(np.mean((single - w) ** 2))
 
 
+def _cost_view(chip, encoding: str, k: int):
+    """The chip as the place pass costs it, for a small MLP quantized with `encoding` and k copies."""
+    graph = Canonicalize().run(import_model(mlp_model(sizes=(4, 6, 3), seed=0)))
+    graph = Quantize(chip.device.levels_uS, encoding=encoding, copies=k).run(graph)
+    return Place(chip)._cost_view(MakeEnsemble(k, None).run(Tile(chip).run(graph)))
+
+
 def test_placement_costs_what_joint_encoding_cannot_absorb() -> None:
     """With joint encoding and beta copies, the placer's view moves stuck conductances towards the level range by
     (beta - 1) x the level range, stopping half the range short of it; other encodings see the chip as it is."""
-    from lea_compiler.chip import Array, Chip, Defect, DeviceModel
-    from lea_compiler.onnx_frontend import import_model
-    from lea_compiler.passes.canonicalize import Canonicalize
-    from lea_compiler.passes.ensemble import MakeEnsemble
-    from lea_compiler.passes.place import Place
-    from lea_compiler.passes.quantize import Quantize
-    from lea_compiler.passes.tile import Tile
-    from tests.helpers import mlp_model
-
     device = DeviceModel(levels_uS=(133.0, 167.0, 200.0, 233.0), stuck_high_uS=500.0, stuck_low_uS=10.0)
     defects = (Defect(0, 1, 1, "stuck_high", 600.0), Defect(0, 2, 2, "stuck_low"), Defect(1, 0, 0, "stuck_high"))
     chip = Chip(arrays=tuple(Array(i, 8, 8) for i in range(8)), device=device, defects=defects)
-    views = {}
-    for encoding, k in (("joint", 3), ("joint", 1), ("rme", 3)):
-        graph = Canonicalize().run(import_model(mlp_model(sizes=(4, 6, 3), seed=0)))
-        graph = Quantize(device.levels_uS, encoding=encoding, copies=k).run(graph)
-        graph = MakeEnsemble(k, None).run(Tile(chip).run(graph))
-        views[(encoding, k)] = Place(chip)._cost_view(graph)
-    joint = views[("joint", 3)]  # absorb 2 x 100 uS, stay 50 uS outside [133, 233]
+    joint = _cost_view(chip, "joint", 3)  # absorb 2 x 100 uS, stay 50 uS outside [133, 233]
     assert [d.g_uS for d in joint.defects] == [400.0, None, None]
     assert (joint.device.stuck_high_uS, joint.device.stuck_low_uS) == (300.0, 83.0)  # 10 + 200 stops at 133 - 50
-    assert views[("joint", 1)] is chip and views[("rme", 3)] is chip
+    assert _cost_view(chip, "joint", 1) is chip and _cost_view(chip, "rme", 3) is chip
 
 
 def test_the_placers_view_never_moves_a_stuck_conductance_away_from_the_levels() -> None:
     # levels 100..300 uS (R = 200): the margin R / 2 reaches 0 uS and 400 uS, beyond stuck values of 10 and 350 uS
-    from lea_compiler.chip import Array, Chip, Defect, DeviceModel
-    from lea_compiler.onnx_frontend import import_model
-    from lea_compiler.passes.canonicalize import Canonicalize
-    from lea_compiler.passes.ensemble import MakeEnsemble
-    from lea_compiler.passes.place import Place
-    from lea_compiler.passes.quantize import Quantize
-    from lea_compiler.passes.tile import Tile
-    from tests.helpers import mlp_model
-
     device = DeviceModel(levels_uS=(100.0, 150.0, 200.0, 250.0, 300.0), stuck_high_uS=350.0, stuck_low_uS=10.0)
     chip = Chip(arrays=tuple(Array(i, 8, 8) for i in range(8)), device=device,
                 defects=(Defect(0, 1, 1, "stuck_high", 900.0), Defect(0, 2, 2, "stuck_low")))
-    graph = Canonicalize().run(import_model(mlp_model(sizes=(4, 6, 3), seed=0)))
-    graph = Quantize(device.levels_uS, encoding="joint", copies=2).run(graph)
-    view = Place(chip)._cost_view(MakeEnsemble(2, None).run(Tile(chip).run(graph)))
+    view = _cost_view(chip, "joint", 2)
     assert (view.device.stuck_high_uS, view.device.stuck_low_uS) == (350.0, 10.0)  # already within the margin
     assert [d.g_uS for d in view.defects] == [700.0, None]  # 900 - 200
