@@ -45,7 +45,7 @@ import time
 from typing import Any
 
 import numpy as np
-from lea_runs import DATA, EXAMPLES, ROOT, _portable, median_of
+from lea_runs import DATA, EXAMPLES, ROOT, compile_case, median_of, run_all
 
 ENCODINGS = ("simple", "rme", "joint")
 STUCK_20 = {"stuck_high": 0.1, "stuck_low": 0.1 / 0.9}
@@ -78,21 +78,15 @@ def mean_error(program: Any, chip: Any) -> float:
 def run(case: dict[str, Any]) -> dict[str, Any]:
     """Compile case["model"] for synth_chip(**case["chip"]) with case["options"]; simulate (see the docstring).
     With case["ideal_only"], the chip is defect-free and only the ideal simulation runs."""
-    from lea_compiler.backends.sim import load_data, simulate
-    from lea_compiler.chip import synth_chip
-    from lea_compiler.compiler import compile_model
+    from lea_compiler.backends.sim import simulate
     from lea_compiler.errors import DoesNotFitError
-    from lea_compiler.pipeline import CompileOptions
 
     start = time.perf_counter()
-    chip = synth_chip(**case["chip"])
     try:
-        result = compile_model(case["model"], chip, CompileOptions(**case["options"]),
-                               calibrate_on=case.get("calibrate"))
+        chip, result, datasets = compile_case(case)
     except DoesNotFitError as exc:
         return {**case, "error": str(exc)}
     program = result.program
-    datasets = [load_data(path, program.graph) for path in case["data"]]
     out: dict[str, Any] = {**case}
     if case.get("ideal_only"):
         out["accuracy_ideal"] = simulate(program, datasets, ideal=True).accuracy
@@ -145,17 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = cases_for(args.models.split(","), [int(k) for k in args.ks.split(",")], args.seeds, args.time_limit,
                       args.scale_noise)
-    from concurrent.futures import ProcessPoolExecutor
-
-    results = []
-    start = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        for done, result in enumerate(pool.map(run, cases, chunksize=1), start=1):
-            results.append(_portable(result))
-            elapsed = time.perf_counter() - start
-            print(f"\r{done}/{len(cases)} runs, {elapsed:.0f} s, ~{elapsed / done * (len(cases) - done):.0f} s left",
-                  end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    results = run_all(cases, args.jobs, run)
     summary = summarise(results)
     payload = {"command": "python benchmarks/bench_encoding.py " + " ".join(sys.argv[1:]), "summary": summary,
                "runs": results}

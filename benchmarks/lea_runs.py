@@ -32,31 +32,41 @@ YINYANG = {"model": str(DATA / "yinyang_mlp.onnx"),
            "data": [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]}
 
 
-def run_case(case: dict[str, Any]) -> dict[str, Any]:
-    """Compile case["model"] for synth_chip(**case["chip"]) (its keys write_noise_uS / read_noise_uS
-    replace the device's noise) with CompileOptions(**case["options"])
-    (and `--calibrate case["calibrate"]` if given), simulate on case["data"] with seed case["sim_seed"];
-    returns the case with its results added. With case["uncompensated"], the same Program without its
-    stuck-device compensation is simulated too (`accuracy_uncompensated`): one placement, both answers."""
-    from lea_compiler.backends.sim import load_data, simulate
+def compile_case(case: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
+    """The chip `synth_chip(**case["chip"])` (its keys write_noise_uS / read_noise_uS replace the device's
+    noise), the compile of case["model"] for it with CompileOptions(**case["options"]) (and `--calibrate
+    case["calibrate"]` if given), and case["data"] loaded for the Program: (chip, result, datasets).
+
+    Raises:
+        DoesNotFitError: the model does not fit the chip.
+    """
+    from lea_compiler.backends.sim import load_data
     from lea_compiler.chip import synth_chip
     from lea_compiler.compiler import compile_model
-    from lea_compiler.errors import DoesNotFitError
     from lea_compiler.pipeline import CompileOptions
 
-    start = time.perf_counter()
     spec = dict(case["chip"])
     noise = {key: spec.pop(key) for key in ("write_noise_uS", "read_noise_uS") if key in spec}
     chip = synth_chip(**spec)
     if noise:  # the same chip with other device noise (a noise breakdown)
         chip = dataclasses.replace(chip, device=dataclasses.replace(chip.device, **noise))
+    result = compile_model(case["model"], chip, CompileOptions(**case["options"]), calibrate_on=case.get("calibrate"))
+    return chip, result, [load_data(path, result.program.graph) for path in case["data"]]
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Compile and load as `compile_case`, simulate on case["data"] with seed case["sim_seed"];
+    returns the case with its results added. With case["uncompensated"], the same Program without its
+    stuck-device compensation is simulated too (`accuracy_uncompensated`): one placement, both answers."""
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.errors import DoesNotFitError
+
+    start = time.perf_counter()
     try:
-        result = compile_model(case["model"], chip, CompileOptions(**case["options"]),
-                               calibrate_on=case.get("calibrate"))
+        _, result, datasets = compile_case(case)
     except DoesNotFitError as exc:
         return {**case, "error": str(exc)}
     program = result.program
-    datasets = [load_data(path, program.graph) for path in case["data"]]
     report = simulate(program, datasets, seed=case["sim_seed"])
     extra = {}
     if case.get("uncompensated"):
@@ -93,12 +103,13 @@ def _portable(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_all(cases: Sequence[dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
-    """Every case through run_case, in `jobs` processes, in the given order, with progress on stderr."""
+def run_all(cases: Sequence[dict[str, Any]], jobs: int,
+            run: Callable[[dict[str, Any]], dict[str, Any]] = run_case) -> list[dict[str, Any]]:
+    """Every case through `run`, in `jobs` processes, in the given order, with progress on stderr."""
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     with ProcessPoolExecutor(jobs) as pool:
-        for done, result in enumerate(pool.map(run_case, cases, chunksize=1), start=1):
+        for done, result in enumerate(pool.map(run, cases, chunksize=1), start=1):
             results.append(_portable(result))
             if done % max(1, len(cases) // 50) == 0 or done == len(cases):
                 elapsed = time.perf_counter() - start
