@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -176,3 +176,42 @@ def save_mlp_and_chip(folder: Path) -> tuple[Path, Path]:
     chip = folder / "chip.json"
     save_chip(synth_chip(arrays=16, rows=25, cols=25, stuck_high=0.05, stuck_low=0.01, seed=3), chip)
     return model, chip
+
+
+# Retraining an example on another CPU or BLAS changes its float arithmetic, and so its weights and
+# accuracy: a retrained example is compared with the bundled files by what its README promises
+# (file set, data, graph, accuracy within a stated tolerance), never byte for byte.
+def same_bytes_twice(run: Callable[[Path], object], tmp_path: Path) -> list[str]:
+    """Run an example script twice into two folders of `tmp_path`; the names of the (identical) files."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    run(first)
+    run(second)
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir())
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), f"{name} differs between two runs"
+    return names
+
+
+def assert_same_graph(regenerated: Path, bundled: Path) -> None:
+    """Both ONNX files pass the full checker and hold the same graph: nodes, attributes, inputs, outputs and
+    initializer names, types and shapes (the weights' values are the training's and may differ)."""
+    a, b = onnx.load(regenerated), onnx.load(bundled)
+    onnx.checker.check_model(a, full_check=True)
+    assert a.opset_import == b.opset_import and a.ir_version == b.ir_version
+    assert list(a.graph.node) == list(b.graph.node)
+    assert list(a.graph.input) == list(b.graph.input) and list(a.graph.output) == list(b.graph.output)
+
+    def signature(model: onnx.ModelProto) -> list[tuple[str, int, list[int]]]:
+        return [(i.name, i.data_type, list(i.dims)) for i in model.graph.initializer]
+
+    assert signature(a) == signature(b)
+
+
+def assert_same_arrays(regenerated: Path, bundled: Path) -> None:
+    """Two .npz files hold the same arrays (names, dtypes, values)."""
+    with np.load(regenerated) as a, np.load(bundled) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert a[key].dtype == b[key].dtype, key
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -16,7 +16,7 @@ from lea_compiler.backends.sim import load_data, simulate
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
-from tests.helpers import load_example
+from tests.helpers import assert_same_arrays, assert_same_graph, load_example, same_bytes_twice
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "digits.py"
@@ -50,12 +50,36 @@ def digits() -> ModuleType:
     return load_example(SCRIPT, "examples_digits")
 
 
-def test_script_regenerates_the_bundled_files(digits: ModuleType, meta: dict, tmp_path: Path) -> None:
-    digests = digits.main(["--seed", str(meta["seed"]), "--out", str(tmp_path)])
+RETRAINED_TOLERANCE = 0.03
+"""How far a retrained model's test accuracy may fall from the bundled one's: retraining on another CPU or
+BLAS is in effect another seed (seeds 1-3 differ from seed 0 by up to 1.5 points; one machine got 97.8%
+instead of 98.7% for the ternary CNN), and 3 points is 16 of the 540 test images."""
+
+
+def test_script_is_deterministic_on_one_machine(digits: ModuleType, tmp_path: Path) -> None:
+    def run(out: Path) -> dict[str, str]:
+        return digits.main(["--seed", "3", "--mlp-epochs", "2", "--cnn-epochs", "1", "--out", str(out)])
+
+    assert same_bytes_twice(run, tmp_path) == BUNDLED
+    digests = run(tmp_path / "third")
+    assert digests == {name: _sha256(tmp_path / "first" / name) for name in BUNDLED}
+
+
+def test_script_regenerates_files_like_the_bundled_ones(digits: ModuleType, meta: dict, tmp_path: Path) -> None:
+    digits.main(["--seed", str(meta["seed"]), "--out", str(tmp_path)])
     assert sorted(p.name for p in tmp_path.iterdir()) == BUNDLED
-    assert sorted(digests) == BUNDLED
     for name in BUNDLED:
-        assert _sha256(tmp_path / name) == digests[name] == _sha256(DATA / name), name
+        if name.endswith(".npz"):  # data and its split: no training arithmetic, so equal on every machine
+            assert_same_arrays(tmp_path / name, DATA / name)
+        elif name.endswith(".onnx"):
+            assert_same_graph(tmp_path / name, DATA / name)
+    again = json.loads((tmp_path / "digits.json").read_text())
+    for key in ("architecture", "data", "description", "files", "seed", "training"):
+        assert again[key] == meta[key], key
+    for net in ("mlp", "cnn"):
+        for kind in ("float", "ternary"):
+            accuracy, recorded = again["accuracy"][net][kind], meta["accuracy"][net][kind]
+            assert accuracy >= recorded - RETRAINED_TOLERANCE, (net, kind, accuracy, recorded)
 
 
 def test_json_records_the_other_files_sha256(meta: dict) -> None:
@@ -99,5 +123,6 @@ def test_ternary_model_compiles_and_ideal_simulation_keeps_its_accuracy(meta: di
     dataset = load_data(DATA / data, result.program.graph)
     report = simulate(result.program, [dataset], ideal=True)
     software = meta["accuracy"][net]["ternary"]
-    assert report.software_accuracy == pytest.approx(software, abs=1e-6)
+    # onnxruntime's float32 kernels differ between CPUs: a near-tie may flip one image
+    assert report.software_accuracy == pytest.approx(software, abs=1 / meta["data"]["n_test"] + 1e-6)
     assert abs(report.accuracy - software) <= 0.02, (report.accuracy, software)

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from tests.helpers import load_example
+from tests.helpers import assert_same_arrays, assert_same_graph, load_example, same_bytes_twice
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "yinyang.py"
@@ -165,21 +165,43 @@ def test_bundled_model_accuracy_matches_json(meta: dict, kind: str, fname: str) 
         (logits,) = sess.run(["logits"], {"x": x})
         assert logits.shape == (len(y), 3)
         acc = float(np.mean(np.argmax(logits, axis=1) == y))
-        # exact up to the 6-decimal rounding of the JSON (1/N = 1e-3 here)
-        assert acc == pytest.approx(recorded[f"task{task}"], abs=1e-6)
+        # up to one point of 1000 (onnxruntime's float32 kernels differ between CPUs: a near-tie may flip)
+        assert acc == pytest.approx(recorded[f"task{task}"], abs=1e-3 + 1e-6)
         accs.append(acc)
-    assert np.mean(accs) == pytest.approx(recorded["mean"], abs=1e-6)
+    assert np.mean(accs) == pytest.approx(recorded["mean"], abs=1e-3 + 1e-6)
 
 
 BUNDLED = ["yinyang_mlp.json", "yinyang_mlp.onnx", "yinyang_mlp_float.onnx", "yinyang_task1_test.npz",
            "yinyang_task2_test.npz"]
 
 
-def test_script_regenerates_the_bundled_files_byte_for_byte(yy: ModuleType, tmp_path: Path) -> None:
-    yy.main(["--seed", "0", "--out", str(tmp_path)])
+RETRAINED_TOLERANCE = 0.06
+"""How far a retrained model's mean accuracy may fall from the bundled one's: retraining on another CPU or
+BLAS is in effect another seed, and the ternary mean over seeds 1-3 is 64.1 / 69.9 / 65.4% against 68.4%
+for seed 0 (examples/README.md)."""
+
+
+def test_script_is_deterministic_on_one_machine(yy: ModuleType, tmp_path: Path) -> None:
+    def run(out: Path) -> None:
+        yy.main(["--seed", "5", "--epochs", "2", "--n-train", "500", "--out", str(out)])
+
+    assert same_bytes_twice(run, tmp_path) == BUNDLED
+
+
+def test_script_regenerates_files_like_the_bundled_ones(yy: ModuleType, meta: dict, tmp_path: Path) -> None:
+    yy.main(["--seed", str(meta["seed"]), "--out", str(tmp_path)])
     assert sorted(p.name for p in tmp_path.iterdir()) == BUNDLED
     for name in BUNDLED:
-        assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), name
+        if name.endswith(".npz"):  # the generator's points: no training arithmetic, so equal on every machine
+            assert_same_arrays(tmp_path / name, DATA / name)
+        elif name.endswith(".onnx"):
+            assert_same_graph(tmp_path / name, DATA / name)
+    again = json.loads((tmp_path / "yinyang_mlp.json").read_text())
+    for key in ("architecture", "data", "description", "files", "seed", "training"):
+        assert again[key] == meta[key], key
+    for kind in ("float", "ternary"):
+        accuracy, recorded = again["accuracy"][kind]["mean"], meta["accuracy"][kind]["mean"]
+        assert accuracy >= recorded - RETRAINED_TOLERANCE, (kind, accuracy, recorded)
 
 
 def test_bundled_paper_chip_is_the_seed_0_synthetic_chip(tmp_path: Path) -> None:
@@ -204,6 +226,6 @@ def test_bundled_example_compiles_simulates_and_four_copies_beat_one() -> None:
         assert program.devices_used == 2 * k * (4 * 12 + 12 * 6 + 6 * 3)
         data = [load_data(DATA / f"yinyang_task{t}_test.npz", program.graph) for t in (1, 2)]
         reports = [simulate(program, data, seed=seed) for seed in range(3)]
-        assert all(abs(r.software_accuracy - 0.684) < 1e-9 for r in reports)
+        assert all(abs(r.software_accuracy - 0.684) <= 1e-3 for r in reports)  # a near-tie may flip on another CPU
         accuracy[k] = float(np.mean([r.accuracy for r in reports]))
     assert accuracy[4] > accuracy[1] + 0.03
