@@ -5,8 +5,8 @@ compiled for synthetic chips with the paper's statistics (32 arrays of
 25 x 25, levels 133/167/200/233 uS, 2.5% stuck-high at 500 uS, 0.5%
 stuck-low at 10 uS, write noise sigma 16.66 uS, read noise +-10 uS, 12-bit
 DAC/ADC; and dead lines, which the paper's kernel maps show: each row and
-column dead with probability 0.02, about one per array, as in the measured
-maps in ../shared/data (kernel 0 has two dead columns, kernel 17 none);
+column dead with probability 0.02, about one per array, as in the seed paper's
+published kernel maps (kernel 0 has two dead columns, kernel 17 none);
 `synth_chip(seed=s, dead_rows=0.02, dead_cols=0.02)`), for every 1 <= beta <= alpha <= 4, with the
 greedy placer (the paper's) and OR-Tools CP-SAT (leac's default), and
 simulated on both tasks' test sets (1,000 points each) with noise seed s.

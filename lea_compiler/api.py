@@ -60,7 +60,7 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
 ) -> Program:
     """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
 
-    The keyword arguments are `leac compile`'s options (see README). The same
+    The keyword arguments are `leac compile`'s options (see docs/cli.md). The same
     inputs and seed give a byte-identical Program. `ensemble="network"` makes k
     copies of the whole network averaged at the outputs instead of k copies of
     every layer (then `beta` must stay None). With `calibrate_on` and

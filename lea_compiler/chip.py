@@ -1,7 +1,7 @@
 """The chip: its crossbar arrays, their defects, and the device and periphery models.
 
 This module implements the `leac-chip` file format, version 1, exactly as
-`shared/spec/chip-format.md` defines it: loading (with every problem of a bad
+docs/chip-format.md defines it: loading (with every problem of a bad
 file collected and reported by JSON path), saving (deterministic, pretty JSON
 that loads back into an equal `Chip`), the per-array stuck-device maps the
 mapping passes and the simulator use, synthetic chips like the seed paper's,

@@ -39,7 +39,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
     p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                    help="worker threads for the crossbar layers (default: min(4, CPUs)); results do not depend on it")
-    p.add_argument("--output", metavar="NAME", help="model output to take the top-1 from (default: see README)")
+    p.add_argument("--output", metavar="NAME", help="model output to take the top-1 from (default: see docs/cli.md)")
     p.add_argument("--json", action="store_true",
                    help="print the report as one JSON object (report leac-simulate, docs/reports.md)")
     p.set_defaults(func=run)

@@ -262,7 +262,7 @@ def compile_model(
 
 
 def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> dict[str, Any]:
-    """The `leac compile --json` report of a compile whose Program was written to `output` (keys in README)."""
+    """The `leac compile --json` report of a compile whose Program was written to `output` (keys in docs/reports.md)."""
     program = result.program
     placement = program.placement
     ensemble = program.options.get("ensemble", "layer")

@@ -1,7 +1,9 @@
 """The exceptions leac raises, one hierarchy so callers can catch `LeacError`.
 
-The CLI maps each class to an exit status (see `EXIT_STATUS`): a user's bad
-input is never a traceback, and an unexpected exception is a bug (status 1).
+Each class carries its exit status in `exit_status` (1 cannot compile, 2 usage,
+3 invalid input, 4 does not fit), which `lea_compiler.cli.main` returns after
+printing the message (cli.py names them `EXIT_*`, with 130 and 143 for signals):
+a user's bad input is never a traceback, and an unexpected exception is a bug (status 1).
 """
 
 from __future__ import annotations

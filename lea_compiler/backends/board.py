@@ -105,10 +105,13 @@ index of the input's dimensions between the first (batch) and the last):
 
 The layer's result (y after scale and bias) is the value `output`.
 
-The Program carries no calibrated input full scale or ADC current range, so
-x_fs follows the per-vector rule above (it never clips) and the ADC range is
-the board's calibration; the simulator calibrates both from its data instead
-(docs/simulator.md) and uses the same scaling formula.
+A Program compiled with `leac compile --calibrate` carries one calibrated
+input full scale per layer and one ADC range per block: the `scale` records
+give them as `x_fs` (inputs clip to it) and the `convert` records as
+`full_scale_uA`, and the simulator uses the same numbers. Without calibration
+both are null: x_fs follows the per-vector rule above (it never clips) and the
+ADC range is the board's calibration, while the simulator calibrates both from
+its data (docs/simulator.md); both use the same scaling formula.
 """
 
 from __future__ import annotations
