@@ -58,7 +58,7 @@ from lea_compiler.errors import (
     LeacError,
     UsageError,
 )
-from lea_compiler.fileio import atomic_write_bytes, atomic_write_text
+from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output
 from lea_compiler.pipeline import CompileOptions
 
 log = logging.getLogger(__name__)
@@ -293,6 +293,8 @@ def _plan(model: PathLike, chips: list[Path], out: Path, calibrate_on: PathLike 
             if output.resolve() in inputs:
                 raise UsageError(f"the output {output} would overwrite the input {inputs[output.resolve()]}; "
                                  "choose another output folder")
+            if out.is_dir():
+                check_output(output, [])
         jobs.append(ChipJob(index, str(chip.resolve()) if absolute else str(chip), str(program), str(report)))
     return jobs
 

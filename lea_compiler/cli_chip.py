@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lea_compiler.chip import (
@@ -32,6 +30,7 @@ from lea_compiler.chip import (
     synth_chip,
 )
 from lea_compiler.errors import InvalidChipError, UsageError
+from lea_compiler.fileio import check_output
 from lea_compiler.tables import format_table
 
 _COUNT_KEYS = ("stuck_high", "stuck_low", "dead_rows", "dead_cols", "healthy")
@@ -239,22 +238,6 @@ def _probability(text: str) -> float:
 # Output files
 
 
-def _check_output(output: str, inputs: Sequence[str], option: str) -> None:
-    """Refuse an output path that is an input file, a directory, or in a missing folder."""
-    out = Path(output)
-    for given in inputs:
-        same = Path(given).resolve() == out.resolve()
-        if not same and out.exists() and Path(given).exists():
-            same = os.path.samefile(given, out)
-        if same:
-            raise UsageError(f"{option} {output}: refusing to write over the input file {given}")
-    if out.is_dir():
-        raise UsageError(f"{option} {output}: is a directory")
-    folder = out.parent
-    if not folder.is_dir():
-        raise UsageError(f"{option} {output}: the folder {folder} does not exist")
-
-
 def _write(output: str, write: Any) -> None:
     """Run `write()` (an atomic writer), turning an OS error into a clear message."""
     try:
@@ -268,7 +251,7 @@ def _write(output: str, write: Any) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    _check_output(args.output, [], "-o")
+    check_output(args.output, [], "-o")
     chip = synth_chip(
         arrays=args.arrays,
         rows=args.rows,
@@ -341,7 +324,7 @@ def _run_show(args: argparse.Namespace) -> int:
     if args.png:
         from lea_compiler.plot import plot_chip_defects
 
-        _check_output(args.png, [args.file], "--png")
+        check_output(args.png, [args.file], "--png")
         _write(args.png, lambda: plot_chip_defects(chip, args.png))
     per_array = _array_rows(chip)
     totals = chip.defect_counts()
@@ -382,7 +365,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    _check_output(args.output, args.maps, "-o")
+    check_output(args.output, args.maps, "-o")
     chip = import_maps(
         args.maps,
         high_above_uS=args.high_above_uS,

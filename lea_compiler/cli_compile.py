@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import textwrap
 import time
@@ -14,6 +13,7 @@ from typing import Any
 from lea_compiler.batch import BatchResult, ChipResult, chip_files, compile_many
 from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
+from lea_compiler.fileio import check_output
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
 from lea_compiler.pipeline import ENSEMBLE_MODES, SCALE_NOISE_MODES, CompileOptions
@@ -148,14 +148,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give the chip: --chip CHIP.json (again for more chips), or --chip-dir DIR")
     chip = chips[0]
     output = Path(args.output) if args.output else Path(Path(args.model).stem + ".leac")
-    for given in (args.model, chip):
-        if output.exists() and Path(given).exists() and os.path.samefile(output, given):
-            raise UsageError(f"the output {output} would overwrite the input {given}")
-    if output.parent and not output.parent.exists():
-        raise UsageError(f"the output folder {output.parent} does not exist")
     if output.is_dir():
         raise UsageError(f"the output {output} is a folder; with one chip, -o names the Program file "
                          "(for an output folder, add --jobs N or use --chip-dir)")
+    check_output(output, [args.model, chip, args.calibrate])
     progress = None
     if not args.json and sys.stderr.isatty():
         def progress(name: str, seconds: float) -> None:

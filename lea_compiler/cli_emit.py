@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 from lea_compiler.backends import BACKENDS
@@ -30,6 +28,7 @@ from lea_compiler.backends.board import (
     validate_board,
 )
 from lea_compiler.errors import InvalidInputError, UsageError
+from lea_compiler.fileio import check_output
 from lea_compiler.program import Program
 
 EXIT_INVALID_INPUT = InvalidInputError.exit_status
@@ -107,20 +106,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     validate.set_defaults(func=run_validate)
 
 
-def _check_output(output: str, given: str) -> None:
-    """Refuse an output that is the input file, a directory, or in a missing folder."""
-    out = Path(output)
-    same = out.resolve() == Path(given).resolve()
-    if not same and out.exists() and Path(given).exists():
-        same = os.path.samefile(out, given)
-    if same:
-        raise UsageError(f"-o {output}: refusing to write over the input file {given}")
-    if out.is_dir():
-        raise UsageError(f"-o {output}: is a directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"-o {output}: the folder {out.parent} does not exist")
-
-
 def run_emit(args: argparse.Namespace) -> int:
     """`leac emit`: check the options, load the Program, write the output, print a summary."""
     if args.tolerance_uS is not None and not (
@@ -129,7 +114,7 @@ def run_emit(args: argparse.Namespace) -> int:
         raise UsageError(f"--tolerance-uS must be a positive number of uS, got {args.tolerance_uS}")
     if args.max_pulses < 1:
         raise UsageError(f"--max-pulses must be at least 1, got {args.max_pulses}")
-    _check_output(args.output, args.program)
+    check_output(args.output, [args.program])
     program = Program.load(args.program)
     emit = BACKENDS[args.target]
     summary: BoardSummary = emit(

@@ -3,18 +3,78 @@
 Every file leac produces goes through `atomic_write_bytes`: the data lands in a
 temporary file in the destination folder and is renamed over the target only
 once complete, so an error or an interrupt leaves either the old file or none.
+A rename replaces whatever the target is, so an existing target that is not a
+regular file (a device such as /dev/null, a FIFO, a socket, a folder) is refused
+before anything is written: leac never replaces a device node with a file.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+
+from lea_compiler.errors import UsageError
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(path: Path) -> str | None:
+    """What `path` is when it exists and is not a regular file (symlinks followed), else None."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return "not readable as a file"
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
+                 option: str = "-o") -> None:
+    """Refuse an output path before any work: an input file, an existing non-regular file, or in a missing folder.
+
+    Raises:
+        UsageError: naming `option` and what is wrong with the path.
+    """
+    out = Path(output)
+    for given in inputs:
+        if given is None:
+            continue
+        same = Path(given).resolve() == out.resolve()
+        if not same and out.exists() and Path(given).exists():
+            same = os.path.samefile(given, out)
+        if same:
+            raise UsageError(f"{option} {output}: refusing to write over the input file {given}")
+    kind = _not_regular(out)
+    if kind is not None:
+        raise UsageError(f"{option} {output}: is {kind}; leac writes only regular files and never replaces "
+                         "anything else")
+    folder = out.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {output}: the folder {folder} does not exist")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename).
+
+    Raises:
+        UsageError: `path` exists and is not a regular file (it is never replaced).
+    """
     target = Path(path)
+    kind = _not_regular(target)
+    if kind is not None:
+        raise UsageError(f"{target}: is {kind}; leac writes only regular files and never replaces anything else")
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:

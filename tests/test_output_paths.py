@@ -1,0 +1,141 @@
+"""Outputs never replace anything but a regular file, and never an input (issue 13, items 1 and 2).
+
+Device nodes, FIFOs and sockets are made inside the test's temporary folder; nothing touches /dev.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lea_compiler.cli import main
+from lea_compiler.errors import UsageError
+from lea_compiler.fileio import atomic_write_bytes, check_output
+from tests.helpers import save_mlp_and_chip
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _char_device(path: Path) -> Path:
+    try:  # the numbers of /dev/null; needs root (CAP_MKNOD), as a user running `-o /dev/null` as root has
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    return path
+
+
+@pytest.fixture
+def unix_socket(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    sockets: list[socket.socket] = []
+
+    def make(path: Path) -> Path:
+        if len(str(path)) > 100:
+            pytest.skip("temporary folder too deep for a unix socket path")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        sockets.append(server)
+        return path
+
+    yield make
+    for server in sockets:
+        server.close()
+
+
+def _kinds(unix_socket: Callable[[Path], Path]) -> dict[str, tuple[Callable[[Path], Path], str]]:
+    return {"fifo": (_fifo, "is a FIFO"), "device": (_char_device, "is a character device"),
+            "socket": (unix_socket, "is a socket")}
+
+
+def _same_kind(path: Path, kind: str) -> bool:
+    mode = path.lstat().st_mode
+    return {"fifo": stat.S_ISFIFO, "device": stat.S_ISCHR, "socket": stat.S_ISSOCK}[kind](mode)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_atomic_write_refuses_what_is_not_a_regular_file(kind: str, tmp_path: Path, unix_socket) -> None:
+    make, message = _kinds(unix_socket)[kind]
+    target = make(tmp_path / "target")
+    with pytest.raises(UsageError, match=message):
+        atomic_write_bytes(target, b"data")
+    assert _same_kind(target, kind)
+    assert os.listdir(tmp_path) == ["target"]  # no temporary file left
+
+
+def test_atomic_write_refuses_a_symlink_to_a_fifo(tmp_path: Path) -> None:
+    fifo = _fifo(tmp_path / "fifo")
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    with pytest.raises(UsageError, match="is a FIFO"):
+        atomic_write_bytes(link, b"data")
+    assert link.is_symlink() and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_check_output_accepts_new_and_regular_files(tmp_path: Path) -> None:
+    check_output(tmp_path / "new.leac", [])
+    (tmp_path / "old.leac").write_bytes(b"old")
+    check_output(tmp_path / "old.leac", [None, tmp_path / "other"])
+
+
+@pytest.fixture
+def mlp_and_chip(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return save_mlp_and_chip(folder)
+
+
+def _program(tmp_path: Path, model: Path, chip: Path) -> Path:
+    program = tmp_path / "in" / "mlp.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "1", "-o", str(program)]) == 0
+    return program
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+@pytest.mark.parametrize("command", ["compile", "emit", "chip synth", "chip show --png", "compile --jobs 1"])
+def test_commands_refuse_an_output_that_is_not_a_regular_file(
+    command: str, kind: str, tmp_path: Path, mlp_and_chip, unix_socket, capsys
+) -> None:
+    model, chip = mlp_and_chip
+    make, message = _kinds(unix_socket)[kind]
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "compile --jobs 1":  # a batch writes OUTDIR/STEM.leac for every chip
+        target = make(out / f"{chip.stem}.leac")
+        argv = ["compile", str(model), "--chip", str(chip), "--jobs", "1", "-o", str(out)]
+    else:
+        target = make(out / "target")
+        argv = {
+            "compile": ["compile", str(model), "--chip", str(chip), "-k", "1", "-o", str(target)],
+            "emit": ["emit", str(_program(tmp_path, model, chip)) if command == "emit" else "", "--target", "board",
+                     "-o", str(target)],
+            "chip synth": ["chip", "synth", "--arrays", "2", "--seed", "0", "-o", str(target)],
+            "chip show --png": ["chip", "show", str(chip), "--png", str(target)],
+        }[command]
+    capsys.readouterr()
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert message in err and "never replaces" in err
+    assert _same_kind(target, kind)
+    assert sorted(os.listdir(out)) == [target.name]  # nothing else written beside it
+
+
+def test_compile_refuses_to_write_over_its_calibration_data(mlp_and_chip, tmp_path: Path, capsys) -> None:
+    model, chip = mlp_and_chip
+    calibration = tmp_path / "cal.npz"
+    np.savez(calibration, x=np.zeros((4, 4), np.float32), y=np.zeros(4, np.int64))
+    before = calibration.read_bytes()
+    for output in (calibration, tmp_path / "." / "cal.npz"):
+        status = main(["compile", str(model), "--chip", str(chip), "-k", "1", "--calibrate", str(calibration),
+                       "-o", str(output)])
+        assert status == 2
+        assert "refusing to write over the input file" in capsys.readouterr().err
+        assert calibration.read_bytes() == before
