@@ -25,7 +25,7 @@ from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
-from lea_compiler.onnx_frontend import load_model
+from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.passes.quantize import Quantize
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, lower_to_program, with_calibration
@@ -136,8 +136,8 @@ def _import(model: str | os.PathLike[str] | Graph) -> _Imported:
         info["file"] = None
         info["sha256"] = None
     else:
-        graph = load_model(model)
-        source = Path(model).read_bytes()
+        proto, source = read_model(model)
+        graph = import_model(proto, source=str(model))
         info["file"] = Path(model).name
         info["sha256"] = hashlib.sha256(source).hexdigest()
     info["name"] = graph.name

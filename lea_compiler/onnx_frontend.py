@@ -46,6 +46,18 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
         InvalidModelError: the file is missing, not ONNX, fails the checker or
             shape inference, or uses ops leac does not support (all listed).
     """
+    model, _ = read_model(path)
+    return import_model(model, source=str(path))
+
+
+def read_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, bytes]:
+    """Read an ONNX file once: the model with its external data loaded (confined to the model's folder), and
+    self-contained bytes of it to embed in a Program: the file's own bytes, or, when it names external data,
+    the model serialized with that data inline (so no later reader ever resolves a path).
+
+    Raises:
+        InvalidModelError: the file is missing, empty, too big, not ONNX, or its external data is bad.
+    """
     source = Path(path)
     if not source.exists():
         raise InvalidModelError(f"{source}: no such file")
@@ -56,12 +68,20 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
         raise InvalidModelError(f"{source}: the file is empty, not an ONNX model")
     if size > MAX_MODEL_BYTES:
         raise InvalidModelError(f"{source}: {size} bytes is larger than ONNX's 2 GiB protobuf limit")
+    data = source.read_bytes()
     try:
-        model = onnx.load(str(source), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError... for a bad file
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # onnx raises DecodeError, ValueError... for a bad file
         raise InvalidModelError(f"{source}: not a readable ONNX model ({_first_line(exc)})") from None
-    _load_external_data(model, source)
-    return import_model(model, source=str(source))
+    if names_external_data(model):
+        _load_external_data(model, source)
+        data = model.SerializeToString()
+    return model, data
+
+
+def names_external_data(model: onnx.ModelProto) -> bool:
+    """Whether any tensor of the model (initializers, node attributes, subgraphs) keeps its data in another file."""
+    return any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _all_tensors(model.graph))
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -87,11 +107,9 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
     """
     folder = source.resolve().parent
     problems = []
-    external = False
     for tensor in _all_tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        external = True
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
         where = f"tensor {tensor.name!r}: external data {location!r}"
@@ -124,11 +142,10 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
             problems.append(f"{where}: declares bytes {offset}..{offset + (length or 0)} but the file has {size}")
     if problems:
         raise InvalidModelError(f"{source}: " + "; ".join(problems))
-    if external:
-        try:
-            onnx.external_data_helper.load_external_data_for_model(model, str(folder))
-        except Exception as exc:
-            raise InvalidModelError(f"{source}: cannot read its external data ({_first_line(exc)})") from None
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(folder))
+    except Exception as exc:
+        raise InvalidModelError(f"{source}: cannot read its external data ({_first_line(exc)})") from None
 
 
 def _undecodable_strings(message: Any, path: str = "model") -> Iterator[str]:

@@ -265,6 +265,8 @@ class Program:
         digest = model_info.get("sha256") if isinstance(model_info, dict) else None
         if source_model is not None and digest is not None and hashlib.sha256(source_model).hexdigest() != digest:
             raise InvalidInputError(f"{source}: the embedded model.onnx does not match its sha256")
+        if source_model is not None:
+            _check_embedded_model(source_model, source)
 
         def array(name: str) -> np.ndarray:
             try:
@@ -654,6 +656,22 @@ def lower_to_program(
 
 
 # ------------------------------------------------------------- serialization
+def _check_embedded_model(data: bytes, source: str) -> None:
+    """An embedded model must parse and hold all its data: a Program is self-contained, and a model naming
+    external data would make onnxruntime read files from wherever the Program is simulated."""
+    import onnx  # here, not at the top: reading a Program's arrays needs no ONNX
+
+    from lea_compiler.onnx_frontend import names_external_data
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # DecodeError and friends
+        raise InvalidInputError(f"{source}: the embedded model.onnx is not a readable ONNX model ({exc})") from None
+    if names_external_data(model):
+        raise InvalidInputError(f"{source}: the embedded model.onnx names external data files; a Program's model "
+                                "must hold all its data (leac never reads files a Program points at)")
+
+
 def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED

@@ -15,6 +15,7 @@ import onnx
 import onnxruntime as ort
 
 from lea_compiler.errors import InvalidModelError
+from lea_compiler.onnx_frontend import names_external_data
 
 
 def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.InferenceSession:
@@ -24,16 +25,26 @@ def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: leac reports onnxruntime's errors itself (InvalidModelError)
     source: bytes | str
-    if isinstance(model, onnx.ModelProto):
-        source = model.SerializeToString()
-    elif isinstance(model, bytes):
-        source = model
+    if isinstance(model, onnx.ModelProto | bytes):
+        # from memory, onnxruntime would resolve external data against the current folder: refuse it
+        proto = model if isinstance(model, onnx.ModelProto) else _parse(model)
+        if names_external_data(proto):
+            raise InvalidModelError("the model names external data files; leac gives onnxruntime only models "
+                                    "that hold all their data")
+        source = model if isinstance(model, bytes) else model.SerializeToString()
     else:
         source = os.fspath(model)
     try:
         return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise InvalidModelError(f"onnxruntime cannot load the model: {exc}") from None
+
+
+def _parse(data: bytes) -> onnx.ModelProto:
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as exc:  # DecodeError and friends
+        raise InvalidModelError(f"not a readable ONNX model ({exc})") from None
 
 
 def run_onnxruntime(

@@ -90,3 +90,70 @@ def test_bad_offset_is_refused(tmp_path) -> None:
     set_location(path, "weights.bin", offset="-5")
     with pytest.raises(InvalidModelError, match="negative offset"):
         load_model(path)
+
+
+# ---- the model a Program embeds (issue 13, item 3)
+
+
+def _compile(model: Path, out: Path) -> Path:
+    from lea_compiler.chip import save_chip, synth_chip
+
+    chip = out.parent / "chip.json"
+    save_chip(synth_chip(arrays=8, rows=25, cols=25, stuck_high=0.0, stuck_low=0.0, seed=0), chip)
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "1", "-o", str(out)]) == 0
+    return out
+
+
+def _replace_embedded_model(program: Path, model: bytes) -> None:
+    """Swap the Program's model.onnx (and its recorded sha256), as a crafted file would."""
+    import hashlib
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(program) as archive:
+        entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    header = json.loads(entries["program.json"])
+    header["model"]["sha256"] = hashlib.sha256(model).hexdigest()
+    entries["program.json"] = json.dumps(header).encode()
+    entries["model.onnx"] = model
+    with zipfile.ZipFile(program, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def test_a_program_embeds_its_external_data_and_never_reads_files_later(tmp_path, monkeypatch, capsys) -> None:
+    from lea_compiler.program import Program
+
+    (tmp_path / "out").mkdir()
+    program = _compile(external_model(tmp_path / "m"), tmp_path / "out" / "p.leac")
+
+    embedded = onnx.load_model_from_string(Program.load(program).source_model)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in embedded.graph.initializer)
+    os.remove(tmp_path / "m" / "weights.bin")  # the Program no longer needs the model's folder
+    x = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.zeros(20, np.int64))
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", str(program), "--data", str(tmp_path / "data.npz"), "--ideal"]) == 0
+
+
+def test_a_program_whose_model_names_external_data_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "out").mkdir()
+    program = _compile(external_model(tmp_path / "m"), tmp_path / "out" / "p.leac")
+    # the crafted model points at weights.bin, which a victim's current folder holds
+    _replace_embedded_model(program, (tmp_path / "m" / "model.onnx").read_bytes())
+    x = np.zeros((4, 8), np.float32)
+    np.savez(tmp_path / "m" / "data.npz", x=x, y=np.zeros(4, np.int64))
+    monkeypatch.chdir(tmp_path / "m")
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--data", "data.npz"]) == 3
+    err = capsys.readouterr().err
+    assert "names external data" in err and "Traceback" not in err
+
+
+def test_onnxruntime_is_never_given_in_memory_models_with_external_data(tmp_path, monkeypatch) -> None:
+    path = external_model(tmp_path / "m")
+    monkeypatch.chdir(tmp_path / "m")
+    with pytest.raises(InvalidModelError, match="names external data"):
+        run_onnxruntime(path.read_bytes(), {"x": np.zeros((1, 8), np.float32)})
+    with pytest.raises(InvalidModelError, match="names external data"):
+        run_onnxruntime(onnx.load(str(path), load_external_data=False), {"x": np.zeros((1, 8), np.float32)})
