@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 
 from lea_compiler.errors import BadDataError, InvalidChipError, InvalidInputError, UsageError
-from lea_compiler.fileio import atomic_write_text
+from lea_compiler.fileio import atomic_write_text, read_input
 
 logger = logging.getLogger(__name__)
 
@@ -1603,26 +1603,7 @@ def parse_chip(obj: object, source: str) -> Chip:
 
 def _read_bytes(path: str | os.PathLike[str], what: str) -> bytes:
     """The bytes of an input file, with a clear InvalidInputError when it cannot be read."""
-    source = os.fspath(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InvalidInputError(f"{source}: no such {what}") from None
-    except IsADirectoryError:
-        raise InvalidInputError(f"{source}: is a directory, not a {what}") from None
-    except PermissionError:
-        raise InvalidInputError(f"{source}: permission denied") from None
-    except OSError as exc:
-        raise InvalidInputError(
-            f"{source}: cannot read the {what}: {exc.strerror or exc}"
-        ) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InvalidInputError(
-            f"{source}: larger than {MAX_FILE_BYTES // 2**20} MiB, "
-            f"more than leac accepts for a {what}"
-        )
-    return data
+    return read_input(path, MAX_FILE_BYTES, what)
 
 
 def _read_text(path: str | os.PathLike[str], what: str) -> str:

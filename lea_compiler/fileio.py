@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from lea_compiler.errors import UsageError
+from lea_compiler.errors import InvalidInputError, UsageError
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -101,3 +101,31 @@ def _umask() -> int:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` as UTF-8 to `path` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_input(path: str | os.PathLike[str], limit: int, what: str,
+               error: type[InvalidInputError] = InvalidInputError) -> bytes:
+    """The bytes of an input file, at most `limit`: refused unless it is a regular file (a symlink to
+    /dev/zero reports size 0 and would be read forever), and read with that bound whatever its size says.
+
+    Raises:
+        `error` (an InvalidInputError): missing, not a regular file, unreadable, or larger than `limit`.
+    """
+    source = os.fspath(path)
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore the flag)
+        with os.fdopen(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                kind = next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+                raise error(f"{source}: is {kind}, not a {what}")
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{source}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{source}: is a directory, not a {what}") from None
+    except OSError as exc:
+        raise error(f"{source}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{source}: larger than {limit} bytes ({limit / 2**20:g} MiB), more than leac reads for a {what}")
+    return data

@@ -44,7 +44,7 @@ import numpy as np
 from lea_compiler import __version__
 from lea_compiler.chip import Chip, chip_to_text, decode_chip_json, parse_chip
 from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError, UsageError
-from lea_compiler.fileio import atomic_write_bytes
+from lea_compiler.fileio import atomic_write_bytes, read_input
 from lea_compiler.ir import Graph, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.passes.compensate import Compensation
@@ -228,17 +228,7 @@ class Program:
             InvalidInputError: not a leac Program, a newer version, or damaged.
         """
         source = os.fspath(path)
-        try:
-            size = os.path.getsize(source)
-        except OSError as exc:
-            raise InvalidInputError(f"{source}: cannot read the Program ({exc.strerror or exc})") from None
-        if size > MAX_PROGRAM_BYTES:
-            raise InvalidInputError(f"{source}: {size} bytes is larger than leac reads ({MAX_PROGRAM_BYTES})")
-        try:
-            with open(source, "rb") as handle:
-                return Program.from_bytes(handle.read(), source)
-        except OSError as exc:
-            raise InvalidInputError(f"{source}: cannot read the Program ({exc.strerror or exc})") from None
+        return Program.from_bytes(read_input(source, MAX_PROGRAM_BYTES, "Program"), source)
 
     @staticmethod
     def from_bytes(data: bytes, source: str = "<program>") -> Program:

@@ -139,3 +139,39 @@ def test_compile_refuses_to_write_over_its_calibration_data(mlp_and_chip, tmp_pa
         assert status == 2
         assert "refusing to write over the input file" in capsys.readouterr().err
         assert calibration.read_bytes() == before
+
+
+# ---- inputs that are not regular files (issue 13, item 13)
+
+
+def _zero_device(path: Path) -> Path:
+    try:  # the numbers of /dev/zero, made inside the test's folder; needs root
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero device", "link to zero device"])
+@pytest.mark.parametrize("command", ["simulate", "emit", "board validate", "chip validate"])
+def test_readers_refuse_inputs_that_are_not_regular_files(command: str, kind: str, tmp_path: Path, capsys) -> None:
+    if kind == "fifo":
+        source, message = _fifo(tmp_path / "input"), "is a FIFO"
+    else:
+        source, message = _zero_device(tmp_path / "zero"), "is a character device"
+        if kind.startswith("link"):
+            source = tmp_path / "input"
+            source.symlink_to(tmp_path / "zero")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.zeros((2, 4), np.float32), y=np.zeros(2, np.int64))
+    argv = {
+        "simulate": ["simulate", str(source), "--data", str(data)],
+        "emit": ["emit", str(source), "--target", "board", "-o", str(tmp_path / "out.jsonl")],
+        "board validate": ["board", "validate", str(source)],
+        "chip validate": ["chip", "validate", str(source)],
+    }[command]
+    before = sorted(os.listdir(tmp_path))
+    assert main(argv) == 3  # at once: a FIFO without a writer, or /dev/zero, is never read
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == before

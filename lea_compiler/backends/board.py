@@ -129,7 +129,7 @@ import numpy as np
 
 from lea_compiler import __version__
 from lea_compiler.errors import InvalidInputError, UsageError
-from lea_compiler.fileio import atomic_write_text
+from lea_compiler.fileio import atomic_write_text, read_input
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.program import Layer, Program, is_finite_json, program_problems
@@ -1182,19 +1182,7 @@ def _decode_line(raw: bytes) -> Any:
 
 
 def _read_lines(path: str | os.PathLike[str]) -> list[bytes]:
-    source = os.fspath(path)
-    try:
-        size = os.path.getsize(source)
-        if size > MAX_BOARD_BYTES:
-            raise InvalidInputError(
-                f"{source}: {size} bytes is larger than leac reads ({MAX_BOARD_BYTES})"
-            )
-        with open(source, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise InvalidInputError(
-            f"{source}: cannot read the board file ({exc.strerror or exc})"
-        ) from None
+    data = read_input(path, MAX_BOARD_BYTES, "board file")
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line
