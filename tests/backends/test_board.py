@@ -560,7 +560,7 @@ def test_files_that_are_not_board_files(tmp_path: Path, mlp: Program) -> None:
     assert validate_board(empty) == ["line 1: the file is empty (expected the leac-board header)"]
     mlp.save(tmp_path / "p.leac")
     assert validate_board(tmp_path / "p.leac")[0].startswith("line 1: the header is not valid JSON")
-    with pytest.raises(InvalidInputError, match="cannot read the board file"):
+    with pytest.raises(InvalidInputError, match="no such board file"):
         validate_board(tmp_path / "missing.jsonl")
 
 
