@@ -8,10 +8,12 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError, UsageError
 from lea_compiler.ir import Graph
 
@@ -24,7 +26,10 @@ _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.form
 
 @dataclass(frozen=True)
 class Dataset:
-    """A test set: inputs `x` (batch first) and integer labels `y`."""
+    """A test set: inputs `x` (batch first) and integer labels `y`.
+
+    `load_data` and `from_arrays` build checked ones.
+    """
 
     name: str
     x: np.ndarray
@@ -79,6 +84,8 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
     Sizes are checked before anything is read (`MAX_DATA_BYTES`: the file, the
     entries' declared sizes and the arrays' declared shapes).
 
+    The arrays are then checked and converted as `from_arrays` does.
+
     Raises:
         BadDataError: missing keys, wrong shapes or dtypes, no samples, or a file too large.
     """
@@ -98,24 +105,49 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
         raise BadDataError(f"{source}: not a readable .npz data file ({type(exc).__name__}: {exc})") from None
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise BadDataError(f"{source}: x and y must be .npy arrays")
+    return from_arrays(x, y, graph, name=source.name, where=str(source))
+
+
+def from_arrays(x: Any, y: Any, graph: Graph, *, name: str = "data", where: str | None = None) -> Dataset:
+    """A Dataset for `graph`'s single input from in-memory arrays, checked and converted as a data file is.
+
+    `x` is converted to the model's input dtype and `y` to int64 by the rule of
+    `lea_compiler.dtypes` (integer and floating-point data whose values fit;
+    labels must be whole numbers); `x` must match the input's rank and known
+    dimensions, hold no NaN or infinity, and have as many samples as `y`.
+
+    Args:
+        x: The inputs, batch first.
+        y: The labels, one per sample (1-D).
+        graph: The model (or a Program's graph) the data is for.
+        name: How reports name the data set.
+        where: How error messages name it (default `name`; a file's path for `load_data`).
+
+    Raises:
+        BadDataError: the arrays do not fit the model, or hold values that do not convert.
+    """
+    where = where or name
     if len(graph.inputs) != 1:
-        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data files feed models with one input")
-    if x.dtype.kind not in "fiu":
-        raise BadDataError(f"{source}: x must be numeric, got {x.dtype}")
-    if y.dtype.kind not in "iu" or y.ndim != 1:
-        raise BadDataError(f"{source}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data sets feed models with one input")
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise BadDataError(f"{where}: x and y must be arrays ({exc})") from None
+    if y.ndim != 1:
+        raise BadDataError(f"{where}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+    y = convert(y, np.int64, f"{where}: y")
     if x.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise BadDataError(f"{source}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
+        raise BadDataError(f"{where}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
     if len(y) == 0:
-        raise BadDataError(f"{source}: no samples (x and y are empty)")
+        raise BadDataError(f"{where}: no samples (x and y are empty)")
     value = graph.inputs[0]
     try:
         x = interpreter.check_feeds(graph, {value.name: x})[value.name]
     except BadDataError as exc:
-        raise BadDataError(f"{source}: {exc}") from None
+        raise BadDataError(f"{where}: {exc}") from None
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise BadDataError(f"{source}: x contains NaN or infinity")
-    return Dataset(source.name, x, y.astype(np.int64))
+        raise BadDataError(f"{where}: x contains NaN or infinity")
+    return Dataset(name, x, y)
 
 
 def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
@@ -132,5 +164,3 @@ def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.nda
         if values.dtype.kind == "f":
             return values.reshape(len(values), -1).argmax(axis=1)
     raise BadDataError("the model has no integer label output and no float output to take the argmax of")
-
-
