@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import zipfile
@@ -15,11 +16,13 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError, UsageError
-from lea_compiler.ir import Graph
+from lea_compiler.ir import Graph, Value
 
 MAX_DATA_BYTES = 2 * 2**30
 """Largest data file read, and most bytes its arrays may hold once uncompressed (checked from the .npz
 entries' declared sizes and the .npy headers before anything is read); larger test sets must be split."""
+
+log = logging.getLogger(__name__)
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -115,6 +118,8 @@ def from_arrays(x: Any, y: Any, graph: Graph, *, name: str = "data", where: str 
     `lea_compiler.dtypes` (integer and floating-point data whose values fit;
     labels must be whole numbers); `x` must match the input's rank and known
     dimensions, hold no NaN or infinity, and have as many samples as `y`.
+    Whether the labels are classes the model outputs is checked by the
+    simulator (`check_labels`), which knows which output the top-1 comes from.
 
     Args:
         x: The inputs, batch first.
@@ -164,3 +169,127 @@ def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.nda
         if values.dtype.kind == "f":
             return values.reshape(len(values), -1).argmax(axis=1)
     raise BadDataError("the model has no integer label output and no float output to take the argmax of")
+
+
+
+
+_PASS_THROUGH = frozenset({"Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+"""Ops between a label output and where its labels come from that keep the label values."""
+
+
+@dataclass(frozen=True)
+class ModelLabels:
+    """The labels a model's top-1 can take: what the simulator checks data labels against.
+
+    Attributes:
+        output: The model output the top-1 comes from.
+        labels: Every label it can give, sorted (0 .. classes - 1 for an argmax), or None when the graph does
+            not say (a dimension that is not a number, or an integer output leac cannot trace).
+        argmax: The top-1 is an argmax, so it is never negative even when `labels` is None.
+    """
+
+    output: str
+    labels: np.ndarray | None
+    argmax: bool
+
+
+def _per_sample(value: Value) -> int | None:
+    """Elements per sample of an output (its dimensions after the batch), None when not all are known."""
+    if value.shape is None or len(value.shape) < 1 or not all(isinstance(d, int) for d in value.shape[1:]):
+        return None
+    return math.prod(value.shape[1:])  # type: ignore[arg-type]
+
+
+def _traced_labels(value: Value) -> tuple[np.ndarray | None, bool]:
+    """The labels an integer output can hold, traced back through value-preserving ops to an ArgMax
+    (labels 0 .. C-1, C the size of the reduced axis) or to a constant table it indexes (skl2onnx's
+    ArrayFeatureExtractor of the classes, or Gather): (labels or None, whether it is an argmax)."""
+    node = value.producer
+    while node is not None and node.domain == "" and node.op_type in _PASS_THROUGH:
+        node = node.input(0).producer  # type: ignore[union-attr]
+    if node is None:
+        return None, False
+    if node.op_type == "ArgMax" and node.domain == "":
+        source = node.input(0)
+        shape = source.shape if source is not None else None
+        axis = int(node.attrs.get("axis", 0))
+        classes = shape[axis] if shape is not None and -len(shape) <= axis < len(shape) else None
+        return (np.arange(classes, dtype=np.int64) if isinstance(classes, int) else None), True
+    if node.op_type in ("ArrayFeatureExtractor", "Gather"):
+        table = node.input(0)
+        if table is not None and table.const is not None and table.const.dtype.kind in "iu":
+            return np.unique(table.const.astype(np.int64)), False
+    return None, False
+
+
+def model_labels(graph: Graph, output: str | None = None) -> ModelLabels:
+    """Which labels the top-1 of `graph` can give, chosen as `top1` chooses at run time.
+
+    The top-1 output is `output`, else the first integer output with one value
+    per sample, else the first float output. Of a float output the top-1 is the
+    argmax over its values per sample, so its classes are 0 .. C - 1 with C
+    those values' count. An integer output's labels are traced back to the
+    ArgMax or constant class table that produces them (`_traced_labels`).
+    `labels` is None when the graph does not tell: then only an argmax's
+    labels are checked, for being non-negative.
+
+    Raises:
+        UsageError: the model has no output named `output`.
+    """
+    outputs = {value.name: value for value in graph.outputs}
+    if output is not None:
+        if output not in outputs:
+            raise UsageError(f"the model has no output {output!r}; it has {', '.join(outputs)}")
+        chosen = outputs[output]
+    else:
+        integers = [v for v in graph.outputs if v.dtype.kind in "iu"]
+        if any(_per_sample(v) is None for v in integers):  # top1 may or may not take it at run time
+            return ModelLabels(integers[0].name, None, False)
+        labelled = [v for v in integers if _per_sample(v) == 1]
+        floats = [v for v in graph.outputs if v.dtype.kind == "f"]
+        if not labelled and not floats:
+            return ModelLabels("", None, False)  # top1 refuses the model when it runs
+        chosen = (labelled or floats)[0]
+    if chosen.dtype.kind == "f":
+        count = _per_sample(chosen)
+        return ModelLabels(chosen.name, None if count is None else np.arange(count, dtype=np.int64), True)
+    if chosen.dtype.kind in "iu":
+        labels, argmax = _traced_labels(chosen)
+        return ModelLabels(chosen.name, labels, argmax)
+    return ModelLabels(chosen.name, None, False)
+
+
+def _span(labels: np.ndarray) -> str:
+    shown = ", ".join(str(v) for v in labels[:10])
+    return f"{shown}, ... ({len(labels)} labels)" if len(labels) > 10 else shown
+
+
+def check_labels(data: Dataset, model: ModelLabels) -> None:
+    """Refuse a data set whose labels the model can never predict: its accuracy would be meaningless.
+
+    Raises:
+        BadDataError: a label outside `model.labels`, or a negative label for an argmax top-1; the
+            message gives the labels found and the classes the model outputs.
+    """
+    y = data.y
+    if len(y) == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    found = f"{data.name}: y holds labels {low} to {high}" if low != high else f"{data.name}: y holds label {low}"
+    if model.labels is not None:
+        outside = ~np.isin(y, model.labels)
+        if not outside.any():
+            return
+        labels = model.labels
+        if model.argmax or np.array_equal(labels, np.arange(len(labels))):
+            classes = f"{len(labels)} classes (labels 0 to {len(labels) - 1})"
+        else:
+            classes = f"only the labels {_span(labels)}"
+        raise BadDataError(f"{found}, but the model's output {model.output!r} gives {classes}: "
+                           f"{int(outside.sum())} of {len(y)} samples have a label it never predicts")
+    if model.argmax and low < 0:
+        raise BadDataError(f"{found}, but the model's top-1 (the argmax of output {model.output!r}) is never "
+                           f"negative: {int((y < 0).sum())} of {len(y)} samples have a label it never predicts")
+    if model.output:
+        log.warning("the model's graph does not say which labels output %r gives; the labels of %s are %s",
+                    model.output, data.name, "checked for being non-negative only" if model.argmax else "not checked")
