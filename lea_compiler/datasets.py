@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.form
 class Dataset:
     """A test set: inputs `x` (batch first) and integer labels `y`.
 
-    `load_data` and `from_arrays` build checked ones.
+    `load_data` and `from_arrays` build checked ones; one built directly is
+    checked (and converted) when it is given to `leac.simulate`.
     """
 
     name: str
@@ -153,6 +154,56 @@ def from_arrays(x: Any, y: Any, graph: Graph, *, name: str = "data", where: str 
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise BadDataError(f"{where}: x contains NaN or infinity")
     return Dataset(name, x, y)
+
+
+DataLike = str | os.PathLike[str] | Dataset | tuple[Any, Any] | Mapping[str, Any]
+"""One data set as the Python API takes it: an .npz path, a Dataset, a pair (x, y), or a dict with x and y."""
+
+
+def _is_pair(item: object) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and not any(
+        isinstance(part, (str, os.PathLike, Dataset, Mapping, tuple)) for part in item)
+
+
+def as_datasets(data: DataLike | Sequence[DataLike], graph: Graph) -> list[Dataset]:
+    """The data sets in `data`, each checked against `graph` as a data file is (`from_arrays`).
+
+    `data` is one data set or a list of them. One data set is an .npz path (read
+    by `load_data`), a `Dataset`, a tuple `(x, y)` of arrays, or a dict with keys
+    `x`, `y` and optionally `name` (a loaded `np.load(...)` file works too).
+    In-memory data sets are named `data` in reports, or `data[i]` in a list,
+    unless a Dataset or dict gives a name. A list of two arrays is not a pair:
+    x and y go together in a tuple.
+
+    Raises:
+        UsageError: `data` is empty, or an item is none of these.
+        BadDataError: a data set does not fit the model.
+    """
+    if isinstance(data, np.ndarray):
+        raise UsageError("data is a single array; give the inputs and labels together, as a tuple (x, y)")
+    single = isinstance(data, (str, os.PathLike, Dataset, Mapping)) or _is_pair(data)
+    items: list[Any] = [data] if single else list(data)  # type: ignore[arg-type]
+    if not items:
+        raise UsageError("no data sets given")
+    names = ["data"] if single else [f"data[{i}]" for i in range(len(items))]
+    loaded = []
+    for item, name in zip(items, names, strict=True):
+        if isinstance(item, (str, os.PathLike)):
+            loaded.append(load_data(item, graph))
+        elif isinstance(item, Dataset):
+            loaded.append(from_arrays(item.x, item.y, graph, name=item.name))
+        elif isinstance(item, Mapping):
+            keys = set(item)
+            if not {"x", "y"} <= keys or not keys <= {"x", "y", "name"}:
+                raise BadDataError(f"{name}: a data set dict needs keys 'x' and 'y' (and may have 'name'), "
+                                   f"has {sorted(map(str, keys))}")
+            loaded.append(from_arrays(item["x"], item["y"], graph, name=str(item.get("name", name))))
+        elif _is_pair(item):
+            loaded.append(from_arrays(item[0], item[1], graph, name=name))
+        else:
+            raise UsageError(f"{name} is a {type(item).__name__}, not a data set: give an .npz path, a Dataset, "
+                             "a tuple (x, y) or a dict with 'x' and 'y'")
+    return loaded
 
 
 def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
