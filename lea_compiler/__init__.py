@@ -1,7 +1,7 @@
 """leac: the layer-ensemble-averaging compiler for memristor crossbar chips.
 
 The Python API (`compile`, `compile_many`, `simulate`, `emit_board`, `Program`, `load_chip`,
-`load_model` and the error classes) is loaded on first use, so that
+`load_model`, `load_data`, `Dataset` and the error classes) is loaded on first use, so that
 `import lea_compiler` stays cheap for tools that only need the version.
 """
 
@@ -23,6 +23,7 @@ _API = {
     "synth_chip": "lea_compiler.chip",
     "load_model": "lea_compiler.onnx_frontend",
     "load_data": "lea_compiler.datasets",
+    "Dataset": "lea_compiler.datasets",
     "LeacError": "lea_compiler.errors",
     "UsageError": "lea_compiler.errors",
     "InvalidInputError": "lea_compiler.errors",

@@ -3,7 +3,7 @@
     import lea_compiler as leac
     program = leac.compile("model.onnx", "chip.json", k=4)
     program.save("model.leac")
-    report = leac.simulate(program, "test.npz")
+    report = leac.simulate(program, "test.npz")        # or (x, y) arrays, a dict, a Dataset, a list of them
     leac.emit_board(program, "model.board.jsonl")
     batch = leac.compile_many("model.onnx", "chips/", "programs/", k=4)  # every chips/*.json, in parallel
 
@@ -27,7 +27,7 @@ from lea_compiler.batch import BatchResult, ChipResult, chip_files
 from lea_compiler.batch import compile_many as _compile_many
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
-from lea_compiler.datasets import Dataset, load_data
+from lea_compiler.datasets import DataLike, as_datasets
 from lea_compiler.ir import Graph
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
@@ -60,11 +60,16 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
 ) -> Program:
     """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
 
-    The keyword arguments are `leac compile`'s options (see docs/cli.md). The same
-    inputs and seed give a byte-identical Program. `ensemble="network"` makes k
-    copies of the whole network averaged at the outputs instead of k copies of
-    every layer (then `beta` must stay None). With `calibrate_on` and
-    `compensate="columns"` (the default), each output column gets a digital gain
+    The keyword arguments are `leac compile`'s options (see docs/cli.md), each
+    named as its flag without the dashes (`scale_noise` is `--scale-noise`)
+    except three: `time_limit_s` is `--time-limit` (seconds, as every time in
+    the API is named), `block=(rows, cols)` is `--block RxC`, and
+    `calibrate_on` is `--calibrate DATA.npz` (an .npz path; a bare `calibrate=`
+    would read as an on/off switch). The same inputs and seed give a
+    byte-identical Program. `ensemble="network"` makes k copies of the whole
+    network averaged at the outputs instead of k copies of every layer (then
+    `beta` must stay None). With `calibrate_on` and `compensate="columns"` (the
+    default), each output column gets a digital gain
     and offset fitted against the chip's known stuck devices.
     """
     options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
@@ -124,20 +129,44 @@ def compile_many(
 
 def simulate(
     program: Program | PathLike,
-    data: PathLike | Dataset | Sequence[PathLike | Dataset],
+    data: DataLike | Sequence[DataLike],
     *,
     chip: PathLike | Chip | None = None,
     seed: int = 0,
     ideal: bool = False,
-    **options: Any,
+    exact_read_noise: bool = False,
+    output: str | None = None,
+    threads: int = 1,
+    batch_size: int = 2048,
 ) -> Report:
-    """Simulate a Program (or a .leac file) on one or more data sets (.npz files or Datasets)."""
+    """Simulate a Program (or a .leac file) on one or more data sets, as `leac simulate` does.
+
+    `data` is one data set or a list of them; a data set is an .npz file (as
+    `--data`), a `Dataset`, a tuple `(x, y)` of arrays, or a dict with `x`, `y`
+    and optionally `name`. Arrays and files go through the same checks and
+    dtype conversions (`lea_compiler.datasets.as_datasets`, rule in
+    `lea_compiler.dtypes`), and labels the model never predicts are refused.
+
+        report = leac.simulate(program, (x_test, y_test), seed=1)
+        report = leac.simulate(program, ["task1.npz", {"x": x2, "y": y2, "name": "task2"}])
+
+    The keywords are `leac simulate`'s options: `chip` is `--chip`, `seed`
+    `--seed`, `ideal` `--ideal`, `exact_read_noise` `--exact-read-noise`,
+    `output` `--output`, `threads` `--threads` (default 1 here, min(4, CPUs)
+    on the command line; the report does not depend on it). `batch_size`
+    (samples per interpreter run) has no flag.
+
+    Raises:
+        UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.
+        BadDataError: a data set does not fit the model or has labels it never predicts.
+        InvalidInputError: a `chip` without the arrays the Program uses.
+    """
     if not isinstance(program, Program):
         program = Program.load(program)
-    items = [data] if isinstance(data, (str, os.PathLike, Dataset)) else list(data)
-    datasets = [d if isinstance(d, Dataset) else load_data(d, program.graph) for d in items]
+    datasets = as_datasets(data, program.graph)
     sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
-    return _simulate(program, datasets, chip=sim_chip, seed=seed, ideal=ideal, **options)
+    return _simulate(program, datasets, chip=sim_chip, seed=seed, ideal=ideal, exact_read_noise=exact_read_noise,
+                     output=output, threads=threads, batch_size=batch_size)
 
 
 def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:

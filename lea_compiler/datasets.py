@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError, UsageError
-from lea_compiler.ir import Graph
+from lea_compiler.ir import Graph, Value
 
 MAX_DATA_BYTES = 2 * 2**30
 """Largest data file read, and most bytes its arrays may hold once uncompressed (checked from the .npz
 entries' declared sizes and the .npy headers before anything is read); larger test sets must be split."""
+
+log = logging.getLogger(__name__)
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A test set: inputs `x` (batch first) and integer labels `y`."""
+    """A test set: inputs `x` (batch first) and integer labels `y`.
+
+    `load_data` and `from_arrays` build checked ones; one built directly is
+    checked (and converted) when it is given to `leac.simulate`.
+    """
 
     name: str
     x: np.ndarray
@@ -79,6 +88,8 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
     Sizes are checked before anything is read (`MAX_DATA_BYTES`: the file, the
     entries' declared sizes and the arrays' declared shapes).
 
+    The arrays are then checked and converted as `from_arrays` does.
+
     Raises:
         BadDataError: missing keys, wrong shapes or dtypes, no samples, or a file too large.
     """
@@ -98,24 +109,101 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
         raise BadDataError(f"{source}: not a readable .npz data file ({type(exc).__name__}: {exc})") from None
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise BadDataError(f"{source}: x and y must be .npy arrays")
+    return from_arrays(x, y, graph, name=source.name, where=str(source))
+
+
+def from_arrays(x: Any, y: Any, graph: Graph, *, name: str = "data", where: str | None = None) -> Dataset:
+    """A Dataset for `graph`'s single input from in-memory arrays, checked and converted as a data file is.
+
+    `x` is converted to the model's input dtype and `y` to int64 by the rule of
+    `lea_compiler.dtypes` (integer and floating-point data whose values fit;
+    labels must be whole numbers); `x` must match the input's rank and known
+    dimensions, hold no NaN or infinity, and have as many samples as `y`.
+    Whether the labels are classes the model outputs is checked by the
+    simulator (`check_labels`), which knows which output the top-1 comes from.
+
+    Args:
+        x: The inputs, batch first.
+        y: The labels, one per sample (1-D).
+        graph: The model (or a Program's graph) the data is for.
+        name: How reports name the data set.
+        where: How error messages name it (default `name`; a file's path for `load_data`).
+
+    Raises:
+        BadDataError: the arrays do not fit the model, or hold values that do not convert.
+    """
+    where = where or name
     if len(graph.inputs) != 1:
-        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data files feed models with one input")
-    if x.dtype.kind not in "fiu":
-        raise BadDataError(f"{source}: x must be numeric, got {x.dtype}")
-    if y.dtype.kind not in "iu" or y.ndim != 1:
-        raise BadDataError(f"{source}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data sets feed models with one input")
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise BadDataError(f"{where}: x and y must be arrays ({exc})") from None
+    if y.ndim != 1:
+        raise BadDataError(f"{where}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+    y = convert(y, np.int64, f"{where}: y")
     if x.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise BadDataError(f"{source}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
+        raise BadDataError(f"{where}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
     if len(y) == 0:
-        raise BadDataError(f"{source}: no samples (x and y are empty)")
+        raise BadDataError(f"{where}: no samples (x and y are empty)")
     value = graph.inputs[0]
     try:
         x = interpreter.check_feeds(graph, {value.name: x})[value.name]
     except BadDataError as exc:
-        raise BadDataError(f"{source}: {exc}") from None
+        raise BadDataError(f"{where}: {exc}") from None
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise BadDataError(f"{source}: x contains NaN or infinity")
-    return Dataset(source.name, x, y.astype(np.int64))
+        raise BadDataError(f"{where}: x contains NaN or infinity")
+    return Dataset(name, x, y)
+
+
+DataLike = str | os.PathLike[str] | Dataset | tuple[Any, Any] | Mapping[str, Any]
+"""One data set as the Python API takes it: an .npz path, a Dataset, a pair (x, y), or a dict with x and y."""
+
+
+def _is_pair(item: object) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and not any(
+        isinstance(part, (str, os.PathLike, Dataset, Mapping, tuple)) for part in item)
+
+
+def as_datasets(data: DataLike | Sequence[DataLike], graph: Graph) -> list[Dataset]:
+    """The data sets in `data`, each checked against `graph` as a data file is (`from_arrays`).
+
+    `data` is one data set or a list of them. One data set is an .npz path (read
+    by `load_data`), a `Dataset`, a tuple `(x, y)` of arrays, or a dict with keys
+    `x`, `y` and optionally `name` (a loaded `np.load(...)` file works too).
+    In-memory data sets are named `data` in reports, or `data[i]` in a list,
+    unless a Dataset or dict gives a name. A list of two arrays is not a pair:
+    x and y go together in a tuple.
+
+    Raises:
+        UsageError: `data` is empty, or an item is none of these.
+        BadDataError: a data set does not fit the model.
+    """
+    if isinstance(data, np.ndarray):
+        raise UsageError("data is a single array; give the inputs and labels together, as a tuple (x, y)")
+    single = isinstance(data, (str, os.PathLike, Dataset, Mapping)) or _is_pair(data)
+    items: list[Any] = [data] if single else list(data)  # type: ignore[arg-type]
+    if not items:
+        raise UsageError("no data sets given")
+    names = ["data"] if single else [f"data[{i}]" for i in range(len(items))]
+    loaded = []
+    for item, name in zip(items, names, strict=True):
+        if isinstance(item, (str, os.PathLike)):
+            loaded.append(load_data(item, graph))
+        elif isinstance(item, Dataset):
+            loaded.append(from_arrays(item.x, item.y, graph, name=item.name))
+        elif isinstance(item, Mapping):
+            keys = set(item)
+            if not {"x", "y"} <= keys or not keys <= {"x", "y", "name"}:
+                raise BadDataError(f"{name}: a data set dict needs keys 'x' and 'y' (and may have 'name'), "
+                                   f"has {sorted(map(str, keys))}")
+            loaded.append(from_arrays(item["x"], item["y"], graph, name=str(item.get("name", name))))
+        elif _is_pair(item):
+            loaded.append(from_arrays(item[0], item[1], graph, name=name))
+        else:
+            raise UsageError(f"{name} is a {type(item).__name__}, not a data set: give an .npz path, a Dataset, "
+                             "a tuple (x, y) or a dict with 'x' and 'y'")
+    return loaded
 
 
 def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
@@ -134,3 +222,125 @@ def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.nda
     raise BadDataError("the model has no integer label output and no float output to take the argmax of")
 
 
+
+
+_PASS_THROUGH = frozenset({"Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+"""Ops between a label output and where its labels come from that keep the label values."""
+
+
+@dataclass(frozen=True)
+class ModelLabels:
+    """The labels a model's top-1 can take: what the simulator checks data labels against.
+
+    Attributes:
+        output: The model output the top-1 comes from.
+        labels: Every label it can give, sorted (0 .. classes - 1 for an argmax), or None when the graph does
+            not say (a dimension that is not a number, or an integer output leac cannot trace).
+        argmax: The top-1 is an argmax, so it is never negative even when `labels` is None.
+    """
+
+    output: str
+    labels: np.ndarray | None
+    argmax: bool
+
+
+def _per_sample(value: Value) -> int | None:
+    """Elements per sample of an output (its dimensions after the batch), None when not all are known."""
+    if value.shape is None or len(value.shape) < 1 or not all(isinstance(d, int) for d in value.shape[1:]):
+        return None
+    return math.prod(value.shape[1:])  # type: ignore[arg-type]
+
+
+def _traced_labels(value: Value) -> tuple[np.ndarray | None, bool]:
+    """The labels an integer output can hold, traced back through value-preserving ops to an ArgMax
+    (labels 0 .. C-1, C the size of the reduced axis) or to a constant table it indexes (skl2onnx's
+    ArrayFeatureExtractor of the classes, or Gather): (labels or None, whether it is an argmax)."""
+    node = value.producer
+    while node is not None and node.domain == "" and node.op_type in _PASS_THROUGH:
+        node = node.input(0).producer  # type: ignore[union-attr]
+    if node is None:
+        return None, False
+    if node.op_type == "ArgMax" and node.domain == "":
+        source = node.input(0)
+        shape = source.shape if source is not None else None
+        axis = int(node.attrs.get("axis", 0))
+        classes = shape[axis] if shape is not None and -len(shape) <= axis < len(shape) else None
+        return (np.arange(classes, dtype=np.int64) if isinstance(classes, int) else None), True
+    if node.op_type in ("ArrayFeatureExtractor", "Gather"):
+        table = node.input(0)
+        if table is not None and table.const is not None and table.const.dtype.kind in "iu":
+            return np.unique(table.const.astype(np.int64)), False
+    return None, False
+
+
+def model_labels(graph: Graph, output: str | None = None) -> ModelLabels:
+    """Which labels the top-1 of `graph` can give, chosen as `top1` chooses at run time.
+
+    The top-1 output is `output`, else the first integer output with one value
+    per sample, else the first float output. Of a float output the top-1 is the
+    argmax over its values per sample, so its classes are 0 .. C - 1 with C
+    those values' count. An integer output's labels are traced back to the
+    ArgMax or constant class table that produces them (`_traced_labels`).
+    `labels` is None when the graph does not tell: then only an argmax's
+    labels are checked, for being non-negative.
+
+    Raises:
+        UsageError: the model has no output named `output`.
+    """
+    outputs = {value.name: value for value in graph.outputs}
+    if output is not None:
+        if output not in outputs:
+            raise UsageError(f"the model has no output {output!r}; it has {', '.join(outputs)}")
+        chosen = outputs[output]
+    else:
+        integers = [v for v in graph.outputs if v.dtype.kind in "iu"]
+        if any(_per_sample(v) is None for v in integers):  # top1 may or may not take it at run time
+            return ModelLabels(integers[0].name, None, False)
+        labelled = [v for v in integers if _per_sample(v) == 1]
+        floats = [v for v in graph.outputs if v.dtype.kind == "f"]
+        if not labelled and not floats:
+            return ModelLabels("", None, False)  # top1 refuses the model when it runs
+        chosen = (labelled or floats)[0]
+    if chosen.dtype.kind == "f":
+        count = _per_sample(chosen)
+        return ModelLabels(chosen.name, None if count is None else np.arange(count, dtype=np.int64), True)
+    if chosen.dtype.kind in "iu":
+        labels, argmax = _traced_labels(chosen)
+        return ModelLabels(chosen.name, labels, argmax)
+    return ModelLabels(chosen.name, None, False)
+
+
+def _span(labels: np.ndarray) -> str:
+    shown = ", ".join(str(v) for v in labels[:10])
+    return f"{shown}, ... ({len(labels)} labels)" if len(labels) > 10 else shown
+
+
+def check_labels(data: Dataset, model: ModelLabels) -> None:
+    """Refuse a data set whose labels the model can never predict: its accuracy would be meaningless.
+
+    Raises:
+        BadDataError: a label outside `model.labels`, or a negative label for an argmax top-1; the
+            message gives the labels found and the classes the model outputs.
+    """
+    y = data.y
+    if len(y) == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    found = f"{data.name}: y holds labels {low} to {high}" if low != high else f"{data.name}: y holds label {low}"
+    if model.labels is not None:
+        outside = ~np.isin(y, model.labels)
+        if not outside.any():
+            return
+        labels = model.labels
+        if model.argmax or np.array_equal(labels, np.arange(len(labels))):
+            classes = f"{len(labels)} classes (labels 0 to {len(labels) - 1})"
+        else:
+            classes = f"only the labels {_span(labels)}"
+        raise BadDataError(f"{found}, but the model's output {model.output!r} gives {classes}: "
+                           f"{int(outside.sum())} of {len(y)} samples have a label it never predicts")
+    if model.argmax and low < 0:
+        raise BadDataError(f"{found}, but the model's top-1 (the argmax of output {model.output!r}) is never "
+                           f"negative: {int((y < 0).sum())} of {len(y)} samples have a label it never predicts")
+    if model.output:
+        log.warning("the model's graph does not say which labels output %r gives; the labels of %s are %s",
+                    model.output, data.name, "checked for being non-negative only" if model.argmax else "not checked")

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError
 from lea_compiler.ir import Graph, Node, Value
 from lea_compiler.ops import (
@@ -382,7 +383,7 @@ assert KERNELS.keys() == OPS.keys(), "every op in OPS needs exactly one kernel"
 
 
 def check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, Array]:
-    """Match `feeds` to the graph inputs: names, ranks, known dimensions; cast within a dtype kind.
+    """Match `feeds` to the graph inputs: names, ranks, known dimensions; dtypes converted by `dtypes.convert`.
 
     Raises:
         BadDataError: a missing or unknown input, or an array that does not fit.
@@ -405,10 +406,7 @@ def check_feeds(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, Array]:
 
 
 def _fit(value: Value, array: Array) -> Array:
-    if array.dtype != value.dtype:
-        if array.dtype.kind != value.dtype.kind and not (array.dtype.kind in "iu" and value.dtype.kind in "iu"):
-            raise BadDataError(f"input {value.name}: got {array.dtype} data, the model takes {value.dtype}")
-        array = array.astype(value.dtype)
+    array = convert(array, value.dtype, f"input {value.name}")
     if value.shape is not None:
         if array.ndim != len(value.shape):
             raise BadDataError(f"input {value.name}: got shape {list(array.shape)}, the model takes {value.type_str()}")

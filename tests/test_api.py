@@ -36,3 +36,70 @@ def test_errors_are_leac_errors(tmp_path) -> None:
     assert issubclass(leac.InvalidChipError, leac.InvalidInputError) and issubclass(leac.CompileError, leac.LeacError)
     with pytest.raises(AttributeError):
         leac.no_such_name  # noqa: B018
+
+
+@pytest.fixture(scope="module")
+def small_program(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("api")
+    onnx.save(mlp_model(), folder / "m.onnx")
+    program = leac.compile(folder / "m.onnx", leac.synth_chip(arrays=4, rows=16, cols=16, seed=0), k=1,
+                           placer="greedy")
+    x = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    np.savez(folder / "d.npz", x=x, y=np.arange(40) % 3)
+    return program, folder / "d.npz", x, np.arange(40) % 3
+
+
+def test_simulate_takes_arrays_as_a_tuple_a_dict_or_a_dataset(small_program) -> None:
+    """Issue 12: leac.simulate(program, (x, y)) raised a raw TypeError."""
+    program, path, x, y = small_program
+    expected = leac.simulate(program, path).data[0]
+    forms = [(x, y), (x.astype(np.float64), y.astype(np.uint8)), {"x": x, "y": y}, leac.Dataset("d", x, y),
+             (x.tolist(), y.tolist())]
+    for data in forms:
+        got = leac.simulate(program, data).data[0]
+        assert (got.name, got.samples, got.accuracy) == ("d" if isinstance(data, leac.Dataset) else "data",
+                                                         40, expected.accuracy)
+    report = leac.simulate(program, [path, (x, y), {"x": x, "y": y, "name": "held-out"}])
+    assert [d.name for d in report.data] == ["d.npz", "data[1]", "held-out"]
+
+
+@pytest.mark.parametrize("data, error, message", [
+    (lambda x, y: [x, y], leac.UsageError, r"data\[0\] is a ndarray, not a data set: give an .npz path, a Dataset, "
+                                           r"a tuple \(x, y\) or a dict with 'x' and 'y'"),
+    (lambda x, y: x, leac.UsageError, r"data is a single array; give the inputs and labels together"),
+    (lambda x, y: [], leac.UsageError, "no data sets given"),
+    (lambda x, y: [42], leac.UsageError, r"data\[0\] is a int, not a data set"),
+    (lambda x, y: {"x": x}, leac.BadDataError, r"data: a data set dict needs keys 'x' and 'y'"),
+    (lambda x, y: (x[:5], y), leac.BadDataError, "data: x has 5 samples and y 40"),
+    (lambda x, y: (x, y + 1), leac.BadDataError, r"data: y holds labels 1 to 3, but the model's output 'y' gives 3 "
+                                                 r"classes \(labels 0 to 2\)"),
+    (lambda x, y: leac.Dataset("mine", x.astype(complex), y), leac.BadDataError, "mine: input x: got complex128"),
+    (lambda x, y: ([[1, 2], [3]], y), leac.BadDataError, "data: x and y must be arrays"),
+])
+def test_simulate_refuses_what_is_not_a_data_set(small_program, data, error, message) -> None:
+    program, _, x, y = small_program
+    with pytest.raises(error, match=message):
+        leac.simulate(program, data(x, y))
+
+
+def _flags(command: str) -> set[str]:
+    from lea_compiler.cli import build_parser
+
+    subparsers = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    return {action.dest for action in subparsers.choices[command]._actions if action.dest != "help"}
+
+
+def test_api_keywords_are_the_cli_flags() -> None:
+    """Issue 12: every option of `leac simulate` and `leac compile` has its API keyword, named as the flag
+    except the renames the docstrings list (and the flags that have no meaning in the API)."""
+    import inspect
+
+    simulate = set(inspect.signature(leac.simulate).parameters)
+    assert _flags("simulate") - {"json", "func"} <= simulate
+    compile_params = set(inspect.signature(leac.compile).parameters)
+    renames = {"time_limit": "time_limit_s", "calibrate": "calibrate_on"}
+    cli_only = {"json", "func", "output", "dump_ir", "time_passes", "chip_dir", "jobs", "scheduler"}
+    assert {renames.get(flag, flag) for flag in _flags("compile") - cli_only} == compile_params
+    for old, new in renames.items():
+        assert f"`{new}` is `--{old.replace('_', '-')}" in " ".join(leac.compile.__doc__.split())
+    assert {"jobs", "scheduler"} <= set(inspect.signature(leac.compile_many).parameters)

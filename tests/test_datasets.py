@@ -1,8 +1,10 @@
-"""Data files (.npz with x and y): sizes checked before reading, no pickle, clear refusals."""
+"""Data files (.npz with x and y): sizes checked before reading, no pickle, clear refusals; labels the model
+never predicts refused."""
 
 from __future__ import annotations
 
 import io
+import logging
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -10,18 +12,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from lea_compiler import datasets
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
-from lea_compiler.datasets import MAX_DATA_BYTES, load_data
+from lea_compiler.datasets import MAX_DATA_BYTES, ModelLabels, check_labels, load_data, model_labels
 from lea_compiler.errors import BadDataError
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import import_model
 from lea_compiler.pipeline import CompileOptions
 from tests.fuzzing import npy_header_only
-from tests.helpers import mlp_model
+from tests.helpers import make_model, mlp_model
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +135,96 @@ def test_calibration_data_that_overflows_float32_is_refused(tmp_path) -> None:
         with pytest.raises(BadDataError, match="infinity or NaN"):
             compile_model(model, chip, CompileOptions(k=2, placer="greedy", compensate=compensate),
                           calibrate_on=data)
+
+
+# ------------------------------------------------------------- labels against the model's classes
+FIXTURES = Path(__file__).parent / "fixtures" / "exporters"
+
+
+def _labels(model: onnx.ModelProto | Path, output: str | None = None) -> ModelLabels:
+    return model_labels(import_model(onnx.load(model) if isinstance(model, Path) else model), output)
+
+
+def _table_model(classes: list[int]) -> onnx.ModelProto:
+    """x @ W, ArgMax, then a constant class table indexed by it (as skl2onnx writes a classifier's label)."""
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["s"]),
+             helper.make_node("ArgMax", ["s"], ["i"], axis=1, keepdims=0),
+             helper.make_node("ArrayFeatureExtractor", ["classes", "i"], ["c"], domain="ai.onnx.ml"),
+             helper.make_node("Reshape", ["c", "flat"], ["r"]),
+             helper.make_node("Cast", ["r"], ["label"], to=onnx.TensorProto.INT64)]
+    inits = {"W": np.ones((4, len(classes)), np.float32), "classes": np.array(classes, np.int64),
+             "flat": np.array([-1], np.int64)}
+    return make_model(nodes, {"x": (np.float32, ["N", 4])}, [("label", np.int64, ["N"])], inits, ml_opset=3)
+
+
+def test_the_models_classes_come_from_its_top1_output() -> None:
+    mlp = _labels(mlp_model())
+    assert (mlp.output, mlp.labels.tolist(), mlp.argmax) == ("y", [0, 1, 2], True)
+    sklearn = _labels(FIXTURES / "sklearn_mlp.onnx")  # int64 label output: ArgMax -> classes table -> Cast
+    assert (sklearn.output, sklearn.labels.tolist(), sklearn.argmax) == ("label", [0, 1, 2], False)
+    scores = _labels(FIXTURES / "sklearn_mlp.onnx", output="probabilities")
+    assert (scores.labels.tolist(), scores.argmax) == ([0, 1, 2], True)
+    strings = _labels(FIXTURES / "sklearn_mlp_relu_strlabels.onnx")  # string labels: top-1 of the scores
+    assert (strings.output, strings.labels.tolist()) == ("probabilities", [0, 1, 2])
+    assert _labels(_table_model([5, -1, 2])).labels.tolist() == [-1, 2, 5]
+    argmax = make_model([helper.make_node("ArgMax", ["x"], ["k"], axis=1, keepdims=1)], {"x": (np.float32, ["N", 7])},
+                        ["k"])
+    assert (_labels(argmax).labels.tolist(), _labels(argmax).argmax) == (list(range(7)), True)
+
+
+def _data(y) -> datasets.Dataset:
+    return datasets.Dataset("d.npz", np.zeros((len(y), 4), np.float32), np.asarray(y, np.int64))
+
+
+@pytest.mark.parametrize("y, message", [
+    ([0, 1, 2, 3], r"d.npz: y holds labels 0 to 3, but the model's output 'y' gives 3 classes \(labels 0 to 2\): "
+                   r"1 of 4 samples have a label it never predicts"),
+    ([5, 6, 7], r"y holds labels 5 to 7, .* 3 classes \(labels 0 to 2\): 3 of 3 samples"),
+    ([-1, 0], r"y holds labels -1 to 0, .* 3 classes"),
+])
+def test_labels_outside_the_classes_are_refused(y, message) -> None:
+    labels = _labels(mlp_model())
+    with pytest.raises(BadDataError, match=message):
+        check_labels(_data(y), labels)
+    check_labels(_data([0, 2, 2]), labels)
+
+
+def test_labels_outside_a_class_table_are_refused() -> None:
+    labels = _labels(_table_model([1, 2, 5]))
+    check_labels(_data([1, 5, 2]), labels)
+    with pytest.raises(BadDataError, match=r"y holds labels 0 to 2, but the model's output 'label' gives only the "
+                                           r"labels 1, 2, 5: 1 of 3 samples"):
+        check_labels(_data([0, 1, 2]), labels)
+
+
+def test_unknown_class_count_checks_only_what_is_known(caplog) -> None:
+    """A float output whose class dimension is symbolic: the argmax is never negative, the top is not known."""
+    graph = import_model(make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (np.float32, ["N", "C"])},
+                                    ["y"]))
+    labels = model_labels(graph)
+    assert (labels.labels, labels.argmax) == (None, True)
+    with caplog.at_level(logging.WARNING, logger="lea_compiler.datasets"):
+        check_labels(_data([0, 900]), labels)
+    assert "does not say which labels output 'y' gives; the labels of d.npz are checked for being non-negative" \
+        in caplog.text
+    with pytest.raises(BadDataError, match=r"y holds labels -2 to 900, but the model's top-1 \(the argmax of output "
+                                           r"'y'\) is never negative: 1 of 2 samples"):
+        check_labels(_data([-2, 900]), labels)
+
+
+@pytest.mark.parametrize("shift", [1, 5, -1])
+def test_cli_simulate_refuses_labels_the_model_never_predicts(tmp_path, capsys, shift) -> None:
+    """Issue 12: labels 1..3 (or +5) for a 3-class model printed 2.8% / 0.0% and exited 0."""
+    model, chip, program, data = (tmp_path / n for n in ("m.onnx", "chip.json", "m.leac", "d.npz"))
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=4, rows=16, cols=16, seed=0), chip)
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "1", "--placer", "greedy", "-o", str(program)]) == 0
+    y = np.arange(30) % 3 + shift
+    np.savez(data, x=np.random.default_rng(0).standard_normal((30, 4)).astype(np.float32), y=y)
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--data", str(data)]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == (f"leac: error: d.npz: y holds labels {y.min()} to {y.max()}, but the model's output 'y' "
+                           f"gives 3 classes (labels 0 to 2): {np.sum((y < 0) | (y > 2))} of 30 samples have a "
+                           "label it never predicts")

@@ -59,7 +59,7 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import Chip
-from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, load_data, top1
+from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.ir import Node
@@ -542,12 +542,20 @@ def simulate(
     `threads` worker threads share each crossbar layer's chunks of samples;
     the report does not depend on it (each chunk seeds its own read noise).
 
+    Before anything runs, every data set's labels are checked against the
+    classes the top-1 output can give (`datasets.check_labels`): labels the
+    model never predicts make the accuracy meaningless, so they are refused.
+
     Raises:
         InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes.
-        BadDataError: the data does not fit the model.
+        BadDataError: the data does not fit the model, or has labels the model never predicts.
+        UsageError: `threads` below 1, or no output named `output`.
     """
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
+    labels = model_labels(program.graph, output)
+    for data in datasets:
+        check_labels(data, labels)
     start = time.perf_counter()
     sim_chip = chip or program.chip
     _check_chip(program, sim_chip)

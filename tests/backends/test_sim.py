@@ -127,7 +127,7 @@ def test_data_files_are_checked(tmp_path) -> None:
     cases = {
         "nokeys.npz": dict(a=np.zeros(3)),
         "shape.npz": dict(x=np.zeros((3, 5), F), y=np.zeros(3, np.int64)),
-        "labels.npz": dict(x=np.zeros((3, 2), F), y=np.zeros(3, F)),
+        "labels.npz": dict(x=np.zeros((3, 2), F), y=np.full(3, 0.5, F)),  # whole-number floats are labels
         "count.npz": dict(x=np.zeros((3, 2), F), y=np.zeros(4, np.int64)),
         "nan.npz": dict(x=np.full((3, 2), np.nan, F), y=np.zeros(3, np.int64)),
     }
