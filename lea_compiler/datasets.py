@@ -16,6 +16,7 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError, UsageError
+from lea_compiler.fileio import input_kind
 from lea_compiler.ir import Graph, Value
 
 MAX_DATA_BYTES = 2 * 2**30
@@ -45,18 +46,23 @@ def _too_large(source: Path, what: str) -> BadDataError:
                         f"{MAX_DATA_BYTES / 2**30:g} GiB); split the data into several files")
 
 
-def _check_sizes(source: Path) -> None:
-    """Refuse an .npz whose x and y would not fit `MAX_DATA_BYTES`, reading only the zip directory and the
-    .npy headers: a small compressed file can declare a huge array, and numpy allocates it before reading.
+def _read_arrays(source: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`x` and `y` of an .npz, checked against `MAX_DATA_BYTES` from the zip directory and the .npy headers
+    before any array is allocated (a small compressed file can declare a huge array), then read from exactly
+    the entries that were checked.
 
     Raises:
-        BadDataError: not a zip, no x or y, an unreadable or object (pickle) header, more bytes declared than
-            the limit, or an array larger than the bytes its entry holds.
+        BadDataError: not a zip, no x or y, two entries for one name (`x` and `x.npy`), an unreadable or
+            object (pickle) header, more bytes declared than the limit, or an array larger than its entry.
     """
     with zipfile.ZipFile(source) as archive:
-        members = {}
+        members: dict[str, zipfile.ZipInfo] = {}
         for info in archive.infolist():  # named as numpy names them: x.npy -> x
-            members[info.filename.removesuffix(".npy")] = info
+            key = info.filename.removesuffix(".npy")
+            if key in members:
+                raise BadDataError(f"{source}: holds two entries for {key!r} ({members[key].filename!r} and "
+                                   f"{info.filename!r}); which one is meant is ambiguous")
+            members[key] = info
         if not {"x", "y"} <= set(members):
             raise BadDataError(f"{source}: needs arrays 'x' and 'y', has {sorted(members)}")
         declared = members["x"].file_size + members["y"].file_size
@@ -80,6 +86,11 @@ def _check_sizes(source: Path) -> None:
             if size > members[key].file_size:
                 raise BadDataError(f"{source}: {key} declares {list(shape)} {dtype} ({size} bytes) but its entry "
                                    f"holds {members[key].file_size} bytes")
+        arrays = []
+        for key in ("x", "y"):
+            with archive.open(members[key]) as handle:
+                arrays.append(np.lib.format.read_array(handle, allow_pickle=False))
+    return arrays[0], arrays[1]
 
 
 def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
@@ -94,15 +105,15 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
         BadDataError: missing keys, wrong shapes or dtypes, no samples, or a file too large.
     """
     source = Path(path)
-    if not source.is_file():
-        raise BadDataError(f"{source}: no such data file")
+    kind = input_kind(source)
+    if kind is not None:
+        raise BadDataError(f"{source}: no such data file" if kind == "no such file" else f"{source}: {kind}, "
+                           "not a data file")
     size = source.stat().st_size
     if size > MAX_DATA_BYTES:
         raise _too_large(source, f"the file has {size} bytes")
     try:
-        _check_sizes(source)
-        with np.load(source, allow_pickle=False) as data:
-            x, y = data["x"], data["y"]
+        x, y = _read_arrays(source)
     except BadDataError:
         raise
     except Exception as exc:  # zipfile / zlib / numpy raise many kinds for a damaged file

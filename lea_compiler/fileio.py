@@ -103,6 +103,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def input_kind(path: str | os.PathLike[str]) -> str | None:
+    """None when `path` is a regular file (symlinks followed), else what it is, for a message:
+    "no such file", "is a FIFO", "is a character device", ..."""
+    if not os.path.lexists(path) or not os.path.exists(path):
+        return "no such file"
+    kind = _not_regular(Path(path))
+    return None if kind is None else f"is {kind}"
+
+
 def read_input(path: str | os.PathLike[str], limit: int, what: str,
                error: type[InvalidInputError] = InvalidInputError) -> bytes:
     """The bytes of an input file, at most `limit`: refused unless it is a regular file (a symlink to

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -228,3 +229,24 @@ def test_cli_simulate_refuses_labels_the_model_never_predicts(tmp_path, capsys, 
     assert err.strip() == (f"leac: error: d.npz: y holds labels {y.min()} to {y.max()}, but the model's output 'y' "
                            f"gives 3 classes (labels 0 to 2): {np.sum((y < 0) | (y > 2))} of 30 samples have a "
                            "label it never predicts")
+
+
+def test_an_npz_with_two_entries_for_one_array_is_refused(tmp_path, graph: Graph) -> None:
+    """The size check must read the entry np.load would read: 'x' and 'x.npy' together are refused (issue 13)."""
+    path = tmp_path / "two.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in (("x.npy", np.zeros((2, 4), np.float32)), ("x", np.zeros((3, 4), np.float32)),
+                            ("y.npy", np.zeros(2, np.int64))):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array)
+            archive.writestr(name, buffer.getvalue())
+    with pytest.raises(BadDataError, match="two entries for 'x'"):
+        load_data(path, graph)
+
+
+def test_a_data_path_that_is_a_fifo_is_named_as_such(tmp_path, graph: Graph) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(BadDataError, match="is a FIFO, not a data file"):
+        load_data(tmp_path / "fifo", graph)
+    with pytest.raises(BadDataError, match="no such data file"):
+        load_data(tmp_path / "missing.npz", graph)
