@@ -107,6 +107,7 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
     """
     folder = source.resolve().parent
     problems = []
+    total = source.stat().st_size
     for tensor in _all_tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -115,6 +116,9 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
         where = f"tensor {tensor.name!r}: external data {location!r}"
         if not location:
             problems.append(f"tensor {tensor.name!r}: external data without a location")
+            continue
+        if "\x00" in location:
+            problems.append(f"tensor {tensor.name!r}: external data location {location!r} holds a NUL byte")
             continue
         if Path(location).is_absolute() or location.startswith(("/", "\\")) or ":" in location:
             problems.append(f"{where} is an absolute path; it must be relative to the model's folder")
@@ -140,6 +144,11 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
             problems.append(f"{where}: negative offset or length")
         elif offset + (length or 0) > size or offset > size:
             problems.append(f"{where}: declares bytes {offset}..{offset + (length or 0)} but the file has {size}")
+        else:
+            total += size - offset if length is None else length
+    if total > MAX_MODEL_BYTES:
+        problems.append(f"the model and its external data hold {total} bytes, more than leac reads for a model "
+                        f"({MAX_MODEL_BYTES}, ONNX's 2 GiB protobuf limit: a Program embeds the model whole)")
     if problems:
         raise InvalidModelError(f"{source}: " + "; ".join(problems))
     try:

@@ -157,3 +157,27 @@ def test_onnxruntime_is_never_given_in_memory_models_with_external_data(tmp_path
         run_onnxruntime(path.read_bytes(), {"x": np.zeros((1, 8), np.float32)})
     with pytest.raises(InvalidModelError, match="names external data"):
         run_onnxruntime(onnx.load(str(path), load_external_data=False), {"x": np.zeros((1, 8), np.float32)})
+
+
+def test_external_data_larger_than_a_model_may_be_is_refused_before_reading(tmp_path, capsys) -> None:
+    """A 152-byte model naming a 4 GiB (sparse) file pushed inspect past 9 GB (issue 13, item 9)."""
+    path = external_model(tmp_path / "m")
+    big = tmp_path / "m" / "big.bin"
+    with open(big, "wb") as handle:  # sparse: takes no disk space
+        handle.truncate(3 * 2**30)
+    set_location(path, "big.bin", offset="0")
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:  # no length: each tensor would read the rest of the file
+        del tensor.external_data[:]
+        tensor.external_data.add(key="location", value="big.bin")
+    path.write_bytes(model.SerializeToString())
+    assert main(["inspect", str(path)]) == 3
+    assert "more than leac reads for a model" in capsys.readouterr().err
+
+
+def test_a_nul_byte_in_a_location_is_refused(tmp_path, capsys) -> None:
+    path = external_model(tmp_path / "m")
+    set_location(path, "weights\x00.bin")
+    assert main(["inspect", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "holds a NUL byte" in err and "Traceback" not in err
