@@ -187,6 +187,18 @@ def _cast(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
 
 
 def _dropout(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    # Inference Dropout is the identity; training mode zeroes elements at random, which leac does not compile.
+    mode = node.input(2)
+    if mode is not None:
+        flag = mode.const
+        if flag is None and mode.producer is not None and mode.producer.op_type == "Constant":
+            flag = constant_value(mode.producer)
+        if flag is None:
+            raise ShapeError(f"training_mode (input 2, %{mode.name}) is not a constant false; leac compiles for "
+                             "inference only (export the model in eval mode)")
+        if np.any(flag):
+            raise ShapeError("training_mode=true is not supported: it zeroes elements at random, and leac compiles "
+                             "for inference only (export the model in eval mode)")
     x = _in(node, 0)
     outs: list[tuple[np.dtype[Any], Shape]] = [(x.dtype, x.shape)]
     if len(node.outputs) > 1:

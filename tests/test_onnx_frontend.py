@@ -69,6 +69,38 @@ def test_batchnorm_training_mode_is_refused() -> None:
         import_model(model)
 
 
+def _dropout_model(mode: str) -> onnx.ModelProto:
+    """Dropout whose training_mode (input 2) is an initializer, a Constant node or a graph input."""
+    inputs = {"x": (F, ["N", 3])}
+    inits = {"r": np.array(0.5, F)}
+    nodes = [helper.make_node("Dropout", ["x", "r", "t"], ["y"], name="drop")]
+    if mode.startswith("initializer"):
+        inits["t"] = np.array(mode.endswith("true"))
+    elif mode.startswith("constant"):
+        value = numpy_helper.from_array(np.array(mode.endswith("true")))
+        nodes.insert(0, helper.make_node("Constant", [], ["t"], name="mode", value=value))
+    else:
+        inputs["t"] = (bool, [])
+    return make_model(nodes, inputs, ["y"], inits)
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("initializer true", "training_mode=true is not supported: it zeroes elements at random"),
+    ("constant true", "training_mode=true is not supported: it zeroes elements at random"),
+    ("graph input", "training_mode (input 2, %t) is not a constant false"),
+])
+def test_dropout_in_training_mode_is_refused_naming_the_node(mode, message) -> None:
+    with pytest.raises(InvalidModelError) as info:
+        import_model(_dropout_model(mode), source="m.onnx")
+    assert str(info.value).startswith(f"m.onnx: node 'drop' (Dropout): {message}")
+    assert "export the model in eval mode" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["initializer false", "constant false"])
+def test_dropout_with_a_constant_false_training_mode_imports(mode) -> None:
+    assert [n.op_type for n in import_model(_dropout_model(mode)).nodes][-1] == "Dropout"
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
