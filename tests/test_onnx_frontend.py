@@ -101,6 +101,24 @@ def test_dropout_with_a_constant_false_training_mode_imports(mode) -> None:
     assert [n.op_type for n in import_model(_dropout_model(mode)).nodes][-1] == "Dropout"
 
 
+def _cast_model(to: int, opset: int) -> onnx.ModelProto:
+    nodes = [helper.make_node("Cast", ["x"], ["q"], name="narrow", to=to),
+             helper.make_node("Cast", ["q"], ["y"], name="widen", to=TensorProto.FLOAT)]
+    return make_model(nodes, {"x": (F, ["N", 3])}, ["y"], opset=opset)
+
+
+def test_cast_to_float8e8m0_is_refused() -> None:
+    with pytest.raises(InvalidModelError, match=r"node 'narrow' \(Cast\): casting to FLOAT8E8M0 is not supported"):
+        import_model(_cast_model(TensorProto.FLOAT8E8M0, 25))
+
+
+def test_cast_to_float8_needs_an_onnx_with_saturating_casts(monkeypatch) -> None:
+    # onnx < 1.19 has neither ml_dtypes float8 arrays nor numpy_helper.saturate_cast
+    monkeypatch.delattr(onnx.numpy_helper, "saturate_cast")
+    with pytest.raises(InvalidModelError, match=r"\(Cast\): casting to FLOAT8E4M3FN needs onnx >= 1.19"):
+        import_model(_cast_model(TensorProto.FLOAT8E4M3FN, 19))
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
