@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.onnx_frontend import import_model, load_model
-from tests.helpers import cnn_model, make_model, mlp_model
+from tests.helpers import cnn_model, make_model, mlp_model, zipmap_classifier
 
 F = np.float32
 
@@ -39,6 +39,17 @@ def test_every_unsupported_op_is_named_in_one_message() -> None:
     assert "node 'abs_1' (Abs)" in message and "node 'erf_2' (Erf)" in message
     assert "'ok'" not in message
     assert "leac supports: Add, ArgMax" in message and "ai.onnx.ml.ArrayFeatureExtractor" in message
+
+
+def test_zipmap_refusal_says_how_to_export_without_it() -> None:
+    with pytest.raises(InvalidModelError) as info:
+        import_model(zipmap_classifier(), source="clf.onnx")
+    message = str(info.value)
+    assert message.startswith("clf.onnx: unsupported: node 'ZipMap' (ai.onnx.ml.ZipMap). ZipMap (skl2onnx's default "
+                              "classifier output")
+    assert "options={id(clf): {'zipmap': False}}" in message and "options={MLPClassifier: {'zipmap': False}}" in message
+    assert message.index("zipmap") < message.index("leac supports:")
+    assert "'MatMul'" not in message and "\n" not in message
 
 
 def test_unnamed_unsupported_node_is_named_by_position() -> None:
