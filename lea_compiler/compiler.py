@@ -26,6 +26,7 @@ from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import import_model, read_model
+from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.quantize import Quantize
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, lower_to_program, with_calibration
@@ -112,7 +113,7 @@ def prepare(
     `calibrate_on`, the data is read now and checked against the model.
 
     Raises:
-        InvalidModelError / BadDataError: a bad model or calibration file.
+        InvalidModelError / BadDataError: a bad model (or one with no matrix product) or calibration file.
         CompileError: a pass cannot map the model, or the options are inconsistent.
     """
     return _prepare(_import(model), options or CompileOptions(), device=device, calibrate_on=calibrate_on,
@@ -167,7 +168,10 @@ def _prepare(
     passes = front_passes(options, device)
     empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
                      imported.seconds + time.perf_counter() - start)
-    return _advance(empty, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    front = _advance(empty, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    # quantize checks this too; without a device (a compile for many chips) refuse here, not once per chip
+    require_mvm(front.graph, "compiling after " + ", ".join(p.name for p in front.passes))
+    return front
 
 
 def _advance(
@@ -239,7 +243,7 @@ def compile_model(
     """Compile an ONNX model (a file or an imported Graph, which is modified) for one chip.
 
     Raises:
-        InvalidModelError / InvalidChipError: bad input files.
+        InvalidModelError / InvalidChipError: bad input files (a model with no matrix product too).
         CompileError: a pass cannot map the model (the message names the pass and node).
         DoesNotFitError: the chip has too few usable devices for the copies asked for.
         BadDataError: the calibration data does not fit the model.

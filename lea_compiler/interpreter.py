@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import onnx.numpy_helper
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.dtypes import convert
@@ -23,6 +24,7 @@ from lea_compiler.ops import (
     LEAC_DOMAIN,
     ML_DOMAIN,
     OPS,
+    SATURATING_FLOAT8,
     Window,
     constant_value,
     onnx_dtype,
@@ -167,11 +169,15 @@ def _dropout(node: Node, inputs: list[Array | None]) -> list[Array]:
 
 def _cast(node: Node, inputs: list[Array | None]) -> list[Array]:
     x = _x(inputs)
-    target = onnx_dtype(int(node.attr("to")))
+    to = int(node.attr("to"))
+    target = onnx_dtype(to)
     if target == np.dtype(object):
         return [np.array([_onnx_str(v) for v in x.ravel()], dtype=object).reshape(x.shape)]
     if x.dtype == np.dtype(object):
-        return [np.array([float(v) for v in x.ravel()]).astype(target).reshape(x.shape)]
+        x = np.array([float(v) for v in x.ravel()]).reshape(x.shape)
+    if to in SATURATING_FLOAT8 and node.attr("saturate", 1):
+        # out of range (infinities too) -> the largest finite value, as ONNX's reference does it
+        return [onnx.numpy_helper.saturate_cast(x, target)]
     return [x.astype(target)]
 
 

@@ -26,7 +26,7 @@ import onnx.version_converter
 
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.ir import Dim, Graph, Shape, Value
-from lea_compiler.ops import LEAC_DOMAIN, OPS, infer_node, onnx_dtype, supported_ops_text
+from lea_compiler.ops import LEAC_DOMAIN, ML_DOMAIN, OPS, infer_node, onnx_dtype, supported_ops_text
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,14 @@ MAX_MODEL_BYTES = 2 * 1024**3
 """Largest model file read (the protobuf limit); bigger models must use external data."""
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+
+ZIPMAP_ADVICE = (
+    "ZipMap (skl2onnx's default classifier output: a {class: probability} dictionary per sample) is not a "
+    "tensor; re-export without it: convert_sklearn(..., options={id(clf): {'zipmap': False}}) with clf the "
+    "classifier (in a Pipeline, its last step), or options={MLPClassifier: {'zipmap': False}} with the "
+    "classifier's type. "
+)
+"""Said when a model has a ZipMap node, before the list of supported ops."""
 
 
 def load_model(path: str | os.PathLike[str]) -> Graph:
@@ -241,8 +249,10 @@ def _refuse_unsupported(model: onnx.ModelProto, source: str) -> None:
     if model.graph.sparse_initializer:
         bad.append("sparse initializers")
     if bad:
+        zipmap = any(n.op_type == "ZipMap" and n.domain == ML_DOMAIN for n in model.graph.node)
         raise InvalidModelError(
-            f"{source}: unsupported: {', '.join(bad)}. leac supports: {supported_ops_text()}"
+            f"{source}: unsupported: {', '.join(bad)}. {ZIPMAP_ADVICE if zipmap else ''}"
+            f"leac supports: {supported_ops_text()}"
         )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from lea_compiler.ir import Dim, Node, Shape, Value
 
@@ -182,11 +183,35 @@ def _matmul(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     return [(a.dtype, tuple(out))]
 
 
+SATURATING_FLOAT8 = frozenset({onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
+                               onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ})
+"""Cast targets whose `saturate` attribute (default 1) clamps out-of-range values to the largest finite one."""
+
+
 def _cast(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
-    return [(onnx_dtype(int(node.attr("to"))), _in(node, 0).shape)]
+    to = int(node.attr("to"))
+    if to == getattr(onnx.TensorProto, "FLOAT8E8M0", None):
+        raise ShapeError("casting to FLOAT8E8M0 is not supported (leac does not implement its round_mode and "
+                         "saturate rules)")
+    if to in SATURATING_FLOAT8 and not hasattr(onnx.numpy_helper, "saturate_cast"):  # onnx < 1.19: no ml_dtypes
+        raise ShapeError(f"casting to {onnx.TensorProto.DataType.Name(to)} needs onnx >= 1.19 "
+                         f"(installed: {onnx.__version__})")
+    return [(onnx_dtype(to), _in(node, 0).shape)]
 
 
 def _dropout(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    # Inference Dropout is the identity; training mode zeroes elements at random, which leac does not compile.
+    mode = node.input(2)
+    if mode is not None:
+        flag = mode.const
+        if flag is None and mode.producer is not None and mode.producer.op_type == "Constant":
+            flag = constant_value(mode.producer)
+        if flag is None:
+            raise ShapeError(f"training_mode (input 2, %{mode.name}) is not a constant false; leac compiles for "
+                             "inference only (export the model in eval mode)")
+        if np.any(flag):
+            raise ShapeError("training_mode=true is not supported: it zeroes elements at random, and leac compiles "
+                             "for inference only (export the model in eval mode)")
     x = _in(node, 0)
     outs: list[tuple[np.dtype[Any], Shape]] = [(x.dtype, x.shape)]
     if len(node.outputs) > 1:

@@ -215,3 +215,31 @@ def assert_same_arrays(regenerated: Path, bundled: Path) -> None:
         for key in a.files:
             assert a[key].dtype == b[key].dtype, key
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def zipmap_classifier() -> onnx.ModelProto:
+    """A 4-feature, 3-class linear classifier as skl2onnx exports it by default (zipmap=True): the label from
+    ArgMax over the classes, the probabilities turned into one {class: probability} map per sample by ZipMap."""
+    rng = np.random.default_rng(0)
+    probability = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])))
+    nodes = [
+        helper.make_node("MatMul", ["float_input", "coefficient"], ["mul_result"], name="MatMul"),
+        helper.make_node("Add", ["mul_result", "intercepts"], ["add_result"], name="Add"),
+        helper.make_node("Softmax", ["add_result"], ["probabilities"], name="Softmax", axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], name="ArgMax", axis=1, keepdims=0),
+        helper.make_node("ZipMap", ["probabilities"], ["output_probability"], name="ZipMap", domain="ai.onnx.ml",
+                         classlabels_int64s=[0, 1, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes, "classifier", [helper.make_tensor_value_info("float_input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_value_info("output_probability", probability)],
+        [numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "coefficient"),
+         numpy_helper.from_array(rng.standard_normal((1, 3)).astype(np.float32), "intercepts")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)],
+                              producer_name="skl2onnx")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model

@@ -6,11 +6,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from lea_compiler.cli import build_parser, main
-from tests.helpers import cnn_model, mlp_model
+from tests.helpers import cnn_model, make_model, mlp_model
 
 
 def _subcommands(parser=None, prefix=()):
@@ -91,3 +93,15 @@ def test_exit_statuses_match_the_error_classes() -> None:
     assert (cli.EXIT_BUG, cli.EXIT_USAGE, cli.EXIT_INVALID_INPUT, cli.EXIT_DOES_NOT_FIT) == (
         LeacError.exit_status, UsageError.exit_status, InvalidInputError.exit_status, DoesNotFitError.exit_status
     )
+
+
+def test_inspect_a_model_without_matrix_products_says_nothing_maps(tmp_path, capsys) -> None:
+    # compile refuses such a model (exit 3, tests/test_compile.py); inspect shows it and says so
+    path = tmp_path / "relu.onnx"
+    onnx.save(make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], {"x": (np.float32, ["N", 4])}, ["y"]),
+              path)
+    assert main(["inspect", str(path)]) == 0
+    assert "no matrix product maps to crossbars (every op runs digitally)" in capsys.readouterr().out
+    assert main(["inspect", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["crossbar_layers"] == [] and report["devices"] == 0

@@ -8,16 +8,18 @@ import zipfile
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
 from lea_compiler import interpreter
 from lea_compiler.chip import Array, Chip, Defect, save_chip, synth_chip
 from lea_compiler.cli import main
-from lea_compiler.compiler import compile_model
-from lea_compiler.errors import DoesNotFitError, InvalidInputError
+from lea_compiler.compiler import compile_model, prepare
+from lea_compiler.errors import CompileError, DoesNotFitError, InvalidInputError, InvalidModelError
+from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.quantize import crossbar_matrix, quantize_matrix
 from lea_compiler.pipeline import PASSES, CompileOptions, default_pipeline
 from lea_compiler.program import Program
-from tests.helpers import cnn_model, mlp_model, random_feeds, save_mlp_and_chip
+from tests.helpers import cnn_model, make_model, mlp_model, random_feeds, save_mlp_and_chip, zipmap_classifier
 
 
 @pytest.fixture
@@ -218,3 +220,63 @@ def test_calibration_is_stored_and_shared_by_both_backends(files, tmp_path) -> N
     uncalibrated = compile_model(model, chip, CompileOptions(k=2)).program
     assert stored_calibration(uncalibrated) is None
     assert simulate(uncalibrated, [load_data(data, uncalibrated.graph)]).calibration == "the simulated data"
+
+
+F = np.float32
+
+
+def _relu_only() -> onnx.ModelProto:
+    return make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], {"x": (F, ["N", 4])}, ["y"])
+
+
+def _dropout_in_training() -> onnx.ModelProto:
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc"),
+             helper.make_node("Dropout", ["h", "r", "t"], ["y"], name="drop")]
+    inits = {"W": np.ones((4, 3), F), "r": np.array(0.5, F), "t": np.array(True)}
+    return make_model(nodes, {"x": (F, ["N", 4])}, ["y"], inits)
+
+
+def _dynamic_matmul() -> onnx.ModelProto:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    return make_model(nodes, {"x": (F, ["N", 4]), "w": (F, [4, 3])}, ["y"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (_relu_only, "the model has no matrix product (Gemm, MatMul or Conv), so it has no layer to map onto crossbars"),
+    (_dropout_in_training, "node 'drop' (Dropout): training_mode=true is not supported"),
+    (zipmap_classifier, "re-export without it: convert_sklearn(..., options={id(clf): {'zipmap': False}})"),
+], ids=["no_matrix_product", "dropout_training", "zipmap"])
+@pytest.mark.parametrize("chips", ["--chip", "--chip-dir"])
+def test_cli_models_leac_cannot_map_exit_3_and_write_nothing(files, tmp_path, capsys, make, message, chips) -> None:
+    _, chip = files
+    model = tmp_path / "m.onnx"
+    onnx.save(make(), model)
+    out = tmp_path / "out"
+    where = str(chip) if chips == "--chip" else str(chip.parent)
+    assert main(["compile", str(model), chips, where, "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"leac: error: {model}: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("chips", ["--chip", "--chip-dir"])
+def test_cli_products_without_constant_weights_exit_1_naming_pass_and_node(files, tmp_path, capsys, chips) -> None:
+    _, chip = files
+    model = tmp_path / "m.onnx"
+    onnx.save(_dynamic_matmul(), model)
+    out = tmp_path / "out"
+    where = str(chip) if chips == "--chip" else str(chip.parent)
+    assert main(["compile", str(model), chips, where, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    after = "pass quantize (after: canonicalize): quantize" if chips == "--chip" else "compiling after canonicalize"
+    assert err.startswith(f"leac: error: {after} needs leac.MVM nodes") and "by constant weights" in err
+    assert err.rstrip().endswith("none here became one: node 'mm' (MatMul)") and not out.exists()
+
+
+def test_prepare_refuses_a_model_without_matrix_products_before_any_chip(tmp_path) -> None:
+    model = tmp_path / "relu.onnx"
+    onnx.save(_relu_only(), model)
+    with pytest.raises(InvalidModelError, match="no layer to map onto crossbars"):
+        prepare(model)  # no device: canonicalize only, as a compile for many chips starts
+    with pytest.raises(CompileError, match=r"node 'mm' \(MatMul\)"):
+        prepare(import_model(_dynamic_matmul()))

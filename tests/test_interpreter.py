@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
 
 from lea_compiler import interpreter
 from lea_compiler.errors import BadDataError
@@ -75,6 +76,11 @@ CASES = [
     ("gather_axis1_negative", [node("Gather", ["x", "i"], axis=1)], X2, {"i": np.array([[-1, 0], [2, 2]], I64)}, {}),
     ("identity", [node("Identity", ["x"])], X2, {}, {}),
     ("dropout_mask", [node("Dropout", ["x"], ["y", "mask"])], X2, {}, {"outputs": ["y", "mask"]}),
+    ("dropout_training_mode_false", [node("Dropout", ["x", "r", "t"], ["y", "mask"])], X2,
+     {"r": np.array(0.5, F), "t": np.array(False)}, {"outputs": ["y", "mask"]}),
+    ("dropout_training_mode_constant_false",
+     [node("Constant", [], ["t"], value=helper.make_tensor("v", TensorProto.BOOL, [], [False])),
+      node("Dropout", ["x", "", "t"], ["y", "mask"])], X2, {}, {"outputs": ["y", "mask"]}),
     ("cast_to_int", [node("Cast", ["x"], to=TensorProto.INT64)], X2, {}, {}),
     ("cast_int_to_float", [node("Cast", ["x"], to=TensorProto.FLOAT)], {"x": (I64, ["N", 3])}, {}, {}),
     ("cast_int_to_string", [node("Cast", ["x"], to=TensorProto.STRING)], {"x": (I64, ["N", 3])}, {}, {}),
@@ -218,3 +224,37 @@ def test_out_of_range_index_names_the_node() -> None:
     model = make_model(nodes, X2, ["y"], {"i": np.array([9], I64)}, ml_opset=1)
     with pytest.raises(BadDataError, match="node 'afe'"):
         interpreter.run(import_model(model), random_feeds(model))
+
+
+# Both sides of every float8 range edge (E4M3FN max 448, E4M3FNUZ 240, E5M2 57344), infinities, NaN and -0.
+# (Not 61440, the E5M2 rounding midpoint to infinity: onnxruntime 1.32 gives NaN there without saturate, where
+# the ONNX spec and its reference give infinity.)
+SPECIAL = np.array([0.0, -0.0, 0.3, -5.9, 241.0, 250.0, 449.0, 465.0, -500.0, 57344.0, 61439.0, 7e4, 1e6, -1e6,
+                    np.inf, -np.inf, np.nan], F)
+
+
+def _cast_round_trip(to: int, opset: int, size: int, **attrs: object):
+    nodes = [helper.make_node("Cast", ["x"], ["q"], name="narrow", to=to, **attrs),
+             helper.make_node("Cast", ["q"], ["y"], name="widen", to=TensorProto.FLOAT)]
+    return make_model(nodes, {"x": (F, [size])}, ["y"], opset=opset)
+
+
+@pytest.mark.parametrize("saturate", [None, 1, 0], ids=["default", "saturate", "no_saturate"])
+@pytest.mark.parametrize("to", [TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2,
+                                TensorProto.FLOAT8E5M2FNUZ], ids=TensorProto.DataType.Name)
+def test_cast_to_float8_saturates_like_onnxruntime_and_the_spec(to, saturate) -> None:
+    model = _cast_round_trip(to, 19, len(SPECIAL), **({} if saturate is None else {"saturate": saturate}))
+    got = interpreter.run(import_model(model), {"x": SPECIAL})["y"]
+    for want in (run_onnxruntime(model, {"x": SPECIAL})["y"], ReferenceEvaluator(model).run(None, {"x": SPECIAL})[0]):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    if saturate != 0:  # out of range, infinities included: the largest finite value, never inf or NaN
+        assert np.isfinite(got[~np.isnan(SPECIAL)]).all()
+
+
+def test_cast_to_float4_agrees_with_the_onnx_reference() -> None:
+    # onnxruntime has no float4 Cast; float4 has no inf or NaN and saturates (to +-6), saturate or not
+    x = SPECIAL[~np.isnan(SPECIAL)]
+    model = _cast_round_trip(TensorProto.FLOAT4E2M1, 23, len(x))
+    got = interpreter.run(import_model(model), {"x": x})["y"]
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.onnx_frontend import import_model, load_model
-from tests.helpers import cnn_model, make_model, mlp_model
+from tests.helpers import cnn_model, make_model, mlp_model, zipmap_classifier
 
 F = np.float32
 
@@ -41,6 +41,17 @@ def test_every_unsupported_op_is_named_in_one_message() -> None:
     assert "leac supports: Add, ArgMax" in message and "ai.onnx.ml.ArrayFeatureExtractor" in message
 
 
+def test_zipmap_refusal_says_how_to_export_without_it() -> None:
+    with pytest.raises(InvalidModelError) as info:
+        import_model(zipmap_classifier(), source="clf.onnx")
+    message = str(info.value)
+    assert message.startswith("clf.onnx: unsupported: node 'ZipMap' (ai.onnx.ml.ZipMap). ZipMap (skl2onnx's default "
+                              "classifier output")
+    assert "options={id(clf): {'zipmap': False}}" in message and "options={MLPClassifier: {'zipmap': False}}" in message
+    assert message.index("zipmap") < message.index("leac supports:")
+    assert "'MatMul'" not in message and "\n" not in message
+
+
 def test_unnamed_unsupported_node_is_named_by_position() -> None:
     model = make_model([helper.make_node("Abs", ["x"], ["y"])], {"x": (F, ["N", 3])}, ["y"])
     with pytest.raises(InvalidModelError, match=r"node '#0' \(Abs\)"):
@@ -67,6 +78,56 @@ def test_batchnorm_training_mode_is_refused() -> None:
     )
     with pytest.raises(InvalidModelError, match="(?i)training_mode"):
         import_model(model)
+
+
+def _dropout_model(mode: str) -> onnx.ModelProto:
+    """Dropout whose training_mode (input 2) is an initializer, a Constant node or a graph input."""
+    inputs = {"x": (F, ["N", 3])}
+    inits = {"r": np.array(0.5, F)}
+    nodes = [helper.make_node("Dropout", ["x", "r", "t"], ["y"], name="drop")]
+    if mode.startswith("initializer"):
+        inits["t"] = np.array(mode.endswith("true"))
+    elif mode.startswith("constant"):
+        value = numpy_helper.from_array(np.array(mode.endswith("true")))
+        nodes.insert(0, helper.make_node("Constant", [], ["t"], name="mode", value=value))
+    else:
+        inputs["t"] = (bool, [])
+    return make_model(nodes, inputs, ["y"], inits)
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("initializer true", "training_mode=true is not supported: it zeroes elements at random"),
+    ("constant true", "training_mode=true is not supported: it zeroes elements at random"),
+    ("graph input", "training_mode (input 2, %t) is not a constant false"),
+])
+def test_dropout_in_training_mode_is_refused_naming_the_node(mode, message) -> None:
+    with pytest.raises(InvalidModelError) as info:
+        import_model(_dropout_model(mode), source="m.onnx")
+    assert str(info.value).startswith(f"m.onnx: node 'drop' (Dropout): {message}")
+    assert "export the model in eval mode" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["initializer false", "constant false"])
+def test_dropout_with_a_constant_false_training_mode_imports(mode) -> None:
+    assert [n.op_type for n in import_model(_dropout_model(mode)).nodes][-1] == "Dropout"
+
+
+def _cast_model(to: int, opset: int) -> onnx.ModelProto:
+    nodes = [helper.make_node("Cast", ["x"], ["q"], name="narrow", to=to),
+             helper.make_node("Cast", ["q"], ["y"], name="widen", to=TensorProto.FLOAT)]
+    return make_model(nodes, {"x": (F, ["N", 3])}, ["y"], opset=opset)
+
+
+def test_cast_to_float8e8m0_is_refused() -> None:
+    with pytest.raises(InvalidModelError, match=r"node 'narrow' \(Cast\): casting to FLOAT8E8M0 is not supported"):
+        import_model(_cast_model(TensorProto.FLOAT8E8M0, 25))
+
+
+def test_cast_to_float8_needs_an_onnx_with_saturating_casts(monkeypatch) -> None:
+    # onnx < 1.19 has neither ml_dtypes float8 arrays nor numpy_helper.saturate_cast
+    monkeypatch.delattr(onnx.numpy_helper, "saturate_cast")
+    with pytest.raises(InvalidModelError, match=r"\(Cast\): casting to FLOAT8E4M3FN needs onnx >= 1.19"):
+        import_model(_cast_model(TensorProto.FLOAT8E4M3FN, 19))
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lea_compiler.errors import CompileError
+from lea_compiler.errors import CompileError, InvalidModelError
 from lea_compiler.ir import Graph, Node, Value
 from lea_compiler.ops import LEAC_DOMAIN, constant_value, infer_node, window_of
 
@@ -57,6 +57,30 @@ class Canonicalize:
         remove_dead_nodes(graph)
         graph.remove_unused_initializers()
         return graph
+
+
+MATRIX_PRODUCT_OPS = ("Gemm", "MatMul", "Conv")
+"""The ONNX ops canonicalize can turn into crossbar layers (`leac.MVM`)."""
+
+
+def require_mvm(graph: Graph, needed_by: str) -> None:
+    """Check that `graph` (after canonicalize) has a crossbar layer for pass `needed_by` to work on.
+
+    Raises:
+        InvalidModelError: the model has no matrix product at all, so nothing can go onto crossbars.
+        CompileError: it has matrix products but none became a `leac.MVM` (naming them): canonicalize did
+            not run, or none multiplies by constant weights.
+    """
+    if graph.nodes_of("MVM"):
+        return
+    products = [n for n in graph.nodes if n.op_type in MATRIX_PRODUCT_OPS and not n.domain]
+    if not products:
+        source = graph.metadata.get("source") or graph.name
+        raise InvalidModelError(f"{source}: the model has no matrix product (Gemm, MatMul or Conv), so it has "
+                                "no layer to map onto crossbars")
+    raise CompileError(f"{needed_by} needs leac.MVM nodes (run canonicalize first), which canonicalize makes from "
+                       "matrix products by constant weights (an initializer or a Constant node); none here became "
+                       f"one: {', '.join(n.describe() for n in products)}")
 
 
 def fold_constants(graph: Graph) -> None:

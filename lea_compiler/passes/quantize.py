@@ -65,6 +65,7 @@ import numpy as np
 
 from lea_compiler.errors import CompileError, InvalidModelError
 from lea_compiler.ir import Graph, Node
+from lea_compiler.passes.canonicalize import require_mvm
 
 ENCODINGS = ("simple", "rme", "joint")
 SCALE_MODES = ("per-column", "per-layer")
@@ -281,10 +282,8 @@ class Quantize:
             raise CompileError(f"the noise variance must be finite and non-negative, got {self.noise_uS2}")
 
     def run(self, graph: Graph) -> Graph:
+        require_mvm(graph, self.name)
         mvms = graph.nodes_of("MVM")
-        if not mvms:
-            raise CompileError("quantize needs leac.MVM nodes; run canonicalize first (or the model has no "
-                               "matrix product with constant weights)")
         done: dict[tuple[int, int | None], QuantizedLayer] = {}  # layers sharing weights (replicas) share levels
         for node in mvms:
             bias_row = self.bias == "row" and node.input(2) is not None

@@ -50,7 +50,7 @@ import numpy as np
 
 from lea_compiler.errors import CompileError
 from lea_compiler.ir import Graph, Node, Value
-from lea_compiler.passes.canonicalize import remove_dead_nodes
+from lea_compiler.passes.canonicalize import remove_dead_nodes, require_mvm
 
 SEPARATOR = "@"
 """Between a node's or value's name and its copy number: `fc1@2`."""
@@ -100,9 +100,7 @@ class ReplicateNetwork:
             raise CompileError(f"k (copies of the network) must be at least 1, got {self.copies}")
 
     def run(self, graph: Graph) -> Graph:
-        if not graph.nodes_of("MVM"):
-            raise CompileError("replicate_network needs leac.MVM nodes; run canonicalize first (or the model has "
-                               "no matrix product with constant weights)")
+        require_mvm(graph, self.name)
         if any(node.fact(Replica) is not None for node in graph.nodes):
             raise CompileError("replicate_network has already run on this graph")
         cone = crossbar_cone(graph)
