@@ -12,6 +12,7 @@ protobufs.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,13 @@ MIN_OPSET = 13
 """Models below this ai.onnx opset are converted up to it."""
 
 MAX_MODEL_BYTES = 2 * 1024**3
-"""Largest model file read (the protobuf limit); bigger models must use external data."""
+"""Most bytes of a model read, the file and its external data together: ONNX's 2 GiB protobuf limit, which a
+Program's embedded model (its external data inline) must meet."""
+
+MAX_TENSOR_ELEMENTS = 2**24
+"""Most elements any tensor of a model may hold per sample (symbolic batch dimensions count as 1): 16.7M,
+64 MiB as float32, five times VGG-16's largest activation at 224 x 224 (3.2M). Bigger intermediates come
+from broken or hostile models (pads of 20,000, doubling Concats) and would exhaust memory in simulation."""
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -196,11 +203,27 @@ def import_model(model: onnx.ModelProto, source: str = "<model>") -> Graph:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
         raise InvalidModelError(f"{source}: ONNX shape inference fails: {_first_line(exc)}") from None
+    _refuse_huge_values(model, source)
     graph = _build(model, source)
     problems = graph.problems()
     if problems:
         raise InvalidModelError(f"{source}: the model is inconsistent:\n  " + "\n  ".join(problems))
     return graph
+
+
+def _refuse_huge_values(model: onnx.ModelProto, source: str) -> None:
+    """Refuse a model whose inferred tensors exceed `MAX_TENSOR_ELEMENTS` per sample (symbolic and unknown
+    dimensions count as 1): a 1 KB model with pads of 20,000 or 30 doubling Concats would otherwise be
+    compiled and then exhaust memory in the simulator and the reference."""
+    g = model.graph
+    for info in [*g.input, *g.value_info, *g.output]:
+        dims = info.type.tensor_type.shape.dim if info.type.HasField("tensor_type") else []
+        elements = math.prod(d.dim_value for d in dims if d.HasField("dim_value") and d.dim_value > 0)
+        if elements > MAX_TENSOR_ELEMENTS:
+            shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise InvalidModelError(
+                f"{source}: value {info.name!r} has shape {shape}: {elements} elements per sample, more than "
+                f"leac handles ({MAX_TENSOR_ELEMENTS}); check the model's pads, kernel and concatenations")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -238,3 +238,32 @@ def test_conv_bias_must_be_a_vector_of_output_channels() -> None:
     with pytest.raises(InvalidModelError, match=r"conv1.*bias \(input 2\) must be a vector of the 4 output"):
         import_model(model)
 
+
+
+def _conv_with_pads(pads: int) -> onnx.ModelProto:
+    w = np.ones((2, 1, 3, 3), np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[pads] * 4)
+    return make_model([node], {"x": (np.float32, ["N", 1, 8, 8])}, ["y"], {"w": w})
+
+
+def _maxpool_with_pads(pads: int) -> onnx.ModelProto:
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], pads=[pads] * 4)
+    return make_model([node], {"x": (np.float32, ["N", 1, 8, 8])}, ["y"])
+
+
+def _doubling_concats(times: int) -> onnx.ModelProto:
+    nodes, last = [], "x"
+    for index in range(times):
+        nodes.append(helper.make_node("Concat", [last, last], [f"c{index}"], name=f"cat{index}", axis=1))
+        last = f"c{index}"
+    return make_model(nodes, {"x": (np.float32, ["N", 4])}, [last])
+
+
+@pytest.mark.parametrize("build, size, value", [
+    (_conv_with_pads, 20_000, "'y'"), (_maxpool_with_pads, 30_000, "'y'"), (_doubling_concats, 30, "'c22'"),
+])
+def test_models_whose_tensors_explode_are_refused_at_import(build, size: int, value: str) -> None:
+    """1 KB models that compiled, then took 3-15 GB in the simulator (issue 13, item 10)."""
+    with pytest.raises(InvalidModelError, match=f"value {value} has shape .* more than leac handles"):
+        import_model(build(size))
+    import_model(build(2 if build is not _doubling_concats else 3))  # the same models at sane sizes import
