@@ -76,7 +76,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     if kind is not None:
         raise UsageError(f"{target}: is {kind}; leac writes only regular files and never replaces anything else")
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    _remove_stale_partials(folder, target.name)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=_partial_prefix(target.name, os.getpid()), suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -84,12 +88,48 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are for sharing
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+
+
+def _partial_prefix(name: str, pid: int) -> str:
+    """Temporary files are named `.NAME.leac-partial-PID-XXXX.tmp`: a user who finds one left by a killed
+    leac (SIGKILL during the write) knows what it is, and the next write of NAME removes it."""
+    return f".{name}.leac-partial-{pid}-"
+
+
+def _remove_stale_partials(folder: Path, name: str) -> None:
+    """Remove partial files of `name` whose writer process no longer runs (never a live writer's)."""
+    prefix = f".{name}.leac-partial-"
+    try:
+        candidates = [entry for entry in os.scandir(folder) if entry.name.startswith(prefix)
+                      and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False)]
+    except OSError:
+        return
+    for entry in candidates:
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_runs(int(pid_text)):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or a number no process has: leave the file alone
+    return True
 
 
 def _umask() -> int:

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from lea_compiler.chip import Chip, DeviceModel
-from lea_compiler.errors import CompileError, DoesNotFitError
+from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Graph
 from lea_compiler.passes.canonicalize import Canonicalize
@@ -172,7 +172,12 @@ def run_pipeline(
     """
     timings: list[PassTiming] = []
     if dump_dir is not None:
-        Path(dump_dir).mkdir(parents=True, exist_ok=True)
+        if Path(dump_dir).exists() and not Path(dump_dir).is_dir():
+            raise UsageError(f"--dump-ir {dump_dir}: is a file, not a folder for the IR dumps")
+        try:
+            Path(dump_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--dump-ir {dump_dir}: cannot make the folder ({exc.strerror or exc})") from None
         if not done:
             atomic_write_text(Path(dump_dir) / "00-input.txt", str(graph) + "\n")
     for index, compiler_pass in enumerate(passes, start=len(done) + 1):

@@ -280,3 +280,16 @@ def test_prepare_refuses_a_model_without_matrix_products_before_any_chip(tmp_pat
         prepare(model)  # no device: canonicalize only, as a compile for many chips starts
     with pytest.raises(CompileError, match=r"node 'mm' \(MatMul\)"):
         prepare(import_model(_dynamic_matmul()))
+
+
+def test_dump_ir_naming_an_existing_file_is_a_usage_error(tmp_path, capsys) -> None:
+    """It was a FileExistsError traceback (issue 13, item 11)."""
+    from lea_compiler.cli import main
+    from tests.helpers import save_mlp_and_chip
+
+    model, chip = save_mlp_and_chip(tmp_path)
+    (tmp_path / "dump").write_text("a file")
+    out = tmp_path / "out.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "--dump-ir", str(tmp_path / "dump")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert not out.exists() and (tmp_path / "dump").read_text() == "a file"
