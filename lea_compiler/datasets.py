@@ -74,13 +74,23 @@ def _check_sizes(source: Path) -> None:
 
 
 def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
-    """Read an .npz with `x` and `y` for `graph`'s single input, without pickle.
-
-    Sizes are checked before anything is read (`MAX_DATA_BYTES`: the file, the
-    entries' declared sizes and the arrays' declared shapes).
+    """Read an .npz with `x` and `y` for `graph`'s single input, without pickle: `fit_data(read_data(path))`.
 
     Raises:
         BadDataError: missing keys, wrong shapes or dtypes, no samples, or a file too large.
+    """
+    return fit_data(read_data(path), graph, str(Path(path)))
+
+
+def read_data(path: str | os.PathLike[str]) -> Dataset:
+    """Read an .npz with `x` and `y`, without pickle, checking all that does not depend on a model.
+
+    Sizes are checked before anything is read (`MAX_DATA_BYTES`: the file, the
+    entries' declared sizes and the arrays' declared shapes). A batch reads each
+    data file once and fits it to every Program's model (`fit_data`).
+
+    Raises:
+        BadDataError: missing keys, wrong dtypes, x and y of different lengths, no samples, or a file too large.
     """
     source = Path(path)
     if not source.is_file():
@@ -98,8 +108,6 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
         raise BadDataError(f"{source}: not a readable .npz data file ({type(exc).__name__}: {exc})") from None
     if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
         raise BadDataError(f"{source}: x and y must be .npy arrays")
-    if len(graph.inputs) != 1:
-        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data files feed models with one input")
     if x.dtype.kind not in "fiu":
         raise BadDataError(f"{source}: x must be numeric, got {x.dtype}")
     if y.dtype.kind not in "iu" or y.ndim != 1:
@@ -108,14 +116,29 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
         raise BadDataError(f"{source}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
     if len(y) == 0:
         raise BadDataError(f"{source}: no samples (x and y are empty)")
+    return Dataset(source.name, x, y.astype(np.int64))
+
+
+def fit_data(data: Dataset, graph: Graph, source: str | None = None) -> Dataset:
+    """`data` for `graph`'s single input: its shape checked and x cast within its dtype kind.
+
+    `source` names the data in messages (default: `data.name`).
+
+    Raises:
+        BadDataError: the model has several inputs, x does not fit its input, or x holds NaN or infinity
+            (checked after the cast: float64 data can overflow a float32 input).
+    """
+    source = data.name if source is None else source
+    if len(graph.inputs) != 1:
+        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data files feed models with one input")
     value = graph.inputs[0]
     try:
-        x = interpreter.check_feeds(graph, {value.name: x})[value.name]
+        x = interpreter.check_feeds(graph, {value.name: data.x})[value.name]
     except BadDataError as exc:
         raise BadDataError(f"{source}: {exc}") from None
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise BadDataError(f"{source}: x contains NaN or infinity")
-    return Dataset(source.name, x, y.astype(np.int64))
+    return data if x is data.x else Dataset(data.name, x, data.y)
 
 
 def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
