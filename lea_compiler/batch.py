@@ -90,6 +90,16 @@ class ChipResult:
     traceback: str | None = None  # for an internal error (a bug)
 
     @property
+    def source(self) -> str:
+        """The chip file."""
+        return self.chip_file
+
+    @property
+    def name(self) -> str:
+        """The chip file's name without .json (its outputs' stem)."""
+        return Path(self.chip_file).stem
+
+    @property
     def status(self) -> str:
         return str(self.report["status"])
 
