@@ -84,7 +84,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "yield")
     p.add_argument("--output", metavar="NAME", help="model output to take the top-1 from (default: see README)")
     p.add_argument("--json", action="store_true",
-                   help="print the report as one JSON object (report leac-simulate, docs/reports.md)")
+                   help="print the report as one JSON object (report leac-simulate; with many Programs "
+                        "leac-simulate-batch; docs/reports.md)")
     p.set_defaults(func=run)
 
 

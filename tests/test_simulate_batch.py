@@ -230,12 +230,24 @@ def test_usage_errors_exit_2_and_print_nothing(programs, tmp_path, capsys, argv,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
-def test_unreadable_data_stops_the_batch_before_any_program(programs, tmp_path, capsys) -> None:
-    bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not a zip")
-    status, out, err = _run(["simulate", "--program-dir", str(programs), "--data", str(bad), "--jobs", "1"], capsys)
+@pytest.mark.parametrize("name, message", [("bad.npz", "bad.npz: not a readable .npz data file"),
+                                           ("missing.npz", "missing.npz: no such data file")])
+def test_unreadable_data_stops_the_batch_before_any_program(programs, tmp_path, capsys, name, message) -> None:
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    before = sorted(p.name for p in [*tmp_path.iterdir(), *programs.iterdir()])
+    status, out, err = _run(["simulate", "--program-dir", str(programs), "--data", str(tmp_path / name),
+                             "--jobs", "2"], capsys)
     assert status == 3 and out == ""
-    assert "bad.npz: not a readable .npz data file" in err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in [*tmp_path.iterdir(), *programs.iterdir()]) == before
+
+
+def test_progress_lines_with_verbose_and_never_with_json(programs, capsys) -> None:
+    status, out, err = _run(["-v", "simulate", "--program-dir", str(programs), *_data_args(), "--jobs", "1"], capsys)
+    assert status == 0 and "[1/3] chip0: ok" in err and "[3/3] chip2: ok" in err
+    status, out, err = _run(["-v", "simulate", "--program-dir", str(programs), *_data_args(), "--jobs", "1",
+                             "--json"], capsys)
+    assert status == 0 and "[1/3]" not in err and json.loads(out)["programs_ok"] == 3
 
 
 def test_api_takes_a_folder_and_gives_the_single_reports(programs) -> None:
