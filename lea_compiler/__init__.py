@@ -1,7 +1,7 @@
 """leac: the layer-ensemble-averaging compiler for memristor crossbar chips.
 
-The Python API (`compile`, `compile_many`, `simulate`, `emit_board`, `Program`, `load_chip`,
-`load_model`, `load_data`, `Dataset` and the error classes) is loaded on first use, so that
+The Python API (`compile`, `compile_many`, `simulate`, `simulate_many`, `emit_board`, `Program`,
+`load_chip`, `load_model`, `load_data`, `Dataset` and the error classes) is loaded on first use, so that
 `import lea_compiler` stays cheap for tools that only need the version.
 """
 
@@ -16,6 +16,7 @@ _API = {
     "compile": "lea_compiler.api",
     "compile_many": "lea_compiler.api",
     "simulate": "lea_compiler.api",
+    "simulate_many": "lea_compiler.api",
     "emit_board": "lea_compiler.api",
     "Program": "lea_compiler.program",
     "CompileOptions": "lea_compiler.pipeline",

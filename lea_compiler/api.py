@@ -6,6 +6,7 @@
     report = leac.simulate(program, "test.npz")        # or (x, y) arrays, a dict, a Dataset, a list of them
     leac.emit_board(program, "model.board.jsonl")
     batch = leac.compile_many("model.onnx", "chips/", "programs/", k=4)  # every chips/*.json, in parallel
+    tested = leac.simulate_many("programs/", "test.npz", min_accuracy=0.9)  # every programs/*.leac, and the yield
 
 Errors are `lea_compiler.errors.LeacError` subclasses: `InvalidModelError`,
 `InvalidChipError`, `BadDataError` (all `InvalidInputError`), `CompileError`,
@@ -31,6 +32,8 @@ from lea_compiler.datasets import DataLike, as_datasets
 from lea_compiler.ir import Graph
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
+from lea_compiler.simulate_batch import ProgramResult, SimulateBatchResult, SimulateOptions, program_files
+from lea_compiler.simulate_batch import simulate_many as _simulate_many
 
 PathLike = str | os.PathLike[str]
 
@@ -167,6 +170,49 @@ def simulate(
     sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
     return _simulate(program, datasets, chip=sim_chip, seed=seed, ideal=ideal, exact_read_noise=exact_read_noise,
                      output=output, threads=threads, batch_size=batch_size)
+
+
+def simulate_many(
+    programs: PathLike | Sequence[PathLike],
+    data: PathLike | Sequence[PathLike],
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    seed: int = 0,
+    ideal: bool = False,
+    min_accuracy: float | None = None,
+    exact_read_noise: bool = False,
+    output: str | None = None,
+    threads: int = 1,
+    on_result: Callable[[ProgramResult, int, int], None] | None = None,
+) -> SimulateBatchResult:
+    """Simulate many Programs (one per chip) on the same data files, in parallel, and summarise the yield.
+
+    `programs` is a folder (its `*.leac` files, sorted by name) or a list of .leac
+    files; `data` one .npz file or several, each read once. Every Program is
+    simulated on the chip it was compiled for with `seed`, so its report
+    (`result.programs[i].report`) is what `simulate(program, data, seed=seed)`
+    gives, whatever `jobs` is. `jobs` local worker processes (default: the CPU
+    count), or the workers of the Dask cluster at `scheduler`. `min_accuracy` is a
+    fraction (0.9 for 90%): `result.yield_summary.at_or_above` counts the Programs
+    that reach it. A Program that fails does not stop the others: its result
+    carries the status and error, and `result.exit_status` is 0 only when every
+    Program simulated (a Program below `min_accuracy` does not change it).
+    `on_result(program result, done, total)` is called as each Program finishes.
+
+    Raises:
+        UsageError: no Programs or data, a bad `min_accuracy`, `jobs` or `threads`, or an unusable scheduler.
+        BadDataError: a data file cannot be read (before any Program is simulated).
+    """
+    if isinstance(programs, (str, os.PathLike)):
+        files = program_files(programs) if Path(programs).is_dir() else [Path(programs)]
+    else:
+        files = [Path(p) for p in programs]
+    data_files = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    options = SimulateOptions(seed=seed, ideal=ideal, exact_read_noise=exact_read_noise, output=output,
+                              threads=threads)
+    return _simulate_many(files, data_files, options, min_accuracy=min_accuracy, jobs=jobs, scheduler=scheduler,
+                          on_result=on_result)
 
 
 def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:

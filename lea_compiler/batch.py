@@ -24,42 +24,41 @@ cannot map it, even a bug) is reported with its error; the others go on.
 failure, i.e. the smallest non-zero status: 1 (a compile error or a bug) before
 2 (usage) before 3 (an invalid input file) before 4 (does not fit).
 
-Workers are a `concurrent.futures.ProcessPoolExecutor` (each capped at one BLAS
-thread: on two cores, threaded BLAS inside parallel workers only slows them
-down), or with `scheduler=ADDRESS` the workers of a Dask cluster
-(`dask.distributed`, the `distributed` extra), which must be able to read the
-chip files. With one job, the chips compile in the calling process.
+The chips run where `lea_compiler.workers` runs a batch's jobs: local worker
+processes (one BLAS thread each), or with `scheduler=ADDRESS` the workers of a
+Dask cluster, which must be able to read the chip files. With one job, the
+chips compile in the calling process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
-import signal
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 from lea_compiler.chip import DeviceModel, load_chip
 from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, prepare
-from lea_compiler.errors import (
-    CompileError,
-    DoesNotFitError,
-    InvalidInputError,
-    LeacError,
-    UsageError,
-)
+from lea_compiler.errors import CompileError, DoesNotFitError, LeacError, UsageError
 from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.workers import (
+    OK,
+    STATUSES,
+    batch_exit_status,
+    check_workers,
+    connect,
+    local_workers,
+    run_jobs,
+    status_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +67,6 @@ PathLike = str | os.PathLike[str]
 REPORT = "leac-compile-batch"
 """The `report` key of the batch's JSON envelope."""
 REPORT_VERSION = 1
-
-OK = "ok"
-STATUSES = {
-    "ok": 0,
-    "compile_error": 1,  # a pass cannot map the model onto this chip
-    "internal_error": 1,  # a bug in leac (the report has the traceback)
-    "usage_error": 2,
-    "invalid_input": 3,  # the chip file cannot be used
-    "does_not_fit": 4,
-}
-"""Each chip's status and the exit status it stands for."""
-
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                         "NUMEXPR_NUM_THREADS")
-"""Set to 1 in every worker process (the pool's initializer)."""
-
-CONNECT_TIMEOUT_S = 10
-"""How long `--scheduler` waits for the Dask scheduler to answer."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +88,16 @@ class ChipResult:
     report: dict[str, Any]
     program_path: str | None  # None: the chip failed and no Program was written
     traceback: str | None = None  # for an internal error (a bug)
+
+    @property
+    def source(self) -> str:
+        """The chip file."""
+        return self.chip_file
+
+    @property
+    def name(self) -> str:
+        """The chip file's name without .json (its outputs' stem)."""
+        return Path(self.chip_file).stem
 
     @property
     def status(self) -> str:
@@ -147,7 +138,7 @@ class BatchResult:
     @property
     def exit_status(self) -> int:
         """0 if every chip compiled, else the smallest non-zero chip status (the most serious failure)."""
-        return min((c.exit_status for c in self.chips if c.exit_status), default=0)
+        return batch_exit_status(c.exit_status for c in self.chips)
 
     @property
     def failed(self) -> list[ChipResult]:
@@ -222,13 +213,10 @@ def compile_many(
     """
     start = time.perf_counter()
     options = options or CompileOptions()
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    if jobs is not None and scheduler is not None:
-        raise UsageError("--jobs sets local worker processes; with --scheduler the cluster's workers run the chips")
+    check_workers(jobs, scheduler)
     out = Path(out_dir)
     job_list = _plan(model, [Path(c) for c in chips], out, calibrate_on, absolute=scheduler is not None)
-    client = _connect(scheduler) if scheduler is not None else None  # before any work: a wrong address fails fast
+    client = connect(scheduler) if scheduler is not None else None  # before any work: a wrong address fails fast
     try:
         base = prepare(model, options, calibrate_on=calibrate_on, verify=verify)
         fronts = [base]
@@ -253,12 +241,10 @@ def compile_many(
             if on_result is not None:
                 on_result(result, finished, len(results))
 
-        if client is not None:
-            used_jobs = None
-            _run_dask(client, tuple(fronts), job_list, verify, finish)
-        else:
-            used_jobs = min(jobs or os.cpu_count() or 1, len(job_list))
-            _run_local(used_jobs, tuple(fronts), job_list, verify, finish)
+        used_jobs = None if client is not None else local_workers(jobs, len(job_list))
+        run_jobs(functools.partial(_compile_chip, verify=verify), tuple(fronts), job_list, finish,
+                 functools.partial(_crashed, fronts=tuple(fronts)), workers=used_jobs or 1, client=client,
+                 name="chip")
     finally:
         if client is not None:
             client.close()
@@ -326,16 +312,6 @@ class _ChipOutcome:
     traceback: str | None = None
 
 
-def _status(exc: LeacError) -> str:
-    if isinstance(exc, DoesNotFitError):
-        return "does_not_fit"
-    if isinstance(exc, InvalidInputError):
-        return "invalid_input"
-    if isinstance(exc, UsageError):
-        return "usage_error"
-    return "compile_error"
-
-
 def _compile_chip(fronts: Sequence[FrontEnd], job: ChipJob, verify: bool = True) -> _ChipOutcome:
     """Compile one chip with the first front end that serves it; never raises for the chip's own failure."""
     start = time.perf_counter()
@@ -348,7 +324,7 @@ def _compile_chip(fronts: Sequence[FrontEnd], job: ChipJob, verify: bool = True)
         report = compile_summary(dataclasses.replace(result, seconds=time.perf_counter() - start), job.program)
         return _ChipOutcome(data, _with_status(report, job, front, OK, None))
     except LeacError as exc:
-        status, message, trace = _status(exc), str(exc), None
+        status, message, trace = status_of(exc), str(exc), None
     except Exception as exc:  # a bug: keep the chip's traceback, go on with the other chips
         status, trace = "internal_error", traceback.format_exc()
         message = f"internal error: {type(exc).__name__}: {exc}"
@@ -396,91 +372,9 @@ def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
                       outcome.traceback)
 
 
-def _crashed(job: ChipJob, fronts: Sequence[FrontEnd], exc: BaseException) -> _ChipOutcome:
+def _crashed(job: ChipJob, exc: BaseException, fronts: Sequence[FrontEnd]) -> _ChipOutcome:
     """The outcome of a job whose worker died or could not run it."""
     report = _failure_report(fronts[-1], None, job, 0.0)
     message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(exc))
     return _ChipOutcome(None, _with_status(report, job, None, "internal_error", message), trace)
-
-
-# --------------------------------------------------------------------------
-# Where the chips run
-
-_worker_fronts: tuple[FrontEnd, ...] = ()
-"""The front ends, in a pool worker (set once by `_init_worker`)."""
-
-
-def _init_worker(fronts: tuple[FrontEnd, ...]) -> None:
-    """Pool worker start: keep the front ends, one BLAS thread, and leave Ctrl-C and SIGTERM to the parent."""
-    global _worker_fronts
-    _worker_fronts = fronts
-    for name in BLAS_THREAD_VARIABLES:  # for libraries that start their threads later
-        os.environ[name] = "1"
-    threadpool_limits(1)  # the BLAS numpy already loaded (a forked worker inherits the parent's threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _pool_job(job: ChipJob, verify: bool) -> _ChipOutcome:
-    return _compile_chip(_worker_fronts, job, verify)
-
-
-def _run_local(jobs: int, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,
-               finish: Callable[[ChipJob, _ChipOutcome], None]) -> None:
-    if jobs == 1:
-        with threadpool_limits(1):
-            for job in job_list:
-                finish(job, _compile_chip(fronts, job, verify))
-        return
-    # Not `with pool:` its exit calls shutdown(cancel_futures=False), which can undo the cancel below.
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(fronts,))
-    try:
-        futures: dict[Future[_ChipOutcome], ChipJob] = {pool.submit(_pool_job, job, verify): job for job in job_list}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the worker died (BrokenProcessPool) or the result did not pickle
-                outcome = _crashed(job, fronts, exc)
-            finish(job, outcome)
-    except BaseException:  # Ctrl-C, SIGTERM: drop the chips not started, wait for the few running
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _connect(address: str) -> Any:
-    """A dask.distributed Client of the scheduler at `address`.
-
-    Raises:
-        UsageError: the `distributed` extra is missing, or no scheduler answers at `address`.
-    """
-    try:
-        from distributed import Client
-        from distributed.comm import resolve_address
-    except ImportError:
-        raise UsageError("--scheduler needs Dask's distributed scheduler: pip install 'lea-compiler[distributed]'") \
-            from None
-    try:
-        resolve_address(address)  # a malformed address, before a Client that would linger on it
-        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
-
-
-def _run_dask(client: Any, fronts: tuple[FrontEnd, ...], job_list: list[ChipJob], verify: bool,
-              finish: Callable[[ChipJob, _ChipOutcome], None]) -> None:
-    from distributed import as_completed as dask_as_completed
-
-    batch = uuid.uuid4().hex[:12]
-    [shared] = client.scatter([fronts], broadcast=True, hash=False)
-    futures = {client.submit(_compile_chip, shared, job, verify, key=f"leac-{batch}-chip-{job.index}"): job
-               for job in job_list}
-    for future in dask_as_completed(futures, loop=client.loop):
-        job = futures[future]
-        try:
-            outcome = future.result()
-        except Exception as exc:  # the worker died (KilledWorker) or the task could not run there
-            outcome = _crashed(job, fronts, exc)
-        finish(job, outcome)

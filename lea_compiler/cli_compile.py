@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-from lea_compiler.batch import BatchResult, ChipResult, chip_files, compile_many
+from lea_compiler.batch import BatchResult, chip_files, compile_many
+from lea_compiler.cli_batch import Progress, first_line, print_failures
 from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
@@ -215,7 +215,7 @@ def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
     verbose = bool(getattr(args, "verbose", False))
     progress = None
     if not args.json and (sys.stderr.isatty() or verbose):
-        progress = _Progress(sys.stderr, live=sys.stderr.isatty())
+        progress = Progress(sys.stderr, live=sys.stderr.isatty())
     try:
         result = compile_many(args.model, chips, args.output, options, jobs=args.jobs, scheduler=args.scheduler,
                               calibrate_on=args.calibrate, on_result=progress)
@@ -226,49 +226,8 @@ def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print_batch(result, time_passes=args.time_passes)
-    for chip in result.failed:
-        if chip.traceback:
-            print(chip.traceback, end="", file=sys.stderr)
-        error = chip.error or ""
-        print(f"leac: error: {error if chip.chip_file in error else f'{chip.chip_file}: {error}'}", file=sys.stderr)
+    print_failures(result.failed)
     return result.exit_status
-
-
-class _Progress:
-    """One line per finished chip on stderr; on a terminal, one line rewritten in place."""
-
-    def __init__(self, stream: Any, *, live: bool) -> None:
-        self.stream = stream
-        self.live = live
-        self.start = time.perf_counter()
-        self.failed = 0
-        self.shown = False
-
-    def __call__(self, chip: ChipResult, done: int, total: int) -> None:
-        self.failed += not chip.ok
-        elapsed = time.perf_counter() - self.start
-        left = elapsed / done * (total - done)
-        what = "ok" if chip.ok else chip.status.replace("_", " ")
-        line = (f"[{done}/{total}] {Path(chip.chip_file).stem}: {what} ({chip.seconds:.2f} s); "
-                f"{self.failed} failed so far; {elapsed:.0f} s elapsed, about {left:.0f} s left")
-        if self.live:
-            self.stream.write("\r\x1b[K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.live and self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _first_line(text: str | None, width: int = 70) -> str:
-    if not text:
-        return ""
-    line = text.strip().splitlines()[0]
-    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def print_batch(result: BatchResult, *, time_passes: bool) -> None:
@@ -282,7 +241,7 @@ def print_batch(result: BatchResult, *, time_passes: bool) -> None:
             f"{report['devices_used']}/{report['devices_total']}" if ok else "",
             f"{report['mapping_error_uS']:.1f}" if ok else "",
             f"{100 * report['optimality_gap']:.2f}%" if ok and report["optimality_gap"] is not None else "",
-            f"{chip.seconds:.2f}", _first_line(chip.error),
+            f"{chip.seconds:.2f}", first_line(chip.error),
         ))
     print(f"{Path(result.model).name} for {len(result.chips)} chips -> {result.out_dir}")
     print(format_table(rows))

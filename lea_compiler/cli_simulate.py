@@ -5,27 +5,61 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 from lea_compiler.backends.sim import load_data, simulate
 from lea_compiler.chip import load_chip
+from lea_compiler.cli_batch import Progress, first_line, print_failures
+from lea_compiler.errors import UsageError
 from lea_compiler.program import Program
+from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
 from lea_compiler.tables import format_table
+
+DEFAULT_THREADS = min(4, os.cpu_count() or 1)
+"""--threads for one Program; a batch's workers use one thread each unless told otherwise."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `leac simulate`."""
     p = commands.add_parser(
         "simulate",
-        help="run a compiled Program on a simulated chip: accuracy, cycles, energy, device cost",
-        description=(
+        help="run a compiled Program (or many) on a simulated chip: accuracy, cycles, energy, device cost",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_paragraphs(
             "Simulate a Program (from leac compile) on its chip, or on another chip file: devices with "
             "write and read noise and stuck values, DACs and ADCs, beta-of-alpha averaging and the digital "
             "periphery. Reports top-1 accuracy per data file against onnxruntime's on the original model, "
             "per-layer output error, and the cycle, energy and programming cost model."
         ),
+        epilog=_paragraphs(
+            "Many Programs (one per chip, e.g. from leac compile --chip-dir): with several PROGRAM.leac, "
+            "--program-dir DIR (every DIR/*.leac, sorted by name), --jobs, --scheduler or --min-accuracy, leac "
+            "simulates every Program on the chip it was compiled for, with the same data and seed. Each "
+            "Program's report is exactly what leac simulate PROGRAM --seed S gives (but for its wall time), "
+            "whatever --jobs is. The data files are read once, and onnxruntime's baseline is computed once per "
+            "distinct original model. The Programs run on --jobs worker processes (default: the CPU count; "
+            "each uses --threads threads, default 1) or on the workers of a Dask cluster (--scheduler, the "
+            "'distributed' extra; they must be able to read the Program files). Progress goes to stderr when "
+            "it is a terminal or with leac -v (never with --json). Nothing is written: a table lists every "
+            "Program and the yield, or --json prints one object {\"report\": \"leac-simulate-batch\", ...} "
+            "(docs/reports.md).",
+            "Yield: over the Programs that simulated, a Program's accuracy being its mean top-1 accuracy over "
+            "the data files (as one simulate prints): the mean, the standard deviation (population, over the "
+            "Programs), the worst and the best Program, and with --min-accuracy PCT how many Programs (and "
+            "what fraction of those that simulated) reach at least PCT percent. A Program below --min-accuracy "
+            "does not change the exit status: the yield is a report.",
+            "A Program that fails (a damaged file, data that does not fit its model) gets its error in its row "
+            "and does not stop the others. The exit status is 0 when every Program simulated, else the most "
+            "serious failure, i.e. the smallest non-zero status (3 for an invalid Program or data file). A data "
+            "file that cannot be read, or bad options, stop the whole batch before any Program.",
+        ),
     )
-    p.add_argument("program", metavar="PROGRAM.leac", help="the compiled Program")
+    p.add_argument("program", nargs="*", metavar="PROGRAM.leac",
+                   help="the compiled Program; give several to simulate them all (see below)")
+    p.add_argument("--program-dir", metavar="DIR", help="simulate every Program DIR/*.leac (see below)")
     p.add_argument("--data", action="append", required=True, metavar="DATA.npz",
                    help=".npz with x (inputs, batch first) and y (integer labels); repeat for several sets")
     p.add_argument("--chip", metavar="CHIP.json",
@@ -37,22 +71,43 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "docs/simulator.md)")
     p.add_argument("--exact-read-noise", action="store_true",
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
-    p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
-                   help="worker threads for the crossbar layers (default: min(4, CPUs)); results do not depend on it")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="worker threads for the crossbar layers (default: min(4, CPUs); with many Programs, 1 per "
+                        "worker process); results do not depend on it")
+    p.add_argument("-j", "--jobs", type=int, metavar="N",
+                   help="worker processes for many Programs (default: the CPU count; 1: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the Programs on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786; "
+                        "needs pip install 'lea-compiler[distributed]')")
+    p.add_argument("--min-accuracy", type=float, metavar="PCT",
+                   help="with many Programs: count those whose accuracy is at least PCT percent (0-100) in the "
+                        "yield")
     p.add_argument("--output", metavar="NAME", help="model output to take the top-1 from (default: see docs/cli.md)")
     p.add_argument("--json", action="store_true",
-                   help="print the report as one JSON object (report leac-simulate, docs/reports.md)")
+                   help="print the report as one JSON object (report leac-simulate; with many Programs "
+                        "leac-simulate-batch; docs/reports.md)")
     p.set_defaults(func=run)
 
 
+def _paragraphs(*texts: str) -> str:
+    return "\n\n".join(textwrap.fill(text, width=100) for text in texts)
+
+
 def run(args: argparse.Namespace) -> int:
-    program = Program.load(args.program)
+    programs = args.program
+    if (args.program_dir is not None or len(programs) > 1 or args.jobs is not None or args.scheduler is not None
+            or args.min_accuracy is not None):
+        return _run_many(args)
+    if not programs:
+        raise UsageError("give the Program: PROGRAM.leac (several, or --program-dir DIR, for many chips)")
+    program = Program.load(programs[0])
     datasets = [load_data(path, program.graph) for path in args.data]
     chip = load_chip(args.chip) if args.chip else None
+    threads = DEFAULT_THREADS if args.threads is None else args.threads
     report = simulate(program, datasets, chip=chip, seed=args.seed, ideal=args.ideal,
-                      exact_read_noise=args.exact_read_noise, output=args.output, threads=args.threads)
+                      exact_read_noise=args.exact_read_noise, output=args.output, threads=threads)
     data = report.to_json()
-    data["program"] = args.program
+    data["program"] = programs[0]
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -85,3 +140,77 @@ def print_report(r: dict[str, Any]) -> None:
           f"(device reads {e['device_reads']:.1f}, ADC {e['adc']:.1f}, DAC {e['dac']:.1f})")
     print(f"programming: {r['program_pulses']} write-verify pulses, {1e3 * r['program_time_s']:.2f} ms, "
           f"{r['program_energy_uJ']:.3f} uJ")
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    """`leac simulate` for many Programs (see the epilog of `leac simulate --help`)."""
+    if args.chip is not None:
+        raise UsageError("--chip works with one Program; with many, each is simulated on the chip it was "
+                         "compiled for")
+    if args.min_accuracy is not None and not 0.0 <= args.min_accuracy <= 100.0:
+        raise UsageError(f"--min-accuracy takes a percentage from 0 to 100, got {args.min_accuracy:g}")
+    programs = [Path(p) for p in args.program]
+    if args.program_dir is not None:
+        programs += program_files(args.program_dir)
+    options = SimulateOptions(seed=args.seed, ideal=args.ideal, exact_read_noise=args.exact_read_noise,
+                              output=args.output, threads=1 if args.threads is None else args.threads)
+    progress = None
+    if not args.json and (sys.stderr.isatty() or bool(getattr(args, "verbose", False))):
+        progress = Progress(sys.stderr, live=sys.stderr.isatty())
+    try:
+        result = simulate_many(programs, args.data, options,
+                               min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
+                               jobs=args.jobs, scheduler=args.scheduler, on_result=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_batch(result)
+    print_failures(result.failed)
+    return result.exit_status
+
+
+def print_batch(result: SimulateBatchResult) -> None:
+    """The batch summary: one row per Program, then the yield and how the batch ran."""
+    names = [Path(d).name for d in result.data]
+    several = len(names) > 1
+    threshold = result.min_accuracy
+    header = ["program", "status", "chip", "accuracy", *(names if several else []), "software", "agreement"]
+    if threshold is not None:
+        header.append(f">= {_pct(threshold)}")
+    rows = [(*header, "seconds", "error")]
+    for program in result.programs:
+        r = program.report
+        ok = program.ok
+        per_data = [_pct(d["accuracy"]) if ok else "" for d in (r["data"] or [None] * len(names))] if several else []
+        meets = "" if r["meets_min_accuracy"] is None else ("yes" if r["meets_min_accuracy"] else "no")
+        rows.append((
+            program.name, program.status.replace("_", " "), str(r["chip"] or "-") if ok else "",
+            _pct(r["accuracy"]) if ok else "", *per_data, _pct(r["software_accuracy"]) if ok else "",
+            _pct(r["agreement"]) if ok else "", *([meets] if threshold is not None else []),
+            f"{program.seconds:.2f}", first_line(program.error),
+        ))
+    options = result.options
+    mode = "ideal devices" if options.ideal else f"seed {options.seed}"
+    print(f"simulated {len(result.programs)} Programs on {', '.join(names)} ({mode}), each on the chip it was "
+          "compiled for")
+    print(format_table(rows))
+    y = result.yield_summary
+    if y.programs:
+        print(f"yield over {y.programs} Programs: accuracy mean {_pct(y.mean)}, std {_pct(y.std)}, "
+              f"worst {_pct(y.worst)} ({Path(str(y.worst_program)).name}), "
+              f"best {_pct(y.best)} ({Path(str(y.best_program)).name})")
+        if threshold is not None:
+            print(f"at or above {_pct(threshold)}: {y.at_or_above} of {y.programs} Programs "
+                  f"({_pct(y.fraction_at_or_above)})")
+    else:
+        print("yield: no Program simulated")
+    failed = len(result.failed)
+    where = f"{result.jobs} worker process{'es' if result.jobs != 1 else ''}" if result.scheduler is None else \
+        f"the Dask cluster at {result.scheduler}"
+    models = result.software_models
+    print(f"{len(result.programs) - failed} of {len(result.programs)} Programs simulated, {failed} failed; "
+          f"software baseline for {models} model{'s' if models != 1 else ''} {result.software_seconds:.2f} s; "
+          f"{result.wall_seconds:.1f} s on {where}")

@@ -94,15 +94,23 @@ def _read_arrays(source: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
-    """Read an .npz with `x` and `y` for `graph`'s single input, without pickle.
-
-    Sizes are checked before anything is read (`MAX_DATA_BYTES`: the file, the
-    entries' declared sizes and the arrays' declared shapes).
-
-    The arrays are then checked and converted as `from_arrays` does.
+    """Read an .npz with `x` and `y` for `graph`'s single input, without pickle: `fit_data(read_data(path))`.
 
     Raises:
         BadDataError: missing keys, wrong shapes or dtypes, no samples, or a file too large.
+    """
+    return fit_data(read_data(path), graph, str(Path(path)))
+
+
+def read_data(path: str | os.PathLike[str]) -> Dataset:
+    """Read an .npz with `x` and `y`, without pickle, checking all that does not depend on a model.
+
+    Sizes are checked before anything is read (`MAX_DATA_BYTES`: the file, the
+    entries' declared sizes and the arrays' declared shapes). A batch reads each
+    data file once and fits it to every Program's model (`fit_data`).
+
+    Raises:
+        BadDataError: missing keys, wrong dtypes, x and y of different lengths, no samples, or a file too large.
     """
     source = Path(path)
     kind = input_kind(source)
@@ -118,9 +126,46 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
         raise
     except Exception as exc:  # zipfile / zlib / numpy raise many kinds for a damaged file
         raise BadDataError(f"{source}: not a readable .npz data file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
-        raise BadDataError(f"{source}: x and y must be .npy arrays")
-    return from_arrays(x, y, graph, name=source.name, where=str(source))
+    return _dataset(x, y, source.name, str(source))
+
+
+def _dataset(x: Any, y: Any, name: str, where: str) -> Dataset:
+    """x and y as a Dataset after the checks that need no model: arrays, y 1-D whole-number labels (as int64
+    by `lea_compiler.dtypes`), as many samples in x as labels, and at least one."""
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise BadDataError(f"{where}: x and y must be arrays ({exc})") from None
+    if y.ndim != 1:
+        raise BadDataError(f"{where}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
+    y = convert(y, np.int64, f"{where}: y")
+    if x.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise BadDataError(f"{where}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
+    if len(y) == 0:
+        raise BadDataError(f"{where}: no samples (x and y are empty)")
+    return Dataset(name, x, y)
+
+
+def fit_data(data: Dataset, graph: Graph, where: str | None = None) -> Dataset:
+    """`data` for `graph`'s single input: x converted to the input's dtype by the rule of
+    `lea_compiler.dtypes` (integer and floating-point data whose values fit) and its shape checked.
+
+    `where` names the data in messages (default: `data.name`).
+
+    Raises:
+        BadDataError: the model has several inputs, x does not fit its input, or x holds NaN or infinity.
+    """
+    where = data.name if where is None else where
+    if len(graph.inputs) != 1:
+        raise BadDataError(f"the model has {len(graph.inputs)} inputs; data sets feed models with one input")
+    value = graph.inputs[0]
+    try:
+        x = interpreter.check_feeds(graph, {value.name: data.x})[value.name]
+    except BadDataError as exc:
+        raise BadDataError(f"{where}: {exc}") from None
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise BadDataError(f"{where}: x contains NaN or infinity")
+    return data if x is data.x else Dataset(data.name, x, data.y)
 
 
 def from_arrays(x: Any, y: Any, graph: Graph, *, name: str = "data", where: str | None = None) -> Dataset:
@@ -146,25 +191,7 @@ def from_arrays(x: Any, y: Any, graph: Graph, *, name: str = "data", where: str 
     where = where or name
     if len(graph.inputs) != 1:
         raise BadDataError(f"the model has {len(graph.inputs)} inputs; data sets feed models with one input")
-    try:
-        x, y = np.asarray(x), np.asarray(y)
-    except (ValueError, TypeError) as exc:  # ragged nested lists
-        raise BadDataError(f"{where}: x and y must be arrays ({exc})") from None
-    if y.ndim != 1:
-        raise BadDataError(f"{where}: y must be a 1-D array of integer labels, got {y.dtype} {list(y.shape)}")
-    y = convert(y, np.int64, f"{where}: y")
-    if x.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise BadDataError(f"{where}: x has {x.shape[0] if x.ndim else 0} samples and y {y.shape[0]}")
-    if len(y) == 0:
-        raise BadDataError(f"{where}: no samples (x and y are empty)")
-    value = graph.inputs[0]
-    try:
-        x = interpreter.check_feeds(graph, {value.name: x})[value.name]
-    except BadDataError as exc:
-        raise BadDataError(f"{where}: {exc}") from None
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise BadDataError(f"{where}: x contains NaN or infinity")
-    return Dataset(name, x, y)
+    return fit_data(_dataset(x, y, name, where), graph, where)
 
 
 DataLike = str | os.PathLike[str] | Dataset | tuple[Any, Any] | Mapping[str, Any]

@@ -292,6 +292,24 @@ class Program:
             raise InvalidInputError(f"{source}: damaged Program:\n{_listing(problems)}")
         return program
 
+    @property
+    def model_digest(self) -> str | None:
+        """SHA-256 (hex) of the original ONNX file the Program embeds; None if it embeds none."""
+        return None if self.source_model is None else hashlib.sha256(self.source_model).hexdigest()
+
+
+def embedded_model_digest(path: str | os.PathLike[str]) -> str | None:
+    """`Program.model_digest` of a .leac file, reading only its model entry (None if it has none or the
+    file cannot be read): to group Programs by model before loading them, which checks them in full."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("model.onnx")
+            if info.file_size > MAX_PROGRAM_BYTES:
+                return None
+            return hashlib.sha256(archive.read(info)).hexdigest()
+    except _ARCHIVE_ERRORS:
+        return None
+
 
 def _listing(problems: list[str]) -> str:
     shown = problems[:MAX_PROBLEMS]

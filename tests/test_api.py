@@ -95,7 +95,10 @@ def test_api_keywords_are_the_cli_flags() -> None:
     import inspect
 
     simulate = set(inspect.signature(leac.simulate).parameters)
-    assert _flags("simulate") - {"json", "func"} <= simulate
+    many_only = {"program_dir", "jobs", "scheduler", "min_accuracy"}  # simulate_many's, with `programs`
+    assert _flags("simulate") - {"json", "func"} - many_only <= simulate
+    simulate_many = set(inspect.signature(leac.simulate_many).parameters)
+    assert _flags("simulate") - {"json", "func", "chip", "program", "program_dir"} <= simulate_many
     compile_params = set(inspect.signature(leac.compile).parameters)
     renames = {"time_limit": "time_limit_s", "calibrate": "calibrate_on"}
     cli_only = {"json", "func", "output", "dump_ir", "time_passes", "chip_dir", "jobs", "scheduler"}

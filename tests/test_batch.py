@@ -13,11 +13,12 @@ import onnx
 import pytest
 
 import lea_compiler as leac
-from lea_compiler.batch import _init_worker, compile_many
+from lea_compiler.batch import compile_many
 from lea_compiler.chip import Array, Chip, DeviceModel, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model, compile_prepared, prepare
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.workers import init_worker
 from tests.helpers import mlp_model
 
 
@@ -208,7 +209,7 @@ def _blas_threads() -> tuple[list[int], str | None]:
 
 
 def test_pool_workers_use_one_blas_thread() -> None:
-    with ProcessPoolExecutor(max_workers=1, initializer=_init_worker, initargs=((),)) as pool:
+    with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=((),)) as pool:
         threads, omp = pool.submit(_blas_threads).result()
     assert omp == "1" and threads and set(threads) == {1}
 

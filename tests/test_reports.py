@@ -101,6 +101,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
                                              "--chip", str(bad), "-k", "2", "--placer", "greedy", "--jobs", "1",
                                              "-o", str(folder / "batch"), "--json"], status=3)]
     out["leac-simulate"] = [_json(["simulate", str(program), "--data", str(data), "--json"])]
+    junk = folder / "junk.leac"
+    junk.write_text("not a Program")
+    out["leac-simulate-batch"] = [_json(["simulate", str(program), str(junk), "--data", str(data), "--jobs", "1",
+                                         "--min-accuracy", "50", "--json"], status=3)]
     board = folder / "p.board.jsonl"
     out["leac-emit"] = [_json(["emit", str(program), "-o", str(board), "--json"])]
     out["leac-board-validate"] = [_json(["board", "validate", str(board), "--json"])]
@@ -152,7 +156,7 @@ def test_every_command_has_json_and_a_documented_report() -> None:
     walk(build_parser(), ())
     assert set(leaves) == set(commands)
     assert all("--json" in options for options in leaves.values())
-    assert set(commands.values()) | {"leac-compile-batch"} == set(DOCS)
+    assert set(commands.values()) | {"leac-compile-batch", "leac-simulate-batch"} == set(DOCS)
 
 
 def test_the_documented_exit_statuses_are_the_cli_s() -> None:

@@ -67,7 +67,7 @@ from lea_compiler.program import Layer, Program
 from lea_compiler.reference import run_onnxruntime
 
 __all__ = ["MAX_DATA_BYTES", "Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost",
-           "load_data", "simulate", "top1"]
+           "load_data", "simulate", "software_predictions", "top1"]
 
 
 
@@ -536,11 +536,15 @@ def simulate(
     output: str | None = None,
     batch_size: int = 2048,
     threads: int = 1,
+    software: Sequence[np.ndarray] | None = None,
 ) -> Report:
     """Run the Program on a simulated chip over each data set and report.
 
     `threads` worker threads share each crossbar layer's chunks of samples;
     the report does not depend on it (each chunk seeds its own read noise).
+    `software` is onnxruntime's top-1 prediction per sample of each data set
+    when the caller has it already (`software_predictions`: a batch of Programs
+    compiled from one model computes it once); by default it is computed here.
 
     Before anything runs, every data set's labels are checked against the
     classes the top-1 output can give (`datasets.check_labels`): labels the
@@ -553,6 +557,8 @@ def simulate(
     """
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
+    if software is not None and len(software) != len(datasets):
+        raise UsageError(f"software predictions for {len(software)} data sets, but {len(datasets)} data sets")
     labels = model_labels(program.graph, output)
     for data in datasets:
         check_labels(data, labels)
@@ -586,7 +592,9 @@ def simulate(
     squared: defaultdict[str, float] = defaultdict(float)
     reference_sq: defaultdict[str, float] = defaultdict(float)
     samples_total = 0
-    for data in datasets:
+    if software is None and program.source_model is not None:
+        software = software_predictions(program, datasets, output)
+    for index, data in enumerate(datasets):
         predictions = []
         for lo in range(0, len(data.x), batch_size):
             batch = {feed: data.x[lo:lo + batch_size]}
@@ -600,13 +608,12 @@ def simulate(
             predictions.append(top1(outputs, output))
         predicted = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
         samples_total += len(data.x)
-        software, agreement = None, None
-        if program.source_model is not None:
-            reference = run_onnxruntime(program.source_model, {feed: data.x})
-            soft_pred = top1(reference, output)
-            software = float(np.mean(soft_pred == data.y))
-            agreement = float(np.mean(soft_pred == predicted))
-        reports.append(DataReport(data.name, len(data.x), float(np.mean(predicted == data.y)), software, agreement))
+        software_accuracy, agreement = None, None
+        if software is not None:
+            software_accuracy = float(np.mean(software[index] == data.y))
+            agreement = float(np.mean(software[index] == predicted))
+        reports.append(DataReport(data.name, len(data.x), float(np.mean(predicted == data.y)), software_accuracy,
+                                  agreement))
     if samples_total:
         for field_name in ("reads", "adc_conversions", "dac_conversions", "device_reads", "digital_ops",
                            "analog_ns"):
@@ -630,6 +637,21 @@ def simulate(
         calibration=calibration_source,
         seconds=time.perf_counter() - start,
     )
+
+
+def software_predictions(program: Program, datasets: Sequence[Dataset], output: str | None = None
+                         ) -> list[np.ndarray] | None:
+    """onnxruntime's top-1 prediction for every sample of each data set, on the original model the Program
+    embeds (None if it embeds none): the software baseline of the report's `software_accuracy` and `agreement`.
+
+    Raises:
+        InvalidModelError: onnxruntime cannot run the model on the data.
+        UsageError: the model has no output `output`.
+    """
+    if program.source_model is None:
+        return None
+    feed = program.graph.inputs[0].name
+    return [top1(run_onnxruntime(program.source_model, {feed: data.x}), output) for data in datasets]
 
 
 def stored_calibration(program: Program) -> Calibration | None:
