@@ -17,7 +17,9 @@ Encodings (which level pair represents a difference):
   With evenly spaced levels the reachable differences are the same as
   `simple`'s; with uneven levels there are more. After placement, when the
   defect map is known, `rme` also re-chooses the healthy partner of a stuck
-  device (see the `encode` pass), which is what the paper's RME does.
+  device (see the `encode` pass), which is what the paper's RME does. Its
+  pairs are enumerated for up to 1024 levels (`RME_MAX_PAIRS`); more levels
+  must be evenly spaced (their pairs are then `simple`'s) or are refused.
 - `joint`: the pairs of `simple`, but the averaged copies of a column are
   encoded together, as a sigma-delta across copies, so that their mean (not
   each copy) approaches W s (see the `encode` pass for the maths). Here the
