@@ -59,6 +59,9 @@ MAX_ARRAYS = 10**6
 """Most arrays a chip may have."""
 MAX_BITS = 32
 """Widest DAC/ADC leac accepts; wider is not physical and overflows integer maths."""
+MAX_LEVELS = 65_535
+"""Most conductance levels a device may have. Fine analog devices have 256-4096 programmable states; level
+indices are stored as `level_index_dtype` integers, so more levels only widen them."""
 MAX_FILE_BYTES = 256 * 2**20
 """Largest chip file or conductance map leac reads.
 
@@ -69,6 +72,20 @@ MAX_PROBLEMS = 200
 """Most problems listed in one InvalidChipError; the rest are counted."""
 
 _LARGEST_FLOAT_INT = int(np.finfo(np.float64).max)
+
+
+def level_index_dtype(count: int) -> np.dtype[np.signedinteger[Any]]:
+    """The integer type of the level indices of a device with `count` levels.
+
+    The one rule every pass, the Program and the backends use: the smallest
+    signed type holding -1 (a stuck device, not programmed) to count - 1,
+    so int8 up to 128 levels (the seed paper's 4-level Programs stay as
+    small as before), int16 up to 32,768 and int32 up to `MAX_LEVELS`.
+    """
+    for dtype in (np.int8, np.int16):
+        if count - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int32)
 
 
 # --------------------------------------------------------------------------
@@ -180,6 +197,8 @@ def _levels_problems(value: object, path: str) -> list[str]:
     ]
     if len(value) < 2:
         problems.append(f"{path}: {_show(value)} has fewer than 2 levels")
+    elif len(value) > MAX_LEVELS:
+        problems.append(f"{path}: {len(value)} levels is more than leac supports ({MAX_LEVELS})")
     elif not problems and any(b <= a for a, b in zip(value[:-1], value[1:], strict=True)):
         problems.append(f"{path}: {_show(value)} is not strictly ascending")
     return problems

@@ -76,7 +76,7 @@ class CopyHalf:
     """One copy of one half (G+ or G-) of a block: where it sits and what is programmed."""
 
     region: Region
-    levels: np.ndarray  # (rows, cols) int8 level index; -1: stuck device, not programmed
+    levels: np.ndarray  # (rows, cols) level index (chip.level_index_dtype); -1: stuck device, not programmed
     cost_uS: float  # mapping error at this region (stuck devices vs targets)
 
 
@@ -98,7 +98,7 @@ class ProgramBlock:
     row_stop: int
     col_start: int
     col_stop: int
-    target_pos: np.ndarray  # (rows, cols) int8 level index
+    target_pos: np.ndarray  # (rows, cols) level index (chip.level_index_dtype)
     target_neg: np.ndarray
     copies: tuple[BlockCopy, ...]
     selection: np.ndarray  # (alpha, cols) bool: the copies each column averages

@@ -58,7 +58,7 @@ from functools import cached_property
 
 import numpy as np
 
-from lea_compiler.chip import Chip
+from lea_compiler.chip import Chip, level_index_dtype
 from lea_compiler.errors import CompileError
 from lea_compiler.ir import Graph
 from lea_compiler.passes.ensemble import Ensemble
@@ -74,7 +74,7 @@ class EncodedCopy:
 
     block: int
     copy: int
-    pos_levels: np.ndarray  # (rows, cols) int8
+    pos_levels: np.ndarray  # (rows, cols) level index (`level_index_dtype`); -1: stuck
     neg_levels: np.ndarray
     pos_uS: np.ndarray  # (rows, cols) float64: the level's conductance, or the stuck value
     neg_uS: np.ndarray
@@ -135,18 +135,19 @@ def encode_copy(
     state_p, g_p = stuck_pos
     state_n, g_n = stuck_neg
     bad_p, bad_n = state_p != 0, state_n != 0
-    pos = target_pos.astype(np.int8).copy()
-    neg = target_neg.astype(np.int8).copy()
+    dtype = level_index_dtype(len(levels))
+    pos = target_pos.astype(dtype)
+    neg = target_neg.astype(dtype)
     if encoding == "rme":
         d = levels[target_pos] - levels[target_neg]
         fix_n = bad_p & ~bad_n
         fix_p = bad_n & ~bad_p
-        pos = np.where(fix_p, nearest_level(levels, np.nan_to_num(g_n) + d), pos).astype(np.int8)
-        neg = np.where(fix_n, nearest_level(levels, np.nan_to_num(g_p) - d), neg).astype(np.int8)
+        pos = np.where(fix_p, nearest_level(levels, np.nan_to_num(g_n) + d), pos).astype(dtype)
+        neg = np.where(fix_n, nearest_level(levels, np.nan_to_num(g_p) - d), neg).astype(dtype)
     pos_uS = np.where(bad_p, g_p, levels[pos])
     neg_uS = np.where(bad_n, g_n, levels[neg])
-    pos = np.where(bad_p, -1, pos).astype(np.int8)
-    neg = np.where(bad_n, -1, neg).astype(np.int8)
+    pos = np.where(bad_p, -1, pos).astype(dtype)
+    neg = np.where(bad_n, -1, neg).astype(dtype)
     return pos, neg, pos_uS, neg_uS
 
 
@@ -167,7 +168,8 @@ def encode_difference(
     neg = np.where(bad_p & ~bad_n, nearest_level(levels, np.nan_to_num(g_p) - target), code.neg[index])
     pos_uS = np.where(bad_p, g_p, levels[pos])
     neg_uS = np.where(bad_n, g_n, levels[neg])
-    return (np.where(bad_p, -1, pos).astype(np.int8), np.where(bad_n, -1, neg).astype(np.int8), pos_uS, neg_uS)
+    dtype = level_index_dtype(len(levels))
+    return np.where(bad_p, -1, pos).astype(dtype), np.where(bad_n, -1, neg).astype(dtype), pos_uS, neg_uS
 
 
 def select_columns(errors: np.ndarray, beta: int) -> np.ndarray:

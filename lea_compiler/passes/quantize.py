@@ -17,7 +17,9 @@ Encodings (which level pair represents a difference):
   With evenly spaced levels the reachable differences are the same as
   `simple`'s; with uneven levels there are more. After placement, when the
   defect map is known, `rme` also re-chooses the healthy partner of a stuck
-  device (see the `encode` pass), which is what the paper's RME does.
+  device (see the `encode` pass), which is what the paper's RME does. Its
+  pairs are enumerated for up to 1024 levels (`RME_MAX_PAIRS`); more levels
+  must be evenly spaced (their pairs are then `simple`'s) or are refused.
 - `joint`: the pairs of `simple`, but the averaged copies of a column are
   encoded together, as a sigma-delta across copies, so that their mean (not
   each copy) approaches W s (see the `encode` pass for the maths). Here the
@@ -59,11 +61,14 @@ per output and no devices.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from lea_compiler.errors import CompileError, InvalidModelError
+from lea_compiler.chip import level_index_dtype
+from lea_compiler.errors import CompileError, InvalidModelError, UsageError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.canonicalize import require_mvm
 
@@ -72,6 +77,12 @@ SCALE_MODES = ("per-column", "per-layer")
 BIAS_MODES = ("digital", "row")
 
 _CLIP_GRID = np.linspace(0.2, 1.0, 81)
+RME_MAX_PAIRS = 1024**2
+"""Most level pairs `rme` enumerates (1024 levels: ~1 s, ~100 MB). More levels must be evenly spaced, and
+their pairs are then simple's; unevenly spaced ones have up to L^2 distinct differences (4096 levels: 16.8 M,
+24 s and 1.4 GB to sort), so rme refuses them and joint or simple, whose pairs are 2 L - 1, take over."""
+_PAIRS_PER_BAND = 2**20
+"""Level pairs `rme` sorts at once while building its code (~50 MB of scratch)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,22 +97,9 @@ class PairCode:
 
     @staticmethod
     def build(levels_uS: tuple[float, ...], encoding: str) -> PairCode:
-        levels = np.asarray(levels_uS, dtype=np.float64)
-        count = len(levels)
-        if encoding in ("simple", "joint"):
-            i = np.arange(count)
-            pos = np.concatenate([np.zeros(count - 1, int), i])
-            neg = np.concatenate([i[:0:-1], np.zeros(count, int)])
-        elif encoding == "rme":
-            pos, neg = (a.ravel() for a in np.meshgrid(np.arange(count), np.arange(count), indexing="ij"))
-        else:
+        if encoding not in ENCODINGS:
             raise CompileError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
-        diff = levels[pos] - levels[neg]
-        total = levels[pos] + levels[neg]
-        order = np.lexsort((total, np.round(diff, 9)))  # by difference, then least total conductance
-        diff, pos, neg = diff[order], pos[order], neg[order]
-        first = np.concatenate([[True], np.diff(np.round(diff, 9)) > 0])
-        return PairCode(tuple(levels_uS), encoding, diff[first], pos[first].astype(np.int8), neg[first].astype(np.int8))
+        return _build_code(tuple(float(v) for v in levels_uS), encoding)
 
     def nearest(self, target_uS: np.ndarray) -> np.ndarray:
         """Index into `diffs_uS` of the reachable difference nearest to each target."""
@@ -109,6 +107,59 @@ class PairCode:
         hi = np.clip(np.searchsorted(d, target_uS), 1, len(d) - 1)
         lo = hi - 1
         return np.where(np.abs(target_uS - d[lo]) <= np.abs(d[hi] - target_uS), lo, hi)
+
+
+def _first_per_difference(levels: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the pairs (pos, neg), the one with the least total conductance for each difference (to 1e-9 uS),
+    ascending by difference. Ties keep the earliest pair, so reducing consecutive chunks and then their
+    concatenation picks what one call on all the pairs would."""
+    diff = np.round(levels[pos] - levels[neg], 9)
+    order = np.lexsort((levels[pos] + levels[neg], diff))  # stable: by difference, then least total
+    first = np.concatenate([[True], np.diff(diff[order]) > 0])
+    return pos[order][first], neg[order][first]
+
+
+def _rme_pairs(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """rme's pairs: every (p, n), reduced to one per difference. Built a band of p at a time, so memory
+    is that of the distinct differences (2 L - 1 for evenly spaced levels), not of all L^2 pairs.
+
+    Beyond `RME_MAX_PAIRS`, levels evenly spaced to 1% of their gap get simple's pairs: every difference
+    of evenly spaced levels is a multiple of the gap, and simple's pair for it has the least total; the
+    real levels' extra differences are within 4% of a gap of those. Uneven levels are refused."""
+    count = len(levels)
+    if count * count > RME_MAX_PAIRS:
+        line = np.linspace(levels[0], levels[-1], count)
+        if np.max(np.abs(levels - line)) > 0.01 * (levels[-1] - levels[0]) / (count - 1):
+            raise UsageError(
+                f"--encoding rme enumerates every pair of levels, and the device's {count} unevenly spaced "
+                f"levels make {count * count:,} pairs, more than leac's {RME_MAX_PAIRS:,} "
+                f"({math.isqrt(RME_MAX_PAIRS)} levels); use --encoding joint or simple")
+        return _simple_pairs(count)
+    band = max(1, _PAIRS_PER_BAND // count)
+    kept = []
+    for start in range(0, count, band):
+        p, n = np.meshgrid(np.arange(start, min(start + band, count)), np.arange(count), indexing="ij")
+        kept.append(_first_per_difference(levels, p.ravel(), n.ravel()))
+    return _first_per_difference(levels, np.concatenate([k[0] for k in kept]), np.concatenate([k[1] for k in kept]))
+
+
+def _simple_pairs(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """simple's pairs: (0, i) for the negative differences, (i, 0) for zero and the positive ones."""
+    i = np.arange(count)
+    return np.concatenate([np.zeros(count - 1, int), i]), np.concatenate([i[:0:-1], np.zeros(count, int)])
+
+
+@functools.lru_cache(maxsize=8)
+def _build_code(levels_uS: tuple[float, ...], encoding: str) -> PairCode:
+    """`PairCode.build`, computed once per level set and encoding (its arrays are read-only)."""
+    levels = np.asarray(levels_uS, dtype=np.float64)
+    pos, neg = _rme_pairs(levels) if encoding == "rme" else _simple_pairs(len(levels))
+    pos, neg = _first_per_difference(levels, pos, neg)
+    dtype = level_index_dtype(len(levels))
+    code = PairCode(levels_uS, encoding, levels[pos] - levels[neg], pos.astype(dtype), neg.astype(dtype))
+    for array in (code.diffs_uS, code.pos, code.neg):
+        array.flags.writeable = False
+    return code
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,8 +170,8 @@ class QuantizedLayer:
     encoding: str
     bias_row: bool  # the last matrix row is the bias, driven by a constant input
     scale: np.ndarray  # (cols,) uS of conductance difference per weight unit
-    pos: np.ndarray  # (rows, cols) int8 level index of G+
-    neg: np.ndarray  # (rows, cols) int8 level index of G-
+    pos: np.ndarray  # (rows, cols) level index of G+ (`level_index_dtype`)
+    neg: np.ndarray  # (rows, cols) level index of G-
     rms_error: float  # weight units, over the whole matrix
     max_error: float
     relative_rms_error: float  # rms error / rms weight
