@@ -72,7 +72,11 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Import an ONNX model, print it as leac's graph IR, and list every matrix "
             "product that maps to crossbars with its matrix size and the devices it needs "
-            "(2 per weight: a differential pair; with --bias row, one more row for the bias)."
+            "(2 per weight: a differential pair; with --bias row, one more row for the bias). "
+            "The layers and their costs are the ones leac compile makes, after its canonicalize pass: "
+            "a bias Add after a MatMul (skl2onnx) joins the layer as a bias, and a folded "
+            "BatchNormalization adds one; so the total is the devices_used a compile with the same -k "
+            "and --bias reports."
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
 
+from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import build_parser, main
 from tests.helpers import cnn_model, mlp_model
+
+EXPORTERS = Path(__file__).parent / "fixtures" / "exporters"
 
 
 def _subcommands(parser=None, prefix=()):
@@ -53,6 +57,25 @@ def test_inspect_json_costs_k_copies(tmp_path, capsys) -> None:
     assert layers["conv1"]["reads_per_sample"] == 64
     assert layers["conv2"]["rows"] == 36 and layers["conv2"]["bias_row"] is False
     assert report["devices"] == sum(2 * 3 * layer["rows"] * layer["cols"] for layer in layers.values())
+
+
+@pytest.mark.parametrize("bias", ["digital", "row"])
+@pytest.mark.parametrize("model", ["torch_mlp.onnx", "sklearn_mlp.onnx", "torch_cnn.onnx"],
+                         ids=["Gemm", "MatMul+Add", "Conv"])
+def test_inspect_predicts_the_devices_compile_uses(model, bias, tmp_path, capsys) -> None:
+    """inspect costs the layers compile makes: skl2onnx's MatMul + Add has its bias row too (issue 12)."""
+    chip = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=32, rows=25, cols=25, seed=0), chip)
+    path = str(EXPORTERS / model)
+    assert main(["inspect", path, "-k", "2", "--bias", bias, "--json"]) == 0
+    inspected = json.loads(capsys.readouterr().out)
+    assert main(["compile", path, "--chip", str(chip), "-k", "2", "--bias", bias, "--placer", "greedy",
+                 "-o", str(tmp_path / "p.leac"), "--json"]) == 0
+    compiled = json.loads(capsys.readouterr().out)
+    assert inspected["devices"] == compiled["devices_used"]
+    assert [(c["node"], c["rows"], c["cols"], c["devices"]) for c in inspected["crossbar_layers"]] == [
+        (c["name"], c["rows"], c["cols"], c["devices"]) for c in compiled["layers"]]
+    assert all(c["bias"] for c in inspected["crossbar_layers"])  # every layer of these models has a bias
 
 
 def test_bad_model_exits_3_without_traceback(tmp_path, capsys) -> None:
