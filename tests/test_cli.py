@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -114,3 +115,43 @@ def test_exit_statuses_match_the_error_classes() -> None:
     assert (cli.EXIT_BUG, cli.EXIT_USAGE, cli.EXIT_INVALID_INPUT, cli.EXIT_DOES_NOT_FIT) == (
         LeacError.exit_status, UsageError.exit_status, InvalidInputError.exit_status, DoesNotFitError.exit_status
     )
+
+
+@pytest.mark.parametrize("make", ["synth", "import"])
+def test_an_unnamed_chip_is_reported_by_its_file_name(make, tmp_path, capsys) -> None:
+    """A chip made without --name is `chip 'c.json'` in compile, simulate and emit, never `chip None` (issue 12)."""
+    model, data, chip = tmp_path / "mlp.onnx", tmp_path / "d.npz", tmp_path / "c.json"
+    onnx.save(mlp_model(), model)
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.standard_normal((8, 4)).astype(np.float32), y=rng.integers(0, 3, 8))
+    if make == "synth":
+        assert main(["chip", "synth", "--arrays", "8", "--rows", "16", "--cols", "16", "--seed", "1",
+                     "-o", str(chip)]) == 0
+    else:
+        maps = []
+        for i in range(8):
+            maps.append(tmp_path / f"map{i}.txt")
+            np.savetxt(maps[-1], np.full((16, 16), 100e-6))
+        assert main(["chip", "import", *map(str, maps), "-o", str(chip)]) == 0
+    assert "name" not in json.loads(chip.read_text())
+    program, other = tmp_path / "p.leac", tmp_path / "other.json"
+    compile_argv = ["compile", str(model), "--chip", str(chip), "-k", "2", "--placer", "greedy", "-o", str(program)]
+    capsys.readouterr()
+    assert main(compile_argv) == 0
+    assert "for chip 'c.json' ->" in capsys.readouterr().out
+    assert main([*compile_argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
+    chip.rename(other)  # the Program remembers the file it was compiled from
+    assert main(["simulate", str(program), "--data", str(data)]) == 0
+    assert "on chip 'c.json' (the chip it was compiled for)" in capsys.readouterr().out
+    assert main(["simulate", str(program), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
+    assert main(["simulate", str(program), "--data", str(data), "--chip", str(other), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "other.json"
+    board = tmp_path / "p.board.jsonl"
+    assert main(["emit", str(program), "-o", str(board)]) == 0
+    assert "on chip 'c.json'" in capsys.readouterr().out
+    assert main(["emit", str(program), "-o", str(board), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
+    assert main(["board", "validate", str(board)]) == 0
+    assert "on chip 'c.json'" in capsys.readouterr().out
