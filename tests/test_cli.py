@@ -155,3 +155,25 @@ def test_an_unnamed_chip_is_reported_by_its_file_name(make, tmp_path, capsys) ->
     assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
     assert main(["board", "validate", str(board)]) == 0
     assert "on chip 'c.json'" in capsys.readouterr().out
+
+
+def test_the_compile_summary_names_its_error_columns(tmp_path, capsys) -> None:
+    """The columns say what they measure (issue 12): placement cost and weight error, each explained under the
+    table and in --help, never "mapping error" then "after selection"."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, stuck_high=0.0, stuck_low=0.0, seed=0), chip)
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--placer", "greedy",
+                 "-o", str(tmp_path / "p.leac")]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("layer"))
+    assert header.split("  ")[-3:] == ["quant. error", "placement cost uS", "weight error uS"]
+    assert "after selection" not in out and "mapping error" not in out
+    for note in ("  quant. error: ", "  placement cost: what the placer minimised", "  weight error: sum of |"):
+        assert note in out
+    assert "placement cost 0.0 uS, bound 0.0 uS" in out  # a defect-free chip: nothing for the placer to avoid
+    assert main(["compile", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for column in ("quant. error:", "placement cost uS: what the placer minimised", "weight error uS: what the chip"):
+        assert column in help_text
+    assert "not comparable with the placement cost" in help_text
