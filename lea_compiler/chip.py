@@ -793,9 +793,8 @@ class Chip:
         object.__setattr__(chip, "file_name", file_name)
         return chip
 
-    def _label(self) -> str:
-        shown = self.display_name
-        return f"chip {shown!r}" if shown is not None else "chip"
+    def _label(self) -> str:  # the name only: the file's name is beside it wherever a summary is shown
+        return f"chip {self.name!r}" if self.name is not None else "chip"
 
 
 # --------------------------------------------------------------------------
