@@ -168,14 +168,15 @@ def test_the_documented_exit_statuses_are_the_cli_s() -> None:
 
 @pytest.fixture
 def failing_inputs(tmp_path: Path) -> dict[str, Path]:
-    """A model, a small chip, a chip file breaking the format, and a model with no crossbar layer."""
+    """A model, a small chip, a chip file breaking the format, and a model leac cannot compile (a MatMul by a
+    graph input: no constant weights to put on crossbars)."""
     files = {name: tmp_path / f"{name}.{ext}" for name, ext in
-             (("mlp", "onnx"), ("chip", "json"), ("bad", "json"), ("relu", "onnx"))}
+             (("mlp", "onnx"), ("chip", "json"), ("bad", "json"), ("dynamic", "onnx"))}
     onnx.save(mlp_model(), files["mlp"])
     save_chip(synth_chip(arrays=2, rows=8, cols=8, seed=0), files["chip"])
     files["bad"].write_text('{"format": "leac-chip", "version": 1, "arrays": {"count": 0, "rows": 2, "cols": 2}}')
-    onnx.save(make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (np.float32, ["N", 4])}, ["y"]),
-              files["relu"])
+    onnx.save(make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                         {"x": (np.float32, ["N", 4]), "w": (np.float32, [4, 3])}, ["y"]), files["dynamic"])
     return files
 
 
@@ -187,7 +188,7 @@ FAILURES = {
                  "InvalidChipError"),
     "does not fit": (["compile", "{mlp}", "--chip", "{chip}", "-k", "8", "-o", "{tmp}/p.leac", "--json"], 4,
                      "DoesNotFitError"),
-    "compile error": (["compile", "{relu}", "--chip", "{chip}", "-o", "{tmp}/p.leac", "--json"], 1,
+    "compile error": (["compile", "{dynamic}", "--chip", "{chip}", "-o", "{tmp}/p.leac", "--json"], 1,
                       "CompileError"),
 }
 
