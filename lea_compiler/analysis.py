@@ -1,18 +1,26 @@
-"""Graph analyses that several commands share: which nodes are crossbar matrix products.
+"""Graph analyses that several commands share: which nodes compile maps to crossbars, at what device cost.
 
-A node can go to a crossbar when it multiplies a dynamic input by a constant
-matrix: Gemm with a constant B, MatMul with a constant 2-D right operand, and
-Conv with a constant weight (as a matrix product over input patches). The
-crossbar matrix has one row per input element (plus one row for the bias when
-it is put on the crossbar, `leac compile --bias row`) and one column per
-output element; each weight takes a differential pair of devices.
+The answer is the one `leac compile` acts on: the graph is put through the
+`canonicalize` pass (on a copy) and every `leac.MVM` node it leaves is a
+crossbar layer. So what canonicalize folds into a matrix product counts as
+compile counts it: a Gemm's per-column bias, the bias Add after a MatMul
+(skl2onnx's MatMul + Add), a Conv's bias, a BatchNormalization folded into
+the weights; a node canonicalize leaves alone (a Gemm with transA, a
+non-constant weight) runs digitally here as it does in a compiled Program.
+
+The crossbar matrix has one row per input element (plus one row for the
+bias when it is put on the crossbar, `leac compile --bias row`) and one
+column per output element; each weight takes a differential pair of
+devices, and each of the k copies its own devices (`Program.devices_used`).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from lea_compiler.ir import Graph, Node
+from lea_compiler.passes.canonicalize import Canonicalize
 
 DEVICES_PER_WEIGHT = 2
 """A weight is a differential pair G+ - G-."""
@@ -23,7 +31,7 @@ class CrossbarLayer:
     """One matrix product that maps to crossbars, with its matrix size and device cost."""
 
     node: str
-    op_type: str
+    op_type: str  # the op of the imported node (Gemm, MatMul, Conv), before canonicalize made it an MVM
     rows: int
     cols: int
     bias: bool
@@ -39,42 +47,24 @@ class CrossbarLayer:
 
 
 def crossbar_layers(graph: Graph) -> list[CrossbarLayer]:
-    """The crossbar matrix products of `graph`, in graph order."""
-    return [layer for node in graph.nodes if (layer := crossbar_layer(node)) is not None]
+    """The crossbar layers `leac compile` would make of `graph` (left unchanged), in graph order.
+
+    Raises:
+        CompileError: canonicalize cannot rewrite the graph (compile would stop there too).
+    """
+    ops = {node.name: node.op_type for node in graph.nodes}
+    canonical = Canonicalize().run(copy.deepcopy(graph))
+    return [mvm_layer(node, ops.get(node.name, node.op_type)) for node in canonical.nodes_of("MVM")]
 
 
-def crossbar_layer(node: Node) -> CrossbarLayer | None:
-    """The crossbar matrix of `node`, or None when the node runs digitally."""
-    a, b = node.input(0), node.input(1)
-    if a is None or b is None or a.is_const or b.const is None:
-        return None
-    weight = b.const
-    bias_value = node.input(2)
-    if node.op_type == "Gemm" and weight.ndim == 2 and not node.attr("transA", 0):
-        rows, cols = weight.shape[::-1] if node.attr("transB", 0) else weight.shape
-        bias = bias_value is not None and bias_value.const is not None and _is_row_bias(bias_value.const.shape, cols)
-        if bias_value is not None and not bias:
-            return None
-        return CrossbarLayer(node.name, node.op_type, int(rows), int(cols), bias, 1)
-    if node.op_type == "MatMul" and weight.ndim == 2:
-        reads = None
-        if a.shape is not None and all(isinstance(d, int) for d in a.shape[1:-1]):
-            reads = 1
-            for d in a.shape[1:-1]:
-                reads *= int(d)  # type: ignore[arg-type]
-        return CrossbarLayer(node.name, node.op_type, int(weight.shape[0]), int(weight.shape[1]), False, reads)
-    if node.op_type == "Conv" and weight.ndim == 4:
-        out = node.outputs[0].shape
-        reads = None
-        if out is not None and isinstance(out[2], int) and isinstance(out[3], int):
-            reads = out[2] * out[3]
-        rows = int(weight.shape[1] * weight.shape[2] * weight.shape[3])
-        bias = bias_value is not None and bias_value.is_const
-        if bias_value is not None and not bias:
-            return None
-        return CrossbarLayer(node.name, node.op_type, rows, int(weight.shape[0]), bias, reads)
-    return None
-
-
-def _is_row_bias(shape: tuple[int, ...], cols: int) -> bool:
-    return shape in ((), (1,), (cols,), (1, cols), (1, 1))
+def mvm_layer(node: Node, op_type: str | None = None) -> CrossbarLayer:
+    """The crossbar layer of a canonical `MVM(x, W, b)` node; `op_type` names the op it came from."""
+    x, weight = node.input(0), node.input(1)
+    assert x is not None and weight is not None and weight.const is not None, "canonicalize makes W constant"
+    rows, cols = (int(n) for n in weight.const.shape)
+    reads = None  # one crossbar read per vector of the input's middle axes (per output pixel of a Conv)
+    if x.shape is not None and all(isinstance(d, int) for d in x.shape[1:-1]):
+        reads = 1
+        for d in x.shape[1:-1]:
+            reads *= int(d)  # type: ignore[arg-type]
+    return CrossbarLayer(node.name, op_type or node.op_type, rows, cols, node.input(2) is not None, reads)

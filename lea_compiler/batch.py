@@ -351,7 +351,7 @@ def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) ->
     return {
         "report": "leac-compile", "version": 1,
         "program": None, "model": front.model["file"] or front.model["name"],
-        "chip": None if chip is None else chip.name,
+        "chip": None if chip is None else chip.display_name,
         "chip_fingerprint": None if chip is None else chip.fingerprint(),
         "k": options.k, "ensemble": options.ensemble, "beta": None if network else options.effective_beta,
         "encoding": options.encoding, "placer": options.placer, "calibration": front.calibration_label,

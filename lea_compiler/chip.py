@@ -18,6 +18,7 @@ are bit lines (outputs); indices start at 0.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import difflib
 import gc
@@ -29,7 +30,7 @@ import numbers
 import operator
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import repeat
 from typing import Any, NamedTuple, TypeAlias
@@ -507,7 +508,7 @@ class Chip:
     """A chip: its arrays, their defects, and the device and periphery models.
 
     Constructing a Chip validates it (the same rules as the file loader), so
-    every Chip in leac is a valid one. Equality compares every field.
+    every Chip in leac is a valid one. Equality compares every field but `file_name`.
 
     Attributes:
         arrays: The physical crossbar arrays, in file order.
@@ -517,6 +518,10 @@ class Chip:
         name: Free text echoed in reports.
         grid: True if the file gave `arrays` as a uniform grid, so that saving
             writes it back the same way.
+        file_name: The name of the file the chip was read from (`load_chip`),
+            or None; not part of the chip (not saved, not compared, not in the
+            fingerprint). Reports show it for a chip without a name
+            (`display_name`).
     """
 
     arrays: tuple[Array, ...]
@@ -525,6 +530,7 @@ class Chip:
     periphery: Periphery = Periphery()
     name: str | None = None
     grid: bool = False
+    file_name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("arrays", "defects"):
@@ -789,7 +795,24 @@ class Chip:
         digest.update(tail.encode("utf-8"))
         return digest.hexdigest()
 
-    def _label(self) -> str:
+    @property
+    def display_name(self) -> str | None:
+        """What reports call the chip: its `name`, else the name of the file it was read from, else None.
+
+        A chip made by `leac chip synth` or `leac chip import` without `--name` has no name; its reports
+        then say `chip 'c.json'`, not `chip None`. The one place of this fallback.
+        """
+        return self.name if self.name is not None else self.file_name
+
+    def with_file_name(self, file_name: str | None) -> Chip:
+        """This chip, remembering `file_name` as the file it came from (the same object when already so)."""
+        if file_name == self.file_name:
+            return self
+        chip = copy.copy(self)
+        object.__setattr__(chip, "file_name", file_name)
+        return chip
+
+    def _label(self) -> str:  # the name only: the file's name is beside it wherever a summary is shown
         return f"chip {self.name!r}" if self.name is not None else "chip"
 
 
@@ -1703,6 +1726,7 @@ def load_chip(path: str | os.PathLike[str]) -> Chip:
     """
     source = os.fspath(path)
     chip = parse_chip(decode_chip_json(_read_text(path, "chip file"), source), source)
+    chip = chip.with_file_name(os.path.basename(source))
     if logger.isEnabledFor(logging.INFO):
         logger.info("%s: %s", source, chip.summary())
     return chip

@@ -6,6 +6,10 @@ compile, 2 bad usage, 3 invalid input file, 4 the model does not fit the chip,
 130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM); see docs/reports.md.
 An interrupted command leaves no output file: every output is written to a
 temporary file and renamed, and the temporary file is removed on the way out.
+
+A command run with `--json` prints one JSON object on stdout whatever happens:
+its report, or on failure the `leac-error` object (`error_report`), so that a
+pipeline reading stdout always gets one object; the message goes to stderr too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from lea_compiler import __version__, cli_chip, cli_compile, cli_emit, cli_simulate
 from lea_compiler.analysis import crossbar_layers
@@ -47,11 +52,57 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+class _UsageExit(SystemExit):
+    """argparse refused the command line (exit 2); `message` is what it printed, for the `--json` error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser (and, as their class, its sub-commands' parsers) keeping its usage error's message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise _UsageExit(message)
+
+
+def error_report(exit_status: int, error: str, kind: str) -> dict[str, Any]:
+    """The object `--json` prints on failure (report leac-error, docs/reports.md).
+
+    Args:
+        exit_status: The command's exit status (1, 2, 3, 4, 130 or 143).
+        error: The message, as printed on stderr (after `leac: error: `, or argparse's after `leac COMMAND: error: `).
+        kind: The exception's class name (`InvalidChipError`, `DoesNotFitError`, `UsageError`,
+            `KeyboardInterrupt`, ...), for a program to branch on.
+    """
+    return {"report": "leac-error", "version": 1, "exit_status": exit_status, "error": error, "kind": kind}
+
+
+def _json_requested(argv: Sequence[str]) -> bool:
+    """Whether a command line argparse refused asked for `--json` (or an abbreviation argparse accepts)."""
+    for token in argv:
+        if token == "--":
+            return False
+        if token.startswith("--js") and "--json".startswith(token):
+            return True
+    return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `leac` argument parser with every command registered."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _ArgumentParser(  # sub-command parsers are of its class too
         prog="leac",
         description="leac: the layer-ensemble-averaging compiler for memristor crossbar chips.",
+        epilog=(
+            "Exit statuses: 0 success, 1 a model leac cannot compile (or a bug in leac), 2 bad usage, "
+            "3 an invalid input file, 4 the model does not fit the chip, 130 interrupted, 143 terminated. "
+            "With --json every command prints one JSON object on stdout, on failure too: "
+            '{"report": "leac-error", "version": 1, "exit_status": N, "error": "...", "kind": "..."} '
+            "(the message also goes to stderr; docs/reports.md)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"leac {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -72,7 +123,11 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "Import an ONNX model, print it as leac's graph IR, and list every matrix "
             "product that maps to crossbars with its matrix size and the devices it needs "
-            "(2 per weight: a differential pair; with --bias row, one more row for the bias)."
+            "(2 per weight: a differential pair; with --bias row, one more row for the bias). "
+            "The layers and their costs are the ones leac compile makes, after its canonicalize pass: "
+            "a bias Add after a MatMul (skl2onnx) joins the layer as a bias, and a folded "
+            "BatchNormalization adds one; so the total is the devices_used a compile with the same -k "
+            "and --bias reports."
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
@@ -144,10 +199,22 @@ def _inspect(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `leac` with `argv` (default: sys.argv[1:]) and return the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+    except _UsageExit as exc:  # argparse has printed the usage and the message
+        if _json_requested(argv):
+            print(json.dumps(error_report(EXIT_USAGE, exc.message, UsageError.__name__), indent=2))
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help, --version: 0
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
+
+    def fail(status: int, message: str, kind: str) -> int:
+        if as_json:
+            print(json.dumps(error_report(status, message, kind), indent=2))
+        return status
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="leac: %(message)s",
@@ -160,20 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except LeacError as exc:
         print(f"leac: error: {exc}", file=sys.stderr)
-        return exc.exit_status
+        return fail(exc.exit_status, str(exc), type(exc).__name__)
     except KeyboardInterrupt:
         print("leac: interrupted (SIGINT)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return fail(EXIT_INTERRUPTED, "interrupted (SIGINT)", "KeyboardInterrupt")
     except Terminated:
         print("leac: terminated (SIGTERM)", file=sys.stderr)
-        return EXIT_TERMINATED
+        return fail(EXIT_TERMINATED, "terminated (SIGTERM)", "Terminated")
     except BrokenPipeError:
         return EXIT_OK
-    except Exception:  # anything else is a bug in leac: show it in full
+    except Exception as exc:  # anything else is a bug in leac: show it in full
         traceback.print_exc()
         print("leac: internal error: this is a bug in leac, please report it with the traceback above",
               file=sys.stderr)
-        return EXIT_BUG
+        return fail(EXIT_BUG, f"internal error (a bug in leac): {type(exc).__name__}: {exc}", type(exc).__name__)
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

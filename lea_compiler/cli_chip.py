@@ -300,7 +300,7 @@ def _run_validate(args: argparse.Namespace) -> int:
         return 0
     try:
         chip = load_chip(args.file)
-    except InvalidChipError as exc:  # a file that cannot be read at all is an error message, not a report
+    except InvalidChipError as exc:  # a file that cannot be read at all raises on: a leac-error object (cli.main)
         _print_json({"report": "leac-chip-validate", "version": 1, "file": args.file, "valid": False,
                      "problems": exc.problems, "name": None, "fingerprint": None, "arrays": None,
                      "devices": None, "totals": None})

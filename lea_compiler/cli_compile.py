@@ -20,6 +20,31 @@ from lea_compiler.pipeline import ENSEMBLE_MODES, SCALE_NOISE_MODES, CompileOpti
 from lea_compiler.placement import PLACERS
 from lea_compiler.tables import format_table
 
+COLUMNS: dict[str, tuple[str, str]] = {
+    "quant. error": (
+        "RMS error of the weights the levels can represent, over the RMS weight",
+        "RMS error of the weights the device levels can represent (joint: the mean of the beta averaged copies on "
+        "defect-free devices), over the RMS weight (JSON quantization_relative_rms_error)",
+    ),
+    "placement cost uS": (
+        "what the placer minimised: |G_stuck - G_target| over every copy's stuck devices",
+        "what the placer minimised: the sum of |G_stuck - G_target| over the stuck devices of every copy, both "
+        "devices of every pair (healthy devices cost 0); with joint encoding and beta >= 2 only what the other "
+        "copies cannot absorb; 0 means every copy sits on defect-free devices; the bound and gap refer to it "
+        "(JSON mapping_error_uS)",
+    ),
+    "weight error uS": (
+        "sum of |averaged copies' G+ - G- - aim| over weights (joint: aim = float weight)",
+        "what the chip then represents: the sum over the weights of |mean of the beta averaged copies' G+ - G- "
+        "minus the difference aimed at|, stuck devices at their real conductance; simple and rme aim at the "
+        "quantized targets (0 on defect-free devices), joint at the unquantized weights, so it includes the "
+        "rounding left after averaging and is not 0 even on a perfect chip; per weight after averaging, so not "
+        "comparable with the placement cost (JSON effective_error_uS)",
+    ),
+}
+"""The error columns of the `leac compile` summary, name -> (the note under the table, the full text in
+`leac compile --help`): what each measures."""
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `leac compile`."""
@@ -36,6 +61,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Writes the Program (default: MODEL's name + .leac in the current folder) and prints a summary.",
         ),
         epilog=_paragraphs(
+            "The summary's error columns (their JSON keys: docs/reports.md, leac-compile):",
+            *(f"{name}: {text}." for name, (_, text) in COLUMNS.items()),
             "Many chips: with --chip-dir DIR (every DIR/*.json, sorted by name), --chip given more than once, "
             "or --jobs / --scheduler, leac compiles the model for every chip and -o names the output folder "
             "(required; made if missing). For each chip it writes OUTDIR/STEM.leac (the Program, byte for byte "
@@ -172,8 +199,7 @@ summary = compile_summary
 
 
 def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
-    rows = [("layer", "matrix", "blocks", "alpha/beta", "devices", "quant. error", "mapping error uS",
-             "after selection uS")]
+    rows = [("layer", "matrix", "blocks", "alpha/beta", "devices", *COLUMNS)]
     for layer in report["layers"]:
         rows.append((
             layer["name"], f"{layer['rows']} x {layer['cols']}", str(layer["blocks"]),
@@ -185,6 +211,9 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
     if report["ensemble"] == "network":
         print(f"network ensemble: {report['k']} copies of the whole network, averaged at the outputs")
     print(format_table(rows))
+    for name, (note, _) in COLUMNS.items():
+        print(f"  {name.removesuffix(' uS')}: {note}")
+    print("  (leac compile --help says more)")
     used, total = report["devices_used"], report["devices_total"]
     print(f"devices used: {used} of {total} ({100 * used / total:.1f}%), on {report['arrays_used']} of "
           f"{report['arrays_total']} arrays; {report['copies']} block copies")
@@ -193,7 +222,7 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
         print(f"stuck-device compensation: digital gain and offset on {compensated} of "
               f"{sum(layer['cols'] for layer in report['layers'])} output columns")
     gap = report["optimality_gap"]
-    print(f"placement: {report['placer']} ({report['solver_method']}) {report['solver_status']}, mapping error "
+    print(f"placement: {report['placer']} ({report['solver_method']}) {report['solver_status']}, placement cost "
           f"{report['mapping_error_uS']:.1f} uS, bound {report['solver_bound_uS']:.1f} uS, "
           f"gap {100 * gap:.2f}%")
     if time_passes:
@@ -232,7 +261,7 @@ def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
 
 def print_batch(result: BatchResult, *, time_passes: bool) -> None:
     """The batch summary: one row per chip, then the totals."""
-    rows = [("chip", "status", "devices", "mapping error uS", "gap", "seconds", "error")]
+    rows = [("chip", "status", "devices", "placement cost uS", "gap", "seconds", "error")]
     for chip in result.chips:
         report = chip.report
         ok = chip.ok

@@ -146,7 +146,7 @@ def emit_report(
         "format": FORMAT,
         "format_version": VERSION,
         "model": program.model.get("file") or program.model.get("name"),
-        "chip": program.chip.name,
+        "chip": program.chip.display_name,
         "chip_fingerprint": program.chip_fingerprint,
         "writes": summary.writes,
         "skips": summary.skips,

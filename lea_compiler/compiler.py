@@ -275,7 +275,7 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
         "version": 1,
         "program": os.fspath(output),
         "model": program.model["file"] or program.model["name"],
-        "chip": program.chip.name,
+        "chip": program.chip.display_name,
         "chip_fingerprint": program.chip_fingerprint,
         "k": program.options["k"],
         "ensemble": ensemble,

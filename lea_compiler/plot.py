@@ -70,7 +70,7 @@ def plot_chip_defects(chip: Chip, path: str | os.PathLike[str]) -> None:
         ax.set_title(f"{arr.id}", fontsize=title_size, pad=2)
     counts = chip.defect_counts()
     fig.suptitle(
-        f"{chip.name or 'chip'}: {counts['stuck_high']} stuck high, "
+        f"{chip.display_name or 'chip'}: {counts['stuck_high']} stuck high, "
         f"{counts['stuck_low']} stuck low of {chip.device_count} devices",
         fontsize=9,
     )

@@ -11,7 +11,8 @@ A Program holds, for one model on one chip:
   region on the chip and the levels actually programmed (-1 where the
   device is stuck and is skipped), and the (alpha, cols) mask of the beta
   copies each output column averages;
-- the chip it was compiled for (embedded whole, plus its fingerprint), the
+- the chip it was compiled for (embedded whole, plus its fingerprint and the
+  name of the chip file it was read from, for reports on an unnamed chip), the
   compile options and the placement solver's status;
 - the original ONNX file, so reports can quote onnxruntime's accuracy.
 
@@ -201,7 +202,7 @@ class Program:
             "version": VERSION,
             "leac_version": self.leac_version,
             "model": self.model,
-            "chip": {"name": self.chip.name, "fingerprint": self.chip_fingerprint},
+            "chip": {"name": self.chip.name, "fingerprint": self.chip_fingerprint, "file": self.chip.file_name},
             "options": self.options,
             "placement": self.placement,
             "extra": self.extra,
@@ -269,6 +270,8 @@ class Program:
             chip = parse_chip(decode_chip_json(chip_text, f"{source}:chip.json"), f"{source}:chip.json")
             if chip.fingerprint() != header["chip"]["fingerprint"]:
                 raise InvalidInputError(f"{source}: the embedded chip does not match its fingerprint")
+            file_name = header["chip"].get("file")  # the chip file compiled for (absent before issue 12)
+            chip = chip.with_file_name(file_name if isinstance(file_name, str) else None)
             graph = _graph_from_json(header["graph"], array)
             layers = tuple(_layer_from_json(item, array) for item in header["layers"])
             program = Program(

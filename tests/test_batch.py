@@ -110,7 +110,7 @@ def test_failing_chips_are_reported_and_do_not_stop_the_others(model, chips, tmp
     assert (tiny["status"], tiny["exit_status"]) == ("does_not_fit", 4) and "not enough devices" in tiny["error"]
     assert set(tiny) == set(json.loads((out / "a.json").read_text()))  # failures have the same keys
     lines = captured.out.splitlines()
-    assert lines[1].split()[:7] == ["chip", "status", "devices", "mapping", "error", "uS", "gap"]
+    assert lines[1].split()[:7] == ["chip", "status", "devices", "placement", "cost", "uS", "gap"]
     assert any(line.startswith("broken") and "invalid input" in line for line in lines)
     assert any(line.startswith("tiny") and "does not fit" in line for line in lines)
     assert "3 of 5 chips compiled, 2 failed" in captured.out

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
+from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import build_parser, main
 from tests.helpers import cnn_model, make_model, mlp_model
+
+EXPORTERS = Path(__file__).parent / "fixtures" / "exporters"
 
 
 def _subcommands(parser=None, prefix=()):
@@ -55,6 +59,25 @@ def test_inspect_json_costs_k_copies(tmp_path, capsys) -> None:
     assert layers["conv1"]["reads_per_sample"] == 64
     assert layers["conv2"]["rows"] == 36 and layers["conv2"]["bias_row"] is False
     assert report["devices"] == sum(2 * 3 * layer["rows"] * layer["cols"] for layer in layers.values())
+
+
+@pytest.mark.parametrize("bias", ["digital", "row"])
+@pytest.mark.parametrize("model", ["torch_mlp.onnx", "sklearn_mlp.onnx", "torch_cnn.onnx"],
+                         ids=["Gemm", "MatMul+Add", "Conv"])
+def test_inspect_predicts_the_devices_compile_uses(model, bias, tmp_path, capsys) -> None:
+    """inspect costs the layers compile makes: skl2onnx's MatMul + Add has its bias row too (issue 12)."""
+    chip = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=32, rows=25, cols=25, seed=0), chip)
+    path = str(EXPORTERS / model)
+    assert main(["inspect", path, "-k", "2", "--bias", bias, "--json"]) == 0
+    inspected = json.loads(capsys.readouterr().out)
+    assert main(["compile", path, "--chip", str(chip), "-k", "2", "--bias", bias, "--placer", "greedy",
+                 "-o", str(tmp_path / "p.leac"), "--json"]) == 0
+    compiled = json.loads(capsys.readouterr().out)
+    assert inspected["devices"] == compiled["devices_used"]
+    assert [(c["node"], c["rows"], c["cols"], c["devices"]) for c in inspected["crossbar_layers"]] == [
+        (c["name"], c["rows"], c["cols"], c["devices"]) for c in compiled["layers"]]
+    assert all(c["bias"] for c in inspected["crossbar_layers"])  # every layer of these models has a bias
 
 
 def test_bad_model_exits_3_without_traceback(tmp_path, capsys) -> None:
@@ -105,3 +128,65 @@ def test_inspect_a_model_without_matrix_products_says_nothing_maps(tmp_path, cap
     assert main(["inspect", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["crossbar_layers"] == [] and report["devices"] == 0
+
+
+@pytest.mark.parametrize("make", ["synth", "import"])
+def test_an_unnamed_chip_is_reported_by_its_file_name(make, tmp_path, capsys) -> None:
+    """A chip made without --name is `chip 'c.json'` in compile, simulate and emit, never `chip None` (issue 12)."""
+    model, data, chip = tmp_path / "mlp.onnx", tmp_path / "d.npz", tmp_path / "c.json"
+    onnx.save(mlp_model(), model)
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.standard_normal((8, 4)).astype(np.float32), y=rng.integers(0, 3, 8))
+    if make == "synth":
+        assert main(["chip", "synth", "--arrays", "8", "--rows", "16", "--cols", "16", "--seed", "1",
+                     "-o", str(chip)]) == 0
+    else:
+        maps = []
+        for i in range(8):
+            maps.append(tmp_path / f"map{i}.txt")
+            np.savetxt(maps[-1], np.full((16, 16), 100e-6))
+        assert main(["chip", "import", *map(str, maps), "-o", str(chip)]) == 0
+    assert "name" not in json.loads(chip.read_text())
+    program, other = tmp_path / "p.leac", tmp_path / "other.json"
+    compile_argv = ["compile", str(model), "--chip", str(chip), "-k", "2", "--placer", "greedy", "-o", str(program)]
+    capsys.readouterr()
+    assert main(compile_argv) == 0
+    assert "for chip 'c.json' ->" in capsys.readouterr().out
+    assert main([*compile_argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
+    chip.rename(other)  # the Program remembers the file it was compiled from
+    assert main(["simulate", str(program), "--data", str(data)]) == 0
+    assert "on chip 'c.json' (the chip it was compiled for)" in capsys.readouterr().out
+    assert main(["simulate", str(program), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
+    assert main(["simulate", str(program), "--data", str(data), "--chip", str(other), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "other.json"
+    board = tmp_path / "p.board.jsonl"
+    assert main(["emit", str(program), "-o", str(board)]) == 0
+    assert "on chip 'c.json'" in capsys.readouterr().out
+    assert main(["emit", str(program), "-o", str(board), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chip"] == "c.json"
+    assert main(["board", "validate", str(board)]) == 0
+    assert "on chip 'c.json'" in capsys.readouterr().out
+
+
+def test_the_compile_summary_names_its_error_columns(tmp_path, capsys) -> None:
+    """The columns say what they measure (issue 12): placement cost and weight error, each explained under the
+    table and in --help, never "mapping error" then "after selection"."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, stuck_high=0.0, stuck_low=0.0, seed=0), chip)
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--placer", "greedy",
+                 "-o", str(tmp_path / "p.leac")]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("layer"))
+    assert header.split("  ")[-3:] == ["quant. error", "placement cost uS", "weight error uS"]
+    assert "after selection" not in out and "mapping error" not in out
+    for note in ("  quant. error: ", "  placement cost: what the placer minimised", "  weight error: sum of |"):
+        assert note in out
+    assert "placement cost 0.0 uS, bound 0.0 uS" in out  # a defect-free chip: nothing for the placer to avoid
+    assert main(["compile", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for column in ("quant. error:", "placement cost uS: what the placer minimised", "weight error uS: what the chip"):
+        assert column in help_text
+    assert "not comparable with the placement cost" in help_text

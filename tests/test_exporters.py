@@ -57,7 +57,7 @@ def test_batchnorm_survives_import_when_not_folded() -> None:
     "name, layers",
     [
         ("torch_mlp.onnx", [(5, 12), (13, 6), (7, 3)]),
-        ("sklearn_mlp.onnx", [(4, 12), (12, 6), (6, 3)]),  # MatMul + Add: the bias joins in canonicalize
+        ("sklearn_mlp.onnx", [(5, 12), (13, 6), (7, 3)]),  # MatMul + Add: the bias joins in canonicalize
         ("torch_cnn.onnx", [(10, 4), (37, 8), (9, 10)]),
     ],
 )

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 
-from lea_compiler import cli
+from lea_compiler import cli, cli_compile
+from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import build_parser, main
-from tests.helpers import mlp_model
+from tests.helpers import make_model, mlp_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reports.md"
@@ -108,6 +110,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     board = folder / "p.board.jsonl"
     out["leac-emit"] = [_json(["emit", str(program), "-o", str(board), "--json"])]
     out["leac-board-validate"] = [_json(["board", "validate", str(board), "--json"])]
+    out["leac-error"] = [_json(["compile", str(model), "--chip", str(bad), "-o", str(folder / "x.leac"), "--json"],
+                               status=3)]
     return out
 
 
@@ -156,7 +160,7 @@ def test_every_command_has_json_and_a_documented_report() -> None:
     walk(build_parser(), ())
     assert set(leaves) == set(commands)
     assert all("--json" in options for options in leaves.values())
-    assert set(commands.values()) | {"leac-compile-batch", "leac-simulate-batch"} == set(DOCS)
+    assert set(commands.values()) | {"leac-compile-batch", "leac-simulate-batch", "leac-error"} == set(DOCS)
 
 
 def test_the_documented_exit_statuses_are_the_cli_s() -> None:
@@ -164,3 +168,70 @@ def test_the_documented_exit_statuses_are_the_cli_s() -> None:
     statuses = {int(s) for s in re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)}
     assert statuses == {cli.EXIT_OK, cli.EXIT_BUG, cli.EXIT_USAGE, cli.EXIT_INVALID_INPUT, cli.EXIT_DOES_NOT_FIT,
                         cli.EXIT_INTERRUPTED, cli.EXIT_TERMINATED} == {0, 1, 2, 3, 4, 130, 143}
+
+
+@pytest.fixture
+def failing_inputs(tmp_path: Path) -> dict[str, Path]:
+    """A model, a small chip, a chip file breaking the format, and a model leac cannot compile (a MatMul by a
+    graph input: no constant weights to put on crossbars)."""
+    files = {name: tmp_path / f"{name}.{ext}" for name, ext in
+             (("mlp", "onnx"), ("chip", "json"), ("bad", "json"), ("dynamic", "onnx"))}
+    onnx.save(mlp_model(), files["mlp"])
+    save_chip(synth_chip(arrays=2, rows=8, cols=8, seed=0), files["chip"])
+    files["bad"].write_text('{"format": "leac-chip", "version": 1, "arrays": {"count": 0, "rows": 2, "cols": 2}}')
+    onnx.save(make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                         {"x": (np.float32, ["N", 4]), "w": (np.float32, [4, 3])}, ["y"]), files["dynamic"])
+    return files
+
+
+FAILURES = {
+    "argparse": (["compile", "--json"], 2, "UsageError"),
+    "usage": (["inspect", "{mlp}", "-k", "0", "--json"], 2, "UsageError"),
+    "bad model": (["inspect", "{tmp}/missing.onnx", "--json"], 3, "InvalidModelError"),
+    "bad chip": (["compile", "{mlp}", "--chip", "{bad}", "-o", "{tmp}/p.leac", "--json"], 3,
+                 "InvalidChipError"),
+    "does not fit": (["compile", "{mlp}", "--chip", "{chip}", "-k", "8", "-o", "{tmp}/p.leac", "--json"], 4,
+                     "DoesNotFitError"),
+    "compile error": (["compile", "{dynamic}", "--chip", "{chip}", "-o", "{tmp}/p.leac", "--json"], 1,
+                      "CompileError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_failure_with_json_prints_one_error_object(case: str, failing_inputs: dict[str, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """With --json a failing command still prints exactly one object on stdout (issue 12); the message goes to
+    stderr as without --json; no output file is written."""
+    argv, status, kind = FAILURES[case]
+    names = {**{name: str(path) for name, path in failing_inputs.items()}, "tmp": str(failing_inputs["mlp"].parent)}
+    assert main([arg.format(**names) for arg in argv]) == status
+    out, err = capsys.readouterr()
+    report = json.loads(out)  # exactly one JSON document, nothing else on stdout
+    assert report == {"report": "leac-error", "version": 1, "exit_status": status, "error": report["error"],
+                      "kind": kind}
+    assert report["error"] and report["error"].splitlines()[0] in err
+    assert not (failing_inputs["mlp"].parent / "p.leac").exists()
+
+
+@pytest.mark.parametrize("raised, status, kind", [(KeyboardInterrupt, 130, "KeyboardInterrupt"),
+                                                  (cli.Terminated, 143, "Terminated"),
+                                                  (ZeroDivisionError, 1, "ZeroDivisionError")])
+def test_an_interrupt_or_a_bug_with_json_prints_one_error_object(raised: type[BaseException], status: int, kind: str,
+                                                                 failing_inputs: dict[str, Path], monkeypatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    def compile_model(*args: Any, **kwargs: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(cli_compile, "compile_model", compile_model)
+    assert main(["compile", str(failing_inputs["mlp"]), "--chip", str(failing_inputs["chip"]),
+                 "-o", str(failing_inputs["mlp"].parent / "p.leac"), "--json"]) == status
+    report = json.loads(capsys.readouterr().out)
+    assert (report["report"], report["exit_status"], report["kind"]) == ("leac-error", status, kind)
+
+
+def test_without_json_a_failure_prints_nothing_on_stdout(failing_inputs: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(failing_inputs["mlp"]), "--chip", str(failing_inputs["bad"]),
+                 "-o", str(failing_inputs["mlp"].parent / "p.leac")]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("leac: error: ")

@@ -218,15 +218,16 @@ def test_software_baseline_once_per_model(programs, tmp_path, monkeypatch) -> No
     (["--program-dir", "EMPTY"], "no Programs to simulate"),
     ([], "give the Program"),
 ])
-def test_usage_errors_exit_2_and_print_nothing(programs, tmp_path, capsys, argv, message) -> None:
+def test_usage_errors_exit_2_and_print_only_the_error_object(programs, tmp_path, capsys, argv, message) -> None:
     (tmp_path / "empty").mkdir()
     names = {"PROGRAMS": str(programs), "NOWHERE": str(tmp_path / "nowhere"), "EMPTY": str(tmp_path / "empty"),
              "CHIP": str(tmp_path / "chip.json")}
     argv = [names.get(a, a) for a in argv]
     message = message.replace("NOWHERE", names["NOWHERE"])
     status, out, err = _run(["simulate", *argv, *_data_args(), "--json"], capsys)
-    assert status == 2 and out == ""
-    assert message in err
+    assert status == 2 and message in err
+    error = json.loads(out)  # with --json, a failure prints one leac-error object and nothing else
+    assert error["report"] == "leac-error" and error["exit_status"] == 2 and message in error["error"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 

@@ -783,7 +783,7 @@ def _header(
         model={"name": model.get("name"), "file": model.get("file"), "sha256": model.get("sha256")},
         program_leac_version=program.leac_version,
         compile_options=dict(program.options),
-        chip={"name": chip.name, "fingerprint": program.chip_fingerprint},
+        chip={"name": chip.display_name, "fingerprint": program.chip_fingerprint},
         arrays=arrays,
         levels_uS=tuple(chip.device.levels_uS),
         periphery=periphery,

@@ -629,7 +629,7 @@ def simulate(
         devices_total=sim_chip.device_count,
         arrays_used=len(program.arrays_used),
         arrays_total=len(sim_chip.arrays),
-        chip=sim_chip.name,
+        chip=sim_chip.display_name,
         compiled_for_chip=sim_chip.fingerprint() == program.chip_fingerprint,
         ideal=ideal,
         seed=seed,
