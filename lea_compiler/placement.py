@@ -729,7 +729,14 @@ class _Context:
                 values.append(sub[ri, fi])
                 where.append((g, rows[ri], fi))
         vals = np.concatenate(values)
-        idx = np.argpartition(vals, k - 1)[:k] if k < vals.size else np.arange(vals.size)
+        if k < vals.size:
+            # the k smallest, ties broken by position: argpartition's choice among equal values depends on
+            # numpy's SIMD level, and so would the placement on another CPU
+            kth = np.partition(vals, k - 1)[k - 1]
+            below = np.flatnonzero(vals < kth)
+            idx = np.concatenate([below, np.flatnonzero(vals == kth)[: k - below.size]])
+        else:
+            idx = np.arange(vals.size)
         chosen = vals[idx]
         locs: list[Loc] = []
         if want_locs:
