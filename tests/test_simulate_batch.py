@@ -99,7 +99,8 @@ def test_yield_summary_and_table(programs, capsys) -> None:
     worst, best = files[int(np.argmin(accuracy))].name, files[int(np.argmax(accuracy))].name
     assert (f"yield over 3 Programs: accuracy mean {100 * accuracy.mean():.1f}%, std {100 * accuracy.std():.1f}%, "
             f"worst {100 * accuracy.min():.1f}% ({worst}), best {100 * accuracy.max():.1f}% ({best})") in out
-    assert f"at or above {100 * middle:.1f}%: 2 of 3 Programs (66.7%)" in out
+    reach = int(np.sum(accuracy >= middle))  # 2, unless the worst ties the middle one on another CPU
+    assert f"at or above {100 * middle:.1f}%: {reach} of 3 Programs ({100 * reach / 3:.1f}%)" in out
     assert "3 of 3 Programs simulated, 0 failed; software baseline for 1 model" in out
     status, out, _ = _run(["simulate", *map(str, files), *_data_args(), "--jobs", "1", "--json",
                            "--min-accuracy", str(100 * middle)], capsys)
@@ -108,10 +109,10 @@ def test_yield_summary_and_table(programs, capsys) -> None:
         "programs": 3, "accuracy_mean": float(accuracy.mean()), "accuracy_std": float(accuracy.std()),
         "accuracy_worst": float(accuracy.min()), "worst_program": str(programs / worst),
         "accuracy_best": float(accuracy.max()), "best_program": str(programs / best),
-        "min_accuracy": middle, "at_or_above": 2, "fraction_at_or_above": 2 / 3,
+        "min_accuracy": middle, "at_or_above": reach, "fraction_at_or_above": reach / 3,
     }
     meets = [row["meets_min_accuracy"] for row in json.loads(out)["programs"]]
-    assert meets == [bool(a >= middle) for a in accuracy] and sum(meets) == 2
+    assert meets == [bool(a >= middle) for a in accuracy] and sum(meets) == reach
     # no chip reaches 100%: still exit 0, the yield is a report
     assert main(["simulate", *map(str, files), *_data_args(), "--jobs", "1", "--min-accuracy", "100"]) == 0
     assert "at or above 100.0%: 0 of 3 Programs (0.0%)" in capsys.readouterr().out

