@@ -55,6 +55,7 @@ from lea_compiler.workers import (
     batch_exit_status,
     check_workers,
     connect,
+    crash_details,
     local_workers,
     run_jobs,
     status_of,
@@ -77,6 +78,10 @@ class ChipJob:
     chip: str  # the chip file, as the workers open it
     program: str  # OUT/<stem>.leac
     report: str  # OUT/<stem>.json
+
+    @property
+    def label(self) -> str:
+        return self.chip
 
 
 @dataclass(frozen=True)
@@ -374,7 +379,6 @@ def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
 
 def _crashed(job: ChipJob, exc: BaseException, fronts: Sequence[FrontEnd]) -> _ChipOutcome:
     """The outcome of a job whose worker died or could not run it."""
+    message, trace = crash_details(exc)
     report = _failure_report(fronts[-1], None, job, 0.0)
-    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
     return _ChipOutcome(None, _with_status(report, job, None, "internal_error", message), trace)

@@ -52,6 +52,7 @@ from lea_compiler.workers import (
     batch_exit_status,
     check_workers,
     connect,
+    crash_details,
     local_workers,
     run_jobs,
     status_of,
@@ -98,6 +99,10 @@ class ProgramJob:
     index: int
     path: str  # the Program file, as the workers open it
     given: str  # as given, for the report
+
+    @property
+    def label(self) -> str:
+        return self.given
 
 
 @dataclass(frozen=True)
@@ -423,8 +428,7 @@ def _failure_report(job: ProgramJob, options: SimulateOptions, seconds: float) -
 
 def _crashed(job: ProgramJob, exc: BaseException, options: SimulateOptions) -> ProgramResult:
     """The outcome of a job whose worker died or could not run it."""
+    message, trace = crash_details(exc)
     report = _failure_report(job, options, 0.0)
-    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
     return ProgramResult(job.given, _with_status(report, "internal_error", message), trace)
 
