@@ -19,7 +19,9 @@ own defect map. `compile_many` does that in three steps:
    written atomically as its chip finishes.
 
 A chip that fails (a bad chip file, a model that does not fit it, a pass that
-cannot map it, even a bug) is reported with its error; the others go on.
+cannot map it, even a bug) is reported with its error; the others go on. So
+is a chip whose worker process is killed twice (e.g. by the OOM killer: it
+runs once more alone first, `lea_compiler.process_pool`).
 `BatchResult.exit_status` is 0 when every chip compiled, else the most serious
 failure, i.e. the smallest non-zero status: 1 (a compile error or a bug) before
 2 (usage) before 3 (an invalid input file) before 4 (does not fit).

@@ -18,7 +18,8 @@ does that in three steps:
    yield summary over the Programs that simulated (`YieldSummary`).
 
 A Program that fails (a damaged file, data that does not fit its model, even a
-bug) is reported with its error and the others go on; `SimulateBatchResult.
+bug, or a worker process killed twice while running it) is reported with its
+error and the others go on; `SimulateBatchResult.
 exit_status` is 0 when every Program simulated, else the most serious failure
 (the smallest non-zero status), as for the compile batch. A Program below
 `min_accuracy` is a result, not a failure: it does not change the exit status.
