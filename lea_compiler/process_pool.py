@@ -102,7 +102,7 @@ def how_it_ended(exitcode: int | None) -> str:
 # The worker side
 
 
-def init_worker(parent_pid: int) -> None:
+def init_worker(parent_pid: int | None) -> None:
     """Worker start: die with the parent, one BLAS thread, and leave Ctrl-C and SIGTERM to the parent."""
     die_with_parent(parent_pid)
     for name in BLAS_THREAD_VARIABLES:  # for libraries that start their threads later
@@ -112,11 +112,17 @@ def init_worker(parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the handler a forked worker inherits from the CLI
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """End this process when the process `parent_pid` (its parent) dies: at once on Linux, else within
-    `WATCHDOG_INTERVAL_S`. An orphaned worker would otherwise wait for jobs forever."""
+def die_with_parent(parent_pid: int | None) -> None:
+    """End this process when its parent dies: at once on Linux, else within `WATCHDOG_INTERVAL_S`.
+
+    An orphaned worker would otherwise wait for jobs forever. `parent_pid` is the parent's process
+    id as the parent saw it (None with the forkserver start method, whose server is the parent and
+    exits with the batch's process), which catches a parent that died before this check.
+    """
     _set_death_signal()
-    if os.getppid() != parent_pid:  # the parent died before the death signal was set
+    if parent_pid is None:
+        parent_pid = os.getppid()
+    elif os.getppid() != parent_pid:  # the parent died before the death signal was set
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="leac-parent-watchdog", daemon=True).start()
 
@@ -139,7 +145,7 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)  # reparented: the parent died
 
 
-def _worker_main(conn: Connection, work: Callable[[Any, Any], Any], shared: Any, parent_pid: int) -> None:
+def _worker_main(conn: Connection, work: Callable[[Any, Any], Any], shared: Any, parent_pid: int | None) -> None:
     """A worker's life: run each job received until told to stop (None) or the pipe closes."""
     init_worker(parent_pid)
     while True:
@@ -181,7 +187,7 @@ def run_pool(workers: int, work: Callable[[Any, Any], Any], shared: Any, jobs: S
     workers are killed and the exception propagates.
     """
     context = multiprocessing.get_context()
-    parent_pid = os.getpid()
+    parent_pid = None if context.get_start_method() == "forkserver" else os.getpid()
     first, again = deque(jobs), deque[Any]()
     idle: list[_Worker] = []
     busy: list[_Worker] = []

@@ -99,6 +99,26 @@ def test_how_a_worker_ended() -> None:
     assert how_it_ended(0) == "exited with status 0 without an outcome"
 
 
+def _square(shared: Any, job: Job) -> int:
+    return job.index ** 2
+
+
+START = """
+import multiprocessing, sys
+multiprocessing.set_start_method(sys.argv[1])
+from tests.test_process_pool import _run, _square
+print(sorted(_run(_square, None, 4, workers=2).items()))
+"""
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_other_start_methods(method) -> None:
+    """Workers that are not forked by the batch's process (the default from Python 3.14 is forkserver, whose
+    server is the workers' parent) run their jobs too, and do not take their parent for dead."""
+    done = subprocess.run([sys.executable, "-c", START, method], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[(0, 0), (1, 1), (2, 4), (3, 9)]", done.stderr
+
+
 def _blas_threads(shared: Any, job: Job) -> tuple[list[int], str | None]:
     from threadpoolctl import threadpool_info
 
