@@ -19,7 +19,9 @@ own defect map. `compile_many` does that in three steps:
    written atomically as its chip finishes.
 
 A chip that fails (a bad chip file, a model that does not fit it, a pass that
-cannot map it, even a bug) is reported with its error; the others go on.
+cannot map it, even a bug) is reported with its error; the others go on. So
+is a chip whose worker process is killed twice (e.g. by the OOM killer: it
+runs once more alone first, `lea_compiler.process_pool`).
 `BatchResult.exit_status` is 0 when every chip compiled, else the most serious
 failure, i.e. the smallest non-zero status: 1 (a compile error or a bug) before
 2 (usage) before 3 (an invalid input file) before 4 (does not fit).
@@ -55,6 +57,7 @@ from lea_compiler.workers import (
     batch_exit_status,
     check_workers,
     connect,
+    crash_details,
     local_workers,
     run_jobs,
     status_of,
@@ -77,6 +80,10 @@ class ChipJob:
     chip: str  # the chip file, as the workers open it
     program: str  # OUT/<stem>.leac
     report: str  # OUT/<stem>.json
+
+    @property
+    def label(self) -> str:
+        return self.chip
 
 
 @dataclass(frozen=True)
@@ -374,7 +381,6 @@ def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
 
 def _crashed(job: ChipJob, exc: BaseException, fronts: Sequence[FrontEnd]) -> _ChipOutcome:
     """The outcome of a job whose worker died or could not run it."""
+    message, trace = crash_details(exc)
     report = _failure_report(fronts[-1], None, job, 0.0)
-    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
     return _ChipOutcome(None, _with_status(report, job, None, "internal_error", message), trace)

@@ -18,7 +18,8 @@ does that in three steps:
    yield summary over the Programs that simulated (`YieldSummary`).
 
 A Program that fails (a damaged file, data that does not fit its model, even a
-bug) is reported with its error and the others go on; `SimulateBatchResult.
+bug, or a worker process killed twice while running it) is reported with its
+error and the others go on; `SimulateBatchResult.
 exit_status` is 0 when every Program simulated, else the most serious failure
 (the smallest non-zero status), as for the compile batch. A Program below
 `min_accuracy` is a result, not a failure: it does not change the exit status.
@@ -52,6 +53,7 @@ from lea_compiler.workers import (
     batch_exit_status,
     check_workers,
     connect,
+    crash_details,
     local_workers,
     run_jobs,
     status_of,
@@ -98,6 +100,10 @@ class ProgramJob:
     index: int
     path: str  # the Program file, as the workers open it
     given: str  # as given, for the report
+
+    @property
+    def label(self) -> str:
+        return self.given
 
 
 @dataclass(frozen=True)
@@ -423,8 +429,7 @@ def _failure_report(job: ProgramJob, options: SimulateOptions, seconds: float) -
 
 def _crashed(job: ProgramJob, exc: BaseException, options: SimulateOptions) -> ProgramResult:
     """The outcome of a job whose worker died or could not run it."""
+    message, trace = crash_details(exc)
     report = _failure_report(job, options, 0.0)
-    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
     return ProgramResult(job.given, _with_status(report, "internal_error", message), trace)
 
