@@ -54,6 +54,7 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.workers import (
     OK,
     STATUSES,
+    Outcome,
     batch_exit_status,
     check_workers,
     connect,
@@ -87,7 +88,7 @@ class ChipJob:
 
 
 @dataclass(frozen=True)
-class ChipResult:
+class ChipResult(Outcome):
     """One chip's outcome: its report (the `leac compile --json` keys plus `status`, `error` and a few more)."""
 
     chip_file: str
@@ -105,23 +106,6 @@ class ChipResult:
     def name(self) -> str:
         """The chip file's name without .json (its outputs' stem)."""
         return Path(self.chip_file).stem
-
-    @property
-    def status(self) -> str:
-        return str(self.report["status"])
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def exit_status(self) -> int:
-        return int(self.report["exit_status"])
-
-    @property
-    def error(self) -> str | None:
-        error = self.report["error"]
-        return None if error is None else str(error)
 
     @property
     def seconds(self) -> float:

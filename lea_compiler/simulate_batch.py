@@ -50,6 +50,7 @@ from lea_compiler.program import Program, embedded_model_digest
 from lea_compiler.workers import (
     OK,
     STATUSES,
+    Outcome,
     batch_exit_status,
     check_workers,
     connect,
@@ -107,7 +108,7 @@ class ProgramJob:
 
 
 @dataclass(frozen=True)
-class ProgramResult:
+class ProgramResult(Outcome):
     """One Program's outcome: the `leac simulate --json` report plus `status`, `exit_status`, `error` and
     `meets_min_accuracy`."""
 
@@ -124,23 +125,6 @@ class ProgramResult:
     def name(self) -> str:
         """The Program file's name without .leac."""
         return Path(self.program_file).stem
-
-    @property
-    def status(self) -> str:
-        return str(self.report["status"])
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def exit_status(self) -> int:
-        return int(self.report["exit_status"])
-
-    @property
-    def error(self) -> str | None:
-        error = self.report["error"]
-        return None if error is None else str(error)
 
     @property
     def seconds(self) -> float:

@@ -65,6 +65,30 @@ S = TypeVar("S")
 R = TypeVar("R")
 
 
+class Outcome:
+    """What one job's result says of itself, read from its report (`status`, `exit_status`, `error`): shared by
+    a compile batch's chips and a simulate batch's Programs."""
+
+    report: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.report["status"])
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def exit_status(self) -> int:
+        return int(self.report["exit_status"])
+
+    @property
+    def error(self) -> str | None:
+        error = self.report["error"]
+        return None if error is None else str(error)
+
+
 def status_of(exc: LeacError) -> str:
     """The job status of a `LeacError` that ended a job."""
     if isinstance(exc, DoesNotFitError):
