@@ -59,6 +59,7 @@ from lea_compiler.workers import (
     check_workers,
     connect,
     crash_details,
+    files_in,
     local_workers,
     run_jobs,
     status_of,
@@ -162,10 +163,7 @@ def chip_files(folder: PathLike) -> list[Path]:
     Raises:
         UsageError: the folder does not exist or is not a folder.
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise UsageError(f"--chip-dir {path}: no such folder")
-    return sorted((p for p in path.glob("*.json") if p.is_file()), key=lambda p: p.name)
+    return files_in(folder, "*.json", "--chip-dir")
 
 
 def compile_many(

@@ -55,6 +55,7 @@ from lea_compiler.workers import (
     check_workers,
     connect,
     crash_details,
+    files_in,
     local_workers,
     run_jobs,
     status_of,
@@ -246,10 +247,7 @@ def program_files(folder: PathLike) -> list[Path]:
     Raises:
         UsageError: the folder does not exist or is not a folder.
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise UsageError(f"--program-dir {path}: no such folder")
-    return sorted((p for p in path.glob("*.leac") if p.is_file()), key=lambda p: p.name)
+    return files_in(folder, "*.leac", "--program-dir")
 
 
 def simulate_many(

@@ -28,6 +28,7 @@ import os
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -87,6 +88,18 @@ class Outcome:
     def error(self) -> str | None:
         error = self.report["error"]
         return None if error is None else str(error)
+
+
+def files_in(folder: str | os.PathLike[str], pattern: str, option: str) -> list[Path]:
+    """The files of `folder` matching `pattern`, sorted by name: a batch's inputs (`option` names the flag).
+
+    Raises:
+        UsageError: the folder does not exist or is not a folder.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"{option} {path}: no such folder")
+    return sorted((p for p in path.glob(pattern) if p.is_file()), key=lambda p: p.name)
 
 
 def status_of(exc: LeacError) -> str:
