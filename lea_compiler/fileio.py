@@ -15,6 +15,7 @@ import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from lea_compiler.errors import InvalidInputError, UsageError
 
@@ -168,7 +169,7 @@ def read_input(path: str | os.PathLike[str], limit: int, what: str,
             if not stat.S_ISREG(mode):
                 kind = next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
                 raise error(f"{source}: is {kind}, not a {what}")
-            data = handle.read(limit + 1)
+            data = _read_bounded(handle, os.fstat(handle.fileno()).st_size, limit)
     except FileNotFoundError:
         raise error(f"{source}: no such {what}") from None
     except IsADirectoryError:
@@ -178,3 +179,15 @@ def read_input(path: str | os.PathLike[str], limit: int, what: str,
     if len(data) > limit:
         raise error(f"{source}: larger than {limit} bytes ({limit / 2**20:g} MiB), more than leac reads for a {what}")
     return data
+
+
+def _read_bounded(handle: BinaryIO, size: int, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `handle`: first what the file's size says (so that reading a small file
+    never asks for `limit` bytes of memory at once, which fails under a memory cap), then in chunks in case
+    the file grew since."""
+    parts = [handle.read(min(size, limit) + 1)]
+    total = len(parts[0])
+    while total <= limit and len(parts[-1]):
+        parts.append(handle.read(min(limit + 1 - total, 2**24)))
+        total += len(parts[-1])
+    return parts[0] if len(parts) == 1 else b"".join(parts)
