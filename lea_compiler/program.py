@@ -42,7 +42,7 @@ import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from lea_compiler import __version__
 from lea_compiler.chip import MAX_FILE_BYTES as MAX_CHIP_FILE_BYTES
 from lea_compiler.chip import Chip, chip_to_text, decode_chip_json, parse_chip
 from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError, UsageError
-from lea_compiler.fileio import atomic_write_bytes, read_input
+from lea_compiler.fileio import atomic_write_bytes, open_input
 from lea_compiler.ir import Graph, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.passes.compensate import Compensation
@@ -244,16 +244,21 @@ class Program:
             InvalidInputError: not a leac Program, a newer version, or damaged.
         """
         source = os.fspath(path)
-        return Program.from_bytes(read_input(source, MAX_PROGRAM_BYTES, "Program"), source)
+        with open_input(source, MAX_PROGRAM_BYTES, "Program") as handle:  # read in place: not held whole
+            return Program._read(handle, source)
 
     @staticmethod
     def from_bytes(data: bytes, source: str = "<program>") -> Program:
-        """Read a Program from the bytes of a `.leac` file (see `load`).
+        """Read a Program from the bytes of a `.leac` file (see `load`)."""
+        return Program._read(io.BytesIO(data), source)
 
-        Every member is read with a bound derived from what the Program declares, and every array reference
-        is checked before any array is read (lea_compiler/program_archive.py)."""
+    @staticmethod
+    def _read(file: IO[bytes], source: str) -> Program:
+        """Read a Program from a seekable `.leac` file object. Every member is read with a bound derived from
+        what the Program declares, and every array reference is checked before any array is read
+        (lea_compiler/program_archive.py)."""
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(file)
             declared = sum(info.file_size for info in archive.infolist())
             if declared > MAX_PROGRAM_BYTES:
                 raise InvalidInputError(
