@@ -4,10 +4,11 @@ A board controller (an FPGA driving DACs, ADCs and the crossbar arrays) needs
 two things from leac: which device to program to which conductance, and what
 to do at inference time. `emit_board` writes both, for one Program, as a
 `leac-board` file (version 1, JSON Lines, UTF-8, ASCII only); `read_board`
-turns the file back into typed records and `validate_board` lists every
-problem of a file. The file is deterministic: the same Program, tolerance and
-pulse limit always give the same bytes. docs/board-format.md is the reference
-for people; this docstring is the same contract in brief.
+turns the file back into typed records and `validate_board` lists the
+problems of a file (streaming it; the first `MAX_PROBLEMS`, with a count).
+The file is deterministic: the same Program, tolerance and pulse limit always
+give the same bytes. docs/board-format.md is the reference for people; this
+docstring is the same contract in brief.
 
 Units: conductances `_uS` microsiemens, voltages `_V` volts; currents (what
 an ADC returns) are in microamperes (V x uS = uA). Array, row and column
@@ -151,7 +152,8 @@ BIAS_MODES = ("row", "digital", "none")
 TOLERANCE_DEFAULT_RULE = "default: a quarter of the smallest gap between adjacent levels"
 TOLERANCE_GIVEN_RULE = "given"
 MAX_PROBLEMS = 200
-"""Most problems listed in one InvalidInputError; the rest are counted."""
+"""Most problems kept and listed (in an InvalidInputError, `validate_board`, the --json report); the rest are
+counted. A person fixes a file from its first problems; 30 MB of bad lines must not make 30 million strings."""
 MAX_BOARD_BYTES = 4 * 2**30
 """Largest board file leac reads."""
 MAX_LINE_BYTES = 256 * 2**20
