@@ -145,7 +145,12 @@ def test_cli_does_not_fit_exits_4_and_writes_nothing(files, tmp_path, capsys) ->
     (["-k", "0"], "-k must be at least 1"),
     (["-k", "2", "--beta", "3"], "--beta must be between 1 and k"),
     (["--block", "25by25"], "--block takes ROWSxCOLS"),
-    (["--time-limit", "0"], "--time-limit must be positive"),
+    (["--time-limit", "0"], "--time-limit must be a finite number of seconds above 0 and at most 86400"),
+    # issue 13, item 16: inf and nan passed, then failed in the placer as "a bug in leac"
+    (["--time-limit", "inf"], "--time-limit must be a finite number of seconds above 0 and at most 86400 (one day), "
+                              "got inf"),
+    (["--time-limit", "nan"], "--time-limit must be a finite number"),
+    (["--time-limit", "1e9"], "at most 86400 (one day), got 1000000000.0"),
 ])
 def test_cli_usage_errors_exit_2(files, tmp_path, capsys, argv, message) -> None:
     model, chip = files

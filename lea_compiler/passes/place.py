@@ -41,6 +41,7 @@ from functools import cached_property
 import numpy as np
 
 from lea_compiler.chip import Chip
+from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import CompileError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.ensemble import Ensemble
@@ -127,8 +128,8 @@ class Place:
     def __post_init__(self) -> None:
         if self.placer not in PLACERS:
             raise CompileError(f"unknown placer {self.placer!r}; choose one of {', '.join(PLACERS)}")
-        if self.time_limit_s <= 0:
-            raise CompileError(f"the time limit must be positive, got {self.time_limit_s}")
+        if (problem := time_limit_problem(self.time_limit_s)) is not None:
+            raise CompileError(f"the placer's time limit {problem}")
 
     def _cost_view(self, graph: Graph) -> Chip:
         """The chip as the placer should cost it: with joint encoding, stuck conductances moved towards the
