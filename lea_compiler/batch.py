@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import time
@@ -49,6 +48,7 @@ from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, p
 from lea_compiler.errors import CompileError, DoesNotFitError, LeacError, UsageError
 from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.report_json import dumps_report
 from lea_compiler.workers import (
     OK,
     STATUSES,
@@ -367,7 +367,7 @@ def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
     """Write one chip's outputs (in the calling process): its Program if it compiled, then its report."""
     if outcome.program is not None:
         atomic_write_bytes(job.program, outcome.program)
-    atomic_write_text(job.report, json.dumps(outcome.report, indent=2) + "\n")
+    atomic_write_text(job.report, dumps_report(outcome.report) + "\n")
     return ChipResult(job.chip, job.report, outcome.report, job.program if outcome.program is not None else None,
                       outcome.traceback)
 

@@ -29,6 +29,7 @@ from lea_compiler.analysis import crossbar_layers
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.passes.quantize import BIAS_MODES
+from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
 EXIT_OK = 0
@@ -172,7 +173,7 @@ def _inspect(args: argparse.Namespace) -> int:
             ],
             "devices": total,
         }
-        print(json.dumps(report, indent=2))
+        print(dumps_report(report))
         return EXIT_OK
     print(graph)
     print()

@@ -14,7 +14,6 @@ exits 3 if there is any. Only this module prints; errors are raised as
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from typing import Any
 
@@ -30,6 +29,7 @@ from lea_compiler.backends.board import (
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.program import Program
+from lea_compiler.report_json import dumps_report
 
 EXIT_INVALID_INPUT = InvalidInputError.exit_status
 
@@ -122,7 +122,7 @@ def run_emit(args: argparse.Namespace) -> int:
     )
     report = emit_report(program, summary, args.output, args.target)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps_report(report))
     else:
         print(
             f"wrote {report['output']}: {FORMAT} v{VERSION} for {report['model']} on chip "
@@ -165,7 +165,7 @@ def run_validate(args: argparse.Namespace) -> int:
         problems = validate_board(args.file)
         report = {"report": "leac-board-validate", "version": 1, "file": args.file, "valid": not problems,
                   "problems": problems}
-        print(json.dumps(report, indent=2))
+        print(dumps_report(report))
         return EXIT_INVALID_INPUT if problems else 0
     stream = read_board(args.file)  # raises InvalidInputError listing every problem
     header = stream.header

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from lea_compiler.chip import load_chip
 from lea_compiler.cli_batch import Progress, first_line, print_failures
 from lea_compiler.errors import UsageError
 from lea_compiler.program import Program
+from lea_compiler.report_json import dumps_report
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
 from lea_compiler.tables import format_table
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     data = report.to_json()
     data["program"] = programs[0]
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(dumps_report(data))
     else:
         print_report(data)
     return 0
@@ -165,7 +165,7 @@ def _run_many(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(dumps_report(result.to_json()))
     else:
         print_batch(result)
     print_failures(result.failed)

@@ -298,3 +298,30 @@ def test_dump_ir_naming_an_existing_file_is_a_usage_error(tmp_path, capsys) -> N
     assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "--dump-ir", str(tmp_path / "dump")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert not out.exists() and (tmp_path / "dump").read_text() == "a file"
+
+
+# Issue 13, item 17: every --json report is strict JSON. The chip's ranges keep the numbers finite; behind
+# them, a report holding NaN or Infinity is an error naming the value's path, never `Infinity` on stdout.
+def test_a_report_with_a_non_finite_number_is_an_error_not_invalid_json() -> None:
+    from lea_compiler.report_json import NonFiniteReportError, dumps_report
+
+    assert json.loads(dumps_report({"report": "leac-x", "a": [1.0, 2]})) == {"report": "leac-x", "a": [1.0, 2]}
+    with pytest.raises(NonFiniteReportError, match=r"the leac-x report holds .* at \$\.layers\[1\]\.e"):
+        dumps_report({"report": "leac-x", "layers": [{"e": 1.0}, {"e": float("inf")}]})
+    with pytest.raises(NonFiniteReportError, match=r"at \$\.nan"):
+        dumps_report({"nan": float("nan")})
+
+
+def test_cli_json_report_with_infinity_fails_with_a_strict_json_error(files, tmp_path, capsys, monkeypatch) -> None:
+    import lea_compiler.cli_compile as cli_compile
+
+    model, chip = files
+    out = tmp_path / "x.leac"
+    monkeypatch.setattr(cli_compile, "summary",
+                        lambda result, output: {"report": "leac-compile", "compile_seconds": float("inf")})
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "-k", "1", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert ": Infinity" not in captured.out
+    error = json.loads(captured.out)  # strict: the one leac-error object
+    assert error["report"] == "leac-error" and "$.compile_seconds" in error["error"]
+    assert "Traceback" not in captured.err and not out.exists()
