@@ -325,3 +325,26 @@ def test_cli_json_report_with_infinity_fails_with_a_strict_json_error(files, tmp
     error = json.loads(captured.out)  # strict: the one leac-error object
     assert error["report"] == "leac-error" and "$.compile_seconds" in error["error"]
     assert "Traceback" not in captured.err and not out.exists()
+
+
+# Issue 13, item 19: -k 100000 ran quantize for over 100 s before place said the chip was too small. The
+# device count (the one `leac inspect` prints) is checked against the chip right after canonicalize.
+def test_too_many_copies_are_refused_before_quantize(files, tmp_path, capsys, monkeypatch) -> None:
+    import lea_compiler.passes.quantize as quantize
+
+    def never(*args, **kwargs):
+        raise AssertionError("quantize ran before the device check")
+
+    monkeypatch.setattr(quantize.Quantize, "run", never)
+    model, chip = files
+    out = tmp_path / "x.leac"
+    assert main(["inspect", str(model), "-k", "100000", "--json"]) == 0
+    needed = json.loads(capsys.readouterr().out)["devices"]
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "-k", "100000"]) == 4
+    err = capsys.readouterr().err
+    assert f"need {needed} devices at k = 100000" in err and "the chip has 10000 devices in 16 arrays" in err
+    assert not out.exists()
+    # the same check for each chip of a batch (and no shared quantize for a chip that cannot hold the model)
+    with pytest.raises(DoesNotFitError, match=f"need {needed} devices"):
+        from lea_compiler.compiler import compile_prepared
+        compile_prepared(prepare(model, CompileOptions(k=100000)), chip)
