@@ -45,6 +45,7 @@ from lea_compiler.chip_limits import (
     MAX_ARRAY_ROWS,
     MAX_ARRAYS,
     MAX_DEVICES,
+    MIN_BITS,
     PERIPHERY_RANGES,
     MAX_CONDUCTANCE_uS,
     MIN_CONDUCTANCE_uS,
@@ -102,7 +103,7 @@ def level_index_dtype(count: int) -> np.dtype[np.signedinteger[Any]]:
 # Validation shared by the loader and the constructors
 
 # Kinds: "levels" (ascending positive numbers), "positive" (number > 0),
-# "non_negative" (number >= 0), "count" (int >= 1), "bits" (1 <= int <= MAX_BITS).
+# "non_negative" (number >= 0), "count" (int >= 1), "bits" (MIN_BITS <= int <= MAX_BITS).
 _DEVICE_KINDS: dict[str, str] = {
     "levels_uS": "levels",
     "stuck_high_uS": "positive",
@@ -222,7 +223,7 @@ def _kind_problems(value: object, kind: str, path: str) -> list[str]:
     if kind in ("positive", "non_negative"):
         problem = _number_problem(value, path, positive=kind == "positive")
     elif kind == "bits":
-        problem = _int_problem(value, path, minimum=1, maximum=MAX_BITS)
+        problem = _int_problem(value, path, minimum=MIN_BITS, maximum=MAX_BITS)
     else:
         problem = _int_problem(value, path, minimum=1, maximum=MAX_ADCS_PER_ARRAY)
     return [problem] if problem else []

@@ -49,6 +49,9 @@ to any instrument, and a quantizer step of that relative size is still many floa
 spaced levels the gap is 1.5e-5 of the top)."""
 MAX_NOISE_uS = 1e6
 """Largest write or read noise figure (uS): beyond the largest conductance it means nothing."""
+MIN_BITS = 2
+"""Narrowest DAC/ADC: converters are signed (one sign bit), so 1 bit leaves no magnitude step and the simulator
+divided by zero (2^(bits-1) - 1 = 0)."""
 MAX_ADCS_PER_ARRAY = MAX_ARRAY_COLS
 """Most ADCs of one array: one per column at most is meaningful."""
 

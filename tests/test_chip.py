@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lea_compiler.chip as chip_module
-from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS, MIN_CONDUCTANCE_uS, MIN_LEVEL_GAP, PERIPHERY_RANGES
 from lea_compiler.chip import (
     MAX_DEVICES,
     Array,
@@ -34,6 +33,7 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
+from lea_compiler.chip_limits import MIN_LEVEL_GAP, PERIPHERY_RANGES, MAX_CONDUCTANCE_uS, MIN_CONDUCTANCE_uS
 from lea_compiler.errors import (
     BadDataError,
     InvalidChipError,
@@ -100,8 +100,8 @@ def chips(draw: st.DrawFn) -> Chip:
     )
     periphery = Periphery(
         v_read_V=draw(_in_range("v_read_V")),
-        dac_bits=draw(st.integers(1, 32)),
-        adc_bits=draw(st.integers(1, 32)),
+        dac_bits=draw(st.integers(2, 32)),
+        adc_bits=draw(st.integers(2, 32)),
         adcs_per_array=draw(st.integers(1, 64)),
         clock_MHz=draw(_in_range("clock_MHz")),
         t_mvm_ns=draw(_in_range("t_mvm_ns")),
@@ -362,6 +362,8 @@ def test_each_rule_is_reported_with_path_and_value(change: dict[str, Any], expec
          "periphery.t_mvm_ns: 1e+308 is outside the range leac accepts (0.001 to 1e+09 ns)"),
         ("periphery", {"v_read_V": 1e-9},
          "periphery.v_read_V: 1e-09 is outside the range leac accepts (0.001 to 100 V)"),
+        ("periphery", {"dac_bits": 1}, "periphery.dac_bits: 1 is less than 2"),
+        ("periphery", {"adc_bits": 33}, "periphery.adc_bits: 33 is more than leac supports (32)"),
         ("periphery", {"adcs_per_array": 10**30},
          "periphery.adcs_per_array: 1000000000000000000000000000000 is more than leac supports (4096)"),
     ],
@@ -407,7 +409,7 @@ def test_a_periphery_value_loads_exactly_when_it_is_in_its_range(key: str, value
 def test_levels_load_exactly_when_in_range_and_resolvable(levels: list[float]):
     document = {**_base(), "device": {"levels_uS": levels}}
     in_range = all(MIN_CONDUCTANCE_uS <= v <= MAX_CONDUCTANCE_uS for v in levels)
-    resolvable = min(b - a for a, b in zip(levels, levels[1:])) >= MIN_LEVEL_GAP * levels[-1]
+    resolvable = min(b - a for a, b in zip(levels[:-1], levels[1:], strict=True)) >= MIN_LEVEL_GAP * levels[-1]
     if in_range and resolvable:
         assert parse_chip(document, "c.json").device.levels_uS == tuple(levels)
     else:
@@ -553,7 +555,7 @@ def test_constructing_an_invalid_chip_raises():
         Chip(arrays=(Array(0, 2, 2),), defects=(Defect(0, 5, 0, HIGH),))
     with pytest.raises(InvalidChipError, match="is not strictly ascending"):
         DeviceModel(levels_uS=(200.0, 100.0))
-    with pytest.raises(InvalidChipError, match=r"periphery.adc_bits: 0 is not positive"):
+    with pytest.raises(InvalidChipError, match=r"periphery.adc_bits: 0 is less than 2"):
         Periphery(adc_bits=0)
     with pytest.raises(InvalidChipError, match="the chip has no arrays"):
         Chip(arrays=())
