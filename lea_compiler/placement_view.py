@@ -25,9 +25,10 @@ How the view is chosen (deterministic, from the chip and the patterns alone):
 3. The kept arrays keep their order in the file (the placer breaks ties by
    position).
 
-A placement on a view is optimal at most for the view: its status is then
-FEASIBLE (OPTIMAL only at zero error), its bound 0 (the only bound proven for
-the whole chip) and its method says which view it used. Chips whose estimate
+A placement on a view is optimal at most for the view: an OPTIMAL status
+becomes FEASIBLE (unless the error is zero; the baselines stay HEURISTIC),
+its bound is 0 (the only bound proven for the whole chip) and its method says
+which view it used. Chips whose estimate
 is within the budget are placed exactly as before.
 """
 

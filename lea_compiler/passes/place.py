@@ -199,7 +199,7 @@ class Place:
         if not view.whole:  # optimal at most on the view: the only bound proven for the whole chip is 0
             solution = dataclasses.replace(
                 solution, bound_uS=0.0, gap=1.0 if solution.objective_uS > 0 else 0.0,
-                status="OPTIMAL" if solution.objective_uS <= 0 else "FEASIBLE",
+                status="FEASIBLE" if solution.status == "OPTIMAL" and solution.objective_uS > 0 else solution.status,
                 method=f"{solution.method}, on a {view.description}")
         by_node: dict[str, list[PlacedCopy]] = {}
         for (node, index, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS, strict=True):
