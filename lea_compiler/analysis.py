@@ -17,8 +17,11 @@ devices, and each of the k copies its own devices (`Program.devices_used`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lea_compiler.chip import Chip
+from lea_compiler.errors import DoesNotFitError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.canonicalize import Canonicalize
 
@@ -68,3 +71,32 @@ def mvm_layer(node: Node, op_type: str | None = None) -> CrossbarLayer:
         for d in x.shape[1:-1]:
             reads *= int(d)  # type: ignore[arg-type]
     return CrossbarLayer(node.name, op_type or node.op_type, rows, cols, node.input(2) is not None, reads)
+
+
+def total_devices(layers: Iterable[CrossbarLayer], k: int = 1, bias_row: bool = False) -> int:
+    """Devices all `layers` need at `k` copies: the one sum `leac inspect` prints and compile checks first."""
+    return sum(layer.devices(k, bias_row) for layer in layers)
+
+
+def canonical_devices(graph: Graph, k: int = 1, bias_row: bool = False) -> int:
+    """`total_devices` of a graph canonicalize has run on (its `leac.MVM` nodes), without copying it."""
+    return total_devices((mvm_layer(node) for node in graph.nodes_of("MVM")), k, bias_row)
+
+
+def check_devices(needed: int, chip: Chip, k: int) -> None:
+    """Refuse a chip with fewer devices than the crossbar layers need, before any work is spent on them.
+
+    Every copy of every weight needs its own differential pair, so a chip with fewer devices than
+    `needed` (a `total_devices` count) cannot hold the model at `k` copies, whatever the placer does.
+    Checking this first keeps `-k 100000` from quantizing and tiling for minutes before `place` says so.
+
+    Raises:
+        DoesNotFitError: the chip has fewer devices than `needed`.
+    """
+    if needed > chip.device_count:
+        n = len(chip.arrays)
+        raise DoesNotFitError(
+            f"not enough devices: the crossbar layers need {needed} devices at k = {k} (2 per weight per copy; "
+            f"leac inspect -k {k} lists them) and the chip has {chip.device_count} devices in {n} "
+            f"{'array' if n == 1 else 'arrays'}"
+        )

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import time
@@ -46,11 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lea_compiler.chip import DeviceModel, load_chip
+from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, prepare
 from lea_compiler.errors import CompileError, DoesNotFitError, LeacError, UsageError
 from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.report_json import dumps_report
 from lea_compiler.workers import (
     OK,
     STATUSES,
@@ -209,7 +209,9 @@ def compile_many(
     try:
         base = prepare(model, options, calibrate_on=calibrate_on, verify=verify)
         fronts = [base]
-        device = _first_chip_device(job.chip for job in job_list)
+        first = _first_chip(job.chip for job in job_list)
+        # quantize's work grows with k: share it only for a chip that can hold the model at all
+        device = first.device if first is not None and base.devices_needed <= first.device_count else None
         if device is not None:
             try:
                 fronts.insert(0, base.quantized(device, verify=verify))
@@ -274,15 +276,15 @@ def _plan(model: PathLike, chips: list[Path], out: Path, calibrate_on: PathLike 
     return jobs
 
 
-def _first_chip_device(chips: Iterable[str]) -> DeviceModel | None:
-    """The device model of the first chip file that loads, to quantize the front end for.
+def _first_chip(chips: Iterable[str]) -> Chip | None:
+    """The first chip file that loads, whose device model to quantize the front end for.
 
     Only a guess to share work: each chip is loaded again by its worker, which
     reports a bad file and quantizes for itself if its device model differs.
     """
     for chip in chips:
         try:
-            return load_chip(chip).device
+            return load_chip(chip)
         except LeacError:  # reported by the chip's own job
             continue
     return None
@@ -356,7 +358,7 @@ def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
     """Write one chip's outputs (in the calling process): its Program if it compiled, then its report."""
     if outcome.program is not None:
         atomic_write_bytes(job.program, outcome.program)
-    atomic_write_text(job.report, json.dumps(outcome.report, indent=2) + "\n")
+    atomic_write_text(job.report, dumps_report(outcome.report) + "\n")
     return ChipResult(job.chip, job.report, outcome.report, job.program if outcome.program is not None else None,
                       outcome.traceback)
 

@@ -37,6 +37,22 @@ from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 
+from lea_compiler.chip_limits import (
+    DEVICE_RANGES,
+    MAX_ADCS_PER_ARRAY,
+    MAX_ARRAY_COLS,
+    MAX_ARRAY_DEVICES,
+    MAX_ARRAY_ROWS,
+    MAX_ARRAYS,
+    MAX_DEVICES,
+    MIN_BITS,
+    PERIPHERY_RANGES,
+    MAX_CONDUCTANCE_uS,
+    MIN_CONDUCTANCE_uS,
+    conductance_problem,
+    levels_problem,
+    range_problem,
+)
 from lea_compiler.errors import BadDataError, InvalidChipError, InvalidInputError, UsageError
 from lea_compiler.fileio import atomic_write_text, read_input
 
@@ -51,13 +67,7 @@ STUCK_HIGH = "stuck_high"
 STUCK_LOW = "stuck_low"
 STATES = (STUCK_HIGH, STUCK_LOW)
 
-# Limits that keep a hostile or mistaken file from exhausting memory or time.
-MAX_DEVICES = 10**9
-"""Most devices (summed over all arrays) a chip may have."""
-MAX_ARRAY_DEVICES = 2**26
-"""Most devices in one array (8192 x 8192); its stuck map then takes ~600 MB."""
-MAX_ARRAYS = 10**6
-"""Most arrays a chip may have."""
+# Limits that keep a hostile or mistaken file from exhausting memory or time (chip_limits says why each).
 MAX_BITS = 32
 """Widest DAC/ADC leac accepts; wider is not physical and overflows integer maths."""
 MAX_LEVELS = 65_535
@@ -93,7 +103,7 @@ def level_index_dtype(count: int) -> np.dtype[np.signedinteger[Any]]:
 # Validation shared by the loader and the constructors
 
 # Kinds: "levels" (ascending positive numbers), "positive" (number > 0),
-# "non_negative" (number >= 0), "count" (int >= 1), "bits" (1 <= int <= MAX_BITS).
+# "non_negative" (number >= 0), "count" (int >= 1), "bits" (MIN_BITS <= int <= MAX_BITS).
 _DEVICE_KINDS: dict[str, str] = {
     "levels_uS": "levels",
     "stuck_high_uS": "positive",
@@ -202,6 +212,8 @@ def _levels_problems(value: object, path: str) -> list[str]:
         problems.append(f"{path}: {len(value)} levels is more than leac supports ({MAX_LEVELS})")
     elif not problems and any(b <= a for a, b in zip(value[:-1], value[1:], strict=True)):
         problems.append(f"{path}: {_show(value)} is not strictly ascending")
+    elif not problems and (p := levels_problem([float(v) for v in value], path)) is not None:
+        problems.append(p)
     return problems
 
 
@@ -211,10 +223,14 @@ def _kind_problems(value: object, kind: str, path: str) -> list[str]:
     if kind in ("positive", "non_negative"):
         problem = _number_problem(value, path, positive=kind == "positive")
     elif kind == "bits":
-        problem = _int_problem(value, path, minimum=1, maximum=MAX_BITS)
+        problem = _int_problem(value, path, minimum=MIN_BITS, maximum=MAX_BITS)
     else:
-        problem = _int_problem(value, path, minimum=1)
+        problem = _int_problem(value, path, minimum=1, maximum=MAX_ADCS_PER_ARRAY)
     return [problem] if problem else []
+
+
+_RANGES = {**DEVICE_RANGES, **PERIPHERY_RANGES}
+"""The accepted range of every scalar real-valued model key (chip_limits)."""
 
 
 def _model_problems(values: Mapping[str, object], kinds: Mapping[str, str], path: str) -> list[str]:
@@ -222,7 +238,12 @@ def _model_problems(values: Mapping[str, object], kinds: Mapping[str, str], path
     problems: list[str] = []
     for key, kind in kinds.items():
         if key in values:
-            problems += _kind_problems(values[key], kind, _join(path, key))
+            found = _kind_problems(values[key], kind, _join(path, key))
+            if not found and key in _RANGES:
+                unit = key.rsplit("_", 1)[-1]
+                if (p := range_problem(float(values[key]), _join(path, key), *_RANGES[key], f" {unit}")):  # type: ignore[arg-type]
+                    found.append(p)
+            problems += found
     return problems
 
 
@@ -238,7 +259,8 @@ def _name_problem(value: object, path: str) -> str | None:
 
 def _array_problems(values: Mapping[str, object], path: str) -> list[str]:
     problems = [_int_problem(values["id"], _join(path, "id"), minimum=0)]
-    problems += [_int_problem(values[k], _join(path, k), minimum=1) for k in ("rows", "cols")]
+    problems.append(_int_problem(values["rows"], _join(path, "rows"), minimum=1, maximum=MAX_ARRAY_ROWS))
+    problems.append(_int_problem(values["cols"], _join(path, "cols"), minimum=1, maximum=MAX_ARRAY_COLS))
     return [p for p in problems if p]
 
 
@@ -256,7 +278,10 @@ def _defect_problems(values: Mapping[str, object], path: str) -> list[str]:
             f'{_join(path, "state")}: {_show(state)} is not "stuck_high" or "stuck_low"'
         )
     if values.get("g_uS") is not None:
-        problems.append(_number_problem(values["g_uS"], _join(path, "g_uS")))
+        g_problem = _number_problem(values["g_uS"], _join(path, "g_uS"))
+        if g_problem is None:
+            g_problem = conductance_problem(float(values["g_uS"]), _join(path, "g_uS"))  # type: ignore[arg-type]
+        problems.append(g_problem)
     return [p for p in problems if p]
 
 
@@ -981,7 +1006,9 @@ def _table_from_columns(
     g_types = set(map(type, g_uS))
     if not g_types <= _G_TYPES:
         return None
-    if int in g_types and not all(0 < v <= _LARGEST_FLOAT_INT for v in g_uS if type(v) is int):
+    if int in g_types and not all(
+        MIN_CONDUCTANCE_uS <= v <= MAX_CONDUCTANCE_uS for v in g_uS if type(v) is int
+    ):
         return None
     # Array ids are validated non-negative ints, so -1 marks an unknown (or negative) id.
     position = {a.id: p for p, a in enumerate(arrays)}
@@ -1000,7 +1027,8 @@ def _table_from_columns(
     else:
         g = np.array([math.nan if v is None else float(v) for v in g_uS], dtype=np.float64)
         given = g[np.fromiter(map(operator.is_not, g_uS, repeat(None)), dtype=bool, count=n)]
-        if not (np.isfinite(given).all() and (given > 0).all()):
+        if not (np.isfinite(given).all() and (given >= MIN_CONDUCTANCE_uS).all()
+                and (given <= MAX_CONDUCTANCE_uS).all()):
             return None
     high = np.fromiter(map(STUCK_HIGH.__eq__, states), dtype=bool, count=n)
     return _DefectTable(pos, row, col, high, g)
@@ -1115,9 +1143,9 @@ def _plain_defect_fields(
         return None
     if g_uS is not None:
         if type(g_uS) is float:
-            if not 0.0 < g_uS < math.inf:
+            if not MIN_CONDUCTANCE_uS <= g_uS <= MAX_CONDUCTANCE_uS:
                 return None
-        elif type(g_uS) is int and 0 < g_uS <= _LARGEST_FLOAT_INT:
+        elif type(g_uS) is int and MIN_CONDUCTANCE_uS <= g_uS <= MAX_CONDUCTANCE_uS:
             g_uS = float(g_uS)
         else:
             return None
@@ -1186,6 +1214,8 @@ def _arrays_are_valid(arrays: tuple[Any, ...]) -> bool:
     if set(map(type, ids)) | set(map(type, rows)) | set(map(type, cols)) != {int}:
         return False
     if min(ids) < 0 or min(rows) < 1 or min(cols) < 1 or len(set(ids)) != len(ids):
+        return False
+    if max(rows) > MAX_ARRAY_ROWS or max(cols) > MAX_ARRAY_COLS:
         return False
     sizes = list(map(operator.mul, rows, cols))
     return max(sizes) <= MAX_ARRAY_DEVICES and sum(sizes) <= MAX_DEVICES
@@ -1503,6 +1533,10 @@ def _parse_arrays(raw: object, problems: list[str]) -> tuple[list[Array] | None,
         count, rows, cols = grid["count"], grid["rows"], grid["cols"]
         if count > MAX_ARRAYS:
             problems.append(f"arrays.count: {count} is more than leac accepts ({MAX_ARRAYS})")
+        elif rows > MAX_ARRAY_ROWS:
+            problems.append(f"arrays.rows: {rows} is more than leac accepts ({MAX_ARRAY_ROWS})")
+        elif cols > MAX_ARRAY_COLS:
+            problems.append(f"arrays.cols: {cols} is more than leac accepts ({MAX_ARRAY_COLS})")
         elif rows * cols > MAX_ARRAY_DEVICES:
             problems.append(
                 f"arrays: {rows} x {cols} = {rows * cols} devices is more than leac accepts "
@@ -1865,8 +1899,8 @@ def synth_chip(
     """
     problems = [
         _int_problem(arrays, "arrays", minimum=1, maximum=MAX_ARRAYS),
-        _int_problem(rows, "rows", minimum=1),
-        _int_problem(cols, "cols", minimum=1),
+        _int_problem(rows, "rows", minimum=1, maximum=MAX_ARRAY_ROWS),
+        _int_problem(cols, "cols", minimum=1, maximum=MAX_ARRAY_COLS),
         _int_problem(seed, "seed", minimum=0),
     ]
     rates = {

@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lea_compiler import __version__, cli_chip, cli_compile, cli_emit, cli_simulate
-from lea_compiler.analysis import crossbar_layers
+from lea_compiler.analysis import crossbar_layers, total_devices
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.passes.quantize import BIAS_MODES
+from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
 EXIT_OK = 0
@@ -145,7 +146,7 @@ def _inspect(args: argparse.Namespace) -> int:
     graph = load_model(args.model)
     layers = crossbar_layers(graph)
     bias_row = args.bias == "row"
-    total = sum(layer.devices(args.k, bias_row) for layer in layers)
+    total = total_devices(layers, args.k, bias_row)
     if args.json:
         report = {
             "report": "leac-inspect",
@@ -172,7 +173,7 @@ def _inspect(args: argparse.Namespace) -> int:
             ],
             "devices": total,
         }
-        print(json.dumps(report, indent=2))
+        print(dumps_report(report))
         return EXIT_OK
     print(graph)
     print()

@@ -4,11 +4,12 @@ a progress line per finished job, and each failed job's error on stderr."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
+
+from lea_compiler.report_json import dumps_report
 
 
 class JobResult(Protocol):
@@ -110,7 +111,7 @@ def run_batch(args: argparse.Namespace, run: Callable[[Progress | None], B], pri
         if progress is not None:
             progress.close()
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(dumps_report(result.to_json()))
     else:
         print_table(result)
     print_failures(result.failed)

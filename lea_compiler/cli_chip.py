@@ -16,7 +16,6 @@ Output files are written atomically and never over an input file.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from lea_compiler.chip import (
 )
 from lea_compiler.errors import InvalidChipError, UsageError
 from lea_compiler.fileio import check_output
+from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
 _COUNT_KEYS = ("stuck_high", "stuck_low", "dead_rows", "dead_cols", "healthy")
@@ -290,7 +290,7 @@ def _chip_facts(chip: Chip) -> dict[str, Any]:
 
 
 def _print_json(report: dict[str, Any]) -> None:
-    print(json.dumps(report, indent=2, ensure_ascii=False))
+    print(dumps_report(report, ensure_ascii=False))
 
 
 def _run_validate(args: argparse.Namespace) -> int:

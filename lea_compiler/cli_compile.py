@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from lea_compiler.batch import BatchResult, chip_files, compile_many
+from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.cli_batch import first_line, run_batch
 from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
@@ -18,6 +18,7 @@ from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
 from lea_compiler.pipeline import ENSEMBLE_MODES, SCALE_NOISE_MODES, CompileOptions
 from lea_compiler.placement import PLACERS
+from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -113,7 +114,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="cpsat: OR-Tools, exact where it can prove it; greedy / random: the paper's baselines "
                         "(default cpsat)")
     p.add_argument("--time-limit", type=float, default=10.0, metavar="S",
-                   help="solver time budget in seconds (deterministic time for CP-SAT) (default 10)")
+                   help="solver time budget in seconds (deterministic time for CP-SAT), above 0 and at most "
+                        "86400 (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed for the solver and the random placer (default 0)")
     p.add_argument("--block", metavar="ROWSxCOLS", help="block shape (default: the chip's main array shape)")
     p.add_argument("--scale", choices=SCALE_MODES, default="per-column",
@@ -160,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
                          "at the outputs")
     if args.beta is not None and not 1 <= args.beta <= args.k:
         raise UsageError(f"--beta must be between 1 and k = {args.k}, got {args.beta}")
-    if args.time_limit <= 0:
-        raise UsageError(f"--time-limit must be positive, got {args.time_limit}")
+    if (problem := time_limit_problem(args.time_limit)) is not None:
+        raise UsageError(f"--time-limit {problem}")
     rows, cols = _block(args.block)
     options = CompileOptions(
         k=args.k, beta=args.beta, encoding=args.encoding, placer=args.placer, time_limit_s=args.time_limit,
@@ -185,10 +187,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name} done ({seconds:.2f} s)", file=sys.stderr)
     result = compile_model(args.model, chip, options, dump_dir=args.dump_ir, on_pass=progress,
                            calibrate_on=args.calibrate)
-    result.program.save(output)
     report = summary(result, output)
-    if args.json:
-        print(json.dumps(report, indent=2))
+    text = dumps_report(report) if args.json else None  # a report that cannot be strict JSON: no Program either
+    result.program.save(output)
+    if text is not None:
+        print(text)
     else:
         print_summary(report, time_passes=args.time_passes)
     return 0

@@ -14,7 +14,6 @@ exits 3 if there is any. Only this module prints; errors are raised as
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from typing import Any
 
@@ -29,6 +28,7 @@ from lea_compiler.backends.board import (
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.program import Program
+from lea_compiler.report_json import dumps_report
 
 EXIT_INVALID_INPUT = InvalidInputError.exit_status
 
@@ -121,7 +121,7 @@ def run_emit(args: argparse.Namespace) -> int:
     )
     report = emit_report(program, summary, args.output, args.target)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(dumps_report(report))
     else:
         print(
             f"wrote {report['output']}: {FORMAT} v{VERSION} for {report['model']} on chip "
@@ -165,7 +165,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.json:
         report = {"report": "leac-board-validate", "version": 1, "file": args.file, "valid": not check.total,
                   "problems": check.listing, "problem_count": check.total}
-        print(json.dumps(report, indent=2))
+        print(dumps_report(report))
         return EXIT_INVALID_INPUT if check.total else 0
     check.raise_if_invalid()
     header = check.header

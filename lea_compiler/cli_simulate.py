@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ from lea_compiler.chip import load_chip
 from lea_compiler.cli_batch import first_line, run_batch
 from lea_compiler.errors import UsageError
 from lea_compiler.program import Program
+from lea_compiler.report_json import dumps_report
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
 from lea_compiler.tables import format_table
 
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     data = report.to_json()
     data["program"] = programs[0]
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(dumps_report(data))
     else:
         print_report(data)
     return 0

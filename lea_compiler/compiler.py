@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lea_compiler.analysis import canonical_devices, check_devices
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
@@ -63,6 +64,8 @@ class FrontEnd:
         calibration: The `calibrate_on` data, or None.
         calibration_label: How the Program names that data.
         seconds: Time spent building this front end.
+        devices_needed: Devices the crossbar layers need at the options' k (counted right after canonicalize,
+            `lea_compiler.analysis.canonical_devices`); every chip is checked against it before its passes.
     """
 
     graph: Graph
@@ -74,6 +77,7 @@ class FrontEnd:
     calibration: Dataset | None
     calibration_label: str | None
     seconds: float
+    devices_needed: int = 0
 
     @property
     def levels_uS(self) -> tuple[float, ...] | None:
@@ -117,7 +121,7 @@ def prepare(
         CompileError: a pass cannot map the model, or the options are inconsistent.
     """
     return _prepare(_import(model), options or CompileOptions(), device=device, calibrate_on=calibrate_on,
-                    verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+                    verify=verify, dump_dir=dump_dir, on_pass=on_pass, chip=None)
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,10 @@ def _prepare(
     verify: bool,
     dump_dir: str | os.PathLike[str] | None,
     on_pass: Callable[[str, float], None] | None,
+    chip: Chip | None,
 ) -> FrontEnd:
+    """`prepare` of an imported model; with `chip`, the chip is checked to have the devices the model needs
+    right after canonicalize, before the passes whose work grows with k (replicate_network, quantize)."""
     start = time.perf_counter()
     graph = imported.graph
     calibration = load_data(calibrate_on, graph) if calibrate_on is not None else None
@@ -168,7 +175,12 @@ def _prepare(
     passes = front_passes(options, device)
     empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
                      imported.seconds + time.perf_counter() - start)
-    front = _advance(empty, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    front = _advance(empty, passes[:1], copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    needed = canonical_devices(front.graph, options.k, options.bias == "row")
+    if chip is not None:
+        check_devices(needed, chip, options.k)
+    front = dataclasses.replace(front, devices_needed=needed)
+    front = _advance(front, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     # quantize checks this too; without a device (a compile for many chips) refuse here, not once per chip
     require_mvm(front.graph, "compiling after " + ", ".join(p.name for p in front.passes))
     return front
@@ -217,6 +229,7 @@ def compile_prepared(
     start = time.perf_counter()
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
+    check_devices(front.devices_needed, chip, front.options.k)
     calibration = front.calibration
     passes = default_pipeline(chip, front.options, calibration.x if calibration is not None else None)
     done = _advance(front, passes, copy=copy, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
@@ -260,7 +273,7 @@ def compile_model(
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
     front = _prepare(imported, options or CompileOptions(), device=chip.device,
-                     calibrate_on=calibrate_on, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+                     calibrate_on=calibrate_on, verify=verify, dump_dir=dump_dir, on_pass=on_pass, chip=chip)
     result = compile_prepared(front, chip, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     return dataclasses.replace(result, seconds=time.perf_counter() - start)
 

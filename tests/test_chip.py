@@ -33,6 +33,7 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
+from lea_compiler.chip_limits import MIN_LEVEL_GAP, PERIPHERY_RANGES, MAX_CONDUCTANCE_uS, MIN_CONDUCTANCE_uS
 from lea_compiler.errors import (
     BadDataError,
     InvalidChipError,
@@ -48,6 +49,16 @@ HIGH, LOW = "stuck_high", "stuck_low"
 
 _positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
 _g = st.none() | st.floats(min_value=1e-3, max_value=1e4, allow_nan=False)
+# Levels: a start and increments of at least 1e-3 of the largest possible top (1e6 / 1e6 = 1 ppm).
+_levels = st.tuples(
+    st.floats(min_value=1e-3, max_value=1e3, allow_nan=False),
+    st.lists(st.floats(min_value=1.0, max_value=1e3, allow_nan=False), min_size=1, max_size=4),
+).map(lambda t: tuple(np.cumsum([t[0], *t[1]]).tolist()))
+
+
+def _in_range(key: str) -> st.SearchStrategy[float]:
+    low, high = PERIPHERY_RANGES[key]
+    return st.floats(min_value=low, max_value=high, allow_nan=False, allow_infinity=False)
 
 
 @st.composite
@@ -81,25 +92,25 @@ def chips(draw: st.DrawFn) -> Chip:
                 state = states.setdefault((r, c), draw(st.sampled_from((HIGH, LOW))))
             defects.append(Defect(arr.id, r, c, state, draw(_g)))
     device = DeviceModel(
-        levels_uS=tuple(sorted(draw(st.sets(_positive, min_size=2, max_size=5)))),
+        levels_uS=draw(_levels),
         stuck_high_uS=draw(_positive),
         stuck_low_uS=draw(_positive),
         write_noise_uS=draw(st.floats(0, 100)),
         read_noise_uS=draw(st.floats(0, 100)),
     )
     periphery = Periphery(
-        v_read_V=draw(_positive),
-        dac_bits=draw(st.integers(1, 32)),
-        adc_bits=draw(st.integers(1, 32)),
+        v_read_V=draw(_in_range("v_read_V")),
+        dac_bits=draw(st.integers(2, 32)),
+        adc_bits=draw(st.integers(2, 32)),
         adcs_per_array=draw(st.integers(1, 64)),
-        clock_MHz=draw(_positive),
-        t_mvm_ns=draw(_positive),
-        t_adc_ns=draw(_positive),
-        t_write_pulse_ns=draw(_positive),
-        e_device_read_pJ=draw(_positive),
-        e_adc_pJ=draw(_positive),
-        e_dac_pJ=draw(_positive),
-        e_write_pulse_pJ=draw(_positive),
+        clock_MHz=draw(_in_range("clock_MHz")),
+        t_mvm_ns=draw(_in_range("t_mvm_ns")),
+        t_adc_ns=draw(_in_range("t_adc_ns")),
+        t_write_pulse_ns=draw(_in_range("t_write_pulse_ns")),
+        e_device_read_pJ=draw(_in_range("e_device_read_pJ")),
+        e_adc_pJ=draw(_in_range("e_adc_pJ")),
+        e_dac_pJ=draw(_in_range("e_dac_pJ")),
+        e_write_pulse_pJ=draw(_in_range("e_write_pulse_pJ")),
     )
     return Chip(
         arrays=tuple(arrays),
@@ -302,9 +313,18 @@ def test_the_base_document_is_valid():
         ({"arrays": []}, "arrays: [] lists no arrays"),
         ({"arrays": {"count": 2, "rows": 5}}, "arrays.cols: missing (required)"),
         ({"arrays": 3}, "arrays: 3 is neither a grid"),
-        ({"arrays": {"count": 1000, "rows": 1000, "cols": 1001}},
+        ({"arrays": {"count": 65536, "rows": 4096, "cols": 4096}},
          f"devices in total is more than leac accepts ({MAX_DEVICES})"),
-        ({"arrays": {"count": 1, "rows": 10**5, "cols": 10**5}}, "in one array"),
+        ({"arrays": {"count": 1, "rows": 10**5, "cols": 10**5}},
+         "arrays.rows: 100000 is more than leac accepts (4096)"),
+        ({"arrays": {"count": 1, "rows": 4096, "cols": 4097}},
+         "arrays.cols: 4097 is more than leac accepts (4096)"),
+        ({"arrays": {"count": 14, "rows": 8192, "cols": 8192}},
+         "arrays.rows: 8192 is more than leac accepts (4096)"),
+        ({"arrays": {"count": 10**6, "rows": 1, "cols": 1000}},
+         "arrays.count: 1000000 is more than leac accepts (65536)"),
+        ({"arrays": [{"id": 0, "rows": 8192, "cols": 8192}]},
+         "arrays[0].rows: 8192 is more than leac supports (4096)"),
         ({"arrays": {"count": 10**7, "rows": 1, "cols": 1}}, "arrays.count: 10000000 is more"),
     ],
 )  # fmt: skip
@@ -312,6 +332,90 @@ def test_each_rule_is_reported_with_path_and_value(change: dict[str, Any], expec
     document = {**_base(), **change}
     problems = _problems(document)
     assert any(expected in p for p in problems), problems
+
+
+# Numbers a chip may hold: every one the compiler and the simulator cannot handle is refused at load
+# (issue 13, items 16 and 17: levels 1e-300 and 2e-300 made compile fail as "a bug in leac"; extreme
+# periphery values made `simulate --json` print Infinity).
+@pytest.mark.parametrize(
+    ("section", "values", "expected"),
+    [
+        ("device", {"levels_uS": [1e-300, 2e-300]},
+         "device.levels_uS[0]: 1e-300 is outside the range leac accepts (1e-06 to 1e+06 uS)"),
+        ("device", {"levels_uS": [100.0, 1e300]},
+         "device.levels_uS[1]: 1e+300 is outside the range leac accepts (1e-06 to 1e+06 uS)"),
+        ("device", {"levels_uS": [100.0, 100.00000001]},
+         "device.levels_uS: levels 100 and 100 are closer than leac resolves"),
+        ("device", {"stuck_high_uS": 1e300},
+         "device.stuck_high_uS: 1e+300 is outside the range leac accepts (1e-06 to 1e+06 uS)"),
+        ("device", {"stuck_low_uS": 1e-300},
+         "device.stuck_low_uS: 1e-300 is outside the range leac accepts (1e-06 to 1e+06 uS)"),
+        ("device", {"write_noise_uS": 1e300},
+         "device.write_noise_uS: 1e+300 is outside the range leac accepts (0 to 1e+06 uS)"),
+        ("device", {"read_noise_uS": 1e10},
+         "device.read_noise_uS: 1e+10 is outside the range leac accepts (0 to 1e+06 uS)"),
+        ("periphery", {"clock_MHz": 1e-300},
+         "periphery.clock_MHz: 1e-300 is outside the range leac accepts (0.001 to 1e+06 MHz)"),
+        ("periphery", {"e_adc_pJ": 1e300},
+         "periphery.e_adc_pJ: 1e+300 is outside the range leac accepts (1e-09 to 1e+09 pJ)"),
+        ("periphery", {"t_mvm_ns": 1e308},
+         "periphery.t_mvm_ns: 1e+308 is outside the range leac accepts (0.001 to 1e+09 ns)"),
+        ("periphery", {"v_read_V": 1e-9},
+         "periphery.v_read_V: 1e-09 is outside the range leac accepts (0.001 to 100 V)"),
+        ("periphery", {"dac_bits": 1}, "periphery.dac_bits: 1 is less than 2"),
+        ("periphery", {"adc_bits": 33}, "periphery.adc_bits: 33 is more than leac supports (32)"),
+        ("periphery", {"adcs_per_array": 10**30},
+         "periphery.adcs_per_array: 1000000000000000000000000000000 is more than leac supports (4096)"),
+    ],
+)  # fmt: skip
+def test_numbers_outside_their_range_are_refused(section: str, values: dict[str, Any], expected: str):
+    problems = _problems({**_base(), section: values})
+    assert problems == [expected] or any(expected in p for p in problems), problems
+    assert len(problems) == 1
+
+
+@pytest.mark.parametrize("g", [1e-300, 1e300, 1e7, 5e-7])
+def test_a_defect_conductance_outside_the_range_is_refused(g: float):
+    document = _base()
+    document["defects"] = [{"array": 0, "row": 3, "col": 7, "state": "stuck_high", "g_uS": g}]
+    assert _problems(document) == [
+        f"defects[0].g_uS: {g:g} is outside the range leac accepts (1e-06 to 1e+06 uS)"]
+    # The same on the bulk path (many plain entries) and through the constructor.
+    document["defects"] += [{"array": 4, "row": r, "col": 0, "state": "stuck_low"} for r in range(25)]
+    assert _problems(document) == [
+        f"defects[0].g_uS: {g:g} is outside the range leac accepts (1e-06 to 1e+06 uS)"]
+    with pytest.raises(InvalidChipError, match="outside the range"):
+        Chip(arrays=(Array(0, 4, 4),), defects=(Defect(0, 1, 1, "stuck_high", g),))
+
+
+_FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(key=st.sampled_from(sorted(PERIPHERY_RANGES)), value=_FINITE.filter(lambda v: v > 0))
+@settings(max_examples=200, deadline=None)
+def test_a_periphery_value_loads_exactly_when_it_is_in_its_range(key: str, value: float):
+    low, high = PERIPHERY_RANGES[key]
+    document = {**_base(), "periphery": {key: value}}
+    if low <= value <= high:
+        assert getattr(parse_chip(document, "c.json").periphery, key) == value
+    else:
+        assert _problems(document) == [
+            f"periphery.{key}: {value:g} is outside the range leac accepts ({low:g} to {high:g} "
+            f"{key.rsplit('_', 1)[-1]})"]
+
+
+@given(levels=st.lists(_FINITE.filter(lambda v: v > 0), min_size=2, max_size=6, unique=True).map(sorted))
+@settings(max_examples=200, deadline=None)
+def test_levels_load_exactly_when_in_range_and_resolvable(levels: list[float]):
+    document = {**_base(), "device": {"levels_uS": levels}}
+    in_range = all(MIN_CONDUCTANCE_uS <= v <= MAX_CONDUCTANCE_uS for v in levels)
+    resolvable = min(b - a for a, b in zip(levels[:-1], levels[1:], strict=True)) >= MIN_LEVEL_GAP * levels[-1]
+    if in_range and resolvable:
+        assert parse_chip(document, "c.json").device.levels_uS == tuple(levels)
+    else:
+        problems = _problems(document)
+        assert len(problems) == 1 and problems[0].startswith("device.levels_uS"), problems
+        assert ("outside the range" in problems[0]) == (not in_range), problems
 
 
 @pytest.mark.parametrize(
@@ -451,7 +555,7 @@ def test_constructing_an_invalid_chip_raises():
         Chip(arrays=(Array(0, 2, 2),), defects=(Defect(0, 5, 0, HIGH),))
     with pytest.raises(InvalidChipError, match="is not strictly ascending"):
         DeviceModel(levels_uS=(200.0, 100.0))
-    with pytest.raises(InvalidChipError, match=r"periphery.adc_bits: 0 is not positive"):
+    with pytest.raises(InvalidChipError, match=r"periphery.adc_bits: 0 is less than 2"):
         Periphery(adc_bits=0)
     with pytest.raises(InvalidChipError, match="the chip has no arrays"):
         Chip(arrays=())
@@ -623,7 +727,8 @@ def test_synth_extreme_rates():
         ({"arrays": 0}, "arrays: 0 is not positive"),
         ({"rows": 2.5}, "rows: 2.5 is not an integer"),
         ({"seed": -1}, "seed: -1 is negative"),
-        ({"arrays": 1000, "rows": 1000, "cols": 1001}, "is more devices than leac accepts"),
+        ({"arrays": 65536, "rows": 4096, "cols": 4096}, "is more devices than leac accepts"),
+        ({"rows": 4097}, "rows: 4097 is more than leac supports (4096)"),
     ],
 )
 def test_synth_refuses_bad_options(kwargs: dict[str, Any], expected: str):

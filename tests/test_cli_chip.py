@@ -454,3 +454,40 @@ def test_import_a_missing_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["chip", "import", str(tmp_path / "nope.txt"), "-o", str(out)]) == 3
     assert "no such conductance map" in capsys.readouterr().err
     assert not out.exists()
+
+
+# Issue 13, item 8: tiny files that declare chips too large to compile or show, refused at load (exit 3)
+# with a message naming the limit, before any work and without writing anything.
+EXAMPLE_MODEL = Path(__file__).resolve().parents[1] / "examples" / "data" / "digits_mlp.onnx"
+
+
+@pytest.mark.parametrize(
+    ("arrays", "expected"),
+    [
+        ({"count": 14, "rows": 8192, "cols": 8192}, "arrays.rows: 8192 is more than leac accepts (4096)"),
+        ({"count": 10**6, "rows": 1, "cols": 1000}, "arrays.count: 1000000 is more than leac accepts (65536)"),
+        ([{"id": 0, "rows": 3, "cols": 5000}], "arrays[0].cols: 5000 is more than leac supports (4096)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["compile", "show", "validate"])
+def test_chips_beyond_the_limits_are_refused_at_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, arrays: object,
+    expected: str, command: str,
+):
+    def never(problem: object) -> None:  # before the limits, compile got here and allocated 7 GiB at once
+        raise AssertionError("the placer ran on a chip beyond the limits")
+
+    monkeypatch.setattr("lea_compiler.placement.cost_maps", never)
+    chip = tmp_path / "big.json"
+    chip.write_text(json.dumps({"format": "leac-chip", "version": 1, "arrays": arrays}))
+    out = tmp_path / "out.leac"
+    argv = {
+        "compile": ["compile", str(EXAMPLE_MODEL), "--chip", str(chip), "-o", str(out), "--json"],
+        "show": ["chip", "show", str(chip), "--json"],
+        "validate": ["chip", "validate", str(chip)],
+    }[command]
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    assert expected in captured.err
+    assert "Traceback" not in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json"]

@@ -145,7 +145,12 @@ def test_cli_does_not_fit_exits_4_and_writes_nothing(files, tmp_path, capsys) ->
     (["-k", "0"], "-k must be at least 1"),
     (["-k", "2", "--beta", "3"], "--beta must be between 1 and k"),
     (["--block", "25by25"], "--block takes ROWSxCOLS"),
-    (["--time-limit", "0"], "--time-limit must be positive"),
+    (["--time-limit", "0"], "--time-limit must be a finite number of seconds above 0 and at most 86400"),
+    # issue 13, item 16: inf and nan passed, then failed in the placer as "a bug in leac"
+    (["--time-limit", "inf"], "--time-limit must be a finite number of seconds above 0 and at most 86400 (one day), "
+                              "got inf"),
+    (["--time-limit", "nan"], "--time-limit must be a finite number"),
+    (["--time-limit", "1e9"], "at most 86400 (one day), got 1000000000.0"),
 ])
 def test_cli_usage_errors_exit_2(files, tmp_path, capsys, argv, message) -> None:
     model, chip = files
@@ -293,3 +298,116 @@ def test_dump_ir_naming_an_existing_file_is_a_usage_error(tmp_path, capsys) -> N
     assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "--dump-ir", str(tmp_path / "dump")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert not out.exists() and (tmp_path / "dump").read_text() == "a file"
+
+
+# Issue 13, item 17: every --json report is strict JSON. The chip's ranges keep the numbers finite; behind
+# them, a report holding NaN or Infinity is an error naming the value's path, never `Infinity` on stdout.
+def test_a_report_with_a_non_finite_number_is_an_error_not_invalid_json() -> None:
+    from lea_compiler.report_json import NonFiniteReportError, dumps_report
+
+    assert json.loads(dumps_report({"report": "leac-x", "a": [1.0, 2]})) == {"report": "leac-x", "a": [1.0, 2]}
+    with pytest.raises(NonFiniteReportError, match=r"the leac-x report holds .* at \$\.layers\[1\]\.e"):
+        dumps_report({"report": "leac-x", "layers": [{"e": 1.0}, {"e": float("inf")}]})
+    with pytest.raises(NonFiniteReportError, match=r"at \$\.nan"):
+        dumps_report({"nan": float("nan")})
+
+
+def test_cli_json_report_with_infinity_fails_with_a_strict_json_error(files, tmp_path, capsys, monkeypatch) -> None:
+    import lea_compiler.cli_compile as cli_compile
+
+    model, chip = files
+    out = tmp_path / "x.leac"
+    monkeypatch.setattr(cli_compile, "summary",
+                        lambda result, output: {"report": "leac-compile", "compile_seconds": float("inf")})
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "-k", "1", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert ": Infinity" not in captured.out
+    error = json.loads(captured.out)  # strict: the one leac-error object
+    assert error["report"] == "leac-error" and "$.compile_seconds" in error["error"]
+    assert "Traceback" not in captured.err and not out.exists()
+
+
+# Issue 13, item 19: -k 100000 ran quantize for over 100 s before place said the chip was too small. The
+# device count (the one `leac inspect` prints) is checked against the chip right after canonicalize.
+def test_too_many_copies_are_refused_before_quantize(files, tmp_path, capsys, monkeypatch) -> None:
+    import lea_compiler.passes.quantize as quantize
+
+    def never(*args, **kwargs):
+        raise AssertionError("quantize ran before the device check")
+
+    monkeypatch.setattr(quantize.Quantize, "run", never)
+    model, chip = files
+    out = tmp_path / "x.leac"
+    assert main(["inspect", str(model), "-k", "100000", "--json"]) == 0
+    needed = json.loads(capsys.readouterr().out)["devices"]
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out), "-k", "100000"]) == 4
+    err = capsys.readouterr().err
+    assert f"need {needed} devices at k = 100000" in err and "the chip has 10000 devices in 16 arrays" in err
+    assert not out.exists()
+    # the same check for each chip of a batch (and no shared quantize for a chip that cannot hold the model)
+    with pytest.raises(DoesNotFitError, match=f"need {needed} devices"):
+        from lea_compiler.compiler import compile_prepared
+        compile_prepared(prepare(model, CompileOptions(k=100000)), chip)
+
+
+# Issue 13, item 8: the placer costs every offset of every array, so 14 arrays of 8192 x 8192 (a 90-byte file)
+# allocated 7 GiB at once. On a chip that large it sees a view (placement_view) whose size follows the model.
+def _big_chip() -> Chip:
+    defects = (
+        Defect(0, 5, 5, "stuck_high"),  # inside the view's cut of array 0
+        Defect(0, 2000, 2000, "stuck_high"),  # outside it
+        Defect(1, 3, None, "stuck_low"),  # a dead row inside the cut of array 1
+        Defect(2, None, 1500, "stuck_low"),  # a dead column outside the cut of array 2
+    )
+    return Chip(arrays=tuple(Array(i, 2048, 2048) for i in range(3)), defects=defects)
+
+
+def test_the_placement_view_of_a_large_chip_is_cut_to_the_model() -> None:
+    from lea_compiler.placement_view import VIEW_MIN_SIDE, placement_view
+
+    chip = _big_chip()
+    # 4 patterns on 12.6 million devices: about 1.2 GB of cost maps and temporaries, over the 1 GiB budget
+    view = placement_view(chip, [(12, 4), (12, 4), (6, 12), (6, 12)], [(12, 4)] * 6 + [(6, 12)] * 6)
+    assert not view.whole and "view of 3 of 3 arrays, at most 256 x 256 each" in view.description
+    assert view.chip.arrays == tuple(Array(i, VIEW_MIN_SIDE, VIEW_MIN_SIDE) for i in range(3))
+    assert view.chip.defects == (Defect(0, 5, 5, "stuck_high"), Defect(1, 3, None, "stuck_low"))
+    assert (view.chip.device, view.chip.periphery) == (chip.device, chip.periphery)
+    # a small chip is placed whole, as before
+    small = synth_chip(arrays=16, rows=25, cols=25, seed=3)
+    assert placement_view(small, [(12, 4)], [(12, 4)]).chip is small
+
+
+def test_a_view_keeps_the_healthiest_arrays(monkeypatch) -> None:
+    import lea_compiler.placement_view as placement_view_module
+
+    monkeypatch.setattr(placement_view_module, "VIEW_BYTES", 0)  # every chip is seen through a view
+    chip = synth_chip(arrays=8, rows=25, cols=25, stuck_high=0.05, seed=1)
+    stuck = {a.id: chip.defect_counts(a.id)["stuck_high"] for a in chip.arrays}
+    view = placement_view_module.placement_view(chip, [(10, 10)], [(10, 10)] * 2)
+    # need 200 devices, x4 = 800: two 625-device arrays, the two with the fewest stuck devices (first on ties)
+    kept = [a.id for a in view.chip.arrays]
+    assert kept == sorted(sorted(stuck, key=lambda i: (stuck[i], i))[:2])
+
+
+def test_compile_on_a_large_chip_places_on_a_view_of_it(tmp_path, monkeypatch) -> None:
+    import lea_compiler.placement as placement
+
+    real = placement.cost_maps
+
+    def bounded(problem):  # before the view: 3 x 2048 x 2048 devices, about 1.4 GB for the placer
+        assert problem.chip.device_count <= 2**20, f"the placer costs {problem.chip.device_count} devices"
+        return real(problem)
+
+    monkeypatch.setattr(placement, "cost_maps", bounded)
+    model = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(), model)
+    chip = _big_chip()
+    program = compile_model(model, chip, CompileOptions(k=3)).program
+    assert "on a view of 3 of 3 arrays" in program.placement["method"]
+    assert program.placement["bound_uS"] == 0.0
+    for layer in program.layers:
+        for block in layer.blocks:
+            for copy in block.copies:
+                for half in (copy.pos, copy.neg):
+                    r, c = half.region.row, half.region.col
+                    assert r + block.shape[0] <= 256 and c + block.shape[1] <= 256

@@ -41,6 +41,7 @@ from functools import cached_property
 import numpy as np
 
 from lea_compiler.chip import Chip
+from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import CompileError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.ensemble import Ensemble
@@ -48,6 +49,7 @@ from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.replicate_network import Replica
 from lea_compiler.passes.tile import Tiling
 from lea_compiler.placement import PLACERS, Item, Pattern, Placement, PlacementProblem, Region
+from lea_compiler.placement_view import placement_view
 
 POLARITIES = ("+", "-")
 
@@ -127,22 +129,24 @@ class Place:
     def __post_init__(self) -> None:
         if self.placer not in PLACERS:
             raise CompileError(f"unknown placer {self.placer!r}; choose one of {', '.join(PLACERS)}")
-        if self.time_limit_s <= 0:
-            raise CompileError(f"the time limit must be positive, got {self.time_limit_s}")
+        if (problem := time_limit_problem(self.time_limit_s)) is not None:
+            raise CompileError(f"the placer's time limit {problem}")
 
-    def _cost_view(self, graph: Graph) -> Chip:
-        """The chip as the placer should cost it: with joint encoding, stuck conductances moved towards the
-        level range by what the other copies of a column can absorb (module docstring)."""
+    def _cost_view(self, graph: Graph, chip: Chip | None = None) -> Chip:
+        """`chip` (default: the pass's chip) as the placer should cost it: with joint encoding, stuck
+        conductances moved towards the level range by what the other copies of a column can absorb (module
+        docstring)."""
+        chip = self.chip if chip is None else chip
         facts = [(node.fact(QuantizedLayer), node.fact(Ensemble)) for node in graph.nodes_of("MVM")]
         if not facts or any(q is None or e is None or q.encoding != "joint" for q, e in facts):
-            return self.chip
+            return chip
         beta = min(e.beta for _, e in facts if e is not None)
-        levels = self.chip.device.levels_uS
+        levels = chip.device.levels_uS
         low, high = min(levels), max(levels)
         absorb = ABSORB_SHARE * (beta - 1) * (high - low)
         if absorb <= 0:
-            return self.chip
-        device = self.chip.device
+            return chip
+        device = chip.device
 
         margin = ABSORB_MARGIN * (high - low)
 
@@ -153,9 +157,9 @@ class Place:
                 return max(g, min(g + absorb, low - margin))
             return g
 
-        defects = tuple(d if d.g_uS is None else dataclasses.replace(d, g_uS=moved(d.g_uS)) for d in self.chip.defects)
+        defects = tuple(d if d.g_uS is None else dataclasses.replace(d, g_uS=moved(d.g_uS)) for d in chip.defects)
         return dataclasses.replace(
-            self.chip, defects=defects,
+            chip, defects=defects,
             device=dataclasses.replace(device, stuck_high_uS=moved(device.stuck_high_uS),
                                        stuck_low_uS=moved(device.stuck_low_uS)))
 
@@ -189,8 +193,14 @@ class Place:
         keys = [key for _, _, key in entries]
         if not items:
             raise CompileError("place found no crossbar layer to place")
-        problem = PlacementProblem(tuple(patterns), tuple(items), self._cost_view(graph))
+        view = placement_view(self.chip, [p.shape for p in patterns], [patterns[it.pattern].shape for it in items])
+        problem = PlacementProblem(tuple(patterns), tuple(items), self._cost_view(graph, view.chip))
         solution: Placement = PLACERS[self.placer](problem, time_limit_s=self.time_limit_s, seed=self.seed)
+        if not view.whole:  # optimal at most on the view: the only bound proven for the whole chip is 0
+            solution = dataclasses.replace(
+                solution, bound_uS=0.0, gap=1.0 if solution.objective_uS > 0 else 0.0,
+                status="FEASIBLE" if solution.status == "OPTIMAL" and solution.objective_uS > 0 else solution.status,
+                method=f"{solution.method}, on a {view.description}")
         by_node: dict[str, list[PlacedCopy]] = {}
         for (node, index, polarity, copy), region, cost in zip(keys, solution.regions, solution.costs_uS, strict=True):
             by_node.setdefault(node.name, []).append(PlacedCopy(index, polarity, copy, region, float(cost)))
