@@ -18,6 +18,9 @@ from pathlib import Path
 
 from lea_compiler.errors import InvalidInputError, UsageError
 
+_READ_CHUNK = 64 * 2**20
+"""Bytes `read_input` asks for at a time past the size the file had when opened."""
+
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISCHR, "a character device"),
@@ -168,7 +171,15 @@ def read_input(path: str | os.PathLike[str], limit: int, what: str,
             if not stat.S_ISREG(mode):
                 kind = next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
                 raise error(f"{source}: is {kind}, not a {what}")
-            data = handle.read(limit + 1)
+            # read(limit + 1) would allocate limit + 1 bytes whatever the file holds (4 GiB of address space for
+            # a 10 KB Program: a MemoryError under `ulimit -v`); ask for the size fstat gives, then go on in
+            # bounded chunks for a file that grows while it is read
+            data = handle.read(min(os.fstat(handle.fileno()).st_size, limit) + 1)
+            while len(data) <= limit:
+                more = handle.read(min(limit + 1 - len(data), _READ_CHUNK))
+                if not more:
+                    break
+                data += more
     except FileNotFoundError:
         raise error(f"{source}: no such {what}") from None
     except IsADirectoryError:
