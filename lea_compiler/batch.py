@@ -19,7 +19,9 @@ own defect map. `compile_many` does that in three steps:
    written atomically as its chip finishes.
 
 A chip that fails (a bad chip file, a model that does not fit it, a pass that
-cannot map it, even a bug) is reported with its error; the others go on.
+cannot map it, even a bug) is reported with its error; the others go on. So
+is a chip whose worker process is killed twice (e.g. by the OOM killer: it
+runs once more alone first, `lea_compiler.process_pool`).
 `BatchResult.exit_status` is 0 when every chip compiled, else the most serious
 failure, i.e. the smallest non-zero status: 1 (a compile error or a bug) before
 2 (usage) before 3 (an invalid input file) before 4 (does not fit).
@@ -52,9 +54,12 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.workers import (
     OK,
     STATUSES,
+    Outcome,
     batch_exit_status,
     check_workers,
     connect,
+    crash_details,
+    files_in,
     local_workers,
     run_jobs,
     status_of,
@@ -78,9 +83,13 @@ class ChipJob:
     program: str  # OUT/<stem>.leac
     report: str  # OUT/<stem>.json
 
+    @property
+    def label(self) -> str:
+        return self.chip
+
 
 @dataclass(frozen=True)
-class ChipResult:
+class ChipResult(Outcome):
     """One chip's outcome: its report (the `leac compile --json` keys plus `status`, `error` and a few more)."""
 
     chip_file: str
@@ -98,23 +107,6 @@ class ChipResult:
     def name(self) -> str:
         """The chip file's name without .json (its outputs' stem)."""
         return Path(self.chip_file).stem
-
-    @property
-    def status(self) -> str:
-        return str(self.report["status"])
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def exit_status(self) -> int:
-        return int(self.report["exit_status"])
-
-    @property
-    def error(self) -> str | None:
-        error = self.report["error"]
-        return None if error is None else str(error)
 
     @property
     def seconds(self) -> float:
@@ -171,10 +163,7 @@ def chip_files(folder: PathLike) -> list[Path]:
     Raises:
         UsageError: the folder does not exist or is not a folder.
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise UsageError(f"--chip-dir {path}: no such folder")
-    return sorted((p for p in path.glob("*.json") if p.is_file()), key=lambda p: p.name)
+    return files_in(folder, "*.json", "--chip-dir")
 
 
 def compile_many(
@@ -374,7 +363,6 @@ def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
 
 def _crashed(job: ChipJob, exc: BaseException, fronts: Sequence[FrontEnd]) -> _ChipOutcome:
     """The outcome of a job whose worker died or could not run it."""
+    message, trace = crash_details(exc)
     report = _failure_report(fronts[-1], None, job, 0.0)
-    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
     return _ChipOutcome(None, _with_status(report, job, None, "internal_error", message), trace)

@@ -3,10 +3,12 @@ a progress line per finished job, and each failed job's error on stderr."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 
 class JobResult(Protocol):
@@ -79,3 +81,37 @@ def print_failures(failed: Sequence[JobResult]) -> None:
             print(result.traceback, end="", file=sys.stderr)
         error = result.error or ""
         print(f"leac: error: {error if result.source in error else f'{result.source}: {error}'}", file=sys.stderr)
+
+
+class BatchOutcome(Protocol):
+    """What `run_batch` needs of a batch's result."""
+
+    @property
+    def failed(self) -> Sequence[JobResult]: ...
+
+    @property
+    def exit_status(self) -> int: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+B = TypeVar("B", bound=BatchOutcome)
+
+
+def run_batch(args: argparse.Namespace, run: Callable[[Progress | None], B], print_table: Callable[[B], None]) -> int:
+    """Run a batch with progress lines (on a terminal, or with -v; never with --json), print its table or its
+    JSON object, then every failed job's error; the batch's exit status."""
+    progress = None
+    if not args.json and (sys.stderr.isatty() or bool(getattr(args, "verbose", False))):
+        progress = Progress(sys.stderr, live=sys.stderr.isatty())
+    try:
+        result = run(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_table(result)
+    print_failures(result.failed)
+    return result.exit_status

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lea_compiler.batch import BatchResult, chip_files, compile_many
-from lea_compiler.cli_batch import Progress, first_line, print_failures
+from lea_compiler.cli_batch import first_line, run_batch
 from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
@@ -241,22 +241,10 @@ def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
     chips = [Path(c) for c in args.chip or []]
     if args.chip_dir is not None:
         chips += chip_files(args.chip_dir)
-    verbose = bool(getattr(args, "verbose", False))
-    progress = None
-    if not args.json and (sys.stderr.isatty() or verbose):
-        progress = Progress(sys.stderr, live=sys.stderr.isatty())
-    try:
-        result = compile_many(args.model, chips, args.output, options, jobs=args.jobs, scheduler=args.scheduler,
-                              calibrate_on=args.calibrate, on_result=progress)
-    finally:
-        if progress is not None:
-            progress.close()
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print_batch(result, time_passes=args.time_passes)
-    print_failures(result.failed)
-    return result.exit_status
+    return run_batch(args, lambda progress: compile_many(args.model, chips, args.output, options, jobs=args.jobs,
+                                                         scheduler=args.scheduler, calibrate_on=args.calibrate,
+                                                         on_result=progress),
+                     lambda result: print_batch(result, time_passes=args.time_passes))
 
 
 def print_batch(result: BatchResult, *, time_passes: bool) -> None:

@@ -24,8 +24,7 @@ from lea_compiler.backends.board import (
     FORMAT,
     VERSION,
     BoardSummary,
-    read_board,
-    validate_board,
+    check_board,
 )
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import check_output
@@ -160,15 +159,17 @@ def emit_report(
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """`leac board validate`: 0 and a summary for a valid file, 3 and every problem otherwise."""
+    """`leac board validate`: 0 and a summary for a valid file, 3 and its problems otherwise (the first
+    `MAX_PROBLEMS` in file order, and how many there are in all), streaming the file."""
+    check = check_board(args.file)
     if args.json:
-        problems = validate_board(args.file)
-        report = {"report": "leac-board-validate", "version": 1, "file": args.file, "valid": not problems,
-                  "problems": problems}
+        report = {"report": "leac-board-validate", "version": 1, "file": args.file, "valid": not check.total,
+                  "problems": check.listing, "problem_count": check.total}
         print(json.dumps(report, indent=2))
-        return EXIT_INVALID_INPUT if problems else 0
-    stream = read_board(args.file)  # raises InvalidInputError listing every problem
-    header = stream.header
+        return EXIT_INVALID_INPUT if check.total else 0
+    check.raise_if_invalid()
+    header = check.header
+    assert header is not None
     counts = header.counts
     print(
         f"{args.file}: valid {FORMAT} v{header.version} for {header.model['name']} on chip "

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from lea_compiler.backends.sim import load_data, simulate
 from lea_compiler.chip import load_chip
-from lea_compiler.cli_batch import Progress, first_line, print_failures
+from lea_compiler.cli_batch import first_line, run_batch
 from lea_compiler.errors import UsageError
 from lea_compiler.program import Program
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
@@ -154,22 +153,10 @@ def _run_many(args: argparse.Namespace) -> int:
         programs += program_files(args.program_dir)
     options = SimulateOptions(seed=args.seed, ideal=args.ideal, exact_read_noise=args.exact_read_noise,
                               output=args.output, threads=1 if args.threads is None else args.threads)
-    progress = None
-    if not args.json and (sys.stderr.isatty() or bool(getattr(args, "verbose", False))):
-        progress = Progress(sys.stderr, live=sys.stderr.isatty())
-    try:
-        result = simulate_many(programs, args.data, options,
-                               min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
-                               jobs=args.jobs, scheduler=args.scheduler, on_result=progress)
-    finally:
-        if progress is not None:
-            progress.close()
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print_batch(result)
-    print_failures(result.failed)
-    return result.exit_status
+    minimum = None if args.min_accuracy is None else args.min_accuracy / 100
+    return run_batch(args, lambda progress: simulate_many(programs, args.data, options, min_accuracy=minimum,
+                                                          jobs=args.jobs, scheduler=args.scheduler,
+                                                          on_result=progress), print_batch)
 
 
 def print_batch(result: SimulateBatchResult) -> None:

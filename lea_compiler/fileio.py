@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from lea_compiler.errors import InvalidInputError, UsageError
-
-_READ_CHUNK = 64 * 2**20
-"""Bytes `read_input` asks for at a time past the size the file had when opened."""
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -164,28 +163,59 @@ def read_input(path: str | os.PathLike[str], limit: int, what: str,
         `error` (an InvalidInputError): missing, not a regular file, unreadable, or larger than `limit`.
     """
     source = os.fspath(path)
+    with open_input(source, limit, what, error) as handle:
+        try:
+            data = _read_bounded(handle, os.fstat(handle.fileno()).st_size, limit)
+        except OSError as exc:
+            raise error(f"{source}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise too_large(source, limit, what, error)
+    return data
+
+
+@contextmanager
+def open_input(path: str | os.PathLike[str], limit: int, what: str,
+               error: type[InvalidInputError] = InvalidInputError) -> Iterator[BinaryIO]:
+    """An input file opened for reading in binary, for a reader that streams it (see `read_input`): refused
+    unless it is a regular file whose size is at most `limit`. The reader still counts what it reads (a file
+    can grow) and raises `too_large` past `limit`.
+
+    Raises:
+        `error` (an InvalidInputError): missing, not a regular file, unreadable, or larger than `limit`.
+    """
+    source = os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore the flag)
-        with os.fdopen(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                kind = next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
-                raise error(f"{source}: is {kind}, not a {what}")
-            # read(limit + 1) would allocate limit + 1 bytes whatever the file holds (4 GiB of address space for
-            # a 10 KB Program: a MemoryError under `ulimit -v`); ask for the size fstat gives, then go on in
-            # bounded chunks for a file that grows while it is read
-            data = handle.read(min(os.fstat(handle.fileno()).st_size, limit) + 1)
-            while len(data) <= limit:
-                more = handle.read(min(limit + 1 - len(data), _READ_CHUNK))
-                if not more:
-                    break
-                data += more
+        handle = os.fdopen(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb")
     except FileNotFoundError:
         raise error(f"{source}: no such {what}") from None
     except IsADirectoryError:
         raise error(f"{source}: is a directory, not a {what}") from None
     except OSError as exc:
         raise error(f"{source}: cannot read the {what} ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise error(f"{source}: larger than {limit} bytes ({limit / 2**20:g} MiB), more than leac reads for a {what}")
-    return data
+    with handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((kind for test, kind in _KINDS if test(info.st_mode)), "not a regular file")
+            raise error(f"{source}: is {kind}, not a {what}")
+        if info.st_size > limit:
+            raise too_large(source, limit, what, error)
+        yield handle
+
+
+def too_large(source: str, limit: int, what: str,
+              error: type[InvalidInputError] = InvalidInputError) -> InvalidInputError:
+    """The error for an input file larger than `limit` bytes."""
+    return error(f"{source}: larger than {limit} bytes ({limit / 2**20:g} MiB), more than leac reads for a {what}")
+
+
+def _read_bounded(handle: BinaryIO, size: int, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `handle`: first what the file's size says (so that reading a small file
+    never asks for `limit` bytes of memory at once, which fails under a memory cap), then in chunks in case
+    the file grew since."""
+    parts = [handle.read(min(size, limit) + 1)]
+    total = len(parts[0])
+    while total <= limit and len(parts[-1]):
+        parts.append(handle.read(min(limit + 1 - total, 2**24)))
+        total += len(parts[-1])
+    return parts[0] if len(parts) == 1 else b"".join(parts)

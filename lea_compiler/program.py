@@ -20,9 +20,13 @@ File format (`.leac`, version 1): a zip archive with `program.json` (all
 structure, arrays referenced by name), `chip.json` (the chip file),
 `model.onnx` (the source model, when compiled from a file) and one
 `arrays/NAME.npy` per array. Entries are written in a fixed order with fixed
-timestamps, so the same inputs and seed give a byte-identical file. Loading
-never unpickles, refuses an archive whose entries declare more than
-`MAX_PROGRAM_BYTES` before reading them, and checks the whole Program against
+timestamps, so the same inputs and seed give a byte-identical file;
+`program.json` records the model's size (`model_bytes`). Loading never
+unpickles, refuses an archive whose entries declare more than
+`MAX_PROGRAM_BYTES` before reading them, reads every member with a bound
+derived from what the Program declares and checks every array reference and
+`.npy` header before allocating (lea_compiler/program_archive.py), refuses
+NaN and infinity in a crossbar layer's numbers, and checks the whole Program against
 itself, its chip and its graph (`program_problems`): a damaged or hand-edited
 file is an `InvalidInputError` listing what is wrong, never a crash in a backend.
 """
@@ -38,14 +42,15 @@ import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from lea_compiler import __version__
+from lea_compiler.chip import MAX_FILE_BYTES as MAX_CHIP_FILE_BYTES
 from lea_compiler.chip import Chip, chip_to_text, decode_chip_json, parse_chip
 from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError, UsageError
-from lea_compiler.fileio import atomic_write_bytes, read_input
+from lea_compiler.fileio import atomic_write_bytes, open_input
 from lea_compiler.ir import Graph, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.passes.compensate import Compensation
@@ -56,6 +61,14 @@ from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.select import Selection
 from lea_compiler.passes.tile import Tiling
 from lea_compiler.placement import Region
+from lea_compiler.program_archive import (
+    MAX_PROGRAM_JSON_BYTES,
+    array_specs,
+    member_sha256,
+    model_bound,
+    read_array,
+    read_member,
+)
 
 FORMAT = "leac-program"
 VERSION = 1
@@ -208,6 +221,8 @@ class Program:
             "extra": self.extra,
             "graph": _graph_to_json(self.graph, arrays),
             "layers": [_layer_to_json(i, layer, arrays) for i, layer in enumerate(self.layers)],
+            # the bound leac reads model.onnx with (program_archive.py); absent in Programs before issue 13
+            "model_bytes": None if self.source_model is None else len(self.source_model),
         }
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -229,21 +244,27 @@ class Program:
             InvalidInputError: not a leac Program, a newer version, or damaged.
         """
         source = os.fspath(path)
-        return Program.from_bytes(read_input(source, MAX_PROGRAM_BYTES, "Program"), source)
+        with open_input(source, MAX_PROGRAM_BYTES, "Program") as handle:  # read in place: not held whole
+            return Program._read(handle, source)
 
     @staticmethod
     def from_bytes(data: bytes, source: str = "<program>") -> Program:
         """Read a Program from the bytes of a `.leac` file (see `load`)."""
+        return Program._read(io.BytesIO(data), source)
+
+    @staticmethod
+    def _read(file: IO[bytes], source: str) -> Program:
+        """Read a Program from a seekable `.leac` file object. Every member is read with a bound derived from
+        what the Program declares, and every array reference is checked before any array is read
+        (lea_compiler/program_archive.py)."""
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(file)
             declared = sum(info.file_size for info in archive.infolist())
             if declared > MAX_PROGRAM_BYTES:
                 raise InvalidInputError(
                     f"{source}: its entries declare {declared} bytes uncompressed, more than leac reads "
                     f"({MAX_PROGRAM_BYTES})")
-            header = json.loads(archive.read("program.json"))
-            chip_text = archive.read("chip.json").decode("utf-8")
-            source_model = archive.read("model.onnx") if "model.onnx" in archive.namelist() else None
+            header = json.loads(read_member(archive, "program.json", MAX_PROGRAM_JSON_BYTES, source))
         except _ARCHIVE_ERRORS as exc:
             raise InvalidInputError(f"{source}: not a leac Program file ({type(exc).__name__}: {exc})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -252,19 +273,23 @@ class Program:
             raise InvalidInputError(
                 f"{source}: Program version {header.get('version')!r}; this leac reads version {VERSION}"
             )
-        model_info = header.get("model")
-        digest = model_info.get("sha256") if isinstance(model_info, dict) else None
-        if source_model is not None and digest is not None and hashlib.sha256(source_model).hexdigest() != digest:
-            raise InvalidInputError(f"{source}: the embedded model.onnx does not match its sha256")
+        try:
+            chip_text = read_member(archive, "chip.json", MAX_CHIP_FILE_BYTES, source).decode("utf-8")
+            source_model = None
+            if "model.onnx" in archive.namelist():
+                bound = model_bound(header, source)
+                model_info = header.get("model")
+                digest = model_info.get("sha256") if isinstance(model_info, dict) else None
+                if digest is not None and member_sha256(archive, "model.onnx", bound, source) != digest:
+                    raise InvalidInputError(f"{source}: the embedded model.onnx does not match its sha256")
+                source_model = read_member(archive, "model.onnx", bound, source)
+                if header.get("model_bytes") is not None and len(source_model) != bound:
+                    raise InvalidInputError(f"{source}: damaged Program: model.onnx has {len(source_model)} bytes, "
+                                            f"not the {bound} it records")
+        except _ARCHIVE_ERRORS as exc:
+            raise InvalidInputError(f"{source}: not a leac Program file ({type(exc).__name__}: {exc})") from None
         if source_model is not None:
             _check_embedded_model(source_model, source)
-
-        def array(name: str) -> np.ndarray:
-            try:
-                with archive.open(f"arrays/{name}.npy") as handle:
-                    return np.load(io.BytesIO(handle.read()), allow_pickle=False)
-            except _ARCHIVE_ERRORS as exc:
-                raise InvalidInputError(f"{source}: damaged Program: array {name} ({exc})") from None
 
         try:
             chip = parse_chip(decode_chip_json(chip_text, f"{source}:chip.json"), f"{source}:chip.json")
@@ -272,6 +297,11 @@ class Program:
                 raise InvalidInputError(f"{source}: the embedded chip does not match its fingerprint")
             file_name = header["chip"].get("file")  # the chip file compiled for (absent before issue 12)
             chip = chip.with_file_name(file_name if isinstance(file_name, str) else None)
+            specs = array_specs(header, chip, set(archive.namelist()), source)
+
+            def array(name: str) -> np.ndarray:
+                return read_array(archive, name, specs[name], source)
+
             graph = _graph_from_json(header["graph"], array)
             layers = tuple(_layer_from_json(item, array) for item in header["layers"])
             program = Program(
@@ -306,11 +336,10 @@ def embedded_model_digest(path: str | os.PathLike[str]) -> str | None:
     file cannot be read): to group Programs by model before loading them, which checks them in full."""
     try:
         with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("model.onnx")
-            if info.file_size > MAX_PROGRAM_BYTES:
-                return None
-            return hashlib.sha256(archive.read(info)).hexdigest()
-    except _ARCHIVE_ERRORS:
+            header = json.loads(read_member(archive, "program.json", MAX_PROGRAM_JSON_BYTES, os.fspath(path)))
+            bound = model_bound(header, os.fspath(path)) if isinstance(header, dict) else 0
+            return member_sha256(archive, "model.onnx", bound, os.fspath(path))
+    except (*_ARCHIVE_ERRORS, InvalidInputError):
         return None
 
 

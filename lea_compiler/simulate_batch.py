@@ -18,7 +18,8 @@ does that in three steps:
    yield summary over the Programs that simulated (`YieldSummary`).
 
 A Program that fails (a damaged file, data that does not fit its model, even a
-bug) is reported with its error and the others go on; `SimulateBatchResult.
+bug, or a worker process killed twice while running it) is reported with its
+error and the others go on; `SimulateBatchResult.
 exit_status` is 0 when every Program simulated, else the most serious failure
 (the smallest non-zero status), as for the compile batch. A Program below
 `min_accuracy` is a result, not a failure: it does not change the exit status.
@@ -49,9 +50,12 @@ from lea_compiler.program import Program, embedded_model_digest
 from lea_compiler.workers import (
     OK,
     STATUSES,
+    Outcome,
     batch_exit_status,
     check_workers,
     connect,
+    crash_details,
+    files_in,
     local_workers,
     run_jobs,
     status_of,
@@ -99,9 +103,13 @@ class ProgramJob:
     path: str  # the Program file, as the workers open it
     given: str  # as given, for the report
 
+    @property
+    def label(self) -> str:
+        return self.given
+
 
 @dataclass(frozen=True)
-class ProgramResult:
+class ProgramResult(Outcome):
     """One Program's outcome: the `leac simulate --json` report plus `status`, `exit_status`, `error` and
     `meets_min_accuracy`."""
 
@@ -118,23 +126,6 @@ class ProgramResult:
     def name(self) -> str:
         """The Program file's name without .leac."""
         return Path(self.program_file).stem
-
-    @property
-    def status(self) -> str:
-        return str(self.report["status"])
-
-    @property
-    def ok(self) -> bool:
-        return self.status == OK
-
-    @property
-    def exit_status(self) -> int:
-        return int(self.report["exit_status"])
-
-    @property
-    def error(self) -> str | None:
-        error = self.report["error"]
-        return None if error is None else str(error)
 
     @property
     def seconds(self) -> float:
@@ -256,10 +247,7 @@ def program_files(folder: PathLike) -> list[Path]:
     Raises:
         UsageError: the folder does not exist or is not a folder.
     """
-    path = Path(folder)
-    if not path.is_dir():
-        raise UsageError(f"--program-dir {path}: no such folder")
-    return sorted((p for p in path.glob("*.leac") if p.is_file()), key=lambda p: p.name)
+    return files_in(folder, "*.leac", "--program-dir")
 
 
 def simulate_many(
@@ -423,8 +411,7 @@ def _failure_report(job: ProgramJob, options: SimulateOptions, seconds: float) -
 
 def _crashed(job: ProgramJob, exc: BaseException, options: SimulateOptions) -> ProgramResult:
     """The outcome of a job whose worker died or could not run it."""
+    message, trace = crash_details(exc)
     report = _failure_report(job, options, 0.0)
-    message = f"internal error: the worker failed: {type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
     return ProgramResult(job.given, _with_status(report, "internal_error", message), trace)
 

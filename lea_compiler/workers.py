@@ -8,12 +8,14 @@ as the job ends. The worker function never raises for its job's own failure (it
 returns an outcome carrying the error); a worker that dies or an outcome that
 cannot come back becomes the job's `crashed` outcome, and the other jobs go on.
 
-Workers are a `concurrent.futures.ProcessPoolExecutor` (each capped at one BLAS
+Workers are local processes (`lea_compiler.process_pool`, each capped at one BLAS
 thread: on two cores, threaded BLAS inside parallel workers only slows them
-down) that receives the shared data once (the pool's initializer), or with a
-scheduler address the workers of a Dask cluster (`dask.distributed`, the
-`distributed` extra), which receive it once by a broadcast scatter. With one
-job the jobs run in the calling process.
+down) that receive the shared data once, or with a scheduler address the
+workers of a Dask cluster (`dask.distributed`, the `distributed` extra), which
+receive it once by a broadcast scatter. With one job the jobs run in the
+calling process. A local worker that dies (killed by the OOM killer, say) costs
+only the job it was running, which runs once more alone before it is reported;
+local workers die with the calling process.
 
 The job statuses and the exit status they stand for are the same for both
 batches (`STATUSES`); a batch exits with its most serious failure, the smallest
@@ -23,45 +25,81 @@ non-zero status (`batch_exit_status`).
 from __future__ import annotations
 
 import os
-import signal
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from threadpoolctl import threadpool_limits
 
 from lea_compiler.errors import DoesNotFitError, InvalidInputError, LeacError, UsageError
+from lea_compiler.process_pool import WorkerDied, WorkerError, run_pool
 
 OK = "ok"
 STATUSES = {
     "ok": 0,
     "compile_error": 1,  # a pass cannot map the model onto this chip (or another LeacError with status 1)
-    "internal_error": 1,  # a bug in leac (the report has the traceback)
+    "internal_error": 1,  # a bug in leac (the report has the traceback), or a worker that died twice on the job
     "usage_error": 2,
     "invalid_input": 3,  # an input file (chip, Program, data) cannot be used
     "does_not_fit": 4,
 }
 """Each job's status and the exit status it stands for."""
 
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                         "NUMEXPR_NUM_THREADS")
-"""Set to 1 in every worker process (the pool's initializer)."""
-
 CONNECT_TIMEOUT_S = 10
 """How long `--scheduler` waits for the Dask scheduler to answer."""
 
 
 class Job(Protocol):
-    """What `run_jobs` needs of a job: its place in the batch (names its Dask task)."""
+    """What `run_jobs` needs of a job: its place in the batch (names its Dask task) and how messages name it."""
 
     @property
     def index(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
 
 
 J = TypeVar("J", bound=Job)
 S = TypeVar("S")
 R = TypeVar("R")
+
+
+class Outcome:
+    """What one job's result says of itself, read from its report (`status`, `exit_status`, `error`): shared by
+    a compile batch's chips and a simulate batch's Programs."""
+
+    report: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.report["status"])
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def exit_status(self) -> int:
+        return int(self.report["exit_status"])
+
+    @property
+    def error(self) -> str | None:
+        error = self.report["error"]
+        return None if error is None else str(error)
+
+
+def files_in(folder: str | os.PathLike[str], pattern: str, option: str) -> list[Path]:
+    """The files of `folder` matching `pattern`, sorted by name: a batch's inputs (`option` names the flag).
+
+    Raises:
+        UsageError: the folder does not exist or is not a folder.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"{option} {path}: no such folder")
+    return sorted((p for p in path.glob(pattern) if p.is_file()), key=lambda p: p.name)
 
 
 def status_of(exc: LeacError) -> str:
@@ -78,6 +116,15 @@ def status_of(exc: LeacError) -> str:
 def batch_exit_status(statuses: Iterable[int]) -> int:
     """0 if every job succeeded, else the smallest non-zero exit status (the most serious failure)."""
     return min((s for s in statuses if s), default=0)
+
+
+def crash_details(exc: BaseException) -> tuple[str, str | None]:
+    """The error message and traceback (None: none that helps) of a job whose worker died or could not run it."""
+    if isinstance(exc, WorkerDied):  # killed, not a Python error: no traceback
+        return str(exc), None
+    if isinstance(exc, WorkerError):
+        return f"internal error: the worker failed: {exc}", exc.remote_traceback
+    return f"internal error: the worker failed: {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
 
 
 def check_workers(jobs: int | None, scheduler: str | None) -> None:
@@ -128,51 +175,12 @@ def run_jobs(work: Callable[[S, J], R], shared: S, jobs: Sequence[J], finish: Ca
     """
     if client is not None:
         _run_dask(client, work, shared, jobs, finish, crashed, name)
-    else:
-        _run_local(workers, work, shared, jobs, finish, crashed)
-
-
-_worker_shared: Any = None
-"""The batch's shared data, in a pool worker (set once by `init_worker`)."""
-
-
-def init_worker(shared: Any) -> None:
-    """Pool worker start: keep the shared data, one BLAS thread, and leave Ctrl-C and SIGTERM to the parent."""
-    global _worker_shared
-    _worker_shared = shared
-    for name in BLAS_THREAD_VARIABLES:  # for libraries that start their threads later
-        os.environ[name] = "1"
-    threadpool_limits(1)  # the BLAS numpy already loaded (a forked worker inherits the parent's threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _pool_job(work: Callable[[Any, Any], Any], job: Any) -> Any:
-    return work(_worker_shared, job)
-
-
-def _run_local(workers: int, work: Callable[[S, J], R], shared: S, jobs: Sequence[J],
-               finish: Callable[[J, R], None], crashed: Callable[[J, BaseException], R]) -> None:
-    if workers == 1:
+    elif workers == 1:
         with threadpool_limits(1):
             for job in jobs:
                 finish(job, work(shared, job))
-        return
-    # Not `with pool:` its exit calls shutdown(cancel_futures=False), which can undo the cancel below.
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(shared,))
-    try:
-        futures: dict[Future[R], J] = {pool.submit(_pool_job, work, job): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the worker died (BrokenProcessPool) or the result did not pickle
-                outcome = crashed(job, exc)
-            finish(job, outcome)
-    except BaseException:  # Ctrl-C, SIGTERM: drop the jobs not started, wait for the few running
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    else:
+        run_pool(workers, work, shared, jobs, finish, crashed, name)
 
 
 def _run_dask(client: Any, work: Callable[[S, J], R], shared: S, jobs: Sequence[J],

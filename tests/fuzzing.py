@@ -518,7 +518,9 @@ def _odd_array(old: np.ndarray, rnd: random.Random) -> np.ndarray:
 def corrupt_program(base: Base, rnd: random.Random) -> tuple[str, bytes]:
     raw = base.program.read_bytes()
     kind = rnd.choice(["bytes", "drop_entry", "json", "json", "json", "json", "array", "array", "chip", "chip",
-                       "model", "model"])
+                       "model", "model", "bounds"])
+    if kind == "bounds":
+        return _program_bound_attack(base, rnd)
     if kind == "bytes":
         name, out = corrupt_bytes(raw, rnd)
         return f"bytes_{name}", out
@@ -559,9 +561,38 @@ def corrupt_program(base: Base, rnd: random.Random) -> tuple[str, bytes]:
     name, entries["model.onnx"] = corrupt_onnx(base, rnd)  # half the time with the sha256 made to match
     if rnd.random() < 0.5:
         header["model"]["sha256"] = hashlib.sha256(entries["model.onnx"]).hexdigest()
+        header["model_bytes"] = len(entries["model.onnx"])
         entries["program.json"] = json.dumps(header).encode()
         name += "+rehashed"
     return f"model_{name}", _zip_bytes(entries)
+
+
+def _program_bound_attack(base: Base, rnd: random.Random) -> tuple[str, bytes]:
+    """Issue 13, items 5 and 6: a member inflating far past what the Program declares (16 MiB of zeros, a few
+    kB compressed; with its size and sha256 recorded half the time), an .npy header declaring a huge shape,
+    or many copies referencing one array."""
+    entries = _zip_entries(base.program.read_bytes())
+    header = json.loads(entries["program.json"])
+    attack = rnd.choice(["bomb", "npy_shape", "copies"])
+    if attack == "bomb":
+        victim = rnd.choice(sorted(entries))
+        entries[victim] = bytes(16 * 2**20)
+        if victim == "model.onnx" and rnd.random() < 0.5:
+            header["model"]["sha256"] = hashlib.sha256(entries[victim]).hexdigest()
+            header["model_bytes"] = len(entries[victim])
+            entries["program.json"] = json.dumps(header).encode()
+        return f"bounds_bomb:{victim}", _zip_bytes(entries)
+    if attack == "npy_shape":
+        victim = rnd.choice(sorted(n for n in entries if n.startswith("arrays/")))
+        dtype = np.load(io.BytesIO(entries[victim]), allow_pickle=False).dtype.str
+        shape = rnd.choice([(2**40,), (2**20, 2**20), (2**62,), (3, 0, 2**40)])
+        entries[victim] = npy_header_only(shape, dtype) + bytes(rnd.choice([0, 8, 64]))
+        return f"bounds_npy:{victim}:{shape}", _zip_bytes(entries)
+    layer = rnd.choice(header["layers"])
+    block = rnd.choice(layer["blocks"])
+    block["copies"] = [block["copies"][0]] * rnd.choice([layer["alpha"], 1000, 20_000])
+    entries["program.json"] = json.dumps(header).encode()
+    return f"bounds_copies:{len(block['copies'])}", _zip_bytes(entries)
 
 
 def corrupt(reader: str, bases: Bases, base: Base, rnd: random.Random) -> tuple[str, bytes]:

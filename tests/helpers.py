@@ -243,3 +243,41 @@ def zipmap_classifier() -> onnx.ModelProto:
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+KILL_ONE_WORKER = """
+import importlib, multiprocessing, os, signal, sys
+from pathlib import Path
+
+multiprocessing.set_start_method("fork")  # the batch's workers inherit the hook set below
+from lea_compiler.cli import main
+
+module, name, marker = importlib.import_module(sys.argv[1]), sys.argv[2], sys.argv[3]
+real = getattr(module, name)
+
+
+def hook(shared, job, **kwargs):
+    # SIGKILL the worker that runs the job of the file named boom.*, as the OOM killer would:
+    # every time (marker "always"), or only the first time (marker: a file made then)
+    if Path(getattr(job, "chip", None) or job.path).stem == "boom" and not Path(marker).exists():
+        if marker != "always":
+            Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(shared, job, **kwargs)
+
+
+setattr(module, name, hook)
+sys.exit(main(sys.argv[4:]))
+"""
+"""A `leac` run whose worker for the file `boom.*` kills itself: `python -c KILL_ONE_WORKER MODULE FUNCTION MARKER
+ARGV...` replaces MODULE.FUNCTION, the batch's job function, in the workers (they are forked). A test hook only:
+nothing in leac reads it."""
+
+
+def run_killing_one_worker(module: str, function: str, marker: str | Path, argv: Sequence[str | Path]) -> Any:
+    """Run `leac ARGV` in a subprocess whose worker for `boom.*` is SIGKILLed (see `KILL_ONE_WORKER`)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-c", KILL_ONE_WORKER, module, function, str(marker), *map(str, argv)],
+                          cwd=root, capture_output=True, text=True, timeout=120)

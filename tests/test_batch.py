@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import onnx
@@ -18,8 +17,7 @@ from lea_compiler.chip import Array, Chip, DeviceModel, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model, compile_prepared, prepare
 from lea_compiler.pipeline import CompileOptions
-from lea_compiler.workers import init_worker
-from tests.helpers import mlp_model
+from tests.helpers import mlp_model, run_killing_one_worker
 
 
 def _chip(seed: int, **kwargs) -> Chip:
@@ -202,18 +200,6 @@ def test_scheduler_without_distributed_is_a_usage_error(model, chips, tmp_path, 
     assert "pip install 'lea-compiler[distributed]'" in capsys.readouterr().err
 
 
-def _blas_threads() -> tuple[list[int], str | None]:
-    from threadpoolctl import threadpool_info
-
-    return [pool["num_threads"] for pool in threadpool_info()], os.environ.get("OMP_NUM_THREADS")
-
-
-def test_pool_workers_use_one_blas_thread() -> None:
-    with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=((),)) as pool:
-        threads, omp = pool.submit(_blas_threads).result()
-    assert omp == "1" and threads and set(threads) == {1}
-
-
 def test_api_compile_many_takes_a_folder(model, chips, tmp_path) -> None:
     result = leac.compile_many(model, chips, tmp_path / "out", k=2, jobs=1)
     assert [c.ok for c in result.chips] == [True, True, True] and result.exit_status == 0
@@ -258,3 +244,33 @@ def test_a_malformed_scheduler_address_fails_fast(model, chips, tmp_path, capsys
     assert main(["compile", str(model), "--chip-dir", str(chips), "-o", str(out), "--scheduler", "nonsense"]) == 2
     assert "--scheduler nonsense: cannot connect to a Dask scheduler" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the test hook reaches the workers by fork")
+@pytest.mark.parametrize("once", [False, True], ids=["killed-every-time", "killed-once"])
+def test_a_killed_worker_costs_only_its_chip(model, chips, tmp_path, once) -> None:
+    """A worker SIGKILLed (as by the OOM killer) fails only its own chip, once retried; the others are unchanged."""
+    for seed in range(3, 6):
+        save_chip(_chip(seed), chips / f"more{seed}.json")
+    reference = compile_many(model, sorted(chips.glob("*.json")), tmp_path / "reference", CompileOptions(k=2), jobs=1)
+    assert reference.exit_status == 0
+    save_chip(_chip(9, name="boom"), chips / "boom.json")
+    out, marker = tmp_path / "out", tmp_path / "killed" if once else "always"
+    done = run_killing_one_worker("lea_compiler.batch", "_compile_chip", marker,
+                                  ["compile", model, "--chip-dir", chips, "-k", "2", "-o", out, "--jobs", "2"])
+    programs = _programs(out)
+    boom = json.loads((out / "boom.json").read_text())
+    if once:  # the chip ran again and gave the Program a first run gives
+        assert done.returncode == 0, done.stderr
+        assert marker.exists()  # its first worker was killed
+        assert programs.pop("boom") == leac.compile(model, chips / "boom.json", k=2).to_bytes()
+        assert boom["status"] == "ok"
+    else:  # killed again when run alone: reported, exit 1
+        assert done.returncode == 1, done.stderr
+        assert (boom["status"], boom["exit_status"], boom["program"]) == ("internal_error", 1, None)
+        assert boom["error"].startswith("the worker process died (killed by signal 9, SIGKILL: e.g. out of memory)")
+        assert f"leac: error: {chips / 'boom.json'}: the worker process died" in done.stderr
+        assert "Traceback" not in done.stderr and "6 of 7 chips compiled, 1 failed" in done.stdout
+        assert "boom" not in programs
+    assert programs == _programs(tmp_path / "reference")
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

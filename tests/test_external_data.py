@@ -105,7 +105,7 @@ def _compile(model: Path, out: Path) -> Path:
 
 
 def _replace_embedded_model(program: Path, model: bytes) -> None:
-    """Swap the Program's model.onnx (and its recorded sha256), as a crafted file would."""
+    """Swap the Program's model.onnx (and its recorded sha256 and size), as a crafted file would."""
     import hashlib
     import json
     import zipfile
@@ -114,6 +114,7 @@ def _replace_embedded_model(program: Path, model: bytes) -> None:
         entries = {info.filename: archive.read(info) for info in archive.infolist()}
     header = json.loads(entries["program.json"])
     header["model"]["sha256"] = hashlib.sha256(model).hexdigest()
+    header["model_bytes"] = len(model)
     entries["program.json"] = json.dumps(header).encode()
     entries["model.onnx"] = model
     with zipfile.ZipFile(program, "w") as archive:

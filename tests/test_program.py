@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
+import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -119,7 +121,8 @@ DAMAGES: dict[str, tuple[Callable[[Entries], None], str]] = {
     # and the checks around them
     "alpha_mismatch": (_header(_set("layers/0/alpha", 3)), "copies, not alpha = 3"),
     "beta_above_alpha": (_header(_set("layers/0/beta", 5)), "beta 5 is more than alpha 2"),
-    "block_outside_matrix": (_header(_set("layers/0/blocks/0/rows", [0, 99])), "outside the 4 x 12 matrix"),
+    "block_outside_matrix": (_header(_set("layers/0/blocks/0/rows", [0, 99])),
+                             r"rows \[0, 99\] is outside the layer's 4"),
     "region_off_the_chip": (_header(_set(f"{_REGION}/0", 99)), "array 99 is not on the chip"),
     "layer_without_node": (_header(_set("layers/0/name", "nope")), "no leac.MVM node"),
     "regions_overlap": (_header(_same_region), "copy 1 pos: its region on array .* overlaps layer 'fc0' block 0 "
@@ -167,6 +170,7 @@ def test_an_onnxruntime_failure_in_simulate_is_invalid_input(program_bytes, tmp_
     _model_sha(entries)
     header = json.loads(entries["program.json"])
     header["model"]["sha256"] = hashlib.sha256(entries["model.onnx"]).hexdigest()
+    header["model_bytes"] = len(entries["model.onnx"])
     entries["program.json"] = json.dumps(header).encode()
     path, data = tmp_path / "p.leac", tmp_path / "d.npz"
     path.write_bytes(_archive(entries))
@@ -205,3 +209,149 @@ def test_a_program_with_an_unknown_conv_dimension_is_invalid_input_in_simulate(t
     np.savez(data, x=np.zeros((3, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
     assert main(["simulate", str(path), "--data", str(data)]) == 3
     assert "is not fully known" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- bounded reads (issue 13, items 5, 6 and 19)
+def _without_model_bytes(entries: Entries) -> None:
+    """A Program written before issue 13, which did not record its model's size."""
+    _header(_set("model_bytes", _DELETE))(entries)
+
+
+def _refused_within(data: bytes, message: str, peak_bytes: int) -> None:
+    """Loading `data` is refused with `message` and never holds more than `peak_bytes` of new Python memory."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInputError, match=message):
+            Program.from_bytes(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < peak_bytes, f"loading held {peak / 2**20:.1f} MiB"
+
+
+def test_a_model_inflating_past_its_recorded_size_is_refused_before_reading(program_bytes) -> None:
+    """Item 5: a 64 MiB model.onnx of zeros (64 kB compressed) in a Program recording 1005 bytes; before, it
+    was inflated whole and hashed ("does not match its sha256")."""
+    entries = _entries(program_bytes)
+    entries["model.onnx"] = bytes(64 * 2**20)
+    _refused_within(_archive(entries), r"damaged Program: model.onnx declares 67108864 bytes, more than the "
+                                       r"\d+ its Program allows", 8 * 2**20)
+
+
+def test_the_model_of_an_older_program_is_hashed_streaming_within_the_front_end_limit(program_bytes,
+                                                                                      monkeypatch) -> None:
+    """A Program without `model_bytes` still loads; its model is bounded by the front end's model limit, and
+    its sha256 is checked a chunk at a time (before, the whole model was inflated into memory first)."""
+    from lea_compiler import onnx_frontend
+
+    entries = _entries(program_bytes)
+    _without_model_bytes(entries)
+    Program.from_bytes(_archive(entries))  # loadable
+    entries["model.onnx"] = bytes(32 * 2**20)
+    _refused_within(_archive(entries), "the embedded model.onnx does not match its sha256", 8 * 2**20)
+    monkeypatch.setattr(onnx_frontend, "MAX_MODEL_BYTES", 2**20)
+    _refused_within(_archive(entries), "model.onnx declares 33554432 bytes, more than the 1048576", 8 * 2**20)
+
+
+def test_a_model_other_than_its_recorded_size_is_refused(program_bytes) -> None:
+    entries = _entries(program_bytes)
+    _header(_set("model_bytes", len(entries["model.onnx"]) - 1))(entries)
+    with pytest.raises(InvalidInputError, match="model.onnx declares 1005 bytes, more than the 1004"):
+        Program.from_bytes(_archive(entries))
+    _header(_set("model_bytes", len(entries["model.onnx"]) + 1))(entries)
+    with pytest.raises(InvalidInputError, match="model.onnx has 1005 bytes, not the 1006 it records"):
+        Program.from_bytes(_archive(entries))
+    _header(_set("model_bytes", -1))(entries)
+    with pytest.raises(InvalidInputError, match="model_bytes -1 is not a size"):
+        Program.from_bytes(_archive(entries))
+
+
+@pytest.mark.parametrize("array, shape, message", [
+    ("layer0.b0.c0.pos", (2**40,), r"array layer0.b0.c0.pos is int\d+\[1099511627776\], not an integer 4 x 12"),
+    ("graph.init1", (2**40,), r"array graph.init1 declares float32\[1099511627776\] \(4398046511104 bytes\) but "
+                              r"its entry holds 64"),
+])
+def test_an_npy_header_declaring_a_huge_shape_is_refused_before_allocating(program_bytes, array, shape, message,
+                                                                           tmp_path, capsys) -> None:
+    """Item 6: before, numpy allocated the declared 2 TiB (a MemoryError traceback in emit and simulate)."""
+    entries = _entries(program_bytes)
+    dtype = np.load(io.BytesIO(entries[f"arrays/{array}.npy"])).dtype
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype.str, "fortran_order": False, "shape": shape})
+    entries[f"arrays/{array}.npy"] = header.getvalue() + bytes(64)
+    path, out = tmp_path / "p.leac", tmp_path / "b.jsonl"
+    path.write_bytes(_archive(entries))
+    assert main(["emit", str(path), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.leac"]
+
+
+def _count_array_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    opened: list[str] = []
+    original = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: Any, *args: Any, **kwargs: Any) -> Any:
+        member = name.filename if isinstance(name, zipfile.ZipInfo) else name
+        if member.startswith("arrays/"):
+            opened.append(member)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    return opened
+
+
+def test_many_copies_of_one_array_are_refused_before_reading_any_array(program_bytes, monkeypatch) -> None:
+    """Item 6: 300,000 copies all referencing one array took 51 s (every copy read the array) before
+    "damaged Program"; now the references are checked first."""
+    entries = _entries(program_bytes)
+
+    def many(header: dict[str, Any]) -> None:
+        block = header["layers"][0]["blocks"][0]
+        block["copies"] = [block["copies"][0]] * 1000
+
+    _header(many)(entries)
+    data = _archive(entries)
+    opened = _count_array_reads(monkeypatch)
+    with pytest.raises(InvalidInputError, match="damaged Program: layer 'fc0' block 0 has 1000 copies, not alpha"):
+        Program.from_bytes(data)
+    assert opened == []
+
+
+def test_an_array_referenced_twice_is_refused_before_reading_any_array(program_bytes, monkeypatch) -> None:
+    entries = _entries(program_bytes)
+    _header(_set("layers/0/blocks/0/copies/1/pos/levels", "layer0.b0.c0.pos"))(entries)
+    data = _archive(entries)
+    opened = _count_array_reads(monkeypatch)
+    with pytest.raises(InvalidInputError, match="array layer0.b0.c0.pos is referenced twice"):
+        Program.from_bytes(data)
+    assert opened == []
+
+
+def test_nan_in_a_crossbar_layers_weights_is_a_damaged_program(program_bytes, tmp_path, capsys) -> None:
+    """Item 19: NaN in the weights made simulate say "scale the data down"; the Program is damaged."""
+    entries = _entries(program_bytes)
+    _array("graph.init0", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0, np.nan, a).astype(a.dtype))(
+        entries)
+    path, data = tmp_path / "p.leac", tmp_path / "d.npz"
+    path.write_bytes(_archive(entries))
+    np.savez(data, x=np.zeros((3, 4), np.float32), y=np.zeros(3, np.int64))
+    assert main(["simulate", str(path), "--data", str(data)]) == 3
+    err = capsys.readouterr().err
+    assert "damaged Program: array graph.init0 holds NaN or infinity" in err and "scale the data" not in err
+
+
+def test_loading_a_small_program_does_not_ask_for_the_whole_limit_in_memory(program_bytes, tmp_path,
+                                                                            monkeypatch) -> None:
+    """Reading a file asked for `limit` + 1 bytes at once (4 GiB for a Program): a MemoryError under any memory
+    cap (`ulimit -v`) below that, whatever the file's size."""
+    monkeypatch.setattr(program_module, "MAX_PROGRAM_BYTES", 256 * 2**20)
+    path = tmp_path / "p.leac"
+    path.write_bytes(program_bytes)
+    tracemalloc.start()
+    try:
+        Program.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"loading held {peak / 2**20:.1f} MiB"

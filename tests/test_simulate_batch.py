@@ -4,6 +4,7 @@ apart, the software baseline once per model, and the yield across chips."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.simulate_batch import ProgramResult, SimulateOptions, simulate_many, yield_summary
-from tests.helpers import mlp_model
+from tests.helpers import mlp_model, run_killing_one_worker
 
 DATA = Path(__file__).resolve().parents[1] / "lea_compiler" / "data"
 MODEL = DATA / "yinyang_mlp.onnx"
@@ -282,3 +283,35 @@ def test_scheduler_without_distributed_is_a_usage_error(programs, capsys, monkey
     status, out, err = _run(["simulate", "--program-dir", str(programs), *_data_args(),
                              "--scheduler", "tcp://127.0.0.1:8786"], capsys)
     assert status == 2 and out == "" and "pip install 'lea-compiler[distributed]'" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the test hook reaches the workers by fork")
+@pytest.mark.parametrize("once", [False, True], ids=["killed-every-time", "killed-once"])
+def test_a_killed_worker_costs_only_its_program(programs, tmp_path, once) -> None:
+    """A worker SIGKILLed (as by the OOM killer) fails only its own Program, once run again; the others' rows and
+    the retried Program's are those of a batch without the kill."""
+    folder = tmp_path / "programs"
+    shutil.copytree(programs, folder)
+    shutil.copy(folder / "chip1.leac", folder / "boom.leac")
+    reference = simulate_many(sorted(folder.glob("*.leac")), TEST_SETS, SimulateOptions(seed=4), jobs=1).to_json()
+    marker = tmp_path / "killed" if once else "always"
+    done = run_killing_one_worker("lea_compiler.simulate_batch", "_simulate_program", marker,
+                                  ["simulate", "--program-dir", folder, *_data_args(), "--seed", "4", "--jobs", "2",
+                                   "--json"])
+    batch = json.loads(done.stdout)
+    rows = {Path(r["program"]).stem: _without(r, TIMING) for r in batch["programs"]}
+    expected = {Path(r["program"]).stem: _without(r, TIMING) for r in reference["programs"]}
+    boom, expected_boom = rows.pop("boom"), expected.pop("boom")
+    assert rows == expected
+    if once:
+        assert done.returncode == 0 and marker.exists(), done.stderr
+        assert boom == expected_boom
+        assert _without(_untimed(batch), ("jobs",)) == _without(_untimed(reference), ("jobs",))
+    else:
+        assert done.returncode == 1 and batch["exit_status"] == 1, done.stderr
+        assert (boom["status"], boom["exit_status"], boom["accuracy"]) == ("internal_error", 1, None)
+        assert boom["error"].startswith("the worker process died (killed by signal 9, SIGKILL: e.g. out of memory)")
+        assert set(boom) == set(expected_boom)  # a dead worker's row has every key too
+        assert f"leac: error: {folder / 'boom.leac'}: the worker process died" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert (batch["programs_ok"], batch["yield"]["programs"]) == (3, 3)

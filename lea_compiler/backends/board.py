@@ -4,10 +4,11 @@ A board controller (an FPGA driving DACs, ADCs and the crossbar arrays) needs
 two things from leac: which device to program to which conductance, and what
 to do at inference time. `emit_board` writes both, for one Program, as a
 `leac-board` file (version 1, JSON Lines, UTF-8, ASCII only); `read_board`
-turns the file back into typed records and `validate_board` lists every
-problem of a file. The file is deterministic: the same Program, tolerance and
-pulse limit always give the same bytes. docs/board-format.md is the reference
-for people; this docstring is the same contract in brief.
+turns the file back into typed records and `validate_board` lists the
+problems of a file (streaming it; the first `MAX_PROBLEMS`, with a count).
+The file is deterministic: the same Program, tolerance and pulse limit always
+give the same bytes. docs/board-format.md is the reference for people; this
+docstring is the same contract in brief.
 
 Units: conductances `_uS` microsiemens, voltages `_V` volts; currents (what
 an ADC returns) are in microamperes (V x uS = uA). Array, row and column
@@ -116,10 +117,13 @@ its data (docs/simulator.md); both use the same scaling formula.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
 import os
+import re
+from array import array as PackedArray
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -129,7 +133,7 @@ import numpy as np
 
 from lea_compiler import __version__
 from lea_compiler.errors import InvalidInputError, UsageError
-from lea_compiler.fileio import atomic_write_text, read_input
+from lea_compiler.fileio import atomic_write_text, open_input, too_large
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.program import Layer, Program, is_finite_json, program_problems
@@ -148,9 +152,17 @@ BIAS_MODES = ("row", "digital", "none")
 TOLERANCE_DEFAULT_RULE = "default: a quarter of the smallest gap between adjacent levels"
 TOLERANCE_GIVEN_RULE = "given"
 MAX_PROBLEMS = 200
-"""Most problems listed in one InvalidInputError; the rest are counted."""
+"""Most problems kept and listed (in an InvalidInputError, `validate_board`, the --json report); the rest are
+counted. A person fixes a file from its first problems; 30 MB of bad lines must not make 30 million strings."""
 MAX_BOARD_BYTES = 4 * 2**30
 """Largest board file leac reads."""
+MAX_LINE_BYTES = 256 * 2**20
+"""Longest line of a board file leac decodes: a `digital` record carries its node's constants, and a model's
+largest constant (`onnx_frontend.MAX_TENSOR_ELEMENTS` = 2**24 float32 numbers, ~15 characters each in JSON)
+fits; decoding one line takes about four times its size in memory."""
+MAX_VALUE_NAMES = 1_000_000
+"""Most distinct value names the validator tracks (graph inputs and record outputs): a model has thousands;
+past this the file is refused as a problem instead of growing the set without bound."""
 
 
 # --------------------------------------------------------------------------
@@ -1125,24 +1137,59 @@ def read_board(path: str | os.PathLike[str]) -> BoardStream:
 
     Raises:
         InvalidInputError: the file cannot be read, or breaks the format; the
-            message lists every problem (at most `MAX_PROBLEMS`), each with
-            its line number and field.
+            message lists the first `MAX_PROBLEMS` problems in file order, each
+            with its line number and field, and counts the rest.
     """
-    stream, problems = _parse_board(path)
-    if problems:
-        shown = problems[:MAX_PROBLEMS]
-        more = len(problems) - len(shown)
-        noun = "problem" if len(problems) == 1 else "problems"
-        lines = "\n".join(f"  {p}" for p in shown) + (f"\n  ... and {more} more" if more else "")
-        raise InvalidInputError(
-            f"{os.fspath(path)}: invalid board file ({len(problems)} {noun}):\n{lines}"
-        )
-    assert stream is not None
-    return stream
+    check = _check_board(path, keep_records=True)
+    check.raise_if_invalid()
+    assert check.stream is not None
+    return check.stream
+
+
+@dataclass(frozen=True)
+class BoardCheck:
+    """What `check_board` found: the header (None if line 1 is not a valid header), the first `MAX_PROBLEMS`
+    problems in file order, and how many there are in all."""
+
+    path: str
+    header: BoardHeader | None
+    problems: tuple[str, ...]
+    total: int
+    stream: BoardStream | None = None  # the records too, when read with `read_board`
+
+    @property
+    def more(self) -> int:
+        """How many problems are not listed."""
+        return self.total - len(self.problems)
+
+    @property
+    def listing(self) -> list[str]:
+        """The problems listed, then "... and N more problems" if some are not."""
+        return [*self.problems, *([f"... and {self.more} more problems"] if self.more else [])]
+
+    def raise_if_invalid(self) -> None:
+        """Raise InvalidInputError listing the problems (nothing if the file is valid)."""
+        if not self.total:
+            return
+        noun = "problem" if self.total == 1 else "problems"
+        more = f"\n  ... and {self.more} more" if self.more else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        raise InvalidInputError(f"{self.path}: invalid board file ({self.total} {noun}):\n{lines}{more}")
+
+
+def check_board(path: str | os.PathLike[str]) -> BoardCheck:
+    """Check a `leac-board` file (see `validate_board`), streaming it: memory stays bounded whatever its size
+    (up to `MAX_BOARD_BYTES`), and only the first `MAX_PROBLEMS` problems are kept, with a count of the rest.
+
+    Raises:
+        InvalidInputError: the file cannot be read at all.
+    """
+    return _check_board(path, keep_records=False)
 
 
 def validate_board(path: str | os.PathLike[str]) -> list[str]:
-    """Every problem of a `leac-board` file ("line N: op.field: what"); empty if it is valid.
+    """The problems of a `leac-board` file ("line N: op.field: what"), in file order; empty if it is valid.
+    At most `MAX_PROBLEMS` are listed, then one "... and N more problems" (`check_board` gives the count).
 
     Checks: the header comes first with the known format and version; every
     record's op is known and its keys and types are right; coordinates lie
@@ -1154,7 +1201,7 @@ def validate_board(path: str | os.PathLike[str]) -> list[str]:
     Raises:
         InvalidInputError: the file cannot be read at all.
     """
-    return _parse_board(path)[1]
+    return check_board(path).listing
 
 
 def _reject_constant(text: str) -> float:
@@ -1178,15 +1225,83 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_
 
 
 def _decode_line(raw: bytes) -> Any:
-    return _DECODER.decode(raw.decode("utf-8"))
+    """A line's JSON value. Raises ValueError (also for UTF-8 errors and nesting deeper than Python's
+    recursion limit, which the decoder reports as a RecursionError)."""
+    try:
+        return _DECODER.decode(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
-def _read_lines(path: str | os.PathLike[str]) -> list[bytes]:
-    data = read_input(path, MAX_BOARD_BYTES, "board file")
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line
-    return lines
+_BOM = b"\xef\xbb\xbf"
+_CHUNK = 2**20
+_NEWLINES = re.compile(rb"\n+")
+
+
+def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, line without its newline, count) for the lines of the file, streamed a MiB at a time:
+    the line is None when longer than `MAX_LINE_BYTES` (skipped unkept), and count > 1 for a run of empty
+    lines (yielded once, so that 30 MB of them cost no more than a few records)."""
+    source = os.fspath(path)
+    with open_input(source, MAX_BOARD_BYTES, "board file") as handle:
+        total = lineno = size = 0
+        parts: list[bytes] = []  # the pieces of the current line so far (none kept once it is too long)
+        try:
+            while chunk := handle.read(_CHUNK):
+                total += len(chunk)
+                if total > MAX_BOARD_BYTES:
+                    raise too_large(source, MAX_BOARD_BYTES, "board file")
+                start = 0
+                while start < len(chunk):
+                    if not size and (run := _NEWLINES.match(chunk, start)):  # empty lines
+                        count = run.end() - start
+                        yield lineno + 1, b"", count
+                        lineno, start = lineno + count, run.end()
+                        continue
+                    end = chunk.find(b"\n", start)
+                    piece = chunk[start:] if end < 0 else chunk[start:end]
+                    size += len(piece)
+                    if size <= MAX_LINE_BYTES:
+                        parts.append(piece)
+                    else:
+                        parts = []
+                    if end < 0:
+                        break
+                    lineno += 1
+                    yield lineno, None if size > MAX_LINE_BYTES else b"".join(parts), 1
+                    parts, size, start = [], 0, end + 1
+        except OSError as exc:
+            raise InvalidInputError(f"{source}: cannot read the board file ({exc.strerror or exc})") from None
+        if size:
+            yield lineno + 1, None if size > MAX_LINE_BYTES else b"".join(parts), 1
+
+
+class _Problems:
+    """The first `MAX_PROBLEMS` problems in file order ("line N: ..."), and how many were found in all.
+
+    Problems arrive nearly in line order (the end-of-layer and end-of-file checks name earlier lines), so
+    the kept ones are a bounded heap of the smallest (line, arrival) keys."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, int, str]] = []  # (-line, -arrival, text): the largest key on top
+        self.total = 0
+
+    def extend(self, problems: list[str]) -> None:
+        for text in problems:
+            self.total += 1
+            item = (-int(text.split(maxsplit=2)[1].rstrip(":")), -self.total, text)
+            if len(self.heap) < MAX_PROBLEMS:
+                heapq.heappush(self.heap, item)
+            elif item > self.heap[0]:
+                heapq.heapreplace(self.heap, item)
+
+    def add_run(self, line: int, repeats: int) -> None:
+        """`repeats` lines identical to `line` (a line that is not a record) follow it: one problem for them."""
+        self.extend([f"line {line + 1}: the {repeats} lines {line + 1}..{line + repeats} are the same as line "
+                     f"{line}, with the same problem"])
+
+    def first(self) -> tuple[str, ...]:
+        return tuple(text for _, _, text in sorted(self.heap, reverse=True))
 
 
 def _parse_fields(
@@ -1265,26 +1380,106 @@ def _parse_record(raw: bytes, lineno: int) -> tuple[Record | None, list[str]]:
     return kind(**values), []
 
 
-def _parse_board(path: str | os.PathLike[str]) -> tuple[BoardStream | None, list[str]]:
-    lines = _read_lines(path)
-    if not lines:
-        return None, ["line 1: the file is empty (expected the leac-board header)"]
-    header, problems, go_on = _parse_header(lines[0])
+def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCheck:
+    source = os.fspath(path)
+    problems = _Problems()
+    lines = _lines(path)
+    first = next(lines, None)
+    if first is None:
+        problems.extend(["line 1: the file is empty (expected the leac-board header)"])
+        return BoardCheck(source, None, problems.first(), problems.total)
+    raw = first[1]
+    if raw is None:
+        problems.extend([f"line 1: longer than {MAX_LINE_BYTES} bytes: not a leac board file"])
+        return BoardCheck(source, None, problems.first(), problems.total)
+    if raw.startswith(_BOM):
+        # the format is ASCII only; Python's json and many firmware parsers refuse a BOM, so a file that
+        # has one is not what the board reads: say so, and check the rest as if it were removed
+        problems.extend(["line 1: the file starts with a UTF-8 byte order mark (bytes EF BB BF), which a "
+                         "leac-board file (ASCII only) never has: remove those three bytes"])
+        raw = raw[len(_BOM):]
+    header, found, go_on = _parse_header(raw)
+    problems.extend(found)
     if not go_on:
-        return None, problems
+        return BoardCheck(source, None, problems.first(), problems.total)
     checker = _Validator(header)
     records: list[Record] = []
-    for lineno, raw in enumerate(lines[1:], start=2):
+    bad: bytes | None = None  # the last line that is not a record, and how many identical lines follow it
+    bad_line = repeats = 0
+    for lineno, raw, count in lines:
+        if raw is not None and raw == bad:  # 30 MB of empty lines: one problem per run, not per line
+            repeats += count
+            continue
+        if repeats:
+            problems.add_run(bad_line, repeats)
+            repeats = 0
+        if raw is None:
+            problems.extend([f"line {lineno}: longer than {MAX_LINE_BYTES} bytes, more than leac reads"])
+            continue
         record, found = _parse_record(raw, lineno)
-        problems += found
+        problems.extend(found)
+        bad, bad_line = (raw, lineno) if record is None else (None, 0)
+        repeats = count - 1  # more empty lines (never a record)
         if record is not None:
-            records.append(record)
-            problems += checker.check(record, lineno)
-    problems += checker.finish()
-    if problems or header is None:
-        # every message starts "line N:"; report them in file order (stable within a line)
-        return None, sorted(problems, key=lambda p: int(p.split(maxsplit=2)[1].rstrip(":")))
-    return BoardStream(header, tuple(records)), []
+            if keep_records:
+                records.append(record)
+            problems.extend(checker.check(record, lineno))
+    if repeats:
+        problems.add_run(bad_line, repeats)
+    problems.extend(checker.finish())
+    duplicates, count = checker.devices.duplicates(MAX_PROBLEMS)
+    problems.extend(duplicates)
+    problems.total += count - len(duplicates)
+    stream = BoardStream(header, tuple(records)) if keep_records and header and not problems.total else None
+    return BoardCheck(source, header, problems.first(), problems.total, stream)
+
+
+class _Devices:
+    """The (array, row, col) of every write and skip record with its line, 17 bytes each (a dict took ~150):
+    duplicates are found once, at the end, by sorting. Coordinates too large to pack into 64 bits (no real
+    chip has them) go to a dict."""
+
+    def __init__(self) -> None:
+        self.keys = PackedArray("Q")  # array << 44 | row << 22 | col: 2**20 > chip.MAX_ARRAYS, 4M rows, cols
+        self.lines = PackedArray("q")
+        self.skips = PackedArray("b")
+        self.other: dict[tuple[int, int, int], int] = {}
+        self.other_duplicates: list[tuple[int, str, int, int, int, int]] = []
+
+    def add(self, record: Write | Skip, lineno: int) -> None:
+        a, r, c = record.array, record.row, record.col
+        if a < 2**20 and r < 2**22 and c < 2**22:
+            self.keys.append(a << 44 | r << 22 | c)
+            self.lines.append(lineno)
+            self.skips.append(isinstance(record, Skip))
+        elif (a, r, c) in self.other:
+            self.other_duplicates.append((lineno, record.op, a, r, c, self.other[(a, r, c)]))
+        else:
+            self.other[(a, r, c)] = lineno
+
+    def duplicates(self, most: int) -> tuple[list[str], int]:
+        """The first `most` (by line) "line N: write: device (...) already appears on line M" problems, and
+        how many repeated devices there are in all."""
+        found = list(self.other_duplicates)
+        keys = np.frombuffer(self.keys, dtype=np.uint64)
+        total = len(found)
+        if keys.size > 1:
+            order = np.argsort(keys, kind="stable")  # by device, then by line (records come in line order)
+            ordered = keys[order]
+            repeat = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
+            total += repeat.size
+            first = np.searchsorted(ordered, ordered[repeat])  # each repeated device's first occurrence
+            shown = np.argsort(order[repeat], kind="stable")[:most]  # the earliest repeats
+            lines = np.frombuffer(self.lines, dtype=np.int64)
+            skips = np.frombuffer(self.skips, dtype=np.int8)
+            for at, base in zip(order[repeat][shown], order[first][shown], strict=True):
+                key = int(keys[at])
+                found.append((int(lines[at]), "skip" if skips[at] else "write", key >> 44,
+                              (key >> 22) & (2**22 - 1), key & (2**22 - 1), int(lines[base])))
+        found.sort()
+        texts = [f"line {line}: {op}: device (array {a}, row {r}, col {c}) already appears on line {base}"
+                 for line, op, a, r, c, base in found[:most]]
+        return texts, total
 
 
 class _Validator:
@@ -1301,12 +1496,13 @@ class _Validator:
         self.arrays = {a.id: a for a in header.arrays} if header else None
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
-        self.devices: dict[tuple[int, int, int], int] = {}
+        self.devices = _Devices()
         self.selected: tuple[SelectArray, int] | None = None
         self.selected_seen = 0
         self.orphans: list[int] = []  # line and count of devices with no array selected
         self.schedule_line: int | None = None
         self.defined: set[str] = {v["name"] for v in header.inputs} if header else set()
+        self.too_many_names = False
         self.layer: tuple[LayerStart, int] | None = None
         self.layer_reads: set[tuple[int, int, str]] = set()
         self.layer_steps: Counter[str] = Counter()
@@ -1363,7 +1559,7 @@ class _Validator:
                     f"skips {self.skipped[state]} {state} devices"
                 )
         for value in header.outputs:
-            if value["name"] not in self.defined:
+            if value["name"] not in self.defined and not self.too_many_names:
                 problems.append(
                     f"line 1: header.outputs: {value['name']!r} is not produced by any record"
                 )
@@ -1417,14 +1613,7 @@ class _Validator:
                 problems.append(
                     f"{where}.col: {record.col} is outside array {arr.id} ({arr.cols} columns)"
                 )
-        key = (record.array, record.row, record.col)
-        if key in self.devices:
-            problems.append(
-                f"{where}: device (array {key[0]}, row {key[1]}, col {key[2]}) already appears on "
-                f"line {self.devices[key]}"
-            )
-        else:
-            self.devices[key] = lineno
+        self.devices.add(record, lineno)
         header = self.header
         if isinstance(record, Write) and header is not None:
             levels = header.levels_uS
@@ -1455,19 +1644,20 @@ class _Validator:
         problems: list[str] = []
         if isinstance(record, Digital):
             for i, name in enumerate(record.inputs):
-                if name is not None and name not in self.defined and name not in record.constants:
+                if name is not None and name not in self.defined and name not in record.constants \
+                        and not self.too_many_names:
                     problems.append(
                         f"{where}.inputs[{i}]: {name!r} is not a graph input, a constant or an "
                         "earlier record's output"
                     )
-            self.defined.update(record.outputs)
+            problems += self._define(record.outputs, where)
             return problems
-        if record.input not in self.defined:
+        if record.input not in self.defined and not self.too_many_names:
             problems.append(
                 f"{where}.input: {record.input!r} is not a graph input or an earlier "
                 "record's output"
             )
-        self.defined.add(record.output)
+        problems += self._define([record.output], where)
         if record.rows != record.inputs + int(record.bias_row):
             problems.append(
                 f"{where}.rows: {record.rows} is not inputs ({record.inputs}) "
@@ -1492,6 +1682,16 @@ class _Validator:
         self.layer = (record, lineno)
         self.layer_reads, self.layer_steps, self.combined = set(), Counter(), set()
         return problems
+
+    def _define(self, names: Sequence[str], where: str) -> list[str]:
+        """Record value names as defined; past `MAX_VALUE_NAMES` one problem, and no more names kept."""
+        if self.too_many_names:
+            return []
+        self.defined.update(names)
+        if len(self.defined) <= MAX_VALUE_NAMES:
+            return []
+        self.too_many_names = True
+        return [f"{where}: more than {MAX_VALUE_NAMES} distinct value names, more than leac checks"]
 
     def _close_layer(self) -> list[str]:
         if self.layer is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -522,7 +523,8 @@ def test_validator_names_the_line_and_field(board_file: Path, name: str) -> None
     _rewrite(board_file, edit)
     problems = validate_board(board_file)
     assert any(expected in p for p in problems), problems
-    assert all(p.startswith("line ") for p in problems), problems
+    assert all(p.startswith("line ") for p in problems[:-1]), problems
+    assert problems[-1].startswith(("line ", "... and ")), problems
     with pytest.raises(InvalidInputError, match="invalid board file"):
         read_board(board_file)
 
@@ -663,3 +665,81 @@ def test_cli_help(capsys) -> None:
     assert "--tolerance-uS" in text and "--max-pulses" in text and "leac board validate" in text
     assert main(["board", "validate", "--help"]) == 0
     assert "exits 3" in capsys.readouterr().out
+
+
+# ------------------------------------------------- streaming and capped problems (issue 13, items 11, 12, 19)
+def _traced_peak(run) -> int:  # noqa: ANN001 - a callable
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_flood_of_empty_lines_is_streamed_and_reported_once(board_file: Path, tmp_path: Path, capsys) -> None:
+    """Item 12: 30 MB of empty lines after a valid header took 31 s and 5.7 GB (a MemoryError with --json):
+    every line was kept, and every empty line was a problem kept. Here 500,000 of them."""
+    flood = tmp_path / "flood.jsonl"
+    flood.write_bytes(board_file.read_bytes() + b"\n" * 500_000)
+    lines = len(board_file.read_bytes().splitlines())
+    problems: list[str] = []
+    peak = _traced_peak(lambda: problems.extend(validate_board(flood)))
+    assert peak < 16 * 2**20, f"validating held {peak / 2**20:.1f} MiB"
+    assert problems == [f"line {lines + 1}: empty line (every line after the header is one record)",
+                        f"line {lines + 2}: the 499999 lines {lines + 2}..{lines + 500_000} are the same as line "
+                        f"{lines + 1}, with the same problem"]
+    assert main(["board", "validate", str(flood), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["problem_count"] == 2 and report["problems"] == problems
+
+
+def test_problems_are_capped_in_file_order_with_a_count_of_the_rest(board_file: Path, tmp_path: Path,
+                                                                   monkeypatch, capsys) -> None:
+    monkeypatch.setattr(board, "MAX_PROBLEMS", 10)
+    text = board_file.read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([*text[:2], *(f"x{i}" for i in range(1000)), *text[2:]]) + "\n")
+    problems = validate_board(bad)
+    assert len(problems) == 11 and problems[-1] == "... and 990 more problems", problems
+    assert problems[:10] == [f"line {3 + i}: not valid JSON (Expecting value: line 1 column 1 (char 0))"
+                             for i in range(10)]
+    assert main(["board", "validate", str(bad), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["problem_count"] == 1000 and report["problems"] == problems
+    assert main(["board", "validate", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "invalid board file (1000 problems)" in err and err.rstrip().endswith("... and 990 more")
+
+
+def test_deeply_nested_json_in_a_line_is_a_problem_of_that_line(board_file: Path, capsys) -> None:
+    """Item 11: it was a RecursionError traceback."""
+    _rewrite(board_file, lambda ls: ls.insert(_W, "[" * 100_000 + "]" * 100_000))
+    assert validate_board(board_file)[0] == "line 3: not valid JSON (nested too deeply)"
+    assert main(["board", "validate", str(board_file)]) == 3
+    err = capsys.readouterr().err
+    assert "line 3: not valid JSON (nested too deeply)" in err and "Traceback" not in err
+
+
+def test_a_byte_order_mark_is_refused_saying_what_it_is(board_file: Path) -> None:
+    """Item 19: it said "Expecting value: line 1 column 1". The format is ASCII only; a BOM is refused (the
+    board's parser need not skip one) and the rest is checked as if it were removed."""
+    board_file.write_bytes(b"\xef\xbb\xbf" + board_file.read_bytes())
+    assert validate_board(board_file) == [
+        "line 1: the file starts with a UTF-8 byte order mark (bytes EF BB BF), which a leac-board file "
+        "(ASCII only) never has: remove those three bytes"]
+
+
+def test_a_line_longer_than_the_limit_is_skipped_unread(board_file: Path, monkeypatch) -> None:
+    monkeypatch.setattr(board, "MAX_LINE_BYTES", 4096)
+    monkeypatch.setattr(board, "_CHUNK", 1000)  # the long line spans chunks
+    _rewrite(board_file, lambda ls: ls.insert(_W, '{"op": "write", "x": "' + "y" * 10_000 + '"}'))
+    problems = validate_board(board_file)
+    assert problems[0] == "line 3: longer than 4096 bytes, more than leac reads", problems
+    assert not any("line 4:" in p for p in problems), problems  # the lines after it are read as before
+
+
+def test_a_program_whose_board_lines_fit_validates_after_streaming(board_file: Path, monkeypatch) -> None:
+    monkeypatch.setattr(board, "_CHUNK", 7)  # lines cut across many chunks read back whole
+    assert validate_board(board_file) == []
+    assert read_board(board_file).to_text() == board_file.read_text()
