@@ -53,7 +53,7 @@ def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathL
     for given in inputs:
         if given is None:
             continue
-        same = Path(given).resolve() == out.resolve()
+        same = os.path.realpath(given) == os.path.realpath(out)  # Path.resolve raises on a symlink loop
         if not same and out.exists() and Path(given).exists():
             same = os.path.samefile(given, out)
         if same:

@@ -141,7 +141,7 @@ def _load_external_data(model: onnx.ModelProto, source: Path) -> None:
         if ".." in Path(location.replace("\\", "/")).parts:
             problems.append(f"{where} leaves the model's folder")
             continue
-        path = (folder / location).resolve()
+        path = Path(os.path.realpath(folder / location))  # Path.resolve raises on a symlink loop
         if not path.is_relative_to(folder):
             problems.append(f"{where} leaves the model's folder (through a link)")
             continue
@@ -227,8 +227,9 @@ def _refuse_huge_values(model: onnx.ModelProto, source: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if len(text) > 400 else text
+    """The exception's message on one line (the ONNX checker adds "==> Context: ..." lines), at most 400 chars."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _default_opset(model: onnx.ModelProto) -> int | None:

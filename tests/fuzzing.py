@@ -1,10 +1,11 @@
-"""Corrupted input files run through `leac` in-process: the fuzz cases of tests/test_fuzz.py and bench_fuzz.py.
+"""Corrupted input files for the fuzz cases of tests/test_fuzz.py and bench_fuzz.py (the case class `corrupt`).
 
 Every case takes a valid file for one reader, corrupts it with a seeded
 `random.Random` (hypothesis hands the tests a `st.randoms()` one, so that a
 failure shrinks; the benchmark uses `random.Random(seed)`), runs one `leac`
-command on it through `lea_compiler.cli.main` and checks the contract of
-issue 6 (see docs/reports.md, "Exit statuses"):
+command on it and checks the contract of issue 6 (see docs/reports.md, "Exit
+statuses"; tests/fuzzing_run.py runs and checks, tests/fuzzing_hostile.py
+builds the hostile files of issue 13):
 
 - no traceback, and no status 1 from an uncaught exception;
 - the status is one the reader allows (`ALLOWED`): 3 for invalid input, 0 when
@@ -34,7 +35,6 @@ import random
 import struct
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -567,7 +567,6 @@ def corrupt_program(base: Base, rnd: random.Random) -> tuple[str, bytes]:
     return f"model_{name}", _zip_bytes(entries)
 
 
-
 def _program_bound_attack(base: Base, rnd: random.Random) -> tuple[str, bytes]:
     """Issue 13, items 5 and 6: a member inflating far past what the Program declares (16 MiB of zeros, a few
     kB compressed; with its size and sha256 recorded half the time), an .npy header declaring a huge shape,
@@ -601,123 +600,3 @@ def corrupt(reader: str, bases: Bases, base: Base, rnd: random.Random) -> tuple[
     if reader == "chip":
         return corrupt_chip(bases.chip, rnd)
     return {"onnx": corrupt_onnx, "data": corrupt_data, "program": corrupt_program}[reader](base, rnd)
-
-
-# --------------------------------------------------------------------------- running one case
-@dataclass(frozen=True)
-class Outcome:
-    """What one case did: the reader, the corruption, the command and its exit status."""
-
-    reader: str
-    model: str
-    corruption: str
-    command: str
-    status: int
-    stderr: str
-
-    @property
-    def label(self) -> str:
-        return {0: "ok", 3: "invalid_input", 4: "does_not_fit"}.get(self.status, f"status_{self.status}")
-
-
-class ContractViolation(AssertionError):
-    """A case broke the contract; the message says which case and how."""
-
-
-def _command(reader: str, bases: Bases, base: Base, path: Path, out: Path,
-             rnd: random.Random) -> tuple[str, list[str]]:
-    compile_args = [*COMPILE_FLAGS, "-o", str(out), "--json"]
-    simulate = ["--json", "--threads", "1"]
-    if reader == "onnx":
-        if rnd.random() < 0.75:
-            return "compile", ["compile", str(path), "--chip", str(bases.chip), *compile_args]
-        return "inspect", ["inspect", str(path), "--json"]
-    if reader == "chip":
-        which = rnd.choice(["compile", "compile", "validate", "show", "simulate"])
-        if which == "compile":
-            return which, ["compile", str(base.model), "--chip", str(path), *compile_args]
-        if which == "validate":
-            return which, ["chip", "validate", str(path)]
-        if which == "simulate":
-            return which, ["simulate", str(base.program), "--data", str(base.data), "--chip", str(path), *simulate]
-        return which, ["chip", "show", str(path), "--json"]
-    if reader == "data":
-        if rnd.random() < 0.7:
-            return "simulate", ["simulate", str(base.program), "--data", str(path), *simulate]
-        return "calibrate", ["compile", str(base.model), "--chip", str(bases.chip), "--calibrate", str(path),
-                             *compile_args]
-    if rnd.random() < 0.6:
-        return "emit", ["emit", str(path), "-o", str(out), "--json"]
-    return "simulate", ["simulate", str(path), "--data", str(base.data), *simulate]
-
-
-_SUFFIX = {"onnx": ".onnx", "chip": ".json", "data": ".npz", "program": ".leac"}
-
-
-def run_case(reader: str, bases: Bases, workdir: Path, rnd: random.Random) -> Outcome:
-    """Corrupt a file for `reader`, run one command on it in `workdir` (emptied first) and check the contract.
-
-    Raises:
-        ContractViolation: with the corruption, the command, its status and its stderr.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    for leftover in workdir.iterdir():
-        leftover.unlink()
-    base = bases.pick(rnd)
-    corruption, content = corrupt(reader, bases, base, rnd)
-    path = workdir / f"input{_SUFFIX[reader]}"
-    path.write_bytes(content)
-    out = workdir / ("out.board.jsonl" if reader == "program" else "out.leac")
-    command, argv = _command(reader, bases, base, path, out, rnd)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = main(argv)
-    outcome = Outcome(reader, base.model.stem, corruption, command, status, stderr.getvalue())
-
-    def fail(why: str) -> ContractViolation:
-        return ContractViolation(f"{reader} corruption {corruption!r}, leac {' '.join(argv)}: {why}\n"
-                                 f"status {status}; stderr:\n{stderr.getvalue()[-3000:]}")
-
-    if "Traceback" in outcome.stderr or "internal error" in outcome.stderr:
-        raise fail("a traceback")
-    if status not in ALLOWED[reader]:
-        raise fail(f"status {status} is not one of {sorted(ALLOWED[reader])}")
-    produced = sorted(p.name for p in workdir.iterdir() if p != path)
-    writes = "-o" in argv
-    if status != 0:
-        if not outcome.stderr.startswith("leac: error: "):
-            raise fail("no 'leac: error:' message on stderr")
-        if produced:
-            raise fail(f"files left behind: {produced}")
-        return outcome
-    if produced != ([out.name] if writes else []):
-        raise fail(f"expected {[out.name] if writes else []} in the folder, found {produced}")
-    text = stdout.getvalue()
-    if command != "validate":
-        try:
-            report = json.loads(text)
-        except ValueError:
-            raise fail(f"stdout is not one JSON object: {text[:300]!r}") from None
-        if not isinstance(report, dict) or not report:
-            raise fail("empty JSON report")
-    if writes:
-        _check_output(reader, out, fail)
-    return outcome
-
-
-def _check_output(reader: str, out: Path, fail: Callable[[str], ContractViolation]) -> None:
-    """A successful command's output file is complete: the Program loads, the board file validates."""
-    from lea_compiler.backends.board import validate_board
-    from lea_compiler.errors import LeacError
-    from lea_compiler.program import Program
-
-    try:
-        if reader == "program":
-            problems = validate_board(out)
-            if problems:
-                raise fail(f"the board file written is invalid: {problems[:3]}")
-        else:
-            Program.load(out)
-    except LeacError as exc:
-        raise fail(f"the output written does not read back: {exc}") from None
-

@@ -182,3 +182,15 @@ def test_a_nul_byte_in_a_location_is_refused(tmp_path, capsys) -> None:
     assert main(["inspect", str(path)]) == 3
     err = capsys.readouterr().err
     assert "holds a NUL byte" in err and "Traceback" not in err
+
+
+def test_a_symlink_loop_as_the_data_file_is_refused_with_a_message(tmp_path, capsys) -> None:
+    """Path.resolve() raised RuntimeError ('Symlink loop') on Python 3.11: exit 1 with a traceback."""
+    path = external_model(tmp_path / "m")
+    data = tmp_path / "m" / "weights.bin"
+    data.unlink()
+    data.symlink_to(data.name)
+    with pytest.raises(InvalidModelError, match="weights.bin"):
+        load_model(path)
+    assert main(["inspect", str(path)]) == 3
+    assert capsys.readouterr().err.startswith("leac: error: ")

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from lea_compiler.fileio import atomic_write_bytes, atomic_write_text
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, read_input
 
 
 def test_writes_whole_file_with_umask_permissions(tmp_path) -> None:
@@ -63,3 +64,19 @@ def test_a_folder_that_cannot_hold_files_is_a_usage_error(tmp_path, monkeypatch)
     with pytest.raises(UsageError, match="cannot write .*Read-only file system"):
         atomic_write_bytes(tmp_path / "out.bin", b"data")
     assert os.listdir(tmp_path) == []
+
+
+def test_read_input_allocates_what_the_file_holds_not_the_limit(tmp_path) -> None:
+    """A 3-byte file read with a 1 TiB limit: read(limit + 1) allocated the limit (MemoryError under ulimit -v;
+    here, a terabyte, always)."""
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"abc")
+    assert read_input(path, 2**40, "file") == b"abc"
+
+
+def test_read_input_still_bounds_a_file_larger_than_the_limit(tmp_path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 100)
+    with pytest.raises(InvalidInputError, match="larger than 99 bytes"):
+        read_input(path, 99, "file")
+    assert read_input(path, 100, "file") == b"x" * 100

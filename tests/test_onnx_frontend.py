@@ -167,6 +167,15 @@ def test_checker_failure_is_reported() -> None:
         import_model(model)
 
 
+def test_the_checkers_message_is_one_line() -> None:
+    """The ONNX checker appends '==> Context: ...' lines; leac's error message is one line."""
+    model = mlp_model()
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("junk", 1))
+    with pytest.raises(InvalidModelError, match="checker refuses") as caught:
+        import_model(model)
+    assert "\n" not in str(caught.value) and "Context" in str(caught.value)
+
+
 def test_opset_newer_than_onnx_knows_is_refused() -> None:
     model = mlp_model()
     model.opset_import[0].version = 999

@@ -175,3 +175,20 @@ def test_readers_refuse_inputs_that_are_not_regular_files(command: str, kind: st
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("looped", ["input", "output"])
+def test_a_symlink_loop_as_input_or_output_is_refused_without_a_traceback(
+        looped: str, mlp_and_chip, tmp_path: Path, capsys) -> None:
+    """Path.resolve() raised RuntimeError ("Symlink loop") in check_output: exit 1 with a traceback."""
+    model, chip = mlp_and_chip
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop.name)
+    out = tmp_path / "out.leac"
+    argv = ["compile", str(model), "--chip", str(loop), "-k", "1", "-o", str(out)] if looped == "input" else \
+        ["compile", str(model), "--chip", str(chip), "-k", "1", "-o", str(loop)]
+    before = sorted(os.listdir(tmp_path))
+    assert main(argv) in (2, 3)
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: ") and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == before and loop.is_symlink()
