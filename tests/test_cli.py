@@ -190,3 +190,44 @@ def test_the_compile_summary_names_its_error_columns(tmp_path, capsys) -> None:
     for column in ("quant. error:", "placement cost uS: what the placer minimised", "weight error uS: what the chip"):
         assert column in help_text
     assert "not comparable with the placement cost" in help_text
+
+
+HOSTILE = "fc0\x1b[2J\x1b]0;owned\x07\nleac: forged line\u202e"
+
+
+def _hostile_names(tmp_path: Path) -> Path:
+    """The MLP with a node, a value and the graph named with terminal escapes, a newline and a bidi override."""
+    model = mlp_model()
+    model.graph.name = "g\x1b[31m\r\n"
+    model.graph.node[0].name = HOSTILE
+    path = tmp_path / "hostile.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _assert_escaped(out: str) -> None:
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out
+    assert not any(line.startswith("leac: forged") for line in out.splitlines())
+
+
+def test_inspect_and_compile_escape_control_characters_in_names(tmp_path, capsys) -> None:
+    """Names from the model are printed with control characters escaped; --json keeps them exact (issue 13)."""
+    path = _hostile_names(tmp_path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    _assert_escaped(out)
+    assert "# fc0\\x1b[2J\\x1b]0;owned\\x07\\nleac: forged line\\u202e" in out  # the IR printer
+    assert "graph g\\x1b[31m\\r\\n (opset" in out
+    assert "fc0\\x1b[2J\\x1b]0;owned\\x07\\nleac: forged line\\u202e  Gemm" in out  # the device table
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["crossbar_layers"][0]["node"] == HOSTILE
+    chip = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
+    assert main(["compile", str(path), "--chip", str(chip), "--placer", "greedy", "-o",
+                 str(tmp_path / "p.leac")]) == 0
+    out = capsys.readouterr().out
+    _assert_escaped(out)
+    assert "fc0\\x1b[2J\\x1b]0;owned\\x07\\nleac: forged line\\u202e" in out
+    assert main(["compile", str(path), "--chip", str(chip), "--placer", "greedy", "-o",
+                 str(tmp_path / "p.leac"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][0]["name"] == HOSTILE
