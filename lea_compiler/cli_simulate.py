@@ -94,6 +94,8 @@ def _paragraphs(*texts: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
     programs = args.program
     if (args.program_dir is not None or len(programs) > 1 or args.jobs is not None or args.scheduler is not None
             or args.min_accuracy is not None):

@@ -231,3 +231,37 @@ def test_inspect_and_compile_escape_control_characters_in_names(tmp_path, capsys
     assert main(["compile", str(path), "--chip", str(chip), "--placer", "greedy", "-o",
                  str(tmp_path / "p.leac"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["layers"][0]["name"] == HOSTILE
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0)], ids=["no-inputs", "no-outputs"])
+def test_zero_width_gemm_exits_3_and_writes_nothing(shape, tmp_path, capsys) -> None:
+    """A Gemm whose weight has no rows or no columns is an invalid model, not a traceback (issue 13 item 11)."""
+    rows, cols = shape
+    weight = onnx.numpy_helper.from_array(np.zeros(shape, np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", rows])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", cols])], [weight])
+    model, chip = tmp_path / "zero.onnx", tmp_path / "chip.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, seed=0), chip)
+    out = tmp_path / "out.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err == (f"leac: error: node 'fc' (leac.MVM): its weight matrix is {rows} x {cols} (no "
+                   f"{'inputs' if rows == 0 else 'outputs'}); leac maps only layers with at least one input and "
+                   "one output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.json", "zero.onnx"]
+
+
+def test_simulate_negative_seed_is_a_usage_error(tmp_path, capsys) -> None:
+    """--seed -1 exits 2 with one line (issue 13 item 11), for one Program and for many."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
+    program, data = tmp_path / "p.leac", tmp_path / "d.npz"
+    assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o", str(program)]) == 0
+    np.savez(data, x=np.zeros((4, 4), np.float32), y=np.zeros(4, np.int64))
+    capsys.readouterr()
+    for programs in ([str(program)], [str(program), str(program)]):
+        assert main(["simulate", *programs, "--data", str(data), "--seed", "-1"]) == 2
+        assert capsys.readouterr().err == "leac: error: --seed takes a non-negative integer, got -1\n"

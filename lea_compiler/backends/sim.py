@@ -553,10 +553,12 @@ def simulate(
     Raises:
         InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes.
         BadDataError: the data does not fit the model, or has labels the model never predicts.
-        UsageError: `threads` below 1, or no output named `output`.
+        UsageError: `threads` below 1, a negative `seed`, or no output named `output`.
     """
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
+    if seed < 0:
+        raise UsageError(f"the seed must be a non-negative integer, got {seed}")
     if software is not None and len(software) != len(datasets):
         raise UsageError(f"software predictions for {len(software)} data sets, but {len(datasets)} data sets")
     labels = model_labels(program.graph, output)
