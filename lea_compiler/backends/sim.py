@@ -64,7 +64,7 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.ir import Node
 from lea_compiler.program import Layer, Program
-from lea_compiler.reference import run_onnxruntime
+from lea_compiler.reference import checked_session, run_session
 
 __all__ = ["MAX_DATA_BYTES", "Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost",
            "load_data", "simulate", "software_predictions", "top1"]
@@ -646,14 +646,18 @@ def software_predictions(program: Program, datasets: Sequence[Dataset], output: 
     """onnxruntime's top-1 prediction for every sample of each data set, on the original model the Program
     embeds (None if it embeds none): the software baseline of the report's `software_accuracy` and `agreement`.
 
+    The embedded model is checked by the front end first (`reference.checked_session`): a Program can embed
+    any model, and onnxruntime must not run one that leac would refuse to compile.
+
     Raises:
-        InvalidModelError: onnxruntime cannot run the model on the data.
+        InvalidModelError: leac's front end refuses the embedded model, or onnxruntime cannot run it on the data.
         UsageError: the model has no output `output`.
     """
     if program.source_model is None:
         return None
+    session = checked_session(program.source_model, "the Program's embedded model.onnx")
     feed = program.graph.inputs[0].name
-    return [top1(run_onnxruntime(program.source_model, {feed: data.x}), output) for data in datasets]
+    return [top1(run_session(session, {feed: data.x}), output) for data in datasets]
 
 
 def stored_calibration(program: Program) -> Calibration | None:

@@ -17,7 +17,7 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
-from tests.helpers import cnn_model, make_model, mlp_model, ternarize
+from tests.helpers import cnn_model, loop_model, make_model, mlp_model, swap_embedded_model, ternarize
 
 F = np.float32
 
@@ -208,3 +208,22 @@ def test_threads_do_not_change_the_simulated_outputs(tmp_path) -> None:
     assert min(reports[0].layer_error.values()) > 0  # noise and defects were on
     with pytest.raises(UsageError, match="threads must be at least 1"):
         simulate(program, [data], threads=0)
+
+
+def test_a_program_embedding_a_model_leac_refuses_is_not_run(tmp_path, capsys) -> None:
+    """A crafted Program whose model.onnx is a Loop of 2^62 iterations (sha256 updated to match): the front end
+    refuses it before onnxruntime would run for ever (issue 13 item 4); exit 3, one line, at once."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, seed=0), chip)
+    assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o",
+                 str(tmp_path / "p.leac")]) == 0
+    crafted = swap_embedded_model(tmp_path / "p.leac", loop_model(), tmp_path / "crafted.leac")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 4), F), y=np.zeros(4, np.int64))
+    capsys.readouterr()
+    assert main(["simulate", str(crafted), "--data", str(data), "--data", str(data)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: the Program's embedded model.onnx: unsupported: node 'forever' (Loop). ")
+    assert len(err.splitlines()) == 1
+    assert main(["simulate", str(crafted), str(crafted), "--data", str(data), "--jobs", "1"]) == 3
