@@ -11,8 +11,8 @@ _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 the line and paragraph separators."""
 
 
-def printable(text: str) -> str:
-    """`text` with every control or invisible character written as a Python escape (`\\x1b`, `\\n`, `\\u202e`).
+def printable(text: object) -> str:
+    """`str(text)` with every control or invisible character written as a Python escape (`\\x1b`, `\\n`, `\\u202e`).
 
     Names come from the files leac reads (ONNX node, value and graph names, chip
     names): printed raw, a name holding a terminal escape could rewrite the
@@ -20,6 +20,7 @@ def printable(text: str) -> str:
     that prints such a name to a person goes through here; JSON output keeps the
     names exact (json.dumps escapes control characters itself).
     """
+    text = str(text)  # a damaged file's name may not be a string: the message that names it must still print
     if text.isprintable():  # the common case, and str.isprintable is exact for ASCII
         return text
     out = []
