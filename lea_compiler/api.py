@@ -157,7 +157,8 @@ def simulate(
     `--seed`, `ideal` `--ideal`, `exact_read_noise` `--exact-read-noise`,
     `output` `--output`, `threads` `--threads` (default 1 here, min(4, CPUs)
     on the command line; the report does not depend on it). `batch_size`
-    (samples per interpreter run) has no flag.
+    (samples per noise block: each crossbar layer draws one read-noise seed per
+    block; a block runs in memory-bounded chunks, `lea_compiler.chunks`) has no flag.
 
     Raises:
         UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.

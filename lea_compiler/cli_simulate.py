@@ -15,7 +15,7 @@ from lea_compiler.errors import UsageError
 from lea_compiler.program import Program
 from lea_compiler.report_json import dumps_report
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
-from lea_compiler.tables import format_table
+from lea_compiler.tables import format_table, printable
 
 DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 """--threads for one Program; a batch's workers use one thread each unless told otherwise."""
@@ -93,6 +93,8 @@ def _paragraphs(*texts: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
     programs = args.program
     if (args.program_dir is not None or len(programs) > 1 or args.jobs is not None or args.scheduler is not None
             or args.min_accuracy is not None):
@@ -129,7 +131,7 @@ def print_report(r: dict[str, Any]) -> None:
     if len(r["data"]) > 1:
         rows.append(("mean", "", _pct(r["accuracy"]), _pct(r["software_accuracy"]), _pct(r["agreement"])))
     print(format_table(rows))
-    errors = ", ".join(f"{k} {100 * v:.2f}%" for k, v in r["layer_output_error"].items())
+    errors = ", ".join(f"{printable(k)} {100 * v:.2f}%" for k, v in r["layer_output_error"].items())
     print(f"layer output error (relative RMS against the digital reference): {errors}")
     print(f"devices used: {r['devices_used']} of {r['devices_total']} ({100 * r['utilisation']:.1f}%), "
           f"on {r['arrays_used']} of {r['arrays_total']} arrays")

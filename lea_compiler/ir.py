@@ -24,6 +24,7 @@ import networkx as nx
 import numpy as np
 
 from lea_compiler.errors import IRVerificationError
+from lea_compiler.tables import printable
 
 Dim = int | str | None
 """One dimension: an int when known, a symbolic name (e.g. "batch"), or None when unknown."""
@@ -79,7 +80,7 @@ class Value:
         """The type as `float32[batch, 4]` (`?` for an unknown dimension or rank)."""
         if self.shape is None:
             return f"{_dtype_name(self.dtype)}[?]"
-        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        dims = ", ".join("?" if d is None else printable(str(d)) for d in self.shape)
         return f"{_dtype_name(self.dtype)}[{dims}]"
 
     def __repr__(self) -> str:
@@ -141,7 +142,7 @@ class Node:
 
     def describe(self) -> str:
         """`node 'fc1' (Gemm)`: how error messages name a node."""
-        return f"node '{self.name}' ({self.qualified_op})"
+        return f"node '{printable(self.name)}' ({printable(self.qualified_op)})"
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, {self.qualified_op})"
@@ -564,31 +565,32 @@ def _format_attr(value: Any) -> str:
 
 def format_node(node: Node) -> str:
     """One node as `%y: float32[batch, 12] = Gemm(%x, %W, %b) {transB=1}  # fc1`."""
-    outs = ", ".join(f"%{v.name}: {v.type_str()}" for v in node.outputs)
-    ins = ", ".join("_" if v is None else f"%{v.name}" for v in node.inputs)
+    outs = ", ".join(f"%{printable(v.name)}: {v.type_str()}" for v in node.outputs)
+    ins = ", ".join("_" if v is None else f"%{printable(v.name)}" for v in node.inputs)
     attrs = ""
     if node.attrs:
-        attrs = " {" + ", ".join(f"{k}={_format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
-    line = f"{outs} = {node.qualified_op}({ins}){attrs}  # {node.name}"
+        attrs = " {" + ", ".join(f"{printable(k)}={_format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
+    line = f"{outs} = {printable(node.qualified_op)}({ins}){attrs}  # {printable(node.name)}"
     for fact in node.facts:
         describe = getattr(fact, "describe", None)
         text = describe() if callable(describe) else type(fact).__name__
-        line += f"\n      {type(fact).__name__}: {text}"
+        line += f"\n      {type(fact).__name__}: {printable(text)}"
     return line
 
 
 def format_graph(graph: Graph) -> str:
     """The whole graph as stable, readable text (what `leac inspect` prints)."""
     opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(graph.opset.items()))
-    lines = [f"graph {graph.name} (opset {opsets or 'none'})"]
+    opsets = printable(opsets)
+    lines = [f"graph {printable(graph.name)} (opset {opsets or 'none'})"]
     for value in graph.inputs:
-        lines.append(f"  input  %{value.name}: {value.type_str()}")
+        lines.append(f"  input  %{printable(value.name)}: {value.type_str()}")
     for value in graph.initializers.values():
-        lines.append(f"  const  %{value.name}: {value.type_str()}{_const_preview(value)}")
+        lines.append(f"  const  %{printable(value.name)}: {value.type_str()}{_const_preview(value)}")
     for node in graph.nodes:
         lines.append("  " + format_node(node))
     for value in graph.outputs:
-        lines.append(f"  output %{value.name}: {value.type_str()}")
+        lines.append(f"  output %{printable(value.name)}: {value.type_str()}")
     return "\n".join(lines)
 
 

@@ -151,7 +151,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -165,6 +164,7 @@ from ortools.sat.python import cp_model
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import DoesNotFitError, UsageError
+from lea_compiler.interruptible import run_interruptibly
 
 logger = logging.getLogger(__name__)
 
@@ -1609,28 +1609,7 @@ def _solve_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel) -> 
     finish as if nothing happened. Here the exception stops the search and is
     raised again once the worker has returned.
     """
-    outcome: list[cp_model.CpSolverStatus] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(solver.solve(model))
-        except BaseException as exc:  # handed to the calling thread below
-            failure.append(exc)
-
-    worker = threading.Thread(target=work, name="leac-cp-sat", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.05)
-    except BaseException:
-        while worker.is_alive():  # stop_search is a no-op until the solve has started: repeat it
-            solver.stop_search()
-            worker.join(0.05)
-        raise
-    if failure:
-        raise failure[0]
-    return outcome[0]
+    return run_interruptibly(lambda: solver.solve(model), solver.stop_search, "leac-cp-sat")
 
 
 def solve_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0) -> Placement:

@@ -1,7 +1,11 @@
 """onnxruntime as the reference: what the original model computes, for accuracy and agreement.
 
 leac's interpreter and simulator are checked against this; reports quote
-the software accuracy it gives.
+the software accuracy it gives. A Program's embedded model is checked by the
+same front end as at compile time before onnxruntime sees it
+(`checked_session`), so the reference never runs an op leac refuses (a
+crafted Program could otherwise embed a `Loop` of 2^62 iterations); and every
+run can be interrupted (`run_session`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import onnx
 import onnxruntime as ort
 
 from lea_compiler.errors import InvalidModelError
-from lea_compiler.onnx_frontend import names_external_data
+from lea_compiler.interruptible import run_interruptibly
+from lea_compiler.onnx_frontend import import_model, names_external_data
 
 
 def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.InferenceSession:
@@ -40,6 +45,20 @@ def ort_session(model: onnx.ModelProto | bytes | str | os.PathLike[str]) -> ort.
         raise InvalidModelError(f"onnxruntime cannot load the model: {exc}") from None
 
 
+def checked_session(model: bytes, source: str) -> ort.InferenceSession:
+    """A session for a model that leac's front end accepts (`onnx_frontend.import_model`, as at compile time).
+
+    A Program embeds the model it was compiled from, but a crafted Program can
+    embed any model: checking it again (once per Program) keeps onnxruntime to
+    the ops, opsets and tensor sizes leac compiles.
+
+    Raises:
+        InvalidModelError: the front end refuses the model (`source` names it), or onnxruntime cannot load it.
+    """
+    import_model(_parse(model), source)
+    return ort_session(model)
+
+
 def _parse(data: bytes) -> onnx.ModelProto:
     try:
         return onnx.load_model_from_string(data)
@@ -47,18 +66,37 @@ def _parse(data: bytes) -> onnx.ModelProto:
         raise InvalidModelError(f"not a readable ONNX model ({exc})") from None
 
 
+def run_session(session: ort.InferenceSession, feeds: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    """Run `session` on `feeds` and return every graph output by name.
+
+    onnxruntime releases the GIL while it runs, so the run goes to a worker
+    thread and this one keeps running signal handlers: Ctrl-C or SIGTERM stops
+    it through onnxruntime's terminate flag (`interruptible.run_interruptibly`).
+
+    Raises:
+        InvalidModelError: onnxruntime cannot run the model on `feeds`.
+    """
+    names = [o.name for o in session.get_outputs()]
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # the terminate flag's own error line
+    arrays = {k: np.asarray(v) for k, v in feeds.items()}
+
+    def stop() -> None:
+        options.terminate = True
+
+    try:
+        results = run_interruptibly(lambda: session.run(names, arrays, options), stop, "leac-onnxruntime")
+    except Exception as exc:  # onnxruntime raises its own InvalidArgument/Fail/RuntimeException types
+        raise InvalidModelError(f"onnxruntime cannot run the model on these inputs: {exc}") from None
+    return dict(zip(names, results, strict=True))
+
+
 def run_onnxruntime(
     model: onnx.ModelProto | bytes | str | os.PathLike[str], feeds: Mapping[str, Any]
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """Run the model in onnxruntime and return every graph output by name.
+    """Run the model in onnxruntime and return every graph output by name (`run_session` of `ort_session`).
 
     Raises:
         InvalidModelError: onnxruntime cannot load the model, or cannot run it on `feeds`.
     """
-    session = ort_session(model)
-    names = [o.name for o in session.get_outputs()]
-    try:
-        results = session.run(names, {k: np.asarray(v) for k, v in feeds.items()})
-    except Exception as exc:  # onnxruntime raises its own InvalidArgument/Fail/RuntimeException types
-        raise InvalidModelError(f"onnxruntime cannot run the model on these inputs: {exc}") from None
-    return dict(zip(names, results, strict=True))
+    return run_session(ort_session(model), feeds)

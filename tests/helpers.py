@@ -281,3 +281,44 @@ def run_killing_one_worker(module: str, function: str, marker: str | Path, argv:
     root = Path(__file__).resolve().parents[1]
     return subprocess.run([sys.executable, "-c", KILL_ONE_WORKER, module, function, str(marker), *map(str, argv)],
                           cwd=root, capture_output=True, text=True, timeout=120)
+
+
+def loop_model(trips: int = 2**62, width: int = 4) -> onnx.ModelProto:
+    """y = x after a `Loop` of `trips` iterations of Identity: valid ONNX that leac refuses (Loop) and that
+    onnxruntime runs for ever (issue 13: a Program can embed it)."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", width])])
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["M"], value=helper.make_tensor("m", TensorProto.INT64, [], [trips])),
+         helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c0", TensorProto.BOOL, [], [True])),
+         helper.make_node("Loop", ["M", "c", "x"], ["y"], body=body, name="forever")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def swap_embedded_model(program: Path, model: onnx.ModelProto, out: Path) -> Path:
+    """A copy of `program` whose model.onnx is `model`, with program.json's sha256 to match (a crafted
+    Program that passes every archive check)."""
+    import hashlib
+    import json
+    import zipfile
+
+    data = model.SerializeToString()
+    with zipfile.ZipFile(program) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename == "model.onnx":
+                content = data
+            elif info.filename == "program.json":
+                header = json.loads(content)
+                header["model"]["sha256"] = hashlib.sha256(data).hexdigest()
+                content = json.dumps(header).encode()
+            target.writestr(info.filename, content)
+    return out

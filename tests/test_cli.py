@@ -190,3 +190,78 @@ def test_the_compile_summary_names_its_error_columns(tmp_path, capsys) -> None:
     for column in ("quant. error:", "placement cost uS: what the placer minimised", "weight error uS: what the chip"):
         assert column in help_text
     assert "not comparable with the placement cost" in help_text
+
+
+HOSTILE = "fc0\x1b[2J\x1b]0;owned\x07\nleac: forged line\u202e"
+
+
+def _hostile_names(tmp_path: Path) -> Path:
+    """The MLP with a node, a value and the graph named with terminal escapes, a newline and a bidi override."""
+    model = mlp_model()
+    model.graph.name = "g\x1b[31m\r\n"
+    model.graph.node[0].name = HOSTILE
+    path = tmp_path / "hostile.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _assert_escaped(out: str) -> None:
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out
+    assert not any(line.startswith("leac: forged") for line in out.splitlines())
+
+
+def test_inspect_and_compile_escape_control_characters_in_names(tmp_path, capsys) -> None:
+    """Names from the model are printed with control characters escaped; --json keeps them exact (issue 13)."""
+    path = _hostile_names(tmp_path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    _assert_escaped(out)
+    assert "# fc0\\x1b[2J\\x1b]0;owned\\x07\\nleac: forged line\\u202e" in out  # the IR printer
+    assert "graph g\\x1b[31m\\r\\n (opset" in out
+    assert "fc0\\x1b[2J\\x1b]0;owned\\x07\\nleac: forged line\\u202e  Gemm" in out  # the device table
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["crossbar_layers"][0]["node"] == HOSTILE
+    chip = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
+    assert main(["compile", str(path), "--chip", str(chip), "--placer", "greedy", "-o",
+                 str(tmp_path / "p.leac")]) == 0
+    out = capsys.readouterr().out
+    _assert_escaped(out)
+    assert "fc0\\x1b[2J\\x1b]0;owned\\x07\\nleac: forged line\\u202e" in out
+    assert main(["compile", str(path), "--chip", str(chip), "--placer", "greedy", "-o",
+                 str(tmp_path / "p.leac"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][0]["name"] == HOSTILE
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (4, 0)], ids=["no-inputs", "no-outputs"])
+def test_zero_width_gemm_exits_3_and_writes_nothing(shape, tmp_path, capsys) -> None:
+    """A Gemm whose weight has no rows or no columns is an invalid model, not a traceback (issue 13 item 11)."""
+    rows, cols = shape
+    weight = onnx.numpy_helper.from_array(np.zeros(shape, np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "W"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", rows])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", cols])], [weight])
+    model, chip = tmp_path / "zero.onnx", tmp_path / "chip.json"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, seed=0), chip)
+    out = tmp_path / "out.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err == (f"leac: error: node 'fc' (leac.MVM): its weight matrix is {rows} x {cols} (no "
+                   f"{'inputs' if rows == 0 else 'outputs'}); leac maps only layers with at least one input and "
+                   "one output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.json", "zero.onnx"]
+
+
+def test_simulate_negative_seed_is_a_usage_error(tmp_path, capsys) -> None:
+    """--seed -1 exits 2 with one line (issue 13 item 11), for one Program and for many."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
+    program, data = tmp_path / "p.leac", tmp_path / "d.npz"
+    assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o", str(program)]) == 0
+    np.savez(data, x=np.zeros((4, 4), np.float32), y=np.zeros(4, np.int64))
+    capsys.readouterr()
+    for programs in ([str(program)], [str(program), str(program)]):
+        assert main(["simulate", *programs, "--data", str(data), "--seed", "-1"]) == 2
+        assert capsys.readouterr().err == "leac: error: --seed takes a non-negative integer, got -1\n"

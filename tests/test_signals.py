@@ -1,4 +1,5 @@
-"""An interrupted `leac compile` (SIGINT, SIGTERM) exits 130 / 143 with one line and writes nothing.
+"""An interrupted `leac compile` (SIGINT, SIGTERM) exits 130 / 143 with one line and writes nothing;
+so does a `leac simulate` interrupted while onnxruntime runs.
 
 The compile runs as a real process (`python -m lea_compiler`, what the `leac`
 console script runs) on a chip with 30% stuck devices, where the CP-SAT
@@ -20,7 +21,8 @@ import onnx
 import pytest
 
 from lea_compiler.chip import save_chip, synth_chip
-from tests.helpers import mlp_model
+from lea_compiler.cli import main
+from tests.helpers import loop_model, mlp_model, swap_embedded_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,3 +83,56 @@ def test_main_restores_the_sigterm_handler(tmp_path) -> None:
     before = signal.getsignal(signal.SIGTERM)
     assert main(["inspect", str(tmp_path / "missing.onnx")]) == 3
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+SIMULATE_WITHOUT_THE_FRONT_END = """
+import sys
+import lea_compiler.backends.sim as sim
+from lea_compiler.cli import main
+from lea_compiler.reference import ort_session
+
+def unchecked(model, source):  # what leac did before issue 13: hand the embedded model to onnxruntime as it is
+    session = ort_session(model)
+    print("onnxruntime starts", file=sys.stderr, flush=True)
+    return session
+
+sim.checked_session = unchecked
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, status, message", [
+    (signal.SIGINT, 130, "leac: interrupted (SIGINT)"),
+    (signal.SIGTERM, 143, "leac: terminated (SIGTERM)"),
+], ids=["sigint", "sigterm"])
+def test_signals_stop_a_long_onnxruntime_run(inputs, tmp_path, sig, status, message) -> None:
+    """onnxruntime runs in a worker thread, stopped by its terminate flag: a signal during a run that would last
+    for ever (a Program embedding a Loop of 2^62 iterations, with the front end's check patched out so that
+    onnxruntime gets it) ends `leac simulate` at once with 130 / 143 (issue 13 item 4)."""
+    import numpy as np
+
+    model, chip = inputs
+    program = tmp_path / "p.leac"
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "1", "--placer", "greedy", "-o",
+                 str(program)]) == 0
+    crafted = swap_embedded_model(program, loop_model(width=8), tmp_path / "crafted.leac")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 8), np.float32), y=np.zeros(4, np.int64))
+    process = subprocess.Popen([sys.executable, "-c", SIMULATE_WITHOUT_THE_FRONT_END, "simulate", str(crafted),
+                                "--data", str(data)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stderr is not None
+    try:
+        first = process.stderr.readline()
+        assert first == "onnxruntime starts\n", first + process.stderr.read()
+        time.sleep(0.3)
+        sent = time.monotonic()
+        process.send_signal(sig)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:  # still in onnxruntime: the signal did not stop it
+            process.kill()
+            process.wait()
+    assert process.returncode == status, rest
+    assert rest.splitlines()[-1] == message and "Traceback" not in rest
+    assert time.monotonic() - sent < 5

@@ -192,17 +192,17 @@ def test_software_baseline_once_per_model(programs, tmp_path, monkeypatch) -> No
     assert main(["compile", str(other), "--chip", str(tmp_path / "chip.json"), "-k", "2", "--placer", "greedy",
                  "-o", str(tmp_path / "other.leac")]) == 0
     runs: list[int] = []
-    real = sim.run_onnxruntime
+    real = sim.checked_session
 
-    def counting(model, feeds):
+    def counting(model, source):
         runs.append(len(model))
-        return real(model, feeds)
+        return real(model, source)
 
-    monkeypatch.setattr(sim, "run_onnxruntime", counting)
+    monkeypatch.setattr(sim, "checked_session", counting)
     files = [*sorted(programs.glob("*.leac")), tmp_path / "other.leac"]
     result = simulate_many(files, TEST_SETS, jobs=1)
     assert result.exit_status == 0 and result.software_models == 2
-    assert len(runs) == 2 * len(TEST_SETS)  # once per model and data file, not per Program
+    assert len(runs) == 2  # one checked onnxruntime session per model for all the data files, not per Program
     for program in result.programs:  # and the same numbers as computing it per Program
         single = leac.simulate(program.program_file, TEST_SETS)
         assert program.report["software_accuracy"] == single.software_accuracy

@@ -59,12 +59,13 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import Chip
+from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.ir import Node
 from lea_compiler.program import Layer, Program
-from lea_compiler.reference import run_onnxruntime
+from lea_compiler.reference import checked_session, run_session
 
 __all__ = ["MAX_DATA_BYTES", "Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost",
            "load_data", "simulate", "software_predictions", "top1"]
@@ -108,8 +109,22 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return np.take(_GAUSSIAN, bits).reshape(shape)
 
 
+SOFTWARE_CHUNK_SAMPLES = 2048
+"""Most samples per onnxruntime run of the software baseline (fewer when `chunks.CHUNK_BYTES` says so)."""
+
 _CHUNK_CURRENTS = 1 << 17
 """Column currents per chunk of samples (float32: 512 KiB, so a chunk's elementwise passes stay in cache)."""
+
+
+@dataclass(frozen=True)
+class NoiseSpan:
+    """Where a call of `CrossbarLayer.forward` lies in its noise block: the read noise of a block of samples
+    is drawn from `base` in the layer's cache-sized chunks of the whole block, so a block run in several
+    calls (memory chunks, `lea_compiler.chunks`) gets exactly the noise it gets when run in one."""
+
+    base: int  # the block's seed for this layer
+    block_samples: int  # samples in the whole block
+    offset: int  # the first sample of this call, within the block
 
 
 @dataclass(frozen=True)
@@ -218,7 +233,8 @@ class CrossbarLayer:
         self._prepared, self._prepared_for = prepared, key
         return prepared
 
-    def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts, threads: int = 1) -> Array:
+    def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts, threads: int = 1, *,
+                noise: NoiseSpan | None = None) -> Array:
         """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., rows).
 
         Samples go in chunks small enough for a chunk's column currents to stay
@@ -226,7 +242,10 @@ class CrossbarLayer:
         one float32 matrix product, then read noise, ADC and the beta average
         run vectorised over samples, copies and columns. Each chunk draws its
         read noise from its own generator (seeded from `rng` and the chunk's
-        index), so the result does not depend on `threads`.
+        index), so the result does not depend on `threads`. The chunks are those of
+        the noise block: all of x (with a seed drawn from `rng`), or the block
+        `noise` says x is part of (then a chunk that x covers only in part draws
+        its full noise and keeps x's rows of it).
         """
         periphery = self.chip.periphery
         layer = self.layer
@@ -241,23 +260,29 @@ class CrossbarLayer:
         blocks = self._row_blocks()
         samples = flat.shape[0]
         chunk = max(32, _CHUNK_CURRENTS // (2 * layer.alpha * layer.cols))
-        base = int(rng.integers(1 << 62)) if self.read_noise > 0 else 0
+        if noise is None:
+            base = int(rng.integers(1 << 62)) if self.read_noise > 0 else 0
+            total, offset = samples, 0
+        else:  # rows of the block: a conv layer reads OH x OW rows per sample
+            per_sample = samples // x.shape[0] if x.ndim > 1 and x.shape[0] else 1
+            base, total, offset = noise.base, noise.block_samples * per_sample, noise.offset * per_sample
 
         def run(index: int) -> None:
-            lo, hi = index * chunk, min(samples, (index + 1) * chunk)
+            c0, c1 = index * chunk, min(total, (index + 1) * chunk)  # the chunk, in rows of the block
+            lo, hi = max(c0, offset) - offset, min(c1, offset + samples) - offset  # its rows in x
             noise_rng = np.random.default_rng([base, index]) if self.read_noise > 0 else None
             for rb in blocks:
                 vb = v[lo:hi, rb.r0:rb.r1]
                 steps = vb @ rb.g  # (n, 2 * alpha * cols) column currents in ADC steps
                 if noise_rng is not None:
-                    self._add_read_noise(steps, vb, rb, noise_rng)
+                    self._add_read_noise(steps, vb, rb, noise_rng, c1 - c0, offset + lo - c0)
                 np.rint(steps, out=steps)
                 np.clip(steps, -adc_max, adc_max, out=steps)
                 out[lo:hi] += np.einsum("sac,ac->sc", steps.reshape(hi - lo, 2 * layer.alpha, layer.cols),
                                         rb.weights)
 
         adc_max = float((1 << (periphery.adc_bits - 1)) - 1)
-        chunks = range(-(-samples // chunk))
+        chunks = range(offset // chunk, -(-(offset + samples) // chunk))
         if threads > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(run, chunks))
@@ -274,14 +299,17 @@ class CrossbarLayer:
         self._count(counts, flat.shape[0])
         return y.reshape(*lead, layer.cols).astype(x.dtype)
 
-    def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, rb: _RowBlock, rng: np.random.Generator) -> None:
+    def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, rb: _RowBlock, rng: np.random.Generator,
+                        chunk_rows: int, skip: int) -> None:
+        """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole)."""
         r = self.read_noise
+        n = v.shape[0]
         if self.exact_read_noise:
-            noise = rng.uniform(-r, r, size=(v.shape[0], v.shape[1], steps.shape[1])).astype(np.float32)
-            steps += np.einsum("sr,src->sc", v, noise) * rb.inv_step
+            full = rng.uniform(-r, r, size=(chunk_rows, v.shape[1], steps.shape[1])).astype(np.float32)
+            steps += np.einsum("sr,src->sc", v, full[skip:skip + n]) * rb.inv_step
             return
         sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))
-        noise = gaussian(rng, steps.shape)
+        noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
         noise *= sigma[:, None]
         noise *= rb.inv_step
         steps += noise
@@ -542,6 +570,11 @@ def simulate(
 
     `threads` worker threads share each crossbar layer's chunks of samples;
     the report does not depend on it (each chunk seeds its own read noise).
+    Samples go in noise blocks of `batch_size` (each layer draws one seed per
+    block), and a block through the network in chunks small enough for
+    `chunks.CHUNK_BYTES` (`chunks.samples_per_chunk`), as the calibration and
+    onnxruntime's baseline do: memory is bounded by a chunk, not by the data,
+    and the chunks draw the noise of their block (`NoiseSpan`).
     `software` is onnxruntime's top-1 prediction per sample of each data set
     when the caller has it already (`software_predictions`: a batch of Programs
     compiled from one model computes it once); by default it is computed here.
@@ -553,10 +586,12 @@ def simulate(
     Raises:
         InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes.
         BadDataError: the data does not fit the model, or has labels the model never predicts.
-        UsageError: `threads` below 1, or no output named `output`.
+        UsageError: `threads` below 1, a negative `seed`, or no output named `output`.
     """
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
+    if seed < 0:
+        raise UsageError(f"the seed must be a non-negative integer, got {seed}")
     if software is not None and len(software) != len(datasets):
         raise UsageError(f"software predictions for {len(software)} data sets, but {len(datasets)} data sets")
     labels = model_labels(program.graph, output)
@@ -581,10 +616,13 @@ def simulate(
         layer.full_scale = calibration.adc_full_scale_uA[name]
     counts = EventCounts()
 
-    def make_kernel(layer: CrossbarLayer) -> Kernel:
-        return lambda node, inputs: [layer.forward(inputs[0], rng, counts, threads)]  # type: ignore[arg-type]
+    spans: dict[str, NoiseSpan] = {}
 
-    kernels = {name: make_kernel(layer) for name, layer in layers.items()}
+    def make_kernel(name: str, layer: CrossbarLayer) -> Kernel:
+        return lambda node, inputs: [layer.forward(inputs[0], rng, counts, threads,  # type: ignore[arg-type]
+                                                   noise=spans[name])]
+
+    kernels = {name: make_kernel(name, layer) for name, layer in layers.items()}
     listener = DigitalCounter(counts)
     mvm_values = {node.name: node.outputs[0].name for node in program.graph.nodes_of("MVM")}
     feed = program.graph.inputs[0].name
@@ -594,18 +632,25 @@ def simulate(
     samples_total = 0
     if software is None and program.source_model is not None:
         software = software_predictions(program, datasets, output)
+    per_chunk = samples_per_chunk(program.graph, batch_size)
     for index, data in enumerate(datasets):
         predictions = []
-        for lo in range(0, len(data.x), batch_size):
-            batch = {feed: data.x[lo:lo + batch_size]}
-            sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
-                                      listeners=[listener])
-            ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
-            for name, value in mvm_values.items():
-                squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
-                reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
-            outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
-            predictions.append(top1(outputs, output))
+        for lo in range(0, len(data.x), batch_size):  # a noise block: each layer draws its seed for it, in order
+            block = min(batch_size, len(data.x) - lo)
+            bases = {name: int(rng.integers(1 << 62)) if name in layers and layers[name].read_noise > 0 else 0
+                     for name in mvm_values}
+            for start in range(lo, lo + block, per_chunk):  # memory chunks (`lea_compiler.chunks`)
+                spans.update((name, NoiseSpan(base, block, start - lo)) for name, base in bases.items())
+                batch = {feed: data.x[start:min(start + per_chunk, lo + block)]}
+                sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
+                                          listeners=[listener])
+                ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
+                for name, value in mvm_values.items():
+                    squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
+                    reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
+                outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
+                predictions.append(top1(outputs, output))
+                del sim_out, ref_out, outputs
         predicted = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
         samples_total += len(data.x)
         software_accuracy, agreement = None, None
@@ -644,14 +689,20 @@ def software_predictions(program: Program, datasets: Sequence[Dataset], output: 
     """onnxruntime's top-1 prediction for every sample of each data set, on the original model the Program
     embeds (None if it embeds none): the software baseline of the report's `software_accuracy` and `agreement`.
 
+    The embedded model is checked by the front end first (`reference.checked_session`): a Program can embed
+    any model, and onnxruntime must not run one that leac would refuse to compile.
+
     Raises:
-        InvalidModelError: onnxruntime cannot run the model on the data.
+        InvalidModelError: leac's front end refuses the embedded model, or onnxruntime cannot run it on the data.
         UsageError: the model has no output `output`.
     """
     if program.source_model is None:
         return None
+    session = checked_session(program.source_model, "the Program's embedded model.onnx")
     feed = program.graph.inputs[0].name
-    return [top1(run_onnxruntime(program.source_model, {feed: data.x}), output) for data in datasets]
+    per_chunk = samples_per_chunk(program.graph, SOFTWARE_CHUNK_SAMPLES)
+    return [np.concatenate([top1(run_session(session, {feed: data.x[lo:lo + per_chunk]}), output)
+                            for lo in range(0, len(data.x), per_chunk)]) for data in datasets]
 
 
 def stored_calibration(program: Program) -> Calibration | None:

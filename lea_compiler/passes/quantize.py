@@ -340,6 +340,14 @@ class Quantize:
             bias_row = self.bias == "row" and node.input(2) is not None
             key = (id(node.input(1)), id(node.input(2)) if bias_row else None)
             if key not in done:
+                weight = node.input(1)
+                assert weight is not None and weight.const is not None
+                if weight.const.size == 0:  # a layer with no inputs or no outputs: nothing to put on crossbars
+                    rows, cols = weight.const.shape
+                    raise InvalidModelError(
+                        f"{node.describe()}: its weight matrix is {rows} x {cols} (no "
+                        f"{'inputs' if rows == 0 else 'outputs'}); leac maps only layers with at least one input "
+                        "and one output")
                 matrix = crossbar_matrix(node, bias_row)
                 bias = node.input(2)
                 if not np.all(np.isfinite(matrix)) or (bias is not None and bias.const is not None

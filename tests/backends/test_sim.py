@@ -17,7 +17,7 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
-from tests.helpers import cnn_model, make_model, mlp_model, ternarize
+from tests.helpers import cnn_model, loop_model, make_model, mlp_model, swap_embedded_model, ternarize
 
 F = np.float32
 
@@ -208,3 +208,58 @@ def test_threads_do_not_change_the_simulated_outputs(tmp_path) -> None:
     assert min(reports[0].layer_error.values()) > 0  # noise and defects were on
     with pytest.raises(UsageError, match="threads must be at least 1"):
         simulate(program, [data], threads=0)
+
+
+def test_a_program_embedding_a_model_leac_refuses_is_not_run(tmp_path, capsys) -> None:
+    """A crafted Program whose model.onnx is a Loop of 2^62 iterations (sha256 updated to match): the front end
+    refuses it before onnxruntime would run for ever (issue 13 item 4); exit 3, one line, at once."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=8, rows=16, cols=16, seed=0), chip)
+    assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o",
+                 str(tmp_path / "p.leac")]) == 0
+    crafted = swap_embedded_model(tmp_path / "p.leac", loop_model(), tmp_path / "crafted.leac")
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 4), F), y=np.zeros(4, np.int64))
+    capsys.readouterr()
+    assert main(["simulate", str(crafted), "--data", str(data), "--data", str(data)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: the Program's embedded model.onnx: unsupported: node 'forever' (Loop). ")
+    assert len(err.splitlines()) == 1
+    assert main(["simulate", str(crafted), str(crafted), "--data", str(data), "--jobs", "1"]) == 3
+
+
+def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> None:
+    """Memory is bounded by a chunk of samples (issue 13 item 7): with a chunk of a few samples, the simulator,
+    its digital reference, the calibration and onnxruntime never see more, and the report is the one of a
+    whole batch: the same read noise (drawn per noise block, not per chunk), calibration and predictions;
+    the layer errors differ only by float32 rounding (BLAS sums a row differently for other row counts)."""
+    import lea_compiler.backends.sim as sim
+    import lea_compiler.chunks as chunks
+
+    path = tmp_path / "cnn.onnx"
+    onnx.save(cnn_model(), path)
+    program = compile_model(path, synth_chip(arrays=80, rows=16, cols=16, seed=2, stuck_high=0.05),
+                            CompileOptions(k=3)).program
+    x = np.random.default_rng(0).uniform(-1, 1, size=(120, 1, 8, 8)).astype(F)
+    data = Dataset("d", x, np.zeros(120, np.int64))
+    whole = {exact: simulate(program, [data], seed=5, batch_size=50, exact_read_noise=exact).to_json()
+             for exact in (False, True)}
+    per_sample = chunks.bytes_per_sample(program.graph)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 7 * per_sample)  # 7 samples: chunks straddle the noise blocks
+    assert chunks.samples_per_chunk(program.graph, 50) == 7
+    seen: list[int] = []
+    real_run, real_session = interpreter.run, sim.run_session
+    monkeypatch.setattr(interpreter, "run", lambda graph, feeds, **kw: seen.append(len(*feeds.values()))
+                        or real_run(graph, feeds, **kw))
+    monkeypatch.setattr(sim, "run_session", lambda session, feeds: seen.append(len(*feeds.values()))
+                        or real_session(session, feeds))
+    for exact in (False, True):
+        seen.clear()
+        chunked = simulate(program, [data], seed=5, batch_size=50, exact_read_noise=exact).to_json()
+        assert max(seen) == 7 and sum(seen) == 120 * 5  # calibration twice, onnxruntime, simulator, reference
+        for key, value in whole[exact].items():
+            if key == "layer_output_error":
+                assert chunked[key] == pytest.approx(value, rel=1e-4)
+            elif key != "seconds":
+                assert chunked[key] == value, key
