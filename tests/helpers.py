@@ -303,22 +303,23 @@ def loop_model(trips: int = 2**62, width: int = 4) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def swap_embedded_model(program: Path, model: onnx.ModelProto, out: Path) -> Path:
-    """A copy of `program` whose model.onnx is `model`, with program.json's sha256 to match (a crafted
-    Program that passes every archive check)."""
+def swap_embedded_model(program: Path, model: onnx.ModelProto | bytes, out: Path | None = None) -> Path:
+    """A copy of `program` (at `out`; default: in place) whose model.onnx is `model`, with program.json's
+    sha256 and size to match (a crafted Program that passes every archive check)."""
     import hashlib
     import json
     import zipfile
 
-    data = model.SerializeToString()
-    with zipfile.ZipFile(program) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            content = source.read(info)
-            if info.filename == "model.onnx":
-                content = data
-            elif info.filename == "program.json":
-                header = json.loads(content)
-                header["model"]["sha256"] = hashlib.sha256(data).hexdigest()
-                content = json.dumps(header).encode()
-            target.writestr(info.filename, content)
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    with zipfile.ZipFile(program) as source:
+        entries = {info.filename: source.read(info) for info in source.infolist()}
+    header = json.loads(entries["program.json"])
+    header["model"]["sha256"] = hashlib.sha256(data).hexdigest()
+    header["model_bytes"] = len(data)
+    entries["program.json"] = json.dumps(header).encode()
+    entries["model.onnx"] = data
+    out = program if out is None else out
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, content in entries.items():
+            target.writestr(name, content)
     return out

@@ -14,7 +14,7 @@ from lea_compiler.errors import InvalidModelError
 from lea_compiler.interpreter import run
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.reference import run_onnxruntime
-from tests.helpers import mlp_model
+from tests.helpers import mlp_model, swap_embedded_model
 
 
 def external_model(folder: Path, location: str = "weights.bin") -> Path:
@@ -104,24 +104,6 @@ def _compile(model: Path, out: Path) -> Path:
     return out
 
 
-def _replace_embedded_model(program: Path, model: bytes) -> None:
-    """Swap the Program's model.onnx (and its recorded sha256 and size), as a crafted file would."""
-    import hashlib
-    import json
-    import zipfile
-
-    with zipfile.ZipFile(program) as archive:
-        entries = {info.filename: archive.read(info) for info in archive.infolist()}
-    header = json.loads(entries["program.json"])
-    header["model"]["sha256"] = hashlib.sha256(model).hexdigest()
-    header["model_bytes"] = len(model)
-    entries["program.json"] = json.dumps(header).encode()
-    entries["model.onnx"] = model
-    with zipfile.ZipFile(program, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-
-
 def test_a_program_embeds_its_external_data_and_never_reads_files_later(tmp_path, monkeypatch, capsys) -> None:
     from lea_compiler.program import Program
 
@@ -141,7 +123,7 @@ def test_a_program_whose_model_names_external_data_is_refused(tmp_path, monkeypa
     (tmp_path / "out").mkdir()
     program = _compile(external_model(tmp_path / "m"), tmp_path / "out" / "p.leac")
     # the crafted model points at weights.bin, which a victim's current folder holds
-    _replace_embedded_model(program, (tmp_path / "m" / "model.onnx").read_bytes())
+    swap_embedded_model(program, (tmp_path / "m" / "model.onnx").read_bytes())
     x = np.zeros((4, 8), np.float32)
     np.savez(tmp_path / "m" / "data.npz", x=x, y=np.zeros(4, np.int64))
     monkeypatch.chdir(tmp_path / "m")
