@@ -51,12 +51,20 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.backends.cost import (
+    CostModel,
+    DigitalCounter,
+    EventCounts,
+    digital_add,
+    estimate_cost,
+    layer_cost,
+)
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import Chip
 from lea_compiler.chunks import samples_per_chunk
@@ -67,24 +75,12 @@ from lea_compiler.ir import Node
 from lea_compiler.program import Layer, Program
 from lea_compiler.reference import checked_session, run_session
 
-__all__ = ["MAX_DATA_BYTES", "Calibration", "CrossbarLayer", "Dataset", "Report", "calibrate", "estimate_cost",
-           "load_data", "simulate", "software_predictions", "top1"]
+__all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "EventCounts", "Report",
+           "calibrate", "estimate_cost", "load_data", "simulate", "software_predictions", "top1"]
 
 
 
 # ------------------------------------------------------------- crossbar layers
-@dataclass
-class EventCounts:
-    """What the crossbar kernels did, counted while simulating (per inference after `per_sample`)."""
-
-    reads: float = 0.0
-    adc_conversions: float = 0.0
-    dac_conversions: float = 0.0
-    device_reads: float = 0.0
-    digital_ops: float = 0.0
-    analog_ns: float = 0.0
-
-
 def _gaussian_table() -> np.ndarray:
     from statistics import NormalDist
 
@@ -322,158 +318,6 @@ class CrossbarLayer:
         counts.device_reads += cost.device_reads * applications
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
-
-
-class DigitalCounter:
-    """Listener: one digital op per output element of every non-crossbar node."""
-
-    def __init__(self, counts: EventCounts) -> None:
-        self.counts = counts
-
-    def on_node(self, node: Node, inputs: Sequence[Array | None], outputs: Sequence[Array]) -> None:
-        if node.op_type != "MVM":
-            self.counts.digital_ops += sum(out.size for out in outputs)
-
-
-# ------------------------------------------------------------------ cost model
-@dataclass(frozen=True)
-class LayerCost:
-    """Events and time of one application of a crossbar layer (one input vector)."""
-
-    reads: int
-    adc_conversions: int
-    dac_conversions: int
-    device_reads: int
-    digital_ops: int
-    analog_ns: float
-
-
-def digital_add(layer: Layer, node: Node) -> bool:
-    """Whether the periphery adds a vector after scaling: a digital bias, or a compensation offset."""
-    offset = layer.column_offset is not None and bool(np.any(layer.column_offset != 0))
-    return (not layer.bias_row and node.input(2) is not None) or offset
-
-
-def layer_cost(layer: Layer, chip: Chip, digital_bias: bool) -> LayerCost:
-    """Cost of applying a layer to one input vector (see docs/simulator.md)."""
-    p = chip.periphery
-    busy: dict[int, float] = defaultdict(float)
-    reads = adc = dac = devices = 0
-    for block in layer.blocks:
-        rows, cols = block.shape
-        for copy in block.copies:
-            for half in (copy.pos, copy.neg):
-                rounds = math.ceil(cols / p.adcs_per_array)
-                busy[half.region.array] += p.t_mvm_ns + rounds * p.t_adc_ns
-                reads += 1
-                adc += cols
-                dac += rows
-                devices += rows * cols
-    ops = 0
-    for block in layer.blocks:
-        cols = block.shape[1]
-        ops += layer.alpha * cols  # G+ - G- per copy
-        ops += layer.beta * cols  # sum of the selected copies, then one divide per column below
-        ops += cols
-    ops += (len(layer.row_bounds) - 1) * layer.cols  # partial sums
-    ops += layer.cols  # scale
-    ops += layer.cols if digital_bias else 0
-    return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Analytic per-inference cost of a Program, and of programming it."""
-
-    cycles_per_inference: float
-    latency_ns: float
-    throughput_per_s: float
-    energy_pJ_per_inference: float
-    energy_breakdown_pJ: dict[str, float]
-    analog_ns: float
-    digital_cycles: float
-    program_pulses: int
-    program_time_s: float
-    program_energy_uJ: float
-    applications: dict[str, int] = field(default_factory=dict)
-
-
-def _applications(program: Program) -> dict[str, int]:
-    """How often each crossbar layer is applied per sample (1 for a dense layer, OH*OW for a conv)."""
-    result = {}
-    for node in program.graph.nodes_of("MVM"):
-        x = node.input(0)
-        assert x is not None
-        shape = x.shape or ()
-        count = 1
-        for d in shape[1:-1]:
-            if not isinstance(d, int):
-                raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str()} is not fully known, "
-                                        "so the cost model cannot count its reads per sample")
-            count *= d
-        result[node.name] = count
-    return result
-
-
-def _digital_elements(program: Program) -> int:
-    """Output elements per sample of every non-crossbar node (one digital op each)."""
-    total = 0
-    for node in program.graph.nodes:
-        if node.op_type == "MVM":
-            continue
-        for out in node.outputs:
-            dims = out.shape[1:] if out.shape else ()
-            known = [d for d in dims if isinstance(d, int)]
-            if len(known) == len(dims):
-                total += math.prod(known)
-    return total
-
-
-def estimate_cost(program: Program, chip: Chip | None = None) -> CostModel:
-    """The analytic cost model of one inference and of programming (docs/simulator.md)."""
-    chip = chip or program.chip
-    p = chip.periphery
-    apps = _applications(program)
-    analog_ns = 0.0
-    digital = float(_digital_elements(program))
-    energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0}
-    for layer in program.layers:
-        node = program.graph.node(layer.name)
-        cost = layer_cost(layer, chip, digital_add(layer, node))
-        n = apps[layer.name]
-        analog_ns += cost.analog_ns * n
-        digital += cost.digital_ops * n
-        energy["device_reads"] += cost.device_reads * n * p.e_device_read_pJ
-        energy["adc"] += cost.adc_conversions * n * p.e_adc_pJ
-        energy["dac"] += cost.dac_conversions * n * p.e_dac_pJ
-    clock_ns = 1e3 / p.clock_MHz
-    latency = analog_ns + digital * clock_ns
-    pulses = program_pulses(program)
-    return CostModel(
-        cycles_per_inference=latency / clock_ns,
-        latency_ns=latency,
-        throughput_per_s=1e9 / latency if latency > 0 else math.inf,
-        energy_pJ_per_inference=sum(energy.values()),
-        energy_breakdown_pJ=energy,
-        analog_ns=analog_ns,
-        digital_cycles=digital,
-        program_pulses=pulses,
-        program_time_s=pulses * (p.t_write_pulse_ns + p.t_mvm_ns) * 1e-9,
-        program_energy_uJ=pulses * p.e_write_pulse_pJ * 1e-6,
-        applications=apps,
-    )
-
-
-def program_pulses(program: Program) -> int:
-    """Write-verify pulses to program every healthy device: one per level step up from the lowest, plus one."""
-    total = 0
-    for layer in program.layers:
-        for block in layer.blocks:
-            for copy in block.copies:
-                for half in (copy.pos, copy.neg):
-                    healthy = half.levels >= 0
-                    total += int(np.sum(half.levels[healthy].astype(np.int64) + 1))
-    return total
 
 
 # -------------------------------------------------------------------- simulate
