@@ -25,13 +25,12 @@ from lea_compiler.ops import (
     ML_DOMAIN,
     OPS,
     SATURATING_FLOAT8,
-    Window,
     constant_value,
     onnx_dtype,
     reduce_axes,
     shape_slice,
-    window_of,
 )
+from lea_compiler.shapes import Window, window_of
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]

@@ -31,7 +31,8 @@ import numpy as np
 
 from lea_compiler.errors import CompileError, InvalidModelError
 from lea_compiler.ir import Graph, Node, Value
-from lea_compiler.ops import LEAC_DOMAIN, constant_value, infer_node, window_of
+from lea_compiler.ops import LEAC_DOMAIN, constant_value, infer_node
+from lea_compiler.shapes import window_of
 
 
 @dataclass(frozen=True)
