@@ -136,7 +136,8 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import atomic_write_text, open_input, too_large
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
-from lea_compiler.program import Layer, Program, is_finite_json, program_problems
+from lea_compiler.program import Layer, Program
+from lea_compiler.program_checks import is_finite_json, program_problems
 
 logger = logging.getLogger(__name__)
 

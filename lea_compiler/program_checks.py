@@ -1,0 +1,270 @@
+"""Whether a Program is consistent: every way it contradicts itself, its chip or its graph.
+
+`Program.save` runs it before writing (a failure is a bug in leac) and
+`Program.load` after reading (a failure is a damaged or hand-edited file), and
+the board backend runs it before emitting anything.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lea_compiler.errors import UsageError
+from lea_compiler.ops import LEAC_DOMAIN
+
+if TYPE_CHECKING:  # program.py imports this module; the types are for the annotations only
+    from lea_compiler.program import CopyHalf, Layer, Program, ProgramBlock
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_) \
+        and math.isfinite(value)
+
+
+def _int_matrix(value: Any, shape: tuple[int, int], low: int, high: int) -> str | None:
+    """Why `value` is not an integer matrix of `shape` with entries in low..high, or None."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or value.shape != shape:
+        kind = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
+        return f"is {kind}, not an integer {shape[0]} x {shape[1]} matrix"
+    if value.size and (int(value.min()) < low or int(value.max()) > high):
+        return f"has a level index outside {low}..{high}"
+    return None
+
+
+def _float_vector(value: Any, size: int, *, positive: bool) -> bool:
+    return (isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.shape == (size,)
+            and bool(np.all(np.isfinite(value))) and (not positive or bool(np.all(value > 0))))
+
+
+def is_finite_json(value: Any) -> bool:
+    """Whether every number in a JSON value is finite (a board file, like strict JSON, has no NaN)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return False
+    return True
+
+
+def _partition(bounds: list[tuple[int, int]], total: int) -> bool:
+    """Whether the sorted distinct [start, stop) ranges cut 0..total into consecutive pieces."""
+    end = 0
+    for start, stop in bounds:
+        if start != end:
+            return False
+        end = stop
+    return end == total
+
+
+def program_problems(program: Program) -> list[str]:
+    """Every way the Program contradicts itself, its chip or its graph; empty for one `leac compile` wrote.
+
+    The backends index arrays by these facts, so `Program.load` and
+    `emit_board` refuse a Program with any problem. Checked: the fields'
+    types; every layer against its `leac.MVM` node (matrix size, bias); the
+    blocks cut the matrix into a grid; target and programmed levels are
+    integer matrices of the block's shape with indices in range; alpha
+    copies per block and a selection of beta of them per column; every copy
+    half lies inside a chip array, overlaps no other, and is marked stuck
+    (-1) exactly where the chip's device is stuck; the levels are the chip's;
+    scales, ranges and compensations are finite and positive where they must be.
+    """
+    problems: list[str] = []
+    for name in ("model", "options", "placement", "extra"):
+        if not isinstance(getattr(program, name), dict):
+            problems.append(f"{name} is not a JSON object")
+    if isinstance(program.model, dict) and not (isinstance(program.model.get("name"), str) and all(
+            program.model.get(key) is None or isinstance(program.model.get(key), str) for key in ("file", "sha256"))):
+        problems.append("model.name must be a string, and model.file and model.sha256 strings or null")
+    for name in ("model", "options", "placement", "extra"):
+        if not is_finite_json(getattr(program, name)):
+            problems.append(f"{name} holds a number that is not finite")
+    if isinstance(program.extra, dict) and not isinstance(program.extra.get("calibration", ""), str):
+        problems.append("extra.calibration must be a string")
+    if not isinstance(program.leac_version, str):
+        problems.append("leac_version is not a string")
+    graph = program.graph
+    names = [graph.name, *(v.name for v in graph.values())]
+    names += [text for node in graph.nodes for text in (node.name, node.op_type, node.domain)]
+    if not all(isinstance(text, str) for text in names) or not all(node.name for node in graph.nodes):
+        problems.append("graph: a name, op or domain is not a string (or a node name is empty)")
+    if not isinstance(graph.metadata, dict) or not isinstance(graph.opset, dict):
+        problems.append("graph: metadata and opset must be JSON objects")
+    chip = program.chip
+    levels = tuple(chip.device.levels_uS)
+    mvms = {n.name: n for n in program.graph.nodes if n.op_type == "MVM" and n.domain == LEAC_DOMAIN}
+    seen: set[Any] = set()
+    halves: list[tuple[str, int, np.ndarray, CopyHalf]] = []  # (where, array id, stuck-or-not per device, half)
+    for layer in program.layers:
+        if not isinstance(layer.name, str) or layer.name in seen:
+            problems.append(f"layer name {layer.name!r} is not a string or is used twice")
+            continue
+        seen.add(layer.name)
+        problems.extend(_layer_problems(layer, mvms.get(layer.name), levels))
+    for name in sorted(set(mvms) - seen):
+        problems.append(f"{mvms[name].describe()} has no mapped layer in the Program")
+    if problems:
+        return problems  # the placement checks below index by the facts just checked
+    stuck: dict[int, np.ndarray] = {}
+    for layer in program.layers:
+        for block in layer.blocks:
+            for copy in block.copies:
+                for polarity, half in (("pos", copy.pos), ("neg", copy.neg)):
+                    where = f"layer {layer.name!r} block {block.index} copy {copy.copy} {polarity}"
+                    region = half.region
+                    if region.array not in stuck:
+                        try:
+                            chip.array(region.array)
+                        except UsageError:
+                            problems.append(f"{where}: array {region.array} is not on the chip")
+                            continue
+                        stuck[region.array] = chip.stuck_map(region.array)[0] != 0
+                    halves.append((where, region.array, stuck[region.array], half))
+    taken: dict[int, np.ndarray] = {array: np.zeros(state.shape, bool) for array, state in stuck.items()}
+    placed: dict[int, list[int]] = {array: [] for array in stuck}  # the halves on each array so far
+    for index, (where, array, state, half) in enumerate(halves):
+        region, used = half.region, taken[array]
+        rows, cols = half.levels.shape
+        if region.row + rows > used.shape[0] or region.col + cols > used.shape[1]:
+            problems.append(f"{where}: region (row {region.row}, col {region.col}) + {rows} x {cols} is outside "
+                            f"array {array} ({used.shape[0]} x {used.shape[1]})")
+            continue
+        window = (slice(region.row, region.row + rows), slice(region.col, region.col + cols))
+        if np.any(used[window]):
+            other = next(halves[i][0] for i in placed[array] if _overlap(halves[i][3], half))
+            problems.append(f"{where}: its region on array {array} overlaps {other}")
+            continue
+        used[window] = True
+        placed[array].append(index)
+        mismatch = (half.levels == -1) != state[window]
+        if np.any(mismatch):
+            r, c = (int(i) for i in np.argwhere(mismatch)[0])
+            problems.append(
+                f"{where}: device (array {array}, row {region.row + r}, col {region.col + c}) is "
+                + ("stuck on the chip but the Program programs it" if state[window][r, c]
+                   else "marked stuck (-1) in the Program but healthy on the chip"))
+    return problems
+
+
+def _overlap(a: CopyHalf, b: CopyHalf) -> bool:
+    """Whether two copy halves on one array share a device."""
+    (ar, ac), (br, bc) = a.levels.shape, b.levels.shape
+    ra, rb = a.region, b.region
+    return ra.row < rb.row + br and rb.row < ra.row + ar and ra.col < rb.col + bc and rb.col < ra.col + ac
+
+
+def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[str]:
+    where = f"layer {layer.name!r}"
+    sizes = {"rows": layer.rows, "cols": layer.cols, "alpha": layer.alpha, "beta": layer.beta}
+    bad = [key for key, value in sizes.items() if not _is_int(value) or value < 1]
+    if bad or not isinstance(layer.bias_row, bool):
+        return [f"{where}: {', '.join(bad) or 'bias_row'} is not a positive integer (bias_row: a boolean)"]
+    problems = []
+    if node is None:
+        problems.append(f"{where} has no leac.MVM node of that name in the graph")
+    else:
+        matrix, bias = node.input(1), node.input(2)
+        shape = None if matrix is None or matrix.const is None else tuple(np.shape(matrix.const))
+        if shape != (layer.rows - layer.bias_row, layer.cols):
+            problems.append(f"{where}: {layer.rows} x {layer.cols} (bias row: {layer.bias_row}) does not match "
+                            f"its node's matrix {shape}")
+        if bias is not None and (bias.const is None or np.shape(bias.const) != (layer.cols,)
+                                 or bias.const.dtype.kind != "f" or not np.all(np.isfinite(bias.const))):
+            problems.append(f"{node.describe()}: the bias is not a constant vector of {layer.cols} finite numbers")
+        if layer.bias_row and bias is None:
+            problems.append(f"{where}: a bias row without a bias")
+    if layer.beta > layer.alpha:
+        problems.append(f"{where}: beta {layer.beta} is more than alpha {layer.alpha}")
+    if not isinstance(layer.encoding, str):
+        problems.append(f"{where}: encoding is not a string")
+    if tuple(layer.levels_uS) != levels:
+        problems.append(f"{where}: levels {list(layer.levels_uS)} are not the chip's {list(levels)}")
+    if not isinstance(layer.quantization, dict):
+        problems.append(f"{where}: quantization is not a JSON object")
+    if not _float_vector(layer.scale, layer.cols, positive=True):
+        problems.append(f"{where}: the scale is not {layer.cols} positive numbers")
+    if layer.input_full_scale is not None and not (_is_number(layer.input_full_scale)
+                                                   and layer.input_full_scale > 0):
+        problems.append(f"{where}: input_full_scale {layer.input_full_scale!r} is not a positive number")
+    if (layer.column_gain is None) != (layer.column_offset is None):
+        problems.append(f"{where}: a compensation needs both a gain and an offset per column")
+    elif layer.column_gain is not None and layer.column_offset is not None:
+        if not _float_vector(layer.column_gain, layer.cols, positive=True):
+            problems.append(f"{where}: the compensation gain is not {layer.cols} positive numbers")
+        if not _float_vector(layer.column_offset, layer.cols, positive=False):
+            problems.append(f"{where}: the compensation offset is not {layer.cols} finite numbers")
+        elif layer.bias_row and np.any(layer.column_offset != 0):
+            problems.append(f"{where}: a compensation offset needs a digital bias, not a bias row")
+    if not isinstance(layer.blocks, tuple) or not layer.blocks:
+        return [*problems, f"{where}: no blocks"]
+    indices: set[int] = set()
+    cells: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+    for block in layer.blocks:
+        block_problems = _block_problems(layer, block, len(levels) - 1)
+        problems.extend(f"{where} block {block.index}: {p}" for p in block_problems)
+        if block_problems:
+            continue
+        if block.index in indices:
+            problems.append(f"{where}: block index {block.index} is used twice")
+        indices.add(block.index)
+        cells.add(((block.row_start, block.row_stop), (block.col_start, block.col_stop)))
+    if len(cells) == len(layer.blocks):
+        row_bounds, col_bounds = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
+        if not (_partition(row_bounds, layer.rows) and _partition(col_bounds, layer.cols)
+                and len(cells) == len(row_bounds) * len(col_bounds)):
+            problems.append(f"{where}: the blocks do not cut the {layer.rows} x {layer.cols} matrix into a grid")
+    elif not problems:
+        problems.append(f"{where}: two blocks cover the same part of the matrix")
+    return problems
+
+
+def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
+    bounds = (block.index, block.row_block, block.col_block, block.row_start, block.row_stop, block.col_start,
+              block.col_stop)
+    if not all(_is_int(v) for v in bounds):
+        return ["an index or bound is not an integer"]
+    if not (0 <= block.row_start < block.row_stop <= layer.rows and 0 <= block.col_start < block.col_stop
+            <= layer.cols):
+        return [f"rows {block.row_start}..{block.row_stop} or cols {block.col_start}..{block.col_stop} are outside "
+                f"the {layer.rows} x {layer.cols} matrix"]
+    shape = block.shape
+    problems = []
+    for name in ("target_pos", "target_neg"):
+        why = _int_matrix(getattr(block, name), shape, 0, top)
+        if why:
+            problems.append(f"{name} {why}")
+    selection = block.selection
+    if not (isinstance(selection, np.ndarray) and selection.dtype == np.bool_
+            and selection.shape == (layer.alpha, shape[1]) and np.all(selection.sum(axis=0) == layer.beta)):
+        problems.append(f"the selection does not pick beta = {layer.beta} of the alpha = {layer.alpha} copies "
+                        "for every column")
+    if block.adc_full_scale_uA is not None and not (_is_number(block.adc_full_scale_uA)
+                                                    and block.adc_full_scale_uA > 0):
+        problems.append(f"adc_full_scale_uA {block.adc_full_scale_uA!r} is not a positive number")
+    if not isinstance(block.copies, tuple) or len(block.copies) != layer.alpha:
+        return [*problems, f"has {len(block.copies)} copies, not alpha = {layer.alpha}"]
+    for number, copy in enumerate(block.copies):
+        if copy.copy != number or not _is_int(copy.copy):
+            problems.append(f"copy {number} is numbered {copy.copy!r}")
+        for polarity, half in (("pos", copy.pos), ("neg", copy.neg)):
+            region = half.region
+            if not all(_is_int(v) and v >= 0 for v in (region.array, region.row, region.col)):
+                problems.append(f"copy {number} {polarity}: region {[region.array, region.row, region.col]} is "
+                                "not three non-negative integers")
+            why = _int_matrix(half.levels, shape, -1, top)
+            if why:
+                problems.append(f"copy {number} {polarity}: the levels {why}")
+            if not _is_number(half.cost_uS):
+                problems.append(f"copy {number} {polarity}: cost_uS {half.cost_uS!r} is not a number")
+    return problems
