@@ -26,7 +26,8 @@ def _fifo(path: Path) -> Path:
 
 
 def _char_device(path: Path) -> Path:
-    try:  # device numbers 1, 3 (the null device), made in tmp_path; needs root (CAP_MKNOD), which a user running leac as root has
+    # device numbers 1, 3 (the null device), made in tmp_path; needs root (CAP_MKNOD), as leac run as root has
+    try:
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     except PermissionError:
         pytest.skip("making a device node needs root")
