@@ -696,7 +696,7 @@ def test_a_flood_of_empty_lines_is_streamed_and_reported_once(board_file: Path, 
 
 def test_problems_are_capped_in_file_order_with_a_count_of_the_rest(board_file: Path, tmp_path: Path,
                                                                    monkeypatch, capsys) -> None:
-    monkeypatch.setattr(board, "MAX_PROBLEMS", 10)
+    monkeypatch.setattr(board.reader, "MAX_PROBLEMS", 10)
     text = board_file.read_text().splitlines()
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join([*text[:2], *(f"x{i}" for i in range(1000)), *text[2:]]) + "\n")
@@ -731,8 +731,8 @@ def test_a_byte_order_mark_is_refused_saying_what_it_is(board_file: Path) -> Non
 
 
 def test_a_line_longer_than_the_limit_is_skipped_unread(board_file: Path, monkeypatch) -> None:
-    monkeypatch.setattr(board, "MAX_LINE_BYTES", 4096)
-    monkeypatch.setattr(board, "_CHUNK", 1000)  # the long line spans chunks
+    monkeypatch.setattr(board.reader, "MAX_LINE_BYTES", 4096)
+    monkeypatch.setattr(board.reader, "_CHUNK", 1000)  # the long line spans chunks
     _rewrite(board_file, lambda ls: ls.insert(_W, '{"op": "write", "x": "' + "y" * 10_000 + '"}'))
     problems = validate_board(board_file)
     assert problems[0] == "line 3: longer than 4096 bytes, more than leac reads", problems
@@ -740,6 +740,6 @@ def test_a_line_longer_than_the_limit_is_skipped_unread(board_file: Path, monkey
 
 
 def test_a_program_whose_board_lines_fit_validates_after_streaming(board_file: Path, monkeypatch) -> None:
-    monkeypatch.setattr(board, "_CHUNK", 7)  # lines cut across many chunks read back whole
+    monkeypatch.setattr(board.reader, "_CHUNK", 7)  # lines cut across many chunks read back whole
     assert validate_board(board_file) == []
     assert read_board(board_file).to_text() == board_file.read_text()
