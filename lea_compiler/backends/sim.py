@@ -69,7 +69,7 @@ from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import Chip
 from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
-from lea_compiler.errors import InvalidInputError, UsageError
+from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.ir import Node
 from lea_compiler.program import Layer, Program
@@ -492,6 +492,9 @@ def simulate(
                 for name, value in mvm_values.items():
                     squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
                     reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
+                    if not (math.isfinite(squared[name]) and math.isfinite(reference_sq[name])):
+                        raise BadDataError(f"{data.name}: the data drives the output of layer {name!r} to infinity or NaN "
+                                           "(float32 overflow), so its error cannot be measured; scale the data down")
                 outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
                 predictions.append(top1(outputs, output))
                 del sim_out, ref_out, outputs

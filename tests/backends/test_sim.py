@@ -263,3 +263,24 @@ def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> Non
                 assert chunked[key] == pytest.approx(value, rel=1e-4)
             elif key != "seconds":
                 assert chunked[key] == value, key
+
+
+def test_data_that_overflows_a_layer_is_refused_not_a_bug(tmp_path, capsys) -> None:
+    """A finite float32 value (3e38) whose layer output overflows gave an infinite layer error and exit 1 with
+    --json (found by bench_fuzz, data corrupt 'values:3e+38')."""
+    from pathlib import Path
+
+    from lea_compiler.cli import main
+
+    root = Path(__file__).resolve().parents[2] / "lea_compiler" / "data"
+    program = tmp_path / "m.leac"
+    assert main(["compile", str(root / "yinyang_mlp.onnx"), "--chip", str(root / "paper_chip.json"), "-k", "1",
+                 "-o", str(program)]) == 0
+    x = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    x[3, 2] = 3e38
+    np.savez(tmp_path / "big.npz", x=x, y=np.zeros(50, np.int64))
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--data", str(tmp_path / "big.npz"), "--json"]) == 3
+    out, err = capsys.readouterr()
+    assert "the data drives the output of layer 'fc1' to infinity or NaN" in err
+    assert json.loads(out)["kind"] == "BadDataError"
