@@ -210,13 +210,16 @@ def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[
         return [*problems, f"{where}: no blocks"]
     indices: set[int] = set()
     cells: set[tuple[tuple[int, int], tuple[int, int]]] = set()
-    for block in layer.blocks:
+    for position, block in enumerate(layer.blocks):
         block_problems = _block_problems(layer, block, len(levels) - 1)
         problems.extend(f"{where} block {block.index}: {p}" for p in block_problems)
         if block_problems:
             continue
         if block.index in indices:
             problems.append(f"{where}: block index {block.index} is used twice")
+        elif block.index != position:  # the backends name and count blocks by their index
+            problems.append(f"{where}: block {position} has index {block.index}; blocks are numbered in order "
+                            "from 0")
         indices.add(block.index)
         cells.add(((block.row_start, block.row_stop), (block.col_start, block.col_stop)))
     if len(cells) == len(layer.blocks):

@@ -120,6 +120,9 @@ DAMAGES: dict[str, tuple[Callable[[Entries], None], str]] = {
     "model_onnx_replaced": (_model_sha, "does not match its sha256"),
     # and the checks around them
     "alpha_mismatch": (_header(_set("layers/0/alpha", 3)), "copies, not alpha = 3"),
+    # emit wrote a board file whose header counts disagreed with its records (found by bench_fuzz)
+    "block_index_not_its_position": (_header(_set("layers/0/blocks/0/index", 7)),
+                                     "blocks are numbered in order from 0"),
     "beta_above_alpha": (_header(_set("layers/0/beta", 5)), "beta 5 is more than alpha 2"),
     "block_outside_matrix": (_header(_set("layers/0/blocks/0/rows", [0, 99])),
                              r"rows \[0, 99\] is outside the layer's 4"),
@@ -355,3 +358,4 @@ def test_loading_a_small_program_does_not_ask_for_the_whole_limit_in_memory(prog
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20, f"loading held {peak / 2**20:.1f} MiB"
+
