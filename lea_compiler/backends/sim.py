@@ -493,8 +493,9 @@ def simulate(
                     squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
                     reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
                     if not (math.isfinite(squared[name]) and math.isfinite(reference_sq[name])):
-                        raise BadDataError(f"{data.name}: the data drives the output of layer {name!r} to infinity or NaN "
-                                           "(float32 overflow), so its error cannot be measured; scale the data down")
+                        raise BadDataError(f"{data.name}: the data drives the output of layer {name!r} to infinity "
+                                           "or NaN (float32 overflow), so its error cannot be measured; scale the "
+                                           "data down")
                 outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
                 predictions.append(top1(outputs, output))
                 del sim_out, ref_out, outputs
