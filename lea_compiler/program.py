@@ -62,6 +62,7 @@ from lea_compiler.placement import Region
 from lea_compiler.program_archive import (
     MAX_PROGRAM_JSON_BYTES,
     array_specs,
+    check_graph_arrays,
     member_sha256,
     model_bound,
     read_array,
@@ -297,6 +298,7 @@ class Program:
             file_name = header["chip"].get("file")  # the chip file compiled for (absent before issue 12)
             chip = chip.with_file_name(file_name if isinstance(file_name, str) else None)
             specs = array_specs(header, chip, set(archive.namelist()), source)
+            check_graph_arrays(archive, specs, header, source)
 
             def array(name: str) -> np.ndarray:
                 return read_array(archive, name, specs[name], source)

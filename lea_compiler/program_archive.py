@@ -213,6 +213,30 @@ def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: s
     return specs
 
 
+GRAPH_BYTES_PER_MODEL_BYTE = 4
+"""The digital constants of a Program's graph come from its model's initializers, at most widened to
+float32 (4 bytes for an int8 or 1-byte type): their arrays may hold at most this many bytes per byte of the
+embedded model, plus `GRAPH_BYTES_SLACK`."""
+
+GRAPH_BYTES_SLACK = 16 * 2**20
+
+
+def check_graph_arrays(archive: zipfile.ZipFile, specs: dict[str, ArraySpec], header: dict[str, Any],
+                       source: str) -> None:
+    """Refuse, before any is read, graph constants whose members declare more bytes than the model could
+    give (`GRAPH_BYTES_PER_MODEL_BYTE`): a crafted Program's 3 GiB constant would otherwise be allocated.
+
+    Raises:
+        InvalidInputError: the graph's arrays declare too many bytes.
+    """
+    limit = GRAPH_BYTES_PER_MODEL_BYTE * model_bound(header, source) + GRAPH_BYTES_SLACK
+    declared = sum(archive.getinfo(f"arrays/{name}.npy").file_size for name, spec in specs.items()
+                   if spec.shape is None)
+    if declared > limit:
+        raise InvalidInputError(f"{source}: damaged Program: its graph's constants declare {declared} bytes, more "
+                                f"than its model of at most {model_bound(header, source)} bytes could give ({limit})")
+
+
 def read_array(archive: zipfile.ZipFile, name: str, spec: ArraySpec, source: str) -> np.ndarray:
     """Array `name` (member `arrays/NAME.npy`), its header checked against `spec` and the member's declared
     size before anything is allocated; never unpickles.

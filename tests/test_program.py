@@ -359,3 +359,15 @@ def test_loading_a_small_program_does_not_ask_for_the_whole_limit_in_memory(prog
         tracemalloc.stop()
     assert peak < 64 * 2**20, f"loading held {peak / 2**20:.1f} MiB"
 
+
+
+def test_graph_constants_larger_than_the_model_could_give_are_refused_before_reading(program_bytes) -> None:
+    """A 32 MiB constant (32 kB compressed) in a Program whose model has about 1 kB: before, it was allocated
+    whole (a 3 GiB one was a MemoryError in emit and simulate; bench_fuzz program bomb 'array:graph.init*')."""
+    entries = _entries(program_bytes)
+    dtype = np.load(io.BytesIO(entries["arrays/graph.init1.npy"])).dtype
+    big = io.BytesIO()
+    np.lib.format.write_array(big, np.zeros(32 * 2**20 // dtype.itemsize, dtype))
+    entries["arrays/graph.init1.npy"] = big.getvalue()
+    _refused_within(_archive(entries), r"its graph's constants declare \d+ bytes, more than its model of at most "
+                                       r"\d+ bytes could give", 8 * 2**20)
