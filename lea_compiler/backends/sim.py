@@ -490,8 +490,9 @@ def simulate(
                                           listeners=[listener])
                 ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
                 for name, value in mvm_values.items():
-                    squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
-                    reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
+                    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+                        squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
+                        reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
                     if not (math.isfinite(squared[name]) and math.isfinite(reference_sq[name])):
                         raise BadDataError(f"{data.name}: the data drives the output of layer {name!r} to infinity "
                                            "or NaN (float32 overflow), so its error cannot be measured; scale the "

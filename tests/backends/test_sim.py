@@ -283,4 +283,5 @@ def test_data_that_overflows_a_layer_is_refused_not_a_bug(tmp_path, capsys) -> N
     assert main(["simulate", str(program), "--data", str(tmp_path / "big.npz"), "--json"]) == 3
     out, err = capsys.readouterr()
     assert "the data drives the output of layer 'fc1' to infinity or NaN" in err
+    assert err.count("\n") == 1 and "Warning" not in err  # one line: no numpy warning before it
     assert json.loads(out)["kind"] == "BadDataError"
