@@ -104,11 +104,6 @@ class ChipResult(Outcome):
         return self.chip_file
 
     @property
-    def name(self) -> str:
-        """The chip file's name without .json (its outputs' stem)."""
-        return Path(self.chip_file).stem
-
-    @property
     def seconds(self) -> float:
         return float(self.report["compile_seconds"])
 

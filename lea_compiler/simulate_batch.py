@@ -123,11 +123,6 @@ class ProgramResult(Outcome):
         return self.program_file
 
     @property
-    def name(self) -> str:
-        """The Program file's name without .leac."""
-        return Path(self.program_file).stem
-
-    @property
     def seconds(self) -> float:
         return float(self.report["seconds"])
 

@@ -73,6 +73,15 @@ class Outcome:
     report: dict[str, Any]
 
     @property
+    def source(self) -> str:
+        raise NotImplementedError  # the chip or Program file, as given
+
+    @property
+    def name(self) -> str:
+        """The input file's name without its extension (a batch's outputs and rows are named by it)."""
+        return Path(self.source).stem
+
+    @property
     def status(self) -> str:
         return str(self.report["status"])
 
