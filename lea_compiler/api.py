@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lea_compiler.backends.board import BoardSummary
+from lea_compiler.backends.board import BoardSummary, board_schedule, read_board
 from lea_compiler.backends.board import emit_board as _emit_board
 from lea_compiler.backends.sim import Report
 from lea_compiler.backends.sim import simulate as _simulate
@@ -141,6 +141,7 @@ def simulate(
     output: str | None = None,
     threads: int = 1,
     batch_size: int = 2048,
+    board: PathLike | None = None,
 ) -> Report:
     """Simulate a Program (or a .leac file) on one or more data sets, as `leac simulate` does.
 
@@ -159,18 +160,22 @@ def simulate(
     on the command line; the report does not depend on it). `batch_size`
     (samples per noise block: each crossbar layer draws one read-noise seed per
     block; a block runs in memory-bounded chunks, `lea_compiler.chunks`) has no flag.
+    `board` is a board file emitted from the Program (`leac simulate BOARD --program PROGRAM`): its records
+    are what runs, and the report equals the Program's when the file is the Program's.
 
     Raises:
         UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.
         BadDataError: a data set does not fit the model or has labels it never predicts.
-        InvalidInputError: a `chip` without the arrays the Program uses.
+        InvalidInputError: a `chip` without the arrays the Program uses, or a `board` file that is not valid or
+            not emitted from this Program.
     """
     if not isinstance(program, Program):
         program = Program.load(program)
     datasets = as_datasets(data, program.graph)
     sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
+    schedule = None if board is None else board_schedule(read_board(board))
     return _simulate(program, datasets, chip=sim_chip, seed=seed, ideal=ideal, exact_read_noise=exact_read_noise,
-                     output=output, threads=threads, batch_size=batch_size)
+                     output=output, threads=threads, batch_size=batch_size, board=schedule)
 
 
 def simulate_many(

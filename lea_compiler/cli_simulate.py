@@ -8,10 +8,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from lea_compiler.backends.board import board_schedule, read_board
 from lea_compiler.backends.sim import load_data, simulate
 from lea_compiler.chip import load_chip
 from lea_compiler.cli_batch import first_line, run_batch
 from lea_compiler.errors import UsageError
+from lea_compiler.fileio import input_kind
 from lea_compiler.program import Program
 from lea_compiler.report_json import dumps_report
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
@@ -57,7 +59,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     p.add_argument("program", nargs="*", metavar="PROGRAM.leac",
-                   help="the compiled Program; give several to simulate them all (see below)")
+                   help="the compiled Program; give several to simulate them all (see below); or a board file "
+                        "(leac emit) with --program")
+    p.add_argument("--program", dest="board_program", metavar="PROGRAM.leac",
+                   help="with a board file: the Program it was emitted from, which gives the digital reference, "
+                        "the software baseline and the chip (unless --chip); the board file's records are what "
+                        "runs, and the report equals the Program's")
     p.add_argument("--program-dir", metavar="DIR", help="simulate every Program DIR/*.leac (see below)")
     p.add_argument("--data", action="append", required=True, metavar="DATA.npz",
                    help=".npz with x (inputs, batch first) and y (integer labels); repeat for several sets")
@@ -101,19 +108,42 @@ def run(args: argparse.Namespace) -> int:
         return _run_many(args)
     if not programs:
         raise UsageError("give the Program: PROGRAM.leac (several, or --program-dir DIR, for many chips)")
-    program = Program.load(programs[0])
+    board = None
+    if _is_board_file(programs[0]):
+        if args.board_program is None:
+            raise UsageError(f"{programs[0]} is a board file: give the Program it was emitted from with --program "
+                             "PROGRAM.leac")
+        board = board_schedule(read_board(programs[0]))
+        program = Program.load(args.board_program)
+    elif args.board_program is not None:
+        raise UsageError(f"--program names the Program of a board file, but {programs[0]} is not a board file")
+    else:
+        program = Program.load(programs[0])
     datasets = [load_data(path, program.graph) for path in args.data]
     chip = load_chip(args.chip) if args.chip else None
     threads = DEFAULT_THREADS if args.threads is None else args.threads
     report = simulate(program, datasets, chip=chip, seed=args.seed, ideal=args.ideal,
-                      exact_read_noise=args.exact_read_noise, output=args.output, threads=threads)
+                      exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board)
     data = report.to_json()
-    data["program"] = programs[0]
+    data["program"] = programs[0] if board is None else args.board_program
+    if board is not None:
+        data["board"] = programs[0]
     if args.json:
         print(dumps_report(data))
     else:
         print_report(data)
     return 0
+
+
+def _is_board_file(path: str) -> bool:
+    """Whether `path` starts like a board file (a JSON line) rather than a Program (a zip archive)."""
+    if input_kind(path) is not None:
+        return False  # not a regular file: Program.load says what it is
+    try:
+        with open(path, "rb") as file:
+            return file.read(1) == b"{"
+    except OSError:
+        return False  # Program.load says what is wrong with the path
 
 
 def _pct(value: float | None) -> str:

@@ -12,13 +12,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from lea_compiler.chip import Chip
+from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
-from lea_compiler.program import Layer, Program
+from lea_compiler.program import Program
+from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 
 
 @dataclass
@@ -57,36 +56,30 @@ class LayerCost:
     analog_ns: float
 
 
-def digital_add(layer: Layer, node: Node) -> bool:
-    """Whether the periphery adds a vector after scaling: a digital bias, or a compensation offset."""
-    offset = layer.column_offset is not None and bool(np.any(layer.column_offset != 0))
-    return (not layer.bias_row and node.input(2) is not None) or offset
-
-
-def layer_cost(layer: Layer, chip: Chip, digital_bias: bool) -> LayerCost:
-    """Cost of applying a layer to one input vector (see docs/simulator.md)."""
-    p = chip.periphery
+def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
+    """Cost of applying a layer's schedule to one input vector (see docs/simulator.md): its reads and
+    conversions as the records give them, and one digital op per combined, summed, scaled and biased value, plus
+    the input's max |x| when the layer scales each vector by its own (no calibrated `x_fs`)."""
+    p = periphery
     busy: dict[int, float] = defaultdict(float)
     reads = adc = dac = devices = 0
-    for block in layer.blocks:
-        rows, cols = block.shape
-        for copy in block.copies:
-            for half in (copy.pos, copy.neg):
-                rounds = math.ceil(cols / p.adcs_per_array)
-                busy[half.region.array] += p.t_mvm_ns + rounds * p.t_adc_ns
-                reads += 1
-                adc += cols
-                dac += rows
-                devices += rows * cols
+    for read, convert in plan.reads:
+        busy[read.array] += p.t_mvm_ns + convert.rounds * p.t_adc_ns
+        reads += 1
+        adc += convert.col_stop - convert.col_start
+        dac += read.rows
+        devices += read.rows * read.cols
+    start = plan.start
     ops = 0
-    for block in layer.blocks:
-        cols = block.shape[1]
-        ops += layer.alpha * cols  # G+ - G- per copy
-        ops += layer.beta * cols  # sum of the selected copies, then one divide per column below
+    for combine in plan.combines:
+        cols = combine.col_stop - combine.col_start
+        ops += start.alpha * cols  # G+ - G- per copy
+        ops += combine.divisor * cols  # sum of the selected copies, then one divide per column below
         ops += cols
-    ops += (len(layer.row_bounds) - 1) * layer.cols  # partial sums
-    ops += layer.cols  # scale
-    ops += layer.cols if digital_bias else 0
+    ops += (len(start.row_blocks) - 1) * start.cols  # partial sums
+    ops += start.cols  # scale
+    ops += start.cols if plan.bias is not None else 0
+    ops += start.inputs if plan.scale.x_fs is None else 0  # the vector's own full scale: max |x_i|
     return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
 
 
@@ -138,18 +131,19 @@ def _digital_elements(program: Program) -> int:
     return total
 
 
-def estimate_cost(program: Program, chip: Chip | None = None) -> CostModel:
-    """The analytic cost model of one inference and of programming (docs/simulator.md)."""
+def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None) -> CostModel:
+    """The analytic cost model of one inference and of programming (docs/simulator.md), of the Program's
+    schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`."""
     chip = chip or program.chip
+    schedule = schedule or schedule_of(program)
     p = chip.periphery
     apps = _applications(program)
     analog_ns = 0.0
     digital = float(_digital_elements(program))
     energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0}
-    for layer in program.layers:
-        node = program.graph.node(layer.name)
-        cost = layer_cost(layer, chip, digital_add(layer, node))
-        n = apps[layer.name]
+    for name, plan in schedule.layers.items():
+        cost = layer_cost(plan, p)
+        n = apps[name]
         analog_ns += cost.analog_ns * n
         digital += cost.digital_ops * n
         energy["device_reads"] += cost.device_reads * n * p.e_device_read_pJ
@@ -157,7 +151,7 @@ def estimate_cost(program: Program, chip: Chip | None = None) -> CostModel:
         energy["dac"] += cost.dac_conversions * n * p.e_dac_pJ
     clock_ns = 1e3 / p.clock_MHz
     latency = analog_ns + digital * clock_ns
-    pulses = program_pulses(program)
+    pulses = schedule.program_pulses
     return CostModel(
         cycles_per_inference=latency / clock_ns,
         latency_ns=latency,
@@ -171,15 +165,3 @@ def estimate_cost(program: Program, chip: Chip | None = None) -> CostModel:
         program_energy_uJ=pulses * p.e_write_pulse_pJ * 1e-6,
         applications=apps,
     )
-
-
-def program_pulses(program: Program) -> int:
-    """Write-verify pulses to program every healthy device: one per level step up from the lowest, plus one."""
-    total = 0
-    for layer in program.layers:
-        for block in layer.blocks:
-            for copy in block.copies:
-                for half in (copy.pos, copy.neg):
-                    healthy = half.levels >= 0
-                    total += int(np.sum(half.levels[healthy].astype(np.int64) + 1))
-    return total

@@ -50,7 +50,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +60,6 @@ from lea_compiler.backends.cost import (
     CostModel,
     DigitalCounter,
     EventCounts,
-    digital_add,
     estimate_cost,
     layer_cost,
 )
@@ -71,246 +69,90 @@ from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
-from lea_compiler.ir import Node
-from lea_compiler.program import Layer, Program
+from lea_compiler.program import Program
 from lea_compiler.reference import checked_session, run_session
+from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
+from lea_compiler.schedule.lower import digital_record, is_crossbar
+from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
+from lea_compiler.schedule.records import Read
 
-__all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "EventCounts", "Report",
-           "calibrate", "estimate_cost", "load_data", "simulate", "software_predictions", "top1"]
+__all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "EventCounts", "NoiseSpan",
+           "Report", "calibrate", "estimate_cost", "gaussian", "load_data", "simulate", "software_predictions",
+           "top1"]
 
 
 
 # ------------------------------------------------------------- crossbar layers
-def _gaussian_table() -> np.ndarray:
-    from statistics import NormalDist
-
-    quantiles = (np.arange(1 << 16) + 0.5) / (1 << 16)
-    inverse = np.vectorize(NormalDist().inv_cdf)
-    return inverse(quantiles).astype(np.float32)
-
-
-_GAUSSIAN = _gaussian_table()
-
-
-def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 samples drawn as the 65,536 equiprobable quantiles of N(0, 1).
-
-    Five times faster than `standard_normal` (16 raw random bits per sample
-    and one lookup), which dominated the simulator's time; the tails stop at
-    4.3 sigma, which changes nothing for read noise that is a bounded sum of
-    uniform terms anyway.
-    """
-    count = math.prod(shape)
-    bits = rng.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
-    return np.take(_GAUSSIAN, bits).reshape(shape)
-
-
 SOFTWARE_CHUNK_SAMPLES = 2048
 """Most samples per onnxruntime run of the software baseline (fewer when `chunks.CHUNK_BYTES` says so)."""
 
-_CHUNK_CURRENTS = 1 << 17
-"""Column currents per chunk of samples (float32: 512 KiB, so a chunk's elementwise passes stay in cache)."""
-
-
-@dataclass(frozen=True)
-class NoiseSpan:
-    """Where a call of `CrossbarLayer.forward` lies in its noise block: the read noise of a block of samples
-    is drawn from `base` in the layer's cache-sized chunks of the whole block, so a block run in several
-    calls (memory chunks, `lea_compiler.chunks`) gets exactly the noise it gets when run in one."""
-
-    base: int  # the block's seed for this layer
-    block_samples: int  # samples in the whole block
-    offset: int  # the first sample of this call, within the block
-
-
-@dataclass(frozen=True)
-class _RowBlock:
-    r0: int
-    r1: int
-    g: np.ndarray  # (rows, 2 * alpha * cols): G+ of every copy, then G-, over the ADC step of the column
-    inv_step: np.ndarray  # (2 * alpha * cols,)
-    weights: np.ndarray  # (2 * alpha, cols): ADC step x selection / beta, negated for G-
-
 
 class CrossbarLayer:
-    """One Program layer on the simulated chip: its devices' conductances, and its forward pass."""
+    """One crossbar layer of a schedule on the simulated chip: its devices' conductances, and its forward pass
+    (`lea_compiler.schedule.execute`, which the board's records define)."""
 
     def __init__(
         self,
-        layer: Layer,
-        node: Node,
+        plan: LayerPlan,
+        schedule: Schedule,
         chip: Chip,
         rng: np.random.Generator,
         *,
         ideal: bool,
         exact_read_noise: bool,
-        compiled_chip: Chip | None = None,
     ) -> None:
-        self.layer = layer
-        self.compiled_chip = compiled_chip or chip  # whose stuck devices an ideal joint layer reads
-        self.node = node
+        self.plan = plan
         self.chip = chip
         self.ideal = ideal
-        self.exact_read_noise = exact_read_noise
-        self.levels = np.asarray(layer.levels_uS, dtype=np.float64)
         device = chip.device
         self.read_noise = 0.0 if ideal else device.read_noise_uS
-        bias = node.input(2)
-        self.digital_bias = None if layer.bias_row or bias is None else np.asarray(bias.const, dtype=np.float64)
-        # the stuck-device compensation is for the compiled chip's defects, which ideal devices do not have
-        self.gain = None if ideal or layer.column_gain is None else np.asarray(layer.column_gain, np.float64)
-        self.offset = None if ideal or layer.column_offset is None else np.asarray(layer.column_offset, np.float64)
-        self.x_fs = 1.0
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.blocks = []  # per block: (block, G+ (alpha, r, c), G- (alpha, r, c), mask (alpha, c))
-        for block in layer.blocks:
-            halves = []
-            for polarity in ("pos", "neg"):
-                stack = []
-                for copy in block.copies:
-                    half = getattr(copy, polarity)
-                    target = block.target_pos if polarity == "pos" else block.target_neg
-                    stack.append(self._conductance(half, target, maps, rng, device.write_noise_uS))
-                halves.append(np.stack(stack))
-            self.blocks.append((block, halves[0], halves[1], block.selection.astype(np.float64)))
-        v_read = chip.periphery.v_read_V
-        self.full_scale = [v_read * b.shape[0] * self.levels[-1] for b in layer.blocks]
-        self._prepared: list[_RowBlock] = []
-        self._prepared_for: tuple[float, ...] | None = None
-        self.cost = layer_cost(layer, chip, digital_add(layer, node))
+        conductances = [self._conductance(read, schedule, maps, rng, device.write_noise_uS)
+                        for read, _ in plan.reads]
+        periphery = chip.periphery
+        self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
+                                         adc_bits=periphery.adc_bits, read_noise_uS=self.read_noise,
+                                         exact_read_noise=exact_read_noise)
+        self.cost = layer_cost(plan, periphery)
 
-    def _conductance(self, half: Any, target: np.ndarray, maps: dict[int, tuple[np.ndarray, np.ndarray]],
+    @classmethod
+    def of(cls, program: Program, name: str, chip: Chip, rng: np.random.Generator, *, ideal: bool = False,
+           exact_read_noise: bool = False) -> CrossbarLayer:
+        """Layer `name` of a Program, lowered (for tools and tests that look at one layer)."""
+        schedule = schedule_of(program)
+        return cls(schedule.layers[name], schedule, chip, rng, ideal=ideal, exact_read_noise=exact_read_noise)
+
+    @property
+    def x_fs(self) -> float | None:
+        """The layer's input full scale (None: each vector's own)."""
+        return self.executor.x_fs
+
+    @x_fs.setter
+    def x_fs(self, value: float | None) -> None:
+        self.executor.x_fs = value
+
+    def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator, sigma: float) -> np.ndarray:
-        region = half.region
-        rows, cols = half.levels.shape
-        if self.ideal:
-            if self.layer.encoding != "joint":
-                return self.levels[target]
-            if region.array not in maps:  # with `ideal`, the maps are the compiled chip's
-                maps[region.array] = self.compiled_chip.stuck_map(region.array)
-            g = maps[region.array][1][region.row:region.row + rows, region.col:region.col + cols]
-            return np.where(half.levels >= 0, self.levels[np.maximum(half.levels, 0)], np.nan_to_num(g))
-        if region.array not in maps:
-            maps[region.array] = self.chip.stuck_map(region.array)
-        state, g = maps[region.array]
-        state = state[region.row:region.row + rows, region.col:region.col + cols]
-        g = g[region.row:region.row + rows, region.col:region.col + cols]
-        programmed = np.where(half.levels >= 0, self.levels[np.maximum(half.levels, 0)], self.levels[0])
+        program = schedule.arrays[read.array]
+        if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
+            return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
+        if read.array not in maps:
+            maps[read.array] = self.chip.stuck_map(read.array)
+        window = (slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols))
+        state, g = maps[read.array][0][window], maps[read.array][1][window]
+        level = program.level[window]
+        levels = schedule.levels_uS
+        programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
         noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if sigma > 0 else programmed
         noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
         return np.where(state != 0, g, noisy)
 
-    def _row_blocks(self) -> list[_RowBlock]:
-        """Per row block: G+ and G- of every copy side by side, divided by the ADC step of their column
-        (so a product is in ADC steps), and the weights that turn steps back into the averaged current."""
-        key = tuple(self.full_scale)
-        if self._prepared_for == key:
-            return self._prepared
-        layer = self.layer
-        adc = (1 << (self.chip.periphery.adc_bits - 1)) - 1
-        prepared = []
-        for r0, r1 in layer.row_bounds:
-            rows = r1 - r0
-            g = np.zeros((rows, 2, layer.alpha, layer.cols), np.float64)
-            step = np.ones((layer.alpha, layer.cols), np.float64)
-            mask = np.zeros((layer.alpha, layer.cols), np.float64)
-            for (block, bp, bn, bmask), fs in zip(self.blocks, self.full_scale, strict=True):
-                if block.row_start != r0:
-                    continue
-                cols = slice(block.col_start, block.col_stop)
-                g[:, 0, :, cols] = bp.transpose(1, 0, 2)
-                g[:, 1, :, cols] = bn.transpose(1, 0, 2)
-                step[:, cols] = fs / adc
-                mask[:, cols] = bmask / layer.beta
-            inv_step = np.concatenate([1.0 / step, 1.0 / step]).reshape(-1)
-            weights = np.concatenate([mask * step, -mask * step])  # (2 alpha, cols): G+ adds, G- subtracts
-            prepared.append(_RowBlock(r0, r1, (g.reshape(rows, -1) * inv_step).astype(np.float32),
-                                      inv_step.astype(np.float32), weights.astype(np.float32)))
-        self._prepared, self._prepared_for = prepared, key
-        return prepared
-
     def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts, threads: int = 1, *,
                 noise: NoiseSpan | None = None) -> Array:
-        """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., rows).
-
-        Samples go in chunks small enough for a chunk's column currents to stay
-        in cache; per chunk and row block, every copy and polarity is read in
-        one float32 matrix product, then read noise, ADC and the beta average
-        run vectorised over samples, copies and columns. Each chunk draws its
-        read noise from its own generator (seeded from `rng` and the chunk's
-        index), so the result does not depend on `threads`. The chunks are those of
-        the noise block: all of x (with a seed drawn from `rng`), or the block
-        `noise` says x is part of (then a chunk that x covers only in part draws
-        its full noise and keeps x's rows of it).
-        """
-        periphery = self.chip.periphery
-        layer = self.layer
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float32)
-        if layer.bias_row:
-            flat = np.hstack([flat, np.ones((flat.shape[0], 1), np.float32)])
-        dac = (1 << (periphery.dac_bits - 1)) - 1
-        v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
-        v = np.round(v * np.float32(dac)) * np.float32(periphery.v_read_V / dac)
-        out = np.zeros((flat.shape[0], layer.cols), np.float32)
-        blocks = self._row_blocks()
-        samples = flat.shape[0]
-        chunk = max(32, _CHUNK_CURRENTS // (2 * layer.alpha * layer.cols))
-        if noise is None:
-            base = int(rng.integers(1 << 62)) if self.read_noise > 0 else 0
-            total, offset = samples, 0
-        else:  # rows of the block: a conv layer reads OH x OW rows per sample
-            per_sample = samples // x.shape[0] if x.ndim > 1 and x.shape[0] else 1
-            base, total, offset = noise.base, noise.block_samples * per_sample, noise.offset * per_sample
-
-        def run(index: int) -> None:
-            c0, c1 = index * chunk, min(total, (index + 1) * chunk)  # the chunk, in rows of the block
-            lo, hi = max(c0, offset) - offset, min(c1, offset + samples) - offset  # its rows in x
-            noise_rng = np.random.default_rng([base, index]) if self.read_noise > 0 else None
-            for rb in blocks:
-                vb = v[lo:hi, rb.r0:rb.r1]
-                steps = vb @ rb.g  # (n, 2 * alpha * cols) column currents in ADC steps
-                if noise_rng is not None:
-                    self._add_read_noise(steps, vb, rb, noise_rng, c1 - c0, offset + lo - c0)
-                np.rint(steps, out=steps)
-                np.clip(steps, -adc_max, adc_max, out=steps)
-                out[lo:hi] += np.einsum("sac,ac->sc", steps.reshape(hi - lo, 2 * layer.alpha, layer.cols),
-                                        rb.weights)
-
-        adc_max = float((1 << (periphery.adc_bits - 1)) - 1)
-        chunks = range(offset // chunk, -(-(offset + samples) // chunk))
-        if threads > 1 and len(chunks) > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(run, chunks))
-        else:
-            for index in chunks:
-                run(index)
-        y = out.astype(np.float64) / (periphery.v_read_V / self.x_fs) / layer.scale
-        if self.gain is not None:
-            y = y * self.gain
-        if self.offset is not None:
-            y = y + self.offset
-        if self.digital_bias is not None:
-            y = y + self.digital_bias
-        self._count(counts, flat.shape[0])
-        return y.reshape(*lead, layer.cols).astype(x.dtype)
-
-    def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, rb: _RowBlock, rng: np.random.Generator,
-                        chunk_rows: int, skip: int) -> None:
-        """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole)."""
-        r = self.read_noise
-        n = v.shape[0]
-        if self.exact_read_noise:
-            full = rng.uniform(-r, r, size=(chunk_rows, v.shape[1], steps.shape[1])).astype(np.float32)
-            steps += np.einsum("sr,src->sc", v, full[skip:skip + n]) * rb.inv_step
-            return
-        sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))
-        noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
-        noise *= sigma[:, None]
-        noise *= rb.inv_step
-        steps += noise
-
-    def _count(self, counts: EventCounts, applications: int) -> None:
+        """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., inputs)
+        (`CrossbarExecutor.forward`), with the events counted."""
+        y = self.executor.forward(x, rng, threads, noise=noise)
+        applications = int(np.prod(x.shape[:-1], dtype=np.int64))
         cost = self.cost
         counts.reads += cost.reads * applications
         counts.adc_conversions += cost.adc_conversions * applications
@@ -318,6 +160,7 @@ class CrossbarLayer:
         counts.device_reads += cost.device_reads * applications
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
+        return y.astype(x.dtype)
 
 
 # -------------------------------------------------------------------- simulate
@@ -346,7 +189,7 @@ class Report:
     compiled_for_chip: bool
     ideal: bool
     seed: int
-    input_full_scale: dict[str, float]
+    input_full_scale: dict[str, float | None]
     calibration: str
     seconds: float
 
@@ -409,16 +252,25 @@ def simulate(
     batch_size: int = 2048,
     threads: int = 1,
     software: Sequence[np.ndarray] | None = None,
+    board: Schedule | None = None,
 ) -> Report:
     """Run the Program on a simulated chip over each data set and report.
+
+    What runs is the Program's schedule (`lea_compiler.schedule`): the records a board file holds, executed.
+    `board` is the schedule of a board file emitted from this Program (`board_schedule`): the simulator then
+    runs the file's programming and crossbar records instead of lowering the Program again, and the report is
+    the same when the file is the Program's. The Program still gives the digital nodes (the file's are checked
+    to be the same), the chip, the reference the layer errors are measured against and the software baseline.
+
+    Input and ADC ranges are the schedule's: calibrated at compile time, or the per-vector input rule and
+    the worst-case ADC ranges (`lea_compiler.schedule.lower`); never fitted on the data simulated.
 
     `threads` worker threads share each crossbar layer's chunks of samples;
     the report does not depend on it (each chunk seeds its own read noise).
     Samples go in noise blocks of `batch_size` (each layer draws one seed per
     block), and a block through the network in chunks small enough for
-    `chunks.CHUNK_BYTES` (`chunks.samples_per_chunk`), as the calibration and
-    onnxruntime's baseline do: memory is bounded by a chunk, not by the data,
-    and the chunks draw the noise of their block (`NoiseSpan`).
+    `chunks.CHUNK_BYTES` (`chunks.samples_per_chunk`), as onnxruntime's baseline does: memory is bounded by
+    a chunk, not by the data, and the chunks draw the noise of their block (`NoiseSpan`).
     `software` is onnxruntime's top-1 prediction per sample of each data set
     when the caller has it already (`software_predictions`: a batch of Programs
     compiled from one model computes it once); by default it is computed here.
@@ -428,7 +280,8 @@ def simulate(
     model never predicts make the accuracy meaningless, so they are refused.
 
     Raises:
-        InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes.
+        InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes, or the
+            board schedule is not this Program's.
         BadDataError: the data does not fit the model, or has labels the model never predicts.
         UsageError: `threads` below 1, a negative `seed`, or no output named `output`.
     """
@@ -444,20 +297,16 @@ def simulate(
     start = time.perf_counter()
     sim_chip = chip or program.chip
     _check_chip(program, sim_chip)
+    schedule = schedule_of(program) if board is None else board
+    if board is not None:
+        _check_board(program, board)
     rng = np.random.default_rng(seed)
-    layers = {
-        layer.name: CrossbarLayer(layer, program.graph.node(layer.name), sim_chip, rng, ideal=ideal,
-                                  exact_read_noise=exact_read_noise, compiled_chip=program.chip)
-        for layer in program.layers
-    }
-    calibration = stored_calibration(program)
-    calibration_source = f"compile time ({program.extra.get('calibration')})"
-    if calibration is None:
-        calibration = calibrate(program, datasets, sim_chip)
-        calibration_source = "the simulated data"
-    for name, layer in layers.items():
-        layer.x_fs = calibration.input_full_scale[name]
-        layer.full_scale = calibration.adc_full_scale_uA[name]
+    layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise)
+              for name, plan in schedule.layers.items()}
+    input_full_scale = {name: plan.scale.x_fs for name, plan in schedule.layers.items()}
+    calibrated = all(value is not None for value in input_full_scale.values())
+    calibration_source = (f"compile time ({program.extra.get('calibration')})" if calibrated
+                          else "none: each input vector scaled by its own maximum, worst-case ADC ranges")
     counts = EventCounts()
 
     spans: dict[str, NoiseSpan] = {}
@@ -483,9 +332,9 @@ def simulate(
             block = min(batch_size, len(data.x) - lo)
             bases = {name: int(rng.integers(1 << 62)) if name in layers and layers[name].read_noise > 0 else 0
                      for name in mvm_values}
-            for start in range(lo, lo + block, per_chunk):  # memory chunks (`lea_compiler.chunks`)
-                spans.update((name, NoiseSpan(base, block, start - lo)) for name, base in bases.items())
-                batch = {feed: data.x[start:min(start + per_chunk, lo + block)]}
+            for first in range(lo, lo + block, per_chunk):  # memory chunks (`lea_compiler.chunks`)
+                spans.update((name, NoiseSpan(base, block, first - lo)) for name, base in bases.items())
+                batch = {feed: data.x[first:min(first + per_chunk, lo + block)]}
                 sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
                                           listeners=[listener])
                 ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
@@ -517,7 +366,7 @@ def simulate(
     return Report(
         data=tuple(reports),
         layer_error=layer_error,
-        cost=estimate_cost(program, sim_chip),
+        cost=estimate_cost(program, sim_chip, schedule),
         counted=counts,
         devices_used=program.devices_used,
         devices_total=sim_chip.device_count,
@@ -527,7 +376,7 @@ def simulate(
         compiled_for_chip=sim_chip.fingerprint() == program.chip_fingerprint,
         ideal=ideal,
         seed=seed,
-        input_full_scale=calibration.input_full_scale,
+        input_full_scale=input_full_scale,
         calibration=calibration_source,
         seconds=time.perf_counter() - start,
     )
@@ -563,6 +412,25 @@ def stored_calibration(program: Program) -> Calibration | None:
         {layer.name: float(layer.input_full_scale) for layer in program.layers},  # type: ignore[arg-type]
         {layer.name: [float(b.adc_full_scale_uA) for b in layer.blocks] for layer in program.layers},  # type: ignore[arg-type]
     )
+
+
+def _check_board(program: Program, board: Schedule) -> None:
+    """Refuse a board schedule that is not this Program's: other crossbar layers or other digital nodes."""
+    crossbar = [node for node in program.graph.nodes if is_crossbar(node)]
+    expected = [(node.name, node.input(0).name if node.input(0) is not None else "", node.outputs[0].name)
+                for node in crossbar]
+    got = [(plan.name, plan.start.input, plan.start.output) for plan in board.layers.values()]
+    problems = []
+    if got != expected:
+        problems.append("its crossbar layers are not the Program's")
+    digital = [digital_record(node) for node in program.graph.nodes if not is_crossbar(node)]
+    if board.digital is not None and list(board.digital) != digital:
+        problems.append("its digital nodes are not the Program's")
+    missing = sorted(set(board.arrays) - {a.id for a in program.chip.arrays})
+    if missing:
+        problems.append(f"it programs arrays {missing} the Program's chip does not have")
+    if problems:
+        raise InvalidInputError(f"the board file was not emitted from this Program: {'; '.join(problems)}")
 
 
 def _check_chip(program: Program, chip: Chip) -> None:

@@ -43,6 +43,7 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.ir import Graph
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
+from lea_compiler.schedule.lower import digital_record
 from tests.helpers import cnn_model, mlp_model
 
 
@@ -381,7 +382,7 @@ def test_attributes_become_json_safe() -> None:
             "l": [1.5, float("-inf")],
         },
     )
-    record = board._digital(node)
+    record = digital_record(node)
     assert record.attrs == {
         "b": "abc",
         "f": {"float": "inf"},

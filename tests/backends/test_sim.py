@@ -45,19 +45,21 @@ def test_hand_computed_currents_with_a_stuck_device_and_adc(tmp_path) -> None:
     copy = layer.blocks[0].copies[0]
     assert (copy.pos.region.col, copy.neg.region.col) == (0, 2)  # the stuck device costs least under G+
     assert copy.pos.levels.tolist() == [[-1, 0], [0, 1]]
-    # V = 0.25 * x; G+ = [[280, 100], [100, 250]], G- = [[100, 250], [100, 100]]
-    # x = [1, -1]: I+ = [45, -37.5] uA, I- = [0, 37.5] uA; the 4-bit ADC (7 steps of 125/7 uA over +-125 uA)
-    # reads I+ as [3, -2] steps and I- as [0, 2]; y = (I+ - I-) / 0.25 V / 150 uS per unit
-    step = 125 / 7
-    expected = np.array([[3 * step, -4 * step], [-3 * step, 4 * step]]) / 0.25 / 150
+    # x_fs: each vector's own max |x| = 1, so V = 0.25 * x; G+ = [[280, 100], [100, 250]], G- = [[100, 250],
+    # [100, 100]]. The uncalibrated ADC range is the worst case: 0.25 V x the largest column sum (280 + 100 uS)
+    # = 95 uA. x = [1, -1]: I+ = [45, -37.5] uA, I- = [0, 37.5] uA; the 4-bit ADC (7 steps of 95/7 uA) reads
+    # I+ as [3, -3] steps (3.32, -2.76) and I- as [0, 3]; y = (I+ - I-) / 0.25 V / 150 uS per unit
+    step = 95 / 7
+    expected = np.array([[3 * step, -6 * step], [-3 * step, 6 * step]]) / 0.25 / 150
     rng = np.random.default_rng(0)
-    sim_layer = CrossbarLayer(layer, program.graph.node("mm"), program.chip, rng, ideal=False, exact_read_noise=False)
-    sim_layer.x_fs = 1.0
+    sim_layer = CrossbarLayer.of(program, "mm", program.chip, rng)
+    assert sim_layer.x_fs is None and sim_layer.executor.full_scale == [95.0, 95.0]
     got = sim_layer.forward(data.x, rng, EventCounts())
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    np.testing.assert_allclose(expected, [[1.428571, -1.904762], [-1.428571, 1.904762]], rtol=1e-6)
+    np.testing.assert_allclose(expected, [[1.085714, -2.171429], [-1.085714, 2.171429]], rtol=1e-6)
     report = simulate(program, [data])
-    assert report.layer_error["mm"] > 0.1 and report.data[0].accuracy == 1.0
+    # relative RMS error: each output is off by 3/35 of its value ([1.0857, -2.1714] against [1, -2])
+    assert report.layer_error["mm"] == pytest.approx(3 / 35, rel=1e-5) and report.data[0].accuracy == 1.0
     assert interpreter.run(program.graph, {"x": data.x})["y"].tolist() == [[1, -2], [-1, 2]]
 
 
@@ -66,8 +68,8 @@ def test_hand_worked_cost_and_counted_events_agree(tmp_path) -> None:
     cost = estimate_cost(program)
     # two regions on array 0, read one after the other: 2 * (100 ns + 2 ADC rounds * 10 ns)
     assert cost.analog_ns == 240.0
-    # digital: subtract 2 + sum 2 + divide 2 + scale 2 = 8 ops at 100 MHz
-    assert cost.digital_cycles == 8 and cost.latency_ns == 320.0 and cost.cycles_per_inference == 32.0
+    # digital: the input's max |x| 2 + subtract 2 + sum 2 + divide 2 + scale 2 = 10 ops at 100 MHz
+    assert cost.digital_cycles == 10 and cost.latency_ns == 340.0 and cost.cycles_per_inference == 34.0
     assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 0.08, "adc": 8.0, "dac": 2.0})
     # levels programmed: G+ [[-, 0], [0, 1]], G- [[0, 1], [0, 0]] -> pulses (level + 1) = 1+1+2 + 1+2+1+1
     assert cost.program_pulses == 9
@@ -186,8 +188,7 @@ def test_fast_read_noise_matches_exact_per_device_noise_in_variance(tmp_path) ->
         chip = Chip(arrays=program.chip.arrays, device=DeviceModel(levels_uS=(100.0, 250.0), write_noise_uS=0.0,
                                                                     read_noise_uS=10.0),
                     periphery=Periphery(v_read_V=0.25, dac_bits=16, adc_bits=16))
-        sim = CrossbarLayer(layer, program.graph.node("mm"), chip, np.random.default_rng(1), ideal=False,
-                            exact_read_noise=exact)
+        sim = CrossbarLayer.of(program, "mm", chip, np.random.default_rng(1), exact_read_noise=exact)
         sim.x_fs = 1.0
         outs[exact] = sim.forward(x, np.random.default_rng(2), EventCounts())
     # both: var = 2 halves * r^2/3 * sum V^2 / (v_read * scale)^2 per output
@@ -257,7 +258,7 @@ def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> Non
     for exact in (False, True):
         seen.clear()
         chunked = simulate(program, [data], seed=5, batch_size=50, exact_read_noise=exact).to_json()
-        assert max(seen) == 7 and sum(seen) == 120 * 5  # calibration twice, onnxruntime, simulator, reference
+        assert max(seen) == 7 and sum(seen) == 120 * 3  # onnxruntime, simulator, reference
         for key, value in whole[exact].items():
             if key == "layer_output_error":
                 assert chunked[key] == pytest.approx(value, rel=1e-4)

@@ -184,12 +184,12 @@ def test_ideal_simulation_of_a_joint_program_runs_the_weights_it_represents(tmp_
     # layer by layer, with the 16-bit converters: the ideal read equals x @ represented + b to the ADC step
     for layer in program.layers:
         node = program.graph.node(layer.name)
-        sim = CrossbarLayer(layer, node, chip, np.random.default_rng(0), ideal=True, exact_read_noise=False)
+        sim = CrossbarLayer.of(program, layer.name, chip, np.random.default_rng(0), ideal=True)
         xin = rng.uniform(-1, 1, (50, layer.rows)).astype(F)
         sim.x_fs = 1.0
         got = sim.forward(xin, np.random.default_rng(0), EventCounts())
         want = xin.astype(np.float64) @ represented[layer.name] + node.input(2).const
-        step = max(sim.full_scale) / ((1 << 15) - 1) / chip.periphery.v_read_V / float(np.min(layer.scale))
+        step = max(sim.executor.full_scale) / ((1 << 15) - 1) / chip.periphery.v_read_V / float(np.min(layer.scale))
         np.testing.assert_allclose(got, want, atol=4 * layer.alpha * step + 1e-4)
     # and the represented weights are the joint mean: closer to the float weights than one copy's targets
     for layer in program.layers:

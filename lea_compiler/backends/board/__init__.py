@@ -128,6 +128,7 @@ from lea_compiler.backends.board.reader import (
     MAX_BOARD_BYTES,
     MAX_LINE_BYTES,
     BoardCheck,
+    board_schedule,
     check_board,
     read_board,
     validate_board,
@@ -169,7 +170,6 @@ from lea_compiler.backends.board.writer import (
     default_tolerance_uS,
     emit_board,
 )
-from lea_compiler.backends.board.writer import _digital as _digital  # the tests encode one node
 
 __all__ = [
     "BIAS_MODES",
@@ -203,6 +203,7 @@ __all__ = [
     "SelectArray",
     "Skip",
     "Write",
+    "board_schedule",
     "board_stream",
     "check_board",
     "default_tolerance_uS",

@@ -32,6 +32,7 @@ from lea_compiler.backends.board.records import (
 from lea_compiler.backends.board.validator import _Validator
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import open_input, too_large
+from lea_compiler.schedule.plan import Schedule, schedule_of_stream
 
 MAX_BOARD_BYTES = 4 * 2**30
 """Largest board file leac reads."""
@@ -341,3 +342,10 @@ def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCh
     problems.total += count - len(duplicates)
     stream = BoardStream(header, tuple(records)) if keep_records and header and not problems.total else None
     return BoardCheck(source, header, problems.first(), problems.total, stream)
+
+
+def board_schedule(stream: BoardStream) -> Schedule:
+    """The schedule a board file holds, as the simulator runs it (`simulate(..., board=...)`): its programming
+    records as each array's levels and skipped devices, and its crossbar and digital records."""
+    header = stream.header
+    return schedule_of_stream(header.levels_uS, [(a.id, a.rows, a.cols) for a in header.arrays], stream.records)

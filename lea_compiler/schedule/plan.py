@@ -1,0 +1,154 @@
+"""A schedule as the simulator runs it: each array's programming and each crossbar layer's records, grouped.
+
+`schedule_of` lowers a Program; `schedule_of_stream` takes the records a board file holds (`read_board`), so
+a board file and the Program it was emitted from give the same `Schedule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.program import Program
+from lea_compiler.schedule.lower import (
+    SKIPPED,
+    UNUSED,
+    ArrayProgram,
+    inference_records,
+    prepare,
+    worst_case_full_scale_uA,
+)
+from lea_compiler.schedule.records import (
+    Accumulate,
+    Bias,
+    Combine,
+    Convert,
+    Digital,
+    LayerStart,
+    Read,
+    Record,
+    Scale,
+    Skip,
+    Write,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerPlan:
+    """One crossbar layer's records: its start, each read with its conversion, the combinations, the partial
+    sums, the scale and the digital bias (None when the layer has none)."""
+
+    start: LayerStart
+    reads: tuple[tuple[Read, Convert], ...]
+    combines: tuple[Combine, ...]
+    accumulate: Accumulate
+    scale: Scale
+    bias: Bias | None
+
+    @property
+    def name(self) -> str:
+        return self.start.name
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """What the chip is programmed with (per array) and what it runs per crossbar layer (in graph order)."""
+
+    levels_uS: np.ndarray
+    arrays: dict[int, ArrayProgram]
+    layers: dict[str, LayerPlan]
+    digital: tuple[Digital, ...] | None  # None: not lowered (a Program's digital nodes are its graph's)
+
+    @property
+    def program_pulses(self) -> int:
+        """Write-verify pulses to program every written device: one per level step up from the lowest, plus one."""
+        return int(sum(int(np.sum(a.level[a.level >= 0] + 1)) for a in self.arrays.values()))
+
+
+def schedule_of(program: Program) -> Schedule:
+    """The schedule `lea_compiler.schedule.lower` makes from a Program (checked first).
+
+    Raises:
+        InvalidInputError: the Program contradicts itself, its chip or its graph.
+    """
+    lowered = prepare(program)
+    records = [r for r in inference_records(lowered) if not isinstance(r, Digital)]
+    levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
+    return Schedule(levels, dict(lowered.arrays), layer_plans(records), None)
+
+
+def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, int, int]],
+                       records: Iterable[Record]) -> Schedule:
+    """The schedule a board file's records describe: `arrays` (id, rows, cols) from its header.
+
+    A `convert` without a range (an older leac wrote null without calibration) gets the range lowering gives it today
+    (`worst_case_full_scale_uA`), so an old file runs as it would be emitted now.
+    """
+    level = {a: np.full((rows, cols), UNUSED, dtype=np.int64) for a, rows, cols in arrays}
+    stuck = {a: np.zeros(grid.shape) for a, grid in level.items()}
+    target = {a: np.zeros(grid.shape, dtype=np.int64) for a, grid in level.items()}
+    inference: list[Record] = []
+    digital: list[Digital] = []
+    for record in records:
+        if isinstance(record, Write):
+            level[record.array][record.row, record.col] = record.level
+        elif isinstance(record, Skip):
+            level[record.array][record.row, record.col] = SKIPPED
+            stuck[record.array][record.row, record.col] = record.g_uS
+            target[record.array][record.row, record.col] = record.target_level
+        elif isinstance(record, Digital):
+            digital.append(record)
+        elif isinstance(record, (LayerStart, Read, Convert, Combine, Accumulate, Scale, Bias)):
+            inference.append(record)
+    programs = {a: ArrayProgram(a, level[a], stuck[a], target[a]) for a in sorted(level) if np.any(level[a] != UNUSED)}
+    levels = np.asarray(tuple(levels_uS), dtype=np.float64)
+    plans = {name: _with_ranges(plan, programs, levels) for name, plan in layer_plans(inference).items()}
+    return Schedule(levels, programs, plans, tuple(digital))
+
+
+def _with_ranges(plan: LayerPlan, arrays: dict[int, ArrayProgram], levels: np.ndarray) -> LayerPlan:
+    if all(convert.full_scale_uA is not None for _, convert in plan.reads):
+        return plan
+    blocks: dict[int, list[Read]] = {}
+    for read, _ in plan.reads:
+        blocks.setdefault(read.block, []).append(read)
+    ranges = {block: worst_case_full_scale_uA([arrays[r.array].conductance(r, levels) for r in reads],
+                                              plan.scale.v_read_V) for block, reads in blocks.items()}
+    reads = tuple((read, replace(convert, full_scale_uA=ranges[read.block]) if convert.full_scale_uA is None
+                       else convert) for read, convert in plan.reads)
+    return replace(plan, reads=reads)
+
+
+def layer_plans(records: Iterable[Record]) -> dict[str, LayerPlan]:
+    """Group a schedule's crossbar records by layer, in order.
+
+    Raises:
+        InvalidInputError: a layer's records are incomplete or out of order (`validate_board` says which).
+    """
+    plans: dict[str, LayerPlan] = {}
+    parts: dict[str, dict[str, list[Record]]] = {}
+    order: list[str] = []
+    for record in records:
+        name = record.name if isinstance(record, LayerStart) else getattr(record, "layer", None)
+        if name is None:
+            continue
+        if isinstance(record, LayerStart):
+            order.append(name)
+        parts.setdefault(name, {}).setdefault(record.op, []).append(record)
+    for name in order:
+        got = parts[name]
+        reads, converts = got.get("read", []), got.get("convert", [])
+        if len(got["layer"]) != 1 or len(reads) != len(converts) or len(got.get("accumulate", [])) != 1 \
+                or len(got.get("scale", [])) != 1 or len(got.get("bias", [])) > 1:
+            raise InvalidInputError(f"layer {name!r}: its schedule records are incomplete (check the file with "
+                                    "`leac board validate`)")
+        pairs = tuple(zip(reads, converts, strict=True))
+        if any((r.block, r.copy, r.polarity) != (c.block, c.copy, c.polarity) for r, c in pairs):
+            raise InvalidInputError(f"layer {name!r}: a convert does not follow its read")
+        bias = got.get("bias", [])
+        plans[name] = LayerPlan(got["layer"][0], pairs, tuple(got.get("combine", [])),  # type: ignore[arg-type]
+                                got["accumulate"][0], got["scale"][0], bias[0] if bias else None)  # type: ignore[arg-type]
+    return plans
