@@ -3,8 +3,8 @@
 A 64-150-10 tanh MLP with ternary weights (the size of the paper's MNIST
 network on the 8 x 8 digits) is compiled at k = 1 and k = 6 for a synthetic
 chip of 25 x 25 arrays (paper-like defects) and simulated on 10,000 random
-samples. Reported: samples/s of `simulate` (everything it does: calibration,
-the crossbar simulation, the digital reference it compares layer outputs
+samples. Reported: samples/s of `simulate` (everything it does: lowering the
+Program to its schedule, the crossbar simulation, the digital reference it compares layer outputs
 with, onnxruntime's software accuracy), and of the crossbar forward alone; the
 ratio to an ideal float32 numpy forward pass of the same network with all k
 copies (x @ W for every copy, then the activation); peak memory.
@@ -39,10 +39,11 @@ import numpy as np  # noqa: E402
 from models import save_tanh_mlp  # noqa: E402
 
 from lea_compiler import interpreter  # noqa: E402
-from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, calibrate, simulate  # noqa: E402
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate  # noqa: E402
 from lea_compiler.chip import synth_chip  # noqa: E402
 from lea_compiler.compiler import compile_model  # noqa: E402
 from lea_compiler.pipeline import CompileOptions  # noqa: E402
+from lea_compiler.schedule.plan import schedule_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,11 +86,12 @@ def crossbar_products(x: np.ndarray, layers: list) -> None:
     """Only the products the crossbars compute (x @ [G+ G-] of every copy, per row block), tanh between."""
     h = x
     for i, sim in enumerate(layers):
-        if sim.layer.bias_row:
+        executor = sim.executor
+        if executor.rows > executor.inputs:
             h = np.hstack([h, np.ones((h.shape[0], 1), np.float32)])
         out = 0
-        for rb in sim._row_blocks():
-            out = out + (h[:, rb.r0:rb.r1] @ rb.g)[:, : sim.layer.cols]
+        for band in executor._bands():
+            out = out + (h[:, band.r0:band.r1] @ band.g)[:, : executor.cols]
         h = np.tanh(out) if i < len(layers) - 1 else out
 
 
@@ -113,14 +115,10 @@ def main() -> None:
             baseline = best_of(ideal_forward, x, weights, k)
             whole = best_of(simulate, program, [data], seed=0, repeats=1)
             # the crossbar forward alone: what the simulator adds per sample over the digital graph
-            cal = calibrate(program, [data], chip)
-            layers = {}
-            for layer in program.layers:
-                sim = CrossbarLayer(layer, program.graph.node(layer.name), chip, np.random.default_rng(0),
-                                    ideal=False, exact_read_noise=False)
-                sim.x_fs = cal.input_full_scale[layer.name]
-                sim.full_scale = cal.adc_full_scale_uA[layer.name]
-                layers[layer.name] = sim
+            schedule = schedule_of(program)
+            layers = {name: CrossbarLayer(plan, schedule, chip, np.random.default_rng(0), ideal=False,
+                                          exact_read_noise=False)
+                      for name, plan in schedule.layers.items()}
             products = best_of(crossbar_products, x, list(layers.values()))
             crossbar = {}
             for threads in (1, 2):

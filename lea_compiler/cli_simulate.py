@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     programs = args.program
     if (args.program_dir is not None or len(programs) > 1 or args.jobs is not None or args.scheduler is not None
             or args.min_accuracy is not None):
+        if args.board_program is not None:
+            raise UsageError("--program goes with one board file, not with many Programs")
         return _run_many(args)
     if not programs:
         raise UsageError("give the Program: PROGRAM.leac (several, or --program-dir DIR, for many chips)")

@@ -1,7 +1,8 @@
 """Simulator backend: runs a Program on a simulated chip and reports accuracy, cycles and energy.
 
-It reads only the Program (and optionally another chip file), so what it
-simulates is what would be programmed. The functional model:
+What runs is the Program's schedule (`lea_compiler.schedule`): the records a board file holds (or the records
+of a given board file), so what is simulated is what the board runs. This module adds the devices, and runs
+the graph in the interpreter with each crossbar layer's records executed (`schedule.execute`).
 
 Devices. A healthy device programmed to level l reads l + N(0, sigma_w)
 (`device.write_noise_uS`, drawn once: programming happens once). A device
@@ -14,38 +15,23 @@ current as sum_i V_i n_ij: by default it is drawn as a Gaussian with exactly
 that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of
 one per device, from a 65,536-quantile table of N(0, 1); `exact_read_noise=True`
 draws every device's uniform noise).
-`ideal=True` turns defects and noise off: every device reads its target.
-A `joint` layer's copies differ from each other and from the target by
+`ideal=True` turns defects and noise off: every device reads its target, and the stuck-device compensation
+is left out. A `joint` layer's copies differ from each other and from the target by
 design (passes/encode.py), so with `ideal` each of its devices reads the
 level the Program programs, and a device it skipped reads the stuck
 conductance of the chip compiled for, which the other copies were encoded
 around: the weights the Program represents (`program.represented_matrix`).
 
-Periphery, per crossbar layer (a `leac.MVM` node y = x W + b):
-1. DAC: the input (with a constant 1 appended for a bias row) is scaled by the
-   layer's full-scale input x_fs and quantised to `dac_bits` (signed):
-   V = v_read * Q(clip(x / x_fs, -1, 1)). x_fs comes from the Program when it
-   was calibrated at compile time (`leac compile --calibrate`), else it is
-   calibrated as max |x| of the layer's input over the data simulated (at
-   least 1 with a bias row); see `lea_compiler.calibration`.
-2. Each copy half of each block is read (its rows get their input slice);
-   each column current is quantised by the ADC to `adc_bits` (signed) over
-   +-I_fs and saturates beyond. I_fs is calibrated per block as 1.25 x the
-   largest column current the block's target conductances carry for the
-   data's inputs (a stuck-high device may push a column past it: it clips,
-   as a real ADC would).
-3. Digital: G+ minus G- per copy; the mean over the beta copies the Program
-   selected for each column; row blocks' partial sums added; divided by
-   v_read / x_fs and by the column's scale (weight units); times the column's
-   stuck-device gain and plus its offset when the Program has them
-   (`passes/compensate.py`; not with `ideal`); the bias added when it is
-   digital. Every other op runs in the interpreter's kernels.
+Periphery: the DAC, the reads, the ADC over each block's range, the beta average, the partial sums, the
+scale and the bias, with the input and ADC ranges of the schedule (calibrated at compile time, or the
+per-vector input rule and worst-case ADC ranges; never fitted on the data simulated): `schedule.execute`.
 
 Cost model (one inference; `CostModel`): see docs/simulator.md.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -72,7 +58,7 @@ from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.program import Program
 from lea_compiler.reference import checked_session, run_session
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
-from lea_compiler.schedule.lower import digital_record, is_crossbar
+from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 
@@ -303,6 +289,11 @@ def simulate(
     rng = np.random.default_rng(seed)
     layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise)
               for name, plan in schedule.layers.items()}
+    if ideal:  # the stuck-device compensation is for the compiled chip's defects, which ideal devices lack
+        for name, layer in layers.items():
+            scale, bias = column_scale_and_bias(program.graph.node(name), program.layer(name), compensated=False)
+            layer.executor.scale = np.asarray(scale, dtype=np.float64)
+            layer.executor.bias = bias
     input_full_scale = {name: plan.scale.x_fs for name, plan in schedule.layers.items()}
     calibrated = all(value is not None for value in input_full_scale.values())
     calibration_source = (f"compile time ({program.extra.get('calibration')})" if calibrated
@@ -415,12 +406,19 @@ def stored_calibration(program: Program) -> Calibration | None:
 
 
 def _check_board(program: Program, board: Schedule) -> None:
-    """Refuse a board schedule that is not this Program's: other crossbar layers or other digital nodes."""
-    crossbar = [node for node in program.graph.nodes if is_crossbar(node)]
-    expected = [(node.name, node.input(0).name if node.input(0) is not None else "", node.outputs[0].name)
-                for node in crossbar]
-    got = [(plan.name, plan.start.input, plan.start.output) for plan in board.layers.values()]
+    """Refuse a board schedule that is not this Program's: another model, chip or compile options, other crossbar
+    layers or other digital nodes."""
     problems = []
+    if board.origin is not None:
+        if board.origin.get("model_sha256") != program.model.get("sha256"):
+            problems.append("it is for another model (SHA-256)")
+        if board.origin.get("chip_fingerprint") != program.chip_fingerprint:
+            problems.append("it is for another chip (fingerprint)")
+        if board.origin.get("compile_options") != json.loads(json.dumps(dict(program.options))):
+            problems.append("it was compiled with other options")
+    crossbar = [node for node in program.graph.nodes if is_crossbar(node)]
+    expected = [(node.name, getattr(node.input(0), "name", ""), node.outputs[0].name) for node in crossbar]
+    got = [(plan.name, plan.start.input, plan.start.output) for plan in board.layers.values()]
     if got != expected:
         problems.append("its crossbar layers are not the Program's")
     digital = [digital_record(node) for node in program.graph.nodes if not is_crossbar(node)]

@@ -210,15 +210,16 @@ def _vectors_per_sample(value: Value | None) -> int | None:
     return count if count >= 1 else None
 
 
-def _column_scale_and_bias(node: Node, layer: Layer) -> tuple[tuple[float, ...], np.ndarray | None]:
+def column_scale_and_bias(node: Node, layer: Layer, *, compensated: bool = True
+                          ) -> tuple[tuple[float, ...], np.ndarray | None]:
     """The scale the periphery divides by and the digital bias it adds, with the stuck-device
-    compensation folded in: scale_j / gain_j, and bias_j + offset_j."""
+    compensation folded in: scale_j / gain_j, and bias_j + offset_j (`compensated=False`: without it)."""
     scale = np.ravel(np.asarray(layer.scale, dtype=np.float64))
     bias = node.input(2)
     values = None if layer.bias_row or bias is None else np.ravel(np.asarray(bias.const, dtype=np.float64))
-    if layer.column_gain is not None:
+    if compensated and layer.column_gain is not None:
         scale = scale / np.asarray(layer.column_gain, dtype=np.float64)
-    if layer.column_offset is not None and np.any(np.asarray(layer.column_offset) != 0):
+    if compensated and layer.column_offset is not None and np.any(np.asarray(layer.column_offset) != 0):
         values = (values if values is not None else 0.0) + np.asarray(layer.column_offset, dtype=np.float64)
     return tuple(float(v) for v in scale), values
 
@@ -228,7 +229,7 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
     program = lowered.program
     x, bias = node.input(0), node.input(2)
     inputs = layer.rows - int(layer.bias_row)
-    scale_uS, bias_values = _column_scale_and_bias(node, layer)
+    scale_uS, bias_values = column_scale_and_bias(node, layer)
     mode = "row" if layer.bias_row else ("digital" if bias_values is not None else "none")
     periphery = program.chip.periphery
     adcs = periphery.adcs_per_array

@@ -6,8 +6,9 @@ a board file and the Program it was emitted from give the same `Schedule`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class Schedule:
     arrays: dict[int, ArrayProgram]
     layers: dict[str, LayerPlan]
     digital: tuple[Digital, ...] | None  # None: not lowered (a Program's digital nodes are its graph's)
+    origin: Mapping[str, Any] | None = None  # a board file's: {model_sha256, chip_fingerprint, compile_options}
 
     @property
     def program_pulses(self) -> int:
@@ -81,7 +83,7 @@ def schedule_of(program: Program) -> Schedule:
 
 
 def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, int, int]],
-                       records: Iterable[Record]) -> Schedule:
+                       records: Iterable[Record], origin: Mapping[str, Any] | None = None) -> Schedule:
     """The schedule a board file's records describe: `arrays` (id, rows, cols) from its header.
 
     A `convert` without a range (an older leac wrote null without calibration) gets the range lowering gives it today
@@ -106,7 +108,7 @@ def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, i
     programs = {a: ArrayProgram(a, level[a], stuck[a], target[a]) for a in sorted(level) if np.any(level[a] != UNUSED)}
     levels = np.asarray(tuple(levels_uS), dtype=np.float64)
     plans = {name: _with_ranges(plan, programs, levels) for name, plan in layer_plans(inference).items()}
-    return Schedule(levels, programs, plans, tuple(digital))
+    return Schedule(levels, programs, plans, tuple(digital), origin)
 
 
 def _with_ranges(plan: LayerPlan, arrays: dict[int, ArrayProgram], levels: np.ndarray) -> LayerPlan:
@@ -145,7 +147,7 @@ def layer_plans(records: Iterable[Record]) -> dict[str, LayerPlan]:
                 or len(got.get("scale", [])) != 1 or len(got.get("bias", [])) > 1:
             raise InvalidInputError(f"layer {name!r}: its schedule records are incomplete (check the file with "
                                     "`leac board validate`)")
-        pairs = tuple(zip(reads, converts, strict=True))
+        pairs = tuple(zip(cast("list[Read]", reads), cast("list[Convert]", converts), strict=True))
         if any((r.block, r.copy, r.polarity) != (c.block, c.copy, c.polarity) for r, c in pairs):
             raise InvalidInputError(f"layer {name!r}: a convert does not follow its read")
         bias = got.get("bias", [])

@@ -181,7 +181,6 @@ def test_table_gaussian_has_unit_moments() -> None:
 
 def test_fast_read_noise_matches_exact_per_device_noise_in_variance(tmp_path) -> None:
     program, data = two_by_two(tmp_path, stuck=False)
-    layer = program.layer("mm")
     x = np.tile(np.array([[1.0, -0.5]], F), (20_000, 1))
     outs = {}
     for exact in (False, True):

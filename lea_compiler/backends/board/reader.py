@@ -348,4 +348,7 @@ def board_schedule(stream: BoardStream) -> Schedule:
     """The schedule a board file holds, as the simulator runs it (`simulate(..., board=...)`): its programming
     records as each array's levels and skipped devices, and its crossbar and digital records."""
     header = stream.header
-    return schedule_of_stream(header.levels_uS, [(a.id, a.rows, a.cols) for a in header.arrays], stream.records)
+    origin = {"model_sha256": header.model.get("sha256"), "chip_fingerprint": header.chip.get("fingerprint"),
+              "compile_options": header.compile_options}
+    return schedule_of_stream(header.levels_uS, [(a.id, a.rows, a.cols) for a in header.arrays], stream.records,
+                              origin)

@@ -221,6 +221,11 @@ class _Validator:
                 )
         self.devices.add(record, lineno)
         header = self.header
+        if isinstance(record, Skip) and header is not None and record.target_level >= len(header.levels_uS):
+            problems.append(
+                f"{where}.target_level: {record.target_level} is not a level index (the header has "
+                f"{len(header.levels_uS)} levels)"
+            )
         if isinstance(record, Write) and header is not None:
             levels = header.levels_uS
             if record.level >= len(levels):

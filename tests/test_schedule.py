@@ -1,0 +1,123 @@
+"""One schedule, two backends: a board file, read back and simulated, is the machine its Program simulates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lea_compiler.backends.board import board_schedule, emit_board, read_board
+from lea_compiler.backends.sim import CrossbarLayer, EventCounts, load_data, simulate
+from lea_compiler.chip import load_chip, synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
+from lea_compiler.schedule.execute import CrossbarExecutor
+from lea_compiler.schedule.plan import schedule_of
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "lea_compiler" / "data"
+DIGITS = ROOT / "examples" / "data"
+
+CASES = {
+    # model, chip (None: a crowded synthetic chip, 10% stuck high), test data, calibration data, k
+    "yinyang": (DATA / "yinyang_mlp.onnx", DATA / "paper_chip.json", DATA / "yinyang_task1_test.npz",
+                DATA / "yinyang_task2_test.npz", 3),
+    "digits-cnn": (DIGITS / "digits_cnn.onnx", DATA / "paper_chip.json", DIGITS / "digits_test_images.npz",
+                   DIGITS / "digits_calib_images.npz", 1),
+    "stuck": (DATA / "yinyang_mlp_float.onnx", None, DATA / "yinyang_task1_test.npz",
+              DATA / "yinyang_task2_test.npz", 2),
+}
+
+
+def _compiled(name: str, calibrate: bool, tmp_path: Path) -> tuple[Program, Path, Path]:
+    model, chip_path, test, calib, k = CASES[name]
+    chip = load_chip(chip_path) if chip_path else synth_chip(arrays=3, rows=25, cols=25, stuck_high=0.1,
+                                                             stuck_low=0.02, seed=4)
+    options = CompileOptions(k=k, time_limit_s=5)
+    program = compile_model(model, chip, options, calibrate_on=calib if calibrate else None).program
+    program_path, board_path = tmp_path / "p.leac", tmp_path / "p.board.jsonl"
+    program.save(program_path)
+    emit_board(program, board_path)
+    return program, program_path, board_path
+
+
+def _without_time(report: dict) -> dict:
+    return {key: value for key, value in report.items() if key not in ("seconds", "program", "board")}
+
+
+@pytest.mark.parametrize("calibrate", [False, True], ids=["uncalibrated", "calibrated"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_board_file_simulates_to_its_programs_report(name: str, calibrate: bool, tmp_path: Path) -> None:
+    program, _, board_path = _compiled(name, calibrate, tmp_path)
+    if name == "stuck":
+        assert sum(1 for a in schedule_of(program).arrays.values() for v in a.level.ravel() if v == -1) > 0
+    data = [load_data(CASES[name][2], program.graph)]
+    if len(data[0].x) > 400:
+        data[0] = type(data[0])(data[0].name, data[0].x[:400], data[0].y[:400])
+    board = board_schedule(read_board(board_path))
+    for ideal in (False, True):
+        from_program = simulate(program, data, seed=3, ideal=ideal).to_json()
+        from_board = simulate(program, data, seed=3, ideal=ideal, board=board).to_json()
+        assert _without_time(from_board) == _without_time(from_program)
+        assert from_program["calibration"].startswith("compile time" if calibrate else "none: each input vector")
+    if not calibrate:  # the ranges the board file carries are not fitted on any data
+        assert all(value is None for value in from_program["input_full_scale"].values())
+        converts = [c for plan in board.layers.values() for _, c in plan.reads]
+        assert all(c.full_scale_uA is not None and c.full_scale_uA > 0 for c in converts)
+
+
+def test_leac_simulate_takes_a_board_file_with_its_program(tmp_path: Path, capsys) -> None:
+    _, program_path, board_path = _compiled("yinyang", False, tmp_path)
+    data = str(DATA / "yinyang_task1_test.npz")
+    assert main(["simulate", str(program_path), "--data", data, "--json", "--seed", "2"]) == 0
+    from_program = json.loads(capsys.readouterr().out)
+    assert main(["simulate", str(board_path), "--program", str(program_path), "--data", data, "--json",
+                 "--seed", "2"]) == 0
+    from_board = json.loads(capsys.readouterr().out)
+    assert from_board["board"] == str(board_path) and from_board["program"] == str(program_path)
+    assert _without_time(from_board) == _without_time(from_program)
+    # a board file needs its Program; --program goes with a board file only
+    assert main(["simulate", str(board_path), "--data", data]) == 2
+    assert "is a board file: give the Program it was emitted from with --program" in capsys.readouterr().err
+    assert main(["simulate", str(program_path), "--program", str(program_path), "--data", data]) == 2
+    assert "is not a board file" in capsys.readouterr().err
+    assert main(["simulate", str(board_path), str(board_path), "--program", str(program_path), "--data", data]) == 2
+    assert "--program goes with one board file, not with many Programs" in capsys.readouterr().err
+
+
+def test_a_board_file_of_another_program_is_refused(tmp_path: Path, capsys) -> None:
+    program, program_path, _ = _compiled("yinyang", False, tmp_path)
+    other = compile_model(DATA / "yinyang_mlp_float.onnx", program.chip, CompileOptions(k=1)).program
+    other_board = tmp_path / "other.board.jsonl"
+    emit_board(other, other_board)
+    data = [load_data(DATA / "yinyang_task1_test.npz", program.graph)]
+    with pytest.raises(InvalidInputError, match="the board file was not emitted from this Program: it is for another "
+                                                r"model \(SHA-256\); it was compiled with other options"):
+        simulate(program, data, board=board_schedule(read_board(other_board)))
+    assert main(["simulate", str(other_board), "--program", str(program_path), "--data",
+                 str(DATA / "yinyang_task1_test.npz")]) == 3
+    assert "was not emitted from this Program" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("calibrate", [False, True], ids=["uncalibrated", "calibrated"])
+def test_executing_a_read_back_board_file_matches_the_simulator_without_noise(calibrate: bool,
+                                                                              tmp_path: Path) -> None:
+    """Emit, read back and execute each layer with the schedule interpreter on the file's conductances: the
+    simulator's outputs with noise off (`ideal`, a joint Program: what it represents) to 1e-9."""
+    program, _, board_path = _compiled("stuck", calibrate, tmp_path)
+    board = board_schedule(read_board(board_path))
+    periphery = program.chip.periphery
+    rng = np.random.default_rng(0)
+    for name, plan in board.layers.items():
+        conductances = [board.arrays[read.array].conductance(read, board.levels_uS) for read, _ in plan.reads]
+        executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits, adc_bits=periphery.adc_bits)
+        x = rng.uniform(-2, 2, (64, plan.start.inputs))  # float64: the simulator returns its dtype
+        simulated = CrossbarLayer.of(program, name, program.chip, np.random.default_rng(1), ideal=True)
+        got = executor.forward(x)
+        np.testing.assert_allclose(got, simulated.forward(x, np.random.default_rng(2), EventCounts()),
+                                   rtol=0, atol=1e-9 * max(1.0, float(np.max(np.abs(got)))))
