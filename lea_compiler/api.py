@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lea_compiler.backends.board import BoardSummary, board_schedule, read_board
 from lea_compiler.backends.board import emit_board as _emit_board
@@ -30,36 +30,24 @@ from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.datasets import DataLike, as_datasets
 from lea_compiler.ir import Graph
-from lea_compiler.pipeline import CompileOptions
+from lea_compiler.options import CompileKeywords, from_keywords, takes_options
 from lea_compiler.program import Program
 from lea_compiler.simulate_batch import ProgramResult, SimulateBatchResult, SimulateOptions, program_files
 from lea_compiler.simulate_batch import simulate_many as _simulate_many
 
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; typing_extensions is only needed by type checkers
+    from typing_extensions import Unpack
+
 PathLike = str | os.PathLike[str]
 
 
-def _options(*, block: tuple[int, int] | None, **options: Any) -> CompileOptions:
-    """CompileOptions from the API's keyword arguments (`block` is (rows, cols) or None)."""
-    return CompileOptions(block_rows=block[0] if block else None, block_cols=block[1] if block else None, **options)
-
-
+@takes_options
 def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=...)
     model: PathLike | Graph,
     chip: PathLike | Chip,
     *,
-    k: int = 3,
-    beta: int | None = None,
-    encoding: str = "joint",
-    placer: str = "cpsat",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
-    block: tuple[int, int] | None = None,
-    scale: str = "per-column",
-    bias: str = "digital",
-    ensemble: str = "layer",
-    compensate: str = "columns",
-    scale_noise: str = "none",
     calibrate_on: PathLike | None = None,
+    **options: Unpack[CompileKeywords],
 ) -> Program:
     """Compile an ONNX model (file or imported Graph) for one chip (file or Chip) into a Program.
 
@@ -74,13 +62,19 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     `beta` must stay None). With `calibrate_on` and `compensate="columns"` (the
     default), each output column gets a digital gain
     and offset fitted against the chip's known stuck devices.
+
+    The options, their defaults and help texts are defined once, in `lea_compiler.options`
+    (`OPTIONS`; `inspect.signature(leac.compile)` lists them).
+
+    Raises:
+        UsageError: a keyword that is not a compile option (the message lists the valid ones).
+        InvalidModelError / InvalidChipError / BadDataError / CompileError / DoesNotFitError: as `leac compile`.
     """
-    options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
-                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate,
-                       scale_noise=scale_noise)
-    return compile_model(model, chip, options, calibrate_on=calibrate_on).program
+    compile_options = from_keywords(options, where="leac.compile", others=("calibrate_on",))
+    return compile_model(model, chip, compile_options, calibrate_on=calibrate_on).program
 
 
+@takes_options
 def compile_many(
     model: PathLike,
     chips: PathLike | Sequence[PathLike],
@@ -88,20 +82,9 @@ def compile_many(
     *,
     jobs: int | None = None,
     scheduler: str | None = None,
-    k: int = 3,
-    beta: int | None = None,
-    encoding: str = "joint",
-    placer: str = "cpsat",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
-    block: tuple[int, int] | None = None,
-    scale: str = "per-column",
-    bias: str = "digital",
-    ensemble: str = "layer",
-    compensate: str = "columns",
-    scale_noise: str = "none",
     calibrate_on: PathLike | None = None,
     on_result: Callable[[ChipResult, int, int], None] | None = None,
+    **options: Unpack[CompileKeywords],
 ) -> BatchResult:
     """Compile one ONNX model for many chips in parallel: `out_dir/<chip stem>.leac` and `.json` per chip.
 
@@ -116,18 +99,17 @@ def compile_many(
     done, total)` is called as each chip finishes.
 
     Raises:
-        UsageError: no chips, clashing outputs, a bad `jobs`, or an unusable scheduler.
+        UsageError: an unknown keyword, no chips, clashing outputs, a bad `jobs`, or an unusable scheduler.
         InvalidModelError / BadDataError / CompileError: the model fails before any chip.
     """
-    options = _options(k=k, beta=beta, encoding=encoding, placer=placer, time_limit_s=time_limit_s, seed=seed,
-                       block=block, scale=scale, bias=bias, ensemble=ensemble, compensate=compensate,
-                       scale_noise=scale_noise)
+    compile_options = from_keywords(options, where="leac.compile_many",
+                                    others=("jobs", "scheduler", "calibrate_on", "on_result"))
     if isinstance(chips, (str, os.PathLike)):
         files = chip_files(chips) if Path(chips).is_dir() else [Path(chips)]
     else:
         files = [Path(c) for c in chips]
-    return _compile_many(model, files, out_dir, options, jobs=jobs, scheduler=scheduler, calibrate_on=calibrate_on,
-                         on_result=on_result)
+    return _compile_many(model, files, out_dir, compile_options, jobs=jobs, scheduler=scheduler,
+                         calibrate_on=calibrate_on, on_result=on_result)
 
 
 def simulate(

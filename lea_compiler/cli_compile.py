@@ -14,10 +14,8 @@ from lea_compiler.cli_batch import first_line, run_batch
 from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
-from lea_compiler.passes.compensate import COMPENSATE_MODES
-from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
-from lea_compiler.pipeline import ENSEMBLE_MODES, SCALE_NOISE_MODES, CompileOptions
-from lea_compiler.placement import PLACERS
+from lea_compiler.options import CompileOptions, from_keywords, keywords_from_args
+from lea_compiler.options import add_arguments as add_options
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
@@ -92,44 +90,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the chips on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786; "
                         "needs pip install 'lea-compiler[distributed]')")
-    p.add_argument("-k", type=int, default=3,
-                   help="copies of every block, alpha; with --ensemble network, copies of the network (default 3)")
-    p.add_argument("--beta", type=int,
-                   help="copies averaged per output column (default: k; --ensemble layer only)")
-    p.add_argument("--ensemble", choices=ENSEMBLE_MODES, default="layer",
-                   help="layer: k copies of every layer, averaged after every layer (LEA); network: k copies of "
-                        "the whole network, each run end to end on its own devices, averaged only at the outputs "
-                        "(a committee machine; layers appear as LAYER@0 .. LAYER@k-1, each with alpha = beta = 1; "
-                        "an ArgMax label output is re-applied to the mean of its float input). Both use 2*k*m*n "
-                        "devices per m x n layer (default layer)")
     p.add_argument("-o", "--output", metavar="OUT.leac",
                    help="Program file to write; with many chips, the output folder")
-    p.add_argument("--encoding", choices=ENCODINGS, default="joint",
-                   help="level pairs for a weight: joint (the averaged copies of each column encoded together, a "
-                        "sigma-delta across copies: their mean is about k times finer than one copy, and healthy "
-                        "copies make up for known stuck devices; at k = 1 it is simple's pairs with rme's partner "
-                        "rule); simple (one device at the lowest level, every copy the same); rme (reduced mapping "
-                        "error: any pair, and stuck devices' partners re-chosen) (default joint)")
-    p.add_argument("--placer", choices=sorted(PLACERS), default="cpsat",
-                   help="cpsat: OR-Tools, exact where it can prove it; greedy / random: the paper's baselines "
-                        "(default cpsat)")
-    p.add_argument("--time-limit", type=float, default=10.0, metavar="S",
-                   help="solver time budget in seconds (deterministic time for CP-SAT), above 0 and at most "
-                        "86400 (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the solver and the random placer (default 0)")
-    p.add_argument("--block", metavar="ROWSxCOLS", help="block shape (default: the chip's main array shape)")
-    p.add_argument("--scale", choices=SCALE_MODES, default="per-column",
-                   help="one weight scale per output column or per layer (default per-column)")
-    p.add_argument("--scale-noise", choices=SCALE_NOISE_MODES, default="none",
-                   help="none: the weight scale minimises the quantization error; chip: the quantization error "
-                        "plus the chip's write and read noise, clipping more of the largest weights where the noise "
-                        "is the larger error (default none)")
-    p.add_argument("--bias", choices=BIAS_MODES, default="digital",
-                   help="bias added digitally, or as one more crossbar row (default digital)")
-    p.add_argument("--compensate", choices=COMPENSATE_MODES, default="columns",
-                   help="columns: with --calibrate, fit a digital gain and offset per output column that cancel "
-                        "the coherent error of the chip's known stuck devices (2 digital ops per column); none: "
-                        "the paper's LEA alone (default columns; without --calibrate nothing is fitted)")
     p.add_argument("--calibrate", metavar="DATA.npz",
                    help="set the DAC and ADC ranges from this data (x, y) and store them in the Program, so the "
                         "board and the simulator use the same ranges (default: the simulator calibrates on the "
@@ -138,20 +100,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after each pass to DIR as numbered text files")
     p.add_argument("--time-passes", action="store_true",
                    help="print each pass's time (many chips: summed over the chips; shared passes once)")
+    add_options(p.add_argument_group(
+        "compile options",
+        "the keyword arguments of leac.compile and leac.compile_many, named as the flags without the dashes "
+        "(time_limit_s for --time-limit, block=(rows, cols) for --block)"))
     p.set_defaults(func=run)
 
 
 def _paragraphs(*texts: str) -> str:
     return "\n\n".join(textwrap.fill(text, width=100) for text in texts)
-
-
-def _block(text: str | None) -> tuple[int | None, int | None]:
-    if text is None:
-        return None, None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
-        raise UsageError(f"--block takes ROWSxCOLS, e.g. 25x25, got {text!r}")
-    return int(parts[0]), int(parts[1])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,14 +119,9 @@ def run(args: argparse.Namespace) -> int:
                          "at the outputs")
     if args.beta is not None and not 1 <= args.beta <= args.k:
         raise UsageError(f"--beta must be between 1 and k = {args.k}, got {args.beta}")
-    if (problem := time_limit_problem(args.time_limit)) is not None:
+    if (problem := time_limit_problem(args.time_limit_s)) is not None:
         raise UsageError(f"--time-limit {problem}")
-    rows, cols = _block(args.block)
-    options = CompileOptions(
-        k=args.k, beta=args.beta, encoding=args.encoding, placer=args.placer, time_limit_s=args.time_limit,
-        seed=args.seed, block_rows=rows, block_cols=cols, scale=args.scale, bias=args.bias, ensemble=args.ensemble,
-        compensate=args.compensate, scale_noise=args.scale_noise,
-    )
+    options = from_keywords(keywords_from_args(args))
     chips = args.chip or []
     if args.chip_dir is not None or len(chips) > 1 or args.jobs is not None or args.scheduler is not None:
         return _run_many(args, options)

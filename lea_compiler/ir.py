@@ -172,6 +172,11 @@ class Graph:
         found = self._facts.get(kind)
         return found if isinstance(found, kind) else None
 
+    @property
+    def facts(self) -> tuple[object, ...]:
+        """The whole-graph facts, in the order their classes were first attached."""
+        return tuple(self._facts.values())
+
     # ----------------------------------------------------------------- building
     def add_input(self, name: str, dtype: np.dtype[Any] | type | str, shape: Shape) -> Value:
         """Declare a graph input."""
@@ -563,14 +568,19 @@ def _format_attr(value: Any) -> str:
     return str(value)
 
 
-def format_node(node: Node) -> str:
-    """One node as `%y: float32[batch, 12] = Gemm(%x, %W, %b) {transB=1}  # fc1`."""
+def node_signature(node: Node) -> str:
+    """A node's one line, without its facts: `%y: float32[batch, 12] = Gemm(%x, %W, %b) {transB=1}  # fc1`."""
     outs = ", ".join(f"%{printable(v.name)}: {v.type_str()}" for v in node.outputs)
     ins = ", ".join("_" if v is None else f"%{printable(v.name)}" for v in node.inputs)
     attrs = ""
     if node.attrs:
         attrs = " {" + ", ".join(f"{printable(k)}={_format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
-    line = f"{outs} = {printable(node.qualified_op)}({ins}){attrs}  # {printable(node.name)}"
+    return f"{outs} = {printable(node.qualified_op)}({ins}){attrs}  # {printable(node.name)}"
+
+
+def format_node(node: Node) -> str:
+    """One node as `node_signature`, then one line per fact (its `describe()`)."""
+    line = node_signature(node)
     for fact in node.facts:
         describe = getattr(fact, "describe", None)
         text = describe() if callable(describe) else type(fact).__name__
@@ -578,11 +588,16 @@ def format_node(node: Node) -> str:
     return line
 
 
-def format_graph(graph: Graph) -> str:
-    """The whole graph as stable, readable text (what `leac inspect` prints)."""
+def graph_heading(graph: Graph) -> str:
+    """The first line of a printed graph: `graph NAME (opset ai.onnx 17, leac 1)`."""
     opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(graph.opset.items()))
     opsets = printable(opsets)
-    lines = [f"graph {printable(graph.name)} (opset {opsets or 'none'})"]
+    return f"graph {printable(graph.name)} (opset {opsets or 'none'})"
+
+
+def format_graph(graph: Graph) -> str:
+    """The whole graph as stable, readable text (what `leac inspect` prints)."""
+    lines = [graph_heading(graph)]
     for value in graph.inputs:
         lines.append(f"  input  %{printable(value.name)}: {value.type_str()}")
     for value in graph.initializers.values():

@@ -24,6 +24,11 @@ from lea_compiler.chip import Chip, DeviceModel
 from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Graph
+from lea_compiler.options import (  # defined there, once; imported from here too
+    ENSEMBLE_MODES,
+    SCALE_NOISE_MODES,
+    CompileOptions,
+)
 from lea_compiler.passes.canonicalize import Canonicalize
 from lea_compiler.passes.compensate import COMPENSATE_MODES, Compensate
 from lea_compiler.passes.encode import Encode
@@ -57,38 +62,6 @@ PASSES: dict[str, type] = {
     "select": Select,
     "compensate": Compensate,
 }
-
-
-@dataclass(frozen=True)
-class CompileOptions:
-    """Everything a compile depends on besides the model and the chip."""
-
-    k: int = 3
-    beta: int | None = None
-    encoding: str = "joint"
-    placer: str = "cpsat"
-    time_limit_s: float = 10.0
-    seed: int = 0
-    block_rows: int | None = None
-    block_cols: int | None = None
-    scale: str = "per-column"
-    bias: str = "digital"
-    ensemble: str = "layer"
-    compensate: str = "columns"
-    scale_noise: str = "none"
-
-    @property
-    def effective_beta(self) -> int:
-        return self.k if self.beta is None else self.beta
-
-
-SCALE_NOISE_MODES = ("none", "chip")
-"""`none`: the weight scale minimises the quantization error alone. `chip`: the quantization error plus the
-chip's write and read noise (passes/quantize.py)."""
-
-ENSEMBLE_MODES = ("layer", "network")
-"""`layer`: k copies of every layer, averaged after every layer (LEA). `network`: k copies of the whole
-network, averaged at the outputs (a committee machine; see passes/replicate_network.py)."""
 
 
 def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> list[Pass]:

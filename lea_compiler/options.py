@@ -1,0 +1,297 @@
+"""The compile options, defined once: `CompileOptions`' fields, with what users see of each in their metadata.
+
+A compile option reaches the compiler three ways: `CompileOptions(...)` in the library, a keyword argument of
+`leac.compile` / `leac.compile_many`, and a flag of `leac compile`. All three come from the fields below:
+
+- each field's metadata holds its `Option`: the API keyword (and the flag's dest), the `--help` text, the
+  flag, the choices and how `--help` states the default, which is the field's default;
+- `OPTIONS` lists them in field order; `add_arguments` makes the `leac compile` flags from it, and
+  `from_keywords` builds a `CompileOptions` from API keywords (or parsed flags) and names an unknown one;
+- `CompileKeywords` types the API's `**options` for type checkers, which cannot read `OPTIONS`; a test checks
+  that it matches.
+
+One option may fill more than one field: `block=(rows, cols)` (`--block RxC`) is the fields `block_rows` and
+`block_cols`, which the Program records as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict, TypeVar
+
+from lea_compiler.errors import UsageError
+from lea_compiler.passes.compensate import COMPENSATE_MODES
+from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
+from lea_compiler.placement import PLACERS
+
+SCALE_NOISE_MODES = ("none", "chip")
+"""`none`: the weight scale minimises the quantization error alone. `chip`: the quantization error plus the
+chip's write and read noise (passes/quantize.py)."""
+
+ENSEMBLE_MODES = ("layer", "network")
+"""`layer`: k copies of every layer, averaged after every layer (LEA). `network`: k copies of the whole
+network, averaged at the outputs (a committee machine; see passes/replicate_network.py)."""
+
+
+def parse_block(text: str | None) -> tuple[int, int] | None:
+    """`--block ROWSxCOLS` as (rows, cols), or None when not given.
+
+    Raises:
+        UsageError: the text is not two whole numbers joined by an x.
+    """
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise UsageError(f"--block takes ROWSxCOLS, e.g. 25x25, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _split_block(block: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """The fields `block_rows`, `block_cols` of an API `block` value."""
+    return (block[0], block[1]) if block else (None, None)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One compile option as users give it: `leac.compile(NAME=...)` and `leac compile FLAG ...`.
+
+    Attributes:
+        name: The API keyword; also the dest of the flag in the parsed arguments.
+        help: The flag's `--help` text, without the default (which `help_text` adds).
+        flag: The flag; default `-n` for a one-letter name, else `--name-with-dashes`.
+        api_type: The API value's type as written in `CompileKeywords`; default the field's type.
+        choices: The values the option takes, if it is one of a list.
+        metavar: How `--help` names the flag's value.
+        default_text: How `--help` states a default that is not a value (e.g. "k"); default the field's default.
+        default_note: What `--help` adds after the default.
+        parse: The flag's text -> the API value, where argparse's types do not do it (raises `UsageError`).
+        split: The API value -> the values of the fields it fills (an option of more than one field).
+    """
+
+    name: str
+    help: str
+    flag: str = ""
+    api_type: str = ""
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    default_text: str | None = None
+    default_note: str | None = None
+    parse: Callable[[Any], Any] | None = None
+    split: Callable[[Any], tuple[Any, ...]] | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        """The `leac compile` flag."""
+        return self.flag or (f"-{self.name}" if len(self.name) == 1 else "--" + self.name.replace("_", "-"))
+
+
+def _option(option: Option) -> dict[str, Option]:
+    """A field's metadata holding its option."""
+    return {"option": option}
+
+
+_BLOCK = Option(
+    "block", "block shape", api_type="tuple[int, int] | None", metavar="ROWSxCOLS",
+    default_text="the chip's main array shape", parse=parse_block, split=_split_block,
+)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything a compile depends on besides the model and the chip (the module docstring says how the API and
+    the command line read these fields)."""
+
+    k: int = field(default=3, metadata=_option(Option(
+        "k", "copies of every block, alpha; with --ensemble network, copies of the network")))
+    beta: int | None = field(default=None, metadata=_option(Option(
+        "beta", "copies averaged per output column", default_text="k; --ensemble layer only")))
+    encoding: str = field(default="joint", metadata=_option(Option(
+        "encoding",
+        "level pairs for a weight: joint (the averaged copies of each column encoded together, a sigma-delta "
+        "across copies: their mean is about k times finer than one copy, and healthy copies make up for known "
+        "stuck devices; at k = 1 it is simple's pairs with rme's partner rule); simple (one device at the lowest "
+        "level, every copy the same); rme (reduced mapping error: any pair, and stuck devices' partners re-chosen)",
+        choices=ENCODINGS)))
+    placer: str = field(default="cpsat", metadata=_option(Option(
+        "placer", "cpsat: OR-Tools, exact where it can prove it; greedy / random: the paper's baselines",
+        choices=tuple(sorted(PLACERS)))))
+    time_limit_s: float = field(default=10.0, metadata=_option(Option(
+        "time_limit_s", "solver time budget in seconds (deterministic time for CP-SAT), above 0 and at most 86400",
+        flag="--time-limit", metavar="S")))
+    seed: int = field(default=0, metadata=_option(Option("seed", "seed for the solver and the random placer")))
+    block_rows: int | None = field(default=None, metadata=_option(_BLOCK))
+    block_cols: int | None = field(default=None, metadata=_option(_BLOCK))
+    scale: str = field(default="per-column", metadata=_option(Option(
+        "scale", "one weight scale per output column or per layer", choices=SCALE_MODES)))
+    bias: str = field(default="digital", metadata=_option(Option(
+        "bias", "bias added digitally, or as one more crossbar row", choices=BIAS_MODES)))
+    ensemble: str = field(default="layer", metadata=_option(Option(
+        "ensemble",
+        "layer: k copies of every layer, averaged after every layer (LEA); network: k copies of the whole network, "
+        "each run end to end on its own devices, averaged only at the outputs (a committee machine; layers appear "
+        "as LAYER@0 .. LAYER@k-1, each with alpha = beta = 1; an ArgMax label output is re-applied to the mean of "
+        "its float input). Both use 2*k*m*n devices per m x n layer",
+        choices=ENSEMBLE_MODES)))
+    compensate: str = field(default="columns", metadata=_option(Option(
+        "compensate",
+        "columns: with --calibrate, fit a digital gain and offset per output column that cancel the coherent error "
+        "of the chip's known stuck devices (2 digital ops per column); none: the paper's LEA alone",
+        choices=COMPENSATE_MODES, default_note="without --calibrate nothing is fitted")))
+    scale_noise: str = field(default="none", metadata=_option(Option(
+        "scale_noise",
+        "none: the weight scale minimises the quantization error; chip: the quantization error plus the chip's "
+        "write and read noise, clipping more of the largest weights where the noise is the larger error",
+        choices=SCALE_NOISE_MODES)))
+
+    @property
+    def effective_beta(self) -> int:
+        return self.k if self.beta is None else self.beta
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An option with the fields it fills and its default as an API value."""
+
+    option: Option
+    fields: tuple[dataclasses.Field[Any], ...]
+
+    @property
+    def default(self) -> Any:
+        """The API value that leaves the fields at their defaults."""
+        return None if self.option.split is not None else self.fields[0].default
+
+    @property
+    def api_type(self) -> str:
+        return self.option.api_type or str(self.fields[0].type)
+
+
+def _entries() -> dict[str, _Entry]:
+    fields: dict[str, list[dataclasses.Field[Any]]] = {}
+    options: dict[str, Option] = {}
+    for f in dataclasses.fields(CompileOptions):
+        option = f.metadata["option"]
+        options.setdefault(option.name, option)
+        fields.setdefault(option.name, []).append(f)
+    return {name: _Entry(options[name], tuple(fields[name])) for name in options}
+
+
+_ENTRIES = _entries()
+
+OPTIONS: dict[str, Option] = {name: entry.option for name, entry in _ENTRIES.items()}
+"""The compile options by API keyword, in field order: `leac compile`'s flags and `leac.compile`'s keywords."""
+
+
+class CompileKeywords(TypedDict, total=False):
+    """The compile options as the keyword arguments of `leac.compile` and `leac.compile_many`, for type checkers
+    (which cannot read `OPTIONS`; tests/test_options.py checks that the two agree, types included)."""
+
+    k: int
+    beta: int | None
+    encoding: str
+    placer: str
+    time_limit_s: float
+    seed: int
+    block: tuple[int, int] | None
+    scale: str
+    bias: str
+    ensemble: str
+    compensate: str
+    scale_noise: str
+
+
+def option_default(name: str) -> Any:
+    """The API default of option `name` (the value that leaves its fields at their defaults)."""
+    return _ENTRIES[name].default
+
+
+def option_type(name: str) -> str:
+    """The type of option `name`'s API value, as written in `CompileKeywords`."""
+    return _ENTRIES[name].api_type
+
+
+def help_text(name: str) -> str:
+    """The `--help` text of option `name`: its help, then its default (the field's, unless stated otherwise)."""
+    option = _ENTRIES[name].option
+    default = _ENTRIES[name].default
+    if option.default_text is not None:
+        stated = f"default: {option.default_text}"
+    else:
+        stated = f"default {default:g}" if isinstance(default, float) else f"default {default}"
+    note = f"; {option.default_note}" if option.default_note else ""
+    return f"{option.help} ({stated}{note})"
+
+
+_CLI_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "int | None": int, "float": float, "str": str}
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add a flag for every compile option to `parser` (their dests are the API keywords)."""
+    for name, entry in _ENTRIES.items():
+        option = entry.option
+        kwargs: dict[str, Any] = {"dest": name, "default": None if option.parse else entry.default,
+                                  "help": help_text(name)}
+        if option.parse is None:
+            kwargs["type"] = _CLI_TYPES[entry.api_type]
+        if option.choices is not None:
+            kwargs["choices"] = option.choices
+        if option.metavar is not None:
+            kwargs["metavar"] = option.metavar
+        parser.add_argument(option.cli_flag, **kwargs)
+
+
+def keywords_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The API keywords of parsed `leac compile` flags (`add_arguments`), each flag's text parsed.
+
+    Raises:
+        UsageError: a flag's text cannot be parsed (e.g. `--block 3by4`).
+    """
+    keywords = {}
+    for name, option in OPTIONS.items():
+        value = getattr(args, name)
+        keywords[name] = option.parse(value) if option.parse is not None else value
+    return keywords
+
+
+def from_keywords(keywords: Mapping[str, Any], *, where: str = "compile options",
+                  others: tuple[str, ...] = ()) -> CompileOptions:
+    """`CompileOptions` from API keywords (any subset of `OPTIONS`; the rest keep their defaults).
+
+    Args:
+        keywords: Option name -> API value.
+        where: Who was given them, for the message (e.g. "leac.compile").
+        others: The caller's own keywords, listed in the message too.
+
+    Raises:
+        UsageError: a keyword is not a compile option; the message names it and lists the valid ones.
+    """
+    unknown = [name for name in keywords if name not in OPTIONS]
+    if unknown:
+        valid = ", ".join([*OPTIONS, *others])
+        raise UsageError(f"{where}: unknown keyword{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; the valid keywords are {valid}")
+    values: dict[str, Any] = {}
+    for name, value in keywords.items():
+        entry = _ENTRIES[name]
+        split = entry.option.split
+        parts = split(value) if split is not None else (value,)
+        values.update({f.name: part for f, part in zip(entry.fields, parts, strict=True)})
+    return CompileOptions(**values)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_options(func: F) -> F:
+    """`func`, whose `**options` are compile options, with a signature that lists them (`help()`, IDEs,
+    `inspect.signature`): keyword-only, each with its default and type, in `OPTIONS` order."""
+    signature = inspect.signature(func)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option_default(name),
+                                 annotation=option_type(name)) for name in OPTIONS]
+    func.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return func

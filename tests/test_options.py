@@ -1,0 +1,133 @@
+"""The compile options are defined once (lea_compiler/options.py): the dataclass, the API keywords and the
+`leac compile` flags must name the same set, with the same defaults and help texts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import typing
+
+import onnx
+import pytest
+
+import lea_compiler as leac
+from lea_compiler.chip import save_chip, synth_chip
+from lea_compiler.cli import build_parser, main
+from lea_compiler.errors import UsageError
+from lea_compiler.options import (
+    OPTIONS,
+    CompileKeywords,
+    CompileOptions,
+    from_keywords,
+    help_text,
+    keywords_from_args,
+    option_default,
+    option_type,
+)
+from lea_compiler.program import Program
+from tests.helpers import mlp_model
+
+API_OWN = {
+    "compile": {"model", "chip", "calibrate_on"},
+    "compile_many": {"model", "chips", "out_dir", "jobs", "scheduler", "calibrate_on", "on_result"},
+}
+"""The API functions' keywords that are not compile options (inputs, and how to run)."""
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    subparsers = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    return subparsers.choices["compile"]
+
+
+def _option_actions() -> dict[str, argparse.Action]:
+    """The `leac compile` flags in its "compile options" group, by dest."""
+    group = next(g for g in _compile_parser()._action_groups if g.title == "compile options")
+    return {action.dest: action for action in group._group_actions}
+
+
+def test_the_flags_the_api_keywords_and_the_fields_are_one_set() -> None:
+    names = set(OPTIONS)
+    assert set(_option_actions()) == names
+    for function, own in API_OWN.items():
+        params = inspect.signature(getattr(leac, function)).parameters
+        assert set(params) - own == names, function
+        assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in names)
+    assert set(CompileKeywords.__annotations__) == names
+    # every field is filled by exactly one option, and the options cover every field
+    fields = [f.name for f in dataclasses.fields(CompileOptions)]
+    filled = [f.name for f in dataclasses.fields(CompileOptions) if f.metadata["option"].name in names]
+    assert filled == fields
+    assert {f.metadata["option"].name for f in dataclasses.fields(CompileOptions)} == names
+
+
+def test_the_flags_outside_the_options_group_are_not_options() -> None:
+    """A compile option given by hand outside the table would show up here."""
+    others = {a.dest for a in _compile_parser()._actions} - set(_option_actions())
+    assert others == {"help", "model", "chip", "chip_dir", "jobs", "scheduler", "output", "calibrate", "json",
+                      "dump_ir", "time_passes"}
+
+
+def test_the_typed_dict_has_the_options_types() -> None:
+    hints = typing.get_type_hints(CompileKeywords)
+    for name in OPTIONS:
+        assert hints[name] == eval(option_type(name)), name  # a type as written in options.py
+
+
+def test_defaults_agree_everywhere() -> None:
+    args = _compile_parser().parse_args(["m.onnx", "--chip", "c.json"])
+    assert from_keywords(keywords_from_args(args)) == CompileOptions()
+    assert from_keywords({}) == CompileOptions()
+    assert from_keywords({name: option_default(name) for name in OPTIONS}) == CompileOptions()
+    signature = inspect.signature(leac.compile)
+    assert {name: signature.parameters[name].default for name in OPTIONS} == {
+        name: option_default(name) for name in OPTIONS}
+
+
+def test_every_option_is_in_the_help_with_its_text(capsys) -> None:
+    assert main(["compile", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name, option in OPTIONS.items():
+        assert option.cli_flag in text
+        assert " ".join(help_text(name).split()) in text, name
+    assert "(default 3)" in help_text("k") and "(default 10)" in help_text("time_limit_s")
+    assert "(default: k; --ensemble layer only)" in help_text("beta")
+
+
+def test_block_is_the_two_block_fields() -> None:
+    assert from_keywords({"block": (8, 9)}) == CompileOptions(block_rows=8, block_cols=9)
+    args = _compile_parser().parse_args(["m.onnx", "--block", "8x9", "--time-limit", "2", "-k", "2"])
+    assert from_keywords(keywords_from_args(args)) == CompileOptions(k=2, time_limit_s=2.0, block_rows=8,
+                                                                     block_cols=9)
+    with pytest.raises(UsageError, match="--block takes ROWSxCOLS"):
+        keywords_from_args(_compile_parser().parse_args(["m.onnx", "--block", "8by9"]))
+
+
+@pytest.mark.parametrize("function", ["compile", "compile_many"])
+def test_an_unknown_keyword_is_a_usage_error_naming_it_and_the_valid_ones(function, tmp_path) -> None:
+    with pytest.raises(UsageError) as caught:
+        if function == "compile":
+            leac.compile(tmp_path / "m.onnx", tmp_path / "c.json", kk=3)  # type: ignore[call-arg]
+        else:
+            leac.compile_many(tmp_path / "m.onnx", [], tmp_path / "out", time_limit=3)  # type: ignore[call-arg]
+    message = str(caught.value)
+    assert message.startswith(f"leac.{function}: unknown keyword ")
+    assert ("'kk'" if function == "compile" else "'time_limit'") in message
+    assert all(name in message for name in [*OPTIONS, "calibrate_on"])
+    with pytest.raises(UsageError, match="unknown keywords 'a', 'b'"):
+        from_keywords({"a": 1, "b": 2, "k": 2})
+
+
+def test_the_api_and_the_cli_compile_the_same_program(tmp_path) -> None:
+    model, chip = tmp_path / "m.onnx", tmp_path / "c.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=8, rows=12, cols=12, stuck_high=0.05, stuck_low=0.01, seed=2), chip)
+    options = {"k": 2, "beta": 1, "placer": "greedy", "block": (4, 6), "bias": "row", "encoding": "rme",
+               "seed": 5, "time_limit_s": 3.0, "scale": "per-layer", "scale_noise": "chip", "compensate": "none"}
+    program = leac.compile(model, chip, **options)  # type: ignore[arg-type]
+    assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--beta", "1", "--placer", "greedy",
+                 "--block", "4x6", "--bias", "row", "--encoding", "rme", "--seed", "5", "--time-limit", "3",
+                 "--scale", "per-layer", "--scale-noise", "chip", "--compensate", "none",
+                 "-o", str(tmp_path / "p.leac")]) == 0
+    assert Program.load(tmp_path / "p.leac").to_bytes() == program.to_bytes()
+    assert program.options == dataclasses.asdict(from_keywords(options))
