@@ -121,3 +121,22 @@ def test_executing_a_read_back_board_file_matches_the_simulator_without_noise(ca
         got = executor.forward(x)
         np.testing.assert_allclose(got, simulated.forward(x, np.random.default_rng(2), EventCounts()),
                                    rtol=0, atol=1e-9 * max(1.0, float(np.max(np.abs(got)))))
+
+
+@pytest.mark.parametrize("op, change, message", [
+    ("accumulate", {"terms": [[0, 0, 11]]}, "does not drive a contiguous band of the layer's rows onto its columns"),
+    ("convert", {"full_scale_uA": 1e-300}, "an ADC range of 1e-300 uA has steps too small to simulate"),
+])
+def test_a_board_file_the_validator_passes_but_leac_cannot_execute_exits_3(op: str, change: dict, message: str,
+                                                                           tmp_path: Path, capsys) -> None:
+    _, program_path, board_path = _compiled("yinyang", False, tmp_path)
+    lines = board_path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if json.loads(line).get("op") == op)
+    lines[index] = json.dumps({**json.loads(lines[index]), **change}, separators=(",", ":"))
+    board_path.write_text("\n".join(lines) + "\n")
+    assert main(["board", "validate", str(board_path)]) == 0
+    before = sorted(tmp_path.iterdir())
+    assert main(["simulate", str(board_path), "--program", str(program_path), "--data",
+                 str(DATA / "yinyang_task1_test.npz")]) == 3
+    assert message in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == before

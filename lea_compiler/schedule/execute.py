@@ -122,6 +122,12 @@ class CrossbarExecutor:
                                         "execute it")
             slot = sorted(copies[read.block]).index(read.copy)
             layout.append((read.x_start, read.x_start + read.rows, 0 if read.polarity == "pos" else 1, slot, c0, c1))
+        for combine in plan.combines:
+            c0, c1 = columns.get(combine.block, (0, -1))
+            if combine.block not in copies or len(combine.copies) != c1 - c0 \
+                    or any(copy not in copies[combine.block] for chosen in combine.copies for copy in chosen):
+                raise InvalidInputError(f"layer {name!r}: the combine of block {combine.block} averages copies or "
+                                        "columns the block's reads do not give; leac cannot execute it")
         return layout
 
     def _bands(self) -> list[_RowBand]:
@@ -132,6 +138,10 @@ class CrossbarExecutor:
             return self._prepared
         adc = (1 << (self.adc_bits - 1)) - 1
         alpha, cols = self.alpha, self.cols
+        tiny = [fs for fs in self.full_scale if not (math.isfinite(fs) and adc / fs < np.finfo(np.float32).max)]
+        if tiny:
+            raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {tiny[0]!r} uA has steps too small "
+                                    "to simulate in float32")
         bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for (r0, r1, polarity, slot, c0, c1), g, fs in zip(self._layout, self.conductances, self.full_scale,
                                                            strict=True):
