@@ -20,7 +20,9 @@ Every placer reports the best bound it has.
     the combinatorial bound at lam = 0; projected subgradient steps (Polyak
     step sizes against the best known solution) raise it. Relaxed
     selections that happen to overlap nowhere, and the greedy search on the
-    prices c + Lam, give upper bounds.
+    prices c + Lam, give upper bounds. The iteration count depends on the
+    problem size and `time_limit_s`, not on the clock, so the bound is
+    deterministic.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ its chosen regions in (array, row, col) order. The per-device cliques
 stand in for NoOverlap2D: boxes have the Helly property (pairwise
 overlapping boxes share a device), so they are exactly the maximal
 cliques of the conflict graph, and their LP relaxation is the Lagrangian
-bound (`lea_compiler.placement.bounds`). They are built on the compressed grid of candidate edges
-(where the covering set changes), one per distinct set. Measured on
-tight chips this proves optimality in seconds where NoOverlap2D over
-optional fixed-size intervals (alone or added to the cliques) found
-no proof in 35 s.
+bound (`lea_compiler.placement.bounds`). They are built on the compressed
+grid of candidate edges (where the covering set changes), one per distinct
+set. Measured on tight chips this proves optimality in seconds where
+NoOverlap2D over optional fixed-size intervals (alone or added to the
+cliques) found no proof in 35 s.
 
 Candidates. The full (lossless) set is every offset of every array,
 except that exclusive patterns keep only each array's cheapest offset.

@@ -1,14 +1,17 @@
 """`solve_placement`: the placer behind `leac compile --placer cpsat`, optimal or with a proven gap.
 
 (a) Assignment: when no two items can share any array (every pattern is
-    exclusive everywhere), the min-cost flow above is the whole problem and
-    its solution is optimal: status OPTIMAL, gap 0, method "assignment".
+    exclusive everywhere), the min-cost flow of the combinatorial bound
+    (`lea_compiler.placement.bounds`) is the whole problem and its solution
+    is optimal: status OPTIMAL, gap 0, method "assignment".
 (b) Otherwise: heuristics first (the greedy baseline, the flow's placement
     of the exclusive patterns completed greedily, greedy by decreasing area,
     and, if all those fail, a cost-blind first-fit packing); then the
     Lagrangian dual. If the best solution meets the best bound it is
     optimal and is returned ("<heuristic>-meets-bound"). Else CP-SAT over
-    CP-SAT (`lea_compiler.placement.cpsat`) over candidate regions.
+    candidate regions (`lea_compiler.placement.cpsat`), hinted with the best
+    heuristic solution: status OPTIMAL when proven, else FEASIBLE with the
+    better of its bound (when the candidates are exhaustive) and the others.
 """
 
 from __future__ import annotations
