@@ -7,7 +7,7 @@ leac is measured or argued to handle (docs/chip-format.md, "Limits", says why
 each has its value).
 
 Sizes. Compile's memory per chip device is bounded by the placement view
-(`lea_compiler.placement_view`), not by the chip; what stays proportional to
+(`lea_compiler.placement.view`), not by the chip; what stays proportional to
 the chip is one stuck map per array that a Program uses (int8 + float64, 9
 bytes per device) and per-array bookkeeping (a Python object and its counts,
 about 2 kB and 25 us per array, for `chip show` too).

@@ -477,7 +477,7 @@ def test_chips_beyond_the_limits_are_refused_at_load(
     def never(problem: object) -> None:  # before the limits, compile got here and allocated 7 GiB at once
         raise AssertionError("the placer ran on a chip beyond the limits")
 
-    monkeypatch.setattr("lea_compiler.placement.cost_maps", never)
+    monkeypatch.setattr("lea_compiler.placement.context.cost_maps", never)  # where the placers look it up
     chip = tmp_path / "big.json"
     chip.write_text(json.dumps({"format": "leac-chip", "version": 1, "arrays": arrays}))
     out = tmp_path / "out.leac"

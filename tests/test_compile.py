@@ -363,7 +363,7 @@ def _big_chip() -> Chip:
 
 
 def test_the_placement_view_of_a_large_chip_is_cut_to_the_model() -> None:
-    from lea_compiler.placement_view import VIEW_MIN_SIDE, placement_view
+    from lea_compiler.placement.view import VIEW_MIN_SIDE, placement_view
 
     chip = _big_chip()
     # 4 patterns on 12.6 million devices: about 1.2 GB of cost maps and temporaries, over the 1 GiB budget
@@ -378,7 +378,7 @@ def test_the_placement_view_of_a_large_chip_is_cut_to_the_model() -> None:
 
 
 def test_a_view_keeps_the_healthiest_arrays(monkeypatch) -> None:
-    import lea_compiler.placement_view as placement_view_module
+    import lea_compiler.placement.view as placement_view_module
 
     monkeypatch.setattr(placement_view_module, "VIEW_BYTES", 0)  # every chip is seen through a view
     chip = synth_chip(arrays=8, rows=25, cols=25, stuck_high=0.05, seed=1)
@@ -390,15 +390,15 @@ def test_a_view_keeps_the_healthiest_arrays(monkeypatch) -> None:
 
 
 def test_compile_on_a_large_chip_places_on_a_view_of_it(tmp_path, monkeypatch) -> None:
-    import lea_compiler.placement as placement
+    import lea_compiler.placement.context as placement_context
 
-    real = placement.cost_maps
+    real = placement_context.cost_maps
 
     def bounded(problem):  # before the view: 3 x 2048 x 2048 devices, about 1.4 GB for the placer
         assert problem.chip.device_count <= 2**20, f"the placer costs {problem.chip.device_count} devices"
         return real(problem)
 
-    monkeypatch.setattr(placement, "cost_maps", bounded)
+    monkeypatch.setattr(placement_context, "cost_maps", bounded)  # where the placers look it up
     model = tmp_path / "mlp.onnx"
     onnx.save(mlp_model(), model)
     chip = _big_chip()

@@ -18,6 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lea_compiler.placement as placement
+import lea_compiler.placement.context as placement_context
+import lea_compiler.placement.costs as placement_costs
+import lea_compiler.placement.cpsat as placement_cpsat
 from lea_compiler.chip import STUCK_HIGH, STUCK_LOW, Array, Chip, Defect, synth_chip
 from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.placement import (
@@ -206,15 +209,15 @@ def chips_and_patterns(draw: st.DrawFn) -> PlacementProblem:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(chips_and_patterns(), st.sampled_from([0, placement._GATHER_COST, 10**9]))
+@given(chips_and_patterns(), st.sampled_from([0, placement_costs._GATHER_COST, 10**9]))
 def test_cost_maps_equal_a_naive_loop(problem: PlacementProblem, gather_cost: int) -> None:
     # gather_cost 0 forces the gathered-window product, 10**9 the strip product.
-    saved = placement._GATHER_COST
-    placement._GATHER_COST = gather_cost
+    saved = placement_costs._GATHER_COST
+    placement_costs._GATHER_COST = gather_cost
     try:
         maps = cost_maps(problem)
     finally:
-        placement._GATHER_COST = saved
+        placement_costs._GATHER_COST = saved
     for p in range(len(problem.patterns)):
         for a in problem.chip.arrays:
             got = maps.of(p, a.id)
@@ -305,7 +308,7 @@ def test_solver_matches_brute_force(
 @pytest.fixture
 def no_early_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every bound look unmet, so that every instance goes through CP-SAT."""
-    monkeypatch.setattr(placement._Context, "meets", lambda self, objective, bound: False)
+    monkeypatch.setattr(placement_context._Context, "meets", lambda self, objective, bound: False)
 
 
 def test_cpsat_model_matches_brute_force(
@@ -339,7 +342,7 @@ def test_baselines_never_beat_the_solver(
 
 
 def test_restricted_candidates_keep_a_valid_bound(monkeypatch: pytest.MonkeyPatch, no_early_exit: None) -> None:
-    monkeypatch.setattr(placement, "CANDIDATE_BUDGET", 6)
+    monkeypatch.setattr(placement_cpsat, "CANDIDATE_BUDGET", 6)
     restricted = 0
     for seed in range(40):
         problem = random_instance(seed)

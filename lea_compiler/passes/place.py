@@ -49,7 +49,7 @@ from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.replicate_network import Replica
 from lea_compiler.passes.tile import Tiling
 from lea_compiler.placement import PLACERS, Item, Pattern, Placement, PlacementProblem, Region
-from lea_compiler.placement_view import placement_view
+from lea_compiler.placement.view import placement_view
 
 POLARITIES = ("+", "-")
 

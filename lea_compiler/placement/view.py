@@ -1,6 +1,6 @@
 """The placement view: the part of a large chip the placer looks at, so compile's memory follows the model.
 
-The placer (`lea_compiler.placement`) costs every pattern at every offset of
+The placer (the rest of `lea_compiler.placement`) costs every pattern at every offset of
 every array: its cost maps and their temporaries take about
 `BYTES_PER_DEVICE + 8 * patterns` bytes per chip device (measured: 2 arrays of
 4096 x 4096 and the digits MLP's 4 patterns, 33.5 million devices, peaked at
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from lea_compiler.chip import Array, Chip, Defect
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("lea_compiler.placement_view")  # its name before it moved into the package
 
 VIEW_BYTES = 1 << 30
 """Estimated placer memory (bytes) above which the placer sees a view of the chip (1 GiB: with --jobs 2 and
