@@ -155,7 +155,8 @@ def _pct(value: float | None) -> str:
 def print_report(r: dict[str, Any]) -> None:
     which = "the chip it was compiled for" if r["compiled_for_chip"] else "another chip than compiled for"
     mode = "ideal devices" if r["ideal"] else f"seed {r['seed']}"
-    print(f"simulated {r['program']} on chip {r['chip']!r} ({which}), {mode}")
+    what = r["program"] if "board" not in r else f"board file {printable(r['board'])} (of {r['program']})"
+    print(f"simulated {what} on chip {r['chip']!r} ({which}), {mode}")
     rows = [("data", "samples", "accuracy", "software", "agreement")]
     for d in r["data"]:
         rows.append((d["name"], str(d["samples"]), _pct(d["accuracy"]), _pct(d["software_accuracy"]),
