@@ -28,9 +28,10 @@ from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.passes.canonicalize import require_mvm
+from lea_compiler.passes.lower import lower_to_program
 from lea_compiler.passes.quantize import Quantize
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
-from lea_compiler.program import Program, lower_to_program, with_calibration
+from lea_compiler.program import Program, with_calibration
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ import numpy as np
 import onnx
 import pytest
 
-from lea_compiler import program as program_module
 from lea_compiler.chip import synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import CompileError, InvalidInputError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program, program_problems
+from lea_compiler.program import file as program_file
 from tests.helpers import mlp_model
 
 Entries = dict[str, bytes]
@@ -162,7 +162,7 @@ def test_a_broken_deflate_stream_is_invalid_input(program_bytes) -> None:
 
 
 def test_entries_declaring_more_than_the_limit_are_refused_before_reading(program_bytes, monkeypatch) -> None:
-    monkeypatch.setattr(program_module, "MAX_PROGRAM_BYTES", 1000)
+    monkeypatch.setattr(program_file, "MAX_PROGRAM_BYTES", 1000)
     with pytest.raises(InvalidInputError, match="declare .* bytes uncompressed, more than leac reads"):
         Program.from_bytes(program_bytes)
 
@@ -348,7 +348,7 @@ def test_loading_a_small_program_does_not_ask_for_the_whole_limit_in_memory(prog
                                                                             monkeypatch) -> None:
     """Reading a file asked for `limit` + 1 bytes at once (4 GiB for a Program): a MemoryError under any memory
     cap (`ulimit -v`) below that, whatever the file's size."""
-    monkeypatch.setattr(program_module, "MAX_PROGRAM_BYTES", 256 * 2**20)
+    monkeypatch.setattr(program_file, "MAX_PROGRAM_BYTES", 256 * 2**20)
     path = tmp_path / "p.leac"
     path.write_bytes(program_bytes)
     tracemalloc.start()

@@ -60,12 +60,12 @@ import numpy as np
 
 from lea_compiler.chip import Chip, level_index_dtype
 from lea_compiler.errors import CompileError
+from lea_compiler.geometry import Region
 from lea_compiler.ir import Graph
 from lea_compiler.passes.ensemble import Ensemble
 from lea_compiler.passes.place import Placed
 from lea_compiler.passes.quantize import PairCode, QuantizedLayer
 from lea_compiler.passes.tile import Tiling
-from lea_compiler.placement import Region
 
 
 @dataclass(frozen=True, eq=False)

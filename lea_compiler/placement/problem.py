@@ -17,6 +17,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import UsageError
+from lea_compiler.geometry import Region
 
 Status: TypeAlias = str
 
@@ -94,15 +95,6 @@ class PlacementProblem:
         ]
         if bad:
             raise UsageError(f"invalid placement problem ({len(self.patterns)} patterns): " + "; ".join(bad[:5]))
-
-
-@dataclass(frozen=True)
-class Region:
-    """Where an item goes: rows [row, row + rows) and cols [col, col + cols) of array `array`."""
-
-    array: int
-    row: int
-    col: int
 
 
 @dataclass(frozen=True)

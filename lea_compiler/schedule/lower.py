@@ -27,7 +27,7 @@ from lea_compiler.errors import InvalidInputError
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.program import Layer, Program
-from lea_compiler.program_checks import program_problems
+from lea_compiler.program.checks import program_problems
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
     STATES,
@@ -111,7 +111,7 @@ def prepare(program: Program) -> Lowered:
     """Check the Program against itself, its chip and its graph, and lay out its devices.
 
     A Program written by `leac compile` always passes; a damaged or hand-edited one gets every problem listed
-    (`program_checks.program_problems`, which `Program.load` runs too).
+    (`program.checks.program_problems`, which `Program.load` runs too).
 
     Raises:
         InvalidInputError: the Program contradicts itself, its chip or its graph.

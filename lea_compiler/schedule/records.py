@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeAlias
 
-from lea_compiler.program_checks import is_finite_json
+from lea_compiler.program.checks import is_finite_json
 
 POLARITIES = ("pos", "neg")
 STATES = ("stuck_high", "stuck_low")

@@ -1,6 +1,6 @@
 """Reading the members of a Program archive (`.leac`) with a bound on each, before trusting any of them.
 
-A `.leac` file is a zip archive (lea_compiler/program.py): a few MB of
+A `.leac` file is a zip archive (lea_compiler/program/file.py): a few MB of
 compressed data can inflate to gigabytes, an `.npy` header can declare any
 shape, and `program.json` can point many copies at one array. So every member
 is read with a bound derived from what the Program declares, through the

@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lea_compiler.errors import UsageError
+from lea_compiler.geometry import regions_overlap
 from lea_compiler.ops import LEAC_DOMAIN
+from lea_compiler.program.types import CopyHalf, Layer, ProgramBlock
 
-if TYPE_CHECKING:  # program.py imports this module; the types are for the annotations only
-    from lea_compiler.program import CopyHalf, Layer, Program, ProgramBlock
+if TYPE_CHECKING:  # core.py imports this module; the Program type is for the annotations only
+    from lea_compiler.program.core import Program
+
+MAX_PROBLEMS = 50
+"""Most problems of a damaged Program listed in one error; the rest are counted."""
 
 
 def _is_int(value: Any) -> bool:
@@ -158,10 +163,15 @@ def program_problems(program: Program) -> list[str]:
 
 
 def _overlap(a: CopyHalf, b: CopyHalf) -> bool:
-    """Whether two copy halves on one array share a device."""
-    (ar, ac), (br, bc) = a.levels.shape, b.levels.shape
-    ra, rb = a.region, b.region
-    return ra.row < rb.row + br and rb.row < ra.row + ar and ra.col < rb.col + bc and rb.col < ra.col + ac
+    """Whether two copy halves share a device."""
+    return regions_overlap(a.region, a.levels.shape, b.region, b.levels.shape)
+
+
+def listing(problems: list[str]) -> str:
+    """`problems` as indented lines for an error message, at most `MAX_PROBLEMS` of them (the rest counted)."""
+    shown = problems[:MAX_PROBLEMS]
+    more = len(problems) - len(shown)
+    return "\n".join(f"  {p}" for p in shown) + (f"\n  ... and {more} more" if more else "")
 
 
 def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[str]:

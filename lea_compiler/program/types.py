@@ -1,0 +1,115 @@
+"""A crossbar layer as mapped onto the chip: `Layer`, its `ProgramBlock`s and their copies.
+
+These are the parts of a Program (lea_compiler/program/core.py) that say
+where every copy of every block sits and what it is programmed to;
+`represented_matrix` is the matrix a layer then holds on its chip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lea_compiler.chip import Chip
+from lea_compiler.geometry import Region
+
+
+@dataclass(frozen=True, eq=False)
+class CopyHalf:
+    """One copy of one half (G+ or G-) of a block: where it sits and what is programmed."""
+
+    region: Region
+    levels: np.ndarray  # (rows, cols) level index (chip.level_index_dtype); -1: stuck device, not programmed
+    cost_uS: float  # mapping error at this region (stuck devices vs targets)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockCopy:
+    copy: int
+    pos: CopyHalf
+    neg: CopyHalf
+
+
+@dataclass(frozen=True, eq=False)
+class ProgramBlock:
+    """A block of a layer's matrix, its targets, its alpha copies and the beta-of-alpha mask."""
+
+    index: int
+    row_block: int
+    col_block: int
+    row_start: int
+    row_stop: int
+    col_start: int
+    col_stop: int
+    target_pos: np.ndarray  # (rows, cols) level index (chip.level_index_dtype)
+    target_neg: np.ndarray
+    copies: tuple[BlockCopy, ...]
+    selection: np.ndarray  # (alpha, cols) bool: the copies each column averages
+    adc_full_scale_uA: float | None = None  # ADC range, when calibrated at compile time
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.row_stop - self.row_start, self.col_stop - self.col_start)
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One crossbar layer (an MVM node of the graph) as mapped onto the chip."""
+
+    name: str
+    rows: int  # crossbar matrix rows (inputs, plus one bias row if bias_row)
+    cols: int
+    bias_row: bool
+    encoding: str
+    levels_uS: tuple[float, ...]
+    scale: np.ndarray  # (cols,) uS of conductance difference per weight unit
+    alpha: int
+    beta: int
+    blocks: tuple[ProgramBlock, ...]
+    quantization: dict[str, float]  # rms_error, max_error, relative_rms_error (weight units)
+    mapping_error_uS: float  # placement cost: sum over copies of |G_actual - G_target|
+    effective_error_uS: float  # after encode and selection: error of the averaged differences
+    input_full_scale: float | None = None  # DAC full-scale input |x|, when calibrated at compile time
+    column_gain: np.ndarray | None = None  # (cols,) stuck-device compensation (passes/compensate.py), or None
+    column_offset: np.ndarray | None = None  # (cols,) weight units, added with the gain
+
+    @property
+    def devices(self) -> int:
+        """Devices this layer occupies: two halves of every copy of every block."""
+        return sum(2 * len(b.copies) * b.shape[0] * b.shape[1] for b in self.blocks)
+
+    @property
+    def row_bounds(self) -> list[tuple[int, int]]:
+        return sorted({(b.row_start, b.row_stop) for b in self.blocks})
+
+    @property
+    def col_bounds(self) -> list[tuple[int, int]]:
+        return sorted({(b.col_start, b.col_stop) for b in self.blocks})
+
+
+def represented_matrix(layer: Layer, chip: Chip) -> np.ndarray:
+    """The crossbar matrix (rows, cols; weight units) a layer represents on `chip` without noise: per output
+    column the mean over its selected copies of G+ - G-, every healthy device at its programmed level and a
+    device the Program skipped at its stuck conductance on `chip`, divided by the column's scale (no
+    compensation). For `joint` encoding this is what `simulate(..., ideal=True)` computes on the chip compiled
+    for."""
+    levels = np.asarray(layer.levels_uS, dtype=np.float64)
+    out = np.zeros((layer.rows, layer.cols))
+    maps: dict[int, np.ndarray] = {}
+    for block in layer.blocks:
+        rows, cols = block.shape
+        diffs = []
+        for copy in block.copies:
+            g = []
+            for half in (copy.pos, copy.neg):
+                region = half.region
+                if region.array not in maps:
+                    maps[region.array] = chip.stuck_map(region.array)[1]
+                stuck = maps[region.array][region.row:region.row + rows, region.col:region.col + cols]
+                g.append(np.where(half.levels >= 0, levels[np.maximum(half.levels, 0)], np.nan_to_num(stuck)))
+            diffs.append(g[0] - g[1])
+        mask = block.selection.astype(np.float64)[:, None, :]
+        mean = (np.stack(diffs) * mask).sum(axis=0) / mask.sum(axis=0)
+        out[block.row_start:block.row_stop, block.col_start:block.col_stop] = mean
+    return out / np.asarray(layer.scale, dtype=np.float64)
