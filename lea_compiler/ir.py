@@ -24,13 +24,9 @@ import networkx as nx
 import numpy as np
 
 from lea_compiler.errors import IRVerificationError
+from lea_compiler.ops import infer_node
+from lea_compiler.shapes import Shape
 from lea_compiler.tables import printable
-
-Dim = int | str | None
-"""One dimension: an int when known, a symbolic name (e.g. "batch"), or None when unknown."""
-
-Shape = tuple[Dim, ...] | None
-"""A tensor shape; None when even the rank is unknown."""
 
 F = TypeVar("F")
 
@@ -389,8 +385,6 @@ class Graph:
     # ----------------------------------------------------------------- checking
     def problems(self) -> list[str]:
         """Every broken invariant, as messages; empty for a well-formed graph."""
-        from lea_compiler.ops import infer_node  # ops imports ir; keep the cycle out of import time
-
         problems: list[str] = []
         defined: dict[str, str] = {}
         defined_ids: set[int] = set()

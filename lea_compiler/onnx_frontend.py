@@ -26,8 +26,9 @@ import onnx.shape_inference
 import onnx.version_converter
 
 from lea_compiler.errors import InvalidModelError
-from lea_compiler.ir import Dim, Graph, Shape, Value
+from lea_compiler.ir import Graph, Value
 from lea_compiler.ops import LEAC_DOMAIN, ML_DOMAIN, OPS, infer_node, onnx_dtype, supported_ops_text
+from lea_compiler.shapes import Dim, Shape
 
 log = logging.getLogger(__name__)
 

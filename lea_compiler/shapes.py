@@ -8,8 +8,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lea_compiler.ir import Dim, Node, Shape
+if TYPE_CHECKING:  # the IR imports the op registry, which imports this module
+    from lea_compiler.ir import Node
+
+Dim = int | str | None
+"""One dimension: an int when known, a symbolic name (e.g. "batch"), or None when unknown."""
+
+Shape = tuple[Dim, ...] | None
+"""A tensor shape; None when even the rank is unknown."""
 
 
 class ShapeError(Exception):
