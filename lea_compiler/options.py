@@ -25,8 +25,8 @@ from typing import Any, TypedDict, TypeVar
 
 from lea_compiler.errors import UsageError
 from lea_compiler.passes.compensate import COMPENSATE_MODES
+from lea_compiler.passes.place import PLACER_NAMES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
-from lea_compiler.placement import PLACERS
 
 SCALE_NOISE_MODES = ("none", "chip")
 """`none`: the weight scale minimises the quantization error alone. `chip`: the quantization error plus the
@@ -119,7 +119,7 @@ class CompileOptions:
         choices=ENCODINGS)))
     placer: str = field(default="cpsat", metadata=_option(Option(
         "placer", "cpsat: OR-Tools, exact where it can prove it; greedy / random: the paper's baselines",
-        choices=tuple(sorted(PLACERS)))))
+        choices=tuple(sorted(PLACER_NAMES)))))
     time_limit_s: float = field(default=10.0, metadata=_option(Option(
         "time_limit_s", "solver time budget in seconds (deterministic time for CP-SAT), above 0 and at most 86400",
         flag="--time-limit", metavar="S")))

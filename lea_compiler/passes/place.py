@@ -8,7 +8,10 @@ The cost of a copy at a region is its mapping error, sum over its devices of
 device (healthy devices cost nothing). The problem goes to
 `lea_compiler.placement` (OR-Tools: exact min-cost flow when no two copies
 can share an array, CP-SAT otherwise; or the paper's greedy / random
-baselines); this pass only builds it from the IR and records the answer.
+baselines); this pass only builds it from the IR and records the answer. The
+solver (and with it OR-Tools) is imported when the pass runs, not with this
+module: the facts below are read by the later passes and by lowering, which
+need no solver.
 
 With `--encoding joint` and beta >= 2 the cost is what the encoding cannot
 absorb. Joint encoding lets the other beta - 1 copies of a column move their
@@ -37,21 +40,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import CompileError
+from lea_compiler.geometry import Region
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.ensemble import Ensemble
 from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.replicate_network import Replica
 from lea_compiler.passes.tile import Tiling
-from lea_compiler.placement import PLACERS, Item, Pattern, Placement, PlacementProblem, Region
-from lea_compiler.placement.view import placement_view
+
+if TYPE_CHECKING:  # imported in Place.run: the solver imports OR-Tools
+    from lea_compiler.placement import Pattern, Placement
 
 POLARITIES = ("+", "-")
+
+PLACER_NAMES = ("cpsat", "greedy", "random")
+"""The placers `Place` can use: the keys of `lea_compiler.placement.PLACERS`, in its order (a test checks
+that they agree), named here so that naming one (`leac compile --placer`) does not import the solver."""
 
 ABSORB_MARGIN = 0.5
 """A moved stuck conductance stays this share of the level range outside it, so an absorbable stuck device
@@ -127,8 +137,8 @@ class Place:
     name: str = "place"
 
     def __post_init__(self) -> None:
-        if self.placer not in PLACERS:
-            raise CompileError(f"unknown placer {self.placer!r}; choose one of {', '.join(PLACERS)}")
+        if self.placer not in PLACER_NAMES:
+            raise CompileError(f"unknown placer {self.placer!r}; choose one of {', '.join(PLACER_NAMES)}")
         if (problem := time_limit_problem(self.time_limit_s)) is not None:
             raise CompileError(f"the placer's time limit {problem}")
 
@@ -164,6 +174,9 @@ class Place:
                                        stuck_low_uS=moved(device.stuck_low_uS)))
 
     def run(self, graph: Graph) -> Graph:
+        from lea_compiler.placement import PLACERS, Item, Pattern, PlacementProblem  # imports OR-Tools
+        from lea_compiler.placement.view import placement_view
+
         patterns: list[Pattern] = []
         pattern_of: dict[tuple[str, int, str], int] = {}
         entries: list[tuple[int, str, tuple[Node, int, str, int]]] = []  # (pattern, item name, key)

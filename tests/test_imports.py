@@ -1,0 +1,126 @@
+"""The package's import structure: the backends and the CLI load without OR-Tools, and no import cycles.
+
+OR-Tools (and pandas, which it imports) is the placement solver's: loading the
+board backend, the simulator or `leac --help` must not pay for it. Each check
+runs in a fresh interpreter, since this one has imported everything already.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "lea_compiler"
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter that imports this tree's lea_compiler."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("module", ["lea_compiler.backends.board", "lea_compiler.backends.sim", "lea_compiler.cli"])
+def test_loading_a_backend_or_the_cli_does_not_import_ortools(module: str) -> None:
+    done = _run(f"import sys, {module}\n"
+                "print(sorted(m for m in sys.modules if m.startswith('ortools') or m == 'lea_compiler.placement'))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_leac_help_and_version_do_not_import_ortools() -> None:
+    code = """
+import contextlib, io, sys
+from lea_compiler.cli import main
+for argv in (["--help"], ["--version"], ["compile", "--help"], ["simulate", "--help"], ["emit", "--help"]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    print(" ".join(argv), "ortools" in sys.modules)
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and all(line.endswith(" False") for line in lines), done.stdout
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(body: list[ast.stmt], *, in_functions: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when it is imported (never those under `if TYPE_CHECKING:`); with
+    `in_functions`, also those in its functions and methods, which run when they are first called."""
+    for node in body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If):
+            if not _is_type_checking(node.test):
+                yield from _imports(node.body, in_functions=in_functions)
+            yield from _imports(node.orelse, in_functions=in_functions)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                yield from _imports(block, in_functions=in_functions)
+        elif isinstance(node, ast.With | ast.For | ast.While | ast.ClassDef):
+            yield from _imports(node.body, in_functions=in_functions)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and in_functions:
+            yield from _imports(node.body, in_functions=in_functions)
+
+
+def import_graph(*, in_functions: bool = False) -> nx.DiGraph:
+    """lea_compiler's modules, and an edge a -> b where module a imports module b at module level (with
+    `in_functions`, anywhere outside `if TYPE_CHECKING:`)."""
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = nx.DiGraph()
+    for name, path in paths.items():
+        graph.add_node(name)
+        for node in _imports(ast.parse(path.read_text(), str(path)).body, in_functions=in_functions):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                assert node.level == 0, f"{name}: a relative import"  # STYLE.md rule 12
+                base = node.module or ""
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base for alias in node.names]
+            graph.add_edges_from((name, target) for target in targets if target in paths and target != name)
+    return graph
+
+
+def test_the_import_graph_sees_the_package() -> None:
+    graph, lazy = import_graph(), import_graph(in_functions=True)
+    assert graph.has_edge("lea_compiler.ir", "lea_compiler.ops")
+    assert graph.has_edge("lea_compiler.program.core", "lea_compiler.program.file")
+    assert not lazy.has_edge("lea_compiler.ops", "lea_compiler.ir")  # only under TYPE_CHECKING
+    assert lazy.has_edge("lea_compiler.passes.place", "lea_compiler.placement")  # in Place.run
+    assert not graph.has_edge("lea_compiler.passes.place", "lea_compiler.placement")
+
+
+def _cycles(graph: nx.DiGraph) -> list[str]:
+    return sorted(" -> ".join([*cycle, cycle[0]]) for cycle in nx.simple_cycles(graph))
+
+
+def test_no_import_cycles_among_the_package_modules() -> None:
+    cycles = _cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_no_import_cycles_through_imports_in_functions_either() -> None:
+    """An import in a function only defers a cycle (ir.py's verifier once imported ops.py, which imports ir.py,
+    that way): one module of the two then needs the other's types but not at import time (TYPE_CHECKING)."""
+    cycles = _cycles(import_graph(in_functions=True))
+    assert not cycles, "import cycles through imports in functions:\n" + "\n".join(cycles)
