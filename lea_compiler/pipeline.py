@@ -6,6 +6,8 @@ checks that the facts it needs are there and says which pass to run first.
 The one option that changes the list is the ensemble scheme: `network` (a
 committee machine) adds `replicate_network` after `canonicalize` and gives
 every replicated layer one copy; `layer` (LEA, the default) does not.
+The step after the list, lowering the mapped IR to a Program, is
+`passes/lower.py`; the compile driver (compiler.py) runs it.
 """
 
 from __future__ import annotations
