@@ -1,4 +1,5 @@
-"""Where a block half sits on the chip: a `Region`, and whether two regions share a device.
+"""Where a block half sits on the chip: a `Region`, whether two regions share a device, and the names of a
+differential pair's halves (`POLARITIES`).
 
 The placement solver (lea_compiler/placement/) produces regions, the passes
 record them and the Program (lea_compiler/program/) holds them; they all
@@ -9,6 +10,9 @@ import the type from here, so none of them pulls in another's dependencies
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+POLARITIES = ("pos", "neg")
+"""The halves of a differential pair, G+ then G-: spelled so in the passes, the Program and the board file."""
 
 
 @dataclass(frozen=True)

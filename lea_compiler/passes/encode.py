@@ -252,8 +252,8 @@ class Encode:
                     if quantized.exact_uS is None:
                         raise CompileError(f"{node.describe()}: joint encoding needs the quantize pass's exact "
                                            "targets; run quantize with encoding='joint'")
-                    stuck = [(maps.region(placed.region(block.index, "+", copy), block.shape),
-                              maps.region(placed.region(block.index, "-", copy), block.shape))
+                    stuck = [(maps.region(placed.region(block.index, "pos", copy), block.shape),
+                              maps.region(placed.region(block.index, "neg", copy), block.shape))
                              for copy in range(ensemble.alpha)]
                     encoded, mask = encode_joint(levels, quantized.exact_uS[rows, cols], tp, tn, stuck,
                                                  ensemble.beta)
@@ -261,8 +261,8 @@ class Encode:
                     masks.append(mask)
                     continue
                 for copy in range(ensemble.alpha):
-                    stuck_p = maps.region(placed.region(block.index, "+", copy), block.shape)
-                    stuck_n = maps.region(placed.region(block.index, "-", copy), block.shape)
+                    stuck_p = maps.region(placed.region(block.index, "pos", copy), block.shape)
+                    stuck_n = maps.region(placed.region(block.index, "neg", copy), block.shape)
                     pos, neg, pos_uS, neg_uS = encode_copy(levels, tp, tn, stuck_p, stuck_n, quantized.encoding)
                     copies.append(EncodedCopy(block.index, copy, pos, neg, pos_uS, neg_uS))
             node.set_fact(Encoded(tuple(copies), tuple(masks) if masks else None))

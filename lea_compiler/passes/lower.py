@@ -54,7 +54,7 @@ def lower_to_program(
             for copy in range(ensemble.alpha):
                 enc = encoded.get(block.index, copy)
                 halves = []
-                for polarity, levels in (("+", enc.pos_levels), ("-", enc.neg_levels)):
+                for polarity, levels in (("pos", enc.pos_levels), ("neg", enc.neg_levels)):
                     placed_copy = placed.get(block.index, polarity, copy)
                     halves.append(CopyHalf(placed_copy.region, levels, placed_copy.cost_uS))
                 copies.append(BlockCopy(copy, halves[0], halves[1]))

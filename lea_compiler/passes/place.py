@@ -47,7 +47,7 @@ import numpy as np
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import CompileError
-from lea_compiler.geometry import Region
+from lea_compiler.geometry import POLARITIES, Region
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.ensemble import Ensemble
 from lea_compiler.passes.quantize import QuantizedLayer
@@ -57,7 +57,6 @@ from lea_compiler.passes.tile import Tiling
 if TYPE_CHECKING:  # imported in Place.run: the solver imports OR-Tools
     from lea_compiler.placement import Pattern, Placement
 
-POLARITIES = ("+", "-")
 
 PLACER_NAMES = ("cpsat", "greedy", "random")
 """The placers `Place` can use: the keys of `lea_compiler.placement.PLACERS`, in its order (a test checks
@@ -81,7 +80,7 @@ class PlacedCopy:
     """Where one copy of one block half sits, and its mapping error there."""
 
     block: int
-    polarity: str  # "+" (G+ devices) or "-" (G- devices)
+    polarity: str  # "pos" (G+ devices) or "neg" (G- devices): geometry.POLARITIES
     copy: int
     region: Region
     cost_uS: float

@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeAlias
 
+from lea_compiler.geometry import POLARITIES
 from lea_compiler.program.checks import is_finite_json
 
-POLARITIES = ("pos", "neg")
 STATES = ("stuck_high", "stuck_low")
 BIAS_MODES = ("row", "digital", "none")
 MAX_PROBLEMS = 200

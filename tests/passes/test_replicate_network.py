@@ -153,7 +153,7 @@ def _regions(program: Program) -> list[tuple]:
     """Every copy half as (origin layer, block, polarity, region), sorted: replicas named by their origin."""
     return sorted((layer.name.split("@")[0], block.index, polarity, half.region.array, half.region.row, half.region.col)
                   for layer in program.layers for block in layer.blocks for copy in block.copies
-                  for polarity, half in (("+", copy.pos), ("-", copy.neg)))
+                  for polarity, half in (("pos", copy.pos), ("neg", copy.neg)))
 
 
 @pytest.mark.parametrize("k, bias", [(1, "digital"), (2, "row"), (3, "digital")])
