@@ -15,6 +15,7 @@ import numpy as np
 from lea_compiler.errors import UsageError
 from lea_compiler.geometry import regions_overlap
 from lea_compiler.ops import LEAC_DOMAIN
+from lea_compiler.problems import collected
 from lea_compiler.program.types import CopyHalf, Layer, ProgramBlock
 
 if TYPE_CHECKING:  # core.py imports this module; the Program type is for the annotations only
@@ -169,9 +170,7 @@ def _overlap(a: CopyHalf, b: CopyHalf) -> bool:
 
 def listing(problems: list[str]) -> str:
     """`problems` as indented lines for an error message, at most `MAX_PROBLEMS` of them (the rest counted)."""
-    shown = problems[:MAX_PROBLEMS]
-    more = len(problems) - len(shown)
-    return "\n".join(f"  {p}" for p in shown) + (f"\n  ... and {more} more" if more else "")
+    return collected(problems, MAX_PROBLEMS).listing()
 
 
 def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[str]:

@@ -26,6 +26,7 @@ import numpy as np
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
+from lea_compiler.problems import collected
 from lea_compiler.program import Layer, Program
 from lea_compiler.program.checks import program_problems
 from lea_compiler.schedule.records import (
@@ -116,12 +117,8 @@ def prepare(program: Program) -> Lowered:
     Raises:
         InvalidInputError: the Program contradicts itself, its chip or its graph.
     """
-    problems = program_problems(program)
-    if problems:
-        shown = problems[:MAX_PROBLEMS]
-        more = len(problems) - len(shown)
-        lines = "\n".join(f"  {p}" for p in shown) + (f"\n  ... and {more} more" if more else "")
-        raise InvalidInputError(f"the Program does not agree with its chip or graph:\n{lines}")
+    collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
+        "the Program does not agree with its chip or graph")
     halves = tuple(_halves(program))
     owners: dict[int, np.ndarray] = {}
     levels: dict[int, np.ndarray] = {}

@@ -7,11 +7,10 @@ NaN, no repeated keys) and checked against its record's schema; the checks that 
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from lea_compiler.backends.board.records import (
 from lea_compiler.backends.board.validator import _Validator
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import open_input, too_large
+from lea_compiler.problems import Problems, listing
 from lea_compiler.schedule.plan import Schedule, schedule_of_stream
 
 MAX_BOARD_BYTES = 4 * 2**30
@@ -82,9 +82,8 @@ class BoardCheck:
         if not self.total:
             return
         noun = "problem" if self.total == 1 else "problems"
-        more = f"\n  ... and {self.more} more" if self.more else ""
-        lines = "\n".join(f"  {p}" for p in self.problems)
-        raise InvalidInputError(f"{self.path}: invalid board file ({self.total} {noun}):\n{lines}{more}")
+        raise InvalidInputError(f"{self.path}: invalid board file ({self.total} {noun}):\n"
+                                f"{listing(self.problems, self.more)}")
 
 
 def check_board(path: str | os.PathLike[str]) -> BoardCheck:
@@ -186,32 +185,23 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes | None, in
             yield lineno + 1, None if size > MAX_LINE_BYTES else b"".join(parts), 1
 
 
-class _Problems:
+class _Problems(Problems):
     """The first `MAX_PROBLEMS` problems in file order ("line N: ..."), and how many were found in all.
 
-    Problems arrive nearly in line order (the end-of-layer and end-of-file checks name earlier lines), so
-    the kept ones are a bounded heap of the smallest (line, arrival) keys."""
+    Problems arrive nearly in line order (the end-of-layer and end-of-file checks name earlier lines), so each
+    is ordered by the line it names."""
 
     def __init__(self) -> None:
-        self.heap: list[tuple[int, int, str]] = []  # (-line, -arrival, text): the largest key on top
-        self.total = 0
+        super().__init__(MAX_PROBLEMS)
 
-    def extend(self, problems: list[str]) -> None:
-        for text in problems:
-            self.total += 1
-            item = (-int(text.split(maxsplit=2)[1].rstrip(":")), -self.total, text)
-            if len(self.heap) < MAX_PROBLEMS:
-                heapq.heappush(self.heap, item)
-            elif item > self.heap[0]:
-                heapq.heapreplace(self.heap, item)
+    def extend(self, texts: Iterable[str], order: int = 0) -> None:
+        for text in texts:
+            self.add(text, int(text.split(maxsplit=2)[1].rstrip(":")))
 
     def add_run(self, line: int, repeats: int) -> None:
         """`repeats` lines identical to `line` (a line that is not a record) follow it: one problem for them."""
         self.extend([f"line {line + 1}: the {repeats} lines {line + 1}..{line + repeats} are the same as line "
                      f"{line}, with the same problem"])
-
-    def first(self) -> tuple[str, ...]:
-        return tuple(text for _, _, text in sorted(self.heap, reverse=True))
 
 
 def _parse_fields(
@@ -297,11 +287,11 @@ def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCh
     first = next(lines, None)
     if first is None:
         problems.extend(["line 1: the file is empty (expected the leac-board header)"])
-        return BoardCheck(source, None, problems.first(), problems.total)
+        return BoardCheck(source, None, problems.kept, problems.total)
     raw = first[1]
     if raw is None:
         problems.extend([f"line 1: longer than {MAX_LINE_BYTES} bytes: not a leac board file"])
-        return BoardCheck(source, None, problems.first(), problems.total)
+        return BoardCheck(source, None, problems.kept, problems.total)
     if raw.startswith(_BOM):
         # the format is ASCII only; Python's json and many firmware parsers refuse a BOM, so a file that
         # has one is not what the board reads: say so, and check the rest as if it were removed
@@ -311,7 +301,7 @@ def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCh
     header, found, go_on = _parse_header(raw)
     problems.extend(found)
     if not go_on:
-        return BoardCheck(source, None, problems.first(), problems.total)
+        return BoardCheck(source, None, problems.kept, problems.total)
     checker = _Validator(header)
     records: list[Record] = []
     bad: bytes | None = None  # the last line that is not a record, and how many identical lines follow it
@@ -339,9 +329,9 @@ def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCh
     problems.extend(checker.finish())
     duplicates, count = checker.devices.duplicates(MAX_PROBLEMS)
     problems.extend(duplicates)
-    problems.total += count - len(duplicates)
+    problems.total += count - len(duplicates)  # counted, not listed
     stream = BoardStream(header, tuple(records)) if keep_records and header and not problems.total else None
-    return BoardCheck(source, header, problems.first(), problems.total, stream)
+    return BoardCheck(source, header, problems.kept, problems.total, stream)
 
 
 def board_schedule(stream: BoardStream) -> Schedule:
