@@ -1,5 +1,5 @@
-"""Where a block half sits on the chip: a `Region`, whether two regions share a device, and the names of a
-differential pair's halves (`POLARITIES`).
+"""Where a block half sits on the chip: a `Region`, which item occupies each device (`Occupancy`, so whether
+two regions share one), and the names of a differential pair's halves (`POLARITIES`).
 
 The placement solver (lea_compiler/placement/) produces regions, the passes
 record them and the Program (lea_compiler/program/) holds them; they all
@@ -9,7 +9,10 @@ import the type from here, so none of them pulls in another's dependencies
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 POLARITIES = ("pos", "neg")
 """The halves of a differential pair, G+ then G-: spelled so in the passes, the Program and the board file."""
@@ -24,8 +27,24 @@ class Region:
     col: int
 
 
-def regions_overlap(a: Region, a_shape: tuple[int, ...], b: Region, b_shape: tuple[int, ...]) -> bool:
-    """Whether a block of `a_shape` (rows, cols) at `a` and one of `b_shape` at `b` share a device."""
-    (ar, ac), (br, bc) = a_shape, b_shape
-    return a.array == b.array and a.row < b.row + br and b.row < a.row + ar and a.col < b.col + bc \
-        and b.col < a.col + ac
+class Occupancy:
+    """Which item occupies each device of each array (-1: none): the one test of whether regions overlap, used
+    by the Program checks and by the lowering that lays a Program's copy halves out on the chip."""
+
+    def __init__(self, sizes: Mapping[int, tuple[int, int]]) -> None:
+        self.owner = {array: np.full(size, -1, dtype=np.int64) for array, size in sizes.items()}
+
+    def inside(self, region: Region, shape: tuple[int, int]) -> bool:
+        """Whether a block of `shape` (rows, cols) at `region` lies inside its array."""
+        rows, cols = self.owner[region.array].shape
+        return region.row + shape[0] <= rows and region.col + shape[1] <= cols
+
+    def take(self, index: int, region: Region, shape: tuple[int, int]) -> int | None:
+        """Mark the devices of a block of `shape` at `region` (inside its array) as item `index`'s, or, if an
+        item already holds one of them, mark nothing and return the first such item."""
+        window = self.owner[region.array][region.row:region.row + shape[0], region.col:region.col + shape[1]]
+        held = window[window >= 0]
+        if held.size:
+            return int(held[0])
+        window[...] = index
+        return None

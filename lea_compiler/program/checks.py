@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lea_compiler.errors import UsageError
-from lea_compiler.geometry import regions_overlap
+from lea_compiler.geometry import Occupancy
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program.types import CopyHalf, Layer, ProgramBlock
@@ -137,22 +137,19 @@ def program_problems(program: Program) -> list[str]:
                             continue
                         stuck[region.array] = chip.stuck_map(region.array)[0] != 0
                     halves.append((where, region.array, stuck[region.array], half))
-    taken: dict[int, np.ndarray] = {array: np.zeros(state.shape, bool) for array, state in stuck.items()}
-    placed: dict[int, list[int]] = {array: [] for array in stuck}  # the halves on each array so far
+    occupancy = Occupancy({array: state.shape for array, state in stuck.items()})
     for index, (where, array, state, half) in enumerate(halves):
-        region, used = half.region, taken[array]
+        region = half.region
         rows, cols = half.levels.shape
-        if region.row + rows > used.shape[0] or region.col + cols > used.shape[1]:
+        if not occupancy.inside(region, (rows, cols)):
             problems.append(f"{where}: region (row {region.row}, col {region.col}) + {rows} x {cols} is outside "
-                            f"array {array} ({used.shape[0]} x {used.shape[1]})")
+                            f"array {array} ({state.shape[0]} x {state.shape[1]})")
+            continue
+        other = occupancy.take(index, region, (rows, cols))
+        if other is not None:
+            problems.append(f"{where}: its region on array {array} overlaps {halves[other][0]}")
             continue
         window = (slice(region.row, region.row + rows), slice(region.col, region.col + cols))
-        if np.any(used[window]):
-            other = next(halves[i][0] for i in placed[array] if _overlap(halves[i][3], half))
-            problems.append(f"{where}: its region on array {array} overlaps {other}")
-            continue
-        used[window] = True
-        placed[array].append(index)
         mismatch = (half.levels == -1) != state[window]
         if np.any(mismatch):
             r, c = (int(i) for i in np.argwhere(mismatch)[0])
@@ -161,11 +158,6 @@ def program_problems(program: Program) -> list[str]:
                 + ("stuck on the chip but the Program programs it" if state[window][r, c]
                    else "marked stuck (-1) in the Program but healthy on the chip"))
     return problems
-
-
-def _overlap(a: CopyHalf, b: CopyHalf) -> bool:
-    """Whether two copy halves share a device."""
-    return regions_overlap(a.region, a.levels.shape, b.region, b.levels.shape)
 
 
 def listing(problems: list[str]) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.geometry import Occupancy, Region
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
@@ -120,20 +121,18 @@ def prepare(program: Program) -> Lowered:
     collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
         "the Program does not agree with its chip or graph")
     halves = tuple(_halves(program))
-    owners: dict[int, np.ndarray] = {}
-    levels: dict[int, np.ndarray] = {}
-    targets: dict[int, np.ndarray] = {}
+    chip_arrays = {a.id: (a.rows, a.cols) for a in program.chip.arrays}
+    occupancy = Occupancy({h.array: chip_arrays[h.array] for h in halves})
+    levels: dict[int, np.ndarray] = {a: np.full(owner.shape, UNUSED, dtype=np.int64)
+                                     for a, owner in occupancy.owner.items()}
+    targets: dict[int, np.ndarray] = {a: np.zeros(owner.shape, dtype=np.int64) for a, owner in occupancy.owner.items()}
     for index, half in enumerate(halves):
-        if half.array not in owners:
-            arr = program.chip.array(half.array)
-            owners[half.array] = np.full((arr.rows, arr.cols), -1, dtype=np.int64)
-            levels[half.array] = np.full((arr.rows, arr.cols), UNUSED, dtype=np.int64)
-            targets[half.array] = np.zeros((arr.rows, arr.cols), dtype=np.int64)
         rows, cols = half.levels.shape
+        occupancy.take(index, Region(half.array, half.row, half.col), (rows, cols))  # checked not to overlap
         window = (slice(half.row, half.row + rows), slice(half.col, half.col + cols))
-        owners[half.array][window] = index
         levels[half.array][window] = half.levels
         targets[half.array][window] = half.targets
+    owners = occupancy.owner
     arrays = {}
     for array_id in sorted(levels):
         _, g_uS = program.chip.stuck_map(array_id)
