@@ -1011,6 +1011,9 @@ def test_any_document_loads_as_specified_or_is_refused_with_paths(case: tuple[st
     how, document = case
     text = json.dumps(document)  # NaN and Infinity become literals, as in a hand-edited file
     outcome = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
+    if how == "int g":  # the only change: a conductance given as an integer, loaded if in range
+        given = [e["g_uS"] for e in document["defects"] if type(e.get("g_uS")) is int]
+        assert (outcome[0] == "ok") == (given[0] <= MAX_CONDUCTANCE_uS), (given, outcome)
     if outcome[0] == "ok":
         assert how not in ("conflict", "key", "entry", "not a list")
         _assert_as_specified(outcome[1])

@@ -167,20 +167,17 @@ _DEFECT_KEY_SET = frozenset(DEFECT_KEYS)
 _OPTIONAL_KEYS = ("row", "col", "g_uS")
 
 
-def _usable_entries(raw: list[Any]) -> np.ndarray | None:
+def _usable_entries(raw: list[Any], columns: list[list[Any]] | None) -> np.ndarray | None:
     """Which defect entries are plain JSON objects with only known keys and no nulls (None: all are).
 
-    Decided in bulk: counts of the keys over all entries first, and masks
-    entry by entry only if the counts say some entry is not.
+    Decided in bulk: counts of the keys over all entries first (`columns`
+    holds each key's values, None where absent, if every entry is a dict),
+    and masks entry by entry only if the counts say some entry is not.
     """
     n = len(raw)
-    kinds = set(map(type, raw))
-    if kinds == {dict}:
+    if columns is not None:
         present = {key: sum(map(dict.__contains__, raw, repeat(key))) for key in DEFECT_KEYS}
-        nulls = sum(
-            present[key] - (n - sum(map(operator.is_, map(dict.get, raw, repeat(key)), repeat(None))))
-            for key in _OPTIONAL_KEYS
-        )
+        nulls = sum(present[key] - (n - columns[DEFECT_KEYS.index(key)].count(None)) for key in _OPTIONAL_KEYS)
         if sum(present.values()) == sum(map(len, raw)) and nulls == 0:
             return None  # every key is a known one, and none is null
     usable = np.fromiter(map(operator.is_, map(type, raw), repeat(dict)), dtype=bool, count=n)
@@ -222,9 +219,14 @@ def _parse_defects(raw: object, arrays: Sequence[Array], problems: list[str]) ->
     if not isinstance(raw, list):
         problems.append(f"defects: {show(raw)} is not a list")
         return None
-    usable = _usable_entries(raw)
-    items = raw if usable is None else [raw[k] for k in np.flatnonzero(usable).tolist()]
-    columns = [list(map(dict.get, items, repeat(key))) for key in DEFECT_KEYS]
+    columns = None
+    if set(map(type, raw)) <= {dict}:
+        columns = [list(map(dict.get, raw, repeat(key))) for key in DEFECT_KEYS]
+    usable = _usable_entries(raw, columns)
+    if usable is not None:  # the columns of the usable entries only
+        items = [raw[k] for k in np.flatnonzero(usable).tolist()]
+        columns = [list(map(dict.get, items, repeat(key))) for key in DEFECT_KEYS]
+    assert columns is not None  # (_usable_entries gives a mask when some entry is not a dict)
     return screen_defects(len(raw), usable, columns, arrays, _entry_fields(raw, problems))
 
 

@@ -46,13 +46,22 @@ class DefectTable(NamedTuple):
 def int64_column(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Ints or None as (int64 with -1 for None, the None mask); ints beyond int64 are clipped to +-2**62."""
     n = len(values)
-    missing = np.fromiter(map(operator.is_, values, repeat(None)), dtype=bool, count=n)
+    missing = none_mask(values)
     filled = [-1 if v is None else v for v in values] if missing.any() else values
     try:
         column = np.array(filled, dtype=np.int64)
     except OverflowError:
         column = np.array([min(max(v, -_FAR), _FAR) for v in filled], dtype=np.int64)
     return column.reshape(n), missing
+
+
+def none_mask(values: Sequence[Any]) -> np.ndarray:
+    """Which of these numbers or None are None (counted first: a column is mostly all or none None)."""
+    n = len(values)
+    nones = values.count(None)
+    if nones in (0, n):
+        return np.full(n, nones > 0)
+    return np.fromiter(map(operator.is_, values, repeat(None)), dtype=bool, count=n)
 
 
 def float64_column(values: Sequence[Any]) -> np.ndarray:

@@ -30,7 +30,14 @@ from lea_compiler.chip.fields import (
 )
 from lea_compiler.chip.fields import array_problems as array_entry_problems
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery
-from lea_compiler.chip.store import DefectTable, cross_problems, defect_table, float64_column, int64_column
+from lea_compiler.chip.store import (
+    DefectTable,
+    cross_problems,
+    defect_table,
+    float64_column,
+    int64_column,
+    none_mask,
+)
 from lea_compiler.chip_limits import (
     MAX_ARRAY_COLS,
     MAX_ARRAY_DEVICES,
@@ -47,6 +54,7 @@ _INT: frozenset[type] = frozenset((int,))
 _INT_OR_NONE: frozenset[type] = frozenset((int, _NONE_TYPE))
 _STR: frozenset[type] = frozenset((str,))
 _G_TYPES: frozenset[type] = frozenset((int, float, _NONE_TYPE))
+_STATE_SET = frozenset((STUCK_HIGH, STUCK_LOW))
 
 Fields = tuple[Any, Any, Any, Any, Any]
 """One defect entry's array, row, col, state and g_uS, normalised as `Defect` holds them."""
@@ -139,11 +147,12 @@ def _plain(arrays: Sequence[Array], columns: Sequence[Sequence[Any]]) -> tuple[n
     col, col_none = int64_column(_where(cols, c_ok, 0))
     known_states = _where(states, s_ok, "")
     high = np.fromiter(map(STUCK_HIGH.__eq__, known_states), dtype=bool, count=n)
-    low = np.fromiter(map(STUCK_LOW.__eq__, known_states), dtype=bool, count=n)
+    if not set(known_states) <= _STATE_SET:
+        s_ok &= high | np.fromiter(map(STUCK_LOW.__eq__, known_states), dtype=bool, count=n)
     given = _where(g_uS, g_ok, None)
     g = float64_column(given)
-    g_none = np.fromiter(map(operator.is_, given, repeat(None)), dtype=bool, count=n)
-    plain = a_ok & r_ok & c_ok & s_ok & g_ok & (high | low) & ~(row_none & col_none)
+    g_none = none_mask(given)
+    plain = a_ok & r_ok & c_ok & s_ok & g_ok & ~(row_none & col_none)
     plain &= (row_none | (row >= 0)) & (col_none | (col >= 0))
     plain &= g_none | ((g >= MIN_CONDUCTANCE_uS) & (g <= MAX_CONDUCTANCE_uS))
     return plain, DefectTable(pos, row, col, high, g)
