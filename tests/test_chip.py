@@ -1123,6 +1123,29 @@ def test_bad_entries_late_in_a_larger_chip_are_named_in_file_order():
     ]
 
 
+def test_entries_checked_one_by_one_keep_their_place_in_the_file():
+    # An unknown array id and an exact str subclass are only checked entry by entry (not in bulk);
+    # their messages and their place in the stuck map still follow the file's order.
+    document = {"format": "leac-chip", "version": 1, "arrays": {"count": 1, "rows": 2, "cols": 2},
+                "defects": [{"array": 7, "row": 0, "col": 0, "state": HIGH},
+                            {"array": 0, "row": 9, "col": 0, "state": HIGH}]}  # fmt: skip
+    with pytest.raises(InvalidChipError) as info:
+        parse_chip(document, "c.json")
+    assert info.value.problems == [
+        "defects[0].array: 7 is not the id of any array",
+        "defects[1].row: 9 is outside array 0 (2 rows)",
+    ]
+
+    class State(str):
+        pass
+
+    chip = Chip(arrays=(Array(0, 2, 2),), defects=(
+        Defect(0, 1, 1, State(HIGH), 300.0), Defect(0, 1, 1, HIGH, 400.0), Defect(0, 0, 1, State(LOW), 5.0)))
+    state, g = chip.stuck_map(0)
+    assert state.tolist() == [[0, -1], [0, 1]] and g[1, 1] == 400.0 and g[0, 1] == 5.0  # the later entry wins
+    assert chip_to_text(chip) == _expected_text(chip)
+
+
 @pytest.mark.parametrize(
     "arrays, defects, path",
     [

@@ -205,13 +205,14 @@ def screen_defects(
     kept_plain = np.flatnonzero(plain)
     index = np.concatenate([at[kept_plain], np.array(list(found), dtype=np.int64)])
     order = np.argsort(index, kind="stable")
-    merged = [list(_pick(c, kept_plain)) + [f[k] for f in found.values()] for k, c in enumerate(columns)]
-    picked: list[Sequence[Any]] = [_pick(c, order) for c in merged]
+    merged = [_pick(c, kept_plain) + [f[k] for f in found.values()] for k, c in enumerate(columns)]
+    in_order = order.tolist()
+    picked: list[Sequence[Any]] = [[c[k] for k in in_order] for c in merged]
     return Screened(index[order].tolist(), picked, defect_table(arrays, *picked))
 
 
 def _pick(values: Sequence[Any], at: np.ndarray) -> list[Any]:
-    """values[at] for a list."""
+    """values[at] for increasing indices `at` (all of them: a copy)."""
     if at.size == len(values):
         return list(values)
     return [values[k] for k in at.tolist()]
