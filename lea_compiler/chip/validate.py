@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from lea_compiler.chip_limits import (
     MIN_CONDUCTANCE_uS,
 )
 from lea_compiler.errors import InvalidChipError
+
+if TYPE_CHECKING:
+    from lea_compiler.chip.model import Chip
 
 _NONE_TYPE: type = type(None)
 _INT: frozenset[type] = frozenset((int,))
@@ -239,7 +242,7 @@ def _object_fields(defects: Sequence[object], problems: list[str]) -> Callable[[
     return check
 
 
-def chip_problems(chip: Any) -> tuple[list[str], DefectTable | None]:
+def chip_problems(chip: Chip) -> tuple[list[str], DefectTable | None]:
     """Every problem of a constructed Chip, with the JSON paths its file would have, and its table if none."""
     problems: list[str] = []
     if not isinstance(chip.device, DeviceModel):
@@ -281,7 +284,7 @@ def chip_problems(chip: Any) -> tuple[list[str], DefectTable | None]:
     return problems, None if problems else screened.table
 
 
-def checked_table(chip: Any) -> DefectTable:
+def checked_table(chip: Chip) -> DefectTable:
     """The table of a valid chip's defects.
 
     Raises:
