@@ -1,12 +1,12 @@
-"""Tests of lea_compiler/chip.py: the leac-chip format, stuck maps, synthetic chips, map import."""
+"""Tests of lea_compiler/chip/: the leac-chip format, stuck maps, synthetic chips, map import."""
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import lea_compiler.chip as chip_module
 from lea_compiler.chip import (
     MAX_DEVICES,
     Array,
@@ -894,48 +893,83 @@ def test_import_wants_a_list_of_maps():
 
 
 # --------------------------------------------------------------------------
-# The bulk fast paths against the per-entry reference path
+# Large and spoilt chips against what the spec says, entry by entry
+#
+# The chip is checked and queried in bulk (numpy columns); these tests hold
+# it against the spec's meaning written out here one defect at a time.
 
 
-@contextlib.contextmanager
-def _reference_path() -> Iterator[None]:
-    """Switch off the bulk fast paths: every check and query goes entry by entry."""
-    saved = chip_module._FAST_PATHS
-    chip_module._FAST_PATHS = False
-    try:
-        yield
-    finally:
-        chip_module._FAST_PATHS = saved
+def _expected_maps(chip: Chip) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Every array's stuck map as the spec defines it: lines first, then devices, each in file order."""
+    maps = {}
+    for arr in chip.arrays:
+        state = np.zeros((arr.rows, arr.cols), dtype=np.int8)
+        g = np.full((arr.rows, arr.cols), np.nan)
+        mine = [d for d in chip.defects if d.array == arr.id]
+        for d in [d for d in mine if d.is_line] + [d for d in mine if not d.is_line]:
+            code = 1 if d.state == HIGH else -1
+            default = chip.device.stuck_high_uS if d.state == HIGH else chip.device.stuck_low_uS
+            rows = slice(None) if d.row is None else d.row
+            cols = slice(None) if d.col is None else d.col
+            state[rows, cols] = code
+            g[rows, cols] = default if d.g_uS is None else d.g_uS
+        maps[arr.id] = (state, g)
+    return maps
+
+
+def _expected_text(chip: Chip) -> str:
+    """The chip file's layout (docs/chip-format.md) written with json.dumps, one entry per line."""
+
+    def leaf(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+    obj = chip_to_json(chip)
+    parts = []
+    for key, value in obj.items():
+        if isinstance(value, dict) and key in ("device", "periphery"):
+            inner = ",\n".join(f"    {leaf(k)}: {leaf(v)}" for k, v in value.items())
+            parts.append(f"  {leaf(key)}: {{\n{inner}\n  }}")
+        elif isinstance(value, list) and value:
+            inner = ",\n".join(f"    {leaf(item)}" for item in value)
+            parts.append(f"  {leaf(key)}: [\n{inner}\n  ]")
+        else:
+            parts.append(f"  {leaf(key)}: {leaf(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def _assert_as_specified(chip: Chip) -> None:
+    """The chip's maps, counts, text and fingerprint are what the spec says of its defects."""
+    assert all(d.g_uS is None or type(d.g_uS) is float for d in chip.defects)
+    assert chip_to_text(chip) == _expected_text(chip)
+    canonical = chip_to_json(chip)
+    canonical.pop("name", None)
+    canonical["arrays"] = [{"id": a.id, "rows": a.rows, "cols": a.cols} for a in chip.arrays]
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    assert chip.fingerprint() == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    total = dict.fromkeys(("stuck_high", "stuck_low", "dead_rows", "dead_cols", "healthy"), 0)
+    for array_id, (state, g) in _expected_maps(chip).items():
+        got_state, got_g = chip.stuck_map(array_id)
+        assert got_state.dtype == np.int8 and got_g.dtype == np.float64
+        np.testing.assert_array_equal(got_state, state)
+        np.testing.assert_array_equal(got_g, g)
+        lines = [d for d in chip.defects if d.array == array_id and d.is_line]
+        counts = {
+            "stuck_high": int((state == 1).sum()),
+            "stuck_low": int((state == -1).sum()),
+            "dead_rows": len({d.row for d in lines if d.col is None}),
+            "dead_cols": len({d.col for d in lines if d.row is None}),
+            "healthy": int((state == 0).sum()),
+        }
+        assert chip.defect_counts(array_id) == counts
+        total = {k: total[k] + counts[k] for k in total}
+    assert chip.defect_counts() == total
 
 
 def _outcome(build: Callable[[], Chip]) -> tuple[Any, ...]:
     try:
         return ("ok", build())
     except InvalidChipError as exc:
-        return ("refused", exc.problems, str(exc))
-    except Exception as exc:  # noqa: BLE001 - the two paths must fail alike, whatever the failure
-        return ("raised", type(exc).__name__, str(exc))
-
-
-def _assert_same_outcome(fast: tuple[Any, ...], slow: tuple[Any, ...]) -> None:
-    assert fast[0] == slow[0], (fast, slow)
-    if fast[0] != "ok":
-        assert fast[1:] == slow[1:]
-        return
-    a, b = fast[1], slow[1]
-    assert a._table is not None and b._table is None  # each path really was taken
-    assert a == b
-    assert [type(d.g_uS) for d in a.defects] == [type(d.g_uS) for d in b.defects]
-    assert chip_to_text(a) == chip_to_text(b)
-    assert a.fingerprint() == b.fingerprint()
-    assert a.defect_counts() == b.defect_counts()
-    for arr in a.arrays:
-        state_a, g_a = a.stuck_map(arr.id)
-        state_b, g_b = b.stuck_map(arr.id)
-        assert state_a.dtype == state_b.dtype and g_a.dtype == g_b.dtype
-        np.testing.assert_array_equal(state_a, state_b)
-        np.testing.assert_array_equal(g_a, g_b)
-        assert a.defect_counts(arr.id) == b.defect_counts(arr.id)
+        return ("refused", exc.problems)
 
 
 _ODD_VALUES = [True, None, -1, 0, 0.0, -0.0, 2.5, 10**30, 2**63, 10**400, 99, 3, "x",
@@ -943,19 +977,20 @@ _ODD_VALUES = [True, None, -1, 0, 0.0, -0.0, 2.5, 10**30, 2**63, 10**400, 99, 3,
 
 
 @st.composite
-def chip_documents(draw: st.DrawFn) -> dict[str, Any]:
-    """A chip file's JSON, valid or spoilt in one of the ways that matter to the bulk checks."""
+def chip_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """How a chip file's JSON was spoilt ("valid": not at all), and the JSON."""
     document = chip_to_json(draw(chips()))
     defects = document["defects"]
     how = draw(st.sampled_from(["valid", "value", "entry", "conflict", "key", "drop", "int g"]))
     if how == "valid" or not defects and how != "value":
-        return document
+        return "valid", document
     i = draw(st.integers(0, max(len(defects) - 1, 0)))
     if how == "value" and defects:
         key = draw(st.sampled_from(["array", "row", "col", "state", "g_uS"]))
         defects[i][key] = draw(st.sampled_from(_ODD_VALUES))
     elif how == "value":
         document["defects"] = draw(st.sampled_from(_ODD_VALUES))
+        how = "not a list"
     elif how == "entry":
         defects[i] = draw(st.sampled_from(_ODD_VALUES))
     elif how == "conflict":  # the same entry again in the other state, somewhere
@@ -966,56 +1001,71 @@ def chip_documents(draw: st.DrawFn) -> dict[str, Any]:
     elif how == "drop":
         defects[i].pop(draw(st.sampled_from(["array", "row", "col", "state"])), None)
     else:
-        defects[i]["g_uS"] = draw(st.integers(1, 10**6))
-    return document
+        defects[i]["g_uS"] = draw(st.integers(1, 10**7))
+    return how, document
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(document=chip_documents())
-def test_bulk_parse_agrees_with_the_per_entry_reference(document: dict[str, Any]):
+@given(case=chip_documents())
+def test_any_document_loads_as_specified_or_is_refused_with_paths(case: tuple[str, dict[str, Any]]):
+    how, document = case
     text = json.dumps(document)  # NaN and Infinity become literals, as in a hand-edited file
-    fast = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
-    with _reference_path():
-        slow = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
-    _assert_same_outcome(fast, slow)
+    outcome = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
+    if how == "int g":  # the only change: a conductance given as an integer, loaded if in range
+        given = [e["g_uS"] for e in document["defects"] if type(e.get("g_uS")) is int]
+        assert (outcome[0] == "ok") == (given[0] <= MAX_CONDUCTANCE_uS), (given, outcome)
+    if outcome[0] == "ok":
+        assert how not in ("conflict", "key", "entry", "not a list")
+        _assert_as_specified(outcome[1])
+        return
+    problems = outcome[1]
+    assert how != "valid" and problems
+    n = len(document["defects"]) if isinstance(document["defects"], list) else 0
+    for problem in problems:  # each names a defect entry of the file (or the defects key)
+        head = problem.split(":", 1)[0]
+        assert head == "defects" or head.startswith("defects["), problem
+        assert head == "defects" or int(head[len("defects["):].split("]")[0]) < n, problem
+    if how == "conflict":
+        assert all(" is marked " in p for p in problems), problems
+    if how == "key":
+        assert any(": unknown key" in p for p in problems), problems
+    if how == "int g":
+        assert all("g_uS" in p and "outside the range leac accepts" in p for p in problems), problems
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(document=chip_documents())
-def test_bulk_constructor_agrees_with_the_per_entry_reference(document: dict[str, Any]):
+@given(case=chip_documents())
+def test_the_constructor_finds_what_the_loader_finds(case: tuple[str, dict[str, Any]]):
+    """Defect objects holding the file's values have the problems the file has (same paths and messages)."""
+    how, document = case
+    raw = document["defects"]
+    if how not in ("valid", "value", "conflict", "int g") or None in [v for e in raw for v in e.values()]:
+        return  # a null, an unknown key or a non-object entry has no Defect form
+    text = json.dumps(document)
+    loaded = _outcome(lambda: parse_chip(decode_chip_json(text, "c.json"), "c.json"))
     arrays = document["arrays"]
     if isinstance(arrays, dict):
-        arrays = [{"id": i, "rows": arrays["rows"], "cols": arrays["cols"]}
-                  for i in range(arrays["count"])]  # fmt: skip
-    raw = document["defects"] if isinstance(document["defects"], list) else []
-
-    def defect(entry: Any) -> Any:
-        if not isinstance(entry, dict):
-            return entry  # not a Defect at all
-        values: list[Any] = [entry.get(k) for k in ("array", "row", "col", "state", "g_uS")]
-        return Defect(*values)
-
-    def build() -> Chip:
-        defects = tuple(defect(e) for e in raw)
-        return Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects, grid=False)
-
-    fast = _outcome(build)
-    with _reference_path():
-        slow = _outcome(build)
-    _assert_same_outcome(fast, slow)
+        arrays = [{"id": i, "rows": arrays["rows"], "cols": arrays["cols"]} for i in range(arrays["count"])]
+    defects = tuple(Defect(*[e.get(k) for k in ("array", "row", "col", "state", "g_uS")]) for e in raw)
+    built = _outcome(lambda: Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects,
+                                  device=DeviceModel(**document["device"]),
+                                  periphery=Periphery(**document["periphery"]), name=document.get("name")))
+    assert loaded[0] == built[0], (loaded, built)
+    if loaded[0] == "ok":
+        assert loaded[1].defects == built[1].defects
+        assert loaded[1].fingerprint() == built[1].fingerprint()
+    else:
+        assert loaded[1] == built[1]
 
 
-def test_bulk_paths_agree_on_a_larger_chip_with_lines_and_measured_values(tmp_path: Path):
+def _larger_document() -> tuple[Chip, dict[str, Any]]:
+    """A synthetic chip with dead lines, and its file with measured values, repeated devices and id gaps."""
     kwargs: dict[str, Any] = {
         "arrays": 12, "rows": 40, "cols": 30, "stuck_high": 0.05, "stuck_low": 0.03,
         "dead_rows": 0.03, "dead_cols": 0.03, "seed": 11, "name": "big",
     }  # fmt: skip
-    fast_synth = synth_chip(**kwargs)
-    with _reference_path():
-        slow_synth = synth_chip(**kwargs)
-    _assert_same_outcome(("ok", fast_synth), ("ok", slow_synth))
-    # Measured values, repeated devices (same state) and a list of arrays with gaps in the ids.
-    document = chip_to_json(fast_synth)
+    chip = synth_chip(**kwargs)
+    document = chip_to_json(chip)
     document["arrays"] = [{"id": 3 * i, "rows": 40, "cols": 30} for i in range(12)]
     rng = np.random.default_rng(0)
     for entry in document["defects"]:
@@ -1023,42 +1073,77 @@ def test_bulk_paths_agree_on_a_larger_chip_with_lines_and_measured_values(tmp_pa
         if rng.random() < 0.3:
             entry["g_uS"] = float(rng.uniform(1, 900))
     document["defects"] += [dict(e) for e in document["defects"][::7]]
-    text = json.dumps(document)
-    fast = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
-    with _reference_path():
-        slow = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
-    _assert_same_outcome(fast, slow)
-    assert fast[0] == "ok"
-    save_chip(fast[1], tmp_path / "c.json")
-    assert load_chip(tmp_path / "c.json") == fast[1]
-    # One bad entry deep in the list: the problems are the reference's, in its order.
-    devices = [i for i, e in enumerate(document["defects"]) if "row" in e and "col" in e]
-    late = document["defects"][devices[-1]]
-    document["defects"].append({**late, "state": LOW if late["state"] == HIGH else HIGH})
-    document["defects"][devices[5]]["row"] = 40
-    document["defects"][devices[9]]["state"] = "stuck"
-    text = json.dumps(document)
-    fast = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
-    with _reference_path():
-        slow = _outcome(lambda: parse_chip(json.loads(text), "c.json"))
-    _assert_same_outcome(fast, slow)
-    assert fast[0] == "refused" and len(fast[1]) == 3
+    return chip, document
+
+
+def test_a_larger_chip_with_lines_and_measured_values_is_as_specified(tmp_path: Path):
+    chip, document = _larger_document()
+    assert any(d.row is None for d in chip.defects) and any(d.col is None for d in chip.defects)
+    _assert_as_specified(chip)
+    loaded = parse_chip(json.loads(json.dumps(document)), "c.json")
+    assert len(loaded.defects) == len(document["defects"]) and loaded.arrays[1].id == 3
+    _assert_as_specified(loaded)
+    save_chip(loaded, tmp_path / "c.json")
+    assert load_chip(tmp_path / "c.json") == loaded
+
+
+def test_bad_entries_late_in_a_larger_chip_are_named_in_file_order():
+    chip, document = _larger_document()
+    entries = document["defects"]
+    devices = [i for i, e in enumerate(entries) if "row" in e and "col" in e]
+    late = entries[devices[-1]]
+    other = LOW if late["state"] == HIGH else HIGH
+    same = [i for i in devices if (entries[i]["array"], entries[i]["row"], entries[i]["col"])
+            == (late["array"], late["row"], late["col"])]  # fmt: skip
+    assert len(same) == 2  # the device is listed twice (the repeats at the end): the first is named
+    entries.append({**late, "state": other})
+    entries[devices[5]]["row"] = 40
+    entries[devices[9]]["state"] = "stuck"
+    with pytest.raises(InvalidChipError) as info:
+        parse_chip(json.loads(json.dumps(document)), "c.json")
+    # Problems of single fields first, then coordinates and conflicts, each in file order.
+    assert info.value.problems == [
+        f'defects[{devices[9]}].state: "stuck" is not "stuck_high" or "stuck_low"',
+        f"defects[{devices[5]}].row: 40 is outside array {entries[devices[5]]['array']} (40 rows)",
+        f"defects[{len(entries) - 1}]: device (array {late['array']}, row {late['row']}, col {late['col']}) "
+        f"is marked {other} here and {late['state']} in defects[{same[0]}]",
+    ]
     # The same for the constructor: a conflict and a device outside its array, late in the list.
-    chip = fast_synth
     last = chip.defects[-1]
-    extra = (
-        Defect(last.array, last.row, last.col, LOW if last.state == HIGH else HIGH),
-        Defect(3, 40, 0, HIGH),
-    )
+    assert not last.is_line
+    other = LOW if last.state == HIGH else HIGH
+    extra = (Defect(last.array, last.row, last.col, other), Defect(3, 40, 0, HIGH))
+    n = len(chip.defects)
+    with pytest.raises(InvalidChipError) as info:
+        Chip(arrays=chip.arrays, defects=chip.defects + extra, grid=True)
+    assert info.value.problems == [
+        f"defects[{n}]: device (array {last.array}, row {last.row}, col {last.col}) is marked {other} here "
+        f"and {last.state} in defects[{n - 1}]",
+        f"defects[{n + 1}].row: 40 is outside array 3 (40 rows)",
+    ]
 
-    def build() -> Chip:
-        return Chip(arrays=chip.arrays, defects=chip.defects + extra, grid=True)
 
-    fast = _outcome(build)
-    with _reference_path():
-        slow = _outcome(build)
-    _assert_same_outcome(fast, slow)
-    assert fast[0] == "refused" and len(fast[1]) == 2
+def test_entries_checked_one_by_one_keep_their_place_in_the_file():
+    # An unknown array id and an exact str subclass are only checked entry by entry (not in bulk);
+    # their messages and their place in the stuck map still follow the file's order.
+    document = {"format": "leac-chip", "version": 1, "arrays": {"count": 1, "rows": 2, "cols": 2},
+                "defects": [{"array": 7, "row": 0, "col": 0, "state": HIGH},
+                            {"array": 0, "row": 9, "col": 0, "state": HIGH}]}  # fmt: skip
+    with pytest.raises(InvalidChipError) as info:
+        parse_chip(document, "c.json")
+    assert info.value.problems == [
+        "defects[0].array: 7 is not the id of any array",
+        "defects[1].row: 9 is outside array 0 (2 rows)",
+    ]
+
+    class State(str):
+        pass
+
+    chip = Chip(arrays=(Array(0, 2, 2),), defects=(
+        Defect(0, 1, 1, State(HIGH), 300.0), Defect(0, 1, 1, HIGH, 400.0), Defect(0, 0, 1, State(LOW), 5.0)))
+    state, g = chip.stuck_map(0)
+    assert state.tolist() == [[0, -1], [0, 1]] and g[1, 1] == 400.0 and g[0, 1] == 5.0  # the later entry wins
+    assert chip_to_text(chip) == _expected_text(chip)
 
 
 @pytest.mark.parametrize(

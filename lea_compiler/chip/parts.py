@@ -1,0 +1,193 @@
+"""What a chip is made of: the device and periphery models, its arrays and its defects.
+
+Small frozen value types. The device and periphery models check themselves
+when constructed (fields.py holds the rules); an `Array` or a `Defect` only
+normalises its numbers (numpy integers to int, integers to float where a
+float is meant), because whether it is valid depends on the chip it is part
+of, which `Chip` checks (validate.py).
+
+Orientation everywhere: an array's rows are word lines (inputs), its columns
+are bit lines (outputs); indices start at 0.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lea_compiler.chip.fields import DEVICE_KINDS, PERIPHERY_KINDS, fields_of, model_problems
+from lea_compiler.errors import InvalidChipError
+
+
+def level_index_dtype(count: int) -> np.dtype[np.signedinteger[Any]]:
+    """The integer type of the level indices of a device with `count` levels.
+
+    The one rule every pass, the Program and the backends use: the smallest
+    signed type holding -1 (a stuck device, not programmed) to count - 1,
+    so int8 up to 128 levels (the seed paper's 4-level Programs stay as
+    small as before), int16 up to 32,768 and int32 up to `MAX_LEVELS`.
+    """
+    for dtype in (np.int8, np.int16):
+        if count - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int32)
+
+
+def _as_float(value: object) -> object:
+    """`value` as a Python float if it is a real number (not a bool), else unchanged."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        try:
+            return float(value)
+        except OverflowError:
+            return value
+    return value
+
+
+def _as_int(value: object) -> object:
+    """`value` as a Python int if it is an integer (numpy ones too, not a bool), else unchanged."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return value
+
+
+def _coerce(obj: object, names: Sequence[str], convert: Callable[[object], object]) -> None:
+    """Normalise fields of a frozen dataclass in place (ints to float, numpy ints to int)."""
+    for name in names:
+        object.__setattr__(obj, name, convert(getattr(obj, name)))
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """The memristor device model; defaults are the seed paper's measured 1T1R ReRAM.
+
+    Attributes:
+        levels_uS: Programmable conductance states in uS, strictly ascending.
+        stuck_high_uS: Conductance of a stuck-high device when its defect gives none.
+        stuck_low_uS: Conductance of a stuck-low device when its defect gives none.
+        write_noise_uS: Standard deviation of a healthy device's programmed conductance.
+        read_noise_uS: Half-width of the uniform noise added at every read.
+    """
+
+    levels_uS: tuple[float, ...] = (133.0, 167.0, 200.0, 233.0)
+    stuck_high_uS: float = 500.0
+    stuck_low_uS: float = 10.0
+    write_noise_uS: float = 16.66
+    read_noise_uS: float = 10.0
+
+    def __post_init__(self) -> None:
+        levels = self.levels_uS
+        if isinstance(levels, (list, tuple, np.ndarray)):
+            object.__setattr__(self, "levels_uS", tuple(_as_float(v) for v in levels))
+        _coerce(self, [f for f in DEVICE_KINDS if f != "levels_uS"], _as_float)
+        problems = model_problems(fields_of(self), DEVICE_KINDS, "device")
+        if problems:
+            raise InvalidChipError("device model", problems)
+
+
+@dataclass(frozen=True)
+class Periphery:
+    """The DAC/ADC, timing and energy model of the board around the arrays.
+
+    The defaults are placeholders of a plausible order (see the spec); reports
+    say which values were used.
+    """
+
+    v_read_V: float = 0.2
+    dac_bits: int = 12
+    adc_bits: int = 12
+    adcs_per_array: int = 1
+    clock_MHz: float = 100.0
+    t_mvm_ns: float = 100.0
+    t_adc_ns: float = 10.0
+    t_write_pulse_ns: float = 100.0
+    e_device_read_pJ: float = 0.01
+    e_adc_pJ: float = 2.0
+    e_dac_pJ: float = 0.5
+    e_write_pulse_pJ: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, kind in PERIPHERY_KINDS.items():
+            convert = _as_int if kind in ("count", "bits") else _as_float
+            object.__setattr__(self, name, convert(getattr(self, name)))
+        problems = model_problems(fields_of(self), PERIPHERY_KINDS, "periphery")
+        if problems:
+            raise InvalidChipError("periphery model", problems)
+
+
+@dataclass(frozen=True)
+class Array:
+    """One physical crossbar array: `rows` word lines by `cols` bit lines."""
+
+    id: int
+    rows: int
+    cols: int
+
+    def __post_init__(self) -> None:
+        # Exact ints (the usual case) are already what _as_int would make of them.
+        if type(self.id) is not int or type(self.rows) is not int or type(self.cols) is not int:
+            _coerce(self, ("id", "rows", "cols"), _as_int)
+
+    @property
+    def devices(self) -> int:
+        """Number of devices in the array."""
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One stuck device, or a whole stuck row or column, of one array.
+
+    Attributes:
+        array: Id of the array.
+        row: Row of the device; None marks the whole column `col`.
+        col: Column of the device; None marks the whole row `row`.
+        state: "stuck_high" or "stuck_low".
+        g_uS: Measured conductance in uS; None takes the device model's default.
+    """
+
+    array: int
+    row: int | None
+    col: int | None
+    state: str
+    g_uS: float | None = None
+
+    def __post_init__(self) -> None:
+        # Exact ints, None and exact floats (the usual case) are already what
+        # _as_int / _as_float would make of them: skip the slow generic path.
+        row, col, g = self.row, self.col, self.g_uS
+        if (
+            type(self.array) is not int
+            or (row is not None and type(row) is not int)
+            or (col is not None and type(col) is not int)
+        ):
+            _coerce(self, ("array", "row", "col"), _as_int)
+        if g is not None and type(g) is not float:
+            _coerce(self, ("g_uS",), _as_float)
+
+    @property
+    def is_line(self) -> bool:
+        """True for a whole-row or whole-column defect."""
+        return self.row is None or self.col is None
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def trusted_defect(array: int, row: int | None, col: int | None, state: str, g_uS: float | None) -> Defect:
+    """A Defect from fields known to be valid and normalised, without __init__'s checks.
+
+    The attributes are set in __init__'s order, so the object is laid out
+    (and compares, hashes, pickles) exactly like a constructed one.
+    """
+    defect = _new_object(Defect)
+    _set_attribute(defect, "array", array)
+    _set_attribute(defect, "row", row)
+    _set_attribute(defect, "col", col)
+    _set_attribute(defect, "state", state)
+    _set_attribute(defect, "g_uS", g_uS)
+    return defect
