@@ -52,6 +52,10 @@ class Problems:
         """The problems kept as indented lines, then "... and N more" when some are not."""
         return listing(self.kept, self.more)
 
+    def lines(self) -> list[str]:
+        """The problems kept, then "... and N more problems" when some are not (a report's or an error's list)."""
+        return summary_lines(self.kept, self.more)
+
     def raise_if_any(self, heading: str, error: type[LeacError] = InvalidInputError) -> None:
         """Raise `error` with `heading`, a colon and the listing, if any problem was added."""
         if self.total:
@@ -61,6 +65,11 @@ class Problems:
 def listing(kept: Iterable[str], more: int = 0) -> str:
     """Problems as indented lines for an error message, then "... and N more" when `more` were left out."""
     return "\n".join(f"  {p}" for p in kept) + (f"\n  ... and {more} more" if more else "")
+
+
+def summary_lines(kept: Iterable[str], more: int = 0) -> list[str]:
+    """Problems as a list, then "... and N more problems" when `more` were left out."""
+    return [*kept, *([f"... and {more} more problems"] if more else [])]
 
 
 def collected(problems: Iterable[str], limit: int) -> Problems:

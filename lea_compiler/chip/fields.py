@@ -29,6 +29,7 @@ from lea_compiler.chip_limits import (
     levels_problem,
     range_problem,
 )
+from lea_compiler.problems import collected
 
 FORMAT = "leac-chip"
 """The value of the top-level `format` key."""
@@ -232,7 +233,6 @@ def defect_problems(values: Mapping[str, object], path: str) -> list[str]:
 
 
 def capped(problems: list[str]) -> list[str]:
-    """At most `MAX_PROBLEMS` problems, and a count of the rest."""
-    if len(problems) <= MAX_PROBLEMS:
-        return problems
-    return problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more problems"]
+    """At most `MAX_PROBLEMS` problems, and a count of the rest (`problems.Problems`, which every validator
+    shares)."""
+    return collected(problems, MAX_PROBLEMS).lines()

@@ -31,7 +31,7 @@ from lea_compiler.backends.board.records import (
 from lea_compiler.backends.board.validator import _Validator
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import open_input, too_large
-from lea_compiler.problems import Problems, listing
+from lea_compiler.problems import Problems, listing, summary_lines
 from lea_compiler.schedule.plan import Schedule, schedule_of_stream
 
 MAX_BOARD_BYTES = 4 * 2**30
@@ -75,7 +75,7 @@ class BoardCheck:
     @property
     def listing(self) -> list[str]:
         """The problems listed, then "... and N more problems" if some are not."""
-        return [*self.problems, *([f"... and {self.more} more problems"] if self.more else [])]
+        return summary_lines(self.problems, self.more)
 
     def raise_if_invalid(self) -> None:
         """Raise InvalidInputError listing the problems (nothing if the file is valid)."""
