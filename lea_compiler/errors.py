@@ -2,7 +2,7 @@
 
 Each class carries its exit status in `exit_status` (1 cannot compile, 2 usage,
 3 invalid input, 4 does not fit), which `lea_compiler.cli.main` returns after
-printing the message (cli.py names them `EXIT_*`, with 130 and 143 for signals):
+printing the message (cli/main.py names them `EXIT_*`, with 130 and 143 for signals):
 a user's bad input is never a traceback, and an unexpected exception is a bug (status 1).
 """
 

@@ -1,4 +1,4 @@
-"""Tests of lea_compiler/cli_chip.py: `leac chip synth | validate | show | import`."""
+"""Tests of lea_compiler/cli/chip.py: `leac chip synth | validate | show | import`."""
 
 from __future__ import annotations
 

@@ -313,7 +313,7 @@ def test_a_report_with_a_non_finite_number_is_an_error_not_invalid_json() -> Non
 
 
 def test_cli_json_report_with_infinity_fails_with_a_strict_json_error(files, tmp_path, capsys, monkeypatch) -> None:
-    import lea_compiler.cli_compile as cli_compile
+    from lea_compiler.cli import compile as cli_compile
 
     model, chip = files
     out = tmp_path / "x.leac"

@@ -16,9 +16,10 @@ import onnx
 import pytest
 from onnx import helper
 
-from lea_compiler import cli, cli_compile
+from lea_compiler import cli
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import build_parser, main
+from lea_compiler.cli import compile as cli_compile
 from tests.helpers import make_model, mlp_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from typing import Any
 from lea_compiler.backends.board import board_schedule, read_board
 from lea_compiler.backends.sim import load_data, simulate
 from lea_compiler.chip import load_chip
-from lea_compiler.cli_batch import first_line, run_batch
+from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import input_kind
 from lea_compiler.program import Program

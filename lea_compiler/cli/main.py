@@ -24,8 +24,12 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from lea_compiler import __version__, cli_chip, cli_compile, cli_emit, cli_simulate
+from lea_compiler import __version__
 from lea_compiler.analysis import crossbar_layers, total_devices
+from lea_compiler.cli import chip as cli_chip
+from lea_compiler.cli import compile as cli_compile
+from lea_compiler.cli import emit as cli_emit
+from lea_compiler.cli import simulate as cli_simulate
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.passes.quantize import BIAS_MODES

@@ -10,7 +10,7 @@ from typing import Any
 
 from lea_compiler.batch import BatchResult, chip_files, compile_many
 from lea_compiler.chip_limits import time_limit_problem
-from lea_compiler.cli_batch import first_line, run_batch
+from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
