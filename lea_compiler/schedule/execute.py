@@ -187,9 +187,11 @@ class CrossbarExecutor:
         dac = (1 << (self.dac_bits - 1)) - 1
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused by the caller
             if self.x_fs is None:
-                peak = np.max(np.abs(flat[:, :self.inputs]), axis=1) if self.inputs else np.zeros(len(flat), np.float32)
+                peak = np.abs(flat[:, :self.inputs]).max(axis=1) if self.inputs else np.zeros(len(flat), np.float32)
                 x_fs = np.maximum(peak, np.float32(self.plan.scale.x_fs_min))
-                v = np.clip(flat * np.where(x_fs > 0, 1.0 / x_fs, 0.0).astype(np.float32)[:, None], -1.0, 1.0)
+                inverse = np.divide(np.float32(1.0), x_fs, out=np.zeros_like(x_fs), where=x_fs > 0)
+                v = flat * inverse[:, None]
+                np.clip(v, -1.0, 1.0, out=v)
                 gain = x_fs.astype(np.float64)[:, None]
             else:
                 v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
