@@ -283,7 +283,8 @@ def simulate(
     start = time.perf_counter()
     sim_chip = chip or program.chip
     _check_chip(program, sim_chip)
-    schedule = schedule_of(program) if board is None else board
+    # the Program was checked when it was loaded or compiled; the simulator never checked it again
+    schedule = schedule_of(program, check=False) if board is None else board
     if board is not None:
         _check_board(program, board)
     rng = np.random.default_rng(seed)

@@ -109,17 +109,19 @@ class Lowered:
     arrays: Mapping[int, ArrayProgram]
 
 
-def prepare(program: Program) -> Lowered:
+def prepare(program: Program, *, check: bool = True) -> Lowered:
     """Check the Program against itself, its chip and its graph, and lay out its devices.
 
     A Program written by `leac compile` always passes; a damaged or hand-edited one gets every problem listed
-    (`program.checks.program_problems`, which `Program.load` runs too).
+    (`program.checks.program_problems`, which `Program.load` runs too). `check=False` skips the checks for a
+    caller that has them done (the simulator: `Program.load` or the compiler made the Program).
 
     Raises:
         InvalidInputError: the Program contradicts itself, its chip or its graph.
     """
-    collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
-        "the Program does not agree with its chip or graph")
+    if check:
+        collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
+            "the Program does not agree with its chip or graph")
     halves = tuple(_halves(program))
     chip_arrays = {a.id: (a.rows, a.cols) for a in program.chip.arrays}
     occupancy = Occupancy({h.array: chip_arrays[h.array] for h in halves})
@@ -135,11 +137,14 @@ def prepare(program: Program) -> Lowered:
     owners = occupancy.owner
     arrays = {}
     for array_id in sorted(levels):
-        _, g_uS = program.chip.stuck_map(array_id)
         level = levels[array_id]
         skipped = level == SKIPPED
-        arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped, np.nan_to_num(g_uS), 0.0),
-                                        np.where(skipped, targets[array_id], 0))
+        if skipped.any():
+            g_uS = np.nan_to_num(program.chip.stuck_map(array_id)[1])
+            arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped, g_uS, 0.0),
+                                            np.where(skipped, targets[array_id], 0))
+        else:
+            arrays[array_id] = ArrayProgram(array_id, level, np.zeros(level.shape), np.zeros(level.shape, np.int64))
     return Lowered(program, halves, owners, arrays)
 
 

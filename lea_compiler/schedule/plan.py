@@ -70,13 +70,13 @@ class Schedule:
         return int(sum(int(np.sum(a.level[a.level >= 0] + 1)) for a in self.arrays.values()))
 
 
-def schedule_of(program: Program) -> Schedule:
-    """The schedule `lea_compiler.schedule.lower` makes from a Program (checked first).
+def schedule_of(program: Program, *, check: bool = True) -> Schedule:
+    """The schedule `lea_compiler.schedule.lower` makes from a Program (checked first, unless `check=False`).
 
     Raises:
         InvalidInputError: the Program contradicts itself, its chip or its graph.
     """
-    lowered = prepare(program)
+    lowered = prepare(program, check=check)
     records = [r for r in inference_records(lowered) if not isinstance(r, Digital)]
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     return Schedule(levels, dict(lowered.arrays), layer_plans(records), None)
