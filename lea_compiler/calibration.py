@@ -1,8 +1,9 @@
 """Calibration: the DAC and ADC full-scale ranges of every crossbar layer, set from data.
 
-Used by `leac compile --calibrate DATA.npz` (ranges stored in the Program, so
-the board and the simulator use the same numbers) and by the simulator when
-the Program carries none (it then calibrates on the data it simulates).
+Used by `leac compile --calibrate DATA.npz`: the ranges are stored in the
+Program, and the board and the simulator use the same numbers. A Program
+without them runs with the per-vector input rule and worst-case ADC ranges
+(`lea_compiler.schedule.lower`); nothing fits ranges on the data it scores.
 """
 
 from __future__ import annotations

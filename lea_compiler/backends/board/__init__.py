@@ -82,9 +82,10 @@ index of the input's dimensions between the first (batch) and the last):
 - `convert` {layer, block, copy, polarity, array, col_start, col_stop, adcs,
   rounds, full_scale_uA}: digitise the column currents (uA) of array columns
   [col_start, col_stop) just read, with `adcs` ADCs in `rounds` =
-  ceil((col_stop - col_start) / adcs) conversion rounds, over +-full_scale_uA
-  when the Program was calibrated at compile time (else null: the board's own
-  ADC calibration).
+  ceil((col_stop - col_start) / adcs) conversion rounds, over +-full_scale_uA:
+  the calibrated range when the Program was calibrated at compile time, else
+  the block's worst case, v_read_V x its largest column sum of conductance
+  (null in files of earlier leac versions: the same worst case).
 - `combine` {layer, block, col_start, col_stop, copies, divisor}: for the
   block's output column j (layer column col_start + j),
   D_j = (1 / divisor) * sum over c in copies[j] of (I_pos[c, j] - I_neg[c, j]),
