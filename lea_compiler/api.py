@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from lea_compiler.backends.board import BoardSummary, board_schedule, read_board
 from lea_compiler.backends.board import emit_board as _emit_board
-from lea_compiler.backends.sim import Report
-from lea_compiler.backends.sim import simulate as _simulate
+from lea_compiler.backends.sim import Report, simulate_trials
 from lea_compiler.batch import BatchResult, ChipResult, chip_files
 from lea_compiler.batch import compile_many as _compile_many
 from lea_compiler.chip import Chip, load_chip
@@ -124,6 +123,7 @@ def simulate(
     threads: int = 1,
     batch_size: int = 2048,
     board: PathLike | None = None,
+    trials: int = 1,
 ) -> Report:
     """Simulate a Program (or a .leac file) on one or more data sets, as `leac simulate` does.
 
@@ -143,7 +143,9 @@ def simulate(
     (samples per noise block: each crossbar layer draws one read-noise seed per
     block; a block runs in memory-bounded chunks, `lea_compiler.chunks`) has no flag.
     `board` is a board file emitted from the Program (`leac simulate BOARD --program PROGRAM`): its records
-    are what runs, and the report equals the Program's when the file is the Program's.
+    are what runs, and the report equals the Program's when the file is the Program's. `trials` is
+    `--trials`: that many noise draws (seeds seed, seed + 1, ...); the report is the first's, with every
+    draw's accuracy, their mean, standard deviation and range in `report.trials`.
 
     Raises:
         UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.
@@ -156,8 +158,9 @@ def simulate(
     datasets = as_datasets(data, program.graph)
     sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
     schedule = None if board is None else board_schedule(read_board(board))
-    return _simulate(program, datasets, chip=sim_chip, seed=seed, ideal=ideal, exact_read_noise=exact_read_noise,
-                     output=output, threads=threads, batch_size=batch_size, board=schedule)
+    return simulate_trials(program, datasets, trials=trials, chip=sim_chip, seed=seed, ideal=ideal,
+                           exact_read_noise=exact_read_noise, output=output, threads=threads, batch_size=batch_size,
+                           board=schedule)
 
 
 def simulate_many(

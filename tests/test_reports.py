@@ -24,7 +24,7 @@ from tests.helpers import make_model, mlp_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reports.md"
-SINGLE_RUN_ONLY = {"board"}  # leac-simulate of a board file; a batch simulates Programs only
+SINGLE_RUN_ONLY = {"board", "trials"}  # a board file, --trials: not in a batch's reports
 EMBED = re.compile(r"^(.*)<([a-z-]+)>$")  # `chips[].<leac-compile>`: every key of that report, under chips[]
 
 
@@ -46,7 +46,8 @@ def expected_keys(name: str, docs: dict[str, list[str]]) -> set[str]:
         match = EMBED.match(key)
         if match:
             prefix, other = match.groups()
-            keys |= {prefix + inner for inner in expected_keys(other, docs) if inner not in SINGLE_RUN_ONLY}
+            keys |= {prefix + inner for inner in expected_keys(other, docs)
+                     if inner.split(".")[0] not in SINGLE_RUN_ONLY}
         else:
             keys.add(key)
     for key in list(keys):
@@ -113,6 +114,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     out["leac-emit"] = [_json(["emit", str(program), "-o", str(board), "--json"])]
     out["leac-simulate"].append(_json(["simulate", str(board), "--program", str(program), "--data", str(data),
                                        "--json"]))  # a board file: the `board` key
+    out["leac-simulate"].append(_json(["simulate", str(program), "--data", str(data), "--trials", "2", "--json"]))
     out["leac-board-validate"] = [_json(["board", "validate", str(board), "--json"])]
     out["leac-error"] = [_json(["compile", str(model), "--chip", str(bad), "-o", str(folder / "x.leac"), "--json"],
                                status=3)]

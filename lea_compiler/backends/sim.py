@@ -31,6 +31,7 @@ Cost model (one inference; `CostModel`): see docs/simulator.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -63,8 +64,8 @@ from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 
 __all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "EventCounts", "NoiseSpan",
-           "Report", "calibrate", "estimate_cost", "gaussian", "load_data", "simulate", "software_predictions",
-           "top1"]
+           "Report", "Trials", "calibrate", "estimate_cost", "gaussian", "load_data", "simulate",
+           "simulate_trials", "software_predictions", "top1"]
 
 
 
@@ -160,6 +161,20 @@ class DataReport:
 
 
 @dataclass(frozen=True)
+class Trials:
+    """Accuracy over independent programming draws of one chip: trial i simulates with seed `seeds[i]`."""
+
+    seeds: tuple[int, ...]
+    accuracy: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        values = np.asarray(self.accuracy, dtype=np.float64)
+        return {"count": len(self.seeds), "seeds": list(self.seeds), "accuracy": list(self.accuracy),
+                "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                "max": float(values.max())}
+
+
+@dataclass(frozen=True)
 class Report:
     """What `leac simulate` reports (see `to_json` for the stable keys)."""
 
@@ -178,6 +193,7 @@ class Report:
     input_full_scale: dict[str, float | None]
     calibration: str
     seconds: float
+    trials: Trials | None = None  # with `simulate_trials`: every draw's accuracy
 
     @property
     def accuracy(self) -> float:
@@ -223,6 +239,7 @@ class Report:
             "input_full_scale": self.input_full_scale,
             "calibration": self.calibration,
             "seconds": self.seconds,
+            **({"trials": self.trials.to_json()} if self.trials is not None else {}),
         }
 
 
@@ -372,6 +389,28 @@ def simulate(
         calibration=calibration_source,
         seconds=time.perf_counter() - start,
     )
+
+
+def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: int, seed: int = 0,
+                    **options: Any) -> Report:
+    """Simulate `trials` independent draws of the write and read noise (seeds seed, seed + 1, ...) and return
+    the first draw's report with every draw's accuracy in `trials` (none for one draw): one seed says little
+    about a noisy chip.
+
+    onnxruntime's baseline runs once. `options` are `simulate`'s keywords.
+
+    Raises:
+        UsageError: `trials` below 1, and what `simulate` raises.
+    """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise UsageError(f"trials must be an integer >= 1, got {trials!r}")
+    if options.get("software") is None and program.source_model is not None:
+        options["software"] = software_predictions(program, datasets, options.get("output"))
+    reports = [simulate(program, datasets, seed=seed + i, **options) for i in range(trials)]
+    if trials == 1:
+        return reports[0]
+    return dataclasses.replace(reports[0], trials=Trials(tuple(seed + i for i in range(trials)),
+                                                         tuple(r.accuracy for r in reports)))
 
 
 def software_predictions(program: Program, datasets: Sequence[Dataset], output: str | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lea_compiler.backends.board import board_schedule, read_board
-from lea_compiler.backends.sim import load_data, simulate
+from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import load_chip
 from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.errors import UsageError
@@ -75,6 +75,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="no noise and no defects: every device reads its target (a joint Program: the "
                         "weights it represents on the chip it was compiled for, stuck devices included; "
                         "docs/simulator.md)")
+    p.add_argument("--trials", type=int, default=1, metavar="N",
+                   help="simulate N independent noise draws (seeds SEED .. SEED+N-1) and report the accuracy's mean, "
+                        "standard deviation and range over them; the rest of the report is the first draw's "
+                        "(default 1)")
     p.add_argument("--exact-read-noise", action="store_true",
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
     p.add_argument("--threads", type=int, metavar="N",
@@ -107,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
             or args.min_accuracy is not None):
         if args.board_program is not None:
             raise UsageError("--program goes with one board file, not with many Programs")
+        if args.trials != 1:
+            raise UsageError("--trials goes with one Program, not with many")
         return _run_many(args)
     if not programs:
         raise UsageError("give the Program: PROGRAM.leac (several, or --program-dir DIR, for many chips)")
@@ -124,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
     datasets = [load_data(path, program.graph) for path in args.data]
     chip = load_chip(args.chip) if args.chip else None
     threads = DEFAULT_THREADS if args.threads is None else args.threads
-    report = simulate(program, datasets, chip=chip, seed=args.seed, ideal=args.ideal,
-                      exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board)
+    if args.trials < 1:
+        raise UsageError(f"--trials takes an integer >= 1, got {args.trials}")
+    report = simulate_trials(program, datasets, trials=args.trials, chip=chip, seed=args.seed, ideal=args.ideal,
+                             exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board)
     data = report.to_json()
     data["program"] = programs[0] if board is None else args.board_program
     if board is not None:
@@ -164,6 +172,11 @@ def print_report(r: dict[str, Any]) -> None:
     if len(r["data"]) > 1:
         rows.append(("mean", "", _pct(r["accuracy"]), _pct(r["software_accuracy"]), _pct(r["agreement"])))
     print(format_table(rows))
+    if "trials" in r:
+        t = r["trials"]
+        print(f"over {t['count']} noise draws (seeds {t['seeds'][0]}..{t['seeds'][-1]}): accuracy {_pct(t['mean'])} "
+              f"+- {_pct(t['std'])} (standard deviation), range {_pct(t['min'])} .. {_pct(t['max'])}; the rest is "
+              f"seed {t['seeds'][0]}'s")
     errors = ", ".join(f"{printable(k)} {100 * v:.2f}%" for k, v in r["layer_output_error"].items())
     print(f"layer output error (relative RMS against the digital reference): {errors}")
     print(f"devices used: {r['devices_used']} of {r['devices_total']} ({100 * r['utilisation']:.1f}%), "

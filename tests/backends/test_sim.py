@@ -10,7 +10,16 @@ import pytest
 from onnx import helper
 
 from lea_compiler import interpreter
-from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, estimate_cost, load_data, simulate, top1
+from lea_compiler.backends.sim import (
+    CrossbarLayer,
+    Dataset,
+    EventCounts,
+    estimate_cost,
+    load_data,
+    simulate,
+    simulate_trials,
+    top1,
+)
 from lea_compiler.chip import Array, Chip, Defect, DeviceModel, Periphery, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
@@ -285,3 +294,36 @@ def test_data_that_overflows_a_layer_is_refused_not_a_bug(tmp_path, capsys) -> N
     assert "the data drives the output of layer 'fc1' to infinity or NaN" in err
     assert err.count("\n") == 1 and "Warning" not in err  # one line: no numpy warning before it
     assert json.loads(out)["kind"] == "BadDataError"
+
+
+def test_trials_are_independent_noise_draws_summarised(tmp_path, capsys) -> None:
+    """--trials N: the report is seed S's, and `trials` holds the accuracy of seeds S .. S+N-1 as `simulate`
+    gives each, with their mean, standard deviation and range."""
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(sizes=(30, 40, 5), seed=3), path)
+    chip = synth_chip(arrays=80, rows=16, cols=16, seed=2, stuck_high=0.05)
+    program = compile_model(path, chip, CompileOptions(k=2)).program
+    x = np.random.default_rng(0).uniform(-1, 1, size=(300, 30)).astype(F)
+    labels = top1({v.name: interpreter.run(program.graph, {"x": x})[v.name] for v in program.graph.outputs})
+    data = [Dataset("d", x, labels)]
+    report = simulate_trials(program, data, trials=4, seed=7)
+    single = [simulate(program, data, seed=s).accuracy for s in (7, 8, 9, 10)]
+    assert report.trials is not None and report.trials.seeds == (7, 8, 9, 10)
+    assert list(report.trials.accuracy) == single and report.accuracy == single[0]
+    summary = report.to_json()["trials"]
+    assert summary["mean"] == pytest.approx(np.mean(single)) and summary["std"] == pytest.approx(np.std(single))
+    assert (summary["min"], summary["max"], summary["count"]) == (min(single), max(single), 4)
+    assert len(set(single)) > 1  # the draws differ: noise is on
+    assert "trials" not in simulate_trials(program, data, trials=1).to_json()
+    with pytest.raises(UsageError, match="trials must be an integer >= 1"):
+        simulate_trials(program, data, trials=0)
+    program_path = tmp_path / "p.leac"
+    program.save(program_path)
+    np.savez(tmp_path / "d.npz", x=x, y=labels)
+    assert main(["simulate", str(program_path), "--data", str(tmp_path / "d.npz"), "--trials", "0"]) == 2
+    assert "--trials takes an integer >= 1, got 0" in capsys.readouterr().err
+    assert main(["simulate", str(program_path), str(program_path), "--data", str(tmp_path / "d.npz"),
+                 "--trials", "3"]) == 2
+    assert "--trials goes with one Program, not with many" in capsys.readouterr().err
+    assert main(["simulate", str(program_path), "--data", str(tmp_path / "d.npz"), "--trials", "3", "--seed", "7"]) == 0
+    assert "over 3 noise draws (seeds 7..9)" in capsys.readouterr().out
