@@ -59,7 +59,7 @@ from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.program import Program
 from lea_compiler.reference import checked_session, run_session
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
-from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar
+from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 
@@ -125,7 +125,7 @@ class CrossbarLayer:
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
         if read.array not in maps:
             maps[read.array] = self.chip.stuck_map(read.array)
-        window = (slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols))
+        window = region_window(read)
         state, g = maps[read.array][0][window], maps[read.array][1][window]
         level = program.level[window]
         levels = schedule.levels_uS

@@ -101,33 +101,39 @@ class CrossbarExecutor:
         self._prepared_for: tuple[float, ...] | None = None
 
     def _lay_out(self) -> list[tuple[int, int, int, int, int, int]]:
-        """Per read: its row band [r0, r1) of the layer's augmented input, polarity, copy slot, columns [c0, c1)."""
+        """Per read: its row band [r0, r1) of the layer's augmented input, polarity, copy slot, columns [c0, c1).
+        Also sets `_averaged`: per combined (band, copy slot, layer column), the weight 1 / divisor."""
         plan, name = self.plan, self.plan.name
         columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
-        copies: dict[int, list[int]] = {}
+        ids: dict[int, set[int]] = {}
         for read, _ in plan.reads:
-            copies.setdefault(read.block, [])
-            if read.copy not in copies[read.block]:
-                copies[read.block].append(read.copy)
+            ids.setdefault(read.block, set()).add(read.copy)
+        slots = {block: {copy: slot for slot, copy in enumerate(sorted(copies))} for block, copies in ids.items()}
+        bands: dict[int, tuple[int, int]] = {}
         layout = []
         for read, _ in plan.reads:
             driven = read.x_stop - read.x_start
             contiguous = (driven == read.rows and read.one_row is None) or (
                 read.one_row == driven == read.rows - 1 and read.x_stop == self.inputs)
             c0, c1 = columns.get(read.block, (0, -1))
-            if not contiguous or c1 - c0 != read.cols or len(copies[read.block]) != self.alpha \
+            if not contiguous or c1 - c0 != read.cols or len(slots[read.block]) != self.alpha \
                     or read.x_start + read.rows > self.rows:
                 raise InvalidInputError(f"layer {name!r}: the read of block {read.block}, copy {read.copy} does not "
                                         "drive a contiguous band of the layer's rows onto its columns; leac cannot "
                                         "execute it")
-            slot = sorted(copies[read.block]).index(read.copy)
-            layout.append((read.x_start, read.x_start + read.rows, 0 if read.polarity == "pos" else 1, slot, c0, c1))
+            bands[read.block] = (read.x_start, read.x_start + read.rows)
+            polarity = 0 if read.polarity == "pos" else 1
+            layout.append((*bands[read.block], polarity, slots[read.block][read.copy], c0, c1))
+        self._averaged: list[tuple[tuple[int, int], int, int, float]] = []
         for combine in plan.combines:
             c0, c1 = columns.get(combine.block, (0, -1))
-            if combine.block not in copies or len(combine.copies) != c1 - c0 \
-                    or any(copy not in copies[combine.block] for chosen in combine.copies for copy in chosen):
+            block_slots = slots.get(combine.block, {})
+            if not block_slots or len(combine.copies) != c1 - c0 \
+                    or any(copy not in block_slots for chosen in combine.copies for copy in chosen):
                 raise InvalidInputError(f"layer {name!r}: the combine of block {combine.block} averages copies or "
                                         "columns the block's reads do not give; leac cannot execute it")
+            self._averaged += [(bands[combine.block], block_slots[copy], c0 + j, 1.0 / combine.divisor)
+                               for j, chosen in enumerate(combine.copies) for copy in chosen]
         return layout
 
     def _bands(self) -> list[_RowBand]:
@@ -151,16 +157,8 @@ class CrossbarExecutor:
             band_g, step, _ = bands[(r0, r1)]
             band_g[:, polarity, slot, c0:c1] = g
             step[polarity, slot, c0:c1] = fs / adc
-        columns = {block: c0 for block, c0, _ in self.plan.accumulate.terms}
-        reads_of = {read.block: read for read, _ in self.plan.reads}
-        for combine in self.plan.combines:
-            read = reads_of[combine.block]
-            mask = bands[(read.x_start, read.x_start + read.rows)][2]
-            slots = sorted({r.copy for r, _ in self.plan.reads if r.block == combine.block})
-            c0 = columns[combine.block]
-            for j, chosen in enumerate(combine.copies):
-                for copy in chosen:
-                    mask[slots.index(copy), c0 + j] = 1.0 / combine.divisor
+        for band, slot, column, weight in self._averaged:
+            bands[band][2][slot, column] = weight
         prepared = []
         for (r0, r1), (band_g, step, mask) in sorted(bands.items()):
             rows = r1 - r0
@@ -204,7 +202,7 @@ class CrossbarExecutor:
         chunk = max(32, _CHUNK_CURRENTS // (2 * alpha * cols))
         noisy = self.read_noise > 0 and rng is not None
         if noise is None:
-            base = int(rng.integers(1 << 62)) if noisy and rng is not None else 0
+            base = int(rng.integers(1 << 62)) if noisy else 0  # type: ignore[union-attr]
             total, offset = samples, 0
         else:  # rows of the block: a conv layer reads OH x OW rows per sample
             per_sample = samples // x.shape[0] if x.ndim > 1 and x.shape[0] else 1

@@ -68,10 +68,15 @@ class ArrayProgram:
         """The conductances a read's region holds without noise: levels where written, and where skipped the
         stuck values (what the Program represents, `program.represented_matrix`), or with `stuck=False` the
         levels the skipped devices should have had."""
-        window = (slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols))
+        window = region_window(read)
         level = self.level[window]
         skipped = self.stuck_uS[window] if stuck else levels_uS[self.target[window]]
         return np.where(level >= 0, levels_uS[np.maximum(level, 0)], skipped)
+
+
+def region_window(read: Read) -> tuple[slice, slice]:
+    """The (rows, cols) slices of a read's region in its array."""
+    return slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols)
 
 
 def worst_case_full_scale_uA(conductances: Sequence[np.ndarray], v_read_V: float) -> float:
