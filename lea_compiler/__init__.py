@@ -1,6 +1,6 @@
 """leac: the layer-ensemble-averaging compiler for memristor crossbar chips.
 
-The Python API (`compile`, `compile_many`, `simulate`, `simulate_many`, `emit_board`, `Program`,
+The Python API (`compile`, `compile_many`, `simulate`, `simulate_many`, `emit_board`, `program_chip`, `Program`,
 `load_chip`, `load_model`, `load_data`, `Dataset` and the error classes) is loaded on first use, so that
 `import lea_compiler` stays cheap for tools that only need the version.
 """
@@ -18,6 +18,7 @@ _API = {
     "simulate": "lea_compiler.api",
     "simulate_many": "lea_compiler.api",
     "emit_board": "lea_compiler.api",
+    "program_chip": "lea_compiler.api",
     "Program": "lea_compiler.program",
     "CompileOptions": "lea_compiler.pipeline",
     "load_chip": "lea_compiler.chip",

@@ -5,6 +5,7 @@
     program.save("model.leac")
     report = leac.simulate(program, "test.npz")        # or (x, y) arrays, a dict, a Dataset, a list of them
     leac.emit_board(program, "model.board.jsonl")
+    programmed = leac.program_chip(program, strategy="closed-loop")  # the simulated board; .program, .readback
     batch = leac.compile_many("model.onnx", "chips/", "programs/", k=4)  # every chips/*.json, in parallel
     tested = leac.simulate_many("programs/", "test.npz", min_accuracy=0.9)  # every programs/*.leac, and the yield
 
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lea_compiler.backends.board import BoardSummary, board_schedule, read_board
+from lea_compiler.backends.board import DEFAULT_MAX_PULSES, BoardSummary, board_schedule, read_board
 from lea_compiler.backends.board import emit_board as _emit_board
 from lea_compiler.backends.sim import Report, simulate_trials
 from lea_compiler.batch import BatchResult, ChipResult, chip_files
@@ -31,6 +32,9 @@ from lea_compiler.datasets import DataLike, as_datasets
 from lea_compiler.ir import Graph
 from lea_compiler.options import CompileKeywords, from_keywords, takes_options
 from lea_compiler.program import Program
+from lea_compiler.programming.board import Board, open_board
+from lea_compiler.programming.loop import Programmed
+from lea_compiler.programming.loop import program_chip as _program_chip
 from lea_compiler.simulate_batch import ProgramResult, SimulateBatchResult, SimulateOptions, program_files
 from lea_compiler.simulate_batch import simulate_many as _simulate_many
 
@@ -204,6 +208,45 @@ def simulate_many(
                               threads=threads)
     return _simulate_many(files, data_files, options, min_accuracy=min_accuracy, jobs=jobs, scheduler=scheduler,
                           on_result=on_result)
+
+
+def program_chip(
+    program: Program | PathLike,
+    *,
+    board: str | Board = "sim",
+    strategy: str = "closed-loop",
+    seed: int = 0,
+    chip: PathLike | Chip | None = None,
+    attempts: int = 1,
+    tolerance_uS: float | None = None,
+    max_pulses: int = DEFAULT_MAX_PULSES,
+    progress: Callable[[str], None] | None = None,
+) -> Programmed:
+    """Program a chip with a Program, as `leac program` does, and return the as-programmed Program, the
+    read-back and the programming cost (`lea_compiler.programming.loop`).
+
+        programmed = leac.program_chip("model.leac", strategy="closed-loop", seed=3)
+        programmed.program.save("model.programmed.leac")
+        report = leac.simulate(programmed.program, "test.npz")   # read noise only: the programming happened
+
+    `board` is `--board`: `sim` (the simulated board, on `chip` or the Program's chip, seeded by `seed`), a
+    `module:callable` or `leac.boards` entry-point name, or a `Board` object (a lab's driver, already open).
+    `strategy`, `attempts`, `tolerance_uS`, `max_pulses` are `--strategy`, `--attempts`, `--tolerance-uS`,
+    `--max-pulses` (docs/programming.md).
+
+    Raises:
+        UsageError: an unknown board or strategy, bad settings, or a Program already programmed.
+        InvalidInputError: `chip` lacks the Program's arrays.
+    """
+    if not isinstance(program, Program):
+        program = Program.load(program)
+    chosen = program.chip if chip is None else chip if isinstance(chip, Chip) else load_chip(chip)
+    if isinstance(board, str):
+        name, device = board, open_board(board, chosen, seed)
+    else:
+        name, device = type(board).__name__, board
+    return _program_chip(program, device, strategy=strategy, attempts=attempts, tolerance_uS=tolerance_uS,
+                         max_pulses=max_pulses, progress=progress, board_name=name)
 
 
 def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:

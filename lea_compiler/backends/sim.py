@@ -5,7 +5,8 @@ of a given board file), so what is simulated is what the board runs. This module
 the graph in the interpreter with each crossbar layer's records executed (`schedule.execute`).
 
 Devices. A healthy device programmed to level l reads l + N(0, sigma_w)
-(`device.write_noise_uS`, drawn once: programming happens once). A device
+(`device.write_noise_uS`, drawn once: programming happens once). An as-programmed Program (`leac program`,
+lea_compiler/programming) holds what its devices were left with: they read that, with read noise only. A device
 that is stuck on the simulated chip reads its stuck conductance whatever was
 programmed. A device the Program skipped (stuck when compiled) that is
 healthy on the simulated chip (another `--chip`) rests at the lowest level.
@@ -123,9 +124,11 @@ class CrossbarLayer:
         program = schedule.arrays[read.array]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
+        window = region_window(read)
+        if program.programmed_uS is not None:  # an as-programmed Program: the programming already happened
+            return program.programmed_uS[window]
         if read.array not in maps:
             maps[read.array] = self.chip.stuck_map(read.array)
-        window = region_window(read)
         state, g = maps[read.array][0][window], maps[read.array][1][window]
         level = program.level[window]
         levels = schedule.levels_uS
@@ -300,6 +303,13 @@ def simulate(
     start = time.perf_counter()
     sim_chip = chip or program.chip
     _check_chip(program, sim_chip)
+    if program.as_programmed and chip is not None and chip.fingerprint() != _programmed_on(program):
+        raise UsageError("the Program was programmed on its chip (leac program): its devices hold what that chip "
+                         "was left with, so it cannot be simulated on another chip file; simulate it without "
+                         "--chip, or program the other chip")
+    if program.as_programmed and board is not None:
+        raise UsageError("a board file programs the chip again, so it cannot run with an as-programmed Program; "
+                         "give the Program it was emitted from, or simulate the as-programmed Program itself")
     # the Program was checked when it was loaded or compiled; the simulator never checked it again
     schedule = schedule_of(program, check=False) if board is None else board
     if board is not None:
@@ -469,6 +479,14 @@ def _check_board(program: Program, board: Schedule) -> None:
         problems.append(f"it programs arrays {missing} the Program's chip does not have")
     if problems:
         raise InvalidInputError(f"the board file was not emitted from this Program: {'; '.join(problems)}")
+
+
+def _programmed_on(program: Program) -> str:
+    """The fingerprint of the chip an as-programmed Program was programmed on (`leac program --chip`)."""
+    settings = program.extra.get("programming")
+    chip = settings.get("chip") if isinstance(settings, dict) else None
+    fingerprint = chip.get("fingerprint") if isinstance(chip, dict) else None
+    return fingerprint if isinstance(fingerprint, str) else program.chip_fingerprint
 
 
 def _check_chip(program: Program, chip: Chip) -> None:

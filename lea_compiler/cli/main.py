@@ -29,6 +29,7 @@ from lea_compiler.analysis import crossbar_layers, total_devices
 from lea_compiler.cli import chip as cli_chip
 from lea_compiler.cli import compile as cli_compile
 from lea_compiler.cli import emit as cli_emit
+from lea_compiler.cli import program as cli_program
 from lea_compiler.cli import simulate as cli_simulate
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.onnx_frontend import load_model
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_compile.add_parser(commands)
     cli_simulate.add_parser(commands)
     cli_emit.add_parser(commands)
+    cli_program.add_parser(commands)
     _add_inspect(commands)
     cli_chip.add_parser(commands)
     return parser

@@ -187,9 +187,12 @@ def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: s
             ref(block["target_pos"], levels)
             ref(block["target_neg"], levels)
             ref(block["selection"], ArraySpec((alpha, shape[1]), "b", f"a boolean {alpha} x {shape[1]} matrix"))
+            conductances = ArraySpec(shape, "f", f"a {shape[0]} x {shape[1]} matrix of conductances")
             for copy in block["copies"]:
-                ref(copy["pos"]["levels"], levels)
-                ref(copy["neg"]["levels"], levels)
+                for half in (copy["pos"], copy["neg"]):
+                    ref(half["levels"], levels)
+                    if "programmed_uS" in half:
+                        ref(half["programmed_uS"], conductances)
     if devices > chip.device_count:
         raise InvalidInputError(f"{source}: damaged Program: its layers occupy {devices} devices, more than its "
                                 f"chip has ({chip.device_count})")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
 from lea_compiler.errors import UsageError
 from lea_compiler.geometry import Occupancy
 from lea_compiler.ops import LEAC_DOMAIN
@@ -120,6 +121,11 @@ def program_problems(program: Program) -> list[str]:
         problems.extend(_layer_problems(layer, mvms.get(layer.name), levels))
     for name in sorted(set(mvms) - seen):
         problems.append(f"{mvms[name].describe()} has no mapped layer in the Program")
+    programmed = {half.programmed_uS is not None for layer in program.layers for block in layer.blocks
+                  for copy in block.copies for half in (copy.pos, copy.neg)}
+    if len(programmed) > 1:
+        problems.append("some copy halves have programmed conductances and others not: an as-programmed Program "
+                        "has them for every half")
     if problems:
         return problems  # the placement checks below index by the facts just checked
     stuck: dict[int, np.ndarray] = {}
@@ -271,4 +277,20 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
                 problems.append(f"copy {number} {polarity}: the levels {why}")
             if not _is_number(half.cost_uS):
                 problems.append(f"copy {number} {polarity}: cost_uS {half.cost_uS!r} is not a number")
+            why = _conductance_matrix(half.programmed_uS, shape)
+            if why:
+                problems.append(f"copy {number} {polarity}: programmed_uS {why}")
     return problems
+
+
+def _conductance_matrix(value: Any, shape: tuple[int, int]) -> str | None:
+    """Why an as-programmed half's conductances are not a float matrix of `shape` in 0..MAX_CONDUCTANCE_uS
+    (None: fine, or not programmed)."""
+    if value is None:
+        return None
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.shape != shape:
+        kind = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
+        return f"is {kind}, not a float {shape[0]} x {shape[1]} matrix"
+    if value.size and not (np.all(np.isfinite(value)) and value.min() >= 0 and value.max() <= MAX_CONDUCTANCE_uS):
+        return f"holds a conductance that is not a finite number in 0..{MAX_CONDUCTANCE_uS:g} uS"
+    return None

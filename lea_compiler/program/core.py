@@ -58,6 +58,12 @@ class Program:
         return sorted({half.region.array for half in halves})
 
     @property
+    def as_programmed(self) -> bool:
+        """Whether the Program records a programmed chip (`leac program`): every copy half holds the conductances
+        its devices were left with, and simulating it draws no programming noise."""
+        return bool(self.layers) and self.layers[0].blocks[0].copies[0].pos.programmed_uS is not None
+
+    @property
     def mapping_error_uS(self) -> float:
         return float(sum(layer.mapping_error_uS for layer in self.layers))
 

@@ -312,10 +312,8 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
         for c in b.copies:
             copies.append({
                 "copy": c.copy,
-                "pos": {"region": _region_json(c.pos.region), "cost_uS": c.pos.cost_uS,
-                        "levels": _put(arrays, f"{bp}.c{c.copy}.pos", c.pos.levels)},
-                "neg": {"region": _region_json(c.neg.region), "cost_uS": c.neg.cost_uS,
-                        "levels": _put(arrays, f"{bp}.c{c.copy}.neg", c.neg.levels)},
+                "pos": _half_json(arrays, f"{bp}.c{c.copy}.pos", c.pos),
+                "neg": _half_json(arrays, f"{bp}.c{c.copy}.neg", c.neg),
             })
         blocks.append({
             "index": b.index, "row_block": b.row_block, "col_block": b.col_block,
@@ -339,14 +337,27 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
     }
 
 
+def _half_json(arrays: dict[str, np.ndarray], name: str, half: CopyHalf) -> dict[str, Any]:
+    """A copy half's entry; `programmed_uS` only in an as-programmed Program (`leac program`)."""
+    item = {"region": _region_json(half.region), "cost_uS": half.cost_uS, "levels": _put(arrays, name, half.levels)}
+    if half.programmed_uS is not None:
+        item["programmed_uS"] = _put(arrays, f"{name}.programmed", half.programmed_uS)
+    return item
+
+
+def _half_from_json(item: dict[str, Any], array: Any) -> CopyHalf:
+    programmed = array(item["programmed_uS"]) if "programmed_uS" in item else None
+    return CopyHalf(Region(*item["region"]), array(item["levels"]), float(item["cost_uS"]), programmed)
+
+
 def _layer_from_json(item: dict[str, Any], array: Any) -> Layer:
     blocks = []
     for b in item["blocks"]:
         copies = tuple(
             BlockCopy(
                 c["copy"],
-                CopyHalf(Region(*c["pos"]["region"]), array(c["pos"]["levels"]), float(c["pos"]["cost_uS"])),
-                CopyHalf(Region(*c["neg"]["region"]), array(c["neg"]["levels"]), float(c["neg"]["cost_uS"])),
+                _half_from_json(c["pos"], array),
+                _half_from_json(c["neg"], array),
             )
             for c in b["copies"]
         )

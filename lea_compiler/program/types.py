@@ -22,6 +22,7 @@ class CopyHalf:
     region: Region
     levels: np.ndarray  # (rows, cols) level index (chip.level_index_dtype); -1: stuck device, not programmed
     cost_uS: float  # mapping error at this region (stuck devices vs targets)
+    programmed_uS: np.ndarray | None = None  # (rows, cols) float64: what each device holds, once programmed
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,12 +89,12 @@ class Layer:
         return sorted({(b.col_start, b.col_stop) for b in self.blocks})
 
 
-def represented_matrix(layer: Layer, chip: Chip) -> np.ndarray:
+def represented_matrix(layer: Layer, chip: Chip, *, programmed: bool = False) -> np.ndarray:
     """The crossbar matrix (rows, cols; weight units) a layer represents on `chip` without noise: per output
     column the mean over its selected copies of G+ - G-, every healthy device at its programmed level and a
     device the Program skipped at its stuck conductance on `chip`, divided by the column's scale (no
     compensation). For `joint` encoding this is what `simulate(..., ideal=True)` computes on the chip compiled
-    for."""
+    for. `programmed=True`, for an as-programmed Program: every device at what it holds (`programmed_uS`)."""
     levels = np.asarray(layer.levels_uS, dtype=np.float64)
     out = np.zeros((layer.rows, layer.cols))
     maps: dict[int, np.ndarray] = {}
@@ -103,6 +104,9 @@ def represented_matrix(layer: Layer, chip: Chip) -> np.ndarray:
         for copy in block.copies:
             g = []
             for half in (copy.pos, copy.neg):
+                if programmed and half.programmed_uS is not None:
+                    g.append(np.asarray(half.programmed_uS, dtype=np.float64))
+                    continue
                 region = half.region
                 if region.array not in maps:
                     maps[region.array] = chip.stuck_map(region.array)[1]

@@ -63,6 +63,7 @@ class ArrayProgram:
     level: np.ndarray  # (rows, cols) int64
     stuck_uS: np.ndarray  # (rows, cols) float64
     target: np.ndarray  # (rows, cols) int64
+    programmed_uS: np.ndarray | None = None  # as-programmed Program: (rows, cols) what each device holds, NaN unused
 
     def conductance(self, read: Read, levels_uS: np.ndarray, *, stuck: bool = True) -> np.ndarray:
         """The conductances a read's region holds without noise: levels where written, and where skipped the
@@ -102,6 +103,7 @@ class _Half:
     col: int
     levels: np.ndarray  # (rows, cols) level index; -1: stuck, not programmed
     targets: np.ndarray  # (rows, cols) the block's target level index
+    programmed_uS: np.ndarray | None = None  # as-programmed: what each device holds
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,12 +135,17 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     levels: dict[int, np.ndarray] = {a: np.full(owner.shape, UNUSED, dtype=np.int64)
                                      for a, owner in occupancy.owner.items()}
     targets: dict[int, np.ndarray] = {a: np.zeros(owner.shape, dtype=np.int64) for a, owner in occupancy.owner.items()}
+    programmed: dict[int, np.ndarray] | None = None
+    if program.as_programmed:
+        programmed = {a: np.full(owner.shape, np.nan) for a, owner in occupancy.owner.items()}
     for index, half in enumerate(halves):
         rows, cols = half.levels.shape
         occupancy.take(index, Region(half.array, half.row, half.col), (rows, cols))  # checked not to overlap
         window = (slice(half.row, half.row + rows), slice(half.col, half.col + cols))
         levels[half.array][window] = half.levels
         targets[half.array][window] = half.targets
+        if programmed is not None:
+            programmed[half.array][window] = half.programmed_uS
     owners = occupancy.owner
     arrays = {}
     for array_id in sorted(levels):
@@ -147,9 +154,11 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
         if skipped.any():
             g_uS = np.nan_to_num(program.chip.stuck_map(array_id)[1])
             arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped, g_uS, 0.0),
-                                            np.where(skipped, targets[array_id], 0))
+                                            np.where(skipped, targets[array_id], 0),
+                                            None if programmed is None else programmed[array_id])
         else:
-            arrays[array_id] = ArrayProgram(array_id, level, np.zeros(level.shape), np.zeros(level.shape, np.int64))
+            arrays[array_id] = ArrayProgram(array_id, level, np.zeros(level.shape), np.zeros(level.shape, np.int64),
+                                            None if programmed is None else programmed[array_id])
     return Lowered(program, halves, owners, arrays)
 
 
@@ -161,7 +170,7 @@ def _halves(program: Program) -> Iterator[_Half]:
                 for polarity, half, target in pairs:
                     region = half.region
                     yield _Half(layer.name, block.index, copy.copy, polarity, region.array, region.row, region.col,
-                                np.asarray(half.levels), np.asarray(target))
+                                np.asarray(half.levels), np.asarray(target), half.programmed_uS)
 
 
 def programming_records(lowered: Lowered, tolerance: float, max_pulses: int) -> Iterator[Record]:

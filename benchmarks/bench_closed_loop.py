@@ -1,0 +1,207 @@
+"""Open loop against closed loop: what programming with the read-back buys, and what it costs (issue 15).
+
+Every case compiles a model for a seeded synthetic chip (the paper's noise model: write noise N(0, 16.66 uS),
+read noise U(-10, 10) uS, unless the config says otherwise), then for each programming variant and each trial
+programs the chip on the simulated board (`leac.program_chip`, board seed = 1000 * chip seed + trial) and
+simulates the as-programmed Program (read noise seed = trial). A variant is a strategy (open-loop or
+closed-loop), the writes allowed per device (`attempts`) and the reads per inference (`--reads`).
+
+    python benchmarks/bench_closed_loop.py --config yinyang-ab --chips 10 --trials 3
+    python benchmarks/bench_closed_loop.py --config yinyang-float --chips 10 --trials 3
+    python benchmarks/bench_closed_loop.py --config cnn --chips 10 --trials 2
+    python benchmarks/bench_closed_loop.py --config digits-20 --chips 10 --trials 2
+    python benchmarks/bench_closed_loop.py --config pareto --chips 5 --trials 2   # + PNG of accuracy vs cost
+
+Means and standard deviations are over all chips x trials; `within` is the fraction of programmed chips
+(chip x trial) whose accuracy is within the config's gap of software. Results go to
+benchmarks/results/closed_loop_<config>.json and .txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lea_runs import DATA, EXAMPLES, ROOT, compile_case, pyplot, run_all, save_png
+
+Variant = tuple[str, int, int]  # (strategy, attempts, reads)
+OPEN, CLOSED = ("open-loop", 1, 1), ("closed-loop", 1, 1)
+_YY = [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]
+_DEAD = {"dead_rows": 0.02, "dead_cols": 0.02}  # about one dead line per array, as bench_alpha_beta.py
+CONFIGS: dict[str, dict[str, Any]] = {
+    # the ternary Yin-Yang network of the paper, on paper-like chips, over the (alpha, beta) grid
+    "yinyang-ab": {"model": str(DATA / "yinyang_mlp.onnx"), "data": _YY, "chip": _DEAD,
+                   "options": [{"k": a, "beta": b} for a, b in ((2, 2), (3, 3), (4, 4))],
+                   "variants": [OPEN, CLOSED], "gap": 0.01},
+    # a float Yin-Yang MLP at k = 6 on paper-like chips
+    "yinyang-float": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
+                      "options": [{"k": 6}, {"k": 6, "reads": 4}],
+                      "variants": [OPEN, CLOSED], "gap": 0.01, "ideal": True},
+    # the digits CNN with float weights, paper-like chips, k = 3
+    "cnn": {"model": str(EXAMPLES / "digits_cnn_float.onnx"), "data": [str(EXAMPLES / "digits_test_images.npz")],
+            "calibrate": str(EXAMPLES / "digits_calib_images.npz"), "chip": {"arrays": 400},
+            "options": [{"k": 3}], "variants": [OPEN, CLOSED], "gap": 0.02},
+    # the digits MLP at 20% stuck devices, k = 6
+    "digits-20": {"model": str(EXAMPLES / "digits_mlp_float.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
+                  "calibrate": str(EXAMPLES / "digits_calib.npz"),
+                  "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
+                  "options": [{"k": 6}], "variants": [OPEN, CLOSED], "gap": 0.01},
+    # accuracy against programming and inference cost: the front a user picks from
+    "pareto": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
+               "options": [{"k": k, "reads": r} for k in (2, 4, 6) for r in (1, 4)],
+               "variants": [OPEN, ("open-loop", 4, 1), CLOSED, ("closed-loop", 4, 1)], "gap": 0.01,
+               "ideal": True},
+}
+
+
+def run(case: dict[str, Any]) -> dict[str, Any]:
+    """Compile once, then program + simulate every variant `trials` times (module docstring)."""
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.errors import DoesNotFitError
+    from lea_compiler.programming.board import SimulatedBoard
+    from lea_compiler.programming.loop import program_chip
+
+    start = time.perf_counter()
+    try:
+        chip, result, datasets = compile_case(case)
+    except DoesNotFitError as exc:
+        return {**case, "error": str(exc)}
+    program = result.program
+    out: dict[str, Any] = {**case, "devices_used": program.devices_used, "variants": []}
+    if case.get("ideal"):
+        out["accuracy_ideal"] = simulate(program, datasets, ideal=True).accuracy
+    seed = case["chip"]["seed"]
+    for strategy, attempts, reads in case["variants"]:
+        if reads != case["options"].get("reads", 1):
+            continue
+        accuracy, costs = [], []
+        for trial in range(case["trials"]):
+            done = program_chip(program, SimulatedBoard(chip, 1000 * seed + trial), strategy=strategy,
+                                attempts=attempts)
+            report = simulate(done.program, datasets, seed=trial)
+            out["software_accuracy"] = report.software_accuracy
+            out["cycles_per_inference"] = report.cost.cycles_per_inference
+            out["energy_pJ_per_inference"] = report.cost.energy_pJ_per_inference
+            accuracy.append(report.accuracy)
+            costs.append(done.cost.to_json())
+        out["variants"].append({"strategy": strategy, "attempts": attempts, "reads": reads, "accuracy": accuracy,
+                                "cost": {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}})
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def summarise(results: list[dict[str, Any]], gap: float) -> list[dict[str, Any]]:
+    """One row per (options, variant): accuracy mean, std, min, max over chips x trials, and the cost."""
+    rows: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    for r in results:
+        if "error" in r:
+            continue
+        for v in r["variants"]:
+            key = (json.dumps({k: x for k, x in r["options"].items() if k != "time_limit_s"}, sort_keys=True),
+                   v["strategy"], v["attempts"], v["reads"])
+            row = rows.setdefault(key, {"options": json.loads(key[0]), "strategy": v["strategy"],
+                                        "attempts": v["attempts"], "reads": v["reads"], "accuracy": [],
+                                        "software": r["software_accuracy"], "ideal": [], "costs": [],
+                                        "cycles_per_inference": r["cycles_per_inference"],
+                                        "energy_pJ_per_inference": r["energy_pJ_per_inference"]})
+            row["accuracy"].extend(v["accuracy"])
+            row["costs"].append(v["cost"])
+            if "accuracy_ideal" in r:
+                row["ideal"].append(r["accuracy_ideal"])
+    out = []
+    for row in rows.values():
+        acc = np.asarray(row.pop("accuracy"))
+        costs = row.pop("costs")
+        ideal = row.pop("ideal")
+        software = row["software"]
+        out.append({**row, "n": int(acc.size), "mean": float(acc.mean()), "std": float(acc.std(ddof=1)),
+                    "min": float(acc.min()), "max": float(acc.max()),
+                    "within_gap": float(np.mean(acc >= software - gap)) if software is not None else None,
+                    "ideal_mean": float(np.mean(ideal)) if ideal else None,
+                    "cost": {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}})
+    return out
+
+
+def table(rows: list[dict[str, Any]], gap: float) -> str:
+    lines = [f"{'options':24} {'variant':22} {'n':>3} {'mean':>6} {'std':>5} {'min':>6} {'max':>6} "
+             f"{'<=' + format(100 * gap, 'g') + 'pt':>6} {'ideal':>6} {'writes/dev':>10} {'prog. s':>8} "
+             f"{'cycles':>7}"]
+    for r in rows:
+        variant = f"{r['strategy']} a{r['attempts']} r{r['reads']}"
+        ideal = f"{100 * r['ideal_mean']:.1f}" if r["ideal_mean"] is not None else "-"
+        within = f"{100 * r['within_gap']:.0f}%" if r["within_gap"] is not None else "-"
+        lines.append(f"{json.dumps(r['options']):24} {variant:22} {r['n']:>3} {100 * r['mean']:6.1f} "
+                     f"{100 * r['std']:5.1f} {100 * r['min']:6.1f} {100 * r['max']:6.1f} {within:>6} {ideal:>6} "
+                     f"{r['cost']['writes_per_device']:10.2f} {r['cost']['time_s']:8.3f} "
+                     f"{r['cycles_per_inference']:7.0f}")
+    software = rows[0]["software"] if rows else None
+    if software is not None:
+        lines.append(f"software (onnxruntime): {100 * software:.1f}%")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against programming time per device, one marker per variant, one colour per (k, reads)."""
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    markers = {("open-loop", 1): "o", ("open-loop", 4): "s", ("closed-loop", 1): "^", ("closed-loop", 4): "D"}
+    groups = sorted({(r["options"]["k"], r["reads"]) for r in rows})
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(groups)))
+    for color, (k, reads) in zip(colors, groups, strict=True):
+        for r in rows:
+            if (r["options"]["k"], r["reads"]) != (k, reads):
+                continue
+            x = r["cost"]["time_s"] / max(r["cost"]["devices"], 1) * 1e6
+            ax.errorbar(x, 100 * r["mean"], yerr=100 * r["std"], fmt=markers.get((r["strategy"], r["attempts"]), "x"),
+                        color=color, capsize=3, label=f"k={k} reads={reads} {r['strategy']} a{r['attempts']}")
+    software = rows[0]["software"]
+    if software is not None:
+        ax.axhline(100 * software, color="k", ls="--", lw=1, label="software")
+    ax.set_xlabel("programming time per device (us)")
+    ax.set_ylabel("accuracy (%), mean +- std over chips x trials")
+    ax.set_xscale("log")
+    ax.legend(fontsize=6, ncol=2)
+    save_png(fig, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    parser.add_argument("--chips", type=int, default=10, help="chip seeds 0 .. N - 1 (default 10)")
+    parser.add_argument("--trials", type=int, default=3, help="programming draws per chip and variant (default 3)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--time-limit", type=float, default=5.0, help="CP-SAT budget per compile (s)")
+    args = parser.parse_args()
+    config = CONFIGS[args.config]
+    base = {key: config[key] for key in ("model", "data", "calibrate") if key in config}
+    cases = [{**base, "config": args.config, "chip": {**config["chip"], "seed": seed},
+              "options": {**options, "time_limit_s": args.time_limit}, "variants": config["variants"],
+              "trials": args.trials, "ideal": config.get("ideal", False)}
+             for options in config["options"] for seed in range(args.chips)]
+    start = time.perf_counter()
+    results = run_all(cases, args.jobs, run)
+    rows = summarise(results, config["gap"])
+    text = table(rows, config["gap"])
+    print(text)
+    out = ROOT / "benchmarks" / "results" / f"closed_loop_{args.config}"
+    command = " ".join(["python benchmarks/bench_closed_loop.py", *sys.argv[1:]])
+    out.with_suffix(".txt").write_text(f"$ {command}\n{text}\n")
+    out.with_suffix(".json").write_text(json.dumps({"benchmark": "closed_loop", "config": args.config,
+                                                    "command": command, "chips": args.chips, "trials": args.trials,
+                                                    "seconds": time.perf_counter() - start, "rows": rows,
+                                                    "runs": results}, indent=1) + "\n")
+    print(f"wrote {out}.json and .txt", file=sys.stderr)
+    if args.config == "pareto":
+        plot(rows, out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,387 @@
+"""Programming strategies: program a Program onto a chip through a `Board` and keep what it reads back.
+
+`open-loop` writes every device to the level the Program says, in one round, as a board file does.
+
+`closed-loop` uses the read-back. The beta copies a column averages are programmed one after the other (per
+column in the encode pass's order: copies with stuck devices first, healthy ones last, since a healthy copy can
+reach any difference), each copy's pairs are read back, and the copies not yet programmed are re-encoded so that
+the mean cancels the error measured so far. With the planned differences P_1..P_beta (the Program's, stuck
+devices at their stuck conductance) and the measured ones M_1..M_n of the copies programmed so far, copy n + 1
+holds the reachable difference nearest to
+
+    P_{n+1} + sum_{m <= n} (P_m - M_m)
+
+(`passes.encode.encode_difference`: a healthy pair any of the pair code's differences, a pair with a stuck
+device what its healthy partner can reach). The error of the mean is then the last copy's error divided by
+beta (its quantization and its own programming error) instead of the copies' errors averaged, so it falls
+like sigma / beta instead of sigma / sqrt(beta). A pair whose re-encoded difference equals its planned one
+keeps the Program's levels, so with ideal devices closed loop programs exactly what open loop does. Copies a
+column does not average are programmed in the first round, as planned.
+
+Both strategies can re-program: `attempts` > 1 writes a device again (a fresh write) while its read-back is
+outside the write's tolerance, up to `attempts` writes, before the next copy is re-encoded.
+
+Each round is a static list of board records (`select_array` + `write`, docs/board-format.md), which a
+controller can run as a board file. The result is an as-programmed Program: the levels finally written, and
+per device what the chip holds (`CopyHalf.programmed_uS`: the board's own account when it has one, as the
+simulated board does, else its read-back), which `leac simulate` runs with read noise only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
+from lea_compiler.errors import UsageError
+from lea_compiler.passes.encode import encode_difference
+from lea_compiler.passes.quantize import PairCode
+from lea_compiler.program import Program
+from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
+from lea_compiler.programming.board import Board
+from lea_compiler.programming.readback import ReadBack, readback_of
+from lea_compiler.schedule.lower import SKIPPED, Lowered, prepare
+from lea_compiler.schedule.records import Record, SelectArray, Write
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("open-loop", "closed-loop")
+MAX_ATTEMPTS = 100
+"""Most writes of one device a strategy allows (`attempts`)."""
+
+
+@dataclass(frozen=True)
+class ProgrammingCost:
+    """What programming cost: rounds run, writes issued, pulses, read-backs, and the time and energy they take.
+
+    Time and energy follow the chip's periphery: a pulse takes `t_write_pulse_ns` and `e_write_pulse_pJ`; a
+    read-back is `readback_reads` device reads, each `t_mvm_ns` and `e_device_read_pJ + e_adc_pJ`; devices are
+    programmed one after the other (docs/programming.md).
+    """
+
+    rounds: int
+    writes: int
+    pulses: int
+    readbacks: int
+    device_reads: int
+    failed: int  # devices whose last read-back is outside the write's tolerance
+    time_s: float
+    energy_uJ: float
+    devices: int  # devices written at least once
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "writes_per_device": self.writes / self.devices if self.devices else 0.0}
+
+
+@dataclass(frozen=True, eq=False)
+class Programmed:
+    """The outcome of programming: the as-programmed Program, the read-back and the cost."""
+
+    program: Program
+    readback: ReadBack
+    cost: ProgrammingCost
+    strategy: str
+    reencoded_pairs: int  # closed loop: pairs whose levels were changed from the Program's
+
+
+@dataclass(eq=False)
+class _Devices:
+    """Every device the Program's copy halves occupy, flat, half after half (each half row-major)."""
+
+    array: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    level: np.ndarray  # int64, current plan; SKIPPED for a stuck device
+    measured: np.ndarray  # float64, last read-back; NaN before
+    offsets: list[int]
+    shapes: list[tuple[int, int]]
+
+    def half(self, index: int, values: np.ndarray) -> np.ndarray:
+        """A (rows, cols) view of one half's entries of a flat vector."""
+        lo = self.offsets[index]
+        rows, cols = self.shapes[index]
+        return values[lo:lo + rows * cols].reshape(rows, cols)
+
+
+def program_chip(
+    program: Program,
+    board: Board,
+    *,
+    strategy: str = "closed-loop",
+    attempts: int = 1,
+    tolerance_uS: float | None = None,
+    max_pulses: int = DEFAULT_MAX_PULSES,
+    progress: Callable[[str], None] | None = None,
+    board_name: str = "sim",
+) -> Programmed:
+    """Program `program` onto the chip behind `board` with `strategy` (module docstring).
+
+    Args:
+        attempts: writes allowed per device while its read-back is outside the tolerance (1: no re-programming).
+        tolerance_uS, max_pulses: the write records' verify window (default a quarter of the smallest level gap,
+            as `leac emit`) and pulse limit.
+        progress: called with a line per round.
+
+    Raises:
+        UsageError: an unknown strategy, attempts outside 1..MAX_ATTEMPTS, a bad tolerance or pulse limit, a
+            Program already programmed, or a board whose chip lacks the Program's arrays.
+    """
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown programming strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
+        raise UsageError(f"attempts must be an integer in 1..{MAX_ATTEMPTS}, got {attempts!r}")
+    if isinstance(max_pulses, bool) or not isinstance(max_pulses, int) or max_pulses < 1:
+        raise UsageError(f"max_pulses must be an integer >= 1, got {max_pulses!r}")
+    levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
+    tolerance = default_tolerance_uS(levels) if tolerance_uS is None else float(tolerance_uS)
+    if not (np.isfinite(tolerance) and tolerance > 0):
+        raise UsageError(f"the tolerance must be a positive number of uS, got {tolerance_uS!r}")
+    if program.as_programmed:
+        raise UsageError("the Program is already programmed (it holds a chip's conductances); program the Program "
+                         "leac compile wrote")
+    chip = board.chip
+    for array_id in program.arrays_used:
+        compiled = program.chip.array(array_id)
+        if array_id not in {a.id for a in chip.arrays} or (chip.array(array_id).rows, chip.array(array_id).cols) \
+                != (compiled.rows, compiled.cols):
+            raise UsageError(f"the board's chip has no array {array_id} of {compiled.rows} x {compiled.cols}, "
+                             "which the Program uses")
+    say = progress or (lambda line: logger.info("%s", line))
+    lowered = prepare(program)
+    devices = _device_table(lowered)
+    runner = _Runner(board, devices, levels, tolerance, max_pulses, attempts, say)
+    runner.read_stuck()
+    code = PairCode.build(tuple(float(v) for v in levels), "joint")
+    index = _half_index(lowered)
+    plans = [_BlockPlan.of(layer, block, index, lowered, levels, strategy)
+             for layer in program.layers for block in layer.blocks]
+    rounds = max(plan.rounds for plan in plans) if plans else 0
+    reencoded = 0
+    for n in range(rounds):
+        mask = np.zeros(devices.level.size, dtype=bool)
+        for plan in plans:
+            if n > 0:
+                reencoded += plan.reencode(n, devices, levels, code)
+            plan.mark(n, devices, mask)
+        runner.run(mask, f"round {n + 1}/{rounds}")
+        for plan in plans:
+            plan.measured(n, devices)
+    cost = runner.cost()
+    settings = {"strategy": strategy, "board": board_name, "attempts": attempts, "tolerance_uS": tolerance,
+                "max_pulses": max_pulses, "readback_reads": board.readback_reads,
+                "chip": {"name": chip.name, "fingerprint": chip.fingerprint()},
+                "programming_model": chip.device.programming.model, "reencoded_pairs": reencoded,
+                "cost": cost.to_json()}
+    programmed = _as_programmed(program, lowered, devices, board.held(), settings)
+    values: dict[int, np.ndarray] = {}
+    for array_id in sorted({int(a) for a in np.unique(devices.array)}):
+        grid = np.full((chip.array(array_id).rows, chip.array(array_id).cols), np.nan)
+        at = devices.array == array_id
+        grid[devices.row[at], devices.col[at]] = devices.measured[at]
+        values[array_id] = grid
+    readback = readback_of(chip, values, reads=board.readback_reads,
+                           source=f"leac program --strategy {strategy} --board {board_name}")
+    return Programmed(programmed, readback, cost, strategy, reencoded)
+
+
+def _half_index(lowered: Lowered) -> dict[tuple[str, int, int, str], int]:
+    """(layer, block, copy, polarity) -> the half's index in `lowered.halves`."""
+    return {(h.layer, h.block, h.copy, h.polarity): i for i, h in enumerate(lowered.halves)}
+
+
+def _device_table(lowered: Lowered) -> _Devices:
+    arrays, rows, cols, levels, offsets, shapes = [], [], [], [], [0], []
+    for half in lowered.halves:
+        r, c = half.levels.shape
+        rr, cc = np.meshgrid(np.arange(r), np.arange(c), indexing="ij")
+        arrays.append(np.full(r * c, half.array, dtype=np.int64))
+        rows.append((rr + half.row).ravel())
+        cols.append((cc + half.col).ravel())
+        levels.append(np.asarray(half.levels, dtype=np.int64).ravel())
+        offsets.append(offsets[-1] + r * c)
+        shapes.append((r, c))
+    level = np.concatenate(levels) if levels else np.zeros(0, np.int64)
+    return _Devices(np.concatenate(arrays) if arrays else level.copy(), np.concatenate(rows) if rows else level.copy(),
+                    np.concatenate(cols) if cols else level.copy(), level, np.full(level.size, np.nan), offsets,
+                    shapes)
+
+
+class _Runner:
+    """Runs rounds of writes on the board, with re-programming, and counts what they cost."""
+
+    def __init__(self, board: Board, devices: _Devices, levels: np.ndarray, tolerance: float, max_pulses: int,
+                 attempts: int, say: Callable[[str], None]) -> None:
+        self.board, self.devices, self.levels = board, devices, levels
+        self.tolerance, self.max_pulses, self.attempts, self.say = tolerance, max_pulses, attempts, say
+        self.rounds = self.writes = self.pulses = self.readbacks = self.stuck_reads = 0
+        self.failed = np.zeros(devices.level.size, dtype=bool)
+        self.written = np.zeros(devices.level.size, dtype=bool)
+
+    def read_stuck(self) -> None:
+        """Read back the devices the Program skips (stuck): their conductance enters the measured differences."""
+        d = self.devices
+        stuck = np.flatnonzero(d.level == SKIPPED)
+        for array_id in np.unique(d.array[stuck]).tolist():
+            at = stuck[d.array[stuck] == array_id]
+            d.measured[at] = self.board.read(array_id, d.row[at], d.col[at])
+            self.stuck_reads += int(at.size)
+
+    def run(self, mask: np.ndarray, label: str) -> None:
+        d = self.devices
+        pending = np.flatnonzero(mask & (d.level >= 0))
+        for attempt in range(self.attempts):
+            if not pending.size:
+                break
+            result = self.board.program(list(self._records(pending)))
+            self.rounds += 1
+            self.writes += int(pending.size)
+            self.pulses += int(np.sum(result.pulses))
+            self.readbacks += int(np.sum(result.verify_reads))
+            d.measured[pending] = result.measured_uS
+            self.failed[pending] = result.failed
+            self.written[pending] = True
+            self.say(f"{label}{f' (attempt {attempt + 1})' if attempt else ''}: {pending.size} writes, "
+                     f"{int(np.sum(result.failed))} outside +-{self.tolerance:g} uS")
+            pending = pending[np.asarray(result.failed, dtype=bool)]
+
+    def _records(self, which: np.ndarray) -> Iterator[Record]:
+        """select_array + write records for devices `which`, arrays by id, devices row-major (as `leac emit`)."""
+        d = self.devices
+        order = which[np.lexsort((d.col[which], d.row[which], d.array[which]))]
+        arrays = d.array[order]
+        starts = np.flatnonzero(np.r_[True, arrays[1:] != arrays[:-1]])
+        ends = np.r_[starts[1:], order.size]
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            yield SelectArray(int(arrays[lo]), hi - lo)
+            for i in order[lo:hi].tolist():
+                level = int(d.level[i])
+                yield Write(int(d.array[i]), int(d.row[i]), int(d.col[i]), level, float(self.levels[level]),
+                            self.tolerance, self.max_pulses)
+
+    def cost(self) -> ProgrammingCost:
+        p = self.board.chip.periphery
+        reads = (self.readbacks + self.stuck_reads) * self.board.readback_reads
+        return ProgrammingCost(
+            rounds=self.rounds, writes=self.writes, pulses=self.pulses, readbacks=self.readbacks + self.stuck_reads,
+            device_reads=reads, failed=int(np.sum(self.failed)),
+            time_s=(self.pulses * p.t_write_pulse_ns + reads * p.t_mvm_ns) * 1e-9,
+            energy_uJ=(self.pulses * p.e_write_pulse_pJ + reads * (p.e_device_read_pJ + p.e_adc_pJ)) * 1e-6,
+            devices=int(np.sum(self.written)))
+
+
+@dataclass(eq=False)
+class _BlockPlan:
+    """One block's programming order and, for closed loop, its planned and measured sums."""
+
+    halves: list[tuple[int, int]]  # per copy (pos half index, neg half index)
+    order: np.ndarray  # (rounds, cols): the copy each column programs in each round (-1: none)
+    first: np.ndarray  # (alpha, cols) bool: copy columns programmed in round 0 (unselected ones too)
+    planned: np.ndarray  # (alpha, rows, cols) planned differences G+ - G- (stuck devices at their conductance)
+    stuck: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]  # per copy, as encode has it
+    error: np.ndarray  # (rows, cols): sum over programmed copies of planned - measured
+    closed: bool
+
+    @property
+    def rounds(self) -> int:
+        return int(self.order.shape[0])
+
+    @classmethod
+    def of(cls, layer: Layer, block: ProgramBlock, index: dict[tuple[str, int, int, str], int], lowered: Lowered,
+           levels: np.ndarray, strategy: str) -> _BlockPlan:
+        rows, cols = block.shape
+        halves = [(index[(layer.name, block.index, c.copy, "pos")], index[(layer.name, block.index, c.copy, "neg")])
+                  for c in block.copies]
+        stuck, planned = [], []
+        for copy in block.copies:
+            pair = []
+            for half in (copy.pos, copy.neg):
+                region = half.region
+                skipped = np.asarray(half.levels) == SKIPPED
+                on_chip = lowered.arrays[region.array].stuck_uS[region.row:region.row + rows,
+                                                                region.col:region.col + cols]
+                g = np.where(skipped, on_chip, np.nan)
+                pair.append((skipped.astype(np.int8), g))
+            stuck.append((pair[0], pair[1]))
+            pos = np.where(pair[0][0] != 0, pair[0][1], levels[np.maximum(copy.pos.levels, 0)])
+            neg = np.where(pair[1][0] != 0, pair[1][1], levels[np.maximum(copy.neg.levels, 0)])
+            planned.append(pos - neg)
+        selection = np.asarray(block.selection, dtype=bool)
+        if strategy == "open-loop":
+            order = np.zeros((1, cols), dtype=np.int64) - 1
+            first = np.ones_like(selection)
+        else:  # the encode pass's order: most stuck devices first, healthy copies last
+            count = np.stack([((sp[0] != 0) | (sn[0] != 0)).sum(axis=0) for sp, sn in stuck])
+            order = np.argsort(np.where(selection, -count, rows + 1), axis=0, kind="stable")[:layer.beta]
+            first = ~selection
+            first[order[0], np.arange(cols)] = True
+        return cls(halves, order, first, np.stack(planned), stuck, np.zeros((rows, cols)),
+                   strategy == "closed-loop")
+
+    def mark(self, n: int, devices: _Devices, mask: np.ndarray) -> None:
+        """Set `mask` on the devices this block programs in round `n`."""
+        for copy, (pos, neg) in enumerate(self.halves):
+            columns = self.first[copy] if n == 0 else self.order[n] == copy
+            if not np.any(columns):
+                continue
+            for half in (pos, neg):
+                devices.half(half, mask)[:, columns] = True
+
+    def measured(self, n: int, devices: _Devices) -> None:
+        """Add the error of the copies read back in round `n` to the running error (closed loop)."""
+        if not self.closed:
+            return
+        cols = np.arange(self.order.shape[1])
+        copies = self.order[n]
+        measured = np.stack([devices.half(p, devices.measured) - devices.half(q, devices.measured)
+                             for p, q in self.halves])  # (alpha, rows, cols)
+        self.error += self.planned[copies, :, cols].T - measured[copies, :, cols].T
+
+    def reencode(self, n: int, devices: _Devices, levels: np.ndarray, code: PairCode) -> int:
+        """Re-encode the copies of round `n` to cancel the running error; the number of pairs changed."""
+        copies = self.order[n]
+        cols = np.arange(copies.size)
+        rows = self.planned.shape[1]
+        r = np.arange(rows)[:, None]
+        target = self.planned[copies[None, :], r, cols[None, :]] + self.error
+        gather = [np.stack([s[half][part] for s in self.stuck])[copies[None, :], r, cols[None, :]]
+                  for half in (0, 1) for part in (0, 1)]
+        pos, neg, g_pos, g_neg = encode_difference(levels, code, target, (gather[0], gather[1]), (gather[2], gather[3]))
+        planned = self.planned[copies[None, :], r, cols[None, :]]
+        change = np.abs((g_pos - g_neg) - planned) > 1e-9
+        changed = 0
+        for copy, (p, q) in enumerate(self.halves):
+            at = change & (copies[None, :] == copy)
+            if not np.any(at):
+                continue
+            devices.half(p, devices.level)[at] = pos[at]
+            devices.half(q, devices.level)[at] = neg[at]
+            changed += int(at.sum())
+        return changed
+
+
+def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: Mapping[int, np.ndarray] | None,
+                   settings: dict[str, Any]) -> Program:
+    """The Program with the levels finally written and what every device holds (the board's account, else
+    the read-back), and how it was programmed in `extra.programming`."""
+    index = _half_index(lowered)
+
+    def half(layer: Layer, block: ProgramBlock, copy: int, polarity: str, old: CopyHalf) -> CopyHalf:
+        i = index[(layer.name, block.index, copy, polarity)]
+        region = old.region
+        rows, cols = devices.shapes[i]
+        if held is not None:
+            g = held[region.array][region.row:region.row + rows, region.col:region.col + cols]
+        else:
+            g = devices.half(i, devices.measured)
+        levels = devices.half(i, devices.level).astype(np.asarray(old.levels).dtype)
+        return CopyHalf(region, levels, old.cost_uS, np.array(g, dtype=np.float64))
+
+    layers = tuple(dataclasses.replace(layer, blocks=tuple(dataclasses.replace(block, copies=tuple(
+        BlockCopy(c.copy, half(layer, block, c.copy, "pos", c.pos), half(layer, block, c.copy, "neg", c.neg))
+        for c in block.copies)) for block in layer.blocks)) for layer in program.layers)
+    return dataclasses.replace(program, layers=layers, extra={**program.extra, "programming": settings})

@@ -1,0 +1,264 @@
+"""Programming through a board: open and closed loop, the as-programmed Program it leaves, and `leac program`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from lea_compiler.chip import Chip, DeviceModel, synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import UsageError
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
+from lea_compiler.program.types import represented_matrix
+from lea_compiler.programming.board import RoundResult, SimulatedBoard, open_board
+from lea_compiler.programming.loop import program_chip
+from lea_compiler.passes.quantize import crossbar_matrix
+from lea_compiler.schedule.records import Record, Write
+from tests.helpers import make_model, mlp_model
+
+LEVELS = (133.0, 167.0, 200.0, 233.0)
+
+
+def _chip(write_noise: float, read_noise: float, arrays: int = 4, size: int = 25, stuck: float = 0.0,
+          seed: int = 1) -> Chip:
+    chip = synth_chip(arrays=arrays, rows=size, cols=size, stuck_high=stuck, stuck_low=stuck / 4, seed=seed)
+    device = dataclasses.replace(chip.device, write_noise_uS=write_noise, read_noise_uS=read_noise)
+    return dataclasses.replace(chip, device=device)
+
+
+class ScriptedBoard:
+    """Writes every device exactly to its level and reads it back exactly, plus `offsets[(array, row, col)]`
+    on the devices' first read-back."""
+
+    def __init__(self, chip: Chip, offsets: Mapping[tuple[int, int, int], float]) -> None:
+        self._chip = chip
+        self.offsets = dict(offsets)
+        self.state: dict[int, np.ndarray] = {a.id: np.full((a.rows, a.cols), LEVELS[0]) for a in chip.arrays}
+        self.rounds: list[list[Write]] = []
+
+    @property
+    def chip(self) -> Chip:
+        return self._chip
+
+    @property
+    def readback_reads(self) -> int:
+        return 1
+
+    def program(self, records: Sequence[Record]) -> RoundResult:
+        writes = [r for r in records if isinstance(r, Write)]
+        self.rounds.append(writes)
+        measured = []
+        for w in writes:
+            g = LEVELS[w.level] + self.offsets.pop((w.array, w.row, w.col), 0.0)
+            self.state[w.array][w.row, w.col] = g
+            measured.append(g)
+        n = len(writes)
+        return RoundResult(np.asarray(measured, dtype=np.float64), np.ones(n, np.int64), np.ones(n, np.int64),
+                           np.zeros(n, bool))
+
+    def read(self, array: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.state[array][rows, cols]
+
+    def held(self) -> Mapping[int, np.ndarray] | None:
+        return self.state
+
+
+def _one_weight(w: float) -> onnx.ModelProto:
+    node = helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")
+    return make_model([node], {"x": (np.float32, ["N", 1])}, ["y"], {"W": np.array([[w]], np.float32)})
+
+
+def test_a_copy_read_back_20_uS_high_is_cancelled_by_the_next() -> None:
+    chip = synth_chip(arrays=2, rows=4, cols=4, stuck_high=0.0, stuck_low=0.0, seed=0)
+    program = compile_model(_one_weight(0.3), chip, CompileOptions(k=2)).program
+    layer = program.layers[0]
+    block = layer.blocks[0]
+    levels = np.asarray(LEVELS)
+    planned = [float(levels[c.pos.levels[0, 0]] - levels[c.neg.levels[0, 0]]) for c in block.copies]
+    exact = float(crossbar_matrix(program.graph.node("mm"), layer.bias_row)[0, 0] * layer.scale[0])
+    first = block.copies[0].pos.region  # no stuck devices: copy 0 goes first
+    board = ScriptedBoard(chip, {(first.array, first.row, first.col): 20.0})
+    done = program_chip(program, board, strategy="closed-loop")
+    assert len(board.rounds) == 2 and len(board.rounds[0]) == 2 and len(board.rounds[1]) == 2
+    copies = done.program.layers[0].blocks[0].copies
+    held = [float(c.pos.programmed_uS[0, 0] - c.neg.programmed_uS[0, 0]) for c in copies]
+    assert held[0] == pytest.approx(planned[0] + 20.0)
+    # by hand: the reachable differences of a healthy pair (one device at the lowest level)
+    reachable = sorted({b - a for a in LEVELS for b in LEVELS if a == LEVELS[0] or b == LEVELS[0]})
+    wanted = planned[1] - 20.0
+    assert held[1] == pytest.approx(min(reachable, key=lambda d: (abs(d - wanted), d)))
+    step = min(np.diff(reachable))
+    assert abs((held[0] + held[1]) / 2 - exact) <= step / 2
+    open_board_ = ScriptedBoard(chip, {(first.array, first.row, first.col): 20.0})
+    opened = program_chip(program, open_board_, strategy="open-loop")
+    held_open = [float(c.pos.programmed_uS[0, 0] - c.neg.programmed_uS[0, 0])
+                 for c in opened.program.layers[0].blocks[0].copies]
+    assert held_open == pytest.approx([planned[0] + 20.0, planned[1]])  # open loop keeps the error
+    assert len(open_board_.rounds) == 1
+
+
+def _mean_error(program: Program) -> float:
+    """RMS over all layers of the held matrix against the exact weights (weight units)."""
+    errors = []
+    for layer in program.layers:
+        exact = crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
+        errors.append((represented_matrix(layer, program.chip, programmed=True) - exact).ravel())
+    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+
+
+def test_with_ideal_devices_closed_loop_writes_what_open_loop_writes() -> None:
+    chip = _chip(0.0, 0.0, stuck=0.05)
+    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=3)).program
+    closed = program_chip(program, SimulatedBoard(chip, 0), strategy="closed-loop")
+    opened = program_chip(program, SimulatedBoard(chip, 0), strategy="open-loop")
+    assert closed.reencoded_pairs == 0
+    for a, b, c in zip(program.layers, closed.program.layers, opened.program.layers, strict=True):
+        for ba, bb, bc in zip(a.blocks, b.blocks, c.blocks, strict=True):
+            for ca, cb, cc in zip(ba.copies, bb.copies, bc.copies, strict=True):
+                for ha, hb, hc in ((ca.pos, cb.pos, cc.pos), (ca.neg, cb.neg, cc.neg)):
+                    assert np.array_equal(ha.levels, hb.levels) and np.array_equal(ha.levels, hc.levels)
+                    assert np.array_equal(hb.programmed_uS, hc.programmed_uS)
+        assert np.allclose(represented_matrix(b, chip, programmed=True), represented_matrix(a, chip))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_closed_loop_leaves_a_smaller_error_than_open_loop(seed: int) -> None:
+    chip = _chip(16.66, 10.0, stuck=0.02, seed=seed)
+    model = mlp_model((12, 20, 6), seed=seed)
+    program = compile_model(model, chip, CompileOptions(k=4, seed=seed)).program
+    closed = program_chip(program, SimulatedBoard(chip, seed), strategy="closed-loop")
+    opened = program_chip(program, SimulatedBoard(chip, seed), strategy="open-loop")
+    assert closed.reencoded_pairs > 0
+    assert _mean_error(closed.program) < 0.8 * _mean_error(opened.program)
+    assert closed.cost.rounds == 4 and opened.cost.rounds == 1
+
+
+def test_re_programming_writes_devices_outside_the_tolerance_again() -> None:
+    chip = _chip(16.66, 0.0)
+    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=2)).program
+    once = program_chip(program, SimulatedBoard(chip, 3), strategy="open-loop")
+    again = program_chip(program, SimulatedBoard(chip, 3), strategy="open-loop", attempts=6)
+    assert once.cost.writes == once.cost.devices and once.cost.failed > 0
+    assert again.cost.writes > again.cost.devices and again.cost.failed < once.cost.failed / 5
+    assert again.cost.rounds > 1 and again.cost.pulses > once.cost.pulses
+    assert _mean_error(again.program) < _mean_error(once.program)
+
+
+def test_programming_is_deterministic_and_the_result_round_trips(tmp_path: Path) -> None:
+    chip = _chip(16.66, 10.0, stuck=0.03)
+    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=3)).program
+    first = program_chip(program, SimulatedBoard(chip, 7))
+    second = program_chip(program, SimulatedBoard(chip, 7))
+    assert first.program.to_bytes() == second.program.to_bytes()
+    path = tmp_path / "p.leac"
+    first.program.save(path)
+    loaded = Program.load(path)
+    assert loaded.as_programmed and loaded.to_bytes() == first.program.to_bytes()
+    assert loaded.extra["programming"]["strategy"] == "closed-loop"
+    with pytest.raises(UsageError, match="already programmed"):
+        program_chip(loaded, SimulatedBoard(chip, 0))
+
+
+def test_bad_settings_are_refused() -> None:
+    chip = _chip(16.66, 10.0)
+    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=2)).program
+    for kwargs, message in (({"strategy": "twice"}, "unknown programming strategy"),
+                            ({"attempts": 0}, "attempts must be"), ({"max_pulses": 0}, "max_pulses"),
+                            ({"tolerance_uS": -1.0}, "tolerance")):
+        with pytest.raises(UsageError, match=message):
+            program_chip(program, SimulatedBoard(chip, 0), **kwargs)
+    with pytest.raises(UsageError, match="no board named 'nope'"):
+        open_board("nope", chip)
+    with pytest.raises(UsageError, match="cannot load"):
+        open_board("json:no_such_thing", chip)
+    with pytest.raises(UsageError, match="not a leac Board"):
+        open_board("builtins:dict", chip)
+    small = synth_chip(arrays=1, rows=25, cols=25, stuck_high=0.0, stuck_low=0.0, seed=0)
+    with pytest.raises(UsageError, match="has no array"):
+        program_chip(program, SimulatedBoard(small, 0))
+
+
+def test_the_simulated_board_keeps_a_stuck_device_stuck() -> None:
+    chip = _chip(0.0, 0.0, stuck=0.2)
+    state, g = chip.stuck_map(0)
+    row, col = (int(v[0]) for v in np.nonzero(state))
+    board = SimulatedBoard(chip, 0)
+    result = board.program([Write(0, row, col, 2, LEVELS[2], 8.25, 10)])
+    assert result.measured_uS[0] == pytest.approx(g[row, col])
+    assert bool(result.failed[0]) is (abs(g[row, col] - LEVELS[2]) > 8.25)
+    assert int(result.pulses[0]) == 10
+    assert board.held()[0][row, col] == g[row, col]
+
+
+def _cli_files(tmp_path: Path) -> tuple[Path, Path]:
+    chip = _chip(16.66, 10.0, stuck=0.02)
+    from lea_compiler.chip import save_chip
+
+    chip_path = tmp_path / "chip.json"
+    save_chip(chip, chip_path)
+    model_path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model((4, 12, 6, 3)), model_path)
+    program_path = tmp_path / "p.leac"
+    assert main(["compile", str(model_path), "--chip", str(chip_path), "-k", "3", "-o", str(program_path)]) == 0
+    return program_path, chip_path
+
+
+def test_leac_program_writes_the_programmed_program_and_the_read_back(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    program_path, _ = _cli_files(tmp_path)
+    capsys.readouterr()
+    out, readback = tmp_path / "q.leac", tmp_path / "q.readback.json"
+    assert main(["program", str(program_path), "-o", str(out), "--readback", str(readback), "--seed", "2",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["report"] == "leac-program" and report["strategy"] == "closed-loop" and report["rounds"] == 3
+    programmed = Program.load(out)
+    assert programmed.as_programmed
+    from lea_compiler.programming.readback import load_readback
+
+    back = load_readback(readback, programmed.chip)
+    assert back.devices_read() == programmed.devices_used
+    x = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(50, np.int64))
+    assert main(["simulate", str(out), "--data", str(tmp_path / "d.npz"), "--json"]) == 0
+    simulated = json.loads(capsys.readouterr().out)
+    assert 0.0 <= simulated["accuracy"] <= 1.0
+
+
+def test_leac_program_refuses_bad_outputs_and_writes_nothing(tmp_path: Path) -> None:
+    program_path, chip_path = _cli_files(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["program", str(program_path), "-o", str(program_path)]) == 2
+    assert main(["program", str(program_path), "-o", str(tmp_path / "q.leac"), "--readback",
+                 str(chip_path)]) == 2
+    assert main(["program", str(program_path), "-o", str(tmp_path / "q.leac"), "--attempts", "0"]) == 2
+    fifo = tmp_path / "fifo"
+    import os
+
+    os.mkfifo(fifo)
+    assert main(["program", str(program_path), "-o", str(tmp_path / "q.leac"), "--readback", str(fifo)]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "fifo"])
+
+
+def test_an_as_programmed_program_refuses_another_chip(tmp_path: Path) -> None:
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.datasets import Dataset
+
+    chip = _chip(16.66, 10.0, stuck=0.02)
+    program = compile_model(mlp_model((4, 12, 6, 3)), chip, CompileOptions(k=2)).program
+    done = program_chip(program, SimulatedBoard(chip, 0))
+    data = [Dataset("d", np.zeros((4, 4), np.float32), np.zeros(4, np.int64))]
+    other = _chip(16.66, 10.0, stuck=0.02, seed=9)
+    with pytest.raises(UsageError, match="cannot be simulated on another chip"):
+        simulate(done.program, data, chip=other)
+    quiet = dataclasses.replace(chip, device=DeviceModel(write_noise_uS=16.66, read_noise_uS=0.0))
+    assert quiet.fingerprint() != chip.fingerprint()
