@@ -39,6 +39,7 @@ from lea_compiler.errors import CompileError, InvalidInputError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.schedule import execute
+from lea_compiler.schedule.plan import schedule_of
 from tests.helpers import make_model
 
 F = np.float32
@@ -101,6 +102,24 @@ def test_three_reads_are_the_mean_of_three_digitised_currents_by_hand(tmp_path, 
         got = layer.forward(np.array([[1, -1]], F), np.random.default_rng(0), EventCounts())
         np.testing.assert_allclose(got[0], expected[reads], rtol=1e-6)
         assert shapes == [(1, 4)] * reads  # one draw per sample and column, per read
+
+
+def test_regions_read_a_different_number_of_times_average_their_own_reads(tmp_path, monkeypatch) -> None:
+    """A board file may give each read its own count: G+ read 3 times and G- once, with the draws of the test
+    above. G+ is the mean of its three reads, [10/3, -10/3] steps; G- is read 0's, [1, 3] (the draws of the
+    later reads do not reach it); y = [7/3, -19/3] x 12.5 / 37.5 = [7/9, -19/9]."""
+    draws = iter([[0.4, -0.7, 1.2, 0.3], [-0.6, 0.2, -1.4, 4.6], [1.7, -0.1, 0.45, -2.2]])
+    monkeypatch.setattr(execute, "gaussian", lambda rng, shape: np.asarray([next(draws)], F))
+    plan = schedule_of(tiny(tmp_path, 3)).layers["mm"]
+    pairs = tuple((dataclasses.replace(read, reads=3 if read.polarity == "pos" else 1), convert)
+                  for read, convert in plan.reads)
+    plan = dataclasses.replace(plan, reads=pairs)
+    g = [np.array([[250.0, 100.0], [100.0, 250.0]]), np.array([[100.0, 250.0], [100.0, 100.0]])]
+    executor = execute.CrossbarExecutor(plan, g, dac_bits=16, adc_bits=4, read_noise_uS=R_UNIT)
+    got = executor.forward(np.array([[1, -1]], F), np.random.default_rng(0))
+    np.testing.assert_allclose(got[0], [7 / 9, -19 / 9], rtol=1e-6)
+    with pytest.raises(StopIteration):
+        next(draws)  # all three reads drew (for every column)
 
 
 def test_exact_read_noise_of_three_reads_from_a_seeded_generator(tmp_path) -> None:

@@ -160,7 +160,7 @@ class CrossbarExecutor:
                                                                   self.reads, strict=True):
             if (r0, r1) not in bands:
                 bands[(r0, r1)] = (np.zeros((r1 - r0, 2, alpha, cols)), np.ones((2, alpha, cols)),
-                                   np.zeros((alpha, cols)), np.ones((2, alpha, cols)))
+                                   np.zeros((alpha, cols)), np.zeros((2, alpha, cols)))
             band_g, step, _, counts = bands[(r0, r1)]
             band_g[:, polarity, slot, c0:c1] = g
             step[polarity, slot, c0:c1] = fs / adc
@@ -172,7 +172,7 @@ class CrossbarExecutor:
             rows = r1 - r0
             inv_step = (1.0 / step).reshape(-1)
             weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
-            # a column slot no read fills (a block narrower than the layer) keeps 1 read, and weight 0
+            counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
             uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
             prepared.append(_RowBand(r0, r1, (band_g.reshape(rows, -1) * inv_step).astype(np.float32),
                                      inv_step.astype(np.float32), weights.astype(np.float32), int(counts.max()),
