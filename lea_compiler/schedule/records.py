@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeAlias
 
 from lea_compiler.geometry import POLARITIES
-from lea_compiler.program.checks import MAX_READS, is_finite_json
+from lea_compiler.program.checks import MAX_READS, is_finite_json, reads_problem
 
 STATES = ("stuck_high", "stuck_low")
 BIAS_MODES = ("row", "digital", "none")
@@ -70,7 +70,7 @@ _count = _int_at_least(1)
 
 def _reads(value: Any) -> int:
     """A read's count of reads: an integer from 1 to `MAX_READS`."""
-    if type(value) is not int or not 1 <= value <= MAX_READS:
+    if reads_problem(value) is not None:  # the one rule, also the Program's and the option's
         raise _Bad(f"{_show(value)} is not an integer from 1 to {MAX_READS}")
     return value
 
