@@ -27,6 +27,7 @@ from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
 from lea_compiler.onnx_frontend import import_model, read_model
+from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.lower import lower_to_program
 from lea_compiler.passes.quantize import Quantize
@@ -234,7 +235,7 @@ def compile_prepared(
     calibration = front.calibration
     passes = default_pipeline(chip, front.options, calibration.x if calibration is not None else None)
     done = _advance(front, passes, copy=copy, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
-    program = lower_to_program(done.graph, chip, model=front.model, options=dataclasses.asdict(front.options),
+    program = lower_to_program(done.graph, chip, model=front.model, options=recorded_options(front.options),
                                source_model=front.source)
     if calibration is not None:
         assert front.calibration_label is not None

@@ -12,6 +12,10 @@ A compile option reaches the compiler three ways: `CompileOptions(...)` in the l
 
 One option may fill more than one field: `block=(rows, cols)` (`--block RxC`) is the fields `block_rows` and
 `block_cols`, which the Program records as they are.
+
+The Program records every field (`recorded_options`), except that an option added after Programs were written
+(`Option.omit_default`, e.g. `reads`) is recorded only when it is not its default: a Program without the key
+means the default, and a default compile stays byte-identical to one made before the option existed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from lea_compiler.errors import UsageError
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.place import PLACER_NAMES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
+from lea_compiler.program.checks import MAX_READS
 
 SCALE_NOISE_MODES = ("none", "chip")
 """`none`: the weight scale minimises the quantization error alone. `chip`: the quantization error plus the
@@ -71,6 +76,7 @@ class Option:
         default_note: What `--help` adds after the default.
         parse: The flag's text -> the API value, where argparse's types do not do it (raises `UsageError`).
         split: The API value -> the values of the fields it fills (an option of more than one field).
+        omit_default: The Program records the field only when it is not its default (module docstring).
     """
 
     name: str
@@ -83,6 +89,7 @@ class Option:
     default_note: str | None = None
     parse: Callable[[Any], Any] | None = None
     split: Callable[[Any], tuple[Any, ...]] | None = None
+    omit_default: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -147,6 +154,12 @@ class CompileOptions:
         "none: the weight scale minimises the quantization error; chip: the quantization error plus the chip's "
         "write and read noise, clipping more of the largest weights where the noise is the larger error",
         choices=SCALE_NOISE_MODES)))
+    reads: int = field(default=1, metadata=_option(Option(
+        "reads",
+        f"reads per inference, 1 to {MAX_READS}: each copy half's region is read N times and the N digitised "
+        "column currents averaged, which divides the read noise's variance by about N, for N times the reads, "
+        "ADC conversions, device reads and analog time (the DAC holds its voltages over the N reads)",
+        metavar="N", omit_default=True)))
 
     @property
     def effective_beta(self) -> int:
@@ -202,6 +215,14 @@ class CompileKeywords(TypedDict, total=False):
     ensemble: str
     compensate: str
     scale_noise: str
+    reads: int
+
+
+def recorded_options(options: CompileOptions) -> dict[str, Any]:
+    """The options as the Program records them (`Program.options`): every field, in field order, except an
+    `omit_default` option's at its default (the module docstring says why)."""
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if not (f.metadata["option"].omit_default and getattr(options, f.name) == f.default)}
 
 
 def option_default(name: str) -> Any:

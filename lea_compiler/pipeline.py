@@ -40,6 +40,7 @@ from lea_compiler.passes.quantize import Quantize, pair_noise_variance
 from lea_compiler.passes.replicate_network import ReplicateNetwork
 from lea_compiler.passes.select import Select
 from lea_compiler.passes.tile import Tile
+from lea_compiler.program.checks import reads_problem
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> 
     `lea_compiler.compiler.prepare`).
 
     Raises:
-        CompileError: an unknown ensemble scheme, compensation or scale-noise mode, or beta with the
-            network ensemble.
+        CompileError: an unknown ensemble scheme, compensation or scale-noise mode, beta with the
+            network ensemble, or reads out of range.
     """
     if options.scale_noise not in SCALE_NOISE_MODES:
         raise CompileError(f"unknown scale noise {options.scale_noise!r}; choose one of {', '.join(SCALE_NOISE_MODES)}")
@@ -87,9 +88,11 @@ def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> 
     if network and options.beta is not None:
         raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
                            "the network ensemble averages all k copies at the outputs")
+    if (problem := reads_problem(options.reads)) is not None:
+        raise CompileError(f"reads (reads per inference) {problem}")
     replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
     noise = 0.0 if device is None or options.scale_noise == "none" else pair_noise_variance(
-        device.write_noise_uS, device.read_noise_uS)
+        device.write_noise_uS, device.read_noise_uS, options.reads)
     quantize: list[Pass] = [] if device is None else [
         Quantize(device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias,
                  copies=1 if network else options.effective_beta, noise_uS2=noise)]

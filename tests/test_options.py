@@ -24,6 +24,7 @@ from lea_compiler.options import (
     keywords_from_args,
     option_default,
     option_type,
+    recorded_options,
 )
 from lea_compiler.program import Program
 from tests.helpers import mlp_model
@@ -123,11 +124,25 @@ def test_the_api_and_the_cli_compile_the_same_program(tmp_path) -> None:
     onnx.save(mlp_model(), model)
     save_chip(synth_chip(arrays=8, rows=12, cols=12, stuck_high=0.05, stuck_low=0.01, seed=2), chip)
     options = {"k": 2, "beta": 1, "placer": "greedy", "block": (4, 6), "bias": "row", "encoding": "rme",
-               "seed": 5, "time_limit_s": 3.0, "scale": "per-layer", "scale_noise": "chip", "compensate": "none"}
+               "seed": 5, "time_limit_s": 3.0, "scale": "per-layer", "scale_noise": "chip", "compensate": "none",
+               "reads": 3}
     program = leac.compile(model, chip, **options)  # type: ignore[arg-type]
     assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--beta", "1", "--placer", "greedy",
                  "--block", "4x6", "--bias", "row", "--encoding", "rme", "--seed", "5", "--time-limit", "3",
-                 "--scale", "per-layer", "--scale-noise", "chip", "--compensate", "none",
+                 "--scale", "per-layer", "--scale-noise", "chip", "--compensate", "none", "--reads", "3",
                  "-o", str(tmp_path / "p.leac")]) == 0
     assert Program.load(tmp_path / "p.leac").to_bytes() == program.to_bytes()
-    assert program.options == dataclasses.asdict(from_keywords(options))
+    assert program.options == dataclasses.asdict(from_keywords(options))  # every field, reads too
+    assert program.reads == 3
+
+
+def test_an_option_at_its_default_that_programs_did_not_have_is_not_recorded() -> None:
+    """`reads` came after Programs were written: at its default (1) the Program has no key for it, so a default
+    compile is byte-identical to one from before; any other value is recorded. Every other option is always
+    recorded."""
+    assert [name for name, option in OPTIONS.items() if option.omit_default] == ["reads"]
+    default = recorded_options(CompileOptions())
+    assert "reads" not in default
+    assert default == {key: value for key, value in dataclasses.asdict(CompileOptions()).items() if key != "reads"}
+    assert recorded_options(CompileOptions(reads=2))["reads"] == 2
+    assert list(recorded_options(CompileOptions(reads=2))) == [f.name for f in dataclasses.fields(CompileOptions)]

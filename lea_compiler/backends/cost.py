@@ -59,18 +59,24 @@ class LayerCost:
 def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     """Cost of applying a layer's schedule to one input vector (see docs/simulator.md): its reads and
     conversions as the records give them, and one digital op per combined, summed, scaled and biased value, plus
-    the input's max |x| when the layer scales each vector by its own (no calibrated `x_fs`)."""
+    the input's max |x| when the layer scales each vector by its own (no calibrated `x_fs`).
+
+    A read record of N > 1 reads (`leac compile --reads`) is N reads, N conversions of each column, N times its
+    devices and analog time, but one DAC conversion per row (the DACs hold their voltages over the N reads);
+    averaging its columns costs N - 1 additions and one division each."""
     p = periphery
     busy: dict[int, float] = defaultdict(float)
-    reads = adc = dac = devices = 0
+    reads = adc = dac = devices = ops = 0
     for read, convert in plan.reads:
-        busy[read.array] += p.t_mvm_ns + convert.rounds * p.t_adc_ns
-        reads += 1
-        adc += convert.col_stop - convert.col_start
+        n = read.reads
+        columns = convert.col_stop - convert.col_start
+        busy[read.array] += n * (p.t_mvm_ns + convert.rounds * p.t_adc_ns)
+        reads += n
+        adc += n * columns
         dac += read.rows
-        devices += read.rows * read.cols
+        devices += n * read.rows * read.cols
+        ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
     start = plan.start
-    ops = 0
     for combine in plan.combines:
         cols = combine.col_stop - combine.col_start
         ops += start.alpha * cols  # G+ - G- per copy

@@ -10,7 +10,9 @@ lea_compiler/programming) holds what its devices were left with: they read that,
 that is stuck on the simulated chip reads its stuck conductance whatever was
 programmed. A device the Program skipped (stuck when compiled) that is
 healthy on the simulated chip (another `--chip`) rests at the lowest level.
-Every read adds uniform noise U(-r, r) per device (`device.read_noise_uS`).
+Every read adds uniform noise U(-r, r) per device (`device.read_noise_uS`); a region the schedule reads N
+times (`leac compile --reads N`) draws it afresh for each read (`schedule.execute` averages the N digitised
+currents).
 The column current is I_j = sum_i V_i G_ij, so the read noise reaches the
 current as sum_i V_i n_ij: by default it is drawn as a Gaussian with exactly
 that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of

@@ -16,6 +16,7 @@ from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.options import CompileOptions, from_keywords, keywords_from_args
 from lea_compiler.options import add_arguments as add_options
+from lea_compiler.program.checks import reads_problem
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
@@ -121,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--beta must be between 1 and k = {args.k}, got {args.beta}")
     if (problem := time_limit_problem(args.time_limit_s)) is not None:
         raise UsageError(f"--time-limit {problem}")
+    if (problem := reads_problem(args.reads)) is not None:
+        raise UsageError(f"--reads {problem}")
     options = from_keywords(keywords_from_args(args))
     chips = args.chip or []
     if args.chip_dir is not None or len(chips) > 1 or args.jobs is not None or args.scheduler is not None:

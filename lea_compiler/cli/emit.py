@@ -21,7 +21,6 @@ from lea_compiler.backends import BACKENDS
 from lea_compiler.backends.board import (
     DEFAULT_MAX_PULSES,
     FORMAT,
-    VERSION,
     BoardSummary,
     check_board,
 )
@@ -124,7 +123,7 @@ def run_emit(args: argparse.Namespace) -> int:
         print(dumps_report(report))
     else:
         print(
-            f"wrote {report['output']}: {FORMAT} v{VERSION} for {report['model']} on chip "
+            f"wrote {report['output']}: {FORMAT} v{summary.version} for {report['model']} on chip "
             f"{report['chip']!r}: {summary.writes} writes and {summary.skips} skipped stuck "
             f"devices on {summary.arrays} arrays, {summary.reads} reads; "
             f"{summary.records} records, {summary.bytes} bytes "
@@ -143,7 +142,7 @@ def emit_report(
         "output": output,
         "target": target,
         "format": FORMAT,
-        "format_version": VERSION,
+        "format_version": summary.version,
         "model": program.model.get("file") or program.model.get("name"),
         "chip": program.chip.display_name,
         "chip_fingerprint": program.chip_fingerprint,

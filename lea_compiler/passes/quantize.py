@@ -46,7 +46,9 @@ the scale is the one for the mean, not for one copy.
 Noise (`noise_uS2`, `leac compile --scale-noise chip`): the devices' write
 and read noise add to every pair's difference a random error of variance
 v = 2 sigma_w^2 + 2 r^2 / 3 (uS^2; sigma_w the write noise, r the half-width
-of the uniform read noise; `pair_noise_variance`), v / beta for the mean of
+of the uniform read noise, whose term is divided by N when every region is
+read N times and averaged, `leac compile --reads N`; `pair_noise_variance`),
+v / beta for the mean of
 beta copies, whatever the weight. In weight units that is v / (beta s^2), so
 a larger s (clipping more of the largest weights) makes the noise smaller.
 With `noise_uS2 = v` the scale minimises the expected squared error of the
@@ -237,10 +239,11 @@ def joint_mean(target_uS: np.ndarray, code: PairCode, copies: int) -> np.ndarray
     return np.where(np.abs(mean - target_uS) > np.abs(single - target_uS), single, mean)
 
 
-def pair_noise_variance(write_noise_uS: float, read_noise_uS: float) -> float:
+def pair_noise_variance(write_noise_uS: float, read_noise_uS: float, reads: int = 1) -> float:
     """Variance (uS^2) of one pair's conductance difference from the device noise: two devices, each with
-    Gaussian write noise (standard deviation `write_noise_uS`) and uniform read noise (+-`read_noise_uS`)."""
-    return 2.0 * write_noise_uS**2 + 2.0 * read_noise_uS**2 / 3.0
+    Gaussian write noise (standard deviation `write_noise_uS`) and uniform read noise (+-`read_noise_uS`)
+    averaged over `reads` reads (`leac compile --reads`: the read noise's variance divided by the reads)."""
+    return 2.0 * write_noise_uS**2 + 2.0 * read_noise_uS**2 / (3.0 * reads)
 
 
 def choose_scale(matrix: np.ndarray, code: PairCode, per_layer: bool, copies: int = 1,

@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # core.py imports this module; the Program type is for the an
 
 MAX_PROBLEMS = 50
 """Most problems of a damaged Program listed in one error; the rest are counted."""
+MAX_READS = 64
+"""Most reads of one region per inference (`leac compile --reads`): averaging N reads divides the read noise's
+variance by about N, so 64 reads take its standard deviation down 8 times, below any ADC step worth the time
+(64 times the analog time and ADC energy of one read)."""
 
 
 def _is_int(value: Any) -> bool:
@@ -48,6 +52,13 @@ def _int_matrix(value: Any, shape: tuple[int, int], low: int, high: int) -> str 
 def _float_vector(value: Any, size: int, *, positive: bool) -> bool:
     return (isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.shape == (size,)
             and bool(np.all(np.isfinite(value))) and (not positive or bool(np.all(value > 0))))
+
+
+def reads_problem(value: Any) -> str | None:
+    """The problem with a count of reads per inference (an integer from 1 to `MAX_READS`), if any."""
+    if not _is_int(value) or not 1 <= value <= MAX_READS:
+        return f"must be an integer from 1 to {MAX_READS}, got {value!r}"
+    return None
 
 
 def is_finite_json(value: Any) -> bool:
@@ -97,6 +108,9 @@ def program_problems(program: Program) -> list[str]:
     for name in ("model", "options", "placement", "extra"):
         if not is_finite_json(getattr(program, name)):
             problems.append(f"{name} holds a number that is not finite")
+    if isinstance(program.options, dict) and "reads" in program.options \
+            and (problem := reads_problem(program.options["reads"])) is not None:
+        problems.append(f"options.reads {problem}")
     if isinstance(program.extra, dict) and not isinstance(program.extra.get("calibration", ""), str):
         problems.append("extra.calibration must be a string")
     if not isinstance(program.leac_version, str):

@@ -49,6 +49,12 @@ class Program:
         raise KeyError(name)
 
     @property
+    def reads(self) -> int:
+        """How many times each region is read per inference, its reads averaged (`leac compile --reads`); 1 for
+        a Program written before the option (its options have no `reads`)."""
+        return int(self.options.get("reads", 1))
+
+    @property
     def devices_used(self) -> int:
         return sum(layer.devices for layer in self.layers)
 

@@ -9,12 +9,16 @@ computes the layer for a batch of input vectors:
    or, without one, each vector's own max(max_i |x_i|, x_fs_min) (an all-zero vector drives 0 V).
 2. Each read drives its region's rows with their slice of V; each column current I_j = sum_i V_i G_ij is
    quantised by the ADC to `adc_bits` (signed) over +-`full_scale_uA` of its `convert`, and saturates beyond.
+   A read with `reads` = N > 1 reads the region N times with the same V, each read with its own read noise
+   and digitised on its own, and takes the mean of the N digitised currents (without read noise the N reads
+   are the same, and the result is one read's).
 3. `combine`: per block column, the mean over the selected copies of I+ - I-; `accumulate`: the row blocks'
    partial sums added; `scale`: y_j = A_j x_fs / (v_read s_j); `bias`: y_j += b_j.
 
 Read noise, when the caller has it, is added to the column currents before the ADC (`read_noise_uS`; see
-docs/simulator.md). Samples go in cache-sized chunks, and per chunk and row band every copy and polarity is
-read in one float32 product.
+docs/simulator.md), drawn afresh for each of a region's N reads. Samples go in cache-sized chunks, and per
+chunk and row band every copy and polarity is read in one float32 product (the N reads share it: only the
+noise differs).
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class _RowBand:
     g: np.ndarray  # (rows, 2 * alpha * cols): G+ of every copy, then G-, over the ADC step of the column
     inv_step: np.ndarray  # (2 * alpha * cols,)
     weights: np.ndarray  # (2 * alpha, cols): ADC step x selection / divisor, negated for G-
+    reads: int  # the most reads of any of the band's regions
+    counts: np.ndarray | None  # (2 * alpha * cols,) float32 reads per column, when the regions' counts differ
 
 
 class CrossbarExecutor:
@@ -94,6 +100,7 @@ class CrossbarExecutor:
         self.x_fs: float | None = plan.scale.x_fs  # None: each vector's own (the per-vector rule)
         self.full_scale: list[float] = [float(c.full_scale_uA) if c.full_scale_uA is not None else math.nan
                                         for _, c in plan.reads]
+        self.reads = [read.reads for read, _ in plan.reads]
         self.scale = np.asarray(plan.scale.scale_uS, dtype=np.float64)
         self.bias = None if plan.bias is None else np.asarray(plan.bias.values, dtype=np.float64)
         self._layout = self._lay_out()
@@ -148,24 +155,28 @@ class CrossbarExecutor:
         if tiny:
             raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {tiny[0]!r} uA has steps too small "
                                     "to simulate in float32")
-        bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for (r0, r1, polarity, slot, c0, c1), g, fs in zip(self._layout, self.conductances, self.full_scale,
-                                                           strict=True):
+        bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        for (r0, r1, polarity, slot, c0, c1), g, fs, reads in zip(self._layout, self.conductances, self.full_scale,
+                                                                  self.reads, strict=True):
             if (r0, r1) not in bands:
                 bands[(r0, r1)] = (np.zeros((r1 - r0, 2, alpha, cols)), np.ones((2, alpha, cols)),
-                                   np.zeros((alpha, cols)))
-            band_g, step, _ = bands[(r0, r1)]
+                                   np.zeros((alpha, cols)), np.zeros((2, alpha, cols)))
+            band_g, step, _, counts = bands[(r0, r1)]
             band_g[:, polarity, slot, c0:c1] = g
             step[polarity, slot, c0:c1] = fs / adc
+            counts[polarity, slot, c0:c1] = reads
         for band, slot, column, weight in self._averaged:
             bands[band][2][slot, column] = weight
         prepared = []
-        for (r0, r1), (band_g, step, mask) in sorted(bands.items()):
+        for (r0, r1), (band_g, step, mask, counts) in sorted(bands.items()):
             rows = r1 - r0
             inv_step = (1.0 / step).reshape(-1)
             weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
+            counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
+            uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
             prepared.append(_RowBand(r0, r1, (band_g.reshape(rows, -1) * inv_step).astype(np.float32),
-                                     inv_step.astype(np.float32), weights.astype(np.float32)))
+                                     inv_step.astype(np.float32), weights.astype(np.float32), int(counts.max()),
+                                     uneven))
         self._prepared, self._prepared_for = prepared, key
         return prepared
 
@@ -215,12 +226,22 @@ class CrossbarExecutor:
             noise_rng = np.random.default_rng([base, index]) if noisy else None
             for band in bands:
                 vb = v[lo:hi, band.r0:band.r1]
-                steps = vb @ band.g  # (n, 2 * alpha * cols) column currents in ADC steps
-                if noise_rng is not None:
-                    self._add_read_noise(steps, vb, band, noise_rng, c1 - c0, offset + lo - c0)
-                np.rint(steps, out=steps)
-                np.clip(steps, -adc_max, adc_max, out=steps)
-                out[lo:hi] += np.einsum("sac,ac->sc", steps.reshape(hi - lo, 2 * alpha, cols), band.weights)
+                clean = vb @ band.g  # (n, 2 * alpha * cols) column currents in ADC steps
+                reads = band.reads if noise_rng is not None else 1  # without noise every read is the same
+                summed = None
+                for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
+                    steps = clean if reads == 1 else clean.copy()
+                    if noise_rng is not None:
+                        self._add_read_noise(steps, vb, band, noise_rng, c1 - c0, offset + lo - c0)
+                    np.rint(steps, out=steps)
+                    np.clip(steps, -adc_max, adc_max, out=steps)
+                    if band.counts is not None and index_read > 0:  # columns read fewer times add nothing
+                        steps *= band.counts > index_read
+                    summed = steps if summed is None else np.add(summed, steps, out=summed)
+                assert summed is not None
+                if reads > 1:  # the mean of the digitised reads
+                    summed /= band.counts if band.counts is not None else np.float32(reads)
+                out[lo:hi] += np.einsum("sac,ac->sc", summed.reshape(hi - lo, 2 * alpha, cols), band.weights)
 
         chunks = range(offset // chunk, -(-(offset + samples) // chunk))
         if threads > 1 and len(chunks) > 1:

@@ -3,6 +3,7 @@
 The programming section says, per device a copy half occupies, which level is written or that it is skipped
 (stuck when compiled); the inference schedule says what the periphery does per input vector, node by node:
 a crossbar layer's reads, conversions, combinations, partial sums, scale and bias (docs/board-format.md).
+Every read reads its region `Program.reads` times (`leac compile --reads`), its digitised currents averaged.
 The board writer serialises these records; the simulator executes them (`lea_compiler.schedule.execute`), so
 what is simulated is what the board runs.
 
@@ -272,7 +273,7 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
         x_start, x_stop = min(block.row_start, inputs), min(block.row_stop, inputs)
         one_row = layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None
         reads = [Read(layer.name, block.index, copy.copy, polarity, half.region.array, half.region.row,
-                      half.region.col, rows, cols, x_start, x_stop, one_row)
+                      half.region.col, rows, cols, x_start, x_stop, one_row, program.reads)
                  for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
         full_scale = block.adc_full_scale_uA
         if full_scale is None:

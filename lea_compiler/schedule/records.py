@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeAlias
 
 from lea_compiler.geometry import POLARITIES
-from lea_compiler.program.checks import is_finite_json
+from lea_compiler.program.checks import MAX_READS, is_finite_json, reads_problem
 
 STATES = ("stuck_high", "stuck_low")
 BIAS_MODES = ("row", "digital", "none")
@@ -66,6 +66,13 @@ def _int_at_least(minimum: int) -> Checker:
 
 _index = _int_at_least(0)
 _count = _int_at_least(1)
+
+
+def _reads(value: Any) -> int:
+    """A read's count of reads: an integer from 1 to `MAX_READS`."""
+    if reads_problem(value) is not None:  # the one rule, also the Program's and the option's
+        raise _Bad(f"{_show(value)} is not an integer from 1 to {MAX_READS}")
+    return value
 
 
 def _number(*, positive: bool = False) -> Checker:
@@ -181,14 +188,18 @@ def _object_of(schema: Mapping[str, Checker]) -> Checker:
 # so a record's keys, their order and their types are declared once.
 
 
-def _field(check: Checker) -> Any:
-    """A record field read from JSON by `check` (a value check and conversion)."""
-    return field(metadata={"check": check})
+def _field(check: Checker, *, since: int = 1, default: Any = None) -> Any:
+    """A record field read from JSON by `check` (a value check and conversion); a field that board files have
+    only from version `since` on takes `default` in an earlier version's file."""
+    if since == 1:
+        return field(metadata={"check": check, "since": since})
+    return field(default=default, metadata={"check": check, "since": since})
 
 
-def _schema(kind: type) -> dict[str, Checker]:
-    """A record class's keys in file order, each with its checker."""
-    return {f.name: f.metadata["check"] for f in fields(kind)}
+def _schema(kind: type, version: int | None = None) -> dict[str, Checker]:
+    """A record class's keys in file order, each with its checker: in a file of `version` (None: the newest),
+    without the fields of later versions."""
+    return {f.name: f.metadata["check"] for f in fields(kind) if version is None or f.metadata["since"] <= version}
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +281,8 @@ class LayerStart:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """One analog read of one copy half's region, with the input slice driven on its rows."""
+    """`reads` analog reads of one copy half's region, with the input slice driven on its rows (their digitised
+    currents averaged; board-format version 2, which has the field; a version-1 file reads each region once)."""
 
     op: ClassVar[str] = "read"
     layer: str = _field(_text)
@@ -285,6 +297,7 @@ class Read:
     x_start: int = _field(_index)
     x_stop: int = _field(_index)
     one_row: int | None = _field(_optional(_index))
+    reads: int = _field(_reads, since=2, default=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 A board controller (an FPGA driving DACs, ADCs and the crossbar arrays) needs
 two things from leac: which device to program to which conductance, and what
 to do at inference time. `emit_board` writes both, for one Program, as a
-`leac-board` file (version 1, JSON Lines, UTF-8, ASCII only); `read_board`
+`leac-board` file (version 1, or 2 when a region is read more than once per
+inference; JSON Lines, UTF-8, ASCII only); `read_board`
 turns the file back into typed records and `validate_board` lists the
 problems of a file (streaming it; the first `MAX_PROBLEMS`, with a count).
 The file is deterministic: the same Program, tolerance and pulse limit always
@@ -16,7 +17,7 @@ indices start at 0; an array's rows are word lines driven by DACs (inputs),
 its columns are bit lines read by ADCs (outputs). Every range
 `[start, stop)` includes start and excludes stop.
 
-Line 1 is the header object (`format` "leac-board", `version` 1,
+Line 1 is the header object (`format` "leac-board", `version` 1 or 2,
 `leac_version`, `model` {name, file, sha256}, `program_leac_version`,
 `compile_options`, `chip` {name, fingerprint}, `arrays` [{id, rows, cols}]
 for every array the file touches, `levels_uS`, `periphery` (every periphery
@@ -70,7 +71,9 @@ index of the input's dimensions between the first (batch) and the last):
   row / column ranges). `vectors_per_sample` is null when the shape is not
   known.
 - `read` {layer, block, copy, polarity, array, row, col, rows, cols,
-  x_start, x_stop, one_row}: one analog read of the region rows
+  x_start, x_stop, one_row, reads}: `reads` analog reads (1 to 64; the key
+  is in version 2 only, and a version-1 file reads each region once) of the
+  region rows
   [row, row + rows) x columns [col, col + cols) of `array`, which holds one
   copy half (polarity "pos" = G+, "neg" = G-). Region row i is driven with
   the voltage of input element x[x_start + i] for i < x_stop - x_start; if
@@ -78,14 +81,17 @@ index of the input's dimensions between the first (batch) and the last):
   with the constant input 1. Input value u is driven as
   V = u * v_read_V / x_fs, quantised to dac_bits (signed, full scale
   +-v_read_V); x_fs: see `scale`. Column j then carries
-  I_j = sum_i V_i G_ij (uA).
+  I_j = sum_i V_i G_ij (uA); the DAC holds V over the `reads` reads, each
+  with its own read noise.
 - `convert` {layer, block, copy, polarity, array, col_start, col_stop, adcs,
   rounds, full_scale_uA}: digitise the column currents (uA) of array columns
   [col_start, col_stop) just read, with `adcs` ADCs in `rounds` =
   ceil((col_stop - col_start) / adcs) conversion rounds, over +-full_scale_uA:
   the calibrated range when the Program was calibrated at compile time, else
   the block's worst case, v_read_V x its largest column sum of conductance
-  (null in files of earlier leac versions: the same worst case).
+  (null in files of earlier leac versions: the same worst case); with
+  `reads` > 1 every read is digitised, and I is the mean of the `reads`
+  digitised currents.
 - `combine` {layer, block, col_start, col_stop, copies, divisor}: for the
   block's output column j (layer column col_start + j),
   D_j = (1 / divisor) * sum over c in copies[j] of (I_pos[c, j] - I_neg[c, j]),
@@ -143,6 +149,7 @@ from lea_compiler.backends.board.records import (
     RECORD_TYPES,
     STATES,
     VERSION,
+    VERSIONS,
     Accumulate,
     Bias,
     BoardArray,
@@ -159,6 +166,7 @@ from lea_compiler.backends.board.records import (
     SelectArray,
     Skip,
     Write,
+    board_version,
     record_line,
 )
 from lea_compiler.backends.board.validator import MAX_VALUE_NAMES
@@ -186,6 +194,7 @@ __all__ = [
     "TOLERANCE_DEFAULT_RULE",
     "TOLERANCE_GIVEN_RULE",
     "VERSION",
+    "VERSIONS",
     "Accumulate",
     "Bias",
     "BoardArray",
@@ -206,6 +215,7 @@ __all__ = [
     "Write",
     "board_schedule",
     "board_stream",
+    "board_version",
     "check_board",
     "default_tolerance_uS",
     "emit_board",

@@ -16,11 +16,13 @@ from typing import Any
 
 from lea_compiler.backends.board.records import (
     _HEADER_SCHEMA,
-    _SCHEMAS,
+    _SINCE,
+    _VERSION_SCHEMAS,
     FORMAT,
     MAX_PROBLEMS,
     RECORD_TYPES,
     VERSION,
+    VERSIONS,
     BoardHeader,
     BoardStream,
     Checker,
@@ -100,8 +102,9 @@ def validate_board(path: str | os.PathLike[str]) -> list[str]:
     """The problems of a `leac-board` file ("line N: op.field: what"), in file order; empty if it is valid.
     At most `MAX_PROBLEMS` are listed, then one "... and N more problems" (`check_board` gives the count).
 
-    Checks: the header comes first with the known format and version; every
-    record's op is known and its keys and types are right; coordinates lie
+    Checks: the header comes first with the known format and a version leac
+    reads (1 or 2); every record's op is known and its keys (those of the
+    file's version) and types are right; coordinates lie
     inside the header's arrays; no device appears twice; write targets equal
     the level they name; each array's writes follow its `select_array`; the
     schedule reads every copy half of every layer and refers to values that
@@ -205,9 +208,11 @@ class _Problems(Problems):
 
 
 def _parse_fields(
-    obj: dict[str, Any], schema: Mapping[str, Checker], where: str
+    obj: dict[str, Any], schema: Mapping[str, Checker], where: str, since: Mapping[str, int] | None = None,
+    version: int = VERSION,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Check `obj` against `schema`: missing and unknown keys, then each value's type."""
+    """Check `obj` against `schema`: missing and unknown keys, then each value's type. A key `since` says
+    belongs to a version later than the file's `version` is named as such."""
     problems: list[str] = []
     values: dict[str, Any] = {}
     missing = 0
@@ -220,43 +225,49 @@ def _parse_fields(
         except _Bad as bad:
             problems.append(f"{where}.{key}{bad.suffix}: {bad.text}")
     if len(obj) - ("op" in obj) != len(schema) - missing:  # some key is not in the schema
+        since = since or {}
         problems += [
-            f"{where}: unknown key {key!r}" for key in obj if key not in schema and key != "op"
+            f"{where}: key {key!r} needs version {since[key]} of the format (the header says version {version})"
+            if key in since else f"{where}: unknown key {key!r}"
+            for key in obj if key not in schema and key != "op"
         ]
     return values, problems
 
 
-def _parse_header(raw: bytes) -> tuple[BoardHeader | None, list[str], bool]:
-    """The header, its problems, and whether reading the rest makes sense (a board file at all)."""
+def _parse_header(raw: bytes) -> tuple[BoardHeader | None, list[str], int | None]:
+    """The header, its problems, and the file's version if reading the rest makes sense (a board file of a
+    version leac reads)."""
     try:
         obj = _decode_line(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        return None, [f"line 1: the header is not valid JSON ({exc})"], False
+        return None, [f"line 1: the header is not valid JSON ({exc})"], None
     if not isinstance(obj, dict):
-        return None, ["line 1: the header is not a JSON object"], False
+        return None, ["line 1: the header is not a JSON object"], None
     if obj.get("format") != FORMAT:
         shown = _show(obj["format"]) if "format" in obj else "missing"
         return (
             None,
             [f"line 1: header.format: {shown}, not {FORMAT!r}: not a leac board file"],
-            False,
+            None,
         )
     version = obj.get("version")
-    if version != VERSION or isinstance(version, bool):
-        newer = isinstance(version, int) and not isinstance(version, bool) and version > VERSION
+    if type(version) is not int or version not in VERSIONS:
+        newer = type(version) is int and version > VERSION
         why = "newer than this leac reads" if newer else "not a version leac knows"
+        known = ", ".join(map(str, VERSIONS[:-1])) + f" and {VERSIONS[-1]}"
         return (
             None,
-            [f"line 1: header.version: {_show(version)} is {why} (it reads version {VERSION})"],
-            False,
+            [f"line 1: header.version: {_show(version)} is {why} (it reads versions {known})"],
+            None,
         )
     values, problems = _parse_fields(obj, _HEADER_SCHEMA, "line 1: header")
     if problems:
-        return None, problems, True
-    return BoardHeader(**values), [], True
+        return None, problems, version
+    return BoardHeader(**values), [], version
 
 
-def _parse_record(raw: bytes, lineno: int) -> tuple[Record | None, list[str]]:
+def _parse_record(raw: bytes, lineno: int, version: int) -> tuple[Record | None, list[str]]:
+    """The record on one line of a file of `version`, or its problems."""
     where = f"line {lineno}"
     if not raw.strip():
         return None, [f"{where}: empty line (every line after the header is one record)"]
@@ -274,7 +285,9 @@ def _parse_record(raw: bytes, lineno: int) -> tuple[Record | None, list[str]]:
         return None, [
             f"{where}: op: {_show(op)} is not a known record kind ({', '.join(RECORD_TYPES)})"
         ]
-    values, problems = _parse_fields(obj, _SCHEMAS[op], f"{where}: {op}")
+    schema = _VERSION_SCHEMAS[version][op]
+    later = {key: since for key, since in _SINCE[op].items() if key not in schema}
+    values, problems = _parse_fields(obj, schema, f"{where}: {op}", later, version)
     if problems:
         return None, problems
     return kind(**values), []
@@ -298,9 +311,9 @@ def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCh
         problems.extend(["line 1: the file starts with a UTF-8 byte order mark (bytes EF BB BF), which a "
                          "leac-board file (ASCII only) never has: remove those three bytes"])
         raw = raw[len(_BOM):]
-    header, found, go_on = _parse_header(raw)
+    header, found, version = _parse_header(raw)
     problems.extend(found)
-    if not go_on:
+    if version is None:
         return BoardCheck(source, None, problems.kept, problems.total)
     checker = _Validator(header)
     records: list[Record] = []
@@ -316,7 +329,7 @@ def _check_board(path: str | os.PathLike[str], *, keep_records: bool) -> BoardCh
         if raw is None:
             problems.extend([f"line {lineno}: longer than {MAX_LINE_BYTES} bytes, more than leac reads"])
             continue
-        record, found = _parse_record(raw, lineno)
+        record, found = _parse_record(raw, lineno, version)
         problems.extend(found)
         bad, bad_line = (raw, lineno) if record is None else (None, 0)
         repeats = count - 1  # more empty lines (never a record)

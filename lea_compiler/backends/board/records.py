@@ -9,6 +9,7 @@ itself: the package docstring, docs/board-format.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
@@ -46,15 +47,19 @@ from lea_compiler.schedule.records import (
     _text,
 )
 
-__all__ = ["BIAS_MODES", "FORMAT", "MAX_PROBLEMS", "POLARITIES", "RECORD_TYPES", "STATES", "VERSION", "Accumulate",
-           "Bias", "BoardArray", "BoardHeader", "BoardStream", "Checker", "Combine", "Convert", "Digital",
-           "LayerStart", "Read", "Record", "Scale", "SelectArray", "Skip", "Write", "_PROGRAMMING_OPS", "_Bad",
-           "record_line"]
+__all__ = ["BIAS_MODES", "FORMAT", "MAX_PROBLEMS", "POLARITIES", "RECORD_TYPES", "STATES", "VERSION", "VERSIONS",
+           "Accumulate", "Bias", "BoardArray", "BoardHeader", "BoardStream", "Checker", "Combine", "Convert",
+           "Digital", "LayerStart", "Read", "Record", "Scale", "SelectArray", "Skip", "Write", "_PROGRAMMING_OPS",
+           "_Bad", "board_version", "record_line"]
 
 FORMAT = "leac-board"
 """The header's `format`."""
-VERSION = 1
+VERSION = 2
 """The newest `leac-board` version this leac writes and reads."""
+VERSIONS = (1, 2)
+"""The `leac-board` versions this leac reads. leac writes the oldest that holds a file's records
+(`board_version`): version 2 added `read.reads`, so a file that reads every region once is version 1, as
+before."""
 
 R = TypeVar("R")
 
@@ -137,7 +142,20 @@ class BoardHeader:
 
 
 _SCHEMAS: dict[str, dict[str, Checker]] = {op: _schema(kind) for op, kind in RECORD_TYPES.items()}
+"""Each record kind's keys in the newest version."""
+_VERSION_SCHEMAS: dict[int, dict[str, dict[str, Checker]]] = {
+    version: {op: _schema(kind, version) for op, kind in RECORD_TYPES.items()} for version in VERSIONS}
+"""Each record kind's keys in a file of each version."""
+_SINCE: dict[str, dict[str, int]] = {op: {f.name: f.metadata["since"] for f in fields(kind)}
+                                     for op, kind in RECORD_TYPES.items()}
+"""The version each record field first appears in (for the message about a field too new for its file)."""
 _HEADER_SCHEMA = _schema(BoardHeader)
+
+
+def board_version(records: Iterable[Record]) -> int:
+    """The oldest `leac-board` version that holds `records`: 2 when a read reads its region more than once (the
+    field `read.reads`), else 1, so that a file without repeated reads stays what leac wrote before."""
+    return 2 if any(isinstance(r, Read) and r.reads != 1 for r in records) else 1
 
 
 @dataclass(frozen=True)
@@ -152,9 +170,9 @@ class BoardStream:
         return [r for r in self.records if isinstance(r, kind)]
 
     def to_text(self) -> str:
-        """The file's text: the same bytes `emit_board` writes for this stream."""
+        """The file's text: the same bytes `emit_board` writes for this stream (in its header's version)."""
         lines = [_dumps(self.header.to_json())]
-        lines += [record_line(r) for r in self.records]
+        lines += [record_line(r, self.header.version) for r in self.records]
         return "\n".join(lines) + "\n"
 
 
@@ -165,8 +183,14 @@ def _dumps(obj: object) -> str:
     return _ENCODER.encode(obj)
 
 
-def record_line(record: Record) -> str:
-    """One record as its line of JSON (no newline): `op` first, then the fields in order."""
+def record_line(record: Record, version: int = VERSION) -> str:
+    """One record as its line of JSON (no newline) in a file of `version`: `op` first, then the fields that
+    version has, in order.
+
+    Raises:
+        ValueError: the record has a field `version` lacks that is not at its default (`board_version` gives
+            the version a stream needs).
+    """
     if type(record) is Write:
         # Nearly every line of a file is a write: format it directly, 3x faster than the
         # encoder and the same bytes (json writes ints and finite floats with their repr).
@@ -176,6 +200,12 @@ def record_line(record: Record) -> str:
             f'"tolerance_uS":{record.tolerance_uS!r},"max_pulses":{record.max_pulses}}}'
         )
     out: dict[str, Any] = {"op": record.op}
-    for key in _SCHEMAS[record.op]:
+    schema = _VERSION_SCHEMAS[version][record.op]
+    for key in schema:
         out[key] = getattr(record, key)
+    if len(schema) != len(_SCHEMAS[record.op]):
+        newer = [f for f in fields(record) if f.name not in schema and getattr(record, f.name) != f.default]
+        if newer:
+            raise ValueError(f"a {record.op} record with {newer[0].name} = {getattr(record, newer[0].name)!r} "
+                             f"needs leac-board version {_SINCE[record.op][newer[0].name]}, not {version}")
     return _dumps(out)

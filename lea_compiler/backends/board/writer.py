@@ -2,7 +2,8 @@
 
 It writes the header, then the records `lea_compiler.schedule.lower` makes from the Program (which checks it
 against its chip first): the programming section (write-verify or skip for every device a copy half occupies)
-and the inference schedule. Their encoding is in `records`; the bytes written are deterministic.
+and the inference schedule. Their encoding is in `records`; the bytes written are deterministic. The file's
+version is the oldest that holds its records (`board_version`): 1 unless a region is read more than once.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import numpy as np
 from lea_compiler import __version__
 from lea_compiler.backends.board.records import (
     _PERIPHERY_KEYS,
+    _PROGRAMMING_OPS,
     FORMAT,
     RECORD_TYPES,
     STATES,
-    VERSION,
     BoardArray,
     BoardHeader,
     BoardStream,
     Record,
     Skip,
     _dumps,
+    board_version,
     record_line,
 )
 from lea_compiler.errors import UsageError
@@ -48,7 +50,7 @@ TOLERANCE_GIVEN_RULE = "given"
 
 @dataclass(frozen=True)
 class BoardSummary:
-    """What `emit_board` wrote: record counts, the file size and the write-verify settings."""
+    """What `emit_board` wrote: record counts, the file size, the write-verify settings and the format version."""
 
     writes: int
     skips: int
@@ -58,6 +60,7 @@ class BoardSummary:
     bytes: int
     tolerance_uS: float
     max_pulses: int
+    version: int = 1
 
 
 # --------------------------------------------------------------------------
@@ -113,6 +116,7 @@ def emit_board(
         bytes=data_bytes,
         tolerance_uS=header.tolerance_uS,
         max_pulses=header.max_pulses,
+        version=header.version,
     )
     logger.info("wrote %s: %s", os.fspath(path), summary)
     return summary
@@ -126,7 +130,8 @@ def board_stream(
     records = tuple(_records(program, tolerance, max_pulses))
     counts = Counter(r.op for r in records)
     skipped = Counter(r.state for r in records if isinstance(r, Skip))
-    return BoardStream(_header(program, tolerance, rule, max_pulses, counts, skipped), records)
+    version = board_version(records)
+    return BoardStream(_header(program, tolerance, rule, max_pulses, counts, skipped, version), records)
 
 
 def _emit_lines(
@@ -136,12 +141,18 @@ def _emit_lines(
     counts: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     lines = []
+    schedule: list[Record] = []  # encoded once the version is known (the programming records are alike in all)
     for record in _records(program, tolerance, max_pulses):
         counts[record.op] += 1
         if isinstance(record, Skip):
             skipped[record.state] += 1
-        lines.append(record_line(record))
-    return _header(program, tolerance, rule, max_pulses, counts, skipped), lines
+        if record.op in _PROGRAMMING_OPS:
+            lines.append(record_line(record))
+        else:
+            schedule.append(record)
+    version = board_version(schedule)
+    lines += [record_line(record, version) for record in schedule]
+    return _header(program, tolerance, rule, max_pulses, counts, skipped, version), lines
 
 
 def _tolerance(program: Program, tolerance_uS: float | None, max_pulses: int) -> tuple[float, str]:
@@ -183,6 +194,7 @@ def _header(
     max_pulses: int,
     counts: Mapping[str, int],
     skipped: Mapping[str, int],
+    version: int,
 ) -> BoardHeader:
     chip = program.chip
     arrays = tuple(
@@ -192,7 +204,7 @@ def _header(
     model = program.model
     return BoardHeader(
         format=FORMAT,
-        version=VERSION,
+        version=version,
         leac_version=__version__,
         model={"name": model.get("name"), "file": model.get("file"), "sha256": model.get("sha256")},
         program_leac_version=program.leac_version,
