@@ -92,6 +92,8 @@ PROGRAMMING_MODELS = (GAUSSIAN, PULSE)
 """The values of `device.programming.model` (docs/chip-format.md, "Programming model")."""
 PROGRAMMING_KEYS = ("model", "step_uS", "step_sigma_uS", "readback_reads")
 """The keys of `device.programming`, in the order a chip file writes them."""
+PULSE_KINDS: dict[str, str] = {"step_uS": "positive", "step_sigma_uS": "non_negative"}
+"""The pulse model's numbers (kinds as above; ranges in chip_limits.PROGRAMMING_RANGES)."""
 TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")
 GRID_KEYS = ("count", "rows", "cols")
 ARRAY_KEYS = ("id", "rows", "cols")
@@ -172,13 +174,6 @@ def key_problems(value: Mapping[str, object], path: str, allowed: Sequence[str],
     return problems
 
 
-def _ranged_number_problem(value: object, path: str, *, positive: bool, low: float, high: float) -> str | None:
-    """The problem with `value` as a finite number > 0 (or >= 0) inside [low, high] uS, if any."""
-    if (problem := number_problem(value, path, positive=positive)) is not None:
-        return problem
-    return range_problem(float(value), path, low, high, " uS")  # type: ignore[arg-type]
-
-
 def programming_problems(value: object, path: str) -> list[str]:
     """Every problem of a `device.programming` object given as a mapping (missing keys are defaults).
 
@@ -200,16 +195,13 @@ def programming_problems(value: object, path: str) -> list[str]:
         problems.append(f'{step_path}: {show(value["step_uS"])} is given, but the "{GAUSSIAN}" model has no '
                         f'pulse step (leave it out, or use "{PULSE}")')
     elif "step_uS" in value:
-        low, high = PROGRAMMING_RANGES["step_uS"]
-        if (p := _ranged_number_problem(value["step_uS"], step_path, positive=True, low=low, high=high)):
-            problems.append(p)
+        problems += model_problems({"step_uS": value["step_uS"]}, PULSE_KINDS, path)
     elif model == PULSE:
         problems.append(f'{step_path}: missing (required by the "{PULSE}" model)')
     if "step_sigma_uS" in value:
         sigma, sigma_path = value["step_sigma_uS"], join(path, "step_sigma_uS")
-        low, high = PROGRAMMING_RANGES["step_sigma_uS"]
-        if (p := _ranged_number_problem(sigma, sigma_path, positive=False, low=low, high=high)):
-            problems.append(p)
+        if found := model_problems({"step_sigma_uS": sigma}, PULSE_KINDS, path):
+            problems += found
         elif model == GAUSSIAN and sigma != 0:
             problems.append(f'{sigma_path}: {show(sigma)} is given, but the "{GAUSSIAN}" model has no pulse '
                             f'step (leave it out, or use "{PULSE}")')
@@ -249,7 +241,7 @@ def _kind_problems(value: object, kind: str, path: str) -> list[str]:
     return [problem] if problem else []
 
 
-_RANGES = {**DEVICE_RANGES, **PERIPHERY_RANGES}
+_RANGES = {**DEVICE_RANGES, **PERIPHERY_RANGES, **PROGRAMMING_RANGES}
 """The accepted range of every scalar real-valued model key (chip_limits)."""
 
 
