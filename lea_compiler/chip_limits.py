@@ -80,6 +80,17 @@ DEVICE_RANGES: dict[str, tuple[float, float]] = {
 }
 """Inclusive range of each scalar device key (`levels_uS` is checked by `levels_problem`)."""
 
+PROGRAMMING_RANGES: dict[str, tuple[float, float]] = {
+    "step_uS": (MIN_CONDUCTANCE_uS, MAX_CONDUCTANCE_uS),
+    "step_sigma_uS": (0.0, MAX_NOISE_uS),
+}
+"""Inclusive range of each real-valued key of `device.programming`: a pulse's mean step is a conductance change
+(1 pS to 1 S, like a conductance); its spread a noise figure (0 to `MAX_NOISE_uS`)."""
+MAX_READBACK_READS = 64
+"""Most reads averaged into one verify read-back (`device.programming.readback_reads`). Averaging n reads
+shrinks uniform read noise by sqrt(n): 64 reads take it to 1/8, beyond which a board would average in its
+integrator instead; the simulator draws (reads, devices) numbers at once, so the count bounds its memory."""
+
 MAX_TIME_LIMIT_S = 86_400.0
 """Largest `--time-limit` (seconds) leac accepts for the placer: one day. The limit is a budget, so it must be a
 finite positive number; CP-SAT's deterministic time and the Lagrangian's iteration count are derived from it."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from lea_compiler.chip import (
     Defect,
     DeviceModel,
     Periphery,
+    ProgrammingModel,
     chip_to_json,
     chip_to_text,
     decode_chip_json,
@@ -53,6 +55,17 @@ _levels = st.tuples(
     st.floats(min_value=1e-3, max_value=1e3, allow_nan=False),
     st.lists(st.floats(min_value=1.0, max_value=1e3, allow_nan=False), min_size=1, max_size=4),
 ).map(lambda t: tuple(np.cumsum([t[0], *t[1]]).tolist()))
+
+
+# Programming models: the default (left out of the file), a gaussian one with more reads, a pulse one.
+_programmings = st.one_of(
+    st.just(ProgrammingModel()),
+    st.integers(1, 64).map(lambda reads: ProgrammingModel(readback_reads=reads)),
+    st.builds(
+        ProgrammingModel, st.just("pulse"), st.floats(min_value=1e-6, max_value=1e6),
+        st.floats(min_value=0.0, max_value=1e6), st.integers(1, 64),
+    ),
+)
 
 
 def _in_range(key: str) -> st.SearchStrategy[float]:
@@ -96,6 +109,7 @@ def chips(draw: st.DrawFn) -> Chip:
         stuck_low_uS=draw(_positive),
         write_noise_uS=draw(st.floats(0, 100)),
         read_noise_uS=draw(st.floats(0, 100)),
+        programming=draw(_programmings),
     )
     periphery = Periphery(
         v_read_V=draw(_in_range("v_read_V")),
@@ -236,6 +250,182 @@ def test_fingerprint_ignores_name_and_array_form_but_not_defects():
     assert len(grid.fingerprint()) == 64
     broken = Chip(arrays=listed.arrays, defects=(Defect(0, 0, 0, HIGH),))
     assert broken.fingerprint() != listed.fingerprint()
+
+
+# --------------------------------------------------------------------------
+# The programming model (device.programming)
+
+PAPER_CHIP = Path(__file__).resolve().parents[1] / "lea_compiler" / "data" / "paper_chip.json"
+PAPER_CHIP_FINGERPRINT = "414fc2f663898671880190cc5971813e268db2c946faa4347dcd6add834cbb80"
+"""The bundled chip's fingerprint as leac computed it before chips had a programming model (commit 96ee540)."""
+
+
+def test_the_default_programming_model_leaves_the_bundled_chip_as_it_was():
+    chip = load_chip(PAPER_CHIP)
+    assert chip.device.programming == ProgrammingModel()
+    assert chip_to_text(chip) == PAPER_CHIP.read_text(encoding="utf-8")
+    assert chip.fingerprint() == PAPER_CHIP_FINGERPRINT
+    assert "programming" not in chip_to_json(chip)["device"]
+    # A default model given explicitly (in the file or in the constructor) is the same chip.
+    document = json.loads(PAPER_CHIP.read_text(encoding="utf-8"))
+    document["device"]["programming"] = {"model": "gaussian", "readback_reads": 1, "step_sigma_uS": 0}
+    explicit = parse_chip(document, "c.json")
+    assert explicit == chip and explicit.fingerprint() == PAPER_CHIP_FINGERPRINT
+    rebuilt = DeviceModel(programming=ProgrammingModel("gaussian", None, 0.0, 1))
+    assert rebuilt == DeviceModel()
+
+
+def test_a_pulse_model_round_trips_with_its_fingerprint(tmp_path: Path):
+    programming = ProgrammingModel("pulse", step_uS=4, step_sigma_uS=1.5, readback_reads=4)
+    chip = Chip(arrays=(Array(0, 3, 3),), defects=(Defect(0, 1, 1, HIGH),), name="p",
+                device=DeviceModel(programming=programming))
+    assert programming.step_uS == 4.0 and type(programming.step_uS) is float
+    save_chip(chip, tmp_path / "c.json")
+    text = (tmp_path / "c.json").read_text(encoding="utf-8")
+    assert '    "programming": {"model": "pulse", "step_uS": 4.0, "step_sigma_uS": 1.5, "readback_reads": 4}' \
+        in text.splitlines()
+    loaded = load_chip(tmp_path / "c.json")
+    assert loaded == chip and loaded.device.programming == programming
+    assert loaded.fingerprint() == chip.fingerprint()
+    # The programming model is part of the chip: it changes the fingerprint, as the noise figures do.
+    plain = Chip(arrays=chip.arrays, defects=chip.defects, name="p")
+    assert plain.fingerprint() != chip.fingerprint()
+    canonical = chip_to_json(chip)
+    canonical.pop("name")
+    expected = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    assert '"programming":{"model":"pulse","readback_reads":4,"step_sigma_uS":1.5,"step_uS":4.0}' in expected
+    assert chip.fingerprint() == hashlib.sha256(expected.encode("utf-8")).hexdigest()
+
+
+def test_a_gaussian_model_with_more_reads_writes_only_its_model_and_reads():
+    chip = Chip(arrays=(Array(0, 2, 2),), device=DeviceModel(programming=ProgrammingModel(readback_reads=8)))
+    assert chip_to_json(chip)["device"]["programming"] == {"model": "gaussian", "readback_reads": 8}
+    assert parse_chip(json.loads(chip_to_text(chip)), "c.json") == chip
+
+
+@pytest.mark.parametrize(
+    ("programming", "expected"),
+    [
+        ({"model": "ideal"}, ['device.programming.model: "ideal" is not "gaussian" or "pulse"']),
+        ({"model": 1}, ['device.programming.model: 1 is not "gaussian" or "pulse"']),
+        ({"model": "pulse"}, ['device.programming.step_uS: missing (required by the "pulse" model)']),
+        ({"model": "pulse", "step_uS": 0}, ["device.programming.step_uS: 0 is not positive"]),
+        ({"model": "pulse", "step_uS": -4.0}, ["device.programming.step_uS: -4.0 is not positive"]),
+        ({"model": "pulse", "step_uS": "4"}, ['device.programming.step_uS: "4" is not a number']),
+        ({"model": "pulse", "step_uS": None}, ["device.programming.step_uS: null is not a number"]),
+        ({"model": "pulse", "step_uS": 1e7},
+         ["device.programming.step_uS: 1e+07 is outside the range leac accepts (1e-06 to 1e+06 uS)"]),
+        ({"model": "pulse", "step_uS": 4, "step_sigma_uS": -1},
+         ["device.programming.step_sigma_uS: -1 is negative"]),
+        ({"model": "pulse", "step_uS": 4, "step_sigma_uS": 1e300},
+         ["device.programming.step_sigma_uS: 1e+300 is outside the range leac accepts (0 to 1e+06 uS)"]),
+        ({"step_uS": 4}, ['device.programming.step_uS: 4 is given, but the "gaussian" model has no pulse step '
+                          '(leave it out, or use "pulse")']),
+        ({"model": "gaussian", "step_sigma_uS": 1.5},
+         ['device.programming.step_sigma_uS: 1.5 is given, but the "gaussian" model has no pulse step '
+          '(leave it out, or use "pulse")']),
+        ({"readback_reads": 0}, ["device.programming.readback_reads: 0 is not positive"]),
+        ({"readback_reads": 65}, ["device.programming.readback_reads: 65 is more than leac supports (64)"]),
+        ({"readback_reads": 4.0}, ["device.programming.readback_reads: 4.0 is not an integer"]),
+        ({"readback_reads": True}, ["device.programming.readback_reads: true is not an integer"]),
+        ({"modle": "pulse"}, ["device.programming.modle: unknown key (did you mean 'model'?)"]),
+        ("pulse", ['device.programming: "pulse" is not a JSON object']),
+        (None, ["device.programming: null is not a JSON object"]),
+        ({"model": "pulse", "step_uS": -1, "step_sigma_uS": "x", "readback_reads": 0, "extra": 1},
+         ["device.programming.extra: unknown key", "device.programming.step_uS: -1 is not positive",
+          'device.programming.step_sigma_uS: "x" is not a number',
+          "device.programming.readback_reads: 0 is not positive"]),
+    ],
+)  # fmt: skip
+def test_each_bad_programming_value_is_refused_with_its_path(programming: Any, expected: list[str]):
+    assert _problems({**_base(), "device": {"programming": programming}}) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"model": "pulse", "step_uS": NaN}', "device.programming.step_uS: NaN is not a finite number"),
+        ('{"model": "pulse", "step_uS": 4, "step_sigma_uS": Infinity}',
+         "device.programming.step_sigma_uS: Infinity is not a finite number"),
+        ('{"model": "pulse", "step_uS": 1e999}', "device.programming.step_uS: 1e999 is not a finite number"),
+        ('{"model": "pulse", "model": "gaussian"}', "device.programming.model: key appears more than once"),
+    ],
+)
+def test_non_finite_and_repeated_programming_values_in_a_file_are_refused(text: str, expected: str):
+    base = json.dumps(_base())
+    document = decode_chip_json(base[:-1] + f', "device": {{"programming": {text}}}}}', "c.json")
+    assert expected in _problems(document)
+
+
+def test_the_constructors_refuse_bad_programming_models_with_the_files_messages():
+    with pytest.raises(InvalidChipError) as info:
+        ProgrammingModel("pulse")
+    assert info.value.problems == ['device.programming.step_uS: missing (required by the "pulse" model)']
+    with pytest.raises(InvalidChipError) as info:
+        ProgrammingModel("pulse", step_uS=float("nan"), step_sigma_uS=-2.0, readback_reads=np.int64(99))
+    assert info.value.problems == [
+        "device.programming.step_uS: NaN is not a finite number",
+        "device.programming.step_sigma_uS: -2.0 is negative",
+        "device.programming.readback_reads: 99 is more than leac supports (64)",
+    ]
+    with pytest.raises(InvalidChipError) as info:
+        DeviceModel(programming={"model": "pulse", "step_uS": 4.0})  # type: ignore[arg-type]
+    assert info.value.problems == ["device.programming: {'model': 'pulse', 'step_uS': 4.0} is not a ProgrammingModel"]
+    assert ProgrammingModel(readback_reads=np.int16(3)).readback_reads == 3
+    assert type(ProgrammingModel(readback_reads=np.int16(3)).readback_reads) is int
+
+
+_PROGRAMMING_VALUES = [True, None, -1, 0, 0.0, -0.0, 1, 2.5, 4, 64, 65, 1e6, 1e7, 10**400, "x", "pulse",
+                       "gaussian", [1], {"k": 1}, float("nan"), float("inf")]  # fmt: skip
+
+
+def _bad_programming_keys(programming: dict[str, Any]) -> set[str]:
+    """The keys of a `device.programming` object that docs/chip-format.md's rules refuse, written out plainly."""
+
+    def real(v: Any, low: float, high: float) -> bool:
+        return type(v) in (int, float) and low <= v <= high and math.isfinite(v)
+
+    bad = {k for k in programming if k not in ("model", "step_uS", "step_sigma_uS", "readback_reads")}
+    model = programming.get("model", "gaussian")
+    if model not in ("gaussian", "pulse") or type(model) is not str:
+        bad.add("model")
+    if "step_uS" in programming:
+        if model == "gaussian" or not real(programming["step_uS"], 1e-6, 1e6):
+            bad.add("step_uS")
+    elif model == "pulse":
+        bad.add("step_uS")
+    if "step_sigma_uS" in programming:
+        sigma = programming["step_sigma_uS"]
+        if not real(sigma, 0.0, 1e6) or (model == "gaussian" and sigma != 0):
+            bad.add("step_sigma_uS")
+    reads = programming.get("readback_reads", 1)
+    if type(reads) is not int or not 1 <= reads <= 64:
+        bad.add("readback_reads")
+    return bad
+
+
+@settings(max_examples=300, deadline=None)
+@given(programming=st.dictionaries(
+    st.sampled_from(["model", "step_uS", "step_sigma_uS", "readback_reads", "step"]),
+    st.sampled_from(_PROGRAMMING_VALUES) | st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 100),
+))
+def test_a_programming_object_loads_exactly_when_the_rules_allow_it(programming: dict[str, Any]):
+    document = {**_base(), "device": {"programming": programming}}
+    bad = _bad_programming_keys(programming)
+    if not bad:
+        loaded = parse_chip(document, "c.json").device.programming
+        assert loaded.model == programming.get("model", "gaussian")
+        assert loaded.step_uS == programming.get("step_uS")
+        assert loaded.step_sigma_uS == programming.get("step_sigma_uS", 0.0)
+        assert loaded.readback_reads == programming.get("readback_reads", 1)
+        return
+    problems = _problems(document)
+    named = {p.split(":", 1)[0] for p in problems}
+    assert named == {f"device.programming.{k}" for k in bad}, problems
+    if "step" not in programming and None not in programming.values():  # the constructor's form: same paths
+        with pytest.raises(InvalidChipError) as info:
+            ProgrammingModel(**programming)
+        assert {p.split(":", 1)[0] for p in info.value.problems} == named
 
 
 # --------------------------------------------------------------------------
@@ -1047,15 +1237,25 @@ def test_the_constructor_finds_what_the_loader_finds(case: tuple[str, dict[str, 
     if isinstance(arrays, dict):
         arrays = [{"id": i, "rows": arrays["rows"], "cols": arrays["cols"]} for i in range(arrays["count"])]
     defects = tuple(Defect(*[e.get(k) for k in ("array", "row", "col", "state", "g_uS")]) for e in raw)
+    device = dict(document["device"])
+    if "programming" in device:
+        device["programming"] = ProgrammingModel(**device["programming"])
     built = _outcome(lambda: Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects,
-                                  device=DeviceModel(**document["device"]),
+                                  device=DeviceModel(**device),
                                   periphery=Periphery(**document["periphery"]), name=document.get("name")))
     assert loaded[0] == built[0], (loaded, built)
     if loaded[0] == "ok":
         assert loaded[1].defects == built[1].defects
         assert loaded[1].fingerprint() == built[1].fingerprint()
     else:
-        assert loaded[1] == built[1]
+        # A Defect holds a float field's integer as a float (normalised when constructed), so the constructor
+        # names a file's g_uS of -1 as -1.0: the same value.
+        assert [_integral_floats_as_ints(p) for p in loaded[1]] == [_integral_floats_as_ints(p) for p in built[1]]
+
+
+def _integral_floats_as_ints(problem: str) -> str:
+    """A message with every number written like -1.0 written like -1."""
+    return re.sub(r"(?<![\d.])(-?\d+)\.0(?![\d.e])", r"\1", problem)
 
 
 def _larger_document() -> tuple[Chip, dict[str, Any]]:

@@ -11,9 +11,10 @@ that may be bad in bulk and ask these functions for the messages.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,10 @@ from lea_compiler.chip_limits import (
     MAX_ADCS_PER_ARRAY,
     MAX_ARRAY_COLS,
     MAX_ARRAY_ROWS,
+    MAX_READBACK_READS,
     MIN_BITS,
     PERIPHERY_RANGES,
+    PROGRAMMING_RANGES,
     conductance_problem,
     levels_problem,
     range_problem,
@@ -58,7 +61,8 @@ MAX_PROBLEMS = 200
 _LARGEST_FLOAT_INT = int(np.finfo(np.float64).max)
 
 # Kinds: "levels" (ascending positive numbers), "positive" (number > 0),
-# "non_negative" (number >= 0), "count" (int >= 1), "bits" (MIN_BITS <= int <= MAX_BITS).
+# "non_negative" (number >= 0), "count" (int >= 1), "bits" (MIN_BITS <= int <= MAX_BITS),
+# "programming" (the `device.programming` object: `programming_problems`).
 DEVICE_KINDS: dict[str, str] = {
     "levels_uS": "levels",
     "stuck_high_uS": "positive",
@@ -66,6 +70,7 @@ DEVICE_KINDS: dict[str, str] = {
     # A noise figure is a spread, not a conductance: 0 is a legitimate ideal device.
     "write_noise_uS": "non_negative",
     "read_noise_uS": "non_negative",
+    "programming": "programming",
 }
 PERIPHERY_KINDS: dict[str, str] = {
     "v_read_V": "positive",
@@ -81,6 +86,14 @@ PERIPHERY_KINDS: dict[str, str] = {
     "e_dac_pJ": "positive",
     "e_write_pulse_pJ": "positive",
 }
+GAUSSIAN = "gaussian"
+PULSE = "pulse"
+PROGRAMMING_MODELS = (GAUSSIAN, PULSE)
+"""The values of `device.programming.model` (docs/chip-format.md, "Programming model")."""
+PROGRAMMING_KEYS = ("model", "step_uS", "step_sigma_uS", "readback_reads")
+"""The keys of `device.programming`, in the order a chip file writes them."""
+PULSE_KINDS: dict[str, str] = {"step_uS": "positive", "step_sigma_uS": "non_negative"}
+"""The pulse model's numbers (kinds as above; ranges in chip_limits.PROGRAMMING_RANGES)."""
 TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")
 GRID_KEYS = ("count", "rows", "cols")
 ARRAY_KEYS = ("id", "rows", "cols")
@@ -149,6 +162,56 @@ def int_problem(value: object, path: str, *, minimum: int, maximum: int | None =
     return None
 
 
+def key_problems(value: Mapping[str, object], path: str, allowed: Sequence[str], required: Sequence[str]) -> list[str]:
+    """The duplicate, unknown (with the closest known key as a hint) and missing keys of a JSON object."""
+    problems = [f"{join(path, key)}: key appears more than once" for key in getattr(value, "duplicates", ())]
+    for key in value:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{join(path, key)}: unknown key{hint}")
+    problems += [f"{join(path, key)}: missing (required)" for key in required if key not in value]
+    return problems
+
+
+def programming_problems(value: object, path: str) -> list[str]:
+    """Every problem of a `device.programming` object given as a mapping (missing keys are defaults).
+
+    A key present with null is a value (and not a number): the constructor
+    leaves out `step_uS` when it is None, so only a file can give null.
+    The rules: `model` is "gaussian" or "pulse"; "pulse" needs `step_uS`
+    (> 0), "gaussian" takes none and no non-zero `step_sigma_uS` (it has no
+    steps); `step_sigma_uS` >= 0; `readback_reads` an integer in
+    1..`MAX_READBACK_READS`; numbers finite and inside `PROGRAMMING_RANGES`.
+    """
+    if not isinstance(value, Mapping):
+        return [f"{path}: {show(value)} is not a JSON object"]
+    problems = key_problems(value, path, PROGRAMMING_KEYS, ())
+    model = value.get("model", GAUSSIAN)
+    if not isinstance(model, str) or model not in PROGRAMMING_MODELS:
+        problems.append(f'{join(path, "model")}: {show(model)} is not "{GAUSSIAN}" or "{PULSE}"')
+    step_path = join(path, "step_uS")
+    if "step_uS" in value and model == GAUSSIAN:
+        problems.append(f'{step_path}: {show(value["step_uS"])} is given, but the "{GAUSSIAN}" model has no '
+                        f'pulse step (leave it out, or use "{PULSE}")')
+    elif "step_uS" in value:
+        problems += model_problems({"step_uS": value["step_uS"]}, PULSE_KINDS, path)
+    elif model == PULSE:
+        problems.append(f'{step_path}: missing (required by the "{PULSE}" model)')
+    if "step_sigma_uS" in value:
+        sigma, sigma_path = value["step_sigma_uS"], join(path, "step_sigma_uS")
+        if found := model_problems({"step_sigma_uS": sigma}, PULSE_KINDS, path):
+            problems += found
+        elif model == GAUSSIAN and sigma != 0:
+            problems.append(f'{sigma_path}: {show(sigma)} is given, but the "{GAUSSIAN}" model has no pulse '
+                            f'step (leave it out, or use "{PULSE}")')
+    if "readback_reads" in value and (
+        p := int_problem(value["readback_reads"], join(path, "readback_reads"), minimum=1, maximum=MAX_READBACK_READS)
+    ):
+        problems.append(p)
+    return problems
+
+
 def _levels_problems(value: object, path: str) -> list[str]:
     if not isinstance(value, (list, tuple)):
         return [f"{path}: {show(value)} is not a list of numbers"]
@@ -167,6 +230,8 @@ def _levels_problems(value: object, path: str) -> list[str]:
 def _kind_problems(value: object, kind: str, path: str) -> list[str]:
     if kind == "levels":
         return _levels_problems(value, path)
+    if kind == "programming":
+        return programming_problems(value, path)
     if kind in ("positive", "non_negative"):
         problem = number_problem(value, path, positive=kind == "positive")
     elif kind == "bits":
@@ -176,7 +241,7 @@ def _kind_problems(value: object, kind: str, path: str) -> list[str]:
     return [problem] if problem else []
 
 
-_RANGES = {**DEVICE_RANGES, **PERIPHERY_RANGES}
+_RANGES = {**DEVICE_RANGES, **PERIPHERY_RANGES, **PROGRAMMING_RANGES}
 """The accepted range of every scalar real-valued model key (chip_limits)."""
 
 

@@ -1,7 +1,8 @@
 """The chip as JSON: the dict of a chip file, its text, and the canonical text its fingerprint hashes.
 
 One layout, docs/chip-format.md's: keys in the spec's order, the device and
-periphery models written out in full, one array or defect entry per line.
+periphery models written out in full (but `device.programming` only when it
+is not the default), one array or defect entry per line.
 The defect lines (up to a million) are formatted straight from the valid
 defects' exact int, str and float fields, to the text `json.dumps` would give.
 """
@@ -37,7 +38,8 @@ def _defect_json(d: Defect) -> dict[str, Any]:
 
 
 def chip_to_json(chip: Chip) -> dict[str, Any]:
-    """The chip as a JSON-ready dict, keys in the spec's order, models written out in full."""
+    """The chip as a JSON-ready dict, keys in the spec's order, models written out in full (`programming` only
+    when it is not the default)."""
     out = _chip_json_head(chip)
     out["defects"] = [_defect_json(d) for d in chip.defects]
     return out
@@ -50,6 +52,9 @@ def _chip_json_head(chip: Chip) -> dict[str, Any]:
         out["name"] = chip.name
     device = fields_of(chip.device)
     device["levels_uS"] = list(chip.device.levels_uS)
+    programming = device.pop("programming")
+    if not programming.is_default:  # a chip without it keeps the text and fingerprint it always had
+        device["programming"] = programming.to_json()
     out["device"] = device
     out["periphery"] = fields_of(chip.periphery)
     if chip.grid:

@@ -7,7 +7,6 @@ JSON (forms.py) that loads back into an equal `Chip`.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
@@ -34,14 +33,14 @@ from lea_compiler.chip.fields import (
     capped,
     defect_problems,
     int_problem,
-    join,
+    key_problems,
     model_problems,
     name_problem,
     show,
 )
 from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.chip.model import Chip
-from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery
+from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel
 from lea_compiler.chip.store import cross_problems, gc_paused, trusted_defects
 from lea_compiler.chip.validate import Fields, Screened, arrays_cross_problems, screen_defects
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
@@ -72,19 +71,8 @@ def _object(
     if not isinstance(value, dict):
         problems.append(f"{path or 'top level'}: {show(value)} is not a JSON object")
         return None
-    for key in getattr(value, "duplicates", ()):
-        problems.append(f"{join(path, key)}: key appears more than once")
-    ok = True
-    for key in value:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{join(path, key)}: unknown key{hint}")
-    for key in required:
-        if key not in value:
-            problems.append(f"{join(path, key)}: missing (required)")
-            ok = False
-    return value if ok else None
+    problems += key_problems(value, path, allowed, required)
+    return value if all(key in value for key in required) else None
 
 
 def _parse_model(
@@ -93,7 +81,10 @@ def _parse_model(
     kinds: Mapping[str, str],
     problems: list[str],
 ) -> dict[str, Any] | None:
-    """The keyword arguments of a device or periphery model, or None if it has problems."""
+    """The keyword arguments of a device or periphery model, or None if it has problems.
+
+    A list (the levels) becomes a tuple and the `programming` object a `ProgrammingModel`.
+    """
     if key not in top:
         return {}
     before = len(problems)
@@ -103,7 +94,10 @@ def _parse_model(
     problems += model_problems(values, kinds, key)
     if len(problems) > before:
         return None
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if "programming" in kwargs:
+        kwargs["programming"] = ProgrammingModel(**values["programming"])
+    return kwargs
 
 
 def _parse_arrays(raw: object, problems: list[str]) -> tuple[list[Array] | None, bool]:

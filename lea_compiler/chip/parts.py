@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from lea_compiler.chip.fields import DEVICE_KINDS, PERIPHERY_KINDS, fields_of, model_problems
+from lea_compiler.chip.fields import (
+    DEVICE_KINDS,
+    GAUSSIAN,
+    PERIPHERY_KINDS,
+    fields_of,
+    model_problems,
+    programming_problems,
+)
 from lea_compiler.errors import InvalidChipError
 
 
@@ -61,6 +68,52 @@ def _coerce(obj: object, names: Sequence[str], convert: Callable[[object], objec
 
 
 @dataclass(frozen=True)
+class ProgrammingModel:
+    """How one write-verify programming leaves a device (`device.programming`; docs/chip-format.md).
+
+    "gaussian" (the default, the seed paper's model): the board's own
+    write-verify leaves each device at its target plus N(0, write_noise_uS),
+    measured on the chip; one draw per write. "pulse": write-verify simulated
+    pulse by pulse, each pulse moving the conductance towards the target by
+    max(N(step_uS, step_sigma_uS), 0); `write_noise_uS` is then not used.
+    `lea_compiler.programming.devices` implements both.
+
+    Attributes:
+        model: "gaussian" or "pulse".
+        step_uS: Pulse model: mean conductance change of one pulse (> 0; required for "pulse", None otherwise).
+        step_sigma_uS: Pulse model: standard deviation of one pulse's change (>= 0; 0 for "gaussian").
+        readback_reads: Reads averaged into one verify read-back (1 to `MAX_READBACK_READS`).
+    """
+
+    model: str = GAUSSIAN
+    step_uS: float | None = None
+    step_sigma_uS: float = 0.0
+    readback_reads: int = 1
+
+    def __post_init__(self) -> None:
+        _coerce(self, ("step_uS", "step_sigma_uS"), _as_float)
+        _coerce(self, ("readback_reads",), _as_int)
+        values = {k: v for k, v in fields_of(self).items() if v is not None}  # None: step_uS not given
+        problems = programming_problems(values, "device.programming")
+        if problems:
+            raise InvalidChipError("programming model", problems)
+
+    @property
+    def is_default(self) -> bool:
+        """True for the default model, which a chip file leaves out (so its text and fingerprint are unchanged)."""
+        return self == _DEFAULT_PROGRAMMING
+
+    def to_json(self) -> dict[str, Any]:
+        """The `device.programming` object of a chip file: the pulse parameters only for "pulse"."""
+        if self.model == GAUSSIAN:
+            return {"model": self.model, "readback_reads": self.readback_reads}
+        return fields_of(self)
+
+
+_DEFAULT_PROGRAMMING = ProgrammingModel()
+
+
+@dataclass(frozen=True)
 class DeviceModel:
     """The memristor device model; defaults are the seed paper's measured 1T1R ReRAM.
 
@@ -68,8 +121,10 @@ class DeviceModel:
         levels_uS: Programmable conductance states in uS, strictly ascending.
         stuck_high_uS: Conductance of a stuck-high device when its defect gives none.
         stuck_low_uS: Conductance of a stuck-low device when its defect gives none.
-        write_noise_uS: Standard deviation of a healthy device's programmed conductance.
+        write_noise_uS: Standard deviation of a healthy device's programmed conductance (the "gaussian"
+            programming model's write error).
         read_noise_uS: Half-width of the uniform noise added at every read.
+        programming: How a write-verify leaves a device and how a read-back measures it.
     """
 
     levels_uS: tuple[float, ...] = (133.0, 167.0, 200.0, 233.0)
@@ -77,13 +132,18 @@ class DeviceModel:
     stuck_low_uS: float = 10.0
     write_noise_uS: float = 16.66
     read_noise_uS: float = 10.0
+    programming: ProgrammingModel = _DEFAULT_PROGRAMMING
 
     def __post_init__(self) -> None:
         levels = self.levels_uS
         if isinstance(levels, (list, tuple, np.ndarray)):
             object.__setattr__(self, "levels_uS", tuple(_as_float(v) for v in levels))
-        _coerce(self, [f for f in DEVICE_KINDS if f != "levels_uS"], _as_float)
-        problems = model_problems(fields_of(self), DEVICE_KINDS, "device")
+        _coerce(self, [f for f, kind in DEVICE_KINDS.items() if kind in ("positive", "non_negative")], _as_float)
+        values = fields_of(self)
+        programming = values.pop("programming")
+        problems = model_problems(values, DEVICE_KINDS, "device")
+        if not isinstance(programming, ProgrammingModel):
+            problems.append(f"device.programming: {programming!r} is not a ProgrammingModel")
         if problems:
             raise InvalidChipError("device model", problems)
 

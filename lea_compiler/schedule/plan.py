@@ -14,6 +14,7 @@ import numpy as np
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.program import Program
+from lea_compiler.programming.devices import nominal_pulses
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
@@ -66,8 +67,9 @@ class Schedule:
 
     @property
     def program_pulses(self) -> int:
-        """Write-verify pulses to program every written device: one per level step up from the lowest, plus one."""
-        return int(sum(int(np.sum(a.level[a.level >= 0] + 1)) for a in self.arrays.values()))
+        """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
+        (`lea_compiler.programming.devices.nominal_pulses`)."""
+        return int(sum(int(np.sum(nominal_pulses(a.level[a.level >= 0]))) for a in self.arrays.values()))
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:

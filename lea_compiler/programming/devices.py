@@ -1,0 +1,195 @@
+"""What one write does to a device, and what a read-back measures: the chip's programming model, simulated.
+
+A board programs a device by write-verify: pulse until the read-back is within +-tolerance of the target or
+the pulse budget is spent (the board file's `write` record, lea_compiler/schedule/records.py). The chip file's
+`device.programming` (`ProgrammingModel`, docs/chip-format.md "Programming model") says how to simulate it:
+
+- "gaussian" (the default, the seed paper's measured model): `write_noise_uS` is the error the board's own
+  write-verify leaves, measured on the chip, so a write is one draw, g = max(target + N(0, write_noise_uS), 0),
+  whatever the tolerance and pulse budget; it costs the pulses the cost model has always counted
+  (`nominal_pulses`) and one verify read-back.
+- "pulse": the loop itself. The device starts at `start_uS` (default: reset to the lowest level, the reset
+  being one pulse); then, until done: read back; within tolerance, done; pulse budget spent, stop (failed);
+  else one pulse, g += sign(target - measured) * max(N(step_uS, step_sigma_uS), 0), g kept >= 0.
+  `write_noise_uS` is not used: the pulse steps and the read noise make the error.
+
+A read-back is the mean of `readback_reads` reads, each adding U(-r, r), r = `read_noise_uS`, independently per
+device and read. Assumptions of both models: a read-back happens after the conductance has relaxed (no drift and
+no relaxation after it); a pulse changes only the addressed device (no disturb); a pulse's step does not depend
+on the conductance; read noise is independent per read. Every random number comes from the caller's
+Generator, and the same numbers are drawn whatever the noise figures are (a zero spread draws and multiplies
+by zero), so two device models compared with equally seeded Generators see the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from lea_compiler.chip import DeviceModel
+from lea_compiler.chip.fields import GAUSSIAN
+from lea_compiler.chip_limits import MAX_READBACK_READS
+from lea_compiler.errors import UsageError
+
+
+@dataclass(frozen=True, eq=False)
+class Written:
+    """What a write-verify of n devices left (one entry per device, in the order of the levels given).
+
+    Attributes:
+        conductance_uS: (n,) float64: what each device holds after the write (>= 0).
+        measured_uS: (n,) float64: the last verify read-back (the mean of `readback_reads` reads).
+        pulses: (n,) int64: programming pulses spent (a reset pulse included).
+        verify_reads: (n,) int64: verify read-backs spent (each is `readback_reads` device reads).
+        failed: (n,) bool: the last read-back is outside +-tolerance of the target.
+    """
+
+    conductance_uS: np.ndarray
+    measured_uS: np.ndarray
+    pulses: np.ndarray
+    verify_reads: np.ndarray
+    failed: np.ndarray
+
+
+def nominal_pulses(level: np.ndarray) -> np.ndarray:
+    """The pulses a write-verify to level index `level` costs: one reset pulse plus one per level step up from
+    the lowest, level + 1 (int64, elementwise).
+
+    The one definition of the count: the "gaussian" programming model charges it, and
+    `Schedule.program_pulses` (the simulator's programming cost) sums it.
+    """
+    return np.asarray(level, dtype=np.int64) + 1
+
+
+def _reads(reads: object) -> int:
+    if isinstance(reads, bool) or not isinstance(reads, numbers.Integral) or not 1 <= int(reads) <= MAX_READBACK_READS:
+        raise UsageError(f"reads must be an integer from 1 to {MAX_READBACK_READS}, got {reads!r}")
+    return int(reads)
+
+
+def read_back(conductance_uS: np.ndarray, device: DeviceModel, rng: np.random.Generator,
+              reads: int | None = None) -> np.ndarray:
+    """What a read-back measures: the mean of `reads` reads of each device, each read adding U(-r, r).
+
+    r is `device.read_noise_uS`, drawn independently per device and read, so the measured value's error has
+    mean 0 and variance r^2 / (3 reads). A measurement is not clipped: noise may take it below 0.
+
+    Args:
+        conductance_uS: (n,) the devices' conductances (uS).
+        device: The device model (its read noise; its `programming.readback_reads` when `reads` is None).
+        rng: The source of the read noise; draws exactly reads x n uniform numbers.
+        reads: Reads averaged per device, 1 to `MAX_READBACK_READS`; None: `device.programming.readback_reads`.
+
+    Returns:
+        (n,) float64 measured conductances (uS).
+
+    Raises:
+        UsageError: `reads` is not an integer in 1..`MAX_READBACK_READS`.
+    """
+    count = device.programming.readback_reads if reads is None else _reads(reads)
+    g = np.asarray(conductance_uS, dtype=np.float64)
+    r = device.read_noise_uS
+    return g + rng.uniform(-r, r, size=(count, *g.shape)).mean(axis=0)
+
+
+def _checked(level: np.ndarray, device: DeviceModel, tolerance_uS: float, max_pulses: int,
+             start_uS: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The level indices as int64 and the start conductances as float64, or a UsageError saying what is wrong."""
+    if not isinstance(device, DeviceModel):
+        raise UsageError(f"device must be a DeviceModel, got {type(device).__name__}")
+    if isinstance(tolerance_uS, bool) or not isinstance(tolerance_uS, numbers.Real) \
+            or not math.isfinite(tolerance_uS) or tolerance_uS <= 0:
+        raise UsageError(f"tolerance_uS must be a finite number above 0, got {tolerance_uS!r}")
+    if isinstance(max_pulses, bool) or not isinstance(max_pulses, numbers.Integral) or max_pulses < 1:
+        raise UsageError(f"max_pulses must be an integer of at least 1, got {max_pulses!r}")
+    levels = np.asarray(level)
+    if levels.ndim != 1 or not (np.issubdtype(levels.dtype, np.integer) or levels.size == 0):
+        raise UsageError(f"level must be a 1-D array of level indices, got shape {levels.shape} of {levels.dtype}")
+    count = len(device.levels_uS)
+    if levels.size and (levels.min() < 0 or levels.max() >= count):
+        bad = levels[(levels < 0) | (levels >= count)]
+        raise UsageError(f"level index {int(bad[0])} is outside the device's levels (0 to {count - 1}); "
+                         f"{bad.size} of {levels.size} are")
+    if start_uS is None:
+        return levels.astype(np.int64), None
+    start = np.asarray(start_uS, dtype=np.float64)
+    if start.shape != levels.shape:
+        raise UsageError(f"start_uS has shape {start.shape}; it must match level's {levels.shape}")
+    if not np.all(np.isfinite(start)) or np.any(start < 0):
+        raise UsageError("start_uS must hold finite conductances of at least 0 uS")
+    return levels.astype(np.int64), start.copy()
+
+
+def write_devices(level: np.ndarray, device: DeviceModel, rng: np.random.Generator, *,
+                  tolerance_uS: float, max_pulses: int, start_uS: np.ndarray | None = None) -> Written:
+    """Write-verify every device to `device.levels_uS[level]`, as `device.programming` models it.
+
+    "gaussian": g = max(target + N(0, write_noise_uS), 0), one draw per device; `tolerance_uS`, `max_pulses`
+    and `start_uS` do not change g; pulses = `nominal_pulses(level)` (level + 1); verify_reads = 1; measured =
+    `read_back(g)`; failed = |measured - target| > tolerance_uS.
+
+    "pulse": each device starts at `start_uS`, or, when None, at levels_uS[0] after a reset that counts as one
+    pulse (a given `start_uS` is a device written before, rewritten without a reset: its count starts at 0).
+    Then rounds over the devices still active: read back (verify_reads += 1); if |measured - target| <=
+    tolerance_uS, done; if pulses == max_pulses, stop (failed); else one pulse, g += sign(target - measured)
+    * max(N(step_uS, step_sigma_uS), 0), g kept >= 0, pulses += 1. `write_noise_uS` is not used. At most
+    max_pulses + 1 rounds.
+
+    Assumptions (docs/chip-format.md): read-backs after relaxation (no drift); no disturb of other devices;
+    a step independent of the conductance; read noise independent per read.
+
+    Args:
+        level: (n,) integer level indices, each in 0..len(levels_uS) - 1.
+        device: The device model: levels, noise figures and programming model.
+        rng: The source of every random number (deterministic given its state).
+        tolerance_uS: Half-width of the verify window around the target (finite, > 0).
+        max_pulses: The pulse budget per device, a reset pulse included (>= 1).
+        start_uS: (n,) the conductances the devices hold before the write (pulse model only), or None.
+
+    Returns:
+        The devices' conductances, last read-backs, pulse and read-back counts and failures.
+
+    Raises:
+        UsageError: a bad level, tolerance, pulse budget or start conductance (the message says which).
+    """
+    levels, start = _checked(level, device, tolerance_uS, max_pulses, start_uS)
+    target = np.asarray(device.levels_uS, dtype=np.float64)[levels]
+    if device.programming.model == GAUSSIAN:
+        g = np.maximum(target + rng.normal(0.0, device.write_noise_uS, size=target.shape), 0.0)
+        measured = read_back(g, device, rng)
+        return Written(g, measured, nominal_pulses(levels), np.ones(levels.shape, dtype=np.int64),
+                       np.abs(measured - target) > tolerance_uS)
+    return _pulse_write(target, device, rng, float(tolerance_uS), int(max_pulses), start)
+
+
+def _pulse_write(target: np.ndarray, device: DeviceModel, rng: np.random.Generator, tolerance_uS: float,
+                 max_pulses: int, start: np.ndarray | None) -> Written:
+    """The "pulse" model's write-verify loop (see `write_devices`), one round per pulse over the active devices."""
+    model = device.programming
+    assert model.step_uS is not None  # (ProgrammingModel requires it for "pulse")
+    n = target.size
+    if start is None:
+        g = np.full(n, device.levels_uS[0], dtype=np.float64)
+        pulses = np.ones(n, dtype=np.int64)
+    else:
+        g, pulses = start, np.zeros(n, dtype=np.int64)
+    measured = np.zeros(n, dtype=np.float64)
+    verify_reads = np.zeros(n, dtype=np.int64)
+    failed = np.zeros(n, dtype=bool)
+    active = np.arange(n)
+    while active.size:
+        seen = read_back(g[active], device, rng)
+        measured[active] = seen
+        verify_reads[active] += 1
+        done = np.abs(seen - target[active]) <= tolerance_uS
+        spent = ~done & (pulses[active] >= max_pulses)
+        failed[active[spent]] = True
+        go = ~(done | spent)
+        active, seen = active[go], seen[go]
+        step = np.maximum(rng.normal(model.step_uS, model.step_sigma_uS, size=active.size), 0.0)
+        g[active] = np.maximum(g[active] + np.sign(target[active] - seen) * step, 0.0)
+        pulses[active] += 1
+    return Written(g, measured, pulses, verify_reads, failed)
