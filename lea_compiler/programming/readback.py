@@ -25,18 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lea_compiler.chip.fields import MAX_PROBLEMS, NonFinite, int_problem, join, name_problem, show
+from lea_compiler.chip.model import Chip, _id_ranges
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_ROWS, MAX_CONDUCTANCE_uS
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import atomic_write_bytes, read_input, too_large
 from lea_compiler.problems import Problems
-
-if TYPE_CHECKING:
-    from lea_compiler.chip.model import Chip
 
 logger = logging.getLogger(__name__)
 
@@ -246,15 +244,8 @@ def readback_of(chip: Chip, values: Mapping[int, np.ndarray], *, reads: int, sou
 
 
 def _ids(chip: Chip) -> str:
-    """The chip's array ids for a message, as ranges ("its arrays: 0..3, 7")."""
-    ids = sorted(a.id for a in chip.arrays)
-    parts: list[str] = []
-    start = 0
-    for k in range(1, len(ids) + 1):  # a loop over arrays, not devices
-        if k == len(ids) or ids[k] != ids[k - 1] + 1:
-            parts.append(str(ids[start]) if start == k - 1 else f"{ids[start]}..{ids[k - 1]}")
-            start = k
-    return f"its arrays: {', '.join(parts)}"
+    """The chip's array ids for a message, as ranges ("its arrays: 0..3, 7"), as `Chip.array` names them."""
+    return f"its arrays: {_id_ranges(sorted(a.id for a in chip.arrays))}"
 
 
 def _chip_label(name: str | None, fingerprint: str) -> str:
