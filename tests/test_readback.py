@@ -98,6 +98,15 @@ def test_the_file_is_the_documented_layout_byte_for_byte() -> None:
     assert readback_bytes(_readback(chip)).decode("ascii") == expected
 
 
+def test_the_documents_examples_are_what_leac_reads_and_writes() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "readback-format.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", doc, flags=re.DOTALL)
+    assert len(blocks) == 2
+    minimal = readback_from_bytes(blocks[0].encode(), _chip(), "docs")
+    np.testing.assert_array_equal(minimal.arrays[0], [[133.2, NAN, 200.0], [166.9, 233.1, 0.0]])
+    assert blocks[1] == readback_bytes(_readback()).decode()
+
+
 def test_save_and_load_give_an_equal_readback_and_resaving_identical_bytes(tmp_path: Path) -> None:
     chip = _chip()
     first = _readback(chip)
