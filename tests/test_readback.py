@@ -422,6 +422,17 @@ def test_a_file_larger_than_the_chip_can_need_is_refused_by_its_size_before_read
         readback_from_bytes(path.read_bytes(), chip)
 
 
+def test_a_file_written_with_json_dumps_indent_4_fits_the_bytes_per_device() -> None:
+    value = 1.2345678901234567e-100  # one of the longest valid values (23 characters)
+    assert len(repr(value)) == 23
+    chip = Chip(arrays=(Array(0, 64, 64),))
+    document = {"format": "leac-readback", "version": 1, "chip": {"fingerprint": chip.fingerprint()}, "reads": 1,
+                "arrays": [{"array": 0, "rows": 64, "cols": 64, "g_uS": [[value] * 64] * 64}]}
+    text = json.dumps(document, indent=4)
+    assert len(text) < BYTES_PER_DEVICE * chip.device_count  # about 45 bytes a value, header included
+    assert readback_from_bytes(text.encode(), chip).devices_read() == 4096
+
+
 def test_a_fifo_or_a_missing_file_as_input_is_refused(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(InvalidInputError, match="fifo: is a FIFO, not a read-back file"):
