@@ -29,10 +29,11 @@ from lea_compiler.batch import compile_many as _compile_many
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.datasets import DataLike, as_datasets
+from lea_compiler.errors import UsageError
 from lea_compiler.ir import Graph
 from lea_compiler.options import CompileKeywords, from_keywords, takes_options
 from lea_compiler.program import Program
-from lea_compiler.programming.board import Board, open_board
+from lea_compiler.programming.board import Board, open_board, with_readback_reads
 from lea_compiler.programming.loop import Programmed
 from lea_compiler.programming.loop import program_chip as _program_chip
 from lea_compiler.simulate_batch import ProgramResult, SimulateBatchResult, SimulateOptions, program_files
@@ -220,6 +221,7 @@ def program_chip(
     attempts: int = 1,
     tolerance_uS: float | None = None,
     max_pulses: int = DEFAULT_MAX_PULSES,
+    readback_reads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Programmed:
     """Program a chip with a Program, as `leac program` does, and return the as-programmed Program, the
@@ -231,8 +233,9 @@ def program_chip(
 
     `board` is `--board`: `sim` (the simulated board, on `chip` or the Program's chip, seeded by `seed`), a
     `module:callable` or `leac.boards` entry-point name, or a `Board` object (a lab's driver, already open).
-    `strategy`, `attempts`, `tolerance_uS`, `max_pulses` are `--strategy`, `--attempts`, `--tolerance-uS`,
-    `--max-pulses` (docs/programming.md).
+    `strategy`, `attempts`, `tolerance_uS`, `max_pulses`, `readback_reads` are `--strategy`, `--attempts`,
+    `--tolerance-uS`, `--max-pulses`, `--readback-reads` (docs/programming.md); `readback_reads` replaces the
+    chip's reads per read-back for a board opened by name.
 
     Raises:
         UsageError: an unknown board or strategy, bad settings, or a Program already programmed.
@@ -242,7 +245,9 @@ def program_chip(
         program = Program.load(program)
     chosen = program.chip if chip is None else chip if isinstance(chip, Chip) else load_chip(chip)
     if isinstance(board, str):
-        name, device = board, open_board(board, chosen, seed)
+        name, device = board, open_board(board, with_readback_reads(chosen, readback_reads), seed)
+    elif readback_reads is not None:
+        raise UsageError("readback_reads applies to a board opened by name; an open Board reads back as it does")
     else:
         name, device = type(board).__name__, board
     return _program_chip(program, device, strategy=strategy, attempts=attempts, tolerance_uS=tolerance_uS,

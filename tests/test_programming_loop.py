@@ -16,12 +16,14 @@ from lea_compiler.chip import Chip, DeviceModel, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import UsageError
+from lea_compiler.ir import Graph
+from lea_compiler.onnx_frontend import import_model
+from lea_compiler.passes.quantize import crossbar_matrix
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import represented_matrix
 from lea_compiler.programming.board import RoundResult, SimulatedBoard, open_board
 from lea_compiler.programming.loop import program_chip
-from lea_compiler.passes.quantize import crossbar_matrix
 from lea_compiler.schedule.records import Record, Write
 from tests.helpers import make_model, mlp_model
 
@@ -72,6 +74,10 @@ class ScriptedBoard:
         return self.state
 
 
+def _graph(model: onnx.ModelProto) -> Graph:
+    return import_model(model)
+
+
 def _one_weight(w: float) -> onnx.ModelProto:
     node = helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")
     return make_model([node], {"x": (np.float32, ["N", 1])}, ["y"], {"W": np.array([[w]], np.float32)})
@@ -79,7 +85,7 @@ def _one_weight(w: float) -> onnx.ModelProto:
 
 def test_a_copy_read_back_20_uS_high_is_cancelled_by_the_next() -> None:
     chip = synth_chip(arrays=2, rows=4, cols=4, stuck_high=0.0, stuck_low=0.0, seed=0)
-    program = compile_model(_one_weight(0.3), chip, CompileOptions(k=2)).program
+    program = compile_model(_graph(_one_weight(0.3)), chip, CompileOptions(k=2)).program
     layer = program.layers[0]
     block = layer.blocks[0]
     levels = np.asarray(LEVELS)
@@ -117,7 +123,7 @@ def _mean_error(program: Program) -> float:
 
 def test_with_ideal_devices_closed_loop_writes_what_open_loop_writes() -> None:
     chip = _chip(0.0, 0.0, stuck=0.05)
-    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=3)).program
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=3)).program
     closed = program_chip(program, SimulatedBoard(chip, 0), strategy="closed-loop")
     opened = program_chip(program, SimulatedBoard(chip, 0), strategy="open-loop")
     assert closed.reencoded_pairs == 0
@@ -132,9 +138,9 @@ def test_with_ideal_devices_closed_loop_writes_what_open_loop_writes() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_closed_loop_leaves_a_smaller_error_than_open_loop(seed: int) -> None:
-    chip = _chip(16.66, 10.0, stuck=0.02, seed=seed)
+    chip = _chip(16.66, 10.0, arrays=8, stuck=0.02, seed=seed)
     model = mlp_model((12, 20, 6), seed=seed)
-    program = compile_model(model, chip, CompileOptions(k=4, seed=seed)).program
+    program = compile_model(_graph(model), chip, CompileOptions(k=4, seed=seed)).program
     closed = program_chip(program, SimulatedBoard(chip, seed), strategy="closed-loop")
     opened = program_chip(program, SimulatedBoard(chip, seed), strategy="open-loop")
     assert closed.reencoded_pairs > 0
@@ -144,7 +150,7 @@ def test_closed_loop_leaves_a_smaller_error_than_open_loop(seed: int) -> None:
 
 def test_re_programming_writes_devices_outside_the_tolerance_again() -> None:
     chip = _chip(16.66, 0.0)
-    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=2)).program
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=2)).program
     once = program_chip(program, SimulatedBoard(chip, 3), strategy="open-loop")
     again = program_chip(program, SimulatedBoard(chip, 3), strategy="open-loop", attempts=6)
     assert once.cost.writes == once.cost.devices and once.cost.failed > 0
@@ -155,7 +161,7 @@ def test_re_programming_writes_devices_outside_the_tolerance_again() -> None:
 
 def test_programming_is_deterministic_and_the_result_round_trips(tmp_path: Path) -> None:
     chip = _chip(16.66, 10.0, stuck=0.03)
-    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=3)).program
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=3)).program
     first = program_chip(program, SimulatedBoard(chip, 7))
     second = program_chip(program, SimulatedBoard(chip, 7))
     assert first.program.to_bytes() == second.program.to_bytes()
@@ -170,7 +176,7 @@ def test_programming_is_deterministic_and_the_result_round_trips(tmp_path: Path)
 
 def test_bad_settings_are_refused() -> None:
     chip = _chip(16.66, 10.0)
-    program = compile_model(mlp_model((6, 10, 4)), chip, CompileOptions(k=2)).program
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=2)).program
     for kwargs, message in (({"strategy": "twice"}, "unknown programming strategy"),
                             ({"attempts": 0}, "attempts must be"), ({"max_pulses": 0}, "max_pulses"),
                             ({"tolerance_uS": -1.0}, "tolerance")):
@@ -182,7 +188,7 @@ def test_bad_settings_are_refused() -> None:
         open_board("json:no_such_thing", chip)
     with pytest.raises(UsageError, match="not a leac Board"):
         open_board("builtins:dict", chip)
-    small = synth_chip(arrays=1, rows=25, cols=25, stuck_high=0.0, stuck_low=0.0, seed=0)
+    small = synth_chip(arrays=4, rows=20, cols=20, stuck_high=0.0, stuck_low=0.0, seed=0)
     with pytest.raises(UsageError, match="has no array"):
         program_chip(program, SimulatedBoard(small, 0))
 
@@ -194,7 +200,7 @@ def test_the_simulated_board_keeps_a_stuck_device_stuck() -> None:
     board = SimulatedBoard(chip, 0)
     result = board.program([Write(0, row, col, 2, LEVELS[2], 8.25, 10)])
     assert result.measured_uS[0] == pytest.approx(g[row, col])
-    assert bool(result.failed[0]) is (abs(g[row, col] - LEVELS[2]) > 8.25)
+    assert bool(result.failed[0]) is bool(abs(g[row, col] - LEVELS[2]) > 8.25)
     assert int(result.pulses[0]) == 10
     assert board.held()[0][row, col] == g[row, col]
 
@@ -239,7 +245,11 @@ def test_leac_program_refuses_bad_outputs_and_writes_nothing(tmp_path: Path) -> 
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["program", str(program_path), "-o", str(program_path)]) == 2
     assert main(["program", str(program_path), "-o", str(tmp_path / "q.leac"), "--readback",
-                 str(chip_path)]) == 2
+                 str(program_path)]) == 2
+    assert main(["program", str(program_path), "-o", str(tmp_path / "q.leac"), "--readback",
+                 str(tmp_path / "q.leac")]) == 2
+    assert main(["program", str(program_path), "--chip", str(chip_path), "-o", str(tmp_path / "q.leac"),
+                 "--readback", str(chip_path)]) == 2
     assert main(["program", str(program_path), "-o", str(tmp_path / "q.leac"), "--attempts", "0"]) == 2
     fifo = tmp_path / "fifo"
     import os
@@ -254,7 +264,7 @@ def test_an_as_programmed_program_refuses_another_chip(tmp_path: Path) -> None:
     from lea_compiler.datasets import Dataset
 
     chip = _chip(16.66, 10.0, stuck=0.02)
-    program = compile_model(mlp_model((4, 12, 6, 3)), chip, CompileOptions(k=2)).program
+    program = compile_model(_graph(mlp_model((4, 12, 6, 3))), chip, CompileOptions(k=2)).program
     done = program_chip(program, SimulatedBoard(chip, 0))
     data = [Dataset("d", np.zeros((4, 4), np.float32), np.zeros(4, np.int64))]
     other = _chip(16.66, 10.0, stuck=0.02, seed=9)

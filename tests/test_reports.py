@@ -116,6 +116,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
                                        "--json"]))  # a board file: the `board` key
     out["leac-simulate"].append(_json(["simulate", str(program), "--data", str(data), "--trials", "2", "--json"]))
     out["leac-board-validate"] = [_json(["board", "validate", str(board), "--json"])]
+    out["leac-program"] = [_json(["program", str(program), "-o", str(folder / "q.leac"), "--json"]),
+                           _json(["program", str(program), "--strategy", "open-loop", "-o", str(folder / "r.leac"),
+                                  "--readback", str(folder / "r.json"), "--json"])]
     out["leac-error"] = [_json(["compile", str(model), "--chip", str(bad), "-o", str(folder / "x.leac"), "--json"],
                                status=3)]
     return out
@@ -149,7 +152,7 @@ def test_documented_keys_are_the_printed_keys(name: str, reports) -> None:
 def test_every_command_has_json_and_a_documented_report() -> None:
     commands = {
         ("compile",): "leac-compile", ("simulate",): "leac-simulate", ("emit",): "leac-emit",
-        ("inspect",): "leac-inspect", ("board", "validate"): "leac-board-validate",
+        ("inspect",): "leac-inspect", ("board", "validate"): "leac-board-validate", ("program",): "leac-program",
         ("chip", "validate"): "leac-chip-validate", ("chip", "show"): "leac-chip-show",
         ("chip", "synth"): "leac-chip-synth", ("chip", "import"): "leac-chip-import",
     }

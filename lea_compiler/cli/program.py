@@ -1,7 +1,8 @@
 """`leac program`: program a chip with a Program and write the as-programmed Program (and the read-back).
 
     leac program PROGRAM.leac [--board sim] [--strategy open-loop|closed-loop] [--seed S] [--chip CHIP.json]
-                 [--attempts N] [--tolerance-uS X] [--max-pulses N] -o PROGRAMMED.leac [--readback OUT] [--json]
+                 [--attempts N] [--tolerance-uS X] [--max-pulses N] [--readback-reads N]
+                 -o PROGRAMMED.leac [--readback OUT] [--json]
 
 Both outputs are checked before anything runs (never over an input, never a device node) and written
 atomically. Only this module prints; errors are raised as `LeacError`s and turned into a message and an exit
@@ -18,10 +19,11 @@ from typing import Any
 
 from lea_compiler.backends.board import DEFAULT_MAX_PULSES
 from lea_compiler.chip import load_chip
+from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.program import Program
-from lea_compiler.programming.board import open_board
+from lea_compiler.programming.board import open_board, with_readback_reads
 from lea_compiler.programming.loop import MAX_ATTEMPTS, STRATEGIES, Programmed, program_chip
 from lea_compiler.programming.readback import save_readback
 from lea_compiler.report_json import dumps_report
@@ -51,13 +53,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--chip", metavar="CHIP.json",
                         help="the chip the board programs (default: the chip the Program was compiled for)")
     parser.add_argument("--attempts", type=int, default=1, metavar="N",
-                        help=f"writes allowed per device while its read-back is outside the tolerance, 1..{MAX_ATTEMPTS} "
-                             "(default: %(default)s, no re-programming)")
+                        help="writes allowed per device while its read-back is outside the tolerance, "
+                             f"1..{MAX_ATTEMPTS} (default: %(default)s, no re-programming)")
     parser.add_argument("--tolerance-uS", dest="tolerance_uS", type=float, metavar="X",
                         help="a write is done when the device reads within +-X uS of its level (default: a quarter "
                              "of the smallest gap between adjacent levels)")
     parser.add_argument("--max-pulses", type=int, default=DEFAULT_MAX_PULSES, metavar="N",
                         help="programming pulses allowed per write (default: %(default)s)")
+    parser.add_argument("--readback-reads", type=int, metavar="N",
+                        help="reads averaged per read-back, 1..64 (default: the chip's device.programming."
+                             "readback_reads, else 1); more reads make closed loop's corrections more precise")
     parser.add_argument("-o", "--output", required=True, metavar="PROGRAMMED.leac",
                         help="the as-programmed Program to write")
     parser.add_argument("--readback", metavar="OUT.json",
@@ -75,6 +80,8 @@ def run_program(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-pulses must be at least 1, got {args.max_pulses}")
     if not 1 <= args.attempts <= MAX_ATTEMPTS:
         raise UsageError(f"--attempts must be in 1..{MAX_ATTEMPTS}, got {args.attempts}")
+    if args.readback_reads is not None and not 1 <= args.readback_reads <= MAX_READBACK_READS:
+        raise UsageError(f"--readback-reads must be in 1..{MAX_READBACK_READS}, got {args.readback_reads}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     inputs = [args.program, args.chip]
@@ -84,7 +91,7 @@ def run_program(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     program = Program.load(args.program)
     chip = program.chip if args.chip is None else load_chip(args.chip)
-    board = open_board(args.board, chip, args.seed)
+    board = open_board(args.board, with_readback_reads(chip, args.readback_reads), args.seed)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     done = program_chip(program, board, strategy=args.strategy, attempts=args.attempts,
                         tolerance_uS=args.tolerance_uS, max_pulses=args.max_pulses, progress=progress,

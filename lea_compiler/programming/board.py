@@ -10,6 +10,7 @@ resolves `module:callable` or an entry point of the group `leac.boards` (docs/pr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 from collections.abc import Mapping, Sequence
@@ -148,6 +149,19 @@ class SimulatedBoard:
 
     def held(self) -> Mapping[int, np.ndarray] | None:
         return {a: g.copy() for a, g in sorted(self._state.items())}
+
+
+def with_readback_reads(chip: Chip, reads: int | None) -> Chip:
+    """`chip` with its programming model's reads per read-back replaced (`leac program --readback-reads`);
+    `chip` itself for None.
+
+    Raises:
+        InvalidChipError: `reads` outside 1..MAX_READBACK_READS.
+    """
+    if reads is None:
+        return chip
+    programming = dataclasses.replace(chip.device.programming, readback_reads=reads)
+    return dataclasses.replace(chip, device=dataclasses.replace(chip.device, programming=programming))
 
 
 def open_board(name: str, chip: Chip, seed: int = 0) -> Board:

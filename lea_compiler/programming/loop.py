@@ -138,7 +138,7 @@ def program_chip(
     if isinstance(max_pulses, bool) or not isinstance(max_pulses, int) or max_pulses < 1:
         raise UsageError(f"max_pulses must be an integer >= 1, got {max_pulses!r}")
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
-    tolerance = default_tolerance_uS(levels) if tolerance_uS is None else float(tolerance_uS)
+    tolerance = default_tolerance_uS(program.chip.device.levels_uS) if tolerance_uS is None else float(tolerance_uS)
     if not (np.isfinite(tolerance) and tolerance > 0):
         raise UsageError(f"the tolerance must be a positive number of uS, got {tolerance_uS!r}")
     if program.as_programmed:
@@ -234,6 +234,7 @@ class _Runner:
     def run(self, mask: np.ndarray, label: str) -> None:
         d = self.devices
         pending = np.flatnonzero(mask & (d.level >= 0))
+        pending = pending[np.lexsort((d.col[pending], d.row[pending], d.array[pending]))]  # the records' order
         for attempt in range(self.attempts):
             if not pending.size:
                 break
@@ -250,9 +251,9 @@ class _Runner:
             pending = pending[np.asarray(result.failed, dtype=bool)]
 
     def _records(self, which: np.ndarray) -> Iterator[Record]:
-        """select_array + write records for devices `which`, arrays by id, devices row-major (as `leac emit`)."""
+        """select_array + write records for devices `which` (sorted by array, then row-major, as `leac emit`)."""
         d = self.devices
-        order = which[np.lexsort((d.col[which], d.row[which], d.array[which]))]
+        order = which
         arrays = d.array[order]
         starts = np.flatnonzero(np.r_[True, arrays[1:] != arrays[:-1]])
         ends = np.r_[starts[1:], order.size]
