@@ -4,7 +4,8 @@ Every case compiles a model for a seeded synthetic chip (the paper's noise model
 read noise U(-10, 10) uS, unless the config says otherwise), then for each programming variant and each trial
 programs the chip on the simulated board (`leac.program_chip`, board seed = 1000 * chip seed + trial) and
 simulates the as-programmed Program (read noise seed = trial). A variant is a strategy (open-loop or
-closed-loop), the writes allowed per device (`attempts`) and the reads per inference (`--reads`).
+closed-loop), the writes allowed per device (`attempts`) and the reads averaged per read-back; the reads per
+inference (`--reads`) are a compile option of the config.
 
     python benchmarks/bench_closed_loop.py --config yinyang-ab --chips 10 --trials 3
     python benchmarks/bench_closed_loop.py --config yinyang-float --chips 10 --trials 3
@@ -30,32 +31,36 @@ from typing import Any
 import numpy as np
 from lea_runs import DATA, EXAMPLES, ROOT, compile_case, pyplot, run_all, save_png
 
-Variant = tuple[str, int, int]  # (strategy, attempts, reads)
+Variant = tuple[str, int, int]  # (strategy, attempts, reads per read-back)
 OPEN, CLOSED = ("open-loop", 1, 1), ("closed-loop", 1, 1)
+OPEN_FULL, CLOSED_FULL = ("open-loop", 10, 8), ("closed-loop", 10, 8)  # + re-programming, 8 reads per read-back
+ALL = [OPEN, CLOSED, ("closed-loop", 1, 8), OPEN_FULL, CLOSED_FULL]
 _YY = [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]
 _DEAD = {"dead_rows": 0.02, "dead_cols": 0.02}  # about one dead line per array, as bench_alpha_beta.py
 CONFIGS: dict[str, dict[str, Any]] = {
     # the ternary Yin-Yang network of the paper, on paper-like chips, over the (alpha, beta) grid
     "yinyang-ab": {"model": str(DATA / "yinyang_mlp.onnx"), "data": _YY, "chip": _DEAD,
                    "options": [{"k": a, "beta": b} for a, b in ((2, 2), (3, 3), (4, 4))],
-                   "variants": [OPEN, CLOSED], "gap": 0.01},
+                   "variants": ALL, "gap": 0.01},
     # a float Yin-Yang MLP at k = 6 on paper-like chips
     "yinyang-float": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                       "options": [{"k": 6}, {"k": 6, "reads": 4}],
-                      "variants": [OPEN, CLOSED], "gap": 0.01, "ideal": True},
+                      "variants": ALL, "gap": 0.01, "ideal": True},
     # the digits CNN with float weights, paper-like chips, k = 3
     "cnn": {"model": str(EXAMPLES / "digits_cnn_float.onnx"), "data": [str(EXAMPLES / "digits_test_images.npz")],
             "calibrate": str(EXAMPLES / "digits_calib_images.npz"), "chip": {"arrays": 400},
-            "options": [{"k": 3}], "variants": [OPEN, CLOSED], "gap": 0.02},
+            "options": [{"k": 3}], "variants": [OPEN, CLOSED, CLOSED_FULL], "gap": 0.02},
     # the digits MLP at 20% stuck devices, k = 6
     "digits-20": {"model": str(EXAMPLES / "digits_mlp_float.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
                   "calibrate": str(EXAMPLES / "digits_calib.npz"),
                   "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
-                  "options": [{"k": 6}], "variants": [OPEN, CLOSED], "gap": 0.01},
+                  "options": [{"k": 6}], "variants": [OPEN, CLOSED, CLOSED_FULL], "gap": 0.01},
     # accuracy against programming and inference cost: the front a user picks from
     "pareto": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                "options": [{"k": k, "reads": r} for k in (2, 4, 6) for r in (1, 4)],
-               "variants": [OPEN, ("open-loop", 4, 1), CLOSED, ("closed-loop", 4, 1)], "gap": 0.01,
+               "variants": [OPEN, ("open-loop", 3, 4), CLOSED, ("closed-loop", 1, 8), ("closed-loop", 3, 4),
+                            CLOSED_FULL],
+               "gap": 0.01,
                "ideal": True},
 }
 
@@ -64,7 +69,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     """Compile once, then program + simulate every variant `trials` times (module docstring)."""
     from lea_compiler.backends.sim import simulate
     from lea_compiler.errors import DoesNotFitError
-    from lea_compiler.programming.board import SimulatedBoard
+    from lea_compiler.programming.board import SimulatedBoard, with_readback_reads
     from lea_compiler.programming.loop import program_chip
 
     start = time.perf_counter()
@@ -77,12 +82,12 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     if case.get("ideal"):
         out["accuracy_ideal"] = simulate(program, datasets, ideal=True).accuracy
     seed = case["chip"]["seed"]
-    for strategy, attempts, reads in case["variants"]:
-        if reads != case["options"].get("reads", 1):
-            continue
+    reads = case["options"].get("reads", 1)
+    for strategy, attempts, readback_reads in case["variants"]:
         accuracy, costs = [], []
+        board_chip = with_readback_reads(chip, readback_reads)
         for trial in range(case["trials"]):
-            done = program_chip(program, SimulatedBoard(chip, 1000 * seed + trial), strategy=strategy,
+            done = program_chip(program, SimulatedBoard(board_chip, 1000 * seed + trial), strategy=strategy,
                                 attempts=attempts)
             report = simulate(done.program, datasets, seed=trial)
             out["software_accuracy"] = report.software_accuracy
@@ -90,7 +95,8 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             out["energy_pJ_per_inference"] = report.cost.energy_pJ_per_inference
             accuracy.append(report.accuracy)
             costs.append(done.cost.to_json())
-        out["variants"].append({"strategy": strategy, "attempts": attempts, "reads": reads, "accuracy": accuracy,
+        out["variants"].append({"strategy": strategy, "attempts": attempts, "readback_reads": readback_reads,
+                                "reads": reads, "accuracy": accuracy,
                                 "cost": {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}})
     out["seconds"] = time.perf_counter() - start
     return out
@@ -98,15 +104,16 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 def summarise(results: list[dict[str, Any]], gap: float) -> list[dict[str, Any]]:
     """One row per (options, variant): accuracy mean, std, min, max over chips x trials, and the cost."""
-    rows: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    rows: dict[tuple[str, str, int, int, int], dict[str, Any]] = {}
     for r in results:
         if "error" in r:
             continue
         for v in r["variants"]:
             key = (json.dumps({k: x for k, x in r["options"].items() if k != "time_limit_s"}, sort_keys=True),
-                   v["strategy"], v["attempts"], v["reads"])
+                   v["strategy"], v["attempts"], v["readback_reads"], v["reads"])
             row = rows.setdefault(key, {"options": json.loads(key[0]), "strategy": v["strategy"],
-                                        "attempts": v["attempts"], "reads": v["reads"], "accuracy": [],
+                                        "attempts": v["attempts"], "readback_reads": v["readback_reads"],
+                                        "reads": v["reads"], "accuracy": [],
                                         "software": r["software_accuracy"], "ideal": [], "costs": [],
                                         "cycles_per_inference": r["cycles_per_inference"],
                                         "energy_pJ_per_inference": r["energy_pJ_per_inference"]})
@@ -129,14 +136,15 @@ def summarise(results: list[dict[str, Any]], gap: float) -> list[dict[str, Any]]
 
 
 def table(rows: list[dict[str, Any]], gap: float) -> str:
-    lines = [f"{'options':24} {'variant':22} {'n':>3} {'mean':>6} {'std':>5} {'min':>6} {'max':>6} "
+    lines = [f"{'options':24} {'variant (attempts, reads per read-back)':38} {'n':>3} {'mean':>6} {'std':>5} "
+             f"{'min':>6} {'max':>6} "
              f"{'<=' + format(100 * gap, 'g') + 'pt':>6} {'ideal':>6} {'writes/dev':>10} {'prog. s':>8} "
              f"{'cycles':>7}"]
     for r in rows:
-        variant = f"{r['strategy']} a{r['attempts']} r{r['reads']}"
+        variant = f"{r['strategy']} a{r['attempts']} rb{r['readback_reads']}"
         ideal = f"{100 * r['ideal_mean']:.1f}" if r["ideal_mean"] is not None else "-"
         within = f"{100 * r['within_gap']:.0f}%" if r["within_gap"] is not None else "-"
-        lines.append(f"{json.dumps(r['options']):24} {variant:22} {r['n']:>3} {100 * r['mean']:6.1f} "
+        lines.append(f"{json.dumps(r['options']):24} {variant:38} {r['n']:>3} {100 * r['mean']:6.1f} "
                      f"{100 * r['std']:5.1f} {100 * r['min']:6.1f} {100 * r['max']:6.1f} {within:>6} {ideal:>6} "
                      f"{r['cost']['writes_per_device']:10.2f} {r['cost']['time_s']:8.3f} "
                      f"{r['cycles_per_inference']:7.0f}")
@@ -152,7 +160,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    markers = {("open-loop", 1): "o", ("open-loop", 4): "s", ("closed-loop", 1): "^", ("closed-loop", 4): "D"}
+    markers = {"open-loop": "o", "closed-loop": "^"}
     groups = sorted({(r["options"]["k"], r["reads"]) for r in rows})
     colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(groups)))
     for color, (k, reads) in zip(colors, groups, strict=True):
@@ -160,8 +168,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             if (r["options"]["k"], r["reads"]) != (k, reads):
                 continue
             x = r["cost"]["time_s"] / max(r["cost"]["devices"], 1) * 1e6
-            ax.errorbar(x, 100 * r["mean"], yerr=100 * r["std"], fmt=markers.get((r["strategy"], r["attempts"]), "x"),
-                        color=color, capsize=3, label=f"k={k} reads={reads} {r['strategy']} a{r['attempts']}")
+            ax.errorbar(x, 100 * r["mean"], yerr=100 * r["std"], fmt=markers[r["strategy"]], color=color, capsize=3,
+                        label=f"k={k} reads={reads} {r['strategy']} a{r['attempts']} rb{r['readback_reads']}")
     software = rows[0]["software"]
     if software is not None:
         ax.axhline(100 * software, color="k", ls="--", lw=1, label="software")

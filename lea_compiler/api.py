@@ -28,7 +28,7 @@ from lea_compiler.batch import BatchResult, ChipResult, chip_files
 from lea_compiler.batch import compile_many as _compile_many
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
-from lea_compiler.datasets import DataLike, as_datasets
+from lea_compiler.datasets import DataLike, as_datasets, load_data
 from lea_compiler.errors import UsageError
 from lea_compiler.ir import Graph
 from lea_compiler.options import CompileKeywords, from_keywords, takes_options
@@ -222,6 +222,7 @@ def program_chip(
     tolerance_uS: float | None = None,
     max_pulses: int = DEFAULT_MAX_PULSES,
     readback_reads: int | None = None,
+    calibrate_on: PathLike | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Programmed:
     """Program a chip with a Program, as `leac program` does, and return the as-programmed Program, the
@@ -235,7 +236,8 @@ def program_chip(
     `module:callable` or `leac.boards` entry-point name, or a `Board` object (a lab's driver, already open).
     `strategy`, `attempts`, `tolerance_uS`, `max_pulses`, `readback_reads` are `--strategy`, `--attempts`,
     `--tolerance-uS`, `--max-pulses`, `--readback-reads` (docs/programming.md); `readback_reads` replaces the
-    chip's reads per read-back for a board opened by name.
+    chip's reads per read-back for a board opened by name. `calibrate_on` is `--calibrate DATA.npz`: refit the
+    per-column gain and offset on the read-back.
 
     Raises:
         UsageError: an unknown board or strategy, bad settings, or a Program already programmed.
@@ -250,8 +252,9 @@ def program_chip(
         raise UsageError("readback_reads applies to a board opened by name; an open Board reads back as it does")
     else:
         name, device = type(board).__name__, board
+    calibration = None if calibrate_on is None else load_data(calibrate_on, program.graph).x
     return _program_chip(program, device, strategy=strategy, attempts=attempts, tolerance_uS=tolerance_uS,
-                         max_pulses=max_pulses, progress=progress, board_name=name)
+                         max_pulses=max_pulses, progress=progress, board_name=name, calibration=calibration)
 
 
 def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:

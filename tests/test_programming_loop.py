@@ -272,3 +272,21 @@ def test_an_as_programmed_program_refuses_another_chip(tmp_path: Path) -> None:
         simulate(done.program, data, chip=other)
     quiet = dataclasses.replace(chip, device=DeviceModel(write_noise_uS=16.66, read_noise_uS=0.0))
     assert quiet.fingerprint() != chip.fingerprint()
+
+
+def test_the_compensation_is_refitted_on_the_read_back(tmp_path: Path) -> None:
+    chip = _chip(16.66, 10.0, stuck=0.03)
+    program = compile_model(_graph(mlp_model((4, 12, 6, 3))), chip, CompileOptions(k=2)).program
+    x = np.random.default_rng(0).standard_normal((300, 4)).astype(np.float32)
+    plain = program_chip(program, SimulatedBoard(chip, 4))
+    refit = program_chip(program, SimulatedBoard(chip, 4), calibration=x)
+    assert all(layer.column_gain is None for layer in plain.program.layers)
+    for before, layer in zip(plain.program.layers, refit.program.layers, strict=True):
+        assert layer.column_gain is not None and layer.column_offset is not None
+        assert np.all(layer.column_gain > 0) and not np.all(layer.column_gain == 1.0)
+        # the same devices, programmed alike: only the digital correction differs
+        assert np.array_equal(before.blocks[0].copies[0].pos.programmed_uS,
+                              layer.blocks[0].copies[0].pos.programmed_uS)
+    assert refit.program.extra["programming"]["compensation"] == "refitted on the read-back"
+    refit.program.save(tmp_path / "r.leac")
+    assert Program.load(tmp_path / "r.leac").layers[0].column_gain is not None

@@ -1,7 +1,7 @@
 """`leac program`: program a chip with a Program and write the as-programmed Program (and the read-back).
 
     leac program PROGRAM.leac [--board sim] [--strategy open-loop|closed-loop] [--seed S] [--chip CHIP.json]
-                 [--attempts N] [--tolerance-uS X] [--max-pulses N] [--readback-reads N]
+                 [--attempts N] [--tolerance-uS X] [--max-pulses N] [--readback-reads N] [--calibrate DATA.npz]
                  -o PROGRAMMED.leac [--readback OUT] [--json]
 
 Both outputs are checked before anything runs (never over an input, never a device node) and written
@@ -20,6 +20,7 @@ from typing import Any
 from lea_compiler.backends.board import DEFAULT_MAX_PULSES
 from lea_compiler.chip import load_chip
 from lea_compiler.chip_limits import MAX_READBACK_READS
+from lea_compiler.datasets import load_data
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.program import Program
@@ -63,6 +64,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--readback-reads", type=int, metavar="N",
                         help="reads averaged per read-back, 1..64 (default: the chip's device.programming."
                              "readback_reads, else 1); more reads make closed loop's corrections more precise")
+    parser.add_argument("--calibrate", metavar="DATA.npz",
+                        help="refit each layer's per-column gain and offset on what the board read back, over the "
+                             "layers' inputs on this data (x; as leac compile --calibrate)")
     parser.add_argument("-o", "--output", required=True, metavar="PROGRAMMED.leac",
                         help="the as-programmed Program to write")
     parser.add_argument("--readback", metavar="OUT.json",
@@ -84,18 +88,19 @@ def run_program(args: argparse.Namespace) -> int:
         raise UsageError(f"--readback-reads must be in 1..{MAX_READBACK_READS}, got {args.readback_reads}")
     if args.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
-    inputs = [args.program, args.chip]
+    inputs = [args.program, args.chip, args.calibrate]
     check_output(args.output, inputs)
     if args.readback is not None:
         check_output(args.readback, [*inputs, args.output], option="--readback")
     start = time.perf_counter()
     program = Program.load(args.program)
     chip = program.chip if args.chip is None else load_chip(args.chip)
+    calibration = None if args.calibrate is None else load_data(args.calibrate, program.graph).x
     board = open_board(args.board, with_readback_reads(chip, args.readback_reads), args.seed)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     done = program_chip(program, board, strategy=args.strategy, attempts=args.attempts,
                         tolerance_uS=args.tolerance_uS, max_pulses=args.max_pulses, progress=progress,
-                        board_name=args.board)
+                        board_name=args.board, calibration=calibration)
     done.program.save(args.output)
     if args.readback is not None:
         save_readback(done.readback, args.readback)

@@ -135,17 +135,7 @@ class Compensate:
             if not np.all(np.isfinite(x)):
                 raise BadDataError(f"{node.describe()}: the calibration data drives its input to infinity or NaN "
                                    "(float32 overflow); scale the data down")
-            if quantized.bias_row:
-                x = np.hstack([x, np.ones((len(x), 1))])
-            xu, xt = x @ (effective / scale), x @ (target / scale)
-            if quantized.bias_row:
-                a = _ratio((xu * xt).sum(axis=0), (xu * xu).sum(axis=0))
-                b = np.zeros_like(a)
-            else:
-                mu, mt = xu.mean(axis=0), xt.mean(axis=0)
-                du, dt = xu - mu, xt - mt
-                a = _ratio((du * dt).sum(axis=0), (du * du).sum(axis=0))
-                b = mt - a * mu
+            a, b = fit_columns(x, effective / scale, target / scale, quantized.bias_row)
             gain, offset = np.ones(len(a)), np.zeros(len(a))
             gain[hit], offset[hit] = a[hit], b[hit]
             if not np.all(np.isfinite(offset)):
@@ -153,6 +143,23 @@ class Compensate:
                                    "compensation offset; scale the data down")
             node.set_fact(Compensation(gain, offset, int(hit.sum())))
         return graph
+
+
+def fit_columns(x: np.ndarray, effective: np.ndarray, target: np.ndarray, bias_row: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (a_j, b_j), the least-squares fit of x . t_j by a_j (x . u_j) + b_j over the input vectors x
+    (n, inputs), for the effective and target crossbar matrices u, t (rows, cols; weight units). With a bias
+    row, x gets its constant 1 and only the gain is fitted (b = 0)."""
+    if bias_row:
+        x = np.hstack([x, np.ones((len(x), 1))])
+    xu, xt = x @ effective, x @ target
+    if bias_row:
+        a = _ratio((xu * xt).sum(axis=0), (xu * xu).sum(axis=0))
+        return a, np.zeros_like(a)
+    mu, mt = xu.mean(axis=0), xt.mean(axis=0)
+    du, dt = xu - mu, xt - mt
+    a = _ratio((du * dt).sum(axis=0), (du * du).sum(axis=0))
+    return a, mt - a * mu
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -3,9 +3,10 @@
 File format (`.leac`, version 1): a zip archive with `program.json` (all
 structure, arrays referenced by name), `chip.json` (the chip file),
 `model.onnx` (the source model, when compiled from a file) and one
-`arrays/NAME.npy` per array. An as-programmed Program (`leac program`) has one more array per copy half,
-`programmed_uS` (float64, what each device holds), and `extra.programming` (docs/programming.md). Entries are written in a fixed order with fixed
-timestamps, so the same inputs and seed give a byte-identical file;
+`arrays/NAME.npy` per array. An as-programmed Program (`leac program`) has
+one more array per copy half, `programmed_uS` (float64, what each device
+holds), and `extra.programming` (docs/programming.md). Entries are written
+in a fixed order with fixed timestamps, so the same inputs and seed give a byte-identical file;
 `program.json` records the model's size (`model_bytes`). Loading never
 unpickles, refuses an archive whose entries declare more than
 `MAX_PROGRAM_BYTES` before reading them, reads every member with a bound

@@ -18,6 +18,10 @@ like sigma / beta instead of sigma / sqrt(beta). A pair whose re-encoded differe
 keeps the Program's levels, so with ideal devices closed loop programs exactly what open loop does. Copies a
 column does not average are programmed in the first round, as planned.
 
+With calibration data (`leac program --calibrate DATA.npz`), each layer's per-column gain and offset (the
+stuck-device compensation of `passes/compensate.py`) is refitted on the read-back: the columns' measured
+differences against the weights, over the layer's inputs on that data; the refit replaces the compile-time one.
+
 Both strategies can re-program: `attempts` > 1 writes a device again (a fresh write) while its read-back is
 outside the write's tolerance, up to `attempts` writes, before the next copy is re-encoded.
 
@@ -38,9 +42,10 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
-from lea_compiler.errors import UsageError
+from lea_compiler.errors import BadDataError, UsageError
+from lea_compiler.passes.compensate import fit_columns, layer_inputs
 from lea_compiler.passes.encode import encode_difference
-from lea_compiler.passes.quantize import PairCode
+from lea_compiler.passes.quantize import PairCode, crossbar_matrix
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
 from lea_compiler.programming.board import Board
@@ -118,6 +123,7 @@ def program_chip(
     max_pulses: int = DEFAULT_MAX_PULSES,
     progress: Callable[[str], None] | None = None,
     board_name: str = "sim",
+    calibration: np.ndarray | None = None,
 ) -> Programmed:
     """Program `program` onto the chip behind `board` with `strategy` (module docstring).
 
@@ -126,6 +132,8 @@ def program_chip(
         tolerance_uS, max_pulses: the write records' verify window (default a quarter of the smallest level gap,
             as `leac emit`) and pulse limit.
         progress: called with a line per round.
+        calibration: model inputs (samples first, as `leac compile --calibrate` reads them): refit each layer's
+            per-column gain and offset on what the board read back (`refit_compensation`).
 
     Raises:
         UsageError: an unknown strategy, attempts outside 1..MAX_ATTEMPTS, a bad tolerance or pulse limit, a
@@ -177,7 +185,11 @@ def program_chip(
                 "chip": {"name": chip.name, "fingerprint": chip.fingerprint()},
                 "programming_model": chip.device.programming.model, "reencoded_pairs": reencoded,
                 "cost": cost.to_json()}
-    programmed = _as_programmed(program, lowered, devices, board.held(), settings)
+    corrections = None
+    if calibration is not None:
+        corrections = refit_compensation(program, plans, devices, calibration)
+        settings["compensation"] = "refitted on the read-back"
+    programmed = _as_programmed(program, lowered, devices, board.held(), settings, corrections)
     values: dict[int, np.ndarray] = {}
     for array_id in sorted({int(a) for a in np.unique(devices.array)}):
         grid = np.full((chip.array(array_id).rows, chip.array(array_id).cols), np.nan)
@@ -286,6 +298,7 @@ class _BlockPlan:
     stuck: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]  # per copy, as encode has it
     error: np.ndarray  # (rows, cols): sum over programmed copies of planned - measured
     closed: bool
+    selection: np.ndarray  # (alpha, cols) bool: the copies each column averages
 
     @property
     def rounds(self) -> int:
@@ -321,7 +334,7 @@ class _BlockPlan:
             first = ~selection
             first[order[0], np.arange(cols)] = True
         return cls(halves, order, first, np.stack(planned), stuck, np.zeros((rows, cols)),
-                   strategy == "closed-loop")
+                   strategy == "closed-loop", selection)
 
     def mark(self, n: int, devices: _Devices, mask: np.ndarray) -> None:
         """Set `mask` on the devices this block programs in round `n`."""
@@ -338,9 +351,18 @@ class _BlockPlan:
             return
         cols = np.arange(self.order.shape[1])
         copies = self.order[n]
-        measured = np.stack([devices.half(p, devices.measured) - devices.half(q, devices.measured)
-                             for p, q in self.halves])  # (alpha, rows, cols)
+        measured = self._differences(devices)
         self.error += self.planned[copies, :, cols].T - measured[copies, :, cols].T
+
+    def measured_mean(self, devices: _Devices) -> np.ndarray:
+        """(rows, cols) uS: per column the mean of its selected copies' read-back differences."""
+        mask = self.selection[:, None, :]
+        return (self._differences(devices) * mask).sum(axis=0) / mask.sum(axis=0)
+
+    def _differences(self, devices: _Devices) -> np.ndarray:
+        """(alpha, rows, cols) uS: every copy's read-back G+ - G-."""
+        return np.stack([devices.half(p, devices.measured) - devices.half(q, devices.measured)
+                         for p, q in self.halves])
 
     def reencode(self, n: int, devices: _Devices, levels: np.ndarray, code: PairCode) -> int:
         """Re-encode the copies of round `n` to cancel the running error; the number of pairs changed."""
@@ -365,8 +387,35 @@ class _BlockPlan:
         return changed
 
 
+def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devices, calibration: np.ndarray
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer, the per-column gain and offset (`passes.compensate.fit_columns`) that map what the chip holds,
+    as read back (each column the mean of its selected copies' measured differences), onto the layer's weights,
+    over the layer's inputs on `calibration`: every column, as every column now carries a known error."""
+    inputs = layer_inputs(program.graph, calibration)
+    out = {}
+    plan = iter(plans)
+    for layer in program.layers:
+        effective = np.zeros((layer.rows, layer.cols))
+        for block in layer.blocks:
+            rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
+            effective[rows, cols] = next(plan).measured_mean(devices)
+        scale = np.asarray(layer.scale, dtype=np.float64)
+        target = crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
+        x = inputs[layer.name]
+        if not np.all(np.isfinite(x)):
+            raise BadDataError(f"layer {layer.name!r}: the calibration data drives its input to infinity or NaN "
+                               "(float32 overflow); scale the data down")
+        gain, offset = fit_columns(x, effective / scale, target, layer.bias_row)
+        if not np.all(np.isfinite(offset)):
+            raise BadDataError(f"layer {layer.name!r}: the calibration data is too large for a finite "
+                               "compensation offset; scale the data down")
+        out[layer.name] = (gain, offset)
+    return out
+
+
 def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: Mapping[int, np.ndarray] | None,
-                   settings: dict[str, Any]) -> Program:
+                   settings: dict[str, Any], corrections: dict[str, tuple[np.ndarray, np.ndarray]] | None) -> Program:
     """The Program with the levels finally written and what every device holds (the board's account, else
     the read-back), and how it was programmed in `extra.programming`."""
     index = _half_index(lowered)
@@ -385,4 +434,7 @@ def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: 
     layers = tuple(dataclasses.replace(layer, blocks=tuple(dataclasses.replace(block, copies=tuple(
         BlockCopy(c.copy, half(layer, block, c.copy, "pos", c.pos), half(layer, block, c.copy, "neg", c.neg))
         for c in block.copies)) for block in layer.blocks)) for layer in program.layers)
+    if corrections is not None:
+        layers = tuple(dataclasses.replace(layer, column_gain=corrections[layer.name][0],
+                                           column_offset=corrections[layer.name][1]) for layer in layers)
     return dataclasses.replace(program, layers=layers, extra={**program.extra, "programming": settings})
