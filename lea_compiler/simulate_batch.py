@@ -77,8 +77,8 @@ _SIMULATE_KEYS = (
     "report", "version", "accuracy", "software_accuracy", "agreement", "data", "layer_output_error",
     "devices_used", "devices_total", "utilisation", "arrays_used", "arrays_total", "cycles_per_inference",
     "latency_ns", "throughput_per_s", "energy_pJ_per_inference", "energy_breakdown_pJ", "program_pulses",
-    "program_time_s", "program_energy_uJ", "chip", "compiled_for_chip", "ideal", "seed", "input_full_scale",
-    "calibration", "seconds", "program",
+    "program_time_s", "program_energy_uJ", "program_failed", "chip", "compiled_for_chip", "ideal", "seed",
+    "input_full_scale", "calibration", "seconds", "program",
 )
 """The keys of a `leac-simulate` report (`Report.to_json` plus `program`): a failed Program's row has them all,
 null where nothing is known (a test checks they are a successful row's keys)."""

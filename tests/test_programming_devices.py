@@ -101,7 +101,7 @@ def test_a_noiseless_gaussian_write_is_exact_and_costs_the_nominal_pulses():
     np.testing.assert_array_equal(written.conductance_uS, [133.0, 233.0, 167.0, 200.0, 233.0])
     np.testing.assert_array_equal(written.measured_uS, written.conductance_uS)
     np.testing.assert_array_equal(written.pulses, [1, 4, 2, 3, 4])  # level + 1, whatever max_pulses says
-    np.testing.assert_array_equal(written.verify_reads, [1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(written.verify_reads, [1, 4, 2, 3, 4])  # a verify after every pulse
     assert not written.failed.any()
 
 

@@ -290,3 +290,35 @@ def test_the_compensation_is_refitted_on_the_read_back(tmp_path: Path) -> None:
     assert refit.program.extra["programming"]["compensation"] == "refitted on the read-back"
     refit.program.save(tmp_path / "r.leac")
     assert Program.load(tmp_path / "r.leac").layers[0].column_gain is not None
+
+
+def _pulse_chip(stuck: float = 0.02) -> Chip:
+    from lea_compiler.chip import ProgrammingModel
+
+    chip = _chip(0.0, 0.0, stuck=stuck)
+    device = dataclasses.replace(chip.device, programming=ProgrammingModel("pulse", step_uS=10.0))
+    return dataclasses.replace(chip, device=device)
+
+
+def test_simulate_programs_a_pulse_chip_as_the_board_file_says(tmp_path: Path) -> None:
+    from lea_compiler.backends.board import board_schedule, emit_board, read_board
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.datasets import Dataset
+    from lea_compiler.schedule.plan import schedule_of
+
+    chip = _pulse_chip()
+    program = compile_model(_graph(mlp_model((4, 12, 6, 3))), chip, CompileOptions(k=2)).program
+    levels = np.concatenate([a.level[a.level >= 0] for a in schedule_of(program).arrays.values()])
+    # by hand, from 133 uS after a reset (1 pulse), steps of 10 uS, done within 8.25 uS of 133/167/200/233:
+    # 133: 0 steps; 167: 3 (163); 200: 6 (193); 233: 10 (233)
+    by_level = np.array([1, 4, 7, 11])
+    data = [Dataset("d", np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32),
+                    np.zeros(20, np.int64))]
+    report = simulate(program, data)
+    assert report.cost.program_pulses == int(by_level[levels].sum()) and report.program_failed == 0
+    emit_board(program, tmp_path / "b.jsonl", max_pulses=5)  # levels 2 and 3 cannot be reached in 5 pulses
+    capped = simulate(program, data, board=board_schedule(read_board(tmp_path / "b.jsonl")))
+    assert capped.program_failed == int(np.sum(levels >= 2))
+    assert capped.cost.program_pulses == int(np.minimum(by_level[levels], 5).sum())
+    done = program_chip(program, SimulatedBoard(chip, 0), strategy="open-loop")
+    assert done.cost.pulses == report.cost.program_pulses and done.cost.failed == 0

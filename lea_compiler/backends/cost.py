@@ -137,6 +137,14 @@ def _digital_elements(program: Program) -> int:
     return total
 
 
+def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tuple[float, float]:
+    """Time (s) and energy (uJ) of programming: each pulse takes `t_write_pulse_ns` and `e_write_pulse_pJ`,
+    each verify device read `t_mvm_ns` and `e_device_read_pJ + e_adc_pJ`; devices one after the other."""
+    p = periphery
+    return ((pulses * p.t_write_pulse_ns + device_reads * p.t_mvm_ns) * 1e-9,
+            (pulses * p.e_write_pulse_pJ + device_reads * (p.e_device_read_pJ + p.e_adc_pJ)) * 1e-6)
+
+
 def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None) -> CostModel:
     """The analytic cost model of one inference and of programming (docs/simulator.md), of the Program's
     schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`."""
@@ -158,6 +166,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     clock_ns = 1e3 / p.clock_MHz
     latency = analog_ns + digital * clock_ns
     pulses = schedule.program_pulses
+    time_s, energy_uJ = programming_cost(pulses, pulses * chip.device.programming.readback_reads, p)
     return CostModel(
         cycles_per_inference=latency / clock_ns,
         latency_ns=latency,
@@ -167,7 +176,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         analog_ns=analog_ns,
         digital_cycles=digital,
         program_pulses=pulses,
-        program_time_s=pulses * (p.t_write_pulse_ns + p.t_mvm_ns) * 1e-9,
-        program_energy_uJ=pulses * p.e_write_pulse_pJ * 1e-6,
+        program_time_s=time_s,
+        program_energy_uJ=energy_uJ,
         applications=apps,
     )

@@ -46,20 +46,23 @@ from typing import Any
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
 from lea_compiler.backends.cost import (
     CostModel,
     DigitalCounter,
     EventCounts,
     estimate_cost,
     layer_cost,
+    programming_cost,
 )
 from lea_compiler.calibration import Calibration, calibrate
-from lea_compiler.chip import Chip
+from lea_compiler.chip import PULSE, Chip
 from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.program import Program
+from lea_compiler.programming.devices import write_devices
 from lea_compiler.reference import checked_session, run_session
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
 from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar, region_window
@@ -90,12 +93,15 @@ class CrossbarLayer:
         *,
         ideal: bool,
         exact_read_noise: bool,
+        write: tuple[float, int] | None = None,
     ) -> None:
         self.plan = plan
         self.chip = chip
         self.ideal = ideal
         device = chip.device
         self.read_noise = 0.0 if ideal else device.read_noise_uS
+        self.write = write or (default_tolerance_uS(device.levels_uS), DEFAULT_MAX_PULSES)
+        self.programmed = ProgrammingCounts()
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         conductances = [self._conductance(read, schedule, maps, rng, device.write_noise_uS)
                         for read, _ in plan.reads]
@@ -134,6 +140,14 @@ class CrossbarLayer:
         state, g = maps[read.array][0][window], maps[read.array][1][window]
         level = program.level[window]
         levels = schedule.levels_uS
+        if self.chip.device.programming.model == PULSE:  # write-verify simulated pulse by pulse
+            noisy = np.full(level.shape, levels[0])  # a skipped device rests at the lowest level
+            written = level >= 0
+            done = write_devices(level[written], self.chip.device, rng, tolerance_uS=self.write[0],
+                                 max_pulses=self.write[1])
+            noisy[written] = done.conductance_uS
+            self.programmed.add(done.pulses, done.verify_reads, done.failed)
+            return np.where(state != 0, g, noisy)
         programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
         noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if sigma > 0 else programmed
         noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
@@ -153,6 +167,20 @@ class CrossbarLayer:
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
         return y.astype(x.dtype)
+
+
+@dataclass
+class ProgrammingCounts:
+    """What simulated write-verify spent (the chip's "pulse" programming model)."""
+
+    pulses: int = 0
+    verify_reads: int = 0
+    failed: int = 0
+
+    def add(self, pulses: np.ndarray, verify_reads: np.ndarray, failed: np.ndarray) -> None:
+        self.pulses += int(np.sum(pulses))
+        self.verify_reads += int(np.sum(verify_reads))
+        self.failed += int(np.sum(failed))
 
 
 # -------------------------------------------------------------------- simulate
@@ -199,6 +227,7 @@ class Report:
     calibration: str
     seconds: float
     trials: Trials | None = None  # with `simulate_trials`: every draw's accuracy
+    program_failed: int | None = None  # pulse model: devices whose simulated write-verify ended out of tolerance
 
     @property
     def accuracy(self) -> float:
@@ -237,6 +266,7 @@ class Report:
             "program_pulses": c.program_pulses,
             "program_time_s": c.program_time_s,
             "program_energy_uJ": c.program_energy_uJ,
+            "program_failed": self.program_failed,
             "chip": self.chip,
             "compiled_for_chip": self.compiled_for_chip,
             "ideal": self.ideal,
@@ -317,8 +347,13 @@ def simulate(
     if board is not None:
         _check_board(program, board)
     rng = np.random.default_rng(seed)
-    layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise)
+    write = None
+    if schedule.origin is not None and "tolerance_uS" in schedule.origin:  # a board file: its write-verify settings
+        write = (float(schedule.origin["tolerance_uS"]), int(schedule.origin["max_pulses"]))
+    layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise,
+                                  write=write)
               for name, plan in schedule.layers.items()}
+    simulated_writes = (not ideal and not program.as_programmed and sim_chip.device.programming.model == PULSE)
     if ideal:  # the stuck-device compensation is for the compiled chip's defects, which ideal devices lack
         for name, layer in layers.items():
             scale, bias = column_scale_and_bias(program.graph.node(name), program.layer(name), compensated=False)
@@ -384,10 +419,20 @@ def simulate(
             setattr(counts, field_name, getattr(counts, field_name) / samples_total)
     layer_error = {name: math.sqrt(squared[name] / reference_sq[name]) if reference_sq[name] > 0 else 0.0
                    for name in mvm_values}
+    cost = estimate_cost(program, sim_chip, schedule)
+    program_failed = None
+    if simulated_writes:  # the programming cost as simulated, not the nominal count
+        pulses = sum(layer.programmed.pulses for layer in layers.values())
+        reads = sum(layer.programmed.verify_reads for layer in layers.values())
+        time_s, energy_uJ = programming_cost(pulses, reads * sim_chip.device.programming.readback_reads,
+                                             sim_chip.periphery)
+        cost = dataclasses.replace(cost, program_pulses=pulses, program_time_s=time_s, program_energy_uJ=energy_uJ)
+        program_failed = sum(layer.programmed.failed for layer in layers.values())
     return Report(
         data=tuple(reports),
         layer_error=layer_error,
-        cost=estimate_cost(program, sim_chip, schedule),
+        cost=cost,
+        program_failed=program_failed,
         counted=counts,
         devices_used=program.devices_used,
         devices_total=sim_chip.device_count,

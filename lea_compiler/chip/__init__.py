@@ -18,10 +18,12 @@ are bit lines (outputs); indices start at 0.
 
 from lea_compiler.chip.fields import (
     FORMAT,
+    GAUSSIAN,
     MAX_BITS,
     MAX_FILE_BYTES,
     MAX_LEVELS,
     MAX_PROBLEMS,
+    PULSE,
     STATES,
     STUCK_HIGH,
     STUCK_LOW,
@@ -57,6 +59,8 @@ __all__ = [
     "MapSource",
     "Periphery",
     "ProgrammingModel",
+    "GAUSSIAN",
+    "PULSE",
     "chip_to_json",
     "chip_to_text",
     "decode_chip_json",

@@ -7,7 +7,7 @@ the pulse budget is spent (the board file's `write` record, lea_compiler/schedul
 - "gaussian" (the default, the seed paper's measured model): `write_noise_uS` is the error the board's own
   write-verify leaves, measured on the chip, so a write is one draw, g = max(target + N(0, write_noise_uS), 0),
   whatever the tolerance and pulse budget; it costs the pulses the cost model has always counted
-  (`nominal_pulses`) and one verify read-back.
+  (`nominal_pulses`), each followed by a verify read-back.
 - "pulse": the loop itself. The device starts at `start_uS` (default: reset to the lowest level, the reset
   being one pulse); then, until done: read back; within tolerance, done; pulse budget spent, stop (failed);
   else one pulse, g += sign(target - measured) * max(N(step_uS, step_sigma_uS), 0), g kept >= 0.
@@ -128,7 +128,8 @@ def write_devices(level: np.ndarray, device: DeviceModel, rng: np.random.Generat
     """Write-verify every device to `device.levels_uS[level]`, as `device.programming` models it.
 
     "gaussian": g = max(target + N(0, write_noise_uS), 0), one draw per device; `tolerance_uS`, `max_pulses`
-    and `start_uS` do not change g; pulses = `nominal_pulses(level)` (level + 1); verify_reads = 1; measured =
+    and `start_uS` do not change g; pulses = `nominal_pulses(level)` (level + 1), each followed by a verify
+    read-back (verify_reads = pulses, as `backends/cost.py` counts programming); measured =
     `read_back(g)`; failed = |measured - target| > tolerance_uS.
 
     "pulse": each device starts at `start_uS`, or, when None, at levels_uS[0] after a reset that counts as one
@@ -160,8 +161,8 @@ def write_devices(level: np.ndarray, device: DeviceModel, rng: np.random.Generat
     if device.programming.model == GAUSSIAN:
         g = np.maximum(target + rng.normal(0.0, device.write_noise_uS, size=target.shape), 0.0)
         measured = read_back(g, device, rng)
-        return Written(g, measured, nominal_pulses(levels), np.ones(levels.shape, dtype=np.int64),
-                       np.abs(measured - target) > tolerance_uS)
+        pulses = nominal_pulses(levels)
+        return Written(g, measured, pulses, pulses.copy(), np.abs(measured - target) > tolerance_uS)
     return _pulse_write(target, device, rng, float(tolerance_uS), int(max_pulses), start)
 
 

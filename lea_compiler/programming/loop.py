@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
+from lea_compiler.backends.cost import programming_cost
 from lea_compiler.errors import BadDataError, UsageError
 from lea_compiler.passes.compensate import fit_columns, layer_inputs
 from lea_compiler.passes.encode import encode_difference
@@ -64,9 +65,7 @@ MAX_ATTEMPTS = 100
 class ProgrammingCost:
     """What programming cost: rounds run, writes issued, pulses, read-backs, and the time and energy they take.
 
-    Time and energy follow the chip's periphery: a pulse takes `t_write_pulse_ns` and `e_write_pulse_pJ`; a
-    read-back is `readback_reads` device reads, each `t_mvm_ns` and `e_device_read_pJ + e_adc_pJ`; devices are
-    programmed one after the other (docs/programming.md).
+    Time and energy: `backends.cost.programming_cost` (a read-back is `readback_reads` device reads).
     """
 
     rounds: int
@@ -277,13 +276,11 @@ class _Runner:
                             self.tolerance, self.max_pulses)
 
     def cost(self) -> ProgrammingCost:
-        p = self.board.chip.periphery
         reads = (self.readbacks + self.stuck_reads) * self.board.readback_reads
+        time_s, energy_uJ = programming_cost(self.pulses, reads, self.board.chip.periphery)
         return ProgrammingCost(
             rounds=self.rounds, writes=self.writes, pulses=self.pulses, readbacks=self.readbacks + self.stuck_reads,
-            device_reads=reads, failed=int(np.sum(self.failed)),
-            time_s=(self.pulses * p.t_write_pulse_ns + reads * p.t_mvm_ns) * 1e-9,
-            energy_uJ=(self.pulses * p.e_write_pulse_pJ + reads * (p.e_device_read_pJ + p.e_adc_pJ)) * 1e-6,
+            device_reads=reads, failed=int(np.sum(self.failed)), time_s=time_s, energy_uJ=energy_uJ,
             devices=int(np.sum(self.written)))
 
 

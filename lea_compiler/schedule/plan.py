@@ -63,7 +63,8 @@ class Schedule:
     arrays: dict[int, ArrayProgram]
     layers: dict[str, LayerPlan]
     digital: tuple[Digital, ...] | None  # None: not lowered (a Program's digital nodes are its graph's)
-    origin: Mapping[str, Any] | None = None  # a board file's: {model_sha256, chip_fingerprint, compile_options}
+    origin: Mapping[str, Any] | None = None  # a board file's: model_sha256, chip_fingerprint, compile_options,
+    # tolerance_uS, max_pulses
 
     @property
     def program_pulses(self) -> int:

@@ -352,6 +352,7 @@ def board_schedule(stream: BoardStream) -> Schedule:
     records as each array's levels and skipped devices, and its crossbar and digital records."""
     header = stream.header
     origin = {"model_sha256": header.model.get("sha256"), "chip_fingerprint": header.chip.get("fingerprint"),
-              "compile_options": header.compile_options}
+              "compile_options": header.compile_options, "tolerance_uS": header.tolerance_uS,
+              "max_pulses": header.max_pulses}
     return schedule_of_stream(header.levels_uS, [(a.id, a.rows, a.cols) for a in header.arrays], stream.records,
                               origin)
