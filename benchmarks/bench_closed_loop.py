@@ -21,6 +21,7 @@ benchmarks/results/closed_loop_<config>.json and .txt.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -31,17 +32,21 @@ from typing import Any
 import numpy as np
 from lea_runs import DATA, EXAMPLES, ROOT, compile_case, pyplot, run_all, save_png
 
-Variant = tuple[str, int, int]  # (strategy, attempts, reads per read-back)
-OPEN, CLOSED = ("open-loop", 1, 1), ("closed-loop", 1, 1)
-OPEN_FULL, CLOSED_FULL = ("open-loop", 10, 8), ("closed-loop", 10, 8)  # + re-programming, 8 reads per read-back
-ALL = [OPEN, CLOSED, ("closed-loop", 1, 8), OPEN_FULL, CLOSED_FULL]
+Variant = tuple[str, int, int, bool]  # (strategy, attempts, reads per read-back, compensation refitted)
+OPEN, CLOSED = ("open-loop", 1, 1, False), ("closed-loop", 1, 1, False)
+OPEN_FULL, CLOSED_FULL = ("open-loop", 10, 8, False), ("closed-loop", 10, 8, False)  # re-programming, 8 reads
+ALL = [OPEN, CLOSED, ("closed-loop", 1, 8, False), OPEN_FULL, CLOSED_FULL]
 _YY = [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]
 _DEAD = {"dead_rows": 0.02, "dead_cols": 0.02}  # about one dead line per array, as bench_alpha_beta.py
 CONFIGS: dict[str, dict[str, Any]] = {
     # the ternary Yin-Yang network of the paper, on paper-like chips, over the (alpha, beta) grid
     "yinyang-ab": {"model": str(DATA / "yinyang_mlp.onnx"), "data": _YY, "chip": _DEAD,
                    "options": [{"k": a, "beta": b} for a, b in ((2, 2), (3, 3), (4, 4))],
-                   "variants": ALL, "gap": 0.01},
+                   "variants": ALL, "gap": 0.01, "breakdown": True},
+    # ... and with 4 reads per inference, the lever against read noise
+    "yinyang-ab-reads": {"model": str(DATA / "yinyang_mlp.onnx"), "data": _YY, "chip": _DEAD,
+                         "options": [{"k": a, "beta": b, "reads": 4} for a, b in ((3, 3), (4, 4))],
+                         "variants": [OPEN, CLOSED_FULL], "gap": 0.01, "breakdown": True},
     # a float Yin-Yang MLP at k = 6 on paper-like chips
     "yinyang-float": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                       "options": [{"k": 6}, {"k": 6, "reads": 4}],
@@ -49,17 +54,27 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # the digits CNN with float weights, paper-like chips, k = 3
     "cnn": {"model": str(EXAMPLES / "digits_cnn_float.onnx"), "data": [str(EXAMPLES / "digits_test_images.npz")],
             "calibrate": str(EXAMPLES / "digits_calib_images.npz"), "chip": {"arrays": 400},
-            "options": [{"k": 3}], "variants": [OPEN, CLOSED, CLOSED_FULL], "gap": 0.02},
-    # the digits MLP at 20% stuck devices, k = 6
-    "digits-20": {"model": str(EXAMPLES / "digits_mlp_float.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
+            "options": [{"k": 3}, {"k": 3, "reads": 4}],
+            "variants": [OPEN, CLOSED, CLOSED_FULL, ("closed-loop", 10, 8, True)], "gap": 0.02, "breakdown": True},
+    # the digits MLP (ternary, the paper's architecture; README) at 20% stuck devices, k = 6
+    "digits-20": {"model": str(EXAMPLES / "digits_mlp.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
                   "calibrate": str(EXAMPLES / "digits_calib.npz"),
                   "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
-                  "options": [{"k": 6}], "variants": [OPEN, CLOSED, CLOSED_FULL], "gap": 0.01},
+                  "options": [{"k": 6}, {"k": 6, "reads": 4}],
+                  "variants": [OPEN, CLOSED, CLOSED_FULL, ("closed-loop", 10, 8, True)], "gap": 0.01,
+                  "breakdown": True},
+    # the same with float weights
+    "digits-float-20": {"model": str(EXAMPLES / "digits_mlp_float.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
+                  "calibrate": str(EXAMPLES / "digits_calib.npz"),
+                  "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
+                  "options": [{"k": 6}, {"k": 6, "reads": 4}],
+                  "variants": [OPEN, CLOSED, CLOSED_FULL, ("closed-loop", 10, 8, True)], "gap": 0.01,
+                  "breakdown": True},
     # accuracy against programming and inference cost: the front a user picks from
     "pareto": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                "options": [{"k": k, "reads": r} for k in (2, 4, 6) for r in (1, 4)],
-               "variants": [OPEN, ("open-loop", 3, 4), CLOSED, ("closed-loop", 1, 8), ("closed-loop", 3, 4),
-                            CLOSED_FULL],
+               "variants": [OPEN, ("open-loop", 3, 4, False), CLOSED, ("closed-loop", 1, 8, False),
+                            ("closed-loop", 3, 4, False), CLOSED_FULL],
                "gap": 0.01,
                "ideal": True},
 }
@@ -67,7 +82,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def run(case: dict[str, Any]) -> dict[str, Any]:
     """Compile once, then program + simulate every variant `trials` times (module docstring)."""
-    from lea_compiler.backends.sim import simulate
+    from lea_compiler.backends.sim import load_data, simulate
     from lea_compiler.errors import DoesNotFitError
     from lea_compiler.programming.board import SimulatedBoard, with_readback_reads
     from lea_compiler.programming.loop import program_chip
@@ -81,14 +96,24 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {**case, "devices_used": program.devices_used, "variants": []}
     if case.get("ideal"):
         out["accuracy_ideal"] = simulate(program, datasets, ideal=True).accuracy
+    if case.get("breakdown"):  # what is left without write noise, and without any noise (stuck devices stay)
+        def noise(write: float, read: float) -> Any:
+            return dataclasses.replace(chip, device=dataclasses.replace(chip.device, write_noise_uS=write,
+                                                                        read_noise_uS=read))
+
+        out["accuracy_no_noise"] = simulate(program, datasets, chip=noise(0.0, 0.0)).accuracy
+        out["accuracy_read_noise_only"] = float(np.mean([
+            simulate(program, datasets, chip=noise(0.0, chip.device.read_noise_uS), seed=t).accuracy
+            for t in range(case["trials"])]))
     seed = case["chip"]["seed"]
     reads = case["options"].get("reads", 1)
-    for strategy, attempts, readback_reads in case["variants"]:
+    calibration = load_data(case["calibrate"], program.graph).x if case.get("calibrate") else None
+    for strategy, attempts, readback_reads, refit in case["variants"]:
         accuracy, costs = [], []
         board_chip = with_readback_reads(chip, readback_reads)
         for trial in range(case["trials"]):
             done = program_chip(program, SimulatedBoard(board_chip, 1000 * seed + trial), strategy=strategy,
-                                attempts=attempts)
+                                attempts=attempts, calibration=calibration if refit else None)
             report = simulate(done.program, datasets, seed=trial)
             out["software_accuracy"] = report.software_accuracy
             out["cycles_per_inference"] = report.cost.cycles_per_inference
@@ -96,7 +121,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             accuracy.append(report.accuracy)
             costs.append(done.cost.to_json())
         out["variants"].append({"strategy": strategy, "attempts": attempts, "readback_reads": readback_reads,
-                                "reads": reads, "accuracy": accuracy,
+                                "refit": refit, "reads": reads, "accuracy": accuracy,
                                 "cost": {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}})
     out["seconds"] = time.perf_counter() - start
     return out
@@ -104,16 +129,17 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 def summarise(results: list[dict[str, Any]], gap: float) -> list[dict[str, Any]]:
     """One row per (options, variant): accuracy mean, std, min, max over chips x trials, and the cost."""
-    rows: dict[tuple[str, str, int, int, int], dict[str, Any]] = {}
+    rows: dict[tuple[str, str, int, int, bool, int], dict[str, Any]] = {}
     for r in results:
         if "error" in r:
             continue
         for v in r["variants"]:
             key = (json.dumps({k: x for k, x in r["options"].items() if k != "time_limit_s"}, sort_keys=True),
-                   v["strategy"], v["attempts"], v["readback_reads"], v["reads"])
+                   v["strategy"], v["attempts"], v["readback_reads"], v["refit"], v["reads"])
             row = rows.setdefault(key, {"options": json.loads(key[0]), "strategy": v["strategy"],
                                         "attempts": v["attempts"], "readback_reads": v["readback_reads"],
-                                        "reads": v["reads"], "accuracy": [],
+                                        "refit": v["refit"], "reads": v["reads"], "accuracy": [],
+                                        "no_noise": [], "read_noise_only": [],
                                         "software": r["software_accuracy"], "ideal": [], "costs": [],
                                         "cycles_per_inference": r["cycles_per_inference"],
                                         "energy_pJ_per_inference": r["energy_pJ_per_inference"]})
@@ -121,16 +147,22 @@ def summarise(results: list[dict[str, Any]], gap: float) -> list[dict[str, Any]]
             row["costs"].append(v["cost"])
             if "accuracy_ideal" in r:
                 row["ideal"].append(r["accuracy_ideal"])
+            if "accuracy_no_noise" in r:
+                row["no_noise"].append(r["accuracy_no_noise"])
+                row["read_noise_only"].append(r["accuracy_read_noise_only"])
     out = []
     for row in rows.values():
         acc = np.asarray(row.pop("accuracy"))
         costs = row.pop("costs")
         ideal = row.pop("ideal")
+        no_noise, read_only = row.pop("no_noise"), row.pop("read_noise_only")
         software = row["software"]
         out.append({**row, "n": int(acc.size), "mean": float(acc.mean()), "std": float(acc.std(ddof=1)),
                     "min": float(acc.min()), "max": float(acc.max()),
                     "within_gap": float(np.mean(acc >= software - gap)) if software is not None else None,
                     "ideal_mean": float(np.mean(ideal)) if ideal else None,
+                    "no_noise_mean": float(np.mean(no_noise)) if no_noise else None,
+                    "read_noise_only_mean": float(np.mean(read_only)) if read_only else None,
                     "cost": {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}})
     return out
 
@@ -141,13 +173,17 @@ def table(rows: list[dict[str, Any]], gap: float) -> str:
              f"{'<=' + format(100 * gap, 'g') + 'pt':>6} {'ideal':>6} {'writes/dev':>10} {'prog. s':>8} "
              f"{'cycles':>7}"]
     for r in rows:
-        variant = f"{r['strategy']} a{r['attempts']} rb{r['readback_reads']}"
+        variant = f"{r['strategy']} a{r['attempts']} rb{r['readback_reads']}{' refit' if r['refit'] else ''}"
         ideal = f"{100 * r['ideal_mean']:.1f}" if r["ideal_mean"] is not None else "-"
         within = f"{100 * r['within_gap']:.0f}%" if r["within_gap"] is not None else "-"
         lines.append(f"{json.dumps(r['options']):24} {variant:38} {r['n']:>3} {100 * r['mean']:6.1f} "
                      f"{100 * r['std']:5.1f} {100 * r['min']:6.1f} {100 * r['max']:6.1f} {within:>6} {ideal:>6} "
                      f"{r['cost']['writes_per_device']:10.2f} {r['cost']['time_s']:8.3f} "
                      f"{r['cycles_per_inference']:7.0f}")
+    for r in rows:
+        if r["no_noise_mean"] is not None and r["strategy"] == "open-loop" and r["attempts"] == 1:
+            lines.append(f"{json.dumps(r['options'])}: without noise (stuck devices only) "
+                         f"{100 * r['no_noise_mean']:.1f}%, read noise only {100 * r['read_noise_only_mean']:.1f}%")
     software = rows[0]["software"] if rows else None
     if software is not None:
         lines.append(f"software (onnxruntime): {100 * software:.1f}%")
@@ -192,7 +228,8 @@ def main() -> None:
     base = {key: config[key] for key in ("model", "data", "calibrate") if key in config}
     cases = [{**base, "config": args.config, "chip": {**config["chip"], "seed": seed},
               "options": {**options, "time_limit_s": args.time_limit}, "variants": config["variants"],
-              "trials": args.trials, "ideal": config.get("ideal", False)}
+              "trials": args.trials, "ideal": config.get("ideal", False),
+              "breakdown": config.get("breakdown", False)}
              for options in config["options"] for seed in range(args.chips)]
     start = time.perf_counter()
     results = run_all(cases, args.jobs, run)
