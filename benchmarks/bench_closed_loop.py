@@ -191,28 +191,46 @@ def table(rows: list[dict[str, Any]], gap: float) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy against programming time per device, one marker per variant, one colour per (k, reads)."""
+    """Accuracy against the two costs a user pays: programming time per device (writes, read-backs) and energy
+    per inference (k, reads per inference). Colour: k; marker: strategy; hollow: 4 reads per inference. The
+    line joins the points no other point beats on both accuracy and that cost (the Pareto front)."""
     plt = pyplot()
     if plt is None:
         return
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    from matplotlib import ticker
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    ks = sorted({r["options"]["k"] for r in rows})
+    colors = dict(zip(ks, plt.get_cmap("viridis")(np.linspace(0, 0.85, len(ks))), strict=True))
     markers = {"open-loop": "o", "closed-loop": "^"}
-    groups = sorted({(r["options"]["k"], r["reads"]) for r in rows})
-    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(groups)))
-    for color, (k, reads) in zip(colors, groups, strict=True):
+    costs = (("programming time per device (us)", lambda r: r["cost"]["time_s"] / max(r["cost"]["devices"], 1) * 1e6),
+             ("energy per inference (pJ)", lambda r: r["energy_pJ_per_inference"]))
+    for ax, (label, cost) in zip(axes, costs, strict=True):
         for r in rows:
-            if (r["options"]["k"], r["reads"]) != (k, reads):
-                continue
-            x = r["cost"]["time_s"] / max(r["cost"]["devices"], 1) * 1e6
-            ax.errorbar(x, 100 * r["mean"], yerr=100 * r["std"], fmt=markers[r["strategy"]], color=color, capsize=3,
-                        label=f"k={k} reads={reads} {r['strategy']} a{r['attempts']} rb{r['readback_reads']}")
-    software = rows[0]["software"]
-    if software is not None:
-        ax.axhline(100 * software, color="k", ls="--", lw=1, label="software")
-    ax.set_xlabel("programming time per device (us)")
-    ax.set_ylabel("accuracy (%), mean +- std over chips x trials")
-    ax.set_xscale("log")
-    ax.legend(fontsize=6, ncol=2)
+            color = colors[r["options"]["k"]]
+            ax.errorbar(cost(r), 100 * r["mean"], yerr=100 * r["std"], fmt=markers[r["strategy"]], color=color,
+                        mfc="none" if r["reads"] > 1 else color, capsize=2, alpha=0.85)
+        points = sorted(rows, key=lambda r: (cost(r), -r["mean"]))
+        front, best = [], -1.0
+        for r in points:
+            if r["mean"] > best:
+                front.append(r)
+                best = r["mean"]
+        ax.plot([cost(r) for r in front], [100 * r["mean"] for r in front], color="tab:red", lw=1, label="Pareto front")
+        if rows[0]["software"] is not None:
+            ax.axhline(100 * rows[0]["software"], color="k", ls="--", lw=1, label="software")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel(label)
+    handles = [plt.Line2D([], [], color=colors[k], marker="s", ls="", label=f"k = {k}") for k in ks]
+    handles += [plt.Line2D([], [], color="gray", marker=m, ls="", label=name) for name, m in markers.items()]
+    handles += [plt.Line2D([], [], color="gray", marker="o", mfc="none", ls="", label="4 reads per inference")]
+    axes[0].legend(handles=handles, fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("accuracy (%), mean +- std over chips x trials")
+    fig.suptitle("float Yin-Yang MLP, paper-like chips: accuracy against cost (attempts and read-back reads vary "
+                 "along x on the left)", fontsize=9)
     save_png(fig, path)
 
 

@@ -322,3 +322,19 @@ def test_simulate_programs_a_pulse_chip_as_the_board_file_says(tmp_path: Path) -
     assert capped.cost.program_pulses == int(np.minimum(by_level[levels], 5).sum())
     done = program_chip(program, SimulatedBoard(chip, 0), strategy="open-loop")
     assert done.cost.pulses == report.cost.program_pulses and done.cost.failed == 0
+
+
+def test_with_beta_below_alpha_the_copies_are_chosen_again_on_the_read_back() -> None:
+    chip = synth_chip(arrays=4, rows=4, cols=4, stuck_high=0.0, stuck_low=0.0, seed=0)
+    program = compile_model(_graph(_one_weight(0.3)), chip, CompileOptions(k=3, beta=2)).program
+    block = program.layers[0].blocks[0]
+    chosen = np.flatnonzero(block.selection[:, 0]).tolist()
+    spare = ({0, 1, 2} - set(chosen)).pop()
+    wrong = block.copies[chosen[0]].pos.region  # a selected copy reads back 60 uS high: the spare replaces it
+    done = program_chip(program, ScriptedBoard(chip, {(wrong.array, wrong.row, wrong.col): 60.0}),
+                        strategy="open-loop")
+    assert done.reselected_columns == 1
+    assert np.flatnonzero(done.program.layers[0].blocks[0].selection[:, 0]).tolist() == sorted({chosen[1], spare})
+    same = program_chip(program, ScriptedBoard(chip, {}), strategy="open-loop")
+    assert same.reselected_columns == 0
+    assert np.array_equal(same.program.layers[0].blocks[0].selection, block.selection)

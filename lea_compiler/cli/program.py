@@ -113,7 +113,7 @@ def run_program(args: argparse.Namespace) -> int:
           f"{cost.devices} devices, {cost.writes} writes ({report['writes_per_device']:.2f} per device), "
           f"{cost.pulses} pulses, {cost.readbacks} read-backs, {cost.rounds} rounds, {cost.failed} devices outside "
           f"+-{report['tolerance_uS']:g} uS; {cost.time_s:.3g} s and {cost.energy_uJ:.3g} uJ of programming; "
-          f"{done.reencoded_pairs} pairs re-encoded")
+          f"{done.reencoded_pairs} pairs re-encoded, {done.reselected_columns} columns' copies chosen again")
     print(f"wrote {args.output}" + (f" and {args.readback}" if args.readback else ""))
     return 0
 
@@ -137,6 +137,7 @@ def program_report(done: Programmed, args: argparse.Namespace, seconds: float) -
         "max_pulses": settings["max_pulses"],
         "readback_reads": settings["readback_reads"],
         "reencoded_pairs": done.reencoded_pairs,
+        "reselected_columns": done.reselected_columns,
         **done.cost.to_json(),
         "seconds": seconds,
     }

@@ -18,6 +18,9 @@ like sigma / beta instead of sigma / sqrt(beta). A pair whose re-encoded differe
 keeps the Program's levels, so with ideal devices closed loop programs exactly what open loop does. Copies a
 column does not average are programmed in the first round, as planned.
 
+With beta < alpha, the beta copies each column averages are chosen again on the read-back (`reselect`): the
+set whose measured mean is nearest the weights.
+
 With calibration data (`leac program --calibrate DATA.npz`), each layer's per-column gain and offset (the
 stuck-device compensation of `passes/compensate.py`) is refitted on the read-back: the columns' measured
 differences against the weights, over the layer's inputs on that data; the refit replaces the compile-time one.
@@ -34,6 +37,7 @@ simulated board does, else its read-back), which `leac simulate` runs with read 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -91,6 +95,7 @@ class Programmed:
     cost: ProgrammingCost
     strategy: str
     reencoded_pairs: int  # closed loop: pairs whose levels were changed from the Program's
+    reselected_columns: int  # beta < alpha: columns now averaging other copies than compiled
 
 
 @dataclass(eq=False)
@@ -178,17 +183,19 @@ def program_chip(
         runner.run(mask, f"round {n + 1}/{rounds}")
         for plan in plans:
             plan.measured(n, devices)
+    reselected = reselect(program, plans, devices)
     cost = runner.cost()
     settings = {"strategy": strategy, "board": board_name, "attempts": attempts, "tolerance_uS": tolerance,
                 "max_pulses": max_pulses, "readback_reads": board.readback_reads,
                 "chip": {"name": chip.name, "fingerprint": chip.fingerprint()},
                 "programming_model": chip.device.programming.model, "reencoded_pairs": reencoded,
-                "cost": cost.to_json()}
+                "reselected_columns": reselected, "cost": cost.to_json()}
     corrections = None
     if calibration is not None:
         corrections = refit_compensation(program, plans, devices, calibration)
         settings["compensation"] = "refitted on the read-back"
-    programmed = _as_programmed(program, lowered, devices, board.held(), settings, corrections)
+    programmed = _as_programmed(program, lowered, devices, board.held(), settings, corrections,
+                                [plan.selection for plan in plans])
     values: dict[int, np.ndarray] = {}
     for array_id in sorted({int(a) for a in np.unique(devices.array)}):
         grid = np.full((chip.array(array_id).rows, chip.array(array_id).cols), np.nan)
@@ -197,7 +204,7 @@ def program_chip(
         values[array_id] = grid
     readback = readback_of(chip, values, reads=board.readback_reads,
                            source=f"leac program --strategy {strategy} --board {board_name}")
-    return Programmed(programmed, readback, cost, strategy, reencoded)
+    return Programmed(programmed, readback, cost, strategy, reencoded, reselected)
 
 
 def _half_index(lowered: Lowered) -> dict[tuple[str, int, int, str], int]:
@@ -384,6 +391,39 @@ class _BlockPlan:
         return changed
 
 
+def reselect(program: Program, plans: list[_BlockPlan], devices: _Devices) -> int:
+    """With beta < alpha, choose again, per column, the beta copies whose read-back mean is nearest the weights
+    (the least sum over the column's rows of |mean of measured G+ - G- - W s|, over every set of beta copies;
+    ties keep the compiled choice). Returns the number of columns whose copies changed."""
+    changed = 0
+    plan = iter(plans)
+    for layer in program.layers:
+        matrix = crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
+        scale = np.asarray(layer.scale, dtype=np.float64)
+        for block in layer.blocks:
+            this = next(plan)
+            if layer.beta == layer.alpha:
+                continue
+            rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
+            target = matrix[rows, cols] * scale[cols]
+            diffs = this._differences(devices)  # (alpha, rows, cols)
+            subsets = list(itertools.combinations(range(layer.alpha), layer.beta))
+            errors = np.stack([np.abs(diffs[list(s)].mean(axis=0) - target).sum(axis=0) for s in subsets])
+            masks = np.zeros((len(subsets), layer.alpha), dtype=bool)
+            for i, subset in enumerate(subsets):
+                masks[i, list(subset)] = True
+            bits = 1 << np.arange(layer.alpha)
+            codes = masks.astype(np.int64) @ bits  # each subset as a bit mask
+            order = np.argsort(codes)
+            current = order[np.searchsorted(codes[order], this.selection.T.astype(np.int64) @ bits)]
+            best = np.argmin(errors, axis=0)
+            cols_ = np.arange(best.size)
+            best = np.where(errors[current, cols_] <= errors[best, cols_], current, best)
+            changed += int(np.sum(best != current))
+            this.selection = masks[best].T.copy()
+    return changed
+
+
 def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devices, calibration: np.ndarray
                        ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer, the per-column gain and offset (`passes.compensate.fit_columns`) that map what the chip holds,
@@ -412,7 +452,8 @@ def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devi
 
 
 def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: Mapping[int, np.ndarray] | None,
-                   settings: dict[str, Any], corrections: dict[str, tuple[np.ndarray, np.ndarray]] | None) -> Program:
+                   settings: dict[str, Any], corrections: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+                   selections: list[np.ndarray]) -> Program:
     """The Program with the levels finally written and what every device holds (the board's account, else
     the read-back), and how it was programmed in `extra.programming`."""
     index = _half_index(lowered)
@@ -428,7 +469,9 @@ def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: 
         levels = devices.half(i, devices.level).astype(np.asarray(old.levels).dtype)
         return CopyHalf(region, levels, old.cost_uS, np.array(g, dtype=np.float64))
 
-    layers = tuple(dataclasses.replace(layer, blocks=tuple(dataclasses.replace(block, copies=tuple(
+    selection = iter(selections)
+    layers = tuple(dataclasses.replace(layer, blocks=tuple(dataclasses.replace(block, selection=next(selection),
+                                                                               copies=tuple(
         BlockCopy(c.copy, half(layer, block, c.copy, "pos", c.pos), half(layer, block, c.copy, "neg", c.neg))
         for c in block.copies)) for block in layer.blocks)) for layer in program.layers)
     if corrections is not None:
