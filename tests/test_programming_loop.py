@@ -270,6 +270,9 @@ def test_an_as_programmed_program_refuses_another_chip(tmp_path: Path) -> None:
     other = _chip(16.66, 10.0, stuck=0.02, seed=9)
     with pytest.raises(UsageError, match="cannot be simulated on another chip"):
         simulate(done.program, data, chip=other)
+    report = simulate(done.program, data, chip=chip)  # the chip it was programmed on: fine
+    assert report.cost.program_pulses == done.cost.pulses and report.program_failed == done.cost.failed
+    assert report.cost.program_energy_uJ == pytest.approx(done.cost.energy_uJ)
     quiet = dataclasses.replace(chip, device=DeviceModel(write_noise_uS=16.66, read_noise_uS=0.0))
     assert quiet.fingerprint() != chip.fingerprint()
 

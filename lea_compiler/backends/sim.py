@@ -421,6 +421,12 @@ def simulate(
                    for name in mvm_values}
     cost = estimate_cost(program, sim_chip, schedule)
     program_failed = None
+    done = program.extra.get("programming") if program.as_programmed else None
+    if isinstance(done, dict) and isinstance(done.get("cost"), dict):  # what programming the chip cost
+        spent = done["cost"]
+        cost = dataclasses.replace(cost, program_pulses=int(spent["pulses"]), program_time_s=float(spent["time_s"]),
+                                   program_energy_uJ=float(spent["energy_uJ"]))
+        program_failed = int(spent["failed"])
     if simulated_writes:  # the programming cost as simulated, not the nominal count
         pulses = sum(layer.programmed.pulses for layer in layers.values())
         reads = sum(layer.programmed.verify_reads for layer in layers.values())
