@@ -491,3 +491,19 @@ def test_chips_beyond_the_limits_are_refused_at_load(
     assert expected in captured.err
     assert "Traceback" not in captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json"]
+
+
+def test_import_keeps_every_reading_as_a_read_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    import numpy as np
+
+    from lea_compiler.programming.readback import load_readback
+
+    good = _write(tmp_path / "good.txt", "1e-4 2e-4\n3e-4 -1e-6\n")
+    out, readings = tmp_path / "chip.json", tmp_path / "readings.json"
+    assert main(["chip", "import", str(good), "-o", str(out), "--conductances", str(readings)]) == 0
+    back = load_readback(readings, load_chip(out))
+    np.testing.assert_allclose(back.arrays[0], [[100.0, 200.0], [300.0, np.nan]])  # healthy devices too
+    assert back.reads == 1 and "good.txt" in back.source
+    assert main(["chip", "import", str(good), "-o", str(tmp_path / "c2.json"), "--conductances", str(good)]) == 2
+    assert "--conductances" in capsys.readouterr().err
+    assert not (tmp_path / "c2.json").exists()

@@ -31,7 +31,7 @@ from lea_compiler.chip.fields import (
 )
 from lea_compiler.chip.forms import chip_to_json, chip_to_text
 from lea_compiler.chip.io import decode_chip_json, load_chip, parse_chip, save_chip
-from lea_compiler.chip.measured import MapSource, import_maps, load_conductance_map
+from lea_compiler.chip.measured import MapSource, import_maps, import_measured, load_conductance_map
 from lea_compiler.chip.model import Chip
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel, level_index_dtype
 from lea_compiler.chip.synth import synth_chip
@@ -65,6 +65,7 @@ __all__ = [
     "chip_to_text",
     "decode_chip_json",
     "import_maps",
+    "import_measured",
     "level_index_dtype",
     "load_chip",
     "load_conductance_map",

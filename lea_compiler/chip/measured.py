@@ -166,7 +166,22 @@ def import_maps(
     device: DeviceModel = DeviceModel(),  # noqa: B008 - frozen, so a shared default is safe
     name: str | None = None,
 ) -> Chip:
-    """Build a chip from measured conductance maps, one array per map.
+    """Build a chip from measured conductance maps, one array per map (`import_measured`, without the
+    conductances)."""
+    return import_measured(maps, high_above_uS=high_above_uS, low_below_uS=low_below_uS,
+                           dead_line_fraction=dead_line_fraction, device=device, name=name)[0]
+
+
+def import_measured(
+    maps: Sequence[MapSource],
+    *,
+    high_above_uS: float = 300.0,
+    low_below_uS: float = 50.0,
+    dead_line_fraction: float = 0.9,
+    device: DeviceModel = DeviceModel(),  # noqa: B008 - frozen, so a shared default is safe
+    name: str | None = None,
+) -> tuple[Chip, dict[int, np.ndarray]]:
+    """Build a chip from measured conductance maps, one array per map, and keep every device's reading.
 
     A device reading above `high_above_uS` is stuck high, below
     `low_below_uS` stuck low; each keeps its measured conductance in `g_uS`
@@ -186,7 +201,8 @@ def import_maps(
         name: The chip's name.
 
     Returns:
-        The chip; its arrays are a grid when every map has the same shape.
+        The chip (its arrays are a grid when every map has the same shape), and per array id every device's
+        reading in uS, healthy devices included (what a read-back file holds; NaN for a reading <= 0).
 
     Raises:
         UsageError: no maps, or thresholds that make no sense for the device levels.
@@ -227,17 +243,20 @@ def import_maps(
             loaded.append((os.fspath(item), load_conductance_map(item)))
     arrays: list[Array] = []
     defects: list[Defect] = []
+    readings: dict[int, np.ndarray] = {}
     for array_id, (label, matrix) in enumerate(loaded):
+        readings[array_id] = np.where(matrix > 0, matrix * 1e6, np.nan)
         found_defects = _classify_map(
             array_id, matrix * 1e6, high_above_uS, low_below_uS, dead_line_fraction
         )
         arrays.append(Array(array_id, matrix.shape[0], matrix.shape[1]))
         defects += found_defects
         logger.info("%s: array %d, %d defect entries", label, array_id, len(found_defects))
-    return Chip(
+    chip = Chip(
         arrays=tuple(arrays),
         defects=tuple(defects),
         device=device,
         name=name,
         grid=is_grid(arrays),
     )
+    return chip, readings

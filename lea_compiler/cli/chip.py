@@ -3,7 +3,8 @@
     leac chip synth    -o FILE --seed S [rates] [--json]  a random chip like the seed paper's
     leac chip validate FILE [--json]                     check a chip file, list every problem
     leac chip show     FILE [--png OUT] [--json]         arrays and defect counts (and a heat map)
-    leac chip import   MAP.txt... -o FILE [--json]       measured conductance maps -> chip file
+    leac chip import   MAP.txt... -o FILE [--conductances OUT.json] [--json]
+                                                         measured conductance maps -> chip file (+ every reading)
 
 With --json each prints one JSON object instead of text: reports leac-chip-synth,
 leac-chip-validate, leac-chip-show and leac-chip-import (docs/reports.md).
@@ -23,13 +24,14 @@ from lea_compiler.chip import (
     STUCK_LOW,
     Chip,
     chip_to_json,
-    import_maps,
+    import_measured,
     load_chip,
     save_chip,
     synth_chip,
 )
 from lea_compiler.errors import InvalidChipError, UsageError
 from lea_compiler.fileio import check_output
+from lea_compiler.programming.readback import readback_of, save_readback
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
@@ -195,6 +197,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "in (0, 1] (default: %(default)s)",
     )
     imp.add_argument("--name", help="name written into the chip file")
+    imp.add_argument("--conductances", metavar="OUT.json",
+                     help="also write every device's reading, healthy devices included, as a read-back file of "
+                          "the imported chip (docs/readback-format.md)")
     imp.add_argument("--json", action="store_true",
                      help="print one JSON object instead of the lines (report leac-chip-import, docs/reports.md)")
     imp.set_defaults(func=_run_import)
@@ -366,7 +371,9 @@ def _run_show(args: argparse.Namespace) -> int:
 
 def _run_import(args: argparse.Namespace) -> int:
     check_output(args.output, args.maps, "-o")
-    chip = import_maps(
+    if args.conductances is not None:
+        check_output(args.conductances, [*args.maps, args.output], "--conductances")
+    chip, readings = import_measured(
         args.maps,
         high_above_uS=args.high_above_uS,
         low_below_uS=args.low_below_uS,
@@ -391,11 +398,15 @@ def _run_import(args: argparse.Namespace) -> int:
                 f"dead rows: {_listing(dead_rows)}, dead columns: {_listing(dead_cols)}"
             )
     _write(args.output, lambda: save_chip(chip, args.output))
+    if args.conductances is not None:
+        readback = readback_of(chip, readings, reads=1, source="leac chip import: " + ", ".join(args.maps))
+        _write(args.conductances, lambda: save_readback(readback, args.conductances))
     if args.json:
         _print_json({
             "report": "leac-chip-import",
             "version": 1,
             "output": args.output,
+            "conductances": args.conductances,
             **_chip_facts(chip),
             "thresholds": {"high_above_uS": args.high_above_uS, "low_below_uS": args.low_below_uS,
                            "dead_line_fraction": args.dead_line_fraction},
