@@ -82,8 +82,12 @@ class ProgrammingCost:
     energy_uJ: float
     devices: int  # devices written at least once
 
+    @property
+    def writes_per_device(self) -> float:
+        return self.writes / self.devices if self.devices else 0.0
+
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "writes_per_device": self.writes / self.devices if self.devices else 0.0}
+        return {**dataclasses.asdict(self), "writes_per_device": self.writes_per_device}
 
 
 @dataclass(frozen=True, eq=False)
