@@ -47,6 +47,7 @@ import numpy as np
 
 from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
 from lea_compiler.backends.cost import programming_cost
+from lea_compiler.chip import Chip
 from lea_compiler.errors import BadDataError, UsageError
 from lea_compiler.passes.compensate import fit_columns, layer_inputs
 from lea_compiler.passes.encode import encode_difference
@@ -161,10 +162,10 @@ def program_chip(
         raise UsageError("the Program is already programmed (it holds a chip's conductances); program the Program "
                          "leac compile wrote")
     chip = board.chip
+    sizes = {a.id: (a.rows, a.cols) for a in chip.arrays}
     for array_id in program.arrays_used:
         compiled = program.chip.array(array_id)
-        if array_id not in {a.id for a in chip.arrays} or (chip.array(array_id).rows, chip.array(array_id).cols) \
-                != (compiled.rows, compiled.cols):
+        if sizes.get(array_id) != (compiled.rows, compiled.cols):
             raise UsageError(f"the board's chip has no array {array_id} of {compiled.rows} x {compiled.cols}, "
                              "which the Program uses")
     say = progress or (lambda line: logger.info("%s", line))
@@ -200,15 +201,20 @@ def program_chip(
         settings["compensation"] = "refitted on the read-back"
     programmed = _as_programmed(program, lowered, devices, board.held(), settings, corrections,
                                 [plan.selection for plan in plans])
+    readback = _readback(devices, chip, board.readback_reads,
+                         f"leac program --strategy {strategy} --board {board_name}")
+    return Programmed(programmed, readback, cost, strategy, reencoded, reselected)
+
+
+def _readback(devices: _Devices, chip: Chip, reads: int, source: str) -> ReadBack:
+    """The last read-back of every device, per array (NaN where no device of the Program is)."""
     values: dict[int, np.ndarray] = {}
-    for array_id in sorted({int(a) for a in np.unique(devices.array)}):
+    for array_id in np.unique(devices.array).tolist():
         grid = np.full((chip.array(array_id).rows, chip.array(array_id).cols), np.nan)
         at = devices.array == array_id
         grid[devices.row[at], devices.col[at]] = devices.measured[at]
         values[array_id] = grid
-    readback = readback_of(chip, values, reads=board.readback_reads,
-                           source=f"leac program --strategy {strategy} --board {board_name}")
-    return Programmed(programmed, readback, cost, strategy, reencoded, reselected)
+    return readback_of(chip, values, reads=reads, source=source)
 
 
 def _half_index(lowered: Lowered) -> dict[tuple[str, int, int, str], int]:
