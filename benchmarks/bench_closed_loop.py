@@ -32,10 +32,13 @@ from typing import Any
 import numpy as np
 from lea_runs import DATA, EXAMPLES, ROOT, compile_case, pyplot, run_all, save_png
 
-Variant = tuple[str, int, int, bool]  # (strategy, attempts, reads per read-back, compensation refitted)
-OPEN, CLOSED = ("open-loop", 1, 1, False), ("closed-loop", 1, 1, False)
-OPEN_FULL, CLOSED_FULL = ("open-loop", 10, 8, False), ("closed-loop", 10, 8, False)  # re-programming, 8 reads
-ALL = [OPEN, CLOSED, ("closed-loop", 1, 8, False), OPEN_FULL, CLOSED_FULL]
+# (strategy, attempts, reads per read-back, compensation refitted, tolerance uS or None for the default 8.25)
+Variant = tuple[str, int, int, bool, float | None]
+OPEN, CLOSED = ("open-loop", 1, 1, False, None), ("closed-loop", 1, 1, False, None)
+OPEN_FULL, CLOSED_FULL = ("open-loop", 10, 8, False, None), ("closed-loop", 10, 8, False, None)  # re-programming
+CLOSED_TIGHT = ("closed-loop", 30, 16, False, 4.0)
+CLOSED_REFIT = ("closed-loop", 10, 8, True, None)  # a tighter verify window, more writes and read-back reads
+ALL = [OPEN, CLOSED, ("closed-loop", 1, 8, False, None), OPEN_FULL, CLOSED_FULL]
 _YY = [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]
 _DEAD = {"dead_rows": 0.02, "dead_cols": 0.02}  # about one dead line per array, as bench_alpha_beta.py
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -46,7 +49,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # ... and with 4 reads per inference, the lever against read noise
     "yinyang-ab-reads": {"model": str(DATA / "yinyang_mlp.onnx"), "data": _YY, "chip": _DEAD,
                          "options": [{"k": a, "beta": b, "reads": 4} for a, b in ((3, 3), (4, 4))],
-                         "variants": [OPEN, CLOSED_FULL], "gap": 0.01, "breakdown": True},
+                         "variants": [OPEN, CLOSED_FULL, CLOSED_TIGHT], "gap": 0.01, "breakdown": True},
     # a float Yin-Yang MLP at k = 6 on paper-like chips
     "yinyang-float": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                       "options": [{"k": 6}, {"k": 6, "reads": 4}],
@@ -55,26 +58,26 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cnn": {"model": str(EXAMPLES / "digits_cnn_float.onnx"), "data": [str(EXAMPLES / "digits_test_images.npz")],
             "calibrate": str(EXAMPLES / "digits_calib_images.npz"), "chip": {"arrays": 400},
             "options": [{"k": 3}, {"k": 3, "reads": 4}],
-            "variants": [OPEN, CLOSED, CLOSED_FULL, ("closed-loop", 10, 8, True)], "gap": 0.02, "breakdown": True},
+            "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT], "gap": 0.02, "breakdown": True},
     # the digits MLP (ternary, the paper's architecture; README) at 20% stuck devices, k = 6
     "digits-20": {"model": str(EXAMPLES / "digits_mlp.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
                   "calibrate": str(EXAMPLES / "digits_calib.npz"),
                   "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
                   "options": [{"k": 6}, {"k": 6, "reads": 4}],
-                  "variants": [OPEN, CLOSED, CLOSED_FULL, ("closed-loop", 10, 8, True)], "gap": 0.01,
+                  "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT], "gap": 0.01,
                   "breakdown": True},
     # the same with float weights
     "digits-float-20": {"model": str(EXAMPLES / "digits_mlp_float.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
                   "calibrate": str(EXAMPLES / "digits_calib.npz"),
                   "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
                   "options": [{"k": 6}, {"k": 6, "reads": 4}],
-                  "variants": [OPEN, CLOSED, CLOSED_FULL, ("closed-loop", 10, 8, True)], "gap": 0.01,
+                  "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT], "gap": 0.01,
                   "breakdown": True},
     # accuracy against programming and inference cost: the front a user picks from
     "pareto": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                "options": [{"k": k, "reads": r} for k in (2, 4, 6) for r in (1, 4)],
-               "variants": [OPEN, ("open-loop", 3, 4, False), CLOSED, ("closed-loop", 1, 8, False),
-                            ("closed-loop", 3, 4, False), CLOSED_FULL],
+               "variants": [OPEN, ("open-loop", 3, 4, False, None), CLOSED, ("closed-loop", 1, 8, False, None),
+                            ("closed-loop", 3, 4, False, None), CLOSED_FULL],
                "gap": 0.01,
                "ideal": True},
 }
@@ -108,12 +111,13 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     seed = case["chip"]["seed"]
     reads = case["options"].get("reads", 1)
     calibration = load_data(case["calibrate"], program.graph).x if case.get("calibrate") else None
-    for strategy, attempts, readback_reads, refit in case["variants"]:
+    for strategy, attempts, readback_reads, refit, tolerance in case["variants"]:
         accuracy, costs = [], []
         board_chip = with_readback_reads(chip, readback_reads)
         for trial in range(case["trials"]):
             done = program_chip(program, SimulatedBoard(board_chip, 1000 * seed + trial), strategy=strategy,
-                                attempts=attempts, calibration=calibration if refit else None)
+                                attempts=attempts, tolerance_uS=tolerance,
+                                calibration=calibration if refit else None)
             report = simulate(done.program, datasets, seed=trial)
             out["software_accuracy"] = report.software_accuracy
             out["cycles_per_inference"] = report.cost.cycles_per_inference
@@ -121,7 +125,7 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
             accuracy.append(report.accuracy)
             costs.append(done.cost.to_json())
         out["variants"].append({"strategy": strategy, "attempts": attempts, "readback_reads": readback_reads,
-                                "refit": refit, "reads": reads, "accuracy": accuracy,
+                                "refit": refit, "tolerance_uS": tolerance, "reads": reads, "accuracy": accuracy,
                                 "cost": {key: float(np.mean([c[key] for c in costs])) for key in costs[0]}})
     out["seconds"] = time.perf_counter() - start
     return out
@@ -129,16 +133,17 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
 
 def summarise(results: list[dict[str, Any]], gap: float) -> list[dict[str, Any]]:
     """One row per (options, variant): accuracy mean, std, min, max over chips x trials, and the cost."""
-    rows: dict[tuple[str, str, int, int, bool, int], dict[str, Any]] = {}
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in results:
         if "error" in r:
             continue
         for v in r["variants"]:
             key = (json.dumps({k: x for k, x in r["options"].items() if k != "time_limit_s"}, sort_keys=True),
-                   v["strategy"], v["attempts"], v["readback_reads"], v["refit"], v["reads"])
+                   v["strategy"], v["attempts"], v["readback_reads"], v["refit"], v["tolerance_uS"], v["reads"])
             row = rows.setdefault(key, {"options": json.loads(key[0]), "strategy": v["strategy"],
                                         "attempts": v["attempts"], "readback_reads": v["readback_reads"],
-                                        "refit": v["refit"], "reads": v["reads"], "accuracy": [],
+                                        "refit": v["refit"], "tolerance_uS": v["tolerance_uS"],
+                                        "reads": v["reads"], "accuracy": [],
                                         "no_noise": [], "read_noise_only": [],
                                         "software": r["software_accuracy"], "ideal": [], "costs": [],
                                         "cycles_per_inference": r["cycles_per_inference"],
@@ -173,7 +178,8 @@ def table(rows: list[dict[str, Any]], gap: float) -> str:
              f"{'<=' + format(100 * gap, 'g') + 'pt':>6} {'ideal':>6} {'writes/dev':>10} {'prog. s':>8} "
              f"{'cycles':>7}"]
     for r in rows:
-        variant = f"{r['strategy']} a{r['attempts']} rb{r['readback_reads']}{' refit' if r['refit'] else ''}"
+        variant = (f"{r['strategy']} a{r['attempts']} rb{r['readback_reads']}{' refit' if r['refit'] else ''}"
+                   f"{'' if r['tolerance_uS'] is None else ' tol ' + format(r['tolerance_uS'], 'g')}")
         ideal = f"{100 * r['ideal_mean']:.1f}" if r["ideal_mean"] is not None else "-"
         within = f"{100 * r['within_gap']:.0f}%" if r["within_gap"] is not None else "-"
         lines.append(f"{json.dumps(r['options']):24} {variant:38} {r['n']:>3} {100 * r['mean']:6.1f} "
