@@ -21,7 +21,6 @@ benchmarks/results/closed_loop_<config>.json and .txt.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lea_runs import DATA, EXAMPLES, ROOT, compile_case, pyplot, run_all, save_png
+from lea_runs import DATA, EXAMPLES, ROOT, compile_case, pyplot, run_all, save_png, with_noise
 
 # (strategy, attempts, reads per read-back, compensation refitted, tolerance uS or None for the default 8.25)
 Variant = tuple[str, int, int, bool, float | None]
@@ -59,20 +58,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "calibrate": str(EXAMPLES / "digits_calib_images.npz"), "chip": {"arrays": 400},
             "options": [{"k": 3}, {"k": 3, "reads": 4}],
             "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT], "gap": 0.02, "breakdown": True},
-    # the digits MLP (ternary, the paper's architecture; README) at 20% stuck devices, k = 6
-    "digits-20": {"model": str(EXAMPLES / "digits_mlp.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
-                  "calibrate": str(EXAMPLES / "digits_calib.npz"),
-                  "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
-                  "options": [{"k": 6}, {"k": 6, "reads": 4}],
-                  "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT], "gap": 0.01,
-                  "breakdown": True},
-    # the same with float weights
-    "digits-float-20": {"model": str(EXAMPLES / "digits_mlp_float.onnx"), "data": [str(EXAMPLES / "digits_test.npz")],
-                  "calibrate": str(EXAMPLES / "digits_calib.npz"),
-                  "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
-                  "options": [{"k": 6}, {"k": 6, "reads": 4}],
-                  "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT], "gap": 0.01,
-                  "breakdown": True},
+    # the digits MLP (ternary, the paper's architecture; README) at 20% stuck devices, k = 6, and with float weights
+    **{name: {"model": str(EXAMPLES / model), "data": [str(EXAMPLES / "digits_test.npz")],
+              "calibrate": str(EXAMPLES / "digits_calib.npz"),
+              "chip": {"arrays": 400, "stuck_high": 0.1, "stuck_low": 0.1 / 0.9},
+              "options": [{"k": 6}, {"k": 6, "reads": 4}], "variants": [OPEN, CLOSED, CLOSED_FULL, CLOSED_REFIT],
+              "gap": 0.01, "breakdown": True}
+       for name, model in (("digits-20", "digits_mlp.onnx"), ("digits-float-20", "digits_mlp_float.onnx"))},
     # accuracy against programming and inference cost: the front a user picks from
     "pareto": {"model": str(DATA / "yinyang_mlp_float.onnx"), "data": _YY, "chip": _DEAD,
                "options": [{"k": k, "reads": r} for k in (2, 4, 6) for r in (1, 4)],
@@ -100,13 +92,9 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
     if case.get("ideal"):
         out["accuracy_ideal"] = simulate(program, datasets, ideal=True).accuracy
     if case.get("breakdown"):  # what is left without write noise, and without any noise (stuck devices stay)
-        def noise(write: float, read: float) -> Any:
-            return dataclasses.replace(chip, device=dataclasses.replace(chip.device, write_noise_uS=write,
-                                                                        read_noise_uS=read))
-
-        out["accuracy_no_noise"] = simulate(program, datasets, chip=noise(0.0, 0.0)).accuracy
+        out["accuracy_no_noise"] = simulate(program, datasets, chip=with_noise(chip, 0.0, 0.0)).accuracy
         out["accuracy_read_noise_only"] = float(np.mean([
-            simulate(program, datasets, chip=noise(0.0, chip.device.read_noise_uS), seed=t).accuracy
+            simulate(program, datasets, chip=with_noise(chip, 0.0, chip.device.read_noise_uS), seed=t).accuracy
             for t in range(case["trials"])]))
     seed = case["chip"]["seed"]
     reads = case["options"].get("reads", 1)

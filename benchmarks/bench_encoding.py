@@ -38,14 +38,13 @@ weight scales for the chip's noise too (`leac compile --scale-noise chip`).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from typing import Any
 
 import numpy as np
-from lea_runs import DATA, EXAMPLES, ROOT, compile_case, median_of, run_all
+from lea_runs import DATA, EXAMPLES, ROOT, compile_case, median_of, run_all, with_noise
 
 ENCODINGS = ("simple", "rme", "joint")
 STUCK_20 = {"stuck_high": 0.1, "stuck_low": 0.1 / 0.9}
@@ -92,14 +91,10 @@ def run(case: dict[str, Any]) -> dict[str, Any]:
         out["accuracy_ideal"] = simulate(program, datasets, ideal=True).accuracy
         out["mean_error_ideal"] = mean_error(program, chip)
     else:
-        def with_noise(write: float, read: float) -> Any:
-            return dataclasses.replace(chip, device=dataclasses.replace(chip.device, write_noise_uS=write,
-                                                                        read_noise_uS=read))
-
         out["accuracy"] = simulate(program, datasets, seed=case["sim_seed"]).accuracy
-        out["accuracy_write_noise"] = simulate(program, datasets, chip=with_noise(chip.device.write_noise_uS, 0.0),
-                                               seed=case["sim_seed"]).accuracy
-        out["accuracy_no_noise"] = simulate(program, datasets, chip=with_noise(0.0, 0.0),
+        write_only = with_noise(chip, chip.device.write_noise_uS, 0.0)
+        out["accuracy_write_noise"] = simulate(program, datasets, chip=write_only, seed=case["sim_seed"]).accuracy
+        out["accuracy_no_noise"] = simulate(program, datasets, chip=with_noise(chip, 0.0, 0.0),
                                             seed=case["sim_seed"]).accuracy
         out["mean_error_chip"] = mean_error(program, chip)
         out["devices_used"] = program.devices_used

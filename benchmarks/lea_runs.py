@@ -49,9 +49,16 @@ def compile_case(case: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
     noise = {key: spec.pop(key) for key in ("write_noise_uS", "read_noise_uS") if key in spec}
     chip = synth_chip(**spec)
     if noise:  # the same chip with other device noise (a noise breakdown)
-        chip = dataclasses.replace(chip, device=dataclasses.replace(chip.device, **noise))
+        chip = with_noise(chip, noise.get("write_noise_uS", chip.device.write_noise_uS),
+                          noise.get("read_noise_uS", chip.device.read_noise_uS))
     result = compile_model(case["model"], chip, CompileOptions(**case["options"]), calibrate_on=case.get("calibrate"))
     return chip, result, [load_data(path, result.program.graph) for path in case["data"]]
+
+
+def with_noise(chip: Any, write_noise_uS: float, read_noise_uS: float) -> Any:
+    """The same chip with other device noise (a noise breakdown: the same stuck devices, less noise)."""
+    return dataclasses.replace(chip, device=dataclasses.replace(chip.device, write_noise_uS=write_noise_uS,
+                                                                read_noise_uS=read_noise_uS))
 
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
