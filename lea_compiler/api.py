@@ -240,8 +240,9 @@ def program_chip(
     per-column gain and offset on the read-back.
 
     Raises:
-        UsageError: an unknown board or strategy, bad settings, or a Program already programmed.
-        InvalidInputError: `chip` lacks the Program's arrays.
+        UsageError: an unknown board or strategy, bad settings, a Program already programmed, a chip without
+            the Program's arrays or levels, or a board that reports what a board cannot (docs/programming.md).
+        InvalidInputError: `chip` is not a valid chip file.
     """
     if not isinstance(program, Program):
         program = Program.load(program)

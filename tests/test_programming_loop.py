@@ -268,7 +268,7 @@ def test_an_as_programmed_program_refuses_another_chip(tmp_path: Path) -> None:
     done = program_chip(program, SimulatedBoard(chip, 0))
     data = [Dataset("d", np.zeros((4, 4), np.float32), np.zeros(4, np.int64))]
     other = _chip(16.66, 10.0, stuck=0.02, seed=9)
-    with pytest.raises(UsageError, match="cannot be simulated on another chip"):
+    with pytest.raises(UsageError, match="simulate it on that chip"):
         simulate(done.program, data, chip=other)
     report = simulate(done.program, data, chip=chip)  # the chip it was programmed on: fine
     assert report.cost.program_pulses == done.cost.pulses and report.program_failed == done.cost.failed
@@ -338,6 +338,136 @@ def test_with_beta_below_alpha_the_copies_are_chosen_again_on_the_read_back() ->
                         strategy="open-loop")
     assert done.reselected_columns == 1
     assert np.flatnonzero(done.program.layers[0].blocks[0].selection[:, 0]).tolist() == sorted({chosen[1], spare})
+    # a compile-time compensation was fitted for the copies compiled: the re-selected column drops it
+    layer = dataclasses.replace(program.layers[0], column_gain=np.array([1.1]), column_offset=np.array([0.5]))
+    compensated = dataclasses.replace(program, layers=(layer,))
+    again = program_chip(compensated, ScriptedBoard(chip, {(wrong.array, wrong.row, wrong.col): 60.0}),
+                         strategy="open-loop")
+    assert again.program.layers[0].column_gain.tolist() == [1.0]
+    assert again.program.layers[0].column_offset.tolist() == [0.0]
     same = program_chip(program, ScriptedBoard(chip, {}), strategy="open-loop")
     assert same.reselected_columns == 0
     assert np.array_equal(same.program.layers[0].blocks[0].selection, block.selection)
+
+
+def test_a_board_chip_with_other_levels_is_refused() -> None:
+    chip = _chip(16.66, 10.0)
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=2)).program
+    other = dataclasses.replace(chip, device=dataclasses.replace(chip.device, levels_uS=(100.0, 150.0, 200.0, 250.0)))
+    with pytest.raises(UsageError, match="device levels"):
+        program_chip(program, SimulatedBoard(other, 0))
+
+
+def test_read_backs_below_zero_are_kept_for_the_loop_and_written_as_zero(tmp_path: Path) -> None:
+    from lea_compiler.programming.readback import load_readback, save_readback
+
+    chip = _chip(0.0, 10.0)
+    chip = dataclasses.replace(chip, device=dataclasses.replace(chip.device, levels_uS=(2.0, 50.0, 100.0, 150.0),
+                                                                stuck_low_uS=1.0))
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=2)).program
+    done = program_chip(program, SimulatedBoard(chip, 0))
+    assert min(float(np.nanmin(v)) for v in done.readback.arrays.values()) == 0.0  # some read below 0
+    save_readback(done.readback, tmp_path / "r.json")
+    assert load_readback(tmp_path / "r.json", chip).devices_read() == program.devices_used
+
+
+def test_many_copies_are_chosen_again_without_trying_every_set() -> None:
+    chip = synth_chip(arrays=2, rows=25, cols=25, stuck_high=0.0, stuck_low=0.0, seed=0)
+    program = compile_model(_graph(_one_weight(0.3)), chip, CompileOptions(k=20, beta=10)).program
+    block = program.layers[0].blocks[0]
+    chosen = np.flatnonzero(block.selection[:, 0]).tolist()
+    wrong = block.copies[chosen[0]].pos.region
+    done = program_chip(program, ScriptedBoard(chip, {(wrong.array, wrong.row, wrong.col): 60.0}),
+                        strategy="open-loop")  # C(20, 10) = 184756 sets: the bounded search
+    assert done.reselected_columns == 1
+    assert chosen[0] not in np.flatnonzero(done.program.layers[0].blocks[0].selection[:, 0]).tolist()
+
+
+def test_layers_with_different_beta_are_programmed_in_as_many_rounds() -> None:
+    chip = _chip(16.66, 10.0)
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=3)).program
+    first = program.layers[0]
+    blocks = tuple(dataclasses.replace(b, selection=np.vstack([np.ones((2, b.shape[1]), bool),
+                                                               np.zeros((1, b.shape[1]), bool)]))
+                   for b in first.blocks)
+    mixed = dataclasses.replace(program, layers=(dataclasses.replace(first, beta=2, blocks=blocks),
+                                                 *program.layers[1:]))
+    done = program_chip(mixed, SimulatedBoard(chip, 0))
+    assert done.cost.rounds == 3 and done.program.layers[0].beta == 2
+
+
+class _Junk(ScriptedBoard):
+    def __init__(self, chip: Chip, how: str) -> None:
+        super().__init__(chip, {})
+        self.how = how
+
+    @property
+    def readback_reads(self) -> int:
+        return "8" if self.how == "reads" else 1  # type: ignore[return-value]
+
+    def program(self, records: Sequence[Record]) -> RoundResult:
+        result = super().program(records)
+        if self.how == "tuple":
+            return (result.measured_uS,)  # type: ignore[return-value]
+        if self.how == "nan":
+            result.measured_uS[0] = np.nan
+        if self.how == "short":
+            return dataclasses.replace(result, measured_uS=result.measured_uS[1:])
+        if self.how == "float counts":
+            return dataclasses.replace(result, pulses=result.pulses.astype(float))
+        return result
+
+    def held(self) -> Mapping[int, np.ndarray] | None:
+        return {} if self.how == "held" else super().held()
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("tuple", "not a RoundResult"), ("nan", "not a finite number"), ("short", "read-backs for"),
+    ("float counts", "as counts"), ("held", "held\\(\\) has no conductances"), ("reads", "readback_reads must be"),
+])
+def test_what_a_board_reports_is_checked(how: str, message: str) -> None:
+    chip = _chip(16.66, 10.0)
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=2)).program
+    with pytest.raises(UsageError, match=message):
+        program_chip(program, _Junk(chip, how))
+
+
+def test_a_board_driver_that_fails_to_open_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "labdriver.py").write_text("def open_board(chip, seed):\n    raise RuntimeError('no USB device')\n"
+                                           "def no_seed(chip):\n    return None\n")
+    (tmp_path / "broken.py").write_text("def (:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    chip = _chip(16.66, 10.0)
+    with pytest.raises(UsageError, match="opening the board failed: RuntimeError: no USB device"):
+        open_board("labdriver:open_board", chip)
+    with pytest.raises(UsageError, match="opening the board failed: TypeError"):
+        open_board("labdriver:no_seed", chip)
+    with pytest.raises(UsageError, match="cannot load .* SyntaxError"):
+        open_board("broken:open_board", chip)
+    with pytest.raises(UsageError, match="cannot load"):
+        open_board(":", chip)
+
+
+def test_an_as_programmed_program_is_neither_emitted_nor_simulated_ideal(tmp_path: Path) -> None:
+    from lea_compiler.backends.board import emit_board
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.datasets import Dataset
+    from lea_compiler.program.checks import program_problems
+
+    chip = _chip(16.66, 10.0, stuck=0.02)
+    program = compile_model(_graph(mlp_model((4, 12, 6, 3))), chip, CompileOptions(k=2)).program
+    done = program_chip(program, SimulatedBoard(chip, 0))
+    with pytest.raises(UsageError, match="emit the Program leac compile wrote"):
+        emit_board(done.program, tmp_path / "b.jsonl")
+    assert not (tmp_path / "b.jsonl").exists()
+    data = [Dataset("d", np.zeros((4, 4), np.float32), np.zeros(4, np.int64))]
+    with pytest.raises(UsageError, match="--ideal"):
+        simulate(done.program, data, ideal=True)
+    other = _chip(16.66, 10.0, stuck=0.02, seed=9)
+    elsewhere = program_chip(program, SimulatedBoard(other, 0))  # programmed on another chip file
+    with pytest.raises(UsageError, match="simulate it on that chip"):
+        simulate(elsewhere.program, data)
+    assert simulate(elsewhere.program, data, chip=other).accuracy >= 0
+    damaged = dataclasses.replace(done.program, extra={**done.program.extra, "programming": {
+        **done.program.extra["programming"], "cost": {"pulses": "many"}}})
+    assert any("extra.programming.cost" in p for p in program_problems(damaged))

@@ -335,10 +335,14 @@ def simulate(
     start = time.perf_counter()
     sim_chip = chip or program.chip
     _check_chip(program, sim_chip)
-    if program.as_programmed and chip is not None and chip.fingerprint() != _programmed_on(program):
-        raise UsageError("the Program was programmed on its chip (leac program): its devices hold what that chip "
-                         "was left with, so it cannot be simulated on another chip file; simulate it without "
-                         "--chip, or program the other chip")
+    if program.as_programmed and sim_chip.fingerprint() != _programmed_on(program):
+        raise UsageError("the Program was programmed on a chip (leac program) whose devices hold what they were "
+                         f"left with: simulate it on that chip (fingerprint {_programmed_on(program)[:12]}; "
+                         f"{'--chip gave' if chip is not None else 'without --chip it runs on'} "
+                         f"{sim_chip.fingerprint()[:12]}), or program this chip")
+    if program.as_programmed and ideal:
+        raise UsageError("--ideal simulates the Program as compiled on ideal devices; an as-programmed Program "
+                         "holds a programmed chip: simulate the Program leac compile wrote")
     if program.as_programmed and board is not None:
         raise UsageError("a board file programs the chip again, so it cannot run with an as-programmed Program; "
                          "give the Program it was emitted from, or simulate the as-programmed Program itself")

@@ -113,6 +113,8 @@ def program_problems(program: Program) -> list[str]:
         problems.append(f"options.reads {problem}")
     if isinstance(program.extra, dict) and not isinstance(program.extra.get("calibration", ""), str):
         problems.append("extra.calibration must be a string")
+    if isinstance(program.extra, dict) and "programming" in program.extra:
+        problems.extend(_programming_problems(program.extra["programming"]))
     if not isinstance(program.leac_version, str):
         problems.append("leac_version is not a string")
     graph = program.graph
@@ -178,6 +180,21 @@ def program_problems(program: Program) -> list[str]:
                 + ("stuck on the chip but the Program programs it" if state[window][r, c]
                    else "marked stuck (-1) in the Program but healthy on the chip"))
     return problems
+
+
+def _programming_problems(value: Any) -> list[str]:
+    """What is wrong with an as-programmed Program's `extra.programming` where leac reads it (docs/programming.md):
+    the programmed chip's fingerprint, and the cost's counts and figures."""
+    chip = value.get("chip") if isinstance(value, dict) else None
+    cost = value.get("cost") if isinstance(value, dict) else None
+    if not (isinstance(chip, dict) and isinstance(chip.get("fingerprint"), str) and isinstance(cost, dict)):
+        return ["extra.programming must hold chip.fingerprint (a string) and cost (an object)"]
+    counts: list[Any] = [cost.get(key) for key in ("pulses", "failed")]
+    figures: list[Any] = [cost.get(key) for key in ("time_s", "energy_uJ")]
+    if not (all(_is_int(v) and v >= 0 for v in counts) and all(_is_number(v) and v >= 0 for v in figures)):
+        return ["extra.programming.cost must hold pulses and failed (integers >= 0), time_s and energy_uJ "
+                "(numbers >= 0)"]
+    return []
 
 
 def listing(problems: list[str]) -> str:

@@ -141,6 +141,7 @@ class SimulatedBoard:
                 self._state[a][row[stuck][at], col[stuck][at]] = held[at]
             measured[stuck] = read_back(held, self._chip.device, self._rng)
             pulses[stuck] = limit[stuck]
+            verify[stuck] = limit[stuck]  # a verify after every pulse
             failed[stuck] = np.abs(measured[stuck] - levels[level[stuck]]) > tolerance[stuck]
         return RoundResult(measured, pulses, verify, failed)
 
@@ -177,15 +178,22 @@ def open_board(name: str, chip: Chip, seed: int = 0) -> Board:
         module_name, _, attr = name.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as error:
-            raise UsageError(f"--board {name}: cannot load {attr!r} from module {module_name!r}: {error}") from None
+        except Exception as error:  # noqa: BLE001 - whatever a driver's module raises, the user gets a message
+            raise UsageError(f"--board {name}: cannot load {attr!r} from module {module_name!r}: "
+                             f"{type(error).__name__}: {error}") from None
     else:
         found = [e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == name]
         if not found:
             known = sorted({"sim", *(e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))})
             raise UsageError(f"no board named {name!r}; boards: {', '.join(known)}, or module:callable")
-        factory = found[0].load()
-    board = factory(chip=chip, seed=seed)
+        try:
+            factory = found[0].load()
+        except Exception as error:  # noqa: BLE001
+            raise UsageError(f"--board {name}: cannot load its entry point: {type(error).__name__}: {error}") from None
+    try:
+        board = factory(chip=chip, seed=seed)
+    except Exception as error:  # noqa: BLE001 - a driver that cannot open its board is the user's to see
+        raise UsageError(f"--board {name}: opening the board failed: {type(error).__name__}: {error}") from None
     if not isinstance(board, Board):
         raise UsageError(f"--board {name}: {factory!r} made a {type(board).__name__}, which is not a leac Board "
                          "(program, read, held, chip, readback_reads: docs/programming.md)")

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +49,14 @@ import numpy as np
 from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
 from lea_compiler.backends.cost import programming_cost
 from lea_compiler.chip import Chip
+from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.errors import BadDataError, UsageError
 from lea_compiler.passes.compensate import fit_columns, layer_inputs
 from lea_compiler.passes.encode import encode_difference
 from lea_compiler.passes.quantize import PairCode, crossbar_matrix
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
-from lea_compiler.programming.board import Board
+from lea_compiler.programming.board import Board, RoundResult
 from lea_compiler.programming.readback import ReadBack, readback_of
 from lea_compiler.schedule.lower import SKIPPED, Lowered, prepare
 from lea_compiler.schedule.records import Record, SelectArray, Write
@@ -64,6 +66,9 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("open-loop", "closed-loop")
 MAX_ATTEMPTS = 100
 """Most writes of one device a strategy allows (`attempts`)."""
+MAX_SUBSETS = 256
+"""Most sets of beta copies `reselect` compares per block; beyond, the candidates are each column's compiled set
+and the set of its beta copies with the smallest errors of their own."""
 
 
 @dataclass(frozen=True)
@@ -162,12 +167,18 @@ def program_chip(
         raise UsageError("the Program is already programmed (it holds a chip's conductances); program the Program "
                          "leac compile wrote")
     chip = board.chip
+    if tuple(chip.device.levels_uS) != tuple(program.chip.device.levels_uS):
+        raise UsageError(f"the board's chip has the device levels {list(chip.device.levels_uS)} uS, the Program's "
+                         f"{list(program.chip.device.levels_uS)} uS: compile the Program for that chip")
     sizes = {a.id: (a.rows, a.cols) for a in chip.arrays}
     for array_id in program.arrays_used:
         compiled = program.chip.array(array_id)
         if sizes.get(array_id) != (compiled.rows, compiled.cols):
             raise UsageError(f"the board's chip has no array {array_id} of {compiled.rows} x {compiled.cols}, "
                              "which the Program uses")
+    reads = board.readback_reads
+    if isinstance(reads, bool) or not isinstance(reads, int) or not 1 <= reads <= MAX_READBACK_READS:
+        raise UsageError(f"the board's readback_reads must be an integer in 1..{MAX_READBACK_READS}, got {reads!r}")
     say = progress or (lambda line: logger.info("%s", line))
     lowered = prepare(program)
     devices = _device_table(lowered)
@@ -181,25 +192,30 @@ def program_chip(
     reencoded = 0
     for n in range(rounds):
         mask = np.zeros(devices.level.size, dtype=bool)
-        for plan in plans:
+        active = [plan for plan in plans if n < plan.rounds]  # a layer with a smaller beta is done sooner
+        for plan in active:
             if n > 0:
                 reencoded += plan.reencode(n, devices, levels, code)
             plan.mark(n, devices, mask)
         runner.run(mask, f"round {n + 1}/{rounds}")
-        for plan in plans:
+        for plan in active:
             plan.measured(n, devices)
-    reselected = reselect(program, plans, devices)
+    changed = reselect(program, plans, devices)
+    reselected = int(sum(int(c.sum()) for c in changed.values()))
     cost = runner.cost()
     settings = {"strategy": strategy, "board": board_name, "attempts": attempts, "tolerance_uS": tolerance,
                 "max_pulses": max_pulses, "readback_reads": board.readback_reads,
                 "chip": {"name": chip.name, "fingerprint": chip.fingerprint()},
                 "programming_model": chip.device.programming.model, "reencoded_pairs": reencoded,
                 "reselected_columns": reselected, "cost": cost.to_json()}
-    corrections = None
     if calibration is not None:
         corrections = refit_compensation(program, plans, devices, calibration)
         settings["compensation"] = "refitted on the read-back"
-    programmed = _as_programmed(program, lowered, devices, board.held(), settings, corrections,
+    else:  # a compile-time compensation was fitted for the copies compiled: none for a column that changed them
+        corrections = {layer.name: _without(layer, changed[layer.name]) for layer in program.layers
+                       if layer.column_gain is not None and changed[layer.name].any()}
+    programmed = _as_programmed(program, lowered, devices, _checked_held(board.held(), devices, chip), settings,
+                                corrections,
                                 [plan.selection for plan in plans])
     readback = _readback(devices, chip, board.readback_reads,
                          f"leac program --strategy {strategy} --board {board_name}")
@@ -212,9 +228,63 @@ def _readback(devices: _Devices, chip: Chip, reads: int, source: str) -> ReadBac
     for array_id in np.unique(devices.array).tolist():
         grid = np.full((chip.array(array_id).rows, chip.array(array_id).cols), np.nan)
         at = devices.array == array_id
-        grid[devices.row[at], devices.col[at]] = devices.measured[at]
+        grid[devices.row[at], devices.col[at]] = np.maximum(devices.measured[at], 0.0)  # noise below 0 reads 0
         values[array_id] = grid
     return readback_of(chip, values, reads=reads, source=source)
+
+
+def checked_round(result: Any, n: int) -> RoundResult:
+    """A board's report on a round of `n` writes, checked: a board driver is outside leac, and a NaN or a short
+    array would silently corrupt the closed loop.
+
+    Raises:
+        UsageError: the report is not n finite read-backs with non-negative pulse and read counts.
+    """
+    try:
+        measured = _finite(result.measured_uS, n, "program")
+        counts = [np.asarray(getattr(result, name)) for name in ("pulses", "verify_reads")]
+        failed = np.asarray(result.failed)
+    except AttributeError as error:
+        raise UsageError(f"the board's program() returned a {type(result).__name__}, not a RoundResult "
+                         f"(measured_uS, pulses, verify_reads, failed): {error}") from None
+    for name, value in (("pulses", counts[0]), ("verify_reads", counts[1]), ("failed", failed)):
+        if value.shape != (n,):
+            raise UsageError(f"the board's program() reported {name} of shape {value.shape} for {n} writes")
+    if not all(c.dtype.kind in "iu" and (c.size == 0 or c.min() >= 0) for c in counts) or failed.dtype != bool:
+        raise UsageError("the board's program() must report pulses and verify_reads as counts (integers >= 0) "
+                         "and failed as booleans")
+    return RoundResult(measured, counts[0].astype(np.int64), counts[1].astype(np.int64), failed)
+
+
+def _finite(values: Any, n: int, call: str) -> np.ndarray:
+    """`values` as n finite floats (a board's read-backs), or a UsageError naming the board call."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"the board's {call}() returned read-backs that are not numbers") from None
+    if array.shape != (n,):
+        raise UsageError(f"the board's {call}() returned {array.shape} read-backs for {n} devices")
+    if not np.all(np.isfinite(array)):
+        raise UsageError(f"the board's {call}() returned a read-back that is not a finite number")
+    return array
+
+
+def _checked_held(held: Any, devices: _Devices, chip: Chip) -> Mapping[int, np.ndarray] | None:
+    """A board's `held()`, checked: None, or per array the Program uses a finite (rows, cols) matrix >= 0."""
+    if held is None:
+        return None
+    out = {}
+    for array_id in np.unique(devices.array).tolist():
+        array = chip.array(array_id)
+        try:
+            values = np.asarray(held[array_id], dtype=np.float64)
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise UsageError(f"the board's held() has no conductances for array {array_id}") from None
+        if values.shape != (array.rows, array.cols) or not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise UsageError(f"the board's held() for array {array_id} is not a {array.rows} x {array.cols} matrix "
+                             "of finite conductances >= 0")
+        out[array_id] = values
+    return out
 
 
 def _half_index(lowered: Lowered) -> dict[tuple[str, int, int, str], int]:
@@ -256,7 +326,7 @@ class _Runner:
         stuck = np.flatnonzero(d.level == SKIPPED)
         for array_id in np.unique(d.array[stuck]).tolist():
             at = stuck[d.array[stuck] == array_id]
-            d.measured[at] = self.board.read(array_id, d.row[at], d.col[at])
+            d.measured[at] = _finite(self.board.read(array_id, d.row[at], d.col[at]), int(at.size), "read")
             self.stuck_reads += int(at.size)
 
     def run(self, mask: np.ndarray, label: str) -> None:
@@ -266,7 +336,7 @@ class _Runner:
         for attempt in range(self.attempts):
             if not pending.size:
                 break
-            result = self.board.program(list(self._records(pending)))
+            result = checked_round(self.board.program(list(self._records(pending))), int(pending.size))
             self.rounds += 1
             self.writes += int(pending.size)
             self.pulses += int(np.sum(result.pulses))
@@ -401,13 +471,14 @@ class _BlockPlan:
         return changed
 
 
-def reselect(program: Program, plans: list[_BlockPlan], devices: _Devices) -> int:
+def reselect(program: Program, plans: list[_BlockPlan], devices: _Devices) -> dict[str, np.ndarray]:
     """With beta < alpha, choose again, per column, the beta copies whose read-back mean is nearest the weights
-    (the least sum over the column's rows of |mean of measured G+ - G- - W s|, over every set of beta copies;
-    ties keep the compiled choice). Returns the number of columns whose copies changed."""
-    changed = 0
+    (the least sum over the column's rows of |mean of measured G+ - G- - W s|, over every set of beta copies, or
+    over `MAX_SUBSETS`' candidates; ties keep the compiled choice). Returns per layer which columns changed."""
+    changed: dict[str, np.ndarray] = {}
     plan = iter(plans)
     for layer in program.layers:
+        changed[layer.name] = np.zeros(layer.cols, dtype=bool)
         matrix = crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
         scale = np.asarray(layer.scale, dtype=np.float64)
         for block in layer.blocks:
@@ -417,21 +488,34 @@ def reselect(program: Program, plans: list[_BlockPlan], devices: _Devices) -> in
             rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
             target = matrix[rows, cols] * scale[cols]
             diffs = this._differences(devices)  # (alpha, rows, cols)
-            subsets = list(itertools.combinations(range(layer.alpha), layer.beta))
+            if math.comb(layer.alpha, layer.beta) > MAX_SUBSETS:  # too many sets: the copies' own errors decide
+                own = np.abs(diffs - target).sum(axis=1)  # (alpha, cols)
+                best_sets = np.sort(np.argsort(own, axis=0, kind="stable")[:layer.beta], axis=0).T
+                subsets = sorted({tuple(row) for row in best_sets.tolist()} |
+                                 {tuple(np.flatnonzero(this.selection[:, j]).tolist())
+                                  for j in range(this.selection.shape[1])})
+            else:
+                subsets = list(itertools.combinations(range(layer.alpha), layer.beta))
             errors = np.stack([np.abs(diffs[list(s)].mean(axis=0) - target).sum(axis=0) for s in subsets])
             masks = np.zeros((len(subsets), layer.alpha), dtype=bool)
             for i, subset in enumerate(subsets):
                 masks[i, list(subset)] = True
-            bits = 1 << np.arange(layer.alpha)
-            codes = masks.astype(np.int64) @ bits  # each subset as a bit mask
-            order = np.argsort(codes)
-            current = order[np.searchsorted(codes[order], this.selection.T.astype(np.int64) @ bits)]
+            where = {subset: i for i, subset in enumerate(subsets)}
+            current = np.array([where[tuple(np.flatnonzero(this.selection[:, j]).tolist())]
+                                for j in range(this.selection.shape[1])])
             best = np.argmin(errors, axis=0)
             cols_ = np.arange(best.size)
             best = np.where(errors[current, cols_] <= errors[best, cols_], current, best)
-            changed += int(np.sum(best != current))
+            changed[layer.name][cols] = best != current
             this.selection = masks[best].T.copy()
     return changed
+
+
+def _without(layer: Layer, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's compensation (gain, offset) with `columns` uncompensated."""
+    gain = np.where(columns, 1.0, np.asarray(layer.column_gain, dtype=np.float64))
+    offset = np.where(columns, 0.0, np.asarray(layer.column_offset, dtype=np.float64))
+    return gain, offset
 
 
 def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devices, calibration: np.ndarray
@@ -462,7 +546,7 @@ def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devi
 
 
 def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: Mapping[int, np.ndarray] | None,
-                   settings: dict[str, Any], corrections: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+                   settings: dict[str, Any], corrections: dict[str, tuple[np.ndarray, np.ndarray]],
                    selections: list[np.ndarray]) -> Program:
     """The Program with the levels finally written and what every device holds (the board's account, else
     the read-back), and how it was programmed in `extra.programming`."""
@@ -474,8 +558,8 @@ def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: 
         rows, cols = devices.shapes[i]
         if held is not None:
             g = held[region.array][region.row:region.row + rows, region.col:region.col + cols]
-        else:
-            g = devices.half(i, devices.measured)
+        else:  # a read-back may read a device below 0 (noise); what it holds cannot be
+            g = np.maximum(devices.half(i, devices.measured), 0.0)
         levels = devices.half(i, devices.level).astype(np.asarray(old.levels).dtype)
         return CopyHalf(region, levels, old.cost_uS, np.array(g, dtype=np.float64))
 
@@ -484,7 +568,6 @@ def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: 
                                                                                copies=tuple(
         BlockCopy(c.copy, half(layer, block, c.copy, "pos", c.pos), half(layer, block, c.copy, "neg", c.neg))
         for c in block.copies)) for block in layer.blocks)) for layer in program.layers)
-    if corrections is not None:
-        layers = tuple(dataclasses.replace(layer, column_gain=corrections[layer.name][0],
-                                           column_offset=corrections[layer.name][1]) for layer in layers)
+    layers = tuple(layer if layer.name not in corrections else dataclasses.replace(
+        layer, column_gain=corrections[layer.name][0], column_offset=corrections[layer.name][1]) for layer in layers)
     return dataclasses.replace(program, layers=layers, extra={**program.extra, "programming": settings})

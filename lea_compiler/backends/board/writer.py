@@ -98,10 +98,14 @@ def emit_board(
         The counts of what was written and the file size.
 
     Raises:
-        UsageError: tolerance or max_pulses out of range.
+        UsageError: tolerance or max_pulses out of range, or an as-programmed Program (`leac program`), whose
+            levels were chosen for the noise of one programming.
         InvalidInputError: the Program contradicts its own chip (a damaged or
             hand-edited Program); every problem is listed.
     """
+    if program.as_programmed:
+        raise UsageError("the Program is as-programmed (leac program): its levels were chosen for the noise of one "
+                         "programming of one chip; emit the Program leac compile wrote")
     header, lines = _emit_lines(program, tolerance_uS, max_pulses)
     text = "\n".join([_dumps(header.to_json()), *lines]) + "\n"
     data_bytes = len(text.encode("ascii"))
