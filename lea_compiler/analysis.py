@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from lea_compiler.chip import Chip
 from lea_compiler.errors import DoesNotFitError
 from lea_compiler.ir import Graph, Node
+from lea_compiler.layer_sizes import CountSpec, counts
 from lea_compiler.passes.canonicalize import Canonicalize
 
 DEVICES_PER_WEIGHT = 2
@@ -78,25 +79,42 @@ def total_devices(layers: Iterable[CrossbarLayer], k: int = 1, bias_row: bool = 
     return sum(layer.devices(k, bias_row) for layer in layers)
 
 
-def canonical_devices(graph: Graph, k: int = 1, bias_row: bool = False) -> int:
-    """`total_devices` of a graph canonicalize has run on (its `leac.MVM` nodes), without copying it."""
-    return total_devices((mvm_layer(node) for node in graph.nodes_of("MVM")), k, bias_row)
+def canonical_devices(graph: Graph, k: CountSpec = 1, bias_row: bool = False) -> int:
+    """`total_devices` of a graph canonicalize has run on (its `leac.MVM` nodes), without copying it, at `k`
+    copies of every layer or a per-layer spec's (`lea_compiler.layer_sizes`).
+
+    Raises:
+        UsageError: a per-layer spec naming no layer of the graph, or leaving one without a count.
+    """
+    layers = [mvm_layer(node) for node in graph.nodes_of("MVM")]
+    if isinstance(k, int):
+        return total_devices(layers, k, bias_row)
+    alpha = counts(k, [layer.node for layer in layers], "k")
+    return sum(layer.devices(alpha[layer.node], bias_row) for layer in layers)
 
 
-def check_devices(needed: int, chip: Chip, k: int) -> None:
+def check_devices(needed: int, chip: Chip, k: CountSpec, per_copy: int | None = None) -> None:
     """Refuse a chip with fewer devices than the crossbar layers need, before any work is spent on them.
 
     Every copy of every weight needs its own differential pair, so a chip with fewer devices than
     `needed` (a `total_devices` count) cannot hold the model at `k` copies, whatever the placer does.
     Checking this first keeps `-k 100000` from quantizing and tiling for minutes before `place` says so.
+    With `per_copy` (the devices of one copy of every layer), the message says the largest uniform k the
+    chip's device count allows.
 
     Raises:
         DoesNotFitError: the chip has fewer devices than `needed`.
     """
     if needed > chip.device_count:
         n = len(chip.arrays)
+        largest = ""
+        if per_copy:
+            most = chip.device_count // per_copy
+            largest = (f"; at most k = {most} fits by device count ({per_copy} devices per copy of every layer), "
+                       "or give layers their own k (-k LAYER=K,...,default=K)" if most >= 1 else
+                       f"; not even one copy fits ({per_copy} devices)")
         raise DoesNotFitError(
             f"not enough devices: the crossbar layers need {needed} devices at k = {k} (2 per weight per copy; "
             f"leac inspect -k {k} lists them) and the chip has {chip.device_count} devices in {n} "
-            f"{'array' if n == 1 else 'arrays'}"
+            f"{'array' if n == 1 else 'arrays'}{largest}"
         )

@@ -26,6 +26,7 @@ from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.ir import Graph
+from lea_compiler.layer_sizes import ensemble_counts
 from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
@@ -68,6 +69,7 @@ class FrontEnd:
         seconds: Time spent building this front end.
         devices_needed: Devices the crossbar layers need at the options' k (counted right after canonicalize,
             `lea_compiler.analysis.canonical_devices`); every chip is checked against it before its passes.
+        devices_per_copy: Devices one copy of every crossbar layer needs (what a does-not-fit message divides by).
     """
 
     graph: Graph
@@ -80,6 +82,7 @@ class FrontEnd:
     calibration_label: str | None
     seconds: float
     devices_needed: int = 0
+    devices_per_copy: int = 0
 
     @property
     def levels_uS(self) -> tuple[float, ...] | None:
@@ -178,10 +181,13 @@ def _prepare(
     empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
                      imported.seconds + time.perf_counter() - start)
     front = _advance(empty, passes[:1], copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    if options.ensemble == "layer":  # the per-layer counts name layers: check them before any work
+        ensemble_counts(options.k, options.beta, [node.name for node in front.graph.nodes_of("MVM")])
     needed = canonical_devices(front.graph, options.k, options.bias == "row")
+    per_copy = canonical_devices(front.graph, 1, options.bias == "row")
     if chip is not None:
-        check_devices(needed, chip, options.k)
-    front = dataclasses.replace(front, devices_needed=needed)
+        check_devices(needed, chip, options.k, per_copy)
+    front = dataclasses.replace(front, devices_needed=needed, devices_per_copy=per_copy)
     front = _advance(front, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     # quantize checks this too; without a device (a compile for many chips) refuse here, not once per chip
     require_mvm(front.graph, "compiling after " + ", ".join(p.name for p in front.passes))
@@ -231,7 +237,7 @@ def compile_prepared(
     start = time.perf_counter()
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
-    check_devices(front.devices_needed, chip, front.options.k)
+    check_devices(front.devices_needed, chip, front.options.k, front.devices_per_copy)
     calibration = front.calibration
     passes = default_pipeline(chip, front.options, calibration.x if calibration is not None else None)
     done = _advance(front, passes, copy=copy, verify=verify, dump_dir=dump_dir, on_pass=on_pass)

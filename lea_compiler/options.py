@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
 from lea_compiler.errors import UsageError
+from lea_compiler.layer_sizes import CountSpec, canonical
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.place import PLACER_NAMES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
@@ -102,6 +103,11 @@ def _option(option: Option) -> dict[str, Option]:
     return {"option": option}
 
 
+def _count_parser(what: str, default: int | None) -> Callable[[str | None], CountSpec | None]:
+    """A count flag's text (`-k 3`, `-k fc1=4,default=2`) as its API value; `default` when not given."""
+    return lambda text: default if text is None else canonical(text, what)
+
+
 _BLOCK = Option(
     "block", "block shape", api_type="tuple[int, int] | None", metavar="ROWSxCOLS",
     default_text="the chip's main array shape", parse=parse_block, split=_split_block,
@@ -113,10 +119,15 @@ class CompileOptions:
     """Everything a compile depends on besides the model and the chip (the module docstring says how the API and
     the command line read these fields)."""
 
-    k: int = field(default=3, metadata=_option(Option(
-        "k", "copies of every block, alpha; with --ensemble network, copies of the network")))
-    beta: int | None = field(default=None, metadata=_option(Option(
-        "beta", "copies averaged per output column", default_text="k; --ensemble layer only")))
+    k: int | str = field(default=3, metadata=_option(Option(
+        "k", "copies of every block, alpha: one count for every layer, or layer=count pairs with default=N for "
+        "the layers not named (e.g. fc1=4,fc2=2,default=3; names as leac inspect prints them); with --ensemble "
+        "network, copies of the network (one count)",
+        api_type="int | str | Mapping[str, int]", metavar="K", parse=_count_parser("-k", 3))))
+    beta: int | str | None = field(default=None, metadata=_option(Option(
+        "beta", "copies averaged per output column: one count, or layer=count pairs (a layer not named: "
+        "default=N, else its k)", api_type="int | str | Mapping[str, int] | None", metavar="B",
+        default_text="k; --ensemble layer only", parse=_count_parser("--beta", None))))
     encoding: str = field(default="joint", metadata=_option(Option(
         "encoding",
         "level pairs for a weight: joint (the averaged copies of each column encoded together, a sigma-delta "
@@ -161,8 +172,13 @@ class CompileOptions:
         "ADC conversions, device reads and analog time (the DAC holds its voltages over the N reads)",
         metavar="N", omit_default=True)))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "k", canonical(self.k, "k"))
+        if self.beta is not None:
+            object.__setattr__(self, "beta", canonical(self.beta, "beta"))
+
     @property
-    def effective_beta(self) -> int:
+    def effective_beta(self) -> CountSpec:
         return self.k if self.beta is None else self.beta
 
 
@@ -203,8 +219,8 @@ class CompileKeywords(TypedDict, total=False):
     """The compile options as the keyword arguments of `leac.compile` and `leac.compile_many`, for type checkers
     (which cannot read `OPTIONS`; tests/test_options.py checks that the two agree, types included)."""
 
-    k: int
-    beta: int | None
+    k: int | str | Mapping[str, int]
+    beta: int | str | Mapping[str, int] | None
     encoding: str
     placer: str
     time_limit_s: float

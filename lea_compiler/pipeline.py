@@ -85,17 +85,21 @@ def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> 
     if options.ensemble not in ENSEMBLE_MODES:
         raise CompileError(f"unknown ensemble {options.ensemble!r}; choose one of {', '.join(ENSEMBLE_MODES)}")
     network = options.ensemble == "network"
+    if network and not isinstance(options.k, int):
+        raise CompileError(f"the network ensemble takes one k for the whole network, not per-layer counts "
+                           f"({options.k})")
     if network and options.beta is not None:
         raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
                            "the network ensemble averages all k copies at the outputs")
     if (problem := reads_problem(options.reads)) is not None:
         raise CompileError(f"reads (reads per inference) {problem}")
-    replicate: list[Pass] = [ReplicateNetwork(options.k)] if network else []
+    replicate: list[Pass] = [ReplicateNetwork(int(options.k))] if network else []
     noise = 0.0 if device is None or options.scale_noise == "none" else pair_noise_variance(
         device.write_noise_uS, device.read_noise_uS, options.reads)
     quantize: list[Pass] = [] if device is None else [
         Quantize(device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias,
-                 copies=1 if network else options.effective_beta, noise_uS2=noise)]
+                 copies=1 if network else options.effective_beta, noise_uS2=noise,
+                 alpha=None if network or options.beta is None else options.k)]
     return [Canonicalize(), *replicate, *quantize]
 
 

@@ -41,11 +41,11 @@ def test_inspect_prints_ir_and_device_table(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "%h0: float32[N, 12] = Gemm(%x, %W0, %b0) {transB=1}  # fc0" in out
     # 4-12-6-3 with digital biases: (4*12 + 12*6 + 6*3) weights, two devices each
-    assert "fc0   Gemm  4 x 12              digital  1             96" in out
+    assert "fc0   Gemm  4 x 12              digital  1             1  96" in out
     assert "total: 276 devices for 3 crossbar layers at k = 1" in out
     assert main(["inspect", str(path), "--bias", "row"]) == 0
     out = capsys.readouterr().out
-    assert "fc0   Gemm  5 x 12              row   1             120"
+    assert "fc0   Gemm  5 x 12              row   1             1  120" in out
     assert "total: 318 devices for 3 crossbar layers at k = 1" in out
 
 

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import inspect
 import typing
+from collections.abc import Mapping  # noqa: F401 - option types are eval()ed here
 
 import onnx
 import pytest

@@ -113,18 +113,20 @@ def _paragraphs(*texts: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise UsageError(f"-k must be at least 1, got {args.k}")
-    if args.beta is not None and args.ensemble == "network":
+    keywords = keywords_from_args(args)  # -k and --beta parsed: a count, or per-layer counts
+    k, beta = keywords["k"], keywords["beta"]
+    if beta is not None and args.ensemble == "network":
         raise UsageError("--beta applies to --ensemble layer only: the network ensemble averages all k copies "
                          "at the outputs")
-    if args.beta is not None and not 1 <= args.beta <= args.k:
-        raise UsageError(f"--beta must be between 1 and k = {args.k}, got {args.beta}")
+    if not isinstance(k, int) and args.ensemble == "network":
+        raise UsageError(f"--ensemble network takes one -k for the whole network, not per-layer counts ({k})")
+    if isinstance(k, int) and isinstance(beta, int) and not 1 <= beta <= k:
+        raise UsageError(f"--beta must be between 1 and k = {k}, got {beta}")
     if (problem := time_limit_problem(args.time_limit_s)) is not None:
         raise UsageError(f"--time-limit {problem}")
     if (problem := reads_problem(args.reads)) is not None:
         raise UsageError(f"--reads {problem}")
-    options = from_keywords(keywords_from_args(args))
+    options = from_keywords(keywords)
     chips = args.chip or []
     if args.chip_dir is not None or len(chips) > 1 or args.jobs is not None or args.scheduler is not None:
         return _run_many(args, options)

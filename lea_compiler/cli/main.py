@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lea_compiler import __version__
-from lea_compiler.analysis import crossbar_layers, total_devices
+from lea_compiler.analysis import crossbar_layers
 from lea_compiler.cli import chip as cli_chip
 from lea_compiler.cli import compile as cli_compile
 from lea_compiler.cli import emit as cli_emit
 from lea_compiler.cli import program as cli_program
 from lea_compiler.cli import simulate as cli_simulate
 from lea_compiler.errors import LeacError, UsageError
+from lea_compiler.layer_sizes import canonical, counts
 from lea_compiler.onnx_frontend import load_model
 from lea_compiler.passes.quantize import BIAS_MODES
 from lea_compiler.report_json import dumps_report
@@ -138,7 +139,9 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
-    p.add_argument("-k", type=int, default=1, help="copies per layer to cost (default 1)")
+    p.add_argument("-k", default="1", metavar="K",
+                   help="copies per layer to cost: one count, or layer=count pairs with default=N as leac compile "
+                        "takes them (default 1)")
     p.add_argument("--bias", choices=BIAS_MODES, default="digital",
                    help="bias added digitally, or as one more crossbar row, as in leac compile (default digital)")
     p.add_argument("--json", action="store_true",
@@ -147,12 +150,12 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise UsageError(f"-k must be at least 1, got {args.k}")
+    k = canonical(args.k, "-k")
     graph = load_model(args.model)
     layers = crossbar_layers(graph)
     bias_row = args.bias == "row"
-    total = total_devices(layers, args.k, bias_row)
+    alpha = counts(k, [layer.node for layer in layers], "-k")
+    total = sum(layer.devices(alpha[layer.node], bias_row) for layer in layers)
     if args.json:
         report = {
             "report": "leac-inspect",
@@ -163,7 +166,7 @@ def _inspect(args: argparse.Namespace) -> int:
             "inputs": [{"name": v.name, "type": v.type_str()} for v in graph.inputs],
             "outputs": [{"name": v.name, "type": v.type_str()} for v in graph.outputs],
             "nodes": len(graph.nodes),
-            "k": args.k,
+            "k": k,
             "crossbar_layers": [
                 {
                     "node": layer.node,
@@ -173,7 +176,8 @@ def _inspect(args: argparse.Namespace) -> int:
                     "bias": layer.bias,
                     "bias_row": layer.bias and bias_row,
                     "reads_per_sample": layer.reads_per_sample,
-                    "devices": layer.devices(args.k, bias_row),
+                    "k": alpha[layer.node],
+                    "devices": layer.devices(alpha[layer.node], bias_row),
                 }
                 for layer in layers
             ],
@@ -186,7 +190,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if not layers:
         print("no matrix product maps to crossbars (every op runs digitally)")
         return EXIT_OK
-    rows = [("node", "op", "matrix rows x cols", "bias", "reads/sample", f"devices (k={args.k})")]
+    rows = [("node", "op", "matrix rows x cols", "bias", "reads/sample", "k", "devices")]
     for layer in layers:
         rows.append(
             (
@@ -195,11 +199,12 @@ def _inspect(args: argparse.Namespace) -> int:
                 f"{layer.matrix_rows(bias_row)} x {layer.cols}",
                 ("row" if bias_row else "digital") if layer.bias else "none",
                 "?" if layer.reads_per_sample is None else str(layer.reads_per_sample),
-                str(layer.devices(args.k, bias_row)),
+                str(alpha[layer.node]),
+                str(layer.devices(alpha[layer.node], bias_row)),
             )
         )
     print(format_table(rows))
-    print(f"total: {total} devices for {len(layers)} crossbar layers at k = {args.k}")
+    print(f"total: {total} devices for {len(layers)} crossbar layers at k = {k}")
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lea_compiler.errors import CompileError
 from lea_compiler.ir import Graph
+from lea_compiler.layer_sizes import CountSpec, ensemble_counts
 from lea_compiler.passes.tile import Tiling
 
 
@@ -31,23 +32,24 @@ class Ensemble:
 
 @dataclass(frozen=True)
 class MakeEnsemble:
-    """The ensemble pass (see the module docstring)."""
+    """The ensemble pass (see the module docstring). `k` and `beta` are counts for every layer or per-layer specs
+    (`lea_compiler.layer_sizes`)."""
 
-    k: int
-    beta: int | None = None
+    k: CountSpec
+    beta: CountSpec | None = None
     name: str = "ensemble"
 
     def __post_init__(self) -> None:
-        if self.k < 1:
+        if isinstance(self.k, int) and self.k < 1:
             raise CompileError(f"k (copies per block) must be at least 1, got {self.k}")
-        beta = self.k if self.beta is None else self.beta
-        if not 1 <= beta <= self.k:
-            raise CompileError(f"beta must be between 1 and k = {self.k}, got {beta}")
+        if isinstance(self.k, int) and isinstance(self.beta, int) and not 1 <= self.beta <= self.k:
+            raise CompileError(f"beta must be between 1 and k = {self.k}, got {self.beta}")
 
     def run(self, graph: Graph) -> Graph:
-        beta = self.k if self.beta is None else self.beta
-        for node in graph.nodes_of("MVM"):
+        nodes = graph.nodes_of("MVM")
+        alpha, beta = ensemble_counts(self.k, self.beta, [node.name for node in nodes])
+        for node in nodes:
             if node.fact(Tiling) is None:
                 raise CompileError(f"ensemble needs tiled layers; run tile first ({node.describe()})")
-            node.set_fact(Ensemble(self.k, beta))
+            node.set_fact(Ensemble(alpha[node.name], beta[node.name]))
         return graph

@@ -72,6 +72,7 @@ import numpy as np
 from lea_compiler.chip import level_index_dtype
 from lea_compiler.errors import CompileError, InvalidModelError, UsageError
 from lea_compiler.ir import Graph, Node
+from lea_compiler.layer_sizes import CountSpec, ensemble_counts
 from lea_compiler.passes.canonicalize import require_mvm
 
 ENCODINGS = ("simple", "rme", "joint")
@@ -317,8 +318,9 @@ class Quantize:
     encoding: str = "simple"
     scale: str = "per-column"
     bias: str = "digital"
-    copies: int = 1  # copies averaged per column (beta): `joint` chooses its scale for their mean
+    copies: CountSpec = 1  # copies averaged per column (beta, per layer): `joint` chooses its scale for their mean
     noise_uS2: float = 0.0  # one pair's noise variance (uS^2) the scale accounts for (`pair_noise_variance`)
+    alpha: CountSpec | None = None  # copies programmed (k), which a layer `copies` does not name averages
     name: str = "quantize"
 
     def __post_init__(self) -> None:
@@ -330,7 +332,7 @@ class Quantize:
             raise CompileError(f"unknown bias mode {self.bias!r}; choose one of {', '.join(BIAS_MODES)}")
         if len(self.levels_uS) < 2:
             raise CompileError("the device needs at least 2 conductance levels")
-        if self.copies < 1:
+        if isinstance(self.copies, int) and (isinstance(self.copies, bool) or self.copies < 1):
             raise CompileError(f"copies averaged per column must be at least 1, got {self.copies}")
         if not (self.noise_uS2 >= 0 and np.isfinite(self.noise_uS2)):
             raise CompileError(f"the noise variance must be finite and non-negative, got {self.noise_uS2}")
@@ -338,10 +340,17 @@ class Quantize:
     def run(self, graph: Graph) -> Graph:
         require_mvm(graph, self.name)
         mvms = graph.nodes_of("MVM")
-        done: dict[tuple[int, int | None], QuantizedLayer] = {}  # layers sharing weights (replicas) share levels
+        names = [node.name for node in mvms]
+        if isinstance(self.copies, int) and self.alpha is None:
+            averaged = dict.fromkeys(names, self.copies)
+        else:
+            averaged = ensemble_counts(self.copies if self.alpha is None else self.alpha,
+                                       None if self.alpha is None else self.copies, names)[1]
+        done: dict[tuple[int, int | None, int], QuantizedLayer] = {}  # replicas sharing weights share levels
         for node in mvms:
             bias_row = self.bias == "row" and node.input(2) is not None
-            key = (id(node.input(1)), id(node.input(2)) if bias_row else None)
+            copies = averaged[node.name]
+            key = (id(node.input(1)), id(node.input(2)) if bias_row else None, copies)
             if key not in done:
                 weight = node.input(1)
                 assert weight is not None and weight.const is not None
@@ -359,6 +368,6 @@ class Quantize:
                         f"{node.describe()}: the weights or the bias contain NaN or infinity (after folding its "
                         "attributes, such as Gemm's alpha and beta, and any BatchNormalization into them)")
                 done[key] = quantize_matrix(matrix, self.levels_uS, self.encoding, self.scale == "per-layer", bias_row,
-                                            self.copies, self.noise_uS2)
+                                            copies, self.noise_uS2)
             node.set_fact(done[key])
         return graph
