@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from lea_compiler.analysis import canonical_devices, check_devices
+from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, parse_budget, predict
+from lea_compiler.analysis import canonical_devices, check_devices, mvm_layer
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
+from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.ir import Graph
-from lea_compiler.layer_sizes import ensemble_counts
+from lea_compiler.layer_sizes import AUTO, canonical, ensemble_counts
 from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
@@ -70,6 +72,7 @@ class FrontEnd:
         devices_needed: Devices the crossbar layers need at the options' k (counted right after canonicalize,
             `lea_compiler.analysis.canonical_devices`); every chip is checked against it before its passes.
         devices_per_copy: Devices one copy of every crossbar layer needs (what a does-not-fit message divides by).
+        allocation: With `-k auto`, the counts chosen and what the predictor expects of them.
     """
 
     graph: Graph
@@ -83,6 +86,7 @@ class FrontEnd:
     seconds: float
     devices_needed: int = 0
     devices_per_copy: int = 0
+    allocation: Allocation | None = None
 
     @property
     def levels_uS(self) -> tuple[float, ...] | None:
@@ -177,10 +181,17 @@ def _prepare(
         assert calibration is not None
         digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
         label = f"{Path(calibrate_on).name}, {len(calibration.x)} samples, sha256 {digest[:16]}"
+    if options.budget is not None and options.k != AUTO:
+        raise UsageError(f"--budget is the device budget of -k auto; with -k {options.k} the counts are given")
     passes = front_passes(options, device)
     empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
                      imported.seconds + time.perf_counter() - start)
     front = _advance(empty, passes[:1], copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
+    if options.k == AUTO:  # choose every layer's k now, and compile with the counts chosen
+        allocation = _allocate(front.graph, options, device, chip, calibration)
+        options = dataclasses.replace(options, k=canonical(allocation.counts), budget=allocation.budget)
+        passes = front_passes(options, device)
+        front = dataclasses.replace(front, options=options, allocation=allocation)
     if options.ensemble == "layer":  # the per-layer counts name layers: check them before any work
         ensemble_counts(options.k, options.beta, [node.name for node in front.graph.nodes_of("MVM")])
     needed = canonical_devices(front.graph, options.k, options.bias == "row")
@@ -192,6 +203,37 @@ def _prepare(
     # quantize checks this too; without a device (a compile for many chips) refuse here, not once per chip
     require_mvm(front.graph, "compiling after " + ", ".join(p.name for p in front.passes))
     return front
+
+
+def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None, chip: Chip | None,
+              calibration: Dataset | None) -> Allocation:
+    """`-k auto`: every layer's k under the device budget (`lea_compiler.allocate`), for the canonical `graph`.
+
+    Raises:
+        UsageError: no chip or no calibration data to measure on, the network ensemble, or a --beta.
+        DoesNotFitError: not even one copy of every layer fits the budget.
+    """
+    if chip is None or device is None:
+        raise UsageError("-k auto chooses the counts for one chip (its devices and noise): compile for one chip")
+    if calibration is None:
+        raise UsageError("-k auto needs --calibrate DATA.npz: it measures each layer's effect on the model's answers "
+                         "on that data")
+    if options.ensemble != "layer" or options.beta is not None:
+        raise UsageError("-k auto chooses alpha = beta per layer for the layer ensemble: drop --beta and "
+                         "--ensemble network")
+    budget = parse_budget(options.budget, chip.device_count)
+    bias_row = options.bias == "row"
+    layers = {node.name: mvm_layer(node).devices(1, bias_row) for node in graph.nodes_of("MVM")}
+    minimum = sum(layers.values())
+    if minimum > budget:
+        raise DoesNotFitError(f"-k auto: the budget of {budget} devices holds not even one copy of every layer "
+                              f"({minimum} devices)")
+    most = {name: min(MAX_AUTO_K, (budget - minimum + cost) // cost) for name, cost in layers.items()}
+    prediction = predict(graph, calibration.x, levels_uS=device.levels_uS, encoding=options.encoding,
+                         per_layer=options.scale == "per-layer", bias_row=bias_row,
+                         write_noise_uS=device.write_noise_uS, read_noise_uS=device.read_noise_uS,
+                         reads=options.reads, max_k=most, seed=options.seed)
+    return allocate(prediction, layers, budget, time_limit_s=options.time_limit_s)
 
 
 def _advance(
@@ -248,6 +290,8 @@ def compile_prepared(
         ranges = calibrate(program, [calibration], chip)
         program = with_calibration(program, ranges.input_full_scale, ranges.adc_full_scale_uA,
                                    front.calibration_label)
+    if front.allocation is not None:
+        program = dataclasses.replace(program, extra={**program.extra, "allocation": front.allocation.to_json()})
     return CompileResult(program, list(done.timings), time.perf_counter() - start)
 
 
@@ -304,6 +348,7 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
         "encoding": program.options["encoding"],
         "placer": placement.get("placer"),
         "calibration": program.extra.get("calibration"),
+        **({"allocation": program.extra["allocation"]} if "allocation" in program.extra else {}),
         "layers": [
             {
                 "name": layer.name,

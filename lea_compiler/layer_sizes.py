@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from lea_compiler.errors import UsageError
 
 DEFAULT = "default"
+AUTO = "auto"
+"""`-k auto`: the counts chosen under a device budget (`lea_compiler.allocate`)."""
 _NAME = re.compile(r"^[^=,\s]+$")
 
 CountSpec = int | str
@@ -40,6 +42,8 @@ def canonical(value: object, what: str = "k") -> CountSpec:
         text = value.strip()
         if text.isdigit():
             return canonical(int(text), what)
+        if text == AUTO and what.lstrip("-") == "k":
+            return AUTO
         pairs = []
         for part in text.split(","):
             name, sep, count = part.partition("=")

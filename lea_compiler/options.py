@@ -108,6 +108,13 @@ def _count_parser(what: str, default: int | None) -> Callable[[str | None], Coun
     return lambda text: default if text is None else canonical(text, what)
 
 
+def _parse_budget(text: str | None) -> int | str | None:
+    """`--budget`'s text: a number of devices as an int, a percentage as its text (checked with the chip)."""
+    if text is None:
+        return None
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
 _BLOCK = Option(
     "block", "block shape", api_type="tuple[int, int] | None", metavar="ROWSxCOLS",
     default_text="the chip's main array shape", parse=parse_block, split=_split_block,
@@ -165,6 +172,12 @@ class CompileOptions:
         "none: the weight scale minimises the quantization error; chip: the quantization error plus the chip's "
         "write and read noise, clipping more of the largest weights where the noise is the larger error",
         choices=SCALE_NOISE_MODES)))
+    budget: int | str | None = field(default=None, metadata=_option(Option(
+        "budget",
+        "with -k auto: the devices all copies may use, a number or a percentage of the chip's devices (e.g. 50%); "
+        "every layer's k is then chosen to keep the model's answers on the --calibrate data (docs/cli.md)",
+        api_type="int | str | None", metavar="DEVICES", default_text="the whole chip", parse=_parse_budget,
+        omit_default=True)))
     reads: int = field(default=1, metadata=_option(Option(
         "reads",
         f"reads per inference, 1 to {MAX_READS}: each copy half's region is read N times and the N digitised "
@@ -231,6 +244,7 @@ class CompileKeywords(TypedDict, total=False):
     ensemble: str
     compensate: str
     scale_noise: str
+    budget: int | str | None
     reads: int
 
 
@@ -271,7 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     for name, entry in _ENTRIES.items():
         option = entry.option
         kwargs: dict[str, Any] = {"dest": name, "default": None if option.parse else entry.default,
-                                  "help": help_text(name)}
+                                  "help": help_text(name).replace("%", "%%")}  # argparse formats help with %
         if option.parse is None:
             kwargs["type"] = _CLI_TYPES[entry.api_type]
         if option.choices is not None:

@@ -133,17 +133,21 @@ def test_the_api_and_the_cli_compile_the_same_program(tmp_path) -> None:
                  "--scale", "per-layer", "--scale-noise", "chip", "--compensate", "none", "--reads", "3",
                  "-o", str(tmp_path / "p.leac")]) == 0
     assert Program.load(tmp_path / "p.leac").to_bytes() == program.to_bytes()
-    assert program.options == dataclasses.asdict(from_keywords(options))  # every field, reads too
+    assert program.options == recorded_options(from_keywords(options))  # every field, reads too
+    assert set(program.options) == set(dataclasses.asdict(from_keywords(options))) - {"budget"}  # -k auto only
     assert program.reads == 3
 
 
 def test_an_option_at_its_default_that_programs_did_not_have_is_not_recorded() -> None:
-    """`reads` came after Programs were written: at its default (1) the Program has no key for it, so a default
-    compile is byte-identical to one from before; any other value is recorded. Every other option is always
-    recorded."""
-    assert [name for name, option in OPTIONS.items() if option.omit_default] == ["reads"]
+    """`budget` and `reads` came after Programs were written: at their defaults the Program has no key for them,
+    so a default compile is byte-identical to one from before; any other value is recorded. Every other option
+    is always recorded."""
+    late = ["budget", "reads"]
+    assert [name for name, option in OPTIONS.items() if option.omit_default] == late
     default = recorded_options(CompileOptions())
-    assert "reads" not in default
-    assert default == {key: value for key, value in dataclasses.asdict(CompileOptions()).items() if key != "reads"}
+    assert not set(late) & set(default)
+    assert default == {key: value for key, value in dataclasses.asdict(CompileOptions()).items() if key not in late}
     assert recorded_options(CompileOptions(reads=2))["reads"] == 2
-    assert list(recorded_options(CompileOptions(reads=2))) == [f.name for f in dataclasses.fields(CompileOptions)]
+    assert recorded_options(CompileOptions(k="auto", budget="50%"))["budget"] == "50%"
+    assert list(recorded_options(CompileOptions(reads=2, budget=10))) == [
+        f.name for f in dataclasses.fields(CompileOptions)]

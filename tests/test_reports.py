@@ -24,7 +24,7 @@ from tests.helpers import make_model, mlp_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reports.md"
-SINGLE_RUN_ONLY = {"board", "trials"}  # a board file, --trials: not in a batch's reports
+SINGLE_RUN_ONLY = {"board", "trials", "allocation"}  # a board file, --trials, -k auto: not in a batch's reports
 EMBED = re.compile(r"^(.*)<([a-z-]+)>$")  # `chips[].<leac-compile>`: every key of that report, under chips[]
 
 
@@ -101,7 +101,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     out["leac-inspect"] = [_json(["inspect", str(model), "--json"])]
     program = folder / "p.leac"
     out["leac-compile"] = [_json(["compile", str(model), "--chip", str(chip), "-k", "2", "--placer", "greedy",
-                                       "--calibrate", str(data), "-o", str(program), "--json"])]
+                                       "--calibrate", str(data), "-o", str(program), "--json"]),
+                           _json(["compile", str(model), "--chip", str(chip), "-k", "auto", "--budget", "40%",
+                                  "--placer", "greedy", "--calibrate", str(data), "-o", str(folder / "auto.leac"),
+                                  "--json"])]
     out["leac-compile-batch"] = [_json(["compile", str(model), "--chip", str(chip), "--chip", str(chip2),
                                              "--chip", str(bad), "-k", "2", "--placer", "greedy", "--jobs", "1",
                                              "-o", str(folder / "batch"), "--json"], status=3)]

@@ -8,10 +8,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from lea_compiler.backends.sim import simulate
 from lea_compiler.batch import BatchResult, chip_files, compile_many
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.compiler import compile_model, compile_summary
+from lea_compiler.datasets import load_data
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.options import CompileOptions, from_keywords, keywords_from_args
@@ -145,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
     result = compile_model(args.model, chip, options, dump_dir=args.dump_ir, on_pass=progress,
                            calibrate_on=args.calibrate)
     report = summary(result, output)
+    if "allocation" in report and args.calibrate is not None:  # -k auto: what the choice does
+        data = load_data(args.calibrate, result.program.graph)
+        report["allocation"]["simulated_agreement"] = simulate(result.program, [data], seed=options.seed).agreement
     text = dumps_report(report) if args.json else None  # a report that cannot be strict JSON: no Program either
     result.program.save(output)
     if text is not None:
@@ -177,6 +182,13 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
     used, total = report["devices_used"], report["devices_total"]
     print(f"devices used: {used} of {total} ({100 * used / total:.1f}%), on {report['arrays_used']} of "
           f"{report['arrays_total']} arrays; {report['copies']} block copies")
+    allocation = report.get("allocation")
+    if allocation is not None:
+        chosen = ", ".join(f"{name}={count}" for name, count in allocation["counts"].items())
+        simulated = allocation.get("simulated_agreement")
+        print(f"-k auto within {allocation['budget']} devices: {chosen} ({allocation['devices']} devices); "
+              f"predicted agreement with the software answers {100 * allocation['predicted_agreement']:.1f}%"
+              + ("" if simulated is None else f", simulated on the calibration data {100 * simulated:.1f}%"))
     compensated = sum(layer["compensated_columns"] for layer in report["layers"])
     if compensated:
         print(f"stuck-device compensation: digital gain and offset on {compensated} of "
