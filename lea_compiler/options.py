@@ -127,9 +127,10 @@ class CompileOptions:
     the command line read these fields)."""
 
     k: int | str = field(default=3, metadata=_option(Option(
-        "k", "copies of every block, alpha: one count for every layer, or layer=count pairs with default=N for "
-        "the layers not named (e.g. fc1=4,fc2=2,default=3; names as leac inspect prints them); with --ensemble "
-        "network, copies of the network (one count)",
+        "k", "copies of every block, alpha: one count for every layer, layer=count pairs with default=N for "
+        "the layers not named (e.g. fc1=4,fc2=2,default=3; names as leac inspect prints them), or auto: chosen "
+        "per layer within --budget on the --calibrate data; with --ensemble network, copies of the network "
+        "(one count)",
         api_type="int | str | Mapping[str, int]", metavar="K", parse=_count_parser("-k", 3))))
     beta: int | str | None = field(default=None, metadata=_option(Option(
         "beta", "copies averaged per output column: one count, or layer=count pairs (a layer not named: "
