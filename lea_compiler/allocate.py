@@ -30,16 +30,19 @@ import numpy as np
 
 from lea_compiler import interpreter
 from lea_compiler.datasets import top1
-from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
+from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.quantize import crossbar_matrix, pair_noise_variance, quantize_matrix
 
+DEFAULT_SHARE = 0.9
+"""The budget without --budget: this share of the chip's devices, leaving room for the blocks' packing."""
 MAX_AUTO_K = 12
 """Most copies `-k auto` gives one layer."""
 TRIALS = 2
 """Noise draws per (layer, k) the disagreement is averaged over."""
 MAX_SAMPLES = 512
 """Calibration samples the predictor runs (a seeded subsample beyond)."""
+_DIGITS = re.compile(r"[0-9]+")
 SCALE = 10**9
 """Output errors are integers in billionths in the CP-SAT model."""
 MAX_ERROR = 100.0
@@ -79,13 +82,14 @@ class Allocation:
 
 
 def parse_budget(text: str | int | None, chip_devices: int) -> int:
-    """`--budget` as devices: a count, or a percentage of the chip's devices (`50%`); None: the whole chip.
+    """`--budget` as devices: a count, or a percentage of the chip's devices (`50%`); None: `DEFAULT_SHARE` of the
+    chip (blocks never pack an array completely, so a budget of the whole chip would not place).
 
     Raises:
         UsageError: not a positive count or a percentage in (0, 100].
     """
     if text is None:
-        return chip_devices
+        return int(chip_devices * DEFAULT_SHARE)
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 1:
             raise UsageError(f"--budget must be a positive number of devices or a percentage, got {text}")
@@ -96,7 +100,7 @@ def parse_budget(text: str | int | None, chip_devices: int) -> int:
         if not 0 < percent <= 100:
             raise UsageError(f"--budget {value}: a percentage of the chip's devices must be in (0, 100]")
         return max(1, int(chip_devices * percent / 100))
-    if value.isdigit() and int(value) >= 1:
+    if _DIGITS.fullmatch(value) and int(value) >= 1:
         return int(value)
     raise UsageError(f"--budget takes a number of devices or a percentage of the chip (e.g. 12000 or 50%), "
                      f"got {text!r}")
@@ -104,8 +108,9 @@ def parse_budget(text: str | int | None, chip_devices: int) -> int:
 
 def predict(graph: Graph, x: np.ndarray, *, levels_uS: Sequence[float], encoding: str, per_layer: bool,
             bias_row: bool, write_noise_uS: float, read_noise_uS: float, reads: int, max_k: Mapping[str, int],
-            seed: int = 0, output: str | None = None) -> Prediction:
-    """Per crossbar layer, e(k) and d(k) for k = 1 .. max_k[layer] (module docstring). `graph` is canonical."""
+            seed: int = 0, output: str | None = None, noise_uS2: float = 0.0) -> Prediction:
+    """Per crossbar layer, e(k) and d(k) for k = 1 .. max_k[layer] (module docstring). `graph` is canonical;
+    `noise_uS2` is what the quantize pass's scale accounts for (`--scale-noise chip`), so the scales match."""
     rng = np.random.default_rng(seed)
     if len(x) > MAX_SAMPLES:
         x = x[np.sort(rng.choice(len(x), MAX_SAMPLES, replace=False))]
@@ -122,7 +127,8 @@ def predict(graph: Graph, x: np.ndarray, *, levels_uS: Sequence[float], encoding
         matrix = crossbar_matrix(node, layer_bias_row)
         error, changed = [], []
         for k in range(1, max_k[node.name] + 1):
-            quantized = quantize_matrix(matrix, tuple(levels_uS), encoding, per_layer, layer_bias_row, copies=k)
+            quantized = quantize_matrix(matrix, tuple(levels_uS), encoding, per_layer, layer_bias_row, copies=k,
+                                        noise_uS2=noise_uS2)
             held = quantized.dequantized()
             sigma = np.sqrt(variance / k) / np.asarray(quantized.scale, dtype=np.float64)
             squared = flipped = 0.0
@@ -186,16 +192,20 @@ def allocate(prediction: Prediction, devices_per_copy: Mapping[str, int], budget
     for name in names:
         model.add_exactly_one(choice[(name, k)] for k in range(1, len(table[name]) + 1))
     cost = {key: devices_per_copy[key[0]] * key[1] for key in choice}
-    model.add(sum(cost[key] * var for key, var in choice.items()) <= budget)
+    devices = sum(cost[key] * var for key, var in choice.items())
+    model.add(devices <= budget)
     error = {key: int(round(table[key[0]][key[1] - 1] * SCALE)) for key in choice}
-    model.minimize(sum((error[key] * (budget + 1) + cost[key]) * var for key, var in choice.items()))
+    total_error = sum(error[key] * var for key, var in choice.items())
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = time_limit_s
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = 0
+    model.minimize(total_error)  # first the least error, then (with it fixed) the fewest devices
     status = solver.solve(model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise CompileError(f"the allocation found no solution within {time_limit_s} s ({solver.status_name(status)})")
+    if status == cp_model.OPTIMAL:
+        model.add(total_error == int(solver.objective_value))
+        model.minimize(devices)
+        status = solver.solve(model)
     counts = {name: next(k for k in range(1, len(table[name]) + 1) if solver.value(choice[(name, k)]))
               for name in names}
     agreement = float(np.prod([1.0 - prediction.disagreement[name][counts[name] - 1] for name in names]))

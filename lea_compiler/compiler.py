@@ -28,12 +28,12 @@ from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.ir import Graph
-from lea_compiler.layer_sizes import AUTO, canonical, ensemble_counts
+from lea_compiler.layer_sizes import AUTO, canonical, canonical_name_problem, ensemble_counts
 from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.lower import lower_to_program
-from lea_compiler.passes.quantize import Quantize
+from lea_compiler.passes.quantize import Quantize, pair_noise_variance
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, with_calibration
 
@@ -189,7 +189,7 @@ def _prepare(
     front = _advance(empty, passes[:1], copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     if options.k == AUTO:  # choose every layer's k now, and compile with the counts chosen
         allocation = _allocate(front.graph, options, device, chip, calibration)
-        options = dataclasses.replace(options, k=canonical(allocation.counts), budget=allocation.budget)
+        options = dataclasses.replace(options, k=canonical(allocation.counts), budget=None)  # the counts chosen
         passes = front_passes(options, device)
         front = dataclasses.replace(front, options=options, allocation=allocation)
     if options.ensemble == "layer":  # the per-layer counts name layers: check them before any work
@@ -222,8 +222,14 @@ def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None,
         raise UsageError("-k auto chooses alpha = beta per layer for the layer ensemble: drop --beta and "
                          "--ensemble network")
     budget = parse_budget(options.budget, chip.device_count)
+    if budget > chip.device_count:
+        raise UsageError(f"--budget {budget} is more devices than the chip has ({chip.device_count})")
     bias_row = options.bias == "row"
     layers = {node.name: mvm_layer(node).devices(1, bias_row) for node in graph.nodes_of("MVM")}
+    unnamed = [name for name in layers if canonical_name_problem(name)]
+    if unnamed:
+        raise UsageError(f"-k auto: layer {unnamed[0]!r} has a name a count spec cannot hold (no '=', ',' or "
+                         "white space); give the counts with -k")
     minimum = sum(layers.values())
     if minimum > budget:
         raise DoesNotFitError(f"-k auto: the budget of {budget} devices holds not even one copy of every layer "
@@ -232,7 +238,9 @@ def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None,
     prediction = predict(graph, calibration.x, levels_uS=device.levels_uS, encoding=options.encoding,
                          per_layer=options.scale == "per-layer", bias_row=bias_row,
                          write_noise_uS=device.write_noise_uS, read_noise_uS=device.read_noise_uS,
-                         reads=options.reads, max_k=most, seed=options.seed)
+                         reads=options.reads, max_k=most, seed=options.seed,
+                         noise_uS2=0.0 if options.scale_noise == "none" else pair_noise_variance(
+                             device.write_noise_uS, device.read_noise_uS, options.reads))
     return allocate(prediction, layers, budget, time_limit_s=options.time_limit_s)
 
 
@@ -348,7 +356,7 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
         "encoding": program.options["encoding"],
         "placer": placement.get("placer"),
         "calibration": program.extra.get("calibration"),
-        **({"allocation": program.extra["allocation"]} if "allocation" in program.extra else {}),
+        **({"allocation": dict(program.extra["allocation"])} if "allocation" in program.extra else {}),
         "layers": [
             {
                 "name": layer.name,

@@ -9,12 +9,14 @@ listing the layers' names.
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 
 from lea_compiler.errors import UsageError
 
 DEFAULT = "default"
+_DIGITS = re.compile(r"[0-9]+")
 AUTO = "auto"
 """`-k auto`: the counts chosen under a device budget (`lea_compiler.allocate`)."""
 _NAME = re.compile(r"^[^=,\s]+$")
@@ -32,22 +34,26 @@ def canonical(value: object, what: str = "k") -> CountSpec:
     """
     if isinstance(value, bool):
         raise UsageError(f"{what} must be a count >= 1 or layer=count pairs, got {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):
         if value < 1:
             raise UsageError(f"{what} must be at least 1, got {value}")
-        return value
+        return int(value)
     if isinstance(value, Mapping):
         pairs = [(str(name), count) for name, count in value.items()]
+        bad = [name for name, _ in pairs if not _NAME.match(name)]
+        if bad:
+            raise UsageError(f"{what}: layer name {bad[0]!r} cannot be written in a count spec (no '=', ',' or "
+                             "white space); give such a layer its count through default=N")
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if _DIGITS.fullmatch(text):
             return canonical(int(text), what)
         if text == AUTO and what.lstrip("-") == "k":
             return AUTO
         pairs = []
         for part in text.split(","):
             name, sep, count = part.partition("=")
-            if not sep or not _NAME.match(name.strip()) or not count.strip().isdigit():
+            if not sep or not _NAME.match(name.strip()) or not _DIGITS.fullmatch(count.strip()):
                 raise UsageError(f"{what}: {value!r} is neither a count nor layer=count pairs (e.g. "
                                  f"fc1=4,fc2=2,default=3; layer names as leac inspect prints them)")
             pairs.append((name.strip(), int(count)))
@@ -58,8 +64,9 @@ def canonical(value: object, what: str = "k") -> CountSpec:
     if repeated:
         raise UsageError(f"{what}: {', '.join(repeated)} given more than once")
     for name, count in pairs:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
             raise UsageError(f"{what}: {name}={count!r} is not a count >= 1")
+    pairs = [(name, int(count)) for name, count in pairs]
     if not pairs:
         raise UsageError(f"{what}: no layer=count pairs")
     ordered = sorted((p for p in pairs if p[0] != DEFAULT), key=lambda p: p[0])
@@ -67,10 +74,21 @@ def canonical(value: object, what: str = "k") -> CountSpec:
     return ",".join(f"{name}={count}" for name, count in ordered)
 
 
+def canonical_name_problem(name: str) -> bool:
+    """Whether a layer's name cannot be written in a count spec (it holds '=', ',' or white space)."""
+    return not _NAME.match(name)
+
+
 def pairs_of(spec: CountSpec) -> dict[str, int]:
-    """A canonical spec's {name: count} (`default` included); {default: n} for an int."""
+    """A canonical spec's {name: count} (`default` included); {default: n} for an int.
+
+    Raises:
+        UsageError: `auto`, which is no counts yet (`leac compile` chooses them).
+    """
     if isinstance(spec, int):
         return {DEFAULT: spec}
+    if spec == AUTO:
+        raise UsageError("-k auto is chosen by leac compile (under --budget); give counts here")
     return {name: int(count) for name, _, count in (part.partition("=") for part in spec.split(","))}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
@@ -52,7 +53,7 @@ def parse_block(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+    if len(parts) != 2 or not all(re.fullmatch(r"[0-9]+", part.strip()) for part in parts):
         raise UsageError(f"--block takes ROWSxCOLS, e.g. 25x25, got {text!r}")
     return int(parts[0]), int(parts[1])
 
@@ -112,7 +113,7 @@ def _parse_budget(text: str | None) -> int | str | None:
     """`--budget`'s text: a number of devices as an int, a percentage as its text (checked with the chip)."""
     if text is None:
         return None
-    return int(text) if text.strip().isdigit() else text.strip()
+    return int(text) if re.fullmatch(r"[0-9]+", text.strip()) else text.strip()
 
 
 _BLOCK = Option(
@@ -177,7 +178,7 @@ class CompileOptions:
         "budget",
         "with -k auto: the devices all copies may use, a number or a percentage of the chip's devices (e.g. 50%); "
         "every layer's k is then chosen to keep the model's answers on the --calibrate data (docs/cli.md)",
-        api_type="int | str | None", metavar="DEVICES", default_text="the whole chip", parse=_parse_budget,
+        api_type="int | str | None", metavar="DEVICES", default_text="90% of the chip", parse=_parse_budget,
         omit_default=True)))
     reads: int = field(default=1, metadata=_option(Option(
         "reads",

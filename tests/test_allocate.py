@@ -51,7 +51,7 @@ def test_a_budget_below_one_copy_of_every_layer_does_not_fit() -> None:
 
 
 def test_a_budget_is_a_count_or_a_share_of_the_chip() -> None:
-    assert parse_budget(None, 5000) == 5000 and parse_budget("50%", 5000) == 2500 and parse_budget(1200, 5000) == 1200
+    assert parse_budget(None, 5000) == 4500 and parse_budget("50%", 5000) == 2500 and parse_budget(1200, 5000) == 1200
     assert parse_budget("1200", 5000) == 1200
     for bad in ("0%", "150%", "-3", "lots", 0):
         with pytest.raises(UsageError, match="budget"):
@@ -129,3 +129,39 @@ def test_k_auto_needs_data_one_chip_and_a_budget_that_holds_a_copy(files: dict[s
     with pytest.raises(UsageError, match="for one chip"):
         leac.compile_many(files["model"], [files["chip"], other], tmp_path / "many", k="auto",
                           calibrate_on=files["data"], jobs=1)
+
+
+def test_huge_budgets_and_errors_do_not_overflow_the_solver() -> None:
+    prediction = Prediction({"a": [100.0, 50.0, 1.0], "b": [100.0, 0.5]}, {"a": [0.0] * 3, "b": [0.0] * 2})
+    chosen = allocate(prediction, {"a": 10**6, "b": 3 * 10**6}, 10**12)
+    assert chosen.counts == {"a": 3, "b": 2} and chosen.status == "OPTIMAL"
+
+
+def test_odd_inputs_are_usage_errors(files: dict[str, Path], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from lea_compiler.layer_sizes import canonical
+
+    for bad in ("²", "fc1=²,default=1"):
+        with pytest.raises(UsageError):
+            canonical(bad)
+    with pytest.raises(UsageError, match="budget"):
+        parse_budget("²", 1000)
+    with pytest.raises(UsageError, match="cannot be written in a count spec"):
+        canonical({"fc 3": 2, "default": 1})
+    assert canonical(np.int64(3)) == 3 and canonical({"fc0": np.int64(2)}) == "fc0=2"
+    assert main(["inspect", str(files["model"]), "-k", "auto"]) == 2
+    assert "chosen by leac compile" in capsys.readouterr().err
+    out = tmp_path / "p.leac"
+    assert main(["compile", str(files["model"]), "--chip", str(files["chip"]), "-k", "auto", "--budget", "6000",
+                 "--calibrate", str(files["data"]), "-o", str(out)]) == 2
+    assert "more devices than the chip has (5000)" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_cli_and_the_api_write_the_same_auto_program(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "cli.leac"
+    assert main(["compile", str(files["model"]), "--chip", str(files["chip"]), "-k", "auto", "--budget", "1200",
+                 "--calibrate", str(files["data"]), "--time-limit", "2", "-o", str(out)]) == 0
+    api = leac.compile(str(files["model"]), str(files["chip"]), k="auto", budget=1200,
+                       calibrate_on=str(files["data"]), time_limit_s=2.0)
+    assert leac.Program.load(out).to_bytes() == api.to_bytes()
+    assert "budget" not in api.options and api.extra["allocation"]["budget"] == 1200
