@@ -340,12 +340,8 @@ class Quantize:
     def run(self, graph: Graph) -> Graph:
         require_mvm(graph, self.name)
         mvms = graph.nodes_of("MVM")
-        names = [node.name for node in mvms]
-        if isinstance(self.copies, int) and self.alpha is None:
-            averaged = dict.fromkeys(names, self.copies)
-        else:
-            averaged = ensemble_counts(self.copies if self.alpha is None else self.alpha,
-                                       None if self.alpha is None else self.copies, names)[1]
+        k, beta = (self.copies, None) if self.alpha is None else (self.alpha, self.copies)
+        averaged = ensemble_counts(k, beta, [node.name for node in mvms])[1]
         done: dict[tuple[int, int | None, int], QuantizedLayer] = {}  # replicas sharing weights share levels
         for node in mvms:
             bias_row = self.bias == "row" and node.input(2) is not None

@@ -215,8 +215,7 @@ def program_chip(
         corrections = {layer.name: _without(layer, changed[layer.name]) for layer in program.layers
                        if layer.column_gain is not None and changed[layer.name].any()}
     programmed = _as_programmed(program, lowered, devices, _checked_held(board.held(), devices, chip), settings,
-                                corrections,
-                                [plan.selection for plan in plans])
+                                corrections, {(p.layer.name, p.block.index): p.selection for p in plans})
     readback = _readback(devices, chip, board.readback_reads,
                          f"leac program --strategy {strategy} --board {board_name}")
     return Programmed(programmed, readback, cost, strategy, reencoded, reselected)
@@ -351,13 +350,12 @@ class _Runner:
     def _records(self, which: np.ndarray) -> Iterator[Record]:
         """select_array + write records for devices `which` (sorted by array, then row-major, as `leac emit`)."""
         d = self.devices
-        order = which
-        arrays = d.array[order]
+        arrays = d.array[which]
         starts = np.flatnonzero(np.r_[True, arrays[1:] != arrays[:-1]])
-        ends = np.r_[starts[1:], order.size]
+        ends = np.r_[starts[1:], which.size]
         for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
             yield SelectArray(int(arrays[lo]), hi - lo)
-            for i in order[lo:hi].tolist():
+            for i in which[lo:hi].tolist():
                 level = int(d.level[i])
                 yield Write(int(d.array[i]), int(d.row[i]), int(d.col[i]), level, float(self.levels[level]),
                             self.tolerance, self.max_pulses)
@@ -375,11 +373,13 @@ class _Runner:
 class _BlockPlan:
     """One block's programming order and, for closed loop, its planned and measured sums."""
 
+    layer: Layer
+    block: ProgramBlock
     halves: list[tuple[int, int]]  # per copy (pos half index, neg half index)
     order: np.ndarray  # (rounds, cols): the copy each column programs in each round (-1: none)
     first: np.ndarray  # (alpha, cols) bool: copy columns programmed in round 0 (unselected ones too)
     planned: np.ndarray  # (alpha, rows, cols) planned differences G+ - G- (stuck devices at their conductance)
-    stuck: list[tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]  # per copy, as encode has it
+    stuck: tuple[np.ndarray, ...]  # (alpha, rows, cols) each: state and conductance of G+, then of G-
     error: np.ndarray  # (rows, cols): sum over programmed copies of planned - measured
     closed: bool
     selection: np.ndarray  # (alpha, cols) bool: the copies each column averages
@@ -394,30 +394,30 @@ class _BlockPlan:
         rows, cols = block.shape
         halves = [(index[(layer.name, block.index, c.copy, "pos")], index[(layer.name, block.index, c.copy, "neg")])
                   for c in block.copies]
-        stuck, planned = [], []
+        parts: list[list[np.ndarray]] = [[], [], [], []]  # per copy: G+ state, G+ conductance, G- state, G-'s
+        planned = []
         for copy in block.copies:
-            pair = []
-            for half in (copy.pos, copy.neg):
+            held = []
+            for i, half in enumerate((copy.pos, copy.neg)):
                 region = half.region
                 skipped = np.asarray(half.levels) == SKIPPED
                 on_chip = lowered.arrays[region.array].stuck_uS[region.row:region.row + rows,
                                                                 region.col:region.col + cols]
-                g = np.where(skipped, on_chip, np.nan)
-                pair.append((skipped.astype(np.int8), g))
-            stuck.append((pair[0], pair[1]))
-            pos = np.where(pair[0][0] != 0, pair[0][1], levels[np.maximum(copy.pos.levels, 0)])
-            neg = np.where(pair[1][0] != 0, pair[1][1], levels[np.maximum(copy.neg.levels, 0)])
-            planned.append(pos - neg)
+                parts[2 * i].append(skipped.astype(np.int8))
+                parts[2 * i + 1].append(np.where(skipped, on_chip, np.nan))
+                held.append(np.where(skipped, on_chip, levels[np.maximum(half.levels, 0)]))
+            planned.append(held[0] - held[1])
+        stuck = tuple(np.stack(part) for part in parts)
         selection = np.asarray(block.selection, dtype=bool)
         if strategy == "open-loop":
             order = np.zeros((1, cols), dtype=np.int64) - 1
             first = np.ones_like(selection)
         else:  # the encode pass's order: most stuck devices first, healthy copies last
-            count = np.stack([((sp[0] != 0) | (sn[0] != 0)).sum(axis=0) for sp, sn in stuck])
+            count = ((stuck[0] != 0) | (stuck[2] != 0)).sum(axis=1)  # (alpha, cols)
             order = np.argsort(np.where(selection, -count, rows + 1), axis=0, kind="stable")[:layer.beta]
             first = ~selection
             first[order[0], np.arange(cols)] = True
-        return cls(halves, order, first, np.stack(planned), stuck, np.zeros((rows, cols)),
+        return cls(layer, block, halves, order, first, np.stack(planned), stuck, np.zeros((rows, cols)),
                    strategy == "closed-loop", selection)
 
     def mark(self, n: int, devices: _Devices, mask: np.ndarray) -> None:
@@ -455,8 +455,7 @@ class _BlockPlan:
         rows = self.planned.shape[1]
         r = np.arange(rows)[:, None]
         target = self.planned[copies[None, :], r, cols[None, :]] + self.error
-        gather = [np.stack([s[half][part] for s in self.stuck])[copies[None, :], r, cols[None, :]]
-                  for half in (0, 1) for part in (0, 1)]
+        gather = [part[copies[None, :], r, cols[None, :]] for part in self.stuck]
         pos, neg, g_pos, g_neg = encode_difference(levels, code, target, (gather[0], gather[1]), (gather[2], gather[3]))
         planned = self.planned[copies[None, :], r, cols[None, :]]
         change = np.abs((g_pos - g_neg) - planned) > 1e-9
@@ -475,39 +474,36 @@ def reselect(program: Program, plans: list[_BlockPlan], devices: _Devices) -> di
     """With beta < alpha, choose again, per column, the beta copies whose read-back mean is nearest the weights
     (the least sum over the column's rows of |mean of measured G+ - G- - W s|, over every set of beta copies, or
     over `MAX_SUBSETS`' candidates; ties keep the compiled choice). Returns per layer which columns changed."""
-    changed: dict[str, np.ndarray] = {}
-    plan = iter(plans)
-    for layer in program.layers:
-        changed[layer.name] = np.zeros(layer.cols, dtype=bool)
-        matrix = crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
-        scale = np.asarray(layer.scale, dtype=np.float64)
-        for block in layer.blocks:
-            this = next(plan)
-            if layer.beta == layer.alpha:
-                continue
-            rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
-            target = matrix[rows, cols] * scale[cols]
-            diffs = this._differences(devices)  # (alpha, rows, cols)
-            if math.comb(layer.alpha, layer.beta) > MAX_SUBSETS:  # too many sets: the copies' own errors decide
-                own = np.abs(diffs - target).sum(axis=1)  # (alpha, cols)
-                best_sets = np.sort(np.argsort(own, axis=0, kind="stable")[:layer.beta], axis=0).T
-                subsets = sorted({tuple(row) for row in best_sets.tolist()} |
-                                 {tuple(np.flatnonzero(this.selection[:, j]).tolist())
-                                  for j in range(this.selection.shape[1])})
-            else:
-                subsets = list(itertools.combinations(range(layer.alpha), layer.beta))
-            errors = np.stack([np.abs(diffs[list(s)].mean(axis=0) - target).sum(axis=0) for s in subsets])
-            masks = np.zeros((len(subsets), layer.alpha), dtype=bool)
-            for i, subset in enumerate(subsets):
-                masks[i, list(subset)] = True
-            where = {subset: i for i, subset in enumerate(subsets)}
-            current = np.array([where[tuple(np.flatnonzero(this.selection[:, j]).tolist())]
-                                for j in range(this.selection.shape[1])])
-            best = np.argmin(errors, axis=0)
-            cols_ = np.arange(best.size)
-            best = np.where(errors[current, cols_] <= errors[best, cols_], current, best)
-            changed[layer.name][cols] = best != current
-            this.selection = masks[best].T.copy()
+    changed = {layer.name: np.zeros(layer.cols, dtype=bool) for layer in program.layers}
+    targets: dict[str, np.ndarray] = {}  # per layer W s (uS), computed once
+    for this in plans:
+        layer, block = this.layer, this.block
+        if layer.beta == layer.alpha:
+            continue
+        if layer.name not in targets:
+            targets[layer.name] = (crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
+                                   * np.asarray(layer.scale, dtype=np.float64))
+        rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
+        target = targets[layer.name][rows, cols]
+        diffs = this._differences(devices)  # (alpha, rows, cols)
+        compiled = [tuple(np.flatnonzero(this.selection[:, j]).tolist()) for j in range(this.selection.shape[1])]
+        if math.comb(layer.alpha, layer.beta) > MAX_SUBSETS:  # too many sets: the copies' own errors decide
+            own = np.abs(diffs - target).sum(axis=1)  # (alpha, cols)
+            best_sets = np.sort(np.argsort(own, axis=0, kind="stable")[:layer.beta], axis=0).T
+            subsets = sorted({tuple(row) for row in best_sets.tolist()} | set(compiled))
+        else:
+            subsets = list(itertools.combinations(range(layer.alpha), layer.beta))
+        errors = np.stack([np.abs(diffs[list(s)].mean(axis=0) - target).sum(axis=0) for s in subsets])
+        masks = np.zeros((len(subsets), layer.alpha), dtype=bool)
+        for i, subset in enumerate(subsets):
+            masks[i, list(subset)] = True
+        where = {subset: i for i, subset in enumerate(subsets)}
+        current = np.array([where[subset] for subset in compiled])
+        best = np.argmin(errors, axis=0)
+        columns = np.arange(best.size)
+        best = np.where(errors[current, columns] <= errors[best, columns], current, best)
+        changed[layer.name][cols] = best != current
+        this.selection = masks[best].T.copy()
     return changed
 
 
@@ -524,20 +520,20 @@ def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devi
     as read back (each column the mean of its selected copies' measured differences), onto the layer's weights,
     over the layer's inputs on `calibration`: every column, as every column now carries a known error."""
     inputs = layer_inputs(program.graph, calibration)
+    effective = {layer.name: np.zeros((layer.rows, layer.cols)) for layer in program.layers}
+    for plan in plans:
+        block = plan.block
+        rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
+        effective[plan.layer.name][rows, cols] = plan.measured_mean(devices)
     out = {}
-    plan = iter(plans)
     for layer in program.layers:
-        effective = np.zeros((layer.rows, layer.cols))
-        for block in layer.blocks:
-            rows, cols = slice(block.row_start, block.row_stop), slice(block.col_start, block.col_stop)
-            effective[rows, cols] = next(plan).measured_mean(devices)
         scale = np.asarray(layer.scale, dtype=np.float64)
         target = crossbar_matrix(program.graph.node(layer.name), layer.bias_row)
         x = inputs[layer.name]
         if not np.all(np.isfinite(x)):
             raise BadDataError(f"layer {layer.name!r}: the calibration data drives its input to infinity or NaN "
                                "(float32 overflow); scale the data down")
-        gain, offset = fit_columns(x, effective / scale, target, layer.bias_row)
+        gain, offset = fit_columns(x, effective[layer.name] / scale, target, layer.bias_row)
         if not np.all(np.isfinite(offset)):
             raise BadDataError(f"layer {layer.name!r}: the calibration data is too large for a finite "
                                "compensation offset; scale the data down")
@@ -547,7 +543,7 @@ def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devi
 
 def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: Mapping[int, np.ndarray] | None,
                    settings: dict[str, Any], corrections: dict[str, tuple[np.ndarray, np.ndarray]],
-                   selections: list[np.ndarray]) -> Program:
+                   selections: Mapping[tuple[str, int], np.ndarray]) -> Program:
     """The Program with the levels finally written and what every device holds (the board's account, else
     the read-back), and how it was programmed in `extra.programming`."""
     index = _half_index(lowered)
@@ -563,9 +559,8 @@ def _as_programmed(program: Program, lowered: Lowered, devices: _Devices, held: 
         levels = devices.half(i, devices.level).astype(np.asarray(old.levels).dtype)
         return CopyHalf(region, levels, old.cost_uS, np.array(g, dtype=np.float64))
 
-    selection = iter(selections)
-    layers = tuple(dataclasses.replace(layer, blocks=tuple(dataclasses.replace(block, selection=next(selection),
-                                                                               copies=tuple(
+    layers = tuple(dataclasses.replace(layer, blocks=tuple(dataclasses.replace(
+        block, selection=selections[(layer.name, block.index)], copies=tuple(
         BlockCopy(c.copy, half(layer, block, c.copy, "pos", c.pos), half(layer, block, c.copy, "neg", c.neg))
         for c in block.copies)) for block in layer.blocks)) for layer in program.layers)
     layers = tuple(layer if layer.name not in corrections else dataclasses.replace(
