@@ -20,6 +20,11 @@ from typing import BinaryIO
 
 from lea_compiler.errors import InvalidInputError, UsageError
 
+MAX_MODEL_BYTES = 2 * 1024**3
+"""Most bytes of a model read, the file and its external data together: ONNX's 2 GiB protobuf limit, which a
+Program's embedded model (its external data inline) must meet. The front end's limit (`onnx_frontend` uses it);
+defined here so that reading a Program bounds its model without importing onnx."""
+
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISCHR, "a character device"),

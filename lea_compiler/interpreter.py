@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import onnx.numpy_helper
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.dtypes import convert
@@ -175,6 +174,8 @@ def _cast(node: Node, inputs: list[Array | None]) -> list[Array]:
     if x.dtype == np.dtype(object):
         x = np.array([float(v) for v in x.ravel()]).reshape(x.shape)
     if to in SATURATING_FLOAT8 and node.attr("saturate", 1):
+        import onnx.numpy_helper  # here: importing onnx takes ~1 s, and only float8 casts need it
+
         # out of range (infinities too) -> the largest finite value, as ONNX's reference does it
         return [onnx.numpy_helper.saturate_cast(x, target)]
     return [x.astype(target)]

@@ -26,6 +26,7 @@ import onnx.shape_inference
 import onnx.version_converter
 
 from lea_compiler.errors import InvalidModelError
+from lea_compiler.fileio import MAX_MODEL_BYTES
 from lea_compiler.ir import Graph, Value
 from lea_compiler.ops import LEAC_DOMAIN, ML_DOMAIN, OPS, infer_node, onnx_dtype, supported_ops_text
 from lea_compiler.shapes import Dim, Shape
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 MIN_OPSET = 13
 """Models below this ai.onnx opset are converted up to it."""
-
-MAX_MODEL_BYTES = 2 * 1024**3
-"""Most bytes of a model read, the file and its external data together: ONNX's 2 GiB protobuf limit, which a
-Program's embedded model (its external data inline) must meet."""
 
 MAX_TENSOR_ELEMENTS = 2**24
 """Most elements any tensor of a model may hold per sample (symbolic batch dimensions count as 1): 16.7M,

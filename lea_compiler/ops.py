@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import onnx
-import onnx.numpy_helper
 
 from lea_compiler.shapes import (
     Dim,
@@ -63,6 +61,8 @@ class OpSchema:
 
 def onnx_dtype(elem_type: int) -> np.dtype[Any]:
     """The numpy dtype of an ONNX TensorProto element type (strings are object)."""
+    import onnx  # here: importing onnx takes ~1 s, and only Cast nodes and the front end need it
+
     if elem_type == onnx.TensorProto.STRING:
         return np.dtype(object)
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
@@ -139,12 +139,16 @@ def _matmul(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     return [(a.dtype, tuple(out))]
 
 
-SATURATING_FLOAT8 = frozenset({onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
-                               onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ})
-"""Cast targets whose `saturate` attribute (default 1) clamps out-of-range values to the largest finite one."""
+SATURATING_FLOAT8 = frozenset({17, 18, 19, 20})
+"""Cast targets whose `saturate` attribute (default 1) clamps out-of-range values to the largest finite one:
+`onnx.TensorProto` FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2 and FLOAT8E5M2FNUZ (numbers fixed by onnx.proto;
+written out so that loading the op registry does not import onnx, which takes ~1 s)."""
 
 
 def _cast(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    import onnx  # here, not at the top: see `onnx_dtype`
+    import onnx.numpy_helper
+
     to = int(node.attr("to"))
     if to == getattr(onnx.TensorProto, "FLOAT8E8M0", None):
         raise ShapeError("casting to FLOAT8E8M0 is not supported (leac does not implement its round_mode and "

@@ -1,8 +1,14 @@
-"""The package's import structure: the backends and the CLI load without OR-Tools, and no import cycles.
+"""The package's import structure: the backends and the CLI load without the heavy dependencies, and no import
+cycles.
 
 OR-Tools (and pandas, which it imports) is the placement solver's: loading the
-board backend, the simulator or `leac --help` must not pay for it. Each check
-runs in a fresh interpreter, since this one has imported everything already.
+board backend, the simulator or `leac --help` must not pay for it. onnx (~1 s
+to import, most of it ml_dtypes registering its dtypes with numpy) is the
+front end's and the software baseline's, onnxruntime the baseline's,
+matplotlib the plots', networkx the graph queries' (a graph already in order
+verifies without it): the CLI, the backends and reading a Program import
+them only in the functions that use them. Each check runs in a fresh
+interpreter, since this one has imported everything already.
 """
 
 from __future__ import annotations
@@ -34,6 +40,59 @@ def test_loading_a_backend_or_the_cli_does_not_import_ortools(module: str) -> No
                 "print(sorted(m for m in sys.modules if m.startswith('ortools') or m == 'lea_compiler.placement'))")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+HEAVY = ("ortools", "pandas", "onnx", "onnxruntime", "ml_dtypes", "matplotlib", "networkx")
+"""Packages that take 0.2 s or more to import, loaded only where they are used."""
+
+_LOADED = f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+
+
+@pytest.mark.parametrize("module", ["lea_compiler", "lea_compiler.cli", "lea_compiler.backends.board",
+                                    "lea_compiler.backends.sim", "lea_compiler.program", "lea_compiler.chip",
+                                    "lea_compiler.interpreter"])
+def test_the_cli_the_backends_and_the_program_load_without_heavy_packages(module: str) -> None:
+    done = _run(f"import sys, {module}\n{_LOADED}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_loading_and_simulating_a_program_without_its_model_imports_no_heavy_package(tmp_path: Path) -> None:
+    """What `leac simulate` runs besides the software baseline: read and check the Program (its graph is
+    verified), read the data, simulate. A Program compiled from an in-memory model embeds no model.onnx, so
+    there is no baseline and nothing needs onnx or onnxruntime (it is compiled here, in this process)."""
+    import numpy as np
+
+    from lea_compiler.api import compile as leac_compile
+    from lea_compiler.chip import synth_chip
+    from lea_compiler.onnx_frontend import import_model
+    from tests.helpers import mlp_model
+
+    graph = import_model(mlp_model((4, 6, 3)))
+    program = leac_compile(graph, synth_chip(arrays=4, rows=8, cols=8, seed=0), k=1)
+    assert program.source_model is None
+    program.save(tmp_path / "p.leac")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.standard_normal((8, 4)).astype(np.float32), y=np.zeros(8, np.int64))
+    code = f"""
+import sys
+from lea_compiler.backends.sim import load_data, simulate
+from lea_compiler.program import Program
+program = Program.load({str(tmp_path / "p.leac")!r})
+report = simulate(program, [load_data({str(tmp_path / "d.npz")!r}, program.graph)], seed=0)
+assert report.software_accuracy is None and 0 <= report.accuracy <= 1
+{_LOADED}
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_heavy_packages_are_what_the_checks_look_for() -> None:
+    """The checks above would pass vacuously if these names were wrong: the full compile path loads them."""
+    done = _run(f"import sys, lea_compiler.compiler, lea_compiler.reference, lea_compiler.placement.cpsat\n{_LOADED}")
+    assert done.returncode == 0, done.stderr
+    assert set(eval(done.stdout)) >= {"ortools", "onnx", "onnxruntime", "ml_dtypes"}
 
 
 def test_leac_help_and_version_do_not_import_ortools() -> None:

@@ -245,14 +245,14 @@ def test_the_model_of_an_older_program_is_hashed_streaming_within_the_front_end_
                                                                                       monkeypatch) -> None:
     """A Program without `model_bytes` still loads; its model is bounded by the front end's model limit, and
     its sha256 is checked a chunk at a time (before, the whole model was inflated into memory first)."""
-    from lea_compiler import onnx_frontend
+    from lea_compiler import fileio
 
     entries = _entries(program_bytes)
     _without_model_bytes(entries)
     Program.from_bytes(_archive(entries))  # loadable
     entries["model.onnx"] = bytes(32 * 2**20)
     _refused_within(_archive(entries), "the embedded model.onnx does not match its sha256", 8 * 2**20)
-    monkeypatch.setattr(onnx_frontend, "MAX_MODEL_BYTES", 2**20)
+    monkeypatch.setattr(fileio, "MAX_MODEL_BYTES", 2**20)
     _refused_within(_archive(entries), "model.onnx declares 33554432 bytes, more than the 1048576", 8 * 2**20)
 
 

@@ -63,7 +63,6 @@ from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import write_devices
-from lea_compiler.reference import checked_session, run_session
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
 from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
@@ -494,6 +493,9 @@ def software_predictions(program: Program, datasets: Sequence[Dataset], output: 
     """
     if program.source_model is None:
         return None
+    # here, not at the top: onnx and onnxruntime take ~1.2 s to import, and only the baseline needs them
+    from lea_compiler.reference import checked_session, run_session
+
     session = checked_session(program.source_model, "the Program's embedded model.onnx")
     feed = program.graph.inputs[0].name
     per_chunk = samples_per_chunk(program.graph, SOFTWARE_CHUNK_SAMPLES)

@@ -6,21 +6,21 @@ import argparse
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lea_compiler.backends.sim import simulate
-from lea_compiler.batch import BatchResult, chip_files, compile_many
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.cli.batch import first_line, run_batch
-from lea_compiler.compiler import compile_model, compile_summary
-from lea_compiler.datasets import load_data
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
-from lea_compiler.options import CompileOptions, from_keywords, keywords_from_args
+from lea_compiler.options import from_keywords, keywords_from_args
 from lea_compiler.options import add_arguments as add_options
 from lea_compiler.program.checks import reads_problem
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
+
+if TYPE_CHECKING:  # the compiler is imported by the commands that run it: it loads onnx (~1 s to import)
+    from lea_compiler.batch import BatchResult
+    from lea_compiler.options import CompileOptions
 
 COLUMNS: dict[str, tuple[str, str]] = {
     "quant. error": (
@@ -115,6 +115,10 @@ def _paragraphs(*texts: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.compiler import compile_model, compile_summary
+    from lea_compiler.datasets import load_data
+
     keywords = keywords_from_args(args)  # -k and --beta parsed: a count, or per-layer counts
     k, beta = keywords["k"], keywords["beta"]
     if beta is not None and args.ensemble == "network":
@@ -146,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name} done ({seconds:.2f} s)", file=sys.stderr)
     result = compile_model(args.model, chip, options, dump_dir=args.dump_ir, on_pass=progress,
                            calibrate_on=args.calibrate)
-    report = summary(result, output)
+    report = compile_summary(result, output)
     if "allocation" in report and args.calibrate is not None:  # -k auto: what the choice does
         data = load_data(args.calibrate, result.program.graph)
         report["allocation"]["simulated_agreement"] = simulate(result.program, [data], seed=options.seed).agreement
@@ -157,10 +161,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(report, time_passes=args.time_passes)
     return 0
-
-
-summary = compile_summary
-"""The compile report as JSON-ready data (kept here under its old name)."""
 
 
 def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
@@ -206,6 +206,8 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
 
 def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
     """`leac compile` for many chips (see the epilog of `leac compile --help`)."""
+    from lea_compiler.batch import chip_files, compile_many
+
     if args.output is None:
         raise UsageError("with many chips, -o OUTDIR names the output folder for the Programs and reports")
     if args.dump_ir is not None:

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lea_compiler import __version__
-from lea_compiler.analysis import crossbar_layers
 from lea_compiler.cli import chip as cli_chip
 from lea_compiler.cli import compile as cli_compile
 from lea_compiler.cli import emit as cli_emit
@@ -33,7 +32,6 @@ from lea_compiler.cli import program as cli_program
 from lea_compiler.cli import simulate as cli_simulate
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.layer_sizes import canonical, counts
-from lea_compiler.onnx_frontend import load_model
 from lea_compiler.passes.quantize import BIAS_MODES
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
@@ -150,6 +148,9 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from lea_compiler.analysis import crossbar_layers  # here: the front end imports onnx (~1 s)
+    from lea_compiler.onnx_frontend import load_model
+
     k = canonical(args.k, "-k")
     graph = load_model(args.model)
     layers = crossbar_layers(graph)

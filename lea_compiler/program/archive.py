@@ -11,7 +11,7 @@ checked too, but not trusted alone):
 - `chip.json`: at most the chip reader's limit (`chip.MAX_FILE_BYTES`);
 - `model.onnx`: exactly the size `program.json` records (`model_bytes`, written
   since issue 13), or for an older Program at most the front end's model limit
-  (`onnx_frontend.MAX_MODEL_BYTES`); its sha256 is checked streaming, in
+  (`fileio.MAX_MODEL_BYTES`); its sha256 is checked streaming, in
   chunks, before the model is kept in memory;
 - `arrays/NAME.npy`: `array_specs` first walks `program.json` and lists every
   array it references with the shape and dtype the Program's layers require
@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from lea_compiler import fileio
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.ops import LEAC_DOMAIN
@@ -105,14 +106,12 @@ def member_sha256(archive: zipfile.ZipFile, name: str, bound: int, source: str) 
 def model_bound(header: dict[str, Any], source: str) -> int:
     """How many bytes the embedded model may have: the size `program.json` records (`model_bytes`), or for a
     Program written before it was recorded, the front end's model limit."""
-    from lea_compiler.onnx_frontend import MAX_MODEL_BYTES  # here: the front end imports onnx
-
     recorded = header.get("model_bytes")
     if recorded is None:
-        return MAX_MODEL_BYTES
-    if not isinstance(recorded, int) or isinstance(recorded, bool) or not 0 <= recorded <= MAX_MODEL_BYTES:
+        return fileio.MAX_MODEL_BYTES
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or not 0 <= recorded <= fileio.MAX_MODEL_BYTES:
         raise InvalidInputError(f"{source}: damaged Program: model_bytes {recorded!r} is not a size from 0 to "
-                                f"{MAX_MODEL_BYTES}")
+                                f"{fileio.MAX_MODEL_BYTES}")
     return recorded
 
 
