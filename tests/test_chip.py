@@ -1287,6 +1287,33 @@ def test_a_larger_chip_with_lines_and_measured_values_is_as_specified(tmp_path: 
     assert load_chip(tmp_path / "c.json") == loaded
 
 
+def test_a_loaded_chip_makes_its_defect_objects_only_when_read_and_they_are_the_file_s(tmp_path: Path):
+    """Loading keeps the validated table and makes the Defects on first use (issue 19: a Program's 84,000
+    defect entries took 0.1 s as objects); the fingerprint comes from the table, and equals the spec's."""
+    import pickle
+
+    _, document = _larger_document()
+    document["defects"][0]["g_uS"] = 250  # an int conductance becomes a float, as the constructor makes it
+    expected = tuple(Defect(**{"row": None, "col": None, **e}) for e in document["defects"])
+    assert any(d.row is None for d in expected) and any(d.col is None for d in expected)
+    loaded = parse_chip(json.loads(json.dumps(document)), "c.json")
+    assert "defects" not in loaded.__dict__  # nothing has read them yet
+    canonical = {**{k: v for k, v in document.items() if k != "name"}, "defects": [
+        {**e, "g_uS": float(e["g_uS"])} if "g_uS" in e else e for e in document["defects"]]}
+    models = chip_to_json(parse_chip(json.loads(json.dumps(document)), "c.json"))  # the models written out
+    canonical["device"], canonical["periphery"] = models["device"], models["periphery"]
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    assert loaded.fingerprint() == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert "defects" not in loaded.__dict__  # the fingerprint did not need them either
+    unpickled = pickle.loads(pickle.dumps(loaded))
+    assert loaded.defects == expected and type(loaded.defects[0].g_uS) is float
+    assert unpickled.defects == expected
+    built = Chip(arrays=loaded.arrays, defects=expected, device=loaded.device, periphery=loaded.periphery,
+                 name=loaded.name)
+    assert built == loaded and hash(built) == hash(parse_chip(json.loads(json.dumps(document)), "c.json"))
+    assert Chip(arrays=loaded.arrays).defects == () and Chip.defects == ()
+
+
 def test_bad_entries_late_in_a_larger_chip_are_named_in_file_order():
     chip, document = _larger_document()
     entries = document["defects"]

@@ -183,3 +183,12 @@ def test_no_import_cycles_through_imports_in_functions_either() -> None:
     that way): one module of the two then needs the other's types but not at import time (TYPE_CHECKING)."""
     cycles = _cycles(import_graph(in_functions=True))
     assert not cycles, "import cycles through imports in functions:\n" + "\n".join(cycles)
+
+
+def test_the_float8_cast_numbers_written_out_are_onnx_s() -> None:
+    import onnx
+
+    from lea_compiler.ops import SATURATING_FLOAT8
+
+    t = onnx.TensorProto
+    assert SATURATING_FLOAT8 == {t.FLOAT8E4M3FN, t.FLOAT8E4M3FNUZ, t.FLOAT8E5M2, t.FLOAT8E5M2FNUZ}

@@ -198,6 +198,20 @@ def test_save_load_round_trip_keeps_bytes(program_bytes, tmp_path: Path) -> None
     assert path.read_bytes() == program_bytes
 
 
+def test_loading_and_simulating_a_program_never_makes_its_chip_s_defect_objects(program_bytes) -> None:
+    """Issue 19: a Program's chip is checked and fingerprinted from its defect table, and simulating reads only
+    the stuck maps, so no Defect object is made per entry of the chip's defect list (84,000 took 0.1 s)."""
+    from lea_compiler.backends.sim import simulate
+    from lea_compiler.datasets import Dataset
+
+    program = Program.from_bytes(program_bytes)
+    assert program.chip.defect_counts()["stuck_high"] > 0
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    simulate(program, [Dataset("d", x, np.zeros(16, np.int64))], seed=0)
+    assert "defects" not in program.chip.__dict__
+    assert program.to_bytes() == program_bytes  # saving makes them: the same file
+
+
 def test_a_program_with_an_unknown_conv_dimension_is_invalid_input_in_simulate(tmp_path, capsys) -> None:
     """Found by the fuzzer (bench_fuzz, program case 1192): exit 2, a usage error, for a damaged file."""
     from tests.helpers import cnn_model

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from lea_compiler.chip.fields import FORMAT, VERSION, fields_of
+import numpy as np
+
+from lea_compiler.chip.fields import FORMAT, STUCK_HIGH, STUCK_LOW, VERSION, fields_of
 from lea_compiler.chip.parts import Array, Defect
+from lea_compiler.chip.store import DefectTable
 
 if TYPE_CHECKING:
     from lea_compiler.chip.model import Chip
@@ -120,30 +124,35 @@ def chip_to_text(chip: Chip) -> str:
     return "\n".join(lines) + "\n}\n"
 
 
-def _canonical_defect_texts(defects: Sequence[Defect]) -> list[str]:
-    """Each valid defect as `json.dumps(_defect_json(d), sort_keys=True, separators=(",", ":"))` gives it."""
+def _canonical_defect_texts(table: DefectTable, arrays: Sequence[Array]) -> list[str]:
+    """Each defect of a valid chip as `json.dumps(_defect_json(d), sort_keys=True, separators=(",", ":"))`
+    gives it, formatted straight from the chip's table (`store.DefectTable`, in the defects' order), so that
+    fingerprinting a loaded chip needs no `Defect` objects (see `model._Defects`)."""
+    ids = np.array([a.id for a in arrays], dtype=np.int64)[table.pos].tolist()
+    states = list(map((STUCK_LOW, STUCK_HIGH).__getitem__, table.high.tolist()))
+    plain = ((table.row >= 0) & (table.col >= 0) & np.isnan(table.g_uS)).tolist()
     return [
-        f'{{"array":{d.array},"col":{d.col},"row":{d.row},"state":"{d.state}"}}'
-        if d.g_uS is None and d.row is not None and d.col is not None
-        else _canonical_defect_text(d)
-        for d in defects
+        f'{{"array":{a},"col":{c},"row":{r},"state":"{s}"}}' if p else _canonical_defect_text(a, r, c, s, g)
+        for a, r, c, s, g, p in zip(ids, table.row.tolist(), table.col.tolist(), states, table.g_uS.tolist(),
+                                    plain, strict=True)
     ]
 
 
-def _canonical_defect_text(d: Defect) -> str:
-    parts = [f'"array":{d.array}']
-    if d.col is not None:
-        parts.append(f'"col":{d.col}')
-    if d.g_uS is not None:
-        parts.append(f'"g_uS":{d.g_uS!r}')
-    if d.row is not None:
-        parts.append(f'"row":{d.row}')
-    parts.append(f'"state":"{d.state}"')
+def _canonical_defect_text(array: int, row: int, col: int, state: str, g_uS: float) -> str:
+    """One entry of `_canonical_defect_texts`: -1 for an absent row or col, NaN for no g_uS (the table's)."""
+    parts = [f'"array":{array}']
+    if col >= 0:
+        parts.append(f'"col":{col}')
+    if not math.isnan(g_uS):
+        parts.append(f'"g_uS":{g_uS!r}')
+    if row >= 0:
+        parts.append(f'"row":{row}')
+    parts.append(f'"state":"{state}"')
     return "{" + ",".join(parts) + "}"
 
 
-def fingerprint(chip: Chip) -> str:
-    """SHA-256 (hex) of the chip's canonical JSON form (see `Chip.fingerprint`).
+def fingerprint(chip: Chip, table: DefectTable) -> str:
+    """SHA-256 (hex) of the chip's canonical JSON form (see `Chip.fingerprint`); `table` is its defects'.
 
     The canonical form is `chip_to_json` without `name` and with `arrays`
     always a list, serialised with sorted keys and no whitespace; the
@@ -157,7 +166,7 @@ def fingerprint(chip: Chip) -> str:
     head, tail = text.split('"defects":[]')  # the only string values are keys and FORMAT
     digest = hashlib.sha256(head.encode("utf-8"))
     digest.update(b'"defects":[')
-    digest.update(",".join(_canonical_defect_texts(chip.defects)).encode("utf-8"))
+    digest.update(",".join(_canonical_defect_texts(table, chip.arrays)).encode("utf-8"))
     digest.update(b"]")
     digest.update(tail.encode("utf-8"))
     return digest.hexdigest()

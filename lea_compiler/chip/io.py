@@ -41,7 +41,7 @@ from lea_compiler.chip.fields import (
 from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.chip.model import Chip
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel
-from lea_compiler.chip.store import cross_problems, gc_paused, trusted_defects
+from lea_compiler.chip.store import cross_problems, gc_paused
 from lea_compiler.chip.validate import Fields, Screened, arrays_cross_problems, screen_defects
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
 from lea_compiler.errors import InvalidChipError, InvalidInputError
@@ -269,10 +269,9 @@ def parse_chip(obj: object, source: str) -> Chip:
     if problems or top is None or arrays is None:
         raise InvalidChipError(source, capped(problems))
     assert device_kwargs is not None and periphery_kwargs is not None and defects is not None
-    array_ids, rows, cols, _, g_uS = defects.columns
     return Chip.trusted(
         arrays=tuple(arrays),
-        defects=tuple(trusted_defects(array_ids, rows, cols, defects.table, g_uS)),
+        defects=None,  # made from the table when first read
         device=DeviceModel(**device_kwargs),
         periphery=Periphery(**periphery_kwargs),
         name=name,
@@ -298,14 +297,15 @@ def read_text(path: str | os.PathLike[str], what: str) -> str:
 
 
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    duplicates: list[str] = []
-    for key, value in pairs:
-        if key in obj and key not in duplicates:
-            duplicates.append(key)
-        obj[key] = value
-    if not duplicates:
+    obj: dict[str, Any] = dict(pairs)
+    if len(obj) == len(pairs):  # no key repeated: the usual case, without a Python loop per object
         return obj
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for key, _ in pairs:
+        if key in seen and key not in duplicates:
+            duplicates.append(key)
+        seen.add(key)
     marked = _DupDict(obj)
     marked.duplicates = duplicates
     return marked

@@ -18,9 +18,34 @@ import numpy as np
 
 from lea_compiler.chip.forms import fingerprint
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery
-from lea_compiler.chip.store import DefectTable, MapPlan, map_plan
+from lea_compiler.chip.store import DefectTable, MapPlan, map_plan, table_defects
 from lea_compiler.chip.validate import checked_table
 from lea_compiler.errors import UsageError
+
+
+class _Defects:
+    """`Chip.defects`, a field that a chip read from a file fills on first use.
+
+    Loading a chip validates its defects in bulk as numpy columns (store.py)
+    and keeps the table; the `Defect` objects, one Python object per entry
+    (0.1 s for 84,000), are made from the table only when something reads
+    `defects` (saving, placement, `chip show`), not when a Program is
+    loaded to be simulated, which needs only the table's stuck maps and the
+    fingerprint. A data descriptor, so that the dataclass's `__init__`,
+    `__eq__`, `__hash__` and `__repr__` see the field as any other.
+    """
+
+    def __get__(self, chip: Chip | None, owner: type | None = None) -> tuple[Defect, ...]:
+        if chip is None:
+            return ()  # the class attribute: the field's default
+        held = chip.__dict__
+        if "defects" not in held:
+            held["defects"] = tuple(table_defects(chip._table, chip.arrays))
+        defects: tuple[Defect, ...] = held["defects"]
+        return defects
+
+    def __set__(self, chip: Chip, value: tuple[Defect, ...]) -> None:
+        chip.__dict__["defects"] = value
 
 
 @dataclass(frozen=True)
@@ -45,7 +70,7 @@ class Chip:
     """
 
     arrays: tuple[Array, ...]
-    defects: tuple[Defect, ...] = ()
+    defects: _Defects = _Defects()
     device: DeviceModel = DeviceModel()
     periphery: Periphery = Periphery()
     name: str | None = None
@@ -63,7 +88,7 @@ class Chip:
     def trusted(
         cls,
         arrays: tuple[Array, ...],
-        defects: tuple[Defect, ...],
+        defects: tuple[Defect, ...] | None,
         device: DeviceModel,
         periphery: Periphery,
         name: str | None,
@@ -73,12 +98,13 @@ class Chip:
         """A Chip from parts already validated together (`table` is their defects' table), without re-checking.
 
         For the loader and `synth_chip`, which check (or make) a million defects in bulk and would
-        otherwise check them twice.
+        otherwise check them twice. `defects` None: made from the table when first read (`_Defects`).
         """
         chip = object.__new__(cls)
         for key, value in (("arrays", arrays), ("defects", defects), ("device", device),
                            ("periphery", periphery), ("name", name), ("grid", grid)):  # fmt: skip
-            object.__setattr__(chip, key, value)
+            if value is not None or key != "defects":
+                object.__setattr__(chip, key, value)
         chip.__dict__["_table"] = table
         return chip
 
@@ -251,7 +277,7 @@ class Chip:
 
     @cached_property
     def _fingerprint(self) -> str:
-        return fingerprint(self)
+        return fingerprint(self, self._table)
 
     @property
     def display_name(self) -> str | None:

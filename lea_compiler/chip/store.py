@@ -308,6 +308,22 @@ def trusted_defects(
         return list(map(trusted_defect, array_ids, rows, cols, states, g_uS))
 
 
+def table_defects(table: DefectTable, arrays: Sequence[Array]) -> list[Defect]:
+    """The Defects of a valid chip whose table is `table`, as `trusted_defects` makes them from the chip's
+    columns: the array's id, None for a whole line's absent row or col (-1) and for no g_uS (NaN)."""
+    ids = np.array([a.id for a in arrays], dtype=np.int64)[table.pos].tolist()
+    rows: list[int | None] = table.row.tolist()
+    cols: list[int | None] = table.col.tolist()
+    if (table.row < 0).any() or (table.col < 0).any():
+        rows = [None if r < 0 else r for r in rows]  # type: ignore[operator]
+        cols = [None if c < 0 else c for c in cols]  # type: ignore[operator]
+    given = ~np.isnan(table.g_uS)
+    g_uS: list[float | None] = table.g_uS.tolist() if given.all() else [None] * len(rows)
+    if given.any() and not given.all():
+        g_uS = [v if k else None for v, k in zip(table.g_uS.tolist(), given.tolist(), strict=True)]
+    return trusted_defects(ids, rows, cols, table, g_uS)
+
+
 class MapPlan(NamedTuple):
     """What `Chip.stuck_map` and the defect counts need, per array, from a defect table.
 

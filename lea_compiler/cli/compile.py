@@ -12,8 +12,8 @@ from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
-from lea_compiler.options import from_keywords, keywords_from_args
 from lea_compiler.options import add_arguments as add_options
+from lea_compiler.options import from_keywords, keywords_from_args
 from lea_compiler.program.checks import reads_problem
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
