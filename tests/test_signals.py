@@ -87,7 +87,7 @@ def test_main_restores_the_sigterm_handler(tmp_path) -> None:
 
 SIMULATE_WITHOUT_THE_FRONT_END = """
 import sys
-import lea_compiler.backends.sim as sim
+import lea_compiler.reference as reference
 from lea_compiler.cli import main
 from lea_compiler.reference import ort_session
 
@@ -96,7 +96,7 @@ def unchecked(model, source):  # what leac did before issue 13: hand the embedde
     print("onnxruntime starts", file=sys.stderr, flush=True)
     return session
 
-sim.checked_session = unchecked
+reference.checked_session = unchecked  # the baseline takes it from there when it runs
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -184,7 +184,7 @@ def test_failing_programs_are_reported_and_do_not_stop_the_others(programs, tmp_
 
 
 def test_software_baseline_once_per_model(programs, tmp_path, monkeypatch) -> None:
-    import lea_compiler.backends.sim as sim
+    import lea_compiler.reference as reference  # the baseline takes checked_session from there when it runs
 
     other = tmp_path / "other.onnx"
     onnx.save(mlp_model(), other)  # another 4-input model: its own baseline
@@ -192,13 +192,13 @@ def test_software_baseline_once_per_model(programs, tmp_path, monkeypatch) -> No
     assert main(["compile", str(other), "--chip", str(tmp_path / "chip.json"), "-k", "2", "--placer", "greedy",
                  "-o", str(tmp_path / "other.leac")]) == 0
     runs: list[int] = []
-    real = sim.checked_session
+    real = reference.checked_session
 
     def counting(model, source):
         runs.append(len(model))
         return real(model, source)
 
-    monkeypatch.setattr(sim, "checked_session", counting)
+    monkeypatch.setattr(reference, "checked_session", counting)
     files = [*sorted(programs.glob("*.leac")), tmp_path / "other.leac"]
     result = simulate_many(files, TEST_SETS, jobs=1)
     assert result.exit_status == 0 and result.software_models == 2

@@ -243,8 +243,8 @@ def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> Non
     its digital reference, the calibration and onnxruntime never see more, and the report is the one of a
     whole batch: the same read noise (drawn per noise block, not per chunk), calibration and predictions;
     the layer errors differ only by float32 rounding (BLAS sums a row differently for other row counts)."""
-    import lea_compiler.backends.sim as sim
     import lea_compiler.chunks as chunks
+    import lea_compiler.reference as reference  # the baseline imports run_session from there when it runs
 
     path = tmp_path / "cnn.onnx"
     onnx.save(cnn_model(), path)
@@ -258,10 +258,10 @@ def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(chunks, "CHUNK_BYTES", 7 * per_sample)  # 7 samples: chunks straddle the noise blocks
     assert chunks.samples_per_chunk(program.graph, 50) == 7
     seen: list[int] = []
-    real_run, real_session = interpreter.run, sim.run_session
+    real_run, real_session = interpreter.run, reference.run_session
     monkeypatch.setattr(interpreter, "run", lambda graph, feeds, **kw: seen.append(len(*feeds.values()))
                         or real_run(graph, feeds, **kw))
-    monkeypatch.setattr(sim, "run_session", lambda session, feeds: seen.append(len(*feeds.values()))
+    monkeypatch.setattr(reference, "run_session", lambda session, feeds: seen.append(len(*feeds.values()))
                         or real_session(session, feeds))
     for exact in (False, True):
         seen.clear()
