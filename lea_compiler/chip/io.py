@@ -164,15 +164,15 @@ _OPTIONAL_KEYS = ("row", "col", "g_uS")
 def _usable_entries(raw: list[Any], columns: list[list[Any]] | None) -> np.ndarray | None:
     """Which defect entries are plain JSON objects with only known keys and no nulls (None: all are).
 
-    Decided in bulk: counts of the keys over all entries first (`columns`
-    holds each key's values, None where absent, if every entry is a dict),
-    and masks entry by entry only if the counts say some entry is not.
+    Decided in bulk: counts over all entries first (`columns` holds each
+    key's values, None where absent or null, if every entry is a dict), and
+    masks entry by entry only if the counts say some entry may not be.
     """
     n = len(raw)
     if columns is not None:
-        present = {key: sum(map(dict.__contains__, raw, repeat(key))) for key in DEFECT_KEYS}
-        nulls = sum(present[key] - (n - columns[DEFECT_KEYS.index(key)].count(None)) for key in _OPTIONAL_KEYS)
-        if sum(present.values()) == sum(map(len, raw)) and nulls == 0:
+        # The known keys holding a value are at most all the keys, and as many only if no key is unknown and
+        # none is null (a null array or state, which this does not refuse, just takes the masks below).
+        if sum(map(len, raw)) == sum(n - column.count(None) for column in columns):
             return None  # every key is a known one, and none is null
     usable = np.fromiter(map(operator.is_, map(type, raw), repeat(dict)), dtype=bool, count=n)
     at = np.flatnonzero(usable).tolist()
