@@ -317,10 +317,9 @@ def table_defects(table: DefectTable, arrays: Sequence[Array]) -> list[Defect]:
     if (table.row < 0).any() or (table.col < 0).any():
         rows = [None if r < 0 else r for r in rows]  # type: ignore[operator]
         cols = [None if c < 0 else c for c in cols]  # type: ignore[operator]
-    given = ~np.isnan(table.g_uS)
-    g_uS: list[float | None] = table.g_uS.tolist() if given.all() else [None] * len(rows)
-    if given.any() and not given.all():
-        g_uS = [v if k else None for v, k in zip(table.g_uS.tolist(), given.tolist(), strict=True)]
+    g_uS: list[float | None] = table.g_uS.tolist()
+    if np.isnan(table.g_uS).any():
+        g_uS = [None if math.isnan(v) else v for v in g_uS]  # type: ignore[arg-type]
     return trusted_defects(ids, rows, cols, table, g_uS)
 
 
