@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from lea_compiler.chip import Chip
 from lea_compiler.errors import DoesNotFitError
 from lea_compiler.ir import Graph, Node
-from lea_compiler.layer_sizes import CountSpec, counts
+from lea_compiler.layer_sizes import AUTO_SHARE, CountSpec, counts
 from lea_compiler.passes.canonicalize import Canonicalize
 
 DEVICES_PER_WEIGHT = 2
@@ -110,8 +110,10 @@ def check_devices(needed: int, chip: Chip, k: CountSpec, per_copy: int | None = 
         largest = ""
         if per_copy:
             most = chip.device_count // per_copy
-            largest = (f"; at most k = {most} fits by device count ({per_copy} devices per copy of every layer), "
-                       "or give layers their own k (-k LAYER=K,...,default=K)" if most >= 1 else
+            largest = (f"; at most k = {most} fits by device count ({per_copy} devices per copy of every layer); "
+                       "give layers their own k (-k LAYER=K,...,default=K), or let -k auto --calibrate DATA.npz "
+                       f"choose them within {int(chip.device_count * AUTO_SHARE)} devices (--budget says how many)"
+                       if most >= 1 else
                        f"; not even one copy fits ({per_copy} devices)")
         raise DoesNotFitError(
             f"not enough devices: the crossbar layers need {needed} devices at k = {k} (2 per weight per copy; "

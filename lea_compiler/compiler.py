@@ -14,14 +14,14 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, parse_budget, predict
+from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, measure, parse_budget
 from lea_compiler.analysis import canonical_devices, check_devices, mvm_layer
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
@@ -33,7 +33,7 @@ from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.lower import lower_to_program
-from lea_compiler.passes.quantize import Quantize, pair_noise_variance
+from lea_compiler.passes.quantize import Quantize
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, with_calibration
 
@@ -188,7 +188,7 @@ def _prepare(
                      imported.seconds + time.perf_counter() - start)
     front = _advance(empty, passes[:1], copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     if options.k == AUTO:  # choose every layer's k now, and compile with the counts chosen
-        allocation = _allocate(front.graph, options, device, chip, calibration)
+        allocation = _allocate(front, device, chip, on_pass)
         options = dataclasses.replace(options, k=canonical(allocation.counts), budget=None)  # the counts chosen
         passes = front_passes(options, device)
         front = dataclasses.replace(front, options=options, allocation=allocation)
@@ -205,14 +205,16 @@ def _prepare(
     return front
 
 
-def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None, chip: Chip | None,
-              calibration: Dataset | None) -> Allocation:
-    """`-k auto`: every layer's k under the device budget (`lea_compiler.allocate`), for the canonical `graph`.
+def _allocate(front: FrontEnd, device: DeviceModel | None, chip: Chip | None,
+              on_probe: Callable[[str, float], None] | None) -> Allocation:
+    """`-k auto`: every layer's k under the device budget (`lea_compiler.allocate`), for the canonical graph of
+    `front` (which this leaves as it is).
 
     Raises:
         UsageError: no chip or no calibration data to measure on, the network ensemble, or a --beta.
         DoesNotFitError: not even one copy of every layer fits the budget.
     """
+    options, calibration, graph = front.options, front.calibration, front.graph
     if chip is None or device is None:
         raise UsageError("-k auto chooses the counts for one chip (its devices and noise): compile for one chip")
     if calibration is None:
@@ -235,12 +237,16 @@ def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None,
         raise DoesNotFitError(f"-k auto: the budget of {budget} devices holds not even one copy of every layer "
                               f"({minimum} devices)")
     most = {name: min(MAX_AUTO_K, (budget - minimum + cost) // cost) for name, cost in layers.items()}
-    prediction = predict(graph, calibration.x, levels_uS=device.levels_uS, encoding=options.encoding,
-                         per_layer=options.scale == "per-layer", bias_row=bias_row,
-                         write_noise_uS=device.write_noise_uS, read_noise_uS=device.read_noise_uS,
-                         reads=options.reads, max_k=most, seed=options.seed,
-                         noise_uS2=0.0 if options.scale_noise == "none" else pair_noise_variance(
-                             device.write_noise_uS, device.read_noise_uS, options.reads))
+
+    def probe(counts: Mapping[str, int]) -> Program:  # the model compiled with these counts (greedy placement)
+        probe_options = dataclasses.replace(options, k=canonical(dict(counts)), budget=None, placer="greedy")
+        needed = canonical_devices(graph, probe_options.k, bias_row)
+        probe_front = dataclasses.replace(front, graph=_copy.deepcopy(graph), options=probe_options,
+                                          devices_needed=needed, devices_per_copy=minimum)
+        probe_front = _advance(probe_front, front_passes(probe_options, device), copy=False, verify=False)
+        return compile_prepared(probe_front, chip, copy=False, verify=False).program
+
+    prediction = measure(probe, graph, calibration.x, most, layers, budget, seed=options.seed, on_probe=on_probe)
     return allocate(prediction, layers, budget, time_limit_s=options.time_limit_s)
 
 
