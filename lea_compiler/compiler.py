@@ -197,7 +197,7 @@ def _prepare(
     needed = canonical_devices(front.graph, options.k, options.bias == "row")
     per_copy = canonical_devices(front.graph, 1, options.bias == "row")
     if chip is not None:
-        check_devices(needed, chip, options.k, per_copy)
+        check_devices(needed, chip, options.k, per_copy, per_layer=options.ensemble == "layer")
     front = dataclasses.replace(front, devices_needed=needed, devices_per_copy=per_copy)
     front = _advance(front, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     # quantize checks this too; without a device (a compile for many chips) refuse here, not once per chip
@@ -293,7 +293,8 @@ def compile_prepared(
     start = time.perf_counter()
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
-    check_devices(front.devices_needed, chip, front.options.k, front.devices_per_copy)
+    check_devices(front.devices_needed, chip, front.options.k, front.devices_per_copy,
+                  per_layer=front.options.ensemble == "layer")
     calibration = front.calibration
     passes = default_pipeline(chip, front.options, calibration.x if calibration is not None else None)
     done = _advance(front, passes, copy=copy, verify=verify, dump_dir=dump_dir, on_pass=on_pass)

@@ -172,6 +172,8 @@ def test_k_auto_needs_data_one_chip_and_a_budget_that_holds_a_copy(files: dict[s
     assert main(["compile", str(files["model"]), "--chip", str(files["chip"]), "-k", "2", "--budget", "900",
                  "-o", str(tmp_path / "bad.leac")]) == 2
     assert "--budget is the device budget of -k auto" in capsys.readouterr().err
+    assert main([*base, "--calibrate", str(files["data"]), "-j", "2", "-o", str(tmp_path / "out")]) == 2
+    assert "give one --chip, without --jobs" in capsys.readouterr().err and not (tmp_path / "out").exists()
     other = tmp_path / "other.json"
     save_chip(synth_chip(arrays=8, rows=25, cols=25, seed=5), other)
     with pytest.raises(UsageError, match="for one chip"):

@@ -107,6 +107,8 @@ def test_when_k_does_not_fit_the_message_says_what_would(files: dict[str, Path])
                                               f"\\({per_copy} devices per copy.*-k auto --calibrate DATA.npz "
                                               f"choose them within 4500 devices"):
         leac.compile(files["model"], files["chip"], k=40)
+    with pytest.raises(DoesNotFitError, match="per copy of every layer\\)$"):  # one count for the network ensemble
+        leac.compile(files["model"], files["chip"], k=40, ensemble="network")
     with pytest.raises(DoesNotFitError, match="k = fc0=100,default=1"):
         leac.compile(files["model"], files["chip"], k="fc0=100,default=1")
 
