@@ -45,6 +45,8 @@ MAX_AUTO_K = 12
 """Most copies `-k auto` gives one layer."""
 TRIALS = 8
 """Noise draws per (layer, k) the errors are averaged over."""
+MARGIN = 2.0
+"""Standard errors of the baseline's measured disagreement other counts must gain to be chosen over it."""
 MAX_SAMPLES = 512
 """Calibration samples the predictor runs (a seeded subsample beyond)."""
 _DIGITS = re.compile(r"[0-9]+")
@@ -64,6 +66,8 @@ class Prediction:
     baseline: int = 1
     baseline_error: float = 0.0
     baseline_disagreement: float = 0.0
+    margin: float = 0.0
+    """How much less predicted disagreement other counts must promise for the allocation to leave the baseline."""
 
     def at(self, counts: Mapping[str, int]) -> tuple[float, float]:
         """The predicted (error, disagreement) of `counts`: the baseline's, plus each layer's change from it."""
@@ -94,7 +98,7 @@ class Allocation:
     def to_json(self) -> dict[str, object]:
         return {"counts": dict(self.counts), "devices": self.devices, "budget": self.budget,
                 "predicted_error": self.predicted_error, "predicted_agreement": self.predicted_agreement,
-                "status": self.status, "baseline": self.prediction.baseline,
+                "status": self.status, "baseline": self.prediction.baseline, "margin": self.prediction.margin,
                 "error": {name: list(values) for name, values in self.prediction.error.items()},
                 "disagreement": {name: list(values) for name, values in self.prediction.disagreement.items()}}
 
@@ -150,21 +154,23 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
     power = float(np.sum(ref_float**2)) or 1.0
     names = list(most)
 
-    def measured(counts: dict[str, int]) -> tuple[float, float] | None:
-        """(E, D) of the model compiled with `counts`, every layer on the chip; None: the copies do not place."""
+    def measured(counts: dict[str, int]) -> tuple[float, float, float] | None:
+        """(E, D, the standard error of D over the draws) of the model compiled with `counts`, every layer on the
+        chip; None: the copies do not place."""
         start = time.perf_counter()
         try:
             program = probe(counts)
         except DoesNotFitError:
             return None
-        squared = flipped = 0.0
+        squared, flipped = np.zeros(TRIALS), np.zeros(TRIALS)
         for trial in range(TRIALS):  # the same seeds for every probe: the differences between counts show
             outputs = run_on_chip(program, x, names, seed=seed + trial)
-            squared += float(np.sum((_float_outputs(graph, outputs) - ref_float) ** 2)) / power
-            flipped += float(np.mean(top1(outputs, output) != reference))
+            squared[trial] = float(np.sum((_float_outputs(graph, outputs) - ref_float) ** 2)) / power
+            flipped[trial] = float(np.mean(top1(outputs, output) != reference))
         if on_probe is not None:
             on_probe(f"-k auto: measured {canonical_counts(counts)}", time.perf_counter() - start)
-        return min(squared / TRIALS, MAX_ERROR), flipped / TRIALS
+        spread = float(np.std(flipped, ddof=1) / np.sqrt(TRIALS)) if TRIALS > 1 else 0.0
+        return min(float(squared.mean()), MAX_ERROR), float(flipped.mean()), spread
 
     baseline = max(1, min(MAX_AUTO_K, budget // max(1, sum(devices_per_copy.values())), *most.values()))
     while (base := measured(dict.fromkeys(names, baseline))) is None:  # the uniform counts the budget holds
@@ -174,7 +180,7 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
     errors: dict[str, list[float]] = {}
     changes: dict[str, list[float]] = {}
     for name in names:
-        points: dict[int, tuple[float, float]] = {baseline: base}
+        points: dict[int, tuple[float, float, float]] = {baseline: base}
         largest = most[name]
         wanted = sorted({*GRID, baseline - 1, baseline + 1, largest} - {baseline})
         for k in (k for k in wanted if 1 <= k <= most[name]):
@@ -188,7 +194,7 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
         counts = np.array(sorted(points), dtype=np.float64)
         errors[name] = list(fit_inverse_k(counts, np.array([points[int(k)][0] for k in counts]), largest))
         changes[name] = list(fit_inverse_k(counts, np.array([points[int(k)][1] for k in counts]), largest))
-    return Prediction(errors, changes, baseline, base[0], base[1])
+    return Prediction(errors, changes, baseline, base[0], base[1], MARGIN * base[2])
 
 
 def fit_inverse_k(k: np.ndarray, values: np.ndarray, largest: int) -> np.ndarray:
@@ -224,7 +230,8 @@ def allocate(prediction: Prediction, devices_per_copy: Mapping[str, int], budget
              time_limit_s: float = 10.0) -> Allocation:
     """The counts with the least predicted disagreement within `budget` devices, then the least output error,
     then the fewest devices, exactly (CP-SAT, a multiple-choice knapsack over the prediction's counts, solved
-    for each objective in turn with the ones before it fixed).
+    for each objective in turn with the ones before it fixed); the baseline's uniform counts instead when the
+    budget holds them and the best counts promise less than `prediction.margin` fewer changed answers.
 
     Raises:
         DoesNotFitError: not even one copy of every layer fits the budget.
@@ -262,6 +269,11 @@ def allocate(prediction: Prediction, devices_per_copy: Mapping[str, int], budget
         model.add(objective == int(solver.objective_value))  # kept while the next objective is minimised
     counts = {name: next(k for k in range(1, largest[name] + 1) if solver.value(choice[(name, k)]))
               for name in names}
+    uniform = dict.fromkeys(names, prediction.baseline)
+    if (sum(devices_per_copy[n] * prediction.baseline for n in names) <= budget
+            and all(prediction.baseline <= largest[n] for n in names)
+            and prediction.at(counts)[1] > prediction.at(uniform)[1] - prediction.margin):
+        counts = uniform  # the gain is within the measurements' noise: the measured baseline is the safer choice
     predicted, changed = prediction.at(counts)
     return Allocation(counts, sum(devices_per_copy[n] * counts[n] for n in names), budget, prediction, predicted,
                       1.0 - changed, solver.status_name(status))
