@@ -46,7 +46,8 @@ MAX_AUTO_K = 12
 TRIALS = 8
 """Noise draws per (layer, k) the errors are averaged over."""
 MARGIN = 2.0
-"""Standard errors of the baseline's measured disagreement other counts must gain to be chosen over it."""
+"""Standard errors of a measured change in disagreement (RMS over the measured counts) other counts must gain
+to be chosen over the baseline."""
 MAX_SAMPLES = 512
 """Calibration samples the predictor runs (a seeded subsample beyond)."""
 _DIGITS = re.compile(r"[0-9]+")
@@ -154,9 +155,9 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
     power = float(np.sum(ref_float**2)) or 1.0
     names = list(most)
 
-    def measured(counts: dict[str, int]) -> tuple[float, float, float] | None:
-        """(E, D, the standard error of D over the draws) of the model compiled with `counts`, every layer on the
-        chip; None: the copies do not place."""
+    def measured(counts: dict[str, int]) -> tuple[float, float, np.ndarray] | None:
+        """(E, D, D of each draw) of the model compiled with `counts`, every layer on the chip; None: the copies
+        do not place."""
         start = time.perf_counter()
         try:
             program = probe(counts)
@@ -169,8 +170,7 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
             flipped[trial] = float(np.mean(top1(outputs, output) != reference))
         if on_probe is not None:
             on_probe(f"-k auto: measured {canonical_counts(counts)}", time.perf_counter() - start)
-        spread = float(np.std(flipped, ddof=1) / np.sqrt(TRIALS)) if TRIALS > 1 else 0.0
-        return min(float(squared.mean()), MAX_ERROR), float(flipped.mean()), spread
+        return min(float(squared.mean()), MAX_ERROR), float(flipped.mean()), flipped
 
     baseline = max(1, min(MAX_AUTO_K, budget // max(1, sum(devices_per_copy.values())), *most.values()))
     while (base := measured(dict.fromkeys(names, baseline))) is None:  # the uniform counts the budget holds
@@ -179,8 +179,9 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
         baseline -= 1
     errors: dict[str, list[float]] = {}
     changes: dict[str, list[float]] = {}
+    spreads: list[float] = []
     for name in names:
-        points: dict[int, tuple[float, float, float]] = {baseline: base}
+        points: dict[int, tuple[float, float, np.ndarray]] = {baseline: base}
         largest = most[name]
         wanted = sorted({*GRID, baseline - 1, baseline + 1, largest} - {baseline})
         for k in (k for k in wanted if 1 <= k <= most[name]):
@@ -191,10 +192,13 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
                     break
                 continue
             points[k] = result
+            # the change from the baseline, draw by draw (the same seeds): how precisely a change is measured
+            spreads.append(float(np.std(result[2] - base[2], ddof=1)) / np.sqrt(TRIALS) if TRIALS > 1 else 0.0)
         counts = np.array(sorted(points), dtype=np.float64)
         errors[name] = list(fit_inverse_k(counts, np.array([points[int(k)][0] for k in counts]), largest))
         changes[name] = list(fit_inverse_k(counts, np.array([points[int(k)][1] for k in counts]), largest))
-    return Prediction(errors, changes, baseline, base[0], base[1], MARGIN * base[2])
+    margin = MARGIN * float(np.sqrt(np.mean(np.square(spreads)))) if spreads else 0.0
+    return Prediction(errors, changes, baseline, base[0], base[1], margin)
 
 
 def fit_inverse_k(k: np.ndarray, values: np.ndarray, largest: int) -> np.ndarray:
