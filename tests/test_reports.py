@@ -4,6 +4,7 @@ documented key is printed; every command has `--json`; the exit statuses are the
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import re
@@ -118,6 +119,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     out["leac-simulate"].append(_json(["simulate", str(board), "--program", str(program), "--data", str(data),
                                        "--json"]))  # a board file: the `board` key
     out["leac-simulate"].append(_json(["simulate", str(program), "--data", str(data), "--trials", "2", "--json"]))
+    out["leac-show"] = [_json(["show", str(program), "--json"])]
+    if importlib.util.find_spec("matplotlib") is not None:  # the plot extra: pages[] only with a picture
+        out["leac-show"].append(_json(["show", str(program), "--png", str(folder / "placement.png"), "--json"]))
     out["leac-board-validate"] = [_json(["board", "validate", str(board), "--json"])]
     out["leac-program"] = [_json(["program", str(program), "-o", str(folder / "q.leac"), "--json"]),
                            _json(["program", str(program), "--strategy", "open-loop", "-o", str(folder / "r.leac"),
@@ -142,6 +146,8 @@ DOCS = documented()
 
 @pytest.mark.parametrize("name", sorted(DOCS))
 def test_documented_keys_are_the_printed_keys(name: str, reports) -> None:
+    if name == "leac-show":
+        pytest.importorskip("matplotlib")
     expected = expected_keys(name, DOCS)
     maps = {key.removesuffix(".*") for key in expected if key.endswith(".*")}
     printed = {key for report in reports[name] for key in printed_keys(report, maps)}
@@ -156,6 +162,7 @@ def test_every_command_has_json_and_a_documented_report() -> None:
     commands = {
         ("compile",): "leac-compile", ("simulate",): "leac-simulate", ("emit",): "leac-emit",
         ("inspect",): "leac-inspect", ("board", "validate"): "leac-board-validate", ("program",): "leac-program",
+        ("show",): "leac-show",
         ("chip", "validate"): "leac-chip-validate", ("chip", "show"): "leac-chip-show",
         ("chip", "synth"): "leac-chip-synth", ("chip", "import"): "leac-chip-import",
     }
