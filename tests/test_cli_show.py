@@ -33,7 +33,7 @@ def test_show_lists_every_half_and_draws_the_picture(program_file: Path, tmp_pat
     assert main(["show", str(program_file), "--png", str(tmp_path / "p.png"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     program = Program.load(program_file)
-    assert report["copies"] == 9 and len(report["halves"]) == 18
+    assert report["block_copies"] == 9 and len(report["halves"]) == 18
     assert report["arrays_used"] == len(program.arrays_used) and report["arrays_total"] == 6
     assert report["pages"] == [{"file": str(tmp_path / "p.png"), "arrays": [0, 1, 2, 3, 4, 5]}]
     assert report["arrays_not_drawn"] == []

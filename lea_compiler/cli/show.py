@@ -110,7 +110,7 @@ def show_report(program: Program, source: str, png: str | None, halves: list[Pla
         "chip": program.chip.display_name,
         "arrays_total": len(program.chip.arrays),
         "arrays_used": len(program.arrays_used),
-        "copies": len(halves) // 2,
+        "block_copies": len(halves) // 2,
         "stuck_under_copies": sum(half.stuck for half in halves),
         "halves": [half.to_json() for half in halves],
         **picture_facts(png, picture, files),
@@ -139,7 +139,7 @@ def print_show(report: dict[str, Any]) -> None:
                      f"{h['averaged_cols']} of {h['cols']}"))
     print(f"{printable(report['program'])}: {printable(report['model'])} on chip {printable(report['chip'])}")
     print(format_table(rows))
-    print(f"{report['copies']} block copies ({len(report['halves'])} halves) on {report['arrays_used']} of "
+    print(f"{report['block_copies']} block copies ({len(report['halves'])} halves) on {report['arrays_used']} of "
           f"{report['arrays_total']} arrays; {report['stuck_under_copies']} stuck devices under them")
     for page in report["pages"]:
         print(f"wrote {printable(page['file'])}: arrays {_ranges(page['arrays'])}")
