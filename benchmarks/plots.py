@@ -113,7 +113,7 @@ def plot_fault_rate(data: dict[str, Any], path: Path) -> None:
     paper = {int(k): v for k, v in data.get("paper_mnist", {}).items()} if "mlp" in data["model"] else {}
     default = ("layer", "cpsat", "compensated")
     ks = sorted({key[3] for key in points if key[:3] == default})
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6.8), sharey=True)
     cmap = plt.get_cmap("viridis")
     for i, k in enumerate(ks):
         rates, st = _series(points, (*default, k))
@@ -143,12 +143,14 @@ def plot_fault_rate(data: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("stuck devices (% of the chip, half stuck high, half stuck low)")
         ax.grid(color="#eeeeee")
         ax.set_axisbelow(True)
-        ax.legend(loc="lower left", **LEGEND)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2 if ax is left else 1,
+                  **LEGEND)  # below the panel: no curve hidden
     left.set_ylabel(f"top-1 accuracy (%), mean \u00b1 std over {seeds} chips")
     name = data["model"].removesuffix(".onnx").replace("_", " ").replace("mlp", "MLP").replace("cnn", "CNN")
     encoding = f" ({data['encoding']} encoding)" if data.get("encoding") else ""
     fig.suptitle(f"{name}{encoding} on chips with stuck devices: more copies and compensation keep "
                  "accuracy near software", fontsize=11)
+    fig.subplots_adjust(bottom=0.33)
     save_png(fig, path)
     plt.close(fig)
 
