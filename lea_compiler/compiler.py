@@ -347,13 +347,22 @@ def compile_model(
 
 def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> dict[str, Any]:
     """The `leac compile --json` report of a compile whose Program was written to `output` (keys in docs/reports.md)."""
-    program = result.program
-    placement = program.placement
-    ensemble = program.options.get("ensemble", "layer")
     return {
         "report": "leac-compile",
         "version": 1,
         "program": os.fspath(output),
+        **program_summary(result.program),
+        "pass_seconds": {t.name: t.seconds for t in result.timings},
+        "compile_seconds": result.seconds,
+    }
+
+
+def program_summary(program: Program) -> dict[str, Any]:
+    """What a Program records of its compile: the `leac-compile` keys from `model` to `optimality_gap` (the
+    layers, devices, placement cost and solver status), which `leac report` prints too."""
+    placement = program.placement
+    ensemble = program.options.get("ensemble", "layer")
+    return {
         "model": program.model["file"] or program.model["name"],
         "chip": program.chip.display_name,
         "chip_fingerprint": program.chip_fingerprint,
@@ -392,6 +401,4 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
         "solver_method": placement.get("method"),
         "solver_bound_uS": placement.get("bound_uS"),
         "optimality_gap": placement.get("gap"),
-        "pass_seconds": {t.name: t.seconds for t in result.timings},
-        "compile_seconds": result.seconds,
     }
