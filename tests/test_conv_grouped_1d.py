@@ -1,0 +1,230 @@
+"""Grouped and depthwise Conv, and 1-D Conv, MaxPool and AveragePool, from import to the simulated chip.
+
+Numerics are checked against onnxruntime op by op (the interpreter on the imported graph and on the
+canonicalized one, whose grouped Conv is the packed MVM of `passes/canonicalize.py`), whole models through
+`leac compile` and `leac simulate --ideal` on a fine-level chip, the packed mapping's device and read counts by
+hand, and 3-D windows are refused with a message and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from lea_compiler import interpreter
+from lea_compiler.analysis import crossbar_layers
+from lea_compiler.chip import DeviceModel, save_chip, synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import InvalidModelError
+from lea_compiler.onnx_frontend import import_model
+from lea_compiler.passes.canonicalize import Canonicalize
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.reference import run_onnxruntime
+from tests.helpers import ATOL, RTOL, make_model, random_feeds
+
+F = np.float32
+rng = np.random.default_rng(17)
+
+
+def w(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(F)
+
+
+def node(op: str, inputs: list[str], **attrs: object) -> onnx.NodeProto:
+    return helper.make_node(op, inputs, ["y"], name=f"{op.lower()}_under_test", **attrs)
+
+
+X4 = {"x": (F, ["N", 8, 7, 7])}
+X3 = {"x": (F, ["N", 6, 13])}
+
+# (id, node, inputs, initializers)
+CASES = [
+    ("grouped_2d", node("Conv", ["x", "W", "b"], group=2, pads=[1, 1, 1, 1]), X4, {"W": w(6, 4, 3, 3), "b": w(6)}),
+    ("grouped_4_groups_strided", node("Conv", ["x", "W"], group=4, strides=[2, 1], pads=[0, 1, 1, 0]), X4,
+     {"W": w(8, 2, 2, 3)}),
+    ("depthwise", node("Conv", ["x", "W", "b"], group=8, pads=[1, 1, 1, 1]), X4, {"W": w(8, 1, 3, 3), "b": w(8)}),
+    ("depthwise_multiplier_2", node("Conv", ["x", "W"], group=8, dilations=[2, 2]), X4, {"W": w(16, 1, 3, 3)}),
+    ("depthwise_same_upper_stride", node("Conv", ["x", "W"], group=8, auto_pad="SAME_UPPER", strides=[2, 2]), X4,
+     {"W": w(8, 1, 3, 3)}),
+    ("conv1d", node("Conv", ["x", "W", "b"]), X3, {"W": w(4, 6, 3), "b": w(4)}),
+    ("conv1d_pads_strides_dilations", node("Conv", ["x", "W"], pads=[2, 1], strides=[2], dilations=[2]), X3,
+     {"W": w(5, 6, 3)}),
+    ("conv1d_same_lower", node("Conv", ["x", "W"], auto_pad="SAME_LOWER", strides=[3]), X3, {"W": w(3, 6, 4)}),
+    ("conv1d_grouped", node("Conv", ["x", "W", "b"], group=3, pads=[1, 1]), X3, {"W": w(9, 2, 3), "b": w(9)}),
+    ("conv1d_depthwise", node("Conv", ["x", "W"], group=6, kernel_shape=[5], pads=[2, 2]), X3, {"W": w(6, 1, 5)}),
+    ("maxpool1d", node("MaxPool", ["x"], kernel_shape=[2], strides=[2]), X3, {}),
+    ("maxpool1d_pads_ceil", node("MaxPool", ["x"], kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1), X3, {}),
+    ("maxpool1d_dilated", node("MaxPool", ["x"], kernel_shape=[3], dilations=[2]), X3, {}),
+    ("avgpool1d", node("AveragePool", ["x"], kernel_shape=[3], strides=[2]), X3, {}),
+    ("avgpool1d_pads_exclude", node("AveragePool", ["x"], kernel_shape=[3], pads=[1, 2]), X3, {}),
+    ("avgpool1d_pads_include", node("AveragePool", ["x"], kernel_shape=[3], pads=[2, 1], count_include_pad=1), X3,
+     {}),
+    ("avgpool1d_ceil_include", node("AveragePool", ["x"], kernel_shape=[3], strides=[2], pads=[1, 0], ceil_mode=1,
+                                    count_include_pad=1), X3, {}),
+    ("avgpool1d_ceil_exclude", node("AveragePool", ["x"], kernel_shape=[3], strides=[2], pads=[1, 0], ceil_mode=1),
+     X3, {}),
+    ("avgpool1d_same_upper", node("AveragePool", ["x"], kernel_shape=[4], strides=[3], auto_pad="SAME_UPPER"), X3,
+     {}),
+    ("globalavgpool1d", node("GlobalAveragePool", ["x"]), X3, {}),
+]
+
+
+@pytest.mark.parametrize("case_id, op, inputs, inits", CASES, ids=[c[0] for c in CASES])
+def test_op_matches_onnxruntime_before_and_after_canonicalize(case_id, op, inputs, inits) -> None:
+    model = make_model([op], inputs, ["y"], inits)
+    feeds = random_feeds(model, batch=3, seed=len(case_id))
+    expected = run_onnxruntime(model, feeds)["y"]
+    graph = import_model(model)
+    assert graph.outputs[0].shape[1:] == expected.shape[1:]  # the type rule gives onnx's shape
+    np.testing.assert_allclose(interpreter.run(graph, feeds)["y"], expected, rtol=RTOL, atol=ATOL)
+    Canonicalize().run(graph)
+    graph.verify()
+    if op.op_type == "Conv":
+        assert graph.nodes_of("MVM") and not graph.nodes_of("Conv")
+    np.testing.assert_allclose(interpreter.run(graph, feeds)["y"], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_a_depthwise_conv_is_one_dense_matrix_read_once_per_channel_and_pixel() -> None:
+    # 8 channels, 3 x 3 kernels, 5 x 5 output: the crossbar matrix is 9 x 8 (one column per channel's kernel),
+    # not the 72 x 8 block-diagonal one, and each output pixel takes 8 reads of 9 inputs
+    model = make_model([node("Conv", ["x", "W", "b"], group=8)], X4, ["y"], {"W": w(8, 1, 3, 3), "b": w(8)})
+    graph = import_model(model)
+    (layer,) = crossbar_layers(graph)
+    assert (layer.rows, layer.cols, layer.reads_per_sample) == (9, 8, 5 * 5 * 8)
+    assert layer.devices(k=3) == 2 * 3 * 9 * 8  # block-diagonal: 2 * 3 * 72 * 8 = 3456
+    canonical = Canonicalize().run(graph)
+    assert [n.op_type for n in canonical.nodes] == ["Patches", "Reshape", "MVM", "Reshape", "Gather", "Transpose"]
+
+
+def test_compiled_depthwise_layer_uses_the_hand_counted_devices(tmp_path) -> None:
+    # Grouped conv with 2 groups of 3 -> 2 channels each, 2 x 2 kernels: K = 3 * 2 * 2 = 12 rows, 4 columns;
+    # k = 2 copies of one 12 x 4 block: 2 copies x 2 devices x 48 weights = 192 devices (block-diagonal 24 x 4: 384)
+    model = make_model([node("Conv", ["x", "W"], group=2)], {"x": (F, ["N", 6, 4, 4])}, ["y"], {"W": w(4, 3, 2, 2)})
+    path = tmp_path / "g.onnx"
+    onnx.save(model, path)
+    chip = synth_chip(arrays=4, rows=16, cols=16, stuck_high=0.0, stuck_low=0.0, seed=1)
+    program = compile_model(path, chip, CompileOptions(k=2)).program
+    layer = program.layer("conv_under_test")
+    assert (layer.rows, layer.cols) == (12, 4)
+    assert program.devices_used == 192
+
+
+def _fine_chip(tmp_path: Path) -> Path:
+    levels = tuple(round(float(v), 6) for v in np.linspace(133.0, 233.0, 256))
+    device = DeviceModel(levels_uS=levels, stuck_high_uS=233.0, stuck_low_uS=133.0)
+    path = tmp_path / "chip.json"
+    save_chip(synth_chip(arrays=24, rows=32, cols=32, stuck_high=0.02, stuck_low=0.01, seed=4, device=device), path)
+    return path
+
+
+def depthwise_separable_model(seed: int = 0) -> onnx.ModelProto:
+    """Conv 3->8, depthwise 3 x 3 (stride 2) + BatchNorm, pointwise 8->12, global pool, Gemm head: 5 classes."""
+    r = np.random.default_rng(seed)
+    inits = {
+        "w1": r.standard_normal((8, 3, 3, 3)).astype(F) * 0.4, "b1": r.standard_normal(8).astype(F) * 0.1,
+        "wd": r.standard_normal((8, 1, 3, 3)).astype(F) * 0.5,
+        "s": r.uniform(0.5, 1.5, 8).astype(F), "o": r.standard_normal(8).astype(F) * 0.1,
+        "m": r.standard_normal(8).astype(F) * 0.1, "v": r.uniform(0.5, 2.0, 8).astype(F),
+        "wp": r.standard_normal((12, 8, 1, 1)).astype(F) * 0.5, "bp": r.standard_normal(12).astype(F) * 0.1,
+        "wf": r.standard_normal((5, 12)).astype(F), "bf": r.standard_normal(5).astype(F) * 0.1,
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "wd"], ["cd"], name="depthwise", group=8, strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["cd", "s", "o", "m", "v"], ["nd"], name="bn"),
+        helper.make_node("Relu", ["nd"], ["rd"], name="relu2"),
+        helper.make_node("Conv", ["rd", "wp", "bp"], ["cp"], name="pointwise"),
+        helper.make_node("Relu", ["cp"], ["rp"], name="relu3"),
+        helper.make_node("GlobalAveragePool", ["rp"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    return make_model(nodes, {"x": (F, ["N", 3, 8, 8])}, ["y"], inits, name="dwsep")
+
+
+def cnn1d_model(seed: int = 0) -> onnx.ModelProto:
+    """A 1-D CNN: Conv1d 2->6 (k 5), MaxPool1d, grouped dilated Conv1d 6->8, AvgPool1d with pads, Gemm: 4 classes."""
+    r = np.random.default_rng(seed)
+    inits = {
+        "w1": r.standard_normal((6, 2, 5)).astype(F) * 0.4, "b1": r.standard_normal(6).astype(F) * 0.1,
+        "w2": r.standard_normal((8, 3, 3)).astype(F) * 0.4, "b2": r.standard_normal(8).astype(F) * 0.1,
+        "wf": r.standard_normal((4, 64)).astype(F) * 0.3, "bf": r.standard_normal(4).astype(F) * 0.1,
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2], strides=[2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2", group=2, dilations=[2], pads=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("AveragePool", ["r2"], ["p2"], name="pool2", kernel_shape=[3], strides=[2], pads=[1, 1],
+                         count_include_pad=1),
+        helper.make_node("Flatten", ["p2"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    return make_model(nodes, {"x": (F, ["N", 2, 32])}, ["y"], inits, name="cnn1d")
+
+
+@pytest.mark.parametrize("make", [depthwise_separable_model, cnn1d_model], ids=["depthwise_separable", "cnn1d"])
+def test_compile_and_ideal_simulation_agree_with_onnxruntime(tmp_path, capsys, make) -> None:
+    model = make()
+    path, program, data = tmp_path / "m.onnx", tmp_path / "m.leac", tmp_path / "d.npz"
+    onnx.save(model, path)
+    x = random_feeds(model, batch=200, seed=3)["x"]
+    labels = np.argmax(run_onnxruntime(model, {"x": x})["y"], axis=1)
+    np.savez(data, x=x, y=labels)
+    assert main(["compile", str(path), "--chip", str(_fine_chip(tmp_path)), "-k", "2", "--placer", "greedy",
+                 "--calibrate", str(data), "-o", str(program)]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--ideal", "--data", str(data), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["data"][0]
+    assert report["software_accuracy"] == 1.0  # the labels are onnxruntime's
+    assert report["agreement"] >= 0.99
+
+
+@pytest.mark.parametrize(
+    "op, inputs, inits, message",
+    [
+        (node("Conv", ["x", "W"]), {"x": (F, ["N", 2, 4, 4, 4])}, {"W": w(3, 2, 2, 2, 2)},
+         "3-D Conv is not supported"),
+        (node("MaxPool", ["x"], kernel_shape=[2, 2, 2]), {"x": (F, ["N", 2, 4, 4, 4])}, {},
+         "3-D MaxPool is not supported"),
+        (node("AveragePool", ["x"], kernel_shape=[2, 2, 2]), {"x": (F, ["N", 2, 4, 4, 4])}, {},
+         "3-D AveragePool is not supported"),
+    ],
+    ids=["conv3d", "maxpool3d", "avgpool3d"],
+)
+def test_3d_windows_are_refused_and_nothing_is_written(tmp_path, capsys, op, inputs, inits, message) -> None:
+    model = make_model([op], inputs, ["y"], inits)
+    with pytest.raises(InvalidModelError, match=message) as caught:
+        import_model(model)
+    assert "leac maps 1-D and 2-D" in str(caught.value) and op.name in str(caught.value)
+    path, chip, out = tmp_path / "m.onnx", tmp_path / "chip.json", tmp_path / "m.leac"
+    onnx.save(model, path)
+    save_chip(synth_chip(arrays=2, rows=8, cols=8, seed=1), chip)
+    assert main(["compile", str(path), "--chip", str(chip), "-o", str(out)]) == 3
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.json", "m.onnx"]
+
+
+@pytest.mark.parametrize(
+    "channels, weight, message",
+    [(6, (4, 2, 3, 3), "the input's 6 channels are not group=4 x the weight's 2 channels per group"),
+     (8, (6, 2, 3, 3), "the weight's 6 output channels do not divide into group=4 groups")],
+)
+def test_a_group_that_does_not_divide_the_channels_is_refused(channels, weight, message) -> None:
+    # onnx's checker and shape inference let both through; leac's type rule names the mismatch
+    conv = node("Conv", ["x", "W"], group=4)
+    graph = helper.make_graph(
+        [conv], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", channels, 5, 5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", weight[0], 3, 3])],
+        [onnx.numpy_helper.from_array(w(*weight), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(InvalidModelError, match=f"node 'conv_under_test' \\(Conv\\): {message}"):
+        import_model(model)
