@@ -159,10 +159,12 @@ def _perturbed(node: Node, matrix: np.ndarray, bias_row: bool) -> interpreter.Ke
     if not bias_row and node.input(2) is not None and node.input(2).const is not None:  # type: ignore[union-attr]
         bias = np.asarray(node.input(2).const, dtype=np.float64)  # type: ignore[union-attr]
 
+    groups = int(node.attr("groups", 1))
+
     def kernel(_: Node, inputs: list[interpreter.Array | None]) -> list[interpreter.Array]:
         x = inputs[0]
         assert x is not None
-        y = np.asarray(x, dtype=np.float64) @ weight
+        y = interpreter.own_group_columns(np.asarray(x, dtype=np.float64) @ weight, groups)
         if bias is not None:
             y = y + bias
         return [y.astype(np.asarray(x).dtype)]

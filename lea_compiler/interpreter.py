@@ -348,8 +348,18 @@ def _shape(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [np.asarray(x.shape[start:end], dtype=np.int64)]
 
 
+def own_group_columns(y: Array, groups: int) -> Array:
+    """A grouped MVM's result: (..., G, O) products of every group's vector with every column -> (..., O),
+    column o from group o // (O / G)'s vector (the columns read g keeps; see `leac.MVM` in ops.py)."""
+    if groups == 1:
+        return y
+    lead, cols = y.shape[:-2], y.shape[-1]
+    index = np.arange(groups)
+    return y.reshape(*lead, groups, groups, cols // groups)[..., index, index, :].reshape(*lead, cols)
+
+
 def _mvm(node: Node, inputs: list[Array | None]) -> list[Array]:
-    y = _x(inputs, 0) @ _x(inputs, 1)
+    y = own_group_columns(_x(inputs, 0) @ _x(inputs, 1), int(node.attr("groups", 1)))
     bias = inputs[2] if len(inputs) > 2 else None
     return [y if bias is None else y + bias]
 

@@ -502,12 +502,21 @@ def _mvm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     b = node.input(2)
     if b is not None and (b.const is None or b.const.shape != (cols,)):
         raise ShapeError(f"the bias (input 2) must be a constant vector of {cols}")
+    groups = int(node.attr("groups", 1))
+    if groups < 1 or cols % groups:
+        raise ShapeError(f"groups={groups} does not divide the matrix's {cols} columns")
     if x.shape is None:
         return [(x.dtype, None)]
-    if not x.shape:
-        raise ShapeError("the input must have rank >= 1")
+    if len(x.shape) < (2 if groups > 1 else 1):
+        raise ShapeError(f"the input must have rank >= {2 if groups > 1 else 1}")
     merge_dim(x.shape[-1], rows)
-    return [(x.dtype, (*x.shape[:-1], cols))]
+    if groups == 1:
+        return [(x.dtype, (*x.shape[:-1], cols))]
+    try:
+        merge_dim(x.shape[-2], groups)
+    except ShapeError:
+        raise ShapeError(f"the input's axis -2 ({x.shape[-2]}) must hold the groups={groups} vectors") from None
+    return [(x.dtype, (*x.shape[:-2], cols))]
 
 
 def _patches(node: Node) -> list[tuple[np.dtype[Any], Shape]]:

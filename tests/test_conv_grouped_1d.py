@@ -18,6 +18,9 @@ from onnx import helper
 
 from lea_compiler import interpreter
 from lea_compiler.analysis import crossbar_layers
+from lea_compiler.backends.board import board_schedule, emit_board, read_board
+from lea_compiler.backends.cost import layer_cost
+from lea_compiler.backends.sim import Dataset, estimate_cost, simulate
 from lea_compiler.chip import DeviceModel, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
@@ -26,6 +29,7 @@ from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.canonicalize import Canonicalize
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
+from lea_compiler.schedule.plan import schedule_of
 from tests.helpers import ATOL, RTOL, make_model, random_feeds
 
 F = np.float32
@@ -99,7 +103,7 @@ def test_a_depthwise_conv_is_one_dense_matrix_read_once_per_channel_and_pixel() 
     assert (layer.rows, layer.cols, layer.reads_per_sample) == (9, 8, 5 * 5 * 8)
     assert layer.devices(k=3) == 2 * 3 * 9 * 8  # block-diagonal: 2 * 3 * 72 * 8 = 3456
     canonical = Canonicalize().run(graph)
-    assert [n.op_type for n in canonical.nodes] == ["Patches", "Reshape", "MVM", "Reshape", "Gather", "Transpose"]
+    assert [n.op_type for n in canonical.nodes] == ["Patches", "Reshape", "MVM", "Transpose"]
 
 
 def test_compiled_depthwise_layer_uses_the_hand_counted_devices(tmp_path) -> None:
@@ -228,3 +232,72 @@ def test_a_group_that_does_not_divide_the_channels_is_refused(channels, weight, 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(InvalidModelError, match=f"node 'conv_under_test' \\(Conv\\): {message}"):
         import_model(model)
+
+
+def _depthwise_program(tmp_path: Path):
+    """A depthwise 3 x 3 Conv over 4 channels of 5 x 5 (3 x 3 output pixels): a 9 x 4 matrix, tiled (--block 9x2)
+    into two blocks of 2 columns (2 groups each), one copy."""
+    model = make_model([node("Conv", ["x", "W", "b"], group=4)], {"x": (F, ["N", 4, 5, 5])}, ["y"],
+                       {"W": w(4, 1, 3, 3), "b": w(4)})
+    path = tmp_path / "dw.onnx"
+    onnx.save(model, path)
+    chip = synth_chip(arrays=4, rows=16, cols=16, stuck_high=0.0, stuck_low=0.0, seed=1)
+    result = compile_model(path, chip, CompileOptions(k=1, block_rows=9, block_cols=2))
+    return model, result.program
+
+
+def test_a_grouped_layer_reads_only_its_groups_blocks_and_converts_only_its_columns(tmp_path) -> None:
+    model, program = _depthwise_program(tmp_path)
+    layer = program.layer("conv_under_test")
+    assert (layer.rows, layer.cols, len(layer.blocks)) == (9, 4, 2)
+    cost = estimate_cost(program)
+    assert cost.applications == {"conv_under_test": 9}  # one run of 4 vectors per output pixel
+    # per pixel: each channel's vector reads its one block's G+ and G- regions (2 reads of 9 rows), converting its
+    # one column on each: 4 x 2 = 8 reads, 8 ADC and 4 x 2 x 9 = 72 DAC conversions, 8 x 9 = 72 device reads.
+    # Reading every block with every vector would take 16 reads and 32 conversions.
+    plan = schedule_of(program).layers["conv_under_test"]
+    one = layer_cost(plan, program.chip.periphery)
+    assert (one.reads, one.adc_conversions, one.dac_conversions, one.device_reads) == (8, 8, 72, 72)
+    x = random_feeds(model, batch=7, seed=2)["x"]
+    labels = np.argmax(run_onnxruntime(model, {"x": x})["y"].reshape(7, -1), axis=1)
+    report = simulate(program, [Dataset("d", x, labels)], ideal=True)
+    assert report.counted.reads == 9 * 8 and report.counted.adc_conversions == 9 * 8
+    assert report.counted.dac_conversions == 9 * 72 and report.counted.analog_ns == cost.analog_ns
+    assert report.counted.digital_ops == cost.digital_cycles
+
+
+def test_a_grouped_layer_is_a_version_3_board_file_that_simulates_to_its_programs_report(tmp_path, capsys) -> None:
+    model, program = _depthwise_program(tmp_path)
+    board_path = tmp_path / "dw.jsonl"
+    emit_board(program, board_path)
+    lines = [json.loads(line) for line in board_path.read_text().splitlines()]
+    assert lines[0]["version"] == 3
+    (start,) = [r for r in lines[1:] if r["op"] == "layer"]
+    assert start["groups"] == 4 and start["vectors_per_sample"] == 36
+    assert main(["board", "validate", str(board_path)]) == 0
+    x = random_feeds(model, batch=9, seed=4)["x"]
+    data = [Dataset("d", x, np.zeros(9, dtype=np.int64))]
+    board = board_schedule(read_board(board_path))
+    for ideal in (False, True):
+        from_program = simulate(program, data, seed=3, ideal=ideal).to_json()
+        from_board = simulate(program, data, seed=3, ideal=ideal, board=board).to_json()
+        assert {k: v for k, v in from_board.items() if k not in ("seconds", "program", "board")} == \
+            {k: v for k, v in from_program.items() if k not in ("seconds", "program", "board")}
+    # a file whose groups do not divide the columns is refused by the validator
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(r | {"groups": 3} if r.get("op") == "layer" else r) for r in lines) + "\n")
+    capsys.readouterr()
+    assert main(["board", "validate", str(bad)]) != 0
+    printed = capsys.readouterr()
+    assert "layer.groups: 3 groups do not divide the 4 columns" in printed.out + printed.err, printed
+
+
+def test_a_plain_program_still_writes_a_version_1_board_file(tmp_path) -> None:
+    model = make_model([node("Conv", ["x", "W"])], X3, ["y"], {"W": w(4, 6, 3)})
+    path = tmp_path / "c.onnx"
+    onnx.save(model, path)
+    chip = synth_chip(arrays=4, rows=32, cols=16, stuck_high=0.0, stuck_low=0.0, seed=1)
+    program = compile_model(path, chip, CompileOptions(k=1)).program
+    emit_board(program, tmp_path / "c.jsonl")
+    header = json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])
+    assert header["version"] == 1

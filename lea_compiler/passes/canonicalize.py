@@ -24,12 +24,12 @@ After this pass each matrix product that can run on crossbars is one node
    columns, which im2col keeps contiguous. The crossbar matrix is the dense
    K x O matrix W.reshape(O, K)^T (every group's kernels side by side in
    their own columns: no zero block-diagonal padding), read once per group
-   and pixel with that group's K inputs:
-       Reshape(Patches(x), (N, *pixels, G, K)) -> MVM -> (N, *pixels, G, O)
-       -> Reshape (N, *pixels, G O) -> Gather(index g(o) O + o) -> (N, *pixels, O)
-   so read g keeps only its own group's columns (the Gather runs digitally).
-   Devices: 2 K O per copy (block-diagonal: 2 G K O); reads: G per pixel
-   (block-diagonal: one, over a matrix G times as tall).
+   and pixel with that group's K inputs, converting only its own columns:
+       MVM(Reshape(Patches(x), (N, *pixels, G, K)), W, b) {groups = G} -> (N, *pixels, O)
+   (`leac.MVM` with groups: y[..., o] = sum_i x[..., g(o), i] W[i, o] + b[o]).
+   Devices: 2 K O per copy (block-diagonal: 2 G K O); reads: G per pixel,
+   each of the blocks holding the group's columns (block-diagonal: one per
+   block of a matrix G times as tall); ADC conversions: O per pixel.
 6. Nodes whose outputs nobody reads, and unused initializers, are dropped.
 
 Graph output names are kept: when a removed node produced a graph output,
@@ -190,7 +190,7 @@ def lower_conv(graph: Graph, conv: Node) -> bool:
     """Conv (1-D or 2-D, any group) with a constant weight -> Transpose(MVM(Patches(x))).
 
     With group = G > 1 the MVM is the packed one of the module docstring: Reshape the patches to
-    (..., G, K), MVM by the K x O matrix, Reshape to (..., G O) and Gather each group's own columns.
+    (..., G, K) and MVM by the K x O matrix with groups = G.
     """
     x, weight = conv.input(0), conv.input(1)
     if x is None or weight is None or weight.const is None or x.shape is None or len(x.shape) not in (3, 4):
@@ -220,20 +220,9 @@ def lower_conv(graph: Graph, conv: Node) -> bool:
     if bias is not None:
         inputs.append(bias)
     mvm = graph.add_node("MVM", inputs, [(conv.name + "__mvm", x.dtype, None)], name=conv.name,
-                         domain=LEAC_DOMAIN, before=conv)
+                         domain=LEAC_DOMAIN, attrs={"groups": group} if group > 1 else None, before=conv)
     infer_node(mvm, check=False)
     channels_last = mvm.outputs[0]
-    if group > 1:  # read g's columns of group g: index g O + c for the c-th output channel, of group c // (O / G)
-        every = _reshaped(graph, channels_last, [0] * (1 + pixels) + [group * out_channels],
-                          conv.name + "__reads", conv)
-        own = np.arange(out_channels) // (out_channels // group) * out_channels + np.arange(out_channels)
-        gather = graph.add_node(
-            "Gather", [every, graph.add_initializer(conv.name + "__own_columns", own.astype(np.int64))],
-            [(conv.name + "__own", x.dtype, None)], name=conv.name + "__own", attrs={"axis": 1 + pixels},
-            before=conv,
-        )
-        infer_node(gather, check=False)
-        channels_last = gather.outputs[0]
     out = conv.outputs[0]
     transpose = graph.add_node(
         "Transpose", [channels_last], [(out.name + "__nchw", out.dtype, out.shape)],
