@@ -21,12 +21,14 @@ from lea_compiler.analysis import crossbar_layers
 from lea_compiler.backends.board import board_schedule, emit_board, read_board
 from lea_compiler.backends.cost import layer_cost
 from lea_compiler.backends.sim import Dataset, estimate_cost, simulate
+from lea_compiler.calibration import ADC_HEADROOM, calibrate
 from lea_compiler.chip import DeviceModel, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.canonicalize import Canonicalize
+from lea_compiler.passes.compensate import fit_columns
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
 from lea_compiler.schedule.plan import schedule_of
@@ -183,7 +185,10 @@ def test_compile_and_ideal_simulation_agree_with_onnxruntime(tmp_path, capsys, m
     x = random_feeds(model, batch=200, seed=3)["x"]
     labels = np.argmax(run_onnxruntime(model, {"x": x})["y"], axis=1)
     np.savez(data, x=x, y=labels)
-    assert main(["compile", str(path), "--chip", str(_fine_chip(tmp_path)), "-k", "2", "--placer", "greedy",
+    # k = 4: the random weights leave a few of the 200 samples within 0.5% of a tie (the 1-D CNN's smallest
+    # relative top-2 margins are 1e-5, 7e-4 and 3e-3), where the 12-bit ADC's rounding at k = 2 (layer errors
+    # 0.3 to 0.8%) flips 3 of them; four copies average it down
+    assert main(["compile", str(path), "--chip", str(_fine_chip(tmp_path)), "-k", "4", "--placer", "greedy",
                  "--calibrate", str(data), "-o", str(program)]) == 0
     capsys.readouterr()
     assert main(["simulate", str(program), "--ideal", "--data", str(data), "--json"]) == 0
@@ -301,3 +306,38 @@ def test_a_plain_program_still_writes_a_version_1_board_file(tmp_path) -> None:
     emit_board(program, tmp_path / "c.jsonl")
     header = json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])
     assert header["version"] == 1
+
+
+@pytest.mark.parametrize("bias_row", [False, True])
+def test_a_grouped_columns_compensation_is_fitted_on_its_own_groups_vectors(bias_row) -> None:
+    r = np.random.default_rng(5)
+    groups, rows, cols = 3, 4, 6  # 2 columns per group
+    x = r.standard_normal((groups * 40, rows))
+    effective = r.standard_normal((rows + bias_row, cols))
+    target = effective + 0.1 * r.standard_normal(effective.shape)
+    gain, offset = fit_columns(x, effective, target, bias_row, groups)
+    for j in range(cols):
+        own = x[(np.arange(len(x)) % groups) == j // (cols // groups)]
+        a, b = fit_columns(own, effective[:, j:j + 1], target[:, j:j + 1], bias_row)
+        np.testing.assert_allclose([gain[j], offset[j]], [a[0], b[0]], rtol=1e-10, atol=1e-12)
+
+
+def test_a_grouped_layers_adc_ranges_are_calibrated_on_its_own_groups_currents(tmp_path) -> None:
+    model, program = _depthwise_program(tmp_path)
+    x = random_feeds(model, batch=6, seed=8)["x"]
+    chip = program.chip
+    calibration = calibrate(program, [Dataset("c", x, np.zeros(6, dtype=np.int64))], chip)
+    layer = program.layer("conv_under_test")
+    node = program.graph.node("conv_under_test")
+    vectors = interpreter.run(program.graph, {"x": x}, keep=[node.input(0).name])[node.input(0).name]
+    vectors = vectors.reshape(-1, 4, 9)  # runs of one 9-input vector per channel
+    x_fs = calibration.input_full_scale["conv_under_test"]
+    dac = (1 << (chip.periphery.dac_bits - 1)) - 1
+    v = chip.periphery.v_read_V * np.round(np.clip(vectors / x_fs, -1, 1) * dac) / dac
+    levels = np.asarray(layer.levels_uS)
+    for block, fs in zip(layer.blocks, calibration.adc_full_scale_uA["conv_under_test"], strict=True):
+        peak = 0.0
+        for column in range(block.col_start, block.col_stop):
+            for half in (block.target_pos, block.target_neg):  # channel c's vectors only, through column c
+                peak = max(peak, float(np.abs(v[:, column] @ levels[half[:, column - block.col_start]]).max()))
+        assert fs == pytest.approx(ADC_HEADROOM * peak, rel=1e-5)
