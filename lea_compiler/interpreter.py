@@ -369,7 +369,9 @@ def _patches(node: Node, inputs: list[Array | None]) -> list[Array]:
     window = window_of(node, x.shape[2:], [int(k) for k in node.attr("kernel_shape")])
     patches, (oh, ow) = im2col(x, window)
     pixels = (ow,) if window.rank == 1 else (oh, ow)
-    return [patches.reshape(x.shape[0], *pixels, patches.shape[1])]
+    groups = int(node.attr("groups", 1))  # (..., G, C/G KH KW): each group's patch its own vector
+    depth = (groups, patches.shape[1] // groups) if groups > 1 else (patches.shape[1],)
+    return [patches.reshape(x.shape[0], *pixels, *depth)]
 
 
 KERNELS: dict[tuple[str, str], Kernel] = {

@@ -527,8 +527,15 @@ def _patches(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
         raise ShapeError(f"Patches needs an NCL or NCHW input, got {x.type_str()}")
     kernel = [int(k) for k in node.attr("kernel_shape", [])]
     geometry = window_of(node, x.shape[2:], kernel)
-    depth = product([x.shape[1], *kernel])
-    return [(x.dtype, (x.shape[0], *window_output(x.shape[2:], geometry), depth))]
+    groups = int(node.attr("groups", 1))
+    channels = x.shape[1]
+    if groups < 1 or (isinstance(channels, int) and channels % groups):
+        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels")
+    pixels = window_output(x.shape[2:], geometry)
+    if groups == 1:
+        return [(x.dtype, (x.shape[0], *pixels, product([channels, *kernel])))]
+    per_group = product([channels // groups if isinstance(channels, int) else None, *kernel])
+    return [(x.dtype, (x.shape[0], *pixels, groups, per_group))]
 
 
 def _schema(

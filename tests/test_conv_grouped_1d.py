@@ -105,7 +105,7 @@ def test_a_depthwise_conv_is_one_dense_matrix_read_once_per_channel_and_pixel() 
     assert (layer.rows, layer.cols, layer.reads_per_sample) == (9, 8, 5 * 5 * 8)
     assert layer.devices(k=3) == 2 * 3 * 9 * 8  # block-diagonal: 2 * 3 * 72 * 8 = 3456
     canonical = Canonicalize().run(graph)
-    assert [n.op_type for n in canonical.nodes] == ["Patches", "Reshape", "MVM", "Transpose"]
+    assert [n.op_type for n in canonical.nodes] == ["Patches", "MVM", "Transpose"]
 
 
 def test_compiled_depthwise_layer_uses_the_hand_counted_devices(tmp_path) -> None:

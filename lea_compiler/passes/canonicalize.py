@@ -25,7 +25,7 @@ After this pass each matrix product that can run on crossbars is one node
    K x O matrix W.reshape(O, K)^T (every group's kernels side by side in
    their own columns: no zero block-diagonal padding), read once per group
    and pixel with that group's K inputs, converting only its own columns:
-       MVM(Reshape(Patches(x), (N, *pixels, G, K)), W, b) {groups = G} -> (N, *pixels, O)
+       MVM(Patches(x) {groups = G} -> (N, *pixels, G, K), W, b) {groups = G} -> (N, *pixels, O)
    (`leac.MVM` with groups: y[..., o] = sum_i x[..., g(o), i] W[i, o] + b[o]).
    Devices: 2 K O per copy (block-diagonal: 2 G K O); reads: G per pixel,
    each of the blocks holding the group's columns (block-diagonal: one per
@@ -189,8 +189,8 @@ def lower_matrix_product(graph: Graph, node: Node) -> bool:
 def lower_conv(graph: Graph, conv: Node) -> bool:
     """Conv (1-D or 2-D, any group) with a constant weight -> Transpose(MVM(Patches(x))).
 
-    With group = G > 1 the MVM is the packed one of the module docstring: Reshape the patches to
-    (..., G, K) and MVM by the K x O matrix with groups = G.
+    With group = G > 1 the MVM is the packed one of the module docstring: Patches gives each group's
+    K inputs as their own vector, (..., G, K), and the MVM by the K x O matrix has groups = G.
     """
     x, weight = conv.input(0), conv.input(1)
     if x is None or weight is None or weight.const is None or x.shape is None or len(x.shape) not in (3, 4):
@@ -204,19 +204,19 @@ def lower_conv(graph: Graph, conv: Node) -> bool:
         window = window_of(conv, x.shape[2:], kernel)
     except Exception as exc:
         raise CompileError(f"{conv.describe()}: {exc}") from None
+    group = int(conv.attr("group", 1))
+    # the patches are (N, *pixels, C K), or (N, *pixels, G, K) grouped: one read per group and pixel, each with
+    # the group's own K inputs
     patches = graph.add_node(
         "Patches", [x], [(conv.name + "__patches", x.dtype, None)], name=conv.name + "__patches",
-        domain=LEAC_DOMAIN, attrs={**window.attributes(), "ceil_mode": 0}, before=conv,
+        domain=LEAC_DOMAIN, attrs={**window.attributes(), "ceil_mode": 0, **({"groups": group} if group > 1 else {})},
+        before=conv,
     )
     infer_node(patches, check=False)
-    pixels = len(x.shape) - 2  # the patches are (N, *pixels, C K): one spatial axis or two
-    group = int(conv.attr("group", 1))
+    pixels = len(x.shape) - 2  # one spatial axis or two
     out_channels, depth = w.shape[0], int(np.prod(w.shape[1:]))
-    rows = patches.outputs[0]
-    if group > 1:  # one read per group and pixel, each with the group's own K inputs
-        rows = _reshaped(graph, rows, [0] * (1 + pixels) + [group, depth], conv.name + "__groups", conv)
     matrix = np.ascontiguousarray(w.reshape(out_channels, depth).T)
-    inputs: list[Value | None] = [rows, graph.add_initializer(conv.name + "__W", matrix)]
+    inputs: list[Value | None] = [patches.outputs[0], graph.add_initializer(conv.name + "__W", matrix)]
     if bias is not None:
         inputs.append(bias)
     mvm = graph.add_node("MVM", inputs, [(conv.name + "__mvm", x.dtype, None)], name=conv.name,
@@ -232,14 +232,6 @@ def lower_conv(graph: Graph, conv: Node) -> bool:
     graph.remove_node(conv)
     graph.rename_node(mvm, conv.name)
     return True
-
-
-def _reshaped(graph: Graph, value: Value, shape: list[int], name: str, before: Node) -> Value:
-    """`value` through a Reshape to `shape` (0 = keep that dimension), inserted before `before`."""
-    target = graph.add_initializer(name + "__shape", np.asarray(shape, dtype=np.int64))
-    node = graph.add_node("Reshape", [value, target], [(name, value.dtype, None)], name=name, before=before)
-    infer_node(node, check=False)
-    return node.outputs[0]
 
 
 def remove_dead_nodes(graph: Graph) -> int:
