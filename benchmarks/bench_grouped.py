@@ -117,7 +117,8 @@ def measure(model: onnx.ModelProto, chip: object, k: int, x: np.ndarray, folder:
     path = folder / "model.onnx"
     onnx.save(model, path)
     start = time.perf_counter()
-    options = CompileOptions(k=k, placer="greedy", **({"block_rows": block[0], "block_cols": block[1]} if block else {}))
+    tiles = {"block_rows": block[0], "block_cols": block[1]} if block else {}
+    options = CompileOptions(k=k, placer="greedy", **tiles)  # type: ignore[arg-type]
     program = compile_model(path, chip, options).program  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
     cost = estimate_cost(program)
