@@ -18,7 +18,6 @@ from lea_compiler.errors import UsageError
 from lea_compiler.fileio import atomic_write_text, check_output
 from lea_compiler.plot_placement import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from lea_compiler.program import Program
-from lea_compiler.report_html import make_report
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import printable
 
@@ -65,6 +64,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """`leac report`: check the options and output, load, simulate, draw, write, print."""
+    from lea_compiler.report_html import make_report  # here: it loads the compiler, and so onnx (~1 s)
+
     if args.data is None and args.trials != DEFAULT_TRIALS:
         raise UsageError("--trials goes with --data")
     if not 1 <= args.trials <= MAX_TRIALS:
