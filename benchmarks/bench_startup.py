@@ -19,7 +19,7 @@ With `--baseline COMMIT`, the same is measured for the tree at COMMIT (`git arch
 in the same run, each measurement alternating between the two trees, so that the other load on a shared machine
 falls on both alike. The machine's load average is recorded before and after.
 
-Run:  python benchmarks/bench_startup.py [--repeats 7] [--baseline 907adf9] [--out benchmarks/results/startup.json]
+Run:  python benchmarks/bench_startup.py [--repeats 7] [--baseline COMMIT] [--out benchmarks/results/startup.json]
 """
 
 from __future__ import annotations
