@@ -254,6 +254,7 @@ def _convert_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         return model
     try:
         converted = onnx.version_converter.convert_version(model, MIN_OPSET)
+        _list_new_initializers(converted)
         onnx.checker.check_model(converted)
     except Exception as exc:
         raise InvalidModelError(
@@ -262,6 +263,17 @@ def _convert_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         ) from None
     log.info("%s: converted from opset %d to %d", source, version, MIN_OPSET)
     return converted
+
+
+def _list_new_initializers(model: onnx.ModelProto) -> None:
+    """IR version 3 lists every initializer among the graph inputs; onnx's version converter adds initializers
+    (Pad's pads, Reshape's shape...) without listing them, which the checker then refuses. List them."""
+    if model.ir_version >= 4:
+        return
+    listed = {value.name for value in model.graph.input}
+    for init in model.graph.initializer:
+        if init.name not in listed:
+            model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, init.dims))
 
 
 def _refuse_unsupported(model: onnx.ModelProto, source: str) -> None:

@@ -49,3 +49,12 @@ def test_docs_table_is_up_to_date() -> None:
         pytest.skip(f"docs/conformance.md was made with onnx {made_with.group(1)}, {onnx.__version__} is installed")
     assert text == conformance.docs_text(conformance.all_outcomes()), (
         "docs/conformance.md is out of date: run PYTHONPATH=$PWD python -m tests.conformance --write-docs")
+
+
+def test_cli_docs_list_every_supported_op() -> None:
+    # docs/cli.md's "Supported ops:" sentence names exactly the ops leac claims (notes in parentheses aside)
+    text = (conformance.DOCS.parent / "cli.md").read_text(encoding="utf-8")
+    listed = text[text.index("Supported ops:") + len("Supported ops:"):text.index("A model with any other op")]
+    listed = re.sub(r"\([^)]*\)", "", listed.replace("\n", " ")).replace(" and ai.onnx.ml ", " ai.onnx.ml.")
+    names = {name.strip().rstrip(".") for name in listed.split(",")}
+    assert names == set(conformance.claimed_ops())
