@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.ir import Node
-from lea_compiler.op_rules import pad_widths, reduce_axes, slice_range, slice_spec, split_sizes
+from lea_compiler.op_rules import (
+    check_pad,
+    pad_widths,
+    range_count,
+    reduce_axes,
+    slice_range,
+    slice_spec,
+    split_sizes,
+)
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]
@@ -238,13 +246,16 @@ def _pad(node: Node, inputs: list[Array | None]) -> list[Array]:
     x, pads = _arg(inputs, 0), [int(p) for p in _arg(inputs, 1).reshape(-1)]
     value, axes = _optional(inputs, 2), _optional(inputs, 3)
     widths = pad_widths(x.ndim, pads, None if axes is None else [int(a) for a in axes.reshape(-1)])
-    crop = tuple(slice(-min(b, 0), x.shape[i] + min(e, 0)) for i, (b, e) in enumerate(widths))
-    x = x[crop]  # negative pads remove elements first
-    grow = [(max(b, 0), max(e, 0)) for b, e in widths]
     mode = node.attr("mode", "constant")
-    if mode == "constant":
+    for dim, (begin, end) in zip(x.shape, widths, strict=True):
+        check_pad(mode, dim, begin, end)
+    grow = [(max(b, 0), max(e, 0)) for b, e in widths]
+    if mode == "constant":  # pad, then remove the negative pads' elements: element i is x[i - begin] or the value
         fill = 0 if value is None or value.size == 0 else value.reshape(-1)[0]
-        return [np.pad(x, grow, mode="constant", constant_values=np.asarray(fill, x.dtype))]
+        padded = np.pad(x, grow, mode="constant", constant_values=np.asarray(fill, x.dtype))
+        return [padded[tuple(slice(-min(b, 0), padded.shape[i] + min(e, 0)) for i, (b, e) in enumerate(widths))]]
+    # the modes that copy elements remove the negative pads' elements first, as onnxruntime does
+    x = x[tuple(slice(-min(b, 0), x.shape[i] + min(e, 0)) for i, (b, e) in enumerate(widths))]
     return [np.pad(x, grow, mode=mode)]
 
 
@@ -278,7 +289,38 @@ def _tile(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [np.tile(_arg(inputs, 0), [int(r) for r in _arg(inputs, 1).reshape(-1)])]
 
 
-SHAPES: dict[str, Kernel] = {"Pad": _pad, "Slice": _slice, "Split": _split, "Expand": _expand, "Tile": _tile}
+def _layer_norm(node: Node, inputs: list[Array | None]) -> list[Array]:
+    """Normalize over the axes from `axis` on, in float32 (stash_type 1), then scale and shift in X's dtype."""
+    x, scale, bias = _arg(inputs, 0), _arg(inputs, 1), _optional(inputs, 2)
+    axes = tuple(range(int(node.attr("axis", -1)) % x.ndim, x.ndim))
+    x32 = x.astype(np.float32)
+    mean = np.mean(x32, axis=axes, keepdims=True)
+    diff = x32 - mean
+    inv_std = np.reciprocal(np.sqrt(np.mean(diff * diff, axis=axes, keepdims=True) +
+                                    np.float32(node.attr("epsilon", 1e-5))))
+    y = (diff * inv_std).astype(x.dtype) * scale
+    if bias is not None:
+        y = y + bias
+    return [y, mean, inv_std][: len(node.outputs)]
+
+
+def _constant_of_shape(node: Node, inputs: list[Array | None]) -> list[Array]:
+    value = node.attr("value")
+    fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+    return [np.full([int(d) for d in _arg(inputs, 0).reshape(-1)], fill[0], dtype=fill.dtype)]
+
+
+def _range(node: Node, inputs: list[Array | None]) -> list[Array]:
+    start, limit, delta = (_arg(inputs, i).reshape(-1)[0] for i in range(3))
+    count = range_count(start, limit, delta)
+    return [(start + np.arange(count) * delta).astype(_arg(inputs, 0).dtype)]
+
+
+SHAPES: dict[str, Kernel] = {
+    "Pad": _pad, "Slice": _slice, "Split": _split, "Expand": _expand, "Tile": _tile,
+    "LayerNormalization": _layer_norm, "ConstantOfShape": _constant_of_shape, "Range": _range,
+    "Size": lambda node, inputs: [np.asarray(_arg(inputs, 0).size, dtype=np.int64)],
+}
 
 KERNELS: dict[tuple[str, str], Kernel] = {
     ("", op): kernel

@@ -197,15 +197,29 @@ def pad_rule(node: Node) -> Types:
     out: list[Dim] = []
     for d, (begin, end) in zip(x.shape, widths, strict=True):
         if isinstance(d, int):
-            size = d + begin + end
-            if size < 0:
-                raise ShapeError(f"pads {pads} remove more than the {d} elements of an axis")
-            if mode in ("reflect", "edge", "wrap") and d == 0 and size > 0:
-                raise ShapeError(f"mode={mode!r} cannot pad an empty axis")
-            out.append(size)
+            check_pad(mode, d, begin, end)
+            out.append(d + begin + end)
         else:
             out.append(d if begin == end == 0 else None)
     return [(x.dtype, tuple(out))]
+
+
+def check_pad(mode: str, dim: int, begin: int, end: int) -> None:
+    """Refuse pads of an axis of `dim` elements that ONNX leaves undefined: an output of negative size; with
+    the modes that copy elements (which, as onnxruntime, first remove the negative pads' elements), removing
+    more than the axis holds, padding an empty axis, or reflecting further than the axis reaches (`reflect`
+    mirrors at most dim - 1 elements, as onnxruntime and torch)."""
+    if dim + begin + end < 0:
+        raise ShapeError(f"pads ({begin}, {end}) remove more than the {dim} elements of an axis")
+    kept = dim + min(begin, 0) + min(end, 0)
+    if mode != "constant" and kept < 0:
+        raise ShapeError(f"mode={mode!r}: pads ({begin}, {end}) remove more than the {dim} elements of an axis")
+    grow = max(begin, 0), max(end, 0)
+    if mode != "constant" and kept == 0 and any(grow):
+        raise ShapeError(f"mode={mode!r} cannot pad an empty axis")
+    if mode == "reflect" and max(grow) > kept - 1:
+        raise ShapeError(f"mode='reflect' pads ({begin}, {end}) reach beyond an axis of {kept} elements "
+                         f"(at most {max(kept - 1, 0)})")
 
 
 def slice_range(dim: int, start: int, end: int, step: int) -> range:
@@ -284,3 +298,55 @@ def split_rule(node: Node) -> Types:
         return [(x.dtype, x.shape[:axis] + (None,) + x.shape[axis + 1:])] * outputs
     sizes = split_sizes(d, None if split is None else [int(s) for s in split], num, outputs)
     return [(x.dtype, x.shape[:axis] + (s,) + x.shape[axis + 1:]) for s in sizes]
+
+
+# ------------------------------------------------------ normalization, shapes
+def layer_norm_rule(node: Node) -> Types:
+    """LayerNormalization: Y like X; the optional Mean and InvStdDev in the stash type (float32), with X's
+    leading axes (before `axis`) and 1 for the normalized ones."""
+    if int(node.attr("stash_type", 1)) != 1:
+        raise ShapeError(f"stash_type={node.attr('stash_type')} is not supported (only 1, float32)")
+    x = input_of(node, 0)
+    types: Types = [(x.dtype, x.shape)]
+    stats: Shape = None
+    if x.shape is not None:
+        axis = normalize_axis(int(node.attr("axis", -1)), len(x.shape))
+        stats = tuple(x.shape[:axis]) + (1,) * (len(x.shape) - axis)
+    return types + [(np.dtype(np.float32), stats)] * (len(node.outputs) - 1)
+
+
+def constant_of_shape_rule(node: Node) -> Types:
+    value = node.attr("value")
+    dtype = np.dtype(np.float32) if value is None else np.asarray(value).dtype
+    if value is not None and np.asarray(value).size != 1:
+        raise ShapeError(f"value must hold one element, it holds {np.asarray(value).size}")
+    dims = const_ints(node, 0)
+    if dims is None:
+        s = input_of(node, 0).shape
+        rank = s[0] if s is not None and len(s) == 1 else None
+        return [(dtype, (None,) * rank if isinstance(rank, int) else None)]
+    if any(d < 0 for d in dims):
+        raise ShapeError(f"shape {dims} has a negative dimension")
+    return [(dtype, tuple(dims))]
+
+
+def range_count(start: float, limit: float, delta: float) -> int:
+    """How many elements Range(start, limit, delta) has: max(ceil((limit - start) / delta), 0)."""
+    if delta == 0:
+        raise ShapeError("delta is 0")
+    return max(int(np.ceil((limit - start) / delta)), 0)
+
+
+def range_rule(node: Node) -> Types:
+    parts = [input_of(node, i) for i in range(3)]
+    if any(p.dtype != parts[0].dtype for p in parts):
+        raise ShapeError(f"input types {sorted({str(p.dtype) for p in parts})} differ")
+    if any(p.const is None for p in parts):
+        return [(parts[0].dtype, (None,))]
+    start, limit, delta = (np.asarray(p.const).reshape(-1)[0] for p in parts)
+    return [(parts[0].dtype, (range_count(start, limit, delta),))]
+
+
+def size_rule(node: Node) -> Types:
+    input_of(node, 0)
+    return [(np.dtype(np.int64), ())]

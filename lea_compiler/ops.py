@@ -377,7 +377,7 @@ def _global_pool(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
 
 
 def _batchnorm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
-    if node.attr("training_mode", 0):
+    if node.attr("training_mode", 0) or len(node.outputs) > 1:
         raise ShapeError("training_mode=1 is not supported (export the model in eval mode)")
     x = _in(node, 0)
     if x.shape is not None and len(x.shape) >= 2:
@@ -513,7 +513,7 @@ OPS: dict[tuple[str, str], OpSchema] = dict(
         _schema("Cast", _cast, 1, 1),
         _schema("ArgMax", _argmax, 1, 1),
         _schema("Conv", _conv, 2, 3),
-        _schema("BatchNormalization", _batchnorm, 5, 5),
+        _schema("BatchNormalization", _batchnorm, 5, 5, outs=3),
         _schema("MaxPool", _pool, 1, 1),
         _schema("AveragePool", _pool, 1, 1),
         _schema("GlobalAveragePool", _global_pool, 1, 1),
@@ -571,6 +571,10 @@ OPS: dict[tuple[str, str], OpSchema] = dict(
         _schema("Split", op_rules.split_rule, 1, 2, outs=1 << 30),
         _schema("Expand", op_rules.expand_rule, 2, 2),
         _schema("Tile", op_rules.tile_rule, 2, 2),
+        _schema("LayerNormalization", op_rules.layer_norm_rule, 2, 3, outs=3),
+        _schema("ConstantOfShape", op_rules.constant_of_shape_rule, 1, 1),
+        _schema("Range", op_rules.range_rule, 3, 3),
+        _schema("Size", op_rules.size_rule, 1, 1),
         _schema("ArrayFeatureExtractor", _array_feature_extractor, 2, 2, domain=ML_DOMAIN),
         _schema("MVM", _mvm, 2, 3, domain=LEAC_DOMAIN),
         _schema("Patches", _patches, 1, 1, domain=LEAC_DOMAIN),
