@@ -311,9 +311,11 @@ def _constant_of_shape(node: Node, inputs: list[Array | None]) -> list[Array]:
 
 
 def _range(node: Node, inputs: list[Array | None]) -> list[Array]:
+    """start + i * delta, computed in the inputs' type (16-bit floats are refused by the type rule)."""
     start, limit, delta = (_arg(inputs, i).reshape(-1)[0] for i in range(3))
-    count = range_count(start, limit, delta)
-    return [(start + np.arange(count) * delta).astype(_arg(inputs, 0).dtype)]
+    dtype = _arg(inputs, 0).dtype
+    steps = np.arange(range_count(start, limit, delta)).astype(dtype)
+    return [np.asarray(start, dtype) + steps * np.asarray(delta, dtype)]
 
 
 SHAPES: dict[str, Kernel] = {

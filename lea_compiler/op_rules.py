@@ -12,6 +12,7 @@ rule with a message that names it, so the front end reports it before anything r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -330,17 +331,23 @@ def constant_of_shape_rule(node: Node) -> Types:
     return [(dtype, tuple(dims))]
 
 
-def range_count(start: float, limit: float, delta: float) -> int:
-    """How many elements Range(start, limit, delta) has: max(ceil((limit - start) / delta), 0)."""
+def range_count(start: Any, limit: Any, delta: Any) -> int:
+    """How many elements Range(start, limit, delta) has: max(ceil((limit - start) / delta), 0), exactly for
+    integers, in float64 for floats."""
     if delta == 0:
         raise ShapeError("delta is 0")
-    return max(int(np.ceil((limit - start) / delta)), 0)
+    if all(np.asarray(v).dtype.kind in "iu" for v in (start, limit, delta)):
+        return max(-(-(int(limit) - int(start)) // int(delta)), 0)
+    return max(math.ceil((float(limit) - float(start)) / float(delta)), 0)
 
 
 def range_rule(node: Node) -> Types:
     parts = [input_of(node, i) for i in range(3)]
     if any(p.dtype != parts[0].dtype for p in parts):
         raise ShapeError(f"input types {sorted({str(p.dtype) for p in parts})} differ")
+    if parts[0].dtype.itemsize == 2 and parts[0].dtype.kind in "fV":
+        raise ShapeError(f"Range on {parts[0].dtype} is not supported (opset 27 computes it in float32, earlier "
+                         "opsets in the type itself)")
     if any(p.const is None for p in parts):
         return [(parts[0].dtype, (None,))]
     start, limit, delta = (np.asarray(p.const).reshape(-1)[0] for p in parts)
