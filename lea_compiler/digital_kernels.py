@@ -311,11 +311,14 @@ def _constant_of_shape(node: Node, inputs: list[Array | None]) -> list[Array]:
 
 
 def _range(node: Node, inputs: list[Array | None]) -> list[Array]:
-    """start + i * delta, computed in the inputs' type (16-bit floats are refused by the type rule)."""
+    """start + i * delta in the inputs' type; float16 and bfloat16 (allowed from opset 27, which added
+    `stash_type`) in float32 unless stash_type is 0."""
     start, limit, delta = (_arg(inputs, i).reshape(-1)[0] for i in range(3))
     dtype = _arg(inputs, 0).dtype
-    steps = np.arange(range_count(start, limit, delta)).astype(dtype)
-    return [np.asarray(start, dtype) + steps * np.asarray(delta, dtype)]
+    narrow = dtype.itemsize == 2 and dtype.kind in "fV"
+    work = np.dtype(np.float32) if narrow and int(node.attr("stash_type", 1)) == 1 else dtype
+    steps = np.arange(range_count(start, limit, delta)).astype(work)
+    return [(np.asarray(start, work) + steps * np.asarray(delta, work)).astype(dtype)]
 
 
 SHAPES: dict[str, Kernel] = {

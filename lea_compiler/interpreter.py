@@ -3,7 +3,8 @@
 Every op in `lea_compiler.ops.OPS` has one kernel in `KERNELS`, written to
 the ONNX semantics of opset 13 and later and checked against onnxruntime in the
 tests (and on ONNX's own conformance cases, tests/conformance.py); those of the
-digital maths, reduction and slicing ops live in `lea_compiler.digital_kernels`. Kernels are vectorised over the whole batch. Observers (`Listener`)
+digital maths, reduction and slicing ops live in `lea_compiler.digital_kernels`.
+Kernels are vectorised over the whole batch. Observers (`Listener`)
 see every node's inputs and outputs as they are computed; the simulator builds
 its cycle and energy accounting on them, so the functional meaning of a step
 lives only here.

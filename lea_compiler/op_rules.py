@@ -345,9 +345,8 @@ def range_rule(node: Node) -> Types:
     parts = [input_of(node, i) for i in range(3)]
     if any(p.dtype != parts[0].dtype for p in parts):
         raise ShapeError(f"input types {sorted({str(p.dtype) for p in parts})} differ")
-    if parts[0].dtype.itemsize == 2 and parts[0].dtype.kind in "fV":
-        raise ShapeError(f"Range on {parts[0].dtype} is not supported (opset 27 computes it in float32, earlier "
-                         "opsets in the type itself)")
+    if int(node.attr("stash_type", 1)) not in (0, 1):
+        raise ShapeError(f"stash_type={node.attr('stash_type')} is not supported (only 1, float32, and 0, the type)")
     if any(p.const is None for p in parts):
         return [(parts[0].dtype, (None,))]
     start, limit, delta = (np.asarray(p.const).reshape(-1)[0] for p in parts)
