@@ -19,6 +19,7 @@ import numpy as np
 
 from lea_compiler.ir import Node
 from lea_compiler.op_rules import (
+    check_computed_size,
     check_pad,
     pad_widths,
     range_count,
@@ -27,6 +28,7 @@ from lea_compiler.op_rules import (
     slice_spec,
     split_sizes,
 )
+from lea_compiler.shapes import ShapeError
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]
@@ -249,6 +251,7 @@ def _pad(node: Node, inputs: list[Array | None]) -> list[Array]:
     mode = node.attr("mode", "constant")
     for dim, (begin, end) in zip(x.shape, widths, strict=True):
         check_pad(mode, dim, begin, end)
+    check_computed_size([d + b + e for d, (b, e) in zip(x.shape, widths, strict=True)], "the padded tensor")
     grow = [(max(b, 0), max(e, 0)) for b, e in widths]
     if mode == "constant":  # pad, then remove the negative pads' elements: element i is x[i - begin] or the value
         fill = 0 if value is None or value.size == 0 else value.reshape(-1)[0]
@@ -282,11 +285,17 @@ def _split(node: Node, inputs: list[Array | None]) -> list[Array]:
 
 def _expand(node: Node, inputs: list[Array | None]) -> list[Array]:
     x, shape = _arg(inputs, 0), tuple(int(d) for d in _arg(inputs, 1).reshape(-1))
-    return [np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)).copy()]
+    out = np.broadcast_shapes(x.shape, shape)
+    check_computed_size(out, "the expanded tensor")
+    return [np.broadcast_to(x, out).copy()]
 
 
 def _tile(node: Node, inputs: list[Array | None]) -> list[Array]:
-    return [np.tile(_arg(inputs, 0), [int(r) for r in _arg(inputs, 1).reshape(-1)])]
+    x, repeats = _arg(inputs, 0), [int(r) for r in _arg(inputs, 1).reshape(-1)]
+    if len(repeats) != x.ndim or any(r < 0 for r in repeats):
+        raise ShapeError(f"repeats {repeats} do not fit an input of rank {x.ndim}")
+    check_computed_size([d * r for d, r in zip(x.shape, repeats, strict=True)], "the tiled tensor")
+    return [np.tile(x, repeats)]
 
 
 def _layer_norm(node: Node, inputs: list[Array | None]) -> list[Array]:
@@ -307,7 +316,11 @@ def _layer_norm(node: Node, inputs: list[Array | None]) -> list[Array]:
 def _constant_of_shape(node: Node, inputs: list[Array | None]) -> list[Array]:
     value = node.attr("value")
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
-    return [np.full([int(d) for d in _arg(inputs, 0).reshape(-1)], fill[0], dtype=fill.dtype)]
+    shape = [int(d) for d in _arg(inputs, 0).reshape(-1)]
+    if any(d < 0 for d in shape):
+        raise ShapeError(f"shape {shape} has a negative dimension")
+    check_computed_size(shape, "the constant")
+    return [np.full(shape, fill[0], dtype=fill.dtype)]
 
 
 def _range(node: Node, inputs: list[Array | None]) -> list[Array]:
@@ -317,7 +330,9 @@ def _range(node: Node, inputs: list[Array | None]) -> list[Array]:
     dtype = _arg(inputs, 0).dtype
     narrow = dtype.itemsize == 2 and dtype.kind in "fV"
     work = np.dtype(np.float32) if narrow and int(node.attr("stash_type", 1)) == 1 else dtype
-    steps = np.arange(range_count(start, limit, delta)).astype(work)
+    count = range_count(start, limit, delta)
+    check_computed_size([count], "the range")
+    steps = np.arange(count).astype(work)
     return [(np.asarray(start, work) + steps * np.asarray(delta, work)).astype(dtype)]
 
 

@@ -25,11 +25,25 @@ if TYPE_CHECKING:  # the IR's verifier imports the registry; the rules only read
 
 Types = list[tuple[np.dtype[Any], Shape]]
 
+MAX_COMPUTED_ELEMENTS = 2**26
+"""Most elements a tensor whose size is only known at run time may get (Expand, Tile, ConstantOfShape, Range
+and Pad with computed parameters): 256 MiB of float32, four times what one chunk of samples may hold in all
+(`chunks.CHUNK_BYTES`); more is a broken or hostile model, refused before anything is allocated. Sizes known
+when the model is read are bounded by the front end (`onnx_frontend.MAX_TENSOR_ELEMENTS` per sample)."""
+
 GELU_APPROXIMATIONS = ("none", "tanh")
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 
 # ------------------------------------------------------------------ helpers
+def check_computed_size(shape: Sequence[int], what: str) -> None:
+    """Refuse a run-time result of `shape` over `MAX_COMPUTED_ELEMENTS` (see there)."""
+    elements = math.prod(int(d) for d in shape)
+    if elements > MAX_COMPUTED_ELEMENTS:
+        raise ShapeError(f"{what} would hold {elements} elements ({list(shape)}), more than leac computes "
+                         f"({MAX_COMPUTED_ELEMENTS})")
+
+
 def input_of(node: Node, index: int) -> Value:
     """Input `index` of `node`, which must be present."""
     value = node.input(index)
@@ -338,7 +352,10 @@ def range_count(start: Any, limit: Any, delta: Any) -> int:
         raise ShapeError("delta is 0")
     if all(np.asarray(v).dtype.kind in "iu" for v in (start, limit, delta)):
         return max(-(-(int(limit) - int(start)) // int(delta)), 0)
-    return max(math.ceil((float(limit) - float(start)) / float(delta)), 0)
+    span = (float(limit) - float(start)) / float(delta)
+    if not math.isfinite(span):
+        raise ShapeError(f"Range({start}, {limit}, {delta}) has no finite number of elements")
+    return max(math.ceil(span), 0)
 
 
 def range_rule(node: Node) -> Types:

@@ -142,3 +142,37 @@ def test_random_splits_and_reductions_match_onnxruntime() -> None:
         except InvalidInputError:
             continue  # split_sizes refuses what ONNX leaves undefined; checked in test_onnx_frontend
         np.testing.assert_array_equal(interpreter.run(graph, {"x": x})["y"], run_onnxruntime(model, {"x": x})["y"])
+
+
+def test_exploding_ranges_are_refused_before_anything_is_built() -> None:
+    # constant inputs: refused by the front end before ONNX's shape inference (which would build the range);
+    # inputs known only at run time: the kernels refuse before allocating
+    nodes = [helper.make_node("Range", ["a", "b", "d"], ["r"], name="r"),
+             helper.make_node("Add", ["x", "r"], ["y"], name="add")]
+    inits = {"a": np.array(0, F), "d": np.array(1, F)}
+    with pytest.raises(InvalidInputError, match=r"node 'r' \(Range\) makes 1000000000 elements, more than leac "
+                                                r"handles \(16777216\)"):
+        import_model(make_model(nodes, {"x": (F, ["N", 1])}, ["y"], inits | {"b": np.array(1e9, F)}))
+    with pytest.raises(InvalidInputError, match=r"node 'r' \(Range\): delta is 0"):
+        import_model(make_model(nodes, {"x": (F, ["N", 1])}, ["y"], inits | {"b": np.array(5, F),
+                                                                                "d": np.array(0, F)}))
+    graph = import_model(make_model(nodes, {"x": (F, ["N", 1]), "b": (F, [])}, ["y"], inits))
+    with pytest.raises(BadDataError, match=r"node 'r' \(Range\) fails on this data: the range would hold "
+                                           r"1000000000 elements"):
+        interpreter.run(graph, {"x": np.zeros((2, 1), F), "b": np.array(1e9, F)})
+    np.testing.assert_array_equal(interpreter.run(graph, {"x": np.zeros((1, 1), F), "b": np.array(3, F)})["y"],
+                                  [[0, 1, 2]])
+
+
+@pytest.mark.parametrize("op, inputs, feeds", [
+    ("Expand", ["x", "s"], {"s": np.array([1, 10**9], I64)}),
+    ("Tile", ["x", "s"], {"s": np.array([1, 10**9], I64)}),
+    ("Pad", ["x", "s"], {"s": np.array([0, 0, 0, 10**9], I64)}),
+])
+def test_computed_sizes_are_bounded(op, inputs, feeds) -> None:
+    width = len(next(iter(feeds.values())))
+    model = make_model([helper.make_node(op, inputs, ["y"], name="n")], {"x": (F, ["N", 1]), "s": (I64, [width])},
+                       ["y"])
+    graph = import_model(model)
+    with pytest.raises(BadDataError, match=rf"node 'n' \({op}\) fails on this data: the \w+ tensor would hold "):
+        interpreter.run(graph, {"x": np.zeros((2, 1), F), **feeds})
