@@ -4,8 +4,8 @@
 refuses any op not in it, the interpreter has one kernel per entry, and the IR
 verifier uses each schema's `infer` to check that recorded shapes and dtypes
 are consistent. The rules of the digital-only maths, reduction and slicing ops
-are in `lea_compiler.op_rules`. Semantics follow ONNX opset 13 and later (older models are
-converted by the front end).
+are in `lea_compiler.op_rules`. Semantics follow ONNX opset 13 and later
+(older models are converted by the front end).
 
 Shape rules work on symbolic dimensions: an int is known, a string is a named
 dimension (the batch size, usually), None is unknown. A rule never guesses: a
