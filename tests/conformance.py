@@ -259,6 +259,17 @@ def docs_text(results: dict[str, Outcome]) -> str:
         c = by_suite[suite]
         lines.append(f"| {suite} | {sum(c.values())} | " + " | ".join(str(c[s]) for s in STATUSES) + " |")
     lines.append(f"| all | {len(results)} | " + " | ".join(str(total[s]) for s in STATUSES) + " |")
+    lines += ["", "## Cases per op", "",
+              "Each claimed op, with the cases whose model uses it (a case using several ops counts for each).", "",
+              "| op | cases | " + " | ".join(STATUSES) + " |", "| --- | ---: | " + " | ".join("---:" for _ in STATUSES) + " |"]
+    per_op: dict[str, Counter[str]] = {op: Counter() for op in claimed_ops()}
+    ops_of = {case.id: case.ops for case in all_cases()}
+    for case_id, result in results.items():
+        for op in ops_of.get(case_id, ()):
+            per_op[op][result.status] += 1
+    for op in sorted(per_op):
+        c = per_op[op]
+        lines.append(f"| {op} | {sum(c.values())} | " + " | ".join(str(c[s]) for s in STATUSES) + " |")
     lines += ["", "## Refused and failing cases", ""]
     others = [(cid, r) for cid, r in results.items() if r.status != "pass"]
     if not others:
