@@ -261,7 +261,8 @@ def docs_text(results: dict[str, Outcome]) -> str:
     lines.append(f"| all | {len(results)} | " + " | ".join(str(total[s]) for s in STATUSES) + " |")
     lines += ["", "## Cases per op", "",
               "Each claimed op, with the cases whose model uses it (a case using several ops counts for each).", "",
-              "| op | cases | " + " | ".join(STATUSES) + " |", "| --- | ---: | " + " | ".join("---:" for _ in STATUSES) + " |"]
+              "| op | cases | " + " | ".join(STATUSES) + " |",
+              "| --- | ---: | " + " | ".join("---:" for _ in STATUSES) + " |"]
     per_op: dict[str, Counter[str]] = {op: Counter() for op in claimed_ops()}
     ops_of = {case.id: case.ops for case in all_cases()}
     for case_id, result in results.items():
