@@ -27,7 +27,8 @@ import json
 import os
 from pathlib import Path
 
-from lea_runs import ROOT, YINYANG, group, pct, pyplot, run_all, save_png, summarise
+from lea_runs import ROOT, YINYANG, group, pct, run_all, summarise
+from plots import plot_alpha_beta
 
 NOISE = {"write noise only": {"read_noise_uS": 0.0}, "read noise only": {"write_noise_uS": 0.0},
          "no noise (defects only)": {"write_noise_uS": 0.0, "read_noise_uS": 0.0}}
@@ -93,31 +94,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
-    plt = pyplot()
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(10, 4.5))
-        positions, data, colors = [], [], []
-        for i, (alpha, beta) in enumerate(PAIRS):
-            for j, placer in enumerate(PLACERS):
-                positions.append(3 * i + j)
-                data.append([100 * a for a in acc[(alpha, beta, placer)]])
-                colors.append("tab:orange" if placer == "greedy" else "tab:blue")
-        boxes = ax.boxplot(data, positions=positions, widths=0.8, patch_artist=True, showfliers=True)
-        for patch, color in zip(boxes["boxes"], colors, strict=True):
-            patch.set_facecolor(color)
-        for i, pair in enumerate(PAIRS):
-            if pair in PAPER:
-                ax.plot([3 * i - 0.4, 3 * i + 1.4], [PAPER[pair]] * 2, color="k", lw=2)
-        ax.axhline(100 * software, color="gray", ls="--", label=f"leac's model in software ({pct(software)}%)")
-        ax.axhline(72.0, color="k", ls=":", label="paper's model in software (72%)")
-        ax.set_xticks([3 * i + 0.5 for i in range(len(PAIRS))], [f"({a},{b})" for a, b in PAIRS])
-        ax.set_xlabel("(alpha, beta)")
-        ax.set_ylabel("mean two-task accuracy (%)")
-        ax.set_title(f"Yin-Yang on paper-like chips, {args.seeds} seeds: greedy (orange) vs CP-SAT (blue); "
-                     "black: paper's median")
-        ax.legend(loc="lower right")
-        save_png(fig, Path(args.png))
-
+    plot_alpha_beta(out, Path(args.png))
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lea_runs import ROOT, pct, pyplot, save_png
+from lea_runs import ROOT, pct
+from plots import plot_devices
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -61,24 +62,7 @@ def main() -> None:
             print(f"  {scheme:42} " + "; ".join(cells))
     Path(args.out).write_text(json.dumps(panels, indent=1) + "\n")
     print(f"wrote {args.out}")
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], panels.items(), strict=True):
-        for scheme in dict.fromkeys(r["scheme"] for r in rows):
-            pts = sorted((r["devices"], 100 * r["accuracy"], r["k"]) for r in rows if r["scheme"] == scheme)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=scheme)
-            for d, a, k in pts:
-                ax.annotate(str(k), (d, a), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        ax.axhline(100 * rows[0]["software"], color="gray", ls="--", label="software")
-        ax.set_xscale("log")
-        ax.set_xlabel("devices used (log); labels: k")
-        ax.set_title(name)
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("top-1 accuracy (%), mean over chip seeds")
-    save_png(fig, Path(args.png))
-
+    plot_devices(panels, Path(args.png))
 
 if __name__ == "__main__":
     main()

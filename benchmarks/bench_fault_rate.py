@@ -21,7 +21,7 @@ paper's LEA. Same placement, same noise.
 
 Reported per point: mean, standard deviation, median and quartiles of top-1
 accuracy over the chip seeds; devices used. Plots: accuracy against fault
-rate, one line per k (and the committee machine against LEA).
+rate, one line per k, and at the largest k each part of leac and the committee machine (benchmarks/plots.py).
 
 Run:  python benchmarks/bench_fault_rate.py [--seeds 10] [--jobs 2]
       [--placers greedy,cpsat] [--ensembles layer,network] [--committee-k 2,4,6] [--time-limit 2] [--encoding E]
@@ -35,12 +35,13 @@ import json
 import os
 from pathlib import Path
 
-from lea_runs import EXAMPLES, ROOT, group, pct, pyplot, run_all, save_png, summarise
+from lea_runs import EXAMPLES, FAULT_RATES, PAPER_MNIST, ROOT, group, pct, run_all, summarise
+from plots import plot_fault_rate
 
 from lea_compiler.pipeline import CompileOptions
 
-RATES = (0.0, 0.05, 0.10, 0.20, 0.40, 0.50)
-PAPER = {1: (94.0, 87.6, 72.7, 43.4, 19.7, 15.2), 6: (94.3, 93.5, 92.3, 89.6, 62.4, 45.3)}
+RATES = FAULT_RATES
+PAPER = PAPER_MNIST
 """The paper's MNIST 784-150-10 results (alpha = 1 and LEA alpha = 6), for the same rates."""
 
 
@@ -130,37 +131,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")
-    plt = pyplot()
-    if plt is None:
-        return
-    panels = [s for s in schemes if s[0] == "layer"] + ([("network", "cpsat", "compensated")] if "network" in
-                                                           ensembles else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), sharey=True, squeeze=False)
-    for ax, scheme in zip(axes[0], panels, strict=True):
-        shown = ks if scheme[0] == "layer" else committee_k
-        for k in shown:
-            keys = [(*scheme, k, r) for r in rates if (*scheme, k, r) in acc]
-            stats = [summarise(acc[key]) for key in keys]
-            ax.errorbar([100 * key[4] for key in keys], [100 * st["mean"] for st in stats],
-                        yerr=[100 * st["std"] for st in stats], marker="o", capsize=3, label=f"k = {k}")
-            if scheme[0] == "network":
-                lea = [("layer", "cpsat", "compensated", k, key[4]) for key in keys]
-                if all(key in acc for key in lea):
-                    ax.plot([100 * key[4] for key in lea], [100 * summarise(acc[key])["mean"] for key in lea],
-                            ls=":", color=ax.lines[-1].get_color(), label=f"LEA k = {k}")
-        for k, row in PAPER.items():
-            if scheme[0] == "layer":
-                ax.plot([100 * r for r in RATES], row, color="k", ls="--" if k == 6 else ":", lw=1,
-                        label=f"paper MNIST alpha = {k}")
-        ax.axhline(100 * software, color="gray", ls="--", label="software")
-        title = "LEA" if scheme[0] == "layer" else "committee machine (dotted: LEA)"
-        ax.set_title(f"{title}, {scheme[1]}, {'compensated' if scheme[2] == 'compensated' else 'no compensation'}",
-                     fontsize=9)
-        ax.set_xlabel("stuck-at-fault rate (%)")
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel(f"top-1 accuracy (%), mean +- std over {args.seeds} chips")
-    save_png(fig, Path(args.png))
-
+    plot_fault_rate(out, Path(args.png))
 
 if __name__ == "__main__":
     main()

@@ -28,6 +28,10 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
 EXAMPLES = ROOT / "examples" / "data"
+FAULT_RATES = (0.0, 0.05, 0.10, 0.20, 0.40, 0.50)
+PAPER_MNIST = {1: (94.0, 87.6, 72.7, 43.4, 19.7, 15.2), 6: (94.3, 93.5, 92.3, 89.6, 62.4, 45.3)}
+"""The seed paper's MNIST 784-150-10 accuracy (%) at FAULT_RATES, alpha = 1 and LEA alpha = 6 (its Fig. 4b):
+bench_fault_rate.py's rates and the reference curves of benchmarks/plots.py."""
 YINYANG = {"model": str(DATA / "yinyang_mlp.onnx"),
            "data": [str(DATA / "yinyang_task1_test.npz"), str(DATA / "yinyang_task2_test.npz")]}
 

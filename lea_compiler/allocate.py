@@ -1,20 +1,20 @@
 """`-k auto --budget`: every layer's copy count chosen to keep the model's outputs close within a device budget.
 
-The predictor measures, for each crossbar layer and each candidate count k, what happens to the model's outputs
-on the calibration data when only that layer carries what k copies leave of the weights: the joint quantization
-of k copies (`passes.quantize.quantize_matrix` with `copies=k`, their mean on ideal devices) plus the chip's
-programming and read noise averaged over k copies, Gaussian with one pair's variance (`pair_noise_variance`)
-divided by k, in weight units (per column, divided by the scale). It records two numbers, each the mean over
-`TRIALS` seeded draws and made non-increasing in k (more copies are never worse):
+The predictor measures, on the chip, what each crossbar layer's copies do to the model's outputs
+(`measure`). For each count k it compiles the model with k copies of some layers and one of the others
+(probes: as many layers at k as the budget holds, the greedy placer, the compile's own calibration), so the
+copies are quantized jointly, placed on the chip's least-defective regions, encoded around their stuck
+devices and compensated as the final compile does them. Then it runs the calibration data (at most
+`MAX_SAMPLES`) through the model with only that layer on the simulated chip (`backends.sim.run_on_chip`:
+programming and read noise, stuck devices, DAC and ADC with the calibrated ranges) and every other layer
+exact. It records two numbers, each the mean over `TRIALS` seeded noise draws (the same seeds for every k)
+and made non-increasing in k (more copies are never worse):
 
 - e_l(k), the relative squared error of the model's float outputs (sum over samples of |y - y_ref|^2 over
   sum |y_ref|^2), which the allocation minimises: it is continuous, so every copy's effect shows, and errors
   from independent layers add to first order;
 - d_l(k), the fraction of samples whose top-1 answer changes, from which the predicted agreement with the
   software answers, prod_l (1 - d_l(k_l)), is reported.
-
-Stuck devices are not in the predictor: placement, joint encoding and compensation handle them, and what they
-cost depends on where the copies land (docs/cli.md says what this means for chips with many stuck devices).
 
 The allocation minimises sum_l e_l(k_l) subject to sum_l devices_l(k_l) <= budget, one k per layer: a
 multiple-choice knapsack, solved exactly with CP-SAT (`allocate`); among equal errors, the fewest devices.
@@ -23,23 +23,31 @@ multiple-choice knapsack, solved exactly with CP-SAT (`allocate`); among equal e
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.backends.sim import run_on_chip
 from lea_compiler.datasets import top1
-from lea_compiler.errors import DoesNotFitError, UsageError
-from lea_compiler.ir import Graph, Node
-from lea_compiler.passes.quantize import crossbar_matrix, pair_noise_variance, quantize_matrix
+from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
+from lea_compiler.ir import Graph
+from lea_compiler.layer_sizes import AUTO_SHARE
+from lea_compiler.layer_sizes import canonical as canonical_counts
 
-DEFAULT_SHARE = 0.9
-"""The budget without --budget: this share of the chip's devices, leaving room for the blocks' packing."""
+if TYPE_CHECKING:
+    from lea_compiler.program import Program
+
 MAX_AUTO_K = 12
 """Most copies `-k auto` gives one layer."""
-TRIALS = 2
-"""Noise draws per (layer, k) the disagreement is averaged over."""
+TRIALS = 8
+"""Noise draws per (layer, k) the errors are averaged over."""
+MARGIN = 2.0
+"""Standard errors of a measured change in disagreement (RMS over the measured counts) other counts must gain
+to be chosen over the baseline."""
 MAX_SAMPLES = 512
 """Calibration samples the predictor runs (a seeded subsample beyond)."""
 _DIGITS = re.compile(r"[0-9]+")
@@ -51,10 +59,25 @@ MAX_ERROR = 100.0
 
 @dataclass(frozen=True)
 class Prediction:
-    """Per crossbar layer, for k = 1 .. its largest count: the output error e(k) and the disagreement d(k)."""
+    """Per crossbar layer, for k = 1 .. its largest count: the output error E_l(k) and the disagreement D_l(k)
+    of the model with that layer at k copies and every other at `baseline`; and both at the baseline."""
 
     error: dict[str, list[float]]
     disagreement: dict[str, list[float]]
+    baseline: int = 1
+    baseline_error: float = 0.0
+    baseline_disagreement: float = 0.0
+    margin: float = 0.0
+    """How much less predicted disagreement other counts must promise for the allocation to leave the baseline."""
+
+    def at(self, counts: Mapping[str, int]) -> tuple[float, float]:
+        """The predicted (error, disagreement) of `counts`: the baseline's, plus each layer's change from it."""
+        error, changed = self.baseline_error, self.baseline_disagreement
+        for name, count in counts.items():
+            error += self.error[name][count - 1] - self.error[name][min(self.baseline, len(self.error[name])) - 1]
+            changed += (self.disagreement[name][count - 1]
+                        - self.disagreement[name][min(self.baseline, len(self.disagreement[name])) - 1])
+        return max(error, 0.0), min(max(changed, 0.0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -76,20 +99,20 @@ class Allocation:
     def to_json(self) -> dict[str, object]:
         return {"counts": dict(self.counts), "devices": self.devices, "budget": self.budget,
                 "predicted_error": self.predicted_error, "predicted_agreement": self.predicted_agreement,
-                "status": self.status,
+                "status": self.status, "baseline": self.prediction.baseline, "margin": self.prediction.margin,
                 "error": {name: list(values) for name, values in self.prediction.error.items()},
                 "disagreement": {name: list(values) for name, values in self.prediction.disagreement.items()}}
 
 
 def parse_budget(text: str | int | None, chip_devices: int) -> int:
-    """`--budget` as devices: a count, or a percentage of the chip's devices (`50%`); None: `DEFAULT_SHARE` of the
+    """`--budget` as devices: a count, or a percentage of the chip's devices (`50%`); None: `AUTO_SHARE` of the
     chip (blocks never pack an array completely, so a budget of the whole chip would not place).
 
     Raises:
         UsageError: not a positive count or a percentage in (0, 100].
     """
     if text is None:
-        return int(chip_devices * DEFAULT_SHARE)
+        return int(chip_devices * AUTO_SHARE)
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 1:
             raise UsageError(f"--budget must be a positive number of devices or a percentage, got {text}")
@@ -106,43 +129,98 @@ def parse_budget(text: str | int | None, chip_devices: int) -> int:
                      f"got {text!r}")
 
 
-def predict(graph: Graph, x: np.ndarray, *, levels_uS: Sequence[float], encoding: str, per_layer: bool,
-            bias_row: bool, write_noise_uS: float, read_noise_uS: float, reads: int, max_k: Mapping[str, int],
-            seed: int = 0, output: str | None = None, noise_uS2: float = 0.0) -> Prediction:
-    """Per crossbar layer, e(k) and d(k) for k = 1 .. max_k[layer] (module docstring). `graph` is canonical;
-    `noise_uS2` is what the quantize pass's scale accounts for (`--scale-noise chip`), so the scales match."""
+Probe = Callable[[Mapping[str, int]], "Program"]
+"""Compiles the model with the given copy count per crossbar layer for the chip (a DoesNotFitError when the
+copies do not place)."""
+GRID = (1, 2, 3, 4, 6, 8, 12)
+"""The counts measured for every layer (with the baseline and its neighbours); the others come from the fit."""
+
+
+def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], devices_per_copy: Mapping[str, int],
+            budget: int, *, seed: int = 0, output: str | None = None,
+            on_probe: Callable[[str, float], None] | None = None) -> Prediction:
+    """Every layer's E_l(k) and D_l(k) for k = 1 .. most[layer], measured on the chip around the baseline (module
+    docstring). `graph` is the canonical float graph the errors are measured against; a layer whose copies do
+    not place at some k gets no larger k.
+
+    Raises:
+        DoesNotFitError: one copy of every layer does not place on the chip.
+    """
     rng = np.random.default_rng(seed)
     if len(x) > MAX_SAMPLES:
         x = x[np.sort(rng.choice(len(x), MAX_SAMPLES, replace=False))]
-    feed = graph.inputs[0].name
-    reference_outputs = interpreter.run(graph, {feed: x})
+    reference_outputs = interpreter.run(graph, {graph.inputs[0].name: x})
     reference = top1(reference_outputs, output)
     ref_float = _float_outputs(graph, reference_outputs)
     power = float(np.sum(ref_float**2)) or 1.0
-    variance = pair_noise_variance(write_noise_uS, read_noise_uS, reads)
+    names = list(most)
+
+    def measured(counts: dict[str, int]) -> tuple[float, float, np.ndarray] | None:
+        """(E, D, D of each draw) of the model compiled with `counts`, every layer on the chip; None: the copies
+        do not place."""
+        start = time.perf_counter()
+        try:
+            program = probe(counts)
+        except DoesNotFitError:
+            return None
+        squared, flipped = np.zeros(TRIALS), np.zeros(TRIALS)
+        for trial in range(TRIALS):  # the same seeds for every probe: the differences between counts show
+            outputs = run_on_chip(program, x, names, seed=seed + trial)
+            squared[trial] = float(np.sum((_float_outputs(graph, outputs) - ref_float) ** 2)) / power
+            flipped[trial] = float(np.mean(top1(outputs, output) != reference))
+        if on_probe is not None:
+            on_probe(f"-k auto: measured {canonical_counts(counts)}", time.perf_counter() - start)
+        return min(float(squared.mean()), MAX_ERROR), float(flipped.mean()), flipped
+
+    baseline = max(1, min(MAX_AUTO_K, budget // max(1, sum(devices_per_copy.values())), *most.values()))
+    while (base := measured(dict.fromkeys(names, baseline))) is None:  # the uniform counts the budget holds
+        if baseline == 1:
+            raise DoesNotFitError("-k auto: one copy of every layer does not place on the chip")
+        baseline -= 1
     errors: dict[str, list[float]] = {}
     changes: dict[str, list[float]] = {}
-    for node in graph.nodes_of("MVM"):
-        layer_bias_row = bias_row and node.input(2) is not None
-        matrix = crossbar_matrix(node, layer_bias_row)
-        error, changed = [], []
-        for k in range(1, max_k[node.name] + 1):
-            quantized = quantize_matrix(matrix, tuple(levels_uS), encoding, per_layer, layer_bias_row, copies=k,
-                                        noise_uS2=noise_uS2)
-            held = quantized.dequantized()
-            sigma = np.sqrt(variance / k) / np.asarray(quantized.scale, dtype=np.float64)
-            squared = flipped = 0.0
-            for _ in range(TRIALS):
-                noisy = held + rng.standard_normal(held.shape) * sigma
-                kernel = _perturbed(node, noisy, layer_bias_row)
-                outputs = interpreter.run(graph, {feed: x}, kernels={node.name: kernel})
-                squared += float(np.sum((_float_outputs(graph, outputs) - ref_float) ** 2)) / power
-                flipped += float(np.mean(top1(outputs, output) != reference))
-            error.append(min(squared / TRIALS, MAX_ERROR))
-            changed.append(flipped / TRIALS)
-        errors[node.name] = list(np.minimum.accumulate(error))  # more copies are never worse
-        changes[node.name] = list(np.minimum.accumulate(changed))
-    return Prediction(errors, changes)
+    spreads: list[float] = []
+    for name in names:
+        points: dict[int, tuple[float, float, np.ndarray]] = {baseline: base}
+        largest = most[name]
+        wanted = sorted({*GRID, baseline - 1, baseline + 1, largest} - {baseline})
+        for k in (k for k in wanted if 1 <= k <= most[name]):
+            result = measured({**dict.fromkeys(names, baseline), name: k})
+            if result is None:
+                if k > baseline:  # more copies of this layer do not place either
+                    largest = max(points)
+                    break
+                continue
+            points[k] = result
+            # the change from the baseline, draw by draw (the same seeds): how precisely a change is measured
+            spreads.append(float(np.std(result[2] - base[2], ddof=1)) / np.sqrt(TRIALS) if TRIALS > 1 else 0.0)
+        counts = np.array(sorted(points), dtype=np.float64)
+        errors[name] = list(fit_inverse_k(counts, np.array([points[int(k)][0] for k in counts]), largest))
+        changes[name] = list(fit_inverse_k(counts, np.array([points[int(k)][1] for k in counts]), largest))
+    margin = MARGIN * float(np.sqrt(np.mean(np.square(spreads)))) if spreads else 0.0
+    return Prediction(errors, changes, baseline, base[0], base[1], margin)
+
+
+def fit_inverse_k(k: np.ndarray, values: np.ndarray, largest: int) -> np.ndarray:
+    """a + b/k + c/k^2 fitted to `values` measured at the counts `k` (least squares, b, c >= 0: averaging k
+    copies divides independent errors by k, an error one copy in k holds by k^2), at k = 1 .. `largest`: a
+    smooth non-increasing curve through noisy measurements."""
+    basis = np.stack([np.ones_like(k), 1.0 / k, 1.0 / k**2], axis=1)
+    best: tuple[float, np.ndarray] | None = None
+    for columns in ([0], [0, 1], [0, 2], [0, 1, 2]):
+        if len(columns) > len(k):
+            continue
+        coefficients, *_ = np.linalg.lstsq(basis[:, columns], values, rcond=None)
+        if np.any(coefficients[1:] < 0):
+            continue  # outside b, c >= 0: a smaller set of terms covers that boundary
+        residual = float(np.sum((basis[:, columns] @ coefficients - values) ** 2))
+        if best is None or residual < best[0] - 1e-15:
+            full = np.zeros(3)
+            full[columns] = coefficients
+            best = (residual, full)
+    assert best is not None  # the constant alone always qualifies
+    at = np.arange(1, largest + 1, dtype=np.float64)
+    return np.maximum(best[1][0] + best[1][1] / at + best[1][2] / at**2, 0.0)
 
 
 def _float_outputs(graph: Graph, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -152,63 +230,54 @@ def _float_outputs(graph: Graph, outputs: Mapping[str, np.ndarray]) -> np.ndarra
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _perturbed(node: Node, matrix: np.ndarray, bias_row: bool) -> interpreter.Kernel:
-    """An MVM kernel computing x W' (+ b) with the crossbar matrix `matrix` (its last row the bias with a bias
-    row), in the input's dtype."""
-    weight, bias = (matrix[:-1], matrix[-1]) if bias_row else (matrix, None)
-    if not bias_row and node.input(2) is not None and node.input(2).const is not None:  # type: ignore[union-attr]
-        bias = np.asarray(node.input(2).const, dtype=np.float64)  # type: ignore[union-attr]
-
-    def kernel(_: Node, inputs: list[interpreter.Array | None]) -> list[interpreter.Array]:
-        x = inputs[0]
-        assert x is not None
-        y = np.asarray(x, dtype=np.float64) @ weight
-        if bias is not None:
-            y = y + bias
-        return [y.astype(np.asarray(x).dtype)]
-
-    return kernel
-
-
 def allocate(prediction: Prediction, devices_per_copy: Mapping[str, int], budget: int, *,
              time_limit_s: float = 10.0) -> Allocation:
-    """The counts minimising the summed output error within `budget` devices (then the fewest devices), exactly
-    (CP-SAT, a multiple-choice knapsack over the prediction's counts).
+    """The counts with the least predicted disagreement within `budget` devices, then the least output error,
+    then the fewest devices, exactly (CP-SAT, a multiple-choice knapsack over the prediction's counts, solved
+    for each objective in turn with the ones before it fixed); the baseline's uniform counts instead when the
+    budget holds them and the best counts promise less than `prediction.margin` fewer changed answers.
 
     Raises:
         DoesNotFitError: not even one copy of every layer fits the budget.
-        CompileError: the solver found no allocation in its time.
+        CompileError: the solver found no counts in its time.
     """
     from ortools.sat.python import cp_model  # imported here: importing leac must not load the solver
 
-    table = prediction.error
-    names = list(table)
+    names = list(prediction.error)
+    largest = {name: len(prediction.error[name]) for name in names}
     minimum = sum(devices_per_copy[name] for name in names)
     if minimum > budget:
         raise DoesNotFitError(f"the budget of {budget} devices holds not even one copy of every layer ({minimum} "
                               "devices)")
     model = cp_model.CpModel()
-    choice = {(name, k): model.new_bool_var(f"{name}@{k}") for name in names for k in range(1, len(table[name]) + 1)}
+    choice = {(name, k): model.new_bool_var(f"{name}@{k}") for name in names for k in range(1, largest[name] + 1)}
     for name in names:
-        model.add_exactly_one(choice[(name, k)] for k in range(1, len(table[name]) + 1))
-    cost = {key: devices_per_copy[key[0]] * key[1] for key in choice}
-    devices = sum(cost[key] * var for key, var in choice.items())
+        model.add_exactly_one(choice[(name, k)] for k in range(1, largest[name] + 1))
+    devices = sum(devices_per_copy[name] * k * var for (name, k), var in choice.items())
     model.add(devices <= budget)
-    error = {key: int(round(table[key[0]][key[1] - 1] * SCALE)) for key in choice}
-    total_error = sum(error[key] * var for key, var in choice.items())
+    objectives = [sum(int(round(min(table[name][k - 1], MAX_ERROR) * SCALE)) * var for (name, k), var in choice.items())
+                  for table in (prediction.disagreement, prediction.error)]
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = time_limit_s
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = 0
-    model.minimize(total_error)  # first the least error, then (with it fixed) the fewest devices
-    status = solver.solve(model)
-    if status == cp_model.OPTIMAL:
-        model.add(total_error == int(solver.objective_value))
-        model.minimize(devices)
+    status = cp_model.UNKNOWN
+    for objective in (*objectives, devices):
+        model.minimize(objective)
         status = solver.solve(model)
-    counts = {name: next(k for k in range(1, len(table[name]) + 1) if solver.value(choice[(name, k)]))
+        if status == cp_model.FEASIBLE:
+            break  # the best found in the time: kept, the later objectives unsolved
+        if status != cp_model.OPTIMAL:
+            raise CompileError("-k auto: the allocation solver found no counts in its time "
+                               f"({solver.status_name(status)}); give the counts with -k, or a larger --time-limit")
+        model.add(objective == int(solver.objective_value))  # kept while the next objective is minimised
+    counts = {name: next(k for k in range(1, largest[name] + 1) if solver.value(choice[(name, k)]))
               for name in names}
-    agreement = float(np.prod([1.0 - prediction.disagreement[name][counts[name] - 1] for name in names]))
-    predicted = float(sum(table[name][counts[name] - 1] for name in names))
+    uniform = dict.fromkeys(names, prediction.baseline)
+    if (sum(devices_per_copy[n] * prediction.baseline for n in names) <= budget
+            and all(prediction.baseline <= largest[n] for n in names)
+            and prediction.at(counts)[1] > prediction.at(uniform)[1] - prediction.margin):
+        counts = uniform  # the gain is within the measurements' noise: the measured baseline is the safer choice
+    predicted, changed = prediction.at(counts)
     return Allocation(counts, sum(devices_per_copy[n] * counts[n] for n in names), budget, prediction, predicted,
-                      agreement, solver.status_name(status))
+                      1.0 - changed, solver.status_name(status))

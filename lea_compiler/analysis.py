@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from lea_compiler.chip import Chip
 from lea_compiler.errors import DoesNotFitError
 from lea_compiler.ir import Graph, Node
-from lea_compiler.layer_sizes import CountSpec, counts
+from lea_compiler.layer_sizes import AUTO_SHARE, CountSpec, counts
 from lea_compiler.passes.canonicalize import Canonicalize
 
 DEVICES_PER_WEIGHT = 2
@@ -93,14 +93,15 @@ def canonical_devices(graph: Graph, k: CountSpec = 1, bias_row: bool = False) ->
     return sum(layer.devices(alpha[layer.node], bias_row) for layer in layers)
 
 
-def check_devices(needed: int, chip: Chip, k: CountSpec, per_copy: int | None = None) -> None:
+def check_devices(needed: int, chip: Chip, k: CountSpec, per_copy: int | None = None, *,
+                  per_layer: bool = True) -> None:
     """Refuse a chip with fewer devices than the crossbar layers need, before any work is spent on them.
 
     Every copy of every weight needs its own differential pair, so a chip with fewer devices than
     `needed` (a `total_devices` count) cannot hold the model at `k` copies, whatever the placer does.
     Checking this first keeps `-k 100000` from quantizing and tiling for minutes before `place` says so.
     With `per_copy` (the devices of one copy of every layer), the message says the largest uniform k the
-    chip's device count allows.
+    chip's device count allows and, with `per_layer` (the layer ensemble), that per-layer counts could fit.
 
     Raises:
         DoesNotFitError: the chip has fewer devices than `needed`.
@@ -110,8 +111,11 @@ def check_devices(needed: int, chip: Chip, k: CountSpec, per_copy: int | None = 
         largest = ""
         if per_copy:
             most = chip.device_count // per_copy
-            largest = (f"; at most k = {most} fits by device count ({per_copy} devices per copy of every layer), "
-                       "or give layers their own k (-k LAYER=K,...,default=K)" if most >= 1 else
+            choice = ("; give layers their own k (-k LAYER=K,...,default=K), or let -k auto --calibrate DATA.npz "
+                      f"choose them within {int(chip.device_count * AUTO_SHARE)} devices (--budget says how many)"
+                      if per_layer else "")
+            largest = (f"; at most k = {most} fits by device count ({per_copy} devices per copy of every layer)"
+                       f"{choice}" if most >= 1 else
                        f"; not even one copy fits ({per_copy} devices)")
         raise DoesNotFitError(
             f"not enough devices: the crossbar layers need {needed} devices at k = {k} (2 per weight per copy; "

@@ -39,7 +39,8 @@ class Calibration:
 def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Calibration:
     """Set each layer's DAC range to max |x| of its input over the data (digital reference run),
     and each block's ADC range to ADC_HEADROOM x the largest column current its target
-    conductances carry for those inputs (both halves, any copy).
+    conductances carry for those inputs (both halves, any copy; in a grouped layer, a column's current
+    for its own group's vectors, the only ones that convert it).
 
     Raises:
         BadDataError: the data overflows float32 on the way to a layer (no finite range).
@@ -90,7 +91,14 @@ def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Cali
                 # every block of the row band, both halves, in one product
                 g = np.hstack([levels[t] for i in band
                                for t in (layer.blocks[i].target_pos, layer.blocks[i].target_neg)])
-                column_peak = np.abs(v[:, r0:r1] @ g).max(axis=0) if len(v) else np.zeros(g.shape[1], np.float32)
+                currents = np.abs(v[:, r0:r1] @ g)
+                groups = int(nodes[layer.name].attr("groups", 1))
+                if groups > 1:  # a grouped layer's vector (group = its index mod G) converts its own columns only
+                    columns = np.concatenate([np.arange(layer.blocks[i].col_start, layer.blocks[i].col_stop)
+                                              for i in band for _ in range(2)])
+                    own = columns[None, :] // (layer.cols // groups) == np.arange(len(v))[:, None] % groups
+                    currents *= own
+                column_peak = currents.max(axis=0) if len(v) else np.zeros(g.shape[1], np.float32)
                 bounds = np.cumsum([0] + [2 * layer.blocks[i].shape[1] for i in band])
                 for i, b0, b1 in zip(band, bounds[:-1], bounds[1:], strict=True):
                     peaks[layer.name][i] = max(peaks[layer.name][i], float(column_peak[b0:b1].max()))

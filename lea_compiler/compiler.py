@@ -14,14 +14,14 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, parse_budget, predict
+from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, measure, parse_budget
 from lea_compiler.analysis import canonical_devices, check_devices, mvm_layer
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
@@ -33,7 +33,7 @@ from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.lower import lower_to_program
-from lea_compiler.passes.quantize import Quantize, pair_noise_variance
+from lea_compiler.passes.quantize import Quantize
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, with_calibration
 
@@ -188,7 +188,7 @@ def _prepare(
                      imported.seconds + time.perf_counter() - start)
     front = _advance(empty, passes[:1], copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     if options.k == AUTO:  # choose every layer's k now, and compile with the counts chosen
-        allocation = _allocate(front.graph, options, device, chip, calibration)
+        allocation = _allocate(front, device, chip, on_pass)
         options = dataclasses.replace(options, k=canonical(allocation.counts), budget=None)  # the counts chosen
         passes = front_passes(options, device)
         front = dataclasses.replace(front, options=options, allocation=allocation)
@@ -197,7 +197,7 @@ def _prepare(
     needed = canonical_devices(front.graph, options.k, options.bias == "row")
     per_copy = canonical_devices(front.graph, 1, options.bias == "row")
     if chip is not None:
-        check_devices(needed, chip, options.k, per_copy)
+        check_devices(needed, chip, options.k, per_copy, per_layer=options.ensemble == "layer")
     front = dataclasses.replace(front, devices_needed=needed, devices_per_copy=per_copy)
     front = _advance(front, passes, copy=False, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
     # quantize checks this too; without a device (a compile for many chips) refuse here, not once per chip
@@ -205,14 +205,16 @@ def _prepare(
     return front
 
 
-def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None, chip: Chip | None,
-              calibration: Dataset | None) -> Allocation:
-    """`-k auto`: every layer's k under the device budget (`lea_compiler.allocate`), for the canonical `graph`.
+def _allocate(front: FrontEnd, device: DeviceModel | None, chip: Chip | None,
+              on_probe: Callable[[str, float], None] | None) -> Allocation:
+    """`-k auto`: every layer's k under the device budget (`lea_compiler.allocate`), for the canonical graph of
+    `front` (which this leaves as it is).
 
     Raises:
         UsageError: no chip or no calibration data to measure on, the network ensemble, or a --beta.
         DoesNotFitError: not even one copy of every layer fits the budget.
     """
+    options, calibration, graph = front.options, front.calibration, front.graph
     if chip is None or device is None:
         raise UsageError("-k auto chooses the counts for one chip (its devices and noise): compile for one chip")
     if calibration is None:
@@ -235,12 +237,16 @@ def _allocate(graph: Graph, options: CompileOptions, device: DeviceModel | None,
         raise DoesNotFitError(f"-k auto: the budget of {budget} devices holds not even one copy of every layer "
                               f"({minimum} devices)")
     most = {name: min(MAX_AUTO_K, (budget - minimum + cost) // cost) for name, cost in layers.items()}
-    prediction = predict(graph, calibration.x, levels_uS=device.levels_uS, encoding=options.encoding,
-                         per_layer=options.scale == "per-layer", bias_row=bias_row,
-                         write_noise_uS=device.write_noise_uS, read_noise_uS=device.read_noise_uS,
-                         reads=options.reads, max_k=most, seed=options.seed,
-                         noise_uS2=0.0 if options.scale_noise == "none" else pair_noise_variance(
-                             device.write_noise_uS, device.read_noise_uS, options.reads))
+
+    def probe(counts: Mapping[str, int]) -> Program:  # the model compiled with these counts (greedy placement)
+        probe_options = dataclasses.replace(options, k=canonical(dict(counts)), budget=None, placer="greedy")
+        needed = canonical_devices(graph, probe_options.k, bias_row)
+        probe_front = dataclasses.replace(front, graph=_copy.deepcopy(graph), options=probe_options,
+                                          devices_needed=needed, devices_per_copy=minimum)
+        probe_front = _advance(probe_front, front_passes(probe_options, device), copy=False, verify=False)
+        return compile_prepared(probe_front, chip, copy=False, verify=False).program
+
+    prediction = measure(probe, graph, calibration.x, most, layers, budget, seed=options.seed, on_probe=on_probe)
     return allocate(prediction, layers, budget, time_limit_s=options.time_limit_s)
 
 
@@ -287,7 +293,8 @@ def compile_prepared(
     start = time.perf_counter()
     if not isinstance(chip, Chip):
         chip = load_chip(chip)
-    check_devices(front.devices_needed, chip, front.options.k, front.devices_per_copy)
+    check_devices(front.devices_needed, chip, front.options.k, front.devices_per_copy,
+                  per_layer=front.options.ensemble == "layer")
     calibration = front.calibration
     passes = default_pipeline(chip, front.options, calibration.x if calibration is not None else None)
     done = _advance(front, passes, copy=copy, verify=verify, dump_dir=dump_dir, on_pass=on_pass)
@@ -340,13 +347,22 @@ def compile_model(
 
 def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> dict[str, Any]:
     """The `leac compile --json` report of a compile whose Program was written to `output` (keys in docs/reports.md)."""
-    program = result.program
-    placement = program.placement
-    ensemble = program.options.get("ensemble", "layer")
     return {
         "report": "leac-compile",
         "version": 1,
         "program": os.fspath(output),
+        **program_summary(result.program),
+        "pass_seconds": {t.name: t.seconds for t in result.timings},
+        "compile_seconds": result.seconds,
+    }
+
+
+def program_summary(program: Program) -> dict[str, Any]:
+    """What a Program records of its compile: the `leac-compile` keys from `model` to `optimality_gap` (the
+    layers, devices, placement cost and solver status), which `leac report` prints too."""
+    placement = program.placement
+    ensemble = program.options.get("ensemble", "layer")
+    return {
         "model": program.model["file"] or program.model["name"],
         "chip": program.chip.display_name,
         "chip_fingerprint": program.chip_fingerprint,
@@ -385,6 +401,4 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
         "solver_method": placement.get("method"),
         "solver_bound_uS": placement.get("bound_uS"),
         "optimality_gap": placement.get("gap"),
-        "pass_seconds": {t.name: t.seconds for t in result.timings},
-        "compile_seconds": result.seconds,
     }

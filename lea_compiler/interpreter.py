@@ -249,12 +249,24 @@ def _out_hw(x: Array, window: Window) -> tuple[tuple[int, int], tuple[int, int]]
     return (sizes[0], sizes[1]), (extra[0], extra[1])
 
 
+def as_2d(x: Array) -> Array:
+    """A 1-D window op's (N, C, L) input as the (N, C, 1, L) one of unit height its `Window` is for."""
+    return x[:, :, None, :] if x.ndim == 3 else x
+
+
+def _as_rank(y: Array, window: Window) -> Array:
+    """A 2-D window op's (N, C, OH, OW) result at the node's own rank (1-D: OH is 1 and goes)."""
+    return y[:, :, 0, :] if window.rank == 1 else y
+
+
 def im2col(x: Array, window: Window) -> tuple[Array, tuple[int, int]]:
-    """Patches of an NCHW tensor as rows: (N * OH * OW, C * KH * KW), and (OH, OW).
+    """Patches of an NCHW (or NCL, as unit height) tensor as rows: (N * OH * OW, C * KH * KW), and (OH, OW).
 
     This is how a Conv becomes a matrix product; the row order matches a
-    weight reshaped as (C_out, C_in * KH * KW).
+    weight reshaped as (C_out, C_in * KH * KW), so the columns of one group
+    of channels are contiguous.
     """
+    x = as_2d(x)
     out_hw, extra = _out_hw(x, window)
     view = window_view(pad_spatial(x, window, 0.0, extra), window, out_hw)
     n, c = x.shape[:2]
@@ -268,10 +280,16 @@ def _conv(node: Node, inputs: list[Array | None]) -> list[Array]:
     kernel = [int(k) for k in node.attr("kernel_shape", w.shape[2:])]
     window = window_of(node, x.shape[2:], kernel)
     patches, (oh, ow) = im2col(x, window)
-    y = patches @ w.reshape(w.shape[0], -1).T
+    group = int(node.attr("group", 1))
+    out_channels = w.shape[0]
+    depth = patches.shape[1] // group  # each group's inputs: C/group x KH x KW contiguous patch columns
+    # (group, pixels, depth) @ (group, depth, out/group): each group's channels through its own kernels
+    per_group = patches.reshape(-1, group, depth).transpose(1, 0, 2) @ \
+        w.reshape(group, out_channels // group, depth).transpose(0, 2, 1)
+    y = per_group.transpose(1, 0, 2).reshape(-1, out_channels)
     if len(inputs) > 2 and inputs[2] is not None:
         y = y + inputs[2]
-    return [y.reshape(x.shape[0], oh, ow, w.shape[0]).transpose(0, 3, 1, 2)]
+    return [_as_rank(y.reshape(x.shape[0], oh, ow, out_channels).transpose(0, 3, 1, 2), window)]
 
 
 def _pool_window(node: Node, x: Array) -> Window:
@@ -281,14 +299,16 @@ def _pool_window(node: Node, x: Array) -> Window:
 def _maxpool(node: Node, inputs: list[Array | None]) -> list[Array]:
     x = _x(inputs)
     window = _pool_window(node, x)
+    x = as_2d(x)
     out_hw, extra = _out_hw(x, window)
     view = window_view(pad_spatial(x, window, -np.inf, extra), window, out_hw)
-    return [view.max(axis=(4, 5))]
+    return [_as_rank(view.max(axis=(4, 5)), window)]
 
 
 def _avgpool(node: Node, inputs: list[Array | None]) -> list[Array]:
     x = _x(inputs)
     window = _pool_window(node, x)
+    x = as_2d(x)
     out_hw, extra = _out_hw(x, window)
     total = window_view(pad_spatial(x, window, 0.0, extra), window, out_hw).sum(axis=(4, 5))
     # divisor: window cells inside the input, or inside input + declared pads
@@ -300,7 +320,7 @@ def _avgpool(node: Node, inputs: list[Array | None]) -> list[Array]:
         count = window_view(inside, unpadded, out_hw).sum(axis=(4, 5))
     else:
         count = window_view(pad_spatial(inside, window, 0.0, extra), window, out_hw).sum(axis=(4, 5))
-    return [(total / count).astype(x.dtype, copy=False)]
+    return [_as_rank((total / count).astype(x.dtype, copy=False), window)]
 
 
 def _global_avgpool(node: Node, inputs: list[Array | None]) -> list[Array]:
@@ -331,8 +351,18 @@ def _shape(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [np.asarray(x.shape[start:end], dtype=np.int64)]
 
 
+def own_group_columns(y: Array, groups: int) -> Array:
+    """A grouped MVM's result: (..., G, O) products of every group's vector with every column -> (..., O),
+    column o from group o // (O / G)'s vector (the columns read g keeps; see `leac.MVM` in ops.py)."""
+    if groups == 1:
+        return y
+    lead, cols = y.shape[:-2], y.shape[-1]
+    index = np.arange(groups)
+    return y.reshape(*lead, groups, groups, cols // groups)[..., index, index, :].reshape(*lead, cols)
+
+
 def _mvm(node: Node, inputs: list[Array | None]) -> list[Array]:
-    y = _x(inputs, 0) @ _x(inputs, 1)
+    y = own_group_columns(_x(inputs, 0) @ _x(inputs, 1), int(node.attr("groups", 1)))
     bias = inputs[2] if len(inputs) > 2 else None
     return [y if bias is None else y + bias]
 
@@ -341,7 +371,10 @@ def _patches(node: Node, inputs: list[Array | None]) -> list[Array]:
     x = _x(inputs)
     window = window_of(node, x.shape[2:], [int(k) for k in node.attr("kernel_shape")])
     patches, (oh, ow) = im2col(x, window)
-    return [patches.reshape(x.shape[0], oh, ow, patches.shape[1])]
+    pixels = (ow,) if window.rank == 1 else (oh, ow)
+    groups = int(node.attr("groups", 1))  # (..., G, C/G KH KW): each group's patch its own vector
+    depth = (groups, patches.shape[1] // groups) if groups > 1 else (patches.shape[1],)
+    return [patches.reshape(x.shape[0], *pixels, *depth)]
 
 
 KERNELS: dict[tuple[str, str], Kernel] = {

@@ -19,6 +19,8 @@ DEFAULT = "default"
 _DIGITS = re.compile(r"[0-9]+")
 AUTO = "auto"
 """`-k auto`: the counts chosen under a device budget (`lea_compiler.allocate`)."""
+AUTO_SHARE = 0.9
+"""`-k auto`'s budget without --budget: this share of the chip's devices, leaving room for the blocks' packing."""
 _NAME = re.compile(r"^[^=,\s]+$")
 
 CountSpec = int | str

@@ -333,15 +333,40 @@ def _concat(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     return [(dtype, tuple(out))]
 
 
+CONV_RANKS = (3, 4)
+"""Input ranks of the Conv and pooling nodes leac maps: 1-D (N, C, L) and 2-D (N, C, H, W)."""
+
+
+def _spatial_rank(x: Value, op: str, other: Value | None = None) -> None:
+    """Refuse a window op over other than 1 or 2 spatial axes (3-D: leac maps 1-D and 2-D windows only)."""
+    for v in (x, other):
+        if v is not None and v.shape is not None and len(v.shape) not in CONV_RANKS:
+            what = f"input {x.type_str()}" + (f", weight {other.type_str()}" if other is not None else "")
+            if len(v.shape) > 4:
+                raise ShapeError(f"{len(v.shape) - 2}-D {op} is not supported ({what}): leac maps 1-D and 2-D "
+                                 f"{op} only (rank-3 and rank-4 inputs)")
+            raise ShapeError(f"{op} needs a rank-3 (1-D) or rank-4 (2-D) input and weight, got {what}")
+    if other is not None and x.shape is not None and other.shape is not None and len(x.shape) != len(other.shape):
+        raise ShapeError(f"input {x.type_str()} and weight {other.type_str()} have different ranks")
+
+
 def _conv(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     x, w = _in(node, 0), _in(node, 1)
-    if int(node.attr("group", 1)) != 1:
-        raise ShapeError(f"group={node.attr('group')} is not supported (only group=1)")
+    group = int(node.attr("group", 1))
+    if group < 1:
+        raise ShapeError(f"group={group} must be >= 1")
+    _spatial_rank(x, "Conv", w)
     if x.shape is None or w.shape is None:
         return [(x.dtype, None)]
-    if len(x.shape) != 4 or len(w.shape) != 4:
-        raise ShapeError(f"only 2-D Conv is supported (input {x.type_str()}, weight {w.type_str()})")
-    merge_dim(x.shape[1], w.shape[1])
+    out_channels, group_channels = w.shape[0], w.shape[1]
+    if isinstance(group_channels, int):
+        try:
+            merge_dim(x.shape[1], group * group_channels)
+        except ShapeError:
+            raise ShapeError(f"the input's {x.shape[1]} channels are not group={group} x the weight's "
+                             f"{group_channels} channels per group") from None
+    if isinstance(out_channels, int) and out_channels % group:
+        raise ShapeError(f"the weight's {out_channels} output channels do not divide into group={group} groups")
     b = node.input(2)
     if b is not None and b.shape is not None:
         if len(b.shape) != 1:
@@ -350,17 +375,16 @@ def _conv(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
         merge_dim(b.shape[0], w.shape[0])
     kernel = node.attr("kernel_shape", w.shape[2:])
     if any(not isinstance(k, int) for k in kernel):
-        return [(x.dtype, (x.shape[0], w.shape[0], None, None))]
+        return [(x.dtype, (x.shape[0], w.shape[0], *([None] * (len(x.shape) - 2))))]
     geometry = window_of(node, x.shape[2:], kernel)
     return [(x.dtype, (x.shape[0], w.shape[0], *window_output(x.shape[2:], geometry)))]
 
 
 def _pool(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     x = _in(node, 0)
+    _spatial_rank(x, node.op_type)
     if x.shape is None:
         return [(x.dtype, None)]
-    if len(x.shape) != 4:
-        raise ShapeError(f"only 2-D pooling is supported (input {x.type_str()})")
     if node.attr("storage_order", 0):
         raise ShapeError("storage_order=1 is not supported")
     geometry = window_of(node, x.shape[2:], [int(k) for k in node.attr("kernel_shape", [])])
@@ -460,24 +484,40 @@ def _mvm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     b = node.input(2)
     if b is not None and (b.const is None or b.const.shape != (cols,)):
         raise ShapeError(f"the bias (input 2) must be a constant vector of {cols}")
+    groups = int(node.attr("groups", 1))
+    if groups < 1 or cols % groups:
+        raise ShapeError(f"groups={groups} does not divide the matrix's {cols} columns")
     if x.shape is None:
         return [(x.dtype, None)]
-    if not x.shape:
-        raise ShapeError("the input must have rank >= 1")
+    if len(x.shape) < (2 if groups > 1 else 1):
+        raise ShapeError(f"the input must have rank >= {2 if groups > 1 else 1}")
     merge_dim(x.shape[-1], rows)
-    return [(x.dtype, (*x.shape[:-1], cols))]
+    if groups == 1:
+        return [(x.dtype, (*x.shape[:-1], cols))]
+    try:
+        merge_dim(x.shape[-2], groups)
+    except ShapeError:
+        raise ShapeError(f"the input's axis -2 ({x.shape[-2]}) must hold the groups={groups} vectors") from None
+    return [(x.dtype, (*x.shape[:-2], cols))]
 
 
 def _patches(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     x = _in(node, 0)
     if x.shape is None:
         return [(x.dtype, None)]
-    if len(x.shape) != 4:
-        raise ShapeError(f"Patches needs an NCHW input, got {x.type_str()}")
+    if len(x.shape) not in CONV_RANKS:
+        raise ShapeError(f"Patches needs an NCL or NCHW input, got {x.type_str()}")
     kernel = [int(k) for k in node.attr("kernel_shape", [])]
     geometry = window_of(node, x.shape[2:], kernel)
-    depth = product([x.shape[1], *kernel])
-    return [(x.dtype, (x.shape[0], *window_output(x.shape[2:], geometry), depth))]
+    groups = int(node.attr("groups", 1))
+    channels = x.shape[1]
+    if groups < 1 or (isinstance(channels, int) and channels % groups):
+        raise ShapeError(f"groups={groups} does not divide the input's {channels} channels")
+    pixels = window_output(x.shape[2:], geometry)
+    if groups == 1:
+        return [(x.dtype, (x.shape[0], *pixels, product([channels, *kernel])))]
+    per_group = product([channels // groups if isinstance(channels, int) else None, *kernel])
+    return [(x.dtype, (x.shape[0], *pixels, groups, per_group))]
 
 
 def _schema(

@@ -4,6 +4,10 @@ matplotlib is an optional extra (`pip install 'lea-compiler[plot]'`); it is
 imported only when a picture is asked for, and its absence is a clear usage
 error, not an ImportError. Rendering uses the Agg canvas directly (no pyplot,
 no global backend switch) and the PNG is written atomically.
+
+The defect colours and `draw_defects` are the one definition of how a stuck
+map looks: the chip heat map here and the placement picture
+(lea_compiler/plot_placement.py) both draw arrays with them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import io
 import logging
 import math
 import os
+from typing import Any
+
+import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import UsageError
@@ -20,8 +27,59 @@ from lea_compiler.fileio import atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 # Colours for stuck low (-1), healthy (0) and stuck high (+1).
-_COLOURS = ("#2166ac", "#f0f0f0", "#d6604d")
-_LABELS = ("stuck low", "healthy", "stuck high")
+DEFECT_COLOURS = ("#2166ac", "#f0f0f0", "#d6604d")
+DEFECT_LABELS = ("stuck low", "healthy", "stuck high")
+PLOT_EXTRA = "pip install 'lea-compiler[plot]'"
+
+
+def require_matplotlib(what: str) -> None:
+    """Raise a usage error naming the `plot` extra when matplotlib cannot be imported.
+
+    Args:
+        what: What needs it, for the message ("drawing a chip").
+
+    Raises:
+        UsageError: matplotlib (the `plot` extra) is not installed.
+    """
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"{what} needs the plot extra: {PLOT_EXTRA}") from exc
+
+
+def new_figure(width_in: float, height_in: float, dpi: int = 100) -> Any:
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no global state); call `require_matplotlib` first."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig: Any) -> bytes:
+    """The figure rendered as PNG bytes (written by the caller, atomically)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def draw_defects(ax: Any, state: np.ndarray, *, alpha: float = 1.0) -> None:
+    """Draw one array's stuck map (`Chip.stuck_map`'s state: -1 low, 0 healthy, +1 high) on `ax`, rows down."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    cmap = ListedColormap(list(DEFECT_COLOURS))
+    norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], cmap.N)
+    ax.imshow(state, cmap=cmap, norm=norm, interpolation="nearest", alpha=alpha)
+
+
+def defect_legend_handles() -> list[Any]:
+    """Legend entries for the three device states, in the colours `draw_defects` uses."""
+    from matplotlib.patches import Patch
+
+    return [Patch(facecolor=c, edgecolor="#888888", label=t) for c, t in zip(DEFECT_COLOURS, DEFECT_LABELS,
+                                                                               strict=True)]
 
 
 def plot_chip_defects(chip: Chip, path: str | os.PathLike[str]) -> None:
@@ -38,26 +96,14 @@ def plot_chip_defects(chip: Chip, path: str | os.PathLike[str]) -> None:
     Raises:
         UsageError: matplotlib (the `plot` extra) is not installed.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.colors import BoundaryNorm, ListedColormap
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
-    except ImportError as exc:
-        raise UsageError(
-            "drawing a chip needs the plot extra: pip install 'lea-compiler[plot]'"
-        ) from exc
-
+    require_matplotlib("drawing a chip")
     n = len(chip.arrays)
     ncols = math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
     # About 1.3 inches per array, but never a poster: big chips get smaller tiles.
     tile = max(0.4, min(1.3, 26.0 / ncols))
     # At least wide enough for the title and the legend.
-    fig = Figure(figsize=(max(4.8, ncols * tile + 0.4), nrows * tile + 0.9), dpi=100)
-    FigureCanvasAgg(fig)
-    cmap = ListedColormap(list(_COLOURS))
-    norm = BoundaryNorm([-1.5, -0.5, 0.5, 1.5], cmap.N)
+    fig = new_figure(max(4.8, ncols * tile + 0.4), nrows * tile + 0.9)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     title_size = max(4.0, min(8.0, 10.0 * tile / 1.3))
     for k, ax in enumerate(axes.flat):
@@ -66,7 +112,7 @@ def plot_chip_defects(chip: Chip, path: str | os.PathLike[str]) -> None:
             continue
         arr = chip.arrays[k]
         state, _ = chip.stuck_map(arr.id)
-        ax.imshow(state, cmap=cmap, norm=norm, interpolation="nearest")
+        draw_defects(ax, state)
         ax.set_title(f"{arr.id}", fontsize=title_size, pad=2)
     counts = chip.defect_counts()
     fig.suptitle(
@@ -74,11 +120,7 @@ def plot_chip_defects(chip: Chip, path: str | os.PathLike[str]) -> None:
         f"{counts['stuck_low']} stuck low of {chip.device_count} devices",
         fontsize=9,
     )
-    handles = [
-        Patch(facecolor=c, edgecolor="#888888", label=t)
-        for c, t in zip(_COLOURS, _LABELS, strict=True)
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=defect_legend_handles(), loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.subplots_adjust(
         left=0.02,
         right=0.98,
@@ -87,7 +129,5 @@ def plot_chip_defects(chip: Chip, path: str | os.PathLike[str]) -> None:
         wspace=0.15,
         hspace=0.35,
     )
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, png_bytes(fig))
     logger.info("wrote %s (%d arrays)", os.fspath(path), n)

@@ -101,29 +101,52 @@ def spatial_output(
 
 @dataclass(frozen=True)
 class Window:
-    """The resolved sliding-window geometry of a Conv or pooling node (2-D)."""
+    """The resolved sliding-window geometry of a Conv or pooling node, always as 2-D.
+
+    A 1-D window (a rank-3 input) is the 2-D window of unit height: kernel, stride and dilation 1 and no
+    pads along the height; `rank` says how many spatial axes the node's own tensors have.
+    """
 
     kernel: tuple[int, int]
     strides: tuple[int, int]
     dilations: tuple[int, int]
     pads: tuple[int, int, int, int]  # top, left, bottom, right
     ceil_mode: bool
+    rank: int = 2
+
+    def attributes(self) -> dict[str, list[int]]:
+        """kernel_shape, strides, dilations and pads as the node's own rank writes them (1-D: the width's)."""
+        if self.rank == 1:
+            return {"kernel_shape": [self.kernel[1]], "strides": [self.strides[1]],
+                    "dilations": [self.dilations[1]], "pads": [self.pads[1], self.pads[3]]}
+        return {"kernel_shape": list(self.kernel), "strides": list(self.strides),
+                "dilations": list(self.dilations), "pads": list(self.pads)}
 
 
 def window_of(node: Node, spatial: Sequence[Dim], kernel: Sequence[int]) -> Window:
-    """Resolve strides, dilations, pads and auto_pad of a 2-D window op, as ONNX defines them."""
-    if len(kernel) != 2 or len(spatial) != 2:
-        raise ShapeError(f"only 2-D windows are supported, got kernel {list(kernel)}")
-    strides = tuple(int(s) for s in node.attr("strides", [1, 1]))
-    dilations = tuple(int(d) for d in node.attr("dilations", [1, 1]))
-    if len(strides) != 2 or len(dilations) != 2 or min(strides) < 1 or min(dilations) < 1:
+    """Resolve strides, dilations, pads and auto_pad of a 1-D or 2-D window op, as ONNX defines them.
+
+    A 1-D window is lifted to the 2-D one of unit height (`Window`), so one geometry serves both.
+    """
+    rank = len(spatial)
+    if rank not in (1, 2) or len(kernel) != rank:
+        raise ShapeError(f"only 1-D and 2-D windows are supported, got kernel {list(kernel)} over {rank} "
+                         "spatial axes")
+    strides = [int(s) for s in node.attr("strides", [1] * rank)]
+    dilations = [int(d) for d in node.attr("dilations", [1] * rank)]
+    if len(strides) != rank or len(dilations) != rank or min(strides) < 1 or min(dilations) < 1:
         raise ShapeError(f"bad strides {list(strides)} or dilations {list(dilations)}")
     auto_pad = node.attr("auto_pad", "NOTSET")
     ceil_mode = bool(node.attr("ceil_mode", 0))
+    declared = [int(p) for p in node.attr("pads", [0] * 2 * rank)] if auto_pad == "NOTSET" else [0] * 2 * rank
+    if len(declared) != 2 * rank or min(declared) < 0:
+        raise ShapeError(f"bad pads {list(declared)}")
+    if rank == 1:  # unit height
+        spatial, kernel = (1, spatial[0]), (1, int(kernel[0]))
+        strides, dilations = [1, strides[0]], [1, dilations[0]]
+        declared = [0, declared[0], 0, declared[1]]
     if auto_pad in ("NOTSET", "VALID"):
-        pads = tuple(int(p) for p in node.attr("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else (0, 0, 0, 0)
-        if len(pads) != 4 or min(pads) < 0:
-            raise ShapeError(f"bad pads {list(pads)}")
+        pads = tuple(declared)
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         computed: list[int] = []
         for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
@@ -145,11 +168,15 @@ def window_of(node: Node, spatial: Sequence[Dim], kernel: Sequence[int]) -> Wind
         dilations=(dilations[0], dilations[1]),
         pads=(pads[0], pads[1], pads[2], pads[3]),
         ceil_mode=ceil_mode,
+        rank=rank,
     )
 
 
-def window_output(spatial: Sequence[Dim], w: Window) -> tuple[Dim, Dim]:
-    return (
-        spatial_output(spatial[0], w.kernel[0], w.strides[0], w.pads[0], w.pads[2], w.dilations[0], w.ceil_mode),
-        spatial_output(spatial[1], w.kernel[1], w.strides[1], w.pads[1], w.pads[3], w.dilations[1], w.ceil_mode),
+def window_output(spatial: Sequence[Dim], w: Window) -> tuple[Dim, ...]:
+    """The output's spatial dimensions, as many as the window's rank."""
+    full = (1, *spatial) if w.rank == 1 else tuple(spatial)
+    out = (
+        spatial_output(full[0], w.kernel[0], w.strides[0], w.pads[0], w.pads[2], w.dilations[0], w.ceil_mode),
+        spatial_output(full[1], w.kernel[1], w.strides[1], w.pads[1], w.pads[3], w.dilations[1], w.ceil_mode),
     )
+    return out[2 - w.rank:]

@@ -12,36 +12,74 @@ import pytest
 from onnx import helper
 
 import lea_compiler as leac
-from lea_compiler.allocate import Prediction, allocate, parse_budget, predict
+from lea_compiler.allocate import Prediction, allocate, fit_inverse_k, parse_budget
+from lea_compiler.backends.sim import run_on_chip
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.errors import DoesNotFitError, UsageError
-from lea_compiler.onnx_frontend import import_model
-from lea_compiler.passes.canonicalize import Canonicalize
 from tests.helpers import make_model, mlp_model
 
 
-def _brute_force(prediction: Prediction, devices: dict[str, int], budget: int) -> float:
+def _brute_force(prediction: Prediction, devices: dict[str, int], budget: int) -> tuple[int, int, int]:
+    """The least (disagreement, error, devices) in billionths over every choice of counts within the budget."""
     names = list(prediction.error)
-    best = np.inf
+    best = (np.inf, np.inf, np.inf)
     for ks in itertools.product(*(range(1, len(prediction.error[n]) + 1) for n in names)):
-        if sum(devices[n] * k for n, k in zip(names, ks, strict=True)) <= budget:
-            best = min(best, sum(round(prediction.error[n][k - 1] * 10**9) for n, k in zip(names, ks, strict=True)))
-    return best
+        chosen = list(zip(names, ks, strict=True))
+        used = sum(devices[n] * k for n, k in chosen)
+        if used <= budget:
+            best = min(best, (sum(round(prediction.disagreement[n][k - 1] * 10**9) for n, k in chosen),
+                              sum(round(prediction.error[n][k - 1] * 10**9) for n, k in chosen), used))
+    return best  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_the_allocation_is_optimal_for_its_predictor(seed: int) -> None:
     rng = np.random.default_rng(seed)
     layers = [f"l{i}" for i in range(int(rng.integers(2, 5)))]
-    error = {n: list(np.sort(rng.uniform(0, 1, int(rng.integers(1, 6))))[::-1]) for n in layers}
-    prediction = Prediction(error, {n: [0.0] * len(v) for n, v in error.items()})
+    lengths = {n: int(rng.integers(1, 6)) for n in layers}
+    # coarse disagreements tie often, so the error and then the devices decide
+    changed = {n: list(np.sort(rng.integers(0, 3, lengths[n]) / 10)[::-1]) for n in layers}
+    error = {n: list(np.sort(rng.uniform(0, 1, lengths[n]))[::-1]) for n in layers}
+    prediction = Prediction(error, changed)
     devices = {n: int(rng.integers(10, 100)) for n in layers}
     budget = sum(devices.values()) + int(rng.integers(0, 300))
     chosen = allocate(prediction, devices, budget)
     assert chosen.devices <= budget and chosen.devices == sum(devices[n] * chosen.counts[n] for n in layers)
-    assert sum(round(error[n][chosen.counts[n] - 1] * 10**9) for n in layers) == _brute_force(prediction, devices,
-                                                                                               budget)
+    assert (sum(round(changed[n][chosen.counts[n] - 1] * 10**9) for n in layers),
+            sum(round(error[n][chosen.counts[n] - 1] * 10**9) for n in layers),
+            chosen.devices) == _brute_force(prediction, devices, budget)
+
+
+def test_the_prediction_of_counts_is_the_baseline_plus_each_layers_change() -> None:
+    prediction = Prediction({"a": [0.5, 0.3, 0.2], "b": [0.6, 0.3, 0.25]},
+                            {"a": [0.2, 0.1, 0.05], "b": [0.3, 0.1, 0.0]},
+                            baseline=2, baseline_error=0.35, baseline_disagreement=0.12)
+    assert prediction.at({"a": 2, "b": 2}) == pytest.approx((0.35, 0.12))
+    assert prediction.at({"a": 3, "b": 1}) == pytest.approx((0.35 - 0.1 + 0.3, 0.12 - 0.05 + 0.2))
+    assert prediction.at({"a": 3, "b": 3})[1] == 0.0  # 0.12 - 0.05 - 0.1 < 0: a disagreement is at least none
+
+
+def test_the_baseline_stays_unless_other_counts_gain_more_than_the_margin() -> None:
+    table = {"a": [0.22, 0.20, 0.19], "b": [0.30, 0.20, 0.15]}  # a third copy of b gains 0.05, a's second 0.02
+    for margin, expected in ((0.0, {"a": 1, "b": 3}), (0.02, {"a": 1, "b": 3}), (0.05, {"a": 2, "b": 2})):
+        prediction = Prediction(table, table, baseline=2, baseline_error=0.2, baseline_disagreement=0.2,
+                                margin=margin)
+        chosen = allocate(prediction, {"a": 10, "b": 10}, 40)
+        assert chosen.counts == expected, margin  # (1, 3) gains 0.05 - 0.02 = 0.03 over the baseline (2, 2)
+        assert chosen.predicted_agreement == pytest.approx(1 - prediction.at(expected)[1])
+
+
+def test_the_fit_recovers_a_known_curve_and_never_rises() -> None:
+    k = np.array([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0])
+    exact = 0.05 + 0.4 / k + 0.1 / k**2
+    assert fit_inverse_k(k, exact, 12)[[0, 1, 2, 3, 5, 7, 11]] == pytest.approx(exact, abs=1e-9)
+    noisy = exact + np.random.default_rng(0).normal(0, 0.01, k.size)
+    fitted = fit_inverse_k(k, noisy, 12)
+    assert np.all(np.diff(fitted) <= 1e-12) and np.max(np.abs(fitted[[0, 1, 2, 3, 5, 7, 11]] - exact)) < 0.03
+    rising = np.array([0.1, 0.2, 0.3])  # noise that makes more copies look worse: no b/k term fits it
+    assert fit_inverse_k(np.array([1.0, 2.0, 3.0]), rising, 4) == pytest.approx([0.2] * 4)
+    assert fit_inverse_k(np.array([2.0]), np.array([0.4]), 3) == pytest.approx([0.4] * 3)  # one point: constant
 
 
 def test_a_budget_below_one_copy_of_every_layer_does_not_fit() -> None:
@@ -58,27 +96,50 @@ def test_a_budget_is_a_count_or_a_share_of_the_chip() -> None:
             parse_budget(bad, 5000)
 
 
-def _saturating_then_linear() -> onnx.ModelProto:
-    """fc_sat drives a Tanh deep into saturation (its noise cannot reach the output); fc_out is linear to it."""
+def _muted_and_linear() -> onnx.ModelProto:
+    """y = x W_out + 0.001 x W_muted: fc_muted's noise reaches the outputs a thousand times weaker than fc_out's,
+    by construction; both layers have the same shape and devices."""
     rng = np.random.default_rng(0)
-    w1 = np.full((8, 8), 20.0, dtype=np.float32)  # with inputs in [0.5, 1]: pre-activations >= 80
-    w2 = rng.standard_normal((8, 4)).astype(np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"], name="fc_sat"),
-             helper.make_node("Tanh", ["h"], ["a"], name="tanh"),
-             helper.make_node("MatMul", ["a", "W2"], ["y"], name="fc_out")]
-    return make_model(nodes, {"x": (np.float32, ["N", 8])}, ["y"], {"W1": w1, "W2": w2})
+    w_muted, w_out = (rng.standard_normal((8, 4)).astype(np.float32) for _ in range(2))
+    nodes = [helper.make_node("MatMul", ["x", "Wm"], ["m"], name="fc_muted"),
+             helper.make_node("Mul", ["m", "mute"], ["quiet"], name="mute"),
+             helper.make_node("MatMul", ["x", "Wo"], ["o"], name="fc_out"),
+             helper.make_node("Add", ["o", "quiet"], ["y"], name="sum")]
+    return make_model(nodes, {"x": (np.float32, ["N", 8])}, ["y"],
+                      {"Wm": w_muted, "Wo": w_out, "mute": np.array(0.001, dtype=np.float32)})
 
 
-def test_the_copies_go_where_the_noise_reaches_the_outputs() -> None:
-    graph = Canonicalize().run(import_model(_saturating_then_linear()))
-    x = np.random.default_rng(1).uniform(0.5, 1.0, (200, 8)).astype(np.float32)
-    prediction = predict(graph, x, levels_uS=(133.0, 167.0, 200.0, 233.0), encoding="joint", per_layer=False,
-                         bias_row=False, write_noise_uS=16.66, read_noise_uS=10.0, reads=1,
-                         max_k={"fc_sat": 4, "fc_out": 4})
-    assert prediction.error["fc_sat"][0] < 0.01 * prediction.error["fc_out"][0]  # saturation hides its noise
-    assert prediction.error["fc_out"][3] < prediction.error["fc_out"][0]
-    chosen = allocate(prediction, {"fc_sat": 128, "fc_out": 64}, 4 * (128 + 64))  # room for 4 copies of each
-    assert chosen.counts["fc_sat"] == 1 and chosen.counts["fc_out"] >= 3
+def test_the_copies_go_where_the_noise_reaches_the_outputs(tmp_path: Path) -> None:
+    onnx.save(_muted_and_linear(), tmp_path / "m.onnx")
+    save_chip(synth_chip(arrays=8, rows=25, cols=25, stuck_high=0.0, stuck_low=0.0, seed=0), tmp_path / "chip.json")
+    x = np.random.default_rng(1).standard_normal((400, 8)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
+    program = leac.compile(tmp_path / "m.onnx", tmp_path / "chip.json", k="auto", budget=4 * (64 + 64),
+                           calibrate_on=tmp_path / "d.npz")  # room for 4 copies of each (64 devices each)
+    allocation = program.extra["allocation"]
+    error, changed = allocation["error"], allocation["disagreement"]
+    assert allocation["baseline"] == 4
+    assert max(error["fc_muted"]) - min(error["fc_muted"]) < 0.01 * (error["fc_out"][0] - error["fc_out"][-1])
+    assert changed["fc_out"][0] - changed["fc_out"][-1] > 5 * allocation["margin"] > 0
+    assert allocation["counts"] == {"fc_muted": 1, "fc_out": 7}  # fc_muted's devices, to fc_out
+
+
+def test_run_on_chip_puts_only_the_named_layers_on_the_chip(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    onnx.save(_muted_and_linear(), tmp_path / "m.onnx")
+    chip = synth_chip(arrays=8, rows=25, cols=25, stuck_high=0.02, stuck_low=0.0, seed=0)
+    x = np.random.default_rng(1).standard_normal((64, 8)).astype(np.float32)
+    program = leac.compile(tmp_path / "m.onnx", chip, k=2)
+    (software,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})
+    assert run_on_chip(program, x, [])["y"] == pytest.approx(software, rel=1e-5, abs=1e-5)
+    on_chip = run_on_chip(program, x, ["fc_out"], seed=3)["y"]
+    assert 1e-3 < np.linalg.norm(on_chip - software) / np.linalg.norm(software) < 0.5
+    muted = run_on_chip(program, x, ["fc_muted"], seed=3)["y"]
+    assert np.linalg.norm(muted - software) < 0.01 * np.linalg.norm(on_chip - software)
+    assert np.array_equal(on_chip, run_on_chip(program, x, ["fc_out"], seed=3)["y"])  # seeded
+    with pytest.raises(UsageError, match="no crossbar layer 'mute'"):
+        run_on_chip(program, x, ["mute"])
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +185,8 @@ def test_k_auto_needs_data_one_chip_and_a_budget_that_holds_a_copy(files: dict[s
     assert main(["compile", str(files["model"]), "--chip", str(files["chip"]), "-k", "2", "--budget", "900",
                  "-o", str(tmp_path / "bad.leac")]) == 2
     assert "--budget is the device budget of -k auto" in capsys.readouterr().err
+    assert main([*base, "--calibrate", str(files["data"]), "-j", "2", "-o", str(tmp_path / "out")]) == 2
+    assert "give one --chip, without --jobs" in capsys.readouterr().err and not (tmp_path / "out").exists()
     other = tmp_path / "other.json"
     save_chip(synth_chip(arrays=8, rows=25, cols=25, seed=5), other)
     with pytest.raises(UsageError, match="for one chip"):

@@ -104,8 +104,11 @@ def test_leac_compile_takes_per_layer_counts_and_refuses_unknown_layers(
 def test_when_k_does_not_fit_the_message_says_what_would(files: dict[str, Path]) -> None:
     per_copy = 2 * (4 * 12 + 12 * 6 + 6 * 3)  # 276 devices; the chip has 8 x 625 = 5000
     with pytest.raises(DoesNotFitError, match=f"at most k = {5000 // per_copy} fits by device count "
-                                              f"\\({per_copy} devices per copy"):
+                                              f"\\({per_copy} devices per copy.*-k auto --calibrate DATA.npz "
+                                              f"choose them within 4500 devices"):
         leac.compile(files["model"], files["chip"], k=40)
+    with pytest.raises(DoesNotFitError, match="per copy of every layer\\)$"):  # one count for the network ensemble
+        leac.compile(files["model"], files["chip"], k=40, ensemble="network")
     with pytest.raises(DoesNotFitError, match="k = fc0=100,default=1"):
         leac.compile(files["model"], files["chip"], k="fc0=100,default=1")
 

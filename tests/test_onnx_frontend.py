@@ -58,10 +58,10 @@ def test_unnamed_unsupported_node_is_named_by_position() -> None:
         import_model(model)
 
 
-def test_conv_group_is_refused_naming_the_node() -> None:
+def test_conv_3d_is_refused_naming_the_node() -> None:
     nodes = [helper.make_node("Conv", ["x", "W"], ["y"], name="conv_3", group=2)]
-    model = make_model(nodes, {"x": (F, ["N", 4, 5, 5])}, ["y"], {"W": np.ones((4, 2, 3, 3), F)})
-    with pytest.raises(InvalidModelError, match=r"node 'conv_3' \(Conv\): group=2 is not supported"):
+    model = make_model(nodes, {"x": (F, ["N", 4, 5, 5, 5])}, ["y"], {"W": np.ones((4, 2, 3, 3, 3), F)})
+    with pytest.raises(InvalidModelError, match=r"node 'conv_3' \(Conv\): 3-D Conv is not supported"):
         import_model(model)
 
 

@@ -206,7 +206,10 @@ def test_threads_and_memory_chunks_do_not_change_n_reads(tmp_path) -> None:
     whole = layer.forward(x, np.random.default_rng(0), EventCounts(), noise=span)
     parts = [layer.forward(x[a:b], np.random.default_rng(0), EventCounts(), noise=NoiseSpan(99, len(x), a))
              for a, b in ((0, 5000), (5000, 9000))]
-    assert np.array_equal(whole, np.concatenate(parts))
+    # the same noise; products of other shapes may round differently (BLAS kernels), which can move a current
+    # across an ADC step now and then: a different noise draw would change every output
+    differ = np.abs(whole - np.concatenate(parts))
+    assert np.mean(differ > 0) < 1e-3 and differ.max() < 1e-3 * np.abs(whole).max()
 
 
 # ------------------------------------------------------------------ the cost model

@@ -63,19 +63,31 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
 
     A read record of N > 1 reads (`leac compile --reads`) is N reads, N conversions of each column, N times its
     devices and analog time, but one DAC conversion per row (the DACs hold their voltages over the N reads);
-    averaging its columns costs N - 1 additions and one division each."""
+    averaging its columns costs N - 1 additions and one division each.
+
+    A grouped layer (`groups` = G > 1) is applied to a run of G vectors, one per group: vector g reads only the
+    regions of the blocks that hold group g's columns and converts only those columns (their devices are the
+    ones it reads), so every column is converted once per run, as in a layer of one vector."""
     p = periphery
     busy: dict[int, float] = defaultdict(float)
     reads = adc = dac = devices = ops = 0
+    groups = plan.start.groups
+    width = plan.start.cols // groups  # columns of one group
+    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
     for read, convert in plan.reads:
         n = read.reads
-        columns = convert.col_stop - convert.col_start
-        busy[read.array] += n * (p.t_mvm_ns + convert.rounds * p.t_adc_ns)
-        reads += n
-        adc += n * columns
-        dac += read.rows
-        devices += n * read.rows * read.cols
-        ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
+        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
+        for g in range(groups):
+            columns = min(c1, (g + 1) * width) - max(c0, g * width) if groups > 1 else c1 - c0
+            if columns <= 0:
+                continue  # this group's vector does not read the block
+            rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)
+            busy[read.array] += n * (p.t_mvm_ns + rounds * p.t_adc_ns)
+            reads += n
+            adc += n * columns
+            dac += read.rows
+            devices += n * read.rows * columns
+            ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
     start = plan.start
     for combine in plan.combines:
         cols = combine.col_stop - combine.col_start
@@ -85,7 +97,7 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     ops += (len(start.row_blocks) - 1) * start.cols  # partial sums
     ops += start.cols  # scale
     ops += start.cols if plan.bias is not None else 0
-    ops += start.inputs if plan.scale.x_fs is None else 0  # the vector's own full scale: max |x_i|
+    ops += start.inputs * groups if plan.scale.x_fs is None else 0  # each vector's own full scale: max |x_i|
     return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
 
 
@@ -107,14 +119,16 @@ class CostModel:
 
 
 def _applications(program: Program) -> dict[str, int]:
-    """How often each crossbar layer is applied per sample (1 for a dense layer, OH*OW for a conv)."""
+    """How often each crossbar layer is applied per sample (1 for a dense layer, OH*OW for a conv, of a run of
+    one vector per group for a grouped conv)."""
     result = {}
     for node in program.graph.nodes_of("MVM"):
         x = node.input(0)
         assert x is not None
         shape = x.shape or ()
         count = 1
-        for d in shape[1:-1]:
+        groups = int(node.attr("groups", 1))  # a grouped layer's application is a run of its groups' vectors
+        for d in shape[1:-2] if groups > 1 else shape[1:-1]:
             if not isinstance(d, int):
                 raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str()} is not fully known, "
                                         "so the cost model cannot count its reads per sample")

@@ -39,7 +39,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ from lea_compiler.chip import PULSE, Chip
 from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
-from lea_compiler.interpreter import Array, Kernel
+from lea_compiler.interpreter import Array, Kernel, own_group_columns
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import write_devices
 from lea_compiler.reference import checked_session, run_session
@@ -70,7 +70,7 @@ from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 
 __all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "EventCounts", "NoiseSpan",
-           "Report", "Trials", "calibrate", "estimate_cost", "gaussian", "load_data", "simulate",
+           "Report", "Trials", "calibrate", "estimate_cost", "gaussian", "load_data", "run_on_chip", "simulate",
            "simulate_trials", "software_predictions", "top1"]
 
 
@@ -156,9 +156,12 @@ class CrossbarLayer:
     def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts, threads: int = 1, *,
                 noise: NoiseSpan | None = None) -> Array:
         """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., inputs)
-        (`CrossbarExecutor.forward`), with the events counted."""
-        y = self.executor.forward(x, rng, threads, noise=noise)
-        applications = int(np.prod(x.shape[:-1], dtype=np.int64))
+        (`CrossbarExecutor.forward`), with the events counted; a grouped layer's x is (..., groups, inputs) and
+        its y (..., cols), each column from its own group's vector (the columns the records convert; the
+        executor computes every column of every vector, and the others are dropped unread)."""
+        groups = self.plan.start.groups
+        y = own_group_columns(self.executor.forward(x, rng, threads, noise=noise), groups)
+        applications = int(np.prod(x.shape[:-1], dtype=np.int64)) // groups
         cost = self.cost
         counts.reads += cost.reads * applications
         counts.adc_conversions += cost.adc_conversions * applications
@@ -456,6 +459,51 @@ def simulate(
         calibration=calibration_source,
         seconds=time.perf_counter() - start,
     )
+
+
+def run_on_chip(program: Program, x: np.ndarray, layers: Collection[str], *, seed: int = 0,
+                batch_size: int = 2048) -> dict[str, np.ndarray]:
+    """The graph's outputs for the inputs `x` with only the crossbar layers `layers` on the Program's chip (their
+    devices programmed and read as `simulate` does) and every other layer exact: what those layers' copies, as
+    placed, do to the outputs (`-k auto` measures its layers this way).
+
+    Each layer draws its noise from its own generator, seeded by `seed` and the layer's place in the graph, so
+    two Programs that differ in one layer's copies give the other layers the same noise (the difference the
+    copies make shows without the noise of the rest).
+
+    Raises:
+        UsageError: a name in `layers` is not a crossbar layer of the Program.
+    """
+    schedule = schedule_of(program, check=False)
+    unknown = sorted(set(layers) - set(schedule.layers))
+    if unknown:
+        raise UsageError(f"no crossbar layer {unknown[0]!r} in the Program; its layers are "
+                         f"{', '.join(schedule.layers)}")
+    generators = {name: np.random.default_rng([seed, index]) for index, name in enumerate(schedule.layers)
+                  if name in layers}
+    on_chip = {name: CrossbarLayer(schedule.layers[name], schedule, program.chip, rng, ideal=False,
+                                   exact_read_noise=False) for name, rng in generators.items()}
+    counts = EventCounts()
+    spans: dict[str, NoiseSpan] = {}
+
+    def make_kernel(name: str, layer: CrossbarLayer) -> Kernel:
+        return lambda node, inputs: [layer.forward(inputs[0], generators[name], counts,  # type: ignore[arg-type]
+                                                   noise=spans[name])]
+
+    kernels = {name: make_kernel(name, layer) for name, layer in on_chip.items()}
+    feed = program.graph.inputs[0].name
+    per_chunk = samples_per_chunk(program.graph, batch_size)
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    for lo in range(0, len(x), batch_size):  # noise blocks as `simulate` draws them
+        block = min(batch_size, len(x) - lo)
+        bases = {name: int(rng.integers(1 << 62)) for name, rng in generators.items()}
+        for first in range(lo, lo + block, per_chunk):
+            spans.update((name, NoiseSpan(base, block, first - lo)) for name, base in bases.items())
+            out = interpreter.run(program.graph, {feed: x[first:min(first + per_chunk, lo + block)]},
+                                  kernels=kernels)
+            for value in program.graph.outputs:
+                parts[value.name].append(out[value.name])
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
 def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: int, seed: int = 0,

@@ -16,6 +16,7 @@ from lea_compiler.compiler import compile_model, compile_summary
 from lea_compiler.datasets import load_data
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
+from lea_compiler.layer_sizes import AUTO
 from lea_compiler.options import CompileOptions, from_keywords, keywords_from_args
 from lea_compiler.options import add_arguments as add_options
 from lea_compiler.program.checks import reads_problem
@@ -210,6 +211,9 @@ def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
         raise UsageError("with many chips, -o OUTDIR names the output folder for the Programs and reports")
     if args.dump_ir is not None:
         raise UsageError("--dump-ir works with one chip (--chip CHIP.json once)")
+    if options.k == AUTO:
+        raise UsageError("-k auto chooses the counts for one chip (its devices and noise): give one --chip, "
+                         "without --jobs, --chip-dir or --scheduler")
     chips = [Path(c) for c in args.chip or []]
     if args.chip_dir is not None:
         chips += chip_files(args.chip_dir)

@@ -30,6 +30,8 @@ from lea_compiler.cli import chip as cli_chip
 from lea_compiler.cli import compile as cli_compile
 from lea_compiler.cli import emit as cli_emit
 from lea_compiler.cli import program as cli_program
+from lea_compiler.cli import report as cli_report
+from lea_compiler.cli import show as cli_show
 from lea_compiler.cli import simulate as cli_simulate
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.layer_sizes import canonical, counts
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_simulate.add_parser(commands)
     cli_emit.add_parser(commands)
     cli_program.add_parser(commands)
+    cli_show.add_parser(commands)
+    cli_report.add_parser(commands)
     _add_inspect(commands)
     cli_chip.add_parser(commands)
     return parser

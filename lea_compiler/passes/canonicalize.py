@@ -13,10 +13,23 @@ After this pass each matrix product that can run on crossbars is one node
    MVM(x, alpha B^T-or-B, beta C) when C is a per-column bias; MatMul(x, W) with a
    constant 2-D W becomes MVM(x, W), and an Add of a constant per-column bias
    right after it joins the MVM.
-5. Conv(x, W, b) (2-D, group 1, constant W) becomes
+5. Conv(x, W, b) (constant W) becomes
    Transpose(MVM(Patches(x), W.reshape(O, C kh kw)^T, b), perm = [0, 3, 1, 2]):
    `leac.Patches` is im2col, one row of C kh kw inputs per output pixel, so
-   the crossbar sees one read per output pixel.
+   the crossbar sees one read per output pixel. A 1-D Conv (N, C, L) is the
+   same with a kernel of unit height: Patches gives (N, OL, C k) and the
+   Transpose has perm = [0, 2, 1].
+   With group = G > 1 (grouped and depthwise Conv) W is (O, C/G, kh, kw) and
+   output channel o reads only group g(o) = o // (O/G)'s K = C/G kh kw patch
+   columns, which im2col keeps contiguous. The crossbar matrix is the dense
+   K x O matrix W.reshape(O, K)^T (every group's kernels side by side in
+   their own columns: no zero block-diagonal padding), read once per group
+   and pixel with that group's K inputs, converting only its own columns:
+       MVM(Patches(x) {groups = G} -> (N, *pixels, G, K), W, b) {groups = G} -> (N, *pixels, O)
+   (`leac.MVM` with groups: y[..., o] = sum_i x[..., g(o), i] W[i, o] + b[o]).
+   Devices: 2 K O per copy (block-diagonal: 2 G K O); reads: G per pixel,
+   each of the blocks holding the group's columns (block-diagonal: one per
+   block of a matrix G times as tall); ADC conversions: O per pixel.
 6. Nodes whose outputs nobody reads, and unused initializers, are dropped.
 
 Graph output names are kept: when a removed node produced a graph output,
@@ -174,9 +187,13 @@ def lower_matrix_product(graph: Graph, node: Node) -> bool:
 
 
 def lower_conv(graph: Graph, conv: Node) -> bool:
-    """Conv with a constant weight -> Transpose(MVM(Patches(x)))."""
+    """Conv (1-D or 2-D, any group) with a constant weight -> Transpose(MVM(Patches(x))).
+
+    With group = G > 1 the MVM is the packed one of the module docstring: Patches gives each group's
+    K inputs as their own vector, (..., G, K), and the MVM by the K x O matrix has groups = G.
+    """
     x, weight = conv.input(0), conv.input(1)
-    if x is None or weight is None or weight.const is None or x.shape is None or len(x.shape) != 4:
+    if x is None or weight is None or weight.const is None or x.shape is None or len(x.shape) not in (3, 4):
         return False
     bias = conv.input(2)
     if bias is not None and bias.const is None:
@@ -187,29 +204,29 @@ def lower_conv(graph: Graph, conv: Node) -> bool:
         window = window_of(conv, x.shape[2:], kernel)
     except Exception as exc:
         raise CompileError(f"{conv.describe()}: {exc}") from None
-    attrs = {
-        "kernel_shape": list(window.kernel),
-        "strides": list(window.strides),
-        "dilations": list(window.dilations),
-        "pads": list(window.pads),
-        "ceil_mode": 0,
-    }
+    group = int(conv.attr("group", 1))
+    # the patches are (N, *pixels, C K), or (N, *pixels, G, K) grouped: one read per group and pixel, each with
+    # the group's own K inputs
     patches = graph.add_node(
         "Patches", [x], [(conv.name + "__patches", x.dtype, None)], name=conv.name + "__patches",
-        domain=LEAC_DOMAIN, attrs=attrs, before=conv,
+        domain=LEAC_DOMAIN, attrs={**window.attributes(), "ceil_mode": 0, **({"groups": group} if group > 1 else {})},
+        before=conv,
     )
     infer_node(patches, check=False)
-    matrix = np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
+    pixels = len(x.shape) - 2  # one spatial axis or two
+    out_channels, depth = w.shape[0], int(np.prod(w.shape[1:]))
+    matrix = np.ascontiguousarray(w.reshape(out_channels, depth).T)
     inputs: list[Value | None] = [patches.outputs[0], graph.add_initializer(conv.name + "__W", matrix)]
     if bias is not None:
         inputs.append(bias)
     mvm = graph.add_node("MVM", inputs, [(conv.name + "__mvm", x.dtype, None)], name=conv.name,
-                         domain=LEAC_DOMAIN, before=conv)
+                         domain=LEAC_DOMAIN, attrs={"groups": group} if group > 1 else None, before=conv)
     infer_node(mvm, check=False)
+    channels_last = mvm.outputs[0]
     out = conv.outputs[0]
     transpose = graph.add_node(
-        "Transpose", [mvm.outputs[0]], [(out.name + "__nchw", out.dtype, out.shape)],
-        name=conv.name + "__nchw", attrs={"perm": [0, 3, 1, 2]}, before=conv,
+        "Transpose", [channels_last], [(out.name + "__nchw", out.dtype, out.shape)],
+        name=conv.name + "__nchw", attrs={"perm": [0, 1 + pixels, *range(1, 1 + pixels)]}, before=conv,
     )
     _take_over(graph, out, transpose.outputs[0])
     graph.remove_node(conv)

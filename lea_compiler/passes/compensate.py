@@ -95,7 +95,8 @@ def effective_differences(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def layer_inputs(graph: Graph, data: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every MVM's input vectors (n, rows) over `data`, from the digital reference run, subsampled."""
+    """Every MVM's input vectors (n, rows) over `data`, from the digital reference run, subsampled (a grouped
+    MVM's by whole runs of one vector per group, so vector i is of group i mod G)."""
     nodes = graph.nodes_of("MVM")
     keep = {node.name: node.input(0).name for node in nodes}  # type: ignore[union-attr]
     feed = graph.inputs[0].name
@@ -104,11 +105,13 @@ def layer_inputs(graph: Graph, data: np.ndarray, seed: int = 0) -> dict[str, np.
         data = data[np.sort(rng.choice(len(data), MAX_SAMPLES, replace=False))]
     out = interpreter.run(graph, {feed: data}, keep=list(keep.values()))
     result = {}
-    for name, value in keep.items():
-        x = out[value].reshape(-1, out[value].shape[-1]).astype(np.float64)
-        if len(x) > MAX_SAMPLES:
-            x = x[np.sort(rng.choice(len(x), MAX_SAMPLES, replace=False))]
-        result[name] = x
+    for node in nodes:
+        value = out[keep[node.name]]
+        groups = int(node.attr("groups", 1))  # a grouped layer's vectors stay in runs of one per group
+        runs = value.reshape(-1, groups, value.shape[-1]).astype(np.float64)
+        if len(runs) * groups > MAX_SAMPLES:
+            runs = runs[np.sort(rng.choice(len(runs), max(MAX_SAMPLES // groups, 1), replace=False))]
+        result[node.name] = runs.reshape(-1, value.shape[-1])
     return result
 
 
@@ -135,7 +138,7 @@ class Compensate:
             if not np.all(np.isfinite(x)):
                 raise BadDataError(f"{node.describe()}: the calibration data drives its input to infinity or NaN "
                                    "(float32 overflow); scale the data down")
-            a, b = fit_columns(x, effective / scale, target / scale, quantized.bias_row)
+            a, b = fit_columns(x, effective / scale, target / scale, quantized.bias_row, int(node.attr("groups", 1)))
             gain, offset = np.ones(len(a)), np.zeros(len(a))
             gain[hit], offset[hit] = a[hit], b[hit]
             if not np.all(np.isfinite(offset)):
@@ -145,19 +148,28 @@ class Compensate:
         return graph
 
 
-def fit_columns(x: np.ndarray, effective: np.ndarray, target: np.ndarray, bias_row: bool
+def fit_columns(x: np.ndarray, effective: np.ndarray, target: np.ndarray, bias_row: bool, groups: int = 1
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per column (a_j, b_j), the least-squares fit of x . t_j by a_j (x . u_j) + b_j over the input vectors x
     (n, inputs), for the effective and target crossbar matrices u, t (rows, cols; weight units). With a bias
-    row, x gets its constant 1 and only the gain is fitted (b = 0)."""
+    row, x gets its constant 1 and only the gain is fitted (b = 0). In a grouped layer (`groups` = G > 1, x in
+    runs of one vector per group) a column is fitted over its own group's vectors only, the ones it computes."""
     if bias_row:
         x = np.hstack([x, np.ones((len(x), 1))])
     xu, xt = x @ effective, x @ target
+    if groups > 1:
+        own = (np.arange(xu.shape[1])[None, :] // (xu.shape[1] // groups) == np.arange(len(x))[:, None] % groups)
+        count = np.maximum(own.sum(axis=0), 1)
+        xu, xt = xu * own, xt * own
     if bias_row:
         a = _ratio((xu * xt).sum(axis=0), (xu * xu).sum(axis=0))
         return a, np.zeros_like(a)
-    mu, mt = xu.mean(axis=0), xt.mean(axis=0)
-    du, dt = xu - mu, xt - mt
+    if groups > 1:
+        mu, mt = xu.sum(axis=0) / count, xt.sum(axis=0) / count
+        du, dt = (xu - mu) * own, (xt - mt) * own
+    else:
+        mu, mt = xu.mean(axis=0), xt.mean(axis=0)
+        du, dt = xu - mu, xt - mt
     a = _ratio((du * dt).sum(axis=0), (du * du).sum(axis=0))
     return a, mt - a * mu
 

@@ -533,7 +533,8 @@ def refit_compensation(program: Program, plans: list[_BlockPlan], devices: _Devi
         if not np.all(np.isfinite(x)):
             raise BadDataError(f"layer {layer.name!r}: the calibration data drives its input to infinity or NaN "
                                "(float32 overflow); scale the data down")
-        gain, offset = fit_columns(x, effective[layer.name] / scale, target, layer.bias_row)
+        gain, offset = fit_columns(x, effective[layer.name] / scale, target, layer.bias_row,
+                                   int(program.graph.node(layer.name).attr("groups", 1)))
         if not np.all(np.isfinite(offset)):
             raise BadDataError(f"layer {layer.name!r}: the calibration data is too large for a finite "
                                "compensation offset; scale the data down")

@@ -267,6 +267,7 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
         row_blocks=tuple(layer.row_bounds),
         col_blocks=tuple(layer.col_bounds),
         vectors_per_sample=_vectors_per_sample(x),
+        groups=int(node.attr("groups", 1)),
     )
     for block in layer.blocks:
         rows, cols = block.shape

@@ -258,7 +258,12 @@ class Digital:
 
 @dataclass(frozen=True, slots=True)
 class LayerStart:
-    """The start of one crossbar layer's schedule: its matrix, copies, scales and blocks."""
+    """The start of one crossbar layer's schedule: its matrix, copies, scales and blocks.
+
+    `groups` = G > 1 (board-format version 3, a grouped or depthwise Conv): the layer's input vectors come in
+    runs of G, vector v of group g = v mod G, and column o belongs to group o // (cols / G); a vector is read
+    only on the blocks holding its group's columns and converts only those, so each column is computed once per
+    run, from its own group's vector. A version-1 or 2 file has no such key: every vector reads every block."""
 
     op: ClassVar[str] = "layer"
     name: str = _field(_text)
@@ -277,6 +282,7 @@ class LayerStart:
     row_blocks: tuple[tuple[int, int], ...] = _field(_list_of(_range))
     col_blocks: tuple[tuple[int, int], ...] = _field(_list_of(_range))
     vectors_per_sample: int | None = _field(_optional(_count))
+    groups: int = _field(_count, since=3, default=1)
 
 
 @dataclass(frozen=True, slots=True)

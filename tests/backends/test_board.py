@@ -492,12 +492,12 @@ def test_validator_names_the_line_and_field(board_file: Path, name: str) -> None
             "line 1: header.format: \"leac-chip\", not 'leac-board': not a leac board file",
         ),
         (
-            {"version": 3},
-            "line 1: header.version: 3 is newer than this leac reads (it reads versions 1 and 2)",
+            {"version": 4},
+            "line 1: header.version: 4 is newer than this leac reads (it reads versions 1, 2 and 3)",
         ),
         (
             {"version": "1"},
-            'line 1: header.version: "1" is not a version leac knows (it reads versions 1 and 2)',
+            'line 1: header.version: "1" is not a version leac knows (it reads versions 1, 2 and 3)',
         ),
     ],
 )

@@ -54,12 +54,12 @@ __all__ = ["BIAS_MODES", "FORMAT", "MAX_PROBLEMS", "POLARITIES", "RECORD_TYPES",
 
 FORMAT = "leac-board"
 """The header's `format`."""
-VERSION = 2
+VERSION = 3
 """The newest `leac-board` version this leac writes and reads."""
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 """The `leac-board` versions this leac reads. leac writes the oldest that holds a file's records
-(`board_version`): version 2 added `read.reads`, so a file that reads every region once is version 1, as
-before."""
+(`board_version`): version 2 added `read.reads`, version 3 `layer.groups`, so a file that reads every region
+once and has no grouped layer is version 1, as before."""
 
 R = TypeVar("R")
 
@@ -153,8 +153,12 @@ _HEADER_SCHEMA = _schema(BoardHeader)
 
 
 def board_version(records: Iterable[Record]) -> int:
-    """The oldest `leac-board` version that holds `records`: 2 when a read reads its region more than once (the
-    field `read.reads`), else 1, so that a file without repeated reads stays what leac wrote before."""
+    """The oldest `leac-board` version that holds `records`: 3 when a layer is grouped (`layer.groups`), else 2
+    when a read reads its region more than once (the field `read.reads`), else 1, so that a file without either
+    stays what leac wrote before."""
+    records = list(records)
+    if any(isinstance(r, LayerStart) and r.groups != 1 for r in records):
+        return 3
     return 2 if any(isinstance(r, Read) and r.reads != 1 for r in records) else 1
 
 

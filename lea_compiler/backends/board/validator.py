@@ -284,6 +284,11 @@ class _Validator:
             )
         if record.beta > record.alpha:
             problems.append(f"{where}.beta: {record.beta} is more than alpha = {record.alpha}")
+        if record.cols % record.groups:
+            problems.append(f"{where}.groups: {record.groups} groups do not divide the {record.cols} columns")
+        elif record.vectors_per_sample is not None and record.vectors_per_sample % record.groups:
+            problems.append(f"{where}.groups: {record.vectors_per_sample} vectors per sample are not runs of "
+                            f"{record.groups} (one per group)")
         for key, bounds, size in (
             ("row_blocks", record.row_blocks, record.rows),
             ("col_blocks", record.col_blocks, record.cols),

@@ -1,0 +1,183 @@
+"""`leac report`: the self-contained HTML page of a Program and its JSON facts (lea_compiler/report_html.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler.backends.sim import load_data, simulate_trials
+from lea_compiler.chip import save_chip, synth_chip
+from lea_compiler.cli import main
+from lea_compiler.compiler import program_summary
+from lea_compiler.plot_placement import placed_halves
+from lea_compiler.program import Program
+from lea_compiler.report_html import SECTIONS
+from tests.helpers import mlp_model
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+HOSTILE_LAYER = "<script>alert(1)</script>"
+HOSTILE_CHIP = "<img src=x onerror=alert(2)>"
+VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "wbr", "source"}
+
+
+class _Structure(HTMLParser):
+    """Checks that every element is closed in order, and collects ids, images and text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.ids: list[str] = []
+        self.images: list[str] = []
+        self.text: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.append(str(values["id"]))
+        if tag == "img":
+            self.images.append(str(values.get("src")))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:]}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(page: str) -> _Structure:
+    parser = _Structure()
+    parser.feed(page)
+    parser.close()
+    assert parser.problems == [] and parser.stack == []
+    return parser
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A Program with a hostile layer name, model file name and chip name, and data for it."""
+    folder = tmp_path_factory.mktemp("report")
+    model = mlp_model()
+    for node in model.graph.node:
+        if node.name == "fc1":
+            node.name = HOSTILE_LAYER
+    paths = {"model": folder / "m<i>.onnx", "chip": folder / "chip.json", "program": folder / "p.leac",
+             "data": folder / "d.npz"}
+    onnx.save(model, paths["model"])
+    save_chip(synth_chip(arrays=6, rows=16, cols=16, stuck_high=0.05, seed=2, name=HOSTILE_CHIP), paths["chip"])
+    rng = np.random.default_rng(0)
+    np.savez(paths["data"], x=rng.standard_normal((64, 4)).astype(np.float32), y=rng.integers(0, 3, 64))
+    assert main(["compile", str(paths["model"]), "--chip", str(paths["chip"]), "-k", "3", "--beta", "2",
+                 "--placer", "greedy", "-o", str(paths["program"])]) == 0
+    return paths
+
+
+def test_the_page_has_every_section_the_picture_inline_and_nothing_from_the_network(files, tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "r.html"
+    assert main(["report", str(files["program"]), "--data", str(files["data"]), "--trials", "3", "-o", str(out),
+                 "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    page = out.read_text(encoding="utf-8")
+    structure = parse(page)
+    assert structure.ids == list(SECTIONS)
+    text = " ".join(" ".join(structure.text).split())
+    for title in SECTIONS.values():
+        assert title in text
+    assert len(structure.images) == len(facts["placement"]["pages"]) == 1
+    for src in structure.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+    assert not re.search(r"(src|href)=\"(https?:|//)", page) and "script" not in structure.tags
+    assert "Content-Security-Policy" in page
+    # the facts: the Program's summary and the simulation, called, not recomputed differently
+    program = Program.load(files["program"])
+    assert {k: facts[k] for k in program_summary(program)} == json.loads(json.dumps(program_summary(program)))
+    expected = simulate_trials(program, [load_data(files["data"], program.graph)], trials=3, seed=0, threads=1)
+    assert facts["simulation"]["trials"]["accuracy"] == list(expected.trials.accuracy)  # type: ignore[union-attr]
+    assert facts["simulation"]["accuracy"] == expected.accuracy
+    trials = facts["simulation"]["trials"]
+    assert f"{100 * trials['mean']:.1f}% \u00b1 {100 * trials['std']:.1f}%" in text
+    assert f"{100 * facts['simulation']['software_accuracy']:.1f}%" in text
+    stuck = facts["placement"]["stuck_under_copies"]
+    assert sum(stuck.values()) == sum(h.stuck for h in placed_halves(program))
+    assert facts["cost"]["latency_ns"] == pytest.approx(facts["simulation"]["latency_ns"])
+    assert facts["output"] == str(out)
+
+
+def test_hostile_names_are_escaped(files, tmp_path, capsys) -> None:
+    out = tmp_path / "r.html"
+    assert main(["report", str(files["program"]), "-o", str(out)]) == 0
+    capsys.readouterr()
+    page = out.read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "<img src=x" not in page and "<i>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "m&lt;i&gt;.onnx" in page
+    structure = parse(page)
+    text = " ".join(structure.text)
+    assert HOSTILE_LAYER in text and HOSTILE_CHIP in text  # shown as text, exactly
+
+
+def test_without_data_the_accuracy_section_says_how_to_get_it(files, tmp_path, capsys) -> None:
+    out = tmp_path / "r.html"
+    assert main(["report", str(files["program"]), "-o", str(out), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["simulation"] is None
+    page = out.read_text(encoding="utf-8")
+    accuracy = page.split('<section id="accuracy">')[1].split("</section>")[0]
+    assert "No data given" in accuracy and "--data" in accuracy
+    assert "output error (simulated)" not in page
+
+
+def test_without_matplotlib_the_page_says_the_picture_needs_the_extra(files, tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "r.html"
+    assert main(["report", str(files["program"]), "-o", str(out)]) == 0
+    assert "no placement picture: drawing a placement needs the plot extra" in capsys.readouterr().out
+    page = out.read_text(encoding="utf-8")
+    assert "<img" not in page and "pip install &#x27;lea-compiler[plot]&#x27;" in page
+    parse(page)
+
+
+@pytest.mark.parametrize("case", ["missing", "not a program", "missing folder", "over the input",
+                                  "trials without data", "bad data"])
+def test_bad_inputs_are_refused_with_nothing_written(case: str, files, tmp_path: Path, capsys) -> None:
+    junk = tmp_path / "junk.leac"
+    junk.write_text("not a Program")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 7), dtype=np.float32), y=np.zeros(4, dtype=np.int64))
+    out = str(tmp_path / "r.html")
+    program = str(files["program"])
+    argv, status, message = {
+        "missing": (["report", str(tmp_path / "none.leac"), "-o", out], 3, "no such Program"),
+        "not a program": (["report", str(junk), "-o", out], 3, "not a leac Program file"),
+        "missing folder": (["report", program, "-o", str(tmp_path / "no" / "r.html")], 2, "the folder"),
+        "over the input": (["report", program, "-o", program], 2, "refusing to write over the input file"),
+        "trials without data": (["report", program, "--trials", "3", "-o", out], 2, "--trials goes with --data"),
+        "bad data": (["report", program, "--data", str(bad), "-o", out], 3, "bad.npz"),
+    }[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    program_bytes = files["program"].read_bytes()
+    assert main(argv) == status
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert files["program"].read_bytes() == program_bytes
