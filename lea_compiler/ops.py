@@ -41,7 +41,7 @@ from lea_compiler.shapes import (
 )
 
 if TYPE_CHECKING:  # the IR's verifier imports this module; the rules only read the nodes they are given
-    from lea_compiler.ir import Node
+    from lea_compiler.ir import Node, Value
 
 TypeRule: TypeAlias = "Callable[[Node], list[tuple[np.dtype[Any], Shape]]]"
 
