@@ -1,23 +1,31 @@
-"""`-k auto --budget`: every layer's copy count chosen to keep the model's outputs close within a device budget.
+"""`-k auto --budget`: every layer's copy count chosen, within a device budget, to keep the model's answers those
+of the software.
 
-The predictor measures, on the chip, what each crossbar layer's copies do to the model's outputs
-(`measure`). For each count k it compiles the model with k copies of some layers and one of the others
-(probes: as many layers at k as the budget holds, the greedy placer, the compile's own calibration), so the
-copies are quantized jointly, placed on the chip's least-defective regions, encoded around their stuck
-devices and compensated as the final compile does them. Then it runs the calibration data (at most
-`MAX_SAMPLES`) through the model with only that layer on the simulated chip (`backends.sim.run_on_chip`:
-programming and read noise, stuck devices, DAC and ADC with the calibrated ranges) and every other layer
-exact. It records two numbers, each the mean over `TRIALS` seeded noise draws (the same seeds for every k)
-and made non-increasing in k (more copies are never worse):
+The predictor measures, on the chip, what each crossbar layer's count does to the model (`measure`). It starts
+from the baseline, the uniform count the budget holds. For each layer and a set of counts (`GRID`, the
+baseline's neighbours, the most the budget allows the layer) it compiles the model with that layer at that count
+and every other at the baseline (a probe: the greedy placer, the compile's own calibration), so the copies are
+quantized jointly, placed on the chip's least-defective regions, encoded around their stuck devices and
+compensated as the final compile does them. It runs the calibration data (at most `MAX_SAMPLES`) through the
+probe with every layer on the simulated chip (`backends.sim.run_on_chip`: stuck devices, programming and read
+noise, DAC and ADC with the calibrated ranges), `TRIALS` seeded draws, the same seeds for every probe (and each
+layer its own, so a change in one layer's count leaves the others' draws alone). It records, per layer and
+count:
 
-- e_l(k), the relative squared error of the model's float outputs (sum over samples of |y - y_ref|^2 over
-  sum |y_ref|^2), which the allocation minimises: it is continuous, so every copy's effect shows, and errors
-  from independent layers add to first order;
-- d_l(k), the fraction of samples whose top-1 answer changes, from which the predicted agreement with the
-  software answers, prod_l (1 - d_l(k_l)), is reported.
+- D_l(k), the fraction of samples whose top-1 answer differs from the software's, which the allocation
+  minimises (what accuracy follows);
+- E_l(k), the relative squared error of the model's float outputs (sum over samples of |y - y_ref|^2 over
+  sum |y_ref|^2), which breaks ties in D.
 
-The allocation minimises sum_l e_l(k_l) subject to sum_l devices_l(k_l) <= budget, one k per layer: a
-multiple-choice knapsack, solved exactly with CP-SAT (`allocate`); among equal errors, the fewest devices.
+Each layer's measurements are fitted with a + b/k + c/k^2, b, c >= 0 (`fit_inverse_k`): smooth, never rising
+with k, and defined at the counts not measured. A choice of counts is predicted as the baseline plus each
+layer's change from it (`Prediction.at`).
+
+The allocation (`allocate`) minimises the predicted D subject to sum_l devices_l(k_l) <= budget, then E, then
+the devices, one k per layer: a multiple-choice knapsack, solved exactly with CP-SAT, one objective after the
+other. It keeps the baseline's uniform counts unless the best choice promises fewer changed answers by more
+than `Prediction.margin` (`MARGIN` standard errors of a measured change): a gain within the noise of the draws
+is no reason to leave the configuration that was measured whole.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.backends.sim import run_on_chip
 from lea_compiler.datasets import top1
-from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
+from lea_compiler.errors import BadDataError, CompileError, DoesNotFitError, UsageError
 from lea_compiler.ir import Graph
 from lea_compiler.layer_sizes import AUTO_SHARE
 from lea_compiler.layer_sizes import canonical as canonical_counts
@@ -170,6 +178,9 @@ def measure(probe: Probe, graph: Graph, x: np.ndarray, most: Mapping[str, int], 
             flipped[trial] = float(np.mean(top1(outputs, output) != reference))
         if on_probe is not None:
             on_probe(f"-k auto: measured {canonical_counts(counts)}", time.perf_counter() - start)
+        if not (np.all(np.isfinite(squared)) and np.all(np.isfinite(flipped))):
+            raise BadDataError("-k auto: the calibration data drives the model's outputs to infinity or NaN on the "
+                               "chip, so the counts cannot be measured; scale the data down")
         return min(float(squared.mean()), MAX_ERROR), float(flipped.mean()), flipped
 
     baseline = max(1, min(MAX_AUTO_K, budget // max(1, sum(devices_per_copy.values())), *most.values()))

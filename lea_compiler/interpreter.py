@@ -1,8 +1,10 @@
 """The digital reference: runs an IR graph on numpy arrays, a batch at a time.
 
-Every op in `lea_compiler.ops.OPS` has one kernel here (`KERNELS`), written to
+Every op in `lea_compiler.ops.OPS` has one kernel in `KERNELS`, written to
 the ONNX semantics of opset 13 and later and checked against onnxruntime in the
-tests. Kernels are vectorised over the whole batch. Observers (`Listener`)
+tests (and on ONNX's own conformance cases, tests/conformance.py); those of the
+digital maths, reduction and slicing ops live in `lea_compiler.digital_kernels`.
+Kernels are vectorised over the whole batch. Observers (`Listener`)
 see every node's inputs and outputs as they are computed; the simulator builds
 its cycle and energy accounting on them, so the functional meaning of a step
 lives only here.
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from lea_compiler import digital_kernels
 from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError
 from lea_compiler.ir import Graph, Node, Value
@@ -26,10 +29,9 @@ from lea_compiler.ops import (
     SATURATING_FLOAT8,
     constant_value,
     onnx_dtype,
-    reduce_axes,
     shape_slice,
 )
-from lea_compiler.shapes import Window, window_of
+from lea_compiler.shapes import ShapeError, Window, window_of
 
 Array = np.ndarray[Any, Any]
 Kernel = Callable[[Node, list[Array | None]], list[Array]]
@@ -166,19 +168,30 @@ def _dropout(node: Node, inputs: list[Array | None]) -> list[Array]:
 
 
 def _cast(node: Node, inputs: list[Array | None]) -> list[Array]:
-    x = _x(inputs)
-    to = int(node.attr("to"))
+    return [cast_to(_x(inputs), int(node.attr("to")), bool(node.attr("saturate", 1)))]
+
+
+def _castlike(node: Node, inputs: list[Array | None]) -> list[Array]:
+    import onnx.helper  # here: importing onnx takes ~1 s, and only CastLike needs it here
+
+    target = _x(inputs, 1).dtype
+    to = onnx.TensorProto.STRING if target == np.dtype(object) else onnx.helper.np_dtype_to_tensor_dtype(target)
+    return [cast_to(_x(inputs), to, bool(node.attr("saturate", 1)))]
+
+
+def cast_to(x: Array, to: int, saturate: bool) -> Array:
+    """ONNX Cast of `x` to the TensorProto type `to` (`saturate` for the float8 targets)."""
     target = onnx_dtype(to)
     if target == np.dtype(object):
-        return [np.array([_onnx_str(v) for v in x.ravel()], dtype=object).reshape(x.shape)]
+        return np.array([_onnx_str(v) for v in x.ravel()], dtype=object).reshape(x.shape)
     if x.dtype == np.dtype(object):
         x = np.array([float(v) for v in x.ravel()]).reshape(x.shape)
-    if to in SATURATING_FLOAT8 and node.attr("saturate", 1):
+    if to in SATURATING_FLOAT8 and saturate:
         import onnx.numpy_helper  # here: importing onnx takes ~1 s, and only float8 casts need it
 
         # out of range (infinities too) -> the largest finite value, as ONNX's reference does it
-        return [onnx.numpy_helper.saturate_cast(x, target)]
-    return [x.astype(target)]
+        return onnx.numpy_helper.saturate_cast(x, target)
+    return x.astype(target)
 
 
 def _onnx_str(v: Any) -> str:
@@ -317,15 +330,6 @@ def _global_avgpool(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=x.dtype)]
 
 
-def _reduce_mean(node: Node, inputs: list[Array | None]) -> list[Array]:
-    x = _x(inputs)
-    given = None if len(inputs) < 2 or inputs[1] is None else [int(a) for a in inputs[1].reshape(-1)]
-    axes = reduce_axes(node, given, x.ndim)
-    if axes is None:
-        return [x]
-    return [x.mean(axis=axes, keepdims=bool(node.attr("keepdims", 1)), dtype=x.dtype)]
-
-
 def _batchnorm(node: Node, inputs: list[Array | None]) -> list[Array]:
     x, scale, bias, mean, var = (_x(inputs, i) for i in range(5))
     eps = np.asarray(node.attr("epsilon", 1e-5), dtype=x.dtype)
@@ -403,19 +407,20 @@ KERNELS: dict[tuple[str, str], Kernel] = {
     ("", "Identity"): _unary(lambda n, x: x),
     ("", "Dropout"): _dropout,
     ("", "Cast"): _cast,
+    ("", "CastLike"): _castlike,
     ("", "ArgMax"): _argmax,
     ("", "Conv"): _conv,
     ("", "BatchNormalization"): _batchnorm,
     ("", "MaxPool"): _maxpool,
     ("", "AveragePool"): _avgpool,
     ("", "GlobalAveragePool"): _global_avgpool,
-    ("", "ReduceMean"): _reduce_mean,
     ("", "Constant"): lambda node, inputs: [constant_value(node)],
     ("", "Shape"): _shape,
     ("", "Gather"): lambda node, inputs: [np.take(_x(inputs, 0), _x(inputs, 1), axis=int(node.attr("axis", 0)))],
     (ML_DOMAIN, "ArrayFeatureExtractor"): _array_feature_extractor,
     (LEAC_DOMAIN, "MVM"): _mvm,
     (LEAC_DOMAIN, "Patches"): _patches,
+    **digital_kernels.KERNELS,
 }
 
 assert KERNELS.keys() == OPS.keys(), "every op in OPS needs exactly one kernel"
@@ -490,7 +495,7 @@ def run(
         try:
             with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
                 results = kernel(node, args)
-        except (ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
+        except (ValueError, IndexError, TypeError, ZeroDivisionError, ShapeError) as exc:
             raise BadDataError(f"{node.describe()} fails on this data: {exc}") from None
         outs = []
         for value, result in zip(node.outputs, results, strict=True):

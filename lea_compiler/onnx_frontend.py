@@ -28,8 +28,9 @@ import onnx.version_converter
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.fileio import MAX_MODEL_BYTES
 from lea_compiler.ir import Graph, Value
+from lea_compiler.op_rules import range_count
 from lea_compiler.ops import LEAC_DOMAIN, ML_DOMAIN, OPS, infer_node, onnx_dtype, supported_ops_text
-from lea_compiler.shapes import Dim, Shape
+from lea_compiler.shapes import Dim, Shape, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>") -> Graph:
         raise InvalidModelError(f"{source}: the graph has no outputs, so there is nothing to compute")
     model = _convert_opset(model, source)
     _refuse_unsupported(model, source)
+    _refuse_huge_ranges(model, source)
     try:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
@@ -222,6 +224,29 @@ def _refuse_huge_values(model: onnx.ModelProto, source: str) -> None:
             raise InvalidModelError(
                 f"{source}: value {info.name!r} has shape {shape}: {elements} elements per sample, more than "
                 f"leac handles ({MAX_TENSOR_ELEMENTS}); check the model's pads, kernel and concatenations")
+
+
+def _refuse_huge_ranges(model: onnx.ModelProto, source: str) -> None:
+    """Refuse a Range of constant inputs with more than `MAX_TENSOR_ELEMENTS` elements (or none finite) before
+    ONNX's shape inference, whose data propagation would build it: Range(0, 1e9, 1) is a 200-byte model."""
+    constants = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+    for index, node in enumerate(model.graph.node):
+        if node.op_type != "Range" or node.domain not in _DEFAULT_DOMAINS or len(node.input) != 3:
+            continue
+        if not all(name in constants for name in node.input):
+            continue
+        where = f"node '{node.name or f'#{index}'}' (Range)"
+        try:
+            start, limit, delta = (_tensor(constants[name], where).reshape(-1)[0] for name in node.input)
+            count = range_count(start, limit, delta)
+        except (ShapeError, IndexError) as exc:
+            raise InvalidModelError(f"{source}: {where}: {exc or 'an input is empty'}") from None
+        if count > MAX_TENSOR_ELEMENTS:
+            raise InvalidModelError(f"{source}: {where} makes {count} elements, more than leac handles "
+                                    f"({MAX_TENSOR_ELEMENTS})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -251,6 +276,7 @@ def _convert_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         return model
     try:
         converted = onnx.version_converter.convert_version(model, MIN_OPSET)
+        _list_new_initializers(converted)
         onnx.checker.check_model(converted)
     except Exception as exc:
         raise InvalidModelError(
@@ -259,6 +285,17 @@ def _convert_opset(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         ) from None
     log.info("%s: converted from opset %d to %d", source, version, MIN_OPSET)
     return converted
+
+
+def _list_new_initializers(model: onnx.ModelProto) -> None:
+    """IR version 3 lists every initializer among the graph inputs; onnx's version converter adds initializers
+    (Pad's pads, Reshape's shape...) without listing them, which the checker then refuses. List them."""
+    if model.ir_version >= 4:
+        return
+    listed = {value.name for value in model.graph.input}
+    for init in model.graph.initializer:
+        if init.name not in listed:
+            model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, init.dims))
 
 
 def _refuse_unsupported(model: onnx.ModelProto, source: str) -> None:

@@ -3,8 +3,9 @@
 `OPS` is the explicit registry, keyed by (domain, op type); the ONNX front end
 refuses any op not in it, the interpreter has one kernel per entry, and the IR
 verifier uses each schema's `infer` to check that recorded shapes and dtypes
-are consistent. Semantics follow ONNX opset 13 and later (older models are
-converted by the front end).
+are consistent. The rules of the digital-only maths, reduction and slicing ops
+are in `lea_compiler.op_rules`. Semantics follow ONNX opset 13 and later
+(older models are converted by the front end).
 
 Shape rules work on symbolic dimensions: an int is known, a string is a named
 dimension (the batch size, usually), None is unknown. A rule never guesses: a
@@ -20,6 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
+from lea_compiler import op_rules
+from lea_compiler.op_rules import const_ints as _const_ints
+from lea_compiler.op_rules import input_of as _in
+from lea_compiler.op_rules import reduce_rule
 from lea_compiler.shapes import (
     Dim,
     Shape,
@@ -69,20 +74,6 @@ def onnx_dtype(elem_type: int) -> np.dtype[Any]:
 
 
 # ------------------------------------------------------------------- helpers
-def _in(node: Node, index: int) -> Value:
-    value = node.input(index)
-    if value is None:
-        raise ShapeError(f"input {index} is missing")
-    return value
-
-
-def _const_ints(node: Node, index: int) -> list[int] | None:
-    value = node.input(index)
-    if value is None or value.const is None:
-        return None
-    return [int(v) for v in np.asarray(value.const).reshape(-1)]
-
-
 def _same(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
     x = _in(node, 0)
     return [(x.dtype, x.shape)]
@@ -146,17 +137,31 @@ written out so that loading the op registry does not import onnx, which takes ~1
 
 
 def _cast(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    to = int(node.attr("to"))
+    _check_cast_target(to)
+    return [(onnx_dtype(to), _in(node, 0).shape)]
+
+
+def _castlike(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
+    import onnx.helper  # here, not at the top: see `onnx_dtype`
+
+    target = _in(node, 1).dtype
+    if target != np.dtype(object):
+        _check_cast_target(onnx.helper.np_dtype_to_tensor_dtype(target))
+    return op_rules.castlike_rule(node)
+
+
+def _check_cast_target(to: int) -> None:
+    """Refuse the cast targets whose rounding leac does not implement."""
     import onnx  # here, not at the top: see `onnx_dtype`
     import onnx.numpy_helper
 
-    to = int(node.attr("to"))
     if to == getattr(onnx.TensorProto, "FLOAT8E8M0", None):
         raise ShapeError("casting to FLOAT8E8M0 is not supported (leac does not implement its round_mode and "
                          "saturate rules)")
     if to in SATURATING_FLOAT8 and not hasattr(onnx.numpy_helper, "saturate_cast"):  # onnx < 1.19: no ml_dtypes
         raise ShapeError(f"casting to {onnx.TensorProto.DataType.Name(to)} needs onnx >= 1.19 "
                          f"(installed: {onnx.__version__})")
-    return [(onnx_dtype(to), _in(node, 0).shape)]
 
 
 def _dropout(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
@@ -402,7 +407,7 @@ def _global_pool(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
 
 
 def _batchnorm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
-    if node.attr("training_mode", 0):
+    if node.attr("training_mode", 0) or len(node.outputs) > 1:
         raise ShapeError("training_mode=1 is not supported (export the model in eval mode)")
     x = _in(node, 0)
     if x.shape is not None and len(x.shape) >= 2:
@@ -475,27 +480,6 @@ def _gather(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
         return [(data.dtype, None)]
     axis = normalize_axis(int(node.attr("axis", 0)), len(data.shape))
     return [(data.dtype, (*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]))]
-
-
-def reduce_axes(node: Node, axes_input: list[int] | None, rank: int) -> tuple[int, ...] | None:
-    """The axes a ReduceMean reduces (attribute before opset 18, input after); None = no-op."""
-    axes = [int(a) for a in node.attrs["axes"]] if "axes" in node.attrs else axes_input
-    if not axes:
-        return None if node.attr("noop_with_empty_axes", 0) else tuple(range(rank))
-    return tuple(sorted(normalize_axis(a, rank) for a in axes))
-
-
-def _reduce_mean(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
-    x = _in(node, 0)
-    axes_input = _const_ints(node, 1)
-    if x.shape is None or (node.input(1) is not None and axes_input is None):
-        return [(x.dtype, None)]
-    axes = reduce_axes(node, axes_input, len(x.shape))
-    if axes is None:
-        return [(x.dtype, x.shape)]
-    keep = bool(node.attr("keepdims", 1))
-    dims = [1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes]
-    return [(x.dtype, tuple(dims))]
 
 
 def _mvm(node: Node) -> list[tuple[np.dtype[Any], Shape]]:
@@ -575,14 +559,68 @@ OPS: dict[tuple[str, str], OpSchema] = dict(
         _schema("Cast", _cast, 1, 1),
         _schema("ArgMax", _argmax, 1, 1),
         _schema("Conv", _conv, 2, 3),
-        _schema("BatchNormalization", _batchnorm, 5, 5),
+        _schema("BatchNormalization", _batchnorm, 5, 5, outs=3),
         _schema("MaxPool", _pool, 1, 1),
         _schema("AveragePool", _pool, 1, 1),
         _schema("GlobalAveragePool", _global_pool, 1, 1),
-        _schema("ReduceMean", _reduce_mean, 1, 2),
+        _schema("ReduceMean", reduce_rule, 1, 2),
         _schema("Constant", _constant, 0, 0),
         _schema("Shape", _shape_op, 1, 1),
         _schema("Gather", _gather, 2, 2),
+        _schema("Erf", _same, 1, 1),
+        _schema("Gelu", op_rules.gelu_rule, 1, 1),
+        _schema("Elu", _same, 1, 1),
+        _schema("Selu", _same, 1, 1),
+        _schema("Celu", _same, 1, 1),
+        _schema("Softplus", _same, 1, 1),
+        _schema("Softsign", _same, 1, 1),
+        _schema("HardSwish", _same, 1, 1),
+        _schema("Mish", _same, 1, 1),
+        _schema("ThresholdedRelu", _same, 1, 1),
+        _schema("Exp", _same, 1, 1),
+        _schema("Log", _same, 1, 1),
+        _schema("Sqrt", _same, 1, 1),
+        _schema("Reciprocal", _same, 1, 1),
+        _schema("Abs", _same, 1, 1),
+        _schema("Neg", _same, 1, 1),
+        _schema("Sign", _same, 1, 1),
+        _schema("Floor", _same, 1, 1),
+        _schema("Ceil", _same, 1, 1),
+        _schema("Round", _same, 1, 1),
+        _schema("Not", _same, 1, 1),
+        _schema("PRelu", op_rules.prelu_rule, 2, 2),
+        _schema("Pow", op_rules.pow_rule, 2, 2),
+        _schema("Min", op_rules.variadic_rule, 1, 1 << 30),
+        _schema("Max", op_rules.variadic_rule, 1, 1 << 30),
+        _schema("Sum", op_rules.variadic_rule, 1, 1 << 30),
+        _schema("Mean", op_rules.variadic_rule, 1, 1 << 30),
+        _schema("Equal", op_rules.compare_rule, 2, 2),
+        _schema("Less", op_rules.compare_rule, 2, 2),
+        _schema("LessOrEqual", op_rules.compare_rule, 2, 2),
+        _schema("Greater", op_rules.compare_rule, 2, 2),
+        _schema("GreaterOrEqual", op_rules.compare_rule, 2, 2),
+        _schema("And", op_rules.compare_rule, 2, 2),
+        _schema("Or", op_rules.compare_rule, 2, 2),
+        _schema("Where", op_rules.where_rule, 3, 3),
+        _schema("CastLike", _castlike, 2, 2),
+        _schema("ReduceSum", reduce_rule, 1, 2),
+        _schema("ReduceProd", reduce_rule, 1, 2),
+        _schema("ReduceMax", reduce_rule, 1, 2),
+        _schema("ReduceMin", reduce_rule, 1, 2),
+        _schema("ReduceSumSquare", reduce_rule, 1, 2),
+        _schema("ReduceL1", reduce_rule, 1, 2),
+        _schema("ReduceL2", reduce_rule, 1, 2),
+        _schema("ReduceLogSum", reduce_rule, 1, 2),
+        _schema("ReduceLogSumExp", reduce_rule, 1, 2),
+        _schema("Pad", op_rules.pad_rule, 2, 4),
+        _schema("Slice", op_rules.slice_rule, 3, 5),
+        _schema("Split", op_rules.split_rule, 1, 2, outs=1 << 30),
+        _schema("Expand", op_rules.expand_rule, 2, 2),
+        _schema("Tile", op_rules.tile_rule, 2, 2),
+        _schema("LayerNormalization", op_rules.layer_norm_rule, 2, 3, outs=3),
+        _schema("ConstantOfShape", op_rules.constant_of_shape_rule, 1, 1),
+        _schema("Range", op_rules.range_rule, 3, 3),
+        _schema("Size", op_rules.size_rule, 1, 1),
         _schema("ArrayFeatureExtractor", _array_feature_extractor, 2, 2, domain=ML_DOMAIN),
         _schema("MVM", _mvm, 2, 3, domain=LEAC_DOMAIN),
         _schema("Patches", _patches, 1, 1, domain=LEAC_DOMAIN),

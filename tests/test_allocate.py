@@ -140,6 +140,10 @@ def test_run_on_chip_puts_only_the_named_layers_on_the_chip(tmp_path: Path) -> N
     assert np.array_equal(on_chip, run_on_chip(program, x, ["fc_out"], seed=3)["y"])  # seeded
     with pytest.raises(UsageError, match="no crossbar layer 'mute'"):
         run_on_chip(program, x, ["mute"])
+    with pytest.raises(UsageError, match="batch_size must be at least 1"):
+        run_on_chip(program, x, ["fc_out"], batch_size=0)
+    in_blocks = run_on_chip(program, x, ["fc_out"], seed=3, batch_size=10)["y"]  # other noise blocks, same scale
+    assert 1e-3 < np.linalg.norm(in_blocks - software) / np.linalg.norm(software) < 0.5
 
 
 @pytest.fixture(scope="module")

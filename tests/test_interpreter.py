@@ -27,6 +27,12 @@ def node(op: str, inputs: list[str], outputs: list[str] | None = None, **attrs: 
     return helper.make_node(op, inputs, outputs or ["y"], name=f"{op.lower()}_under_test", **attrs)
 
 
+def nd(op: str, inputs: list[str], outputs: list[str] | None = None, **attrs: object):
+    """A node named after its op and first output, for cases chaining several nodes of one op."""
+    outputs = outputs or ["y"]
+    return helper.make_node(op, inputs, outputs, name=f"{op.lower()}_{outputs[0]}", **attrs)
+
+
 X2 = {"x": (F, ["N", 6])}
 X4 = {"x": (F, ["N", 3, 9, 9])}
 
@@ -118,6 +124,87 @@ CASES = [
                   node("Add", ["x", "c"])], X2, {}, {}),
     ("constant_value_floats", [node("Constant", [], ["c"], value_floats=[1.0, 2.0]),
                                node("Mul", ["x", "c"])], {"x": (F, ["N", 2])}, {}, {}),
+    # digital ops beyond the core set (lea_compiler/op_rules.py, lea_compiler/digital_kernels.py)
+    ("erf", [nd("Mul", ["x", "k"], ["big"]), nd("Erf", ["big"])], X2, {"k": np.array(2.5, F)}, {}),
+    ("gelu_exact_as_torch_exports_it", [nd("Div", ["x", "r2"], ["d"]), nd("Erf", ["d"], ["e"]),
+                                        nd("Add", ["e", "one"], ["a"]), nd("Mul", ["x", "a"], ["m"]),
+                                        nd("Mul", ["m", "half"])], X2,
+     {"r2": np.array(np.sqrt(2), F), "one": np.array(1, F), "half": np.array(0.5, F)}, {}),
+    ("gelu", [nd("Gelu", ["x"])], X2, {}, {"opset": 20}),
+    ("gelu_tanh", [nd("Gelu", ["x"], approximate="tanh")], X2, {}, {"opset": 20}),
+    ("elu", [nd("Elu", ["x"], alpha=0.7)], X2, {}, {}),
+    ("selu", [nd("Selu", ["x"])], X2, {}, {}),
+    ("celu", [nd("Celu", ["x"], alpha=2.0)], X2, {}, {}),
+    ("softplus", [nd("Mul", ["x", "k"], ["big"]), nd("Softplus", ["big"])], X2, {"k": np.array(40.0, F)}, {}),
+    ("softsign", [nd("Softsign", ["x"])], X2, {}, {}),
+    ("hardswish", [nd("Mul", ["x", "k"], ["big"]), nd("HardSwish", ["big"])], X2, {"k": np.array(4.0, F)}, {}),
+    ("mish", [nd("Mish", ["x"])], X2, {}, {"opset": 18}),
+    ("thresholdedrelu", [nd("ThresholdedRelu", ["x"], alpha=0.3)], X2, {}, {}),
+    ("exp_log_sqrt_abs", [nd("Exp", ["x"], ["e"]), nd("Sqrt", ["e"], ["s"]), nd("Log", ["s"], ["l"]),
+                          nd("Abs", ["l"])], X2, {}, {}),
+    ("neg_reciprocal_sign", [nd("Neg", ["x"], ["n"]), nd("Reciprocal", ["n"], ["r"]), nd("Sign", ["r"])],
+     X2, {}, {}),
+    ("neg_abs_int", [nd("Neg", ["x"], ["n"]), nd("Abs", ["n"])], {"x": (I64, ["N", 4])}, {}, {}),
+    ("floor_ceil_round", [nd("Mul", ["x", "k"], ["big"]), nd("Floor", ["big"], ["f"]), nd("Ceil", ["big"], ["c"]),
+                          nd("Round", ["big"], ["r"]), nd("Sum", ["f", "c", "r"])], X2,
+     {"k": np.array(2.5, F)}, {}),
+    ("prelu_per_channel", [nd("PRelu", ["x", "s"])], X4, {"s": w(3, 1, 1)}, {}),
+    ("pow_float_exponent", [nd("Abs", ["x"], ["a"]), nd("Pow", ["a", "p"])], X2, {"p": w(6)}, {}),
+    ("pow_int_exponent", [nd("Pow", ["x", "p"])], X2, {"p": np.array([0, 1, 2, 3, 2, 1], I64)}, {}),
+    ("min_max_three", [nd("Max", ["x", "a", "b"], ["m"]), nd("Min", ["m", "c"])], X2,
+     {"a": w(6), "b": w(1, 6), "c": np.array(0.5, F)}, {}),
+    ("sum_mean", [nd("Sum", ["x", "a"], ["s"]), nd("Mean", ["s", "x", "a"])], X2, {"a": w(6)}, {}),
+    ("where_compare", [nd("Greater", ["x", "t"], ["g"]), nd("Less", ["x", "u"], ["l"]),
+                       nd("Or", ["g", "l"], ["o"]), nd("Not", ["o"], ["n"]), nd("Equal", ["x", "x"], ["e"]),
+                       nd("And", ["n", "e"], ["c"]), nd("GreaterOrEqual", ["x", "t"], ["ge"]),
+                       nd("LessOrEqual", ["x", "u"], ["le"]), nd("And", ["ge", "le"], ["a2"]),
+                       nd("Or", ["c", "a2"], ["cc"]),
+                       nd("Where", ["cc", "x", "zero"])], X2,
+     {"t": np.array(0.5, F), "u": np.array(-0.5, F), "zero": np.array(0.0, F)}, {}),
+    ("castlike", [nd("CastLike", ["x", "like"])], X2, {"like": np.array([1], I64)}, {}),
+    ("reducesum_axes_input", [nd("ReduceSum", ["x", "a"], keepdims=0)], X4, {"a": np.array([1, -1], I64)}, {}),
+    ("reducesum_noop", [nd("ReduceSum", ["x", "a"], noop_with_empty_axes=1)], X4,
+     {"a": np.array([], I64)}, {}),
+    ("reducemax_min_prod", [nd("ReduceMax", ["x", "a"], ["mx"]), nd("ReduceMin", ["x", "a"], ["mn"]),
+                            nd("ReduceProd", ["x", "a"], ["p"]), nd("Sum", ["mx", "mn", "p"])], X4,
+     {"a": np.array([2], I64)}, {"opset": 18}),
+    ("reduce_norms", [nd("ReduceL1", ["x", "a"], ["l1"]), nd("ReduceL2", ["x", "a"], ["l2"]),
+                      nd("ReduceSumSquare", ["x", "a"], ["sq"]), nd("ReduceLogSumExp", ["x", "a"], ["lse"]),
+                      nd("Abs", ["x"], ["ab"]), nd("ReduceLogSum", ["ab", "a"], ["ls"]),
+                      nd("Sum", ["l1", "l2", "sq", "lse", "ls"])], X4, {"a": np.array([1, 3], I64)},
+     {"opset": 18}),
+    ("reducemax_attr_opset13", [nd("ReduceMax", ["x"], axes=[0], keepdims=0)], X2, {}, {"opset": 13}),
+    ("pad_constant", [nd("Pad", ["x", "p", "v"])], X4, {"p": np.array([0, 0, 1, -2, 0, 1, 2, 0], I64),
+                                                            "v": np.array(1.5, F)}, {}),
+    ("pad_reflect_axes", [nd("Pad", ["x", "p", "", "a"], mode="reflect")], X4,
+     {"p": np.array([2, 1, 1, 3], I64), "a": np.array([-1, 2], I64)}, {"opset": 18}),
+    ("pad_edge", [nd("Pad", ["x", "p"], mode="edge")], X4, {"p": np.array([0, 0, 2, 2, 0, 0, 1, 3], I64)}, {}),
+    ("pad_wrap", [nd("Pad", ["x", "p"], mode="wrap")], X4, {"p": np.array([0, 0, 2, 2, 0, 0, 1, 3], I64)},
+     {"opset": 19}),
+    ("slice", [nd("Slice", ["x", "s", "e", "a", "t"])], X4,
+     {"s": np.array([1, -1, 0], I64), "e": np.array([100, -100, 9], I64), "a": np.array([2, 3, 1], I64),
+      "t": np.array([2, -3, 2], I64)}, {}),
+    ("slice_defaults", [nd("Slice", ["x", "s", "e"])], X2, {"s": np.array([0, 2], I64),
+                                                             "e": np.array([2, 5], I64)}, {}),
+    ("split_input", [nd("Split", ["x", "s"], ["a", "b", "c"], axis=1), nd("Concat", ["c", "a"], ["y"], axis=1)],
+     X2, {"s": np.array([2, 1, 3], I64)}, {}),
+    ("split_equal", [nd("Split", ["x"], ["a", "b"], axis=-1), nd("Sub", ["a", "b"])], X2, {}, {}),
+    ("split_num_outputs_uneven", [nd("Split", ["x"], ["a", "b", "c"], axis=2, num_outputs=3),
+                                  nd("Concat", ["c", "b", "a"], ["y"], axis=2)], X4, {}, {"opset": 18}),
+    ("expand", [nd("Expand", ["x", "s"])], {"x": (F, ["N", 1, 3])}, {"s": np.array([4, 1], I64)}, {}),
+    ("tile", [nd("Tile", ["x", "r"])], X2, {"r": np.array([2, 3], I64)}, {}),
+    ("layernorm", [nd("LayerNormalization", ["x", "s", "b"], ["y", "mean", "inv"], axis=-2, epsilon=0.01)],
+     {"x": (F, ["N", 3, 4])}, {"s": w(3, 4), "b": w(4)}, {"outputs": ["y", "mean", "inv"]}),
+    ("layernorm_no_bias", [nd("LayerNormalization", ["x", "s"])], X2, {"s": w(6)}, {}),
+    ("constantofshape_range_size", [nd("Size", ["x"], ["n"]), nd("Unsqueeze", ["n", "ax"], ["n1"]),
+                                    nd("ConstantOfShape", ["n1"], ["c"], value=helper.make_tensor(
+                                        "v", TensorProto.INT64, [1], [3])),
+                                    nd("Range", ["zero", "n", "c0"], ["r"]),
+                                    nd("Concat", ["c", "r"], ["y"], axis=0)], X2,
+     {"ax": np.array([0], I64), "zero": np.array(1, I64), "c0": np.array(2, I64)},
+     {"outputs": [("y", I64, [None])]}),
+    ("range_float", [nd("Range", ["a", "b", "c"], ["r"]), nd("Mul", ["x", "r"])], X2,
+     {"a": np.array(0.5, F), "b": np.array(-2.3, F), "c": np.array(-0.5, F)}, {}),
     ("array_feature_extractor", [helper.make_node("ArrayFeatureExtractor", ["x", "i"], ["y"], domain="ai.onnx.ml")],
      X2, {"i": np.array([3, 0, 3], I64)}, {"ml_opset": 1}),
     ("labels_like_skl2onnx", [node("ArgMax", ["x"], ["k"], axis=1, keepdims=0),
@@ -258,3 +345,15 @@ def test_cast_to_float4_agrees_with_the_onnx_reference() -> None:
     model = _cast_round_trip(TensorProto.FLOAT4E2M1, 23, len(x))
     got = interpreter.run(import_model(model), {"x": x})["y"]
     np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])
+
+
+def test_bad_computed_slice_steps_name_the_node() -> None:
+    # steps known only at run time: a 0 step is bad data, reported with the node, not a crash
+    nodes = [helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"], name="sl")]
+    model = make_model(nodes, {"x": (F, ["N", 4]), "t": (I64, [1])}, ["y"],
+                       {"s": np.array([0], I64), "e": np.array([2], I64), "a": np.array([1], I64)})
+    graph = import_model(model)
+    with pytest.raises(BadDataError, match=r"node 'sl' \(Slice\) fails on this data: a step is 0"):
+        interpreter.run(graph, {"x": np.zeros((2, 4), F), "t": np.array([0], I64)})
+    got = interpreter.run(graph, {"x": np.arange(8, dtype=F).reshape(2, 4), "t": np.array([2], I64)})["y"]
+    np.testing.assert_array_equal(got, [[0], [4]])

@@ -39,7 +39,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -378,6 +378,11 @@ def simulate(
                                                    noise=spans[name])]
 
     kernels = {name: make_kernel(name, layer) for name, layer in layers.items()}
+
+    def block_seeds() -> dict[str, int]:  # each layer's read-noise seed for a noise block, in graph order
+        return {name: int(rng.integers(1 << 62)) if name in layers and layers[name].read_noise > 0 else 0
+                for name in mvm_values}
+
     listener = DigitalCounter(counts)
     mvm_values = {node.name: node.outputs[0].name for node in program.graph.nodes_of("MVM")}
     feed = program.graph.inputs[0].name
@@ -390,27 +395,23 @@ def simulate(
     per_chunk = samples_per_chunk(program.graph, batch_size)
     for index, data in enumerate(datasets):
         predictions = []
-        for lo in range(0, len(data.x), batch_size):  # a noise block: each layer draws its seed for it, in order
-            block = min(batch_size, len(data.x) - lo)
-            bases = {name: int(rng.integers(1 << 62)) if name in layers and layers[name].read_noise > 0 else 0
-                     for name in mvm_values}
-            for first in range(lo, lo + block, per_chunk):  # memory chunks (`lea_compiler.chunks`)
-                spans.update((name, NoiseSpan(base, block, first - lo)) for name, base in bases.items())
-                batch = {feed: data.x[first:min(first + per_chunk, lo + block)]}
-                sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
-                                          listeners=[listener])
-                ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
-                for name, value in mvm_values.items():
-                    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
-                        squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
-                        reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
-                    if not (math.isfinite(squared[name]) and math.isfinite(reference_sq[name])):
-                        raise BadDataError(f"{data.name}: the data drives the output of layer {name!r} to infinity "
-                                           "or NaN (float32 overflow), so its error cannot be measured; scale the "
-                                           "data down")
-                outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
-                predictions.append(top1(outputs, output))
-                del sim_out, ref_out, outputs
+        for chunk, chunk_spans in noise_chunks(len(data.x), batch_size, per_chunk, block_seeds):
+            spans.update(chunk_spans)
+            batch = {feed: data.x[chunk]}
+            sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
+                                      listeners=[listener])
+            ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
+            for name, value in mvm_values.items():
+                with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+                    squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
+                    reference_sq[name] += float(np.sum(ref_out[value].astype(np.float64) ** 2))
+                if not (math.isfinite(squared[name]) and math.isfinite(reference_sq[name])):
+                    raise BadDataError(f"{data.name}: the data drives the output of layer {name!r} to infinity "
+                                       "or NaN (float32 overflow), so its error cannot be measured; scale the "
+                                       "data down")
+            outputs = {v.name: sim_out[v.name] for v in program.graph.outputs}
+            predictions.append(top1(outputs, output))
+            del sim_out, ref_out, outputs
         predicted = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
         samples_total += len(data.x)
         software_accuracy, agreement = None, None
@@ -460,6 +461,19 @@ def simulate(
     )
 
 
+def noise_chunks(samples: int, batch_size: int, per_chunk: int, seeds: Callable[[], dict[str, int]]
+                 ) -> Iterator[tuple[slice, dict[str, NoiseSpan]]]:
+    """The samples in noise blocks of `batch_size` (each layer's read-noise seed drawn by `seeds` once per block,
+    in order) and each block in memory chunks of at most `per_chunk` (`lea_compiler.chunks`): every chunk's
+    slice and each layer's `NoiseSpan` for it, so a chunk gets the noise its block gets run whole."""
+    for lo in range(0, samples, batch_size):
+        block = min(batch_size, samples - lo)
+        bases = seeds()
+        for first in range(lo, lo + block, per_chunk):
+            yield (slice(first, min(first + per_chunk, lo + block)),
+                   {name: NoiseSpan(base, block, first - lo) for name, base in bases.items()})
+
+
 def run_on_chip(program: Program, x: np.ndarray, layers: Collection[str], *, seed: int = 0,
                 batch_size: int = 2048) -> dict[str, np.ndarray]:
     """The graph's outputs for the inputs `x` with only the crossbar layers `layers` on the Program's chip (their
@@ -471,8 +485,14 @@ def run_on_chip(program: Program, x: np.ndarray, layers: Collection[str], *, see
     copies make shows without the noise of the rest).
 
     Raises:
-        UsageError: a name in `layers` is not a crossbar layer of the Program.
+        UsageError: a name in `layers` is not a crossbar layer of the Program, an as-programmed Program (its
+            devices were programmed already), or `batch_size` below 1.
     """
+    if program.as_programmed:
+        raise UsageError("run_on_chip programs the Program's devices; an as-programmed Program was programmed "
+                         "already: give the Program leac compile wrote")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     schedule = schedule_of(program, check=False)
     unknown = sorted(set(layers) - set(schedule.layers))
     if unknown:
@@ -493,15 +513,15 @@ def run_on_chip(program: Program, x: np.ndarray, layers: Collection[str], *, see
     feed = program.graph.inputs[0].name
     per_chunk = samples_per_chunk(program.graph, batch_size)
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
-    for lo in range(0, len(x), batch_size):  # noise blocks as `simulate` draws them
-        block = min(batch_size, len(x) - lo)
-        bases = {name: int(rng.integers(1 << 62)) for name, rng in generators.items()}
-        for first in range(lo, lo + block, per_chunk):
-            spans.update((name, NoiseSpan(base, block, first - lo)) for name, base in bases.items())
-            out = interpreter.run(program.graph, {feed: x[first:min(first + per_chunk, lo + block)]},
-                                  kernels=kernels)
-            for value in program.graph.outputs:
-                parts[value.name].append(out[value.name])
+
+    def block_seeds() -> dict[str, int]:
+        return {name: int(rng.integers(1 << 62)) for name, rng in generators.items()}
+
+    for chunk, chunk_spans in noise_chunks(len(x), batch_size, per_chunk, block_seeds):
+        spans.update(chunk_spans)
+        out = interpreter.run(program.graph, {feed: x[chunk]}, kernels=kernels)
+        for value in program.graph.outputs:
+            parts[value.name].append(out[value.name])
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 

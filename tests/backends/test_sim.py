@@ -327,3 +327,50 @@ def test_trials_are_independent_noise_draws_summarised(tmp_path, capsys) -> None
     assert "--trials goes with one Program, not with many" in capsys.readouterr().err
     assert main(["simulate", str(program_path), "--data", str(tmp_path / "d.npz"), "--trials", "3", "--seed", "7"]) == 0
     assert "over 3 noise draws (seeds 7..9)" in capsys.readouterr().out
+
+
+def test_new_digital_ops_simulate_count_and_emit(tmp_path) -> None:
+    # torch's exact GELU (Erf), Split, Max, Pad, Slice, Elu and ReduceMax between two crossbar layers: the
+    # simulator runs them in the digital periphery (ideal devices agree with onnxruntime), counts one digital op
+    # per output element as the cost model does, and the board file carries them as digital records
+    from lea_compiler.backends.board import emit_board, read_board, validate_board
+    from lea_compiler.backends.cost import _digital_elements
+    from lea_compiler.schedule.records import Digital
+
+    rng = np.random.default_rng(11)
+    w1, w2 = (rng.integers(-1, 2, size=s).astype(F) for s in ((8, 16), (10, 4)))
+    n = helper.make_node
+    nodes = [
+        n("MatMul", ["x", "W1"], ["h"], name="fc1"),
+        n("Div", ["h", "r2"], ["d"], name="div"), n("Erf", ["d"], ["e"], name="erf"),
+        n("Add", ["e", "one"], ["a"], name="add"), n("Mul", ["h", "a"], ["m"], name="mul"),
+        n("Mul", ["m", "half"], ["g"], name="gelu"),
+        n("Split", ["g", "parts"], ["g1", "g2"], name="split", axis=1),
+        n("Max", ["g1", "g2"], ["mx"], name="max"), n("Pad", ["mx", "pads"], ["p"], name="pad", mode="edge"),
+        n("Slice", ["p", "s0", "s1", "ax"], ["sl"], name="slice"),
+        n("Elu", ["sl"], ["el"], name="elu"), n("MatMul", ["el", "W2"], ["z"], name="fc2"),
+        n("ReduceMax", ["z", "ax"], ["zmax"], name="rmax"), n("Sub", ["z", "zmax"], ["y"], name="shift"),
+    ]
+    inits = {"W1": w1, "W2": w2, "r2": np.array(np.sqrt(2), F), "one": np.array(1, F), "half": np.array(0.5, F),
+             "parts": np.array([8, 8], np.int64), "pads": np.array([0, 2, 0, 1], np.int64),
+             "s0": np.array([0], np.int64), "s1": np.array([10], np.int64), "ax": np.array([1], np.int64)}
+    model = make_model(nodes, {"x": (F, ["N", 8])}, ["y"], inits, opset=18)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    chip = synth_chip(arrays=20, rows=32, cols=32, stuck_high=0.0, seed=4)
+    program = compile_model(path, chip, CompileOptions(k=2)).program
+    x = rng.standard_normal((200, 8)).astype(F)
+    software = top1(run_onnxruntime(model, {"x": x}))
+    report = simulate(program, [Dataset("d", x, software)], ideal=True)
+    assert report.data[0].agreement >= 0.98
+    cost = estimate_cost(program)
+    assert report.counted.digital_ops == cost.digital_cycles
+    # the digital nodes' output elements per sample: 16 x 5 (div, erf, add, mul, gelu) + 8 x 2 (split's two
+    # outputs) + 8 (max) + 11 (pad) + 10 x 2 (slice, elu) + 1 (rmax) + 4 (shift)
+    per_sample = 16 * 5 + 8 * 2 + 8 + 11 + 10 * 2 + 1 + 4
+    assert _digital_elements(program) == per_sample
+    board = tmp_path / "b.jsonl"
+    emit_board(program, board)
+    assert validate_board(board) == []
+    ops = [r.op_type for r in read_board(board).of(Digital)]
+    assert {"Erf", "Split", "Max", "Pad", "Slice", "Elu", "ReduceMax"} <= set(ops)
