@@ -131,6 +131,7 @@ def main() -> None:
 def plot() -> None:
     """Accuracy against devices, uniform k and -k auto, one panel per model and chip, from the stored results."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -159,6 +160,7 @@ def plot() -> None:
                         axis.annotate(f"k={k}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
         axis.set_title(f"{names[config]}, {chip}", fontsize=10)
         axis.set_xlabel("devices used")
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
         axis.set_ylabel("test accuracy (%)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
