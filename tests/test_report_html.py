@@ -16,13 +16,13 @@ import numpy as np
 import onnx
 import pytest
 
+from lea_compiler import report_html
 from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import program_summary
 from lea_compiler.plot_placement import placed_halves
 from lea_compiler.program import Program
-from lea_compiler import report_html
 from lea_compiler.report_html import SECTIONS, make_report, render_html
 from tests.helpers import mlp_model
 

@@ -4,8 +4,9 @@
 
 The picture is lea_compiler/plot_placement.py's (the `plot` extra). Its pages are checked (never over an input,
 never a device node, in an existing folder) and rendered before any is written, each atomically; if one fails,
-the pages this run wrote before it are removed (an earlier run's pages are left alone). Only this module prints; errors are raised as `LeacError`s and turned into
-a message and an exit status by `lea_compiler.cli.main`.
+the pages this run wrote before it are removed (an earlier run's pages are left alone). Only this module
+prints; errors are raised as `LeacError`s and turned into a message and an exit status by
+`lea_compiler.cli.main`.
 """
 
 from __future__ import annotations

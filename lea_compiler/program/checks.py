@@ -263,7 +263,7 @@ def _allocation_problems(value: Any, layer_names: set[str]) -> list[str]:
     for key, required in _ALLOCATION_FIGURES.items():
         if (required or key in value) and not (_is_number(value.get(key)) and value[key] >= 0):
             problems.append(f"{where}.{key} must be a finite number >= 0, got {_shown(value.get(key))}")
-    agreement = value.get("predicted_agreement")
+    agreement: Any = value.get("predicted_agreement")
     if not (_is_number(agreement) and 0 <= agreement <= 1):
         problems.append(f"{where}.predicted_agreement must be a number in 0..1, got {_shown(agreement)}")
     if not isinstance(value.get("status"), str):
