@@ -41,8 +41,9 @@ SECTIONS = {"summary": "Compile summary", "layers": "Layers", "placement": "Plac
 """The page's sections, by their HTML id, in order."""
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MAX_INLINE_PAGES = 10
-"""Most placement picture pages drawn and inlined in one report (each a PNG of a few hundred kB at 36 arrays a
-page); the page names the arrays of the others and how to draw them (`leac show --png`)."""
+"""Most placement picture pages drawn and inlined in one report: a page of 32 arrays (the Yin-Yang MLP at k = 3 on
+the paper-like chip) is a PNG of 177 kB, so 10 pages are some 2.4 MB of base64. The report names the arrays of
+the others and how to draw them (`leac show --png`)."""
 
 
 def make_report(program: Program, *, source: str, output: str | None, datasets: Sequence[Dataset] = (),
