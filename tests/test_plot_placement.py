@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -118,18 +117,16 @@ def test_pages(program: Program) -> None:
             page_arrays(program, per_page=bad)  # type: ignore[arg-type]
 
 
-def test_page_layout_is_linear_in_the_arrays() -> None:
-    """Which arrays each page draws, on a 20 000-array chip, against a brute force, well within a second (building
-    the set of drawn arrays once per array took tens of seconds)."""
+def test_page_layout_of_a_large_chip() -> None:
+    """Which arrays each page draws, on a 20 000-array chip, against a brute force (its speed is not asserted
+    here: tests never time code)."""
     from types import SimpleNamespace
 
     n = 20_000
     used = list(range(0, n, 7))
     fake = SimpleNamespace(chip=SimpleNamespace(arrays=[SimpleNamespace(id=i) for i in range(n)]), arrays_used=used)
     for all_arrays, drawn in ((True, list(range(n))), (False, used)):
-        start = time.perf_counter()
         pages, omitted = page_arrays(fake, per_page=100, all_arrays=all_arrays)  # type: ignore[arg-type]
-        assert time.perf_counter() - start < 1.0
         assert [i for page in pages for i in page] == drawn and all(len(page) <= 100 for page in pages)
         assert omitted == ([] if all_arrays else [i for i in range(n) if i % 7 != 0])
 
