@@ -82,24 +82,32 @@ def _vectors(program: Program, samples: int, seed: int = 1) -> np.ndarray:
     return interpreter.run(program.graph, {"x": x}, keep=[node.input(0).name])[node.input(0).name]
 
 
-def test_the_grouped_executor_is_the_ungrouped_one_with_each_vector_on_its_own_columns(tmp_path) -> None:
-    # 6 channels in 3 groups (2 columns each), 18 inputs + the bias row cut into 3 row bands, blocks of 3 columns
-    # (so blocks straddle groups), 2 copies, 2 reads per region
-    program = _program(tmp_path, 6, 3, CompileOptions(k=2, bias="row", block_rows=7, block_cols=3, reads=2,
-                                                      placer="greedy"))
+@pytest.mark.parametrize("channels, group, options, bands", [
+    # 3 groups of 2 columns, 18 inputs + the bias row in 3 row bands, blocks of 3 columns (straddling groups),
+    # 2 copies, 2 reads per region
+    (6, 3, CompileOptions(k=2, bias="row", block_rows=7, block_cols=3, reads=2, placer="greedy"), 3),
+    # depthwise: 8 groups of 1 column, 9 inputs, blocks of 3 columns, 3 copies
+    (8, 8, CompileOptions(k=3, block_cols=3, placer="greedy"), 1),
+], ids=["grouped", "depthwise"])
+def test_the_grouped_executor_is_the_ungrouped_one_with_each_vector_on_its_own_columns(
+        tmp_path, channels, group, options, bands) -> None:
+    program = _program(tmp_path, channels, group, options)
     plan = schedule_of(program).layers["dw"]
-    assert (plan.start.groups, len(plan.start.row_blocks), len(plan.start.col_blocks)) == (3, 3, 2)
+    start = plan.start
+    assert (start.groups, len(start.row_blocks), len(start.col_blocks)) == (group, bands, -(-channels // 3))
     conductances = CrossbarLayer.of(program, "dw", program.chip, np.random.default_rng(0)).executor.conductances
     ungrouped = dataclasses.replace(plan, start=dataclasses.replace(plan.start, groups=1))
-    x = _vectors(program, 4)  # (4, 5, 5, 3, 6)
+    x = _vectors(program, 4)  # (4, 5, 5, G, K)
+    width, index = channels // group, np.arange(group)
     for x_fs in (None, 3.0):  # each vector's own DAC range, or the layer's
-        # 20-bit ADC: a current a float32 rounding puts on the other side of a step moves y by 2e-6 of its range
-        grouped, every = (CrossbarExecutor(p, conductances, dac_bits=8, adc_bits=20) for p in (plan, ungrouped))
+        # the two sum a current's float32 products in their own order, which can round a current to the other
+        # side of an ADC step: with 24-bit ADCs a step is ~2e-7 of the largest output (1e-3 at 12 bits)
+        grouped, every = (CrossbarExecutor(p, conductances, dac_bits=8, adc_bits=24) for p in (plan, ungrouped))
         grouped.x_fs = every.x_fs = x_fs
         y = grouped.forward(x)
-        full = every.forward(x)  # (4, 5, 5, 3, 6): every vector on every column
-        own = full.reshape(4, 5, 5, 3, 3, 2)[..., np.arange(3), np.arange(3), :].reshape(4, 5, 5, 6)
-        assert y.shape == (4, 5, 5, 6)
+        full = every.forward(x)  # (4, 5, 5, G, channels): every vector on every column
+        own = full.reshape(4, 5, 5, group, group, width)[..., index, index, :].reshape(4, 5, 5, channels)
+        assert y.shape == (4, 5, 5, channels)
         np.testing.assert_allclose(y, own, rtol=0, atol=1e-5 * np.abs(own).max())
 
 
