@@ -28,6 +28,7 @@ from lea_compiler.calibration import calibrate
 from lea_compiler.chip import synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
+from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_columns, grouped_matmul, split_columns, vector_runs
 from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.canonicalize import Canonicalize
@@ -109,6 +110,14 @@ def test_the_grouped_executor_is_the_ungrouped_one_with_each_vector_on_its_own_c
         own = full.reshape(4, 5, 5, group, group, width)[..., index, index, :].reshape(4, 5, 5, channels)
         assert y.shape == (4, 5, 5, channels)
         np.testing.assert_allclose(y, own, rtol=0, atol=1e-5 * np.abs(own).max())
+
+
+def test_a_grouped_executor_refuses_vectors_that_are_not_runs_of_its_groups(tmp_path) -> None:
+    program = _program(tmp_path, 6, 3, CompileOptions(k=1, placer="greedy"))
+    executor = CrossbarLayer.of(program, "dw", program.chip, np.random.default_rng(0)).executor
+    with pytest.raises(InvalidInputError, match=r"layer 'dw': its input \(4, 2, 18\) is not runs of 3 vectors "
+                                                r"\(one per group\) on axis -2"):
+        executor.forward(np.zeros((4, 2, 18), F))
 
 
 @pytest.mark.parametrize("exact", [False, True])
