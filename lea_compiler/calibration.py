@@ -19,7 +19,8 @@ from lea_compiler.chip import Chip
 from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import Dataset
 from lea_compiler.errors import BadDataError
-from lea_compiler.program import Program
+from lea_compiler.grouping import grouped_matmul, vector_runs
+from lea_compiler.program import Layer, Program
 
 CHUNK_SAMPLES = 4096
 """Most samples per digital reference run (fewer when `chunks.CHUNK_BYTES` says so)."""
@@ -86,18 +87,16 @@ def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Cali
                 x = np.hstack([x, np.ones((len(x), 1))])
             v = (v_read * np.round(np.clip(x / x_fs[layer.name], -1, 1) * dac) / dac).astype(np.float32)
             levels = np.asarray(layer.levels_uS, dtype=np.float32)
+            groups = int(nodes[layer.name].attr("groups", 1))
             for r0, r1 in layer.row_bounds:
                 band = [i for i, b in enumerate(layer.blocks) if b.row_start == r0]
+                if groups > 1:
+                    _grouped_band_peaks(peaks[layer.name], layer, band, levels, vector_runs(v[:, r0:r1], groups))
+                    continue
                 # every block of the row band, both halves, in one product
                 g = np.hstack([levels[t] for i in band
                                for t in (layer.blocks[i].target_pos, layer.blocks[i].target_neg)])
                 currents = np.abs(v[:, r0:r1] @ g)
-                groups = int(nodes[layer.name].attr("groups", 1))
-                if groups > 1:  # a grouped layer's vector (group = its index mod G) converts its own columns only
-                    columns = np.concatenate([np.arange(layer.blocks[i].col_start, layer.blocks[i].col_stop)
-                                              for i in band for _ in range(2)])
-                    own = columns[None, :] // (layer.cols // groups) == np.arange(len(v))[:, None] % groups
-                    currents *= own
                 column_peak = currents.max(axis=0) if len(v) else np.zeros(g.shape[1], np.float32)
                 bounds = np.cumsum([0] + [2 * layer.blocks[i].shape[1] for i in band])
                 for i, b0, b1 in zip(band, bounds[:-1], bounds[1:], strict=True):
@@ -110,3 +109,18 @@ def calibrate(program: Program, datasets: Sequence[Dataset], chip: Chip) -> Cali
     return Calibration(x_fs, i_fs)
 
 
+def _grouped_band_peaks(peaks: np.ndarray, layer: Layer, band: list[int], levels: np.ndarray,
+                        runs: np.ndarray) -> None:
+    """Raise `peaks[i]` of each block i of a grouped layer's row band to the largest |current| of its columns
+    over `runs` (n, G, band rows) of DAC voltages: each column's current from its own group's vector only (the
+    only one that converts it), one half at a time laid out at the layer's columns (lea_compiler.grouping)."""
+    for polarity in (0, 1):
+        g = np.zeros((runs.shape[-1], layer.cols), np.float32)
+        for i in band:
+            block = layer.blocks[i]
+            g[:, block.col_start:block.col_stop] = levels[(block.target_pos, block.target_neg)[polarity]]
+        currents = np.abs(grouped_matmul(runs, g))  # (n, cols)
+        for i in band:
+            block = layer.blocks[i]
+            if len(runs):
+                peaks[i] = max(peaks[i], float(currents[:, block.col_start:block.col_stop].max()))

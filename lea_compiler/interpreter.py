@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lea_compiler import digital_kernels
 from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError
+from lea_compiler.grouping import grouped_matmul
 from lea_compiler.ir import Graph, Node, Value
 from lea_compiler.ops import (
     LEAC_DOMAIN,
@@ -353,18 +354,10 @@ def _shape(node: Node, inputs: list[Array | None]) -> list[Array]:
     return [np.asarray(x.shape[start:end], dtype=np.int64)]
 
 
-def own_group_columns(y: Array, groups: int) -> Array:
-    """A grouped MVM's result: (..., G, O) products of every group's vector with every column -> (..., O),
-    column o from group o // (O / G)'s vector (the columns read g keeps; see `leac.MVM` in ops.py)."""
-    if groups == 1:
-        return y
-    lead, cols = y.shape[:-2], y.shape[-1]
-    index = np.arange(groups)
-    return y.reshape(*lead, groups, groups, cols // groups)[..., index, index, :].reshape(*lead, cols)
-
-
 def _mvm(node: Node, inputs: list[Array | None]) -> list[Array]:
-    y = own_group_columns(_x(inputs, 0) @ _x(inputs, 1), int(node.attr("groups", 1)))
+    x, w = _x(inputs, 0), _x(inputs, 1)
+    # grouped (`leac.MVM` in ops.py): x is (..., G, K), each group's vector times its own columns only
+    y = grouped_matmul(x, w) if int(node.attr("groups", 1)) > 1 else x @ w
     bias = inputs[2] if len(inputs) > 2 else None
     return [y if bias is None else y + bias]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,8 @@ def page_arrays(program: Program, *, per_page: int = DEFAULT_PER_PAGE,
     ids = [arr.id for arr in program.chip.arrays]
     used = set(program.arrays_used)
     drawn = ids if all_arrays or len(ids) <= per_page else [i for i in ids if i in used]
-    omitted = [i for i in ids if i not in set(drawn)]
+    on_pages = set(drawn)  # once, not per array: a 10 000-array chip is 10 000 lookups, not 10^8
+    omitted = [i for i in ids if i not in on_pages]
     return [drawn[i:i + per_page] for i in range(0, len(drawn), per_page)], omitted
 
 
@@ -124,32 +125,50 @@ class PlacementPicture:
     arrays: tuple[tuple[int, ...], ...]  # array ids on each page
     omitted: tuple[int, ...]  # arrays on no page (unused, on a chip larger than a page)
     halves: tuple[PlacedHalf, ...]
+    not_rendered: tuple[tuple[int, ...], ...] = ()
+    """The array ids of the pages after the first `max_pages` (`render_placement`), which were not drawn."""
 
 
 def render_placement(program: Program, *, per_page: int = DEFAULT_PER_PAGE, all_arrays: bool = False,
-                     title: str | None = None) -> PlacementPicture:
-    """Draw the placement picture (every page as PNG bytes).
+                     title: str | None = None, max_pages: int | None = None) -> PlacementPicture:
+    """Draw the placement picture (every page as PNG bytes), one page at a time: each page's Figure is rendered
+    and cleared before the next is drawn, so only one is ever in memory.
 
     Args:
         program: The compiled Program.
         per_page: Arrays per page (1..MAX_PER_PAGE).
         all_arrays: Draw every array, paginated, even on a chip larger than a page.
         title: What the picture is of (default: the model and chip names).
+        max_pages: Draw only the first this many pages (None: all); the others are `not_rendered`. Their
+            titles still count every page ("page 1 of 12").
 
     Raises:
         UsageError: matplotlib (the `plot` extra) is not installed, or `per_page` is out of range.
     """
-    figures, pages, omitted, halves = placement_figures(program, per_page=per_page, all_arrays=all_arrays,
-                                                        title=title)
-    return PlacementPicture(tuple(png_bytes(fig) for fig in figures), tuple(tuple(p) for p in pages),
-                            tuple(omitted), tuple(halves))
+    pages, omitted = page_arrays(program, per_page=per_page, all_arrays=all_arrays)
+    require_matplotlib("drawing a placement")
+    halves = placed_halves(program)
+    drawn = pages if max_pages is None else pages[:max(0, max_pages)]
+    pngs = []
+    for fig in _figures(program, drawn, len(pages), omitted, halves, title):
+        pngs.append(png_bytes(fig))
+        fig.clear()  # no pyplot holds it: cleared and dropped, its artists go before the next page's
+    return PlacementPicture(tuple(pngs), tuple(tuple(p) for p in drawn), tuple(omitted), tuple(halves),
+                            tuple(tuple(p) for p in pages[len(drawn):]))
 
 
-def write_placement(picture: PlacementPicture, path: str | os.PathLike[str]) -> list[Path]:
-    """Write a rendered picture's pages (each atomically) to `page_paths(path, pages)`; the files written."""
+def write_placement(picture: PlacementPicture, path: str | os.PathLike[str],
+                    written: list[Path] | None = None) -> list[Path]:
+    """Write a rendered picture's pages (each atomically) to `page_paths(path, pages)`; the files written.
+
+    Each file is appended to `written` (when given) as soon as it is in place, so a caller whose write failed
+    part way knows which files this call wrote (and no others: an earlier picture's pages are not its own).
+    """
     paths = page_paths(path, len(picture.pages))
     for file, data in zip(paths, picture.pages, strict=True):
         atomic_write_bytes(file, data)
+        if written is not None:
+            written.append(file)
         logger.info("wrote %s", file)
     return paths
 
@@ -165,6 +184,12 @@ def placement_figures(program: Program, *, per_page: int = DEFAULT_PER_PAGE, all
     pages, omitted = page_arrays(program, per_page=per_page, all_arrays=all_arrays)
     require_matplotlib("drawing a placement")
     halves = placed_halves(program)
+    return list(_figures(program, pages, len(pages), omitted, halves, title)), pages, omitted, halves
+
+
+def _figures(program: Program, pages: Sequence[Sequence[int]], total: int, omitted: Sequence[int],
+             halves: Sequence[PlacedHalf], title: str | None) -> Iterator[Any]:
+    """The Figure of each of `pages` (the first of `total`), drawn as the caller asks for it."""
     colours = {layer.name: _LAYER_COLOURS[i % len(_LAYER_COLOURS)] for i, layer in enumerate(program.layers)}
     selections = {(layer.name, block.index): block.selection for layer in program.layers for block in layer.blocks}
     by_array: dict[int, list[PlacedHalf]] = {}
@@ -174,15 +199,13 @@ def placement_figures(program: Program, *, per_page: int = DEFAULT_PER_PAGE, all
     headline = (f"{printable(what)}: {len(halves) // 2} block copies "
                 f"({len(halves)} halves, G+ and G\u2212) on {len(program.arrays_used)} of "
                 f"{len(program.chip.arrays)} arrays")
-    figures = []
     for number, arrays in enumerate(pages, start=1):
         line = headline
-        if len(pages) > 1:
-            line += f"; page {number} of {len(pages)}"
+        if total > 1:
+            line += f"; page {number} of {total}"
         if omitted:
             line += f"\n{len(omitted)} arrays holding no copy are not drawn (--all-arrays draws them)"
-        figures.append(_page(program, arrays, by_array, colours, selections, line))
-    return figures, pages, omitted, halves
+        yield _page(program, arrays, by_array, colours, selections, line)
 
 
 def _page(program: Program, arrays: Sequence[int], by_array: dict[int, list[PlacedHalf]], colours: dict[str, str],

@@ -9,8 +9,11 @@ over noise draws).
 
 The page has no script and loads nothing: the placement picture is inlined as base64 PNG data URIs, the style
 is inline, and a Content-Security-Policy forbids everything else, so it opens offline and from an e-mail
-attachment alike. Every string that comes from a file (model, layer, chip, data and file names) is escaped
-with `html.escape` after `tables.printable`, so a layer named `<script>` is shown, never run.
+attachment alike. Every value that comes from a file (model, layer, chip, data and file names, the Program's
+options, placement and `-k auto` records) is escaped with `html.escape` after `tables.printable`, numbers too
+(`_num` and `_pct` show anything that is not a number as escaped text), so a layer named `<script>` is shown,
+never run, and a Program that got past its checks cannot add markup. At most `MAX_INLINE_PAGES` pages of the
+placement picture are inlined, and every Figure is rendered and dropped before the next is drawn.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +40,10 @@ SECTIONS = {"summary": "Compile summary", "layers": "Layers", "placement": "Plac
             "cost": "Cost"}
 """The page's sections, by their HTML id, in order."""
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+MAX_INLINE_PAGES = 10
+"""Most placement picture pages drawn and inlined in one report: a page of 32 arrays (the Yin-Yang MLP at k = 3 on
+the paper-like chip) is a PNG of 177 kB, so 10 pages are some 2.4 MB of base64. The report names the arrays of
+the others and how to draw them (`leac show --png`)."""
 
 
 def make_report(program: Program, *, source: str, output: str | None, datasets: Sequence[Dataset] = (),
@@ -62,7 +70,7 @@ def make_report(program: Program, *, source: str, output: str | None, datasets: 
     picture: PlacementPicture | None = None
     note = None
     try:
-        picture = render_placement(program, per_page=per_page, all_arrays=all_arrays)
+        picture = render_placement(program, per_page=per_page, all_arrays=all_arrays, max_pages=MAX_INLINE_PAGES)
     except UsageError as exc:
         if "plot extra" not in str(exc):
             raise
@@ -89,6 +97,8 @@ def make_report(program: Program, *, source: str, output: str | None, datasets: 
             "picture": picture is not None,
             "note": note,
             "pages": [] if picture is None else [{"arrays": list(arrays)} for arrays in picture.arrays],
+            "pages_not_inlined": [] if picture is None else [{"arrays": list(arrays)}
+                                                             for arrays in picture.not_rendered],
             "arrays_not_drawn": [] if picture is None else list(picture.omitted),
             "block_copies": len(halves) // 2,
             "stuck_under_copies": stuck,
@@ -119,19 +129,31 @@ def _e(value: object) -> str:
     return html.escape(printable(value), quote=True)
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "&ndash;" if value is None else f"{100 * value:.{digits}f}%"
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _num(value: float | None, unit: str = "", digits: int = 3) -> str:
-    """A number for people: thousands separated from 1000 on, else `digits` significant digits."""
+def _pct(value: object, digits: int = 1) -> str:
+    """A fraction as a percentage; None as a dash; anything else (never from leac) as escaped text."""
     if value is None:
         return "&ndash;"
-    if isinstance(value, int) or abs(value) >= 1000:
+    if not _is_real(value):
+        return _e(value)
+    return f"{100 * float(value):.{digits}f}%"  # type: ignore[arg-type]
+
+
+def _num(value: object, unit: str = "", digits: int = 3) -> str:
+    """A number for people: thousands separated from 1000 on, else `digits` significant digits; None as a dash;
+    anything else (never from leac) as escaped text."""
+    if value is None:
+        return "&ndash;"
+    if not _is_real(value):
+        text = _e(value)
+    elif isinstance(value, numbers.Integral) or abs(value) >= 1000:  # type: ignore[arg-type]
         text = f"{value:,.0f}"
     else:
-        text = f"{value:.{digits}g}"
-    return f"{text}&nbsp;{unit}" if unit else text
+        text = f"{float(value):.{digits}g}"  # type: ignore[arg-type]
+    return f"{text}&nbsp;{_e(unit)}" if unit else text
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, cls: str = "") -> str:
@@ -222,8 +244,8 @@ def _summary(f: dict[str, Any]) -> str:
         ("copies per block (k)", _e(f["k"]) + (" (network ensemble)" if f["ensemble"] == "network" else "")),
         ("averaged per column (beta)", _e(f["beta"])),
         ("encoding", _e(f["encoding"])),
-        ("devices", f"{used} of {total} ({100 * used / total:.1f}%)"),
-        ("arrays", f"{f['arrays_used']} of {f['arrays_total']}"),
+        ("devices", f"{_e(used)} of {_e(total)} ({100 * used / total:.1f}%)"),
+        ("arrays", f"{_e(f['arrays_used'])} of {_e(f['arrays_total'])}"),
         ("block copies", f"{f['placement']['block_copies']} ({2 * f['placement']['block_copies']} halves, "
                          "G+ and G&minus;)"),
         ("placer", f"{_e(f['placer'])} ({_e(f['solver_method'])})"),
@@ -235,10 +257,20 @@ def _summary(f: dict[str, Any]) -> str:
         ("calibration", _e(f["calibration"]) if f["calibration"] else "none (ranges set per input vector)"),
     ]
     if "allocation" in f:
-        counts = ", ".join(f"{_e(k)}={v}" for k, v in f["allocation"]["counts"].items())
-        rows.append(("-k auto", f"{counts} within {f['allocation']['budget']} devices; predicted agreement "
-                                f"{_pct(f['allocation']['predicted_agreement'])}"))
+        rows.append(("-k auto", _allocation(f["allocation"])))
     return _section("summary", _facts_table(rows))
+
+
+def _allocation(allocation: object) -> str:
+    """The `-k auto` row: the counts chosen, the budget and the predicted agreement. `program_problems` has
+    checked their shape (`extra.allocation`); whatever the shape, every value is escaped and nothing raises."""
+    if not isinstance(allocation, dict):
+        return _e(allocation)
+    counts = allocation.get("counts")
+    chosen = (", ".join(f"{_e(k)}={_e(v)}" for k, v in counts.items()) if isinstance(counts, dict)
+              else _e(counts))
+    return (f"{chosen} within {_e(allocation.get('budget'))} devices; predicted agreement "
+            f"{_pct(allocation.get('predicted_agreement'))}")
 
 
 def _layers(f: dict[str, Any]) -> str:
@@ -250,11 +282,11 @@ def _layers(f: dict[str, Any]) -> str:
         header.append("output error (simulated)")
     rows = []
     for layer in f["layers"]:
-        row = [_e(layer["name"]), f"{layer['rows']} &times; {layer['cols']}", str(layer["blocks"]),
-               f"{layer['alpha']}/{layer['beta']}", str(layer["devices"]),
+        row = [_e(layer["name"]), f"{_e(layer['rows'])} &times; {_e(layer['cols'])}", _e(layer["blocks"]),
+               f"{_e(layer['alpha'])}/{_e(layer['beta'])}", _e(layer["devices"]),
                _pct(layer["quantization_relative_rms_error"], 2), _num(layer["mapping_error_uS"], "uS", 6),
-               str(stuck[layer["name"]]), _num(layer["effective_error_uS"], "uS", 6),
-               f"{layer['compensated_columns']} of {layer['cols']}"]
+               _e(stuck[layer["name"]]), _num(layer["effective_error_uS"], "uS", 6),
+               f"{_e(layer['compensated_columns'])} of {_e(layer['cols'])}"]
         if sim is not None:
             row.append(_pct(sim["layer_output_error"].get(layer["name"]), 2))
         rows.append(row)
@@ -275,11 +307,18 @@ def _placement(f: dict[str, Any], pages: Sequence[bytes]) -> str:
     parts = []
     for n, (data, page) in enumerate(zip(pages, p["pages"], strict=True), start=1):
         arrays = page["arrays"]
-        caption = (f"Page {n} of {len(pages)}: arrays {arrays[0]}&ndash;{arrays[-1]}" if arrays else
-                   f"Page {n} of {len(pages)}")
+        total = len(pages) + len(p["pages_not_inlined"])
+        caption = (f"Page {n} of {total}: arrays {arrays[0]}&ndash;{arrays[-1]}" if arrays else
+                   f"Page {n} of {total}")
         src = base64.b64encode(data).decode("ascii")
-        parts.append(f'<figure><img src="data:image/png;base64,{src}" alt="placement, page {n} of {len(pages)}">'
+        parts.append(f'<figure><img src="data:image/png;base64,{src}" alt="placement, page {n} of {total}">'
                      f"<figcaption>{caption}</figcaption></figure>")
+    if p["pages_not_inlined"]:
+        more = p["pages_not_inlined"]
+        arrays = [array for page in more for array in page["arrays"]]
+        parts.append(f'<p class="note">{len(more)} more pages (arrays {_e(arrays[0])}&ndash;{_e(arrays[-1])}) are '
+                     f"not inlined: a report holds at most {MAX_INLINE_PAGES} pages. <code>leac show PROGRAM --png "
+                     "OUT.png</code> draws them all.</p>")
     if p["arrays_not_drawn"]:
         parts.append(f"<p>{len(p['arrays_not_drawn'])} arrays hold no copy and are not drawn.</p>")
     intro = ("<p>Every copy half as a rectangle in its layer's colour over the chip's defect map (G+ solid edge, "

@@ -89,6 +89,34 @@ def test_bad_inputs_are_refused_with_nothing_written(case: str, program_file: Pa
     assert program_file.read_bytes() == program_bytes
 
 
+def test_a_failed_page_write_removes_only_the_pages_this_run_wrote(program_file: Path, tmp_path: Path, monkeypatch,
+                                                                    capsys) -> None:
+    """An earlier run left q-1.png .. q-4.png; this run draws 3 pages and its third write fails (a full disk):
+    the two pages it wrote go, the earlier run's q-3.png (not overwritten) and q-4.png stay as they were."""
+    pytest.importorskip("matplotlib")
+    import lea_compiler.plot_placement as plot_placement
+    from lea_compiler.errors import UsageError
+
+    earlier = {f"q-{i}.png": f"earlier page {i}".encode() for i in range(1, 5)}
+    for name, data in earlier.items():
+        (tmp_path / name).write_bytes(data)
+    write = plot_placement.atomic_write_bytes
+    calls: list[Path] = []
+
+    def fails_on_the_third(path: Path, data: bytes) -> None:
+        calls.append(Path(path))
+        if len(calls) == 3:
+            raise UsageError(f"cannot write {path}: No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(plot_placement, "atomic_write_bytes", fails_on_the_third)
+    assert main(["show", str(program_file), "--png", str(tmp_path / "q.png"), "--per-page", "2", "--all-arrays"]) == 2
+    assert f"cannot write {tmp_path / 'q-3.png'}: No space left on device" in capsys.readouterr().err
+    assert calls == [tmp_path / f"q-{i}.png" for i in (1, 2, 3)]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"q-3.png": earlier["q-3.png"],
+                                                                   "q-4.png": earlier["q-4.png"]}
+
+
 def test_without_matplotlib_png_is_a_usage_error_and_nothing_is_written(program_file: Path, tmp_path: Path,
                                                                         monkeypatch, capsys) -> None:
     for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -114,6 +115,49 @@ def test_pages(program: Program) -> None:
     for bad in (0, 101, 2.5, True):
         with pytest.raises(UsageError, match=r"arrays per page must be an integer in 1\.\.100"):
             page_arrays(program, per_page=bad)  # type: ignore[arg-type]
+
+
+def test_page_layout_of_a_large_chip() -> None:
+    """Which arrays each page draws, on a 20 000-array chip, against a brute force (its speed is not asserted
+    here: tests never time code)."""
+    from types import SimpleNamespace
+
+    n = 20_000
+    used = list(range(0, n, 7))
+    fake = SimpleNamespace(chip=SimpleNamespace(arrays=[SimpleNamespace(id=i) for i in range(n)]), arrays_used=used)
+    for all_arrays, drawn in ((True, list(range(n))), (False, used)):
+        pages, omitted = page_arrays(fake, per_page=100, all_arrays=all_arrays)  # type: ignore[arg-type]
+        assert [i for page in pages for i in page] == drawn and all(len(page) <= 100 for page in pages)
+        assert omitted == ([] if all_arrays else [i for i in range(n) if i % 7 != 0])
+
+
+def test_pages_are_drawn_and_rendered_one_at_a_time(program: Program, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page's Figure is rendered and cleared before the next is drawn (never all in memory at once), and
+    `max_pages` draws only the first pages, their titles counting them all."""
+    pytest.importorskip("matplotlib")
+    import lea_compiler.plot_placement as plot_placement
+
+    events: list[str] = []
+    figures: list[Any] = []
+    draw, render = plot_placement._page, plot_placement.png_bytes
+    monkeypatch.setattr(plot_placement, "_page", lambda *a: events.append("draw") or draw(*a))
+
+    def rendered(fig: Any) -> bytes:
+        events.append(f"render {len(fig.axes)} axes")
+        figures.append(fig)
+        return render(fig)
+
+    monkeypatch.setattr(plot_placement, "png_bytes", rendered)
+    picture = render_placement(program, per_page=2, all_arrays=True)
+    assert events == ["draw", "render 2 axes"] * 3 and len(picture.pages) == 3 and picture.not_rendered == ()
+    assert [len(fig.axes) for fig in figures] == [0, 0, 0]  # each cleared once rendered
+    events.clear()
+    titles: list[str] = []
+    monkeypatch.setattr(plot_placement, "png_bytes",
+                        lambda fig: titles.append(fig.get_suptitle()) or render(fig))
+    picture = render_placement(program, per_page=2, all_arrays=True, max_pages=1)
+    assert events == ["draw"] and len(picture.pages) == 1 and picture.arrays == ((0, 1),)
+    assert picture.not_rendered == ((2, 3), (4, 5)) and titles[0].endswith("page 1 of 3")
 
 
 def test_paginated_pictures_are_valid_pngs(program: Program, tmp_path: Path) -> None:

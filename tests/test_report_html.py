@@ -6,20 +6,24 @@ import base64
 import json
 import re
 import sys
+import zipfile
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 
+from lea_compiler import report_html
 from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import program_summary
 from lea_compiler.plot_placement import placed_halves
 from lea_compiler.program import Program
-from lea_compiler.report_html import SECTIONS
+from lea_compiler.report_html import SECTIONS, make_report, render_html
 from tests.helpers import mlp_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -158,26 +162,132 @@ def test_without_matplotlib_the_page_says_the_picture_needs_the_extra(files, tmp
     parse(page)
 
 
-@pytest.mark.parametrize("case", ["missing", "not a program", "missing folder", "over the input",
-                                  "trials without data", "bad data"])
+def _edited(program: Path, out: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the Program file at `out` with its program.json changed by `change` (a hand-edited file)."""
+    with zipfile.ZipFile(program) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(entries["program.json"])
+    change(header)
+    entries["program.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, blob in entries.items():
+            archive.writestr(name, blob)
+    return out
+
+
+EVIL_COUNT = '<meta http-equiv="refresh" content="0;url=https://example.invalid/">'
+EVIL_BUDGET = '<a href="https://example.invalid/">click</a>'
+GOOD_ALLOCATION = {"counts": {"fc0": 3}, "devices": 100, "budget": 200, "predicted_error": 0.1,
+                   "predicted_agreement": 0.9, "status": "OPTIMAL", "error": {}, "disagreement": {}}
+PROGRAM_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "allocation markup": lambda h: h["extra"].update(allocation={**GOOD_ALLOCATION, "budget": EVIL_BUDGET}),
+    "allocation count markup": lambda h: h["extra"].update(allocation={**GOOD_ALLOCATION,
+                                                                       "counts": {"fc0": EVIL_COUNT}}),
+    "allocation counts a list": lambda h: h["extra"].update(allocation={**GOOD_ALLOCATION, "counts": ["x"]}),
+    "placement gap markup": lambda h: h["placement"].update(gap="<b>x</b>"),
+    "placement bound a list": lambda h: h["placement"].update(bound_uS=[1]),
+}
+
+
+@pytest.mark.parametrize("case", ["missing", "not a program", "missing folder", "over the input", "over the data",
+                                  "a folder", "trials without data", "bad data", "trials 0", "trials too many",
+                                  "seed -1", "threads 0", "per-page 0", "per-page 101", *PROGRAM_EDITS])
 def test_bad_inputs_are_refused_with_nothing_written(case: str, files, tmp_path: Path, capsys) -> None:
     junk = tmp_path / "junk.leac"
     junk.write_text("not a Program")
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((4, 7), dtype=np.float32), y=np.zeros(4, dtype=np.int64))
+    (tmp_path / "folder.html").mkdir()
     out = str(tmp_path / "r.html")
-    program = str(files["program"])
-    argv, status, message = {
-        "missing": (["report", str(tmp_path / "none.leac"), "-o", out], 3, "no such Program"),
-        "not a program": (["report", str(junk), "-o", out], 3, "not a leac Program file"),
-        "missing folder": (["report", program, "-o", str(tmp_path / "no" / "r.html")], 2, "the folder"),
-        "over the input": (["report", program, "-o", program], 2, "refusing to write over the input file"),
-        "trials without data": (["report", program, "--trials", "3", "-o", out], 2, "--trials goes with --data"),
-        "bad data": (["report", program, "--data", str(bad), "-o", out], 3, "bad.npz"),
-    }[case]
-    before = sorted(p.name for p in tmp_path.iterdir())
-    program_bytes = files["program"].read_bytes()
+    program, data = str(files["program"]), str(files["data"])
+    messages = {
+        "allocation markup": "extra.allocation.budget must be an integer >= 0, got '<a href=",
+        "allocation count markup": "extra.allocation.counts['fc0'] must be an integer >= 1, got '<meta http-equiv",
+        "allocation counts a list": "extra.allocation.counts must be a non-empty object of layer names",
+        "placement gap markup": "placement.gap must be a finite number >= 0, got '<b>x</b>'",
+        "placement bound a list": "placement.bound_uS must be a finite number, got [1]",
+    }
+    if case in PROGRAM_EDITS:
+        edited = str(_edited(files["program"], tmp_path / "edited.leac", PROGRAM_EDITS[case]))
+        argv, status, message = ["report", edited, "-o", out], 3, messages[case]
+    else:
+        argv, status, message = {
+            "missing": (["report", str(tmp_path / "none.leac"), "-o", out], 3, "no such Program"),
+            "not a program": (["report", str(junk), "-o", out], 3, "not a leac Program file"),
+            "missing folder": (["report", program, "-o", str(tmp_path / "no" / "r.html")], 2, "the folder"),
+            "over the input": (["report", program, "-o", program], 2, "refusing to write over the input file"),
+            "over the data": (["report", program, "--data", data, "-o", data], 2,
+                              "refusing to write over the input file"),
+            "a folder": (["report", program, "-o", str(tmp_path / "folder.html")], 2, "is a directory"),
+            "trials without data": (["report", program, "--trials", "3", "-o", out], 2, "--trials goes with --data"),
+            "bad data": (["report", program, "--data", str(bad), "-o", out], 3, "bad.npz"),
+            "trials 0": (["report", program, "--data", data, "--trials", "0", "-o", out], 2,
+                         "--trials must be in 1..100, got 0"),
+            "trials too many": (["report", program, "--data", data, "--trials", "1000000", "-o", out], 2,
+                                "--trials must be in 1..100, got 1000000"),
+            "seed -1": (["report", program, "--seed", "-1", "-o", out], 2,
+                        "--seed takes a non-negative integer, got -1"),
+            "threads 0": (["report", program, "--threads", "0", "-o", out], 2, "--threads must be at least 1, got 0"),
+            "per-page 0": (["report", program, "--per-page", "0", "-o", out], 2,
+                           "--per-page must be in 1..100, got 0"),
+            "per-page 101": (["report", program, "--per-page", "101", "-o", out], 2,
+                             "--per-page must be in 1..100, got 101"),
+        }[case]
+    before = {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()}
+    inputs = {name: files[name].read_bytes() for name in ("program", "data")}
     assert main(argv) == status
-    assert message in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
-    assert files["program"].read_bytes() == program_bytes
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: ") and message in err and "Traceback" not in err
+    if case in PROGRAM_EDITS:
+        assert err.startswith(f"leac: error: {tmp_path / 'edited.leac'}: damaged Program:\n")
+    assert {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()} == before
+    assert list((tmp_path / "folder.html").iterdir()) == []
+    assert {name: files[name].read_bytes() for name in ("program", "data")} == inputs
+
+
+def test_values_from_the_program_are_escaped_even_past_its_checks(files) -> None:
+    """Defence in depth: `program_problems` keeps these out of a Program (and `make_report`'s cost model checks
+    it again), but facts with markup and malformed values where numbers belong still give a page that shows
+    them as text, without a crash."""
+    facts, _ = make_report(Program.load(files["program"]), source="p.leac", output=None)
+    facts["placement"] = {**facts["placement"], "picture": False, "note": "not drawn here", "pages": []}
+    evil = {"counts": {"fc1": EVIL_COUNT, HOSTILE_LAYER: 2}, "budget": EVIL_BUDGET, "predicted_agreement": "<i>hi"}
+    cases = [{**facts, "allocation": evil, "optimality_gap": "<b>x</b>", "solver_bound_uS": [1],
+              "mapping_error_uS": True},
+             {**facts, "allocation": {"counts": ["<u>x"], "budget": 1}},
+             {**facts, "allocation": "<s>"}]
+    for bad in cases:
+        page = render_html(bad, [])
+        structure = parse(page)
+        assert not {"i", "u", "s"} & structure.tags and page.count("<meta ") == 3
+        assert all(href.startswith("#") for href in re.findall(r"<a\s[^>]*href=\"([^\"]*)", page))
+        assert "<meta http-equiv=\"refresh\"" not in page and "example.invalid/\">" not in page and "<b>x" not in page
+    text = " ".join(parse(render_html(cases[0], [])).text)
+    assert f"fc1={EVIL_COUNT}, {HOSTILE_LAYER}=2 within {EVIL_BUDGET} devices; predicted agreement <i>hi" in text
+    assert "lower bound [1]" in text and "optimality gap <b>x</b>" in text and "placement cost True" in text
+    assert "<u>x" in " ".join(parse(render_html(cases[1], [])).text)
+
+
+def test_a_picture_of_more_pages_than_a_report_holds_inlines_the_first(files, tmp_path, capsys,
+                                                                      monkeypatch) -> None:
+    """The report inlines at most MAX_INLINE_PAGES pages (here made 2 of the 6 pages of one array each), draws
+    only those, and names the arrays of the rest."""
+    pytest.importorskip("matplotlib")
+    import lea_compiler.plot_placement as plot_placement
+
+    rendered: list[bytes] = []
+    render = plot_placement.png_bytes
+    monkeypatch.setattr(plot_placement, "png_bytes", lambda fig: rendered.append(render(fig)) or rendered[-1])
+    monkeypatch.setattr(report_html, "MAX_INLINE_PAGES", 2)
+    out = tmp_path / "r.html"
+    assert main(["report", str(files["program"]), "--per-page", "1", "--all-arrays", "-o", str(out),
+                 "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["placement"]["pages"] == [{"arrays": [0]}, {"arrays": [1]}]
+    assert facts["placement"]["pages_not_inlined"] == [{"arrays": [i]} for i in range(2, 6)]
+    page = out.read_text(encoding="utf-8")
+    structure = parse(page)
+    assert len(structure.images) == len(rendered) == 2
+    text = " ".join(" ".join(structure.text).split())
+    assert "Page 2 of 6: arrays 1" in text
+    assert "4 more pages (arrays 2\u20135) are not inlined: a report holds at most 2 pages." in text

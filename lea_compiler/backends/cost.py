@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.grouping import group_columns
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
 from lea_compiler.program import Program
@@ -72,13 +73,13 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     busy: dict[int, float] = defaultdict(float)
     reads = adc = dac = devices = ops = 0
     groups = plan.start.groups
-    width = plan.start.cols // groups  # columns of one group
     block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
     for read, convert in plan.reads:
         n = read.reads
         c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
         for g in range(groups):
-            columns = min(c1, (g + 1) * width) - max(c0, g * width) if groups > 1 else c1 - c0
+            g0, g1 = group_columns(g, plan.start.cols, groups) if groups > 1 else (c0, c1)
+            columns = min(c1, g1) - max(c0, g0)  # the block's columns of group g
             if columns <= 0:
                 continue  # this group's vector does not read the block
             rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)

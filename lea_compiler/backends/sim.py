@@ -60,7 +60,7 @@ from lea_compiler.chip import PULSE, Chip
 from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
-from lea_compiler.interpreter import Array, Kernel, own_group_columns
+from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import write_devices
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
@@ -156,11 +156,10 @@ class CrossbarLayer:
                 noise: NoiseSpan | None = None) -> Array:
         """y = x W (+ b) as the crossbars and periphery compute it, for x of shape (..., inputs)
         (`CrossbarExecutor.forward`), with the events counted; a grouped layer's x is (..., groups, inputs) and
-        its y (..., cols), each column from its own group's vector (the columns the records convert; the
-        executor computes every column of every vector, and the others are dropped unread)."""
-        groups = self.plan.start.groups
-        y = own_group_columns(self.executor.forward(x, rng, threads, noise=noise), groups)
-        applications = int(np.prod(x.shape[:-1], dtype=np.int64)) // groups
+        its y (..., cols), each column computed from its own group's vector only (the columns the records
+        convert), one application per run of `groups` vectors."""
+        y = self.executor.forward(x, rng, threads, noise=noise)
+        applications = int(np.prod(x.shape[:-1], dtype=np.int64)) // self.plan.start.groups
         cost = self.cost
         counts.reads += cost.reads * applications
         counts.adc_conversions += cost.adc_conversions * applications

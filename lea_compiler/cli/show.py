@@ -3,9 +3,10 @@
     leac show PROGRAM.leac [--png OUT.png] [--per-page N] [--all-arrays] [--json]
 
 The picture is lea_compiler/plot_placement.py's (the `plot` extra). Its pages are checked (never over an input,
-never a device node, in an existing folder) and rendered before any is written, each atomically; pages written
-before a later one fails are removed. Only this module prints; errors are raised as `LeacError`s and turned into
-a message and an exit status by `lea_compiler.cli.main`.
+never a device node, in an existing folder) and rendered before any is written, each atomically; if one fails,
+the pages this run wrote before it are removed (an earlier run's pages are left alone). Only this module
+prints; errors are raised as `LeacError`s and turned into a message and an exit status by
+`lea_compiler.cli.main`.
 """
 
 from __future__ import annotations
@@ -88,14 +89,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_pages(picture: PlacementPicture, path: str) -> list[Path]:
-    """Write the picture's pages; if one fails, remove those written before it and raise."""
+    """Write the picture's pages; if one fails, remove the pages this call wrote before it and raise.
+
+    Only those: a page file of an earlier run that this run had not yet overwritten is left as it was.
+    """
+    written: list[Path] = []
     try:
-        return write_placement(picture, path)
+        return write_placement(picture, path, written)
     except BaseException:
-        for page in page_paths(path, len(picture.pages)):
+        for page in written:
             with contextlib.suppress(OSError):
-                if page.is_file():
-                    page.unlink()
+                page.unlink()
         raise
 
 

@@ -6,7 +6,7 @@ After this pass each matrix product that can run on crossbars is one node
 
 1. Constant nodes become initializers.
 2. Identity and Dropout (inference: the identity) are removed.
-3. BatchNormalization that follows a Conv (or, after step 4, a 2-D MVM) whose
+3. BatchNormalization that follows a 1-D or 2-D Conv (or, after step 4, a 2-D MVM) whose
    output nobody else reads is folded into its weights:
    with f = scale / sqrt(var + eps),  W'[o] = W[o] f[o],  b' = (b - mean) f + B.
 4. Gemm(x, B, C) with constant B and transA = 0 becomes
@@ -117,7 +117,7 @@ def remove_identities(graph: Graph) -> None:
 
 
 def fold_batchnorm(graph: Graph, bn: Node) -> bool:
-    """Fold `bn` into the Conv or 2-D MVM before it; False when that is not possible."""
+    """Fold `bn` into the 1-D or 2-D Conv or the 2-D MVM before it; False when that is not possible."""
     x = bn.input(0)
     if x is None or x.producer is None or len(x.uses) != 1 or _is_graph_output(graph, x):
         return False
@@ -125,7 +125,7 @@ def fold_batchnorm(graph: Graph, bn: Node) -> bool:
     weight = producer.input(1)
     if weight is None or weight.const is None or any(p is None or p.const is None for p in bn.inputs[1:5]):
         return False
-    if producer.op_type == "Conv" and weight.const.ndim == 4:
+    if producer.op_type == "Conv" and weight.const.ndim in (3, 4):  # (O, C/group, *kernel): 1-D or 2-D
         channel_axis = 0
     elif producer.op_type == "MVM" and producer.domain == LEAC_DOMAIN and x.rank == 2:
         channel_axis = 1

@@ -46,6 +46,7 @@ import numpy as np
 
 from lea_compiler import interpreter
 from lea_compiler.errors import BadDataError, CompileError
+from lea_compiler.grouping import grouped_matmul, vector_runs
 from lea_compiler.ir import Graph, Node
 from lea_compiler.passes.encode import Encoded
 from lea_compiler.passes.quantize import QuantizedLayer
@@ -108,7 +109,7 @@ def layer_inputs(graph: Graph, data: np.ndarray, seed: int = 0) -> dict[str, np.
     for node in nodes:
         value = out[keep[node.name]]
         groups = int(node.attr("groups", 1))  # a grouped layer's vectors stay in runs of one per group
-        runs = value.reshape(-1, groups, value.shape[-1]).astype(np.float64)
+        runs = vector_runs(value.reshape(-1, value.shape[-1]), groups).astype(np.float64)
         if len(runs) * groups > MAX_SAMPLES:
             runs = runs[np.sort(rng.choice(len(runs), max(MAX_SAMPLES // groups, 1), replace=False))]
         result[node.name] = runs.reshape(-1, value.shape[-1])
@@ -156,20 +157,16 @@ def fit_columns(x: np.ndarray, effective: np.ndarray, target: np.ndarray, bias_r
     runs of one vector per group) a column is fitted over its own group's vectors only, the ones it computes."""
     if bias_row:
         x = np.hstack([x, np.ones((len(x), 1))])
-    xu, xt = x @ effective, x @ target
-    if groups > 1:
-        own = (np.arange(xu.shape[1])[None, :] // (xu.shape[1] // groups) == np.arange(len(x))[:, None] % groups)
-        count = np.maximum(own.sum(axis=0), 1)
-        xu, xt = xu * own, xt * own
+    if groups > 1:  # one value per column and run, from the column's own group's vector (lea_compiler.grouping)
+        runs = vector_runs(x, groups)
+        xu, xt = grouped_matmul(runs, effective), grouped_matmul(runs, target)
+    else:
+        xu, xt = x @ effective, x @ target
     if bias_row:
         a = _ratio((xu * xt).sum(axis=0), (xu * xu).sum(axis=0))
         return a, np.zeros_like(a)
-    if groups > 1:
-        mu, mt = xu.sum(axis=0) / count, xt.sum(axis=0) / count
-        du, dt = (xu - mu) * own, (xt - mt) * own
-    else:
-        mu, mt = xu.mean(axis=0), xt.mean(axis=0)
-        du, dt = xu - mu, xt - mt
+    mu, mt = xu.mean(axis=0), xt.mean(axis=0)
+    du, dt = xu - mu, xt - mt
     a = _ratio((du * dt).sum(axis=0), (du * du).sum(axis=0))
     return a, mt - a * mu
 

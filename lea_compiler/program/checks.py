@@ -96,7 +96,8 @@ def program_problems(program: Program) -> list[str]:
     copies per block and a selection of beta of them per column; every copy
     half lies inside a chip array, overlaps no other, and is marked stuck
     (-1) exactly where the chip's device is stuck; the levels are the chip's;
-    scales, ranges and compensations are finite and positive where they must be.
+    scales, ranges and compensations are finite and positive where they must be; the placement solver's
+    record and `-k auto`'s (`extra.allocation`) have the types and ranges the summaries read.
     """
     problems: list[str] = []
     for name in ("model", "options", "placement", "extra"):
@@ -115,6 +116,11 @@ def program_problems(program: Program) -> list[str]:
         problems.append("extra.calibration must be a string")
     if isinstance(program.extra, dict) and "programming" in program.extra:
         problems.extend(_programming_problems(program.extra["programming"]))
+    if isinstance(program.placement, dict):
+        problems.extend(_placement_problems(program.placement))
+    if isinstance(program.extra, dict) and "allocation" in program.extra:
+        layer_names = {layer.name for layer in program.layers if isinstance(layer.name, str)}
+        problems.extend(_allocation_problems(program.extra["allocation"], layer_names))
     if not isinstance(program.leac_version, str):
         problems.append("leac_version is not a string")
     graph = program.graph
@@ -195,6 +201,81 @@ def _programming_problems(value: Any) -> list[str]:
         return ["extra.programming.cost must hold pulses and failed (integers >= 0), time_s and energy_uJ "
                 "(numbers >= 0)"]
     return []
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value from a file for an error message: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_PLACEMENT_TEXTS = ("placer", "status", "method")
+_PLACEMENT_NUMBERS = ("objective_uS", "bound_uS")
+
+
+def _placement_problems(placement: dict[str, Any]) -> list[str]:
+    """What is wrong with the placement solver's record (`placement`, passes/lower.py) where leac reads it
+    (`leac compile`'s and `leac report`'s summary): placer, status and method strings, objective_uS and bound_uS
+    finite numbers, gap a finite number >= 0 (a fraction of the objective), copies an integer >= 0; each may be
+    absent or null (a Program placed by no solver records none)."""
+    problems = [f"placement.{key} must be a string, got {_shown(placement[key])}" for key in _PLACEMENT_TEXTS
+                if placement.get(key) is not None and not isinstance(placement[key], str)]
+    problems += [f"placement.{key} must be a finite number, got {_shown(placement[key])}"
+                 for key in _PLACEMENT_NUMBERS if placement.get(key) is not None and not _is_number(placement[key])]
+    gap = placement.get("gap")
+    if gap is not None and not (_is_number(gap) and gap >= 0):
+        problems.append(f"placement.gap must be a finite number >= 0, got {_shown(gap)}")
+    copies = placement.get("copies")
+    if copies is not None and not (_is_int(copies) and copies >= 0):
+        problems.append(f"placement.copies must be an integer >= 0, got {_shown(copies)}")
+    return problems
+
+
+_ALLOCATION_COUNTS = {"devices": True, "budget": True, "baseline": False}
+"""`extra.allocation`'s integers >= 0, and whether each must be there (baseline: not in older Programs)."""
+_ALLOCATION_FIGURES = {"predicted_error": True, "margin": False}
+"""Its numbers >= 0, likewise (margin: not in older Programs)."""
+_ALLOCATION_SERIES = ("error", "disagreement")
+
+
+def _allocation_problems(value: Any, layer_names: set[str]) -> list[str]:
+    """What is wrong with `-k auto`'s record (`extra.allocation`, `allocate.Allocation.to_json`), which the
+    compile and report summaries show: counts a non-empty object of the Program's layer names -> integers >= 1;
+    devices and budget (and baseline, where recorded) integers >= 0; predicted_error (and margin) numbers >= 0;
+    predicted_agreement a fraction in 0..1; status a string; error and disagreement objects of layer names ->
+    lists of finite numbers. Keys it does not name are left alone (a newer leac may add some)."""
+    where = "extra.allocation"
+    if not isinstance(value, dict):
+        return [f"{where} must be a JSON object, got {type(value).__name__}"]
+    problems = []
+    counts = value.get("counts")
+    if not (isinstance(counts, dict) and counts):
+        problems.append(f"{where}.counts must be a non-empty object of layer names and copy counts")
+    else:
+        for name, count in counts.items():
+            if name not in layer_names:
+                problems.append(f"{where}.counts names {_shown(name)}, not a crossbar layer of the Program")
+            elif not (_is_int(count) and count >= 1):
+                problems.append(f"{where}.counts[{_shown(name)}] must be an integer >= 1, got {_shown(count)}")
+    for key, required in _ALLOCATION_COUNTS.items():
+        if (required or key in value) and not (_is_int(value.get(key)) and value[key] >= 0):
+            problems.append(f"{where}.{key} must be an integer >= 0, got {_shown(value.get(key))}")
+    for key, required in _ALLOCATION_FIGURES.items():
+        if (required or key in value) and not (_is_number(value.get(key)) and value[key] >= 0):
+            problems.append(f"{where}.{key} must be a finite number >= 0, got {_shown(value.get(key))}")
+    agreement: Any = value.get("predicted_agreement")
+    if not (_is_number(agreement) and 0 <= agreement <= 1):
+        problems.append(f"{where}.predicted_agreement must be a number in 0..1, got {_shown(agreement)}")
+    if not isinstance(value.get("status"), str):
+        problems.append(f"{where}.status must be a string, got {_shown(value.get('status'))}")
+    for key in _ALLOCATION_SERIES:
+        series = value.get(key)
+        if not (isinstance(series, dict) and all(
+                name in layer_names and isinstance(values, list) and all(_is_number(v) for v in values)
+                for name, values in series.items())):
+            problems.append(f"{where}.{key} must be an object of the Program's layer names -> lists of finite "
+                            "numbers")
+    return problems
 
 
 def listing(problems: list[str]) -> str:

@@ -19,6 +19,14 @@ Read noise, when the caller has it, is added to the column currents before the A
 docs/simulator.md), drawn afresh for each of a region's N reads. Samples go in cache-sized chunks, and per
 chunk and row band every copy and polarity is read in one float32 product (the N reads share it: only the
 noise differs).
+
+A grouped layer (`groups` = G > 1, `lea_compiler.grouping`) takes its vectors in runs of G, one per group, and
+computes each column from its own group's vector only: per chunk and row band, one batched product per group
+of the group's vectors with the group's columns (of every copy and polarity), so a run costs what one vector
+of an ungrouped layer of the same columns costs, in time and memory, and gives one value per column. Its
+chunks are chunks of runs, each current of a run (one per converted column and read) draws its own read noise,
+and the ADC, the N reads, `combine`, `accumulate`, `scale` and `bias` work per run on the columns as for any
+layer; a vector's DAC range (without a calibrated `x_fs`) is its own, and scales its group's columns.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.grouping import group_width, split_columns, vector_runs
 from lea_compiler.schedule.plan import LayerPlan
 
 
@@ -77,7 +86,8 @@ class NoiseSpan:
 class _RowBand:
     r0: int
     r1: int
-    g: np.ndarray  # (rows, 2 * alpha * cols): G+ of every copy, then G-, over the ADC step of the column
+    g: np.ndarray  # (rows, 2 * alpha * cols): G+ of every copy, then G-, over the ADC step of the column;
+    # grouped: (G, rows, 2 * alpha * cols / G), group g's columns of every copy and polarity (`_currents`)
     inv_step: np.ndarray  # (2 * alpha * cols,)
     weights: np.ndarray  # (2 * alpha, cols): ADC step x selection / divisor, negated for G-
     reads: int  # the most reads of any of the band's regions
@@ -96,6 +106,7 @@ class CrossbarExecutor:
         self.exact_read_noise = exact_read_noise
         start = plan.start
         self.rows, self.cols, self.inputs, self.alpha = start.rows, start.cols, start.inputs, start.alpha
+        self.groups = start.groups
         self.v_read = plan.scale.v_read_V
         self.x_fs: float | None = plan.scale.x_fs  # None: each vector's own (the per-vector rule)
         self.full_scale: list[float] = [float(c.full_scale_uA) if c.full_scale_uA is not None else math.nan
@@ -174,22 +185,31 @@ class CrossbarExecutor:
             weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
             counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
             uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
-            prepared.append(_RowBand(r0, r1, (band_g.reshape(rows, -1) * inv_step).astype(np.float32),
-                                     inv_step.astype(np.float32), weights.astype(np.float32), int(counts.max()),
-                                     uneven))
+            g = (band_g.reshape(rows, -1) * inv_step).astype(np.float32)
+            if self.groups > 1:  # (rows, 2 alpha, G, cols / G) -> (G, rows, 2 alpha cols / G), each contiguous
+                g = np.ascontiguousarray(split_columns(g.reshape(rows, 2 * alpha, cols), self.groups)
+                                         .transpose(2, 0, 1, 3).reshape(self.groups, rows, -1))
+            prepared.append(_RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
+                                     int(counts.max()), uneven))
         self._prepared, self._prepared_for = prepared, key
         return prepared
 
     def forward(self, x: np.ndarray, rng: np.random.Generator | None = None, threads: int = 1, *,
                 noise: NoiseSpan | None = None) -> np.ndarray:
-        """y = x W (+ b) as the records compute it, for x of shape (..., inputs); float64.
+        """y = x W (+ b) as the records compute it, for x of shape (..., inputs), or (..., G, inputs) in a
+        grouped layer (each column from its own group's vector); y is (..., cols), float64.
 
         Each chunk of samples draws its read noise from its own generator (seeded from `rng` and the chunk's
         index), so the result does not depend on `threads`. The chunks are those of the noise block: all of x
         (with a seed drawn from `rng`), or the block `noise` says x is part of (then a chunk that x covers only
-        in part draws its full noise and keeps x's rows of it).
+        in part draws its full noise and keeps x's rows of it). A chunk's rows are vectors, or runs of G
+        vectors in a grouped layer.
         """
-        lead = x.shape[:-1]
+        groups = self.groups
+        lead = x.shape[:-1] if groups == 1 else x.shape[:-2]
+        if groups > 1 and x.shape[-2:-1] != (groups,):
+            raise InvalidInputError(f"layer {self.plan.name!r}: its input {x.shape} is not runs of {groups} vectors "
+                                    "(one per group) on axis -2")
         flat = x.reshape(-1, x.shape[-1]).astype(np.float32)
         if self.rows > self.inputs:  # the bias row's constant 1
             flat = np.hstack([flat, np.ones((flat.shape[0], 1), np.float32)])
@@ -206,9 +226,11 @@ class CrossbarExecutor:
                 v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
                 gain = np.float64(self.x_fs)
             v = np.round(v * np.float32(dac)) * np.float32(self.v_read / dac)
-        out = np.zeros((flat.shape[0], self.cols), np.float32)
+        if groups > 1:  # (runs, G, rows): a chunk's rows are runs
+            v = vector_runs(v, groups)
+        out = np.zeros((v.shape[0], self.cols), np.float32)
         bands = self._bands()
-        samples = flat.shape[0]
+        samples = v.shape[0]
         alpha, cols = self.alpha, self.cols
         chunk = max(32, _CHUNK_CURRENTS // (2 * alpha * cols))
         noisy = self.read_noise > 0 and rng is not None
@@ -216,7 +238,7 @@ class CrossbarExecutor:
             base = int(rng.integers(1 << 62)) if noisy else 0  # type: ignore[union-attr]
             total, offset = samples, 0
         else:  # rows of the block: a conv layer reads OH x OW rows per sample
-            per_sample = samples // x.shape[0] if x.ndim > 1 and x.shape[0] else 1
+            per_sample = samples // lead[0] if lead and lead[0] else 1
             base, total, offset = noise.base, noise.block_samples * per_sample, noise.offset * per_sample
         adc_max = float((1 << (self.adc_bits - 1)) - 1)
 
@@ -225,8 +247,8 @@ class CrossbarExecutor:
             lo, hi = max(c0, offset) - offset, min(c1, offset + samples) - offset  # its rows in x
             noise_rng = np.random.default_rng([base, index]) if noisy else None
             for band in bands:
-                vb = v[lo:hi, band.r0:band.r1]
-                clean = vb @ band.g  # (n, 2 * alpha * cols) column currents in ADC steps
+                vb = v[lo:hi, ..., band.r0:band.r1]
+                clean = self._currents(vb, band)  # (n, 2 * alpha * cols) column currents in ADC steps
                 reads = band.reads if noise_rng is not None else 1  # without noise every read is the same
                 summed = None
                 for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
@@ -251,22 +273,48 @@ class CrossbarExecutor:
             for index in chunks:
                 run(index)
         with np.errstate(over="ignore", invalid="ignore"):
-            y = out.astype(np.float64) * gain / (self.v_read * self.scale)
+            if groups > 1 and self.x_fs is None:  # each vector's own full scale scales its group's columns
+                wide = split_columns(out.astype(np.float64), groups) * vector_runs(gain, groups)
+                y = wide.reshape(out.shape) / (self.v_read * self.scale)
+            else:
+                y = out.astype(np.float64) * gain / (self.v_read * self.scale)
             if self.bias is not None:
                 y = y + self.bias
         return y.reshape(*lead, cols)
 
+    def _currents(self, v: np.ndarray, band: _RowBand) -> np.ndarray:
+        """The band's column currents in ADC steps, (n, 2 * alpha * cols), for v (n, band rows) or, grouped,
+        v (n, G, band rows) runs: one product per group of its vectors with its own columns only."""
+        if self.groups == 1:
+            return v @ band.g
+        n, groups = v.shape[0], self.groups
+        per_group = np.matmul(v.transpose(1, 0, 2), band.g)  # (G, n, 2 alpha cols / G)
+        return per_group.reshape(groups, n, 2 * self.alpha, -1).transpose(1, 2, 0, 3).reshape(n, -1)
+
     def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
                         chunk_rows: int, skip: int) -> None:
-        """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole)."""
+        """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole). A row
+        is a vector, or a grouped layer's run, whose currents (n, 2 alpha, G, cols / G) each take their own
+        group's vector's noise: one draw per current (per device and current with `exact_read_noise`)."""
         r = self.read_noise
         n = v.shape[0]
+        grouped = self.groups > 1
         if self.exact_read_noise:
-            full = rng.uniform(-r, r, size=(chunk_rows, v.shape[1], steps.shape[1])).astype(np.float32)
-            steps += np.einsum("sr,src->sc", v, full[skip:skip + n]) * band.inv_step
+            full = rng.uniform(-r, r, size=(chunk_rows, v.shape[-1], steps.shape[1])).astype(np.float32)
+            if grouped:
+                width = group_width(self.cols, self.groups)
+                per_device = full[skip:skip + n].reshape(n, v.shape[-1], 2 * self.alpha, self.groups, width)
+                steps += np.einsum("sgr,srago->sago", v, per_device).reshape(n, -1) * band.inv_step
+            else:
+                steps += np.einsum("sr,src->sc", v, full[skip:skip + n]) * band.inv_step
             return
-        sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))
         noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
-        noise *= sigma[:, None]
+        if grouped:  # sigma (n, G): a run's vectors, each for its group's columns
+            sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sgr,sgr->sg", v, v))
+            noise = (split_columns(noise.reshape(n, 2 * self.alpha, self.cols), self.groups)
+                     * sigma[:, None, :, None]).reshape(n, -1)
+        else:
+            sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))
+            noise *= sigma[:, None]
         noise *= band.inv_step
         steps += noise

@@ -62,6 +62,23 @@ def test_cnn_batchnorm_is_folded_and_conv_lowered() -> None:
     assert conv1.input(1).const.shape == (9, 4) and conv1.outputs[0].type_str() == "float32[N, 8, 8, 4]"
 
 
+@pytest.mark.parametrize("group", [1, 2])
+def test_batchnorm_after_a_1d_conv_is_folded(group: int) -> None:
+    rng = np.random.default_rng(3)
+    inits = {"w": rng.standard_normal((4, 4 // group, 3)).astype(F), "s": rng.uniform(0.5, 1.5, 4).astype(F),
+             "o": rng.standard_normal(4).astype(F), "m": rng.standard_normal(4).astype(F),
+             "v": rng.uniform(0.5, 2.0, 4).astype(F)}
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", group=group, pads=[1, 1]),
+                        helper.make_node("BatchNormalization", ["c", "s", "o", "m", "v"], ["y"], name="bn")],
+                       {"x": (F, ["N", 4, 9])}, ["y"], inits)
+    graph = _check_same_function(model, random_feeds(model, batch=5))
+    assert [n.op_type for n in graph.nodes] == ["Patches", "MVM", "Transpose"]
+    mvm = graph.node("conv")
+    factor = inits["s"] / np.sqrt(inits["v"] + np.float32(1e-5))  # hand-folded: W f and (0 - mean) f + offset
+    np.testing.assert_allclose(mvm.input(1).const, (inits["w"] * factor[:, None, None]).reshape(4, -1).T, rtol=1e-6)
+    np.testing.assert_allclose(mvm.input(2).const, (0 - inits["m"]) * factor + inits["o"], rtol=1e-6, atol=1e-6)
+
+
 def test_matmul_add_merge_and_gemm_alpha_beta() -> None:
     rng = np.random.default_rng(0)
     nodes = [
