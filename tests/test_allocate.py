@@ -198,6 +198,20 @@ def test_k_auto_needs_data_one_chip_and_a_budget_that_holds_a_copy(files: dict[s
                           calibrate_on=files["data"], jobs=1)
 
 
+def test_k_auto_refuses_the_network_ensemble_and_names_a_spec_cannot_hold(files: dict[str, Path], tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bad.leac"
+    assert main(["compile", str(files["model"]), "--chip", str(files["chip"]), "-k", "auto", "--ensemble",
+                 "network", "--calibrate", str(files["data"]), "-o", str(out)]) == 2
+    assert "--ensemble network takes one -k for the whole network" in capsys.readouterr().err and not out.exists()
+    spaced = mlp_model((4, 6, 3))
+    spaced.graph.node[0].name = "fc 0"  # a name `-k fc 0=2` could not hold
+    onnx.save(spaced, tmp_path / "spaced.onnx")
+    assert main(["compile", str(tmp_path / "spaced.onnx"), "--chip", str(files["chip"]), "-k", "auto",
+                 "--calibrate", str(files["data"]), "-o", str(out)]) == 2
+    assert "layer 'fc 0' has a name a count spec cannot hold" in capsys.readouterr().err and not out.exists()
+
+
 def test_huge_budgets_and_errors_do_not_overflow_the_solver() -> None:
     prediction = Prediction({"a": [100.0, 50.0, 1.0], "b": [100.0, 0.5]}, {"a": [0.0] * 3, "b": [0.0] * 2})
     chosen = allocate(prediction, {"a": 10**6, "b": 3 * 10**6}, 10**12)
