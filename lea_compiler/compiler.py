@@ -359,17 +359,18 @@ def compile_summary(result: CompileResult, output: str | os.PathLike[str]) -> di
 
 def program_summary(program: Program) -> dict[str, Any]:
     """What a Program records of its compile: the `leac-compile` keys from `model` to `optimality_gap` (the
-    layers, devices, placement cost and solver status), which `leac report` prints too."""
+    layers, devices, placement cost and solver status), which `leac report` prints too. Keys a hand-edited
+    Program lacks are None (the checks on loading do not require them)."""
     placement = program.placement
     ensemble = program.options.get("ensemble", "layer")
     return {
-        "model": program.model["file"] or program.model["name"],
+        "model": program.model.get("file") or program.model.get("name"),
         "chip": program.chip.display_name,
         "chip_fingerprint": program.chip_fingerprint,
-        "k": program.options["k"],
+        "k": program.options.get("k"),
         "ensemble": ensemble,
-        "beta": None if ensemble == "network" else program.options["beta"] or program.options["k"],
-        "encoding": program.options["encoding"],
+        "beta": None if ensemble == "network" else program.options.get("beta") or program.options.get("k"),
+        "encoding": program.options.get("encoding"),
         "placer": placement.get("placer"),
         "calibration": program.extra.get("calibration"),
         **({"allocation": dict(program.extra["allocation"])} if "allocation" in program.extra else {}),
@@ -382,7 +383,7 @@ def program_summary(program: Program) -> dict[str, Any]:
                 "alpha": layer.alpha,
                 "beta": layer.beta,
                 "devices": layer.devices,
-                "quantization_relative_rms_error": layer.quantization["relative_rms_error"],
+                "quantization_relative_rms_error": layer.quantization.get("relative_rms_error"),
                 "mapping_error_uS": layer.mapping_error_uS,
                 "effective_error_uS": layer.effective_error_uS,
                 "compensated_columns": 0 if layer.column_gain is None else int(np.sum(

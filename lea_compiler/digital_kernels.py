@@ -218,8 +218,14 @@ def _log_sum_exp(x: Array, axes: tuple[int, ...], keep: bool) -> Array:
     return total if keep else np.squeeze(total, axis=axes)
 
 
+def _mean(x: Array, axes: tuple[int, ...], keep: bool) -> Array:
+    if x.size == 0:  # ONNX leaves the mean of nothing undefined; onnxruntime gives 0, as the sum does
+        return np.sum(x, axis=axes, keepdims=keep, dtype=x.dtype)
+    return np.mean(x, axis=axes, keepdims=keep, dtype=x.dtype)
+
+
 REDUCTIONS: dict[str, Callable[[Array, tuple[int, ...], bool], Array]] = {
-    "ReduceMean": lambda x, a, k: np.mean(x, axis=a, keepdims=k, dtype=x.dtype),
+    "ReduceMean": _mean,
     "ReduceSum": lambda x, a, k: np.sum(x, axis=a, keepdims=k, dtype=x.dtype),
     "ReduceProd": lambda x, a, k: np.prod(x, axis=a, keepdims=k, dtype=x.dtype),
     "ReduceMax": lambda x, a, k: np.max(x, axis=a, keepdims=k, initial=_lowest(x.dtype)),
@@ -253,10 +259,15 @@ def _pad(node: Node, inputs: list[Array | None]) -> list[Array]:
         check_pad(mode, dim, begin, end)
     check_computed_size([d + b + e for d, (b, e) in zip(x.shape, widths, strict=True)], "the padded tensor")
     grow = [(max(b, 0), max(e, 0)) for b, e in widths]
-    if mode == "constant":  # pad, then remove the negative pads' elements: element i is x[i - begin] or the value
+    if mode == "constant":  # element i is x[i - begin] where that exists, else the value: built at its own size
         fill = 0 if value is None or value.size == 0 else value.reshape(-1)[0]
-        padded = np.pad(x, grow, mode="constant", constant_values=np.asarray(fill, x.dtype))
-        return [padded[tuple(slice(-min(b, 0), padded.shape[i] + min(e, 0)) for i, (b, e) in enumerate(widths))]]
+        shape = [d + b + e for d, (b, e) in zip(x.shape, widths, strict=True)]
+        out = np.full(shape, np.asarray(fill, x.dtype), dtype=x.dtype)
+        source = [(max(0, -b), min(d, n - b)) for d, n, (b, _) in zip(x.shape, shape, widths, strict=True)]
+        if all(lo < hi for lo, hi in source):
+            out[tuple(slice(lo + b, hi + b) for (lo, hi), (b, _) in zip(source, widths, strict=True))] = \
+                x[tuple(slice(lo, hi) for lo, hi in source)]
+        return [out]
     # the modes that copy elements remove the negative pads' elements first, as onnxruntime does
     x = x[tuple(slice(-min(b, 0), x.shape[i] + min(e, 0)) for i, (b, e) in enumerate(widths))]
     return [np.pad(x, grow, mode=mode)]

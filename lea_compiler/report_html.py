@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -130,7 +131,13 @@ def _e(value: object) -> str:
 
 
 def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number a float can hold (an int past float's range is shown as text)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _pct(value: object, digits: int = 1) -> str:

@@ -176,3 +176,31 @@ def test_computed_sizes_are_bounded(op, inputs, feeds) -> None:
     graph = import_model(model)
     with pytest.raises(BadDataError, match=rf"node 'n' \({op}\) fails on this data: the \w+ tensor would hold "):
         interpreter.run(graph, {"x": np.zeros((2, 1), F), **feeds})
+
+
+@pytest.mark.parametrize("pads, shape", [
+    ([0, 10**8, 0, -10**8], (2, 1)),  # padded and cropped back on one axis: the output is x's size
+    ([0, 0, -2, 10**8], (0, 10**8 + 1)),  # one axis cropped to nothing, another padded: no element at all
+])
+def test_constant_pads_allocate_only_the_output(pads, shape) -> None:
+    import tracemalloc
+
+    model = make_model([helper.make_node("Pad", ["x", "s"], ["y"], name="n")], {"x": (F, ["N", 1]),
+                                                                               "s": (I64, [4])}, ["y"])
+    graph = import_model(model)
+    tracemalloc.start()
+    try:
+        y = interpreter.run(graph, {"x": np.ones((2, 1), F), "s": np.array(pads, I64)})["y"]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert y.shape == shape and not np.any(y) and peak < 1 << 20  # what padding first would take: 800 MB
+
+
+def test_the_mean_of_nothing_is_zero_as_onnxruntime_gives_it() -> None:
+    model = make_model([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="n", keepdims=0)],
+                       {"x": (F, ["N", "M"])}, ["y"], {"axes": np.array([1], I64)}, opset=18)
+    x = np.zeros((2, 0), F)
+    y = interpreter.run(import_model(model), {"x": x})["y"]
+    np.testing.assert_array_equal(y, run_onnxruntime(model, {"x": x})["y"])
+    assert y.shape == (2,) and not np.any(y)

@@ -186,6 +186,9 @@ PROGRAM_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "allocation counts a list": lambda h: h["extra"].update(allocation={**GOOD_ALLOCATION, "counts": ["x"]}),
     "placement gap markup": lambda h: h["placement"].update(gap="<b>x</b>"),
     "placement bound a list": lambda h: h["placement"].update(bound_uS=[1]),
+    "placement bound past float": lambda h: h["placement"].update(bound_uS=10**400),
+    "allocation error past float": lambda h: h["extra"].update(allocation={**GOOD_ALLOCATION,
+                                                                           "predicted_error": 10**400}),
 }
 
 
@@ -206,6 +209,8 @@ def test_bad_inputs_are_refused_with_nothing_written(case: str, files, tmp_path:
         "allocation counts a list": "extra.allocation.counts must be a non-empty object of layer names",
         "placement gap markup": "placement.gap must be a finite number >= 0, got '<b>x</b>'",
         "placement bound a list": "placement.bound_uS must be a finite number, got [1]",
+        "placement bound past float": "placement.bound_uS must be a finite number, got 1000000",
+        "allocation error past float": "extra.allocation.predicted_error must be a finite number",
     }
     if case in PROGRAM_EDITS:
         edited = str(_edited(files["program"], tmp_path / "edited.leac", PROGRAM_EDITS[case]))
@@ -243,6 +248,24 @@ def test_bad_inputs_are_refused_with_nothing_written(case: str, files, tmp_path:
     assert {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()} == before
     assert list((tmp_path / "folder.html").iterdir()) == []
     assert {name: files[name].read_bytes() for name in ("program", "data")} == inputs
+
+
+@pytest.mark.parametrize("edit", ["no model file", "no k", "no encoding", "no quantization error",
+                                  "quantization error past float"])
+def test_a_program_without_optional_facts_still_reports(edit: str, files, tmp_path: Path, capsys) -> None:
+    """Keys the checks on loading do not require may be missing (or unprintable) in a hand-edited Program: the
+    report shows what is there."""
+    change: Callable[[dict[str, Any]], None] = {
+        "no model file": lambda h: h["model"].pop("file", None),
+        "no k": lambda h: h["options"].pop("k"),
+        "no encoding": lambda h: h["options"].pop("encoding"),
+        "no quantization error": lambda h: [layer["quantization"].clear() for layer in h["layers"]],
+        "quantization error past float": lambda h: [layer["quantization"].update(relative_rms_error=10**400)
+                                                    for layer in h["layers"]],
+    }[edit]
+    edited = _edited(files["program"], tmp_path / "edited.leac", change)
+    assert main(["report", str(edited), "-o", str(tmp_path / "r.html")]) == 0, capsys.readouterr().err
+    assert "<html" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
 def test_values_from_the_program_are_escaped_even_past_its_checks(files) -> None:

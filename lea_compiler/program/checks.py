@@ -35,8 +35,13 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_) \
-        and math.isfinite(value)
+    """A finite int or float (JSON gives ints of any size: one past float's range is not a number leac uses)."""
+    if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool | np.bool_):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _int_matrix(value: Any, shape: tuple[int, int], low: int, high: int) -> str | None:
