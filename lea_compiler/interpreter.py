@@ -286,10 +286,7 @@ def _conv(node: Node, inputs: list[Array | None]) -> list[Array]:
     group = int(node.attr("group", 1))
     out_channels = w.shape[0]
     depth = patches.shape[1] // group  # each group's inputs: C/group x KH x KW contiguous patch columns
-    # (group, pixels, depth) @ (group, depth, out/group): each group's channels through its own kernels
-    per_group = patches.reshape(-1, group, depth).transpose(1, 0, 2) @ \
-        w.reshape(group, out_channels // group, depth).transpose(0, 2, 1)
-    y = per_group.transpose(1, 0, 2).reshape(-1, out_channels)
+    y = grouped_matmul(patches.reshape(-1, group, depth), w.reshape(out_channels, depth).T)
     if len(inputs) > 2 and inputs[2] is not None:
         y = y + inputs[2]
     return [_as_rank(y.reshape(x.shape[0], oh, ow, out_channels).transpose(0, 3, 1, 2), window)]
