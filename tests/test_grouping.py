@@ -183,3 +183,31 @@ def test_a_board_files_grouped_vectors_per_sample_must_be_runs_of_the_groups(tmp
     printed = capsys.readouterr()
     assert "layer.groups: 98 vectors per sample are not runs of 4 (one per group)" in printed.out + printed.err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_grouped_layers_read_energy_is_each_vectors_v_squared_on_its_own_groups_devices(tmp_path) -> None:
+    """Brute force over reads, runs and groups: vector g of a run drives V_i^2 into the devices of group g's
+    columns of every region it reads (N times for N reads), and into no other column's."""
+    program = _program(tmp_path, 6, 3, CompileOptions(k=2, bias="row", block_rows=7, block_cols=3, reads=2,
+                                                      placer="greedy"))
+    plan = schedule_of(program).layers["dw"]
+    conductances = CrossbarLayer.of(program, "dw", program.chip, np.random.default_rng(0)).executor.conductances
+    executor = CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=24)
+    executor.x_fs = 3.0
+    x = _vectors(program, 2)  # (2, 5, 5, G, K)
+    executor.forward(x)
+    dac = 127
+    flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    flat = np.hstack([flat, np.ones((len(flat), 1))])  # the bias row
+    v = plan.scale.v_read_V * np.round(np.clip(flat / 3.0, -1, 1) * dac) / dac
+    columns = {block: c0 for block, c0, _ in plan.accumulate.terms}
+    width = 6 // 3
+    want = 0.0
+    for (read, _), g in zip(plan.reads, conductances, strict=True):
+        for index, vector in enumerate(v):
+            group = index % 3  # vector i of the flattened runs is group i mod G
+            for j in range(g.shape[1]):
+                if (columns[read.block] + j) // width == group:
+                    rows = vector[read.x_start:read.x_start + read.rows]
+                    want += read.reads * float(np.sum(rows**2 * g[:, j]))
+    assert executor.read_power == pytest.approx(want, rel=1e-6)  # the executor's voltages are float32

@@ -219,16 +219,18 @@ def test_hand_worked_cost_of_three_reads_and_counted_events_agree(tmp_path) -> N
     """tiny with reads = 3: two regions on array 0, read one after the other, each 3 x (t_mvm 100 ns + 2 ADC
     rounds x 10 ns) = 360 ns: 720 ns. Digital: max |x| 2 + subtract 2 + sum 2 + divide 2 + scale 2, and per
     copy half (3 - 1) x 2 additions + 2 divisions for the mean of the reads: 22 ops x 10 ns at 100 MHz.
-    Energy: 3 reads x 2 halves x 4 devices x 0.01 pJ, 3 x 2 x 2 ADC conversions x 2 pJ, and the DACs once:
-    2 halves x 2 rows x 0.5 pJ."""
+    Energy: 3 reads of every device at full scale (no data), 0.25^2 V^2 x (700 + 550) uS x 100 ns = 7.8125 pJ
+    each, 3 x 2 x 2 ADC conversions x 2 pJ, the DACs once: 2 halves x 2 rows x 0.5 pJ, and 22 digital ops x
+    0.9 pJ."""
     program = tiny(tmp_path, 3)
     cost = estimate_cost(program)
     assert cost.analog_ns == 720.0
     assert cost.digital_cycles == 22 and cost.latency_ns == 940.0 and cost.cycles_per_inference == 94.0
-    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 0.24, "adc": 24.0, "dac": 2.0})
+    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 23.4375, "adc": 24.0, "dac": 2.0,
+                                                      "digital": 19.8})
     one = estimate_cost(tiny(tmp_path, 1))
     assert (one.analog_ns, one.digital_cycles) == (240.0, 10)
-    assert one.energy_breakdown_pJ == pytest.approx({"device_reads": 0.08, "adc": 8.0, "dac": 2.0})
+    assert one.energy_breakdown_pJ == pytest.approx({"device_reads": 7.8125, "adc": 8.0, "dac": 2.0, "digital": 9.0})
     data = Dataset("d", np.array([[1, -1], [-1, 1]], F), np.array([0, 1]))
     counted = simulate(program, [data]).counted
     assert (counted.reads, counted.adc_conversions, counted.dac_conversions, counted.device_reads) == (6, 12, 4, 24)

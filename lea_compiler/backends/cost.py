@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
@@ -31,6 +33,7 @@ class EventCounts:
     device_reads: float = 0.0
     digital_ops: float = 0.0
     analog_ns: float = 0.0
+    device_read_pJ: dict[str, float] = field(default_factory=dict)  # per crossbar layer: sum V^2 G t of its reads
 
 
 class DigitalCounter:
@@ -117,6 +120,8 @@ class CostModel:
     program_time_s: float
     program_energy_uJ: float
     applications: dict[str, int] = field(default_factory=dict)
+    energy_by_layer_pJ: dict[str, dict[str, float]] = field(default_factory=dict)
+    device_energy: str = "full scale"  # how `device_reads` was found: "full scale" or "measured" (`estimate_cost`)
 
 
 def _applications(program: Program) -> dict[str, int]:
@@ -152,6 +157,23 @@ def _digital_elements(program: Program) -> int:
     return total
 
 
+def read_energy_pJ(read_power_V2uS: float, periphery: Periphery) -> float:
+    """The energy (pJ) the devices dissipate over reads of `t_mvm_ns` each: sum_ij V_i^2 G_ij t, with V in volts
+    and G in uS (V^2 uS ns = 1e-15 J = 1e-3 pJ)."""
+    return read_power_V2uS * periphery.t_mvm_ns * 1e-3
+
+
+def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
+    """sum_ij V_i^2 G_ij N over one application's reads with every row at the full read voltage `v_read` and
+    the conductances the Program programs (stuck values where it skipped a device): the device-read power the
+    analytic model charges without data (an upper bound of the DAC's voltages; `leac simulate` measures it).
+    A grouped layer's run drives each column's devices once, with its group's vector, so the bound is the same."""
+    levels = schedule.levels_uS
+    total = sum(read.reads * float(np.sum(schedule.arrays[read.array].conductance(read, levels)))
+                for read, _ in plan.reads)
+    return plan.scale.v_read_V ** 2 * total
+
+
 def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tuple[float, float]:
     """Time (s) and energy (uJ) of programming: each pulse takes `t_write_pulse_ns` and `e_write_pulse_pJ`,
     each verify device read `t_mvm_ns` and `e_device_read_pJ + e_adc_pJ`; devices one after the other."""
@@ -160,24 +182,40 @@ def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tu
             (pulses * p.e_write_pulse_pJ + device_reads * (p.e_device_read_pJ + p.e_adc_pJ)) * 1e-6)
 
 
-def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None) -> CostModel:
+def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None,
+                  device_read_pJ: Mapping[str, float] | None = None) -> CostModel:
     """The analytic cost model of one inference and of programming (docs/simulator.md), of the Program's
-    schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`."""
+    schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`.
+
+    Energy per component (device reads, ADC, DAC, digital) and per crossbar layer (`energy_by_layer_pJ`; the
+    digital energy of the non-crossbar nodes is in the total only). A layer's device-read energy is
+    `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`: sum V^2 G t over the
+    applied voltages and the simulated chip's conductances), else every row at the full read voltage on the
+    programmed conductances (`full_scale_read_power`)."""
     chip = chip or program.chip
     schedule = schedule or schedule_of(program)
     p = chip.periphery
     apps = _applications(program)
     analog_ns = 0.0
     digital = float(_digital_elements(program))
-    energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0}
+    energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0, "digital": digital * p.e_digital_op_pJ}
+    by_layer: dict[str, dict[str, float]] = {}
     for name, plan in schedule.layers.items():
         cost = layer_cost(plan, p)
         n = apps[name]
         analog_ns += cost.analog_ns * n
         digital += cost.digital_ops * n
-        energy["device_reads"] += cost.device_reads * n * p.e_device_read_pJ
-        energy["adc"] += cost.adc_conversions * n * p.e_adc_pJ
-        energy["dac"] += cost.dac_conversions * n * p.e_dac_pJ
+        measured = device_read_pJ.get(name) if device_read_pJ is not None else None
+        layer = {
+            "device_reads": measured if measured is not None
+            else read_energy_pJ(full_scale_read_power(plan, schedule), p) * n,
+            "adc": cost.adc_conversions * n * p.e_adc_pJ,
+            "dac": cost.dac_conversions * n * p.e_dac_pJ,
+            "digital": cost.digital_ops * n * p.e_digital_op_pJ,
+        }
+        by_layer[name] = layer
+        for key, value in layer.items():
+            energy[key] += value
     clock_ns = 1e3 / p.clock_MHz
     latency = analog_ns + digital * clock_ns
     pulses = schedule.program_pulses
@@ -194,4 +232,6 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         program_time_s=time_s,
         program_energy_uJ=energy_uJ,
         applications=apps,
+        energy_by_layer_pJ=by_layer,
+        device_energy="measured" if device_read_pJ is not None else "full scale",
     )

@@ -54,6 +54,7 @@ from lea_compiler.backends.cost import (
     estimate_cost,
     layer_cost,
     programming_cost,
+    read_energy_pJ,
 )
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import PULSE, Chip
@@ -158,7 +159,11 @@ class CrossbarLayer:
         (`CrossbarExecutor.forward`), with the events counted; a grouped layer's x is (..., groups, inputs) and
         its y (..., cols), each column computed from its own group's vector only (the columns the records
         convert), one application per run of `groups` vectors."""
+        before = self.executor.read_power
         y = self.executor.forward(x, rng, threads, noise=noise)
+        name = self.plan.name
+        counts.device_read_pJ[name] = counts.device_read_pJ.get(name, 0.0) + read_energy_pJ(
+            self.executor.read_power - before, self.chip.periphery)
         applications = int(np.prod(x.shape[:-1], dtype=np.int64)) // self.plan.start.groups
         cost = self.cost
         counts.reads += cost.reads * applications
@@ -264,6 +269,8 @@ class Report:
             "throughput_per_s": c.throughput_per_s,
             "energy_pJ_per_inference": c.energy_pJ_per_inference,
             "energy_breakdown_pJ": c.energy_breakdown_pJ,
+            "energy_by_layer_pJ": c.energy_by_layer_pJ,
+            "device_energy": c.device_energy,
             "program_pulses": c.program_pulses,
             "program_time_s": c.program_time_s,
             "program_energy_uJ": c.program_energy_uJ,
@@ -423,9 +430,12 @@ def simulate(
         for field_name in ("reads", "adc_conversions", "dac_conversions", "device_reads", "digital_ops",
                            "analog_ns"):
             setattr(counts, field_name, getattr(counts, field_name) / samples_total)
+        counts.device_read_pJ = {name: value / samples_total for name, value in counts.device_read_pJ.items()}
     layer_error = {name: math.sqrt(squared[name] / reference_sq[name]) if reference_sq[name] > 0 else 0.0
                    for name in mvm_values}
-    cost = estimate_cost(program, sim_chip, schedule)
+    cost = estimate_cost(program, sim_chip, schedule,
+                         device_read_pJ={name: counts.device_read_pJ.get(name, 0.0) for name in layers}
+                         if samples_total else None)
     program_failed = None
     done = program.extra.get("programming") if program.as_programmed else None
     if isinstance(done, dict) and isinstance(done.get("cost"), dict):  # what programming the chip cost

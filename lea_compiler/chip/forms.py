@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lea_compiler.chip.fields import FORMAT, STUCK_HIGH, STUCK_LOW, VERSION, fields_of
-from lea_compiler.chip.parts import Array, Defect
+from lea_compiler.chip.fields import FORMAT, OPTIONAL_PERIPHERY, STUCK_HIGH, STUCK_LOW, VERSION, fields_of
+from lea_compiler.chip.parts import Array, Defect, Periphery
 from lea_compiler.chip.store import DefectTable
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ def _defect_json(d: Defect) -> dict[str, Any]:
     return out
 
 
+DEFAULT_PERIPHERY = Periphery()
+
+
 def chip_to_json(chip: Chip) -> dict[str, Any]:
     """The chip as a JSON-ready dict, keys in the spec's order, models written out in full (`programming` only
     when it is not the default)."""
@@ -60,7 +63,11 @@ def _chip_json_head(chip: Chip) -> dict[str, Any]:
     if not programming.is_default:  # a chip without it keeps the text and fingerprint it always had
         device["programming"] = programming.to_json()
     out["device"] = device
-    out["periphery"] = fields_of(chip.periphery)
+    periphery = fields_of(chip.periphery)
+    for key in OPTIONAL_PERIPHERY:
+        if periphery[key] == getattr(DEFAULT_PERIPHERY, key):  # a file without it keeps its text and fingerprint
+            del periphery[key]
+    out["periphery"] = periphery
     if chip.grid:
         first = chip.arrays[0]
         out["arrays"] = {"count": len(chip.arrays), "rows": first.rows, "cols": first.cols}

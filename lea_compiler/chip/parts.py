@@ -168,6 +168,7 @@ class Periphery:
     e_adc_pJ: float = 2.0
     e_dac_pJ: float = 0.5
     e_write_pulse_pJ: float = 10.0
+    e_digital_op_pJ: float = 0.9  # a 32-bit float add at 45 nm (Horowitz, ISSCC 2014; docs/chip-format.md)
 
     def __post_init__(self) -> None:
         for name, kind in PERIPHERY_KINDS.items():

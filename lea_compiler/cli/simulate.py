@@ -184,7 +184,12 @@ def print_report(r: dict[str, Any]) -> None:
     e = r["energy_breakdown_pJ"]
     print(f"per inference: {r['cycles_per_inference']:.0f} cycles, latency {r['latency_ns'] / 1e3:.2f} us, "
           f"{r['throughput_per_s']:.0f} inferences/s, {r['energy_pJ_per_inference']:.1f} pJ "
-          f"(device reads {e['device_reads']:.1f}, ADC {e['adc']:.1f}, DAC {e['dac']:.1f})")
+          f"(device reads {e['device_reads']:.1f}, ADC {e['adc']:.1f}, DAC {e['dac']:.1f}, "
+          f"digital {e['digital']:.1f})")
+    layers = ", ".join(f"{printable(k)} {sum(v.values()):.1f} ({v['device_reads']:.1f} + {v['adc']:.1f} + "
+                       f"{v['dac']:.1f} + {v['digital']:.1f})" for k, v in r["energy_by_layer_pJ"].items())
+    print(f"energy per crossbar layer, pJ (device reads + ADC + DAC + digital; device reads "
+          f"{r['device_energy']}): {layers}")
     print(f"programming: {r['program_pulses']} write-verify pulses, {1e3 * r['program_time_s']:.2f} ms, "
           f"{r['program_energy_uJ']:.3f} uJ")
 

@@ -117,6 +117,31 @@ class CrossbarExecutor:
         self._layout = self._lay_out()
         self._prepared: list[_RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
+        self.row_conductance = self._row_conductance()
+        self.read_power = 0.0  # sum over the vectors run of sum_ij V_i^2 G_ij, in V^2 uS (`read_power_of`)
+
+    def _row_conductance(self) -> np.ndarray:
+        """Per row of the layer's augmented input: the conductance its reads put on it, sum_j G_ij over every
+        read's region columns, times the read's N reads, (rows,); a grouped layer's (G, rows), group g's columns
+        only (a run's vector g drives only the devices of group g's columns, `cost.layer_cost`)."""
+        total = np.zeros((self.groups, self.rows))
+        for (r0, r1, _, _, c0, _), g, reads in zip(self._layout, self.conductances, self.reads, strict=True):
+            g = np.asarray(g, dtype=np.float64)
+            if self.groups == 1:
+                total[0, r0:r1] += reads * g.sum(axis=1)
+                continue
+            columns = np.arange(c0, c0 + g.shape[1])
+            width = group_width(self.cols, self.groups)
+            per_group = np.zeros((self.groups, g.shape[0]))
+            np.add.at(per_group, columns // width, g.T)  # each column's devices to its group
+            total[:, r0:r1] += reads * per_group
+        return total[0] if self.groups == 1 else total
+
+    def read_power_of(self, v: np.ndarray) -> float:
+        """sum over the vectors (or runs) of sum_ij V_i^2 G_ij N_read, in V^2 uS, for the DAC voltages v
+        (n, rows), or (n, G, rows) runs: times the read time it is the energy the devices dissipate."""
+        squared = np.square(v, dtype=np.float64).sum(axis=0)
+        return float(np.sum(squared * self.row_conductance))
 
     def _lay_out(self) -> list[tuple[int, int, int, int, int, int]]:
         """Per read: its row band [r0, r1) of the layer's augmented input, polarity, copy slot, columns [c0, c1).
@@ -228,6 +253,7 @@ class CrossbarExecutor:
             v = np.round(v * np.float32(dac)) * np.float32(self.v_read / dac)
         if groups > 1:  # (runs, G, rows): a chunk's rows are runs
             v = vector_runs(v, groups)
+        self.read_power += self.read_power_of(v)
         out = np.zeros((v.shape[0], self.cols), np.float32)
         bands = self._bands()
         samples = v.shape[0]

@@ -79,7 +79,9 @@ def test_hand_worked_cost_and_counted_events_agree(tmp_path) -> None:
     assert cost.analog_ns == 240.0
     # digital: the input's max |x| 2 + subtract 2 + sum 2 + divide 2 + scale 2 = 10 ops at 100 MHz
     assert cost.digital_cycles == 10 and cost.latency_ns == 340.0 and cost.cycles_per_inference == 34.0
-    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 0.08, "adc": 8.0, "dac": 2.0})
+    # device reads at full scale (no data): 0.25^2 V^2 x (280 + 100 + 100 + 250 + 100 + 250 + 100 + 100) uS x
+    # 100 ns = 8 pJ; digital: 10 ops x 0.9 pJ
+    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 8.0, "adc": 8.0, "dac": 2.0, "digital": 9.0})
     # levels programmed: G+ [[-, 0], [0, 1]], G- [[0, 1], [0, 0]] -> pulses (level + 1) = 1+1+2 + 1+2+1+1
     assert cost.program_pulses == 9
     report = simulate(program, [data])
@@ -270,6 +272,12 @@ def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> Non
         for key, value in whole[exact].items():
             if key == "layer_output_error":
                 assert chunked[key] == pytest.approx(value, rel=1e-4)
+            elif key in ("energy_pJ_per_inference", "energy_breakdown_pJ"):  # sums of V^2 G t in other orders
+                assert chunked[key] == pytest.approx(value, rel=1e-12), key
+            elif key == "energy_by_layer_pJ":
+                assert chunked[key].keys() == value.keys()
+                for name, layer in value.items():
+                    assert chunked[key][name] == pytest.approx(layer, rel=1e-12), (key, name)
             elif key != "seconds":
                 assert chunked[key] == value, key
 
