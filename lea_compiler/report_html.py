@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from lea_compiler.datasets import Dataset
 from lea_compiler.errors import UsageError
 from lea_compiler.plot_placement import DEFAULT_PER_PAGE, PlacementPicture, placed_halves, render_placement
 from lea_compiler.program import Program
+from lea_compiler.program.checks import is_finite_number
 from lea_compiler.tables import printable
 
 logger = logging.getLogger(__name__)
@@ -130,21 +130,11 @@ def _e(value: object) -> str:
     return html.escape(printable(value), quote=True)
 
 
-def _is_real(value: object) -> bool:
-    """A real number a float can hold (an int past float's range is shown as text)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
 def _pct(value: object, digits: int = 1) -> str:
     """A fraction as a percentage; None as a dash; anything else (never from leac) as escaped text."""
     if value is None:
         return "&ndash;"
-    if not _is_real(value):
+    if not is_finite_number(value):
         return _e(value)
     return f"{100 * float(value):.{digits}f}%"  # type: ignore[arg-type]
 
@@ -154,7 +144,7 @@ def _num(value: object, unit: str = "", digits: int = 3) -> str:
     anything else (never from leac) as escaped text."""
     if value is None:
         return "&ndash;"
-    if not _is_real(value):
+    if not is_finite_number(value):
         text = _e(value)
     elif isinstance(value, numbers.Integral) or abs(value) >= 1000:  # type: ignore[arg-type]
         text = f"{value:,.0f}"

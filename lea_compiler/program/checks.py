@@ -34,7 +34,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
-def _is_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     """A finite int or float (JSON gives ints of any size: one past float's range is not a number leac uses)."""
     if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool | np.bool_):
         return False
@@ -202,7 +202,7 @@ def _programming_problems(value: Any) -> list[str]:
         return ["extra.programming must hold chip.fingerprint (a string) and cost (an object)"]
     counts: list[Any] = [cost.get(key) for key in ("pulses", "failed")]
     figures: list[Any] = [cost.get(key) for key in ("time_s", "energy_uJ")]
-    if not (all(_is_int(v) and v >= 0 for v in counts) and all(_is_number(v) and v >= 0 for v in figures)):
+    if not (all(_is_int(v) and v >= 0 for v in counts) and all(is_finite_number(v) and v >= 0 for v in figures)):
         return ["extra.programming.cost must hold pulses and failed (integers >= 0), time_s and energy_uJ "
                 "(numbers >= 0)"]
     return []
@@ -226,9 +226,10 @@ def _placement_problems(placement: dict[str, Any]) -> list[str]:
     problems = [f"placement.{key} must be a string, got {_shown(placement[key])}" for key in _PLACEMENT_TEXTS
                 if placement.get(key) is not None and not isinstance(placement[key], str)]
     problems += [f"placement.{key} must be a finite number, got {_shown(placement[key])}"
-                 for key in _PLACEMENT_NUMBERS if placement.get(key) is not None and not _is_number(placement[key])]
+                 for key in _PLACEMENT_NUMBERS
+                 if placement.get(key) is not None and not is_finite_number(placement[key])]
     gap = placement.get("gap")
-    if gap is not None and not (_is_number(gap) and gap >= 0):
+    if gap is not None and not (is_finite_number(gap) and gap >= 0):
         problems.append(f"placement.gap must be a finite number >= 0, got {_shown(gap)}")
     copies = placement.get("copies")
     if copies is not None and not (_is_int(copies) and copies >= 0):
@@ -266,17 +267,17 @@ def _allocation_problems(value: Any, layer_names: set[str]) -> list[str]:
         if (required or key in value) and not (_is_int(value.get(key)) and value[key] >= 0):
             problems.append(f"{where}.{key} must be an integer >= 0, got {_shown(value.get(key))}")
     for key, required in _ALLOCATION_FIGURES.items():
-        if (required or key in value) and not (_is_number(value.get(key)) and value[key] >= 0):
+        if (required or key in value) and not (is_finite_number(value.get(key)) and value[key] >= 0):
             problems.append(f"{where}.{key} must be a finite number >= 0, got {_shown(value.get(key))}")
     agreement: Any = value.get("predicted_agreement")
-    if not (_is_number(agreement) and 0 <= agreement <= 1):
+    if not (is_finite_number(agreement) and 0 <= agreement <= 1):
         problems.append(f"{where}.predicted_agreement must be a number in 0..1, got {_shown(agreement)}")
     if not isinstance(value.get("status"), str):
         problems.append(f"{where}.status must be a string, got {_shown(value.get('status'))}")
     for key in _ALLOCATION_SERIES:
         series = value.get(key)
         if not (isinstance(series, dict) and all(
-                name in layer_names and isinstance(values, list) and all(_is_number(v) for v in values)
+                name in layer_names and isinstance(values, list) and all(is_finite_number(v) for v in values)
                 for name, values in series.items())):
             problems.append(f"{where}.{key} must be an object of the Program's layer names -> lists of finite "
                             "numbers")
@@ -318,7 +319,7 @@ def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[
         problems.append(f"{where}: quantization is not a JSON object")
     if not _float_vector(layer.scale, layer.cols, positive=True):
         problems.append(f"{where}: the scale is not {layer.cols} positive numbers")
-    if layer.input_full_scale is not None and not (_is_number(layer.input_full_scale)
+    if layer.input_full_scale is not None and not (is_finite_number(layer.input_full_scale)
                                                    and layer.input_full_scale > 0):
         problems.append(f"{where}: input_full_scale {layer.input_full_scale!r} is not a positive number")
     if (layer.column_gain is None) != (layer.column_offset is None):
@@ -376,7 +377,7 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
             and selection.shape == (layer.alpha, shape[1]) and np.all(selection.sum(axis=0) == layer.beta)):
         problems.append(f"the selection does not pick beta = {layer.beta} of the alpha = {layer.alpha} copies "
                         "for every column")
-    if block.adc_full_scale_uA is not None and not (_is_number(block.adc_full_scale_uA)
+    if block.adc_full_scale_uA is not None and not (is_finite_number(block.adc_full_scale_uA)
                                                     and block.adc_full_scale_uA > 0):
         problems.append(f"adc_full_scale_uA {block.adc_full_scale_uA!r} is not a positive number")
     if not isinstance(block.copies, tuple) or len(block.copies) != layer.alpha:
@@ -392,7 +393,7 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
             why = _int_matrix(half.levels, shape, -1, top)
             if why:
                 problems.append(f"copy {number} {polarity}: the levels {why}")
-            if not _is_number(half.cost_uS):
+            if not is_finite_number(half.cost_uS):
                 problems.append(f"copy {number} {polarity}: cost_uS {half.cost_uS!r} is not a number")
             why = _conductance_matrix(half.programmed_uS, shape)
             if why:
