@@ -63,7 +63,7 @@ from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_da
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.program import Program
-from lea_compiler.programming.devices import write_devices
+from lea_compiler.programming.devices import gaussian_write, write_devices
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
 from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
@@ -102,9 +102,7 @@ class CrossbarLayer:
         self.read_noise = 0.0 if ideal else device.read_noise_uS
         self.write = write or (default_tolerance_uS(device.levels_uS), DEFAULT_MAX_PULSES)
         self.programmed = ProgrammingCounts()
-        maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        conductances = [self._conductance(read, schedule, maps, rng, device.write_noise_uS)
-                        for read, _ in plan.reads]
+        conductances = self._conductances(schedule, rng, device.write_noise_uS)
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
                                          adc_bits=periphery.adc_bits, read_noise_uS=self.read_noise,
@@ -127,8 +125,46 @@ class CrossbarLayer:
     def x_fs(self, value: float | None) -> None:
         self.executor.x_fs = value
 
+    def _conductances(self, schedule: Schedule, rng: np.random.Generator, sigma: float) -> list[np.ndarray]:
+        """What every read's region holds when it is read, in read order: the devices programmed (write noise,
+        or write-verify pulse by pulse), with the simulated chip's stuck devices at their stuck conductance.
+
+        With the default programming model all of the layer's regions are programmed at once
+        (`_written_with_noise`); each region's write noise is the slice of one draw that the region-by-region
+        draws in read order give, so the values are the same as drawing region by region."""
+        reads = [read for read, _ in self.plan.reads]
+        per_region = (self.ideal or self.chip.device.programming.model == PULSE
+                      or any(schedule.arrays[read.array].programmed_uS is not None for read in reads))
+        if not per_region:
+            return self._written_with_noise(reads, schedule, rng, sigma)
+        maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        return [self._conductance(read, schedule, maps, rng, sigma) for read in reads]
+
+    def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator,
+                            sigma: float) -> list[np.ndarray]:
+        """The regions of `reads` programmed to their levels with write noise N(0, sigma) (`write_noise`), and
+        the simulated chip's stuck devices at their stuck conductance, every region in one pass."""
+        windows = [region_window(read) for read in reads]
+        maps = self.chip.stuck_maps(read.array for read in reads)
+        if not reads:
+            return []
+        level = np.concatenate([schedule.arrays[read.array].level[window].ravel()
+                                for read, window in zip(reads, windows, strict=True)])
+        state = np.concatenate([maps[read.array][0][window].ravel() for read, window in zip(reads, windows,
+                                                                                            strict=True)])
+        stuck_g = np.concatenate([maps[read.array][1][window].ravel() for read, window in zip(reads, windows,
+                                                                                              strict=True)])
+        levels = schedule.levels_uS
+        programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])  # a skipped device: lowest
+        g = np.where(state != 0, stuck_g, write_noise(programmed, rng, sigma))
+        bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
+        return [g[lo:hi].reshape(read.rows, read.cols)
+                for read, lo, hi in zip(reads, bounds[:-1], bounds[1:], strict=True)]
+
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator, sigma: float) -> np.ndarray:
+        """One read's region as `_conductances` gives it (ideal devices, an as-programmed Program, or
+        write-verify pulse by pulse)."""
         program = schedule.arrays[read.array]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
@@ -149,9 +185,7 @@ class CrossbarLayer:
             self.programmed.add(done.pulses, done.verify_reads, done.failed)
             return np.where(state != 0, g, noisy)
         programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
-        noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if sigma > 0 else programmed
-        noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
-        return np.where(state != 0, g, noisy)
+        return np.where(state != 0, g, write_noise(programmed, rng, sigma))
 
     def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts, threads: int = 1, *,
                 noise: NoiseSpan | None = None) -> Array:
@@ -173,6 +207,13 @@ class CrossbarLayer:
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
         return y.astype(x.dtype)
+
+
+def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Devices programmed to `programmed` (uS) as the default model leaves them (`programming.devices.
+    gaussian_write`: target + N(0, sigma), drawn in C order, never below 0); without write noise nothing is
+    drawn."""
+    return gaussian_write(programmed, rng, sigma) if sigma > 0 else np.maximum(programmed, 0.0)
 
 
 @dataclass

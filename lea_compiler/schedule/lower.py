@@ -149,12 +149,14 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
             programmed[half.array][window] = half.programmed_uS
     owners = occupancy.owner
     arrays = {}
+    skips = {array_id: level == SKIPPED for array_id, level in levels.items()}
+    maps = program.chip.stuck_maps(array_id for array_id in sorted(levels) if skips[array_id].any())
     for array_id in sorted(levels):
         level = levels[array_id]
-        skipped = level == SKIPPED
-        if skipped.any():
-            g_uS = np.nan_to_num(program.chip.stuck_map(array_id)[1])
-            arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped, g_uS, 0.0),
+        skipped = skips[array_id]
+        if array_id in maps:
+            g_uS = maps[array_id][1]
+            arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped & ~np.isnan(g_uS), g_uS, 0.0),
                                             np.where(skipped, targets[array_id], 0),
                                             None if programmed is None else programmed[array_id])
         else:

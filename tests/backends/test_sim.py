@@ -26,6 +26,7 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
+from lea_compiler.schedule.plan import schedule_of
 from tests.helpers import cnn_model, loop_model, make_model, mlp_model, swap_embedded_model, ternarize
 
 F = np.float32
@@ -382,3 +383,32 @@ def test_new_digital_ops_simulate_count_and_emit(tmp_path) -> None:
     assert validate_board(board) == []
     ops = [r.op_type for r in read_board(board).of(Digital)]
     assert {"Erf", "Split", "Max", "Pad", "Slice", "Elu", "ReduceMax"} <= set(ops)
+
+
+def test_programming_every_region_at_once_draws_what_region_by_region_draws(tmp_path) -> None:
+    """The default programming model programs a layer's regions in one pass (`CrossbarLayer._conductances`):
+    each region holds what programming the regions one by one in read order gives, by hand here: its levels
+    (a skipped device at the lowest), plus N(0, sigma) drawn from the layer's generator region after region,
+    clipped at 0, and the simulated chip's stuck devices at their stuck conductance; the generator is left
+    where the one-by-one draws leave it."""
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model((9, 11, 3)), path)
+    chip = synth_chip(arrays=60, rows=4, cols=5, stuck_high=0.1, stuck_low=0.05, dead_rows=0.05, seed=2)
+    program = compile_model(path, chip, CompileOptions(k=2, placer="greedy")).program
+    schedule = schedule_of(program)
+    sigma = chip.device.write_noise_uS
+    levels = schedule.levels_uS
+    for name, plan in schedule.layers.items():
+        layer = CrossbarLayer(plan, schedule, chip, rng := np.random.default_rng(7), ideal=False,
+                              exact_read_noise=False)
+        by_hand = np.random.default_rng(7)
+        assert len(plan.reads) > 4, name
+        for (read, _), got in zip(plan.reads, layer.executor.conductances, strict=True):
+            window = (slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols))
+            level = schedule.arrays[read.array].level[window]
+            state, stuck = chip.stuck_map(read.array)
+            want = np.maximum(np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
+                              + by_hand.normal(0.0, sigma, size=level.shape), 0.0)
+            want = np.where(state[window] != 0, stuck[window], want)
+            np.testing.assert_array_equal(got, want)
+        assert rng.integers(1 << 62) == by_hand.integers(1 << 62)
