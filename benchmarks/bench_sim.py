@@ -10,12 +10,18 @@ bias, tanh between layers) timed in the same run with the same threads:
 
 - products alone: x @ G of every row block, copy and polarity, tanh between (the floor of a simulation that
   keeps the ADC per column read);
+- read-noise draws alone: the Gaussian draws the forward makes (`schedule.execute.gaussian`, one per column
+  current: samples x row blocks x 2 k columns), in chunks of the forward's size (its other floor: the ADC
+  digitises each noisy column current, so each needs its own draw);
 - crossbar forward: the graph run in the interpreter with every crossbar layer simulated (stuck devices, write
   noise, per-read noise, DAC, ADC), the devices programmed beforehand;
 - whole `simulate()`: `lea_compiler.backends.sim.simulate` on the data (programming the devices, the forward,
   the digital reference, the software baseline by onnxruntime, the cost model);
 - whole `leac simulate` process: `python -m lea_compiler simulate PROGRAM --data DATA --json` in a fresh
-  process with OMP/OPENBLAS threads set (wall time).
+  process with OMP/OPENBLAS threads set (wall time), of the tree the benchmark imports `lea_compiler` from.
+
+`PYTHONPATH=OTHER_TREE python benchmarks/bench_sim.py` measures another tree (e.g. a `git archive` of the
+commit before a change) with this script.
 
 The fastest of `--repeats` runs is kept (the machine is shared; the minimum is the least disturbed run).
 
@@ -40,14 +46,17 @@ import numpy as np
 from models import save_tanh_mlp
 from threadpoolctl import threadpool_limits
 
+import lea_compiler
 from lea_compiler import interpreter
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule import execute
 from lea_compiler.schedule.plan import schedule_of
 
 ROOT = Path(__file__).resolve().parents[1]
+TREE = Path(lea_compiler.__file__).resolve().parents[1]  # the tree under test
 SIZES = (784, 150, 10)
 ARRAYS = (128, 25)
 COPIES = (1, 6)
@@ -97,9 +106,22 @@ def crossbar_products(x: np.ndarray, layers: list[CrossbarLayer]) -> None:
         h = np.tanh(out) if i < len(layers) - 1 else out
 
 
+def noise_draws(layers: list[CrossbarLayer], samples: int) -> None:
+    """The read-noise draws of one forward over `samples` samples: per layer, one Gaussian per column current of
+    every row band (reads = 1), drawn in the forward's chunks."""
+    rng = np.random.default_rng(0)
+    for sim in layers:
+        executor = sim.executor
+        currents = 2 * executor.alpha * executor.cols
+        chunk = max(32, execute._CHUNK_CURRENTS // currents)
+        for _ in executor._bands():
+            for lo in range(0, samples, chunk):
+                execute.gaussian(rng, (min(chunk, samples - lo), currents))
+
+
 def process_seconds(program: Path, data: Path, threads: int, repeats: int) -> float:
     """Wall time of the fastest of `repeats` fresh `leac simulate` processes."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+    env = dict(os.environ, PYTHONPATH=str(TREE), OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     times = []
     for _ in range(repeats):
@@ -131,20 +153,21 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
         with threadpool_limits(limits=threads):
             ideal = best_of(ideal_forward, x, weights, biases, k, repeats=repeats)
             products = best_of(crossbar_products, x, layers, repeats=repeats)
+            noise = best_of(noise_draws, layers, len(x), repeats=repeats)
             forward = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels, repeats=repeats)
             whole = best_of(simulate, program, [data], seed=0, repeats=repeats)
         process = process_seconds(program_path, data_path, threads, max(1, repeats // 2))
         row = {"array": f"{size}x{size}", "k": k, "blas_threads": threads, "samples": len(x),
                "devices": program.devices_used, "regions": sum(len(p.reads) for p in schedule.layers.values()),
-               "ideal_numpy_s": ideal, "products_s": products, "crossbar_forward_s": forward,
+               "ideal_numpy_s": ideal, "products_s": products, "noise_draws_s": noise, "crossbar_forward_s": forward,
                "simulate_s": whole, "process_s": process}
-        for key in ("products", "crossbar_forward", "simulate", "process"):
+        for key in ("products", "noise_draws", "crossbar_forward", "simulate", "process"):
             row[f"{key}_ratio"] = row[f"{key}_s"] / ideal
         rows.append(row)
-        print(f"{size}x{size} k={k} threads={threads}: ideal {ideal * 1e3:.1f} ms; products {row['products_ratio']:.1f}x"
-              f"; forward {forward * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() "
-              f"{whole * 1e3:.1f} ms ({row['simulate_ratio']:.1f}x); process {process:.2f} s "
-              f"({row['process_ratio']:.0f}x)", flush=True)
+        print(f"{size}x{size} k={k} threads={threads}: ideal {ideal * 1e3:.1f} ms; products "
+              f"{row['products_ratio']:.1f}x; noise draws {row['noise_draws_ratio']:.1f}x; forward "
+              f"{forward * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() {whole * 1e3:.1f} ms "
+              f"({row['simulate_ratio']:.1f}x); process {process:.2f} s ({row['process_ratio']:.0f}x)", flush=True)
     return rows
 
 
@@ -155,6 +178,7 @@ def table(rows: list[dict[str, Any]], threads: int) -> str:
     lines = [f"| {threads} BLAS thread{'s' if threads > 1 else ''} | {head} |", "| --- |" + " --- |" * len(chosen),
              "| ideal numpy forward (ms) | " + " | ".join(f"{r['ideal_numpy_s'] * 1e3:.1f}" for r in chosen) + " |"]
     for key, label in (("products", "products alone (x @ G, both polarities)"),
+                       ("noise_draws", "read-noise draws alone (one per column current)"),
                        ("crossbar_forward", "crossbar forward, all non-idealities"),
                        ("simulate", "whole `leac.simulate()`"), ("process", "whole `leac simulate` process")):
         fmt = "{:.0f}x" if key == "process" else "{:.1f}x"
@@ -170,6 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
     rows: list[dict[str, Any]] = []
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = tmp / "mlp.onnx"
@@ -181,8 +206,10 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for threads in THREADS:
         print(table(rows, threads), end="\n\n")
-    print(f"peak memory {peak:.0f} MiB")
-    result = {"rows": rows, "peak_rss_MiB": peak, "samples": args.samples, "repeats": args.repeats}
+    print(f"peak memory {peak:.0f} MiB; tree {TREE}; load average {load[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
+    result = {"rows": rows, "peak_rss_MiB": peak, "samples": args.samples, "repeats": args.repeats,
+              "tree": str(TREE), "load_average": [load, os.getloadavg()]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
