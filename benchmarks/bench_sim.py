@@ -18,7 +18,11 @@ bias, tanh between layers) timed in the same run with the same threads:
 - whole `simulate()`: `lea_compiler.backends.sim.simulate` on the data (programming the devices, the forward,
   the digital reference, the software baseline by onnxruntime, the cost model);
 - whole `leac simulate` process: `python -m lea_compiler simulate PROGRAM --data DATA --json` in a fresh
-  process with OMP/OPENBLAS threads set (wall time), of the tree the benchmark imports `lea_compiler` from.
+  process with OMP/OPENBLAS threads set, of the tree the benchmark imports `lea_compiler` from.
+
+Wall and CPU time (user + system of the process, or of the child process) are both recorded. The ratios with
+one thread are of CPU times, which other jobs on a shared machine disturb less than wall times (with one BLAS
+thread, the CPU time of a run is its wall time on an idle machine); with two threads they are of wall times.
 
 `PYTHONPATH=OTHER_TREE python benchmarks/bench_sim.py` measures another tree (e.g. a `git archive` of the
 commit before a change) with this script.
@@ -83,14 +87,15 @@ def ideal_forward(x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndar
     return h
 
 
-def best_of(fn: Callable[..., Any], *args: Any, repeats: int, **kwargs: Any) -> float:
-    """Fastest of `repeats` calls of fn(*args, **kwargs), in seconds."""
-    times = []
+def best_of(fn: Callable[..., Any], *args: Any, repeats: int, **kwargs: Any) -> tuple[float, float]:
+    """The fastest of `repeats` calls of fn(*args, **kwargs): (wall seconds, CPU seconds of the process)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), min(cpu)
 
 
 def crossbar_products(x: np.ndarray, layers: list[CrossbarLayer]) -> None:
@@ -119,17 +124,20 @@ def noise_draws(layers: list[CrossbarLayer], samples: int) -> None:
                 execute.gaussian(rng, (min(chunk, samples - lo), currents))
 
 
-def process_seconds(program: Path, data: Path, threads: int, repeats: int) -> float:
-    """Wall time of the fastest of `repeats` fresh `leac simulate` processes."""
+def process_seconds(program: Path, data: Path, threads: int, repeats: int) -> tuple[float, float]:
+    """The fastest of `repeats` fresh `leac simulate` processes: (wall seconds, CPU seconds, user + system)."""
     env = dict(os.environ, PYTHONPATH=str(TREE), OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "lea_compiler", "simulate", str(program), "--data", str(data),
                         "--json"], env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return min(wall), min(cpu)
 
 
 def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, weights: list[np.ndarray],
@@ -157,17 +165,22 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
             forward = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels, repeats=repeats)
             whole = best_of(simulate, program, [data], seed=0, repeats=repeats)
         process = process_seconds(program_path, data_path, threads, max(1, repeats // 2))
-        row = {"array": f"{size}x{size}", "k": k, "blas_threads": threads, "samples": len(x),
-               "devices": program.devices_used, "regions": sum(len(p.reads) for p in schedule.layers.values()),
-               "ideal_numpy_s": ideal, "products_s": products, "noise_draws_s": noise, "crossbar_forward_s": forward,
-               "simulate_s": whole, "process_s": process}
+        row: dict[str, Any] = {"array": f"{size}x{size}", "k": k, "blas_threads": threads, "samples": len(x),
+                               "devices": program.devices_used,
+                               "regions": sum(len(p.reads) for p in schedule.layers.values())}
+        for key, (wall, cpu) in (("ideal_numpy", ideal), ("products", products), ("noise_draws", noise),
+                                 ("crossbar_forward", forward), ("simulate", whole), ("process", process)):
+            row[f"{key}_s"], row[f"{key}_cpu_s"] = wall, cpu
+        # one thread: CPU time, which other jobs on a shared machine disturb less; two: wall time
+        clock = "_cpu_s" if threads == 1 else "_s"
         for key in ("products", "noise_draws", "crossbar_forward", "simulate", "process"):
-            row[f"{key}_ratio"] = row[f"{key}_s"] / ideal
+            row[f"{key}_ratio"] = row[f"{key}{clock}"] / row[f"ideal_numpy{clock}"]
         rows.append(row)
-        print(f"{size}x{size} k={k} threads={threads}: ideal {ideal * 1e3:.1f} ms; products "
+        print(f"{size}x{size} k={k} threads={threads}: ideal {row['ideal_numpy' + clock] * 1e3:.1f} ms; products "
               f"{row['products_ratio']:.1f}x; noise draws {row['noise_draws_ratio']:.1f}x; forward "
-              f"{forward * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() {whole * 1e3:.1f} ms "
-              f"({row['simulate_ratio']:.1f}x); process {process:.2f} s ({row['process_ratio']:.0f}x)", flush=True)
+              f"{row['crossbar_forward' + clock] * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() "
+              f"{row['simulate' + clock] * 1e3:.1f} ms ({row['simulate_ratio']:.1f}x); process "
+              f"{row['process' + clock]:.2f} s ({row['process_ratio']:.0f}x)", flush=True)
     return rows
 
 
@@ -175,8 +188,10 @@ def table(rows: list[dict[str, Any]], threads: int) -> str:
     """The issue's table (ratios to the ideal numpy forward) for one thread count, as Markdown."""
     chosen = [r for r in rows if r["blas_threads"] == threads]
     head = " | ".join(f"{r['array'].replace('x', ' x ')}, k = {r['k']}" for r in chosen)
+    clock = "_cpu_s" if threads == 1 else "_s"
     lines = [f"| {threads} BLAS thread{'s' if threads > 1 else ''} | {head} |", "| --- |" + " --- |" * len(chosen),
-             "| ideal numpy forward (ms) | " + " | ".join(f"{r['ideal_numpy_s'] * 1e3:.1f}" for r in chosen) + " |"]
+             f"| ideal numpy forward ({'CPU' if threads == 1 else 'wall'} ms) | "
+             + " | ".join(f"{r['ideal_numpy' + clock] * 1e3:.1f}" for r in chosen) + " |"]
     for key, label in (("products", "products alone (x @ G, both polarities)"),
                        ("noise_draws", "read-noise draws alone (one per column current)"),
                        ("crossbar_forward", "crossbar forward, all non-idealities"),
