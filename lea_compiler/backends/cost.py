@@ -11,6 +11,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -124,6 +125,13 @@ class CostModel:
     peak_sample_holds: int = 0  # most reads one array's sample-and-hold keeps waiting for its ADCs
     peak_buffer_words: int = 0  # most converted values waiting for the digital unit
     timed_tasks: int = 0  # tasks the timeline timed
+
+
+def timing_json(cost: CostModel) -> dict[str, Any]:
+    """The timing keys of a report (docs/reports.md), from `estimate_cost`'s timeline."""
+    return {"period_ns": cost.period_ns, "bottleneck": cost.bottleneck, "layer_latency_ns": dict(cost.layer_latency_ns),
+            "busy_ns": dict(cost.busy_ns), "peak_sample_holds": cost.peak_sample_holds,
+            "peak_buffer_words": cost.peak_buffer_words}
 
 
 def _applications(program: Program) -> dict[str, int]:

@@ -160,6 +160,17 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def timing_text(r: dict[str, Any]) -> str:
+    """The timeline's lines of a report (`latency_ns` ... `peak_buffer_words`, docs/reports.md)."""
+    b = r["busy_ns"]
+    layers = ", ".join(f"{printable(k)} {v / 1e3:.2f}" for k, v in r["layer_latency_ns"].items())
+    return (f"latency per crossbar layer, us: {layers}\n"
+            f"busy time per inference, us (summed over the resources): DAC {b['dac'] / 1e3:.2f}, reads "
+            f"{b['read'] / 1e3:.2f}, ADC {b['adc'] / 1e3:.2f}, digital {b['digital'] / 1e3:.2f}; bottleneck "
+            f"{r['bottleneck']} ({r['period_ns'] / 1e3:.2f} us a sample); most waiting: {r['peak_sample_holds']} "
+            f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values")
+
+
 def print_report(r: dict[str, Any]) -> None:
     which = "the chip it was compiled for" if r["compiled_for_chip"] else "another chip than compiled for"
     mode = "ideal devices" if r["ideal"] else f"seed {r['seed']}"
@@ -183,9 +194,10 @@ def print_report(r: dict[str, Any]) -> None:
           f"on {r['arrays_used']} of {r['arrays_total']} arrays")
     e = r["energy_breakdown_pJ"]
     print(f"per inference: {r['cycles_per_inference']:.0f} cycles, latency {r['latency_ns'] / 1e3:.2f} us, "
-          f"{r['throughput_per_s']:.0f} inferences/s, {r['energy_pJ_per_inference']:.1f} pJ "
+          f"{r['throughput_per_s']:.0f} inferences/s pipelined, {r['energy_pJ_per_inference']:.1f} pJ "
           f"(device reads {e['device_reads']:.1f}, ADC {e['adc']:.1f}, DAC {e['dac']:.1f}, "
           f"digital {e['digital']:.1f})")
+    print(timing_text(r))
     layers = ", ".join(f"{printable(k)} {sum(v.values()):.1f} ({v['device_reads']:.1f} + {v['adc']:.1f} + "
                        f"{v['dac']:.1f} + {v['digital']:.1f})" for k, v in r["energy_by_layer_pJ"].items())
     print(f"energy per crossbar layer, pJ (device reads + ADC + DAC + digital; device reads "
