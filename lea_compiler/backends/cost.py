@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
 from lea_compiler.program import Program

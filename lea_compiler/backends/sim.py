@@ -52,10 +52,10 @@ from lea_compiler.backends.cost import (
     DigitalCounter,
     EventCounts,
     estimate_cost,
-    timing_json,
     layer_cost,
     programming_cost,
     read_energy_pJ,
+    timing_json,
 )
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import PULSE, Chip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -285,3 +287,64 @@ def test_estimate_cost_times_the_programs_schedule_and_simulate_reports_it(tmp_p
     report = simulate(program, [Dataset("d", np.array([[1, -1]], np.float32), np.array([0]))]).to_json()
     assert report["latency_ns"] == cost.latency_ns and report["throughput_per_s"] == cost.throughput_per_s
     assert report["layer_latency_ns"] == {"mm": cost.latency_ns} and report["bottleneck"] == cost.bottleneck
+
+
+# ------------------------------------------------------------------ leac simulate --timeline
+
+from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: E402, F401 - the fixture too
+
+
+def _program_and_data(tmp_path):
+    program = _program_on(tmp_path, t_dac_ns=5.0)
+    program.save(tmp_path / "p.leac")
+    np.savez(tmp_path / "d.npz", x=np.array([[1, -1], [-1, 1]], np.float32), y=np.array([0, 1]))
+    return tmp_path / "p.leac", tmp_path / "d.npz"
+
+
+def test_simulate_timeline_draws_the_gantt_chart(tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    import lea_compiler as leac
+    from lea_compiler.cli import main
+
+    program, data = _program_and_data(tmp_path)
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "latency per crossbar layer, us: mm" in capsys.readouterr().out
+    leac.simulate(program, str(data), timeline=tmp_path / "api.png")
+    assert (tmp_path / "api.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_simulate_timeline_refuses_what_is_not_a_regular_file(tmp_path, kind, unix_socket, capsys) -> None:  # noqa: F811
+    pytest.importorskip("matplotlib")
+    from lea_compiler.cli import main
+
+    program, data = _program_and_data(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    make, message = _kinds(unix_socket)[kind]
+    target = make(out / "t.png")
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "--timeline" in captured.err and captured.out == ""  # refused before work
+    assert _same_kind(target, kind) and os.listdir(out) == ["t.png"]
+
+
+def test_simulate_timeline_refusals_name_the_problem_and_write_nothing(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    from lea_compiler.cli import main
+
+    program, data = _program_and_data(tmp_path)
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(data)]) == 2
+    assert "--timeline" in capsys.readouterr().err and np.load(data)["x"].shape == (2, 2)  # the input kept
+    assert main(["simulate", str(program), str(program), "--data", str(data), "--timeline",
+                 str(tmp_path / "t.png")]) == 2
+    assert "--timeline goes with one Program, not with many" in capsys.readouterr().err
+    for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 2
+    assert "leac simulate --timeline needs the plot extra: pip install 'lea-compiler[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "t.png").exists()

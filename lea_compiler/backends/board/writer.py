@@ -21,9 +21,9 @@ import numpy as np
 from lea_compiler import __version__
 from lea_compiler.backends.board.records import (
     _PERIPHERY_KEYS,
-    OPTIONAL_PERIPHERY_KEYS,
     _PROGRAMMING_OPS,
     FORMAT,
+    OPTIONAL_PERIPHERY_KEYS,
     RECORD_TYPES,
     STATES,
     BoardArray,
