@@ -4,12 +4,12 @@ time of the event-driven timeline.
 
 Models: the README's main job (lea_compiler/data/yinyang_mlp.onnx on lea_compiler/data/paper_chip.json) and
 the digits CNN (examples/data/digits_cnn_float.onnx, calibrated on digits_calib_images.npz, as
-bench_allocation.py) on a synthetic paper-like chip of 400 arrays of 25 x 25 (2.5% stuck high, 0.5% low, seed
-0). Energy is
-`leac simulate`'s, measured over the first 200 test samples (device reads from V^2 G t). The ADC sweep recompiles
-at k = 3 with each `adcs_per_array` from 1 to the array width (25), with the default digital unit (1 lane) and
-with 16 lanes: the placement is the same (it does not depend on the periphery), the conversion rounds change. Wall time: `backends.cost.timeline_of` per Program, the
-best of 5 runs, and the tasks it timed.
+bench_allocation.py) on a synthetic paper-like chip of 400 arrays of 25 x 25 (2.5% stuck high, 0.5% low,
+seed 0). Energy is `leac simulate`'s, measured over the first 200 test samples (device reads from V^2 G t).
+The ADC sweep recompiles at k = 3 with each `adcs_per_array` from 1 to the array width (25), with the default
+digital unit (1 lane) and with 16 lanes: the placement is the same (it does not depend on the periphery), the
+conversion rounds change. Wall time: `backends.cost.timeline_of` per Program, the best of 5 runs,
+and the tasks it timed.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cost.py [--objectives error,latency]
 
@@ -25,7 +25,6 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from lea_runs import DATA, EXAMPLES, ROOT
@@ -49,7 +48,8 @@ def _models() -> dict[str, dict[str, Any]]:
                     "data": str(DATA / "yinyang_task1_test.npz"), "calibrate": None},
         "cnn": {"model": str(EXAMPLES / "digits_cnn_float.onnx"),
                 "chip": synth_chip(arrays=400, seed=0),
-                "data": str(EXAMPLES / "digits_test_images.npz"), "calibrate": str(EXAMPLES / "digits_calib_images.npz")},
+                "data": str(EXAMPLES / "digits_test_images.npz"),
+                "calibrate": str(EXAMPLES / "digits_calib_images.npz")},
     }
 
 
@@ -145,10 +145,11 @@ def _text(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], refused: list
         lines.append(f"  {r['model']} k={r['k']} {r['objective']}: {layers}")
     lines.append("")
     lines.append("adcs_per_array sweep at k = 3 (ADC energy = conversions x e_adc_pJ, the same for any ADC count):")
-    lines.append(f"{'model':8} {'objective':9} {'lanes':>5} {'adcs':>4} {'ADCs used':>9} {'latency us':>10} {'inf/s':>9} "
-                 f"{'bottleneck':>10} {'ADC busy us':>11} {'ADC pJ':>7}")
+    lines.append(f"{'model':8} {'objective':9} {'lanes':>5} {'adcs':>4} {'ADCs used':>9} {'latency us':>10} "
+                 f"{'inf/s':>9} {'bottleneck':>10} {'ADC busy us':>11} {'ADC pJ':>7}")
     for s in sweep:
-        lines.append(f"{s['model']:8} {s['objective']:9} {s['digital_lanes']:>5} {s['adcs_per_array']:>4} {s['adcs_total']:>9} "
+        lines.append(f"{s['model']:8} {s['objective']:9} {s['digital_lanes']:>5} {s['adcs_per_array']:>4} "
+                     f"{s['adcs_total']:>9} "
                      f"{s['latency_ns'] / 1e3:10.2f} {s['throughput_per_s']:9.0f} {s['bottleneck']:>10} "
                      f"{s['adc_busy_ns'] / 1e3:11.2f} {s['adc_energy_pJ']:7.1f}")
     for r in refused:
