@@ -1,6 +1,7 @@
 """The cost model of one inference and of programming a Program: the events a crossbar layer's reads cause
 (reads, DAC and ADC conversions, device reads, digital ops, analog time), counted per layer from the Program
-and the chip's periphery, and their cycles, latency and energy; docs/simulator.md gives the formulas.
+and the chip's periphery, and their energy; the latency, cycles and throughput of the event-driven timeline of the
+same records (`backends.timing`); docs/simulator.md gives the model.
 
 The simulator (`backends/sim.py`) counts the same events while it runs and reports them with this model.
 """

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import sys
 
 import numpy as np
+import onnx
 import pytest
+from onnx import helper
 
-from lea_compiler.backends.cost import layer_cost, layer_step
+import lea_compiler as leac
+from lea_compiler.backends.board import emit_board, read_board, validate_board
+from lea_compiler.backends.cost import estimate_cost, layer_cost, layer_step, timeline_of
+from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.backends.timing import DigitalStep, LayerStep, ReadJob, fifo, read_jobs, run_timeline
-from lea_compiler.chip import Periphery
-from lea_compiler.schedule.plan import LayerPlan
+from lea_compiler.chip import Array, Chip, DeviceModel, Periphery, load_chip
+from lea_compiler.chip.forms import chip_to_text
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule.plan import LayerPlan, schedule_of
 from lea_compiler.schedule.records import Accumulate, Combine, Convert, LayerStart, Read, Scale
+from tests.helpers import make_model
+from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: F401 - the fixture too
 
 # t_dac 5 ns, t_mvm 100 ns, t_adc 10 ns, a 100 MHz clock (10 ns), 8 digital lanes
 P = Periphery(t_dac_ns=5.0, t_mvm_ns=100.0, t_adc_ns=10.0, clock_MHz=100.0, digital_lanes=8, adcs_per_array=2)
@@ -185,14 +199,6 @@ def test_fifo_is_the_lindley_recursion() -> None:
 
 
 def _program_on(tmp_path, **periphery):
-    import onnx
-    from onnx import helper
-
-    from lea_compiler.chip import Array, Chip, DeviceModel
-    from lea_compiler.compiler import compile_model
-    from lea_compiler.pipeline import CompileOptions
-    from tests.helpers import make_model
-
     model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], {"x": (np.float32, ["N", 2])},
                        ["y"], {"W": np.array([[1, -1], [0, 1]], np.float32)})
     onnx.save(model, tmp_path / "mm.onnx")
@@ -203,26 +209,14 @@ def _program_on(tmp_path, **periphery):
 
 
 def test_the_new_periphery_fields_have_their_defaults_and_old_files_keep_their_bytes() -> None:
-    import json
-
-    from lea_compiler.chip import load_chip
-    from lea_compiler.chip.forms import chip_to_text
-
     paper = load_chip("lea_compiler/data/paper_chip.json")
     assert (paper.periphery.t_dac_ns, paper.periphery.digital_lanes) == (85.0, 1)
     with open("lea_compiler/data/paper_chip.json") as f:
         text = f.read()
     assert chip_to_text(paper) == text and "t_dac_ns" not in text  # a file without them: the defaults
     changed = Periphery(**{**paper.periphery.__dict__, "t_dac_ns": 2.0, "digital_lanes": 16})
-    written = json.loads(chip_to_text(dataclasses_replace(paper, periphery=changed)))["periphery"]
+    written = json.loads(chip_to_text(dataclasses.replace(paper, periphery=changed)))["periphery"]
     assert (written["t_dac_ns"], written["digital_lanes"]) == (2.0, 16)
-
-
-def dataclasses_replace(chip, **changes):
-    from lea_compiler.chip import Chip
-
-    return Chip(arrays=chip.arrays, defects=chip.defects, device=chip.device, name=chip.name,
-                **{"periphery": chip.periphery, **changes})
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -232,10 +226,6 @@ def dataclasses_replace(chip, **changes):
     ("digital_lanes", 2.5, "periphery.digital_lanes: 2.5"),
 ])
 def test_a_bad_new_periphery_field_is_refused_and_nothing_is_written(tmp_path, capsys, key, value, message) -> None:
-    import json
-
-    from lea_compiler.cli import main
-
     document = json.loads(open("lea_compiler/data/paper_chip.json").read())
     document["periphery"][key] = value
     (tmp_path / "bad.json").write_text(json.dumps(document))
@@ -247,10 +237,6 @@ def test_a_bad_new_periphery_field_is_refused_and_nothing_is_written(tmp_path, c
 
 
 def test_the_board_header_holds_the_new_fields_only_when_not_default_and_old_files_load(tmp_path) -> None:
-    import json
-
-    from lea_compiler.backends.board import emit_board, read_board, validate_board
-
     default = _program_on(tmp_path)
     emit_board(default, tmp_path / "d.jsonl")
     header = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
@@ -269,12 +255,8 @@ def test_the_board_header_holds_the_new_fields_only_when_not_default_and_old_fil
 
 
 def test_estimate_cost_times_the_programs_schedule_and_simulate_reports_it(tmp_path) -> None:
-    """y = x @ W on two arrays: G+ on one, G- on the other? The placement decides; whatever it chose, the
-    cost's latency is the timeline's, and `simulate` reports the same numbers."""
-    from lea_compiler.backends.cost import estimate_cost, timeline_of
-    from lea_compiler.backends.sim import Dataset, simulate
-    from lea_compiler.schedule.plan import schedule_of
-
+    """y = x @ W on a chip of two arrays: whether the placement put the G+ and G- regions on one array or on
+    two, the cost's latency is the timeline's, worked by hand for either case, and `simulate` reports it."""
     program = _program_on(tmp_path, t_dac_ns=5.0, digital_lanes=2)
     schedule = schedule_of(program)
     timing = timeline_of(program, schedule, program.chip.periphery)
@@ -291,8 +273,6 @@ def test_estimate_cost_times_the_programs_schedule_and_simulate_reports_it(tmp_p
 
 # ------------------------------------------------------------------ leac simulate --timeline
 
-from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: E402, F401 - the fixture too
-
 
 def _program_and_data(tmp_path):
     program = _program_on(tmp_path, t_dac_ns=5.0)
@@ -303,9 +283,6 @@ def _program_and_data(tmp_path):
 
 def test_simulate_timeline_draws_the_gantt_chart(tmp_path, capsys) -> None:
     pytest.importorskip("matplotlib")
-    import lea_compiler as leac
-    from lea_compiler.cli import main
-
     program, data = _program_and_data(tmp_path)
     assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 0
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -317,8 +294,6 @@ def test_simulate_timeline_draws_the_gantt_chart(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
 def test_simulate_timeline_refuses_what_is_not_a_regular_file(tmp_path, kind, unix_socket, capsys) -> None:  # noqa: F811
     pytest.importorskip("matplotlib")
-    from lea_compiler.cli import main
-
     program, data = _program_and_data(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
@@ -332,10 +307,6 @@ def test_simulate_timeline_refuses_what_is_not_a_regular_file(tmp_path, kind, un
 
 
 def test_simulate_timeline_refusals_name_the_problem_and_write_nothing(tmp_path, monkeypatch, capsys) -> None:
-    import sys
-
-    from lea_compiler.cli import main
-
     program, data = _program_and_data(tmp_path)
     assert main(["simulate", str(program), "--data", str(data), "--timeline", str(data)]) == 2
     assert "--timeline" in capsys.readouterr().err and np.load(data)["x"].shape == (2, 2)  # the input kept
