@@ -56,9 +56,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.chip import Chip
 from lea_compiler.errors import BadDataError, CompileError
 from lea_compiler.grouping import grouped_matmul, vector_runs
-from lea_compiler.chip import Chip
 from lea_compiler.ir import Graph, Node
 from lea_compiler.irdrop import region_map
 from lea_compiler.passes.encode import Encoded, EncodedCopy
