@@ -15,9 +15,13 @@ arrays with line resistance, with and without IR-drop-aware placement and compen
    driver or sense resistance. Every Program is simulated with --trials seeds; means and spreads over
    chips x trials.
 
-    python benchmarks/bench_ir_drop.py --chips 3 --trials 3
+5. `--clean`: instead of the above, each model on a chip without stuck devices or noise (calibrated, k = 3), with
+   ideal lines and with R ohm lines, aware: what IR drop leaves when nothing else competes with it in placement.
 
-Results go to benchmarks/results/ir_drop.json and .txt.
+    python benchmarks/bench_ir_drop.py --chips 3 --trials 3
+    python benchmarks/bench_ir_drop.py --clean --ohms 1.0 2.5
+
+Results go to benchmarks/results/ir_drop.json and .txt (ir_drop_clean.json and .txt with --clean).
 """
 
 from __future__ import annotations
@@ -157,6 +161,24 @@ def accuracy(model: str, ohms: list[float], chips: int, trials: int, time_limit:
     return runs
 
 
+def clean(models: list[str], ohms: list[float], time_limit: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """Accuracy and layer errors on a chip without stuck devices or noise, ideal lines and R ohm lines (aware)."""
+    rows, lines = [], ["chip without stuck devices or noise (16 arrays of 128 x 128), k = 3, --calibrate, aware:"]
+    for model in models:
+        onnx_path, data, calibration = MODELS[model]
+        chip = synth_chip(arrays=16, rows=128, cols=128, stuck_high=0.0, stuck_low=0.0, seed=0)
+        chip = dataclasses.replace(chip, device=dataclasses.replace(chip.device, write_noise_uS=0.0, read_noise_uS=0.0))
+        for ohm in [0.0, *ohms]:
+            lined = with_lines(chip, ohm)
+            program = compile_model(onnx_path, lined, CompileOptions(k=3, time_limit_s=time_limit),
+                                    calibrate_on=calibration).program
+            report = simulate(program, [load_data(data, program.graph)], seed=0, chip=lined)
+            rows.append({"model": model, "ohm": ohm, "accuracy": report.accuracy, "layer_error": report.layer_error})
+            errors = ", ".join(f"{name} {error:.3f}" for name, error in report.layer_error.items())
+            lines.append(f"  {model:4} {ohm:4.1f} ohm: {100 * report.accuracy:5.1f}%  layer errors {errors}")
+    return rows, lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chips", type=int, default=3)
@@ -164,8 +186,19 @@ def main() -> None:
     parser.add_argument("--ohms", type=float, nargs="+", default=[0.5, 1.0, 2.5])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=sorted(MODELS))
     parser.add_argument("--time-limit", type=float, default=5.0)
+    parser.add_argument("--clean", action="store_true", help="only the chip without stuck devices or noise")
     args = parser.parse_args()
     start = time.perf_counter()
+    command = " ".join(["python benchmarks/bench_ir_drop.py", *sys.argv[1:]])
+    if args.clean:
+        rows, lines = clean(args.models, args.ohms, args.time_limit)
+        text = "\n".join(lines)
+        print(text)
+        out = ROOT / "benchmarks" / "results" / "ir_drop_clean"
+        out.with_suffix(".txt").write_text(f"$ {command}\n{text}\n")
+        out.with_suffix(".json").write_text(json.dumps({"benchmark": "ir_drop_clean", "command": command,
+                                                        "rows": rows}, indent=1) + "\n")
+        return
     error = method_error()
     cost = method_cost()
     slow = [slowdown(m) for m in args.models]
@@ -211,7 +244,6 @@ def main() -> None:
                              f"{show('aware'):>13} {times:>26}")
     text = "\n".join(lines)
     print(text)
-    command = " ".join(["python benchmarks/bench_ir_drop.py", *sys.argv[1:]])
     out = ROOT / "benchmarks" / "results" / "ir_drop"
     out.with_suffix(".txt").write_text(f"$ {command}\n{text}\n")
     out.with_suffix(".json").write_text(json.dumps({
