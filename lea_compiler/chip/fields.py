@@ -88,6 +88,8 @@ PERIPHERY_KINDS: dict[str, str] = {
     "e_dac_pJ": "positive",
     "e_write_pulse_pJ": "positive",
     "e_digital_op_pJ": "positive",
+    "t_dac_ns": "positive",
+    "digital_lanes": "count",
     "lines": "lines",
 }
 GAUSSIAN = "gaussian"
@@ -101,7 +103,7 @@ PULSE_KINDS: dict[str, str] = {"step_uS": "positive", "step_sigma_uS": "non_nega
 LINE_KEYS = ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm")
 """The keys of `periphery.lines` (docs/chip-format.md, "Line resistance"), in the order a chip file writes them;
 each is a resistance in ohms, >= 0, and a missing one is 0."""
-OPTIONAL_PERIPHERY = ("e_digital_op_pJ", "lines")
+OPTIONAL_PERIPHERY = ("e_digital_op_pJ", "t_dac_ns", "digital_lanes", "lines")
 """Periphery keys a chip file holds only when not at their defaults, so files and fingerprints written before
 the key existed stay what they were."""
 TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")
