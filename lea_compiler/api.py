@@ -129,6 +129,7 @@ def simulate(
     batch_size: int = 2048,
     board: PathLike | None = None,
     trials: int = 1,
+    after: float | str = 0.0,
 ) -> Report:
     """Simulate a Program (or a .leac file) on one or more data sets, as `leac simulate` does.
 
@@ -150,7 +151,9 @@ def simulate(
     `board` is a board file emitted from the Program (`leac simulate BOARD --program PROGRAM`): its records
     are what runs, and the report equals the Program's when the file is the Program's. `trials` is
     `--trials`: that many noise draws (seeds seed, seed + 1, ...); the report is the first's, with every
-    draw's accuracy, their mean, standard deviation and range in `report.trials`.
+    draw's accuracy, their mean, standard deviation and range in `report.trials`. `after` is `--after`: the
+    time since programming, in seconds or as a duration ("1h", "30d"), at which the devices are read, drifted
+    as the chip's `device.drift` says (0: as programmed).
 
     Raises:
         UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.
@@ -165,7 +168,7 @@ def simulate(
     schedule = None if board is None else board_schedule(read_board(board))
     return simulate_trials(program, datasets, trials=trials, chip=sim_chip, seed=seed, ideal=ideal,
                            exact_read_noise=exact_read_noise, output=output, threads=threads, batch_size=batch_size,
-                           board=schedule)
+                           board=schedule, after=after)
 
 
 def simulate_many(
