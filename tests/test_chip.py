@@ -34,6 +34,7 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
+from lea_compiler.chip.variability import DriftModel, NoiseModel
 from lea_compiler.chip_limits import MIN_LEVEL_GAP, PERIPHERY_RANGES, MAX_CONDUCTANCE_uS, MIN_CONDUCTANCE_uS
 from lea_compiler.errors import (
     BadDataError,
@@ -66,6 +67,19 @@ _programmings = st.one_of(
         st.floats(min_value=0.0, max_value=1e6), st.integers(1, 64),
     ),
 )
+
+
+def _noise_tables(levels: int) -> st.SearchStrategy[NoiseModel | None]:
+    """No model (left out of the file), or a standard deviation per level."""
+    sigma = st.floats(0.0, 1e3, allow_nan=False)
+    return st.none() | st.lists(sigma, min_size=levels, max_size=levels).map(lambda t: NoiseModel(sigma_uS=t))
+
+
+def _drifts(levels: int) -> st.SearchStrategy[DriftModel | None]:
+    """No drift (left out of the file), or one with a number or a value per level for nu and nu_sigma."""
+    exponent = st.floats(0.0, 1.0, allow_nan=False)
+    either = exponent | st.lists(exponent, min_size=levels, max_size=levels).map(tuple)
+    return st.none() | st.builds(DriftModel, either, either, st.floats(1e-9, 1e9, allow_nan=False))
 
 
 def _in_range(key: str) -> st.SearchStrategy[float]:
@@ -103,13 +117,18 @@ def chips(draw: st.DrawFn) -> Chip:
             else:
                 state = states.setdefault((r, c), draw(st.sampled_from((HIGH, LOW))))
             defects.append(Defect(arr.id, r, c, state, draw(_g)))
+    levels = draw(_levels)
+    programming = draw(_programmings)
     device = DeviceModel(
-        levels_uS=draw(_levels),
+        levels_uS=levels,
         stuck_high_uS=draw(_positive),
         stuck_low_uS=draw(_positive),
         write_noise_uS=draw(st.floats(0, 100)),
         read_noise_uS=draw(st.floats(0, 100)),
-        programming=draw(_programmings),
+        programming=programming,
+        write_noise_model=draw(_noise_tables(len(levels))) if programming.model == "gaussian" else None,
+        read_noise_model=draw(_noise_tables(len(levels))),
+        drift=draw(_drifts(len(levels))),
     )
     periphery = Periphery(
         v_read_V=draw(_in_range("v_read_V")),
@@ -1244,6 +1263,9 @@ def test_the_constructor_finds_what_the_loader_finds(case: tuple[str, dict[str, 
     device = dict(document["device"])
     if "programming" in device:
         device["programming"] = ProgrammingModel(**device["programming"])
+    for key, kind in (("write_noise_model", NoiseModel), ("read_noise_model", NoiseModel), ("drift", DriftModel)):
+        if key in device:
+            device[key] = kind.from_json(device[key])
     built = _outcome(lambda: Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects,
                                   device=DeviceModel(**device),
                                   periphery=Periphery(**document["periphery"]), name=document.get("name")))

@@ -118,10 +118,11 @@ class CrossbarLayer:
 
     @classmethod
     def of(cls, program: Program, name: str, chip: Chip, rng: np.random.Generator, *, ideal: bool = False,
-           exact_read_noise: bool = False) -> CrossbarLayer:
+           exact_read_noise: bool = False, after_s: float = 0.0) -> CrossbarLayer:
         """Layer `name` of a Program, lowered (for tools and tests that look at one layer)."""
         schedule = schedule_of(program)
-        return cls(schedule.layers[name], schedule, chip, rng, ideal=ideal, exact_read_noise=exact_read_noise)
+        return cls(schedule.layers[name], schedule, chip, rng, ideal=ideal, exact_read_noise=exact_read_noise,
+                   after_s=after_s)
 
     @property
     def x_fs(self) -> float | None:
