@@ -138,7 +138,8 @@ def table(result: dict) -> str:
         for name in ("constant", "table"):
             rows = [r for r in result["write_noise"] if r["k"] == k and r["write_noise"] == name]
             s = summary([100 * a for r in rows for a in r["accuracy"]])
-            errors = {layer: statistics.fmean(r["layer_error"][layer] for r in rows) for layer in rows[0]["layer_error"]}
+            errors = {layer: statistics.fmean(r["layer_error"][layer] for r in rows)
+                      for layer in rows[0]["layer_error"]}
             text = ", ".join(f"{layer} {100 * e:.2f}%" for layer, e in errors.items())
             lines.append(f"{k}  {name:11} {s['mean']:8.1f} +- {s['std']:4.1f}          {text}")
     lines.append(f"({result['seconds']:.0f} s)")

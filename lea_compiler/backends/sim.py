@@ -107,8 +107,7 @@ class CrossbarLayer:
         self.after_s = 0.0 if ideal else after_s
         self.programmed = ProgrammingCounts()
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        conductances = [self._conductance(read, schedule, maps, rng, device.write_noise_uS)
-                        for read, _ in plan.reads]
+        conductances = [self._conductance(read, schedule, maps, rng) for read, _ in plan.reads]
         read_sigma = None if read_model is None else [read_model.sigma(g, device.levels_uS) for g in conductances]
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
@@ -134,7 +133,7 @@ class CrossbarLayer:
         self.executor.x_fs = value
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
-                     rng: np.random.Generator, sigma: float) -> np.ndarray:
+                     rng: np.random.Generator) -> np.ndarray:
         program = schedule.arrays[read.array]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")

@@ -42,8 +42,8 @@ from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.chip.model import Chip
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel
 from lea_compiler.chip.store import cross_problems, gc_paused
-from lea_compiler.chip.variability import VARIABILITY_KEYS, parse_variability, variability_problems
 from lea_compiler.chip.validate import Fields, Screened, arrays_cross_problems, screen_defects
+from lea_compiler.chip.variability import VARIABILITY_KEYS, parse_variability, variability_problems
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
 from lea_compiler.errors import InvalidChipError, InvalidInputError
 from lea_compiler.fileio import atomic_write_text, read_input

@@ -41,9 +41,9 @@ import numpy as np
 from lea_compiler.chip.fields import join, key_problems, number_problem, show
 from lea_compiler.chip_limits import (
     DRIFT_RANGES,
-    MAX_NOISE_uS,
     MAX_POLYNOMIAL_TERMS,
     MAX_CONDUCTANCE_uS,
+    MAX_NOISE_uS,
     MIN_CONDUCTANCE_uS,
     range_problem,
 )
@@ -198,7 +198,8 @@ class NoiseModel:
     def __post_init__(self) -> None:
         for name in ("sigma_uS", "polynomial", "g_ref_uS"):
             object.__setattr__(self, name, _floats(getattr(self, name)))
-        given = {k: v for k, v in (("sigma_uS", self.sigma_uS), ("polynomial", self.polynomial)) if v is not None}
+        given: dict[str, object] = {k: v for k, v in (("sigma_uS", self.sigma_uS), ("polynomial", self.polynomial))
+                                    if v is not None}
         if self.polynomial is not None:
             given["g_ref_uS"] = self.g_ref_uS
         elif self.g_ref_uS != 1.0:
@@ -215,13 +216,17 @@ class NoiseModel:
         return np.maximum(np.polynomial.polynomial.polyval(g / self.g_ref_uS, self.polynomial), 0.0)
 
     def to_json(self) -> dict[str, Any]:
+        """The chip file's object: the table, or the law and its reference conductance."""
         if self.sigma_uS is not None:
             return {"sigma_uS": list(self.sigma_uS)}
         return {"polynomial": list(self.polynomial or ()), "g_ref_uS": self.g_ref_uS}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> NoiseModel:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        """The model of a valid `write_noise_model` / `read_noise_model` object."""
+        table, law = value.get("sigma_uS"), value.get("polynomial")
+        return cls(sigma_uS=None if table is None else tuple(table), polynomial=None if law is None else tuple(law),
+                   g_ref_uS=value.get("g_ref_uS", 1.0))
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,7 @@ class DriftModel:
         return np.power((after_s + self.t0_s) / self.t0_s, -np.asarray(nu, dtype=np.float64))
 
     def to_json(self) -> dict[str, Any]:
+        """The chip file's `drift` object, every key written."""
         def value(v: float | tuple[float, ...]) -> float | list[float]:
             return list(v) if isinstance(v, tuple) else v
 
@@ -265,7 +271,12 @@ class DriftModel:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> DriftModel:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        """The model of a valid `drift` object."""
+        def per_level(v: Any) -> float | tuple[float, ...]:
+            return tuple(v) if isinstance(v, list) else v
+
+        return cls(nu=per_level(value["nu"]), nu_sigma=per_level(value.get("nu_sigma", 0.0)),
+                   t0_s=value.get("t0_s", DEFAULT_T0_S))
 
 
 def variability_problems(values: Mapping[str, object], path: str) -> list[str]:
