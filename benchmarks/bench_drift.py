@@ -21,6 +21,11 @@ Write-noise table: the same model at k = 1 and 3 on the seed paper's RRAM device
 noise +-10 uS) with the write noise as its constant 16.66 uS, and as a table proportional to the conductance
 (CrossSim's NormalProportional form, sigma = a G) with the same mean over the levels, 16.66 uS.
 
+Read-noise model: the k = 3 Programs of the paper's device again, with the uniform +-10 uS read noise, and
+with a `read_noise_model` of the same variance at every level (sigma = 10 / sqrt(3) uS, Gaussian): accuracy,
+and the wall time of one `simulate` of the 540 test digits (median of 5, one thread), which the model's
+second product per read (the variances) costs.
+
 Run:  python benchmarks/bench_drift.py [--chips 3] [--trials 3] [--out benchmarks/results/drift.json]
       (writes drift.json and drift.txt beside it; about 2 minutes on 2 shared cores)
 """
@@ -41,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lea_compiler.backends.sim import load_data, simulate  # noqa: E402
+from lea_compiler.backends.sim import load_data, simulate, software_predictions  # noqa: E402
 from lea_compiler.chip import DeviceModel, synth_chip  # noqa: E402
 from lea_compiler.chip.variability import DriftModel, NoiseModel  # noqa: E402
 from lea_compiler.compiler import compile_model  # noqa: E402
@@ -110,9 +115,34 @@ def run(chips: int, trials: int) -> dict:
                 out["write_noise"].append({"chip": chip_seed, "k": k, "write_noise": name, "accuracy": accuracy,
                                            "layer_error": reports[0].layer_error})
                 print(f"write noise {name} chip {chip_seed} k={k}: {np.mean(accuracy):.4f}", file=sys.stderr)
+    out["read_noise"] = read_noise_runs(chips, trials)
     out["software_accuracy"] = simulate(program, data, ideal=True).data[0].software_accuracy
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def read_noise_runs(chips: int, trials: int) -> list[dict]:
+    paper = DeviceModel()
+    gaussian = dataclasses.replace(paper, read_noise_model=NoiseModel(
+        sigma_uS=(paper.read_noise_uS / math.sqrt(3.0),) * len(paper.levels_uS)))
+    rows = []
+    for chip_seed in range(chips):
+        chip = synth_chip(arrays=96, rows=64, cols=64, seed=chip_seed, device=paper)
+        program = compile_model(MODEL, chip, CompileOptions(k=3, placer="greedy")).program
+        data = [load_data(DATA, program.graph)]
+        software = software_predictions(program, data)  # onnxruntime once, outside the timed runs
+        for name, device in (("uniform", paper), ("model", gaussian)):
+            simulated = dataclasses.replace(chip, device=device)
+            accuracy = [simulate(program, data, chip=simulated, seed=seed).accuracy for seed in range(trials)]
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                simulate(program, data, chip=simulated, seed=0, software=software)
+                times.append(time.perf_counter() - start)
+            rows.append({"chip": chip_seed, "read_noise": name, "accuracy": accuracy,
+                         "seconds": statistics.median(times)})
+            print(f"read noise {name} chip {chip_seed}: {np.mean(accuracy):.4f}", file=sys.stderr)
+    return rows
 
 
 def table(result: dict) -> str:
@@ -142,6 +172,15 @@ def table(result: dict) -> str:
                       for layer in rows[0]["layer_error"]}
             text = ", ".join(f"{layer} {100 * e:.2f}%" for layer, e in errors.items())
             lines.append(f"{k}  {name:11} {s['mean']:8.1f} +- {s['std']:4.1f}          {text}")
+    lines.append("")
+    lines.append("read noise on the paper's RRAM device, k = 3: uniform +-10 uS vs a read_noise_model of the same "
+                 "variance (sigma 5.77 uS)")
+    for name in ("uniform", "model"):
+        rows = [r for r in result["read_noise"] if r["read_noise"] == name]
+        s = summary([100 * a for r in rows for a in r["accuracy"]])
+        seconds = statistics.fmean(r["seconds"] for r in rows)
+        lines.append(f"  {name:8} accuracy {s['mean']:.1f} +- {s['std']:.1f} %, simulate (540 digits) "
+                     f"{1e3 * seconds:.0f} ms (median of 5, mean over chips)")
     lines.append(f"({result['seconds']:.0f} s)")
     return "\n".join(lines) + "\n"
 

@@ -135,6 +135,18 @@ def test_the_constructors_check_the_sections_too():
         DeviceModel(write_noise_model=DriftModel(nu=0.1))  # type: ignore[arg-type]
 
 
+def test_compile_takes_the_models_mean_variance_as_its_noise_figures():
+    from lea_compiler.chip.variability import noise_figures_uS
+
+    plain = DeviceModel(levels_uS=LEVELS, write_noise_uS=3.0, read_noise_uS=2.0)
+    assert noise_figures_uS(plain) == (3.0, 2.0)  # without the models, the constants exactly
+    models = dataclasses.replace(plain, write_noise_model=NoiseModel(sigma_uS=SIGMA),
+                                 read_noise_model=NoiseModel(sigma_uS=(1.0, 1.0, 1.0, 3.0)))
+    write, read = noise_figures_uS(models)
+    assert write == pytest.approx(math.sqrt((4 + 25 + 81 + 196) / 4))  # sqrt of the mean variance: 8.746
+    assert read == pytest.approx(math.sqrt(3 * (1 + 1 + 1 + 9) / 4))  # a uniform +-r of the same variance: 3
+
+
 # --------------------------------------------------------------------------
 # Sample variances per level against the tables (fixed seeds)
 

@@ -34,7 +34,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from lea_compiler.chip_limits import (
     range_problem,
 )
 from lea_compiler.errors import InvalidChipError
+
+if TYPE_CHECKING:
+    from lea_compiler.chip.parts import DeviceModel
 
 NOISE_MODEL_KEYS = ("sigma_uS", "polynomial", "g_ref_uS")
 """The keys of a `write_noise_model` or `read_noise_model` object, in the order a chip file writes them."""
@@ -305,6 +308,21 @@ def parse_variability(values: Mapping[str, Any]) -> dict[str, Any]:
         if key in values:
             out[key] = DriftModel.from_json(values[key]) if key == "drift" else NoiseModel.from_json(values[key])
     return out
+
+
+def noise_figures_uS(device: DeviceModel) -> tuple[float, float]:
+    """The device's noise as the two constants of the plain model, for what needs one figure each (compile's
+    noise-aware scale, `passes.quantize.pair_noise_variance`): the write sigma and the uniform read half-width r
+    with the same variance, averaged over the levels, as the noise models give them: sqrt(mean sigma_w^2) and
+    sqrt(3 mean sigma_r^2) (a uniform +-r has variance r^2 / 3). Without the models, `write_noise_uS` and
+    `read_noise_uS` exactly."""
+    levels = np.asarray(device.levels_uS, dtype=np.float64)
+    write, read = device.write_noise_uS, device.read_noise_uS
+    if device.write_noise_model is not None:
+        write = float(np.sqrt(np.mean(np.square(device.write_noise_model.sigma(levels, device.levels_uS)))))
+    if device.read_noise_model is not None:
+        read = float(np.sqrt(3.0 * np.mean(np.square(device.read_noise_model.sigma(levels, device.levels_uS)))))
+    return write, read
 
 
 MAX_AFTER_S = 1e10
