@@ -11,6 +11,8 @@ import math
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import helper
 
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate
@@ -319,3 +321,18 @@ def test_the_after_flag_is_the_api_keyword():
     assert "after" in {action.dest for action in simulate_parser._actions}
     assert inspect.signature(leac.simulate).parameters["after"].default == 0.0
     assert simulate_parser.get_default("after") is None  # absent: 0, as programmed
+
+
+@settings(max_examples=25, deadline=None)
+@given(coefficients=st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=8),
+       g_ref=st.floats(1e-3, 1e3, allow_nan=False))
+def test_any_polynomial_law_round_trips_and_gives_a_spread(coefficients, g_ref):
+    document = _document({"read_noise_model": {"polynomial": coefficients, "g_ref_uS": g_ref}})
+    chip = parse_chip(document, "c.json")
+    assert parse_chip(json.loads(chip_to_text(chip)), "again.json") == chip
+    model = chip.device.read_noise_model
+    assert model is not None and model.polynomial == tuple(coefficients)
+    sigma = model.sigma(np.linspace(0.0, 300.0, 31), LEVELS)
+    expected = np.maximum(sum(c * (np.linspace(0.0, 300.0, 31) / g_ref) ** i for i, c in enumerate(coefficients)),
+                          0.0)
+    np.testing.assert_allclose(sigma, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max(initial=1.0))
