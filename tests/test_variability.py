@@ -336,3 +336,25 @@ def test_any_polynomial_law_round_trips_and_gives_a_spread(coefficients, g_ref):
     expected = np.maximum(sum(c * (np.linspace(0.0, 300.0, 31) / g_ref) ** i for i, c in enumerate(coefficients)),
                           0.0)
     np.testing.assert_allclose(sigma, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max(initial=1.0))
+
+
+def test_leac_program_writes_with_the_same_write_noise_model(tmp_path):
+    """The simulated board (`leac program`) draws its writes through the one definition, `write_sigma_uS`."""
+    import lea_compiler as leac
+
+    device = DeviceModel(levels_uS=LEVELS, write_noise_model=NoiseModel(sigma_uS=SIGMA), read_noise_uS=0.0)
+    program = _wide_program(tmp_path, device)
+    done = leac.program_chip(program, strategy="open-loop", seed=2, tolerance_uS=1e3)
+    level, g = [], []
+    halves = [half for layer in done.program.layers for block in layer.blocks for copy in block.copies
+              for half in (copy.pos, copy.neg)]
+    for half in halves:
+        used = np.asarray(half.levels) >= 0
+        level.append(np.asarray(half.levels)[used])
+        g.append(np.asarray(half.programmed_uS)[used])
+    assert level, "no programmed arrays found"
+    levels, conductances = np.concatenate(level), np.concatenate(g)
+    for index, (target, sigma) in enumerate(zip(LEVELS, SIGMA, strict=True)):
+        error = conductances[levels == index] - target
+        assert error.size > 1000
+        assert abs(error.var() / sigma**2 - 1) < _tolerance(error.size), (index, error.var())
