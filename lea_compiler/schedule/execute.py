@@ -110,6 +110,7 @@ class CrossbarExecutor:
         # A conductance-dependent read-noise model: per read, each device's standard deviation (uS) of the
         # Gaussian noise one read adds (`lea_compiler.chip.variability`); it replaces the uniform +-read_noise_uS.
         self.read_sigma = None if read_sigma_uS is None else [np.asarray(s, np.float64) for s in read_sigma_uS]
+        self._model_noisy = self.read_sigma is not None and any(bool(np.any(s > 0)) for s in self.read_sigma)
         self.exact_read_noise = exact_read_noise
         start = plan.start
         self.rows, self.cols, self.inputs, self.alpha = start.rows, start.cols, start.inputs, start.alpha
@@ -130,9 +131,7 @@ class CrossbarExecutor:
     @property
     def noisy(self) -> bool:
         """True if a read adds noise (uniform, or a conductance-dependent model's)."""
-        if self.read_sigma is not None:
-            return any(bool(np.any(s > 0)) for s in self.read_sigma)
-        return self.read_noise > 0
+        return self._model_noisy if self.read_sigma is not None else self.read_noise > 0
 
     def _row_conductance(self) -> np.ndarray:
         """Per row of the layer's augmented input: the conductance its reads put on it, sum_j G_ij over every
