@@ -358,3 +358,31 @@ def test_leac_program_writes_with_the_same_write_noise_model(tmp_path):
         error = conductances[levels == index] - target
         assert error.size > 1000
         assert abs(error.var() / sigma**2 - 1) < _tolerance(error.size), (index, error.var())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_grouped_layer_reads_a_model_of_the_uniform_noises_variance_with_that_variance(tmp_path, exact):
+    """A read-noise model of sigma r / sqrt(3) at every level has the variance of the uniform +-r: in a grouped
+    layer (3 groups, 2 copies, blocks straddling groups, 2 reads) each current's noise scales with its own group's
+    vector, in the fast and the per-device paths alike; a group whose vector drives 0 V reads no noise."""
+    from lea_compiler.schedule.execute import CrossbarExecutor
+    from lea_compiler.schedule.plan import schedule_of
+    from tests.test_grouping import _program, _vectors
+
+    program = _program(tmp_path, 6, 3, CompileOptions(k=2, block_rows=7, block_cols=3, reads=2, placer="greedy"))
+    plan = schedule_of(program).layers["dw"]
+    conductances = CrossbarLayer.of(program, "dw", program.chip, np.random.default_rng(0)).executor.conductances
+    sigma = [np.full(np.shape(g), 10.0 / math.sqrt(3.0)) for g in conductances]
+    uniform, model = (CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=16, read_noise_uS=r,
+                                       exact_read_noise=exact, read_sigma_uS=s)
+                      for r, s in ((10.0, None), (0.0, sigma)))
+    assert model.noisy and uniform.noisy
+    x = np.repeat(_vectors(program, 1), 400, axis=0)  # (400, 5, 5, 3, 18): one input, 400 noise draws
+    x[..., 1, :] = 0.0  # group 1's vectors drive 0 V: its columns (2 and 3) read no noise
+    for executor in (uniform, model):
+        executor.x_fs = 3.0
+    y_uniform, y_model = (e.forward(x, np.random.default_rng(5)) for e in (uniform, model))
+    np.testing.assert_array_equal(y_model[..., 2:4], y_model[:1, ..., 2:4].repeat(400, axis=0))
+    var_uniform, var_model = (y[..., [0, 1, 4, 5]].var(axis=0).sum() for y in (y_uniform, y_model))
+    assert var_uniform > 0
+    assert var_model == pytest.approx(var_uniform, rel=0.1)  # 100 currents' variances summed, 400 draws each
