@@ -18,6 +18,11 @@ current as sum_i V_i n_ij: by default it is drawn as a Gaussian with exactly
 that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of
 one per device, from a 65,536-quantile table of N(0, 1); `exact_read_noise=True`
 draws every device's uniform noise).
+The chip's optional conductance-dependent models (`lea_compiler.chip.variability`, docs/chip-format.md) replace
+the constants: a `write_noise_model` gives the write error's sigma per target (`programming.devices.write_sigma_uS`,
+the one definition), a `read_noise_model` each device's Gaussian read-noise sigma at its conductance
+(`CrossbarExecutor`'s `read_sigma_uS`), and `drift` multiplies every programmed healthy device, an as-programmed
+Program's too, by ((t + t0) / t0)^(-nu) at `after` = t seconds after programming (`CrossbarLayer._drifted`).
 `ideal=True` turns defects and noise off: every device reads its target, and the stuck-device compensation
 is left out. A `joint` layer's copies differ from each other and from the target by
 design (passes/encode.py), so with `ideal` each of its devices reads the
