@@ -64,6 +64,14 @@ def nominal_pulses(level: np.ndarray) -> np.ndarray:
     return np.asarray(level, dtype=np.int64) + 1
 
 
+def write_sigma_uS(device: DeviceModel, target_uS: np.ndarray) -> float | np.ndarray:
+    """The standard deviation of the "gaussian" model's write error at each target conductance: the constant
+    `write_noise_uS` (a float, so the draws are the ones they always were), or the chip's `write_noise_model`
+    at the targets (an array of their shape). The one definition, for the simulator and the simulated board."""
+    model = device.write_noise_model
+    return device.write_noise_uS if model is None else model.sigma(target_uS, device.levels_uS)
+
+
 def _reads(reads: object) -> int:
     if isinstance(reads, bool) or not isinstance(reads, numbers.Integral) or not 1 <= int(reads) <= MAX_READBACK_READS:
         raise UsageError(f"reads must be an integer from 1 to {MAX_READBACK_READS}, got {reads!r}")
@@ -91,6 +99,9 @@ def read_back(conductance_uS: np.ndarray, device: DeviceModel, rng: np.random.Ge
     """
     count = device.programming.readback_reads if reads is None else _reads(reads)
     g = np.asarray(conductance_uS, dtype=np.float64)
+    if device.read_noise_model is not None:  # Gaussian, sigma at the conductance read (chip.variability)
+        sigma = device.read_noise_model.sigma(g, device.levels_uS)
+        return g + (rng.standard_normal(size=(count, *g.shape)) * sigma).mean(axis=0)
     r = device.read_noise_uS
     return g + rng.uniform(-r, r, size=(count, *g.shape)).mean(axis=0)
 
@@ -159,16 +170,17 @@ def write_devices(level: np.ndarray, device: DeviceModel, rng: np.random.Generat
     levels, start = _checked(level, device, tolerance_uS, max_pulses, start_uS)
     target = np.asarray(device.levels_uS, dtype=np.float64)[levels]
     if device.programming.model == GAUSSIAN:
-        g = gaussian_write(target, rng, device.write_noise_uS)
+        g = gaussian_write(target, rng, write_sigma_uS(device, target))
         measured = read_back(g, device, rng)
         pulses = nominal_pulses(levels)
         return Written(g, measured, pulses, pulses.copy(), np.abs(measured - target) > tolerance_uS)
     return _pulse_write(target, device, rng, float(tolerance_uS), int(max_pulses), start)
 
 
-def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float) -> np.ndarray:
+def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float | np.ndarray) -> np.ndarray:
     """The "gaussian" model's write of devices to `target_uS`: max(target + N(0, sigma_uS), 0), one draw per
-    device in C order (one call for many devices draws what one call per device, in order, draws)."""
+    device in C order (one call for many devices draws what one call per device, in order, draws); sigma_uS is
+    one number or one per device (`write_sigma_uS`)."""
     return np.maximum(target_uS + rng.normal(0.0, sigma_uS, size=np.shape(target_uS)), 0.0)
 
 
