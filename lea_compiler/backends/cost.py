@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lea_compiler.analog_time import applications, read_ns
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_columns
@@ -85,8 +86,7 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
             columns = min(c1, g1) - max(c0, g0)  # the block's columns of group g
             if columns <= 0:
                 continue  # this group's vector does not read the block
-            rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)
-            busy[read.array] += n * (p.t_mvm_ns + rounds * p.t_adc_ns)
+            busy[read.array] += read_ns(p, columns, n, convert.adcs)
             reads += n
             adc += n * columns
             dac += read.rows
@@ -129,16 +129,11 @@ def _applications(program: Program) -> dict[str, int]:
     one vector per group for a grouped conv)."""
     result = {}
     for node in program.graph.nodes_of("MVM"):
-        x = node.input(0)
-        assert x is not None
-        shape = x.shape or ()
-        count = 1
-        groups = int(node.attr("groups", 1))  # a grouped layer's application is a run of its groups' vectors
-        for d in shape[1:-2] if groups > 1 else shape[1:-1]:
-            if not isinstance(d, int):
-                raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str()} is not fully known, "
-                                        "so the cost model cannot count its reads per sample")
-            count *= d
+        count = applications(node)
+        if count is None:
+            x = node.input(0)
+            raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str() if x else '?'} is not fully "
+                                    "known, so the cost model cannot count its reads per sample")
         result[node.name] = count
     return result
 
