@@ -31,6 +31,14 @@ from lea_compiler.ir import Node
 if TYPE_CHECKING:
     from lea_compiler.program import Program
 
+OBJECTIVES = ("error", "latency", "balanced")
+"""What placement minimises (`leac compile --objective`; placement/latency.py): the mapping error alone; then the
+analog time at the minimum mapping error; or the analog time within `BALANCED_TOLERANCE` of that error."""
+
+BALANCED_TOLERANCE = 0.05
+"""`balanced`: the mapping error may exceed the minimum found by this share of it (5%) for a shorter analog
+time; at a minimum of 0 uS (a paper-like chip) that is no slack at all, so `balanced` equals `latency` there."""
+
 
 def read_ns(periphery: Periphery, columns: int, reads: int = 1, adcs: int | None = None) -> float:
     """Time of reading a region of `columns` columns `reads` times: N x (t_mvm + ceil(cols / adcs) x t_adc),

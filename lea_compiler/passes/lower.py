@@ -91,6 +91,9 @@ def lower_to_program(
             "objective_uS": summary.objective_uS, "bound_uS": summary.bound_uS, "gap": summary.gap,
             "copies": summary.copies,
         }
+        if summary.objective != "error":  # a default compile's Program stays byte-identical to before the option
+            placement.update(objective=summary.objective, analog_ns=summary.analog_ns,
+                             analog_bound_ns=summary.analog_bound_ns, analog_gap=summary.analog_gap)
     return Program(graph=graph, layers=tuple(layers), chip=chip, model=model, options=options,
                    placement=placement, source_model=source_model)
 
