@@ -101,9 +101,11 @@ def _grid(n_off: int, stride: int) -> np.ndarray:
 
 
 def _candidates(
-    ctx: _Context, ub_uS: float, dual: _Dual | None, must: Sequence[Sequence[Loc]]
+    ctx: _Context, ub_uS: float, dual: _Dual | None, must: Sequence[Sequence[Loc]], limit: int | None = None
 ) -> tuple[_Candidates, bool, str]:
-    """The candidate regions: (candidates, exhaustive, description); see the module docstring."""
+    """The candidate regions: (candidates, exhaustive, description); see the module docstring. `limit`
+    replaces `CANDIDATE_BUDGET` (latency-aware placement's smaller model)."""
+    budget = CANDIDATE_BUDGET if limit is None else limit
     slack = ctx.resolution + 1e-9 * max(1.0, abs(ub_uS))
     plain = {p: _select(ctx, p) for p in ctx.used}
     lb0 = math.fsum(v[0] for v in plain.values())
@@ -143,24 +145,24 @@ def _candidates(
     stride, total = 1, count(1)
     exhaustive, description = True, "exhaustive"
     max_off = max(max(ctx.offsets(p, g)) for p, g in blocks)
-    if total > CANDIDATE_BUDGET:
+    if total > budget:
         exhaustive = False
         stride = 2
         while True:
             total = count(stride)
-            if total <= CANDIDATE_BUDGET or stride > max_off:
+            if total <= budget or stride > max_off:
                 break
             stride = stride + 1 if stride < 4 else stride * 3 // 2
         description = f"grid stride {stride}"
     cols: list[list[np.ndarray]] = [[] for _ in range(5)]
-    if total <= CANDIDATE_BUDGET:
+    if total <= budget:
         for p, g in blocks:
             a, y, x = block(p, g, stride)
             for k, v in enumerate((np.full(a.size, p), np.full(a.size, g), a, y, x)):
                 cols[k].append(v)
     else:
         # Even one offset per array is too many: each pattern keeps its m cheapest arrays.
-        m_arrays = max(1, CANDIDATE_BUDGET // len(ctx.used))
+        m_arrays = max(1, budget // len(ctx.used))
         description = f"cheapest offset on each pattern's {m_arrays} cheapest arrays"
         for p in ctx.used:
             parts = []

@@ -32,8 +32,9 @@ The second stage, with the error budget B (E1 or E1 x 1.05):
          M_l >= sum_{c of l, j on a} t_c x[c, j]   for every layer l and array a
          minimise sum_l w_l M_l
 
-     hinted with the spread. It has its own deterministic budget, `time_limit_s` (`max_deterministic_time`,
-     one worker, the same wall-clock safety limit as the first stage). Its solution is taken when it is
+     hinted with the spread, over at most `LATENCY_CANDIDATES` candidates. It has its own deterministic budget,
+     `LATENCY_TIME_SHARE` x `time_limit_s` (`max_deterministic_time`, one worker, a wall-clock safety limit of
+     `WALL_CLOCK_FACTOR` times that plus 5 s). Its solution is taken when it is
      shorter and its true mapping error is within B (integer costs are floored); its bound is reported when
      the candidates were exhaustive.
 
@@ -57,6 +58,16 @@ from lea_compiler.placement.problem import Placement
 
 logger = logging.getLogger("lea_compiler.placement")  # the package's name, as before the split
 
+LATENCY_CANDIDATES = 10_000
+"""Most (pattern, region) pairs the latency model may hold before its candidates are restricted (a fifth of the
+first stage's `CANDIDATE_BUDGET`: the latency model has a variable per (class, candidate) and only the arrays
+matter to the time; on the digits CNN at k = 6 the first stage's 50,000 took 31 s of wall time for 10 s of
+deterministic time on the 2-core machine, near the wall-clock safety limit)."""
+LATENCY_TIME_SHARE = 0.5
+"""The second stage's CP-SAT deterministic time limit, as a share of `time_limit_s` (the first stage has all of
+it): on the 2-core machine the latency model ran at 2.8 s of wall time per deterministic second (digits CNN,
+k = 6, `balanced`), so at the full share it came within 10% of the wall-clock safety limit, whose strike would
+make the placement non-reproducible."""
 SPREAD_MOVES_PER_ITEM = 50
 """The spread's cap: at most this many moves per item (it ends long before on every problem measured)."""
 
@@ -177,9 +188,9 @@ def second_stage(ctx: _Context, first: Placement, t0: float, *, exact: bool, tim
     how = "spread"
     cp_bound = 0
     if exact and best_t > lat.bound:
-        cands, exhaustive, description = _candidates(ctx, budget, None, [start, best])
-        status, found, bound = _cpsat_latency(ctx, cands, best, ctx.to_int(np.array(budget)).item(), time_limit_s,
-                                              seed)
+        cands, exhaustive, description = _candidates(ctx, budget, None, [start, best], LATENCY_CANDIDATES)
+        status, found, bound = _cpsat_latency(ctx, cands, best, ctx.to_int(np.array(budget)).item(),
+                                              LATENCY_TIME_SHARE * time_limit_s, seed)
         how = f"cpsat-{'exhaustive' if exhaustive else description}: {status}"
         if found is not None and lat.time(found) < best_t \
                 and ctx.objective(found) <= budget + ctx.resolution + _slack(ctx, budget):
