@@ -84,7 +84,8 @@ def main() -> None:
             lines.append(f"{name:<13} {r['k']:>2} {r['objective']:<9} {r['mapping_error_uS']:>9.1f} "
                          f"{100 * r['mapping_error_gap']:>7.2f}% {r['analog_time_ns']:>10.1f} "
                          f"{r['analog_time_bound_ns']:>10.1f} {100 * r['analog_time_gap']:>6.2f}% "
-                         f"{r['arrays_used']:>6} {r['place_seconds']:>8.2f} {r['compile_seconds']:>9.2f}  {r['method']}")
+                         f"{r['arrays_used']:>6} {r['place_seconds']:>8.2f} {r['compile_seconds']:>9.2f}  "
+                         f"{r['method']}")
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)

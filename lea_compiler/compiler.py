@@ -415,7 +415,7 @@ def _analog_time(program: Program) -> dict[str, Any]:
     objective = program.options.get("objective", "error")
     analog, bound = program_analog_time(program)
     recorded = program.placement.get("analog_bound_ns")
-    if is_finite_number(recorded):
+    if recorded is not None and is_finite_number(recorded):
         bound = max(bound, float(recorded))
     bound = min(bound, analog)
     return {"objective": objective, "analog_time_ns": analog, "analog_time_bound_ns": bound,

@@ -53,7 +53,7 @@ from ortools.sat.python import cp_model
 
 from lea_compiler.analog_time import BALANCED_TOLERANCE
 from lea_compiler.placement.context import Loc, _Context, _Latency, _Occupancy, _verify
-from lea_compiler.placement.cpsat import _candidates, _Candidates, _lookup, _no_overlap, _run, _solver
+from lea_compiler.placement.cpsat import _Candidates, _candidates, _lookup, _no_overlap, _run, _solver
 from lea_compiler.placement.problem import Placement
 
 logger = logging.getLogger("lea_compiler.placement")  # the package's name, as before the split
@@ -255,8 +255,10 @@ def _cpsat_latency(ctx: _Context, cands: _Candidates, hint: Sequence[Loc], budge
     model.minimize(cp_model.LinearExpr.weighted_sum(busiest, lat.weight))
     lookup = _lookup(cands)
     class_of = {key: c for c, key in enumerate(keys)}
-    hinted = {(class_of[(items[i].pattern, int(lat.layer[i]))], lookup[(items[i].pattern, *loc)])
-              for i, loc in enumerate(hint)}
+    hinted = set()
+    for i, (g, a, y, x) in enumerate(hint):
+        p = items[i].pattern
+        hinted.add((class_of[(p, int(lat.layer[i]))], lookup[(p, g, a, y, x)]))
     for c, j, v in pairs:
         model.add_hint(v, (c, j) in hinted)
     solver, wall = _solver(time_limit_s, seed, len(pairs))
