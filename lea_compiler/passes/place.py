@@ -32,7 +32,7 @@ With `objective` "latency" or "balanced" every copy also carries its layer and i
 (`analog_time.half_read_ns`, with the Program's reads per inference) and every layer its applications per
 sample, and the placer, after the minimum mapping error, spreads the copies so that a layer's reads overlap
 (lea_compiler/placement/latency.py). The objective, the analog time and its bound and gap are then recorded
-in the summary; with "error" (the default) nothing changes.
+in a `PlacementLatency` fact; with "error" (the default) nothing changes.
 
 The copies of one block half share one pattern (its target matrix). With
 `--ensemble network` the k copies of a block are blocks of k replicated layers
@@ -130,10 +130,17 @@ class PlacementSummary:
     gap: float
     seconds: float
     copies: int
-    objective: str = "error"
-    analog_ns: float = 0.0
-    analog_bound_ns: float = 0.0
-    analog_gap: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlacementLatency:
+    """Graph fact, with the objective `latency` or `balanced` only (so a default compile's IR is as before):
+    the objective and the placement's analog time per sample, its bound and gap (placement/latency.py)."""
+
+    objective: str
+    analog_ns: float
+    analog_bound_ns: float
+    analog_gap: float
 
 
 @dataclass(frozen=True)
@@ -254,10 +261,9 @@ class Place:
                 gap=float(solution.gap),
                 seconds=float(solution.seconds),
                 copies=len(items),
-                objective=self.objective,
-                analog_ns=float(solution.analog_ns),
-                analog_bound_ns=float(solution.analog_bound_ns),
-                analog_gap=float(solution.analog_gap),
             )
         )
+        if timed:
+            graph.set_fact(PlacementLatency(self.objective, float(solution.analog_ns),
+                                            float(solution.analog_bound_ns), float(solution.analog_gap)))
         return graph
