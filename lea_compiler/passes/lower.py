@@ -7,8 +7,9 @@ driver (lea_compiler/compiler.py) calls it after the passes. For every
 and cost), `Encoded` (the levels programmed), `Selection` (the beta-of-alpha
 masks) and, when present, `Compensation` (the column gain and offset), and
 makes its `Layer`; the graph's `PlacementSummary` (and `PlacementLatency`,
-when placement was latency-aware) becomes the Program's placement record. Nothing is computed here: the Program says what the passes
-decided, in the form the backends read.
+when placement was latency-aware) becomes the Program's placement record.
+Nothing is computed here: the Program says what the passes decided, in the
+form the backends read.
 """
 
 from __future__ import annotations
