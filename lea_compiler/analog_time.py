@@ -40,11 +40,16 @@ BALANCED_TOLERANCE = 0.05
 time; at a minimum of 0 uS (a paper-like chip) that is no slack at all, so `balanced` equals `latency` there."""
 
 
+def rounds_ns(periphery: Periphery, rounds: int, reads: int = 1) -> float:
+    """Time of `reads` reads of a region whose columns take `rounds` rounds of conversions: N x (t_mvm + rounds x
+    t_adc)."""
+    return reads * (periphery.t_mvm_ns + rounds * periphery.t_adc_ns)
+
+
 def read_ns(periphery: Periphery, columns: int, reads: int = 1, adcs: int | None = None) -> float:
     """Time of reading a region of `columns` columns `reads` times: N x (t_mvm + ceil(cols / adcs) x t_adc),
     `adcs` the ADCs converting them (default: the periphery's `adcs_per_array`)."""
-    rounds = -(-int(columns) // (periphery.adcs_per_array if adcs is None else adcs))
-    return reads * (periphery.t_mvm_ns + rounds * periphery.t_adc_ns)
+    return rounds_ns(periphery, -(-int(columns) // (periphery.adcs_per_array if adcs is None else adcs)), reads)
 
 
 def half_read_ns(periphery: Periphery, col_start: int, col_stop: int, layer_cols: int, groups: int = 1,

@@ -67,6 +67,7 @@ PERIPHERY_RANGES: dict[str, tuple[float, float]] = {
     "e_dac_pJ": (1e-9, 1e9),
     "e_write_pulse_pJ": (1e-9, 1e9),
     "e_digital_op_pJ": (1e-9, 1e9),
+    "t_dac_ns": (1e-3, 1e9),
 }
 """Inclusive range of each real-valued periphery key. Read voltages from 1 mV to 100 V; clocks from 1 kHz to
 1 THz; times from 1 ps to 1 s; energies from 1 zJ (1e-9 pJ) to 1 mJ (1e9 pJ) per event. The seed defaults

@@ -55,6 +55,7 @@ from lea_compiler.backends.cost import (
     layer_cost,
     programming_cost,
     read_energy_pJ,
+    timing_json,
 )
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import PULSE, Chip
@@ -267,6 +268,7 @@ class Report:
             "cycles_per_inference": c.cycles_per_inference,
             "latency_ns": c.latency_ns,
             "throughput_per_s": c.throughput_per_s,
+            **timing_json(c),
             "energy_pJ_per_inference": c.energy_pJ_per_inference,
             "energy_breakdown_pJ": c.energy_breakdown_pJ,
             "energy_by_layer_pJ": c.energy_by_layer_pJ,

@@ -86,6 +86,8 @@ PERIPHERY_KINDS: dict[str, str] = {
     "e_dac_pJ": "positive",
     "e_write_pulse_pJ": "positive",
     "e_digital_op_pJ": "positive",
+    "t_dac_ns": "positive",
+    "digital_lanes": "count",
 }
 GAUSSIAN = "gaussian"
 PULSE = "pulse"
@@ -95,7 +97,7 @@ PROGRAMMING_KEYS = ("model", "step_uS", "step_sigma_uS", "readback_reads")
 """The keys of `device.programming`, in the order a chip file writes them."""
 PULSE_KINDS: dict[str, str] = {"step_uS": "positive", "step_sigma_uS": "non_negative"}
 """The pulse model's numbers (kinds as above; ranges in chip_limits.PROGRAMMING_RANGES)."""
-OPTIONAL_PERIPHERY = ("e_digital_op_pJ",)
+OPTIONAL_PERIPHERY = ("e_digital_op_pJ", "t_dac_ns", "digital_lanes")
 """Periphery keys a chip file holds only when not at their defaults, so files and fingerprints written before
 the key existed stay what they were."""
 TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")

@@ -169,6 +169,8 @@ class Periphery:
     e_dac_pJ: float = 0.5
     e_write_pulse_pJ: float = 10.0
     e_digital_op_pJ: float = 0.9  # a 32-bit float add at 45 nm (Horowitz, ISSCC 2014; docs/chip-format.md)
+    t_dac_ns: float = 85.0  # settling of a DAC's output before a read (DAC08 datasheet; docs/chip-format.md)
+    digital_lanes: int = 1  # digital ops per clock (one: the serial digital unit; docs/chip-format.md)
 
     def __post_init__(self) -> None:
         for name, kind in PERIPHERY_KINDS.items():
