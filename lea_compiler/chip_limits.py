@@ -88,6 +88,16 @@ PROGRAMMING_RANGES: dict[str, tuple[float, float]] = {
 }
 """Inclusive range of each real-valued key of `device.programming`: a pulse's mean step is a conductance change
 (1 pS to 1 S, like a conductance); its spread a noise figure (0 to `MAX_NOISE_uS`)."""
+LINE_RANGES: dict[str, tuple[float, float]] = {
+    "word_line_segment_ohm": (0.0, 1e3),
+    "bit_line_segment_ohm": (0.0, 1e3),
+    "driver_ohm": (0.0, 1e6),
+    "sense_ohm": (0.0, 1e6),
+}
+"""Inclusive range of each key of `periphery.lines` (ohms). A wire segment between adjacent devices of a
+nanometre-scale crossbar is 0.1 to 10 ohms (CrossSim's and NeuroSim's examples use 1 to 2.5); 1 kohm per segment
+is a wire as resistive as a device and leaves room. A driver or sense amplifier's output resistance up to 1 Mohm.
+The solve (`lea_compiler.irdrop`) is direct, so its accuracy does not depend on these values."""
 MAX_READBACK_READS = 64
 """Most reads averaged into one verify read-back (`device.programming.readback_reads`). Averaging n reads
 shrinks uniform read noise by sqrt(n): 64 reads take it to 1/8, beyond which a board would average in its

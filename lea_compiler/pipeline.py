@@ -113,7 +113,7 @@ def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarra
     """
     front = front_passes(options, chip.device)
     compensate: list[Pass] = (
-        [Compensate(calibration)] if options.compensate == "columns" and calibration is not None else [])
+        [Compensate(calibration, chip=chip)] if options.compensate == "columns" and calibration is not None else [])
     network = options.ensemble == "network"
     return [
         *front,

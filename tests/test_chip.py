@@ -22,6 +22,7 @@ from lea_compiler.chip import (
     Chip,
     Defect,
     DeviceModel,
+    LineModel,
     Periphery,
     ProgrammingModel,
     chip_to_json,
@@ -34,7 +35,13 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
-from lea_compiler.chip_limits import MIN_LEVEL_GAP, PERIPHERY_RANGES, MAX_CONDUCTANCE_uS, MIN_CONDUCTANCE_uS
+from lea_compiler.chip_limits import (
+    LINE_RANGES,
+    MIN_LEVEL_GAP,
+    PERIPHERY_RANGES,
+    MAX_CONDUCTANCE_uS,
+    MIN_CONDUCTANCE_uS,
+)
 from lea_compiler.errors import (
     BadDataError,
     InvalidChipError,
@@ -65,6 +72,14 @@ _programmings = st.one_of(
         ProgrammingModel, st.just("pulse"), st.floats(min_value=1e-6, max_value=1e6),
         st.floats(min_value=0.0, max_value=1e6), st.integers(1, 64),
     ),
+)
+
+
+# Line resistance: absent (ideal lines, left out of the file) or any values inside their ranges.
+_lines = st.one_of(
+    st.just(LineModel()),
+    st.builds(LineModel, *(st.floats(min_value=LINE_RANGES[key][0], max_value=LINE_RANGES[key][1])
+                           for key in ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm"))),
 )
 
 
@@ -124,6 +139,7 @@ def chips(draw: st.DrawFn) -> Chip:
         e_adc_pJ=draw(_in_range("e_adc_pJ")),
         e_dac_pJ=draw(_in_range("e_dac_pJ")),
         e_write_pulse_pJ=draw(_in_range("e_write_pulse_pJ")),
+        lines=draw(_lines),
     )
     return Chip(
         arrays=tuple(arrays),
@@ -1244,9 +1260,12 @@ def test_the_constructor_finds_what_the_loader_finds(case: tuple[str, dict[str, 
     device = dict(document["device"])
     if "programming" in device:
         device["programming"] = ProgrammingModel(**device["programming"])
+    periphery = dict(document["periphery"])
+    if "lines" in periphery:
+        periphery["lines"] = LineModel(**periphery["lines"])
     built = _outcome(lambda: Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects,
                                   device=DeviceModel(**device),
-                                  periphery=Periphery(**document["periphery"]), name=document.get("name")))
+                                  periphery=Periphery(**periphery), name=document.get("name")))
     assert loaded[0] == built[0], (loaded, built)
     if loaded[0] == "ok":
         assert loaded[1].defects == built[1].defects

@@ -63,6 +63,7 @@ from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
+from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import write_devices
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
@@ -109,7 +110,8 @@ class CrossbarLayer:
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
                                          adc_bits=periphery.adc_bits, read_noise_uS=self.read_noise,
-                                         exact_read_noise=exact_read_noise)
+                                         exact_read_noise=exact_read_noise,
+                                         read_maps=None if ideal else read_maps(plan, conductances, chip))
         self.cost = layer_cost(plan, periphery)
 
     @classmethod

@@ -1,8 +1,8 @@
 """The chip as JSON: the dict of a chip file, its text, and the canonical text its fingerprint hashes.
 
 One layout, docs/chip-format.md's: keys in the spec's order, the device and
-periphery models written out in full (but `device.programming` only when it
-is not the default), one array or defect entry per line.
+periphery models written out in full (but `device.programming` and
+`periphery.lines` only when they are not the default), one array or defect entry per line.
 The defect lines (up to a million) are formatted straight from the valid
 defects' exact int, str and float fields, to the text `json.dumps` would give.
 """
@@ -67,6 +67,8 @@ def _chip_json_head(chip: Chip) -> dict[str, Any]:
     for key in OPTIONAL_PERIPHERY:
         if periphery[key] == getattr(DEFAULT_PERIPHERY, key):  # a file without it keeps its text and fingerprint
             del periphery[key]
+    if "lines" in periphery:
+        periphery["lines"] = periphery["lines"].to_json()
     out["periphery"] = periphery
     if chip.grid:
         first = chip.arrays[0]

@@ -40,7 +40,7 @@ from lea_compiler.chip.fields import (
 )
 from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.chip.model import Chip
-from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel
+from lea_compiler.chip.parts import Array, Defect, DeviceModel, LineModel, Periphery, ProgrammingModel
 from lea_compiler.chip.store import cross_problems, gc_paused
 from lea_compiler.chip.validate import Fields, Screened, arrays_cross_problems, screen_defects
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
@@ -83,7 +83,8 @@ def _parse_model(
 ) -> dict[str, Any] | None:
     """The keyword arguments of a device or periphery model, or None if it has problems.
 
-    A list (the levels) becomes a tuple and the `programming` object a `ProgrammingModel`.
+    A list (the levels) becomes a tuple, the `programming` object a `ProgrammingModel` and the `lines` object a
+    `LineModel`.
     """
     if key not in top:
         return {}
@@ -97,6 +98,8 @@ def _parse_model(
     kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     if "programming" in kwargs:
         kwargs["programming"] = ProgrammingModel(**values["programming"])
+    if "lines" in kwargs:
+        kwargs["lines"] = LineModel(**values["lines"])
     return kwargs
 
 

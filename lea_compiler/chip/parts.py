@@ -22,8 +22,10 @@ import numpy as np
 from lea_compiler.chip.fields import (
     DEVICE_KINDS,
     GAUSSIAN,
+    LINE_KEYS,
     PERIPHERY_KINDS,
     fields_of,
+    lines_problems,
     model_problems,
     programming_problems,
 )
@@ -149,6 +151,46 @@ class DeviceModel:
 
 
 @dataclass(frozen=True)
+class LineModel:
+    """The resistance of an array's word and bit lines (`periphery.lines`; docs/chip-format.md, "Line resistance").
+
+    All zero (the default, which a chip file leaves out) is an ideal interconnect: no IR drop, the simulator's
+    model before the section existed. `lea_compiler.irdrop` solves the resistive network these values make.
+
+    Attributes:
+        word_line_segment_ohm: Resistance of a word line (row) between two adjacent devices, and between the
+            row's driver and the device in column 0.
+        bit_line_segment_ohm: Resistance of a bit line (column) between two adjacent devices, and between the
+            device in the array's last row and the column's sense amplifier.
+        driver_ohm: Output resistance of a row's DAC driver, in series with the word line.
+        sense_ohm: Input resistance of a column's sense amplifier (a virtual ground), in series with the bit line.
+    """
+
+    word_line_segment_ohm: float = 0.0
+    bit_line_segment_ohm: float = 0.0
+    driver_ohm: float = 0.0
+    sense_ohm: float = 0.0
+
+    def __post_init__(self) -> None:
+        _coerce(self, LINE_KEYS, _as_float)
+        problems = lines_problems(fields_of(self), "periphery.lines")
+        if problems:
+            raise InvalidChipError("line model", problems)
+
+    @property
+    def is_default(self) -> bool:
+        """True for an ideal interconnect (every resistance 0), which a chip file leaves out."""
+        return self == _NO_LINES
+
+    def to_json(self) -> dict[str, Any]:
+        """The `periphery.lines` object of a chip file: every key, in `LINE_KEYS` order."""
+        return fields_of(self)
+
+
+_NO_LINES = LineModel()
+
+
+@dataclass(frozen=True)
 class Periphery:
     """The DAC/ADC, timing and energy model of the board around the arrays.
 
@@ -171,12 +213,19 @@ class Periphery:
     e_digital_op_pJ: float = 0.9  # a 32-bit float add at 45 nm (Horowitz, ISSCC 2014; docs/chip-format.md)
     t_dac_ns: float = 85.0  # settling of a DAC's output before a read (DAC08 datasheet; docs/chip-format.md)
     digital_lanes: int = 1  # digital ops per clock (one: the serial digital unit; docs/chip-format.md)
+    lines: LineModel = _NO_LINES  # no line resistance: no IR drop (docs/chip-format.md, "Line resistance")
 
     def __post_init__(self) -> None:
         for name, kind in PERIPHERY_KINDS.items():
+            if kind == "lines":
+                continue
             convert = _as_int if kind in ("count", "bits") else _as_float
             object.__setattr__(self, name, convert(getattr(self, name)))
-        problems = model_problems(fields_of(self), PERIPHERY_KINDS, "periphery")
+        values = fields_of(self)
+        lines = values.pop("lines")
+        problems = model_problems(values, PERIPHERY_KINDS, "periphery")
+        if not isinstance(lines, LineModel):
+            problems.append(f"periphery.lines: {lines!r} is not a LineModel")
         if problems:
             raise InvalidChipError("periphery model", problems)
 

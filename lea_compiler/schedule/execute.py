@@ -98,9 +98,13 @@ class CrossbarExecutor:
     """One crossbar layer's records run on given conductances (one (rows, cols) array per read, in order)."""
 
     def __init__(self, plan: LayerPlan, conductances: Sequence[np.ndarray], *, dac_bits: int, adc_bits: int,
-                 read_noise_uS: float = 0.0, exact_read_noise: bool = False) -> None:
+                 read_noise_uS: float = 0.0, exact_read_noise: bool = False,
+                 read_maps: Sequence[np.ndarray] | None = None) -> None:
         self.plan = plan
         self.conductances = list(conductances)
+        # IR drop hook: the (rows, cols) matrix M of each read with currents I = V @ M (lea_compiler.irdrop); by
+        # default the conductances (ideal lines). The read energy stays V^2 G on the conductances.
+        self.read_maps = self.conductances if read_maps is None else list(read_maps)
         self.dac_bits, self.adc_bits = dac_bits, adc_bits
         self.read_noise = read_noise_uS
         self.exact_read_noise = exact_read_noise
@@ -192,7 +196,7 @@ class CrossbarExecutor:
             raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {tiny[0]!r} uA has steps too small "
                                     "to simulate in float32")
         bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        for (r0, r1, polarity, slot, c0, c1), g, fs, reads in zip(self._layout, self.conductances, self.full_scale,
+        for (r0, r1, polarity, slot, c0, c1), g, fs, reads in zip(self._layout, self.read_maps, self.full_scale,
                                                                   self.reads, strict=True):
             if (r0, r1) not in bands:
                 bands[(r0, r1)] = (np.zeros((r1 - r0, 2, alpha, cols)), np.ones((2, alpha, cols)),
