@@ -132,6 +132,7 @@ def simulate(
     batch_size: int = 2048,
     board: PathLike | None = None,
     trials: int = 1,
+    after: float | str = 0.0,
     timeline: PathLike | None = None,
 ) -> Report:
     """Simulate a Program (or a .leac file) on one or more data sets, as `leac simulate` does.
@@ -154,7 +155,9 @@ def simulate(
     `board` is a board file emitted from the Program (`leac simulate BOARD --program PROGRAM`): its records
     are what runs, and the report equals the Program's when the file is the Program's. `trials` is
     `--trials`: that many noise draws (seeds seed, seed + 1, ...); the report is the first's, with every
-    draw's accuracy, their mean, standard deviation and range in `report.trials`. `timeline` is
+    draw's accuracy, their mean, standard deviation and range in `report.trials`. `after` is `--after`: the
+    time since programming, in seconds or as a duration ("1h", "30d"), at which the devices are read, drifted
+    as the chip's `device.drift` says (0: as programmed). `timeline` is
     `--timeline`: the PNG to draw one inference's timeline to (the `plot` extra; `lea_compiler.plot_timeline`).
 
     Raises:
@@ -175,7 +178,7 @@ def simulate(
         check_output(timeline, [board, source, chip if not isinstance(chip, Chip) else None, *files], "timeline")
     report = simulate_trials(program, datasets, trials=trials, chip=sim_chip, seed=seed, ideal=ideal,
                              exact_read_noise=exact_read_noise, output=output, threads=threads,
-                             batch_size=batch_size, board=schedule)
+                             batch_size=batch_size, board=schedule, after=after)
     if timeline is not None:
         draw_timeline(program, timeline, chip=sim_chip, schedule=schedule)
     return report

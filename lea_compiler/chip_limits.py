@@ -143,3 +143,14 @@ def time_limit_problem(value: float) -> str | None:
     if not math.isfinite(value) or value <= 0 or value > MAX_TIME_LIMIT_S:
         return f"must be a finite number of seconds above 0 and at most {MAX_TIME_LIMIT_S:g} (one day), got {value}"
     return None
+
+
+MAX_POLYNOMIAL_TERMS = 8
+"""Most coefficients of a noise model's polynomial law (degree 7): aihwkit's PCM law has 3, CrossSim's 2."""
+DRIFT_RANGES: dict[str, tuple[float, float]] = {
+    "nu": (0.0, 1.0),
+    "nu_sigma": (0.0, 1.0),
+    "t0_s": (1e-9, 1e9),
+}
+"""Inclusive range of each `device.drift` value: drift exponents from 0 (none) to 1 (G ~ 1/t; measured PCM has
+0.005 to 0.1, aihwkit clamps its mean to 0.049 to 0.1); t0 from 1 ns to about 32 years."""

@@ -35,6 +35,7 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
+from lea_compiler.chip.variability import DriftModel, NoiseModel
 from lea_compiler.chip_limits import (
     LINE_RANGES,
     MIN_LEVEL_GAP,
@@ -83,6 +84,19 @@ _lines = st.one_of(
 )
 
 
+def _noise_tables(levels: int) -> st.SearchStrategy[NoiseModel | None]:
+    """No model (left out of the file), or a standard deviation per level."""
+    sigma = st.floats(0.0, 1e3, allow_nan=False)
+    return st.none() | st.lists(sigma, min_size=levels, max_size=levels).map(lambda t: NoiseModel(sigma_uS=t))
+
+
+def _drifts(levels: int) -> st.SearchStrategy[DriftModel | None]:
+    """No drift (left out of the file), or one with a number or a value per level for nu and nu_sigma."""
+    exponent = st.floats(0.0, 1.0, allow_nan=False)
+    either = exponent | st.lists(exponent, min_size=levels, max_size=levels).map(tuple)
+    return st.none() | st.builds(DriftModel, either, either, st.floats(1e-9, 1e9, allow_nan=False))
+
+
 def _in_range(key: str) -> st.SearchStrategy[float]:
     low, high = PERIPHERY_RANGES[key]
     return st.floats(min_value=low, max_value=high, allow_nan=False, allow_infinity=False)
@@ -118,13 +132,18 @@ def chips(draw: st.DrawFn) -> Chip:
             else:
                 state = states.setdefault((r, c), draw(st.sampled_from((HIGH, LOW))))
             defects.append(Defect(arr.id, r, c, state, draw(_g)))
+    levels = draw(_levels)
+    programming = draw(_programmings)
     device = DeviceModel(
-        levels_uS=draw(_levels),
+        levels_uS=levels,
         stuck_high_uS=draw(_positive),
         stuck_low_uS=draw(_positive),
         write_noise_uS=draw(st.floats(0, 100)),
         read_noise_uS=draw(st.floats(0, 100)),
-        programming=draw(_programmings),
+        programming=programming,
+        write_noise_model=draw(_noise_tables(len(levels))) if programming.model == "gaussian" else None,
+        read_noise_model=draw(_noise_tables(len(levels))),
+        drift=draw(_drifts(len(levels))),
     )
     periphery = Periphery(
         v_read_V=draw(_in_range("v_read_V")),
@@ -1263,6 +1282,9 @@ def test_the_constructor_finds_what_the_loader_finds(case: tuple[str, dict[str, 
     periphery = dict(document["periphery"])
     if "lines" in periphery:
         periphery["lines"] = LineModel(**periphery["lines"])
+    for key, kind in (("write_noise_model", NoiseModel), ("read_noise_model", NoiseModel), ("drift", DriftModel)):
+        if key in device:
+            device[key] = kind.from_json(device[key])
     built = _outcome(lambda: Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects,
                                   device=DeviceModel(**device),
                                   periphery=Periphery(**periphery), name=document.get("name")))

@@ -4,6 +4,7 @@ This package implements the `leac-chip` file format, version 1, exactly as
 docs/chip-format.md defines it. Its modules, each building on the ones before:
 
 - fields.py: the format's constants and what each single value may be (the messages for one that is not);
+- variability.py: the optional conductance-dependent noise models and drift (`NoiseModel`, `DriftModel`);
 - parts.py: `DeviceModel` (with its `ProgrammingModel`), `Periphery` (with its `LineModel`), `Array`, `Defect`;
 - store.py: the defects as numpy columns (`DefectTable`), their conflict checks, stuck-map plans;
 - validate.py: every rule over a whole chip, in bulk, with every problem named by its JSON path;

@@ -20,6 +20,7 @@ import numpy as np
 from lea_compiler.chip.fields import FORMAT, OPTIONAL_PERIPHERY, STUCK_HIGH, STUCK_LOW, VERSION, fields_of
 from lea_compiler.chip.parts import Array, Defect, Periphery
 from lea_compiler.chip.store import DefectTable
+from lea_compiler.chip.variability import VARIABILITY_KEYS
 
 if TYPE_CHECKING:
     from lea_compiler.chip.model import Chip
@@ -62,6 +63,10 @@ def _chip_json_head(chip: Chip) -> dict[str, Any]:
     programming = device.pop("programming")
     if not programming.is_default:  # a chip without it keeps the text and fingerprint it always had
         device["programming"] = programming.to_json()
+    for key in VARIABILITY_KEYS:  # written only when given, for the same reason
+        section = device.pop(key)
+        if section is not None:
+            device[key] = section.to_json()
     out["device"] = device
     periphery = fields_of(chip.periphery)
     for key in OPTIONAL_PERIPHERY:

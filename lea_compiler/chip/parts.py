@@ -29,6 +29,7 @@ from lea_compiler.chip.fields import (
     model_problems,
     programming_problems,
 )
+from lea_compiler.chip.variability import VARIABILITY_KEYS, DriftModel, NoiseModel, level_table_problems
 from lea_compiler.errors import InvalidChipError
 
 
@@ -127,6 +128,11 @@ class DeviceModel:
             programming model's write error).
         read_noise_uS: Half-width of the uniform noise added at every read.
         programming: How a write-verify leaves a device and how a read-back measures it.
+        write_noise_model: The write error's standard deviation as a function of the target conductance,
+            replacing `write_noise_uS` (None: the constant; `lea_compiler.chip.variability`).
+        read_noise_model: The standard deviation of a read's Gaussian noise as a function of the conductance,
+            replacing the uniform +-`read_noise_uS` (None: the uniform noise).
+        drift: Retention drift after programming (None: none).
     """
 
     levels_uS: tuple[float, ...] = (133.0, 167.0, 200.0, 233.0)
@@ -135,6 +141,9 @@ class DeviceModel:
     write_noise_uS: float = 16.66
     read_noise_uS: float = 10.0
     programming: ProgrammingModel = _DEFAULT_PROGRAMMING
+    write_noise_model: NoiseModel | None = None
+    read_noise_model: NoiseModel | None = None
+    drift: DriftModel | None = None
 
     def __post_init__(self) -> None:
         levels = self.levels_uS
@@ -143,9 +152,19 @@ class DeviceModel:
         _coerce(self, [f for f, kind in DEVICE_KINDS.items() if kind in ("positive", "non_negative")], _as_float)
         values = fields_of(self)
         programming = values.pop("programming")
+        variability = {key: values.pop(key) for key in VARIABILITY_KEYS}
         problems = model_problems(values, DEVICE_KINDS, "device")
         if not isinstance(programming, ProgrammingModel):
             problems.append(f"device.programming: {programming!r} is not a ProgrammingModel")
+        for key, value in variability.items():
+            kind = DriftModel if key == "drift" else NoiseModel
+            if value is not None and not isinstance(value, kind):
+                problems.append(f"device.{key}: {value!r} is not a {kind.__name__}")
+        if not problems:
+            problems += level_table_problems(variability, len(self.levels_uS), "device")
+        if self.write_noise_model is not None and programming.model != GAUSSIAN:
+            problems.append(f'device.write_noise_model: given, but the "{programming.model}" programming model '
+                            'makes its own write error (leave it out, or use "gaussian")')
         if problems:
             raise InvalidChipError("device model", problems)
 

@@ -81,6 +81,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="simulate N independent noise draws (seeds SEED .. SEED+N-1) and report the accuracy's mean, "
                         "standard deviation and range over them; the rest of the report is the first draw's "
                         "(default 1)")
+    p.add_argument("--after", metavar="DURATION",
+                   help="simulate the devices DURATION after programming (e.g. 10s, 1h, 2d, 30d, 1y; a bare number "
+                        "is seconds), drifted as the chip's device.drift says (docs/chip-format.md); default 0: as "
+                        "programmed")
     p.add_argument("--exact-read-noise", action="store_true",
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
     p.add_argument("--threads", type=int, metavar="N",
@@ -118,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--program goes with one board file, not with many Programs")
         if args.trials != 1:
             raise UsageError("--trials goes with one Program, not with many")
+        if args.after is not None:
+            raise UsageError("--after goes with one Program, not with many")
         if args.timeline is not None:
             raise UsageError("--timeline goes with one Program, not with many")
         return _run_many(args)
@@ -143,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise UsageError(f"--trials takes an integer >= 1, got {args.trials}")
     report = simulate_trials(program, datasets, trials=args.trials, chip=chip, seed=args.seed, ideal=args.ideal,
-                             exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board)
+                             exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board,
+                             after=0.0 if args.after is None else args.after)
     if args.timeline is not None:
         draw_timeline(program, args.timeline, chip=chip, schedule=board)
     data = report.to_json()
@@ -186,6 +193,8 @@ def timing_text(r: dict[str, Any]) -> str:
 def print_report(r: dict[str, Any]) -> None:
     which = "the chip it was compiled for" if r["compiled_for_chip"] else "another chip than compiled for"
     mode = "ideal devices" if r["ideal"] else f"seed {r['seed']}"
+    if "after_s" in r:
+        mode += f", {r['after_s']:g} s after programming (drift)"
     what = r["program"] if "board" not in r else f"board file {printable(r['board'])} (of {r['program']})"
     print(f"simulated {what} on chip {r['chip']!r} ({which}), {mode}")
     rows = [("data", "samples", "accuracy", "software", "agreement")]
