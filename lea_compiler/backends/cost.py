@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lea_compiler.analog_time import applications, rounds_ns
 from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
@@ -79,7 +80,7 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     reads = adc = dac = devices = ops = 0
     for job in read_jobs(plan):
         n, columns = job.reads, job.columns
-        busy[job.array] += n * (p.t_mvm_ns + job.rounds * p.t_adc_ns)
+        busy[job.array] += rounds_ns(p, job.rounds, n)
         reads += n
         adc += n * columns
         dac += job.rows
@@ -140,16 +141,11 @@ def _applications(program: Program) -> dict[str, int]:
     one vector per group for a grouped conv)."""
     result = {}
     for node in program.graph.nodes_of("MVM"):
-        x = node.input(0)
-        assert x is not None
-        shape = x.shape or ()
-        count = 1
-        groups = int(node.attr("groups", 1))  # a grouped layer's application is a run of its groups' vectors
-        for d in shape[1:-2] if groups > 1 else shape[1:-1]:
-            if not isinstance(d, int):
-                raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str()} is not fully known, "
-                                        "so the cost model cannot count its reads per sample")
-            count *= d
+        count = applications(node)
+        if count is None:
+            x = node.input(0)
+            raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str() if x else '?'} is not fully "
+                                    "known, so the cost model cannot count its reads per sample")
         result[node.name] = count
     return result
 
