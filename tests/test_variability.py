@@ -386,3 +386,21 @@ def test_a_grouped_layer_reads_a_model_of_the_uniform_noises_variance_with_that_
     var_uniform, var_model = (y[..., [0, 1, 4, 5]].var(axis=0).sum() for y in (y_uniform, y_model))
     assert var_uniform > 0
     assert var_model == pytest.approx(var_uniform, rel=0.1)  # 100 currents' variances summed, 400 draws each
+
+
+def test_drift_on_a_chip_of_other_levels_takes_the_nu_of_the_programmed_conductance(tmp_path):
+    """A Program compiled for LEVELS simulated on a chip of 2 or 8 levels with per-level nu: each device drifts
+    with nu interpolated at its Program target over the simulated chip's levels (docs/chip-format.md), not the
+    nu of the chip's level of the same index (IndexError with 2 levels; the wrong level with 8)."""
+    program = _wide_program(tmp_path, DeviceModel(levels_uS=LEVELS, write_noise_uS=0.0, read_noise_uS=0.0))
+    t = (86400.0 + 20.0) / 20.0
+    for levels, nu, at_targets in (
+            ((100.0, 250.0), (0.02, 0.08), (0.02, 0.04, 0.06, 0.08)),  # 150 uS: a third of the way, 0.04
+            ((10.0, 40.0, 70.0, 100.0, 130.0, 160.0, 190.0, 220.0), tuple(0.01 * (i + 1) for i in range(8)),
+             (0.04, 0.0566666666666667, 0.0733333333333333, 0.08))):  # 150 uS: 130 + 20 / 30 of 30; 250: flat
+        device = DeviceModel(levels_uS=levels, write_noise_uS=0.0, read_noise_uS=0.0, drift=DriftModel(nu=nu))
+        chip = dataclasses.replace(program.chip, device=device)
+        layer = CrossbarLayer.of(program, "mm", chip, np.random.default_rng(0), after_s=86400.0)
+        level, g = _levels_and_conductances(layer, program)
+        np.testing.assert_allclose(g, np.asarray(LEVELS)[level] * np.power(t, -np.asarray(at_targets)[level]),
+                                   rtol=1e-12)

@@ -174,8 +174,7 @@ class CrossbarLayer:
                                                                                             strict=True)])
         stuck_g = np.concatenate([maps[read.array][1][window].ravel() for read, window in zip(reads, windows,
                                                                                               strict=True)])
-        levels = schedule.levels_uS
-        programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])  # a skipped device: lowest
+        programmed = programmed_uS(level, schedule.levels_uS)
         sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
@@ -194,7 +193,8 @@ class CrossbarLayer:
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
         window = region_window(read)
         if program.programmed_uS is not None:  # an as-programmed Program: the programming already happened
-            return self._drifted(program.programmed_uS[window], program.level[window], None, rng)
+            return self._drifted(program.programmed_uS[window], program.level[window], None, schedule.levels_uS,
+                                 rng)
         if read.array not in maps:
             maps[read.array] = self.chip.stuck_map(read.array)
         state, g = maps[read.array][0][window], maps[read.array][1][window]
@@ -207,23 +207,25 @@ class CrossbarLayer:
                                  max_pulses=self.write[1])
             noisy[written] = done.conductance_uS
             self.programmed.add(done.pulses, done.verify_reads, done.failed)
-            return self._drifted(np.where(state != 0, g, noisy), level, state, rng)
-        programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
+            return self._drifted(np.where(state != 0, g, noisy), level, state, levels, rng)
+        programmed = programmed_uS(level, levels)
         sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
-        return self._drifted(np.where(state != 0, g, write_noise(programmed, rng, sigma)), level, state, rng)
+        return self._drifted(np.where(state != 0, g, write_noise(programmed, rng, sigma)), level, state, levels,
+                             rng)
 
-    def _drifted(self, g: np.ndarray, level: np.ndarray, state: np.ndarray | None,
+    def _drifted(self, g: np.ndarray, level: np.ndarray, state: np.ndarray | None, levels_uS: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
         """The conductances `after_s` seconds after programming (the chip's `device.drift`): each programmed,
         healthy device (level >= 0, state 0) times ((t + t0) / t0)^(-nu), nu drawn once per device at its
-        target level (`DriftModel.exponents`); stuck devices do not drift. Unchanged, and nothing drawn, at t = 0
-        or without a drift model."""
+        target conductance, the Program's level `levels_uS[level]` (`DriftModel.exponents`: a per-level nu is
+        interpolated over the simulated chip's levels by conductance, so a chip with other levels than the
+        Program's gives each device the nu of its conductance); stuck devices do not drift. Unchanged, and
+        nothing drawn, at t = 0 or without a drift model."""
         drift = self.chip.device.drift
         if self.after_s == 0 or drift is None:
             return g
         healthy = level >= 0 if state is None else (level >= 0) & (state == 0)
-        levels = self.chip.device.levels_uS
-        nu = drift.exponents(np.asarray(levels)[level[healthy]], levels, rng)
+        nu = drift.exponents(programmed_uS(level[healthy], levels_uS), self.chip.device.levels_uS, rng)
         out = np.array(g, dtype=np.float64)
         out[healthy] *= drift.factor(nu, self.after_s)
         return out
@@ -248,6 +250,14 @@ class CrossbarLayer:
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
         return y.astype(x.dtype)
+
+
+def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
+    """The target conductance (uS) of devices at Program levels `level` (indices into the Program's
+    `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
+    programmed to, for its write noise, its write-noise sigma and its drift."""
+    levels = np.asarray(levels_uS, dtype=np.float64)
+    return np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:
