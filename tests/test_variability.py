@@ -111,6 +111,13 @@ def test_sections_round_trip_and_absent_sections_leave_the_file_as_it_was(tmp_pa
     ({"drift": "fast"}, 'device.drift: "fast" is not a JSON object'),
     ({"write_noise_model": {"sigma_uS": [1, 2, 3, 4]}, "programming": {"model": "pulse", "step_uS": 4.0}},
      'device.write_noise_model: given, but the "pulse" programming model makes its own write error'),
+    # laws of valid coefficients that leave 0 to 1e6 uS on the chip's conductances, 0 to stuck_high_uS = 500:
+    # 1e6 (G / 1e-6 uS)^7 is 7.8e66 uS at 500 uS (the review's ~1e64), at the interval's end
+    ({"write_noise_model": {"polynomial": [0, 0, 0, 0, 0, 0, 0, 1e6], "g_ref_uS": 1e-6}},
+     "device.write_noise_model.polynomial: sigma(500 uS) = 7.81e+66 uS is more than leac accepts (1e+06 uS)"),
+    # 1e6 (1 + x - x^2), x = G / 125 uS: 1e6 at G = 0, below 0 at 500 uS, 1.25e6 at its vertex G = 62.5 uS
+    ({"read_noise_model": {"polynomial": [1e6, 1e6, -1e6], "g_ref_uS": 125}},
+     "device.read_noise_model.polynomial: sigma(62.5 uS) = 1.25e+06 uS is more than leac accepts"),
 ])
 def test_bad_sections_are_refused_naming_the_field_and_nothing_is_written(tmp_path, capsys, device, message):
     with pytest.raises(InvalidChipError) as info:
@@ -135,6 +142,28 @@ def test_the_constructors_check_the_sections_too():
         DriftModel(nu=0.1, nu_sigma=-0.1)
     with pytest.raises(InvalidChipError, match="is not a NoiseModel"):
         DeviceModel(write_noise_model=DriftModel(nu=0.1))  # type: ignore[arg-type]
+
+
+def test_a_law_within_the_limit_on_the_chip_is_clipped_beyond_it_and_the_simulator_runs(tmp_path):
+    """A law valid on the chip's conductances (7.5e5 + 1e6 (x - x^2) peaks at exactly 1e6 uS; 1e6 (G / 500 uS)^7 is
+    1e6 at 500 uS) is accepted, by the constructors too, and clipped to 1e6 uS where a device holds more: a
+    defect's own g_uS of 1e6 uS (sigma 1.3e29 uS unclipped overflowed the float32 currents, and simulate blamed
+    the data). Beyond the limit, the constructor refuses it like the file."""
+    assert DeviceModel(levels_uS=LEVELS, read_noise_model=NoiseModel(polynomial=(7.5e5, 1e6, -1e6), g_ref_uS=125))
+    steep = NoiseModel(polynomial=(0, 0, 0, 0, 0, 0, 0, 1e6), g_ref_uS=500.0)
+    np.testing.assert_allclose(steep.sigma(np.array([250.0, 500.0, 1e6]), LEVELS), [1e6 / 128, 1e6, 1e6])
+    with pytest.raises(InvalidChipError, match=r"device.read_noise_model.polynomial: sigma\(500 uS\) = 1.28e\+08"):
+        DeviceModel(levels_uS=LEVELS, read_noise_model=NoiseModel(polynomial=(0, 0, 0, 0, 0, 0, 0, 1e6),
+                                                                  g_ref_uS=250.0))
+    program = _two_by_two(tmp_path, DeviceModel(levels_uS=(100.0, 250.0), write_noise_uS=0.0, read_noise_uS=0.0))
+    document = json.loads(chip_to_text(program.chip))
+    document["device"]["read_noise_model"] = {"polynomial": [0, 0, 0, 0, 0, 0, 0, 1e6], "g_ref_uS": 500.0}
+    document["defects"] = [{"array": 0, "row": 0, "col": 0, "state": "stuck_high", "g_uS": 1e6}]
+    chip = parse_chip(document, "steep.json")
+    x = np.random.default_rng(0).standard_normal((16, 2)).astype(F)
+    x[::2, 0] = 0.0  # 0 V on the defect's row: 0 x an overflowed variance was NaN
+    report = simulate(program, [Dataset("d", x, np.zeros(16, np.int64))], chip=chip, seed=1).to_json()
+    assert all(math.isfinite(v) for v in report["layer_output_error"].values())
 
 
 def test_compile_takes_the_models_mean_variance_as_its_noise_figures():
@@ -327,8 +356,20 @@ def test_the_after_flag_is_the_api_keyword():
 @given(coefficients=st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=8),
        g_ref=st.floats(1e-3, 1e3, allow_nan=False))
 def test_any_polynomial_law_round_trips_and_gives_a_spread(coefficients, g_ref):
+    """A law is accepted exactly when it stays within 1e6 uS from 0 to stuck_high_uS = 500 uS: against the
+    brute-force maximum on a grid (a lower bound of the true one; the tolerance allows the grid to miss a peak)."""
     document = _document({"read_noise_model": {"polynomial": coefficients, "g_ref_uS": g_ref}})
-    chip = parse_chip(document, "c.json")
+    grid = np.linspace(0.0, 500.0, 200_001) / g_ref
+    peak = max(sum(c * grid**i for i, c in enumerate(coefficients)).max(), 0.0)
+    if peak > 1e6:
+        with pytest.raises(InvalidChipError, match="device.read_noise_model.polynomial: sigma"):
+            parse_chip(document, "c.json")
+        return
+    try:
+        chip = parse_chip(document, "c.json")
+    except InvalidChipError as error:
+        assert peak > 1e6 * (1 - 1e-3), (peak, error.problems)
+        return
     assert parse_chip(json.loads(chip_to_text(chip)), "again.json") == chip
     model = chip.device.read_noise_model
     assert model is not None and model.polynomial == tuple(coefficients)

@@ -29,7 +29,14 @@ from lea_compiler.chip.fields import (
     model_problems,
     programming_problems,
 )
-from lea_compiler.chip.variability import VARIABILITY_KEYS, DriftModel, NoiseModel, level_table_problems
+from lea_compiler.chip.variability import (
+    VARIABILITY_KEYS,
+    DriftModel,
+    NoiseModel,
+    law_problems,
+    level_table_problems,
+    top_conductance_uS,
+)
 from lea_compiler.errors import InvalidChipError
 
 
@@ -162,6 +169,10 @@ class DeviceModel:
                 problems.append(f"device.{key}: {value!r} is not a {kind.__name__}")
         if not problems:
             problems += level_table_problems(variability, len(self.levels_uS), "device")
+            top = top_conductance_uS(self.levels_uS, self.stuck_high_uS)
+            for key in ("write_noise_model", "read_noise_model"):
+                if variability[key] is not None and top is not None:
+                    problems += law_problems(variability[key], top, f"device.{key}")
         if self.write_noise_model is not None and programming.model != GAUSSIAN:
             problems.append(f'device.write_noise_model: given, but the "{programming.model}" programming model '
                             'makes its own write error (leave it out, or use "gaussian")')

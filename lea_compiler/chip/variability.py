@@ -83,7 +83,11 @@ def _number_list_problems(value: object, path: str, low: float, high: float, uni
         return [f"{path}: [] lists no numbers"]
     if most is not None and len(value) > most:
         return [f"{path}: {len(value)} numbers is more than leac supports ({most})"]
-    problems = []
+    if all(type(v) is float or (type(v) is int and abs(v) <= _EXACT_INT) for v in value):  # the usual file
+        numbers_ = np.asarray(value, dtype=np.float64)  # at once: a 65,535-level table is checked in numpy
+        if np.isfinite(numbers_).all() and low <= numbers_.min() and numbers_.max() <= high:
+            return []
+    problems = []  # something is wrong: say what, number by number
     for i, v in enumerate(value):
         p = number_problem(v, f"{path}[{i}]", positive=False) if low >= 0 else _finite_problem(v, f"{path}[{i}]")
         if p is None:
@@ -91,6 +95,10 @@ def _number_list_problems(value: object, path: str, low: float, high: float, uni
         if p is not None:
             problems.append(p)
     return problems
+
+
+_EXACT_INT = 2**53
+"""Integers up to this are exact in float64 (`number_problem` names larger ones)."""
 
 
 def _finite_problem(value: object, path: str) -> str | None:
@@ -211,12 +219,19 @@ class NoiseModel:
             raise InvalidChipError("noise model", problems)
 
     def sigma(self, g_uS: np.ndarray, levels_uS: Sequence[float]) -> np.ndarray:
-        """The standard deviation (uS, >= 0) at conductances `g_uS` (float64, g's shape)."""
+        """The standard deviation (uS, 0 to `MAX_NOISE_uS`) at conductances `g_uS` (float64, g's shape).
+
+        A polynomial is clipped to `MAX_NOISE_uS`: validation bounds it over the chip's conductances
+        (`law_problems`), but a device can hold more (a defect's own g_uS, a write-noisy device above the top
+        level, a Program compiled for higher levels), where a law of high degree can reach ~1e64 uS and
+        overflow the simulator's float32 currents. (A table is within the limit by validation.)"""
         g = np.asarray(g_uS, dtype=np.float64)
         if self.sigma_uS is not None:
             return _interpolated(g, levels_uS, self.sigma_uS)
         assert self.polynomial is not None
-        return np.maximum(np.polynomial.polynomial.polyval(g / self.g_ref_uS, self.polynomial), 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            law = np.polynomial.polynomial.polyval(g / self.g_ref_uS, self.polynomial)
+        return np.clip(np.nan_to_num(law, nan=MAX_NOISE_uS), 0.0, MAX_NOISE_uS)
 
     def to_json(self) -> dict[str, Any]:
         """The chip file's object: the table, or the law and its reference conductance."""
@@ -225,11 +240,13 @@ class NoiseModel:
         return {"polynomial": list(self.polynomial or ()), "g_ref_uS": self.g_ref_uS}
 
     @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> NoiseModel:
-        """The model of a valid `write_noise_model` / `read_noise_model` object."""
+    def from_json(cls, value: Mapping[str, Any], *, checked: bool = False) -> NoiseModel:
+        """The model of a valid `write_noise_model` / `read_noise_model` object (`checked`: its values are
+        known valid, `noise_model_problems` is not run again)."""
         table, law = value.get("sigma_uS"), value.get("polynomial")
-        return cls(sigma_uS=None if table is None else tuple(table), polynomial=None if law is None else tuple(law),
-                   g_ref_uS=value.get("g_ref_uS", 1.0))
+        fields = {"sigma_uS": None if table is None else tuple(table), "polynomial": None if law is None else tuple(law),
+                  "g_ref_uS": value.get("g_ref_uS", 1.0)}
+        return _unchecked(cls, fields) if checked else cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -273,17 +290,61 @@ class DriftModel:
         return {"t0_s": self.t0_s, "nu": value(self.nu), "nu_sigma": value(self.nu_sigma)}
 
     @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> DriftModel:
-        """The model of a valid `drift` object."""
+    def from_json(cls, value: Mapping[str, Any], *, checked: bool = False) -> DriftModel:
+        """The model of a valid `drift` object (`checked`: its values are known valid, `drift_problems` is not
+        run again)."""
         def per_level(v: Any) -> float | tuple[float, ...]:
             return tuple(v) if isinstance(v, list) else v
 
-        return cls(nu=per_level(value["nu"]), nu_sigma=per_level(value.get("nu_sigma", 0.0)),
-                   t0_s=value.get("t0_s", DEFAULT_T0_S))
+        fields = {"nu": per_level(value["nu"]), "nu_sigma": per_level(value.get("nu_sigma", 0.0)),
+                  "t0_s": value.get("t0_s", DEFAULT_T0_S)}
+        return _unchecked(cls, fields) if checked else cls(**fields)
+
+
+def law_problems(model: NoiseModel | Mapping[str, object], top_uS: float, path: str) -> list[str]:
+    """The problem of a polynomial noise law whose sigma exceeds `MAX_NOISE_uS` somewhere on [0, top_uS], the
+    conductances a device of the chip holds (`top_uS`: the largest of the top level and `stuck_high_uS`), if
+    any; the message names the worst conductance. A valid table (or a `model` with other problems) has none.
+
+    The law's maximum on the interval is at an end or where its derivative is 0: those candidates (and a
+    grid, for roots that numpy finds inexactly) are evaluated."""
+    law = model.polynomial if isinstance(model, NoiseModel) else model.get("polynomial")
+    g_ref = model.g_ref_uS if isinstance(model, NoiseModel) else model.get("g_ref_uS", 1.0)
+    if not isinstance(law, (list, tuple)) or not law:
+        return []
+    coefficients = np.trim_zeros(np.asarray(law, dtype=np.float64), "b")
+    if coefficients.size == 0:
+        return []
+    end = float(top_uS) / float(g_ref)  # type: ignore[arg-type]
+    x = np.linspace(0.0, end, 1025)
+    if coefficients.size > 2:
+        roots = np.polynomial.polynomial.polyroots(np.polynomial.polynomial.polyder(coefficients))
+        x = np.concatenate([x, np.clip(roots[np.abs(roots.imag) <= 1e-9 * (1 + np.abs(roots.real))].real, 0, end)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        sigma = np.polynomial.polynomial.polyval(x, coefficients)
+    sigma = np.nan_to_num(sigma, nan=np.inf)
+    worst = int(np.argmax(sigma))
+    if sigma[worst] <= MAX_NOISE_uS:
+        return []
+    return [f"{join(path, 'polynomial')}: sigma({x[worst] * float(g_ref):.6g} uS) = {sigma[worst]:.3g} uS is "  # type: ignore[arg-type]
+            f"more than leac accepts ({MAX_NOISE_uS:g} uS); the law must stay within it from 0 to {top_uS:g} uS "
+            "(the top level or stuck_high_uS, the conductances the chip's devices hold)"]
+
+
+def top_conductance_uS(levels_uS: object, stuck_high_uS: object) -> float | None:
+    """The largest conductance a device of the chip is meant to hold: the top level or `stuck_high_uS` (None
+    when either is not a valid number, which its own check names)."""
+    if not isinstance(levels_uS, (list, tuple)) or not levels_uS:
+        return None
+    values = [levels_uS[-1], stuck_high_uS]
+    if any(number_problem(v, "") is not None for v in values):
+        return None
+    return max(float(v) for v in values)  # type: ignore[arg-type]
 
 
 def variability_problems(values: Mapping[str, object], path: str) -> list[str]:
-    """Problems of the variability keys of a `device` mapping (given as JSON), their tables' lengths included."""
+    """Problems of the variability keys of a `device` mapping (given as JSON), their tables' lengths and the
+    noise laws' bound over the chip's conductances (`law_problems`) included."""
     problems: list[str] = []
     for key in VARIABILITY_KEYS:
         if key in values:
@@ -295,18 +356,35 @@ def variability_problems(values: Mapping[str, object], path: str) -> list[str]:
         problems.append(f'{join(path, "write_noise_model")}: given, but the {show(model)} programming model makes '
                         'its own write error (leave it out, or use "gaussian")')
     if not problems:
-        levels = values.get("levels_uS")
-        count = len(levels) if isinstance(levels, (list, tuple)) else 4  # the default levels
+        from lea_compiler.chip.parts import DeviceModel  # the defaults (parts imports this module)
+
+        levels = values.get("levels_uS", DeviceModel.levels_uS)
+        count = len(levels) if isinstance(levels, (list, tuple)) else len(DeviceModel.levels_uS)
         problems += level_table_problems(values, count, path)
+        top = top_conductance_uS(levels, values.get("stuck_high_uS", DeviceModel.stuck_high_uS))
+        for key in ("write_noise_model", "read_noise_model"):
+            if key in values and top is not None:
+                problems += law_problems(values[key], top, join(path, key))  # type: ignore[arg-type]
     return problems
 
 
+def _unchecked(cls: type, values: Mapping[str, Any]) -> Any:
+    """A `NoiseModel` or `DriftModel` of `values` without its constructor's checks: for `parse_variability`,
+    whose values `variability_problems` has checked (a chip file's tables are checked once, not twice)."""
+    model = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(model, name, _floats(value))
+    return model
+
+
 def parse_variability(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The `DeviceModel` keyword arguments of a valid `device` mapping's variability keys."""
+    """The `DeviceModel` keyword arguments of a valid `device` mapping's variability keys (checked by
+    `variability_problems`, so not again)."""
     out: dict[str, Any] = {}
     for key in VARIABILITY_KEYS:
         if key in values:
-            out[key] = DriftModel.from_json(values[key]) if key == "drift" else NoiseModel.from_json(values[key])
+            out[key] = (DriftModel.from_json(values[key], checked=True) if key == "drift"
+                        else NoiseModel.from_json(values[key], checked=True))
     return out
 
 
