@@ -135,6 +135,29 @@ def test_bad_sections_are_refused_naming_the_field_and_nothing_is_written(tmp_pa
     assert not out.exists()
 
 
+def test_a_files_tables_are_checked_once(monkeypatch):
+    """Each table of a chip file goes through the number checks once (`variability_problems`), not again in the
+    models' constructors; the constructors still check what the API gives them (the next test)."""
+    from lea_compiler.chip import variability
+
+    checked: list[str] = []
+    check = variability._number_list_problems
+
+    def counted(value: object, path: str, *args: object, **kwargs: object) -> list[str]:
+        checked.append(path)
+        return check(value, path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(variability, "_number_list_problems", counted)
+    chip = parse_chip(_document({"write_noise_model": {"sigma_uS": list(SIGMA)},
+                                 "read_noise_model": {"polynomial": [1.0, 2.0]},
+                                 "drift": {"nu": [0.01, 0.02, 0.03, 0.04], "nu_sigma": [0.0, 0.0, 0.01, 0.01]}}),
+                     "c.json")
+    assert sorted(checked) == ["device.drift.nu", "device.drift.nu_sigma", "device.read_noise_model.polynomial",
+                               "device.write_noise_model.sigma_uS"]
+    assert chip.device.drift == DriftModel(nu=(0.01, 0.02, 0.03, 0.04), nu_sigma=(0.0, 0.0, 0.01, 0.01))
+    assert chip.device.write_noise_model == NoiseModel(sigma_uS=SIGMA)
+
+
 def test_the_constructors_check_the_sections_too():
     with pytest.raises(InvalidChipError, match="sigma_uS: 2 values for 4 levels"):
         DeviceModel(levels_uS=LEVELS, read_noise_model=NoiseModel(sigma_uS=(1.0, 2.0)))
