@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import onnx
@@ -362,6 +363,28 @@ def test_after_on_the_command_line_and_its_errors(tmp_path, capsys):
     save_chip(dataclasses.replace(program.chip, device=dataclasses.replace(device, drift=None)), plain)
     assert main(["simulate", str(path), "--data", str(data), "--chip", str(plain), "--after", "1h"]) == 2
     assert "has no drift model (device.drift" in capsys.readouterr().err
+
+
+def test_after_on_a_chip_without_drift_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """`simulate_trials` (what `leac simulate` and `leac.simulate` call) refuses `after` on a chip without drift
+    before onnxruntime's baseline or any trial runs."""
+    from lea_compiler.backends import sim
+    from lea_compiler.errors import UsageError
+
+    program = _two_by_two(tmp_path, DeviceModel(levels_uS=(100.0, 250.0), write_noise_uS=0.0, read_noise_uS=0.0))
+    ran: list[str] = []
+    monkeypatch.setattr(sim, "software_predictions", lambda *args, **kwargs: ran.append("baseline"))
+    monkeypatch.setattr(sim, "simulate", lambda *args, **kwargs: ran.append("simulate"))
+    data = Dataset("d", np.zeros((4, 2), F), np.zeros(4, np.int64))
+    for options, message in (({"after": "1h"}, "after (time since programming) is 3600 s, but the simulated chip "
+                                               "has no drift model (device.drift"),
+                             ({"after": "1h", "ideal": True, "chip": dataclasses.replace(program.chip, device=(
+                                 dataclasses.replace(program.chip.device, drift=DriftModel(nu=0.1))))},
+                              "which ideal devices do not have"),
+                             ({"after": "soon"}, "after (time since programming): 'soon' is not a duration")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            sim.simulate_trials(program, [data], trials=2, **options)
+    assert ran == []
 
 
 def test_the_after_flag_is_the_api_keyword():

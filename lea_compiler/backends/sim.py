@@ -431,10 +431,7 @@ def simulate(
         UsageError: `threads` below 1, a negative `seed`, no output named `output`, or a bad `after` (not a
             duration, or given for a chip without a drift model or with `ideal`).
     """
-    try:
-        after_s = parse_duration(after)
-    except ValueError as exc:
-        raise UsageError(f"after (time since programming): {exc}") from None
+    after_s = _after_seconds(after, chip or program.chip, ideal)
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
     if seed < 0:
@@ -458,12 +455,6 @@ def simulate(
     if program.as_programmed and board is not None:
         raise UsageError("a board file programs the chip again, so it cannot run with an as-programmed Program; "
                          "give the Program it was emitted from, or simulate the as-programmed Program itself")
-    if after_s > 0 and sim_chip.device.drift is None:
-        raise UsageError(f"after (time since programming) is {after_s:g} s, but the simulated chip has no drift "
-                         "model (device.drift in its chip file, docs/chip-format.md)")
-    if after_s > 0 and ideal:
-        raise UsageError("after (time since programming) simulates drift, which ideal devices do not have; "
-                         "leave out one of the two")
     # the Program was checked when it was loaded or compiled; the simulator never checked it again
     schedule = schedule_of(program, check=False) if board is None else board
     if board is not None:
@@ -645,6 +636,25 @@ def run_on_chip(program: Program, x: np.ndarray, layers: Collection[str], *, see
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
+def _after_seconds(after: float | str, chip: Chip, ideal: bool) -> float:
+    """`simulate`'s `after` in seconds (`parse_duration`), checked against the simulated chip and `ideal`.
+
+    Raises:
+        UsageError: not a duration, or a time after programming for a chip without a drift model or with `ideal`.
+    """
+    try:
+        after_s = parse_duration(after)
+    except ValueError as exc:
+        raise UsageError(f"after (time since programming): {exc}") from None
+    if after_s > 0 and chip.device.drift is None:
+        raise UsageError(f"after (time since programming) is {after_s:g} s, but the simulated chip has no drift "
+                         "model (device.drift in its chip file, docs/chip-format.md)")
+    if after_s > 0 and ideal:
+        raise UsageError("after (time since programming) simulates drift, which ideal devices do not have; "
+                         "leave out one of the two")
+    return after_s
+
+
 def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: int, seed: int = 0,
                     **options: Any) -> Report:
     """Simulate `trials` independent draws of the write and read noise (seeds seed, seed + 1, ...) and return
@@ -658,6 +668,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UsageError(f"trials must be an integer >= 1, got {trials!r}")
+    # a usage error before onnxruntime's baseline runs (`simulate` checks it again, for its own callers)
+    _after_seconds(options.get("after", 0.0), options.get("chip") or program.chip, options.get("ideal", False))
     if options.get("software") is None and program.source_model is not None:
         options["software"] = software_predictions(program, datasets, options.get("output"))
     reports = [simulate(program, datasets, seed=seed + i, **options) for i in range(trials)]
