@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -73,6 +73,9 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 _CHUNK_CURRENTS = 1 << 17
 """Column currents per chunk of samples (float32: 512 KiB, so a chunk's elementwise passes stay in cache)."""
+_DEVICE_NOISE_NUMBERS = 1 << 20
+"""Per-device read-noise numbers drawn at once with `exact_read_noise` (8 MiB of float64 draws, 4 MiB as float32;
+`CrossbarExecutor._add_device_noise`)."""
 
 
 @dataclass(frozen=True)
@@ -362,13 +365,8 @@ class CrossbarExecutor:
         n = v.shape[0]
         grouped = self.groups > 1
         if self.exact_read_noise:
-            full = rng.uniform(-r, r, size=(chunk_rows, v.shape[-1], steps.shape[1])).astype(np.float32)
-            if grouped:
-                width = group_width(self.cols, self.groups)
-                per_device = full[skip:skip + n].reshape(n, v.shape[-1], 2 * self.alpha, self.groups, width)
-                steps += np.einsum("sgr,srago->sago", v, per_device).reshape(n, -1) * band.inv_step
-            else:
-                steps += np.einsum("sr,src->sc", v, full[skip:skip + n]) * band.inv_step
+            self._add_device_noise(steps, v, chunk_rows, skip, lambda shape: rng.uniform(-r, r, size=shape),
+                                   None, band.inv_step)
             return
         noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
         if grouped:  # sigma (n, G): a run's vectors, each for its group's columns
@@ -390,16 +388,50 @@ class CrossbarExecutor:
         n = v.shape[0]
         assert band.variance is not None
         if self.exact_read_noise:
-            full = rng.standard_normal(size=(chunk_rows, v.shape[-1], steps.shape[1])).astype(np.float32)
             sigma = np.sqrt(band.variance)  # (rows, 2 alpha cols), grouped (G, rows, 2 alpha cols / G)
-            if self.groups > 1:
-                width = group_width(self.cols, self.groups)
-                per_device = full[skip:skip + n].reshape(n, v.shape[-1], 2 * self.alpha, self.groups, width)
-                per_device *= sigma.reshape(self.groups, v.shape[-1], 2 * self.alpha, width).transpose(1, 2, 0, 3)
-                steps += np.einsum("sgr,srago->sago", v, per_device).reshape(n, -1)
-            else:
-                steps += np.einsum("sr,src->sc", v, full[skip:skip + n] * sigma)
+            if self.groups > 1:  # as the per-device noise is laid out: (rows, 2 alpha, G, cols / G)
+                sigma = sigma.reshape(self.groups, v.shape[-1], 2 * self.alpha, -1).transpose(1, 2, 0, 3)
+            self._add_device_noise(steps, v, chunk_rows, skip, lambda shape: rng.standard_normal(size=shape),
+                                   sigma.reshape(v.shape[-1], -1), None)
             return
         noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
         noise *= np.sqrt(self._currents(v * v, band.variance))
         steps += noise
+
+    def _add_device_noise(self, steps: np.ndarray, v: np.ndarray, chunk_rows: int, skip: int,
+                          draw: Callable[[tuple[int, int, int]], np.ndarray], sigma: np.ndarray | None,
+                          column_scale: np.ndarray | None) -> None:
+        """`exact_read_noise`: add to the currents of rows skip .. skip + len(v) of a chunk of `chunk_rows`
+        rows every device's own noise, sum_i V_i n_ij (times `column_scale` per current), n_ij = `draw`'s
+        numbers (times `sigma`, (band rows, currents), when given).
+
+        The chunk's noise is (chunk_rows, band rows, currents) numbers drawn in C order, as one draw would give
+        them, but in blocks of at most `_DEVICE_NOISE_NUMBERS` (whole chunk rows, or one chunk row's band rows
+        in parts): memory is one block, not the chunk (a 4096-row band of 4096 columns was 8.6 GB per chunk).
+        Every block is drawn, even where it misses v's rows, so the generator's stream is the chunk's."""
+        n, rows, currents = v.shape[0], v.shape[-1], steps.shape[1]
+        per_row = rows * currents
+        samples = max(1, _DEVICE_NOISE_NUMBERS // per_row)
+        band_rows = rows if per_row <= _DEVICE_NOISE_NUMBERS else max(1, _DEVICE_NOISE_NUMBERS // currents)
+        grouped = self.groups > 1
+        width = group_width(self.cols, self.groups)
+        for s0 in range(0, chunk_rows, samples):
+            s1 = min(chunk_rows, s0 + samples)
+            for r0 in range(0, rows, band_rows):
+                r1 = min(rows, r0 + band_rows)
+                block = draw((s1 - s0, r1 - r0, currents)).astype(np.float32)
+                lo, hi = max(s0, skip), min(s1, skip + n)
+                if lo >= hi:
+                    continue
+                part = block[lo - s0:hi - s0]
+                if sigma is not None:
+                    part *= sigma[r0:r1]
+                vb = v[lo - skip:hi - skip, ..., r0:r1]
+                if grouped:
+                    per_device = part.reshape(hi - lo, r1 - r0, 2 * self.alpha, self.groups, width)
+                    added = np.einsum("sgr,srago->sago", vb, per_device).reshape(hi - lo, -1)
+                else:
+                    added = np.einsum("sr,src->sc", vb, part)
+                if column_scale is not None:
+                    added *= column_scale
+                steps[lo - skip:hi - skip] += added
