@@ -174,8 +174,7 @@ class CrossbarLayer:
                                                                                             strict=True)])
         stuck_g = np.concatenate([maps[read.array][1][window].ravel() for read, window in zip(reads, windows,
                                                                                               strict=True)])
-        programmed = programmed_uS(level, schedule.levels_uS)
-        sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
+        programmed, sigma = self._targets(level, schedule.levels_uS)
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
@@ -208,10 +207,15 @@ class CrossbarLayer:
             noisy[written] = done.conductance_uS
             self.programmed.add(done.pulses, done.verify_reads, done.failed)
             return self._drifted(np.where(state != 0, g, noisy), level, state, levels, rng)
-        programmed = programmed_uS(level, levels)
-        sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
+        programmed, sigma = self._targets(level, levels)
         return self._drifted(np.where(state != 0, g, write_noise(programmed, rng, sigma)), level, state, levels,
                              rng)
+
+    def _targets(self, level: np.ndarray, levels_uS: np.ndarray) -> tuple[np.ndarray, float | np.ndarray]:
+        """What devices at Program levels `level` are programmed to (`programmed_uS`) and the standard deviation
+        of their write error (`write_sigma_uS`: the constant, or the simulated chip's write-noise model)."""
+        programmed = programmed_uS(level, levels_uS)
+        return programmed, write_sigma_uS(self.chip.device, programmed)
 
     def _drifted(self, g: np.ndarray, level: np.ndarray, state: np.ndarray | None, levels_uS: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
