@@ -34,7 +34,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -244,8 +244,8 @@ class NoiseModel:
         """The model of a valid `write_noise_model` / `read_noise_model` object (`checked`: its values are
         known valid, `noise_model_problems` is not run again)."""
         table, law = value.get("sigma_uS"), value.get("polynomial")
-        fields = {"sigma_uS": None if table is None else tuple(table), "polynomial": None if law is None else tuple(law),
-                  "g_ref_uS": value.get("g_ref_uS", 1.0)}
+        fields = {"sigma_uS": None if table is None else tuple(table),
+                  "polynomial": None if law is None else tuple(law), "g_ref_uS": value.get("g_ref_uS", 1.0)}
         return _unchecked(cls, fields) if checked else cls(**fields)
 
 
@@ -368,10 +368,13 @@ def variability_problems(values: Mapping[str, object], path: str) -> list[str]:
     return problems
 
 
-def _unchecked(cls: type, values: Mapping[str, Any]) -> Any:
+_Model = TypeVar("_Model", "NoiseModel", "DriftModel")
+
+
+def _unchecked(cls: type[_Model], values: Mapping[str, Any]) -> _Model:
     """A `NoiseModel` or `DriftModel` of `values` without its constructor's checks: for `parse_variability`,
     whose values `variability_problems` has checked (a chip file's tables are checked once, not twice)."""
-    model = object.__new__(cls)
+    model: _Model = object.__new__(cls)
     for name, value in values.items():
         object.__setattr__(model, name, _floats(value))
     return model
