@@ -30,8 +30,11 @@ from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.datasets import DataLike, as_datasets, load_data
 from lea_compiler.errors import UsageError
+from lea_compiler.fileio import check_output
 from lea_compiler.ir import Graph
 from lea_compiler.options import CompileKeywords, from_keywords, takes_options
+from lea_compiler.plot import require_matplotlib
+from lea_compiler.plot_timeline import draw_timeline
 from lea_compiler.program import Program
 from lea_compiler.programming.board import Board, open_board, with_readback_reads
 from lea_compiler.programming.loop import Programmed
@@ -129,6 +132,8 @@ def simulate(
     batch_size: int = 2048,
     board: PathLike | None = None,
     trials: int = 1,
+    after: float | str = 0.0,
+    timeline: PathLike | None = None,
 ) -> Report:
     """Simulate a Program (or a .leac file) on one or more data sets, as `leac simulate` does.
 
@@ -150,7 +155,10 @@ def simulate(
     `board` is a board file emitted from the Program (`leac simulate BOARD --program PROGRAM`): its records
     are what runs, and the report equals the Program's when the file is the Program's. `trials` is
     `--trials`: that many noise draws (seeds seed, seed + 1, ...); the report is the first's, with every
-    draw's accuracy, their mean, standard deviation and range in `report.trials`.
+    draw's accuracy, their mean, standard deviation and range in `report.trials`. `after` is `--after`: the
+    time since programming, in seconds or as a duration ("1h", "30d"), at which the devices are read, drifted
+    as the chip's `device.drift` says (0: as programmed). `timeline` is
+    `--timeline`: the PNG to draw one inference's timeline to (the `plot` extra; `lea_compiler.plot_timeline`).
 
     Raises:
         UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.
@@ -158,14 +166,22 @@ def simulate(
         InvalidInputError: a `chip` without the arrays the Program uses, or a `board` file that is not valid or
             not emitted from this Program.
     """
+    source = None if isinstance(program, Program) else program
     if not isinstance(program, Program):
         program = Program.load(program)
     datasets = as_datasets(data, program.graph)
     sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
     schedule = None if board is None else board_schedule(read_board(board))
-    return simulate_trials(program, datasets, trials=trials, chip=sim_chip, seed=seed, ideal=ideal,
-                           exact_read_noise=exact_read_noise, output=output, threads=threads, batch_size=batch_size,
-                           board=schedule)
+    if timeline is not None:
+        require_matplotlib("simulate(timeline=...)")
+        files = [d for d in (data if isinstance(data, list) else [data]) if isinstance(d, (str, os.PathLike))]
+        check_output(timeline, [board, source, chip if not isinstance(chip, Chip) else None, *files], "timeline")
+    report = simulate_trials(program, datasets, trials=trials, chip=sim_chip, seed=seed, ideal=ideal,
+                             exact_read_noise=exact_read_noise, output=output, threads=threads,
+                             batch_size=batch_size, board=schedule, after=after)
+    if timeline is not None:
+        draw_timeline(program, timeline, chip=sim_chip, schedule=schedule)
+    return report
 
 
 def simulate_many(

@@ -345,7 +345,8 @@ def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) ->
         "devices_total": None if chip is None else chip.device_count, "arrays_used": None,
         "arrays_total": None if chip is None else len(chip.arrays), "mapping_error_uS": None,
         "effective_error_uS": None, "solver_status": None, "solver_method": None, "solver_bound_uS": None,
-        "optimality_gap": None, "pass_seconds": None, "compile_seconds": seconds,
+        "optimality_gap": None, "objective": options.objective, "analog_time_ns": None,
+        "analog_time_bound_ns": None, "analog_time_gap": None, "pass_seconds": None, "compile_seconds": seconds,
     }
 
 

@@ -67,6 +67,7 @@ PERIPHERY_RANGES: dict[str, tuple[float, float]] = {
     "e_dac_pJ": (1e-9, 1e9),
     "e_write_pulse_pJ": (1e-9, 1e9),
     "e_digital_op_pJ": (1e-9, 1e9),
+    "t_dac_ns": (1e-3, 1e9),
 }
 """Inclusive range of each real-valued periphery key. Read voltages from 1 mV to 100 V; clocks from 1 kHz to
 1 THz; times from 1 ps to 1 s; energies from 1 zJ (1e-9 pJ) to 1 mJ (1e9 pJ) per event. The seed defaults
@@ -87,6 +88,16 @@ PROGRAMMING_RANGES: dict[str, tuple[float, float]] = {
 }
 """Inclusive range of each real-valued key of `device.programming`: a pulse's mean step is a conductance change
 (1 pS to 1 S, like a conductance); its spread a noise figure (0 to `MAX_NOISE_uS`)."""
+LINE_RANGES: dict[str, tuple[float, float]] = {
+    "word_line_segment_ohm": (0.0, 1e3),
+    "bit_line_segment_ohm": (0.0, 1e3),
+    "driver_ohm": (0.0, 1e6),
+    "sense_ohm": (0.0, 1e6),
+}
+"""Inclusive range of each key of `periphery.lines` (ohms). A wire segment between adjacent devices of a
+nanometre-scale crossbar is 0.1 to 10 ohms (CrossSim's and NeuroSim's examples use 1 to 2.5); 1 kohm per segment
+is a wire as resistive as a device and leaves room. A driver or sense amplifier's output resistance up to 1 Mohm.
+The solve (`lea_compiler.irdrop`) is direct, so its accuracy does not depend on these values."""
 MAX_READBACK_READS = 64
 """Most reads averaged into one verify read-back (`device.programming.readback_reads`). Averaging n reads
 shrinks uniform read noise by sqrt(n): 64 reads take it to 1/8, beyond which a board would average in its
@@ -132,3 +143,14 @@ def time_limit_problem(value: float) -> str | None:
     if not math.isfinite(value) or value <= 0 or value > MAX_TIME_LIMIT_S:
         return f"must be a finite number of seconds above 0 and at most {MAX_TIME_LIMIT_S:g} (one day), got {value}"
     return None
+
+
+MAX_POLYNOMIAL_TERMS = 8
+"""Most coefficients of a noise model's polynomial law (degree 7): aihwkit's PCM law has 3, CrossSim's 2."""
+DRIFT_RANGES: dict[str, tuple[float, float]] = {
+    "nu": (0.0, 1.0),
+    "nu_sigma": (0.0, 1.0),
+    "t0_s": (1e-9, 1e9),
+}
+"""Inclusive range of each `device.drift` value: drift exponents from 0 (none) to 1 (G ~ 1/t; measured PCM has
+0.005 to 0.1, aihwkit clamps its mean to 0.049 to 0.1); t0 from 1 ns to about 32 years."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, measure, parse_budget
+from lea_compiler.analog_time import program_analog_time
 from lea_compiler.analysis import canonical_devices, check_devices, mvm_layer
 from lea_compiler.calibration import calibrate
 from lea_compiler.chip import Chip, DeviceModel, load_chip
@@ -36,6 +37,7 @@ from lea_compiler.passes.lower import lower_to_program
 from lea_compiler.passes.quantize import Quantize
 from lea_compiler.pipeline import CompileOptions, Pass, PassTiming, default_pipeline, front_passes, run_pipeline
 from lea_compiler.program import Program, with_calibration
+from lea_compiler.program.checks import is_finite_number
 
 
 @dataclass(frozen=True)
@@ -402,4 +404,19 @@ def program_summary(program: Program) -> dict[str, Any]:
         "solver_method": placement.get("method"),
         "solver_bound_uS": placement.get("bound_uS"),
         "optimality_gap": placement.get("gap"),
+        **_analog_time(program),
     }
+
+
+def _analog_time(program: Program) -> dict[str, Any]:
+    """The placement objective and the latency proxy of the Program's placement, its bound and gap
+    (lea_compiler/analog_time.py): the bound is the better of the one recorded by the placer (latency-aware
+    placement, CP-SAT) and the makespan bound every placement obeys."""
+    objective = program.options.get("objective", "error")
+    analog, bound = program_analog_time(program)
+    recorded = program.placement.get("analog_bound_ns")
+    if recorded is not None and is_finite_number(recorded):
+        bound = max(bound, float(recorded))
+    bound = min(bound, analog)
+    return {"objective": objective, "analog_time_ns": analog, "analog_time_bound_ns": bound,
+            "analog_time_gap": (analog - bound) / analog if analog > 0 else 0.0}

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
+from lea_compiler.analog_time import BALANCED_TOLERANCE, OBJECTIVES
 from lea_compiler.errors import UsageError
 from lea_compiler.layer_sizes import CountSpec, canonical
 from lea_compiler.passes.compensate import COMPENSATE_MODES
@@ -151,6 +152,13 @@ class CompileOptions:
         "time_limit_s", "solver time budget in seconds (deterministic time for CP-SAT), above 0 and at most 86400",
         flag="--time-limit", metavar="S")))
     seed: int = field(default=0, metadata=_option(Option("seed", "seed for the solver and the random placer")))
+    objective: str = field(default="error", metadata=_option(Option(
+        "objective",
+        "what placement minimises: error (the mapping error); latency (first the minimum mapping error, then, "
+        "at that error, the analog time: every layer's busiest array's serial reads, so copies spread over idle "
+        "arrays and their reads overlap); balanced (the analog time, with the mapping error allowed "
+        f"{100 * BALANCED_TOLERANCE:g}% above that minimum)",
+        choices=OBJECTIVES, omit_default=True)))
     block_rows: int | None = field(default=None, metadata=_option(_BLOCK))
     block_cols: int | None = field(default=None, metadata=_option(_BLOCK))
     scale: str = field(default="per-column", metadata=_option(Option(
@@ -240,6 +248,7 @@ class CompileKeywords(TypedDict, total=False):
     placer: str
     time_limit_s: float
     seed: int
+    objective: str
     block: tuple[int, int] | None
     scale: str
     bias: str

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from lea_compiler.chip import Chip, DeviceModel
+from lea_compiler.chip.variability import noise_figures_uS
 from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Graph
@@ -95,7 +96,7 @@ def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> 
         raise CompileError(f"reads (reads per inference) {problem}")
     replicate: list[Pass] = [ReplicateNetwork(int(options.k))] if network else []
     noise = 0.0 if device is None or options.scale_noise == "none" else pair_noise_variance(
-        device.write_noise_uS, device.read_noise_uS, options.reads)
+        *noise_figures_uS(device), options.reads)  # the constants, or the noise models' means over the levels
     quantize: list[Pass] = [] if device is None else [
         Quantize(device.levels_uS, encoding=options.encoding, scale=options.scale, bias=options.bias,
                  copies=1 if network else options.effective_beta, noise_uS2=noise,
@@ -113,13 +114,14 @@ def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarra
     """
     front = front_passes(options, chip.device)
     compensate: list[Pass] = (
-        [Compensate(calibration)] if options.compensate == "columns" and calibration is not None else [])
+        [Compensate(calibration, chip=chip)] if options.compensate == "columns" and calibration is not None else [])
     network = options.ensemble == "network"
     return [
         *front,
         Tile(chip, rows=options.block_rows, cols=options.block_cols),
         MakeEnsemble(1 if network else options.k, options.beta),
-        Place(chip, placer=options.placer, time_limit_s=options.time_limit_s, seed=options.seed),
+        Place(chip, placer=options.placer, time_limit_s=options.time_limit_s, seed=options.seed,
+              objective=options.objective, reads=options.reads),
         Encode(chip),
         Select(),
         *compensate,

@@ -25,7 +25,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from lea_compiler.backends.cost import estimate_cost
+from lea_compiler.backends.cost import estimate_cost, timing_json
 from lea_compiler.backends.sim import simulate_trials
 from lea_compiler.compiler import program_summary
 from lea_compiler.datasets import Dataset
@@ -107,9 +107,8 @@ def make_report(program: Program, *, source: str, output: str | None, datasets: 
         "cost": {
             "cycles_per_inference": cost.cycles_per_inference,
             "latency_ns": cost.latency_ns,
-            "analog_ns": cost.analog_ns,
-            "digital_ns": cost.latency_ns - cost.analog_ns,
             "throughput_per_s": cost.throughput_per_s,
+            **timing_json(cost),
             "energy_pJ_per_inference": cost.energy_pJ_per_inference,
             "energy_breakdown_pJ": dict(cost.energy_breakdown_pJ),
             "program_pulses": cost.program_pulses,
@@ -359,9 +358,11 @@ def _cost(f: dict[str, Any]) -> str:
             ("programming", f"{c['program_pulses']} write-verify pulses, {_num(c['program_time_s'] * 1e3, 'ms')}, "
                             f"{_num(c['program_energy_uJ'], 'uJ')}")]
     body = _facts_table(rows)
-    body += "<h3>Where the time goes (one inference)</h3>" + _bar(
-        [("crossbar reads and conversions", c["analog_ns"], "#4c78a8"),
-         ("digital periphery", c["digital_ns"], "#f58518")], "ns")
+    b = c["busy_ns"]
+    body += (f"<h3>Where the time goes (one inference; busy time summed over the resources, which overlap; the "
+             f"bottleneck, {html.escape(c['bottleneck'])}, is busy {_num(c['period_ns'], 'ns')} a sample)</h3>") + _bar(
+        [("DAC settling", b["dac"], "#54a24b"), ("crossbar reads", b["read"], "#4c78a8"),
+         ("ADC conversions", b["adc"], "#f58518"), ("digital periphery", b["digital"], "#e45756")], "ns")
     body += "<h3>Where the energy goes (one inference)</h3>" + _bar(
         [("device reads", e["device_reads"], "#4c78a8"), ("ADC", e["adc"], "#f58518"),
          ("DAC", e["dac"], "#54a24b"), ("digital", e["digital"], "#e45756")], "pJ")

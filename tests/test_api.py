@@ -101,8 +101,9 @@ def test_api_keywords_are_the_cli_flags() -> None:
     assert "board" in simulate
     assert _flags("simulate") - {"json", "func", "board_program"} - many_only <= simulate
     simulate_many = set(inspect.signature(leac.simulate_many).parameters)
-    assert _flags("simulate") - {"json", "func", "chip", "program", "program_dir", "board_program", "trials"} \
-        <= simulate_many
+    # --trials, --after and --timeline go with one Program only
+    assert _flags("simulate") - {"json", "func", "chip", "program", "program_dir", "board_program", "trials",
+                                 "after", "timeline"} <= simulate_many
     compile_params = set(inspect.signature(leac.compile).parameters)
     renames = {"time_limit": "time_limit_s", "calibrate": "calibrate_on"}
     cli_only = {"json", "func", "output", "dump_ir", "time_passes", "chip_dir", "jobs", "scheduler"}

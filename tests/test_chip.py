@@ -22,6 +22,7 @@ from lea_compiler.chip import (
     Chip,
     Defect,
     DeviceModel,
+    LineModel,
     Periphery,
     ProgrammingModel,
     chip_to_json,
@@ -34,7 +35,14 @@ from lea_compiler.chip import (
     save_chip,
     synth_chip,
 )
-from lea_compiler.chip_limits import MIN_LEVEL_GAP, PERIPHERY_RANGES, MAX_CONDUCTANCE_uS, MIN_CONDUCTANCE_uS
+from lea_compiler.chip.variability import DriftModel, NoiseModel
+from lea_compiler.chip_limits import (
+    LINE_RANGES,
+    MIN_LEVEL_GAP,
+    PERIPHERY_RANGES,
+    MAX_CONDUCTANCE_uS,
+    MIN_CONDUCTANCE_uS,
+)
 from lea_compiler.errors import (
     BadDataError,
     InvalidChipError,
@@ -66,6 +74,27 @@ _programmings = st.one_of(
         st.floats(min_value=0.0, max_value=1e6), st.integers(1, 64),
     ),
 )
+
+
+# Line resistance: absent (ideal lines, left out of the file) or any values inside their ranges.
+_lines = st.one_of(
+    st.just(LineModel()),
+    st.builds(LineModel, *(st.floats(min_value=LINE_RANGES[key][0], max_value=LINE_RANGES[key][1])
+                           for key in ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm"))),
+)
+
+
+def _noise_tables(levels: int) -> st.SearchStrategy[NoiseModel | None]:
+    """No model (left out of the file), or a standard deviation per level."""
+    sigma = st.floats(0.0, 1e3, allow_nan=False)
+    return st.none() | st.lists(sigma, min_size=levels, max_size=levels).map(lambda t: NoiseModel(sigma_uS=t))
+
+
+def _drifts(levels: int) -> st.SearchStrategy[DriftModel | None]:
+    """No drift (left out of the file), or one with a number or a value per level for nu and nu_sigma."""
+    exponent = st.floats(0.0, 1.0, allow_nan=False)
+    either = exponent | st.lists(exponent, min_size=levels, max_size=levels).map(tuple)
+    return st.none() | st.builds(DriftModel, either, either, st.floats(1e-9, 1e9, allow_nan=False))
 
 
 def _in_range(key: str) -> st.SearchStrategy[float]:
@@ -103,13 +132,18 @@ def chips(draw: st.DrawFn) -> Chip:
             else:
                 state = states.setdefault((r, c), draw(st.sampled_from((HIGH, LOW))))
             defects.append(Defect(arr.id, r, c, state, draw(_g)))
+    levels = draw(_levels)
+    programming = draw(_programmings)
     device = DeviceModel(
-        levels_uS=draw(_levels),
+        levels_uS=levels,
         stuck_high_uS=draw(_positive),
         stuck_low_uS=draw(_positive),
         write_noise_uS=draw(st.floats(0, 100)),
         read_noise_uS=draw(st.floats(0, 100)),
-        programming=draw(_programmings),
+        programming=programming,
+        write_noise_model=draw(_noise_tables(len(levels))) if programming.model == "gaussian" else None,
+        read_noise_model=draw(_noise_tables(len(levels))),
+        drift=draw(_drifts(len(levels))),
     )
     periphery = Periphery(
         v_read_V=draw(_in_range("v_read_V")),
@@ -124,6 +158,7 @@ def chips(draw: st.DrawFn) -> Chip:
         e_adc_pJ=draw(_in_range("e_adc_pJ")),
         e_dac_pJ=draw(_in_range("e_dac_pJ")),
         e_write_pulse_pJ=draw(_in_range("e_write_pulse_pJ")),
+        lines=draw(_lines),
     )
     return Chip(
         arrays=tuple(arrays),
@@ -1244,9 +1279,15 @@ def test_the_constructor_finds_what_the_loader_finds(case: tuple[str, dict[str, 
     device = dict(document["device"])
     if "programming" in device:
         device["programming"] = ProgrammingModel(**device["programming"])
+    periphery = dict(document["periphery"])
+    if "lines" in periphery:
+        periphery["lines"] = LineModel(**periphery["lines"])
+    for key, kind in (("write_noise_model", NoiseModel), ("read_noise_model", NoiseModel), ("drift", DriftModel)):
+        if key in device:
+            device[key] = kind.from_json(device[key])
     built = _outcome(lambda: Chip(arrays=tuple(Array(**a) for a in arrays), defects=defects,
                                   device=DeviceModel(**device),
-                                  periphery=Periphery(**document["periphery"]), name=document.get("name")))
+                                  periphery=Periphery(**periphery), name=document.get("name")))
     assert loaded[0] == built[0], (loaded, built)
     if loaded[0] == "ok":
         assert loaded[1].defects == built[1].defects

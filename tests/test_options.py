@@ -126,28 +126,30 @@ def test_the_api_and_the_cli_compile_the_same_program(tmp_path) -> None:
     save_chip(synth_chip(arrays=8, rows=12, cols=12, stuck_high=0.05, stuck_low=0.01, seed=2), chip)
     options = {"k": 2, "beta": 1, "placer": "greedy", "block": (4, 6), "bias": "row", "encoding": "rme",
                "seed": 5, "time_limit_s": 3.0, "scale": "per-layer", "scale_noise": "chip", "compensate": "none",
-               "reads": 3}
+               "reads": 3, "objective": "balanced"}
     program = leac.compile(model, chip, **options)  # type: ignore[arg-type]
     assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--beta", "1", "--placer", "greedy",
                  "--block", "4x6", "--bias", "row", "--encoding", "rme", "--seed", "5", "--time-limit", "3",
                  "--scale", "per-layer", "--scale-noise", "chip", "--compensate", "none", "--reads", "3",
-                 "-o", str(tmp_path / "p.leac")]) == 0
+                 "--objective", "balanced", "-o", str(tmp_path / "p.leac")]) == 0
     assert Program.load(tmp_path / "p.leac").to_bytes() == program.to_bytes()
     assert program.options == recorded_options(from_keywords(options))  # every field, reads too
     assert set(program.options) == set(dataclasses.asdict(from_keywords(options))) - {"budget"}  # -k auto only
     assert program.reads == 3
+    assert program.options["objective"] == program.placement["objective"] == "balanced"
 
 
 def test_an_option_at_its_default_that_programs_did_not_have_is_not_recorded() -> None:
-    """`budget` and `reads` came after Programs were written: at their defaults the Program has no key for them,
-    so a default compile is byte-identical to one from before; any other value is recorded. Every other option
-    is always recorded."""
-    late = ["budget", "reads"]
+    """`objective`, `budget` and `reads` came after Programs were written: at their defaults the Program has no
+    key for them, so a default compile is byte-identical to one from before; any other value is recorded. Every
+    other option is always recorded."""
+    late = ["objective", "budget", "reads"]
     assert [name for name, option in OPTIONS.items() if option.omit_default] == late
     default = recorded_options(CompileOptions())
     assert not set(late) & set(default)
     assert default == {key: value for key, value in dataclasses.asdict(CompileOptions()).items() if key not in late}
     assert recorded_options(CompileOptions(reads=2))["reads"] == 2
     assert recorded_options(CompileOptions(k="auto", budget="50%"))["budget"] == "50%"
-    assert list(recorded_options(CompileOptions(reads=2, budget=10))) == [
+    assert recorded_options(CompileOptions(objective="latency"))["objective"] == "latency"
+    assert list(recorded_options(CompileOptions(reads=2, budget=10, objective="balanced"))) == [
         f.name for f in dataclasses.fields(CompileOptions)]

@@ -25,12 +25,13 @@ from tests.helpers import make_model, mlp_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reports.md"
-SINGLE_RUN_ONLY = {"board", "trials", "allocation"}  # a board file, --trials, -k auto: not in a batch's reports
+SINGLE_RUN_ONLY = {"board", "trials", "allocation", "after_s"}  # a board file, --trials, -k auto, --after: not in a
+# batch's reports
 EMBEDDED_WITHOUT = {  # (report, embedded report) -> the embedded keys it does not print (a key and its children)
     ("leac-compile-batch", "leac-compile"): SINGLE_RUN_ONLY,
     ("leac-simulate-batch", "leac-simulate"): SINGLE_RUN_ONLY,
     ("leac-report", "leac-compile"): {"pass_seconds", "compile_seconds", "allocation.simulated_agreement"},
-    ("leac-report", "leac-simulate"): {"board"},
+    ("leac-report", "leac-simulate"): {"board", "after_s"},
 }
 EMBED = re.compile(r"^(.*)<([a-z-]+)>$")  # `chips[].<leac-compile>`: every key of that report, under chips[]
 
@@ -126,6 +127,12 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
     out["leac-simulate"].append(_json(["simulate", str(board), "--program", str(program), "--data", str(data),
                                        "--json"]))  # a board file: the `board` key
     out["leac-simulate"].append(_json(["simulate", str(program), "--data", str(data), "--trials", "2", "--json"]))
+    drifting = folder / "drifting.json"
+    document = json.loads(chip.read_text())
+    document["device"]["drift"] = {"nu": 0.05}
+    drifting.write_text(json.dumps(document))
+    out["leac-simulate"].append(_json(["simulate", str(program), "--data", str(data), "--chip", str(drifting),
+                                       "--after", "1h", "--json"]))  # --after: the `after_s` key
     out["leac-show"] = [_json(["show", str(program), "--json"])]
     if importlib.util.find_spec("matplotlib") is not None:  # the plot extra: pages[] only with a picture
         out["leac-show"].append(_json(["show", str(program), "--png", str(folder / "placement.png"), "--json"]))

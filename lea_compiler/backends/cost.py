@@ -1,6 +1,7 @@
 """The cost model of one inference and of programming a Program: the events a crossbar layer's reads cause
 (reads, DAC and ADC conversions, device reads, digital ops, analog time), counted per layer from the Program
-and the chip's periphery, and their cycles, latency and energy; docs/simulator.md gives the formulas.
+and the chip's periphery, and their energy; the latency, cycles and throughput of the event-driven timeline of the
+same records (`backends.timing`); docs/simulator.md gives the model.
 
 The simulator (`backends/sim.py`) counts the same events while it runs and reports them with this model.
 """
@@ -11,12 +12,14 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from lea_compiler.analog_time import applications, rounds_ns
+from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.grouping import group_columns
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
 from lea_compiler.program import Program
@@ -75,23 +78,14 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     p = periphery
     busy: dict[int, float] = defaultdict(float)
     reads = adc = dac = devices = ops = 0
-    groups = plan.start.groups
-    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
-    for read, convert in plan.reads:
-        n = read.reads
-        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
-        for g in range(groups):
-            g0, g1 = group_columns(g, plan.start.cols, groups) if groups > 1 else (c0, c1)
-            columns = min(c1, g1) - max(c0, g0)  # the block's columns of group g
-            if columns <= 0:
-                continue  # this group's vector does not read the block
-            rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)
-            busy[read.array] += n * (p.t_mvm_ns + rounds * p.t_adc_ns)
-            reads += n
-            adc += n * columns
-            dac += read.rows
-            devices += n * read.rows * columns
-            ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
+    for job in read_jobs(plan):
+        n, columns = job.reads, job.columns
+        busy[job.array] += rounds_ns(p, job.rounds, n)
+        reads += n
+        adc += n * columns
+        dac += job.rows
+        devices += n * job.rows * columns
+        ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
     start = plan.start
     for combine in plan.combines:
         cols = combine.col_stop - combine.col_start
@@ -101,17 +95,21 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     ops += (len(start.row_blocks) - 1) * start.cols  # partial sums
     ops += start.cols  # scale
     ops += start.cols if plan.bias is not None else 0
-    ops += start.inputs * groups if plan.scale.x_fs is None else 0  # each vector's own full scale: max |x_i|
+    ops += vector_max_ops(plan)  # each vector's own full scale: max |x_i|
     return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Analytic per-inference cost of a Program, and of programming it."""
+    """Per-inference cost of a Program, and of programming it: the event counts and energy of the schedule's
+    records, the event-driven latency and pipelined throughput (`backends.timing`).
 
-    cycles_per_inference: float
-    latency_ns: float
-    throughput_per_s: float
+    `analog_ns` is analog work, not time: per application the busiest array's reads and conversions, summed
+    over the applications (what the simulator counts too); `digital_cycles` counts the digital ops."""
+
+    cycles_per_inference: float  # the event-driven latency in clock cycles
+    latency_ns: float  # one inference alone: the timeline's makespan
+    throughput_per_s: float  # samples streamed back to back: 1 / period_ns
     energy_pJ_per_inference: float
     energy_breakdown_pJ: dict[str, float]
     analog_ns: float
@@ -122,6 +120,20 @@ class CostModel:
     applications: dict[str, int] = field(default_factory=dict)
     energy_by_layer_pJ: dict[str, dict[str, float]] = field(default_factory=dict)
     device_energy: str = "full scale"  # how `device_reads` was found: "full scale" or "measured" (`estimate_cost`)
+    period_ns: float = 0.0  # the busiest resource's busy time per sample
+    bottleneck: str = ""  # that resource ("array 3", "adc 3", "digital")
+    layer_latency_ns: dict[str, float] = field(default_factory=dict)  # per crossbar layer: first start to last end
+    busy_ns: dict[str, float] = field(default_factory=dict)  # per resource kind: dac, read, adc, digital
+    peak_sample_holds: int = 0  # most reads one array's sample-and-hold keeps waiting for its ADCs
+    peak_buffer_words: int = 0  # most converted values waiting for the digital unit
+    timed_tasks: int = 0  # tasks the timeline timed
+
+
+def timing_json(cost: CostModel) -> dict[str, Any]:
+    """The timing keys of a report (docs/reports.md), from `estimate_cost`'s timeline."""
+    return {"period_ns": cost.period_ns, "bottleneck": cost.bottleneck, "layer_latency_ns": dict(cost.layer_latency_ns),
+            "busy_ns": dict(cost.busy_ns), "peak_sample_holds": cost.peak_sample_holds,
+            "peak_buffer_words": cost.peak_buffer_words}
 
 
 def _applications(program: Program) -> dict[str, int]:
@@ -129,32 +141,53 @@ def _applications(program: Program) -> dict[str, int]:
     one vector per group for a grouped conv)."""
     result = {}
     for node in program.graph.nodes_of("MVM"):
-        x = node.input(0)
-        assert x is not None
-        shape = x.shape or ()
-        count = 1
-        groups = int(node.attr("groups", 1))  # a grouped layer's application is a run of its groups' vectors
-        for d in shape[1:-2] if groups > 1 else shape[1:-1]:
-            if not isinstance(d, int):
-                raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str()} is not fully known, "
-                                        "so the cost model cannot count its reads per sample")
-            count *= d
+        count = applications(node)
+        if count is None:
+            x = node.input(0)
+            raise InvalidInputError(f"{node.describe()}: the input shape {x.type_str() if x else '?'} is not fully "
+                                    "known, so the cost model cannot count its reads per sample")
         result[node.name] = count
     return result
 
 
+def _node_ops(node: Node) -> int:
+    """Output elements per sample of a non-crossbar node (one digital op each; outputs of unknown shape none)."""
+    total = 0
+    for out in node.outputs:
+        dims = out.shape[1:] if out.shape else ()
+        known = [d for d in dims if isinstance(d, int)]
+        if len(known) == len(dims):
+            total += math.prod(known)
+    return total
+
+
 def _digital_elements(program: Program) -> int:
     """Output elements per sample of every non-crossbar node (one digital op each)."""
-    total = 0
+    return sum(_node_ops(node) for node in program.graph.nodes if node.op_type != "MVM")
+
+
+def layer_step(plan: LayerPlan, applications: int, periphery: Periphery, inputs: tuple[str, ...] = (),
+               outputs: tuple[str, ...] = ()) -> LayerStep:
+    """A crossbar layer as the timeline runs it (`backends.timing`): its reads, and its digital ops split into
+    the input maximum before the reads and the rest (`layer_cost`) after the conversions."""
+    pre = vector_max_ops(plan)
+    return LayerStep(plan.name, tuple(read_jobs(plan)), pre, layer_cost(plan, periphery).digital_ops - pre,
+                     applications, inputs or (plan.start.input,), outputs or (plan.start.output,))
+
+
+def timeline_of(program: Program, schedule: Schedule, periphery: Periphery, *, bars: bool = False) -> Timing:
+    """The event-driven timing of one inference of the Program's schedule (`backends.timing.run_timeline`): its
+    crossbar layers' records and its other nodes, in graph order (the order the board runs them)."""
+    apps = _applications(program)
+    steps: list[LayerStep | DigitalStep] = []
     for node in program.graph.nodes:
+        inputs = tuple(v.name for v in node.inputs if v is not None)
+        outputs = tuple(v.name for v in node.outputs)
         if node.op_type == "MVM":
-            continue
-        for out in node.outputs:
-            dims = out.shape[1:] if out.shape else ()
-            known = [d for d in dims if isinstance(d, int)]
-            if len(known) == len(dims):
-                total += math.prod(known)
-    return total
+            steps.append(layer_step(schedule.layers[node.name], apps[node.name], periphery, inputs, outputs))
+        else:
+            steps.append(DigitalStep(node.name, _node_ops(node), inputs, outputs))
+    return run_timeline(steps, periphery, bars=bars)
 
 
 def read_energy_pJ(read_power_V2uS: float, periphery: Periphery) -> float:
@@ -216,14 +249,14 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         by_layer[name] = layer
         for key, value in layer.items():
             energy[key] += value
-    clock_ns = 1e3 / p.clock_MHz
-    latency = analog_ns + digital * clock_ns
+    timing = timeline_of(program, schedule, p)
+    latency = timing.latency_ns
     pulses = schedule.program_pulses
     time_s, energy_uJ = programming_cost(pulses, pulses * chip.device.programming.readback_reads, p)
     return CostModel(
-        cycles_per_inference=latency / clock_ns,
+        cycles_per_inference=latency * p.clock_MHz * 1e-3,
         latency_ns=latency,
-        throughput_per_s=1e9 / latency if latency > 0 else math.inf,
+        throughput_per_s=timing.throughput_per_s,
         energy_pJ_per_inference=sum(energy.values()),
         energy_breakdown_pJ=energy,
         analog_ns=analog_ns,
@@ -234,4 +267,11 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         applications=apps,
         energy_by_layer_pJ=by_layer,
         device_energy="measured" if device_read_pJ is not None else "full scale",
+        period_ns=timing.period_ns,
+        bottleneck=timing.bottleneck,
+        layer_latency_ns={name: timing.step_latency_ns[name] for name in schedule.layers},
+        busy_ns=dict(timing.busy_ns),
+        peak_sample_holds=timing.peak_sample_holds,
+        peak_buffer_words=timing.peak_buffer_words,
+        timed_tasks=timing.tasks,
     )

@@ -18,6 +18,11 @@ current as sum_i V_i n_ij: by default it is drawn as a Gaussian with exactly
 that variance, r^2/3 sum_i V_i^2 (one draw per sample and column instead of
 one per device, from a 65,536-quantile table of N(0, 1); `exact_read_noise=True`
 draws every device's uniform noise).
+The chip's optional conductance-dependent models (`lea_compiler.chip.variability`, docs/chip-format.md) replace
+the constants: a `write_noise_model` gives the write error's sigma per target (`programming.devices.write_sigma_uS`,
+the one definition), a `read_noise_model` each device's Gaussian read-noise sigma at its conductance
+(`CrossbarExecutor`'s `read_sigma_uS`), and `drift` multiplies every programmed healthy device, an as-programmed
+Program's too, by ((t + t0) / t0)^(-nu) at `after` = t seconds after programming (`CrossbarLayer._drifted`).
 `ideal=True` turns defects and noise off: every device reads its target, and the stuck-device compensation
 is left out. A `joint` layer's copies differ from each other and from the target by
 design (passes/encode.py), so with `ideal` each of its devices reads the
@@ -55,15 +60,18 @@ from lea_compiler.backends.cost import (
     layer_cost,
     programming_cost,
     read_energy_pJ,
+    timing_json,
 )
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import PULSE, Chip
+from lea_compiler.chip.variability import parse_duration
 from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
+from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
-from lea_compiler.programming.devices import write_devices
+from lea_compiler.programming.devices import write_devices, write_sigma_uS
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
 from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
@@ -94,29 +102,34 @@ class CrossbarLayer:
         ideal: bool,
         exact_read_noise: bool,
         write: tuple[float, int] | None = None,
+        after_s: float = 0.0,
     ) -> None:
         self.plan = plan
         self.chip = chip
         self.ideal = ideal
         device = chip.device
-        self.read_noise = 0.0 if ideal else device.read_noise_uS
+        read_model = None if ideal else device.read_noise_model  # it replaces the uniform read noise
+        self.read_noise = 0.0 if ideal or read_model is not None else device.read_noise_uS
         self.write = write or (default_tolerance_uS(device.levels_uS), DEFAULT_MAX_PULSES)
+        self.after_s = 0.0 if ideal else after_s
         self.programmed = ProgrammingCounts()
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        conductances = [self._conductance(read, schedule, maps, rng, device.write_noise_uS)
-                        for read, _ in plan.reads]
+        conductances = [self._conductance(read, schedule, maps, rng) for read, _ in plan.reads]
+        read_sigma = None if read_model is None else [read_model.sigma(g, device.levels_uS) for g in conductances]
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
                                          adc_bits=periphery.adc_bits, read_noise_uS=self.read_noise,
-                                         exact_read_noise=exact_read_noise)
+                                         exact_read_noise=exact_read_noise, read_sigma_uS=read_sigma,
+                                         read_maps=None if ideal else read_maps(plan, conductances, chip))
         self.cost = layer_cost(plan, periphery)
 
     @classmethod
     def of(cls, program: Program, name: str, chip: Chip, rng: np.random.Generator, *, ideal: bool = False,
-           exact_read_noise: bool = False) -> CrossbarLayer:
+           exact_read_noise: bool = False, after_s: float = 0.0) -> CrossbarLayer:
         """Layer `name` of a Program, lowered (for tools and tests that look at one layer)."""
         schedule = schedule_of(program)
-        return cls(schedule.layers[name], schedule, chip, rng, ideal=ideal, exact_read_noise=exact_read_noise)
+        return cls(schedule.layers[name], schedule, chip, rng, ideal=ideal, exact_read_noise=exact_read_noise,
+                   after_s=after_s)
 
     @property
     def x_fs(self) -> float | None:
@@ -128,13 +141,13 @@ class CrossbarLayer:
         self.executor.x_fs = value
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
-                     rng: np.random.Generator, sigma: float) -> np.ndarray:
+                     rng: np.random.Generator) -> np.ndarray:
         program = schedule.arrays[read.array]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
         window = region_window(read)
         if program.programmed_uS is not None:  # an as-programmed Program: the programming already happened
-            return program.programmed_uS[window]
+            return self._drifted(program.programmed_uS[window], program.level[window], None, rng)
         if read.array not in maps:
             maps[read.array] = self.chip.stuck_map(read.array)
         state, g = maps[read.array][0][window], maps[read.array][1][window]
@@ -147,11 +160,28 @@ class CrossbarLayer:
                                  max_pulses=self.write[1])
             noisy[written] = done.conductance_uS
             self.programmed.add(done.pulses, done.verify_reads, done.failed)
-            return np.where(state != 0, g, noisy)
+            return self._drifted(np.where(state != 0, g, noisy), level, state, rng)
         programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
-        noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if sigma > 0 else programmed
+        sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
+        noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if np.any(sigma > 0) else programmed
         noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
-        return np.where(state != 0, g, noisy)
+        return self._drifted(np.where(state != 0, g, noisy), level, state, rng)
+
+    def _drifted(self, g: np.ndarray, level: np.ndarray, state: np.ndarray | None,
+                 rng: np.random.Generator) -> np.ndarray:
+        """The conductances `after_s` seconds after programming (the chip's `device.drift`): each programmed,
+        healthy device (level >= 0, state 0) times ((t + t0) / t0)^(-nu), nu drawn once per device at its
+        target level (`DriftModel.exponents`); stuck devices do not drift. Unchanged, and nothing drawn, at t = 0
+        or without a drift model."""
+        drift = self.chip.device.drift
+        if self.after_s == 0 or drift is None:
+            return g
+        healthy = level >= 0 if state is None else (level >= 0) & (state == 0)
+        levels = self.chip.device.levels_uS
+        nu = drift.exponents(np.asarray(levels)[level[healthy]], levels, rng)
+        out = np.array(g, dtype=np.float64)
+        out[healthy] *= drift.factor(nu, self.after_s)
+        return out
 
     def forward(self, x: Array, rng: np.random.Generator, counts: EventCounts, threads: int = 1, *,
                 noise: NoiseSpan | None = None) -> Array:
@@ -234,6 +264,7 @@ class Report:
     seconds: float
     trials: Trials | None = None  # with `simulate_trials`: every draw's accuracy
     program_failed: int | None = None  # pulse model: devices whose simulated write-verify ended out of tolerance
+    after_s: float | None = None  # seconds after programming that drift was simulated (`after`); None: none
 
     @property
     def accuracy(self) -> float:
@@ -267,6 +298,7 @@ class Report:
             "cycles_per_inference": c.cycles_per_inference,
             "latency_ns": c.latency_ns,
             "throughput_per_s": c.throughput_per_s,
+            **timing_json(c),
             "energy_pJ_per_inference": c.energy_pJ_per_inference,
             "energy_breakdown_pJ": c.energy_breakdown_pJ,
             "energy_by_layer_pJ": c.energy_by_layer_pJ,
@@ -283,6 +315,7 @@ class Report:
             "calibration": self.calibration,
             "seconds": self.seconds,
             **({"trials": self.trials.to_json()} if self.trials is not None else {}),
+            **({"after_s": self.after_s} if self.after_s is not None else {}),
         }
 
 
@@ -299,6 +332,7 @@ def simulate(
     threads: int = 1,
     software: Sequence[np.ndarray] | None = None,
     board: Schedule | None = None,
+    after: float | str = 0.0,
 ) -> Report:
     """Run the Program on a simulated chip over each data set and report.
 
@@ -320,6 +354,9 @@ def simulate(
     `software` is onnxruntime's top-1 prediction per sample of each data set
     when the caller has it already (`software_predictions`: a batch of Programs
     compiled from one model computes it once); by default it is computed here.
+    `after` is the time since programming (seconds, or a duration such as "1h", `variability.parse_duration`):
+    every programmed device has drifted as the chip's `device.drift` says (docs/chip-format.md); 0, the
+    default, simulates the devices as programmed, and a chip without a drift model takes only 0.
 
     Before anything runs, every data set's labels are checked against the
     classes the top-1 output can give (`datasets.check_labels`): labels the
@@ -329,8 +366,13 @@ def simulate(
         InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes, or the
             board schedule is not this Program's.
         BadDataError: the data does not fit the model, or has labels the model never predicts.
-        UsageError: `threads` below 1, a negative `seed`, or no output named `output`.
+        UsageError: `threads` below 1, a negative `seed`, no output named `output`, or a bad `after` (not a
+            duration, or given for a chip without a drift model or with `ideal`).
     """
+    try:
+        after_s = parse_duration(after)
+    except ValueError as exc:
+        raise UsageError(f"after (time since programming): {exc}") from None
     if threads < 1:
         raise UsageError(f"threads must be at least 1, got {threads}")
     if seed < 0:
@@ -354,6 +396,12 @@ def simulate(
     if program.as_programmed and board is not None:
         raise UsageError("a board file programs the chip again, so it cannot run with an as-programmed Program; "
                          "give the Program it was emitted from, or simulate the as-programmed Program itself")
+    if after_s > 0 and sim_chip.device.drift is None:
+        raise UsageError(f"after (time since programming) is {after_s:g} s, but the simulated chip has no drift "
+                         "model (device.drift in its chip file, docs/chip-format.md)")
+    if after_s > 0 and ideal:
+        raise UsageError("after (time since programming) simulates drift, which ideal devices do not have; "
+                         "leave out one of the two")
     # the Program was checked when it was loaded or compiled; the simulator never checked it again
     schedule = schedule_of(program, check=False) if board is None else board
     if board is not None:
@@ -363,7 +411,7 @@ def simulate(
     if schedule.origin is not None and "tolerance_uS" in schedule.origin:  # a board file: its write-verify settings
         write = (float(schedule.origin["tolerance_uS"]), int(schedule.origin["max_pulses"]))
     layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise,
-                                  write=write)
+                                  write=write, after_s=after_s)
               for name, plan in schedule.layers.items()}
     simulated_writes = (not ideal and not program.as_programmed and sim_chip.device.programming.model == PULSE)
     if ideal:  # the stuck-device compensation is for the compiled chip's defects, which ideal devices lack
@@ -386,7 +434,7 @@ def simulate(
     kernels = {name: make_kernel(name, layer) for name, layer in layers.items()}
 
     def block_seeds() -> dict[str, int]:  # each layer's read-noise seed for a noise block, in graph order
-        return {name: int(rng.integers(1 << 62)) if name in layers and layers[name].read_noise > 0 else 0
+        return {name: int(rng.integers(1 << 62)) if name in layers and layers[name].executor.noisy else 0
                 for name in mvm_values}
 
     listener = DigitalCounter(counts)
@@ -455,6 +503,7 @@ def simulate(
         layer_error=layer_error,
         cost=cost,
         program_failed=program_failed,
+        after_s=after_s if after_s > 0 else None,
         counted=counts,
         devices_used=program.devices_used,
         devices_total=sim_chip.device_count,

@@ -4,7 +4,8 @@ This package implements the `leac-chip` file format, version 1, exactly as
 docs/chip-format.md defines it. Its modules, each building on the ones before:
 
 - fields.py: the format's constants and what each single value may be (the messages for one that is not);
-- parts.py: `DeviceModel` (with its `ProgrammingModel`), `Periphery`, `Array`, `Defect`;
+- variability.py: the optional conductance-dependent noise models and drift (`NoiseModel`, `DriftModel`);
+- parts.py: `DeviceModel` (with its `ProgrammingModel`), `Periphery` (with its `LineModel`), `Array`, `Defect`;
 - store.py: the defects as numpy columns (`DefectTable`), their conflict checks, stuck-map plans;
 - validate.py: every rule over a whole chip, in bulk, with every problem named by its JSON path;
 - forms.py: the chip as JSON, its file text and its fingerprint's canonical text;
@@ -33,7 +34,15 @@ from lea_compiler.chip.forms import chip_to_json, chip_to_text
 from lea_compiler.chip.io import decode_chip_json, load_chip, parse_chip, save_chip
 from lea_compiler.chip.measured import MapSource, import_maps, import_measured, load_conductance_map
 from lea_compiler.chip.model import Chip
-from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel, level_index_dtype
+from lea_compiler.chip.parts import (
+    Array,
+    Defect,
+    DeviceModel,
+    LineModel,
+    Periphery,
+    ProgrammingModel,
+    level_index_dtype,
+)
 from lea_compiler.chip.synth import synth_chip
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
 
@@ -56,6 +65,7 @@ __all__ = [
     "Chip",
     "Defect",
     "DeviceModel",
+    "LineModel",
     "MapSource",
     "Periphery",
     "ProgrammingModel",

@@ -21,6 +21,7 @@ import numpy as np
 
 from lea_compiler.chip_limits import (
     DEVICE_RANGES,
+    LINE_RANGES,
     MAX_ADCS_PER_ARRAY,
     MAX_ARRAY_COLS,
     MAX_ARRAY_ROWS,
@@ -62,7 +63,8 @@ _LARGEST_FLOAT_INT = int(np.finfo(np.float64).max)
 
 # Kinds: "levels" (ascending positive numbers), "positive" (number > 0),
 # "non_negative" (number >= 0), "count" (int >= 1), "bits" (MIN_BITS <= int <= MAX_BITS),
-# "programming" (the `device.programming` object: `programming_problems`).
+# "programming" (the `device.programming` object: `programming_problems`),
+# "lines" (the `periphery.lines` object: `lines_problems`).
 DEVICE_KINDS: dict[str, str] = {
     "levels_uS": "levels",
     "stuck_high_uS": "positive",
@@ -86,6 +88,9 @@ PERIPHERY_KINDS: dict[str, str] = {
     "e_dac_pJ": "positive",
     "e_write_pulse_pJ": "positive",
     "e_digital_op_pJ": "positive",
+    "t_dac_ns": "positive",
+    "digital_lanes": "count",
+    "lines": "lines",
 }
 GAUSSIAN = "gaussian"
 PULSE = "pulse"
@@ -95,7 +100,10 @@ PROGRAMMING_KEYS = ("model", "step_uS", "step_sigma_uS", "readback_reads")
 """The keys of `device.programming`, in the order a chip file writes them."""
 PULSE_KINDS: dict[str, str] = {"step_uS": "positive", "step_sigma_uS": "non_negative"}
 """The pulse model's numbers (kinds as above; ranges in chip_limits.PROGRAMMING_RANGES)."""
-OPTIONAL_PERIPHERY = ("e_digital_op_pJ",)
+LINE_KEYS = ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm")
+"""The keys of `periphery.lines` (docs/chip-format.md, "Line resistance"), in the order a chip file writes them;
+each is a resistance in ohms, >= 0, and a missing one is 0."""
+OPTIONAL_PERIPHERY = ("e_digital_op_pJ", "t_dac_ns", "digital_lanes", "lines")
 """Periphery keys a chip file holds only when not at their defaults, so files and fingerprints written before
 the key existed stay what they were."""
 TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")
@@ -216,6 +224,22 @@ def programming_problems(value: object, path: str) -> list[str]:
     return problems
 
 
+def lines_problems(value: object, path: str) -> list[str]:
+    """Every problem of a `periphery.lines` object given as a mapping (missing keys are 0 ohms): known keys only,
+    each a finite number >= 0 inside `LINE_RANGES`."""
+    if not isinstance(value, Mapping):
+        return [f"{path}: {show(value)} is not a JSON object"]
+    problems = key_problems(value, path, LINE_KEYS, ())
+    for key in LINE_KEYS:
+        if key in value:
+            key_path = join(path, key)
+            if (p := number_problem(value[key], key_path, positive=False)) is None:
+                p = range_problem(float(value[key]), key_path, *LINE_RANGES[key], " ohm")  # type: ignore[arg-type]
+            if p is not None:
+                problems.append(p)
+    return problems
+
+
 def _levels_problems(value: object, path: str) -> list[str]:
     if not isinstance(value, (list, tuple)):
         return [f"{path}: {show(value)} is not a list of numbers"]
@@ -236,6 +260,8 @@ def _kind_problems(value: object, kind: str, path: str) -> list[str]:
         return _levels_problems(value, path)
     if kind == "programming":
         return programming_problems(value, path)
+    if kind == "lines":
+        return lines_problems(value, path)
     if kind in ("positive", "non_negative"):
         problem = number_problem(value, path, positive=kind == "positive")
     elif kind == "bits":

@@ -1,8 +1,8 @@
 """The chip as JSON: the dict of a chip file, its text, and the canonical text its fingerprint hashes.
 
 One layout, docs/chip-format.md's: keys in the spec's order, the device and
-periphery models written out in full (but `device.programming` only when it
-is not the default), one array or defect entry per line.
+periphery models written out in full (but `device.programming` and
+`periphery.lines` only when they are not the default), one array or defect entry per line.
 The defect lines (up to a million) are formatted straight from the valid
 defects' exact int, str and float fields, to the text `json.dumps` would give.
 """
@@ -20,6 +20,7 @@ import numpy as np
 from lea_compiler.chip.fields import FORMAT, OPTIONAL_PERIPHERY, STUCK_HIGH, STUCK_LOW, VERSION, fields_of
 from lea_compiler.chip.parts import Array, Defect, Periphery
 from lea_compiler.chip.store import DefectTable
+from lea_compiler.chip.variability import VARIABILITY_KEYS
 
 if TYPE_CHECKING:
     from lea_compiler.chip.model import Chip
@@ -62,11 +63,17 @@ def _chip_json_head(chip: Chip) -> dict[str, Any]:
     programming = device.pop("programming")
     if not programming.is_default:  # a chip without it keeps the text and fingerprint it always had
         device["programming"] = programming.to_json()
+    for key in VARIABILITY_KEYS:  # written only when given, for the same reason
+        section = device.pop(key)
+        if section is not None:
+            device[key] = section.to_json()
     out["device"] = device
     periphery = fields_of(chip.periphery)
     for key in OPTIONAL_PERIPHERY:
         if periphery[key] == getattr(DEFAULT_PERIPHERY, key):  # a file without it keeps its text and fingerprint
             del periphery[key]
+    if "lines" in periphery:
+        periphery["lines"] = periphery["lines"].to_json()
     out["periphery"] = periphery
     if chip.grid:
         first = chip.arrays[0]

@@ -40,9 +40,10 @@ from lea_compiler.chip.fields import (
 )
 from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.chip.model import Chip
-from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery, ProgrammingModel
+from lea_compiler.chip.parts import Array, Defect, DeviceModel, LineModel, Periphery, ProgrammingModel
 from lea_compiler.chip.store import cross_problems, gc_paused
 from lea_compiler.chip.validate import Fields, Screened, arrays_cross_problems, screen_defects
+from lea_compiler.chip.variability import VARIABILITY_KEYS, parse_variability, variability_problems
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
 from lea_compiler.errors import InvalidChipError, InvalidInputError
 from lea_compiler.fileio import atomic_write_text, read_input
@@ -83,20 +84,28 @@ def _parse_model(
 ) -> dict[str, Any] | None:
     """The keyword arguments of a device or periphery model, or None if it has problems.
 
-    A list (the levels) becomes a tuple and the `programming` object a `ProgrammingModel`.
+    A list (the levels) becomes a tuple, the `programming` object a `ProgrammingModel` and the `lines` object a
+    `LineModel`.
     """
     if key not in top:
         return {}
     before = len(problems)
-    values = _object(top[key], key, tuple(kinds), (), problems)
+    device = key == "device"
+    values = _object(top[key], key, (*kinds, *VARIABILITY_KEYS) if device else tuple(kinds), (), problems)
     if values is None:
         return None
     problems += model_problems(values, kinds, key)
+    if device:
+        problems += variability_problems(values, key)
     if len(problems) > before:
         return None
     kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     if "programming" in kwargs:
         kwargs["programming"] = ProgrammingModel(**values["programming"])
+    if "lines" in kwargs:
+        kwargs["lines"] = LineModel(**values["lines"])
+    if device:
+        kwargs.update(parse_variability(values))
     return kwargs
 
 

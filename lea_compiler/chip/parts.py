@@ -22,11 +22,14 @@ import numpy as np
 from lea_compiler.chip.fields import (
     DEVICE_KINDS,
     GAUSSIAN,
+    LINE_KEYS,
     PERIPHERY_KINDS,
     fields_of,
+    lines_problems,
     model_problems,
     programming_problems,
 )
+from lea_compiler.chip.variability import VARIABILITY_KEYS, DriftModel, NoiseModel, level_table_problems
 from lea_compiler.errors import InvalidChipError
 
 
@@ -125,6 +128,11 @@ class DeviceModel:
             programming model's write error).
         read_noise_uS: Half-width of the uniform noise added at every read.
         programming: How a write-verify leaves a device and how a read-back measures it.
+        write_noise_model: The write error's standard deviation as a function of the target conductance,
+            replacing `write_noise_uS` (None: the constant; `lea_compiler.chip.variability`).
+        read_noise_model: The standard deviation of a read's Gaussian noise as a function of the conductance,
+            replacing the uniform +-`read_noise_uS` (None: the uniform noise).
+        drift: Retention drift after programming (None: none).
     """
 
     levels_uS: tuple[float, ...] = (133.0, 167.0, 200.0, 233.0)
@@ -133,6 +141,9 @@ class DeviceModel:
     write_noise_uS: float = 16.66
     read_noise_uS: float = 10.0
     programming: ProgrammingModel = _DEFAULT_PROGRAMMING
+    write_noise_model: NoiseModel | None = None
+    read_noise_model: NoiseModel | None = None
+    drift: DriftModel | None = None
 
     def __post_init__(self) -> None:
         levels = self.levels_uS
@@ -141,11 +152,61 @@ class DeviceModel:
         _coerce(self, [f for f, kind in DEVICE_KINDS.items() if kind in ("positive", "non_negative")], _as_float)
         values = fields_of(self)
         programming = values.pop("programming")
+        variability = {key: values.pop(key) for key in VARIABILITY_KEYS}
         problems = model_problems(values, DEVICE_KINDS, "device")
         if not isinstance(programming, ProgrammingModel):
             problems.append(f"device.programming: {programming!r} is not a ProgrammingModel")
+        for key, value in variability.items():
+            kind = DriftModel if key == "drift" else NoiseModel
+            if value is not None and not isinstance(value, kind):
+                problems.append(f"device.{key}: {value!r} is not a {kind.__name__}")
+        if not problems:
+            problems += level_table_problems(variability, len(self.levels_uS), "device")
+        if self.write_noise_model is not None and programming.model != GAUSSIAN:
+            problems.append(f'device.write_noise_model: given, but the "{programming.model}" programming model '
+                            'makes its own write error (leave it out, or use "gaussian")')
         if problems:
             raise InvalidChipError("device model", problems)
+
+
+@dataclass(frozen=True)
+class LineModel:
+    """The resistance of an array's word and bit lines (`periphery.lines`; docs/chip-format.md, "Line resistance").
+
+    All zero (the default, which a chip file leaves out) is an ideal interconnect: no IR drop, the simulator's
+    model before the section existed. `lea_compiler.irdrop` solves the resistive network these values make.
+
+    Attributes:
+        word_line_segment_ohm: Resistance of a word line (row) between two adjacent devices, and between the
+            row's driver and the device in column 0.
+        bit_line_segment_ohm: Resistance of a bit line (column) between two adjacent devices, and between the
+            device in the array's last row and the column's sense amplifier.
+        driver_ohm: Output resistance of a row's DAC driver, in series with the word line.
+        sense_ohm: Input resistance of a column's sense amplifier (a virtual ground), in series with the bit line.
+    """
+
+    word_line_segment_ohm: float = 0.0
+    bit_line_segment_ohm: float = 0.0
+    driver_ohm: float = 0.0
+    sense_ohm: float = 0.0
+
+    def __post_init__(self) -> None:
+        _coerce(self, LINE_KEYS, _as_float)
+        problems = lines_problems(fields_of(self), "periphery.lines")
+        if problems:
+            raise InvalidChipError("line model", problems)
+
+    @property
+    def is_default(self) -> bool:
+        """True for an ideal interconnect (every resistance 0), which a chip file leaves out."""
+        return self == _NO_LINES
+
+    def to_json(self) -> dict[str, Any]:
+        """The `periphery.lines` object of a chip file: every key, in `LINE_KEYS` order."""
+        return fields_of(self)
+
+
+_NO_LINES = LineModel()
 
 
 @dataclass(frozen=True)
@@ -169,12 +230,21 @@ class Periphery:
     e_dac_pJ: float = 0.5
     e_write_pulse_pJ: float = 10.0
     e_digital_op_pJ: float = 0.9  # a 32-bit float add at 45 nm (Horowitz, ISSCC 2014; docs/chip-format.md)
+    t_dac_ns: float = 85.0  # settling of a DAC's output before a read (DAC08 datasheet; docs/chip-format.md)
+    digital_lanes: int = 1  # digital ops per clock (one: the serial digital unit; docs/chip-format.md)
+    lines: LineModel = _NO_LINES  # no line resistance: no IR drop (docs/chip-format.md, "Line resistance")
 
     def __post_init__(self) -> None:
         for name, kind in PERIPHERY_KINDS.items():
+            if kind == "lines":
+                continue
             convert = _as_int if kind in ("count", "bits") else _as_float
             object.__setattr__(self, name, convert(getattr(self, name)))
-        problems = model_problems(fields_of(self), PERIPHERY_KINDS, "periphery")
+        values = fields_of(self)
+        lines = values.pop("lines")
+        problems = model_problems(values, PERIPHERY_KINDS, "periphery")
+        if not isinstance(lines, LineModel):
+            problems.append(f"periphery.lines: {lines!r} is not a LineModel")
         if problems:
             raise InvalidChipError("periphery model", problems)
 

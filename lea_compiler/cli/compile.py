@@ -198,6 +198,10 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
     print(f"placement: {report['placer']} ({report['solver_method']}) {report['solver_status']}, placement cost "
           f"{report['mapping_error_uS']:.1f} uS, bound {report['solver_bound_uS']:.1f} uS, "
           f"gap {100 * gap:.2f}%")
+    if report["analog_time_ns"] is not None:
+        print(f"analog time ({report['objective']} objective): {report['analog_time_ns']:.1f} ns per sample "
+              f"(every crossbar layer's busiest array), bound {report['analog_time_bound_ns']:.1f} ns, "
+              f"gap {100 * report['analog_time_gap']:.2f}%")
     if time_passes:
         width = max(13, *(len(name) for name in report["pass_seconds"]))
         for name, seconds in report["pass_seconds"].items():

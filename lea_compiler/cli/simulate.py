@@ -13,7 +13,9 @@ from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import load_chip
 from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.errors import UsageError
-from lea_compiler.fileio import input_kind
+from lea_compiler.fileio import check_output, input_kind
+from lea_compiler.plot import require_matplotlib
+from lea_compiler.plot_timeline import draw_timeline
 from lea_compiler.program import Program
 from lea_compiler.report_json import dumps_report
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
@@ -79,6 +81,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="simulate N independent noise draws (seeds SEED .. SEED+N-1) and report the accuracy's mean, "
                         "standard deviation and range over them; the rest of the report is the first draw's "
                         "(default 1)")
+    p.add_argument("--after", metavar="DURATION",
+                   help="simulate the devices DURATION after programming (e.g. 10s, 1h, 2d, 30d, 1y; a bare number "
+                        "is seconds), drifted as the chip's device.drift says (docs/chip-format.md); default 0: as "
+                        "programmed")
     p.add_argument("--exact-read-noise", action="store_true",
                    help="draw every device's uniform read noise (slow) instead of its exact-variance Gaussian sum")
     p.add_argument("--threads", type=int, metavar="N",
@@ -93,6 +99,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="with many Programs: count those whose accuracy is at least PCT percent (0-100) in the "
                         "yield")
     p.add_argument("--output", metavar="NAME", help="model output to take the top-1 from (default: see docs/cli.md)")
+    p.add_argument("--timeline", metavar="OUT.png",
+                   help="draw the timeline of one inference (a Gantt chart of the arrays, their ADCs and the digital "
+                        "unit; needs the plot extra) to OUT.png; one Program only")
     p.add_argument("--json", action="store_true",
                    help="print the report as one JSON object (report leac-simulate; with many Programs "
                         "leac-simulate-batch; docs/reports.md)")
@@ -113,9 +122,16 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--program goes with one board file, not with many Programs")
         if args.trials != 1:
             raise UsageError("--trials goes with one Program, not with many")
+        if args.after is not None:
+            raise UsageError("--after goes with one Program, not with many")
+        if args.timeline is not None:
+            raise UsageError("--timeline goes with one Program, not with many")
         return _run_many(args)
     if not programs:
         raise UsageError("give the Program: PROGRAM.leac (several, or --program-dir DIR, for many chips)")
+    if args.timeline is not None:  # before any work: nothing is simulated for a picture that cannot be written
+        require_matplotlib("leac simulate --timeline")
+        check_output(args.timeline, [*programs, args.board_program, *args.data, args.chip], "--timeline")
     board = None
     if _is_board_file(programs[0]):
         if args.board_program is None:
@@ -133,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise UsageError(f"--trials takes an integer >= 1, got {args.trials}")
     report = simulate_trials(program, datasets, trials=args.trials, chip=chip, seed=args.seed, ideal=args.ideal,
-                             exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board)
+                             exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board,
+                             after=0.0 if args.after is None else args.after)
+    if args.timeline is not None:
+        draw_timeline(program, args.timeline, chip=chip, schedule=board)
     data = report.to_json()
     data["program"] = programs[0] if board is None else args.board_program
     if board is not None:
@@ -160,9 +179,22 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def timing_text(r: dict[str, Any]) -> str:
+    """The timeline's lines of a report (`latency_ns` ... `peak_buffer_words`, docs/reports.md)."""
+    b = r["busy_ns"]
+    layers = ", ".join(f"{printable(k)} {v / 1e3:.2f}" for k, v in r["layer_latency_ns"].items())
+    return (f"latency per crossbar layer, us: {layers}\n"
+            f"busy time per inference, us (summed over the resources): DAC {b['dac'] / 1e3:.2f}, reads "
+            f"{b['read'] / 1e3:.2f}, ADC {b['adc'] / 1e3:.2f}, digital {b['digital'] / 1e3:.2f}; bottleneck "
+            f"{r['bottleneck']} ({r['period_ns'] / 1e3:.2f} us a sample); most waiting: {r['peak_sample_holds']} "
+            f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values")
+
+
 def print_report(r: dict[str, Any]) -> None:
     which = "the chip it was compiled for" if r["compiled_for_chip"] else "another chip than compiled for"
     mode = "ideal devices" if r["ideal"] else f"seed {r['seed']}"
+    if "after_s" in r:
+        mode += f", {r['after_s']:g} s after programming (drift)"
     what = r["program"] if "board" not in r else f"board file {printable(r['board'])} (of {r['program']})"
     print(f"simulated {what} on chip {r['chip']!r} ({which}), {mode}")
     rows = [("data", "samples", "accuracy", "software", "agreement")]
@@ -183,9 +215,10 @@ def print_report(r: dict[str, Any]) -> None:
           f"on {r['arrays_used']} of {r['arrays_total']} arrays")
     e = r["energy_breakdown_pJ"]
     print(f"per inference: {r['cycles_per_inference']:.0f} cycles, latency {r['latency_ns'] / 1e3:.2f} us, "
-          f"{r['throughput_per_s']:.0f} inferences/s, {r['energy_pJ_per_inference']:.1f} pJ "
+          f"{r['throughput_per_s']:.0f} inferences/s pipelined, {r['energy_pJ_per_inference']:.1f} pJ "
           f"(device reads {e['device_reads']:.1f}, ADC {e['adc']:.1f}, DAC {e['dac']:.1f}, "
           f"digital {e['digital']:.1f})")
+    print(timing_text(r))
     layers = ", ".join(f"{printable(k)} {sum(v.values()):.1f} ({v['device_reads']:.1f} + {v['adc']:.1f} + "
                        f"{v['dac']:.1f} + {v['digital']:.1f})" for k, v in r["energy_by_layer_pJ"].items())
     print(f"energy per crossbar layer, pJ (device reads + ADC + DAC + digital; device reads "

@@ -29,7 +29,18 @@ there; so without `--calibrate` the pipeline does not run this pass.
 
 A column whose selected copies hold no stuck device keeps a_j = 1, b_j = 0
 exactly; a layer with none gets no correction at all (its Program is
-unchanged). With `--bias row`, only the gain is fitted (the offset has no
+unchanged).
+
+IR drop (a chip whose `periphery.lines` have resistance): the wires attenuate
+every column's current, more for regions far from the drivers and sense
+amplifiers, and the attenuation is known at compile time from the placement
+and the programmed levels (`lea_compiler.irdrop`). Then u_j is the column of
+the matrices the copies' halves are read with (M+ - M-, the exact linear map
+of the resistive network), and every column is fitted: the gain takes out the
+column's mean attenuation, the offset the part a G+ and a G- region at
+different places leave of the common conductance. What the fit cannot take
+out is the attenuation's variation along a column (rows far from the sense
+amplifier lose more than near ones). With `--bias row`, only the gain is fitted (the offset has no
 digital bias step to ride on).
 
 The correction is for the chip compiled for: `leac simulate --ideal` ignores
@@ -45,10 +56,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.chip import Chip
 from lea_compiler.errors import BadDataError, CompileError
 from lea_compiler.grouping import grouped_matmul, vector_runs
 from lea_compiler.ir import Graph, Node
-from lea_compiler.passes.encode import Encoded
+from lea_compiler.irdrop import region_map
+from lea_compiler.passes.encode import Encoded, EncodedCopy
+from lea_compiler.passes.place import Placed
 from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.select import Selection
 from lea_compiler.passes.tile import Tiling
@@ -72,13 +86,16 @@ class Compensation:
                 f"{float(self.gain.max()):.3g}, offset {float(self.offset.min()):.3g}..{float(self.offset.max()):.3g}")
 
 
-def effective_differences(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def effective_differences(node: Node, chip: Chip | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(D_eff, D_t, stuck) over the whole layer, uS: the mean selected programmed difference of every
-    weight with stuck values included, the target difference, and whether a selected copy is stuck there."""
+    weight with stuck values included, the target difference, and whether a selected copy is stuck there.
+    With a `chip` whose lines have resistance, a copy's difference is that of the matrices its G+ and G-
+    regions are read with (`irdrop.region_map` at their places): the IR drop is then part of D_eff."""
     quantized, tiling = node.fact(QuantizedLayer), node.fact(Tiling)
     encoded, selection = node.fact(Encoded), node.fact(Selection)
     if quantized is None or tiling is None or encoded is None or selection is None:
         raise CompileError(f"compensate needs selected layers; run select first ({node.describe()})")
+    placed = node.fact(Placed) if chip is not None and not chip.periphery.lines.is_default else None
     target = quantized.target_difference_uS()  # joint: the unquantized W s
     effective = target.copy()
     stuck = np.zeros(target.shape, dtype=bool)
@@ -87,12 +104,26 @@ def effective_differences(node: Node) -> tuple[np.ndarray, np.ndarray, np.ndarra
         cols = slice(block.col_start, block.col_stop)
         mask = selection.masks[block.index]  # (alpha, cols)
         copies = [encoded.get(block.index, c) for c in range(mask.shape[0])]
-        diffs = np.stack([c.difference_uS for c in copies])  # (alpha, rows, cols)
+        if placed is not None:
+            assert chip is not None
+            diffs = np.stack([_read_difference(c, placed, chip) for c in copies])
+        else:
+            diffs = np.stack([c.difference_uS for c in copies])  # (alpha, rows, cols)
         effective[rows, cols] = (diffs * mask[:, None, :]).sum(axis=0) / mask.sum(axis=0)
         for c, copy in enumerate(copies):
             hit = (copy.pos_levels < 0) | (copy.neg_levels < 0)
             stuck[rows, cols] |= hit & mask[c][None, :]
     return effective, target, stuck
+
+
+def _read_difference(copy: EncodedCopy, placed: Placed, chip: Chip) -> np.ndarray:
+    """M+ - M-: the matrices a copy's two halves are read with through the chip's lines, at their places."""
+    halves = []
+    for polarity, g in (("pos", copy.pos_uS), ("neg", copy.neg_uS)):
+        region = placed.region(copy.block, polarity, copy.copy)
+        halves.append(region_map(g, chip.periphery.lines, row=region.row, col=region.col,
+                                 array_rows=chip.array(region.array).rows))
+    return halves[0] - halves[1]
 
 
 def layer_inputs(graph: Graph, data: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -122,12 +153,14 @@ class Compensate:
 
     data: np.ndarray
     name: str = "compensate"
+    chip: Chip | None = None  # with line resistance: every column is fitted, against its IR drop too
 
     def run(self, graph: Graph) -> Graph:
         inputs: dict[str, np.ndarray] | None = None
+        ir_drop = self.chip is not None and not self.chip.periphery.lines.is_default
         for node in graph.nodes_of("MVM"):
-            effective, target, stuck = effective_differences(node)
-            hit = stuck.any(axis=0)
+            effective, target, stuck = effective_differences(node, self.chip)
+            hit = np.ones(stuck.shape[1], dtype=bool) if ir_drop else stuck.any(axis=0)
             if not hit.any():
                 continue
             quantized = node.fact(QuantizedLayer)

@@ -6,9 +6,10 @@ driver (lea_compiler/compiler.py) calls it after the passes. For every
 (the blocks), `Ensemble` (alpha, beta), `Placed` (each copy half's region
 and cost), `Encoded` (the levels programmed), `Selection` (the beta-of-alpha
 masks) and, when present, `Compensation` (the column gain and offset), and
-makes its `Layer`; the graph's `PlacementSummary` becomes the Program's
-placement record. Nothing is computed here: the Program says what the passes
-decided, in the form the backends read.
+makes its `Layer`; the graph's `PlacementSummary` (and `PlacementLatency`,
+when placement was latency-aware) becomes the Program's placement record.
+Nothing is computed here: the Program says what the passes decided, in the
+form the backends read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lea_compiler.ir import Graph
 from lea_compiler.passes.compensate import Compensation
 from lea_compiler.passes.encode import Encoded
 from lea_compiler.passes.ensemble import Ensemble
-from lea_compiler.passes.place import Placed, PlacementSummary
+from lea_compiler.passes.place import Placed, PlacementLatency, PlacementSummary
 from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.select import Selection
 from lea_compiler.passes.tile import Tiling
@@ -91,6 +92,10 @@ def lower_to_program(
             "objective_uS": summary.objective_uS, "bound_uS": summary.bound_uS, "gap": summary.gap,
             "copies": summary.copies,
         }
+    latency = graph.fact(PlacementLatency)
+    if latency is not None:  # latency-aware placement only: a default compile's Program is as before the option
+        placement.update(objective=latency.objective, analog_ns=latency.analog_ns,
+                         analog_bound_ns=latency.analog_bound_ns, analog_gap=latency.analog_gap)
     return Program(graph=graph, layers=tuple(layers), chip=chip, model=model, options=options,
                    placement=placement, source_model=source_model)
 

@@ -28,6 +28,12 @@ what was measured. Devices stuck inside the level range keep their cost. The
 reported mapping error is then this absorbable-aware cost; `select` and the
 Program's errors use the real conductances.
 
+With `objective` "latency" or "balanced" every copy also carries its layer and its read time per application
+(`analog_time.half_read_ns`, with the Program's reads per inference) and every layer its applications per
+sample, and the placer, after the minimum mapping error, spreads the copies so that a layer's reads overlap
+(lea_compiler/placement/latency.py). The objective, the analog time and its bound and gap are then recorded
+in a `PlacementLatency` fact; with "error" (the default) nothing changes.
+
 The copies of one block half share one pattern (its target matrix). With
 `--ensemble network` the k copies of a block are blocks of k replicated layers
 (`Replica` facts, from replicate_network) with the same targets; they too
@@ -44,6 +50,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lea_compiler.analog_time import OBJECTIVES, applications, half_read_ns
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import CompileError
@@ -126,6 +133,17 @@ class PlacementSummary:
 
 
 @dataclass(frozen=True)
+class PlacementLatency:
+    """Graph fact, with the objective `latency` or `balanced` only (so a default compile's IR is as before):
+    the objective and the placement's analog time per sample, its bound and gap (placement/latency.py)."""
+
+    objective: str
+    analog_ns: float
+    analog_bound_ns: float
+    analog_gap: float
+
+
+@dataclass(frozen=True)
 class Place:
     """The place pass (see the module docstring)."""
 
@@ -133,11 +151,16 @@ class Place:
     placer: str = "cpsat"
     time_limit_s: float = 10.0
     seed: int = 0
+    objective: str = "error"
+    reads: int = 1
     name: str = "place"
 
     def __post_init__(self) -> None:
         if self.placer not in PLACER_NAMES:
             raise CompileError(f"unknown placer {self.placer!r}; choose one of {', '.join(PLACER_NAMES)}")
+        if self.objective not in OBJECTIVES:
+            raise CompileError(f"unknown placement objective {self.objective!r}; choose one of "
+                               f"{', '.join(OBJECTIVES)}")
         if (problem := time_limit_problem(self.time_limit_s)) is not None:
             raise CompileError(f"the placer's time limit {problem}")
 
@@ -179,6 +202,10 @@ class Place:
         patterns: list[Pattern] = []
         pattern_of: dict[tuple[str, int, str], int] = {}
         entries: list[tuple[int, str, tuple[Node, int, str, int]]] = []  # (pattern, item name, key)
+        timed = self.objective != "error"
+        read_ns: dict[tuple[str, int], float] = {}  # (layer, block) -> one copy half's read time
+        weights: dict[str, float] = {}
+        periphery = self.chip.periphery
         for node in graph.nodes_of("MVM"):
             quantized, tiling, ensemble = node.fact(QuantizedLayer), node.fact(Tiling), node.fact(Ensemble)
             if quantized is None or tiling is None or ensemble is None:
@@ -187,7 +214,11 @@ class Place:
             replica = node.fact(Replica)
             origin = node.name if replica is None else replica.origin
             g_pos, g_neg = quantized.target_uS()
+            groups = int(node.attr("groups", 1))
+            weights[node.name] = float(applications(node) or 1)
             for block in tiling.blocks:
+                read_ns[(node.name, block.index)] = half_read_ns(
+                    periphery, block.col_start, block.col_stop, quantized.shape[1], groups, self.reads)
                 rows = slice(block.row_start, block.row_stop)
                 cols = slice(block.col_start, block.col_stop)
                 for polarity, target in zip(POLARITIES, (g_pos, g_neg), strict=True):
@@ -201,12 +232,14 @@ class Place:
                         name = f"{node.name}/b{block.index}{polarity}/c{copy}"
                         entries.append((pattern, name, (node, block.index, polarity, copy)))
         entries.sort(key=lambda entry: entry[0])  # stable: a pattern's copies together (a no-op without replicas)
-        items = [Item(name, pattern) for pattern, name, _ in entries]
+        items = [Item(name, pattern, key[0].name, read_ns[(key[0].name, key[1])]) if timed else Item(name, pattern)
+                 for pattern, name, key in entries]
         keys = [key for _, _, key in entries]
         if not items:
             raise CompileError("place found no crossbar layer to place")
         view = placement_view(self.chip, [p.shape for p in patterns], [patterns[it.pattern].shape for it in items])
-        problem = PlacementProblem(tuple(patterns), tuple(items), self._cost_view(graph, view.chip))
+        problem = PlacementProblem(tuple(patterns), tuple(items), self._cost_view(graph, view.chip),
+                                   objective=self.objective, layer_weights=weights if timed else {})
         solution: Placement = PLACERS[self.placer](problem, time_limit_s=self.time_limit_s, seed=self.seed)
         if not view.whole:  # optimal at most on the view: the only bound proven for the whole chip is 0
             solution = dataclasses.replace(
@@ -230,4 +263,7 @@ class Place:
                 copies=len(items),
             )
         )
+        if timed:
+            graph.set_fact(PlacementLatency(self.objective, float(solution.analog_ns),
+                                            float(solution.analog_bound_ns), float(solution.analog_gap)))
         return graph

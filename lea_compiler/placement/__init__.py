@@ -1,4 +1,5 @@
-"""Placement: put every copy of every crossbar block on the chip, minimising the mapping error.
+"""Placement: put every copy of every crossbar block on the chip, minimising the mapping error (and then,
+with the objective `latency` or `balanced`, the analog time: placement/latency.py).
 
 This is the solver behind the `place` pass. It knows nothing of the IR: a
 `PlacementProblem` is a list of *patterns* (the target conductance matrix, in
@@ -18,10 +19,11 @@ The package, each module's docstring giving its part of the maths:
     bounds     lower bounds: the combinatorial bound (min-cost flow, k cheapest regions), the Lagrangian
     baselines  `greedy_placement` and `random_placement`
     cpsat      candidate regions, their no-overlap cliques and the CP-SAT model
-    solve      `solve_placement`: assignment, heuristics and bounds, then CP-SAT
+    latency    the second stage of the `latency` / `balanced` objectives: spread, then CP-SAT on analog time
+    solve      `solve_placement`: assignment, heuristics and bounds, then CP-SAT (then `latency`)
     view       the part of a very large chip the placer looks at, so memory follows the model
 
-Imports go one way, problem -> costs -> context -> greedy -> bounds -> baselines, cpsat -> solve
+Imports go one way, problem -> costs -> context -> greedy -> bounds -> cpsat -> latency -> baselines, solve
 (view stands alone). Every public name of the former single module is re-exported here. The tuning constants
 live in the module that uses them and are read there: patch them there (e.g.
 `lea_compiler.placement.cpsat.CANDIDATE_BUDGET`), not here.
@@ -46,6 +48,7 @@ from lea_compiler.placement.bounds import (
 from lea_compiler.placement.context import SCALE_PER_US
 from lea_compiler.placement.costs import MAX_LEVEL_TERMS, ArrayGroup, CostMaps, cost_maps, item_cost
 from lea_compiler.placement.cpsat import CANDIDATE_BUDGET, CPSAT_WORKERS, LARGE_MODEL, WALL_CLOCK_FACTOR
+from lea_compiler.placement.latency import SPREAD_MOVES_PER_ITEM
 from lea_compiler.placement.problem import Item, Pattern, Placement, PlacementProblem, Region, Status
 from lea_compiler.placement.solve import solve_placement
 
@@ -73,6 +76,7 @@ __all__ = [
     "MAX_LEVEL_TERMS",
     "PLACERS",
     "SCALE_PER_US",
+    "SPREAD_MOVES_PER_ITEM",
     "WALL_CLOCK_FACTOR",
     "ArrayGroup",
     "CostMaps",

@@ -5,7 +5,8 @@
 placements. Both report status HEURISTIC, the combinatorial bound and their
 gap.
 
-Both share `solve_placement`'s signature (problem, *, time_limit_s, seed).
+With the objective `latency` or `balanced` both then spread their placement within its mapping error
+(`latency.second_stage` without CP-SAT). Both share `solve_placement`'s signature (problem, *, time_limit_s, seed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.placement.bounds import _combinatorial_bound
 from lea_compiler.placement.context import Loc, _capacity, _Context, _Occupancy
 from lea_compiler.placement.greedy import _greedy
+from lea_compiler.placement.latency import second_stage
 from lea_compiler.placement.problem import Placement, PlacementProblem
 
 logger = logging.getLogger("lea_compiler.placement")  # the package's name, as before the split
@@ -64,7 +66,15 @@ def greedy_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, s
     result = _greedy(ctx)
     if isinstance(result, int):
         raise _no_packing(ctx, "greedy placement", result)
-    return ctx.placement(result, bound, "HEURISTIC", "greedy", t0)
+    return _with_objective(ctx, ctx.placement(result, bound, "HEURISTIC", "greedy", t0), t0)
+
+
+def _with_objective(ctx: _Context, placement: Placement, t0: float) -> Placement:
+    """A baseline's placement as its objective asks: with `latency` or `balanced`, spread within its error
+    (placement/latency.py; no CP-SAT, so the analog time is a heuristic's, reported with its bound)."""
+    if ctx.problem.objective == "error" or not ctx.problem.items:
+        return placement
+    return second_stage(ctx, placement, t0, exact=False)
 
 
 def random_placement(
@@ -140,7 +150,7 @@ def random_placement(
         raise _no_packing(ctx, f"random placement ({drawn} samples)", last_fail)
     if failed:
         logger.info("random placement: %d of %d samples found no packing", failed, drawn)
-    return ctx.placement(best, bound, "HEURISTIC", f"random({drawn})", t0)
+    return _with_objective(ctx, ctx.placement(best, bound, "HEURISTIC", f"random({drawn})", t0), t0)
 
 
 def _random_region(ctx: _Context, occ: _Occupancy, p: int, starts: np.ndarray, rng: np.random.Generator) -> Loc | None:

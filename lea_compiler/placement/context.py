@@ -36,6 +36,7 @@ from typing import TypeAlias
 
 import numpy as np
 
+from lea_compiler.analog_time import busiest_ns, makespan_bound
 from lea_compiler.errors import DoesNotFitError
 from lea_compiler.placement.costs import _array_groups, _box, cost_maps
 from lea_compiler.placement.problem import Placement, PlacementProblem, Region, Status
@@ -46,6 +47,9 @@ SCALE_PER_US = 1000.0
 """Integer cost units per uS given to the solvers (1 nS), unless the totals would overflow."""
 _FLOOR_EPS = 1e-6
 """Added before flooring scaled costs, so float noise on an exact integer does not lose a unit."""
+
+LATENCY_SCALE_PER_NS = 1000
+"""Integer time units per ns given to CP-SAT (1 ps): read times are rounded to it."""
 
 Loc: TypeAlias = tuple[int, int, int, int]
 """(group index, index within the group, row, col): a region in `CostMaps` coordinates."""
@@ -109,6 +113,7 @@ class _Context:
         self._amin: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.unit = self._cost_unit()
         """uS: every region cost is a whole multiple of this (0 if not known)."""
+        self.latency = _Latency(self)
 
     def _cost_unit(self) -> float:
         """The largest u with every cost a multiple of u (found on the integer grid), else 0.
@@ -181,14 +186,24 @@ class _Context:
 
     # results ----------------------------------------------------------------
 
-    def placement(self, locs: Sequence[Loc], bound_uS: float, status: Status, method: str, t0: float) -> Placement:
-        """The Placement of `locs`; status OPTIMAL reports gap 0 (proven to the resolution)."""
+    def locs_of(self, placement: Placement) -> list[Loc]:
+        """The locations of a Placement's regions (the inverse of `region`)."""
+        where = {aid: (g, i) for g, grp in enumerate(self.groups) for i, aid in enumerate(grp.array_ids)}
+        return [(*where[r.array], r.row, r.col) for r in placement.regions]
+
+    def placement(self, locs: Sequence[Loc], bound_uS: float, status: Status, method: str, t0: float,
+                  analog_bound: int = 0) -> Placement:
+        """The Placement of `locs`; status OPTIMAL reports gap 0 (proven to the resolution). Its analog time
+        bound is the better of `analog_bound` (integer units; e.g. CP-SAT's) and `_Latency.bound`."""
         _verify(self, locs)
         regions = tuple(self.region(loc) for loc in locs)
         costs = tuple(self.cost(self.problem.items[i].pattern, loc) for i, loc in enumerate(locs))
         objective = math.fsum(costs)
         bound = min(bound_uS, objective)
         gap = 0.0 if status == "OPTIMAL" else (objective - bound) / max(objective, 1e-12)
+        lat = self.latency
+        analog = lat.time(locs)
+        analog_bound = min(analog, max(analog_bound, lat.bound))
         result = Placement(
             regions=regions,
             costs_uS=costs,
@@ -198,6 +213,9 @@ class _Context:
             status=status,
             method=method,
             seconds=time.perf_counter() - t0,
+            analog_ns=analog / LATENCY_SCALE_PER_NS,
+            analog_bound_ns=analog_bound / LATENCY_SCALE_PER_NS,
+            analog_gap=(analog - analog_bound) / analog if analog > 0 else 0.0,
         )
         logger.info(
             "placement %s: %d copies, status %s, objective %.6g uS, bound %.6g uS, gap %.3g, %.3f s",
@@ -294,10 +312,11 @@ class _Occupancy:
         r, c = self.ctx.shapes[p]
         return not self.occ[g][i, y : y + r, x : x + c].any()
 
-    def take(self, p: int, loc: Loc) -> None:
+    def take(self, p: int, loc: Loc, value: bool = True) -> None:
+        """Mark p's window at `loc` taken (`value` False: free again)."""
         g, i, y, x = loc
         r, c = self.ctx.shapes[p]
-        self.occ[g][i, y : y + r, x : x + c] = True
+        self.occ[g][i, y : y + r, x : x + c] = value
         np.cumsum(self.occ[g][i], axis=0, dtype=np.int32, out=self.integral[g][i, 1:, 1:])
         np.cumsum(self.integral[g][i, 1:, 1:], axis=1, out=self.integral[g][i, 1:, 1:])
 
@@ -312,3 +331,56 @@ def _assign_locs(ctx: _Context, picked: Sequence[tuple[int, Loc]]) -> list[Loc]:
         for item, pick in zip(ctx.items_of[p], sorted(regions), strict=True):
             locs[item] = pick[3]
     return [loc for loc in locs if loc is not None]
+
+
+class _Latency:
+    """The latency proxy of a problem's items, in integers: `LATENCY_SCALE_PER_NS` units per ns.
+
+    `layer[i]` is item i's layer index (-1: none), `read[i]` its read time, `weight[l]` layer l's applications
+    per sample (rounded to an integer, at least 1 when positive), `arrays[l]` how many arrays hold at least one
+    of layer l's copies.
+    """
+
+    def __init__(self, ctx: _Context) -> None:
+        problem = ctx.problem
+        self.names: list[str] = []
+        index: dict[str, int] = {}
+        layer = []
+        for it in problem.items:
+            if it.layer and it.layer not in index:
+                index[it.layer] = len(self.names)
+                self.names.append(it.layer)
+            layer.append(index[it.layer] if it.layer else -1)
+        self.layer = np.asarray(layer, dtype=np.int64)
+        self.read = np.asarray([round(it.read_ns * LATENCY_SCALE_PER_NS) for it in problem.items], dtype=np.int64)
+        self.weight = [max(1, round(w)) if (w := problem.layer_weights.get(n, 1.0)) > 0 else 0 for n in self.names]
+        self.array_id = [np.asarray(grp.array_ids, dtype=np.int64) for grp in ctx.groups]
+        self.bound = 0
+        for lay in range(len(self.names)):
+            members = np.flatnonzero(self.layer == lay)
+            pats = {problem.items[i].pattern for i in members.tolist()}
+            arrays = sum(len(grp.array_ids) for g, grp in enumerate(ctx.groups) if any(ctx.fits[p][g] for p in pats))
+            lb = makespan_bound([float(t) for t in self.read[members]], arrays)
+            self.bound += self.weight[lay] * math.ceil(lb - 1e-9)
+
+    @property
+    def active(self) -> bool:
+        """Whether any item's reads take time (else every placement has analog time 0)."""
+        return bool(np.any((self.layer >= 0) & (self.read > 0)))
+
+    def loads(self, locs: Sequence[Loc]) -> dict[tuple[int, int], int]:
+        """(layer, array id) -> that layer's read time on that array."""
+        out: dict[tuple[int, int], int] = {}
+        for i, loc in enumerate(locs):
+            lay = int(self.layer[i])
+            if lay >= 0:
+                key = (lay, int(self.array_id[loc[0]][loc[1]]))
+                out[key] = out.get(key, 0) + int(self.read[i])
+        return out
+
+    def time(self, locs: Sequence[Loc]) -> int:
+        """The proxy: sum over layers of weight x the busiest array's read time (`analog_time.busiest_ns`)."""
+        per_layer: list[list[tuple[int, float]]] = [[] for _ in self.names]
+        for (lay, array), t in self.loads(locs).items():
+            per_layer[lay].append((array, float(t)))
+        return sum(w * round(busiest_ns(pairs)) for w, pairs in zip(self.weight, per_layer, strict=True))

@@ -29,6 +29,14 @@ collapse into one linear term:
 where s_out / s_in mark stuck devices outside / inside the target range. The
 level terms are then needed only for devices inside the range, and only when
 there are any. Copies share a pattern, so maps are computed per pattern.
+
+IR drop. On a chip whose word and bit lines have resistance (`periphery.lines`)
+every offset also costs the expected IR-drop error of the pattern there, so a
+region far from the drivers (large x) or from the sense amplifiers (small y)
+costs more (`ir_drop_costs`): the current the lines take from the devices, to
+first order in the resistances, with every row at the same voltage, in uS of
+conductance (the loss of sum_ij M_ij against sum_ij P_ij, `lea_compiler.irdrop`).
+With ideal lines (the default) the term is absent and the maps are as above.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lea_compiler.chip import Chip
+from lea_compiler.chip import Chip, LineModel
 from lea_compiler.errors import UsageError
 from lea_compiler.placement.problem import PlacementProblem, Region
 
@@ -213,10 +221,36 @@ def cost_maps(problem: PlacementProblem) -> CostMaps:
                 act_in = _box(inside_count, r, c) > 0
                 if act_in.any():
                     _inside_terms(inside, g_uS, stacked, act_in, out)
+            if not chip.periphery.lines.is_default:
+                out += ir_drop_costs(stacked, chip.periphery.lines, rows, cols)[:, None]
             for j, member in enumerate(members):
                 maps[member][g] = out[j]
         del stuck, g_uS, above, below, inside, sigma, any_stuck, outside_sum, inside_count
     return CostMaps(groups, tuple(tuple(m) for m in maps))
+
+
+def ir_drop_costs(targets_uS: np.ndarray, lines: LineModel, array_rows: int, array_cols: int) -> np.ndarray:
+    """The expected IR-drop error of patterns (m, r, c; uS) at every offset of an array: (m, R-r+1, C-c+1), uS.
+
+    First order in the line resistances, with every row at the same voltage v: the current the lines take is
+    v * 1e-6 * (sum over word-line pieces of R * (current through it)^2 + the same over bit-line pieces), as
+    each piece's drop reaches every device beyond it. Per row, the lead R_in(x) = driver + (x + 1) r_w carries
+    the row's sum and the segment before column k the sum of columns >= k; per column, the lead R_out(y) =
+    sense + (R - y - r + 1) r_b carries the column's sum and the segment below row k-1 the sum of rows < k
+    (`irdrop.lead_ohm`). Divided by v, a conductance: the loss of sum_ij M_ij against sum_ij P_ij.
+    """
+    m, r, c = targets_uS.shape
+    tails = np.cumsum(targets_uS[:, :, ::-1], axis=2)[:, :, ::-1]  # (m, r, c): sum of columns >= k, per row
+    heads = np.cumsum(targets_uS, axis=1)  # (m, r, c): sum of rows <= k, per column
+    s_row = np.square(tails[:, :, 0]).sum(axis=1)  # the leads carry whole rows / columns
+    s_col = np.square(heads[:, -1, :]).sum(axis=1)
+    inner = (lines.word_line_segment_ohm * np.square(tails[:, :, 1:]).sum(axis=(1, 2))
+             + lines.bit_line_segment_ohm * np.square(heads[:, :-1, :]).sum(axis=(1, 2)))
+    r_in = lines.driver_ohm + (np.arange(array_cols - c + 1) + 1.0) * lines.word_line_segment_ohm  # (nox,)
+    r_out = lines.sense_ohm + (array_rows - r + 1.0 - np.arange(array_rows - r + 1)) * lines.bit_line_segment_ohm
+    total = (inner[:, None, None] + r_in[None, None, :] * s_row[:, None, None]
+             + r_out[None, :, None] * s_col[:, None, None])
+    return total * 1e-6
 
 
 def _inside_terms(
@@ -257,7 +291,8 @@ def item_cost(problem: PlacementProblem, item_index: int, region: Region) -> flo
         region: Where it would go.
 
     Returns:
-        Sum over the covered devices of |G_actual - G_target|, uS.
+        Sum over the covered devices of |G_actual - G_target|, uS, plus the expected IR-drop error there on a
+        chip whose lines have resistance (`ir_drop_costs`).
 
     Raises:
         UsageError: no such item or array, or the item does not fit there.
@@ -275,4 +310,8 @@ def item_cost(problem: PlacementProblem, item_index: int, region: Region) -> flo
     state, g_uS = problem.chip.stuck_map(region.array)
     window = (slice(region.row, region.row + r), slice(region.col, region.col + c))
     stuck = state[window] != 0
-    return float(np.abs(g_uS[window][stuck] - target[stuck]).sum())
+    cost = float(np.abs(g_uS[window][stuck] - target[stuck]).sum())
+    lines = problem.chip.periphery.lines
+    if not lines.is_default:
+        cost += float(ir_drop_costs(target[None], lines, arr.rows, arr.cols)[0, region.row, region.col])
+    return cost

@@ -101,9 +101,11 @@ def _grid(n_off: int, stride: int) -> np.ndarray:
 
 
 def _candidates(
-    ctx: _Context, ub_uS: float, dual: _Dual | None, must: Sequence[Sequence[Loc]]
+    ctx: _Context, ub_uS: float, dual: _Dual | None, must: Sequence[Sequence[Loc]], limit: int | None = None
 ) -> tuple[_Candidates, bool, str]:
-    """The candidate regions: (candidates, exhaustive, description); see the module docstring."""
+    """The candidate regions: (candidates, exhaustive, description); see the module docstring. `limit`
+    replaces `CANDIDATE_BUDGET` (latency-aware placement's smaller model)."""
+    budget = CANDIDATE_BUDGET if limit is None else limit
     slack = ctx.resolution + 1e-9 * max(1.0, abs(ub_uS))
     plain = {p: _select(ctx, p) for p in ctx.used}
     lb0 = math.fsum(v[0] for v in plain.values())
@@ -143,24 +145,24 @@ def _candidates(
     stride, total = 1, count(1)
     exhaustive, description = True, "exhaustive"
     max_off = max(max(ctx.offsets(p, g)) for p, g in blocks)
-    if total > CANDIDATE_BUDGET:
+    if total > budget:
         exhaustive = False
         stride = 2
         while True:
             total = count(stride)
-            if total <= CANDIDATE_BUDGET or stride > max_off:
+            if total <= budget or stride > max_off:
                 break
             stride = stride + 1 if stride < 4 else stride * 3 // 2
         description = f"grid stride {stride}"
     cols: list[list[np.ndarray]] = [[] for _ in range(5)]
-    if total <= CANDIDATE_BUDGET:
+    if total <= budget:
         for p, g in blocks:
             a, y, x = block(p, g, stride)
             for k, v in enumerate((np.full(a.size, p), np.full(a.size, g), a, y, x)):
                 cols[k].append(v)
     else:
         # Even one offset per array is too many: each pattern keeps its m cheapest arrays.
-        m_arrays = max(1, CANDIDATE_BUDGET // len(ctx.used))
+        m_arrays = max(1, budget // len(ctx.used))
         description = f"cheapest offset on each pattern's {m_arrays} cheapest arrays"
         for p in ctx.used:
             parts = []
@@ -250,6 +252,82 @@ def _cell_cliques(ctx: _Context, cands: _Candidates, shared: np.ndarray, flags: 
     return cliques
 
 
+def _no_overlap(model: cp_model.CpModel, ctx: _Context, cands: _Candidates,
+                lits: Sequence[Sequence[cp_model.IntVar]]) -> list[tuple[cp_model.IntVar, list[int]]]:
+    """Add the exclusivity and no-overlap constraints over the candidates, `lits[j]` being the literals that
+    put something on candidate j (one per pattern in the error model; one per (pattern, layer) class in the
+    latency model). Returns each array's "holds an exclusive copy" flag with its exclusive candidates."""
+    links: list[tuple[cp_model.IntVar, list[int]]] = []
+    flags: dict[int, int] = {}
+    flag_vars: list[cp_model.IntVar] = []
+    nc = cands.size
+    array_key = cands.group * (1 + int(cands.index.max(initial=0))) + cands.index
+    shared_keys = set(array_key[~cands.exclusive].tolist())
+    by_array = np.argsort(array_key, kind="stable")
+    for idx in np.split(by_array, np.flatnonzero(np.diff(array_key[by_array])) + 1):
+        excl = [int(j) for j in idx if cands.exclusive[j]]
+        a = int(array_key[idx[0]])
+        if not excl:
+            continue
+        if a not in shared_keys:
+            if len(excl) > 1 or len(lits[excl[0]]) > 1:
+                model.add_at_most_one([v for j in excl for v in lits[j]])
+            continue
+        flag = model.new_bool_var("")
+        flags[a] = nc + len(flag_vars)
+        flag_vars.append(flag)
+        model.add(cp_model.LinearExpr.sum([v for j in excl for v in lits[j]]) == flag)
+        links.append((flag, excl))
+    for clique in _cell_cliques(ctx, cands, np.flatnonzero(~cands.exclusive), flags):
+        model.add_at_most_one([v for j in clique for v in (lits[j] if j < nc else [flag_vars[j - nc]])])
+    return links
+
+
+def _solver(time_limit_s: float, seed: int, size: int) -> tuple[cp_model.CpSolver, float]:
+    """A CP-SAT solver set up as the module docstring says, and its wall-clock safety limit."""
+    solver = cp_model.CpSolver()
+    params = solver.parameters
+    params.random_seed = int(seed)
+    params.num_workers = CPSAT_WORKERS
+    params.interleave_search = CPSAT_WORKERS > 1
+    params.max_deterministic_time = float(time_limit_s)
+    wall = WALL_CLOCK_FACTOR * float(time_limit_s) + 5.0
+    params.max_time_in_seconds = wall
+    params.catch_sigint_signal = False  # Ctrl-C is the caller's: see _solve_interruptibly
+    if size > LARGE_MODEL:
+        params.cp_model_probing_level = 0  # probing a large model uses up the whole time limit
+    return solver, wall
+
+
+def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, wall: float, what: str) -> cp_model.CpSolverStatus:
+    """Solve, warn when the wall-clock safety limit struck first, log; the CP-SAT status."""
+    status = _solve_interruptibly(solver, model)
+    if solver.wall_time >= 0.99 * wall:
+        logger.warning(
+            "CP-SAT stopped at its wall-clock safety limit (%.1f s), before its deterministic "
+            "limit; this result may not reproduce",
+            wall,
+        )
+    logger.info(
+        "%s CP-SAT: %s after %.2f s (deterministic time %.2f)",
+        what,
+        solver.status_name(status),
+        solver.wall_time,
+        solver.deterministic_time,
+    )
+    return status
+
+
+def _lookup(cands: _Candidates) -> dict[tuple[int, int, int, int, int], int]:
+    """(pattern, group, index, row, col) -> candidate index."""
+    return {
+        (int(a), int(b), int(c), int(d), int(e)): j
+        for j, (a, b, c, d, e) in enumerate(
+            zip(cands.pattern, cands.group, cands.index, cands.row, cands.col, strict=True)
+        )
+    }
+
+
 def _cpsat(
     ctx: _Context,
     cands: _Candidates,
@@ -266,66 +344,19 @@ def _cpsat(
         p = int(cands.pattern[idx[0]])
         model.add(cp_model.LinearExpr.sum([x[j] for j in idx.tolist()]) == ctx.k[p])
     # Exclusive candidates: at most one per array, and nothing else on an array holding one.
-    links: list[tuple[int, list[int]]] = []  # (flag variable, its exclusive candidates)
-    flags: dict[int, int] = {}
-    array_key = cands.group * (1 + int(cands.index.max(initial=0))) + cands.index
-    shared_keys = set(array_key[~cands.exclusive].tolist())
-    by_array = np.argsort(array_key, kind="stable")
-    for idx in np.split(by_array, np.flatnonzero(np.diff(array_key[by_array])) + 1):
-        excl = [int(j) for j in idx if cands.exclusive[j]]
-        a = int(array_key[idx[0]])
-        if not excl:
-            continue
-        if a not in shared_keys:
-            if len(excl) > 1:
-                model.add_at_most_one([x[j] for j in excl])
-            continue
-        flag = model.new_bool_var("")
-        flags[a] = len(x)
-        x.append(flag)
-        model.add(cp_model.LinearExpr.sum([x[j] for j in excl]) == flag)
-        links.append((flags[a], excl))
-    for clique in _cell_cliques(ctx, cands, np.flatnonzero(~cands.exclusive), flags):
-        model.add_at_most_one([x[j] for j in clique])
-    model.minimize(cp_model.LinearExpr.weighted_sum(x[:nc], cands.cost.tolist()))
+    links = _no_overlap(model, ctx, cands, [[v] for v in x])
+    model.minimize(cp_model.LinearExpr.weighted_sum(x, cands.cost.tolist()))
     if hint is not None:
-        lookup = {
-            (int(a), int(b), int(c), int(d), int(e)): j
-            for j, (a, b, c, d, e) in enumerate(
-                zip(cands.pattern, cands.group, cands.index, cands.row, cands.col, strict=True)
-            )
-        }
+        lookup = _lookup(cands)
         keys = [(ctx.problem.items[i].pattern, *loc) for i, loc in enumerate(hint)]
         on = {lookup[key] for key in keys}
         for j in range(nc):
             model.add_hint(x[j], j in on)
         for flag_var, excl in links:
-            model.add_hint(x[flag_var], any(j in on for j in excl))
-    solver = cp_model.CpSolver()
-    params = solver.parameters
-    params.random_seed = int(seed)
-    params.num_workers = CPSAT_WORKERS
-    params.interleave_search = CPSAT_WORKERS > 1
-    params.max_deterministic_time = float(time_limit_s)
-    wall = WALL_CLOCK_FACTOR * float(time_limit_s) + 5.0
-    params.max_time_in_seconds = wall
-    params.catch_sigint_signal = False  # Ctrl-C is the caller's: see _solve_interruptibly
-    if nc > LARGE_MODEL:
-        params.cp_model_probing_level = 0  # probing a large model uses up the whole time limit
-    status = _solve_interruptibly(solver, model)
+            model.add_hint(flag_var, any(j in on for j in excl))
+    solver, wall = _solver(time_limit_s, seed, nc)
+    status = _run(solver, model, wall, "placement")
     name = solver.status_name(status)
-    if solver.wall_time >= 0.99 * wall:
-        logger.warning(
-            "CP-SAT stopped at its wall-clock safety limit (%.1f s), before its deterministic "
-            "limit; this result may not reproduce",
-            wall,
-        )
-    logger.info(
-        "placement CP-SAT: %s after %.2f s (deterministic time %.2f)",
-        name,
-        solver.wall_time,
-        solver.deterministic_time,
-    )
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return name, None, -math.inf
     values = solver.response_proto.solution

@@ -25,30 +25,26 @@ from lea_compiler.placement.bounds import _combinatorial_bound, _Dual, _lagrangi
 from lea_compiler.placement.context import Loc, _capacity, _Context
 from lea_compiler.placement.cpsat import _candidates, _cpsat
 from lea_compiler.placement.greedy import _greedy
+from lea_compiler.placement.latency import second_stage
 from lea_compiler.placement.problem import Placement, PlacementProblem
 
 logger = logging.getLogger("lea_compiler.placement")  # the package's name, as before the split
 
 
 def solve_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, seed: int = 0) -> Placement:
-    """Place every copy with OR-Tools, optimally or with a proven gap.
-
-    Formulation (see the module docstring): the exact assignment (min-cost
-    flow) when no two copies can share an array; otherwise greedy heuristics
-    and a Lagrangian bound, returned at once when they meet, else CP-SAT over
-    the candidate regions that survive reduced-cost pruning (restricted when
-    more than `CANDIDATE_BUDGET` remain).
+    """Place every copy with OR-Tools: the minimum mapping error (`_min_error`), then, with the objective
+    `latency` or `balanced`, the least analog time within that error (`latency.second_stage`, CP-SAT with its
+    own deterministic budget of `time_limit_s`).
 
     Args:
         problem: The placement problem.
-        time_limit_s: CP-SAT's deterministic time limit (about seconds; the
-            wall-clock safety limit is `WALL_CLOCK_FACTOR` times it plus 5 s);
-            it also scales the Lagrangian iteration budget.
+        time_limit_s: CP-SAT's deterministic time limit of each stage (about seconds; the wall-clock safety
+            limit is `WALL_CLOCK_FACTOR` times it plus 5 s); it also scales the Lagrangian iteration budget.
         seed: CP-SAT's random seed.
 
     Returns:
-        The placement: status "OPTIMAL" when proven optimal (to n_items / scale
-        uS, 1 nS per copy by default), else "FEASIBLE" with its gap.
+        The placement: status "OPTIMAL" when its mapping error is proven optimal (to n_items / scale uS, 1 nS
+        per copy by default), else "FEASIBLE" with its gap; its analog time with its bound and gap.
 
     Raises:
         UsageError: the time limit is not positive.
@@ -58,6 +54,22 @@ def solve_placement(problem: PlacementProblem, *, time_limit_s: float = 10.0, se
         raise UsageError(f"the time limit must be positive, not {time_limit_s!r}")
     t0 = time.perf_counter()
     ctx = _Context(problem)
+    first = _min_error(ctx, time_limit_s, seed, t0)
+    if problem.objective == "error" or not problem.items:
+        return first
+    return second_stage(ctx, first, t0, exact=True, time_limit_s=time_limit_s, seed=seed)
+
+
+def _min_error(ctx: _Context, time_limit_s: float, seed: int, t0: float) -> Placement:
+    """The first stage, the minimum mapping error, optimally or with a proven gap.
+
+    Formulation (see the module docstring): the exact assignment (min-cost
+    flow) when no two copies can share an array; otherwise greedy heuristics
+    and a Lagrangian bound, returned at once when they meet, else CP-SAT over
+    the candidate regions that survive reduced-cost pruning (restricted when
+    more than `CANDIDATE_BUDGET` remain).
+    """
+    problem = ctx.problem
     if not problem.items:
         return ctx.placement([], 0.0, "OPTIMAL", "empty", t0)
     bound, flow_locs = _combinatorial_bound(ctx)

@@ -214,23 +214,25 @@ def _shown(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-_PLACEMENT_TEXTS = ("placer", "status", "method")
-_PLACEMENT_NUMBERS = ("objective_uS", "bound_uS")
+_PLACEMENT_TEXTS = ("placer", "status", "method", "objective")
+_PLACEMENT_NUMBERS = ("objective_uS", "bound_uS", "analog_ns", "analog_bound_ns")
 
 
 def _placement_problems(placement: dict[str, Any]) -> list[str]:
     """What is wrong with the placement solver's record (`placement`, passes/lower.py) where leac reads it
     (`leac compile`'s and `leac report`'s summary): placer, status and method strings, objective_uS and bound_uS
-    finite numbers, gap a finite number >= 0 (a fraction of the objective), copies an integer >= 0; each may be
-    absent or null (a Program placed by no solver records none)."""
+    finite numbers, gap a finite number >= 0 (a fraction of the objective), copies an integer >= 0; with a
+    latency-aware objective, objective a string, analog_ns and analog_bound_ns finite numbers and analog_gap a
+    finite number >= 0; each may be absent or null (a Program placed by no solver records none)."""
     problems = [f"placement.{key} must be a string, got {_shown(placement[key])}" for key in _PLACEMENT_TEXTS
                 if placement.get(key) is not None and not isinstance(placement[key], str)]
     problems += [f"placement.{key} must be a finite number, got {_shown(placement[key])}"
                  for key in _PLACEMENT_NUMBERS
                  if placement.get(key) is not None and not is_finite_number(placement[key])]
-    gap = placement.get("gap")
-    if gap is not None and not (is_finite_number(gap) and gap >= 0):
-        problems.append(f"placement.gap must be a finite number >= 0, got {_shown(gap)}")
+    for key in ("gap", "analog_gap"):
+        gap = placement.get(key)
+        if gap is not None and not (is_finite_number(gap) and gap >= 0):
+            problems.append(f"placement.{key} must be a finite number >= 0, got {_shown(gap)}")
     copies = placement.get("copies")
     if copies is not None and not (_is_int(copies) and copies >= 0):
         problems.append(f"placement.copies must be an integer >= 0, got {_shown(copies)}")

@@ -64,6 +64,14 @@ def nominal_pulses(level: np.ndarray) -> np.ndarray:
     return np.asarray(level, dtype=np.int64) + 1
 
 
+def write_sigma_uS(device: DeviceModel, target_uS: np.ndarray) -> float | np.ndarray:
+    """The standard deviation of the "gaussian" model's write error at each target conductance: the constant
+    `write_noise_uS` (a float, so the draws are the ones they always were), or the chip's `write_noise_model`
+    at the targets (an array of their shape). The one definition, for the simulator and the simulated board."""
+    model = device.write_noise_model
+    return device.write_noise_uS if model is None else model.sigma(target_uS, device.levels_uS)
+
+
 def _reads(reads: object) -> int:
     if isinstance(reads, bool) or not isinstance(reads, numbers.Integral) or not 1 <= int(reads) <= MAX_READBACK_READS:
         raise UsageError(f"reads must be an integer from 1 to {MAX_READBACK_READS}, got {reads!r}")
@@ -91,6 +99,9 @@ def read_back(conductance_uS: np.ndarray, device: DeviceModel, rng: np.random.Ge
     """
     count = device.programming.readback_reads if reads is None else _reads(reads)
     g = np.asarray(conductance_uS, dtype=np.float64)
+    if device.read_noise_model is not None:  # Gaussian, sigma at the conductance read (chip.variability)
+        sigma = device.read_noise_model.sigma(g, device.levels_uS)
+        return g + (rng.standard_normal(size=(count, *g.shape)) * sigma).mean(axis=0)
     r = device.read_noise_uS
     return g + rng.uniform(-r, r, size=(count, *g.shape)).mean(axis=0)
 
@@ -159,7 +170,7 @@ def write_devices(level: np.ndarray, device: DeviceModel, rng: np.random.Generat
     levels, start = _checked(level, device, tolerance_uS, max_pulses, start_uS)
     target = np.asarray(device.levels_uS, dtype=np.float64)[levels]
     if device.programming.model == GAUSSIAN:
-        g = np.maximum(target + rng.normal(0.0, device.write_noise_uS, size=target.shape), 0.0)
+        g = np.maximum(target + rng.normal(0.0, write_sigma_uS(device, target), size=target.shape), 0.0)
         measured = read_back(g, device, rng)
         pulses = nominal_pulses(levels)
         return Written(g, measured, pulses, pulses.copy(), np.abs(measured - target) > tolerance_uS)

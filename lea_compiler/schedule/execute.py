@@ -15,8 +15,9 @@ computes the layer for a batch of input vectors:
 3. `combine`: per block column, the mean over the selected copies of I+ - I-; `accumulate`: the row blocks'
    partial sums added; `scale`: y_j = A_j x_fs / (v_read s_j); `bias`: y_j += b_j.
 
-Read noise, when the caller has it, is added to the column currents before the ADC (`read_noise_uS`; see
-docs/simulator.md), drawn afresh for each of a region's N reads. Samples go in cache-sized chunks, and per
+Read noise, when the caller has it, is added to the column currents before the ADC (`read_noise_uS`, or a
+conductance-dependent model's per-device standard deviations, `read_sigma_uS`; see docs/simulator.md), drawn
+afresh for each of a region's N reads. Samples go in cache-sized chunks, and per
 chunk and row band every copy and polarity is read in one float32 product (the N reads share it: only the
 noise differs).
 
@@ -92,17 +93,28 @@ class _RowBand:
     weights: np.ndarray  # (2 * alpha, cols): ADC step x selection / divisor, negated for G-
     reads: int  # the most reads of any of the band's regions
     counts: np.ndarray | None  # (2 * alpha * cols,) float32 reads per column, when the regions' counts differ
+    variance: np.ndarray | None = None  # like g: each device's read-noise variance over the column's ADC step^2,
+    # with a conductance-dependent read-noise model (`read_sigma_uS`), else None
 
 
 class CrossbarExecutor:
     """One crossbar layer's records run on given conductances (one (rows, cols) array per read, in order)."""
 
     def __init__(self, plan: LayerPlan, conductances: Sequence[np.ndarray], *, dac_bits: int, adc_bits: int,
-                 read_noise_uS: float = 0.0, exact_read_noise: bool = False) -> None:
+                 read_noise_uS: float = 0.0, exact_read_noise: bool = False,
+                 read_maps: Sequence[np.ndarray] | None = None,
+                 read_sigma_uS: Sequence[np.ndarray] | None = None) -> None:
         self.plan = plan
         self.conductances = list(conductances)
+        # IR drop hook: the (rows, cols) matrix M of each read with currents I = V @ M (lea_compiler.irdrop); by
+        # default the conductances (ideal lines). The read energy stays V^2 G on the conductances.
+        self.read_maps = self.conductances if read_maps is None else list(read_maps)
         self.dac_bits, self.adc_bits = dac_bits, adc_bits
         self.read_noise = read_noise_uS
+        # A conductance-dependent read-noise model: per read, each device's standard deviation (uS) of the
+        # Gaussian noise one read adds (`lea_compiler.chip.variability`); it replaces the uniform +-read_noise_uS.
+        self.read_sigma = None if read_sigma_uS is None else [np.asarray(s, np.float64) for s in read_sigma_uS]
+        self._model_noisy = self.read_sigma is not None and any(bool(np.any(s > 0)) for s in self.read_sigma)
         self.exact_read_noise = exact_read_noise
         start = plan.start
         self.rows, self.cols, self.inputs, self.alpha = start.rows, start.cols, start.inputs, start.alpha
@@ -119,6 +131,11 @@ class CrossbarExecutor:
         self._prepared_for: tuple[float, ...] | None = None
         self.row_conductance = self._row_conductance()
         self.read_power = 0.0  # sum over the vectors run of sum_ij V_i^2 G_ij, in V^2 uS (`read_power_of`)
+
+    @property
+    def noisy(self) -> bool:
+        """True if a read adds noise (uniform, or a conductance-dependent model's)."""
+        return self._model_noisy if self.read_sigma is not None else self.read_noise > 0
 
     def _row_conductance(self) -> np.ndarray:
         """Per row of the layer's augmented input: the conductance its reads put on it, sum_j G_ij over every
@@ -192,13 +209,17 @@ class CrossbarExecutor:
             raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {tiny[0]!r} uA has steps too small "
                                     "to simulate in float32")
         bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        for (r0, r1, polarity, slot, c0, c1), g, fs, reads in zip(self._layout, self.conductances, self.full_scale,
-                                                                  self.reads, strict=True):
+        variances: dict[tuple[int, int], np.ndarray] = {}
+        for k, ((r0, r1, polarity, slot, c0, c1), g, fs, reads) in enumerate(zip(
+                self._layout, self.read_maps, self.full_scale, self.reads, strict=True)):
             if (r0, r1) not in bands:
                 bands[(r0, r1)] = (np.zeros((r1 - r0, 2, alpha, cols)), np.ones((2, alpha, cols)),
                                    np.zeros((alpha, cols)), np.zeros((2, alpha, cols)))
             band_g, step, _, counts = bands[(r0, r1)]
             band_g[:, polarity, slot, c0:c1] = g
+            if self.read_sigma is not None:
+                variances.setdefault((r0, r1), np.zeros_like(band_g))[:, polarity, slot, c0:c1] = \
+                    np.square(self.read_sigma[k])
             step[polarity, slot, c0:c1] = fs / adc
             counts[polarity, slot, c0:c1] = reads
         for band, slot, column, weight in self._averaged:
@@ -210,14 +231,22 @@ class CrossbarExecutor:
             weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
             counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
             uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
-            g = (band_g.reshape(rows, -1) * inv_step).astype(np.float32)
-            if self.groups > 1:  # (rows, 2 alpha, G, cols / G) -> (G, rows, 2 alpha cols / G), each contiguous
-                g = np.ascontiguousarray(split_columns(g.reshape(rows, 2 * alpha, cols), self.groups)
-                                         .transpose(2, 0, 1, 3).reshape(self.groups, rows, -1))
+            g = self._per_group((band_g.reshape(rows, -1) * inv_step).astype(np.float32))
+            variance = None if (r0, r1) not in variances else self._per_group(
+                (variances[(r0, r1)].reshape(rows, -1) * np.square(inv_step)).astype(np.float32))
             prepared.append(_RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
-                                     int(counts.max()), uneven))
+                                     int(counts.max()), uneven, variance))
         self._prepared, self._prepared_for = prepared, key
         return prepared
+
+    def _per_group(self, g: np.ndarray) -> np.ndarray:
+        """A band's (rows, 2 alpha cols) matrix as `_currents` multiplies it: as it is, or grouped,
+        (rows, 2 alpha, G, cols / G) -> (G, rows, 2 alpha cols / G), each contiguous."""
+        if self.groups == 1:
+            return g
+        rows = g.shape[0]
+        return np.ascontiguousarray(split_columns(g.reshape(rows, 2 * self.alpha, self.cols), self.groups)
+                                    .transpose(2, 0, 1, 3).reshape(self.groups, rows, -1))
 
     def forward(self, x: np.ndarray, rng: np.random.Generator | None = None, threads: int = 1, *,
                 noise: NoiseSpan | None = None) -> np.ndarray:
@@ -259,7 +288,7 @@ class CrossbarExecutor:
         samples = v.shape[0]
         alpha, cols = self.alpha, self.cols
         chunk = max(32, _CHUNK_CURRENTS // (2 * alpha * cols))
-        noisy = self.read_noise > 0 and rng is not None
+        noisy = self.noisy and rng is not None
         if noise is None:
             base = int(rng.integers(1 << 62)) if noisy else 0  # type: ignore[union-attr]
             total, offset = samples, 0
@@ -274,7 +303,7 @@ class CrossbarExecutor:
             noise_rng = np.random.default_rng([base, index]) if noisy else None
             for band in bands:
                 vb = v[lo:hi, ..., band.r0:band.r1]
-                clean = self._currents(vb, band)  # (n, 2 * alpha * cols) column currents in ADC steps
+                clean = self._currents(vb, band.g)  # (n, 2 * alpha * cols) column currents in ADC steps
                 reads = band.reads if noise_rng is not None else 1  # without noise every read is the same
                 summed = None
                 for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
@@ -308,13 +337,14 @@ class CrossbarExecutor:
                 y = y + self.bias
         return y.reshape(*lead, cols)
 
-    def _currents(self, v: np.ndarray, band: _RowBand) -> np.ndarray:
-        """The band's column currents in ADC steps, (n, 2 * alpha * cols), for v (n, band rows) or, grouped,
-        v (n, G, band rows) runs: one product per group of its vectors with its own columns only."""
+    def _currents(self, v: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """A band's column currents in ADC steps, (n, 2 * alpha * cols), for v (n, band rows) or, grouped,
+        v (n, G, band rows) runs, and the band's g (`_RowBand.g`): one product per group of its vectors with its
+        own columns only. (With v^2 and `_RowBand.variance`: each current's read-noise variance, in steps^2.)"""
         if self.groups == 1:
-            return v @ band.g
+            return v @ g
         n, groups = v.shape[0], self.groups
-        per_group = np.matmul(v.transpose(1, 0, 2), band.g)  # (G, n, 2 alpha cols / G)
+        per_group = np.matmul(v.transpose(1, 0, 2), g)  # (G, n, 2 alpha cols / G)
         return per_group.reshape(groups, n, 2 * self.alpha, -1).transpose(1, 2, 0, 3).reshape(n, -1)
 
     def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
@@ -322,6 +352,9 @@ class CrossbarExecutor:
         """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole). A row
         is a vector, or a grouped layer's run, whose currents (n, 2 alpha, G, cols / G) each take their own
         group's vector's noise: one draw per current (per device and current with `exact_read_noise`)."""
+        if band.variance is not None:
+            self._add_model_read_noise(steps, v, band, rng, chunk_rows, skip)
+            return
         r = self.read_noise
         n = v.shape[0]
         grouped = self.groups > 1
@@ -343,4 +376,27 @@ class CrossbarExecutor:
             sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))
             noise *= sigma[:, None]
         noise *= band.inv_step
+        steps += noise
+
+    def _add_model_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
+                              chunk_rows: int, skip: int) -> None:
+        """`_add_read_noise` with a conductance-dependent read-noise model: device (i, j) adds N(0, sigma_ij^2)
+        per read, so current j's noise is N(0, sum_i V_i^2 sigma_ij^2), exactly (a sum of Gaussians): one
+        draw per current, scaled by the square root of (v^2) times the band's variances (a second product of
+        the band's size). With `exact_read_noise`, one draw per device and current instead."""
+        n = v.shape[0]
+        assert band.variance is not None
+        if self.exact_read_noise:
+            full = rng.standard_normal(size=(chunk_rows, v.shape[-1], steps.shape[1])).astype(np.float32)
+            sigma = np.sqrt(band.variance)  # (rows, 2 alpha cols), grouped (G, rows, 2 alpha cols / G)
+            if self.groups > 1:
+                width = group_width(self.cols, self.groups)
+                per_device = full[skip:skip + n].reshape(n, v.shape[-1], 2 * self.alpha, self.groups, width)
+                per_device *= sigma.reshape(self.groups, v.shape[-1], 2 * self.alpha, width).transpose(1, 2, 0, 3)
+                steps += np.einsum("sgr,srago->sago", v, per_device).reshape(n, -1)
+            else:
+                steps += np.einsum("sr,src->sc", v, full[skip:skip + n] * sigma)
+            return
+        noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
+        noise *= np.sqrt(self._currents(v * v, band.variance))
         steps += noise

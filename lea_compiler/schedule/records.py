@@ -160,13 +160,14 @@ def _term(value: Any) -> tuple[int, int, int]:
     return (block, start, stop)
 
 
-def _object_of(schema: Mapping[str, Checker]) -> Checker:
-    """An object with exactly the keys of `schema` (returned as a dict in schema order)."""
+def _object_of(schema: Mapping[str, Checker], optional: frozenset[str] = frozenset()) -> Checker:
+    """An object with exactly the keys of `schema`, those in `optional` perhaps left out (returned as a dict in
+    schema order, without the optional keys it lacks)."""
 
     def check(value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise _Bad(f"{_show(value)} is not an object")
-        missing = [k for k in schema if k not in value]
+        missing = [k for k in schema if k not in value and k not in optional]
         unknown = [k for k in value if k not in schema]
         if missing:
             raise _Bad(f"missing key {missing[0]!r}")
@@ -174,6 +175,8 @@ def _object_of(schema: Mapping[str, Checker]) -> Checker:
             raise _Bad(f"unknown key {unknown[0]!r}")
         out = {}
         for key, field_check in schema.items():
+            if key not in value:
+                continue  # an optional key left out
             try:
                 out[key] = field_check(value[key])
             except _Bad as bad:

@@ -77,8 +77,11 @@ def test_hand_worked_cost_and_counted_events_agree(tmp_path) -> None:
     cost = estimate_cost(program)
     # two regions on array 0, read one after the other: 2 * (100 ns + 2 ADC rounds * 10 ns)
     assert cost.analog_ns == 240.0
-    # digital: the input's max |x| 2 + subtract 2 + sum 2 + divide 2 + scale 2 = 10 ops at 100 MHz
-    assert cost.digital_cycles == 10 and cost.latency_ns == 340.0 and cost.cycles_per_inference == 34.0
+    # digital: the input's max |x| 2 + subtract 2 + sum 2 + divide 2 + scale 2 = 10 ops at 100 MHz, one a clock.
+    # The timeline: max |x| 0-20 ns; read 1 (DAC 85 + 100 ns) 20-205, its 2 conversions 205-225; read 2 waits for
+    # the array: 205-390, conversions 390-410; the other 8 ops 410-490. The array is busy 2 x 185 ns a sample.
+    assert cost.digital_cycles == 10 and cost.latency_ns == 490.0 and cost.cycles_per_inference == 49.0
+    assert cost.period_ns == 370.0 and cost.bottleneck == "array 0" and cost.layer_latency_ns == {"mm": 490.0}
     # device reads at full scale (no data): 0.25^2 V^2 x (280 + 100 + 100 + 250 + 100 + 250 + 100 + 100) uS x
     # 100 ns = 8 pJ; digital: 10 ops x 0.9 pJ
     assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 8.0, "adc": 8.0, "dac": 2.0, "digital": 9.0})

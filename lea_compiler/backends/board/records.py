@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from lea_compiler.chip.fields import OPTIONAL_PERIPHERY
 from lea_compiler.schedule.records import (
     _PROGRAMMING_OPS,
     BIAS_MODES,
@@ -103,7 +104,13 @@ _PERIPHERY_KEYS: dict[str, Checker] = {
     "e_adc_pJ": _positive,
     "e_dac_pJ": _positive,
     "e_write_pulse_pJ": _positive,
+    "e_digital_op_pJ": _positive,
+    "t_dac_ns": _positive,
+    "digital_lanes": _count,
 }
+OPTIONAL_PERIPHERY_KEYS = frozenset(OPTIONAL_PERIPHERY)
+"""Header periphery keys written only when not at their defaults (as in a chip file), so board files keep the
+bytes they had before the keys existed; a file without one means the default (`chip.Periphery`)."""
 _GRAPH_VALUES = _list_of(
     _object_of({"name": _text, "dtype": _text, "shape": _optional(_list_of(_optional(_dim)))})
 )
@@ -124,7 +131,7 @@ class BoardHeader:
     chip: dict[str, Any] = _field(_object_of({"name": _optional(_text), "fingerprint": _text}))
     arrays: tuple[BoardArray, ...] = _field(_list_of(_board_array))
     levels_uS: tuple[float, ...] = _field(_levels)
-    periphery: dict[str, Any] = _field(_object_of(_PERIPHERY_KEYS))
+    periphery: dict[str, Any] = _field(_object_of(_PERIPHERY_KEYS, OPTIONAL_PERIPHERY_KEYS))
     tolerance_uS: float = _field(_positive)
     tolerance_rule: str = _field(_text)
     max_pulses: int = _field(_count)

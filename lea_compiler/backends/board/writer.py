@@ -23,6 +23,7 @@ from lea_compiler.backends.board.records import (
     _PERIPHERY_KEYS,
     _PROGRAMMING_OPS,
     FORMAT,
+    OPTIONAL_PERIPHERY_KEYS,
     RECORD_TYPES,
     STATES,
     BoardArray,
@@ -34,6 +35,7 @@ from lea_compiler.backends.board.records import (
     board_version,
     record_line,
 )
+from lea_compiler.chip import Periphery
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Value
@@ -204,7 +206,8 @@ def _header(
     arrays = tuple(
         BoardArray(a, chip.array(a).rows, chip.array(a).cols) for a in program.arrays_used
     )
-    periphery = {key: getattr(chip.periphery, key) for key in _PERIPHERY_KEYS}
+    periphery = {key: getattr(chip.periphery, key) for key in _PERIPHERY_KEYS
+                 if key not in OPTIONAL_PERIPHERY_KEYS or getattr(chip.periphery, key) != getattr(Periphery(), key)}
     model = program.model
     return BoardHeader(
         format=FORMAT,

@@ -1,0 +1,273 @@
+"""Event-driven timing of one inference: the schedule's tasks on the chip's resources, in the schedule's order.
+
+Resources (docs/simulator.md, "Cost model"): every array with its row DACs (a read holds it for the DAC's
+settling `t_dac_ns`, then N x `t_mvm_ns` for its N reads), every array's ADC bank (a read's N x
+ceil(columns / adcs_per_array) conversion rounds of `t_adc_ns`, after the read; the columns' sample-and-hold
+keeps the samples, so the array is free for its next read, and that read's DACs settle, while the bank
+converts), and one digital unit that does `digital_lanes` ops per clock.
+
+Tasks, in the order the board runs the records: per crossbar layer and per application (one input vector; a
+conv's OH x OW, in order), the input's max |x| when the layer has no calibrated full scale (digital, before the
+reads), every read (array, then ADC), and the layer's combine / accumulate / scale / bias (digital, after all
+of the application's conversions); per other graph node, its ops on the digital unit. A task starts when its
+inputs are ready and its resource is free; each resource serves its tasks first come, first served in that
+order (no reordering). A layer's applications wait for the node that produces its input as a whole; they do
+not wait for each other, so they overlap wherever their resources allow.
+
+A resource serving tasks k = 0, 1, ... with release times r_k and durations d_k in order, free from F, ends task
+k at end_k = max(end_{k-1}, r_k) + d_k = C_k + max(F, max_{j<=k} (r_j - C_{j-1})), C_k = d_0 + ... + d_k (the
+Lindley recursion, unrolled), so all applications of a layer are timed in a few numpy passes, exactly, with no
+Python loop per application (`fifo`).
+
+Throughput with samples streamed back to back: a resource busy B ns per sample serves at most 1/B samples per
+second, and the busiest one's rate is reached: put each resource's tasks back to back in a period of
+max B, and give each task an offset of whole periods (a later sample) until it starts after its inputs; the
+task graph of one sample has no cycle, so such offsets exist (modulo scheduling). The period is the slowest
+pipeline stage's busy time, the `bottleneck`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lea_compiler.chip import Periphery
+from lea_compiler.grouping import group_columns
+from lea_compiler.schedule.plan import LayerPlan
+
+DIGITAL = "digital"
+
+
+@dataclass(frozen=True)
+class ReadJob:
+    """One read of a layer application: `reads` reads of a region of `rows` on `array`, converting `columns`
+    columns in `rounds` rounds of the array's ADCs."""
+
+    array: int
+    reads: int
+    rows: int
+    columns: int
+    rounds: int
+
+
+def read_jobs(plan: LayerPlan) -> list[ReadJob]:
+    """The reads one application of a layer makes, in schedule order (docs/simulator.md).
+
+    A grouped layer (`groups` = G > 1) is applied to a run of G vectors: vector g reads only the regions of the
+    blocks holding group g's columns and converts only those columns, so a read record is one job per group
+    whose columns it holds (in group order)."""
+    groups = plan.start.groups
+    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
+    jobs = []
+    for read, convert in plan.reads:
+        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
+        for g in range(groups):
+            g0, g1 = group_columns(g, plan.start.cols, groups) if groups > 1 else (c0, c1)
+            columns = min(c1, g1) - max(c0, g0)  # the block's columns of group g
+            if columns <= 0:
+                continue  # this group's vector does not read the block
+            rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)
+            jobs.append(ReadJob(read.array, read.reads, read.rows, columns, rounds))
+    return jobs
+
+
+def vector_max_ops(plan: LayerPlan) -> int:
+    """Digital ops before a layer application's reads: each vector's max |x_i| over its inputs, when the layer
+    scales every vector by its own full scale (no calibrated `x_fs`); 0 otherwise."""
+    return plan.start.inputs * plan.start.groups if plan.scale.x_fs is None else 0
+
+
+@dataclass(frozen=True)
+class LayerStep:
+    """A crossbar layer in the timeline: its reads per application, its digital ops before the reads
+    (`pre_ops`) and after the conversions (`post_ops`) per application, and its applications per sample."""
+
+    name: str
+    jobs: tuple[ReadJob, ...]
+    pre_ops: int
+    post_ops: int
+    applications: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DigitalStep:
+    """A non-crossbar node: `ops` digital ops once its inputs are ready."""
+
+    name: str
+    ops: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Bars:
+    """What one resource did for one step (a Gantt row's bars of one colour): intervals in ns."""
+
+    resource: str  # "array 3", "adc 3", "digital"
+    kind: str  # "dac", "read", "adc", "digital"
+    step: str
+    start: np.ndarray
+    end: np.ndarray
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The timeline of one inference and the pipelined rate (module docstring)."""
+
+    latency_ns: float
+    period_ns: float  # steady state: ns per sample with samples streamed back to back
+    bottleneck: str  # the busiest resource (the period is its busy time per sample)
+    step_latency_ns: dict[str, float]  # per step: its last task's end minus its first task's start
+    busy_ns: dict[str, float]  # per resource kind (dac, read, adc, digital): summed over the resources
+    resources: dict[str, int]  # per resource kind: how many the timeline uses
+    peak_sample_holds: int  # most reads an array's sample-and-hold keeps at once, waiting for conversion
+    peak_buffer_words: int  # most converted values waiting at once for the digital unit (a layer's combine)
+    tasks: int  # tasks timed
+    bars: tuple[Bars, ...] = field(default=())
+
+    @property
+    def throughput_per_s(self) -> float:
+        return 1e9 / self.period_ns if self.period_ns > 0 else math.inf
+
+
+def fifo(release: np.ndarray, duration: np.ndarray, free: float) -> np.ndarray:
+    """End times of tasks served in order by one resource free from `free`: task k starts at
+    max(its release, the end of task k - 1) (module docstring)."""
+    if len(release) == 0:
+        return np.zeros(0)
+    total = np.cumsum(duration)
+    return total + np.maximum(free, np.maximum.accumulate(release - (total - duration)))
+
+
+def _peak(times: np.ndarray, weights: np.ndarray) -> int:
+    """The largest running sum of `weights` (+ on arrival, - on departure) over events sorted by time,
+    departures first at equal times."""
+    if len(times) == 0:
+        return 0
+    order = np.lexsort((weights, times))
+    return int(max(0, np.max(np.cumsum(weights[order]))))
+
+
+class _Timeline:
+    def __init__(self, periphery: Periphery, bars: bool) -> None:
+        p = periphery
+        self.p = p
+        self.clock_ns = 1e3 / p.clock_MHz
+        self.free: dict[str, float] = {}
+        self.busy: dict[str, float] = {}
+        self.kind_busy = {"dac": 0.0, "read": 0.0, "adc": 0.0, DIGITAL: 0.0}
+        self.keep_bars = bars
+        self.bars: list[Bars] = []
+        self.holds: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # per array: (times, weights)
+        self.buffer: list[tuple[np.ndarray, np.ndarray]] = []
+        self.tasks = 0
+
+    def digital_ns(self, ops: int) -> float:
+        return math.ceil(ops / self.p.digital_lanes) * self.clock_ns
+
+    def serve(self, resource: str, release: np.ndarray, duration: np.ndarray) -> np.ndarray:
+        end = fifo(release, duration, self.free.get(resource, 0.0))
+        if len(end):
+            self.free[resource] = float(end[-1])
+            self.busy[resource] = self.busy.get(resource, 0.0) + float(np.sum(duration))
+        self.tasks += len(end)
+        return end
+
+    def bar(self, resource: str, kind: str, step: str, start: np.ndarray, end: np.ndarray) -> None:
+        if self.keep_bars and len(start):
+            self.bars.append(Bars(resource, kind, step, start, end))
+
+    def digital(self, step: str, release: np.ndarray, ops: int) -> np.ndarray:
+        duration = np.full(len(release), self.digital_ns(ops))
+        end = self.serve(DIGITAL, release, duration)
+        self.kind_busy[DIGITAL] += float(np.sum(duration))
+        self.bar(DIGITAL, DIGITAL, step, end - duration, end)
+        return end
+
+    def layer(self, step: LayerStep, ready: float) -> tuple[float, float]:
+        """Time a layer's applications from `ready` (its input's); returns (first start, last end)."""
+        p, n = self.p, step.applications
+        release = np.full(n, ready)
+        first = math.inf
+        if step.pre_ops:
+            release = self.digital(step.name, release, step.pre_ops)
+            first = float(release[0]) - self.digital_ns(step.pre_ops)
+        done = release.copy()
+        arrays: dict[int, list[ReadJob]] = {}
+        for job in step.jobs:
+            arrays.setdefault(job.array, []).append(job)
+        for array, jobs in arrays.items():
+            m = len(jobs)
+            reads = np.tile([float(j.reads) for j in jobs], n)
+            hold = np.tile([p.t_dac_ns + j.reads * p.t_mvm_ns for j in jobs], n)
+            convert = np.tile([j.reads * j.rounds * p.t_adc_ns for j in jobs], n)
+            words = np.tile([float(j.reads * j.columns) for j in jobs], n)
+            read_end = self.serve(f"array {array}", np.repeat(release, m), hold)
+            adc_end = self.serve(f"adc {array}", read_end, convert)
+            self.kind_busy["dac"] += n * m * p.t_dac_ns
+            self.kind_busy["read"] += float(np.sum(hold)) - n * m * p.t_dac_ns
+            self.kind_busy["adc"] += float(np.sum(convert))
+            done = np.maximum(done, adc_end.reshape(n, m).max(axis=1))
+            first = min(first, float(read_end[0] - hold[0]))
+            self.holds.setdefault(array, []).append((np.concatenate([read_end, adc_end]),
+                                                     np.concatenate([reads, -reads])))
+            self.buffer.append((adc_end, words))
+            self.bar(f"array {array}", "dac", step.name, read_end - hold, read_end - hold + p.t_dac_ns)
+            self.bar(f"array {array}", "read", step.name, read_end - hold + p.t_dac_ns, read_end)
+            self.bar(f"adc {array}", "adc", step.name, adc_end - convert, adc_end)
+        end = self.digital(step.name, done, step.post_ops)
+        words_per_app = float(sum(j.reads * j.columns for j in step.jobs))
+        self.buffer.append((end, np.full(n, -words_per_app)))  # the words wait until their combine is done
+        first = min(first, float(end[0] - self.digital_ns(step.post_ops)))
+        return first, float(end[-1])
+
+
+def run_timeline(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery, *, bars: bool = False) -> Timing:
+    """Time one inference of `steps` (in schedule order) on the periphery's resources (module docstring); with
+    `bars`, keep every task's interval for a picture (`lea_compiler.plot_timeline`)."""
+    line = _Timeline(periphery, bars)
+    ready: dict[str, float] = {}
+    spans: dict[str, float] = {}
+    latency = 0.0
+    for step in steps:
+        start = max((ready.get(name, 0.0) for name in step.inputs), default=0.0)
+        if isinstance(step, LayerStep):
+            if step.applications == 0:
+                first, end = start, start
+            else:
+                first, end = line.layer(step, start)
+        else:
+            end = float(line.digital(step.name, np.array([start]), step.ops)[0])
+            first = end - line.digital_ns(step.ops)
+        for name in step.outputs:
+            ready[name] = end
+        spans[step.name] = end - first
+        latency = max(latency, end)
+    period, bottleneck = max(((busy, name) for name, busy in line.busy.items()), default=(0.0, DIGITAL))
+    holds = max((_peak(*_stack(parts)) for parts in line.holds.values()), default=0)
+    kinds = {kind: 0 for kind in ("array", "adc", DIGITAL)}
+    for name in line.busy:
+        kinds[name.split()[0]] += 1
+    return Timing(
+        latency_ns=latency,
+        period_ns=period,
+        bottleneck=bottleneck,
+        step_latency_ns=spans,
+        busy_ns=line.kind_busy,
+        resources=kinds,
+        peak_sample_holds=holds,
+        peak_buffer_words=_peak(*_stack(line.buffer)),
+        tasks=line.tasks,
+        bars=tuple(line.bars),
+    )
+
+
+def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate([t for t, _ in parts]), np.concatenate([w for _, w in parts])

@@ -1,0 +1,185 @@
+"""IR drop: the column currents of a region read through resistive word and bit lines (`periphery.lines`).
+
+The circuit (docs/chip-format.md, "Line resistance"). A read drives the rows of one region of an array and
+senses its columns; only the region's devices conduct (in a 1T1R array the access transistors of the other rows
+are off, and the other columns are not sensed). Row i's DAC drives its word line from the array's column-0 edge
+through the driver resistance and one segment per device position up to the region's first column, then one
+segment between adjacent devices; column j's bit line runs from the region's devices down to the array's last
+row and one more segment to its sense amplifier, a virtual ground behind the sense resistance. So a region at
+(row, col) of an array of `array_rows` rows sees, per word line, a lead of
+
+    R_in = driver_ohm + (col + 1) * word_line_segment_ohm
+
+to its first device and, per bit line, a lead of
+
+    R_out = sense_ohm + (array_rows - (row + rows) + 1) * bit_line_segment_ohm
+
+from its last row to the sense amplifier: regions far from the drivers (large col) and far from the sense
+amplifiers (small row) lose more. Device (i, j) joins word-line node u_ij to bit-line node w_ij with its
+conductance G_ij; the column current is I_j = w_{rows-1, j} / R_out.
+
+For fixed conductances the network is linear in the row voltages V, so I = V @ M for one matrix M
+(rows x cols, uS): with ideal lines M = G. `region_map` computes M exactly, once per region and programmed chip,
+and the simulator then reads with M in place of G, so a sample costs what it always did. The method is a
+direct (non-iterative) elimination, exact up to rounding whatever the resistances:
+
+1. Word lines: given the bit-line voltages w_i of row i, the row's nodes solve a tridiagonal system
+   A_i u_i = G_i * w_i + g_in V_i e_0 with A_i = g_seg L + diag(G_i) + g_in e_0 e_0^T (L the path Laplacian of
+   the row's nodes), so u_i = P_i w_i + q_i V_i with P_i = A_i^-1 diag(G_i), q_i = g_in A_i^-1 e_0.
+2. Bit lines: substituting into the bit-line nodes' current balance leaves a block-tridiagonal system over the
+   rows, blocks D_i = (neighbours) g_seg I + diag(G_i)(I - P_i) (plus g_out on the last row) and -g_seg I off
+   the diagonal, right-hand side (G_i * q_i) V_i. Block forward elimination (S_i = D_i - g_seg^2 S_{i-1}^-1)
+   with one right-hand side per input row gives the last row's voltages for every unit input at once, and
+   M^T = g_out w_{rows-1}. No back substitution is needed: only the last row feeds the sense amplifiers.
+
+A zero segment resistance makes a line one node (handled exactly, not as a large conductance); a zero lead on
+top makes it the source or the ground. Cost: rows x (cols^3 + cols^2 (cols + rows)) multiply-adds, O(n^4) for
+an n x n region (benchmarks/bench_ir_drop.py measures it; 0.1 to 0.3 s for 128 x 128). `nodal_currents` is the
+reference it is checked against: the dense nodal matrix of all 2 rows cols nodes, solved by numpy.linalg.solve
+(only for small arrays: its matrix has (2 rows cols)^2 entries).
+
+Not modelled: the lines' own dissipation in the energy report (device read energy stays V^2 G t), read noise
+passing through the lines (it is added to the column current as without IR drop, a second-order difference),
+and nonlinear devices or sneak paths through unselected cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lea_compiler.chip import Chip, LineModel
+
+if TYPE_CHECKING:
+    from lea_compiler.schedule.plan import LayerPlan
+
+_MICRO = 1e6
+"""uS per S: a resistance of r ohm is a conductance of 1e6 / r uS."""
+
+
+def lead_ohm(lines: LineModel, *, row: int, col: int, rows: int, array_rows: int) -> tuple[float, float]:
+    """(R_in, R_out) in ohms: the word-line lead from the driver to a region's first column and the bit-line lead
+    from its last row to the sense amplifier, for a region of `rows` rows at (row, col) of an array of
+    `array_rows` rows (module docstring)."""
+    r_in = lines.driver_ohm + (col + 1) * lines.word_line_segment_ohm
+    r_out = lines.sense_ohm + (array_rows - (row + rows) + 1) * lines.bit_line_segment_ohm
+    return r_in, r_out
+
+
+def _conductance(ohm: float) -> float:
+    """uS of a resistance in ohms (inf for 0: a short)."""
+    return np.inf if ohm == 0 else _MICRO / ohm
+
+
+def region_map(g_uS: np.ndarray, lines: LineModel, *, row: int, col: int, array_rows: int) -> np.ndarray:
+    """M (rows, cols; uS) with column currents I = V @ M for row voltages V, for a region of conductances g_uS at
+    (row, col) of an array of `array_rows` rows, read through `lines` (module docstring). Ideal lines: g_uS
+    itself (a copy)."""
+    g = np.asarray(g_uS, dtype=np.float64)
+    if lines.is_default:
+        return g.copy()
+    rows, cols = g.shape
+    r_in, r_out = lead_ohm(lines, row=row, col=col, rows=rows, array_rows=array_rows)
+    p, q = _word_lines(g, _conductance(lines.word_line_segment_ohm), _conductance(r_in))
+    return _bit_lines(g, p, q, _conductance(lines.bit_line_segment_ohm), _conductance(r_out))
+
+
+def _word_lines(g: np.ndarray, g_seg: float, g_in: float) -> tuple[np.ndarray, np.ndarray]:
+    """(P, Q): per row i, u_i = P[i] @ w_i + Q[i] V_i; P (rows, cols, cols), Q (rows, cols)."""
+    rows, cols = g.shape
+    if np.isinf(g_seg):  # the word line is one node per row
+        if np.isinf(g_in):  # ... tied to its source: u = V
+            return np.zeros((rows, cols, cols)), np.ones((rows, cols))
+        total = g_in + g.sum(axis=1)  # (rows,)
+        p = np.broadcast_to((g / total[:, None])[:, None, :], (rows, cols, cols)).copy()
+        return p, np.broadcast_to((g_in / total)[:, None], (rows, cols)).copy()
+    a = np.zeros((rows, cols, cols))
+    index = np.arange(cols)
+    degree = np.full(cols, 2.0 * g_seg)
+    degree[-1] = g_seg  # the far end of the line is open
+    a[:, index, index] = degree + g
+    a[:, 0, 0] += g_in - g_seg  # the first node's other neighbour is the lead, not a segment
+    if cols > 1:
+        a[:, index[:-1], index[1:]] = -g_seg
+        a[:, index[1:], index[:-1]] = -g_seg
+    rhs = np.zeros((rows, cols, cols + 1))
+    rhs[:, index, index] = g
+    rhs[:, 0, cols] = g_in
+    solved = np.linalg.solve(a, rhs)
+    return solved[:, :, :cols], solved[:, :, cols]
+
+
+def _bit_lines(g: np.ndarray, p: np.ndarray, q: np.ndarray, g_seg: float, g_out: float) -> np.ndarray:
+    """M from the word lines' (P, Q): the bit-line nodes' block-tridiagonal system, eliminated row by row."""
+    rows, cols = g.shape
+    eye = np.eye(cols)
+    # K_i = diag(G_i)(I - P_i): the current row i's devices draw from the bit line, per volt of w_i.
+    k = g[:, :, None] * (eye[None] - p)
+    f = g * q  # (rows, cols): F_i = (G_i * q_i), the right-hand side per volt of V_i
+    if np.isinf(g_seg):  # the bit line is one node per column
+        if np.isinf(g_out):  # ... at the sense amplifier's virtual ground: w = 0, I_j = sum_i G_ij u_ij
+            return f.copy()
+        w = np.linalg.solve(k.sum(axis=0) + g_out * eye, f.T)  # (cols, rows): column i is the response to V_i
+        return (g_out * w).T
+    s = None
+    y = np.zeros((cols, rows))
+    for i in range(rows):
+        neighbours = (i > 0) + (i < rows - 1)
+        d = k[i] + (neighbours * g_seg + (g_out if i == rows - 1 else 0.0)) * eye  # g_out: R_out >= a segment > 0
+        y_i = np.zeros((cols, rows))
+        y_i[:, i] = f[i]
+        if s is not None:
+            x = np.linalg.solve(s, np.hstack([g_seg * eye, y]))
+            d = d - g_seg * x[:, :cols]
+            y_i += g_seg * x[:, cols:]
+        s, y = d, y_i
+    assert s is not None
+    return (g_out * np.linalg.solve(s, y)).T
+
+
+def read_maps(plan: LayerPlan, conductances: Sequence[np.ndarray], chip: Chip) -> list[np.ndarray] | None:
+    """Per read of a layer's plan (in order, with its region's conductances), the matrix M its currents are read
+    with on `chip` (`region_map` at the read's place in its array); None when the chip's lines are ideal, so
+    the reads use the conductances exactly as without IR drop."""
+    lines = chip.periphery.lines
+    if lines.is_default:
+        return None
+    return [region_map(g, lines, row=read.row, col=read.col, array_rows=chip.array(read.array).rows)
+            for (read, _), g in zip(plan.reads, conductances, strict=True)]
+
+
+def nodal_currents(g_uS: np.ndarray, v: np.ndarray, r_seg_row: float, r_seg_col: float, r_in: float,
+                   r_out: float) -> np.ndarray:
+    """Column currents (uA, (n, cols)) of a region read with row voltages v (n, rows), from the dense nodal
+    equations of all 2 rows cols line nodes solved by numpy.linalg.solve: the reference for `region_map`, for
+    small regions and positive resistances (ohms) only. u nodes are 0 .. rows cols - 1, w nodes follow."""
+    g = np.asarray(g_uS, dtype=np.float64)
+    rows, cols = g.shape
+    n = rows * cols
+    a = np.zeros((2 * n, 2 * n))
+    b = np.zeros((2 * n, len(v)))
+
+    def join(x: int, y: int, conductance: float) -> None:
+        a[x, x] += conductance
+        a[y, y] += conductance
+        a[x, y] -= conductance
+        a[y, x] -= conductance
+
+    g_row, g_col = _MICRO / r_seg_row, _MICRO / r_seg_col
+    for i in range(rows):
+        for j in range(cols):
+            u, w = i * cols + j, n + i * cols + j
+            join(u, w, g[i, j])
+            if j + 1 < cols:
+                join(u, u + 1, g_row)
+            if i + 1 < rows:
+                join(w, w + cols, g_col)
+        a[i * cols, i * cols] += _MICRO / r_in  # the lead to row i's source
+        b[i * cols] = _MICRO / r_in * np.asarray(v, dtype=np.float64)[:, i]
+    last = [n + (rows - 1) * cols + j for j in range(cols)]
+    for node in last:
+        a[node, node] += _MICRO / r_out  # the lead to the virtual ground
+    voltages = np.linalg.solve(a, b)
+    return (voltages[last] * (_MICRO / r_out)).T

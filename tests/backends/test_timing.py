@@ -1,0 +1,321 @@
+"""The event-driven timing (`backends/timing.py`) against hand-worked timelines and a brute-force event loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import lea_compiler as leac
+from lea_compiler.backends.board import emit_board, read_board, validate_board
+from lea_compiler.backends.cost import estimate_cost, layer_cost, layer_step, timeline_of
+from lea_compiler.backends.sim import Dataset, simulate
+from lea_compiler.backends.timing import DigitalStep, LayerStep, ReadJob, fifo, read_jobs, run_timeline
+from lea_compiler.chip import Array, Chip, DeviceModel, Periphery, load_chip
+from lea_compiler.chip.forms import chip_to_text
+from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule.plan import LayerPlan, schedule_of
+from lea_compiler.schedule.records import Accumulate, Combine, Convert, LayerStart, Read, Scale
+from tests.helpers import make_model
+from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: F401 - the fixture too
+
+# t_dac 5 ns, t_mvm 100 ns, t_adc 10 ns, a 100 MHz clock (10 ns), 8 digital lanes
+P = Periphery(t_dac_ns=5.0, t_mvm_ns=100.0, t_adc_ns=10.0, clock_MHz=100.0, digital_lanes=8, adcs_per_array=2)
+
+
+def plan(name: str, regions: list[tuple[int, int]], *, cols: int = 2, adcs: int = 2, x_fs: float | None = 1.0,
+         inp: str = "x", out: str = "y") -> LayerPlan:
+    """A one-block, one-copy layer of 2 rows and `cols` columns: its G+ and G- regions are the (array, reads)
+    of `regions` (two items), each converting `cols` columns `adcs` at a time."""
+    start = LayerStart(name, inp, out, rows=2, cols=cols, inputs=2, bias_row=False, bias="none", alpha=1, beta=1,
+                       encoding="joint", scale_uS=(1.0,) * cols, blocks=1, row_blocks=((0, 2),),
+                       col_blocks=((0, cols),), vectors_per_sample=None)
+    reads = tuple((Read(name, 0, 0, polarity, array, 0, 0, 2, cols, 0, 2, None, n),
+                   Convert(name, 0, 0, polarity, array, 0, cols, adcs, -(-cols // adcs), 1.0))
+                  for polarity, (array, n) in zip(("pos", "neg"), regions, strict=True))
+    combine = Combine(name, 0, 0, cols, ((0,),) * cols, 1)
+    return LayerPlan(start, reads, (combine,), Accumulate(name, cols, ((0, 0, cols),)),
+                     Scale(name, (1.0,) * cols, 0.2, 0.0, x_fs), None)
+
+
+def test_two_reads_on_one_array_serialise() -> None:
+    """Array 0: read 1 (DAC 5 + 100 ns) 0-105, its one ADC round 105-115; read 2 waits for the array, 105-210,
+    210-220; combine / scale (2 cols: 2 subtract + 2 sum + 2 divide + 2 scale = 8 ops, one clock on 8 lanes)
+    220-230."""
+    step = layer_step(plan("fc", [(0, 1), (0, 1)]), 1, P)
+    assert (step.pre_ops, step.post_ops) == (0, 8)
+    timing = run_timeline([step], P, bars=True)
+    assert timing.latency_ns == 230.0
+    bars = {(b.resource, b.kind): (b.start.tolist(), b.end.tolist()) for b in timing.bars}
+    assert bars[("array 0", "dac")] == ([0.0, 105.0], [5.0, 110.0])
+    assert bars[("array 0", "read")] == ([5.0, 110.0], [105.0, 210.0])
+    assert bars[("adc 0", "adc")] == ([105.0, 210.0], [115.0, 220.0])
+    assert bars[("digital", "digital")] == ([220.0], [230.0])
+    assert timing.period_ns == 210.0 and timing.bottleneck == "array 0"
+    assert timing.busy_ns == {"dac": 10.0, "read": 200.0, "adc": 20.0, "digital": 10.0}
+
+
+def test_two_reads_on_two_arrays_overlap() -> None:
+    """Arrays 0 and 1 read at once, 0-105, convert 105-115; the combine 115-125."""
+    timing = run_timeline([layer_step(plan("fc", [(0, 1), (1, 1)]), 1, P)], P, bars=True)
+    assert timing.latency_ns == 125.0 and timing.period_ns == 105.0
+    reads = sorted((b.resource, b.end.tolist()) for b in timing.bars if b.kind == "read")
+    assert reads == [("array 0", [105.0]), ("array 1", [105.0])]
+    assert timing.resources == {"array": 2, "adc": 2, "digital": 1}
+
+
+def test_adc_multiplexing_25_columns_over_5_adcs_takes_5_rounds() -> None:
+    """One read of 25 columns with 5 ADCs: 5 conversion rounds of 10 ns after the read; 25 conversions."""
+    layer = plan("fc", [(0, 1), (1, 1)], cols=25, adcs=5)
+    assert [job.rounds for job in read_jobs(layer)] == [5, 5]
+    assert layer_cost(layer, P).adc_conversions == 50
+    timing = run_timeline([layer_step(layer, 1, P)], P, bars=True)
+    adc = [b for b in timing.bars if b.kind == "adc"]
+    assert [(b.start.tolist(), b.end.tolist()) for b in adc] == [([105.0], [155.0])] * 2
+    assert timing.busy_ns["adc"] == 2 * 50.0
+
+
+def test_dac_time_is_counted_and_overlaps_the_previous_conversion() -> None:
+    """With 10 ADC rounds of 10 ns per read (20 columns, 2 ADCs), read 2's DACs settle (105-110) while read 1 is
+    converted (105-205); read 2 ends at 210, is converted 210-310. A DAC of 50 ns adds 45 ns per read in series."""
+    layer = plan("fc", [(0, 1), (0, 1)], cols=20, adcs=2)
+    timing = run_timeline([layer_step(layer, 1, P)], P, bars=True)
+    bars = {(b.resource, b.kind): (b.start.tolist(), b.end.tolist()) for b in timing.bars}
+    assert bars[("array 0", "dac")] == ([0.0, 105.0], [5.0, 110.0])
+    assert bars[("adc 0", "adc")] == ([105.0, 210.0], [205.0, 310.0])
+    assert timing.peak_sample_holds == 1  # read 2 ends after read 1's conversion: one read held at a time
+    slow = Periphery(**{**P.__dict__, "t_dac_ns": 50.0})
+    assert run_timeline([layer_step(layer, 1, slow)], slow).latency_ns == timing.latency_ns + 2 * 45.0
+
+
+def test_a_read_waits_in_the_sample_and_hold_while_the_adcs_are_busy() -> None:
+    """Each half read 3 times (5 + 300 ns), 20 columns. With 2 ADCs a read's conversion takes 3 x 10 rounds of
+    10 ns = 300 ns: read 1 is converted 305-605, before read 2 ends (610), so one region's 3 reads are held at
+    a time. With one ADC it takes 600 ns: read 1 is converted 305-905 while read 2 ends at 610: 6 reads held,
+    and read 2 is converted 905-1505. Then 200 digital ops (20 columns x 4, and per half 2 x 20 additions and
+    20 divisions for the mean of 3 reads) on 8 lanes: 25 clocks."""
+    two = run_timeline([layer_step(plan("fc", [(0, 3), (0, 3)], cols=20, adcs=2), 1, P)], P)
+    one = run_timeline([layer_step(plan("fc", [(0, 3), (0, 3)], cols=20, adcs=1), 1, P)], P)
+    assert (two.peak_sample_holds, one.peak_sample_holds) == (3, 6)
+    assert one.latency_ns == 1505.0 + 250.0
+    assert one.bottleneck == "adc 0" and one.period_ns == 1200.0
+    assert one.peak_buffer_words == 2 * 3 * 20  # both halves' 3 digitised reads of 20 columns
+
+
+def test_a_pipelined_two_layer_network_runs_at_its_slowest_stage() -> None:
+    """fc1 on array 0 (one read each half: 2 x 105 ns), fc2 on array 1 reading each half 3 times
+    (2 x 305 ns): one inference takes both in series; streamed, a sample leaves every 610 ns (array 1's busy
+    time), which a run of 40 samples back to back through the same engine confirms."""
+    fc1, fc2 = plan("fc1", [(0, 1), (0, 1)], out="h"), plan("fc2", [(1, 3), (1, 3)], inp="h")
+    steps: list[LayerStep | DigitalStep] = [layer_step(fc1, 1, P), layer_step(fc2, 1, P)]
+    timing = run_timeline(steps, P)
+    # fc2 from 230: reads 230-535 and 535-840, the second's 3 rounds 840-870, then 20 ops (8 + the means'
+    # 2 x 6) on 8 lanes, 870-900
+    assert timing.latency_ns == 900.0
+    assert timing.period_ns == 610.0 and timing.bottleneck == "array 1"
+    assert timing.throughput_per_s == pytest.approx(1e9 / 610.0)
+    assert timing.step_latency_ns == {"fc1": 230.0, "fc2": 670.0}
+
+    # 40 samples, issued stage by stage (each stage serves its own queue, as pipelined hardware does): fc2 of
+    # sample s starts when fc1 of sample s is done and array 1 is free
+    stream = run_timeline([layer_step(plan("fc1", [(0, 1), (0, 1)], inp=f"x{s}", out=f"h{s}"), 1, P)
+                           for s in range(40)]
+                          + [layer_step(plan("fc2", [(1, 3), (1, 3)], inp=f"h{s}", out=f"y{s}"), 1, P)
+                             for s in range(40)], P)
+    assert (stream.latency_ns - timing.latency_ns) / 39 == pytest.approx(610.0)
+
+
+def test_a_digital_node_waits_for_its_inputs_and_takes_ceil_ops_over_lanes_clocks() -> None:
+    step = layer_step(plan("fc", [(0, 1), (1, 1)], out="h"), 1, P)
+    relu = DigitalStep("relu", 17, ("h",), ("y",))  # ceil(17 / 8) = 3 clocks
+    timing = run_timeline([step, relu], P)
+    assert timing.latency_ns == 125.0 + 30.0 and timing.step_latency_ns["relu"] == 30.0
+
+
+def test_the_vector_maximum_runs_before_the_reads() -> None:
+    """Without a calibrated x_fs each application first finds its max |x| (2 inputs: one clock)."""
+    step = layer_step(plan("fc", [(0, 1), (1, 1)], x_fs=None), 1, P)
+    assert (step.pre_ops, step.post_ops) == (2, 8)
+    assert run_timeline([step], P).latency_ns == 10.0 + 125.0
+
+
+def _brute_force(step: LayerStep, p: Periphery) -> tuple[float, dict[str, float]]:
+    """One task at a time: every resource first come, first served in the schedule's order."""
+    free: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    clock = 1e3 / p.clock_MHz
+
+    def serve(resource: str, release: float, duration: float) -> float:
+        end = max(release, free.get(resource, 0.0)) + duration
+        free[resource] = end
+        busy[resource] = busy.get(resource, 0.0) + duration
+        return end
+
+    release = []
+    for _ in range(step.applications):
+        release.append(serve("digital", 0.0, -(-step.pre_ops // p.digital_lanes) * clock) if step.pre_ops else 0.0)
+    done = list(release)
+    for array in dict.fromkeys(job.array for job in step.jobs):
+        for i in range(step.applications):
+            for job in step.jobs:
+                if job.array == array:
+                    read_end = serve(f"array {array}", release[i], p.t_dac_ns + job.reads * p.t_mvm_ns)
+                    done[i] = max(done[i], serve(f"adc {array}", read_end, job.reads * job.rounds * p.t_adc_ns))
+    end = 0.0
+    for i in range(step.applications):
+        end = serve("digital", done[i], -(-step.post_ops // p.digital_lanes) * clock)
+    return end, busy
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_conv_layers_applications_timed_at_once_equal_a_task_by_task_loop(seed) -> None:
+    rng = np.random.default_rng(seed)
+    jobs = tuple(ReadJob(int(rng.integers(0, 3)), int(rng.integers(1, 4)), 4, 8, int(rng.integers(1, 9)))
+                 for _ in range(int(rng.integers(1, 7))))
+    p = Periphery(t_dac_ns=float(rng.uniform(1, 50)), t_mvm_ns=100.0, t_adc_ns=float(rng.uniform(1, 40)),
+                  digital_lanes=int(rng.integers(1, 4)))
+    step = LayerStep("conv", jobs, int(rng.integers(0, 30)), int(rng.integers(1, 200)), int(rng.integers(1, 60)),
+                     ("x",), ("y",))
+    timing = run_timeline([step], p)
+    latency, busy = _brute_force(step, p)
+    assert timing.latency_ns == pytest.approx(latency, rel=1e-12)
+    assert timing.period_ns == pytest.approx(max(busy.values()), rel=1e-12)
+
+
+def test_fifo_is_the_lindley_recursion() -> None:
+    release, duration = np.array([0.0, 0.0, 50.0, 400.0, 401.0]), np.array([100.0, 10.0, 20.0, 5.0, 5.0])
+    assert fifo(release, duration, 30.0).tolist() == [130.0, 140.0, 160.0, 405.0, 410.0]
+
+
+# ------------------------------------------------------------------ the new periphery fields
+
+
+def _program_on(tmp_path, **periphery):
+    model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], {"x": (np.float32, ["N", 2])},
+                       ["y"], {"W": np.array([[1, -1], [0, 1]], np.float32)})
+    onnx.save(model, tmp_path / "mm.onnx")
+    chip = Chip(arrays=(Array(0, 2, 4), Array(1, 2, 4)),
+                device=DeviceModel(levels_uS=(100.0, 250.0), write_noise_uS=0.0, read_noise_uS=0.0),
+                periphery=Periphery(v_read_V=0.25, dac_bits=16, adc_bits=16, **periphery))
+    return compile_model(tmp_path / "mm.onnx", chip, CompileOptions(k=1)).program
+
+
+def test_the_new_periphery_fields_have_their_defaults_and_old_files_keep_their_bytes() -> None:
+    paper = load_chip("lea_compiler/data/paper_chip.json")
+    assert (paper.periphery.t_dac_ns, paper.periphery.digital_lanes) == (85.0, 1)
+    with open("lea_compiler/data/paper_chip.json") as f:
+        text = f.read()
+    assert chip_to_text(paper) == text and "t_dac_ns" not in text  # a file without them: the defaults
+    changed = Periphery(**{**paper.periphery.__dict__, "t_dac_ns": 2.0, "digital_lanes": 16})
+    written = json.loads(chip_to_text(dataclasses.replace(paper, periphery=changed)))["periphery"]
+    assert (written["t_dac_ns"], written["digital_lanes"]) == (2.0, 16)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("t_dac_ns", 0, "periphery.t_dac_ns: 0 is not positive"),
+    ("t_dac_ns", 1e10, "periphery.t_dac_ns: 1e+10 is outside the range leac accepts (0.001 to 1e+09 ns)"),
+    ("digital_lanes", 0, "periphery.digital_lanes: 0"),
+    ("digital_lanes", 2.5, "periphery.digital_lanes: 2.5"),
+])
+def test_a_bad_new_periphery_field_is_refused_and_nothing_is_written(tmp_path, capsys, key, value, message) -> None:
+    document = json.loads(open("lea_compiler/data/paper_chip.json").read())
+    document["periphery"][key] = value
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    out = tmp_path / "y.leac"
+    status = main(["compile", "lea_compiler/data/yinyang_mlp.onnx", "--chip", str(tmp_path / "bad.json"),
+                   "-o", str(out)])
+    assert status != 0 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_board_header_holds_the_new_fields_only_when_not_default_and_old_files_load(tmp_path) -> None:
+    default = _program_on(tmp_path)
+    emit_board(default, tmp_path / "d.jsonl")
+    header = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+    assert not {"t_dac_ns", "digital_lanes", "e_digital_op_pJ"} & set(header["periphery"])  # as before the keys
+    assert read_board(tmp_path / "d.jsonl").header.periphery["t_mvm_ns"] == 100.0
+    custom = _program_on(tmp_path, t_dac_ns=7.0, digital_lanes=4, e_digital_op_pJ=2.5)
+    emit_board(custom, tmp_path / "c.jsonl")
+    periphery = read_board(tmp_path / "c.jsonl").header.periphery
+    assert (periphery["t_dac_ns"], periphery["digital_lanes"], periphery["e_digital_op_pJ"]) == (7.0, 4, 2.5)
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    bad = json.loads(lines[0])
+    bad["periphery"]["digital_lanes"] = 0
+    (tmp_path / "bad.jsonl").write_text("\n".join([json.dumps(bad), *lines[1:]]) + "\n")
+    problems = validate_board(tmp_path / "bad.jsonl")
+    assert any("periphery.digital_lanes" in p and "0" in p for p in problems), problems
+
+
+def test_estimate_cost_times_the_programs_schedule_and_simulate_reports_it(tmp_path) -> None:
+    """y = x @ W on a chip of two arrays: whether the placement put the G+ and G- regions on one array or on
+    two, the cost's latency is the timeline's, worked by hand for either case, and `simulate` reports it."""
+    program = _program_on(tmp_path, t_dac_ns=5.0, digital_lanes=2)
+    schedule = schedule_of(program)
+    timing = timeline_of(program, schedule, program.chip.periphery)
+    cost = estimate_cost(program)
+    assert cost.latency_ns == timing.latency_ns and cost.period_ns == timing.period_ns
+    arrays = {read.array for read, _ in schedule.layers["mm"].reads}
+    # max |x| (2 ops, 1 clock of 2 lanes); the two reads (5 + 100 ns) at once or one after the other; one ADC
+    # round per column (2 columns, 1 ADC): 20 ns; 8 ops on 2 lanes: 40 ns
+    assert cost.latency_ns == (10 + 105 + 20 + 40 if len(arrays) == 2 else 10 + 2 * 105 + 20 + 40)
+    report = simulate(program, [Dataset("d", np.array([[1, -1]], np.float32), np.array([0]))]).to_json()
+    assert report["latency_ns"] == cost.latency_ns and report["throughput_per_s"] == cost.throughput_per_s
+    assert report["layer_latency_ns"] == {"mm": cost.latency_ns} and report["bottleneck"] == cost.bottleneck
+
+
+# ------------------------------------------------------------------ leac simulate --timeline
+
+
+def _program_and_data(tmp_path):
+    program = _program_on(tmp_path, t_dac_ns=5.0)
+    program.save(tmp_path / "p.leac")
+    np.savez(tmp_path / "d.npz", x=np.array([[1, -1], [-1, 1]], np.float32), y=np.array([0, 1]))
+    return tmp_path / "p.leac", tmp_path / "d.npz"
+
+
+def test_simulate_timeline_draws_the_gantt_chart(tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    program, data = _program_and_data(tmp_path)
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "latency per crossbar layer, us: mm" in capsys.readouterr().out
+    leac.simulate(program, str(data), timeline=tmp_path / "api.png")
+    assert (tmp_path / "api.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_simulate_timeline_refuses_what_is_not_a_regular_file(tmp_path, kind, unix_socket, capsys) -> None:  # noqa: F811
+    pytest.importorskip("matplotlib")
+    program, data = _program_and_data(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    make, message = _kinds(unix_socket)[kind]
+    target = make(out / "t.png")
+    capsys.readouterr()
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "--timeline" in captured.err and captured.out == ""  # refused before work
+    assert _same_kind(target, kind) and os.listdir(out) == ["t.png"]
+
+
+def test_simulate_timeline_refusals_name_the_problem_and_write_nothing(tmp_path, monkeypatch, capsys) -> None:
+    program, data = _program_and_data(tmp_path)
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(data)]) == 2
+    assert "--timeline" in capsys.readouterr().err and np.load(data)["x"].shape == (2, 2)  # the input kept
+    assert main(["simulate", str(program), str(program), "--data", str(data), "--timeline",
+                 str(tmp_path / "t.png")]) == 2
+    assert "--timeline goes with one Program, not with many" in capsys.readouterr().err
+    for module in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 2
+    assert "leac simulate --timeline needs the plot extra: pip install 'lea-compiler[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "t.png").exists()
