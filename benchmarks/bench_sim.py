@@ -1,23 +1,35 @@
-"""Simulator throughput (issue: backends).
+"""Simulator speed against the arithmetic the chip does (issue 19's table).
 
-A 64-150-10 tanh MLP with ternary weights (the size of the paper's MNIST
-network on the 8 x 8 digits) is compiled at k = 1 and k = 6 for a synthetic
-chip of 25 x 25 arrays (paper-like defects) and simulated on 10,000 random
-samples. Reported: samples/s of `simulate` (everything it does: lowering the
-Program to its schedule, the crossbar simulation, the digital reference it compares layer outputs
-with, onnxruntime's software accuracy), and of the crossbar forward alone; the
-ratio to an ideal float32 numpy forward pass of the same network with all k
-copies (x @ W for every copy, then the activation); peak memory.
+The anchor workload (the one CrossSim and aihwkit were timed on): a 784-150-10 tanh MLP (Gaussian weights and
+biases, seed 0) on 1,000 random samples in [0, 1), compiled (greedy placer: placement does not change what is
+timed) at k = 1 and k = 6 for synthetic 2%-stuck chips (1.5% stuck high, 0.5% stuck low) of 128 x 128 and of
+25 x 25 arrays with the default device model (write noise, per-read noise, 8-bit DAC, 8-bit ADC). Each
+configuration is timed with 1 and with 2 BLAS threads (threadpoolctl; the simulator's own worker threads stay
+at 1), and every row is a ratio to an ideal float32 numpy forward of all k copies (x @ W per copy, averaged, the
+bias, tanh between layers) timed in the same run with the same threads:
 
-Also timed: the crossbar forward at 1 and 2 simulator worker threads
-(`simulate(threads=...)`; results are identical), and the matrix products
-alone that the crossbars stand for (every row block, copy and polarity: x @ G),
-which is the floor of any simulation that keeps the ADC per column read.
+- products alone: x @ G of every row block, copy and polarity, tanh between (the floor of a simulation that
+  keeps the ADC per column read);
+- read-noise draws alone: the Gaussian draws the forward makes (`schedule.execute.gaussian`, one per column
+  current: samples x row blocks x 2 k columns), in chunks of the forward's size (its other floor: the ADC
+  digitises each noisy column current, so each needs its own draw);
+- crossbar forward: the graph run in the interpreter with every crossbar layer simulated (stuck devices, write
+  noise, per-read noise, DAC, ADC), the devices programmed beforehand;
+- whole `simulate()`: `lea_compiler.backends.sim.simulate` on the data (programming the devices, the forward,
+  the digital reference, the software baseline by onnxruntime, the cost model);
+- whole `leac simulate` process: `python -m lea_compiler simulate PROGRAM --data DATA --json` in a fresh
+  process with OMP/OPENBLAS threads set, of the tree the benchmark imports `lea_compiler` from.
 
-Run:  python benchmarks/bench_sim.py [--samples 10000] [--out benchmarks/results/sim.json]
+Wall and CPU time (user + system of the process, or of the child process) are both recorded. The ratios with
+one thread are of CPU times, which other jobs on a shared machine disturb less than wall times (with one BLAS
+thread, the CPU time of a run is its wall time on an idle machine); with two threads they are of wall times.
 
-BLAS threads: OMP/OPENBLAS set to 1 before numpy loads (faster than 2 threads
-for these sizes on this machine; `--blas-threads 2` to compare).
+`PYTHONPATH=OTHER_TREE python benchmarks/bench_sim.py` measures another tree (e.g. a `git archive` of the
+commit before a change) with this script.
+
+The fastest of `--repeats` runs is kept (the machine is shared; the minimum is the least disturbed run).
+
+Run:  python benchmarks/bench_sim.py [--samples 1000] [--repeats 5] [--out benchmarks/results/sim.json]
 """
 
 from __future__ import annotations
@@ -26,63 +38,67 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-_threads = sys.argv[sys.argv.index("--blas-threads") + 1] if "--blas-threads" in sys.argv else "1"
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = _threads
+import numpy as np
+from models import save_tanh_mlp
+from threadpoolctl import threadpool_limits
 
-import numpy as np  # noqa: E402
-from models import save_tanh_mlp  # noqa: E402
-
-from lea_compiler import interpreter  # noqa: E402
-from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate  # noqa: E402
-from lea_compiler.chip import synth_chip  # noqa: E402
-from lea_compiler.compiler import compile_model  # noqa: E402
-from lea_compiler.pipeline import CompileOptions  # noqa: E402
-from lea_compiler.schedule.plan import schedule_of  # noqa: E402
+import lea_compiler
+from lea_compiler import interpreter
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate
+from lea_compiler.chip import synth_chip
+from lea_compiler.compiler import compile_model
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule import execute
+from lea_compiler.schedule.plan import schedule_of
 
 ROOT = Path(__file__).resolve().parents[1]
+TREE = Path(lea_compiler.__file__).resolve().parents[1]  # the tree under test
+SIZES = (784, 150, 10)
+ARRAYS = (128, 25)
+COPIES = (1, 6)
+THREADS = (1, 2)
 
 
-def ternary_mlp(path: Path, sizes: tuple[int, ...] = (64, 150, 10), seed: int = 0) -> list[np.ndarray]:
+def anchor_mlp(path: Path, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The 784-150-10 tanh MLP: weights N(0, 1 / fan-in), biases N(0, 0.1^2)."""
     rng = np.random.default_rng(seed)
-    weights = [(rng.integers(-1, 2, size=(m, n)) * 0.1).astype(np.float32)
-               for m, n in zip(sizes[:-1], sizes[1:], strict=True)]
-    save_tanh_mlp(path, weights)
-    return weights
+    weights = [(rng.normal(size=(m, n)) / np.sqrt(m)).astype(np.float32) for m, n in zip(SIZES[:-1], SIZES[1:],
+                                                                                          strict=True)]
+    biases = [(0.1 * rng.normal(size=n)).astype(np.float32) for n in SIZES[1:]]
+    save_tanh_mlp(path, weights, biases)
+    return weights, biases
 
 
-def ideal_forward(x: np.ndarray, weights: list[np.ndarray], k: int) -> np.ndarray:
-    """The float32 baseline: every copy's x @ W, averaged, tanh between layers."""
+def ideal_forward(x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray], k: int) -> np.ndarray:
+    """The float32 baseline: every copy's x @ W, averaged, the bias, tanh between layers."""
     h = x
-    for i, w in enumerate(weights):
-        copies = [h @ w for _ in range(k)]
-        h = sum(copies) / k
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        h = sum(h @ w for _ in range(k)) / np.float32(k) + b
         if i < len(weights) - 1:
             h = np.tanh(h)
     return h
 
 
-def best_of(fn, *args, repeats: int = 3, **kwargs) -> float:
-    """Fastest of `repeats` calls of fn(*args, **kwargs), in seconds."""
-    times = []
+def best_of(fn: Callable[..., Any], *args: Any, repeats: int, **kwargs: Any) -> tuple[float, float]:
+    """The fastest of `repeats` calls of fn(*args, **kwargs): (wall seconds, CPU seconds of the process)."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), min(cpu)
 
 
-def crossbar_kernels(layers: dict, noise: np.random.Generator, counts: EventCounts, threads: int) -> dict:
-    return {name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], noise, counts, threads=threads)]))(sim)
-            for name, sim in layers.items()}
-
-
-def crossbar_products(x: np.ndarray, layers: list) -> None:
+def crossbar_products(x: np.ndarray, layers: list[CrossbarLayer]) -> None:
     """Only the products the crossbars compute (x @ [G+ G-] of every copy, per row block), tanh between."""
     h = x
     for i, sim in enumerate(layers):
@@ -95,57 +111,120 @@ def crossbar_products(x: np.ndarray, layers: list) -> None:
         h = np.tanh(out) if i < len(layers) - 1 else out
 
 
+def noise_draws(layers: list[CrossbarLayer], samples: int) -> None:
+    """The read-noise draws of one forward over `samples` samples: per layer, one Gaussian per column current of
+    every row band (reads = 1), drawn in the forward's chunks."""
+    rng = np.random.default_rng(0)
+    for sim in layers:
+        executor = sim.executor
+        currents = 2 * executor.alpha * executor.cols
+        chunk = max(32, execute._CHUNK_CURRENTS // currents)
+        for _ in executor._bands():
+            for lo in range(0, samples, chunk):
+                execute.gaussian(rng, (min(chunk, samples - lo), currents))
+
+
+def process_seconds(program: Path, data: Path, threads: int, repeats: int) -> tuple[float, float]:
+    """The fastest of `repeats` fresh `leac simulate` processes: (wall seconds, CPU seconds, user + system)."""
+    env = dict(os.environ, PYTHONPATH=str(TREE), OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    wall, cpu = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lea_compiler", "simulate", str(program), "--data", str(data),
+                        "--json"], env=env, check=True, capture_output=True)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return min(wall), min(cpu)
+
+
+def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, weights: list[np.ndarray],
+            biases: list[np.ndarray], model: Path, repeats: int) -> list[dict[str, Any]]:
+    regions = sum(-(-(m + 1) // size) * -(-n // size) for m, n in zip(SIZES[:-1], SIZES[1:], strict=True)) * 2 * k
+    chip = synth_chip(arrays=regions + regions // 10 + 4, rows=size, cols=size, stuck_high=0.015,
+                      stuck_low=0.005, seed=0)
+    program = compile_model(model, chip, CompileOptions(k=k, placer="greedy")).program
+    program_path, data_path = tmp / f"mlp_{size}_{k}.leac", tmp / "data.npz"
+    program.save(program_path)
+    np.savez(data_path, x=x, y=labels)
+    data = Dataset("random", x, labels)
+    schedule = schedule_of(program)
+    layers = [CrossbarLayer(plan, schedule, chip, np.random.default_rng(0), ideal=False, exact_read_noise=False)
+              for plan in schedule.layers.values()]
+    kernels = {sim.plan.name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], np.random.default_rng(0),
+                                                                          EventCounts())]))(sim)
+               for sim in layers}
+    rows = []
+    for threads in THREADS:
+        with threadpool_limits(limits=threads):
+            ideal = best_of(ideal_forward, x, weights, biases, k, repeats=repeats)
+            products = best_of(crossbar_products, x, layers, repeats=repeats)
+            noise = best_of(noise_draws, layers, len(x), repeats=repeats)
+            forward = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels, repeats=repeats)
+            whole = best_of(simulate, program, [data], seed=0, repeats=repeats)
+        process = process_seconds(program_path, data_path, threads, max(1, repeats // 2))
+        row: dict[str, Any] = {"array": f"{size}x{size}", "k": k, "blas_threads": threads, "samples": len(x),
+                               "devices": program.devices_used,
+                               "regions": sum(len(p.reads) for p in schedule.layers.values())}
+        for key, (wall, cpu) in (("ideal_numpy", ideal), ("products", products), ("noise_draws", noise),
+                                 ("crossbar_forward", forward), ("simulate", whole), ("process", process)):
+            row[f"{key}_s"], row[f"{key}_cpu_s"] = wall, cpu
+        # one thread: CPU time, which other jobs on a shared machine disturb less; two: wall time
+        clock = "_cpu_s" if threads == 1 else "_s"
+        for key in ("products", "noise_draws", "crossbar_forward", "simulate", "process"):
+            row[f"{key}_ratio"] = row[f"{key}{clock}"] / row[f"ideal_numpy{clock}"]
+        rows.append(row)
+        print(f"{size}x{size} k={k} threads={threads}: ideal {row['ideal_numpy' + clock] * 1e3:.1f} ms; products "
+              f"{row['products_ratio']:.1f}x; noise draws {row['noise_draws_ratio']:.1f}x; forward "
+              f"{row['crossbar_forward' + clock] * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() "
+              f"{row['simulate' + clock] * 1e3:.1f} ms ({row['simulate_ratio']:.1f}x); process "
+              f"{row['process' + clock]:.2f} s ({row['process_ratio']:.0f}x)", flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]], threads: int) -> str:
+    """The issue's table (ratios to the ideal numpy forward) for one thread count, as Markdown."""
+    chosen = [r for r in rows if r["blas_threads"] == threads]
+    head = " | ".join(f"{r['array'].replace('x', ' x ')}, k = {r['k']}" for r in chosen)
+    clock = "_cpu_s" if threads == 1 else "_s"
+    lines = [f"| {threads} BLAS thread{'s' if threads > 1 else ''} | {head} |", "| --- |" + " --- |" * len(chosen),
+             f"| ideal numpy forward ({'CPU' if threads == 1 else 'wall'} ms) | "
+             + " | ".join(f"{r['ideal_numpy' + clock] * 1e3:.1f}" for r in chosen) + " |"]
+    for key, label in (("products", "products alone (x @ G, both polarities)"),
+                       ("noise_draws", "read-noise draws alone (one per column current)"),
+                       ("crossbar_forward", "crossbar forward, all non-idealities"),
+                       ("simulate", "whole `leac.simulate()`"), ("process", "whole `leac simulate` process")):
+        fmt = "{:.0f}x" if key == "process" else "{:.1f}x"
+        lines.append(f"| {label} | " + " | ".join(fmt.format(r[f"{key}_ratio"]) for r in chosen) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=10_000)
-    parser.add_argument("--blas-threads", default="1")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sim.json"))
     args = parser.parse_args()
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, size=(args.samples, 64)).astype(np.float32)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mlp.onnx"
-        weights = ternary_mlp(path)
-        labels = ideal_forward(x, weights, 1).argmax(axis=1)
-        data = Dataset("random", x, labels)
-        chip = synth_chip(arrays=400, rows=25, cols=25, seed=0)
-        for k in (1, 6):
-            program = compile_model(path, chip, CompileOptions(k=k, time_limit_s=5)).program
-            baseline = best_of(ideal_forward, x, weights, k)
-            whole = best_of(simulate, program, [data], seed=0, repeats=1)
-            # the crossbar forward alone: what the simulator adds per sample over the digital graph
-            schedule = schedule_of(program)
-            layers = {name: CrossbarLayer(plan, schedule, chip, np.random.default_rng(0), ideal=False,
-                                          exact_read_noise=False)
-                      for name, plan in schedule.layers.items()}
-            products = best_of(crossbar_products, x, list(layers.values()))
-            crossbar = {}
-            for threads in (1, 2):
-                kernels = crossbar_kernels(layers, np.random.default_rng(0), EventCounts(), threads)
-                crossbar[threads] = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels)
-            row = {
-                "k": k, "samples": args.samples, "devices": program.devices_used,
-                "ideal_numpy_s": baseline, "ideal_numpy_samples_per_s": args.samples / baseline,
-                "simulate_s": whole, "simulate_samples_per_s": args.samples / whole,
-                "crossbar_products_s": products, "ratio_products_to_ideal": products / baseline,
-                "ratio_simulate_to_ideal": whole / baseline,
-            }
-            for threads, seconds in crossbar.items():
-                row[f"crossbar_forward_{threads}t_s"] = seconds
-                row[f"crossbar_forward_{threads}t_samples_per_s"] = args.samples / seconds
-                row[f"ratio_forward_{threads}t_to_ideal"] = seconds / baseline
-            rows.append(row)
-            print(f"k={k}: ideal numpy {row['ideal_numpy_samples_per_s']:,.0f} samples/s; "
-                  f"crossbar products alone {row['ratio_products_to_ideal']:.2f}x; crossbar forward "
-                  f"{row['crossbar_forward_1t_samples_per_s']:,.0f} samples/s ({row['ratio_forward_1t_to_ideal']:.2f}x)"
-                  f", 2 threads {row['crossbar_forward_2t_samples_per_s']:,.0f} samples/s "
-                  f"({row['ratio_forward_2t_to_ideal']:.2f}x); whole simulate (1 thread) "
-                  f"{row['simulate_samples_per_s']:,.0f} samples/s ({row['ratio_simulate_to_ideal']:.2f}x)",
-                  flush=True)
+    x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
+    rows: list[dict[str, Any]] = []
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model = tmp / "mlp.onnx"
+        weights, biases = anchor_mlp(model)
+        labels = ideal_forward(x, weights, biases, 1).argmax(axis=1)
+        for size in ARRAYS:
+            for k in COPIES:
+                rows += measure(tmp, size, k, x, labels, weights, biases, model, args.repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"rows": rows, "peak_rss_MiB": peak, "blas_threads": int(args.blas_threads)}
-    print(f"peak memory {peak:.0f} MiB, BLAS threads {args.blas_threads}")
+    for threads in THREADS:
+        print(table(rows, threads), end="\n\n")
+    print(f"peak memory {peak:.0f} MiB; tree {TREE}; load average {load[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
+    result = {"rows": rows, "peak_rss_MiB": peak, "samples": args.samples, "repeats": args.repeats,
+              "tree": str(TREE), "load_average": [load, os.getloadavg()]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

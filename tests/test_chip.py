@@ -865,6 +865,25 @@ def test_stuck_map_of_a_clean_array_and_a_later_row_over_a_column():
     np.testing.assert_array_equal(g, [[700.0, math.nan], [600.0, 600.0]])
 
 
+def test_stuck_maps_of_many_arrays_are_their_stuck_maps():
+    """`stuck_maps` (one vectorised pass per array shape) gives each array its `stuck_map`: arrays of two
+    shapes, with and without line defects, a device entry repeated, ids asked twice and out of order."""
+    chip = synth_chip(arrays=12, rows=6, cols=7, stuck_high=0.15, stuck_low=0.1, dead_rows=0.1, dead_cols=0.1,
+                      seed=4)
+    hand = _hand_made_chip()
+    for each, ids in ((chip, [5, 3, 3, 11, *range(12)]), (hand, [1, 0, 1])):
+        maps = each.stuck_maps(ids)
+        assert sorted(maps) == sorted(set(ids))
+        for array_id, (state, g) in maps.items():
+            want_state, want_g = each.stuck_map(array_id)
+            assert state.dtype == np.int8 and g.dtype == np.float64
+            np.testing.assert_array_equal(state, want_state)
+            np.testing.assert_array_equal(g, want_g)  # NaNs in the same places
+    assert any(chip.stuck_map(a)[0].any() for a in range(12))
+    with pytest.raises(UsageError, match="no array 12"):
+        chip.stuck_maps([0, 12])
+
+
 def test_counts_and_summary():
     chip = _hand_made_chip()
     assert chip.device_count == 24

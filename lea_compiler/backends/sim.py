@@ -71,7 +71,7 @@ from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
 from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
-from lea_compiler.programming.devices import write_devices, write_sigma_uS
+from lea_compiler.programming.devices import gaussian_write, write_devices, write_sigma_uS
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
 from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
@@ -113,8 +113,7 @@ class CrossbarLayer:
         self.write = write or (default_tolerance_uS(device.levels_uS), DEFAULT_MAX_PULSES)
         self.after_s = 0.0 if ideal else after_s
         self.programmed = ProgrammingCounts()
-        maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        conductances = [self._conductance(read, schedule, maps, rng) for read, _ in plan.reads]
+        conductances = self._conductances(schedule, rng)
         read_sigma = None if read_model is None else [read_model.sigma(g, device.levels_uS) for g in conductances]
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
@@ -140,8 +139,56 @@ class CrossbarLayer:
     def x_fs(self, value: float | None) -> None:
         self.executor.x_fs = value
 
+    def _conductances(self, schedule: Schedule, rng: np.random.Generator) -> list[np.ndarray]:
+        """What every read's region holds when it is read, in read order: the devices programmed (write noise,
+        or write-verify pulse by pulse), with the simulated chip's stuck devices at their stuck conductance, and
+        drifted (`_drifted`).
+
+        With the default programming model and no drift, all of the layer's regions are programmed at once
+        (`_written_with_noise`); each region's write noise is the slice of one draw that the region-by-region
+        draws in read order give, so the values are the same as drawing region by region. Drift draws its
+        exponents region by region between the write draws, so with drift the regions go one by one."""
+        reads = [read for read, _ in self.plan.reads]
+        drifts = self.after_s != 0 and self.chip.device.drift is not None
+        per_region = (self.ideal or drifts or self.chip.device.programming.model == PULSE
+                      or any(schedule.arrays[read.array].programmed_uS is not None for read in reads))
+        written = None if per_region else self._written_with_noise(reads, schedule, rng)
+        if written is not None:
+            return written
+        maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        return [self._conductance(read, schedule, maps, rng) for read in reads]
+
+    def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator
+                            ) -> list[np.ndarray] | None:
+        """The regions of `reads` programmed to their levels with write noise (`write_noise`, sigma from
+        `write_sigma_uS`), and the simulated chip's stuck devices at their stuck conductance, every region in one
+        pass; None, having drawn nothing, when a conductance-dependent write noise leaves some regions without
+        noise and others with it (a region draws only when one of its devices has noise: `_conductance`)."""
+        windows = [region_window(read) for read in reads]
+        maps = self.chip.stuck_maps(read.array for read in reads)
+        if not reads:
+            return []
+        level = np.concatenate([schedule.arrays[read.array].level[window].ravel()
+                                for read, window in zip(reads, windows, strict=True)])
+        state = np.concatenate([maps[read.array][0][window].ravel() for read, window in zip(reads, windows,
+                                                                                            strict=True)])
+        stuck_g = np.concatenate([maps[read.array][1][window].ravel() for read, window in zip(reads, windows,
+                                                                                              strict=True)])
+        levels = schedule.levels_uS
+        programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])  # a skipped device: lowest
+        sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
+        bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
+        noisy = np.asarray(sigma) > 0
+        if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
+            return None
+        g = np.where(state != 0, stuck_g, write_noise(programmed, rng, sigma))
+        return [g[lo:hi].reshape(read.rows, read.cols)
+                for read, lo, hi in zip(reads, bounds[:-1], bounds[1:], strict=True)]
+
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator) -> np.ndarray:
+        """One read's region as `_conductances` gives it (ideal devices, an as-programmed Program, write-verify
+        pulse by pulse, or the default model region by region)."""
         program = schedule.arrays[read.array]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
@@ -163,9 +210,7 @@ class CrossbarLayer:
             return self._drifted(np.where(state != 0, g, noisy), level, state, rng)
         programmed = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
         sigma = write_sigma_uS(self.chip.device, programmed)  # the constant, or the chip's write-noise model
-        noisy = programmed + rng.normal(0.0, sigma, size=programmed.shape) if np.any(sigma > 0) else programmed
-        noisy = np.maximum(noisy, 0.0)  # a conductance cannot go negative
-        return self._drifted(np.where(state != 0, g, noisy), level, state, rng)
+        return self._drifted(np.where(state != 0, g, write_noise(programmed, rng, sigma)), level, state, rng)
 
     def _drifted(self, g: np.ndarray, level: np.ndarray, state: np.ndarray | None,
                  rng: np.random.Generator) -> np.ndarray:
@@ -203,6 +248,13 @@ class CrossbarLayer:
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
         return y.astype(x.dtype)
+
+
+def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:
+    """Devices programmed to `programmed` (uS) as the default model leaves them (`programming.devices.
+    gaussian_write`: target + N(0, sigma), drawn in C order, never below 0); without write noise nothing is
+    drawn (sigma is one number, or one per device: `write_sigma_uS`)."""
+    return gaussian_write(programmed, rng, sigma) if np.any(sigma > 0) else np.maximum(programmed, 0.0)
 
 
 @dataclass

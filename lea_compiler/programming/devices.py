@@ -170,11 +170,18 @@ def write_devices(level: np.ndarray, device: DeviceModel, rng: np.random.Generat
     levels, start = _checked(level, device, tolerance_uS, max_pulses, start_uS)
     target = np.asarray(device.levels_uS, dtype=np.float64)[levels]
     if device.programming.model == GAUSSIAN:
-        g = np.maximum(target + rng.normal(0.0, write_sigma_uS(device, target), size=target.shape), 0.0)
+        g = gaussian_write(target, rng, write_sigma_uS(device, target))
         measured = read_back(g, device, rng)
         pulses = nominal_pulses(levels)
         return Written(g, measured, pulses, pulses.copy(), np.abs(measured - target) > tolerance_uS)
     return _pulse_write(target, device, rng, float(tolerance_uS), int(max_pulses), start)
+
+
+def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float | np.ndarray) -> np.ndarray:
+    """The "gaussian" model's write of devices to `target_uS`: max(target + N(0, sigma_uS), 0), one draw per
+    device in C order (one call for many devices draws what one call per device, in order, draws); sigma_uS is
+    one number or one per device (`write_sigma_uS`)."""
+    return np.maximum(target_uS + rng.normal(0.0, sigma_uS, size=np.shape(target_uS)), 0.0)
 
 
 def _pulse_write(target: np.ndarray, device: DeviceModel, rng: np.random.Generator, tolerance_uS: float,

@@ -32,6 +32,7 @@ layer; a vector's DAC range (without a calibrated `x_fs`) is its own, and scales
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,15 +45,17 @@ from lea_compiler.grouping import group_width, split_columns, vector_runs
 from lea_compiler.schedule.plan import LayerPlan
 
 
+@functools.cache
 def _gaussian_table() -> np.ndarray:
+    """The 65,536 equiprobable quantiles of N(0, 1), float32: made when noise is first drawn, not at import
+    (it takes 35-70 ms, which a process that draws no read noise, or `leac --help`, need not pay)."""
     from statistics import NormalDist
 
     quantiles = (np.arange(1 << 16) + 0.5) / (1 << 16)
     inverse = np.vectorize(NormalDist().inv_cdf)
-    return inverse(quantiles).astype(np.float32)
-
-
-_GAUSSIAN = _gaussian_table()
+    table = inverse(quantiles).astype(np.float32)
+    table.flags.writeable = False
+    return table
 
 
 def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -65,7 +68,7 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """
     count = math.prod(shape)
     bits = rng.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
-    return np.take(_GAUSSIAN, bits).reshape(shape)
+    return np.take(_gaussian_table(), bits).reshape(shape)
 
 
 _CHUNK_CURRENTS = 1 << 17

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,15 +65,18 @@ class ArrayProgram:
     stuck_uS: np.ndarray  # (rows, cols) float64
     target: np.ndarray  # (rows, cols) int64
     programmed_uS: np.ndarray | None = None  # as-programmed Program: (rows, cols) what each device holds, NaN unused
+    _whole: dict[tuple[bytes, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def conductance(self, read: Read, levels_uS: np.ndarray, *, stuck: bool = True) -> np.ndarray:
         """The conductances a read's region holds without noise: levels where written, and where skipped the
         stuck values (what the Program represents, `program.represented_matrix`), or with `stuck=False` the
-        levels the skipped devices should have had."""
-        window = region_window(read)
-        level = self.level[window]
-        skipped = self.stuck_uS[window] if stuck else levels_uS[self.target[window]]
-        return np.where(level >= 0, levels_uS[np.maximum(level, 0)], skipped)
+        levels the skipped devices should have had. A fresh array; the whole array's is computed once (lowering,
+        the cost model and the simulator each ask for every region)."""
+        key = (np.asarray(levels_uS).tobytes(), stuck)
+        if key not in self._whole:
+            skipped = self.stuck_uS if stuck else levels_uS[self.target]
+            self._whole[key] = np.where(self.level >= 0, levels_uS[np.maximum(self.level, 0)], skipped)
+        return self._whole[key][region_window(read)].copy()
 
 
 def region_window(read: Read) -> tuple[slice, slice]:
@@ -149,12 +152,14 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
             programmed[half.array][window] = half.programmed_uS
     owners = occupancy.owner
     arrays = {}
+    skips = {array_id: level == SKIPPED for array_id, level in levels.items()}
+    maps = program.chip.stuck_maps(array_id for array_id in sorted(levels) if skips[array_id].any())
     for array_id in sorted(levels):
         level = levels[array_id]
-        skipped = level == SKIPPED
-        if skipped.any():
-            g_uS = np.nan_to_num(program.chip.stuck_map(array_id)[1])
-            arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped, g_uS, 0.0),
+        skipped = skips[array_id]
+        if array_id in maps:
+            g_uS = maps[array_id][1]
+            arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped & ~np.isnan(g_uS), g_uS, 0.0),
                                             np.where(skipped, targets[array_id], 0),
                                             None if programmed is None else programmed[array_id])
         else:
@@ -286,7 +291,8 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
                           adcs, -(-cols // adcs), full_scale)
         ids = [copy.copy for copy in block.copies]
         selection = np.asarray(block.selection, dtype=bool)
-        chosen = tuple(tuple(ids[i] for i in np.flatnonzero(selection[:, j]).tolist()) for j in range(cols))
+        chosen = tuple(tuple(copy for copy, used in zip(ids, column, strict=True) if used)
+                       for column in selection.T.tolist())  # per column, the copies it averages
         yield Combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
     yield Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
     yield Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)

@@ -70,7 +70,10 @@ class Schedule:
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
-        return int(sum(int(np.sum(nominal_pulses(a.level[a.level >= 0]))) for a in self.arrays.values()))
+        if not self.arrays:
+            return 0
+        level = np.concatenate([a.level.ravel() for a in self.arrays.values()])  # one pass over every array
+        return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:

@@ -21,11 +21,13 @@ from lea_compiler.backends.sim import (
     top1,
 )
 from lea_compiler.chip import Array, Chip, Defect, DeviceModel, Periphery, save_chip, synth_chip
+from lea_compiler.chip.variability import NoiseModel
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.reference import run_onnxruntime
+from lea_compiler.schedule.plan import schedule_of
 from tests.helpers import cnn_model, loop_model, make_model, mlp_model, swap_embedded_model, ternarize
 
 F = np.float32
@@ -385,3 +387,42 @@ def test_new_digital_ops_simulate_count_and_emit(tmp_path) -> None:
     assert validate_board(board) == []
     ops = [r.op_type for r in read_board(board).of(Digital)]
     assert {"Erf", "Split", "Max", "Pad", "Slice", "Elu", "ReduceMax"} <= set(ops)
+
+
+@pytest.mark.parametrize("write_model", [None, (3.0, 6.0, 4.0, 9.0), (0.0, 6.0, 0.0, 9.0)],
+                         ids=["constant", "per-level", "per-level-with-quiet-levels"])
+def test_programming_every_region_at_once_draws_what_region_by_region_draws(tmp_path, write_model) -> None:
+    """The default programming model programs a layer's regions in one pass (`CrossbarLayer._conductances`):
+    each region holds what programming the regions one by one in read order gives, by hand here: its levels
+    (a skipped device at the lowest), plus N(0, sigma) drawn from the layer's generator region after region
+    (sigma per device with a per-level write-noise model; a region draws only where some device has noise, so
+    with no noise at two levels some regions draw nothing), clipped at 0, and the simulated chip's stuck devices
+    at their stuck conductance; the generator is left where the one-by-one draws leave it."""
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model((9, 11, 3)), path)
+    model = None if write_model is None else NoiseModel(sigma_uS=write_model)
+    chip = synth_chip(arrays=60, rows=4, cols=5, stuck_high=0.1, stuck_low=0.05, dead_rows=0.05, seed=2,
+                      device=DeviceModel(write_noise_model=model))
+    program = compile_model(path, chip, CompileOptions(k=2, placer="greedy")).program
+    schedule = schedule_of(program)
+    levels = schedule.levels_uS
+    quiet = 0
+    for name, plan in schedule.layers.items():
+        layer = CrossbarLayer(plan, schedule, chip, rng := np.random.default_rng(7), ideal=False,
+                              exact_read_noise=False)
+        by_hand = np.random.default_rng(7)
+        assert len(plan.reads) > 4, name
+        for (read, _), got in zip(plan.reads, layer.executor.conductances, strict=True):
+            window = (slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols))
+            level = schedule.arrays[read.array].level[window]
+            state, stuck = chip.stuck_map(read.array)
+            want = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
+            sigma = chip.device.write_noise_uS if model is None else model.sigma(want, levels)
+            if np.any(np.asarray(sigma) > 0):
+                want = want + by_hand.normal(0.0, sigma, size=level.shape)
+            else:
+                quiet += 1
+            want = np.where(state[window] != 0, stuck[window], np.maximum(want, 0.0))
+            np.testing.assert_array_equal(got, want)
+        assert rng.integers(1 << 62) == by_hand.integers(1 << 62)
+    assert (quiet > 0) == (write_model is not None and 0.0 in write_model)
