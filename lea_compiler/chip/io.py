@@ -96,7 +96,8 @@ def _parse_model(
         return None
     problems += model_problems(values, kinds, key)
     if device:
-        problems += variability_problems(values, key)
+        problems += variability_problems(values, key, levels_uS=values.get("levels_uS", DeviceModel.levels_uS),
+                                         stuck_high_uS=values.get("stuck_high_uS", DeviceModel.stuck_high_uS))
     if len(problems) > before:
         return None
     kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

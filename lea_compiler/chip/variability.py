@@ -342,9 +342,11 @@ def top_conductance_uS(levels_uS: object, stuck_high_uS: object) -> float | None
     return max(float(v) for v in values)  # type: ignore[arg-type]
 
 
-def variability_problems(values: Mapping[str, object], path: str) -> list[str]:
+def variability_problems(values: Mapping[str, object], path: str, *, levels_uS: object,
+                         stuck_high_uS: object) -> list[str]:
     """Problems of the variability keys of a `device` mapping (given as JSON), their tables' lengths and the
-    noise laws' bound over the chip's conductances (`law_problems`) included."""
+    noise laws' bound over the chip's conductances (`law_problems`) included; `levels_uS` and `stuck_high_uS`
+    are the device's (the file's, or the defaults), checked elsewhere."""
     problems: list[str] = []
     for key in VARIABILITY_KEYS:
         if key in values:
@@ -355,13 +357,9 @@ def variability_problems(values: Mapping[str, object], path: str) -> list[str]:
     if "write_noise_model" in values and model is not None and model != "gaussian":
         problems.append(f'{join(path, "write_noise_model")}: given, but the {show(model)} programming model makes '
                         'its own write error (leave it out, or use "gaussian")')
-    if not problems:
-        from lea_compiler.chip.parts import DeviceModel  # the defaults (parts imports this module)
-
-        levels = values.get("levels_uS", DeviceModel.levels_uS)
-        count = len(levels) if isinstance(levels, (list, tuple)) else len(DeviceModel.levels_uS)
-        problems += level_table_problems(values, count, path)
-        top = top_conductance_uS(levels, values.get("stuck_high_uS", DeviceModel.stuck_high_uS))
+    if not problems and isinstance(levels_uS, (list, tuple)):
+        problems += level_table_problems(values, len(levels_uS), path)
+        top = top_conductance_uS(levels_uS, stuck_high_uS)
         for key in ("write_noise_model", "read_noise_model"):
             if key in values and top is not None:
                 problems += law_problems(values[key], top, join(path, key))  # type: ignore[arg-type]
