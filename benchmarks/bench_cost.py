@@ -9,8 +9,8 @@ seed 0). Energy is `leac simulate`'s, measured over the first 200 test samples (
 The ADC sweep recompiles at k = 3 with each `adcs_per_array` from 1 to the array width (25), with the default
 digital unit (1 lane) and with 16 lanes: the placement is the same (it does not depend on the periphery), the
 conversion rounds change; the sweep's chips draw the static powers of ISAAC's components (`ISAAC_STATIC`), so
-each row gives the ADC energy as conversions x e_adc_pJ plus the ADCs' static power x the latency. Wall time: `backends.cost.timeline_of` per Program, the best of 5 runs,
-and the tasks it timed.
+each row gives the ADC energy as conversions x e_adc_pJ plus the ADCs' static power x the latency. Wall time:
+`backends.cost.timeline_of` per Program, the best of 5 runs, and the tasks it timed.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cost.py [--objectives error,latency]
 

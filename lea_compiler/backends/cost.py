@@ -242,10 +242,10 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     Energy per component (device reads, ADC, DAC, digital, static) and per crossbar layer (`energy_by_layer_pJ`;
     the digital energy of the non-crossbar nodes is in the total only, and the static energy too: the hardware
     is powered for the whole inference, while the layers overlap in time). The static energy of one inference
-    is `static_power_uW` x the latency; streamed back to back, x the period (`pipelined_static_pJ`). A layer's device-read energy is
-    `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`: sum V^2 G t over the
-    applied voltages and the simulated chip's conductances), else every row at the full read voltage on the
-    programmed conductances (`full_scale_read_power`)."""
+    is `static_power_uW` x the latency; streamed back to back, x the period (`pipelined_static_pJ`). A layer's
+    device-read energy is `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`:
+    sum V^2 G t over the applied voltages and the simulated chip's conductances), else every row at the full
+    read voltage on the programmed conductances (`full_scale_read_power`)."""
     chip = chip or program.chip
     schedule = schedule or schedule_of(program)
     p = chip.periphery

@@ -73,10 +73,10 @@ def test_only_the_arrays_the_program_uses_are_powered(tmp_path) -> None:
 
 
 def test_more_adcs_shorten_the_latency_and_raise_the_static_power(tmp_path) -> None:
-    """The model compiled for 1 and for 2 ADCs per array (the schedule's conversions name their ADCs). With 2, each read's 2 columns take one round (10 ns)
-    instead of two (20 ns): latency 10 + 105 + 105 + 10 + 40 = 270 ns instead of 280. The extra ADC draws 100
-    uW more: 222 uW x 270 ns = 59.94 pJ against 122 uW x 280 ns = 34.16 pJ. The conversions, and so the ADC
-    conversion energy (4 x e_adc_pJ), are the same."""
+    """The model compiled for 1 and for 2 ADCs per array (the schedule's conversions name their ADCs). With 2,
+    each read's 2 columns take one round (10 ns) instead of two (20 ns): latency 10 + 105 + 105 + 10 + 40 = 270 ns
+    instead of 280. The extra ADC draws 100 uW more: 222 uW x 270 ns = 59.94 pJ against 122 uW x 280 ns = 34.16
+    pJ. The conversions, and so the ADC conversion energy (4 x e_adc_pJ), are the same."""
     one = estimate_cost(_program(tmp_path, (Array(0, 2, 4),), adcs_per_array=1, **STATIC))
     two = estimate_cost(_program(tmp_path, (Array(0, 2, 4),), adcs_per_array=2, **STATIC))
     assert (one.latency_ns, two.latency_ns) == (280.0, 270.0)
