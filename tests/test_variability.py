@@ -12,7 +12,7 @@ import re
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
@@ -401,6 +401,8 @@ def test_the_after_flag_is_the_api_keyword():
 @settings(max_examples=25, deadline=None)
 @given(coefficients=st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=8),
        g_ref=st.floats(1e-3, 1e3, allow_nan=False))
+@example(coefficients=[0.0, 0.0, 1.0, 2.225073858507203e-309], g_ref=1.0)  # a subnormal top coefficient
+@example(coefficients=[0.0, 5e-324], g_ref=1e3)  # a law that underflows to 0
 def test_any_polynomial_law_round_trips_and_gives_a_spread(coefficients, g_ref):
     """A law is accepted exactly when it stays within 1e6 uS from 0 to stuck_high_uS = 500 uS: against the
     brute-force maximum on a grid (a lower bound of the true one; the tolerance allows the grid to miss a peak)."""

@@ -315,18 +315,26 @@ def law_problems(model: NoiseModel | Mapping[str, object], top_uS: float, path: 
     coefficients = np.trim_zeros(np.asarray(law, dtype=np.float64), "b")
     if coefficients.size == 0:
         return []
-    end = float(top_uS) / float(g_ref)  # type: ignore[arg-type]
-    x = np.linspace(0.0, end, 1025)
-    if coefficients.size > 2:
-        roots = np.polynomial.polynomial.polyroots(np.polynomial.polynomial.polyder(coefficients))
-        x = np.concatenate([x, np.clip(roots[np.abs(roots.imag) <= 1e-9 * (1 + np.abs(roots.real))].real, 0, end)])
+    # in u = G / top_uS on [0, 1]: d_k = c_k (top / g_ref)^k (at most 1e6 x 1e12^7, finite)
+    scaled = coefficients * (float(top_uS) / float(g_ref)) ** np.arange(coefficients.size)  # type: ignore[arg-type]
+    if not np.any(scaled):  # the law underflows to 0 everywhere on the interval
+        return []
+    u = np.linspace(0.0, 1.0, 1025)
+    # the roots without terms negligible on [0, 1] (a subnormal top coefficient overflowed the companion matrix)
+    size = int(np.flatnonzero(np.abs(scaled) > 1e-12 * np.abs(scaled).max())[-1]) + 1
+    if size > 2:
+        try:
+            with np.errstate(all="ignore"):
+                roots = np.polynomial.polynomial.polyroots(np.polynomial.polynomial.polyder(scaled[:size]))
+            u = np.concatenate([u, np.clip(roots[np.abs(roots.imag) <= 1e-9 * (1 + np.abs(roots.real))].real, 0, 1)])
+        except np.linalg.LinAlgError:  # the grid alone
+            pass
     with np.errstate(over="ignore", invalid="ignore"):
-        sigma = np.polynomial.polynomial.polyval(x, coefficients)
-    sigma = np.nan_to_num(sigma, nan=np.inf)
+        sigma = np.nan_to_num(np.polynomial.polynomial.polyval(u, scaled), nan=np.inf)
     worst = int(np.argmax(sigma))
     if sigma[worst] <= MAX_NOISE_uS:
         return []
-    return [f"{join(path, 'polynomial')}: sigma({x[worst] * float(g_ref):.6g} uS) = {sigma[worst]:.3g} uS is "  # type: ignore[arg-type]
+    return [f"{join(path, 'polynomial')}: sigma({u[worst] * top_uS:.6g} uS) = {sigma[worst]:.3g} uS is "
             f"more than leac accepts ({MAX_NOISE_uS:g} uS); the law must stay within it from 0 to {top_uS:g} uS "
             "(the top level or stuck_high_uS, the conductances the chip's devices hold)"]
 
