@@ -9,7 +9,6 @@ The simulator (`backends/sim.py`) counts the same events while it runs and repor
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,17 +74,16 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     A grouped layer (`groups` = G > 1) is applied to a run of G vectors, one per group: vector g reads only the
     regions of the blocks that hold group g's columns and converts only those columns (their devices are the
     ones it reads), so every column is converted once per run, as in a layer of one vector."""
-    p = periphery
-    busy: dict[int, float] = defaultdict(float)
-    reads = adc = dac = devices = ops = 0
-    for job in read_jobs(plan):
-        n, columns = job.reads, job.columns
-        busy[job.array] += rounds_ns(p, job.rounds, n)
-        reads += n
-        adc += n * columns
-        dac += job.rows
-        devices += n * job.rows * columns
-        ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
+    jobs = read_jobs(plan)
+    n, columns = jobs.reads, jobs.columns
+    # each array's reads and conversions, added job by job in schedule order (bincount adds in order)
+    busy = np.bincount(np.unique(jobs.array, return_inverse=True)[1],
+                       rounds_ns(periphery, jobs.rounds, n))  # type: ignore[arg-type]
+    reads = int(np.sum(n))
+    adc = int(np.sum(n * columns))
+    dac = int(np.sum(jobs.rows))
+    devices = int(np.sum(n * jobs.rows * columns))
+    ops = int(np.sum((n * columns)[n > 1]))  # the mean of the N digitised reads: N - 1 additions, one division
     start = plan.start
     for combine in plan.combines:
         cols = combine.col_stop - combine.col_start
@@ -96,7 +94,7 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     ops += start.cols  # scale
     ops += start.cols if plan.bias is not None else 0
     ops += vector_max_ops(plan)  # each vector's own full scale: max |x_i|
-    return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
+    return LayerCost(reads, adc, dac, devices, ops, float(np.max(busy, initial=0.0)))
 
 
 @dataclass(frozen=True)
@@ -171,7 +169,7 @@ def layer_step(plan: LayerPlan, applications: int, periphery: Periphery, inputs:
     """A crossbar layer as the timeline runs it (`backends.timing`): its reads, and its digital ops split into
     the input maximum before the reads and the rest (`layer_cost`) after the conversions."""
     pre = vector_max_ops(plan)
-    return LayerStep(plan.name, tuple(read_jobs(plan)), pre, layer_cost(plan, periphery).digital_ops - pre,
+    return LayerStep(plan.name, read_jobs(plan), pre, layer_cost(plan, periphery).digital_ops - pre,
                      applications, inputs or (plan.start.input,), outputs or (plan.start.output,))
 
 
