@@ -199,10 +199,26 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     the conductances the Program programs (stuck values where it skipped a device): the device-read power the
     analytic model charges without data (an upper bound of the DAC's voltages; `leac simulate` measures it).
     A grouped layer's run drives each column's devices once, with its group's vector, so the bound is the same."""
-    levels = schedule.levels_uS
-    total = sum(read.reads * float(np.sum(schedule.arrays[read.array].conductance(read, levels)))
-                for read, _ in plan.reads)
-    return plan.scale.v_read_V ** 2 * total
+    if not plan.reads:
+        return 0.0
+    array, row, rows, col, cols, reads = np.array([(read.array, read.row, read.rows, read.col, read.cols, read.reads)
+                                                   for read, _ in plan.reads], dtype=np.int64).T
+    ids, which = np.unique(array, return_inverse=True)
+    whole = [schedule.arrays[int(a)].conductances(schedule.levels_uS) for a in ids]
+    width = np.array([g.shape[1] for g in whole], dtype=np.int64)
+    base = np.cumsum([0] + [g.size for g in whole])[:-1]  # where each array starts in `flat`, row after row
+    flat = np.concatenate([g.ravel() for g in whole] + [np.zeros(1)])
+    region = np.repeat(np.arange(len(rows)), rows)  # every region row, region by region
+    at = row[region] + np.arange(len(region)) - np.repeat(np.cumsum(rows) - rows, rows)
+    begin = base[which[region]] + at * width[which[region]] + col[region]
+    # the sums of flat[begin:begin + cols]: reduceat sums from each index to the next, so give it every row's
+    # begin and end, in order of begin (the gaps between rows then cost little), and keep every other sum
+    order = np.argsort(begin, kind="stable")
+    bounds = np.stack([begin[order], begin[order] + cols[region][order]], axis=1).ravel()
+    row_sums = np.empty(len(region))
+    row_sums[order] = np.add.reduceat(flat, bounds)[::2]
+    row_sums[cols[region] == 0] = 0.0  # reduceat gives flat[begin] for an empty row
+    return plan.scale.v_read_V ** 2 * float(np.sum(reads * np.bincount(region, row_sums, len(rows))))
 
 
 def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tuple[float, float]:

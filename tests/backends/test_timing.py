@@ -15,7 +15,7 @@ from onnx import helper
 
 import lea_compiler as leac
 from lea_compiler.backends.board import emit_board, read_board, validate_board
-from lea_compiler.backends.cost import estimate_cost, layer_cost, layer_step, timeline_of
+from lea_compiler.backends.cost import estimate_cost, full_scale_read_power, layer_cost, layer_step, timeline_of
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.backends.timing import (
     DigitalStep,
@@ -32,7 +32,8 @@ from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
-from lea_compiler.schedule.plan import LayerPlan, schedule_of
+from lea_compiler.schedule.lower import SKIPPED, UNUSED, ArrayProgram
+from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Accumulate, Combine, Convert, LayerStart, Read, Scale
 from tests.helpers import make_model
 from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: F401 - the fixture too
@@ -455,3 +456,34 @@ def test_simulate_timeline_refusals_name_the_problem_and_write_nothing(tmp_path,
     assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 2
     assert "leac simulate --timeline needs the plot extra: pip install 'lea-compiler[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "t.png").exists()
+
+
+# ------------------------------------------------------------------ the device-read bound without data
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_full_scale_read_power_sums_every_region_as_region_by_region(seed) -> None:
+    """Random regions (overlapping ones, several on one array, arrays of unequal shapes, stuck and unused
+    devices, N reads) summed in one pass against np.sum of each region's conductances, by hand."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([100.0, 150.0, 210.5, 333.25])
+    arrays = {}
+    for a in rng.choice(50, size=6, replace=False):
+        shape = (int(rng.integers(3, 30)), int(rng.integers(3, 30)))
+        level = rng.integers(UNUSED, len(levels), shape)
+        arrays[int(a)] = ArrayProgram(int(a), level, rng.uniform(0, 400, shape) * (level == SKIPPED),
+                                      rng.integers(0, len(levels), shape))
+    reads = []
+    for _ in range(int(rng.integers(1, 40))):
+        a = int(rng.choice(list(arrays)))
+        height, width = arrays[a].level.shape
+        row, col = int(rng.integers(0, height)), int(rng.integers(0, width))
+        rows, cols = int(rng.integers(1, height - row + 1)), int(rng.integers(1, width - col + 1))
+        reads.append((Read("fc", 0, 0, "pos", a, row, col, rows, cols, 0, rows, None, int(rng.integers(1, 4))),
+                      Convert("fc", 0, 0, "pos", a, col, col + cols, 1, cols, 1.0)))
+    layer = dataclasses.replace(plan("fc", [(0, 1), (0, 1)]), reads=tuple(reads))
+    schedule = Schedule(levels, arrays, {"fc": layer}, None)
+    expected = sum(read.reads * float(np.sum(arrays[read.array].conductance(read, levels))) for read, _ in reads)
+    assert full_scale_read_power(layer, schedule) == pytest.approx(0.2 ** 2 * expected, rel=1e-12)
+    whole = arrays[reads[0][0].array].conductances(levels)
+    assert not whole.flags.writeable  # shared by every region's read: read only
