@@ -189,7 +189,7 @@ def fifo(release: np.ndarray, duration: np.ndarray, free: float | np.ndarray) ->
         return np.zeros(release.shape)
     total = np.cumsum(duration, axis=-1)
     start = np.maximum.accumulate(release - (total - duration), axis=-1)
-    return total + np.maximum(np.expand_dims(free, -1) if np.ndim(free) else free, start)
+    return total + np.maximum(free[..., None] if isinstance(free, np.ndarray) else free, start)
 
 
 def _peak(times: np.ndarray, weights: np.ndarray, owners: np.ndarray | None = None) -> int:
@@ -276,11 +276,10 @@ class _Timeline:
             group = np.flatnonzero(counts == count)  # the arrays holding `count` jobs each
             index = by_array[offsets[group][:, None] + np.arange(count)]  # (arrays, count) job indices
             shape = (len(group), n, int(count))
-            d_hold = np.broadcast_to(hold[index][:, None, :], shape).reshape(len(group), -1)
-            d_convert = np.broadcast_to(convert[index][:, None, :], shape).reshape(len(group), -1)
+            d_hold = np.repeat(hold[index][:, None, :], n, axis=1).reshape(len(group), -1)  # (arrays, tasks)
+            d_convert = np.repeat(convert[index][:, None, :], n, axis=1).reshape(len(group), -1)
             on = ids[group]
-            read_end = fifo(np.broadcast_to(release[None, :, None], shape).reshape(len(group), -1), d_hold,
-                            q.array_free[on])
+            read_end = fifo(np.repeat(release, count)[None, :], d_hold, q.array_free[on])
             adc_end = fifo(read_end, d_convert, q.adc_free[on])
             q.array_free[on], q.adc_free[on] = read_end[:, -1], adc_end[:, -1]
             hold_sum[group], convert_sum[group] = np.sum(d_hold, axis=1), np.sum(d_convert, axis=1)
@@ -290,11 +289,11 @@ class _Timeline:
             self.tasks += 2 * read_end.size
             done = np.maximum(done, adc_end.reshape(shape).max(axis=(0, 2)))
             first = min(first, float(np.min(read_end[:, 0] - d_hold[:, 0])))
-            reads = np.broadcast_to(jobs.reads[index][:, None, :], shape).reshape(-1)
+            reads = np.repeat(jobs.reads[index][:, None, :], n, axis=1).reshape(-1)
             owner = np.repeat(on, read_end.shape[1])
             self.holds.append((np.concatenate([read_end.ravel(), adc_end.ravel()]), np.concatenate([reads, -reads]),
                                np.concatenate([owner, owner])))
-            self.buffer.append((adc_end.ravel(), np.broadcast_to(words[index][:, None, :], shape).reshape(-1)))
+            self.buffer.append((adc_end.ravel(), np.repeat(words[index][:, None, :], n, axis=1).reshape(-1)))
             if self.keep_bars:
                 rows.update({int(g): (read_end[i], d_hold[i], adc_end[i], d_convert[i]) for i, g in enumerate(group)})
         # per resource kind, the arrays' busy times added in the order the layer first reads them (as one array
@@ -332,7 +331,7 @@ class _Timeline:
 
 def _added(total: float, values: np.ndarray) -> float:
     """total + values[0] + values[1] + ..., added one after the other (np.cumsum adds in order)."""
-    return float(np.cumsum(np.r_[total, values])[-1])
+    return float(np.cumsum(np.concatenate(([total], values)))[-1])
 
 
 def run_timeline(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery, *, bars: bool = False) -> Timing:
