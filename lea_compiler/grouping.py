@@ -35,6 +35,16 @@ def group_columns(group: int, cols: int, groups: int) -> tuple[int, int]:
     return group * width, (group + 1) * width
 
 
+def groups_reading(c0: int, c1: int, cols: int, groups: int) -> range:
+    """The groups whose vectors read a block of columns [c0, c1) of a layer of `cols` columns in `groups`
+    groups (those with a column in it): each drives the block's rows, so every device of the block's region
+    conducts once per such group, whichever columns are converted (`cost.layer_cost`, `schedule.execute`)."""
+    if c1 <= c0:
+        return range(0)
+    width = group_width(cols, groups)
+    return range(c0 // width, (c1 - 1) // width + 1)
+
+
 def split_columns(a: np.ndarray, groups: int) -> np.ndarray:
     """(..., O) -> (..., G, O / G), column o at [o // (O / G), o % (O / G)] (a view when `a` allows one)."""
     return a.reshape(*a.shape[:-1], groups, group_width(a.shape[-1], groups))

@@ -20,6 +20,7 @@ from lea_compiler.analog_time import applications, rounds_ns
 from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.grouping import groups_reading
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
 from lea_compiler.program import Program
@@ -63,6 +64,19 @@ class LayerCost:
     analog_ns: float
 
 
+def read_runs(plan: LayerPlan) -> list[int]:
+    """Per read record of a layer application: how many vectors drive its region's rows, each making every
+    device of the region conduct (V^2 G over all its columns, converted or not): 1 (0 for a block without
+    columns); in a grouped layer, the groups with a column in the read's block (`grouping.groups_reading`)."""
+    start = plan.start
+    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
+    runs = []
+    for read, convert in plan.reads:
+        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
+        runs.append(len(groups_reading(c0, c1, start.cols, start.groups)) if start.groups > 1 else int(c1 > c0))
+    return runs
+
+
 def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     """Cost of applying a layer's schedule to one input vector (see docs/simulator.md): its reads and
     conversions as the records give them, and one digital op per combined, summed, scaled and biased value, plus
@@ -74,7 +88,9 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
 
     A grouped layer (`groups` = G > 1) is applied to a run of G vectors, one per group: vector g reads only the
     regions of the blocks that hold group g's columns and converts only those columns (their devices are the
-    ones it reads), so every column is converted once per run, as in a layer of one vector."""
+    ones it reads), so every column is converted once per run, as in a layer of one vector. Its voltages drive
+    the block's rows, though, and every device on them conducts, the other groups' columns of the region too
+    (`read_runs`): those device reads are counted once per vector that drives them."""
     p = periphery
     busy: dict[int, float] = defaultdict(float)
     reads = adc = dac = devices = ops = 0
@@ -84,8 +100,9 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
         reads += n
         adc += n * columns
         dac += job.rows
-        devices += n * job.rows * columns
         ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
+    devices = sum(runs * read.reads * read.rows * read.cols for (read, _), runs in zip(plan.reads, read_runs(plan),
+                                                                                      strict=True))
     start = plan.start
     for combine in plan.combines:
         cols = combine.col_stop - combine.col_start
@@ -200,10 +217,11 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     """sum_ij V_i^2 G_ij N over one application's reads with every row at the full read voltage `v_read` and
     the conductances the Program programs (stuck values where it skipped a device): the device-read power the
     analytic model charges without data (an upper bound of the DAC's voltages; `leac simulate` measures it).
-    A grouped layer's run drives each column's devices once, with its group's vector, so the bound is the same."""
+    A grouped layer's run drives a read's rows once per group with a column in its block, and all the region's
+    devices conduct each time (`read_runs`)."""
     levels = schedule.levels_uS
-    total = sum(read.reads * float(np.sum(schedule.arrays[read.array].conductance(read, levels)))
-                for read, _ in plan.reads)
+    total = sum(runs * read.reads * float(np.sum(schedule.arrays[read.array].conductance(read, levels)))
+                for (read, _), runs in zip(plan.reads, read_runs(plan), strict=True))
     return plan.scale.v_read_V ** 2 * total
 
 
