@@ -77,7 +77,7 @@ _SIMULATE_KEYS = (
     "report", "version", "accuracy", "software_accuracy", "agreement", "data", "layer_output_error",
     "devices_used", "devices_total", "utilisation", "arrays_used", "arrays_total", "cycles_per_inference",
     "latency_ns", "throughput_per_s", "period_ns", "bottleneck", "layer_latency_ns", "busy_ns", "peak_sample_holds",
-    "peak_buffer_words", "energy_pJ_per_inference", "energy_breakdown_pJ", "energy_by_layer_pJ",
+    "peak_buffer_words", "timing_exact", "energy_pJ_per_inference", "energy_breakdown_pJ", "energy_by_layer_pJ",
     "device_energy", "program_pulses",
     "program_time_s", "program_energy_uJ", "program_failed", "chip", "compiled_for_chip", "ideal", "seed",
     "input_full_scale", "calibration", "seconds", "program",

@@ -143,14 +143,15 @@ class CostModel:
     busy_ns: dict[str, float] = field(default_factory=dict)  # per resource kind: dac, read, adc, digital
     peak_sample_holds: int = 0  # most reads one array's sample-and-hold keeps waiting for its ADCs
     peak_buffer_words: int = 0  # most converted values waiting for the digital unit
-    timed_tasks: int = 0  # tasks the timeline timed
+    timed_tasks: int = 0  # tasks the timeline timed (or the schedule's tasks, when not timing_exact)
+    timing_exact: bool = True  # False: above the timeline's task limit; latencies and peaks are upper bounds
 
 
 def timing_json(cost: CostModel) -> dict[str, Any]:
     """The timing keys of a report (docs/reports.md), from `estimate_cost`'s timeline."""
     return {"period_ns": cost.period_ns, "bottleneck": cost.bottleneck, "layer_latency_ns": dict(cost.layer_latency_ns),
             "busy_ns": dict(cost.busy_ns), "peak_sample_holds": cost.peak_sample_holds,
-            "peak_buffer_words": cost.peak_buffer_words}
+            "peak_buffer_words": cost.peak_buffer_words, "timing_exact": cost.timing_exact}
 
 
 def _applications(program: Program) -> dict[str, int]:
@@ -192,10 +193,13 @@ def layer_step(plan: LayerPlan, applications: int, periphery: Periphery, inputs:
                      applications, inputs or (plan.start.input,), outputs or (plan.start.output,))
 
 
-def timeline_of(program: Program, schedule: Schedule, periphery: Periphery, *, bars: bool = False) -> Timing:
+def timeline_of(program: Program, schedule: Schedule, periphery: Periphery, *, bars: bool = False,
+                max_applications: int | None = None) -> Timing:
     """The event-driven timing of one inference of the Program's schedule (`backends.timing.run_timeline`): its
-    crossbar layers' records and its other nodes, in graph order (the order the board runs them)."""
-    apps = _applications(program)
+    crossbar layers' records and its other nodes, in graph order (the order the board runs them). With
+    `max_applications`, each crossbar layer's first that many applications only (a picture's prefix)."""
+    apps = {name: n if max_applications is None else min(n, max_applications)
+            for name, n in _applications(program).items()}
     steps: list[LayerStep | DigitalStep] = []
     for node in program.graph.nodes:
         inputs = tuple(v.name for v in node.inputs if v is not None)
@@ -292,4 +296,5 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         peak_sample_holds=timing.peak_sample_holds,
         peak_buffer_words=timing.peak_buffer_words,
         timed_tasks=timing.tasks,
+        timing_exact=timing.exact,
     )

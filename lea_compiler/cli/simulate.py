@@ -187,7 +187,10 @@ def timing_text(r: dict[str, Any]) -> str:
             f"busy time per inference, us (summed over the resources): DAC {b['dac'] / 1e3:.2f}, reads "
             f"{b['read'] / 1e3:.2f}, ADC {b['adc'] / 1e3:.2f}, digital {b['digital'] / 1e3:.2f}; bottleneck "
             f"{r['bottleneck']} ({r['period_ns'] / 1e3:.2f} us a sample); most waiting: {r['peak_sample_holds']} "
-            f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values")
+            f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values"
+            + ("" if r["timing_exact"] else "\ntimeline not run: the schedule has more tasks than the limit "
+               "(docs/limits.md); the busy times and the period are exact, the latencies and the peaks upper "
+               "bounds"))
 
 
 def print_report(r: dict[str, Any]) -> None:
