@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lea_compiler.chip import Periphery
-from lea_compiler.grouping import group_columns
+from lea_compiler.grouping import group_overlaps
 from lea_compiler.schedule.plan import LayerPlan
 
 DIGITAL = "digital"
@@ -69,9 +69,9 @@ def read_jobs(plan: LayerPlan) -> list[ReadJob]:
     jobs = []
     for read, convert in plan.reads:
         c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
-        for g in range(groups):
-            g0, g1 = group_columns(g, plan.start.cols, groups) if groups > 1 else (c0, c1)
-            columns = min(c1, g1) - max(c0, g0)  # the block's columns of group g
+        overlaps = group_overlaps(np.array([c0]), np.array([c1]), plan.start.cols, groups)[0] if groups > 1 \
+            else [c1 - c0]
+        for columns in map(int, overlaps):  # the block's columns of each group
             if columns <= 0:
                 continue  # this group's vector does not read the block
             rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)
