@@ -185,7 +185,7 @@ def test_a_board_files_grouped_vectors_per_sample_must_be_runs_of_the_groups(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_a_grouped_layers_read_energy_is_each_vectors_v_squared_on_every_device_of_the_regions_it_drives(tmp_path) -> None:
+def test_a_grouped_layers_read_energy_is_v_squared_on_every_device_of_the_regions_it_drives(tmp_path) -> None:
     """Brute force over reads, runs and groups: vector g of a run drives V_i^2 into every device on the rows of
     each region it reads (those holding a column of group g), N times for N reads: the other groups' columns of
     the region conduct too (their bit lines are at virtual ground; they are only not converted)."""

@@ -202,6 +202,10 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
         print(f"analog time ({report['objective']} objective): {report['analog_time_ns']:.1f} ns per sample "
               f"(every crossbar layer's busiest array), bound {report['analog_time_bound_ns']:.1f} ns, "
               f"gap {100 * report['analog_time_gap']:.2f}%")
+    if report.get("placement_wall_clock_limited"):
+        print(f"warning: CP-SAT's {' and '.join(report['placement_wall_clock_limited'])} stopped at its wall-clock "
+              "safety limit (a loaded machine), so this placement may not reproduce; a longer --time-limit or an "
+              "idle machine avoids it")
     if time_passes:
         width = max(13, *(len(name) for name in report["pass_seconds"]))
         for name, seconds in report["pass_seconds"].items():

@@ -92,6 +92,8 @@ def lower_to_program(
             "objective_uS": summary.objective_uS, "bound_uS": summary.bound_uS, "gap": summary.gap,
             "copies": summary.copies,
         }
+        if summary.wall_clock_limited:  # only then, so a reproducible placement's record is as before
+            placement["wall_clock_limited"] = list(summary.wall_clock_limited)
     latency = graph.fact(PlacementLatency)
     if latency is not None:  # latency-aware placement only: a default compile's Program is as before the option
         placement.update(objective=latency.objective, analog_ns=latency.analog_ns,

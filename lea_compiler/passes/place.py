@@ -130,6 +130,7 @@ class PlacementSummary:
     gap: float
     seconds: float
     copies: int
+    wall_clock_limited: tuple[str, ...] = ()  # Placement.wall_clock_limited
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ class Place:
                 gap=float(solution.gap),
                 seconds=float(solution.seconds),
                 copies=len(items),
+                wall_clock_limited=tuple(solution.wall_clock_limited),
             )
         )
         if timed:

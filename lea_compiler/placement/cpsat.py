@@ -299,10 +299,14 @@ def _solver(time_limit_s: float, seed: int, size: int) -> tuple[cp_model.CpSolve
     return solver, wall
 
 
-def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, wall: float, what: str) -> cp_model.CpSolverStatus:
-    """Solve, warn when the wall-clock safety limit struck first, log; the CP-SAT status."""
+def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, wall: float, what: str,
+         strikes: list[str] | None = None) -> cp_model.CpSolverStatus:
+    """Solve, warn when the wall-clock safety limit struck first (and add `what` to `strikes`, which the compile
+    report shows), log; the CP-SAT status."""
     status = _solve_interruptibly(solver, model)
     if solver.wall_time >= 0.99 * wall:
+        if strikes is not None:
+            strikes.append(what)
         logger.warning(
             "CP-SAT stopped at its wall-clock safety limit (%.1f s), before its deterministic "
             "limit; this result may not reproduce",
@@ -355,7 +359,7 @@ def _cpsat(
         for flag_var, excl in links:
             model.add_hint(flag_var, any(j in on for j in excl))
     solver, wall = _solver(time_limit_s, seed, nc)
-    status = _run(solver, model, wall, "placement")
+    status = _run(solver, model, wall, "placement", ctx.wall_strikes)
     name = solver.status_name(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return name, None, -math.inf

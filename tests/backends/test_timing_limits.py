@@ -8,8 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from lea_compiler.backends.timing import (MAX_TIMED_TASKS, DigitalStep, LayerStep, ReadJob, count_tasks,
-                                          run_timeline)
+from lea_compiler.backends.timing import MAX_TIMED_TASKS, DigitalStep, LayerStep, ReadJob, count_tasks, run_timeline
 from lea_compiler.chip import Periphery
 
 
