@@ -130,7 +130,14 @@ class PlacementSummary:
     gap: float
     seconds: float
     copies: int
-    wall_clock_limited: tuple[str, ...] = ()  # Placement.wall_clock_limited
+
+
+@dataclass(frozen=True)
+class PlacementWallClock:
+    """Graph fact, only when a CP-SAT stage stopped at its wall-clock safety limit (so a reproducible
+    placement's IR is as before): the stages (`Placement.wall_clock_limited`)."""
+
+    stages: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -262,9 +269,10 @@ class Place:
                 gap=float(solution.gap),
                 seconds=float(solution.seconds),
                 copies=len(items),
-                wall_clock_limited=tuple(solution.wall_clock_limited),
             )
         )
+        if solution.wall_clock_limited:
+            graph.set_fact(PlacementWallClock(tuple(solution.wall_clock_limited)))
         if timed:
             graph.set_fact(PlacementLatency(self.objective, float(solution.analog_ns),
                                             float(solution.analog_bound_ns), float(solution.analog_gap)))
