@@ -8,7 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from lea_compiler.backends.timing import MAX_TIMED_TASKS, DigitalStep, LayerStep, ReadJob, count_tasks, run_timeline
+from lea_compiler.backends.timing import (
+    MAX_TIMED_TASKS,
+    DigitalStep,
+    LayerStep,
+    ReadJob,
+    ReadJobs,
+    count_tasks,
+    run_timeline,
+)
 from lea_compiler.chip import Periphery
 
 
@@ -20,7 +28,7 @@ def _network(seed: int) -> tuple[list[LayerStep | DigitalStep], Periphery]:
                   digital_lanes=int(rng.integers(1, 9)))
     steps: list[LayerStep | DigitalStep] = []
     for i in range(int(rng.integers(1, 5))):
-        jobs = tuple(ReadJob(int(rng.integers(0, 4)), int(rng.integers(1, 4)), 4, int(rng.integers(1, 9)),
+        jobs = ReadJobs.of(ReadJob(int(rng.integers(0, 4)), int(rng.integers(1, 4)), 4, int(rng.integers(1, 9)),
                              int(rng.integers(1, 9))) for _ in range(int(rng.integers(1, 7))))
         steps.append(LayerStep(f"l{i}", jobs, int(rng.integers(0, 2)) * int(rng.integers(1, 30)),
                                int(rng.integers(1, 200)), int(rng.integers(0, 50)), (f"x{i}",), (f"h{i}",)))
@@ -58,7 +66,7 @@ def test_a_conv_of_400_million_tasks_is_bounded_at_once() -> None:
     """1-channel 1x1 conv on 4096 x 4096 at k = 6: 16.7 M applications of 12 reads, ~4.2e8 tasks (about
     25 GB if timed task by task). By hand: array 0's busy time is 16.7 M x 12 x (85 + 100) ns."""
     n = 4096 * 4096
-    jobs = tuple(ReadJob(0, 1, 2, 1, 1) for _ in range(12))
+    jobs = ReadJobs.of(ReadJob(0, 1, 2, 1, 1) for _ in range(12))
     step = LayerStep("conv", jobs, 0, 20, n, ("x",), ("y",))
     assert count_tasks([step]) == n * 25 > MAX_TIMED_TASKS
     started = time.perf_counter()
@@ -75,7 +83,7 @@ def test_the_digital_unit_serves_a_layers_input_maxima_before_its_combines() -> 
     (3 ops) 240-270; application 1's reads 230-335 and 335-440, conversions to 450, combine 450-480. By release
     time: in record order (pre_0, post_0, pre_1, post_1) pre_1 would wait for post_0 (docs/simulator.md)."""
     p = Periphery(t_dac_ns=5.0, t_mvm_ns=100.0, t_adc_ns=10.0, digital_lanes=1)
-    jobs = (ReadJob(0, 1, 2, 1, 1), ReadJob(0, 1, 2, 1, 1))
+    jobs = ReadJobs.of([ReadJob(0, 1, 2, 1, 1), ReadJob(0, 1, 2, 1, 1)])
     timing = run_timeline([LayerStep("conv", jobs, 2, 3, 2, ("x",), ("y",))], p, bars=True)
     digital = [b for b in timing.bars if b.resource == "digital"]
     assert [(b.start.tolist(), b.end.tolist()) for b in digital] == [([0.0, 20.0], [20.0, 40.0]),
