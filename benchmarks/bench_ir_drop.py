@@ -5,7 +5,8 @@ arrays with line resistance, with and without IR-drop-aware placement and compen
    (`irdrop.nodal_currents`, numpy.linalg.solve of all 2 rows cols nodes) on random regions up to 24 x 24 at
    random places of a 128-row array; and the placement's first-order term (`placement.costs.ir_drop_costs`)
    against the exact current loss of a 128 x 128 region.
-2. Cost: seconds of `region_map` per region of 32 x 32 to 128 x 128 (median of 3), and of the dense solve.
+2. Cost: seconds (wall and CPU) and peak memory of `region_map` per region of 32 x 32 to 256 x 256 (median of 3),
+   and the seconds of the dense solve.
 3. Slowdown: `simulate` of the same Program on the chip without and with line resistance (median of 3).
 4. Accuracy: chips `synth_chip(arrays=16, rows=128, cols=128, seed=s)` (2.5% stuck high, 0.5% stuck low, the
    paper's levels 133-233 uS and noise), k = 3. "unaware": compiled for the chip without lines, simulated on
@@ -31,6 +32,7 @@ import dataclasses
 import json
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -88,16 +90,22 @@ def method_error(seed: int = 0) -> dict[str, Any]:
 
 
 def method_cost() -> dict[str, Any]:
+    """Wall and CPU seconds (median of 3) and the peak of numpy's allocations (tracemalloc) of one region_map."""
     rng = np.random.default_rng(1)
     out = []
-    for size in (32, 64, 128):
+    for size in (32, 64, 128, 256):
         g = rng.uniform(*LEVELS, size=(size, size))
-        times = []
+        times, cpu = [], []
+        tracemalloc.start()
         for _ in range(3):
-            start = time.perf_counter()
-            region_map(g, LineModel(2.5, 2.5), row=0, col=0, array_rows=128)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            region_map(g, LineModel(2.5, 2.5), row=0, col=0, array_rows=256)
             times.append(time.perf_counter() - start)
-        out.append({"size": size, "region_map_s": float(np.median(times))})
+            cpu.append(time.process_time() - start_cpu)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out.append({"size": size, "region_map_s": float(np.median(times)), "region_map_cpu_s": float(np.median(cpu)),
+                    "peak_MB": peak / 1e6})
     g = rng.uniform(*LEVELS, size=(24, 24))
     start = time.perf_counter()
     nodal_currents(g, np.ones((1, 24)), 2.5, 2.5, 2.5, 2.5)
@@ -210,8 +218,9 @@ def main() -> None:
     lines.append("placement term (first order) vs exact current loss, 128 x 128 region at row 0, col 0 of 128 rows:")
     lines += [f"  {p['ohm']:5.2f} ohm: exact {p['exact_loss_uS']:9.1f} uS ({100 * p['loss_share']:.1f}% of sum G), "
               f"first order {p['first_order_uS']:9.1f} uS" for p in error["placement_term"]]
-    lines.append("cost per region (region_map, median of 3): " + ", ".join(
-        f"{c['size']} x {c['size']} {c['region_map_s']:.3f} s" for c in cost["per_region"] if "region_map_s" in c)
+    lines.append("cost per region (region_map, median of 3; wall s, CPU s, peak MB): " + ", ".join(
+        f"{c['size']} x {c['size']} {c['region_map_s']:.3f} s, {c['region_map_cpu_s']:.3f} s CPU, {c['peak_MB']:.1f} MB"
+        for c in cost["per_region"] if "region_map_s" in c)
         + "; dense nodal solve of 24 x 24: " + ", ".join(
         f"{c['dense_nodal_s']:.3f} s" for c in cost["per_region"] if "dense_nodal_s" in c))
     for s in slow:
