@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -107,10 +107,11 @@ def check_regions(shapes: Iterable[tuple[int, int]], lines: LineModel, what: str
     return seconds
 
 
-def lead_ohm(lines: LineModel, *, row: int, col: int, rows: int, array_rows: int) -> tuple[float, float]:
+def lead_ohm(lines: LineModel, *, row: Any, col: Any, rows: int, array_rows: int) -> tuple[Any, Any]:
     """(R_in, R_out) in ohms: the word-line lead from the driver to a region's first column and the bit-line lead
     from its last row to the sense amplifier, for a region of `rows` rows at (row, col) of an array of
-    `array_rows` rows (module docstring)."""
+    `array_rows` rows (module docstring). `row` and `col` may be numpy arrays of offsets (the placement's cost
+    maps): the leads are then arrays of the same shapes."""
     r_in = lines.driver_ohm + (col + 1) * lines.word_line_segment_ohm
     r_out = lines.sense_ohm + (array_rows - (row + rows) + 1) * lines.bit_line_segment_ohm
     return r_in, r_out

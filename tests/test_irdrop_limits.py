@@ -15,8 +15,12 @@ import pytest
 from lea_compiler.chip import LineModel, chip_to_json, parse_chip, synth_chip
 from lea_compiler.chip_limits import MIN_LINE_SEGMENT_OHM
 from lea_compiler.cli import main
+from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidChipError, UsageError
 from lea_compiler.irdrop import MAX_REGION_SIDE, check_regions, region_map, solve_work
+from lea_compiler.onnx_frontend import import_model
+from lea_compiler.options import CompileOptions
+from lea_compiler.placement.costs import ir_drop_costs
 from tests.helpers import mlp_model
 
 
@@ -98,3 +102,49 @@ def test_the_smallest_segment_with_the_largest_leads_is_solved_accurately(
                       row=0, col=0, array_rows=40)
     assert np.all(tiny >= 0)
     np.testing.assert_allclose(tiny, zero, rtol=0, atol=1e-4 * np.abs(zero).max())
+
+
+# --------------------------------------------------------------------------
+# Placement with lines (review 2, findings 1 and 7)
+
+
+def test_a_view_of_a_chip_with_lines_keeps_the_rows_next_to_the_sense_amplifiers(monkeypatch: pytest.MonkeyPatch):
+    """Through a view (forced here: budget 0, arrays cut to 32 x 32), a chip with resistive lines keeps every row
+    of its arrays, so the placer sees the rows next to the sense amplifiers and costs them with the true array
+    height; the copies of the compiled MLP land in the bottom half of their 64-row arrays (before: the view was
+    the top 32 rows, the farthest from the sense amplifiers, costed as if the array ended there)."""
+    import lea_compiler.placement.view as view_module
+
+    monkeypatch.setattr(view_module, "VIEW_BYTES", 0)
+    monkeypatch.setattr(view_module, "VIEW_MIN_SIDE", 8)
+    base = synth_chip(arrays=4, rows=64, cols=64, stuck_high=0.0, stuck_low=0.0, seed=1)
+    chip = dataclasses.replace(base, periphery=dataclasses.replace(base.periphery, lines=LineModel(1.0, 1.0)))
+    view = view_module.placement_view(chip, [(16, 12)], [(16, 12)] * 4)
+    assert not view.whole and all(a.rows == 64 and a.cols == 24 for a in view.chip.arrays)
+    assert all(a.rows == 32 for a in view_module.placement_view(base, [(16, 12)], [(16, 12)] * 4).chip.arrays)
+    program = compile_model(import_model(mlp_model((16, 12, 4), seed=3)), chip,
+                            CompileOptions(k=2, time_limit_s=5.0, seed=0)).program
+    assert "view" in program.placement["method"]
+    for layer in program.layers:
+        for block in layer.blocks:
+            for copy in block.copies:
+                for half in (copy.pos, copy.neg):
+                    assert half.region.row + block.shape[0] > 32, (layer.name, half.region)
+
+
+def test_the_placement_term_is_exact_for_one_device_and_never_above_the_regions_conductance():
+    """A 1 x 1 region is one device behind the series resistance of its two leads, whose loss is S x / (1 + x)
+    with x = S R: the saturated term equals the exact loss (`region_map`) at any resistance. On a long array with
+    resistive lines the first order alone was up to 48 times the region's conductance; the term stays below it
+    and still grows with the distance from the sense amplifiers."""
+    lines = LineModel(2.5, 40.0, 100.0, 50.0)
+    g = np.array([[[180.0]]])
+    costs = ir_drop_costs(g, lines, 4096, 8)
+    for y, x in [(0, 0), (4095, 7), (2000, 3)]:
+        exact = 180.0 - region_map(g[0], lines, row=y, col=x, array_rows=4096)[0, 0]
+        assert costs[0, y, x] == pytest.approx(exact, rel=1e-12)
+    targets = np.random.default_rng(4).uniform(100.0, 250.0, size=(2, 16, 12))
+    costs = ir_drop_costs(targets, LineModel(1.0, 1.0), 4096, 64)
+    assert np.all(costs < targets.sum(axis=(1, 2))[:, None, None])
+    assert costs[:, 0, 0].min() > 0.9 * targets.sum(axis=(1, 2)).min()  # far from the sense amplifiers: most lost
+    assert np.all(np.diff(costs, axis=1) < 0) and np.all(np.diff(costs, axis=2) > 0)
