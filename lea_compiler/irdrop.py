@@ -33,11 +33,12 @@ direct (non-iterative) elimination, exact up to rounding whatever the resistance
    M^T = g_out w_{rows-1}. No back substitution is needed: only the last row feeds the sense amplifiers.
 
 A zero segment resistance makes a line one node (handled exactly, not as a large conductance); a zero lead on
-top makes it the source or the ground. Cost: rows x (cols^3 + cols^2 (cols + rows)) multiply-adds (`solve_work`), O(n^4) for
-an n x n region: 0.25 s of one core for 128 x 128, 2.9 s for 256 x 256 (docs/simulator.md). Memory: each row's
-word line is solved when the elimination reaches it, so the solve holds O(cols (cols + rows)) numbers, not
-O(rows cols^2). Regions above `MAX_REGION_SIDE` x `MAX_REGION_SIDE` are refused up front (`check_regions`). `nodal_currents` is the
-reference it is checked against: the dense nodal matrix of all 2 rows cols nodes, solved by numpy.linalg.solve
+top makes it the source or the ground. Cost: rows x (cols^3 + cols^2 (cols + rows)) multiply-adds
+(`solve_work`), O(n^4) for an n x n region: 0.26 s of one core for 128 x 128, 2.6 s for 256 x 256
+(docs/simulator.md). Memory: each row's word line is solved when the elimination reaches it, so the solve holds
+O(cols (cols + rows)) numbers, not O(rows cols^2). Regions above the work of `MAX_REGION_SIDE` x
+`MAX_REGION_SIDE` are refused up front (`check_regions`). `nodal_currents` is the reference it is checked
+against: the dense nodal matrix of all 2 rows cols nodes, solved by numpy.linalg.solve
 (only for small arrays: its matrix has (2 rows cols)^2 entries).
 
 Not modelled: the lines' own dissipation in the energy report (device read energy stays V^2 G t), read noise

@@ -148,3 +148,51 @@ def test_the_placement_term_is_exact_for_one_device_and_never_above_the_regions_
     assert np.all(costs < targets.sum(axis=(1, 2))[:, None, None])
     assert costs[:, 0, 0].min() > 0.9 * targets.sum(axis=(1, 2)).min()  # far from the sense amplifiers: most lost
     assert np.all(np.diff(costs, axis=1) < 0) and np.all(np.diff(costs, axis=2) > 0)
+
+
+class _SlowClock:
+    """A clock on which every reading is one second after the last (the Lagrangian's wall clock, faked)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_the_lagrangian_stops_at_its_wall_clock_limit(monkeypatch: pytest.MonkeyPatch, caplog, slow: bool):
+    """With lines every offset costs something, so the greedy placement rarely meets the bound and the
+    Lagrangian runs its iterations, whose count is set by a work budget that assumed cheap iterations (review 2:
+    20 iterations, 139 s under --time-limit 3). On a clock where each reading is a second later, the Lagrangian
+    given 0.5 s stops after its first iteration, with a warning, and the placement is still valid; on the real
+    clock it runs more than one."""
+    import lea_compiler.placement.bounds as bounds
+    import lea_compiler.placement.solve as solve
+    from tests.test_placement import check_valid, make_chip, make_problem
+
+    rng = np.random.default_rng(11)
+    plain = make_chip(rng, [(12, 12), (12, 12)], 0.1)
+    chip = dataclasses.replace(plain, periphery=dataclasses.replace(plain.periphery, lines=LineModel(2.5, 2.5)))
+    problem = make_problem(rng, chip, [(3, 4), (4, 3)], [3, 3])
+    seen = []
+    real = solve._lagrangian
+
+    def spy(*args, **kwargs):
+        dual = real(*args, **kwargs)
+        seen.append((args[-1], dual.iterations))
+        return dual
+
+    monkeypatch.setattr(solve, "_lagrangian", spy)
+    if slow:
+        monkeypatch.setattr(bounds, "time", _SlowClock())
+    with caplog.at_level("WARNING", logger="lea_compiler.placement"):
+        result = solve.solve_placement(problem, time_limit_s=0.5, seed=0)
+    check_valid(problem, result)
+    assert len(seen) == 1 and seen[0][0] == 0.5  # the Lagrangian ran, given the time limit
+    if slow:
+        assert seen[0][1] == 1
+        assert "placement Lagrangian stopped at its wall-clock safety limit (0.5 s) after 1 of" in caplog.text
+    else:
+        assert seen[0][1] > 1 and "wall-clock" not in caplog.text
