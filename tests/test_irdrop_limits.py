@@ -151,13 +151,13 @@ def test_the_placement_term_is_exact_for_one_device_and_never_above_the_regions_
 
 
 class _SlowClock:
-    """A clock on which every reading is one second after the last (the Lagrangian's wall clock, faked)."""
+    """A clock on which every reading is 100 s after the last (the Lagrangian's wall clock, faked)."""
 
     def __init__(self) -> None:
         self.now = 0.0
 
     def perf_counter(self) -> float:
-        self.now += 1.0
+        self.now += 100.0
         return self.now
 
 
@@ -165,9 +165,9 @@ class _SlowClock:
 def test_the_lagrangian_stops_at_its_wall_clock_limit(monkeypatch: pytest.MonkeyPatch, caplog, slow: bool):
     """With lines every offset costs something, so the greedy placement rarely meets the bound and the
     Lagrangian runs its iterations, whose count is set by a work budget that assumed cheap iterations (review 2:
-    20 iterations, 139 s under --time-limit 3). On a clock where each reading is a second later, the Lagrangian
-    given 0.5 s stops after its first iteration, with a warning, and the placement is still valid; on the real
-    clock it runs more than one."""
+    20 iterations, 139 s under --time-limit 3). On a clock where each reading is 100 s later, the Lagrangian
+    given 0.5 s (a wall-clock safety limit of 3 x 0.5 + 5 = 6.5 s) stops after its first iteration, with a
+    warning, and the placement is still valid; on the real clock it runs more than one."""
     import lea_compiler.placement.bounds as bounds
     import lea_compiler.placement.solve as solve
     from tests.test_placement import check_valid, make_chip, make_problem
@@ -193,6 +193,6 @@ def test_the_lagrangian_stops_at_its_wall_clock_limit(monkeypatch: pytest.Monkey
     assert len(seen) == 1 and seen[0][0] == 0.5  # the Lagrangian ran, given the time limit
     if slow:
         assert seen[0][1] == 1
-        assert "placement Lagrangian stopped at its wall-clock safety limit (0.5 s) after 1 of" in caplog.text
+        assert "placement Lagrangian stopped at its wall-clock safety limit (6.5 s) after 1 of" in caplog.text
     else:
         assert seen[0][1] > 1 and "wall-clock" not in caplog.text
