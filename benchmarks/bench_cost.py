@@ -8,8 +8,9 @@ bench_allocation.py) on a synthetic paper-like chip of 400 arrays of 25 x 25 (2.
 seed 0). Energy is `leac simulate`'s, measured over the first 200 test samples (device reads from V^2 G t).
 The ADC sweep recompiles at k = 3 with each `adcs_per_array` from 1 to the array width (25), with the default
 digital unit (1 lane) and with 16 lanes: the placement is the same (it does not depend on the periphery), the
-conversion rounds change. Wall time: `backends.cost.timeline_of` per Program, the best of 5 runs,
-and the tasks it timed.
+conversion rounds change; the sweep's chips draw the static powers of ISAAC's components (`ISAAC_STATIC`), so
+each row gives the ADC energy as conversions x e_adc_pJ plus the ADCs' static power x the latency. Wall time:
+`backends.cost.timeline_of` per Program, the best of 5 runs, and the tasks it timed.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cost.py [--objectives error,latency]
 
@@ -30,7 +31,7 @@ from typing import Any
 from lea_runs import DATA, EXAMPLES, ROOT
 
 import lea_compiler as leac
-from lea_compiler.backends.cost import estimate_cost, timeline_of
+from lea_compiler.backends.cost import estimate_cost, static_energy_pJ, timeline_of
 from lea_compiler.backends.sim import Dataset, load_data, simulate
 from lea_compiler.chip import Chip, load_chip, synth_chip
 from lea_compiler.schedule.plan import schedule_of
@@ -40,6 +41,12 @@ SAMPLES = 200
 KS = (1, 3, 6)
 ADCS = (1, 2, 4, 8, 16, 25)
 LANES = (1, 16)
+ISAAC_STATIC = {"p_static_adc_uW": 16_000 / 8, "p_static_dac_uW": 4_000 / (8 * 128), "p_static_array_uW": 10 / 8,
+                "p_static_digital_uW": 200 / 4}
+"""Static powers (uW) for the sweep: ISAAC's component powers (Shafiee et al., ISCA 2016, Table I, 32 nm) per
+component: 8 ADCs 16 mW, 8 x 128 DACs 4 mW, the 8 arrays' sample-and-holds 10 uW, 4 shift-and-add units 0.2 mW
+(docs/chip-format.md, "Static power"). ISAAC's ADC figure is its power converting at 1.28 GS/s, so charged as
+idle power it is an upper bound of an ADC's static power."""
 
 
 def _models() -> dict[str, dict[str, Any]]:
@@ -108,16 +115,23 @@ def main() -> int:
             for lanes, adcs in ((lanes, adcs) for lanes in LANES for adcs in ADCS):
                 chip = spec["chip"]
                 chip = dataclasses.replace(chip, periphery=dataclasses.replace(chip.periphery, adcs_per_array=adcs,
-                                                                               digital_lanes=lanes))
+                                                                               digital_lanes=lanes, **ISAAC_STATIC))
                 try:
                     program, seconds = _compile(spec, chip, 3, objective)
                 except (leac.LeacError, TypeError):
                     continue  # reported above
                 cost = estimate_cost(program)
+                adcs_total = adcs * len(program.arrays_used)
+                adc_power = adcs_total * chip.periphery.p_static_adc_uW
                 sweep.append({"model": name, "objective": objective, "digital_lanes": lanes, "adcs_per_array": adcs,
-                              "adcs_total": adcs * len(program.arrays_used), "latency_ns": cost.latency_ns,
+                              "adcs_total": adcs_total, "latency_ns": cost.latency_ns, "period_ns": cost.period_ns,
                               "throughput_per_s": cost.throughput_per_s, "bottleneck": cost.bottleneck,
-                              "adc_busy_ns": cost.busy_ns["adc"], "adc_energy_pJ": cost.energy_breakdown_pJ["adc"]})
+                              "adc_busy_ns": cost.busy_ns["adc"], "adc_energy_pJ": cost.energy_breakdown_pJ["adc"],
+                              "adc_static_power_uW": adc_power,
+                              "adc_static_pJ": static_energy_pJ(adc_power, cost.latency_ns),
+                              "adc_static_pipelined_pJ": static_energy_pJ(adc_power, cost.period_ns),
+                              "static_power_uW": cost.static_power_uW, "static_pJ": cost.energy_breakdown_pJ["static"],
+                              "energy_pJ": cost.energy_pJ_per_inference})
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps({"rows": rows, "adc_sweep": sweep, "refused": refused},
                                                          indent=1) + "\n")
@@ -144,14 +158,20 @@ def _text(rows: list[dict[str, Any]], sweep: list[dict[str, Any]], refused: list
         layers = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in r["layer_latency_ns"].items())
         lines.append(f"  {r['model']} k={r['k']} {r['objective']}: {layers}")
     lines.append("")
-    lines.append("adcs_per_array sweep at k = 3 (ADC energy = conversions x e_adc_pJ, the same for any ADC count):")
+    lines.append("adcs_per_array sweep at k = 3 with ISAAC's static powers (per ADC 2 mW, per DAC 3.9 uW, per array "
+                 "1.25 uW, per digital lane 50 uW): ADC energy = conversions x e_adc_pJ (conv) + the ADCs' static "
+                 "power x the latency (static; pipelined: x the period); total = every component's energy, static "
+                 "included, of one inference:")
     lines.append(f"{'model':8} {'objective':9} {'lanes':>5} {'adcs':>4} {'ADCs used':>9} {'latency us':>10} "
-                 f"{'inf/s':>9} {'bottleneck':>10} {'ADC busy us':>11} {'ADC pJ':>7}")
+                 f"{'inf/s':>9} {'bottleneck':>10} {'ADC busy us':>11} {'ADC conv pJ':>11} {'ADC static pJ':>13} "
+                 f"{'ADC pJ':>9} {'ADC pipe pJ':>11} {'total pJ':>9}")
     for s in sweep:
         lines.append(f"{s['model']:8} {s['objective']:9} {s['digital_lanes']:>5} {s['adcs_per_array']:>4} "
                      f"{s['adcs_total']:>9} "
                      f"{s['latency_ns'] / 1e3:10.2f} {s['throughput_per_s']:9.0f} {s['bottleneck']:>10} "
-                     f"{s['adc_busy_ns'] / 1e3:11.2f} {s['adc_energy_pJ']:7.1f}")
+                     f"{s['adc_busy_ns'] / 1e3:11.2f} {s['adc_energy_pJ']:11.1f} {s['adc_static_pJ']:13.1f} "
+                     f"{s['adc_energy_pJ'] + s['adc_static_pJ']:9.1f} "
+                     f"{s['adc_energy_pJ'] + s['adc_static_pipelined_pJ']:11.1f} {s['energy_pJ']:9.1f}")
     for r in refused:
         lines.append(f"REFUSED {r['model']} k={r['k']} objective={r['objective']}: {r['error']}")
     return "\n".join(lines) + "\n"

@@ -68,9 +68,14 @@ PERIPHERY_RANGES: dict[str, tuple[float, float]] = {
     "e_write_pulse_pJ": (1e-9, 1e9),
     "e_digital_op_pJ": (1e-9, 1e9),
     "t_dac_ns": (1e-3, 1e9),
+    "p_static_adc_uW": (0.0, 1e9),
+    "p_static_dac_uW": (0.0, 1e9),
+    "p_static_array_uW": (0.0, 1e9),
+    "p_static_digital_uW": (0.0, 1e9),
 }
 """Inclusive range of each real-valued periphery key. Read voltages from 1 mV to 100 V; clocks from 1 kHz to
-1 THz; times from 1 ps to 1 s; energies from 1 zJ (1e-9 pJ) to 1 mJ (1e9 pJ) per event. The seed defaults
+1 THz; times from 1 ps to 1 s; energies from 1 zJ (1e-9 pJ) to 1 mJ (1e9 pJ) per event; static powers from 0 (none,
+the default) to 1 kW (1e9 uW) per component. The seed defaults
 (0.2 V, 100 MHz, 10-100 ns, 0.01-10 pJ) sit decades inside; at the extremes a simulated run of 10^15 events
 still totals under 10^24 pJ or 10^24 ns, finite."""
 

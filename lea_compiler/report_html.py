@@ -366,6 +366,7 @@ def _cost(f: dict[str, Any]) -> str:
          ("ADC conversions", b["adc"], "#f58518"), ("digital periphery", b["digital"], "#e45756")], "ns")
     body += "<h3>Where the energy goes (one inference)</h3>" + _bar(
         [("device reads", e["device_reads"], "#4c78a8"), ("ADC", e["adc"], "#f58518"),
-         ("DAC", e["dac"], "#54a24b"), ("digital", e["digital"], "#e45756")], "pJ")
+         ("DAC", e["dac"], "#54a24b"), ("digital", e["digital"], "#e45756"),
+         ("static", e["static"], "#b279a2")], "pJ")
     body += '<p class="legend">The cost model of docs/simulator.md, on the chip the Program was compiled for.</p>'
     return _section("cost", body)

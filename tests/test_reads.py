@@ -229,10 +229,11 @@ def test_hand_worked_cost_of_three_reads_and_counted_events_agree(tmp_path) -> N
     assert cost.analog_ns == 720.0
     assert cost.digital_cycles == 22 and cost.latency_ns == 1050.0 and cost.cycles_per_inference == 105.0
     assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 23.4375, "adc": 24.0, "dac": 2.0,
-                                                      "digital": 19.8})
+                                                      "digital": 19.8, "static": 0.0})
     one = estimate_cost(tiny(tmp_path, 1))
     assert (one.analog_ns, one.digital_cycles) == (240.0, 10)
-    assert one.energy_breakdown_pJ == pytest.approx({"device_reads": 7.8125, "adc": 8.0, "dac": 2.0, "digital": 9.0})
+    assert one.energy_breakdown_pJ == pytest.approx({"device_reads": 7.8125, "adc": 8.0, "dac": 2.0, "digital": 9.0,
+                                                     "static": 0.0})
     data = Dataset("d", np.array([[1, -1], [-1, 1]], F), np.array([0, 1]))
     counted = simulate(program, [data]).counted
     assert (counted.reads, counted.adc_conversions, counted.dac_conversions, counted.device_reads) == (6, 12, 4, 24)

@@ -127,13 +127,16 @@ class CostModel:
     peak_sample_holds: int = 0  # most reads one array's sample-and-hold keeps waiting for its ADCs
     peak_buffer_words: int = 0  # most converted values waiting for the digital unit
     timed_tasks: int = 0  # tasks the timeline timed
+    static_power_uW: float = 0.0  # the powered hardware's static power (`static_power_uW`)
+    pipelined_static_pJ: float = 0.0  # static energy per inference streamed back to back: power x period
 
 
 def timing_json(cost: CostModel) -> dict[str, Any]:
     """The timing keys of a report (docs/reports.md), from `estimate_cost`'s timeline."""
     return {"period_ns": cost.period_ns, "bottleneck": cost.bottleneck, "layer_latency_ns": dict(cost.layer_latency_ns),
             "busy_ns": dict(cost.busy_ns), "peak_sample_holds": cost.peak_sample_holds,
-            "peak_buffer_words": cost.peak_buffer_words}
+            "peak_buffer_words": cost.peak_buffer_words, "static_power_uW": cost.static_power_uW,
+            "pipelined_static_pJ": cost.pipelined_static_pJ}
 
 
 def _applications(program: Program) -> dict[str, int]:
@@ -207,6 +210,22 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     return plan.scale.v_read_V ** 2 * total
 
 
+def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
+    """The static (bias and leakage) power (uW) of the hardware an inference of the schedule keeps powered:
+    every array the schedule programs, with its `adcs_per_array` ADCs and one DAC per row, and the digital unit
+    with its `digital_lanes` lanes (docs/simulator.md, "Static energy"). Arrays the schedule does not use are
+    taken to be powered off."""
+    p = periphery
+    rows = sum(int(a.level.shape[0]) for a in schedule.arrays.values())
+    per_array = p.p_static_array_uW + p.adcs_per_array * p.p_static_adc_uW
+    return len(schedule.arrays) * per_array + rows * p.p_static_dac_uW + p.digital_lanes * p.p_static_digital_uW
+
+
+def static_energy_pJ(power_uW: float, time_ns: float) -> float:
+    """The energy (pJ) a static power (uW) dissipates over `time_ns` (uW ns = 1e-15 J = 1e-3 pJ)."""
+    return power_uW * time_ns * 1e-3
+
+
 def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tuple[float, float]:
     """Time (s) and energy (uJ) of programming: each pulse takes `t_write_pulse_ns` and `e_write_pulse_pJ`,
     each verify device read `t_mvm_ns` and `e_device_read_pJ + e_adc_pJ`; devices one after the other."""
@@ -220,11 +239,13 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     """The analytic cost model of one inference and of programming (docs/simulator.md), of the Program's
     schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`.
 
-    Energy per component (device reads, ADC, DAC, digital) and per crossbar layer (`energy_by_layer_pJ`; the
-    digital energy of the non-crossbar nodes is in the total only). A layer's device-read energy is
-    `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`: sum V^2 G t over the
-    applied voltages and the simulated chip's conductances), else every row at the full read voltage on the
-    programmed conductances (`full_scale_read_power`)."""
+    Energy per component (device reads, ADC, DAC, digital, static) and per crossbar layer (`energy_by_layer_pJ`;
+    the digital energy of the non-crossbar nodes is in the total only, and the static energy too: the hardware
+    is powered for the whole inference, while the layers overlap in time). The static energy of one inference
+    is `static_power_uW` x the latency; streamed back to back, x the period (`pipelined_static_pJ`). A layer's
+    device-read energy is `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`:
+    sum V^2 G t over the applied voltages and the simulated chip's conductances), else every row at the full
+    read voltage on the programmed conductances (`full_scale_read_power`)."""
     chip = chip or program.chip
     schedule = schedule or schedule_of(program)
     p = chip.periphery
@@ -251,6 +272,8 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
             energy[key] += value
     timing = timeline_of(program, schedule, p)
     latency = timing.latency_ns
+    power = static_power_uW(schedule, p)
+    energy["static"] = static_energy_pJ(power, latency)
     pulses = schedule.program_pulses
     time_s, energy_uJ = programming_cost(pulses, pulses * chip.device.programming.readback_reads, p)
     return CostModel(
@@ -274,4 +297,6 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         peak_sample_holds=timing.peak_sample_holds,
         peak_buffer_words=timing.peak_buffer_words,
         timed_tasks=timing.tasks,
+        static_power_uW=power,
+        pipelined_static_pJ=static_energy_pJ(power, timing.period_ns),
     )

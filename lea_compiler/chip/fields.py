@@ -91,6 +91,10 @@ PERIPHERY_KINDS: dict[str, str] = {
     "e_digital_op_pJ": "positive",
     "t_dac_ns": "positive",
     "digital_lanes": "count",
+    "p_static_adc_uW": "non_negative",
+    "p_static_dac_uW": "non_negative",
+    "p_static_array_uW": "non_negative",
+    "p_static_digital_uW": "non_negative",
     "lines": "lines",
 }
 GAUSSIAN = "gaussian"
@@ -104,7 +108,9 @@ PULSE_KINDS: dict[str, str] = {"step_uS": "positive", "step_sigma_uS": "non_nega
 LINE_KEYS = ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm")
 """The keys of `periphery.lines` (docs/chip-format.md, "Line resistance"), in the order a chip file writes them;
 each is a resistance in ohms, >= 0, and a missing one is 0."""
-OPTIONAL_PERIPHERY = ("e_digital_op_pJ", "t_dac_ns", "digital_lanes", "lines")
+STATIC_POWER_KEYS = ("p_static_adc_uW", "p_static_dac_uW", "p_static_array_uW", "p_static_digital_uW")
+"""The periphery's static (bias and leakage) powers: per ADC, per row DAC, per array, per digital lane."""
+OPTIONAL_PERIPHERY = ("e_digital_op_pJ", "t_dac_ns", "digital_lanes", *STATIC_POWER_KEYS, "lines")
 """Periphery keys a chip file holds only when not at their defaults, so files and fingerprints written before
 the key existed stay what they were."""
 TOP_KEYS = ("format", "version", "name", "device", "periphery", "arrays", "defects")

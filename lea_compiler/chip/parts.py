@@ -232,6 +232,11 @@ class Periphery:
     e_digital_op_pJ: float = 0.9  # a 32-bit float add at 45 nm (Horowitz, ISSCC 2014; docs/chip-format.md)
     t_dac_ns: float = 85.0  # settling of a DAC's output before a read (DAC08 datasheet; docs/chip-format.md)
     digital_lanes: int = 1  # digital ops per clock (one: the serial digital unit; docs/chip-format.md)
+    # Static (bias and leakage) power while powered, per component (none by default; docs/chip-format.md).
+    p_static_adc_uW: float = 0.0  # per ADC
+    p_static_dac_uW: float = 0.0  # per row DAC
+    p_static_array_uW: float = 0.0  # per array (its sense amplifiers, sample-and-holds, bias)
+    p_static_digital_uW: float = 0.0  # per digital lane
     lines: LineModel = _NO_LINES  # no line resistance: no IR drop (docs/chip-format.md, "Line resistance")
 
     def __post_init__(self) -> None:

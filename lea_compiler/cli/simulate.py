@@ -187,7 +187,9 @@ def timing_text(r: dict[str, Any]) -> str:
             f"busy time per inference, us (summed over the resources): DAC {b['dac'] / 1e3:.2f}, reads "
             f"{b['read'] / 1e3:.2f}, ADC {b['adc'] / 1e3:.2f}, digital {b['digital'] / 1e3:.2f}; bottleneck "
             f"{r['bottleneck']} ({r['period_ns'] / 1e3:.2f} us a sample); most waiting: {r['peak_sample_holds']} "
-            f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values")
+            f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values\n"
+            f"static power of the powered hardware: {r['static_power_uW']:g} uW, {r['pipelined_static_pJ']:.1f} pJ "
+            "per inference pipelined")
 
 
 def print_report(r: dict[str, Any]) -> None:
@@ -217,7 +219,7 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"per inference: {r['cycles_per_inference']:.0f} cycles, latency {r['latency_ns'] / 1e3:.2f} us, "
           f"{r['throughput_per_s']:.0f} inferences/s pipelined, {r['energy_pJ_per_inference']:.1f} pJ "
           f"(device reads {e['device_reads']:.1f}, ADC {e['adc']:.1f}, DAC {e['dac']:.1f}, "
-          f"digital {e['digital']:.1f})")
+          f"digital {e['digital']:.1f}, static {e['static']:.1f})")
     print(timing_text(r))
     layers = ", ".join(f"{printable(k)} {sum(v.values()):.1f} ({v['device_reads']:.1f} + {v['adc']:.1f} + "
                        f"{v['dac']:.1f} + {v['digital']:.1f})" for k, v in r["energy_by_layer_pJ"].items())

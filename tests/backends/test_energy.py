@@ -80,7 +80,8 @@ def test_two_layers_by_hand_per_layer_and_per_component(tmp_path) -> None:
     assert cost.energy_by_layer_pJ["fc1"] == pytest.approx({"device_reads": 4.296875, **rest}, rel=1e-4)
     assert cost.energy_by_layer_pJ["fc2"] == pytest.approx({"device_reads": 5.234375, **rest}, rel=1e-3)
     assert cost.energy_breakdown_pJ == pytest.approx(
-        {"device_reads": 4.296875 + 5.234375, "adc": 16.0, "dac": 4.0, "digital": 60.0}, rel=1e-3)
+        {"device_reads": 4.296875 + 5.234375, "adc": 16.0, "dac": 4.0, "digital": 60.0,
+         "static": 0.0}, rel=1e-3)
     assert cost.energy_pJ_per_inference == pytest.approx(sum(cost.energy_breakdown_pJ.values()), rel=1e-12)
     out = report.to_json()
     assert out["energy_by_layer_pJ"] == cost.energy_by_layer_pJ and out["device_energy"] == "measured"

@@ -85,8 +85,9 @@ def test_hand_worked_cost_and_counted_events_agree(tmp_path) -> None:
     assert cost.digital_cycles == 10 and cost.latency_ns == 490.0 and cost.cycles_per_inference == 49.0
     assert cost.period_ns == 370.0 and cost.bottleneck == "array 0" and cost.layer_latency_ns == {"mm": 490.0}
     # device reads at full scale (no data): 0.25^2 V^2 x (280 + 100 + 100 + 250 + 100 + 250 + 100 + 100) uS x
-    # 100 ns = 8 pJ; digital: 10 ops x 0.9 pJ
-    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 8.0, "adc": 8.0, "dac": 2.0, "digital": 9.0})
+    # 100 ns = 8 pJ; digital: 10 ops x 0.9 pJ; no static power by default
+    assert cost.energy_breakdown_pJ == pytest.approx({"device_reads": 8.0, "adc": 8.0, "dac": 2.0, "digital": 9.0,
+                                                      "static": 0.0})
     # levels programmed: G+ [[-, 0], [0, 1]], G- [[0, 1], [0, 0]] -> pulses (level + 1) = 1+1+2 + 1+2+1+1
     assert cost.program_pulses == 9
     report = simulate(program, [data])

@@ -43,6 +43,7 @@ from lea_compiler.schedule.records import (
     _object_of,
     _optional,
     _positive,
+    _real,
     _schema,
     _show,
     _text,
@@ -91,6 +92,13 @@ def _board_array(value: Any) -> BoardArray:
     return BoardArray(**_object_of({"id": _index, "rows": _count, "cols": _count})(value))
 
 
+def _non_negative(value: Any) -> float:
+    number = _real(value)
+    if number < 0:
+        raise _Bad(f"{_show(value)} is negative")
+    return number
+
+
 _PERIPHERY_KEYS: dict[str, Checker] = {
     "v_read_V": _positive,
     "dac_bits": _count,
@@ -107,6 +115,10 @@ _PERIPHERY_KEYS: dict[str, Checker] = {
     "e_digital_op_pJ": _positive,
     "t_dac_ns": _positive,
     "digital_lanes": _count,
+    "p_static_adc_uW": _non_negative,
+    "p_static_dac_uW": _non_negative,
+    "p_static_array_uW": _non_negative,
+    "p_static_digital_uW": _non_negative,
 }
 OPTIONAL_PERIPHERY_KEYS = frozenset(OPTIONAL_PERIPHERY)
 """Header periphery keys written only when not at their defaults (as in a chip file), so board files keep the
