@@ -18,7 +18,11 @@ bias, tanh between layers) timed in the same run with the same threads:
 - whole `simulate()`: `lea_compiler.backends.sim.simulate` on the data (programming the devices, the forward,
   the digital reference, the software baseline by onnxruntime, the cost model);
 - whole `leac simulate` process: `python -m lea_compiler simulate PROGRAM --data DATA --json` in a fresh
-  process with OMP/OPENBLAS threads set, of the tree the benchmark imports `lea_compiler` from.
+  process with OMP/OPENBLAS threads set, of the tree the benchmark imports `lea_compiler` from;
+- the cost model: `estimate_cost` as `simulate()` calls it once per run (the lowered schedule given, the
+  device-read energy measured), and without data (`leac report`: the full-scale device-read bound), in ms, not
+  a ratio (its work does not grow with the samples). `--cost-only` measures only these (one thread), quickly:
+  the before/after of a change to the cost model, e.g. with `PYTHONPATH=OTHER_TREE`.
 
 Wall and CPU time (user + system of the process, or of the child process) are both recorded. The ratios with
 one thread are of CPU times, which other jobs on a shared machine disturb less than wall times (with one BLAS
@@ -30,6 +34,7 @@ commit before a change) with this script.
 The fastest of `--repeats` runs is kept (the machine is shared; the minimum is the least disturbed run).
 
 Run:  python benchmarks/bench_sim.py [--samples 1000] [--repeats 5] [--out benchmarks/results/sim.json]
+      python benchmarks/bench_sim.py --cost-only [--repeats 20] [--out benchmarks/results/sim_cost.json]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from threadpoolctl import threadpool_limits
 
 import lea_compiler
 from lea_compiler import interpreter
+from lea_compiler.backends.cost import estimate_cost
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
@@ -140,12 +146,28 @@ def process_seconds(program: Path, data: Path, threads: int, repeats: int) -> tu
     return min(wall), min(cpu)
 
 
-def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, weights: list[np.ndarray],
-            biases: list[np.ndarray], model: Path, repeats: int) -> list[dict[str, Any]]:
+def anchor_program(model: Path, size: int, k: int) -> Any:
+    """The anchor MLP compiled (greedy placer) for a 2%-stuck chip of `size` x `size` arrays, 10% spare."""
     regions = sum(-(-(m + 1) // size) * -(-n // size) for m, n in zip(SIZES[:-1], SIZES[1:], strict=True)) * 2 * k
     chip = synth_chip(arrays=regions + regions // 10 + 4, rows=size, cols=size, stuck_high=0.015,
                       stuck_low=0.005, seed=0)
-    program = compile_model(model, chip, CompileOptions(k=k, placer="greedy")).program
+    return compile_model(model, chip, CompileOptions(k=k, placer="greedy")).program
+
+
+def cost_model_ms(program: Any, repeats: int) -> dict[str, float]:
+    """CPU ms of `estimate_cost` (the fastest of `repeats`): as `simulate()` calls it (its schedule lowered, the
+    measured device-read energy given) and without data (the full-scale bound of every read)."""
+    schedule = schedule_of(program)
+    measured = {name: 1.0 for name in schedule.layers}
+    _, with_data = best_of(estimate_cost, program, program.chip, schedule, device_read_pJ=measured, repeats=repeats)
+    _, without = best_of(estimate_cost, program, program.chip, schedule, repeats=repeats)
+    return {"cost_model_ms": 1e3 * with_data, "cost_model_full_scale_ms": 1e3 * without}
+
+
+def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, weights: list[np.ndarray],
+            biases: list[np.ndarray], model: Path, repeats: int) -> list[dict[str, Any]]:
+    program = anchor_program(model, size, k)
+    chip = program.chip
     program_path, data_path = tmp / f"mlp_{size}_{k}.leac", tmp / "data.npz"
     program.save(program_path)
     np.savez(data_path, x=x, y=labels)
@@ -164,10 +186,11 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
             noise = best_of(noise_draws, layers, len(x), repeats=repeats)
             forward = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels, repeats=repeats)
             whole = best_of(simulate, program, [data], seed=0, repeats=repeats)
+            cost = cost_model_ms(program, repeats)
         process = process_seconds(program_path, data_path, threads, max(1, repeats // 2))
         row: dict[str, Any] = {"array": f"{size}x{size}", "k": k, "blas_threads": threads, "samples": len(x),
                                "devices": program.devices_used,
-                               "regions": sum(len(p.reads) for p in schedule.layers.values())}
+                               "regions": sum(len(p.reads) for p in schedule.layers.values()), **cost}
         for key, (wall, cpu) in (("ideal_numpy", ideal), ("products", products), ("noise_draws", noise),
                                  ("crossbar_forward", forward), ("simulate", whole), ("process", process)):
             row[f"{key}_s"], row[f"{key}_cpu_s"] = wall, cpu
@@ -180,7 +203,8 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
               f"{row['products_ratio']:.1f}x; noise draws {row['noise_draws_ratio']:.1f}x; forward "
               f"{row['crossbar_forward' + clock] * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() "
               f"{row['simulate' + clock] * 1e3:.1f} ms ({row['simulate_ratio']:.1f}x); process "
-              f"{row['process' + clock]:.2f} s ({row['process_ratio']:.0f}x)", flush=True)
+              f"{row['process' + clock]:.2f} s ({row['process_ratio']:.0f}x); cost model "
+              f"{cost['cost_model_ms']:.1f} ms", flush=True)
     return rows
 
 
@@ -198,15 +222,54 @@ def table(rows: list[dict[str, Any]], threads: int) -> str:
                        ("simulate", "whole `leac.simulate()`"), ("process", "whole `leac simulate` process")):
         fmt = "{:.0f}x" if key == "process" else "{:.1f}x"
         lines.append(f"| {label} | " + " | ".join(fmt.format(r[f"{key}_ratio"]) for r in chosen) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + cost_lines(chosen))
+
+
+def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The cost model's rows of a table (CPU ms, whatever the threads: it makes no BLAS calls)."""
+    return [f"| {label} | " + " | ".join(f"{r[key]:.1f}" for r in rows) + " |"
+            for key, label in (("cost_model_ms", "cost model as `simulate()` runs it (CPU ms)"),
+                               ("cost_model_full_scale_ms", "cost model without data, full-scale reads (CPU ms)"))]
+
+
+def cost_only(model: Path, repeats: int) -> list[dict[str, Any]]:
+    """Only the cost model's time, per array size and k (one BLAS thread)."""
+    rows = []
+    for size in ARRAYS:
+        for k in COPIES:
+            program = anchor_program(model, size, k)
+            with threadpool_limits(limits=1):
+                row = {"array": f"{size}x{size}", "k": k, "regions": sum(len(p.reads) for p in
+                                                                          schedule_of(program).layers.values()),
+                       **cost_model_ms(program, repeats)}
+            rows.append(row)
+            print(f"{size}x{size} k={k}: {row['regions']} regions; cost model {row['cost_model_ms']:.1f} ms, without "
+                  f"data {row['cost_model_full_scale_ms']:.1f} ms", flush=True)
+    head = " | ".join(f"{r['array'].replace('x', ' x ')}, k = {r['k']}" for r in rows)
+    print("\n".join([f"| 1 BLAS thread | {head} |", "| --- |" + " --- |" * len(rows), *cost_lines(rows)]))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sim.json"))
+    parser.add_argument("--out", default=None, help="default benchmarks/results/sim.json (sim_cost.json with "
+                        "--cost-only)")
+    parser.add_argument("--cost-only", action="store_true", help="only the cost model's time (estimate_cost)")
     args = parser.parse_args()
+    out = Path(args.out or ROOT / "benchmarks" / "results" / ("sim_cost.json" if args.cost_only else "sim.json"))
+    if args.cost_only:
+        load = os.getloadavg()
+        with tempfile.TemporaryDirectory() as tmp_name:
+            anchor_mlp(Path(tmp_name) / "mlp.onnx")
+            rows = cost_only(Path(tmp_name) / "mlp.onnx", args.repeats)
+        print(f"tree {TREE}; load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"rows": rows, "repeats": args.repeats, "tree": str(TREE),
+                                   "load_average": [load, os.getloadavg()]}, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
     rows: list[dict[str, Any]] = []
     load = os.getloadavg()
@@ -225,9 +288,9 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} after")
     result = {"rows": rows, "peak_rss_MiB": peak, "samples": args.samples, "repeats": args.repeats,
               "tree": str(TREE), "load_average": [load, os.getloadavg()]}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

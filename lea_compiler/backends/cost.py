@@ -9,7 +9,6 @@ The simulator (`backends/sim.py`) counts the same events while it runs and repor
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,17 +74,16 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     A grouped layer (`groups` = G > 1) is applied to a run of G vectors, one per group: vector g reads only the
     regions of the blocks that hold group g's columns and converts only those columns (their devices are the
     ones it reads), so every column is converted once per run, as in a layer of one vector."""
-    p = periphery
-    busy: dict[int, float] = defaultdict(float)
-    reads = adc = dac = devices = ops = 0
-    for job in read_jobs(plan):
-        n, columns = job.reads, job.columns
-        busy[job.array] += rounds_ns(p, job.rounds, n)
-        reads += n
-        adc += n * columns
-        dac += job.rows
-        devices += n * job.rows * columns
-        ops += (n - 1) * columns + columns if n > 1 else 0  # the mean of the N digitised reads
+    jobs = read_jobs(plan)
+    n, columns = jobs.reads, jobs.columns
+    # each array's reads and conversions, added job by job in schedule order (bincount adds in order)
+    busy = np.bincount(np.unique(jobs.array, return_inverse=True)[1],
+                       rounds_ns(periphery, jobs.rounds, n))  # type: ignore[arg-type]
+    reads = int(np.sum(n))
+    adc = int(np.sum(n * columns))
+    dac = int(np.sum(jobs.rows))
+    devices = int(np.sum(n * jobs.rows * columns))
+    ops = int(np.sum((n * columns)[n > 1]))  # the mean of the N digitised reads: N - 1 additions, one division
     start = plan.start
     for combine in plan.combines:
         cols = combine.col_stop - combine.col_start
@@ -96,7 +94,7 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     ops += start.cols  # scale
     ops += start.cols if plan.bias is not None else 0
     ops += vector_max_ops(plan)  # each vector's own full scale: max |x_i|
-    return LayerCost(reads, adc, dac, devices, ops, max(busy.values(), default=0.0))
+    return LayerCost(reads, adc, dac, devices, ops, float(np.max(busy, initial=0.0)))
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ def layer_step(plan: LayerPlan, applications: int, periphery: Periphery, inputs:
     """A crossbar layer as the timeline runs it (`backends.timing`): its reads, and its digital ops split into
     the input maximum before the reads and the rest (`layer_cost`) after the conversions."""
     pre = vector_max_ops(plan)
-    return LayerStep(plan.name, tuple(read_jobs(plan)), pre, layer_cost(plan, periphery).digital_ops - pre,
+    return LayerStep(plan.name, read_jobs(plan), pre, layer_cost(plan, periphery).digital_ops - pre,
                      applications, inputs or (plan.start.input,), outputs or (plan.start.output,))
 
 
@@ -204,10 +202,26 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     the conductances the Program programs (stuck values where it skipped a device): the device-read power the
     analytic model charges without data (an upper bound of the DAC's voltages; `leac simulate` measures it).
     A grouped layer's run drives each column's devices once, with its group's vector, so the bound is the same."""
-    levels = schedule.levels_uS
-    total = sum(read.reads * float(np.sum(schedule.arrays[read.array].conductance(read, levels)))
-                for read, _ in plan.reads)
-    return plan.scale.v_read_V ** 2 * total
+    if not plan.reads:
+        return 0.0
+    array, row, rows, col, cols, reads = np.array([(read.array, read.row, read.rows, read.col, read.cols, read.reads)
+                                                   for read, _ in plan.reads], dtype=np.int64).T
+    ids, which = np.unique(array, return_inverse=True)
+    whole = [schedule.arrays[int(a)].conductances(schedule.levels_uS) for a in ids]
+    width = np.array([g.shape[1] for g in whole], dtype=np.int64)
+    base = np.cumsum([0] + [g.size for g in whole])[:-1]  # where each array starts in `flat`, row after row
+    flat = np.concatenate([g.ravel() for g in whole] + [np.zeros(1)])
+    region = np.repeat(np.arange(len(rows)), rows)  # every region row, region by region
+    at = row[region] + np.arange(len(region)) - np.repeat(np.cumsum(rows) - rows, rows)
+    begin = base[which[region]] + at * width[which[region]] + col[region]
+    # the sums of flat[begin:begin + cols]: reduceat sums from each index to the next, so give it every row's
+    # begin and end, in order of begin (the gaps between rows then cost little), and keep every other sum
+    order = np.argsort(begin, kind="stable")
+    bounds = np.stack([begin[order], begin[order] + cols[region][order]], axis=1).ravel()
+    row_sums = np.empty(len(region))
+    row_sums[order] = np.add.reduceat(flat, bounds)[::2]
+    row_sums[cols[region] == 0] = 0.0  # reduceat gives flat[begin] for an empty row
+    return plan.scale.v_read_V ** 2 * float(np.sum(reads * np.bincount(region, row_sums, len(rows))))
 
 
 def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:

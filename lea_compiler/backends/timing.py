@@ -29,7 +29,8 @@ pipeline stage's busy time, the `bottleneck`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,25 +54,70 @@ class ReadJob:
     rounds: int
 
 
-def read_jobs(plan: LayerPlan) -> list[ReadJob]:
+@dataclass(frozen=True, eq=False)
+class ReadJobs:
+    """The reads of one layer application in schedule order, one column per `ReadJob` field (int64 arrays, read
+    only): the timeline and the cost model take a layer's reads in a few numpy passes, not one object each."""
+
+    array: np.ndarray
+    reads: np.ndarray
+    rows: np.ndarray
+    columns: np.ndarray
+    rounds: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("array", "reads", "rows", "columns", "rounds"):
+            column = np.array(getattr(self, name), dtype=np.int64).reshape(-1)
+            column.setflags(write=False)
+            object.__setattr__(self, name, column)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @classmethod
+    def of(cls, jobs: Iterable[ReadJob]) -> ReadJobs:
+        """The columns of `jobs` (e.g. hand-worked ones), in their order."""
+        table = np.array([(j.array, j.reads, j.rows, j.columns, j.rounds) for j in jobs], dtype=np.int64)
+        return cls(*table.reshape(-1, 5).T)
+
+    def items(self) -> list[ReadJob]:
+        """The jobs one by one (for a reference loop or a reader; the timeline never asks)."""
+        return [ReadJob(*map(int, row)) for row in zip(self.array, self.reads, self.rows, self.columns, self.rounds,
+                                                        strict=True)]
+
+
+_JOBS: weakref.WeakKeyDictionary[LayerPlan, ReadJobs] = weakref.WeakKeyDictionary()
+
+
+def read_jobs(plan: LayerPlan) -> ReadJobs:
     """The reads one application of a layer makes, in schedule order (docs/simulator.md).
 
     A grouped layer (`groups` = G > 1) is applied to a run of G vectors: vector g reads only the regions of the
     blocks holding group g's columns and converts only those columns, so a read record is one job per group
-    whose columns it holds (in group order)."""
+    whose columns it holds (in group order). Found once per plan (the cost model, the timeline and the
+    simulator each ask)."""
+    jobs = _JOBS.get(plan)
+    if jobs is None:
+        jobs = _JOBS[plan] = _read_jobs(plan)
+    return jobs
+
+
+def _read_jobs(plan: LayerPlan) -> ReadJobs:
     groups = plan.start.groups
     block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
-    jobs = []
-    for read, convert in plan.reads:
-        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
-        for g in range(groups):
-            g0, g1 = group_columns(g, plan.start.cols, groups) if groups > 1 else (c0, c1)
-            columns = min(c1, g1) - max(c0, g0)  # the block's columns of group g
-            if columns <= 0:
-                continue  # this group's vector does not read the block
-            rounds = convert.rounds if groups == 1 else -(-columns // convert.adcs)
-            jobs.append(ReadJob(read.array, read.reads, read.rows, columns, rounds))
-    return jobs
+    table = np.array([(read.array, read.reads, read.rows, convert.rounds, convert.adcs,
+                       *block_columns.get(read.block, (0, convert.col_stop - convert.col_start)))
+                      for read, convert in plan.reads], dtype=np.int64).reshape(-1, 7)
+    array, reads, rows, rounds, adcs, c0, c1 = table.T
+    if groups == 1:
+        columns = c1 - c0
+        keep = columns > 0  # a block without columns is not read
+        return ReadJobs(array[keep], reads[keep], rows[keep], columns[keep], rounds[keep])
+    bounds = np.array([group_columns(g, plan.start.cols, groups) for g in range(groups)], dtype=np.int64)
+    columns = np.minimum(c1[:, None], bounds[None, :, 1]) - np.maximum(c0[:, None], bounds[None, :, 0])  # (reads, G)
+    read, _ = np.nonzero(columns > 0)  # read by read, group by group: the schedule's order
+    columns = columns[columns > 0]
+    return ReadJobs(array[read], reads[read], rows[read], columns, -(-columns // adcs[read]))
 
 
 def vector_max_ops(plan: LayerPlan) -> int:
@@ -86,7 +132,7 @@ class LayerStep:
     (`pre_ops`) and after the conversions (`post_ops`) per application, and its applications per sample."""
 
     name: str
-    jobs: tuple[ReadJob, ...]
+    jobs: ReadJobs
     pre_ops: int
     post_ops: int
     applications: int
@@ -135,48 +181,59 @@ class Timing:
         return 1e9 / self.period_ns if self.period_ns > 0 else math.inf
 
 
-def fifo(release: np.ndarray, duration: np.ndarray, free: float) -> np.ndarray:
+def fifo(release: np.ndarray, duration: np.ndarray, free: float | np.ndarray) -> np.ndarray:
     """End times of tasks served in order by one resource free from `free`: task k starts at
-    max(its release, the end of task k - 1) (module docstring)."""
-    if len(release) == 0:
-        return np.zeros(0)
-    total = np.cumsum(duration)
-    return total + np.maximum(free, np.maximum.accumulate(release - (total - duration)))
+    max(its release, the end of task k - 1) (module docstring). With 2-D `release` and `duration`, each row is
+    one resource's queue and `free` holds each one's free time."""
+    if release.shape[-1] == 0:
+        return np.zeros(release.shape)
+    total = np.cumsum(duration, axis=-1)
+    start = np.maximum.accumulate(release - (total - duration), axis=-1)
+    return total + np.maximum(free[..., None] if isinstance(free, np.ndarray) else free, start)
 
 
-def _peak(times: np.ndarray, weights: np.ndarray) -> int:
+def _peak(times: np.ndarray, weights: np.ndarray, owners: np.ndarray | None = None) -> int:
     """The largest running sum of `weights` (+ on arrival, - on departure) over events sorted by time,
-    departures first at equal times."""
+    departures first at equal times; with `owners`, the largest of each owner's own running sums (each array's
+    sample-and-hold): its events sorted owner by owner, whose weights sum to 0, so one running sum does."""
     if len(times) == 0:
         return 0
-    order = np.lexsort((weights, times))
+    order = np.lexsort((weights, times) if owners is None else (weights, times, owners))
     return int(max(0, np.max(np.cumsum(weights[order]))))
 
 
+@dataclass
+class _Queues:
+    """Every array's and ADC bank's free time and busy time, indexed by array id."""
+
+    array_free: np.ndarray
+    adc_free: np.ndarray
+    array_busy: np.ndarray
+    adc_busy: np.ndarray
+    used: np.ndarray  # bool: the array (and its ADC bank) has served a task
+
+    @classmethod
+    def of(cls, size: int) -> _Queues:
+        return cls(np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size, dtype=bool))
+
+
 class _Timeline:
-    def __init__(self, periphery: Periphery, bars: bool) -> None:
+    def __init__(self, periphery: Periphery, bars: bool, arrays: int) -> None:
         p = periphery
         self.p = p
         self.clock_ns = 1e3 / p.clock_MHz
-        self.free: dict[str, float] = {}
-        self.busy: dict[str, float] = {}
+        self.queues = _Queues.of(arrays)
+        self.digital_free = 0.0
+        self.digital_busy: float | None = None  # None until the digital unit serves a task
         self.kind_busy = {"dac": 0.0, "read": 0.0, "adc": 0.0, DIGITAL: 0.0}
         self.keep_bars = bars
         self.bars: list[Bars] = []
-        self.holds: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # per array: (times, weights)
+        self.holds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (times, reads +/-, array) per queue group
         self.buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self.tasks = 0
 
     def digital_ns(self, ops: int) -> float:
         return math.ceil(ops / self.p.digital_lanes) * self.clock_ns
-
-    def serve(self, resource: str, release: np.ndarray, duration: np.ndarray) -> np.ndarray:
-        end = fifo(release, duration, self.free.get(resource, 0.0))
-        if len(end):
-            self.free[resource] = float(end[-1])
-            self.busy[resource] = self.busy.get(resource, 0.0) + float(np.sum(duration))
-        self.tasks += len(end)
-        return end
 
     def bar(self, resource: str, kind: str, step: str, start: np.ndarray, end: np.ndarray) -> None:
         if self.keep_bars and len(start):
@@ -184,53 +241,104 @@ class _Timeline:
 
     def digital(self, step: str, release: np.ndarray, ops: int) -> np.ndarray:
         duration = np.full(len(release), self.digital_ns(ops))
-        end = self.serve(DIGITAL, release, duration)
+        end = fifo(release, duration, self.digital_free)
+        if len(end):
+            self.digital_free = float(end[-1])
+            self.digital_busy = (self.digital_busy or 0.0) + float(np.sum(duration))
+        self.tasks += len(end)
         self.kind_busy[DIGITAL] += float(np.sum(duration))
         self.bar(DIGITAL, DIGITAL, step, end - duration, end)
         return end
 
     def layer(self, step: LayerStep, ready: float) -> tuple[float, float]:
-        """Time a layer's applications from `ready` (its input's); returns (first start, last end)."""
-        p, n = self.p, step.applications
+        """Time a layer's applications from `ready` (its input's); returns (first start, last end).
+
+        Each array serves its tasks (application by application, its jobs in schedule order) through `fifo`,
+        then its ADC bank the conversions; arrays holding equally many of the layer's jobs are timed together,
+        one row each, so a layer costs a few numpy passes per distinct jobs-per-array count, not per read."""
+        p, n, jobs, q = self.p, step.applications, step.jobs, self.queues
         release = np.full(n, ready)
         first = math.inf
         if step.pre_ops:
             release = self.digital(step.name, release, step.pre_ops)
             first = float(release[0]) - self.digital_ns(step.pre_ops)
         done = release.copy()
-        arrays: dict[int, list[ReadJob]] = {}
-        for job in step.jobs:
-            arrays.setdefault(job.array, []).append(job)
-        for array, jobs in arrays.items():
-            m = len(jobs)
-            reads = np.tile([float(j.reads) for j in jobs], n)
-            hold = np.tile([p.t_dac_ns + j.reads * p.t_mvm_ns for j in jobs], n)
-            convert = np.tile([j.reads * j.rounds * p.t_adc_ns for j in jobs], n)
-            words = np.tile([float(j.reads * j.columns) for j in jobs], n)
-            read_end = self.serve(f"array {array}", np.repeat(release, m), hold)
-            adc_end = self.serve(f"adc {array}", read_end, convert)
-            self.kind_busy["dac"] += n * m * p.t_dac_ns
-            self.kind_busy["read"] += float(np.sum(hold)) - n * m * p.t_dac_ns
-            self.kind_busy["adc"] += float(np.sum(convert))
-            done = np.maximum(done, adc_end.reshape(n, m).max(axis=1))
-            first = min(first, float(read_end[0] - hold[0]))
-            self.holds.setdefault(array, []).append((np.concatenate([read_end, adc_end]),
-                                                     np.concatenate([reads, -reads])))
-            self.buffer.append((adc_end, words))
-            self.bar(f"array {array}", "dac", step.name, read_end - hold, read_end - hold + p.t_dac_ns)
-            self.bar(f"array {array}", "read", step.name, read_end - hold + p.t_dac_ns, read_end)
-            self.bar(f"adc {array}", "adc", step.name, adc_end - convert, adc_end)
+        hold = p.t_dac_ns + jobs.reads * p.t_mvm_ns  # per job: the DACs settle, then its reads
+        convert = (jobs.reads * jobs.rounds) * p.t_adc_ns
+        words = (jobs.reads * jobs.columns).astype(np.float64)
+        ids, seen, inverse, counts = np.unique(jobs.array, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        by_array = np.argsort(inverse, kind="stable")  # job indices array by array, in schedule order within each
+        offsets = np.cumsum(counts) - counts
+        hold_sum, convert_sum = np.zeros(len(ids)), np.zeros(len(ids))
+        rows: dict[int, tuple[np.ndarray, ...]] = {}  # per array (index into ids), for the bars
+        for count in np.unique(counts):
+            group = np.flatnonzero(counts == count)  # the arrays holding `count` jobs each
+            index = by_array[offsets[group][:, None] + np.arange(count)]  # (arrays, count) job indices
+            shape = (len(group), n, int(count))
+            d_hold = np.repeat(hold[index][:, None, :], n, axis=1).reshape(len(group), -1)  # (arrays, tasks)
+            d_convert = np.repeat(convert[index][:, None, :], n, axis=1).reshape(len(group), -1)
+            on = ids[group]
+            read_end = fifo(np.repeat(release, count)[None, :], d_hold, q.array_free[on])
+            adc_end = fifo(read_end, d_convert, q.adc_free[on])
+            q.array_free[on], q.adc_free[on] = read_end[:, -1], adc_end[:, -1]
+            hold_sum[group], convert_sum[group] = np.sum(d_hold, axis=1), np.sum(d_convert, axis=1)
+            q.array_busy[on] += hold_sum[group]
+            q.adc_busy[on] += convert_sum[group]
+            q.used[on] = True
+            self.tasks += 2 * read_end.size
+            done = np.maximum(done, adc_end.reshape(shape).max(axis=(0, 2)))
+            first = min(first, float(np.min(read_end[:, 0] - d_hold[:, 0])))
+            reads = np.repeat(jobs.reads[index][:, None, :], n, axis=1).reshape(-1)
+            owner = np.repeat(on, read_end.shape[1])
+            self.holds.append((np.concatenate([read_end.ravel(), adc_end.ravel()]), np.concatenate([reads, -reads]),
+                               np.concatenate([owner, owner])))
+            self.buffer.append((adc_end.ravel(), np.repeat(words[index][:, None, :], n, axis=1).reshape(-1)))
+            if self.keep_bars:
+                rows.update({int(g): (read_end[i], d_hold[i], adc_end[i], d_convert[i]) for i, g in enumerate(group)})
+        # per resource kind, the arrays' busy times added in the order the layer first reads them (as one array
+        # at a time would add them)
+        order = np.argsort(seen, kind="stable")
+        dac = (n * counts[order]) * p.t_dac_ns
+        self.kind_busy["dac"] = _added(self.kind_busy["dac"], dac)
+        self.kind_busy["read"] = _added(self.kind_busy["read"], hold_sum[order] - dac)
+        self.kind_busy["adc"] = _added(self.kind_busy["adc"], convert_sum[order])
+        for g in order if self.keep_bars else ():
+            read_end, d_hold, adc_end, d_convert = rows[int(g)]
+            self.bar(f"array {ids[g]}", "dac", step.name, read_end - d_hold, read_end - d_hold + p.t_dac_ns)
+            self.bar(f"array {ids[g]}", "read", step.name, read_end - d_hold + p.t_dac_ns, read_end)
+            self.bar(f"adc {ids[g]}", "adc", step.name, adc_end - d_convert, adc_end)
         end = self.digital(step.name, done, step.post_ops)
-        words_per_app = float(sum(j.reads * j.columns for j in step.jobs))
+        words_per_app = float(np.sum(jobs.reads * jobs.columns))
         self.buffer.append((end, np.full(n, -words_per_app)))  # the words wait until their combine is done
         first = min(first, float(end[0] - self.digital_ns(step.post_ops)))
         return first, float(end[-1])
+
+    def bottleneck(self) -> tuple[float, str]:
+        """The busiest resource's busy time and name (of equally busy ones, the name that sorts last)."""
+        q = self.queues
+        used = np.flatnonzero(q.used)
+        busiest = max(float(np.max(q.array_busy[used], initial=0.0)), float(np.max(q.adc_busy[used], initial=0.0)))
+        if self.digital_busy is not None:
+            busiest = max(busiest, self.digital_busy)
+        if self.digital_busy is None and not len(used):
+            return 0.0, DIGITAL
+        names = [f"array {a}" for a in used[q.array_busy[used] == busiest]]
+        names += [f"adc {a}" for a in used[q.adc_busy[used] == busiest]]
+        names += [DIGITAL] if self.digital_busy == busiest else []
+        return busiest, max(names)
+
+
+def _added(total: float, values: np.ndarray) -> float:
+    """total + values[0] + values[1] + ..., added one after the other (np.cumsum adds in order)."""
+    return float(np.cumsum(np.concatenate(([total], values)))[-1])
 
 
 def run_timeline(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery, *, bars: bool = False) -> Timing:
     """Time one inference of `steps` (in schedule order) on the periphery's resources (module docstring); with
     `bars`, keep every task's interval for a picture (`lea_compiler.plot_timeline`)."""
-    line = _Timeline(periphery, bars)
+    arrays = max((int(np.max(s.jobs.array)) + 1 for s in steps if isinstance(s, LayerStep) and len(s.jobs)), default=0)
+    line = _Timeline(periphery, bars, arrays)
     ready: dict[str, float] = {}
     spans: dict[str, float] = {}
     latency = 0.0
@@ -248,26 +356,23 @@ def run_timeline(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery,
             ready[name] = end
         spans[step.name] = end - first
         latency = max(latency, end)
-    period, bottleneck = max(((busy, name) for name, busy in line.busy.items()), default=(0.0, DIGITAL))
-    holds = max((_peak(*_stack(parts)) for parts in line.holds.values()), default=0)
-    kinds = {kind: 0 for kind in ("array", "adc", DIGITAL)}
-    for name in line.busy:
-        kinds[name.split()[0]] += 1
+    period, bottleneck = line.bottleneck()
+    used = int(np.count_nonzero(line.queues.used))
     return Timing(
         latency_ns=latency,
         period_ns=period,
         bottleneck=bottleneck,
         step_latency_ns=spans,
         busy_ns=line.kind_busy,
-        resources=kinds,
-        peak_sample_holds=holds,
+        resources={"array": used, "adc": used, DIGITAL: int(line.digital_busy is not None)},
+        peak_sample_holds=_peak(*_stack(line.holds)),
         peak_buffer_words=_peak(*_stack(line.buffer)),
         tasks=line.tasks,
         bars=tuple(line.bars),
     )
 
 
-def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _stack(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     if not parts:
         return np.zeros(0), np.zeros(0)
-    return np.concatenate([t for t, _ in parts]), np.concatenate([w for _, w in parts])
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))

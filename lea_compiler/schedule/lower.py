@@ -72,11 +72,17 @@ class ArrayProgram:
         stuck values (what the Program represents, `program.represented_matrix`), or with `stuck=False` the
         levels the skipped devices should have had. A fresh array; the whole array's is computed once (lowering,
         the cost model and the simulator each ask for every region)."""
+        return self.conductances(levels_uS, stuck=stuck)[region_window(read)].copy()
+
+    def conductances(self, levels_uS: np.ndarray, *, stuck: bool = True) -> np.ndarray:
+        """The whole array's conductances as `conductance` gives a region's: computed once, read only."""
         key = (np.asarray(levels_uS).tobytes(), stuck)
         if key not in self._whole:
             skipped = self.stuck_uS if stuck else levels_uS[self.target]
-            self._whole[key] = np.where(self.level >= 0, levels_uS[np.maximum(self.level, 0)], skipped)
-        return self._whole[key][region_window(read)].copy()
+            whole = np.where(self.level >= 0, levels_uS[np.maximum(self.level, 0)], skipped)
+            whole.setflags(write=False)
+            self._whole[key] = whole
+        return self._whole[key]
 
 
 def region_window(read: Read) -> tuple[slice, slice]:

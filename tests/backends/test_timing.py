@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 
@@ -14,15 +15,25 @@ from onnx import helper
 
 import lea_compiler as leac
 from lea_compiler.backends.board import emit_board, read_board, validate_board
-from lea_compiler.backends.cost import estimate_cost, layer_cost, layer_step, timeline_of
+from lea_compiler.backends.cost import estimate_cost, full_scale_read_power, layer_cost, layer_step, timeline_of
 from lea_compiler.backends.sim import Dataset, simulate
-from lea_compiler.backends.timing import DigitalStep, LayerStep, ReadJob, fifo, read_jobs, run_timeline
+from lea_compiler.backends.timing import (
+    DigitalStep,
+    LayerStep,
+    ReadJob,
+    ReadJobs,
+    Timing,
+    fifo,
+    read_jobs,
+    run_timeline,
+)
 from lea_compiler.chip import Array, Chip, DeviceModel, Periphery, load_chip
 from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
-from lea_compiler.schedule.plan import LayerPlan, schedule_of
+from lea_compiler.schedule.lower import SKIPPED, UNUSED, ArrayProgram
+from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Accumulate, Combine, Convert, LayerStart, Read, Scale
 from tests.helpers import make_model
 from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: F401 - the fixture too
@@ -75,7 +86,7 @@ def test_two_reads_on_two_arrays_overlap() -> None:
 def test_adc_multiplexing_25_columns_over_5_adcs_takes_5_rounds() -> None:
     """One read of 25 columns with 5 ADCs: 5 conversion rounds of 10 ns after the read; 25 conversions."""
     layer = plan("fc", [(0, 1), (1, 1)], cols=25, adcs=5)
-    assert [job.rounds for job in read_jobs(layer)] == [5, 5]
+    assert read_jobs(layer).rounds.tolist() == [5, 5]
     assert layer_cost(layer, P).adc_conversions == 50
     timing = run_timeline([layer_step(layer, 1, P)], P, bars=True)
     adc = [b for b in timing.bars if b.kind == "adc"]
@@ -147,47 +158,173 @@ def test_the_vector_maximum_runs_before_the_reads() -> None:
     assert run_timeline([step], P).latency_ns == 10.0 + 125.0
 
 
-def _brute_force(step: LayerStep, p: Periphery) -> tuple[float, dict[str, float]]:
-    """One task at a time: every resource first come, first served in the schedule's order."""
+def _brute_force(steps: list[LayerStep | DigitalStep], p: Periphery) -> dict:
+    """One task at a time, every resource first come, first served in the schedule's order, and every number
+    `Timing` reports found from those tasks: the latency, the busiest resource, the busy time per kind, each
+    step's span, the sample-and-hold and buffer peaks by sorting their events, and every task's bars."""
     free: dict[str, float] = {}
     busy: dict[str, float] = {}
+    kind = {"dac": 0.0, "read": 0.0, "adc": 0.0, "digital": 0.0}
+    bars: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    holds: dict[int, list[tuple[float, int]]] = {}
+    buffer: list[tuple[float, float]] = []
     clock = 1e3 / p.clock_MHz
+    tasks = 0
 
-    def serve(resource: str, release: float, duration: float) -> float:
+    def serve(resource: str, release: float, duration: float, bar: tuple[str, str]) -> float:
+        nonlocal tasks
         end = max(release, free.get(resource, 0.0)) + duration
         free[resource] = end
         busy[resource] = busy.get(resource, 0.0) + duration
+        kind[bar[1] if bar[1] != "dac+read" else "read"] += duration if bar[1] != "dac+read" else duration - p.t_dac_ns
+        if bar[1] == "dac+read":
+            kind["dac"] += p.t_dac_ns
+            bars.setdefault((resource, "dac", bar[0]), []).append((end - duration, end - duration + p.t_dac_ns))
+            bars.setdefault((resource, "read", bar[0]), []).append((end - duration + p.t_dac_ns, end))
+        else:
+            bars.setdefault((resource, bar[1], bar[0]), []).append((end - duration, end))
+        tasks += 1
         return end
 
-    release = []
-    for _ in range(step.applications):
-        release.append(serve("digital", 0.0, -(-step.pre_ops // p.digital_lanes) * clock) if step.pre_ops else 0.0)
-    done = list(release)
-    for array in dict.fromkeys(job.array for job in step.jobs):
-        for i in range(step.applications):
-            for job in step.jobs:
-                if job.array == array:
-                    read_end = serve(f"array {array}", release[i], p.t_dac_ns + job.reads * p.t_mvm_ns)
-                    done[i] = max(done[i], serve(f"adc {array}", read_end, job.reads * job.rounds * p.t_adc_ns))
-    end = 0.0
-    for i in range(step.applications):
-        end = serve("digital", done[i], -(-step.post_ops // p.digital_lanes) * clock)
-    return end, busy
+    ready: dict[str, float] = {}
+    spans: dict[str, float] = {}
+    for step in steps:
+        start = max((ready.get(name, 0.0) for name in step.inputs), default=0.0)
+        if isinstance(step, DigitalStep):
+            end = serve("digital", start, -(-step.ops // p.digital_lanes) * clock, (step.name, "digital"))
+            first = end - -(-step.ops // p.digital_lanes) * clock
+        elif step.applications == 0:
+            first = end = start
+        else:
+            jobs, first = step.jobs.items(), math.inf
+            pre = -(-step.pre_ops // p.digital_lanes) * clock
+            release = [serve("digital", start, pre, (step.name, "digital")) if step.pre_ops else start
+                       for _ in range(step.applications)]
+            if step.pre_ops:
+                first = release[0] - pre
+            done = list(release)
+            on: dict[int, list[ReadJob]] = {}  # each array's jobs, arrays in the order the layer first reads them
+            for job in jobs:
+                on.setdefault(job.array, []).append(job)
+            for array, its_jobs in on.items():
+                for i in range(step.applications):
+                    for job in its_jobs:
+                        hold = p.t_dac_ns + job.reads * p.t_mvm_ns
+                        read_end = serve(f"array {array}", release[i], hold, (step.name, "dac+read"))
+                        first = min(first, read_end - hold)
+                        adc_end = serve(f"adc {array}", read_end, job.reads * job.rounds * p.t_adc_ns,
+                                        (step.name, "adc"))
+                        done[i] = max(done[i], adc_end)
+                        holds.setdefault(array, []).extend([(read_end, job.reads), (adc_end, -job.reads)])
+                        buffer.append((adc_end, job.reads * job.columns))
+            post = -(-step.post_ops // p.digital_lanes) * clock
+            for i in range(step.applications):
+                end = serve("digital", done[i], post, (step.name, "digital"))
+                first = min(first, end - post)
+                buffer.append((end, -sum(job.reads * job.columns for job in jobs)))
+        for name in step.outputs:
+            ready[name] = end
+        spans[step.name] = end - first
+
+    def peak(events: list[tuple[float, float]]) -> float:
+        running, best = 0.0, 0.0
+        for _, weight in sorted(events):  # by time, departures (negative) first at equal times
+            running += weight
+            best = max(best, running)
+        return best
+
+    period = max(busy.values(), default=0.0)
+    return {"latency": max([0.0, *free.values()]), "period": period, "busy_per_resource": busy,
+            "busy": kind, "spans": spans, "holds": max((peak(e) for e in holds.values()), default=0.0),
+            "buffer": peak(buffer), "tasks": tasks, "bars": bars,
+            "resources": {"array": sum(name.startswith("array") for name in busy),
+                          "adc": sum(name.startswith("adc") for name in busy), "digital": int("digital" in busy)}}
+
+
+def _check_against_the_loop(timing: Timing, expected: dict) -> None:
+    assert timing.latency_ns == pytest.approx(expected["latency"], rel=1e-12)
+    assert timing.period_ns == pytest.approx(expected["period"], rel=1e-12)
+    busiest = [name for name, busy in expected["busy_per_resource"].items()
+               if busy == pytest.approx(expected["period"], rel=1e-12)]  # of equally busy ones, the last name
+    assert timing.bottleneck == max(busiest, default="digital")
+    assert timing.step_latency_ns == pytest.approx(expected["spans"], rel=1e-12, abs=1e-9)
+    assert timing.busy_ns == pytest.approx(expected["busy"], rel=1e-12)
+    assert (timing.peak_sample_holds, timing.peak_buffer_words) == (expected["holds"], expected["buffer"])
+    assert (timing.tasks, timing.resources) == (expected["tasks"], expected["resources"])
+    bars: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for bar in timing.bars:
+        bars.setdefault((bar.resource, bar.kind, bar.step), []).extend(zip(bar.start.tolist(), bar.end.tolist(),
+                                                                           strict=True))
+    assert bars.keys() == expected["bars"].keys()
+    for key, intervals in bars.items():
+        assert np.array(intervals) == pytest.approx(np.array(expected["bars"][key]), rel=1e-12), key
+
+
+def _random_periphery(rng: np.random.Generator) -> Periphery:
+    return Periphery(t_dac_ns=float(rng.uniform(1, 50)), t_mvm_ns=float(rng.uniform(50, 150)),
+                     t_adc_ns=float(rng.uniform(1, 40)), clock_MHz=float(rng.uniform(50, 300)),
+                     digital_lanes=int(rng.integers(1, 4)))
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_a_conv_layers_applications_timed_at_once_equal_a_task_by_task_loop(seed) -> None:
     rng = np.random.default_rng(seed)
-    jobs = tuple(ReadJob(int(rng.integers(0, 3)), int(rng.integers(1, 4)), 4, 8, int(rng.integers(1, 9)))
-                 for _ in range(int(rng.integers(1, 7))))
+    jobs = ReadJobs.of(ReadJob(int(rng.integers(0, 3)), int(rng.integers(1, 4)), 4, 8, int(rng.integers(1, 9)))
+                       for _ in range(int(rng.integers(1, 7))))
     p = Periphery(t_dac_ns=float(rng.uniform(1, 50)), t_mvm_ns=100.0, t_adc_ns=float(rng.uniform(1, 40)),
                   digital_lanes=int(rng.integers(1, 4)))
     step = LayerStep("conv", jobs, int(rng.integers(0, 30)), int(rng.integers(1, 200)), int(rng.integers(1, 60)),
                      ("x",), ("y",))
-    timing = run_timeline([step], p)
-    latency, busy = _brute_force(step, p)
-    assert timing.latency_ns == pytest.approx(latency, rel=1e-12)
-    assert timing.period_ns == pytest.approx(max(busy.values()), rel=1e-12)
+    _check_against_the_loop(run_timeline([step], p, bars=True), _brute_force([step], p))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_networks_of_many_reads_on_many_arrays_equal_the_task_by_task_loop(seed) -> None:
+    """Several layers sharing arrays (an array's queue carries over from layer to layer), with digital nodes
+    between, each layer's reads spread over many arrays holding unequal numbers of them (1 to many; arrays
+    timed together by that number), dense layers (one application) and convs (many): every reported number
+    and every bar equals the task-by-task loop's."""
+    rng = np.random.default_rng(100 + seed)
+    p = _random_periphery(rng)
+    arrays = rng.choice(200, size=int(rng.integers(1, 60)), replace=False)  # sparse array ids
+    steps: list[LayerStep | DigitalStep] = []
+    values = ["x"]
+    for i in range(int(rng.integers(1, 6))):
+        count = int(rng.integers(1, 120))
+        on = rng.choice(arrays, size=count) if rng.random() < 0.7 else np.repeat(arrays[:3], -(-count // 3))[:count]
+        jobs = ReadJobs(on, rng.integers(1, 4, count), rng.integers(1, 26, count), rng.integers(1, 26, count),
+                        rng.integers(1, 10, count))
+        source = str(rng.choice(values))  # often an earlier value: layers that overlap on shared arrays
+        steps.append(LayerStep(f"l{i}", jobs, int(rng.integers(0, 40)) * int(rng.random() < 0.5),
+                               int(rng.integers(1, 300)), 1 if rng.random() < 0.5 else int(rng.integers(1, 25)),
+                               (source,), (f"h{i}",)))
+        values.append(f"h{i}")
+        if rng.random() < 0.4:
+            steps.append(DigitalStep(f"d{i}", int(rng.integers(0, 100)), (f"h{i}",), (f"v{i}",)))
+            values.append(f"v{i}")
+    _check_against_the_loop(run_timeline(steps, p, bars=True), _brute_force(steps, p))
+
+
+def test_a_layer_without_applications_and_a_network_without_reads() -> None:
+    steps: list[LayerStep | DigitalStep] = [
+        LayerStep("empty", ReadJobs.of([ReadJob(4, 1, 2, 2, 1)]), 0, 8, 0, ("x",), ("h",)),
+        DigitalStep("relu", 17, ("h",), ("y",))]
+    timing = run_timeline(steps, P, bars=True)
+    _check_against_the_loop(timing, _brute_force(steps, P))
+    assert (timing.latency_ns, timing.bottleneck, timing.resources["array"]) == (30.0, "digital", 0)
+    assert run_timeline([], P).bottleneck == "digital" and run_timeline([], P).period_ns == 0.0
+
+
+def test_read_jobs_of_a_grouped_layer_are_one_per_group_a_read_holds() -> None:
+    """A grouped layer of 4 columns in 2 groups, one block: each region's read is two jobs, one per group, of
+    2 columns each (1 round with 2 ADCs); the same as ReadJob by ReadJob."""
+    layer = plan("fc", [(0, 1), (1, 2)], cols=4, adcs=2)
+    layer = dataclasses.replace(layer, start=dataclasses.replace(layer.start, groups=2))
+    assert read_jobs(layer).items() == [ReadJob(0, 1, 2, 2, 1), ReadJob(0, 1, 2, 2, 1), ReadJob(1, 2, 2, 2, 1),
+                                        ReadJob(1, 2, 2, 2, 1)]
+    assert read_jobs(layer) is read_jobs(layer)  # found once per plan
+    with pytest.raises(ValueError):
+        read_jobs(layer).reads[0] = 5  # read only: the cost model and the timeline share them
 
 
 def test_fifo_is_the_lindley_recursion() -> None:
@@ -319,3 +456,34 @@ def test_simulate_timeline_refusals_name_the_problem_and_write_nothing(tmp_path,
     assert main(["simulate", str(program), "--data", str(data), "--timeline", str(tmp_path / "t.png")]) == 2
     assert "leac simulate --timeline needs the plot extra: pip install 'lea-compiler[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "t.png").exists()
+
+
+# ------------------------------------------------------------------ the device-read bound without data
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_full_scale_read_power_sums_every_region_as_region_by_region(seed) -> None:
+    """Random regions (overlapping ones, several on one array, arrays of unequal shapes, stuck and unused
+    devices, N reads) summed in one pass against np.sum of each region's conductances, by hand."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([100.0, 150.0, 210.5, 333.25])
+    arrays = {}
+    for a in rng.choice(50, size=6, replace=False):
+        shape = (int(rng.integers(3, 30)), int(rng.integers(3, 30)))
+        level = rng.integers(UNUSED, len(levels), shape)
+        arrays[int(a)] = ArrayProgram(int(a), level, rng.uniform(0, 400, shape) * (level == SKIPPED),
+                                      rng.integers(0, len(levels), shape))
+    reads = []
+    for _ in range(int(rng.integers(1, 40))):
+        a = int(rng.choice(list(arrays)))
+        height, width = arrays[a].level.shape
+        row, col = int(rng.integers(0, height)), int(rng.integers(0, width))
+        rows, cols = int(rng.integers(1, height - row + 1)), int(rng.integers(1, width - col + 1))
+        reads.append((Read("fc", 0, 0, "pos", a, row, col, rows, cols, 0, rows, None, int(rng.integers(1, 4))),
+                      Convert("fc", 0, 0, "pos", a, col, col + cols, 1, cols, 1.0)))
+    layer = dataclasses.replace(plan("fc", [(0, 1), (0, 1)]), reads=tuple(reads))
+    schedule = Schedule(levels, arrays, {"fc": layer}, None)
+    expected = sum(read.reads * float(np.sum(arrays[read.array].conductance(read, levels))) for read, _ in reads)
+    assert full_scale_read_power(layer, schedule) == pytest.approx(0.2 ** 2 * expected, rel=1e-12)
+    whole = arrays[reads[0][0].array].conductances(levels)
+    assert not whole.flags.writeable  # shared by every region's read: read only
