@@ -3,9 +3,11 @@ arrays with line resistance, with and without IR-drop-aware placement and compen
 
 1. Method: `irdrop.region_map` (exact block elimination, docs/simulator.md) against a dense nodal solve
    (`irdrop.nodal_currents`, numpy.linalg.solve of all 2 rows cols nodes) on random regions up to 24 x 24 at
-   random places of a 128-row array; and the placement's first-order term (`placement.costs.ir_drop_costs`)
+   random places of a 128-row array; and the placement's term (`placement.costs.ir_drop_costs`, the first order
+   saturated at the region's conductance)
    against the exact current loss of a 128 x 128 region.
-2. Cost: seconds of `region_map` per region of 32 x 32 to 128 x 128 (median of 3), and of the dense solve.
+2. Cost: seconds (wall and CPU) and peak memory of `region_map` per region of 32 x 32 to 256 x 256 (median of 3),
+   and the seconds of the dense solve.
 3. Slowdown: `simulate` of the same Program on the chip without and with line resistance (median of 3).
 4. Accuracy: chips `synth_chip(arrays=16, rows=128, cols=128, seed=s)` (2.5% stuck high, 0.5% stuck low, the
    paper's levels 133-233 uS and noise), k = 3. "unaware": compiled for the chip without lines, simulated on
@@ -31,6 +33,7 @@ import dataclasses
 import json
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,8 @@ def with_lines(chip: Chip, ohm: float) -> Chip:
 
 
 def method_error(seed: int = 0) -> dict[str, Any]:
-    """Max relative error of V @ region_map against the dense nodal solve, and of the placement's first-order
-    term against the exact loss."""
+    """Max relative error of V @ region_map against the dense nodal solve, and the placement's term (saturated
+    first order) against the exact loss."""
     rng = np.random.default_rng(seed)
     rows_out = []
     for size in (2, 4, 8, 16, 24):
@@ -82,22 +85,28 @@ def method_error(seed: int = 0) -> dict[str, Any]:
         g = rng.uniform(*LEVELS, size=(128, 128))
         exact_loss = float(g.sum() - region_map(g, LineModel(ohm, ohm), row=0, col=0, array_rows=128).sum())
         term = float(ir_drop_costs(g[None], LineModel(ohm, ohm), 128, 128)[0, 0, 0])
-        first_order.append({"ohm": ohm, "exact_loss_uS": exact_loss, "first_order_uS": term,
+        first_order.append({"ohm": ohm, "exact_loss_uS": exact_loss, "placement_term_uS": term,
                             "loss_share": exact_loss / float(g.sum())})
     return {"solve": rows_out, "placement_term": first_order}
 
 
 def method_cost() -> dict[str, Any]:
+    """Wall and CPU seconds (median of 3) and the peak of numpy's allocations (tracemalloc) of one region_map."""
     rng = np.random.default_rng(1)
     out = []
-    for size in (32, 64, 128):
+    for size in (32, 64, 128, 256):
         g = rng.uniform(*LEVELS, size=(size, size))
-        times = []
+        times, cpu = [], []
+        tracemalloc.start()
         for _ in range(3):
-            start = time.perf_counter()
-            region_map(g, LineModel(2.5, 2.5), row=0, col=0, array_rows=128)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            region_map(g, LineModel(2.5, 2.5), row=0, col=0, array_rows=256)
             times.append(time.perf_counter() - start)
-        out.append({"size": size, "region_map_s": float(np.median(times))})
+            cpu.append(time.process_time() - start_cpu)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out.append({"size": size, "region_map_s": float(np.median(times)), "region_map_cpu_s": float(np.median(cpu)),
+                    "peak_MB": peak / 1e6})
     g = rng.uniform(*LEVELS, size=(24, 24))
     start = time.perf_counter()
     nodal_currents(g, np.ones((1, 24)), 2.5, 2.5, 2.5, 2.5)
@@ -207,11 +216,13 @@ def main() -> None:
              "regions per row)"]
     lines += [f"  {e['size']:3d} x {e['size']:<3d} {e['ohm']:4.1f} ohm: {e['max_relative_error']:.1e}"
               for e in error["solve"]]
-    lines.append("placement term (first order) vs exact current loss, 128 x 128 region at row 0, col 0 of 128 rows:")
+    lines.append("placement term (first order, saturated at sum G) vs exact current loss, 128 x 128 region at row 0, "
+                 "col 0 of 128 rows:")
     lines += [f"  {p['ohm']:5.2f} ohm: exact {p['exact_loss_uS']:9.1f} uS ({100 * p['loss_share']:.1f}% of sum G), "
-              f"first order {p['first_order_uS']:9.1f} uS" for p in error["placement_term"]]
-    lines.append("cost per region (region_map, median of 3): " + ", ".join(
-        f"{c['size']} x {c['size']} {c['region_map_s']:.3f} s" for c in cost["per_region"] if "region_map_s" in c)
+              f"placement term {p['placement_term_uS']:9.1f} uS" for p in error["placement_term"]]
+    lines.append("cost per region (region_map, median of 3; wall s, CPU s, peak MB): " + ", ".join(
+        f"{c['size']} x {c['size']} {c['region_map_s']:.3f} s, {c['region_map_cpu_s']:.3f} s CPU, {c['peak_MB']:.1f} MB"
+        for c in cost["per_region"] if "region_map_s" in c)
         + "; dense nodal solve of 24 x 24: " + ", ".join(
         f"{c['dense_nodal_s']:.3f} s" for c in cost["per_region"] if "dense_nodal_s" in c))
     for s in slow:

@@ -7,7 +7,7 @@ different arrays overlap. One read of N reads (`leac compile --reads N`) of a re
     N x (t_mvm_ns + ceil(columns / adcs_per_array) x t_adc_ns)
 
 (the ADCs of an array are multiplexed over its columns). A grouped layer (`groups` = G > 1) reads a block once
-per group whose columns it holds, converting only that group's columns (`grouping.group_columns`). A layer's
+per group whose columns it holds, converting only that group's columns (`grouping.group_overlaps`). A layer's
 analog time per application is the busiest array's sum over the layer's copy halves on it; per sample it is
 that times the layer's applications (1 for a dense layer, OH x OW for a convolution: `applications`). The
 cost model (backends/cost.py) and latency-aware placement (placement/latency.py) both call these.
@@ -24,8 +24,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from lea_compiler.chip import Chip, Periphery
-from lea_compiler.grouping import group_columns
+from lea_compiler.grouping import group_overlaps
 from lea_compiler.ir import Node
 
 if TYPE_CHECKING:
@@ -58,13 +60,9 @@ def half_read_ns(periphery: Periphery, col_start: int, col_stop: int, layer_cols
     with `groups` G > 1 one read per group with columns in it, converting only that group's columns."""
     if groups <= 1:
         return read_ns(periphery, col_stop - col_start, reads)
-    total = 0.0
-    for g in range(groups):
-        g0, g1 = group_columns(g, layer_cols, groups)
-        columns = min(col_stop, g1) - max(col_start, g0)
-        if columns > 0:
-            total += read_ns(periphery, columns, reads)
-    return total
+    # placement runs before lowering, so there is no LayerPlan for `timing.read_jobs`: both split by group_overlaps
+    overlaps = group_overlaps(np.array([col_start]), np.array([col_stop]), layer_cols, groups)[0]
+    return sum(read_ns(periphery, int(columns), reads) for columns in overlaps if columns > 0)
 
 
 def applications(node: Node) -> int | None:

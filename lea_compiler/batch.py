@@ -346,7 +346,8 @@ def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) ->
         "arrays_total": None if chip is None else len(chip.arrays), "mapping_error_uS": None,
         "effective_error_uS": None, "solver_status": None, "solver_method": None, "solver_bound_uS": None,
         "optimality_gap": None, "objective": options.objective, "analog_time_ns": None,
-        "analog_time_bound_ns": None, "analog_time_gap": None, "pass_seconds": None, "compile_seconds": seconds,
+        "analog_time_bound_ns": None, "analog_time_gap": None, "placement_wall_clock_limited": None,
+        "pass_seconds": None, "compile_seconds": seconds,
     }
 
 

@@ -405,6 +405,7 @@ def program_summary(program: Program) -> dict[str, Any]:
         "solver_bound_uS": placement.get("bound_uS"),
         "optimality_gap": placement.get("gap"),
         **_analog_time(program),
+        "placement_wall_clock_limited": list(placement.get("wall_clock_limited") or []),
     }
 
 

@@ -35,6 +35,27 @@ def group_columns(group: int, cols: int, groups: int) -> tuple[int, int]:
     return group * width, (group + 1) * width
 
 
+def group_overlaps(col_start: np.ndarray, col_stop: np.ndarray, cols: int, groups: int) -> np.ndarray:
+    """(blocks, G): how many of each group's columns each block of layer columns [col_start, col_stop) holds
+    (0 or less: none), for a layer of `cols` columns in `groups` groups. A grouped layer's vector g reads a block
+    once if it holds a column of group g and converts those columns: the one definition of that split
+    (`backends.timing.read_jobs` on a lowered schedule, `analog_time.half_read_ns` on placement's blocks)."""
+    bounds = np.array([group_columns(g, cols, groups) for g in range(groups)], dtype=np.int64).reshape(-1, 2)
+    start = np.asarray(col_start, dtype=np.int64).reshape(-1, 1)
+    stop = np.asarray(col_stop, dtype=np.int64).reshape(-1, 1)
+    return np.minimum(stop, bounds[None, :, 1]) - np.maximum(start, bounds[None, :, 0])
+
+
+def groups_reading(c0: int, c1: int, cols: int, groups: int) -> range:
+    """The groups whose vectors read a block of columns [c0, c1) of a layer of `cols` columns in `groups`
+    groups (those with a column in it): each drives the block's rows, so every device of the block's region
+    conducts once per such group, whichever columns are converted (`cost.layer_cost`, `schedule.execute`)."""
+    if c1 <= c0:
+        return range(0)
+    width = group_width(cols, groups)
+    return range(c0 // width, (c1 - 1) // width + 1)
+
+
 def split_columns(a: np.ndarray, groups: int) -> np.ndarray:
     """(..., O) -> (..., G, O / G), column o at [o // (O / G), o % (O / G)] (a view when `a` allows one)."""
     return a.reshape(*a.shape[:-1], groups, group_width(a.shape[-1], groups))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
+
 from lea_compiler.backends.cost import timeline_of
 from lea_compiler.backends.timing import DIGITAL, Timing
 from lea_compiler.chip import Chip
@@ -26,6 +28,24 @@ OTHER_COLOUR = "#9d9d9d"
 """The digital unit's bars for the graph's non-crossbar nodes."""
 MAX_LEGEND = 20
 """Layers named in the legend at most (a deep network's colours repeat beyond the palette anyway)."""
+MERGE_FRACTION = 1 / 4000
+"""Bars of one row and colour closer than this fraction of the time axis (under half a pixel of the ~1,100
+pixel wide axis) are drawn as one rectangle: a conv's thousands of back-to-back reads are one bar, not one
+patch each (matplotlib drew 4,096 applications in 31 s and 65,536 in more than 400 s)."""
+PREFIX_APPLICATIONS = 1024
+"""A schedule above the timeline's task limit (`backends.timing.MAX_TIMED_TASKS`) is drawn for each crossbar
+layer's first this many applications (halved until within the limit), and the title says so."""
+
+
+def merge_intervals(start: np.ndarray, end: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """The intervals [start, end) as few as possible: sorted, and joined where one starts at most `gap` after
+    the ones before it end (gap 0: the union of touching or overlapping intervals)."""
+    if len(start) == 0:
+        return start, end
+    order = np.argsort(start, kind="stable")
+    s, e = start[order], np.maximum.accumulate(end[order])
+    first = np.flatnonzero(np.r_[True, s[1:] > e[:-1] + gap])  # each merged interval's first
+    return s[first], e[np.r_[first[1:] - 1, len(s) - 1]]
 
 
 def draw_timeline(program: Program, path: str | os.PathLike[str], *, chip: Chip | None = None,
@@ -38,7 +58,17 @@ def draw_timeline(program: Program, path: str | os.PathLike[str], *, chip: Chip 
     """
     require_matplotlib("drawing the timeline")
     chip = chip or program.chip
-    timing = timeline_of(program, schedule or schedule_of(program), chip.periphery, bars=True)
+    schedule = schedule or schedule_of(program)
+    timing = timeline_of(program, schedule, chip.periphery, bars=True)
+    prefix = ""
+    tasks, applications = timing.tasks, PREFIX_APPLICATIONS
+    while not timing.exact:  # halve the prefix until it is within the limit (at 1 application it is, or less)
+        timing = timeline_of(program, schedule, chip.periphery, bars=True, max_applications=applications)
+        prefix = (f"each layer's first {applications} applications (the schedule's {tasks:,} tasks are above the "
+                  "timeline's limit)\n")
+        if applications == 0:
+            break
+        applications //= 2
     layers = [node.name for node in program.graph.nodes_of("MVM")]
     palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#ff9da6", "#9d755d"]
     colour = {name: palette[i % len(palette)] for i, name in enumerate(layers)}
@@ -47,8 +77,12 @@ def draw_timeline(program: Program, path: str | os.PathLike[str], *, chip: Chip 
     position = {row: len(rows) - 1 - i for i, row in enumerate(rows)}  # the first row on top
     fig = new_figure(10.0, 1.2 + 0.32 * len(rows))
     ax = fig.add_subplot(1, 1, 1)
+    gap = max(timing.latency_ns, 1e-9) * MERGE_FRACTION
+    drawn = 0
     for bar in timing.bars:
-        spans = list(zip(bar.start.tolist(), (bar.end - bar.start).tolist(), strict=True))
+        start, end = merge_intervals(bar.start, bar.end, gap)
+        drawn += len(start)
+        spans = list(zip(start.tolist(), (end - start).tolist(), strict=True))
         ax.broken_barh(spans, (position[bar.resource] - 0.38, 0.76), facecolors=colour.get(bar.step, OTHER_COLOUR),
                        edgecolor="none", alpha=0.55 if bar.kind == "dac" else 1.0,
                        hatch="////" if bar.kind == "dac" else None)
@@ -58,7 +92,7 @@ def draw_timeline(program: Program, path: str | os.PathLike[str], *, chip: Chip 
     ax.set_xlabel("time (ns)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", color="#dddddd", linewidth=0.5)
-    ax.set_title(f"one inference: {timing.latency_ns / 1e3:.2f} us; pipelined, one every "
+    ax.set_title(f"{prefix}one inference: {timing.latency_ns / 1e3:.2f} us; pipelined, one every "
                  f"{timing.period_ns / 1e3:.2f} us (bottleneck {timing.bottleneck}); hatched: DAC settling",
                  fontsize=8)
     from matplotlib.patches import Patch
@@ -70,5 +104,5 @@ def draw_timeline(program: Program, path: str | os.PathLike[str], *, chip: Chip 
     fig.subplots_adjust(left=0.09, right=0.82, bottom=0.5 / fig.get_figheight() + 0.05,
                         top=1 - 0.35 / fig.get_figheight())
     atomic_write_bytes(path, png_bytes(fig))
-    logger.info("wrote %s (%d resources, %d bars)", os.fspath(path), len(rows), len(timing.bars))
+    logger.info("wrote %s (%d resources, %d rectangles)", os.fspath(path), len(rows), drawn)
     return timing

@@ -288,7 +288,8 @@ def _layers(f: dict[str, Any]) -> str:
         rows.append(row)
     notes = ("<p class=\"legend\"><b>quant. error</b>: RMS error of the weights the device levels can represent, "
              "over the RMS weight. <b>placement cost</b>: what the placer minimised, |G<sub>stuck</sub> &minus; "
-             "G<sub>target</sub>| over the stuck devices of every copy. <b>weight error</b>: |mean of the "
+             "G<sub>target</sub>| over the stuck devices of every copy, plus on a chip whose lines have resistance "
+             "each copy's expected IR-drop loss of conductance at its place. <b>weight error</b>: |mean of the "
              "averaged copies' G+ &minus; G&minus; minus their aim|, summed over the weights. "
              + ("<b>output error</b>: relative RMS error of the layer's output against the digital reference, "
                 "simulated on the data. " if sim is not None else "")

@@ -39,6 +39,7 @@ from lea_compiler.chip.variability import DriftModel, NoiseModel
 from lea_compiler.chip_limits import (
     LINE_RANGES,
     MIN_LEVEL_GAP,
+    MIN_LINE_SEGMENT_OHM,
     PERIPHERY_RANGES,
     MAX_CONDUCTANCE_uS,
     MIN_CONDUCTANCE_uS,
@@ -76,11 +77,14 @@ _programmings = st.one_of(
 )
 
 
-# Line resistance: absent (ideal lines, left out of the file) or any values inside their ranges.
+# Line resistance: absent (ideal lines, left out of the file) or any values inside their ranges (a segment 0 or at
+# least MIN_LINE_SEGMENT_OHM).
+_segment = st.just(0.0) | st.floats(min_value=MIN_LINE_SEGMENT_OHM, max_value=LINE_RANGES["word_line_segment_ohm"][1])
 _lines = st.one_of(
     st.just(LineModel()),
-    st.builds(LineModel, *(st.floats(min_value=LINE_RANGES[key][0], max_value=LINE_RANGES[key][1])
-                           for key in ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm"))),
+    st.builds(LineModel, _segment, _segment,
+              *(st.floats(min_value=LINE_RANGES[key][0], max_value=LINE_RANGES[key][1])
+                for key in ("driver_ohm", "sense_ohm"))),
 )
 
 

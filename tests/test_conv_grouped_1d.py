@@ -258,11 +258,12 @@ def test_a_grouped_layer_reads_only_its_groups_blocks_and_converts_only_its_colu
     cost = estimate_cost(program)
     assert cost.applications == {"conv_under_test": 9}  # one run of 4 vectors per output pixel
     # per pixel: each channel's vector reads its one block's G+ and G- regions (2 reads of 9 rows), converting its
-    # one column on each: 4 x 2 = 8 reads, 8 ADC and 4 x 2 x 9 = 72 DAC conversions, 8 x 9 = 72 device reads.
-    # Reading every block with every vector would take 16 reads and 32 conversions.
+    # one column on each: 4 x 2 = 8 reads, 8 ADC and 4 x 2 x 9 = 72 DAC conversions. Each region is 9 rows x 2
+    # columns (2 groups' channels), and every device on the driven rows conducts, converted or not: 8 x 9 x 2 =
+    # 144 device reads. Reading every block with every vector would take 16 reads and 32 conversions.
     plan = schedule_of(program).layers["conv_under_test"]
     one = layer_cost(plan, program.chip.periphery)
-    assert (one.reads, one.adc_conversions, one.dac_conversions, one.device_reads) == (8, 8, 72, 72)
+    assert (one.reads, one.adc_conversions, one.dac_conversions, one.device_reads) == (8, 8, 72, 144)
     x = random_feeds(model, batch=7, seed=2)["x"]
     labels = np.argmax(run_onnxruntime(model, {"x": x})["y"].reshape(7, -1), axis=1)
     report = simulate(program, [Dataset("d", x, labels)], ideal=True)

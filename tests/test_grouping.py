@@ -185,9 +185,10 @@ def test_a_board_files_grouped_vectors_per_sample_must_be_runs_of_the_groups(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_a_grouped_layers_read_energy_is_each_vectors_v_squared_on_its_own_groups_devices(tmp_path) -> None:
-    """Brute force over reads, runs and groups: vector g of a run drives V_i^2 into the devices of group g's
-    columns of every region it reads (N times for N reads), and into no other column's."""
+def test_a_grouped_layers_read_energy_is_v_squared_on_every_device_of_the_regions_it_drives(tmp_path) -> None:
+    """Brute force over reads, runs and groups: vector g of a run drives V_i^2 into every device on the rows of
+    each region it reads (those holding a column of group g), N times for N reads: the other groups' columns of
+    the region conduct too (their bit lines are at virtual ground; they are only not converted)."""
     program = _program(tmp_path, 6, 3, CompileOptions(k=2, bias="row", block_rows=7, block_cols=3, reads=2,
                                                       placer="greedy"))
     plan = schedule_of(program).layers["dw"]
@@ -206,8 +207,20 @@ def test_a_grouped_layers_read_energy_is_each_vectors_v_squared_on_its_own_group
     for (read, _), g in zip(plan.reads, conductances, strict=True):
         for index, vector in enumerate(v):
             group = index % 3  # vector i of the flattened runs is group i mod G
-            for j in range(g.shape[1]):
-                if (columns[read.block] + j) // width == group:
-                    rows = vector[read.x_start:read.x_start + read.rows]
+            if any((columns[read.block] + j) // width == group for j in range(g.shape[1])):  # it reads the region
+                rows = vector[read.x_start:read.x_start + read.rows]
+                for j in range(g.shape[1]):  # every column of the region, whichever group's
                     want += read.reads * float(np.sum(rows**2 * g[:, j]))
     assert executor.read_power == pytest.approx(want, rel=1e-6)  # the executor's voltages are float32
+
+
+def test_group_overlaps_and_groups_reading_count_each_groups_columns_of_a_block_by_brute_force() -> None:
+    from lea_compiler.grouping import group_overlaps, groups_reading
+
+    cols, groups = 12, 4  # groups of 3 columns
+    blocks = [(c0, c1) for c0 in range(cols) for c1 in range(c0, cols + 1)]
+    overlaps = group_overlaps(np.array([b[0] for b in blocks]), np.array([b[1] for b in blocks]), cols, groups)
+    for (c0, c1), row in zip(blocks, overlaps, strict=True):
+        counts = [sum(1 for c in range(c0, c1) if c // 3 == g) for g in range(groups)]
+        assert np.maximum(row, 0).tolist() == counts
+        assert list(groups_reading(c0, c1, cols, groups)) == [g for g in range(groups) if counts[g]]

@@ -4,6 +4,7 @@ mapping error never increasing, copies spreading, determinism, and the option's 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -274,3 +275,40 @@ def test_a_bad_objective_names_the_choices_and_writes_nothing(tmp_path, capsys) 
     with pytest.raises(CompileError, match="unknown placement objective 'fast'; choose one of error, latency"):
         leac.compile(DATA / "yinyang_mlp.onnx", DATA / "paper_chip.json", objective="fast")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_wall_clock_strike_is_in_the_compile_report_and_the_program(tmp_path, capsys, monkeypatch) -> None:
+    """A CP-SAT stage stopped by its wall-clock safety limit is recorded (`cpsat._run`, forced here by a limit of
+    0 s: any solve reaches it), carried to the Placement, the Program's placement record and the compile report's
+    `placement_wall_clock_limited`, and the text warns; without one the key is empty and the record has no such
+    entry (as before)."""
+    from ortools.sat.python import cp_model
+
+    from lea_compiler.placement import context, cpsat
+
+    model = cp_model.CpModel()
+    model.add(model.new_int_var(0, 3, "v") >= 1)
+    strikes: list[str] = []
+    solver, _ = cpsat._solver(1.0, 0, 1)
+    cpsat._run(solver, model, 0.0, "placement", strikes)
+    cpsat._run(solver, model, 1e9, "latency placement", strikes)
+    assert strikes == ["placement"]
+
+    out = tmp_path / "e.leac"
+    args = ["compile", str(DATA / "yinyang_mlp.onnx"), "--chip", str(DATA / "paper_chip.json"), "-k", "3",
+            "--objective", "latency", "--json"]
+    assert main([*args, "-o", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["placement_wall_clock_limited"] == []
+    assert "wall_clock_limited" not in Program.load(out).placement
+    placement = context._Context.placement
+
+    def struck(self, *a, **k):  # as if `_run` had recorded a strike of the first stage
+        self.wall_strikes[:] = ["placement"]
+        return placement(self, *a, **k)
+
+    monkeypatch.setattr(context._Context, "placement", struck)
+    assert main([*args, "-o", str(tmp_path / "s.leac")]) == 0
+    assert json.loads(capsys.readouterr().out)["placement_wall_clock_limited"] == ["placement"]
+    assert Program.load(tmp_path / "s.leac").placement["wall_clock_limited"] == ["placement"]
+    assert main(args[:-1] + ["-o", str(tmp_path / "t.leac")]) == 0
+    assert "stopped at its wall-clock safety limit" in capsys.readouterr().out

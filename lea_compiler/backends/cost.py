@@ -19,6 +19,7 @@ from lea_compiler.analog_time import applications, rounds_ns
 from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.grouping import groups_reading
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
 from lea_compiler.program import Program
@@ -62,6 +63,19 @@ class LayerCost:
     analog_ns: float
 
 
+def read_runs(plan: LayerPlan) -> list[int]:
+    """Per read record of a layer application: how many vectors drive its region's rows, each making every
+    device of the region conduct (V^2 G over all its columns, converted or not): 1 (0 for a block without
+    columns); in a grouped layer, the groups with a column in the read's block (`grouping.groups_reading`)."""
+    start = plan.start
+    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
+    runs = []
+    for read, convert in plan.reads:
+        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
+        runs.append(len(groups_reading(c0, c1, start.cols, start.groups)) if start.groups > 1 else int(c1 > c0))
+    return runs
+
+
 def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     """Cost of applying a layer's schedule to one input vector (see docs/simulator.md): its reads and
     conversions as the records give them, and one digital op per combined, summed, scaled and biased value, plus
@@ -73,7 +87,9 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
 
     A grouped layer (`groups` = G > 1) is applied to a run of G vectors, one per group: vector g reads only the
     regions of the blocks that hold group g's columns and converts only those columns (their devices are the
-    ones it reads), so every column is converted once per run, as in a layer of one vector."""
+    ones it reads), so every column is converted once per run, as in a layer of one vector. Its voltages drive
+    the block's rows, though, and every device on them conducts, the other groups' columns of the region too
+    (`read_runs`): those device reads are counted once per vector that drives them."""
     jobs = read_jobs(plan)
     n, columns = jobs.reads, jobs.columns
     # each array's reads and conversions, added job by job in schedule order (bincount adds in order)
@@ -82,7 +98,8 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     reads = int(np.sum(n))
     adc = int(np.sum(n * columns))
     dac = int(np.sum(jobs.rows))
-    devices = int(np.sum(n * jobs.rows * columns))
+    devices = sum(runs * read.reads * read.rows * read.cols for (read, _), runs in zip(plan.reads, read_runs(plan),
+                                                                                      strict=True))
     ops = int(np.sum((n * columns)[n > 1]))  # the mean of the N digitised reads: N - 1 additions, one division
     start = plan.start
     for combine in plan.combines:
@@ -124,7 +141,8 @@ class CostModel:
     busy_ns: dict[str, float] = field(default_factory=dict)  # per resource kind: dac, read, adc, digital
     peak_sample_holds: int = 0  # most reads one array's sample-and-hold keeps waiting for its ADCs
     peak_buffer_words: int = 0  # most converted values waiting for the digital unit
-    timed_tasks: int = 0  # tasks the timeline timed
+    timed_tasks: int = 0  # tasks the timeline timed (or the schedule's tasks, when not timing_exact)
+    timing_exact: bool = True  # False: above the timeline's task limit; latencies and peaks are upper bounds
     static_power_uW: float = 0.0  # the powered hardware's static power (`static_power_uW`)
     pipelined_static_pJ: float = 0.0  # static energy per inference streamed back to back: power x period
 
@@ -133,8 +151,8 @@ def timing_json(cost: CostModel) -> dict[str, Any]:
     """The timing keys of a report (docs/reports.md), from `estimate_cost`'s timeline."""
     return {"period_ns": cost.period_ns, "bottleneck": cost.bottleneck, "layer_latency_ns": dict(cost.layer_latency_ns),
             "busy_ns": dict(cost.busy_ns), "peak_sample_holds": cost.peak_sample_holds,
-            "peak_buffer_words": cost.peak_buffer_words, "static_power_uW": cost.static_power_uW,
-            "pipelined_static_pJ": cost.pipelined_static_pJ}
+            "peak_buffer_words": cost.peak_buffer_words, "timing_exact": cost.timing_exact,
+            "static_power_uW": cost.static_power_uW, "pipelined_static_pJ": cost.pipelined_static_pJ}
 
 
 def _applications(program: Program) -> dict[str, int]:
@@ -176,10 +194,13 @@ def layer_step(plan: LayerPlan, applications: int, periphery: Periphery, inputs:
                      applications, inputs or (plan.start.input,), outputs or (plan.start.output,))
 
 
-def timeline_of(program: Program, schedule: Schedule, periphery: Periphery, *, bars: bool = False) -> Timing:
+def timeline_of(program: Program, schedule: Schedule, periphery: Periphery, *, bars: bool = False,
+                max_applications: int | None = None) -> Timing:
     """The event-driven timing of one inference of the Program's schedule (`backends.timing.run_timeline`): its
-    crossbar layers' records and its other nodes, in graph order (the order the board runs them)."""
-    apps = _applications(program)
+    crossbar layers' records and its other nodes, in graph order (the order the board runs them). With
+    `max_applications`, each crossbar layer's first that many applications only (a picture's prefix)."""
+    apps = {name: n if max_applications is None else min(n, max_applications)
+            for name, n in _applications(program).items()}
     steps: list[LayerStep | DigitalStep] = []
     for node in program.graph.nodes:
         inputs = tuple(v.name for v in node.inputs if v is not None)
@@ -201,7 +222,8 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     """sum_ij V_i^2 G_ij N over one application's reads with every row at the full read voltage `v_read` and
     the conductances the Program programs (stuck values where it skipped a device): the device-read power the
     analytic model charges without data (an upper bound of the DAC's voltages; `leac simulate` measures it).
-    A grouped layer's run drives each column's devices once, with its group's vector, so the bound is the same."""
+    A grouped layer's run drives a read's rows once per group with a column in its block, and all the region's
+    devices conduct each time (`read_runs`)."""
     if not plan.reads:
         return 0.0
     array, row, rows, col, cols, reads = np.array([(read.array, read.row, read.rows, read.col, read.cols, read.reads)
@@ -221,7 +243,8 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     row_sums = np.empty(len(region))
     row_sums[order] = np.add.reduceat(flat, bounds)[::2]
     row_sums[cols[region] == 0] = 0.0  # reduceat gives flat[begin] for an empty row
-    return plan.scale.v_read_V ** 2 * float(np.sum(reads * np.bincount(region, row_sums, len(rows))))
+    runs = np.array(read_runs(plan), dtype=np.int64)
+    return plan.scale.v_read_V ** 2 * float(np.sum(runs * reads * np.bincount(region, row_sums, len(rows))))
 
 
 def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
@@ -311,6 +334,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         peak_sample_holds=timing.peak_sample_holds,
         peak_buffer_words=timing.peak_buffer_words,
         timed_tasks=timing.tasks,
+        timing_exact=timing.exact,
         static_power_uW=power,
         pipelined_static_pJ=static_energy_pJ(power, timing.period_ns),
     )

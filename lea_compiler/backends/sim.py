@@ -69,7 +69,7 @@ from lea_compiler.chunks import samples_per_chunk
 from lea_compiler.datasets import MAX_DATA_BYTES, Dataset, check_labels, load_data, model_labels, top1
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Array, Kernel
-from lea_compiler.irdrop import read_maps
+from lea_compiler.irdrop import check_regions, read_maps
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import gaussian_write, write_devices, write_sigma_uS
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan, gaussian
@@ -432,8 +432,9 @@ def simulate(
         InvalidInputError: the simulated chip lacks arrays the Program uses or has other array sizes, or the
             board schedule is not this Program's.
         BadDataError: the data does not fit the model, or has labels the model never predicts.
-        UsageError: `threads` below 1, a negative `seed`, no output named `output`, or a bad `after` (not a
-            duration, or given for a chip without a drift model or with `ideal`).
+        UsageError: `threads` below 1, a negative `seed`, no output named `output`, a bad `after` (not a
+            duration, or given for a chip without a drift model or with `ideal`), or a read region too large for
+            the IR-drop solve of a chip whose lines have resistance (`irdrop.check_regions`).
     """
     after_s = _after_seconds(after, chip or program.chip, ideal)
     if threads < 1:
@@ -463,6 +464,9 @@ def simulate(
     schedule = schedule_of(program, check=False) if board is None else board
     if board is not None:
         _check_board(program, board)
+    if not ideal:  # before any programming: refuse regions too large for the IR-drop solve, log its cost
+        check_regions([(read.rows, read.cols) for plan in schedule.layers.values() for read, _ in plan.reads],
+                      sim_chip.periphery.lines, "simulate")
     rng = np.random.default_rng(seed)
     write = None
     if schedule.origin is not None and "tolerance_uS" in schedule.origin:  # a board file: its write-verify settings

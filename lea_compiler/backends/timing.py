@@ -10,9 +10,14 @@ Tasks, in the order the board runs the records: per crossbar layer and per appli
 conv's OH x OW, in order), the input's max |x| when the layer has no calibrated full scale (digital, before the
 reads), every read (array, then ADC), and the layer's combine / accumulate / scale / bias (digital, after all
 of the application's conversions); per other graph node, its ops on the digital unit. A task starts when its
-inputs are ready and its resource is free; each resource serves its tasks first come, first served in that
-order (no reordering). A layer's applications wait for the node that produces its input as a whole; they do
-not wait for each other, so they overlap wherever their resources allow.
+inputs are ready and its resource is free. Each array and ADC bank serves its tasks in that order. The digital
+unit serves the steps in schedule order, and a crossbar layer's tasks first come, first served by release
+time: all of its applications' input maxima (released together when the layer's input is ready), then the
+combines in application order, so a later application's input maximum may go before an earlier one's combine
+(not the board's record order pre_0, post_0, pre_1, ...; docs/simulator.md). A layer's applications wait for
+the node that produces its input as a whole; they do not wait for each other, so they overlap wherever their
+resources allow. A read record of N reads converts after its N-th read: N sample-and-hold slots per column.
+Above `MAX_TIMED_TASKS` tasks a schedule is bounded in closed form instead (`untimed`).
 
 A resource serving tasks k = 0, 1, ... with release times r_k and durations d_k in order, free from F, ends task
 k at end_k = max(end_{k-1}, r_k) + d_k = C_k + max(F, max_{j<=k} (r_j - C_{j-1})), C_k = d_0 + ... + d_k (the
@@ -36,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lea_compiler.chip import Periphery
-from lea_compiler.grouping import group_columns
+from lea_compiler.grouping import group_overlaps
 from lea_compiler.schedule.plan import LayerPlan
 
 DIGITAL = "digital"
@@ -113,8 +118,7 @@ def _read_jobs(plan: LayerPlan) -> ReadJobs:
         columns = c1 - c0
         keep = columns > 0  # a block without columns is not read
         return ReadJobs(array[keep], reads[keep], rows[keep], columns[keep], rounds[keep])
-    bounds = np.array([group_columns(g, plan.start.cols, groups) for g in range(groups)], dtype=np.int64)
-    columns = np.minimum(c1[:, None], bounds[None, :, 1]) - np.maximum(c0[:, None], bounds[None, :, 0])  # (reads, G)
+    columns = group_overlaps(c0, c1, plan.start.cols, groups)  # (reads, G)
     read, _ = np.nonzero(columns > 0)  # read by read, group by group: the schedule's order
     columns = columns[columns > 0]
     return ReadJobs(array[read], reads[read], rows[read], columns, -(-columns // adcs[read]))
@@ -173,12 +177,18 @@ class Timing:
     resources: dict[str, int]  # per resource kind: how many the timeline uses
     peak_sample_holds: int  # most reads an array's sample-and-hold keeps at once, waiting for conversion
     peak_buffer_words: int  # most converted values waiting at once for the digital unit (a layer's combine)
-    tasks: int  # tasks timed
+    tasks: int  # tasks timed (or, when not `exact`, the tasks the schedule has)
     bars: tuple[Bars, ...] = field(default=())
+    exact: bool = True  # False: the schedule has more than `max_tasks` tasks and was not timed (`untimed`)
 
     @property
     def throughput_per_s(self) -> float:
         return 1e9 / self.period_ns if self.period_ns > 0 else math.inf
+
+
+def digital_ns(periphery: Periphery, ops: int) -> float:
+    """The digital unit's time for a task of `ops` ops: ceil(ops / digital_lanes) clocks."""
+    return math.ceil(ops / periphery.digital_lanes) * 1e3 / periphery.clock_MHz
 
 
 def fifo(release: np.ndarray, duration: np.ndarray, free: float | np.ndarray) -> np.ndarray:
@@ -233,7 +243,7 @@ class _Timeline:
         self.tasks = 0
 
     def digital_ns(self, ops: int) -> float:
-        return math.ceil(ops / self.p.digital_lanes) * self.clock_ns
+        return digital_ns(self.p, ops)
 
     def bar(self, resource: str, kind: str, step: str, start: np.ndarray, end: np.ndarray) -> None:
         if self.keep_bars and len(start):
@@ -334,9 +344,14 @@ def _added(total: float, values: np.ndarray) -> float:
     return float(np.cumsum(np.concatenate(([total], values)))[-1])
 
 
-def run_timeline(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery, *, bars: bool = False) -> Timing:
+def run_timeline(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery, *, bars: bool = False,
+                 max_tasks: int | None = None) -> Timing:
     """Time one inference of `steps` (in schedule order) on the periphery's resources (module docstring); with
-    `bars`, keep every task's interval for a picture (`lea_compiler.plot_timeline`)."""
+    `bars`, keep every task's interval for a picture (`lea_compiler.plot_timeline`). A schedule of more than
+    `max_tasks` tasks (default `MAX_TIMED_TASKS`) is not timed task by task: `untimed` bounds it."""
+    limit = MAX_TIMED_TASKS if max_tasks is None else max_tasks
+    if count_tasks(steps) > limit:
+        return untimed(steps, periphery)
     arrays = max((int(np.max(s.jobs.array)) + 1 for s in steps if isinstance(s, LayerStep) and len(s.jobs)), default=0)
     line = _Timeline(periphery, bars, arrays)
     ready: dict[str, float] = {}
@@ -376,3 +391,65 @@ def _stack(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     if not parts:
         return np.zeros(0), np.zeros(0)
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+MAX_TIMED_TASKS = 1 << 23
+"""The most tasks `run_timeline` times one by one (docs/limits.md): its memory and time grow with the tasks
+(about 60 bytes and 0.4 us each, the reviewer's 27 M tasks took 1.6 GB and 11 s), and a conv's tasks grow with
+its output pixels (up to ~4e8 within the input limits). 2^23 tasks take about 0.5 GB and 3 s."""
+
+
+def count_tasks(steps: Sequence[LayerStep | DigitalStep]) -> int:
+    """The tasks `run_timeline` would time: per crossbar layer application, its input maximum (when it has one),
+    a read and a conversion per job and its combine; one per other node."""
+    total = 0
+    for step in steps:
+        if isinstance(step, LayerStep):
+            total += step.applications * (2 * len(step.jobs) + 1 + (1 if step.pre_ops else 0))
+        else:
+            total += 1
+    return total
+
+
+def untimed(steps: Sequence[LayerStep | DigitalStep], periphery: Periphery) -> Timing:
+    """The timing of a schedule too large to time task by task (`MAX_TIMED_TASKS`), in closed form, `exact`
+    False. Exact: every resource's busy time per sample, so the period, the bottleneck and `busy_ns`. Upper
+    bounds: the latency and each step's latency, the sum of every task's duration up to the step's end (in the
+    timeline some resource is always busy until the last task ends: the first unfinished task in schedule order
+    has its inputs and is first in its resource's queue, and later steps never delay earlier ones), and the
+    peaks (every read of an array held at once; every converted value waiting at once)."""
+    p = periphery
+    busy: dict[str, float] = {}
+    kinds = {"dac": 0.0, "read": 0.0, "adc": 0.0, DIGITAL: 0.0}
+    holds: dict[int, int] = {}
+    spans: dict[str, float] = {}
+    work = 0.0
+    words = 0
+    for step in steps:
+        if isinstance(step, LayerStep):
+            n = step.applications
+            if n == 0:
+                spans[step.name] = 0.0
+                continue
+            ops_ns = n * ((digital_ns(p, step.pre_ops) if step.pre_ops else 0.0) + digital_ns(p, step.post_ops))
+            for job in step.jobs.items():
+                read_ns, adc_ns = n * (p.t_dac_ns + job.reads * p.t_mvm_ns), n * job.reads * job.rounds * p.t_adc_ns
+                busy[f"array {job.array}"] = busy.get(f"array {job.array}", 0.0) + read_ns
+                busy[f"adc {job.array}"] = busy.get(f"adc {job.array}", 0.0) + adc_ns
+                kinds["dac"] += n * p.t_dac_ns
+                kinds["read"] += read_ns - n * p.t_dac_ns
+                kinds["adc"] += adc_ns
+                holds[job.array] = holds.get(job.array, 0) + n * job.reads
+                words += n * job.reads * job.columns
+                work += read_ns + adc_ns
+        else:
+            ops_ns = digital_ns(p, step.ops)
+        busy[DIGITAL] = busy.get(DIGITAL, 0.0) + ops_ns
+        kinds[DIGITAL] += ops_ns
+        work += ops_ns
+        spans[step.name] = work
+    period, bottleneck = max(((b, name) for name, b in busy.items()), default=(0.0, DIGITAL))
+    used = {kind: sum(1 for name in busy if name.split()[0] == kind) for kind in ("array", "adc", DIGITAL)}
+    return Timing(latency_ns=work, period_ns=period, bottleneck=bottleneck, step_latency_ns=spans, busy_ns=kinds,
+                  resources=used, peak_sample_holds=max(holds.values(), default=0), peak_buffer_words=words,
+                  tasks=count_tasks(steps), exact=False)

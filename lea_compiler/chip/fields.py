@@ -27,6 +27,7 @@ from lea_compiler.chip_limits import (
     MAX_ARRAY_ROWS,
     MAX_READBACK_READS,
     MIN_BITS,
+    MIN_LINE_SEGMENT_OHM,
     PERIPHERY_RANGES,
     PROGRAMMING_RANGES,
     conductance_problem,
@@ -232,7 +233,7 @@ def programming_problems(value: object, path: str) -> list[str]:
 
 def lines_problems(value: object, path: str) -> list[str]:
     """Every problem of a `periphery.lines` object given as a mapping (missing keys are 0 ohms): known keys only,
-    each a finite number >= 0 inside `LINE_RANGES`."""
+    each a finite number >= 0 inside `LINE_RANGES`, a segment 0 or at least `MIN_LINE_SEGMENT_OHM`."""
     if not isinstance(value, Mapping):
         return [f"{path}: {show(value)} is not a JSON object"]
     problems = key_problems(value, path, LINE_KEYS, ())
@@ -240,7 +241,11 @@ def lines_problems(value: object, path: str) -> list[str]:
         if key in value:
             key_path = join(path, key)
             if (p := number_problem(value[key], key_path, positive=False)) is None:
-                p = range_problem(float(value[key]), key_path, *LINE_RANGES[key], " ohm")  # type: ignore[arg-type]
+                ohm = float(value[key])  # type: ignore[arg-type]
+                p = range_problem(ohm, key_path, *LINE_RANGES[key], " ohm")
+                if p is None and key.endswith("segment_ohm") and 0 < ohm < MIN_LINE_SEGMENT_OHM:
+                    p = (f"{key_path}: {ohm:g} ohm is neither 0 nor at least {MIN_LINE_SEGMENT_OHM:g} ohm (a smaller "
+                         "segment is a short for any read, and the IR-drop solve loses accuracy on it: give 0)")
             if p is not None:
                 problems.append(p)
     return problems

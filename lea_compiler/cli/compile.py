@@ -30,10 +30,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
         "defect-free devices), over the RMS weight (JSON quantization_relative_rms_error)",
     ),
     "placement cost uS": (
-        "what the placer minimised: |G_stuck - G_target| over every copy's stuck devices",
+        "what the placer minimised: |G_stuck - G_target| over every copy's stuck devices (+ IR drop with lines)",
         "what the placer minimised: the sum of |G_stuck - G_target| over the stuck devices of every copy, both "
         "devices of every pair (healthy devices cost 0); with joint encoding and beta >= 2 only what the other "
-        "copies cannot absorb; 0 means every copy sits on defect-free devices; the bound and gap refer to it "
+        "copies cannot absorb; on a chip whose lines have resistance (periphery.lines) plus each copy's expected "
+        "IR-drop loss of conductance at its place (at most the copy's total conductance, docs/architecture.md); "
+        "0 means every copy sits on defect-free devices (and ideal lines); the bound and gap refer to it "
         "(JSON mapping_error_uS)",
     ),
     "weight error uS": (
@@ -202,6 +204,10 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
         print(f"analog time ({report['objective']} objective): {report['analog_time_ns']:.1f} ns per sample "
               f"(every crossbar layer's busiest array), bound {report['analog_time_bound_ns']:.1f} ns, "
               f"gap {100 * report['analog_time_gap']:.2f}%")
+    if report.get("placement_wall_clock_limited"):
+        print(f"warning: CP-SAT's {' and '.join(report['placement_wall_clock_limited'])} stopped at its wall-clock "
+              "safety limit (a loaded machine), so this placement may not reproduce; a longer --time-limit or an "
+              "idle machine avoids it")
     if time_passes:
         width = max(13, *(len(name) for name in report["pass_seconds"]))
         for name, seconds in report["pass_seconds"].items():

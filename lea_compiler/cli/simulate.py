@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from lea_compiler.backends.board import board_schedule, read_board
+from lea_compiler.backends.board import board_schedule, periphery_differences, read_board
 from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import load_chip
 from lea_compiler.cli.batch import first_line, run_batch
@@ -20,6 +21,8 @@ from lea_compiler.program import Program
 from lea_compiler.report_json import dumps_report
 from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
 from lea_compiler.tables import format_table, printable
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_THREADS = min(4, os.cpu_count() or 1)
 """--threads for one Program; a batch's workers use one thread each unless told otherwise."""
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         if args.board_program is None:
             raise UsageError(f"{programs[0]} is a board file: give the Program it was emitted from with --program "
                              "PROGRAM.leac")
-        board = board_schedule(read_board(programs[0]))
+        stream = read_board(programs[0])
+        board = board_schedule(stream)
         program = Program.load(args.board_program)
     elif args.board_program is not None:
         raise UsageError(f"--program names the Program of a board file, but {programs[0]} is not a board file")
@@ -145,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
         program = Program.load(programs[0])
     datasets = [load_data(path, program.graph) for path in args.data]
     chip = load_chip(args.chip) if args.chip else None
+    if board is not None and (differ := periphery_differences(stream, (chip or program.chip).periphery)):
+        logger.warning("%s assumed another periphery than the simulating chip's, whose timing and energy the "
+                       "report gives: %s", printable(programs[0]), "; ".join(differ))
     threads = DEFAULT_THREADS if args.threads is None else args.threads
     if args.trials < 1:
         raise UsageError(f"--trials takes an integer >= 1, got {args.trials}")
@@ -189,7 +196,10 @@ def timing_text(r: dict[str, Any]) -> str:
             f"{r['bottleneck']} ({r['period_ns'] / 1e3:.2f} us a sample); most waiting: {r['peak_sample_holds']} "
             f"reads in one array's sample-and-hold, {r['peak_buffer_words']} converted values\n"
             f"static power of the powered hardware: {r['static_power_uW']:g} uW, {r['pipelined_static_pJ']:.1f} pJ "
-            "per inference pipelined")
+            "per inference pipelined"
+            + ("" if r["timing_exact"] else "\ntimeline not run: the schedule has more tasks than the limit "
+               "(docs/limits.md); the busy times and the period are exact, the latencies, the peaks and the "
+               "static energy of one inference upper bounds"))
 
 
 def print_report(r: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from lea_compiler.ir import Graph
 from lea_compiler.passes.compensate import Compensation
 from lea_compiler.passes.encode import Encoded
 from lea_compiler.passes.ensemble import Ensemble
-from lea_compiler.passes.place import Placed, PlacementLatency, PlacementSummary
+from lea_compiler.passes.place import Placed, PlacementLatency, PlacementSummary, PlacementWallClock
 from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.select import Selection
 from lea_compiler.passes.tile import Tiling
@@ -92,6 +92,9 @@ def lower_to_program(
             "objective_uS": summary.objective_uS, "bound_uS": summary.bound_uS, "gap": summary.gap,
             "copies": summary.copies,
         }
+        limited = graph.fact(PlacementWallClock)
+        if limited is not None:  # only then, so a reproducible placement's record is as before
+            placement["wall_clock_limited"] = list(limited.stages)
     latency = graph.fact(PlacementLatency)
     if latency is not None:  # latency-aware placement only: a default compile's Program is as before the option
         placement.update(objective=latency.objective, analog_ns=latency.analog_ns,

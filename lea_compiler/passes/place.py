@@ -133,6 +133,14 @@ class PlacementSummary:
 
 
 @dataclass(frozen=True)
+class PlacementWallClock:
+    """Graph fact, only when a CP-SAT stage stopped at its wall-clock safety limit (so a reproducible
+    placement's IR is as before): the stages (`Placement.wall_clock_limited`)."""
+
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PlacementLatency:
     """Graph fact, with the objective `latency` or `balanced` only (so a default compile's IR is as before):
     the objective and the placement's analog time per sample, its bound and gap (placement/latency.py)."""
@@ -263,6 +271,8 @@ class Place:
                 copies=len(items),
             )
         )
+        if solution.wall_clock_limited:
+            graph.set_fact(PlacementWallClock(tuple(solution.wall_clock_limited)))
         if timed:
             graph.set_fact(PlacementLatency(self.objective, float(solution.analog_ns),
                                             float(solution.analog_bound_ns), float(solution.analog_gap)))

@@ -44,10 +44,11 @@ from lea_compiler.placement.bounds import (
     LAGRANGE_THETA,
     LAGRANGE_WORK_PER_S,
     MAX_FLOW_ARCS,
+    WALL_CLOCK_FACTOR,
 )
 from lea_compiler.placement.context import SCALE_PER_US
 from lea_compiler.placement.costs import MAX_LEVEL_TERMS, ArrayGroup, CostMaps, cost_maps, item_cost
-from lea_compiler.placement.cpsat import CANDIDATE_BUDGET, CPSAT_WORKERS, LARGE_MODEL, WALL_CLOCK_FACTOR
+from lea_compiler.placement.cpsat import CANDIDATE_BUDGET, CPSAT_WORKERS, LARGE_MODEL
 from lea_compiler.placement.latency import SPREAD_MOVES_PER_ITEM
 from lea_compiler.placement.problem import Item, Pattern, Placement, PlacementProblem, Region, Status
 from lea_compiler.placement.solve import solve_placement

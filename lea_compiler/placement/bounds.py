@@ -22,13 +22,15 @@ Every placer reports the best bound it has.
     selections that happen to overlap nowhere, and the greedy search on the
     prices c + Lam, give upper bounds. The iteration count depends on the
     problem size and `time_limit_s`, not on the clock, so the bound is
-    deterministic.
+    deterministic, unless the wall-clock safety limit (`wall_clock_limit_s`,
+    3 x `time_limit_s` + 5 s) strikes first, which is logged as a warning.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +57,19 @@ LAGRANGE_PATIENCE = 10
 LAGRANGE_MIN_THETA = 1e-3
 LAGRANGE_REPAIR_EVERY = 10
 """Run the greedy search on Lagrangian prices every this many iterations."""
+
+
+WALL_CLOCK_FACTOR = 3.0
+"""The wall-clock safety limit of CP-SAT and of the Lagrangian is this times the time limit, plus 5 s
+(`wall_clock_limit_s`). The Lagrangian's iteration count is set by the work budget above, deterministically,
+and normally ends well within it; on problems whose iterations cost far more than the budget assumes (a chip
+whose lines have resistance makes every offset of a 3000 x 3000 array cost something: the minimum 20 iterations
+took 139 s under --time-limit 3) the clock stops it first, as CP-SAT's safety limit does, with a warning."""
+
+
+def wall_clock_limit_s(time_limit_s: float) -> float:
+    """The wall-clock safety limit (seconds) of a placer stage given `time_limit_s`: 3 x it + 5 s."""
+    return WALL_CLOCK_FACTOR * float(time_limit_s) + 5.0
 
 
 # --------------------------------------------------------------------------
@@ -257,7 +272,8 @@ def _lagrangian(ctx: _Context, ub_uS: float, ub_locs: list[Loc], ub_name: str, t
     and `select` (k cheapest regions) for the others, is a lower bound for
     every lam >= 0; at lam = 0 it is the combinatorial bound. The iteration
     count is fixed by the problem size and the time limit (not the clock), so
-    the result is deterministic. A
+    the result is deterministic unless the wall-clock safety limit strikes
+    (`wall_clock_limit_s`). A
     relaxed selection that covers no device twice is a placement and may
     improve the upper bound; so may the greedy search on Lagrangian prices.
     """
@@ -269,6 +285,8 @@ def _lagrangian(ctx: _Context, ub_uS: float, ub_locs: list[Loc], ub_name: str, t
     work += sum(x.size for x in lam)
     budget = LAGRANGE_WORK_PER_S * time_limit_s
     iterations = int(min(LAGRANGE_MAX_ITER, max(LAGRANGE_MIN_ITER, budget // max(1, work))))
+    wall = wall_clock_limit_s(time_limit_s)
+    deadline = time.perf_counter() + wall
     best = -math.inf
     best_boxes: Boxes | None = None
     best_kth: dict[int, float] = {}
@@ -327,6 +345,11 @@ def _lagrangian(ctx: _Context, ub_uS: float, ub_locs: list[Loc], ub_name: str, t
             subs.append(sub)
         if norm2 == 0.0:
             break  # the multipliers are optimal for the dual
+        if done < iterations and time.perf_counter() > deadline:
+            logger.warning("placement Lagrangian stopped at its wall-clock safety limit (%.1f s) after %d of %d "
+                           "iterations; the bound and placement may then differ between runs",
+                           wall, done, iterations)
+            break
         step = theta * (ub_uS - value) / norm2
         for g, sub in enumerate(subs):
             idx = relevant[g]

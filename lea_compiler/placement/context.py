@@ -70,6 +70,7 @@ class _Context:
 
     def __init__(self, problem: PlacementProblem) -> None:
         self.problem = problem
+        self.wall_strikes: list[str] = []  # the CP-SAT stages stopped by their wall-clock limit (cpsat._run)
         self.shapes = [p.shape for p in problem.patterns]
         self.n_items = len(problem.items)
         self.items_of: list[list[int]] = [[] for _ in problem.patterns]
@@ -216,6 +217,7 @@ class _Context:
             analog_ns=analog / LATENCY_SCALE_PER_NS,
             analog_bound_ns=analog_bound / LATENCY_SCALE_PER_NS,
             analog_gap=(analog - analog_bound) / analog if analog > 0 else 0.0,
+            wall_clock_limited=tuple(self.wall_strikes),
         )
         logger.info(
             "placement %s: %d copies, status %s, objective %.6g uS, bound %.6g uS, gap %.3g, %.3f s",

@@ -35,7 +35,8 @@ every offset also costs the expected IR-drop error of the pattern there, so a
 region far from the drivers (large x) or from the sense amplifiers (small y)
 costs more (`ir_drop_costs`): the current the lines take from the devices, to
 first order in the resistances, with every row at the same voltage, in uS of
-conductance (the loss of sum_ij M_ij against sum_ij P_ij, `lea_compiler.irdrop`).
+conductance (the loss of sum_ij M_ij against sum_ij P_ij, `lea_compiler.irdrop`),
+saturated so that it never exceeds the region's total conductance.
 With ideal lines (the default) the term is absent and the maps are as above.
 """
 
@@ -48,6 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.chip import Chip, LineModel
 from lea_compiler.errors import UsageError
+from lea_compiler.irdrop import lead_ohm
 from lea_compiler.placement.problem import PlacementProblem, Region
 
 MAX_LEVEL_TERMS = 32
@@ -234,10 +236,15 @@ def ir_drop_costs(targets_uS: np.ndarray, lines: LineModel, array_rows: int, arr
 
     First order in the line resistances, with every row at the same voltage v: the current the lines take is
     v * 1e-6 * (sum over word-line pieces of R * (current through it)^2 + the same over bit-line pieces), as
-    each piece's drop reaches every device beyond it. Per row, the lead R_in(x) = driver + (x + 1) r_w carries
-    the row's sum and the segment before column k the sum of columns >= k; per column, the lead R_out(y) =
-    sense + (R - y - r + 1) r_b carries the column's sum and the segment below row k-1 the sum of rows < k
-    (`irdrop.lead_ohm`). Divided by v, a conductance: the loss of sum_ij M_ij against sum_ij P_ij.
+    each piece's drop reaches every device beyond it. Per row, the lead R_in(x) carries the row's sum and the
+    segment before column k the sum of columns >= k; per column, the lead R_out(y) carries the column's sum and
+    the segment below row k-1 the sum of rows < k (`irdrop.lead_ohm`, the geometry's one definition). Divided by
+    v, a conductance L1: the loss of sum_ij M_ij against S = sum_ij P_ij, to first order.
+
+    The first order grows without bound while the true loss is below S (the lines cannot take more than the
+    devices conduct), so the cost is the saturating S * x / (1 + x) with x = L1 / S: exact for one device (or any
+    region lumped into one conductance S) behind a series resistance R, whose loss is S * RS / (1 + RS) with
+    first order S^2 R; equal to L1 to first order (small x), increasing in L1 (far still costs more) and below S.
     """
     m, r, c = targets_uS.shape
     tails = np.cumsum(targets_uS[:, :, ::-1], axis=2)[:, :, ::-1]  # (m, r, c): sum of columns >= k, per row
@@ -246,11 +253,14 @@ def ir_drop_costs(targets_uS: np.ndarray, lines: LineModel, array_rows: int, arr
     s_col = np.square(heads[:, -1, :]).sum(axis=1)
     inner = (lines.word_line_segment_ohm * np.square(tails[:, :, 1:]).sum(axis=(1, 2))
              + lines.bit_line_segment_ohm * np.square(heads[:, :-1, :]).sum(axis=(1, 2)))
-    r_in = lines.driver_ohm + (np.arange(array_cols - c + 1) + 1.0) * lines.word_line_segment_ohm  # (nox,)
-    r_out = lines.sense_ohm + (array_rows - r + 1.0 - np.arange(array_rows - r + 1)) * lines.bit_line_segment_ohm
-    total = (inner[:, None, None] + r_in[None, None, :] * s_row[:, None, None]
-             + r_out[None, :, None] * s_col[:, None, None])
-    return total * 1e-6
+    r_in, r_out = lead_ohm(lines, row=np.arange(array_rows - r + 1), col=np.arange(array_cols - c + 1), rows=r,
+                           array_rows=array_rows)  # (ny,), (nx,)
+    first = (inner[:, None, None] + r_in[None, None, :] * s_row[:, None, None]
+             + r_out[None, :, None] * s_col[:, None, None]) * 1e-6
+    total = targets_uS.sum(axis=(1, 2))[:, None, None]  # S, the most the lines can take
+    with np.errstate(invalid="ignore", divide="ignore"):
+        saturated = first * total / (total + first)
+    return np.where(total > 0, saturated, 0.0)
 
 
 def _inside_terms(

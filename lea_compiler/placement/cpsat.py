@@ -60,7 +60,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from lea_compiler.interruptible import run_interruptibly
-from lea_compiler.placement.bounds import _Dual, _select
+from lea_compiler.placement.bounds import _Dual, _select, wall_clock_limit_s
 from lea_compiler.placement.context import Loc, _assign_locs, _Context
 
 logger = logging.getLogger("lea_compiler.placement")  # the package's name, as before the split
@@ -70,8 +70,6 @@ CANDIDATE_BUDGET = 50_000
 CPSAT_WORKERS = 1
 """CP-SAT workers. One worker is deterministic; more use `interleave_search`, which is
 deterministic too but was slower on the 2-core machine the benchmarks ran on."""
-WALL_CLOCK_FACTOR = 3.0
-"""CP-SAT's wall-clock safety limit is this times the time limit, plus 5 s."""
 LARGE_MODEL = 20_000
 """CP-SAT models with more candidates than this are presolved without probing."""
 
@@ -291,7 +289,7 @@ def _solver(time_limit_s: float, seed: int, size: int) -> tuple[cp_model.CpSolve
     params.num_workers = CPSAT_WORKERS
     params.interleave_search = CPSAT_WORKERS > 1
     params.max_deterministic_time = float(time_limit_s)
-    wall = WALL_CLOCK_FACTOR * float(time_limit_s) + 5.0
+    wall = wall_clock_limit_s(time_limit_s)
     params.max_time_in_seconds = wall
     params.catch_sigint_signal = False  # Ctrl-C is the caller's: see _solve_interruptibly
     if size > LARGE_MODEL:
@@ -299,10 +297,14 @@ def _solver(time_limit_s: float, seed: int, size: int) -> tuple[cp_model.CpSolve
     return solver, wall
 
 
-def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, wall: float, what: str) -> cp_model.CpSolverStatus:
-    """Solve, warn when the wall-clock safety limit struck first, log; the CP-SAT status."""
+def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, wall: float, what: str,
+         strikes: list[str] | None = None) -> cp_model.CpSolverStatus:
+    """Solve, warn when the wall-clock safety limit struck first (and add `what` to `strikes`, which the compile
+    report shows), log; the CP-SAT status."""
     status = _solve_interruptibly(solver, model)
     if solver.wall_time >= 0.99 * wall:
+        if strikes is not None:
+            strikes.append(what)
         logger.warning(
             "CP-SAT stopped at its wall-clock safety limit (%.1f s), before its deterministic "
             "limit; this result may not reproduce",
@@ -355,7 +357,7 @@ def _cpsat(
         for flag_var, excl in links:
             model.add_hint(flag_var, any(j in on for j in excl))
     solver, wall = _solver(time_limit_s, seed, nc)
-    status = _run(solver, model, wall, "placement")
+    status = _run(solver, model, wall, "placement", ctx.wall_strikes)
     name = solver.status_name(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return name, None, -math.inf

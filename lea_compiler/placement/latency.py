@@ -262,7 +262,7 @@ def _cpsat_latency(ctx: _Context, cands: _Candidates, hint: Sequence[Loc], budge
     for c, j, v in pairs:
         model.add_hint(v, (c, j) in hinted)
     solver, wall = _solver(time_limit_s, seed, len(pairs))
-    status = _run(solver, model, wall, "latency placement")
+    status = _run(solver, model, wall, "latency placement", ctx.wall_strikes)
     name = solver.status_name(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return name, None, 0

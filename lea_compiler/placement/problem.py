@@ -139,6 +139,9 @@ class Placement:
         analog_ns: The latency proxy: sum over layers of its weight x its busiest array's read time, ns.
         analog_bound_ns: A proven lower bound on `analog_ns` over the placements the objective allows.
         analog_gap: (analog_ns - bound) / analog_ns; 0 when proven optimal.
+        wall_clock_limited: The CP-SAT stages ("placement", "latency placement") that stopped at their wall-clock
+            safety limit before their deterministic one: the result depends on the machine's load, so it may not
+            reproduce (empty: it does).
     """
 
     regions: tuple[Region, ...]
@@ -152,3 +155,4 @@ class Placement:
     analog_ns: float = 0.0
     analog_bound_ns: float = 0.0
     analog_gap: float = 0.0
+    wall_clock_limited: tuple[str, ...] = ()

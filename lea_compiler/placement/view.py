@@ -16,7 +16,13 @@ How the view is chosen (deterministic, from the chip and the patterns alone):
 
 1. Every array is cut to at most `max(VIEW_MIN_SIDE, 2 x the tallest pattern)`
    rows and `max(VIEW_MIN_SIDE, 2 x the widest pattern)` columns: room for
-   copies side by side and for the placer to move around stuck devices.
+   copies side by side and for the placer to move around stuck devices. On a
+   chip whose lines have resistance (`periphery.lines`) every row is kept:
+   the sense amplifiers sit under the last row, so the rows near them are the
+   cheapest, and the IR-drop cost of a region depends on the array's true
+   height (`costs.ir_drop_costs`). The kept columns, the first ones, are those
+   next to the drivers. Such a view holds up to 4,096 rows per array
+   (`MAX_ARRAY_ROWS`), and the budget below counts them.
 2. The cut arrays are ranked by their stuck devices (fewest first, then file
    order) and taken in that order until the view holds the devices the
    budget allows (`VIEW_BYTES` over the bytes per device), and in any case
@@ -91,7 +97,11 @@ def placement_view(
     widest = max(c for _, c in shapes)
     side_rows = max(VIEW_MIN_SIDE, 2 * tallest)
     side_cols = max(VIEW_MIN_SIDE, 2 * widest)
-    cut = [Array(a.id, min(a.rows, side_rows), min(a.cols, side_cols)) for a in chip.arrays]
+    # With resistive lines the sense amplifiers sit under each array's last row: a top-left cut would leave the
+    # placer only the rows farthest from them and cost them as if the array ended at the cut. Keep every row
+    # (the cut's columns, next to the drivers, are the cheap ones), so a region costs what it costs on the chip.
+    lines = not chip.periphery.lines.is_default
+    cut = [Array(a.id, a.rows if lines else min(a.rows, side_rows), min(a.cols, side_cols)) for a in chip.arrays]
     inside = {a.id: a for a in cut}
     stuck = dict.fromkeys(inside, 0)
     kept: list[Defect] = []  # the defects inside the cut arrays, in file order

@@ -233,6 +233,9 @@ def _placement_problems(placement: dict[str, Any]) -> list[str]:
         gap = placement.get(key)
         if gap is not None and not (is_finite_number(gap) and gap >= 0):
             problems.append(f"placement.{key} must be a finite number >= 0, got {_shown(gap)}")
+    limited = placement.get("wall_clock_limited")
+    if limited is not None and not (isinstance(limited, list) and all(isinstance(x, str) for x in limited)):
+        problems.append(f"placement.wall_clock_limited must be a list of strings, got {_shown(limited)}")
     copies = placement.get("copies")
     if copies is not None and not (_is_int(copies) and copies >= 0):
         problems.append(f"placement.copies must be an integer >= 0, got {_shown(copies)}")

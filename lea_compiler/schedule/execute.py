@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.grouping import group_width, split_columns, vector_runs
+from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
 from lea_compiler.schedule.plan import LayerPlan
 
 
@@ -145,19 +145,18 @@ class CrossbarExecutor:
 
     def _row_conductance(self) -> np.ndarray:
         """Per row of the layer's augmented input: the conductance its reads put on it, sum_j G_ij over every
-        read's region columns, times the read's N reads, (rows,); a grouped layer's (G, rows), group g's columns
-        only (a run's vector g drives only the devices of group g's columns, `cost.layer_cost`)."""
+        read's region columns, times the read's N reads, (rows,); a grouped layer's (G, rows): a run's vector g
+        drives the rows of every read whose block holds group g's columns, and every device on those rows
+        conducts into its bit line, the other groups' columns of the region included (they are only not
+        converted), so each such read adds its whole region's row sums to group g."""
         total = np.zeros((self.groups, self.rows))
         for (r0, r1, _, _, c0, _), g, reads in zip(self._layout, self.conductances, self.reads, strict=True):
-            g = np.asarray(g, dtype=np.float64)
+            row_sums = reads * np.asarray(g, dtype=np.float64).sum(axis=1)
             if self.groups == 1:
-                total[0, r0:r1] += reads * g.sum(axis=1)
+                total[0, r0:r1] += row_sums
                 continue
-            columns = np.arange(c0, c0 + g.shape[1])
-            width = group_width(self.cols, self.groups)
-            per_group = np.zeros((self.groups, g.shape[0]))
-            np.add.at(per_group, columns // width, g.T)  # each column's devices to its group
-            total[:, r0:r1] += reads * per_group
+            reading = groups_reading(c0, c0 + g.shape[1], self.cols, self.groups)
+            total[reading.start:reading.stop, r0:r1] += row_sums
         return total[0] if self.groups == 1 else total
 
     def read_power_of(self, v: np.ndarray) -> float:

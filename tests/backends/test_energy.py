@@ -87,6 +87,37 @@ def test_two_layers_by_hand_per_layer_and_per_component(tmp_path) -> None:
     assert out["energy_by_layer_pJ"] == cost.energy_by_layer_pJ and out["device_energy"] == "measured"
 
 
+def test_a_grouped_layer_charges_every_device_on_the_driven_rows(tmp_path) -> None:
+    """A depthwise 1x1 conv, 4 groups of one input and one output each, on one 1 x 16 array: each polarity's
+    region is 1 row x 4 columns (one per group), G+ [250, 100, 250, 250] and G- [100, 250, 100, 100] uS
+    (weights 1, -1, 1, 1). A run is 4 vectors; vector g drives the row of both regions (its own full scale:
+    +-0.25 V for any nonzero x), and every device on that row conducts, the other groups' columns included
+    (they are only not converted): per vector 0.0625 V^2 x (850 + 550) uS x 100 ns = 8.75 pJ, so 35 pJ per run
+    and 140 pJ for the 2 x 2 input's 4 runs, with data and without (full scale); brute force over the region
+    columns below. Device reads: 4 vectors x 2 regions x 4 devices = 32 per run (not 8, the converted ones)."""
+    weights = {"W": np.array([1.0, -1.0, 1.0, 1.0], F).reshape(4, 1, 1, 1)}
+    model = make_model([helper.make_node("Conv", ["x", "W"], ["y"], name="dw", group=4)],
+                       {"x": (F, ["N", 4, 2, 2])}, ["y"], weights)
+    onnx.save(model, tmp_path / "m.onnx")
+    program = compile_model(tmp_path / "m.onnx", _chip(1, 16), CompileOptions(k=1)).program
+    layer = CrossbarLayer.of(program, "dw", program.chip, np.random.default_rng(0))
+    regions = [np.asarray(g) for g in layer.executor.conductances]
+    assert [g.tolist() for g in regions] == [[[250.0, 100.0, 250.0, 250.0]], [[100.0, 250.0, 100.0, 100.0]]]
+    # brute force: every vector of every run, every region it drives, every device of that region's row
+    per_run = sum(0.25**2 * float(g[0, column]) * 100e-9 * 1e12 * 1e-6 for _ in range(4) for g in regions
+                  for column in range(4))
+    assert per_run == pytest.approx(35.0, rel=1e-12)
+    bound = estimate_cost(program)
+    assert bound.energy_by_layer_pJ["dw"]["device_reads"] == pytest.approx(4 * per_run, rel=1e-12)
+    x = np.array([1.0, -2.0, 0.5, 3.0] * 4, F).reshape(1, 4, 2, 2)
+    cost = simulate(program, [Dataset("d", x, np.array([0]))]).cost
+    assert cost.energy_by_layer_pJ["dw"]["device_reads"] == pytest.approx(4 * per_run, rel=1e-4)
+    counts = EventCounts()
+    layer.forward(np.ones((4, 1), F), np.random.default_rng(0), counts)  # one run
+    assert counts.device_reads == 32
+    assert counts.device_read_pJ["dw"] == pytest.approx(per_run, rel=1e-4)
+
+
 def test_the_digital_op_energy_is_written_only_when_not_the_default(tmp_path) -> None:
     paper = load_chip(PAPER_CHIP)
     assert paper.periphery.e_digital_op_pJ == 0.9

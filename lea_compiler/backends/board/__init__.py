@@ -137,6 +137,7 @@ from lea_compiler.backends.board.reader import (
     BoardCheck,
     board_schedule,
     check_board,
+    periphery_differences,
     read_board,
     validate_board,
 )
@@ -219,6 +220,7 @@ __all__ = [
     "check_board",
     "default_tolerance_uS",
     "emit_board",
+    "periphery_differences",
     "read_board",
     "record_line",
     "validate_board",

@@ -16,6 +16,7 @@ from typing import Any
 
 from lea_compiler.backends.board.records import (
     _HEADER_SCHEMA,
+    _PERIPHERY_KEYS,
     _SINCE,
     _VERSION_SCHEMAS,
     FORMAT,
@@ -31,6 +32,7 @@ from lea_compiler.backends.board.records import (
     _show,
 )
 from lea_compiler.backends.board.validator import _Validator
+from lea_compiler.chip import Periphery
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import open_input, too_large
 from lea_compiler.problems import Problems, listing, summary_lines
@@ -356,3 +358,19 @@ def board_schedule(stream: BoardStream) -> Schedule:
               "max_pulses": header.max_pulses}
     return schedule_of_stream(header.levels_uS, [(a.id, a.rows, a.cols) for a in header.arrays], stream.records,
                               origin)
+
+
+
+def periphery_differences(stream: BoardStream, periphery: Periphery) -> list[str]:
+    """The header's periphery values (a missing optional key: its default, `chip.Periphery`) that differ from
+    `periphery`'s, as 'key: file value, chip value' texts. The simulator times and prices a board file's
+    schedule with the simulating chip's periphery, so a file that assumed another is reported (`leac simulate`
+    warns; docs/board-format.md)."""
+    header = stream.header.periphery
+    default = Periphery()
+    out = []
+    for key in _PERIPHERY_KEYS:
+        value = header.get(key, getattr(default, key))
+        if value != getattr(periphery, key):
+            out.append(f"{key} {value!r} in the file, {getattr(periphery, key)!r} on the chip")
+    return out

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from lea_compiler.chip.fields import OPTIONAL_PERIPHERY
+from lea_compiler.chip.fields import OPTIONAL_PERIPHERY, PERIPHERY_KINDS, model_problems
 from lea_compiler.schedule.records import (
     _PROGRAMMING_OPS,
     BIAS_MODES,
@@ -123,6 +123,17 @@ _PERIPHERY_KEYS: dict[str, Checker] = {
 OPTIONAL_PERIPHERY_KEYS = frozenset(OPTIONAL_PERIPHERY)
 """Header periphery keys written only when not at their defaults (as in a chip file), so board files keep the
 bytes they had before the keys existed; a file without one means the default (`chip.Periphery`)."""
+_PERIPHERY_OBJECT = _object_of(_PERIPHERY_KEYS, OPTIONAL_PERIPHERY_KEYS)
+
+
+def _periphery(value: Any) -> dict[str, Any]:
+    """The header's periphery: its keys' types, then the chip file's ranges (`chip_limits`, chip-format.md), so
+    a header no chip file could state (e.g. `digital_lanes` 1e300) is refused like that chip file."""
+    periphery = _PERIPHERY_OBJECT(value)
+    problems = model_problems(periphery, {k: PERIPHERY_KINDS[k] for k in periphery if k in PERIPHERY_KINDS}, "")
+    if problems:
+        raise _Bad("; ".join(problems))
+    return periphery
 _GRAPH_VALUES = _list_of(
     _object_of({"name": _text, "dtype": _text, "shape": _optional(_list_of(_optional(_dim)))})
 )
@@ -143,7 +154,7 @@ class BoardHeader:
     chip: dict[str, Any] = _field(_object_of({"name": _optional(_text), "fingerprint": _text}))
     arrays: tuple[BoardArray, ...] = _field(_list_of(_board_array))
     levels_uS: tuple[float, ...] = _field(_levels)
-    periphery: dict[str, Any] = _field(_object_of(_PERIPHERY_KEYS, OPTIONAL_PERIPHERY_KEYS))
+    periphery: dict[str, Any] = _field(_periphery)
     tolerance_uS: float = _field(_positive)
     tolerance_rule: str = _field(_text)
     max_pulses: int = _field(_count)
