@@ -323,3 +323,20 @@ def swap_embedded_model(program: Path, model: onnx.ModelProto | bytes, out: Path
         for name, content in entries.items():
             target.writestr(name, content)
     return out
+
+
+def assert_bad_periphery_refused(tmp_path: Path, capsys: Any, key: str, value: object, message: str) -> None:
+    """Compiling the bundled example for the paper chip with `periphery[key] = value` fails with `message` on
+    stderr and writes no Program."""
+    import json
+
+    from lea_compiler.cli import main
+
+    document = json.loads(Path("lea_compiler/data/paper_chip.json").read_text())
+    document["periphery"][key] = value
+    (tmp_path / "bad.json").write_text(json.dumps(document))
+    out = tmp_path / "y.leac"
+    status = main(["compile", "lea_compiler/data/yinyang_mlp.onnx", "--chip", str(tmp_path / "bad.json"),
+                   "-o", str(out)])
+    assert status != 0 and message in capsys.readouterr().err
+    assert not out.exists()

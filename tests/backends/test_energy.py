@@ -13,10 +13,9 @@ from lea_compiler.backends.cost import EventCounts, estimate_cost
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, simulate
 from lea_compiler.chip import Array, Chip, DeviceModel, Periphery, load_chip, save_chip
 from lea_compiler.chip.forms import chip_to_text
-from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
-from tests.helpers import make_model
+from tests.helpers import assert_bad_periphery_refused, make_model
 
 F = np.float32
 PAPER_CHIP = "lea_compiler/data/paper_chip.json"
@@ -138,11 +137,4 @@ def test_the_digital_op_energy_is_written_only_when_not_the_default(tmp_path) ->
     (1e10, "periphery.e_digital_op_pJ: 1e+10 is outside the range leac accepts (1e-09 to 1e+09 pJ)"),
 ])
 def test_a_bad_digital_op_energy_is_refused_and_nothing_is_written(tmp_path, capsys, value, message) -> None:
-    document = json.loads(open(PAPER_CHIP).read())
-    document["periphery"]["e_digital_op_pJ"] = value
-    (tmp_path / "bad.json").write_text(json.dumps(document))
-    out = tmp_path / "y.leac"
-    status = main(["compile", "lea_compiler/data/yinyang_mlp.onnx", "--chip", str(tmp_path / "bad.json"),
-                   "-o", str(out)])
-    assert status != 0 and message in capsys.readouterr().err
-    assert not out.exists()
+    assert_bad_periphery_refused(tmp_path, capsys, "e_digital_op_pJ", value, message)

@@ -17,11 +17,10 @@ from lea_compiler.backends.cost import estimate_cost, static_power_uW
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.chip import Array, Chip, DeviceModel, Periphery, load_chip
 from lea_compiler.chip.forms import chip_to_text
-from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.schedule.plan import schedule_of
-from tests.helpers import make_model
+from tests.helpers import assert_bad_periphery_refused, make_model
 
 PAPER_CHIP = "lea_compiler/data/paper_chip.json"
 STATIC = {"p_static_array_uW": 10.0, "p_static_adc_uW": 100.0, "p_static_dac_uW": 1.0, "p_static_digital_uW": 5.0}
@@ -121,13 +120,6 @@ def test_the_static_fields_are_written_only_when_not_default_in_chip_and_board_f
     ("p_static_digital_uW", None, "periphery.p_static_digital_uW: null is not a number"),
 ])
 def test_a_bad_static_power_is_refused_and_nothing_is_written(tmp_path, capsys, key, value, message) -> None:
-    document = json.loads(open(PAPER_CHIP).read())
-    document["periphery"][key] = value
-    (tmp_path / "bad.json").write_text(json.dumps(document))
-    out = tmp_path / "y.leac"
-    status = main(["compile", "lea_compiler/data/yinyang_mlp.onnx", "--chip", str(tmp_path / "bad.json"),
-                   "-o", str(out)])
-    assert status != 0 and message in capsys.readouterr().err
-    assert not out.exists()
+    assert_bad_periphery_refused(tmp_path, capsys, key, value, message)
     with pytest.raises(Exception, match="is negative"):
         Periphery(p_static_adc_uW=-1.0)

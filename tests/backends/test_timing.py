@@ -35,7 +35,7 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.schedule.lower import SKIPPED, UNUSED, ArrayProgram
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Accumulate, Combine, Convert, LayerStart, Read, Scale
-from tests.helpers import make_model
+from tests.helpers import assert_bad_periphery_refused, make_model
 from tests.test_output_paths import _kinds, _same_kind, unix_socket  # noqa: F401 - the fixture too
 
 # t_dac 5 ns, t_mvm 100 ns, t_adc 10 ns, a 100 MHz clock (10 ns), 8 digital lanes
@@ -363,14 +363,7 @@ def test_the_new_periphery_fields_have_their_defaults_and_old_files_keep_their_b
     ("digital_lanes", 2.5, "periphery.digital_lanes: 2.5"),
 ])
 def test_a_bad_new_periphery_field_is_refused_and_nothing_is_written(tmp_path, capsys, key, value, message) -> None:
-    document = json.loads(open("lea_compiler/data/paper_chip.json").read())
-    document["periphery"][key] = value
-    (tmp_path / "bad.json").write_text(json.dumps(document))
-    out = tmp_path / "y.leac"
-    status = main(["compile", "lea_compiler/data/yinyang_mlp.onnx", "--chip", str(tmp_path / "bad.json"),
-                   "-o", str(out)])
-    assert status != 0 and message in capsys.readouterr().err
-    assert not out.exists()
+    assert_bad_periphery_refused(tmp_path, capsys, key, value, message)
 
 
 def test_the_board_header_holds_the_new_fields_only_when_not_default_and_old_files_load(tmp_path) -> None:
