@@ -186,27 +186,31 @@ def _digital_elements(program: Program) -> int:
 
 
 def layer_step(plan: LayerPlan, applications: int, periphery: Periphery, inputs: tuple[str, ...] = (),
-               outputs: tuple[str, ...] = ()) -> LayerStep:
+               outputs: tuple[str, ...] = (), cost: LayerCost | None = None) -> LayerStep:
     """A crossbar layer as the timeline runs it (`backends.timing`): its reads, and its digital ops split into
-    the input maximum before the reads and the rest (`layer_cost`) after the conversions."""
+    the input maximum before the reads and the rest (`layer_cost`, or `cost` when the caller has it) after the
+    conversions."""
     pre = vector_max_ops(plan)
-    return LayerStep(plan.name, read_jobs(plan), pre, layer_cost(plan, periphery).digital_ops - pre,
+    return LayerStep(plan.name, read_jobs(plan), pre, (cost or layer_cost(plan, periphery)).digital_ops - pre,
                      applications, inputs or (plan.start.input,), outputs or (plan.start.output,))
 
 
 def timeline_of(program: Program, schedule: Schedule, periphery: Periphery, *, bars: bool = False,
-                max_applications: int | None = None) -> Timing:
+                max_applications: int | None = None, applications: Mapping[str, int] | None = None,
+                costs: Mapping[str, LayerCost] | None = None) -> Timing:
     """The event-driven timing of one inference of the Program's schedule (`backends.timing.run_timeline`): its
     crossbar layers' records and its other nodes, in graph order (the order the board runs them). With
-    `max_applications`, each crossbar layer's first that many applications only (a picture's prefix)."""
+    `max_applications`, each crossbar layer's first that many applications only (a picture's prefix).
+    `applications` (`_applications`) and `costs` (`layer_cost` per layer): when the caller has them."""
     apps = {name: n if max_applications is None else min(n, max_applications)
-            for name, n in _applications(program).items()}
+            for name, n in (applications if applications is not None else _applications(program)).items()}
     steps: list[LayerStep | DigitalStep] = []
     for node in program.graph.nodes:
         inputs = tuple(v.name for v in node.inputs if v is not None)
         outputs = tuple(v.name for v in node.outputs)
         if node.op_type == "MVM":
-            steps.append(layer_step(schedule.layers[node.name], apps[node.name], periphery, inputs, outputs))
+            steps.append(layer_step(schedule.layers[node.name], apps[node.name], periphery, inputs, outputs,
+                                    costs.get(node.name) if costs is not None else None))
         else:
             steps.append(DigitalStep(node.name, _node_ops(node), inputs, outputs))
     return run_timeline(steps, periphery, bars=bars)
@@ -291,8 +295,9 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     digital = float(_digital_elements(program))
     energy = {"device_reads": 0.0, "adc": 0.0, "dac": 0.0, "digital": digital * p.e_digital_op_pJ}
     by_layer: dict[str, dict[str, float]] = {}
+    costs: dict[str, LayerCost] = {}
     for name, plan in schedule.layers.items():
-        cost = layer_cost(plan, p)
+        cost = costs[name] = layer_cost(plan, p)
         n = apps[name]
         analog_ns += cost.analog_ns * n
         digital += cost.digital_ops * n
@@ -307,7 +312,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         by_layer[name] = layer
         for key, value in layer.items():
             energy[key] += value
-    timing = timeline_of(program, schedule, p)
+    timing = timeline_of(program, schedule, p, applications=apps, costs=costs)
     latency = timing.latency_ns
     power = static_power_uW(schedule, p)
     energy["static"] = static_energy_pJ(power, latency)

@@ -310,11 +310,14 @@ class CrossbarExecutor:
                 vb = v[lo:hi, ..., band.r0:band.r1]
                 clean = self._currents(vb, band.g)  # (n, 2 * alpha * cols) column currents in ADC steps
                 reads = band.reads if noise_rng is not None else 1  # without noise every read is the same
+                # a read-noise model's per-current sigma: the same for each of the band's reads
+                model_sigma = np.sqrt(self._currents(vb * vb, band.variance)) if (
+                    noise_rng is not None and band.variance is not None and not self.exact_read_noise) else None
                 summed = None
                 for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
                     steps = clean if reads == 1 else clean.copy()
                     if noise_rng is not None:
-                        self._add_read_noise(steps, vb, band, noise_rng, c1 - c0, offset + lo - c0)
+                        self._add_read_noise(steps, vb, band, noise_rng, c1 - c0, offset + lo - c0, model_sigma)
                     np.rint(steps, out=steps)
                     np.clip(steps, -adc_max, adc_max, out=steps)
                     if band.counts is not None and index_read > 0:  # columns read fewer times add nothing
@@ -353,12 +356,12 @@ class CrossbarExecutor:
         return per_group.reshape(groups, n, 2 * self.alpha, -1).transpose(1, 2, 0, 3).reshape(n, -1)
 
     def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
-                        chunk_rows: int, skip: int) -> None:
+                        chunk_rows: int, skip: int, model_sigma: np.ndarray | None = None) -> None:
         """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole). A row
         is a vector, or a grouped layer's run, whose currents (n, 2 alpha, G, cols / G) each take their own
         group's vector's noise: one draw per current (per device and current with `exact_read_noise`)."""
         if band.variance is not None:
-            self._add_model_read_noise(steps, v, band, rng, chunk_rows, skip)
+            self._add_model_read_noise(steps, v, band, rng, chunk_rows, skip, model_sigma)
             return
         r = self.read_noise
         n = v.shape[0]
@@ -379,11 +382,12 @@ class CrossbarExecutor:
         steps += noise
 
     def _add_model_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
-                              chunk_rows: int, skip: int) -> None:
+                              chunk_rows: int, skip: int, sigma: np.ndarray | None = None) -> None:
         """`_add_read_noise` with a conductance-dependent read-noise model: device (i, j) adds N(0, sigma_ij^2)
         per read, so current j's noise is N(0, sum_i V_i^2 sigma_ij^2), exactly (a sum of Gaussians): one
         draw per current, scaled by the square root of (v^2) times the band's variances (a second product of
-        the band's size). With `exact_read_noise`, one draw per device and current instead."""
+        the band's size; `sigma`, when the caller has it for these vectors). With `exact_read_noise`, one draw
+        per device and current instead."""
         n = v.shape[0]
         assert band.variance is not None
         if self.exact_read_noise:
@@ -394,7 +398,7 @@ class CrossbarExecutor:
                                    sigma.reshape(v.shape[-1], -1), None)
             return
         noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
-        noise *= np.sqrt(self._currents(v * v, band.variance))
+        noise *= np.sqrt(self._currents(v * v, band.variance)) if sigma is None else sigma
         steps += noise
 
     def _add_device_noise(self, steps: np.ndarray, v: np.ndarray, chunk_rows: int, skip: int,
