@@ -339,8 +339,8 @@ class _Latency:
     """The latency proxy of a problem's items, in integers: `LATENCY_SCALE_PER_NS` units per ns.
 
     `layer[i]` is item i's layer index (-1: none), `read[i]` its read time, `weight[l]` layer l's applications
-    per sample (rounded to an integer, at least 1 when positive), `arrays[l]` how many arrays hold at least one
-    of layer l's copies.
+    per sample (rounded to an integer, at least 1 when positive), `members[l]` layer l's items, `bound` a lower
+    bound of the weighted analog time.
     """
 
     def __init__(self, ctx: _Context) -> None:
@@ -358,8 +358,10 @@ class _Latency:
         self.weight = [max(1, round(w)) if (w := problem.layer_weights.get(n, 1.0)) > 0 else 0 for n in self.names]
         self.array_id = [np.asarray(grp.array_ids, dtype=np.int64) for grp in ctx.groups]
         self.bound = 0
+        self.members: list[list[int]] = []  # per layer: its items, in index order
         for lay in range(len(self.names)):
             members = np.flatnonzero(self.layer == lay)
+            self.members.append(members.tolist())
             pats = {problem.items[i].pattern for i in members.tolist()}
             arrays = sum(len(grp.array_ids) for g, grp in enumerate(ctx.groups) if any(ctx.fits[p][g] for p in pats))
             lb = makespan_bound([float(t) for t in self.read[members]], arrays)

@@ -125,8 +125,8 @@ def _best_move(ctx: _Context, lat: _Latency, occ: _Occupancy, locs: list[Loc], l
     order = sorted(busiest, key=lambda lay: (-lat.weight[lay] * busiest[lay][0], lay))
     for lay in order:
         top, a_star = busiest[lay]
-        members = [i for i in range(ctx.n_items)
-                   if lat.layer[i] == lay and lat.array_id[locs[i][0]][locs[i][1]] == a_star and lat.read[i] > 0]
+        members = [i for i in lat.members[lay]
+                   if lat.array_id[locs[i][0]][locs[i][1]] == a_star and lat.read[i] > 0]
         members.sort(key=lambda i: (-int(lat.read[i]), i))
         for i in members:
             loc = _target(ctx, lat, occ, i, lay, top, a_star, loads, ctx.cost(ctx.problem.items[i].pattern,
