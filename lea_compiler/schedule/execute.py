@@ -47,7 +47,6 @@ from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
 from lea_compiler.schedule.plan import LayerPlan
 
-
 # Wichura's AS241 (statistics.NormalDist.inv_cdf's algorithm): the rational approximations of the normal quantile
 # function, coefficients from the highest power down, for |p - 0.5| <= 0.425, then in r = sqrt(-log(min(p, 1 - p)))
 # for r <= 5 (p >= 1.4e-11) and beyond.
@@ -425,31 +424,34 @@ class CrossbarExecutor:
         per_group = np.matmul(v.transpose(1, 0, 2), g)  # (G, n, 2 alpha cols / G)
         return per_group.reshape(groups, n, 2 * self.alpha, -1).transpose(1, 2, 0, 3).reshape(n, -1)
 
-    def _noise_scale(self, band: _RowBand, v: np.ndarray) -> np.ndarray:
-        """Each current's read-noise standard deviation in ADC steps, (n, 2 * alpha * cols).
+    def _noise_scale(self, band: _RowBand, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each current's read-noise standard deviation in ADC steps, as factors whose product broadcasts to
+        (n, 2 * alpha * cols): per vector (n, 1) and per column (2 alpha cols,) for uniform noise (two in-place
+        multiplies of the noise cost less than making their (n, 2 alpha cols) product), else one array.
 
         Uniform noise U(-r, r) per device: current j's noise sum_i V_i u_ij has variance r^2 / 3 sum_i V_i^2,
         one sigma per vector (grouped: per run's vector, for its group's columns), over the column's ADC step.
         A conductance-dependent model: device (i, j) adds N(0, sigma_ij^2), so current j's noise is
         N(0, sum_i V_i^2 sigma_ij^2) (a sum of Gaussians), a second product of the band's size."""
         if band.variance is not None:
-            return np.sqrt(self._currents(v * v, band.variance))
+            return (np.sqrt(self._currents(v * v, band.variance)),)
         third = np.float32(self.read_noise ** 2 / 3.0)
         if self.groups == 1:
-            return np.multiply.outer(np.sqrt(third * np.einsum("sr,sr->s", v, v)), band.inv_step)
+            return np.sqrt(third * np.einsum("sr,sr->s", v, v))[:, None], band.inv_step
         sigma = np.sqrt(third * np.einsum("sgr,sgr->sg", v, v))  # (n, G): a run's vectors, each for its group
         per_column = band.inv_step.reshape(2 * self.alpha, self.groups, group_width(self.cols, self.groups))
-        return (sigma[:, None, :, None] * per_column).reshape(len(v), -1)
+        return ((sigma[:, None, :, None] * per_column).reshape(len(v), -1),)
 
     def _add_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
-                   chunk_rows: int, skip: int, scale: np.ndarray | None) -> None:
+                   chunk_rows: int, skip: int, scale: tuple[np.ndarray, ...] | None) -> None:
         """Add one read's noise to the currents (n, 2 alpha cols) of rows skip .. skip + n of a chunk of
         `chunk_rows` rows, the chunk's noise drawn whole: one table-drawn Gaussian per current times its sigma
         (`scale`), or with `exact_read_noise` every device's own draw (`_add_device_noise`)."""
         if not self.exact_read_noise:
             assert scale is not None
             noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + len(v)]
-            noise *= scale
+            for factor in scale:
+                noise *= factor
             steps += noise
             return
         if band.variance is None:
