@@ -13,11 +13,13 @@ first layer's currents):
 - scale, add, round, clip, combine: the noise times sigma (the vector's, then the column's), added, the ADC's
   round and clip, `combine`.
 
-`--stacked` also times the same steps with every row band of the layer stacked into one batched product per
-chunk ((B, n, R) @ (B, R, C), the 10-row band padded with zero rows), with the forward's chunk of samples and
-with chunks of the same total currents as one band's (`_CHUNK_CURRENTS`).
+`--chunks N ...` also times the band-by-band steps with chunks of about N currents instead of the forward's
+`_CHUNK_CURRENTS`. `--stacked` also times the same steps with every row band of the layer stacked into one
+batched product per chunk ((B, n, R) @ (B, R, C), the 10-row band padded with zero rows), with the forward's
+chunk of samples and with chunks of the same total currents as one band's (`_CHUNK_CURRENTS`).
 
 Run:  python benchmarks/bench_forward_steps.py [--arrays 25 128] [--k 6] [--repeats 3] [--stacked]
+      [--chunks 65536 262144]
 """
 
 from __future__ import annotations
@@ -118,6 +120,16 @@ def stacked(ex: execute.CrossbarExecutor, v: np.ndarray, clock: Clock, chunk: in
     clock.seconds["lookup"] -= clock.seconds["bits"]
 
 
+def with_chunk(currents: int, run: Callable[[Clock], None], clock: Clock) -> None:
+    """`run` with the forward's chunks of about `currents` column currents instead of `_CHUNK_CURRENTS`."""
+    default = execute._CHUNK_CURRENTS
+    execute._CHUNK_CURRENTS = currents
+    try:
+        run(clock)
+    finally:
+        execute._CHUNK_CURRENTS = default
+
+
 def timed(run: Callable[[Clock], None], repeats: int) -> dict[str, float]:
     """Each step's least time over `repeats` runs."""
     best: dict[str, float] = {}
@@ -135,6 +147,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--stacked", action="store_true")
+    parser.add_argument("--chunks", type=int, nargs="*", default=[], help="other chunk sizes, in currents")
     args = parser.parse_args()
     x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp_name, threadpool_limits(limits=1):
@@ -154,6 +167,9 @@ def main() -> None:
                 chunk = ex._chunk_rows()
                 small = max(1, execute._CHUNK_CURRENTS * len(x) // currents)
                 runs = {"band by band": partial(band_by_band, ex, v)}
+                for size_currents in args.chunks:
+                    runs[f"band by band, chunks of {size_currents} currents"] = partial(
+                        with_chunk, size_currents, partial(band_by_band, ex, v))
                 if args.stacked:
                     runs[f"stacked, chunk {chunk}"] = partial(stacked, ex, v, chunk=chunk)
                     runs[f"stacked, chunk {small}"] = partial(stacked, ex, v, chunk=small)

@@ -127,8 +127,10 @@ def noise_generator(base: int, chunk: int) -> np.random.Generator:
     return np.random.Generator(np.random.SFC64([base, chunk]))
 
 
-_CHUNK_CURRENTS = 1 << 17
-"""Column currents per chunk of samples (float32: 512 KiB, so a chunk's elementwise passes stay in cache)."""
+_CHUNK_CURRENTS = 1 << 18
+"""Column currents per chunk of samples (float32: 1 MiB a chunk's array, its elementwise passes in the L2/L3 caches):
+the fastest of 2^16 to 2^20 on the anchor workload (benchmarks/bench_forward_steps.py --chunks, 7% less time than
+2^17 at 25 x 25 and 128 x 128, k = 6)."""
 _DEVICE_NOISE_NUMBERS = 1 << 20
 """Per-device read-noise numbers drawn at once with `exact_read_noise` (8 MiB of float64 draws, 4 MiB as float32;
 `CrossbarExecutor._add_device_noise`)."""
