@@ -120,6 +120,17 @@ def stacked(ex: execute.CrossbarExecutor, v: np.ndarray, clock: Clock, chunk: in
     clock.seconds["lookup"] -= clock.seconds["bits"]
 
 
+GENERATORS = {"PCG64 (numpy's default)": lambda: np.random.default_rng(0),
+              "SFC64 (the forward's)": lambda: execute.noise_generator(0, 0)}
+
+
+def bits_ns(make: Callable[[], np.random.Generator], repeats: int) -> float:
+    """ns per current of drawing 16 random bits for each current of one chunk (`random_raw`, as `gaussian`)."""
+    rng = make()
+    wall, _ = best_of(rng.bit_generator.random_raw, execute._CHUNK_CURRENTS // 4, repeats=10 * repeats)
+    return wall / execute._CHUNK_CURRENTS * 1e9
+
+
 def with_chunk(currents: int, run: Callable[[Clock], None], clock: Clock) -> None:
     """`run` with the forward's chunks of about `currents` column currents instead of `_CHUNK_CURRENTS`."""
     default = execute._CHUNK_CURRENTS
@@ -175,7 +186,9 @@ def main() -> None:
                     runs[f"stacked, chunk {small}"] = partial(stacked, ex, v, chunk=small)
                 print(f"{size} x {size}, k = {k}: {len(ex._bands())} row bands, {currents / len(x):.0f} currents "
                       f"per sample; the ideal forward {ideal * 1e3:.1f} ms, {ideal / currents * 1e9:.2f} ns per "
-                      "current")
+                      "current; 16 random bits per current in one call: " + ", ".join(
+                          f"{name} {bits_ns(make, args.repeats):.2f} ns"
+                          for name, make in GENERATORS.items()))
                 for name, run in runs.items():
                     best = timed(run, args.repeats)
                     total = sum(best.values())

@@ -112,9 +112,10 @@ def _gaussian_table() -> np.ndarray:
 def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal float32 samples drawn as the 65,536 equiprobable quantiles of N(0, 1).
 
-    16 raw random bits per sample and one lookup, about 1.3 ns a sample (numpy's float32 `standard_normal`
-    takes 8.6 ns here); the tails stop at 4.3 sigma, which changes nothing for read noise that is a bounded
-    sum of uniform terms anyway (tests/test_read_noise_draw.py compares the draw with that sum).
+    16 raw random bits per sample and one lookup, about 1.6 ns a sample in the forward (0.5 the bits, 1.1 the
+    lookup: benchmarks/bench_forward_steps.py); the tails stop at 4.3 sigma, which changes nothing for read
+    noise that is a bounded sum of uniform terms anyway (tests/test_read_noise_draw.py compares the draw with
+    that sum).
     """
     count = math.prod(shape)
     bits = rng.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
@@ -122,8 +123,9 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def noise_generator(base: int, chunk: int) -> np.random.Generator:
-    """The generator of one chunk's table-drawn read noise: SFC64 (0.49 ns per 16 random bits against PCG64's
-    0.68), seeded from the noise block's base and the chunk's index."""
+    """The generator of one chunk's table-drawn read noise, seeded from the noise block's base and the chunk's
+    index: SFC64, whose random bits cost less than those of numpy's default PCG64 (bench_forward_steps.py times
+    both)."""
     return np.random.Generator(np.random.SFC64([base, chunk]))
 
 
