@@ -131,8 +131,8 @@ def noise_generator(base: int, chunk: int) -> np.random.Generator:
 
 _CHUNK_CURRENTS = 1 << 18
 """Column currents per chunk of samples (float32: 1 MiB a chunk's array, its elementwise passes in the L2/L3 caches):
-the fastest of 2^16 to 2^20 on the anchor workload (benchmarks/bench_forward_steps.py --chunks, 7% less time than
-2^17 at 25 x 25 and 128 x 128, k = 6)."""
+of 2^16 to 2^20 the fastest on the anchor workload's 25 x 25 arrays (benchmarks/bench_forward_steps.py --chunks:
+3.70 against 3.95 ns per current for 2^17 at k = 6), and within the run-to-run spread at 128 x 128."""
 _DEVICE_NOISE_NUMBERS = 1 << 20
 """Per-device read-noise numbers drawn at once with `exact_read_noise` (8 MiB of float64 draws, 4 MiB as float32;
 `CrossbarExecutor._add_device_noise`)."""
