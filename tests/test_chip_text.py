@@ -142,6 +142,63 @@ def test_a_file_with_a_problem_in_the_written_layout_gets_the_general_path_s_mes
     assert str(fast.value) == str(general.value) and message in str(fast.value)
 
 
+_EDIT_BYTES = '0123456789 ",:{}[]\nabcdefghiklorstuwy_-.e+'
+_EDIT_TEXT = chip_to_text(Chip(
+    arrays=(Array(0, 12, 12), Array(1, 12, 12), Array(2, 3, 200)),
+    defects=(Defect(0, 0, 1, "stuck_high"), Defect(1, 10, 11, "stuck_low"), Defect(1, 2, 3, "stuck_high"),
+             Defect(2, 2, 199, "stuck_low"), Defect(0, 11, 0, "stuck_high"), Defect(2, 0, 100, "stuck_high"))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(_EDIT_BYTES), st.integers(0, 2)), min_size=1,
+                max_size=3))
+def test_an_edited_file_reads_the_same_as_through_the_json_decoder(edits) -> None:
+    """Edits of the defect lines (a byte replaced, inserted or deleted): the bulk path gives what decoding the JSON
+    gives, a chip or the same problems."""
+    text = _EDIT_TEXT
+    start = text.index('"defects": [') + 13
+    for where, byte, kind in edits:
+        at = start + where % (len(text) - start)
+        text = text[:at] + (byte if kind < 2 else "") + text[at + (kind != 1):]
+    try:
+        general: Chip | str = parse_chip(decode_chip_json(text, "c.json"), "c.json")
+    except InvalidChipError as exc:
+        general = str(exc)
+    try:
+        fast: Chip | str = parse_chip_text(text, "c.json")
+    except InvalidChipError as exc:
+        fast = str(exc)
+    if isinstance(general, str) or isinstance(fast, str):
+        assert fast == general
+    else:
+        _same_chip(fast, general)
+
+
+_DIGIT_AT = [i for i, c in enumerate(_EDIT_TEXT) if c.isdigit() and i > _EDIT_TEXT.index('"defects": [')]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_DIGIT_AT), st.sampled_from("0123456789")), min_size=1, max_size=4))
+def test_a_file_with_other_numbers_reads_the_same_as_through_the_json_decoder(edits) -> None:
+    """Digits replaced by digits: mostly another valid chip, read in bulk, the same as decoding the JSON gives
+    (or, with a leading zero, a device outside its array or in two states, the same problems)."""
+    text = _EDIT_TEXT
+    for at, digit in edits:
+        text = text[:at] + digit + text[at + 1:]
+    try:
+        general: Chip | str = parse_chip(decode_chip_json(text, "c.json"), "c.json")
+    except InvalidChipError as exc:
+        general = str(exc)
+    if isinstance(general, str):
+        with pytest.raises(InvalidChipError) as fast:
+            parse_chip_text(text, "c.json")
+        assert str(fast.value) == general
+    else:  # valid JSON (no leading zero) and a valid chip: read in bulk
+        bulk = written_chip(text, "c.json")
+        assert bulk is not None
+        _same_chip(bulk, general)
+
+
 # ------------------------------------------------------------- a Program's chip
 def _program_with_chip_text(tmp_path: Path, edit) -> tuple[Path, Program]:
     """A Program compiled for a 2%-stuck chip, and the same file with its chip.json's text edited."""
