@@ -257,7 +257,7 @@ def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
     with its `digital_lanes` lanes (docs/simulator.md, "Static energy"). Arrays the schedule does not use are
     taken to be powered off."""
     p = periphery
-    rows = sum(int(a.level.shape[0]) for a in schedule.arrays.values())
+    rows = sum(rows for rows, _ in schedule.devices.layout.shape.values())
     per_array = p.p_static_array_uW + p.adcs_per_array * p.p_static_adc_uW
     return len(schedule.arrays) * per_array + rows * p.p_static_dac_uW + p.digital_lanes * p.p_static_digital_uW
 
@@ -276,7 +276,8 @@ def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tu
 
 
 def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None,
-                  device_read_pJ: Mapping[str, float] | None = None) -> CostModel:
+                  device_read_pJ: Mapping[str, float] | None = None,
+                  layer_costs: Mapping[str, LayerCost] | None = None) -> CostModel:
     """The analytic cost model of one inference and of programming (docs/simulator.md), of the Program's
     schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`.
 
@@ -286,7 +287,8 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     is `static_power_uW` x the latency; streamed back to back, x the period (`pipelined_static_pJ`). A layer's
     device-read energy is `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`:
     sum V^2 G t over the applied voltages and the simulated chip's conductances), else every row at the full
-    read voltage on the programmed conductances (`full_scale_read_power`)."""
+    read voltage on the programmed conductances (`full_scale_read_power`). `layer_costs` are the layers'
+    `layer_cost`s on `chip`'s periphery when the caller has them (the simulator's layers do)."""
     chip = chip or program.chip
     schedule = schedule or schedule_of(program)
     p = chip.periphery
@@ -297,7 +299,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     by_layer: dict[str, dict[str, float]] = {}
     costs: dict[str, LayerCost] = {}
     for name, plan in schedule.layers.items():
-        cost = costs[name] = layer_cost(plan, p)
+        cost = costs[name] = layer_costs[name] if layer_costs is not None else layer_cost(plan, p)
         n = apps[name]
         analog_ns += cost.analog_ns * n
         digital += cost.digital_ops * n

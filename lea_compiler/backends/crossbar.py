@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,6 +69,7 @@ class CrossbarLayer:
         exact_read_noise: bool,
         write: tuple[float, int] | None = None,
         after_s: float = 0.0,
+        stuck: StuckDevices | None = None,
     ) -> None:
         self.plan = plan
         self.chip = chip
@@ -78,7 +80,7 @@ class CrossbarLayer:
         self.write = write or (default_tolerance_uS(device.levels_uS), DEFAULT_MAX_PULSES)
         self.after_s = 0.0 if ideal else after_s
         self.programmed = ProgrammingCounts()
-        conductances = self._conductances(schedule, rng)
+        conductances = self._conductances(schedule, rng, stuck or StuckDevices(chip, schedule))
         read_sigma = None if read_model is None else [read_model.sigma(g, device.levels_uS) for g in conductances]
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
@@ -104,57 +106,55 @@ class CrossbarLayer:
     def x_fs(self, value: float | None) -> None:
         self.executor.x_fs = value
 
-    def _conductances(self, schedule: Schedule, rng: np.random.Generator) -> list[np.ndarray]:
+    def _conductances(self, schedule: Schedule, rng: np.random.Generator, stuck: StuckDevices
+                      ) -> list[np.ndarray]:
         """What every read's region holds when it is read, in read order: the devices programmed (write noise,
         or write-verify pulse by pulse), with the simulated chip's stuck devices at their stuck conductance, and
         drifted (`_drifted`).
 
-        With the default programming model and no drift, all of the layer's regions are programmed at once
-        (`_written_with_noise`); each region's write noise is the slice of one draw that the region-by-region
-        draws in read order give, so the values are the same as drawing region by region. Drift draws its
-        exponents region by region between the write draws, so with drift the regions go one by one."""
+        With ideal devices, or the default programming model and no drift, all of the layer's regions are
+        gathered at once from the schedule's flat buffers (`Schedule.devices`, `_written_with_noise`); each
+        region's write noise is the slice of one draw that the region-by-region draws in read order give, so the
+        values are the same as drawing region by region. Drift draws its exponents region by region between the
+        write draws, so with drift the regions go one by one."""
         reads = [read for read, _ in self.plan.reads]
+        if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
+            whole = schedule.devices.conductances(schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
+            return _regions(whole[schedule.read_windows(self.plan.name)], reads)
         drifts = self.after_s != 0 and self.chip.device.drift is not None
-        per_region = (self.ideal or drifts or self.chip.device.programming.model == PULSE
-                      or any(schedule.arrays[read.array].programmed_uS is not None for read in reads))
-        written = None if per_region else self._written_with_noise(reads, schedule, rng)
+        per_region = (drifts or self.chip.device.programming.model == PULSE
+                      or schedule.devices.programmed_uS is not None)
+        written = None if per_region else self._written_with_noise(reads, schedule, rng, stuck)
         if written is not None:
             return written
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         return [self._conductance(read, schedule, maps, rng) for read in reads]
 
-    def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator
-                            ) -> list[np.ndarray] | None:
+    def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator,
+                            stuck: StuckDevices) -> list[np.ndarray] | None:
         """The regions of `reads` programmed to their levels with write noise (`write_noise`, sigma from
         `write_sigma_uS`), and the simulated chip's stuck devices at their stuck conductance, every region in one
         pass; None, having drawn nothing, when a conductance-dependent write noise leaves some regions without
         noise and others with it (a region draws only when one of its devices has noise: `_conductance`)."""
-        windows = [region_window(read) for read in reads]
-        maps = self.chip.stuck_maps(read.array for read in reads)
         if not reads:
             return []
-        level = np.concatenate([schedule.arrays[read.array].level[window].ravel()
-                                for read, window in zip(reads, windows, strict=True)])
-        state = np.concatenate([maps[read.array][0][window].ravel() for read, window in zip(reads, windows,
-                                                                                            strict=True)])
-        stuck_g = np.concatenate([maps[read.array][1][window].ravel() for read, window in zip(reads, windows,
-                                                                                              strict=True)])
+        at = schedule.read_windows(self.plan.name)
+        state_flat, g_flat = stuck.flat
+        level, state, stuck_g = schedule.devices.level[at], state_flat[at], g_flat[at]
         programmed, sigma = self._targets(level, schedule.levels_uS)
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
             return None
-        g = np.where(state != 0, stuck_g, write_noise(programmed, rng, sigma))
-        return [g[lo:hi].reshape(read.rows, read.cols)
-                for read, lo, hi in zip(reads, bounds[:-1], bounds[1:], strict=True)]
+        written = write_noise(programmed, rng, sigma)
+        np.copyto(written, stuck_g, where=state != 0)  # a stuck device reads its stuck conductance
+        return _regions(written, reads)
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator) -> np.ndarray:
-        """One read's region as `_conductances` gives it (ideal devices, an as-programmed Program, write-verify
-        pulse by pulse, or the default model region by region)."""
+        """One read's region as `_conductances` gives it (an as-programmed Program, write-verify pulse by pulse,
+        or the default model region by region)."""
         program = schedule.arrays[read.array]
-        if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
-            return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
         window = region_window(read)
         if program.programmed_uS is not None:  # an as-programmed Program: the programming already happened
             return self._drifted(program.programmed_uS[window], program.level[window], None, schedule.levels_uS,
@@ -221,12 +221,38 @@ class CrossbarLayer:
         return y.astype(x.dtype)
 
 
+class StuckDevices:
+    """The simulated chip's stuck devices over a schedule's arrays, flat in the order of `Schedule.devices`
+    (`Chip.stuck_flat`): found when first needed, and once for every layer of a simulation that shares it."""
+
+    def __init__(self, chip: Chip, schedule: Schedule) -> None:
+        self.chip = chip
+        self.schedule = schedule
+
+    @cached_property
+    def flat(self) -> tuple[np.ndarray, np.ndarray]:
+        """(state, g_uS) of every device of the schedule's arrays, as `Chip.stuck_flat` gives them."""
+        return self.chip.stuck_flat(self.schedule.devices.layout.ids)
+
+
+def _regions(flat: np.ndarray, reads: Sequence[Read]) -> list[np.ndarray]:
+    """The reads' regions, (rows, cols) each, from their devices laid end to end in read order."""
+    out = []
+    at = 0
+    for read in reads:
+        size = read.rows * read.cols
+        out.append(flat[at:at + size].reshape(read.rows, read.cols))
+        at += size
+    return out
+
+
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     """The target conductance (uS) of devices at Program levels `level` (indices into the Program's
     `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
     programmed to, for its write noise, its write-noise sigma and its drift."""
     levels = np.asarray(levels_uS, dtype=np.float64)
-    return np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
+    # index 0 of the extended table is the lowest level, where every negative level lands (clipped)
+    return np.take(np.concatenate([levels[:1], levels]), np.asarray(level) + 1, mode="clip")
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:
