@@ -140,14 +140,15 @@ class CrossbarLayer:
             return []
         at = schedule.read_windows(self.plan.name)
         state_flat, g_flat = stuck.flat
-        level, state, stuck_g = schedule.devices.level[at], state_flat[at], g_flat[at]
+        level = schedule.devices.level[at]
         programmed, sigma = self._targets(level, schedule.levels_uS)
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
             return None
         written = write_noise(programmed, rng, sigma)
-        np.copyto(written, stuck_g, where=state != 0)  # a stuck device reads its stuck conductance
+        stuck_at = np.flatnonzero(state_flat[at])  # a stuck device reads its stuck conductance
+        written[stuck_at] = g_flat[at[stuck_at]]
         return _regions(written, reads)
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],

@@ -18,7 +18,7 @@ chip compiled for (a stuck-high device of another chip, or write noise, may stil
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -117,16 +117,26 @@ class FlatDevices:
 
 def _cached_conductances(cache: dict[tuple[bytes, bool], np.ndarray], level: np.ndarray, stuck_uS: np.ndarray,
                          target: np.ndarray, levels_uS: np.ndarray, stuck: bool) -> np.ndarray:
-    """Devices' conductances without noise, kept in `cache`: levels_uS[level] where written, and where not the
-    stuck values `stuck_uS` (or, with `stuck=False`, the target levels). The one definition, for one array or
-    many laid end to end."""
+    """`noiseless_conductances` of devices, kept in `cache`: where not written, the stuck values `stuck_uS` (or,
+    with `stuck=False`, the target levels)."""
     key = (np.asarray(levels_uS).tobytes(), stuck)
     if key not in cache:
-        skipped = stuck_uS if stuck else levels_uS[target]
-        whole = np.where(level >= 0, levels_uS[np.maximum(level, 0)], skipped)
+        whole = noiseless_conductances(level, levels_uS, (lambda i: stuck_uS.reshape(-1)[i]) if stuck
+                                       else (lambda i: levels_uS[target.reshape(-1)[i]]))
         whole.setflags(write=False)
         cache[key] = whole
     return cache[key]
+
+
+def noiseless_conductances(level: np.ndarray, levels_uS: np.ndarray,
+                           unwritten: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The conductances of devices at Program levels `level` without noise: levels_uS[level] where written
+    (level >= 0), and `unwritten(i)` at the flat indices i of the others (skipped or unused: what the caller
+    says they hold). The one definition, for one array, many laid end to end, or the halves in read order."""
+    g = np.asarray(levels_uS)[np.maximum(level, 0)]
+    others = np.flatnonzero(level < 0)
+    g.reshape(-1)[others] = unwritten(others)
+    return g
 
 
 def region_window(read: Read) -> tuple[slice, slice]:
@@ -224,9 +234,10 @@ class Lowered:
 
     @cached_property
     def half_conductances(self) -> np.ndarray:
-        """`devices.conductances` of the chip's levels at `at`: every half's conductances without noise, half
-        after half (copy halves are read in `halves` order, so a block's reads are a slice of it)."""
-        return self.devices.conductances(np.asarray(self.program.chip.device.levels_uS, dtype=np.float64))[self.at]
+        """`devices.conductances(levels_uS)[at]` of the chip's levels: every half's conductances without noise,
+        half after half (copy halves are read in `halves` order, so a block's reads are a slice of it)."""
+        levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
+        return noiseless_conductances(self.values, levels, lambda i: self.devices.stuck_uS[self.at[i]])
 
     @cached_property
     def first_half(self) -> dict[str, int]:
