@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from lea_compiler.backends.crossbar import CrossbarLayer, StuckDevices
+from lea_compiler.backends.crossbar import CrossbarLayer
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError, UsageError
@@ -162,11 +162,9 @@ def test_programming_all_regions_at_once_draws_what_region_by_region_draws(stuck
     with ideal devices, every region's conductances as the array's program gives them."""
     schedule = schedule_of(stuck_program)
     chip = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, seed=9)  # another chip
-    stuck = StuckDevices(chip, schedule)
     for name, plan in schedule.layers.items():
-        layer = CrossbarLayer(plan, schedule, chip, np.random.default_rng(5), ideal=ideal, exact_read_noise=False,
-                              stuck=stuck)
-        got = layer._conductances(schedule, np.random.default_rng(7), stuck)
+        layer = CrossbarLayer(plan, schedule, chip, np.random.default_rng(5), ideal=ideal, exact_read_noise=False)
+        got = layer._conductances(schedule, np.random.default_rng(7))
         rng = np.random.default_rng(7)
         reads = [read for read, _ in plan.reads]
         if ideal:
@@ -194,3 +192,19 @@ def test_overlapping_halves_are_refused_even_unchecked(stuck_program: Program) -
         prepare(broken, check=False)
     with pytest.raises(InvalidInputError):
         prepare(broken)
+
+
+def test_a_schedule_finds_each_chips_stuck_devices_once(stuck_program: Program) -> None:
+    """`Schedule.stuck_flat` is the chip's `stuck_flat` of the schedule's arrays, found once per chip (lowering
+    hands over the compiled chip's) and read only; another chip gets its own."""
+    schedule = schedule_of(stuck_program)
+    compiled = schedule.stuck_flat(stuck_program.chip)
+    assert schedule.stuck_flat(stuck_program.chip) is compiled
+    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, seed=9)
+    for chip in (stuck_program.chip, other):
+        state, g = schedule.stuck_flat(chip)
+        want_state, want_g = chip.stuck_flat(schedule.devices.layout.ids)
+        np.testing.assert_array_equal(state, want_state)
+        np.testing.assert_array_equal(g, want_g)
+        assert not state.flags.writeable and not g.flags.writeable
+    assert not np.array_equal(schedule.stuck_flat(other)[0], compiled[0])

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -69,7 +68,6 @@ class CrossbarLayer:
         exact_read_noise: bool,
         write: tuple[float, int] | None = None,
         after_s: float = 0.0,
-        stuck: StuckDevices | None = None,
     ) -> None:
         self.plan = plan
         self.chip = chip
@@ -80,7 +78,7 @@ class CrossbarLayer:
         self.write = write or (default_tolerance_uS(device.levels_uS), DEFAULT_MAX_PULSES)
         self.after_s = 0.0 if ideal else after_s
         self.programmed = ProgrammingCounts()
-        conductances = self._conductances(schedule, rng, stuck or StuckDevices(chip, schedule))
+        conductances = self._conductances(schedule, rng)
         read_sigma = None if read_model is None else [read_model.sigma(g, device.levels_uS) for g in conductances]
         periphery = chip.periphery
         self.executor = CrossbarExecutor(plan, conductances, dac_bits=periphery.dac_bits,
@@ -106,8 +104,7 @@ class CrossbarLayer:
     def x_fs(self, value: float | None) -> None:
         self.executor.x_fs = value
 
-    def _conductances(self, schedule: Schedule, rng: np.random.Generator, stuck: StuckDevices
-                      ) -> list[np.ndarray]:
+    def _conductances(self, schedule: Schedule, rng: np.random.Generator) -> list[np.ndarray]:
         """What every read's region holds when it is read, in read order: the devices programmed (write noise,
         or write-verify pulse by pulse), with the simulated chip's stuck devices at their stuck conductance, and
         drifted (`_drifted`).
@@ -124,22 +121,23 @@ class CrossbarLayer:
         drifts = self.after_s != 0 and self.chip.device.drift is not None
         per_region = (drifts or self.chip.device.programming.model == PULSE
                       or schedule.devices.programmed_uS is not None)
-        written = None if per_region else self._written_with_noise(reads, schedule, rng, stuck)
+        written = None if per_region else self._written_with_noise(reads, schedule, rng)
         if written is not None:
             return written
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         return [self._conductance(read, schedule, maps, rng) for read in reads]
 
-    def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator,
-                            stuck: StuckDevices) -> list[np.ndarray] | None:
-        """The regions of `reads` programmed to their levels with write noise (`write_noise`, sigma from
-        `write_sigma_uS`), and the simulated chip's stuck devices at their stuck conductance, every region in one
-        pass; None, having drawn nothing, when a conductance-dependent write noise leaves some regions without
-        noise and others with it (a region draws only when one of its devices has noise: `_conductance`)."""
+    def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator
+                            ) -> list[np.ndarray] | None:
+        """The regions of `reads` (all of the layer's) programmed to their levels with write noise
+        (`write_noise`, sigma from `write_sigma_uS`), and the simulated chip's stuck devices at their stuck
+        conductance, every region in one pass; None, having drawn nothing, when a conductance-dependent write
+        noise leaves some regions without noise and others with it (a region draws only when one of its devices
+        has noise: `_conductance`)."""
         if not reads:
             return []
         at = schedule.read_windows(self.plan.name)
-        state_flat, g_flat = stuck.flat
+        state_flat, g_flat = schedule.stuck_flat(self.chip)  # found once for all of the schedule's layers
         level = schedule.devices.level[at]
         programmed, sigma = self._targets(level, schedule.levels_uS)
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
@@ -220,20 +218,6 @@ class CrossbarLayer:
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
         return y.astype(x.dtype)
-
-
-class StuckDevices:
-    """The simulated chip's stuck devices over a schedule's arrays, flat in the order of `Schedule.devices`
-    (`Chip.stuck_flat`): found when first needed, and once for every layer of a simulation that shares it."""
-
-    def __init__(self, chip: Chip, schedule: Schedule) -> None:
-        self.chip = chip
-        self.schedule = schedule
-
-    @cached_property
-    def flat(self) -> tuple[np.ndarray, np.ndarray]:
-        """(state, g_uS) of every device of the schedule's arrays, as `Chip.stuck_flat` gives them."""
-        return self.chip.stuck_flat(self.schedule.devices.layout.ids)
 
 
 def _regions(flat: np.ndarray, reads: Sequence[Read]) -> list[np.ndarray]:

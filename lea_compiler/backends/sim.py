@@ -36,7 +36,7 @@ from lea_compiler.backends.cost import (
     programming_cost,
     timing_json,
 )
-from lea_compiler.backends.crossbar import CrossbarLayer, StuckDevices
+from lea_compiler.backends.crossbar import CrossbarLayer
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import PULSE, Chip
 from lea_compiler.chip.variability import parse_duration
@@ -245,9 +245,8 @@ def simulate(
     write = None
     if schedule.origin is not None and "tolerance_uS" in schedule.origin:  # a board file: its write-verify settings
         write = (float(schedule.origin["tolerance_uS"]), int(schedule.origin["max_pulses"]))
-    stuck = StuckDevices(sim_chip, schedule)  # the simulated chip's stuck maps, found once for every layer
     layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise,
-                                  write=write, after_s=after_s, stuck=stuck)
+                                  write=write, after_s=after_s)
               for name, plan in schedule.layers.items()}
     simulated_writes = (not ideal and not program.as_programmed and sim_chip.device.programming.model == PULSE)
     if ideal:  # the stuck-device compensation is for the compiled chip's defects, which ideal devices lack
@@ -394,9 +393,8 @@ def run_on_chip(program: Program, x: np.ndarray, layers: Collection[str], *, see
                          f"{', '.join(schedule.layers)}")
     generators = {name: np.random.default_rng([seed, index]) for index, name in enumerate(schedule.layers)
                   if name in layers}
-    stuck = StuckDevices(program.chip, schedule)
     on_chip = {name: CrossbarLayer(schedule.layers[name], schedule, program.chip, rng, ideal=False,
-                                   exact_read_noise=False, stuck=stuck) for name, rng in generators.items()}
+                                   exact_read_noise=False) for name, rng in generators.items()}
     counts = EventCounts()
     spans: dict[str, NoiseSpan] = {}
 

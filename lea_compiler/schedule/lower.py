@@ -231,6 +231,7 @@ class Lowered:
     at: np.ndarray  # every copy half's devices in `devices`, half after half (`halves` order), row by row
     bounds: np.ndarray  # half i's devices are at[bounds[i]:bounds[i + 1]]
     values: np.ndarray  # devices.level[at]: every half's levels, half after half
+    stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's `stuck_flat` of devices.layout, if it was needed
 
     @cached_property
     def half_conductances(self) -> np.ndarray:
@@ -317,13 +318,15 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     skipped = np.flatnonzero(values == SKIPPED)
     target = np.zeros(layout.size, dtype=np.int64)
     stuck_uS = np.zeros(layout.size)
+    stuck = None
     if skipped.size:
         targets = np.concatenate([h[4].ravel() for h in halves])
         target[at[skipped]] = targets[skipped]
-        g_uS = program.chip.stuck_flat(layout.ids)[1][at[skipped]]
+        stuck = program.chip.stuck_flat(layout.ids)
+        g_uS = stuck[1][at[skipped]]
         stuck_uS[at[skipped]] = np.where(np.isnan(g_uS), 0.0, g_uS)
     bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])])
-    return Lowered(program, FlatDevices(layout, level, stuck_uS, target, programmed), at, bounds, values)
+    return Lowered(program, FlatDevices(layout, level, stuck_uS, target, programmed), at, bounds, values, stuck)
 
 
 def _halves(program: Program) -> Iterator[_Half]:

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
@@ -70,6 +71,20 @@ class Schedule:
     origin: Mapping[str, Any] | None = None  # a board file's: model_sha256, chip_fingerprint, compile_options,
     # tolerance_uS, max_pulses
     _windows: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _stuck: dict[int, tuple[Chip, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, init=False,
+                                                                          repr=False)
+
+    def stuck_flat(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+        """`chip.stuck_flat` of the schedule's arrays in the order of `devices` (state, g_uS; read only): found
+        once per chip (every layer of a simulation programs its devices from it; lowering hands over the
+        compiled chip's, if it needed them)."""
+        held = self._stuck.get(id(chip))
+        if held is None or held[0] is not chip:
+            flat = chip.stuck_flat(self.devices.layout.ids)
+            for part in flat:
+                part.setflags(write=False)
+            held = self._stuck[id(chip)] = (chip, flat)
+        return held[1]
 
     def read_windows(self, name: str) -> np.ndarray:
         """Where layer `name`'s reads' regions are in `devices`, read after read (`layout.Layout.read_windows`):
@@ -111,6 +126,10 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
                                          parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
+    if lowered.stuck is not None:
+        for part in lowered.stuck:
+            part.setflags(write=False)
+        schedule._stuck[id(program.chip)] = (program.chip, lowered.stuck)
     for name in plans:  # a layer's reads are its copy halves, in order: their places are lowering's
         first = lowered.first_half[name]
         schedule._windows[name] = lowered.at[lowered.bounds[first]:lowered.bounds[first + len(plans[name].reads)]]
