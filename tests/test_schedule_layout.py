@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from lea_compiler.backends.crossbar import CrossbarLayer
+from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError, UsageError
@@ -22,7 +22,7 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.schedule.layout import Layout
 from lea_compiler.schedule.lower import SKIPPED, UNUSED, prepare, worst_case_full_scales_uA
-from lea_compiler.schedule.plan import schedule_of
+from lea_compiler.schedule.plan import Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 from tests.helpers import mlp_model
 
@@ -176,6 +176,10 @@ def test_programming_all_regions_at_once_draws_what_region_by_region_draws(stuck
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
         np.testing.assert_array_equal(schedule.read_windows(name), schedule.devices.layout.read_windows(reads))
+        np.testing.assert_array_equal(schedule.read_levels(name),
+                                      np.concatenate([schedule.arrays[r.array].level[r.row:r.row + r.rows,
+                                                                                     r.col:r.col + r.cols].ravel()
+                                                      for r in reads]))
 
 
 def test_overlapping_halves_are_refused_even_unchecked(stuck_program: Program) -> None:
@@ -208,3 +212,21 @@ def test_a_schedule_finds_each_chips_stuck_devices_once(stuck_program: Program) 
         np.testing.assert_array_equal(g, want_g)
         assert not state.flags.writeable and not g.flags.writeable
     assert not np.array_equal(schedule.stuck_flat(other)[0], compiled[0])
+
+
+def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:
+    """The pulse count from lowering's copy halves is the count over every array's written devices, and a
+    board file's schedule (no halves) counts the same."""
+    schedule = schedule_of(stuck_program)
+    want = sum(int(np.sum(a.level[a.level >= 0] + 1)) for a in schedule.arrays.values())
+    assert schedule.program_pulses == want > 0
+    assert Schedule(schedule.levels_uS, dict(schedule.arrays), {}, None).program_pulses == want
+
+
+def test_programmed_conductance_of_any_level_dtype() -> None:
+    """`programmed_uS`: the level's conductance, the lowest level for a skipped (-1) or unused (-2) device,
+    whatever the Program's level dtype (int8 holds level 127 of a 128-level device)."""
+    levels = np.linspace(1.0, 200.0, 128)
+    for dtype in (np.int8, np.int16, np.int64):
+        level = np.array([[127, -1], [0, -2]], dtype=dtype)
+        np.testing.assert_array_equal(programmed_uS(level, levels), [[200.0, 1.0], [1.0, 1.0]])

@@ -138,7 +138,7 @@ class CrossbarLayer:
             return []
         at = schedule.read_windows(self.plan.name)
         state_flat, g_flat = schedule.stuck_flat(self.chip)  # found once for all of the schedule's layers
-        level = schedule.devices.level[at]
+        level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
@@ -237,7 +237,7 @@ def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     programmed to, for its write noise, its write-noise sigma and its drift."""
     levels = np.asarray(levels_uS, dtype=np.float64)
     # index 0 of the extended table is the lowest level, where every negative level lands (clipped)
-    return np.take(np.concatenate([levels[:1], levels]), np.asarray(level) + 1, mode="clip")
+    return np.take(np.concatenate([levels[:1], levels]), np.add(level, 1, dtype=np.int64), mode="clip")
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:

@@ -73,6 +73,15 @@ class Schedule:
     _windows: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     _stuck: dict[int, tuple[Chip, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, init=False,
                                                                           repr=False)
+    _halves_levels: np.ndarray | None = field(default=None, init=False, repr=False)
+    _levels: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    def read_levels(self, name: str) -> np.ndarray:
+        """The levels of layer `name`'s reads' devices, read after read (`devices.level[read_windows(name)]`):
+        found once (lowering hands over its copy halves')."""
+        if name not in self._levels:
+            self._levels[name] = self.devices.level[self.read_windows(name)]
+        return self._levels[name]
 
     def stuck_flat(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
         """`chip.stuck_flat` of the schedule's arrays in the order of `devices` (state, g_uS; read only): found
@@ -105,7 +114,8 @@ class Schedule:
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
-        level = self.devices.level  # one pass over every array
+        # lowering hands over its copy halves' levels (every device it uses, in the Program's small dtype)
+        level = self._halves_levels if self._halves_levels is not None else self.devices.level
         return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
@@ -126,13 +136,15 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
                                          parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
+    object.__setattr__(schedule, "_halves_levels", lowered.values)
     if lowered.stuck is not None:
         for part in lowered.stuck:
             part.setflags(write=False)
         schedule._stuck[id(program.chip)] = (program.chip, lowered.stuck)
     for name in plans:  # a layer's reads are its copy halves, in order: their places are lowering's
         first = lowered.first_half[name]
-        schedule._windows[name] = lowered.at[lowered.bounds[first]:lowered.bounds[first + len(plans[name].reads)]]
+        devices = slice(lowered.bounds[first], lowered.bounds[first + len(plans[name].reads)])
+        schedule._windows[name], schedule._levels[name] = lowered.at[devices], lowered.values[devices]
     return schedule
 
 
