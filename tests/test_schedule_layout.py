@@ -88,11 +88,25 @@ def test_worst_case_ranges_are_the_per_block_column_sums() -> None:
     reads = _regions(rng, shapes, 60)
     blocks = [int(b) for b in np.sort(rng.integers(0, 12, len(reads)))]
     blocks = list(np.unique(blocks, return_inverse=True)[1].ravel())  # numbered 0, 1, ... with none left out
-    got = worst_case_full_scales_uA(g[layout.read_windows(reads)], reads, blocks, 0.2)
+    sizes = np.array([r.rows * r.cols for r in reads])
+    end_to_end = worst_case_full_scales_uA(g[layout.read_windows(reads)], np.cumsum(sizes) - sizes, reads, blocks, 0.2)
+    # the same regions, laid out anywhere else in a flat buffer (here: in reverse order, with gaps)
+    starts = (np.cumsum(sizes[::-1]) - sizes[::-1] + 7 * np.arange(len(reads)))[::-1]
+    scattered = np.full(int(starts.max() + sizes.max()) + 7, np.nan)
+    for r, at, size in zip(reads, starts.tolist(), sizes.tolist(), strict=True):
+        scattered[at:at + size] = layout.view(g, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+    anywhere = worst_case_full_scales_uA(scattered, starts, reads, blocks, 0.2)
+    one_shape = [r for r in reads if (r.rows, r.cols) == (reads[0].rows, reads[0].cols)]
     for b in range(max(blocks) + 1):
         regions = [layout.view(g, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols]
                    for r, n in zip(reads, blocks, strict=True) if n == b]
-        assert got[b] == float(0.2 * max(float(np.max(np.sum(region, axis=0))) for region in regions))
+        want = float(0.2 * max(float(np.max(np.sum(region, axis=0))) for region in regions))
+        assert end_to_end[b] == anywhere[b] == want
+    same = worst_case_full_scales_uA(g[layout.read_windows(one_shape)], one_shape[0].rows * one_shape[0].cols
+                                     * np.arange(len(one_shape)), one_shape, [0] * len(one_shape), 0.2)
+    assert same[0] == float(0.2 * max(float(np.max(np.sum(layout.view(g, r.array)[r.row:r.row + r.rows,
+                                                                                   r.col:r.col + r.cols], axis=0)))
+                                          for r in one_shape))
 
 
 @pytest.fixture(scope="module")

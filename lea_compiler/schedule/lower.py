@@ -144,26 +144,28 @@ def region_window(read: Read) -> tuple[slice, slice]:
     return slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols)
 
 
-def worst_case_full_scales_uA(conductances: np.ndarray, reads: Sequence[Read], blocks: Sequence[int],
-                              v_read_V: float) -> np.ndarray:
+def worst_case_full_scales_uA(conductances: np.ndarray, starts: np.ndarray, reads: Sequence[Read],
+                              blocks: Sequence[int], v_read_V: float) -> np.ndarray:
     """The ADC ranges of blocks without calibration data: for each block, v_read x the largest column sum of
     conductance over its copy halves, the most a column can carry with every input at the DAC's full scale.
 
-    `reads` are every block's copy halves, `conductances` their regions' conductances without noise laid end to
-    end in read order (each row by row), and `blocks[i]` numbers the block of `reads[i]` (0, 1, ...); entry b
-    of the result is block b's range. One column sum per region shape, not a pass per region."""
+    `reads` are every block's copy halves; read i's region's conductances without noise are
+    `conductances[starts[i]:starts[i] + rows * cols]`, row by row; `blocks[i]` numbers its block (0, 1, ...);
+    entry b of the result is block b's range. One column sum per region shape, not a pass per region."""
     peak = np.zeros(len(reads))
     if reads:
         shape = np.array([(read.rows, read.cols) for read in reads], dtype=np.int64)
-        sizes = shape[:, 0] * shape[:, 1]
-        starts = np.cumsum(sizes) - sizes
+        starts = np.asarray(starts, dtype=np.int64)
         kinds, first, which = np.unique(shape[:, 0] * (int(shape[:, 1].max()) + 1) + shape[:, 1], return_index=True,
                                         return_inverse=True)
         for index in range(len(kinds)):
             rows, cols = (int(v) for v in shape[first[index]])
             members = np.flatnonzero(which.ravel() == index)
-            g = conductances if len(kinds) == 1 else \
-                conductances[(starts[members][:, None] + np.arange(rows * cols)).ravel()]
+            begin = int(starts[members[0]])
+            if np.array_equal(starts[members], begin + rows * cols * np.arange(len(members))):  # end to end
+                g = conductances[begin:begin + len(members) * rows * cols]
+            else:
+                g = conductances[(starts[members][:, None] + np.arange(rows * cols)).ravel()]
             # each region's column sums over its rows, in row order as np.sum(region, axis=0) adds them
             peak[members] = g.reshape(len(members), rows, cols).sum(axis=1).max(axis=1)
     top = np.full(int(max(blocks)) + 1 if len(blocks) else 0, -np.inf)
@@ -473,10 +475,8 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
     ranges: dict[int, float] = {}
     if worst:
         first = np.cumsum([lowered.first_half[layer.name]] + [len(reads) for reads in halves])
-        g = lowered.half_conductances
-        bounds = lowered.bounds
         ranges = dict(zip(worst, worst_case_full_scales_uA(
-            np.concatenate([g[bounds[first[i]]:bounds[first[i + 1]]] for i in worst]),
+            lowered.half_conductances, np.concatenate([lowered.bounds[first[i]:first[i + 1]] for i in worst]),
             [read for i in worst for read in halves[i]], [n for n, i in enumerate(worst) for _ in halves[i]],
             periphery.v_read_V).tolist(), strict=True))
     blocks = []

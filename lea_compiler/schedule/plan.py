@@ -185,8 +185,10 @@ def _with_ranges(plan: LayerPlan, devices: FlatDevices, levels: np.ndarray) -> L
     for read, _ in plan.reads:
         numbers.setdefault(read.block, len(numbers))
     reads = [read for read, _ in plan.reads]
-    ranges = worst_case_full_scales_uA(devices.conductances(levels)[devices.layout.read_windows(reads)], reads,
-                                       [numbers[read.block] for read in reads], plan.scale.v_read_V).tolist()
+    sizes = np.array([read.rows * read.cols for read in reads], dtype=np.int64)
+    ranges = worst_case_full_scales_uA(devices.conductances(levels)[devices.layout.read_windows(reads)],
+                                       np.cumsum(sizes) - sizes, reads, [numbers[read.block] for read in reads],
+                                       plan.scale.v_read_V).tolist()
     return replace(plan, reads=tuple((read, replace(convert, full_scale_uA=ranges[numbers[read.block]])
                                       if convert.full_scale_uA is None else convert)
                                      for read, convert in plan.reads))
