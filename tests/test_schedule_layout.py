@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS
+from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError, UsageError
@@ -244,3 +245,19 @@ def test_programmed_conductance_of_any_level_dtype() -> None:
     for dtype in (np.int8, np.int16, np.int64):
         level = np.array([[127, -1], [0, -2]], dtype=dtype)
         np.testing.assert_array_equal(programmed_uS(level, levels), [[200.0, 1.0], [1.0, 1.0]])
+
+
+def test_a_simulated_chip_without_the_programs_arrays_is_refused(stuck_program: Program) -> None:
+    """`simulate --chip` on a chip that lacks an array the Program uses, or has it in another size, is refused
+    by name; a chip with every used array in its size runs (the Program's own chip is not looked at)."""
+    program = stuck_program
+    x = np.random.default_rng(0).uniform(-1, 1, (20, 12)).astype(np.float32)
+    data = [Dataset("d", x, np.zeros(20, dtype=np.int64))]
+    used = max(program.arrays_used)
+    for chip in (synth_chip(arrays=used, rows=8, cols=8, seed=1), synth_chip(arrays=70, rows=9, cols=8, seed=1)):
+        missing = used if len(chip.arrays) == used else min(program.arrays_used)
+        with pytest.raises(InvalidInputError, match=f"the simulated chip has no array {missing} of 8 x 8, which "
+                                                    "the Program uses"):
+            simulate(program, data, chip=chip)
+    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, seed=1)
+    assert not simulate(program, data, chip=other).compiled_for_chip
