@@ -62,7 +62,7 @@ class ArrayProgram:
     had (0 elsewhere)."""
 
     array: int
-    level: np.ndarray  # (rows, cols) int64
+    level: np.ndarray  # (rows, cols) signed integers (a lowered Program's: its level dtype)
     stuck_uS: np.ndarray  # (rows, cols) float64
     target: np.ndarray  # (rows, cols) int64
     programmed_uS: np.ndarray | None = None  # as-programmed Program: (rows, cols) what each device holds, NaN unused
@@ -87,7 +87,7 @@ class FlatDevices:
     (a lowered Program's are views of these buffers)."""
 
     layout: Layout
-    level: np.ndarray  # flat int64
+    level: np.ndarray  # flat signed integers
     stuck_uS: np.ndarray  # flat float64
     target: np.ndarray  # flat int64
     programmed_uS: np.ndarray | None  # as-programmed Program: flat float64
@@ -302,8 +302,9 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     shapes = np.array([h[3].shape for h in halves], dtype=np.int64).reshape(-1, 2)
     at = layout.windows([h[0] for h in halves], np.array([h[1] for h in halves], dtype=np.int64),
                         np.array([h[2] for h in halves], dtype=np.int64), shapes[:, 0], shapes[:, 1])
-    level = np.full(layout.size, UNUSED, dtype=np.int64)
-    values = np.concatenate([h[3].ravel() for h in halves]) if halves else np.zeros(0, dtype=np.int64)
+    values = np.concatenate([h[3].ravel() for h in halves]) if halves else np.zeros(0, dtype=np.int8)
+    # the Program's level dtype (int8 up to 128 levels, `chip.level_index_dtype`): an eighth of int64's memory
+    level = np.full(layout.size, UNUSED, dtype=np.promote_types(values.dtype, np.int8))
     level[at] = values
     # a half's levels are never UNUSED, so halves that share a device leave fewer used devices than they have
     # (the checks refuse such a Program; unchecked, say so rather than let one half overwrite another)
