@@ -230,23 +230,12 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     devices conduct each time (`read_runs`)."""
     if not plan.reads:
         return 0.0
-    array, row, rows, col, cols, reads = np.array([(read.array, read.row, read.rows, read.col, read.cols, read.reads)
-                                                   for read, _ in plan.reads], dtype=np.int64).T
-    ids, which = np.unique(array, return_inverse=True)
-    whole = [schedule.arrays[int(a)].conductances(schedule.levels_uS) for a in ids]
-    width = np.array([g.shape[1] for g in whole], dtype=np.int64)
-    base = np.cumsum([0] + [g.size for g in whole])[:-1]  # where each array starts in `flat`, row after row
-    flat = np.concatenate([g.ravel() for g in whole] + [np.zeros(1)])
+    rows, cols, reads = np.array([(read.rows, read.cols, read.reads) for read, _ in plan.reads], dtype=np.int64).T
+    # every region's conductances, region after region, row by row (the schedule's flat buffers and windows)
+    flat = schedule.devices.conductances(schedule.levels_uS)[schedule.read_windows(plan.name)]
     region = np.repeat(np.arange(len(rows)), rows)  # every region row, region by region
-    at = row[region] + np.arange(len(region)) - np.repeat(np.cumsum(rows) - rows, rows)
-    begin = base[which[region]] + at * width[which[region]] + col[region]
-    # the sums of flat[begin:begin + cols]: reduceat sums from each index to the next, so give it every row's
-    # begin and end, in order of begin (the gaps between rows then cost little), and keep every other sum
-    order = np.argsort(begin, kind="stable")
-    bounds = np.stack([begin[order], begin[order] + cols[region][order]], axis=1).ravel()
-    row_sums = np.empty(len(region))
-    row_sums[order] = np.add.reduceat(flat, bounds)[::2]
-    row_sums[cols[region] == 0] = 0.0  # reduceat gives flat[begin] for an empty row
+    width = cols[region]
+    row_sums = np.add.reduceat(flat, np.cumsum(width) - width)  # each row's sum: its devices follow each other
     runs = np.array(read_runs(plan), dtype=np.int64)
     return plan.scale.v_read_V ** 2 * float(np.sum(runs * reads * np.bincount(region, row_sums, len(rows))))
 
