@@ -17,9 +17,12 @@ CPU time is the figure to compare on a machine other jobs share: wall time then 
 
 With `--baseline COMMIT`, the same is measured for the tree at COMMIT (`git archive` into a temporary folder)
 in the same run, each measurement alternating between the two trees, so that the other load on a shared machine
-falls on both alike. The machine's load average is recorded before and after.
+falls on both alike; `--baseline-python PYTHON` runs the baseline with another interpreter (another venv: e.g.
+the baseline's dependencies, such as ml_dtypes 0.7.0, against the current tree's constraints). The machine's load
+average, and each interpreter's numpy, onnx and ml_dtypes versions, are recorded.
 
-Run:  python benchmarks/bench_startup.py [--repeats 7] [--baseline COMMIT] [--out benchmarks/results/startup.json]
+Run:  python benchmarks/bench_startup.py [--repeats 7] [--baseline COMMIT [--baseline-python PYTHON]]
+                                         [--out benchmarks/results/startup.json]
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ print(json.dumps(times))
 """
 
 
+_VERSIONS = """
+import importlib.metadata as m, json, sys
+print(json.dumps({"python": sys.version.split()[0], **{p: m.version(p) for p in ("numpy", "onnx", "ml_dtypes",
+                                                                                  "onnxruntime")}}))
+"""
+
+
 def run_process(argv: list[str], tree: Path) -> tuple[float, float, str]:
     """Run `argv` with `tree` first on the path: (wall seconds, CPU seconds, stdout)."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -71,8 +81,8 @@ def run_process(argv: list[str], tree: Path) -> tuple[float, float, str]:
     return wall, cpu, done.stdout
 
 
-def leac(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "lea_compiler", *map(str, args)]
+def leac(python: str, *args: str | Path) -> list[str]:
+    return [python, "-m", "lea_compiler", *map(str, args)]
 
 
 def without_model(program: Path, out: Path) -> Path:
@@ -88,32 +98,33 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
-def prepare(tree: Path, work: Path) -> dict[str, Path]:
+def prepare(tree: Path, work: Path, python: str) -> dict[str, Path]:
     """The Programs the measurements use, compiled by the tree under test."""
     work.mkdir(parents=True, exist_ok=True)
     paths = {"yinyang": work / "yinyang.leac", "clean": work / "clean.leac", "stuck2": work / "stuck2.leac"}
-    run_process(leac("compile", DATA / "yinyang_mlp.onnx", "--chip", DATA / "paper_chip.json", "-k", "3",
+    run_process(leac(python, "compile", DATA / "yinyang_mlp.onnx", "--chip", DATA / "paper_chip.json", "-k", "3",
                      "-o", paths["yinyang"]), tree)
     paths["yinyang_no_model"] = without_model(paths["yinyang"], work / "yinyang_no_model.leac")
     for name, high, low in (("clean", "0", "0"), ("stuck2", "0.015", "0.005")):
         chip = work / f"{name}.json"
-        run_process(leac("chip", "synth", "--arrays", "256", "--rows", "128", "--cols", "128", "--stuck-high",
+        run_process(leac(python, "chip", "synth", "--arrays", "256", "--rows", "128", "--cols", "128", "--stuck-high",
                          high, "--stuck-low", low, "--seed", "0", "-o", chip), tree)
-        run_process(leac("compile", DATA / "yinyang_mlp.onnx", "--chip", chip, "-k", "3", "-o", paths[name]),
+        run_process(leac(python, "compile", DATA / "yinyang_mlp.onnx", "--chip", chip, "-k", "3", "-o", paths[name]),
                     tree)
     return paths
 
 
-def measurements(paths: dict[str, Path]) -> dict[str, list[str]]:
+def measurements(paths: dict[str, Path], python: str) -> dict[str, list[str]]:
     data = ["--data", str(DATA / "yinyang_task1_test.npz"), "--data", str(DATA / "yinyang_task2_test.npz")]
     return {
-        "simulate": leac("simulate", paths["yinyang"], *data),
-        "simulate_without_baseline": leac("simulate", paths["yinyang_no_model"], *data),
-        "import_lea_compiler_cli": [sys.executable, "-c", "import lea_compiler.cli"],
-        "python_only": [sys.executable, "-c", "pass"],
-        "import_numpy": [sys.executable, "-c", "import numpy"],
-        "import_onnx": [sys.executable, "-c", "import onnx"],
-        "import_onnxruntime": [sys.executable, "-c", "import onnxruntime"],
+        "simulate": leac(python, "simulate", paths["yinyang"], *data),
+        "simulate_without_baseline": leac(python, "simulate", paths["yinyang_no_model"], *data),
+        "leac_help": leac(python, "--help"),
+        "import_lea_compiler_cli": [python, "-c", "import lea_compiler.cli"],
+        "python_only": [python, "-c", "pass"],
+        "import_numpy": [python, "-c", "import numpy"],
+        "import_onnx": [python, "-c", "import onnx"],
+        "import_onnxruntime": [python, "-c", "import onnxruntime"],
     }
 
 
@@ -121,6 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--baseline", metavar="COMMIT", help="also measure the tree at this commit, interleaved")
+    parser.add_argument("--baseline-python", metavar="PYTHON", default=sys.executable,
+                        help="the interpreter the baseline tree runs with (default: this one)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -133,8 +146,11 @@ def main() -> None:
                                      check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
             trees["baseline"] = base
-        paths = {name: prepare(tree, Path(tmp) / f"work-{name}") for name, tree in trees.items()}
-        commands = {name: measurements(paths[name]) for name in trees}
+        pythons = {"current": sys.executable, "baseline": args.baseline_python}
+        versions = {name: json.loads(run_process([pythons[name], "-c", _VERSIONS], tree)[2]) for name, tree in
+                    trees.items()}
+        paths = {name: prepare(tree, Path(tmp) / f"work-{name}", pythons[name]) for name, tree in trees.items()}
+        commands = {name: measurements(paths[name], pythons[name]) for name in trees}
         outputs: dict[str, str] = {}
         wall: dict[str, dict[str, list[float]]] = {name: {key: [] for key in commands[name]} for name in trees}
         cpu: dict[str, dict[str, list[float]]] = {name: {key: [] for key in commands[name]} for name in trees}
@@ -150,7 +166,7 @@ def main() -> None:
                                                           for kind in ("wall", "cpu")} for name in trees}
         for _ in range(3):
             for name, tree in trees.items():
-                _, _, out = run_process([sys.executable, "-c", _LOAD_SCRIPT, str(args.repeats),
+                _, _, out = run_process([pythons[name], "-c", _LOAD_SCRIPT, str(args.repeats),
                                          str(paths[name]["clean"]), str(paths[name]["stuck2"])], tree)
                 for chip, (wall_s, cpu_s) in zip(("clean", "stuck2"), json.loads(out), strict=True):
                     loads[name][f"{chip}_wall"] += wall_s
@@ -170,6 +186,7 @@ def main() -> None:
                 "commit": args.baseline if name == "baseline" else subprocess.run(
                     ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
                 ).stdout.strip(),
+                "interpreter": {"path": pythons[name], **versions[name]},
                 "wall_s": {key: summary(values) for key, values in wall[name].items()},
                 "cpu_s": {key: summary(values) for key, values in cpu[name].items()},
                 "program_load_s": {key: summary(values) for key, values in loads[name].items()},
@@ -185,7 +202,9 @@ def main() -> None:
              f"{args.repeats} runs each (median, min)"]
     for name in trees:
         t = result["trees"][name]
-        lines.append(f"{name} ({t['commit']}):")
+        v = t["interpreter"]
+        lines.append(f"{name} ({t['commit']}; {v['path']}: numpy {v['numpy']}, onnx {v['onnx']}, ml_dtypes "
+                     f"{v['ml_dtypes']}):")
         for key in wall[name]:
             w, c = t["wall_s"][key], t["cpu_s"][key]
             lines.append(f"  {key:<28} wall {w['median']:.3f} s (min {w['min']:.3f})   "

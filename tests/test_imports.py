@@ -13,6 +13,7 @@ interpreter, since this one has imported everything already.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import subprocess
@@ -111,6 +112,51 @@ for argv in (["--help"], ["--version"], ["compile", "--help"], ["simulate", "--h
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 5 and all(line.endswith(" False") for line in lines), done.stdout
+
+
+def test_a_leac_simulate_process_imports_no_other_command_s_modules(tmp_path: Path) -> None:
+    """Issue 19: `leac simulate` builds only its own parser, so the process imports neither the compiler's passes
+    and options nor programming, plotting or batch modules, nor OR-Tools; the software baseline still loads onnx
+    and onnxruntime (the embedded model is checked, then run)."""
+    program, data = tmp_path / "y.leac", ROOT / "lea_compiler" / "data" / "yinyang_task1_test.npz"
+    from lea_compiler.cli import main
+
+    assert main(["compile", str(ROOT / "lea_compiler" / "data" / "yinyang_mlp.onnx"), "--chip",
+                 str(ROOT / "lea_compiler" / "data" / "paper_chip.json"), "-k", "1", "-o", str(program)]) == 0
+    code = f"""
+import contextlib, io, sys
+from lea_compiler.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["simulate", {str(program)!r}, "--data", {str(data)!r}]) == 0
+    assert main(["simulate", "--help"]) == 0
+print(sorted(m for m in sys.modules if m.split(".")[0] in {set(HEAVY)!r} - {{"onnx", "onnxruntime", "ml_dtypes"}}
+             or m.startswith(("lea_compiler.passes", "lea_compiler.options", "lea_compiler.programming.loop",
+                              "lea_compiler.plot", "lea_compiler.simulate_batch", "lea_compiler.cli.compile"))))
+print("onnxruntime" in sys.modules)
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_the_parser_of_one_command_is_that_command_s_parser_in_the_full_one() -> None:
+    """`main` builds only the command it runs (`build_parser(only)`): each command parses and documents its
+    arguments exactly as in the full parser, which `leac --help` and anything but a command first still get."""
+    from lea_compiler.cli.main import _COMMANDS, _command_of, build_parser
+
+    def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return dict(action.choices)
+
+    full = subparsers(build_parser())
+    assert list(full) == list(_COMMANDS)
+    for command in _COMMANDS:
+        alone = subparsers(build_parser(command))
+        assert command in alone and set(alone) <= set(full)
+        assert alone[command].format_help() == full[command].format_help()
+    assert _command_of(["-v", "simulate", "p.leac"]) == "simulate"
+    assert _command_of(["--help", "simulate"]) is None and _command_of(["simulat"]) is None
+    assert _command_of(["--version"]) is None and _command_of([]) is None
 
 
 def _module_name(path: Path) -> str:

@@ -8,6 +8,7 @@ docs/chip-format.md defines it. Its modules, each building on the ones before:
 - parts.py: `DeviceModel` (with its `ProgrammingModel`), `Periphery` (with its `LineModel`), `Array`, `Defect`;
 - store.py: the defects as numpy columns (`DefectTable`), their conflict checks, stuck-map plans;
 - validate.py: every rule over a whole chip, in bulk, with every problem named by its JSON path;
+- defect_text.py: the common defect entry (one device, no g_uS) as JSON text, written and read in bulk;
 - forms.py: the chip as JSON, its file text and its fingerprint's canonical text;
 - model.py: `Chip`, valid by construction, and its queries (stuck maps, counts, summary, fingerprint);
 - io.py: loading (every problem of a bad file collected) and saving chip files;
@@ -31,7 +32,7 @@ from lea_compiler.chip.fields import (
     VERSION,
 )
 from lea_compiler.chip.forms import chip_to_json, chip_to_text
-from lea_compiler.chip.io import decode_chip_json, load_chip, parse_chip, save_chip
+from lea_compiler.chip.io import decode_chip_json, load_chip, parse_chip, parse_chip_text, save_chip
 from lea_compiler.chip.measured import MapSource, import_maps, import_measured, load_conductance_map
 from lea_compiler.chip.model import Chip
 from lea_compiler.chip.parts import (
@@ -80,6 +81,7 @@ __all__ = [
     "load_chip",
     "load_conductance_map",
     "parse_chip",
+    "parse_chip_text",
     "save_chip",
     "synth_chip",
 ]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lea_compiler.chip.defect_text import PlainEntries, plain_entries_text
 from lea_compiler.chip.fields import FORMAT, OPTIONAL_PERIPHERY, STUCK_HIGH, STUCK_LOW, VERSION, fields_of
 from lea_compiler.chip.parts import Array, Defect, Periphery
 from lea_compiler.chip.store import DefectTable
@@ -138,6 +139,15 @@ def chip_to_text(chip: Chip) -> str:
     return "\n".join(lines) + "\n}\n"
 
 
+def _canonical_defects(table: DefectTable, arrays: Sequence[Array]) -> bytes:
+    """The defects' part of the canonical text: their `_canonical_defect_texts`, comma separated, UTF-8; written
+    in bulk (defect_text.py) when every entry is a single device without g_uS, as nearly every entry is."""
+    if ((table.row >= 0) & (table.col >= 0) & np.isnan(table.g_uS)).all():
+        ids = np.array([a.id for a in arrays], dtype=np.int64)[table.pos]
+        return plain_entries_text(PlainEntries(ids, table.row, table.col, table.high), canonical=True)
+    return ",".join(_canonical_defect_texts(table, arrays)).encode("utf-8")
+
+
 def _canonical_defect_texts(table: DefectTable, arrays: Sequence[Array]) -> list[str]:
     """Each defect of a valid chip as `json.dumps(_defect_json(d), sort_keys=True, separators=(",", ":"))`
     gives it, formatted straight from the chip's table (`store.DefectTable`, in the defects' order), so that
@@ -180,7 +190,7 @@ def fingerprint(chip: Chip, table: DefectTable) -> str:
     head, tail = text.split('"defects":[]')  # the only string values are keys and FORMAT
     digest = hashlib.sha256(head.encode("utf-8"))
     digest.update(b'"defects":[')
-    digest.update(",".join(_canonical_defect_texts(table, chip.arrays)).encode("utf-8"))
+    digest.update(_canonical_defects(table, chip.arrays))
     digest.update(b"]")
     digest.update(tail.encode("utf-8"))
     return digest.hexdigest()

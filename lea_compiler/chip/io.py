@@ -2,7 +2,9 @@
 
 Loading collects every problem of a bad file, each reported by its JSON path
 (validate.py and fields.py hold the rules); saving is deterministic, pretty
-JSON (forms.py) that loads back into an equal `Chip`.
+JSON (forms.py) that loads back into an equal `Chip`. A file whose defects
+are laid out as leac writes them is read in bulk (`written_chip`), to the
+same chip; any other goes through the JSON decoder.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lea_compiler.chip.defect_text import PlainEntries, read_plain_entries
 from lea_compiler.chip.fields import (
     ARRAY_KEYS,
     DEFECT_KEYS,
@@ -41,7 +44,7 @@ from lea_compiler.chip.fields import (
 from lea_compiler.chip.forms import chip_to_text
 from lea_compiler.chip.model import Chip
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, LineModel, Periphery, ProgrammingModel
-from lea_compiler.chip.store import cross_problems, gc_paused
+from lea_compiler.chip.store import DefectTable, cross_problems, gc_paused, suspect_entries
 from lea_compiler.chip.validate import Fields, Screened, arrays_cross_problems, screen_defects
 from lea_compiler.chip.variability import VARIABILITY_KEYS, parse_variability, variability_problems
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
@@ -358,6 +361,68 @@ def decode_chip_json(text: str, source: str) -> object:
         raise InvalidChipError(source, [f"not valid JSON: {exc}"]) from None
 
 
+_DEFECTS_OPEN = '\n  "defects": [\n'
+_DEFECTS_CLOSE = "\n  ]\n}\n"
+"""How `chip_to_text` opens and closes a non-empty defect list, the file's last key."""
+
+
+def parse_chip_text(text: str, source: str) -> Chip:
+    """The chip a chip file's text describes: `parse_chip(decode_chip_json(text, source), source)`, but read in
+    bulk when its defects are in the layout leac writes (`written_chip`).
+
+    Raises:
+        InvalidChipError: the text is not JSON or breaks the format; every problem is listed.
+    """
+    chip = written_chip(text, source)
+    return chip if chip is not None else parse_chip(decode_chip_json(text, source), source)
+
+
+def written_chip(text: str, source: str) -> Chip | None:
+    """The chip of a valid chip file whose defects are all single devices without g_uS, written one per line as
+    `chip_to_text` writes them (every file leac writes for such a chip, and the chip inside a Program); None
+    for any other text, valid or not, which `parse_chip` then reads and, if it is invalid, names every problem
+    of.
+
+    The defect lines are read as byte columns (defect_text.py) instead of
+    84,000 JSON objects, and checked as the general path checks them: known
+    array, inside it, no device in two states (`store.suspect_entries`; a
+    file with any such problem goes the general way for its messages). The
+    rest of the file is decoded and checked as any chip file, with `"defects":
+    []` in the list's place.
+    """
+    start = text.find(_DEFECTS_OPEN)
+    if start < 0 or not text.endswith(_DEFECTS_CLOSE) or start + len(_DEFECTS_OPEN) >= len(text) - len(_DEFECTS_CLOSE):
+        return None
+    lines = text[start + len(_DEFECTS_OPEN):len(text) - len(_DEFECTS_CLOSE)]
+    if not lines.isascii():
+        return None
+    entries = read_plain_entries(lines.encode("ascii"))
+    if entries is None:
+        return None
+    try:
+        head = decode_chip_json(text[:start] + '\n  "defects": []\n}\n', source)
+        # The list's place: the top level's last key, given once (a _DupDict is not a dict's exact type).
+        if type(head) is not dict or list(head)[-1:] != ["defects"] or head["defects"] != []:
+            return None
+        chip = parse_chip(head, source)
+    except InvalidChipError:
+        return None
+    table = _plain_table(entries, chip.arrays)
+    if suspect_entries(table, chip.arrays).size:
+        return None
+    return Chip.trusted(arrays=chip.arrays, defects=None, device=chip.device, periphery=chip.periphery,
+                        name=chip.name, grid=chip.grid, table=table)
+
+
+def _plain_table(entries: PlainEntries, arrays: Sequence[Array]) -> DefectTable:
+    """The table of device entries without g_uS: an array id that is no array's at position -1."""
+    ids = np.array([a.id for a in arrays], dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    at = np.minimum(np.searchsorted(ids[order], entries.array), ids.size - 1)
+    pos = np.where(ids[order][at] == entries.array, order[at], -1)
+    return DefectTable(pos, entries.row, entries.col, entries.high, np.full(entries.array.size, np.nan))
+
+
 def load_chip(path: str | os.PathLike[str]) -> Chip:
     """Read and validate a `leac-chip` file.
 
@@ -372,7 +437,7 @@ def load_chip(path: str | os.PathLike[str]) -> Chip:
         InvalidChipError: the file is not JSON or breaks the format; every problem is listed.
     """
     source = os.fspath(path)
-    chip = parse_chip(decode_chip_json(read_text(path, "chip file"), source), source)
+    chip = parse_chip_text(read_text(path, "chip file"), source)
     chip = chip.with_file_name(os.path.basename(source))
     if logger.isEnabledFor(logging.INFO):
         logger.info("%s: %s", source, chip.summary())

@@ -170,6 +170,21 @@ Entry = tuple[int, Any, Any, Any, Any]
 """(index in the file, array, row, col, state) of one defect entry free of field problems."""
 
 
+def suspect_entries(table: DefectTable, arrays: Sequence[Array]) -> np.ndarray:
+    """The entries `cross_problems` walks, in order (none: the entries have no such problem): those with an
+    unknown array or outside their array, and every entry of an array where some device has two states."""
+    if table.pos.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    pos, row, col = table.pos, table.row, table.col
+    rows = np.array([a.rows for a in arrays], dtype=np.int64)
+    cols = np.array([a.cols for a in arrays], dtype=np.int64)
+    known = pos >= 0
+    safe = np.where(known, pos, 0)
+    inside = known & (row < rows[safe]) & (col < cols[safe])
+    bad = _conflicting_arrays(pos[inside], row[inside], col[inside], table.high[inside], arrays)
+    return np.flatnonzero(~inside | bad[safe])
+
+
 def cross_problems(
     table: DefectTable, arrays: Sequence[Array], index: Sequence[int], columns: Sequence[Any]
 ) -> list[str]:
@@ -188,16 +203,7 @@ def cross_problems(
         index: Each entry's index in the file (or in `Chip.defects`), for the messages.
         columns: The entries' array ids, rows, cols and states (each a sequence), as given.
     """
-    if table.pos.size == 0:
-        return []
-    pos, row, col = table.pos, table.row, table.col
-    rows = np.array([a.rows for a in arrays], dtype=np.int64)
-    cols = np.array([a.cols for a in arrays], dtype=np.int64)
-    known = pos >= 0
-    safe = np.where(known, pos, 0)
-    inside = known & (row < rows[safe]) & (col < cols[safe])
-    bad = _conflicting_arrays(pos[inside], row[inside], col[inside], table.high[inside], arrays)
-    walk = np.flatnonzero(~inside | bad[safe]).tolist()
+    walk = suspect_entries(table, arrays).tolist()
     if not walk:
         return []
     array_ids, rows_given, cols_given, states = columns[:4]

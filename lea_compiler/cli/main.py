@@ -15,6 +15,7 @@ pipeline reading stdout always gets one object; the message goes to stderr too.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
@@ -25,16 +26,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lea_compiler import __version__
-from lea_compiler.cli import chip as cli_chip
-from lea_compiler.cli import compile as cli_compile
-from lea_compiler.cli import emit as cli_emit
-from lea_compiler.cli import program as cli_program
-from lea_compiler.cli import report as cli_report
-from lea_compiler.cli import show as cli_show
-from lea_compiler.cli import simulate as cli_simulate
 from lea_compiler.errors import LeacError, UsageError
 from lea_compiler.layer_sizes import canonical, counts
-from lea_compiler.passes.quantize import BIAS_MODES
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
 
@@ -98,8 +91,25 @@ def _json_requested(argv: Sequence[str]) -> bool:
     return False
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full `leac` argument parser with every command registered."""
+_COMMANDS = {"compile": "compile", "simulate": "simulate", "emit": "emit", "board": "emit", "program": "program",
+             "show": "show", "report": "report", "inspect": None, "chip": "chip"}
+"""Each command's module in lea_compiler/cli/, in the order `leac --help` lists them (`inspect` is main's own)."""
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs, if nothing before it is an option but `-v`: the one command whose parser `main`
+    then builds, so that the process imports no other command's modules (`leac --help`, an unknown command or any
+    other option before the command get the full parser)."""
+    for token in argv:
+        if token in ("-v", "--verbose"):
+            continue
+        return token if token in _COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full `leac` argument parser with every command registered; with `only`, the parser with that command
+    alone (and the commands its module registers with it), which parses that command's arguments the same."""
     parser: argparse.ArgumentParser = _ArgumentParser(  # sub-command parsers are of its class too
         prog="leac",
         description="leac: the layer-ensemble-averaging compiler for memristor crossbar chips.",
@@ -115,18 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    cli_compile.add_parser(commands)
-    cli_simulate.add_parser(commands)
-    cli_emit.add_parser(commands)
-    cli_program.add_parser(commands)
-    cli_show.add_parser(commands)
-    cli_report.add_parser(commands)
-    _add_inspect(commands)
-    cli_chip.add_parser(commands)
+    modules = [_COMMANDS[only]] if only is not None else list(dict.fromkeys(_COMMANDS.values()))
+    for module in modules:
+        if module is None:
+            _add_inspect(commands)
+        else:
+            importlib.import_module(f"lea_compiler.cli.{module}").add_parser(commands)
     return parser
 
 
 def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lea_compiler.passes.quantize import BIAS_MODES  # here: the passes are the compiler's, not the CLI's
+
     p = commands.add_parser(
         "inspect",
         help="show a model as leac's IR and what its matrix products cost in devices",
@@ -215,8 +225,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `leac` with `argv` (default: sys.argv[1:]) and return the exit status."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     try:
         args = parser.parse_args(argv)
     except _UsageExit as exc:  # argparse has printed the usage and the message

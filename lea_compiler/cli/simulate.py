@@ -7,20 +7,19 @@ import logging
 import os
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lea_compiler.backends.board import board_schedule, periphery_differences, read_board
 from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import load_chip
 from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output, input_kind
-from lea_compiler.plot import require_matplotlib
-from lea_compiler.plot_timeline import draw_timeline
 from lea_compiler.program import Program
 from lea_compiler.report_json import dumps_report
-from lea_compiler.simulate_batch import SimulateBatchResult, SimulateOptions, program_files, simulate_many
 from lea_compiler.tables import format_table, printable
+
+if TYPE_CHECKING:  # the board files, the timeline and the batch are imported where they are used
+    from lea_compiler.simulate_batch import SimulateBatchResult
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     if not programs:
         raise UsageError("give the Program: PROGRAM.leac (several, or --program-dir DIR, for many chips)")
     if args.timeline is not None:  # before any work: nothing is simulated for a picture that cannot be written
+        from lea_compiler.plot import require_matplotlib
+
         require_matplotlib("leac simulate --timeline")
         check_output(args.timeline, [*programs, args.board_program, *args.data, args.chip], "--timeline")
     board = None
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if args.board_program is None:
             raise UsageError(f"{programs[0]} is a board file: give the Program it was emitted from with --program "
                              "PROGRAM.leac")
+        from lea_compiler.backends.board import board_schedule, periphery_differences, read_board
+
         stream = read_board(programs[0])
         board = board_schedule(stream)
         program = Program.load(args.board_program)
@@ -159,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                              exact_read_noise=args.exact_read_noise, output=args.output, threads=threads, board=board,
                              after=0.0 if args.after is None else args.after)
     if args.timeline is not None:
+        from lea_compiler.plot_timeline import draw_timeline
+
         draw_timeline(program, args.timeline, chip=chip, schedule=board)
     data = report.to_json()
     data["program"] = programs[0] if board is None else args.board_program
@@ -241,6 +246,8 @@ def print_report(r: dict[str, Any]) -> None:
 
 def _run_many(args: argparse.Namespace) -> int:
     """`leac simulate` for many Programs (see the epilog of `leac simulate --help`)."""
+    from lea_compiler.simulate_batch import SimulateOptions, program_files, simulate_many
+
     if args.chip is not None:
         raise UsageError("--chip works with one Program; with many, each is simulated on the chip it was "
                          "compiled for")

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from lea_compiler.chip import MAX_FILE_BYTES as MAX_CHIP_FILE_BYTES
-from lea_compiler.chip import chip_to_text, decode_chip_json, parse_chip
+from lea_compiler.chip import chip_to_text, parse_chip_text
 from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError
 from lea_compiler.fileio import open_input
 from lea_compiler.geometry import Region
@@ -143,7 +143,7 @@ def read_program(file: IO[bytes], source: str) -> dict[str, Any]:
         _check_embedded_model(source_model, source)
 
     try:
-        chip = parse_chip(decode_chip_json(chip_text, f"{source}:chip.json"), f"{source}:chip.json")
+        chip = parse_chip_text(chip_text, f"{source}:chip.json")
         if chip.fingerprint() != header["chip"]["fingerprint"]:
             raise InvalidInputError(f"{source}: the embedded chip does not match its fingerprint")
         file_name = header["chip"].get("file")  # the chip file compiled for (absent before issue 12)
