@@ -270,11 +270,7 @@ class Lowered:
         """Per used array: the index in `halves` of each device's half, -1 where none."""
         layout = self.devices.layout
         owner = np.full(layout.size, -1, dtype=np.int64)
-        halves = self.halves
-        shapes = np.array([h.levels.shape for h in halves], dtype=np.int64).reshape(-1, 2)
-        owner[layout.windows([h.array for h in halves], np.array([h.row for h in halves], dtype=np.int64),
-                             np.array([h.col for h in halves], dtype=np.int64), shapes[:, 0], shapes[:, 1])] = \
-            np.repeat(np.arange(len(halves), dtype=np.int64), shapes[:, 0] * shapes[:, 1])
+        owner[self.at] = np.repeat(np.arange(len(self.bounds) - 1, dtype=np.int64), np.diff(self.bounds))
         return {array_id: layout.view(owner, array_id) for array_id in layout.ids}
 
 
