@@ -27,7 +27,10 @@ Both are implemented here with numpy. The unpaired means and standard deviations
 Positive control (`--control-factor`, default 1.1; 0 turns it off): the same Programs simulated by the baseline
 tree on their chip with the read noise `device.read_noise_uS` times the factor, paired with the baseline run of
 the same seed, go through the same tests at the same threshold. It must reject for every Program, showing that
-the tests see a change of the read noise that size.
+the tests see a change of the read noise that size. Its pairs share the read-noise draws too (the same bits,
+scaled), so their differences are tighter than the change's, whose draws differ; a second control, reported
+but not required, pairs the baseline's runs with this tree's at the scaled noise: the draws change as well, so
+it shows what the test of the change itself can see.
 
 Run:  python benchmarks/bench_sim_fidelity.py --baseline COMMIT [--seeds 20] [--samples 300]
       [--control-factor 1.1] [--out benchmarks/results/sim_fidelity.json]
@@ -57,12 +60,15 @@ EXACT_UP_TO = 22
 """Seeds up to which the sign-flip test enumerates all 2^N sign assignments (two halves of 2^11 sums)."""
 
 _SIMULATE = """
-import dataclasses, json, sys
+import dataclasses, json, pathlib, sys
 import numpy as np
+import lea_compiler
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.datasets import load_data
 from lea_compiler.program import Program
 folder, seeds, factor = sys.argv[1], range(int(sys.argv[2])), float(sys.argv[4])
+if pathlib.Path(lea_compiler.__file__).resolve().parents[1] != pathlib.Path(sys.argv[5]).resolve():
+    sys.exit(f"imported {lea_compiler.__file__}, not the tree {sys.argv[5]}")
 results = {}
 for path in sorted(__import__("pathlib").Path(folder).glob("*.leac")):
     program = Program.load(path)
@@ -91,10 +97,12 @@ print(json.dumps(results))
 
 def results(tree: Path, folder: Path, seeds: int, factor: float = 1.0) -> dict[str, list[dict[str, float]]]:
     """Per Program, per seed 0 .. seeds-1: the metrics of a fresh process of `tree` (one BLAS thread), on the
-    Program's chip with its read noise times `factor`."""
+    Program's chip with its read noise times `factor`. The process runs in `tree`: `python -c` puts its working
+    directory first on sys.path, before PYTHONPATH, so run from another tree it would import that one (the
+    script checks which it imported)."""
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", _SIMULATE, str(folder), str(seeds), str(DATA), repr(factor)],
-                          env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _SIMULATE, str(folder), str(seeds), str(DATA), repr(factor),
+                           str(tree)], env=env, cwd=tree, check=True, capture_output=True, text=True)
     return json.loads(done.stdout)
 
 
@@ -220,9 +228,11 @@ def main() -> None:
         programs(folder, args.samples)
         before, after = results(baseline, folder, args.seeds), results(ROOT, folder, args.seeds)
         control = results(baseline, folder, args.seeds, args.control_factor) if args.control_factor else None
-    metrics = distinct_metrics(before, after, *([control] if control else []))
+        across = results(ROOT, folder, args.seeds, args.control_factor) if args.control_factor else None
+    metrics = distinct_metrics(before, after, *([control, across] if control and across else []))
     comparisons = compare(before, after, metrics, args.permutations)
     controls = compare(before, control, metrics, args.permutations) if control else {}
+    acrosses = compare(before, across, metrics, args.permutations) if across else {}
     tests = sum(2 * len(c) for c in comparisons.values())
     threshold = args.alpha / tests  # Bonferroni over both tests of every Program and metric of the change
     rejected, seen = [], []
@@ -236,6 +246,8 @@ def main() -> None:
                 rejected.append(f"{name} {metric}")
         for metric, c in controls.get(name, {}).items():
             print(describe(f"control x{args.control_factor:g}", name, metric, c))
+        for metric, c in acrosses.get(name, {}).items():
+            print(describe(f"control x{args.control_factor:g} across draws", name, metric, c))
         if any(rejects(c, threshold) for c in controls.get(name, {}).values()):
             seen.append(name)
     print(f"{tests} tests of the change over {args.seeds} seeds; {len(rejected)} reject at {args.alpha} "
@@ -245,6 +257,9 @@ def main() -> None:
         control_rejected = [f"{n} {m}" for n, cs in controls.items() for m, c in cs.items() if rejects(c, threshold)]
         print(f"control (read noise x{args.control_factor:g}): {len(control_rejected)} of {tests // 2} comparisons "
               f"reject at p < {threshold:.2g}; Programs where none does: {', '.join(blind) or 'none'}")
+        across_rejected = [f"{n} {m}" for n, cs in acrosses.items() for m, c in cs.items() if rejects(c, threshold)]
+        print(f"control across draws (this tree, read noise x{args.control_factor:g}): {len(across_rejected)} of "
+              f"{tests // 2} comparisons reject" + (f": {', '.join(across_rejected)}" if across_rejected else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"baseline": args.baseline, "seeds": args.seeds, "samples": args.samples,
@@ -252,7 +267,8 @@ def main() -> None:
                                "threshold": threshold, "control_factor": args.control_factor,
                                "rejected": rejected, "control_blind": blind if control else None,
                                "metrics": metrics, "comparisons": comparisons, "controls": controls,
-                               "before": before, "after": after, "control": control}, indent=2) + "\n")
+                               "controls_across_draws": acrosses, "before": before, "after": after,
+                               "control": control, "control_across_draws": across}, indent=2) + "\n")
     print(f"wrote {out}")
     sys.exit(1 if rejected or (control and blind) else 0)
 
