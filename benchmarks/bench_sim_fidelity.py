@@ -152,7 +152,7 @@ def wilcoxon(d: np.ndarray) -> tuple[float, float, float]:
     return w_plus, float(z), float(math.erfc(abs(z) / math.sqrt(2.0)))
 
 
-def distinct_metrics(*runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, str]]:
+def distinct_metrics(*runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, str]]:
     """Per Program, each metric whose values are not all None and not, in every run of every arm, an earlier
     metric's values: {metric: ""} for a metric tested, {metric: earlier} for one dropped as its duplicate."""
     out: dict[str, dict[str, str]] = {}
