@@ -10,8 +10,8 @@ Cases, each a chip file written to a temporary folder:
 - `long_numbers` (the worst case): ~60 MB of 1,000,000 short entries of a 4 x 4 array and a last entry with three
   18-digit numbers (an unknown array): an invalid file in the written layout.
 
-For each: `load_chip` (the minimum and median of `--repeats` runs), `written_chip` alone (the bulk attempt), and
-the bulk attempt's peak memory (tracemalloc: numpy's allocations are traced).
+For each, in a fresh process: `load_chip` (the minimum and median of `--repeats` runs), `written_chip` alone (the
+bulk attempt), and the bulk attempt's peak memory (tracemalloc: numpy's allocations are traced).
 
 Run:  python benchmarks/bench_chip_bulk.py [--repeats 5] [--cases written,whole_row,g_uS,long_numbers]
 """
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -63,37 +65,49 @@ def _times(run: Callable[[], object], repeats: int) -> list[float]:
     return times
 
 
+def measure(path: Path, repeats: int) -> str:
+    """One case's line: `load_chip` and the bulk attempt on the file's text, `repeats` times each."""
+    text = path.read_text()
+
+    def load() -> str:
+        try:
+            load_chip(path)
+            return "valid"
+        except InvalidChipError:
+            return "invalid"
+
+    outcome = load()
+    bulk = written_chip(text, path.name) is not None
+    loads = _times(load, repeats)
+    attempts = _times(lambda: written_chip(text, path.name), repeats)
+    tracemalloc.start()
+    written_chip(text, path.name)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return (f"{path.stem}: {len(text) / 1e6:.1f} MB, {outcome}, bulk path {'taken' if bulk else 'not taken'}; "
+            f"load_chip min {min(loads) * 1e3:.0f} ms median {statistics.median(loads) * 1e3:.0f} ms; "
+            f"bulk attempt min {min(attempts) * 1e3:.1f} ms median {statistics.median(attempts) * 1e3:.1f} ms, "
+            f"peak {peak / 2**20:.1f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", default="written,whole_row,g_uS,long_numbers")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # one file, in this process
     args = parser.parse_args()
+    if args.measure is not None:
+        print(measure(args.measure, args.repeats), flush=True)
+        return
     cases = _cases()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             path = Path(tmp) / f"{name}.json"
-            text = cases[name]()
-            path.write_text(text)
-
-            def load(path: Path = path) -> str:
-                try:
-                    load_chip(path)
-                    return "valid"
-                except InvalidChipError:
-                    return "invalid"
-
-            outcome = load()
-            bulk = written_chip(text, name) is not None
-            loads = _times(load, args.repeats)
-            attempts = _times(lambda text=text, name=name: written_chip(text, name), args.repeats)
-            tracemalloc.start()
-            written_chip(text, name)
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-            print(f"{name}: {len(text) / 1e6:.1f} MB, {outcome}, bulk path {'taken' if bulk else 'not taken'}; "
-                  f"load_chip min {min(loads) * 1e3:.0f} ms median {statistics.median(loads) * 1e3:.0f} ms; "
-                  f"bulk attempt min {min(attempts) * 1e3:.1f} ms median {statistics.median(attempts) * 1e3:.1f} ms,"
-                  f" peak {peak / 2**20:.1f} MiB", flush=True)
+            path.write_text(cases[name]())
+            # Each case in a fresh process: the allocator's state after making the file (or after another case)
+            # moved the bulk attempt's time by up to 20 ms (page faults of fresh large allocations).
+            subprocess.run([sys.executable, __file__, "--measure", str(path), "--repeats", str(args.repeats)],
+                           check=True)
 
 
 if __name__ == "__main__":

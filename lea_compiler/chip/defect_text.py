@@ -142,14 +142,14 @@ def read_plain_entries(text: bytes, largest: tuple[int, int, int] = (_INT64_MAX,
     chip's `largest` (its largest array id, rows - 1 and cols - 1) sends any
     entry outside the chip to the general path, which names the problem.
     """
-    n = text.count(b"\n") + 1
+    data = np.frombuffer(text, dtype=np.uint8)
+    n = int(np.count_nonzero(data == ord("\n"))) + 1
     widths = [len(str(bound)) for bound in largest]
     shortest = _CONSTANT + 3 + len(_LOW)  # one digit each, stuck low
     longest = _CONSTANT + sum(widths) + len(_HIGH)
     separators = (n - 1) * len(_FILE_SEPARATOR)
     if not text or not n * shortest <= len(text) - separators <= n * longest:
         return None  # (before anything is allocated per line)
-    data = np.frombuffer(text, dtype=np.uint8)
     ends = np.flatnonzero(data == ord("\n"))
     if (data[ends - 1] != _FILE_SEPARATOR[0]).any():
         return None
