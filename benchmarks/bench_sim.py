@@ -11,8 +11,8 @@ bias, tanh between layers) timed in the same run with the same threads:
 - products alone: x @ G of every row block, copy and polarity, tanh between (the floor of a simulation that
   keeps the ADC per column read);
 - read-noise draws alone: the Gaussian draws the forward makes (`schedule.execute.gaussian`, one per column
-  current: samples x row blocks x 2 k columns), in chunks of the forward's size (its other floor: the ADC
-  digitises each noisy column current, so each needs its own draw);
+  current: samples x row blocks x 2 k columns), in chunks of the forward's size from the forward's per-chunk
+  generators (its other floor: the ADC digitises each noisy column current, so each needs its own draw);
 - crossbar forward: the graph run in the interpreter with every crossbar layer simulated (stuck devices, write
   noise, per-read noise, DAC, ADC), the devices programmed beforehand;
 - whole `simulate()`: `lea_compiler.backends.sim.simulate` on the data (programming the devices, the forward,
@@ -119,14 +119,16 @@ def crossbar_products(x: np.ndarray, layers: list[CrossbarLayer]) -> None:
 
 def noise_draws(layers: list[CrossbarLayer], samples: int) -> None:
     """The read-noise draws of one forward over `samples` samples: per layer, one Gaussian per column current of
-    every row band (reads = 1), drawn in the forward's chunks."""
-    rng = np.random.default_rng(0)
+    every row band (reads = 1), drawn in the forward's chunks from the forward's generators (or, in a tree
+    before `noise_generator`, numpy's default one)."""
+    make = getattr(execute, "noise_generator", lambda base, index: np.random.default_rng([base, index]))
     for sim in layers:
         executor = sim.executor
         currents = 2 * executor.alpha * executor.cols
         chunk = max(32, execute._CHUNK_CURRENTS // currents)
-        for _ in executor._bands():
-            for lo in range(0, samples, chunk):
+        for index, lo in enumerate(range(0, samples, chunk)):
+            rng = make(0, index)
+            for _ in executor._bands():
                 execute.gaussian(rng, (min(chunk, samples - lo), currents))
 
 

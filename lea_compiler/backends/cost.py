@@ -230,23 +230,12 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     devices conduct each time (`read_runs`)."""
     if not plan.reads:
         return 0.0
-    array, row, rows, col, cols, reads = np.array([(read.array, read.row, read.rows, read.col, read.cols, read.reads)
-                                                   for read, _ in plan.reads], dtype=np.int64).T
-    ids, which = np.unique(array, return_inverse=True)
-    whole = [schedule.arrays[int(a)].conductances(schedule.levels_uS) for a in ids]
-    width = np.array([g.shape[1] for g in whole], dtype=np.int64)
-    base = np.cumsum([0] + [g.size for g in whole])[:-1]  # where each array starts in `flat`, row after row
-    flat = np.concatenate([g.ravel() for g in whole] + [np.zeros(1)])
+    rows, cols, reads = np.array([(read.rows, read.cols, read.reads) for read, _ in plan.reads], dtype=np.int64).T
+    # every region's conductances, region after region, row by row (the schedule's flat buffers and windows)
+    flat = schedule.devices.conductances(schedule.levels_uS)[schedule.read_windows(plan.name)]
     region = np.repeat(np.arange(len(rows)), rows)  # every region row, region by region
-    at = row[region] + np.arange(len(region)) - np.repeat(np.cumsum(rows) - rows, rows)
-    begin = base[which[region]] + at * width[which[region]] + col[region]
-    # the sums of flat[begin:begin + cols]: reduceat sums from each index to the next, so give it every row's
-    # begin and end, in order of begin (the gaps between rows then cost little), and keep every other sum
-    order = np.argsort(begin, kind="stable")
-    bounds = np.stack([begin[order], begin[order] + cols[region][order]], axis=1).ravel()
-    row_sums = np.empty(len(region))
-    row_sums[order] = np.add.reduceat(flat, bounds)[::2]
-    row_sums[cols[region] == 0] = 0.0  # reduceat gives flat[begin] for an empty row
+    width = cols[region]
+    row_sums = np.add.reduceat(flat, np.cumsum(width) - width)  # each row's sum: its devices follow each other
     runs = np.array(read_runs(plan), dtype=np.int64)
     return plan.scale.v_read_V ** 2 * float(np.sum(runs * reads * np.bincount(region, row_sums, len(rows))))
 
@@ -257,7 +246,7 @@ def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
     with its `digital_lanes` lanes (docs/simulator.md, "Static energy"). Arrays the schedule does not use are
     taken to be powered off."""
     p = periphery
-    rows = sum(int(a.level.shape[0]) for a in schedule.arrays.values())
+    rows = sum(rows for rows, _ in schedule.devices.layout.shape.values())
     per_array = p.p_static_array_uW + p.adcs_per_array * p.p_static_adc_uW
     return len(schedule.arrays) * per_array + rows * p.p_static_dac_uW + p.digital_lanes * p.p_static_digital_uW
 
@@ -276,7 +265,8 @@ def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tu
 
 
 def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None,
-                  device_read_pJ: Mapping[str, float] | None = None) -> CostModel:
+                  device_read_pJ: Mapping[str, float] | None = None,
+                  layer_costs: Mapping[str, LayerCost] | None = None) -> CostModel:
     """The analytic cost model of one inference and of programming (docs/simulator.md), of the Program's
     schedule (`schedule`, when the caller has lowered it or read it from a board file) on `chip`.
 
@@ -286,7 +276,8 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     is `static_power_uW` x the latency; streamed back to back, x the period (`pipelined_static_pJ`). A layer's
     device-read energy is `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`:
     sum V^2 G t over the applied voltages and the simulated chip's conductances), else every row at the full
-    read voltage on the programmed conductances (`full_scale_read_power`)."""
+    read voltage on the programmed conductances (`full_scale_read_power`). `layer_costs` are the layers'
+    `layer_cost`s on `chip`'s periphery when the caller has them (the simulator's layers do)."""
     chip = chip or program.chip
     schedule = schedule or schedule_of(program)
     p = chip.periphery
@@ -297,7 +288,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     by_layer: dict[str, dict[str, float]] = {}
     costs: dict[str, LayerCost] = {}
     for name, plan in schedule.layers.items():
-        cost = costs[name] = layer_cost(plan, p)
+        cost = costs[name] = layer_costs[name] if layer_costs is not None else layer_cost(plan, p)
         n = apps[name]
         analog_ns += cost.analog_ns * n
         digital += cost.digital_ops * n

@@ -109,14 +109,18 @@ class CrossbarLayer:
         or write-verify pulse by pulse), with the simulated chip's stuck devices at their stuck conductance, and
         drifted (`_drifted`).
 
-        With the default programming model and no drift, all of the layer's regions are programmed at once
-        (`_written_with_noise`); each region's write noise is the slice of one draw that the region-by-region
-        draws in read order give, so the values are the same as drawing region by region. Drift draws its
-        exponents region by region between the write draws, so with drift the regions go one by one."""
+        With ideal devices, or the default programming model and no drift, all of the layer's regions are
+        gathered at once from the schedule's flat buffers (`Schedule.devices`, `_written_with_noise`); each
+        region's write noise is the slice of one draw that the region-by-region draws in read order give, so the
+        values are the same as drawing region by region. Drift draws its exponents region by region between the
+        write draws, so with drift the regions go one by one."""
         reads = [read for read, _ in self.plan.reads]
+        if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
+            whole = schedule.devices.conductances(schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
+            return _regions(whole[schedule.read_windows(self.plan.name)], reads)
         drifts = self.after_s != 0 and self.chip.device.drift is not None
-        per_region = (self.ideal or drifts or self.chip.device.programming.model == PULSE
-                      or any(schedule.arrays[read.array].programmed_uS is not None for read in reads))
+        per_region = (drifts or self.chip.device.programming.model == PULSE
+                      or schedule.devices.programmed_uS is not None)
         written = None if per_region else self._written_with_noise(reads, schedule, rng)
         if written is not None:
             return written
@@ -125,36 +129,31 @@ class CrossbarLayer:
 
     def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator
                             ) -> list[np.ndarray] | None:
-        """The regions of `reads` programmed to their levels with write noise (`write_noise`, sigma from
-        `write_sigma_uS`), and the simulated chip's stuck devices at their stuck conductance, every region in one
-        pass; None, having drawn nothing, when a conductance-dependent write noise leaves some regions without
-        noise and others with it (a region draws only when one of its devices has noise: `_conductance`)."""
-        windows = [region_window(read) for read in reads]
-        maps = self.chip.stuck_maps(read.array for read in reads)
+        """The regions of `reads` (all of the layer's) programmed to their levels with write noise
+        (`write_noise`, sigma from `write_sigma_uS`), and the simulated chip's stuck devices at their stuck
+        conductance, every region in one pass; None, having drawn nothing, when a conductance-dependent write
+        noise leaves some regions without noise and others with it (a region draws only when one of its devices
+        has noise: `_conductance`)."""
         if not reads:
             return []
-        level = np.concatenate([schedule.arrays[read.array].level[window].ravel()
-                                for read, window in zip(reads, windows, strict=True)])
-        state = np.concatenate([maps[read.array][0][window].ravel() for read, window in zip(reads, windows,
-                                                                                            strict=True)])
-        stuck_g = np.concatenate([maps[read.array][1][window].ravel() for read, window in zip(reads, windows,
-                                                                                              strict=True)])
+        at = schedule.read_windows(self.plan.name)
+        state_flat, g_flat = schedule.stuck_flat(self.chip)  # found once for all of the schedule's layers
+        level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
             return None
-        g = np.where(state != 0, stuck_g, write_noise(programmed, rng, sigma))
-        return [g[lo:hi].reshape(read.rows, read.cols)
-                for read, lo, hi in zip(reads, bounds[:-1], bounds[1:], strict=True)]
+        written = write_noise(programmed, rng, sigma)
+        stuck_at = np.flatnonzero(state_flat[at])  # a stuck device reads its stuck conductance
+        written[stuck_at] = g_flat[at[stuck_at]]
+        return _regions(written, reads)
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator) -> np.ndarray:
-        """One read's region as `_conductances` gives it (ideal devices, an as-programmed Program, write-verify
-        pulse by pulse, or the default model region by region)."""
+        """One read's region as `_conductances` gives it (an as-programmed Program, write-verify pulse by pulse,
+        or the default model region by region)."""
         program = schedule.arrays[read.array]
-        if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
-            return program.conductance(read, schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
         window = region_window(read)
         if program.programmed_uS is not None:  # an as-programmed Program: the programming already happened
             return self._drifted(program.programmed_uS[window], program.level[window], None, schedule.levels_uS,
@@ -221,12 +220,25 @@ class CrossbarLayer:
         return y.astype(x.dtype)
 
 
+def _regions(flat: np.ndarray, reads: Sequence[Read]) -> list[np.ndarray]:
+    """The reads' regions, (rows, cols) each, from their devices laid end to end in read order."""
+    out = []
+    at = 0
+    for read in reads:
+        size = read.rows * read.cols
+        out.append(flat[at:at + size].reshape(read.rows, read.cols))
+        at += size
+    return out
+
+
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     """The target conductance (uS) of devices at Program levels `level` (indices into the Program's
     `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
     programmed to, for its write noise, its write-noise sigma and its drift."""
     levels = np.asarray(levels_uS, dtype=np.float64)
-    return np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
+    # index 0 of the extended table is the lowest level, where every negative level lands; a level beyond the
+    # table raises IndexError (a checked Program has none)
+    return np.take(np.concatenate([levels[:1], levels]), np.add(np.maximum(level, -1), 1, dtype=np.int64))
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:

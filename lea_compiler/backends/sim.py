@@ -318,7 +318,7 @@ def simulate(
                    for name in mvm_values}
     cost = estimate_cost(program, sim_chip, schedule,
                          device_read_pJ={name: counts.device_read_pJ.get(name, 0.0) for name in layers}
-                         if samples_total else None)
+                         if samples_total else None, layer_costs={name: layer.cost for name, layer in layers.items()})
     program_failed = None
     done = program.extra.get("programming") if program.as_programmed else None
     if isinstance(done, dict) and isinstance(done.get("cost"), dict):  # what programming the chip cost
@@ -531,11 +531,18 @@ def _programmed_on(program: Program) -> str:
 
 
 def _check_chip(program: Program, chip: Chip) -> None:
-    compiled = {a.id: (a.rows, a.cols) for a in program.chip.arrays}
-    available = {a.id: (a.rows, a.cols) for a in chip.arrays}
+    """Refuse a simulated chip without an array of the same size for every array the Program uses (the Program's
+    own chip has them: nothing to look at)."""
+    if chip is program.chip:
+        return
     for array_id in program.arrays_used:
-        if available.get(array_id) != compiled[array_id]:
+        compiled = program.chip.array(array_id)
+        try:
+            available = chip.array(array_id)
+        except UsageError:
+            available = None
+        if available is None or (available.rows, available.cols) != (compiled.rows, compiled.cols):
             raise InvalidInputError(
-                f"the simulated chip has no array {array_id} of {compiled[array_id][0]} x {compiled[array_id][1]}, "
+                f"the simulated chip has no array {array_id} of {compiled.rows} x {compiled.cols}, "
                 "which the Program uses"
             )

@@ -193,36 +193,60 @@ class Chip:
         return state, g_uS
 
     def stuck_maps(self, array_ids: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """`stuck_map` of many arrays at once, by id: the same matrices, made in one vectorised pass per array
-        shape (an array with line defects goes through `stuck_map`), for a caller that needs thousands of small
-        arrays' maps (the simulator on 25 x 25 arrays). Each map is a view of a buffer no one else holds.
+        """`stuck_map` of many arrays at once, by id: the same matrices, views of one `stuck_flat` pass (an array
+        with line defects goes through `stuck_map`), for a caller that needs thousands of small arrays' maps (the
+        simulator on 25 x 25 arrays). Each map is a view of a buffer no one else holds.
 
         Raises:
             UsageError: the chip has no such array.
         """
-        plan = self._map_plan
+        ids = list(dict.fromkeys(array_ids))
+        state, g_uS = self.stuck_flat(ids)
         maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for array_id in dict.fromkeys(array_ids):
-            arr = self.array(array_id)
-            p = self._positions[arr.id]
-            if plan.line_bounds[p + 1] > plan.line_bounds[p]:
-                maps[arr.id] = self.stuck_map(arr.id)
-            else:
-                by_shape.setdefault((arr.rows, arr.cols), []).append((arr.id, p))
-        for (rows, cols), members in by_shape.items():
-            state = np.zeros((len(members), rows * cols), dtype=np.int8)
-            g_uS = np.full((len(members), rows * cols), np.nan, dtype=np.float64)
-            starts = np.array([plan.device_bounds[p] for _, p in members], dtype=np.int64)
-            counts = np.array([plan.device_bounds[p + 1] for _, p in members], dtype=np.int64) - starts
-            which = np.repeat(np.arange(len(members)), counts)  # each entry's place in the stack
-            entry = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
-            flat = plan.device_flat[entry]  # the last entry of each device: no device twice
-            state[which, flat] = plan.device_code[entry]
-            g_uS[which, flat] = plan.device_g[entry]
-            for index, (array_id, _) in enumerate(members):
-                maps[array_id] = (state[index].reshape(rows, cols), g_uS[index].reshape(rows, cols))
+        at = 0
+        for array_id in ids:
+            arr = self._arrays_by_id[array_id]
+            size = arr.rows * arr.cols
+            maps[array_id] = (state[at:at + size].reshape(arr.rows, arr.cols),
+                              g_uS[at:at + size].reshape(arr.rows, arr.cols))
+            at += size
         return maps
+
+    def stuck_flat(self, array_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The `stuck_map`s of the arrays `array_ids` laid end to end, each flattened row by row, in the order
+        given: `(state, g_uS)`, two fresh flat arrays the caller may modify. One vectorised pass over the device
+        entries of every array asked for, whatever their shapes (an array with line defects goes through
+        `stuck_map`): the simulator programs thousands of regions at once from these.
+
+        Raises:
+            UsageError: the chip has no such array, or `array_ids` names one twice.
+        """
+        plan = self._map_plan
+        arrays = [self.array(array_id) for array_id in array_ids]
+        if len({a.id for a in arrays}) != len(arrays):
+            raise UsageError("stuck_flat: an array id is given twice")
+        sizes = np.array([a.rows * a.cols for a in arrays], dtype=np.int64)
+        offsets = np.cumsum(sizes) - sizes
+        total = int(sizes.sum())
+        state = np.zeros(total, dtype=np.int8)
+        g_uS = np.full(total, np.nan, dtype=np.float64)
+        if not arrays:
+            return state, g_uS
+        positions = np.array([self._positions[a.id] for a in arrays], dtype=np.int64)
+        device_bounds = np.asarray(plan.device_bounds, dtype=np.int64)
+        starts = device_bounds[positions]
+        counts = device_bounds[positions + 1] - starts
+        entry = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        flat = plan.device_flat[entry] + np.repeat(offsets, counts)  # the last entry of each device: none twice
+        state[flat] = plan.device_code[entry]
+        g_uS[flat] = plan.device_g[entry]
+        line_bounds = np.asarray(plan.line_bounds, dtype=np.int64)
+        for index in np.flatnonzero(line_bounds[positions + 1] > line_bounds[positions]).tolist():
+            whole_state, whole_g = self.stuck_map(arrays[index].id)  # lines first, then the devices
+            at = int(offsets[index])
+            state[at:at + whole_state.size] = whole_state.ravel()
+            g_uS[at:at + whole_g.size] = whole_g.ravel()
+        return state, g_uS
 
     @cached_property
     def _counts_by_array(self) -> dict[int, dict[str, int]]:

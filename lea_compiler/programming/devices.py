@@ -181,7 +181,9 @@ def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: fl
     """The "gaussian" model's write of devices to `target_uS`: max(target + N(0, sigma_uS), 0), one draw per
     device in C order (one call for many devices draws what one call per device, in order, draws); sigma_uS is
     one number or one per device (`write_sigma_uS`)."""
-    return np.maximum(target_uS + rng.normal(0.0, sigma_uS, size=np.shape(target_uS)), 0.0)
+    g = rng.normal(0.0, sigma_uS, size=np.shape(target_uS))
+    g += target_uS  # in place: the same sums as target + noise, without another array of the devices' size
+    return np.maximum(g, 0.0, out=g)
 
 
 def _pulse_write(target: np.ndarray, device: DeviceModel, rng: np.random.Generator, tolerance_uS: float,

@@ -17,9 +17,12 @@ computes the layer for a batch of input vectors:
 
 Read noise, when the caller has it, is added to the column currents before the ADC (`read_noise_uS`, or a
 conductance-dependent model's per-device standard deviations, `read_sigma_uS`; see docs/simulator.md), drawn
-afresh for each of a region's N reads. Samples go in cache-sized chunks, and per
-chunk and row band every copy and polarity is read in one float32 product (the N reads share it: only the
-noise differs).
+afresh for each of a region's N reads: one Gaussian per column current (`gaussian`, from each chunk's own SFC64
+generator), times the current's sigma, or with `exact_read_noise` every device's own draw. Samples go in
+cache-sized chunks, and per chunk and row band every copy and polarity is read in one float32 product (the N
+reads share it: only the noise differs). Stacking a layer's row bands into one batched product per chunk was
+measured and is slower: with chunks of the same total size each band's conductances are read from memory for a
+few samples only, and with the bands' chunk size the arrays leave the cache (docs/simulator.md).
 
 A grouped layer (`groups` = G > 1, `lea_compiler.grouping`) takes its vectors in runs of G, one per group, and
 computes each column from its own group's vector only: per chunk and row band, one batched product per group
@@ -44,16 +47,64 @@ from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
 from lea_compiler.schedule.plan import LayerPlan
 
+# Wichura's AS241 (statistics.NormalDist.inv_cdf's algorithm): the rational approximations of the normal quantile
+# function, coefficients from the highest power down, for |p - 0.5| <= 0.425, then in r = sqrt(-log(min(p, 1 - p)))
+# for r <= 5 (p >= 1.4e-11) and beyond.
+_AS241 = (
+    ((2.50908_09287_30122_6727e+3, 3.34305_75583_58812_8105e+4, 6.72657_70927_00870_0853e+4,
+      4.59219_53931_54987_1457e+4, 1.37316_93765_50946_1125e+4, 1.97159_09503_06551_4427e+3,
+      1.33141_66789_17843_7745e+2, 3.38713_28727_96366_6080e+0),
+     (5.22649_52788_52854_5610e+3, 2.87290_85735_72194_2674e+4, 3.93078_95800_09271_0610e+4,
+      2.12137_94301_58659_5867e+4, 5.39419_60214_24751_1077e+3, 6.87187_00749_20579_0830e+2,
+      4.23133_30701_60091_1252e+1, 1.0)),
+    ((7.74545_01427_83414_07640e-4, 2.27238_44989_26918_45833e-2, 2.41780_72517_74506_11770e-1,
+      1.27045_82524_52368_38258e+0, 3.64784_83247_63204_60504e+0, 5.76949_72214_60691_40550e+0,
+      4.63033_78461_56545_29590e+0, 1.42343_71107_49683_57734e+0),
+     (1.05075_00716_44416_84324e-9, 5.47593_80849_95344_94600e-4, 1.51986_66563_61645_71966e-2,
+      1.48103_97642_74800_74590e-1, 6.89767_33498_51000_04550e-1, 1.67638_48301_83803_84940e+0,
+      2.05319_16266_37758_82187e+0, 1.0)),
+    ((2.01033_43992_92288_13265e-7, 2.71155_55687_43487_57815e-5, 1.24266_09473_88078_43860e-3,
+      2.65321_89526_57612_30930e-2, 2.96560_57182_85048_91230e-1, 1.78482_65399_17291_33580e+0,
+      5.46378_49111_64114_36990e+0, 6.65790_46435_01103_77720e+0),
+     (2.04426_31033_89939_78564e-15, 1.42151_17583_16445_88870e-7, 1.84631_83175_10054_68180e-5,
+      7.86869_13114_56132_59100e-4, 1.48753_61290_85061_48525e-2, 1.36929_88092_27358_05310e-1,
+      5.99832_20655_58879_37690e-1, 1.0)),
+)
+
+
+def _ratio(coefficients: tuple[tuple[float, ...], tuple[float, ...]], r: np.ndarray) -> np.ndarray:
+    """num(r) / den(r), each polynomial by Horner's rule from its highest power, in float64."""
+    num, den = (functools.reduce(lambda acc, c: acc * r + c, poly[1:], np.full_like(r, poly[0]))
+                for poly in coefficients)
+    return num / den
+
+
+def normal_quantile(p: np.ndarray) -> np.ndarray:
+    """The standard normal's quantile function at probabilities 0 < p < 1, float64: `statistics.NormalDist`'s
+    `inv_cdf` (Wichura's AS241) over a whole array at once, in the same operations, so the same values to
+    within float64 rounding (a test checks the read-noise table against it)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = p - 0.5
+    x = np.empty_like(p)
+    central = np.abs(q) <= 0.425
+    qc = q[central]
+    x[central] = qc * _ratio(_AS241[0], 0.180625 - qc * qc)
+    tail = ~central
+    r = np.sqrt(-np.log(np.where(q[tail] <= 0.0, p[tail], 1.0 - p[tail])))
+    near = r <= 5.0
+    xt = np.empty_like(r)
+    xt[near] = _ratio(_AS241[1], r[near] - 1.6)
+    xt[~near] = _ratio(_AS241[2], r[~near] - 5.0)
+    x[tail] = np.where(q[tail] < 0.0, -xt, xt)
+    return x
+
 
 @functools.cache
 def _gaussian_table() -> np.ndarray:
-    """The 65,536 equiprobable quantiles of N(0, 1), float32: made when noise is first drawn, not at import
-    (it takes 35-70 ms, which a process that draws no read noise, or `leac --help`, need not pay)."""
-    from statistics import NormalDist
-
-    quantiles = (np.arange(1 << 16) + 0.5) / (1 << 16)
-    inverse = np.vectorize(NormalDist().inv_cdf)
-    table = inverse(quantiles).astype(np.float32)
+    """The 65,536 equiprobable quantiles of N(0, 1), float32: made when noise is first drawn, not at import.
+    Quantile 65,535 - i is minus quantile i (p and 1 - p are exact here), so only the lower half is computed."""
+    half = normal_quantile((np.arange(1 << 15) + 0.5) / (1 << 16)).astype(np.float32)
+    table = np.concatenate([half, -half[::-1]])
     table.flags.writeable = False
     return table
 
@@ -61,18 +112,28 @@ def _gaussian_table() -> np.ndarray:
 def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal float32 samples drawn as the 65,536 equiprobable quantiles of N(0, 1).
 
-    Five times faster than `standard_normal` (16 raw random bits per sample
-    and one lookup), which dominated the simulator's time; the tails stop at
-    4.3 sigma, which changes nothing for read noise that is a bounded sum of
-    uniform terms anyway.
+    16 raw random bits per sample and one lookup, about 1.6 ns a sample in the forward (0.5 the bits, 1.1 the
+    lookup: benchmarks/bench_forward_steps.py); the tails stop at 4.3 sigma, which changes nothing for read
+    noise that is a bounded sum of uniform terms anyway (tests/test_read_noise_draw.py compares the draw with
+    that sum).
     """
     count = math.prod(shape)
     bits = rng.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
-    return np.take(_gaussian_table(), bits).reshape(shape)
+    return np.take(_gaussian_table(), bits, mode="wrap").reshape(shape)
+
+
+def noise_generator(base: int, chunk: int) -> np.random.Generator:
+    """The generator of one chunk's table-drawn read noise, seeded from the noise block's base and the chunk's
+    index: SFC64, whose random bits cost less than those of numpy's default PCG64 (bench_forward_steps.py times
+    both)."""
+    return np.random.Generator(np.random.SFC64([base, chunk]))
 
 
 _CHUNK_CURRENTS = 1 << 17
-"""Column currents per chunk of samples (float32: 512 KiB, so a chunk's elementwise passes stay in cache)."""
+"""Column currents per chunk of samples (float32: 512 KiB a chunk's array, its elementwise passes in cache).
+A chunk's size is part of the result: BLAS may round a product of other row counts differently, and an ADC
+rounding flips with it, so a change of it changes reports (not their distribution). 2^18 was 6% faster at
+25 x 25 and 7% slower at 128 x 128 (benchmarks/bench_forward_steps.py, results/forward_steps.txt)."""
 _DEVICE_NOISE_NUMBERS = 1 << 20
 """Per-device read-noise numbers drawn at once with `exact_read_noise` (8 MiB of float64 draws, 4 MiB as float32;
 `CrossbarExecutor._add_device_noise`)."""
@@ -244,6 +305,11 @@ class CrossbarExecutor:
         self._prepared, self._prepared_for = prepared, key
         return prepared
 
+    def _chunk_rows(self) -> int:
+        """Rows (vectors or runs) per chunk: a band's currents for a chunk fill about `_CHUNK_CURRENTS`, and at
+        least 32 (a band's conductances are read from memory once per chunk, so a product needs some rows)."""
+        return max(32, _CHUNK_CURRENTS // (2 * self.alpha * self.cols))
+
     def _per_group(self, g: np.ndarray) -> np.ndarray:
         """A band's (rows, 2 alpha cols) matrix as `_currents` multiplies it: as it is, or grouped,
         (rows, 2 alpha, G, cols / G) -> (G, rows, 2 alpha cols / G), each contiguous."""
@@ -291,8 +357,7 @@ class CrossbarExecutor:
         out = np.zeros((v.shape[0], self.cols), np.float32)
         bands = self._bands()
         samples = v.shape[0]
-        alpha, cols = self.alpha, self.cols
-        chunk = max(32, _CHUNK_CURRENTS // (2 * alpha * cols))
+        chunk = self._chunk_rows()
         noisy = self.noisy and rng is not None
         if noise is None:
             base = int(rng.integers(1 << 62)) if noisy else 0  # type: ignore[union-attr]
@@ -305,28 +370,13 @@ class CrossbarExecutor:
         def run(index: int) -> None:
             c0, c1 = index * chunk, min(total, (index + 1) * chunk)  # the chunk, in rows of the block
             lo, hi = max(c0, offset) - offset, min(c1, offset + samples) - offset  # its rows in x
-            noise_rng = np.random.default_rng([base, index]) if noisy else None
+            noise_rng = None
+            if noisy:  # the exact draws keep numpy's default generator (their tests reproduce it)
+                noise_rng = np.random.default_rng([base, index]) if self.exact_read_noise else \
+                    noise_generator(base, index)
             for band in bands:
                 vb = v[lo:hi, ..., band.r0:band.r1]
-                clean = self._currents(vb, band.g)  # (n, 2 * alpha * cols) column currents in ADC steps
-                reads = band.reads if noise_rng is not None else 1  # without noise every read is the same
-                # a read-noise model's per-current sigma: the same for each of the band's reads
-                model_sigma = np.sqrt(self._currents(vb * vb, band.variance)) if (
-                    noise_rng is not None and band.variance is not None and not self.exact_read_noise) else None
-                summed = None
-                for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
-                    steps = clean if reads == 1 else clean.copy()
-                    if noise_rng is not None:
-                        self._add_read_noise(steps, vb, band, noise_rng, c1 - c0, offset + lo - c0, model_sigma)
-                    np.rint(steps, out=steps)
-                    np.clip(steps, -adc_max, adc_max, out=steps)
-                    if band.counts is not None and index_read > 0:  # columns read fewer times add nothing
-                        steps *= band.counts > index_read
-                    summed = steps if summed is None else np.add(summed, steps, out=summed)
-                assert summed is not None
-                if reads > 1:  # the mean of the digitised reads
-                    summed /= band.counts if band.counts is not None else np.float32(reads)
-                out[lo:hi] += np.einsum("sac,ac->sc", summed.reshape(hi - lo, 2 * alpha, cols), band.weights)
+                out[lo:hi] += self._read_band(band, vb, noise_rng, c1 - c0, offset + lo - c0, adc_max)
 
         chunks = range(offset // chunk, -(-(offset + samples) // chunk))
         if threads > 1 and len(chunks) > 1:
@@ -343,7 +393,31 @@ class CrossbarExecutor:
                 y = out.astype(np.float64) * gain / (self.v_read * self.scale)
             if self.bias is not None:
                 y = y + self.bias
-        return y.reshape(*lead, cols)
+        return y.reshape(*lead, self.cols)
+
+    def _read_band(self, band: _RowBand, v: np.ndarray, rng: np.random.Generator | None, chunk_rows: int,
+                   skip: int, adc_max: float) -> np.ndarray:
+        """Rows skip .. skip + len(v) of a chunk of `chunk_rows` rows read through a row band: the column currents
+        in ADC steps (one product for every copy and polarity), each read's noise, the ADC's round and clip, the
+        mean of the N reads, and `combine`: the band's partial sums, (n, cols)."""
+        clean = self._currents(v, band.g)  # (n, 2 * alpha * cols) column currents in ADC steps
+        reads = band.reads if rng is not None else 1  # without noise every read is the same
+        # each current's read-noise sigma in ADC steps: the same for each of the band's reads
+        scale = self._noise_scale(band, v) if rng is not None and not self.exact_read_noise else None
+        summed = None
+        for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
+            steps = clean if index_read == reads - 1 else clean.copy()
+            if rng is not None:
+                self._add_noise(steps, v, band, rng, chunk_rows, skip, scale)
+            np.rint(steps, out=steps)
+            np.clip(steps, -adc_max, adc_max, out=steps)
+            if band.counts is not None and index_read > 0:  # columns read fewer times add nothing
+                steps *= band.counts > index_read
+            summed = steps if summed is None else np.add(summed, steps, out=summed)
+        assert summed is not None
+        if reads > 1:  # the mean of the digitised reads
+            summed /= band.counts if band.counts is not None else np.float32(reads)
+        return np.einsum("sac,ac->sc", summed.reshape(len(v), 2 * self.alpha, self.cols), band.weights)
 
     def _currents(self, v: np.ndarray, g: np.ndarray) -> np.ndarray:
         """A band's column currents in ADC steps, (n, 2 * alpha * cols), for v (n, band rows) or, grouped,
@@ -355,51 +429,46 @@ class CrossbarExecutor:
         per_group = np.matmul(v.transpose(1, 0, 2), g)  # (G, n, 2 alpha cols / G)
         return per_group.reshape(groups, n, 2 * self.alpha, -1).transpose(1, 2, 0, 3).reshape(n, -1)
 
-    def _add_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
-                        chunk_rows: int, skip: int, model_sigma: np.ndarray | None = None) -> None:
-        """Add the read noise of rows skip .. skip + len(v) of a chunk of `chunk_rows` rows (drawn whole). A row
-        is a vector, or a grouped layer's run, whose currents (n, 2 alpha, G, cols / G) each take their own
-        group's vector's noise: one draw per current (per device and current with `exact_read_noise`)."""
-        if band.variance is not None:
-            self._add_model_read_noise(steps, v, band, rng, chunk_rows, skip, model_sigma)
-            return
-        r = self.read_noise
-        n = v.shape[0]
-        grouped = self.groups > 1
-        if self.exact_read_noise:
-            self._add_device_noise(steps, v, chunk_rows, skip, lambda shape: rng.uniform(-r, r, size=shape),
-                                   None, band.inv_step)
-            return
-        noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
-        if grouped:  # sigma (n, G): a run's vectors, each for its group's columns
-            sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sgr,sgr->sg", v, v))
-            noise = (split_columns(noise.reshape(n, 2 * self.alpha, self.cols), self.groups)
-                     * sigma[:, None, :, None]).reshape(n, -1)
-        else:
-            sigma = np.sqrt(np.float32(r * r / 3.0) * np.einsum("sr,sr->s", v, v))
-            noise *= sigma[:, None]
-        noise *= band.inv_step
-        steps += noise
+    def _noise_scale(self, band: _RowBand, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each current's read-noise standard deviation in ADC steps, as factors whose product broadcasts to
+        (n, 2 * alpha * cols): per vector (n, 1) and per column (2 alpha cols,) for uniform noise (two in-place
+        multiplies of the noise cost less than making their (n, 2 alpha cols) product), else one array.
 
-    def _add_model_read_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
-                              chunk_rows: int, skip: int, sigma: np.ndarray | None = None) -> None:
-        """`_add_read_noise` with a conductance-dependent read-noise model: device (i, j) adds N(0, sigma_ij^2)
-        per read, so current j's noise is N(0, sum_i V_i^2 sigma_ij^2), exactly (a sum of Gaussians): one
-        draw per current, scaled by the square root of (v^2) times the band's variances (a second product of
-        the band's size; `sigma`, when the caller has it for these vectors). With `exact_read_noise`, one draw
-        per device and current instead."""
-        n = v.shape[0]
-        assert band.variance is not None
-        if self.exact_read_noise:
-            sigma = np.sqrt(band.variance)  # (rows, 2 alpha cols), grouped (G, rows, 2 alpha cols / G)
-            if self.groups > 1:  # as the per-device noise is laid out: (rows, 2 alpha, G, cols / G)
-                sigma = sigma.reshape(self.groups, v.shape[-1], 2 * self.alpha, -1).transpose(1, 2, 0, 3)
-            self._add_device_noise(steps, v, chunk_rows, skip, lambda shape: rng.standard_normal(size=shape),
-                                   sigma.reshape(v.shape[-1], -1), None)
+        Uniform noise U(-r, r) per device: current j's noise sum_i V_i u_ij has variance r^2 / 3 sum_i V_i^2,
+        one sigma per vector (grouped: per run's vector, for its group's columns), over the column's ADC step.
+        A conductance-dependent model: device (i, j) adds N(0, sigma_ij^2), so current j's noise is
+        N(0, sum_i V_i^2 sigma_ij^2) (a sum of Gaussians), a second product of the band's size."""
+        if band.variance is not None:
+            return (np.sqrt(self._currents(v * v, band.variance)),)
+        third = np.float32(self.read_noise ** 2 / 3.0)
+        if self.groups == 1:
+            return np.sqrt(third * np.einsum("sr,sr->s", v, v))[:, None], band.inv_step
+        sigma = np.sqrt(third * np.einsum("sgr,sgr->sg", v, v))  # (n, G): a run's vectors, each for its group
+        per_column = band.inv_step.reshape(2 * self.alpha, self.groups, group_width(self.cols, self.groups))
+        return ((sigma[:, None, :, None] * per_column).reshape(len(v), -1),)
+
+    def _add_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
+                   chunk_rows: int, skip: int, scale: tuple[np.ndarray, ...] | None) -> None:
+        """Add one read's noise to the currents (n, 2 alpha cols) of rows skip .. skip + n of a chunk of
+        `chunk_rows` rows, the chunk's noise drawn whole: one table-drawn Gaussian per current times its sigma
+        (`scale`), or with `exact_read_noise` every device's own draw (`_add_device_noise`)."""
+        if not self.exact_read_noise:
+            assert scale is not None
+            noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + len(v)]
+            for factor in scale:
+                noise *= factor
+            steps += noise
             return
-        noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + n]
-        noise *= np.sqrt(self._currents(v * v, band.variance)) if sigma is None else sigma
-        steps += noise
+        if band.variance is None:
+            r = self.read_noise
+            self._add_device_noise(steps, v, chunk_rows, skip, lambda shape: rng.uniform(-r, r, size=shape), None,
+                                   band.inv_step)
+            return
+        sigma = np.sqrt(band.variance)  # (rows, 2 alpha cols), grouped (G, rows, 2 alpha cols / G)
+        if self.groups > 1:  # as the per-device noise is laid out: (rows, 2 alpha, G, cols / G)
+            sigma = sigma.reshape(self.groups, v.shape[-1], 2 * self.alpha, -1).transpose(1, 2, 0, 3)
+        self._add_device_noise(steps, v, chunk_rows, skip, lambda shape: rng.standard_normal(size=shape),
+                               sigma.reshape(v.shape[-1], -1), None)
 
     def _add_device_noise(self, steps: np.ndarray, v: np.ndarray, chunk_rows: int, skip: int,
                           draw: Callable[[tuple[int, int, int]], np.ndarray], sigma: np.ndarray | None,

@@ -10,7 +10,7 @@ what is simulated is what the board runs.
 Input and ADC ranges, the same for both: a Program calibrated at compile time (`leac compile --calibrate`)
 carries one input full scale per layer and one ADC range per block, and the records carry them. Without
 calibration, each input vector is scaled by its own largest magnitude (`scale.x_fs` null: the per-vector rule,
-which the periphery computes for every vector), and each block's ADC range is `worst_case_full_scale_uA`: the
+which the periphery computes for every vector), and each block's ADC range is `worst_case_full_scales_uA`: the
 largest current any of its columns can carry for an input within the DAC's range, so nothing clips on the
 chip compiled for (a stuck-high device of another chip, or write noise, may still push a column past it).
 """
@@ -18,19 +18,20 @@ chip compiled for (a stuck-high device of another chip, or write noise, may stil
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.geometry import Occupancy, Region
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
-from lea_compiler.program import Layer, Program
+from lea_compiler.program import Layer, Program, ProgramBlock
 from lea_compiler.program.checks import program_problems
+from lea_compiler.schedule.layout import Layout
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
     STATES,
@@ -61,7 +62,7 @@ class ArrayProgram:
     had (0 elsewhere)."""
 
     array: int
-    level: np.ndarray  # (rows, cols) int64
+    level: np.ndarray  # (rows, cols) signed integers (a lowered Program's: its level dtype)
     stuck_uS: np.ndarray  # (rows, cols) float64
     target: np.ndarray  # (rows, cols) int64
     programmed_uS: np.ndarray | None = None  # as-programmed Program: (rows, cols) what each device holds, NaN unused
@@ -76,13 +77,66 @@ class ArrayProgram:
 
     def conductances(self, levels_uS: np.ndarray, *, stuck: bool = True) -> np.ndarray:
         """The whole array's conductances as `conductance` gives a region's: computed once, read only."""
-        key = (np.asarray(levels_uS).tobytes(), stuck)
-        if key not in self._whole:
-            skipped = self.stuck_uS if stuck else levels_uS[self.target]
-            whole = np.where(self.level >= 0, levels_uS[np.maximum(self.level, 0)], skipped)
-            whole.setflags(write=False)
-            self._whole[key] = whole
-        return self._whole[key]
+        return _cached_conductances(self._whole, self.level, self.stuck_uS, self.target, levels_uS, stuck)
+
+
+@dataclass(frozen=True, eq=False)
+class FlatDevices:
+    """Every array of a schedule as one flat buffer per field of `ArrayProgram` (`layout.Layout`): what the
+    simulator and lowering gather all regions from at once. The arrays' `ArrayProgram`s hold the same values
+    (a lowered Program's are views of these buffers)."""
+
+    layout: Layout
+    level: np.ndarray  # flat signed integers
+    stuck_uS: np.ndarray  # flat float64
+    target: np.ndarray  # flat int64
+    programmed_uS: np.ndarray | None  # as-programmed Program: flat float64
+    _whole: dict[tuple[bytes, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def of(cls, arrays: Mapping[int, ArrayProgram]) -> FlatDevices:
+        """The arrays' programs laid end to end, in the mapping's order."""
+        layout = Layout.of({a: program.level.shape for a, program in arrays.items()})
+        values = list(arrays.values())
+
+        def flat(name: str, dtype: type) -> np.ndarray:
+            parts: list[np.ndarray] = [np.asarray(getattr(program, name), dtype=dtype).ravel() for program in values]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        programmed = None
+        if any(program.programmed_uS is not None for program in values):
+            programmed = np.concatenate([np.full(p.level.size, np.nan) if p.programmed_uS is None
+                                         else np.asarray(p.programmed_uS, dtype=np.float64).ravel() for p in values])
+        return cls(layout, flat("level", np.int64), flat("stuck_uS", np.float64), flat("target", np.int64),
+                   programmed)
+
+    def conductances(self, levels_uS: np.ndarray, *, stuck: bool = True) -> np.ndarray:
+        """`ArrayProgram.conductances` of every array, flat: computed once, read only."""
+        return _cached_conductances(self._whole, self.level, self.stuck_uS, self.target, levels_uS, stuck)
+
+
+def _cached_conductances(cache: dict[tuple[bytes, bool], np.ndarray], level: np.ndarray, stuck_uS: np.ndarray,
+                         target: np.ndarray, levels_uS: np.ndarray, stuck: bool) -> np.ndarray:
+    """`noiseless_conductances` of devices, kept in `cache`: where not written, the stuck values `stuck_uS` (or,
+    with `stuck=False`, the target levels)."""
+    key = (np.asarray(levels_uS).tobytes(), stuck)
+    if key not in cache:
+        whole = noiseless_conductances(level, levels_uS, (lambda i: stuck_uS.reshape(-1)[i]) if stuck
+                                       else (lambda i: levels_uS[target.reshape(-1)[i]]))
+        whole.setflags(write=False)
+        cache[key] = whole
+    return cache[key]
+
+
+def noiseless_conductances(level: np.ndarray, levels_uS: np.ndarray,
+                           unwritten: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The conductances of devices at Program levels `level` without noise: levels_uS[level] where written
+    (level >= 0), and `unwritten(i)` at the flat indices i of the others (skipped or unused: what the caller
+    says they hold). The one definition, for one array, many laid end to end, or the halves in read order."""
+    g = np.asarray(levels_uS)[np.maximum(level, 0)]
+    others = np.flatnonzero(level < 0)
+    g.reshape(-1)[others] = unwritten(others)
+    return g
 
 
 def region_window(read: Read) -> tuple[slice, slice]:
@@ -90,10 +144,33 @@ def region_window(read: Read) -> tuple[slice, slice]:
     return slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols)
 
 
-def worst_case_full_scale_uA(conductances: Sequence[np.ndarray], v_read_V: float) -> float:
-    """The ADC range of a block without calibration data: v_read x the largest column sum of conductance
-    over the block's copy halves, the most a column can carry with every input at the DAC's full scale."""
-    return float(v_read_V * max(float(np.max(np.sum(g, axis=0))) for g in conductances))
+def worst_case_full_scales_uA(conductances: np.ndarray, starts: np.ndarray, reads: Sequence[Read],
+                              blocks: Sequence[int], v_read_V: float) -> np.ndarray:
+    """The ADC ranges of blocks without calibration data: for each block, v_read x the largest column sum of
+    conductance over its copy halves, the most a column can carry with every input at the DAC's full scale.
+
+    `reads` are every block's copy halves; read i's region's conductances without noise are
+    `conductances[starts[i]:starts[i] + rows * cols]`, row by row; `blocks[i]` numbers its block (0, 1, ...);
+    entry b of the result is block b's range. One column sum per region shape, not a pass per region."""
+    peak = np.zeros(len(reads))
+    if reads:
+        shape = np.array([(read.rows, read.cols) for read in reads], dtype=np.int64)
+        starts = np.asarray(starts, dtype=np.int64)
+        kinds, first, which = np.unique(shape[:, 0] * (int(shape[:, 1].max()) + 1) + shape[:, 1], return_index=True,
+                                        return_inverse=True)
+        for index in range(len(kinds)):
+            rows, cols = (int(v) for v in shape[first[index]])
+            members = np.flatnonzero(which.ravel() == index)
+            begin = int(starts[members[0]])
+            if np.array_equal(starts[members], begin + rows * cols * np.arange(len(members))):  # end to end
+                g = conductances[begin:begin + len(members) * rows * cols]
+            else:
+                g = conductances[(starts[members][:, None] + np.arange(rows * cols)).ravel()]
+            # each region's column sums over its rows, in row order as np.sum(region, axis=0) adds them
+            peak[members] = g.reshape(len(members), rows, cols).sum(axis=1).max(axis=1)
+    top = np.full(int(max(blocks)) + 1 if len(blocks) else 0, -np.inf)
+    np.maximum.at(top, np.asarray(blocks, dtype=np.int64), peak)
+    return v_read_V * top
 
 
 # --------------------------------------------------------------------------
@@ -116,14 +193,85 @@ class _Half:
     programmed_uS: np.ndarray | None = None  # as-programmed: what each device holds
 
 
+class ArrayPrograms(Mapping[int, ArrayProgram]):
+    """Each array's `ArrayProgram`, by id, as views of one `FlatDevices`: made when first asked for (a schedule
+    of thousands of small arrays is simulated from the flat buffers and rarely asks for one array)."""
+
+    def __init__(self, devices: FlatDevices) -> None:
+        self.devices = devices
+        self._made: dict[int, ArrayProgram] = {}
+
+    def __getitem__(self, array_id: int) -> ArrayProgram:
+        made = self._made.get(array_id)
+        if made is None:
+            d, view = self.devices, self.devices.layout.view
+            if array_id not in d.layout.offset:
+                raise KeyError(array_id)
+            made = ArrayProgram(array_id, view(d.level, array_id), view(d.stuck_uS, array_id),
+                                view(d.target, array_id),
+                                None if d.programmed_uS is None else view(d.programmed_uS, array_id))
+            self._made[array_id] = made
+        return made
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.devices.layout.ids)
+
+    def __len__(self) -> int:
+        return len(self.devices.layout.ids)
+
+    def __contains__(self, array_id: object) -> bool:
+        return array_id in self.devices.layout.offset
+
+
 @dataclass(frozen=True, eq=False)
 class Lowered:
-    """A checked Program ready to lower: its copy halves, who occupies each device, and each array's program."""
+    """A checked Program ready to lower: each array's program (`devices` laid end to end, `arrays` per array),
+    and, made when first asked for, its copy halves and who occupies each device."""
 
     program: Program
-    halves: tuple[_Half, ...]
-    owners: Mapping[int, np.ndarray]  # per used array: index in `halves` of each device's half, -1 unused
-    arrays: Mapping[int, ArrayProgram]
+    devices: FlatDevices
+    at: np.ndarray  # every copy half's devices in `devices`, half after half (`halves` order), row by row
+    bounds: np.ndarray  # half i's devices are at[bounds[i]:bounds[i + 1]]
+    values: np.ndarray  # devices.level[at]: every half's levels, half after half
+    stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's `stuck_flat` of devices.layout, if it was needed
+
+    @cached_property
+    def half_conductances(self) -> np.ndarray:
+        """`devices.conductances(levels_uS)[at]` of the chip's levels: every half's conductances without noise,
+        half after half (copy halves are read in `halves` order, so a block's reads are a slice of it)."""
+        levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
+        return noiseless_conductances(self.values, levels, lambda i: self.devices.stuck_uS[self.at[i]])
+
+    @cached_property
+    def first_half(self) -> dict[str, int]:
+        """Each layer's first copy half in `halves` order (its blocks' halves follow, copy by copy, G+ then G-)."""
+        first, at = {}, 0
+        for layer in self.program.layers:
+            first[layer.name] = at
+            at += sum(2 * len(block.copies) for block in layer.blocks)
+        return first
+
+    @property
+    def arrays(self) -> ArrayPrograms:
+        """Each used array's program, by id (ascending)."""
+        return self._arrays
+
+    @cached_property
+    def _arrays(self) -> ArrayPrograms:
+        return ArrayPrograms(self.devices)
+
+    @cached_property
+    def halves(self) -> tuple[_Half, ...]:
+        """Every copy half, layer by layer, block by block, copy by copy, G+ then G-."""
+        return tuple(_halves(self.program))
+
+    @cached_property
+    def owners(self) -> dict[int, np.ndarray]:
+        """Per used array: the index in `halves` of each device's half, -1 where none."""
+        layout = self.devices.layout
+        owner = np.full(layout.size, -1, dtype=np.int64)
+        owner[self.at] = np.repeat(np.arange(len(self.bounds) - 1, dtype=np.int64), np.diff(self.bounds))
+        return {array_id: layout.view(owner, array_id) for array_id in layout.ids}
 
 
 def prepare(program: Program, *, check: bool = True) -> Lowered:
@@ -139,39 +287,45 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     if check:
         collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
             "the Program does not agree with its chip or graph")
-    halves = tuple(_halves(program))
+    # every copy half: (array, row, col, levels, targets, programmed), in `_halves` order
+    halves = [(half.region.array, half.region.row, half.region.col, np.asarray(half.levels), np.asarray(target),
+               half.programmed_uS)
+              for layer in program.layers for block in layer.blocks for copy in block.copies
+              for half, target in ((copy.pos, block.target_pos), (copy.neg, block.target_neg))]
     chip_arrays = {a.id: (a.rows, a.cols) for a in program.chip.arrays}
-    occupancy = Occupancy({h.array: chip_arrays[h.array] for h in halves})
-    levels: dict[int, np.ndarray] = {a: np.full(owner.shape, UNUSED, dtype=np.int64)
-                                     for a, owner in occupancy.owner.items()}
-    targets: dict[int, np.ndarray] = {a: np.zeros(owner.shape, dtype=np.int64) for a, owner in occupancy.owner.items()}
-    programmed: dict[int, np.ndarray] | None = None
+    layout = Layout.of({a: chip_arrays[a] for a in sorted({h[0] for h in halves})})
+    # every half's devices in one flat gather (`Layout.windows`), not a slice per half
+    shapes = np.array([h[3].shape for h in halves], dtype=np.int64).reshape(-1, 2)
+    at = layout.windows([h[0] for h in halves], np.array([h[1] for h in halves], dtype=np.int64),
+                        np.array([h[2] for h in halves], dtype=np.int64), shapes[:, 0], shapes[:, 1])
+    values = np.concatenate([h[3].ravel() for h in halves]) if halves else np.zeros(0, dtype=np.int8)
+    # the Program's level dtype (int8 up to 128 levels, `chip.level_index_dtype`): an eighth of int64's memory
+    level = np.full(layout.size, UNUSED, dtype=np.promote_types(values.dtype, np.int8))
+    level[at] = values
+    # a half's levels are never UNUSED, so halves that share a device leave fewer used devices than they have
+    # (the checks refuse such a Program; unchecked, say so rather than let one half overwrite another)
+    if np.count_nonzero(level != UNUSED) != at.size:
+        raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac inspect`)")
+    programmed = None
     if program.as_programmed:
-        programmed = {a: np.full(owner.shape, np.nan) for a, owner in occupancy.owner.items()}
-    for index, half in enumerate(halves):
-        rows, cols = half.levels.shape
-        occupancy.take(index, Region(half.array, half.row, half.col), (rows, cols))  # checked not to overlap
-        window = (slice(half.row, half.row + rows), slice(half.col, half.col + cols))
-        levels[half.array][window] = half.levels
-        targets[half.array][window] = half.targets
-        if programmed is not None:
-            programmed[half.array][window] = half.programmed_uS
-    owners = occupancy.owner
-    arrays = {}
-    skips = {array_id: level == SKIPPED for array_id, level in levels.items()}
-    maps = program.chip.stuck_maps(array_id for array_id in sorted(levels) if skips[array_id].any())
-    for array_id in sorted(levels):
-        level = levels[array_id]
-        skipped = skips[array_id]
-        if array_id in maps:
-            g_uS = maps[array_id][1]
-            arrays[array_id] = ArrayProgram(array_id, level, np.where(skipped & ~np.isnan(g_uS), g_uS, 0.0),
-                                            np.where(skipped, targets[array_id], 0),
-                                            None if programmed is None else programmed[array_id])
-        else:
-            arrays[array_id] = ArrayProgram(array_id, level, np.zeros(level.shape), np.zeros(level.shape, np.int64),
-                                            None if programmed is None else programmed[array_id])
-    return Lowered(program, halves, owners, arrays)
+        programmed = np.full(layout.size, np.nan)
+        if halves:
+            programmed[at] = np.concatenate([np.full(h[3].size, np.nan) if h[5] is None
+                                             else np.asarray(h[5], dtype=np.float64).ravel() for h in halves])
+    # the skipped devices (a few percent): the level each should have had, and its conductance on the chip
+    # compiled for (NaN in the stuck map, a device not stuck there: 0)
+    skipped = np.flatnonzero(values == SKIPPED)
+    target = np.zeros(layout.size, dtype=np.int64)
+    stuck_uS = np.zeros(layout.size)
+    stuck = None
+    if skipped.size:
+        targets = np.concatenate([h[4].ravel() for h in halves])
+        target[at[skipped]] = targets[skipped]
+        stuck = program.chip.stuck_flat(layout.ids)
+        g_uS = stuck[1][at[skipped]]
+        stuck_uS[at[skipped]] = np.where(np.isnan(g_uS), 0.0, g_uS)
+    bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])])
+    return Lowered(program, FlatDevices(layout, level, stuck_uS, target, programmed), at, bounds, values, stuck)
 
 
 def _halves(program: Program) -> Iterator[_Half]:
@@ -251,8 +405,34 @@ def column_scale_and_bias(node: Node, layer: Layer, *, compensated: bool = True
     return tuple(float(v) for v in scale), values
 
 
+class LayerParts(NamedTuple):
+    """One crossbar layer's records, made once (`layer_parts`): the start; per block its read+convert pairs
+    and its combine; the accumulate, the scale and the digital bias (None without one)."""
+
+    start: LayerStart
+    blocks: list[tuple[list[tuple[Read, Convert]], Combine]]
+    accumulate: Accumulate
+    scale: Scale
+    bias: Bias | None
+
+
 def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Record]:
     """layer, then per block read+convert per copy half and combine; accumulate, scale, bias."""
+    parts = layer_parts(lowered, node, layer)
+    yield parts.start
+    for pairs, combine in parts.blocks:
+        for read, convert in pairs:
+            yield read
+            yield convert
+        yield combine
+    yield parts.accumulate
+    yield parts.scale
+    if parts.bias is not None:
+        yield parts.bias
+
+
+def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
+    """The records of crossbar layer `layer` (graph node `node`) of a prepared Program, grouped."""
     program = lowered.program
     x, bias = node.input(0), node.input(2)
     inputs = layer.rows - int(layer.bias_row)
@@ -260,8 +440,7 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
     mode = "row" if layer.bias_row else ("digital" if bias_values is not None else "none")
     periphery = program.chip.periphery
     adcs = periphery.adcs_per_array
-    levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
-    yield LayerStart(
+    start = LayerStart(
         name=layer.name,
         input=x.name if x is not None else "",
         output=node.outputs[0].name,
@@ -280,32 +459,53 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
         vectors_per_sample=_vectors_per_sample(x),
         groups=int(node.attr("groups", 1)),
     )
-    for block in layer.blocks:
-        rows, cols = block.shape
-        x_start, x_stop = min(block.row_start, inputs), min(block.row_stop, inputs)
-        one_row = layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None
-        reads = [Read(layer.name, block.index, copy.copy, polarity, half.region.array, half.region.row,
-                      half.region.col, rows, cols, x_start, x_stop, one_row, program.reads)
-                 for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
-        full_scale = block.adc_full_scale_uA
-        if full_scale is None:
-            full_scale = worst_case_full_scale_uA(
-                [lowered.arrays[r.array].conductance(r, levels) for r in reads], periphery.v_read_V)
-        for read in reads:
-            yield read
-            yield Convert(layer.name, block.index, read.copy, read.polarity, read.array, read.col, read.col + cols,
-                          adcs, -(-cols // adcs), full_scale)
-        ids = [copy.copy for copy in block.copies]
-        selection = np.asarray(block.selection, dtype=bool)
-        chosen = tuple(tuple(copy for copy, used in zip(ids, column, strict=True) if used)
-                       for column in selection.T.tolist())  # per column, the copies it averages
-        yield Combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
-    yield Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
-    yield Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
+    halves = [[Read(layer.name, block.index, copy.copy, polarity, half.region.array, half.region.row,
+                    half.region.col, block.shape[0], block.shape[1], min(block.row_start, inputs),
+                    min(block.row_stop, inputs),
+                    layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None,
+                    program.reads)
+               for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
+              for block in layer.blocks]
+    # the worst-case ADC ranges of the blocks without calibrated ones, every block's regions at once: a block's
+    # reads are its copy halves, whose conductances `Lowered.half_conductances` has half after half
+    worst = [i for i, block in enumerate(layer.blocks) if block.adc_full_scale_uA is None]
+    ranges: dict[int, float] = {}
+    if worst:
+        first = np.cumsum([lowered.first_half[layer.name]] + [len(reads) for reads in halves])
+        ranges = dict(zip(worst, worst_case_full_scales_uA(
+            lowered.half_conductances, np.concatenate([lowered.bounds[first[i]:first[i + 1]] for i in worst]),
+            [read for i in worst for read in halves[i]], [n for n, i in enumerate(worst) for _ in halves[i]],
+            periphery.v_read_V).tolist(), strict=True))
+    blocks = []
+    for i, (block, reads) in enumerate(zip(layer.blocks, halves, strict=True)):
+        cols = block.shape[1]
+        full_scale = block.adc_full_scale_uA if i not in ranges else ranges[i]
+        pairs = [(read, Convert(layer.name, block.index, read.copy, read.polarity, read.array, read.col,
+                                read.col + cols, adcs, -(-cols // adcs), full_scale)) for read in reads]
+        blocks.append((pairs, Combine(layer.name, block.index, block.col_start, block.col_stop, _chosen(block),
+                                      layer.beta)))
+    accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
+    scale = Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
+    bias_record = None
     if mode == "digital":
         assert bias_values is not None
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
-        yield Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
+        bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
+    return LayerParts(start, blocks, accumulate, scale, bias_record)
+
+
+def _chosen(block: ProgramBlock) -> tuple[tuple[int, ...], ...]:
+    """Per output column of a block, the copies its combination averages (`block.selection`, copies x columns):
+    worked out once per distinct column pattern."""
+    ids = [copy.copy for copy in block.copies]
+    patterns: dict[tuple[bool, ...], tuple[int, ...]] = {}
+    chosen = []
+    for column in np.asarray(block.selection, dtype=bool).T.tolist():
+        key = tuple(column)
+        if key not in patterns:
+            patterns[key] = tuple(copy for copy, used in zip(ids, column, strict=True) if used)
+        chosen.append(patterns[key])
+    return tuple(chosen)
 
 
 # --------------------------------------------------------------------------

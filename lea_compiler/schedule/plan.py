@@ -7,11 +7,13 @@ a board file and the Program it was emitted from give the same `Schedule`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, cast
 
 import numpy as np
 
+from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
@@ -19,9 +21,12 @@ from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
     ArrayProgram,
-    inference_records,
+    ArrayPrograms,
+    FlatDevices,
+    is_crossbar,
+    layer_parts,
     prepare,
-    worst_case_full_scale_uA,
+    worst_case_full_scales_uA,
 )
 from lea_compiler.schedule.records import (
     Accumulate,
@@ -60,19 +65,57 @@ class Schedule:
     """What the chip is programmed with (per array) and what it runs per crossbar layer (in graph order)."""
 
     levels_uS: np.ndarray
-    arrays: dict[int, ArrayProgram]
+    arrays: Mapping[int, ArrayProgram]  # by id, ascending
     layers: dict[str, LayerPlan]
     digital: tuple[Digital, ...] | None  # None: not lowered (a Program's digital nodes are its graph's)
     origin: Mapping[str, Any] | None = None  # a board file's: model_sha256, chip_fingerprint, compile_options,
     # tolerance_uS, max_pulses
+    _windows: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _stuck: dict[int, tuple[Chip, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, init=False,
+                                                                          repr=False)
+    _halves_levels: np.ndarray | None = field(default=None, init=False, repr=False)
+    _levels: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    def read_levels(self, name: str) -> np.ndarray:
+        """The levels of layer `name`'s reads' devices, read after read (`devices.level[read_windows(name)]`):
+        found once (lowering hands over its copy halves')."""
+        if name not in self._levels:
+            self._levels[name] = self.devices.level[self.read_windows(name)]
+        return self._levels[name]
+
+    def stuck_flat(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+        """`chip.stuck_flat` of the schedule's arrays in the order of `devices` (state, g_uS; read only): found
+        once per chip (every layer of a simulation programs its devices from it; lowering hands over the
+        compiled chip's, if it needed them)."""
+        held = self._stuck.get(id(chip))
+        if held is None or held[0] is not chip:
+            flat = chip.stuck_flat(self.devices.layout.ids)
+            for part in flat:
+                part.setflags(write=False)
+            held = self._stuck[id(chip)] = (chip, flat)
+        return held[1]
+
+    def read_windows(self, name: str) -> np.ndarray:
+        """Where layer `name`'s reads' regions are in `devices`, read after read (`layout.Layout.read_windows`):
+        found once (lowering hands over the ones it found)."""
+        if name not in self._windows:
+            self._windows[name] = self.devices.layout.read_windows([read for read, _ in self.layers[name].reads])
+        return self._windows[name]
+
+    @cached_property
+    def devices(self) -> FlatDevices:
+        """Every array's program laid end to end (`lower.FlatDevices`): a lowered Program's own buffers, or
+        those of a board file's arrays, made once."""
+        if isinstance(self.arrays, ArrayPrograms):
+            return self.arrays.devices
+        return FlatDevices.of(self.arrays)
 
     @property
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
-        if not self.arrays:
-            return 0
-        level = np.concatenate([a.level.ravel() for a in self.arrays.values()])  # one pass over every array
+        # lowering hands over its copy halves' levels (every device it uses, in the Program's small dtype)
+        level = self._halves_levels if self._halves_levels is not None else self.devices.level
         return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
@@ -83,9 +126,26 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
         InvalidInputError: the Program contradicts itself, its chip or its graph.
     """
     lowered = prepare(program, check=check)
-    records = [r for r in inference_records(lowered) if not isinstance(r, Digital)]
+    layers = {layer.name: layer for layer in program.layers}
+    plans = {}
+    for node in program.graph.nodes:  # the crossbar layers' records, grouped as `inference_records` yields them
+        if is_crossbar(node):
+            parts = layer_parts(lowered, node, layers[node.name])
+            plans[node.name] = LayerPlan(parts.start, tuple(pair for pairs, _ in parts.blocks for pair in pairs),
+                                         tuple(combine for _, combine in parts.blocks), parts.accumulate,
+                                         parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
-    return Schedule(levels, dict(lowered.arrays), layer_plans(records), None)
+    schedule = Schedule(levels, lowered.arrays, plans, None)
+    object.__setattr__(schedule, "_halves_levels", lowered.values)
+    if lowered.stuck is not None:
+        for part in lowered.stuck:
+            part.setflags(write=False)
+        schedule._stuck[id(program.chip)] = (program.chip, lowered.stuck)
+    for name in plans:  # a layer's reads are its copy halves, in order: their places are lowering's
+        first = lowered.first_half[name]
+        devices = slice(lowered.bounds[first], lowered.bounds[first + len(plans[name].reads)])
+        schedule._windows[name], schedule._levels[name] = lowered.at[devices], lowered.values[devices]
+    return schedule
 
 
 def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, int, int]],
@@ -93,7 +153,7 @@ def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, i
     """The schedule a board file's records describe: `arrays` (id, rows, cols) from its header.
 
     A `convert` without a range (an older leac wrote null without calibration) gets the range lowering gives it today
-    (`worst_case_full_scale_uA`), so an old file runs as it would be emitted now.
+    (`worst_case_full_scales_uA`), so an old file runs as it would be emitted now.
     """
     level = {a: np.full((rows, cols), UNUSED, dtype=np.int64) for a, rows, cols in arrays}
     stuck = {a: np.zeros(grid.shape) for a, grid in level.items()}
@@ -113,21 +173,25 @@ def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, i
             inference.append(record)
     programs = {a: ArrayProgram(a, level[a], stuck[a], target[a]) for a in sorted(level) if np.any(level[a] != UNUSED)}
     levels = np.asarray(tuple(levels_uS), dtype=np.float64)
-    plans = {name: _with_ranges(plan, programs, levels) for name, plan in layer_plans(inference).items()}
-    return Schedule(levels, programs, plans, tuple(digital), origin)
+    devices = FlatDevices.of(programs)
+    plans = {name: _with_ranges(plan, devices, levels) for name, plan in layer_plans(inference).items()}
+    return Schedule(levels, ArrayPrograms(devices), plans, tuple(digital), origin)
 
 
-def _with_ranges(plan: LayerPlan, arrays: dict[int, ArrayProgram], levels: np.ndarray) -> LayerPlan:
+def _with_ranges(plan: LayerPlan, devices: FlatDevices, levels: np.ndarray) -> LayerPlan:
     if all(convert.full_scale_uA is not None for _, convert in plan.reads):
         return plan
-    blocks: dict[int, list[Read]] = {}
+    numbers: dict[int, int] = {}  # block -> its place in the ranges
     for read, _ in plan.reads:
-        blocks.setdefault(read.block, []).append(read)
-    ranges = {block: worst_case_full_scale_uA([arrays[r.array].conductance(r, levels) for r in reads],
-                                              plan.scale.v_read_V) for block, reads in blocks.items()}
-    reads = tuple((read, replace(convert, full_scale_uA=ranges[read.block]) if convert.full_scale_uA is None
-                       else convert) for read, convert in plan.reads)
-    return replace(plan, reads=reads)
+        numbers.setdefault(read.block, len(numbers))
+    reads = [read for read, _ in plan.reads]
+    sizes = np.array([read.rows * read.cols for read in reads], dtype=np.int64)
+    ranges = worst_case_full_scales_uA(devices.conductances(levels)[devices.layout.read_windows(reads)],
+                                       np.cumsum(sizes) - sizes, reads, [numbers[read.block] for read in reads],
+                                       plan.scale.v_read_V).tolist()
+    return replace(plan, reads=tuple((read, replace(convert, full_scale_uA=ranges[numbers[read.block]])
+                                      if convert.full_scale_uA is None else convert)
+                                     for read, convert in plan.reads))
 
 
 def layer_plans(records: Iterable[Record]) -> dict[str, LayerPlan]:

@@ -1,0 +1,95 @@
+"""Many arrays' devices as one flat buffer, and many regions of them at once.
+
+A schedule on 25 x 25 arrays has thousands of regions, one per copy half; going through them one by one in
+Python (a slice, a copy, a sum each) costs more than the crossbar products of a thousand samples. A `Layout`
+puts the arrays end to end, each flattened row by row, so that every region of every array is a set of flat
+indices (`Layout.windows`), and lowering, the device programming and the ADC ranges gather all the regions of
+a layer, or of a schedule, in one numpy call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.schedule.records import Read
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Arrays laid end to end in one flat buffer, each row by row: array `a` is
+    `flat[offset[a]:offset[a] + rows * cols]`, in the order of `ids`."""
+
+    ids: tuple[int, ...]
+    offset: Mapping[int, int]
+    shape: Mapping[int, tuple[int, int]]
+    size: int
+
+    @classmethod
+    def of(cls, shapes: Mapping[int, tuple[int, int]]) -> Layout:
+        """The layout of arrays of `shapes` (id -> (rows, cols)), in the mapping's order."""
+        offset: dict[int, int] = {}
+        at = 0
+        for array_id, (rows, cols) in shapes.items():
+            offset[array_id] = at
+            at += rows * cols
+        return cls(tuple(shapes), offset, dict(shapes), at)
+
+    def view(self, flat: np.ndarray, array_id: int) -> np.ndarray:
+        """Array `array_id`'s part of a flat buffer, as a (rows, cols) view."""
+        rows, cols = self.shape[array_id]
+        at = self.offset[array_id]
+        return flat[at:at + rows * cols].reshape(rows, cols)
+
+    def windows(self, array: Sequence[int], row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+                cols: np.ndarray) -> np.ndarray:
+        """The flat indices of the regions (array[i], row[i], col[i], rows[i] x cols[i]), region after region,
+        each row by row: `flat[windows(...)]` is every region's devices, as the per-region slices
+        `view(flat, array[i])[row[i]:row[i] + rows[i], col[i]:col[i] + cols[i]].ravel()` concatenated.
+
+        One numpy pass per distinct (rows, cols, array width), not one per region.
+
+        Raises:
+            InvalidInputError: a region does not lie inside its array (a checked Program's or board file's do;
+                an unchecked one's would otherwise read into the next rows or arrays)."""
+        n = len(array)
+        row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        offset = np.fromiter((self.offset[a] for a in array), dtype=np.int64, count=n)
+        width = np.fromiter((self.shape[a][1] for a in array), dtype=np.int64, count=n)
+        height = np.fromiter((self.shape[a][0] for a in array), dtype=np.int64, count=n)
+        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
+                                    f"array {array[i]} does not lie inside that {height[i]} x {width[i]} array")
+        base = offset + row * width + col  # each region's first device
+        # regions of one (rows, cols, width) kind share their devices' steps from the first
+        span = int(max(rows.max(), cols.max(), width.max())) + 1
+        kinds, first, which = np.unique((rows * span + cols) * span + width, return_index=True, return_inverse=True)
+
+        def local(i: int) -> np.ndarray:  # a region's devices relative to its first, row by row
+            height, wide, stride = int(rows[i]), int(cols[i]), int(width[i])
+            return (np.arange(height, dtype=np.int64)[:, None] * stride + np.arange(wide, dtype=np.int64)).ravel()
+
+        if len(kinds) == 1:
+            return (base[:, None] + local(int(first[0]))).ravel()
+        sizes = rows * cols
+        starts = np.cumsum(sizes) - sizes
+        out = np.empty(int(sizes.sum()), dtype=np.int64)
+        for index in range(len(kinds)):
+            members = np.flatnonzero(which.ravel() == index)
+            steps = local(int(first[index]))
+            out[(starts[members][:, None] + np.arange(steps.size)).ravel()] = (base[members][:, None] + steps).ravel()
+        return out
+
+    def read_windows(self, reads: Sequence[Read]) -> np.ndarray:
+        """`windows` of the reads' regions, in read order."""
+        fields = np.array([(read.row, read.col, read.rows, read.cols) for read in reads],
+                          dtype=np.int64).reshape(-1, 4)
+        return self.windows([read.array for read in reads], *fields.T)

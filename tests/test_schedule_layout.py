@@ -1,0 +1,282 @@
+"""The vectorised lowering and device programming (issue 19) against the per-region arithmetic they replace.
+
+Lowering lays a Program's arrays end to end (`schedule.layout.Layout`) and gathers every copy half, every
+read's region, every block's worst-case ADC range and every device's programmed conductance in a few numpy
+passes instead of a Python step per region. Each test here keeps a small per-region reference (the code the
+library ran before) and asks for the same numbers, exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS
+from lea_compiler.backends.sim import Dataset, simulate
+from lea_compiler.chip import synth_chip
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import InvalidInputError, UsageError
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
+from lea_compiler.schedule.layout import Layout
+from lea_compiler.schedule.lower import SKIPPED, UNUSED, prepare, worst_case_full_scales_uA
+from lea_compiler.schedule.plan import Schedule, schedule_of
+from lea_compiler.schedule.records import Read
+from tests.helpers import mlp_model
+
+
+def _regions(rng: np.random.Generator, shapes: dict[int, tuple[int, int]], count: int) -> list[Read]:
+    """Random regions inside arrays of `shapes`, of a few sizes."""
+    reads = []
+    ids = list(shapes)
+    for _ in range(count):
+        array = ids[int(rng.integers(len(ids)))]
+        rows, cols = shapes[array]
+        height, width = int(rng.integers(1, rows + 1)), int(rng.integers(1, cols + 1))
+        row, col = int(rng.integers(0, rows - height + 1)), int(rng.integers(0, cols - width + 1))
+        reads.append(Read("fc", 0, 0, "pos", array, row, col, height, width, 0, height, None, 1))
+    return reads
+
+
+def _by_region(flat: np.ndarray, layout: Layout, reads: list[Read]) -> np.ndarray:
+    """The reference: each region sliced out of its array, row by row, concatenated."""
+    return np.concatenate([layout.view(flat, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+                           for r in reads])
+
+
+def test_windows_are_the_regions_sliced_one_by_one() -> None:
+    """Arrays of three shapes, regions of many shapes (and of one shape only): the flat indices pick the devices
+    the per-region slices pick, in the same order; no regions, no indices."""
+    rng = np.random.default_rng(0)
+    shapes = {7: (5, 6), 2: (25, 25), 11: (3, 9), 4: (25, 25)}
+    layout = Layout.of(shapes)
+    assert layout.ids == (7, 2, 11, 4) and layout.size == 30 + 625 + 27 + 625
+    flat = rng.permutation(layout.size)
+    for reads in (_regions(rng, shapes, 200),
+                  [Read("fc", 0, 0, "neg", a, 0, 0, 25, 25, 0, 25, None, 1) for a in (4, 2, 4)]):
+        np.testing.assert_array_equal(flat[layout.read_windows(reads)], _by_region(flat, layout, reads))
+    assert layout.read_windows([]).size == 0
+
+
+def test_stuck_flat_is_every_arrays_stuck_map_end_to_end() -> None:
+    """`Chip.stuck_flat` in the order asked, line defects and device defects, two array shapes; `stuck_maps`
+    (views of it) still gives each array its `stuck_map`; an id twice or unknown is refused."""
+    chip = synth_chip(arrays=12, rows=6, cols=7, stuck_high=0.15, stuck_low=0.1, dead_rows=0.1, dead_cols=0.1,
+                      seed=4)
+    ids = [5, 3, 11, *range(3), 7]
+    state, g = chip.stuck_flat(ids)
+    assert state.dtype == np.int8 and g.dtype == np.float64 and state.size == 42 * len(ids)
+    np.testing.assert_array_equal(state, np.concatenate([chip.stuck_map(a)[0].ravel() for a in ids]))
+    np.testing.assert_array_equal(g, np.concatenate([chip.stuck_map(a)[1].ravel() for a in ids]))  # NaNs too
+    assert state.any() and np.isnan(g).any()
+    assert chip.stuck_flat([])[0].size == 0
+    with pytest.raises(UsageError, match="given twice"):
+        chip.stuck_flat([1, 1])
+    with pytest.raises(UsageError, match="no array 12"):
+        chip.stuck_flat([0, 12])
+
+
+def test_worst_case_ranges_are_the_per_block_column_sums() -> None:
+    """The ranges of many blocks at once equal v_read x the largest column sum over each block's regions,
+    region by region, exactly (the ADC ranges a report depends on)."""
+    rng = np.random.default_rng(3)
+    shapes = {0: (25, 25), 1: (9, 25), 2: (25, 13)}
+    layout = Layout.of(shapes)
+    g = rng.uniform(0, 200, layout.size)
+    reads = _regions(rng, shapes, 60)
+    blocks = [int(b) for b in np.sort(rng.integers(0, 12, len(reads)))]
+    blocks = list(np.unique(blocks, return_inverse=True)[1].ravel())  # numbered 0, 1, ... with none left out
+    sizes = np.array([r.rows * r.cols for r in reads])
+    end_to_end = worst_case_full_scales_uA(g[layout.read_windows(reads)], np.cumsum(sizes) - sizes, reads, blocks, 0.2)
+    # the same regions, laid out anywhere else in a flat buffer (here: in reverse order, with gaps)
+    starts = (np.cumsum(sizes[::-1]) - sizes[::-1] + 7 * np.arange(len(reads)))[::-1]
+    scattered = np.full(int(starts.max() + sizes.max()) + 7, np.nan)
+    for r, at, size in zip(reads, starts.tolist(), sizes.tolist(), strict=True):
+        scattered[at:at + size] = layout.view(g, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+    anywhere = worst_case_full_scales_uA(scattered, starts, reads, blocks, 0.2)
+    one_shape = [r for r in reads if (r.rows, r.cols) == (reads[0].rows, reads[0].cols)]
+    for b in range(max(blocks) + 1):
+        regions = [layout.view(g, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols]
+                   for r, n in zip(reads, blocks, strict=True) if n == b]
+        want = float(0.2 * max(float(np.max(np.sum(region, axis=0))) for region in regions))
+        assert end_to_end[b] == anywhere[b] == want
+    same = worst_case_full_scales_uA(g[layout.read_windows(one_shape)], one_shape[0].rows * one_shape[0].cols
+                                     * np.arange(len(one_shape)), one_shape, [0] * len(one_shape), 0.2)
+    assert same[0] == float(0.2 * max(float(np.max(np.sum(layout.view(g, r.array)[r.row:r.row + r.rows,
+                                                                                   r.col:r.col + r.cols], axis=0)))
+                                          for r in one_shape))
+
+
+@pytest.fixture(scope="module")
+def stuck_program(tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """A three-layer MLP on 8 x 8 arrays of a chip with stuck devices and dead lines, k = 3, beta = 2 (columns
+    that average different copies)."""
+    model = tmp_path_factory.mktemp("model") / "mlp.onnx"
+    onnx.save(mlp_model((12, 16, 10, 4), seed=1), model)
+    chip = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.08, stuck_low=0.04, dead_rows=0.02, seed=2)
+    return compile_model(model, chip, CompileOptions(k=3, beta=2, placer="greedy")).program
+
+
+def test_prepare_lays_out_every_half_as_the_per_half_loop_did(stuck_program: Program) -> None:
+    """Each array's levels, skipped devices' stuck conductances and target levels, and who owns each device,
+    against the loop over copy halves that lowering ran before."""
+    program = stuck_program
+    lowered = prepare(program)
+    chip = program.chip
+    sizes = {a.id: (a.rows, a.cols) for a in chip.arrays}
+    level, stuck, target, owner = {}, {}, {}, {}
+    index = 0
+    for layer in program.layers:
+        for block in layer.blocks:
+            for copy in block.copies:
+                for half, want in ((copy.pos, block.target_pos), (copy.neg, block.target_neg)):
+                    a, (rows, cols) = half.region.array, np.shape(half.levels)
+                    for store, fill in ((level, UNUSED), (stuck, 0.0), (target, 0), (owner, -1)):
+                        store.setdefault(a, np.full(sizes[a], fill))
+                    window = (slice(half.region.row, half.region.row + rows),
+                              slice(half.region.col, half.region.col + cols))
+                    level[a][window] = half.levels
+                    target[a][window] = want
+                    owner[a][window] = index
+                    index += 1
+    assert sorted(level) == list(lowered.arrays)
+    skipped_any = False
+    for a, program_a in lowered.arrays.items():
+        skipped = level[a] == SKIPPED
+        skipped_any |= bool(skipped.any())
+        g = chip.stuck_map(a)[1]
+        np.testing.assert_array_equal(program_a.level, level[a])
+        np.testing.assert_array_equal(program_a.stuck_uS, np.where(skipped & ~np.isnan(g), g, 0.0))
+        np.testing.assert_array_equal(program_a.target, np.where(skipped, target[a], 0))
+        np.testing.assert_array_equal(lowered.owners[a], owner[a])
+    assert skipped_any
+    assert len(lowered.halves) == index
+
+
+def test_combine_lists_each_columns_copies(stuck_program: Program) -> None:
+    """Each combine record names, per column, the copies its selection marks."""
+    schedule = schedule_of(stuck_program)
+    for layer in stuck_program.layers:
+        combines = schedule.layers[layer.name].combines
+        for block, combine in zip(layer.blocks, combines, strict=True):
+            ids = [copy.copy for copy in block.copies]
+            want = tuple(tuple(c for c, used in zip(ids, column, strict=True) if used)
+                         for column in np.asarray(block.selection).T.tolist())
+            assert combine.copies == want
+            assert all(len(chosen) == 2 for chosen in combine.copies)
+
+
+@pytest.mark.parametrize("ideal", [False, True], ids=["noisy", "ideal"])
+def test_programming_all_regions_at_once_draws_what_region_by_region_draws(stuck_program: Program,
+                                                                           ideal: bool) -> None:
+    """A layer's devices programmed in one pass (write noise of one draw, the simulated chip's stuck devices,
+    the layer's windows from lowering) are the regions programmed one by one with the same generator, exactly;
+    with ideal devices, every region's conductances as the array's program gives them."""
+    schedule = schedule_of(stuck_program)
+    chip = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, seed=9)  # another chip
+    for name, plan in schedule.layers.items():
+        layer = CrossbarLayer(plan, schedule, chip, np.random.default_rng(5), ideal=ideal, exact_read_noise=False)
+        got = layer._conductances(schedule, np.random.default_rng(7))
+        rng = np.random.default_rng(7)
+        reads = [read for read, _ in plan.reads]
+        if ideal:
+            want = [schedule.arrays[r.array].conductance(r, schedule.levels_uS, stuck=plan.start.encoding == "joint")
+                    for r in reads]
+        else:
+            want = [layer._conductance(r, schedule, {}, rng) for r in reads]
+        assert len(got) == len(want) == len(reads)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(schedule.read_windows(name), schedule.devices.layout.read_windows(reads))
+        np.testing.assert_array_equal(schedule.read_levels(name),
+                                      np.concatenate([schedule.arrays[r.array].level[r.row:r.row + r.rows,
+                                                                                     r.col:r.col + r.cols].ravel()
+                                                      for r in reads]))
+
+
+def test_overlapping_halves_are_refused_even_unchecked(stuck_program: Program) -> None:
+    """A Program whose two copy halves share devices (the checks refuse it) is refused by lowering without the
+    checks too, rather than one half overwriting the other."""
+    program = stuck_program
+    layer = program.layers[0]
+    block = layer.blocks[0]
+    copy = block.copies[0]
+    moved = dataclasses.replace(copy, neg=dataclasses.replace(copy.neg, region=copy.pos.region))
+    blocks = (dataclasses.replace(block, copies=(moved, *block.copies[1:])), *layer.blocks[1:])
+    broken = dataclasses.replace(program, layers=(dataclasses.replace(layer, blocks=blocks), *program.layers[1:]))
+    with pytest.raises(InvalidInputError, match="copy halves overlap"):
+        prepare(broken, check=False)
+    with pytest.raises(InvalidInputError):
+        prepare(broken)
+
+
+def test_a_schedule_finds_each_chips_stuck_devices_once(stuck_program: Program) -> None:
+    """`Schedule.stuck_flat` is the chip's `stuck_flat` of the schedule's arrays, found once per chip (lowering
+    hands over the compiled chip's) and read only; another chip gets its own."""
+    schedule = schedule_of(stuck_program)
+    compiled = schedule.stuck_flat(stuck_program.chip)
+    assert schedule.stuck_flat(stuck_program.chip) is compiled
+    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, seed=9)
+    for chip in (stuck_program.chip, other):
+        state, g = schedule.stuck_flat(chip)
+        want_state, want_g = chip.stuck_flat(schedule.devices.layout.ids)
+        np.testing.assert_array_equal(state, want_state)
+        np.testing.assert_array_equal(g, want_g)
+        assert not state.flags.writeable and not g.flags.writeable
+    assert not np.array_equal(schedule.stuck_flat(other)[0], compiled[0])
+
+
+def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:
+    """The pulse count from lowering's copy halves is the count over every array's written devices, and a
+    board file's schedule (no halves) counts the same."""
+    schedule = schedule_of(stuck_program)
+    want = sum(int(np.sum(a.level[a.level >= 0] + 1)) for a in schedule.arrays.values())
+    assert schedule.program_pulses == want > 0
+    assert Schedule(schedule.levels_uS, dict(schedule.arrays), {}, None).program_pulses == want
+
+
+def test_a_region_outside_its_array_is_refused() -> None:
+    """A region that overruns its array's rows or columns, or starts before it, is refused by name, not read into
+    the next rows or arrays (an unchecked Program's, e.g. `simulate`'s lowering)."""
+    layout = Layout.of({3: (8, 8), 5: (8, 8)})
+    fits = Read("fc", 0, 0, "pos", 3, 2, 2, 6, 6, 0, 6, None, 1)
+    assert layout.read_windows([fits]).size == 36
+    for row, col, rows, cols in ((0, 3, 6, 8), (3, 0, 6, 8), (-1, 0, 2, 2), (0, -2, 2, 2)):
+        bad = Read("fc", 0, 0, "neg", 3, row, col, rows, cols, 0, rows, None, 1)
+        with pytest.raises(InvalidInputError, match=f"a region of {rows} x {cols} devices at row {row}, column {col} "
+                           "of array 3 does not lie inside that 8 x 8 array"):
+            layout.read_windows([fits, bad])
+
+
+def test_a_level_beyond_the_table_is_an_error() -> None:
+    """`programmed_uS` refuses a level past the device's table (IndexError) instead of clipping it to the top."""
+    with pytest.raises(IndexError):
+        programmed_uS(np.array([0, 3, 4]), np.linspace(1.0, 4.0, 4))
+
+
+def test_programmed_conductance_of_any_level_dtype() -> None:
+    """`programmed_uS`: the level's conductance, the lowest level for a skipped (-1) or unused (-2) device,
+    whatever the Program's level dtype (int8 holds level 127 of a 128-level device)."""
+    levels = np.linspace(1.0, 200.0, 128)
+    for dtype in (np.int8, np.int16, np.int64):
+        level = np.array([[127, -1], [0, -2]], dtype=dtype)
+        np.testing.assert_array_equal(programmed_uS(level, levels), [[200.0, 1.0], [1.0, 1.0]])
+
+
+def test_a_simulated_chip_without_the_programs_arrays_is_refused(stuck_program: Program) -> None:
+    """`simulate --chip` on a chip that lacks an array the Program uses, or has it in another size, is refused
+    by name; a chip with every used array in its size runs (the Program's own chip is not looked at)."""
+    program = stuck_program
+    x = np.random.default_rng(0).uniform(-1, 1, (20, 12)).astype(np.float32)
+    data = [Dataset("d", x, np.zeros(20, dtype=np.int64))]
+    used = max(program.arrays_used)
+    for chip in (synth_chip(arrays=used, rows=8, cols=8, seed=1), synth_chip(arrays=70, rows=9, cols=8, seed=1)):
+        missing = used if len(chip.arrays) == used else min(program.arrays_used)
+        with pytest.raises(InvalidInputError, match=f"the simulated chip has no array {missing} of 8 x 8, which "
+                                                    "the Program uses"):
+            simulate(program, data, chip=chip)
+    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, seed=1)
+    assert not simulate(program, data, chip=other).compiled_for_chip
