@@ -220,7 +220,7 @@ class CrossbarExecutor:
         heights, widths = self._layout.r1 - self._layout.r0, self._layout.c1 - self._layout.c0
         for what, arrays in (("conductances", self.conductances), ("read maps", self.read_maps),
                              ("read-noise sigmas", self.read_sigma)):
-            if arrays is not None:
+            if arrays is not None and (arrays is not self.conductances or what == "conductances"):
                 _check_regions(plan.name, what, arrays, heights, widths)
         self._prepared: list[_RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
@@ -618,10 +618,12 @@ def _check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: 
     """Refuse per-read arrays that are not one (rows, cols) array of each read's region, in read order."""
     if len(arrays) != len(heights):
         raise InvalidInputError(f"layer {name!r}: {len(arrays)} {what} for {len(heights)} reads")
-    for index, (array, rows, cols) in enumerate(zip(arrays, heights.tolist(), widths.tolist(), strict=True)):
-        if np.shape(array) != (rows, cols):
-            raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {np.shape(array)}, its region "
-                                    f"({rows}, {cols})")
+    shapes = [a.shape if isinstance(a, np.ndarray) else np.shape(a) for a in arrays]
+    regions = list(zip(heights.tolist(), widths.tolist(), strict=True))
+    if shapes != regions:
+        index = next(i for i, (shape, region) in enumerate(zip(shapes, regions, strict=True)) if shape != region)
+        raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {shapes[index]}, its region "
+                                f"{regions[index]}")
 
 
 def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:
