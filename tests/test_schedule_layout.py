@@ -238,6 +238,25 @@ def test_program_pulses_count_every_written_device(stuck_program: Program) -> No
     assert Schedule(schedule.levels_uS, dict(schedule.arrays), {}, None).program_pulses == want
 
 
+def test_a_region_outside_its_array_is_refused() -> None:
+    """A region that overruns its array's rows or columns, or starts before it, is refused by name, not read into
+    the next rows or arrays (an unchecked Program's, e.g. `simulate`'s lowering)."""
+    layout = Layout.of({3: (8, 8), 5: (8, 8)})
+    fits = Read("fc", 0, 0, "pos", 3, 2, 2, 6, 6, 0, 6, None, 1)
+    assert layout.read_windows([fits]).size == 36
+    for row, col, rows, cols in ((0, 3, 6, 8), (3, 0, 6, 8), (-1, 0, 2, 2), (0, -2, 2, 2)):
+        bad = Read("fc", 0, 0, "neg", 3, row, col, rows, cols, 0, rows, None, 1)
+        with pytest.raises(InvalidInputError, match=f"a region of {rows} x {cols} devices at row {row}, column {col} "
+                           "of array 3 does not lie inside that 8 x 8 array"):
+            layout.read_windows([fits, bad])
+
+
+def test_a_level_beyond_the_table_is_an_error() -> None:
+    """`programmed_uS` refuses a level past the device's table (IndexError) instead of clipping it to the top."""
+    with pytest.raises(IndexError):
+        programmed_uS(np.array([0, 3, 4]), np.linspace(1.0, 4.0, 4))
+
+
 def test_programmed_conductance_of_any_level_dtype() -> None:
     """`programmed_uS`: the level's conductance, the lowest level for a skipped (-1) or unused (-2) device,
     whatever the Program's level dtype (int8 holds level 127 of a 128-level device)."""

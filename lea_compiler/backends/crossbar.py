@@ -236,8 +236,9 @@ def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
     programmed to, for its write noise, its write-noise sigma and its drift."""
     levels = np.asarray(levels_uS, dtype=np.float64)
-    # index 0 of the extended table is the lowest level, where every negative level lands (clipped)
-    return np.take(np.concatenate([levels[:1], levels]), np.add(level, 1, dtype=np.int64), mode="clip")
+    # index 0 of the extended table is the lowest level, where every negative level lands; a level beyond the
+    # table raises IndexError (a checked Program has none)
+    return np.take(np.concatenate([levels[:1], levels]), np.add(np.maximum(level, -1), 1, dtype=np.int64))
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:

@@ -131,10 +131,11 @@ def noise_generator(base: int, chunk: int) -> np.random.Generator:
     return np.random.Generator(np.random.SFC64([base, chunk]))
 
 
-_CHUNK_CURRENTS = 1 << 18
-"""Column currents per chunk of samples (float32: 1 MiB a chunk's array, its elementwise passes in the L2/L3 caches):
-of 2^16 to 2^20 the fastest on the anchor workload's 25 x 25 arrays (benchmarks/bench_forward_steps.py --chunks:
-3.70 against 3.95 ns per current for 2^17 at k = 6), and within the run-to-run spread at 128 x 128."""
+_CHUNK_CURRENTS = 1 << 17
+"""Column currents per chunk of samples (float32: 512 KiB a chunk's array, its elementwise passes in cache).
+A chunk's size is part of the result: BLAS may round a product of other row counts differently, and an ADC
+rounding flips with it, so a change of it changes reports (not their distribution). 2^18 was 6% faster at
+25 x 25 and 7% slower at 128 x 128 (benchmarks/bench_forward_steps.py, results/forward_steps.txt)."""
 _DEVICE_NOISE_NUMBERS = 1 << 20
 """Per-device read-noise numbers drawn at once with `exact_read_noise` (8 MiB of float64 draws, 4 MiB as float32;
 `CrossbarExecutor._add_device_noise`)."""

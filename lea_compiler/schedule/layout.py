@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lea_compiler.errors import InvalidInputError
 from lea_compiler.schedule.records import Read
 
 
@@ -49,8 +50,11 @@ class Layout:
         each row by row: `flat[windows(...)]` is every region's devices, as the per-region slices
         `view(flat, array[i])[row[i]:row[i] + rows[i], col[i]:col[i] + cols[i]].ravel()` concatenated.
 
-        The regions must lie inside their arrays (a checked Program's or board file's do). One numpy pass per
-        distinct (rows, cols, array width), not one per region."""
+        One numpy pass per distinct (rows, cols, array width), not one per region.
+
+        Raises:
+            InvalidInputError: a region does not lie inside its array (a checked Program's or board file's do;
+                an unchecked one's would otherwise read into the next rows or arrays)."""
         n = len(array)
         row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)
         rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
@@ -58,6 +62,12 @@ class Layout:
             return np.zeros(0, dtype=np.int64)
         offset = np.fromiter((self.offset[a] for a in array), dtype=np.int64, count=n)
         width = np.fromiter((self.shape[a][1] for a in array), dtype=np.int64, count=n)
+        height = np.fromiter((self.shape[a][0] for a in array), dtype=np.int64, count=n)
+        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
+                                    f"array {array[i]} does not lie inside that {height[i]} x {width[i]} array")
         base = offset + row * width + col  # each region's first device
         # regions of one (rows, cols, width) kind share their devices' steps from the first
         span = int(max(rows.max(), cols.max(), width.max())) + 1
