@@ -7,18 +7,20 @@ On the anchor workload of bench_sim.py (the 784-150-10 tanh MLP compiled, greedy
 - `CrossbarExecutor(...)`: the whole set-up `simulate()` runs per layer (its layout and row conductances);
 - `_lay_out`: each read's row band, polarity, copy slot and columns, and the combines' weights;
 - `_row_conductance`: each input row's conductance over every read (the read energy's);
-- `_bands`: the row bands' matrices as the forward multiplies them (made on the first forward).
+- `_bands`: the row bands' matrices as the forward multiplies them (made on the first forward);
+- with `--simulate`, the whole `simulate()` (1,000 random samples, seed 0), which runs all of these once per layer.
 
 The fastest of `--repeats` calls, summed over the layers, in ms. `PYTHONPATH=OTHER_TREE python
 benchmarks/bench_executor_setup.py` measures another tree (e.g. a `git archive` of the commit before a change)
 with this script.
 
-Run:  python benchmarks/bench_executor_setup.py [--repeats 9] [--sizes 25 128] [--copies 1 6]
+Run:  python benchmarks/bench_executor_setup.py [--repeats 9] [--sizes 25 128] [--copies 1 6] [--simulate]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -30,7 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import lea_compiler
-from lea_compiler.backends.sim import CrossbarLayer
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, simulate
 from lea_compiler.schedule.execute import CrossbarExecutor
 from lea_compiler.schedule.plan import schedule_of
 
@@ -72,6 +74,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--sizes", type=int, nargs="+", default=[25, 128])
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 6])
+    parser.add_argument("--simulate", action="store_true", help="time the whole simulate() too")
     args = parser.parse_args()
     print(f"tree {TREE}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,9 +90,17 @@ def main() -> None:
                 with threadpool_limits(limits=1):
                     per_layer = [pieces(layer, args.repeats) for layer in layers]
                 total = {key: sum(p[key] for p in per_layer) for key in per_layer[0]}
+                whole = ""
+                if args.simulate:
+                    x = np.random.default_rng(1).uniform(0, 1, size=(1000, 784)).astype(np.float32)
+                    data = [Dataset("random", x, np.zeros(1000, dtype=np.int64))]
+                    with threadpool_limits(limits=1):
+                        run = functools.partial(simulate, program, data, seed=0)
+                        run()
+                        whole = f"; simulate() {fastest_ms(run, args.repeats):.1f} ms"
                 print(f"{size} x {size}, k = {k}, {reads} reads: CrossbarExecutor() {total['init']:.2f} ms "
                       f"(_lay_out {total['lay_out']:.2f}, _row_conductance {total['row_conductance']:.2f}); "
-                      f"_bands {total['bands']:.2f} ms", flush=True)
+                      f"_bands {total['bands']:.2f} ms{whole}", flush=True)
 
 
 if __name__ == "__main__":
