@@ -139,21 +139,70 @@ print("onnxruntime" in sys.modules)
     assert done.stdout.split("\n")[:2] == ["[]", "True"]
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """A parser's sub-command parsers by name (none for a leaf)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[tuple[object, ...]]:
+    """What each of a parser's arguments is and does, its defaults included (sub-commands by name)."""
+    return [(type(a).__name__, tuple(a.option_strings), a.dest, a.nargs, a.const, a.default, a.type,
+             sorted(a.choices) if isinstance(a.choices, dict) else a.choices, a.required, a.metavar, a.help)
+            for a in parser._actions]
+
+
+def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
+                                                                                         argparse.ArgumentParser]]:
+    """Every (sub-)command's parser under `parser`, nested ones too (`chip synth`, `board validate`), by path."""
+    for name, sub in _subparsers(parser).items():
+        yield (*path, name), sub
+        yield from _walk(sub, (*path, name))
+
+
+def _least_argv(parser: argparse.ArgumentParser) -> list[str]:
+    """The shortest arguments a leaf parser takes: "1" for each positional and required option (every type and
+    none of the choices refuses it)."""
+    argv: list[str] = []
+    for a in parser._actions:
+        if a.option_strings and a.required:
+            argv += [a.option_strings[0], "1"]
+        elif not a.option_strings and a.nargs not in ("?", "*"):
+            argv.append("1")
+    return argv
+
+
 def test_the_parser_of_one_command_is_that_command_s_parser_in_the_full_one() -> None:
-    """`main` builds only the command it runs (`build_parser(only)`): each command parses and documents its
-    arguments exactly as in the full parser, which `leac --help` and anything but a command first still get."""
+    """`main` builds only the command it runs (`build_parser(only)`): each command, and each of its sub-commands
+    (`chip synth/validate/show/import`, `board validate`), documents its arguments, takes the same arguments with
+    the same defaults and parses a command line to the same values as in the full parser, which `leac --help` and
+    anything but a command first still get."""
     from lea_compiler.cli.main import _COMMANDS, _command_of, build_parser
 
-    def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        return dict(action.choices)
-
-    full = subparsers(build_parser())
-    assert list(full) == list(_COMMANDS)
+    full_parser = build_parser()
+    full = dict(_walk(full_parser))
+    assert list(_subparsers(full_parser)) == list(_COMMANDS)
+    assert {path for path in full if len(path) > 1} >= {("chip", "synth"), ("chip", "validate"), ("chip", "show"),
+                                                         ("chip", "import"), ("board", "validate")}
+    parsed = 0
     for command in _COMMANDS:
-        alone = subparsers(build_parser(command))
-        assert command in alone and set(alone) <= set(full)
-        assert alone[command].format_help() == full[command].format_help()
+        alone_parser = build_parser(command)
+        alone = dict(_walk(alone_parser))
+        assert set(alone) <= set(full)
+        mine = [path for path in full if path[0] == command]
+        assert set(mine) <= set(alone)
+        for path in mine:
+            assert list(_subparsers(alone[path])) == list(_subparsers(full[path])), path
+            assert alone[path].format_help() == full[path].format_help(), path
+            assert _actions(alone[path]) == _actions(full[path]), path
+            assert alone[path]._defaults == full[path]._defaults, path
+            if not _subparsers(full[path]):
+                argv = [*path, *_least_argv(full[path])]
+                assert vars(alone_parser.parse_args(argv)) == vars(full_parser.parse_args(argv)), argv
+                parsed += 1
+    assert parsed == sum(1 for path in full if not _subparsers(full[path])) == 12
     assert _command_of(["-v", "simulate", "p.leac"]) == "simulate"
     assert _command_of(["--help", "simulate"]) is None and _command_of(["simulat"]) is None
     assert _command_of(["--version"]) is None and _command_of([]) is None

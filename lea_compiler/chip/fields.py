@@ -57,6 +57,10 @@ MAX_FILE_BYTES = 256 * 2**20
 A 20,000-device chip file is ~50 kB; 1024 arrays of 128 x 128 with 5% stuck
 devices (~840,000 defect entries) is ~52 MiB, which loads in a few seconds.
 """
+MAX_ARRAY_ID = 2**63 - 1
+"""Largest array id: leac holds ids as 64-bit signed integers (numpy int64, the defect tables' and fingerprint's
+columns). Every id below 2**63 is read as it always was; a larger one was never usable (loading, `chip show` or
+the fingerprint failed on it), and is refused with its path."""
 MAX_PROBLEMS = 200
 """Most problems listed in one InvalidChipError; the rest are counted."""
 
@@ -312,8 +316,8 @@ def name_problem(value: object, path: str) -> str | None:
 
 
 def array_problems(values: Mapping[str, object], path: str) -> list[str]:
-    """Type problems of one array entry (its id, rows and cols)."""
-    problems = [int_problem(values["id"], join(path, "id"), minimum=0)]
+    """Type problems of one array entry (its id, at most `MAX_ARRAY_ID`, rows and cols)."""
+    problems = [int_problem(values["id"], join(path, "id"), minimum=0, maximum=MAX_ARRAY_ID)]
     problems.append(int_problem(values["rows"], join(path, "rows"), minimum=1, maximum=MAX_ARRAY_ROWS))
     problems.append(int_problem(values["cols"], join(path, "cols"), minimum=1, maximum=MAX_ARRAY_COLS))
     return [p for p in problems if p]

@@ -21,6 +21,7 @@ import numpy as np
 
 from lea_compiler.chip.fields import (
     DEFECT_KEYS,
+    MAX_ARRAY_ID,
     STUCK_HIGH,
     STUCK_LOW,
     capped,
@@ -95,7 +96,7 @@ def _arrays_are_valid(arrays: tuple[Any, ...]) -> bool:
     cols = list(map(operator.attrgetter("cols"), arrays))
     if set(map(type, ids)) | set(map(type, rows)) | set(map(type, cols)) != {int}:
         return False
-    if min(ids) < 0 or min(rows) < 1 or min(cols) < 1 or len(set(ids)) != len(ids):
+    if min(ids) < 0 or max(ids) > MAX_ARRAY_ID or min(rows) < 1 or min(cols) < 1 or len(set(ids)) != len(ids):
         return False
     if max(rows) > MAX_ARRAY_ROWS or max(cols) > MAX_ARRAY_COLS:
         return False
