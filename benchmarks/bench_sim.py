@@ -10,7 +10,7 @@ bias, tanh between layers) timed in the same run with the same threads:
 
 - products alone: x @ G of every row block, copy and polarity, tanh between (the floor of a simulation that
   keeps the ADC per column read);
-- read-noise draws alone: the Gaussian draws the forward makes (`schedule.execute.gaussian`, one per column
+- read-noise draws alone: the Gaussian draws the forward makes (`schedule.normal_draws.gaussian`, one per column
   current: samples x row blocks x 2 k columns), in chunks of the forward's size from the forward's per-chunk
   generators (its other floor: the ADC digitises each noisy column current, so each needs its own draw);
 - crossbar forward: the graph run in the interpreter with every crossbar layer simulated (stuck devices, write

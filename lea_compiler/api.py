@@ -263,15 +263,18 @@ def program_chip(
     if not isinstance(program, Program):
         program = Program.load(program)
     chosen = program.chip if chip is None else chip if isinstance(chip, Chip) else load_chip(chip)
-    if isinstance(board, str):
+    fingerprint = None  # an open Board's: its chip's
+    if isinstance(board, str):  # readback_reads is the session's, not the chip's: record the chip's own fingerprint
         name, device = board, open_board(board, with_readback_reads(chosen, readback_reads), seed)
+        fingerprint = chosen.fingerprint()
     elif readback_reads is not None:
         raise UsageError("readback_reads applies to a board opened by name; an open Board reads back as it does")
     else:
         name, device = type(board).__name__, board
     calibration = None if calibrate_on is None else load_data(calibrate_on, program.graph).x
     return _program_chip(program, device, strategy=strategy, attempts=attempts, tolerance_uS=tolerance_uS,
-                         max_pulses=max_pulses, progress=progress, board_name=name, calibration=calibration)
+                         max_pulses=max_pulses, progress=progress, board_name=name, calibration=calibration,
+                         chip_fingerprint=fingerprint)
 
 
 def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:

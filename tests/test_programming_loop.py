@@ -240,6 +240,26 @@ def test_leac_program_writes_the_programmed_program_and_the_read_back(tmp_path: 
     assert 0.0 <= simulated["accuracy"] <= 1.0
 
 
+def test_a_program_programmed_with_other_readback_reads_simulates_on_its_chip(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--readback-reads` changes the board's session, not the chip: the as-programmed Program records the chip
+    file's fingerprint, so it simulates on the chip it was compiled for (and on that chip file given as --chip);
+    before, it recorded the overridden chip's and simulate refused the README's own example."""
+    program_path, chip_path = _cli_files(tmp_path)
+    out = tmp_path / "q.leac"
+    assert main(["program", str(program_path), "-o", str(out), "--readback-reads", "7", "--attempts", "2"]) == 0
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(20, np.int64))
+    capsys.readouterr()
+    assert main(["simulate", str(out), "--data", str(tmp_path / "d.npz"), "--json"]) == 0
+    assert main(["simulate", str(out), "--data", str(tmp_path / "d.npz"), "--chip", str(chip_path), "--json"]) == 0
+    assert Program.load(out).extra["programming"]["chip"]["fingerprint"] == Program.load(program_path).chip_fingerprint
+    import lea_compiler as leac
+
+    done = leac.program_chip(program_path, readback_reads=5, attempts=2)
+    assert leac.simulate(done.program, tmp_path / "d.npz").accuracy >= 0.0
+
+
 def test_leac_program_refuses_bad_outputs_and_writes_nothing(tmp_path: Path) -> None:
     program_path, chip_path = _cli_files(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -23,7 +23,7 @@ from lea_compiler.backends.sim import CrossbarLayer, EventCounts
 from lea_compiler.chip import Array, Chip, DeviceModel, Periphery
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
-from lea_compiler.schedule.execute import _gaussian_table, gaussian, noise_generator, normal_quantile
+from lea_compiler.schedule.normal_draws import _gaussian_table, gaussian, noise_generator, normal_quantile
 from tests.helpers import make_model
 
 F = np.float32

@@ -100,7 +100,8 @@ def run_program(args: argparse.Namespace) -> int:
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     done = program_chip(program, board, strategy=args.strategy, attempts=args.attempts,
                         tolerance_uS=args.tolerance_uS, max_pulses=args.max_pulses, progress=progress,
-                        board_name=args.board, calibration=calibration)
+                        board_name=args.board, calibration=calibration,
+                        chip_fingerprint=chip.fingerprint())  # --readback-reads is the session's, not the chip's
     done.program.save(args.output)
     if args.readback is not None:
         save_readback(done.readback, args.readback)

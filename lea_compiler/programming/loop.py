@@ -138,6 +138,7 @@ def program_chip(
     progress: Callable[[str], None] | None = None,
     board_name: str = "sim",
     calibration: np.ndarray | None = None,
+    chip_fingerprint: str | None = None,
 ) -> Programmed:
     """Program `program` onto the chip behind `board` with `strategy` (module docstring).
 
@@ -148,6 +149,10 @@ def program_chip(
         progress: called with a line per round.
         calibration: model inputs (samples first, as `leac compile --calibrate` reads them): refit each layer's
             per-column gain and offset on what the board read back (`refit_compensation`).
+        chip_fingerprint: the fingerprint the as-programmed Program records for the chip programmed, which
+            `simulate` then requires (default: the board's chip's). Give the chip file's when the board's chip
+            differs from it only in a session setting (`with_readback_reads`, `leac program --readback-reads`):
+            the devices are that file's chip's.
 
     Raises:
         UsageError: an unknown strategy, attempts outside 1..MAX_ATTEMPTS, a bad tolerance or pulse limit, a
@@ -205,7 +210,8 @@ def program_chip(
     cost = runner.cost()
     settings = {"strategy": strategy, "board": board_name, "attempts": attempts, "tolerance_uS": tolerance,
                 "max_pulses": max_pulses, "readback_reads": board.readback_reads,
-                "chip": {"name": chip.name, "fingerprint": chip.fingerprint()},
+                "chip": {"name": chip.name,
+                         "fingerprint": chip.fingerprint() if chip_fingerprint is None else chip_fingerprint},
                 "programming_model": chip.device.programming.model, "reencoded_pairs": reencoded,
                 "reselected_columns": reselected, "cost": cost.to_json()}
     if calibration is not None:

@@ -35,99 +35,19 @@ layer; a vector's DAC range (without a calibrated `x_fs`) is its own, and scales
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
+from lea_compiler.schedule.normal_draws import gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
-
-# Wichura's AS241 (statistics.NormalDist.inv_cdf's algorithm): the rational approximations of the normal quantile
-# function, coefficients from the highest power down, for |p - 0.5| <= 0.425, then in r = sqrt(-log(min(p, 1 - p)))
-# for r <= 5 (p >= 1.4e-11) and beyond.
-_AS241 = (
-    ((2.50908_09287_30122_6727e+3, 3.34305_75583_58812_8105e+4, 6.72657_70927_00870_0853e+4,
-      4.59219_53931_54987_1457e+4, 1.37316_93765_50946_1125e+4, 1.97159_09503_06551_4427e+3,
-      1.33141_66789_17843_7745e+2, 3.38713_28727_96366_6080e+0),
-     (5.22649_52788_52854_5610e+3, 2.87290_85735_72194_2674e+4, 3.93078_95800_09271_0610e+4,
-      2.12137_94301_58659_5867e+4, 5.39419_60214_24751_1077e+3, 6.87187_00749_20579_0830e+2,
-      4.23133_30701_60091_1252e+1, 1.0)),
-    ((7.74545_01427_83414_07640e-4, 2.27238_44989_26918_45833e-2, 2.41780_72517_74506_11770e-1,
-      1.27045_82524_52368_38258e+0, 3.64784_83247_63204_60504e+0, 5.76949_72214_60691_40550e+0,
-      4.63033_78461_56545_29590e+0, 1.42343_71107_49683_57734e+0),
-     (1.05075_00716_44416_84324e-9, 5.47593_80849_95344_94600e-4, 1.51986_66563_61645_71966e-2,
-      1.48103_97642_74800_74590e-1, 6.89767_33498_51000_04550e-1, 1.67638_48301_83803_84940e+0,
-      2.05319_16266_37758_82187e+0, 1.0)),
-    ((2.01033_43992_92288_13265e-7, 2.71155_55687_43487_57815e-5, 1.24266_09473_88078_43860e-3,
-      2.65321_89526_57612_30930e-2, 2.96560_57182_85048_91230e-1, 1.78482_65399_17291_33580e+0,
-      5.46378_49111_64114_36990e+0, 6.65790_46435_01103_77720e+0),
-     (2.04426_31033_89939_78564e-15, 1.42151_17583_16445_88870e-7, 1.84631_83175_10054_68180e-5,
-      7.86869_13114_56132_59100e-4, 1.48753_61290_85061_48525e-2, 1.36929_88092_27358_05310e-1,
-      5.99832_20655_58879_37690e-1, 1.0)),
-)
-
-
-def _ratio(coefficients: tuple[tuple[float, ...], tuple[float, ...]], r: np.ndarray) -> np.ndarray:
-    """num(r) / den(r), each polynomial by Horner's rule from its highest power, in float64."""
-    num, den = (functools.reduce(lambda acc, c: acc * r + c, poly[1:], np.full_like(r, poly[0]))
-                for poly in coefficients)
-    return num / den
-
-
-def normal_quantile(p: np.ndarray) -> np.ndarray:
-    """The standard normal's quantile function at probabilities 0 < p < 1, float64: `statistics.NormalDist`'s
-    `inv_cdf` (Wichura's AS241) over a whole array at once, in the same operations, so the same values to
-    within float64 rounding (a test checks the read-noise table against it)."""
-    p = np.asarray(p, dtype=np.float64)
-    q = p - 0.5
-    x = np.empty_like(p)
-    central = np.abs(q) <= 0.425
-    qc = q[central]
-    x[central] = qc * _ratio(_AS241[0], 0.180625 - qc * qc)
-    tail = ~central
-    r = np.sqrt(-np.log(np.where(q[tail] <= 0.0, p[tail], 1.0 - p[tail])))
-    near = r <= 5.0
-    xt = np.empty_like(r)
-    xt[near] = _ratio(_AS241[1], r[near] - 1.6)
-    xt[~near] = _ratio(_AS241[2], r[~near] - 5.0)
-    x[tail] = np.where(q[tail] < 0.0, -xt, xt)
-    return x
-
-
-@functools.cache
-def _gaussian_table() -> np.ndarray:
-    """The 65,536 equiprobable quantiles of N(0, 1), float32: made when noise is first drawn, not at import.
-    Quantile 65,535 - i is minus quantile i (p and 1 - p are exact here), so only the lower half is computed."""
-    half = normal_quantile((np.arange(1 << 15) + 0.5) / (1 << 16)).astype(np.float32)
-    table = np.concatenate([half, -half[::-1]])
-    table.flags.writeable = False
-    return table
-
-
-def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 samples drawn as the 65,536 equiprobable quantiles of N(0, 1).
-
-    16 raw random bits per sample and one lookup, about 1.6 ns a sample in the forward (0.5 the bits, 1.1 the
-    lookup: benchmarks/bench_forward_steps.py); the tails stop at 4.3 sigma, which changes nothing for read
-    noise that is a bounded sum of uniform terms anyway (tests/test_read_noise_draw.py compares the draw with
-    that sum).
-    """
-    count = math.prod(shape)
-    bits = rng.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
-    return np.take(_gaussian_table(), bits, mode="wrap").reshape(shape)
-
-
-def noise_generator(base: int, chunk: int) -> np.random.Generator:
-    """The generator of one chunk's table-drawn read noise, seeded from the noise block's base and the chunk's
-    index: SFC64, whose random bits cost less than those of numpy's default PCG64 (bench_forward_steps.py times
-    both)."""
-    return np.random.Generator(np.random.SFC64([base, chunk]))
-
 
 _CHUNK_CURRENTS = 1 << 17
 """Column currents per chunk of samples (float32: 512 KiB a chunk's array, its elementwise passes in cache).
@@ -164,6 +84,28 @@ class _RowBand:
     # with a conductance-dependent read-noise model (`read_sigma_uS`), else None
 
 
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """Where a layer's reads land, per read in read order (int64 arrays): its row band [r0, r1) of the layer's
+    augmented input, polarity (0 for G+, 1 for G-), copy slot (its copy's rank among its block's copies),
+    columns [c0, c1) of the layer and N reads; and `averaged`, per copy that a combined column averages: the
+    band (r0, r1 arrays), slot, layer column and weight 1 / divisor (float64)."""
+
+    r0: np.ndarray
+    r1: np.ndarray
+    polarity: np.ndarray
+    slot: np.ndarray
+    c0: np.ndarray
+    c1: np.ndarray
+    reads: np.ndarray
+    averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+    def bands(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct row bands (r0, r1), ascending, for a layer of `rows` rows, and each read's band."""
+        keys, band = np.unique(self.r0 * (rows + 1) + self.r1, return_inverse=True)
+        return keys // (rows + 1), keys % (rows + 1), band.reshape(-1)
+
+
 class CrossbarExecutor:
     """One crossbar layer's records run on given conductances (one (rows, cols) array per read, in order)."""
 
@@ -194,6 +136,11 @@ class CrossbarExecutor:
         self.scale = np.asarray(plan.scale.scale_uS, dtype=np.float64)
         self.bias = None if plan.bias is None else np.asarray(plan.bias.values, dtype=np.float64)
         self._layout = self._lay_out()
+        heights, widths = self._layout.r1 - self._layout.r0, self._layout.c1 - self._layout.c0
+        for what, arrays in (("conductances", self.conductances), ("read maps", self.read_maps),
+                             ("read-noise sigmas", self.read_sigma)):
+            if arrays is not None and (arrays is not self.conductances or what == "conductances"):
+                _check_regions(plan.name, what, arrays, heights, widths)
         self._prepared: list[_RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
         self.row_conductance = self._row_conductance()
@@ -209,16 +156,30 @@ class CrossbarExecutor:
         read's region columns, times the read's N reads, (rows,); a grouped layer's (G, rows): a run's vector g
         drives the rows of every read whose block holds group g's columns, and every device on those rows
         conducts into its bit line, the other groups' columns of the region included (they are only not
-        converted), so each such read adds its whole region's row sums to group g."""
-        total = np.zeros((self.groups, self.rows))
-        for (r0, r1, _, _, c0, _), g, reads in zip(self._layout, self.conductances, self.reads, strict=True):
-            row_sums = reads * np.asarray(g, dtype=np.float64).sum(axis=1)
-            if self.groups == 1:
-                total[0, r0:r1] += row_sums
-                continue
-            reading = groups_reading(c0, c0 + g.shape[1], self.cols, self.groups)
-            total[reading.start:reading.stop, r0:r1] += row_sums
-        return total[0] if self.groups == 1 else total
+        converted), so each such read adds its whole region's row sums to group g.
+
+        All reads at once: each region's row sums (`_row_sums`), then one `np.bincount` that adds them
+        to their rows in read order, as adding read after read does (the same float64 sums, to the bit)."""
+        layout = self._layout
+        n = len(layout.r0)
+        heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
+        read, source = _region_rows(heights, widths)
+        sums = _row_sums(_flat(self.conductances), source, widths[read])  # each region's row sums, in read order
+        sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
+        starts = np.cumsum(heights) - heights  # each read's first row sum
+        if self.groups == 1:
+            rows, weights = _ranges(layout.r0, heights), sums
+        else:  # each read's row sums go to every group that reads its block, group after group
+            reading = [groups_reading(c0, c1, self.cols, self.groups)
+                       for c0, c1 in zip(layout.c0.tolist(), layout.c1.tolist(), strict=True)]
+            first = np.array([r.start for r in reading], dtype=np.int64).reshape(n)
+            count = np.array([len(r) for r in reading], dtype=np.int64).reshape(n)
+            pair = np.repeat(np.arange(n), count)  # (read, group) pairs in read order
+            group = _ranges(first, count)
+            rows = np.repeat(group * self.rows, heights[pair]) + _ranges(layout.r0[pair], heights[pair])
+            weights = sums[_ranges(starts[pair], heights[pair])]
+        total = np.bincount(rows, weights=weights, minlength=self.groups * self.rows).astype(np.float64)
+        return total[:self.rows] if self.groups == 1 else total.reshape(self.groups, self.rows)
 
     def read_power_of(self, v: np.ndarray) -> float:
         """sum over the vectors (or runs) of sum_ij V_i^2 G_ij N_read, in V^2 uS, for the DAC voltages v
@@ -226,80 +187,142 @@ class CrossbarExecutor:
         squared = np.square(v, dtype=np.float64).sum(axis=0)
         return float(np.sum(squared * self.row_conductance))
 
-    def _lay_out(self) -> list[tuple[int, int, int, int, int, int]]:
-        """Per read: its row band [r0, r1) of the layer's augmented input, polarity, copy slot, columns [c0, c1).
-        Also sets `_averaged`: per combined (band, copy slot, layer column), the weight 1 / divisor."""
+    def _lay_out(self) -> _Layout:
+        """Where each read lands (`_Layout`: its row band, polarity, copy slot, columns) and which copies each
+        combined column averages, checked: every read drives a contiguous band of the layer's rows onto its
+        block's columns, every block has `alpha` copies, and every combine averages copies the block's reads
+        give, one per column. All reads and combines at once (their fields gathered, then numpy)."""
         plan, name = self.plan, self.plan.name
-        columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
-        ids: dict[int, set[int]] = {}
-        for read, _ in plan.reads:
-            ids.setdefault(read.block, set()).add(read.copy)
-        slots = {block: {copy: slot for slot, copy in enumerate(sorted(copies))} for block, copies in ids.items()}
-        bands: dict[int, tuple[int, int]] = {}
-        layout = []
-        for read, _ in plan.reads:
-            driven = read.x_stop - read.x_start
-            contiguous = (driven == read.rows and read.one_row is None) or (
-                read.one_row == driven == read.rows - 1 and read.x_stop == self.inputs)
-            c0, c1 = columns.get(read.block, (0, -1))
-            if not contiguous or c1 - c0 != read.cols or len(slots[read.block]) != self.alpha \
-                    or read.x_start + read.rows > self.rows:
-                raise InvalidInputError(f"layer {name!r}: the read of block {read.block}, copy {read.copy} does not "
-                                        "drive a contiguous band of the layer's rows onto its columns; leac cannot "
-                                        "execute it")
-            bands[read.block] = (read.x_start, read.x_start + read.rows)
-            polarity = 0 if read.polarity == "pos" else 1
-            layout.append((*bands[read.block], polarity, slots[read.block][read.copy], c0, c1))
-        self._averaged: list[tuple[tuple[int, int], int, int, float]] = []
-        for combine in plan.combines:
-            c0, c1 = columns.get(combine.block, (0, -1))
-            block_slots = slots.get(combine.block, {})
-            if not block_slots or len(combine.copies) != c1 - c0 \
-                    or any(copy not in block_slots for chosen in combine.copies for copy in chosen):
-                raise InvalidInputError(f"layer {name!r}: the combine of block {combine.block} averages copies or "
-                                        "columns the block's reads do not give; leac cannot execute it")
-            self._averaged += [(bands[combine.block], block_slots[copy], c0 + j, 1.0 / combine.divisor)
-                               for j, chosen in enumerate(combine.copies) for copy in chosen]
+        reads = [read for read, _ in plan.reads]
+        n = len(reads)
+        field = np.array([(r.block, r.copy, r.x_start, r.x_stop, r.rows, r.cols, r.reads,
+                           -1 if r.one_row is None else r.one_row) for r in reads], dtype=np.int64).reshape(n, 8)
+        block, copy, x_start, x_stop, height, width, count, one_row = field.T
+        polarity = np.fromiter((r.polarity != "pos" for r in reads), dtype=np.int64, count=n)
+        combines = plan.combines
+        picked = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(c.copies)
+                                                           for c in combines), dtype=np.int64)
+        terms = np.array(plan.accumulate.terms, dtype=np.int64).reshape(-1, 3)
+        combined = np.array([(c.block, len(c.copies), c.divisor) for c in combines], dtype=np.int64).reshape(-1, 3)
+        # blocks and the reads' copies as dense ranks, so that a (block, copy) pair is one int64
+        blocks, rank = np.unique(np.concatenate([block, combined[:, 0], terms[:, 0]]), return_inverse=True)
+        read_block, combine_block, term_block = np.split(rank.reshape(-1), [n, n + len(combines)])
+        copies, read_copy = np.unique(copy, return_inverse=True)
+        read_copy = read_copy.reshape(-1)
+        span = len(copies) + 1  # a combine's copy that no read has is rank len(copies)
+        picked_copy = np.searchsorted(copies, picked)
+        known = copies[np.minimum(picked_copy, len(copies) - 1)] == picked if len(copies) else picked < 0
+        picked_copy[~known] = len(copies)
+        # each block's columns, the last term's for a block listed twice (as a dict of the terms), else (0, -1)
+        c0, c1 = np.zeros(len(blocks), dtype=np.int64), np.full(len(blocks), -1, dtype=np.int64)
+        last = len(terms) - 1 - np.unique(term_block[::-1], return_index=True)[1]
+        c0[term_block[last]], c1[term_block[last]] = terms[last, 1], terms[last, 2]
+        # each block's copies in ascending order are its slots 0, 1, ...
+        pairs = np.unique(read_block * span + read_copy)
+        pair_block = pairs // span
+        slots = np.bincount(pair_block, minlength=len(blocks))  # copies per block
+        slot = np.arange(len(pairs)) - np.searchsorted(pair_block, pair_block)
+        contiguous = ((x_stop - x_start == height) & (one_row == -1)) | (
+            (one_row == x_stop - x_start) & (one_row == height - 1) & (x_stop == self.inputs))
+        bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
+            x_start + height > self.rows)
+        if bad.any():
+            read = reads[int(np.flatnonzero(bad)[0])]
+            raise InvalidInputError(f"layer {name!r}: the read of block {read.block}, copy {read.copy} does not "
+                                    "drive a contiguous band of the layer's rows onto its columns; leac cannot "
+                                    "execute it")
+        # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
+        columns = combined[:, 1]
+        chosen = np.fromiter(itertools.chain.from_iterable(map(len, c.copies) for c in combines), dtype=np.int64,
+                             count=int(columns.sum()))
+        entry_combine = np.repeat(np.repeat(np.arange(len(combines)), columns), chosen)
+        key = combine_block[entry_combine] * span + picked_copy
+        at = np.minimum(np.searchsorted(pairs, key), len(pairs) - 1) if len(pairs) else np.zeros_like(key)
+        found = pairs[at] == key if len(pairs) else np.zeros(len(key), dtype=bool)
+        missing = np.bincount(entry_combine[~found], minlength=len(combines)) > 0
+        bad = (slots[combine_block] == 0) | (columns != (c1 - c0)[combine_block]) | missing
+        if bad.any():
+            combine = combines[int(np.flatnonzero(bad)[0])]
+            raise InvalidInputError(f"layer {name!r}: the combine of block {combine.block} "
+                                    "averages copies or columns the block's reads do not give; leac cannot execute it")
+        # a combine's band is its block's last read's
+        last_read = np.full(len(blocks), -1, dtype=np.int64)
+        np.maximum.at(last_read, read_block, np.arange(n))
+        band_read = last_read[combine_block[entry_combine]]
+        column = np.repeat(_ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
+        r0, c_read = x_start, c0[read_block]
+        layout = _Layout(r0, r0 + height, polarity, slot[np.searchsorted(pairs, read_block * span + read_copy)],
+                         c_read, c_read + width, count,
+                         averaged=(r0[band_read], (r0 + height)[band_read], slot[at],
+                                   c0[combine_block[entry_combine]] + column,
+                                   (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
         return layout
 
     def _bands(self) -> list[_RowBand]:
         """Per row band: G+ and G- of every copy side by side, divided by the ADC step of their column
-        (so a product is in ADC steps), and the weights that turn steps back into the combined current."""
+        (so a product is in ADC steps), and the weights that turn steps back into the combined current.
+
+        The bands' matrices are parts of one buffer, filled with every read's devices (row by row: `_put_rows`),
+        ADC steps and read counts at once, not read by read."""
         key = tuple(self.full_scale)
         if self._prepared_for == key:
             return self._prepared
         adc = (1 << (self.adc_bits - 1)) - 1
         alpha, cols = self.alpha, self.cols
-        tiny = [fs for fs in self.full_scale if not (math.isfinite(fs) and adc / fs < np.finfo(np.float32).max)]
-        if tiny:
-            raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {tiny[0]!r} uA has steps too small "
-                                    "to simulate in float32")
-        bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        variances: dict[tuple[int, int], np.ndarray] = {}
-        for k, ((r0, r1, polarity, slot, c0, c1), g, fs, reads) in enumerate(zip(
-                self._layout, self.read_maps, self.full_scale, self.reads, strict=True)):
-            if (r0, r1) not in bands:
-                bands[(r0, r1)] = (np.zeros((r1 - r0, 2, alpha, cols)), np.ones((2, alpha, cols)),
-                                   np.zeros((alpha, cols)), np.zeros((2, alpha, cols)))
-            band_g, step, _, counts = bands[(r0, r1)]
-            band_g[:, polarity, slot, c0:c1] = g
-            if self.read_sigma is not None:
-                variances.setdefault((r0, r1), np.zeros_like(band_g))[:, polarity, slot, c0:c1] = \
-                    np.square(self.read_sigma[k])
-            step[polarity, slot, c0:c1] = fs / adc
-            counts[polarity, slot, c0:c1] = reads
-        for band, slot, column, weight in self._averaged:
-            bands[band][2][slot, column] = weight
+        full_scale = np.asarray(self.full_scale, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            tiny = np.flatnonzero(~(np.isfinite(full_scale) & (adc / full_scale < np.finfo(np.float32).max)))
+        if len(tiny):
+            raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {self.full_scale[tiny[0]]!r} uA has "
+                                    "steps too small to simulate in float32")
+        layout = self._layout
+        heights, width = layout.r1 - layout.r0, 2 * alpha * cols
+        band_r0, band_r1, band = layout.bands(self.rows)  # the bands in ascending order; each read's
+        band_heights = band_r1 - band_r0
+        start = (np.cumsum(band_heights) - band_heights) * width  # each band's first device in the buffer
+        widths = layout.c1 - layout.c0
+        offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
+        columns = _ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
+        # reads fill their band's every row: two that fill one device fill one column, and then the last read's
+        # value stays, as assigning read after read leaves it
+        unique = bool(np.bincount(columns, minlength=len(band_r0) * width).max(initial=0) <= 1)
+        # the bands one above the other are one (rows, 2 alpha cols) array: each read's rows go to their place in it
+        read, source = _region_rows(heights, widths)
+        target = (start[band] + offset)[read] + _ranges(np.zeros_like(heights), heights) * width
+        g_all = np.zeros(int(band_heights.sum()) * width)
+        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps), unique)
+        variance_all = None
+        if self.read_sigma is not None:
+            variance_all = np.zeros_like(g_all)
+            _put_rows(variance_all, target, source, widths[read], np.square(_flat(self.read_sigma)), unique)
+        step_all = np.ones(len(band_r0) * width)
+        counts_all = np.zeros(len(band_r0) * width)
+        per_column = np.repeat(np.arange(len(band)), widths)  # each column's read
+        _scatter(step_all, columns, (full_scale / adc)[per_column], unique)
+        _scatter(counts_all, columns, layout.reads[per_column].astype(np.float64), unique)
+        mask_all = np.zeros(len(band_r0) * alpha * cols)
+        a_r0, a_r1, a_slot, a_column, a_weight = layout.averaged
+        a_band = np.searchsorted(band_r0 * (self.rows + 1) + band_r1, a_r0 * (self.rows + 1) + a_r1)
+        averaged = (a_band * alpha + a_slot) * cols + a_column
+        _scatter(mask_all, averaged, a_weight, bool(np.bincount(averaged, minlength=len(mask_all)).max(initial=0)
+                                                    <= 1))
         prepared = []
-        for (r0, r1), (band_g, step, mask, counts) in sorted(bands.items()):
+        for b, (r0, r1) in enumerate(zip(band_r0.tolist(), band_r1.tolist(), strict=True)):
             rows = r1 - r0
+            band_g = g_all[start[b]:start[b] + rows * width].reshape(rows, 2, alpha, cols)
+            step = step_all[b * width:(b + 1) * width].reshape(2, alpha, cols)
+            counts = counts_all[b * width:(b + 1) * width].reshape(2, alpha, cols)
+            mask = mask_all[b * alpha * cols:(b + 1) * alpha * cols].reshape(alpha, cols)
             inv_step = (1.0 / step).reshape(-1)
             weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
             counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
             uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
-            g = self._per_group((band_g.reshape(rows, -1) * inv_step).astype(np.float32))
-            variance = None if (r0, r1) not in variances else self._per_group(
-                (variances[(r0, r1)].reshape(rows, -1) * np.square(inv_step)).astype(np.float32))
+            # the float64 products rounded to float32 (written there by the ufunc, as astype would round them)
+            g = self._per_group(np.multiply(band_g.reshape(rows, -1), inv_step, out=np.empty((rows, width), np.float32),
+                                            casting="same_kind"))
+            variance = None if variance_all is None else self._per_group(np.multiply(
+                variance_all[start[b]:start[b] + rows * width].reshape(rows, -1), np.square(inv_step),
+                out=np.empty((rows, width), np.float32), casting="same_kind"))
             prepared.append(_RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
                                      int(counts.max()), uneven, variance))
         self._prepared, self._prepared_for = prepared, key
@@ -507,3 +530,88 @@ class CrossbarExecutor:
                 if column_scale is not None:
                     added *= column_scale
                 steps[lo - skip:hi - skip] += added
+
+
+def _check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: np.ndarray,
+                   widths: np.ndarray) -> None:
+    """Refuse per-read arrays that are not one (rows, cols) array of each read's region, in read order."""
+    if len(arrays) != len(heights):
+        raise InvalidInputError(f"layer {name!r}: {len(arrays)} {what} for {len(heights)} reads")
+    shapes = [a.shape if isinstance(a, np.ndarray) else np.shape(a) for a in arrays]
+    regions = list(zip(heights.tolist(), widths.tolist(), strict=True))
+    if shapes != regions:
+        index = next(i for i, (shape, region) in enumerate(zip(shapes, regions, strict=True)) if shape != region)
+        raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {shapes[index]}, its region "
+                                f"{regions[index]}")
+
+
+def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-read arrays laid end to end, each row by row, float64 (exactly the values: float32 widens exactly)."""
+    if not arrays:
+        return np.zeros(0)
+    return np.concatenate(arrays, axis=None).astype(np.float64, copy=False)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """start, start + 1, ..., start + length - 1 of each (start, length) pair, one pair after the other."""
+    ends = np.cumsum(lengths, dtype=np.int64)
+    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
+                                                                                     lengths)
+
+
+def _region_rows(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of regions heights[i] x widths[i] laid end to end, each row by row, in a flat buffer: its
+    region, and where it starts in the buffer."""
+    region = np.repeat(np.arange(len(heights)), heights)
+    width = widths[region]
+    return region, np.cumsum(width) - width
+
+
+def _row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """The sum of each row (starting at flat[source[i]], width[i] long) of regions laid end to end, as
+    `region.sum(axis=1)` sums it: numpy's same summation along one contiguous row, so the same float64 values.
+    One pass per distinct width (the rows of one width gathered as the rows of one array)."""
+    out = np.empty(len(source))
+    widths = _distinct(width)
+    for wide in widths.tolist():
+        if len(widths) == 1:
+            out[:] = flat.reshape(-1, wide).sum(axis=1)
+        else:
+            chosen = width == wide
+            out[chosen] = sliding_window_view(flat, wide)[source[chosen]].sum(axis=1)
+    return out
+
+
+def _put_rows(out: np.ndarray, target: np.ndarray, source: np.ndarray, width: np.ndarray, flat: np.ndarray,
+              unique: bool) -> None:
+    """Copy rows of a flat buffer (starting at source[i], width[i] long, laid end to end) to out[target[i]:
+    target[i] + width[i]]: one row assignment per distinct width, through a view whose row d is out[d:d + w]
+    (`sliding_window_view`); rows that overlap (`unique` False) leave the last row's values, as copying row
+    after row does."""
+    if not unique:
+        _scatter(out, np.repeat(target - source, width) + np.arange(len(flat)), flat, unique)
+        return
+    widths = _distinct(width)
+    for wide in widths.tolist():
+        rows = sliding_window_view(out, wide, writeable=True)
+        if len(widths) == 1:
+            rows[target] = flat.reshape(-1, wide)
+        else:
+            chosen = width == wide
+            rows[target[chosen]] = sliding_window_view(flat, wide)[source[chosen]]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (one, found without sorting, when all are equal)."""
+    if len(values) and values.min() == values.max():
+        return values[:1]
+    return np.unique(values)
+
+
+def _scatter(out: np.ndarray, index: np.ndarray, values: np.ndarray, unique: bool) -> None:
+    """out[index] = values, where an index that repeats (`unique` False) gets its last value, as assigning one
+    value after the other leaves it (numpy does not promise an order for repeated indices)."""
+    if not unique:
+        keep = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
+        index, values = index[keep], values[keep]
+    out[index] = values
