@@ -43,7 +43,8 @@ for path in sorted(__import__("pathlib").Path(folder).glob("*.leac")):
         report = simulate(program, data, seed=seed).to_json()
         report.pop("seconds")
         reports[f"{path.stem} seed {seed}"] = report
-print(json.dumps(reports))
+import lea_compiler
+print(json.dumps({"tree": lea_compiler.__file__, "reports": reports}))
 """
 
 
@@ -74,9 +75,14 @@ def programs(folder: Path, samples: int) -> None:
 
 def reports(tree: Path, folder: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # run in the tree: `python -c` puts the working directory before PYTHONPATH on the import path, so run from
+    # this repository's root both processes would import this tree
     done = subprocess.run([sys.executable, "-c", _SIMULATE, str(folder), ",".join(map(str, SEEDS)), str(DATA)],
-                          env=env, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
+                          env=env, check=True, capture_output=True, text=True, cwd=tree)
+    out = json.loads(done.stdout)
+    if not Path(out["tree"]).resolve().is_relative_to(tree.resolve()):
+        sys.exit(f"the process meant to run {tree} imported {out['tree']}")
+    return out["reports"]
 
 
 def main() -> None:
