@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 from bench_sim_same import programs
+from trees import archive_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
@@ -219,10 +220,7 @@ def main() -> None:
         parser.error("--seeds must be at least 2")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        baseline = tmp / "baseline"
-        baseline.mkdir()
-        archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+        baseline = archive_tree(args.baseline, tmp / "baseline")
         folder = tmp / "programs"
         folder.mkdir()
         programs(folder, args.samples)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from trees import archive_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
 SEEDS = (0, 3, 11)
@@ -92,10 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        baseline = tmp / "baseline"
-        baseline.mkdir()
-        archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+        baseline = archive_tree(args.baseline, tmp / "baseline")
         folder = tmp / "programs"
         folder.mkdir()
         programs(folder, args.samples)

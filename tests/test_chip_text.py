@@ -52,6 +52,19 @@ def _state(high: bool) -> str:
     return "stuck_high" if high else "stuck_low"
 
 
+def _both_readings(text: str) -> tuple[Chip | str, Chip | str]:
+    """The chip (or the refusal's message) that decoding the JSON gives, and that parse_chip_text gives."""
+    try:
+        general: Chip | str = parse_chip(decode_chip_json(text, "c.json"), "c.json")
+    except InvalidChipError as exc:
+        general = str(exc)
+    try:
+        fast: Chip | str = parse_chip_text(text, "c.json")
+    except InvalidChipError as exc:
+        fast = str(exc)
+    return general, fast
+
+
 @settings(max_examples=60, deadline=None)
 @given(_ENTRIES)
 def test_the_text_is_what_json_dumps_and_chip_to_text_write_and_reads_back(entries) -> None:
@@ -245,16 +258,9 @@ def test_lines_the_bulk_path_cannot_take_are_turned_away_before_they_are_written
     monkeypatch.setattr("lea_compiler.chip.io.read_plain_entries", counted)
     assert written_chip(edited, "c.json") is None
     assert calls == (["read"] if read else [])
-    try:
-        general: Chip | str = parse_chip(decode_chip_json(edited, "c.json"), "c.json")
-    except InvalidChipError as exc:
-        general = str(exc)
     monkeypatch.undo()
     assert written_chip(text, "c.json") is not None  # (the file before the edit is read in bulk)
-    try:
-        fast: Chip | str = parse_chip_text(edited, "c.json")
-    except InvalidChipError as exc:
-        fast = str(exc)
+    general, fast = _both_readings(edited)
     if isinstance(general, str) or isinstance(fast, str):
         assert fast == general
     else:
@@ -339,14 +345,7 @@ def test_an_edited_file_reads_the_same_as_through_the_json_decoder(edits) -> Non
     text = _EDIT_TEXT
     for edit in edits:
         text = _edited(text, edit)
-    try:
-        general: Chip | str = parse_chip(decode_chip_json(text, "c.json"), "c.json")
-    except InvalidChipError as exc:
-        general = str(exc)
-    try:
-        fast: Chip | str = parse_chip_text(text, "c.json")
-    except InvalidChipError as exc:
-        fast = str(exc)
+    general, fast = _both_readings(text)
     if isinstance(general, str) or isinstance(fast, str):
         assert fast == general
         return
