@@ -51,8 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_sim_same import programs
-from trees import archive_tree
+from bench_sim_same import baseline_and_programs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
@@ -220,10 +219,7 @@ def main() -> None:
         parser.error("--seeds must be at least 2")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        baseline = archive_tree(args.baseline, tmp / "baseline")
-        folder = tmp / "programs"
-        folder.mkdir()
-        programs(folder, args.samples)
+        baseline, folder = baseline_and_programs(tmp, args.baseline, args.samples)
         before, after = results(baseline, folder, args.seeds), results(ROOT, folder, args.seeds)
         control = results(baseline, folder, args.seeds, args.control_factor) if args.control_factor else None
         across = results(ROOT, folder, args.seeds, args.control_factor) if args.control_factor else None

@@ -75,6 +75,15 @@ def programs(folder: Path, samples: int) -> None:
         folder / "yinyang.leac")
 
 
+def baseline_and_programs(tmp: Path, commit: str, samples: int) -> tuple[Path, Path]:
+    """The tree at `commit` unpacked into tmp/baseline, and the Programs and data (`programs`) in tmp/programs."""
+    baseline = archive_tree(commit, tmp / "baseline")
+    folder = tmp / "programs"
+    folder.mkdir()
+    programs(folder, samples)
+    return baseline, folder
+
+
 def reports(tree: Path, folder: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     # run in the tree: `python -c` puts the working directory before PYTHONPATH on the import path, so run from
@@ -94,10 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        baseline = archive_tree(args.baseline, tmp / "baseline")
-        folder = tmp / "programs"
-        folder.mkdir()
-        programs(folder, args.samples)
+        baseline, folder = baseline_and_programs(tmp, args.baseline, args.samples)
         before, after = reports(baseline, folder), reports(ROOT, folder)
     differing = 0
     for name in sorted(before):
