@@ -23,7 +23,6 @@ import argparse
 import functools
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,19 +36,14 @@ from lea_compiler.schedule.execute import CrossbarExecutor
 from lea_compiler.schedule.plan import schedule_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sim import anchor_mlp, anchor_program  # noqa: E402
+from bench_sim import anchor_mlp, anchor_program, best_of  # noqa: E402
 
 TREE = Path(lea_compiler.__file__).resolve().parents[1]
 
 
 def fastest_ms(fn: Callable[[], Any], repeats: int) -> float:
     """CPU ms of the fastest of `repeats` calls."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return 1e3 * best
+    return 1e3 * best_of(fn, repeats=repeats)[1]
 
 
 def pieces(layer: CrossbarLayer, repeats: int) -> dict[str, float]:

@@ -43,8 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from bench_sim_same import baseline_and_programs
+from trees import run_in_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
@@ -100,10 +99,7 @@ def results(tree: Path, folder: Path, seeds: int, factor: float = 1.0) -> dict[s
     Program's chip with its read noise times `factor`. The process runs in `tree`: `python -c` puts its working
     directory first on sys.path, before PYTHONPATH, so run from another tree it would import that one (the
     script checks which it imported)."""
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", _SIMULATE, str(folder), str(seeds), str(DATA), repr(factor),
-                           str(tree)], env=env, cwd=tree, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
+    return json.loads(run_in_tree(tree, _SIMULATE, str(folder), str(seeds), str(DATA), repr(factor), str(tree)))
 
 
 def sign_flip_p(d: np.ndarray, permutations: int = 20000, seed: int = 0) -> float:

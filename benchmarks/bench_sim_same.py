@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from trees import archive_tree
+from trees import archive_tree, run_in_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
@@ -85,12 +83,7 @@ def baseline_and_programs(tmp: Path, commit: str, samples: int) -> tuple[Path, P
 
 
 def reports(tree: Path, folder: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    # run in the tree: `python -c` puts the working directory before PYTHONPATH on the import path, so run from
-    # this repository's root both processes would import this tree
-    done = subprocess.run([sys.executable, "-c", _SIMULATE, str(folder), ",".join(map(str, SEEDS)), str(DATA)],
-                          env=env, check=True, capture_output=True, text=True, cwd=tree)
-    out = json.loads(done.stdout)
+    out = json.loads(run_in_tree(tree, _SIMULATE, str(folder), ",".join(map(str, SEEDS)), str(DATA)))
     if not Path(out["tree"]).resolve().is_relative_to(tree.resolve()):
         sys.exit(f"the process meant to run {tree} imported {out['tree']}")
     return out["reports"]

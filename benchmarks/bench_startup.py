@@ -39,6 +39,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from trees import archive_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "lea_compiler" / "data"
 
@@ -140,12 +142,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"current": ROOT}
         if args.baseline:
-            base = Path(tmp) / "baseline"
-            base.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], capture_output=True,
-                                     check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
-            trees["baseline"] = base
+            trees["baseline"] = archive_tree(args.baseline, Path(tmp) / "baseline")
         pythons = {"current": sys.executable, "baseline": args.baseline_python}
         versions = {name: json.loads(run_process([pythons[name], "-c", _VERSIONS], tree)[2]) for name, tree in
                     trees.items()}

@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from trees import archive_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _DUMP = """
@@ -82,10 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        base = tmp / "baseline"
-        base.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+        base = archive_tree(args.baseline, tmp / "baseline")
         programs(tmp)
         before, after = dump(base, tmp, tmp / "before.pkl"), dump(ROOT, tmp, tmp / "after.pkl")
     same = 0
