@@ -73,7 +73,8 @@ def programs(folder: Path) -> None:
 
 def dump(tree: Path, folder: Path, out: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-c", _DUMP, str(folder), str(out)], env=env, check=True)
+    # in the tree: `python -c` puts the working directory before PYTHONPATH (trees.run_in_tree)
+    subprocess.run([sys.executable, "-c", _DUMP, str(folder), str(out)], env=env, check=True, cwd=tree)
     with open(out, "rb") as f:
         return pickle.load(f)
 
