@@ -76,13 +76,19 @@ def test_the_draw_has_the_mean_variance_and_tails_of_the_exact_sum(rows: int, dr
     for z in (drawn, exact):
         assert abs(z.mean()) < 0.01 * sigma
         assert abs(z.std() / sigma - 1) < 0.01
-    ks = (1.0, 2.0, 3.0)
-    gauss = np.array([2 * NormalDist().cdf(-k) for k in ks])
-    error = np.sqrt(2 * gauss * (1 - gauss) / DRAWS)
-    got, want = _tails(drawn, sigma, ks), _tails(exact, sigma, ks)
-    assert np.all(np.abs(got - want) <= 0.2 * gauss + 5 * error), (got, want)
+    _assert_tails_agree(drawn, exact, sigma)
     beyond = _tails(drawn, sigma, (4.0,))[0], _tails(exact, sigma, (4.0,))[0]
     assert 0 < beyond[0] < 2.5e-4 and beyond[1] < 2.5e-4, beyond
+
+
+def _assert_tails_agree(got_z: np.ndarray, want_z: np.ndarray, sigma: float) -> None:
+    """P(|z| > 1, 2, 3 sigma) of two samples of one size agree within 20% of the Gaussian's, plus five standard
+    errors of the difference of two such estimates."""
+    ks = (1.0, 2.0, 3.0)
+    gauss = np.array([2 * NormalDist().cdf(-k) for k in ks])
+    error = np.sqrt(2 * gauss * (1 - gauss) / len(got_z))
+    got, want = _tails(got_z, sigma, ks), _tails(want_z, sigma, ks)
+    assert np.all(np.abs(got - want) <= 0.2 * gauss + 5 * error), (got, want)
 
 
 def test_with_few_driven_rows_the_draw_has_heavier_tails_than_the_exact_sum() -> None:
@@ -133,8 +139,4 @@ def test_the_forward_table_noise_matches_its_exact_per_device_noise(tmp_path: Pa
     spread = exact.std()
     assert spread > 0 and abs(table.mean() - exact.mean()) < 5 * spread * math.sqrt(2 / len(x))
     assert abs(table.std() / spread - 1) < 0.02
-    ks = (1.0, 2.0, 3.0)
-    gauss = np.array([2 * NormalDist().cdf(-k) for k in ks])
-    error = np.sqrt(2 * gauss * (1 - gauss) / len(x))
-    got, want = _tails(table - table.mean(), spread, ks), _tails(exact - exact.mean(), spread, ks)
-    assert np.all(np.abs(got - want) <= 0.2 * gauss + 5 * error), (got, want)
+    _assert_tails_agree(table - table.mean(), exact - exact.mean(), spread)
