@@ -23,6 +23,7 @@ from lea_compiler.grouping import groups_reading
 from lea_compiler.interpreter import Array
 from lea_compiler.ir import Node
 from lea_compiler.program import Program
+from lea_compiler.schedule.layout import region_rows
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 
 
@@ -233,9 +234,8 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     rows, cols, reads = np.array([(read.rows, read.cols, read.reads) for read, _ in plan.reads], dtype=np.int64).T
     # every region's conductances, region after region, row by row (the schedule's flat buffers and windows)
     flat = schedule.devices.conductances(schedule.levels_uS)[schedule.read_windows(plan.name)]
-    region = np.repeat(np.arange(len(rows)), rows)  # every region row, region by region
-    width = cols[region]
-    row_sums = np.add.reduceat(flat, np.cumsum(width) - width)  # each row's sum: its devices follow each other
+    region, starts = region_rows(rows, cols)  # every region row, region by region
+    row_sums = np.add.reduceat(flat, starts)  # each row's sum: its devices follow each other
     runs = np.array(read_runs(plan), dtype=np.int64)
     return plan.scale.v_read_V ** 2 * float(np.sum(runs * reads * np.bincount(region, row_sums, len(rows))))
 

@@ -46,6 +46,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
+from lea_compiler.schedule.layout import region_rows
 from lea_compiler.schedule.normal_draws import gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
 
@@ -163,7 +164,7 @@ class CrossbarExecutor:
         layout = self._layout
         n = len(layout.r0)
         heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
-        read, source = _region_rows(heights, widths)
+        read, source = region_rows(heights, widths)
         sums = _row_sums(_flat(self.conductances), source, widths[read])  # each region's row sums, in read order
         sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
         starts = np.cumsum(heights) - heights  # each read's first row sum
@@ -287,7 +288,7 @@ class CrossbarExecutor:
         # value stays, as assigning read after read leaves it
         unique = bool(np.bincount(columns, minlength=len(band_r0) * width).max(initial=0) <= 1)
         # the bands one above the other are one (rows, 2 alpha cols) array: each read's rows go to their place in it
-        read, source = _region_rows(heights, widths)
+        read, source = region_rows(heights, widths)
         target = (start[band] + offset)[read] + _ranges(np.zeros_like(heights), heights) * width
         g_all = np.zeros(int(band_heights.sum()) * width)
         _put_rows(g_all, target, source, widths[read], _flat(self.read_maps), unique)
@@ -557,14 +558,6 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     ends = np.cumsum(lengths, dtype=np.int64)
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
                                                                                      lengths)
-
-
-def _region_rows(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of regions heights[i] x widths[i] laid end to end, each row by row, in a flat buffer: its
-    region, and where it starts in the buffer."""
-    region = np.repeat(np.arange(len(heights)), heights)
-    width = widths[region]
-    return region, np.cumsum(width) - width
 
 
 def _row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:

@@ -93,3 +93,11 @@ class Layout:
         fields = np.array([(read.row, read.col, read.rows, read.cols) for read in reads],
                           dtype=np.int64).reshape(-1, 4)
         return self.windows([read.array for read in reads], *fields.T)
+
+
+def region_rows(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of regions heights[i] x widths[i] laid end to end, each row by row, in a flat buffer: its
+    region, and where it starts in the buffer."""
+    region = np.repeat(np.arange(len(heights)), heights)
+    width = widths[region]
+    return region, np.cumsum(width) - width

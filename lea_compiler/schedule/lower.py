@@ -251,13 +251,9 @@ class Lowered:
             at += sum(2 * len(block.copies) for block in layer.blocks)
         return first
 
-    @property
+    @cached_property
     def arrays(self) -> ArrayPrograms:
         """Each used array's program, by id (ascending)."""
-        return self._arrays
-
-    @cached_property
-    def _arrays(self) -> ArrayPrograms:
         return ArrayPrograms(self.devices)
 
     @cached_property

@@ -73,7 +73,6 @@ class Schedule:
     _windows: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     _stuck: dict[int, tuple[Chip, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, init=False,
                                                                           repr=False)
-    _halves_levels: np.ndarray | None = field(default=None, init=False, repr=False)
     _levels: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def read_levels(self, name: str) -> np.ndarray:
@@ -114,8 +113,7 @@ class Schedule:
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
-        # lowering hands over its copy halves' levels (every device it uses, in the Program's small dtype)
-        level = self._halves_levels if self._halves_levels is not None else self.devices.level
+        level = self.devices.level
         return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
@@ -136,7 +134,6 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
                                          parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
-    object.__setattr__(schedule, "_halves_levels", lowered.values)
     if lowered.stuck is not None:
         for part in lowered.stuck:
             part.setflags(write=False)
