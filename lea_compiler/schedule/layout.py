@@ -18,6 +18,11 @@ from lea_compiler.errors import InvalidInputError
 from lea_compiler.schedule.records import Read
 
 
+RUN_DEVICES = 2048
+"""`Layout.windows` writes runs of regions of one kind in place when they average at least this many devices:
+a run's Python (a few microseconds) then costs less than the passes the scatter spends on its devices."""
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     """Arrays laid end to end in one flat buffer, each row by row: array `a` is
@@ -50,7 +55,9 @@ class Layout:
         each row by row: `flat[windows(...)]` is every region's devices, as the per-region slices
         `view(flat, array[i])[row[i]:row[i] + rows[i], col[i]:col[i] + cols[i]].ravel()` concatenated.
 
-        One numpy pass per distinct (rows, cols, array width), not one per region.
+        Regions of one (rows, cols, array width) kind that follow each other (a block's copy halves, and often
+        many blocks in a row) are one run, written in place by one numpy call; with more runs than that pays for
+        (`RUN_DEVICES`), one numpy pass per kind, scattered into place. Either way not a pass per region.
 
         Raises:
             InvalidInputError: a region does not lie inside its array (a checked Program's or board file's do;
@@ -71,17 +78,24 @@ class Layout:
         base = offset + row * width + col  # each region's first device
         # regions of one (rows, cols, width) kind share their devices' steps from the first
         span = int(max(rows.max(), cols.max(), width.max())) + 1
-        kinds, first, which = np.unique((rows * span + cols) * span + width, return_index=True, return_inverse=True)
+        kind = (rows * span + cols) * span + width
 
         def local(i: int) -> np.ndarray:  # a region's devices relative to its first, row by row
             height, wide, stride = int(rows[i]), int(cols[i]), int(width[i])
             return (np.arange(height, dtype=np.int64)[:, None] * stride + np.arange(wide, dtype=np.int64)).ravel()
 
-        if len(kinds) == 1:
-            return (base[:, None] + local(int(first[0]))).ravel()
         sizes = rows * cols
+        total = int(sizes.sum())
+        out = np.empty(total, dtype=np.int64)
+        runs = np.concatenate([[0], np.flatnonzero(kind[1:] != kind[:-1]) + 1, [n]]).tolist()
+        if len(runs) - 1 <= 1 + total // RUN_DEVICES:  # each run's devices in place: one pass, no scatter
+            ends = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+            for lo, hi in zip(runs[:-1], runs[1:], strict=True):
+                steps = local(lo)
+                np.add(base[lo:hi, None], steps, out=out[ends[lo]:ends[hi]].reshape(hi - lo, steps.size))
+            return out
+        kinds, first, which = np.unique(kind, return_index=True, return_inverse=True)
         starts = np.cumsum(sizes) - sizes
-        out = np.empty(int(sizes.sum()), dtype=np.int64)
         for index in range(len(kinds)):
             members = np.flatnonzero(which.ravel() == index)
             steps = local(int(first[index]))
