@@ -455,13 +455,16 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         vectors_per_sample=_vectors_per_sample(x),
         groups=int(node.attr("groups", 1)),
     )
-    halves = [[Read(layer.name, block.index, copy.copy, polarity, half.region.array, half.region.row,
-                    half.region.col, block.shape[0], block.shape[1], min(block.row_start, inputs),
-                    min(block.row_stop, inputs),
-                    layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None,
-                    program.reads)
-               for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
-              for block in layer.blocks]
+    name, reads_each = layer.name, program.reads
+    halves = []
+    for block in layer.blocks:  # what a block's reads share found once per block (thousands of reads on 25 x 25)
+        index, (rows, cols) = block.index, block.shape
+        x_start, x_stop = min(block.row_start, inputs), min(block.row_stop, inputs)
+        one_row = layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None
+        halves.append([Read(name, index, copy.copy, polarity, region.array, region.row, region.col, rows, cols,
+                            x_start, x_stop, one_row, reads_each)
+                       for copy in block.copies
+                       for polarity, region in (("pos", copy.pos.region), ("neg", copy.neg.region))])
     # the worst-case ADC ranges of the blocks without calibrated ones, every block's regions at once: a block's
     # reads are its copy halves, whose conductances `Lowered.half_conductances` has half after half
     worst = [i for i, block in enumerate(layer.blocks) if block.adc_full_scale_uA is None]
@@ -474,10 +477,11 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
             periphery.v_read_V).tolist(), strict=True))
     blocks = []
     for i, (block, reads) in enumerate(zip(layer.blocks, halves, strict=True)):
-        cols = block.shape[1]
+        index, cols = block.index, block.shape[1]
         full_scale = block.adc_full_scale_uA if i not in ranges else ranges[i]
-        pairs = [(read, Convert(layer.name, block.index, read.copy, read.polarity, read.array, read.col,
-                                read.col + cols, adcs, -(-cols // adcs), full_scale)) for read in reads]
+        rounds = -(-cols // adcs)
+        pairs = [(read, Convert(name, index, read.copy, read.polarity, read.array, read.col, read.col + cols, adcs,
+                                rounds, full_scale)) for read in reads]
         blocks.append((pairs, Combine(layer.name, block.index, block.col_start, block.col_stop, _chosen(block),
                                       layer.beta)))
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
