@@ -64,7 +64,7 @@ class ArrayProgram:
     array: int
     level: np.ndarray  # (rows, cols) signed integers (a lowered Program's: its level dtype)
     stuck_uS: np.ndarray  # (rows, cols) float64
-    target: np.ndarray  # (rows, cols) int64
+    target: np.ndarray  # (rows, cols) signed integers (a lowered Program's: its level dtype)
     programmed_uS: np.ndarray | None = None  # as-programmed Program: (rows, cols) what each device holds, NaN unused
     _whole: dict[tuple[bytes, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
@@ -89,7 +89,7 @@ class FlatDevices:
     layout: Layout
     level: np.ndarray  # flat signed integers
     stuck_uS: np.ndarray  # flat float64
-    target: np.ndarray  # flat int64
+    target: np.ndarray  # flat signed integers
     programmed_uS: np.ndarray | None  # as-programmed Program: flat float64
     _whole: dict[tuple[bytes, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
@@ -311,7 +311,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     # the skipped devices (a few percent): the level each should have had, and its conductance on the chip
     # compiled for (NaN in the stuck map, a device not stuck there: 0)
     skipped = np.flatnonzero(values == SKIPPED)
-    target = np.zeros(layout.size, dtype=np.int64)
+    target = np.zeros(layout.size, dtype=level.dtype)  # the level dtype (int8 mostly), not int64: less to fault in
     stuck_uS = np.zeros(layout.size)
     stuck = None
     if skipped.size:
