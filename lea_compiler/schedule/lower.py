@@ -84,14 +84,33 @@ class ArrayProgram:
 class FlatDevices:
     """Every array of a schedule as one flat buffer per field of `ArrayProgram` (`layout.Layout`): what the
     simulator and lowering gather all regions from at once. The arrays' `ArrayProgram`s hold the same values
-    (a lowered Program's are views of these buffers)."""
+    (a lowered Program's are views of these buffers).
+
+    `stuck_uS` and `target` are 0 but at the few devices `marked` (the skipped ones), so they are held as those
+    devices' values and made whole when first asked for: the simulator never asks, and a whole float64 buffer
+    with a few percent of its devices set is a page fault per page (milliseconds on a million devices)."""
 
     layout: Layout
     level: np.ndarray  # flat signed integers
-    stuck_uS: np.ndarray  # flat float64
-    target: np.ndarray  # flat signed integers
+    marked: np.ndarray  # flat indices of the devices whose stuck_uS or target is not 0 (lowering: in half order)
+    marked_uS: np.ndarray  # their stuck_uS (float64)
+    marked_target: np.ndarray  # their target (signed integers)
     programmed_uS: np.ndarray | None  # as-programmed Program: flat float64
     _whole: dict[tuple[bytes, bool], np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    @cached_property
+    def stuck_uS(self) -> np.ndarray:
+        """Flat float64: each skipped device's conductance on the chip compiled for, 0 elsewhere."""
+        whole = np.zeros(self.layout.size)
+        whole[self.marked] = self.marked_uS
+        return whole
+
+    @cached_property
+    def target(self) -> np.ndarray:
+        """Flat signed integers: the level each skipped device should have had, 0 elsewhere."""
+        whole = np.zeros(self.layout.size, dtype=self.marked_target.dtype)
+        whole[self.marked] = self.marked_target
+        return whole
 
     @classmethod
     def of(cls, arrays: Mapping[int, ArrayProgram]) -> FlatDevices:
@@ -107,8 +126,9 @@ class FlatDevices:
         if any(program.programmed_uS is not None for program in values):
             programmed = np.concatenate([np.full(p.level.size, np.nan) if p.programmed_uS is None
                                          else np.asarray(p.programmed_uS, dtype=np.float64).ravel() for p in values])
-        return cls(layout, flat("level", np.int64), flat("stuck_uS", np.float64), flat("target", np.int64),
-                   programmed)
+        stuck_uS, target = flat("stuck_uS", np.float64), flat("target", np.int64)
+        marked = np.flatnonzero((stuck_uS != 0) | (target != 0))
+        return cls(layout, flat("level", np.int64), marked, stuck_uS[marked], target[marked], programmed)
 
     def conductances(self, levels_uS: np.ndarray, *, stuck: bool = True) -> np.ndarray:
         """`ArrayProgram.conductances` of every array, flat: computed once, read only."""
@@ -240,7 +260,8 @@ class Lowered:
         """`devices.conductances(levels_uS)[at]` of the chip's levels: every half's conductances without noise,
         half after half (copy halves are read in `halves` order, so a block's reads are a slice of it)."""
         levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
-        return noiseless_conductances(self.values, levels, lambda i: self.devices.stuck_uS[self.at[i]])
+        # the unwritten halves' devices are the skipped ones, which `prepare` marked in half order
+        return noiseless_conductances(self.values, levels, lambda i: self.devices.marked_uS)
 
     @cached_property
     def first_half(self) -> dict[str, int]:
@@ -311,17 +332,18 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     # the skipped devices (a few percent): the level each should have had, and its conductance on the chip
     # compiled for (NaN in the stuck map, a device not stuck there: 0)
     skipped = np.flatnonzero(values == SKIPPED)
-    target = np.zeros(layout.size, dtype=level.dtype)  # the level dtype (int8 mostly), not int64: less to fault in
-    stuck_uS = np.zeros(layout.size)
+    marked = at[skipped]  # in half order (`Lowered.half_conductances` relies on it)
+    target = np.zeros(0, dtype=level.dtype)  # the level dtype (int8 mostly), not int64
+    stuck_uS = np.zeros(0)
     stuck = None
     if skipped.size:
-        targets = np.concatenate([h[4].ravel() for h in halves])
-        target[at[skipped]] = targets[skipped]
+        target = np.concatenate([h[4].ravel() for h in halves])[skipped].astype(level.dtype)
         stuck = program.chip.stuck_flat(layout.ids)
-        g_uS = stuck[1][at[skipped]]
-        stuck_uS[at[skipped]] = np.where(np.isnan(g_uS), 0.0, g_uS)
+        g_uS = stuck[1][marked]
+        stuck_uS = np.where(np.isnan(g_uS), 0.0, g_uS)
     bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])])
-    return Lowered(program, FlatDevices(layout, level, stuck_uS, target, programmed), at, bounds, values, stuck)
+    return Lowered(program, FlatDevices(layout, level, marked, stuck_uS, target, programmed), at, bounds, values,
+                   stuck)
 
 
 def _halves(program: Program) -> Iterator[_Half]:
