@@ -11,7 +11,7 @@ import pytest
 
 from lea_compiler.chip import DeviceModel, ProgrammingModel
 from lea_compiler.errors import UsageError
-from lea_compiler.programming.devices import Written, nominal_pulses, read_back, write_devices
+from lea_compiler.programming.devices import Written, gaussian_write, nominal_pulses, read_back, write_devices
 from lea_compiler.schedule.lower import SKIPPED, UNUSED, ArrayProgram
 from lea_compiler.schedule.plan import Schedule
 
@@ -280,3 +280,22 @@ def test_a_device_that_is_not_a_device_model_is_refused():
     with pytest.raises(UsageError, match="device must be a DeviceModel, got dict"):
         write_devices(np.array([0]), {"levels_uS": LEVELS}, np.random.default_rng(0),  # type: ignore[arg-type]
                       tolerance_uS=1.0, max_pulses=1)
+
+
+def test_gaussian_write_draws_what_rng_normal_draws() -> None:
+    """The "gaussian" write scales standard normals in place: the same bytes as max(target + rng.normal(0, sigma),
+    0) from a generator in the same state, with one sigma and with one per device (some 0); a negative sigma is
+    refused as numpy refuses it."""
+    rng = np.random.default_rng(8)
+    target = rng.uniform(0.0, 3.0, (40, 30))
+    target[0, :5] = 0.0
+    sigmas = rng.uniform(0.0, 2.0, target.shape)
+    sigmas[1] = 0.0
+    for sigma in (0.7, sigmas):
+        got = gaussian_write(target, np.random.default_rng(5), sigma)
+        want = np.maximum(target + np.random.default_rng(5).normal(0.0, sigma, size=target.shape), 0.0)
+        assert got.tobytes() == want.tobytes() and (got == 0).any()
+    with pytest.raises(ValueError, match="scale < 0"):
+        gaussian_write(target, rng, -sigmas)
+    with pytest.raises(ValueError, match="scale < 0"):
+        np.random.default_rng(5).normal(0.0, -sigmas)
