@@ -145,7 +145,8 @@ class CrossbarLayer:
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
             return None
         written = write_noise(programmed, rng, sigma)
-        stuck_at = np.flatnonzero(state_flat[at])  # a stuck device reads its stuck conductance
+        # a stuck device reads its stuck conductance (`!= 0`: numpy's nonzero of int8 is 4x slower than of bool)
+        stuck_at = np.flatnonzero(state_flat[at] != 0)
         written[stuck_at] = g_flat[at[stuck_at]]
         return _regions(written, reads)
 
