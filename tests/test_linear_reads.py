@@ -96,12 +96,12 @@ def test_the_linear_mean_and_variance_by_hand() -> None:
 
 
 def test_which_pairs_read_linearly_by_hand() -> None:
-    """The band of the test above (column norms: |g|_2 = sqrt(116), sqrt(68), sqrt(40), 0; |g|_1 = 14, 10, 8, 0;
-    1/step from 0.25 to 0.5), uniform noise r, a 12-bit ADC (saturation at 2047.5 steps):
+    """The band of the test above (column norms |g|_2 = sqrt(116), sqrt(68), sqrt(40), 0; 1/step from 0.25 to
+    0.5), uniform noise r, a 12-bit ADC (saturation at 2047.5 steps):
 
     - an all-zero vector reads linearly (exactly 0, no variance);
-    - v = [0.5, -0.25], r = 30: sigma 9.68 uA is 2.42 to 4.84 steps; the currents' bound
-      min(|v|_2 sqrt(116), |v|_inf 14) = 6.02 steps, 6.02 + 6 * 4.84 < 2047.5: linear;
+    - v = [0.5, -0.25], r = 30: sigma 9.68 uA is 2.42 to 4.84 steps; the currents' bound |v|_2 sqrt(116) =
+      6.02 steps, 6.02 + 6 * 4.84 < 2047.5: linear;
     - r = 3: 0.24 to 0.48 steps, below one step: through the ADC;
     - r = 3000: 242 to 484 steps, 6.02 + 6 * 484 beyond the saturation: through the ADC."""
     band = _band([[10, 2, 6, 0], [4, 8, 2, 0]], [[2, 4], [-2, -4]], [0.5, 0.25, 0.5, 0.25])
@@ -110,7 +110,7 @@ def test_which_pairs_read_linearly_by_hand() -> None:
         linear = linear_reads([band], rows=2, cols=2, alpha=1, read_noise_uS=r, adc_bits=12)
         assert linear is not None
         assert linear.split(v)[0][:, 0].tolist() == want, r
-    bound = min(math.sqrt(0.3125) * math.sqrt(116), 0.5 * 14)
+    bound = math.sqrt(0.3125) * math.sqrt(116)
     assert 30 / math.sqrt(3) * math.sqrt(0.3125) * 0.25 >= SIGMA_MIN
     assert bound + TAIL * 30 / math.sqrt(3) * math.sqrt(0.3125) * 0.5 < 2047.5
     assert bound + TAIL * 3000 / math.sqrt(3) * math.sqrt(0.3125) * 0.5 > 2047.5
@@ -247,20 +247,21 @@ def test_a_noise_block_split_across_calls_draws_the_same_for_pairs_left_to_the_a
     assert np.mean(np.abs(whole - other) > 1e-5 * np.abs(whole).max()) > 0.99
 
 
-def test_linear_reads_make_no_draw_per_current(tmp_path, monkeypatch) -> None:
-    """The linear reads do one product of the layer's shape and one draw per output, where the ADC path draws
-    one Gaussian per current of every row band and read: counted at the table draw, which only the ADC path
-    makes (and which the linear reads' pairs left to the ADC replace with counter draws)."""
+def test_linear_reads_draw_once_per_output_not_per_current(tmp_path, monkeypatch) -> None:
+    """The linear reads do one product of the layer's shape and draw one Gaussian per output column, where the
+    ADC path draws one per current of every row band and read (here 3 bands of 2 copies x 2 polarities x 12
+    columns): counted at the table draw both make."""
     layer = _layer(tmp_path, 1, read_noise_uS=8.0, adc_bits=10)
-    calls = []
+    calls: list[tuple[int, ...]] = []
     original = execute.gaussian
     monkeypatch.setattr(execute, "gaussian", lambda rng, shape: calls.append(shape) or original(rng, shape))
     x = np.random.default_rng(8).uniform(-1, 1, (200, 60)).astype(F)
     layer.forward(x, np.random.default_rng(0), EventCounts())
-    assert calls == []
+    assert calls == [(200, 12)]
+    calls.clear()
     layer.executor.linear = False
     layer.forward(x, np.random.default_rng(0), EventCounts())
-    assert len(calls) == len(layer.executor._bands()) == 3
+    assert calls == [(200, 48)] * 3
 
 
 def test_a_grouped_layer_reads_through_the_adc(tmp_path) -> None:

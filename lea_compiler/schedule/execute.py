@@ -350,13 +350,19 @@ class CrossbarExecutor:
         if groups > 1 and x.shape[-2:-1] != (groups,):
             raise InvalidInputError(f"layer {self.plan.name!r}: its input {x.shape} is not runs of {groups} vectors "
                                     "(one per group) on axis -2")
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float32)
-        if self.rows > self.inputs:  # the bias row's constant 1
-            flat = np.hstack([flat, np.ones((flat.shape[0], 1), np.float32)])
+        given = x.reshape(-1, x.shape[-1])
+        if self.rows > self.inputs:  # the bias row's constant 1, in the one copy of x made in float32
+            flat = np.empty((given.shape[0], given.shape[1] + 1), np.float32)
+            flat[:, :-1] = given
+            flat[:, -1] = 1.0
+        else:
+            flat = given.astype(np.float32)
         dac = (1 << (self.dac_bits - 1)) - 1
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused by the caller
             if self.x_fs is None:
-                peak = np.abs(flat[:, :self.inputs]).max(axis=1) if self.inputs else np.zeros(len(flat), np.float32)
+                inputs = flat[:, :self.inputs]  # max |x| as max(max x, -min x): no array of |x| made
+                peak = np.maximum(inputs.max(axis=1), -inputs.min(axis=1)) if self.inputs else \
+                    np.zeros(len(flat), np.float32)
                 x_fs = np.maximum(peak, np.float32(self.plan.scale.x_fs_min))
                 inverse = np.divide(np.float32(1.0), x_fs, out=np.zeros_like(x_fs), where=x_fs > 0)
                 v = flat * inverse[:, None]
@@ -365,7 +371,9 @@ class CrossbarExecutor:
             else:
                 v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
                 gain = np.float64(self.x_fs)
-            v = np.round(v * np.float32(dac)) * np.float32(self.v_read / dac)
+            v *= np.float32(dac)  # in place: the same operations as round(v * dac) * (v_read / dac)
+            np.round(v, out=v)
+            v *= np.float32(self.v_read / dac)
         if groups > 1:  # (runs, G, rows): a chunk's rows are runs
             v = vector_runs(v, groups)
         self.read_power += self.read_power_of(v)
@@ -435,7 +443,7 @@ class CrossbarExecutor:
         `counter_gaussian` of the chunk's key and the current's place in the chunk (band, read, row, column),
         so that it does not depend on which other pairs of the chunk did the same."""
         key = int(rng.bit_generator.random_raw())
-        z = rng.standard_normal((chunk_rows, self.cols), dtype=np.float32)[skip:skip + hi - lo]
+        z = gaussian(rng, (chunk_rows, self.cols))[skip:skip + hi - lo]
         out[lo:hi] = linear.read(v[lo:hi], pairs[lo:hi], power[lo:hi], z)
         if pairs[lo:hi].all():
             return

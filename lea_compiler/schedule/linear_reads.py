@@ -20,7 +20,7 @@ N reads of w_aj q / N, is normal with
 its sum over the layer's currents is normal to within the same order as the per-current Gaussian draw it
 replaces.) What fails the test goes to the ADC, current by current, as before: a (vector, band) pair whose
 noise is below one step somewhere (a small or sparse input), or whose currents may come within 6 sigma of the
-saturation (bounded without computing them: |I_j| <= min(|v|_2 |g_j|_2, |v|_inf |g_j|_1)). An all-zero
+saturation (bounded without computing them: |I_j| <= |v|_2 |g_j|_2, Cauchy-Schwarz). An all-zero
 (vector, band) pair reads exactly 0 and adds neither mean nor variance.
 """
 
@@ -64,11 +64,11 @@ class LinearReads:
     r0: np.ndarray  # (B,) each band's first row
     r1: np.ndarray  # (B,) each band's row after its last
     effective: np.ndarray  # (rows, cols) float32: E, a vector's mean output (in combined current) is v @ E
-    rounding: np.ndarray  # (B, cols) float64: sum_a w^2 / (12 N), the rounding's variance per read pair
+    rounding: np.ndarray  # (B, cols) float32: sum_a w^2 / (12 N), the rounding's variance per read pair
     noise_per_band: np.ndarray | None  # (B, cols): sum_a (w / step)^2 / N; uniform noise: times r^2/3 |v_b|^2
-    noise_per_row: np.ndarray | None  # (rows, cols): R, a conductance-dependent model's variance is v^2 @ R
+    noise_per_row: np.ndarray | None  # (rows, cols) float32: R, a conductance-dependent model's variance is
+    # v^2 @ R
     norm2: np.ndarray  # (B,) the largest |g_j|_2 of the band's converted columns, in ADC steps per volt
-    norm1: np.ndarray  # (B,) the largest |g_j|_1
     inv_step_range: np.ndarray  # (B, 2) least and largest 1 / step of the converted columns (uniform noise)
     variance_rows: np.ndarray | None  # (rows, 2) per row: least and largest device variance (steps^2) over
     # the converted columns of its band (a conductance-dependent model)
@@ -78,24 +78,25 @@ class LinearReads:
     def split(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For DAC voltages v (n, rows): which (vector, band) pairs read linearly, (n, B) bool, and each pair's
         |v_b|^2, (n, B) float64. An all-zero pair reads linearly: its output is exactly 0, with no variance."""
-        squares = np.square(v, dtype=np.float64)
-        power = self._band_sums(squares, np.add)
-        peak = self._band_sums(np.abs(v), np.maximum)
-        bound = np.minimum(np.sqrt(power) * self.norm2, peak * self.norm1)
+        squares = np.square(v)  # float32: a decision and a variance, summed over a band's rows
+        power = self._band_sums(squares).astype(np.float64)
+        bound = np.sqrt(power) * self.norm2
         if self.noise_per_row is None:
             sigma = np.sqrt(self.third * power)
             low, high = sigma * self.inv_step_range[:, 0], sigma * self.inv_step_range[:, 1]
         else:
             assert self.variance_rows is not None
-            low = np.sqrt(self._band_sums(squares * self.variance_rows[:, 0], np.add))
-            high = np.sqrt(self._band_sums(squares * self.variance_rows[:, 1], np.add))
-        linear = ((low >= SIGMA_MIN) & (bound + TAIL * high < self.adc_max + 0.5)) | (peak == 0)
+            low = np.sqrt(self._band_sums(squares * self.variance_rows[:, 0]))
+            high = np.sqrt(self._band_sums(squares * self.variance_rows[:, 1]))
+        linear = ((low >= SIGMA_MIN) & (bound + TAIL * high < self.adc_max + 0.5)) | (power == 0)
         return linear, power
 
-    def _band_sums(self, values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
-        """ufunc reduced over each band's rows of values (n, rows): (n, B)."""
+    def _band_sums(self, values: np.ndarray) -> np.ndarray:
+        """The sums over each band's rows of values (n, rows): (n, B)."""
+        if self._tiled:  # the bands are the rows one after the other: no gaps to skip
+            return np.add.reduceat(values, self.r0, axis=1)
         padded = np.concatenate([values, np.zeros((len(values), 1), values.dtype)], axis=1)
-        return ufunc.reduceat(padded, self._edges, axis=1)[:, ::2]
+        return np.add.reduceat(padded, self._edges, axis=1)[:, ::2]
 
     def rows_of(self, linear: np.ndarray) -> np.ndarray:
         """The (n, rows) mask of the rows each vector reads linearly (a row in no band: False)."""
@@ -111,13 +112,21 @@ class LinearReads:
         noisy = linear & (power > 0)
         v_linear = v if linear.all() else np.where(self.rows_of(linear), v, np.float32(0))
         out = v_linear @ self.effective
+        # the variances in float32: a standard deviation to 1e-7, from products of the layer's size or less
         if self.noise_per_row is None:
-            terms = np.concatenate([self.third * power * noisy, noisy], axis=1)
+            terms = np.concatenate([self.third * power * noisy, noisy], axis=1).astype(np.float32)
             variance = terms @ self._variance_terms
         else:
-            variance = np.square(v_linear, dtype=np.float64) @ self.noise_per_row + noisy @ self.rounding
-        out += np.sqrt(variance).astype(np.float32) * z
+            variance = np.square(v_linear) @ self.noise_per_row + noisy.astype(np.float32) @ self.rounding
+        np.sqrt(variance, out=variance)
+        variance *= z
+        out += variance
         return out
+
+    @functools.cached_property
+    def _tiled(self) -> bool:
+        return bool(self.r0[0] == 0 and np.array_equal(self.r0[1:], self.r1[:-1])
+                    and self.r1[-1] == self.effective.shape[0])
 
     @functools.cached_property
     def _edges(self) -> np.ndarray:
@@ -126,7 +135,7 @@ class LinearReads:
     @functools.cached_property
     def _variance_terms(self) -> np.ndarray:
         assert self.noise_per_band is not None
-        return np.concatenate([self.noise_per_band, self.rounding])
+        return np.concatenate([self.noise_per_band, self.rounding]).astype(np.float32)
 
 
 def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, read_noise_uS: float,
@@ -143,7 +152,7 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
     model = count > 0 and bands[0].variance is not None
     per_row = np.zeros((rows, cols)) if model else None
     variance_rows = np.zeros((rows, 2)) if model else None
-    norm2, norm1 = np.zeros(count), np.zeros(count)
+    norm2 = np.zeros(count)
     inv_step_range = np.ones((count, 2))
     r0 = np.array([b.r0 for b in bands], dtype=np.int64)
     r1 = np.array([b.r1 for b in bands], dtype=np.int64)
@@ -163,7 +172,6 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
         if converted.any():
             columns = g.reshape(height, width)[:, converted]
             norm2[index] = np.sqrt(np.square(columns).sum(axis=0)).max()
-            norm1[index] = np.abs(columns).sum(axis=0).max()
             inv_step_range[index] = inv_step.reshape(-1)[converted].min(), inv_step.reshape(-1)[converted].max()
         if per_row is not None and variance_rows is not None:
             assert band.variance is not None
@@ -172,6 +180,7 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
             if converted.any():
                 chosen = device.reshape(height, width)[:, converted]
                 variance_rows[band.r0:band.r1] = np.stack([chosen.min(axis=1), chosen.max(axis=1)], axis=1)
-    return LinearReads(r0, r1, effective.astype(np.float32), rounding, None if model else per_band, per_row,
-                       norm2, norm1, inv_step_range, variance_rows, read_noise_uS ** 2 / 3.0,
+    return LinearReads(r0, r1, effective.astype(np.float32), rounding.astype(np.float32),
+                       None if model else per_band, None if per_row is None else per_row.astype(np.float32),
+                       norm2, inv_step_range, variance_rows, read_noise_uS ** 2 / 3.0,
                        float((1 << (adc_bits - 1)) - 1))
