@@ -18,9 +18,11 @@ computes the layer for a batch of input vectors:
 Read noise, when the caller has it, is added to the column currents before the ADC (`read_noise_uS`, or a
 conductance-dependent model's per-device standard deviations, `read_sigma_uS`; see docs/simulator.md), drawn
 afresh for each of a region's N reads: one Gaussian per column current (`gaussian`, from each chunk's own SFC64
-generator), times the current's sigma, or with `exact_read_noise` every device's own draw. Samples go in
-cache-sized chunks, and per chunk and row band every copy and polarity is read in one float32 product (the N
-reads share it: only the noise differs). Stacking a layer's row bands into one batched product per chunk was
+generator), times the current's sigma, or with `exact_read_noise` every device's own draw. Where a read's
+noise is at least an ADC step and far from the saturation, its rounding is dither, and the layer's digitised
+currents are summed as one Gaussian per output column instead (`linear_reads`; the (vector, band) pairs that
+fail the test go through the ADC as described here). Samples go in cache-sized chunks, and per chunk and row
+band every copy and polarity is read in one float32 product (the N reads share it: only the noise differs). Stacking a layer's row bands into one batched product per chunk was
 measured and is slower: with chunks of the same total size each band's conductances are read from memory for a
 few samples only, and with the bands' chunk size the arrays leave the cache (docs/simulator.md).
 
@@ -390,7 +392,6 @@ class CrossbarExecutor:
             base, total, offset = noise.base, noise.block_samples * per_sample, noise.offset * per_sample
         adc_max = float((1 << (self.adc_bits - 1)) - 1)
         linear = self._linear_reads(bands) if noisy and not self.exact_read_noise else None
-        pairs, power = linear.split(v) if linear is not None else (None, None)
 
         def run(index: int) -> None:
             c0, c1 = index * chunk, min(total, (index + 1) * chunk)  # the chunk, in rows of the block
@@ -399,9 +400,9 @@ class CrossbarExecutor:
             if noisy:  # the exact draws keep numpy's default generator (their tests reproduce it)
                 noise_rng = np.random.default_rng([base, index]) if self.exact_read_noise else \
                     noise_generator(base, index)
-            if linear is not None and pairs is not None and power is not None and noise_rng is not None:
-                self._read_linearly(linear, bands, v, pairs, power, noise_rng, out, lo, hi, c1 - c0,
-                                    offset + lo - c0, adc_max)
+            if linear is not None and noise_rng is not None:
+                out[lo:hi] = self._read_linearly(linear, bands, v[lo:hi], noise_rng, c1 - c0, offset + lo - c0,
+                                                 adc_max)
                 return
             for band in bands:
                 vb = v[lo:hi, ..., band.r0:band.r1]
@@ -434,23 +435,23 @@ class CrossbarExecutor:
                             bands)
         return self._linear[0]
 
-    def _read_linearly(self, linear: LinearReads, bands: list[RowBand], v: np.ndarray, pairs: np.ndarray,
-                       power: np.ndarray, rng: np.random.Generator, out: np.ndarray, lo: int, hi: int,
-                       chunk_rows: int, skip: int, adc_max: float) -> None:
-        """Rows lo .. hi of x, rows skip .. skip + hi - lo of a chunk of `chunk_rows` rows: the linear (vector,
-        band) pairs (`pairs`, `LinearReads.split`) as one Gaussian per output column, drawn from the chunk's
-        generator for the whole chunk, and each other pair through the ADC, current by current, its noise
-        `counter_gaussian` of the chunk's key and the current's place in the chunk (band, read, row, column),
-        so that it does not depend on which other pairs of the chunk did the same."""
+    def _read_linearly(self, linear: LinearReads, bands: list[RowBand], v: np.ndarray, rng: np.random.Generator,
+                       chunk_rows: int, skip: int, adc_max: float) -> np.ndarray:
+        """Vectors v, rows skip .. skip + len(v) of a chunk of `chunk_rows` rows, read: the linear (vector, band)
+        pairs (`LinearReads.split`) as one Gaussian per output column, drawn from the chunk's generator for the
+        whole chunk, and each other pair through the ADC, current by current, its noise `counter_gaussian` of
+        the chunk's key and the current's place in the chunk (band, read, row, column), so that it does not
+        depend on which other pairs of the chunk did the same. The combined output, (len(v), cols)."""
         key = int(rng.bit_generator.random_raw())
-        z = gaussian(rng, (chunk_rows, self.cols))[skip:skip + hi - lo]
-        out[lo:hi] = linear.read(v[lo:hi], pairs[lo:hi], power[lo:hi], z)
-        if pairs[lo:hi].all():
-            return
+        z = gaussian(rng, (chunk_rows, self.cols))[skip:skip + len(v)]
+        pairs, power = linear.split(v)
+        out = linear.read(v, pairs, power, z)
+        if pairs.all():
+            return out
         width = 2 * self.alpha * self.cols
         most = max(band.reads for band in bands)
         for b, band in enumerate(bands):
-            rows = np.flatnonzero(~pairs[lo:hi, b])
+            rows = np.flatnonzero(~pairs[:, b])
             if not len(rows):
                 continue
             place = (skip + rows).astype(np.uint64)[:, None] * np.uint64(width) + np.arange(width, dtype=np.uint64)
@@ -458,8 +459,8 @@ class CrossbarExecutor:
             def draw(index_read: int, place: np.ndarray = place, b: int = b) -> np.ndarray:
                 return counter_gaussian(key, place + np.uint64((b * most + index_read) * chunk_rows * width))
 
-            out[lo + rows] += self._read_band(band, v[lo + rows, band.r0:band.r1], rng, chunk_rows, 0, adc_max,
-                                              draw)
+            out[rows] += self._read_band(band, v[rows, band.r0:band.r1], rng, chunk_rows, 0, adc_max, draw)
+        return out
 
     def _read_band(self, band: RowBand, v: np.ndarray, rng: np.random.Generator | None, chunk_rows: int,
                    skip: int, adc_max: float, draw: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
