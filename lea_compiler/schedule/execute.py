@@ -22,9 +22,10 @@ generator), times the current's sigma, or with `exact_read_noise` every device's
 noise is at least an ADC step and far from the saturation, its rounding is dither, and the layer's digitised
 currents are summed as one Gaussian per output column instead (`linear_reads`; the (vector, band) pairs that
 fail the test go through the ADC as described here). Samples go in cache-sized chunks, and per chunk and row
-band every copy and polarity is read in one float32 product (the N reads share it: only the noise differs). Stacking a layer's row bands into one batched product per chunk was
-measured and is slower: with chunks of the same total size each band's conductances are read from memory for a
-few samples only, and with the bands' chunk size the arrays leave the cache (docs/simulator.md).
+band every copy and polarity is read in one float32 product (the N reads share it: only the noise differs).
+Stacking a layer's row bands into one batched product per chunk was measured and is slower: with chunks of the
+same total size each band's conductances are read from memory for a few samples only, and with the bands' chunk
+size the arrays leave the cache (docs/simulator.md).
 
 A grouped layer (`groups` = G > 1, `lea_compiler.grouping`) takes its vectors in runs of G, one per group, and
 computes each column from its own group's vector only: per chunk and row band, one batched product per group
