@@ -27,6 +27,7 @@ saturation (bounded without computing them: |I_j| <= |v|_2 |g_j|_2, Cauchy-Schwa
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -145,42 +146,43 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
     device variances, for uniform read noise U(-r, r) of `read_noise_uS` or, where the bands carry variances,
     a conductance-dependent model. None if two bands share rows (every read then goes to the ADC)."""
     count = len(bands)
-    width = 2 * alpha * cols
-    effective = np.zeros((rows, cols))
-    rounding = np.zeros((count, cols))
-    per_band = np.zeros((count, cols))
-    model = count > 0 and bands[0].variance is not None
-    per_row = np.zeros((rows, cols)) if model else None
-    variance_rows = np.zeros((rows, 2)) if model else None
-    norm2 = np.zeros(count)
-    inv_step_range = np.ones((count, 2))
     r0 = np.array([b.r0 for b in bands], dtype=np.int64)
     r1 = np.array([b.r1 for b in bands], dtype=np.int64)
     if count == 0 or not (np.all(r0[1:] >= r1[:-1]) and np.all(r1 > r0)):
         return None
+    shape = (count, 2 * alpha, cols)
+    # what depends on the columns only, every band at once: (B, 2 alpha, cols)
+    weights = np.stack([b.weights for b in bands]).astype(np.float64).reshape(shape)
+    reads = np.stack([np.full(2 * alpha * cols, float(b.reads)) if b.counts is None else b.counts.astype(np.float64)
+                      for b in bands]).reshape(shape)
+    inv_step = np.stack([b.inv_step for b in bands]).astype(np.float64).reshape(shape)
+    rounding = np.sum(weights ** 2 / (12.0 * reads), axis=1)
+    per_band = np.sum((weights * inv_step) ** 2 / reads, axis=1)
+    converted = (weights != 0).reshape(count, -1)
+    some = converted.any(axis=1)
+    flat_steps = inv_step.reshape(count, -1)
+    inv_step_range = np.ones((count, 2))
+    inv_step_range[some, 0] = np.where(converted, flat_steps, np.inf).min(axis=1)[some]
+    inv_step_range[some, 1] = np.where(converted, flat_steps, -np.inf).max(axis=1)[some]
+    # what depends on the devices, band by band in float32 (sums of 2 alpha terms; of a band's rows for norms)
+    effective = np.zeros((rows, cols), np.float32)
+    norm2 = np.zeros(count)
+    model = bands[0].variance is not None
+    per_row = np.zeros((rows, cols), np.float32) if model else None
+    variance_rows = np.zeros((rows, 2)) if model else None
+    noise_weights = (weights ** 2 / reads).astype(np.float32)
     for index, band in enumerate(bands):
-        height = band.r1 - band.r0
-        weights = band.weights.astype(np.float64)  # (2 alpha, cols)
-        reads = (np.full(width, float(band.reads)) if band.counts is None
-                 else band.counts.astype(np.float64)).reshape(2 * alpha, cols)
-        g = band.g.astype(np.float64).reshape(height, 2 * alpha, cols)
-        effective[band.r0:band.r1] += np.einsum("rac,ac->rc", g, weights)
-        rounding[index] = np.sum(weights ** 2 / (12.0 * reads), axis=0)
-        inv_step = band.inv_step.astype(np.float64).reshape(2 * alpha, cols)
-        per_band[index] = np.sum((weights * inv_step) ** 2 / reads, axis=0)
-        converted = (weights != 0).reshape(-1)
-        if converted.any():
-            columns = g.reshape(height, width)[:, converted]
-            norm2[index] = np.sqrt(np.square(columns).sum(axis=0)).max()
-            inv_step_range[index] = inv_step.reshape(-1)[converted].min(), inv_step.reshape(-1)[converted].max()
+        g = band.g.reshape(band.r1 - band.r0, 2 * alpha, cols)
+        effective[band.r0:band.r1] = np.einsum("rac,ac->rc", g, weights[index].astype(np.float32))
+        if some[index]:
+            norm2[index] = math.sqrt(float(np.einsum("rw,rw->w", band.g, band.g)[converted[index]].max()))
         if per_row is not None and variance_rows is not None:
             assert band.variance is not None
-            device = band.variance.astype(np.float64).reshape(height, 2 * alpha, cols)
-            per_row[band.r0:band.r1] += np.einsum("rac,ac->rc", device, weights ** 2 / reads)
-            if converted.any():
-                chosen = device.reshape(height, width)[:, converted]
+            device = band.variance.reshape(band.r1 - band.r0, 2 * alpha, cols)
+            per_row[band.r0:band.r1] = np.einsum("rac,ac->rc", device, noise_weights[index])
+            if some[index]:
+                chosen = band.variance[:, converted[index]]
                 variance_rows[band.r0:band.r1] = np.stack([chosen.min(axis=1), chosen.max(axis=1)], axis=1)
-    return LinearReads(r0, r1, effective.astype(np.float32), rounding.astype(np.float32),
-                       None if model else per_band, None if per_row is None else per_row.astype(np.float32),
+    return LinearReads(r0, r1, effective, rounding.astype(np.float32), None if model else per_band, per_row,
                        norm2, inv_step_range, variance_rows, read_noise_uS ** 2 / 3.0,
                        float((1 << (adc_bits - 1)) - 1))
