@@ -14,7 +14,10 @@ bias, tanh between layers) timed in the same run with the same threads:
   current: samples x row blocks x 2 k columns), in chunks of the forward's size from the forward's per-chunk
   generators (its other floor: the ADC digitises each noisy column current, so each needs its own draw);
 - crossbar forward: the graph run in the interpreter with every crossbar layer simulated (stuck devices, write
-  noise, per-read noise, DAC, ADC), the devices programmed beforehand;
+  noise, per-read noise, DAC, ADC), the devices programmed beforehand: as `simulate()` runs it, with linear
+  reads (`schedule.linear_reads`: where a read's rounding is dither, one Gaussian per output column), and with
+  every current through the ADC (`CrossbarExecutor(linear=False)`, as before linear reads; in a tree without
+  them the two rows are the same forward);
 - whole `simulate()`: `lea_compiler.backends.sim.simulate` on the data (programming the devices, the forward,
   the digital reference, the software baseline by onnxruntime, the cost model);
 - whole `leac simulate` process: `python -m lea_compiler simulate PROGRAM --data DATA --json` in a fresh
@@ -180,6 +183,16 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
     kernels = {sim.plan.name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], np.random.default_rng(0),
                                                                           EventCounts())]))(sim)
                for sim in layers}
+
+    def forward_through_adc() -> None:
+        for sim in layers:
+            sim.executor.linear = False
+        try:
+            interpreter.run(program.graph, {"x": x}, kernels=kernels)
+        finally:
+            for sim in layers:
+                sim.executor.linear = True
+
     rows = []
     for threads in THREADS:
         with threadpool_limits(limits=threads):
@@ -187,6 +200,7 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
             products = best_of(crossbar_products, x, layers, repeats=repeats)
             noise = best_of(noise_draws, layers, len(x), repeats=repeats)
             forward = best_of(interpreter.run, program.graph, {"x": x}, kernels=kernels, repeats=repeats)
+            through_adc = best_of(forward_through_adc, repeats=repeats)
             whole = best_of(simulate, program, [data], seed=0, repeats=repeats)
             cost = cost_model_ms(program, repeats)
         process = process_seconds(program_path, data_path, threads, max(1, repeats // 2))
@@ -194,16 +208,18 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
                                "devices": program.devices_used,
                                "regions": sum(len(p.reads) for p in schedule.layers.values()), **cost}
         for key, (wall, cpu) in (("ideal_numpy", ideal), ("products", products), ("noise_draws", noise),
-                                 ("crossbar_forward", forward), ("simulate", whole), ("process", process)):
+                                 ("crossbar_forward", forward), ("forward_through_adc", through_adc),
+                                 ("simulate", whole), ("process", process)):
             row[f"{key}_s"], row[f"{key}_cpu_s"] = wall, cpu
         # one thread: CPU time, which other jobs on a shared machine disturb less; two: wall time
         clock = "_cpu_s" if threads == 1 else "_s"
-        for key in ("products", "noise_draws", "crossbar_forward", "simulate", "process"):
+        for key in ("products", "noise_draws", "crossbar_forward", "forward_through_adc", "simulate", "process"):
             row[f"{key}_ratio"] = row[f"{key}{clock}"] / row[f"ideal_numpy{clock}"]
         rows.append(row)
         print(f"{size}x{size} k={k} threads={threads}: ideal {row['ideal_numpy' + clock] * 1e3:.1f} ms; products "
               f"{row['products_ratio']:.1f}x; noise draws {row['noise_draws_ratio']:.1f}x; forward "
-              f"{row['crossbar_forward' + clock] * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x); simulate() "
+              f"{row['crossbar_forward' + clock] * 1e3:.1f} ms ({row['crossbar_forward_ratio']:.1f}x; every current "
+              f"through the ADC {row['forward_through_adc_ratio']:.1f}x); simulate() "
               f"{row['simulate' + clock] * 1e3:.1f} ms ({row['simulate_ratio']:.1f}x); process "
               f"{row['process' + clock]:.2f} s ({row['process_ratio']:.0f}x); cost model "
               f"{cost['cost_model_ms']:.1f} ms", flush=True)
@@ -221,6 +237,7 @@ def table(rows: list[dict[str, Any]], threads: int) -> str:
     for key, label in (("products", "products alone (x @ G, both polarities)"),
                        ("noise_draws", "read-noise draws alone (one per column current)"),
                        ("crossbar_forward", "crossbar forward, all non-idealities"),
+                       ("forward_through_adc", "the same, every current through the ADC (no linear reads)"),
                        ("simulate", "whole `leac.simulate()`"), ("process", "whole `leac simulate` process")):
         fmt = "{:.0f}x" if key == "process" else "{:.1f}x"
         lines.append(f"| {label} | " + " | ".join(fmt.format(r[f"{key}_ratio"]) for r in chosen) + " |")

@@ -6,7 +6,10 @@ and 25 x 25 arrays, k = 1 and 6) and the README's main job (the bundled Yin-Yang
 chip), then simulates each Program with several seeds in a fresh process of each tree (the baseline is a
 `git archive` of COMMIT) and compares the reports' JSON, all but the wall time `seconds`, key by key.
 
-Run:  python benchmarks/bench_sim_same.py --baseline COMMIT [--samples 300]
+`--ideal` simulates with ideal devices (no defects, no noise: `simulate(ideal=True)`): the reports that a change
+of the noise draws (e.g. the linear reads) must leave as they were, whatever it does to the noisy ones.
+
+Run:  python benchmarks/bench_sim_same.py --baseline COMMIT [--samples 300] [--ideal]
 Exit status 0 when every report is the same, 1 otherwise (the differing keys are printed).
 """
 
@@ -31,6 +34,7 @@ from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.datasets import load_data
 from lea_compiler.program import Program
 folder, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
+ideal = sys.argv[4] == "ideal"
 reports = {}
 for path in sorted(__import__("pathlib").Path(folder).glob("*.leac")):
     program = Program.load(path)
@@ -40,7 +44,7 @@ for path in sorted(__import__("pathlib").Path(folder).glob("*.leac")):
         d = np.load(f"{folder}/data.npz")
         data = [Dataset("random", d["x"], d["y"])]
     for seed in seeds:
-        report = simulate(program, data, seed=seed).to_json()
+        report = simulate(program, data, seed=seed, ideal=ideal).to_json()
         report.pop("seconds")
         reports[f"{path.stem} seed {seed}"] = report
 import lea_compiler
@@ -82,8 +86,9 @@ def baseline_and_programs(tmp: Path, commit: str, samples: int) -> tuple[Path, P
     return baseline, folder
 
 
-def reports(tree: Path, folder: Path) -> dict:
-    out = json.loads(run_in_tree(tree, _SIMULATE, str(folder), ",".join(map(str, SEEDS)), str(DATA)))
+def reports(tree: Path, folder: Path, ideal: bool = False) -> dict:
+    out = json.loads(run_in_tree(tree, _SIMULATE, str(folder), ",".join(map(str, SEEDS)), str(DATA),
+                                 "ideal" if ideal else "noisy"))
     if not Path(out["tree"]).resolve().is_relative_to(tree.resolve()):
         sys.exit(f"the process meant to run {tree} imported {out['tree']}")
     return out["reports"]
@@ -93,11 +98,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="the commit to compare with")
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--ideal", action="store_true", help="simulate with ideal devices (no defects, no noise)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         baseline, folder = baseline_and_programs(tmp, args.baseline, args.samples)
-        before, after = reports(baseline, folder), reports(ROOT, folder)
+        before, after = reports(baseline, folder, args.ideal), reports(ROOT, folder, args.ideal)
     differing = 0
     for name in sorted(before):
         keys = sorted(k for k in set(before[name]) | set(after.get(name, {}))

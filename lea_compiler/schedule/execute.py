@@ -18,11 +18,14 @@ computes the layer for a batch of input vectors:
 Read noise, when the caller has it, is added to the column currents before the ADC (`read_noise_uS`, or a
 conductance-dependent model's per-device standard deviations, `read_sigma_uS`; see docs/simulator.md), drawn
 afresh for each of a region's N reads: one Gaussian per column current (`gaussian`, from each chunk's own SFC64
-generator), times the current's sigma, or with `exact_read_noise` every device's own draw. Samples go in
-cache-sized chunks, and per chunk and row band every copy and polarity is read in one float32 product (the N
-reads share it: only the noise differs). Stacking a layer's row bands into one batched product per chunk was
-measured and is slower: with chunks of the same total size each band's conductances are read from memory for a
-few samples only, and with the bands' chunk size the arrays leave the cache (docs/simulator.md).
+generator), times the current's sigma, or with `exact_read_noise` every device's own draw. Where a read's
+noise is at least an ADC step and far from the saturation, its rounding is dither, and the layer's digitised
+currents are summed as one Gaussian per output column instead (`linear_reads`; the (vector, band) pairs that
+fail the test go through the ADC as described here). Samples go in cache-sized chunks, and per chunk and row
+band every copy and polarity is read in one float32 product (the N reads share it: only the noise differs).
+Stacking a layer's row bands into one batched product per chunk was measured and is slower: with chunks of the
+same total size each band's conductances are read from memory for a few samples only, and with the bands' chunk
+size the arrays leave the cache (docs/simulator.md).
 
 A grouped layer (`groups` = G > 1, `lea_compiler.grouping`) takes its vectors in runs of G, one per group, and
 computes each column from its own group's vector only: per chunk and row band, one batched product per group
@@ -47,7 +50,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
 from lea_compiler.schedule.layout import region_rows
-from lea_compiler.schedule.normal_draws import gaussian, noise_generator
+from lea_compiler.schedule.linear_reads import LinearReads, RowBand, linear_reads
+from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
 
 _CHUNK_CURRENTS = 1 << 17
@@ -69,20 +73,6 @@ class NoiseSpan:
     base: int  # the block's seed for this layer
     block_samples: int  # samples in the whole block
     offset: int  # the first sample of this call, within the block
-
-
-@dataclass(frozen=True)
-class _RowBand:
-    r0: int
-    r1: int
-    g: np.ndarray  # (rows, 2 * alpha * cols): G+ of every copy, then G-, over the ADC step of the column;
-    # grouped: (G, rows, 2 * alpha * cols / G), group g's columns of every copy and polarity (`_currents`)
-    inv_step: np.ndarray  # (2 * alpha * cols,)
-    weights: np.ndarray  # (2 * alpha, cols): ADC step x selection / divisor, negated for G-
-    reads: int  # the most reads of any of the band's regions
-    counts: np.ndarray | None  # (2 * alpha * cols,) float32 reads per column, when the regions' counts differ
-    variance: np.ndarray | None = None  # like g: each device's read-noise variance over the column's ADC step^2,
-    # with a conductance-dependent read-noise model (`read_sigma_uS`), else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +103,7 @@ class CrossbarExecutor:
     def __init__(self, plan: LayerPlan, conductances: Sequence[np.ndarray], *, dac_bits: int, adc_bits: int,
                  read_noise_uS: float = 0.0, exact_read_noise: bool = False,
                  read_maps: Sequence[np.ndarray] | None = None,
-                 read_sigma_uS: Sequence[np.ndarray] | None = None) -> None:
+                 read_sigma_uS: Sequence[np.ndarray] | None = None, linear: bool = True) -> None:
         self.plan = plan
         self.conductances = list(conductances)
         # IR drop hook: the (rows, cols) matrix M of each read with currents I = V @ M (lea_compiler.irdrop); by
@@ -126,6 +116,9 @@ class CrossbarExecutor:
         self.read_sigma = None if read_sigma_uS is None else [np.asarray(s, np.float64) for s in read_sigma_uS]
         self._model_noisy = self.read_sigma is not None and any(bool(np.any(s > 0)) for s in self.read_sigma)
         self.exact_read_noise = exact_read_noise
+        # noisy reads whose rounding is dither summed as one Gaussian per output (`linear_reads`); False: every
+        # current digitised on its own, as the board does (the reference the linear reads are tested against)
+        self.linear = linear
         start = plan.start
         self.rows, self.cols, self.inputs, self.alpha = start.rows, start.cols, start.inputs, start.alpha
         self.groups = start.groups
@@ -142,8 +135,12 @@ class CrossbarExecutor:
                              ("read-noise sigmas", self.read_sigma)):
             if arrays is not None and (arrays is not self.conductances or what == "conductances"):
                 _check_regions(plan.name, what, arrays, heights, widths)
-        self._prepared: list[_RowBand] = []
+        self._prepared: list[RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
+        self._linear: tuple[LinearReads | None, list[RowBand]] | None = None
+        # the conductances laid end to end (float64), made for the row conductances and kept for the first
+        # `_bands`, which lays out the same devices
+        self._flat_conductances: np.ndarray | None = None
         self.row_conductance = self._row_conductance()
         self.read_power = 0.0  # sum over the vectors run of sum_ij V_i^2 G_ij, in V^2 uS (`read_power_of`)
 
@@ -165,7 +162,8 @@ class CrossbarExecutor:
         n = len(layout.r0)
         heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
         read, source = region_rows(heights, widths)
-        sums = _row_sums(_flat(self.conductances), source, widths[read])  # each region's row sums, in read order
+        self._flat_conductances = _flat(self.conductances)
+        sums = _row_sums(self._flat_conductances, source, widths[read])  # each region's row sums, in read order
         sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
         starts = np.cumsum(heights) - heights  # each read's first row sum
         if self.groups == 1:
@@ -259,7 +257,7 @@ class CrossbarExecutor:
                                    (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
         return layout
 
-    def _bands(self) -> list[_RowBand]:
+    def _bands(self) -> list[RowBand]:
         """Per row band: G+ and G- of every copy side by side, divided by the ADC step of their column
         (so a product is in ADC steps), and the weights that turn steps back into the combined current.
 
@@ -291,7 +289,9 @@ class CrossbarExecutor:
         read, source = region_rows(heights, widths)
         target = (start[band] + offset)[read] + _ranges(np.zeros_like(heights), heights) * width
         g_all = np.zeros(int(band_heights.sum()) * width)
-        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps), unique)
+        flat = self._flat_conductances if self.read_maps is self.conductances else None
+        self._flat_conductances = None
+        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps) if flat is None else flat, unique)
         variance_all = None
         if self.read_sigma is not None:
             variance_all = np.zeros_like(g_all)
@@ -324,7 +324,7 @@ class CrossbarExecutor:
             variance = None if variance_all is None else self._per_group(np.multiply(
                 variance_all[start[b]:start[b] + rows * width].reshape(rows, -1), np.square(inv_step),
                 out=np.empty((rows, width), np.float32), casting="same_kind"))
-            prepared.append(_RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
+            prepared.append(RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
                                      int(counts.max()), uneven, variance))
         self._prepared, self._prepared_for = prepared, key
         return prepared
@@ -359,13 +359,19 @@ class CrossbarExecutor:
         if groups > 1 and x.shape[-2:-1] != (groups,):
             raise InvalidInputError(f"layer {self.plan.name!r}: its input {x.shape} is not runs of {groups} vectors "
                                     "(one per group) on axis -2")
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float32)
-        if self.rows > self.inputs:  # the bias row's constant 1
-            flat = np.hstack([flat, np.ones((flat.shape[0], 1), np.float32)])
+        given = x.reshape(-1, x.shape[-1])
+        if self.rows > self.inputs:  # the bias row's constant 1, in the one copy of x made in float32
+            flat = np.empty((given.shape[0], given.shape[1] + 1), np.float32)
+            flat[:, :-1] = given
+            flat[:, -1] = 1.0
+        else:
+            flat = given.astype(np.float32)
         dac = (1 << (self.dac_bits - 1)) - 1
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused by the caller
             if self.x_fs is None:
-                peak = np.abs(flat[:, :self.inputs]).max(axis=1) if self.inputs else np.zeros(len(flat), np.float32)
+                inputs = flat[:, :self.inputs]  # max |x| as max(max x, -min x): no array of |x| made
+                peak = np.maximum(inputs.max(axis=1), -inputs.min(axis=1)) if self.inputs else \
+                    np.zeros(len(flat), np.float32)
                 x_fs = np.maximum(peak, np.float32(self.plan.scale.x_fs_min))
                 inverse = np.divide(np.float32(1.0), x_fs, out=np.zeros_like(x_fs), where=x_fs > 0)
                 v = flat * inverse[:, None]
@@ -374,7 +380,9 @@ class CrossbarExecutor:
             else:
                 v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
                 gain = np.float64(self.x_fs)
-            v = np.round(v * np.float32(dac)) * np.float32(self.v_read / dac)
+            v *= np.float32(dac)  # in place: the same operations as round(v * dac) * (v_read / dac)
+            np.round(v, out=v)
+            v *= np.float32(self.v_read / dac)
         if groups > 1:  # (runs, G, rows): a chunk's rows are runs
             v = vector_runs(v, groups)
         self.read_power += self.read_power_of(v)
@@ -390,6 +398,7 @@ class CrossbarExecutor:
             per_sample = samples // lead[0] if lead and lead[0] else 1
             base, total, offset = noise.base, noise.block_samples * per_sample, noise.offset * per_sample
         adc_max = float((1 << (self.adc_bits - 1)) - 1)
+        linear = self._linear_reads(bands) if noisy and not self.exact_read_noise else None
 
         def run(index: int) -> None:
             c0, c1 = index * chunk, min(total, (index + 1) * chunk)  # the chunk, in rows of the block
@@ -398,6 +407,10 @@ class CrossbarExecutor:
             if noisy:  # the exact draws keep numpy's default generator (their tests reproduce it)
                 noise_rng = np.random.default_rng([base, index]) if self.exact_read_noise else \
                     noise_generator(base, index)
+            if linear is not None and noise_rng is not None:
+                out[lo:hi] = self._read_linearly(linear, bands, v[lo:hi], noise_rng, c1 - c0, offset + lo - c0,
+                                                 adc_max)
+                return
             for band in bands:
                 vb = v[lo:hi, ..., band.r0:band.r1]
                 out[lo:hi] += self._read_band(band, vb, noise_rng, c1 - c0, offset + lo - c0, adc_max)
@@ -419,11 +432,49 @@ class CrossbarExecutor:
                 y = y + self.bias
         return y.reshape(*lead, self.cols)
 
-    def _read_band(self, band: _RowBand, v: np.ndarray, rng: np.random.Generator | None, chunk_rows: int,
-                   skip: int, adc_max: float) -> np.ndarray:
+    def _linear_reads(self, bands: list[RowBand]) -> LinearReads | None:
+        """The layer's `LinearReads` for its bands (made once per ADC ranges), or None where they do not apply:
+        `linear` off, a grouped layer, or bands that share rows."""
+        if not self.linear or self.groups > 1:
+            return None
+        if self._linear is None or self._linear[1] is not bands:
+            self._linear = (linear_reads(bands, self.rows, self.cols, self.alpha, self.read_noise, self.adc_bits),
+                            bands)
+        return self._linear[0]
+
+    def _read_linearly(self, linear: LinearReads, bands: list[RowBand], v: np.ndarray, rng: np.random.Generator,
+                       chunk_rows: int, skip: int, adc_max: float) -> np.ndarray:
+        """Vectors v, rows skip .. skip + len(v) of a chunk of `chunk_rows` rows, read: the linear (vector, band)
+        pairs (`LinearReads.split`) as one Gaussian per output column, drawn from the chunk's generator for the
+        whole chunk, and each other pair through the ADC, current by current, its noise `counter_gaussian` of
+        the chunk's key and the current's place in the chunk (band, read, row, column), so that it does not
+        depend on which other pairs of the chunk did the same. The combined output, (len(v), cols)."""
+        key = int(rng.bit_generator.random_raw())
+        z = gaussian(rng, (chunk_rows, self.cols))[skip:skip + len(v)]
+        pairs, power = linear.split(v)
+        out = linear.read(v, pairs, power, z)
+        if pairs.all():
+            return out
+        width = 2 * self.alpha * self.cols
+        most = max(band.reads for band in bands)
+        for b, band in enumerate(bands):
+            rows = np.flatnonzero(~pairs[:, b])
+            if not len(rows):
+                continue
+            place = (skip + rows).astype(np.uint64)[:, None] * np.uint64(width) + np.arange(width, dtype=np.uint64)
+
+            def draw(index_read: int, place: np.ndarray = place, b: int = b) -> np.ndarray:
+                return counter_gaussian(key, place + np.uint64((b * most + index_read) * chunk_rows * width))
+
+            out[rows] += self._read_band(band, v[rows, band.r0:band.r1], rng, chunk_rows, 0, adc_max, draw)
+        return out
+
+    def _read_band(self, band: RowBand, v: np.ndarray, rng: np.random.Generator | None, chunk_rows: int,
+                   skip: int, adc_max: float, draw: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
         """Rows skip .. skip + len(v) of a chunk of `chunk_rows` rows read through a row band: the column currents
         in ADC steps (one product for every copy and polarity), each read's noise, the ADC's round and clip, the
-        mean of the N reads, and `combine`: the band's partial sums, (n, cols)."""
+        mean of the N reads, and `combine`: the band's partial sums, (n, cols). `draw`, when given, gives read
+        N's standard normals (n, 2 alpha cols) instead of the chunk's generator."""
         clean = self._currents(v, band.g)  # (n, 2 * alpha * cols) column currents in ADC steps
         reads = band.reads if rng is not None else 1  # without noise every read is the same
         # each current's read-noise sigma in ADC steps: the same for each of the band's reads
@@ -432,7 +483,8 @@ class CrossbarExecutor:
         for index_read in range(reads):  # each read: its own noise, then the ADC's round and clip
             steps = clean if index_read == reads - 1 else clean.copy()
             if rng is not None:
-                self._add_noise(steps, v, band, rng, chunk_rows, skip, scale)
+                self._add_noise(steps, v, band, rng, chunk_rows, skip, scale,
+                                None if draw is None else draw(index_read))
             np.rint(steps, out=steps)
             np.clip(steps, -adc_max, adc_max, out=steps)
             if band.counts is not None and index_read > 0:  # columns read fewer times add nothing
@@ -445,15 +497,15 @@ class CrossbarExecutor:
 
     def _currents(self, v: np.ndarray, g: np.ndarray) -> np.ndarray:
         """A band's column currents in ADC steps, (n, 2 * alpha * cols), for v (n, band rows) or, grouped,
-        v (n, G, band rows) runs, and the band's g (`_RowBand.g`): one product per group of its vectors with its
-        own columns only. (With v^2 and `_RowBand.variance`: each current's read-noise variance, in steps^2.)"""
+        v (n, G, band rows) runs, and the band's g (`RowBand.g`): one product per group of its vectors with its
+        own columns only. (With v^2 and `RowBand.variance`: each current's read-noise variance, in steps^2.)"""
         if self.groups == 1:
             return v @ g
         n, groups = v.shape[0], self.groups
         per_group = np.matmul(v.transpose(1, 0, 2), g)  # (G, n, 2 alpha cols / G)
         return per_group.reshape(groups, n, 2 * self.alpha, -1).transpose(1, 2, 0, 3).reshape(n, -1)
 
-    def _noise_scale(self, band: _RowBand, v: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _noise_scale(self, band: RowBand, v: np.ndarray) -> tuple[np.ndarray, ...]:
         """Each current's read-noise standard deviation in ADC steps, as factors whose product broadcasts to
         (n, 2 * alpha * cols): per vector (n, 1) and per column (2 alpha cols,) for uniform noise (two in-place
         multiplies of the noise cost less than making their (n, 2 alpha cols) product), else one array.
@@ -471,14 +523,15 @@ class CrossbarExecutor:
         per_column = band.inv_step.reshape(2 * self.alpha, self.groups, group_width(self.cols, self.groups))
         return ((sigma[:, None, :, None] * per_column).reshape(len(v), -1),)
 
-    def _add_noise(self, steps: np.ndarray, v: np.ndarray, band: _RowBand, rng: np.random.Generator,
-                   chunk_rows: int, skip: int, scale: tuple[np.ndarray, ...] | None) -> None:
+    def _add_noise(self, steps: np.ndarray, v: np.ndarray, band: RowBand, rng: np.random.Generator,
+                   chunk_rows: int, skip: int, scale: tuple[np.ndarray, ...] | None,
+                   standard: np.ndarray | None = None) -> None:
         """Add one read's noise to the currents (n, 2 alpha cols) of rows skip .. skip + n of a chunk of
-        `chunk_rows` rows, the chunk's noise drawn whole: one table-drawn Gaussian per current times its sigma
-        (`scale`), or with `exact_read_noise` every device's own draw (`_add_device_noise`)."""
+        `chunk_rows` rows, the chunk's noise drawn whole: one table-drawn Gaussian per current (or `standard`'s)
+        times its sigma (`scale`), or with `exact_read_noise` every device's own draw (`_add_device_noise`)."""
         if not self.exact_read_noise:
             assert scale is not None
-            noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + len(v)]
+            noise = gaussian(rng, (chunk_rows, steps.shape[1]))[skip:skip + len(v)] if standard is None else standard
             for factor in scale:
                 noise *= factor
             steps += noise

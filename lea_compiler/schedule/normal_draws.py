@@ -93,3 +93,30 @@ def noise_generator(base: int, chunk: int) -> np.random.Generator:
     index: SFC64, whose random bits cost less than those of numpy's default PCG64 (bench_forward_steps.py times
     both)."""
     return np.random.Generator(np.random.SFC64([base, chunk]))
+
+
+_GOLDEN = np.uint64(0x9E37_79B9_7F4A_7C15)
+_MIX = (np.uint64(0xBF58_476D_1CE4_E5B9), np.uint64(0x94D0_49BB_1331_11EB))
+
+
+def splitmix64(key: int, counters: np.ndarray) -> np.ndarray:
+    """SplitMix64's outputs number counter + 1 from state `key` (uint64 each): the generator's state after n
+    steps is key + n * golden, so any output is found without the ones before it. That makes a draw a pure
+    function of (key, counter), whatever else was drawn, in whatever order or chunks."""
+    z = np.asarray(counters, dtype=np.uint64) + np.uint64(1)
+    z *= _GOLDEN
+    z += np.uint64(key & 0xFFFF_FFFF_FFFF_FFFF)
+    for shift, factor in zip((30, 27), _MIX, strict=True):
+        z ^= z >> np.uint64(shift)
+        z *= factor
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def counter_gaussian(key: int, counters: np.ndarray) -> np.ndarray:
+    """Standard normal float32 samples, one per counter: the top 16 bits of `splitmix64`'s output picking one of
+    the 65,536 equiprobable quantiles of N(0, 1), as `gaussian` picks them. For the few currents the linear reads
+    leave to the ADC (`schedule.linear_reads`): which ones those are depends on the samples, so their draws must
+    not depend on how many came before (a chunk split across calls gets the same noise)."""
+    bits = (splitmix64(key, counters) >> np.uint64(48)).astype(np.intp)
+    return _gaussian_table()[bits]

@@ -1,0 +1,188 @@
+"""Linear reads: a layer's noisy digitised reads summed as one Gaussian per output column, where the ADC's
+rounding is exactly dither.
+
+A noisy read digitises each column current I + sigma z (sigma in ADC steps, z standard normal) as
+q = rint(I + sigma z), saturating at +-adc_max. Where sigma >= `SIGMA_MIN` = 1 step and the current stays
+`TAIL` = 6 sigma inside the saturation, q has the moments of I + sigma z + u, u ~ U(-1/2, 1/2) independent of I
+and z, to within 2 exp(-2 pi^2 sigma^2) <= 5.4e-9 of each (Widrow's quantisation theorem: the characteristic
+function of sigma z at the multiples of 2 pi is exp(-2 pi^2 m^2 sigma^2)); only the lattice of q's values is
+lost, and a layer's output sums tens to thousands of such currents with unequal weights. The reads'
+noises are independent of each other, so a vector's output column j, sum over row bands b, copy halves a and
+N reads of w_aj q / N, is normal with
+
+- mean v @ E: E (rows, cols) is every band's conductance (in ADC steps) weighted by its combine, one matrix of
+  the layer's shape, so one product of the ideal forward's size replaces 2 k products of row-band size;
+- variance sum_b sum_a w_aj^2 (sigma_abj^2 + 1/12) / N_aj: uniform read noise has one sigma per vector and
+  band (sigma_abj = sigma_vb / step_aj), so the variance is (n, bands) @ (bands, cols); a conductance-dependent
+  model's sigma_abj^2 = sum_i v_i^2 s_iaj^2 makes it v^2 @ R, a second product of the layer's shape.
+
+(The sum of the 1/12 terms is a sum of uniforms, not normal; it is at most 1/13 of each term's variance, and
+its sum over the layer's currents is normal to within the same order as the per-current Gaussian draw it
+replaces.) What fails the test goes to the ADC, current by current, as before: a (vector, band) pair whose
+noise is below one step somewhere (a small or sparse input), or whose currents may come within 6 sigma of the
+saturation (bounded without computing them: |I_j| <= |v|_2 |g_j|_2, Cauchy-Schwarz). An all-zero
+(vector, band) pair reads exactly 0 and adds neither mean nor variance.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SIGMA_MIN = 1.0
+"""The least read-noise standard deviation, in ADC steps, at which a read's rounding counts as dither (the
+moments then within 5.4e-9 of dither's)."""
+TAIL = 6.0
+"""Standard deviations a current must stay below the ADC's saturation to be read linearly (a normal passes 6
+sigma once in 10^9 draws; the per-current draw stops at 4.3 sigma)."""
+
+
+@dataclass(frozen=True)
+class RowBand:
+    """A layer's row band as the executor reads it: its rows [r0, r1) of the augmented input and its reads'
+    devices, every copy and polarity side by side (`schedule.execute.CrossbarExecutor._bands`)."""
+
+    r0: int
+    r1: int
+    g: np.ndarray  # (rows, 2 * alpha * cols): G+ of every copy, then G-, over the ADC step of the column;
+    # grouped: (G, rows, 2 * alpha * cols / G), group g's columns of every copy and polarity (`_currents`)
+    inv_step: np.ndarray  # (2 * alpha * cols,)
+    weights: np.ndarray  # (2 * alpha, cols): ADC step x selection / divisor, negated for G-
+    reads: int  # the most reads of any of the band's regions
+    counts: np.ndarray | None  # (2 * alpha * cols,) float32 reads per column, when the regions' counts differ
+    variance: np.ndarray | None = None  # like g: each device's read-noise variance over the column's ADC step^2,
+    # with a conductance-dependent read-noise model (`read_sigma_uS`), else None
+
+
+@dataclass(frozen=True, eq=False)
+class LinearReads:
+    """A layer's row bands as one linear map and the variance of its reads (see the module's docstring)."""
+
+    r0: np.ndarray  # (B,) each band's first row
+    r1: np.ndarray  # (B,) each band's row after its last
+    effective: np.ndarray  # (rows, cols) float32: E, a vector's mean output (in combined current) is v @ E
+    rounding: np.ndarray  # (B, cols) float32: sum_a w^2 / (12 N), the rounding's variance per read pair
+    noise_per_band: np.ndarray | None  # (B, cols): sum_a (w / step)^2 / N; uniform noise: times r^2/3 |v_b|^2
+    noise_per_row: np.ndarray | None  # (rows, cols) float32: R, a conductance-dependent model's variance is
+    # v^2 @ R
+    norm2: np.ndarray  # (B,) the largest |g_j|_2 of the band's converted columns, in ADC steps per volt
+    inv_step_range: np.ndarray  # (B, 2) least and largest 1 / step of the converted columns (uniform noise)
+    variance_rows: np.ndarray | None  # (rows, 2) per row: least and largest device variance (steps^2) over
+    # the converted columns of its band (a conductance-dependent model)
+    third: float  # r^2 / 3: uniform noise U(-r, r)'s variance per device, uS^2
+    adc_max: float
+
+    def split(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For DAC voltages v (n, rows): which (vector, band) pairs read linearly, (n, B) bool, and each pair's
+        |v_b|^2, (n, B) float64. An all-zero pair reads linearly: its output is exactly 0, with no variance."""
+        squares = np.square(v)  # float32: a decision and a variance, summed over a band's rows
+        power = self._band_sums(squares).astype(np.float64)
+        bound = np.sqrt(power) * self.norm2
+        if self.noise_per_row is None:
+            sigma = np.sqrt(self.third * power)
+            low, high = sigma * self.inv_step_range[:, 0], sigma * self.inv_step_range[:, 1]
+        else:
+            assert self.variance_rows is not None
+            low = np.sqrt(self._band_sums(squares * self.variance_rows[:, 0]))
+            high = np.sqrt(self._band_sums(squares * self.variance_rows[:, 1]))
+        linear = ((low >= SIGMA_MIN) & (bound + TAIL * high < self.adc_max + 0.5)) | (power == 0)
+        return linear, power
+
+    def _band_sums(self, values: np.ndarray) -> np.ndarray:
+        """The sums over each band's rows of values (n, rows): (n, B)."""
+        if self._tiled:  # the bands are the rows one after the other: no gaps to skip
+            return np.add.reduceat(values, self.r0, axis=1)
+        padded = np.concatenate([values, np.zeros((len(values), 1), values.dtype)], axis=1)
+        return np.add.reduceat(padded, self._edges, axis=1)[:, ::2]
+
+    def rows_of(self, linear: np.ndarray) -> np.ndarray:
+        """The (n, rows) mask of the rows each vector reads linearly (a row in no band: False)."""
+        mask = np.zeros((len(linear), self.effective.shape[0]), dtype=bool)
+        for b, (r0, r1) in enumerate(zip(self.r0.tolist(), self.r1.tolist(), strict=True)):
+            mask[:, r0:r1] |= linear[:, b:b + 1]
+        return mask
+
+    def read(self, v: np.ndarray, linear: np.ndarray, power: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """The combined output (n, cols) float32, in the units of `combine`'s sum, of the linear pairs of
+        vectors v (n, rows) (`split`: which, and their |v_b|^2): v @ E over those pairs plus z (n, cols,
+        standard normal) times the standard deviation of their reads' noise and rounding."""
+        noisy = linear & (power > 0)
+        v_linear = v if linear.all() else np.where(self.rows_of(linear), v, np.float32(0))
+        out = v_linear @ self.effective
+        # the variances in float32: a standard deviation to 1e-7, from products of the layer's size or less
+        if self.noise_per_row is None:
+            terms = np.concatenate([self.third * power * noisy, noisy], axis=1).astype(np.float32)
+            variance = terms @ self._variance_terms
+        else:
+            variance = np.square(v_linear) @ self.noise_per_row + noisy.astype(np.float32) @ self.rounding
+        np.sqrt(variance, out=variance)
+        variance *= z
+        out += variance
+        return out
+
+    @functools.cached_property
+    def _tiled(self) -> bool:
+        return bool(self.r0[0] == 0 and np.array_equal(self.r0[1:], self.r1[:-1])
+                    and self.r1[-1] == self.effective.shape[0])
+
+    @functools.cached_property
+    def _edges(self) -> np.ndarray:
+        return np.stack([self.r0, self.r1], axis=1).reshape(-1)
+
+    @functools.cached_property
+    def _variance_terms(self) -> np.ndarray:
+        assert self.noise_per_band is not None
+        return np.concatenate([self.noise_per_band, self.rounding]).astype(np.float32)
+
+
+def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, read_noise_uS: float,
+                 adc_bits: int) -> LinearReads | None:
+    """The linear map and noise terms of a layer's bands (`schedule.execute.CrossbarExecutor._bands`): their
+    conductances over the ADC step, weights (step x selection / divisor, negated for G-), reads per column and
+    device variances, for uniform read noise U(-r, r) of `read_noise_uS` or, where the bands carry variances,
+    a conductance-dependent model. None if two bands share rows (every read then goes to the ADC)."""
+    count = len(bands)
+    r0 = np.array([b.r0 for b in bands], dtype=np.int64)
+    r1 = np.array([b.r1 for b in bands], dtype=np.int64)
+    if count == 0 or not (np.all(r0[1:] >= r1[:-1]) and np.all(r1 > r0)):
+        return None
+    shape = (count, 2 * alpha, cols)
+    # what depends on the columns only, every band at once: (B, 2 alpha, cols)
+    weights = np.stack([b.weights for b in bands]).astype(np.float64).reshape(shape)
+    reads = np.stack([np.full(2 * alpha * cols, float(b.reads)) if b.counts is None else b.counts.astype(np.float64)
+                      for b in bands]).reshape(shape)
+    inv_step = np.stack([b.inv_step for b in bands]).astype(np.float64).reshape(shape)
+    rounding = np.sum(weights ** 2 / (12.0 * reads), axis=1)
+    per_band = np.sum((weights * inv_step) ** 2 / reads, axis=1)
+    converted = (weights != 0).reshape(count, -1)
+    some = converted.any(axis=1)
+    flat_steps = inv_step.reshape(count, -1)
+    inv_step_range = np.ones((count, 2))
+    inv_step_range[some, 0] = np.where(converted, flat_steps, np.inf).min(axis=1)[some]
+    inv_step_range[some, 1] = np.where(converted, flat_steps, -np.inf).max(axis=1)[some]
+    # what depends on the devices, band by band in float32 (sums of 2 alpha terms; of a band's rows for norms)
+    effective = np.zeros((rows, cols), np.float32)
+    norm2 = np.zeros(count)
+    model = bands[0].variance is not None
+    per_row = np.zeros((rows, cols), np.float32) if model else None
+    variance_rows = np.zeros((rows, 2)) if model else None
+    noise_weights = (weights ** 2 / reads).astype(np.float32)
+    for index, band in enumerate(bands):
+        g = band.g.reshape(band.r1 - band.r0, 2 * alpha, cols)
+        effective[band.r0:band.r1] = np.einsum("rac,ac->rc", g, weights[index].astype(np.float32))
+        if some[index]:
+            norm2[index] = math.sqrt(float(np.einsum("rw,rw->w", band.g, band.g)[converted[index]].max()))
+        if per_row is not None and variance_rows is not None:
+            assert band.variance is not None
+            device = band.variance.reshape(band.r1 - band.r0, 2 * alpha, cols)
+            per_row[band.r0:band.r1] = np.einsum("rac,ac->rc", device, noise_weights[index])
+            if some[index]:
+                chosen = band.variance[:, converted[index]]
+                variance_rows[band.r0:band.r1] = np.stack([chosen.min(axis=1), chosen.max(axis=1)], axis=1)
+    return LinearReads(r0, r1, effective, rounding.astype(np.float32), None if model else per_band, per_row,
+                       norm2, inv_step_range, variance_rows, read_noise_uS ** 2 / 3.0,
+                       float((1 << (adc_bits - 1)) - 1))
