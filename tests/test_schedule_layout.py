@@ -57,7 +57,8 @@ def test_windows_are_the_regions_sliced_one_by_one() -> None:
     assert layout.ids == (7, 2, 11, 4) and layout.size == 30 + 625 + 27 + 625
     flat = rng.permutation(layout.size)
     whole = [Read("fc", 0, 0, "neg", a, 0, 0, 25, 25, 0, 25, None, 1) for a in (4, 2, 4, 2) * 3]
-    small = [Read("fc", 0, 0, "pos", 7, 1, 2, 4, 3, 0, 4, None, 1), Read("fc", 0, 0, "pos", 11, 0, 1, 3, 8, 0, 3, None, 1)]
+    small = [Read("fc", 0, 0, "pos", 7, 1, 2, 4, 3, 0, 4, None, 1),
+             Read("fc", 0, 0, "pos", 11, 0, 1, 3, 8, 0, 3, None, 1)]
     for reads in (_regions(rng, shapes, 200), whole[:3], whole + small + small[:1] + whole + small[1:]):
         np.testing.assert_array_equal(flat[layout.read_windows(reads)], _by_region(flat, layout, reads))
     assert layout.read_windows([]).size == 0

@@ -17,7 +17,6 @@ import numpy as np
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.schedule.records import Read
 
-
 RUN_DEVICES = 2048
 """`Layout.windows` writes runs of regions of one kind in place when they average at least this many devices:
 a run's Python (a few microseconds) then costs less than the passes the scatter spends on its devices."""
