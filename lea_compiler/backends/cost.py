@@ -69,6 +69,10 @@ def read_runs(plan: LayerPlan) -> list[int]:
     device of the region conduct (V^2 G over all its columns, converted or not): 1 (0 for a block without
     columns); in a grouped layer, the groups with a column in the read's block (`grouping.groups_reading`)."""
     start = plan.start
+    if start.groups == 1:  # a block's reads share their run (thousands of reads on 25 x 25 arrays)
+        per_block = {block: int(c1 > c0) for block, c0, c1 in plan.accumulate.terms}
+        return [per_block[read.block] if read.block in per_block else int(convert.col_stop > convert.col_start)
+                for read, convert in plan.reads]
     block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
     runs = []
     for read, convert in plan.reads:
@@ -99,8 +103,8 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     reads = int(np.sum(n))
     adc = int(np.sum(n * columns))
     dac = int(np.sum(jobs.rows))
-    devices = sum(runs * read.reads * read.rows * read.cols for (read, _), runs in zip(plan.reads, read_runs(plan),
-                                                                                      strict=True))
+    devices = sum(runs * read.reads * read.rows * read.cols
+                  for runs, (read, _) in zip(read_runs(plan), plan.reads, strict=True) if runs)
     ops = int(np.sum((n * columns)[n > 1]))  # the mean of the N digitised reads: N - 1 additions, one division
     start = plan.start
     for combine in plan.combines:
