@@ -126,6 +126,20 @@ def test_bands_that_share_rows_read_through_the_adc() -> None:
     assert linear_reads([a, b], rows=3, cols=1, alpha=1, read_noise_uS=30.0, adc_bits=12) is None
 
 
+def test_rows_no_band_reads_reach_no_output() -> None:
+    """Bands over rows 0-1 and 3-4 of 5: row 2 is in none, so even a NaN there changes nothing (E's row 2 is
+    zero, and 0 x NaN would be NaN)."""
+    a = _band([[10, 2, 6, 0], [4, 8, 2, 0]], [[2, 4], [-2, -4]], [0.5, 0.25, 0.5, 0.25])
+    b = dataclasses.replace(a, r0=3, r1=5)
+    linear = linear_reads([a, b], rows=5, cols=2, alpha=1, read_noise_uS=30.0, adc_bits=12)
+    assert linear is not None
+    v = np.array([[0.5, -0.25, np.nan, 0.5, -0.25]], F)
+    pairs, power = linear.split(v)
+    assert pairs.all()
+    out = linear.read(v, pairs, power, np.zeros((1, 2), F))
+    np.testing.assert_allclose(out[0], [6.0, -8.0], rtol=1e-6)  # twice the one band's [3, -4]
+
+
 def test_pairs_left_to_the_adc_draw_their_noise_by_counter_by_hand(tmp_path) -> None:
     """`tiny` (a 4-bit ADC of 12.5 uA steps, saturating at 7) with R_UNIT read noise: sigma is one step for
     x = [1, -1] and 6 sigma reach the saturation, so every pair goes through the ADC. Its noise is
@@ -226,6 +240,100 @@ def test_pairs_near_the_saturation_and_small_inputs_keep_the_adcs_distribution(t
     pairs = linear.split(v)[0]
     assert pairs.any() and not pairs.all(), pairs
     _compare(layer, x, 3000)
+
+
+def _voltages(executor: execute.CrossbarExecutor, x: np.ndarray) -> np.ndarray:
+    """The DAC's voltages for x with each vector's own full scale (the layers here have no bias row)."""
+    dac = (1 << (executor.dac_bits - 1)) - 1
+    return (np.round(x / np.abs(x).max(axis=1, keepdims=True) * dac) * F(executor.v_read / dac)).astype(F)
+
+
+@pytest.mark.parametrize("factor", [0.35, 0.15])
+def test_adc_ranges_narrower_than_the_bound_are_checked_on_the_currents(tmp_path, factor) -> None:
+    """ADC ranges of 0.35 and 0.15 times the worst case (a calibration narrows them so): the Cauchy-Schwarz
+    bound reaches the saturation for every pair, so each pair's currents are computed and tested; at 0.35
+    some stay 6 sigma inside (linear) and some do not (the ADC), at 0.15 the clean currents themselves clip
+    (all through the ADC). The outputs keep the ADC path's distribution either way."""
+    layer = _layer(tmp_path, 1, read_noise_uS=8.0, adc_bits=10)
+    executor = layer.executor
+    executor.full_scale = [fs * factor for fs in executor.full_scale]
+    x = np.random.default_rng(6).uniform(-1, 1, (6, 60)).astype(F)
+    linear = executor._linear_reads(executor._bands())
+    assert linear is not None
+    v = _voltages(executor, x)
+    power = linear._band_sums(np.square(v)).astype(np.float64)
+    bound = np.sqrt(power) * linear.norm2 + TAIL * np.sqrt(linear.third * power) * linear.inv_step_range[:, 1]
+    assert np.all(bound >= linear.adc_max + 0.5)  # the bound admits no pair
+    pairs = linear.split(v)[0]
+    assert (pairs.any() and not pairs.all()) if factor == 0.35 else not pairs.any(), pairs
+    _compare(layer, x, 3000)
+
+
+def test_uneven_read_counts_read_linearly_with_each_columns_own_count(tmp_path) -> None:
+    """G+ regions read 3 times and G- regions once (a board file may say so): each current's noise and rounding
+    variance is divided by its own count."""
+    layer = _layer(tmp_path, 3, read_noise_uS=8.0, adc_bits=10)
+    old = layer.executor
+    reads = tuple((dataclasses.replace(read, reads=3 if read.polarity == "pos" else 1), convert)
+                  for read, convert in old.plan.reads)
+    plan = dataclasses.replace(old.plan, reads=reads)
+    layer.executor = execute.CrossbarExecutor(plan, old.conductances, dac_bits=old.dac_bits, adc_bits=old.adc_bits,
+                                              read_noise_uS=8.0)
+    bands = layer.executor._bands()
+    assert all(band.counts is not None for band in bands)
+    x = np.random.default_rng(9).uniform(-1, 1, (4, 60)).astype(F)
+    linear = layer.executor._linear_reads(bands)
+    assert linear is not None and linear.split(_voltages(layer.executor, x))[0].all()
+    _compare(layer, x, 3000)
+
+
+def test_one_step_of_noise_keeps_the_rounding_variance(tmp_path) -> None:
+    """2 uS of read noise: sigma is 1.0 to 1.5 ADC steps, where the rounding's step^2 / 12 is 2-4% of a
+    current's variance. Pooled over the outputs, the linear reads' standard deviation is the ADC path's to
+    within 1% (without the rounding term it would be about 2.3% low)."""
+    layer = _layer(tmp_path, 1, read_noise_uS=2.0, adc_bits=10)
+    x = np.random.default_rng(10).uniform(-1, 1, (2, 60)).astype(F)
+    executor = layer.executor
+    linear = executor._linear_reads(executor._bands())
+    assert linear is not None
+    pairs, power = linear.split(_voltages(executor, x))
+    assert pairs.all()
+    sigma = np.sqrt(linear.third * power)
+    assert sigma.min() * linear.inv_step_range[:, 0].min() < 1.5
+    repeated = np.repeat(x, 20000, axis=0)
+    sd = {}
+    for flag in (False, True):
+        executor.linear = flag
+        sd[flag] = layer.forward(repeated, np.random.default_rng(4), EventCounts()).reshape(2, 20000, -1).std(axis=1)
+    assert float(np.mean(sd[True] / sd[False])) == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_calibrated_layer_reads_linearly(tmp_path) -> None:
+    """Calibration narrows the ADC ranges to 1.25 times the largest current on its data, where the bound fails
+    for most pairs: the computed currents admit them."""
+    w = np.random.default_rng(2).normal(size=(60, 12)).astype(F)
+    model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], {"x": (F, ["N", 60])}, ["y"],
+                       {"W": w})
+    onnx.save(model, tmp_path / "m.onnx")
+    x = np.random.default_rng(11).uniform(-1, 1, (200, 60)).astype(F)
+    np.savez(tmp_path / "calib.npz", x=x, y=np.zeros(len(x), np.int64))
+    device = DeviceModel(levels_uS=(20.0, 60.0, 100.0, 140.0), write_noise_uS=3.0, read_noise_uS=8.0)
+    chip = Chip(arrays=tuple(Array(i, 25, 25) for i in range(16)), device=device,
+                periphery=Periphery(v_read_V=0.2, dac_bits=8, adc_bits=10, adcs_per_array=1))
+    program = compile_model(tmp_path / "m.onnx", chip, CompileOptions(k=2, placer="greedy"),
+                            calibrate_on=tmp_path / "calib.npz").program
+    layer = CrossbarLayer.of(program, "mm", chip, np.random.default_rng(1))
+    executor = layer.executor
+    assert executor.x_fs is not None
+    linear = executor._linear_reads(executor._bands())
+    assert linear is not None
+    dac = (1 << (executor.dac_bits - 1)) - 1
+    v = (np.round(np.clip(x / executor.x_fs, -1, 1) * dac) * F(executor.v_read / dac)).astype(F)
+    power = linear._band_sums(np.square(v)).astype(np.float64)
+    bound = np.sqrt(power) * linear.norm2 + TAIL * np.sqrt(linear.third * power) * linear.inv_step_range[:, 1]
+    assert np.mean(bound < linear.adc_max + 0.5) < 0.5
+    assert np.mean(linear.split(v)[0]) > 0.9
+    _compare(layer, x[:4], 3000)
 
 
 def test_a_noise_block_split_across_calls_draws_the_same_for_pairs_left_to_the_adc(tmp_path) -> None:

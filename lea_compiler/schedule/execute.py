@@ -138,9 +138,6 @@ class CrossbarExecutor:
         self._prepared: list[RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
         self._linear: tuple[LinearReads | None, list[RowBand]] | None = None
-        # the conductances laid end to end (float64), made for the row conductances and kept for the first
-        # `_bands`, which lays out the same devices
-        self._flat_conductances: np.ndarray | None = None
         self.row_conductance = self._row_conductance()
         self.read_power = 0.0  # sum over the vectors run of sum_ij V_i^2 G_ij, in V^2 uS (`read_power_of`)
 
@@ -162,8 +159,7 @@ class CrossbarExecutor:
         n = len(layout.r0)
         heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
         read, source = region_rows(heights, widths)
-        self._flat_conductances = _flat(self.conductances)
-        sums = _row_sums(self._flat_conductances, source, widths[read])  # each region's row sums, in read order
+        sums = _row_sums(_flat(self.conductances), source, widths[read])  # each region's row sums, in read order
         sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
         starts = np.cumsum(heights) - heights  # each read's first row sum
         if self.groups == 1:
@@ -289,9 +285,7 @@ class CrossbarExecutor:
         read, source = region_rows(heights, widths)
         target = (start[band] + offset)[read] + _ranges(np.zeros_like(heights), heights) * width
         g_all = np.zeros(int(band_heights.sum()) * width)
-        flat = self._flat_conductances if self.read_maps is self.conductances else None
-        self._flat_conductances = None
-        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps) if flat is None else flat, unique)
+        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps), unique)
         variance_all = None
         if self.read_sigma is not None:
             variance_all = np.zeros_like(g_all)

@@ -1,26 +1,28 @@
 """Linear reads: a layer's noisy digitised reads summed as one Gaussian per output column, where the ADC's
-rounding is exactly dither.
+rounding is dither.
 
 A noisy read digitises each column current I + sigma z (sigma in ADC steps, z standard normal) as
 q = rint(I + sigma z), saturating at +-adc_max. Where sigma >= `SIGMA_MIN` = 1 step and the current stays
-`TAIL` = 6 sigma inside the saturation, q has the moments of I + sigma z + u, u ~ U(-1/2, 1/2) independent of I
-and z, to within 2 exp(-2 pi^2 sigma^2) <= 5.4e-9 of each (Widrow's quantisation theorem: the characteristic
-function of sigma z at the multiples of 2 pi is exp(-2 pi^2 m^2 sigma^2)); only the lattice of q's values is
-lost, and a layer's output sums tens to thousands of such currents with unequal weights. The reads'
-noises are independent of each other, so a vector's output column j, sum over row bands b, copy halves a and
-N reads of w_aj q / N, is normal with
+`TAIL` = 6 sigma inside the saturation, q has the mean and variance of I + sigma z + u, u ~ U(-1/2, 1/2)
+independent of I and z: the mean to within exp(-2 pi^2 sigma^2) / pi and the variance to within
+(4 sigma^2 + 1 / pi^2) exp(-2 pi^2 sigma^2), 1.1e-8 of a step^2 at sigma = 1 (the rounding error's Fourier
+series, whose terms carry the characteristic function of sigma z at the multiples of 2 pi,
+exp(-2 pi^2 m^2 sigma^2): non-subtractive dither). What is lost is the lattice of q's values; a layer's output
+sums tens to thousands of such currents with unequal weights. The reads' noises are independent of each
+other, so a vector's output column j, sum over row bands b, copy halves a and N reads of w_aj q / N, has
 
 - mean v @ E: E (rows, cols) is every band's conductance (in ADC steps) weighted by its combine, one matrix of
   the layer's shape, so one product of the ideal forward's size replaces 2 k products of row-band size;
 - variance sum_b sum_a w_aj^2 (sigma_abj^2 + 1/12) / N_aj: uniform read noise has one sigma per vector and
   band (sigma_abj = sigma_vb / step_aj), so the variance is (n, bands) @ (bands, cols); a conductance-dependent
-  model's sigma_abj^2 = sum_i v_i^2 s_iaj^2 makes it v^2 @ R, a second product of the layer's shape.
+  model's sigma_abj^2 = sum_i v_i^2 s_iaj^2 makes it v^2 @ R, a second product of the layer's shape;
 
-(The sum of the 1/12 terms is a sum of uniforms, not normal; it is at most 1/13 of each term's variance, and
-its sum over the layer's currents is normal to within the same order as the per-current Gaussian draw it
-replaces.) What fails the test goes to the ADC, current by current, as before: a (vector, band) pair whose
-noise is below one step somewhere (a small or sparse input), or whose currents may come within 6 sigma of the
-saturation (bounded without computing them: |I_j| <= |v|_2 |g_j|_2, Cauchy-Schwarz). An all-zero
+and is drawn as a normal of that mean and variance (the Gaussian parts are normal; the rounding terms, sums of
+uniforms, are at most 1/13 of each current's variance). What fails the test goes to the ADC, current by current,
+as before: a (vector, band) pair whose noise is below one step somewhere (a small or sparse input), or whose
+currents come within 6 sigma of the saturation: first bounded without computing them (|I_j| <= |v|_2 |g_j|_2,
+Cauchy-Schwarz), and where the bound fails, computed (one product per band of the pairs in doubt, no draws),
+as calibrated ADC ranges, 1.25 times the largest current seen, make the bound fail for most pairs. An all-zero
 (vector, band) pair reads exactly 0 and adds neither mean nor variance.
 """
 
@@ -34,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 SIGMA_MIN = 1.0
-"""The least read-noise standard deviation, in ADC steps, at which a read's rounding counts as dither (the
-moments then within 5.4e-9 of dither's)."""
+"""The least read-noise standard deviation, in ADC steps, at which a read's rounding counts as dither (its mean
+and variance then within 1.1e-8 of dither's)."""
 TAIL = 6.0
 """Standard deviations a current must stay below the ADC's saturation to be read linearly (a normal passes 6
 sigma once in 10^9 draws; the per-current draw stops at 4.3 sigma)."""
@@ -75,6 +77,8 @@ class LinearReads:
     # the converted columns of its band (a conductance-dependent model)
     third: float  # r^2 / 3: uniform noise U(-r, r)'s variance per device, uS^2
     adc_max: float
+    bands: tuple[RowBand, ...]  # the bands themselves (not copies), for the currents of pairs in doubt
+    converted: tuple[np.ndarray, ...]  # per band, (2 alpha cols,) bool: the columns a combine uses
 
     def split(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For DAC voltages v (n, rows): which (vector, band) pairs read linearly, (n, B) bool, and each pair's
@@ -89,8 +93,28 @@ class LinearReads:
             assert self.variance_rows is not None
             low = np.sqrt(self._band_sums(squares * self.variance_rows[:, 0]))
             high = np.sqrt(self._band_sums(squares * self.variance_rows[:, 1]))
-        linear = ((low >= SIGMA_MIN) & (bound + TAIL * high < self.adc_max + 0.5)) | (power == 0)
+        noisy = low >= SIGMA_MIN
+        inside = bound + TAIL * high < self.adc_max + 0.5
+        linear = (noisy & inside) | (power == 0)
+        doubt = noisy & ~inside & (power > 0)
+        for b in np.flatnonzero(doubt.any(axis=0)).tolist():
+            rows = np.flatnonzero(doubt[:, b])
+            linear[rows[self._inside(b, v[rows], power[rows, b])], b] = True
         return linear, power
+
+    def _inside(self, b: int, v: np.ndarray, power: np.ndarray) -> np.ndarray:
+        """For vectors v (n, rows) whose band b's bound reaches the saturation: whether every converted current
+        of the band, computed, stays 6 sigma inside it, (n,) bool."""
+        band, converted = self.bands[b], self.converted[b]
+        vb = v[:, band.r0:band.r1]
+        currents = np.abs(vb @ band.g[:, converted])
+        if self.noise_per_row is None:
+            sigma = np.sqrt(self.third * power)[:, None] * band.inv_step[converted]
+        else:
+            assert band.variance is not None
+            sigma = np.sqrt(np.square(vb) @ band.variance[:, converted])
+        currents += TAIL * sigma
+        return currents.max(axis=1, initial=0.0) < self.adc_max + 0.5
 
     def _band_sums(self, values: np.ndarray) -> np.ndarray:
         """The sums over each band's rows of values (n, rows): (n, B)."""
@@ -111,7 +135,8 @@ class LinearReads:
         vectors v (n, rows) (`split`: which, and their |v_b|^2): v @ E over those pairs plus z (n, cols,
         standard normal) times the standard deviation of their reads' noise and rounding."""
         noisy = linear & (power > 0)
-        v_linear = v if linear.all() else np.where(self.rows_of(linear), v, np.float32(0))
+        # rows in no band are zeroed too: a NaN there would reach every output through E's zero rows
+        v_linear = v if linear.all() and self._tiled else np.where(self.rows_of(linear), v, np.float32(0))
         out = v_linear @ self.effective
         # the variances in float32: a standard deviation to 1e-7, from products of the layer's size or less
         if self.noise_per_row is None:
@@ -150,39 +175,55 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
     r1 = np.array([b.r1 for b in bands], dtype=np.int64)
     if count == 0 or not (np.all(r0[1:] >= r1[:-1]) and np.all(r1 > r0)):
         return None
-    shape = (count, 2 * alpha, cols)
-    # what depends on the columns only, every band at once: (B, 2 alpha, cols)
-    weights = np.stack([b.weights for b in bands]).astype(np.float64).reshape(shape)
-    reads = np.stack([np.full(2 * alpha * cols, float(b.reads)) if b.counts is None else b.counts.astype(np.float64)
-                      for b in bands]).reshape(shape)
-    inv_step = np.stack([b.inv_step for b in bands]).astype(np.float64).reshape(shape)
-    rounding = np.sum(weights ** 2 / (12.0 * reads), axis=1)
-    per_band = np.sum((weights * inv_step) ** 2 / reads, axis=1)
-    converted = (weights != 0).reshape(count, -1)
-    some = converted.any(axis=1)
-    flat_steps = inv_step.reshape(count, -1)
-    inv_step_range = np.ones((count, 2))
-    inv_step_range[some, 0] = np.where(converted, flat_steps, np.inf).min(axis=1)[some]
-    inv_step_range[some, 1] = np.where(converted, flat_steps, -np.inf).max(axis=1)[some]
+    columns = [_column_terms(bands[i:i + _BANDS_AT_ONCE], alpha, cols) for i in range(0, count, _BANDS_AT_ONCE)]
+    rounding, per_band, inv_step_range = (np.concatenate(parts) for parts in zip(*columns, strict=True))
     # what depends on the devices, band by band in float32 (sums of 2 alpha terms; of a band's rows for norms)
     effective = np.zeros((rows, cols), np.float32)
     norm2 = np.zeros(count)
     model = bands[0].variance is not None
     per_row = np.zeros((rows, cols), np.float32) if model else None
     variance_rows = np.zeros((rows, 2)) if model else None
-    noise_weights = (weights ** 2 / reads).astype(np.float32)
+    converted = []
     for index, band in enumerate(bands):
+        weights = band.weights.astype(np.float32)
+        used = (weights != 0).reshape(-1)
+        converted.append(used)
         g = band.g.reshape(band.r1 - band.r0, 2 * alpha, cols)
-        effective[band.r0:band.r1] = np.einsum("rac,ac->rc", g, weights[index].astype(np.float32))
-        if some[index]:
-            norm2[index] = math.sqrt(float(np.einsum("rw,rw->w", band.g, band.g)[converted[index]].max()))
+        effective[band.r0:band.r1] = np.einsum("rac,ac->rc", g, weights)
+        if used.any():
+            norm2[index] = math.sqrt(float(np.einsum("rw,rw->w", band.g, band.g)[used].max()))
         if per_row is not None and variance_rows is not None:
             assert band.variance is not None
+            reads = np.full(2 * alpha * cols, np.float32(band.reads)) if band.counts is None else band.counts
             device = band.variance.reshape(band.r1 - band.r0, 2 * alpha, cols)
-            per_row[band.r0:band.r1] = np.einsum("rac,ac->rc", device, noise_weights[index])
-            if some[index]:
-                chosen = band.variance[:, converted[index]]
+            per_row[band.r0:band.r1] = np.einsum("rac,ac->rc", device,
+                                                 np.square(weights) / reads.reshape(2 * alpha, cols))
+            if used.any():
+                chosen = band.variance[:, used]
                 variance_rows[band.r0:band.r1] = np.stack([chosen.min(axis=1), chosen.max(axis=1)], axis=1)
     return LinearReads(r0, r1, effective, rounding.astype(np.float32), None if model else per_band, per_row,
                        norm2, inv_step_range, variance_rows, read_noise_uS ** 2 / 3.0,
-                       float((1 << (adc_bits - 1)) - 1))
+                       float((1 << (adc_bits - 1)) - 1), tuple(bands), tuple(converted))
+
+
+_BANDS_AT_ONCE = 64
+"""Bands whose column terms are computed together: (64, 2 alpha, cols) float64 arrays, a fraction of the
+bands' conductances whatever the layer."""
+
+
+def _column_terms(bands: Sequence[RowBand], alpha: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What depends on the bands' columns only (weights, steps, reads), for each band: the rounding's variance
+    sum_a w^2 / (12 N) and the uniform noise's factor sum_a (w / step)^2 / N, (B, cols) each, and the least and
+    largest 1 / step of its converted columns, (B, 2) (1 and 1 for a band that converts none)."""
+    shape = (len(bands), 2 * alpha, cols)
+    weights = np.stack([b.weights for b in bands]).astype(np.float64).reshape(shape)
+    reads = np.stack([np.full(2 * alpha * cols, float(b.reads)) if b.counts is None else b.counts.astype(np.float64)
+                      for b in bands]).reshape(shape)
+    inv_step = np.stack([b.inv_step for b in bands]).astype(np.float64).reshape(len(bands), -1)
+    converted = (weights != 0).reshape(len(bands), -1)
+    some = converted.any(axis=1)
+    step_range = np.ones((len(bands), 2))
+    step_range[some, 0] = np.where(converted, inv_step, np.inf).min(axis=1)[some]
+    step_range[some, 1] = np.where(converted, inv_step, -np.inf).max(axis=1)[some]
+    return (np.sum(weights ** 2 / (12.0 * reads), axis=1),
+            np.sum((weights * inv_step.reshape(shape)) ** 2 / reads, axis=1), step_range)
