@@ -12,9 +12,9 @@ per-vector input rule too. One BLAS thread.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,7 +78,10 @@ def forward_times(program: Program, chip: Any, x: np.ndarray, calibration: Any) 
 
 
 def main() -> None:
-    work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/leac-sim-ab"
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("work", nargs="?", default="/tmp/leac-sim-ab",
+                        help="the folder of the compiled Programs, made and reused (default /tmp/leac-sim-ab)")
+    work = parser.parse_args().work
     os.makedirs(work, exist_ok=True)
     x = np.random.default_rng(1).uniform(0, 1, size=(10000, 64)).astype(np.float32)
     path = os.path.join(work, "mlp.onnx")

@@ -295,7 +295,8 @@ def test_gaussian_write_draws_what_rng_normal_draws() -> None:
         got = gaussian_write(target, np.random.default_rng(5), sigma)
         want = np.maximum(target + np.random.default_rng(5).normal(0.0, sigma, size=target.shape), 0.0)
         assert got.tobytes() == want.tobytes() and (got == 0).any()
-    with pytest.raises(ValueError, match="scale < 0"):
-        gaussian_write(target, rng, -sigmas)
-    with pytest.raises(ValueError, match="scale < 0"):
-        np.random.default_rng(5).normal(0.0, -sigmas)
+    for negative in (-sigmas, -0.0):  # -sigmas holds -0.0s as well as negatives; numpy refuses -0.0 alone too
+        with pytest.raises(ValueError, match="scale < 0"):
+            gaussian_write(target, rng, negative)
+        with pytest.raises(ValueError, match="scale < 0"):
+            np.random.default_rng(5).normal(0.0, negative)

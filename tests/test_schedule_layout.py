@@ -283,3 +283,19 @@ def test_a_simulated_chip_without_the_programs_arrays_is_refused(stuck_program: 
             simulate(program, data, chip=chip)
     other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, seed=1)
     assert not simulate(program, data, chip=other).compiled_for_chip
+
+
+def test_an_unchecked_programs_other_negative_levels_read_their_stuck_conductance(tmp_path) -> None:
+    """Lowering without checks (the simulator's) keeps only the skipped devices' conductances (level -1, in half
+    order); a Program built in Python with another negative level gets that device's own stuck conductance,
+    0 on a defect-free chip, as before the skipped devices were kept sparse (it raised a shape mismatch)."""
+    from lea_compiler.schedule.lower import prepare
+    from tests.test_reads import tiny
+
+    program = tiny(tmp_path, 1)
+    half = program.layers[0].blocks[0].copies[0].pos
+    levels = np.array(half.levels)
+    levels[0, 0] = -3
+    object.__setattr__(half, "levels", levels)
+    conductances = prepare(program, check=False).half_conductances
+    assert conductances[0] == 0.0 and conductances[1] == 100.0  # level 0 of (100, 250) uS

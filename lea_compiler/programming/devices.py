@@ -188,7 +188,8 @@ def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: fl
     Raises:
         ValueError: a negative sigma (as `rng.normal` would).
     """
-    if np.any(np.less(sigma_uS, 0)):
+    sigma = np.asarray(sigma_uS)
+    if np.any(np.signbit(sigma) & ~np.isnan(sigma)):  # numpy's own test: -0.0 is refused, NaN passes
         raise ValueError("scale < 0")
     g = rng.standard_normal(np.shape(target_uS))
     g *= sigma_uS

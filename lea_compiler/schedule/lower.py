@@ -92,7 +92,8 @@ class FlatDevices:
 
     layout: Layout
     level: np.ndarray  # flat signed integers
-    marked: np.ndarray  # flat indices of the devices whose stuck_uS or target is not 0 (lowering: in half order)
+    marked: np.ndarray  # flat indices of the devices whose stuck_uS or target may be non-zero (lowering: the
+    # skipped devices, in half order)
     marked_uS: np.ndarray  # their stuck_uS (float64)
     marked_target: np.ndarray  # their target (signed integers)
     programmed_uS: np.ndarray | None  # as-programmed Program: flat float64
@@ -260,8 +261,11 @@ class Lowered:
         """`devices.conductances(levels_uS)[at]` of the chip's levels: every half's conductances without noise,
         half after half (copy halves are read in `halves` order, so a block's reads are a slice of it)."""
         levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
-        # the unwritten halves' devices are the skipped ones, which `prepare` marked in half order
-        return noiseless_conductances(self.values, levels, lambda i: self.devices.marked_uS)
+        # the unwritten halves' devices are the skipped ones, which `prepare` marked in half order (an unchecked
+        # Program with other negative levels: each device's own stuck_uS, the whole buffer made for it)
+        marked = self.devices.marked_uS
+        return noiseless_conductances(self.values, levels, lambda i: marked if i.size == marked.size
+                                      else self.devices.stuck_uS[self.at[i]])
 
     @cached_property
     def first_half(self) -> dict[str, int]:
