@@ -19,22 +19,20 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from bench_sim import anchor_mlp, anchor_program
+from bench_sim import anchor_mlp, anchor_program, crossbar_kernels
 from threadpoolctl import threadpool_limits
 
 from lea_compiler import interpreter
-from lea_compiler.backends.sim import CrossbarLayer, EventCounts
+from lea_compiler.backends.sim import CrossbarLayer
+from lea_compiler.program import Program
 from lea_compiler.schedule.plan import schedule_of
 
 
-def outputs(program, layers: list[CrossbarLayer], x: np.ndarray, linear: bool, seed: int) -> np.ndarray:
+def outputs(program: Program, layers: list[CrossbarLayer], x: np.ndarray, linear: bool, seed: int) -> np.ndarray:
     """The model's output for x with every crossbar layer simulated, its reads linear or through the ADC."""
     for layer in layers:
         layer.executor.linear = linear
-    kernels = {layer.plan.name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], np.random.default_rng(seed),
-                                                                            EventCounts())]))(layer)
-               for layer in layers}
-    out = interpreter.run(program.graph, {"x": x}, kernels=kernels)
+    out = interpreter.run(program.graph, {"x": x}, kernels=crossbar_kernels(layers, seed))
     return np.asarray(next(iter(out.values())) if isinstance(out, dict) else out[0])
 
 

@@ -135,6 +135,13 @@ def noise_draws(layers: list[CrossbarLayer], samples: int) -> None:
                 execute.gaussian(rng, (min(chunk, samples - lo), currents))
 
 
+def crossbar_kernels(layers: list[CrossbarLayer], seed: int = 0) -> dict[str, Callable[..., list[np.ndarray]]]:
+    """The interpreter's kernels that simulate each crossbar layer (its read noise seeded by `seed` per call)."""
+    return {layer.plan.name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], np.random.default_rng(seed),
+                                                                         EventCounts())]))(layer)
+            for layer in layers}
+
+
 def process_seconds(program: Path, data: Path, threads: int, repeats: int) -> tuple[float, float]:
     """The fastest of `repeats` fresh `leac simulate` processes: (wall seconds, CPU seconds, user + system)."""
     env = dict(os.environ, PYTHONPATH=str(TREE), OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
@@ -180,9 +187,7 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
     schedule = schedule_of(program)
     layers = [CrossbarLayer(plan, schedule, chip, np.random.default_rng(0), ideal=False, exact_read_noise=False)
               for plan in schedule.layers.values()]
-    kernels = {sim.plan.name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], np.random.default_rng(0),
-                                                                          EventCounts())]))(sim)
-               for sim in layers}
+    kernels = crossbar_kernels(layers)
 
     def forward_through_adc() -> None:
         for sim in layers:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_sim import ARRAYS, COPIES, anchor_mlp, anchor_program, ideal_forward
+from bench_sim import ARRAYS, COPIES, anchor_mlp, anchor_program, crossbar_kernels, ideal_forward
 from threadpoolctl import threadpool_limits
 
 from lea_compiler import interpreter
 from lea_compiler.backends.cost import estimate_cost
-from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simulate, software_predictions
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, simulate, software_predictions
 from lea_compiler.schedule.plan import schedule_of
 
 
@@ -63,9 +63,7 @@ def steps(program: Any, x: np.ndarray, labels: np.ndarray, weights: list, biases
             executor._linear = None
             executor._linear_reads(executor._bands())
 
-    kernels = {layer.plan.name: (lambda s: (lambda node, inputs: [s.forward(inputs[0], np.random.default_rng(0),
-                                                                            EventCounts())]))(layer)
-               for layer in built}
+    kernels = crossbar_kernels(built)
     data = Dataset("random", x, labels)
     measured = {name: 1.0 for name in schedule.layers}
     return {

@@ -176,6 +176,12 @@ def _layer(tmp_path: Path, reads: int, read_noise_uS: float, adc_bits: int) -> C
     return CrossbarLayer.of(program, "mm", chip, np.random.default_rng(1))
 
 
+def _voltages(executor: execute.CrossbarExecutor, x: np.ndarray) -> np.ndarray:
+    """The DAC's voltages for x with each vector's own full scale (the layers here have no bias row)."""
+    dac = (1 << (executor.dac_bits - 1)) - 1
+    return (np.round(x / np.abs(x).max(axis=1, keepdims=True) * dac) * F(executor.v_read / dac)).astype(F)
+
+
 def _compare(layer: CrossbarLayer, x: np.ndarray, draws: int) -> None:
     """Each of x's vectors read `draws` times through the ADC current by current and linearly: per output, the
     same mean (within 5 standard errors of the difference) and standard deviation (within 8%), and pooled
@@ -204,9 +210,7 @@ def test_linear_reads_have_the_adcs_distribution(tmp_path, reads) -> None:
     executor = layer.executor
     linear = executor._linear_reads(executor._bands())
     assert linear is not None
-    dac = (1 << (executor.dac_bits - 1)) - 1
-    v = np.round(x / np.abs(x).max(axis=1, keepdims=True) * dac) * F(executor.v_read / dac)
-    assert linear.split(v.astype(F))[0].all()  # every pair is read linearly
+    assert linear.split(_voltages(executor, x))[0].all()  # every pair is read linearly
     _compare(layer, x, 3000)
 
 
@@ -235,17 +239,9 @@ def test_pairs_near_the_saturation_and_small_inputs_keep_the_adcs_distribution(t
     executor = layer.executor
     linear = executor._linear_reads(executor._bands())
     assert linear is not None
-    dac = (1 << (executor.dac_bits - 1)) - 1
-    v = (np.round(x / np.abs(x).max(axis=1, keepdims=True) * dac) * F(executor.v_read / dac)).astype(F)
-    pairs = linear.split(v)[0]
+    pairs = linear.split(_voltages(executor, x))[0]
     assert pairs.any() and not pairs.all(), pairs
     _compare(layer, x, 3000)
-
-
-def _voltages(executor: execute.CrossbarExecutor, x: np.ndarray) -> np.ndarray:
-    """The DAC's voltages for x with each vector's own full scale (the layers here have no bias row)."""
-    dac = (1 << (executor.dac_bits - 1)) - 1
-    return (np.round(x / np.abs(x).max(axis=1, keepdims=True) * dac) * F(executor.v_read / dac)).astype(F)
 
 
 @pytest.mark.parametrize("factor", [0.35, 0.15])

@@ -59,6 +59,11 @@ class RowBand:
     variance: np.ndarray | None = None  # like g: each device's read-noise variance over the column's ADC step^2,
     # with a conductance-dependent read-noise model (`read_sigma_uS`), else None
 
+    def column_reads(self) -> np.ndarray:
+        """Reads per column, (2 alpha cols,) float64: `counts`, or `reads` for every column."""
+        return np.full(self.inv_step.size, float(self.reads)) if self.counts is None else \
+            self.counts.astype(np.float64)
+
 
 @dataclass(frozen=True, eq=False)
 class LinearReads:
@@ -107,7 +112,7 @@ class LinearReads:
         of the band, computed, stays 6 sigma inside it, (n,) bool."""
         band, converted = self.bands[b], self.converted[b]
         vb = v[:, band.r0:band.r1]
-        currents = np.abs(vb @ band.g[:, converted])
+        currents = np.abs((vb @ band.g)[:, converted])  # every column's product: no copy of the band's devices
         if self.noise_per_row is None:
             sigma = np.sqrt(self.third * power)[:, None] * band.inv_step[converted]
         else:
@@ -194,7 +199,7 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
             norm2[index] = math.sqrt(float(np.einsum("rw,rw->w", band.g, band.g)[used].max()))
         if per_row is not None and variance_rows is not None:
             assert band.variance is not None
-            reads = np.full(2 * alpha * cols, np.float32(band.reads)) if band.counts is None else band.counts
+            reads = band.column_reads().astype(np.float32)
             device = band.variance.reshape(band.r1 - band.r0, 2 * alpha, cols)
             per_row[band.r0:band.r1] = np.einsum("rac,ac->rc", device,
                                                  np.square(weights) / reads.reshape(2 * alpha, cols))
@@ -217,8 +222,7 @@ def _column_terms(bands: Sequence[RowBand], alpha: int, cols: int) -> tuple[np.n
     largest 1 / step of its converted columns, (B, 2) (1 and 1 for a band that converts none)."""
     shape = (len(bands), 2 * alpha, cols)
     weights = np.stack([b.weights for b in bands]).astype(np.float64).reshape(shape)
-    reads = np.stack([np.full(2 * alpha * cols, float(b.reads)) if b.counts is None else b.counts.astype(np.float64)
-                      for b in bands]).reshape(shape)
+    reads = np.stack([b.column_reads() for b in bands]).reshape(shape)
     inv_step = np.stack([b.inv_step for b in bands]).astype(np.float64).reshape(len(bands), -1)
     converted = (weights != 0).reshape(len(bands), -1)
     some = converted.any(axis=1)
