@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 
 import numpy as np
 import onnx
@@ -329,7 +330,7 @@ def test_a_builder_makes_the_record_the_constructor_makes(kind: type) -> None:
 
 def _block(index: int, ids: list[int], selection: np.ndarray) -> ProgramBlock:
     """A block with copies numbered `ids` and `selection` (copies x columns); only what the combine reads."""
-    cols = selection.shape[1]
+    cols = selection.shape[-1]
     empty = np.zeros((1, cols), dtype=np.int8)
     copies = tuple(BlockCopy(c, None, None) for c in ids)  # type: ignore[arg-type]
     return ProgramBlock(index, 0, index, 0, 1, 0, cols, empty, empty, copies, selection)
@@ -355,6 +356,11 @@ def test_chosen_copies_are_each_columns_selected_copies() -> None:
         assert chosen == want
         assert chosen[0] == () and chosen[-1] == tuple(ids)
     assert chosen_copies([]) == []
+    for selection in (np.ones((2, 6), dtype=bool), np.ones(6, dtype=bool)):  # a row per copy of 3, or none
+        shape = re.escape(str(selection.shape))
+        with pytest.raises(InvalidInputError, match=f"block 7: its selection of shape {shape} is not one row per "
+                                                    "copy of its 3"):
+            chosen_copies([_block(7, [0, 1, 2], np.ones((3, 6), dtype=bool)), _block(7, [0, 1, 2], selection)])
 
 
 @pytest.mark.parametrize("count", [4, 128, 200])

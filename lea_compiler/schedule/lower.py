@@ -590,9 +590,14 @@ def chosen_copies(blocks: Sequence[ProgramBlock]) -> list[tuple[tuple[int, ...],
     chosen: list[tuple[tuple[int, ...], ...]] = [()] * len(blocks)
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, block in enumerate(blocks):
-        groups.setdefault(tuple(copy.copy for copy in block.copies), []).append(b)
+        ids = tuple(copy.copy for copy in block.copies)
+        shape = np.shape(block.selection)
+        if len(shape) != 2 or shape[0] != len(ids):  # the checks refuse it; unchecked, say so
+            raise InvalidInputError(f"block {block.index}: its selection of shape {shape} is not one row per copy "
+                                    f"of its {len(ids)} (check the Program with `leac inspect`)")
+        groups.setdefault(ids, []).append(b)
     for ids, members in groups.items():
-        selections = [np.asarray(blocks[b].selection, dtype=bool).reshape(len(ids), -1) for b in members]
+        selections = [np.asarray(blocks[b].selection, dtype=bool) for b in members]
         columns = np.concatenate(selections, axis=1).T  # every column's pattern, block after block
         if len(ids) <= 62:  # each pattern as the integer its bits spell (np.unique of rows sorts 100x slower)
             _, first, which = np.unique(columns @ (np.int64(1) << np.arange(len(ids), dtype=np.int64)),
