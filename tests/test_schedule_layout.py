@@ -28,6 +28,7 @@ from lea_compiler.schedule.layout import Layout
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
+    ArrayProgram,
     chosen_copies,
     noiseless_conductances,
     prepare,
@@ -254,6 +255,20 @@ def test_program_pulses_count_every_written_device(stuck_program: Program) -> No
     assert Schedule(schedule.levels_uS, dict(schedule.arrays), {}, None).program_pulses == want
 
 
+
+@pytest.mark.parametrize("dtype, levels", [(np.int8, 4), (np.int8, 128), (np.int16, 300), (np.int64, 16)])
+def test_program_pulses_of_any_level_dtype(dtype, levels) -> None:
+    """The count through the bytes of int8 levels (and by level otherwise) against level + 1 summed over the
+    written devices by hand, with skipped and unused devices (which cost none) among them."""
+    rng = np.random.default_rng(levels)
+    arrays = {}
+    for array in (2, 7):
+        level = rng.integers(UNUSED, levels, (9, 11)).astype(dtype)
+        level[0, :3] = (UNUSED, SKIPPED, levels - 1)
+        arrays[array] = ArrayProgram(array, level, np.zeros(level.shape), np.zeros(level.shape, dtype))
+    want = sum(int(lv) + 1 for a in arrays.values() for lv in a.level.ravel().tolist() if lv >= 0)
+    assert Schedule(np.linspace(1, 2, levels), arrays, {}, None).program_pulses == want
+
 def test_a_region_outside_its_array_is_refused() -> None:
     """A region that overruns its array's rows or columns, or starts before it, is refused by name, not read into
     the next rows or arrays (an unchecked Program's, e.g. `simulate`'s lowering)."""
@@ -327,6 +342,21 @@ def test_a_builder_makes_the_record_the_constructor_makes(kind: type) -> None:
             setattr(made, field.name, "other")
     assert pickle.loads(pickle.dumps(made)) == want
 
+
+
+def test_a_builder_refuses_a_record_kind_that_checks_its_fields() -> None:
+    """The twin stores the fields without the kind's `__post_init__`: a kind with one is refused, not built
+    unchecked."""
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError("negative")
+
+    with pytest.raises(TypeError, match="Checked has a __post_init__, which builder\\(\\) would skip"):
+        builder(Checked)
 
 def _block(index: int, ids: list[int], selection: np.ndarray) -> ProgramBlock:
     """A block with copies numbered `ids` and `selection` (copies x columns); only what the combine reads."""

@@ -114,7 +114,11 @@ class Schedule:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
         level = self.devices.level
-        return int(np.sum(nominal_pulses(level[level >= 0])))
+        if level.dtype == np.int8:  # counted through the bytes (levels 0..127 are bytes 0..127): no mask, no gather
+            per_level = np.bincount(level.view(np.uint8), minlength=256)[:128]
+        else:
+            per_level = np.bincount(level[level >= 0].astype(np.int64, copy=False))
+        return int(per_level @ nominal_pulses(np.arange(per_level.size)))
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:

@@ -415,6 +415,9 @@ def builder(kind: type[R]) -> Callable[..., R]:
     the fields directly and then makes the object an instance of `kind` (Python checks that the two lay their
     instances out alike; `tests/test_schedule_layout.py` checks that the objects are equal)."""
 
+    if hasattr(kind, "__post_init__"):  # the twin would skip it: a record kind that checks its fields
+        raise TypeError(f"{kind.__name__} has a __post_init__, which builder() would skip")
+
     def become(record: Any) -> None:
         record.__class__ = kind
 
