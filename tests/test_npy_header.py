@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lea_compiler.program import archive
 from lea_compiler.program.archive import _CANONICAL_HEADER, _MAX_HEADER_BYTES, _npy_header
 
 DTYPES = ["<i1", "|i1", "<i2", ">i4", "<i8", "|u1", "<u2", "<f2", "<f4", ">f8", "<c8", "|b1", "<U3", "|S5"]
@@ -45,7 +46,11 @@ def test_numpy_s_headers_read_as_numpy_reads_them(dtype, shape, fortran, version
 
 @pytest.mark.parametrize("array", [np.zeros((25, 25), np.int8), np.arange(6.0).reshape(2, 3).T, np.float32(3.5),
                                    np.zeros(0, np.int64), np.zeros((3, 0, 2), np.uint16)])
-def test_what_np_save_writes_takes_the_fast_path(array) -> None:
+def test_what_np_save_writes_takes_the_fast_path(array, monkeypatch) -> None:
+    def numpy_parser(handle):
+        raise AssertionError("numpy's parser was asked")
+
+    monkeypatch.setattr(archive, "_numpy_header", numpy_parser)
     buffer = io.BytesIO()
     np.save(buffer, array)
     data = buffer.getvalue()
@@ -85,7 +90,20 @@ def test_other_valid_headers_go_to_numpy_s_parser(text) -> None:
     (_raw_header(b"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }")[:30], "EOF"),
     (b"\x93NUMPY\x02\x00" + (_MAX_HEADER_BYTES + 1).to_bytes(4, "little") + b"{" * 64,
      f"declares {_MAX_HEADER_BYTES + 1} bytes"),
+    # what numpy refuses, though it looks like what it writes
+    (_raw_header(b"{'descr': '<f8', 'fortran_order': False, 'shape': (025,), }"), "Cannot parse header"),
+    (_raw_header(b"{'descr': '<f8', 'fortran_order': False, 'shape': (2), }"), "shape is not valid"),
+    (_raw_header(b"{'descr': '<Z9', 'fortran_order': False, 'shape': (2,), }"), "not a valid dtype descriptor"),
+    (_raw_header(b"{'descr': '<i0', 'fortran_order': False, 'shape': (2,), }"), "not a valid dtype descriptor"),
 ])
 def test_bad_headers_are_refused(data, message) -> None:
     with pytest.raises(ValueError, match=message):
         _npy_header(io.BytesIO(data))
+
+
+def test_a_header_of_numpy_s_longest_length_is_read() -> None:
+    """A header of exactly `_MAX_HEADER_BYTES` (numpy's own bound) is read, as numpy reads it."""
+    text = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }"
+    header = text + b" " * (_MAX_HEADER_BYTES - len(text) - 1) + b"\n"
+    data = b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header
+    assert _npy_header(io.BytesIO(data)) == _numpy_reads(data) == ((2, 3), False, np.dtype("<f8"))

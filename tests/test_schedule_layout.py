@@ -29,6 +29,8 @@ from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
     ArrayProgram,
+    ArrayPrograms,
+    FlatDevices,
     chosen_copies,
     noiseless_conductances,
     prepare,
@@ -267,7 +269,10 @@ def test_program_pulses_of_any_level_dtype(dtype, levels) -> None:
         level[0, :3] = (UNUSED, SKIPPED, levels - 1)
         arrays[array] = ArrayProgram(array, level, np.zeros(level.shape), np.zeros(level.shape, dtype))
     want = sum(int(lv) + 1 for a in arrays.values() for lv in a.level.ravel().tolist() if lv >= 0)
-    assert Schedule(np.linspace(1, 2, levels), arrays, {}, None).program_pulses == want
+    devices = FlatDevices.of(arrays)
+    devices = dataclasses.replace(devices, level=devices.level.astype(dtype))  # `of` widens them to int64
+    schedule = Schedule(np.linspace(1, 2, levels), ArrayPrograms(devices), {}, None)
+    assert schedule.devices.level.dtype == dtype and schedule.program_pulses == want
 
 def test_a_region_outside_its_array_is_refused() -> None:
     """A region that overruns its array's rows or columns, or starts before it, is refused by name, not read into
@@ -327,6 +332,10 @@ def test_an_unchecked_programs_other_negative_levels_read_their_stuck_conductanc
     object.__setattr__(half, "levels", levels)
     conductances = prepare(program, check=False).half_conductances
     assert conductances[0] == 0.0 and conductances[1] == 100.0  # level 0 of (100, 250) uS
+    # the same in wider levels, which are not read through the byte table (where a negative byte reads 0 anyway)
+    object.__setattr__(half, "levels", levels.astype(np.int64))
+    conductances = prepare(program, check=False).half_conductances
+    assert conductances[0] == 0.0 and conductances[1] == 100.0
 
 
 @pytest.mark.parametrize("kind", list(RECORD_TYPES.values()), ids=list(RECORD_TYPES))
@@ -386,6 +395,13 @@ def test_chosen_copies_are_each_columns_selected_copies() -> None:
         assert chosen == want
         assert chosen[0] == () and chosen[-1] == tuple(ids)
     assert chosen_copies([]) == []
+    # 70 copies, columns that differ only in copies past an integer's 62 bits
+    ids = list(range(70))
+    crafted = np.zeros((70, 7), dtype=bool)
+    for column, marked in enumerate(([], [0], [63], [64], list(range(64, 70)), [0, 64], [62, 69])):
+        crafted[marked, column] = True
+    assert chosen_copies([_block(0, ids, crafted)]) == [((), (0,), (63,), (64,), tuple(range(64, 70)), (0, 64),
+                                                        (62, 69))]
     for selection in (np.ones((2, 6), dtype=bool), np.ones(6, dtype=bool)):  # a row per copy of 3, or none
         shape = re.escape(str(selection.shape))
         with pytest.raises(InvalidInputError, match=f"block 7: its selection of shape {shape} is not one row per "
@@ -423,13 +439,26 @@ def test_partly_calibrated_blocks_keep_their_ranges(stuck_program: Program) -> N
         dataclasses.replace(block, adc_full_scale_uA=10.0 + i) if i % 2 else block
         for i, block in enumerate(layer.blocks))) for layer in program.layers)
     calibrated = schedule_of(dataclasses.replace(program, layers=layers))
-    worst = schedule_of(program)
-    for layer in layers:
+    chip, levels = program.chip, np.asarray(program.chip.device.levels_uS)
+    v_read = chip.periphery.v_read_V
+    for layer, original in zip(layers, program.layers, strict=True):
         full_scale = {b.index: b.adc_full_scale_uA for b in layer.blocks}
-        pairs = zip(calibrated.layers[layer.name].reads, worst.layers[layer.name].reads, strict=True)
-        for (read, convert), (_, uncalibrated) in pairs:
-            want = full_scale[read.block] if full_scale[read.block] is not None else uncalibrated.full_scale_uA
-            assert convert.full_scale_uA == want and want is not None
+        # by hand: v_read x the largest column sum of the block's copy halves, a skipped device at its stuck value
+        worst = {}
+        for block in original.blocks:
+            sums = []
+            for copy in block.copies:
+                for half in (copy.pos, copy.neg):
+                    rows, cols = half.levels.shape
+                    r, c = half.region.row, half.region.col
+                    stuck = np.nan_to_num(chip.stuck_map(half.region.array)[1][r:r + rows, c:c + cols])
+                    g = np.where(half.levels >= 0, levels[np.maximum(half.levels, 0)], stuck)
+                    sums.append(float(np.max(np.sum(g, axis=0))))
+            worst[block.index] = v_read * max(sums)
+        assert len(set(worst.values())) > 1  # blocks of different ranges: a mix-up would show
+        for read, convert in calibrated.layers[layer.name].reads:
+            want = full_scale[read.block] if full_scale[read.block] is not None else worst[read.block]
+            assert convert.full_scale_uA == pytest.approx(want, rel=1e-12)
 
 
 def test_an_unchecked_programs_target_of_another_shape_is_refused(stuck_program: Program) -> None:
@@ -442,6 +471,36 @@ def test_an_unchecked_programs_target_of_another_shape_is_refused(stuck_program:
     with pytest.raises(InvalidInputError, match="a block's target levels differ in shape from its copy halves"):
         prepare(broken, check=False)
 
+
+
+def _with_half(program: Program, **change: object) -> Program:
+    """`program` with its last layer's last copy half changed (`dataclasses.replace` of the half)."""
+    layer = program.layers[-1]
+    block = layer.blocks[-1]
+    copy = block.copies[-1]
+    copy = dataclasses.replace(copy, neg=dataclasses.replace(copy.neg, **change))
+    block = dataclasses.replace(block, copies=(*block.copies[:-1], copy))
+    layer = dataclasses.replace(layer, blocks=(*layer.blocks[:-1], block))
+    return dataclasses.replace(program, layers=(*program.layers[:-1], layer))
+
+
+def test_an_unchecked_programs_bad_halves_are_refused_by_name(stuck_program: Program) -> None:
+    """Lowering without checks (the simulator's) refuses, as a damaged Program, levels that are not a matrix, a
+    region that is not three integers and one on an array the chip lacks; levels given as a list lower as the
+    array would."""
+    program = stuck_program
+    half = program.layers[-1].blocks[-1].copies[-1].neg
+    region = half.region
+    cases = [({"levels": half.levels[..., None]}, "a copy half's levels are not a matrix"),
+             ({"region": dataclasses.replace(region, array=region.array + 0.5)},
+              "a copy half's region is not three integers"),
+             ({"region": dataclasses.replace(region, col=float(region.col))}, "a copy half's region is not three"),
+             ({"region": dataclasses.replace(region, array=999)}, "a copy half's region is off the chip: .*999")]
+    for change, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            prepare(_with_half(program, **change), check=False)
+    as_list = prepare(_with_half(program, levels=half.levels.tolist()), check=False)
+    np.testing.assert_array_equal(as_list.values, prepare(program, check=False).values)
 
 def test_a_region_on_an_array_the_layout_lacks_is_a_key_error() -> None:
     """`Layout.windows` looks arrays up all at once; an array it does not have is a KeyError naming it, as the

@@ -279,8 +279,9 @@ def read_array(archive: zipfile.ZipFile, name: str, spec: ArraySpec, source: str
 
 
 _NPY_MAGIC = b"\x93NUMPY"
+_DIM = rb"(?:0|[1-9]\d{0,18})"  # a dimension as repr() writes it: no leading zero, within int64
 _CANONICAL_HEADER = re.compile(rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (True|False), "
-                               rb"'shape': \(((?:\d+, )*\d+,?)?\), \} *\n")
+                               rb"'shape': \((|" + _DIM + rb",|(?:" + _DIM + rb", )+" + _DIM + rb")\), \} *\n")
 """The header dict exactly as numpy writes it (`np.save`: keys sorted, repr'd values, space padding): parsed by
 this pattern instead of `ast.literal_eval`, ~10x faster per array (a Program of 25 x 25 arrays holds thousands)."""
 
@@ -315,10 +316,19 @@ _MAX_HEADER_BYTES = 10000
 
 @functools.lru_cache(maxsize=64)
 def _dtype(descr: str) -> np.dtype[Any]:
-    return np.dtype(descr)
+    """The dtype a header's descr names, each descr made once (a Program's thousands of arrays have a few).
+
+    Raises:
+        ValueError: numpy knows no such dtype (numpy's parser says the same of the header)."""
+    try:
+        return np.dtype(descr)
+    except TypeError:
+        raise ValueError(f"descr {descr!r} is not a valid dtype descriptor") from None
 
 
 def _numpy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """The header as numpy's own parser reads it (`_npy_header` without its fast path), which refuses what is not
+    a header of format 1.0 or 2.0 with a ValueError."""
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)

@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lea_compiler.errors import InvalidInputError
+from lea_compiler.errors import InvalidInputError, UsageError
+from lea_compiler.geometry import Region
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
@@ -328,20 +329,22 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     # every copy half in `_halves` order: layer by layer, block by block, copy by copy, G+ then G-
     halves = [half for layer in program.layers for block in layer.blocks for copy in block.copies
               for half in (copy.pos, copy.neg)]
-    regions = [half.region for half in halves]
-    levels = [half.levels for half in halves]
-    count = len(halves)
-    array = np.fromiter([region.array for region in regions], dtype=np.int64, count=count)
-    shapes = np.fromiter(chain.from_iterable([half.shape for half in levels]), dtype=np.int64,
-                         count=2 * count).reshape(-1, 2)
+    levels = [np.asarray(half.levels) for half in halves]
+    if any(own.ndim != 2 for own in levels):  # the checks refuse it; unchecked, say so
+        raise InvalidInputError("a copy half's levels are not a matrix (check the Program with `leac inspect`)")
+    array, row, col = _region_fields([half.region for half in halves])
+    shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
+                         count=2 * len(levels)).reshape(-1, 2)
     sizes = shapes[:, 0] * shapes[:, 1]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    used = map(program.chip.array, np.unique(array).tolist())
+    try:
+        used = [program.chip.array(array_id) for array_id in np.unique(array).tolist()]
+    except UsageError as exc:
+        raise InvalidInputError(f"a copy half's region is off the chip: {exc} (check the Program with "
+                                "`leac inspect`)") from None
     layout = Layout.of({arr.id: (arr.rows, arr.cols) for arr in used})
     # every half's devices in one flat gather (`Layout.windows`), not a slice per half
-    at = layout.windows(array, np.fromiter([region.row for region in regions], dtype=np.int64, count=count),
-                        np.fromiter([region.col for region in regions], dtype=np.int64, count=count),
-                        shapes[:, 0], shapes[:, 1])
+    at = layout.windows(array, row, col, shapes[:, 0], shapes[:, 1])
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
     # the Program's level dtype (int8 up to 128 levels, `chip.level_index_dtype`): an eighth of int64's memory
     level = np.full(layout.size, UNUSED, dtype=np.promote_types(values.dtype, np.int8))
@@ -371,6 +374,18 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
         stuck_uS = np.where(np.isnan(g_uS), 0.0, g_uS)
     return Lowered(program, FlatDevices(layout, level, marked, stuck_uS, target, programmed), at, bounds, values,
                    shapes, unwritten, stuck)
+
+
+def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The regions' arrays, rows and cols as int64 vectors.
+
+    Raises:
+        InvalidInputError: a region field that is not an integer (an unchecked Program)."""
+    fields = np.array([(region.array, region.row, region.col) for region in regions]).reshape(-1, 3)
+    if fields.dtype.kind not in "iu":  # the checks refuse it; unchecked, say so rather than round 34.5 to 34
+        raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac inspect`)")
+    array, row, col = fields.astype(np.int64, copy=False).T
+    return array, row, col
 
 
 def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) -> np.ndarray:

@@ -402,10 +402,10 @@ RECORD_TYPES: dict[str, type[Record]] = {
 
 _PROGRAMMING_OPS = frozenset({"select_array", "write", "skip"})
 
-R = TypeVar("R")
+_Record = TypeVar("_Record")
 
 
-def builder(kind: type[R]) -> Callable[..., R]:
+def builder(kind: type[_Record]) -> Callable[..., _Record]:
     """A faster constructor of record kind `kind`: `builder(Read)(*values)`, every field given positionally, is
     `Read(*values)`, the same frozen object, made in a quarter of the time.
 
