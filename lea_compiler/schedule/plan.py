@@ -114,11 +114,7 @@ class Schedule:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
         level = self.devices.level
-        if level.dtype != np.int8:  # (a board file's, or a Program's of more than 128 levels)
-            return int(np.sum(nominal_pulses(level[level >= 0])))
-        # counted through the bytes (levels 0..127 are bytes 0..127): no mask and no gather of a million devices
-        per_level = np.bincount(level.view(np.uint8), minlength=256)[:128]
-        return int(per_level @ nominal_pulses(np.arange(per_level.size)))
+        return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:
