@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
@@ -53,6 +52,7 @@ from lea_compiler.schedule.layout import region_rows
 from lea_compiler.schedule.linear_reads import LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
+from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions, ranges, row_sums, scatter
 
 _CHUNK_CURRENTS = 1 << 17
 """Column currents per chunk of samples (float32: 512 KiB a chunk's array, its elementwise passes in cache).
@@ -98,17 +98,19 @@ class _Layout:
 
 
 class CrossbarExecutor:
-    """One crossbar layer's records run on given conductances (one (rows, cols) array per read, in order)."""
+    """One crossbar layer's records run on given conductances: one (rows, cols) array per read, in order (a list,
+    or the simulator's `Regions`, whose one buffer the set-up reads without joining the regions again)."""
 
     def __init__(self, plan: LayerPlan, conductances: Sequence[np.ndarray], *, dac_bits: int, adc_bits: int,
                  read_noise_uS: float = 0.0, exact_read_noise: bool = False,
                  read_maps: Sequence[np.ndarray] | None = None,
                  read_sigma_uS: Sequence[np.ndarray] | None = None, linear: bool = True) -> None:
         self.plan = plan
-        self.conductances = list(conductances)
+        # `Regions` (the simulator's programmed devices) is kept as it is: the set-up reads its flat buffer
+        self.conductances: Sequence[np.ndarray] = conductances if isinstance(conductances, Regions) else list(conductances)
         # IR drop hook: the (rows, cols) matrix M of each read with currents I = V @ M (lea_compiler.irdrop); by
         # default the conductances (ideal lines). The read energy stays V^2 G on the conductances.
-        self.read_maps = self.conductances if read_maps is None else list(read_maps)
+        self.read_maps: Sequence[np.ndarray] = self.conductances if read_maps is None else list(read_maps)
         self.dac_bits, self.adc_bits = dac_bits, adc_bits
         self.read_noise = read_noise_uS
         # A conductance-dependent read-noise model: per read, each device's standard deviation (uS) of the
@@ -134,7 +136,7 @@ class CrossbarExecutor:
         for what, arrays in (("conductances", self.conductances), ("read maps", self.read_maps),
                              ("read-noise sigmas", self.read_sigma)):
             if arrays is not None and (arrays is not self.conductances or what == "conductances"):
-                _check_regions(plan.name, what, arrays, heights, widths)
+                check_regions(plan.name, what, arrays, heights, widths)
         self._prepared: list[RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
         self._linear: tuple[LinearReads | None, list[RowBand]] | None = None
@@ -153,26 +155,26 @@ class CrossbarExecutor:
         conducts into its bit line, the other groups' columns of the region included (they are only not
         converted), so each such read adds its whole region's row sums to group g.
 
-        All reads at once: each region's row sums (`_row_sums`), then one `np.bincount` that adds them
+        All reads at once: each region's row sums (`row_sums`), then one `np.bincount` that adds them
         to their rows in read order, as adding read after read does (the same float64 sums, to the bit)."""
         layout = self._layout
         n = len(layout.r0)
         heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
         read, source = region_rows(heights, widths)
-        sums = _row_sums(_flat(self.conductances), source, widths[read])  # each region's row sums, in read order
+        sums = row_sums(flat_of(self.conductances), source, widths[read])  # each region's row sums, in read order
         sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
         starts = np.cumsum(heights) - heights  # each read's first row sum
         if self.groups == 1:
-            rows, weights = _ranges(layout.r0, heights), sums
+            rows, weights = ranges(layout.r0, heights), sums
         else:  # each read's row sums go to every group that reads its block, group after group
             reading = [groups_reading(c0, c1, self.cols, self.groups)
                        for c0, c1 in zip(layout.c0.tolist(), layout.c1.tolist(), strict=True)]
             first = np.array([r.start for r in reading], dtype=np.int64).reshape(n)
             count = np.array([len(r) for r in reading], dtype=np.int64).reshape(n)
             pair = np.repeat(np.arange(n), count)  # (read, group) pairs in read order
-            group = _ranges(first, count)
-            rows = np.repeat(group * self.rows, heights[pair]) + _ranges(layout.r0[pair], heights[pair])
-            weights = sums[_ranges(starts[pair], heights[pair])]
+            group = ranges(first, count)
+            rows = np.repeat(group * self.rows, heights[pair]) + ranges(layout.r0[pair], heights[pair])
+            weights = sums[ranges(starts[pair], heights[pair])]
         total = np.bincount(rows, weights=weights, minlength=self.groups * self.rows).astype(np.float64)
         return total[:self.rows] if self.groups == 1 else total.reshape(self.groups, self.rows)
 
@@ -244,7 +246,7 @@ class CrossbarExecutor:
         last_read = np.full(len(blocks), -1, dtype=np.int64)
         np.maximum.at(last_read, read_block, np.arange(n))
         band_read = last_read[combine_block[entry_combine]]
-        column = np.repeat(_ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
+        column = np.repeat(ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
         r0, c_read = x_start, c0[read_block]
         layout = _Layout(r0, r0 + height, polarity, slot[np.searchsorted(pairs, read_block * span + read_copy)],
                          c_read, c_read + width, count,
@@ -257,8 +259,9 @@ class CrossbarExecutor:
         """Per row band: G+ and G- of every copy side by side, divided by the ADC step of their column
         (so a product is in ADC steps), and the weights that turn steps back into the combined current.
 
-        The bands' matrices are parts of one buffer, filled with every read's devices (row by row: `_put_rows`),
-        ADC steps and read counts at once, not read by read."""
+        All bands at once, not read by read: every read's devices over its ADC step, rounded to float32, are put
+        row by row in one buffer of the bands one above the other (`_in_bands`), each band's matrix a part of it;
+        the ADC steps, read counts and weights of every band's columns are filled in (B, 2, alpha, cols) arrays."""
         key = tuple(self.full_scale)
         if self._prepared_for == key:
             return self._prepared
@@ -271,57 +274,67 @@ class CrossbarExecutor:
             raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {self.full_scale[tiny[0]]!r} uA has "
                                     "steps too small to simulate in float32")
         layout = self._layout
-        heights, width = layout.r1 - layout.r0, 2 * alpha * cols
+        width = 2 * alpha * cols
         band_r0, band_r1, band = layout.bands(self.rows)  # the bands in ascending order; each read's
+        count = len(band_r0)
         band_heights = band_r1 - band_r0
         start = (np.cumsum(band_heights) - band_heights) * width  # each band's first device in the buffer
         widths = layout.c1 - layout.c0
         offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
-        columns = _ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
+        columns = ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
         # reads fill their band's every row: two that fill one device fill one column, and then the last read's
         # value stays, as assigning read after read leaves it
-        unique = bool(np.bincount(columns, minlength=len(band_r0) * width).max(initial=0) <= 1)
-        # the bands one above the other are one (rows, 2 alpha cols) array: each read's rows go to their place in it
-        read, source = region_rows(heights, widths)
-        target = (start[band] + offset)[read] + _ranges(np.zeros_like(heights), heights) * width
-        g_all = np.zeros(int(band_heights.sum()) * width)
-        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps), unique)
-        variance_all = None
-        if self.read_sigma is not None:
-            variance_all = np.zeros_like(g_all)
-            _put_rows(variance_all, target, source, widths[read], np.square(_flat(self.read_sigma)), unique)
-        step_all = np.ones(len(band_r0) * width)
-        counts_all = np.zeros(len(band_r0) * width)
+        unique = bool(np.bincount(columns, minlength=count * width).max(initial=0) <= 1)
+        step_read = full_scale / adc  # each read's ADC step, uA
+        step = np.ones(count * width)
+        counts = np.zeros(count * width)
         per_column = np.repeat(np.arange(len(band)), widths)  # each column's read
-        _scatter(step_all, columns, (full_scale / adc)[per_column], unique)
-        _scatter(counts_all, columns, layout.reads[per_column].astype(np.float64), unique)
-        mask_all = np.zeros(len(band_r0) * alpha * cols)
+        scatter(step, columns, step_read[per_column], unique)
+        scatter(counts, columns, layout.reads[per_column].astype(np.float64), unique)
+        mask = np.zeros(count * alpha * cols)
         a_r0, a_r1, a_slot, a_column, a_weight = layout.averaged
         a_band = np.searchsorted(band_r0 * (self.rows + 1) + band_r1, a_r0 * (self.rows + 1) + a_r1)
         averaged = (a_band * alpha + a_slot) * cols + a_column
-        _scatter(mask_all, averaged, a_weight, bool(np.bincount(averaged, minlength=len(mask_all)).max(initial=0)
-                                                    <= 1))
+        scatter(mask, averaged, a_weight, bool(np.bincount(averaged, minlength=len(mask)).max(initial=0) <= 1))
+        step, mask = step.reshape(count, 2, alpha, cols), mask.reshape(count, alpha, cols)
+        inv_step = (1.0 / step).reshape(count, width)
+        weights = np.concatenate([mask * step[:, 0], -mask * step[:, 1]], axis=1)  # G+ adds, G- subtracts
+        counts = counts.reshape(count, width)
+        most = counts.max(axis=1)
+        counts = np.where(counts == 0, most[:, None], counts)  # a column slot no read fills (weight 0) takes the
+        # others' count
+        uneven = counts.min(axis=1) != most
+        # a device over its column's ADC step is the device over its read's (the read that fills the column)
+        inv_read = 1.0 / step_read
+        size = int(band_heights.sum()) * width
+        g_all = self._in_bands(self.read_maps, inv_read, band, start, offset, size, unique)
+        variance_all = None if self.read_sigma is None else self._in_bands(
+            [np.square(s) for s in self.read_sigma], np.square(inv_read), band, start, offset, size, unique)
+        inv_step32, weights32, counts32 = (inv_step.astype(np.float32), weights.astype(np.float32),
+                                           counts.astype(np.float32))
         prepared = []
         for b, (r0, r1) in enumerate(zip(band_r0.tolist(), band_r1.tolist(), strict=True)):
-            rows = r1 - r0
-            band_g = g_all[start[b]:start[b] + rows * width].reshape(rows, 2, alpha, cols)
-            step = step_all[b * width:(b + 1) * width].reshape(2, alpha, cols)
-            counts = counts_all[b * width:(b + 1) * width].reshape(2, alpha, cols)
-            mask = mask_all[b * alpha * cols:(b + 1) * alpha * cols].reshape(alpha, cols)
-            inv_step = (1.0 / step).reshape(-1)
-            weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
-            counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
-            uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
-            # the float64 products rounded to float32 (written there by the ufunc, as astype would round them)
-            g = self._per_group(np.multiply(band_g.reshape(rows, -1), inv_step, out=np.empty((rows, width), np.float32),
-                                            casting="same_kind"))
-            variance = None if variance_all is None else self._per_group(np.multiply(
-                variance_all[start[b]:start[b] + rows * width].reshape(rows, -1), np.square(inv_step),
-                out=np.empty((rows, width), np.float32), casting="same_kind"))
-            prepared.append(RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
-                                     int(counts.max()), uneven, variance))
+            part = slice(int(start[b]), int(start[b]) + (r1 - r0) * width)
+            prepared.append(RowBand(
+                r0, r1, self._per_group(g_all[part].reshape(r1 - r0, width)), inv_step32[b],
+                weights32[b].reshape(2 * alpha, cols), int(most[b]), counts32[b] if uneven[b] else None,
+                None if variance_all is None else self._per_group(variance_all[part].reshape(r1 - r0, width))))
         self._prepared, self._prepared_for = prepared, key
         return prepared
+
+    def _in_bands(self, arrays: Sequence[np.ndarray], factor: np.ndarray, band: np.ndarray, start: np.ndarray,
+                  offset: np.ndarray, size: int, unique: bool) -> np.ndarray:
+        """Per-read arrays (the read maps, or the read-noise variances) times each read's `factor`, rounded to
+        float32 (the float64 products, as astype rounds them), put in the buffer of the row bands one above the
+        other (`size` devices, rows of 2 alpha cols): read i's region at its band `band[i]`'s first row (the
+        band's first device is `start[band[i]]`), its columns from `offset[i]` on. Where two reads fill one
+        device, the last one's value stays (`put_regions`)."""
+        layout = self._layout
+        heights, widths, width = layout.r1 - layout.r0, layout.c1 - layout.c0, 2 * self.alpha * self.cols
+        regions = arrays if isinstance(arrays, Regions) else Regions(flat_of(arrays), heights, widths)
+        out = np.zeros((size // width, width), np.float32)
+        put_regions(out, start[band] // width, offset, regions, factor, unique)
+        return out.reshape(-1)
 
     def _chunk_rows(self) -> int:
         """Rows (vectors or runs) per chunk: a band's currents for a chunk fill about `_CHUNK_CURRENTS`, and at
@@ -579,79 +592,3 @@ class CrossbarExecutor:
                     added *= column_scale
                 steps[lo - skip:hi - skip] += added
 
-
-def _check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: np.ndarray,
-                   widths: np.ndarray) -> None:
-    """Refuse per-read arrays that are not one (rows, cols) array of each read's region, in read order."""
-    if len(arrays) != len(heights):
-        raise InvalidInputError(f"layer {name!r}: {len(arrays)} {what} for {len(heights)} reads")
-    shapes = [a.shape if isinstance(a, np.ndarray) else np.shape(a) for a in arrays]
-    regions = list(zip(heights.tolist(), widths.tolist(), strict=True))
-    if shapes != regions:
-        index = next(i for i, (shape, region) in enumerate(zip(shapes, regions, strict=True)) if shape != region)
-        raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {shapes[index]}, its region "
-                                f"{regions[index]}")
-
-
-def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Per-read arrays laid end to end, each row by row, float64 (exactly the values: float32 widens exactly)."""
-    if not arrays:
-        return np.zeros(0)
-    return np.concatenate(arrays, axis=None).astype(np.float64, copy=False)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """start, start + 1, ..., start + length - 1 of each (start, length) pair, one pair after the other."""
-    ends = np.cumsum(lengths, dtype=np.int64)
-    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
-                                                                                     lengths)
-
-
-def _row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """The sum of each row (starting at flat[source[i]], width[i] long) of regions laid end to end, as
-    `region.sum(axis=1)` sums it: numpy's same summation along one contiguous row, so the same float64 values.
-    One pass per distinct width (the rows of one width gathered as the rows of one array)."""
-    out = np.empty(len(source))
-    widths = _distinct(width)
-    for wide in widths.tolist():
-        if len(widths) == 1:
-            out[:] = flat.reshape(-1, wide).sum(axis=1)
-        else:
-            chosen = width == wide
-            out[chosen] = sliding_window_view(flat, wide)[source[chosen]].sum(axis=1)
-    return out
-
-
-def _put_rows(out: np.ndarray, target: np.ndarray, source: np.ndarray, width: np.ndarray, flat: np.ndarray,
-              unique: bool) -> None:
-    """Copy rows of a flat buffer (starting at source[i], width[i] long, laid end to end) to out[target[i]:
-    target[i] + width[i]]: one row assignment per distinct width, through a view whose row d is out[d:d + w]
-    (`sliding_window_view`); rows that overlap (`unique` False) leave the last row's values, as copying row
-    after row does."""
-    if not unique:
-        _scatter(out, np.repeat(target - source, width) + np.arange(len(flat)), flat, unique)
-        return
-    widths = _distinct(width)
-    for wide in widths.tolist():
-        rows = sliding_window_view(out, wide, writeable=True)
-        if len(widths) == 1:
-            rows[target] = flat.reshape(-1, wide)
-        else:
-            chosen = width == wide
-            rows[target[chosen]] = sliding_window_view(flat, wide)[source[chosen]]
-
-
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """The distinct values, ascending (one, found without sorting, when all are equal)."""
-    if len(values) and values.min() == values.max():
-        return values[:1]
-    return np.unique(values)
-
-
-def _scatter(out: np.ndarray, index: np.ndarray, values: np.ndarray, unique: bool) -> None:
-    """out[index] = values, where an index that repeats (`unique` False) gets its last value, as assigning one
-    value after the other leaves it (numpy does not promise an order for repeated indices)."""
-    if not unique:
-        keep = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
-        index, values = index[keep], values[keep]
-    out[index] = values
