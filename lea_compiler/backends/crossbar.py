@@ -226,8 +226,8 @@ class CrossbarLayer:
 def _regions(flat: np.ndarray, reads: Sequence[Read]) -> Regions:
     """The reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer itself,
     which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
-    shape = np.array([(read.rows, read.cols) for read in reads], dtype=np.int64).reshape(-1, 2)
-    return Regions(flat, shape[:, 0], shape[:, 1])
+    return Regions(flat, np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads)),
+                   np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads)))
 
 
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
@@ -235,16 +235,13 @@ def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
     programmed to, for its write noise, its write-noise sigma and its drift.
 
-    One gather from the table of levels with the lowest level again at its end, where level -1 lands (`np.take`
-    counts -1 from the end); a level below -1 is taken to -1 first, and a level beyond the Program's table raises
-    IndexError (a checked Program has neither)."""
+    One gather, where every negative level lands on the lowest (`np.take`'s mode "clip"); a level beyond the
+    table raises IndexError instead of landing on the highest (a checked Program has none)."""
     levels = np.asarray(levels_uS, dtype=np.float64)
     level = np.asarray(level)
     if level.size and level.max() >= len(levels):
-        raise IndexError(f"level {int(level.max())} is beyond the {len(levels)} levels")
-    if level.size and level.min() < -1:
-        level = np.maximum(level, -1)
-    return np.take(np.concatenate([levels, levels[:1]]), level)
+        raise IndexError(f"level {int(level.max())} is beyond the Program's {len(levels)} levels")
+    return np.take(levels, level, mode="clip")
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:

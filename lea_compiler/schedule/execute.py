@@ -107,7 +107,8 @@ class CrossbarExecutor:
                  read_sigma_uS: Sequence[np.ndarray] | None = None, linear: bool = True) -> None:
         self.plan = plan
         # `Regions` (the simulator's programmed devices) is kept as it is: the set-up reads its flat buffer
-        self.conductances: Sequence[np.ndarray] = conductances if isinstance(conductances, Regions) else list(conductances)
+        self.conductances: Sequence[np.ndarray] = (conductances if isinstance(conductances, Regions)
+                                                   else list(conductances))
         # IR drop hook: the (rows, cols) matrix M of each read with currents I = V @ M (lea_compiler.irdrop); by
         # default the conductances (ideal lines). The read energy stays V^2 G on the conductances.
         self.read_maps: Sequence[np.ndarray] = self.conductances if read_maps is None else list(read_maps)
@@ -286,20 +287,18 @@ class CrossbarExecutor:
         # value stays, as assigning read after read leaves it
         unique = bool(np.bincount(columns, minlength=count * width).max(initial=0) <= 1)
         step_read = full_scale / adc  # each read's ADC step, uA
-        step = np.ones(count * width)
-        counts = np.zeros(count * width)
+        step, counts = np.ones((count, 2, alpha, cols)), np.zeros((count, width))
         per_column = np.repeat(np.arange(len(band)), widths)  # each column's read
-        scatter(step, columns, step_read[per_column], unique)
-        scatter(counts, columns, layout.reads[per_column].astype(np.float64), unique)
-        mask = np.zeros(count * alpha * cols)
+        scatter(step.reshape(-1), columns, step_read[per_column], unique)  # (views: the arrays are filled)
+        scatter(counts.reshape(-1), columns, layout.reads[per_column].astype(np.float64), unique)
+        mask = np.zeros((count, alpha, cols))
         a_r0, a_r1, a_slot, a_column, a_weight = layout.averaged
         a_band = np.searchsorted(band_r0 * (self.rows + 1) + band_r1, a_r0 * (self.rows + 1) + a_r1)
         averaged = (a_band * alpha + a_slot) * cols + a_column
-        scatter(mask, averaged, a_weight, bool(np.bincount(averaged, minlength=len(mask)).max(initial=0) <= 1))
-        step, mask = step.reshape(count, 2, alpha, cols), mask.reshape(count, alpha, cols)
+        scatter(mask.reshape(-1), averaged, a_weight, bool(np.bincount(averaged, minlength=mask.size).max(initial=0)
+                                                          <= 1))
         inv_step = (1.0 / step).reshape(count, width)
         weights = np.concatenate([mask * step[:, 0], -mask * step[:, 1]], axis=1)  # G+ adds, G- subtracts
-        counts = counts.reshape(count, width)
         most = counts.max(axis=1)
         counts = np.where(counts == 0, most[:, None], counts)  # a column slot no read fills (weight 0) takes the
         # others' count
