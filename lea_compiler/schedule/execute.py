@@ -193,13 +193,12 @@ class CrossbarExecutor:
         plan, name = self.plan, self.plan.name
         reads = [read for read, _ in plan.reads]
         n = len(reads)
-        field = np.array([(r.block, r.copy, r.x_start, r.x_stop, r.rows, r.cols, r.reads,
-                           -1 if r.one_row is None else r.one_row) for r in reads], dtype=np.int64).reshape(n, 8)
-        block, copy, x_start, x_stop, height, width, count, one_row = field.T
-        polarity = np.fromiter((r.polarity != "pos" for r in reads), dtype=np.int64, count=n)
+        field = np.fromiter(itertools.chain.from_iterable(
+            (r.block, r.copy, r.x_start, r.x_stop, r.rows, r.cols, r.reads, -1 if r.one_row is None else r.one_row,
+             r.polarity != "pos") for r in reads), dtype=np.int64, count=9 * n).reshape(n, 9)
+        block, copy, x_start, x_stop, height, width, count, one_row, polarity = field.T
         combines = plan.combines
-        picked = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(c.copies)
-                                                           for c in combines), dtype=np.int64)
+        picked, chosen = _entries(list(itertools.chain.from_iterable(c.copies for c in combines)))
         terms = np.array(plan.accumulate.terms, dtype=np.int64).reshape(-1, 3)
         combined = np.array([(c.block, len(c.copies), c.divisor) for c in combines], dtype=np.int64).reshape(-1, 3)
         # blocks and the reads' copies as dense ranks, so that a (block, copy) pair is one int64
@@ -231,8 +230,6 @@ class CrossbarExecutor:
                                     "execute it")
         # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
         columns = combined[:, 1]
-        chosen = np.fromiter(itertools.chain.from_iterable(map(len, c.copies) for c in combines), dtype=np.int64,
-                             count=int(columns.sum()))
         entry_combine = np.repeat(np.repeat(np.arange(len(combines)), columns), chosen)
         key = combine_block[entry_combine] * span + picked_copy
         at = np.minimum(np.searchsorted(pairs, key), len(pairs) - 1) if len(pairs) else np.zeros_like(key)
@@ -591,3 +588,14 @@ class CrossbarExecutor:
                     added *= column_scale
                 steps[lo - skip:hi - skip] += added
 
+
+def _entries(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Tuples of integers laid end to end, and each one's length (int64 both). A tuple object that several rows
+    share (a combine's copies, one tuple for all of its columns) is read once."""
+    _, first, which = np.unique(np.fromiter(map(id, rows), dtype=np.int64, count=len(rows)), return_index=True,
+                                  return_inverse=True)
+    distinct = [rows[i] for i in first.tolist()]
+    lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
+    values = np.fromiter(itertools.chain.from_iterable(distinct), dtype=np.int64, count=int(lengths.sum()))
+    length = lengths[which.reshape(-1)]
+    return values[ranges((np.cumsum(lengths) - lengths)[which.reshape(-1)], length)], length
