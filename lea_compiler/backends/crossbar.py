@@ -113,7 +113,8 @@ class CrossbarLayer:
         With ideal devices, or the default programming model and no drift, all of the layer's regions are
         gathered at once from the schedule's flat buffers (`Schedule.devices`, `_written_with_noise`); each
         region's write noise is the slice of one draw that the region-by-region draws in read order give, so the
-        values are the same as drawing region by region. Drift draws its exponents region by region between the
+        values are the same as drawing region by region; the regions stay that one buffer (`Regions`), which the
+        executor's set-up reads as it is. Drift draws its exponents region by region between the
         write draws, so with drift the regions go one by one."""
         reads = [read for read, _ in self.plan.reads]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)

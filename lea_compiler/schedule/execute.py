@@ -258,8 +258,9 @@ class CrossbarExecutor:
         (so a product is in ADC steps), and the weights that turn steps back into the combined current.
 
         All bands at once, not read by read: every read's devices over its ADC step, rounded to float32, are put
-        row by row in one buffer of the bands one above the other (`_in_bands`), each band's matrix a part of it;
-        the ADC steps, read counts and weights of every band's columns are filled in (B, 2, alpha, cols) arrays."""
+        in one buffer of the bands one above the other, the regions of one shape in one assignment (`_in_bands`),
+        each band's matrix a part of it; the ADC steps, read counts and weights of every band's columns are
+        filled in (B, 2, alpha, cols) arrays."""
         key = tuple(self.full_scale)
         if self._prepared_for == key:
             return self._prepared
@@ -276,7 +277,7 @@ class CrossbarExecutor:
         band_r0, band_r1, band = layout.bands(self.rows)  # the bands in ascending order; each read's
         count = len(band_r0)
         band_heights = band_r1 - band_r0
-        start = (np.cumsum(band_heights) - band_heights) * width  # each band's first device in the buffer
+        first = np.cumsum(band_heights) - band_heights  # each band's first row in the buffer
         widths = layout.c1 - layout.c0
         offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
         columns = ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
@@ -302,35 +303,34 @@ class CrossbarExecutor:
         uneven = counts.min(axis=1) != most
         # a device over its column's ADC step is the device over its read's (the read that fills the column)
         inv_read = 1.0 / step_read
-        size = int(band_heights.sum()) * width
-        g_all = self._in_bands(self.read_maps, inv_read, band, start, offset, size, unique)
+        rows = int(band_heights.sum())
+        g_all = self._in_bands(self.read_maps, inv_read, first[band], offset, rows, unique)
         variance_all = None if self.read_sigma is None else self._in_bands(
-            [np.square(s) for s in self.read_sigma], np.square(inv_read), band, start, offset, size, unique)
+            [np.square(s) for s in self.read_sigma], np.square(inv_read), first[band], offset, rows, unique)
         inv_step32, weights32, counts32 = (inv_step.astype(np.float32), weights.astype(np.float32),
                                            counts.astype(np.float32))
         prepared = []
         for b, (r0, r1) in enumerate(zip(band_r0.tolist(), band_r1.tolist(), strict=True)):
-            part = slice(int(start[b]), int(start[b]) + (r1 - r0) * width)
+            part = slice(int(first[b]), int(first[b]) + r1 - r0)  # the band's rows: a view of the buffer
             prepared.append(RowBand(
-                r0, r1, self._per_group(g_all[part].reshape(r1 - r0, width)), inv_step32[b],
-                weights32[b].reshape(2 * alpha, cols), int(most[b]), counts32[b] if uneven[b] else None,
-                None if variance_all is None else self._per_group(variance_all[part].reshape(r1 - r0, width))))
+                r0, r1, self._per_group(g_all[part]), inv_step32[b], weights32[b].reshape(2 * alpha, cols),
+                int(most[b]), counts32[b] if uneven[b] else None,
+                None if variance_all is None else self._per_group(variance_all[part])))
         self._prepared, self._prepared_for = prepared, key
         return prepared
 
-    def _in_bands(self, arrays: Sequence[np.ndarray], factor: np.ndarray, band: np.ndarray, start: np.ndarray,
-                  offset: np.ndarray, size: int, unique: bool) -> np.ndarray:
+    def _in_bands(self, arrays: Sequence[np.ndarray], factor: np.ndarray, row: np.ndarray, col: np.ndarray,
+                  rows: int, unique: bool) -> np.ndarray:
         """Per-read arrays (the read maps, or the read-noise variances) times each read's `factor`, rounded to
-        float32 (the float64 products, as astype rounds them), put in the buffer of the row bands one above the
-        other (`size` devices, rows of 2 alpha cols): read i's region at its band `band[i]`'s first row (the
-        band's first device is `start[band[i]]`), its columns from `offset[i]` on. Where two reads fill one
-        device, the last one's value stays (`put_regions`)."""
+        float32 (the float64 products, as astype rounds them), in the buffer of the row bands one above the
+        other, (rows, 2 alpha cols): read i's region from row row[i] and column col[i] on. Where two reads fill
+        one device, the last one's value stays (`put_regions`)."""
         layout = self._layout
-        heights, widths, width = layout.r1 - layout.r0, layout.c1 - layout.c0, 2 * self.alpha * self.cols
+        heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
         regions = arrays if isinstance(arrays, Regions) else Regions(flat_of(arrays), heights, widths)
-        out = np.zeros((size // width, width), np.float32)
-        put_regions(out, start[band] // width, offset, regions, factor, unique)
-        return out.reshape(-1)
+        out = np.zeros((rows, 2 * self.alpha * self.cols), np.float32)
+        put_regions(out, row, col, regions, factor, unique)
+        return out
 
     def _chunk_rows(self) -> int:
         """Rows (vectors or runs) per chunk: a band's currents for a chunk fill about `_CHUNK_CURRENTS`, and at
