@@ -22,6 +22,7 @@ bias, tanh between layers) timed in the same run with the same threads:
   the digital reference, the software baseline by onnxruntime, the cost model);
 - whole `leac simulate` process: `python -m lea_compiler simulate PROGRAM --data DATA --json` in a fresh
   process with OMP/OPENBLAS threads set, of the tree the benchmark imports `lea_compiler` from;
+- `Program.load` of the Program's `.leac` file (CPU ms; the process pays it), with the full checks;
 - the cost model: `estimate_cost` as `simulate()` calls it once per run (the lowered schedule given, the
   device-read energy measured), and without data (`leac report`: the full-scale device-read bound), in ms, not
   a ratio (its work does not grow with the samples). `--cost-only` measures only these (one thread), quickly:
@@ -65,6 +66,7 @@ from lea_compiler.backends.sim import CrossbarLayer, Dataset, EventCounts, simul
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
 from lea_compiler.schedule import execute
 from lea_compiler.schedule.plan import schedule_of
 
@@ -208,6 +210,7 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
             through_adc = best_of(forward_through_adc, repeats=repeats)
             whole = best_of(simulate, program, [data], seed=0, repeats=repeats)
             cost = cost_model_ms(program, repeats)
+            cost["program_load_ms"] = 1e3 * best_of(Program.load, program_path, repeats=repeats)[1]
         process = process_seconds(program_path, data_path, threads, max(1, repeats // 2))
         row: dict[str, Any] = {"array": f"{size}x{size}", "k": k, "blas_threads": threads, "samples": len(x),
                                "devices": program.devices_used,
@@ -227,7 +230,7 @@ def measure(tmp: Path, size: int, k: int, x: np.ndarray, labels: np.ndarray, wei
               f"through the ADC {row['forward_through_adc_ratio']:.1f}x); simulate() "
               f"{row['simulate' + clock] * 1e3:.1f} ms ({row['simulate_ratio']:.1f}x); process "
               f"{row['process' + clock]:.2f} s ({row['process_ratio']:.0f}x); cost model "
-              f"{cost['cost_model_ms']:.1f} ms", flush=True)
+              f"{cost['cost_model_ms']:.1f} ms; Program.load {cost['program_load_ms']:.1f} ms", flush=True)
     return rows
 
 
@@ -253,7 +256,9 @@ def cost_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The cost model's rows of a table (CPU ms, whatever the threads: it makes no BLAS calls)."""
     return [f"| {label} | " + " | ".join(f"{r[key]:.1f}" for r in rows) + " |"
             for key, label in (("cost_model_ms", "cost model as `simulate()` runs it (CPU ms)"),
-                               ("cost_model_full_scale_ms", "cost model without data, full-scale reads (CPU ms)"))]
+                               ("cost_model_full_scale_ms", "cost model without data, full-scale reads (CPU ms)"),
+                               ("program_load_ms", "`Program.load` of its `.leac` file (CPU ms)"))
+            if all(key in r for r in rows)]
 
 
 def cost_only(model: Path, repeats: int) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ library ran before) and asks for the same numbers, exactly.
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import re
 
 import numpy as np
 import onnx
@@ -21,10 +23,19 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
+from lea_compiler.program.types import BlockCopy, ProgramBlock
 from lea_compiler.schedule.layout import Layout
-from lea_compiler.schedule.lower import SKIPPED, UNUSED, prepare, worst_case_full_scales_uA
+from lea_compiler.schedule.lower import (
+    SKIPPED,
+    UNUSED,
+    ArrayProgram,
+    chosen_copies,
+    noiseless_conductances,
+    prepare,
+    worst_case_full_scales_uA,
+)
 from lea_compiler.schedule.plan import Schedule, schedule_of
-from lea_compiler.schedule.records import Read
+from lea_compiler.schedule.records import RECORD_TYPES, Read, builder
 from tests.helpers import mlp_model
 
 
@@ -93,13 +104,15 @@ def test_worst_case_ranges_are_the_per_block_column_sums() -> None:
     blocks = [int(b) for b in np.sort(rng.integers(0, 12, len(reads)))]
     blocks = list(np.unique(blocks, return_inverse=True)[1].ravel())  # numbered 0, 1, ... with none left out
     sizes = np.array([r.rows * r.cols for r in reads])
-    end_to_end = worst_case_full_scales_uA(g[layout.read_windows(reads)], np.cumsum(sizes) - sizes, reads, blocks, 0.2)
+    shapes = np.array([(r.rows, r.cols) for r in reads])
+    end_to_end = worst_case_full_scales_uA(g[layout.read_windows(reads)], np.cumsum(sizes) - sizes, shapes, blocks,
+                                           0.2)
     # the same regions, laid out anywhere else in a flat buffer (here: in reverse order, with gaps)
     starts = (np.cumsum(sizes[::-1]) - sizes[::-1] + 7 * np.arange(len(reads)))[::-1]
     scattered = np.full(int(starts.max() + sizes.max()) + 7, np.nan)
     for r, at, size in zip(reads, starts.tolist(), sizes.tolist(), strict=True):
         scattered[at:at + size] = layout.view(g, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
-    anywhere = worst_case_full_scales_uA(scattered, starts, reads, blocks, 0.2)
+    anywhere = worst_case_full_scales_uA(scattered, starts, shapes, blocks, 0.2)
     one_shape = [r for r in reads if (r.rows, r.cols) == (reads[0].rows, reads[0].cols)]
     for b in range(max(blocks) + 1):
         regions = [layout.view(g, r.array)[r.row:r.row + r.rows, r.col:r.col + r.cols]
@@ -107,7 +120,8 @@ def test_worst_case_ranges_are_the_per_block_column_sums() -> None:
         want = float(0.2 * max(float(np.max(np.sum(region, axis=0))) for region in regions))
         assert end_to_end[b] == anywhere[b] == want
     same = worst_case_full_scales_uA(g[layout.read_windows(one_shape)], one_shape[0].rows * one_shape[0].cols
-                                     * np.arange(len(one_shape)), one_shape, [0] * len(one_shape), 0.2)
+                                     * np.arange(len(one_shape)), [(r.rows, r.cols) for r in one_shape],
+                                     [0] * len(one_shape), 0.2)
     assert same[0] == float(0.2 * max(float(np.max(np.sum(layout.view(g, r.array)[r.row:r.row + r.rows,
                                                                                    r.col:r.col + r.cols], axis=0)))
                                           for r in one_shape))
@@ -241,6 +255,20 @@ def test_program_pulses_count_every_written_device(stuck_program: Program) -> No
     assert Schedule(schedule.levels_uS, dict(schedule.arrays), {}, None).program_pulses == want
 
 
+
+@pytest.mark.parametrize("dtype, levels", [(np.int8, 4), (np.int8, 128), (np.int16, 300), (np.int64, 16)])
+def test_program_pulses_of_any_level_dtype(dtype, levels) -> None:
+    """The count through the bytes of int8 levels (and by level otherwise) against level + 1 summed over the
+    written devices by hand, with skipped and unused devices (which cost none) among them."""
+    rng = np.random.default_rng(levels)
+    arrays = {}
+    for array in (2, 7):
+        level = rng.integers(UNUSED, levels, (9, 11)).astype(dtype)
+        level[0, :3] = (UNUSED, SKIPPED, levels - 1)
+        arrays[array] = ArrayProgram(array, level, np.zeros(level.shape), np.zeros(level.shape, dtype))
+    want = sum(int(lv) + 1 for a in arrays.values() for lv in a.level.ravel().tolist() if lv >= 0)
+    assert Schedule(np.linspace(1, 2, levels), arrays, {}, None).program_pulses == want
+
 def test_a_region_outside_its_array_is_refused() -> None:
     """A region that overruns its array's rows or columns, or starts before it, is refused by name, not read into
     the next rows or arrays (an unchecked Program's, e.g. `simulate`'s lowering)."""
@@ -299,3 +327,128 @@ def test_an_unchecked_programs_other_negative_levels_read_their_stuck_conductanc
     object.__setattr__(half, "levels", levels)
     conductances = prepare(program, check=False).half_conductances
     assert conductances[0] == 0.0 and conductances[1] == 100.0  # level 0 of (100, 250) uS
+
+
+@pytest.mark.parametrize("kind", list(RECORD_TYPES.values()), ids=list(RECORD_TYPES))
+def test_a_builder_makes_the_record_the_constructor_makes(kind: type) -> None:
+    """`records.builder(kind)` (lowering's fast path) gives the object `kind(...)` gives: of that type, equal, with
+    the same hash and repr, frozen, and pickled alike."""
+    values = tuple(f"v{i}" if i % 2 else i for i in range(len(dataclasses.fields(kind))))
+    made, want = builder(kind)(*values), kind(*values)
+    assert type(made) is kind and made == want and hash(made) == hash(want) and repr(made) == repr(want)
+    assert dataclasses.astuple(made) == values
+    for field in dataclasses.fields(kind):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, field.name, "other")
+    assert pickle.loads(pickle.dumps(made)) == want
+
+
+
+def test_a_builder_refuses_a_record_kind_that_checks_its_fields() -> None:
+    """The twin stores the fields without the kind's `__post_init__`: a kind with one is refused, not built
+    unchecked."""
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError("negative")
+
+    with pytest.raises(TypeError, match="Checked has a __post_init__, which builder\\(\\) would skip"):
+        builder(Checked)
+
+def _block(index: int, ids: list[int], selection: np.ndarray) -> ProgramBlock:
+    """A block with copies numbered `ids` and `selection` (copies x columns); only what the combine reads."""
+    cols = selection.shape[-1]
+    empty = np.zeros((1, cols), dtype=np.int8)
+    copies = tuple(BlockCopy(c, None, None) for c in ids)  # type: ignore[arg-type]
+    return ProgramBlock(index, 0, index, 0, 1, 0, cols, empty, empty, copies, selection)
+
+
+def test_chosen_copies_are_each_columns_selected_copies() -> None:
+    """Per block and column, the copies the selection marks, in copy order, against the column-by-column loop:
+    random selections (columns of every pattern, none and all copies included), copies numbered otherwise than
+    0, 1, ..., blocks with different copies in one call, and 70 copies (more than an integer's bits)."""
+    rng = np.random.default_rng(11)
+    blocks = []
+    for index in range(40):
+        alpha = int(rng.choice([1, 2, 3, 6, 8, 70]))
+        ids = sorted(rng.choice(100, alpha, replace=False).tolist()) if index % 3 else list(range(alpha))
+        selection = rng.random((alpha, int(rng.integers(2, 30)))) < rng.random()
+        selection[:, 0], selection[:, -1] = False, True  # a column of none, one of all
+        blocks.append(_block(index, ids, selection))
+    got = chosen_copies(blocks)
+    assert len(got) == len(blocks)
+    for block, chosen in zip(blocks, got, strict=True):
+        ids = [copy.copy for copy in block.copies]
+        want = tuple(tuple(c for c, used in zip(ids, column, strict=True) if used) for column in block.selection.T)
+        assert chosen == want
+        assert chosen[0] == () and chosen[-1] == tuple(ids)
+    assert chosen_copies([]) == []
+    for selection in (np.ones((2, 6), dtype=bool), np.ones(6, dtype=bool)):  # a row per copy of 3, or none
+        shape = re.escape(str(selection.shape))
+        with pytest.raises(InvalidInputError, match=f"block 7: its selection of shape {shape} is not one row per "
+                                                    "copy of its 3"):
+            chosen_copies([_block(7, [0, 1, 2], np.ones((3, 6), dtype=bool)), _block(7, [0, 1, 2], selection)])
+
+
+@pytest.mark.parametrize("count", [4, 128, 200])
+def test_noiseless_conductances_of_int8_levels_are_the_clipped_look_up(count: int) -> None:
+    """int8 levels (read through a byte table) give the conductances the clip-and-take of wider levels gives, the
+    negative ones what the caller says, whether it lists them or not; a level past the device's table is an
+    IndexError either way."""
+    rng = np.random.default_rng(count)
+    levels_uS = np.sort(rng.uniform(1, 200, count))
+    level = rng.integers(-2, min(count, 128), (40, 30)).astype(np.int8)
+    stuck = rng.uniform(0, 300, level.size)
+    want = noiseless_conductances(level.astype(np.int16), levels_uS, lambda i: stuck[i])
+    np.testing.assert_array_equal(want, np.where(level >= 0, levels_uS[np.maximum(level, 0)],
+                                                 stuck.reshape(level.shape)))
+    np.testing.assert_array_equal(noiseless_conductances(level, levels_uS, lambda i: stuck[i]), want)
+    negative = np.flatnonzero(level < 0)
+    np.testing.assert_array_equal(noiseless_conductances(level, levels_uS, lambda i: stuck[i], negative), want)
+    if count < 128:
+        level[3, 4] = count
+        for dtype in (np.int8, np.int16):
+            with pytest.raises(IndexError):
+                noiseless_conductances(level.astype(dtype), levels_uS, lambda i: stuck[i])
+
+
+def test_partly_calibrated_blocks_keep_their_ranges(stuck_program: Program) -> None:
+    """A Program whose blocks carry calibrated ADC ranges for every other block: those convert with theirs, the
+    others with the worst-case ranges they have without any calibration."""
+    program = stuck_program
+    layers = tuple(dataclasses.replace(layer, blocks=tuple(
+        dataclasses.replace(block, adc_full_scale_uA=10.0 + i) if i % 2 else block
+        for i, block in enumerate(layer.blocks))) for layer in program.layers)
+    calibrated = schedule_of(dataclasses.replace(program, layers=layers))
+    worst = schedule_of(program)
+    for layer in layers:
+        full_scale = {b.index: b.adc_full_scale_uA for b in layer.blocks}
+        pairs = zip(calibrated.layers[layer.name].reads, worst.layers[layer.name].reads, strict=True)
+        for (read, convert), (_, uncalibrated) in pairs:
+            want = full_scale[read.block] if full_scale[read.block] is not None else uncalibrated.full_scale_uA
+            assert convert.full_scale_uA == want and want is not None
+
+
+def test_an_unchecked_programs_target_of_another_shape_is_refused(stuck_program: Program) -> None:
+    """Lowering without checks gathers the skipped devices' targets from their blocks' targets: a block whose
+    target differs in shape from its copy halves is refused by name, not read out of place."""
+    program = stuck_program
+    layer = program.layers[0]
+    blocks = tuple(dataclasses.replace(block, target_neg=block.target_neg[:-1]) for block in layer.blocks)
+    broken = dataclasses.replace(program, layers=(dataclasses.replace(layer, blocks=blocks), *program.layers[1:]))
+    with pytest.raises(InvalidInputError, match="a block's target levels differ in shape from its copy halves"):
+        prepare(broken, check=False)
+
+
+def test_a_region_on_an_array_the_layout_lacks_is_a_key_error() -> None:
+    """`Layout.windows` looks arrays up all at once; an array it does not have is a KeyError naming it, as the
+    mapping's look-up was."""
+    layout = Layout.of({9: (4, 4), 2: (4, 4)})
+    np.testing.assert_array_equal(layout.windows([2, 9], [0, 1], [0, 1], [1, 1], [2, 1]), [16, 17, 5])
+    with pytest.raises(KeyError, match="5"):
+        layout.windows([2, 5, 9], [0, 0, 0], [0, 0, 0], [1, 1, 1], [1, 1, 1])
+    with pytest.raises(KeyError, match="3"):
+        Layout.of({}).windows([3], [0], [0], [1], [1])

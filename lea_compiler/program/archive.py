@@ -22,8 +22,11 @@ checked too, but not trusted alone):
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import math
+import re
 import zipfile
 from dataclasses import dataclass
 from typing import IO, Any
@@ -275,8 +278,47 @@ def read_array(archive: zipfile.ZipFile, name: str, spec: ArraySpec, source: str
     return array
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_CANONICAL_HEADER = re.compile(rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (True|False), "
+                               rb"'shape': \(((?:\d+, )*\d+,?)?\), \} *\n")
+"""The header dict exactly as numpy writes it (`np.save`: keys sorted, repr'd values, space padding): parsed by
+this pattern instead of `ast.literal_eval`, ~10x faster per array (a Program of 25 x 25 arrays holds thousands)."""
+
+
 def _npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    """The shape, order and dtype an `.npy` header declares (format 1.0 or 2.0), reading only the header."""
+    """The shape, order and dtype an `.npy` header declares (format 1.0 or 2.0), reading only the header.
+
+    A header as numpy writes it is matched by `_CANONICAL_HEADER`; any other (hand-made, older numpy, damaged)
+    goes to numpy's own parser, which refuses what is not a header as it always did. A header longer than
+    numpy's bound (`_MAX_HEADER_BYTES`) is refused before it is read."""
+    head = handle.read(8)
+    width = {b"\x01\x00": 2, b"\x02\x00": 4}.get(head[6:8]) if head[:6] == _NPY_MAGIC else None
+    if width is not None:
+        size = handle.read(width)
+        head += size
+        length = int.from_bytes(size, "little") if len(size) == width else 0
+        if length > _MAX_HEADER_BYTES:
+            raise ValueError(f"its .npy header declares {length} bytes, more than {_MAX_HEADER_BYTES}")
+        header = handle.read(length)
+        head += header
+        match = _CANONICAL_HEADER.fullmatch(header)
+        if match is not None:
+            descr, fortran, dims = match.groups()
+            shape = tuple(int(d) for d in dims.split(b",") if d.strip()) if dims else ()
+            return shape, fortran == b"True", _dtype(descr.decode("ascii"))
+    return _numpy_header(io.BytesIO(head))
+
+
+_MAX_HEADER_BYTES = 10000
+"""numpy's own bound on a header's length (its `max_header_size`)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(descr: str) -> np.dtype[Any]:
+    return np.dtype(descr)
+
+
+def _numpy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import accumulate, chain
 
 import numpy as np
 
@@ -35,12 +37,10 @@ class Layout:
     @classmethod
     def of(cls, shapes: Mapping[int, tuple[int, int]]) -> Layout:
         """The layout of arrays of `shapes` (id -> (rows, cols)), in the mapping's order."""
-        offset: dict[int, int] = {}
-        at = 0
-        for array_id, (rows, cols) in shapes.items():
-            offset[array_id] = at
-            at += rows * cols
-        return cls(tuple(shapes), offset, dict(shapes), at)
+        ids = tuple(shapes)
+        sizes = [rows * cols for rows, cols in shapes.values()]
+        offsets = list(accumulate(sizes, initial=0))
+        return cls(ids, dict(zip(ids, offsets[:-1], strict=True)), dict(shapes), offsets[-1])
 
     def view(self, flat: np.ndarray, array_id: int) -> np.ndarray:
         """Array `array_id`'s part of a flat buffer, as a (rows, cols) view."""
@@ -48,7 +48,32 @@ class Layout:
         at = self.offset[array_id]
         return flat[at:at + rows * cols].reshape(rows, cols)
 
-    def windows(self, array: Sequence[int], row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays' ids in ascending order, and in that order each one's (offset, rows, cols)."""
+        count = len(self.ids)
+        ids = np.fromiter(self.ids, dtype=np.int64, count=count)
+        offset = np.fromiter(map(self.offset.__getitem__, self.ids), dtype=np.int64, count=count)
+        shape = np.fromiter(chain.from_iterable(map(self.shape.__getitem__, self.ids)), dtype=np.int64,
+                            count=2 * count).reshape(-1, 2)
+        order = np.argsort(ids)
+        return ids[order], np.column_stack([offset, shape])[order]
+
+    def _placed(self, array: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each of the arrays `array`'s offset, rows and cols (one vectorised look-up, not a dict's per region).
+
+        Raises:
+            KeyError: an array the layout does not have (as `offset[a]` would)."""
+        ids, places = self._table
+        array = np.asarray(array, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ids, array), max(ids.size - 1, 0))
+        known = ids[at] == array if ids.size else np.zeros(array.shape, dtype=bool)
+        if not known.all():
+            raise KeyError(int(array[np.argmin(known)]))
+        offset, rows, cols = places[at].T
+        return offset, rows, cols
+
+    def windows(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
                 cols: np.ndarray) -> np.ndarray:
         """The flat indices of the regions (array[i], row[i], col[i], rows[i] x cols[i]), region after region,
         each row by row: `flat[windows(...)]` is every region's devices, as the per-region slices
@@ -66,9 +91,7 @@ class Layout:
         rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        offset = np.fromiter((self.offset[a] for a in array), dtype=np.int64, count=n)
-        width = np.fromiter((self.shape[a][1] for a in array), dtype=np.int64, count=n)
-        height = np.fromiter((self.shape[a][0] for a in array), dtype=np.int64, count=n)
+        offset, height, width = self._placed(array)
         outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
         if outside.any():
             i = int(np.argmax(outside))

@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -47,6 +48,7 @@ from lea_compiler.schedule.records import (
     SelectArray,
     Skip,
     Write,
+    builder,
 )
 
 UNUSED = -2
@@ -150,12 +152,23 @@ def _cached_conductances(cache: dict[tuple[bytes, bool], np.ndarray], level: np.
 
 
 def noiseless_conductances(level: np.ndarray, levels_uS: np.ndarray,
-                           unwritten: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+                           unwritten: Callable[[np.ndarray], np.ndarray], others: np.ndarray | None = None
+                           ) -> np.ndarray:
     """The conductances of devices at Program levels `level` without noise: levels_uS[level] where written
     (level >= 0), and `unwritten(i)` at the flat indices i of the others (skipped or unused: what the caller
-    says they hold). The one definition, for one array, many laid end to end, or the halves in read order."""
-    g = np.take(np.asarray(levels_uS), np.maximum(level, 0))  # take: a third faster than indexing, same values
-    others = np.flatnonzero(level < 0)
+    says they hold; `others`: those indices, if the caller has them). The one definition, for one array, many
+    laid end to end, or the halves in read order."""
+    levels_uS = np.asarray(levels_uS)
+    if level.dtype == np.int8 and level.size and int(level.max()) < levels_uS.size:
+        # int8 levels (up to 128 levels) read as bytes from a table of 256 entries (a negative level's: 0, replaced
+        # below): twice as fast as clipping them first, the same values
+        table = np.zeros(256, dtype=levels_uS.dtype)
+        table[:min(levels_uS.size, 128)] = levels_uS[:128]
+        g = np.take(table, level.view(np.uint8))
+    else:  # take: a third faster than indexing, same values (and an IndexError for a level past the table)
+        g = np.take(levels_uS, np.maximum(level, 0))
+    if others is None:
+        others = np.flatnonzero(level < 0)
     g.reshape(-1)[others] = unwritten(others)
     return g
 
@@ -165,17 +178,18 @@ def region_window(read: Read) -> tuple[slice, slice]:
     return slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols)
 
 
-def worst_case_full_scales_uA(conductances: np.ndarray, starts: np.ndarray, reads: Sequence[Read],
-                              blocks: Sequence[int], v_read_V: float) -> np.ndarray:
+def worst_case_full_scales_uA(conductances: np.ndarray, starts: np.ndarray, shapes: np.ndarray,
+                              blocks: Sequence[int] | np.ndarray, v_read_V: float) -> np.ndarray:
     """The ADC ranges of blocks without calibration data: for each block, v_read x the largest column sum of
     conductance over its copy halves, the most a column can carry with every input at the DAC's full scale.
 
-    `reads` are every block's copy halves; read i's region's conductances without noise are
-    `conductances[starts[i]:starts[i] + rows * cols]`, row by row; `blocks[i]` numbers its block (0, 1, ...);
-    entry b of the result is block b's range. One column sum per region shape, not a pass per region."""
-    peak = np.zeros(len(reads))
-    if reads:
-        shape = np.array([(read.rows, read.cols) for read in reads], dtype=np.int64)
+    `shapes` (regions x 2: rows, cols) are the regions every block's copy halves read; region i's conductances
+    without noise are `conductances[starts[i]:starts[i] + rows * cols]`, row by row; `blocks[i]` numbers its
+    block (0, 1, ...); entry b of the result is block b's range. One column sum per region shape, not a pass per
+    region."""
+    shape = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    peak = np.zeros(len(shape))
+    if len(shape):
         starts = np.asarray(starts, dtype=np.int64)
         kinds, first, which = np.unique(shape[:, 0] * (int(shape[:, 1].max()) + 1) + shape[:, 1], return_index=True,
                                         return_inverse=True)
@@ -189,8 +203,9 @@ def worst_case_full_scales_uA(conductances: np.ndarray, starts: np.ndarray, read
                 g = conductances[(starts[members][:, None] + np.arange(rows * cols)).ravel()]
             # each region's column sums over its rows, in row order as np.sum(region, axis=0) adds them
             peak[members] = g.reshape(len(members), rows, cols).sum(axis=1).max(axis=1)
-    top = np.full(int(max(blocks)) + 1 if len(blocks) else 0, -np.inf)
-    np.maximum.at(top, np.asarray(blocks, dtype=np.int64), peak)
+    numbers = np.asarray(blocks, dtype=np.int64)
+    top = np.full(int(numbers.max()) + 1 if numbers.size else 0, -np.inf)
+    np.maximum.at(top, numbers, peak)
     return v_read_V * top
 
 
@@ -254,6 +269,8 @@ class Lowered:
     at: np.ndarray  # every copy half's devices in `devices`, half after half (`halves` order), row by row
     bounds: np.ndarray  # half i's devices are at[bounds[i]:bounds[i + 1]]
     values: np.ndarray  # devices.level[at]: every half's levels, half after half
+    shapes: np.ndarray  # (halves, 2): each half's rows and cols
+    unwritten: np.ndarray  # where `values` < 0 (the skipped devices, in a checked Program)
     stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's `stuck_flat` of devices.layout, if it was needed
 
     @cached_property
@@ -265,7 +282,7 @@ class Lowered:
         # Program with other negative levels: each device's own stuck_uS, the whole buffer made for it)
         marked = self.devices.marked_uS
         return noiseless_conductances(self.values, levels, lambda i: marked if i.size == marked.size
-                                      else self.devices.stuck_uS[self.at[i]])
+                                      else self.devices.stuck_uS[self.at[i]], self.unwritten)
 
     @cached_property
     def first_half(self) -> dict[str, int]:
@@ -308,18 +325,24 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     if check:
         collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
             "the Program does not agree with its chip or graph")
-    # every copy half: (array, row, col, levels, targets, programmed), in `_halves` order
-    halves = [(half.region.array, half.region.row, half.region.col, np.asarray(half.levels), np.asarray(target),
-               half.programmed_uS)
-              for layer in program.layers for block in layer.blocks for copy in block.copies
-              for half, target in ((copy.pos, block.target_pos), (copy.neg, block.target_neg))]
-    chip_arrays = {a.id: (a.rows, a.cols) for a in program.chip.arrays}
-    layout = Layout.of({a: chip_arrays[a] for a in sorted({h[0] for h in halves})})
+    # every copy half in `_halves` order: layer by layer, block by block, copy by copy, G+ then G-
+    halves = [half for layer in program.layers for block in layer.blocks for copy in block.copies
+              for half in (copy.pos, copy.neg)]
+    regions = [half.region for half in halves]
+    levels = [half.levels for half in halves]
+    count = len(halves)
+    array = np.fromiter([region.array for region in regions], dtype=np.int64, count=count)
+    shapes = np.fromiter(chain.from_iterable([half.shape for half in levels]), dtype=np.int64,
+                         count=2 * count).reshape(-1, 2)
+    sizes = shapes[:, 0] * shapes[:, 1]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    used = map(program.chip.array, np.unique(array).tolist())
+    layout = Layout.of({arr.id: (arr.rows, arr.cols) for arr in used})
     # every half's devices in one flat gather (`Layout.windows`), not a slice per half
-    shapes = np.array([h[3].shape for h in halves], dtype=np.int64).reshape(-1, 2)
-    at = layout.windows([h[0] for h in halves], np.array([h[1] for h in halves], dtype=np.int64),
-                        np.array([h[2] for h in halves], dtype=np.int64), shapes[:, 0], shapes[:, 1])
-    values = np.concatenate([h[3].ravel() for h in halves]) if halves else np.zeros(0, dtype=np.int8)
+    at = layout.windows(array, np.fromiter([region.row for region in regions], dtype=np.int64, count=count),
+                        np.fromiter([region.col for region in regions], dtype=np.int64, count=count),
+                        shapes[:, 0], shapes[:, 1])
+    values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
     # the Program's level dtype (int8 up to 128 levels, `chip.level_index_dtype`): an eighth of int64's memory
     level = np.full(layout.size, UNUSED, dtype=np.promote_types(values.dtype, np.int8))
     level[at] = values
@@ -330,24 +353,45 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     programmed = None
     if program.as_programmed:
         programmed = np.full(layout.size, np.nan)
-        if halves:
-            programmed[at] = np.concatenate([np.full(h[3].size, np.nan) if h[5] is None
-                                             else np.asarray(h[5], dtype=np.float64).ravel() for h in halves])
+        programmed[at] = np.concatenate([np.full(own.size, np.nan) if half.programmed_uS is None
+                                         else np.asarray(half.programmed_uS, dtype=np.float64).ravel()
+                                         for half, own in zip(halves, levels, strict=True)])
     # the skipped devices (a few percent): the level each should have had, and its conductance on the chip
     # compiled for (NaN in the stuck map, a device not stuck there: 0)
-    skipped = np.flatnonzero(values == SKIPPED)
+    unwritten = np.flatnonzero(values < 0)
+    skipped = unwritten[values[unwritten] == SKIPPED]
     marked = at[skipped]  # in half order (`Lowered.half_conductances` relies on it)
     target = np.zeros(0, dtype=level.dtype)  # the level dtype (int8 mostly), not int64
     stuck_uS = np.zeros(0)
     stuck = None
     if skipped.size:
-        target = np.concatenate([h[4].ravel() for h in halves])[skipped].astype(level.dtype)
+        target = _skipped_targets(program, bounds, skipped).astype(level.dtype)
         stuck = program.chip.stuck_flat(layout.ids)
         g_uS = stuck[1][marked]
         stuck_uS = np.where(np.isnan(g_uS), 0.0, g_uS)
-    bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])])
     return Lowered(program, FlatDevices(layout, level, marked, stuck_uS, target, programmed), at, bounds, values,
-                   stuck)
+                   shapes, unwritten, stuck)
+
+
+def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+    """The target levels of the devices at `skipped` in the copy halves' levels laid end to end (half i's at
+    bounds[i]:bounds[i + 1]): each from its block's target of the half's polarity, which the block's copies
+    share (so the targets are gathered once per block, not once per copy).
+
+    Raises:
+        InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
+    blocks = [block for layer in program.layers for block in layer.blocks]
+    targets = [target for block in blocks for target in (block.target_pos, block.target_neg)]
+    target_sizes = np.fromiter(map(np.size, targets), dtype=np.int64, count=len(targets))
+    # half i is G+ (i even) or G- of its block (a block's halves come in pairs, so the parity is the polarity)
+    block = np.repeat(np.arange(len(blocks)), [2 * len(block.copies) for block in blocks])
+    pair = 2 * block + np.arange(block.size) % 2
+    if not np.array_equal(target_sizes[pair], np.diff(bounds)):
+        raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
+                                "with `leac inspect`)")
+    half = np.searchsorted(bounds, skipped, side="right") - 1
+    first = np.cumsum(target_sizes) - target_sizes
+    return np.concatenate(targets, axis=None)[first[pair[half]] + skipped - bounds[half]]
 
 
 def _halves(program: Program) -> Iterator[_Half]:
@@ -428,11 +472,14 @@ def column_scale_and_bias(node: Node, layer: Layer, *, compensated: bool = True
 
 
 class LayerParts(NamedTuple):
-    """One crossbar layer's records, made once (`layer_parts`): the start; per block its read+convert pairs
-    and its combine; the accumulate, the scale and the digital bias (None without one)."""
+    """One crossbar layer's records, made once (`layer_parts`): the start; every read with its conversion (block
+    by block, `pairs[b]` of them for block b); per block its combine; the accumulate, the scale and the digital
+    bias (None without one)."""
 
     start: LayerStart
-    blocks: list[tuple[list[tuple[Read, Convert]], Combine]]
+    reads: list[tuple[Read, Convert]]
+    pairs: list[int]
+    combines: list[Combine]
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
@@ -442,15 +489,20 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
     """layer, then per block read+convert per copy half and combine; accumulate, scale, bias."""
     parts = layer_parts(lowered, node, layer)
     yield parts.start
-    for pairs, combine in parts.blocks:
-        for read, convert in pairs:
+    at = 0
+    for pairs, combine in zip(parts.pairs, parts.combines, strict=True):
+        for read, convert in parts.reads[at:at + pairs]:
             yield read
             yield convert
+        at += pairs
         yield combine
     yield parts.accumulate
     yield parts.scale
     if parts.bias is not None:
         yield parts.bias
+
+
+_read, _convert = builder(Read), builder(Convert)  # thousands per layer on small arrays: `records.builder`
 
 
 def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
@@ -482,34 +534,24 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         groups=int(node.attr("groups", 1)),
     )
     name, reads_each = layer.name, program.reads
-    halves = []
-    for block in layer.blocks:  # what a block's reads share found once per block (thousands of reads on 25 x 25)
+    pairs = [2 * len(block.copies) for block in layer.blocks]
+    ranges = _block_ranges(lowered, layer, pairs)
+    reads = []
+    for block, full_scale in zip(layer.blocks, ranges, strict=True):
+        # what a block's reads share found once per block (thousands of reads on 25 x 25)
         index, (rows, cols) = block.index, block.shape
         x_start, x_stop = min(block.row_start, inputs), min(block.row_stop, inputs)
         one_row = layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None
-        halves.append([Read(name, index, copy.copy, polarity, region.array, region.row, region.col, rows, cols,
-                            x_start, x_stop, one_row, reads_each)
-                       for copy in block.copies
-                       for polarity, region in (("pos", copy.pos.region), ("neg", copy.neg.region))])
-    # the worst-case ADC ranges of the blocks without calibrated ones, every block's regions at once: a block's
-    # reads are its copy halves, whose conductances `Lowered.half_conductances` has half after half
-    worst = [i for i, block in enumerate(layer.blocks) if block.adc_full_scale_uA is None]
-    ranges: dict[int, float] = {}
-    if worst:
-        first = np.cumsum([lowered.first_half[layer.name]] + [len(reads) for reads in halves])
-        ranges = dict(zip(worst, worst_case_full_scales_uA(
-            lowered.half_conductances, np.concatenate([lowered.bounds[first[i]:first[i + 1]] for i in worst]),
-            [read for i in worst for read in halves[i]], [n for n, i in enumerate(worst) for _ in halves[i]],
-            periphery.v_read_V).tolist(), strict=True))
-    blocks = []
-    for i, (block, reads) in enumerate(zip(layer.blocks, halves, strict=True)):
-        index, cols = block.index, block.shape[1]
-        full_scale = block.adc_full_scale_uA if i not in ranges else ranges[i]
         rounds = -(-cols // adcs)
-        pairs = [(read, Convert(name, index, read.copy, read.polarity, read.array, read.col, read.col + cols, adcs,
-                                rounds, full_scale)) for read in reads]
-        blocks.append((pairs, Combine(layer.name, block.index, block.col_start, block.col_stop, _chosen(block),
-                                      layer.beta)))
+        for copy in block.copies:
+            for polarity, region in (("pos", copy.pos.region), ("neg", copy.neg.region)):
+                array, col = region.array, region.col
+                reads.append((_read(name, index, copy.copy, polarity, array, region.row, col, rows, cols, x_start,
+                                    x_stop, one_row, reads_each),
+                              _convert(name, index, copy.copy, polarity, array, col, col + cols, adcs, rounds,
+                                       full_scale)))
+    combines = [Combine(name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
+                for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
     scale = Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
     bias_record = None
@@ -517,21 +559,60 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         assert bias_values is not None
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
-    return LayerParts(start, blocks, accumulate, scale, bias_record)
+    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
 
 
-def _chosen(block: ProgramBlock) -> tuple[tuple[int, ...], ...]:
-    """Per output column of a block, the copies its combination averages (`block.selection`, copies x columns):
-    worked out once per distinct column pattern."""
-    ids = [copy.copy for copy in block.copies]
-    patterns: dict[tuple[bool, ...], tuple[int, ...]] = {}
-    chosen = []
-    for column in np.asarray(block.selection, dtype=bool).T.tolist():
-        key = tuple(column)
-        if key not in patterns:
-            patterns[key] = tuple(copy for copy, used in zip(ids, column, strict=True) if used)
-        chosen.append(patterns[key])
-    return tuple(chosen)
+def _block_ranges(lowered: Lowered, layer: Layer, pairs: list[int]) -> list[float | None]:
+    """Each block's ADC range: its calibrated one, or else its worst case (`worst_case_full_scales_uA`), found for
+    every such block at once; a block's reads are its `pairs[b]` copy halves, whose conductances
+    `Lowered.half_conductances` holds half after half from the layer's first (`Lowered.first_half`)."""
+    ranges = [block.adc_full_scale_uA for block in layer.blocks]
+    worst = np.array([full_scale is None for full_scale in ranges], dtype=bool)
+    if not worst.any():
+        return ranges
+    first = lowered.first_half[layer.name]
+    halves = slice(first, first + sum(pairs))
+    block = np.repeat(np.arange(len(pairs)), pairs)  # each of the layer's halves' block
+    chosen = worst[block]
+    numbers = np.cumsum(worst) - 1  # the worst-case blocks numbered 0, 1, ...
+    found = worst_case_full_scales_uA(lowered.half_conductances, lowered.bounds[halves][chosen],
+                                      lowered.shapes[halves][chosen], numbers[block[chosen]],
+                                      lowered.program.chip.periphery.v_read_V).tolist()
+    for b in np.flatnonzero(worst).tolist():
+        ranges[b] = found[int(numbers[b])]
+    return ranges
+
+
+def chosen_copies(blocks: Sequence[ProgramBlock]) -> list[tuple[tuple[int, ...], ...]]:
+    """Per block, per output column, the copies its combination averages (`block.selection`, copies x columns,
+    marks them): each distinct column pattern worked out once, over all of the blocks with the same copies (a
+    layer's blocks, every one of their columns in one `np.unique`)."""
+    chosen: list[tuple[tuple[int, ...], ...]] = [()] * len(blocks)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, block in enumerate(blocks):
+        ids = tuple(copy.copy for copy in block.copies)
+        shape = np.shape(block.selection)
+        if len(shape) != 2 or shape[0] != len(ids):  # the checks refuse it; unchecked, say so
+            raise InvalidInputError(f"block {block.index}: its selection of shape {shape} is not one row per copy "
+                                    f"of its {len(ids)} (check the Program with `leac inspect`)")
+        groups.setdefault(ids, []).append(b)
+    for ids, members in groups.items():
+        selections = [np.asarray(blocks[b].selection, dtype=bool) for b in members]
+        columns = np.concatenate(selections, axis=1).T  # every column's pattern, block after block
+        if len(ids) <= 62:  # each pattern as the integer its bits spell (np.unique of rows sorts 100x slower)
+            _, first, which = np.unique(columns @ (np.int64(1) << np.arange(len(ids), dtype=np.int64)),
+                                        return_index=True, return_inverse=True)
+            patterns = columns[first]
+        else:
+            patterns, which = np.unique(columns, axis=0, return_inverse=True)
+        copies = np.array(ids, dtype=np.int64)
+        found = [tuple(copies[pattern].tolist()) for pattern in patterns]
+        per_column = list(map(found.__getitem__, which.ravel().tolist()))
+        at = 0
+        for b, selection in zip(members, selections, strict=True):
+            chosen[b] = tuple(per_column[at:at + selection.shape[1]])
+            at += selection.shape[1]
+    return chosen
 
 
 # --------------------------------------------------------------------------

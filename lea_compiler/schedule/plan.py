@@ -114,7 +114,11 @@ class Schedule:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
         level = self.devices.level
-        return int(np.sum(nominal_pulses(level[level >= 0])))
+        if level.dtype == np.int8:  # counted through the bytes (levels 0..127 are bytes 0..127): no mask, no gather
+            per_level = np.bincount(level.view(np.uint8), minlength=256)[:128]
+        else:
+            per_level = np.bincount(level[level >= 0].astype(np.int64, copy=False))
+        return int(per_level @ nominal_pulses(np.arange(per_level.size)))
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:
@@ -129,8 +133,7 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
     for node in program.graph.nodes:  # the crossbar layers' records, grouped as `inference_records` yields them
         if is_crossbar(node):
             parts = layer_parts(lowered, node, layers[node.name])
-            plans[node.name] = LayerPlan(parts.start, tuple(pair for pairs, _ in parts.blocks for pair in pairs),
-                                         tuple(combine for _, combine in parts.blocks), parts.accumulate,
+            plans[node.name] = LayerPlan(parts.start, tuple(parts.reads), tuple(parts.combines), parts.accumulate,
                                          parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
@@ -182,9 +185,10 @@ def _with_ranges(plan: LayerPlan, devices: FlatDevices, levels: np.ndarray) -> L
     for read, _ in plan.reads:
         numbers.setdefault(read.block, len(numbers))
     reads = [read for read, _ in plan.reads]
-    sizes = np.array([read.rows * read.cols for read in reads], dtype=np.int64)
+    shapes = np.array([(read.rows, read.cols) for read in reads], dtype=np.int64).reshape(-1, 2)
+    sizes = shapes[:, 0] * shapes[:, 1]
     ranges = worst_case_full_scales_uA(devices.conductances(levels)[devices.layout.read_windows(reads)],
-                                       np.cumsum(sizes) - sizes, reads, [numbers[read.block] for read in reads],
+                                       np.cumsum(sizes) - sizes, shapes, [numbers[read.block] for read in reads],
                                        plan.scale.v_read_V).tolist()
     return replace(plan, reads=tuple((read, replace(convert, full_scale_uA=ranges[numbers[read.block]])
                                       if convert.full_scale_uA is None else convert)
