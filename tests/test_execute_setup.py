@@ -19,6 +19,7 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import groups_reading
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule import execute
 from lea_compiler.schedule.execute import CrossbarExecutor
 from lea_compiler.schedule.plan import LayerPlan, schedule_of
 from lea_compiler.schedule.regions import Regions
@@ -196,3 +197,14 @@ def test_a_combine_of_a_copy_the_block_does_not_read_is_refused(tmp_path) -> Non
                                                 "or columns the block's reads do not give"):
         CrossbarExecutor(bad, conductances, dac_bits=8, adc_bits=8)
     assert not math.isnan(CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=8).row_conductance.sum())
+
+
+def test_entries_of_shared_and_separate_tuples_are_the_tuples_end_to_end() -> None:
+    """`_entries` reads a tuple object that rows share once; the values are those of every row laid end to end,
+    whichever rows share their tuple (equal tuples that are separate objects, an empty one, none shared)."""
+    shared, other = (4, 0, 2), (7,)
+    for rows in ([shared, other, shared, (), other, tuple([4, 0, 2]), (9, 9)], [(1,), (2, 3)], []):
+        values, lengths = execute._entries(list(rows))
+        np.testing.assert_array_equal(values, np.array([v for row in rows for v in row], dtype=np.int64),
+                                      strict=True)
+        np.testing.assert_array_equal(lengths, np.array([len(row) for row in rows], dtype=np.int64), strict=True)
