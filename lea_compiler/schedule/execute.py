@@ -79,8 +79,8 @@ class NoiseSpan:
 class _Layout:
     """Where a layer's reads land, per read in read order (int64 arrays): its row band [r0, r1) of the layer's
     augmented input, polarity (0 for G+, 1 for G-), copy slot (its copy's rank among its block's copies),
-    columns [c0, c1) of the layer and N reads; and `averaged`, per copy that a combined column averages: the
-    band (r0, r1 arrays), slot, layer column and weight 1 / divisor (float64)."""
+    columns [c0, c1) of the layer and N reads; and `averaged`, per copy that a combined column averages: a read
+    whose band it is (its block's last read), slot, layer column and weight 1 / divisor (float64)."""
 
     r0: np.ndarray
     r1: np.ndarray
@@ -89,7 +89,7 @@ class _Layout:
     c0: np.ndarray
     c1: np.ndarray
     reads: np.ndarray
-    averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
     def bands(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The distinct row bands (r0, r1), ascending, for a layer of `rows` rows, and each read's band."""
@@ -248,7 +248,7 @@ class CrossbarExecutor:
         r0, c_read = x_start, c0[read_block]
         layout = _Layout(r0, r0 + height, polarity, slot[np.searchsorted(pairs, read_block * span + read_copy)],
                          c_read, c_read + width, count,
-                         averaged=(r0[band_read], (r0 + height)[band_read], slot[at],
+                         averaged=(band_read, slot[at],
                                    c0[combine_block[entry_combine]] + column,
                                    (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
         return layout
@@ -290,9 +290,8 @@ class CrossbarExecutor:
         scatter(step.reshape(-1), columns, step_read[per_column], unique)  # (views: the arrays are filled)
         scatter(counts.reshape(-1), columns, layout.reads[per_column].astype(np.float64), unique)
         mask = np.zeros((count, alpha, cols))
-        a_r0, a_r1, a_slot, a_column, a_weight = layout.averaged
-        a_band = np.searchsorted(band_r0 * (self.rows + 1) + band_r1, a_r0 * (self.rows + 1) + a_r1)
-        averaged = (a_band * alpha + a_slot) * cols + a_column
+        a_read, a_slot, a_column, a_weight = layout.averaged
+        averaged = (band[a_read] * alpha + a_slot) * cols + a_column
         scatter(mask.reshape(-1), averaged, a_weight, bool(np.bincount(averaged, minlength=mask.size).max(initial=0)
                                                           <= 1))
         inv_step = (1.0 / step).reshape(count, width)
