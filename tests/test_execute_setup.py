@@ -19,8 +19,10 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import groups_reading
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule import execute
 from lea_compiler.schedule.execute import CrossbarExecutor
 from lea_compiler.schedule.plan import LayerPlan, schedule_of
+from lea_compiler.schedule.regions import Regions
 from tests.helpers import make_model
 
 F = np.float32
@@ -142,6 +144,26 @@ def test_the_set_up_gives_what_the_per_read_loops_give_to_the_bit(tmp_path, chan
     _assert_as_reference(executor)
 
 
+@pytest.mark.parametrize("channels, group, options", CASES[:2], ids=["dense", "grouped"])
+def test_the_programmed_buffer_gives_the_layer_its_regions_give(tmp_path, channels, group, options) -> None:
+    """The simulator's programmed devices as one buffer (`Regions`, read as it is) and as a list of separate
+    arrays with the same values: the same row conductance, bands and noisy outputs, to the bit."""
+    plan, conductances = _plan_and_conductances(tmp_path, channels, group, options)
+    assert isinstance(conductances, Regions)
+    apart = [np.array(g) for g in conductances]
+    one, two = (CrossbarExecutor(plan, regions, dac_bits=8, adc_bits=10, read_noise_uS=0.4)
+                for regions in (conductances, apart))
+    assert one.conductances is conductances and one.read_maps is conductances
+    np.testing.assert_array_equal(one.row_conductance, two.row_conductance, strict=True)
+    for a, b in zip(one._bands(), two._bands(), strict=True):
+        for field in dataclasses.fields(a):
+            np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name), strict=True)
+    x = np.random.default_rng(5).uniform(-1.0, 1.0, (9, *([group] if group > 1 else []), plan.start.inputs))
+    np.testing.assert_array_equal(one.forward(x, np.random.default_rng(6)), two.forward(x, np.random.default_rng(6)),
+                                  strict=True)
+    assert one.read_power == two.read_power
+
+
 def test_a_read_repeated_overwrites_as_the_per_read_loop_does(tmp_path) -> None:
     """A region read twice (a board file the validator refuses, but the executor runs what it is given): the
     later read's devices, ADC range and reads are the ones the band keeps, as assigning read by read leaves."""
@@ -175,3 +197,14 @@ def test_a_combine_of_a_copy_the_block_does_not_read_is_refused(tmp_path) -> Non
                                                 "or columns the block's reads do not give"):
         CrossbarExecutor(bad, conductances, dac_bits=8, adc_bits=8)
     assert not math.isnan(CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=8).row_conductance.sum())
+
+
+def test_entries_of_shared_and_separate_tuples_are_the_tuples_end_to_end() -> None:
+    """`_entries` reads a tuple object that rows share once; the values are those of every row laid end to end,
+    whichever rows share their tuple (equal tuples that are separate objects, an empty one, none shared)."""
+    shared, other = (4, 0, 2), (7,)
+    for rows in ([shared, other, shared, (), other, tuple([4, 0, 2]), (9, 9)], [(1,), (2, 3)], []):
+        values, lengths = execute._entries(list(rows))
+        np.testing.assert_array_equal(values, np.array([v for row in rows for v in row], dtype=np.int64),
+                                      strict=True)
+        np.testing.assert_array_equal(lengths, np.array([len(row) for row in rows], dtype=np.int64), strict=True)

@@ -51,6 +51,7 @@ from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
 from lea_compiler.schedule.lower import region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
+from lea_compiler.schedule.regions import Regions
 
 
 class CrossbarLayer:
@@ -104,7 +105,7 @@ class CrossbarLayer:
     def x_fs(self, value: float | None) -> None:
         self.executor.x_fs = value
 
-    def _conductances(self, schedule: Schedule, rng: np.random.Generator) -> list[np.ndarray]:
+    def _conductances(self, schedule: Schedule, rng: np.random.Generator) -> Sequence[np.ndarray]:
         """What every read's region holds when it is read, in read order: the devices programmed (write noise,
         or write-verify pulse by pulse), with the simulated chip's stuck devices at their stuck conductance, and
         drifted (`_drifted`).
@@ -112,7 +113,8 @@ class CrossbarLayer:
         With ideal devices, or the default programming model and no drift, all of the layer's regions are
         gathered at once from the schedule's flat buffers (`Schedule.devices`, `_written_with_noise`); each
         region's write noise is the slice of one draw that the region-by-region draws in read order give, so the
-        values are the same as drawing region by region. Drift draws its exponents region by region between the
+        values are the same as drawing region by region; the regions stay that one buffer (`Regions`), which the
+        executor's set-up reads as it is. Drift draws its exponents region by region between the
         write draws, so with drift the regions go one by one."""
         reads = [read for read, _ in self.plan.reads]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
@@ -128,22 +130,23 @@ class CrossbarLayer:
         return [self._conductance(read, schedule, maps, rng) for read in reads]
 
     def _written_with_noise(self, reads: Sequence[Read], schedule: Schedule, rng: np.random.Generator
-                            ) -> list[np.ndarray] | None:
+                            ) -> Regions | None:
         """The regions of `reads` (all of the layer's) programmed to their levels with write noise
         (`write_noise`, sigma from `write_sigma_uS`), and the simulated chip's stuck devices at their stuck
         conductance, every region in one pass; None, having drawn nothing, when a conductance-dependent write
         noise leaves some regions without noise and others with it (a region draws only when one of its devices
         has noise: `_conductance`)."""
         if not reads:
-            return []
+            return _regions(np.zeros(0), reads)
         at = schedule.read_windows(self.plan.name)
         state_flat, g_flat = schedule.stuck_flat(self.chip)  # found once for all of the schedule's layers
         level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
-        bounds = np.cumsum([0] + [read.rows * read.cols for read in reads]).tolist()
         noisy = np.asarray(sigma) > 0
-        if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, bounds[:-1]).all():
-            return None
+        if noisy.ndim and noisy.any():
+            starts = np.cumsum([0] + [read.rows * read.cols for read in reads[:-1]])
+            if not np.logical_or.reduceat(noisy, starts).all():
+                return None
         written = write_noise(programmed, rng, sigma)
         # a stuck device reads its stuck conductance (`!= 0`: numpy's nonzero of int8 is 4x slower than of bool)
         stuck_at = np.flatnonzero(state_flat[at] != 0)
@@ -221,25 +224,25 @@ class CrossbarLayer:
         return y.astype(x.dtype)
 
 
-def _regions(flat: np.ndarray, reads: Sequence[Read]) -> list[np.ndarray]:
-    """The reads' regions, (rows, cols) each, from their devices laid end to end in read order."""
-    out = []
-    at = 0
-    for read in reads:
-        size = read.rows * read.cols
-        out.append(flat[at:at + size].reshape(read.rows, read.cols))
-        at += size
-    return out
+def _regions(flat: np.ndarray, reads: Sequence[Read]) -> Regions:
+    """The reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer itself,
+    which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
+    return Regions(flat, np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads)),
+                   np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads)))
 
 
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     """The target conductance (uS) of devices at Program levels `level` (indices into the Program's
     `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
-    programmed to, for its write noise, its write-noise sigma and its drift."""
+    programmed to, for its write noise, its write-noise sigma and its drift.
+
+    One gather, where every negative level lands on the lowest (`np.take`'s mode "clip"); a level beyond the
+    table raises IndexError instead of landing on the highest (a checked Program has none)."""
     levels = np.asarray(levels_uS, dtype=np.float64)
-    # index 0 of the extended table is the lowest level, where every negative level lands; a level beyond the
-    # table raises IndexError (a checked Program has none)
-    return np.take(np.concatenate([levels[:1], levels]), np.add(np.maximum(level, -1), 1, dtype=np.int64))
+    level = np.asarray(level)
+    if level.size and level.max() >= len(levels):
+        raise IndexError(f"level {int(level.max())} is beyond the Program's {len(levels)} levels")
+    return np.take(levels, level, mode="clip")
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:

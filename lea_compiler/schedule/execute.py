@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
@@ -53,6 +52,7 @@ from lea_compiler.schedule.layout import region_rows
 from lea_compiler.schedule.linear_reads import LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
+from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions, ranges, row_sums, scatter
 
 _CHUNK_CURRENTS = 1 << 17
 """Column currents per chunk of samples (float32: 512 KiB a chunk's array, its elementwise passes in cache).
@@ -79,8 +79,8 @@ class NoiseSpan:
 class _Layout:
     """Where a layer's reads land, per read in read order (int64 arrays): its row band [r0, r1) of the layer's
     augmented input, polarity (0 for G+, 1 for G-), copy slot (its copy's rank among its block's copies),
-    columns [c0, c1) of the layer and N reads; and `averaged`, per copy that a combined column averages: the
-    band (r0, r1 arrays), slot, layer column and weight 1 / divisor (float64)."""
+    columns [c0, c1) of the layer and N reads; and `averaged`, per copy that a combined column averages: a read
+    whose band it is (its block's last read), slot, layer column and weight 1 / divisor (float64)."""
 
     r0: np.ndarray
     r1: np.ndarray
@@ -89,7 +89,7 @@ class _Layout:
     c0: np.ndarray
     c1: np.ndarray
     reads: np.ndarray
-    averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
     def bands(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The distinct row bands (r0, r1), ascending, for a layer of `rows` rows, and each read's band."""
@@ -98,17 +98,20 @@ class _Layout:
 
 
 class CrossbarExecutor:
-    """One crossbar layer's records run on given conductances (one (rows, cols) array per read, in order)."""
+    """One crossbar layer's records run on given conductances: one (rows, cols) array per read, in order (a list,
+    or the simulator's `Regions`, whose one buffer the set-up reads without joining the regions again)."""
 
     def __init__(self, plan: LayerPlan, conductances: Sequence[np.ndarray], *, dac_bits: int, adc_bits: int,
                  read_noise_uS: float = 0.0, exact_read_noise: bool = False,
                  read_maps: Sequence[np.ndarray] | None = None,
                  read_sigma_uS: Sequence[np.ndarray] | None = None, linear: bool = True) -> None:
         self.plan = plan
-        self.conductances = list(conductances)
+        # `Regions` (the simulator's programmed devices) is kept as it is: the set-up reads its flat buffer
+        self.conductances: Sequence[np.ndarray] = (conductances if isinstance(conductances, Regions)
+                                                   else list(conductances))
         # IR drop hook: the (rows, cols) matrix M of each read with currents I = V @ M (lea_compiler.irdrop); by
         # default the conductances (ideal lines). The read energy stays V^2 G on the conductances.
-        self.read_maps = self.conductances if read_maps is None else list(read_maps)
+        self.read_maps: Sequence[np.ndarray] = self.conductances if read_maps is None else list(read_maps)
         self.dac_bits, self.adc_bits = dac_bits, adc_bits
         self.read_noise = read_noise_uS
         # A conductance-dependent read-noise model: per read, each device's standard deviation (uS) of the
@@ -134,7 +137,7 @@ class CrossbarExecutor:
         for what, arrays in (("conductances", self.conductances), ("read maps", self.read_maps),
                              ("read-noise sigmas", self.read_sigma)):
             if arrays is not None and (arrays is not self.conductances or what == "conductances"):
-                _check_regions(plan.name, what, arrays, heights, widths)
+                check_regions(plan.name, what, arrays, heights, widths)
         self._prepared: list[RowBand] = []
         self._prepared_for: tuple[float, ...] | None = None
         self._linear: tuple[LinearReads | None, list[RowBand]] | None = None
@@ -153,26 +156,26 @@ class CrossbarExecutor:
         conducts into its bit line, the other groups' columns of the region included (they are only not
         converted), so each such read adds its whole region's row sums to group g.
 
-        All reads at once: each region's row sums (`_row_sums`), then one `np.bincount` that adds them
+        All reads at once: each region's row sums (`row_sums`), then one `np.bincount` that adds them
         to their rows in read order, as adding read after read does (the same float64 sums, to the bit)."""
         layout = self._layout
         n = len(layout.r0)
         heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
         read, source = region_rows(heights, widths)
-        sums = _row_sums(_flat(self.conductances), source, widths[read])  # each region's row sums, in read order
+        sums = row_sums(flat_of(self.conductances), source, widths[read])  # each region's row sums, in read order
         sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
         starts = np.cumsum(heights) - heights  # each read's first row sum
         if self.groups == 1:
-            rows, weights = _ranges(layout.r0, heights), sums
+            rows, weights = ranges(layout.r0, heights), sums
         else:  # each read's row sums go to every group that reads its block, group after group
             reading = [groups_reading(c0, c1, self.cols, self.groups)
                        for c0, c1 in zip(layout.c0.tolist(), layout.c1.tolist(), strict=True)]
             first = np.array([r.start for r in reading], dtype=np.int64).reshape(n)
             count = np.array([len(r) for r in reading], dtype=np.int64).reshape(n)
             pair = np.repeat(np.arange(n), count)  # (read, group) pairs in read order
-            group = _ranges(first, count)
-            rows = np.repeat(group * self.rows, heights[pair]) + _ranges(layout.r0[pair], heights[pair])
-            weights = sums[_ranges(starts[pair], heights[pair])]
+            group = ranges(first, count)
+            rows = np.repeat(group * self.rows, heights[pair]) + ranges(layout.r0[pair], heights[pair])
+            weights = sums[ranges(starts[pair], heights[pair])]
         total = np.bincount(rows, weights=weights, minlength=self.groups * self.rows).astype(np.float64)
         return total[:self.rows] if self.groups == 1 else total.reshape(self.groups, self.rows)
 
@@ -190,13 +193,12 @@ class CrossbarExecutor:
         plan, name = self.plan, self.plan.name
         reads = [read for read, _ in plan.reads]
         n = len(reads)
-        field = np.array([(r.block, r.copy, r.x_start, r.x_stop, r.rows, r.cols, r.reads,
-                           -1 if r.one_row is None else r.one_row) for r in reads], dtype=np.int64).reshape(n, 8)
-        block, copy, x_start, x_stop, height, width, count, one_row = field.T
-        polarity = np.fromiter((r.polarity != "pos" for r in reads), dtype=np.int64, count=n)
+        field = np.fromiter(itertools.chain.from_iterable(
+            (r.block, r.copy, r.x_start, r.x_stop, r.rows, r.cols, r.reads, -1 if r.one_row is None else r.one_row,
+             r.polarity != "pos") for r in reads), dtype=np.int64, count=9 * n).reshape(n, 9)
+        block, copy, x_start, x_stop, height, width, count, one_row, polarity = field.T
         combines = plan.combines
-        picked = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(c.copies)
-                                                           for c in combines), dtype=np.int64)
+        picked, chosen = _entries(list(itertools.chain.from_iterable(c.copies for c in combines)))
         terms = np.array(plan.accumulate.terms, dtype=np.int64).reshape(-1, 3)
         combined = np.array([(c.block, len(c.copies), c.divisor) for c in combines], dtype=np.int64).reshape(-1, 3)
         # blocks and the reads' copies as dense ranks, so that a (block, copy) pair is one int64
@@ -228,8 +230,6 @@ class CrossbarExecutor:
                                     "execute it")
         # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
         columns = combined[:, 1]
-        chosen = np.fromiter(itertools.chain.from_iterable(map(len, c.copies) for c in combines), dtype=np.int64,
-                             count=int(columns.sum()))
         entry_combine = np.repeat(np.repeat(np.arange(len(combines)), columns), chosen)
         key = combine_block[entry_combine] * span + picked_copy
         at = np.minimum(np.searchsorted(pairs, key), len(pairs) - 1) if len(pairs) else np.zeros_like(key)
@@ -244,11 +244,11 @@ class CrossbarExecutor:
         last_read = np.full(len(blocks), -1, dtype=np.int64)
         np.maximum.at(last_read, read_block, np.arange(n))
         band_read = last_read[combine_block[entry_combine]]
-        column = np.repeat(_ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
+        column = np.repeat(ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
         r0, c_read = x_start, c0[read_block]
         layout = _Layout(r0, r0 + height, polarity, slot[np.searchsorted(pairs, read_block * span + read_copy)],
                          c_read, c_read + width, count,
-                         averaged=(r0[band_read], (r0 + height)[band_read], slot[at],
+                         averaged=(band_read, slot[at],
                                    c0[combine_block[entry_combine]] + column,
                                    (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
         return layout
@@ -257,8 +257,10 @@ class CrossbarExecutor:
         """Per row band: G+ and G- of every copy side by side, divided by the ADC step of their column
         (so a product is in ADC steps), and the weights that turn steps back into the combined current.
 
-        The bands' matrices are parts of one buffer, filled with every read's devices (row by row: `_put_rows`),
-        ADC steps and read counts at once, not read by read."""
+        All bands at once, not read by read: every read's devices over its ADC step, rounded to float32, are put
+        in one buffer of the bands one above the other, the regions of one shape in one assignment (`_in_bands`),
+        each band's matrix a part of it; the ADC steps, read counts and weights of every band's columns are
+        filled in (B, 2, alpha, cols) arrays."""
         key = tuple(self.full_scale)
         if self._prepared_for == key:
             return self._prepared
@@ -271,57 +273,63 @@ class CrossbarExecutor:
             raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {self.full_scale[tiny[0]]!r} uA has "
                                     "steps too small to simulate in float32")
         layout = self._layout
-        heights, width = layout.r1 - layout.r0, 2 * alpha * cols
+        width = 2 * alpha * cols
         band_r0, band_r1, band = layout.bands(self.rows)  # the bands in ascending order; each read's
+        count = len(band_r0)
         band_heights = band_r1 - band_r0
-        start = (np.cumsum(band_heights) - band_heights) * width  # each band's first device in the buffer
+        first = np.cumsum(band_heights) - band_heights  # each band's first row in the buffer
         widths = layout.c1 - layout.c0
         offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
-        columns = _ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
+        columns = ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
         # reads fill their band's every row: two that fill one device fill one column, and then the last read's
         # value stays, as assigning read after read leaves it
-        unique = bool(np.bincount(columns, minlength=len(band_r0) * width).max(initial=0) <= 1)
-        # the bands one above the other are one (rows, 2 alpha cols) array: each read's rows go to their place in it
-        read, source = region_rows(heights, widths)
-        target = (start[band] + offset)[read] + _ranges(np.zeros_like(heights), heights) * width
-        g_all = np.zeros(int(band_heights.sum()) * width)
-        _put_rows(g_all, target, source, widths[read], _flat(self.read_maps), unique)
-        variance_all = None
-        if self.read_sigma is not None:
-            variance_all = np.zeros_like(g_all)
-            _put_rows(variance_all, target, source, widths[read], np.square(_flat(self.read_sigma)), unique)
-        step_all = np.ones(len(band_r0) * width)
-        counts_all = np.zeros(len(band_r0) * width)
+        unique = bool(np.bincount(columns, minlength=count * width).max(initial=0) <= 1)
+        step_read = full_scale / adc  # each read's ADC step, uA
+        step, counts = np.ones((count, 2, alpha, cols)), np.zeros((count, width))
         per_column = np.repeat(np.arange(len(band)), widths)  # each column's read
-        _scatter(step_all, columns, (full_scale / adc)[per_column], unique)
-        _scatter(counts_all, columns, layout.reads[per_column].astype(np.float64), unique)
-        mask_all = np.zeros(len(band_r0) * alpha * cols)
-        a_r0, a_r1, a_slot, a_column, a_weight = layout.averaged
-        a_band = np.searchsorted(band_r0 * (self.rows + 1) + band_r1, a_r0 * (self.rows + 1) + a_r1)
-        averaged = (a_band * alpha + a_slot) * cols + a_column
-        _scatter(mask_all, averaged, a_weight, bool(np.bincount(averaged, minlength=len(mask_all)).max(initial=0)
-                                                    <= 1))
+        scatter(step.reshape(-1), columns, step_read[per_column], unique)  # (views: the arrays are filled)
+        scatter(counts.reshape(-1), columns, layout.reads[per_column].astype(np.float64), unique)
+        mask = np.zeros((count, alpha, cols))
+        a_read, a_slot, a_column, a_weight = layout.averaged
+        averaged = (band[a_read] * alpha + a_slot) * cols + a_column
+        scatter(mask.reshape(-1), averaged, a_weight, bool(np.bincount(averaged, minlength=mask.size).max(initial=0)
+                                                          <= 1))
+        inv_step = (1.0 / step).reshape(count, width)
+        weights = np.concatenate([mask * step[:, 0], -mask * step[:, 1]], axis=1)  # G+ adds, G- subtracts
+        most = counts.max(axis=1)
+        counts = np.where(counts == 0, most[:, None], counts)  # a column slot no read fills (weight 0) takes the
+        # others' count
+        uneven = counts.min(axis=1) != most
+        # a device over its column's ADC step is the device over its read's (the read that fills the column)
+        inv_read = 1.0 / step_read
+        rows = int(band_heights.sum())
+        g_all = self._in_bands(self.read_maps, inv_read, first[band], offset, rows, unique)
+        variance_all = None if self.read_sigma is None else self._in_bands(
+            [np.square(s) for s in self.read_sigma], np.square(inv_read), first[band], offset, rows, unique)
+        inv_step32, weights32, counts32 = (inv_step.astype(np.float32), weights.astype(np.float32),
+                                           counts.astype(np.float32))
         prepared = []
         for b, (r0, r1) in enumerate(zip(band_r0.tolist(), band_r1.tolist(), strict=True)):
-            rows = r1 - r0
-            band_g = g_all[start[b]:start[b] + rows * width].reshape(rows, 2, alpha, cols)
-            step = step_all[b * width:(b + 1) * width].reshape(2, alpha, cols)
-            counts = counts_all[b * width:(b + 1) * width].reshape(2, alpha, cols)
-            mask = mask_all[b * alpha * cols:(b + 1) * alpha * cols].reshape(alpha, cols)
-            inv_step = (1.0 / step).reshape(-1)
-            weights = np.concatenate([mask * step[0], -mask * step[1]])  # (2 alpha, cols): G+ adds, G- subtracts
-            counts[counts == 0] = counts.max()  # a column slot no read fills (weight 0) takes the others' count
-            uneven = counts.reshape(-1).astype(np.float32) if counts.min() != counts.max() else None
-            # the float64 products rounded to float32 (written there by the ufunc, as astype would round them)
-            g = self._per_group(np.multiply(band_g.reshape(rows, -1), inv_step, out=np.empty((rows, width), np.float32),
-                                            casting="same_kind"))
-            variance = None if variance_all is None else self._per_group(np.multiply(
-                variance_all[start[b]:start[b] + rows * width].reshape(rows, -1), np.square(inv_step),
-                out=np.empty((rows, width), np.float32), casting="same_kind"))
-            prepared.append(RowBand(r0, r1, g, inv_step.astype(np.float32), weights.astype(np.float32),
-                                     int(counts.max()), uneven, variance))
+            part = slice(int(first[b]), int(first[b]) + r1 - r0)  # the band's rows: a view of the buffer
+            prepared.append(RowBand(
+                r0, r1, self._per_group(g_all[part]), inv_step32[b], weights32[b].reshape(2 * alpha, cols),
+                int(most[b]), counts32[b] if uneven[b] else None,
+                None if variance_all is None else self._per_group(variance_all[part])))
         self._prepared, self._prepared_for = prepared, key
         return prepared
+
+    def _in_bands(self, arrays: Sequence[np.ndarray], factor: np.ndarray, row: np.ndarray, col: np.ndarray,
+                  rows: int, unique: bool) -> np.ndarray:
+        """Per-read arrays (the read maps, or the read-noise variances) times each read's `factor`, rounded to
+        float32 (the float64 products, as astype rounds them), in the buffer of the row bands one above the
+        other, (rows, 2 alpha cols): read i's region from row row[i] and column col[i] on. Where two reads fill
+        one device, the last one's value stays (`put_regions`)."""
+        layout = self._layout
+        heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
+        regions = arrays if isinstance(arrays, Regions) else Regions(flat_of(arrays), heights, widths)
+        out = np.zeros((rows, 2 * self.alpha * self.cols), np.float32)
+        put_regions(out, row, col, regions, factor, unique)
+        return out
 
     def _chunk_rows(self) -> int:
         """Rows (vectors or runs) per chunk: a band's currents for a chunk fill about `_CHUNK_CURRENTS`, and at
@@ -580,78 +588,13 @@ class CrossbarExecutor:
                 steps[lo - skip:hi - skip] += added
 
 
-def _check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: np.ndarray,
-                   widths: np.ndarray) -> None:
-    """Refuse per-read arrays that are not one (rows, cols) array of each read's region, in read order."""
-    if len(arrays) != len(heights):
-        raise InvalidInputError(f"layer {name!r}: {len(arrays)} {what} for {len(heights)} reads")
-    shapes = [a.shape if isinstance(a, np.ndarray) else np.shape(a) for a in arrays]
-    regions = list(zip(heights.tolist(), widths.tolist(), strict=True))
-    if shapes != regions:
-        index = next(i for i, (shape, region) in enumerate(zip(shapes, regions, strict=True)) if shape != region)
-        raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {shapes[index]}, its region "
-                                f"{regions[index]}")
-
-
-def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Per-read arrays laid end to end, each row by row, float64 (exactly the values: float32 widens exactly)."""
-    if not arrays:
-        return np.zeros(0)
-    return np.concatenate(arrays, axis=None).astype(np.float64, copy=False)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """start, start + 1, ..., start + length - 1 of each (start, length) pair, one pair after the other."""
-    ends = np.cumsum(lengths, dtype=np.int64)
-    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
-                                                                                     lengths)
-
-
-def _row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """The sum of each row (starting at flat[source[i]], width[i] long) of regions laid end to end, as
-    `region.sum(axis=1)` sums it: numpy's same summation along one contiguous row, so the same float64 values.
-    One pass per distinct width (the rows of one width gathered as the rows of one array)."""
-    out = np.empty(len(source))
-    widths = _distinct(width)
-    for wide in widths.tolist():
-        if len(widths) == 1:
-            out[:] = flat.reshape(-1, wide).sum(axis=1)
-        else:
-            chosen = width == wide
-            out[chosen] = sliding_window_view(flat, wide)[source[chosen]].sum(axis=1)
-    return out
-
-
-def _put_rows(out: np.ndarray, target: np.ndarray, source: np.ndarray, width: np.ndarray, flat: np.ndarray,
-              unique: bool) -> None:
-    """Copy rows of a flat buffer (starting at source[i], width[i] long, laid end to end) to out[target[i]:
-    target[i] + width[i]]: one row assignment per distinct width, through a view whose row d is out[d:d + w]
-    (`sliding_window_view`); rows that overlap (`unique` False) leave the last row's values, as copying row
-    after row does."""
-    if not unique:
-        _scatter(out, np.repeat(target - source, width) + np.arange(len(flat)), flat, unique)
-        return
-    widths = _distinct(width)
-    for wide in widths.tolist():
-        rows = sliding_window_view(out, wide, writeable=True)
-        if len(widths) == 1:
-            rows[target] = flat.reshape(-1, wide)
-        else:
-            chosen = width == wide
-            rows[target[chosen]] = sliding_window_view(flat, wide)[source[chosen]]
-
-
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """The distinct values, ascending (one, found without sorting, when all are equal)."""
-    if len(values) and values.min() == values.max():
-        return values[:1]
-    return np.unique(values)
-
-
-def _scatter(out: np.ndarray, index: np.ndarray, values: np.ndarray, unique: bool) -> None:
-    """out[index] = values, where an index that repeats (`unique` False) gets its last value, as assigning one
-    value after the other leaves it (numpy does not promise an order for repeated indices)."""
-    if not unique:
-        keep = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
-        index, values = index[keep], values[keep]
-    out[index] = values
+def _entries(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Tuples of integers laid end to end, and each one's length (int64 both). A tuple object that several rows
+    share (a combine's copies, one tuple for all of its columns) is read once."""
+    _, first, which = np.unique(np.fromiter(map(id, rows), dtype=np.int64, count=len(rows)), return_index=True,
+                                  return_inverse=True)
+    distinct = [rows[i] for i in first.tolist()]
+    lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
+    values = np.fromiter(itertools.chain.from_iterable(distinct), dtype=np.int64, count=int(lengths.sum()))
+    length = lengths[which.reshape(-1)]
+    return values[ranges((np.cumsum(lengths) - lengths)[which.reshape(-1)], length)], length

@@ -1,0 +1,149 @@
+"""A layer's per-read arrays laid end to end: one (rows, cols) array per read, in read order, as one flat buffer,
+and the row-wise gathers and scatters the executor's set-up makes over such buffers (`schedule.execute`).
+
+The simulator programs a layer's devices in read order into one buffer (`backends.crossbar`); the executor's
+set-up reads them as whole rows of that buffer (each region's row sums, each region's rows put in its row band).
+`Regions` hands the buffer over as it is, so no region is split off and joined again; a plain list of arrays
+(tests, hand-made layers, the region-by-region programming paths) is laid end to end once (`flat_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import overload
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.schedule.layout import region_rows
+
+
+class Regions(Sequence[np.ndarray]):
+    """One (heights[i], widths[i]) array per read, in read order, held as one flat buffer, each region row by
+    row after the one before: a sequence of views of the buffer, made when asked for."""
+
+    def __init__(self, flat: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> None:
+        self.flat = flat
+        self.heights = np.asarray(heights, dtype=np.int64)
+        self.widths = np.asarray(widths, dtype=np.int64)
+        sizes = self.heights * self.widths
+        self._starts = (np.cumsum(sizes) - sizes).tolist()
+        if flat.shape != (int(sizes.sum()),):
+            raise ValueError(f"a flat buffer of {flat.shape} for regions of {int(sizes.sum())} devices")
+
+    def __len__(self) -> int:
+        return len(self.heights)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"region {index} of {len(self)}")
+        index %= len(self)
+        rows, cols = int(self.heights[index]), int(self.widths[index])
+        start = self._starts[index]
+        return self.flat[start:start + rows * cols].reshape(rows, cols)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+
+def flat_of(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-read arrays laid end to end, each row by row, float64 (exactly the values: float32 widens exactly):
+    a `Regions`' own buffer, not a copy."""
+    if isinstance(arrays, Regions):
+        return arrays.flat.astype(np.float64, copy=False)
+    if not arrays:
+        return np.zeros(0)
+    return np.concatenate(arrays, axis=None).astype(np.float64, copy=False)
+
+
+def check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: np.ndarray,
+                  widths: np.ndarray) -> None:
+    """Refuse per-read arrays that are not one (rows, cols) array of each read's region, in read order."""
+    if len(arrays) != len(heights):
+        raise InvalidInputError(f"layer {name!r}: {len(arrays)} {what} for {len(heights)} reads")
+    if isinstance(arrays, Regions) and np.array_equal(arrays.heights, heights) and \
+            np.array_equal(arrays.widths, widths):
+        return
+    shapes = [a.shape if isinstance(a, np.ndarray) else np.shape(a) for a in arrays]
+    regions = list(zip(heights.tolist(), widths.tolist(), strict=True))
+    if shapes != regions:
+        index = next(i for i, (shape, region) in enumerate(zip(shapes, regions, strict=True)) if shape != region)
+        raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {shapes[index]}, its region "
+                                f"{regions[index]}")
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """start, start + 1, ..., start + length - 1 of each (start, length) pair, one pair after the other."""
+    ends = np.cumsum(lengths, dtype=np.int64)
+    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
+                                                                                     lengths)
+
+
+def row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """The sum of each row (starting at flat[source[i]], width[i] long) of regions laid end to end, as
+    `region.sum(axis=1)` sums it: numpy's same summation along one contiguous row, so the same float64 values.
+    One pass per distinct width (the rows of one width gathered as the rows of one array)."""
+    out = np.empty(len(source))
+    widths = _distinct(width)
+    for wide in widths.tolist():
+        if len(widths) == 1:
+            out[:] = flat.reshape(-1, wide).sum(axis=1)
+        else:
+            chosen = width == wide
+            out[chosen] = sliding_window_view(flat, wide)[source[chosen]].sum(axis=1)
+    return out
+
+
+def put_regions(out: np.ndarray, row: np.ndarray, col: np.ndarray, regions: Regions, factor: np.ndarray,
+                unique: bool) -> None:
+    """out[row[i]:row[i] + h_i, col[i]:col[i] + w_i] = region i x factor[i] for every region of `regions` (the
+    float64 products, cast to out's dtype as assignment casts them): the regions of one shape in one assignment,
+    through a view whose element (r, c) is the block of that shape at out[r, c] (`sliding_window_view`).
+    Regions that overlap (`unique` False) leave the last region's values, as assigning region after region does.
+    """
+    flat, heights, widths = regions.flat, regions.heights, regions.widths
+    if not unique:  # device by device, the last region's value kept
+        read, source = region_rows(heights, widths)
+        target = (row[read] + ranges(np.zeros_like(heights), heights)) * out.shape[1] + col[read]
+        scaled = flat * np.repeat(factor, heights * widths)
+        scatter(out.reshape(-1), np.repeat(target - source, widths[read]) + np.arange(len(flat)), scaled, unique)
+        return
+    shapes = heights * (int(widths.max(initial=0)) + 1) + widths
+    distinct = _distinct(shapes)
+    sizes = heights * widths
+    starts = np.cumsum(sizes) - sizes
+    for shape in distinct.tolist():
+        chosen = np.flatnonzero(shapes == shape)
+        height, width = int(heights[chosen[0]]), int(widths[chosen[0]])
+        first = int(starts[chosen[0]])
+        if chosen[-1] - chosen[0] + 1 == len(chosen):  # one after the other: a view of the buffer
+            block = flat[first:first + len(chosen) * height * width].reshape(-1, height, width)
+        else:  # the regions of this shape gathered
+            block = sliding_window_view(flat, height * width)[starts[chosen]].reshape(-1, height, width)
+        blocks = sliding_window_view(out, (height, width), writeable=True)
+        blocks[row[chosen], col[chosen]] = block * factor[chosen, None, None]
+
+
+def scatter(out: np.ndarray, index: np.ndarray, values: np.ndarray, unique: bool) -> None:
+    """out[index] = values, where an index that repeats (`unique` False) gets its last value, as assigning one
+    value after the other leaves it (numpy does not promise an order for repeated indices)."""
+    if not unique:
+        keep = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
+        index, values = index[keep], values[keep]
+    out[index] = values
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (one, found without sorting, when all are equal)."""
+    if len(values) and values.min() == values.max():
+        return values[:1]
+    return np.unique(values)
