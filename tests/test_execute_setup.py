@@ -177,6 +177,39 @@ def test_a_read_repeated_overwrites_as_the_per_read_loop_does(tmp_path) -> None:
     assert band.counts is not None and band.counts.max() == 5
 
 
+
+def test_blocks_of_two_widths_that_overlap_leave_the_later_ones_devices(tmp_path) -> None:
+    """A hand-made block over all but the first of another block's columns, on the same devices shifted by one
+    (regions of two shapes filling some columns twice): the later block's devices and ranges stay where they
+    overlap, as assigning read after read leaves them, not as placing one shape at a time would."""
+    plan, conductances = _plan_and_conductances(tmp_path, *CASES[0])
+    block = plan.reads[0][0].block
+    chosen = [i for i, (read, _) in enumerate(plan.reads) if read.block == block]
+    combine = next(c for c in plan.combines if c.block == block)
+    assert combine.col_stop - combine.col_start > 1
+    extra = 1 + max(read.block for read, _ in plan.reads)
+    reads = [(dataclasses.replace(read, block=extra, col=read.col + 1, cols=read.cols - 1),
+              dataclasses.replace(convert, block=extra, col_start=convert.col_start + 1, full_scale_uA=3.0))
+             for read, convert in (plan.reads[i] for i in chosen)]
+    narrower = dataclasses.replace(combine, block=extra, col_start=combine.col_start + 1,
+                                   copies=combine.copies[1:])
+    terms = (*plan.accumulate.terms, (extra, combine.col_start + 1, combine.col_stop))
+    overlapping = dataclasses.replace(plan, reads=(*plan.reads, *reads), combines=(*plan.combines, narrower),
+                                      accumulate=dataclasses.replace(plan.accumulate, terms=terms))
+    _assert_as_reference(CrossbarExecutor(overlapping, [*conductances, *(conductances[i][:, 1:] for i in chosen)],
+                                          dac_bits=8, adc_bits=10))
+
+
+def test_a_column_slot_no_read_fills_is_as_the_per_read_loop_leaves_it(tmp_path) -> None:
+    """A block whose G- reads are missing (a hand-made plan): the slots no read fills weigh nothing and take
+    their band's count, as the per-read loop leaves them."""
+    plan, conductances = _plan_and_conductances(tmp_path, *CASES[0])
+    block = plan.reads[0][0].block
+    keep = [i for i, (read, _) in enumerate(plan.reads) if not (read.block == block and read.polarity == "neg")]
+    assert len(keep) < len(plan.reads)
+    cut = dataclasses.replace(plan, reads=tuple(plan.reads[i] for i in keep))
+    _assert_as_reference(CrossbarExecutor(cut, [conductances[i] for i in keep], dac_bits=8, adc_bits=10))
+
 def test_conductances_that_are_not_the_reads_regions_are_refused(tmp_path) -> None:
     plan, conductances = _plan_and_conductances(tmp_path, *CASES[0])
     shape = conductances[1].shape

@@ -51,7 +51,7 @@ from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
 from lea_compiler.schedule.lower import region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
-from lea_compiler.schedule.regions import Regions
+from lea_compiler.schedule.regions import Regions, region_starts
 
 
 class CrossbarLayer:
@@ -143,15 +143,15 @@ class CrossbarLayer:
         level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         noisy = np.asarray(sigma) > 0
-        if noisy.ndim and noisy.any():
-            starts = np.cumsum([0] + [read.rows * read.cols for read in reads[:-1]])
-            if not np.logical_or.reduceat(noisy, starts).all():
-                return None
+        heights = np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads))
+        widths = np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads))
+        if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
+            return None
         written = write_noise(programmed, rng, sigma)
         # a stuck device reads its stuck conductance (`!= 0`: numpy's nonzero of int8 is 4x slower than of bool)
         stuck_at = np.flatnonzero(state_flat[at] != 0)
         written[stuck_at] = g_flat[at[stuck_at]]
-        return _regions(written, reads)
+        return Regions(written, heights, widths)
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
                      rng: np.random.Generator) -> np.ndarray:

@@ -27,10 +27,11 @@ class Regions(Sequence[np.ndarray]):
         self.flat = flat
         self.heights = np.asarray(heights, dtype=np.int64)
         self.widths = np.asarray(widths, dtype=np.int64)
-        sizes = self.heights * self.widths
-        self._starts = (np.cumsum(sizes) - sizes).tolist()
-        if flat.shape != (int(sizes.sum()),):
-            raise ValueError(f"a flat buffer of {flat.shape} for regions of {int(sizes.sum())} devices")
+        self.starts = region_starts(self.heights, self.widths)
+        self._starts = self.starts.tolist()
+        size = int(self.starts[-1] + self.heights[-1] * self.widths[-1]) if len(self.starts) else 0
+        if flat.shape != (size,):
+            raise ValueError(f"a flat buffer of {flat.shape} for regions of {size} devices")
 
     def __len__(self) -> int:
         return len(self.heights)
@@ -53,6 +54,12 @@ class Regions(Sequence[np.ndarray]):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
+
+
+def region_starts(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Where each of the regions of `heights` x `widths` starts in their flat buffer (each after the one before)."""
+    sizes = np.asarray(heights, dtype=np.int64) * np.asarray(widths, dtype=np.int64)
+    return np.cumsum(sizes) - sizes
 
 
 def flat_of(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -119,8 +126,7 @@ def put_regions(out: np.ndarray, row: np.ndarray, col: np.ndarray, regions: Regi
         return
     shapes = heights * (int(widths.max(initial=0)) + 1) + widths
     distinct = _distinct(shapes)
-    sizes = heights * widths
-    starts = np.cumsum(sizes) - sizes
+    starts = regions.starts
     for shape in distinct.tolist():
         chosen = np.flatnonzero(shapes == shape)
         height, width = int(heights[chosen[0]]), int(widths[chosen[0]])
