@@ -287,7 +287,7 @@ class CrossbarExecutor:
         step_read = full_scale / adc  # each read's ADC step, uA
         step, counts = np.ones((count, 2, alpha, cols)), np.zeros((count, width))
         per_column = np.repeat(np.arange(len(band)), widths)  # each column's read
-        scatter(step.reshape(-1), columns, step_read[per_column], unique)  # (views: the arrays are filled)
+        scatter(step.reshape(-1), columns, step_read[per_column], unique)  # (a fresh array's reshape is a view of it)
         scatter(counts.reshape(-1), columns, layout.reads[per_column].astype(np.float64), unique)
         mask = np.zeros((count, alpha, cols))
         a_read, a_slot, a_column, a_weight = layout.averaged
