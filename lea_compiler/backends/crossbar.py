@@ -143,8 +143,7 @@ class CrossbarLayer:
         level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         noisy = np.asarray(sigma) > 0
-        heights = np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads))
-        widths = np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads))
+        heights, widths = _read_shapes(reads)
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
             return None
         written = write_noise(programmed, rng, sigma)
@@ -227,8 +226,13 @@ class CrossbarLayer:
 def _regions(flat: np.ndarray, reads: Sequence[Read]) -> Regions:
     """The reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer itself,
     which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
-    return Regions(flat, np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads)),
-                   np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads)))
+    return Regions(flat, *_read_shapes(reads))
+
+
+def _read_shapes(reads: Sequence[Read]) -> tuple[np.ndarray, np.ndarray]:
+    """The reads' regions' rows and cols, as int64 vectors."""
+    return (np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads)),
+            np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads)))
 
 
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:

@@ -91,6 +91,11 @@ class _Layout:
     reads: np.ndarray
     averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
+    @property
+    def shapes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each read's region's rows and cols (its band's height, its columns' width)."""
+        return self.r1 - self.r0, self.c1 - self.c0
+
     def bands(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The distinct row bands (r0, r1), ascending, for a layer of `rows` rows, and each read's band."""
         keys, band = np.unique(self.r0 * (rows + 1) + self.r1, return_inverse=True)
@@ -133,7 +138,7 @@ class CrossbarExecutor:
         self.scale = np.asarray(plan.scale.scale_uS, dtype=np.float64)
         self.bias = None if plan.bias is None else np.asarray(plan.bias.values, dtype=np.float64)
         self._layout = self._lay_out()
-        heights, widths = self._layout.r1 - self._layout.r0, self._layout.c1 - self._layout.c0
+        heights, widths = self._layout.shapes
         for what, arrays in (("conductances", self.conductances), ("read maps", self.read_maps),
                              ("read-noise sigmas", self.read_sigma)):
             if arrays is not None and (arrays is not self.conductances or what == "conductances"):
@@ -160,7 +165,7 @@ class CrossbarExecutor:
         to their rows in read order, as adding read after read does (the same float64 sums, to the bit)."""
         layout = self._layout
         n = len(layout.r0)
-        heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
+        heights, widths = layout.shapes
         read, source = region_rows(heights, widths)
         sums = row_sums(flat_of(self.conductances), source, widths[read])  # each region's row sums, in read order
         sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
@@ -278,7 +283,7 @@ class CrossbarExecutor:
         count = len(band_r0)
         band_heights = band_r1 - band_r0
         first = np.cumsum(band_heights) - band_heights  # each band's first row in the buffer
-        widths = layout.c1 - layout.c0
+        widths = layout.shapes[1]
         offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
         columns = ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
         # reads fill their band's every row: two that fill one device fill one column, and then the last read's
@@ -325,7 +330,7 @@ class CrossbarExecutor:
         other, (rows, 2 alpha cols): read i's region from row row[i] and column col[i] on. Where two reads fill
         one device, the last one's value stays (`put_regions`)."""
         layout = self._layout
-        heights, widths = layout.r1 - layout.r0, layout.c1 - layout.c0
+        heights, widths = layout.shapes
         regions = arrays if isinstance(arrays, Regions) else Regions(flat_of(arrays), heights, widths)
         out = np.zeros((rows, 2 * self.alpha * self.cols), np.float32)
         put_regions(out, row, col, regions, factor, unique)
