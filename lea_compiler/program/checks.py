@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
 from lea_compiler.errors import UsageError
 from lea_compiler.geometry import Occupancy
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
-from lea_compiler.program.types import CopyHalf, Layer, ProgramBlock
+from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
 
 if TYPE_CHECKING:  # core.py imports this module; the Program type is for the annotations only
     from lea_compiler.program.core import Program
@@ -44,14 +45,28 @@ def is_finite_number(value: Any) -> bool:
         return False
 
 
-def _int_matrix(value: Any, shape: tuple[int, int], low: int, high: int) -> str | None:
-    """Why `value` is not an integer matrix of `shape` with entries in low..high, or None."""
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or value.shape != shape:
+def _not_matrix(value: Any, shape: tuple[int, int], kinds: str, what: str) -> str | None:
+    """Why `value` is not a numpy matrix of `shape` with a dtype of `kinds` (`what`: "an integer"), or None."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds or value.shape != shape:
         kind = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
-        return f"is {kind}, not an integer {shape[0]} x {shape[1]} matrix"
-    if value.size and (int(value.min()) < low or int(value.max()) > high):
-        return f"has a level index outside {low}..{high}"
+        return f"is {kind}, not {what} {shape[0]} x {shape[1]} matrix"
     return None
+
+
+def _int_matrices(values: list[Any], shape: tuple[int, int], low: int, high: int) -> list[str | None]:
+    """Why each of `values` is not an integer matrix of `shape` with entries in low..high (None: it is). The
+    entries of all of them are compared at once; each one's on its own only when one is outside."""
+    whys = [_not_matrix(value, shape, "iu", "an integer") for value in values]
+    if not _within([value for value, why in zip(values, whys, strict=True) if why is None], low, high):
+        whys = [f"has a level index outside {low}..{high}" if why is None and not _within([value], low, high)
+                else why for value, why in zip(values, whys, strict=True)]
+    return whys
+
+
+def _within(values: list[np.ndarray], low: int, high: int) -> bool:
+    """Whether every entry of the integer arrays `values` lies in low..high."""
+    flat = np.concatenate([value.ravel() for value in values]) if values else np.zeros(0)
+    return not flat.size or (int(flat.min()) >= low and int(flat.max()) <= high)
 
 
 def _float_vector(value: Any, size: int, *, positive: bool) -> bool:
@@ -139,7 +154,6 @@ def program_problems(program: Program) -> list[str]:
     levels = tuple(chip.device.levels_uS)
     mvms = {n.name: n for n in program.graph.nodes if n.op_type == "MVM" and n.domain == LEAC_DOMAIN}
     seen: set[Any] = set()
-    halves: list[tuple[str, int, np.ndarray, CopyHalf]] = []  # (where, array id, stuck-or-not per device, half)
     for layer in program.layers:
         if not isinstance(layer.name, str) or layer.name in seen:
             problems.append(f"layer name {layer.name!r} is not a string or is used twice")
@@ -155,23 +169,74 @@ def program_problems(program: Program) -> list[str]:
                         "has them for every half")
     if problems:
         return problems  # the placement checks below index by the facts just checked
+    halves = [(layer, block, copy, polarity, half) for layer in program.layers for block in layer.blocks
+              for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
+    if _halves_fit(chip, halves, len(levels) - 1):
+        return problems
+    return _half_problems(chip, halves)
+
+
+_Half = tuple[Layer, ProgramBlock, BlockCopy, str, CopyHalf]
+"""A copy half with where it is: its layer, block, copy and polarity."""
+
+
+def _halves_fit(chip: Chip, halves: list[_Half], top: int) -> bool:
+    """Whether every copy half lies inside a chip array, overlaps no other and is marked stuck (-1) exactly where
+    the chip's device is stuck: what `_half_problems` finds nothing wrong with, found with a numpy pass over all
+    the halves' devices rather than a few per half (a 25 x 25-array Program has thousands of halves).
+
+    The halves' levels are laid in one flat buffer of the arrays they use (each row by row), the devices no
+    half covers left at a value no level has: the halves overlap if they cover fewer devices than they have,
+    and their -1s must be the chip's stuck devices among those covered. Needs the checks before it (integer
+    levels of their block's shape in -1..`top`, non-negative integer regions)."""
+    ids = list(dict.fromkeys(half.region.array for *_, half in halves))
+    try:
+        arrays = [chip.array(array_id) for array_id in ids]
+    except UsageError:
+        return False
+    shape = {arr.id: (arr.rows, arr.cols) for arr in arrays}
+    try:
+        fields = np.array([(half.region.row, half.region.col, *half.levels.shape, *shape[half.region.array])
+                           for *_, half in halves], dtype=np.int64).reshape(-1, 6)
+    except OverflowError:  # a row or col past int64: outside any array
+        return False
+    row, col, rows, cols, height, width = fields.T
+    if np.any(row + rows > height) or np.any(col + cols > width):
+        return False
+    starts = np.cumsum([0] + [height * width for height, width in shape.values()]).tolist()
+    free = -2  # no level: -1 is a skipped device, levels count from 0 to top
+    grid = np.full(starts[-1], free, dtype=np.promote_types(np.int8, np.min_scalar_type(top)))
+    views = {array_id: grid[start:start + height * width].reshape(height, width)
+             for array_id, start, (height, width) in zip(ids, starts[:-1], shape.values(), strict=True)}
+    for *_, half in halves:
+        region, levels = half.region, half.levels
+        views[region.array][region.row:region.row + levels.shape[0], region.col:region.col + levels.shape[1]] = levels
+    covered = grid != free
+    if np.count_nonzero(covered) != int(np.sum(rows * cols)):
+        return False
+    stuck = chip.stuck_flat(ids)[0] != 0
+    return bool(np.array_equal(grid == -1, stuck & covered))
+
+
+def _half_problems(chip: Chip, halves: list[_Half]) -> list[str]:
+    """Every copy half that lies outside its chip array, overlaps another or is marked stuck (-1) where the
+    chip's device is not (or the other way round), half by half."""
+    problems: list[str] = []
     stuck: dict[int, np.ndarray] = {}
-    for layer in program.layers:
-        for block in layer.blocks:
-            for copy in block.copies:
-                for polarity, half in (("pos", copy.pos), ("neg", copy.neg)):
-                    where = f"layer {layer.name!r} block {block.index} copy {copy.copy} {polarity}"
-                    region = half.region
-                    if region.array not in stuck:
-                        try:
-                            chip.array(region.array)
-                        except UsageError:
-                            problems.append(f"{where}: array {region.array} is not on the chip")
-                            continue
-                        stuck[region.array] = chip.stuck_map(region.array)[0] != 0
-                    halves.append((where, region.array, stuck[region.array], half))
+    placed: list[tuple[str, int, np.ndarray, CopyHalf]] = []  # (where, array id, stuck-or-not per device, half)
+    for layer, block, copy, polarity, half in halves:
+        where = f"layer {layer.name!r} block {block.index} copy {copy.copy} {polarity}"
+        region = half.region
+        if region.array not in stuck:
+            try:
+                chip.array(region.array)
+            except UsageError:
+                problems.append(f"{where}: array {region.array} is not on the chip")
+                continue
+            stuck[region.array] = chip.stuck_map(region.array)[0] != 0
+        placed.append((where, region.array, stuck[region.array], half))
     occupancy = Occupancy({array: state.shape for array, state in stuck.items()})
-    for index, (where, array, state, half) in enumerate(halves):
+    for index, (where, array, state, half) in enumerate(placed):
         region = half.region
         rows, cols = half.levels.shape
         if not occupancy.inside(region, (rows, cols)):
@@ -180,7 +245,7 @@ def program_problems(program: Program) -> list[str]:
             continue
         other = occupancy.take(index, region, (rows, cols))
         if other is not None:
-            problems.append(f"{where}: its region on array {array} overlaps {halves[other][0]}")
+            problems.append(f"{where}: its region on array {array} overlaps {placed[other][0]}")
             continue
         window = (slice(region.row, region.row + rows), slice(region.col, region.col + cols))
         mismatch = (half.levels == -1) != state[window]
@@ -373,10 +438,8 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
                 f"the {layer.rows} x {layer.cols} matrix"]
     shape = block.shape
     problems = []
-    for name in ("target_pos", "target_neg"):
-        why = _int_matrix(getattr(block, name), shape, 0, top)
-        if why:
-            problems.append(f"{name} {why}")
+    targets = _int_matrices([block.target_pos, block.target_neg], shape, 0, top)
+    problems += [f"{name} {why}" for name, why in zip(("target_pos", "target_neg"), targets, strict=True) if why]
     selection = block.selection
     if not (isinstance(selection, np.ndarray) and selection.dtype == np.bool_
             and selection.shape == (layer.alpha, shape[1]) and np.all(selection.sum(axis=0) == layer.beta)):
@@ -387,6 +450,9 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
         problems.append(f"adc_full_scale_uA {block.adc_full_scale_uA!r} is not a positive number")
     if not isinstance(block.copies, tuple) or len(block.copies) != layer.alpha:
         return [*problems, f"has {len(block.copies)} copies, not alpha = {layer.alpha}"]
+    halves = [half for copy in block.copies for half in (copy.pos, copy.neg)]
+    levels = iter(_int_matrices([half.levels for half in halves], shape, -1, top))
+    programmed = iter(_conductance_matrices([half.programmed_uS for half in halves], shape))
     for number, copy in enumerate(block.copies):
         if copy.copy != number or not _is_int(copy.copy):
             problems.append(f"copy {number} is numbered {copy.copy!r}")
@@ -395,25 +461,30 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
             if not all(_is_int(v) and v >= 0 for v in (region.array, region.row, region.col)):
                 problems.append(f"copy {number} {polarity}: region {[region.array, region.row, region.col]} is "
                                 "not three non-negative integers")
-            why = _int_matrix(half.levels, shape, -1, top)
+            why = next(levels)
             if why:
                 problems.append(f"copy {number} {polarity}: the levels {why}")
             if not is_finite_number(half.cost_uS):
                 problems.append(f"copy {number} {polarity}: cost_uS {half.cost_uS!r} is not a number")
-            why = _conductance_matrix(half.programmed_uS, shape)
+            why = next(programmed)
             if why:
                 problems.append(f"copy {number} {polarity}: programmed_uS {why}")
     return problems
 
 
-def _conductance_matrix(value: Any, shape: tuple[int, int]) -> str | None:
-    """Why an as-programmed half's conductances are not a float matrix of `shape` in 0..MAX_CONDUCTANCE_uS
-    (None: fine, or not programmed)."""
-    if value is None:
-        return None
-    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.shape != shape:
-        kind = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
-        return f"is {kind}, not a float {shape[0]} x {shape[1]} matrix"
-    if value.size and not (np.all(np.isfinite(value)) and value.min() >= 0 and value.max() <= MAX_CONDUCTANCE_uS):
-        return f"holds a conductance that is not a finite number in 0..{MAX_CONDUCTANCE_uS:g} uS"
-    return None
+def _conductance_matrices(values: list[Any], shape: tuple[int, int]) -> list[str | None]:
+    """Why each as-programmed half's conductances of `values` are not a float matrix of `shape` in
+    0..MAX_CONDUCTANCE_uS (None: fine, or not programmed). The entries of all of them are checked at once; each
+    one's on its own only when one is not fine."""
+    whys = [None if value is None else _not_matrix(value, shape, "f", "a float") for value in values]
+    if not _conductances([value for value, why in zip(values, whys, strict=True) if value is not None and why is None]):
+        whys = [f"holds a conductance that is not a finite number in 0..{MAX_CONDUCTANCE_uS:g} uS"
+                if value is not None and why is None and not _conductances([value]) else why
+                for value, why in zip(values, whys, strict=True)]
+    return whys
+
+
+def _conductances(values: list[np.ndarray]) -> bool:
+    """Whether every entry of the float arrays `values` is a finite number in 0..MAX_CONDUCTANCE_uS."""
+    flat = np.concatenate([value.ravel() for value in values]) if values else np.zeros(0)
+    return not flat.size or bool(np.all(np.isfinite(flat)) and flat.min() >= 0 and flat.max() <= MAX_CONDUCTANCE_uS)
