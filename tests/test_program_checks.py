@@ -63,7 +63,8 @@ def _first_device(program: Program, index: int, stuck: bool) -> tuple[int, int]:
 
 
 def test_a_compiled_program_fits(program) -> None:
-    assert checks._halves_fit(program.chip, _halves(program), len(program.chip.device.levels_uS) - 1)
+    assert checks._halves_fit(program.chip, [b for layer in program.layers for b in layer.blocks],
+                              len(program.chip.device.levels_uS) - 1)
     assert program_problems(program) == []
 
 
@@ -140,7 +141,7 @@ def test_the_bulk_check_agrees_with_the_per_half_checks_on_broken_programs(progr
                 broken = _with_half(_with_half(broken, other, region=half.region), index, region=region)
         halves = _halves(broken)
         expected = checks._half_problems(chip, halves)
-        assert checks._halves_fit(chip, halves, top) == (expected == [])
+        assert checks._halves_fit(chip, [b for layer in broken.layers for b in layer.blocks], top) == (expected == [])
         assert program_problems(broken) == expected
         fits += expected == []
     assert fits < 40  # the damage was seen
@@ -164,3 +165,22 @@ def test_each_bad_half_of_a_block_is_named_in_order(program) -> None:
         "layer 'fc0' block 0: copy 1 pos: the levels is float32[4, 12], not an integer 4 x 12 matrix",
         f"layer 'fc0' block 0: copy 1 neg: the levels has a level index outside -1..{top}",
         f"layer 'fc0' block 0: copy 1 neg: programmed_uS is {half.levels.dtype}[4, 12], not a float 4 x 12 matrix"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"region": Region(0, True, 0)}, "layer 'fc0' block 0: copy 0 pos: region [0, True, 0] is not three "
+                                     "non-negative integers"),
+    ({"region": Region(0, -1, 0)}, "layer 'fc0' block 0: copy 0 pos: region [0, -1, 0] is not three "
+                                   "non-negative integers"),
+    ({"cost_uS": float("nan")}, "layer 'fc0' block 0: copy 0 pos: cost_uS nan is not a number"),
+    ({"cost_uS": "1"}, "layer 'fc0' block 0: copy 0 pos: cost_uS '1' is not a number"),
+    ({"cost_uS": np.float32(1.5)}, None),  # numpy's numbers are numbers: the per-half checks pass them
+    ({"region": None}, None),  # the region as it was, its fields numpy integers
+])
+def test_a_half_s_region_and_cost_are_checked_whatever_their_types(program, changes, message) -> None:
+    half = _half(program, 0)
+    if changes.get("region", 0) is None:
+        region = half.region
+        changes = {"region": Region(np.int32(region.array), np.int64(region.row), np.int16(region.col))}
+    problems = program_problems(_with_half(program, 0, **changes))
+    assert problems == ([] if message is None else [message])

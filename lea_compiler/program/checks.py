@@ -8,6 +8,7 @@ the board backend runs it before emitting anything.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,11 +54,13 @@ def _not_matrix(value: Any, shape: tuple[int, int], kinds: str, what: str) -> st
     return None
 
 
-def _int_matrices(values: list[Any], shape: tuple[int, int], low: int, high: int) -> list[str | None]:
+def _int_matrices(values: list[Any], shape: tuple[int, int], low: int, high: int,
+                  ranged: bool = False) -> list[str | None]:
     """Why each of `values` is not an integer matrix of `shape` with entries in low..high (None: it is). The
-    entries of all of them are compared at once; each one's on its own only when one is outside."""
+    entries of all of them are compared at once (not at all if `ranged`: known to be in range); each one's on
+    its own only when one is outside."""
     whys = [_not_matrix(value, shape, "iu", "an integer") for value in values]
-    if not _within([value for value, why in zip(values, whys, strict=True) if why is None], low, high):
+    if not ranged and not _within([value for value, why in zip(values, whys, strict=True) if why is None], low, high):
         whys = [f"has a level index outside {low}..{high}" if why is None and not _within([value], low, high)
                 else why for value, why in zip(values, whys, strict=True)]
     return whys
@@ -169,10 +172,10 @@ def program_problems(program: Program) -> list[str]:
                         "has them for every half")
     if problems:
         return problems  # the placement checks below index by the facts just checked
+    if _halves_fit(chip, [block for layer in program.layers for block in layer.blocks], len(levels) - 1):
+        return problems
     halves = [(layer, block, copy, polarity, half) for layer in program.layers for block in layer.blocks
               for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
-    if _halves_fit(chip, halves, len(levels) - 1):
-        return problems
     return _half_problems(chip, halves)
 
 
@@ -180,27 +183,31 @@ _Half = tuple[Layer, ProgramBlock, BlockCopy, str, CopyHalf]
 """A copy half with where it is: its layer, block, copy and polarity."""
 
 
-def _halves_fit(chip: Chip, halves: list[_Half], top: int) -> bool:
-    """Whether every copy half lies inside a chip array, overlaps no other and is marked stuck (-1) exactly where
-    the chip's device is stuck: what `_half_problems` finds nothing wrong with, found with a numpy pass over all
-    the halves' devices rather than a few per half (a 25 x 25-array Program has thousands of halves).
+def _halves_fit(chip: Chip, blocks: list[ProgramBlock], top: int) -> bool:
+    """Whether every copy half of `blocks` lies inside a chip array, overlaps no other and is marked stuck (-1)
+    exactly where the chip's device is stuck: what `_half_problems` finds nothing wrong with, found with a numpy
+    pass over all the halves' devices rather than a few per half (a 25 x 25-array Program has thousands of
+    halves).
 
     The halves' levels are laid in one flat buffer of the arrays they use (each row by row), the devices no
     half covers left at a value no level has: the halves overlap if they cover fewer devices than they have,
     and their -1s must be the chip's stuck devices among those covered. Needs the checks before it (integer
     levels of their block's shape in -1..`top`, non-negative integer regions)."""
-    ids = list(dict.fromkeys(half.region.array for *_, half in halves))
+    halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+    regions = [half.region for half in halves]
+    ids = list(dict.fromkeys(region.array for region in regions))
     try:
-        arrays = [chip.array(array_id) for array_id in ids]
+        shape = {array_id: (arr.rows, arr.cols) for array_id, arr in zip(ids, map(chip.array, ids), strict=True)}
     except UsageError:
         return False
-    shape = {arr.id: (arr.rows, arr.cols) for arr in arrays}
     try:
-        fields = np.array([(half.region.row, half.region.col, *half.levels.shape, *shape[half.region.array])
-                           for *_, half in halves], dtype=np.int64).reshape(-1, 6)
+        row = np.array([region.row for region in regions], dtype=np.int64)
+        col = np.array([region.col for region in regions], dtype=np.int64)
     except OverflowError:  # a row or col past int64: outside any array
         return False
-    row, col, rows, cols, height, width = fields.T
+    size = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
+    rows, cols = np.repeat(size, [2 * len(block.copies) for block in blocks], axis=0).T
+    height, width = np.array([shape[region.array] for region in regions], dtype=np.int64).reshape(-1, 2).T
     if np.any(row + rows > height) or np.any(col + cols > width):
         return False
     starts = np.cumsum([0] + [height * width for height, width in shape.values()]).tolist()
@@ -208,8 +215,8 @@ def _halves_fit(chip: Chip, halves: list[_Half], top: int) -> bool:
     grid = np.full(starts[-1], free, dtype=np.promote_types(np.int8, np.min_scalar_type(top)))
     views = {array_id: grid[start:start + height * width].reshape(height, width)
              for array_id, start, (height, width) in zip(ids, starts[:-1], shape.values(), strict=True)}
-    for *_, half in halves:
-        region, levels = half.region, half.levels
+    for region, half in zip(regions, halves, strict=True):
+        levels = half.levels
         views[region.array][region.row:region.row + levels.shape[0], region.col:region.col + levels.shape[1]] = levels
     covered = grid != free
     if np.count_nonzero(covered) != int(np.sum(rows * cols)):
@@ -405,8 +412,9 @@ def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[
         return [*problems, f"{where}: no blocks"]
     indices: set[int] = set()
     cells: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+    ranged = _levels_within(layer, len(levels) - 1)
     for position, block in enumerate(layer.blocks):
-        block_problems = _block_problems(layer, block, len(levels) - 1)
+        block_problems = _block_problems(layer, block, len(levels) - 1, ranged)
         problems.extend(f"{where} block {block.index}: {p}" for p in block_problems)
         if block_problems:
             continue
@@ -427,7 +435,22 @@ def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[
     return problems
 
 
-def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
+def _levels_within(layer: Layer, top: int) -> bool:
+    """Whether every block's targets (0..top) and every copy half's levels (-1..top) of `layer` are integer
+    arrays with entries in range: found in one pass over the layer, so that its blocks need not each look
+    (False: not known; each block then checks its own)."""
+    if not (isinstance(layer.blocks, tuple) and all(isinstance(block.copies, tuple) for block in layer.blocks)):
+        return False
+    targets = [target for block in layer.blocks for target in (block.target_pos, block.target_neg)]
+    levels = [half.levels for block in layer.blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+    if not all(isinstance(value, np.ndarray) and value.dtype.kind in "iu" for value in (*targets, *levels)):
+        return False
+    return _within(targets, 0, top) and _within(levels, -1, top)
+
+
+def _block_problems(layer: Layer, block: ProgramBlock, top: int, ranged: bool = False) -> list[str]:
+    """What is wrong with one block of `layer` (messages without the block's name). `ranged`: its targets' and
+    levels' entries are known to be in range (`_levels_within`); their types and shapes are still checked."""
     bounds = (block.index, block.row_block, block.col_block, block.row_start, block.row_stop, block.col_start,
               block.col_stop)
     if not all(_is_int(v) for v in bounds):
@@ -438,7 +461,7 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
                 f"the {layer.rows} x {layer.cols} matrix"]
     shape = block.shape
     problems = []
-    targets = _int_matrices([block.target_pos, block.target_neg], shape, 0, top)
+    targets = _int_matrices([block.target_pos, block.target_neg], shape, 0, top, ranged)
     problems += [f"{name} {why}" for name, why in zip(("target_pos", "target_neg"), targets, strict=True) if why]
     selection = block.selection
     if not (isinstance(selection, np.ndarray) and selection.dtype == np.bool_
@@ -451,9 +474,36 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
     if not isinstance(block.copies, tuple) or len(block.copies) != layer.alpha:
         return [*problems, f"has {len(block.copies)} copies, not alpha = {layer.alpha}"]
     halves = [half for copy in block.copies for half in (copy.pos, copy.neg)]
-    levels = iter(_int_matrices([half.levels for half in halves], shape, -1, top))
-    programmed = iter(_conductance_matrices([half.programmed_uS for half in halves], shape))
-    for number, copy in enumerate(block.copies):
+    levels = _int_matrices([half.levels for half in halves], shape, -1, top, ranged)
+    programmed = _conductance_matrices([half.programmed_uS for half in halves], shape)
+    if not any(levels) and not any(programmed) and _halves_fine(block.copies, halves):
+        return problems
+    return [*problems, *_copy_problems(block.copies, iter(levels), iter(programmed))]
+
+
+def _halves_fine(copies: tuple[BlockCopy, ...], halves: list[CopyHalf]) -> bool:
+    """Whether a block's copies are numbered 0, 1, ... and its halves' regions are non-negative ints and their
+    costs finite floats: what `_copy_problems` finds nothing wrong with in them, looked at over all of them at
+    once (a 25 x 25-array Program has thousands of halves). False: not known."""
+    numbers = [copy.copy for copy in copies]
+    places = [value for half in halves for value in (half.region.array, half.region.row, half.region.col)]
+    costs = [half.cost_uS for half in halves]
+    return (numbers == list(range(len(copies))) and set(map(type, numbers)) <= _INTS
+            and bool(places) and set(map(type, places)) <= _INTS and min(places) >= 0
+            and set(map(type, costs)) <= _FLOATS and all(map(math.isfinite, costs)))
+
+
+_INTS = {int, np.int64}
+"""The integer types `_halves_fine` takes as they are (others, bool above all, go through `_is_int`)."""
+_FLOATS = {float, np.float64}
+
+
+def _copy_problems(copies: tuple[BlockCopy, ...], levels: Iterator[str | None],
+                   programmed: Iterator[str | None]) -> list[str]:
+    """What is wrong with a block's copies, half by half (`levels`, `programmed`: why each half's levels and
+    conductances are wrong, in the order of the halves)."""
+    problems = []
+    for number, copy in enumerate(copies):
         if copy.copy != number or not _is_int(copy.copy):
             problems.append(f"copy {number} is numbered {copy.copy!r}")
         for polarity, half in (("pos", copy.pos), ("neg", copy.neg)):
