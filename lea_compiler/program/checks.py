@@ -172,7 +172,7 @@ def program_problems(program: Program) -> list[str]:
                         "has them for every half")
     if problems:
         return problems  # the placement checks below index by the facts just checked
-    if _halves_fit(chip, [block for layer in program.layers for block in layer.blocks], len(levels) - 1):
+    if _halves_fit(chip, [block for layer in program.layers for block in layer.blocks]):
         return problems
     halves = [(layer, block, copy, polarity, half) for layer in program.layers for block in layer.blocks
               for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
@@ -183,46 +183,56 @@ _Half = tuple[Layer, ProgramBlock, BlockCopy, str, CopyHalf]
 """A copy half with where it is: its layer, block, copy and polarity."""
 
 
-def _halves_fit(chip: Chip, blocks: list[ProgramBlock], top: int) -> bool:
+def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
     """Whether every copy half of `blocks` lies inside a chip array, overlaps no other and is marked stuck (-1)
-    exactly where the chip's device is stuck: what `_half_problems` finds nothing wrong with, found with a numpy
-    pass over all the halves' devices rather than a few per half (a 25 x 25-array Program has thousands of
-    halves).
+    exactly where the chip's device is stuck: what `_half_problems` finds nothing wrong with, found for all
+    halves at once with numpy rather than half by half (a 25 x 25-array Program has thousands of halves).
 
-    The halves' levels are laid in one flat buffer of the arrays they use (each row by row), the devices no
-    half covers left at a value no level has: the halves overlap if they cover fewer devices than they have,
-    and their -1s must be the chip's stuck devices among those covered. Needs the checks before it (integer
-    levels of their block's shape in -1..`top`, non-negative integer regions)."""
+    With the arrays the halves use laid end to end, each row by row, a half is `rows` runs of `cols`
+    consecutive devices: the halves overlap if, sorted by where they start, a run starts before the one before
+    it ends; and the devices their levels mark -1 must be the chip's stuck devices that some run covers. Needs
+    the checks before it (integer levels of their block's shape, non-negative integer regions)."""
     halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+    if not halves:
+        return True
     regions = [half.region for half in halves]
     ids = list(dict.fromkeys(region.array for region in regions))
     try:
-        shape = {array_id: (arr.rows, arr.cols) for array_id, arr in zip(ids, map(chip.array, ids), strict=True)}
+        arrays = list(map(chip.array, ids))
     except UsageError:
         return False
+    position = {array_id: index for index, array_id in enumerate(ids)}
     try:
         row = np.array([region.row for region in regions], dtype=np.int64)
         col = np.array([region.col for region in regions], dtype=np.int64)
     except OverflowError:  # a row or col past int64: outside any array
         return False
+    at = np.array([position[region.array] for region in regions], dtype=np.int64)
+    heights = np.array([arr.rows for arr in arrays], dtype=np.int64)
+    widths = np.array([arr.cols for arr in arrays], dtype=np.int64)
+    height, width = heights[at], widths[at]
     size = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
     rows, cols = np.repeat(size, [2 * len(block.copies) for block in blocks], axis=0).T
-    height, width = np.array([shape[region.array] for region in regions], dtype=np.int64).reshape(-1, 2).T
     if np.any(row + rows > height) or np.any(col + cols > width):
         return False
-    starts = np.cumsum([0] + [height * width for height, width in shape.values()]).tolist()
-    free = -2  # no level: -1 is a skipped device, levels count from 0 to top
-    grid = np.full(starts[-1], free, dtype=np.promote_types(np.int8, np.min_scalar_type(top)))
-    views = {array_id: grid[start:start + height * width].reshape(height, width)
-             for array_id, start, (height, width) in zip(ids, starts[:-1], shape.values(), strict=True)}
-    for region, half in zip(regions, halves, strict=True):
-        levels = half.levels
-        views[region.array][region.row:region.row + levels.shape[0], region.col:region.col + levels.shape[1]] = levels
-    covered = grid != free
-    if np.count_nonzero(covered) != int(np.sum(rows * cols)):
+    first = (np.cumsum(heights * widths) - heights * widths)[at] + row * width + col  # each half's first device
+    run_half = np.repeat(np.arange(len(halves)), rows)
+    run_row = np.arange(run_half.size) - np.repeat(np.cumsum(rows) - rows, rows)
+    run_start = first[run_half] + run_row * width[run_half]
+    order = np.argsort(run_start, kind="stable")
+    start, end = run_start[order], (run_start + cols[run_half])[order]
+    if np.any(start[1:] < end[:-1]):
         return False
-    stuck = chip.stuck_flat(ids)[0] != 0
-    return bool(np.array_equal(grid == -1, stuck & covered))
+    levels = np.concatenate([half.levels.ravel() for half in halves])
+    skipped = np.flatnonzero(levels == -1)
+    half_start = np.cumsum(rows * cols) - rows * cols
+    half = np.searchsorted(half_start, skipped, side="right") - 1
+    r, c = np.divmod(skipped - half_start[half], cols[half])
+    marked = np.sort(first[half] + r * width[half] + c)
+    stuck = np.flatnonzero(chip.stuck_flat(ids)[0])
+    run = np.searchsorted(start, stuck, side="right") - 1
+    covered = (run >= 0) & (stuck < end[np.maximum(run, 0)])
+    return bool(np.array_equal(marked, stuck[covered]))
 
 
 def _half_problems(chip: Chip, halves: list[_Half]) -> list[str]:

@@ -48,9 +48,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -416,14 +418,14 @@ class _Unpacker:
     def __init__(self, pack: np.ndarray, name: str) -> None:
         self.pack, self.name, self.at = pack, name, 0
 
-    def take(self, shape: tuple[int, int]) -> np.ndarray:
-        """The next `shape` array: a view of the pack.
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next array of `shape`: a view of the pack.
 
         Raises:
             ValueError: the pack has fewer values left."""
-        size = shape[0] * shape[1]
+        size = math.prod(shape)
         if self.at + size > self.pack.size:
-            raise ValueError(f"array {self.name} ends before its {shape[0]} x {shape[1]} part at {self.at}")
+            raise ValueError(f"array {self.name} ends before its {' x '.join(map(str, shape))} part at {self.at}")
         part = self.pack[self.at:self.at + size].reshape(shape)
         self.at += size
         return part
@@ -464,9 +466,15 @@ def _layer_from_json(item: dict[str, Any], array: Any, version: int) -> Layer:
             shape = (b["rows"][1] - b["rows"][0], b["cols"][1] - b["cols"][0])
             target_pos, target_neg = targets.take(shape), targets.take(shape)
             mask = selection.take((len(b["copies"]), shape[1]))
+            # the block's halves, G+ and G- of copy 0, then of copy 1, ...: one view each of one (halves, rows,
+            # cols) view of the pack, not a slice and reshape each
+            halves = (2 * len(b["copies"]), *shape)
+            own = iter(levels.take(halves))
+            held = iter(programmed.take(halves)) if programmed is not None else None
 
-            def half(c: dict[str, Any], shape: tuple[int, int] = shape) -> CopyHalf:
-                return _half_from_json(c, levels.take(shape), None if programmed is None else programmed.take(shape))
+            def half(c: dict[str, Any], own: Iterator[np.ndarray] = own,
+                     held: Iterator[np.ndarray] | None = held) -> CopyHalf:
+                return _half_from_json(c, next(own), None if held is None else next(held))
 
             blocks.append(_block_from_json(b, target_pos, target_neg, mask, half))
         for unpacker in (levels, targets, selection, programmed):
