@@ -24,7 +24,7 @@ import pytest
 from lea_compiler.backends.sim import simulate
 from lea_compiler.cli import main
 from lea_compiler.datasets import Dataset
-from lea_compiler.errors import CompileError, InvalidInputError
+from lea_compiler.errors import CompileError, InvalidInputError, UsageError
 from lea_compiler.program import Program, program_problems
 from lea_compiler.program import file as program_file
 
@@ -139,7 +139,7 @@ def test_the_version_2_writer_refuses_halves_that_do_not_fit_its_packs(golden) -
     broken = dataclasses.replace(program, layers=(dataclasses.replace(layer, blocks=blocks), *program.layers[1:]))
     with pytest.raises(CompileError, match=message):
         broken.to_bytes()
-    with pytest.raises(ValueError, match=r"leac writes Program versions \(1, 2\), not 3"):
+    with pytest.raises(UsageError, match=r"leac writes Program versions \(1, 2\), not 3"):
         program_file.program_bytes(program, version=3)
 
 
@@ -231,6 +231,7 @@ DAMAGES_V2: dict[str, tuple[Callable[[Entries], None], str]] = {
     "pack_shared": (_header(lambda h: h["layers"][1].update(levels="layer0.levels")),
                     "array layer0.levels is referenced twice"),
     "newer_version": (_header(lambda h: h.update(version=3)), "Program version 3; this leac reads versions 1, 2"),
+    "version_not_an_integer": (_header(lambda h: h.update(version="2")), "Program version '2'; this leac reads"),
 }
 
 

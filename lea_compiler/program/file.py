@@ -44,6 +44,7 @@ refuses NaN and infinity in a crossbar layer's numbers; `Program.load` then
 checks the whole Program against itself, its chip and its graph
 (lea_compiler/program/checks.py).
 """
+
 from __future__ import annotations
 
 import io
@@ -59,7 +60,7 @@ import numpy as np
 
 from lea_compiler.chip import MAX_FILE_BYTES as MAX_CHIP_FILE_BYTES
 from lea_compiler.chip import chip_to_text, parse_chip_text
-from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError
+from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError, UsageError
 from lea_compiler.fileio import open_input
 from lea_compiler.geometry import Region
 from lea_compiler.ir import Graph, Value
@@ -99,11 +100,12 @@ def program_bytes(program: Program, *, version: int = VERSION) -> bytes:
     (`VERSIONS`; version 1 for a leac that predates version 2).
 
     Raises:
+        UsageError: a version leac does not write.
         CompileError: a layer whose copy halves do not fit the packed arrays of version 2 (a half not of its
             block's shape; some halves programmed and others not): `program_problems` refuses such a Program.
     """
     if version not in VERSIONS:
-        raise ValueError(f"leac writes Program versions {VERSIONS}, not {version!r}")
+        raise UsageError(f"leac writes Program versions {VERSIONS}, not {version!r}")
     arrays: dict[str, np.ndarray] = {}
     header = {
         "format": FORMAT,
@@ -161,7 +163,7 @@ def read_program(file: IO[bytes], source: str) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InvalidInputError(f"{source}: not a leac Program file (format is not {FORMAT!r})")
     version = header.get("version")
-    if version not in VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in VERSIONS:
         raise InvalidInputError(
             f"{source}: Program version {version!r}; this leac reads versions "
             f"{', '.join(map(str, VERSIONS))}")
