@@ -4,11 +4,11 @@ The anchor workload of bench_sim.py (the 784-150-10 tanh MLP compiled with the g
 chip of 128 x 128 or 25 x 25 arrays, at k = 1 and k = 6) saved as the tree under test saves it (`Program.save`),
 and, where the tree can still write version 1 (`program_bytes(program, version=1)`, byte-identical to what leac
 wrote before version 2: tests/test_program_format.py checks it against a file the old code wrote), as a
-version-1 file too. Each file is loaded `--repeats` times with one BLAS thread and the fastest CPU time is kept
-(the machine is shared; the minimum is the least disturbed run), with the full checks (`program_problems`),
-as `leac simulate` and `leac emit` pay it: the compiled Program dropped and the objects left frozen first
-(`gc.freeze()`, as `leac` freezes its imports), so that the garbage collector's passes during a load see what a
-`leac` process would hold, not this script's compiles.
+version-1 file too. Each file is loaded `--repeats` times with one BLAS thread, the two files in turn, and the
+fastest CPU time is kept (the machine is shared; the minimum is the least disturbed run), with the full checks
+(`program_problems`), as `leac simulate` and `leac emit` pay it: the compiled Program dropped and the objects
+left frozen first (`gc.freeze()`, as `leac` freezes its imports), so that the garbage collector's passes during
+a load see what a `leac` process would hold, not this script's compiles.
 
 `PYTHONPATH=OTHER_TREE python benchmarks/bench_program_load.py` measures another tree (e.g. a `git archive` of
 the commit before a change; it writes only what it saves, version 1 before version 2 existed).
@@ -38,15 +38,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TREE = Path(lea_compiler.__file__).resolve().parents[1]  # the tree under test
 
 
-def load_cpu_ms(path: Path, repeats: int) -> float:
-    """The fastest of `repeats` `Program.load(path)`, CPU ms of the process, one BLAS thread."""
-    times = []
+def load_cpu_ms(paths: list[Path], repeats: int) -> list[float]:
+    """The fastest of `repeats` `Program.load` of each of `paths`, CPU ms of the process, one BLAS thread; the
+    files loaded in turn, so that a busy spell on the machine falls on each alike."""
+    times: list[list[float]] = [[] for _ in paths]
     with threadpool_limits(limits=1):
         for _ in range(repeats):
-            start = time.process_time()
-            Program.load(path)
-            times.append(time.process_time() - start)
-    return 1e3 * min(times)
+            for path, kept in zip(paths, times, strict=True):
+                start = time.process_time()
+                Program.load(path)
+                kept.append(time.process_time() - start)
+    return [1e3 * min(kept) for kept in times]
 
 
 def file_facts(path: Path) -> tuple[int, int, int]:
@@ -82,15 +84,16 @@ def main() -> None:
                 gc.collect()
                 gc.freeze()  # as `leac` does once its modules are imported: the collector sees only the load's objects
                 try:
-                    row = [f"{size} x {size}", str(k), str(halves), f"v{version}, {members}, {size_bytes}",
-                           f"{load_cpu_ms(saved, args.repeats):.1f}"]
-                    if old.exists():
-                        _, members, size_bytes = file_facts(old)
-                        row += [f"{members}, {size_bytes}", f"{load_cpu_ms(old, args.repeats):.1f}"]
-                    else:
-                        row += ["-", "-"]
+                    times = load_cpu_ms([saved, old] if old.exists() else [saved], args.repeats)
                 finally:
                     gc.unfreeze()
+                row = [f"{size} x {size}", str(k), str(halves), f"v{version}, {members}, {size_bytes}",
+                       f"{times[0]:.1f}"]
+                if old.exists():
+                    _, members, size_bytes = file_facts(old)
+                    row += [f"{members}, {size_bytes}", f"{times[1]:.1f}"]
+                else:
+                    row += ["-", "-"]
                 lines.append("| " + " | ".join(row) + " |")
                 print(lines[-1], flush=True)
     lines.append(f"load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
