@@ -48,3 +48,11 @@ class Occupancy:
             return int(held[0])
         window[...] = index
         return None
+
+
+def region_starts(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Where each of the regions of `heights` x `widths` starts in their flat buffer (each after the one before,
+    row by row): the one layout of regions laid end to end, for the simulator's buffers, the chip's stuck maps
+    and the Program checks."""
+    sizes = np.asarray(heights, dtype=np.int64) * np.asarray(widths, dtype=np.int64)
+    return np.cumsum(sizes) - sizes

@@ -188,3 +188,78 @@ def test_a_half_s_region_and_cost_are_checked_whatever_their_types(program, chan
         changes = {"region": Region(np.int32(region.array), np.int64(region.row), np.int16(region.col))}
     problems = program_problems(_with_half(program, 0, **changes))
     assert problems == ([] if message is None else [message])
+
+
+def _all_blocks(program: Program) -> list[checks.ProgramBlock]:
+    return [block for layer in program.layers for block in layer.blocks]
+
+
+@pytest.mark.parametrize("row, col", [(2**63 - 1, 0), (0, 2**63 - 1), (2**63 - 4, 2**63 - 12)])
+def test_a_row_or_col_that_would_wrap_int64_is_outside_its_array(program, row, col) -> None:
+    """A region this far out passes the int64 conversion, but row + rows would wrap to a negative number and the
+    half land on real devices: the bulk check must refuse it as the per-half check does."""
+    half = _half(program, 0)
+    moved = _with_half(program, 0, region=Region(half.region.array, row, col),
+                       levels=np.zeros_like(half.levels))
+    assert not checks._halves_fit(moved.chip, _all_blocks(moved))
+    assert program_problems(moved) == [
+        f"layer 'fc0' block 0 copy 0 pos: region (row {row}, col {col}) + 4 x 12 is outside array "
+        f"{half.region.array} (16 x 16)"]
+
+
+def test_halves_that_share_one_device_per_row_overlap(program) -> None:
+    """fc2's first half (6 x 3) moved to cols 3..5 of array 0 shares col 5 with fc1's last half (cols 5..10 of the
+    same rows): runs that overlap by a single device, on healthy devices, with nothing else wrong."""
+    assert _half(program, 7).region == Region(0, 0, 5)
+    moved = _with_half(program, 8, region=Region(0, 0, 3), levels=np.zeros_like(_half(program, 8).levels))
+    assert not checks._halves_fit(moved.chip, _all_blocks(moved))
+    assert program_problems(moved) == [
+        "layer 'fc2' block 0 copy 0 pos: its region on array 0 overlaps layer 'fc1' block 0 copy 1 neg"]
+    fine = _with_half(program, 8, region=Region(0, 0, 2), levels=np.zeros_like(_half(program, 8).levels))
+    assert checks._halves_fit(fine.chip, _all_blocks(fine)) and program_problems(fine) == []  # cols 2..4: no overlap
+
+
+@pytest.mark.parametrize("target, level", [(-1, None), ("top+1", None), (None, -2), (None, "top+1")])
+def test_targets_and_levels_just_outside_their_range_are_named(program, target, level) -> None:
+    """The one-pass range check of a layer's targets (0..top) and levels (-1..top), at both edges."""
+    top = len(program.chip.device.levels_uS) - 1
+    layer = program.layers[0]
+    block = layer.blocks[0]
+    if target is not None:
+        value = top + 1 if target == "top+1" else target
+        target_pos = block.target_pos.copy()
+        target_pos[0, 0] = value
+        blocks = (dataclasses.replace(block, target_pos=target_pos), *layer.blocks[1:])
+        broken = dataclasses.replace(program, layers=(dataclasses.replace(layer, blocks=blocks),
+                                                      *program.layers[1:]))
+        expected = f"layer 'fc0' block 0: target_pos has a level index outside 0..{top}"
+    else:
+        value = top + 1 if level == "top+1" else level
+        levels = _half(program, 0).levels.copy()
+        levels[0, 0] = value
+        broken = _with_half(program, 0, levels=levels)
+        expected = f"layer 'fc0' block 0: copy 0 pos: the levels has a level index outside -1..{top}"
+    assert expected in program_problems(broken)
+    for edge in ([0, top] if target is not None else [-1, top]):  # the edges themselves are fine
+        assert checks._within([np.array([edge])], 0 if target is not None else -1, top)
+
+
+def test_copies_numbered_out_of_order_are_named(program) -> None:
+    layer = program.layers[0]
+    block = layer.blocks[0]
+    first, second = block.copies
+    swapped = (dataclasses.replace(first, copy=1), dataclasses.replace(second, copy=0))
+    blocks = (dataclasses.replace(block, copies=swapped), *layer.blocks[1:])
+    broken = dataclasses.replace(program, layers=(dataclasses.replace(layer, blocks=blocks), *program.layers[1:]))
+    assert program_problems(broken) == ["layer 'fc0' block 0: copy 0 is numbered 1",
+                                        "layer 'fc0' block 0: copy 1 is numbered 0"]
+
+
+def test_a_conductance_above_the_limit_is_named() -> None:
+    programmed = Program.from_bytes((GOLDEN / "program_v1_programmed.leac").read_bytes())
+    half = _half(programmed, 0)
+    too_high = half.programmed_uS.copy()
+    too_high[0, 0] = 2e6
+    assert program_problems(_with_half(programmed, 0, programmed_uS=too_high)) == [
+        "layer 'fc0' block 0: copy 0 pos: programmed_uS holds a conductance that is not a finite number in "
+        "0..1e+06 uS"]

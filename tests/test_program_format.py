@@ -232,6 +232,8 @@ DAMAGES_V2: dict[str, tuple[Callable[[Entries], None], str]] = {
                     "array layer0.levels is referenced twice"),
     "newer_version": (_header(lambda h: h.update(version=3)), "Program version 3; this leac reads versions 1, 2"),
     "version_not_an_integer": (_header(lambda h: h.update(version="2")), "Program version '2'; this leac reads"),
+    "version_a_float": (_header(lambda h: h.update(version=2.0)), "Program version 2.0; this leac reads"),
+    "version_true": (_header(lambda h: h.update(version=True)), "Program version True; this leac reads"),
 }
 
 

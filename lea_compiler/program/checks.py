@@ -16,7 +16,7 @@ import numpy as np
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
 from lea_compiler.errors import UsageError
-from lea_compiler.geometry import Occupancy
+from lea_compiler.geometry import Occupancy, region_starts
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
@@ -213,9 +213,10 @@ def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
     height, width = heights[at], widths[at]
     size = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
     rows, cols = np.repeat(size, [2 * len(block.copies) for block in blocks], axis=0).T
-    if np.any(row + rows > height) or np.any(col + cols > width):
+    if np.any(row > height - rows) or np.any(col > width - cols):  # not row + rows: it would wrap near 2**63
         return False
-    first = (np.cumsum(heights * widths) - heights * widths)[at] + row * width + col  # each half's first device
+    # each half's first device, the arrays laid end to end as `chip.stuck_flat` lays them
+    first = region_starts(heights, widths)[at] + row * width + col
     run_half = np.repeat(np.arange(len(halves)), rows)
     run_row = np.arange(run_half.size) - np.repeat(np.cumsum(rows) - rows, rows)
     run_start = first[run_half] + run_row * width[run_half]
@@ -225,7 +226,7 @@ def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
         return False
     levels = np.concatenate([half.levels.ravel() for half in halves])
     skipped = np.flatnonzero(levels == -1)
-    half_start = np.cumsum(rows * cols) - rows * cols
+    half_start = region_starts(rows, cols)
     half = np.searchsorted(half_start, skipped, side="right") - 1
     r, c = np.divmod(skipped - half_start[half], cols[half])
     marked = np.sort(first[half] + r * width[half] + c)
@@ -506,6 +507,7 @@ def _halves_fine(copies: tuple[BlockCopy, ...], halves: list[CopyHalf]) -> bool:
 _INTS = {int, np.int64}
 """The integer types `_halves_fine` takes as they are (others, bool above all, go through `_is_int`)."""
 _FLOATS = {float, np.float64}
+"""The float types `_halves_fine` takes as they are (others go through the per-half check of the cost)."""
 
 
 def _copy_problems(copies: tuple[BlockCopy, ...], levels: Iterator[str | None],

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.geometry import region_starts
 from lea_compiler.schedule.layout import region_rows
 
 
@@ -54,12 +55,6 @@ class Regions(Sequence[np.ndarray]):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))
-
-
-def region_starts(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Where each of the regions of `heights` x `widths` starts in their flat buffer (each after the one before)."""
-    sizes = np.asarray(heights, dtype=np.int64) * np.asarray(widths, dtype=np.int64)
-    return np.cumsum(sizes) - sizes
 
 
 def flat_of(arrays: Sequence[np.ndarray]) -> np.ndarray:
