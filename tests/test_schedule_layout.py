@@ -24,7 +24,8 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, ProgramBlock
-from lea_compiler.schedule.layout import Layout
+from lea_compiler.schedule import layout as layout_module
+from lea_compiler.schedule.layout import Layout, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
@@ -232,20 +233,71 @@ def test_overlapping_halves_are_refused_even_unchecked(stuck_program: Program) -
         prepare(broken)
 
 
+def _stuck_by_read(chip, reads: list[Read]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: each read's region of its array's `stuck_map`, row by row, laid end to end; where the state
+    is not 0, and the conductance there."""
+    state = np.concatenate([chip.stuck_map(r.array)[0][r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+                            for r in reads])
+    g = np.concatenate([chip.stuck_map(r.array)[1][r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+                        for r in reads])
+    at = np.flatnonzero(state != 0)
+    return at, g[at]
+
+
 def test_a_schedule_finds_each_chips_stuck_devices_once(stuck_program: Program) -> None:
-    """`Schedule.stuck_flat` is the chip's `stuck_flat` of the schedule's arrays, found once per chip (lowering
-    hands over the compiled chip's) and read only; another chip gets its own."""
+    """`Schedule.read_stuck` is each layer's regions of the chip's stuck maps, read after read (the stuck devices'
+    places and conductances), found once per chip and layer (lowering hands over the compiled chip's) and read
+    only; another chip gets its own."""
     schedule = schedule_of(stuck_program)
-    compiled = schedule.stuck_flat(stuck_program.chip)
-    assert schedule.stuck_flat(stuck_program.chip) is compiled
-    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, seed=9)
-    for chip in (stuck_program.chip, other):
-        state, g = schedule.stuck_flat(chip)
-        want_state, want_g = chip.stuck_flat(schedule.devices.layout.ids)
-        np.testing.assert_array_equal(state, want_state)
+    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, dead_cols=0.05, seed=9)
+    for name, plan in schedule.layers.items():
+        compiled = schedule.read_stuck(name, stuck_program.chip)
+        assert schedule.read_stuck(name, stuck_program.chip) is compiled
+        assert compiled[0].size  # the chip is bad enough
+        for chip in (stuck_program.chip, other):
+            at, g = schedule.read_stuck(name, chip)
+            want_at, want_g = _stuck_by_read(chip, [read for read, _ in plan.reads])
+            np.testing.assert_array_equal(at, want_at)
+            np.testing.assert_array_equal(g, want_g)
+            assert not at.flags.writeable and not g.flags.writeable
+        assert not np.array_equal(schedule.read_stuck(name, other)[0], compiled[0])
+
+
+@pytest.mark.parametrize("pairs", [8, 0])  # each stuck device against its array's regions; the whole map
+def test_stuck_in_regions_are_the_regions_of_the_stuck_maps(monkeypatch, pairs: int) -> None:
+    """`stuck_in_regions` of regions of many shapes, several on one array, some overlapping (a device in two
+    regions is there twice), on arrays of two shapes with line and device defects: the stuck devices the
+    per-region slices of the stuck maps find, in the same order, with their conductances, both ways it finds
+    them; no regions, none."""
+    monkeypatch.setattr(layout_module, "PAIRS_PER_DEVICE", pairs)
+    chip = synth_chip(arrays=6, rows=9, cols=7, stuck_high=0.15, stuck_low=0.1, dead_rows=0.1, dead_cols=0.1,
+                      seed=4)
+    rng = np.random.default_rng(3)
+    shapes = {a.id: (a.rows, a.cols) for a in chip.arrays}
+    for reads in (_regions(rng, shapes, 40), _regions(rng, {2: shapes[2], 5: shapes[5]}, 3),
+                  [Read("fc", 0, 0, "pos", 3, 0, 0, 9, 7, 0, 9, None, 1)] * 2):
+        fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64)
+        at, g = stuck_in_regions(chip, *fields.T)
+        want_at, want_g = _stuck_by_read(chip, reads)
+        assert at.size and g.dtype == np.float64
+        np.testing.assert_array_equal(at, want_at)
         np.testing.assert_array_equal(g, want_g)
-        assert not state.flags.writeable and not g.flags.writeable
-    assert not np.array_equal(schedule.stuck_flat(other)[0], compiled[0])
+    empty = np.zeros(0, dtype=np.int64)
+    assert stuck_in_regions(chip, empty, empty, empty, empty, empty)[0].size == 0
+
+
+def test_stuck_devices_are_the_stuck_maps_nonzero_entries() -> None:
+    """`Chip.stuck_devices`: every device whose `stuck_map` state is not 0, array after array in the order asked,
+    row by row within one, with its state and conductance (arrays with line defects among them)."""
+    chip = synth_chip(arrays=12, rows=6, cols=7, stuck_high=0.15, stuck_low=0.1, dead_rows=0.1, dead_cols=0.1,
+                      seed=4)
+    ids = [5, 3, 11, *range(3), 7]
+    got = chip.stuck_devices(ids)
+    want = [(i, r, c, int(chip.stuck_map(a)[0][r, c]), float(chip.stuck_map(a)[1][r, c]))
+            for i, a in enumerate(ids) for r, c in zip(*np.nonzero(chip.stuck_map(a)[0]), strict=True)]
+    assert list(zip(*(part.tolist() for part in got), strict=True)) == want
+    assert got[3].dtype == np.int8 and got[4].dtype == np.float64
+    assert any(chip.stuck_map(a)[0].all(axis=1).any() or chip.stuck_map(a)[0].all(axis=0).any() for a in ids)
 
 
 def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:

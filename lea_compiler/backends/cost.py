@@ -237,7 +237,7 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
         return 0.0
     rows, cols, reads = np.array([(read.rows, read.cols, read.reads) for read, _ in plan.reads], dtype=np.int64).T
     # every region's conductances, region after region, row by row (the schedule's flat buffers and windows)
-    flat = schedule.devices.conductances(schedule.levels_uS)[schedule.read_windows(plan.name)]
+    flat = schedule.read_conductances(plan.name)
     region, starts = region_rows(rows, cols)  # every region row, region by region
     row_sums = np.add.reduceat(flat, starts)  # each row's sum: its devices follow each other
     runs = np.array(read_runs(plan), dtype=np.int64)

@@ -215,8 +215,36 @@ class Chip:
     def stuck_flat(self, array_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The `stuck_map`s of the arrays `array_ids` laid end to end, each flattened row by row, in the order
         given: `(state, g_uS)`, two fresh flat arrays the caller may modify. One vectorised pass over the device
-        entries of every array asked for, whatever their shapes (an array with line defects goes through
-        `stuck_map`): the simulator programs thousands of regions at once from these.
+        entries of every array asked for, whatever their shapes (`stuck_devices`): the simulator programs
+        thousands of regions at once from these.
+
+        Raises:
+            UsageError: the chip has no such array, or `array_ids` names one twice.
+        """
+        which, row, col, code, g = self.stuck_devices(array_ids)
+        shapes = self._shapes[[self._positions[self.array(a).id] for a in array_ids]].reshape(-1, 2)
+        sizes = shapes[:, 0] * shapes[:, 1]
+        offsets = np.cumsum(sizes) - sizes
+        total = int(sizes.sum())
+        state = np.zeros(total, dtype=np.int8)
+        g_uS = np.full(total, np.nan, dtype=np.float64)
+        at = offsets[which] + row * shapes[which, 1] + col
+        state[at] = code
+        g_uS[at] = g
+        return state, g_uS
+
+    @cached_property
+    def _shapes(self) -> np.ndarray:
+        """(arrays, 2) int64: each array's rows and cols, in the order of `arrays`."""
+        return np.array([(a.rows, a.cols) for a in self.arrays], dtype=np.int64).reshape(-1, 2)
+
+    def stuck_devices(self, array_ids: Sequence[int]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every stuck device of the arrays `array_ids`, as `stuck_map` finds them, without a map of every device:
+        `(which, row, col, state, g_uS)`, one entry per stuck device, array after array in the order given and
+        row by row within one: the position in `array_ids` of its array, its row and column, its state (1 stuck
+        high, -1 stuck low) and its conductance (uS). Proportional to the defects, not to the arrays' devices (an
+        array with line defects goes through its `stuck_map`).
 
         Raises:
             UsageError: the chip has no such array, or `array_ids` names one twice.
@@ -225,28 +253,31 @@ class Chip:
         arrays = [self.array(array_id) for array_id in array_ids]
         if len({a.id for a in arrays}) != len(arrays):
             raise UsageError("stuck_flat: an array id is given twice")
-        sizes = np.array([a.rows * a.cols for a in arrays], dtype=np.int64)
-        offsets = np.cumsum(sizes) - sizes
-        total = int(sizes.sum())
-        state = np.zeros(total, dtype=np.int8)
-        g_uS = np.full(total, np.nan, dtype=np.float64)
-        if not arrays:
-            return state, g_uS
         positions = np.array([self._positions[a.id] for a in arrays], dtype=np.int64)
         device_bounds = np.asarray(plan.device_bounds, dtype=np.int64)
         starts = device_bounds[positions]
         counts = device_bounds[positions + 1] - starts
         entry = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        flat = plan.device_flat[entry] + np.repeat(offsets, counts)  # the last entry of each device: none twice
-        state[flat] = plan.device_code[entry]
-        g_uS[flat] = plan.device_g[entry]
+        # the last entry of each device (none twice), by flat index within each array (`map_plan` sorts them)
+        which = np.repeat(np.arange(len(arrays), dtype=np.int64), counts)
+        row, col = np.divmod(plan.device_flat[entry], self._shapes[positions[which], 1])
+        code, g = plan.device_code[entry], plan.device_g[entry]
         line_bounds = np.asarray(plan.line_bounds, dtype=np.int64)
-        for index in np.flatnonzero(line_bounds[positions + 1] > line_bounds[positions]).tolist():
-            whole_state, whole_g = self.stuck_map(arrays[index].id)  # lines first, then the devices
-            at = int(offsets[index])
-            state[at:at + whole_state.size] = whole_state.ravel()
-            g_uS[at:at + whole_g.size] = whole_g.ravel()
-        return state, g_uS
+        lined = np.flatnonzero(line_bounds[positions + 1] > line_bounds[positions]).tolist()
+        if not lined:
+            return which, row, col, code, g
+        parts: list[tuple[np.ndarray, ...]] = []
+        done = 0
+        for index in lined:  # the arrays before it from the plan, then its map (lines first, then the devices)
+            before = int(np.searchsorted(which, index))
+            parts.append((which[done:before], row[done:before], col[done:before], code[done:before], g[done:before]))
+            whole_state, whole_g = self.stuck_map(arrays[index].id)
+            at_row, at_col = np.nonzero(whole_state)
+            parts.append((np.full(at_row.size, index, dtype=np.int64), at_row, at_col, whole_state[at_row, at_col],
+                          whole_g[at_row, at_col]))
+            done = int(np.searchsorted(which, index, side="right"))
+        parts.append((which[done:], row[done:], col[done:], code[done:], g[done:]))
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
     @cached_property
     def _counts_by_array(self) -> dict[int, dict[str, int]]:

@@ -16,6 +16,7 @@ from itertools import accumulate, chain
 
 import numpy as np
 
+from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.schedule.records import Read
 
@@ -137,3 +138,55 @@ def region_rows(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np
     region = np.repeat(np.arange(len(heights)), heights)
     width = widths[region]
     return region, np.cumsum(width) - width
+
+
+PAIRS_PER_DEVICE = 8
+"""`stuck_in_regions` tests each region against the stuck devices in its rows of its array; when that makes more
+than this many tests per stuck device (many narrow regions side by side), it maps the arrays' devices instead."""
+
+
+def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+                     cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The chip's stuck devices in the regions (array[i], row[i], col[i], rows[i] x cols[i]) laid end to end, each
+    row by row (`Layout.windows`' order): `(position, g_uS)`, where each stuck device is in that buffer
+    (ascending) and its stuck conductance; a device in two regions is there twice.
+
+    What `flat[windows(...)]` of the chip's `stuck_flat` gives at the devices whose state is not 0, without a
+    map of every device of the arrays: each region is tested against the stuck devices in its rows of its array
+    (`Chip.stuck_devices`, row by row, so those are one slice of them), region after region, so the work follows
+    the defects and the regions, not the arrays' size, and the positions come out in order.
+
+    Raises:
+        UsageError: the chip has no such array (`Chip.array`)."""
+    array, row, col = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (array, row, col))
+    rows, cols = np.asarray(rows, dtype=np.int64).reshape(-1), np.asarray(cols, dtype=np.int64).reshape(-1)
+    ids, region_array = np.unique(array, return_inverse=True)
+    region_array = region_array.reshape(-1)
+    which, stuck_row, stuck_col, _, g = chip.stuck_devices(ids.tolist())
+    # the stuck devices by (array, row), ascending: each region's rows are the slice [lo, hi) of them
+    span = int(max(stuck_row.max(initial=0), (row + rows).max(initial=0))) + 1
+    key = which * span + stuck_row
+    lo = np.searchsorted(key, region_array * span + row)
+    hi = np.searchsorted(key, region_array * span + row + rows)
+    count = hi - lo
+    tests = int(count.sum())
+    if tests > PAIRS_PER_DEVICE * max(which.size, 1):
+        return _stuck_in_regions_mapped(chip, ids, array, row, col, rows, cols)
+    region = np.repeat(np.arange(array.size), count)  # region after region, each its devices row by row
+    device = np.arange(tests) + np.repeat(lo - (np.cumsum(count) - count), count)
+    c = stuck_col[device] - col[region]
+    inside = (c >= 0) & (c < cols[region])
+    region, device, c = region[inside], device[inside], c[inside]
+    sizes = rows * cols
+    position = (np.cumsum(sizes) - sizes)[region] + (stuck_row[device] - row[region]) * cols[region] + c
+    return position, g[device]
+
+
+def _stuck_in_regions_mapped(chip: Chip, ids: np.ndarray, array: np.ndarray, row: np.ndarray, col: np.ndarray,
+                             rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`stuck_in_regions` through a map of every device of the regions' arrays (`Chip.stuck_flat`)."""
+    layout = Layout.of({a: (chip.array(a).rows, chip.array(a).cols) for a in ids.tolist()})
+    state, g = chip.stuck_flat(list(layout.ids))
+    at = layout.windows(array, row, col, rows, cols)
+    position = np.flatnonzero(state[at] != 0)
+    return position, g[at[position]]

@@ -17,12 +17,14 @@ from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
+from lea_compiler.schedule.layout import stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
     ArrayProgram,
     ArrayPrograms,
     FlatDevices,
+    Lowered,
     is_crossbar,
     layer_parts,
     prepare,
@@ -71,9 +73,23 @@ class Schedule:
     origin: Mapping[str, Any] | None = None  # a board file's: model_sha256, chip_fingerprint, compile_options,
     # tolerance_uS, max_pulses
     _windows: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
-    _stuck: dict[int, tuple[Chip, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, init=False,
-                                                                          repr=False)
+    _stuck: dict[int, tuple[Chip, dict[str, tuple[np.ndarray, np.ndarray]]]] = field(default_factory=dict,
+                                                                                      init=False, repr=False)
     _levels: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _lowered: dict[str, tuple[Lowered, int, int]] = field(default_factory=dict, init=False, repr=False)  # a
+    # lowered Program's layers: lowering's copy halves, and where each layer's devices are among them
+
+    def read_conductances(self, name: str, *, stuck: bool = True) -> np.ndarray:
+        """Layer `name`'s reads' devices without noise, read after read (`devices.conductances(levels_uS,
+        stuck=stuck)[read_windows(name)]`; read only): a lowered Program's from its copy halves'
+        (`Lowered.half_conductances`, which lowering found for the ADC ranges), not from every array's devices."""
+        held = self._lowered.get(name)
+        if held is None:
+            found = self.devices.conductances(self.levels_uS, stuck=stuck)[self.read_windows(name)]
+            found.setflags(write=False)
+            return found
+        lowered, start, stop = held
+        return (lowered.half_conductances if stuck else lowered.half_target_conductances)[start:stop]
 
     def read_levels(self, name: str) -> np.ndarray:
         """The levels of layer `name`'s reads' devices, read after read (`devices.level[read_windows(name)]`):
@@ -82,17 +98,21 @@ class Schedule:
             self._levels[name] = self.devices.level[self.read_windows(name)]
         return self._levels[name]
 
-    def stuck_flat(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
-        """`chip.stuck_flat` of the schedule's arrays in the order of `devices` (state, g_uS; read only): found
-        once per chip (every layer of a simulation programs its devices from it; lowering hands over the
-        compiled chip's, if it needed them)."""
+    def read_stuck(self, name: str, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+        """`chip`'s stuck devices in layer `name`'s reads' regions, read after read (`layout.stuck_in_regions`):
+        where each is among the devices `read_windows(name)` gives (ascending) and its stuck conductance (read
+        only). Found once per chip and layer (lowering hands over the compiled chip's, if it needed them)."""
         held = self._stuck.get(id(chip))
         if held is None or held[0] is not chip:
-            flat = chip.stuck_flat(self.devices.layout.ids)
-            for part in flat:
+            held = self._stuck[id(chip)] = (chip, {})
+        found = held[1].get(name)
+        if found is None:
+            reads = [read for read, _ in self.layers[name].reads]
+            fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64).reshape(-1, 5)
+            found = held[1][name] = stuck_in_regions(chip, *fields.T)
+            for part in found:
                 part.setflags(write=False)
-            held = self._stuck[id(chip)] = (chip, flat)
-        return held[1]
+        return found
 
     def read_windows(self, name: str) -> np.ndarray:
         """Where layer `name`'s reads' regions are in `devices`, read after read (`layout.Layout.read_windows`):
@@ -133,14 +153,20 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
                                          parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
-    if lowered.stuck is not None:
-        for part in lowered.stuck:
-            part.setflags(write=False)
-        schedule._stuck[id(program.chip)] = (program.chip, lowered.stuck)
+    stuck: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in plans:  # a layer's reads are its copy halves, in order: their places are lowering's
         first = lowered.first_half[name]
-        devices = slice(lowered.bounds[first], lowered.bounds[first + len(plans[name].reads)])
-        schedule._windows[name], schedule._levels[name] = lowered.at[devices], lowered.values[devices]
+        start, stop = int(lowered.bounds[first]), int(lowered.bounds[first + len(plans[name].reads)])
+        schedule._windows[name], schedule._levels[name] = lowered.at[start:stop], lowered.values[start:stop]
+        schedule._lowered[name] = (lowered, start, stop)
+        if lowered.stuck is not None:  # the compiled chip's stuck devices in the layer's halves
+            position, g_uS = lowered.stuck
+            lo, hi = np.searchsorted(position, [start, stop]).tolist()
+            stuck[name] = (position[lo:hi] - start, g_uS[lo:hi])
+            for part in stuck[name]:
+                part.setflags(write=False)
+    if lowered.stuck is not None:
+        schedule._stuck[id(program.chip)] = (program.chip, stuck)
     return schedule
 
 
