@@ -300,6 +300,34 @@ def test_stuck_devices_are_the_stuck_maps_nonzero_entries() -> None:
     assert any(chip.stuck_map(a)[0].all(axis=1).any() or chip.stuck_map(a)[0].all(axis=0).any() for a in ids)
 
 
+def test_read_conductances_are_the_whole_arrays_at_the_reads(stuck_program: Program) -> None:
+    """`Schedule.read_conductances` (a lowered Program's: from its copy halves) is every array's conductances
+    gathered at the layer's reads, with the skipped devices stuck or at their target, read only."""
+    schedule = schedule_of(stuck_program)
+    for stuck in (True, False):
+        whole = schedule.devices.conductances(schedule.levels_uS, stuck=stuck)
+        for name in schedule.layers:
+            found = schedule.read_conductances(name, stuck=stuck)
+            np.testing.assert_array_equal(found, whole[schedule.read_windows(name)])
+            assert not found.flags.writeable
+    skipped = schedule.devices.level[np.concatenate([schedule.read_windows(n) for n in schedule.layers])] < 0
+    assert skipped.any()  # the two differ there
+    plain = Schedule(schedule.levels_uS, schedule.arrays, schedule.layers, None)  # not lowered here: gathered
+    for name in schedule.layers:
+        np.testing.assert_array_equal(plain.read_conductances(name, stuck=False),
+                                      schedule.read_conductances(name, stuck=False))
+
+
+def test_programmed_conductance_of_int8_levels_is_the_clipped_take() -> None:
+    """`programmed_uS` of int8 levels (a byte table) gives what `np.take(..., mode="clip")` gives of the same
+    levels as int64, every level from -128 to the device's last, for devices of 2 to 128 levels."""
+    for count in (2, 33, 128):
+        levels = np.sort(np.random.default_rng(count).uniform(1.0, 200.0, count))
+        level = np.arange(-128, count, dtype=np.int64)
+        np.testing.assert_array_equal(programmed_uS(level.astype(np.int8), levels),
+                                      np.take(levels, level, mode="clip"))
+
+
 def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:
     """The pulse count from lowering's copy halves is the count over every array's written devices, and a
     board file's schedule (no halves) counts the same."""
