@@ -25,7 +25,7 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, ProgramBlock
 from lea_compiler.schedule import layout as layout_module
-from lea_compiler.schedule.layout import Layout, stuck_in_regions
+from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
@@ -76,6 +76,42 @@ def test_windows_are_the_regions_sliced_one_by_one() -> None:
     for reads in (_regions(rng, shapes, 200), whole[:3], whole + small + small[:1] + whole + small[1:]):
         np.testing.assert_array_equal(flat[layout.read_windows(reads)], _by_region(flat, layout, reads))
     assert layout.read_windows([]).size == 0
+
+
+@pytest.mark.parametrize("pairs", [8, -1])  # rectangles tested pairwise; every device marked
+def test_regions_overlap_when_a_device_is_in_two(monkeypatch, pairs: int) -> None:
+    """`regions_overlap` against counting every region's devices: random regions (several on one array, apart,
+    touching at an edge, or sharing devices), both ways it decides; one region or none never overlaps."""
+    monkeypatch.setattr(layout_module, "OVERLAP_PAIRS", pairs)
+    rng = np.random.default_rng(5)
+    shapes = {7: (5, 6), 2: (9, 9), 11: (3, 9)}
+    layout = Layout.of(shapes)
+    seen = set()
+    for count in [1, 2, 3, 5, 8] * 20:
+        reads = _regions(rng, shapes, count)
+        fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64).reshape(-1, 5)
+        devices = layout.read_windows(reads)
+        want = np.unique(devices).size != devices.size
+        assert regions_overlap(layout, *fields.T) == want
+        seen.add(want)
+    assert seen == {True, False}
+    side = np.array([[7, 0, 0, 2, 3], [7, 0, 3, 2, 3], [7, 2, 0, 3, 6]], dtype=np.int64)  # edges touch only
+    assert not regions_overlap(layout, *side.T)
+    side[2, 1] = 1  # now on the first two's second row
+    assert regions_overlap(layout, *side.T)
+
+
+def test_devices_at_are_the_windows_at_those_devices() -> None:
+    """`Layout.devices_at` of some devices of regions laid end to end is `windows(...)` at those devices."""
+    rng = np.random.default_rng(6)
+    shapes = {7: (5, 6), 2: (25, 25), 11: (3, 9)}
+    layout = Layout.of(shapes)
+    reads = _regions(rng, shapes, 30)
+    fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64).T
+    devices = layout.windows(*fields)
+    index = np.sort(rng.choice(devices.size, 200, replace=False))
+    np.testing.assert_array_equal(layout.devices_at(*fields, index), devices[index])
+    np.testing.assert_array_equal(layout.devices_at(*fields, [0, devices.size - 1]), devices[[0, -1]])
 
 
 def test_stuck_flat_is_every_arrays_stuck_map_end_to_end() -> None:
@@ -351,7 +387,7 @@ def test_program_pulses_of_any_level_dtype(dtype, levels) -> None:
     want = sum(int(lv) + 1 for a in arrays.values() for lv in a.level.ravel().tolist() if lv >= 0)
     devices = FlatDevices.of(arrays)
     devices = dataclasses.replace(devices, level=devices.level.astype(dtype))  # `of` widens them to int64
-    schedule = Schedule(np.linspace(1, 2, levels), ArrayPrograms(devices), {}, None)
+    schedule = Schedule(np.linspace(1, 2, levels), ArrayPrograms(devices.layout, lambda: devices), {}, None)
     assert schedule.devices.level.dtype == dtype and schedule.program_pulses == want
 
 def test_a_region_outside_its_array_is_refused() -> None:

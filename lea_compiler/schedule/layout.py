@@ -74,6 +74,34 @@ class Layout:
         offset, rows, cols = places[at].T
         return offset, rows, cols
 
+    def placed(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+               cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each region's array's offset, rows and cols, the regions checked to lie inside their arrays.
+
+        Raises:
+            KeyError: an array the layout does not have.
+            InvalidInputError: a region does not lie inside its array (a checked Program's or board file's do;
+                an unchecked one's would otherwise read into the next rows or arrays)."""
+        offset, height, width = self._placed(array)
+        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
+                                    f"array {np.asarray(array)[i]} does not lie inside that {height[i]} x {width[i]} "
+                                    "array")
+        return offset, height, width
+
+    def devices_at(self, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                   index: np.ndarray) -> np.ndarray:
+        """`windows(array, row, col, rows, cols)[index]`: where the devices `index` of the regions laid end to end
+        are in the flat buffer, found for those devices only (a few skipped ones, not every device)."""
+        index = np.asarray(index, dtype=np.int64)
+        sizes = np.asarray(rows, dtype=np.int64) * np.asarray(cols, dtype=np.int64)
+        region = np.searchsorted(np.cumsum(sizes), index, side="right")
+        r, c = np.divmod(index - (np.cumsum(sizes) - sizes)[region], np.asarray(cols, dtype=np.int64)[region])
+        offset, _, width = self._placed(np.asarray(array, dtype=np.int64)[region])
+        return offset + (np.asarray(row, dtype=np.int64)[region] + r) * width + np.asarray(col)[region] + c
+
     def windows(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
                 cols: np.ndarray) -> np.ndarray:
         """The flat indices of the regions (array[i], row[i], col[i], rows[i] x cols[i]), region after region,
@@ -92,12 +120,7 @@ class Layout:
         rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        offset, height, width = self._placed(array)
-        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
-        if outside.any():
-            i = int(np.argmax(outside))
-            raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
-                                    f"array {array[i]} does not lie inside that {height[i]} x {width[i]} array")
+        offset, _, width = self.placed(array, row, col, rows, cols)
         base = offset + row * width + col  # each region's first device
         # regions of one (rows, cols, width) kind share their devices' steps from the first
         span = int(max(rows.max(), cols.max(), width.max())) + 1
@@ -190,3 +213,36 @@ def _stuck_in_regions_mapped(chip: Chip, ids: np.ndarray, array: np.ndarray, row
     at = layout.windows(array, row, col, rows, cols)
     position = np.flatnonzero(state[at] != 0)
     return position, g[at[position]]
+
+
+OVERLAP_PAIRS = 8
+"""`regions_overlap` tests each region against the later ones of its array that start in its rows; with more than
+this many tests per region (many narrow regions side by side) it marks every device instead."""
+
+
+def regions_overlap(layout: Layout, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+                    cols: np.ndarray) -> bool:
+    """Whether two of the regions (array[i], row[i], col[i], rows[i] x cols[i]), each inside its array of
+    `layout`, share a device: the rectangles of each array tested pairwise, those sorted by their first row so
+    that only a region's later ones that start in its rows are tested, not a map of the arrays' devices."""
+    array, row, col = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (array, row, col))
+    rows, cols = np.asarray(rows, dtype=np.int64).reshape(-1), np.asarray(cols, dtype=np.int64).reshape(-1)
+    n = array.size
+    if n < 2:
+        return False
+    order = np.lexsort((row, array))
+    array, row, col, rows, cols = array[order], row[order], col[order], rows[order], cols[order]
+    span = int((row + rows).max()) + 1
+    key = array * span + row  # ascending
+    later = np.searchsorted(key, array * span + row + rows) - np.arange(n) - 1  # later ones starting in my rows
+    count = np.maximum(later, 0)
+    tests = int(count.sum())
+    if tests > OVERLAP_PAIRS * n:
+        covered = np.zeros(layout.size, dtype=bool)
+        at = layout.windows(array, row, col, rows, cols)
+        covered[at] = True
+        return int(np.count_nonzero(covered)) != at.size
+    first = np.repeat(np.arange(n), count)
+    second = np.arange(tests) - np.repeat(np.cumsum(count) - count, count) + first + 1
+    # same array and second starts in first's rows (the search found it): overlap unless the columns are apart
+    return bool(np.any((col[second] < col[first] + cols[first]) & (col[first] < col[second] + cols[second])))

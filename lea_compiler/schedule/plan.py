@@ -118,7 +118,9 @@ class Schedule:
         """Where layer `name`'s reads' regions are in `devices`, read after read (`layout.Layout.read_windows`):
         found once (lowering hands over the ones it found)."""
         if name not in self._windows:
-            self._windows[name] = self.devices.layout.read_windows([read for read, _ in self.layers[name].reads])
+            held = self._lowered.get(name)
+            self._windows[name] = (held[0].at[held[1]:held[2]] if held is not None
+                                   else self.devices.layout.read_windows([read for read, _ in self.layers[name].reads]))
         return self._windows[name]
 
     @cached_property
@@ -133,7 +135,10 @@ class Schedule:
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
-        level = self.devices.level
+        if self._lowered:  # a lowered Program: its copy halves' levels: every written one
+            level = next(iter(self._lowered.values()))[0].values
+        else:
+            level = self.devices.level
         return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
@@ -157,7 +162,7 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
     for name in plans:  # a layer's reads are its copy halves, in order: their places are lowering's
         first = lowered.first_half[name]
         start, stop = int(lowered.bounds[first]), int(lowered.bounds[first + len(plans[name].reads)])
-        schedule._windows[name], schedule._levels[name] = lowered.at[start:stop], lowered.values[start:stop]
+        schedule._levels[name] = lowered.values[start:stop]
         schedule._lowered[name] = (lowered, start, stop)
         if lowered.stuck is not None:  # the compiled chip's stuck devices in the layer's halves
             position, g_uS = lowered.stuck
@@ -197,7 +202,7 @@ def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, i
     levels = np.asarray(tuple(levels_uS), dtype=np.float64)
     devices = FlatDevices.of(programs)
     plans = {name: _with_ranges(plan, devices, levels) for name, plan in layer_plans(inference).items()}
-    return Schedule(levels, ArrayPrograms(devices), plans, tuple(digital), origin)
+    return Schedule(levels, ArrayPrograms(devices.layout, lambda: devices), plans, tuple(digital), origin)
 
 
 def _with_ranges(plan: LayerPlan, devices: FlatDevices, levels: np.ndarray) -> LayerPlan:
