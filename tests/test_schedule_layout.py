@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
+from lea_compiler.backends.cost import estimate_cost
 from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.chip import synth_chip
@@ -362,6 +363,23 @@ def test_programmed_conductance_of_int8_levels_is_the_clipped_take() -> None:
         level = np.arange(-128, count, dtype=np.int64)
         np.testing.assert_array_equal(programmed_uS(level.astype(np.int8), levels),
                                       np.take(levels, level, mode="clip"))
+
+
+def test_simulating_a_program_does_not_lay_out_its_whole_arrays(stuck_program: Program) -> None:
+    """Lowering, programming every layer, the cost model and ideal devices work from the copy halves: the whole
+    arrays' buffers (`Lowered.at`, `Lowered.devices`) are made only when something asks for them (a board file,
+    one array's program), and then hold the halves' levels."""
+    schedule = schedule_of(stuck_program)
+    lowered = next(iter(schedule._lowered.values()))[0]
+    for ideal in (False, True):
+        for plan in schedule.layers.values():
+            CrossbarLayer(plan, schedule, stuck_program.chip, np.random.default_rng(0), ideal=ideal,
+                          exact_read_noise=False)
+    estimate_cost(stuck_program, stuck_program.chip, schedule)
+    assert not schedule.as_programmed and len(schedule.layout.ids) == len(schedule.arrays)
+    assert "at" not in lowered.__dict__ and "devices" not in lowered.__dict__
+    first = schedule.arrays[schedule.layout.ids[0]]
+    assert "devices" in lowered.__dict__ and np.any(first.level != UNUSED)
 
 
 def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:

@@ -122,7 +122,7 @@ class CrossbarLayer:
                             reads)
         drifts = self.after_s != 0 and self.chip.device.drift is not None
         per_region = (drifts or self.chip.device.programming.model == PULSE
-                      or schedule.devices.programmed_uS is not None)
+                      or schedule.as_programmed)
         written = None if per_region else self._written_with_noise(reads, schedule, rng)
         if written is not None:
             return written

@@ -17,7 +17,7 @@ from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
-from lea_compiler.schedule.layout import stuck_in_regions
+from lea_compiler.schedule.layout import Layout, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
@@ -130,6 +130,19 @@ class Schedule:
         if isinstance(self.arrays, ArrayPrograms):
             return self.arrays.devices
         return FlatDevices.of(self.arrays)
+
+    @property
+    def layout(self) -> Layout:
+        """The used arrays' layout (`devices.layout`, without making the devices' buffers)."""
+        return self.arrays.layout if isinstance(self.arrays, ArrayPrograms) else self.devices.layout
+
+    @property
+    def as_programmed(self) -> bool:
+        """Whether the schedule holds what its devices were left with (`devices.programmed_uS` is not None), found
+        without making the devices' buffers when lowering has the answer."""
+        if self._lowered:
+            return next(iter(self._lowered.values()))[0].programmed_uS is not None
+        return self.devices.programmed_uS is not None
 
     @property
     def program_pulses(self) -> int:
