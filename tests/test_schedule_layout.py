@@ -38,7 +38,7 @@ from lea_compiler.schedule.lower import (
     prepare,
     worst_case_full_scales_uA,
 )
-from lea_compiler.schedule.plan import Schedule, schedule_of
+from lea_compiler.schedule.plan import READ_FIELDS, Schedule, read_table, schedule_of
 from lea_compiler.schedule.records import RECORD_TYPES, Read, builder
 from tests.helpers import mlp_model
 
@@ -380,6 +380,28 @@ def test_simulating_a_program_does_not_lay_out_its_whole_arrays(stuck_program: P
     assert "at" not in lowered.__dict__ and "devices" not in lowered.__dict__
     first = schedule.arrays[schedule.layout.ids[0]]
     assert "devices" in lowered.__dict__ and np.any(first.level != UNUSED)
+
+
+def test_lowerings_read_table_is_the_records_fields(stuck_program: Program, tmp_path) -> None:
+    """`LayerPlan.read_table` as lowering makes it from the copy halves and blocks equals the fields gathered read
+    by read from the records (a bias row's one_row, both polarities, N reads); a plan replaced with other reads
+    gathers its own."""
+    from tests.test_reads import tiny
+
+    onnx.save(mlp_model((12, 16, 10, 4), seed=1), tmp_path / "mlp.onnx")
+    row_bias = compile_model(tmp_path / "mlp.onnx", stuck_program.chip,
+                             CompileOptions(k=2, bias="row", placer="greedy")).program
+    one_rows = []
+    for program in (stuck_program, tiny(tmp_path, 3), row_bias):
+        for plan in schedule_of(program).layers.values():
+            assert plan.given_table is not None
+            np.testing.assert_array_equal(plan.read_table, read_table([read for read, _ in plan.reads]))
+            assert not plan.read_table.flags.writeable
+            one_rows.append(plan.read_table[:, READ_FIELDS.index("one_row")])
+    assert (np.concatenate(one_rows) >= 0).any() and (np.concatenate(one_rows) < 0).any()
+    plan = next(iter(schedule_of(stuck_program).layers.values()))
+    changed = dataclasses.replace(plan, reads=tuple((dataclasses.replace(r, reads=2), c) for r, c in plan.reads))
+    assert changed.given_table is None and (changed.read_table[:, READ_FIELDS.index("reads")] == 2).all()
 
 
 def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:

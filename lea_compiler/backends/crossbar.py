@@ -119,7 +119,7 @@ class CrossbarLayer:
         reads = [read for read, _ in self.plan.reads]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return _regions(schedule.read_conductances(self.plan.name, stuck=self.plan.start.encoding == "joint"),
-                            reads)
+                            self.plan)
         drifts = self.after_s != 0 and self.chip.device.drift is not None
         per_region = (drifts or self.chip.device.programming.model == PULSE
                       or schedule.as_programmed)
@@ -137,11 +137,11 @@ class CrossbarLayer:
         noise leaves some regions without noise and others with it (a region draws only when one of its devices
         has noise: `_conductance`)."""
         if not reads:
-            return _regions(np.zeros(0), reads)
+            return _regions(np.zeros(0), self.plan)
         level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         noisy = np.asarray(sigma) > 0
-        heights, widths = _read_shapes(reads)
+        heights, widths = self.plan.read_table[:, 3:5].T
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
             return None
         written = write_noise(programmed, rng, sigma)
@@ -220,16 +220,11 @@ class CrossbarLayer:
         return y.astype(x.dtype)
 
 
-def _regions(flat: np.ndarray, reads: Sequence[Read]) -> Regions:
-    """The reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer itself,
-    which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
-    return Regions(flat, *_read_shapes(reads))
-
-
-def _read_shapes(reads: Sequence[Read]) -> tuple[np.ndarray, np.ndarray]:
-    """The reads' regions' rows and cols, as int64 vectors."""
-    return (np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads)),
-            np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads)))
+def _regions(flat: np.ndarray, plan: LayerPlan) -> Regions:
+    """The layer's reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer
+    itself, which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
+    heights, widths = plan.read_table[:, 3:5].T
+    return Regions(flat, heights, widths)
 
 
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:

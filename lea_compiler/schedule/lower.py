@@ -545,6 +545,7 @@ class LayerParts(NamedTuple):
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
+    table: np.ndarray  # the reads' fields (`plan.READ_FIELDS`), from the copy halves
 
 
 def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Record]:
@@ -612,6 +613,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
                                     x_stop, one_row, reads_each),
                               _convert(name, index, copy.copy, polarity, array, col, col + cols, adcs, rounds,
                                        full_scale)))
+    table = _read_table(lowered, layer, pairs, inputs, reads_each)
     combines = [Combine(name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
@@ -621,7 +623,30 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         assert bias_values is not None
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
-    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
+    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record, table)
+
+
+def _read_table(lowered: Lowered, layer: Layer, pairs: list[int], inputs: int, reads_each: int) -> np.ndarray:
+    """The layer's reads' fields (`plan.READ_FIELDS`: array, row, col, rows, cols, block, copy, x_start, x_stop,
+    one_row or -1, reads, polarity 0 for G+ and 1 for G-), from its copy halves' places and its blocks', not
+    read by read: what `plan.read_table` gathers from the records."""
+    first = lowered.first_half[layer.name]
+    halves = slice(first, first + sum(pairs))
+    blocks = layer.blocks
+    per_block = np.array([(*b.shape, b.index, min(b.row_start, inputs), min(b.row_stop, inputs),
+                           layer.rows - 1 - b.row_start if layer.bias_row and b.row_stop == layer.rows else -1)
+                          for b in blocks], dtype=np.int64).reshape(-1, 6)
+    copies = np.fromiter((copy.copy for b in blocks for copy in b.copies for _ in range(2)), dtype=np.int64,
+                         count=sum(pairs))
+    n = copies.size
+    table = np.empty((n, 12), dtype=np.int64)
+    table[:, 0:3] = lowered.regions[halves]
+    table[:, [3, 4, 5, 7, 8, 9]] = np.repeat(per_block, pairs, axis=0)  # a read's rows and cols are its block's
+    table[:, 6] = copies
+    table[:, 10] = reads_each
+    table[:, 11] = np.arange(n) % 2  # G+ then G- of each copy
+    table.setflags(write=False)
+    return table
 
 
 def _block_ranges(lowered: Lowered, layer: Layer, pairs: list[int]) -> list[float | None]:

@@ -6,9 +6,10 @@ a board file and the Program it was emitted from give the same `Schedule`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 from typing import Any, cast
 
 import numpy as np
@@ -44,6 +45,21 @@ from lea_compiler.schedule.records import (
     Write,
 )
 
+READ_FIELDS = ("array", "row", "col", "rows", "cols", "block", "copy", "x_start", "x_stop", "one_row", "reads",
+               "polarity")
+"""The columns of `LayerPlan.read_table`."""
+
+
+def read_table(reads: Sequence[Read]) -> np.ndarray:
+    """`LayerPlan.read_table` of read records."""
+    table = np.fromiter(chain.from_iterable(
+        (r.array, r.row, r.col, r.rows, r.cols, r.block, r.copy, r.x_start, r.x_stop,
+         -1 if r.one_row is None else r.one_row, r.reads, r.polarity != "pos") for r in reads),
+        dtype=np.int64, count=len(READ_FIELDS) * len(reads))
+    table = table.reshape(len(reads), len(READ_FIELDS))
+    table.setflags(write=False)
+    return table
+
 
 @dataclass(frozen=True, eq=False)
 class LayerPlan:
@@ -56,10 +72,21 @@ class LayerPlan:
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
+    given_table: np.ndarray | None = field(default=None, init=False, repr=False)  # lowering's `read_table`, set
+    # by `schedule_of` (not an init field, so that a plan replaced with other reads does not keep it)
 
     @property
     def name(self) -> str:
         return self.start.name
+
+    @cached_property
+    def read_table(self) -> np.ndarray:
+        """(reads, len(READ_FIELDS)) int64: each read's fields `READ_FIELDS` (one_row -1 for none, polarity 0 for
+        G+ and 1 for G-), for numpy over all reads at once: lowering's (made from its copy halves, not read by
+        read), or gathered from the records once."""
+        if self.given_table is not None:
+            return self.given_table
+        return read_table([read for read, _ in self.reads])
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,9 +134,8 @@ class Schedule:
             held = self._stuck[id(chip)] = (chip, {})
         found = held[1].get(name)
         if found is None:
-            reads = [read for read, _ in self.layers[name].reads]
-            fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64).reshape(-1, 5)
-            found = held[1][name] = stuck_in_regions(chip, *fields.T)
+            array, row, col, rows, cols = self.layers[name].read_table[:, :5].T
+            found = held[1][name] = stuck_in_regions(chip, array, row, col, rows, cols)
             for part in found:
                 part.setflags(write=False)
         return found
@@ -167,8 +193,9 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
     for node in program.graph.nodes:  # the crossbar layers' records, grouped as `inference_records` yields them
         if is_crossbar(node):
             parts = layer_parts(lowered, node, layers[node.name])
-            plans[node.name] = LayerPlan(parts.start, tuple(parts.reads), tuple(parts.combines), parts.accumulate,
-                                         parts.scale, parts.bias)
+            plans[node.name] = plan = LayerPlan(parts.start, tuple(parts.reads), tuple(parts.combines),
+                                                parts.accumulate, parts.scale, parts.bias)
+            object.__setattr__(plan, "given_table", parts.table)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
     stuck: dict[str, tuple[np.ndarray, np.ndarray]] = {}
