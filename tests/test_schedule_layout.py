@@ -115,6 +115,21 @@ def test_devices_at_are_the_windows_at_those_devices() -> None:
     np.testing.assert_array_equal(layout.devices_at(*fields, [0, devices.size - 1]), devices[[0, -1]])
 
 
+def test_array_positions_and_shapes_of_many_ids_at_once() -> None:
+    """`Chip.array_positions` / `array_shapes` of many ids (any order, repeated) are each array's place in
+    `arrays` and its (rows, cols); an unknown or non-integer id gets `Chip.array`'s UsageError."""
+    chip = synth_chip(arrays=5, rows=6, cols=7, stuck_high=0.1, stuck_low=0.1, seed=1)
+    ids = [4, 0, 2, 2]
+    positions = chip.array_positions(ids)
+    assert [chip.arrays[p].id for p in positions.tolist()] == ids
+    np.testing.assert_array_equal(chip.array_shapes(ids), [(6, 7)] * 4)
+    assert chip.array_positions([]).size == 0
+    with pytest.raises(UsageError, match="no array 9"):
+        chip.array_positions([0, 9])
+    with pytest.raises(UsageError, match="no array 1.5"):
+        chip.array_shapes([1.5])
+
+
 def test_stuck_flat_is_every_arrays_stuck_map_end_to_end() -> None:
     """`Chip.stuck_flat` in the order asked, line defects and device defects, two array shapes; `stuck_maps`
     (views of it) still gives each array its `stuck_map`; an id twice or unknown is refused."""

@@ -122,6 +122,38 @@ class Chip:
         return {a.id: p for p, a in enumerate(self.arrays)}
 
     @cached_property
+    def _id_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays' ids in ascending order, and each one's position in `arrays`."""
+        ids = np.array([a.id for a in self.arrays], dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], order
+
+    def array_positions(self, array_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Each of the arrays `array_ids`' position in `arrays` (int64), found at once (thousands of 25 x 25 arrays).
+
+        Raises:
+            UsageError: the chip has no such array (`array`'s message).
+        """
+        ids, order = self._id_table
+        wanted = np.asarray(array_ids).reshape(-1)
+        if wanted.size and wanted.dtype.kind not in "iu":
+            self.array(wanted[0].item())  # not an integer id: `array` says so
+        wanted = wanted.astype(np.int64, copy=False)
+        at = np.minimum(np.searchsorted(ids, wanted), max(ids.size - 1, 0))
+        known = ids[at] == wanted if ids.size else np.zeros(wanted.shape, dtype=bool)
+        if not known.all():
+            self.array(int(wanted[np.argmin(known)]))  # raises, naming it
+        return order[at]
+
+    def array_shapes(self, array_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n, 2) int64: each of the arrays `array_ids`' rows and cols.
+
+        Raises:
+            UsageError: the chip has no such array.
+        """
+        return self._shapes[self.array_positions(array_ids)]
+
+    @cached_property
     def _map_plan(self) -> MapPlan:
         return map_plan(self._table, self.arrays, self.device)
 
@@ -222,7 +254,7 @@ class Chip:
             UsageError: the chip has no such array, or `array_ids` names one twice.
         """
         which, row, col, code, g = self.stuck_devices(array_ids)
-        shapes = self._shapes[[self._positions[self.array(a).id] for a in array_ids]].reshape(-1, 2)
+        shapes = self.array_shapes(array_ids)
         sizes = shapes[:, 0] * shapes[:, 1]
         offsets = np.cumsum(sizes) - sizes
         total = int(sizes.sum())
@@ -238,7 +270,7 @@ class Chip:
         """(arrays, 2) int64: each array's rows and cols, in the order of `arrays`."""
         return np.array([(a.rows, a.cols) for a in self.arrays], dtype=np.int64).reshape(-1, 2)
 
-    def stuck_devices(self, array_ids: Sequence[int]
+    def stuck_devices(self, array_ids: Sequence[int] | np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every stuck device of the arrays `array_ids`, as `stuck_map` finds them, without a map of every device:
         `(which, row, col, state, g_uS)`, one entry per stuck device, array after array in the order given and
@@ -250,16 +282,15 @@ class Chip:
             UsageError: the chip has no such array, or `array_ids` names one twice.
         """
         plan = self._map_plan
-        arrays = [self.array(array_id) for array_id in array_ids]
-        if len({a.id for a in arrays}) != len(arrays):
+        positions = self.array_positions(array_ids)
+        if np.unique(positions).size != positions.size:
             raise UsageError("stuck_flat: an array id is given twice")
-        positions = np.array([self._positions[a.id] for a in arrays], dtype=np.int64)
         device_bounds = np.asarray(plan.device_bounds, dtype=np.int64)
         starts = device_bounds[positions]
         counts = device_bounds[positions + 1] - starts
         entry = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
         # the last entry of each device (none twice), by flat index within each array (`map_plan` sorts them)
-        which = np.repeat(np.arange(len(arrays), dtype=np.int64), counts)
+        which = np.repeat(np.arange(positions.size, dtype=np.int64), counts)
         row, col = np.divmod(plan.device_flat[entry], self._shapes[positions[which], 1])
         code, g = plan.device_code[entry], plan.device_g[entry]
         line_bounds = np.asarray(plan.line_bounds, dtype=np.int64)
@@ -271,7 +302,7 @@ class Chip:
         for index in lined:  # the arrays before it from the plan, then its map (lines first, then the devices)
             before = int(np.searchsorted(which, index))
             parts.append((which[done:before], row[done:before], col[done:before], code[done:before], g[done:before]))
-            whole_state, whole_g = self.stuck_map(arrays[index].id)
+            whole_state, whole_g = self.stuck_map(self.arrays[int(positions[index])].id)
             at_row, at_col = np.nonzero(whole_state)
             parts.append((np.full(at_row.size, index, dtype=np.int64), at_row, at_col, whole_state[at_row, at_col],
                           whole_g[at_row, at_col]))

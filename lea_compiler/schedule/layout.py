@@ -92,15 +92,19 @@ class Layout:
         return offset, height, width
 
     def devices_at(self, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                   index: np.ndarray) -> np.ndarray:
+                   index: np.ndarray, placed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """`windows(array, row, col, rows, cols)[index]`: where the devices `index` of the regions laid end to end
-        are in the flat buffer, found for those devices only (a few skipped ones, not every device)."""
+        are in the flat buffer, found for those devices only (a few skipped ones, not every device); `placed`:
+        the regions' `placed(...)`, if the caller has it."""
         index = np.asarray(index, dtype=np.int64)
-        sizes = np.asarray(rows, dtype=np.int64) * np.asarray(cols, dtype=np.int64)
-        region = np.searchsorted(np.cumsum(sizes), index, side="right")
-        r, c = np.divmod(index - (np.cumsum(sizes) - sizes)[region], np.asarray(cols, dtype=np.int64)[region])
-        offset, _, width = self._placed(np.asarray(array, dtype=np.int64)[region])
-        return offset + (np.asarray(row, dtype=np.int64)[region] + r) * width + np.asarray(col)[region] + c
+        row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        ends = np.cumsum(np.asarray(rows, dtype=np.int64) * cols)
+        offset, _, width = placed if placed is not None else self._placed(array)
+        first = offset + row * width + col  # each region's first device
+        region = np.searchsorted(ends, index, side="right")
+        r, c = np.divmod(index - (ends - np.asarray(rows, dtype=np.int64) * cols)[region], cols[region])
+        return first[region] + r * width[region] + c
 
     def windows(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
                 cols: np.ndarray) -> np.ndarray:
@@ -185,7 +189,7 @@ def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.nda
     rows, cols = np.asarray(rows, dtype=np.int64).reshape(-1), np.asarray(cols, dtype=np.int64).reshape(-1)
     ids, region_array = np.unique(array, return_inverse=True)
     region_array = region_array.reshape(-1)
-    which, stuck_row, stuck_col, _, g = chip.stuck_devices(ids.tolist())
+    which, stuck_row, stuck_col, _, g = chip.stuck_devices(ids)
     # the stuck devices by (array, row), ascending: each region's rows are the slice [lo, hi) of them
     span = int(max(stuck_row.max(initial=0), (row + rows).max(initial=0))) + 1
     key = which * span + stuck_row
@@ -208,7 +212,7 @@ def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.nda
 def _stuck_in_regions_mapped(chip: Chip, ids: np.ndarray, array: np.ndarray, row: np.ndarray, col: np.ndarray,
                              rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`stuck_in_regions` through a map of every device of the regions' arrays (`Chip.stuck_flat`)."""
-    layout = Layout.of({a: (chip.array(a).rows, chip.array(a).cols) for a in ids.tolist()})
+    layout = Layout.of(dict(zip(ids.tolist(), map(tuple, chip.array_shapes(ids).tolist()), strict=True)))
     state, g = chip.stuck_flat(list(layout.ids))
     at = layout.windows(array, row, col, rows, cols)
     position = np.flatnonzero(state[at] != 0)

@@ -385,14 +385,15 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
                          count=2 * len(levels)).reshape(-1, 2)
     sizes = shapes[:, 0] * shapes[:, 1]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
+    ids = np.unique(array)
     try:
-        used = [program.chip.array(array_id) for array_id in np.unique(array).tolist()]
+        used = program.chip.array_shapes(ids).tolist()
     except UsageError as exc:
         raise InvalidInputError(f"a copy half's region is off the chip: {exc} (check the Program with "
                                 "`leac inspect`)") from None
-    layout = Layout.of({arr.id: (arr.rows, arr.cols) for arr in used})
+    layout = Layout.of(dict(zip(ids.tolist(), map(tuple, used), strict=True)))
     rows, cols = shapes[:, 0], shapes[:, 1]
-    layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
+    placed = layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
     # the checks refuse halves that share a device; unchecked, say so rather than let one half overwrite another
     if regions_overlap(layout, array, row, col, rows, cols):
@@ -408,7 +409,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     # compiled for (not stuck there: 0)
     unwritten = np.flatnonzero(values < 0)
     skipped = unwritten[values[unwritten] == SKIPPED]
-    marked = layout.devices_at(array, row, col, rows, cols, skipped)  # in half order (`Lowered` relies on it)
+    marked = layout.devices_at(array, row, col, rows, cols, skipped, placed)  # in half order (`Lowered` relies on it)
     level_dtype = np.promote_types(values.dtype, np.int8)  # the Program's (int8 mostly: `chip.level_index_dtype`)
     target = np.zeros(0, dtype=level_dtype)
     stuck_uS = np.zeros(0)
