@@ -185,7 +185,7 @@ def test_damaged_program_files_are_refused(files, tmp_path, damage) -> None:
         if damage == "wrong_format":
             header["format"] = "other"
         elif damage == "newer_version":
-            header["version"] = 2
+            header["version"] = 3
         else:
             del entries[next(n for n in entries if n.startswith("arrays/"))]
         entries["program.json"] = json.dumps(header).encode()

@@ -61,10 +61,12 @@ def _onnxruntime_top1(model: Path, data: Path) -> np.ndarray:
 
 
 def _level_arrays(program_path: Path) -> dict[str, np.ndarray]:
-    """The level-index arrays stored in a Program file (targets and programmed levels), by entry name."""
+    """The level-index arrays stored in a Program file (targets and programmed levels), by entry name: each
+    layer's packed ones (version 2), or each block's and copy half's (version 1)."""
     with zipfile.ZipFile(program_path) as archive:
         return {name: np.load(io.BytesIO(archive.read(name))) for name in archive.namelist()
-                if name.endswith((".pos.npy", ".neg.npy", ".target_pos.npy", ".target_neg.npy"))}
+                if name.endswith((".levels.npy", ".targets.npy", ".pos.npy", ".neg.npy", ".target_pos.npy",
+                                  ".target_neg.npy"))}
 
 
 @pytest.mark.parametrize(
@@ -145,12 +147,14 @@ def program_256(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _with_arrays(data: bytes, change) -> bytes:
-    """The Program file with every level-index array replaced by change(name, array)."""
+    """The Program file with every level-index array (version 2's packed ones, or version 1's per block and
+    copy half) replaced by change(name, array)."""
     source, buffer = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
     with source, zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as out:
         for name in source.namelist():
             blob = source.read(name)
-            if name.endswith((".pos.npy", ".neg.npy", ".target_pos.npy", ".target_neg.npy")):
+            if name.endswith((".levels.npy", ".targets.npy", ".pos.npy", ".neg.npy", ".target_pos.npy",
+                              ".target_neg.npy")):
                 array = io.BytesIO()
                 np.save(array, change(name, np.load(io.BytesIO(blob))))
                 blob = array.getvalue()
@@ -171,7 +175,7 @@ def test_programs_with_other_integer_types_load_and_indices_are_checked_against_
             np.testing.assert_array_equal(x.copies[0].pos.levels, y.copies[0].pos.levels)
 
     def past_the_top(name: str, array: np.ndarray) -> np.ndarray:  # index 256 of 256 levels: fits int16
-        return np.full_like(array, 256) if name.endswith("c0.pos.npy") else array
+        return np.full_like(array, 256) if name.endswith(("c0.pos.npy", ".levels.npy")) else array
 
     with pytest.raises(InvalidInputError, match=r"level index outside -1\.\.255"):
         Program.from_bytes(_with_arrays(program_256, past_the_top))

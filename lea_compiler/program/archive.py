@@ -16,8 +16,10 @@ checked too, but not trusted alone):
 - `arrays/NAME.npy`: `array_specs` first walks `program.json` and lists every
   array it references with the shape and dtype the Program's layers require
   (each referenced once, each present, each copy list as long as the layer's
-  alpha), before any array is read; `read_array` then checks the `.npy`
-  header against that and against the member's size, and only then allocates.
+  alpha; a version-2 layer's packed arrays exactly as long as its blocks'
+  shapes and alpha add up to), before any array is read; `read_array` then
+  checks the `.npy` header against that and against the member's size, and
+  only then allocates.
 """
 
 from __future__ import annotations
@@ -136,12 +138,15 @@ def _positive(value: Any, where: str, source: str) -> int:
     return value
 
 
-def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: str) -> dict[str, ArraySpec]:
+def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: str, *,
+                version: int) -> dict[str, ArraySpec]:
     """Every array `program.json` references, with what it must be, checked before any array is read.
 
     Each array is referenced once (`Program.to_bytes` stores each under its own name) and is a member of the
     archive; each block has exactly alpha copies, fits on the chip's largest array, and the layers' devices
-    (two halves per copy) fit on the chip; a crossbar layer's weight matrix has the layer's shape.
+    (two halves per copy) fit on the chip; a crossbar layer's weight matrix has the layer's shape. In a
+    version-2 file a layer's packed arrays (program/file.py) must hold exactly what its blocks' shapes and
+    alpha add up to; in version 1 every block and copy half names its own arrays of its block's shape.
 
     Raises:
         InvalidInputError: a reference breaks one of these.
@@ -174,6 +179,7 @@ def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: s
         for key in ("column_gain", "column_offset"):
             if key in layer:
                 ref(layer[key], vector)
+        packed = [0, 0, 0]  # version 2: the values of the layer's levels, targets and selection
         for block in layer["blocks"]:
             where = f"layer {name!r} block {block.get('index')!r}"
             shape = (_dims(block["rows"], rows, f"{where}: rows", source),
@@ -185,6 +191,11 @@ def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: s
                 raise InvalidInputError(f"{source}: damaged Program: {where} is {shape[0]} x {shape[1]}, larger "
                                         f"than any array of its chip ({max_rows} rows, {max_cols} cols at most)")
             devices += 2 * alpha * shape[0] * shape[1]
+            packed[0] += 2 * alpha * shape[0] * shape[1]
+            packed[1] += 2 * shape[0] * shape[1]
+            packed[2] += alpha * shape[1]
+            if version > 1:
+                continue
             levels = ArraySpec(shape, "iu", f"an integer {shape[0]} x {shape[1]} matrix")
             ref(block["target_pos"], levels)
             ref(block["target_neg"], levels)
@@ -195,6 +206,12 @@ def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: s
                     ref(half["levels"], levels)
                     if "programmed_uS" in half:
                         ref(half["programmed_uS"], conductances)
+        if version > 1:
+            for key, spec in _pack_specs(packed, len(layer["blocks"]), alpha, "programmed_uS" in layer).items():
+                if key not in layer:
+                    raise InvalidInputError(f"{source}: damaged Program: layer {name!r} names no {key} array (a "
+                                            f"version-2 Program packs each layer's {key} in one)")
+                ref(layer[key], spec)
     if devices > chip.device_count:
         raise InvalidInputError(f"{source}: damaged Program: its layers occupy {devices} devices, more than its "
                                 f"chip has ({chip.device_count})")
@@ -215,6 +232,23 @@ def array_specs(header: dict[str, Any], chip: Chip, members: set[str], source: s
             matrix = shaped.get(array) if isinstance(array, str) else None
             ref(array, ArraySpec(None, _GRAPH_KINDS, "a numeric tensor") if matrix is None else
                 ArraySpec(matrix, "fiu", f"a {matrix[0]} x {matrix[1]} weight matrix"))
+    return specs
+
+
+def _pack_specs(packed: list[int], blocks: int, alpha: int, programmed: bool) -> dict[str, ArraySpec]:
+    """What a version-2 layer's packed arrays must be, given the values its blocks need (`packed`: levels,
+    targets, selection), by their keys in the layer's entry."""
+    levels, targets, selection = packed
+    halves = 2 * alpha * blocks
+    specs = {"levels": ArraySpec((levels,), "iu", f"an integer vector of {levels} levels (the layer's {halves} "
+                                                   "copy halves end to end)"),
+             "targets": ArraySpec((targets,), "iu", f"an integer vector of {targets} levels (the layer's {blocks} "
+                                                     "blocks' two targets end to end)"),
+             "selection": ArraySpec((selection,), "b", f"a boolean vector of {selection} values (the layer's "
+                                                        f"{blocks} blocks' {alpha} x cols selections end to end)")}
+    if programmed:
+        specs["programmed_uS"] = ArraySpec((levels,), "f", f"a vector of {levels} conductances (the layer's "
+                                                             f"{halves} copy halves end to end)")
     return specs
 
 

@@ -8,16 +8,18 @@ the board backend runs it before emitting anything.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
 from lea_compiler.errors import UsageError
 from lea_compiler.geometry import Occupancy
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
-from lea_compiler.program.types import CopyHalf, Layer, ProgramBlock
+from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
 
 if TYPE_CHECKING:  # core.py imports this module; the Program type is for the annotations only
     from lea_compiler.program.core import Program
@@ -44,14 +46,30 @@ def is_finite_number(value: Any) -> bool:
         return False
 
 
-def _int_matrix(value: Any, shape: tuple[int, int], low: int, high: int) -> str | None:
-    """Why `value` is not an integer matrix of `shape` with entries in low..high, or None."""
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or value.shape != shape:
+def _not_matrix(value: Any, shape: tuple[int, int], kinds: str, what: str) -> str | None:
+    """Why `value` is not a numpy matrix of `shape` with a dtype of `kinds` (`what`: "an integer"), or None."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in kinds or value.shape != shape:
         kind = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
-        return f"is {kind}, not an integer {shape[0]} x {shape[1]} matrix"
-    if value.size and (int(value.min()) < low or int(value.max()) > high):
-        return f"has a level index outside {low}..{high}"
+        return f"is {kind}, not {what} {shape[0]} x {shape[1]} matrix"
     return None
+
+
+def _int_matrices(values: list[Any], shape: tuple[int, int], low: int, high: int,
+                  ranged: bool = False) -> list[str | None]:
+    """Why each of `values` is not an integer matrix of `shape` with entries in low..high (None: it is). The
+    entries of all of them are compared at once (not at all if `ranged`: known to be in range); each one's on
+    its own only when one is outside."""
+    whys = [_not_matrix(value, shape, "iu", "an integer") for value in values]
+    if not ranged and not _within([value for value, why in zip(values, whys, strict=True) if why is None], low, high):
+        whys = [f"has a level index outside {low}..{high}" if why is None and not _within([value], low, high)
+                else why for value, why in zip(values, whys, strict=True)]
+    return whys
+
+
+def _within(values: list[np.ndarray], low: int, high: int) -> bool:
+    """Whether every entry of the integer arrays `values` lies in low..high."""
+    flat = np.concatenate([value.ravel() for value in values]) if values else np.zeros(0)
+    return not flat.size or (int(flat.min()) >= low and int(flat.max()) <= high)
 
 
 def _float_vector(value: Any, size: int, *, positive: bool) -> bool:
@@ -139,7 +157,6 @@ def program_problems(program: Program) -> list[str]:
     levels = tuple(chip.device.levels_uS)
     mvms = {n.name: n for n in program.graph.nodes if n.op_type == "MVM" and n.domain == LEAC_DOMAIN}
     seen: set[Any] = set()
-    halves: list[tuple[str, int, np.ndarray, CopyHalf]] = []  # (where, array id, stuck-or-not per device, half)
     for layer in program.layers:
         if not isinstance(layer.name, str) or layer.name in seen:
             problems.append(f"layer name {layer.name!r} is not a string or is used twice")
@@ -155,23 +172,88 @@ def program_problems(program: Program) -> list[str]:
                         "has them for every half")
     if problems:
         return problems  # the placement checks below index by the facts just checked
+    if _halves_fit(chip, [block for layer in program.layers for block in layer.blocks]):
+        return problems
+    halves = [(layer, block, copy, polarity, half) for layer in program.layers for block in layer.blocks
+              for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
+    return _half_problems(chip, halves)
+
+
+_Half = tuple[Layer, ProgramBlock, BlockCopy, str, CopyHalf]
+"""A copy half with where it is: its layer, block, copy and polarity."""
+
+
+def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
+    """Whether every copy half of `blocks` lies inside a chip array, overlaps no other and is marked stuck (-1)
+    exactly where the chip's device is stuck: what `_half_problems` finds nothing wrong with, found for all
+    halves at once with numpy rather than half by half (a 25 x 25-array Program has thousands of halves).
+
+    With the arrays the halves use laid end to end, each row by row, a half is `rows` runs of `cols`
+    consecutive devices: the halves overlap if, sorted by where they start, a run starts before the one before
+    it ends; and the devices their levels mark -1 must be the chip's stuck devices that some run covers. Needs
+    the checks before it (integer levels of their block's shape, non-negative integer regions)."""
+    halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+    if not halves:
+        return True
+    regions = [half.region for half in halves]
+    ids = list(dict.fromkeys(region.array for region in regions))
+    try:
+        arrays = list(map(chip.array, ids))
+    except UsageError:
+        return False
+    position = {array_id: index for index, array_id in enumerate(ids)}
+    try:
+        row = np.array([region.row for region in regions], dtype=np.int64)
+        col = np.array([region.col for region in regions], dtype=np.int64)
+    except OverflowError:  # a row or col past int64: outside any array
+        return False
+    at = np.array([position[region.array] for region in regions], dtype=np.int64)
+    heights = np.array([arr.rows for arr in arrays], dtype=np.int64)
+    widths = np.array([arr.cols for arr in arrays], dtype=np.int64)
+    height, width = heights[at], widths[at]
+    size = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
+    rows, cols = np.repeat(size, [2 * len(block.copies) for block in blocks], axis=0).T
+    if np.any(row + rows > height) or np.any(col + cols > width):
+        return False
+    first = (np.cumsum(heights * widths) - heights * widths)[at] + row * width + col  # each half's first device
+    run_half = np.repeat(np.arange(len(halves)), rows)
+    run_row = np.arange(run_half.size) - np.repeat(np.cumsum(rows) - rows, rows)
+    run_start = first[run_half] + run_row * width[run_half]
+    order = np.argsort(run_start, kind="stable")
+    start, end = run_start[order], (run_start + cols[run_half])[order]
+    if np.any(start[1:] < end[:-1]):
+        return False
+    levels = np.concatenate([half.levels.ravel() for half in halves])
+    skipped = np.flatnonzero(levels == -1)
+    half_start = np.cumsum(rows * cols) - rows * cols
+    half = np.searchsorted(half_start, skipped, side="right") - 1
+    r, c = np.divmod(skipped - half_start[half], cols[half])
+    marked = np.sort(first[half] + r * width[half] + c)
+    stuck = np.flatnonzero(chip.stuck_flat(ids)[0])
+    run = np.searchsorted(start, stuck, side="right") - 1
+    covered = (run >= 0) & (stuck < end[np.maximum(run, 0)])
+    return bool(np.array_equal(marked, stuck[covered]))
+
+
+def _half_problems(chip: Chip, halves: list[_Half]) -> list[str]:
+    """Every copy half that lies outside its chip array, overlaps another or is marked stuck (-1) where the
+    chip's device is not (or the other way round), half by half."""
+    problems: list[str] = []
     stuck: dict[int, np.ndarray] = {}
-    for layer in program.layers:
-        for block in layer.blocks:
-            for copy in block.copies:
-                for polarity, half in (("pos", copy.pos), ("neg", copy.neg)):
-                    where = f"layer {layer.name!r} block {block.index} copy {copy.copy} {polarity}"
-                    region = half.region
-                    if region.array not in stuck:
-                        try:
-                            chip.array(region.array)
-                        except UsageError:
-                            problems.append(f"{where}: array {region.array} is not on the chip")
-                            continue
-                        stuck[region.array] = chip.stuck_map(region.array)[0] != 0
-                    halves.append((where, region.array, stuck[region.array], half))
+    placed: list[tuple[str, int, np.ndarray, CopyHalf]] = []  # (where, array id, stuck-or-not per device, half)
+    for layer, block, copy, polarity, half in halves:
+        where = f"layer {layer.name!r} block {block.index} copy {copy.copy} {polarity}"
+        region = half.region
+        if region.array not in stuck:
+            try:
+                chip.array(region.array)
+            except UsageError:
+                problems.append(f"{where}: array {region.array} is not on the chip")
+                continue
+            stuck[region.array] = chip.stuck_map(region.array)[0] != 0
+        placed.append((where, region.array, stuck[region.array], half))
     occupancy = Occupancy({array: state.shape for array, state in stuck.items()})
-    for index, (where, array, state, half) in enumerate(halves):
+    for index, (where, array, state, half) in enumerate(placed):
         region = half.region
         rows, cols = half.levels.shape
         if not occupancy.inside(region, (rows, cols)):
@@ -180,7 +262,7 @@ def program_problems(program: Program) -> list[str]:
             continue
         other = occupancy.take(index, region, (rows, cols))
         if other is not None:
-            problems.append(f"{where}: its region on array {array} overlaps {halves[other][0]}")
+            problems.append(f"{where}: its region on array {array} overlaps {placed[other][0]}")
             continue
         window = (slice(region.row, region.row + rows), slice(region.col, region.col + cols))
         mismatch = (half.levels == -1) != state[window]
@@ -340,8 +422,9 @@ def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[
         return [*problems, f"{where}: no blocks"]
     indices: set[int] = set()
     cells: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+    ranged = _levels_within(layer, len(levels) - 1)
     for position, block in enumerate(layer.blocks):
-        block_problems = _block_problems(layer, block, len(levels) - 1)
+        block_problems = _block_problems(layer, block, len(levels) - 1, ranged)
         problems.extend(f"{where} block {block.index}: {p}" for p in block_problems)
         if block_problems:
             continue
@@ -362,7 +445,22 @@ def _layer_problems(layer: Layer, node: Any, levels: tuple[float, ...]) -> list[
     return problems
 
 
-def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
+def _levels_within(layer: Layer, top: int) -> bool:
+    """Whether every block's targets (0..top) and every copy half's levels (-1..top) of `layer` are integer
+    arrays with entries in range: found in one pass over the layer, so that its blocks need not each look
+    (False: not known; each block then checks its own)."""
+    if not (isinstance(layer.blocks, tuple) and all(isinstance(block.copies, tuple) for block in layer.blocks)):
+        return False
+    targets = [target for block in layer.blocks for target in (block.target_pos, block.target_neg)]
+    levels = [half.levels for block in layer.blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+    if not all(isinstance(value, np.ndarray) and value.dtype.kind in "iu" for value in (*targets, *levels)):
+        return False
+    return _within(targets, 0, top) and _within(levels, -1, top)
+
+
+def _block_problems(layer: Layer, block: ProgramBlock, top: int, ranged: bool = False) -> list[str]:
+    """What is wrong with one block of `layer` (messages without the block's name). `ranged`: its targets' and
+    levels' entries are known to be in range (`_levels_within`); their types and shapes are still checked."""
     bounds = (block.index, block.row_block, block.col_block, block.row_start, block.row_stop, block.col_start,
               block.col_stop)
     if not all(_is_int(v) for v in bounds):
@@ -373,10 +471,8 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
                 f"the {layer.rows} x {layer.cols} matrix"]
     shape = block.shape
     problems = []
-    for name in ("target_pos", "target_neg"):
-        why = _int_matrix(getattr(block, name), shape, 0, top)
-        if why:
-            problems.append(f"{name} {why}")
+    targets = _int_matrices([block.target_pos, block.target_neg], shape, 0, top, ranged)
+    problems += [f"{name} {why}" for name, why in zip(("target_pos", "target_neg"), targets, strict=True) if why]
     selection = block.selection
     if not (isinstance(selection, np.ndarray) and selection.dtype == np.bool_
             and selection.shape == (layer.alpha, shape[1]) and np.all(selection.sum(axis=0) == layer.beta)):
@@ -387,7 +483,37 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
         problems.append(f"adc_full_scale_uA {block.adc_full_scale_uA!r} is not a positive number")
     if not isinstance(block.copies, tuple) or len(block.copies) != layer.alpha:
         return [*problems, f"has {len(block.copies)} copies, not alpha = {layer.alpha}"]
-    for number, copy in enumerate(block.copies):
+    halves = [half for copy in block.copies for half in (copy.pos, copy.neg)]
+    levels = _int_matrices([half.levels for half in halves], shape, -1, top, ranged)
+    programmed = _conductance_matrices([half.programmed_uS for half in halves], shape)
+    if not any(levels) and not any(programmed) and _halves_fine(block.copies, halves):
+        return problems
+    return [*problems, *_copy_problems(block.copies, iter(levels), iter(programmed))]
+
+
+def _halves_fine(copies: tuple[BlockCopy, ...], halves: list[CopyHalf]) -> bool:
+    """Whether a block's copies are numbered 0, 1, ... and its halves' regions are non-negative ints and their
+    costs finite floats: what `_copy_problems` finds nothing wrong with in them, looked at over all of them at
+    once (a 25 x 25-array Program has thousands of halves). False: not known."""
+    numbers = [copy.copy for copy in copies]
+    places = [value for half in halves for value in (half.region.array, half.region.row, half.region.col)]
+    costs = [half.cost_uS for half in halves]
+    return (numbers == list(range(len(copies))) and set(map(type, numbers)) <= _INTS
+            and bool(places) and set(map(type, places)) <= _INTS and min(places) >= 0
+            and set(map(type, costs)) <= _FLOATS and all(map(math.isfinite, costs)))
+
+
+_INTS = {int, np.int64}
+"""The integer types `_halves_fine` takes as they are (others, bool above all, go through `_is_int`)."""
+_FLOATS = {float, np.float64}
+
+
+def _copy_problems(copies: tuple[BlockCopy, ...], levels: Iterator[str | None],
+                   programmed: Iterator[str | None]) -> list[str]:
+    """What is wrong with a block's copies, half by half (`levels`, `programmed`: why each half's levels and
+    conductances are wrong, in the order of the halves)."""
+    problems = []
+    for number, copy in enumerate(copies):
         if copy.copy != number or not _is_int(copy.copy):
             problems.append(f"copy {number} is numbered {copy.copy!r}")
         for polarity, half in (("pos", copy.pos), ("neg", copy.neg)):
@@ -395,25 +521,30 @@ def _block_problems(layer: Layer, block: ProgramBlock, top: int) -> list[str]:
             if not all(_is_int(v) and v >= 0 for v in (region.array, region.row, region.col)):
                 problems.append(f"copy {number} {polarity}: region {[region.array, region.row, region.col]} is "
                                 "not three non-negative integers")
-            why = _int_matrix(half.levels, shape, -1, top)
+            why = next(levels)
             if why:
                 problems.append(f"copy {number} {polarity}: the levels {why}")
             if not is_finite_number(half.cost_uS):
                 problems.append(f"copy {number} {polarity}: cost_uS {half.cost_uS!r} is not a number")
-            why = _conductance_matrix(half.programmed_uS, shape)
+            why = next(programmed)
             if why:
                 problems.append(f"copy {number} {polarity}: programmed_uS {why}")
     return problems
 
 
-def _conductance_matrix(value: Any, shape: tuple[int, int]) -> str | None:
-    """Why an as-programmed half's conductances are not a float matrix of `shape` in 0..MAX_CONDUCTANCE_uS
-    (None: fine, or not programmed)."""
-    if value is None:
-        return None
-    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.shape != shape:
-        kind = f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
-        return f"is {kind}, not a float {shape[0]} x {shape[1]} matrix"
-    if value.size and not (np.all(np.isfinite(value)) and value.min() >= 0 and value.max() <= MAX_CONDUCTANCE_uS):
-        return f"holds a conductance that is not a finite number in 0..{MAX_CONDUCTANCE_uS:g} uS"
-    return None
+def _conductance_matrices(values: list[Any], shape: tuple[int, int]) -> list[str | None]:
+    """Why each as-programmed half's conductances of `values` are not a float matrix of `shape` in
+    0..MAX_CONDUCTANCE_uS (None: fine, or not programmed). The entries of all of them are checked at once; each
+    one's on its own only when one is not fine."""
+    whys = [None if value is None else _not_matrix(value, shape, "f", "a float") for value in values]
+    if not _conductances([value for value, why in zip(values, whys, strict=True) if value is not None and why is None]):
+        whys = [f"holds a conductance that is not a finite number in 0..{MAX_CONDUCTANCE_uS:g} uS"
+                if value is not None and why is None and not _conductances([value]) else why
+                for value, why in zip(values, whys, strict=True)]
+    return whys
+
+
+def _conductances(values: list[np.ndarray]) -> bool:
+    """Whether every entry of the float arrays `values` is a finite number in 0..MAX_CONDUCTANCE_uS."""
+    flat = np.concatenate([value.ravel() for value in values]) if values else np.zeros(0)
+    return not flat.size or bool(np.all(np.isfinite(flat)) and flat.min() >= 0 and flat.max() <= MAX_CONDUCTANCE_uS)

@@ -1,14 +1,42 @@
 """The `.leac` file: how a Program is written and read (`Program.save` / `Program.load` call these).
 
-File format (`.leac`, version 1): a zip archive with `program.json` (all
+File format (`.leac`, version 2): a zip archive with `program.json` (all
 structure, arrays referenced by name), `chip.json` (the chip file),
 `model.onnx` (the source model, when compiled from a file) and one
-`arrays/NAME.npy` per array. An as-programmed Program (`leac program`) has
-one more array per copy half, `programmed_uS` (float64, what each device
-holds), and `extra.programming` (docs/programming.md). Entries are written
-in a fixed order with fixed timestamps, so the same inputs and seed give a byte-identical file;
-`program.json` records the model's size (`model_bytes`). Loading never
-unpickles, refuses an archive whose entries declare more than
+`arrays/NAME.npy` per array. The graph's constants and each layer's scale
+(and compensation gain and offset) are one array each; a layer's per-block
+and per-copy-half matrices are packed, so that a Program has a fixed number
+of arrays per layer however many copy halves it has (a 25 x 25-array chip
+gives thousands of them, and reading a zip member costs far more than its
+bytes):
+
+- `layerI.levels`: every copy half's levels (integers, -1 for a skipped
+  stuck device), one after the other in the order `program.json` lists
+  them (block by block, copy by copy, G+ then G-), each row by row: a flat
+  vector of 2 x alpha x rows x cols values per block;
+- `layerI.targets`: every block's `target_pos` then `target_neg`, row by
+  row, block after block;
+- `layerI.selection`: every block's (alpha, cols) selection mask, row by
+  row, block after block;
+- `layerI.programmed_uS`, in an as-programmed Program (`leac program`) only:
+  what each device of each copy half holds (float64), laid out as `levels`.
+
+Each piece's place and shape follow from the blocks' `rows` and `cols`
+ranges and alpha in `program.json` (a half is its block's shape), so the
+file stores no offsets; a packed array that is shorter or longer than the
+layer's blocks need is refused before it is read. An as-programmed Program
+also has `extra.programming` (docs/programming.md). Entries are written in a
+fixed order with fixed timestamps, so the same inputs and seed give a
+byte-identical file; `program.json` records the model's size
+(`model_bytes`).
+
+Version 1 (leac before the packed arrays) had one array per copy half
+(`layerI.bB.cC.pos`, `.neg`, each with `.programmed` once programmed) and per
+block (`layerI.bB.target_pos`, `.target_neg`, `.selection`), named by the
+halves and blocks in `program.json`; leac still reads it, and writes it
+when asked (`program_bytes(program, version=1)`: for an older leac).
+
+Loading never unpickles, refuses an archive whose entries declare more than
 `MAX_PROGRAM_BYTES` before reading them, reads every member with a bound
 derived from what the Program declares and checks every array reference and
 `.npy` header before allocating (lea_compiler/program/archive.py), and
@@ -21,16 +49,18 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from lea_compiler.chip import MAX_FILE_BYTES as MAX_CHIP_FILE_BYTES
 from lea_compiler.chip import chip_to_text, parse_chip_text
-from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError
+from lea_compiler.errors import CompileError, InvalidInputError, IRVerificationError, UsageError
 from lea_compiler.fileio import open_input
 from lea_compiler.geometry import Region
 from lea_compiler.ir import Graph, Value
@@ -50,7 +80,10 @@ if TYPE_CHECKING:  # core.py imports this module: the Program type is for the an
     from lea_compiler.program.core import Program
 
 FORMAT = "leac-program"
-VERSION = 1
+VERSION = 2
+"""The version leac writes."""
+VERSIONS = (1, 2)
+"""The versions leac reads."""
 MAX_PROGRAM_BYTES = 4 * 2**30
 """Largest Program file leac reads, and most bytes its entries may hold once uncompressed."""
 
@@ -62,12 +95,21 @@ method; RuntimeError: an entry flagged as encrypted)."""
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def program_bytes(program: Program) -> bytes:
-    """The bytes of `program`'s `.leac` file (byte-identical for identical Programs)."""
+def program_bytes(program: Program, *, version: int = VERSION) -> bytes:
+    """The bytes of `program`'s `.leac` file (byte-identical for identical Programs), of format `version`
+    (`VERSIONS`; version 1 for a leac that predates version 2).
+
+    Raises:
+        UsageError: a version leac does not write.
+        CompileError: a layer whose copy halves do not fit the packed arrays of version 2 (a half not of its
+            block's shape; some halves programmed and others not): `program_problems` refuses such a Program.
+    """
+    if version not in VERSIONS:
+        raise UsageError(f"leac writes Program versions {VERSIONS}, not {version!r}")
     arrays: dict[str, np.ndarray] = {}
     header = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "leac_version": program.leac_version,
         "model": program.model,
         "chip": {"name": program.chip.name, "fingerprint": program.chip_fingerprint, "file": program.chip.file_name},
@@ -75,7 +117,7 @@ def program_bytes(program: Program) -> bytes:
         "placement": program.placement,
         "extra": program.extra,
         "graph": _graph_to_json(program.graph, arrays),
-        "layers": [_layer_to_json(i, layer, arrays) for i, layer in enumerate(program.layers)],
+        "layers": [_layer_to_json(i, layer, arrays, version) for i, layer in enumerate(program.layers)],
         # the bound leac reads model.onnx with (archive.py); absent in Programs before issue 13
         "model_bytes": None if program.source_model is None else len(program.source_model),
     }
@@ -120,10 +162,11 @@ def read_program(file: IO[bytes], source: str) -> dict[str, Any]:
         raise InvalidInputError(f"{source}: not a leac Program file ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InvalidInputError(f"{source}: not a leac Program file (format is not {FORMAT!r})")
-    if header.get("version") != VERSION:
+    version = header.get("version")
+    if type(version) is not int or version not in VERSIONS:
         raise InvalidInputError(
-            f"{source}: Program version {header.get('version')!r}; this leac reads version {VERSION}"
-        )
+            f"{source}: Program version {version!r}; this leac reads versions "
+            f"{', '.join(map(str, VERSIONS))}")
     try:
         chip_text = read_member(archive, "chip.json", MAX_CHIP_FILE_BYTES, source).decode("utf-8")
         source_model = None
@@ -148,14 +191,14 @@ def read_program(file: IO[bytes], source: str) -> dict[str, Any]:
             raise InvalidInputError(f"{source}: the embedded chip does not match its fingerprint")
         file_name = header["chip"].get("file")  # the chip file compiled for (absent before issue 12)
         chip = chip.with_file_name(file_name if isinstance(file_name, str) else None)
-        specs = array_specs(header, chip, set(archive.namelist()), source)
+        specs = array_specs(header, chip, set(archive.namelist()), source, version=version)
         check_graph_arrays(archive, specs, header, source)
 
         def array(name: str) -> np.ndarray:
             return read_array(archive, name, specs[name], source)
 
         graph = _graph_from_json(header["graph"], array)
-        layers = tuple(_layer_from_json(item, array) for item in header["layers"])
+        layers = tuple(_layer_from_json(item, array, version) for item in header["layers"])
         return {
             "graph": graph,
             "layers": layers,
@@ -305,7 +348,7 @@ def _region_json(region: Region) -> list[int]:
     return [region.array, region.row, region.col]
 
 
-def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray], version: int) -> dict[str, Any]:
     prefix = f"layer{index}"
     blocks = []
     for b in layer.blocks:
@@ -314,15 +357,16 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
         for c in b.copies:
             copies.append({
                 "copy": c.copy,
-                "pos": _half_json(arrays, f"{bp}.c{c.copy}.pos", c.pos),
-                "neg": _half_json(arrays, f"{bp}.c{c.copy}.neg", c.neg),
+                "pos": _half_json(arrays, f"{bp}.c{c.copy}.pos", c.pos, version),
+                "neg": _half_json(arrays, f"{bp}.c{c.copy}.neg", c.neg, version),
             })
         blocks.append({
             "index": b.index, "row_block": b.row_block, "col_block": b.col_block,
             "rows": [b.row_start, b.row_stop], "cols": [b.col_start, b.col_stop],
-            "target_pos": _put(arrays, f"{bp}.target_pos", b.target_pos),
-            "target_neg": _put(arrays, f"{bp}.target_neg", b.target_neg),
-            "selection": _put(arrays, f"{bp}.selection", b.selection),
+            **({} if version > 1 else {
+                "target_pos": _put(arrays, f"{bp}.target_pos", b.target_pos),
+                "target_neg": _put(arrays, f"{bp}.target_neg", b.target_neg),
+                "selection": _put(arrays, f"{bp}.selection", b.selection)}),
             "adc_full_scale_uA": b.adc_full_scale_uA,
             "copies": copies,
         })
@@ -335,40 +379,109 @@ def _layer_to_json(index: int, layer: Layer, arrays: dict[str, np.ndarray]) -> d
         **({} if layer.column_gain is None or layer.column_offset is None else {
             "column_gain": _put(arrays, f"{prefix}.column_gain", layer.column_gain),
             "column_offset": _put(arrays, f"{prefix}.column_offset", layer.column_offset)}),
+        **({} if version == 1 else _packs_to_json(prefix, layer, arrays)),
         "blocks": blocks,
     }
 
 
-def _half_json(arrays: dict[str, np.ndarray], name: str, half: CopyHalf) -> dict[str, Any]:
-    """A copy half's entry; `programmed_uS` only in an as-programmed Program (`leac program`)."""
-    item = {"region": _region_json(half.region), "cost_uS": half.cost_uS, "levels": _put(arrays, name, half.levels)}
-    if half.programmed_uS is not None:
-        item["programmed_uS"] = _put(arrays, f"{name}.programmed", half.programmed_uS)
+def _packs_to_json(prefix: str, layer: Layer, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """A version-2 layer's packed arrays (the module docstring): their references, the arrays put in `arrays`.
+
+    Raises:
+        CompileError: a copy half is not of its block's shape, or some halves are programmed and others not.
+    """
+    halves = [(b, half) for b in layer.blocks for c in b.copies for half in (c.pos, c.neg)]
+    if any(np.shape(half.levels) != b.shape for b, half in halves):
+        raise CompileError(f"layer {layer.name!r}: a copy half's levels are not of its block's shape; cannot save "
+                           "the Program")
+    packs = {
+        "levels": _put(arrays, f"{prefix}.levels", _packed([half.levels for _, half in halves])),
+        "targets": _put(arrays, f"{prefix}.targets",
+                        _packed([t for b in layer.blocks for t in (b.target_pos, b.target_neg)])),
+        "selection": _put(arrays, f"{prefix}.selection", _packed([b.selection for b in layer.blocks])),
+    }
+    programmed = [half.programmed_uS for _, half in halves]
+    if any(p is not None for p in programmed):
+        if any(p is None or np.shape(p) != b.shape for p, (b, _) in zip(programmed, halves, strict=True)):
+            raise CompileError(f"layer {layer.name!r}: some copy halves have programmed conductances of their "
+                               "block's shape and others not; cannot save the Program")
+        packs["programmed_uS"] = _put(arrays, f"{prefix}.programmed_uS", _packed(programmed))
+    return packs
+
+
+def _packed(parts: list[Any]) -> np.ndarray:
+    """Arrays laid end to end, each row by row (C order), as one flat vector."""
+    return np.concatenate([np.asarray(part).ravel() for part in parts])
+
+
+class _Unpacker:
+    """The arrays of a version-2 packed array, taken in the order they were laid end to end."""
+
+    def __init__(self, pack: np.ndarray, name: str) -> None:
+        self.pack, self.name, self.at = pack, name, 0
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next array of `shape`: a view of the pack.
+
+        Raises:
+            ValueError: the pack has fewer values left."""
+        size = math.prod(shape)
+        if self.at + size > self.pack.size:
+            raise ValueError(f"array {self.name} ends before its {' x '.join(map(str, shape))} part at {self.at}")
+        part = self.pack[self.at:self.at + size].reshape(shape)
+        self.at += size
+        return part
+
+    def finish(self) -> None:
+        """Refuse a pack with values no part took (`array_specs` sized it; this is the same count again).
+
+        Raises:
+            ValueError: values are left over."""
+        if self.at != self.pack.size:
+            raise ValueError(f"array {self.name} holds {self.pack.size} values, its parts {self.at}")
+
+
+def _half_json(arrays: dict[str, np.ndarray], name: str, half: CopyHalf, version: int) -> dict[str, Any]:
+    """A copy half's entry; in version 1 its arrays' references too (`programmed_uS` only in an as-programmed
+    Program, `leac program`)."""
+    item: dict[str, Any] = {"region": _region_json(half.region), "cost_uS": half.cost_uS}
+    if version == 1:
+        item["levels"] = _put(arrays, name, half.levels)
+        if half.programmed_uS is not None:
+            item["programmed_uS"] = _put(arrays, f"{name}.programmed", half.programmed_uS)
     return item
 
 
-def _half_from_json(item: dict[str, Any], array: Any) -> CopyHalf:
-    programmed = array(item["programmed_uS"]) if "programmed_uS" in item else None
-    return CopyHalf(Region(*item["region"]), array(item["levels"]), float(item["cost_uS"]), programmed)
+def _layer_from_json(item: dict[str, Any], array: Any, version: int) -> Layer:
+    if version == 1:
+        blocks = [_block_from_json(b, array(b["target_pos"]), array(b["target_neg"]), array(b["selection"]),
+                                   lambda c: _half_from_json(c, array(c["levels"]), array(c["programmed_uS"])
+                                                             if "programmed_uS" in c else None))
+                  for b in item["blocks"]]
+    else:
+        levels, targets, selection = (_Unpacker(array(item[key]), item[key])
+                                      for key in ("levels", "targets", "selection"))
+        programmed = _Unpacker(array(item["programmed_uS"]), item["programmed_uS"]) \
+            if "programmed_uS" in item else None
+        blocks = []
+        for b in item["blocks"]:
+            shape = (b["rows"][1] - b["rows"][0], b["cols"][1] - b["cols"][0])
+            target_pos, target_neg = targets.take(shape), targets.take(shape)
+            mask = selection.take((len(b["copies"]), shape[1]))
+            # the block's halves, G+ and G- of copy 0, then of copy 1, ...: one view each of one (halves, rows,
+            # cols) view of the pack, not a slice and reshape each
+            halves = (2 * len(b["copies"]), *shape)
+            own = iter(levels.take(halves))
+            held = iter(programmed.take(halves)) if programmed is not None else None
 
+            def half(c: dict[str, Any], own: Iterator[np.ndarray] = own,
+                     held: Iterator[np.ndarray] | None = held) -> CopyHalf:
+                return _half_from_json(c, next(own), None if held is None else next(held))
 
-def _layer_from_json(item: dict[str, Any], array: Any) -> Layer:
-    blocks = []
-    for b in item["blocks"]:
-        copies = tuple(
-            BlockCopy(
-                c["copy"],
-                _half_from_json(c["pos"], array),
-                _half_from_json(c["neg"], array),
-            )
-            for c in b["copies"]
-        )
-        blocks.append(ProgramBlock(
-            index=b["index"], row_block=b["row_block"], col_block=b["col_block"],
-            row_start=b["rows"][0], row_stop=b["rows"][1], col_start=b["cols"][0], col_stop=b["cols"][1],
-            target_pos=array(b["target_pos"]), target_neg=array(b["target_neg"]), copies=copies,
-            selection=array(b["selection"]), adc_full_scale_uA=_optional_float(b.get("adc_full_scale_uA")),
-        ))
+            blocks.append(_block_from_json(b, target_pos, target_neg, mask, half))
+        for unpacker in (levels, targets, selection, programmed):
+            if unpacker is not None:
+                unpacker.finish()
     return Layer(
         name=item["name"], rows=item["rows"], cols=item["cols"], bias_row=item["bias_row"],
         encoding=item["encoding"], levels_uS=tuple(item["levels_uS"]), scale=array(item["scale"]),
@@ -378,6 +491,23 @@ def _layer_from_json(item: dict[str, Any], array: Any) -> Layer:
         column_gain=array(item["column_gain"]) if "column_gain" in item else None,
         column_offset=array(item["column_offset"]) if "column_offset" in item else None,
     )
+
+
+def _block_from_json(b: dict[str, Any], target_pos: np.ndarray, target_neg: np.ndarray, selection: np.ndarray,
+                     half: Any) -> ProgramBlock:
+    """A block from its entry and its arrays; `half(entry)` makes each copy half from its entry, G+ before G-
+    (a version-2 layer's halves are taken from its packed arrays in that order)."""
+    copies = tuple(BlockCopy(c["copy"], half(c["pos"]), half(c["neg"])) for c in b["copies"])
+    return ProgramBlock(
+        index=b["index"], row_block=b["row_block"], col_block=b["col_block"],
+        row_start=b["rows"][0], row_stop=b["rows"][1], col_start=b["cols"][0], col_stop=b["cols"][1],
+        target_pos=target_pos, target_neg=target_neg, copies=copies, selection=selection,
+        adc_full_scale_uA=_optional_float(b.get("adc_full_scale_uA")),
+    )
+
+
+def _half_from_json(item: dict[str, Any], levels: np.ndarray, programmed: np.ndarray | None) -> CopyHalf:
+    return CopyHalf(Region(*item["region"]), levels, float(item["cost_uS"]), programmed)
 
 
 def _optional_float(value: Any) -> float | None:
