@@ -111,7 +111,9 @@ class CrossbarLayer:
         drifted (`_drifted`).
 
         With ideal devices, or the default programming model and no drift, all of the layer's regions are
-        gathered at once from the schedule's flat buffers (`Schedule.devices`, `_written_with_noise`); each
+        programmed at once, in read order, from the schedule's per-layer buffers (the reads' levels and
+        noiseless conductances, the simulated chip's stuck devices among them: `Schedule.read_levels`,
+        `read_conductances`, `read_stuck`; `_written_with_noise`), no buffer of the arrays' every device; each
         region's write noise is the slice of one draw that the region-by-region draws in read order give, so the
         values are the same as drawing region by region; the regions stay that one buffer (`Regions`), which the
         executor's set-up reads as it is. Drift draws its exponents region by region between the
@@ -121,8 +123,7 @@ class CrossbarLayer:
             return _regions(schedule.read_conductances(self.plan.name, stuck=self.plan.start.encoding == "joint"),
                             self.plan)
         drifts = self.after_s != 0 and self.chip.device.drift is not None
-        per_region = (drifts or self.chip.device.programming.model == PULSE
-                      or schedule.as_programmed)
+        per_region = drifts or self.chip.device.programming.model == PULSE or schedule.as_programmed
         written = None if per_region else self._written_with_noise(reads, schedule, rng)
         if written is not None:
             return written

@@ -142,7 +142,7 @@ class Schedule:
 
     def read_windows(self, name: str) -> np.ndarray:
         """Where layer `name`'s reads' regions are in `devices`, read after read (`layout.Layout.read_windows`):
-        found once (lowering hands over the ones it found)."""
+        found once (a lowered Program's from its copy halves, `Lowered.at`, made when first asked for)."""
         if name not in self._windows:
             held = self._lowered.get(name)
             self._windows[name] = (held[0].at[held[1]:held[2]] if held is not None
