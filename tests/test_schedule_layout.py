@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
+from lea_compiler.backends.cost import estimate_cost
 from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.chip import synth_chip
@@ -24,7 +25,8 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, ProgramBlock
-from lea_compiler.schedule.layout import Layout
+from lea_compiler.schedule import layout as layout_module
+from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
@@ -36,7 +38,7 @@ from lea_compiler.schedule.lower import (
     prepare,
     worst_case_full_scales_uA,
 )
-from lea_compiler.schedule.plan import Schedule, schedule_of
+from lea_compiler.schedule.plan import READ_FIELDS, Schedule, read_table, schedule_of
 from lea_compiler.schedule.records import RECORD_TYPES, Read, builder
 from tests.helpers import mlp_model
 
@@ -75,6 +77,57 @@ def test_windows_are_the_regions_sliced_one_by_one() -> None:
     for reads in (_regions(rng, shapes, 200), whole[:3], whole + small + small[:1] + whole + small[1:]):
         np.testing.assert_array_equal(flat[layout.read_windows(reads)], _by_region(flat, layout, reads))
     assert layout.read_windows([]).size == 0
+
+
+@pytest.mark.parametrize("pairs", [8, -1])  # rectangles tested pairwise; every device marked
+def test_regions_overlap_when_a_device_is_in_two(monkeypatch, pairs: int) -> None:
+    """`regions_overlap` against counting every region's devices: random regions (several on one array, apart,
+    touching at an edge, or sharing devices), both ways it decides; one region or none never overlaps."""
+    monkeypatch.setattr(layout_module, "OVERLAP_PAIRS", pairs)
+    rng = np.random.default_rng(5)
+    shapes = {7: (5, 6), 2: (9, 9), 11: (3, 9)}
+    layout = Layout.of(shapes)
+    seen = set()
+    for count in [1, 2, 3, 5, 8] * 20:
+        reads = _regions(rng, shapes, count)
+        fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64).reshape(-1, 5)
+        devices = layout.read_windows(reads)
+        want = np.unique(devices).size != devices.size
+        assert regions_overlap(layout, *fields.T) == want
+        seen.add(want)
+    assert seen == {True, False}
+    side = np.array([[7, 0, 0, 2, 3], [7, 0, 3, 2, 3], [7, 2, 0, 3, 6]], dtype=np.int64)  # edges touch only
+    assert not regions_overlap(layout, *side.T)
+    side[2, 1] = 1  # now on the first two's second row
+    assert regions_overlap(layout, *side.T)
+
+
+def test_devices_at_are_the_windows_at_those_devices() -> None:
+    """`Layout.devices_at` of some devices of regions laid end to end is `windows(...)` at those devices."""
+    rng = np.random.default_rng(6)
+    shapes = {7: (5, 6), 2: (25, 25), 11: (3, 9)}
+    layout = Layout.of(shapes)
+    reads = _regions(rng, shapes, 30)
+    fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64).T
+    devices = layout.windows(*fields)
+    index = np.sort(rng.choice(devices.size, 200, replace=False))
+    np.testing.assert_array_equal(layout.devices_at(*fields, index), devices[index])
+    np.testing.assert_array_equal(layout.devices_at(*fields, [0, devices.size - 1]), devices[[0, -1]])
+
+
+def test_array_positions_and_shapes_of_many_ids_at_once() -> None:
+    """`Chip.array_positions` / `array_shapes` of many ids (any order, repeated) are each array's place in
+    `arrays` and its (rows, cols); an unknown or non-integer id gets `Chip.array`'s UsageError."""
+    chip = synth_chip(arrays=5, rows=6, cols=7, stuck_high=0.1, stuck_low=0.1, seed=1)
+    ids = [4, 0, 2, 2]
+    positions = chip.array_positions(ids)
+    assert [chip.arrays[p].id for p in positions.tolist()] == ids
+    np.testing.assert_array_equal(chip.array_shapes(ids), [(6, 7)] * 4)
+    assert chip.array_positions([]).size == 0
+    with pytest.raises(UsageError, match="no array 9"):
+        chip.array_positions([0, 9])
+    with pytest.raises(UsageError, match="no array 1.5"):
+        chip.array_shapes([1.5])
 
 
 def test_stuck_flat_is_every_arrays_stuck_map_end_to_end() -> None:
@@ -232,20 +285,138 @@ def test_overlapping_halves_are_refused_even_unchecked(stuck_program: Program) -
         prepare(broken)
 
 
+def _stuck_by_read(chip, reads: list[Read]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: each read's region of its array's `stuck_map`, row by row, laid end to end; where the state
+    is not 0, and the conductance there."""
+    state = np.concatenate([chip.stuck_map(r.array)[0][r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+                            for r in reads])
+    g = np.concatenate([chip.stuck_map(r.array)[1][r.row:r.row + r.rows, r.col:r.col + r.cols].ravel()
+                        for r in reads])
+    at = np.flatnonzero(state != 0)
+    return at, g[at]
+
+
 def test_a_schedule_finds_each_chips_stuck_devices_once(stuck_program: Program) -> None:
-    """`Schedule.stuck_flat` is the chip's `stuck_flat` of the schedule's arrays, found once per chip (lowering
-    hands over the compiled chip's) and read only; another chip gets its own."""
+    """`Schedule.read_stuck` is each layer's regions of the chip's stuck maps, read after read (the stuck devices'
+    places and conductances), found once per chip and layer (lowering hands over the compiled chip's) and read
+    only; another chip gets its own."""
     schedule = schedule_of(stuck_program)
-    compiled = schedule.stuck_flat(stuck_program.chip)
-    assert schedule.stuck_flat(stuck_program.chip) is compiled
-    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, seed=9)
-    for chip in (stuck_program.chip, other):
-        state, g = schedule.stuck_flat(chip)
-        want_state, want_g = chip.stuck_flat(schedule.devices.layout.ids)
-        np.testing.assert_array_equal(state, want_state)
+    other = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.05, stuck_low=0.05, dead_cols=0.05, seed=9)
+    for name, plan in schedule.layers.items():
+        compiled = schedule.read_stuck(name, stuck_program.chip)
+        assert schedule.read_stuck(name, stuck_program.chip) is compiled
+        assert compiled[0].size  # the chip is bad enough
+        for chip in (stuck_program.chip, other):
+            at, g = schedule.read_stuck(name, chip)
+            want_at, want_g = _stuck_by_read(chip, [read for read, _ in plan.reads])
+            np.testing.assert_array_equal(at, want_at)
+            np.testing.assert_array_equal(g, want_g)
+            assert not at.flags.writeable and not g.flags.writeable
+        assert not np.array_equal(schedule.read_stuck(name, other)[0], compiled[0])
+
+
+@pytest.mark.parametrize("pairs", [8, 0])  # each stuck device against its array's regions; the whole map
+def test_stuck_in_regions_are_the_regions_of_the_stuck_maps(monkeypatch, pairs: int) -> None:
+    """`stuck_in_regions` of regions of many shapes, several on one array, some overlapping (a device in two
+    regions is there twice), on arrays of two shapes with line and device defects: the stuck devices the
+    per-region slices of the stuck maps find, in the same order, with their conductances, both ways it finds
+    them; no regions, none."""
+    monkeypatch.setattr(layout_module, "PAIRS_PER_DEVICE", pairs)
+    chip = synth_chip(arrays=6, rows=9, cols=7, stuck_high=0.15, stuck_low=0.1, dead_rows=0.1, dead_cols=0.1,
+                      seed=4)
+    rng = np.random.default_rng(3)
+    shapes = {a.id: (a.rows, a.cols) for a in chip.arrays}
+    for reads in (_regions(rng, shapes, 40), _regions(rng, {2: shapes[2], 5: shapes[5]}, 3),
+                  [Read("fc", 0, 0, "pos", 3, 0, 0, 9, 7, 0, 9, None, 1)] * 2):
+        fields = np.array([(r.array, r.row, r.col, r.rows, r.cols) for r in reads], dtype=np.int64)
+        at, g = stuck_in_regions(chip, *fields.T)
+        want_at, want_g = _stuck_by_read(chip, reads)
+        assert at.size and g.dtype == np.float64
+        np.testing.assert_array_equal(at, want_at)
         np.testing.assert_array_equal(g, want_g)
-        assert not state.flags.writeable and not g.flags.writeable
-    assert not np.array_equal(schedule.stuck_flat(other)[0], compiled[0])
+    empty = np.zeros(0, dtype=np.int64)
+    assert stuck_in_regions(chip, empty, empty, empty, empty, empty)[0].size == 0
+
+
+def test_stuck_devices_are_the_stuck_maps_nonzero_entries() -> None:
+    """`Chip.stuck_devices`: every device whose `stuck_map` state is not 0, array after array in the order asked,
+    row by row within one, with its state and conductance (arrays with line defects among them)."""
+    chip = synth_chip(arrays=12, rows=6, cols=7, stuck_high=0.15, stuck_low=0.1, dead_rows=0.1, dead_cols=0.1,
+                      seed=4)
+    ids = [5, 3, 11, *range(3), 7]
+    got = chip.stuck_devices(ids)
+    want = [(i, r, c, int(chip.stuck_map(a)[0][r, c]), float(chip.stuck_map(a)[1][r, c]))
+            for i, a in enumerate(ids) for r, c in zip(*np.nonzero(chip.stuck_map(a)[0]), strict=True)]
+    assert list(zip(*(part.tolist() for part in got), strict=True)) == want
+    assert got[3].dtype == np.int8 and got[4].dtype == np.float64
+    assert any(chip.stuck_map(a)[0].all(axis=1).any() or chip.stuck_map(a)[0].all(axis=0).any() for a in ids)
+
+
+def test_read_conductances_are_the_whole_arrays_at_the_reads(stuck_program: Program) -> None:
+    """`Schedule.read_conductances` (a lowered Program's: from its copy halves) is every array's conductances
+    gathered at the layer's reads, with the skipped devices stuck or at their target, read only."""
+    schedule = schedule_of(stuck_program)
+    for stuck in (True, False):
+        whole = schedule.devices.conductances(schedule.levels_uS, stuck=stuck)
+        for name in schedule.layers:
+            found = schedule.read_conductances(name, stuck=stuck)
+            np.testing.assert_array_equal(found, whole[schedule.read_windows(name)])
+            assert not found.flags.writeable
+    skipped = schedule.devices.level[np.concatenate([schedule.read_windows(n) for n in schedule.layers])] < 0
+    assert skipped.any()  # the two differ there
+    plain = Schedule(schedule.levels_uS, schedule.arrays, schedule.layers, None)  # not lowered here: gathered
+    for name in schedule.layers:
+        np.testing.assert_array_equal(plain.read_conductances(name, stuck=False),
+                                      schedule.read_conductances(name, stuck=False))
+
+
+def test_programmed_conductance_of_int8_levels_is_the_clipped_take() -> None:
+    """`programmed_uS` of int8 levels (a byte table) gives what `np.take(..., mode="clip")` gives of the same
+    levels as int64, every level from -128 to the device's last, for devices of 2 to 128 levels."""
+    for count in (2, 33, 128):
+        levels = np.sort(np.random.default_rng(count).uniform(1.0, 200.0, count))
+        level = np.arange(-128, count, dtype=np.int64)
+        np.testing.assert_array_equal(programmed_uS(level.astype(np.int8), levels),
+                                      np.take(levels, level, mode="clip"))
+
+
+def test_simulating_a_program_does_not_lay_out_its_whole_arrays(stuck_program: Program) -> None:
+    """Lowering, programming every layer, the cost model and ideal devices work from the copy halves: the whole
+    arrays' buffers (`Lowered.at`, `Lowered.devices`) are made only when something asks for them (a board file,
+    one array's program), and then hold the halves' levels."""
+    schedule = schedule_of(stuck_program)
+    lowered = next(iter(schedule._lowered.values()))[0]
+    for ideal in (False, True):
+        for plan in schedule.layers.values():
+            CrossbarLayer(plan, schedule, stuck_program.chip, np.random.default_rng(0), ideal=ideal,
+                          exact_read_noise=False)
+    estimate_cost(stuck_program, stuck_program.chip, schedule)
+    assert not schedule.as_programmed and len(schedule.layout.ids) == len(schedule.arrays)
+    assert "at" not in lowered.__dict__ and "devices" not in lowered.__dict__
+    first = schedule.arrays[schedule.layout.ids[0]]
+    assert "devices" in lowered.__dict__ and np.any(first.level != UNUSED)
+
+
+def test_lowerings_read_table_is_the_records_fields(stuck_program: Program, tmp_path) -> None:
+    """`LayerPlan.read_table` as lowering makes it from the copy halves and blocks equals the fields gathered read
+    by read from the records (a bias row's one_row, both polarities, N reads); a plan replaced with other reads
+    gathers its own."""
+    from tests.test_reads import tiny
+
+    onnx.save(mlp_model((12, 16, 10, 4), seed=1), tmp_path / "mlp.onnx")
+    row_bias = compile_model(tmp_path / "mlp.onnx", stuck_program.chip,
+                             CompileOptions(k=2, bias="row", placer="greedy")).program
+    one_rows = []
+    for program in (stuck_program, tiny(tmp_path, 3), row_bias):
+        for plan in schedule_of(program).layers.values():
+            assert plan.given_table is not None
+            np.testing.assert_array_equal(plan.read_table, read_table([read for read, _ in plan.reads]))
+            assert not plan.read_table.flags.writeable
+            one_rows.append(plan.read_table[:, READ_FIELDS.index("one_row")])
+    assert (np.concatenate(one_rows) >= 0).any() and (np.concatenate(one_rows) < 0).any()
+    plan = next(iter(schedule_of(stuck_program).layers.values()))
+    changed = dataclasses.replace(plan, reads=tuple((dataclasses.replace(r, reads=2), c) for r, c in plan.reads))
+    assert changed.given_table is None and (changed.read_table[:, READ_FIELDS.index("reads")] == 2).all()
 
 
 def test_program_pulses_count_every_written_device(stuck_program: Program) -> None:
@@ -271,7 +442,7 @@ def test_program_pulses_of_any_level_dtype(dtype, levels) -> None:
     want = sum(int(lv) + 1 for a in arrays.values() for lv in a.level.ravel().tolist() if lv >= 0)
     devices = FlatDevices.of(arrays)
     devices = dataclasses.replace(devices, level=devices.level.astype(dtype))  # `of` widens them to int64
-    schedule = Schedule(np.linspace(1, 2, levels), ArrayPrograms(devices), {}, None)
+    schedule = Schedule(np.linspace(1, 2, levels), ArrayPrograms(devices.layout, lambda: devices), {}, None)
     assert schedule.devices.level.dtype == dtype and schedule.program_pulses == want
 
 def test_a_region_outside_its_array_is_refused() -> None:

@@ -237,7 +237,7 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
         return 0.0
     rows, cols, reads = np.array([(read.rows, read.cols, read.reads) for read, _ in plan.reads], dtype=np.int64).T
     # every region's conductances, region after region, row by row (the schedule's flat buffers and windows)
-    flat = schedule.devices.conductances(schedule.levels_uS)[schedule.read_windows(plan.name)]
+    flat = schedule.read_conductances(plan.name)
     region, starts = region_rows(rows, cols)  # every region row, region by region
     row_sums = np.add.reduceat(flat, starts)  # each row's sum: its devices follow each other
     runs = np.array(read_runs(plan), dtype=np.int64)
@@ -250,7 +250,7 @@ def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
     with its `digital_lanes` lanes (docs/simulator.md, "Static energy"). Arrays the schedule does not use are
     taken to be powered off."""
     p = periphery
-    rows = sum(rows for rows, _ in schedule.devices.layout.shape.values())
+    rows = sum(rows for rows, _ in schedule.layout.shape.values())
     per_array = p.p_static_array_uW + p.adcs_per_array * p.p_static_adc_uW
     return len(schedule.arrays) * per_array + rows * p.p_static_dac_uW + p.digital_lanes * p.p_static_digital_uW
 

@@ -48,7 +48,7 @@ from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import gaussian_write, write_devices, write_sigma_uS
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
-from lea_compiler.schedule.lower import region_window
+from lea_compiler.schedule.lower import byte_table, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 from lea_compiler.schedule.regions import Regions, region_starts
@@ -111,18 +111,19 @@ class CrossbarLayer:
         drifted (`_drifted`).
 
         With ideal devices, or the default programming model and no drift, all of the layer's regions are
-        gathered at once from the schedule's flat buffers (`Schedule.devices`, `_written_with_noise`); each
+        programmed at once, in read order, from the schedule's per-layer buffers (the reads' levels and
+        noiseless conductances, the simulated chip's stuck devices among them: `Schedule.read_levels`,
+        `read_conductances`, `read_stuck`; `_written_with_noise`), no buffer of the arrays' every device; each
         region's write noise is the slice of one draw that the region-by-region draws in read order give, so the
         values are the same as drawing region by region; the regions stay that one buffer (`Regions`), which the
         executor's set-up reads as it is. Drift draws its exponents region by region between the
         write draws, so with drift the regions go one by one."""
         reads = [read for read, _ in self.plan.reads]
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
-            whole = schedule.devices.conductances(schedule.levels_uS, stuck=self.plan.start.encoding == "joint")
-            return _regions(whole[schedule.read_windows(self.plan.name)], reads)
+            return _regions(schedule.read_conductances(self.plan.name, stuck=self.plan.start.encoding == "joint"),
+                            self.plan)
         drifts = self.after_s != 0 and self.chip.device.drift is not None
-        per_region = (drifts or self.chip.device.programming.model == PULSE
-                      or schedule.devices.programmed_uS is not None)
+        per_region = drifts or self.chip.device.programming.model == PULSE or schedule.as_programmed
         written = None if per_region else self._written_with_noise(reads, schedule, rng)
         if written is not None:
             return written
@@ -137,19 +138,16 @@ class CrossbarLayer:
         noise leaves some regions without noise and others with it (a region draws only when one of its devices
         has noise: `_conductance`)."""
         if not reads:
-            return _regions(np.zeros(0), reads)
-        at = schedule.read_windows(self.plan.name)
-        state_flat, g_flat = schedule.stuck_flat(self.chip)  # found once for all of the schedule's layers
+            return _regions(np.zeros(0), self.plan)
         level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         noisy = np.asarray(sigma) > 0
-        heights, widths = _read_shapes(reads)
+        heights, widths = self.plan.read_table[:, 3:5].T
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
             return None
         written = write_noise(programmed, rng, sigma)
-        # a stuck device reads its stuck conductance (`!= 0`: numpy's nonzero of int8 is 4x slower than of bool)
-        stuck_at = np.flatnonzero(state_flat[at] != 0)
-        written[stuck_at] = g_flat[at[stuck_at]]
+        stuck_at, g_uS = schedule.read_stuck(self.plan.name, self.chip)  # found once per chip and layer
+        written[stuck_at] = g_uS  # a stuck device reads its stuck conductance
         return Regions(written, heights, widths)
 
     def _conductance(self, read: Read, schedule: Schedule, maps: dict[int, tuple[np.ndarray, np.ndarray]],
@@ -223,16 +221,11 @@ class CrossbarLayer:
         return y.astype(x.dtype)
 
 
-def _regions(flat: np.ndarray, reads: Sequence[Read]) -> Regions:
-    """The reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer itself,
-    which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
-    return Regions(flat, *_read_shapes(reads))
-
-
-def _read_shapes(reads: Sequence[Read]) -> tuple[np.ndarray, np.ndarray]:
-    """The reads' regions' rows and cols, as int64 vectors."""
-    return (np.fromiter((read.rows for read in reads), dtype=np.int64, count=len(reads)),
-            np.fromiter((read.cols for read in reads), dtype=np.int64, count=len(reads)))
+def _regions(flat: np.ndarray, plan: LayerPlan) -> Regions:
+    """The layer's reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer
+    itself, which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
+    heights, widths = plan.read_table[:, 3:5].T
+    return Regions(flat, heights, widths)
 
 
 def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
@@ -240,12 +233,15 @@ def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     `levels_uS`): a skipped device (level -1) rests at the lowest level. The one definition of what a device is
     programmed to, for its write noise, its write-noise sigma and its drift.
 
-    One gather, where every negative level lands on the lowest (`np.take`'s mode "clip"); a level beyond the
-    table raises IndexError instead of landing on the highest (a checked Program has none)."""
+    One gather, where every negative level lands on the lowest (`np.take`'s mode "clip"; int8 levels through a
+    byte table, `lower.byte_table`, the same values); a level beyond the table raises IndexError instead of
+    landing on the highest (a checked Program has none)."""
     levels = np.asarray(levels_uS, dtype=np.float64)
     level = np.asarray(level)
     if level.size and level.max() >= len(levels):
         raise IndexError(f"level {int(level.max())} is beyond the Program's {len(levels)} levels")
+    if level.dtype == np.int8 and levels.size:
+        return byte_table(levels, levels[0])[level.view(np.uint8)]
     return np.take(levels, level, mode="clip")
 
 

@@ -122,6 +122,38 @@ class Chip:
         return {a.id: p for p, a in enumerate(self.arrays)}
 
     @cached_property
+    def _id_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays' ids in ascending order, and each one's position in `arrays`."""
+        ids = np.array([a.id for a in self.arrays], dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], order
+
+    def array_positions(self, array_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Each of the arrays `array_ids`' position in `arrays` (int64), found at once (thousands of 25 x 25 arrays).
+
+        Raises:
+            UsageError: the chip has no such array (`array`'s message).
+        """
+        ids, order = self._id_table
+        wanted = np.asarray(array_ids).reshape(-1)
+        if wanted.size and wanted.dtype.kind not in "iu":
+            self.array(wanted[0].item())  # not an integer id: `array` says so
+        wanted = wanted.astype(np.int64, copy=False)
+        at = np.minimum(np.searchsorted(ids, wanted), max(ids.size - 1, 0))
+        known = ids[at] == wanted if ids.size else np.zeros(wanted.shape, dtype=bool)
+        if not known.all():
+            self.array(int(wanted[np.argmin(known)]))  # raises, naming it
+        return order[at]
+
+    def array_shapes(self, array_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n, 2) int64: each of the arrays `array_ids`' rows and cols.
+
+        Raises:
+            UsageError: the chip has no such array.
+        """
+        return self._shapes[self.array_positions(array_ids)]
+
+    @cached_property
     def _map_plan(self) -> MapPlan:
         return map_plan(self._table, self.arrays, self.device)
 
@@ -215,38 +247,68 @@ class Chip:
     def stuck_flat(self, array_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The `stuck_map`s of the arrays `array_ids` laid end to end, each flattened row by row, in the order
         given: `(state, g_uS)`, two fresh flat arrays the caller may modify. One vectorised pass over the device
-        entries of every array asked for, whatever their shapes (an array with line defects goes through
-        `stuck_map`): the simulator programs thousands of regions at once from these.
+        entries of every array asked for, whatever their shapes (`stuck_devices`): the simulator programs
+        thousands of regions at once from these.
+
+        Raises:
+            UsageError: the chip has no such array, or `array_ids` names one twice.
+        """
+        which, row, col, code, g = self.stuck_devices(array_ids)
+        shapes = self.array_shapes(array_ids)
+        sizes = shapes[:, 0] * shapes[:, 1]
+        offsets = np.cumsum(sizes) - sizes
+        total = int(sizes.sum())
+        state = np.zeros(total, dtype=np.int8)
+        g_uS = np.full(total, np.nan, dtype=np.float64)
+        at = offsets[which] + row * shapes[which, 1] + col
+        state[at] = code
+        g_uS[at] = g
+        return state, g_uS
+
+    @cached_property
+    def _shapes(self) -> np.ndarray:
+        """(arrays, 2) int64: each array's rows and cols, in the order of `arrays`."""
+        return np.array([(a.rows, a.cols) for a in self.arrays], dtype=np.int64).reshape(-1, 2)
+
+    def stuck_devices(self, array_ids: Sequence[int] | np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every stuck device of the arrays `array_ids`, as `stuck_map` finds them, without a map of every device:
+        `(which, row, col, state, g_uS)`, one entry per stuck device, array after array in the order given and
+        row by row within one: the position in `array_ids` of its array, its row and column, its state (1 stuck
+        high, -1 stuck low) and its conductance (uS). Proportional to the defects, not to the arrays' devices (an
+        array with line defects goes through its `stuck_map`).
 
         Raises:
             UsageError: the chip has no such array, or `array_ids` names one twice.
         """
         plan = self._map_plan
-        arrays = [self.array(array_id) for array_id in array_ids]
-        if len({a.id for a in arrays}) != len(arrays):
+        positions = self.array_positions(array_ids)
+        if np.unique(positions).size != positions.size:
             raise UsageError("stuck_flat: an array id is given twice")
-        sizes = np.array([a.rows * a.cols for a in arrays], dtype=np.int64)
-        offsets = np.cumsum(sizes) - sizes
-        total = int(sizes.sum())
-        state = np.zeros(total, dtype=np.int8)
-        g_uS = np.full(total, np.nan, dtype=np.float64)
-        if not arrays:
-            return state, g_uS
-        positions = np.array([self._positions[a.id] for a in arrays], dtype=np.int64)
         device_bounds = np.asarray(plan.device_bounds, dtype=np.int64)
         starts = device_bounds[positions]
         counts = device_bounds[positions + 1] - starts
         entry = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        flat = plan.device_flat[entry] + np.repeat(offsets, counts)  # the last entry of each device: none twice
-        state[flat] = plan.device_code[entry]
-        g_uS[flat] = plan.device_g[entry]
+        # the last entry of each device (none twice), by flat index within each array (`map_plan` sorts them)
+        which = np.repeat(np.arange(positions.size, dtype=np.int64), counts)
+        row, col = np.divmod(plan.device_flat[entry], self._shapes[positions[which], 1])
+        code, g = plan.device_code[entry], plan.device_g[entry]
         line_bounds = np.asarray(plan.line_bounds, dtype=np.int64)
-        for index in np.flatnonzero(line_bounds[positions + 1] > line_bounds[positions]).tolist():
-            whole_state, whole_g = self.stuck_map(arrays[index].id)  # lines first, then the devices
-            at = int(offsets[index])
-            state[at:at + whole_state.size] = whole_state.ravel()
-            g_uS[at:at + whole_g.size] = whole_g.ravel()
-        return state, g_uS
+        lined = np.flatnonzero(line_bounds[positions + 1] > line_bounds[positions]).tolist()
+        if not lined:
+            return which, row, col, code, g
+        parts: list[tuple[np.ndarray, ...]] = []
+        done = 0
+        for index in lined:  # the arrays before it from the plan, then its map (lines first, then the devices)
+            before = int(np.searchsorted(which, index))
+            parts.append((which[done:before], row[done:before], col[done:before], code[done:before], g[done:before]))
+            whole_state, whole_g = self.stuck_map(self.arrays[int(positions[index])].id)
+            at_row, at_col = np.nonzero(whole_state)
+            parts.append((np.full(at_row.size, index, dtype=np.int64), at_row, at_col, whole_state[at_row, at_col],
+                          whole_g[at_row, at_col]))
+            done = int(np.searchsorted(which, index, side="right"))
+        parts.append((which[done:], row[done:], col[done:], code[done:], g[done:]))
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
 
     @cached_property
     def _counts_by_array(self) -> dict[int, dict[str, int]]:

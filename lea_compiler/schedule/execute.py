@@ -196,12 +196,9 @@ class CrossbarExecutor:
         block's columns, every block has `alpha` copies, and every combine averages copies the block's reads
         give, one per column. All reads and combines at once (their fields gathered, then numpy)."""
         plan, name = self.plan, self.plan.name
-        reads = [read for read, _ in plan.reads]
-        n = len(reads)
-        field = np.fromiter(itertools.chain.from_iterable(
-            (r.block, r.copy, r.x_start, r.x_stop, r.rows, r.cols, r.reads, -1 if r.one_row is None else r.one_row,
-             r.polarity != "pos") for r in reads), dtype=np.int64, count=9 * n).reshape(n, 9)
-        block, copy, x_start, x_stop, height, width, count, one_row, polarity = field.T
+        n = len(plan.reads)
+        # the reads' fields, for numpy (lowering's table: `LayerPlan.read_table`)
+        _, _, _, height, width, block, copy, x_start, x_stop, one_row, count, polarity = plan.read_table.T
         combines = plan.combines
         picked, chosen = _entries(list(itertools.chain.from_iterable(c.copies for c in combines)))
         terms = np.array(plan.accumulate.terms, dtype=np.int64).reshape(-1, 3)
@@ -229,7 +226,7 @@ class CrossbarExecutor:
         bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
             x_start + height > self.rows)
         if bad.any():
-            read = reads[int(np.flatnonzero(bad)[0])]
+            read = plan.reads[int(np.flatnonzero(bad)[0])][0]
             raise InvalidInputError(f"layer {name!r}: the read of block {read.block}, copy {read.copy} does not "
                                     "drive a contiguous band of the layer's rows onto its columns; leac cannot "
                                     "execute it")

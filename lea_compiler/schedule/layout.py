@@ -16,6 +16,7 @@ from itertools import accumulate, chain
 
 import numpy as np
 
+from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.schedule.records import Read
 
@@ -73,6 +74,38 @@ class Layout:
         offset, rows, cols = places[at].T
         return offset, rows, cols
 
+    def placed(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+               cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each region's array's offset, rows and cols, the regions checked to lie inside their arrays.
+
+        Raises:
+            KeyError: an array the layout does not have.
+            InvalidInputError: a region does not lie inside its array (a checked Program's or board file's do;
+                an unchecked one's would otherwise read into the next rows or arrays)."""
+        offset, height, width = self._placed(array)
+        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
+                                    f"array {np.asarray(array)[i]} does not lie inside that {height[i]} x {width[i]} "
+                                    "array")
+        return offset, height, width
+
+    def devices_at(self, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                   index: np.ndarray, placed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """`windows(array, row, col, rows, cols)[index]`: where the devices `index` of the regions laid end to end
+        are in the flat buffer, found for those devices only (a few skipped ones, not every device); `placed`:
+        the regions' `placed(...)`, if the caller has it."""
+        index = np.asarray(index, dtype=np.int64)
+        row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        ends = np.cumsum(np.asarray(rows, dtype=np.int64) * cols)
+        offset, _, width = placed if placed is not None else self._placed(array)
+        first = offset + row * width + col  # each region's first device
+        region = np.searchsorted(ends, index, side="right")
+        r, c = np.divmod(index - (ends - np.asarray(rows, dtype=np.int64) * cols)[region], cols[region])
+        return first[region] + r * width[region] + c
+
     def windows(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
                 cols: np.ndarray) -> np.ndarray:
         """The flat indices of the regions (array[i], row[i], col[i], rows[i] x cols[i]), region after region,
@@ -91,12 +124,7 @@ class Layout:
         rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        offset, height, width = self._placed(array)
-        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
-        if outside.any():
-            i = int(np.argmax(outside))
-            raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
-                                    f"array {array[i]} does not lie inside that {height[i]} x {width[i]} array")
+        offset, _, width = self.placed(array, row, col, rows, cols)
         base = offset + row * width + col  # each region's first device
         # regions of one (rows, cols, width) kind share their devices' steps from the first
         span = int(max(rows.max(), cols.max(), width.max())) + 1
@@ -137,3 +165,88 @@ def region_rows(heights: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np
     region = np.repeat(np.arange(len(heights)), heights)
     width = widths[region]
     return region, np.cumsum(width) - width
+
+
+PAIRS_PER_DEVICE = 8
+"""`stuck_in_regions` tests each region against the stuck devices in its rows of its array; when that makes more
+than this many tests per stuck device (many narrow regions side by side), it maps the arrays' devices instead."""
+
+
+def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+                     cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The chip's stuck devices in the regions (array[i], row[i], col[i], rows[i] x cols[i]) laid end to end, each
+    row by row (`Layout.windows`' order): `(position, g_uS)`, where each stuck device is in that buffer
+    (ascending) and its stuck conductance; a device in two regions is there twice.
+
+    What `flat[windows(...)]` of the chip's `stuck_flat` gives at the devices whose state is not 0, without a
+    map of every device of the arrays: each region is tested against the stuck devices in its rows of its array
+    (`Chip.stuck_devices`, row by row, so those are one slice of them), region after region, so the work follows
+    the defects and the regions, not the arrays' size, and the positions come out in order.
+
+    Raises:
+        UsageError: the chip has no such array (`Chip.array`)."""
+    array, row, col = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (array, row, col))
+    rows, cols = np.asarray(rows, dtype=np.int64).reshape(-1), np.asarray(cols, dtype=np.int64).reshape(-1)
+    ids, region_array = np.unique(array, return_inverse=True)
+    region_array = region_array.reshape(-1)
+    which, stuck_row, stuck_col, _, g = chip.stuck_devices(ids)
+    # the stuck devices by (array, row), ascending: each region's rows are the slice [lo, hi) of them
+    span = int(max(stuck_row.max(initial=0), (row + rows).max(initial=0))) + 1
+    key = which * span + stuck_row
+    lo = np.searchsorted(key, region_array * span + row)
+    hi = np.searchsorted(key, region_array * span + row + rows)
+    count = hi - lo
+    tests = int(count.sum())
+    if tests > PAIRS_PER_DEVICE * max(which.size, 1):
+        return _stuck_in_regions_mapped(chip, ids, array, row, col, rows, cols)
+    region = np.repeat(np.arange(array.size), count)  # region after region, each its devices row by row
+    device = np.arange(tests) + np.repeat(lo - (np.cumsum(count) - count), count)
+    c = stuck_col[device] - col[region]
+    inside = (c >= 0) & (c < cols[region])
+    region, device, c = region[inside], device[inside], c[inside]
+    sizes = rows * cols
+    position = (np.cumsum(sizes) - sizes)[region] + (stuck_row[device] - row[region]) * cols[region] + c
+    return position, g[device]
+
+
+def _stuck_in_regions_mapped(chip: Chip, ids: np.ndarray, array: np.ndarray, row: np.ndarray, col: np.ndarray,
+                             rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`stuck_in_regions` through a map of every device of the regions' arrays (`Chip.stuck_flat`)."""
+    layout = Layout.of(dict(zip(ids.tolist(), map(tuple, chip.array_shapes(ids).tolist()), strict=True)))
+    state, g = chip.stuck_flat(list(layout.ids))
+    at = layout.windows(array, row, col, rows, cols)
+    position = np.flatnonzero(state[at] != 0)
+    return position, g[at[position]]
+
+
+OVERLAP_PAIRS = 8
+"""`regions_overlap` tests each region against the later ones of its array that start in its rows; with more than
+this many tests per region (many narrow regions side by side) it marks every device instead."""
+
+
+def regions_overlap(layout: Layout, array: np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
+                    cols: np.ndarray) -> bool:
+    """Whether two of the regions (array[i], row[i], col[i], rows[i] x cols[i]), each inside its array of
+    `layout`, share a device: the rectangles of each array tested pairwise, those sorted by their first row so
+    that only a region's later ones that start in its rows are tested, not a map of the arrays' devices."""
+    array, row, col = (np.asarray(v, dtype=np.int64).reshape(-1) for v in (array, row, col))
+    rows, cols = np.asarray(rows, dtype=np.int64).reshape(-1), np.asarray(cols, dtype=np.int64).reshape(-1)
+    n = array.size
+    if n < 2:
+        return False
+    order = np.lexsort((row, array))
+    array, row, col, rows, cols = array[order], row[order], col[order], rows[order], cols[order]
+    span = int((row + rows).max()) + 1
+    key = array * span + row  # ascending
+    later = np.searchsorted(key, array * span + row + rows) - np.arange(n) - 1  # later ones starting in my rows
+    count = np.maximum(later, 0)
+    tests = int(count.sum())
+    if tests > OVERLAP_PAIRS * n:
+        covered = np.zeros(layout.size, dtype=bool)
+        at = layout.windows(array, row, col, rows, cols)
+        covered[at] = True
+        return int(np.count_nonzero(covered)) != at.size
+    first = np.repeat(np.arange(n), count)
+    second = np.arange(tests) - np.repeat(np.cumsum(count) - count, count) + first + 1
+    # same array and second starts in first's rows (the search found it): overlap unless the columns are apart
+    return bool(np.any((col[second] < col[first] + cols[first]) & (col[first] < col[second] + cols[second])))

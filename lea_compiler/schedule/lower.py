@@ -17,12 +17,11 @@ chip compiled for (a stuck-high device of another chip, or write noise, may stil
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +32,8 @@ from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program import Layer, Program, ProgramBlock
 from lea_compiler.program.checks import program_problems
-from lea_compiler.schedule.layout import Layout
+from lea_compiler.schedule.digital import digital_record, dtype_name
+from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
     STATES,
@@ -41,7 +41,6 @@ from lea_compiler.schedule.records import (
     Bias,
     Combine,
     Convert,
-    Digital,
     LayerStart,
     Read,
     Record,
@@ -162,16 +161,26 @@ def noiseless_conductances(level: np.ndarray, levels_uS: np.ndarray,
     levels_uS = np.asarray(levels_uS)
     if level.dtype == np.int8 and level.size and int(level.max()) < levels_uS.size:
         # int8 levels (up to 128 levels) read as bytes from a table of 256 entries (a negative level's: 0, replaced
-        # below): twice as fast as clipping them first, the same values
-        table = np.zeros(256, dtype=levels_uS.dtype)
-        table[:min(levels_uS.size, 128)] = levels_uS[:128]
-        g = np.take(table, level.view(np.uint8))
+        # below): the same values, twice as fast as a clipping `take` (`byte_table`)
+        g = byte_table(levels_uS, 0)[level.view(np.uint8)]
     else:  # take: a third faster than indexing, same values (and an IndexError for a level past the table)
         g = np.take(levels_uS, np.maximum(level, 0))
     if others is None:
         others = np.flatnonzero(level < 0)
     g.reshape(-1)[others] = unwritten(others)
     return g
+
+
+def byte_table(levels_uS: np.ndarray, negative: float) -> np.ndarray:
+    """A look-up table of int8 levels read as bytes (`table[level.view(np.uint8)]`): levels_uS[l] at entry l for
+    l = 0..127 (the levels there are), `negative` at the entries 128..255 of the negative levels, 0 at the rest.
+    numpy indexes a 256-entry table by bytes without bounds checks: 2.3 ms for 1.4 million devices, against 5 ms
+    for `np.take(..., mode="clip")` once some levels are negative (numpy 2.4)."""
+    levels_uS = np.asarray(levels_uS)
+    table = np.zeros(256, dtype=levels_uS.dtype)
+    table[:min(levels_uS.size, 128)] = levels_uS[:128]
+    table[128:] = negative
+    return table
 
 
 def region_window(read: Read) -> tuple[slice, slice]:
@@ -234,16 +243,22 @@ class ArrayPrograms(Mapping[int, ArrayProgram]):
     """Each array's `ArrayProgram`, by id, as views of one `FlatDevices`: made when first asked for (a schedule
     of thousands of small arrays is simulated from the flat buffers and rarely asks for one array)."""
 
-    def __init__(self, devices: FlatDevices) -> None:
-        self.devices = devices
+    def __init__(self, layout: Layout, devices: Callable[[], FlatDevices]) -> None:
+        self.layout = layout
+        self._devices = devices  # made when first asked for (lowering's are: `Lowered.devices`)
         self._made: dict[int, ArrayProgram] = {}
+
+    @cached_property
+    def devices(self) -> FlatDevices:
+        """Every array's program laid end to end."""
+        return self._devices()
 
     def __getitem__(self, array_id: int) -> ArrayProgram:
         made = self._made.get(array_id)
         if made is None:
-            d, view = self.devices, self.devices.layout.view
-            if array_id not in d.layout.offset:
+            if array_id not in self.layout.offset:
                 raise KeyError(array_id)
+            d, view = self.devices, self.layout.view
             made = ArrayProgram(array_id, view(d.level, array_id), view(d.stuck_uS, array_id),
                                 view(d.target, array_id),
                                 None if d.programmed_uS is None else view(d.programmed_uS, array_id))
@@ -251,28 +266,48 @@ class ArrayPrograms(Mapping[int, ArrayProgram]):
         return made
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.devices.layout.ids)
+        return iter(self.layout.ids)
 
     def __len__(self) -> int:
-        return len(self.devices.layout.ids)
+        return len(self.layout.ids)
 
     def __contains__(self, array_id: object) -> bool:
-        return array_id in self.devices.layout.offset
+        return array_id in self.layout.offset
 
 
 @dataclass(frozen=True, eq=False)
 class Lowered:
-    """A checked Program ready to lower: each array's program (`devices` laid end to end, `arrays` per array),
-    and, made when first asked for, its copy halves and who occupies each device."""
+    """A checked Program ready to lower: its arrays' layout, its copy halves' levels half after half, and, made
+    when first asked for, each array's program (`devices` laid end to end, `arrays` per array), where the halves'
+    devices are in it (`at`), its copy halves and who occupies each device. The simulator asks for none of
+    these: it programs the halves' devices in half order (their levels `values`, the stuck devices `stuck`)."""
 
     program: Program
-    devices: FlatDevices
-    at: np.ndarray  # every copy half's devices in `devices`, half after half (`halves` order), row by row
-    bounds: np.ndarray  # half i's devices are at[bounds[i]:bounds[i + 1]]
-    values: np.ndarray  # devices.level[at]: every half's levels, half after half
+    layout: Layout
+    regions: np.ndarray  # (halves, 3): each half's array, row and col
+    bounds: np.ndarray  # half i's devices are values[bounds[i]:bounds[i + 1]] (and at[...])
+    values: np.ndarray  # every half's levels, half after half, each row by row
     shapes: np.ndarray  # (halves, 2): each half's rows and cols
     unwritten: np.ndarray  # where `values` < 0 (the skipped devices, in a checked Program)
-    stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's `stuck_flat` of devices.layout, if it was needed
+    marked: np.ndarray  # where the skipped devices are in `devices` (`FlatDevices.marked`), in half order
+    marked_uS: np.ndarray  # their conductances on the chip compiled for (0: not stuck there)
+    marked_target: np.ndarray  # the levels they should have had
+    programmed_uS: np.ndarray | None  # an as-programmed Program's `FlatDevices.programmed_uS`
+    stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's stuck devices in the halves, half after half
+    # (`layout.stuck_in_regions`: positions in `values`, conductances), if they were needed
+
+    @cached_property
+    def at(self) -> np.ndarray:
+        """Every copy half's devices in `devices`, half after half (`halves` order), row by row."""
+        array, row, col = self.regions.T
+        return self.layout.windows(array, row, col, self.shapes[:, 0], self.shapes[:, 1])
+
+    @cached_property
+    def devices(self) -> FlatDevices:
+        """Every used array's program laid end to end: the halves' levels where they are, `UNUSED` elsewhere."""
+        level = np.full(self.layout.size, UNUSED, dtype=np.promote_types(self.values.dtype, np.int8))
+        level[self.at] = self.values
+        return FlatDevices(self.layout, level, self.marked, self.marked_uS, self.marked_target, self.programmed_uS)
 
     @cached_property
     def half_conductances(self) -> np.ndarray:
@@ -281,9 +316,22 @@ class Lowered:
         levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
         # the unwritten halves' devices are the skipped ones, which `prepare` marked in half order (an unchecked
         # Program with other negative levels: each device's own stuck_uS, the whole buffer made for it)
-        marked = self.devices.marked_uS
-        return noiseless_conductances(self.values, levels, lambda i: marked if i.size == marked.size
-                                      else self.devices.stuck_uS[self.at[i]], self.unwritten)
+        marked = self.marked_uS
+        found = noiseless_conductances(self.values, levels, lambda i: marked if i.size == marked.size
+                                       else self.devices.stuck_uS[self.at[i]], self.unwritten)
+        found.setflags(write=False)
+        return found
+
+    @cached_property
+    def half_target_conductances(self) -> np.ndarray:
+        """`devices.conductances(levels_uS, stuck=False)[at]`: `half_conductances` with each skipped device at the
+        level it should have had instead of its stuck conductance."""
+        levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
+        marked = self.marked_target
+        found = noiseless_conductances(self.values, levels, lambda i: levels[marked] if i.size == marked.size
+                                       else levels[self.devices.target[self.at[i]]], self.unwritten)
+        found.setflags(write=False)
+        return found
 
     @cached_property
     def first_half(self) -> dict[str, int]:
@@ -297,7 +345,7 @@ class Lowered:
     @cached_property
     def arrays(self) -> ArrayPrograms:
         """Each used array's program, by id (ascending)."""
-        return ArrayPrograms(self.devices)
+        return ArrayPrograms(self.layout, lambda: self.devices)
 
     @cached_property
     def halves(self) -> tuple[_Half, ...]:
@@ -307,7 +355,7 @@ class Lowered:
     @cached_property
     def owners(self) -> dict[int, np.ndarray]:
         """Per used array: the index in `halves` of each device's half, -1 where none."""
-        layout = self.devices.layout
+        layout = self.layout
         owner = np.full(layout.size, -1, dtype=np.int64)
         owner[self.at] = np.repeat(np.arange(len(self.bounds) - 1, dtype=np.int64), np.diff(self.bounds))
         return {array_id: layout.view(owner, array_id) for array_id in layout.ids}
@@ -337,43 +385,43 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
                          count=2 * len(levels)).reshape(-1, 2)
     sizes = shapes[:, 0] * shapes[:, 1]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
+    ids = np.unique(array)
     try:
-        used = [program.chip.array(array_id) for array_id in np.unique(array).tolist()]
+        used = program.chip.array_shapes(ids).tolist()
     except UsageError as exc:
         raise InvalidInputError(f"a copy half's region is off the chip: {exc} (check the Program with "
                                 "`leac inspect`)") from None
-    layout = Layout.of({arr.id: (arr.rows, arr.cols) for arr in used})
-    # every half's devices in one flat gather (`Layout.windows`), not a slice per half
-    at = layout.windows(array, row, col, shapes[:, 0], shapes[:, 1])
+    layout = Layout.of(dict(zip(ids.tolist(), map(tuple, used), strict=True)))
+    rows, cols = shapes[:, 0], shapes[:, 1]
+    placed = layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
-    # the Program's level dtype (int8 up to 128 levels, `chip.level_index_dtype`): an eighth of int64's memory
-    level = np.full(layout.size, UNUSED, dtype=np.promote_types(values.dtype, np.int8))
-    level[at] = values
-    # a half's levels are never UNUSED, so halves that share a device leave fewer used devices than they have
-    # (the checks refuse such a Program; unchecked, say so rather than let one half overwrite another)
-    if np.count_nonzero(level != UNUSED) != at.size:
+    # the checks refuse halves that share a device; unchecked, say so rather than let one half overwrite another
+    if regions_overlap(layout, array, row, col, rows, cols):
         raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac inspect`)")
     programmed = None
     if program.as_programmed:
         programmed = np.full(layout.size, np.nan)
-        programmed[at] = np.concatenate([np.full(own.size, np.nan) if half.programmed_uS is None
-                                         else np.asarray(half.programmed_uS, dtype=np.float64).ravel()
-                                         for half, own in zip(halves, levels, strict=True)])
+        programmed[layout.windows(array, row, col, rows, cols)] = np.concatenate(
+            [np.full(own.size, np.nan) if half.programmed_uS is None
+             else np.asarray(half.programmed_uS, dtype=np.float64).ravel() for half, own in zip(halves, levels,
+                                                                                              strict=True)])
     # the skipped devices (a few percent): the level each should have had, and its conductance on the chip
-    # compiled for (NaN in the stuck map, a device not stuck there: 0)
+    # compiled for (not stuck there: 0)
     unwritten = np.flatnonzero(values < 0)
     skipped = unwritten[values[unwritten] == SKIPPED]
-    marked = at[skipped]  # in half order (`Lowered.half_conductances` relies on it)
-    target = np.zeros(0, dtype=level.dtype)  # the level dtype (int8 mostly), not int64
+    marked = layout.devices_at(array, row, col, rows, cols, skipped, placed)  # in half order (`Lowered` relies on it)
+    level_dtype = np.promote_types(values.dtype, np.int8)  # the Program's (int8 mostly: `chip.level_index_dtype`)
+    target = np.zeros(0, dtype=level_dtype)
     stuck_uS = np.zeros(0)
     stuck = None
     if skipped.size:
-        target = _skipped_targets(program, bounds, skipped).astype(level.dtype)
-        stuck = program.chip.stuck_flat(layout.ids)
-        g_uS = stuck[1][marked]
-        stuck_uS = np.where(np.isnan(g_uS), 0.0, g_uS)
-    return Lowered(program, FlatDevices(layout, level, marked, stuck_uS, target, programmed), at, bounds, values,
-                   shapes, unwritten, stuck)
+        target = _skipped_targets(program, bounds, skipped).astype(level_dtype)
+        stuck = stuck_in_regions(program.chip, array, row, col, rows, cols)
+        found = np.minimum(np.searchsorted(stuck[0], skipped), max(stuck[0].size - 1, 0))
+        hit = stuck[0][found] == skipped if stuck[0].size else np.zeros(skipped.size, dtype=bool)
+        stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
+    return Lowered(program, layout, np.column_stack([array, row, col]).reshape(-1, 3), bounds, values, shapes,
+                   unwritten, marked, stuck_uS, target, programmed, stuck)
 
 
 def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -498,6 +546,7 @@ class LayerParts(NamedTuple):
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
+    table: np.ndarray  # the reads' fields (`plan.READ_FIELDS`), from the copy halves
 
 
 def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Record]:
@@ -565,6 +614,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
                                     x_stop, one_row, reads_each),
                               _convert(name, index, copy.copy, polarity, array, col, col + cols, adcs, rounds,
                                        full_scale)))
+    table = _read_table(lowered, layer, pairs, inputs, reads_each)
     combines = [Combine(name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
@@ -574,7 +624,30 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         assert bias_values is not None
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
-    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
+    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record, table)
+
+
+def _read_table(lowered: Lowered, layer: Layer, pairs: list[int], inputs: int, reads_each: int) -> np.ndarray:
+    """The layer's reads' fields (`plan.READ_FIELDS`: array, row, col, rows, cols, block, copy, x_start, x_stop,
+    one_row or -1, reads, polarity 0 for G+ and 1 for G-), from its copy halves' places and its blocks', not
+    read by read: what `plan.read_table` gathers from the records."""
+    first = lowered.first_half[layer.name]
+    halves = slice(first, first + sum(pairs))
+    blocks = layer.blocks
+    per_block = np.array([(*b.shape, b.index, min(b.row_start, inputs), min(b.row_stop, inputs),
+                           layer.rows - 1 - b.row_start if layer.bias_row and b.row_stop == layer.rows else -1)
+                          for b in blocks], dtype=np.int64).reshape(-1, 6)
+    copies = np.fromiter((copy.copy for b in blocks for copy in b.copies for _ in range(2)), dtype=np.int64,
+                         count=sum(pairs))
+    n = copies.size
+    table = np.empty((n, 12), dtype=np.int64)
+    table[:, 0:3] = lowered.regions[halves]
+    table[:, [3, 4, 5, 7, 8, 9]] = np.repeat(per_block, pairs, axis=0)  # a read's rows and cols are its block's
+    table[:, 6] = copies
+    table[:, 10] = reads_each
+    table[:, 11] = np.arange(n) % 2  # G+ then G- of each copy
+    table.setflags(write=False)
+    return table
 
 
 def _block_ranges(lowered: Lowered, layer: Layer, pairs: list[int]) -> list[float | None]:
@@ -628,73 +701,3 @@ def chosen_copies(blocks: Sequence[ProgramBlock]) -> list[tuple[tuple[int, ...],
             chosen[b] = tuple(per_column[at:at + selection.shape[1]])
             at += selection.shape[1]
     return chosen
-
-
-# --------------------------------------------------------------------------
-# Digital nodes
-
-
-def dtype_name(dtype: np.dtype[Any]) -> str:
-    """A dtype's name in a board file ("string" for numpy's object strings)."""
-    return "string" if dtype == np.dtype(object) else str(dtype)
-
-
-def digital_record(node: Node) -> Digital:
-    """A non-crossbar node as its `digital` record: attributes and constant inputs as plain JSON."""
-    constants = {}
-    for value in node.inputs:
-        if value is not None and value.const is not None and value.name not in constants:
-            constants[value.name] = _tensor_json(value.const, node, value.name)
-    attrs = {key: _json_safe(node.attrs[key], node, key) for key in sorted(node.attrs)}
-    return Digital(
-        node=node.name,
-        op_type=node.op_type,
-        domain=node.domain,
-        inputs=tuple(None if v is None else v.name for v in node.inputs),
-        outputs=tuple(v.name for v in node.outputs),
-        attrs=attrs,
-        constants=constants,
-    )
-
-
-def _float_json(value: float) -> float | dict[str, str]:
-    if math.isfinite(value):
-        return value
-    return {"float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-
-
-def _tensor_json(array: np.ndarray, node: Node, what: str) -> dict[str, Any]:
-    """{dtype, shape, data}: `data` flat in C order (strings for a string tensor)."""
-    array = np.asarray(array)
-    if array.dtype == np.dtype(object) or array.dtype.kind in "US":
-        data: list[Any] = [
-            v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
-            for v in array.ravel().tolist()
-        ]
-    elif array.dtype.kind in "biu":
-        data = array.ravel().tolist()
-    elif array.dtype.kind == "f":
-        data = [_float_json(v) for v in array.ravel().tolist()]
-    else:
-        raise InvalidInputError(f"{node.describe()}: {what} is a {array.dtype} tensor, which a board file cannot carry")
-    return {"dtype": dtype_name(array.dtype), "shape": list(array.shape), "data": data}
-
-
-def _json_safe(value: Any, node: Node, key: str) -> Any:
-    """An attribute value as plain JSON (tensors and non-finite floats: docs/board-format.md)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return _float_json(float(value))
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, np.ndarray):
-        return {"tensor": _tensor_json(value, node, f"attribute {key!r}")}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v, node, key) for v in value]
-    raise InvalidInputError(f"{node.describe()}: attribute {key!r} holds a {type(value).__name__}, which a "
-                            "board file cannot carry")

@@ -6,9 +6,10 @@ a board file and the Program it was emitted from give the same `Schedule`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 from typing import Any, cast
 
 import numpy as np
@@ -17,12 +18,14 @@ from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
+from lea_compiler.schedule.layout import Layout, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
     UNUSED,
     ArrayProgram,
     ArrayPrograms,
     FlatDevices,
+    Lowered,
     is_crossbar,
     layer_parts,
     prepare,
@@ -42,6 +45,21 @@ from lea_compiler.schedule.records import (
     Write,
 )
 
+READ_FIELDS = ("array", "row", "col", "rows", "cols", "block", "copy", "x_start", "x_stop", "one_row", "reads",
+               "polarity")
+"""The columns of `LayerPlan.read_table`."""
+
+
+def read_table(reads: Sequence[Read]) -> np.ndarray:
+    """`LayerPlan.read_table` of read records."""
+    table = np.fromiter(chain.from_iterable(
+        (r.array, r.row, r.col, r.rows, r.cols, r.block, r.copy, r.x_start, r.x_stop,
+         -1 if r.one_row is None else r.one_row, r.reads, r.polarity != "pos") for r in reads),
+        dtype=np.int64, count=len(READ_FIELDS) * len(reads))
+    table = table.reshape(len(reads), len(READ_FIELDS))
+    table.setflags(write=False)
+    return table
+
 
 @dataclass(frozen=True, eq=False)
 class LayerPlan:
@@ -54,10 +72,21 @@ class LayerPlan:
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
+    given_table: np.ndarray | None = field(default=None, init=False, repr=False)  # lowering's `read_table`, set
+    # by `schedule_of` (not an init field, so that a plan replaced with other reads does not keep it)
 
     @property
     def name(self) -> str:
         return self.start.name
+
+    @cached_property
+    def read_table(self) -> np.ndarray:
+        """(reads, len(READ_FIELDS)) int64: each read's fields `READ_FIELDS` (one_row -1 for none, polarity 0 for
+        G+ and 1 for G-), for numpy over all reads at once: lowering's (made from its copy halves, not read by
+        read), or gathered from the records once."""
+        if self.given_table is not None:
+            return self.given_table
+        return read_table([read for read, _ in self.reads])
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,9 +100,23 @@ class Schedule:
     origin: Mapping[str, Any] | None = None  # a board file's: model_sha256, chip_fingerprint, compile_options,
     # tolerance_uS, max_pulses
     _windows: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
-    _stuck: dict[int, tuple[Chip, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, init=False,
-                                                                          repr=False)
+    _stuck: dict[int, tuple[Chip, dict[str, tuple[np.ndarray, np.ndarray]]]] = field(default_factory=dict,
+                                                                                      init=False, repr=False)
     _levels: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _lowered: dict[str, tuple[Lowered, int, int]] = field(default_factory=dict, init=False, repr=False)  # a
+    # lowered Program's layers: lowering's copy halves, and where each layer's devices are among them
+
+    def read_conductances(self, name: str, *, stuck: bool = True) -> np.ndarray:
+        """Layer `name`'s reads' devices without noise, read after read (`devices.conductances(levels_uS,
+        stuck=stuck)[read_windows(name)]`; read only): a lowered Program's from its copy halves'
+        (`Lowered.half_conductances`, which lowering found for the ADC ranges), not from every array's devices."""
+        held = self._lowered.get(name)
+        if held is None:
+            found = self.devices.conductances(self.levels_uS, stuck=stuck)[self.read_windows(name)]
+            found.setflags(write=False)
+            return found
+        lowered, start, stop = held
+        return (lowered.half_conductances if stuck else lowered.half_target_conductances)[start:stop]
 
     def read_levels(self, name: str) -> np.ndarray:
         """The levels of layer `name`'s reads' devices, read after read (`devices.level[read_windows(name)]`):
@@ -82,23 +125,28 @@ class Schedule:
             self._levels[name] = self.devices.level[self.read_windows(name)]
         return self._levels[name]
 
-    def stuck_flat(self, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
-        """`chip.stuck_flat` of the schedule's arrays in the order of `devices` (state, g_uS; read only): found
-        once per chip (every layer of a simulation programs its devices from it; lowering hands over the
-        compiled chip's, if it needed them)."""
+    def read_stuck(self, name: str, chip: Chip) -> tuple[np.ndarray, np.ndarray]:
+        """`chip`'s stuck devices in layer `name`'s reads' regions, read after read (`layout.stuck_in_regions`):
+        where each is among the devices `read_windows(name)` gives (ascending) and its stuck conductance (read
+        only). Found once per chip and layer (lowering hands over the compiled chip's, if it needed them)."""
         held = self._stuck.get(id(chip))
         if held is None or held[0] is not chip:
-            flat = chip.stuck_flat(self.devices.layout.ids)
-            for part in flat:
+            held = self._stuck[id(chip)] = (chip, {})
+        found = held[1].get(name)
+        if found is None:
+            array, row, col, rows, cols = self.layers[name].read_table[:, :5].T
+            found = held[1][name] = stuck_in_regions(chip, array, row, col, rows, cols)
+            for part in found:
                 part.setflags(write=False)
-            held = self._stuck[id(chip)] = (chip, flat)
-        return held[1]
+        return found
 
     def read_windows(self, name: str) -> np.ndarray:
         """Where layer `name`'s reads' regions are in `devices`, read after read (`layout.Layout.read_windows`):
-        found once (lowering hands over the ones it found)."""
+        found once (a lowered Program's from its copy halves, `Lowered.at`, made when first asked for)."""
         if name not in self._windows:
-            self._windows[name] = self.devices.layout.read_windows([read for read, _ in self.layers[name].reads])
+            held = self._lowered.get(name)
+            self._windows[name] = (held[0].at[held[1]:held[2]] if held is not None
+                                   else self.devices.layout.read_windows([read for read, _ in self.layers[name].reads]))
         return self._windows[name]
 
     @cached_property
@@ -110,10 +158,26 @@ class Schedule:
         return FlatDevices.of(self.arrays)
 
     @property
+    def layout(self) -> Layout:
+        """The used arrays' layout (`devices.layout`, without making the devices' buffers)."""
+        return self.arrays.layout if isinstance(self.arrays, ArrayPrograms) else self.devices.layout
+
+    @property
+    def as_programmed(self) -> bool:
+        """Whether the schedule holds what its devices were left with (`devices.programmed_uS` is not None), found
+        without making the devices' buffers when lowering has the answer."""
+        if self._lowered:
+            return next(iter(self._lowered.values()))[0].programmed_uS is not None
+        return self.devices.programmed_uS is not None
+
+    @property
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
-        level = self.devices.level
+        if self._lowered:  # a lowered Program: its copy halves' levels: every written one
+            level = next(iter(self._lowered.values()))[0].values
+        else:
+            level = self.devices.level
         return int(np.sum(nominal_pulses(level[level >= 0])))
 
 
@@ -129,18 +193,25 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
     for node in program.graph.nodes:  # the crossbar layers' records, grouped as `inference_records` yields them
         if is_crossbar(node):
             parts = layer_parts(lowered, node, layers[node.name])
-            plans[node.name] = LayerPlan(parts.start, tuple(parts.reads), tuple(parts.combines), parts.accumulate,
-                                         parts.scale, parts.bias)
+            plans[node.name] = plan = LayerPlan(parts.start, tuple(parts.reads), tuple(parts.combines),
+                                                parts.accumulate, parts.scale, parts.bias)
+            object.__setattr__(plan, "given_table", parts.table)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
-    if lowered.stuck is not None:
-        for part in lowered.stuck:
-            part.setflags(write=False)
-        schedule._stuck[id(program.chip)] = (program.chip, lowered.stuck)
+    stuck: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in plans:  # a layer's reads are its copy halves, in order: their places are lowering's
         first = lowered.first_half[name]
-        devices = slice(lowered.bounds[first], lowered.bounds[first + len(plans[name].reads)])
-        schedule._windows[name], schedule._levels[name] = lowered.at[devices], lowered.values[devices]
+        start, stop = int(lowered.bounds[first]), int(lowered.bounds[first + len(plans[name].reads)])
+        schedule._levels[name] = lowered.values[start:stop]
+        schedule._lowered[name] = (lowered, start, stop)
+        if lowered.stuck is not None:  # the compiled chip's stuck devices in the layer's halves
+            position, g_uS = lowered.stuck
+            lo, hi = np.searchsorted(position, [start, stop]).tolist()
+            stuck[name] = (position[lo:hi] - start, g_uS[lo:hi])
+            for part in stuck[name]:
+                part.setflags(write=False)
+    if lowered.stuck is not None:
+        schedule._stuck[id(program.chip)] = (program.chip, stuck)
     return schedule
 
 
@@ -171,7 +242,7 @@ def schedule_of_stream(levels_uS: Iterable[float], arrays: Iterable[tuple[int, i
     levels = np.asarray(tuple(levels_uS), dtype=np.float64)
     devices = FlatDevices.of(programs)
     plans = {name: _with_ranges(plan, devices, levels) for name, plan in layer_plans(inference).items()}
-    return Schedule(levels, ArrayPrograms(devices), plans, tuple(digital), origin)
+    return Schedule(levels, ArrayPrograms(devices.layout, lambda: devices), plans, tuple(digital), origin)
 
 
 def _with_ranges(plan: LayerPlan, devices: FlatDevices, levels: np.ndarray) -> LayerPlan:
