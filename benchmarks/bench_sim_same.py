@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from trees import archive_tree, run_in_tree
 
@@ -71,10 +72,18 @@ def programs(folder: Path, samples: int) -> None:
             regions *= 2 * k
             chip = synth_chip(arrays=regions + regions // 10 + 4, rows=size, cols=size, stuck_high=0.015,
                               stuck_low=0.005, seed=0)
-            compile_model(folder / "mlp.onnx", chip, CompileOptions(k=k, placer="greedy")).program.save(
-                folder / f"mlp_{size}_{k}.leac")
-    compile_model(DATA / "yinyang_mlp.onnx", load_chip(DATA / "paper_chip.json"), CompileOptions(k=3)).program.save(
-        folder / "yinyang.leac")
+            _save(compile_model(folder / "mlp.onnx", chip, CompileOptions(k=k, placer="greedy")).program,
+                  folder / f"mlp_{size}_{k}.leac")
+    _save(compile_model(DATA / "yinyang_mlp.onnx", load_chip(DATA / "paper_chip.json"), CompileOptions(k=3)).program,
+          folder / "yinyang.leac")
+
+
+def _save(program: Any, path: Path) -> None:
+    """The Program as a version-1 `.leac` file, which every tree reads (a baseline from before the version-2
+    format, 900712e, cannot read what `Program.save` writes now)."""
+    from lea_compiler.program.file import program_bytes
+
+    path.write_bytes(program_bytes(program, version=1))
 
 
 def baseline_and_programs(tmp: Path, commit: str, samples: int) -> tuple[Path, Path]:
