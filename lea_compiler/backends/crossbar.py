@@ -43,6 +43,7 @@ from lea_compiler.backends.cost import (
     read_energy_pJ,
 )
 from lea_compiler.chip import PULSE, Chip
+from lea_compiler.geometry import region_starts
 from lea_compiler.interpreter import Array
 from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
@@ -51,7 +52,7 @@ from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
 from lea_compiler.schedule.lower import byte_table, region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
-from lea_compiler.schedule.regions import Regions, region_starts
+from lea_compiler.schedule.regions import Regions
 
 
 class CrossbarLayer:

@@ -21,6 +21,7 @@ from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery
 from lea_compiler.chip.store import DefectTable, MapPlan, map_plan, table_defects
 from lea_compiler.chip.validate import checked_table
 from lea_compiler.errors import UsageError
+from lea_compiler.geometry import region_starts
 
 
 class _Defects:
@@ -256,7 +257,7 @@ class Chip:
         which, row, col, code, g = self.stuck_devices(array_ids)
         shapes = self.array_shapes(array_ids)
         sizes = shapes[:, 0] * shapes[:, 1]
-        offsets = np.cumsum(sizes) - sizes
+        offsets = region_starts(shapes[:, 0], shapes[:, 1])
         total = int(sizes.sum())
         state = np.zeros(total, dtype=np.int8)
         g_uS = np.full(total, np.nan, dtype=np.float64)

@@ -18,6 +18,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.geometry import region_starts
 from lea_compiler.schedule.records import Read
 
 RUN_DEVICES = 2048
@@ -204,8 +205,7 @@ def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.nda
     c = stuck_col[device] - col[region]
     inside = (c >= 0) & (c < cols[region])
     region, device, c = region[inside], device[inside], c[inside]
-    sizes = rows * cols
-    position = (np.cumsum(sizes) - sizes)[region] + (stuck_row[device] - row[region]) * cols[region] + c
+    position = region_starts(rows, cols)[region] + (stuck_row[device] - row[region]) * cols[region] + c
     return position, g[device]
 
 

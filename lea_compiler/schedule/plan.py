@@ -16,6 +16,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.geometry import region_starts
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
 from lea_compiler.schedule.layout import Layout, stuck_in_regions
@@ -253,9 +254,9 @@ def _with_ranges(plan: LayerPlan, devices: FlatDevices, levels: np.ndarray) -> L
         numbers.setdefault(read.block, len(numbers))
     reads = [read for read, _ in plan.reads]
     shapes = np.array([(read.rows, read.cols) for read in reads], dtype=np.int64).reshape(-1, 2)
-    sizes = shapes[:, 0] * shapes[:, 1]
     ranges = worst_case_full_scales_uA(devices.conductances(levels)[devices.layout.read_windows(reads)],
-                                       np.cumsum(sizes) - sizes, shapes, [numbers[read.block] for read in reads],
+                                       region_starts(shapes[:, 0], shapes[:, 1]), shapes,
+                                       [numbers[read.block] for read in reads],
                                        plan.scale.v_read_V).tolist()
     return replace(plan, reads=tuple((read, replace(convert, full_scale_uA=ranges[numbers[read.block]])
                                       if convert.full_scale_uA is None else convert)
