@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import helper
 
+from lea_compiler.backends.crossbar import CrossbarLayer
 from lea_compiler.chip import Chip, DeviceModel, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
@@ -24,6 +25,7 @@ from lea_compiler.program import Program
 from lea_compiler.program.types import represented_matrix
 from lea_compiler.programming.board import RoundResult, SimulatedBoard, open_board
 from lea_compiler.programming.loop import program_chip
+from lea_compiler.schedule.plan import schedule_of
 from lea_compiler.schedule.records import Record, Write
 from tests.helpers import make_model, mlp_model
 
@@ -491,3 +493,22 @@ def test_an_as_programmed_program_is_neither_emitted_nor_simulated_ideal(tmp_pat
     damaged = dataclasses.replace(done.program, extra={**done.program.extra, "programming": {
         **done.program.extra["programming"], "cost": {"pulses": "many"}}})
     assert any("extra.programming.cost" in p for p in program_problems(damaged))
+
+
+def test_an_as_programmed_program_reads_what_its_devices_hold() -> None:
+    """Simulating an as-programmed Program (gaussian model, no drift) draws no new write noise: every read's region
+    holds exactly the `programmed_uS` of its copy half, whatever the seed."""
+    chip = _chip(6.0, 0.0, stuck=0.05)
+    program = compile_model(_graph(mlp_model((6, 10, 4))), chip, CompileOptions(k=2)).program
+    done = program_chip(program, SimulatedBoard(chip, 3), strategy="open-loop").program
+    assert done.as_programmed
+    schedule = schedule_of(done, check=False)
+    for layer in done.layers:
+        halves = [half for block in layer.blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+        for seed in (0, 1):
+            crossbar = CrossbarLayer(schedule.layers[layer.name], schedule, chip, np.random.default_rng(seed),
+                                     ideal=False, exact_read_noise=False)
+            held = crossbar._conductances(schedule, np.random.default_rng(seed))
+            assert len(held) == len(halves)
+            for region, half in zip(held, halves, strict=True):
+                np.testing.assert_array_equal(region, half.programmed_uS)

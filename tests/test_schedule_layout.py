@@ -451,7 +451,8 @@ def test_a_region_outside_its_array_is_refused() -> None:
     layout = Layout.of({3: (8, 8), 5: (8, 8)})
     fits = Read("fc", 0, 0, "pos", 3, 2, 2, 6, 6, 0, 6, None, 1)
     assert layout.read_windows([fits]).size == 36
-    for row, col, rows, cols in ((0, 3, 6, 8), (3, 0, 6, 8), (-1, 0, 2, 2), (0, -2, 2, 2)):
+    for row, col, rows, cols in ((0, 3, 6, 8), (3, 0, 6, 8), (-1, 0, 2, 2), (0, -2, 2, 2), (0, 3, 6, 6),
+                                 (3, 0, 6, 6)):  # the last two: one past the edge
         bad = Read("fc", 0, 0, "neg", 3, row, col, rows, cols, 0, rows, None, 1)
         with pytest.raises(InvalidInputError, match=f"a region of {rows} x {cols} devices at row {row}, column {col} "
                            "of array 3 does not lie inside that 8 x 8 array"):
@@ -682,3 +683,33 @@ def test_a_region_on_an_array_the_layout_lacks_is_a_key_error() -> None:
         layout.windows([2, 5, 9], [0, 0, 0], [0, 0, 0], [1, 1, 1], [1, 1, 1])
     with pytest.raises(KeyError, match="3"):
         Layout.of({}).windows([3], [0], [0], [1], [1])
+
+
+@pytest.mark.parametrize("row, col", [(0, 2**63 - 3), (2**63 - 3, 0)])
+def test_an_unchecked_half_whose_place_would_wrap_int64_is_refused(stuck_program: Program, row: int, col: int
+                                                                   ) -> None:
+    """A copy half at a row or col near 2**63 of an unchecked Program (`prepare(check=False)`, as `simulate`
+    lowers): row + rows would wrap to a negative number and the half read devices of other rows or arrays."""
+    layer = stuck_program.layers[0]
+    block = layer.blocks[0]
+    half = block.copies[0].pos
+    moved = dataclasses.replace(block.copies[0], pos=dataclasses.replace(
+        half, region=dataclasses.replace(half.region, row=row, col=col)))
+    blocks = (dataclasses.replace(block, copies=(moved, *block.copies[1:])), *layer.blocks[1:])
+    program = dataclasses.replace(stuck_program, layers=(dataclasses.replace(layer, blocks=blocks),
+                                                         *stuck_program.layers[1:]))
+    rows, cols = half.levels.shape
+    with pytest.raises(InvalidInputError, match=f"a region of {rows} x {cols} devices at row {row}, column {col} of "
+                       f"array {half.region.array} does not lie inside that 8 x 8 array"):
+        prepare(program, check=False)
+
+
+def test_array_positions_of_ids_that_are_not_int64s() -> None:
+    """Float ids go one by one through `Chip.array` (which finds 1.0 as 1 and refuses 2.5); uint64 ids past
+    int64 are refused by their own value, not wrapped to a negative one."""
+    chip = synth_chip(arrays=5, rows=6, cols=7, stuck_high=0.1, stuck_low=0.1, seed=1)
+    assert chip.array_positions(np.array([1.0, 3.0])).tolist() == chip.array_positions([1, 3]).tolist()
+    with pytest.raises(UsageError, match="no array 2.5"):
+        chip.array_positions(np.array([1.0, 2.5]))
+    with pytest.raises(UsageError, match=f"no array {2**63 + 5}"):
+        chip.array_positions(np.array([1, 2**63 + 5], dtype=np.uint64))

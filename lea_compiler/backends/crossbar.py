@@ -48,8 +48,9 @@ from lea_compiler.interpreter import Array
 from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import gaussian_write, write_devices, write_sigma_uS
+from lea_compiler.schedule.conductances import byte_table
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
-from lea_compiler.schedule.lower import byte_table, region_window
+from lea_compiler.schedule.lower import region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
 from lea_compiler.schedule.records import Read
 from lea_compiler.schedule.regions import Regions
@@ -235,7 +236,7 @@ def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     programmed to, for its write noise, its write-noise sigma and its drift.
 
     One gather, where every negative level lands on the lowest (`np.take`'s mode "clip"; int8 levels through a
-    byte table, `lower.byte_table`, the same values); a level beyond the table raises IndexError instead of
+    byte table, `conductances.byte_table`, the same values); a level beyond the table raises IndexError instead of
     landing on the highest (a checked Program has none)."""
     levels = np.asarray(levels_uS, dtype=np.float64)
     level = np.asarray(level)

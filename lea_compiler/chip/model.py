@@ -137,8 +137,10 @@ class Chip:
         """
         ids, order = self._id_table
         wanted = np.asarray(array_ids).reshape(-1)
-        if wanted.size and wanted.dtype.kind not in "iu":
-            self.array(wanted[0].item())  # not an integer id: `array` says so
+        if wanted.dtype.kind not in "iu" or (wanted.dtype.kind == "u" and wanted.size
+                                             and int(wanted.max()) > np.iinfo(np.int64).max):
+            # ids that are not all int64s: each through `array`, which refuses or finds it as a dict look-up does
+            return np.array([self._positions[self.array(v).id] for v in wanted.tolist()], dtype=np.int64)
         wanted = wanted.astype(np.int64, copy=False)
         at = np.minimum(np.searchsorted(ids, wanted), max(ids.size - 1, 0))
         known = ids[at] == wanted if ids.size else np.zeros(wanted.shape, dtype=bool)

@@ -84,7 +84,8 @@ class Layout:
             InvalidInputError: a region does not lie inside its array (a checked Program's or board file's do;
                 an unchecked one's would otherwise read into the next rows or arrays)."""
         offset, height, width = self._placed(array)
-        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row + rows > height) | (col + cols > width)
+        # row > height - rows, not row + rows > height: the sum would wrap for a row near 2**63
+        outside = (row < 0) | (col < 0) | (rows < 1) | (cols < 1) | (row > height - rows) | (col > width - cols)
         if outside.any():
             i = int(np.argmax(outside))
             raise InvalidInputError(f"a region of {rows[i]} x {cols[i]} devices at row {row[i]}, column {col[i]} of "
@@ -104,7 +105,7 @@ class Layout:
         offset, _, width = placed if placed is not None else self._placed(array)
         first = offset + row * width + col  # each region's first device
         region = np.searchsorted(ends, index, side="right")
-        r, c = np.divmod(index - (ends - np.asarray(rows, dtype=np.int64) * cols)[region], cols[region])
+        r, c = np.divmod(index - region_starts(rows, cols)[region], cols[region])
         return first[region] + r * width[region] + c
 
     def windows(self, array: Sequence[int] | np.ndarray, row: np.ndarray, col: np.ndarray, rows: np.ndarray,
@@ -146,7 +147,7 @@ class Layout:
                 np.add(base[lo:hi, None], steps, out=out[ends[lo]:ends[hi]].reshape(hi - lo, steps.size))
             return out
         kinds, first, which = np.unique(kind, return_index=True, return_inverse=True)
-        starts = np.cumsum(sizes) - sizes
+        starts = region_starts(rows, cols)
         for index in range(len(kinds)):
             members = np.flatnonzero(which.ravel() == index)
             steps = local(int(first[index]))

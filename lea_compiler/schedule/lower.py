@@ -32,6 +32,7 @@ from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program import Layer, Program, ProgramBlock
 from lea_compiler.program.checks import program_problems
+from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
 from lea_compiler.schedule.digital import digital_record, dtype_name
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.records import (
@@ -151,72 +152,9 @@ def _cached_conductances(cache: dict[tuple[bytes, bool], np.ndarray], level: np.
     return cache[key]
 
 
-def noiseless_conductances(level: np.ndarray, levels_uS: np.ndarray,
-                           unwritten: Callable[[np.ndarray], np.ndarray], others: np.ndarray | None = None
-                           ) -> np.ndarray:
-    """The conductances of devices at Program levels `level` without noise: levels_uS[level] where written
-    (level >= 0), and `unwritten(i)` at the flat indices i of the others (skipped or unused: what the caller
-    says they hold; `others`: those indices, if the caller has them). The one definition, for one array, many
-    laid end to end, or the halves in read order."""
-    levels_uS = np.asarray(levels_uS)
-    if level.dtype == np.int8 and level.size and int(level.max()) < levels_uS.size:
-        # int8 levels (up to 128 levels) read as bytes from a table of 256 entries (a negative level's: 0, replaced
-        # below): the same values, twice as fast as a clipping `take` (`byte_table`)
-        g = byte_table(levels_uS, 0)[level.view(np.uint8)]
-    else:  # take: a third faster than indexing, same values (and an IndexError for a level past the table)
-        g = np.take(levels_uS, np.maximum(level, 0))
-    if others is None:
-        others = np.flatnonzero(level < 0)
-    g.reshape(-1)[others] = unwritten(others)
-    return g
-
-
-def byte_table(levels_uS: np.ndarray, negative: float) -> np.ndarray:
-    """A look-up table of int8 levels read as bytes (`table[level.view(np.uint8)]`): levels_uS[l] at entry l for
-    l = 0..127 (the levels there are), `negative` at the entries 128..255 of the negative levels, 0 at the rest.
-    numpy indexes a 256-entry table by bytes without bounds checks: 2.3 ms for 1.4 million devices, against 5 ms
-    for `np.take(..., mode="clip")` once some levels are negative (numpy 2.4)."""
-    levels_uS = np.asarray(levels_uS)
-    table = np.zeros(256, dtype=levels_uS.dtype)
-    table[:min(levels_uS.size, 128)] = levels_uS[:128]
-    table[128:] = negative
-    return table
-
-
 def region_window(read: Read) -> tuple[slice, slice]:
     """The (rows, cols) slices of a read's region in its array."""
     return slice(read.row, read.row + read.rows), slice(read.col, read.col + read.cols)
-
-
-def worst_case_full_scales_uA(conductances: np.ndarray, starts: np.ndarray, shapes: np.ndarray,
-                              blocks: Sequence[int] | np.ndarray, v_read_V: float) -> np.ndarray:
-    """The ADC ranges of blocks without calibration data: for each block, v_read x the largest column sum of
-    conductance over its copy halves, the most a column can carry with every input at the DAC's full scale.
-
-    `shapes` (regions x 2: rows, cols) are the regions every block's copy halves read; region i's conductances
-    without noise are `conductances[starts[i]:starts[i] + rows * cols]`, row by row; `blocks[i]` numbers its
-    block (0, 1, ...); entry b of the result is block b's range. One column sum per region shape, not a pass per
-    region."""
-    shape = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
-    peak = np.zeros(len(shape))
-    if len(shape):
-        starts = np.asarray(starts, dtype=np.int64)
-        kinds, first, which = np.unique(shape[:, 0] * (int(shape[:, 1].max()) + 1) + shape[:, 1], return_index=True,
-                                        return_inverse=True)
-        for index in range(len(kinds)):
-            rows, cols = (int(v) for v in shape[first[index]])
-            members = np.flatnonzero(which.ravel() == index)
-            begin = int(starts[members[0]])
-            if np.array_equal(starts[members], begin + rows * cols * np.arange(len(members))):  # end to end
-                g = conductances[begin:begin + len(members) * rows * cols]
-            else:
-                g = conductances[(starts[members][:, None] + np.arange(rows * cols)).ravel()]
-            # each region's column sums over its rows, in row order as np.sum(region, axis=0) adds them
-            peak[members] = g.reshape(len(members), rows, cols).sum(axis=1).max(axis=1)
-    numbers = np.asarray(blocks, dtype=np.int64)
-    top = np.full(int(numbers.max()) + 1 if numbers.size else 0, -np.inf)
-    np.maximum.at(top, numbers, peak)
-    return v_read_V * top
 
 
 # --------------------------------------------------------------------------
@@ -601,11 +539,9 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
     pairs = [2 * len(block.copies) for block in layer.blocks]
     ranges = _block_ranges(lowered, layer, pairs)
     reads = []
-    for block, full_scale in zip(layer.blocks, ranges, strict=True):
-        # what a block's reads share found once per block (thousands of reads on 25 x 25)
-        index, (rows, cols) = block.index, block.shape
-        x_start, x_stop = min(block.row_start, inputs), min(block.row_stop, inputs)
-        one_row = layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None
+    shared = _block_fields(layer, inputs)  # what a block's reads share, once per block (thousands of reads)
+    for block, full_scale, (rows, cols, index, x_start, x_stop, one_row) in zip(layer.blocks, ranges, shared,
+                                                                              strict=True):
         rounds = -(-cols // adcs)
         for copy in block.copies:
             for polarity, region in (("pos", copy.pos.region), ("neg", copy.neg.region)):
@@ -614,7 +550,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
                                     x_stop, one_row, reads_each),
                               _convert(name, index, copy.copy, polarity, array, col, col + cols, adcs, rounds,
                                        full_scale)))
-    table = _read_table(lowered, layer, pairs, inputs, reads_each)
+    table = _read_table(lowered, layer, pairs, shared, reads_each)
     combines = [Combine(name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
@@ -627,16 +563,24 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
     return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record, table)
 
 
-def _read_table(lowered: Lowered, layer: Layer, pairs: list[int], inputs: int, reads_each: int) -> np.ndarray:
+def _block_fields(layer: Layer, inputs: int) -> list[tuple[int, int, int, int, int, int | None]]:
+    """What the reads of each block of `layer` share: rows, cols, block index, x_start, x_stop (its slice of the
+    `inputs` input rows) and one_row (the bias row's place in the region, or None)."""
+    return [(*block.shape, block.index, min(block.row_start, inputs), min(block.row_stop, inputs),
+             layer.rows - 1 - block.row_start if layer.bias_row and block.row_stop == layer.rows else None)
+            for block in layer.blocks]
+
+
+def _read_table(lowered: Lowered, layer: Layer, pairs: list[int],
+                shared: list[tuple[int, int, int, int, int, int | None]], reads_each: int) -> np.ndarray:
     """The layer's reads' fields (`plan.READ_FIELDS`: array, row, col, rows, cols, block, copy, x_start, x_stop,
-    one_row or -1, reads, polarity 0 for G+ and 1 for G-), from its copy halves' places and its blocks', not
-    read by read: what `plan.read_table` gathers from the records."""
+    one_row or -1, reads, polarity 0 for G+ and 1 for G-), from its copy halves' places and its blocks' fields
+    (`_block_fields`), not read by read: what `plan.read_table` gathers from the records."""
     first = lowered.first_half[layer.name]
     halves = slice(first, first + sum(pairs))
     blocks = layer.blocks
-    per_block = np.array([(*b.shape, b.index, min(b.row_start, inputs), min(b.row_stop, inputs),
-                           layer.rows - 1 - b.row_start if layer.bias_row and b.row_stop == layer.rows else -1)
-                          for b in blocks], dtype=np.int64).reshape(-1, 6)
+    per_block = np.array([(*fields[:5], -1 if fields[5] is None else fields[5]) for fields in shared],
+                         dtype=np.int64).reshape(-1, 6)
     copies = np.fromiter((copy.copy for b in blocks for copy in b.copies for _ in range(2)), dtype=np.int64,
                          count=sum(pairs))
     n = copies.size

@@ -19,6 +19,7 @@ from lea_compiler.errors import InvalidInputError
 from lea_compiler.geometry import region_starts
 from lea_compiler.program import Program
 from lea_compiler.programming.devices import nominal_pulses
+from lea_compiler.schedule.conductances import worst_case_full_scales_uA
 from lea_compiler.schedule.layout import Layout, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
@@ -30,7 +31,6 @@ from lea_compiler.schedule.lower import (
     is_crossbar,
     layer_parts,
     prepare,
-    worst_case_full_scales_uA,
 )
 from lea_compiler.schedule.records import (
     Accumulate,
