@@ -46,7 +46,9 @@ from onnx import TensorProto, helper, numpy_helper
 from lea_compiler.chip import chip_to_text, parse_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.errors import InvalidInputError
+from tests.helpers import archive_entries as _zip_entries
 from tests.helpers import cnn_model, mlp_model
+from tests.helpers import zip_archive as _zip_bytes
 
 READERS = ("onnx", "chip", "data", "program")
 
@@ -481,19 +483,6 @@ def corrupt_data(base: Base, rnd: random.Random) -> tuple[str, bytes]:
 
 
 # --------------------------------------------------------------------------- Program corruptions
-def _zip_entries(data: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        return {name: z.read(name) for name in z.namelist()}
-
-
-def _zip_bytes(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, blob in entries.items():
-            z.writestr(name, blob)
-    return buffer.getvalue()
-
-
 def _odd_array(old: np.ndarray, rnd: random.Random) -> np.ndarray:
     choice = rnd.choice(["shape", "dtype", "values", "nan", "empty", "scalar", "transpose"])
     if choice == "shape":

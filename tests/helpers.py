@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -340,3 +343,64 @@ def assert_bad_periphery_refused(tmp_path: Path, capsys: Any, key: str, value: o
                    "-o", str(out)])
     assert status != 0 and message in capsys.readouterr().err
     assert not out.exists()
+
+
+# ------------------------------------------------------------- editing a .leac file's zip entries
+def archive_entries(data: bytes) -> dict[str, bytes]:
+    """Every entry of a zip archive (a `.leac` file), by name, in the archive's order."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def zip_archive(entries: Mapping[str, bytes]) -> bytes:
+    """A zip archive of `entries`, in their order (a `.leac` file made by hand)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, blob in entries.items():
+            archive.writestr(name, blob)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The `.npy` file of `array`, as `Program.save` writes its arrays (no pickles)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def edit_program_json(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, bytes]], None]:
+    """An edit of a `.leac` file's entries that applies `change` to its decoded `program.json`."""
+    def edit(entries: dict[str, bytes]) -> None:
+        header = json.loads(entries["program.json"])
+        change(header)
+        entries["program.json"] = json.dumps(header).encode()
+
+    return edit
+
+
+def edit_npy(name: str, make: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict[str, bytes]], None]:
+    """An edit of a `.leac` file's entries that replaces array `name` with `make` of it."""
+    def edit(entries: dict[str, bytes]) -> None:
+        key = f"arrays/{name}.npy"
+        entries[key] = npy_bytes(make(np.load(io.BytesIO(entries[key]))))
+
+    return edit
+
+
+def assert_program_refused(data: bytes, message: str, tmp_path: Path, capsys: Any) -> None:
+    """A damaged `.leac` file's bytes are refused by `Program.from_bytes` (InvalidInputError matching `message`),
+    and by `leac emit` with exit status 3, one error line and no traceback, leaving nothing beside the file."""
+    import pytest
+
+    from lea_compiler.cli import main
+    from lea_compiler.errors import InvalidInputError
+    from lea_compiler.program import Program
+
+    with pytest.raises(InvalidInputError, match=message):
+        Program.from_bytes(data)
+    path, out = tmp_path / "p.leac", tmp_path / "out.jsonl"
+    path.write_bytes(data)
+    assert main(["emit", str(path), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("leac: error: ") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.leac"]

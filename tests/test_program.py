@@ -28,7 +28,11 @@ from lea_compiler.errors import CompileError, InvalidInputError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program, program_problems
 from lea_compiler.program import file as program_file
-from tests.helpers import mlp_model
+from tests.helpers import archive_entries as _entries
+from tests.helpers import assert_program_refused, mlp_model
+from tests.helpers import edit_npy as _array
+from tests.helpers import edit_program_json as _header
+from tests.helpers import zip_archive as _archive
 
 Entries = dict[str, bytes]
 
@@ -46,38 +50,6 @@ def program_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def program_bytes_v1(program_bytes: bytes) -> bytes:
     """The same Program as a version-1 file (one array per copy half and per block), which leac still reads."""
     return program_file.program_bytes(Program.from_bytes(program_bytes), version=1)
-
-
-def _entries(data: bytes) -> Entries:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
-def _archive(entries: Entries) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, blob in entries.items():
-            archive.writestr(name, blob)
-    return buffer.getvalue()
-
-
-def _header(change: Callable[[dict[str, Any]], None]) -> Callable[[Entries], None]:
-    def edit(entries: Entries) -> None:
-        header = json.loads(entries["program.json"])
-        change(header)
-        entries["program.json"] = json.dumps(header).encode()
-
-    return edit
-
-
-def _array(name: str, make: Callable[[np.ndarray], np.ndarray]) -> Callable[[Entries], None]:
-    def edit(entries: Entries) -> None:
-        key = f"arrays/{name}.npy"
-        buffer = io.BytesIO()
-        np.save(buffer, make(np.load(io.BytesIO(entries[key]))))
-        entries[key] = buffer.getvalue()
-
-    return edit
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -192,15 +164,7 @@ def test_damaged_programs_are_refused_naming_the_problem(program_bytes, program_
     edit, message = DAMAGES[damage]
     entries = _entries(program_bytes_v1 if version == 1 else program_bytes)
     edit(entries)
-    data = _archive(entries)
-    with pytest.raises(InvalidInputError, match=message):
-        Program.from_bytes(data)
-    path, out = tmp_path / "p.leac", tmp_path / "out.jsonl"
-    path.write_bytes(data)
-    assert main(["emit", str(path), "-o", str(out)]) == 3
-    err = capsys.readouterr().err
-    assert err.startswith("leac: error: ") and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.leac"]
+    assert_program_refused(_archive(entries), message, tmp_path, capsys)
 
 
 def test_a_well_formed_allocation_and_an_older_one_without_baseline_and_margin_load(program_bytes) -> None:

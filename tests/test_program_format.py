@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,15 @@ import numpy as np
 import pytest
 
 from lea_compiler.backends.sim import simulate
-from lea_compiler.cli import main
 from lea_compiler.datasets import Dataset
 from lea_compiler.errors import CompileError, InvalidInputError, UsageError
 from lea_compiler.program import Program, program_problems
 from lea_compiler.program import file as program_file
+from tests.helpers import archive_entries as _entries
+from tests.helpers import assert_program_refused
+from tests.helpers import edit_npy as _pack
+from tests.helpers import edit_program_json as _header
+from tests.helpers import zip_archive as _archive
 
 GOLDEN = Path(__file__).parent / "golden"
 Entries = dict[str, bytes]
@@ -37,27 +40,8 @@ def golden(request: pytest.FixtureRequest) -> bytes:
     return (GOLDEN / request.param).read_bytes()
 
 
-def _entries(data: bytes) -> Entries:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
-def _archive(entries: Entries) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, blob in entries.items():
-            archive.writestr(name, blob)
-    return buffer.getvalue()
-
-
 def _v2(golden: bytes) -> bytes:
     return Program.from_bytes(golden).to_bytes()
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 # ------------------------------------------------------------- round trips
@@ -144,23 +128,6 @@ def test_the_version_2_writer_refuses_halves_that_do_not_fit_its_packs(golden) -
 
 
 # ------------------------------------------------------------- damaged version-2 files
-def _header(change: Callable[[dict[str, Any]], None]) -> Callable[[Entries], None]:
-    def edit(entries: Entries) -> None:
-        header = json.loads(entries["program.json"])
-        change(header)
-        entries["program.json"] = json.dumps(header).encode()
-
-    return edit
-
-
-def _pack(name: str, make: Callable[[np.ndarray], np.ndarray]) -> Callable[[Entries], None]:
-    def edit(entries: Entries) -> None:
-        key = f"arrays/{name}.npy"
-        entries[key] = _npy(make(np.load(io.BytesIO(entries[key]))))
-
-    return edit
-
-
 def _header_only(name: str, shape: tuple[int, ...], extra: int) -> Callable[[Entries], None]:
     """The pack's member replaced by an `.npy` header declaring `shape` and `extra` bytes of data."""
     def edit(entries: Entries) -> None:
@@ -242,15 +209,7 @@ def test_damaged_version_2_files_are_refused_naming_the_problem(damage, tmp_path
     edit, message = DAMAGES_V2[damage]
     entries = _entries(_v2((GOLDEN / "program_v1.leac").read_bytes()))
     edit(entries)
-    data = _archive(entries)
-    with pytest.raises(InvalidInputError, match=message):
-        Program.from_bytes(data)
-    path, out = tmp_path / "p.leac", tmp_path / "out.jsonl"
-    path.write_bytes(data)
-    assert main(["emit", str(path), "-o", str(out)]) == 3
-    err = capsys.readouterr().err
-    assert err.startswith("leac: error: ") and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.leac"]
+    assert_program_refused(_archive(entries), message, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("damage, message", [
