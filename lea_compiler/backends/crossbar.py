@@ -144,7 +144,7 @@ class CrossbarLayer:
         level = schedule.read_levels(self.plan.name)
         programmed, sigma = self._targets(level, schedule.levels_uS)
         noisy = np.asarray(sigma) > 0
-        heights, widths = self.plan.read_table[:, 3:5].T
+        heights, widths = self.plan.read_fields("rows", "cols")
         if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
             return None
         written = write_noise(programmed, rng, sigma)
@@ -226,7 +226,7 @@ class CrossbarLayer:
 def _regions(flat: np.ndarray, plan: LayerPlan) -> Regions:
     """The layer's reads' regions, (rows, cols) each, from their devices laid end to end in read order: the buffer
     itself, which the executor's set-up reads as it is (`schedule.regions.Regions`)."""
-    heights, widths = plan.read_table[:, 3:5].T
+    heights, widths = plan.read_fields("rows", "cols")
     return Regions(flat, heights, widths)
 
 

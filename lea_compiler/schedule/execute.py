@@ -198,7 +198,8 @@ class CrossbarExecutor:
         plan, name = self.plan, self.plan.name
         n = len(plan.reads)
         # the reads' fields, for numpy (lowering's table: `LayerPlan.read_table`)
-        _, _, _, height, width, block, copy, x_start, x_stop, one_row, count, polarity = plan.read_table.T
+        height, width, block, copy, x_start, x_stop, one_row, count, polarity = plan.read_fields(
+            "rows", "cols", "block", "copy", "x_start", "x_stop", "one_row", "reads", "polarity")
         combines = plan.combines
         picked, chosen = _entries(list(itertools.chain.from_iterable(c.copies for c in combines)))
         terms = np.array(plan.accumulate.terms, dtype=np.int64).reshape(-1, 3)

@@ -37,6 +37,8 @@ from lea_compiler.schedule.digital import digital_record, dtype_name
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
+    READ_COLUMN,
+    READ_FIELDS,
     STATES,
     Accumulate,
     Bias,
@@ -484,7 +486,7 @@ class LayerParts(NamedTuple):
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
-    table: np.ndarray  # the reads' fields (`plan.READ_FIELDS`), from the copy halves
+    table: np.ndarray  # the reads' fields (`records.READ_FIELDS`), from the copy halves
 
 
 def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Record]:
@@ -573,7 +575,7 @@ def _block_fields(layer: Layer, inputs: int) -> list[tuple[int, int, int, int, i
 
 def _read_table(lowered: Lowered, layer: Layer, pairs: list[int],
                 shared: list[tuple[int, int, int, int, int, int | None]], reads_each: int) -> np.ndarray:
-    """The layer's reads' fields (`plan.READ_FIELDS`: array, row, col, rows, cols, block, copy, x_start, x_stop,
+    """The layer's reads' fields (`records.READ_FIELDS`: array, row, col, rows, cols, block, copy, x_start, x_stop,
     one_row or -1, reads, polarity 0 for G+ and 1 for G-), from its copy halves' places and its blocks' fields
     (`_block_fields`), not read by read: what `plan.read_table` gathers from the records."""
     first = lowered.first_half[layer.name]
@@ -584,12 +586,14 @@ def _read_table(lowered: Lowered, layer: Layer, pairs: list[int],
     copies = np.fromiter((copy.copy for b in blocks for copy in b.copies for _ in range(2)), dtype=np.int64,
                          count=sum(pairs))
     n = copies.size
-    table = np.empty((n, 12), dtype=np.int64)
-    table[:, 0:3] = lowered.regions[halves]
-    table[:, [3, 4, 5, 7, 8, 9]] = np.repeat(per_block, pairs, axis=0)  # a read's rows and cols are its block's
-    table[:, 6] = copies
-    table[:, 10] = reads_each
-    table[:, 11] = np.arange(n) % 2  # G+ then G- of each copy
+    column = [READ_COLUMN[name] for name in ("array", "row", "col")]
+    shared_columns = [READ_COLUMN[name] for name in ("rows", "cols", "block", "x_start", "x_stop", "one_row")]
+    table = np.empty((n, len(READ_FIELDS)), dtype=np.int64)
+    table[:, column] = lowered.regions[halves]
+    table[:, shared_columns] = np.repeat(per_block, pairs, axis=0)  # a read's rows and cols are its block's
+    table[:, READ_COLUMN["copy"]] = copies
+    table[:, READ_COLUMN["reads"]] = reads_each
+    table[:, READ_COLUMN["polarity"]] = np.arange(n) % 2  # G+ then G- of each copy
     table.setflags(write=False)
     return table
 

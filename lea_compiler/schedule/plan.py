@@ -33,6 +33,8 @@ from lea_compiler.schedule.lower import (
     prepare,
 )
 from lea_compiler.schedule.records import (
+    READ_COLUMN,
+    READ_FIELDS,
     Accumulate,
     Bias,
     Combine,
@@ -45,10 +47,6 @@ from lea_compiler.schedule.records import (
     Skip,
     Write,
 )
-
-READ_FIELDS = ("array", "row", "col", "rows", "cols", "block", "copy", "x_start", "x_stop", "one_row", "reads",
-               "polarity")
-"""The columns of `LayerPlan.read_table`."""
 
 
 def read_table(reads: Sequence[Read]) -> np.ndarray:
@@ -88,6 +86,11 @@ class LayerPlan:
         if self.given_table is not None:
             return self.given_table
         return read_table([read for read, _ in self.reads])
+
+    def read_fields(self, *names: str) -> tuple[np.ndarray, ...]:
+        """The columns `names` (of `READ_FIELDS`) of `read_table`: one field of every read each."""
+        table = self.read_table
+        return tuple(table[:, READ_COLUMN[name]] for name in names)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +138,7 @@ class Schedule:
             held = self._stuck[id(chip)] = (chip, {})
         found = held[1].get(name)
         if found is None:
-            array, row, col, rows, cols = self.layers[name].read_table[:, :5].T
+            array, row, col, rows, cols = self.layers[name].read_fields("array", "row", "col", "rows", "cols")
             found = held[1][name] = stuck_in_regions(chip, array, row, col, rows, cols)
             for part in found:
                 part.setflags(write=False)

@@ -288,6 +288,14 @@ class LayerStart:
     groups: int = _field(_count, since=3, default=1)
 
 
+READ_FIELDS = ("array", "row", "col", "rows", "cols", "block", "copy", "x_start", "x_stop", "one_row", "reads",
+               "polarity")
+"""The columns of a crossbar layer's table of its reads' fields (`plan.LayerPlan.read_table`): a `Read`'s fields,
+one_row -1 for none, polarity 0 for G+ and 1 for G-."""
+READ_COLUMN = {name: column for column, name in enumerate(READ_FIELDS)}
+"""Each of `READ_FIELDS`' column."""
+
+
 @dataclass(frozen=True, slots=True)
 class Read:
     """`reads` analog reads of one copy half's region, with the input slice driven on its rows (their digitised
