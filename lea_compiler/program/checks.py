@@ -16,7 +16,7 @@ import numpy as np
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
 from lea_compiler.errors import UsageError
-from lea_compiler.geometry import Occupancy, region_starts
+from lea_compiler.geometry import Occupancy
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
@@ -188,10 +188,13 @@ def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
     exactly where the chip's device is stuck: what `_half_problems` finds nothing wrong with, found for all
     halves at once with numpy rather than half by half (a 25 x 25-array Program has thousands of halves).
 
-    With the arrays the halves use laid end to end, each row by row, a half is `rows` runs of `cols`
-    consecutive devices: the halves overlap if, sorted by where they start, a run starts before the one before
-    it ends; and the devices their levels mark -1 must be the chip's stuck devices that some run covers. Needs
-    the checks before it (integer levels of their block's shape, non-negative integer regions)."""
+    The overlap and the stuck devices in the halves are lowering's (`schedule.layout.regions_overlap`,
+    `stuck_in_regions`: the one definition of each, which looks at the halves' rectangles and the chip's
+    defect entries, not a map of the arrays' every device). Needs the checks before it (integer levels of
+    their block's shape, non-negative integer regions)."""
+    # here, not at the top: the schedule's records import this module
+    from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
+
     halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
     if not halves:
         return True
@@ -207,33 +210,20 @@ def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
         col = np.array([region.col for region in regions], dtype=np.int64)
     except OverflowError:  # a row or col past int64: outside any array
         return False
+    array = np.array([region.array for region in regions], dtype=np.int64)
     at = np.array([position[region.array] for region in regions], dtype=np.int64)
     heights = np.array([arr.rows for arr in arrays], dtype=np.int64)
     widths = np.array([arr.cols for arr in arrays], dtype=np.int64)
-    height, width = heights[at], widths[at]
     size = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
     rows, cols = np.repeat(size, [2 * len(block.copies) for block in blocks], axis=0).T
-    if np.any(row > height - rows) or np.any(col > width - cols):  # not row + rows: it would wrap near 2**63
+    if np.any(row > heights[at] - rows) or np.any(col > widths[at] - cols):  # not row + rows: it wraps near 2**63
         return False
-    # each half's first device, the arrays laid end to end as `chip.stuck_flat` lays them
-    first = region_starts(heights, widths)[at] + row * width + col
-    run_half = np.repeat(np.arange(len(halves)), rows)
-    run_row = np.arange(run_half.size) - np.repeat(np.cumsum(rows) - rows, rows)
-    run_start = first[run_half] + run_row * width[run_half]
-    order = np.argsort(run_start, kind="stable")
-    start, end = run_start[order], (run_start + cols[run_half])[order]
-    if np.any(start[1:] < end[:-1]):
+    layout = Layout.of({array_id: (arr.rows, arr.cols) for array_id, arr in zip(ids, arrays, strict=True)})
+    if regions_overlap(layout, array, row, col, rows, cols):
         return False
+    stuck, _ = stuck_in_regions(chip, array, row, col, rows, cols)  # in the halves laid end to end, ascending
     levels = np.concatenate([half.levels.ravel() for half in halves])
-    skipped = np.flatnonzero(levels == -1)
-    half_start = region_starts(rows, cols)
-    half = np.searchsorted(half_start, skipped, side="right") - 1
-    r, c = np.divmod(skipped - half_start[half], cols[half])
-    marked = np.sort(first[half] + r * width[half] + c)
-    stuck = np.flatnonzero(chip.stuck_flat(ids)[0])
-    run = np.searchsorted(start, stuck, side="right") - 1
-    covered = (run >= 0) & (stuck < end[np.maximum(run, 0)])
-    return bool(np.array_equal(marked, stuck[covered]))
+    return bool(np.array_equal(np.flatnonzero(levels == -1), stuck))
 
 
 def _half_problems(chip: Chip, halves: list[_Half]) -> list[str]:
