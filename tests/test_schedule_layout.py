@@ -26,6 +26,7 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, ProgramBlock
 from lea_compiler.schedule import layout as layout_module
+from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
@@ -34,12 +35,10 @@ from lea_compiler.schedule.lower import (
     ArrayPrograms,
     FlatDevices,
     chosen_copies,
-    noiseless_conductances,
     prepare,
-    worst_case_full_scales_uA,
 )
-from lea_compiler.schedule.plan import READ_FIELDS, Schedule, read_table, schedule_of
-from lea_compiler.schedule.records import RECORD_TYPES, Read, builder
+from lea_compiler.schedule.plan import Schedule, read_table, schedule_of
+from lea_compiler.schedule.records import READ_FIELDS, RECORD_TYPES, Read, builder
 from tests.helpers import mlp_model
 
 

@@ -46,8 +46,9 @@ from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Kernel
 from lea_compiler.irdrop import check_regions
 from lea_compiler.program import Program
+from lea_compiler.schedule.digital import digital_record
 from lea_compiler.schedule.execute import NoiseSpan
-from lea_compiler.schedule.lower import column_scale_and_bias, digital_record, is_crossbar
+from lea_compiler.schedule.lower import column_scale_and_bias, is_crossbar
 from lea_compiler.schedule.normal_draws import gaussian
 from lea_compiler.schedule.plan import Schedule, schedule_of
 

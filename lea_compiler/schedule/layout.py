@@ -13,13 +13,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate, chain
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.geometry import region_starts
-from lea_compiler.schedule.records import Read
+
+if TYPE_CHECKING:  # the records import the Program checks, which import this module
+    from lea_compiler.schedule.records import Read
 
 RUN_DEVICES = 2048
 """`Layout.windows` writes runs of regions of one kind in place when they average at least this many devices:

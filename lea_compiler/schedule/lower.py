@@ -319,7 +319,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
               for half in (copy.pos, copy.neg)]
     levels = [np.asarray(half.levels) for half in halves]
     if any(own.ndim != 2 for own in levels):  # the checks refuse it; unchecked, say so
-        raise InvalidInputError("a copy half's levels are not a matrix (check the Program with `leac inspect`)")
+        raise InvalidInputError("a copy half's levels are not a matrix (check the Program with `leac show`)")
     array, row, col = _region_fields([half.region for half in halves])
     shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
                          count=2 * len(levels)).reshape(-1, 2)
@@ -330,14 +330,14 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
         used = program.chip.array_shapes(ids).tolist()
     except UsageError as exc:
         raise InvalidInputError(f"a copy half's region is off the chip: {exc} (check the Program with "
-                                "`leac inspect`)") from None
+                                "`leac show`)") from None
     layout = Layout.of(dict(zip(ids.tolist(), map(tuple, used), strict=True)))
     rows, cols = shapes[:, 0], shapes[:, 1]
     placed = layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
     # the checks refuse halves that share a device; unchecked, say so rather than let one half overwrite another
     if regions_overlap(layout, array, row, col, rows, cols):
-        raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac inspect`)")
+        raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac show`)")
     programmed = None
     if program.as_programmed:
         programmed = np.full(layout.size, np.nan)
@@ -371,7 +371,7 @@ def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, n
         InvalidInputError: a region field that is not an integer (an unchecked Program)."""
     fields = np.array([(region.array, region.row, region.col) for region in regions]).reshape(-1, 3)
     if fields.dtype.kind not in "iu":  # the checks refuse it; unchecked, say so rather than round 34.5 to 34
-        raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac inspect`)")
+        raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)")
     array, row, col = fields.astype(np.int64, copy=False).T
     return array, row, col
 
@@ -391,7 +391,7 @@ def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) 
     pair = 2 * block + np.arange(block.size) % 2
     if not np.array_equal(target_sizes[pair], np.diff(bounds)):
         raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
-                                "with `leac inspect`)")
+                                "with `leac show`)")
     half = np.searchsorted(bounds, skipped, side="right") - 1
     first = np.cumsum(target_sizes) - target_sizes
     return np.concatenate(targets, axis=None)[first[pair[half]] + skipped - bounds[half]]
@@ -630,7 +630,7 @@ def chosen_copies(blocks: Sequence[ProgramBlock]) -> list[tuple[tuple[int, ...],
         shape = np.shape(block.selection)
         if len(shape) != 2 or shape[0] != len(ids):  # the checks refuse it; unchecked, say so
             raise InvalidInputError(f"block {block.index}: its selection of shape {shape} is not one row per copy "
-                                    f"of its {len(ids)} (check the Program with `leac inspect`)")
+                                    f"of its {len(ids)} (check the Program with `leac show`)")
         groups.setdefault(ids, []).append(b)
     for ids, members in groups.items():
         selections = [np.asarray(blocks[b].selection, dtype=bool) for b in members]

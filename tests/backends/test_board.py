@@ -43,8 +43,8 @@ from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.ir import Graph
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
+from lea_compiler.schedule.digital import digital_record
 from lea_compiler.schedule.execute import CrossbarExecutor
-from lea_compiler.schedule.lower import digital_record
 from tests.helpers import cnn_model, mlp_model
 
 

@@ -40,7 +40,8 @@ from lea_compiler.errors import UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Value
 from lea_compiler.program import Program
-from lea_compiler.schedule.lower import dtype_name, inference_records, prepare, programming_records
+from lea_compiler.schedule.digital import dtype_name
+from lea_compiler.schedule.lower import inference_records, prepare, programming_records
 
 logger = logging.getLogger("lea_compiler.backends.board")  # the package's name, as before the split
 
