@@ -56,3 +56,10 @@ def region_starts(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
     and the Program checks."""
     sizes = np.asarray(heights, dtype=np.int64) * np.asarray(widths, dtype=np.int64)
     return np.cumsum(sizes) - sizes
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """start, start + 1, ..., start + length - 1 of each (start, length) pair, one pair after the other."""
+    ends = np.cumsum(lengths, dtype=np.int64)
+    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
+                                                                                     lengths)

@@ -241,8 +241,9 @@ def simulate(
     if board is not None:
         _check_board(program, board)
     if not ideal:  # before any programming: refuse regions too large for the IR-drop solve, log its cost
-        check_regions([(read.rows, read.cols) for plan in schedule.layers.values() for read, _ in plan.reads],
-                      sim_chip.periphery.lines, "simulate")
+        shapes = [shape for plan in schedule.layers.values()
+                  for shape in zip(*(field.tolist() for field in plan.read_fields("rows", "cols")), strict=True)]
+        check_regions(shapes, sim_chip.periphery.lines, "simulate")
     rng = np.random.default_rng(seed)
     write = None
     if schedule.origin is not None and "tolerance_uS" in schedule.origin:  # a board file: its write-verify settings

@@ -21,7 +21,7 @@ from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery
 from lea_compiler.chip.store import DefectTable, MapPlan, map_plan, table_defects
 from lea_compiler.chip.validate import checked_table
 from lea_compiler.errors import UsageError
-from lea_compiler.geometry import region_starts
+from lea_compiler.geometry import ranges, region_starts
 
 
 class _Defects:
@@ -291,7 +291,7 @@ class Chip:
         device_bounds = np.asarray(plan.device_bounds, dtype=np.int64)
         starts = device_bounds[positions]
         counts = device_bounds[positions + 1] - starts
-        entry = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        entry = ranges(starts, counts)
         # the last entry of each device (none twice), by flat index within each array (`map_plan` sorts them)
         which = np.repeat(np.arange(positions.size, dtype=np.int64), counts)
         row, col = np.divmod(plan.device_flat[entry], self._shapes[positions[which], 1])

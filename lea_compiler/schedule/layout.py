@@ -19,7 +19,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.geometry import region_starts
+from lea_compiler.geometry import ranges, region_starts
 
 if TYPE_CHECKING:  # the records import the Program checks, which import this module
     from lea_compiler.schedule.records import Read
@@ -205,7 +205,7 @@ def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.nda
     if tests > PAIRS_PER_DEVICE * max(which.size, 1):
         return _stuck_in_regions_mapped(chip, ids, array, row, col, rows, cols)
     region = np.repeat(np.arange(array.size), count)  # region after region, each its devices row by row
-    device = np.arange(tests) + np.repeat(lo - (np.cumsum(count) - count), count)
+    device = ranges(lo, count)
     c = stuck_col[device] - col[region]
     inside = (c >= 0) & (c < cols[region])
     region, device, c = region[inside], device[inside], c[inside]
@@ -251,6 +251,6 @@ def regions_overlap(layout: Layout, array: np.ndarray, row: np.ndarray, col: np.
         covered[at] = True
         return int(np.count_nonzero(covered)) != at.size
     first = np.repeat(np.arange(n), count)
-    second = np.arange(tests) - np.repeat(np.cumsum(count) - count, count) + first + 1
+    second = ranges(np.arange(n) + 1, count)  # each region's later ones starting in its rows
     # same array and second starts in first's rows (the search found it): overlap unless the columns are apart
     return bool(np.any((col[second] < col[first] + cols[first]) & (col[first] < col[second] + cols[second])))

@@ -335,8 +335,9 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     rows, cols = shapes[:, 0], shapes[:, 1]
     placed = layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
-    # the checks refuse halves that share a device; unchecked, say so rather than let one half overwrite another
-    if regions_overlap(layout, array, row, col, rows, cols):
+    # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked, say so
+    # rather than let one half overwrite another
+    if not check and regions_overlap(layout, array, row, col, rows, cols):
         raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac show`)")
     programmed = None
     if program.as_programmed:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.geometry import region_starts
+from lea_compiler.geometry import ranges, region_starts
 from lea_compiler.schedule.layout import region_rows
 
 
@@ -81,13 +81,6 @@ def check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: n
         index = next(i for i, (shape, region) in enumerate(zip(shapes, regions, strict=True)) if shape != region)
         raise InvalidInputError(f"layer {name!r}: the {what} of read {index} are {shapes[index]}, its region "
                                 f"{regions[index]}")
-
-
-def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """start, start + 1, ..., start + length - 1 of each (start, length) pair, one pair after the other."""
-    ends = np.cumsum(lengths, dtype=np.int64)
-    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
-                                                                                     lengths)
 
 
 def row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:
