@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.schedule import regions as regions_module
 from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions
 
 SHAPES = [(2, 3), (4, 1), (2, 3), (1, 5), (4, 1), (4, 1), (2, 3)]
@@ -66,8 +67,14 @@ def _placed(shapes: list[tuple[int, int]], seed: int) -> tuple[np.ndarray, np.nd
     return np.array(rows), np.array(cols), (top, 4 + max(w for _, w in shapes))
 
 
+@pytest.mark.parametrize("part", [None, 6, 13], ids=["one part", "a region a part", "parts of two regions"])
 @pytest.mark.parametrize("shapes", [SHAPES, IN_RUNS, [(3, 2)] * 4], ids=["mixed", "in runs", "one shape"])
-def test_put_regions_assigns_as_region_after_region(shapes: list[tuple[int, int]]) -> None:
+def test_put_regions_assigns_as_region_after_region(shapes: list[tuple[int, int]], part: int | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one part per shape, or in parts of `_PUT_DEVICES` devices (a part's regions one after the other or
+    not): the values of assigning region after region."""
+    if part is not None:
+        monkeypatch.setattr(regions_module, "_PUT_DEVICES", part)
     regions = _regions(shapes)
     factor = np.random.default_rng(1).uniform(0.1, 3.0, len(shapes))
     row, col, shape = _placed(shapes, 2)
