@@ -16,8 +16,9 @@ import numpy as np
 import onnx
 import pytest
 
+from lea_compiler.backends import crossbar as crossbar_module
 from lea_compiler.backends.cost import estimate_cost
-from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS
+from lea_compiler.backends.crossbar import CrossbarLayer, programmed_uS, write_noise, written_uS
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
@@ -471,6 +472,25 @@ def test_programmed_conductance_of_any_level_dtype() -> None:
     for dtype in (np.int8, np.int16, np.int64):
         level = np.array([[127, -1], [0, -2]], dtype=dtype)
         np.testing.assert_array_equal(programmed_uS(level, levels), [[200.0, 1.0], [1.0, 1.0]])
+
+
+@pytest.mark.parametrize("part", [1 << 14, 7], ids=["one part", "parts of 7 devices"])
+def test_written_devices_are_the_write_noise_of_the_targets(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`written_uS` (the simulator's programming with one write-noise sigma, part by part): the same bytes as
+    `write_noise(programmed_uS(level))` from a generator in the same state, for int8 and int64 levels with
+    skipped (-1) devices and clipped (0 uS) ones, in one part or in parts; a level past the table is refused as
+    `programmed_uS` refuses it, and a negative sigma as `gaussian_write` does."""
+    monkeypatch.setattr(crossbar_module, "_WRITE_PART", part)
+    levels = np.array([0.5, 10.0, 40.0, 80.0])
+    level = np.random.default_rng(3).integers(-1, 4, (9, 11))
+    for dtype in (np.int8, np.int64):
+        got = written_uS(level.astype(dtype), levels, np.random.default_rng(6), 2.0)
+        want = write_noise(programmed_uS(level, levels), np.random.default_rng(6), 2.0)
+        assert got.shape == level.shape and got.tobytes() == want.tobytes() and (got == 0).any()
+    with pytest.raises(IndexError, match="level 4 is beyond the Program's 4 levels"):
+        written_uS(np.array([0, 4]), levels, np.random.default_rng(6), 2.0)
+    with pytest.raises(ValueError, match="scale < 0"):
+        written_uS(level, levels, np.random.default_rng(6), -1.0)
 
 
 def test_a_simulated_chip_without_the_programs_arrays_is_refused(stuck_program: Program) -> None:

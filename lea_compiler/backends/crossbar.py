@@ -47,7 +47,7 @@ from lea_compiler.geometry import region_starts
 from lea_compiler.interpreter import Array
 from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
-from lea_compiler.programming.devices import gaussian_write, write_devices, write_sigma_uS
+from lea_compiler.programming.devices import gaussian_write, write_devices, write_error_uS, write_sigma_uS
 from lea_compiler.schedule.conductances import byte_table
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
 from lea_compiler.schedule.lower import region_window
@@ -142,12 +142,17 @@ class CrossbarLayer:
         if not reads:
             return _regions(np.zeros(0), self.plan)
         level = schedule.read_levels(self.plan.name)
-        programmed, sigma = self._targets(level, schedule.levels_uS)
-        noisy = np.asarray(sigma) > 0
         heights, widths = self.plan.read_fields("rows", "cols")
-        if noisy.ndim and noisy.any() and not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
-            return None
-        written = write_noise(programmed, rng, sigma)
+        sigma_uS = self.chip.device.write_noise_uS
+        if self.chip.device.write_noise_model is None and sigma_uS > 0:  # one sigma: no array of the targets
+            written = written_uS(level, schedule.levels_uS, rng, sigma_uS)
+        else:
+            programmed, sigma = self._targets(level, schedule.levels_uS)
+            noisy = np.asarray(sigma) > 0
+            if noisy.ndim and noisy.any() and \
+                    not np.logical_or.reduceat(noisy, region_starts(heights, widths)).all():
+                return None
+            written = write_noise(programmed, rng, sigma)
         stuck_at, g_uS = schedule.read_stuck(self.plan.name, self.chip)  # found once per chip and layer
         written[stuck_at] = g_uS  # a stuck device reads its stuck conductance
         return Regions(written, heights, widths)
@@ -238,13 +243,44 @@ def programmed_uS(level: np.ndarray, levels_uS: np.ndarray) -> np.ndarray:
     One gather, where every negative level lands on the lowest (`np.take`'s mode "clip"; int8 levels through a
     byte table, `conductances.byte_table`, the same values); a level beyond the table raises IndexError instead of
     landing on the highest (a checked Program has none)."""
+    levels, level, table = _level_table(level, levels_uS)
+    return _gathered(level, levels, table)
+
+
+def _level_table(level: np.ndarray, levels_uS: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """`programmed_uS`'s check and look-up: the levels (float64), the level indices, and the byte table of int8
+    levels (None: `np.take`'s clip), or IndexError for a level beyond the levels."""
     levels = np.asarray(levels_uS, dtype=np.float64)
     level = np.asarray(level)
     if level.size and level.max() >= len(levels):
         raise IndexError(f"level {int(level.max())} is beyond the Program's {len(levels)} levels")
-    if level.dtype == np.int8 and levels.size:
-        return byte_table(levels, levels[0])[level.view(np.uint8)]
-    return np.take(levels, level, mode="clip")
+    return levels, level, byte_table(levels, levels[0]) if level.dtype == np.int8 and levels.size else None
+
+
+def _gathered(level: np.ndarray, levels: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    """The targets of checked levels (`_level_table`): one gather."""
+    return np.take(levels, level, mode="clip") if table is None else table[level.view(np.uint8)]
+
+
+def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float
+               ) -> np.ndarray:
+    """Devices at Program levels `level` written with one write-noise sigma: `write_noise(programmed_uS(level,
+    levels_uS), rng, sigma_uS)`, value for value (the same draws, scaled, added to the same targets, clipped at
+    0), finished part by part after the draw: each part's draws scaled, its targets added and the result clipped
+    while the part is in cache, no array of the targets and one pass over the devices instead of four."""
+    levels, level, table = _level_table(level, levels_uS)
+    z = write_error_uS(level.shape, rng, sigma_uS, scaled=False)
+    flat, flat_level = z.reshape(-1), level.reshape(-1)
+    for lo in range(0, len(flat), _WRITE_PART):
+        part = flat[lo:lo + _WRITE_PART]
+        part *= sigma_uS
+        part += _gathered(flat_level[lo:lo + _WRITE_PART], levels, table)
+        np.maximum(part, 0.0, out=part)
+    return z
+
+
+_WRITE_PART = 1 << 14
+"""Devices `written_uS` finishes at once (128 KiB of float64): a part stays in cache."""
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:
