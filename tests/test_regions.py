@@ -102,3 +102,44 @@ def test_overlapping_regions_leave_the_last_ones_values() -> None:
         h, w = g.shape
         want[row[i]:row[i] + h, col[i]:col[i] + w] = g * factor[i]
     np.testing.assert_array_equal(got, want, strict=True)
+
+
+@pytest.mark.parametrize("order", ["grid", "reversed", "grids"])
+def test_regions_on_a_grid_are_put_grid_by_grid(order: str) -> None:
+    """Regions of one shape whose places form a grid in read order (as the executor's bands place a layer's
+    reads) are written through strided views (`_grids`: one run, or a run per grid, steps negative too), with
+    the values of assigning region after region."""
+    sizes, (h, w) = (4, 3, 4), (2, 3)
+    a, b, c = np.meshgrid(*(np.arange(n) for n in sizes), indexing="ij")
+    row, col = (a * h).reshape(-1), (c * w + b * 4 * w).reshape(-1)
+    if order == "reversed":
+        row, col = row[::-1].copy(), col[::-1].copy()
+    if order == "grids":  # the second half's places in reverse: two grids one after the other, the whole not one
+        row[24:], col[24:] = row[24:][::-1].copy(), col[24:][::-1].copy()
+    regions = _regions([(h, w)] * len(row), seed=3)
+    factor = np.random.default_rng(2).uniform(0.1, 3.0, len(row))
+    shape = (int(row.max()) + h, 3 * 4 * w)
+    runs = regions_module._grids(regions.starts, row * shape[1] + col)
+    assert runs is not None and (len(runs) > 1) == (order == "grids")
+    got = np.zeros(shape, np.float32)
+    put_regions(got, row, col, regions, factor, unique=True)
+    want = np.zeros(shape, np.float32)
+    for i, g in enumerate(regions):
+        want[row[i]:row[i] + h, col[i]:col[i] + w] = (g * factor[i]).astype(np.float32)
+    np.testing.assert_array_equal(got, want, strict=True)
+    assert np.count_nonzero(got) == regions.flat.size
+
+
+def test_scattered_regions_are_no_grid_and_a_region_outside_is_refused() -> None:
+    """Regions whose places follow no grid are put in parts (`_grids` gives None); a region that does not fit in
+    the output is refused (IndexError), whether its shape's other regions form a grid or not, nothing written
+    out of bounds."""
+    regions = _regions([(2, 3)] * 6)
+    row, col, shape = _placed([(2, 3)] * 6, 2)
+    assert regions_module._grids(regions.starts, np.array([0, 7, 9, 30, 31, 50])) is None
+    scattered = col.copy()
+    scattered[3] = 16
+    for bad_col in (np.arange(6) * 3 + 1, scattered):  # a grid one column too far right; scattered, one too far
+        got = np.zeros((shape[0], 18), np.float32)
+        with pytest.raises(IndexError):
+            put_regions(got, row, bad_col, regions, np.ones(6), unique=True)

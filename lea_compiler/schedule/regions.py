@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import overload
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.geometry import ranges, region_starts
@@ -119,24 +119,77 @@ def put_regions(out: np.ndarray, row: np.ndarray, col: np.ndarray, regions: Regi
     for shape in distinct.tolist():
         chosen = np.flatnonzero(shapes == shape)
         height, width = int(heights[chosen[0]]), int(widths[chosen[0]])
-        size = height * width
-        blocks = sliding_window_view(out, (height, width), writeable=True)
-        # in parts of about _PUT_DEVICES devices, each part's products in one buffer that stays in cache: no
-        # temporary of every device, and no gathered copy of regions that are not one after the other
-        step = max(1, _PUT_DEVICES // size)
-        part = np.empty((min(step, len(chosen)), height, width))
-        for lo in range(0, len(chosen), step):
-            some = chosen[lo:lo + step]
-            first = int(starts[some[0]])
-            if some[-1] - some[0] + 1 == len(some):  # one after the other: a view of the buffer
-                block = flat[first:first + len(some) * size].reshape(-1, height, width)
-            else:  # the part's regions gathered
-                block = sliding_window_view(flat, size)[starts[some]].reshape(-1, height, width)
-            blocks[row[some], col[some]] = np.multiply(block, factor[some, None, None], out=part[:len(some)])
+        inside = bool(out.ndim == 2 and out.flags.c_contiguous and row[chosen].min() >= 0 and col[chosen].min() >= 0
+                      and row[chosen].max() + height <= out.shape[0] and col[chosen].max() + width <= out.shape[1])
+        grids = _grids(starts[chosen], row[chosen] * out.shape[1] + col[chosen]) if inside else None
+        if grids is None:
+            _put_in_parts(out, row[chosen], col[chosen], flat, starts[chosen], factor[chosen], height, width)
+            continue
+        for lo, hi, sizes, source_steps, target_steps in grids:  # a grid of regions: one product into out
+            whole = (*sizes, height, width)
+            source = as_strided(flat[int(starts[chosen[lo]]):], whole,
+                                tuple(s * flat.itemsize for s in (*source_steps, width, 1)), writeable=False)
+            target = as_strided(out.reshape(-1)[int(row[chosen[lo]] * out.shape[1] + col[chosen[lo]]):], whole,
+                                tuple(s * out.itemsize for s in (*target_steps, out.shape[1], 1)))
+            np.multiply(source, factor[chosen[lo:hi]].reshape(*sizes, 1, 1), out=target, casting="unsafe")
+
+
+def _grids(source: np.ndarray, target: np.ndarray) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...],
+                                                                   tuple[int, ...]]] | None:
+    """Regions (their first devices `source` in the buffer and `target` in the output, in read order) as runs
+    lo .. hi that are each a grid: region lo + i (i in C order over `sizes`) at source[lo] + i . source_steps
+    and target[lo] + i . target_steps, found greedily (the longest grid from each run's first region on), or
+    None where that takes more than one run per `_GRID_REGIONS` regions (no grid to speak of)."""
+    n, runs, lo = len(source), [], 0
+    while lo < n:
+        sizes: list[int] = []
+        source_steps: list[int] = []
+        target_steps: list[int] = []
+        size = 1  # regions in the grid so far: `sizes`' product
+        while lo + size < n:
+            count = (n - lo) // size  # blocks of `size` regions from lo, each a copy of the first moved by a step
+            step_s, step_t = int(source[lo + size] - source[lo]), int(target[lo + size] - target[lo])
+            moved_s = source[lo:lo + count * size].reshape(count, size) - source[lo:lo + size]
+            moved_t = target[lo:lo + count * size].reshape(count, size) - target[lo:lo + size]
+            k = np.arange(count)[:, None]
+            good = ((moved_s == k * step_s) & (moved_t == k * step_t)).all(axis=1)
+            blocks = int(np.argmin(good)) if not good.all() else count
+            if blocks < 2:
+                break
+            sizes.insert(0, blocks)
+            source_steps.insert(0, step_s)
+            target_steps.insert(0, step_t)
+            size *= blocks
+        runs.append((lo, lo + size, tuple(sizes), tuple(source_steps), tuple(target_steps)))
+        lo += size
+        if len(runs) * _GRID_REGIONS > n:
+            return None
+    return runs
+
+
+_GRID_REGIONS = 16
+"""`put_regions` writes regions of one shape grid by grid where their grids hold this many regions on average, else
+in parts (`_put_in_parts`)."""
+
+
+def _put_in_parts(out: np.ndarray, row: np.ndarray, col: np.ndarray, flat: np.ndarray, starts: np.ndarray,
+                  factor: np.ndarray, height: int, width: int) -> None:
+    """`put_regions` of regions of one shape (each from flat[starts[i]], to out[row[i], col[i]]), in parts of about
+    _PUT_DEVICES devices, each part's products in one buffer that stays in cache: no temporary of every device,
+    and no gathered copy of the regions."""
+    size = height * width
+    blocks = sliding_window_view(out, (height, width), writeable=True)
+    step = max(1, _PUT_DEVICES // size)
+    part = np.empty((min(step, len(starts)), height, width))
+    for lo in range(0, len(starts), step):
+        some = starts[lo:lo + step]
+        block = sliding_window_view(flat, size)[some].reshape(-1, height, width)
+        blocks[row[lo:lo + step], col[lo:lo + step]] = np.multiply(block, factor[lo:lo + step, None, None],
+                                                                   out=part[:len(some)])
 
 
 _PUT_DEVICES = 1 << 16
-"""Devices `put_regions` multiplies and places at once (512 KiB of float64 products, in cache): measured on
+"""Devices `_put_in_parts` multiplies and places at once (512 KiB of float64 products, in cache): measured on
 25 x 25 arrays, k = 6, 2^14 to 2^17 alike, 2^19 slower than one product of every device at once."""
 
 
