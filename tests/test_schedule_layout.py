@@ -476,10 +476,10 @@ def test_programmed_conductance_of_any_level_dtype() -> None:
 
 @pytest.mark.parametrize("part", [1 << 14, 7], ids=["one part", "parts of 7 devices"])
 def test_written_devices_are_the_write_noise_of_the_targets(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`written_uS` (the simulator's programming with one write-noise sigma, part by part): the same bytes as
-    `write_noise(programmed_uS(level))` from a generator in the same state, for int8 and int64 levels with
-    skipped (-1) devices and clipped (0 uS) ones, in one part or in parts; a level past the table is refused as
-    `programmed_uS` refuses it, and a negative sigma as `gaussian_write` does."""
+    """`written_uS` (the simulator's programming with one write-noise sigma, drawn and finished part by part):
+    the same bytes as `write_noise(programmed_uS(level))` from a generator in the same state, for int8 and int64
+    levels with skipped (-1) devices and clipped (0 uS) ones, in one part or in parts of 7 devices; a level past
+    the table is refused as `programmed_uS` refuses it, and a negative sigma as `gaussian_write` does."""
     monkeypatch.setattr(crossbar_module, "_WRITE_PART", part)
     levels = np.array([0.5, 10.0, 40.0, 80.0])
     level = np.random.default_rng(3).integers(-1, 4, (9, 11))
