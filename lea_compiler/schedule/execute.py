@@ -234,9 +234,11 @@ class CrossbarExecutor:
         # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
         columns = combined[:, 1]
         entry_combine = np.repeat(np.repeat(np.arange(len(combines)), columns), chosen)
-        key = combine_block[entry_combine] * span + picked_copy
-        at = np.minimum(np.searchsorted(pairs, key), len(pairs) - 1) if len(pairs) else np.zeros_like(key)
-        found = pairs[at] == key if len(pairs) else np.zeros(len(key), dtype=bool)
+        key = combine_block[entry_combine] * span + picked_copy  # < len(blocks) * span
+        numbered = np.full(len(blocks) * span, -1, dtype=np.int64)  # each (block, copy) pair's place in `pairs`
+        numbered[pairs] = np.arange(len(pairs))
+        at = numbered[key]  # (a look-up, not a search: one entry per column and copy averaged)
+        found = at >= 0
         missing = np.bincount(entry_combine[~found], minlength=len(combines)) > 0
         bad = (slots[combine_block] == 0) | (columns != (c1 - c0)[combine_block]) | missing
         if bad.any():
