@@ -71,9 +71,10 @@ def _placed(shapes: list[tuple[int, int]], seed: int) -> tuple[np.ndarray, np.nd
 @pytest.mark.parametrize("shapes", [SHAPES, IN_RUNS, [(3, 2)] * 4], ids=["mixed", "in runs", "one shape"])
 def test_put_regions_assigns_as_region_after_region(shapes: list[tuple[int, int]], part: int | None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """In one part per shape, or in parts of `_PUT_DEVICES` devices (a part's regions one after the other or
-    not): the values of assigning region after region."""
-    if part is not None:
+    """In one assignment per shape, or in parts of `_PUT_DEVICES` devices (a part's regions one after the other
+    or not): the values of assigning region after region."""
+    if part is not None:  # (every shape above `_AT_ONCE`)
+        monkeypatch.setattr(regions_module, "_AT_ONCE", 0)
         monkeypatch.setattr(regions_module, "_PUT_DEVICES", part)
     regions = _regions(shapes)
     factor = np.random.default_rng(1).uniform(0.1, 3.0, len(shapes))
@@ -104,11 +105,15 @@ def test_overlapping_regions_leave_the_last_ones_values() -> None:
     np.testing.assert_array_equal(got, want, strict=True)
 
 
+@pytest.mark.parametrize("part", [1 << 16, 24, 6], ids=["whole grids", "sub-grids", "region by region"])
 @pytest.mark.parametrize("order", ["grid", "reversed", "grids"])
-def test_regions_on_a_grid_are_put_grid_by_grid(order: str) -> None:
+def test_regions_on_a_grid_are_put_grid_by_grid(order: str, part: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regions of one shape whose places form a grid in read order (as the executor's bands place a layer's
-    reads) are written through strided views (`_grids`: one run, or a run per grid, steps negative too), with
-    the values of assigning region after region."""
+    reads), above `_AT_ONCE` devices, are written through strided views (`_grids`: one run, or a run per grid,
+    steps negative too), whole or in sub-grids of `_PUT_DEVICES` devices, with the values of assigning region
+    after region."""
+    monkeypatch.setattr(regions_module, "_AT_ONCE", 0)
+    monkeypatch.setattr(regions_module, "_PUT_DEVICES", part)
     sizes, (h, w) = (4, 3, 4), (2, 3)
     a, b, c = np.meshgrid(*(np.arange(n) for n in sizes), indexing="ij")
     row, col = (a * h).reshape(-1), (c * w + b * 4 * w).reshape(-1)
@@ -130,10 +135,13 @@ def test_regions_on_a_grid_are_put_grid_by_grid(order: str) -> None:
     assert np.count_nonzero(got) == regions.flat.size
 
 
-def test_scattered_regions_are_no_grid_and_a_region_outside_is_refused() -> None:
+@pytest.mark.parametrize("at_once", [1 << 18, 0], ids=["at once", "grids or parts"])
+def test_scattered_regions_are_no_grid_and_a_region_outside_is_refused(at_once: int,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Regions whose places follow no grid are put in parts (`_grids` gives None); a region that does not fit in
     the output is refused (IndexError), whether its shape's other regions form a grid or not, nothing written
     out of bounds."""
+    monkeypatch.setattr(regions_module, "_AT_ONCE", at_once)
     regions = _regions([(2, 3)] * 6)
     row, col, shape = _placed([(2, 3)] * 6, 2)
     assert regions_module._grids(regions.starts, np.array([0, 7, 9, 30, 31, 50])) is None
