@@ -39,7 +39,6 @@ layer; a vector's DAC range (without a calibrated `x_fs`) is its own, and scales
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,9 +131,8 @@ class CrossbarExecutor:
         self.groups = start.groups
         self.v_read = plan.scale.v_read_V
         self.x_fs: float | None = plan.scale.x_fs  # None: each vector's own (the per-vector rule)
-        self.full_scale: list[float] = [float(c.full_scale_uA) if c.full_scale_uA is not None else math.nan
-                                        for _, c in plan.reads]
-        self.reads = [read.reads for read, _ in plan.reads]
+        self.full_scale: list[float] = plan.full_scales.tolist()  # NaN: none
+        self.reads = plan.read_fields("reads")[0].tolist()
         self.scale = np.asarray(plan.scale.scale_uS, dtype=np.float64)
         self.bias = None if plan.bias is None else np.asarray(plan.bias.values, dtype=np.float64)
         self._layout = self._lay_out()
@@ -227,8 +225,8 @@ class CrossbarExecutor:
         bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
             x_start + height > self.rows)
         if bad.any():
-            read = plan.reads[int(np.flatnonzero(bad)[0])][0]
-            raise InvalidInputError(f"layer {name!r}: the read of block {read.block}, copy {read.copy} does not "
+            block, copy = (int(field[np.flatnonzero(bad)[0]]) for field in plan.read_fields("block", "copy"))
+            raise InvalidInputError(f"layer {name!r}: the read of block {block}, copy {copy} does not "
                                     "drive a contiguous band of the layer's rows onto its columns; leac cannot "
                                     "execute it")
         # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor

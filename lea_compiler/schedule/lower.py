@@ -35,6 +35,7 @@ from lea_compiler.program.checks import program_problems
 from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
 from lea_compiler.schedule.digital import digital_record, dtype_name
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
+from lea_compiler.schedule.read_pairs import CONVERT_COLUMN, CONVERT_FIELDS, ReadPairs
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
     READ_COLUMN,
@@ -43,7 +44,6 @@ from lea_compiler.schedule.records import (
     Accumulate,
     Bias,
     Combine,
-    Convert,
     LayerStart,
     Read,
     Record,
@@ -51,7 +51,6 @@ from lea_compiler.schedule.records import (
     SelectArray,
     Skip,
     Write,
-    builder,
 )
 
 UNUSED = -2
@@ -477,17 +476,16 @@ def column_scale_and_bias(node: Node, layer: Layer, *, compensated: bool = True
 
 class LayerParts(NamedTuple):
     """One crossbar layer's records, made once (`layer_parts`): the start; every read with its conversion (block
-    by block, `pairs[b]` of them for block b); per block its combine; the accumulate, the scale and the digital
-    bias (None without one)."""
+    by block, `pairs[b]` of them for block b: tables, the records made when first asked for); per block its
+    combine; the accumulate, the scale and the digital bias (None without one)."""
 
     start: LayerStart
-    reads: list[tuple[Read, Convert]]
+    reads: ReadPairs
     pairs: list[int]
     combines: list[Combine]
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
-    table: np.ndarray  # the reads' fields (`records.READ_FIELDS`), from the copy halves
 
 
 def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Record]:
@@ -507,11 +505,9 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
         yield parts.bias
 
 
-_read, _convert = builder(Read), builder(Convert)  # thousands per layer on small arrays: `records.builder`
-
-
 def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
-    """The records of crossbar layer `layer` (graph node `node`) of a prepared Program, grouped."""
+    """The records of crossbar layer `layer` (graph node `node`) of a prepared Program, grouped: the reads and
+    conversions as tables, made from the copy halves and the blocks (`read_pairs.ReadPairs`)."""
     program = lowered.program
     x, bias = node.input(0), node.input(2)
     inputs = layer.rows - int(layer.bias_row)
@@ -538,23 +534,19 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         vectors_per_sample=_vectors_per_sample(x),
         groups=int(node.attr("groups", 1)),
     )
-    name, reads_each = layer.name, program.reads
     pairs = [2 * len(block.copies) for block in layer.blocks]
-    ranges = _block_ranges(lowered, layer, pairs)
-    reads = []
     shared = _block_fields(layer, inputs)  # what a block's reads share, once per block (thousands of reads)
-    for block, full_scale, (rows, cols, index, x_start, x_stop, one_row) in zip(layer.blocks, ranges, shared,
-                                                                              strict=True):
-        rounds = -(-cols // adcs)
-        for copy in block.copies:
-            for polarity, region in (("pos", copy.pos.region), ("neg", copy.neg.region)):
-                array, col = region.array, region.col
-                reads.append((_read(name, index, copy.copy, polarity, array, region.row, col, rows, cols, x_start,
-                                    x_stop, one_row, reads_each),
-                              _convert(name, index, copy.copy, polarity, array, col, col + cols, adcs, rounds,
-                                       full_scale)))
-    table = _read_table(lowered, layer, pairs, shared, reads_each)
-    combines = [Combine(name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
+    table = _read_table(lowered, layer, pairs, shared, program.reads)
+    ranges = np.array([np.nan if r is None else r for r in _block_ranges(lowered, layer, pairs)], dtype=np.float64)
+    col = table[:, READ_COLUMN["col"]]
+    cols = table[:, READ_COLUMN["cols"]]
+    conversions = np.empty((len(table), len(CONVERT_FIELDS)), dtype=np.int64)
+    conversions[:, CONVERT_COLUMN["col_start"]] = col
+    conversions[:, CONVERT_COLUMN["col_stop"]] = col + cols
+    conversions[:, CONVERT_COLUMN["adcs"]] = adcs
+    conversions[:, CONVERT_COLUMN["rounds"]] = -(-cols // adcs)
+    reads = ReadPairs.from_tables(layer.name, table, conversions, np.repeat(ranges, pairs))
+    combines = [Combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
     scale = Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
@@ -563,7 +555,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         assert bias_values is not None
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
-    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record, table)
+    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
 
 
 def _block_fields(layer: Layer, inputs: int) -> list[tuple[int, int, int, int, int, int | None]]:
