@@ -254,7 +254,7 @@ def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
     with its `digital_lanes` lanes (docs/simulator.md, "Static energy"). Arrays the schedule does not use are
     taken to be powered off."""
     p = periphery
-    rows = sum(rows for rows, _ in schedule.layout.shape.values())
+    rows = schedule.layout.total_rows
     per_array = p.p_static_array_uW + p.adcs_per_array * p.p_static_adc_uW
     return len(schedule.arrays) * per_array + rows * p.p_static_dac_uW + p.digital_lanes * p.p_static_digital_uW
 

@@ -72,7 +72,9 @@ def total_nominal_pulses(level: np.ndarray, unwritten: np.ndarray | None = None)
     if unwritten is None:
         unwritten = np.flatnonzero(level < 0)
     written = level.size - unwritten.size
-    return int(np.sum(level, dtype=np.int64)) - int(np.sum(level[unwritten], dtype=np.int64)) + written  # + 1 each
+    # int8 levels (|level| <= 128) of fewer than 2**24 devices sum exactly in int32, twice as fast as in int64
+    total = np.int32 if level.dtype.itemsize == 1 and level.size < 2 ** 24 else np.int64
+    return int(np.sum(level, dtype=total)) - int(np.sum(level[unwritten], dtype=np.int64)) + written  # + 1 each
 
 
 def write_sigma_uS(device: DeviceModel, target_uS: np.ndarray) -> float | np.ndarray:

@@ -228,12 +228,27 @@ class Lowered:
     values: np.ndarray  # every half's levels, half after half, each row by row
     shapes: np.ndarray  # (halves, 2): each half's rows and cols
     unwritten: np.ndarray  # where `values` < 0 (the skipped devices, in a checked Program)
-    marked: np.ndarray  # where the skipped devices are in `devices` (`FlatDevices.marked`), in half order
+    skipped: np.ndarray  # where `values` is SKIPPED: the skipped devices, in half order
     marked_uS: np.ndarray  # their conductances on the chip compiled for (0: not stuck there)
-    marked_target: np.ndarray  # the levels they should have had
     programmed_uS: np.ndarray | None  # an as-programmed Program's `FlatDevices.programmed_uS`
     stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's stuck devices in the halves, half after half
     # (`layout.stuck_in_regions`: positions in `values`, conductances), if they were needed
+
+    @cached_property
+    def marked(self) -> np.ndarray:
+        """Where the skipped devices are in `devices` (`FlatDevices.marked`), in half order: found when first asked
+        for (the simulator does not ask)."""
+        array, row, col = self.regions.T
+        return self.layout.devices_at(array, row, col, self.shapes[:, 0], self.shapes[:, 1], self.skipped)
+
+    @cached_property
+    def marked_target(self) -> np.ndarray:
+        """The levels the skipped devices should have had, in half order (the Program's level dtype): found when
+        first asked for (`prepare` checked that the blocks' targets fit their halves)."""
+        level_dtype = np.promote_types(self.values.dtype, np.int8)  # int8 mostly: `chip.level_index_dtype`
+        if not self.skipped.size:
+            return np.zeros(0, dtype=level_dtype)
+        return _skipped_targets(self.program, self.bounds, self.skipped).astype(level_dtype)
 
     @cached_property
     def at(self) -> np.ndarray:
@@ -332,7 +347,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
                                 "`leac show`)") from None
     layout = Layout.of(dict(zip(ids.tolist(), map(tuple, used), strict=True)))
     rows, cols = shapes[:, 0], shapes[:, 1]
-    placed = layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
+    layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
     # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked, say so
     # rather than let one half overwrite another
@@ -349,19 +364,19 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     # compiled for (not stuck there: 0)
     unwritten = np.flatnonzero(values < 0)
     skipped = unwritten[values[unwritten] == SKIPPED]
-    marked = layout.devices_at(array, row, col, rows, cols, skipped, placed)  # in half order (`Lowered` relies on it)
-    level_dtype = np.promote_types(values.dtype, np.int8)  # the Program's (int8 mostly: `chip.level_index_dtype`)
-    target = np.zeros(0, dtype=level_dtype)
     stuck_uS = np.zeros(0)
     stuck = None
     if skipped.size:
-        target = _skipped_targets(program, bounds, skipped).astype(level_dtype)
+        _target_pairs(program, bounds)  # the targets fit the halves (`Lowered.marked_target` gathers them)
         stuck = stuck_in_regions(program.chip, array, row, col, rows, cols)
-        found = np.minimum(np.searchsorted(stuck[0], skipped), max(stuck[0].size - 1, 0))
-        hit = stuck[0][found] == skipped if stuck[0].size else np.zeros(skipped.size, dtype=bool)
-        stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
+        if np.array_equal(stuck[0], skipped):  # every stuck device skipped, as compiled for this chip
+            stuck_uS = stuck[1].copy()
+        else:
+            found = np.minimum(np.searchsorted(stuck[0], skipped), max(stuck[0].size - 1, 0))
+            hit = stuck[0][found] == skipped if stuck[0].size else np.zeros(skipped.size, dtype=bool)
+            stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
     return Lowered(program, layout, np.column_stack([array, row, col]).reshape(-1, 3), bounds, values, shapes,
-                   unwritten, marked, stuck_uS, target, programmed, stuck)
+                   unwritten, skipped, stuck_uS, programmed, stuck)
 
 
 def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -369,11 +384,30 @@ def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, n
 
     Raises:
         InvalidInputError: a region field that is not an integer (an unchecked Program)."""
-    fields = np.array([(region.array, region.row, region.col) for region in regions]).reshape(-1, 3)
+    fields = np.array([[region.array for region in regions], [region.row for region in regions],
+                       [region.col for region in regions]]).reshape(3, -1)  # a list per field: faster than per region
     if fields.dtype.kind not in "iu":  # the checks refuse it; unchecked, say so rather than round 34.5 to 34
         raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)")
-    array, row, col = fields.astype(np.int64, copy=False).T
+    array, row, col = fields.astype(np.int64, copy=False)
     return array, row, col
+
+
+def _target_pairs(program: Program, bounds: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Every block's targets (G+, G-), their sizes, and per copy half (laid end to end: half i's levels at
+    bounds[i]:bounds[i + 1]) its target's place among them.
+
+    Raises:
+        InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
+    blocks = [block for layer in program.layers for block in layer.blocks]
+    targets = [np.asarray(target) for block in blocks for target in (block.target_pos, block.target_neg)]
+    target_sizes = np.fromiter(map(np.size, targets), dtype=np.int64, count=len(targets))
+    # half i is G+ (i even) or G- of its block (a block's halves come in pairs, so the parity is the polarity)
+    block = np.repeat(np.arange(len(blocks)), [2 * len(block.copies) for block in blocks])
+    pair = 2 * block + np.arange(block.size) % 2
+    if not np.array_equal(target_sizes[pair], np.diff(bounds)):
+        raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
+                                "with `leac show`)")
+    return targets, target_sizes, pair
 
 
 def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) -> np.ndarray:
@@ -383,15 +417,7 @@ def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) 
 
     Raises:
         InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
-    blocks = [block for layer in program.layers for block in layer.blocks]
-    targets = [target for block in blocks for target in (block.target_pos, block.target_neg)]
-    target_sizes = np.fromiter(map(np.size, targets), dtype=np.int64, count=len(targets))
-    # half i is G+ (i even) or G- of its block (a block's halves come in pairs, so the parity is the polarity)
-    block = np.repeat(np.arange(len(blocks)), [2 * len(block.copies) for block in blocks])
-    pair = 2 * block + np.arange(block.size) % 2
-    if not np.array_equal(target_sizes[pair], np.diff(bounds)):
-        raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
-                                "with `leac show`)")
+    targets, target_sizes, pair = _target_pairs(program, bounds)
     half = np.searchsorted(bounds, skipped, side="right") - 1
     first = np.cumsum(target_sizes) - target_sizes
     return np.concatenate(targets, axis=None)[first[pair[half]] + skipped - bounds[half]]
@@ -576,8 +602,7 @@ def _read_table(lowered: Lowered, layer: Layer, pairs: list[int],
     blocks = layer.blocks
     per_block = np.array([(*fields[:5], -1 if fields[5] is None else fields[5]) for fields in shared],
                          dtype=np.int64).reshape(-1, 6)
-    copies = np.fromiter((copy.copy for b in blocks for copy in b.copies for _ in range(2)), dtype=np.int64,
-                         count=sum(pairs))
+    copies = np.repeat(np.array([copy.copy for b in blocks for copy in b.copies], dtype=np.int64), 2)  # G+, G-
     n = copies.size
     column = [READ_COLUMN[name] for name in ("array", "row", "col")]
     shared_columns = [READ_COLUMN[name] for name in ("rows", "cols", "block", "x_start", "x_stop", "one_row")]
