@@ -102,7 +102,7 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     jobs = read_jobs(plan)
     n, columns = jobs.reads, jobs.columns
     # each array's reads and conversions, added job by job in schedule order (bincount adds in order)
-    busy = np.bincount(np.unique(jobs.array, return_inverse=True)[1],
+    busy = np.bincount(jobs.by_array[2],
                        rounds_ns(periphery, jobs.rounds, n))  # type: ignore[arg-type]
     reads = int(np.sum(n))
     adc = int(np.sum(n * columns))

@@ -37,6 +37,7 @@ import math
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -78,6 +79,12 @@ class ReadJobs:
 
     def __len__(self) -> int:
         return len(self.array)
+
+    @cached_property
+    def by_array(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The jobs' arrays: `np.unique(array, return_index=True, return_inverse=True, return_counts=True)`, found
+        once (the cost model's busiest array and the timeline each ask)."""
+        return np.unique(self.array, return_index=True, return_inverse=True, return_counts=True)
 
     @classmethod
     def of(cls, jobs: Iterable[ReadJob]) -> ReadJobs:
@@ -292,8 +299,7 @@ class _Timeline:
         hold = p.t_dac_ns + jobs.reads * p.t_mvm_ns  # per job: the DACs settle, then its reads
         convert = (jobs.reads * jobs.rounds) * p.t_adc_ns
         words = (jobs.reads * jobs.columns).astype(np.float64)
-        ids, seen, inverse, counts = np.unique(jobs.array, return_index=True, return_inverse=True,
-                                              return_counts=True)
+        ids, seen, inverse, counts = jobs.by_array
         by_array = np.argsort(inverse, kind="stable")  # job indices array by array, in schedule order within each
         offsets = np.cumsum(counts) - counts
         hold_sum, convert_sum = np.zeros(len(ids)), np.zeros(len(ids))
