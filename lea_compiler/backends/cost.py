@@ -107,8 +107,8 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     reads = int(np.sum(n))
     adc = int(np.sum(n * columns))
     dac = int(np.sum(jobs.rows))
-    rows, cols, each = plan.read_fields("rows", "cols", "reads")
-    devices = int(np.sum(read_runs(plan) * each * rows * cols))
+    heights, widths, each = plan.read_fields("rows", "cols", "reads")
+    devices = int(np.sum(read_runs(plan) * each * heights * widths))
     ops = int(np.sum((n * columns)[n > 1]))  # the mean of the N digitised reads: N - 1 additions, one division
     start = plan.start
     for combine in plan.combines:

@@ -225,8 +225,8 @@ class CrossbarExecutor:
         bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
             x_start + height > self.rows)
         if bad.any():
-            block, copy = (int(field[np.flatnonzero(bad)[0]]) for field in plan.read_fields("block", "copy"))
-            raise InvalidInputError(f"layer {name!r}: the read of block {block}, copy {copy} does not "
+            at_block, at_copy = (int(field[np.flatnonzero(bad)[0]]) for field in plan.read_fields("block", "copy"))
+            raise InvalidInputError(f"layer {name!r}: the read of block {at_block}, copy {at_copy} does not "
                                     "drive a contiguous band of the layer's rows onto its columns; leac cannot "
                                     "execute it")
         # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
