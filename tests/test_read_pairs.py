@@ -124,6 +124,8 @@ def test_tables_of_the_wrong_shape_are_refused() -> None:
         ReadPairs.from_tables("fc", table, np.zeros((2, len(CONVERT_FIELDS)), dtype=np.int64), np.zeros(3))
     with pytest.raises(TypeError, match="ReadPairs needs the records or all three tables"):
         ReadPairs("fc", table=table)
+    with pytest.raises(TypeError, match="ReadPairs takes the records or the tables, not both"):
+        ReadPairs("fc", (), table=table)
 
 
 def test_the_simulator_and_the_cost_model_make_no_records(programs: list[Program]) -> None:

@@ -425,7 +425,7 @@ class CrossbarExecutor:
         `x_fs_min`, or the layer's), clipped to [-1, 1], rounded to the DAC's levels, times v_read. Elementwise
         and per vector, so `_DAC_ROWS` vectors at a time (each piece's passes in cache), the same values."""
         dac = (1 << (self.dac_bits - 1)) - 1
-        v = np.empty(flat.shape, np.float32)
+        v = np.empty_like(flat)  # in x's memory order, as the whole-array passes made it (`squares_down` sums it)
         per_vector = self.x_fs is None
         gains = np.zeros((len(flat), 1))  # per vector: its full scale
         fixed = np.float32(1.0 / self.x_fs) if self.x_fs is not None else np.float32(0.0)
@@ -626,7 +626,10 @@ _SQUARE_ROWS = 512
 def squares_down(v: np.ndarray) -> np.ndarray:
     """np.square(v, dtype=np.float64).sum(axis=0), to the bit, without the float64 array of v's size: the squares
     made `_SQUARE_ROWS` rows at a time, each piece's sum carried into the next piece's first row, so every
-    column is summed in the same order (row after row, as numpy reduces axis 0 of a C-ordered array)."""
+    column is summed in the same order (row after row, as numpy reduces axis 0 of a C-ordered array). A v in
+    another memory order (a transposed input's) is summed whole, as numpy sums it (pairwise along memory)."""
+    if not v.flags.c_contiguous:
+        return np.square(v, dtype=np.float64).sum(axis=0)
     total: np.ndarray | None = None
     piece = np.empty((min(_SQUARE_ROWS, len(v)), *v.shape[1:]), dtype=np.float64)
     for lo in range(0, len(v), _SQUARE_ROWS):

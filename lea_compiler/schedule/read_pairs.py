@@ -66,6 +66,8 @@ class ReadPairs(Sequence[Pair]):
     def __init__(self, layer: str, pairs: Iterable[Pair] | None = None, *, table: np.ndarray | None = None,
                  conversions: np.ndarray | None = None, full_scales: np.ndarray | None = None) -> None:
         self.layer = layer
+        if pairs is not None and not (table is None and conversions is None and full_scales is None):
+            raise TypeError("ReadPairs takes the records or the tables, not both (either is made from the other)")
         self._pairs = None if pairs is None else tuple(pairs)
         if self._pairs is None:
             if table is None or conversions is None or full_scales is None:
