@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import helper
 
 from lea_compiler.backends.sim import CrossbarLayer
@@ -241,3 +243,72 @@ def test_entries_of_shared_and_separate_tuples_are_the_tuples_end_to_end() -> No
         np.testing.assert_array_equal(values, np.array([v for row in rows for v in row], dtype=np.int64),
                                       strict=True)
         np.testing.assert_array_equal(lengths, np.array([len(row) for row in rows], dtype=np.int64), strict=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 40), shape=st.sampled_from([(3,), (1,), (2, 5), (7,), (40,)]), piece=st.integers(1, 9),
+       seed=st.integers(0, 2**32 - 1), order=st.sampled_from("CF"))
+def test_squares_down_sums_as_numpy_does_to_the_bit(rows, shape, piece, seed, order) -> None:
+    """`squares_down` (the read power's column sums, a piece of rows at a time) against numpy's sum of the whole
+    array of float64 squares: the same float64 sums, to the bit, whatever the piece size, carried across pieces,
+    and whatever v's memory order (numpy sums a Fortran-ordered array pairwise along its columns); NaN and
+    infinity where numpy gives them."""
+    v = np.random.default_rng(seed).standard_normal((rows, *shape)).astype(np.float32) * F(1e3)
+    v = np.asarray(v, order=order)
+    if rows > 2:
+        v[1].flat[0] = np.nan
+        v[2].flat[-1] = np.inf
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(execute, "_SQUARE_ROWS", piece)
+        found = execute.squares_down(v)
+    np.testing.assert_array_equal(found, np.square(v, dtype=np.float64).sum(axis=0), strict=True)
+
+
+def test_the_forward_does_not_write_its_float32_input(tmp_path) -> None:
+    """The forward reads a float32 input as it is (no copy of it made) and leaves it as it was given."""
+    channels, group, options = CASES[0]
+    plan, conductances = _plan_and_conductances(tmp_path, channels, group, dataclasses.replace(options,
+                                                                                               bias="digital"))
+    assert plan.start.rows == plan.start.inputs  # no bias row: the input is not joined to a column of ones
+    executor = CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=10, read_noise_uS=0.4)
+    x = np.random.default_rng(5).uniform(-3.0, 3.0, (9, plan.start.inputs)).astype(F)
+    given = x.copy()
+    executor.forward(x, np.random.default_rng(6))
+    np.testing.assert_array_equal(x, given, strict=True)
+
+
+@pytest.mark.parametrize("channels, group, options", CASES[:2], ids=["dense", "grouped"])
+@pytest.mark.parametrize("x_fs", [None, 0.7])
+def test_the_dac_in_pieces_gives_what_it_gives_whole(tmp_path, channels, group, options, x_fs) -> None:
+    """The DAC step a few vectors at a time (`_DAC_ROWS`) against all of them at once: the same outputs and read
+    power, to the bit, with each vector's own full scale and with the layer's."""
+    plan, conductances = _plan_and_conductances(tmp_path, channels, group, options)
+    x = np.random.default_rng(5).uniform(-2.0, 2.0, (11, *([group] if group > 1 else []), plan.start.inputs))
+    x[3] = 0.0  # a vector of zeros: full scale x_fs_min
+    found = []
+    for rows in (2, 10**6):
+        executor = CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=10, read_noise_uS=0.4)
+        executor.x_fs = x_fs
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(execute, "_DAC_ROWS", rows)
+            found.append((executor.forward(x, np.random.default_rng(6)), executor.read_power))
+    np.testing.assert_array_equal(found[0][0], found[1][0], strict=True)
+    assert found[0][1] == found[1][1]
+
+
+def test_a_transposed_input_reads_the_power_it_read_before(tmp_path) -> None:
+    """A float32 input in Fortran order (a transposed view, as a Transpose before a MatMul gives one sample):
+    the DAC keeps its memory order and the read power is numpy's sum of that array's squares, to the bit, as
+    when the whole-array passes made it (the pairwise sum along memory, not the row-by-row one)."""
+    channels, group, options = CASES[0]
+    plan, conductances = _plan_and_conductances(tmp_path, channels, group, dataclasses.replace(options,
+                                                                                               bias="digital"))
+    x = np.asfortranarray(np.random.default_rng(5).uniform(-2.0, 2.0, (300, plan.start.inputs)).astype(F))
+    executor = CrossbarExecutor(plan, conductances, dac_bits=8, adc_bits=10, read_noise_uS=0.4)
+    seen = []
+    original = executor.read_power_of
+    executor.read_power_of = lambda v: (seen.append(v), original(v))[1]  # type: ignore[method-assign]
+    executor.forward(x, np.random.default_rng(6))
+    assert seen[0].flags.f_contiguous and not seen[0].flags.c_contiguous
+    expected = float(np.sum(np.square(seen[0], dtype=np.float64).sum(axis=0) * executor.row_conductance))
+    assert executor.read_power == expected

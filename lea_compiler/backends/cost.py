@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from lea_compiler.analog_time import applications, rounds_ns
-from lea_compiler.backends.timing import DigitalStep, LayerStep, Timing, read_jobs, run_timeline, vector_max_ops
+from lea_compiler.backends.timing import (
+    DigitalStep,
+    LayerStep,
+    Timing,
+    block_columns,
+    read_jobs,
+    run_timeline,
+    vector_max_ops,
+)
 from lea_compiler.chip import Chip, Periphery
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import groups_reading
@@ -64,21 +72,17 @@ class LayerCost:
     analog_ns: float
 
 
-def read_runs(plan: LayerPlan) -> list[int]:
-    """Per read record of a layer application: how many vectors drive its region's rows, each making every
-    device of the region conduct (V^2 G over all its columns, converted or not): 1 (0 for a block without
+def read_runs(plan: LayerPlan) -> np.ndarray:
+    """Per read record of a layer application (int64): how many vectors drive its region's rows, each making
+    every device of the region conduct (V^2 G over all its columns, converted or not): 1 (0 for a block without
     columns); in a grouped layer, the groups with a column in the read's block (`grouping.groups_reading`)."""
     start = plan.start
-    if start.groups == 1:  # a block's reads share their run (thousands of reads on 25 x 25 arrays)
-        per_block = {block: int(c1 > c0) for block, c0, c1 in plan.accumulate.terms}
-        return [per_block[read.block] if read.block in per_block else int(convert.col_stop > convert.col_start)
-                for read, convert in plan.reads]
-    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
-    runs = []
-    for read, convert in plan.reads:
-        c0, c1 = block_columns.get(read.block, (0, convert.col_stop - convert.col_start))
-        runs.append(len(groups_reading(c0, c1, start.cols, start.groups)) if start.groups > 1 else int(c1 > c0))
-    return runs
+    c0, c1 = block_columns(plan)  # a block's reads share their run (thousands of reads on 25 x 25 arrays)
+    if start.groups == 1:
+        return (c1 > c0).astype(np.int64)
+    return np.array([len(groups_reading(a, b, start.cols, start.groups)) for a, b in zip(c0.tolist(), c1.tolist(),
+                                                                                          strict=True)],
+                    dtype=np.int64)
 
 
 def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
@@ -98,13 +102,13 @@ def layer_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
     jobs = read_jobs(plan)
     n, columns = jobs.reads, jobs.columns
     # each array's reads and conversions, added job by job in schedule order (bincount adds in order)
-    busy = np.bincount(np.unique(jobs.array, return_inverse=True)[1],
+    busy = np.bincount(jobs.by_array[2],
                        rounds_ns(periphery, jobs.rounds, n))  # type: ignore[arg-type]
     reads = int(np.sum(n))
     adc = int(np.sum(n * columns))
     dac = int(np.sum(jobs.rows))
-    devices = sum(runs * read.reads * read.rows * read.cols
-                  for runs, (read, _) in zip(read_runs(plan), plan.reads, strict=True) if runs)
+    heights, widths, each = plan.read_fields("rows", "cols", "reads")
+    devices = int(np.sum(read_runs(plan) * each * heights * widths))
     ops = int(np.sum((n * columns)[n > 1]))  # the mean of the N digitised reads: N - 1 additions, one division
     start = plan.start
     for combine in plan.combines:
@@ -233,14 +237,14 @@ def full_scale_read_power(plan: LayerPlan, schedule: Schedule) -> float:
     analytic model charges without data (an upper bound of the DAC's voltages; `leac simulate` measures it).
     A grouped layer's run drives a read's rows once per group with a column in its block, and all the region's
     devices conduct each time (`read_runs`)."""
-    if not plan.reads:
+    if not len(plan.reads):
         return 0.0
-    rows, cols, reads = np.array([(read.rows, read.cols, read.reads) for read, _ in plan.reads], dtype=np.int64).T
+    rows, cols, reads = plan.read_fields("rows", "cols", "reads")
     # every region's conductances, region after region, row by row (the schedule's flat buffers and windows)
     flat = schedule.read_conductances(plan.name)
     region, starts = region_rows(rows, cols)  # every region row, region by region
     row_sums = np.add.reduceat(flat, starts)  # each row's sum: its devices follow each other
-    runs = np.array(read_runs(plan), dtype=np.int64)
+    runs = read_runs(plan)
     return plan.scale.v_read_V ** 2 * float(np.sum(runs * reads * np.bincount(region, row_sums, len(rows))))
 
 
@@ -250,7 +254,7 @@ def static_power_uW(schedule: Schedule, periphery: Periphery) -> float:
     with its `digital_lanes` lanes (docs/simulator.md, "Static energy"). Arrays the schedule does not use are
     taken to be powered off."""
     p = periphery
-    rows = sum(rows for rows, _ in schedule.layout.shape.values())
+    rows = schedule.layout.total_rows
     per_array = p.p_static_array_uW + p.adcs_per_array * p.p_static_adc_uW
     return len(schedule.arrays) * per_array + rows * p.p_static_dac_uW + p.digital_lanes * p.p_static_digital_uW
 

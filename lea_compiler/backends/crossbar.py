@@ -120,7 +120,7 @@ class CrossbarLayer:
         values are the same as drawing region by region; the regions stay that one buffer (`Regions`), which the
         executor's set-up reads as it is. Drift draws its exponents region by region between the
         write draws, so with drift the regions go one by one."""
-        reads = [read for read, _ in self.plan.reads]
+        reads = self.plan.pairs.reads()  # the records made only if a region is programmed on its own
         if self.ideal:  # every device at its target; a joint layer's skipped devices as compiled (module docstring)
             return _regions(schedule.read_conductances(self.plan.name, stuck=self.plan.start.encoding == "joint"),
                             self.plan)

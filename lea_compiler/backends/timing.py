@@ -37,6 +37,7 @@ import math
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -79,6 +80,12 @@ class ReadJobs:
     def __len__(self) -> int:
         return len(self.array)
 
+    @cached_property
+    def by_array(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The jobs' arrays: `np.unique(array, return_index=True, return_inverse=True, return_counts=True)`, found
+        once (the cost model's busiest array and the timeline each ask)."""
+        return np.unique(self.array, return_index=True, return_inverse=True, return_counts=True)
+
     @classmethod
     def of(cls, jobs: Iterable[ReadJob]) -> ReadJobs:
         """The columns of `jobs` (e.g. hand-worked ones), in their order."""
@@ -107,13 +114,29 @@ def read_jobs(plan: LayerPlan) -> ReadJobs:
     return jobs
 
 
+def block_columns(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Per read of a layer, in order: its block's output columns [c0, c1) as the accumulate's terms give them
+    (the last term of a block listed twice), or (0, its conversion's width) for a block the terms do not list
+    (int64, from the plan's tables)."""
+    block, = plan.read_fields("block")
+    col_start, col_stop = plan.convert_fields("col_start", "col_stop")
+    terms = {b: (c0, c1) for b, c0, c1 in plan.accumulate.terms}
+    c0, c1 = np.zeros(len(block), dtype=np.int64), col_stop - col_start
+    if terms and len(block):
+        listed = np.array(sorted(terms), dtype=np.int64)
+        at = np.minimum(np.searchsorted(listed, block), len(listed) - 1)
+        hit = listed[at] == block
+        columns = np.array([terms[b] for b in listed.tolist()], dtype=np.int64).reshape(-1, 2)
+        c0 = np.where(hit, columns[at, 0], c0)
+        c1 = np.where(hit, columns[at, 1], c1)
+    return c0, c1
+
+
 def _read_jobs(plan: LayerPlan) -> ReadJobs:
     groups = plan.start.groups
-    block_columns = {block: (c0, c1) for block, c0, c1 in plan.accumulate.terms}
-    table = np.array([(read.array, read.reads, read.rows, convert.rounds, convert.adcs,
-                       *block_columns.get(read.block, (0, convert.col_stop - convert.col_start)))
-                      for read, convert in plan.reads], dtype=np.int64).reshape(-1, 7)
-    array, reads, rows, rounds, adcs, c0, c1 = table.T
+    array, reads, rows = plan.read_fields("array", "reads", "rows")
+    rounds, adcs = plan.convert_fields("rounds", "adcs")
+    c0, c1 = block_columns(plan)
     if groups == 1:
         columns = c1 - c0
         keep = columns > 0  # a block without columns is not read
@@ -276,8 +299,7 @@ class _Timeline:
         hold = p.t_dac_ns + jobs.reads * p.t_mvm_ns  # per job: the DACs settle, then its reads
         convert = (jobs.reads * jobs.rounds) * p.t_adc_ns
         words = (jobs.reads * jobs.columns).astype(np.float64)
-        ids, seen, inverse, counts = np.unique(jobs.array, return_index=True, return_inverse=True,
-                                              return_counts=True)
+        ids, seen, inverse, counts = jobs.by_array
         by_array = np.argsort(inverse, kind="stable")  # job indices array by array, in schedule order within each
         offsets = np.cumsum(counts) - counts
         hold_sum, convert_sum = np.zeros(len(ids)), np.zeros(len(ids))

@@ -39,10 +39,10 @@ layer; a vector's DAC range (without a calibrated `x_fs`) is its own, and scales
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -132,9 +132,8 @@ class CrossbarExecutor:
         self.groups = start.groups
         self.v_read = plan.scale.v_read_V
         self.x_fs: float | None = plan.scale.x_fs  # None: each vector's own (the per-vector rule)
-        self.full_scale: list[float] = [float(c.full_scale_uA) if c.full_scale_uA is not None else math.nan
-                                        for _, c in plan.reads]
-        self.reads = [read.reads for read, _ in plan.reads]
+        self.full_scale: list[float] = plan.full_scales.tolist()  # NaN: none
+        self.reads = plan.read_fields("reads")[0].tolist()
         self.scale = np.asarray(plan.scale.scale_uS, dtype=np.float64)
         self.bias = None if plan.bias is None else np.asarray(plan.bias.values, dtype=np.float64)
         self._layout = self._lay_out()
@@ -187,8 +186,7 @@ class CrossbarExecutor:
     def read_power_of(self, v: np.ndarray) -> float:
         """sum over the vectors (or runs) of sum_ij V_i^2 G_ij N_read, in V^2 uS, for the DAC voltages v
         (n, rows), or (n, G, rows) runs: times the read time it is the energy the devices dissipate."""
-        squared = np.square(v, dtype=np.float64).sum(axis=0)
-        return float(np.sum(squared * self.row_conductance))
+        return float(np.sum(squares_down(v) * self.row_conductance))
 
     def _lay_out(self) -> _Layout:
         """Where each read lands (`_Layout`: its row band, polarity, copy slot, columns) and which copies each
@@ -227,8 +225,8 @@ class CrossbarExecutor:
         bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
             x_start + height > self.rows)
         if bad.any():
-            read = plan.reads[int(np.flatnonzero(bad)[0])][0]
-            raise InvalidInputError(f"layer {name!r}: the read of block {read.block}, copy {read.copy} does not "
+            at_block, at_copy = (int(field[np.flatnonzero(bad)[0]]) for field in plan.read_fields("block", "copy"))
+            raise InvalidInputError(f"layer {name!r}: the read of block {at_block}, copy {at_copy} does not "
                                     "drive a contiguous band of the layer's rows onto its columns; leac cannot "
                                     "execute it")
         # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
@@ -371,25 +369,9 @@ class CrossbarExecutor:
             flat = np.empty((given.shape[0], given.shape[1] + 1), np.float32)
             flat[:, :-1] = given
             flat[:, -1] = 1.0
-        else:
-            flat = given.astype(np.float32)
-        dac = (1 << (self.dac_bits - 1)) - 1
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused by the caller
-            if self.x_fs is None:
-                inputs = flat[:, :self.inputs]  # max |x| as max(max x, -min x): no array of |x| made
-                peak = np.maximum(inputs.max(axis=1), -inputs.min(axis=1)) if self.inputs else \
-                    np.zeros(len(flat), np.float32)
-                x_fs = np.maximum(peak, np.float32(self.plan.scale.x_fs_min))
-                inverse = np.divide(np.float32(1.0), x_fs, out=np.zeros_like(x_fs), where=x_fs > 0)
-                v = flat * inverse[:, None]
-                np.clip(v, -1.0, 1.0, out=v)
-                gain = x_fs.astype(np.float64)[:, None]
-            else:
-                v = np.clip(flat * np.float32(1.0 / self.x_fs), -1.0, 1.0)
-                gain = np.float64(self.x_fs)
-            v *= np.float32(dac)  # in place: the same operations as round(v * dac) * (v_read / dac)
-            np.round(v, out=v)
-            v *= np.float32(self.v_read / dac)
+        else:  # x itself when it is float32 already: the DAC step below makes new arrays, x is not written
+            flat = np.asarray(given, dtype=np.float32)
+        v, gain = self._dac_voltages(flat)
         if groups > 1:  # (runs, G, rows): a chunk's rows are runs
             v = vector_runs(v, groups)
         self.read_power += self.read_power_of(v)
@@ -431,13 +413,42 @@ class CrossbarExecutor:
                 run(index)
         with np.errstate(over="ignore", invalid="ignore"):
             if groups > 1 and self.x_fs is None:  # each vector's own full scale scales its group's columns
-                wide = split_columns(out.astype(np.float64), groups) * vector_runs(gain, groups)
+                wide = split_columns(out.astype(np.float64), groups) * vector_runs(cast(np.ndarray, gain), groups)
                 y = wide.reshape(out.shape) / (self.v_read * self.scale)
             else:
                 y = out.astype(np.float64) * gain / (self.v_read * self.scale)
             if self.bias is not None:
                 y = y + self.bias
         return y.reshape(*lead, self.cols)
+
+    def _dac_voltages(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray | np.float64]:
+        """The DAC's voltages for the vectors `flat` (n, rows) float32, and the gain that scales the outputs back
+        (per vector (n, 1), or the layer's x_fs): each vector over its full scale (its own max |x|, at least
+        `x_fs_min`, or the layer's), clipped to [-1, 1], rounded to the DAC's levels, times v_read. Elementwise
+        and per vector, so `_DAC_ROWS` vectors at a time (each piece's passes in cache), the same values."""
+        dac = (1 << (self.dac_bits - 1)) - 1
+        v = np.empty_like(flat)  # in x's memory order, as the whole-array passes made it (`squares_down` sums it)
+        per_vector = self.x_fs is None
+        gains = np.zeros((len(flat), 1))  # per vector: its full scale
+        fixed = np.float32(1.0 / self.x_fs) if self.x_fs is not None else np.float32(0.0)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # an overflow is refused by the caller
+            for lo in range(0, len(flat), _DAC_ROWS):
+                given, part = flat[lo:lo + _DAC_ROWS], v[lo:lo + _DAC_ROWS]
+                if per_vector:
+                    inputs = given[:, :self.inputs]  # max |x| as max(max x, -min x): no array of |x| made
+                    peak = np.maximum(inputs.max(axis=1), -inputs.min(axis=1)) if self.inputs else \
+                        np.zeros(len(given), np.float32)
+                    x_fs = np.maximum(peak, np.float32(self.plan.scale.x_fs_min))
+                    inverse = np.divide(np.float32(1.0), x_fs, out=np.zeros_like(x_fs), where=x_fs > 0)
+                    np.multiply(given, inverse[:, None], out=part)
+                    gains[lo:lo + _DAC_ROWS, 0] = x_fs
+                else:
+                    np.multiply(given, fixed, out=part)
+                np.clip(part, -1.0, 1.0, out=part)
+                part *= np.float32(dac)  # in place: the same operations as round(v * dac) * (v_read / dac)
+                np.round(part, out=part)
+                part *= np.float32(self.v_read / dac)
+        return v, (gains if per_vector else np.float64(self.x_fs))
 
     def _linear_reads(self, bands: list[RowBand]) -> LinearReads | None:
         """The layer's `LinearReads` for its bands (made once per ADC ranges), or None where they do not apply:
@@ -603,3 +614,30 @@ def _entries(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
     values = np.fromiter(itertools.chain.from_iterable(distinct), dtype=np.int64, count=int(lengths.sum()))
     length = lengths[which.reshape(-1)]
     return values[ranges((np.cumsum(lengths) - lengths)[which.reshape(-1)], length)], length
+
+
+_DAC_ROWS = 256
+"""Vectors the DAC step (`CrossbarExecutor._dac_voltages`) converts at a time: 784 KiB of float32 at 784 inputs,
+its five passes in cache rather than in memory."""
+
+_SQUARE_ROWS = 512
+"""Rows of float64 squares `squares_down` makes at a time (4 MiB at 1,000 columns: in cache, not the whole
+(n, rows) float64 array of the vectors' squares)."""
+
+
+def squares_down(v: np.ndarray) -> np.ndarray:
+    """np.square(v, dtype=np.float64).sum(axis=0), to the bit, without the float64 array of v's size: the squares
+    made `_SQUARE_ROWS` rows at a time, each piece's sum carried into the next piece's first row, so every
+    column is summed in the same order (row after row, as numpy reduces axis 0 of a C-ordered array). A v in
+    another memory order (a transposed input's) is summed whole, as numpy sums it (pairwise along memory)."""
+    if not v.flags.c_contiguous:
+        return np.square(v, dtype=np.float64).sum(axis=0)
+    total: np.ndarray | None = None
+    piece = np.empty((min(_SQUARE_ROWS, len(v)), *v.shape[1:]), dtype=np.float64)
+    for lo in range(0, len(v), _SQUARE_ROWS):
+        part = piece[:min(_SQUARE_ROWS, len(v) - lo)]
+        np.square(v[lo:lo + _SQUARE_ROWS], out=part, dtype=np.float64)
+        if total is not None:
+            part[0] += total
+        total = part.sum(axis=0)
+    return total if total is not None else np.zeros(v.shape[1:], dtype=np.float64)

@@ -64,6 +64,11 @@ class Layout:
         order = np.argsort(ids)
         return ids[order], np.column_stack([offset, shape])[order]
 
+    @property
+    def total_rows(self) -> int:
+        """The arrays' rows, summed (one numpy sum over `_table`, made once)."""
+        return int(np.sum(self._table[1][:, 1]))
+
     def _placed(self, array: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each of the arrays `array`'s offset, rows and cols (one vectorised look-up, not a dict's per region).
 

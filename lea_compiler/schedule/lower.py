@@ -35,6 +35,7 @@ from lea_compiler.program.checks import program_problems
 from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
 from lea_compiler.schedule.digital import digital_record, dtype_name
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
+from lea_compiler.schedule.read_pairs import CONVERT_COLUMN, CONVERT_FIELDS, ReadPairs
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
     READ_COLUMN,
@@ -43,7 +44,6 @@ from lea_compiler.schedule.records import (
     Accumulate,
     Bias,
     Combine,
-    Convert,
     LayerStart,
     Read,
     Record,
@@ -51,7 +51,6 @@ from lea_compiler.schedule.records import (
     SelectArray,
     Skip,
     Write,
-    builder,
 )
 
 UNUSED = -2
@@ -229,12 +228,27 @@ class Lowered:
     values: np.ndarray  # every half's levels, half after half, each row by row
     shapes: np.ndarray  # (halves, 2): each half's rows and cols
     unwritten: np.ndarray  # where `values` < 0 (the skipped devices, in a checked Program)
-    marked: np.ndarray  # where the skipped devices are in `devices` (`FlatDevices.marked`), in half order
+    skipped: np.ndarray  # where `values` is SKIPPED: the skipped devices, in half order
     marked_uS: np.ndarray  # their conductances on the chip compiled for (0: not stuck there)
-    marked_target: np.ndarray  # the levels they should have had
     programmed_uS: np.ndarray | None  # an as-programmed Program's `FlatDevices.programmed_uS`
     stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's stuck devices in the halves, half after half
     # (`layout.stuck_in_regions`: positions in `values`, conductances), if they were needed
+
+    @cached_property
+    def marked(self) -> np.ndarray:
+        """Where the skipped devices are in `devices` (`FlatDevices.marked`), in half order: found when first asked
+        for (the simulator does not ask)."""
+        array, row, col = self.regions.T
+        return self.layout.devices_at(array, row, col, self.shapes[:, 0], self.shapes[:, 1], self.skipped)
+
+    @cached_property
+    def marked_target(self) -> np.ndarray:
+        """The levels the skipped devices should have had, in half order (the Program's level dtype): found when
+        first asked for (`prepare` checked that the blocks' targets fit their halves)."""
+        level_dtype = np.promote_types(self.values.dtype, np.int8)  # int8 mostly: `chip.level_index_dtype`
+        if not self.skipped.size:
+            return np.zeros(0, dtype=level_dtype)
+        return _skipped_targets(self.program, self.bounds, self.skipped).astype(level_dtype)
 
     @cached_property
     def at(self) -> np.ndarray:
@@ -333,7 +347,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
                                 "`leac show`)") from None
     layout = Layout.of(dict(zip(ids.tolist(), map(tuple, used), strict=True)))
     rows, cols = shapes[:, 0], shapes[:, 1]
-    placed = layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
+    layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
     values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
     # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked, say so
     # rather than let one half overwrite another
@@ -350,19 +364,19 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     # compiled for (not stuck there: 0)
     unwritten = np.flatnonzero(values < 0)
     skipped = unwritten[values[unwritten] == SKIPPED]
-    marked = layout.devices_at(array, row, col, rows, cols, skipped, placed)  # in half order (`Lowered` relies on it)
-    level_dtype = np.promote_types(values.dtype, np.int8)  # the Program's (int8 mostly: `chip.level_index_dtype`)
-    target = np.zeros(0, dtype=level_dtype)
     stuck_uS = np.zeros(0)
     stuck = None
     if skipped.size:
-        target = _skipped_targets(program, bounds, skipped).astype(level_dtype)
+        _target_pairs(program, bounds)  # the targets fit the halves (`Lowered.marked_target` gathers them)
         stuck = stuck_in_regions(program.chip, array, row, col, rows, cols)
-        found = np.minimum(np.searchsorted(stuck[0], skipped), max(stuck[0].size - 1, 0))
-        hit = stuck[0][found] == skipped if stuck[0].size else np.zeros(skipped.size, dtype=bool)
-        stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
+        if np.array_equal(stuck[0], skipped):  # every stuck device skipped, as compiled for this chip
+            stuck_uS = stuck[1].copy()
+        else:
+            found = np.minimum(np.searchsorted(stuck[0], skipped), max(stuck[0].size - 1, 0))
+            hit = stuck[0][found] == skipped if stuck[0].size else np.zeros(skipped.size, dtype=bool)
+            stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
     return Lowered(program, layout, np.column_stack([array, row, col]).reshape(-1, 3), bounds, values, shapes,
-                   unwritten, marked, stuck_uS, target, programmed, stuck)
+                   unwritten, skipped, stuck_uS, programmed, stuck)
 
 
 def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -370,11 +384,30 @@ def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, n
 
     Raises:
         InvalidInputError: a region field that is not an integer (an unchecked Program)."""
-    fields = np.array([(region.array, region.row, region.col) for region in regions]).reshape(-1, 3)
+    fields = np.array([[region.array for region in regions], [region.row for region in regions],
+                       [region.col for region in regions]]).reshape(3, -1)  # a list per field: faster than per region
     if fields.dtype.kind not in "iu":  # the checks refuse it; unchecked, say so rather than round 34.5 to 34
         raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)")
-    array, row, col = fields.astype(np.int64, copy=False).T
+    array, row, col = fields.astype(np.int64, copy=False)
     return array, row, col
+
+
+def _target_pairs(program: Program, bounds: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Every block's targets (G+, G-), their sizes, and per copy half (laid end to end: half i's levels at
+    bounds[i]:bounds[i + 1]) its target's place among them.
+
+    Raises:
+        InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
+    blocks = [block for layer in program.layers for block in layer.blocks]
+    targets = [np.asarray(target) for block in blocks for target in (block.target_pos, block.target_neg)]
+    target_sizes = np.fromiter(map(np.size, targets), dtype=np.int64, count=len(targets))
+    # half i is G+ (i even) or G- of its block (a block's halves come in pairs, so the parity is the polarity)
+    block = np.repeat(np.arange(len(blocks)), [2 * len(block.copies) for block in blocks])
+    pair = 2 * block + np.arange(block.size) % 2
+    if not np.array_equal(target_sizes[pair], np.diff(bounds)):
+        raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
+                                "with `leac show`)")
+    return targets, target_sizes, pair
 
 
 def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) -> np.ndarray:
@@ -384,15 +417,7 @@ def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) 
 
     Raises:
         InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
-    blocks = [block for layer in program.layers for block in layer.blocks]
-    targets = [target for block in blocks for target in (block.target_pos, block.target_neg)]
-    target_sizes = np.fromiter(map(np.size, targets), dtype=np.int64, count=len(targets))
-    # half i is G+ (i even) or G- of its block (a block's halves come in pairs, so the parity is the polarity)
-    block = np.repeat(np.arange(len(blocks)), [2 * len(block.copies) for block in blocks])
-    pair = 2 * block + np.arange(block.size) % 2
-    if not np.array_equal(target_sizes[pair], np.diff(bounds)):
-        raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
-                                "with `leac show`)")
+    targets, target_sizes, pair = _target_pairs(program, bounds)
     half = np.searchsorted(bounds, skipped, side="right") - 1
     first = np.cumsum(target_sizes) - target_sizes
     return np.concatenate(targets, axis=None)[first[pair[half]] + skipped - bounds[half]]
@@ -477,17 +502,16 @@ def column_scale_and_bias(node: Node, layer: Layer, *, compensated: bool = True
 
 class LayerParts(NamedTuple):
     """One crossbar layer's records, made once (`layer_parts`): the start; every read with its conversion (block
-    by block, `pairs[b]` of them for block b); per block its combine; the accumulate, the scale and the digital
-    bias (None without one)."""
+    by block, `pairs[b]` of them for block b: tables, the records made when first asked for); per block its
+    combine; the accumulate, the scale and the digital bias (None without one)."""
 
     start: LayerStart
-    reads: list[tuple[Read, Convert]]
+    reads: ReadPairs
     pairs: list[int]
     combines: list[Combine]
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
-    table: np.ndarray  # the reads' fields (`records.READ_FIELDS`), from the copy halves
 
 
 def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Record]:
@@ -507,11 +531,9 @@ def _layer_schedule(lowered: Lowered, node: Node, layer: Layer) -> Iterator[Reco
         yield parts.bias
 
 
-_read, _convert = builder(Read), builder(Convert)  # thousands per layer on small arrays: `records.builder`
-
-
 def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
-    """The records of crossbar layer `layer` (graph node `node`) of a prepared Program, grouped."""
+    """The records of crossbar layer `layer` (graph node `node`) of a prepared Program, grouped: the reads and
+    conversions as tables, made from the copy halves and the blocks (`read_pairs.ReadPairs`)."""
     program = lowered.program
     x, bias = node.input(0), node.input(2)
     inputs = layer.rows - int(layer.bias_row)
@@ -538,23 +560,19 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         vectors_per_sample=_vectors_per_sample(x),
         groups=int(node.attr("groups", 1)),
     )
-    name, reads_each = layer.name, program.reads
     pairs = [2 * len(block.copies) for block in layer.blocks]
-    ranges = _block_ranges(lowered, layer, pairs)
-    reads = []
     shared = _block_fields(layer, inputs)  # what a block's reads share, once per block (thousands of reads)
-    for block, full_scale, (rows, cols, index, x_start, x_stop, one_row) in zip(layer.blocks, ranges, shared,
-                                                                              strict=True):
-        rounds = -(-cols // adcs)
-        for copy in block.copies:
-            for polarity, region in (("pos", copy.pos.region), ("neg", copy.neg.region)):
-                array, col = region.array, region.col
-                reads.append((_read(name, index, copy.copy, polarity, array, region.row, col, rows, cols, x_start,
-                                    x_stop, one_row, reads_each),
-                              _convert(name, index, copy.copy, polarity, array, col, col + cols, adcs, rounds,
-                                       full_scale)))
-    table = _read_table(lowered, layer, pairs, shared, reads_each)
-    combines = [Combine(name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
+    table = _read_table(lowered, layer, pairs, shared, program.reads)
+    ranges = np.array([np.nan if r is None else r for r in _block_ranges(lowered, layer, pairs)], dtype=np.float64)
+    col = table[:, READ_COLUMN["col"]]
+    cols = table[:, READ_COLUMN["cols"]]
+    conversions = np.empty((len(table), len(CONVERT_FIELDS)), dtype=np.int64)
+    conversions[:, CONVERT_COLUMN["col_start"]] = col
+    conversions[:, CONVERT_COLUMN["col_stop"]] = col + cols
+    conversions[:, CONVERT_COLUMN["adcs"]] = adcs
+    conversions[:, CONVERT_COLUMN["rounds"]] = -(-cols // adcs)
+    reads = ReadPairs.from_tables(layer.name, table, conversions, np.repeat(ranges, pairs))
+    combines = [Combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
     scale = Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
@@ -563,7 +581,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         assert bias_values is not None
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
-    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record, table)
+    return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
 
 
 def _block_fields(layer: Layer, inputs: int) -> list[tuple[int, int, int, int, int, int | None]]:
@@ -584,8 +602,7 @@ def _read_table(lowered: Lowered, layer: Layer, pairs: list[int],
     blocks = layer.blocks
     per_block = np.array([(*fields[:5], -1 if fields[5] is None else fields[5]) for fields in shared],
                          dtype=np.int64).reshape(-1, 6)
-    copies = np.fromiter((copy.copy for b in blocks for copy in b.copies for _ in range(2)), dtype=np.int64,
-                         count=sum(pairs))
+    copies = np.repeat(np.array([copy.copy for b in blocks for copy in b.copies], dtype=np.int64), 2)  # G+, G-
     n = copies.size
     column = [READ_COLUMN[name] for name in ("array", "row", "col")]
     shared_columns = [READ_COLUMN[name] for name in ("rows", "cols", "block", "x_start", "x_stop", "one_row")]

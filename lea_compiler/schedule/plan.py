@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import chain
 from typing import Any, cast
 
 import numpy as np
@@ -18,7 +17,7 @@ from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.geometry import region_starts
 from lea_compiler.program import Program
-from lea_compiler.programming.devices import nominal_pulses
+from lea_compiler.programming.devices import total_nominal_pulses
 from lea_compiler.schedule.conductances import worst_case_full_scales_uA
 from lea_compiler.schedule.layout import Layout, stuck_in_regions
 from lea_compiler.schedule.lower import (
@@ -32,9 +31,9 @@ from lea_compiler.schedule.lower import (
     layer_parts,
     prepare,
 )
+from lea_compiler.schedule.read_pairs import CONVERT_COLUMN, ReadPairs
 from lea_compiler.schedule.records import (
     READ_COLUMN,
-    READ_FIELDS,
     Accumulate,
     Bias,
     Combine,
@@ -49,48 +48,58 @@ from lea_compiler.schedule.records import (
 )
 
 
-def read_table(reads: Sequence[Read]) -> np.ndarray:
-    """`LayerPlan.read_table` of read records."""
-    table = np.fromiter(chain.from_iterable(
-        (r.array, r.row, r.col, r.rows, r.cols, r.block, r.copy, r.x_start, r.x_stop,
-         -1 if r.one_row is None else r.one_row, r.reads, r.polarity != "pos") for r in reads),
-        dtype=np.int64, count=len(READ_FIELDS) * len(reads))
-    table = table.reshape(len(reads), len(READ_FIELDS))
-    table.setflags(write=False)
-    return table
-
-
 @dataclass(frozen=True, eq=False)
 class LayerPlan:
     """One crossbar layer's records: its start, each read with its conversion, the combinations, the partial
-    sums, the scale and the digital bias (None when the layer has none)."""
+    sums, the scale and the digital bias (None when the layer has none).
+
+    `reads` is a `read_pairs.ReadPairs` (any other sequence of pairs given is made one): the reads and
+    conversions as records and as tables, either made from the other when first asked for. The simulator and the
+    cost model read the tables (`read_table`, `read_fields`, `convert_fields`, `full_scales`); lowering gives
+    them, so a lowered layer's records are made only for a board file or a test."""
 
     start: LayerStart
-    reads: tuple[tuple[Read, Convert], ...]
+    reads: Sequence[tuple[Read, Convert]]
     combines: tuple[Combine, ...]
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
-    given_table: np.ndarray | None = field(default=None, init=False, repr=False)  # lowering's `read_table`, set
-    # by `schedule_of` (not an init field, so that a plan replaced with other reads does not keep it)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reads, ReadPairs):
+            object.__setattr__(self, "reads", ReadPairs.of(self.start.name, self.reads))
 
     @property
     def name(self) -> str:
         return self.start.name
 
-    @cached_property
+    @property
+    def pairs(self) -> ReadPairs:
+        """`reads`, typed as what it is."""
+        return cast(ReadPairs, self.reads)
+
+    @property
     def read_table(self) -> np.ndarray:
         """(reads, len(READ_FIELDS)) int64: each read's fields `READ_FIELDS` (one_row -1 for none, polarity 0 for
         G+ and 1 for G-), for numpy over all reads at once: lowering's (made from its copy halves, not read by
         read), or gathered from the records once."""
-        if self.given_table is not None:
-            return self.given_table
-        return read_table([read for read, _ in self.reads])
+        return self.pairs.table
 
     def read_fields(self, *names: str) -> tuple[np.ndarray, ...]:
         """The columns `names` (of `READ_FIELDS`) of `read_table`: one field of every read each."""
         table = self.read_table
         return tuple(table[:, READ_COLUMN[name]] for name in names)
+
+    def convert_fields(self, *names: str) -> tuple[np.ndarray, ...]:
+        """The columns `names` (of `read_pairs.CONVERT_FIELDS`) of the conversions' table: one field of every
+        conversion each (int64, read only)."""
+        table = self.pairs.conversions
+        return tuple(table[:, CONVERT_COLUMN[name]] for name in names)
+
+    @property
+    def full_scales(self) -> np.ndarray:
+        """Every conversion's ADC range (uA; float64, NaN where it has none), in read order (read only)."""
+        return self.pairs.full_scales
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,10 +188,9 @@ class Schedule:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
         if self._lowered:  # a lowered Program: its copy halves' levels: every written one
-            level = next(iter(self._lowered.values()))[0].values
-        else:
-            level = self.devices.level
-        return int(np.sum(nominal_pulses(level[level >= 0])))
+            lowered = next(iter(self._lowered.values()))[0]
+            return total_nominal_pulses(lowered.values, lowered.unwritten)
+        return total_nominal_pulses(self.devices.level)
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:
@@ -197,9 +205,8 @@ def schedule_of(program: Program, *, check: bool = True) -> Schedule:
     for node in program.graph.nodes:  # the crossbar layers' records, grouped as `inference_records` yields them
         if is_crossbar(node):
             parts = layer_parts(lowered, node, layers[node.name])
-            plans[node.name] = plan = LayerPlan(parts.start, tuple(parts.reads), tuple(parts.combines),
-                                                parts.accumulate, parts.scale, parts.bias)
-            object.__setattr__(plan, "given_table", parts.table)
+            plans[node.name] = LayerPlan(parts.start, parts.reads, tuple(parts.combines), parts.accumulate,
+                                         parts.scale, parts.bias)
     levels = np.asarray(program.chip.device.levels_uS, dtype=np.float64)
     schedule = Schedule(levels, lowered.arrays, plans, None)
     stuck: dict[str, tuple[np.ndarray, np.ndarray]] = {}
