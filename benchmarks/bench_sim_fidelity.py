@@ -10,10 +10,13 @@ software model, the last layer's output error; a metric whose values equal an ea
 (the anchor MLPs' labels are the software model's predictions, so their agreement is their accuracy) is
 dropped, so that no test is counted twice.
 
-The seed draws the write noise (and everything programming does) as well as the read noise's seeds, and
-neither tree changes the former: per seed the two trees program the same devices, which make up most of the
-spread between seeds. The two runs of a seed are therefore a pair, and the test is of the per-seed paired
-differences d = after - before (rounded to 12 decimals, so that float noise does not split ties):
+The seed draws the write noise (and everything programming does) as well as the read noise's seeds. For a
+change of the read draw the two trees program the same devices per seed, which make up most of the spread
+between seeds: the two runs of a seed are a pair. For a change of the write draw (`--control-noise write`) they
+program different devices, and a seed's two runs are as good as independent: the pairing then costs nothing
+under the null (each run's distribution is the same), but buys no precision either, which the control across
+draws shows. Either way the test is of the per-seed paired differences d = after - before (rounded to 12
+decimals, so that float noise does not split ties):
 
 - a two-sided sign-flip permutation test of their mean: under "the change does not move the metric" each d is
   as likely to have either sign, so the p-value is the share of the 2^N sign assignments whose |sum| is at
@@ -25,15 +28,16 @@ differences d = after - before (rounded to 12 decimals, so that float noise does
 Both are implemented here with numpy. The unpaired means and standard deviations are printed for reading.
 
 Positive control (`--control-factor`, default 1.1; 0 turns it off): the same Programs simulated by the baseline
-tree on their chip with the read noise `device.read_noise_uS` times the factor, paired with the baseline run of
-the same seed, go through the same tests at the same threshold. It must reject for every Program, showing that
+tree on their chip with the read noise `device.read_noise_uS` (or, `--control-noise write`, the write noise
+`device.write_noise_uS`: for a change of the write draw) times the factor, paired with the baseline run of the
+same seed, go through the same tests at the same threshold. It must reject for every Program, showing that
 the tests see a change of the read noise that size. Its pairs share the read-noise draws too (the same bits,
 scaled), so their differences are tighter than the change's, whose draws differ; a second control, reported
 but not required, pairs the baseline's runs with this tree's at the scaled noise: the draws change as well, so
 it shows what the test of the change itself can see.
 
 Run:  python benchmarks/bench_sim_fidelity.py --baseline COMMIT [--seeds 20] [--samples 300]
-      [--control-factor 1.1] [--out benchmarks/results/sim_fidelity.json]
+      [--control-factor 1.1] [--control-noise read|write] [--out benchmarks/results/sim_fidelity.json]
 Exit status 0 when no test of the change rejects at `--alpha` (default 0.01, Bonferroni-corrected over the
 tests of the change) and the control rejects for every Program; 1 otherwise.
 """
@@ -65,19 +69,21 @@ import lea_compiler
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.datasets import load_data
 from lea_compiler.program import Program
-folder, seeds, factor = sys.argv[1], range(int(sys.argv[2])), float(sys.argv[4])
+folder, seeds, factor, noise = sys.argv[1], range(int(sys.argv[2])), float(sys.argv[4]), sys.argv[6]
 if pathlib.Path(lea_compiler.__file__).resolve().parents[1] != pathlib.Path(sys.argv[5]).resolve():
     sys.exit(f"imported {lea_compiler.__file__}, not the tree {sys.argv[5]}")
 results = {}
 for path in sorted(__import__("pathlib").Path(folder).glob("*.leac")):
     program = Program.load(path)
     chip = None
-    if factor != 1.0:  # the positive control: the Program's chip with its read noise scaled
+    if factor != 1.0:  # the positive control: the Program's chip with its read or write noise scaled
         device = program.chip.device
-        if device.read_noise_model is not None or device.read_noise_uS <= 0:
-            sys.exit(f"{path.stem}: the chip has no uniform read noise to scale")
+        model, field = {"read": (device.read_noise_model, "read_noise_uS"),
+                        "write": (device.write_noise_model, "write_noise_uS")}[noise]
+        if model is not None or getattr(device, field) <= 0:
+            sys.exit(f"{path.stem}: the chip has no constant {noise} noise to scale")
         chip = dataclasses.replace(program.chip, device=dataclasses.replace(
-            device, read_noise_uS=device.read_noise_uS * factor))
+            device, **{field: getattr(device, field) * factor}))
     if path.stem == "yinyang":
         data = [load_data(f"{sys.argv[3]}/yinyang_task{i}_test.npz", program.graph) for i in (1, 2)]
     else:
@@ -94,12 +100,14 @@ print(json.dumps(results))
 """
 
 
-def results(tree: Path, folder: Path, seeds: int, factor: float = 1.0) -> dict[str, list[dict[str, float]]]:
+def results(tree: Path, folder: Path, seeds: int, factor: float = 1.0, noise: str = "read"
+            ) -> dict[str, list[dict[str, float]]]:
     """Per Program, per seed 0 .. seeds-1: the metrics of a fresh process of `tree` (one BLAS thread), on the
-    Program's chip with its read noise times `factor`. The process runs in `tree`: `python -c` puts its working
-    directory first on sys.path, before PYTHONPATH, so run from another tree it would import that one (the
-    script checks which it imported)."""
-    return json.loads(run_in_tree(tree, _SIMULATE, str(folder), str(seeds), str(DATA), repr(factor), str(tree)))
+    Program's chip with its `noise` ("read" or "write") noise times `factor`. The process runs in `tree`:
+    `python -c` puts its working directory first on sys.path, before PYTHONPATH, so run from another tree it
+    would import that one (the script checks which it imported)."""
+    return json.loads(run_in_tree(tree, _SIMULATE, str(folder), str(seeds), str(DATA), repr(factor), str(tree),
+                                  noise))
 
 
 def sign_flip_p(d: np.ndarray, permutations: int = 20000, seed: int = 0) -> float:
@@ -208,7 +216,10 @@ def main() -> None:
     parser.add_argument("--permutations", type=int, default=20000, help="random sign flips when seeds > 22")
     parser.add_argument("--alpha", type=float, default=0.01)
     parser.add_argument("--control-factor", type=float, default=1.1,
-                        help="the positive control's read-noise factor (0: no control)")
+                        help="the positive control's noise factor (0: no control)")
+    parser.add_argument("--control-noise", choices=("read", "write"), default="read",
+                        help="the noise the positive control scales: the change's (read, or write for a change of "
+                             "the write draw)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sim_fidelity.json"))
     args = parser.parse_args()
     if args.seeds < 2:
@@ -217,8 +228,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         baseline, folder = baseline_and_programs(tmp, args.baseline, args.samples)
         before, after = results(baseline, folder, args.seeds), results(ROOT, folder, args.seeds)
-        control = results(baseline, folder, args.seeds, args.control_factor) if args.control_factor else None
-        across = results(ROOT, folder, args.seeds, args.control_factor) if args.control_factor else None
+        noise = args.control_noise
+        control = results(baseline, folder, args.seeds, args.control_factor, noise) if args.control_factor else None
+        across = results(ROOT, folder, args.seeds, args.control_factor, noise) if args.control_factor else None
     metrics = distinct_metrics(before, after, *([control, across] if control and across else []))
     comparisons = compare(before, after, metrics, args.permutations)
     controls = compare(before, control, metrics, args.permutations) if control else {}
@@ -245,16 +257,19 @@ def main() -> None:
     blind = sorted(set(comparisons) - set(seen))
     if control:
         control_rejected = [f"{n} {m}" for n, cs in controls.items() for m, c in cs.items() if rejects(c, threshold)]
-        print(f"control (read noise x{args.control_factor:g}): {len(control_rejected)} of {tests // 2} comparisons "
-              f"reject at p < {threshold:.2g}; Programs where none does: {', '.join(blind) or 'none'}")
+        print(f"control ({args.control_noise} noise x{args.control_factor:g}): {len(control_rejected)} of "
+              f"{tests // 2} comparisons reject at p < {threshold:.2g}; Programs where none does: "
+              f"{', '.join(blind) or 'none'}")
         across_rejected = [f"{n} {m}" for n, cs in acrosses.items() for m, c in cs.items() if rejects(c, threshold)]
-        print(f"control across draws (this tree, read noise x{args.control_factor:g}): {len(across_rejected)} of "
-              f"{tests // 2} comparisons reject" + (f": {', '.join(across_rejected)}" if across_rejected else ""))
+        listed = f": {', '.join(across_rejected)}" if across_rejected else ""
+        print(f"control across draws (this tree, {args.control_noise} noise x{args.control_factor:g}): "
+              f"{len(across_rejected)} of {tests // 2} comparisons reject{listed}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"baseline": args.baseline, "seeds": args.seeds, "samples": args.samples,
                                "permutations": args.permutations, "alpha": args.alpha, "tests": tests,
                                "threshold": threshold, "control_factor": args.control_factor,
+                               "control_noise": args.control_noise,
                                "rejected": rejected, "control_blind": blind if control else None,
                                "metrics": metrics, "comparisons": comparisons, "controls": controls,
                                "controls_across_draws": acrosses, "before": before, "after": after,

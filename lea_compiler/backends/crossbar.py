@@ -47,7 +47,13 @@ from lea_compiler.geometry import region_starts
 from lea_compiler.interpreter import Array
 from lea_compiler.irdrop import read_maps
 from lea_compiler.program import Program
-from lea_compiler.programming.devices import check_write_sigma, gaussian_write, write_devices, write_sigma_uS
+from lea_compiler.programming.devices import (
+    check_write_sigma,
+    gaussian_write,
+    write_devices,
+    write_errors,
+    write_sigma_uS,
+)
 from lea_compiler.schedule.conductances import byte_table
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
 from lea_compiler.schedule.lower import region_window
@@ -266,17 +272,17 @@ def _gathered(level: np.ndarray, levels: np.ndarray, table: np.ndarray | None) -
 def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float
                ) -> np.ndarray:
     """Devices at Program levels `level` written with one write-noise sigma: `write_noise(programmed_uS(level,
-    levels_uS), rng, sigma_uS)`, value for value, made part by part: each part's standard normals drawn (numpy
-    draws them one after the other from the stream, so the parts' draws are the one draw's), scaled, its targets
-    added and the result clipped at 0 while the part is in cache: no array of the targets, and one pass over
-    the devices' memory instead of five."""
+    levels_uS), rng, sigma_uS)`, value for value, made part by part: each part's standard normals drawn
+    (`write_errors`, 4 devices per word of the generator: parts of a multiple of 4 devices draw what the one
+    draw does), scaled, its targets added and the result clipped at 0 while the part is in cache: no array of
+    the targets, and one pass over the devices' memory instead of five."""
     check_write_sigma(sigma_uS)
     levels, level, table = _level_table(level, levels_uS)
     written = np.empty(level.shape)
     flat, flat_level = written.reshape(-1), level.reshape(-1)
     for lo in range(0, len(flat), _WRITE_PART):
         part = flat[lo:lo + _WRITE_PART]
-        rng.standard_normal(out=part)
+        write_errors(rng, part.shape, out=part)
         part *= sigma_uS
         part += _gathered(flat_level[lo:lo + _WRITE_PART], levels, table)
         np.maximum(part, 0.0, out=part)
@@ -285,7 +291,7 @@ def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generato
 
 _WRITE_PART = 1 << 15
 """Devices `written_uS` writes at once (256 KiB of float64, in cache; 2^13 to 2^17 measured alike on 25 x 25 arrays,
-k = 6, 2^11 slower)."""
+k = 6, 2^11 slower); a multiple of 4, as `write_errors` draws 4 devices per word."""
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:
