@@ -278,12 +278,14 @@ def test_samples_run_in_chunks_with_the_same_noise(tmp_path, monkeypatch) -> Non
         for key, value in whole[exact].items():
             if key == "layer_output_error":
                 assert chunked[key] == pytest.approx(value, rel=1e-4)
-            elif key in ("energy_pJ_per_inference", "energy_breakdown_pJ"):  # sums of V^2 G t in other orders
-                assert chunked[key] == pytest.approx(value, rel=1e-12), key
+            elif key in ("energy_pJ_per_inference", "energy_breakdown_pJ"):  # sums of V^2 G t in other orders,
+                # and a later layer's input may land on the other DAC level where the layer before rounds a float32
+                # differently (one level of one input: ~1e-6 of a layer's read energy)
+                assert chunked[key] == pytest.approx(value, rel=1e-4), key
             elif key == "energy_by_layer_pJ":
                 assert chunked[key].keys() == value.keys()
-                for name, layer in value.items():
-                    assert chunked[key][name] == pytest.approx(layer, rel=1e-12), (key, name)
+                for index, (name, layer) in enumerate(value.items()):  # the first layer reads the data itself
+                    assert chunked[key][name] == pytest.approx(layer, rel=1e-12 if index == 0 else 1e-4), (key, name)
             elif key != "seconds":
                 assert chunked[key] == value, key
 
