@@ -292,8 +292,8 @@ def test_a_device_that_is_not_a_device_model_is_refused():
 
 def test_gaussian_write_adds_sigma_times_the_write_errors() -> None:
     """The "gaussian" write: the same bytes as max(target + sigma z, 0), z `write_errors` from a generator in the
-    same state, with one sigma and with one per device (some 0); drawn in parts of a multiple of 4 devices the
-    errors are the one draw's; a negative sigma is refused as numpy refuses it."""
+    same state, with one sigma and with one per device (some 0); drawn in parts (of 7 devices here) the errors
+    are the one draw's; a negative sigma is refused as numpy refuses it."""
     rng = np.random.default_rng(8)
     target = rng.uniform(0.0, 3.0, (40, 30))
     target[0, :5] = 0.0
@@ -306,8 +306,8 @@ def test_gaussian_write_adds_sigma_times_the_write_errors() -> None:
     whole = write_errors(np.random.default_rng(5), (1003,))
     parts = np.random.default_rng(5)
     out = np.empty(1003)
-    for lo in range(0, 1003, 8):
-        write_errors(parts, out[lo:lo + 8].shape, out=out[lo:lo + 8])
+    for lo in range(0, 1003, 7):
+        write_errors(parts, out[lo:lo + 7].shape, out=out[lo:lo + 7])
     assert whole.dtype == np.float64 and whole.tobytes() == out.tobytes()
     for negative in (-sigmas, -0.0):  # -sigmas holds -0.0s as well as negatives; numpy refuses -0.0 alone too
         with pytest.raises(ValueError, match="scale < 0"):

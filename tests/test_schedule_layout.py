@@ -475,12 +475,11 @@ def test_programmed_conductance_of_any_level_dtype() -> None:
         np.testing.assert_array_equal(programmed_uS(level, levels), [[200.0, 1.0], [1.0, 1.0]])
 
 
-@pytest.mark.parametrize("part", [1 << 14, 12], ids=["one part", "parts of 12 devices"])
+@pytest.mark.parametrize("part", [1 << 14, 7], ids=["one part", "parts of 7 devices"])
 def test_written_devices_are_the_write_noise_of_the_targets(part: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`written_uS` (the simulator's programming with one write-noise sigma, drawn and finished part by part):
     the same bytes as `write_noise(programmed_uS(level))` from a generator in the same state, for int8 and int64
-    levels with skipped (-1) devices and clipped (0 uS) ones, in one part or in parts of 12 (99 devices: the last
-    part of 3; a part draws 4 devices per word of the generator, so parts of a multiple of 4); a level past
+    levels with skipped (-1) devices and clipped (0 uS) ones, in one part or in parts of 7 devices; a level past
     the table is refused as `programmed_uS` refuses it, and a negative sigma as `gaussian_write` does."""
     monkeypatch.setattr(crossbar_module, "_WRITE_PART", part)
     levels = np.array([0.5, 10.0, 40.0, 80.0])

@@ -273,9 +273,9 @@ def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generato
                ) -> np.ndarray:
     """Devices at Program levels `level` written with one write-noise sigma: `write_noise(programmed_uS(level,
     levels_uS), rng, sigma_uS)`, value for value, made part by part: each part's standard normals drawn
-    (`write_errors`, 4 devices per word of the generator: parts of a multiple of 4 devices draw what the one
-    draw does), scaled, its targets added and the result clipped at 0 while the part is in cache: no array of
-    the targets, and one pass over the devices' memory instead of five."""
+    (`write_errors`, a word of the generator per device: the parts' draws are the one draw's), scaled, its
+    targets added and the result clipped at 0 while the part is in cache: no array of the targets, and one pass
+    over the devices' memory instead of five."""
     check_write_sigma(sigma_uS)
     levels, level, table = _level_table(level, levels_uS)
     written = np.empty(level.shape)
@@ -291,7 +291,7 @@ def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generato
 
 _WRITE_PART = 1 << 15
 """Devices `written_uS` writes at once (256 KiB of float64, in cache; 2^13 to 2^17 measured alike on 25 x 25 arrays,
-k = 6, 2^11 slower); a multiple of 4, as `write_errors` draws 4 devices per word."""
+k = 6, 2^11 slower)."""
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from lea_compiler.chip import DeviceModel
 from lea_compiler.chip.fields import GAUSSIAN
 from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.errors import UsageError
-from lea_compiler.schedule.normal_draws import gaussian
+from lea_compiler.schedule.normal_draws import gaussian_words
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,8 +195,8 @@ def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: fl
     """The "gaussian" model's write of devices to `target_uS`: max(target + sigma_uS z, 0), z standard normal,
     one draw per device in C order; sigma_uS is one number or one per device (`write_sigma_uS`).
 
-    z is `write_errors`': one of the 65,536 equiprobable quantiles of N(0, 1) per device. Drawn in parts of a
-    multiple of 4 devices, the parts' draws are the one draw's (`backends.crossbar.written_uS` relies on it).
+    z is `write_errors`': one of the 65,536 equiprobable quantiles of N(0, 1) per device, a word of `rng` each,
+    so one call for many devices draws what one call per device, in order, draws.
 
     Raises:
         ValueError: a negative sigma (as `rng.normal` would).
@@ -209,20 +209,21 @@ def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: fl
 
 
 def write_errors(rng: np.random.Generator, shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
-    """The write noise's standard normals, float64 of `shape` (in `out` if given): 16 random bits of `rng` per
-    device picking one of the 65,536 equiprobable quantiles of N(0, 1) (`schedule.normal_draws.gaussian`, the
-    read noise's draw), 4 devices per 64-bit word of the generator. The one definition of the write draw, for
-    the simulator and the simulated board.
+    """The write noise's standard normals, float64 of `shape` (in `out` if given): one 64-bit word of `rng` per
+    device, whose top 16 bits pick one of the 65,536 equiprobable quantiles of N(0, 1)
+    (`schedule.normal_draws.gaussian_words`, the read noise's table). A word per device, so that the draws of
+    any split of the devices (region by region, in parts, device by device) are the one draw's. The one
+    definition of the write draw, for the simulator and the simulated board.
 
     Why not numpy's normal: a write draws once per device, 1.43 million at 25 x 25 arrays and k = 6, and numpy's
-    ziggurat took 15.5 ms of the 26 that programming them took (docs/simulator.md); the table costs a fraction of
-    that. Its tails stop at 4.3 standard deviations (one device in 60,000 would have gone further) and its
-    moments and quantiles are N(0, 1)'s within the tolerances tests/test_programming_devices.py checks; the
-    accuracy over seeds is the same as with numpy's draw (benchmarks/bench_sim_fidelity.py --control-noise write,
-    docs/simulator.md)."""
+    ziggurat took 15.5 ms of the 26 that programming them took (docs/simulator.md); the table costs a third of
+    that (benchmarks/bench_write_draw.py). Its tails stop at 4.3 standard deviations (one device in 60,000
+    would have gone further) and its moments and quantiles are N(0, 1)'s within the tolerances
+    tests/test_programming_devices.py checks; the accuracy over seeds is the same as with numpy's draw
+    (benchmarks/bench_sim_fidelity.py --control-noise write, docs/simulator.md)."""
     if out is None:
-        return gaussian(rng, tuple(shape)).astype(np.float64)
-    out[...] = gaussian(rng, tuple(shape))
+        return gaussian_words(rng, tuple(shape)).astype(np.float64)
+    out[...] = gaussian_words(rng, tuple(shape))
     return out
 
 

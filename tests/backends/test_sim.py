@@ -26,6 +26,7 @@ from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.programming.devices import write_errors
 from lea_compiler.reference import run_onnxruntime
 from lea_compiler.schedule.plan import schedule_of
 from tests.helpers import cnn_model, loop_model, make_model, mlp_model, swap_embedded_model, ternarize
@@ -397,7 +398,7 @@ def test_new_digital_ops_simulate_count_and_emit(tmp_path) -> None:
 def test_programming_every_region_at_once_draws_what_region_by_region_draws(tmp_path, write_model) -> None:
     """The default programming model programs a layer's regions in one pass (`CrossbarLayer._conductances`):
     each region holds what programming the regions one by one in read order gives, by hand here: its levels
-    (a skipped device at the lowest), plus N(0, sigma) drawn from the layer's generator region after region
+    (a skipped device at the lowest), plus sigma `write_errors` drawn from the layer's generator region after region
     (sigma per device with a per-level write-noise model; a region draws only where some device has noise, so
     with no noise at two levels some regions draw nothing), clipped at 0, and the simulated chip's stuck devices
     at their stuck conductance; the generator is left where the one-by-one draws leave it."""
@@ -422,7 +423,7 @@ def test_programming_every_region_at_once_draws_what_region_by_region_draws(tmp_
             want = np.where(level >= 0, levels[np.maximum(level, 0)], levels[0])
             sigma = chip.device.write_noise_uS if model is None else model.sigma(want, levels)
             if np.any(np.asarray(sigma) > 0):
-                want = want + by_hand.normal(0.0, sigma, size=level.shape)
+                want = want + sigma * write_errors(by_hand, level.shape)
             else:
                 quiet += 1
             want = np.where(state[window] != 0, stuck[window], np.maximum(want, 0.0))

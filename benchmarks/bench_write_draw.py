@@ -1,0 +1,58 @@
+"""The write noise's draw: numpy's normal against the table draw leac uses (`programming.devices.write_errors`).
+
+Programming a simulated chip draws one standard normal per device (the "gaussian" programming model's write
+error). Timed for the device counts of bench_sim.py's anchor Programs (238,200 devices at k = 1, 1,429,200 at
+k = 6), one thread, the fastest CPU time of `--repeats` calls of each:
+
+- numpy: `Generator.standard_normal` (the ziggurat; leac's draw until the table);
+- table, one word per device: `schedule.normal_draws.gaussian_words` (float32), and `write_errors` (float64, what
+  programming uses);
+- table, 16 bits per device: `schedule.normal_draws.gaussian` (the read noise's draw; a draw split into parts
+  that are not multiples of 4 devices would not be the one draw's, which is why the write noise takes a word).
+
+Run:  python benchmarks/bench_write_draw.py [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from lea_compiler.programming.devices import write_errors
+from lea_compiler.schedule.normal_draws import gaussian, gaussian_words
+
+DEVICES = (238_200, 1_429_200)
+
+
+def cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return 1e3 * best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with threadpool_limits(limits=1):
+        for n in DEVICES:
+            times = {
+                "numpy standard_normal": cpu_ms(lambda: rng.standard_normal(n), args.repeats),  # noqa: B023
+                "table, a word each (float32)": cpu_ms(lambda: gaussian_words(rng, (n,)), args.repeats),  # noqa: B023
+                "write_errors (float64)": cpu_ms(lambda: write_errors(rng, (n,)), args.repeats),  # noqa: B023
+                "table, 16 bits each (float32)": cpu_ms(lambda: gaussian(rng, (n,)), args.repeats),  # noqa: B023
+            }
+            print(f"{n:,} devices: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in times.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
