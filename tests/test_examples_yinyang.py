@@ -213,7 +213,11 @@ def test_bundled_paper_chip_is_the_seed_0_synthetic_chip(tmp_path: Path) -> None
 
 
 def test_bundled_example_compiles_simulates_and_four_copies_beat_one() -> None:
-    """README's main job in Python, at k = 1 and k = 4 over three noise seeds."""
+    """README's main job in Python, at k = 1 and k = 4 over ten noise seeds.
+
+    Ten, not three: the gain of four copies varies from seed to seed (standard deviation about 3 points on this
+    chip), so three seeds' mean can fall under the 3-point margin by the draw alone (seeds 0-2 gave +2.8 points
+    after the write-noise draw changed in 1400c4d, seeds 0-9 +4.7 and 0-19 +5.1)."""
     from lea_compiler.backends.sim import load_data, simulate
     from lea_compiler.chip import load_chip
     from lea_compiler.compiler import compile_model
@@ -225,7 +229,7 @@ def test_bundled_example_compiles_simulates_and_four_copies_beat_one() -> None:
         program = compile_model(DATA / "yinyang_mlp.onnx", chip, CompileOptions(k=k)).program
         assert program.devices_used == 2 * k * (4 * 12 + 12 * 6 + 6 * 3)
         data = [load_data(DATA / f"yinyang_task{t}_test.npz", program.graph) for t in (1, 2)]
-        reports = [simulate(program, data, seed=seed) for seed in range(3)]
+        reports = [simulate(program, data, seed=seed) for seed in range(10)]
         assert all(abs(r.software_accuracy - 0.684) <= 1e-3 for r in reports)  # a near-tie may flip on another CPU
         accuracy[k] = float(np.mean([r.accuracy for r in reports]))
     assert accuracy[4] > accuracy[1] + 0.03
