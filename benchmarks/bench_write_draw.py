@@ -16,26 +16,15 @@ Run:  python benchmarks/bench_write_draw.py [--repeats 15]
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+from bench_sim_steps import cpu_ms
 from threadpoolctl import threadpool_limits
 
 from lea_compiler.programming.devices import write_errors
 from lea_compiler.schedule.normal_draws import gaussian, gaussian_words
 
 DEVICES = (238_200, 1_429_200)
-
-
-def cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return 1e3 * best
 
 
 def main() -> None:
