@@ -320,7 +320,8 @@ def test_the_write_errors_are_standard_normal() -> None:
     """`write_errors` (the table's quantiles of N(0, 1), 16 bits each) against N(0, 1) itself, on 2 million draws
     of 3 seeds: mean 0 and variance 1 within 5 standard errors, the Kolmogorov-Smirnov distance below its 0.1%
     critical value (1.95 / sqrt(n)), each tail's share beyond 1, 2 and 3 sigma within 5 standard errors, none
-    beyond the table's last quantile (4.32 sigma), and the seeds' draws different."""
+    beyond the table's last quantile (4.32 sigma), neighbours uncorrelated (lags 1, 2 and 4 within 5 / sqrt(n)),
+    and the seeds' draws different."""
     n = 2_000_000
     draws = [write_errors(np.random.default_rng(seed), (n,)) for seed in range(3)]
     assert not np.array_equal(draws[0], draws[1])
@@ -336,3 +337,15 @@ def test_the_write_errors_are_standard_normal() -> None:
             for tail in (np.mean(z > k), np.mean(z < -k)):
                 assert abs(tail - share) < 5 * math.sqrt(share * (1 - share) / n)
         assert np.abs(z).max() < 4.33
+        for lag in (1, 2, 4):
+            assert abs(np.corrcoef(z[:-lag], z[lag:])[0, 1]) < 5 / math.sqrt(n)
+
+
+def test_the_write_errors_are_the_normal_quantiles_of_each_words_top_16_bits() -> None:
+    """`write_errors` against its definition, computed independently: device i's error is N(0, 1)'s quantile at
+    (b + 1/2) / 65,536, b the top 16 bits of the generator's i-th 64-bit word (`statistics.NormalDist`), to
+    float32 as the table holds it."""
+    words = np.random.default_rng(11).bit_generator.random_raw(2000)
+    want = [np.float32(statistics.NormalDist().inv_cdf(((int(w) >> 48) + 0.5) / 65536)) for w in words]
+    got = write_errors(np.random.default_rng(11), (2000,))
+    np.testing.assert_allclose(got, np.array(want, dtype=np.float64), rtol=0, atol=1e-6)

@@ -147,7 +147,61 @@ def test_scattered_regions_are_no_grid_and_a_region_outside_is_refused(at_once: 
     assert regions_module._grids(regions.starts, np.array([0, 7, 9, 30, 31, 50])) is None
     scattered = col.copy()
     scattered[3] = 16
-    for bad_col in (np.arange(6) * 3 + 1, scattered):  # a grid one column too far right; scattered, one too far
+    negative = col.copy()
+    negative[2] = -1  # would wrap around to the last columns
+    for bad_col in (np.arange(6) * 3 + 1, scattered, negative):  # a grid one column too far right; scattered
         got = np.zeros((shape[0], 18), np.float32)
-        with pytest.raises(IndexError):
+        with pytest.raises(IndexError, match=r"region \d \(2 x 3 at row \d+, column -?\d+\) is outside the output of "
+                                             r"shape \(\d+, 18\)"):
             put_regions(got, row, bad_col, regions, np.ones(6), unique=True)
+        assert not got.any()  # refused before anything was written
+
+
+def _grids_by_hand(source: np.ndarray, target: np.ndarray) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...],
+                                                                         tuple[int, ...]]]:
+    """`_grids`' greedy runs, found the slow way: at each level, every later block of the run's size compared
+    with the first, one by one (what `_grids` finds by looking at a doubling number of blocks)."""
+    n, runs, lo = len(source), [], 0
+    while lo < n:
+        sizes: list[int] = []
+        s_steps: list[int] = []
+        t_steps: list[int] = []
+        size = 1
+        while lo + size < n:
+            step_s, step_t = int(source[lo + size] - source[lo]), int(target[lo + size] - target[lo])
+            blocks = 1
+            while lo + (blocks + 1) * size <= n and all(
+                    source[lo + blocks * size + i] - source[lo + i] == blocks * step_s
+                    and target[lo + blocks * size + i] - target[lo + i] == blocks * step_t for i in range(size)):
+                blocks += 1
+            if blocks < 2:
+                break
+            sizes.insert(0, blocks)
+            s_steps.insert(0, step_s)
+            t_steps.insert(0, step_t)
+            size *= blocks
+        runs.append((lo, lo + size, tuple(sizes), tuple(s_steps), tuple(t_steps)))
+        lo += size
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_grids_are_the_greedy_runs_found_by_hand(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_grids` (blocks compared a doubling number at a time) against the by-hand greedy runs, on regions laid as
+    grids of random sizes (1 to 3 levels, up to 40 a side), broken at random places, then joined: the same runs,
+    and None where they are too many for the regions."""
+    r = np.random.default_rng(seed)
+    source, target, at_s, at_t = [], [], 0, 0
+    for _ in range(int(r.integers(1, 6))):
+        sizes = r.integers(1, 41, int(r.integers(1, 4)))
+        steps = r.integers(1, 50, (2, len(sizes)))
+        index = np.indices(sizes).reshape(len(sizes), -1).T
+        source += (at_s + index @ steps[0]).tolist()
+        target += (at_t + index @ steps[1]).tolist()
+        at_s, at_t = source[-1] + int(r.integers(1, 9)), target[-1] + int(r.integers(1, 9))
+    s, t = np.array(source, dtype=np.int64), np.array(target, dtype=np.int64)
+    if seed % 3 == 0:  # some places moved: grids broken into shorter ones
+        moved = r.choice(len(s), size=max(1, len(s) // 50), replace=False)
+        s[moved] += 10**6
+    monkeypatch.setattr(regions_module, "_GRID_REGIONS", 1)  # every run returned, however short
+    assert regions_module._grids(s, t) == _grids_by_hand(s, t)

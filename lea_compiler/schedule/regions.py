@@ -108,8 +108,17 @@ def put_regions(out: np.ndarray, row: np.ndarray, col: np.ndarray, regions: Regi
     bands place a layer's reads), through strided views of the buffer and of out, a sub-grid of at most
     `_PUT_DEVICES` devices at a time, else in parts of `_PUT_DEVICES` devices (`_put_in_parts`).
     Regions that overlap (`unique` False) leave the last region's values, as assigning region after region does.
+
+    Raises:
+        IndexError: a region outside `out` (refused before anything is written; a negative place does not wrap).
     """
     flat, heights, widths = regions.flat, regions.heights, regions.widths
+    if len(heights) and (row.min() < 0 or col.min() < 0 or np.any(row + heights > out.shape[0])
+                         or np.any(col + widths > out.shape[1])):  # before anything is written (no wrap-around)
+        bad = int(np.flatnonzero((row < 0) | (col < 0) | (row + heights > out.shape[0])
+                                 | (col + widths > out.shape[1]))[0])
+        raise IndexError(f"region {bad} ({int(heights[bad])} x {int(widths[bad])} at row {int(row[bad])}, column "
+                         f"{int(col[bad])}) is outside the output of shape {out.shape}")
     if not unique:  # device by device, the last region's value kept
         read, source = region_rows(heights, widths)
         target = (row[read] + ranges(np.zeros_like(heights), heights)) * out.shape[1] + col[read]
@@ -166,12 +175,17 @@ def _grids(source: np.ndarray, target: np.ndarray) -> list[tuple[int, int, tuple
         target_steps: list[int] = []
         size = 1  # regions in the grid so far: `sizes`' product
         while lo + size < n:
-            count = (n - lo) // size  # blocks of `size` regions from lo, each a copy of the first moved by a step
+            most = (n - lo) // size  # blocks of `size` regions from lo, each a copy of the first moved by a step
             step_s, step_t = int(source[lo + size] - source[lo]), int(target[lo + size] - target[lo])
-            moved_s = source[lo:lo + count * size].reshape(count, size) - source[lo:lo + size]
-            moved_t = target[lo:lo + count * size].reshape(count, size) - target[lo:lo + size]
-            k = np.arange(count)[:, None]
-            good = ((moved_s == k * step_s) & (moved_t == k * step_t)).all(axis=1)
+            count = min(most, 16)  # blocks looked at, doubled while all are copies: work in proportion to the
+            while True:  # grid found, not to the regions after it (many short grids would cost n^2 otherwise)
+                moved_s = source[lo:lo + count * size].reshape(count, size) - source[lo:lo + size]
+                moved_t = target[lo:lo + count * size].reshape(count, size) - target[lo:lo + size]
+                k = np.arange(count)[:, None]
+                good = ((moved_s == k * step_s) & (moved_t == k * step_t)).all(axis=1)
+                if not good.all() or count == most:
+                    break
+                count = min(2 * count, most)
             blocks = int(np.argmin(good)) if not good.all() else count
             if blocks < 2:
                 break
