@@ -80,7 +80,7 @@ def total_nominal_pulses(level: np.ndarray, unwritten: np.ndarray | None = None)
 
 def write_sigma_uS(device: DeviceModel, target_uS: np.ndarray) -> float | np.ndarray:
     """The standard deviation of the "gaussian" model's write error at each target conductance: the constant
-    `write_noise_uS` (a float, so the draws are the ones they always were), or the chip's `write_noise_model`
+    `write_noise_uS` (a float: one sigma for every device, `written_uS`'s fast path), or the chip's `write_noise_model`
     at the targets (an array of their shape). The one definition, for the simulator and the simulated board."""
     model = device.write_noise_model
     return device.write_noise_uS if model is None else model.sigma(target_uS, device.levels_uS)
