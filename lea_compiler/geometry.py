@@ -63,3 +63,14 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     ends = np.cumsum(lengths, dtype=np.int64)
     return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) + np.repeat(starts - (ends - lengths),
                                                                                      lengths)
+
+
+def find_sorted(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `values` is among the ascending `keys`: (at, found), `at` an index into `keys` (clipped to
+    its last, 0 when `keys` is empty) that holds the value where `found` is True. The one sorted look-up of ids,
+    keys and devices (arrays by id, stuck devices by position, blocks by index)."""
+    values = np.asarray(values)
+    if not len(keys):
+        return np.zeros(values.shape, dtype=np.intp), np.zeros(values.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    return at, keys[at] == values

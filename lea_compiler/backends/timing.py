@@ -42,6 +42,7 @@ from functools import cached_property
 import numpy as np
 
 from lea_compiler.chip import Periphery
+from lea_compiler.geometry import find_sorted
 from lea_compiler.grouping import group_overlaps
 from lea_compiler.schedule.plan import LayerPlan
 
@@ -124,8 +125,7 @@ def block_columns(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
     c0, c1 = np.zeros(len(block), dtype=np.int64), col_stop - col_start
     if terms and len(block):
         listed = np.array(sorted(terms), dtype=np.int64)
-        at = np.minimum(np.searchsorted(listed, block), len(listed) - 1)
-        hit = listed[at] == block
+        at, hit = find_sorted(listed, block)
         columns = np.array([terms[b] for b in listed.tolist()], dtype=np.int64).reshape(-1, 2)
         c0 = np.where(hit, columns[at, 0], c0)
         c1 = np.where(hit, columns[at, 1], c1)

@@ -50,6 +50,7 @@ from lea_compiler.chip.variability import VARIABILITY_KEYS, parse_variability, v
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRAY_ROWS, MAX_ARRAYS, MAX_DEVICES
 from lea_compiler.errors import InvalidChipError, InvalidInputError
 from lea_compiler.fileio import atomic_write_text, read_input
+from lea_compiler.geometry import find_sorted
 
 logger = logging.getLogger(__name__)
 
@@ -428,8 +429,8 @@ def _plain_table(entries: PlainEntries, arrays: Sequence[Array]) -> DefectTable:
     valid chip's, each at most `MAX_ARRAY_ID`, an int64)."""
     ids = np.array([a.id for a in arrays], dtype=np.int64)
     order = np.argsort(ids, kind="stable")
-    at = np.minimum(np.searchsorted(ids[order], entries.array), ids.size - 1)
-    pos = np.where(ids[order][at] == entries.array, order[at], -1)
+    at, found = find_sorted(ids[order], entries.array)
+    pos = np.where(found, order[at], -1)
     return DefectTable(pos, entries.row, entries.col, entries.high, np.full(entries.array.size, np.nan))
 
 

@@ -21,7 +21,7 @@ from lea_compiler.chip.parts import Array, Defect, DeviceModel, Periphery
 from lea_compiler.chip.store import DefectTable, MapPlan, map_plan, table_defects
 from lea_compiler.chip.validate import checked_table
 from lea_compiler.errors import UsageError
-from lea_compiler.geometry import ranges, region_starts
+from lea_compiler.geometry import find_sorted, ranges, region_starts
 
 
 class _Defects:
@@ -142,8 +142,7 @@ class Chip:
             # ids that are not all int64s: each through `array`, which refuses or finds it as a dict look-up does
             return np.array([self._positions[self.array(v).id] for v in wanted.tolist()], dtype=np.int64)
         wanted = wanted.astype(np.int64, copy=False)
-        at = np.minimum(np.searchsorted(ids, wanted), max(ids.size - 1, 0))
-        known = ids[at] == wanted if ids.size else np.zeros(wanted.shape, dtype=bool)
+        at, known = find_sorted(ids, wanted)
         if not known.all():
             self.array(int(wanted[np.argmin(known)]))  # raises, naming it
         return order[at]

@@ -23,6 +23,7 @@ import numpy as np
 
 from lea_compiler.chip.fields import STUCK_HIGH, STUCK_LOW
 from lea_compiler.chip.parts import Array, Defect, DeviceModel, trusted_defect
+from lea_compiler.geometry import find_sorted
 
 _FAR = 2**62
 """Where a row or column too large for int64 is put: outside every array (and never negative)."""
@@ -113,8 +114,7 @@ def _in_other_state(keys: np.ndarray, high: np.ndarray, line_keys: np.ndarray, l
         return np.zeros(keys.size, dtype=bool)
     marked = unique(line_keys * 2 + line_high)
     wanted = keys * 2 + (~high).astype(np.int64)
-    at = np.minimum(np.searchsorted(marked, wanted), marked.size - 1)
-    return marked[at] == wanted
+    return find_sorted(marked, wanted)[1]
 
 
 def _conflicting_arrays(

@@ -19,7 +19,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.geometry import ranges, region_starts
+from lea_compiler.geometry import find_sorted, ranges, region_starts
 
 if TYPE_CHECKING:  # the records import the Program checks, which import this module
     from lea_compiler.schedule.records import Read
@@ -76,8 +76,7 @@ class Layout:
             KeyError: an array the layout does not have (as `offset[a]` would)."""
         ids, places = self._table
         array = np.asarray(array, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ids, array), max(ids.size - 1, 0))
-        known = ids[at] == array if ids.size else np.zeros(array.shape, dtype=bool)
+        at, known = find_sorted(ids, array)
         if not known.all():
             raise KeyError(int(array[np.argmin(known)]))
         offset, rows, cols = places[at].T

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError, UsageError
-from lea_compiler.geometry import Region
+from lea_compiler.geometry import Region, find_sorted
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
@@ -372,8 +372,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
         if np.array_equal(stuck[0], skipped):  # every stuck device skipped, as compiled for this chip
             stuck_uS = stuck[1].copy()
         else:
-            found = np.minimum(np.searchsorted(stuck[0], skipped), max(stuck[0].size - 1, 0))
-            hit = stuck[0][found] == skipped if stuck[0].size else np.zeros(skipped.size, dtype=bool)
+            found, hit = find_sorted(stuck[0], skipped)
             stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
     return Lowered(program, layout, np.column_stack([array, row, col]).reshape(-1, 3), bounds, values, shapes,
                    unwritten, skipped, stuck_uS, programmed, stuck)

@@ -140,9 +140,8 @@ def put_regions(out: np.ndarray, row: np.ndarray, col: np.ndarray, regions: Regi
             blocks = sliding_window_view(out, (height, width), writeable=True)
             blocks[row[chosen], col[chosen]] = block * factor[chosen, None, None]
             continue
-        inside = bool(out.ndim == 2 and out.flags.c_contiguous and row[chosen].min() >= 0 and col[chosen].min() >= 0
-                      and row[chosen].max() + height <= out.shape[0] and col[chosen].max() + width <= out.shape[1])
-        grids = _grids(starts[chosen], row[chosen] * out.shape[1] + col[chosen]) if inside else None
+        # (every region is inside `out`, checked above: its grids' strided views stay in it)
+        grids = _grids(starts[chosen], row[chosen] * out.shape[1] + col[chosen]) if out.flags.c_contiguous else None
         if grids is None:
             _put_in_parts(out, row[chosen], col[chosen], flat, starts[chosen], factor[chosen], height, width)
             continue
