@@ -316,6 +316,25 @@ def test_gaussian_write_adds_sigma_times_the_write_errors() -> None:
             np.random.default_rng(5).normal(0.0, negative)
 
 
+def test_scaled_write_errors_are_the_scale_times_the_errors() -> None:
+    """`write_errors` with a scale (the table of the quantiles times it): the same bytes as the scale times the
+    standard errors drawn from a generator in the same state (float64(z) * scale), for several scales (0, 1, odd
+    ones, a NaN), returned, into a contiguous `out` and into a strided one; the generator left where one word per
+    device leaves it."""
+    for scale in (0.0, 1.0, 0.7, 16.66, 3.0e-5, float("nan")):
+        want = write_errors(np.random.default_rng(3), (37, 11)) * scale
+        got = write_errors(np.random.default_rng(3), (37, 11), scale=scale)
+        assert got.dtype == np.float64 and got.shape == (37, 11) and got.tobytes() == want.tobytes()
+        contiguous, strided = np.empty((37, 11)), np.empty((37, 22))[:, ::2]
+        for out in (contiguous, strided):
+            rng = np.random.default_rng(3)
+            assert write_errors(rng, (37, 11), out=out, scale=scale) is out
+            assert np.ascontiguousarray(out).tobytes() == want.tobytes()
+            after = np.random.default_rng(3)
+            after.bit_generator.random_raw(37 * 11)
+            assert rng.bit_generator.random_raw() == after.bit_generator.random_raw()
+
+
 def test_the_write_errors_are_standard_normal() -> None:
     """`write_errors` (the table's quantiles of N(0, 1), 16 bits each) against N(0, 1) itself, on 2 million draws
     of 3 seeds: mean 0 and variance 1 within 5 standard errors, the Kolmogorov-Smirnov distance below its 0.1%

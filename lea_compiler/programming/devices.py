@@ -33,7 +33,7 @@ from lea_compiler.chip import DeviceModel
 from lea_compiler.chip.fields import GAUSSIAN
 from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.errors import UsageError
-from lea_compiler.schedule.normal_draws import gaussian_words
+from lea_compiler.schedule.normal_draws import quantile_indices, scaled_quantiles
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,18 +202,26 @@ def gaussian_write(target_uS: np.ndarray, rng: np.random.Generator, sigma_uS: fl
         ValueError: a negative sigma (as `rng.normal` would).
     """
     check_write_sigma(sigma_uS)
-    g = write_errors(rng, np.shape(target_uS))
-    g *= sigma_uS
+    if np.ndim(sigma_uS) == 0:  # one sigma: looked up with the draw (`write_errors`' scale), the same products
+        g = write_errors(rng, np.shape(target_uS), scale=float(sigma_uS))
+    else:
+        g = write_errors(rng, np.shape(target_uS))
+        g *= sigma_uS
     g += target_uS  # in place: the same sums as target + noise, without another array of the devices' size
     return np.maximum(g, 0.0, out=g)
 
 
-def write_errors(rng: np.random.Generator, shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
-    """The write noise's standard normals, float64 of `shape` (in `out` if given): one 64-bit word of `rng` per
-    device, whose top 16 bits pick one of the 65,536 equiprobable quantiles of N(0, 1)
-    (`schedule.normal_draws.gaussian_words`, the read noise's table). A word per device, so that the draws of
-    any split of the devices (region by region, in parts, device by device) are the one draw's. The one
-    definition of the write draw, for the simulator and the simulated board.
+def write_errors(rng: np.random.Generator, shape: tuple[int, ...], out: np.ndarray | None = None,
+                 scale: float = 1.0) -> np.ndarray:
+    """The write noise's standard normals times `scale` (one number; 1: the standard normals themselves), float64
+    of `shape` (in `out` if given): one 64-bit word of `rng` per device, whose top 16 bits pick one of the 65,536
+    equiprobable quantiles of N(0, 1) (`schedule.normal_draws.gaussian_words`, the read noise's table). A word
+    per device, so that the draws of any split of the devices (region by region, in parts, device by device) are
+    the one draw's. The one definition of the write draw, for the simulator and the simulated board.
+
+    The draw is looked up in a table of the quantiles times `scale` (`normal_draws.scaled_quantiles`): each value
+    is float64(z) * scale, as scaling the standard normals after the draw gives it, with no pass over the devices
+    to widen and scale them.
 
     Why not numpy's normal: a write draws once per device, 1.43 million at 25 x 25 arrays and k = 6, and numpy's
     ziggurat took 15.5 ms of the 26 that programming them took (docs/simulator.md); the table costs a third of
@@ -221,9 +229,14 @@ def write_errors(rng: np.random.Generator, shape: tuple[int, ...], out: np.ndarr
     would have gone further) and its moments and quantiles are N(0, 1)'s within the tolerances
     tests/test_programming_devices.py checks; the accuracy over seeds is the same as with numpy's draw
     (benchmarks/bench_sim_fidelity.py --control-noise write, docs/simulator.md)."""
+    table = scaled_quantiles(float(scale))
+    index = quantile_indices(rng, math.prod(shape))
     if out is None:
-        return gaussian_words(rng, tuple(shape)).astype(np.float64)
-    out[...] = gaussian_words(rng, tuple(shape))
+        return table.take(index).reshape(shape)
+    if out.flags.c_contiguous and out.dtype == np.float64:  # straight into out ("wrap": the indices are in
+        np.take(table, index, out=out.reshape(-1), mode="wrap")  # range, and "raise" would buffer the output)
+    else:
+        out[...] = table.take(index).reshape(shape)
     return out
 
 
