@@ -19,7 +19,7 @@ from lea_compiler.chip import Array, Chip, DeviceModel, Periphery
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.schedule import execute
-from lea_compiler.schedule.linear_reads import SIGMA_MIN, TAIL, RowBand, linear_reads
+from lea_compiler.schedule.linear_reads import SIGMA_MIN, TAIL, BandStack, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import _gaussian_table, counter_gaussian, noise_generator, splitmix64
 from lea_compiler.schedule.plan import schedule_of
 from tests.helpers import make_model
@@ -118,6 +118,47 @@ def test_which_pairs_read_linearly_by_hand() -> None:
     assert zero is not None
     pairs, power = zero.split(v[:1])
     assert zero.read(v[:1], pairs, power, np.ones((1, 2), F)).tolist() == [[0.0, 0.0]]
+
+
+def test_band_terms_of_runs_of_bands_are_each_bands_own() -> None:
+    """`linear_reads` works on runs of bands of one height at once (`BandStack`): its E, column norms and a
+    conductance-dependent model's per-row variances and their ranges against each band's own, computed band by
+    band in float64 here, for bands of heights 2, 2, 3, 1, 1 (four runs) with a row in none, a column no combine
+    uses and a band that converts none; given the executor's stack or stacking the bands itself, the same."""
+    rng = np.random.default_rng(4)
+    alpha, cols = 2, 3
+    spans = [(0, 2), (2, 4), (5, 8), (8, 9), (9, 10)]
+    bands = []
+    for b, (r0, r1) in enumerate(spans):
+        weights = rng.uniform(-2, 2, (2 * alpha, cols)).astype(F)
+        weights[:, 1] = 0.0 if b == 1 else weights[:, 1]
+        weights *= F(b != 3)  # band 3 converts nothing
+        bands.append(RowBand(r0, r1, rng.uniform(0, 5, (r1 - r0, 2 * alpha * cols)).astype(F),
+                             rng.uniform(0.1, 1, 2 * alpha * cols).astype(F), weights, 2, None,
+                             rng.uniform(0, 3, (r1 - r0, 2 * alpha * cols)).astype(F)))
+    linear = linear_reads(bands, rows=10, cols=cols, alpha=alpha, read_noise_uS=0.0, adc_bits=8)
+    assert linear is not None and linear.noise_per_row is not None and linear.variance_rows is not None
+    assert not linear.effective[4].any() and not linear.noise_per_row[4].any()
+    for b, band in enumerate(bands):
+        g = band.g.astype(np.float64).reshape(-1, 2 * alpha, cols)
+        w = band.weights.astype(np.float64)
+        scale = np.einsum("rac,ac->rc", g, np.abs(w))  # float32 sums of 2 alpha terms: to 1e-6 of their sizes
+        assert np.all(np.abs(linear.effective[band.r0:band.r1] - np.einsum("rac,ac->rc", g, w)) <= 1e-6 * scale)
+        used = (w != 0).reshape(-1)
+        norm = math.sqrt(np.max(np.sum(band.g.astype(np.float64) ** 2, axis=0)[used])) if used.any() else 0.0
+        assert linear.norm2[b] == pytest.approx(norm, rel=1e-6)
+        variance = band.variance.astype(np.float64)
+        np.testing.assert_allclose(linear.noise_per_row[band.r0:band.r1],
+                                   np.einsum("rac,ac->rc", variance.reshape(g.shape), w ** 2 / 2), rtol=1e-6)
+        want = np.stack([variance[:, used].min(axis=1), variance[:, used].max(axis=1)], axis=1) if used.any() \
+            else np.zeros((band.r1 - band.r0, 2))
+        np.testing.assert_allclose(linear.variance_rows[band.r0:band.r1], want, rtol=1e-6)
+        assert linear.converted[b].tolist() == used.tolist()
+    again = linear_reads(bands, rows=10, cols=cols, alpha=alpha, read_noise_uS=0.0, adc_bits=8,
+                         stack=BandStack.of(bands))
+    assert again is not None
+    for name in ("effective", "norm2", "noise_per_row", "variance_rows", "rounding", "inv_step_range"):
+        assert getattr(again, name).tobytes() == getattr(linear, name).tobytes(), name
 
 
 def test_bands_that_share_rows_read_through_the_adc() -> None:

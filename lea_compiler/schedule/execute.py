@@ -49,7 +49,7 @@ import numpy as np
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
 from lea_compiler.schedule.layout import region_rows
-from lea_compiler.schedule.linear_reads import LinearReads, RowBand, linear_reads
+from lea_compiler.schedule.linear_reads import BandStack, LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
 from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions, ranges, row_sums, scatter
@@ -143,6 +143,7 @@ class CrossbarExecutor:
             if arrays is not None and (arrays is not self.conductances or what == "conductances"):
                 check_regions(plan.name, what, arrays, heights, widths)
         self._prepared: list[RowBand] = []
+        self._stack: BandStack | None = None  # the prepared bands laid out together
         self._prepared_for: tuple[float, ...] | None = None
         self._linear: tuple[LinearReads | None, list[RowBand]] | None = None
         self.row_conductance = self._row_conductance()
@@ -319,6 +320,7 @@ class CrossbarExecutor:
                 int(most[b]), counts32[b] if uneven[b] else None,
                 None if variance_all is None else self._per_group(variance_all[part])))
         self._prepared, self._prepared_for = prepared, key
+        self._stack = BandStack(g_all, variance_all, weights32, inv_step32, counts)
         return prepared
 
     def _in_bands(self, arrays: Sequence[np.ndarray], factor: np.ndarray, row: np.ndarray, col: np.ndarray,
@@ -456,8 +458,9 @@ class CrossbarExecutor:
         if not self.linear or self.groups > 1:
             return None
         if self._linear is None or self._linear[1] is not bands:
-            self._linear = (linear_reads(bands, self.rows, self.cols, self.alpha, self.read_noise, self.adc_bits),
-                            bands)
+            stack = self._stack if bands is self._prepared else None
+            self._linear = (linear_reads(bands, self.rows, self.cols, self.alpha, self.read_noise, self.adc_bits,
+                                         stack), bands)
         return self._linear[0]
 
     def _read_linearly(self, linear: LinearReads, bands: list[RowBand], v: np.ndarray, rng: np.random.Generator,

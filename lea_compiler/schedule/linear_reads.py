@@ -32,8 +32,11 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+
+from lea_compiler.geometry import ranges
 
 SIGMA_MIN = 1.0
 """The least read-noise standard deviation, in ADC steps, at which a read's rounding counts as dither (its mean
@@ -169,46 +172,85 @@ class LinearReads:
         return np.concatenate([self.noise_per_band, self.rounding]).astype(np.float32)
 
 
+@dataclass(frozen=True, eq=False)
+class BandStack:
+    """A layer's row bands one above the other, as the executor's set-up lays them out (`CrossbarExecutor._bands`):
+    band b's `RowBand.g` (and `variance`) is rows first[b] .. first[b] + its height of `g` (`variance`), band after
+    band, and its columns' weights, 1 / steps and reads are row b of the others. `linear_reads` works on runs of
+    bands of one height at once (one product for the run, not one per band)."""
+
+    g: np.ndarray  # (the bands' rows, 2 alpha cols) float32
+    variance: np.ndarray | None  # like g, with a conductance-dependent read-noise model
+    weights: np.ndarray  # (B, 2 alpha, cols) float32: `RowBand.weights`
+    inv_step: np.ndarray  # (B, 2 alpha cols) float32: `RowBand.inv_step`
+    reads: np.ndarray  # (B, 2 alpha cols) float64: `RowBand.column_reads`
+
+    @classmethod
+    def of(cls, bands: Sequence[RowBand]) -> BandStack:
+        """The stack of bands made one by one (copies of their arrays)."""
+        variance = None if bands[0].variance is None else \
+            np.concatenate([cast(np.ndarray, b.variance) for b in bands])
+        return cls(np.concatenate([b.g for b in bands]), variance, np.stack([b.weights for b in bands]),
+                   np.stack([b.inv_step for b in bands]), np.stack([b.column_reads() for b in bands]))
+
+
 def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, read_noise_uS: float,
-                 adc_bits: int) -> LinearReads | None:
+                 adc_bits: int, stack: BandStack | None = None) -> LinearReads | None:
     """The linear map and noise terms of a layer's bands (`schedule.execute.CrossbarExecutor._bands`): their
     conductances over the ADC step, weights (step x selection / divisor, negated for G-), reads per column and
     device variances, for uniform read noise U(-r, r) of `read_noise_uS` or, where the bands carry variances,
-    a conductance-dependent model. None if two bands share rows (every read then goes to the ADC)."""
+    a conductance-dependent model. None if two bands share rows (every read then goes to the ADC). `stack`: the
+    bands laid out together (`BandStack`), if the caller has them so; else they are stacked here."""
     count = len(bands)
     r0 = np.array([b.r0 for b in bands], dtype=np.int64)
     r1 = np.array([b.r1 for b in bands], dtype=np.int64)
     if count == 0 or not (np.all(r0[1:] >= r1[:-1]) and np.all(r1 > r0)):
         return None
-    columns = [_column_terms(bands[i:i + _BANDS_AT_ONCE], alpha, cols) for i in range(0, count, _BANDS_AT_ONCE)]
+    stack = BandStack.of(bands) if stack is None else stack
+    weights = stack.weights.astype(np.float32)
+    columns = [_column_terms(weights[i:i + _BANDS_AT_ONCE], stack.inv_step[i:i + _BANDS_AT_ONCE],
+                             stack.reads[i:i + _BANDS_AT_ONCE]) for i in range(0, count, _BANDS_AT_ONCE)]
     rounding, per_band, inv_step_range = (np.concatenate(parts) for parts in zip(*columns, strict=True))
-    # what depends on the devices, band by band in float32 (sums of 2 alpha terms; of a band's rows for norms)
+    # what depends on the devices, for each run of bands of one height at once, in float32 (sums of 2 alpha terms;
+    # of a band's rows for norms): the same sums, band by band, as one band's products make them
     effective = np.zeros((rows, cols), np.float32)
     norm2 = np.zeros(count)
-    model = bands[0].variance is not None
+    model = stack.variance is not None
     per_row = np.zeros((rows, cols), np.float32) if model else None
     variance_rows = np.zeros((rows, 2)) if model else None
-    converted = []
-    for index, band in enumerate(bands):
-        weights = band.weights.astype(np.float32)
-        used = (weights != 0).reshape(-1)
-        converted.append(used)
-        g = band.g.reshape(band.r1 - band.r0, 2 * alpha, cols)
-        effective[band.r0:band.r1] = np.einsum("rac,ac->rc", g, weights)
-        if used.any():
-            norm2[index] = math.sqrt(float(np.einsum("rw,rw->w", band.g, band.g)[used].max()))
+    converted = (weights != 0).reshape(count, -1)
+    heights = r1 - r0
+    first = np.cumsum(heights) - heights  # each band's first row in the stack
+    for lo, hi in _runs(heights):
+        n, height = hi - lo, int(heights[lo])
+        g = stack.g[first[lo]:first[lo] + n * height].reshape(n, height, 2 * alpha, cols)
+        at = ranges(r0[lo:hi], heights[lo:hi])  # the run's rows of the layer
+        effective[at] = np.einsum("brac,bac->brc", g, weights[lo:hi]).reshape(-1, cols)
+        flat = g.reshape(n, height, -1)
+        used = converted[lo:hi]
+        norms = np.where(used, np.einsum("brw,brw->bw", flat, flat), -np.inf).max(axis=1)
+        norm2[lo:hi] = np.sqrt(np.where(used.any(axis=1), norms.astype(np.float64), 0.0))
         if per_row is not None and variance_rows is not None:
-            assert band.variance is not None
-            reads = band.column_reads().astype(np.float32)
-            device = band.variance.reshape(band.r1 - band.r0, 2 * alpha, cols)
-            per_row[band.r0:band.r1] = np.einsum("rac,ac->rc", device,
-                                                 np.square(weights) / reads.reshape(2 * alpha, cols))
-            if used.any():
-                chosen = band.variance[:, used]
-                variance_rows[band.r0:band.r1] = np.stack([chosen.min(axis=1), chosen.max(axis=1)], axis=1)
+            assert stack.variance is not None
+            reads = stack.reads[lo:hi].astype(np.float32).reshape(n, 2 * alpha, cols)
+            device = stack.variance[first[lo]:first[lo] + n * height].reshape(n, height, 2 * alpha, cols)
+            per_row[at] = np.einsum("brac,bac->brc", device, np.square(weights[lo:hi]) / reads).reshape(-1, cols)
+            chosen = used[:, None, :]
+            device = device.reshape(n, height, -1)
+            low = np.where(chosen, device, np.inf).min(axis=2)
+            high = np.where(chosen, device, -np.inf).max(axis=2)
+            some = used.any(axis=1)[:, None]
+            variance_rows[at] = np.stack([np.where(some, low, 0.0), np.where(some, high, 0.0)], axis=2).reshape(-1, 2)
     return LinearReads(r0, r1, effective, rounding.astype(np.float32), None if model else per_band, per_row,
                        norm2, inv_step_range, variance_rows, read_noise_uS ** 2 / 3.0,
                        float((1 << (adc_bits - 1)) - 1), tuple(bands), tuple(converted))
+
+
+def _runs(heights: np.ndarray) -> list[tuple[int, int]]:
+    """The runs lo .. hi of consecutive bands of one height."""
+    edges = np.flatnonzero(np.diff(heights)) + 1
+    bounds = [0, *edges.tolist(), len(heights)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 _BANDS_AT_ONCE = 64
@@ -216,17 +258,19 @@ _BANDS_AT_ONCE = 64
 bands' conductances whatever the layer."""
 
 
-def _column_terms(bands: Sequence[RowBand], alpha: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What depends on the bands' columns only (weights, steps, reads), for each band: the rounding's variance
-    sum_a w^2 / (12 N) and the uniform noise's factor sum_a (w / step)^2 / N, (B, cols) each, and the least and
-    largest 1 / step of its converted columns, (B, 2) (1 and 1 for a band that converts none)."""
-    shape = (len(bands), 2 * alpha, cols)
-    weights = np.stack([b.weights for b in bands]).astype(np.float64).reshape(shape)
-    reads = np.stack([b.column_reads() for b in bands]).reshape(shape)
-    inv_step = np.stack([b.inv_step for b in bands]).astype(np.float64).reshape(len(bands), -1)
-    converted = (weights != 0).reshape(len(bands), -1)
+def _column_terms(weights: np.ndarray, inv_step: np.ndarray, reads: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What depends on the bands' columns only (weights (B, 2 alpha, cols), 1 / steps and reads (B, 2 alpha cols):
+    `BandStack`'s), for each band: the rounding's variance sum_a w^2 / (12 N) and the uniform noise's factor
+    sum_a (w / step)^2 / N, (B, cols) each, and the least and largest 1 / step of its converted columns, (B, 2)
+    (1 and 1 for a band that converts none)."""
+    shape = weights.shape
+    weights = weights.astype(np.float64)
+    reads = reads.reshape(shape)
+    inv_step = inv_step.astype(np.float64)
+    converted = (weights != 0).reshape(len(weights), -1)
     some = converted.any(axis=1)
-    step_range = np.ones((len(bands), 2))
+    step_range = np.ones((len(weights), 2))
     step_range[some, 0] = np.where(converted, inv_step, np.inf).min(axis=1)[some]
     step_range[some, 1] = np.where(converted, inv_step, -np.inf).max(axis=1)[some]
     return (np.sum(weights ** 2 / (12.0 * reads), axis=1),
