@@ -274,8 +274,8 @@ def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generato
     """Devices at Program levels `level` written with one write-noise sigma: `write_noise(programmed_uS(level,
     levels_uS), rng, sigma_uS)`, value for value, made part by part: each part's errors drawn already scaled
     (`write_errors` with sigma as its scale, a word of the generator per device: the parts' draws are the one
-    draw's), its targets added and the result clipped at 0 while the part is in cache: no array of the targets, and one pass
-    over the devices' memory instead of five."""
+    draw's), its targets added and the result clipped at 0 while the part is in cache: no array of the targets,
+    and one pass over the devices' memory instead of five."""
     check_write_sigma(sigma_uS)
     levels, level, table = _level_table(level, levels_uS)
     written = np.empty(level.shape)

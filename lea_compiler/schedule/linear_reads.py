@@ -29,7 +29,6 @@ as calibrated ADC ranges, 1.25 times the largest current seen, make the bound fa
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
