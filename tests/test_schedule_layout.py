@@ -373,12 +373,20 @@ def test_read_conductances_are_the_whole_arrays_at_the_reads(stuck_program: Prog
 
 def test_programmed_conductance_of_int8_levels_is_the_clipped_take() -> None:
     """`programmed_uS` of int8 levels (a byte table) gives what `np.take(..., mode="clip")` gives of the same
-    levels as int64, every level from -128 to the device's last, for devices of 2 to 128 levels."""
+    levels as int64, every level from -128 to the device's last, for devices of 2 to 128 levels; and so for
+    every pair of neighbouring levels (int8 levels are gathered two at a time), in arrays of odd and even sizes,
+    C-ordered and transposed."""
     for count in (2, 33, 128):
         levels = np.sort(np.random.default_rng(count).uniform(1.0, 200.0, count))
         level = np.arange(-128, count, dtype=np.int64)
         np.testing.assert_array_equal(programmed_uS(level.astype(np.int8), levels),
                                       np.take(levels, level, mode="clip"))
+        pairs = np.stack(np.meshgrid(level, level), axis=-1).reshape(-1)  # every (first, second) neighbours
+        table = pairs[:len(pairs) // 7 * 7].reshape(-1, 7)
+        for shaped in (pairs, pairs[1:], table, table.T):
+            got = programmed_uS(shaped.astype(np.int8), levels)
+            assert got.shape == shaped.shape
+            assert got.tobytes() == np.take(levels, shaped, mode="clip").tobytes()
 
 
 def test_simulating_a_program_does_not_lay_out_its_whole_arrays(stuck_program: Program) -> None:

@@ -31,6 +31,7 @@ around: the weights the Program represents (`program.represented_matrix`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -264,9 +265,37 @@ def _level_table(level: np.ndarray, levels_uS: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _gathered(level: np.ndarray, levels: np.ndarray, table: np.ndarray | None) -> np.ndarray:
-    """The targets of checked levels (`_level_table`): one gather (int8 levels' bytes as indices of the byte
-    table: `take` of intp indices is faster than indexing by bytes)."""
-    return np.take(levels, level, mode="clip") if table is None else table.take(level.view(np.uint8).astype(np.intp))
+    """The targets of checked levels (`_level_table`): one gather; int8 levels two at a time (`_pair_gathered`)."""
+    return np.take(levels, level, mode="clip") if table is None else _pair_gathered(level, table)
+
+
+def _pair_gathered(level: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table[level.view(np.uint8)] for int8 levels and their byte table (float64), the same values: two
+    neighbouring levels at a time, their two bytes read as one little-endian uint16 index into the table of
+    (table[b0], table[b1]) pairs (`_pair_table`, each pair one complex128 item), so the gather moves half as many
+    items, 16 bytes each (numpy's take costs per item: at 1.4 million devices, 0.8 ms against 1.7). A Program's
+    few levels touch few entries of that 1 MiB table, which stay in cache."""
+    flat = np.ascontiguousarray(level).reshape(-1)
+    out = np.empty(flat.shape)
+    even = len(flat) - len(flat) % 2
+    np.take(_pair_table(table.tobytes()), flat[:even].view("<u2").astype(np.intp),
+            out=out[:even].view(np.complex128), mode="wrap")  # ("wrap": in range anyway; "raise" buffers out)
+    if even < len(flat):
+        out[-1] = table[flat[-1:].view(np.uint8)[0]]
+    return out.reshape(level.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _pair_table(table: bytes) -> np.ndarray:
+    """Entry b0 + 256 b1 = (table[b0], table[b1]), as one complex128 (real part first in memory), for the byte
+    table of 256 float64 given as its bytes (the cache's key): `_pair_gathered`'s table (1 MiB, made once)."""
+    values = np.frombuffer(table, dtype=np.float64)
+    index = np.arange(1 << 16)
+    pairs = np.empty((1 << 16, 2))
+    pairs[:, 0], pairs[:, 1] = values[index & 0xFF], values[index >> 8]
+    found = pairs.view(np.complex128).reshape(-1)
+    found.flags.writeable = False
+    return found
 
 
 def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float
