@@ -217,10 +217,11 @@ class CrossbarExecutor:
         last = len(terms) - 1 - np.unique(term_block[::-1], return_index=True)[1]
         c0[term_block[last]], c1[term_block[last]] = terms[last, 1], terms[last, 2]
         # each block's copies in ascending order are its slots 0, 1, ...
-        pairs = np.unique(read_block * span + read_copy)
+        pairs, read_pair = np.unique(read_block * span + read_copy, return_inverse=True)
         pair_block = pairs // span
         slots = np.bincount(pair_block, minlength=len(blocks))  # copies per block
-        slot = np.arange(len(pairs)) - np.searchsorted(pair_block, pair_block)
+        slot = np.arange(len(pairs)) - (np.cumsum(slots) - slots)[pair_block]  # (pairs are by block: each
+        # block's first is after the copies of the blocks before it)
         contiguous = ((x_stop - x_start == height) & (one_row == -1)) | (
             (one_row == x_stop - x_start) & (one_row == height - 1) & (x_stop == self.inputs))
         bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
@@ -250,8 +251,7 @@ class CrossbarExecutor:
         band_read = last_read[combine_block[entry_combine]]
         column = np.repeat(ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
         r0, c_read = x_start, c0[read_block]
-        layout = _Layout(r0, r0 + height, polarity, slot[np.searchsorted(pairs, read_block * span + read_copy)],
-                         c_read, c_read + width, count,
+        layout = _Layout(r0, r0 + height, polarity, slot[read_pair.reshape(-1)], c_read, c_read + width, count,
                          averaged=(band_read, slot[at],
                                    c0[combine_block[entry_combine]] + column,
                                    (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
