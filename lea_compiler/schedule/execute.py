@@ -48,7 +48,6 @@ import numpy as np
 
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
-from lea_compiler.schedule.layout import region_rows
 from lea_compiler.schedule.linear_reads import BandStack, LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
@@ -166,9 +165,8 @@ class CrossbarExecutor:
         layout = self._layout
         n = len(layout.r0)
         heights, widths = layout.shapes
-        read, source = region_rows(heights, widths)
-        sums = row_sums(flat_of(self.conductances), source, widths[read])  # each region's row sums, in read order
-        sums *= layout.reads[read]  # times each read's N reads, as reads * row_sums
+        sums = row_sums(flat_of(self.conductances), heights, widths)  # each region's row sums, in read order
+        sums *= np.repeat(layout.reads, heights)  # times each read's N reads, as reads * row_sums
         starts = np.cumsum(heights) - heights  # each read's first row sum
         if self.groups == 1:
             rows, weights = ranges(layout.r0, heights), sums

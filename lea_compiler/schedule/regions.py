@@ -84,18 +84,20 @@ def check_regions(name: str, what: str, arrays: Sequence[np.ndarray], heights: n
                                 f"{regions[index]}")
 
 
-def row_sums(flat: np.ndarray, source: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """The sum of each row (starting at flat[source[i]], width[i] long) of regions laid end to end, as
-    `region.sum(axis=1)` sums it: numpy's same summation along one contiguous row, so the same float64 values.
-    One pass per distinct width (the rows of one width gathered as the rows of one array)."""
+def row_sums(flat: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The sum of each row of regions heights[i] x widths[i] laid end to end in `flat`, each row by row, region
+    after region, as `region.sum(axis=1)` sums it: numpy's same summation along one contiguous row, so the same
+    float64 values. Regions of one width: the buffer's rows as the rows of one array; else one pass per distinct
+    width (the rows of one width gathered as the rows of one array)."""
+    distinct = _distinct(widths)
+    if len(distinct) == 1:
+        return flat.reshape(-1, int(distinct[0])).sum(axis=1)
+    read, source = region_rows(heights, widths)
+    width = widths[read]
     out = np.empty(len(source))
-    widths = _distinct(width)
-    for wide in widths.tolist():
-        if len(widths) == 1:
-            out[:] = flat.reshape(-1, wide).sum(axis=1)
-        else:
-            chosen = width == wide
-            out[chosen] = sliding_window_view(flat, wide)[source[chosen]].sum(axis=1)
+    for wide in distinct.tolist():
+        chosen = width == wide
+        out[chosen] = sliding_window_view(flat, wide)[source[chosen]].sum(axis=1)
     return out
 
 
