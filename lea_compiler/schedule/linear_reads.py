@@ -234,10 +234,9 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
             reads = stack.reads[lo:hi].astype(np.float32).reshape(n, 2 * alpha, cols)
             device = stack.variance[first[lo]:first[lo] + n * height].reshape(n, height, 2 * alpha, cols)
             per_row[at] = np.einsum("brac,bac->brc", device, np.square(weights[lo:hi]) / reads).reshape(-1, cols)
-            chosen = used[:, None, :]
-            device = device.reshape(n, height, -1)
-            low = np.where(chosen, device, np.inf).min(axis=2)
-            high = np.where(chosen, device, -np.inf).max(axis=2)
+            chosen, devices = used[:, None, :], device.reshape(n, height, -1)
+            low = np.where(chosen, devices, np.inf).min(axis=2)
+            high = np.where(chosen, devices, -np.inf).max(axis=2)
             some = used.any(axis=1)[:, None]
             variance_rows[at] = np.stack([np.where(some, low, 0.0), np.where(some, high, 0.0)], axis=2).reshape(-1, 2)
     return LinearReads(r0, r1, effective, rounding.astype(np.float32), None if model else per_band, per_row,
