@@ -273,8 +273,9 @@ def _pair_gathered(level: np.ndarray, table: np.ndarray) -> np.ndarray:
     """table[level.view(np.uint8)] for int8 levels and their byte table (float64), the same values: two
     neighbouring levels at a time, their two bytes read as one little-endian uint16 index into the table of
     (table[b0], table[b1]) pairs (`_pair_table`, each pair one complex128 item), so the gather moves half as many
-    items, 16 bytes each (numpy's take costs per item: at 1.4 million devices, 0.8 ms against 1.7). A Program's
-    few levels touch few entries of that 1 MiB table, which stay in cache."""
+    items, 16 bytes each, and makes no intp index per level (1.2-1.4 ms against 4.2-7.2 for 1.43 million levels:
+    benchmarks/bench_write_parts.py, results/write_parts.txt). A Program's few levels touch few entries of that
+    1 MiB table, which stay in cache."""
     flat = np.ascontiguousarray(level).reshape(-1)
     out = np.empty(flat.shape)
     even = len(flat) - len(flat) % 2
@@ -318,9 +319,8 @@ def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generato
 
 
 _WRITE_PART = 1 << 17
-"""Devices `written_uS` writes at once (1 MiB of float64): on 25 x 25 arrays, k = 6 (1.41 million devices), with the
-draws looked up already scaled, 2^17 and 2^18 took 8.0-8.5 ms, 2^15 8.5-8.9 and 2^14 9.0 (plain CPU times, the
-fastest of 15, four rounds)."""
+"""Devices `written_uS` writes at once (1 MiB of float64): on 1.43 million devices, parts of 2^15 to 2^18 alike and
+2^14 slower (benchmarks/bench_write_parts.py, results/write_parts.txt; 2^17 7.9 ms in its quieter run)."""
 
 
 def write_noise(programmed: np.ndarray, rng: np.random.Generator, sigma: float | np.ndarray) -> np.ndarray:
