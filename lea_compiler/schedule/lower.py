@@ -51,6 +51,7 @@ from lea_compiler.schedule.records import (
     SelectArray,
     Skip,
     Write,
+    builder,
 )
 
 UNUSED = -2
@@ -547,7 +548,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
     conversions[:, CONVERT_COLUMN["adcs"]] = adcs
     conversions[:, CONVERT_COLUMN["rounds"]] = -(-cols // adcs)
     reads = ReadPairs.from_tables(layer.name, table, conversions, np.repeat(ranges, pairs))
-    combines = [Combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
+    combines = [_combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
     scale = Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
@@ -557,6 +558,9 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
     return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
+
+
+_combine = builder(Combine)  # a few hundred per layer on small arrays: `records.builder`
 
 
 def _block_fields(layer: Layer, inputs: int) -> list[tuple[int, int, int, int, int, int | None]]:
@@ -619,7 +623,7 @@ def chosen_copies(blocks: Sequence[ProgramBlock]) -> list[tuple[tuple[int, ...],
     chosen: list[tuple[tuple[int, ...], ...]] = [()] * len(blocks)
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, block in enumerate(blocks):
-        ids = tuple(copy.copy for copy in block.copies)
+        ids = tuple([copy.copy for copy in block.copies])
         shape = np.shape(block.selection)
         if len(shape) != 2 or shape[0] != len(ids):  # the checks refuse it; unchecked, say so
             raise InvalidInputError(f"block {block.index}: its selection of shape {shape} is not one row per copy "
