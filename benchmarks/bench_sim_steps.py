@@ -14,7 +14,11 @@ For each configuration of bench_sim.py (the 784-150-10 tanh MLP, 1,000 samples, 
 - digital reference: the graph without them (the interpreter on the Program's float graph);
 - software baseline: `software_predictions` (onnxruntime on the original model);
 - cost model: `estimate_cost` with the schedule and measured device-read energy, as `simulate()` calls it;
-- whole `simulate()`, and the ideal numpy forward of all k copies for scale.
+- whole `simulate()`, and the ideal numpy forward of all k copies for scale;
+- two derived rows: the whole's floor, forward + digital reference + software baseline (the three steps that
+  grow with the samples and that every report needs: the crossbar outputs, the reference of the layer errors,
+  onnxruntime's baseline of the software accuracy), and the floor and the whole as multiples of the ideal forward
+  (issue 19's ratio: at k = 1 the floor alone is above 4x on 1,000 samples).
 
 Run:  python benchmarks/bench_sim_steps.py [--repeats 5] [--out benchmarks/results/sim_steps.txt]
 """
@@ -103,6 +107,15 @@ def steps(program: Any, x: np.ndarray, labels: np.ndarray, weights: list, biases
     }
 
 
+def with_floor(row: dict[str, float]) -> dict[str, float]:
+    """The row with the derived rows (see the module's docstring): the floor in ms, and the floor and the whole
+    over the ideal forward (x, not ms)."""
+    floor = row["forward"] + row["digital reference"] + row["software baseline"]
+    ideal = row["ideal numpy forward"]
+    return {**row, "floor: forward + digital reference + software baseline": floor,
+            "floor / ideal (x)": floor / ideal, "whole simulate() / ideal (x)": row["whole simulate()"] / ideal}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -119,7 +132,7 @@ def main() -> None:
                 for k in COPIES:
                     program = anchor_program(Path(tmp) / "mlp.onnx", size, k)
                     name = f"{size} x {size}, k = {k}"
-                    rows[name] = steps(program, x, labels, weights, biases, k, args.repeats)
+                    rows[name] = with_floor(steps(program, x, labels, weights, biases, k, args.repeats))
                     print(name + ": " + ", ".join(f"{step} {ms:.1f}" for step, ms in rows[name].items()),
                           flush=True)
     names = list(rows)

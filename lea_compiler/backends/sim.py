@@ -175,6 +175,7 @@ def simulate(
     software: Sequence[np.ndarray] | None = None,
     board: Schedule | None = None,
     after: float | str = 0.0,
+    schedule: Schedule | None = None,
 ) -> Report:
     """Run the Program on a simulated chip over each data set and report.
 
@@ -195,7 +196,9 @@ def simulate(
     a chunk, not by the data, and the chunks draw the noise of their block (`NoiseSpan`).
     `software` is onnxruntime's top-1 prediction per sample of each data set
     when the caller has it already (`software_predictions`: a batch of Programs
-    compiled from one model computes it once); by default it is computed here.
+    compiled from one model computes it once); by default it is computed here. `schedule` likewise is the
+    Program's own schedule (`schedule_of(program)`, not a board file's: that is `board`) when the caller has
+    lowered it already (`simulate_trials` lowers once for all its draws); by default the Program is lowered here.
     `after` is the time since programming (seconds, or a duration such as "1h", `variability.parse_duration`):
     every programmed device has drifted as the chip's `device.drift` says (docs/chip-format.md); 0, the
     default, simulates the devices as programmed, and a chip without a drift model takes only 0.
@@ -209,8 +212,9 @@ def simulate(
             board schedule is not this Program's.
         BadDataError: the data does not fit the model, or has labels the model never predicts.
         UsageError: `threads` below 1, a negative `seed`, no output named `output`, a bad `after` (not a
-            duration, or given for a chip without a drift model or with `ideal`), or a read region too large for
-            the IR-drop solve of a chip whose lines have resistance (`irdrop.check_regions`).
+            duration, or given for a chip without a drift model or with `ideal`), a read region too large for
+            the IR-drop solve of a chip whose lines have resistance (`irdrop.check_regions`), or `schedule` given
+            with `board`, or a board file's schedule or another Program's given as `schedule`.
     """
     after_s = _after_seconds(after, chip or program.chip, ideal)
     if threads < 1:
@@ -219,6 +223,8 @@ def simulate(
         raise UsageError(f"the seed must be a non-negative integer, got {seed}")
     if software is not None and len(software) != len(datasets):
         raise UsageError(f"software predictions for {len(software)} data sets, but {len(datasets)} data sets")
+    if schedule is not None:
+        _check_own_schedule(program, schedule, board)
     labels = model_labels(program.graph, output)
     for data in datasets:
         check_labels(data, labels)
@@ -237,7 +243,10 @@ def simulate(
         raise UsageError("a board file programs the chip again, so it cannot run with an as-programmed Program; "
                          "give the Program it was emitted from, or simulate the as-programmed Program itself")
     # the Program was checked when it was loaded or compiled; the simulator never checked it again
-    schedule = schedule_of(program, check=False) if board is None else board
+    if board is not None:
+        schedule = board
+    elif schedule is None:
+        schedule = schedule_of(program, check=False)
     if board is not None:
         _check_board(program, board)
     if not ideal:  # before any programming: refuse regions too large for the IR-drop solve, log its cost
@@ -446,7 +455,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     the first draw's report with every draw's accuracy in `trials` (none for one draw): one seed says little
     about a noisy chip.
 
-    onnxruntime's baseline runs once. `options` are `simulate`'s keywords.
+    onnxruntime's baseline runs once, and so does lowering the Program (`schedule`). `options` are `simulate`'s
+    keywords.
 
     Raises:
         UsageError: `trials` below 1, and what `simulate` raises.
@@ -457,6 +467,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     _after_seconds(options.get("after", 0.0), options.get("chip") or program.chip, options.get("ideal", False))
     if options.get("software") is None and program.source_model is not None:
         options["software"] = software_predictions(program, datasets, options.get("output"))
+    if options.get("board") is None and options.get("schedule") is None:  # one lowering serves every draw
+        options["schedule"] = schedule_of(program, check=False)
     reports = [simulate(program, datasets, seed=seed + i, **options) for i in range(trials)]
     if trials == 1:
         return reports[0]
@@ -497,6 +509,20 @@ def stored_calibration(program: Program) -> Calibration | None:
         {layer.name: float(layer.input_full_scale) for layer in program.layers},  # type: ignore[arg-type]
         {layer.name: [float(b.adc_full_scale_uA) for b in layer.blocks] for layer in program.layers},  # type: ignore[arg-type]
     )
+
+
+def _check_own_schedule(program: Program, schedule: Schedule, board: Schedule | None) -> None:
+    """Refuse a `schedule` that cannot be the Program's own: given with a board file's, or a board file's itself
+    (it has an origin), or with other crossbar layers than the Program's."""
+    if board is not None:
+        raise UsageError("give the Program's own schedule or a board file's, not both")
+    if schedule.origin is not None:
+        raise UsageError("this schedule is a board file's: give it as board, whose file is checked against the "
+                         "Program")
+    crossbar = [node.name for node in program.graph.nodes if is_crossbar(node)]
+    if list(schedule.layers) != crossbar:
+        raise UsageError(f"the schedule's crossbar layers {list(schedule.layers)} are not the Program's {crossbar}: "
+                         "it was lowered from another Program")
 
 
 def _check_board(program: Program, board: Schedule) -> None:

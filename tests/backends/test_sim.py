@@ -353,6 +353,43 @@ def test_trials_are_independent_noise_draws_summarised(tmp_path, capsys) -> None
     assert "over 3 noise draws (seeds 7..9)" in capsys.readouterr().out
 
 
+def test_trials_lower_the_program_once_and_a_given_schedule_gives_the_same_report(tmp_path, monkeypatch) -> None:
+    """`simulate(schedule=schedule_of(program))` reports what lowering inside gives; `simulate_trials` lowers once
+    for all its draws; a schedule that cannot be the Program's own is refused before anything runs."""
+    from lea_compiler.backends import sim
+    from lea_compiler.backends.board import board_schedule, emit_board, read_board
+
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(sizes=(30, 40, 5), seed=3), path)
+    chip = synth_chip(arrays=80, rows=16, cols=16, seed=2, stuck_high=0.05)
+    program = compile_model(path, chip, CompileOptions(k=2)).program
+    x = np.random.default_rng(0).uniform(-1, 1, size=(200, 30)).astype(F)
+    data = [Dataset("d", x, top1(interpreter.run(program.graph, {"x": x})))]
+
+    def same(a, b) -> bool:
+        return {**a.to_json(), "seconds": 0} == {**b.to_json(), "seconds": 0}
+
+    assert same(simulate(program, data, seed=5, schedule=schedule_of(program)), simulate(program, data, seed=5))
+    lowered = []
+    monkeypatch.setattr(sim, "schedule_of", lambda *a, **kw: lowered.append(1) or schedule_of(*a, **kw))
+    report = simulate_trials(program, data, trials=3, seed=5)
+    assert len(lowered) == 1 and len(set(report.trials.accuracy)) > 1
+    monkeypatch.undo()
+
+    onnx.save(mlp_model(sizes=(30, 20, 10, 5), seed=3), tmp_path / "deeper.onnx")
+    other = compile_model(tmp_path / "deeper.onnx", chip, CompileOptions(k=1)).program
+    emit_board(program, tmp_path / "p.board")
+    board = board_schedule(read_board(tmp_path / "p.board"))
+    for kwargs, message in (
+            ({"schedule": schedule_of(program), "board": board}, "give the Program's own schedule or a board"),
+            ({"schedule": board}, "this schedule is a board file's: give it as board"),
+            ({"schedule": schedule_of(other)}, "it was lowered from another Program")):
+        monkeypatch.setattr(sim, "CrossbarLayer", lambda *a, **kw: pytest.fail("ran"))
+        with pytest.raises(UsageError, match=message):
+            simulate(program, data, **kwargs)
+        monkeypatch.undo()
+
+
 def test_new_digital_ops_simulate_count_and_emit(tmp_path) -> None:
     # torch's exact GELU (Erf), Split, Max, Pad, Slice, Elu and ReduceMax between two crossbar layers: the
     # simulator runs them in the digital periphery (ideal devices agree with onnxruntime), counts one digital op
