@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from bench_sim import ARRAYS, COPIES, anchor_mlp, anchor_program, ideal_forward
+from bench_sim_steps import cpu_ms
 from threadpoolctl import threadpool_limits
 
 import lea_compiler
@@ -30,16 +28,6 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
 
 DATA = Path(lea_compiler.__file__).resolve().parent / "data"
-
-
-def cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
-    """The fastest CPU time of `repeats` calls of fn, in ms."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    return 1e3 * best
 
 
 def main() -> None:

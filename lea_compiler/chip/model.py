@@ -272,6 +272,12 @@ class Chip:
         """(arrays, 2) int64: each array's rows and cols, in the order of `arrays`."""
         return np.array([(a.rows, a.cols) for a in self.arrays], dtype=np.int64).reshape(-1, 2)
 
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The map plan's `device_bounds` and `line_bounds` as int64 vectors (thousands of arrays: made once)."""
+        plan = self._map_plan
+        return np.asarray(plan.device_bounds, dtype=np.int64), np.asarray(plan.line_bounds, dtype=np.int64)
+
     def stuck_devices(self, array_ids: Sequence[int] | np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every stuck device of the arrays `array_ids`, as `stuck_map` finds them, without a map of every device:
@@ -285,9 +291,9 @@ class Chip:
         """
         plan = self._map_plan
         positions = self.array_positions(array_ids)
-        if np.unique(positions).size != positions.size:
+        if np.any(np.diff(np.sort(positions)) == 0):
             raise UsageError("stuck_flat: an array id is given twice")
-        device_bounds = np.asarray(plan.device_bounds, dtype=np.int64)
+        device_bounds, line_bounds = self._bounds
         starts = device_bounds[positions]
         counts = device_bounds[positions + 1] - starts
         entry = ranges(starts, counts)
@@ -295,7 +301,6 @@ class Chip:
         which = np.repeat(np.arange(positions.size, dtype=np.int64), counts)
         row, col = np.divmod(plan.device_flat[entry], self._shapes[positions[which], 1])
         code, g = plan.device_code[entry], plan.device_g[entry]
-        line_bounds = np.asarray(plan.line_bounds, dtype=np.int64)
         lined = np.flatnonzero(line_bounds[positions + 1] > line_bounds[positions]).tolist()
         if not lined:
             return which, row, col, code, g

@@ -15,14 +15,15 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
-from lea_compiler.errors import UsageError
+from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.geometry import Occupancy
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
 
-if TYPE_CHECKING:  # core.py imports this module; the Program type is for the annotations only
+if TYPE_CHECKING:  # core.py imports this module (and the schedule imports it); the types are for annotations only
     from lea_compiler.program.core import Program
+    from lea_compiler.schedule.halves import Halves
 
 MAX_PROBLEMS = 50
 """Most problems of a damaged Program listed in one error; the rest are counted."""
@@ -122,6 +123,13 @@ def program_problems(program: Program) -> list[str]:
     scales, ranges and compensations are finite and positive where they must be; the placement solver's
     record and `-k auto`'s (`extra.allocation`) have the types and ranges the summaries read.
     """
+    return checked_halves(program)[0]
+
+
+def checked_halves(program: Program) -> tuple[list[str], Halves | None]:
+    """`program_problems`, and when there are none, the Program's copy halves as the placement checks laid them
+    out (`schedule.halves.lay_out_halves`, its stuck devices found), for lowering to go on from; None where the
+    placement was not looked at or had a problem."""
     problems: list[str] = []
     for name in ("model", "options", "placement", "extra"):
         if not isinstance(getattr(program, name), dict):
@@ -171,59 +179,37 @@ def program_problems(program: Program) -> list[str]:
         problems.append("some copy halves have programmed conductances and others not: an as-programmed Program "
                         "has them for every half")
     if problems:
-        return problems  # the placement checks below index by the facts just checked
-    if _halves_fit(chip, [block for layer in program.layers for block in layer.blocks]):
-        return problems
+        return problems, None  # the placement checks below index by the facts just checked
+    laid_out = _halves_fit(chip, [block for layer in program.layers for block in layer.blocks])
+    if laid_out is not None:
+        return problems, laid_out
     halves = [(layer, block, copy, polarity, half) for layer in program.layers for block in layer.blocks
               for copy in block.copies for polarity, half in (("pos", copy.pos), ("neg", copy.neg))]
-    return _half_problems(chip, halves)
+    return _half_problems(chip, halves), None
 
 
 _Half = tuple[Layer, ProgramBlock, BlockCopy, str, CopyHalf]
 """A copy half with where it is: its layer, block, copy and polarity."""
 
 
-def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> bool:
-    """Whether every copy half of `blocks` lies inside a chip array, overlaps no other and is marked stuck (-1)
-    exactly where the chip's device is stuck: what `_half_problems` finds nothing wrong with, found for all
-    halves at once with numpy rather than half by half (a 25 x 25-array Program has thousands of halves).
+def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> Halves | None:
+    """The copy halves of `blocks` laid out (`schedule.halves.lay_out_halves`) if every one lies inside a chip
+    array, overlaps no other and is marked stuck (-1) exactly where the chip's device is stuck: what
+    `_half_problems` finds nothing wrong with, found for all halves at once with numpy rather than half by half
+    (a 25 x 25-array Program has thousands of halves); None if one does not.
 
-    The overlap and the stuck devices in the halves are lowering's (`schedule.layout.regions_overlap`,
-    `stuck_in_regions`: the one definition of each, which looks at the halves' rectangles and the chip's
-    defect entries, not a map of the arrays' every device). Needs the checks before it (integer levels of
-    their block's shape, non-negative integer regions)."""
+    The halves laid out, their overlap and their stuck devices are lowering's (`schedule.halves`,
+    `schedule.layout.regions_overlap`, `stuck_in_regions`: the one definition of each, which looks at the
+    halves' rectangles and the chip's defect entries, not a map of the arrays' every device). Needs the checks
+    before it (integer levels of their block's shape, non-negative integer regions)."""
     # here, not at the top: the schedule's records import this module
-    from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
+    from lea_compiler.schedule.halves import lay_out_halves
 
-    halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
-    if not halves:
-        return True
-    regions = [half.region for half in halves]
-    ids = list(dict.fromkeys(region.array for region in regions))
     try:
-        arrays = list(map(chip.array, ids))
-    except UsageError:
-        return False
-    position = {array_id: index for index, array_id in enumerate(ids)}
-    try:
-        row = np.array([region.row for region in regions], dtype=np.int64)
-        col = np.array([region.col for region in regions], dtype=np.int64)
-    except OverflowError:  # a row or col past int64: outside any array
-        return False
-    array = np.array([region.array for region in regions], dtype=np.int64)
-    at = np.array([position[region.array] for region in regions], dtype=np.int64)
-    heights = np.array([arr.rows for arr in arrays], dtype=np.int64)
-    widths = np.array([arr.cols for arr in arrays], dtype=np.int64)
-    size = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
-    rows, cols = np.repeat(size, [2 * len(block.copies) for block in blocks], axis=0).T
-    if np.any(row > heights[at] - rows) or np.any(col > widths[at] - cols):  # not row + rows: it wraps near 2**63
-        return False
-    layout = Layout.of({array_id: (arr.rows, arr.cols) for array_id, arr in zip(ids, arrays, strict=True)})
-    if regions_overlap(layout, array, row, col, rows, cols):
-        return False
-    stuck, _ = stuck_in_regions(chip, array, row, col, rows, cols)  # in the halves laid end to end, ascending
-    levels = np.concatenate([half.levels.ravel() for half in halves])
-    return bool(np.array_equal(np.flatnonzero(levels == -1), stuck))
+        laid_out = lay_out_halves(chip, blocks)
+    except InvalidInputError:  # a region off the chip or outside its array
+        return None
+    return laid_out if not laid_out.overlap() and laid_out.stuck_marked() else None
 
 
 def _half_problems(chip: Chip, halves: list[_Half]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import accumulate, chain
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,20 +32,52 @@ a run's Python (a few microseconds) then costs less than the passes the scatter 
 @dataclass(frozen=True, eq=False)
 class Layout:
     """Arrays laid end to end in one flat buffer, each row by row: array `a` is
-    `flat[offset[a]:offset[a] + rows * cols]`, in the order of `ids`."""
+    `flat[offset[a]:offset[a] + rows * cols]`, in the order of `ids`.
 
-    ids: tuple[int, ...]
-    offset: Mapping[int, int]
-    shape: Mapping[int, tuple[int, int]]
-    size: int
+    Held as vectors (`array_ids`, `shapes`), from which the per-array mappings are made when first asked for
+    (lowering lays out thousands of 25 x 25 arrays and looks them up with numpy, not one by one)."""
+
+    array_ids: np.ndarray  # int64: the arrays' ids, in layout order
+    shapes: np.ndarray  # (arrays, 2) int64: each one's rows and cols
 
     @classmethod
     def of(cls, shapes: Mapping[int, tuple[int, int]]) -> Layout:
         """The layout of arrays of `shapes` (id -> (rows, cols)), in the mapping's order."""
-        ids = tuple(shapes)
-        sizes = [rows * cols for rows, cols in shapes.values()]
-        offsets = list(accumulate(sizes, initial=0))
-        return cls(ids, dict(zip(ids, offsets[:-1], strict=True)), dict(shapes), offsets[-1])
+        count = len(shapes)
+        return cls.of_arrays(np.fromiter(shapes, dtype=np.int64, count=count),
+                             np.fromiter(chain.from_iterable(shapes.values()), dtype=np.int64,
+                                         count=2 * count).reshape(-1, 2))
+
+    @classmethod
+    def of_arrays(cls, array_ids: np.ndarray, shapes: np.ndarray) -> Layout:
+        """The layout of the arrays `array_ids` (distinct) of `shapes` ((arrays, 2): rows, cols), in that order."""
+        return cls(np.asarray(array_ids, dtype=np.int64).reshape(-1),
+                   np.asarray(shapes, dtype=np.int64).reshape(-1, 2))
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Where each array starts in the flat buffer, in layout order, and the end (arrays + 1,)."""
+        return np.concatenate([[0], np.cumsum(self.shapes[:, 0] * self.shapes[:, 1])])
+
+    @cached_property
+    def ids(self) -> tuple[int, ...]:
+        """The arrays' ids, in layout order."""
+        return tuple(self.array_ids.tolist())
+
+    @cached_property
+    def offset(self) -> dict[int, int]:
+        """Each array's start in the flat buffer, by id."""
+        return dict(zip(self.ids, self.starts[:-1].tolist(), strict=True))
+
+    @cached_property
+    def shape(self) -> dict[int, tuple[int, int]]:
+        """Each array's (rows, cols), by id."""
+        return dict(zip(self.ids, map(tuple, self.shapes.tolist()), strict=True))
+
+    @property
+    def size(self) -> int:
+        """Devices in the flat buffer: the arrays' together."""
+        return int(self.starts[-1])
 
     def view(self, flat: np.ndarray, array_id: int) -> np.ndarray:
         """Array `array_id`'s part of a flat buffer, as a (rows, cols) view."""
@@ -56,13 +88,8 @@ class Layout:
     @cached_property
     def _table(self) -> tuple[np.ndarray, np.ndarray]:
         """The arrays' ids in ascending order, and in that order each one's (offset, rows, cols)."""
-        count = len(self.ids)
-        ids = np.fromiter(self.ids, dtype=np.int64, count=count)
-        offset = np.fromiter(map(self.offset.__getitem__, self.ids), dtype=np.int64, count=count)
-        shape = np.fromiter(chain.from_iterable(map(self.shape.__getitem__, self.ids)), dtype=np.int64,
-                            count=2 * count).reshape(-1, 2)
-        order = np.argsort(ids)
-        return ids[order], np.column_stack([offset, shape])[order]
+        order = np.argsort(self.array_ids, kind="stable")  # lowering's come ascending (`np.unique`)
+        return self.array_ids[order], np.column_stack([self.starts[:-1], self.shapes])[order]
 
     @property
     def total_rows(self) -> int:
@@ -211,7 +238,8 @@ def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.nda
     region = np.repeat(np.arange(array.size), count)  # region after region, each its devices row by row
     device = ranges(lo, count)
     c = stuck_col[device] - col[region]
-    inside = (c >= 0) & (c < cols[region])
+    # one index for the three (a mask, about half true where regions sit side by side, is slow to apply thrice)
+    inside = np.flatnonzero((c >= 0) & (c < cols[region]))
     region, device, c = region[inside], device[inside], c[inside]
     position = region_starts(rows, cols)[region] + (stuck_row[device] - row[region]) * cols[region] + c
     return position, g[device]
@@ -220,7 +248,7 @@ def stuck_in_regions(chip: Chip, array: np.ndarray, row: np.ndarray, col: np.nda
 def _stuck_in_regions_mapped(chip: Chip, ids: np.ndarray, array: np.ndarray, row: np.ndarray, col: np.ndarray,
                              rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`stuck_in_regions` through a map of every device of the regions' arrays (`Chip.stuck_flat`)."""
-    layout = Layout.of(dict(zip(ids.tolist(), map(tuple, chip.array_shapes(ids).tolist()), strict=True)))
+    layout = Layout.of_arrays(ids, chip.array_shapes(ids))
     state, g = chip.stuck_flat(list(layout.ids))
     at = layout.windows(array, row, col, rows, cols)
     position = np.flatnonzero(state[at] != 0)

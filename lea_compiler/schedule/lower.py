@@ -20,21 +20,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
 
-from lea_compiler.errors import InvalidInputError, UsageError
-from lea_compiler.geometry import Region, find_sorted
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.geometry import find_sorted
 from lea_compiler.ir import Node, Value
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program import Layer, Program, ProgramBlock
-from lea_compiler.program.checks import program_problems
+from lea_compiler.program.checks import checked_halves
 from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
 from lea_compiler.schedule.digital import digital_record, dtype_name
-from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
+from lea_compiler.schedule.halves import lay_out_halves
+from lea_compiler.schedule.layout import Layout
 from lea_compiler.schedule.read_pairs import CONVERT_COLUMN, CONVERT_FIELDS, ReadPairs
 from lea_compiler.schedule.records import (
     MAX_PROBLEMS,
@@ -51,6 +51,7 @@ from lea_compiler.schedule.records import (
     SelectArray,
     Skip,
     Write,
+    builder,
 )
 
 UNUSED = -2
@@ -233,6 +234,7 @@ class Lowered:
     programmed_uS: np.ndarray | None  # an as-programmed Program's `FlatDevices.programmed_uS`
     stuck: tuple[np.ndarray, np.ndarray] | None = None  # the chip's stuck devices in the halves, half after half
     # (`layout.stuck_in_regions`: positions in `values`, conductances), if they were needed
+    targets: _Targets | None = None  # the blocks' targets, if there are skipped devices (`_target_pairs`)
 
     @cached_property
     def marked(self) -> np.ndarray:
@@ -246,9 +248,9 @@ class Lowered:
         """The levels the skipped devices should have had, in half order (the Program's level dtype): found when
         first asked for (`prepare` checked that the blocks' targets fit their halves)."""
         level_dtype = np.promote_types(self.values.dtype, np.int8)  # int8 mostly: `chip.level_index_dtype`
-        if not self.skipped.size:
+        if self.targets is None:
             return np.zeros(0, dtype=level_dtype)
-        return _skipped_targets(self.program, self.bounds, self.skipped).astype(level_dtype)
+        return _skipped_targets(self.targets, self.bounds, self.skipped).astype(level_dtype)
 
     @cached_property
     def at(self) -> np.ndarray:
@@ -325,79 +327,58 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
     Raises:
         InvalidInputError: the Program contradicts itself, its chip or its graph.
     """
-    if check:
-        collected(program_problems(program), MAX_PROBLEMS).raise_if_any(
-            "the Program does not agree with its chip or graph")
+    blocks = [block for layer in program.layers for block in layer.blocks]
+    laid_out = None
+    if check:  # the checks lay the halves out (`halves.lay_out_halves`) and hand them on
+        problems, laid_out = checked_halves(program)
+        collected(problems, MAX_PROBLEMS).raise_if_any("the Program does not agree with its chip or graph")
+    if laid_out is None:
+        laid_out = lay_out_halves(program.chip, blocks)
+        # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked,
+        # say so rather than let one half overwrite another
+        if not check and laid_out.overlap():
+            raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac show`)")
     # every copy half in `_halves` order: layer by layer, block by block, copy by copy, G+ then G-
-    halves = [half for layer in program.layers for block in layer.blocks for copy in block.copies
-              for half in (copy.pos, copy.neg)]
-    levels = [np.asarray(half.levels) for half in halves]
-    if any(own.ndim != 2 for own in levels):  # the checks refuse it; unchecked, say so
-        raise InvalidInputError("a copy half's levels are not a matrix (check the Program with `leac show`)")
-    array, row, col = _region_fields([half.region for half in halves])
-    shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
-                         count=2 * len(levels)).reshape(-1, 2)
-    sizes = shapes[:, 0] * shapes[:, 1]
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    ids = np.unique(array)
-    try:
-        used = program.chip.array_shapes(ids).tolist()
-    except UsageError as exc:
-        raise InvalidInputError(f"a copy half's region is off the chip: {exc} (check the Program with "
-                                "`leac show`)") from None
-    layout = Layout.of(dict(zip(ids.tolist(), map(tuple, used), strict=True)))
-    rows, cols = shapes[:, 0], shapes[:, 1]
-    layout.placed(array, row, col, rows, cols)  # every half inside its array (or an InvalidInputError)
-    values = np.concatenate(levels, axis=None) if halves else np.zeros(0, dtype=np.int8)
-    # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked, say so
-    # rather than let one half overwrite another
-    if not check and regions_overlap(layout, array, row, col, rows, cols):
-        raise InvalidInputError("the Program's copy halves overlap on the chip (check it with `leac show`)")
+    halves, layout, bounds, values = laid_out.halves, laid_out.layout, laid_out.bounds, laid_out.values
     programmed = None
     if program.as_programmed:
         programmed = np.full(layout.size, np.nan)
-        programmed[layout.windows(array, row, col, rows, cols)] = np.concatenate(
-            [np.full(own.size, np.nan) if half.programmed_uS is None
-             else np.asarray(half.programmed_uS, dtype=np.float64).ravel() for half, own in zip(halves, levels,
-                                                                                              strict=True)])
+        programmed[layout.windows(laid_out.array, laid_out.row, laid_out.col, laid_out.rows, laid_out.cols)] = \
+            np.concatenate([np.full(np.size(half.levels), np.nan) if half.programmed_uS is None
+                            else np.asarray(half.programmed_uS, dtype=np.float64).ravel() for half in halves])
     # the skipped devices (a few percent): the level each should have had, and its conductance on the chip
     # compiled for (not stuck there: 0)
     unwritten = np.flatnonzero(values < 0)
     skipped = unwritten[values[unwritten] == SKIPPED]
     stuck_uS = np.zeros(0)
-    stuck = None
+    stuck = targets = None
     if skipped.size:
-        _target_pairs(program, bounds)  # the targets fit the halves (`Lowered.marked_target` gathers them)
-        stuck = stuck_in_regions(program.chip, array, row, col, rows, cols)
+        targets = _target_pairs(blocks, bounds)  # the targets fit the halves (`Lowered.marked_target` reads them)
+        stuck = laid_out.stuck
         if np.array_equal(stuck[0], skipped):  # every stuck device skipped, as compiled for this chip
             stuck_uS = stuck[1].copy()
         else:
             found, hit = find_sorted(stuck[0], skipped)
             stuck_uS = np.where(hit, stuck[1][found] if stuck[0].size else 0.0, 0.0)
-    return Lowered(program, layout, np.column_stack([array, row, col]).reshape(-1, 3), bounds, values, shapes,
-                   unwritten, skipped, stuck_uS, programmed, stuck)
+    regions = np.column_stack([laid_out.array, laid_out.row, laid_out.col]).reshape(-1, 3)
+    return Lowered(program, layout, regions, bounds, values, laid_out.shapes, unwritten, skipped, stuck_uS,
+                   programmed, stuck, targets)
 
 
-def _region_fields(regions: Sequence[Region]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The regions' arrays, rows and cols as int64 vectors.
+class _Targets(NamedTuple):
+    """Every block's targets (G+, G-), their sizes, and per copy half its target's place among them."""
 
-    Raises:
-        InvalidInputError: a region field that is not an integer (an unchecked Program)."""
-    fields = np.array([[region.array for region in regions], [region.row for region in regions],
-                       [region.col for region in regions]]).reshape(3, -1)  # a list per field: faster than per region
-    if fields.dtype.kind not in "iu":  # the checks refuse it; unchecked, say so rather than round 34.5 to 34
-        raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)")
-    array, row, col = fields.astype(np.int64, copy=False)
-    return array, row, col
+    targets: list[np.ndarray]
+    sizes: np.ndarray
+    pair: np.ndarray
 
 
-def _target_pairs(program: Program, bounds: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Every block's targets (G+, G-), their sizes, and per copy half (laid end to end: half i's levels at
-    bounds[i]:bounds[i + 1]) its target's place among them.
+def _target_pairs(blocks: Sequence[ProgramBlock], bounds: np.ndarray) -> _Targets:
+    """The blocks' targets (`_Targets`), for the copy halves laid end to end (half i's levels at
+    bounds[i]:bounds[i + 1]).
 
     Raises:
         InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
-    blocks = [block for layer in program.layers for block in layer.blocks]
     targets = [np.asarray(target) for block in blocks for target in (block.target_pos, block.target_neg)]
     target_sizes = np.fromiter(map(np.size, targets), dtype=np.int64, count=len(targets))
     # half i is G+ (i even) or G- of its block (a block's halves come in pairs, so the parity is the polarity)
@@ -406,20 +387,16 @@ def _target_pairs(program: Program, bounds: np.ndarray) -> tuple[list[np.ndarray
     if not np.array_equal(target_sizes[pair], np.diff(bounds)):
         raise InvalidInputError("a block's target levels differ in shape from its copy halves (check the Program "
                                 "with `leac show`)")
-    return targets, target_sizes, pair
+    return _Targets(targets, target_sizes, pair)
 
 
-def _skipped_targets(program: Program, bounds: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+def _skipped_targets(targets: _Targets, bounds: np.ndarray, skipped: np.ndarray) -> np.ndarray:
     """The target levels of the devices at `skipped` in the copy halves' levels laid end to end (half i's at
     bounds[i]:bounds[i + 1]): each from its block's target of the half's polarity, which the block's copies
-    share (so the targets are gathered once per block, not once per copy).
-
-    Raises:
-        InvalidInputError: a block's target differs in size from its copy halves (an unchecked Program)."""
-    targets, target_sizes, pair = _target_pairs(program, bounds)
+    share (so the targets are gathered once per block, not once per copy)."""
     half = np.searchsorted(bounds, skipped, side="right") - 1
-    first = np.cumsum(target_sizes) - target_sizes
-    return np.concatenate(targets, axis=None)[first[pair[half]] + skipped - bounds[half]]
+    first = np.cumsum(targets.sizes) - targets.sizes
+    return np.concatenate(targets.targets, axis=None)[first[targets.pair[half]] + skipped - bounds[half]]
 
 
 def _halves(program: Program) -> Iterator[_Half]:
@@ -571,7 +548,7 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
     conversions[:, CONVERT_COLUMN["adcs"]] = adcs
     conversions[:, CONVERT_COLUMN["rounds"]] = -(-cols // adcs)
     reads = ReadPairs.from_tables(layer.name, table, conversions, np.repeat(ranges, pairs))
-    combines = [Combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
+    combines = [_combine(layer.name, block.index, block.col_start, block.col_stop, chosen, layer.beta)
                 for block, chosen in zip(layer.blocks, chosen_copies(layer.blocks), strict=True)]
     accumulate = Accumulate(layer.name, layer.cols, tuple((b.index, b.col_start, b.col_stop) for b in layer.blocks))
     scale = Scale(layer.name, scale_uS, periphery.v_read_V, 1.0 if layer.bias_row else 0.0, layer.input_full_scale)
@@ -581,6 +558,9 @@ def layer_parts(lowered: Lowered, node: Node, layer: Layer) -> LayerParts:
         dtype = bias.const.dtype if bias is not None and bias.const is not None else np.dtype(np.float32)
         bias_record = Bias(layer.name, tuple(float(v) for v in bias_values.tolist()), dtype_name(dtype))
     return LayerParts(start, reads, pairs, combines, accumulate, scale, bias_record)
+
+
+_combine = builder(Combine)  # a few hundred per layer on small arrays: `records.builder`
 
 
 def _block_fields(layer: Layer, inputs: int) -> list[tuple[int, int, int, int, int, int | None]]:
@@ -643,7 +623,7 @@ def chosen_copies(blocks: Sequence[ProgramBlock]) -> list[tuple[tuple[int, ...],
     chosen: list[tuple[tuple[int, ...], ...]] = [()] * len(blocks)
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, block in enumerate(blocks):
-        ids = tuple(copy.copy for copy in block.copies)
+        ids = tuple([copy.copy for copy in block.copies])
         shape = np.shape(block.selection)
         if len(shape) != 2 or shape[0] != len(ids):  # the checks refuse it; unchecked, say so
             raise InvalidInputError(f"block {block.index}: its selection of shape {shape} is not one row per copy "

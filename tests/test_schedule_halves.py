@@ -1,0 +1,121 @@
+"""A Program's copy halves laid out once (`schedule.halves`) for the checks and lowering, against the halves read
+one by one: each half's region, shape and levels, the arrays' layout, and the chip's stuck devices in them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler.chip import synth_chip
+from lea_compiler.compiler import compile_model
+from lea_compiler.errors import InvalidInputError
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
+from lea_compiler.program.checks import checked_halves, program_problems
+from lea_compiler.schedule.halves import lay_out_halves
+from lea_compiler.schedule.layout import Layout
+from lea_compiler.schedule.lower import prepare
+from tests.helpers import mlp_model
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """A three-layer MLP on 8 x 8 arrays of a chip with stuck devices and dead lines, k = 3."""
+    model = tmp_path_factory.mktemp("model") / "mlp.onnx"
+    onnx.save(mlp_model((12, 16, 10, 4), seed=1), model)
+    chip = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.08, stuck_low=0.04, dead_rows=0.02, seed=2)
+    return compile_model(model, chip, CompileOptions(k=3, beta=2, placer="greedy")).program
+
+
+def _blocks(program: Program) -> list:
+    return [block for layer in program.layers for block in layer.blocks]
+
+
+def test_the_halves_are_laid_out_as_read_one_by_one(program: Program) -> None:
+    """Regions, shapes, bounds and levels against a loop over the halves; the layout holds each used array once,
+    by ascending id, with the chip's shape; the stuck devices are where each half's slice of its array's
+    `stuck_map` is stuck, half after half, and where the Program marks -1."""
+    chip = program.chip
+    halves = [half for block in _blocks(program) for copy in block.copies for half in (copy.pos, copy.neg)]
+    laid_out = lay_out_halves(chip, _blocks(program))
+    assert laid_out.halves == halves
+    np.testing.assert_array_equal(laid_out.array, [half.region.array for half in halves])
+    np.testing.assert_array_equal(laid_out.row, [half.region.row for half in halves])
+    np.testing.assert_array_equal(laid_out.col, [half.region.col for half in halves])
+    np.testing.assert_array_equal(laid_out.shapes, [half.levels.shape for half in halves])
+    np.testing.assert_array_equal(laid_out.values, np.concatenate([half.levels.ravel() for half in halves]))
+    sizes = [half.levels.size for half in halves]
+    np.testing.assert_array_equal(laid_out.bounds, np.cumsum([0, *sizes]))
+    used = sorted({half.region.array for half in halves})
+    assert laid_out.layout.ids == tuple(used)
+    assert laid_out.layout.shape == {a: (chip.array(a).rows, chip.array(a).cols) for a in used}
+    state, g = [], []
+    for half in halves:
+        r, c = half.region.row, half.region.col
+        rows, cols = half.levels.shape
+        array_state, array_g = chip.stuck_map(half.region.array)
+        state.append(array_state[r:r + rows, c:c + cols].ravel())
+        g.append(array_g[r:r + rows, c:c + cols].ravel())
+    at = np.flatnonzero(np.concatenate(state) != 0)
+    assert at.size
+    np.testing.assert_array_equal(laid_out.stuck[0], at)
+    np.testing.assert_array_equal(laid_out.stuck[1], np.concatenate(g)[at])
+    assert laid_out.stuck_marked() and not laid_out.overlap()
+
+
+def test_a_layout_of_vectors_is_the_layout_of_the_mapping() -> None:
+    """`Layout.of_arrays` (ids and shapes as vectors, in any order) gives the layout `Layout.of` gives for the
+    same arrays in the same order: ids, offsets, shapes, size, views and windows."""
+    shapes = {7: (5, 6), 2: (25, 25), 11: (3, 9)}
+    of = Layout.of(shapes)
+    vectors = Layout.of_arrays(np.array([7, 2, 11]), np.array([(5, 6), (25, 25), (3, 9)]))
+    for layout in (of, vectors):
+        assert layout.ids == (7, 2, 11) and layout.size == 30 + 625 + 27
+        assert layout.offset == {7: 0, 2: 30, 11: 655} and layout.shape == shapes
+    flat = np.arange(of.size)
+    np.testing.assert_array_equal(vectors.view(flat, 11), flat[655:].reshape(3, 9))
+    np.testing.assert_array_equal(vectors.windows([11, 7], [1, 0], [2, 1], [2, 1], [3, 2]),
+                                  [655 + 11, 655 + 12, 655 + 13, 655 + 20, 655 + 21, 655 + 22, 1, 2])
+    empty = Layout.of({})
+    assert empty.ids == () and empty.size == 0
+
+
+def test_the_checks_hand_their_layout_to_lowering(program: Program) -> None:
+    """A checked Program's halves laid out by the checks lower as an unchecked lowering lays them out itself;
+    a Program with a problem gets the problems and no layout."""
+    problems, laid_out = checked_halves(program)
+    assert problems == [] and laid_out is not None
+    checked, unchecked = prepare(program), prepare(program, check=False)
+    for name in ("regions", "bounds", "values", "shapes", "unwritten", "skipped", "marked_uS", "marked",
+                 "marked_target", "at"):
+        np.testing.assert_array_equal(getattr(checked, name), getattr(unchecked, name))
+    layer = program.layers[0]
+    block = layer.blocks[0]
+    copy = block.copies[0]
+    moved = dataclasses.replace(copy, neg=dataclasses.replace(copy.neg, region=copy.pos.region))
+    broken = dataclasses.replace(program, layers=(dataclasses.replace(layer, blocks=(
+        dataclasses.replace(block, copies=(moved, *block.copies[1:])), *layer.blocks[1:])), *program.layers[1:]))
+    problems, laid_out = checked_halves(broken)
+    assert problems == program_problems(broken) and any("overlaps" in p for p in problems) and laid_out is None
+
+
+def test_an_empty_list_of_blocks_lays_out_nothing(program: Program) -> None:
+    """No blocks: no halves, an empty layout, nothing stuck (not a region "not three integers")."""
+    laid_out = lay_out_halves(program.chip, [])
+    assert laid_out.array.dtype == np.int64 and laid_out.array.size == 0 and laid_out.values.size == 0
+    assert laid_out.layout.ids == () and laid_out.stuck[0].size == 0 and not laid_out.overlap()
+
+
+def test_a_half_outside_its_array_is_refused(program: Program) -> None:
+    """A region past its array's edge is refused by name (the checks' layout then gives the problem instead)."""
+    blocks = _blocks(program)
+    block = blocks[0]
+    copy = block.copies[0]
+    rows, cols = copy.pos.levels.shape
+    region = dataclasses.replace(copy.pos.region, row=8 - rows + 1)
+    moved = dataclasses.replace(copy, pos=dataclasses.replace(copy.pos, region=region))
+    with pytest.raises(InvalidInputError, match=f"a region of {rows} x {cols} devices at row {region.row}"):
+        lay_out_halves(program.chip, [dataclasses.replace(block, copies=(moved, *block.copies[1:])), *blocks[1:]])
