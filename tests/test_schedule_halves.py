@@ -10,6 +10,8 @@ import onnx
 import pytest
 
 from lea_compiler.chip import synth_chip
+from lea_compiler.chip.forms import chip_to_json
+from lea_compiler.chip.io import parse_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.pipeline import CompileOptions
@@ -21,13 +23,22 @@ from lea_compiler.schedule.lower import prepare
 from tests.helpers import mlp_model
 
 
-@pytest.fixture(scope="module")
-def program(tmp_path_factory: pytest.TempPathFactory) -> Program:
-    """A three-layer MLP on 8 x 8 arrays of a chip with stuck devices and dead lines, k = 3."""
+@pytest.fixture(scope="module", params=["8 x 8", "mixed"])
+def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Program:
+    """A three-layer MLP at k = 3 on a chip with stuck devices and dead lines: of 8 x 8 arrays, or of arrays of
+    four shapes (8 or 12 rows, 8 or 10 columns: each array's layout must be its own)."""
     model = tmp_path_factory.mktemp("model") / "mlp.onnx"
     onnx.save(mlp_model((12, 16, 10, 4), seed=1), model)
     chip = synth_chip(arrays=70, rows=8, cols=8, stuck_high=0.08, stuck_low=0.04, dead_rows=0.02, seed=2)
-    return compile_model(model, chip, CompileOptions(k=3, beta=2, placer="greedy")).program
+    if request.param == "mixed":
+        spec = chip_to_json(chip)
+        spec["arrays"] = [{"id": i, "rows": 8 if i % 2 else 12, "cols": 8 if i % 3 else 10} for i in range(70)]
+        chip = parse_chip(spec, "mixed")
+    program = compile_model(model, chip, CompileOptions(k=3, beta=2, placer="greedy")).program
+    used = {(chip.array(half.region.array).rows, chip.array(half.region.array).cols)
+            for block in _blocks(program) for copy in block.copies for half in (copy.pos, copy.neg)}
+    assert len(used) == (4 if request.param == "mixed" else 1)
+    return program
 
 
 def _blocks(program: Program) -> list:
@@ -115,7 +126,7 @@ def test_a_half_outside_its_array_is_refused(program: Program) -> None:
     block = blocks[0]
     copy = block.copies[0]
     rows, cols = copy.pos.levels.shape
-    region = dataclasses.replace(copy.pos.region, row=8 - rows + 1)
+    region = dataclasses.replace(copy.pos.region, row=program.chip.array(copy.pos.region.array).rows - rows + 1)
     moved = dataclasses.replace(copy, pos=dataclasses.replace(copy.pos, region=region))
     with pytest.raises(InvalidInputError, match=f"a region of {rows} x {cols} devices at row {region.row}"):
         lay_out_halves(program.chip, [dataclasses.replace(block, copies=(moved, *block.copies[1:])), *blocks[1:]])

@@ -512,13 +512,18 @@ def stored_calibration(program: Program) -> Calibration | None:
 
 
 def _check_own_schedule(program: Program, schedule: Schedule, board: Schedule | None) -> None:
-    """Refuse a `schedule` that cannot be the Program's own: given with a board file's, or a board file's itself
-    (it has an origin), or with other crossbar layers than the Program's."""
+    """Refuse a `schedule` that is not the Program's own: given with a board file's, a board file's itself (it
+    has an origin), or lowered from another Program object (`Schedule.lowered_from`: the same file loaded twice
+    is two Programs), or with other crossbar layers than the Program's."""
     if board is not None:
         raise UsageError("give the Program's own schedule or a board file's, not both")
     if schedule.origin is not None:
         raise UsageError("this schedule is a board file's: give it as board, whose file is checked against the "
                          "Program")
+    source = schedule.lowered_from
+    if source is not None and source is not program:
+        raise UsageError("this schedule was lowered from another Program (give schedule_of(program) of the "
+                         "Program simulated)")
     crossbar = [node.name for node in program.graph.nodes if is_crossbar(node)]
     if list(schedule.layers) != crossbar:
         raise UsageError(f"the schedule's crossbar layers {list(schedule.layers)} are not the Program's {crossbar}: "

@@ -4,7 +4,8 @@ Both the Program checks (`program.checks`, whether every half fits) and lowering
 the halves out for the schedule) need every copy half's region, shape and levels as vectors, the layout of the
 arrays they use, and which of the chip's devices in them are stuck. `lay_out_halves` finds the first three once
 for all halves (a 25 x 25-array Program has thousands), refusing what an unchecked Program could get wrong, and
-`Halves.stuck` the last; a Program that `program_problems` checks hands its `Halves` on to lowering.
+`Halves.stuck` the last; the checks' `checked_halves` hands its `Halves` on to lowering
+(`prepare(check=True)`), which then does not lay the halves out again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError, UsageError
+from lea_compiler.geometry import region_bounds
 from lea_compiler.program.types import CopyHalf, ProgramBlock
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 
@@ -81,7 +83,7 @@ def lay_out_halves(chip: Chip, blocks: Sequence[ProgramBlock]) -> Halves:
     array, row, col = fields.astype(np.int64, copy=False)
     shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
                          count=2 * len(levels)).reshape(-1, 2)
-    bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])])
+    bounds = region_bounds(shapes[:, 0], shapes[:, 1])
     ids = np.unique(array)
     try:
         used = chip.array_shapes(ids)

@@ -19,7 +19,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.geometry import find_sorted, ranges, region_starts
+from lea_compiler.geometry import find_sorted, ranges, region_bounds, region_starts
 
 if TYPE_CHECKING:  # the records import the Program checks, which import this module
     from lea_compiler.schedule.records import Read
@@ -57,7 +57,7 @@ class Layout:
     @cached_property
     def starts(self) -> np.ndarray:
         """Where each array starts in the flat buffer, in layout order, and the end (arrays + 1,)."""
-        return np.concatenate([[0], np.cumsum(self.shapes[:, 0] * self.shapes[:, 1])])
+        return region_bounds(self.shapes[:, 0], self.shapes[:, 1])
 
     @cached_property
     def ids(self) -> tuple[int, ...]:

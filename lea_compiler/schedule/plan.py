@@ -119,6 +119,13 @@ class Schedule:
     _lowered: dict[str, tuple[Lowered, int, int]] = field(default_factory=dict, init=False, repr=False)  # a
     # lowered Program's layers: lowering's copy halves, and where each layer's devices are among them
 
+    @property
+    def lowered_from(self) -> Program | None:
+        """The Program `schedule_of` lowered this schedule from; None for a board file's (`schedule_of_stream`),
+        or a Program's without crossbar layers, which holds nothing of its own."""
+        held = next(iter(self._lowered.values()), None)
+        return None if held is None else held[0].program
+
     def read_conductances(self, name: str, *, stuck: bool = True) -> np.ndarray:
         """Layer `name`'s reads' devices without noise, read after read (`devices.conductances(levels_uS,
         stuck=stuck)[read_windows(name)]`; read only): a lowered Program's from its copy halves'

@@ -28,7 +28,7 @@ from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.programming.devices import write_errors
 from lea_compiler.reference import run_onnxruntime
-from lea_compiler.schedule.plan import schedule_of
+from lea_compiler.schedule.plan import Schedule, schedule_of
 from tests.helpers import cnn_model, loop_model, make_model, mlp_model, swap_embedded_model, ternarize
 
 F = np.float32
@@ -378,12 +378,15 @@ def test_trials_lower_the_program_once_and_a_given_schedule_gives_the_same_repor
 
     onnx.save(mlp_model(sizes=(30, 20, 10, 5), seed=3), tmp_path / "deeper.onnx")
     other = compile_model(tmp_path / "deeper.onnx", chip, CompileOptions(k=1)).program
+    same_layers = compile_model(path, chip, CompileOptions(k=1)).program  # the same layers, other placements
     emit_board(program, tmp_path / "p.board")
     board = board_schedule(read_board(tmp_path / "p.board"))
     for kwargs, message in (
             ({"schedule": schedule_of(program), "board": board}, "give the Program's own schedule or a board"),
             ({"schedule": board}, "this schedule is a board file's: give it as board"),
-            ({"schedule": schedule_of(other)}, "it was lowered from another Program")):
+            ({"schedule": schedule_of(other)}, "this schedule was lowered from another Program"),
+            ({"schedule": schedule_of(same_layers)}, "this schedule was lowered from another Program"),
+            ({"schedule": Schedule(np.array([1.0]), {}, {}, None)}, r"crossbar layers \[\] are not the Program's")):
         monkeypatch.setattr(sim, "CrossbarLayer", lambda *a, **kw: pytest.fail("ran"))
         with pytest.raises(UsageError, match=message):
             simulate(program, data, **kwargs)
