@@ -124,7 +124,9 @@ def test_band_terms_of_runs_of_bands_are_each_bands_own() -> None:
     """`linear_reads` works on runs of bands of one height at once (`BandStack`): its E, column norms and a
     conductance-dependent model's per-row variances and their ranges against each band's own, computed band by
     band in float64 here, for bands of heights 2, 2, 3, 1, 1 (four runs) with a row in none, a column no combine
-    uses and a band that converts none; given the executor's stack or stacking the bands itself, the same."""
+    uses (band 1's column 1, its conductances the largest: the norms must leave it out) and a band that converts
+    none, each band read its own number of times; given the executor's stack or stacking the bands itself, the
+    same."""
     rng = np.random.default_rng(4)
     alpha, cols = 2, 3
     spans = [(0, 2), (2, 4), (5, 8), (8, 9), (9, 10)]
@@ -133,8 +135,9 @@ def test_band_terms_of_runs_of_bands_are_each_bands_own() -> None:
         weights = rng.uniform(-2, 2, (2 * alpha, cols)).astype(F)
         weights[:, 1] = 0.0 if b == 1 else weights[:, 1]
         weights *= F(b != 3)  # band 3 converts nothing
-        bands.append(RowBand(r0, r1, rng.uniform(0, 5, (r1 - r0, 2 * alpha * cols)).astype(F),
-                             rng.uniform(0.1, 1, 2 * alpha * cols).astype(F), weights, 2, None,
+        g = rng.uniform(0, 5, (r1 - r0, 2 * alpha * cols)).astype(F)
+        g[:, 1::cols] *= F(10 if b == 1 else 1)  # column 1 of every copy and polarity
+        bands.append(RowBand(r0, r1, g, rng.uniform(0.1, 1, 2 * alpha * cols).astype(F), weights, 1 + b, None,
                              rng.uniform(0, 3, (r1 - r0, 2 * alpha * cols)).astype(F)))
     linear = linear_reads(bands, rows=10, cols=cols, alpha=alpha, read_noise_uS=0.0, adc_bits=8)
     assert linear is not None and linear.noise_per_row is not None and linear.variance_rows is not None
@@ -149,7 +152,8 @@ def test_band_terms_of_runs_of_bands_are_each_bands_own() -> None:
         assert linear.norm2[b] == pytest.approx(norm, rel=1e-6)
         variance = band.variance.astype(np.float64)
         np.testing.assert_allclose(linear.noise_per_row[band.r0:band.r1],
-                                   np.einsum("rac,ac->rc", variance.reshape(g.shape), w ** 2 / 2), rtol=1e-6)
+                                   np.einsum("rac,ac->rc", variance.reshape(g.shape), w ** 2 / band.reads),
+                                   rtol=1e-6)
         want = np.stack([variance[:, used].min(axis=1), variance[:, used].max(axis=1)], axis=1) if used.any() \
             else np.zeros((band.r1 - band.r0, 2))
         np.testing.assert_allclose(linear.variance_rows[band.r0:band.r1], want, rtol=1e-6)

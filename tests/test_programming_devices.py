@@ -326,13 +326,25 @@ def test_scaled_write_errors_are_the_scale_times_the_errors() -> None:
         got = write_errors(np.random.default_rng(3), (37, 11), scale=scale)
         assert got.dtype == np.float64 and got.shape == (37, 11) and got.tobytes() == want.tobytes()
         contiguous, strided = np.empty((37, 11)), np.empty((37, 22))[:, ::2]
-        for out in (contiguous, strided):
+        # outs no flat view reaches: a slice of longer rows, and a transpose
+        sliced, transposed = np.zeros((37, 12))[:, :11], np.zeros((11, 37)).T
+        for out in (contiguous, strided, sliced, transposed):
             rng = np.random.default_rng(3)
             assert write_errors(rng, (37, 11), out=out, scale=scale) is out
             assert np.ascontiguousarray(out).tobytes() == want.tobytes()
             after = np.random.default_rng(3)
             after.bit_generator.random_raw(37 * 11)
             assert rng.bit_generator.random_raw() == after.bit_generator.random_raw()
+
+
+def test_a_scale_of_minus_zero_is_not_a_scale_of_zero() -> None:
+    """The scaled tables are made once per scale, told apart by their bits: after -0.0's, 0.0 still gives +0.0
+    errors (z * 0.0), and a NaN scale NaNs."""
+    rng = np.random.default_rng(3)
+    write_errors(rng, (6,), scale=-0.0)
+    got = write_errors(np.random.default_rng(3), (6,), scale=0.0)
+    assert got.tobytes() == (write_errors(np.random.default_rng(3), (6,)) * 0.0).tobytes()
+    assert np.isnan(write_errors(rng, (6,), scale=float("nan"))).all()
 
 
 def test_the_write_errors_are_standard_normal() -> None:

@@ -291,9 +291,8 @@ def _pair_table(table: bytes) -> np.ndarray:
     """Entry b0 + 256 b1 = (table[b0], table[b1]), as one complex128 (real part first in memory), for the byte
     table of 256 float64 given as its bytes (the cache's key): `_pair_gathered`'s table (1 MiB, made once)."""
     values = np.frombuffer(table, dtype=np.float64)
-    index = np.arange(1 << 16)
-    pairs = np.empty((1 << 16, 2))
-    pairs[:, 0], pairs[:, 1] = values[index & 0xFF], values[index >> 8]
+    pairs = np.empty((256, 256, 2))  # [b1, b0]: entry b0 + 256 b1
+    pairs[:, :, 0], pairs[:, :, 1] = values[None, :], values[:, None]
     found = pairs.view(np.complex128).reshape(-1)
     found.flags.writeable = False
     return found

@@ -215,7 +215,7 @@ def write_errors(rng: np.random.Generator, shape: tuple[int, ...], out: np.ndarr
                  scale: float = 1.0) -> np.ndarray:
     """The write noise's standard normals times `scale` (one number; 1: the standard normals themselves), float64
     of `shape` (in `out` if given): one 64-bit word of `rng` per device, whose top 16 bits pick one of the 65,536
-    equiprobable quantiles of N(0, 1) (`schedule.normal_draws.gaussian_words`, the read noise's table). A word
+    equiprobable quantiles of N(0, 1) (`schedule.normal_draws.quantile_indices`, the read noise's table). A word
     per device, so that the draws of any split of the devices (region by region, in parts, device by device) are
     the one draw's. The one definition of the write draw, for the simulator and the simulated board.
 

@@ -47,6 +47,7 @@ from typing import cast
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError
+from lea_compiler.geometry import region_starts
 from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
 from lea_compiler.schedule.linear_reads import BandStack, LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
@@ -167,7 +168,7 @@ class CrossbarExecutor:
         heights, widths = layout.shapes
         sums = row_sums(flat_of(self.conductances), heights, widths)  # each region's row sums, in read order
         sums *= np.repeat(layout.reads, heights)  # times each read's N reads, as reads * row_sums
-        starts = np.cumsum(heights) - heights  # each read's first row sum
+        starts = region_starts(heights, 1)  # each read's first row sum
         if self.groups == 1:
             rows, weights = ranges(layout.r0, heights), sums
         else:  # each read's row sums go to every group that reads its block, group after group
@@ -218,7 +219,7 @@ class CrossbarExecutor:
         pairs, read_pair = np.unique(read_block * span + read_copy, return_inverse=True)
         pair_block = pairs // span
         slots = np.bincount(pair_block, minlength=len(blocks))  # copies per block
-        slot = np.arange(len(pairs)) - (np.cumsum(slots) - slots)[pair_block]  # (pairs are by block: each
+        slot = np.arange(len(pairs)) - region_starts(slots, 1)[pair_block]  # (pairs are by block: each
         # block's first is after the copies of the blocks before it)
         contiguous = ((x_stop - x_start == height) & (one_row == -1)) | (
             (one_row == x_stop - x_start) & (one_row == height - 1) & (x_stop == self.inputs))
@@ -279,7 +280,7 @@ class CrossbarExecutor:
         band_r0, band_r1, band = layout.bands(self.rows)  # the bands in ascending order; each read's
         count = len(band_r0)
         band_heights = band_r1 - band_r0
-        first = np.cumsum(band_heights) - band_heights  # each band's first row in the buffer
+        first = region_starts(band_heights, 1)  # each band's first row in the buffer: bands laid end to end
         widths = layout.shapes[1]
         offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
         columns = ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
@@ -614,7 +615,7 @@ def _entries(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
     values = np.fromiter(itertools.chain.from_iterable(distinct), dtype=np.int64, count=int(lengths.sum()))
     length = lengths[which.reshape(-1)]
-    return values[ranges((np.cumsum(lengths) - lengths)[which.reshape(-1)], length)], length
+    return values[ranges(region_starts(lengths, 1)[which.reshape(-1)], length)], length
 
 
 _DAC_ROWS = 256

@@ -35,7 +35,7 @@ from typing import cast
 
 import numpy as np
 
-from lea_compiler.geometry import ranges
+from lea_compiler.geometry import ranges, region_starts
 
 SIGMA_MIN = 1.0
 """The least read-noise standard deviation, in ADC steps, at which a read's rounding counts as dither (its mean
@@ -219,7 +219,7 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
     variance_rows = np.zeros((rows, 2)) if model else None
     converted = (weights != 0).reshape(count, -1)
     heights = r1 - r0
-    first = np.cumsum(heights) - heights  # each band's first row in the stack
+    first = region_starts(heights, 1)  # each band's first row in the stack (`BandStack`)
     for lo, hi in _runs(heights):
         n, height = hi - lo, int(heights[lo])
         g = stack.g[first[lo]:first[lo] + n * height].reshape(n, height, 2 * alpha, cols)

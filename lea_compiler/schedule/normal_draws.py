@@ -1,5 +1,5 @@
 """The read-noise draws' Gaussian numbers: cheap standard normal samples for one draw per column current (and,
-one word per sample, for the write noise: `gaussian_words`).
+one 64-bit word per sample, for the write noise: `quantile_indices`, `scaled_quantiles`).
 
 The simulator adds one independent Gaussian to every column current of every read (`schedule.execute`); at
 25 x 25 arrays that is ~58,000 draws per sample and k = 6, more than the products cost. Each draw is 16 random
@@ -89,32 +89,30 @@ def gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return np.take(_gaussian_table(), bits, mode="wrap").reshape(shape)
 
 
-def gaussian_words(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 samples, one 64-bit word of `rng` each: its top 16 bits pick one of the 65,536
-    equiprobable quantiles of N(0, 1), as `gaussian` and `counter_gaussian` pick them. A word per sample, not
-    16 bits, so that draws split anywhere (device by device, region by region, in parts) are the one draw's:
-    for the write noise (`programming.devices.write_errors`), which the simulator draws in one pass or region by
-    region and the simulated board device by device. About 4 ns a sample against numpy's normal's 11
-    (benchmarks/bench_write_draw.py)."""
-    return _gaussian_table().take(quantile_indices(rng, math.prod(shape))).reshape(shape)
-
-
 def quantile_indices(rng: np.random.Generator, count: int) -> np.ndarray:
     """`count` indices into the table of the 65,536 equiprobable quantiles of N(0, 1), int64: the top 16 bits of
-    one 64-bit word of `rng` each (`gaussian_words`' draw, which the write noise looks up in a table of its own
-    sigma times the quantiles: `programming.devices.write_errors`)."""
+    one 64-bit word of `rng` each, the quantiles `gaussian` and `counter_gaussian` pick. A word per sample, not
+    16 bits, so that draws split anywhere (device by device, region by region, in parts) are the one draw's: the
+    write noise (`programming.devices.write_errors`) looks them up in a table of its sigma times the quantiles
+    (`scaled_quantiles`), in one pass or region by region in the simulator and device by device on the simulated
+    board."""
     words = rng.bit_generator.random_raw(count)
     words >>= np.uint64(48)
     return words.view(np.int64)
 
 
-@functools.lru_cache(maxsize=16)
 def scaled_quantiles(scale: float) -> np.ndarray:
     """The 65,536 equiprobable quantiles of N(0, 1) (`gaussian`'s float32 table) widened to float64 and times
     `scale` (read only): looking a draw up here gives float64(z) * scale, the same product as multiplying the
-    draw after looking it up, without a pass over the draws."""
+    draw after looking it up, without a pass over the draws. Made once per scale, told apart by its bits (-0.0
+    is not 0.0 here, and a NaN is itself)."""
+    return _scaled_quantiles(np.float64(scale).tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _scaled_quantiles(scale: bytes) -> np.ndarray:
     table = _gaussian_table().astype(np.float64)
-    table *= scale
+    table *= np.frombuffer(scale, dtype=np.float64)[0]
     table.flags.writeable = False
     return table
 
