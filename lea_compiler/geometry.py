@@ -50,17 +50,18 @@ class Occupancy:
         return None
 
 
-def region_bounds(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def region_bounds(heights: np.ndarray, widths: np.ndarray | int) -> np.ndarray:
     """Where each of the regions of `heights` x `widths` starts in their flat buffer (each after the one before,
-    row by row), and the buffer's end: (regions + 1,) int64. The one layout of regions laid end to end, for the
-    simulator's buffers, the chip's stuck maps, the arrays of a schedule and the Program's copy halves."""
+    row by row; with `widths` 1, where each run of rows starts), and the buffer's end: (regions + 1,) int64. The
+    one layout of regions laid end to end, for the simulator's buffers, the chip's stuck maps, the arrays of a
+    schedule and the Program's copy halves."""
     sizes = np.asarray(heights, dtype=np.int64) * np.asarray(widths, dtype=np.int64)
     bounds = np.zeros(sizes.size + 1, dtype=np.int64)
     np.cumsum(sizes, out=bounds[1:])
     return bounds
 
 
-def region_starts(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def region_starts(heights: np.ndarray, widths: np.ndarray | int) -> np.ndarray:
     """Where each of the regions of `heights` x `widths` starts in their flat buffer (`region_bounds` without
     the end)."""
     return region_bounds(heights, widths)[:-1]
