@@ -7,9 +7,13 @@ For each configuration of bench_sim.py (the 784-150-10 tanh MLP, 1,000 samples, 
 - lowering: `schedule_of(program, check=False)`, called again and again, and each call right after a whole
   `simulate()` (as `simulate()` meets it: the memory its buffers take fresh from the system, which a call after
   a call of itself reuses; the difference is what the steps' sum misses of the whole);
-- programming: every layer's `CrossbarLayer` (the devices written with write noise, stuck devices placed),
-  both ways too;
-- executor set-up: what the first forward makes, the row bands (`_bands`) and the linear reads;
+- programming: every layer's `CrossbarLayer` (the devices written with write noise, stuck devices placed), for
+  the first draw of a schedule (each repeat on a schedule lowered afresh, untimed: what depends on the plans
+  alone, `LayerPlan.derived`, is made too) and for later draws (again and again on one schedule, as
+  `simulate_trials`' draws after its first: the plans' part made once), and later draws right after a whole
+  `simulate()`;
+- executor set-up: what the first forward makes, the row bands (`_bands`) and the linear reads, likewise for the
+  first draw of a schedule (its layers built untimed) and for later draws;
 - forward: the graph with the crossbar kernels, the set-up done;
 - digital reference: the graph without them (the interpreter on the Program's float graph);
 - software baseline: `software_predictions` (onnxruntime on the original model);
@@ -39,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from lea_compiler import interpreter
 from lea_compiler.backends.cost import estimate_cost
 from lea_compiler.backends.sim import CrossbarLayer, Dataset, simulate, software_predictions
-from lea_compiler.schedule.plan import schedule_of
+from lea_compiler.schedule.plan import Schedule, schedule_of
 
 
 def cpu_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -70,18 +74,30 @@ def steps(program: Any, x: np.ndarray, labels: np.ndarray, weights: list, biases
     """Each step's CPU ms for one Program (see the module's docstring)."""
     schedule = schedule_of(program, check=False)
 
-    def layers() -> list[CrossbarLayer]:
-        return [CrossbarLayer(plan, schedule, program.chip, np.random.default_rng(0), ideal=False,
-                              exact_read_noise=False) for plan in schedule.layers.values()]
+    def layers(on: Schedule = schedule) -> list[CrossbarLayer]:
+        return [CrossbarLayer(plan, on, program.chip, np.random.default_rng(0), ideal=False,
+                              exact_read_noise=False) for plan in on.layers.values()]
 
     built = layers()
 
-    def set_up() -> None:
-        for layer in built:
+    def set_up(made: list[CrossbarLayer] = built) -> None:
+        for layer in made:
             executor = layer.executor
             executor._prepared_for = None  # make the bands again
             executor._linear = None
             executor._linear_reads(executor._bands())
+
+    fresh: list[CrossbarLayer] = []
+    lowered: list[Schedule] = []
+
+    def lower() -> None:
+        lowered[:] = [schedule_of(program, check=False)]
+
+    def program_fresh() -> None:
+        fresh[:] = layers(lowered[0])
+
+    def first_set_up() -> None:
+        set_up(fresh)
 
     kernels = crossbar_kernels(built)
     data = Dataset("random", x, labels)
@@ -95,9 +111,12 @@ def steps(program: Any, x: np.ndarray, labels: np.ndarray, weights: list, biases
         "lowering": cpu_ms(lambda: schedule_of(program, check=False), repeats),
         "lowering, right after a simulate()": cpu_ms_after(whole, lambda: schedule_of(program, check=False),
                                                            repeats),
-        "programming the devices": cpu_ms(layers, repeats),
+        "programming, first draw of a schedule": cpu_ms_after(lower, program_fresh, repeats),
+        "programming, later draws": cpu_ms(layers, repeats),
         "programming, right after a simulate()": cpu_ms_after(whole, layers, repeats),
-        "executor set-up": cpu_ms(set_up, repeats),
+        "executor set-up, first draw of a schedule": cpu_ms_after(lambda: (lower(), program_fresh()), first_set_up,
+                                                                  repeats),
+        "executor set-up, later draws": cpu_ms(set_up, repeats),
         "forward": cpu_ms(lambda: interpreter.run(program.graph, {"x": x}, kernels=kernels), repeats),
         "digital reference": cpu_ms(lambda: interpreter.run(program.graph, {"x": x}), repeats),
         "software baseline": cpu_ms(lambda: software_predictions(program, [data], None), repeats),

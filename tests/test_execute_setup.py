@@ -21,7 +21,7 @@ from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.grouping import groups_reading
 from lea_compiler.pipeline import CompileOptions
-from lea_compiler.schedule import execute
+from lea_compiler.schedule import execute, read_layout
 from lea_compiler.schedule.execute import CrossbarExecutor
 from lea_compiler.schedule.plan import LayerPlan, schedule_of
 from lea_compiler.schedule.regions import Regions
@@ -239,7 +239,7 @@ def test_entries_of_shared_and_separate_tuples_are_the_tuples_end_to_end() -> No
     whichever rows share their tuple (equal tuples that are separate objects, an empty one, none shared)."""
     shared, other = (4, 0, 2), (7,)
     for rows in ([shared, other, shared, (), other, tuple([4, 0, 2]), (9, 9)], [(1,), (2, 3)], []):
-        values, lengths = execute._entries(list(rows))
+        values, lengths = read_layout._entries(list(rows))
         np.testing.assert_array_equal(values, np.array([v for row in rows for v in row], dtype=np.int64),
                                       strict=True)
         np.testing.assert_array_equal(lengths, np.array([len(row) for row in rows], dtype=np.int64), strict=True)

@@ -40,10 +40,11 @@ import numpy as np
 from lea_compiler.backends.board.writer import DEFAULT_MAX_PULSES, default_tolerance_uS
 from lea_compiler.backends.cost import (
     EventCounts,
+    LayerCost,
     layer_cost,
     read_energy_pJ,
 )
-from lea_compiler.chip import PULSE, Chip
+from lea_compiler.chip import PULSE, Chip, Periphery
 from lea_compiler.geometry import region_starts
 from lea_compiler.interpreter import Array
 from lea_compiler.irdrop import read_maps
@@ -95,7 +96,7 @@ class CrossbarLayer:
                                          adc_bits=periphery.adc_bits, read_noise_uS=self.read_noise,
                                          exact_read_noise=exact_read_noise, read_sigma_uS=read_sigma,
                                          read_maps=None if ideal else read_maps(plan, conductances, chip))
-        self.cost = layer_cost(plan, periphery)
+        self.cost = plan_cost(plan, periphery)
 
     @classmethod
     def of(cls, program: Program, name: str, chip: Chip, rng: np.random.Generator, *, ideal: bool = False,
@@ -233,6 +234,14 @@ class CrossbarLayer:
         counts.digital_ops += cost.digital_ops * applications
         counts.analog_ns += cost.analog_ns * applications
         return y.astype(x.dtype)
+
+
+def plan_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
+    """`layer_cost(plan, periphery)`, made once per plan and periphery (`LayerPlan.derived`): every draw of a
+    schedule on one chip costs the same per application."""
+    held = plan.derived(("cost", id(periphery)), lambda: (periphery, layer_cost(plan, periphery)))
+    assert held[0] is periphery  # the periphery is kept with its cost, so its id is no other object's
+    return held[1]
 
 
 def _regions(flat: np.ndarray, plan: LayerPlan) -> Regions:

@@ -38,7 +38,6 @@ layer; a vector's DAC range (without a calibrated `x_fs`) is its own, and scales
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,12 +46,12 @@ from typing import cast
 import numpy as np
 
 from lea_compiler.errors import InvalidInputError
-from lea_compiler.geometry import region_starts
-from lea_compiler.grouping import group_width, groups_reading, split_columns, vector_runs
+from lea_compiler.grouping import group_width, split_columns, vector_runs
 from lea_compiler.schedule.linear_reads import BandStack, LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
-from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions, ranges, row_sums, scatter
+from lea_compiler.schedule.read_layout import BandFrame, ReadLayout, band_frame, lay_out, read_layout, row_targets
+from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions, row_sums
 
 _CHUNK_CURRENTS = 1 << 17
 """Column currents per chunk of samples (float32: 512 KiB a chunk's array, its elementwise passes in cache).
@@ -73,33 +72,6 @@ class NoiseSpan:
     base: int  # the block's seed for this layer
     block_samples: int  # samples in the whole block
     offset: int  # the first sample of this call, within the block
-
-
-@dataclass(frozen=True, eq=False)
-class _Layout:
-    """Where a layer's reads land, per read in read order (int64 arrays): its row band [r0, r1) of the layer's
-    augmented input, polarity (0 for G+, 1 for G-), copy slot (its copy's rank among its block's copies),
-    columns [c0, c1) of the layer and N reads; and `averaged`, per copy that a combined column averages: a read
-    whose band it is (its block's last read), slot, layer column and weight 1 / divisor (float64)."""
-
-    r0: np.ndarray
-    r1: np.ndarray
-    polarity: np.ndarray
-    slot: np.ndarray
-    c0: np.ndarray
-    c1: np.ndarray
-    reads: np.ndarray
-    averaged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-    @property
-    def shapes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each read's region's rows and cols (its band's height, its columns' width)."""
-        return self.r1 - self.r0, self.c1 - self.c0
-
-    def bands(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The distinct row bands (r0, r1), ascending, for a layer of `rows` rows, and each read's band."""
-        keys, band = np.unique(self.r0 * (rows + 1) + self.r1, return_inverse=True)
-        return keys // (rows + 1), keys % (rows + 1), band.reshape(-1)
 
 
 class CrossbarExecutor:
@@ -136,7 +108,7 @@ class CrossbarExecutor:
         self.reads = plan.read_fields("reads")[0].tolist()
         self.scale = np.asarray(plan.scale.scale_uS, dtype=np.float64)
         self.bias = None if plan.bias is None else np.asarray(plan.bias.values, dtype=np.float64)
-        self._layout = self._lay_out()
+        self._layout = read_layout(plan)
         heights, widths = self._layout.shapes
         for what, arrays in (("conductances", self.conductances), ("read maps", self.read_maps),
                              ("read-noise sigmas", self.read_sigma)):
@@ -144,6 +116,7 @@ class CrossbarExecutor:
                 check_regions(plan.name, what, arrays, heights, widths)
         self._prepared: list[RowBand] = []
         self._stack: BandStack | None = None  # the prepared bands laid out together
+        self._frame: BandFrame | None = None  # the plan's bands without their devices (`read_layout.band_frame`)
         self._prepared_for: tuple[float, ...] | None = None
         self._linear: tuple[LinearReads | None, list[RowBand]] | None = None
         self.row_conductance = self._row_conductance()
@@ -162,24 +135,13 @@ class CrossbarExecutor:
         converted), so each such read adds its whole region's row sums to group g.
 
         All reads at once: each region's row sums (`row_sums`), then one `np.bincount` that adds them
-        to their rows in read order, as adding read after read does (the same float64 sums, to the bit)."""
-        layout = self._layout
-        n = len(layout.r0)
-        heights, widths = layout.shapes
+        to their rows in read order, as adding read after read does (the same float64 sums, to the bit); where
+        each goes is the plan's (`read_layout.row_targets`, made once per plan)."""
+        heights, widths = self._layout.shapes
+        times, rows, which = row_targets(self.plan)
         sums = row_sums(flat_of(self.conductances), heights, widths)  # each region's row sums, in read order
-        sums *= np.repeat(layout.reads, heights)  # times each read's N reads, as reads * row_sums
-        starts = region_starts(heights, 1)  # each read's first row sum
-        if self.groups == 1:
-            rows, weights = ranges(layout.r0, heights), sums
-        else:  # each read's row sums go to every group that reads its block, group after group
-            reading = [groups_reading(c0, c1, self.cols, self.groups)
-                       for c0, c1 in zip(layout.c0.tolist(), layout.c1.tolist(), strict=True)]
-            first = np.array([r.start for r in reading], dtype=np.int64).reshape(n)
-            count = np.array([len(r) for r in reading], dtype=np.int64).reshape(n)
-            pair = np.repeat(np.arange(n), count)  # (read, group) pairs in read order
-            group = ranges(first, count)
-            rows = np.repeat(group * self.rows, heights[pair]) + ranges(layout.r0[pair], heights[pair])
-            weights = sums[ranges(starts[pair], heights[pair])]
+        sums *= times  # times each read's N reads, as reads * row_sums
+        weights = sums if which is None else sums[which]  # grouped: every group that reads a read's block
         total = np.bincount(rows, weights=weights, minlength=self.groups * self.rows).astype(np.float64)
         return total[:self.rows] if self.groups == 1 else total.reshape(self.groups, self.rows)
 
@@ -188,73 +150,11 @@ class CrossbarExecutor:
         (n, rows), or (n, G, rows) runs: times the read time it is the energy the devices dissipate."""
         return float(np.sum(squares_down(v) * self.row_conductance))
 
-    def _lay_out(self) -> _Layout:
-        """Where each read lands (`_Layout`: its row band, polarity, copy slot, columns) and which copies each
-        combined column averages, checked: every read drives a contiguous band of the layer's rows onto its
-        block's columns, every block has `alpha` copies, and every combine averages copies the block's reads
-        give, one per column. All reads and combines at once (their fields gathered, then numpy)."""
-        plan, name = self.plan, self.plan.name
-        n = len(plan.reads)
-        # the reads' fields, for numpy (lowering's table: `LayerPlan.read_table`)
-        height, width, block, copy, x_start, x_stop, one_row, count, polarity = plan.read_fields(
-            "rows", "cols", "block", "copy", "x_start", "x_stop", "one_row", "reads", "polarity")
-        combines = plan.combines
-        picked, chosen = _entries(list(itertools.chain.from_iterable(c.copies for c in combines)))
-        terms = np.array(plan.accumulate.terms, dtype=np.int64).reshape(-1, 3)
-        combined = np.array([(c.block, len(c.copies), c.divisor) for c in combines], dtype=np.int64).reshape(-1, 3)
-        # blocks and the reads' copies as dense ranks, so that a (block, copy) pair is one int64
-        blocks, rank = np.unique(np.concatenate([block, combined[:, 0], terms[:, 0]]), return_inverse=True)
-        read_block, combine_block, term_block = np.split(rank.reshape(-1), [n, n + len(combines)])
-        copies, read_copy = np.unique(copy, return_inverse=True)
-        read_copy = read_copy.reshape(-1)
-        span = len(copies) + 1  # a combine's copy that no read has is rank len(copies)
-        picked_copy = np.searchsorted(copies, picked)
-        known = copies[np.minimum(picked_copy, len(copies) - 1)] == picked if len(copies) else picked < 0
-        picked_copy[~known] = len(copies)
-        # each block's columns, the last term's for a block listed twice (as a dict of the terms), else (0, -1)
-        c0, c1 = np.zeros(len(blocks), dtype=np.int64), np.full(len(blocks), -1, dtype=np.int64)
-        last = len(terms) - 1 - np.unique(term_block[::-1], return_index=True)[1]
-        c0[term_block[last]], c1[term_block[last]] = terms[last, 1], terms[last, 2]
-        # each block's copies in ascending order are its slots 0, 1, ...
-        pairs, read_pair = np.unique(read_block * span + read_copy, return_inverse=True)
-        pair_block = pairs // span
-        slots = np.bincount(pair_block, minlength=len(blocks))  # copies per block
-        slot = np.arange(len(pairs)) - region_starts(slots, 1)[pair_block]  # (pairs are by block: each
-        # block's first is after the copies of the blocks before it)
-        contiguous = ((x_stop - x_start == height) & (one_row == -1)) | (
-            (one_row == x_stop - x_start) & (one_row == height - 1) & (x_stop == self.inputs))
-        bad = ~contiguous | ((c1 - c0)[read_block] != width) | (slots[read_block] != self.alpha) | (
-            x_start + height > self.rows)
-        if bad.any():
-            at_block, at_copy = (int(field[np.flatnonzero(bad)[0]]) for field in plan.read_fields("block", "copy"))
-            raise InvalidInputError(f"layer {name!r}: the read of block {at_block}, copy {at_copy} does not "
-                                    "drive a contiguous band of the layer's rows onto its columns; leac cannot "
-                                    "execute it")
-        # a combine: per column j of its block, the copies averaged, each with weight 1 / divisor
-        columns = combined[:, 1]
-        entry_combine = np.repeat(np.repeat(np.arange(len(combines)), columns), chosen)
-        key = combine_block[entry_combine] * span + picked_copy  # < len(blocks) * span
-        numbered = np.full(len(blocks) * span, -1, dtype=np.int64)  # each (block, copy) pair's place in `pairs`
-        numbered[pairs] = np.arange(len(pairs))
-        at = numbered[key]  # (a look-up, not a search: one entry per column and copy averaged)
-        found = at >= 0
-        missing = np.bincount(entry_combine[~found], minlength=len(combines)) > 0
-        bad = (slots[combine_block] == 0) | (columns != (c1 - c0)[combine_block]) | missing
-        if bad.any():
-            combine = combines[int(np.flatnonzero(bad)[0])]
-            raise InvalidInputError(f"layer {name!r}: the combine of block {combine.block} "
-                                    "averages copies or columns the block's reads do not give; leac cannot execute it")
-        # a combine's band is its block's last read's
-        last_read = np.full(len(blocks), -1, dtype=np.int64)
-        np.maximum.at(last_read, read_block, np.arange(n))
-        band_read = last_read[combine_block[entry_combine]]
-        column = np.repeat(ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
-        r0, c_read = x_start, c0[read_block]
-        layout = _Layout(r0, r0 + height, polarity, slot[read_pair.reshape(-1)], c_read, c_read + width, count,
-                         averaged=(band_read, slot[at],
-                                   c0[combine_block[entry_combine]] + column,
-                                   (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
-        return layout
+    def _lay_out(self) -> ReadLayout:
+        """Where each read lands (`read_layout.lay_out`), made anew: the executor's own is the plan's, made once
+        per plan (`read_layout.read_layout`)."""
+        return lay_out(self.plan)
+
 
     def _bands(self) -> list[RowBand]:
         """Per row band: G+ and G- of every copy side by side, divided by the ADC step of their column
@@ -262,64 +162,27 @@ class CrossbarExecutor:
 
         All bands at once, not read by read: every read's devices over its ADC step, rounded to float32, are put
         in one buffer of the bands one above the other, the regions of one shape in one assignment (`_in_bands`),
-        each band's matrix a part of it; the ADC steps, read counts and weights of every band's columns are
-        filled in (B, 2, alpha, cols) arrays."""
+        each band's matrix a part of it; the ADC steps, read counts and weights of every band's columns, and
+        where each read lands, depend on the plan and its ADC ranges alone (`read_layout.band_frame`, made once
+        per plan: the noise draws of one schedule share them, read only)."""
         key = tuple(self.full_scale)
         if self._prepared_for == key:
             return self._prepared
-        adc = (1 << (self.adc_bits - 1)) - 1
         alpha, cols = self.alpha, self.cols
-        full_scale = np.asarray(self.full_scale, dtype=np.float64)
-        with np.errstate(divide="ignore"):
-            tiny = np.flatnonzero(~(np.isfinite(full_scale) & (adc / full_scale < np.finfo(np.float32).max)))
-        if len(tiny):
-            raise InvalidInputError(f"layer {self.plan.name!r}: an ADC range of {self.full_scale[tiny[0]]!r} uA has "
-                                    "steps too small to simulate in float32")
-        layout = self._layout
-        width = 2 * alpha * cols
-        band_r0, band_r1, band = layout.bands(self.rows)  # the bands in ascending order; each read's
-        count = len(band_r0)
-        band_heights = band_r1 - band_r0
-        first = region_starts(band_heights, 1)  # each band's first row in the buffer: bands laid end to end
-        widths = layout.shapes[1]
-        offset = (layout.polarity * alpha + layout.slot) * cols + layout.c0  # each read's first column in its band
-        columns = ranges(band * width + offset, widths)  # each read's columns, of every band's (2, alpha, cols)
-        # reads fill their band's every row: two that fill one device fill one column, and then the last read's
-        # value stays, as assigning read after read leaves it
-        unique = bool(np.bincount(columns, minlength=count * width).max(initial=0) <= 1)
-        step_read = full_scale / adc  # each read's ADC step, uA
-        step, counts = np.ones((count, 2, alpha, cols)), np.zeros((count, width))
-        per_column = np.repeat(np.arange(len(band)), widths)  # each column's read
-        scatter(step.reshape(-1), columns, step_read[per_column], unique)  # (a fresh array's reshape is a view of it)
-        scatter(counts.reshape(-1), columns, layout.reads[per_column].astype(np.float64), unique)
-        mask = np.zeros((count, alpha, cols))
-        a_read, a_slot, a_column, a_weight = layout.averaged
-        averaged = (band[a_read] * alpha + a_slot) * cols + a_column
-        scatter(mask.reshape(-1), averaged, a_weight, bool(np.bincount(averaged, minlength=mask.size).max(initial=0)
-                                                          <= 1))
-        inv_step = (1.0 / step).reshape(count, width)
-        weights = np.concatenate([mask * step[:, 0], -mask * step[:, 1]], axis=1)  # G+ adds, G- subtracts
-        most = counts.max(axis=1)
-        counts = np.where(counts == 0, most[:, None], counts)  # a column slot no read fills (weight 0) takes the
-        # others' count
-        uneven = counts.min(axis=1) != most
-        # a device over its column's ADC step is the device over its read's (the read that fills the column)
-        inv_read = 1.0 / step_read
-        rows = int(band_heights.sum())
-        g_all = self._in_bands(self.read_maps, inv_read, first[band], offset, rows, unique)
+        frame = band_frame(self.plan, self.full_scale, self.adc_bits)  # all but the devices: once per plan
+        g_all = self._in_bands(self.read_maps, frame.inv_read, frame.row, frame.col, frame.rows, frame.unique)
         variance_all = None if self.read_sigma is None else self._in_bands(
-            [np.square(s) for s in self.read_sigma], np.square(inv_read), first[band], offset, rows, unique)
-        inv_step32, weights32, counts32 = (inv_step.astype(np.float32), weights.astype(np.float32),
-                                           counts.astype(np.float32))
+            [np.square(s) for s in self.read_sigma], np.square(frame.inv_read), frame.row, frame.col, frame.rows,
+            frame.unique)
         prepared = []
-        for b, (r0, r1) in enumerate(zip(band_r0.tolist(), band_r1.tolist(), strict=True)):
-            part = slice(int(first[b]), int(first[b]) + r1 - r0)  # the band's rows: a view of the buffer
+        for b, (r0, r1) in enumerate(zip(frame.r0, frame.r1, strict=True)):
+            part = slice(int(frame.first[b]), int(frame.first[b]) + r1 - r0)  # the band's rows: a view of the buffer
             prepared.append(RowBand(
-                r0, r1, self._per_group(g_all[part]), inv_step32[b], weights32[b].reshape(2 * alpha, cols),
-                int(most[b]), counts32[b] if uneven[b] else None,
+                r0, r1, self._per_group(g_all[part]), frame.inv_step[b], frame.weights[b].reshape(2 * alpha, cols),
+                frame.most[b], frame.counts[b] if frame.uneven[b] else None,
                 None if variance_all is None else self._per_group(variance_all[part])))
-        self._prepared, self._prepared_for = prepared, key
-        self._stack = BandStack(g_all, variance_all, weights32, inv_step32, counts)
+        self._prepared, self._prepared_for, self._frame = prepared, key, frame
+        self._stack = BandStack(g_all, variance_all, frame.weights, frame.inv_step, frame.reads)
         return prepared
 
     def _in_bands(self, arrays: Sequence[np.ndarray], factor: np.ndarray, row: np.ndarray, col: np.ndarray,
@@ -457,9 +320,11 @@ class CrossbarExecutor:
         if not self.linear or self.groups > 1:
             return None
         if self._linear is None or self._linear[1] is not bands:
-            stack = self._stack if bands is self._prepared else None
+            ours = bands is self._prepared and self._frame is not None and bool(bands)
+            stack = self._stack if ours else None
+            columns = self._frame.column_terms if ours and self._frame is not None else None
             self._linear = (linear_reads(bands, self.rows, self.cols, self.alpha, self.read_noise, self.adc_bits,
-                                         stack), bands)
+                                         stack, columns), bands)
         return self._linear[0]
 
     def _read_linearly(self, linear: LinearReads, bands: list[RowBand], v: np.ndarray, rng: np.random.Generator,
@@ -604,18 +469,6 @@ class CrossbarExecutor:
                 if column_scale is not None:
                     added *= column_scale
                 steps[lo - skip:hi - skip] += added
-
-
-def _entries(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
-    """Tuples of integers laid end to end, and each one's length (int64 both). A tuple object that several rows
-    share (a combine's copies, one tuple for all of its columns) is read once."""
-    _, first, which = np.unique(np.fromiter(map(id, rows), dtype=np.int64, count=len(rows)), return_index=True,
-                                  return_inverse=True)
-    distinct = [rows[i] for i in first.tolist()]
-    lengths = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct))
-    values = np.fromiter(itertools.chain.from_iterable(distinct), dtype=np.int64, count=int(lengths.sum()))
-    length = lengths[which.reshape(-1)]
-    return values[ranges(region_starts(lengths, 1)[which.reshape(-1)], length)], length
 
 
 _DAC_ROWS = 256

@@ -194,12 +194,14 @@ class BandStack:
 
 
 def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, read_noise_uS: float,
-                 adc_bits: int, stack: BandStack | None = None) -> LinearReads | None:
+                 adc_bits: int, stack: BandStack | None = None,
+                 columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> LinearReads | None:
     """The linear map and noise terms of a layer's bands (`schedule.execute.CrossbarExecutor._bands`): their
     conductances over the ADC step, weights (step x selection / divisor, negated for G-), reads per column and
     device variances, for uniform read noise U(-r, r) of `read_noise_uS` or, where the bands carry variances,
     a conductance-dependent model. None if two bands share rows (every read then goes to the ADC). `stack`: the
-    bands laid out together (`BandStack`), if the caller has them so; else they are stacked here."""
+    bands laid out together (`BandStack`), if the caller has them so; else they are stacked here. `columns`: the
+    stack's `column_terms`, if the caller has them (they depend on the bands' columns only, not their devices)."""
     count = len(bands)
     r0 = np.array([b.r0 for b in bands], dtype=np.int64)
     r1 = np.array([b.r1 for b in bands], dtype=np.int64)
@@ -207,9 +209,8 @@ def linear_reads(bands: Sequence[RowBand], rows: int, cols: int, alpha: int, rea
         return None
     stack = BandStack.of(bands) if stack is None else stack
     weights = stack.weights.astype(np.float32)
-    columns = [_column_terms(weights[i:i + _BANDS_AT_ONCE], stack.inv_step[i:i + _BANDS_AT_ONCE],
-                             stack.reads[i:i + _BANDS_AT_ONCE]) for i in range(0, count, _BANDS_AT_ONCE)]
-    rounding, per_band, inv_step_range = (np.concatenate(parts) for parts in zip(*columns, strict=True))
+    rounding, per_band, inv_step_range = column_terms(weights, stack.inv_step, stack.reads) if columns is None \
+        else columns
     # what depends on the devices, for each run of bands of one height at once, in float32 (sums of 2 alpha terms;
     # of a band's rows for norms): the same sums, band by band, as one band's products make them
     effective = np.zeros((rows, cols), np.float32)
@@ -254,6 +255,17 @@ def _runs(heights: np.ndarray) -> list[tuple[int, int]]:
 _BANDS_AT_ONCE = 64
 """Bands whose column terms are computed together: (64, 2 alpha, cols) float64 arrays, a fraction of the
 bands' conductances whatever the layer."""
+
+
+def column_terms(weights: np.ndarray, inv_step: np.ndarray, reads: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_column_terms` of every band of a `BandStack`'s weights, 1 / steps and reads, `_BANDS_AT_ONCE` bands at a
+    time: the rounding's variance and the uniform noise's factor (B, cols), and the 1 / step range (B, 2)."""
+    weights = weights.astype(np.float32, copy=False)
+    parts = [_column_terms(weights[i:i + _BANDS_AT_ONCE], inv_step[i:i + _BANDS_AT_ONCE], reads[i:i + _BANDS_AT_ONCE])
+             for i in range(0, len(weights), _BANDS_AT_ONCE)] or [_column_terms(weights, inv_step, reads)]
+    rounding, per_band, inv_step_range = (np.concatenate(found) for found in zip(*parts, strict=True))
+    return rounding, per_band, inv_step_range
 
 
 def _column_terms(weights: np.ndarray, inv_step: np.ndarray, reads: np.ndarray

@@ -6,10 +6,10 @@ a board file and the Program it was emitted from give the same `Schedule`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -47,6 +47,8 @@ from lea_compiler.schedule.records import (
     Write,
 )
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True, eq=False)
 class LayerPlan:
@@ -56,7 +58,12 @@ class LayerPlan:
     `reads` is a `read_pairs.ReadPairs` (any other sequence of pairs given is made one): the reads and
     conversions as records and as tables, either made from the other when first asked for. The simulator and the
     cost model read the tables (`read_table`, `read_fields`, `convert_fields`, `full_scales`); lowering gives
-    them, so a lowered layer's records are made only for a board file or a test."""
+    them, so a lowered layer's records are made only for a board file or a test.
+
+    What the simulator derives from the plan alone (where each read lands, its row bands' ADC steps and weights,
+    its cost per application) is made once per plan and kept here (`derived`), so that the noise draws of one
+    schedule (`simulate_trials`) share it: each draw's `CrossbarLayer` pays only for what depends on its own
+    devices."""
 
     start: LayerStart
     reads: Sequence[tuple[Read, Convert]]
@@ -64,6 +71,7 @@ class LayerPlan:
     accumulate: Accumulate
     scale: Scale
     bias: Bias | None
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.reads, ReadPairs):
@@ -100,6 +108,14 @@ class LayerPlan:
     def full_scales(self) -> np.ndarray:
         """Every conversion's ADC range (uA; float64, NaN where it has none), in read order (read only)."""
         return self.pairs.full_scales
+
+    def derived(self, key: Hashable, make: Callable[[], _T]) -> _T:
+        """`make()`, made once per `key` and kept with the plan: for what depends on the plan's records alone
+        (and on what `key` names besides), never on a draw of the devices. What it returns is shared by every
+        caller, so it must not be written (numpy arrays in it are read only). A `make` that raises keeps nothing."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return cast(_T, self._derived[key])
 
 
 @dataclass(frozen=True, eq=False)
