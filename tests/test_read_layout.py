@@ -1,0 +1,105 @@
+"""What the executor derives from a plan alone (`schedule.read_layout`, `LayerPlan.derived`): made once per plan
+and shared by the noise draws of one schedule, read only, and never a draw's devices or noise: draws on one
+schedule report what separate `simulate()` calls on schedules lowered afresh (or board files read afresh) report."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+
+from lea_compiler import interpreter
+from lea_compiler.backends.board import board_schedule, emit_board, read_board
+from lea_compiler.backends.sim import CrossbarLayer, Dataset, simulate, simulate_trials, top1
+from lea_compiler.chip import DeviceModel, synth_chip
+from lea_compiler.chip.variability import NoiseModel
+from lea_compiler.compiler import compile_model
+from lea_compiler.pipeline import CompileOptions
+from lea_compiler.schedule.plan import schedule_of
+from lea_compiler.schedule.read_layout import band_frame, lay_out, read_layout
+from tests.helpers import mlp_model
+
+F = np.float32
+
+
+def _job(tmp_path, read_model: bool, options: CompileOptions):
+    """A small MLP on a chip with stuck devices (and a conductance-dependent read-noise model), and its data."""
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(sizes=(30, 24, 5), seed=3), path)
+    device = DeviceModel(read_noise_model=NoiseModel(polynomial=(0.26348, 1.965, -1.1731), g_ref_uS=25.0)
+                         if read_model else None)
+    chip = synth_chip(arrays=80, rows=16, cols=16, seed=2, stuck_high=0.05, stuck_low=0.03, device=device)
+    program = compile_model(path, chip, options).program
+    x = np.random.default_rng(0).uniform(-1, 1, size=(160, 30)).astype(F)
+    return program, [Dataset("d", x, top1(interpreter.run(program.graph, {"x": x})))]
+
+
+def _json(report) -> dict:
+    return {**report.to_json(), "seconds": 0}
+
+
+@pytest.mark.parametrize("read_model, source, options", [
+    (False, "schedule", CompileOptions(k=2)),
+    (True, "schedule", CompileOptions(k=2, reads=2)),
+    (False, "board", CompileOptions(k=3)),
+    (True, "board", CompileOptions(k=2)),
+], ids=["uniform", "read-model-reads-2", "board", "board-read-model"])
+def test_draws_on_one_schedule_report_what_fresh_schedules_report(tmp_path, read_model, source, options) -> None:
+    """Draws of seeds 4, 5, 6 on one schedule (or one board file's), alternating the simulated chip's ADC bits
+    (its periphery: the cost and the bands' ADC steps are per periphery and bits), and `simulate_trials` on it:
+    each report is, key by key, that of `simulate()` on a schedule lowered (a board file read) afresh for it."""
+    program, data = _job(tmp_path, read_model, options)
+    chips = [program.chip, dataclasses.replace(program.chip, periphery=dataclasses.replace(
+        program.chip.periphery, adc_bits=program.chip.periphery.adc_bits - 3))]
+    emit_board(program, tmp_path / "p.board")
+
+    def fresh():
+        return board_schedule(read_board(tmp_path / "p.board")) if source == "board" else schedule_of(program)
+
+    shared = fresh()
+    assert all(not plan._derived for plan in shared.layers.values())
+    reports = []
+    for seed, chip in ((4, chips[0]), (5, chips[1]), (6, chips[0]), (4, chips[1])):
+        got = simulate(program, data, seed=seed, chip=chip, **{source: shared})
+        want = simulate(program, data, seed=seed, chip=chip, **{source: fresh()})
+        assert _json(got) == _json(want), (seed, chip.periphery.adc_bits)
+        reports.append(got)
+    assert all(plan._derived for plan in shared.layers.values())  # the draws after the first used the plans' part
+    assert len({str(_json(r)) for r in reports[:3]}) == 3  # the draws differ: noise is on
+    trials = simulate_trials(program, data, trials=3, seed=4, **{source: shared})
+    separate = [simulate(program, data, seed=s, **{source: fresh()}) for s in (4, 5, 6)]
+    assert trials.trials is not None and list(trials.trials.accuracy) == [r.accuracy for r in separate]
+    assert {**_json(trials), "trials": None} == {**_json(separate[0]), "trials": None}
+
+
+def test_the_plans_part_is_made_once_read_only_and_the_devices_are_each_draws_own(tmp_path) -> None:
+    """Two draws' layers on one plan share its layout, band frame and cost (the same objects, read only: a write
+    raises), and hold their own bands' conductances; a plan copied with `dataclasses.replace` starts without any."""
+    program, _ = _job(tmp_path, True, CompileOptions(k=2))
+    schedule = schedule_of(program)
+    plan = next(iter(schedule.layers.values()))
+    one, two = (CrossbarLayer(plan, schedule, program.chip, np.random.default_rng(seed), ideal=False,
+                              exact_read_noise=False) for seed in (1, 2))
+    assert one.executor._layout is two.executor._layout is read_layout(plan)
+    assert one.cost is two.cost
+    bands_one, bands_two = one.executor._bands(), two.executor._bands()
+    frame = band_frame(plan, one.executor.full_scale, one.executor.adc_bits)
+    assert one.executor._frame is two.executor._frame is frame
+    for a, b in zip(bands_one, bands_two, strict=True):
+        assert a.weights.base is b.weights.base and not np.shares_memory(a.g, b.g)
+        assert not np.array_equal(a.g, b.g)  # each draw's write noise
+        with pytest.raises(ValueError, match="read-only"):
+            a.weights[0, 0] = 1.0
+    for array in (frame.inv_step, frame.reads, frame.row, *frame.column_terms, read_layout(plan).r0,
+                  *read_layout(plan).averaged):
+        with pytest.raises(ValueError, match="read-only"):
+            array.reshape(-1)[:1] = 0
+    made = lay_out(plan)  # made anew: equal to the kept one, field by field
+    for field in dataclasses.fields(made):
+        for a, b in zip(np.atleast_1d(getattr(made, field.name)), np.atleast_1d(getattr(read_layout(plan),
+                                                                                          field.name)), strict=True):
+            np.testing.assert_array_equal(a, b, strict=True)
+    copied = dataclasses.replace(plan)
+    assert not copied._derived and read_layout(copied) is not read_layout(plan)
