@@ -17,7 +17,9 @@ For each configuration of bench_sim.py (the 784-150-10 tanh MLP, 1,000 samples, 
 - forward: the graph with the crossbar kernels, the set-up done;
 - digital reference: the graph without them (the interpreter on the Program's float graph);
 - software baseline: `software_predictions` (onnxruntime on the original model);
-- cost model: `estimate_cost` with the schedule and measured device-read energy, as `simulate()` calls it;
+- cost model: `estimate_cost` with the schedule and measured device-read energy, as `simulate()` calls it, for
+  the first draw of a schedule (lowered afresh, untimed) and for later draws (its timeline kept with the schedule,
+  `Schedule.derived`);
 - whole `simulate()`, and the ideal numpy forward of all k copies for scale;
 - two derived rows: the whole's floor, forward + digital reference + software baseline (the three steps that
   grow with the samples and that every report needs: the crossbar outputs, the reference of the layer errors,
@@ -120,8 +122,10 @@ def steps(program: Any, x: np.ndarray, labels: np.ndarray, weights: list, biases
         "forward": cpu_ms(lambda: interpreter.run(program.graph, {"x": x}, kernels=kernels), repeats),
         "digital reference": cpu_ms(lambda: interpreter.run(program.graph, {"x": x}), repeats),
         "software baseline": cpu_ms(lambda: software_predictions(program, [data], None), repeats),
-        "cost model": cpu_ms(lambda: estimate_cost(program, program.chip, schedule, device_read_pJ=measured),
-                             repeats),
+        "cost model, first draw of a schedule": cpu_ms_after(lower, lambda: estimate_cost(
+            program, program.chip, lowered[0], device_read_pJ=measured), repeats),
+        "cost model, later draws": cpu_ms(lambda: estimate_cost(program, program.chip, schedule,
+                                                                device_read_pJ=measured), repeats),
         "whole simulate()": cpu_ms(whole, repeats),
     }
 

@@ -47,12 +47,13 @@ def _json(report) -> dict:
     (True, "board", CompileOptions(k=2)),
 ], ids=["uniform", "read-model-reads-2", "board", "board-read-model"])
 def test_draws_on_one_schedule_report_what_fresh_schedules_report(tmp_path, read_model, source, options) -> None:
-    """Draws of seeds 4, 5, 6 on one schedule (or one board file's), alternating the simulated chip's ADC bits
-    (its periphery: the cost and the bands' ADC steps are per periphery and bits), and `simulate_trials` on it:
+    """Draws of seeds 4, 5, 6 on one schedule (or one board file's), alternating the simulated chip's ADC (its
+    periphery: the cost, the timeline and the bands' ADC steps are per periphery and bits), and `simulate_trials`:
     each report is, key by key, that of `simulate()` on a schedule lowered (a board file read) afresh for it."""
     program, data = _job(tmp_path, read_model, options)
+    periphery = program.chip.periphery
     chips = [program.chip, dataclasses.replace(program.chip, periphery=dataclasses.replace(
-        program.chip.periphery, adc_bits=program.chip.periphery.adc_bits - 3))]
+        periphery, adc_bits=periphery.adc_bits - 3, t_adc_ns=3 * periphery.t_adc_ns))]
     emit_board(program, tmp_path / "p.board")
 
     def fresh():
@@ -67,6 +68,7 @@ def test_draws_on_one_schedule_report_what_fresh_schedules_report(tmp_path, read
         assert _json(got) == _json(want), (seed, chip.periphery.adc_bits)
         reports.append(got)
     assert all(plan._derived for plan in shared.layers.values())  # the draws after the first used the plans' part
+    assert len(shared._derived) == 2  # and the schedule's timeline, one per periphery
     assert len({str(_json(r)) for r in reports[:3]}) == 3  # the draws differ: noise is on
     trials = simulate_trials(program, data, trials=3, seed=4, **{source: shared})
     separate = [simulate(program, data, seed=s, **{source: fresh()}) for s in (4, 5, 6)]

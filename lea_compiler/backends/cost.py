@@ -285,7 +285,8 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     device-read energy is `device_read_pJ[layer]` per inference when the caller measured it (`leac simulate`:
     sum V^2 G t over the applied voltages and the simulated chip's conductances), else every row at the full
     read voltage on the programmed conductances (`full_scale_read_power`). `layer_costs` are the layers'
-    `layer_cost`s on `chip`'s periphery when the caller has them (the simulator's layers do)."""
+    `layer_cost`s on `chip`'s periphery when the caller has them (the simulator's layers do). The timeline is
+    kept with the schedule (`Schedule.derived`, per Program and periphery): later draws of one schedule reuse it."""
     chip = chip or program.chip
     schedule = schedule or schedule_of(program)
     p = chip.periphery
@@ -311,7 +312,13 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         by_layer[name] = layer
         for key, value in layer.items():
             energy[key] += value
-    timing = timeline_of(program, schedule, p, applications=apps, costs=costs)
+    # the timeline depends on the Program, the schedule and the periphery only (the layers' costs are their
+    # `layer_cost`s on it): made once per schedule, Program and periphery, which are kept with it (so their ids
+    # are no other objects'), for every draw of `simulate_trials`
+    held = schedule.derived(("timeline", id(program), id(p)), lambda: (
+        program, p, timeline_of(program, schedule, p, applications=apps, costs=costs)))
+    assert held[0] is program and held[1] is p
+    timing = held[2]
     latency = timing.latency_ns
     power = static_power_uW(schedule, p)
     energy["static"] = static_energy_pJ(power, latency)

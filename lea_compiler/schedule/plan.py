@@ -113,9 +113,7 @@ class LayerPlan:
         """`make()`, made once per `key` and kept with the plan: for what depends on the plan's records alone
         (and on what `key` names besides), never on a draw of the devices. What it returns is shared by every
         caller, so it must not be written (numpy arrays in it are read only). A `make` that raises keeps nothing."""
-        if key not in self._derived:
-            self._derived[key] = make()
-        return cast(_T, self._derived[key])
+        return _derive(self._derived, key, make)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +132,13 @@ class Schedule:
     _levels: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
     _lowered: dict[str, tuple[Lowered, int, int]] = field(default_factory=dict, init=False, repr=False)  # a
     # lowered Program's layers: lowering's copy halves, and where each layer's devices are among them
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def derived(self, key: Hashable, make: Callable[[], _T]) -> _T:
+        """`make()`, made once per `key` and kept with the schedule (as `LayerPlan.derived`): for what depends on
+        the schedule (and on what `key` names besides), never on a draw of the devices (the cost model's timeline:
+        `backends.cost.estimate_cost`). Shared by every caller: not to be written."""
+        return _derive(self._derived, key, make)
 
     @property
     def lowered_from(self) -> Program | None:
@@ -206,7 +211,7 @@ class Schedule:
             return next(iter(self._lowered.values()))[0].programmed_uS is not None
         return self.devices.programmed_uS is not None
 
-    @property
+    @cached_property
     def program_pulses(self) -> int:
         """Write-verify pulses to program every written device: one per level step up from the lowest, plus one
         (`lea_compiler.programming.devices.nominal_pulses`)."""
@@ -214,6 +219,13 @@ class Schedule:
             lowered = next(iter(self._lowered.values()))[0]
             return total_nominal_pulses(lowered.values, lowered.unwritten)
         return total_nominal_pulses(self.devices.level)
+
+
+def _derive(store: dict[Hashable, Any], key: Hashable, make: Callable[[], _T]) -> _T:
+    """store[key], made by `make()` when first asked for (a `make` that raises keeps nothing)."""
+    if key not in store:
+        store[key] = make()
+    return cast(_T, store[key])
 
 
 def schedule_of(program: Program, *, check: bool = True) -> Schedule:
