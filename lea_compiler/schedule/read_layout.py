@@ -117,11 +117,9 @@ def lay_out(plan: LayerPlan) -> ReadLayout:
     band_read = last_read[combine_block[entry_combine]]
     column = np.repeat(ranges(np.zeros(len(combines), dtype=np.int64), columns), chosen)
     r0, c_read = x_start, c0[read_block]
-    layout = ReadLayout(r0, r0 + height, polarity, slot[read_pair.reshape(-1)], c_read, c_read + width, count,
-                     averaged=(band_read, slot[at],
-                               c0[combine_block[entry_combine]] + column,
-                               (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
-    return layout
+    return ReadLayout(r0, r0 + height, polarity, slot[read_pair.reshape(-1)], c_read, c_read + width, count,
+                      averaged=(band_read, slot[at], c0[combine_block[entry_combine]] + column,
+                                (1.0 / combined[:, 2].astype(np.float64))[entry_combine]))
 
 
 def _entries(rows: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
