@@ -4,10 +4,13 @@ On the anchor workload of bench_sim.py (the 784-150-10 tanh MLP compiled, greedy
 25 x 25 and of 128 x 128 arrays, k = 1 and 6), each crossbar layer's devices are programmed once
 (`backends.crossbar.CrossbarLayer`, the default device model), and then, one BLAS thread, the CPU time of:
 
-- `CrossbarExecutor(...)`: the whole set-up `simulate()` runs per layer (its layout and row conductances);
-- `_lay_out`: each read's row band, polarity, copy slot and columns, and the combines' weights;
+- `CrossbarExecutor(...)`: the whole set-up `simulate()` runs per layer (its layout and row conductances; in a
+  tree that keeps the plan's part with the plan, `schedule/read_layout.py`, only a later draw's part: the layout
+  is the plan's);
+- `_lay_out`: each read's row band, polarity, copy slot and columns, and the combines' weights (made anew);
 - `_row_conductance`: each input row's conductance over every read (the read energy's);
-- `_bands`: the row bands' matrices as the forward multiplies them (made on the first forward);
+- `_bands`: the row bands' matrices as the forward multiplies them (made on the first forward; with the plan's
+  part kept, only the devices put in the bands);
 - with `--simulate`, the whole `simulate()` (1,000 random samples, seed 0), which runs all of these once per layer.
 
 The fastest of `--repeats` calls, summed over the layers, in ms. `PYTHONPATH=OTHER_TREE python
