@@ -27,7 +27,12 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, ProgramBlock
 from lea_compiler.schedule import layout as layout_module
-from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
+from lea_compiler.schedule.conductances import (
+    byte_table,
+    noiseless_conductances,
+    pair_gathered,
+    worst_case_full_scales_uA,
+)
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
@@ -629,6 +634,20 @@ def test_noiseless_conductances_of_int8_levels_are_the_clipped_look_up(count: in
         for dtype in (np.int8, np.int16):
             with pytest.raises(IndexError):
                 noiseless_conductances(level.astype(dtype), levels_uS, lambda i: stuck[i])
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (40, 30), (5, 7)])
+def test_int8_levels_gathered_two_at_a_time_are_the_byte_tables(shape: tuple[int, ...]) -> None:
+    """`pair_gathered` gives table[level.view(np.uint8)], value for value and in the levels' shape, for an even or
+    odd count, every byte (negative levels too), and a level array that is not contiguous."""
+    rng = np.random.default_rng(len(shape))
+    table = byte_table(np.sort(rng.uniform(1, 200, 9)), -1.5)
+    level = rng.integers(-128, 128, shape).astype(np.int8)
+    for own in (level, level.T, level[::2]):
+        found = pair_gathered(own, table)
+        assert found.shape == own.shape and found.dtype == np.float64
+        want = np.array([table[byte] for byte in own.ravel().view(np.uint8)], dtype=np.float64)
+        np.testing.assert_array_equal(found, want.reshape(own.shape))
 
 
 def test_partly_calibrated_blocks_keep_their_ranges(stuck_program: Program) -> None:

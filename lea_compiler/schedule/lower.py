@@ -333,7 +333,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
         problems, laid_out = checked_halves(program)
         collected(problems, MAX_PROBLEMS).raise_if_any("the Program does not agree with its chip or graph")
     if laid_out is None:
-        laid_out = lay_out_halves(program.chip, blocks)
+        laid_out = lay_out_halves(program.chip, program.layers)
         # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked,
         # say so rather than let one half overwrite another
         if not check and laid_out.overlap():
