@@ -209,3 +209,16 @@ def test_a_pack_of_the_wrong_size_is_refused() -> None:
     assert made.values.dtype == np.int8 and made.values_of(list(made.levels)) is made.values
     assert made.values_of([made.levels[0], np.zeros((1, 3), dtype=np.int8)]) is None
     assert made.values_of(list(made.levels[:1])) is None
+
+
+def test_a_pickled_programs_packs_are_not_taken(program: Program) -> None:
+    """Pickled and back (a Program sent to a worker), the halves' levels are arrays of their own, not views of the
+    pack: the pack is not taken (writing a half would not write it), and the halves laid out are the same."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(program))
+    for layer in back.layers:
+        levels = [half.levels for block in layer.blocks for copy in block.copies for half in (copy.pos, copy.neg)]
+        assert layer.levels_pack is not None and layer.levels_pack.values_of(levels) is None
+    np.testing.assert_array_equal(lay_out_halves(back.chip, back.layers).values,
+                                  lay_out_halves(program.chip, program.layers).values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,11 @@ class LevelsPack:
         views = tuple(values[end - rows * cols:end].reshape(rows, cols)
                       for end, (rows, cols) in zip(ends, shapes.tolist(), strict=True))
         return cls(values, views, shapes)
+
+    def __reduce__(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+        # pickled (a Program sent to a worker), the halves' arrays come back as arrays of their own, no longer views
+        # of `values`: the copy is made with views of its own, which no half holds, so it is not taken (`values_of`)
+        return (LevelsPack.viewing, (self.values, self.shapes))
 
     def values_of(self, levels: Sequence[np.ndarray]) -> np.ndarray | None:
         """`values`, if `levels` (the layer's halves' levels, in order) are the very arrays the pack made, so hold
