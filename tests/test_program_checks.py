@@ -241,6 +241,32 @@ def test_targets_and_levels_just_outside_their_range_are_named(program, target, 
         assert checks._within([np.array([edge])], 0 if target is not None else -1, top)
 
 
+@pytest.mark.parametrize("how", ["in place", "replaced"])
+def test_a_packed_layers_level_out_of_range_is_named(program, tmp_path, how: str) -> None:
+    """A loaded version-2 Program's levels are checked from its layers' packs (`LevelsPack`): a level out of range
+    written into a half's view (so into the pack), or a half given other levels than its view (the pack then not
+    taken), is named as in a Program without packs; the same Program fine again has no problem."""
+    top = len(program.chip.device.levels_uS) - 1
+    program.save(tmp_path / "v2.leac")
+    packed = Program.load(tmp_path / "v2.leac")
+    assert all(layer.levels_pack is not None for layer in packed.layers) and program_problems(packed) == []
+    expected = f"layer 'fc0' block 0: copy 1 neg: the levels has a level index outside -1..{top}"
+    half = packed.layers[0].blocks[0].copies[1].neg
+    if how == "in place":
+        was = int(half.levels[1, 0])
+        half.levels[1, 0] = top + 1
+        assert top + 1 in packed.layers[0].levels_pack.values
+        assert program_problems(packed) == [expected]
+        half.levels[1, 0] = was
+        assert program_problems(packed) == []
+    else:
+        levels = half.levels.copy()
+        levels[1, 0] = -2
+        broken = _with_half(packed, 3, levels=levels)
+        assert broken.layers[0].levels_pack is packed.layers[0].levels_pack
+        assert program_problems(broken) == [expected]
+
+
 def test_copies_numbered_out_of_order_are_named(program) -> None:
     layer = program.layers[0]
     block = layer.blocks[0]

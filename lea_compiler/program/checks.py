@@ -432,7 +432,9 @@ def _levels_within(layer: Layer, top: int) -> bool:
     levels = [half.levels for block in layer.blocks for copy in block.copies for half in (copy.pos, copy.neg)]
     if not all(isinstance(value, np.ndarray) and value.dtype.kind in "iu" for value in (*targets, *levels)):
         return False
-    return _within(targets, 0, top) and _within(levels, -1, top)
+    # a loaded or compiled layer's levels are one buffer already, while its halves hold its views (`LevelsPack`)
+    packed = None if layer.levels_pack is None else layer.levels_pack.values_of(levels)
+    return _within(targets, 0, top) and _within(levels if packed is None else [packed], -1, top)
 
 
 def _block_problems(layer: Layer, block: ProgramBlock, top: int, ranged: bool = False) -> list[str]:
