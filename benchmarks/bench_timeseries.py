@@ -9,7 +9,7 @@ example's calibration set for
 - a fine-level chip (256 levels, 2% stuck high, 1% stuck low) at k = 2, simulated with `--ideal`, for the
   agreement with onnxruntime.
 
-Run:  python benchmarks/bench_timeseries.py [--trials 3] [--out benchmarks/results/timeseries.json]
+Run:  python benchmarks/bench_timeseries.py [--trials 20] [--out benchmarks/results/timeseries.json]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _example():  # examples/ is not a package
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--out", default=str(RESULTS / "timeseries.json"))
     args = parser.parse_args()
     rows = []

@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", type=Path, required=True, help="the --out folder of examples/torch_models.py")
     parser.add_argument("--chips", type=int, default=3, help="paper-like chips (seeds 0..chips-1)")
-    parser.add_argument("--trials", type=int, default=3, help="noise seeds per compiled Program")
+    parser.add_argument("--trials", type=int, default=10, help="noise seeds per compiled Program")
     parser.add_argument("--arrays", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=RESULTS / "torch_examples.json")

@@ -37,6 +37,7 @@ from lea_compiler.backends.cost import (
     timing_json,
 )
 from lea_compiler.backends.crossbar import CrossbarLayer
+from lea_compiler.backends.digital_reference import DigitalReference
 from lea_compiler.calibration import Calibration, calibrate
 from lea_compiler.chip import PULSE, Chip
 from lea_compiler.chip.variability import parse_duration
@@ -52,9 +53,9 @@ from lea_compiler.schedule.lower import column_scale_and_bias, is_crossbar
 from lea_compiler.schedule.normal_draws import gaussian
 from lea_compiler.schedule.plan import Schedule, schedule_of
 
-__all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "EventCounts", "NoiseSpan",
-           "Report", "Trials", "calibrate", "estimate_cost", "gaussian", "load_data", "run_on_chip", "simulate",
-           "simulate_trials", "software_predictions", "top1"]
+__all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "DigitalReference",
+           "EventCounts", "NoiseSpan", "Report", "Trials", "calibrate", "estimate_cost", "gaussian", "load_data",
+           "run_on_chip", "simulate", "simulate_trials", "software_predictions", "top1"]
 
 
 SOFTWARE_CHUNK_SAMPLES = 2048
@@ -176,6 +177,7 @@ def simulate(
     board: Schedule | None = None,
     after: float | str = 0.0,
     schedule: Schedule | None = None,
+    reference: DigitalReference | None = None,
 ) -> Report:
     """Run the Program on a simulated chip over each data set and report.
 
@@ -199,6 +201,8 @@ def simulate(
     compiled from one model computes it once); by default it is computed here. `schedule` likewise is the
     Program's own schedule (`schedule_of(program)`, not a board file's: that is `board`) when the caller has
     lowered it already (`simulate_trials` lowers once for all its draws); by default the Program is lowered here.
+    `reference`, the digital reference of the layer errors (`DigitalReference`), likewise: one made for this
+    Program and these data sets keeps its outputs for every draw that is given it; by default it is run here.
     `after` is the time since programming (seconds, or a duration such as "1h", `variability.parse_duration`):
     every programmed device has drifted as the chip's `device.drift` says (docs/chip-format.md); 0, the
     default, simulates the devices as programmed, and a chip without a drift model takes only 0.
@@ -214,7 +218,8 @@ def simulate(
         UsageError: `threads` below 1, a negative `seed`, no output named `output`, a bad `after` (not a
             duration, or given for a chip without a drift model or with `ideal`), a read region too large for
             the IR-drop solve of a chip whose lines have resistance (`irdrop.check_regions`), or `schedule` given
-            with `board`, or a board file's schedule or another Program's given as `schedule`.
+            with `board`, or a board file's schedule or another Program's given as `schedule`, or a `reference`
+            made for another Program or other data sets.
     """
     after_s = _after_seconds(after, chip or program.chip, ideal)
     if threads < 1:
@@ -225,6 +230,8 @@ def simulate(
         raise UsageError(f"software predictions for {len(software)} data sets, but {len(datasets)} data sets")
     if schedule is not None:
         _check_own_schedule(program, schedule, board)
+    if reference is not None:
+        reference.check(program, datasets)
     labels = model_labels(program.graph, output)
     for data in datasets:
         check_labels(data, labels)
@@ -294,6 +301,8 @@ def simulate(
     if software is None and program.source_model is not None:
         software = software_predictions(program, datasets, output)
     per_chunk = samples_per_chunk(program.graph, batch_size)
+    if reference is None:
+        reference = DigitalReference(program, datasets, budget=0)
     for index, data in enumerate(datasets):
         predictions = []
         for chunk, chunk_spans in noise_chunks(len(data.x), batch_size, per_chunk, block_seeds):
@@ -301,7 +310,7 @@ def simulate(
             batch = {feed: data.x[chunk]}
             sim_out = interpreter.run(program.graph, batch, kernels=kernels, keep=list(mvm_values.values()),
                                       listeners=[listener])
-            ref_out = interpreter.run(program.graph, batch, keep=list(mvm_values.values()))
+            ref_out = reference.outputs(index, chunk)
             for name, value in mvm_values.items():
                 with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
                     squared[name] += float(np.sum((sim_out[value].astype(np.float64) - ref_out[value]) ** 2))
@@ -453,27 +462,31 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
                     **options: Any) -> Report:
     """Simulate `trials` independent draws of the write and read noise (seeds seed, seed + 1, ...) and return
     the first draw's report with every draw's accuracy in `trials` (none for one draw): one seed says little
-    about a noisy chip.
+    about a noisy chip. Its `seconds` are the whole call's: every draw's, the lowering's and the baseline's.
 
-    onnxruntime's baseline runs once, and so does lowering the Program (`schedule`). `options` are `simulate`'s
-    keywords.
+    onnxruntime's baseline runs once, and so do lowering the Program (`schedule`) and the digital reference of
+    the layer errors (`reference`, within its `REFERENCE_BYTES`). `options` are `simulate`'s keywords.
 
     Raises:
         UsageError: `trials` below 1, and what `simulate` raises.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise UsageError(f"trials must be an integer >= 1, got {trials!r}")
+    start = time.perf_counter()
     # a usage error before onnxruntime's baseline runs (`simulate` checks it again, for its own callers)
     _after_seconds(options.get("after", 0.0), options.get("chip") or program.chip, options.get("ideal", False))
     if options.get("software") is None and program.source_model is not None:
         options["software"] = software_predictions(program, datasets, options.get("output"))
     if options.get("board") is None and options.get("schedule") is None:  # one lowering serves every draw
         options["schedule"] = schedule_of(program, check=False)
+    if options.get("reference") is None and trials > 1:
+        options["reference"] = DigitalReference(program, datasets)
     reports = [simulate(program, datasets, seed=seed + i, **options) for i in range(trials)]
+    seconds = time.perf_counter() - start
     if trials == 1:
-        return reports[0]
-    return dataclasses.replace(reports[0], trials=Trials(tuple(seed + i for i in range(trials)),
-                                                         tuple(r.accuracy for r in reports)))
+        return dataclasses.replace(reports[0], seconds=seconds)
+    return dataclasses.replace(reports[0], seconds=seconds, trials=Trials(tuple(seed + i for i in range(trials)),
+                                                                          tuple(r.accuracy for r in reports)))
 
 
 def software_predictions(program: Program, datasets: Sequence[Dataset], output: str | None = None

@@ -393,6 +393,64 @@ def test_trials_lower_the_program_once_and_a_given_schedule_gives_the_same_repor
         monkeypatch.undo()
 
 
+def test_trials_run_the_digital_reference_once_within_its_budget_and_report_as_draws_on_their_own(
+        tmp_path, monkeypatch) -> None:
+    """`simulate_trials` runs the Program's graph digitally once per chunk for all its draws (while the outputs fit
+    in `REFERENCE_BYTES`, else once per draw), and its draws are what `simulate` gives each seed on its own; its
+    `seconds` are the whole call's; a reference made for another Program or other data is refused before anything
+    runs."""
+    from lea_compiler.backends import digital_reference, sim
+    from lea_compiler.backends.sim import DigitalReference
+
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp_model(sizes=(30, 40, 5), seed=3), path)
+    chip = synth_chip(arrays=80, rows=16, cols=16, seed=2, stuck_high=0.05)
+    program = compile_model(path, chip, CompileOptions(k=2)).program
+    rng = np.random.default_rng(0)
+    data = [Dataset(name, x, top1(interpreter.run(program.graph, {"x": x})))
+            for name, x in (("a", rng.uniform(-1, 1, size=(70, 30)).astype(F)),
+                            ("b", rng.uniform(-1, 1, size=(45, 30)).astype(F)))]
+    monkeypatch.setattr(sim, "samples_per_chunk", lambda graph, batch: 16)  # several chunks per noise block
+    alone = [simulate(program, data, seed=seed, batch_size=32) for seed in (4, 5, 6)]
+
+    def without_seconds(report) -> dict:
+        return {**report.to_json(), "seconds": 0, "trials": None}
+
+    runs = []
+    real_run = interpreter.run
+
+    def counted(graph, feeds, **kw):  # the module's run, which sim's runs call too: count the digital ones
+        if not kw.get("kernels"):
+            runs.append(len(feeds["x"]))
+        return real_run(graph, feeds, **kw)
+
+    monkeypatch.setattr(digital_reference.interpreter, "run", counted)
+    chunks = [16] * 4 + [6] + [16] * 2 + [13]  # noise blocks of 32 samples in chunks of 16
+    for budget, ran in ((digital_reference.REFERENCE_BYTES, chunks), (0, chunks * 3)):
+        runs.clear()
+        monkeypatch.setattr(digital_reference, "REFERENCE_BYTES", budget)
+        monkeypatch.setattr(DigitalReference.__init__, "__defaults__", (budget,))
+        report = simulate_trials(program, data, trials=3, seed=4, batch_size=32)
+        assert runs == ran
+        assert report.trials.accuracy == tuple(r.accuracy for r in alone)
+        assert without_seconds(report) == without_seconds(alone[0])
+    monkeypatch.undo()
+
+    monkeypatch.setattr(sim, "software_predictions", lambda *a, **kw: __import__("time").sleep(0.3) or None)
+    assert simulate_trials(program, data, trials=1, seed=4).seconds >= 0.3  # the baseline counts
+    monkeypatch.undo()
+
+    other = compile_model(path, chip, CompileOptions(k=1)).program
+    for reference, message in ((DigitalReference(other, data), "made for another Program"),
+                               (DigitalReference(program, data[:1]), "made for other data sets"),
+                               (DigitalReference(program, [Dataset("a", data[0].x, data[0].y), data[1]]),
+                                "made for other data sets")):
+        monkeypatch.setattr(sim, "CrossbarLayer", lambda *a, **kw: pytest.fail("ran"))
+        with pytest.raises(UsageError, match=message):
+            simulate(program, data, reference=reference)
+        monkeypatch.undo()
+
+
 def test_new_digital_ops_simulate_count_and_emit(tmp_path) -> None:
     # torch's exact GELU (Erf), Split, Max, Pad, Slice, Elu and ReduceMax between two crossbar layers: the
     # simulator runs them in the digital periphery (ideal devices agree with onnxruntime), counts one digital op
