@@ -61,9 +61,10 @@ class ProgramBlock:
 class LevelsPack:
     """A layer's copy halves' levels laid end to end in one buffer (block by block, copy by copy, G+ then G-, each
     row by row), with the arrays the halves were given: each a view of `values` at its place, so the two hold the
-    same values for as long as the halves hold those very arrays (`values_of`). Loading a Program (whose file
-    packs them so) and compiling one make it; lowering then takes the buffer whole instead of raveling thousands
-    of small arrays. A Program built otherwise has none, and is laid out half by half."""
+    same values for as long as the halves hold those very arrays (`values_of`), written in place or not (their
+    shapes are the ones they were made with: `shapes`). Loading a Program (whose file packs them so) and compiling
+    one make it; lowering and the checks then take the buffer whole instead of raveling thousands of small
+    arrays. A Program built otherwise has none, and is laid out half by half."""
 
     values: np.ndarray  # 1-D: every half's levels, half after half
     levels: tuple[np.ndarray, ...]  # the halves' arrays, in order: views of `values`

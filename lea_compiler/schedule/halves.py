@@ -3,9 +3,10 @@
 Both the Program checks (`program.checks`, whether every half fits) and lowering (`lower.prepare`, which lays
 the halves out for the schedule) need every copy half's region, shape and levels as vectors, the layout of the
 arrays they use, and which of the chip's devices in them are stuck. `lay_out_halves` finds the first three once
-for all halves (a 25 x 25-array Program has thousands), refusing what an unchecked Program could get wrong, and
-`Halves.stuck` the last; the checks' `checked_halves` hands its `Halves` on to lowering
-(`prepare(check=True)`), which then does not lay the halves out again.
+for all halves (a 25 x 25-array Program has thousands; a loaded or compiled one's levels taken whole from each
+layer's `LevelsPack`), refusing what an unchecked Program could get wrong, and `Halves.stuck` the last; the
+checks' `checked_halves` hands its `Halves` on to lowering (`prepare(check=True)`), which then does not lay the
+halves out again.
 """
 
 from __future__ import annotations
