@@ -771,13 +771,14 @@ def _with_half(program: Program, **change: object) -> Program:
 
 
 def test_an_unchecked_programs_bad_halves_are_refused_by_name(stuck_program: Program) -> None:
-    """Lowering without checks (the simulator's) refuses, as a damaged Program, levels that are not a matrix, a
-    region that is not three integers and one on an array the chip lacks; levels given as a list lower as the
-    array would."""
+    """Lowering without checks (the simulator's) refuses, as a damaged Program, levels that are not a matrix or
+    not integers, a region that is not three integers and one on an array the chip lacks; levels given as a list
+    lower as the array would."""
     program = stuck_program
     half = program.layers[-1].blocks[-1].copies[-1].neg
     region = half.region
     cases = [({"levels": half.levels[..., None]}, "a copy half's levels are not a matrix"),
+             ({"levels": half.levels.astype(np.float64)}, "a copy half's levels are not integers but float64"),
              ({"region": dataclasses.replace(region, array=region.array + 0.5)},
               "a copy half's region is not three integers"),
              ({"region": dataclasses.replace(region, col=float(region.col))}, "a copy half's region is not three"),

@@ -70,8 +70,9 @@ def lay_out_halves(chip: Chip, layers: Sequence[Layer]) -> Halves:
     hold (a loaded or compiled Program), and else gathered half by half.
 
     Raises:
-        InvalidInputError: a half's levels are not a matrix, its region is not three integers, is on an array
-            the chip lacks or does not lie inside its array (what the checks refuse, for an unchecked Program)."""
+        InvalidInputError: a half's levels are not a matrix of integers, its region is not three integers, is on
+            an array the chip lacks or does not lie inside its array (what the checks refuse, for an unchecked
+            Program)."""
     blocks = [block for layer in layers for block in layer.blocks]
     halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
     packed = _packed_levels(layers, halves)
@@ -84,6 +85,9 @@ def lay_out_halves(chip: Chip, layers: Sequence[Layer]) -> Halves:
         shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
                              count=2 * len(levels)).reshape(-1, 2)
         values = np.concatenate([own.ravel() for own in levels]) if halves else np.zeros(0, dtype=np.int8)
+    if values.dtype.kind not in "iu":  # float levels would index the conductance tables (a bare numpy error)
+        raise InvalidInputError(f"a copy half's levels are not integers but {values.dtype} (check the Program with "
+                                "`leac show`)")
     regions = [half.region for half in halves]
     # a list per field: faster than a tuple per region
     fields = np.array([[region.array for region in regions], [region.row for region in regions],
