@@ -63,7 +63,7 @@ def _first_device(program: Program, index: int, stuck: bool) -> tuple[int, int]:
 
 
 def test_a_compiled_program_fits(program) -> None:
-    assert checks._halves_fit(program.chip, [b for layer in program.layers for b in layer.blocks])
+    assert checks._halves_fit(program.chip, program.layers)
     assert program_problems(program) == []
 
 
@@ -145,7 +145,7 @@ def test_the_bulk_check_agrees_with_the_per_half_checks_on_broken_programs(progr
                 broken = _with_half(_with_half(broken, other, region=half.region), index, region=region)
         halves = _halves(broken)
         expected = checks._half_problems(chip, halves)
-        laid_out = checks._halves_fit(chip, [b for layer in broken.layers for b in layer.blocks])
+        laid_out = checks._halves_fit(chip, broken.layers)
         assert (laid_out is not None) == (expected == [])
         assert program_problems(broken) == expected
         fits += expected == []
@@ -191,10 +191,6 @@ def test_a_half_s_region_and_cost_are_checked_whatever_their_types(program, chan
     assert problems == ([] if message is None else [message])
 
 
-def _all_blocks(program: Program) -> list[checks.ProgramBlock]:
-    return [block for layer in program.layers for block in layer.blocks]
-
-
 @pytest.mark.parametrize("row, col", [(2**63 - 1, 0), (0, 2**63 - 1), (2**63 - 4, 2**63 - 12)])
 def test_a_row_or_col_that_would_wrap_int64_is_outside_its_array(program, row, col) -> None:
     """A region this far out passes the int64 conversion, but row + rows would wrap to a negative number and the
@@ -202,7 +198,7 @@ def test_a_row_or_col_that_would_wrap_int64_is_outside_its_array(program, row, c
     half = _half(program, 0)
     moved = _with_half(program, 0, region=Region(half.region.array, row, col),
                        levels=np.zeros_like(half.levels))
-    assert not checks._halves_fit(moved.chip, _all_blocks(moved))
+    assert not checks._halves_fit(moved.chip, moved.layers)
     assert program_problems(moved) == [
         f"layer 'fc0' block 0 copy 0 pos: region (row {row}, col {col}) + 4 x 12 is outside array "
         f"{half.region.array} (16 x 16)"]
@@ -213,11 +209,11 @@ def test_halves_that_share_one_device_per_row_overlap(program) -> None:
     same rows): runs that overlap by a single device, on healthy devices, with nothing else wrong."""
     assert _half(program, 7).region == Region(0, 0, 5)
     moved = _with_half(program, 8, region=Region(0, 0, 3), levels=np.zeros_like(_half(program, 8).levels))
-    assert not checks._halves_fit(moved.chip, _all_blocks(moved))
+    assert not checks._halves_fit(moved.chip, moved.layers)
     assert program_problems(moved) == [
         "layer 'fc2' block 0 copy 0 pos: its region on array 0 overlaps layer 'fc1' block 0 copy 1 neg"]
     fine = _with_half(program, 8, region=Region(0, 0, 2), levels=np.zeros_like(_half(program, 8).levels))
-    assert checks._halves_fit(fine.chip, _all_blocks(fine)) and program_problems(fine) == []  # cols 2..4: no overlap
+    assert checks._halves_fit(fine.chip, fine.layers) and program_problems(fine) == []  # cols 2..4: no overlap
 
 
 @pytest.mark.parametrize("target, level", [(-1, None), ("top+1", None), (None, -2), (None, "top+1")])
@@ -243,6 +239,32 @@ def test_targets_and_levels_just_outside_their_range_are_named(program, target, 
     assert expected in program_problems(broken)
     for edge in ([0, top] if target is not None else [-1, top]):  # the edges themselves are fine
         assert checks._within([np.array([edge])], 0 if target is not None else -1, top)
+
+
+@pytest.mark.parametrize("how", ["in place", "replaced"])
+def test_a_packed_layers_level_out_of_range_is_named(program, tmp_path, how: str) -> None:
+    """A loaded version-2 Program's levels are checked from its layers' packs (`LevelsPack`): a level out of range
+    written into a half's view (so into the pack), or a half given other levels than its view (the pack then not
+    taken), is named as in a Program without packs; the same Program fine again has no problem."""
+    top = len(program.chip.device.levels_uS) - 1
+    program.save(tmp_path / "v2.leac")
+    packed = Program.load(tmp_path / "v2.leac")
+    assert all(layer.levels_pack is not None for layer in packed.layers) and program_problems(packed) == []
+    expected = f"layer 'fc0' block 0: copy 1 neg: the levels has a level index outside -1..{top}"
+    half = packed.layers[0].blocks[0].copies[1].neg
+    if how == "in place":
+        was = int(half.levels[1, 0])
+        half.levels[1, 0] = top + 1
+        assert top + 1 in packed.layers[0].levels_pack.values
+        assert program_problems(packed) == [expected]
+        half.levels[1, 0] = was
+        assert program_problems(packed) == []
+    else:
+        levels = half.levels.copy()
+        levels[1, 0] = -2
+        broken = _with_half(packed, 3, levels=levels)
+        assert broken.layers[0].levels_pack is packed.layers[0].levels_pack
+        assert program_problems(broken) == [expected]
 
 
 def test_copies_numbered_out_of_order_are_named(program) -> None:

@@ -27,7 +27,12 @@ from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import BlockCopy, ProgramBlock
 from lea_compiler.schedule import layout as layout_module
-from lea_compiler.schedule.conductances import noiseless_conductances, worst_case_full_scales_uA
+from lea_compiler.schedule.conductances import (
+    byte_table,
+    noiseless_conductances,
+    pair_gathered,
+    worst_case_full_scales_uA,
+)
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 from lea_compiler.schedule.lower import (
     SKIPPED,
@@ -181,6 +186,73 @@ def test_worst_case_ranges_are_the_per_block_column_sums() -> None:
     assert same[0] == float(0.2 * max(float(np.max(np.sum(layout.view(g, r.array)[r.row:r.row + r.rows,
                                                                                    r.col:r.col + r.cols], axis=0)))
                                           for r in one_shape))
+
+
+@pytest.mark.parametrize("part", [1, 100, 700, 1 << 17])
+def test_worst_case_ranges_asked_for_part_by_part_are_the_ranges_of_the_whole(monkeypatch, part: int) -> None:
+    """Given a function of device ranges instead of the buffer (`Lowered.half_conductances_of`), with runs of
+    regions cut at `PART_DEVICES` anywhere (a region alone, or many of several shapes interleaved, some regions
+    skipped), the ranges are those of the whole buffer, bit for bit, and each range asked for lies in order
+    inside the regions' span; regions out of order are refused."""
+    from lea_compiler.schedule import conductances
+
+    monkeypatch.setattr(conductances, "PART_DEVICES", part)
+    rng = np.random.default_rng(part)
+    shapes = np.array([(25, 25), (9, 25), (25, 1), (13, 2), (1, 7)])[rng.integers(0, 5, 300)]
+    sizes = shapes[:, 0] * shapes[:, 1]
+    g = rng.uniform(0, 200, int(sizes.sum()))
+    starts = np.cumsum(sizes) - sizes
+    chosen = np.sort(rng.choice(300, 200, replace=False))  # the blocks without calibration: not every region
+    blocks = np.unique(rng.integers(0, 40, 200), return_inverse=True)[1].ravel()
+    asked: list[tuple[int, int]] = []
+
+    def part_of(lo: int, hi: int) -> np.ndarray:
+        asked.append((lo, hi))
+        return g[lo:hi].copy()
+
+    whole = worst_case_full_scales_uA(g, starts[chosen], shapes[chosen], blocks, 0.2)
+    parts = worst_case_full_scales_uA(part_of, starts[chosen], shapes[chosen], blocks, 0.2)
+    np.testing.assert_array_equal(parts, whole)
+    for b in range(int(blocks.max()) + 1):  # and by hand, region by region
+        want = max(float(np.max(np.sum(g[at:at + rows * cols].reshape(rows, cols), axis=0)))
+                   for at, (rows, cols) in zip(starts[chosen][blocks == b], shapes[chosen][blocks == b].tolist(),
+                                               strict=True))
+        assert whole[b] == 0.2 * want
+    assert asked[0][0] == starts[chosen[0]] and asked[-1][1] == starts[chosen[-1]] + sizes[chosen[-1]]
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(asked[:-1], asked[1:], strict=True))
+    assert len(asked) > 1 if part < 1000 else len(asked) == 1
+    with pytest.raises(ValueError, match="must come in order"):
+        worst_case_full_scales_uA(part_of, starts[chosen][::-1], shapes[chosen][::-1], blocks, 0.2)
+
+
+def test_half_conductances_of_a_range_are_the_wholes(stuck_program: Program) -> None:
+    """`Lowered.half_conductances_of(lo, hi)` is `half_conductances[lo:hi]` for ranges that start and end
+    anywhere (inside halves, around skipped devices), made whole or not, and for an unchecked Program's other
+    negative levels (their own stuck conductance)."""
+    from lea_compiler.schedule.lower import prepare
+
+    lowered = prepare(stuck_program, check=False)
+    size = lowered.values.size
+    cuts = [(0, size), (0, 0), (size, size), (1, 2), *(sorted(pair) for pair in
+                                                      np.random.default_rng(0).integers(0, size + 1, (20, 2)).tolist())]
+    assert lowered.skipped.size
+    parts = [lowered.half_conductances_of(lo, hi) for lo, hi in cuts]
+    whole = lowered.half_conductances
+    for (lo, hi), part in zip(cuts, parts, strict=True):
+        np.testing.assert_array_equal(part, whole[lo:hi])
+        np.testing.assert_array_equal(lowered.half_conductances_of(lo, hi), whole[lo:hi])
+    layer = stuck_program.layers[0]
+    block = layer.blocks[0]
+    copy = block.copies[0]
+    levels = np.array(copy.pos.levels)
+    levels[0, 1] = -3
+    moved = dataclasses.replace(copy, pos=dataclasses.replace(copy.pos, levels=levels))
+    other = dataclasses.replace(stuck_program, layers=(dataclasses.replace(layer, blocks=(
+        dataclasses.replace(block, copies=(moved, *block.copies[1:])), *layer.blocks[1:])), *stuck_program.layers[1:]))
+    unchecked = prepare(other, check=False)
+    parts = [unchecked.half_conductances_of(lo, hi) for lo, hi in cuts]
+    for (lo, hi), part in zip(cuts, parts, strict=True):
+        np.testing.assert_array_equal(part, unchecked.half_conductances[lo:hi])
 
 
 @pytest.fixture(scope="module")
@@ -631,6 +703,20 @@ def test_noiseless_conductances_of_int8_levels_are_the_clipped_look_up(count: in
                 noiseless_conductances(level.astype(dtype), levels_uS, lambda i: stuck[i])
 
 
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (40, 30), (5, 7)])
+def test_int8_levels_gathered_two_at_a_time_are_the_byte_tables(shape: tuple[int, ...]) -> None:
+    """`pair_gathered` gives table[level.view(np.uint8)], value for value and in the levels' shape, for an even or
+    odd count, every byte (negative levels too), and a level array that is not contiguous."""
+    rng = np.random.default_rng(len(shape))
+    table = byte_table(np.sort(rng.uniform(1, 200, 9)), -1.5)
+    level = rng.integers(-128, 128, shape).astype(np.int8)
+    for own in (level, level.T, level[::2]):
+        found = pair_gathered(own, table)
+        assert found.shape == own.shape and found.dtype == np.float64
+        want = np.array([table[byte] for byte in own.ravel().view(np.uint8)], dtype=np.float64)
+        np.testing.assert_array_equal(found, want.reshape(own.shape))
+
+
 def test_partly_calibrated_blocks_keep_their_ranges(stuck_program: Program) -> None:
     """A Program whose blocks carry calibrated ADC ranges for every other block: those convert with theirs, the
     others with the worst-case ranges they have without any calibration."""
@@ -685,13 +771,14 @@ def _with_half(program: Program, **change: object) -> Program:
 
 
 def test_an_unchecked_programs_bad_halves_are_refused_by_name(stuck_program: Program) -> None:
-    """Lowering without checks (the simulator's) refuses, as a damaged Program, levels that are not a matrix, a
-    region that is not three integers and one on an array the chip lacks; levels given as a list lower as the
-    array would."""
+    """Lowering without checks (the simulator's) refuses, as a damaged Program, levels that are not a matrix or
+    not integers, a region that is not three integers and one on an array the chip lacks; levels given as a list
+    lower as the array would."""
     program = stuck_program
     half = program.layers[-1].blocks[-1].copies[-1].neg
     region = half.region
     cases = [({"levels": half.levels[..., None]}, "a copy half's levels are not a matrix"),
+             ({"levels": half.levels.astype(np.float64)}, "a copy half's levels are not integers but float64"),
              ({"region": dataclasses.replace(region, array=region.array + 0.5)},
               "a copy half's region is not three integers"),
              ({"region": dataclasses.replace(region, col=float(region.col))}, "a copy half's region is not three"),

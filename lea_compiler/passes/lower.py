@@ -26,7 +26,7 @@ from lea_compiler.passes.place import Placed, PlacementLatency, PlacementSummary
 from lea_compiler.passes.quantize import QuantizedLayer
 from lea_compiler.passes.select import Selection
 from lea_compiler.passes.tile import Tiling
-from lea_compiler.program import BlockCopy, CopyHalf, Layer, Program, ProgramBlock
+from lea_compiler.program import BlockCopy, CopyHalf, Layer, LevelsPack, Program, ProgramBlock
 
 
 def lower_to_program(
@@ -47,17 +47,22 @@ def lower_to_program(
         if None in (quantized, tiling, ensemble, placed, encoded, selection):
             raise CompileError(f"{node.describe()} is not fully mapped; run the whole pipeline")
         assert quantized and tiling and ensemble and placed and encoded and selection
+        # every copy half's levels in one buffer (`LevelsPack`), block by block, copy by copy, G+ then G-: the
+        # halves hold its views
+        pack = LevelsPack.of([levels for block in tiling.blocks for copy in range(ensemble.alpha)
+                              for levels in (encoded.get(block.index, copy).pos_levels,
+                                             encoded.get(block.index, copy).neg_levels)])
+        views = iter(pack.levels)
         blocks = []
         for block in tiling.blocks:
             rows = slice(block.row_start, block.row_stop)
             cols = slice(block.col_start, block.col_stop)
             copies = []
             for copy in range(ensemble.alpha):
-                enc = encoded.get(block.index, copy)
                 halves = []
-                for polarity, levels in (("pos", enc.pos_levels), ("neg", enc.neg_levels)):
+                for polarity in ("pos", "neg"):
                     placed_copy = placed.get(block.index, polarity, copy)
-                    halves.append(CopyHalf(placed_copy.region, levels, placed_copy.cost_uS))
+                    halves.append(CopyHalf(placed_copy.region, next(views), placed_copy.cost_uS))
                 copies.append(BlockCopy(copy, halves[0], halves[1]))
             blocks.append(
                 ProgramBlock(
@@ -82,6 +87,7 @@ def lower_to_program(
                 mapping_error_uS=placed.cost_uS, effective_error_uS=selection.effective_error_uS,
                 column_gain=None if compensation is None else compensation.gain.copy(),
                 column_offset=None if compensation is None else compensation.offset.copy(),
+                levels_pack=pack,
             )
         )
     summary = graph.fact(PlacementSummary)

@@ -20,7 +20,8 @@ The package imports no compiler pass (the passes make a Program:
 lea_compiler/passes/lower.py), so the backends load without the compiler:
 
 - types.py: `Layer`, `ProgramBlock`, `BlockCopy`, `CopyHalf` (a crossbar
-  layer as mapped onto the chip) and `represented_matrix`;
+  layer as mapped onto the chip), `LevelsPack` (a layer's copy halves' levels
+  in one buffer, as loaded or compiled) and `represented_matrix`;
 - core.py: `Program` and `with_calibration`;
 - file.py: the `.leac` file (`Program.save` / `Program.load`), its format
   described there;
@@ -36,7 +37,7 @@ from __future__ import annotations
 from lea_compiler.program.checks import MAX_PROBLEMS, program_problems
 from lea_compiler.program.core import Program, with_calibration
 from lea_compiler.program.file import FORMAT, MAX_PROGRAM_BYTES, VERSION, embedded_model_digest
-from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock, represented_matrix
+from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, LevelsPack, ProgramBlock, represented_matrix
 
 __all__ = [
     "FORMAT",
@@ -46,6 +47,7 @@ __all__ = [
     "BlockCopy",
     "CopyHalf",
     "Layer",
+    "LevelsPack",
     "Program",
     "ProgramBlock",
     "embedded_model_digest",

@@ -8,7 +8,7 @@ the board backend runs it before emitting anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -180,7 +180,7 @@ def checked_halves(program: Program) -> tuple[list[str], Halves | None]:
                         "has them for every half")
     if problems:
         return problems, None  # the placement checks below index by the facts just checked
-    laid_out = _halves_fit(chip, [block for layer in program.layers for block in layer.blocks])
+    laid_out = _halves_fit(chip, program.layers)
     if laid_out is not None:
         return problems, laid_out
     halves = [(layer, block, copy, polarity, half) for layer in program.layers for block in layer.blocks
@@ -192,8 +192,8 @@ _Half = tuple[Layer, ProgramBlock, BlockCopy, str, CopyHalf]
 """A copy half with where it is: its layer, block, copy and polarity."""
 
 
-def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> Halves | None:
-    """The copy halves of `blocks` laid out (`schedule.halves.lay_out_halves`) if every one lies inside a chip
+def _halves_fit(chip: Chip, layers: Sequence[Layer]) -> Halves | None:
+    """The copy halves of `layers` laid out (`schedule.halves.lay_out_halves`) if every one lies inside a chip
     array, overlaps no other and is marked stuck (-1) exactly where the chip's device is stuck: what
     `_half_problems` finds nothing wrong with, found for all halves at once with numpy rather than half by half
     (a 25 x 25-array Program has thousands of halves); None if one does not.
@@ -206,7 +206,7 @@ def _halves_fit(chip: Chip, blocks: list[ProgramBlock]) -> Halves | None:
     from lea_compiler.schedule.halves import lay_out_halves
 
     try:
-        laid_out = lay_out_halves(chip, blocks)
+        laid_out = lay_out_halves(chip, layers)
     except InvalidInputError:  # a region off the chip or outside its array
         return None
     return laid_out if not laid_out.overlap() and laid_out.stuck_marked() else None
@@ -432,7 +432,9 @@ def _levels_within(layer: Layer, top: int) -> bool:
     levels = [half.levels for block in layer.blocks for copy in block.copies for half in (copy.pos, copy.neg)]
     if not all(isinstance(value, np.ndarray) and value.dtype.kind in "iu" for value in (*targets, *levels)):
         return False
-    return _within(targets, 0, top) and _within(levels, -1, top)
+    # a loaded or compiled layer's levels are one buffer already, while its halves hold its views (`LevelsPack`)
+    packed = None if layer.levels_pack is None else layer.levels_pack.values_of(levels)
+    return _within(targets, 0, top) and _within(levels if packed is None else [packed], -1, top)
 
 
 def _block_problems(layer: Layer, block: ProgramBlock, top: int, ranged: bool = False) -> list[str]:

@@ -74,7 +74,7 @@ from lea_compiler.program.archive import (
     read_member,
 )
 from lea_compiler.program.checks import listing
-from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
+from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, LevelsPack, ProgramBlock
 
 if TYPE_CHECKING:  # core.py imports this module: the Program type is for the annotations only
     from lea_compiler.program.core import Program
@@ -453,6 +453,7 @@ def _half_json(arrays: dict[str, np.ndarray], name: str, half: CopyHalf, version
 
 
 def _layer_from_json(item: dict[str, Any], array: Any, version: int) -> Layer:
+    levels_pack = None
     if version == 1:
         blocks = [_block_from_json(b, array(b["target_pos"]), array(b["target_neg"]), array(b["selection"]),
                                    lambda c: _half_from_json(c, array(c["levels"]), array(c["programmed_uS"])
@@ -482,6 +483,11 @@ def _layer_from_json(item: dict[str, Any], array: Any, version: int) -> Layer:
         for unpacker in (levels, targets, selection, programmed):
             if unpacker is not None:
                 unpacker.finish()
+        # the halves' levels are the views of the pack just taken, in order: lowering takes the pack whole
+        shapes = np.array([block.shape for block in blocks], dtype=np.int64).reshape(-1, 2)
+        levels_pack = LevelsPack(levels.pack, tuple(half.levels for block in blocks for copy in block.copies
+                                                    for half in (copy.pos, copy.neg)),
+                                 np.repeat(shapes, [2 * len(block.copies) for block in blocks], axis=0))
     return Layer(
         name=item["name"], rows=item["rows"], cols=item["cols"], bias_row=item["bias_row"],
         encoding=item["encoding"], levels_uS=tuple(item["levels_uS"]), scale=array(item["scale"]),
@@ -490,6 +496,7 @@ def _layer_from_json(item: dict[str, Any], array: Any, version: int) -> Layer:
         input_full_scale=_optional_float(item.get("input_full_scale")),
         column_gain=array(item["column_gain"]) if "column_gain" in item else None,
         column_offset=array(item["column_offset"]) if "column_offset" in item else None,
+        levels_pack=levels_pack,
     )
 
 

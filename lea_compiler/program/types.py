@@ -7,7 +7,10 @@ where every copy of every block sits and what it is programmed to;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +58,55 @@ class ProgramBlock:
 
 
 @dataclass(frozen=True, eq=False)
+class LevelsPack:
+    """A layer's copy halves' levels laid end to end in one buffer (block by block, copy by copy, G+ then G-, each
+    row by row), with the arrays the halves were given: each a view of `values` at its place, so the two hold the
+    same values for as long as the halves hold those very arrays (`values_of`), written in place or not (their
+    shapes are the ones they were made with: `shapes`). Loading a Program (whose file packs them so) and compiling
+    one make it; lowering and the checks then take the buffer whole instead of raveling thousands of small
+    arrays. A Program built otherwise has none, and is laid out half by half."""
+
+    values: np.ndarray  # 1-D: every half's levels, half after half
+    levels: tuple[np.ndarray, ...]  # the halves' arrays, in order: views of `values`
+    shapes: np.ndarray  # (halves, 2) int64: their rows and cols
+
+    @classmethod
+    def of(cls, parts: Sequence[np.ndarray]) -> LevelsPack:
+        """Matrices (each a copy half's levels, in order) copied into one buffer, and their views of it, which the
+        halves are to be given (the compiler's `passes.lower`)."""
+        shapes = np.array([np.shape(part) for part in parts], dtype=np.int64).reshape(-1, 2)
+        values = np.concatenate([np.asarray(part).ravel() for part in parts]) if parts else np.zeros(0, np.int8)
+        return cls.viewing(values, shapes)
+
+    @classmethod
+    def viewing(cls, values: np.ndarray, shapes: np.ndarray) -> LevelsPack:
+        """The views of `values` (1-D) as matrices of `shapes` ((halves, 2)) laid end to end, which the halves are
+        to be given.
+
+        Raises:
+            ValueError: `values` does not hold exactly that many values."""
+        shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        ends = np.cumsum(shapes[:, 0] * shapes[:, 1]).tolist()
+        if (ends[-1] if ends else 0) != values.size:
+            raise ValueError(f"a pack of {values.size} levels for halves of {ends[-1] if ends else 0}")
+        views = tuple(values[end - rows * cols:end].reshape(rows, cols)
+                      for end, (rows, cols) in zip(ends, shapes.tolist(), strict=True))
+        return cls(values, views, shapes)
+
+    def __reduce__(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+        # pickled (a Program sent to a worker), the halves' arrays come back as arrays of their own, no longer views
+        # of `values`: the copy is made with views of its own, which no half holds, so it is not taken (`values_of`)
+        return (LevelsPack.viewing, (self.values, self.shapes))
+
+    def values_of(self, levels: Sequence[np.ndarray]) -> np.ndarray | None:
+        """`values`, if `levels` (the layer's halves' levels, in order) are the very arrays the pack made, so hold
+        its values; None if any is not (a half given other levels since)."""
+        if len(levels) != len(self.levels) or not all(map(operator.is_, levels, self.levels)):
+            return None
+        return self.values
+
+
+@dataclass(frozen=True, eq=False)
 class Layer:
     """One crossbar layer (an MVM node of the graph) as mapped onto the chip."""
 
@@ -74,6 +126,8 @@ class Layer:
     input_full_scale: float | None = None  # DAC full-scale input |x|, when calibrated at compile time
     column_gain: np.ndarray | None = None  # (cols,) stuck-device compensation (passes/compensate.py), or None
     column_offset: np.ndarray | None = None  # (cols,) weight units, added with the gain
+    levels_pack: LevelsPack | None = field(default=None, repr=False)  # the halves' levels in one buffer, when
+    # loaded or compiled (`LevelsPack`)
 
     @property
     def devices(self) -> int:

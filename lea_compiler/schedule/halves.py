@@ -3,9 +3,10 @@
 Both the Program checks (`program.checks`, whether every half fits) and lowering (`lower.prepare`, which lays
 the halves out for the schedule) need every copy half's region, shape and levels as vectors, the layout of the
 arrays they use, and which of the chip's devices in them are stuck. `lay_out_halves` finds the first three once
-for all halves (a 25 x 25-array Program has thousands), refusing what an unchecked Program could get wrong, and
-`Halves.stuck` the last; the checks' `checked_halves` hands its `Halves` on to lowering
-(`prepare(check=True)`), which then does not lay the halves out again.
+for all halves (a 25 x 25-array Program has thousands; a loaded or compiled one's levels taken whole from each
+layer's `LevelsPack`), refusing what an unchecked Program could get wrong, and `Halves.stuck` the last; the
+checks' `checked_halves` hands its `Halves` on to lowering (`prepare(check=True)`), which then does not lay the
+halves out again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.geometry import region_bounds
-from lea_compiler.program.types import CopyHalf, ProgramBlock
+from lea_compiler.program.types import CopyHalf, Layer
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 
 
@@ -62,16 +63,31 @@ class Halves:
         return bool(np.array_equal(np.flatnonzero(self.values == -1), self.stuck[0]))
 
 
-def lay_out_halves(chip: Chip, blocks: Sequence[ProgramBlock]) -> Halves:
-    """The copy halves of `blocks` (in order: block by block, copy by copy, G+ then G-) on `chip`.
+def lay_out_halves(chip: Chip, layers: Sequence[Layer]) -> Halves:
+    """The copy halves of `layers` (in order: layer by layer, block by block, copy by copy, G+ then G-) on `chip`.
+
+    Their levels are taken whole from each layer's `LevelsPack` where every layer has one that its halves still
+    hold (a loaded or compiled Program), and else gathered half by half.
 
     Raises:
-        InvalidInputError: a half's levels are not a matrix, its region is not three integers, is on an array
-            the chip lacks or does not lie inside its array (what the checks refuse, for an unchecked Program)."""
+        InvalidInputError: a half's levels are not a matrix of integers, its region is not three integers, is on
+            an array the chip lacks or does not lie inside its array (what the checks refuse, for an unchecked
+            Program)."""
+    blocks = [block for layer in layers for block in layer.blocks]
     halves = [half for block in blocks for copy in block.copies for half in (copy.pos, copy.neg)]
-    levels = [np.asarray(half.levels) for half in halves]
-    if any(own.ndim != 2 for own in levels):
-        raise InvalidInputError("a copy half's levels are not a matrix (check the Program with `leac show`)")
+    packed = _packed_levels(layers, halves)
+    if packed is not None:
+        values, shapes = packed
+    else:
+        levels = [np.asarray(half.levels) for half in halves]
+        if any(own.ndim != 2 for own in levels):
+            raise InvalidInputError("a copy half's levels are not a matrix (check the Program with `leac show`)")
+        shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
+                             count=2 * len(levels)).reshape(-1, 2)
+        values = np.concatenate([own.ravel() for own in levels]) if halves else np.zeros(0, dtype=np.int8)
+    if values.dtype.kind not in "iu":  # float levels would index the conductance tables (a bare numpy error)
+        raise InvalidInputError(f"a copy half's levels are not integers but {values.dtype} (check the Program with "
+                                "`leac show`)")
     regions = [half.region for half in halves]
     # a list per field: faster than a tuple per region
     fields = np.array([[region.array for region in regions], [region.row for region in regions],
@@ -81,8 +97,6 @@ def lay_out_halves(chip: Chip, blocks: Sequence[ProgramBlock]) -> Halves:
     if fields.dtype.kind not in "iu":  # not round 34.5 to 34, nor wrap a number past int64
         raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)")
     array, row, col = fields.astype(np.int64, copy=False)
-    shapes = np.fromiter(chain.from_iterable([own.shape for own in levels]), dtype=np.int64,
-                         count=2 * len(levels)).reshape(-1, 2)
     bounds = region_bounds(shapes[:, 0], shapes[:, 1])
     ids = np.unique(array)
     try:
@@ -92,5 +106,24 @@ def lay_out_halves(chip: Chip, blocks: Sequence[ProgramBlock]) -> Halves:
                                 "`leac show`)") from None
     layout = Layout.of_arrays(ids, used)
     layout.placed(array, row, col, shapes[:, 0], shapes[:, 1])  # every half inside its array (or an error)
-    values = np.concatenate([own.ravel() for own in levels]) if halves else np.zeros(0, dtype=np.int8)
     return Halves(chip, halves, array, row, col, shapes, bounds, values, layout)
+
+
+def _packed_levels(layers: Sequence[Layer], halves: list[CopyHalf]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The halves' levels laid end to end and their shapes, from the layers' `LevelsPack`s (a copy of them): None
+    unless every layer has one that its halves still hold (`LevelsPack.values_of`)."""
+    packs = [layer.levels_pack for layer in layers]
+    if not halves or any(pack is None for pack in packs):
+        return None
+    values, shapes = [], []
+    at = 0
+    for pack in packs:
+        assert pack is not None
+        count = len(pack.levels)
+        if pack.values_of([half.levels for half in halves[at:at + count]]) is None:
+            return None
+        if count:  # (an empty one's dtype would promote the others')
+            values.append(pack.values)
+            shapes.append(pack.shapes)
+        at += count
+    return (np.concatenate(values), np.concatenate(shapes)) if at == len(halves) else None

@@ -269,14 +269,28 @@ class Lowered:
     def half_conductances(self) -> np.ndarray:
         """`devices.conductances(levels_uS)[at]` of the chip's levels: every half's conductances without noise,
         half after half (copy halves are read in `halves` order, so a block's reads are a slice of it)."""
+        found = self._conductances(0, self.values.size)
+        found.setflags(write=False)
+        return found
+
+    def half_conductances_of(self, lo: int, hi: int) -> np.ndarray:
+        """`half_conductances[lo:hi]`, found for those devices only unless the whole is (lowering's worst-case ADC
+        ranges go through the halves part by part: `conductances.worst_case_full_scales_uA`)."""
+        if "half_conductances" in self.__dict__:
+            return self.half_conductances[lo:hi]
+        return self._conductances(lo, hi)
+
+    def _conductances(self, lo: int, hi: int) -> np.ndarray:
+        """The conductances without noise of the halves' devices [lo, hi) (`noiseless_conductances`)."""
         levels = np.asarray(self.program.chip.device.levels_uS, dtype=np.float64)
+        first, last = np.searchsorted(self.unwritten, [lo, hi]).tolist()
+        others = self.unwritten[first:last]
         # the unwritten halves' devices are the skipped ones, which `prepare` marked in half order (an unchecked
         # Program with other negative levels: each device's own stuck_uS, the whole buffer made for it)
         marked = self.marked_uS
-        found = noiseless_conductances(self.values, levels, lambda i: marked if i.size == marked.size
-                                       else self.devices.stuck_uS[self.at[i]], self.unwritten)
-        found.setflags(write=False)
-        return found
+        return noiseless_conductances(self.values[lo:hi], levels,
+                                      lambda i: marked[first:last] if self.unwritten.size == marked.size
+                                      else self.devices.stuck_uS[self.at[others]], others - lo)
 
     @cached_property
     def half_target_conductances(self) -> np.ndarray:
@@ -333,7 +347,7 @@ def prepare(program: Program, *, check: bool = True) -> Lowered:
         problems, laid_out = checked_halves(program)
         collected(problems, MAX_PROBLEMS).raise_if_any("the Program does not agree with its chip or graph")
     if laid_out is None:
-        laid_out = lay_out_halves(program.chip, blocks)
+        laid_out = lay_out_halves(program.chip, program.layers)
         # the checks (`program_problems`: the same regions_overlap) refuse halves that share a device; unchecked,
         # say so rather than let one half overwrite another
         if not check and laid_out.overlap():
@@ -598,7 +612,8 @@ def _read_table(lowered: Lowered, layer: Layer, pairs: list[int],
 def _block_ranges(lowered: Lowered, layer: Layer, pairs: list[int]) -> list[float | None]:
     """Each block's ADC range: its calibrated one, or else its worst case (`worst_case_full_scales_uA`), found for
     every such block at once; a block's reads are its `pairs[b]` copy halves, whose conductances
-    `Lowered.half_conductances` holds half after half from the layer's first (`Lowered.first_half`)."""
+    `Lowered.half_conductances` holds half after half from the layer's first (`Lowered.first_half`), found part
+    by part (`Lowered.half_conductances_of`: no buffer of every device, which the simulator does not ask for)."""
     ranges = [block.adc_full_scale_uA for block in layer.blocks]
     worst = np.array([full_scale is None for full_scale in ranges], dtype=bool)
     if not worst.any():
@@ -608,7 +623,7 @@ def _block_ranges(lowered: Lowered, layer: Layer, pairs: list[int]) -> list[floa
     block = np.repeat(np.arange(len(pairs)), pairs)  # each of the layer's halves' block
     chosen = worst[block]
     numbers = np.cumsum(worst) - 1  # the worst-case blocks numbered 0, 1, ...
-    found = worst_case_full_scales_uA(lowered.half_conductances, lowered.bounds[halves][chosen],
+    found = worst_case_full_scales_uA(lowered.half_conductances_of, lowered.bounds[halves][chosen],
                                       lowered.shapes[halves][chosen], numbers[block[chosen]],
                                       lowered.program.chip.periphery.v_read_V).tolist()
     for b in np.flatnonzero(worst).tolist():

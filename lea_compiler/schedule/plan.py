@@ -150,7 +150,7 @@ class Schedule:
     def read_conductances(self, name: str, *, stuck: bool = True) -> np.ndarray:
         """Layer `name`'s reads' devices without noise, read after read (`devices.conductances(levels_uS,
         stuck=stuck)[read_windows(name)]`; read only): a lowered Program's from its copy halves'
-        (`Lowered.half_conductances`, which lowering found for the ADC ranges), not from every array's devices."""
+        (`Lowered.half_conductances`, made when first asked for), not from every array's devices."""
         held = self._lowered.get(name)
         if held is None:
             found = self.devices.conductances(self.levels_uS, stuck=stuck)[self.read_windows(name)]
