@@ -5,7 +5,7 @@ the fastest CPU time of `--repeats` calls of each:
 - the write errors times sigma: `write_errors` then a multiply (the draw before), and `write_errors(scale=sigma)`
   into a buffer (the scaled quantiles looked up with the draw);
 - the levels' targets: the byte table indexed one level at a time (`table.take` of the bytes as intp, before)
-  and two at a time (`crossbar._pair_gathered`);
+  and two at a time (`conductances.pair_gathered`);
 - `written_uS` whole, in parts of 2^14 to 2^18 devices (`crossbar._WRITE_PART`).
 
 Run:  python benchmarks/bench_write_parts.py [--repeats 15]
@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from lea_compiler.backends import crossbar
 from lea_compiler.chip import DeviceModel
 from lea_compiler.programming.devices import write_errors
-from lea_compiler.schedule.conductances import byte_table
+from lea_compiler.schedule.conductances import byte_table, pair_gathered
 
 DEVICES = 1_429_200
 
@@ -51,7 +51,7 @@ def main() -> None:
             lambda: write_errors(rng, (DEVICES,), out=out, scale=sigma), args.repeats)
         times["targets, a level at a time"] = cpu_ms(lambda: table.take(level.view(np.uint8).astype(np.intp)),
                                                      args.repeats)
-        times["targets, two levels at a time"] = cpu_ms(lambda: crossbar._pair_gathered(level, table), args.repeats)
+        times["targets, two levels at a time"] = cpu_ms(lambda: pair_gathered(level, table), args.repeats)
         default = crossbar._WRITE_PART
         try:
             for power in range(14, 19):

@@ -31,7 +31,6 @@ around: the weights the Program represents (`program.represented_matrix`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,7 +55,7 @@ from lea_compiler.programming.devices import (
     write_errors,
     write_sigma_uS,
 )
-from lea_compiler.schedule.conductances import byte_table
+from lea_compiler.schedule.conductances import byte_table, pair_gathered
 from lea_compiler.schedule.execute import CrossbarExecutor, NoiseSpan
 from lea_compiler.schedule.lower import region_window
 from lea_compiler.schedule.plan import LayerPlan, Schedule, schedule_of
@@ -274,37 +273,9 @@ def _level_table(level: np.ndarray, levels_uS: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _gathered(level: np.ndarray, levels: np.ndarray, table: np.ndarray | None) -> np.ndarray:
-    """The targets of checked levels (`_level_table`): one gather; int8 levels two at a time (`_pair_gathered`)."""
-    return np.take(levels, level, mode="clip") if table is None else _pair_gathered(level, table)
-
-
-def _pair_gathered(level: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """table[level.view(np.uint8)] for int8 levels and their byte table (float64), the same values: two
-    neighbouring levels at a time, their two bytes read as one little-endian uint16 index into the table of
-    (table[b0], table[b1]) pairs (`_pair_table`, each pair one complex128 item), so the gather moves half as many
-    items, 16 bytes each, and makes no intp index per level (1.2-1.4 ms against 4.2-7.2 for 1.43 million levels:
-    benchmarks/bench_write_parts.py, results/write_parts.txt). A Program's few levels touch few entries of that
-    1 MiB table, which stay in cache."""
-    flat = np.ascontiguousarray(level).reshape(-1)
-    out = np.empty(flat.shape)
-    even = len(flat) - len(flat) % 2
-    np.take(_pair_table(table.tobytes()), flat[:even].view("<u2").astype(np.intp),
-            out=out[:even].view(np.complex128), mode="wrap")  # ("wrap": in range anyway; "raise" buffers out)
-    if even < len(flat):
-        out[-1] = table[flat[-1:].view(np.uint8)[0]]
-    return out.reshape(level.shape)
-
-
-@functools.lru_cache(maxsize=4)
-def _pair_table(table: bytes) -> np.ndarray:
-    """Entry b0 + 256 b1 = (table[b0], table[b1]), as one complex128 (real part first in memory), for the byte
-    table of 256 float64 given as its bytes (the cache's key): `_pair_gathered`'s table (1 MiB, made once)."""
-    values = np.frombuffer(table, dtype=np.float64)
-    pairs = np.empty((256, 256, 2))  # [b1, b0]: entry b0 + 256 b1
-    pairs[:, :, 0], pairs[:, :, 1] = values[None, :], values[:, None]
-    found = pairs.view(np.complex128).reshape(-1)
-    found.flags.writeable = False
-    return found
+    """The targets of checked levels (`_level_table`): one gather; int8 levels two at a time
+    (`conductances.pair_gathered`)."""
+    return np.take(levels, level, mode="clip") if table is None else pair_gathered(level, table)
 
 
 def written_uS(level: np.ndarray, levels_uS: np.ndarray, rng: np.random.Generator, sigma_uS: float
