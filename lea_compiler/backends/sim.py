@@ -257,8 +257,9 @@ def simulate(
     if board is not None:
         _check_board(program, board)
     if not ideal:  # before any programming: refuse regions too large for the IR-drop solve, log its cost
-        shapes = [shape for plan in schedule.layers.values()
-                  for shape in zip(*(field.tolist() for field in plan.read_fields("rows", "cols")), strict=True)]
+        shapes = schedule.derived("read shapes", lambda: tuple(
+            shape for plan in schedule.layers.values()  # type: ignore[union-attr]
+            for shape in zip(*(field.tolist() for field in plan.read_fields("rows", "cols")), strict=True)))
         check_regions(shapes, sim_chip.periphery.lines, "simulate")
     rng = np.random.default_rng(seed)
     write = None
