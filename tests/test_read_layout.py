@@ -4,7 +4,10 @@ schedule report what separate `simulate()` calls on schedules lowered afresh (or
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import gc
+import weakref
 
 import numpy as np
 import onnx
@@ -17,6 +20,7 @@ from lea_compiler.chip import DeviceModel, synth_chip
 from lea_compiler.chip.variability import NoiseModel
 from lea_compiler.compiler import compile_model
 from lea_compiler.pipeline import CompileOptions
+from lea_compiler.program import Program
 from lea_compiler.schedule.plan import schedule_of
 from lea_compiler.schedule.read_layout import band_frame, lay_out, read_layout
 from tests.helpers import mlp_model
@@ -37,7 +41,9 @@ def _job(tmp_path, read_model: bool, options: CompileOptions):
 
 
 def _json(report) -> dict:
-    return {**report.to_json(), "seconds": 0}
+    """The report's keys, but for its wall time, and the analog time it does not print (the layers' `layer_cost`
+    on the simulated periphery: a cost kept for another periphery shows only there)."""
+    return {**report.to_json(), "seconds": 0, "analog_ns": (report.cost.analog_ns, report.counted.analog_ns)}
 
 
 @pytest.mark.parametrize("read_model, source, options", [
@@ -106,3 +112,25 @@ def test_the_plans_part_is_made_once_read_only_and_the_devices_are_each_draws_ow
             np.testing.assert_array_equal(a, b, strict=True)
     copied = dataclasses.replace(plan)
     assert not copied._derived and read_layout(copied) is not read_layout(plan)
+
+
+def test_a_shared_board_schedule_keeps_no_program_alive_and_its_deep_copy_simulates(tmp_path) -> None:
+    """The costs kept with a board file's schedule are keyed by the periphery's values and the timeline held for
+    the latest Program weakly: a Program simulated on it and dropped is freed, and a deep copy of the schedule (its
+    kept parts copied too) simulates what the schedule does, for another Program object of the same file."""
+    program, data = _job(tmp_path, False, CompileOptions(k=2))
+    emit_board(program, tmp_path / "p.board")
+    program.save(tmp_path / "p.leac")
+    board = board_schedule(read_board(tmp_path / "p.board"))
+    want = _json(simulate(program, data, seed=3, board=board))
+    del program
+    gc.collect()
+    loaded = Program.load(tmp_path / "p.leac")
+    alive = weakref.ref(loaded)
+    assert _json(simulate(loaded, data, seed=3, board=board)) == want
+    again = Program.load(tmp_path / "p.leac")
+    assert _json(simulate(again, data, seed=3, board=copy.deepcopy(board))) == want
+    assert _json(simulate(again, data, seed=3, board=board)) == want
+    del loaded
+    gc.collect()
+    assert alive() is None  # the schedule did not keep the Program simulated on it before `again`

@@ -9,9 +9,10 @@ The simulator (`backends/sim.py`) counts the same events while it runs and repor
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -272,6 +273,25 @@ def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tu
             (pulses * p.e_write_pulse_pJ + device_reads * (p.e_device_read_pJ + p.e_adc_pJ)) * 1e-6)
 
 
+_T = TypeVar("_T")
+
+
+class _Latest:
+    """A value made for the latest of some objects, which it holds weakly (a cache that keeps no owner alive)."""
+
+    def __init__(self) -> None:
+        self._owner: weakref.ref[Any] | None = None
+        self._value: Any = None
+
+    def of(self, owner: Any, make: Callable[[], _T]) -> _T:
+        """The value made for `owner`: the one kept if it was made for this very object (still alive), else
+        `make()`, kept in its place."""
+        if self._owner is None or self._owner() is not owner:
+            self._value = make()
+            self._owner = weakref.ref(owner)
+        return cast(_T, self._value)
+
+
 def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule | None = None,
                   device_read_pJ: Mapping[str, float] | None = None,
                   layer_costs: Mapping[str, LayerCost] | None = None) -> CostModel:
@@ -313,12 +333,10 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
         for key, value in layer.items():
             energy[key] += value
     # the timeline depends on the Program, the schedule and the periphery only (the layers' costs are their
-    # `layer_cost`s on it): made once per schedule, Program and periphery, which are kept with it (so their ids
-    # are no other objects'), for every draw of `simulate_trials`
-    held = schedule.derived(("timeline", id(program), id(p)), lambda: (
-        program, p, timeline_of(program, schedule, p, applications=apps, costs=costs)))
-    assert held[0] is program and held[1] is p
-    timing = held[2]
+    # `layer_cost`s on it): kept with the schedule per periphery (by its values) for the latest Program, which it
+    # does not keep alive, so every draw of `simulate_trials` makes it once
+    timing = schedule.derived(("timeline", p), _Latest).of(
+        program, lambda: timeline_of(program, schedule, p, applications=apps, costs=costs))
     latency = timing.latency_ns
     power = static_power_uW(schedule, p)
     energy["static"] = static_energy_pJ(power, latency)

@@ -236,11 +236,10 @@ class CrossbarLayer:
 
 
 def plan_cost(plan: LayerPlan, periphery: Periphery) -> LayerCost:
-    """`layer_cost(plan, periphery)`, made once per plan and periphery (`LayerPlan.derived`): every draw of a
-    schedule on one chip costs the same per application."""
-    held = plan.derived(("cost", id(periphery)), lambda: (periphery, layer_cost(plan, periphery)))
-    assert held[0] is periphery  # the periphery is kept with its cost, so its id is no other object's
-    return held[1]
+    """`layer_cost(plan, periphery)`, made once per plan and periphery (`LayerPlan.derived`, keyed by the
+    periphery's values: chips with equal peripheries share it): every draw of a schedule on one chip costs the
+    same per application."""
+    return plan.derived(("cost", periphery), lambda: layer_cost(plan, periphery))
 
 
 def _regions(flat: np.ndarray, plan: LayerPlan) -> Regions:
