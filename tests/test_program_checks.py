@@ -259,6 +259,16 @@ def test_a_packed_layers_level_out_of_range_is_named(program, tmp_path, how: str
         assert program_problems(packed) == [expected]
         half.levels[1, 0] = was
         assert program_problems(packed) == []
+        last_block = packed.layers[0].blocks[-1]
+        last = last_block.copies[-1].neg.levels  # the pack's very last level
+        was = int(last[-1, -1])
+        last[-1, -1] = top + 1
+        assert packed.layers[0].levels_pack.values[-1] == top + 1
+        assert program_problems(packed) == [f"layer 'fc0' block {last_block.index}: copy "
+                                            f"{last_block.copies[-1].copy} neg: the levels has a level index "
+                                            f"outside -1..{top}"]
+        last[-1, -1] = was
+        assert program_problems(packed) == []
     else:
         levels = half.levels.copy()
         levels[1, 0] = -2

@@ -196,6 +196,18 @@ def test_a_half_given_other_levels_is_laid_out_half_by_half(program: Program) ->
     assert not np.array_equal(want, lay_out_halves(program.chip, program.layers).values)
 
 
+def test_a_layer_with_more_halves_than_its_pack_is_laid_out_half_by_half(program: Program) -> None:
+    """The last layer rebuilt with a block more than its pack holds (the pack carried over: every pack still matches
+    the halves it holds) is laid out half by half, its extra block's halves included."""
+    *before, last = program.layers
+    grown = dataclasses.replace(last, blocks=(*last.blocks, last.blocks[0]))
+    assert grown.levels_pack is last.levels_pack
+    other = dataclasses.replace(program, layers=(*before, grown))
+    want = np.concatenate([own.ravel() for own in _levels(other)])
+    assert want.size > sum(layer.levels_pack.values.size for layer in program.layers)
+    np.testing.assert_array_equal(lay_out_halves(other.chip, other.layers).values, want)
+
+
 def test_a_pack_of_the_wrong_size_is_refused() -> None:
     """`LevelsPack.viewing` refuses values that are not exactly the halves' (a pack's views would be short); the
     views of a right one are the matrices laid end to end."""

@@ -440,6 +440,10 @@ def test_trials_run_the_digital_reference_once_within_its_budget_and_report_as_d
     assert simulate_trials(program, data, trials=1, seed=4).seconds >= 0.3  # the baseline counts
     monkeypatch.undo()
 
+    kept = DigitalReference(program, data).outputs(1, slice(0, 16))  # shared by the draws: read only
+    assert kept and not any(array.flags.writeable for array in kept.values())
+    assert all(array.flags.writeable for array in DigitalReference(program, data, 0).outputs(1, slice(0, 16)).values())
+
     other = compile_model(path, chip, CompileOptions(k=1)).program
     for reference, message in ((DigitalReference(other, data), "made for another Program"),
                                (DigitalReference(program, data[:1]), "made for other data sets"),
