@@ -24,7 +24,7 @@ from lea_compiler.chip import synth_chip
 from lea_compiler.compiler import compile_model
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
-from lea_compiler.program import Program
+from lea_compiler.program import Program, program_problems
 from lea_compiler.program.types import BlockCopy, ProgramBlock
 from lea_compiler.schedule import layout as layout_module
 from lea_compiler.schedule.conductances import (
@@ -788,6 +788,17 @@ def test_an_unchecked_programs_bad_halves_are_refused_by_name(stuck_program: Pro
             prepare(_with_half(program, **change), check=False)
     as_list = prepare(_with_half(program, levels=half.levels.tolist()), check=False)
     np.testing.assert_array_equal(as_list.values, prepare(program, check=False).values)
+    # integers of numpy types beside Python ints (numpy promotes uint64 and int to float64): taken as they are, as
+    # the checks take them; a float among them is still refused
+    typed = _with_half(program, region=dataclasses.replace(region, row=np.uint64(region.row)))
+    assert program_problems(typed) == []
+    for check in (True, False):
+        lowered = prepare(typed, check=check)
+        np.testing.assert_array_equal(lowered.regions, prepare(program, check=False).regions)
+        assert lowered.regions.dtype == np.int64
+    with pytest.raises(InvalidInputError, match="a copy half's region is not three integers"):
+        prepare(_with_half(program, region=dataclasses.replace(region, row=np.uint64(region.row),
+                                                               col=float(region.col))), check=False)
 
 def test_a_region_on_an_array_the_layout_lacks_is_a_key_error() -> None:
     """`Layout.windows` looks arrays up all at once; an array it does not have is a KeyError naming it, as the

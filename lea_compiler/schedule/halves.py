@@ -11,6 +11,7 @@ halves out again.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,7 +21,7 @@ import numpy as np
 
 from lea_compiler.chip import Chip
 from lea_compiler.errors import InvalidInputError, UsageError
-from lea_compiler.geometry import region_bounds
+from lea_compiler.geometry import Region, region_bounds
 from lea_compiler.program.types import CopyHalf, Layer
 from lea_compiler.schedule.layout import Layout, regions_overlap, stuck_in_regions
 
@@ -95,7 +96,7 @@ def lay_out_halves(chip: Chip, layers: Sequence[Layer]) -> Halves:
     if not halves:
         fields = fields.astype(np.int64)
     if fields.dtype.kind not in "iu":  # not round 34.5 to 34, nor wrap a number past int64
-        raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)")
+        fields = _exact_fields(regions)
     array, row, col = fields.astype(np.int64, copy=False)
     bounds = region_bounds(shapes[:, 0], shapes[:, 1])
     ids = np.unique(array)
@@ -107,6 +108,20 @@ def lay_out_halves(chip: Chip, layers: Sequence[Layer]) -> Halves:
     layout = Layout.of_arrays(ids, used)
     layout.placed(array, row, col, shapes[:, 0], shapes[:, 1])  # every half inside its array (or an error)
     return Halves(chip, halves, array, row, col, shapes, bounds, values, layout)
+
+
+def _exact_fields(regions: list[Region]) -> np.ndarray:
+    """The regions' array, row and col as (3, halves) int64 where numpy made them floats: integers of mixed
+    types (np.uint64 beside Python ints, which numpy promotes to float64), each taken as the integer it is.
+
+    Raises:
+        InvalidInputError: a field that is not an integer (34.5, or a float 34.0), or one past int64."""
+    try:
+        return np.array([[operator.index(getattr(region, name)) for region in regions]
+                         for name in ("array", "row", "col")], dtype=np.int64).reshape(3, -1)
+    except (TypeError, OverflowError):
+        raise InvalidInputError("a copy half's region is not three integers (check the Program with `leac show`)"
+                                ) from None
 
 
 def _packed_levels(layers: Sequence[Layer], halves: list[CopyHalf]) -> tuple[np.ndarray, np.ndarray] | None:
