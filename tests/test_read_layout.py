@@ -134,3 +134,26 @@ def test_a_shared_board_schedule_keeps_no_program_alive_and_its_deep_copy_simula
     del loaded
     gc.collect()
     assert alive() is None  # the schedule did not keep the Program simulated on it before `again`
+
+
+def test_new_adc_ranges_on_a_used_executor_take_their_own_band_frame(tmp_path) -> None:
+    """An executor whose ADC ranges change after it has run (a narrower calibration) makes its bands again for
+    them: its outputs are those of an executor given the new ranges before it first ran, and not its old ones."""
+    program, data = _job(tmp_path, False, CompileOptions(k=2))
+    schedule = schedule_of(program)
+    plan = next(iter(schedule.layers.values()))
+
+    def layer() -> CrossbarLayer:  # the same devices (seed) each time; reads without noise (no generator)
+        return CrossbarLayer(plan, schedule, program.chip, np.random.default_rng(7), ideal=False,
+                             exact_read_noise=False)
+
+    x = data[0].x[:40]
+    used, fresh = layer(), layer()
+    before = used.executor.forward(x, None)
+    narrower = [fs * 0.3 for fs in used.executor.full_scale]
+    used.executor.full_scale = narrower
+    fresh.executor.full_scale = list(narrower)
+    after = used.executor.forward(x, None)
+    np.testing.assert_array_equal(after, fresh.executor.forward(x, None))
+    assert not np.array_equal(after, before)
+    assert used.executor._frame is band_frame(plan, narrower, used.executor.adc_bits)
