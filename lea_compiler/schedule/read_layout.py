@@ -27,6 +27,7 @@ from lea_compiler.schedule.regions import scatter
 
 _Found = TypeVar("_Found")
 
+
 @dataclass(frozen=True, eq=False)
 class ReadLayout:
     """Where a layer's reads land, per read in read order (int64 arrays): its row band [r0, r1) of the layer's
