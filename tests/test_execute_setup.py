@@ -1,4 +1,4 @@
-"""The crossbar executor's set-up (`CrossbarExecutor._lay_out`, `_row_conductance`, `_bands`), vectorised over
+"""The crossbar executor's set-up (`read_layout.lay_out`, `_row_conductance`, `_bands`), vectorised over
 all reads at once, against a per-read reference kept here: the loops it replaced, read after read, which must
 give the same values to the bit (the same float64 sums in the same order, the same float32 matrices)."""
 

@@ -50,7 +50,7 @@ from lea_compiler.grouping import group_width, split_columns, vector_runs
 from lea_compiler.schedule.linear_reads import BandStack, LinearReads, RowBand, linear_reads
 from lea_compiler.schedule.normal_draws import counter_gaussian, gaussian, noise_generator
 from lea_compiler.schedule.plan import LayerPlan
-from lea_compiler.schedule.read_layout import BandFrame, ReadLayout, band_frame, lay_out, read_layout, row_targets
+from lea_compiler.schedule.read_layout import BandFrame, band_frame, read_layout, row_targets
 from lea_compiler.schedule.regions import Regions, check_regions, flat_of, put_regions, row_sums
 
 _CHUNK_CURRENTS = 1 << 17
@@ -149,12 +149,6 @@ class CrossbarExecutor:
         """sum over the vectors (or runs) of sum_ij V_i^2 G_ij N_read, in V^2 uS, for the DAC voltages v
         (n, rows), or (n, G, rows) runs: times the read time it is the energy the devices dissipate."""
         return float(np.sum(squares_down(v) * self.row_conductance))
-
-    def _lay_out(self) -> ReadLayout:
-        """Where each read lands (`read_layout.lay_out`), made anew: the executor's own is the plan's, made once
-        per plan (`read_layout.read_layout`)."""
-        return lay_out(self.plan)
-
 
     def _bands(self) -> list[RowBand]:
         """Per row band: G+ and G- of every copy side by side, divided by the ADC step of their column
@@ -320,9 +314,9 @@ class CrossbarExecutor:
         if not self.linear or self.groups > 1:
             return None
         if self._linear is None or self._linear[1] is not bands:
-            ours = bands is self._prepared and self._frame is not None and bool(bands)
-            stack = self._stack if ours else None
-            columns = self._frame.column_terms if ours and self._frame is not None else None
+            frame = self._frame if bands and bands is self._prepared else None  # the bands its frame made
+            stack = None if frame is None else self._stack
+            columns = None if frame is None else frame.column_terms
             self._linear = (linear_reads(bands, self.rows, self.cols, self.alpha, self.read_noise, self.adc_bits,
                                          stack, columns), bands)
         return self._linear[0]
