@@ -49,14 +49,17 @@ def parse_block(text: str | None) -> tuple[int, int] | None:
     """`--block ROWSxCOLS` as (rows, cols), or None when not given.
 
     Raises:
-        UsageError: the text is not two whole numbers joined by an x.
+        UsageError: the text is not two whole numbers of at least 1 joined by an x.
     """
     if text is None:
         return None
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(re.fullmatch(r"[0-9]+", part.strip()) for part in parts):
         raise UsageError(f"--block takes ROWSxCOLS, e.g. 25x25, got {text!r}")
-    return int(parts[0]), int(parts[1])
+    rows, cols = int(parts[0]), int(parts[1])
+    if rows < 1 or cols < 1:  # 0 would read as "not given" further on: the chip's array shape
+        raise UsageError(f"--block takes ROWSxCOLS of at least 1 each, e.g. 25x25, got {text!r}")
+    return rows, cols
 
 
 def _split_block(block: tuple[int, int] | None) -> tuple[int | None, int | None]:

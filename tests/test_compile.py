@@ -90,6 +90,14 @@ def test_cnn_compiles_with_block_override(tmp_path) -> None:
     assert (conv2.rows, conv2.cols) == (36, 6) and len(conv2.blocks) == 5
 
 
+@pytest.mark.parametrize("rows, cols", [(0, 7), (7, 0), (0, 0)])
+def test_api_block_of_zero_is_refused_not_taken_as_the_default(files, rows, cols) -> None:
+    """block=(0, 7) tiled as the chip's 25 x 7 and the Program recorded block_rows 0: a 0 is a block of no rows."""
+    model, chip = files
+    with pytest.raises(CompileError, match=rf"block shape {rows} x {cols} must be positive"):
+        compile_model(model, chip, CompileOptions(k=1, block_rows=rows, block_cols=cols))
+
+
 def test_defect_free_chip_has_no_mapping_error(files) -> None:
     model, _ = files
     chip = Chip(arrays=tuple(Array(i, 25, 25) for i in range(4)))
@@ -145,6 +153,9 @@ def test_cli_does_not_fit_exits_4_and_writes_nothing(files, tmp_path, capsys) ->
     (["-k", "0"], "-k must be at least 1"),
     (["-k", "2", "--beta", "3"], "--beta must be between 1 and k"),
     (["--block", "25by25"], "--block takes ROWSxCOLS"),
+    # a 0 was taken as "not given": 0x7 tiled as 25 x 7 and the Program recorded block_rows 0
+    (["--block", "0x7"], "--block takes ROWSxCOLS of at least 1 each, e.g. 25x25, got '0x7'"),
+    (["--block", "7x0"], "--block takes ROWSxCOLS of at least 1 each"),
     (["--time-limit", "0"], "--time-limit must be a finite number of seconds above 0 and at most 86400"),
     # issue 13, item 16: inf and nan passed, then failed in the placer as "a bug in leac"
     (["--time-limit", "inf"], "--time-limit must be a finite number of seconds above 0 and at most 86400 (one day), "

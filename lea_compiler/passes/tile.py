@@ -99,8 +99,8 @@ class Tile:
 
     def block_limit(self) -> tuple[int, int]:
         default_rows, default_cols = default_block_shape(self.chip)
-        rows = self.rows or default_rows
-        cols = self.cols or default_cols
+        rows = default_rows if self.rows is None else self.rows
+        cols = default_cols if self.cols is None else self.cols
         if rows < 1 or cols < 1:
             raise CompileError(f"block shape {rows} x {cols} must be positive")
         if not any(a.rows >= rows and a.cols >= cols for a in self.chip.arrays):
