@@ -16,6 +16,7 @@ from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model, prepare
 from lea_compiler.errors import CompileError, DoesNotFitError, InvalidInputError, InvalidModelError
 from lea_compiler.onnx_frontend import import_model
+from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.quantize import crossbar_matrix, quantize_matrix
 from lea_compiler.pipeline import PASSES, CompileOptions, default_pipeline
 from lea_compiler.program import Program
@@ -275,18 +276,53 @@ def test_cli_models_leac_cannot_map_exit_3_and_write_nothing(files, tmp_path, ca
     assert not out.exists()
 
 
+def _left_constant_matmul() -> onnx.ModelProto:
+    nodes = [helper.make_node("MatMul", ["w", "x"], ["y"], name="mm")]
+    return make_model(nodes, {"x": (F, [4, "N"])}, ["y"], {"w": np.ones((3, 4), np.float32)})
+
+
+def _vector_weight_matmul() -> onnx.ModelProto:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    return make_model(nodes, {"x": (F, ["N", 4])}, ["y"], {"w": np.ones(4, np.float32)})
+
+
+def _batched_weight_matmul() -> onnx.ModelProto:
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    return make_model(nodes, {"x": (F, [2, "N", 4])}, ["y"], {"w": np.ones((2, 4, 3), np.float32)})
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_dynamic_matmul, "its right operand is computed, not a constant weight (an initializer or a Constant node)"),
+    # the weight is constant, but on the left: the old message ("by constant weights") said the opposite
+    (_left_constant_matmul, "its constant is the left operand (W @ x); a crossbar computes x @ W, the data on the "
+                            "left"),
+    (_vector_weight_matmul, "its constant weight is 1-D; a crossbar holds a matrix (2-D)"),
+    (_batched_weight_matmul, "its constant weight is 3-D; a crossbar holds a matrix (2-D)"),
+], ids=["computed", "left_constant", "vector", "batched"])
 @pytest.mark.parametrize("chips", ["--chip", "--chip-dir"])
-def test_cli_products_without_constant_weights_exit_1_naming_pass_and_node(files, tmp_path, capsys, chips) -> None:
+def test_cli_products_that_cannot_map_exit_1_naming_pass_node_and_why(files, tmp_path, capsys, chips, make,
+                                                                      reason) -> None:
+    """A product canonicalize cannot lower is named with why, not with "run canonicalize first" (which a user of
+    `leac compile` cannot do and which was not the cause)."""
     _, chip = files
     model = tmp_path / "m.onnx"
-    onnx.save(_dynamic_matmul(), model)
+    onnx.save(make(), model)
     out = tmp_path / "out"
     where = str(chip) if chips == "--chip" else str(chip.parent)
     assert main(["compile", str(model), chips, where, "-o", str(out)]) == 1
     err = capsys.readouterr().err
     after = "pass quantize (after: canonicalize): quantize" if chips == "--chip" else "compiling after canonicalize"
-    assert err.startswith(f"leac: error: {after} needs leac.MVM nodes") and "by constant weights" in err
-    assert err.rstrip().endswith("none here became one: node 'mm' (MatMul)") and not out.exists()
+    assert err.startswith(f"leac: error: {after} found no matrix product that maps onto crossbars")
+    assert err.rstrip().endswith(f"node 'mm' (MatMul): {reason}") and err.count("\n") == 1
+    assert "canonicalize first" not in err and not out.exists()
+
+
+def test_quantize_without_canonicalize_says_to_run_it(files) -> None:
+    """Through the API, passes run by hand: a product canonicalize would lower but did not (it did not run)."""
+    model, _ = files
+    graph = import_model(onnx.load(model))
+    with pytest.raises(CompileError, match=r"quantize needs leac.MVM nodes \(run canonicalize first\)"):
+        require_mvm(graph, "quantize")
 
 
 def test_prepare_refuses_a_model_without_matrix_products_before_any_chip(tmp_path) -> None:

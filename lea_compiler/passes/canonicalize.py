@@ -82,8 +82,8 @@ def require_mvm(graph: Graph, needed_by: str) -> None:
 
     Raises:
         InvalidModelError: the model has no matrix product at all, so nothing can go onto crossbars.
-        CompileError: it has matrix products but none became a `leac.MVM` (naming them): canonicalize did
-            not run, or none multiplies by constant weights.
+        CompileError: it has matrix products but none became a `leac.MVM`: each named with why it cannot
+            (`unmapped_reason`), or, where one could, that canonicalize did not run.
     """
     if graph.nodes_of("MVM"):
         return
@@ -92,9 +92,47 @@ def require_mvm(graph: Graph, needed_by: str) -> None:
         source = graph.metadata.get("source") or graph.name
         raise InvalidModelError(f"{source}: the model has no matrix product (Gemm, MatMul or Conv), so it has "
                                 "no layer to map onto crossbars")
-    raise CompileError(f"{needed_by} needs leac.MVM nodes (run canonicalize first), which canonicalize makes from "
-                       "matrix products by constant weights (an initializer or a Constant node); none here became "
-                       f"one: {', '.join(n.describe() for n in products)}")
+    reasons = [unmapped_reason(n) for n in products]
+    if any(reason is None for reason in reasons):  # one that canonicalize would have lowered
+        raise CompileError(f"{needed_by} needs leac.MVM nodes (run canonicalize first), which canonicalize makes "
+                           "from matrix products by constant weights (an initializer or a Constant node); none here "
+                           f"became one: {', '.join(n.describe() for n in products)}")
+    raise CompileError(f"{needed_by} found no matrix product that maps onto crossbars (a product x @ W of the "
+                       "data by a constant matrix W, or a Conv by a constant weight): "
+                       + "; ".join(f"{n.describe()}: {reason}" for n, reason in zip(products, reasons, strict=True)))
+
+
+def unmapped_reason(node: Node) -> str | None:
+    """Why canonicalize cannot make matrix product `node` (Gemm, MatMul or Conv) a leac.MVM, or None if it can:
+    a crossbar holds a constant 2-D matrix W and computes x @ W for the data x on the left."""
+    if node.op_type == "Conv":
+        x, weight, bias = node.input(0), node.input(1), node.input(2)
+        if weight is None or weight.const is None:
+            return "its weight is computed, not a constant (an initializer or a Constant node)"
+        if x is None or x.shape is None or len(x.shape) not in (3, 4):
+            return "its input is not a batch of 1-D or 2-D images of known rank"
+        if bias is not None and bias.const is None:
+            return "its bias is computed, not a constant"
+        return None
+    x, b_in = node.input(0), node.input(1)
+    if x is None or b_in is None:
+        return "it has fewer than two operands"
+    if x.is_const and b_in.const is not None:
+        return "both operands are constants (fold it into one before exporting the model)"
+    if x.is_const:
+        return "its constant is the left operand (W @ x); a crossbar computes x @ W, the data on the left"
+    if b_in.const is None:
+        return "its right operand is computed, not a constant weight (an initializer or a Constant node)"
+    if b_in.const.ndim != 2:
+        return f"its constant weight is {b_in.const.ndim}-D; a crossbar holds a matrix (2-D)"
+    if node.op_type == "Gemm":
+        if node.attr("transA", 0):
+            return "it is a Gemm with transA=1 (the data transposed)"
+        c = node.input(2)
+        cols = b_in.const.shape[0 if node.attr("transB", 0) else 1]
+        if c is not None and _column_bias(c, cols) is None:
+            return "its C is not a constant bias of one value per output column"
+    return None
 
 
 def fold_constants(graph: Graph) -> None:
@@ -148,22 +186,20 @@ def fold_batchnorm(graph: Graph, bn: Node) -> bool:
 
 def lower_matrix_product(graph: Graph, node: Node) -> bool:
     """Gemm / MatMul with a constant matrix (and a following bias Add) -> MVM."""
-    x, b_in = node.input(0), node.input(1)
-    if x is None or b_in is None or b_in.const is None or x.is_const or b_in.const.ndim != 2:
+    if unmapped_reason(node) is not None:
         return False
+    x, b_in = node.input(0), node.input(1)
+    assert x is not None and b_in is not None and b_in.const is not None
     w = np.asarray(b_in.const)
     bias: np.ndarray | None = None
     if node.op_type == "Gemm":
-        if node.attr("transA", 0):
-            return False
         if node.attr("transB", 0):
             w = w.T
         w = w * np.asarray(node.attr("alpha", 1.0), dtype=w.dtype)
         c = node.input(2)
         if c is not None:
             bias = _column_bias(c, w.shape[1])
-            if bias is None:
-                return False
+            assert bias is not None
             bias = bias * np.asarray(node.attr("beta", 1.0), dtype=bias.dtype)
     out = node.outputs[0]
     add = _bias_add_after(graph, out, w.shape[1]) if bias is None else None
@@ -192,12 +228,10 @@ def lower_conv(graph: Graph, conv: Node) -> bool:
     With group = G > 1 the MVM is the packed one of the module docstring: Patches gives each group's
     K inputs as their own vector, (..., G, K), and the MVM by the K x O matrix has groups = G.
     """
-    x, weight = conv.input(0), conv.input(1)
-    if x is None or weight is None or weight.const is None or x.shape is None or len(x.shape) not in (3, 4):
+    if unmapped_reason(conv) is not None:
         return False
-    bias = conv.input(2)
-    if bias is not None and bias.const is None:
-        return False
+    x, weight, bias = conv.input(0), conv.input(1), conv.input(2)
+    assert x is not None and x.shape is not None and weight is not None and weight.const is not None
     w = np.asarray(weight.const)
     kernel = [int(k) for k in conv.attr("kernel_shape", w.shape[2:])]
     try:
