@@ -129,6 +129,8 @@ def test_cli_compile_text_and_json(files, tmp_path, capsys, monkeypatch) -> None
     assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--time-passes"]) == 0
     out = capsys.readouterr().out
     assert "fc0    4 x 12" in out and "pass place" in out and (tmp_path / "mlp.leac").exists()
+    # three blocks, k = 2: the summary said "12 block copies", which `leac show` calls 6 (12 halves)
+    assert "arrays; 6 block copies (12 halves)" in out
     assert main(["compile", str(model), "--chip", str(chip), "-k", "2", "--json", "-o", "b.leac",
                  "--placer", "greedy", "--dump-ir", "ir"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -136,6 +138,7 @@ def test_cli_compile_text_and_json(files, tmp_path, capsys, monkeypatch) -> None
                 "compile_seconds"):
         assert key in report
     assert report["devices_used"] == 2 * 2 * 138 and report["devices_total"] == 16 * 625
+    assert report["copies"] == 12  # copy halves (docs/reports.md)
     assert sorted(p.name for p in (tmp_path / "ir").iterdir())[:2] == ["00-input.txt", "01-canonicalize.txt"]
     assert "MVM" in (tmp_path / "ir" / "07-select.txt").read_text()
 

@@ -184,7 +184,7 @@ def print_summary(report: dict[str, Any], *, time_passes: bool) -> None:
     print("  (leac compile --help says more)")
     used, total = report["devices_used"], report["devices_total"]
     print(f"devices used: {used} of {total} ({100 * used / total:.1f}%), on {report['arrays_used']} of "
-          f"{report['arrays_total']} arrays; {report['copies']} block copies")
+          f"{report['arrays_total']} arrays; {report['copies'] // 2} block copies ({report['copies']} halves)")
     allocation = report.get("allocation")
     if allocation is not None:
         chosen = ", ".join(f"{name}={count}" for name, count in allocation["counts"].items())
