@@ -265,3 +265,27 @@ def test_simulate_negative_seed_is_a_usage_error(tmp_path, capsys) -> None:
     for programs in ([str(program)], [str(program), str(program)]):
         assert main(["simulate", *programs, "--data", str(data), "--seed", "-1"]) == 2
         assert capsys.readouterr().err == "leac: error: --seed takes a non-negative integer, got -1\n"
+
+
+@pytest.mark.parametrize("text, status, message", [
+    (None, 2, "is a chip file, not a Program: compile a model for it (leac compile MODEL --chip {path}) and simulate "
+              "that Program, or give it as --chip to simulate a Program on it"),
+    ('{"format": "leac-report", "x": 1}', 3, "is neither a Program (a .leac file of leac compile) nor a board file "
+                                             "(leac emit): it is JSON of format 'leac-report'"),
+    ('{"a": 1}', 3, "is neither a Program (a .leac file of leac compile) nor a board file (leac emit): it is JSON"),
+], ids=["chip", "other_format", "no_format"])
+def test_simulate_of_a_json_file_that_is_no_board_file_says_what_it_is(tmp_path, capsys, text, status,
+                                                                      message) -> None:
+    """Any file starting with '{' was called a board file that needed its --program; a chip file given as the
+    Program is named as one, and other JSON as neither a Program nor a board file (and nothing is written)."""
+    path = tmp_path / "given.json"
+    if text is None:
+        save_chip(synth_chip(arrays=2, rows=4, cols=4, seed=0), path)
+    else:
+        path.write_text(text)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 4), np.float32), y=np.zeros(4, np.int64))
+    before = sorted(tmp_path.iterdir())
+    assert main(["simulate", str(path), "--data", str(data)]) == status
+    assert capsys.readouterr().err == f"leac: error: {path} {message.format(path=path)}\n"
+    assert sorted(tmp_path.iterdir()) == before

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lea_compiler.backends.sim import load_data, simulate_trials
 from lea_compiler.chip import load_chip
 from lea_compiler.cli.batch import first_line, run_batch
-from lea_compiler.errors import UsageError
+from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.fileio import check_output, input_kind
 from lea_compiler.program import Program
 from lea_compiler.report_json import dumps_report
@@ -139,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
     board = None
     if _is_board_file(programs[0]):
         if args.board_program is None:
-            raise UsageError(f"{programs[0]} is a board file: give the Program it was emitted from with --program "
-                             "PROGRAM.leac")
+            _refuse_json(programs[0])
         from lea_compiler.backends.board import board_schedule, periphery_differences, read_board
 
         stream = read_board(programs[0])
@@ -185,6 +185,32 @@ def _is_board_file(path: str) -> bool:
             return file.read(1) == b"{"
     except OSError:
         return False  # Program.load says what is wrong with the path
+
+
+_FORMAT = re.compile(rb'"format"\s*:\s*"([^"\\]{1,64})"')
+
+
+def _refuse_json(path: str) -> NoReturn:
+    """Refuse a JSON file given as the Program without --program, saying what it is by the format it names near
+    its start (a board file needs its Program; a chip file is no Program at all; any other JSON is neither).
+
+    Raises:
+        UsageError: a board file, or a chip file.
+        InvalidInputError: another JSON file.
+    """
+    try:
+        with open(path, "rb") as file:
+            found = _FORMAT.search(file.read(4096))
+    except OSError:
+        found = None
+    kind = found.group(1).decode("ascii", "replace") if found else None
+    if kind == "leac-chip":
+        raise UsageError(f"{path} is a chip file, not a Program: compile a model for it (leac compile MODEL --chip "
+                         f"{path}) and simulate that Program, or give it as --chip to simulate a Program on it")
+    if kind != "leac-board":
+        raise InvalidInputError(f"{path} is neither a Program (a .leac file of leac compile) nor a board file "
+                                f"(leac emit): it is JSON{f' of format {kind!r}' if kind else ''}")
+    raise UsageError(f"{path} is a board file: give the Program it was emitted from with --program PROGRAM.leac")
 
 
 def _pct(value: float | None) -> str:
