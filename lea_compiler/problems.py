@@ -9,6 +9,7 @@ found in that order) and counts the rest, and turns them into one error message.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Iterable
 
 from lea_compiler.errors import InvalidInputError, LeacError
@@ -77,3 +78,13 @@ def collected(problems: Iterable[str], limit: int) -> Problems:
     out = Problems(limit)
     out.extend(problems)
     return out
+
+
+def json_value_problem(exc: ValueError) -> str:
+    """What a ValueError of `json.loads` (other than a JSONDecodeError) says, for a person who wrote the file:
+    Python refuses an integer of more digits than `sys.get_int_max_str_digits()` (4,300 by default) and tells the
+    programmer how to raise the limit, which the person running leac cannot."""
+    limit = sys.get_int_max_str_digits()
+    if limit and "integer string conversion" in str(exc):
+        return f"a number of more than {limit} digits"
+    return str(exc)

@@ -51,6 +51,7 @@ from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_DEVICES, MAX_ARRA
 from lea_compiler.errors import InvalidChipError, InvalidInputError
 from lea_compiler.fileio import atomic_write_text, read_input
 from lea_compiler.geometry import find_sorted
+from lea_compiler.problems import json_value_problem
 
 logger = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ def decode_chip_json(text: str, source: str) -> object:
     except RecursionError:
         raise InvalidChipError(source, ["not a chip file: JSON nested too deeply"]) from None
     except ValueError as exc:  # e.g. an integer with thousands of digits
-        raise InvalidChipError(source, [f"not valid JSON: {exc}"]) from None
+        raise InvalidChipError(source, [f"not valid JSON: {json_value_problem(exc)}"]) from None
 
 
 _DEFECTS_OPEN = '\n  "defects": [\n'

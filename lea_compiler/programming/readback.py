@@ -34,7 +34,7 @@ from lea_compiler.chip.model import Chip, _id_ranges
 from lea_compiler.chip_limits import MAX_ARRAY_COLS, MAX_ARRAY_ROWS, MAX_CONDUCTANCE_uS
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import atomic_write_bytes, read_input, too_large
-from lea_compiler.problems import Problems
+from lea_compiler.problems import Problems, json_value_problem
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ def _decode(data: bytes, heading: str) -> object:
     except RecursionError:
         raise InvalidInputError(f"{heading}:\n  not valid JSON for leac: nested too deeply") from None
     except ValueError as exc:  # an integer of thousands of digits
-        raise InvalidInputError(f"{heading}:\n  not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{heading}:\n  not valid JSON: {json_value_problem(exc)}") from None
 
 
 def _object(value: object, path: str, allowed: Sequence[str], required: Sequence[str],

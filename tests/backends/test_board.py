@@ -396,6 +396,10 @@ CORRUPTIONS = {
         lambda ls: ls.__setitem__(_W, ls[_W][:-1] + ',"row":1}'),
         "line 3: not valid JSON (key 'row' appears twice",
     ),
+    "huge integer": (  # Python's message told the user to call sys.set_int_max_str_digits()
+        lambda ls: ls.__setitem__(_W, ls[_W].replace('"target_uS":', '"target_uS":' + "9" * 5000 + ',"x":')),
+        "line 3: not valid JSON (a number of more than 4300 digits)",
+    ),
     "unknown op": (
         lambda ls: _set(ls, _W, op="frobnicate"),
         'line 3: op: "frobnicate" is not a known record kind',

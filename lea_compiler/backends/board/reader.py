@@ -35,7 +35,7 @@ from lea_compiler.backends.board.validator import _Validator
 from lea_compiler.chip import Periphery
 from lea_compiler.errors import InvalidInputError
 from lea_compiler.fileio import open_input, too_large
-from lea_compiler.problems import Problems, listing, summary_lines
+from lea_compiler.problems import Problems, json_value_problem, listing, summary_lines
 from lea_compiler.schedule.plan import Schedule, schedule_of_stream
 
 MAX_BOARD_BYTES = 4 * 2**30
@@ -242,7 +242,7 @@ def _parse_header(raw: bytes) -> tuple[BoardHeader | None, list[str], int | None
     try:
         obj = _decode_line(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        return None, [f"line 1: the header is not valid JSON ({exc})"], None
+        return None, [f"line 1: the header is not valid JSON ({json_value_problem(exc)})"], None
     if not isinstance(obj, dict):
         return None, ["line 1: the header is not a JSON object"], None
     if obj.get("format") != FORMAT:
@@ -276,7 +276,7 @@ def _parse_record(raw: bytes, lineno: int, version: int) -> tuple[Record | None,
     try:
         obj = _decode_line(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        return None, [f"{where}: not valid JSON ({exc})"]
+        return None, [f"{where}: not valid JSON ({json_value_problem(exc)})"]
     if not isinstance(obj, dict):
         return None, [f"{where}: not a JSON object"]
     if "op" not in obj:
