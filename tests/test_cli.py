@@ -289,3 +289,27 @@ def test_simulate_of_a_json_file_that_is_no_board_file_says_what_it_is(tmp_path,
     assert main(["simulate", str(path), "--data", str(data)]) == status
     assert capsys.readouterr().err == f"leac: error: {path} {message.format(path=path)}\n"
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_verbose_simulate_logs_its_steps_to_stderr_and_only_with_v(tmp_path) -> None:
+    """`leac -v simulate` logged nothing (docs/cli.md: -v logs progress to stderr); the report on stdout is the
+    same with and without it."""
+    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
+    program, data = tmp_path / "p.leac", tmp_path / "d.npz"
+    assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o", str(program)]) == 0
+    np.savez(data, x=np.ones((4, 4), np.float32), y=np.zeros(4, np.int64))
+    runs = {}
+    for flags in ([], ["-v"]):
+        done = subprocess.run([sys.executable, "-m", "lea_compiler", *flags, "simulate", str(program), "--data",
+                               str(data), "--trials", "2"], capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        runs[bool(flags)] = done
+    assert runs[False].stderr == ""
+    lines = runs[True].stderr.splitlines()
+    assert lines[0].startswith("leac: software baseline (onnxruntime on the embedded model): ")
+    assert [line.split(":")[1] for line in lines[1:]] == [" seed 0", " seed 0", " seed 1", " seed 1"]
+    assert "programmed 3 crossbar layers" in lines[1] and "d.npz: 4 samples simulated, accuracy" in lines[2]
+    strip = [line for line in runs[True].stdout.splitlines() if "time" not in line and " s" not in line]
+    assert strip == [line for line in runs[False].stdout.splitlines() if "time" not in line and " s" not in line]

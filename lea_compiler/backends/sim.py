@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from collections import defaultdict
@@ -52,6 +53,8 @@ from lea_compiler.schedule.execute import NoiseSpan
 from lea_compiler.schedule.lower import column_scale_and_bias, is_crossbar
 from lea_compiler.schedule.normal_draws import gaussian
 from lea_compiler.schedule.plan import Schedule, schedule_of
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_DATA_BYTES", "Calibration", "CostModel", "CrossbarLayer", "Dataset", "DigitalReference",
            "EventCounts", "NoiseSpan", "Report", "Trials", "calibrate", "estimate_cost", "gaussian", "load_data",
@@ -268,6 +271,9 @@ def simulate(
     layers = {name: CrossbarLayer(plan, schedule, sim_chip, rng, ideal=ideal, exact_read_noise=exact_read_noise,
                                   write=write, after_s=after_s)
               for name, plan in schedule.layers.items()}
+    if log.isEnabledFor(logging.INFO):  # (the devices are counted block by block)
+        log.info("seed %d: programmed %d crossbar layers (%d devices)%s: %.3f s", seed, len(layers),
+                 program.devices_used, ", ideal devices" if ideal else "", time.perf_counter() - start)
     simulated_writes = (not ideal and not program.as_programmed and sim_chip.device.programming.model == PULSE)
     if ideal:  # the stuck-device compensation is for the compiled chip's defects, which ideal devices lack
         for name, layer in layers.items():
@@ -305,6 +311,7 @@ def simulate(
     if reference is None:
         reference = DigitalReference(program, datasets, budget=0)
     for index, data in enumerate(datasets):
+        began = time.perf_counter()
         predictions = []
         for chunk, chunk_spans in noise_chunks(len(data.x), batch_size, per_chunk, block_seeds):
             spans.update(chunk_spans)
@@ -331,6 +338,8 @@ def simulate(
             agreement = float(np.mean(software[index] == predicted))
         reports.append(DataReport(data.name, len(data.x), float(np.mean(predicted == data.y)), software_accuracy,
                                   agreement))
+        log.info("seed %d: %s: %d samples simulated, accuracy %.1f%%: %.3f s", seed, data.name, len(data.x),
+                 100 * reports[-1].accuracy, time.perf_counter() - began)
     if samples_total:
         for field_name in ("reads", "adc_conversions", "dac_conversions", "device_reads", "digital_ops",
                            "analog_ns"):
@@ -507,11 +516,14 @@ def software_predictions(program: Program, datasets: Sequence[Dataset], output: 
     # here, not at the top: onnx and onnxruntime take ~1.2 s to import, and only the baseline needs them
     from lea_compiler.reference import checked_session, run_session
 
+    began = time.perf_counter()
     session = checked_session(program.source_model, "the Program's embedded model.onnx")
     feed = program.graph.inputs[0].name
     per_chunk = samples_per_chunk(program.graph, SOFTWARE_CHUNK_SAMPLES)
-    return [np.concatenate([top1(run_session(session, {feed: data.x[lo:lo + per_chunk]}), output)
-                            for lo in range(0, len(data.x), per_chunk)]) for data in datasets]
+    predictions = [np.concatenate([top1(run_session(session, {feed: data.x[lo:lo + per_chunk]}), output)
+                                   for lo in range(0, len(data.x), per_chunk)]) for data in datasets]
+    log.info("software baseline (onnxruntime on the embedded model): %.3f s", time.perf_counter() - began)
+    return predictions
 
 
 def stored_calibration(program: Program) -> Calibration | None:
