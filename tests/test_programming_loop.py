@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -471,6 +473,108 @@ def test_a_board_driver_that_fails_to_open_is_a_usage_error(tmp_path: Path, monk
         open_board("broken:open_board", chip)
     with pytest.raises(UsageError, match="cannot load"):
         open_board(":", chip)
+
+
+_FLAKY_DRIVER = """
+from lea_compiler.programming.board import SimulatedBoard
+
+
+class Flaky:
+    # the simulated board, failing on the {fail}: {error}
+
+    def __init__(self, chip, seed):
+        self._board = SimulatedBoard(chip, seed)
+        self.calls = 0
+
+    @property
+    def chip(self):
+        return self._board.chip
+
+    @property
+    def readback_reads(self):
+        return self._board.readback_reads
+
+    def program(self, records):
+        self.calls += 1
+        if {fail!r} == "second program" and self.calls == 2:
+            raise {error}
+        return self._board.program(records)
+
+    def read(self, array, rows, cols):
+        if {fail!r} == "read":
+            raise {error}
+        return self._board.read(array, rows, cols)
+
+    def held(self):
+        if {fail!r} == "held":
+            raise {error}
+        return self._board.held()
+
+
+def open_board(chip, seed):
+    return Flaky(chip, seed)
+"""
+
+
+@pytest.mark.parametrize(("fail", "error", "message"), [
+    ("second program", "RuntimeError('USB link lost')", r"program\(\) failed: RuntimeError: USB link lost"),
+    ("second program", "OSError(5)", r"program\(\) failed: OSError: 5"),
+    ("held", "KeyError(3)", r"held\(\) failed: KeyError: 3"),
+])
+def test_a_board_driver_that_fails_while_programming_stops_leac_program_with_a_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        fail: str, error: str, message: str) -> None:
+    """Whatever a lab's driver raises during programming (not only while opening) is one line naming the driver
+    and the error, exit 2, and nothing written; before, it was a traceback and 'a bug in leac' (exit 1)."""
+    program_path, _ = _cli_files(tmp_path)
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "flakydriver.py").write_text(_FLAKY_DRIVER.format(fail=fail, error=error))
+    monkeypatch.syspath_prepend(str(drivers))
+    monkeypatch.delitem(sys.modules, "flakydriver", raising=False)  # each case imports its own
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["program", str(program_path), "--board", "flakydriver:open_board", "-o", str(tmp_path / "q.leac"),
+                 "--readback", str(tmp_path / "q.json"), "--attempts", "2"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(f"leac: error: --board flakydriver:open_board: the driver's {message}", last), last
+    assert "Traceback" not in err and "bug in leac" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_every_call_into_a_board_driver_is_guarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read() (called for stuck devices the Program skips) fails as program() and held() do."""
+    (tmp_path / "flakyread.py").write_text(_FLAKY_DRIVER.format(fail="read", error="OSError(5, 'Input/output error')"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    board = open_board("flakyread:open_board", _chip(16.66, 10.0))
+    assert board.held() == {} and board.readback_reads == 1
+    with pytest.raises(UsageError, match=r"^--board flakyread:open_board: the driver's read\(\) failed: OSError: "
+                                         r"\[Errno 5\] Input/output error$"):
+        board.read(0, np.array([0]), np.array([0]))
+
+
+def test_a_bug_in_leac_while_programming_through_a_driver_is_still_an_internal_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the calls into the driver are guarded: an exception from leac's own code around them is a bug."""
+    from lea_compiler.programming import loop
+
+    program_path, _ = _cli_files(tmp_path)
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "gooddriver.py").write_text("from lea_compiler.programming.board import SimulatedBoard\n"
+                                           "def open_board(chip, seed):\n    return SimulatedBoard(chip, seed)\n")
+    monkeypatch.syspath_prepend(str(drivers))
+
+    def broken(result: object, n: int) -> RoundResult:
+        raise RuntimeError("a bug in checked_round")
+
+    monkeypatch.setattr(loop, "checked_round", broken)
+    capsys.readouterr()
+    assert main(["program", str(program_path), "--board", "gooddriver:open_board", "-o", str(tmp_path / "q.leac")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "this is a bug in leac" in err and "a bug in checked_round" in err
+    assert not (tmp_path / "q.leac").exists()
 
 
 def test_an_as_programmed_program_is_neither_emitted_nor_simulated_ideal(tmp_path: Path) -> None:
