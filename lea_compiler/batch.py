@@ -48,7 +48,7 @@ from typing import Any
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, prepare
 from lea_compiler.errors import CompileError, DoesNotFitError, LeacError, UsageError
-from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output
+from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output, written_together
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.report_json import dumps_report
 from lea_compiler.workers import (
@@ -352,10 +352,12 @@ def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) ->
 
 
 def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
-    """Write one chip's outputs (in the calling process): its Program if it compiled, then its report."""
-    if outcome.program is not None:
-        atomic_write_bytes(job.program, outcome.program)
-    atomic_write_text(job.report, dumps_report(outcome.report) + "\n")
+    """Write one chip's outputs (in the calling process): its Program if it compiled, and its report; both or
+    neither."""
+    with written_together():
+        if outcome.program is not None:
+            atomic_write_bytes(job.program, outcome.program)
+        atomic_write_text(job.report, dumps_report(outcome.report) + "\n")
     return ChipResult(job.chip, job.report, outcome.report, job.program if outcome.program is not None else None,
                       outcome.traceback)
 

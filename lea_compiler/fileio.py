@@ -6,6 +6,8 @@ once complete, so an error or an interrupt leaves either the old file or none.
 A rename replaces whatever the target is, so an existing target that is not a
 regular file (a device such as /dev/null, a FIFO, a socket, a folder) is refused
 before anything is written: leac never replaces a device node with a file.
+A command with several outputs writes them inside `written_together`, which renames
+them all into place only once every one is complete: it leaves all of them or none.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
@@ -49,7 +52,8 @@ def _not_regular(path: Path) -> str | None:
 
 def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
                  option: str = "-o") -> None:
-    """Refuse an output path before any work: an input file, an existing non-regular file, or in a missing folder.
+    """Refuse an output path before any work: an input file, an existing non-regular file, in a missing folder, or
+    in a folder where no file can be made (permissions, a read-only mount: a file is made there and removed).
 
     Raises:
         UsageError: naming `option` and what is wrong with the path.
@@ -69,11 +73,67 @@ def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathL
                          "anything else")
     folder = out.parent
     if not folder.is_dir():
+        if folder.exists():
+            raise UsageError(f"{option} {output}: {folder} is not a folder")
         raise UsageError(f"{option} {output}: the folder {folder} does not exist")
+    try:  # a real file, as the write will make: permissions, read-only mounts and ACLs all answer
+        fd, probe = tempfile.mkstemp(prefix=_partial_prefix(out.name, os.getpid()), suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{option} {output}: cannot write in the folder {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+_STAGED: ContextVar[list[tuple[str, Path]] | None] = ContextVar("leac_staged_writes", default=None)
+"""The temporary files written inside `written_together`, with their targets; None outside it."""
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """Write a command's outputs all or none: every `atomic_write_bytes` inside the block stays in its temporary
+    file, and they are renamed over their targets only when the block ends without an error. A failure writing
+    the second output (or any error or interrupt before the end) removes the first's temporary file, so no
+    output is left; a rename that fails after others succeeded removes the outputs already renamed.
+
+    Raises:
+        UsageError: a rename failed (the outputs renamed before it are removed).
+    """
+    staged: list[tuple[str, Path]] = []
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp_name, _ in staged:
+            _unlink_quietly(tmp_name)
+        raise
+    finally:
+        _STAGED.reset(token)
+    done: list[Path] = []
+    try:
+        for tmp_name, target in staged:
+            os.replace(tmp_name, target)
+            done.append(target)
+    except BaseException as exc:
+        for tmp_name, _ in staged[len(done):]:
+            _unlink_quietly(tmp_name)
+        for target in done:
+            _unlink_quietly(target)
+        if isinstance(exc, OSError):
+            failed = staged[len(done)][1]
+            raise UsageError(f"cannot write {failed}: {exc.strerror or exc}") from None
+        raise
+
+
+def _unlink_quietly(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file in the same folder, then rename).
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename; inside
+    `written_together`, the rename waits for the block's end).
 
     Raises:
         UsageError: `path` exists and is not a regular file (it is never replaced).
@@ -94,12 +154,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are for sharing
-        os.replace(tmp_name, target)
+        staged = _STAGED.get()
+        if staged is None:
+            os.replace(tmp_name, target)
+        else:
+            staged.append((tmp_name, target))  # renamed by written_together, with the command's other outputs
     except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(tmp_name)
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise

@@ -619,3 +619,45 @@ def test_an_as_programmed_program_reads_what_its_devices_hold() -> None:
             assert len(held) == len(halves)
             for region, half in zip(held, halves, strict=True):
                 np.testing.assert_array_equal(region, half.programmed_uS)
+
+
+def test_leac_program_checks_both_outputs_before_programming_and_writes_both_or_neither(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output in a folder that cannot hold files (its parent a regular file) is refused before any programming
+    (on a lab board the programming would be lost); `-o` was written when `--readback` then failed."""
+    from lea_compiler.cli import program as cli_program
+
+    program_path, _ = _cli_files(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out, readback = tmp_path / "q.leac", tmp_path / "q.json"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    not_a_folder = f"{afile} is not a folder"
+    for argv, message in [
+        (["-o", str(out), "--readback", str(afile / "r.json")], f"--readback {afile / 'r.json'}: {not_a_folder}"),
+        (["-o", str(afile / "p.leac"), "--readback", str(readback)], f"-o {afile / 'p.leac'}: {not_a_folder}"),
+        (["-o", str(afile / "p.leac")], f"-o {afile / 'p.leac'}: {not_a_folder}"),
+        (["-o", str(out), "--readback", str(tmp_path / "missing" / "r.json")],
+         f"--readback {tmp_path / 'missing' / 'r.json'}: the folder {tmp_path / 'missing'} does not exist"),
+    ]:
+        capsys.readouterr()
+        assert main(["program", str(program_path), *argv]) == 2
+        assert capsys.readouterr().err.strip() == f"leac: error: {message}"  # no "round 1/3": nothing programmed
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+    # the read-back's folder stops holding files while the board programs: the Program is not left behind
+    later = tmp_path / "later"
+    later.mkdir()
+    real = cli_program.program_chip
+
+    def then_break_the_folder(*args: object, **kwargs: object) -> object:
+        done = real(*args, **kwargs)  # type: ignore[arg-type]
+        later.rmdir()
+        later.write_text("")
+        return done
+
+    monkeypatch.setattr(cli_program, "program_chip", then_break_the_folder)
+    assert main(["program", str(program_path), "-o", str(out), "--readback", str(later / "r.json")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"leac: error: cannot write {later / 'r.json'}: Not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "later"])
