@@ -52,12 +52,14 @@ def _not_regular(path: Path) -> str | None:
 
 def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
                  option: str = "-o") -> None:
-    """Refuse an output path before any work: an input file, an existing non-regular file, in a missing folder, or
-    in a folder where no file can be made (permissions, a read-only mount: a file is made there and removed).
+    """Refuse an output path before any work: empty or naming a folder (`check_file_name`), an input file, an
+    existing non-regular file, in a missing folder, or in a folder where no file can be made (permissions, a
+    read-only mount: a file is made there and removed).
 
     Raises:
         UsageError: naming `option` and what is wrong with the path.
     """
+    check_file_name(output, option)
     out = Path(output)
     for given in inputs:
         if given is None:
@@ -82,6 +84,20 @@ def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathL
         raise UsageError(f"{option} {output}: cannot write in the folder {folder} ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_file_name(output: str | os.PathLike[str], option: str = "-o") -> None:
+    """Refuse an output path that is empty or names a folder by its form (`newdir/`, `out/.`, `..`): `Path` drops
+    a trailing slash, so `newdir/` would be written as a file named `newdir`.
+
+    Raises:
+        UsageError: naming `option`.
+    """
+    text = os.fspath(output)
+    if not text:
+        raise UsageError(f"{option}: the path is empty; give a file name")
+    if os.path.basename(text) in ("", ".", ".."):
+        raise UsageError(f"{option} {text}: the path names a folder; give a file name")
 
 
 _STAGED: ContextVar[list[tuple[str, Path]] | None] = ContextVar("leac_staged_writes", default=None)
@@ -136,8 +152,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     `written_together`, the rename waits for the block's end).
 
     Raises:
-        UsageError: `path` exists and is not a regular file (it is never replaced).
+        UsageError: `path` is empty or names a folder (`check_file_name`), or exists and is not a regular file (it
+            is never replaced).
     """
+    check_file_name(path, "output")
     target = Path(path)
     kind = _not_regular(target)
     if kind is not None:
