@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -51,23 +51,23 @@ def _not_regular(path: Path) -> str | None:
 
 
 def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
-                 option: str = "-o") -> None:
-    """Refuse an output path before any work: empty or naming a folder (`check_file_name`), an input file, an
-    existing non-regular file, in a missing folder, or in a folder where no file can be made (permissions, a
-    read-only mount: a file is made there and removed).
+                 option: str = "-o", outputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> None:
+    """Refuse an output path before any work: empty or naming a folder (`check_file_name`), an input file, the
+    same file as another of the command's `outputs` (option -> path, checked before it), an existing non-regular
+    file, in a missing folder, or in a folder where no file can be made (permissions, a read-only mount: a file
+    is made there and removed).
 
     Raises:
         UsageError: naming `option` and what is wrong with the path.
     """
     check_file_name(output, option)
     out = Path(output)
+    for other_option, other in (outputs or {}).items():
+        if other is not None and _same_file(other, out):
+            raise UsageError(f"{option} {output}: the same file as {other_option} {other}; the two outputs need "
+                             "different names")
     for given in inputs:
-        if given is None:
-            continue
-        same = os.path.realpath(given) == os.path.realpath(out)  # Path.resolve raises on a symlink loop
-        if not same and out.exists() and Path(given).exists():
-            same = os.path.samefile(given, out)
-        if same:
+        if given is not None and _same_file(given, out):
             raise UsageError(f"{option} {output}: refusing to write over the input file {given}")
     kind = _not_regular(out)
     if kind is not None:
@@ -84,6 +84,14 @@ def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathL
         raise UsageError(f"{option} {output}: cannot write in the folder {folder} ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _same_file(given: str | os.PathLike[str], out: Path) -> bool:
+    """Whether `given` and `out` are one file: the same path once resolved, or (both existing) one inode."""
+    same = os.path.realpath(given) == os.path.realpath(out)  # Path.resolve raises on a symlink loop
+    if not same and out.exists() and Path(given).exists():
+        same = os.path.samefile(given, out)
+    return same
 
 
 def check_file_name(output: str | os.PathLike[str], option: str = "-o") -> None:

@@ -543,3 +543,20 @@ def test_import_with_an_unwritable_output_writes_neither(tmp_path: Path, capsys:
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"leac: error: cannot write {later / 'c.json'}: " \
                                                                 "Not a directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "good.txt", "later"]
+
+
+def test_import_with_one_file_for_both_outputs_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o imp.json --conductances imp.json` said 'refusing to write over the input file imp.json'; an existing
+    file and a hard link to it are one file too."""
+    good = _write(tmp_path / "good.txt", "1e-4 2e-4\n3e-4 -1e-6\n")
+    out = _write(tmp_path / "imp.json", "old")
+    import os
+
+    os.link(out, tmp_path / "link.json")
+    for conductances in (out, tmp_path / "link.json"):
+        capsys.readouterr()
+        assert main(["chip", "import", str(good), "-o", str(out), "--conductances", str(conductances)]) == 2
+        assert capsys.readouterr().err == (f"leac: error: --conductances {conductances}: the same file as -o {out}; "
+                                           "the two outputs need different names\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.txt", "imp.json", "link.json"]
+    assert out.read_text() == "old"

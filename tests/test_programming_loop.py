@@ -661,3 +661,18 @@ def test_leac_program_checks_both_outputs_before_programming_and_writes_both_or_
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == f"leac: error: cannot write {later / 'r.json'}: Not a directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "later"])
+
+
+def test_leac_program_with_one_file_for_both_outputs_says_so(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o pp.leac --readback pp.leac` said 'refusing to write over the input file pp.leac'."""
+    program_path, _ = _cli_files(tmp_path)
+    out = tmp_path / "pp.leac"
+    (tmp_path / "sub").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for readback in (str(out), str(tmp_path / "sub" / ".." / "pp.leac")):
+        capsys.readouterr()
+        assert main(["program", str(program_path), "-o", str(out), "--readback", readback]) == 2
+        assert capsys.readouterr().err == (f"leac: error: --readback {readback}: the same file as -o {out}; the two "
+                                           "outputs need different names\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -372,7 +372,7 @@ def _run_show(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     check_output(args.output, args.maps, "-o")
     if args.conductances is not None:
-        check_output(args.conductances, [*args.maps, args.output], "--conductances")
+        check_output(args.conductances, args.maps, "--conductances", outputs={"-o": args.output})
     chip, readings = import_measured(
         args.maps,
         high_above_uS=args.high_above_uS,

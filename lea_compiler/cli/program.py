@@ -91,7 +91,7 @@ def run_program(args: argparse.Namespace) -> int:
     inputs = [args.program, args.chip, args.calibrate]
     check_output(args.output, inputs)
     if args.readback is not None:
-        check_output(args.readback, [*inputs, args.output], option="--readback")
+        check_output(args.readback, inputs, option="--readback", outputs={"-o": args.output})
     start = time.perf_counter()
     program = Program.load(args.program)
     chip = program.chip if args.chip is None else load_chip(args.chip)
