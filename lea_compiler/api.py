@@ -257,7 +257,8 @@ def program_chip(
 
     Raises:
         UsageError: an unknown board or strategy, bad settings, a Program already programmed, a chip without
-            the Program's arrays or levels, or a board that reports what a board cannot (docs/programming.md).
+            the Program's arrays or levels, a board that reports what a board cannot, or a driver opened by name
+            that raises from any of its calls (docs/programming.md).
         InvalidInputError: `chip` is not a valid chip file.
     """
     if not isinstance(program, Program):

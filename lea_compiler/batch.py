@@ -35,6 +35,7 @@ chips compile in the calling process.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -48,7 +49,7 @@ from typing import Any
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import FrontEnd, compile_prepared, compile_summary, prepare
 from lea_compiler.errors import CompileError, DoesNotFitError, LeacError, UsageError
-from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output
+from lea_compiler.fileio import atomic_write_bytes, atomic_write_text, check_output, written_together
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.report_json import dumps_report
 from lea_compiler.workers import (
@@ -215,7 +216,10 @@ def compile_many(
         shared = fronts[0]
         log.info("front end for %d chips: %s in %.3f s", len(job_list), ", ".join(p.name for p in shared.passes),
                  shared.seconds)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _cannot_make(out, exc) from None
         results: list[ChipResult | None] = [None] * len(job_list)
         finished = 0
 
@@ -244,6 +248,11 @@ def compile_many(
     )
 
 
+def _cannot_make(out: Path, exc: OSError) -> UsageError:
+    """The error for an output folder that cannot be made (its parent is a file, permissions, a read-only mount)."""
+    return UsageError(f"the output {out}: cannot make the folder ({exc.strerror or exc})")
+
+
 def _plan(model: PathLike, chips: list[Path], out: Path, calibrate_on: PathLike | None,
           *, absolute: bool) -> list[ChipJob]:
     """One job per chip, after checking the outputs: distinct stems, no input overwritten."""
@@ -251,6 +260,11 @@ def _plan(model: PathLike, chips: list[Path], out: Path, calibrate_on: PathLike 
         raise UsageError("no chip files to compile for (give --chip CHIP.json, or --chip-dir DIR with *.json files)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"the output {out} is not a folder (with several chips, -o names the output folder)")
+    made_in = out
+    while not made_in.exists() and made_in != made_in.parent:
+        made_in = made_in.parent
+    if not made_in.is_dir():  # out is made inside a file (afile/sub): refused before any work
+        raise _cannot_make(out, OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
     by_stem: dict[str, list[Path]] = {}
     for chip in chips:
         by_stem.setdefault(chip.stem, []).append(chip)
@@ -352,10 +366,12 @@ def _failure_report(front: FrontEnd, chip: Any, job: ChipJob, seconds: float) ->
 
 
 def _write(job: ChipJob, outcome: _ChipOutcome) -> ChipResult:
-    """Write one chip's outputs (in the calling process): its Program if it compiled, then its report."""
-    if outcome.program is not None:
-        atomic_write_bytes(job.program, outcome.program)
-    atomic_write_text(job.report, dumps_report(outcome.report) + "\n")
+    """Write one chip's outputs (in the calling process): its Program if it compiled, and its report; both or
+    neither."""
+    with written_together():
+        if outcome.program is not None:
+            atomic_write_bytes(job.program, outcome.program)
+        atomic_write_text(job.report, dumps_report(outcome.report) + "\n")
     return ChipResult(job.chip, job.report, outcome.report, job.program if outcome.program is not None else None,
                       outcome.traceback)
 

@@ -6,6 +6,8 @@ once complete, so an error or an interrupt leaves either the old file or none.
 A rename replaces whatever the target is, so an existing target that is not a
 regular file (a device such as /dev/null, a FIFO, a socket, a folder) is refused
 before anything is written: leac never replaces a device node with a file.
+A command with several outputs writes them inside `written_together`, which renames
+them all into place only once every one is complete: it leaves all of them or none.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,20 +51,23 @@ def _not_regular(path: Path) -> str | None:
 
 
 def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
-                 option: str = "-o") -> None:
-    """Refuse an output path before any work: an input file, an existing non-regular file, or in a missing folder.
+                 option: str = "-o", outputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> None:
+    """Refuse an output path before any work: empty or naming a folder (`check_file_name`), an input file, the
+    same file as another of the command's `outputs` (option -> path, checked before it), an existing non-regular
+    file, in a missing folder, or in a folder where no file can be made (permissions, a read-only mount: a file
+    is made there and removed).
 
     Raises:
         UsageError: naming `option` and what is wrong with the path.
     """
+    check_file_name(output, option)
     out = Path(output)
+    for other_option, other in (outputs or {}).items():
+        if other is not None and _same_file(other, out):
+            raise UsageError(f"{option} {output}: the same file as {other_option} {other}; the two outputs need "
+                             "different names")
     for given in inputs:
-        if given is None:
-            continue
-        same = os.path.realpath(given) == os.path.realpath(out)  # Path.resolve raises on a symlink loop
-        if not same and out.exists() and Path(given).exists():
-            same = os.path.samefile(given, out)
-        if same:
+        if given is not None and _same_file(given, out):
             raise UsageError(f"{option} {output}: refusing to write over the input file {given}")
     kind = _not_regular(out)
     if kind is not None:
@@ -69,15 +75,95 @@ def check_output(output: str | os.PathLike[str], inputs: Iterable[str | os.PathL
                          "anything else")
     folder = out.parent
     if not folder.is_dir():
+        if folder.exists():
+            raise UsageError(f"{option} {output}: {folder} is not a folder")
         raise UsageError(f"{option} {output}: the folder {folder} does not exist")
+    try:  # a real file, as the write will make: permissions, read-only mounts and ACLs all answer
+        fd, probe = tempfile.mkstemp(prefix=_partial_prefix(out.name, os.getpid()), suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{option} {output}: cannot write in the folder {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _same_file(given: str | os.PathLike[str], out: Path) -> bool:
+    """Whether `given` and `out` are one file: the same path once resolved, or (both existing) one inode."""
+    same = os.path.realpath(given) == os.path.realpath(out)  # Path.resolve raises on a symlink loop
+    if not same and out.exists() and Path(given).exists():
+        same = os.path.samefile(given, out)
+    return same
+
+
+def check_file_name(output: str | os.PathLike[str], option: str = "-o") -> None:
+    """Refuse an output path that is empty or names a folder by its form (`newdir/`, `out/.`, `..`): `Path` drops
+    a trailing slash, so `newdir/` would be written as a file named `newdir`.
+
+    Raises:
+        UsageError: naming `option`.
+    """
+    text = os.fspath(output)
+    if not text:
+        raise UsageError(f"{option}: the path is empty; give a file name")
+    if os.path.basename(text) in ("", ".", ".."):
+        raise UsageError(f"{option} {text}: the path names a folder; give a file name")
+
+
+_STAGED: ContextVar[list[tuple[str, Path]] | None] = ContextVar("leac_staged_writes", default=None)
+"""The temporary files written inside `written_together`, with their targets; None outside it."""
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """Write a command's outputs all or none: every `atomic_write_bytes` inside the block stays in its temporary
+    file, and they are renamed over their targets only when the block ends without an error. A failure writing
+    the second output (or any error or interrupt before the end) removes the first's temporary file, so no
+    output is left; a rename that fails after others succeeded removes the outputs already renamed.
+
+    Raises:
+        UsageError: a rename failed (the outputs renamed before it are removed).
+    """
+    staged: list[tuple[str, Path]] = []
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp_name, _ in staged:
+            _unlink_quietly(tmp_name)
+        raise
+    finally:
+        _STAGED.reset(token)
+    done: list[Path] = []
+    try:
+        for tmp_name, target in staged:
+            os.replace(tmp_name, target)
+            done.append(target)
+    except BaseException as exc:
+        for tmp_name, _ in staged[len(done):]:
+            _unlink_quietly(tmp_name)
+        for target in done:
+            _unlink_quietly(target)
+        if isinstance(exc, OSError):
+            failed = staged[len(done)][1]
+            raise UsageError(f"cannot write {failed}: {exc.strerror or exc}") from None
+        raise
+
+
+def _unlink_quietly(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file in the same folder, then rename).
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename; inside
+    `written_together`, the rename waits for the block's end).
 
     Raises:
-        UsageError: `path` exists and is not a regular file (it is never replaced).
+        UsageError: `path` is empty or names a folder (`check_file_name`), or exists and is not a regular file (it
+            is never replaced).
     """
+    check_file_name(path, "output")
     target = Path(path)
     kind = _not_regular(target)
     if kind is not None:
@@ -94,12 +180,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are for sharing
-        os.replace(tmp_name, target)
+        staged = _STAGED.get()
+        if staged is None:
+            os.replace(tmp_name, target)
+        else:
+            staged.append((tmp_name, target))  # renamed by written_together, with the command's other outputs
     except BaseException as exc:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(tmp_name)
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise

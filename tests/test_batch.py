@@ -274,3 +274,36 @@ def test_a_killed_worker_costs_only_its_chip(model, chips, tmp_path, once) -> No
         assert "boom" not in programs
     assert programs == _programs(tmp_path / "reference")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_exit_2(model, chips, tmp_path, capsys,
+                                                                 monkeypatch) -> None:
+    """`-o afile/sub` was a traceback from mkdir and 'a bug in leac' (exit 1); it is refused before any work, and
+    a folder that stops being makeable during the front end is refused when it is made."""
+    from lea_compiler import batch
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    argv = ["compile", str(model), "--chip-dir", str(chips), "--jobs", "1"]
+    before = sorted(os.listdir(tmp_path))
+    for out in (afile / "sub", afile / "sub" / "deeper"):
+        capsys.readouterr()
+        assert main([*argv, "-o", str(out)]) == 2
+        assert capsys.readouterr().err == f"leac: error: the output {out}: cannot make the folder (Not a directory)\n"
+    assert sorted(os.listdir(tmp_path)) == before and afile.read_text() == ""
+
+    later = tmp_path / "later"
+    real = batch.prepare
+
+    def then_make_a_file(*args, **kwargs):
+        front = real(*args, **kwargs)
+        later.write_text("")  # -o later/sub: its parent is now a file
+        return front
+
+    monkeypatch.setattr(batch, "prepare", then_make_a_file)
+    assert main([*argv, "-o", str(later / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"leac: error: the output {later / 'sub'}: cannot make the folder (Not a " \
+                                           "directory)" and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == sorted([*before, "later"]) and later.read_text() == ""
+    assert not list(chips.glob("*.leac"))

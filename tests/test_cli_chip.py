@@ -507,3 +507,56 @@ def test_import_keeps_every_reading_as_a_read_back(tmp_path: Path, capsys: pytes
     assert main(["chip", "import", str(good), "-o", str(tmp_path / "c2.json"), "--conductances", str(good)]) == 2
     assert "--conductances" in capsys.readouterr().err
     assert not (tmp_path / "c2.json").exists()
+
+
+def test_import_with_an_unwritable_output_writes_neither(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o` and `--conductances` are both checked before the maps are read, and written both or neither: a
+    `--conductances` in a folder that cannot hold files (here its parent is a regular file) left the chip file
+    behind."""
+    from lea_compiler.cli import chip as cli_chip
+
+    good = _write(tmp_path / "good.txt", "1e-4 2e-4\n3e-4 -1e-6\n")
+    afile = _write(tmp_path / "afile", "")
+    out = tmp_path / "chip.json"
+    capsys.readouterr()
+    assert main(["chip", "import", str(good), "-o", str(out), "--conductances", str(afile / "c.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"leac: error: --conductances {afile / 'c.json'}: {afile} is not a folder"
+    assert main(["chip", "import", str(good), "-o", str(afile / "chip.json"), "--conductances",
+                 str(tmp_path / "c.json")]) == 2
+    assert capsys.readouterr().err.strip() == f"leac: error: -o {afile / 'chip.json'}: {afile} is not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "good.txt"]
+
+    # the second output's folder stops holding files after the checks: the first is not left behind
+    later = tmp_path / "later"
+    later.mkdir()
+    real = cli_chip.import_measured
+
+    def then_break_the_folder(*args: Any, **kwargs: Any) -> Any:
+        made = real(*args, **kwargs)
+        later.rmdir()
+        later.write_text("")
+        return made
+
+    monkeypatch.setattr(cli_chip, "import_measured", then_break_the_folder)
+    assert main(["chip", "import", str(good), "-o", str(out), "--conductances", str(later / "c.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"leac: error: cannot write {later / 'c.json'}: " \
+                                                                "Not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "good.txt", "later"]
+
+
+def test_import_with_one_file_for_both_outputs_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o imp.json --conductances imp.json` said 'refusing to write over the input file imp.json'; an existing
+    file and a hard link to it are one file too."""
+    good = _write(tmp_path / "good.txt", "1e-4 2e-4\n3e-4 -1e-6\n")
+    out = _write(tmp_path / "imp.json", "old")
+    import os
+
+    os.link(out, tmp_path / "link.json")
+    for conductances in (out, tmp_path / "link.json"):
+        capsys.readouterr()
+        assert main(["chip", "import", str(good), "-o", str(out), "--conductances", str(conductances)]) == 2
+        assert capsys.readouterr().err == (f"leac: error: --conductances {conductances}: the same file as -o {out}; "
+                                           "the two outputs need different names\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.txt", "imp.json", "link.json"]
+    assert out.read_text() == "old"

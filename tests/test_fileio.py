@@ -80,3 +80,80 @@ def test_read_input_still_bounds_a_file_larger_than_the_limit(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="larger than 99 bytes"):
         read_input(path, 99, "file")
     assert read_input(path, 100, "file") == b"x" * 100
+
+
+def test_written_together_renames_every_output_only_at_the_end(tmp_path) -> None:
+    from lea_compiler.fileio import written_together
+
+    first, second = tmp_path / "a.leac", tmp_path / "b.json"
+    with written_together():
+        atomic_write_bytes(first, b"a")
+        assert not first.exists()  # staged: a reader sees nothing until both are complete
+        atomic_write_text(second, "b")
+    assert first.read_bytes() == b"a" and second.read_text() == "b"
+    assert sorted(os.listdir(tmp_path)) == ["a.leac", "b.json"]
+
+
+def test_a_failed_second_output_leaves_neither_and_keeps_an_old_first(tmp_path) -> None:
+    """The second output's folder is a regular file: its write fails, and the first is neither written nor
+    replaced (no temporary file left)."""
+    from lea_compiler.errors import UsageError
+    from lea_compiler.fileio import written_together
+
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"")
+    old = tmp_path / "old.leac"
+    old.write_bytes(b"old")
+    for first in (tmp_path / "new.leac", old):
+        with pytest.raises(UsageError, match=f"^cannot write {afile / 'r.json'}: Not a directory$"):
+            with written_together():
+                atomic_write_bytes(first, b"new")
+                atomic_write_bytes(afile / "r.json", b"r")
+        assert sorted(os.listdir(tmp_path)) == ["afile", "old.leac"] and old.read_bytes() == b"old"
+    with pytest.raises(KeyboardInterrupt):  # an interrupt between the writes: nothing either
+        with written_together():
+            atomic_write_bytes(tmp_path / "new.leac", b"new")
+            raise KeyboardInterrupt
+    assert sorted(os.listdir(tmp_path)) == ["afile", "old.leac"]
+
+
+def test_a_rename_failing_after_another_removes_the_outputs_renamed(tmp_path, monkeypatch) -> None:
+    from lea_compiler import fileio
+    from lea_compiler.errors import UsageError
+
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", second_fails)
+    with pytest.raises(UsageError, match="^cannot write .*b.json: No space left on device$"):
+        with fileio.written_together():
+            atomic_write_bytes(tmp_path / "a.leac", b"a")
+            atomic_write_bytes(tmp_path / "b.json", b"b")
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_output_refuses_a_folder_that_cannot_hold_a_file_before_any_work(tmp_path, monkeypatch) -> None:
+    """Permissions cannot be tested as root (root writes anywhere): the folder's refusal is simulated; a parent
+    that is a regular file is real. A folder that can hold the file is left as it was."""
+    from lea_compiler import fileio
+    from lea_compiler.errors import UsageError
+
+    fileio.check_output(tmp_path / "out.leac", [])
+    assert os.listdir(tmp_path) == []  # the probe file is removed
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(UsageError, match=f"^--readback {tmp_path}/afile/r.json: {tmp_path}/afile is not a folder$"):
+        fileio.check_output(tmp_path / "afile" / "r.json", [], "--readback")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", refuse)
+    with pytest.raises(UsageError, match=f"^-o {tmp_path}/out.leac: cannot write in the folder {tmp_path} "
+                                         r"\(Permission denied\)$"):
+        fileio.check_output(tmp_path / "out.leac", [])
+    assert os.listdir(tmp_path) == ["afile"]

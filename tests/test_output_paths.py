@@ -193,3 +193,72 @@ def test_a_symlink_loop_as_input_or_output_is_refused_without_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("leac: error: ") and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == before and loop.is_symlink()
+
+
+# ---- output paths that name a folder, or are empty
+
+
+@pytest.mark.parametrize("output", ["newdir/", "newdir/.", ".."])
+@pytest.mark.parametrize("command", ["compile", "emit", "chip synth", "report", "program", "program --readback",
+                                     "chip show --png"])
+def test_an_output_path_naming_a_folder_is_refused(command: str, output: str, mlp_and_chip, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`-o newdir/` wrote a regular file named `newdir` (Path drops the trailing slash)."""
+    model, chip = mlp_and_chip
+    program = _program(tmp_path, model, chip)
+    monkeypatch.chdir(tmp_path)
+    option = "--readback" if command == "program --readback" else "--png" if command == "chip show --png" else "-o"
+    argv = {
+        "compile": ["compile", str(model), "--chip", str(chip), "-k", "1", "-o", output],
+        "emit": ["emit", str(program), "--target", "board", "-o", output],
+        "chip synth": ["chip", "synth", "--arrays", "2", "--seed", "0", "-o", output],
+        "report": ["report", str(program), "-o", output],
+        "program": ["program", str(program), "-o", output],
+        "program --readback": ["program", str(program), "-o", "p.leac", "--readback", output],
+        "chip show --png": ["chip", "show", str(chip), "--png", output],
+    }[command]
+    before = sorted(os.listdir(tmp_path))
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"leac: error: {option} {output}: the path names a folder; give a file name\n"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("command", ["compile", "compile many", "emit", "chip synth", "report", "program",
+                                     "program --readback", "chip import --conductances"])
+def test_an_empty_output_path_is_a_usage_error(command: str, mlp_and_chip, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`compile -o ""` wrote MODEL.leac, `emit -o ""` said '-o : is a directory'."""
+    model, chip = mlp_and_chip
+    program = _program(tmp_path, model, chip)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "map.txt").write_text("1e-4 2e-4\n3e-4 1e-4\n")
+    argv = {
+        "compile": ["compile", str(model), "--chip", str(chip), "-k", "1", "-o", ""],
+        "compile many": ["compile", str(model), "--chip", str(chip), "--jobs", "1", "-o", ""],
+        "emit": ["emit", str(program), "--target", "board", "-o", ""],
+        "chip synth": ["chip", "synth", "--arrays", "2", "--seed", "0", "-o", ""],
+        "report": ["report", str(program), "-o", ""],
+        "program": ["program", str(program), "-o", ""],
+        "program --readback": ["program", str(program), "-o", "p.leac", "--readback", ""],
+        "chip import --conductances": ["chip", "import", "map.txt", "-o", "c.json", "--conductances", ""],
+    }[command]
+    message = {
+        "compile many": "with many chips, -o OUTDIR names the output folder for the Programs and reports (-o is "
+                        "empty)",
+        "program --readback": "--readback: the path is empty; give a file name",
+        "chip import --conductances": "--conductances: the path is empty; give a file name",
+    }.get(command, "-o: the path is empty; give a file name")
+    before = sorted(os.listdir(tmp_path))
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"leac: error: {message}\n"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_atomic_write_refuses_an_empty_path_or_a_folder_name(tmp_path: Path) -> None:
+    """Every output goes through atomic_write_bytes, so an API call is refused there too."""
+    for path, message in [("", "^output: the path is empty"), (f"{tmp_path}/newdir/", "the path names a folder")]:
+        with pytest.raises(UsageError, match=message):
+            atomic_write_bytes(path, b"data")
+    assert os.listdir(tmp_path) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -473,6 +475,108 @@ def test_a_board_driver_that_fails_to_open_is_a_usage_error(tmp_path: Path, monk
         open_board(":", chip)
 
 
+_FLAKY_DRIVER = """
+from lea_compiler.programming.board import SimulatedBoard
+
+
+class Flaky:
+    # the simulated board, failing on the {fail}: {error}
+
+    def __init__(self, chip, seed):
+        self._board = SimulatedBoard(chip, seed)
+        self.calls = 0
+
+    @property
+    def chip(self):
+        return self._board.chip
+
+    @property
+    def readback_reads(self):
+        return self._board.readback_reads
+
+    def program(self, records):
+        self.calls += 1
+        if {fail!r} == "second program" and self.calls == 2:
+            raise {error}
+        return self._board.program(records)
+
+    def read(self, array, rows, cols):
+        if {fail!r} == "read":
+            raise {error}
+        return self._board.read(array, rows, cols)
+
+    def held(self):
+        if {fail!r} == "held":
+            raise {error}
+        return self._board.held()
+
+
+def open_board(chip, seed):
+    return Flaky(chip, seed)
+"""
+
+
+@pytest.mark.parametrize(("fail", "error", "message"), [
+    ("second program", "RuntimeError('USB link lost')", r"program\(\) failed: RuntimeError: USB link lost"),
+    ("second program", "OSError(5)", r"program\(\) failed: OSError: 5"),
+    ("held", "KeyError(3)", r"held\(\) failed: KeyError: 3"),
+])
+def test_a_board_driver_that_fails_while_programming_stops_leac_program_with_a_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        fail: str, error: str, message: str) -> None:
+    """Whatever a lab's driver raises during programming (not only while opening) is one line naming the driver
+    and the error, exit 2, and nothing written; before, it was a traceback and 'a bug in leac' (exit 1)."""
+    program_path, _ = _cli_files(tmp_path)
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "flakydriver.py").write_text(_FLAKY_DRIVER.format(fail=fail, error=error))
+    monkeypatch.syspath_prepend(str(drivers))
+    monkeypatch.delitem(sys.modules, "flakydriver", raising=False)  # each case imports its own
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["program", str(program_path), "--board", "flakydriver:open_board", "-o", str(tmp_path / "q.leac"),
+                 "--readback", str(tmp_path / "q.json"), "--attempts", "2"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(f"leac: error: --board flakydriver:open_board: the driver's {message}", last), last
+    assert "Traceback" not in err and "bug in leac" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_every_call_into_a_board_driver_is_guarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read() (called for stuck devices the Program skips) fails as program() and held() do."""
+    (tmp_path / "flakyread.py").write_text(_FLAKY_DRIVER.format(fail="read", error="OSError(5, 'Input/output error')"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    board = open_board("flakyread:open_board", _chip(16.66, 10.0))
+    assert board.held() == {} and board.readback_reads == 1
+    with pytest.raises(UsageError, match=r"^--board flakyread:open_board: the driver's read\(\) failed: OSError: "
+                                         r"\[Errno 5\] Input/output error$"):
+        board.read(0, np.array([0]), np.array([0]))
+
+
+def test_a_bug_in_leac_while_programming_through_a_driver_is_still_an_internal_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the calls into the driver are guarded: an exception from leac's own code around them is a bug."""
+    from lea_compiler.programming import loop
+
+    program_path, _ = _cli_files(tmp_path)
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "gooddriver.py").write_text("from lea_compiler.programming.board import SimulatedBoard\n"
+                                           "def open_board(chip, seed):\n    return SimulatedBoard(chip, seed)\n")
+    monkeypatch.syspath_prepend(str(drivers))
+
+    def broken(result: object, n: int) -> RoundResult:
+        raise RuntimeError("a bug in checked_round")
+
+    monkeypatch.setattr(loop, "checked_round", broken)
+    capsys.readouterr()
+    assert main(["program", str(program_path), "--board", "gooddriver:open_board", "-o", str(tmp_path / "q.leac")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "this is a bug in leac" in err and "a bug in checked_round" in err
+    assert not (tmp_path / "q.leac").exists()
+
+
 def test_an_as_programmed_program_is_neither_emitted_nor_simulated_ideal(tmp_path: Path) -> None:
     from lea_compiler.backends.board import emit_board
     from lea_compiler.backends.sim import simulate
@@ -515,3 +619,60 @@ def test_an_as_programmed_program_reads_what_its_devices_hold() -> None:
             assert len(held) == len(halves)
             for region, half in zip(held, halves, strict=True):
                 np.testing.assert_array_equal(region, half.programmed_uS)
+
+
+def test_leac_program_checks_both_outputs_before_programming_and_writes_both_or_neither(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output in a folder that cannot hold files (its parent a regular file) is refused before any programming
+    (on a lab board the programming would be lost); `-o` was written when `--readback` then failed."""
+    from lea_compiler.cli import program as cli_program
+
+    program_path, _ = _cli_files(tmp_path)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out, readback = tmp_path / "q.leac", tmp_path / "q.json"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    not_a_folder = f"{afile} is not a folder"
+    for argv, message in [
+        (["-o", str(out), "--readback", str(afile / "r.json")], f"--readback {afile / 'r.json'}: {not_a_folder}"),
+        (["-o", str(afile / "p.leac"), "--readback", str(readback)], f"-o {afile / 'p.leac'}: {not_a_folder}"),
+        (["-o", str(afile / "p.leac")], f"-o {afile / 'p.leac'}: {not_a_folder}"),
+        (["-o", str(out), "--readback", str(tmp_path / "missing" / "r.json")],
+         f"--readback {tmp_path / 'missing' / 'r.json'}: the folder {tmp_path / 'missing'} does not exist"),
+    ]:
+        capsys.readouterr()
+        assert main(["program", str(program_path), *argv]) == 2
+        assert capsys.readouterr().err.strip() == f"leac: error: {message}"  # no "round 1/3": nothing programmed
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+    # the read-back's folder stops holding files while the board programs: the Program is not left behind
+    later = tmp_path / "later"
+    later.mkdir()
+    real = cli_program.program_chip
+
+    def then_break_the_folder(*args: object, **kwargs: object) -> object:
+        done = real(*args, **kwargs)  # type: ignore[arg-type]
+        later.rmdir()
+        later.write_text("")
+        return done
+
+    monkeypatch.setattr(cli_program, "program_chip", then_break_the_folder)
+    assert main(["program", str(program_path), "-o", str(out), "--readback", str(later / "r.json")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"leac: error: cannot write {later / 'r.json'}: Not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "later"])
+
+
+def test_leac_program_with_one_file_for_both_outputs_says_so(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o pp.leac --readback pp.leac` said 'refusing to write over the input file pp.leac'."""
+    program_path, _ = _cli_files(tmp_path)
+    out = tmp_path / "pp.leac"
+    (tmp_path / "sub").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for readback in (str(out), str(tmp_path / "sub" / ".." / "pp.leac")):
+        capsys.readouterr()
+        assert main(["program", str(program_path), "-o", str(out), "--readback", readback]) == 2
+        assert capsys.readouterr().err == (f"leac: error: --readback {readback}: the same file as -o {out}; the two "
+                                           "outputs need different names\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

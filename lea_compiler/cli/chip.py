@@ -30,7 +30,7 @@ from lea_compiler.chip import (
     synth_chip,
 )
 from lea_compiler.errors import InvalidChipError, UsageError
-from lea_compiler.fileio import check_output
+from lea_compiler.fileio import check_output, written_together
 from lea_compiler.programming.readback import readback_of, save_readback
 from lea_compiler.report_json import dumps_report
 from lea_compiler.tables import format_table
@@ -372,7 +372,7 @@ def _run_show(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     check_output(args.output, args.maps, "-o")
     if args.conductances is not None:
-        check_output(args.conductances, [*args.maps, args.output], "--conductances")
+        check_output(args.conductances, args.maps, "--conductances", outputs={"-o": args.output})
     chip, readings = import_measured(
         args.maps,
         high_above_uS=args.high_above_uS,
@@ -397,10 +397,11 @@ def _run_import(args: argparse.Namespace) -> int:
                 f"{counts['stuck_low']} stuck-low devices ({single_low} outside dead lines), "
                 f"dead rows: {_listing(dead_rows)}, dead columns: {_listing(dead_cols)}"
             )
-    _write(args.output, lambda: save_chip(chip, args.output))
-    if args.conductances is not None:
-        readback = readback_of(chip, readings, reads=1, source="leac chip import: " + ", ".join(args.maps))
-        _write(args.conductances, lambda: save_readback(readback, args.conductances))
+    with written_together():  # both outputs or neither
+        _write(args.output, lambda: save_chip(chip, args.output))
+        if args.conductances is not None:
+            readback = readback_of(chip, readings, reads=1, source="leac chip import: " + ", ".join(args.maps))
+            _write(args.conductances, lambda: save_readback(readback, args.conductances))
     if args.json:
         _print_json({
             "report": "leac-chip-import",

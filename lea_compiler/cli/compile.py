@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.cli.batch import first_line, run_batch
 from lea_compiler.errors import UsageError
-from lea_compiler.fileio import check_output
+from lea_compiler.fileio import check_file_name, check_output
 from lea_compiler.layer_sizes import AUTO
 from lea_compiler.options import add_arguments as add_options
 from lea_compiler.options import from_keywords, keywords_from_args
@@ -142,11 +142,13 @@ def run(args: argparse.Namespace) -> int:
     if not chips:
         raise UsageError("give the chip: --chip CHIP.json (again for more chips), or --chip-dir DIR")
     chip = chips[0]
-    output = Path(args.output) if args.output else Path(Path(args.model).stem + ".leac")
+    given = args.output if args.output is not None else Path(args.model).stem + ".leac"
+    check_file_name(given)  # before Path(given), which drops a trailing slash
+    output = Path(given)
     if output.is_dir():
         raise UsageError(f"the output {output} is a folder; with one chip, -o names the Program file "
                          "(for an output folder, add --jobs N or use --chip-dir)")
-    check_output(output, [args.model, chip, args.calibrate])
+    check_output(given, [args.model, chip, args.calibrate])
     progress = None
     if not args.json and sys.stderr.isatty():
         def progress(name: str, seconds: float) -> None:
@@ -219,8 +221,9 @@ def _run_many(args: argparse.Namespace, options: CompileOptions) -> int:
     """`leac compile` for many chips (see the epilog of `leac compile --help`)."""
     from lea_compiler.batch import chip_files, compile_many
 
-    if args.output is None:
-        raise UsageError("with many chips, -o OUTDIR names the output folder for the Programs and reports")
+    if not args.output:
+        raise UsageError("with many chips, -o OUTDIR names the output folder for the Programs and reports"
+                         + (" (-o is empty)" if args.output == "" else ""))
     if args.dump_ir is not None:
         raise UsageError("--dump-ir works with one chip (--chip CHIP.json once)")
     if options.k == AUTO:

@@ -4,9 +4,9 @@
                  [--attempts N] [--tolerance-uS X] [--max-pulses N] [--readback-reads N] [--calibrate DATA.npz]
                  -o PROGRAMMED.leac [--readback OUT] [--json]
 
-Both outputs are checked before anything runs (never over an input, never a device node) and written
-atomically. Only this module prints; errors are raised as `LeacError`s and turned into a message and an exit
-status by `lea_compiler.cli.main`.
+Both outputs are checked before anything runs (never over an input, never a device node, only in a folder
+where a file can be made) and written together: both or neither. Only this module prints; errors are raised
+as `LeacError`s and turned into a message and an exit status by `lea_compiler.cli.main`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lea_compiler.chip import load_chip
 from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.datasets import load_data
 from lea_compiler.errors import UsageError
-from lea_compiler.fileio import check_output
+from lea_compiler.fileio import check_output, written_together
 from lea_compiler.program import Program
 from lea_compiler.programming.board import open_board, with_readback_reads
 from lea_compiler.programming.loop import MAX_ATTEMPTS, STRATEGIES, Programmed, program_chip
@@ -91,7 +91,7 @@ def run_program(args: argparse.Namespace) -> int:
     inputs = [args.program, args.chip, args.calibrate]
     check_output(args.output, inputs)
     if args.readback is not None:
-        check_output(args.readback, [*inputs, args.output], option="--readback")
+        check_output(args.readback, inputs, option="--readback", outputs={"-o": args.output})
     start = time.perf_counter()
     program = Program.load(args.program)
     chip = program.chip if args.chip is None else load_chip(args.chip)
@@ -102,9 +102,10 @@ def run_program(args: argparse.Namespace) -> int:
                         tolerance_uS=args.tolerance_uS, max_pulses=args.max_pulses, progress=progress,
                         board_name=args.board, calibration=calibration,
                         chip_fingerprint=chip.fingerprint())  # --readback-reads is the session's, not the chip's
-    done.program.save(args.output)
-    if args.readback is not None:
-        save_readback(done.readback, args.readback)
+    with written_together():  # both outputs or neither
+        done.program.save(args.output)
+        if args.readback is not None:
+            save_readback(done.readback, args.readback)
     report = program_report(done, args, time.perf_counter() - start)
     if args.json:
         print(dumps_report(report))

@@ -169,8 +169,10 @@ def open_board(name: str, chip: Chip, seed: int = 0) -> Board:
     """The board `name` names, for `chip`: `sim` (leac's `SimulatedBoard`), `module:callable`, or the name of an
     entry point in the group `leac.boards`; a driver is called as `factory(chip=chip, seed=seed)`.
 
+    A driver comes wrapped in a `DriverBoard`, which turns any exception its calls raise into a UsageError.
+
     Raises:
-        UsageError: no such board, or what it made is not a `Board`.
+        UsageError: no such board, opening it failed, or what it made is not a `Board`.
     """
     if name == "sim":
         return SimulatedBoard(chip, seed)
@@ -192,9 +194,65 @@ def open_board(name: str, chip: Chip, seed: int = 0) -> Board:
             raise UsageError(f"--board {name}: cannot load its entry point: {type(error).__name__}: {error}") from None
     try:
         board = factory(chip=chip, seed=seed)
+        is_board = isinstance(board, Board)  # evaluates the driver's properties (Python 3.11's protocol check)
     except Exception as error:  # noqa: BLE001 - a driver that cannot open its board is the user's to see
-        raise UsageError(f"--board {name}: opening the board failed: {type(error).__name__}: {error}") from None
-    if not isinstance(board, Board):
+        raise UsageError(f"--board {name}: opening the board failed: {_described(error)}") from None
+    if not is_board:
         raise UsageError(f"--board {name}: {factory!r} made a {type(board).__name__}, which is not a leac Board "
                          "(program, read, held, chip, readback_reads: docs/programming.md)")
-    return board
+    return DriverBoard(board, name)
+
+
+def _described(error: Exception) -> str:
+    """`Type: message` of an exception a driver raised, for a one-line error (`Type` alone when it says nothing)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class DriverBoard:
+    """A lab's board driver as leac calls it (what `open_board` returns for anything but `sim`).
+
+    Each member forwards to the driver; whatever exception the driver's code raises (a lost USB link, an I/O
+    error) becomes a UsageError naming the driver and the call, so that `leac program` stops with a one-line
+    message (exit 2) and writes nothing. Only the calls into the driver are guarded: leac's own code around
+    them is not, so a bug in leac is still reported as one.
+    """
+
+    def __init__(self, driver: Board, name: str) -> None:
+        self._driver = driver
+        self._name = name
+
+    def _failed(self, call: str, error: Exception) -> UsageError:
+        return UsageError(f"--board {self._name}: the driver's {call} failed: {_described(error)}")
+
+    @property
+    def chip(self) -> Chip:
+        try:
+            return self._driver.chip
+        except Exception as error:  # noqa: BLE001 - the driver's code: the user's to see, not a bug in leac
+            raise self._failed("chip", error) from None
+
+    @property
+    def readback_reads(self) -> int:
+        try:
+            return self._driver.readback_reads
+        except Exception as error:  # noqa: BLE001
+            raise self._failed("readback_reads", error) from None
+
+    def program(self, records: Sequence[Record]) -> RoundResult:
+        try:
+            return self._driver.program(records)
+        except Exception as error:  # noqa: BLE001
+            raise self._failed("program()", error) from None
+
+    def read(self, array: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        try:
+            return self._driver.read(array, rows, cols)
+        except Exception as error:  # noqa: BLE001
+            raise self._failed("read()", error) from None
+
+    def held(self) -> Mapping[int, np.ndarray] | None:
+        try:
+            return self._driver.held()
+        except Exception as error:  # noqa: BLE001
+            raise self._failed("held()", error) from None
