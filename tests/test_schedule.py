@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lea_compiler.backends import sim
 from lea_compiler.backends.board import board_schedule, emit_board, read_board, validate_board
-from lea_compiler.backends.sim import CrossbarLayer, EventCounts, load_data, simulate
+from lea_compiler.backends.sim import CrossbarLayer, EventCounts, load_data, simulate, simulate_trials
 from lea_compiler.chip import load_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
@@ -200,6 +201,21 @@ def test_a_board_file_of_the_program_calibrated_otherwise_is_refused(tmp_path: P
         from_program = json.loads(capsys.readouterr().out)
         assert main(["simulate", str(board), "--program", str(program), "--data", data, "--json", "--seed", "2"]) == 0
         assert _without_time(json.loads(capsys.readouterr().out)) == _without_time(from_program)
+
+
+def test_a_board_file_is_refused_before_the_software_baseline_runs(tmp_path: Path, monkeypatch) -> None:
+    """`simulate_trials` checks the board file first: a file of another Program costs no onnxruntime run."""
+    (tmp_path / "plain").mkdir()
+    _, plain, _ = _compiled("yinyang", False, tmp_path / "plain")
+    calibrated, _, calibrated_board = _compiled("yinyang", True, tmp_path)
+    data = [load_data(DATA / "yinyang_task1_test.npz", calibrated.graph)]
+
+    def baseline(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the software baseline ran before the board file was checked")
+
+    monkeypatch.setattr(sim, "software_predictions", baseline)
+    with pytest.raises(InvalidInputError, match="its ADC ranges"):
+        simulate_trials(Program.load(plain), data, trials=2, board=board_schedule(read_board(calibrated_board)))
 
 
 def test_a_board_file_of_the_program_compensated_otherwise_is_refused(tmp_path: Path) -> None:

@@ -468,7 +468,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     about a noisy chip. Its `seconds` are the whole call's: every draw's, the lowering's and the baseline's.
 
     onnxruntime's baseline runs once, and so do lowering the Program (`schedule`) and the digital reference of
-    the layer errors (`reference`, within its `REFERENCE_BYTES`). `options` are `simulate`'s keywords.
+    the layer errors (`reference`, within its `REFERENCE_BYTES`). A board file's schedule (`board`) is checked
+    against the Program first, before the baseline runs. `options` are `simulate`'s keywords.
 
     Raises:
         UsageError: `trials` below 1, and what `simulate` raises.
@@ -478,6 +479,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     start = time.perf_counter()
     # a usage error before onnxruntime's baseline runs (`simulate` checks it again, for its own callers)
     _after_seconds(options.get("after", 0.0), options.get("chip") or program.chip, options.get("ideal", False))
+    if options.get("board") is not None and not program.as_programmed:  # (`simulate` refuses that pair itself)
+        _check_board(program, options["board"])  # a board file of another Program, before the baseline runs
     if options.get("software") is None and program.source_model is not None:
         options["software"] = software_predictions(program, datasets, options.get("output"))
     if options.get("board") is None and options.get("schedule") is None:  # one lowering serves every draw
@@ -551,7 +554,8 @@ def _check_board(program: Program, board: Schedule) -> None:
     layers or other digital nodes, or, those being the Program's, records whose values differ from what the
     Program lowers to (`schedule_differences`: another calibration or compensation, another placement, an edited
     file or Program), so that what runs is the Program's and its report the Program's. The Program is lowered
-    once per board schedule for the latest Program checked (each draw of `simulate_trials` checks)."""
+    once per board schedule for the latest Program checked (`simulate_trials` checks before its draws, and each
+    draw again)."""
     problems = []
     if board.origin is not None:
         if board.origin.get("model_sha256") != program.model.get("sha256"):
