@@ -153,7 +153,8 @@ def simulate(
     (samples per noise block: each crossbar layer draws one read-noise seed per
     block; a block runs in memory-bounded chunks, `lea_compiler.chunks`) has no flag.
     `board` is a board file emitted from the Program (`leac simulate BOARD --program PROGRAM`): its records
-    are what runs, and the report equals the Program's when the file is the Program's. `trials` is
+    are what runs, and the report equals the Program's; a file whose records are not what the Program lowers to
+    (another model, chip, options or calibration, or an edit) is refused. `trials` is
     `--trials`: that many noise draws (seeds seed, seed + 1, ...); the report is the first's, with every
     draw's accuracy, their mean, standard deviation and range in `report.trials`. `after` is `--after`: the
     time since programming, in seconds or as a duration ("1h", "30d"), at which the devices are read, drifted

@@ -33,6 +33,7 @@ from lea_compiler.backends.cost import (
     CostModel,
     DigitalCounter,
     EventCounts,
+    _Latest,
     estimate_cost,
     programming_cost,
     timing_json,
@@ -52,7 +53,7 @@ from lea_compiler.schedule.digital import digital_record
 from lea_compiler.schedule.execute import NoiseSpan
 from lea_compiler.schedule.lower import column_scale_and_bias, is_crossbar
 from lea_compiler.schedule.normal_draws import gaussian
-from lea_compiler.schedule.plan import Schedule, schedule_of
+from lea_compiler.schedule.plan import PROGRAMMING, Schedule, schedule_differences, schedule_of
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,9 @@ def simulate(
     What runs is the Program's schedule (`lea_compiler.schedule`): the records a board file holds, executed.
     `board` is the schedule of a board file emitted from this Program (`board_schedule`): the simulator then
     runs the file's programming and crossbar records instead of lowering the Program again, and the report is
-    the same when the file is the Program's. The Program still gives the digital nodes (the file's are checked
-    to be the same), the chip, the reference the layer errors are measured against and the software baseline.
+    the same: a file whose records are not what the Program lowers to is refused (`_check_board`). The Program
+    still gives the digital nodes (the file's are checked to be the same), the chip, the reference the layer
+    errors are measured against and the software baseline.
 
     Input and ADC ranges are the schedule's: calibrated at compile time, or the per-vector input rule and
     the worst-case ADC ranges (`lea_compiler.schedule.lower`); never fitted on the data simulated.
@@ -475,7 +477,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     about a noisy chip. Its `seconds` are the whole call's: every draw's, the lowering's and the baseline's.
 
     onnxruntime's baseline runs once, and so do lowering the Program (`schedule`) and the digital reference of
-    the layer errors (`reference`, within its `REFERENCE_BYTES`). `options` are `simulate`'s keywords.
+    the layer errors (`reference`, within its `REFERENCE_BYTES`). A board file's schedule (`board`) is checked
+    against the Program first, before the baseline runs. `options` are `simulate`'s keywords.
 
     Raises:
         UsageError: `trials` below 1, and what `simulate` raises.
@@ -485,6 +488,8 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     start = time.perf_counter()
     # a usage error before onnxruntime's baseline runs (`simulate` checks it again, for its own callers)
     _after_seconds(options.get("after", 0.0), options.get("chip") or program.chip, options.get("ideal", False))
+    if options.get("board") is not None and not program.as_programmed:  # (`simulate` refuses that pair itself)
+        _check_board(program, options["board"])  # a board file of another Program, before the baseline runs
     if options.get("software") is None and program.source_model is not None:
         options["software"] = software_predictions(program, datasets, options.get("output"))
     if options.get("board") is None and options.get("schedule") is None:  # one lowering serves every draw
@@ -558,7 +563,11 @@ def _check_own_schedule(program: Program, schedule: Schedule, board: Schedule | 
 
 def _check_board(program: Program, board: Schedule) -> None:
     """Refuse a board schedule that is not this Program's: another model, chip or compile options, other crossbar
-    layers or other digital nodes."""
+    layers or other digital nodes, or, those being the Program's, records whose values differ from what the
+    Program lowers to (`schedule_differences`: another calibration or compensation, another placement, an edited
+    file or Program), so that what runs is the Program's and its report the Program's. The Program is lowered
+    once per board schedule for the latest Program checked (`simulate_trials` checks before its draws, and each
+    draw again)."""
     problems = []
     if board.origin is not None:
         if board.origin.get("model_sha256") != program.model.get("sha256"):
@@ -578,8 +587,77 @@ def _check_board(program: Program, board: Schedule) -> None:
     missing = sorted(set(board.arrays) - {a.id for a in program.chip.arrays})
     if missing:
         problems.append(f"it programs arrays {missing} the Program's chip does not have")
+    if not problems:  # the same layers on the same chip: set the records' values beside the Program's
+        # kept with the board schedule for the latest Program, which it does not keep alive
+        differences = board.derived("differences", _Latest).of(
+            program, lambda: schedule_differences(board, schedule_of(program, check=False)))
+        if differences:
+            problems.append(_differences_text(program, board, differences))
     if problems:
         raise InvalidInputError(f"the board file was not emitted from this Program: {'; '.join(problems)}")
+
+
+_FIELD_NAMES = {
+    "levels_uS": "device levels (levels_uS)",
+    "select_array.array": "arrays (select_array)",
+    "write.level": "devices written and skipped (write, skip)",
+    "skip.g_uS": "stuck conductances (skip.g_uS)",
+    "skip.target_level": "skipped devices' levels (skip.target_level)",
+    "layer.scale_uS": "column scales (scale_uS)",
+    "scale.scale_uS": "column scales (scale_uS)",
+    "convert.full_scale_uA": "ADC ranges (convert.full_scale_uA)",
+    "scale.x_fs": "input full scales (scale.x_fs)",
+    "layer.bias": "digital biases (bias)",
+    "bias": "digital biases (bias)",
+    "bias.values": "digital biases (bias)",
+    "combine.copies": "copy selections (combine.copies)",
+}
+"""How a board file's message names a field `schedule_differences` finds (one name for the fields of one thing);
+the others are named as they are ("read.row")."""
+_CALIBRATED_FIELDS = frozenset({"convert.full_scale_uA", "scale.x_fs", "layer.scale_uS", "scale.scale_uS",
+                                "layer.bias", "bias", "bias.values"})
+"""The fields compile-time calibration sets: the ranges, and the stuck-device compensation fitted on the same
+data (`leac compile --calibrate`, `--compensate`)."""
+_COMPENSATION_FIELDS = frozenset({"layer.scale_uS", "scale.scale_uS", "layer.bias", "bias", "bias.values"})
+"""The fields of those that the stuck-device compensation sets (`lower.column_scale_and_bias`)."""
+
+
+def _differences_text(program: Program, board: Schedule, differences: dict[str, list[str]]) -> str:
+    """What `_check_board` says of a board file whose records differ from the Program's: which fields, where,
+    and what most likely made them differ."""
+    names: list[str] = []
+    places: list[str] = []
+    for field_name, where in differences.items():
+        name = _FIELD_NAMES.get(field_name, field_name)
+        if name not in names:
+            names.append(name)
+        places += [place for place in where if place not in places]
+    layers = [place for place in places if place != PROGRAMMING]
+    shown = [PROGRAMMING] if PROGRAMMING in places else []
+    if len(layers) == len(board.layers) > 1:
+        shown.append("every crossbar layer")
+    elif layers:
+        more = f" and {len(layers) - 5} more" if len(layers) > 6 else ""
+        shown.append(f"layer{'s' if len(layers) > 1 else ''} {', '.join(map(repr, layers[:5] if more else layers))}"
+                     + more)
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    text = f"its {listed} differ{'s' if len(names) == 1 and not names[0].endswith(')') else ''} from the " \
+           f"Program's (in {' and '.join(shown)}): "
+    if set(differences) <= _CALIBRATED_FIELDS:
+        file_calibrated = all(plan.scale.x_fs is not None for plan in board.layers.values())
+        program_calibrated = all(layer.input_full_scale is not None for layer in program.layers)
+        fitted = "" if set(differences).isdisjoint(_COMPENSATION_FIELDS) else \
+            " and the stuck-device compensation fitted with it"
+        if program_calibrated and not file_calibrated:
+            return text + ("it was emitted from a Program compiled without calibration, and this Program was "
+                           f"compiled with it (--calibrate{fitted})")
+        if file_calibrated and not program_calibrated:
+            return text + (f"it was emitted from a Program compiled with calibration (--calibrate{fitted}), and "
+                           "this Program was compiled without")
+        return text + ("it was emitted from a Program compiled with other calibration data (--calibrate) or "
+                       "stuck-device compensation, or one of the two was edited")
+    return text + ("it was emitted from another compile of the model (another placement, other levels or copy "
+                   "selections), or one of the two was edited")
 
 
 def _programmed_on(program: Program) -> str:

@@ -7,7 +7,7 @@ a board file and the Program it was emitted from give the same `Schedule`.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any, TypeVar, cast
 
@@ -338,3 +338,95 @@ def layer_plans(records: Iterable[Record]) -> dict[str, LayerPlan]:
         plans[name] = LayerPlan(got["layer"][0], pairs, tuple(got.get("combine", [])),  # type: ignore[arg-type]
                                 got["accumulate"][0], got["scale"][0], bias[0] if bias else None)  # type: ignore[arg-type]
     return plans
+
+
+PROGRAMMING = "the programming section"
+"""Where `schedule_differences` finds a difference that is in no crossbar layer's records."""
+
+
+def schedule_differences(board: Schedule, own: Schedule) -> dict[str, list[str]]:
+    """What a board file's schedule (`schedule_of_stream`) runs that differs from `own`, the schedule its Program
+    lowers to (`schedule_of`): each record field whose values differ ("convert.full_scale_uA", "scale.x_fs",
+    "write.level", ...) with where (the crossbar layers by name, in order, or `PROGRAMMING`), in record order;
+    empty when the file runs exactly what the Program's lowering gives, value for value.
+
+    Whatever made the file differ is found: another calibration (the input full scales and ADC ranges), another
+    stuck-device compensation (the column scales and digital biases), another placement or selection, or an
+    edited file or Program. It compares what the simulator executes: the device levels, the arrays, each
+    device's level, each skipped device's stuck conductance and target level, and per crossbar layer its start,
+    its reads' and conversions' tables and ranges, its combinations, partial sums, scale and bias (numpy over
+    the devices and the reads; Python over the layers and blocks). Not compared: the digital nodes (the caller
+    compares them with the Program's graph), and what the simulator takes from neither (a write's tolerance and
+    pulse limit, which `leac emit` chooses; a skip's state and copy half, which its position gives).
+    The two schedules must have the same crossbar layers, in order (the caller checks them first)."""
+    found: dict[str, list[str]] = {}
+
+    def differ(what: str, where: str) -> None:
+        places = found.setdefault(what, [])
+        if where not in places:
+            places.append(where)
+
+    for what in _programming_differences(board, own):
+        differ(what, PROGRAMMING)
+    for name, want in own.layers.items():
+        for what in _layer_differences(board.layers[name], want):
+            differ(what, name)
+    return found
+
+
+def _programming_differences(board: Schedule, own: Schedule) -> list[str]:
+    """The fields of the programming section (and the header's levels) whose values differ."""
+    out = []
+    if not np.array_equal(board.levels_uS, own.levels_uS):
+        out.append("levels_uS")
+    got, want = board.layout, own.layout
+    if not (np.array_equal(got.array_ids, want.array_ids) and np.array_equal(got.shapes, want.shapes)):
+        return [*out, "select_array.array"]  # other arrays: the devices cannot be set side by side
+    got_devices, want_devices = board.devices, own.devices
+    if not np.array_equal(got_devices.level, want_devices.level):
+        return [*out, "write.level"]  # other devices written or skipped, or other levels
+    # the same devices skipped: their stuck conductances and target levels, held for those devices only (a
+    # board file's in device order, lowering's in copy-half order)
+    order = np.argsort(want_devices.marked, kind="stable")
+    marked = want_devices.marked[order]
+    if not np.array_equal(got_devices.marked, marked) \
+            or not np.array_equal(got_devices.marked_uS, want_devices.marked_uS[order]):
+        out.append("skip.g_uS")
+    elif not np.array_equal(got_devices.marked_target, want_devices.marked_target[order]):
+        out.append("skip.target_level")
+    return out
+
+
+def _layer_differences(got: LayerPlan, want: LayerPlan) -> list[str]:
+    """The fields of one crossbar layer's records whose values differ, in record order."""
+    out = _record_differences(got.start, want.start)
+    got_reads, want_reads = got.read_table, want.read_table
+    if got_reads.shape != want_reads.shape:
+        out.append("read")
+    else:
+        out += [f"read.{name}" for name, column in READ_COLUMN.items()
+                if not np.array_equal(got_reads[:, column], want_reads[:, column])]
+        got_converts, want_converts = got.pairs.conversions, want.pairs.conversions
+        out += [f"convert.{name}" for name, column in CONVERT_COLUMN.items()
+                if not np.array_equal(got_converts[:, column], want_converts[:, column])]
+        if not np.array_equal(got.full_scales, want.full_scales, equal_nan=True):
+            out.append("convert.full_scale_uA")
+    if got.combines != want.combines:
+        if len(got.combines) != len(want.combines):
+            out.append("combine")
+        else:
+            out += [f"combine.{f.name}" for f in fields(Combine)
+                    if any(getattr(a, f.name) != getattr(b, f.name)
+                           for a, b in zip(got.combines, want.combines, strict=True))]
+    out += _record_differences(got.accumulate, want.accumulate)
+    out += _record_differences(got.scale, want.scale)
+    if (got.bias is None) != (want.bias is None):
+        out.append("bias")
+    elif got.bias is not None and want.bias is not None:
+        out += _record_differences(got.bias, want.bias)
+    return out
+
+
+def _record_differences(got: Record, want: Record) -> list[str]:
+    """"op.field" of each field of two records of one kind whose values differ."""
+    return [f"{want.op}.{f.name}" for f in fields(want) if getattr(got, f.name) != getattr(want, f.name)]
