@@ -276,7 +276,7 @@ def programming_cost(pulses: int, device_reads: int, periphery: Periphery) -> tu
 _T = TypeVar("_T")
 
 
-class _Latest:
+class LatestOf:
     """A value made for the latest of some objects, which it holds weakly (a cache that keeps no owner alive)."""
 
     def __init__(self) -> None:
@@ -335,7 +335,7 @@ def estimate_cost(program: Program, chip: Chip | None = None, schedule: Schedule
     # the timeline depends on the Program, the schedule and the periphery only (the layers' costs are their
     # `layer_cost`s on it): kept with the schedule per periphery (by its values) for the latest Program, which it
     # does not keep alive, so every draw of `simulate_trials` makes it once
-    timing = schedule.derived(("timeline", p), _Latest).of(
+    timing = schedule.derived(("timeline", p), LatestOf).of(
         program, lambda: timeline_of(program, schedule, p, applications=apps, costs=costs))
     latency = timing.latency_ns
     power = static_power_uW(schedule, p)

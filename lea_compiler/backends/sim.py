@@ -33,7 +33,7 @@ from lea_compiler.backends.cost import (
     CostModel,
     DigitalCounter,
     EventCounts,
-    _Latest,
+    LatestOf,
     estimate_cost,
     programming_cost,
     timing_json,
@@ -589,7 +589,7 @@ def _check_board(program: Program, board: Schedule) -> None:
         problems.append(f"it programs arrays {missing} the Program's chip does not have")
     if not problems:  # the same layers on the same chip: set the records' values beside the Program's
         # kept with the board schedule for the latest Program, which it does not keep alive
-        differences = board.derived("differences", _Latest).of(
+        differences = board.derived("differences", LatestOf).of(
             program, lambda: schedule_differences(board, schedule_of(program, check=False)))
         if differences:
             problems.append(_differences_text(program, board, differences))
