@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from bench_sim import SIZES, anchor_mlp, anchor_program, best_of, ideal_forward
+from bench_sim import anchor_mlp, anchor_program, anchor_samples, best_of, ideal_forward
 from threadpoolctl import threadpool_limits
 
 from lea_compiler.backends.sim import CrossbarLayer
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--stacked", action="store_true")
     parser.add_argument("--chunks", type=int, nargs="*", default=[], help="other chunk sizes, in currents")
     args = parser.parse_args()
-    x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
+    x = anchor_samples(args.samples)
     with tempfile.TemporaryDirectory() as tmp_name, threadpool_limits(limits=1):
         model = Path(tmp_name) / "mlp.onnx"
         weights, biases = anchor_mlp(model)

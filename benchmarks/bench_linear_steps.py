@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_sim import SIZES, anchor_mlp, anchor_program, ideal_forward
+from bench_sim import anchor_mlp, anchor_program, anchor_samples, best_of, ideal_forward
 from threadpoolctl import threadpool_limits
 
 from lea_compiler.backends.sim import CrossbarLayer
@@ -68,16 +68,6 @@ def timed_steps(seconds: dict[str, float]) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def fastest(fn: Callable[[], Any], repeats: int) -> float:
-    """The fastest wall time of `repeats` calls of fn, in ms."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best
-
-
 def layer_steps(layer: CrossbarLayer, x: np.ndarray, repeats: int) -> dict[str, float]:
     """One layer's forward on x: each step's ms and the whole's, from the repeat with the least whole."""
     executor = layer.executor
@@ -105,8 +95,8 @@ def measure(model: Path, size: int, k: int, x: np.ndarray, weights: list[np.ndar
                             exact_read_noise=False) for plan in schedule.layers.values()]
     linear = [layer.executor.linear for layer in layers]
     assert all(linear), "every layer of the anchor workload reads linearly"
-    ideal = fastest(lambda: ideal_forward(x, weights, biases, k), repeats)
-    first_product = fastest(lambda: x @ weights[0], repeats)
+    ideal = 1e3 * best_of(ideal_forward, x, weights, biases, k, repeats=repeats)[0]
+    first_product = 1e3 * best_of(np.matmul, x, weights[0], repeats=repeats)[0]
     inputs = [x, np.tanh(ideal_forward(x, weights[:1], biases[:1], 1)).astype(np.float32)]
     columns = [layer_steps(layer, h, repeats) for layer, h in zip(layers, inputs, strict=True)]
     total = {step: sum(column[step] for column in columns) for step in columns[0]}
@@ -128,7 +118,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
+    x = anchor_samples(args.samples)
     with tempfile.TemporaryDirectory() as tmp_name, threadpool_limits(limits=1):
         model = Path(tmp_name) / "mlp.onnx"
         weights, biases = anchor_mlp(model)

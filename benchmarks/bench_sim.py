@@ -88,6 +88,11 @@ def anchor_mlp(path: Path, seed: int = 0) -> tuple[list[np.ndarray], list[np.nda
     return weights, biases
 
 
+def anchor_samples(samples: int) -> np.ndarray:
+    """The anchor workload's inputs: `samples` random vectors in [0, 1), float32, seed 1."""
+    return np.random.default_rng(1).uniform(0, 1, size=(samples, SIZES[0])).astype(np.float32)
+
+
 def ideal_forward(x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray], k: int) -> np.ndarray:
     """The float32 baseline: every copy's x @ W, averaged, the bias, tanh between layers."""
     h = x
@@ -301,7 +306,7 @@ def main() -> None:
                                    "load_average": [load, os.getloadavg()]}, indent=2) + "\n")
         print(f"wrote {out}")
         return
-    x = np.random.default_rng(1).uniform(0, 1, size=(args.samples, SIZES[0])).astype(np.float32)
+    x = anchor_samples(args.samples)
     rows: list[dict[str, Any]] = []
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:

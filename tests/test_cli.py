@@ -253,14 +253,20 @@ def test_zero_width_gemm_exits_3_and_writes_nothing(shape, tmp_path, capsys) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.json", "zero.onnx"]
 
 
-def test_simulate_negative_seed_is_a_usage_error(tmp_path, capsys) -> None:
-    """--seed -1 exits 2 with one line (issue 13 item 11), for one Program and for many."""
+def _compiled_mlp(tmp_path: Path, x: np.ndarray) -> tuple[Path, Path]:
+    """The test MLP compiled (greedy) for a 16-array chip, and a data file of `x` with labels 0."""
     model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
     onnx.save(mlp_model(), model)
     save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
     program, data = tmp_path / "p.leac", tmp_path / "d.npz"
     assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o", str(program)]) == 0
-    np.savez(data, x=np.zeros((4, 4), np.float32), y=np.zeros(4, np.int64))
+    np.savez(data, x=x, y=np.zeros(len(x), np.int64))
+    return program, data
+
+
+def test_simulate_negative_seed_is_a_usage_error(tmp_path, capsys) -> None:
+    """--seed -1 exits 2 with one line (issue 13 item 11), for one Program and for many."""
+    program, data = _compiled_mlp(tmp_path, np.zeros((4, 4), np.float32))
     capsys.readouterr()
     for programs in ([str(program)], [str(program), str(program)]):
         assert main(["simulate", *programs, "--data", str(data), "--seed", "-1"]) == 2
@@ -294,12 +300,7 @@ def test_simulate_of_a_json_file_that_is_no_board_file_says_what_it_is(tmp_path,
 def test_verbose_simulate_logs_its_steps_to_stderr_and_only_with_v(tmp_path) -> None:
     """`leac -v simulate` logged nothing (docs/cli.md: -v logs progress to stderr); the report on stdout is the
     same with and without it."""
-    model, chip = tmp_path / "mlp.onnx", tmp_path / "chip.json"
-    onnx.save(mlp_model(), model)
-    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
-    program, data = tmp_path / "p.leac", tmp_path / "d.npz"
-    assert main(["compile", str(model), "--chip", str(chip), "--placer", "greedy", "-o", str(program)]) == 0
-    np.savez(data, x=np.ones((4, 4), np.float32), y=np.zeros(4, np.int64))
+    program, data = _compiled_mlp(tmp_path, np.ones((4, 4), np.float32))
     runs = {}
     for flags in ([], ["-v"]):
         done = subprocess.run([sys.executable, "-m", "lea_compiler", *flags, "simulate", str(program), "--data",
