@@ -25,15 +25,13 @@ Run:  python benchmarks/bench_forward_steps.py [--arrays 25 128] [--k 6] [--repe
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
 
 import numpy as np
-from bench_sim import anchor_mlp, anchor_program, anchor_samples, best_of, ideal_forward
+from bench_sim import anchor_model, anchor_program, anchor_samples, best_of, ideal_forward
 from threadpoolctl import threadpool_limits
 
 from lea_compiler.backends.sim import CrossbarLayer
@@ -161,9 +159,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, nargs="*", default=[], help="other chunk sizes, in currents")
     args = parser.parse_args()
     x = anchor_samples(args.samples)
-    with tempfile.TemporaryDirectory() as tmp_name, threadpool_limits(limits=1):
-        model = Path(tmp_name) / "mlp.onnx"
-        weights, biases = anchor_mlp(model)
+    with anchor_model() as (model, weights, biases), threadpool_limits(limits=1):
         for size in args.arrays:
             for k in args.k:
                 program = anchor_program(model, size, k)

@@ -23,7 +23,6 @@ Run:  python benchmarks/bench_linear_steps.py [--arrays 128 25] [--k 1] [--repea
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_sim import anchor_mlp, anchor_program, anchor_samples, best_of, ideal_forward
+from bench_sim import anchor_model, anchor_program, anchor_samples, best_of, ideal_forward
 from threadpoolctl import threadpool_limits
 
 from lea_compiler.backends.sim import CrossbarLayer
@@ -119,9 +118,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     x = anchor_samples(args.samples)
-    with tempfile.TemporaryDirectory() as tmp_name, threadpool_limits(limits=1):
-        model = Path(tmp_name) / "mlp.onnx"
-        weights, biases = anchor_mlp(model)
+    with anchor_model() as (model, weights, biases), threadpool_limits(limits=1):
         for size in args.arrays:
             print(measure(model, size, args.k, x, weights, biases, args.repeats), flush=True)
 

@@ -51,7 +51,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,15 @@ def anchor_mlp(path: Path, seed: int = 0) -> tuple[list[np.ndarray], list[np.nda
     biases = [(0.1 * rng.normal(size=n)).astype(np.float32) for n in SIZES[1:]]
     save_tanh_mlp(path, weights, biases)
     return weights, biases
+
+
+@contextmanager
+def anchor_model() -> Iterator[tuple[Path, list[np.ndarray], list[np.ndarray]]]:
+    """The anchor MLP saved in a temporary folder, removed after: its path, weights and biases."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        model = Path(tmp_name) / "mlp.onnx"
+        weights, biases = anchor_mlp(model)
+        yield model, weights, biases
 
 
 def anchor_samples(samples: int) -> np.ndarray:
