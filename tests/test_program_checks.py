@@ -296,3 +296,16 @@ def test_a_conductance_above_the_limit_is_named() -> None:
     assert program_problems(_with_half(programmed, 0, programmed_uS=too_high)) == [
         "layer 'fc0' block 0: copy 0 pos: programmed_uS holds a conductance that is not a finite number in "
         "0..1e+06 uS"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"k": "abc"}, "options.k: 'abc' is neither a count nor layer=count pairs"),
+    ({"k": 0}, "options.k must be at least 1, got 0"),
+    ({"k": 2.5}, "options.k must be a count >= 1 or layer=count pairs, got float"),
+    ({"beta": "fc1=0"}, "options.beta: fc1=0 is not a count >= 1"),
+])
+def test_the_copies_a_program_records_are_what_leac_compile_takes(program, options, message) -> None:
+    """A Program whose options.k was "abc" loaded, simulated and showed `k: abc` in `leac report --json`."""
+    damaged = dataclasses.replace(program, options={**program.options, **options})
+    assert any(message in problem for problem in program_problems(damaged)), program_problems(damaged)
+    assert program_problems(dataclasses.replace(program, options={**program.options, "k": "fc1=2,default=3"})) == []

@@ -17,6 +17,7 @@ from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_CONDUCTANCE_uS
 from lea_compiler.errors import InvalidInputError, UsageError
 from lea_compiler.geometry import Occupancy
+from lea_compiler.layer_sizes import canonical
 from lea_compiler.ops import LEAC_DOMAIN
 from lea_compiler.problems import collected
 from lea_compiler.program.types import BlockCopy, CopyHalf, Layer, ProgramBlock
@@ -143,6 +144,13 @@ def checked_halves(program: Program) -> tuple[list[str], Halves | None]:
     if isinstance(program.options, dict) and "reads" in program.options \
             and (problem := reads_problem(program.options["reads"])) is not None:
         problems.append(f"options.reads {problem}")
+    if isinstance(program.options, dict):  # the copies, which reports quote: what `leac compile -k` takes
+        for name in ("k", "beta"):
+            if program.options.get(name) is not None:
+                try:
+                    canonical(program.options[name], name)
+                except UsageError as exc:
+                    problems.append(f"options.{exc}")
     if isinstance(program.extra, dict) and not isinstance(program.extra.get("calibration", ""), str):
         problems.append("extra.calibration must be a string")
     if isinstance(program.extra, dict) and "programming" in program.extra:
