@@ -23,18 +23,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
+import numpy as np
+
 from lea_compiler.analog_time import BALANCED_TOLERANCE, OBJECTIVES
+from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import UsageError
 from lea_compiler.layer_sizes import CountSpec, canonical
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.place import PLACER_NAMES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
-from lea_compiler.program.checks import MAX_READS
+from lea_compiler.program.checks import MAX_READS, reads_problem
 
 SCALE_NOISE_MODES = ("none", "chip")
 """`none`: the weight scale minimises the quantization error alone. `chip`: the quantization error plus the
@@ -63,8 +67,36 @@ def parse_block(text: str | None) -> tuple[int, int] | None:
 
 
 def _split_block(block: tuple[int, int] | None) -> tuple[int | None, int | None]:
-    """The fields `block_rows`, `block_cols` of an API `block` value."""
-    return (block[0], block[1]) if block else (None, None)
+    """The fields `block_rows`, `block_cols` of an API `block` value (None, or a (rows, cols) pair).
+
+    Raises:
+        UsageError: anything else (a text such as "5x5" is `--block`'s, not the API's).
+    """
+    if block is None:
+        return None, None
+    if isinstance(block, str | bytes) or not isinstance(block, Sequence) or len(block) != 2:
+        raise UsageError(f"block must be None or a pair (rows, cols) of integers >= 1, got {block!r}")
+    return block[0], block[1]
+
+
+_CHOICE_NAMES = {"objective": "placement objective", "scale": "scale mode", "bias": "bias mode",
+                 "compensate": "compensation", "scale_noise": "scale noise"}
+"""What a message calls a choice option's value (`unknown placement objective 'fast'`), where not its name."""
+
+
+def _integer(value: object, what: str, least: int) -> int:
+    """`value` as a Python int (a numpy integer too, which JSON cannot hold), if it is a whole number >= `least`.
+
+    Raises:
+        UsageError: a bool, a float, a text, or a number below `least`.
+    """
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool | np.bool_) or number < least:
+        raise UsageError(f"{what} must be an integer >= {least}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -199,9 +231,42 @@ class CompileOptions:
         metavar="N", omit_default=True)))
 
     def __post_init__(self) -> None:
+        """Check every field as the caller gave it (a wrong value is a wrong call: UsageError, before any work),
+        and hold numbers as Python's own (a numpy integer would not go into the Program's JSON).
+
+        Raises:
+            UsageError: a count, a choice, the seed, the time limit, the block shape or the reads out of range, or
+                per-layer counts or beta with the network ensemble.
+        """
         object.__setattr__(self, "k", canonical(self.k, "k"))
         if self.beta is not None:
             object.__setattr__(self, "beta", canonical(self.beta, "beta"))
+        for f in dataclasses.fields(self):
+            choices = f.metadata["option"].choices
+            value = getattr(self, f.name)
+            if choices is not None and (not isinstance(value, str) or value not in choices):
+                raise UsageError(f"unknown {_CHOICE_NAMES.get(f.name, f.name)} {value!r}; choose one of "
+                                 f"{', '.join(choices)}")
+        object.__setattr__(self, "seed", _integer(self.seed, "seed", 0))
+        limit = self.time_limit_s
+        if isinstance(limit, bool | np.bool_) or not isinstance(limit, int | float | np.integer | np.floating):
+            raise UsageError(f"time_limit_s must be a number of seconds, got {limit!r}")
+        if (problem := time_limit_problem(float(limit))) is not None:
+            raise UsageError(f"time_limit_s {problem}")
+        object.__setattr__(self, "time_limit_s", float(limit))
+        for name in ("block_rows", "block_cols"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _integer(getattr(self, name), f"block's {name.removeprefix('block_')}",
+                                                        1))
+        if (problem := reads_problem(self.reads)) is not None:
+            raise UsageError(f"reads (reads per inference) {problem}")
+        object.__setattr__(self, "reads", int(self.reads))
+        if self.ensemble == "network" and not isinstance(self.k, int):
+            raise UsageError(f"the network ensemble takes one k for the whole network, not per-layer counts "
+                             f"({self.k})")
+        if self.ensemble == "network" and self.beta is not None:
+            raise UsageError("beta (copies averaged per output column) applies to the layer ensemble only; "
+                             "the network ensemble averages all k copies at the outputs")
 
     @property
     def effective_beta(self) -> CountSpec:

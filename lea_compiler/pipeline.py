@@ -28,12 +28,10 @@ from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
 from lea_compiler.fileio import atomic_write_text
 from lea_compiler.ir import Graph
 from lea_compiler.options import (  # defined there, once; imported from here too
-    ENSEMBLE_MODES,
-    SCALE_NOISE_MODES,
     CompileOptions,
 )
 from lea_compiler.passes.canonicalize import Canonicalize
-from lea_compiler.passes.compensate import COMPENSATE_MODES, Compensate
+from lea_compiler.passes.compensate import Compensate
 from lea_compiler.passes.encode import Encode
 from lea_compiler.passes.ensemble import MakeEnsemble
 from lea_compiler.passes.place import Place
@@ -41,7 +39,6 @@ from lea_compiler.passes.quantize import Quantize, pair_noise_variance
 from lea_compiler.passes.replicate_network import ReplicateNetwork
 from lea_compiler.passes.select import Select
 from lea_compiler.passes.tile import Tile
-from lea_compiler.program.checks import reads_problem
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +72,10 @@ def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> 
     `scale_noise="chip"`). A compile for many chips runs these once and shares the graph (see
     `lea_compiler.compiler.prepare`).
 
-    Raises:
-        CompileError: an unknown ensemble scheme, compensation or scale-noise mode, beta with the
-            network ensemble, or reads out of range.
+    The options' values were checked when they were made (`CompileOptions`: a wrong value is a UsageError).
     """
-    if options.scale_noise not in SCALE_NOISE_MODES:
-        raise CompileError(f"unknown scale noise {options.scale_noise!r}; choose one of {', '.join(SCALE_NOISE_MODES)}")
-    if options.compensate not in COMPENSATE_MODES:
-        raise CompileError(f"unknown compensation {options.compensate!r}; choose one of {', '.join(COMPENSATE_MODES)}")
-    if options.ensemble not in ENSEMBLE_MODES:
-        raise CompileError(f"unknown ensemble {options.ensemble!r}; choose one of {', '.join(ENSEMBLE_MODES)}")
+    # the options' values were checked when they were made (`CompileOptions.__post_init__`)
     network = options.ensemble == "network"
-    if network and not isinstance(options.k, int):
-        raise CompileError(f"the network ensemble takes one k for the whole network, not per-layer counts "
-                           f"({options.k})")
-    if network and options.beta is not None:
-        raise CompileError("beta (copies averaged per output column) applies to the layer ensemble only; "
-                           "the network ensemble averages all k copies at the outputs")
-    if (problem := reads_problem(options.reads)) is not None:
-        raise CompileError(f"reads (reads per inference) {problem}")
     replicate: list[Pass] = [ReplicateNetwork(int(options.k))] if network else []
     noise = 0.0 if device is None or options.scale_noise == "none" else pair_noise_variance(
         *noise_figures_uS(device), options.reads)  # the constants, or the noise models' means over the levels
@@ -107,10 +89,7 @@ def front_passes(options: CompileOptions, device: DeviceModel | None = None) -> 
 def default_pipeline(chip: Chip, options: CompileOptions, calibration: np.ndarray | None = None) -> list[Pass]:
     """The passes `leac compile` runs, in order; with `calibration` (model inputs, batch first) and
     `compensate="columns"` (the default), `compensate` fits a per-column gain and offset against the
-    known stuck devices.
-
-    Raises:
-        CompileError: an unknown ensemble scheme or compensation, or beta with the network ensemble.
+    known stuck devices (the options' values checked when they were made, `CompileOptions`).
     """
     front = front_passes(options, chip.device)
     compensate: list[Pass] = (

@@ -11,13 +11,14 @@ import pytest
 from onnx import helper
 
 from lea_compiler import interpreter
-from lea_compiler.chip import Array, Chip, Defect, save_chip, synth_chip
+from lea_compiler.chip import Array, Chip, Defect, load_chip, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model, prepare
-from lea_compiler.errors import CompileError, DoesNotFitError, InvalidInputError, InvalidModelError
+from lea_compiler.errors import CompileError, DoesNotFitError, InvalidInputError, InvalidModelError, UsageError
 from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.canonicalize import require_mvm
 from lea_compiler.passes.quantize import crossbar_matrix, quantize_matrix
+from lea_compiler.passes.tile import Tile
 from lea_compiler.pipeline import PASSES, CompileOptions, default_pipeline
 from lea_compiler.program import Program
 from tests.helpers import cnn_model, make_model, mlp_model, random_feeds, save_mlp_and_chip, zipmap_classifier
@@ -93,10 +94,14 @@ def test_cnn_compiles_with_block_override(tmp_path) -> None:
 
 @pytest.mark.parametrize("rows, cols", [(0, 7), (7, 0), (0, 0)])
 def test_api_block_of_zero_is_refused_not_taken_as_the_default(files, rows, cols) -> None:
-    """block=(0, 7) tiled as the chip's 25 x 7 and the Program recorded block_rows 0: a 0 is a block of no rows."""
-    model, chip = files
+    """block=(0, 7) tiled as the chip's 25 x 7 and the Program recorded block_rows 0: a 0 is a block of no rows,
+    refused as the options are made (a wrong call), and by the tile pass itself when it is made by hand."""
+    _, chip = files
+    which = "rows" if rows == 0 else "cols"
+    with pytest.raises(UsageError, match=rf"block's {which} must be an integer >= 1, got 0"):
+        CompileOptions(k=1, block_rows=rows, block_cols=cols)
     with pytest.raises(CompileError, match=rf"block shape {rows} x {cols} must be positive"):
-        compile_model(model, chip, CompileOptions(k=1, block_rows=rows, block_cols=cols))
+        Tile(load_chip(chip), rows=rows, cols=cols).block_limit()
 
 
 def test_defect_free_chip_has_no_mapping_error(files) -> None:
@@ -165,6 +170,7 @@ def test_cli_does_not_fit_exits_4_and_writes_nothing(files, tmp_path, capsys) ->
     (["--time-limit", "inf"], "--time-limit must be a finite number of seconds above 0 and at most 86400 (one day), "
                               "got inf"),
     (["--time-limit", "nan"], "--time-limit must be a finite number"),
+    (["--seed", "-1"], "--seed takes a non-negative integer, got -1"),  # it compiled, recording seed -1
     (["--time-limit", "1e9"], "at most 86400 (one day), got 1000000000.0"),
 ])
 def test_cli_usage_errors_exit_2(files, tmp_path, capsys, argv, message) -> None:

@@ -9,6 +9,7 @@ import inspect
 import typing
 from collections.abc import Mapping  # noqa: F401 - option types are eval()ed here
 
+import numpy as np
 import onnx
 import pytest
 
@@ -153,3 +154,46 @@ def test_an_option_at_its_default_that_programs_did_not_have_is_not_recorded() -
     assert recorded_options(CompileOptions(objective="latency"))["objective"] == "latency"
     assert list(recorded_options(CompileOptions(reads=2, budget=10, objective="balanced"))) == [
         f.name for f in dataclasses.fields(CompileOptions)]
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ({"placer": "foo"}, "unknown placer 'foo'; choose one of cpsat, greedy, random"),
+    ({"objective": "fast"}, "unknown placement objective 'fast'; choose one of error, latency, balanced"),
+    ({"encoding": None}, "unknown encoding None; choose one of simple, rme, joint"),
+    ({"compensate": "rows"}, "unknown compensation 'rows'; choose one of columns, none"),
+    ({"seed": "a"}, "seed must be an integer >= 0, got 'a'"),
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
+    ({"seed": True}, "seed must be an integer >= 0, got True"),
+    ({"time_limit_s": "x"}, "time_limit_s must be a number of seconds, got 'x'"),
+    ({"time_limit_s": float("nan")}, "time_limit_s must be a finite number of seconds above 0"),
+    ({"block": (2.5, 3)}, "block's rows must be an integer >= 1, got 2.5"),
+    ({"block": (5, 5, 5)}, "block must be None or a pair (rows, cols) of integers >= 1, got (5, 5, 5)"),
+    ({"block": "5x5"}, "block must be None or a pair (rows, cols) of integers >= 1, got '5x5'"),
+    ({"block": 5}, "block must be None or a pair (rows, cols) of integers >= 1, got 5"),
+    ({"reads": "2"}, "reads (reads per inference) must be an integer from 1 to 64, got '2'"),
+    ({"ensemble": "network", "k": "fc1=2,default=1"}, "the network ensemble takes one k for the whole network"),
+])
+def test_a_wrong_api_value_is_a_usage_error_before_any_work(keywords, message) -> None:
+    """Wrong compile keywords were CompileErrors from the passes (exit 1, "a pass cannot do its job"), bare
+    TypeErrors (block="5x5", block=5, time_limit_s="x"), or recorded in the Program as given (seed "a", 1.5, -1,
+    block (2.5, 3)): each is now a UsageError naming the keyword, as the CLI's flags are."""
+    with pytest.raises(UsageError) as info:
+        from_keywords(keywords)
+    assert message in str(info.value)
+
+
+def test_numpy_numbers_are_taken_as_python_ones_and_the_program_saves(tmp_path) -> None:
+    """seed=np.int64(1) compiled, then Program.save failed: 'Object of type int64 is not JSON serializable'."""
+    options = from_keywords({"seed": np.int64(1), "reads": np.int64(2), "block": (np.int64(5), np.int64(4)),
+                             "time_limit_s": np.float32(2.0)})
+    assert (options.seed, options.reads, options.block_rows, options.block_cols, options.time_limit_s) == (1, 2, 5, 4,
+                                                                                                         2.0)
+    assert all(type(value) in (int, float) for value in (options.seed, options.reads, options.block_rows,
+                                                          options.block_cols, options.time_limit_s))
+    model, chip = tmp_path / "m.onnx", tmp_path / "c.json"
+    onnx.save(mlp_model(), model)
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), chip)
+    program = leac.compile(model, chip, k=1, placer="greedy", seed=np.int64(1))
+    program.save(tmp_path / "p.leac")
+    assert Program.load(tmp_path / "p.leac").options["seed"] == 1

@@ -25,7 +25,7 @@ from lea_compiler.analog_time import (
 from lea_compiler.backends.cost import estimate_cost
 from lea_compiler.chip import Array, Chip, Periphery, save_chip, synth_chip
 from lea_compiler.cli import main
-from lea_compiler.errors import CompileError, UsageError
+from lea_compiler.errors import UsageError
 from lea_compiler.placement import PLACERS, Item, Pattern, Placement, PlacementProblem, solve_placement
 from lea_compiler.placement import latency as placement_latency
 from lea_compiler.program import Program
@@ -272,7 +272,8 @@ def test_a_bad_objective_names_the_choices_and_writes_nothing(tmp_path, capsys) 
     assert status == 2
     assert "argument --objective: invalid choice: 'fast' (choose from error, latency, balanced)" in \
         capsys.readouterr().err.replace("'error', 'latency', 'balanced'", "error, latency, balanced")
-    with pytest.raises(CompileError, match="unknown placement objective 'fast'; choose one of error, latency"):
+    # a wrong API value is a wrong call, as --objective fast is (it was a CompileError, exit 1)
+    with pytest.raises(UsageError, match="unknown placement objective 'fast'; choose one of error, latency"):
         leac.compile(DATA / "yinyang_mlp.onnx", DATA / "paper_chip.json", objective="fast")
     assert not out.exists() and list(tmp_path.iterdir()) == []
 

@@ -25,7 +25,7 @@ from lea_compiler.passes.quantize import crossbar_matrix
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.program.types import represented_matrix
-from lea_compiler.programming.board import RoundResult, SimulatedBoard, open_board
+from lea_compiler.programming.board import RoundResult, SimulatedBoard, open_board, with_readback_reads
 from lea_compiler.programming.loop import program_chip
 from lea_compiler.schedule.plan import schedule_of
 from lea_compiler.schedule.records import Record, Write
@@ -676,3 +676,13 @@ def test_leac_program_with_one_file_for_both_outputs_says_so(tmp_path: Path,
         assert capsys.readouterr().err == (f"leac: error: --readback {readback}: the same file as -o {out}; the two "
                                            "outputs need different names\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("reads", [0, 65, 1.5, True, "8"])
+def test_readback_reads_out_of_range_is_a_usage_error_not_a_bad_chip(reads: object) -> None:
+    """leac.program_chip(readback_reads=0) said "invalid chip file ... device.programming.readback_reads" (exit 3);
+    --readback-reads 0 is a usage error (exit 2): the value is the caller's, not the chip file's."""
+    chip = _chip(16.66, 10.0)
+    with pytest.raises(UsageError, match=rf"readback_reads must be an integer in 1..64, got {reads!r}"):
+        with_readback_reads(chip, reads)  # type: ignore[arg-type]
+    assert with_readback_reads(chip, np.int64(8)).device.programming.readback_reads == 8  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ from lea_compiler.backends.sim import (
 from lea_compiler.chip import Array, Chip, DeviceModel, Periphery, save_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
-from lea_compiler.errors import CompileError, InvalidInputError
+from lea_compiler.errors import CompileError, InvalidInputError, UsageError
 from lea_compiler.pipeline import CompileOptions
 from lea_compiler.program import Program
 from lea_compiler.schedule import execute
@@ -361,7 +361,7 @@ def test_the_api_and_a_program_file_refuse_reads_out_of_range(tmp_path) -> None:
     model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], {"x": (F, ["N", 2])}, ["y"],
                        {"W": W})
     save_chip(_chip(0.0), tmp_path / "c.json")
-    with pytest.raises(CompileError, match=r"reads \(reads per inference\) must be an integer from 1 to 64, got 0"):
+    with pytest.raises(UsageError, match=r"reads \(reads per inference\) must be an integer from 1 to 64, got 0"):
         leac.compile(model_path(tmp_path, model), tmp_path / "c.json", k=1, reads=0)
     program = tiny(tmp_path, 2)
     damaged = dataclasses.replace(program, options={**program.options, "reads": 100})

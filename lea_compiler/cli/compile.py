@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--beta must be between 1 and k = {k}, got {beta}")
     if (problem := time_limit_problem(args.time_limit_s)) is not None:
         raise UsageError(f"--time-limit {problem}")
+    if args.seed < 0:  # as simulate, report and program say it
+        raise UsageError(f"--seed takes a non-negative integer, got {args.seed}")
     if (problem := reads_problem(args.reads)) is not None:
         raise UsageError(f"--reads {problem}")
     options = from_keywords(keywords)

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from lea_compiler.chip import Chip
+from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.errors import UsageError
 from lea_compiler.programming.devices import read_back, write_devices
 from lea_compiler.schedule.records import Record, SelectArray, Skip, Write
@@ -157,10 +158,13 @@ def with_readback_reads(chip: Chip, reads: int | None) -> Chip:
     `chip` itself for None.
 
     Raises:
-        InvalidChipError: `reads` outside 1..MAX_READBACK_READS.
+        UsageError: `reads` not an integer in 1..MAX_READBACK_READS (a wrong value given, not a wrong chip file).
     """
     if reads is None:
         return chip
+    if isinstance(reads, bool) or not isinstance(reads, int | np.integer) or not 1 <= reads <= MAX_READBACK_READS:
+        raise UsageError(f"readback_reads must be an integer in 1..{MAX_READBACK_READS}, got {reads!r}")
+    reads = int(reads)
     programming = dataclasses.replace(chip.device.programming, readback_reads=reads)
     return dataclasses.replace(chip, device=dataclasses.replace(chip.device, programming=programming))
 

@@ -17,7 +17,7 @@ from lea_compiler.chip import Array, Chip, save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.compiler import compile_model
 from lea_compiler.datasets import top1
-from lea_compiler.errors import CompileError
+from lea_compiler.errors import CompileError, UsageError
 from lea_compiler.onnx_frontend import import_model
 from lea_compiler.passes.canonicalize import Canonicalize
 from lea_compiler.passes.replicate_network import Replica, ReplicateNetwork, crossbar_cone
@@ -260,7 +260,7 @@ def test_api_passes_the_ensemble_through(files) -> None:
     program = leac.compile(model, chip, k=2, ensemble="network")
     assert program.options["ensemble"] == "network" and program.devices_used == 2 * 2 * 138
     assert [layer.name for layer in program.layers] == ["fc0@0", "fc1@0", "fc2@0", "fc0@1", "fc1@1", "fc2@1"]
-    with pytest.raises(CompileError, match="beta .* applies to the layer ensemble only"):
+    with pytest.raises(UsageError, match="beta .* applies to the layer ensemble only"):
         leac.compile(model, chip, k=2, beta=1, ensemble="network")
-    with pytest.raises(CompileError, match="unknown ensemble 'tree'"):
+    with pytest.raises(UsageError, match="unknown ensemble 'tree'"):
         leac.compile(model, chip, ensemble="tree")
