@@ -16,7 +16,7 @@ from lea_compiler.backends.board import board_schedule, emit_board, read_board, 
 from lea_compiler.backends.sim import Dataset, simulate
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
-from lea_compiler.errors import CompileError, DoesNotFitError, UsageError
+from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.layer_sizes import canonical, counts, ensemble_counts, pairs_of
 from lea_compiler.program import Program
 from tests.helpers import mlp_model
@@ -114,7 +114,7 @@ def test_when_k_does_not_fit_the_message_says_what_would(files: dict[str, Path])
 
 
 def test_the_network_ensemble_takes_one_count(files: dict[str, Path]) -> None:
-    with pytest.raises(CompileError, match="one k for the whole network"):
+    with pytest.raises(UsageError, match="one k for the whole network"):  # a wrong call, as -k is on the CLI
         leac.compile(files["model"], files["chip"], k="fc0=2,default=1", ensemble="network")
 
 
