@@ -167,7 +167,7 @@ def simulate(
         InvalidInputError: a `chip` without the arrays the Program uses, or a `board` file that is not valid or
             not emitted from this Program.
     """
-    source = None if isinstance(program, Program) else program
+    source = _source(program)
     if not isinstance(program, Program):
         program = Program.load(program)
     datasets = as_datasets(data, program.graph)
@@ -280,7 +280,21 @@ def program_chip(
 
 
 def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:
-    """Write the board instruction stream of a Program (or a .leac file) to `path`."""
+    """Write the board instruction stream of a Program (or a .leac file) to `path`.
+
+    `path` is checked as `leac emit -o` checks its output, before the Program is read: it must not be the
+    Program's file (the one given, or the one a Program object was loaded from), and nothing is written when
+    it is refused.
+
+    Raises:
+        UsageError: `path` cannot be written (`fileio.check_output`), and what `backends.board.emit_board` raises.
+    """
+    check_output(path, [_source(program)], "path")
     if not isinstance(program, Program):
         program = Program.load(program)
     return _emit_board(program, path, **options)
+
+
+def _source(program: Program | PathLike) -> PathLike | None:
+    """The file a Program argument comes from (None for one made in memory): an output must not replace it."""
+    return program.loaded_from if isinstance(program, Program) else program

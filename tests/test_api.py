@@ -111,3 +111,37 @@ def test_api_keywords_are_the_cli_flags() -> None:
     for old, new in renames.items():
         assert f"`{new}` is `--{old.replace('_', '-')}" in " ".join(leac.compile.__doc__.split())
     assert {"jobs", "scheduler"} <= set(inspect.signature(leac.compile_many).parameters)
+
+
+def test_emit_board_and_the_timeline_never_write_over_the_program(small_program, tmp_path, monkeypatch) -> None:
+    """Audit: `leac.emit_board("y.leac", "y.leac")`, and the same with a Program loaded from y.leac, replaced the
+    Program with board JSON (`leac emit y.leac -o y.leac` refuses); the file a Program object was loaded from is
+    an input too, however the output names it."""
+    import dataclasses
+    import re
+
+    program, data = small_program[0], small_program[1]
+    path = tmp_path / "y.leac"
+    program.save(path)
+    before = path.read_bytes()
+    (tmp_path / "link.leac").symlink_to(path)
+    (tmp_path / "sub").mkdir()
+    loaded = leac.Program.load(path)
+    monkeypatch.chdir(tmp_path)
+    relative = leac.Program.load("y.leac")
+    monkeypatch.chdir(tmp_path / "sub")  # the relative path it was loaded from now names another file
+    refused = re.escape(f"refusing to write over the input file {path}")
+    for given, out in [(path, path), (str(path), f"{tmp_path}/sub/../y.leac"), (loaded, path),
+                       (loaded, tmp_path / "link.leac"), (relative, "../y.leac")]:
+        with pytest.raises(leac.UsageError, match=f"^path {re.escape(str(out))}: {refused}$"):
+            leac.emit_board(given, out)
+    with pytest.raises(leac.UsageError, match=f"^timeline {re.escape(str(path))}: {refused}$"):
+        leac.simulate(loaded, data, timeline=path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.leac", "sub", "y.leac"]
+    assert not list((tmp_path / "sub").iterdir())
+    # where it was loaded from is not part of the Program: not saved, and not carried to a derived Program
+    assert loaded.loaded_from == str(path) and loaded.to_bytes() == before
+    assert program.loaded_from is None and leac.Program.from_bytes(before).loaded_from is None
+    assert dataclasses.replace(loaded).loaded_from is None
+    assert leac.emit_board(loaded, tmp_path / "b.jsonl").writes > 0

@@ -39,6 +39,13 @@ class Program:
     source_model: bytes | None = None  # the original ONNX file, for the onnxruntime baseline
 
     @property
+    def loaded_from(self) -> str | None:
+        """The `.leac` file `load` read this Program from (an absolute path), else None (compiled, read from
+        bytes, or derived with `dataclasses.replace`): a writer refuses to overwrite it (`fileio.check_output`).
+        Kept outside the fields, so it is not saved, compared or carried to a derived Program."""
+        return self.__dict__.get("_loaded_from")
+
+    @property
     def chip_fingerprint(self) -> str:
         return self.chip.fingerprint()
 
@@ -98,7 +105,9 @@ class Program:
             InvalidInputError: not a leac Program, a newer version, or damaged.
         """
         source = os.fspath(path)
-        return Program._checked(Program(**read_program_file(source)), source)
+        program = Program._checked(Program(**read_program_file(source)), source)
+        object.__setattr__(program, "_loaded_from", os.path.abspath(source))  # frozen: set as __init__ would
+        return program
 
     @staticmethod
     def from_bytes(data: bytes, source: str = "<program>") -> Program:
