@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lea_compiler import __version__
+from lea_compiler.arguments import check_path
 from lea_compiler.chip import Chip
 from lea_compiler.errors import CompileError, InvalidInputError
 from lea_compiler.fileio import atomic_write_bytes
@@ -84,9 +85,11 @@ class Program:
         """Write the Program atomically as a `.leac` file (byte-identical for identical Programs).
 
         Raises:
+            UsageError: `path` is not a file path (str or os.PathLike), or cannot be written.
             CompileError: the Program breaks `program_problems` (a bug: `load` would refuse the file),
                 and nothing is written.
         """
+        check_path(path, "path")
         problems = program_problems(self)
         if problems:
             raise CompileError(f"the compiled Program is inconsistent, not written (a bug in leac):\n"
@@ -102,8 +105,10 @@ class Program:
         """Read a `.leac` file written by `save`.
 
         Raises:
+            UsageError: `path` is not a file path (str or os.PathLike): an open file is not read.
             InvalidInputError: not a leac Program, a newer version, or damaged.
         """
+        check_path(path, "path")
         source = os.fspath(path)
         program = Program._checked(Program(**read_program_file(source)), source)
         object.__setattr__(program, "_loaded_from", os.path.abspath(source))  # frozen: set as __init__ would
