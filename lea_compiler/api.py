@@ -337,7 +337,17 @@ def emit_board(
     max_pulses: int = DEFAULT_MAX_PULSES,
     **unknown: Any,
 ) -> BoardSummary:
-    """Write the board instruction stream of a Program (or a .leac file) to `path`.
+    """Write the board instruction stream of a Program (or a .leac file) to `path`, as `leac emit` does.
+
+        summary = leac.emit_board(program, "model.board.jsonl", tolerance_uS=0.5, max_pulses=20)
+        print(summary.writes, summary.skips, summary.bytes)
+
+    The file is the `leac-board` format (docs/board-format.md): the write-verify instructions that program the
+    Program's devices, then the inference schedule. `tolerance_uS` is `--tolerance-uS`: a device is done when
+    it reads within +-tolerance_uS of its target (default None: a quarter of the smallest gap between adjacent
+    device levels). `max_pulses` is `--max-pulses`: the programming pulses allowed per device (default
+    `DEFAULT_MAX_PULSES`). The returned `BoardSummary` counts the writes, skipped stuck devices, arrays,
+    reads, records and bytes written, with the tolerance and pulse limit used.
 
     `path` is checked as `leac emit -o` checks its output, before the Program is read: it must not be the
     Program's file (the one given, or the one a Program object was loaded from), and nothing is written when

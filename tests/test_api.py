@@ -314,3 +314,20 @@ def test_numpy_integers_are_taken_as_ints_and_never_reach_a_report(api_files) ->
     costs = [leac.program_chip(program, seed=seed, attempts=attempts).cost
              for seed, attempts in ((3, 2), (np.int64(3), np.int16(2)))]
     assert costs[0] == costs[1]
+
+
+def test_help_shows_the_api_and_emit_board_names_its_keywords() -> None:
+    """Audit: `help(leac)` showed none of the API (loaded lazily), and `emit_board(program, path, **options)` had
+    a one-line docstring: its keywords are `leac emit`'s flags, named in its signature and docstring."""
+    import inspect
+    import pydoc
+
+    text = pydoc.render_doc(leac, renderer=pydoc.plaintext)
+    for name in set(leac.__all__) - {"__version__"}:  # each under CLASSES or FUNCTIONS
+        assert f"\n    class {name}" in text or f"\n    {name}(" in text, name
+    assert "emit_board(program: 'Program | PathLike', path: 'PathLike', *, tolerance_uS" in text
+    keywords = {name for name, p in inspect.signature(leac.emit_board).parameters.items() if p.kind == p.KEYWORD_ONLY}
+    assert keywords == _flags("emit") - {"json", "func", "program", "output", "target"} == {"tolerance_uS",
+                                                                                           "max_pulses"}
+    doc = " ".join(leac.emit_board.__doc__.split())
+    assert "`tolerance_uS` is `--tolerance-uS`" in doc and "`max_pulses` is `--max-pulses`" in doc
