@@ -2,7 +2,8 @@
 
 The Python API (`compile`, `compile_many`, `simulate`, `simulate_many`, `emit_board`, `program_chip`, `Program`,
 `load_chip`, `load_model`, `load_data`, `Dataset` and the error classes) is loaded on first use, so that
-`import lea_compiler` stays cheap for tools that only need the version.
+`import lea_compiler` stays cheap for tools that only need the version. `dir(lea_compiler)` (tab completion)
+and `help(lea_compiler)` list it all the same.
 """
 
 from __future__ import annotations
@@ -43,3 +44,9 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'lea_compiler' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API and the module's dunder names, without importing the API (nor listing this module's own
+    helpers: `importlib`, `Any`): what `dir()`, tab completion and `help()` see."""
+    return sorted({*(name for name in globals() if name.startswith("__")), *__all__})

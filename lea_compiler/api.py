@@ -21,6 +21,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lea_compiler.arguments import (
+    bool_argument,
+    check_callable,
+    check_kind,
+    check_path,
+    int_argument,
+    number_argument,
+    path_list,
+)
 from lea_compiler.backends.board import DEFAULT_MAX_PULSES, BoardSummary, board_schedule, read_board
 from lea_compiler.backends.board import emit_board as _emit_board
 from lea_compiler.backends.sim import Report, simulate_trials
@@ -37,7 +46,7 @@ from lea_compiler.plot import require_matplotlib
 from lea_compiler.plot_timeline import draw_timeline
 from lea_compiler.program import Program
 from lea_compiler.programming.board import Board, open_board, with_readback_reads
-from lea_compiler.programming.loop import Programmed
+from lea_compiler.programming.loop import MAX_ATTEMPTS, Programmed
 from lea_compiler.programming.loop import program_chip as _program_chip
 from lea_compiler.simulate_batch import ProgramResult, SimulateBatchResult, SimulateOptions, program_files
 from lea_compiler.simulate_batch import simulate_many as _simulate_many
@@ -74,10 +83,14 @@ def compile(  # noqa: A001 - the verb users expect: leac.compile(model, chip, k=
     (`OPTIONS`; `inspect.signature(leac.compile)` lists them).
 
     Raises:
-        UsageError: a keyword that is not a compile option (the message lists the valid ones).
+        UsageError: a keyword that is not a compile option (the message lists the valid ones), or a `model`,
+            `chip` or `calibrate_on` that is not a file path (or a Graph, a Chip).
         InvalidModelError / InvalidChipError / BadDataError / CompileError / DoesNotFitError: as `leac compile`.
     """
     compile_options = from_keywords(options, where="leac.compile", others=("calibrate_on",))
+    check_path(model, "model", or_a=Graph)
+    check_path(chip, "chip", or_a=Chip)
+    check_path(calibrate_on, "calibrate_on", optional=True)
     return compile_model(model, chip, compile_options, calibrate_on=calibrate_on).program
 
 
@@ -106,15 +119,20 @@ def compile_many(
     done, total)` is called as each chip finishes.
 
     Raises:
-        UsageError: an unknown keyword, no chips, clashing outputs, a bad `jobs`, or an unusable scheduler.
+        UsageError: an unknown keyword, no chips, clashing outputs, a `jobs` that is not an integer >= 1, an
+            unusable scheduler, a path argument that is not a path (or list of paths), or an `on_result` that
+            cannot be called.
         InvalidModelError / BadDataError / CompileError: the model fails before any chip.
     """
     compile_options = from_keywords(options, where="leac.compile_many",
                                     others=("jobs", "scheduler", "calibrate_on", "on_result"))
-    if isinstance(chips, (str, os.PathLike)):
-        files = chip_files(chips) if Path(chips).is_dir() else [Path(chips)]
-    else:
-        files = [Path(c) for c in chips]
+    check_path(model, "model")
+    files = [Path(c) for c in path_list(chips, "chips", chip_files)]
+    check_path(out_dir, "out_dir")
+    jobs = None if jobs is None else int_argument(jobs, "jobs", 1)
+    check_kind(scheduler, "scheduler", str, "a Dask scheduler address (str)", optional=True)
+    check_path(calibrate_on, "calibrate_on", optional=True)
+    check_callable(on_result, "on_result")
     return _compile_many(model, files, out_dir, compile_options, jobs=jobs, scheduler=scheduler,
                          calibrate_on=calibrate_on, on_result=on_result)
 
@@ -162,12 +180,26 @@ def simulate(
     `--timeline`: the PNG to draw one inference's timeline to (the `plot` extra; `lea_compiler.plot_timeline`).
 
     Raises:
-        UsageError: `data` is not data sets, a bad `threads`, or no output named `output`.
+        UsageError: `data` is not data sets; `seed` not an integer >= 0, `threads`, `batch_size` or `trials` not
+            an integer >= 1, `ideal` or `exact_read_noise` not a bool; `program`, `chip`, `board` or `timeline`
+            not a file path (or a Program, a Chip); no output named `output`; a bad `after`; a `timeline` that
+            cannot be written or would overwrite an input (as `--timeline`).
         BadDataError: a data set does not fit the model or has labels it never predicts.
         InvalidInputError: a `chip` without the arrays the Program uses, or a `board` file that is not valid or
             not emitted from this Program.
     """
-    source = None if isinstance(program, Program) else program
+    check_path(program, "program", or_a=Program)
+    check_path(chip, "chip", or_a=Chip, optional=True)
+    seed = int_argument(seed, "seed", 0)
+    ideal = bool_argument(ideal, "ideal")
+    exact_read_noise = bool_argument(exact_read_noise, "exact_read_noise")
+    check_kind(output, "output", str, "an output name (str)", optional=True)
+    threads = int_argument(threads, "threads", 1)
+    batch_size = int_argument(batch_size, "batch_size", 1)
+    check_path(board, "board", optional=True)
+    trials = int_argument(trials, "trials", 1)
+    check_path(timeline, "timeline", optional=True)
+    source = _source(program)
     if not isinstance(program, Program):
         program = Program.load(program)
     datasets = as_datasets(data, program.graph)
@@ -214,16 +246,22 @@ def simulate_many(
     `on_result(program result, done, total)` is called as each Program finishes.
 
     Raises:
-        UsageError: no Programs or data, a bad `min_accuracy`, `jobs` or `threads`, or an unusable scheduler.
+        UsageError: no Programs or data, or `programs` or `data` not a path or a list of paths; `min_accuracy`
+            not a number from 0 to 1; `seed` not an integer >= 0, `jobs` or `threads` not an integer >= 1;
+            `ideal` or `exact_read_noise` not a bool; an `on_result` that cannot be called; an unusable
+            scheduler.
         BadDataError: a data file cannot be read (before any Program is simulated).
     """
-    if isinstance(programs, (str, os.PathLike)):
-        files = program_files(programs) if Path(programs).is_dir() else [Path(programs)]
-    else:
-        files = [Path(p) for p in programs]
-    data_files = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-    options = SimulateOptions(seed=seed, ideal=ideal, exact_read_noise=exact_read_noise, output=output,
-                              threads=threads)
+    files = [Path(p) for p in path_list(programs, "programs", program_files)]
+    data_files = path_list(data, "data")
+    jobs = None if jobs is None else int_argument(jobs, "jobs", 1)
+    check_kind(scheduler, "scheduler", str, "a Dask scheduler address (str)", optional=True)
+    min_accuracy = None if min_accuracy is None else number_argument(min_accuracy, "min_accuracy")
+    check_kind(output, "output", str, "an output name (str)", optional=True)
+    check_callable(on_result, "on_result")
+    options = SimulateOptions(seed=int_argument(seed, "seed", 0), ideal=bool_argument(ideal, "ideal"),
+                              exact_read_noise=bool_argument(exact_read_noise, "exact_read_noise"),
+                              output=output, threads=int_argument(threads, "threads", 1))
     return _simulate_many(files, data_files, options, min_accuracy=min_accuracy, jobs=jobs, scheduler=scheduler,
                           on_result=on_result)
 
@@ -257,11 +295,23 @@ def program_chip(
     per-column gain and offset on the read-back.
 
     Raises:
-        UsageError: an unknown board or strategy, bad settings, a Program already programmed, a chip without
+        UsageError: an unknown board or strategy, bad settings (`seed` not an integer >= 0, `attempts` not one
+            in 1..MAX_ATTEMPTS, `max_pulses` not an integer >= 1, `tolerance_uS` not a positive number), a
+            `board` that is neither a name nor a `Board`, `program`, `chip` or `calibrate_on` not a file path (or
+            a Program, a Chip), a `progress` that cannot be called, a Program already programmed, a chip without
             the Program's arrays or levels, a board that reports what a board cannot, or a driver opened by name
             that raises from any of its calls (docs/programming.md).
         InvalidInputError: `chip` is not a valid chip file.
     """
+    check_path(program, "program", or_a=Program)
+    check_kind(board, "board", (str, Board), "a board name (str) or a Board")
+    seed = int_argument(seed, "seed", 0)
+    check_path(chip, "chip", or_a=Chip, optional=True)
+    attempts = int_argument(attempts, "attempts", 1, MAX_ATTEMPTS)
+    tolerance_uS = None if tolerance_uS is None else number_argument(tolerance_uS, "tolerance_uS")
+    max_pulses = int_argument(max_pulses, "max_pulses", 1)
+    check_path(calibrate_on, "calibrate_on", optional=True)
+    check_callable(progress, "progress")
     if not isinstance(program, Program):
         program = Program.load(program)
     chosen = program.chip if chip is None else chip if isinstance(chip, Chip) else load_chip(chip)
@@ -279,8 +329,49 @@ def program_chip(
                          chip_fingerprint=fingerprint)
 
 
-def emit_board(program: Program | PathLike, path: PathLike, **options: Any) -> BoardSummary:
-    """Write the board instruction stream of a Program (or a .leac file) to `path`."""
+def emit_board(
+    program: Program | PathLike,
+    path: PathLike,
+    *,
+    tolerance_uS: float | None = None,
+    max_pulses: int = DEFAULT_MAX_PULSES,
+    **unknown: Any,
+) -> BoardSummary:
+    """Write the board instruction stream of a Program (or a .leac file) to `path`, as `leac emit` does.
+
+        summary = leac.emit_board(program, "model.board.jsonl", tolerance_uS=0.5, max_pulses=20)
+        print(summary.writes, summary.skips, summary.bytes)
+
+    The file is the `leac-board` format (docs/board-format.md): the write-verify instructions that program the
+    Program's devices, then the inference schedule. `tolerance_uS` is `--tolerance-uS`: a device is done when
+    it reads within +-tolerance_uS of its target (default None: a quarter of the smallest gap between adjacent
+    device levels). `max_pulses` is `--max-pulses`: the programming pulses allowed per device (default
+    `DEFAULT_MAX_PULSES`). The returned `BoardSummary` counts the writes, skipped stuck devices, arrays,
+    reads, records and bytes written, with the tolerance and pulse limit used.
+
+    `path` is checked as `leac emit -o` checks its output, before the Program is read: it must not be the
+    Program's file (the one given, or the one a Program object was loaded from), and nothing is written when
+    it is refused.
+
+    Raises:
+        UsageError: a keyword other than these; `program` or `path` not a file path (or a Program); `path`
+            cannot be written (`fileio.check_output`); `tolerance_uS` not a positive number, `max_pulses` not
+            an integer >= 1; an as-programmed Program.
+        InvalidInputError: the Program file cannot be read, or the Program contradicts its own chip.
+    """
+    if unknown:
+        raise UsageError(f"leac.emit_board: unknown keyword{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; the valid keywords are tolerance_uS, max_pulses")
+    check_path(program, "program", or_a=Program)
+    check_path(path, "path")
+    tolerance_uS = None if tolerance_uS is None else number_argument(tolerance_uS, "tolerance_uS")
+    max_pulses = int_argument(max_pulses, "max_pulses", 1)
+    check_output(path, [_source(program)], "path")
     if not isinstance(program, Program):
         program = Program.load(program)
-    return _emit_board(program, path, **options)
+    return _emit_board(program, path, tolerance_uS=tolerance_uS, max_pulses=max_pulses)
+
+
+def _source(program: Program | PathLike) -> PathLike | None:
+    """The file a Program argument comes from (None for one made in memory): an output must not replace it."""
+    return program.loaded_from if isinstance(program, Program) else program

@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.arguments import check_kind, check_path, shown
 from lea_compiler.dtypes import convert
 from lea_compiler.errors import BadDataError, UsageError
 from lea_compiler.fileio import input_kind
@@ -97,8 +98,11 @@ def load_data(path: str | os.PathLike[str], graph: Graph) -> Dataset:
     """Read an .npz with `x` and `y` for `graph`'s single input, without pickle: `fit_data(read_data(path))`.
 
     Raises:
+        UsageError: `path` is not a file path (str or os.PathLike), or `graph` not a Graph.
         BadDataError: missing keys, wrong shapes or dtypes, no samples, or a file too large.
     """
+    check_path(path, "path")
+    check_kind(graph, "graph", Graph, "the model's Graph (a Program's .graph, or leac.load_model's)")
     return fit_data(read_data(path), graph, str(Path(path)))
 
 
@@ -220,6 +224,8 @@ def as_datasets(data: DataLike | Sequence[DataLike], graph: Graph) -> list[Datas
     if isinstance(data, np.ndarray):
         raise UsageError("data is a single array; give the inputs and labels together, as a tuple (x, y)")
     single = isinstance(data, (str, os.PathLike, Dataset, Mapping)) or _is_pair(data)
+    if not single and not isinstance(data, Iterable):
+        raise UsageError(_not_a_data_set("data", data))
     items: list[Any] = [data] if single else list(data)  # type: ignore[arg-type]
     if not items:
         raise UsageError("no data sets given")
@@ -239,9 +245,14 @@ def as_datasets(data: DataLike | Sequence[DataLike], graph: Graph) -> list[Datas
         elif _is_pair(item):
             loaded.append(from_arrays(item[0], item[1], graph, name=name))
         else:
-            raise UsageError(f"{name} is a {type(item).__name__}, not a data set: give an .npz path, a Dataset, "
-                             "a tuple (x, y) or a dict with 'x' and 'y'")
+            raise UsageError(_not_a_data_set(name, item))
     return loaded
+
+
+def _not_a_data_set(name: str, item: object) -> str:
+    """The message for an item of `as_datasets` that is no data set."""
+    return (f"{name} is {shown(item)}, not a data set: give an .npz path, a Dataset, a tuple (x, y) or a dict "
+            "with 'x' and 'y'")
 
 
 def top1(outputs: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:

@@ -25,6 +25,7 @@ import onnx.numpy_helper
 import onnx.shape_inference
 import onnx.version_converter
 
+from lea_compiler.arguments import check_path
 from lea_compiler.errors import InvalidModelError
 from lea_compiler.fileio import MAX_MODEL_BYTES
 from lea_compiler.ir import Graph, Value
@@ -57,9 +58,11 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     """Read an ONNX file and return its verified IR.
 
     Raises:
+        UsageError: `path` is not a file path (str or os.PathLike).
         InvalidModelError: the file is missing, not ONNX, fails the checker or
             shape inference, or uses ops leac does not support (all listed).
     """
+    check_path(path, "path")
     model, _ = read_model(path)
     return import_model(model, source=str(path))
 

@@ -96,6 +96,20 @@ def test_the_heavy_packages_are_what_the_checks_look_for() -> None:
     assert set(eval(done.stdout)) >= {"ortools", "onnx", "onnxruntime", "ml_dtypes"}
 
 
+def test_dir_lists_the_lazy_api_without_loading_it() -> None:
+    """Audit: `dir(lea_compiler)` (and so tab completion and `help()`) showed none of the API, which loads on first
+    use, but the module's helpers `Any`, `importlib` and `annotations`; listing it must not load it."""
+    done = _run("import sys, lea_compiler\nnames = dir(lea_compiler)\n"
+                "print(names)\nprint(sorted(lea_compiler.__all__))\nprint(sorted(m for m in sys.modules "
+                "if m.startswith('lea_compiler')))")
+    assert done.returncode == 0, done.stderr
+    names, public, loaded = map(eval, done.stdout.splitlines())
+    assert set(public) >= {"compile", "simulate", "emit_board", "program_chip", "Program", "UsageError"}
+    assert set(public) <= set(names) and names == sorted(names)
+    assert not {"Any", "importlib", "annotations", "_API"} & set(names)
+    assert loaded == ["lea_compiler"]
+
+
 def test_leac_help_and_version_do_not_import_ortools() -> None:
     code = """
 import contextlib, io, sys

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lea_compiler.arguments import check_path
 from lea_compiler.chip.defect_text import PlainEntries, read_plain_entries
 from lea_compiler.chip.fields import (
     ARRAY_KEYS,
@@ -445,9 +446,11 @@ def load_chip(path: str | os.PathLike[str]) -> Chip:
         The chip.
 
     Raises:
+        UsageError: `path` is not a file path (str or os.PathLike).
         InvalidInputError: the file cannot be read (missing, a directory, not UTF-8, too large).
         InvalidChipError: the file is not JSON or breaks the format; every problem is listed.
     """
+    check_path(path, "path")
     source = os.fspath(path)
     chip = parse_chip_text(read_text(path, "chip file"), source)
     chip = chip.with_file_name(os.path.basename(source))

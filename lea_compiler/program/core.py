@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lea_compiler import __version__
+from lea_compiler.arguments import check_path
 from lea_compiler.chip import Chip
 from lea_compiler.errors import CompileError, InvalidInputError
 from lea_compiler.fileio import atomic_write_bytes
@@ -37,6 +38,13 @@ class Program:
     leac_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
     source_model: bytes | None = None  # the original ONNX file, for the onnxruntime baseline
+
+    @property
+    def loaded_from(self) -> str | None:
+        """The `.leac` file `load` read this Program from (an absolute path), else None (compiled, read from
+        bytes, or derived with `dataclasses.replace`): a writer refuses to overwrite it (`fileio.check_output`).
+        Kept outside the fields, so it is not saved, compared or carried to a derived Program."""
+        return self.__dict__.get("_loaded_from")
 
     @property
     def chip_fingerprint(self) -> str:
@@ -77,9 +85,11 @@ class Program:
         """Write the Program atomically as a `.leac` file (byte-identical for identical Programs).
 
         Raises:
+            UsageError: `path` is not a file path (str or os.PathLike), or cannot be written.
             CompileError: the Program breaks `program_problems` (a bug: `load` would refuse the file),
                 and nothing is written.
         """
+        check_path(path, "path")
         problems = program_problems(self)
         if problems:
             raise CompileError(f"the compiled Program is inconsistent, not written (a bug in leac):\n"
@@ -95,10 +105,14 @@ class Program:
         """Read a `.leac` file written by `save`.
 
         Raises:
+            UsageError: `path` is not a file path (str or os.PathLike): an open file is not read.
             InvalidInputError: not a leac Program, a newer version, or damaged.
         """
+        check_path(path, "path")
         source = os.fspath(path)
-        return Program._checked(Program(**read_program_file(source)), source)
+        program = Program._checked(Program(**read_program_file(source)), source)
+        object.__setattr__(program, "_loaded_from", os.path.abspath(source))  # frozen: set as __init__ would
+        return program
 
     @staticmethod
     def from_bytes(data: bytes, source: str = "<program>") -> Program:
