@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lea_compiler.arguments import (
     bool_argument,
     check_callable,
+    check_keywords,
     check_kind,
     check_path,
     int_argument,
@@ -359,9 +360,7 @@ def emit_board(
             an integer >= 1; an as-programmed Program.
         InvalidInputError: the Program file cannot be read, or the Program contradicts its own chip.
     """
-    if unknown:
-        raise UsageError(f"leac.emit_board: unknown keyword{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))}; the valid keywords are tolerance_uS, max_pulses")
+    check_keywords(list(unknown), ["tolerance_uS", "max_pulses"], "leac.emit_board")
     check_path(program, "program", or_a=Program)
     check_path(path, "path")
     tolerance_uS = None if tolerance_uS is None else number_argument(tolerance_uS, "tolerance_uS")

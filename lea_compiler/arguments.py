@@ -130,3 +130,16 @@ def path_list(value: object, name: str,
     for index, item in enumerate(value):
         check_path(item, f"{name}[{index}]")
     return list(value)
+
+
+def check_keywords(given: Sequence[str], valid: Sequence[str], where: str) -> None:
+    """Refuse keyword arguments that are not among `valid` (in the order given), naming them and listing the
+    valid ones.
+
+    Raises:
+        UsageError: "`where`: unknown keyword(s) ...; the valid keywords are ...".
+    """
+    unknown = [name for name in given if name not in valid]
+    if unknown:
+        raise UsageError(f"{where}: unknown keyword{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; the valid keywords are {', '.join(valid)}")

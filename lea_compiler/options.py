@@ -23,15 +23,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
-import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
-import numpy as np
-
 from lea_compiler.analog_time import BALANCED_TOLERANCE, OBJECTIVES
+from lea_compiler.arguments import check_keywords, int_argument, number_argument
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import UsageError
 from lea_compiler.layer_sizes import CountSpec, canonical
@@ -82,21 +80,6 @@ def _split_block(block: tuple[int, int] | None) -> tuple[int | None, int | None]
 _CHOICE_NAMES = {"objective": "placement objective", "scale": "scale mode", "bias": "bias mode",
                  "compensate": "compensation", "scale_noise": "scale noise"}
 """What a message calls a choice option's value (`unknown placement objective 'fast'`), where not its name."""
-
-
-def _integer(value: object, what: str, least: int) -> int:
-    """`value` as a Python int (a numpy integer too, which JSON cannot hold), if it is a whole number >= `least`.
-
-    Raises:
-        UsageError: a bool, a float, a text, or a number below `least`.
-    """
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool | np.bool_) or number < least:
-        raise UsageError(f"{what} must be an integer >= {least}, got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -247,17 +230,15 @@ class CompileOptions:
             if choices is not None and (not isinstance(value, str) or value not in choices):
                 raise UsageError(f"unknown {_CHOICE_NAMES.get(f.name, f.name)} {value!r}; choose one of "
                                  f"{', '.join(choices)}")
-        object.__setattr__(self, "seed", _integer(self.seed, "seed", 0))
-        limit = self.time_limit_s
-        if isinstance(limit, bool | np.bool_) or not isinstance(limit, int | float | np.integer | np.floating):
-            raise UsageError(f"time_limit_s must be a number of seconds, got {limit!r}")
-        if (problem := time_limit_problem(float(limit))) is not None:
+        object.__setattr__(self, "seed", int_argument(self.seed, "seed", 0))
+        limit = number_argument(self.time_limit_s, "time_limit_s")
+        if (problem := time_limit_problem(limit)) is not None:
             raise UsageError(f"time_limit_s {problem}")
-        object.__setattr__(self, "time_limit_s", float(limit))
+        object.__setattr__(self, "time_limit_s", limit)
         for name in ("block_rows", "block_cols"):
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, _integer(getattr(self, name), f"block's {name.removeprefix('block_')}",
-                                                        1))
+                object.__setattr__(self, name, int_argument(getattr(self, name),
+                                                            f"block's {name.removeprefix('block_')}", 1))
         if (problem := reads_problem(self.reads)) is not None:
             raise UsageError(f"reads (reads per inference) {problem}")
         object.__setattr__(self, "reads", int(self.reads))
@@ -399,11 +380,7 @@ def from_keywords(keywords: Mapping[str, Any], *, where: str = "compile options"
     Raises:
         UsageError: a keyword is not a compile option; the message names it and lists the valid ones.
     """
-    unknown = [name for name in keywords if name not in OPTIONS]
-    if unknown:
-        valid = ", ".join([*OPTIONS, *others])
-        raise UsageError(f"{where}: unknown keyword{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))}; the valid keywords are {valid}")
+    check_keywords(list(keywords), [*OPTIONS, *others], where)
     values: dict[str, Any] = {}
     for name, value in keywords.items():
         entry = _ENTRIES[name]

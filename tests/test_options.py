@@ -165,7 +165,7 @@ def test_an_option_at_its_default_that_programs_did_not_have_is_not_recorded() -
     ({"seed": -1}, "seed must be an integer >= 0, got -1"),
     ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
     ({"seed": True}, "seed must be an integer >= 0, got True"),
-    ({"time_limit_s": "x"}, "time_limit_s must be a number of seconds, got 'x'"),
+    ({"time_limit_s": "x"}, "time_limit_s must be a number, got 'x'"),
     ({"time_limit_s": float("nan")}, "time_limit_s must be a finite number of seconds above 0"),
     ({"block": (2.5, 3)}, "block's rows must be an integer >= 1, got 2.5"),
     ({"block": (5, 5, 5)}, "block must be None or a pair (rows, cols) of integers >= 1, got (5, 5, 5)"),

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from lea_compiler.arguments import int_argument
 from lea_compiler.chip import Chip
 from lea_compiler.chip_limits import MAX_READBACK_READS
 from lea_compiler.errors import UsageError
@@ -162,9 +163,7 @@ def with_readback_reads(chip: Chip, reads: int | None) -> Chip:
     """
     if reads is None:
         return chip
-    if isinstance(reads, bool) or not isinstance(reads, int | np.integer) or not 1 <= reads <= MAX_READBACK_READS:
-        raise UsageError(f"readback_reads must be an integer in 1..{MAX_READBACK_READS}, got {reads!r}")
-    reads = int(reads)
+    reads = int_argument(reads, "readback_reads", 1, MAX_READBACK_READS)
     programming = dataclasses.replace(chip.device.programming, readback_reads=reads)
     return dataclasses.replace(chip, device=dataclasses.replace(chip.device, programming=programming))
 
