@@ -17,7 +17,6 @@ Cost model (one inference; `CostModel`): see docs/simulator.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -29,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from lea_compiler import interpreter
+from lea_compiler.backends.board_match import check_program_match
 from lea_compiler.backends.cost import (
     CostModel,
     DigitalCounter,
     EventCounts,
-    LatestOf,
     estimate_cost,
     programming_cost,
     timing_json,
@@ -49,11 +48,10 @@ from lea_compiler.errors import BadDataError, InvalidInputError, UsageError
 from lea_compiler.interpreter import Kernel
 from lea_compiler.irdrop import check_regions
 from lea_compiler.program import Program
-from lea_compiler.schedule.digital import digital_record
 from lea_compiler.schedule.execute import NoiseSpan
 from lea_compiler.schedule.lower import column_scale_and_bias, is_crossbar
 from lea_compiler.schedule.normal_draws import gaussian
-from lea_compiler.schedule.plan import PROGRAMMING, Schedule, schedule_differences, schedule_of
+from lea_compiler.schedule.plan import Schedule, schedule_of
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +186,9 @@ def simulate(
     What runs is the Program's schedule (`lea_compiler.schedule`): the records a board file holds, executed.
     `board` is the schedule of a board file emitted from this Program (`board_schedule`): the simulator then
     runs the file's programming and crossbar records instead of lowering the Program again, and the report is
-    the same: a file whose records are not what the Program lowers to is refused (`_check_board`). The Program
-    still gives the digital nodes (the file's are checked to be the same), the chip, the reference the layer
-    errors are measured against and the software baseline.
+    the same: a file whose records are not what the Program lowers to is refused (`board_match.check_program_match`).
+    The Program still gives the digital nodes (the file's are checked to be the same), the chip, the reference
+    the layer errors are measured against and the software baseline.
 
     Input and ADC ranges are the schedule's: calibrated at compile time, or the per-vector input rule and
     the worst-case ADC ranges (`lea_compiler.schedule.lower`); never fitted on the data simulated.
@@ -260,7 +258,7 @@ def simulate(
     elif schedule is None:
         schedule = schedule_of(program, check=False)
     if board is not None:
-        _check_board(program, board)
+        check_program_match(program, board)
     if not ideal:  # before any programming: refuse regions too large for the IR-drop solve, log its cost
         shapes = schedule.derived("read shapes", lambda: tuple(
             shape for plan in schedule.layers.values()  # type: ignore[union-attr]
@@ -489,7 +487,7 @@ def simulate_trials(program: Program, datasets: Sequence[Dataset], *, trials: in
     # a usage error before onnxruntime's baseline runs (`simulate` checks it again, for its own callers)
     _after_seconds(options.get("after", 0.0), options.get("chip") or program.chip, options.get("ideal", False))
     if options.get("board") is not None and not program.as_programmed:  # (`simulate` refuses that pair itself)
-        _check_board(program, options["board"])  # a board file of another Program, before the baseline runs
+        check_program_match(program, options["board"])  # a board file of another Program, before the baseline runs
     if options.get("software") is None and program.source_model is not None:
         options["software"] = software_predictions(program, datasets, options.get("output"))
     if options.get("board") is None and options.get("schedule") is None:  # one lowering serves every draw
@@ -559,105 +557,6 @@ def _check_own_schedule(program: Program, schedule: Schedule, board: Schedule | 
     if list(schedule.layers) != crossbar:
         raise UsageError(f"the schedule's crossbar layers {list(schedule.layers)} are not the Program's {crossbar}: "
                          "it was lowered from another Program")
-
-
-def _check_board(program: Program, board: Schedule) -> None:
-    """Refuse a board schedule that is not this Program's: another model, chip or compile options, other crossbar
-    layers or other digital nodes, or, those being the Program's, records whose values differ from what the
-    Program lowers to (`schedule_differences`: another calibration or compensation, another placement, an edited
-    file or Program), so that what runs is the Program's and its report the Program's. The Program is lowered
-    once per board schedule for the latest Program checked (`simulate_trials` checks before its draws, and each
-    draw again)."""
-    problems = []
-    if board.origin is not None:
-        if board.origin.get("model_sha256") != program.model.get("sha256"):
-            problems.append("it is for another model (SHA-256)")
-        if board.origin.get("chip_fingerprint") != program.chip_fingerprint:
-            problems.append("it is for another chip (fingerprint)")
-        if board.origin.get("compile_options") != json.loads(json.dumps(dict(program.options))):
-            problems.append("it was compiled with other options")
-    crossbar = [node for node in program.graph.nodes if is_crossbar(node)]
-    expected = [(node.name, getattr(node.input(0), "name", ""), node.outputs[0].name) for node in crossbar]
-    got = [(plan.name, plan.start.input, plan.start.output) for plan in board.layers.values()]
-    if got != expected:
-        problems.append("its crossbar layers are not the Program's")
-    digital = [digital_record(node) for node in program.graph.nodes if not is_crossbar(node)]
-    if board.digital is not None and list(board.digital) != digital:
-        problems.append("its digital nodes are not the Program's")
-    missing = sorted(set(board.arrays) - {a.id for a in program.chip.arrays})
-    if missing:
-        problems.append(f"it programs arrays {missing} the Program's chip does not have")
-    if not problems:  # the same layers on the same chip: set the records' values beside the Program's
-        # kept with the board schedule for the latest Program, which it does not keep alive
-        differences = board.derived("differences", LatestOf).of(
-            program, lambda: schedule_differences(board, schedule_of(program, check=False)))
-        if differences:
-            problems.append(_differences_text(program, board, differences))
-    if problems:
-        raise InvalidInputError(f"the board file was not emitted from this Program: {'; '.join(problems)}")
-
-
-_FIELD_NAMES = {
-    "levels_uS": "device levels (levels_uS)",
-    "select_array.array": "arrays (select_array)",
-    "write.level": "devices written and skipped (write, skip)",
-    "skip.g_uS": "stuck conductances (skip.g_uS)",
-    "skip.target_level": "skipped devices' levels (skip.target_level)",
-    "layer.scale_uS": "column scales (scale_uS)",
-    "scale.scale_uS": "column scales (scale_uS)",
-    "convert.full_scale_uA": "ADC ranges (convert.full_scale_uA)",
-    "scale.x_fs": "input full scales (scale.x_fs)",
-    "layer.bias": "digital biases (bias)",
-    "bias": "digital biases (bias)",
-    "bias.values": "digital biases (bias)",
-    "combine.copies": "copy selections (combine.copies)",
-}
-"""How a board file's message names a field `schedule_differences` finds (one name for the fields of one thing);
-the others are named as they are ("read.row")."""
-_CALIBRATED_FIELDS = frozenset({"convert.full_scale_uA", "scale.x_fs", "layer.scale_uS", "scale.scale_uS",
-                                "layer.bias", "bias", "bias.values"})
-"""The fields compile-time calibration sets: the ranges, and the stuck-device compensation fitted on the same
-data (`leac compile --calibrate`, `--compensate`)."""
-_COMPENSATION_FIELDS = frozenset({"layer.scale_uS", "scale.scale_uS", "layer.bias", "bias", "bias.values"})
-"""The fields of those that the stuck-device compensation sets (`lower.column_scale_and_bias`)."""
-
-
-def _differences_text(program: Program, board: Schedule, differences: dict[str, list[str]]) -> str:
-    """What `_check_board` says of a board file whose records differ from the Program's: which fields, where,
-    and what most likely made them differ."""
-    names: list[str] = []
-    places: list[str] = []
-    for field_name, where in differences.items():
-        name = _FIELD_NAMES.get(field_name, field_name)
-        if name not in names:
-            names.append(name)
-        places += [place for place in where if place not in places]
-    layers = [place for place in places if place != PROGRAMMING]
-    shown = [PROGRAMMING] if PROGRAMMING in places else []
-    if len(layers) == len(board.layers) > 1:
-        shown.append("every crossbar layer")
-    elif layers:
-        more = f" and {len(layers) - 5} more" if len(layers) > 6 else ""
-        shown.append(f"layer{'s' if len(layers) > 1 else ''} {', '.join(map(repr, layers[:5] if more else layers))}"
-                     + more)
-    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    text = f"its {listed} differ{'s' if len(names) == 1 and not names[0].endswith(')') else ''} from the " \
-           f"Program's (in {' and '.join(shown)}): "
-    if set(differences) <= _CALIBRATED_FIELDS:
-        file_calibrated = all(plan.scale.x_fs is not None for plan in board.layers.values())
-        program_calibrated = all(layer.input_full_scale is not None for layer in program.layers)
-        fitted = "" if set(differences).isdisjoint(_COMPENSATION_FIELDS) else \
-            " and the stuck-device compensation fitted with it"
-        if program_calibrated and not file_calibrated:
-            return text + ("it was emitted from a Program compiled without calibration, and this Program was "
-                           f"compiled with it (--calibrate{fitted})")
-        if file_calibrated and not program_calibrated:
-            return text + (f"it was emitted from a Program compiled with calibration (--calibrate{fitted}), and "
-                           "this Program was compiled without")
-        return text + ("it was emitted from a Program compiled with other calibration data (--calibrate) or "
-                       "stuck-device compensation, or one of the two was edited")
-    return text + ("it was emitted from another compile of the model (another placement, other levels or copy "
-                   "selections), or one of the two was edited")
 
 
 def _programmed_on(program: Program) -> str:
