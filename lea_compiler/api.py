@@ -38,7 +38,7 @@ from lea_compiler.batch import BatchResult, ChipResult, chip_files
 from lea_compiler.batch import compile_many as _compile_many
 from lea_compiler.chip import Chip, load_chip
 from lea_compiler.compiler import compile_model
-from lea_compiler.datasets import DataLike, as_datasets, load_data
+from lea_compiler.datasets import DataLike, data_items, datasets_of, load_data
 from lea_compiler.errors import UsageError
 from lea_compiler.fileio import check_output
 from lea_compiler.ir import Graph
@@ -203,12 +203,13 @@ def simulate(
     source = _source(program)
     if not isinstance(program, Program):
         program = Program.load(program)
-    datasets = as_datasets(data, program.graph)
+    items, names = data_items(data)  # an iterable of data sets is read once, here
+    datasets = datasets_of(items, names, program.graph)
     sim_chip = chip if chip is None or isinstance(chip, Chip) else load_chip(chip)
     schedule = None if board is None else board_schedule(read_board(board))
     if timeline is not None:
         require_matplotlib("simulate(timeline=...)")
-        files = [d for d in (data if isinstance(data, list) else [data]) if isinstance(d, (str, os.PathLike))]
+        files = [item for item in items if isinstance(item, (str, os.PathLike))]  # a tuple of paths too
         check_output(timeline, [board, source, chip if not isinstance(chip, Chip) else None, *files], "timeline")
     report = simulate_trials(program, datasets, trials=trials, chip=sim_chip, seed=seed, ideal=ideal,
                              exact_read_noise=exact_read_noise, output=output, threads=threads,

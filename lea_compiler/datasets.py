@@ -207,6 +207,24 @@ def _is_pair(item: object) -> bool:
         isinstance(part, (str, os.PathLike, Dataset, Mapping, tuple)) for part in item)
 
 
+def data_items(data: DataLike | Sequence[DataLike]) -> tuple[list[Any], list[str]]:
+    """The data sets `data` gives (one data set, or an iterable of them: see `as_datasets`), not yet loaded, and
+    the names reports give the in-memory ones (`data`, or `data[i]` in a list); an iterable is read once.
+
+    Raises:
+        UsageError: `data` is empty, a single array, or neither a data set nor an iterable of them.
+    """
+    if isinstance(data, np.ndarray):
+        raise UsageError("data is a single array; give the inputs and labels together, as a tuple (x, y)")
+    single = isinstance(data, (str, os.PathLike, Dataset, Mapping)) or _is_pair(data)
+    if not single and not isinstance(data, Iterable):
+        raise UsageError(_not_a_data_set("data", data))
+    items: list[Any] = [data] if single else list(data)  # type: ignore[arg-type]
+    if not items:
+        raise UsageError("no data sets given")
+    return items, ["data"] if single else [f"data[{i}]" for i in range(len(items))]
+
+
 def as_datasets(data: DataLike | Sequence[DataLike], graph: Graph) -> list[Dataset]:
     """The data sets in `data`, each checked against `graph` as a data file is (`from_arrays`).
 
@@ -221,15 +239,17 @@ def as_datasets(data: DataLike | Sequence[DataLike], graph: Graph) -> list[Datas
         UsageError: `data` is empty, or an item is none of these.
         BadDataError: a data set does not fit the model.
     """
-    if isinstance(data, np.ndarray):
-        raise UsageError("data is a single array; give the inputs and labels together, as a tuple (x, y)")
-    single = isinstance(data, (str, os.PathLike, Dataset, Mapping)) or _is_pair(data)
-    if not single and not isinstance(data, Iterable):
-        raise UsageError(_not_a_data_set("data", data))
-    items: list[Any] = [data] if single else list(data)  # type: ignore[arg-type]
-    if not items:
-        raise UsageError("no data sets given")
-    names = ["data"] if single else [f"data[{i}]" for i in range(len(items))]
+    return datasets_of(*data_items(data), graph)
+
+
+def datasets_of(items: Sequence[Any], names: Sequence[str], graph: Graph) -> list[Dataset]:
+    """`as_datasets` of the data sets `data_items` found: each loaded or checked against `graph`, an in-memory
+    one named as `names` says unless it names itself.
+
+    Raises:
+        UsageError: an item is no data set.
+        BadDataError: a data set does not fit the model.
+    """
     loaded = []
     for item, name in zip(items, names, strict=True):
         if isinstance(item, (str, os.PathLike)):

@@ -151,6 +151,21 @@ def test_emit_board_and_the_timeline_never_write_over_the_program(small_program,
     assert leac.emit_board(loaded, tmp_path / "b.jsonl").writes > 0
 
 
+@pytest.mark.parametrize("wrap", [tuple, list, iter, lambda paths: paths[0]], ids=["tuple", "list", "iterator", "one"])
+def test_the_timeline_never_writes_over_a_data_file_however_the_data_are_given(small_program, tmp_path,
+                                                                               wrap) -> None:
+    """Review: only a list of data was searched for input paths, so timeline= a data file given in a tuple wrote
+    the PNG over it (and the data could no longer be read)."""
+    pytest.importorskip("matplotlib")
+    program, data = small_program[0], small_program[1]
+    copy = tmp_path / "d.npz"
+    copy.write_bytes(data.read_bytes())
+    before = copy.read_bytes()
+    with pytest.raises(leac.UsageError, match="refusing to write over the input file"):
+        leac.simulate(program, wrap([copy]), timeline=copy)
+    assert copy.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
 @pytest.fixture
 def api_files(small_program, tmp_path, monkeypatch):
     """A folder holding a Program, its data, its chip and its model (the working folder): what the calls of
