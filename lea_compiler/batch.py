@@ -191,14 +191,16 @@ def compile_many(
         Every chip's result, in the order of `chips`.
 
     Raises:
-        UsageError: no chips, two chips with one stem, an output that would overwrite an input,
-            `jobs` below 1, or a scheduler that cannot be used.
+        UsageError: no chips, two chips with one stem, an empty `out_dir`, an output that would overwrite an
+            input, `jobs` below 1, or a scheduler that cannot be used.
         InvalidModelError / BadDataError / CompileError: the model (or calibration data) fails
             before any chip is compiled; no output is written.
     """
     start = time.perf_counter()
     options = options or CompileOptions()
     check_workers(jobs, scheduler)
+    if not os.fspath(out_dir):  # Path("") is the current folder: never chosen by saying nothing
+        raise UsageError("the output folder is empty: name the folder for the Programs and reports")
     out = Path(out_dir)
     job_list = _plan(model, [Path(c) for c in chips], out, calibrate_on, absolute=scheduler is not None)
     client = connect(scheduler) if scheduler is not None else None  # before any work: a wrong address fails fast

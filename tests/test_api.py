@@ -346,3 +346,19 @@ def test_help_shows_the_api_and_emit_board_names_its_keywords() -> None:
                                                                                            "max_pulses"}
     doc = " ".join(leac.emit_board.__doc__.split())
     assert "`tolerance_uS` is `--tolerance-uS`" in doc and "`max_pulses` is `--max-pulses`" in doc
+
+
+def test_compile_many_into_an_empty_folder_name_is_refused(tmp_path, monkeypatch) -> None:
+    """Review: leac.compile_many(model, chips, "") wrote into the current folder (Path("") is "."), while
+    `leac compile --chip-dir ... -o ''` is refused."""
+    from lea_compiler.chip import save_chip, synth_chip
+
+    onnx.save(mlp_model(), tmp_path / "m.onnx")
+    (tmp_path / "chips").mkdir()
+    save_chip(synth_chip(arrays=16, rows=16, cols=16, seed=0), tmp_path / "chips" / "c1.json")
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    with pytest.raises(leac.UsageError, match="the output folder is empty: name the folder for the Programs"):
+        leac.compile_many(tmp_path / "m.onnx", tmp_path / "chips", "", k=1, jobs=1)
+    assert list(run.iterdir()) == []
