@@ -30,7 +30,6 @@ is no reason to leave the configuration that was measured whole.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,9 +40,8 @@ import numpy as np
 from lea_compiler import interpreter
 from lea_compiler.backends.sim import run_on_chip
 from lea_compiler.datasets import top1
-from lea_compiler.errors import BadDataError, CompileError, DoesNotFitError, UsageError
+from lea_compiler.errors import BadDataError, CompileError, DoesNotFitError
 from lea_compiler.ir import Graph
-from lea_compiler.layer_sizes import AUTO_SHARE
 from lea_compiler.layer_sizes import canonical as canonical_counts
 
 if TYPE_CHECKING:
@@ -58,7 +56,6 @@ MARGIN = 2.0
 to be chosen over the baseline."""
 MAX_SAMPLES = 512
 """Calibration samples the predictor runs (a seeded subsample beyond)."""
-_DIGITS = re.compile(r"[0-9]+")
 SCALE = 10**9
 """Output errors are integers in billionths in the CP-SAT model."""
 MAX_ERROR = 100.0
@@ -110,31 +107,6 @@ class Allocation:
                 "status": self.status, "baseline": self.prediction.baseline, "margin": self.prediction.margin,
                 "error": {name: list(values) for name, values in self.prediction.error.items()},
                 "disagreement": {name: list(values) for name, values in self.prediction.disagreement.items()}}
-
-
-def parse_budget(text: str | int | None, chip_devices: int) -> int:
-    """`--budget` as devices: a count, or a percentage of the chip's devices (`50%`); None: `AUTO_SHARE` of the
-    chip (blocks never pack an array completely, so a budget of the whole chip would not place).
-
-    Raises:
-        UsageError: not a positive count or a percentage in (0, 100].
-    """
-    if text is None:
-        return int(chip_devices * AUTO_SHARE)
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 1:
-            raise UsageError(f"--budget must be a positive number of devices or a percentage, got {text}")
-        return text
-    value = str(text).strip()
-    if match := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", value):
-        percent = float(match.group(1))
-        if not 0 < percent <= 100:
-            raise UsageError(f"--budget {value}: a percentage of the chip's devices must be in (0, 100]")
-        return max(1, int(chip_devices * percent / 100))
-    if _DIGITS.fullmatch(value) and int(value) >= 1:
-        return int(value)
-    raise UsageError(f"--budget takes a number of devices or a percentage of the chip (e.g. 12000 or 50%), "
-                     f"got {text!r}")
 
 
 Probe = Callable[[Mapping[str, int]], "Program"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, measure, parse_budget
+from lea_compiler.allocate import MAX_AUTO_K, Allocation, allocate, measure
 from lea_compiler.analog_time import program_analog_time
 from lea_compiler.analysis import canonical_devices, check_devices, mvm_layer
 from lea_compiler.calibration import calibrate
@@ -29,7 +29,7 @@ from lea_compiler.chip import Chip, DeviceModel, load_chip
 from lea_compiler.datasets import Dataset, load_data
 from lea_compiler.errors import DoesNotFitError, UsageError
 from lea_compiler.ir import Graph
-from lea_compiler.layer_sizes import AUTO, canonical, canonical_name_problem, ensemble_counts
+from lea_compiler.layer_sizes import AUTO, canonical, canonical_name_problem, ensemble_counts, parse_budget
 from lea_compiler.onnx_frontend import import_model, read_model
 from lea_compiler.options import recorded_options
 from lea_compiler.passes.canonicalize import require_mvm
@@ -183,8 +183,6 @@ def _prepare(
         assert calibration is not None
         digest = hashlib.sha256(Path(calibrate_on).read_bytes()).hexdigest()
         label = f"{Path(calibrate_on).name}, {len(calibration.x)} samples, sha256 {digest[:16]}"
-    if options.budget is not None and options.k != AUTO:
-        raise UsageError(f"--budget is the device budget of -k auto; with -k {options.k} the counts are given")
     passes = front_passes(options, device)
     empty = FrontEnd(graph, (), (), options, imported.model, imported.source, calibration, label,
                      imported.seconds + time.perf_counter() - start)

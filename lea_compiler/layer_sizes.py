@@ -138,3 +138,28 @@ def ensemble_counts(k: CountSpec, beta: CountSpec | None, layers: Sequence[str]
     if over:
         raise UsageError(f"beta must be between 1 and k for every layer: {', '.join(over)}")
     return alpha, averaged
+
+
+def parse_budget(text: str | int | None, chip_devices: int) -> int:
+    """`--budget` as devices: a count, or a percentage of the chip's devices (`50%`); None: `AUTO_SHARE` of the
+    chip (blocks never pack an array completely, so a budget of the whole chip would not place).
+
+    Raises:
+        UsageError: not a positive count or a percentage in (0, 100].
+    """
+    if text is None:
+        return int(chip_devices * AUTO_SHARE)
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 1:
+            raise UsageError(f"--budget must be a positive number of devices or a percentage, got {text}")
+        return text
+    value = str(text).strip()
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", value):
+        percent = float(match.group(1))
+        if not 0 < percent <= 100:
+            raise UsageError(f"--budget {value}: a percentage of the chip's devices must be in (0, 100]")
+        return max(1, int(chip_devices * percent / 100))
+    if _DIGITS.fullmatch(value) and int(value) >= 1:
+        return int(value)
+    raise UsageError(f"--budget takes a number of devices or a percentage of the chip (e.g. 12000 or 50%), "
+                     f"got {text!r}")

@@ -32,7 +32,7 @@ from lea_compiler.analog_time import BALANCED_TOLERANCE, OBJECTIVES
 from lea_compiler.arguments import check_keywords, int_argument, number_argument
 from lea_compiler.chip_limits import time_limit_problem
 from lea_compiler.errors import UsageError
-from lea_compiler.layer_sizes import CountSpec, canonical
+from lea_compiler.layer_sizes import AUTO, CountSpec, canonical, parse_budget
 from lea_compiler.passes.compensate import COMPENSATE_MODES
 from lea_compiler.passes.place import PLACER_NAMES
 from lea_compiler.passes.quantize import BIAS_MODES, ENCODINGS, SCALE_MODES
@@ -230,6 +230,10 @@ class CompileOptions:
             if choices is not None and (not isinstance(value, str) or value not in choices):
                 raise UsageError(f"unknown {_CHOICE_NAMES.get(f.name, f.name)} {value!r}; choose one of "
                                  f"{', '.join(choices)}")
+        if self.budget is not None:
+            if self.k != AUTO:
+                raise UsageError(f"--budget is the device budget of -k auto; with -k {self.k} the counts are given")
+            parse_budget(self.budget, 1)  # its form (a count or a percentage); its size is the chip's to judge
         object.__setattr__(self, "seed", int_argument(self.seed, "seed", 0))
         limit = number_argument(self.time_limit_s, "time_limit_s")
         if (problem := time_limit_problem(limit)) is not None:

@@ -12,11 +12,12 @@ import pytest
 from onnx import helper
 
 import lea_compiler as leac
-from lea_compiler.allocate import Prediction, allocate, fit_inverse_k, parse_budget
+from lea_compiler.allocate import Prediction, allocate, fit_inverse_k
 from lea_compiler.backends.sim import run_on_chip
 from lea_compiler.chip import save_chip, synth_chip
 from lea_compiler.cli import main
 from lea_compiler.errors import DoesNotFitError, UsageError
+from lea_compiler.layer_sizes import parse_budget
 from tests.helpers import make_model, mlp_model
 
 
