@@ -277,9 +277,12 @@ def test_simulate_negative_seed_is_a_usage_error(tmp_path, capsys) -> None:
     (None, 2, "is a chip file, not a Program: compile a model for it (leac compile MODEL --chip {path}) and simulate "
               "that Program, or give it as --chip to simulate a Program on it"),
     ('{"format": "leac-report", "x": 1}', 3, "is neither a Program (a .leac file of leac compile) nor a board file "
-                                             "(leac emit): it is JSON of format 'leac-report'"),
-    ('{"a": 1}', 3, "is neither a Program (a .leac file of leac compile) nor a board file (leac emit): it is JSON"),
-], ids=["chip", "other_format", "no_format"])
+                                             "(leac emit): a JSON file of format 'leac-report'"),
+    ('{"a": 1}', 3, "is neither a Program (a .leac file of leac compile) nor a board file (leac emit): it starts "
+                    "like JSON"),
+    ("{not json", 3, "is neither a Program (a .leac file of leac compile) nor a board file (leac emit): it starts "
+                     "like JSON"),
+], ids=["chip", "other_format", "no_format", "not_json"])
 def test_simulate_of_a_json_file_that_is_no_board_file_says_what_it_is(tmp_path, capsys, text, status,
                                                                       message) -> None:
     """Any file starting with '{' was called a board file that needed its --program; a chip file given as the

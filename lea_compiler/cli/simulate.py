@@ -209,7 +209,7 @@ def _refuse_json(path: str) -> NoReturn:
                          f"{path}) and simulate that Program, or give it as --chip to simulate a Program on it")
     if kind != "leac-board":
         raise InvalidInputError(f"{path} is neither a Program (a .leac file of leac compile) nor a board file "
-                                f"(leac emit): it is JSON{f' of format {kind!r}' if kind else ''}")
+                                f"(leac emit): {f'a JSON file of format {kind!r}' if kind else 'it starts like JSON'}")
     raise UsageError(f"{path} is a board file: give the Program it was emitted from with --program PROGRAM.leac")
 
 
