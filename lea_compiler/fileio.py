@@ -117,7 +117,9 @@ def written_together() -> Iterator[None]:
     """Write a command's outputs all or none: every `atomic_write_bytes` inside the block stays in its temporary
     file, and they are renamed over their targets only when the block ends without an error. A failure writing
     the second output (or any error or interrupt before the end) removes the first's temporary file, so no
-    output is left; a rename that fails after others succeeded removes the outputs already renamed.
+    output is left; a rename that fails after others succeeded (rare: the renames are within folders that took a
+    probe file, `check_output`) removes the outputs already renamed, so an old file one of them had replaced is
+    lost with it, while the old files of the outputs not yet renamed stay as they were.
 
     Raises:
         UsageError: a rename failed (the outputs renamed before it are removed).
