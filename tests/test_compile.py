@@ -300,14 +300,35 @@ def _batched_weight_matmul() -> onnx.ModelProto:
     return make_model(nodes, {"x": (F, [2, "N", 4])}, ["y"], {"w": np.ones((2, 4, 3), np.float32)})
 
 
+def _transposed_input_gemm() -> onnx.ModelProto:
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="mm", transA=1)]
+    return make_model(nodes, {"x": (F, [4, "N"])}, ["y"], {"w": np.ones((4, 3), np.float32)})
+
+
+def _matrix_c_gemm() -> onnx.ModelProto:
+    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="mm")]
+    return make_model(nodes, {"x": (F, [5, 4])}, ["y"], {"w": np.ones((4, 3), np.float32),
+                                                       "c": np.arange(15, dtype=np.float32).reshape(5, 3)})
+
+
+def _computed_bias_conv() -> onnx.ModelProto:
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="mm")]
+    return make_model(nodes, {"x": (F, ["N", 1, 5, 5]), "b": (F, [2])}, ["y"], {"w": np.ones((2, 1, 3, 3), np.float32)})
+
+
 @pytest.mark.parametrize("make, reason", [
     (_dynamic_matmul, "its right operand is computed, not a constant weight (an initializer or a Constant node)"),
+    # review: without these reasons transA was mapped as if the input were not transposed, and a C of one value
+    # per sample and column hit an assert (a bug in leac)
+    (_transposed_input_gemm, "it is a Gemm with transA=1 (the data transposed)"),
+    (_matrix_c_gemm, "its C is not a constant bias of one value per output column"),
+    (_computed_bias_conv, "its bias is computed, not a constant"),
     # the weight is constant, but on the left: the old message ("by constant weights") said the opposite
     (_left_constant_matmul, "its constant is the left operand (W @ x); a crossbar computes x @ W, the data on the "
                             "left"),
     (_vector_weight_matmul, "its constant weight is 1-D; a crossbar holds a matrix (2-D)"),
     (_batched_weight_matmul, "its constant weight is 3-D; a crossbar holds a matrix (2-D)"),
-], ids=["computed", "left_constant", "vector", "batched"])
+], ids=["computed", "transA", "matrix_c", "conv_bias", "left_constant", "vector", "batched"])
 @pytest.mark.parametrize("chips", ["--chip", "--chip-dir"])
 def test_cli_products_that_cannot_map_exit_1_naming_pass_node_and_why(files, tmp_path, capsys, chips, make,
                                                                       reason) -> None:
@@ -322,16 +343,25 @@ def test_cli_products_that_cannot_map_exit_1_naming_pass_node_and_why(files, tmp
     err = capsys.readouterr().err
     after = "pass quantize (after: canonicalize): quantize" if chips == "--chip" else "compiling after canonicalize"
     assert err.startswith(f"leac: error: {after} found no matrix product that maps onto crossbars")
-    assert err.rstrip().endswith(f"node 'mm' (MatMul): {reason}") and err.count("\n") == 1
+    op = {"_transposed_input_gemm": "Gemm", "_matrix_c_gemm": "Gemm", "_computed_bias_conv": "Conv"}.get(
+        make.__name__, "MatMul")
+    assert err.rstrip().endswith(f"node 'mm' ({op}): {reason}") and err.count("\n") == 1
     assert "canonicalize first" not in err and not out.exists()
 
 
 def test_quantize_without_canonicalize_says_to_run_it(files) -> None:
-    """Through the API, passes run by hand: a product canonicalize would lower but did not (it did not run)."""
+    """Through the API, passes run by hand: a product canonicalize would lower but did not (it did not run), also
+    beside one it could not lower."""
     model, _ = files
     graph = import_model(onnx.load(model))
     with pytest.raises(CompileError, match=r"quantize needs leac.MVM nodes \(run canonicalize first\)"):
         require_mvm(graph, "quantize")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mapped"),
+             helper.make_node("MatMul", ["h", "v"], ["y"], name="computed")]
+    mixed = import_model(make_model(nodes, {"x": (F, ["N", 4]), "v": (F, [3, 2])}, ["y"],
+                                    {"w": np.ones((4, 3), np.float32)}))
+    with pytest.raises(CompileError, match=r"\(run canonicalize first\).*node 'mapped' \(MatMul\)"):
+        require_mvm(mixed, "quantize")
 
 
 def test_prepare_refuses_a_model_without_matrix_products_before_any_chip(tmp_path) -> None:
