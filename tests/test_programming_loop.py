@@ -485,13 +485,18 @@ class Flaky:
     def __init__(self, chip, seed):
         self._board = SimulatedBoard(chip, seed)
         self.calls = 0
+        self.broken = False  # the properties fail once a test breaks the link (after open_board looked at them)
 
     @property
     def chip(self):
+        if {fail!r} == "chip" and self.broken:
+            raise {error}
         return self._board.chip
 
     @property
     def readback_reads(self):
+        if {fail!r} == "readback_reads" and self.broken:
+            raise {error}
         return self._board.readback_reads
 
     def program(self, records):
@@ -552,6 +557,14 @@ def test_every_call_into_a_board_driver_is_guarded(tmp_path: Path, monkeypatch: 
     with pytest.raises(UsageError, match=r"^--board flakyread:open_board: the driver's read\(\) failed: OSError: "
                                          r"\[Errno 5\] Input/output error$"):
         board.read(0, np.array([0]), np.array([0]))
+    # the properties too (review: their guards could go unnoticed), once open_board has looked at them
+    for name in ("chip", "readback_reads"):
+        (tmp_path / f"flaky{name}.py").write_text(_FLAKY_DRIVER.format(fail=name, error="RuntimeError('gone')"))
+        board = open_board(f"flaky{name}:open_board", _chip(16.66, 10.0))
+        board._driver.broken = True  # type: ignore[attr-defined]
+        with pytest.raises(UsageError, match=rf"^--board flaky{name}:open_board: the driver's {name} failed: "
+                                             "RuntimeError: gone$"):
+            getattr(board, name)
 
 
 def test_a_bug_in_leac_while_programming_through_a_driver_is_still_an_internal_error(
